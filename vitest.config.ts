@@ -1,0 +1,36 @@
+import { defineConfig } from 'vitest/config';
+
+// Two projects:
+//  - unit: pure logic, no Docker; fast.
+//  - lab:  end-to-end through real lab containers (needs a Docker engine). Each test file brings up
+//          its own lab (own containers, own links), so files run in parallel safely; 2 workers fit
+//          the 2-core machines this project targets.
+export default defineConfig({
+  test: {
+    reporters: process.env.CI ? ['default', 'junit'] : ['default'],
+    outputFile: { junit: 'artifacts/junit.xml' },
+    projects: [
+      {
+        test: {
+          name: 'unit',
+          include: ['**/*.test.ts'],
+          exclude: ['**/*.lab.test.ts', 'scenarios/**', 'node_modules/**', 'dist/**'],
+          environment: 'node',
+        },
+      },
+      {
+        test: {
+          name: 'lab',
+          include: ['**/*.lab.test.ts', 'scenarios/**/*.test.ts'],
+          exclude: ['node_modules/**', 'dist/**'],
+          environment: 'node',
+          globalSetup: ['harness/testing/global-setup.ts'],
+          testTimeout: 120_000,
+          hookTimeout: 180_000,
+          maxWorkers: 2,
+          minWorkers: 1,
+        },
+      },
+    ],
+  },
+});
