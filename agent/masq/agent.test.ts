@@ -1,0 +1,418 @@
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { MasqAgent, type MasqAgentOptions, type MasqAgentState, nodeFs } from './agent.js';
+import { DEFAULT_NON_MASQUERADE_CIDRS } from './constants.js';
+import { FakeClock, FakeFs, FakeNft, nonMasqElements } from './testing/fakes.js';
+
+const DIR = '/etc/config';
+const CFG = '/etc/config/ip-masq-agent';
+const STATE = '/run/egresslab/masq-state.json';
+const DEFAULT_ELEMENTS = [...DEFAULT_NON_MASQUERADE_CIDRS].sort(
+  (a, b) => ipNum(a) - ipNum(b),
+);
+function ipNum(c: string): number {
+  return c
+    .split('/')[0]!
+    .split('.')
+    .reduce((n, o) => n * 256 + Number(o), 0);
+}
+
+interface Rig {
+  agent: MasqAgent;
+  clock: FakeClock;
+  fsx: FakeFs;
+  nft: FakeNft;
+  logs: string[];
+  events: { reason: string; message: string; type: string }[];
+  state(): MasqAgentState;
+}
+
+const agents: MasqAgent[] = [];
+afterEach(async () => {
+  for (const a of agents.splice(0)) await a.stop({ removeRules: false });
+});
+
+function rig(setup: (fsx: FakeFs) => void = (f) => f.mkdir(DIR), over: Partial<MasqAgentOptions> = {}): Rig {
+  const clock = new FakeClock();
+  const fsx = new FakeFs();
+  setup(fsx);
+  const nft = new FakeNft();
+  const logs: string[] = [];
+  const events: Rig['events'] = [];
+  const agent = new MasqAgent({
+    nft,
+    podCidrs: ['10.244.1.0/24'],
+    configPath: CFG,
+    statePath: STATE,
+    fs: fsx,
+    clock,
+    log: (l) => logs.push(l),
+    onEvent: (reason, message, type) => events.push({ reason, message, type }),
+    ...over,
+  });
+  agents.push(agent);
+  return {
+    agent,
+    clock,
+    fsx,
+    nft,
+    logs,
+    events,
+    state: () => JSON.parse(fsx.written.get(STATE) ?? 'null') as MasqAgentState,
+  };
+}
+
+describe('MasqAgent with fakes', () => {
+  it('no config file: applies the default list and writes state', async () => {
+    const r = rig();
+    await r.agent.start();
+    expect(r.nft.applied).toHaveLength(1);
+    expect(r.nft.installedNonMasq()).toEqual(DEFAULT_ELEMENTS);
+    const st = r.state();
+    expect(st).toMatchObject({ status: 'running', configSource: 'defaults', lastError: null, applies: 1, setElements: 11 });
+    expect(st.configHash).toMatch(/^[0-9a-f]{16}$/);
+    expect(st.ruleCount).toBeGreaterThan(11);
+    expect(r.events.map((e) => e.reason)).toEqual(['MasqRulesApplied']);
+  });
+
+  it('a config change is applied after the debounce (well within 250 ms), without waiting for resync', async () => {
+    const r = rig();
+    await r.agent.start();
+    r.fsx.replaceFile(CFG, 'nonMasqueradeCIDRs: [192.168.0.0/16, 0.0.0.0/0]\n');
+    await r.clock.advance(25);
+    expect(r.nft.installedNonMasq()).toEqual(['0.0.0.0/0']);
+    expect(r.state()).toMatchObject({ configSource: 'file', applies: 2 });
+  });
+
+  it('in-place edits are seen through the file watch', async () => {
+    const r = rig((f) => {
+      f.mkdir(DIR);
+      f.replaceFile(CFG, 'nonMasqueradeCIDRs: [10.0.0.0/8]\n');
+    });
+    await r.agent.start();
+    expect(r.nft.installedNonMasq()).toEqual(['10.0.0.0/8']);
+    expect(r.fsx.watcherCount(CFG)).toBe(1);
+    r.fsx.writeInPlace(CFG, 'nonMasqueradeCIDRs: [172.16.0.0/12]\n');
+    await r.clock.advance(25);
+    expect(r.nft.installedNonMasq()).toEqual(['172.16.0.0/12']);
+  });
+
+  it('bad config keeps the last good rules and reports field and value (log, event, state)', async () => {
+    const r = rig((f) => {
+      f.mkdir(DIR);
+      f.replaceFile(CFG, 'nonMasqueradeCIDRs: [10.0.0.0/8]\n');
+    });
+    await r.agent.start();
+    const good = r.nft.installed;
+    r.fsx.replaceFile(CFG, 'nonMasqueradeCIDRs: [10.0.0.0/8, 10.0.0.1/8]\n');
+    await r.clock.advance(25);
+    expect(r.nft.applied).toHaveLength(1);
+    expect(r.nft.installed).toBe(good);
+    const line = r.logs.find((l) => l.includes('MasqConfigInvalid'));
+    expect(line).toContain('field=nonMasqueradeCIDRs[1]');
+    expect(line).toContain('value="10.0.0.1/8"');
+    expect(line).toContain('keeping last good rules');
+    expect(r.events.at(-1)).toMatchObject({ reason: 'MasqConfigInvalid', type: 'Warning' });
+    const st = r.state();
+    expect(st.lastError).toMatchObject({ reason: 'MasqConfigInvalid', errors: [{ field: 'nonMasqueradeCIDRs[1]', value: '"10.0.0.1/8"' }] });
+    expect(st.applies).toBe(1);
+
+    // the same error at the next resync: no new event (no spam), rules still the old ones
+    const nEvents = r.events.length;
+    await r.clock.advance(60_000);
+    expect(r.events.length).toBe(nEvents);
+    expect(r.nft.installed).toBe(good);
+
+    // fixing the file applies it and clears the error
+    r.fsx.replaceFile(CFG, 'nonMasqueradeCIDRs: [10.0.0.0/8, 192.168.0.0/16]\n');
+    await r.clock.advance(25);
+    expect(r.nft.installedNonMasq()).toEqual(['10.0.0.0/8', '192.168.0.0/16']);
+    expect(r.state().lastError).toBeNull();
+  });
+
+  it.each([
+    ['unparsable YAML', '*'],
+    ['number where a list belongs', 'nonMasqueradeCIDRs: 5\n'],
+    ['IPv6 not enabled', 'nonMasqueradeCIDRs: ["fc00::/7"]\n'],
+  ])('%s: rules untouched', async (_n, text) => {
+    const r = rig();
+    await r.agent.start();
+    const before = r.nft.installed;
+    r.fsx.replaceFile(CFG, text);
+    await r.clock.advance(25);
+    expect(r.nft.installed).toBe(before);
+    expect(r.state().lastError?.reason).toBe('MasqConfigInvalid');
+  });
+
+  it('bad config at start: nothing is applied (existing kernel rules are left alone, like upstream)', async () => {
+    const r = rig((f) => {
+      f.mkdir(DIR);
+      f.replaceFile(CFG, 'masqLinkLocal: "yes please"\n');
+    });
+    r.nft.installed = 'previous run rules hook postrouting';
+    await r.agent.start();
+    expect(r.nft.applied).toHaveLength(0);
+    expect(r.nft.installed).toBe('previous run rules hook postrouting');
+    expect(r.state().lastError?.errors[0]?.field).toBe('masqLinkLocal');
+  });
+
+  it('file disappearing restores the defaults', async () => {
+    const r = rig((f) => {
+      f.mkdir(DIR);
+      f.replaceFile(CFG, 'nonMasqueradeCIDRs: []\n');
+    });
+    await r.agent.start();
+    expect(r.nft.installedNonMasq()).toEqual([]);
+    r.fsx.removeFile(CFG);
+    await r.clock.advance(25);
+    expect(r.nft.installedNonMasq()).toEqual(DEFAULT_ELEMENTS);
+    expect(r.state().configSource).toBe('defaults');
+  });
+
+  it('resync repairs rules removed or modified behind its back', async () => {
+    const r = rig();
+    await r.agent.start();
+    r.nft.externalDelete();
+    await r.clock.advance(59_000);
+    expect(r.nft.installed).toBeNull();
+    await r.clock.advance(1_000);
+    expect(r.nft.installedNonMasq()).toEqual(DEFAULT_ELEMENTS);
+    expect(r.state().repairs).toBe(1);
+    expect(r.events.at(-1)).toMatchObject({ reason: 'MasqRulesRepaired', type: 'Warning' });
+
+    r.nft.externalModify();
+    await r.clock.advance(60_000);
+    expect(r.nft.installed).not.toContain('# tampered');
+    expect(r.state().repairs).toBe(2);
+  });
+
+  it('resync with nothing changed does not re-apply', async () => {
+    const r = rig();
+    await r.agent.start();
+    const lists = r.nft.listCalls;
+    await r.clock.advance(60_000 * 3);
+    expect(r.nft.applied).toHaveLength(1);
+    expect(r.nft.listCalls).toBe(lists + 3);
+  });
+
+  it('resyncInterval from the config drives the resync period (with a 1 s floor)', async () => {
+    const r = rig((f) => {
+      f.mkdir(DIR);
+      f.replaceFile(CFG, 'resyncInterval: 5s\n');
+    });
+    await r.agent.start();
+    r.nft.externalDelete();
+    await r.clock.advance(5_000);
+    expect(r.nft.installed).not.toBeNull();
+    r.fsx.replaceFile(CFG, 'resyncInterval: "-1s"\n');
+    await r.clock.advance(20); // debounce: the sync runs now and reschedules the resync in 1 s
+    r.nft.externalDelete();
+    await r.clock.advance(999);
+    expect(r.nft.installed).toBeNull();
+    await r.clock.advance(1);
+    expect(r.nft.installed).not.toBeNull();
+  });
+
+  it('bad config still repairs the last good rules at resync', async () => {
+    const r = rig();
+    await r.agent.start();
+    r.fsx.replaceFile(CFG, 'nonMasqueradeCIDRs: [nope]\n');
+    await r.clock.advance(25);
+    r.nft.externalDelete();
+    await r.clock.advance(60_000);
+    expect(r.nft.installedNonMasq()).toEqual(DEFAULT_ELEMENTS);
+    expect(r.state().lastError?.reason).toBe('MasqConfigInvalid');
+  });
+
+  it('nft failure is reported and retried at the next poll', async () => {
+    const r = rig();
+    r.nft.failNextApply('Error: Could not process rule: Operation not permitted');
+    await r.agent.start();
+    expect(r.nft.installed).toBeNull();
+    expect(r.state().lastError).toMatchObject({ reason: 'MasqApplyFailed' });
+    expect(r.events.at(-1)?.reason).toBe('MasqApplyFailed');
+    await r.clock.advance(1_000);
+    expect(r.nft.installedNonMasq()).toEqual(DEFAULT_ELEMENTS);
+    expect(r.state().lastError).toBeNull();
+  });
+
+  it('unreadable config file is an error, not "absent"', async () => {
+    const r = rig();
+    r.fsx.readError = Object.assign(new Error('EACCES: permission denied'), { code: 'EACCES' });
+    await r.agent.start();
+    expect(r.nft.applied).toHaveLength(0);
+    expect(r.state().lastError?.errors[0]?.field).toBe('(file)');
+  });
+
+  it('config directory missing at start: fast poll picks it up when it appears', async () => {
+    const r = rig(() => undefined);
+    await r.agent.start();
+    expect(r.nft.installedNonMasq()).toEqual(DEFAULT_ELEMENTS);
+    r.fsx.dirs.add(DIR); // appears without any watchable event
+    r.fsx.files.set(CFG, { text: 'nonMasqueradeCIDRs: [10.0.0.0/8]\n', id: '9:9' });
+    await r.clock.advance(100 + 25);
+    expect(r.nft.installedNonMasq()).toEqual(['10.0.0.0/8']);
+    expect(r.fsx.watcherCount(DIR)).toBe(1);
+  });
+
+  it('directory removed and recreated: watch re-armed', async () => {
+    const r = rig();
+    await r.agent.start();
+    r.fsx.rmdir(DIR);
+    await r.clock.advance(1_000);
+    r.fsx.mkdir(DIR);
+    await r.clock.advance(100);
+    expect(r.fsx.watcherCount(DIR)).toBe(1);
+    r.fsx.replaceFile(CFG, 'nonMasqueradeCIDRs: [10.0.0.0/8]\n');
+    await r.clock.advance(25);
+    expect(r.nft.installedNonMasq()).toEqual(['10.0.0.0/8']);
+  });
+
+  it('cosmetic change (comment, order of an equivalent list) does not re-apply', async () => {
+    const r = rig((f) => {
+      f.mkdir(DIR);
+      f.replaceFile(CFG, 'nonMasqueradeCIDRs: [10.0.0.0/8, 192.168.0.0/16]\n');
+    });
+    await r.agent.start();
+    r.fsx.replaceFile(CFG, '# comment\nnonMasqueradeCIDRs: [192.168.0.0/16, 10.0.0.0/8, 10.1.0.0/16]\n');
+    await r.clock.advance(25);
+    expect(r.nft.applied).toHaveLength(1);
+  });
+
+  it('stop() removes the rules (SIGTERM path); stop({removeRules:false}) leaves them (crash-like)', async () => {
+    const r = rig();
+    await r.agent.start();
+    await r.agent.stop();
+    expect(r.nft.installed).toBeNull();
+    expect(r.nft.applied.at(-1)).toContain('delete table ip egresslab_masq');
+    expect(r.state()).toMatchObject({ status: 'stopped', rulesRemoved: true });
+    expect(r.clock.pendingTimers()).toEqual([]);
+    expect(r.fsx.watcherCount(DIR)).toBe(0);
+
+    const r2 = rig();
+    await r2.agent.start();
+    const installed = r2.nft.installed;
+    await r2.agent.stop({ removeRules: false });
+    expect(r2.nft.installed).toBe(installed);
+  });
+
+  it('changes during a sync are not lost (queued behind it)', async () => {
+    const r = rig();
+    await r.agent.start();
+    r.fsx.replaceFile(CFG, 'nonMasqueradeCIDRs: [1.0.0.0/8]\n');
+    await r.clock.advance(20);
+    r.fsx.replaceFile(CFG, 'nonMasqueradeCIDRs: [2.0.0.0/8]\n');
+    await r.clock.advance(25);
+    expect(r.nft.installedNonMasq()).toEqual(['2.0.0.0/8']);
+  });
+});
+
+// ---------------------------------------------------------------------------------------------
+// Real filesystem + real timers (still a fake nft): kubelet-style projected volume.
+
+async function until<T>(fn: () => T | undefined, deadlineMs: number, what: string): Promise<T> {
+  const end = Date.now() + deadlineMs;
+  for (;;) {
+    const v = fn();
+    if (v !== undefined) return v;
+    if (Date.now() > end) throw new Error(`timed out after ${deadlineMs} ms waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 5));
+  }
+}
+
+/** Mimic kubelet's AtomicWriter: new timestamped dir, ..data_tmp symlink renamed over ..data. */
+function kubeletProject(dir: string, gen: number, files: Record<string, string>): void {
+  const ts = path.join(dir, `..2025_01_01_00_00_0${gen}.000000000`);
+  fs.mkdirSync(ts);
+  for (const [k, v] of Object.entries(files)) fs.writeFileSync(path.join(ts, k), v);
+  const old = fs.existsSync(path.join(dir, '..data')) ? fs.readlinkSync(path.join(dir, '..data')) : null;
+  fs.symlinkSync(path.basename(ts), path.join(dir, '..data_tmp'));
+  fs.renameSync(path.join(dir, '..data_tmp'), path.join(dir, '..data'));
+  for (const k of Object.keys(files)) {
+    const link = path.join(dir, k);
+    if (!fs.existsSync(link)) fs.symlinkSync(path.join('..data', k), link);
+  }
+  if (old) fs.rmSync(path.join(dir, old), { recursive: true });
+}
+
+describe('MasqAgent on a real filesystem (fs.watch, kubelet ..data swaps)', () => {
+  it('applies a projected ConfigMap change within 250 ms via the watch (poll disabled)', async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'masq-'));
+    try {
+      kubeletProject(dir, 1, { 'ip-masq-agent': 'nonMasqueradeCIDRs: [10.0.0.0/8]\n' });
+      const nft = new FakeNft();
+      const statePath = path.join(dir, 'state', 'masq.json');
+      const agent = new MasqAgent({
+        nft,
+        podCidrs: ['10.244.1.0/24'],
+        configPath: path.join(dir, 'ip-masq-agent'),
+        statePath,
+        pollMs: 3_600_000, // prove the watch (not the poll) does it
+        log: () => undefined,
+      });
+      agents.push(agent);
+      await agent.start();
+      expect(nft.installedNonMasq()).toEqual(['10.0.0.0/8']);
+
+      const latencies: number[] = [];
+      for (let gen = 2; gen <= 6; gen++) {
+        const want = `${gen}.0.0.0/8`;
+        const t0 = Date.now();
+        kubeletProject(dir, gen, { 'ip-masq-agent': `nonMasqueradeCIDRs: [${want}]\n` });
+        await until(() => (nft.installedNonMasq()?.[0] === want ? true : undefined), 2_000, want);
+        latencies.push(Date.now() - t0);
+      }
+      expect(Math.max(...latencies)).toBeLessThan(250);
+
+      // ConfigMap deleted (optional volume): the file goes away -> defaults
+      fs.rmSync(path.join(dir, 'ip-masq-agent'));
+      await until(() => (nft.installedNonMasq()?.length === 11 ? true : undefined), 2_000, 'defaults');
+
+      // the state file is written right after the apply
+      const readState = () => JSON.parse(fs.readFileSync(statePath, 'utf8')) as MasqAgentState;
+      const st = await until(() => (readState().configSource === 'defaults' ? readState() : undefined), 2_000, 'state file');
+      expect(st).toMatchObject({ status: 'running', lastError: null, setElements: 11 });
+      await agent.stop();
+      expect(nft.installed).toBeNull();
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('sees in-place writes to a plain file (same inode) via the file watch', async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'masq-'));
+    try {
+      const file = path.join(dir, 'ip-masq-agent');
+      fs.writeFileSync(file, '{"nonMasqueradeCIDRs": ["10.0.0.0/8"]}');
+      const nft = new FakeNft();
+      const agent = new MasqAgent({ nft, podCidrs: ['10.244.1.0/24'], configPath: file, pollMs: 3_600_000, log: () => undefined });
+      agents.push(agent);
+      await agent.start();
+      fs.writeFileSync(file, '{"nonMasqueradeCIDRs": ["11.0.0.0/8"]}');
+      await until(() => (nft.installedNonMasq()?.[0] === '11.0.0.0/8' ? true : undefined), 2_000, 'in-place change');
+      expect(nft.applied).toHaveLength(2);
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('nodeFs.readConfig: missing, dangling symlink and directory', async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'masq-'));
+    try {
+      expect(await nodeFs.readConfig(path.join(dir, 'nope'))).toEqual({ exists: false });
+      fs.symlinkSync('..data/ip-masq-agent', path.join(dir, 'dangling'));
+      expect(await nodeFs.readConfig(path.join(dir, 'dangling'))).toEqual({ exists: false });
+      await expect(nodeFs.readConfig(dir)).rejects.toThrow(/directory/);
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe('fakes sanity', () => {
+  it('nonMasqElements parses a rendered set', () => {
+    expect(nonMasqElements('set nonmasq {\n type ipv4_addr\n elements = { 1.0.0.0/8, 2.0.0.0/8 }\n }')).toEqual(['1.0.0.0/8', '2.0.0.0/8']);
+  });
+});

@@ -1,0 +1,68 @@
+/**
+ * Constants shared by the masquerade (ip-masq-agent) part of the node agent.
+ * See docs/masquerade.md for the reasoning behind each value.
+ */
+
+/** nftables table that holds everything this agent programs (one per address family). */
+export const MASQ_TABLE = 'egresslab_masq';
+
+/** Named interval set holding the (normalised) non-masquerade destinations. */
+export const NONMASQ_SET = 'nonmasq';
+
+/** Named interval set holding the node's pod CIDR(s): only packets sourced there are touched. */
+export const PODCIDR_SET = 'podcidrs';
+
+/** Base chain hooked at nat/postrouting, priority srcnat. */
+export const MASQ_CHAIN = 'postrouting';
+
+/**
+ * Egress-gateway bypass hook. The masquerade chain's FIRST rule is
+ *   meta mark & EGRESS_GW_BYPASS_MASK == EGRESS_GW_BYPASS_MARK return
+ * so that packets the egress NAT gateway datapath has already claimed (and will SNAT to a floating
+ * IP itself) are never masqueraded to the node IP here. The gateway work sets this bit (and only
+ * this bit: use `meta mark set meta mark | 0x00002000`) on packets it wants to bypass masquerade.
+ *
+ * Bit 13 was chosen because kube-proxy uses bits 14 (0x4000, masquerade) and 15 (0x8000, drop),
+ * Calico uses the upper 16 bits by default, and Cilium uses 0x0f00. The lab runs none of those, but
+ * keep the bit out of their way so that real-cluster intuition carries over.
+ */
+export const EGRESS_GW_BYPASS_MARK = 0x00002000;
+export const EGRESS_GW_BYPASS_MASK = 0x00002000;
+
+/** Upstream `linkLocalCIDR` / `linkLocalCIDRIPv6` (cmd/ip-masq-agent/ip-masq-agent.go). */
+export const LINK_LOCAL_CIDR = '169.254.0.0/16';
+export const LINK_LOCAL_CIDR_IPV6 = 'fe80::/10';
+
+/**
+ * Default non-masquerade destinations (SPEC section 1): the 11 ranges upstream uses with
+ * `--nomasq-all-reserved-ranges=true`, which is what GKE runs with.
+ */
+export const DEFAULT_NON_MASQUERADE_CIDRS: readonly string[] = Object.freeze([
+  '10.0.0.0/8',
+  '172.16.0.0/12',
+  '192.168.0.0/16',
+  '100.64.0.0/10',
+  '192.0.0.0/24',
+  '192.0.2.0/24',
+  '192.88.99.0/24',
+  '198.18.0.0/15',
+  '198.51.100.0/24',
+  '203.0.113.0/24',
+  '240.0.0.0/4',
+]);
+
+/** Upstream default resyncInterval: 60s. */
+export const DEFAULT_RESYNC_INTERVAL_MS = 60_000;
+
+/**
+ * Upstream accepts any Go duration, including "0s" and negative ones, and then hot-loops
+ * (time.Sleep of <= 0 returns at once). We accept the same strings but never resync faster
+ * than this.
+ */
+export const MIN_RESYNC_INTERVAL_MS = 1_000;
+
+/** Where upstream reads its config (ConfigMap key `config` projected as this file). */
+export const DEFAULT_CONFIG_PATH = '/etc/config/ip-masq-agent';
+
+/** Default location of the state file that `egresslab status` reads. */
+export const DEFAULT_STATE_PATH = '/run/egresslab/masq-state.json';

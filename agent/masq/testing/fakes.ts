@@ -1,0 +1,180 @@
+/**
+ * Test doubles for the masquerade agent: a manual clock, an in-memory filesystem with watch
+ * events, and an nft runner that keeps a fake "kernel" table. Used by agent/masq/*.test.ts; also
+ * usable from harness unit tests.
+ */
+import * as path from 'node:path';
+import type { AgentFs, Clock, ConfigRead, WatchHandle } from '../agent.js';
+import type { NftRunner } from '../nft.js';
+import type { TableRef } from '../render.js';
+
+/** Let every pending promise chain run (no real time passes). */
+export async function settle(rounds = 5): Promise<void> {
+  for (let i = 0; i < rounds; i++) await new Promise<void>((r) => setImmediate(r));
+}
+
+export class FakeClock implements Clock {
+  private t: number;
+  private seq = 0;
+  private readonly timers = new Map<number, { at: number; fn: () => void }>();
+
+  constructor(start = Date.UTC(2025, 0, 1)) {
+    this.t = start;
+  }
+  now(): number {
+    return this.t;
+  }
+  setTimeout(fn: () => void, ms: number): unknown {
+    const id = ++this.seq;
+    this.timers.set(id, { at: this.t + Math.max(0, ms), fn });
+    return id;
+  }
+  clearTimeout(h: unknown): void {
+    this.timers.delete(h as number);
+  }
+  pendingTimers(): number[] {
+    return [...this.timers.values()].map((x) => x.at - this.t).sort((a, b) => a - b);
+  }
+  /** Advance virtual time, firing due timers in order and letting async work settle after each. */
+  async advance(ms: number): Promise<void> {
+    const target = this.t + ms;
+    await settle();
+    for (;;) {
+      let next: [number, { at: number; fn: () => void }] | undefined;
+      for (const e of this.timers) if (e[1].at <= target && (!next || e[1].at < next[1].at)) next = e;
+      if (!next) break;
+      this.timers.delete(next[0]);
+      this.t = next[1].at;
+      next[1].fn();
+      await settle();
+    }
+    this.t = target;
+  }
+}
+
+interface FakeFile {
+  text: string;
+  id: string;
+}
+
+export class FakeFs implements AgentFs {
+  readonly files = new Map<string, FakeFile>();
+  readonly dirs = new Set<string>();
+  readonly written = new Map<string, string>();
+  private readonly watchers = new Map<string, Set<() => void>>();
+  private ino = 100;
+  /** Make the next readConfig throw this error (e.g. EACCES). */
+  readError: NodeJS.ErrnoException | null = null;
+
+  mkdir(dir: string): void {
+    this.dirs.add(dir);
+    this.emit(path.dirname(dir));
+  }
+  rmdir(dir: string): void {
+    this.dirs.delete(dir);
+    for (const f of [...this.files.keys()]) if (path.dirname(f) === dir) this.files.delete(f);
+    this.emit(dir);
+    this.watchers.delete(dir);
+  }
+  /** Replace the file with a new inode (what an atomic rename / kubelet ..data swap looks like). */
+  replaceFile(p: string, text: string): void {
+    if (!this.dirs.has(path.dirname(p))) throw new Error(`no dir for ${p}`);
+    const old = this.files.get(p);
+    this.files.set(p, { text, id: `1:${++this.ino}` });
+    this.emit(path.dirname(p));
+    if (old) this.emit(p);
+  }
+  /** Edit in place (same inode): only watchers of the file itself and its dir see it. */
+  writeInPlace(p: string, text: string): void {
+    const f = this.files.get(p);
+    if (!f) throw new Error(`no file ${p}`);
+    f.text = text;
+    this.emit(p);
+    this.emit(path.dirname(p));
+  }
+  removeFile(p: string): void {
+    this.files.delete(p);
+    this.emit(p);
+    this.emit(path.dirname(p));
+  }
+  watcherCount(p: string): number {
+    return this.watchers.get(p)?.size ?? 0;
+  }
+  private emit(p: string): void {
+    for (const cb of [...(this.watchers.get(p) ?? [])]) cb();
+  }
+
+  async readConfig(file: string): Promise<ConfigRead> {
+    if (this.readError) {
+      const e = this.readError;
+      this.readError = null;
+      throw e;
+    }
+    const f = this.files.get(file);
+    return f ? { exists: true, text: f.text, id: f.id } : { exists: false };
+  }
+  async statId(p: string): Promise<string | null> {
+    const f = this.files.get(p);
+    if (f) return f.id;
+    return this.dirs.has(p) ? `dir:${p}` : null;
+  }
+  watch(p: string, onChange: () => void): WatchHandle {
+    if (!this.files.has(p) && !this.dirs.has(p)) {
+      throw Object.assign(new Error(`ENOENT: watch ${p}`), { code: 'ENOENT' });
+    }
+    let set = this.watchers.get(p);
+    if (!set) this.watchers.set(p, (set = new Set()));
+    set.add(onChange);
+    return { close: () => set.delete(onChange) };
+  }
+  async writeFileAtomic(p: string, content: string): Promise<void> {
+    this.written.set(p, content);
+  }
+}
+
+/** A fake nft with one "kernel" slot per table; removal rulesets empty it. */
+export class FakeNft implements NftRunner {
+  /** Ruleset currently "in the kernel" (null = no table). */
+  installed: string | null = null;
+  readonly applied: string[] = [];
+  listCalls = 0;
+  private failures: string[] = [];
+
+  failNextApply(message: string): void {
+    this.failures.push(message);
+  }
+  /** Something else (an admin, another agent) removed our table. */
+  externalDelete(): void {
+    this.installed = null;
+  }
+  /** Something else added a rule to our table. */
+  externalModify(): void {
+    if (this.installed) this.installed += '\n# tampered';
+  }
+  async apply(ruleset: string): Promise<void> {
+    const f = this.failures.shift();
+    if (f !== undefined) throw new Error(f);
+    this.applied.push(ruleset);
+    this.installed = ruleset.includes('hook postrouting') ? ruleset : null;
+  }
+  async list(t: TableRef): Promise<string | null> {
+    this.listCalls++;
+    if (this.installed === null) return null;
+    return `${t.family} ${t.name}\n${this.installed}`;
+  }
+  /** Elements of the nonmasq set in the installed ruleset. */
+  installedNonMasq(): string[] | null {
+    if (this.installed === null) return null;
+    return nonMasqElements(this.installed);
+  }
+}
+
+/** Extract the elements of `set nonmasq` (ip family) from a rendered ruleset. */
+export function nonMasqElements(ruleset: string): string[] {
+  const m = /set nonmasq \{[^}]*?(?:elements = \{([^}]*)\})?\s*\}/.exec(ruleset);
+  if (!m) throw new Error('no nonmasq set in ruleset');
+  return (m[1] ?? '')
+    .split(/[,\s]+/)
+    .map((s) => s.trim())
+    .filter(Boolean);
+}

@@ -1,0 +1,128 @@
+// Authentication (static bearer tokens) and authorization.
+//
+// Tokens file: the kube-apiserver static token file format, one line per token:
+//     token,user,uid,"group1,group2"
+// Blank lines and lines starting with # are ignored.
+//
+// Authorization:
+//   - group system:masters: everything;
+//   - user system:node:<name> (a node's agent): read everything; write only its own Lease
+//     (kube-node-lease/<name>), its own AnthosNetworkGatewayNode (<name>) and Events whose
+//     involvedObject is its own Node;
+//   - any other authenticated user: read-only.
+import { readFileSync } from 'node:fs';
+import type { ResourceDef } from './resources.js';
+import type { KubeObject } from './types.js';
+
+export interface UserInfo {
+  name: string;
+  uid: string;
+  groups: string[];
+}
+
+export type Verb = 'get' | 'list' | 'watch' | 'create' | 'update' | 'patch' | 'delete';
+
+export function parseTokensFile(text: string): Map<string, UserInfo> {
+  const out = new Map<string, UserInfo>();
+  text.split(/\r?\n/).forEach((raw, i) => {
+    const line = raw.trim();
+    if (line === '' || line.startsWith('#')) return;
+    const fields = parseCsvLine(line);
+    if (fields.length < 2 || !fields[0] || !fields[1]) throw new Error(`tokens file line ${i + 1}: expected token,user[,uid[,"groups"]]`);
+    const groups = (fields[3] ?? '')
+      .split(',')
+      .map((g) => g.trim())
+      .filter(Boolean);
+    out.set(fields[0], { name: fields[1], uid: fields[2] || fields[1], groups });
+  });
+  return out;
+}
+
+function parseCsvLine(line: string): string[] {
+  const out: string[] = [];
+  let cur = '';
+  let quoted = false;
+  for (let i = 0; i < line.length; i++) {
+    const c = line[i]!;
+    if (quoted) {
+      if (c === '"' && line[i + 1] === '"') {
+        cur += '"';
+        i++;
+      } else if (c === '"') quoted = false;
+      else cur += c;
+    } else if (c === '"') quoted = true;
+    else if (c === ',') {
+      out.push(cur.trim());
+      cur = '';
+    } else cur += c;
+  }
+  out.push(cur.trim());
+  return out;
+}
+
+export class TokenAuthenticator {
+  constructor(private tokens: Map<string, UserInfo>) {}
+
+  static fromFile(path: string): TokenAuthenticator {
+    return new TokenAuthenticator(parseTokensFile(readFileSync(path, 'utf8')));
+  }
+
+  reload(tokens: Map<string, UserInfo>): void {
+    this.tokens = tokens;
+  }
+
+  authenticate(authorization: string | undefined): UserInfo | undefined {
+    if (!authorization) return undefined;
+    const m = /^Bearer\s+(\S+)\s*$/i.exec(authorization);
+    if (!m) return undefined;
+    const u = this.tokens.get(m[1]!);
+    if (!u) return undefined;
+    return { ...u, groups: [...u.groups, 'system:authenticated'] };
+  }
+}
+
+export const NODE_LEASE_NAMESPACE = 'kube-node-lease';
+
+export function nodeNameOf(user: UserInfo): string | undefined {
+  const m = /^system:node:(.+)$/.exec(user.name);
+  return m ? m[1] : undefined;
+}
+
+const READ_VERBS: readonly Verb[] = ['get', 'list', 'watch'];
+
+export interface AuthzRequest {
+  user: UserInfo;
+  verb: Verb;
+  resource: ResourceDef;
+  namespace?: string;
+  name?: string;
+  subresource?: string;
+  /** the object after the write (create/update/patch) or before it (delete), for object-level rules */
+  object?: KubeObject;
+}
+
+/** Returns undefined when allowed, else the reason for a 403. */
+export function authorize(req: AuthzRequest): string | undefined {
+  const { user, verb, resource } = req;
+  if (user.groups.includes('system:masters')) return undefined;
+  if (READ_VERBS.includes(verb)) return undefined;
+  const node = nodeNameOf(user);
+  if (node === undefined) return 'this identity is read-only (only system:masters may write)';
+  const own = `a node may only write its own Lease (${NODE_LEASE_NAMESPACE}/${node}), its own AnthosNetworkGatewayNode (${node}) and Events about its own Node`;
+  if (resource.group === 'coordination.k8s.io' && resource.plural === 'leases') {
+    if (req.namespace === NODE_LEASE_NAMESPACE && req.name === node) return undefined;
+    return own;
+  }
+  if (resource.group === 'networking.gke.io' && resource.plural === 'anthosnetworkgatewaynodes') {
+    if (req.name === node && verb !== 'delete') return undefined;
+    return own;
+  }
+  if (resource.group === '' && resource.plural === 'events') {
+    if (verb === 'delete') return own;
+    if (req.object === undefined) return undefined; // object-level check follows once the object is known
+    const io = (req.object as { involvedObject?: { kind?: unknown; name?: unknown } }).involvedObject;
+    if (io && io.kind === 'Node' && io.name === node) return undefined;
+    return `${own}; this Event's involvedObject is ${io ? `${String(io.kind)} "${String(io.name)}"` : 'missing'}`;
+  }
+  return own;
+}

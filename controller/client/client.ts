@@ -1,0 +1,391 @@
+// A small typed Kubernetes client (node:http/https only; runs on Node 18): get/list/create/update/
+// patch/delete with a bearer token, raw watches, and an informer (list + watch) that reconnects and
+// resumes from the last resourceVersion, relisting when the server answers 410 Expired.
+import { Agent as HttpAgent, request as httpRequest, type IncomingMessage } from 'node:http';
+import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
+import type { KubeList, KubeObject, Status, WatchEvent } from '../api/types.js';
+
+export interface ResourceRef {
+  group: string;
+  version: string;
+  plural: string;
+  namespaced: boolean;
+}
+
+export const R = {
+  namespaces: { group: '', version: 'v1', plural: 'namespaces', namespaced: false },
+  nodes: { group: '', version: 'v1', plural: 'nodes', namespaced: false },
+  pods: { group: '', version: 'v1', plural: 'pods', namespaced: true },
+  configmaps: { group: '', version: 'v1', plural: 'configmaps', namespaced: true },
+  events: { group: '', version: 'v1', plural: 'events', namespaced: true },
+  leases: { group: 'coordination.k8s.io', version: 'v1', plural: 'leases', namespaced: true },
+  networkpolicies: { group: 'networking.k8s.io', version: 'v1', plural: 'networkpolicies', namespaced: true },
+  anthosNetworkGateways: { group: 'networking.gke.io', version: 'v1alpha1', plural: 'anthosnetworkgateways', namespaced: true },
+  anthosNetworkGatewayNodes: { group: 'networking.gke.io', version: 'v1alpha1', plural: 'anthosnetworkgatewaynodes', namespaced: true },
+  egressNATPolicies: { group: 'networking.gke.io', version: 'v1alpha1', plural: 'egressnatpolicies', namespaced: false },
+  egressNATPoliciesV1: { group: 'networking.gke.io', version: 'v1', plural: 'egressnatpolicies', namespaced: false },
+} as const satisfies Record<string, ResourceRef>;
+
+export interface ClientOptions {
+  /** https://host:port or http://host:port */
+  server: string;
+  token?: string;
+  /** PEM of the CA that signed the server certificate */
+  ca?: string | Buffer;
+  insecureSkipTLSVerify?: boolean;
+  /** per-request timeout for non-watch requests (ms, default 10 s) */
+  timeoutMs?: number;
+}
+
+export class KubeApiError extends Error {
+  constructor(
+    readonly code: number,
+    readonly status: Status | undefined,
+    message: string,
+  ) {
+    super(message);
+  }
+  get reason(): string | undefined {
+    return this.status?.reason;
+  }
+}
+
+export type PatchType = 'merge' | 'json' | 'strategic';
+const PATCH_CT: Record<PatchType, string> = {
+  merge: 'application/merge-patch+json',
+  json: 'application/json-patch+json',
+  strategic: 'application/strategic-merge-patch+json',
+};
+
+export interface ListOptions {
+  namespace?: string;
+  labelSelector?: string;
+  fieldSelector?: string;
+}
+
+export interface WatchOptions extends ListOptions {
+  resourceVersion?: string;
+  allowWatchBookmarks?: boolean;
+  timeoutSeconds?: number;
+}
+
+export interface WatchHandle {
+  /** resolves when the stream ends (server closed, error, or abort) */
+  done: Promise<void>;
+  abort(): void;
+}
+
+export function resourcePath(ref: ResourceRef, namespace?: string, name?: string, subresource?: string): string {
+  const base = ref.group ? `/apis/${ref.group}/${ref.version}` : `/api/${ref.version}`;
+  let p = base;
+  if (ref.namespaced && namespace !== undefined) p += `/namespaces/${encodeURIComponent(namespace)}`;
+  p += `/${ref.plural}`;
+  if (name !== undefined) p += `/${encodeURIComponent(name)}`;
+  if (subresource) p += `/${subresource}`;
+  return p;
+}
+
+function query(params: Record<string, string | number | boolean | undefined>): string {
+  const q = new URLSearchParams();
+  for (const [k, v] of Object.entries(params)) if (v !== undefined && v !== '') q.set(k, String(v));
+  const s = q.toString();
+  return s ? `?${s}` : '';
+}
+
+export class KubeClient {
+  private readonly url: URL;
+  private readonly agent: HttpAgent | HttpsAgent;
+  private readonly https: boolean;
+
+  constructor(readonly opts: ClientOptions) {
+    this.url = new URL(opts.server);
+    this.https = this.url.protocol === 'https:';
+    this.agent = this.https
+      ? new HttpsAgent({ keepAlive: true, ca: opts.ca, rejectUnauthorized: !opts.insecureSkipTLSVerify })
+      : new HttpAgent({ keepAlive: true });
+  }
+
+  close(): void {
+    this.agent.destroy();
+  }
+
+  private open(method: string, path: string, body: string | undefined, contentType: string | undefined, timeoutMs: number | undefined): Promise<IncomingMessage> & { abort?: () => void } {
+    let abort: (() => void) | undefined;
+    const p = new Promise<IncomingMessage>((resolve, reject) => {
+      const headers: Record<string, string> = { Accept: 'application/json' };
+      if (this.opts.token) headers.Authorization = `Bearer ${this.opts.token}`;
+      if (body !== undefined) {
+        headers['Content-Type'] = contentType ?? 'application/json';
+        headers['Content-Length'] = String(Buffer.byteLength(body));
+      }
+      const req = (this.https ? httpsRequest : httpRequest)(
+        { protocol: this.url.protocol, hostname: this.url.hostname, port: this.url.port, path, method, headers, agent: this.agent },
+        resolve,
+      );
+      req.on('error', reject);
+      if (timeoutMs) req.setTimeout(timeoutMs, () => req.destroy(new Error(`request timed out after ${timeoutMs} ms: ${method} ${path}`)));
+      abort = () => req.destroy();
+      req.end(body);
+    });
+    return Object.assign(p, { abort: () => abort?.() });
+  }
+
+  async request<T>(method: string, path: string, body?: unknown, contentType?: string): Promise<T> {
+    const payload = body === undefined ? undefined : JSON.stringify(body);
+    let res: IncomingMessage;
+    try {
+      res = await this.open(method, path, payload, contentType, this.opts.timeoutMs ?? 10_000);
+    } catch (e) {
+      // a kept-alive socket closed by the server (e.g. after a restart): retry once on a new one
+      const code = (e as NodeJS.ErrnoException).code;
+      if (code !== 'ECONNRESET' && code !== 'EPIPE') throw e;
+      res = await this.open(method, path, payload, contentType, this.opts.timeoutMs ?? 10_000);
+    }
+    const chunks: Buffer[] = [];
+    for await (const c of res) chunks.push(c as Buffer);
+    const text = Buffer.concat(chunks).toString('utf8');
+    let parsed: unknown;
+    try {
+      parsed = text ? JSON.parse(text) : undefined;
+    } catch {
+      parsed = undefined;
+    }
+    const code = res.statusCode ?? 0;
+    if (code >= 400) {
+      const st = parsed && (parsed as { kind?: string }).kind === 'Status' ? (parsed as Status) : undefined;
+      throw new KubeApiError(code, st, st?.message ?? `${method} ${path}: HTTP ${code} ${text.slice(0, 200)}`);
+    }
+    return parsed as T;
+  }
+
+  get<T extends KubeObject = KubeObject>(ref: ResourceRef, name: string, namespace?: string): Promise<T> {
+    return this.request<T>('GET', resourcePath(ref, namespace, name));
+  }
+
+  /** get, but undefined on 404 */
+  async tryGet<T extends KubeObject = KubeObject>(ref: ResourceRef, name: string, namespace?: string): Promise<T | undefined> {
+    try {
+      return await this.get<T>(ref, name, namespace);
+    } catch (e) {
+      if (e instanceof KubeApiError && e.code === 404) return undefined;
+      throw e;
+    }
+  }
+
+  list<T extends KubeObject = KubeObject>(ref: ResourceRef, opts: ListOptions = {}): Promise<KubeList<T>> {
+    return this.request<KubeList<T>>('GET', resourcePath(ref, opts.namespace) + query({ labelSelector: opts.labelSelector, fieldSelector: opts.fieldSelector }));
+  }
+
+  create<T extends KubeObject = KubeObject>(ref: ResourceRef, obj: Partial<KubeObject> & { metadata: KubeObject['metadata'] }, namespace?: string): Promise<T> {
+    return this.request<T>('POST', resourcePath(ref, namespace ?? obj.metadata.namespace), obj);
+  }
+
+  update<T extends KubeObject = KubeObject>(ref: ResourceRef, obj: KubeObject, subresource?: 'status'): Promise<T> {
+    return this.request<T>('PUT', resourcePath(ref, obj.metadata.namespace, obj.metadata.name, subresource), obj);
+  }
+
+  patch<T extends KubeObject = KubeObject>(
+    ref: ResourceRef,
+    name: string,
+    patch: unknown,
+    opts: { namespace?: string; type?: PatchType; subresource?: 'status' } = {},
+  ): Promise<T> {
+    return this.request<T>('PATCH', resourcePath(ref, opts.namespace, name, opts.subresource), patch, PATCH_CT[opts.type ?? 'merge']);
+  }
+
+  delete<T extends KubeObject = KubeObject>(ref: ResourceRef, name: string, namespace?: string): Promise<T> {
+    return this.request<T>('DELETE', resourcePath(ref, namespace, name));
+  }
+
+  /**
+   * One watch stream (no reconnect). `onEvent` gets every event, including BOOKMARK and ERROR
+   * (an ERROR with code 410 means the resourceVersion is too old: relist).
+   */
+  watch(ref: ResourceRef, opts: WatchOptions, onEvent: (e: WatchEvent) => void): WatchHandle {
+    const path =
+      resourcePath(ref, opts.namespace) +
+      query({
+        watch: 'true',
+        resourceVersion: opts.resourceVersion,
+        labelSelector: opts.labelSelector,
+        fieldSelector: opts.fieldSelector,
+        allowWatchBookmarks: opts.allowWatchBookmarks ? 'true' : undefined,
+        timeoutSeconds: opts.timeoutSeconds,
+      });
+    const pending = this.open('GET', path, undefined, undefined, undefined);
+    let aborted = false;
+    const done = (async () => {
+      const res = await pending;
+      if ((res.statusCode ?? 0) >= 400) {
+        const chunks: Buffer[] = [];
+        for await (const c of res) chunks.push(c as Buffer);
+        let st: Status | undefined;
+        try {
+          st = JSON.parse(Buffer.concat(chunks).toString('utf8')) as Status;
+        } catch {
+          st = undefined;
+        }
+        throw new KubeApiError(res.statusCode ?? 0, st, st?.message ?? `watch ${path}: HTTP ${res.statusCode}`);
+      }
+      let buf = '';
+      try {
+        for await (const c of res) {
+          buf += (c as Buffer).toString('utf8');
+          let nl: number;
+          while ((nl = buf.indexOf('\n')) >= 0) {
+            const line = buf.slice(0, nl).trim();
+            buf = buf.slice(nl + 1);
+            if (line) onEvent(JSON.parse(line) as WatchEvent);
+          }
+        }
+      } catch (e) {
+        if (!aborted) throw e;
+      }
+    })();
+    return {
+      done,
+      abort: () => {
+        aborted = true;
+        pending.abort?.();
+      },
+    };
+  }
+
+  /** Lists then watches, keeping a cache; see Informer. */
+  informer<T extends KubeObject = KubeObject>(ref: ResourceRef, opts: ListOptions, handlers: InformerHandlers<T>): Informer<T> {
+    const inf = new Informer<T>(this, ref, opts, handlers);
+    inf.start();
+    return inf;
+  }
+}
+
+export interface InformerHandlers<T> {
+  onAdd?: (o: T) => void;
+  onUpdate?: (o: T, old: T) => void;
+  onDelete?: (o: T) => void;
+  /** after each (re)list has been applied to the cache */
+  onSync?: (items: T[]) => void;
+  onError?: (e: unknown) => void;
+}
+
+function cacheKey(o: KubeObject): string {
+  return `${o.metadata.namespace ?? ''}/${o.metadata.name}`;
+}
+
+/**
+ * List + watch with reconnect: on a dropped stream the watch resumes from the last
+ * resourceVersion seen (events or bookmarks); on 410 Expired the informer relists and emits the
+ * differences, so consumers never miss a change.
+ */
+export class Informer<T extends KubeObject = KubeObject> {
+  readonly cache = new Map<string, T>();
+  private rv: string | undefined;
+  private stopped = false;
+  private handle: WatchHandle | undefined;
+  private loop: Promise<void> | undefined;
+  private synced!: Promise<void>;
+  private resolveSynced!: () => void;
+  /** number of watch (re)connections, for tests */
+  connections = 0;
+  relists = 0;
+
+  constructor(
+    private readonly client: KubeClient,
+    private readonly ref: ResourceRef,
+    private readonly opts: ListOptions,
+    private readonly h: InformerHandlers<T>,
+    private readonly backoff = { initialMs: 100, maxMs: 2000 },
+  ) {
+    this.synced = new Promise((r) => (this.resolveSynced = r));
+  }
+
+  start(): void {
+    this.loop = this.run();
+  }
+
+  /** resolves after the first list has been applied */
+  hasSynced(): Promise<void> {
+    return this.synced;
+  }
+
+  get resourceVersion(): string | undefined {
+    return this.rv;
+  }
+
+  list(): T[] {
+    return [...this.cache.values()];
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    this.handle?.abort();
+    await this.loop?.catch(() => {});
+  }
+
+  private async relist(): Promise<void> {
+    const list = await this.client.list<T>(this.ref, this.opts);
+    this.relists++;
+    const seen = new Set<string>();
+    for (const o of list.items) {
+      const k = cacheKey(o);
+      seen.add(k);
+      const old = this.cache.get(k);
+      this.cache.set(k, o);
+      if (!old) this.h.onAdd?.(o);
+      else if (old.metadata.resourceVersion !== o.metadata.resourceVersion) this.h.onUpdate?.(o, old);
+    }
+    for (const [k, o] of [...this.cache]) {
+      if (!seen.has(k)) {
+        this.cache.delete(k);
+        this.h.onDelete?.(o);
+      }
+    }
+    this.rv = list.metadata.resourceVersion;
+    this.h.onSync?.(this.list());
+    this.resolveSynced();
+  }
+
+  private async run(): Promise<void> {
+    let delay = this.backoff.initialMs;
+    let needList = true;
+    while (!this.stopped) {
+      try {
+        if (needList) {
+          await this.relist();
+          needList = false;
+        }
+        let expired = false;
+        this.connections++;
+        this.handle = this.client.watch(this.ref, { ...this.opts, resourceVersion: this.rv, allowWatchBookmarks: true }, (e) => {
+          delay = this.backoff.initialMs;
+          if (e.type === 'ERROR') {
+            const st = e.object as unknown as Status;
+            if (st.code === 410) expired = true;
+            return;
+          }
+          const o = e.object as T;
+          if (o.metadata?.resourceVersion) this.rv = o.metadata.resourceVersion;
+          if (e.type === 'BOOKMARK') return;
+          const k = cacheKey(o);
+          const old = this.cache.get(k);
+          if (e.type === 'DELETED') {
+            this.cache.delete(k);
+            this.h.onDelete?.(o);
+          } else {
+            this.cache.set(k, o);
+            if (old) this.h.onUpdate?.(o, old);
+            else this.h.onAdd?.(o);
+          }
+        });
+        await this.handle.done;
+        if (expired) needList = true;
+      } catch (e) {
+        if (this.stopped) break;
+        if (e instanceof KubeApiError && e.code === 410) needList = true;
+        this.h.onError?.(e);
+        await new Promise((r) => setTimeout(r, delay));
+        delay = Math.min(delay * 2, this.backoff.maxMs);
+      }
+    }
+  }
+}

@@ -1,0 +1,63 @@
+// Node lease renewal (what each node's agent runs): kube-node-lease/<node>, renewed every
+// `intervalMs`; the controller declares the node Down when renewals stop (see logic/liveness.ts).
+import type { KubeObject } from '../api/types.js';
+import { KubeApiError, R, type KubeClient } from './client.js';
+
+export const NODE_LEASE_NAMESPACE = 'kube-node-lease';
+
+function microTime(d: Date): string {
+  return d.toISOString().replace(/\.(\d{3})Z$/, '.$1000Z');
+}
+
+/** Creates or renews the node's Lease once. */
+export async function renewLease(client: KubeClient, node: string, leaseDurationSeconds = 1, now = new Date()): Promise<KubeObject> {
+  const spec = { holderIdentity: node, leaseDurationSeconds, renewTime: microTime(now) };
+  try {
+    return await client.patch(R.leases, node, { spec }, { namespace: NODE_LEASE_NAMESPACE });
+  } catch (e) {
+    if (!(e instanceof KubeApiError) || e.code !== 404) throw e;
+    return client.create(R.leases, { apiVersion: 'coordination.k8s.io/v1', kind: 'Lease', metadata: { name: node, namespace: NODE_LEASE_NAMESPACE }, spec: { ...spec, acquireTime: spec.renewTime } });
+  }
+}
+
+export interface LeaseRenewer {
+  stop(): Promise<void>;
+  /** successful renewals so far */
+  readonly renewals: number;
+  /** Date.now() when the last successful renewal was acknowledged (0 before the first) */
+  readonly lastRenewal: number;
+}
+
+export function startLeaseRenewer(client: KubeClient, node: string, intervalMs: number, onError: (e: unknown) => void = () => {}): LeaseRenewer {
+  let stopped = false;
+  let renewals = 0;
+  let lastRenewal = 0;
+  let timer: NodeJS.Timeout | undefined;
+  let inflight: Promise<void> = Promise.resolve();
+  const tick = (): void => {
+    if (stopped) return;
+    inflight = renewLease(client, node, Math.max(1, Math.ceil((intervalMs * 3) / 1000)))
+      .then(() => {
+        renewals++;
+        lastRenewal = Date.now();
+      })
+      .catch(onError)
+      .finally(() => {
+        if (!stopped) timer = setTimeout(tick, intervalMs);
+      });
+  };
+  tick();
+  return {
+    get renewals() {
+      return renewals;
+    },
+    get lastRenewal() {
+      return lastRenewal;
+    },
+    async stop() {
+      stopped = true;
+      if (timer) clearTimeout(timer);
+      await inflight;
+    },
+  };
+}

@@ -1,0 +1,123 @@
+// Controller configuration: a JSON file (path from argv[2] or EGRESSLAB_CONTROLLER_CONFIG).
+import { isIPv4, parseCidr4 } from './logic/cidr.js';
+import { DEFAULT_TIMINGS, type LivenessTimings } from './logic/liveness.js';
+
+export type Flavour = 'standard' | 'autopilot';
+
+export interface NodeConfig {
+  name: string;
+  role: 'worker' | 'control-plane';
+  /** node IP on the L2 segment */
+  ip: string;
+  /** the L2 segment's CIDR, e.g. 192.168.1.0/24 */
+  subnet: string;
+  podCIDR?: string;
+}
+
+export interface ControllerConfig {
+  listen: { host: string; port: number };
+  dataDir: string;
+  tokensFile: string;
+  /**
+   * TLS (default: auto). kubectl only sends bearer tokens over https, so plain http (`false`) is
+   * for clients that do not need kubectl. `auto` creates a CA and a serving certificate under
+   * `<dataDir>/pki` (ca.crt is what kubeconfigs embed) for `altNames` plus localhost/127.0.0.1.
+   */
+  tls: false | { mode: 'auto'; altNames: string[] } | { mode: 'files'; certFile: string; keyFile: string };
+  clusterName: string;
+  flavour: Flavour;
+  /** namespace of the served AnthosNetworkGateway `default` and of the AnthosNetworkGatewayNodes */
+  gatewayNamespace: string;
+  /** the cluster namespace (`cluster-<clusterName>`) whose AnthosNetworkGateway `default` is mirrored */
+  clusterNamespace: string;
+  nodes: NodeConfig[];
+  podCIDRs: string[];
+  serviceCIDRs: string[];
+  lease: LivenessTimings;
+  /** fdatasync each write (default true) */
+  fsync: boolean;
+  bookmarkIntervalMs: number;
+}
+
+export class ConfigError extends Error {}
+
+function req<T>(cond: T | undefined | null | false, msg: string): T {
+  if (!cond) throw new ConfigError(msg);
+  return cond;
+}
+
+/** Validates and fills defaults (pure). */
+export function parseConfig(raw: unknown): ControllerConfig {
+  req(typeof raw === 'object' && raw !== null && !Array.isArray(raw), 'config must be a JSON object');
+  const c = raw as Record<string, unknown>;
+  const listen = (c.listen ?? {}) as Record<string, unknown>;
+  const host = typeof listen.host === 'string' ? listen.host : '127.0.0.1';
+  const port = listen.port === undefined ? 6443 : Number(listen.port);
+  req(Number.isInteger(port) && port >= 0 && port < 65536, `listen.port: invalid port ${JSON.stringify(listen.port)}`);
+  const dataDir = req(typeof c.dataDir === 'string' && c.dataDir, 'dataDir is required') as string;
+  const tokensFile = req(typeof c.tokensFile === 'string' && c.tokensFile, 'tokensFile is required') as string;
+  const flavour = (c.flavour ?? 'standard') as Flavour;
+  req(flavour === 'standard' || flavour === 'autopilot', `flavour: must be "standard" or "autopilot", got ${JSON.stringify(c.flavour)}`);
+  const clusterName = typeof c.clusterName === 'string' && c.clusterName ? c.clusterName : 'cluster1';
+  const nodesRaw = (c.nodes ?? []) as unknown[];
+  req(Array.isArray(nodesRaw), 'nodes must be a list');
+  const names = new Set<string>();
+  const nodes = nodesRaw.map((n, i): NodeConfig => {
+    const o = (n ?? {}) as Record<string, unknown>;
+    const name = req(typeof o.name === 'string' && o.name, `nodes[${i}].name is required`) as string;
+    req(!names.has(name), `nodes[${i}].name: duplicate node ${name}`);
+    names.add(name);
+    const role = (o.role ?? 'worker') as NodeConfig['role'];
+    req(role === 'worker' || role === 'control-plane', `nodes[${i}].role: must be "worker" or "control-plane"`);
+    const ip = o.ip as string;
+    req(isIPv4(ip), `nodes[${i}].ip: invalid IPv4 address ${JSON.stringify(o.ip)}`);
+    const subnet = o.subnet as string;
+    const sp = parseCidr4(subnet, false);
+    req(sp.ok, `nodes[${i}].subnet: invalid CIDR ${JSON.stringify(o.subnet)}`);
+    const podCIDR = o.podCIDR as string | undefined;
+    if (podCIDR !== undefined) req(parseCidr4(podCIDR, false).ok, `nodes[${i}].podCIDR: invalid CIDR ${JSON.stringify(podCIDR)}`);
+    return { name, role, ip, subnet: sp.ok ? sp.value.text : subnet, ...(podCIDR ? { podCIDR } : {}) };
+  });
+  const cidrList = (v: unknown, field: string): string[] => {
+    const list = v === undefined ? [] : typeof v === 'string' ? [v] : v;
+    req(Array.isArray(list), `${field} must be a list of CIDRs`);
+    return (list as unknown[]).map((x, i) => {
+      req(parseCidr4(x, false).ok, `${field}[${i}]: invalid CIDR ${JSON.stringify(x)}`);
+      return x as string;
+    });
+  };
+  const lease = (c.lease ?? {}) as Record<string, unknown>;
+  const timings: LivenessTimings = {
+    renewIntervalMs: Number(lease.renewIntervalMs ?? DEFAULT_TIMINGS.renewIntervalMs),
+    expiryMs: Number(lease.expiryMs ?? DEFAULT_TIMINGS.expiryMs),
+    startupGraceMs: Number(lease.startupGraceMs ?? DEFAULT_TIMINGS.startupGraceMs),
+  };
+  for (const [k, v] of Object.entries(timings)) req(Number.isFinite(v) && v > 0, `lease.${k}: must be a positive number of milliseconds`);
+  req(timings.expiryMs > timings.renewIntervalMs, 'lease.expiryMs must be greater than lease.renewIntervalMs');
+  let tls: ControllerConfig['tls'];
+  const t = c.tls as { certFile?: unknown; keyFile?: unknown; altNames?: unknown } | boolean | undefined;
+  if (t === false) tls = false;
+  else if (t === undefined || t === true || (typeof t === 'object' && t.certFile === undefined)) {
+    const alt = typeof t === 'object' && Array.isArray(t.altNames) ? t.altNames.map(String) : [];
+    tls = { mode: 'auto', altNames: [...new Set([...(host !== '0.0.0.0' && host !== '::' ? [host] : []), ...alt])] };
+  } else {
+    req(typeof t === 'object' && typeof t.certFile === 'string' && typeof t.keyFile === 'string', 'tls needs certFile and keyFile (or altNames for an automatic certificate, or false)');
+    tls = { mode: 'files', certFile: (t as { certFile: string }).certFile, keyFile: (t as { keyFile: string }).keyFile };
+  }
+  return {
+    listen: { host, port },
+    dataDir,
+    tokensFile,
+    tls,
+    clusterName,
+    flavour,
+    gatewayNamespace: typeof c.gatewayNamespace === 'string' && c.gatewayNamespace ? c.gatewayNamespace : 'kube-system',
+    clusterNamespace: typeof c.clusterNamespace === 'string' && c.clusterNamespace ? c.clusterNamespace : `cluster-${clusterName}`,
+    nodes,
+    podCIDRs: cidrList(c.podCIDRs, 'podCIDRs'),
+    serviceCIDRs: cidrList(c.serviceCIDRs ?? c.serviceCIDR, 'serviceCIDRs'),
+    lease: timings,
+    fsync: c.fsync === undefined ? true : c.fsync === true,
+    bookmarkIntervalMs: Number(c.bookmarkIntervalMs ?? 10_000),
+  };
+}

@@ -1,0 +1,108 @@
+import { describe, expect, it } from 'vitest';
+import { ipMasqAgentConfig, managedPolicy, managedPolicyName, noSnatDestinations, defaultPolicy, DEFAULT_NON_MASQUERADE_CIDRS } from './autopilot.js';
+import { reconcileGateway } from './gateway.js';
+import { LivenessTracker } from './liveness.js';
+import { parse } from 'yaml';
+
+const T = { renewIntervalMs: 200, expiryMs: 600, startupGraceMs: 3000 };
+
+describe('liveness from leases (injected clock)', () => {
+  it('a node is Up while renewals arrive and Down expiryMs after the last one', () => {
+    const l = new LivenessTracker(T);
+    expect(l.state('w1', 0)).toBe('Down');
+    expect(l.observe('w1', 'rv1', 1000)).toBe(true);
+    expect(l.state('w1', 1599)).toBe('Up');
+    expect(l.observe('w1', 'rv2', 1200)).toBe(false); // already Up: no state change
+    expect(l.state('w1', 1799)).toBe('Up');
+    expect(l.state('w1', 1800)).toBe('Down');
+    expect(l.nextExpiry(1500)).toBe(1800);
+  });
+
+  it('the same renewal seen twice does not extend the lease', () => {
+    const l = new LivenessTracker(T);
+    l.observe('w1', 'rv1', 0);
+    l.observe('w1', 'rv1', 500);
+    expect(l.state('w1', 600)).toBe('Down');
+  });
+
+  it('after a restart, nodes previously Up get the start-up grace; previously Down stay Down', () => {
+    const l = new LivenessTracker(T);
+    l.seed('up', 'Up', 'rv1', 10_000);
+    l.seed('down', 'Down', 'rv2', 10_000);
+    expect(l.state('up', 12_999)).toBe('Up');
+    expect(l.state('up', 13_000)).toBe('Down');
+    expect(l.state('down', 10_001)).toBe('Down');
+    expect(l.observe('down', 'rv3', 10_100)).toBe(true);
+    expect(l.state('down', 10_200)).toBe('Up');
+  });
+
+  it('a deleted lease makes the node Down immediately', () => {
+    const l = new LivenessTracker(T);
+    l.observe('w1', 'a', 0);
+    l.forget('w1');
+    expect(l.state('w1', 1)).toBe('Down');
+  });
+});
+
+describe('gateway reconciliation', () => {
+  const nodes = [
+    { name: 'worker1', role: 'worker' as const, subnets: ['192.168.1.0/24'], state: 'Up' as const },
+    { name: 'worker2', role: 'worker' as const, subnets: ['192.168.1.0/24'], state: 'Down' as const },
+  ];
+  const gateway = { namespace: 'kube-system', name: 'default', floatingIPs: ['192.168.1.100', '192.168.1.101', '10.9.9.9'] };
+
+  it('computes the seed-shaped status and each node IP list', () => {
+    const r = reconcileGateway({ gateway, nodes, previous: {}, policies: [] });
+    expect(r.status).toEqual({ nodes: { worker1: 'Up', worker2: 'Down' }, floatingIPs: { '192.168.1.100': 'worker1', '192.168.1.101': 'worker1' } });
+    expect(r.nodeIPs).toEqual({ worker1: ['192.168.1.100', '192.168.1.101'], worker2: [] });
+  });
+
+  it('marks policies UnknownEgressIP for each reference problem, served otherwise', () => {
+    const r = reconcileGateway({
+      gateway,
+      nodes,
+      previous: {},
+      policies: [
+        { name: 'ok', egressSourceIP: '192.168.1.100' },
+        { name: 'not-floating', egressSourceIP: '192.168.1.200' },
+        { name: 'no-subnet', egressSourceIP: '10.9.9.9' },
+      ],
+    });
+    expect(r.policies.map((p) => [p.name, p.served, p.reason])).toEqual([
+      ['ok', true, 'Served'],
+      ['not-floating', false, 'UnknownEgressIP'],
+      ['no-subnet', false, 'UnknownEgressIP'],
+    ]);
+    expect(r.policies[1]!.message).toContain('not one of the floating IPs');
+    expect(r.policies[2]!.message).toContain('not in the subnet of any gateway node');
+    const none = reconcileGateway({ gateway, nodes: nodes.map((n) => ({ ...n, state: 'Down' as const })), previous: {}, policies: [{ name: 'p', egressSourceIP: '192.168.1.100' }] });
+    expect(none.policies[0]!.message).toContain('not assigned to any node');
+    const noGw = reconcileGateway({ nodes, previous: {}, policies: [{ name: 'p', egressSourceIP: '192.168.1.100' }] });
+    expect(noGw.policies[0]!.served).toBe(false);
+  });
+});
+
+describe('autopilot policies', () => {
+  it('the default policy holds the 11 default non-masquerade CIDRs', () => {
+    const d = defaultPolicy();
+    expect(d.spec.action).toBe('NoSNAT');
+    expect(d.spec.destinations.map((x) => x.cidr).sort()).toEqual([...DEFAULT_NON_MASQUERADE_CIDRS].sort());
+  });
+
+  it('the managed policy is gke-<8 hex>-1 with pod, service and node ranges', () => {
+    expect(managedPolicyName('cluster1')).toMatch(/^gke-[0-9a-f]{8}-1$/);
+    expect(managedPolicyName('cluster1')).toBe(managedPolicyName('cluster1'));
+    const m = managedPolicy('cluster1', { podCIDRs: ['10.10.10.0/24', '10.10.11.0/24'], serviceCIDRs: ['10.96.0.0/12'], nodeCIDRs: ['192.168.1.0/24'] });
+    expect(m.spec.destinations.map((x) => x.cidr)).toEqual(['10.10.10.0/24', '10.10.11.0/24', '10.96.0.0/12', '192.168.1.0/24']);
+  });
+
+  it('the ConfigMap config is the sorted union of NoSNAT destinations', () => {
+    const cidrs = noSnatDestinations([
+      { spec: { action: 'NoSNAT', destinations: [{ cidr: '10.0.0.0/8' }, { cidr: '8.8.8.0/24' }] } },
+      { spec: { action: 'NoSNAT', destinations: [{ cidr: '10.0.0.0/8' }] } },
+      { spec: { action: 'Other', destinations: [{ cidr: '1.1.1.0/24' }] } },
+    ]);
+    expect(cidrs).toEqual(['8.8.8.0/24', '10.0.0.0/8']);
+    expect(parse(ipMasqAgentConfig(cidrs))).toEqual({ nonMasqueradeCIDRs: ['8.8.8.0/24', '10.0.0.0/8'], masqLinkLocal: false, resyncInterval: '60s' });
+  });
+});

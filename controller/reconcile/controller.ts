@@ -1,0 +1,374 @@
+// The controller loops (I/O glue around the pure logic): node liveness from Leases, floating-IP
+// allocation into the AnthosNetworkGateway status and the AnthosNetworkGatewayNodes, policy
+// conditions and UnknownEgressIP Events, and in Autopilot the EgressNATPolicy -> ip-masq-agent
+// ConfigMap projection with the `default` and managed `gke-<hash>` policies.
+import { NODE_LEASE_NAMESPACE } from '../api/auth.js';
+import { CONTROLLER_USER, SYSTEM_NAMESPACES, type RequestContext, type ResourceService } from '../api/service.js';
+import type { StoreEvent } from '../api/store.js';
+import type { KubeObject } from '../api/types.js';
+import type { ControllerConfig } from '../config.js';
+import type { AllocNode, NodeState } from '../logic/allocator.js';
+import { defaultPolicy, ipMasqAgentConfig, managedPolicy, managedPolicyName, MANAGED_BY_LABEL, MANAGER, noSnatDestinations, DEFAULT_POLICY_NAME } from '../logic/autopilot.js';
+import { reconcileGateway, type PolicyState } from '../logic/gateway.js';
+import { LivenessTracker } from '../logic/liveness.js';
+import { IP_MASQ_NAME, IP_MASQ_NAMESPACE } from './admission.js';
+import { EventRecorder } from './events.js';
+
+export const SUBNET_ANNOTATION = 'networking.egresslab.io/subnet';
+export const GATEWAY_NAME = 'default';
+const GKE = 'networking.gke.io';
+const V1A1 = 'v1alpha1';
+
+type Obj = Record<string, unknown>;
+
+function isObj(v: unknown): v is Obj {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+function same(a: unknown, b: unknown): boolean {
+  return JSON.stringify(a) === JSON.stringify(b);
+}
+
+export interface ControllerOptions {
+  service: ResourceService;
+  config: ControllerConfig;
+  /** milliseconds; injected for tests */
+  clock?: () => number;
+  log?: (line: string) => void;
+  /** run the timers (false in unit tests that drive reconcile() by hand) */
+  timers?: boolean;
+}
+
+export class Controller {
+  private readonly service: ResourceService;
+  private readonly cfg: ControllerConfig;
+  private readonly clock: () => number;
+  private readonly log: (line: string) => void;
+  private readonly liveness: LivenessTracker;
+  private readonly events: EventRecorder;
+  private readonly ctx: RequestContext = { user: CONTROLLER_USER, internal: true };
+  private readonly timers: boolean;
+  private unsubscribe: (() => void) | undefined;
+  private pending: NodeJS.Immediate | undefined;
+  private expiryTimer: NodeJS.Timeout | undefined;
+  private assignments: Record<string, string> | undefined;
+  private readonly nodeStates = new Map<string, NodeState>();
+  private readonly policyReports = new Map<string, string>();
+  private stopped = false;
+  readonly managedPolicyName: string;
+  /** number of completed reconcile passes (tests, benchmark) */
+  passes = 0;
+
+  constructor(opts: ControllerOptions) {
+    this.service = opts.service;
+    this.cfg = opts.config;
+    this.clock = opts.clock ?? (() => Date.now());
+    this.log = opts.log ?? (() => {});
+    this.timers = opts.timers ?? true;
+    this.liveness = new LivenessTracker(this.cfg.lease);
+    this.events = new EventRecorder(this.service, this.log);
+    this.managedPolicyName = managedPolicyName(this.cfg.clusterName);
+  }
+
+  start(): void {
+    this.bootstrap();
+    this.seedLiveness();
+    this.unsubscribe = this.service.store.subscribe((e) => this.onEvent(e));
+    this.reconcile();
+  }
+
+  stop(): void {
+    this.stopped = true;
+    this.unsubscribe?.();
+    if (this.pending) clearImmediate(this.pending);
+    if (this.expiryTimer) clearTimeout(this.expiryTimer);
+  }
+
+  // ------------------------------------------------------------------ bootstrap
+
+  private def(group: string, plural: string) {
+    return this.service.def(group, plural);
+  }
+
+  private bootstrap(): void {
+    const nsDef = this.def('', 'namespaces');
+    for (const ns of [...SYSTEM_NAMESPACES, this.cfg.clusterNamespace]) {
+      if (!this.service.tryGet(nsDef, 'v1', undefined, ns)) {
+        this.service.create(nsDef, 'v1', undefined, { metadata: { name: ns, labels: { 'kubernetes.io/metadata.name': ns } }, status: { phase: 'Active' } }, this.ctx);
+        this.log(`bootstrap: created namespace ${ns}`);
+      }
+    }
+    const nodeDef = this.def('', 'nodes');
+    for (const n of this.cfg.nodes) {
+      const labels: Record<string, string> = { 'kubernetes.io/hostname': n.name, 'kubernetes.io/os': 'linux' };
+      if (n.role === 'control-plane') labels['node-role.kubernetes.io/control-plane'] = '';
+      else labels['node-role.kubernetes.io/worker'] = '';
+      const desired = {
+        metadata: { name: n.name, labels, annotations: { [SUBNET_ANNOTATION]: n.subnet } },
+        spec: n.podCIDR ? { podCIDR: n.podCIDR, podCIDRs: [n.podCIDR] } : {},
+        status: { addresses: [{ type: 'InternalIP', address: n.ip }, { type: 'Hostname', address: n.name }] },
+      };
+      const cur = this.service.tryGet(nodeDef, 'v1', undefined, n.name);
+      if (!cur) {
+        this.service.create(nodeDef, 'v1', undefined, desired, this.ctx);
+        this.log(`bootstrap: registered node ${n.name} (${n.role}, ${n.ip} in ${n.subnet})`);
+      } else {
+        this.service.patch(nodeDef, 'v1', undefined, n.name, 'application/merge-patch+json', { metadata: desired.metadata, spec: desired.spec }, this.ctx);
+        this.service.patch(nodeDef, 'v1', undefined, n.name, 'application/merge-patch+json', { status: desired.status }, this.ctx, 'status');
+      }
+    }
+  }
+
+  private seedLiveness(): void {
+    const now = this.clock();
+    const served = this.servedGateway();
+    const prevNodes = (isObj(served?.status) && isObj(served.status.nodes) ? served.status.nodes : {}) as Record<string, NodeState>;
+    const prevIPs = isObj(served?.status) && isObj(served.status.floatingIPs) ? (served.status.floatingIPs as Record<string, string>) : undefined;
+    this.assignments = prevIPs ? { ...prevIPs } : undefined;
+    const leaseDef = this.def('coordination.k8s.io', 'leases');
+    for (const n of this.nodeNames()) {
+      const lease = this.service.tryGet(leaseDef, 'v1', NODE_LEASE_NAMESPACE, n);
+      this.liveness.seed(n, prevNodes[n], lease?.metadata.resourceVersion, now);
+      if (prevNodes[n]) this.nodeStates.set(n, prevNodes[n]);
+    }
+    for (const p of this.policies()) {
+      const cond = this.readyCondition(p);
+      if (cond) this.policyReports.set(p.metadata.uid!, `${String(cond.reason)}|${String(cond.message)}|${String(cond.observedGeneration)}`);
+    }
+  }
+
+  // ------------------------------------------------------------------ events
+
+  private onEvent(e: StoreEvent): void {
+    if (this.stopped) return;
+    const [group, plural] = e.rkey.split('/') as [string, string];
+    if (group === 'coordination.k8s.io' && plural === 'leases') {
+      if (e.object.metadata.namespace !== NODE_LEASE_NAMESPACE) return;
+      const name = e.object.metadata.name!;
+      if (e.type === 'DELETED') {
+        this.liveness.forget(name);
+        this.schedule();
+      } else if (this.liveness.observe(name, e.object.metadata.resourceVersion, this.clock())) {
+        this.schedule();
+      }
+      return;
+    }
+    if (group === '' && plural === 'configmaps' && this.cfg.flavour !== 'autopilot') return;
+    if (group === '' && plural === 'events') return;
+    if (group === '' && plural !== 'nodes' && plural !== 'configmaps') return;
+    if (group !== '' && group !== GKE) return;
+    this.schedule();
+  }
+
+  private schedule(): void {
+    if (this.pending || this.stopped) return;
+    this.pending = setImmediate(() => {
+      this.pending = undefined;
+      this.reconcile();
+    });
+  }
+
+  // ------------------------------------------------------------------ reconcile
+
+  reconcile(): void {
+    if (this.stopped) return;
+    try {
+      this.reconcileGateway();
+      if (this.cfg.flavour === 'autopilot') this.reconcileAutopilot();
+    } catch (err) {
+      this.log(`reconcile failed: ${err instanceof Error ? err.stack ?? err.message : String(err)}`);
+    }
+    this.passes++;
+    this.armExpiryTimer();
+  }
+
+  private armExpiryTimer(): void {
+    if (!this.timers || this.stopped) return;
+    if (this.expiryTimer) clearTimeout(this.expiryTimer);
+    const now = this.clock();
+    const next = this.liveness.nextExpiry(now);
+    if (next === undefined) return;
+    this.expiryTimer = setTimeout(() => this.reconcile(), Math.max(0, next - now) + 1);
+  }
+
+  private nodeNames(): string[] {
+    return this.service.store.list('/nodes').map((n) => n.metadata.name!);
+  }
+
+  private allocNodes(now: number): AllocNode[] {
+    return this.service.store.list('/nodes').map((n) => {
+      const labels = n.metadata.labels ?? {};
+      const cp = 'node-role.kubernetes.io/control-plane' in labels || 'node-role.kubernetes.io/master' in labels;
+      const subnet = n.metadata.annotations?.[SUBNET_ANNOTATION];
+      return { name: n.metadata.name!, role: cp ? 'control-plane' : 'worker', subnets: subnet ? [subnet] : [], state: this.liveness.state(n.metadata.name!, now) };
+    });
+  }
+
+  private servedGateway(): KubeObject | undefined {
+    const gw = this.def(GKE, 'anthosnetworkgateways');
+    return this.service.tryGet(gw, V1A1, this.cfg.clusterNamespace, GATEWAY_NAME) ?? this.service.tryGet(gw, V1A1, this.cfg.gatewayNamespace, GATEWAY_NAME);
+  }
+
+  private policies(): KubeObject[] {
+    return this.service.list(this.def(GKE, 'egressnatpolicies'), V1A1).items;
+  }
+
+  private readyCondition(p: KubeObject): Obj | undefined {
+    const conds = isObj(p.status) ? p.status.conditions : undefined;
+    return Array.isArray(conds) ? (conds.find((c) => isObj(c) && c.type === 'Ready') as Obj | undefined) : undefined;
+  }
+
+  private reconcileGateway(): void {
+    const now = this.clock();
+    const gwDef = this.def(GKE, 'anthosnetworkgateways');
+    const clusterGw = this.service.tryGet(gwDef, V1A1, this.cfg.clusterNamespace, GATEWAY_NAME);
+    let systemGw = this.service.tryGet(gwDef, V1A1, this.cfg.gatewayNamespace, GATEWAY_NAME);
+    // The cluster namespace's gateway is the source of truth when present: mirror its spec into the
+    // gateway namespace (as Anthos on bare metal syncs the cluster namespace into kube-system).
+    if (clusterGw && this.cfg.clusterNamespace !== this.cfg.gatewayNamespace) {
+      const spec = clusterGw.spec ?? {};
+      if (!systemGw) {
+        systemGw = this.service.create(gwDef, V1A1, this.cfg.gatewayNamespace, { metadata: { name: GATEWAY_NAME, labels: { [MANAGED_BY_LABEL]: MANAGER } }, spec }, this.ctx);
+        this.log(`gateway: mirrored ${this.cfg.clusterNamespace}/${GATEWAY_NAME} into ${this.cfg.gatewayNamespace}/${GATEWAY_NAME}`);
+      } else if (!same(systemGw.spec, spec)) {
+        systemGw = this.service.patch(gwDef, V1A1, this.cfg.gatewayNamespace, GATEWAY_NAME, 'application/json-patch+json', [{ op: 'add', path: '/spec', value: spec }], this.ctx);
+        this.log(`gateway: mirrored spec of ${this.cfg.clusterNamespace}/${GATEWAY_NAME} into ${this.cfg.gatewayNamespace}/${GATEWAY_NAME}`);
+      }
+    }
+    const served = clusterGw ?? systemGw;
+    const floatingIPs = isObj(served?.spec) && Array.isArray(served.spec.floatingIPs) ? (served.spec.floatingIPs as unknown[]).filter((x): x is string => typeof x === 'string') : [];
+    const nodes = this.allocNodes(now);
+    const policies = this.policies();
+    const result = reconcileGateway({
+      gateway: served ? { namespace: served.metadata.namespace!, name: GATEWAY_NAME, floatingIPs } : undefined,
+      nodes,
+      previous: this.assignments ?? {},
+      policies: policies.map((p) => ({ name: p.metadata.name!, egressSourceIP: String((p.spec as Obj | undefined)?.egressSourceIP ?? '') })),
+    });
+
+    // node state transitions
+    for (const n of nodes) {
+      const prev = this.nodeStates.get(n.name);
+      if (prev !== n.state) {
+        this.nodeStates.set(n.name, n.state);
+        const node = this.service.tryGet(this.def('', 'nodes'), 'v1', undefined, n.name);
+        if (prev !== undefined || n.state === 'Up') {
+          this.log(`liveness: node ${n.name} is ${n.state}${prev ? ` (was ${prev})` : ''}`);
+          if (node) this.events.record(node, n.state === 'Up' ? 'Normal' : 'Warning', n.state === 'Up' ? 'NodeUp' : 'NodeDown', n.state === 'Up' ? `node ${n.name} renewed its lease: Up` : `node ${n.name} did not renew its lease within ${this.cfg.lease.expiryMs} ms: Down`);
+        }
+        if (node) this.setNodeReady(node, n.state);
+      }
+    }
+
+    // gateway status (served gateway first, then its mirror)
+    if (served) {
+      const status: Obj = { nodes: result.status.nodes, floatingIPs: result.status.floatingIPs };
+      if (result.allocation.unassignable.length) status.unassigned = Object.fromEntries(result.allocation.unassignable.map((u) => [u.ip, u.message]));
+      for (const gw of [served, clusterGw && systemGw && served !== systemGw ? systemGw : undefined]) {
+        if (!gw || same(gw.status, status)) continue;
+        this.service.update(gwDef, V1A1, gw.metadata.namespace, GATEWAY_NAME, { ...gw, status }, this.ctx, 'status');
+      }
+      for (const m of result.allocation.moves) {
+        const msg = m.from === null ? `floating IP ${m.ip} assigned to node ${m.to}` : `floating IP ${m.ip} moved from node ${m.from} to node ${m.to}`;
+        this.log(`allocator: ${msg}`);
+        this.events.record(served, 'Normal', m.from === null ? 'FloatingIPAssigned' : 'FloatingIPMoved', msg);
+      }
+      for (const r of result.allocation.released) {
+        const why = result.allocation.unassignable.find((u) => u.ip === r.ip)?.message ?? 'removed from spec.floatingIPs';
+        const msg = `floating IP ${r.ip} released from node ${r.from}: ${why}`;
+        this.log(`allocator: ${msg}`);
+        this.events.record(served, 'Warning', 'FloatingIPUnassigned', msg);
+      }
+    }
+    this.assignments = result.status.floatingIPs;
+
+    // one AnthosNetworkGatewayNode per node
+    const gwnDef = this.def(GKE, 'anthosnetworkgatewaynodes');
+    for (const n of nodes) {
+      let o = this.service.tryGet(gwnDef, V1A1, this.cfg.gatewayNamespace, n.name);
+      if (!o) o = this.service.create(gwnDef, V1A1, this.cfg.gatewayNamespace, { metadata: { name: n.name }, spec: { nodeName: n.name } }, this.ctx);
+      const want = { state: n.state, floatingIPs: result.nodeIPs[n.name] ?? [] };
+      const cur = isObj(o.status) ? o.status : {};
+      if (cur.state !== want.state || !same(cur.floatingIPs, want.floatingIPs)) {
+        this.service.patch(gwnDef, V1A1, this.cfg.gatewayNamespace, n.name, 'application/merge-patch+json', { status: want }, this.ctx, 'status');
+      }
+    }
+
+    // policy conditions and UnknownEgressIP events
+    const byName = new Map(result.policies.map((p) => [p.name, p]));
+    for (const p of policies) {
+      const st = byName.get(p.metadata.name!);
+      if (st) this.updatePolicy(p, st);
+    }
+  }
+
+  private setNodeReady(node: KubeObject, state: NodeState): void {
+    const ts = this.service.store.timestamp();
+    const cond =
+      state === 'Up'
+        ? { type: 'Ready', status: 'True', reason: 'LeaseRenewed', message: 'the node agent renews its lease', lastHeartbeatTime: ts, lastTransitionTime: ts }
+        : { type: 'Ready', status: 'Unknown', reason: 'NodeStatusUnknown', message: 'the node agent stopped renewing its lease', lastHeartbeatTime: ts, lastTransitionTime: ts };
+    this.service.patch(this.def('', 'nodes'), 'v1', undefined, node.metadata.name!, 'application/strategic-merge-patch+json', { status: { conditions: [cond] } }, this.ctx, 'status');
+  }
+
+  private updatePolicy(p: KubeObject, st: PolicyState): void {
+    const def = this.def(GKE, 'egressnatpolicies');
+    const old = this.readyCondition(p);
+    const status = st.served ? 'True' : 'False';
+    const cond: Obj = {
+      type: 'Ready',
+      status,
+      reason: st.reason,
+      message: st.message,
+      observedGeneration: p.metadata.generation ?? 1,
+      lastTransitionTime: old && old.status === status ? old.lastTransitionTime : this.service.store.timestamp(),
+    };
+    const want: Obj = { conditions: [cond] };
+    if (st.node) want.gatewayNode = st.node;
+    if (!same(p.status, want)) this.service.update(def, V1A1, undefined, p.metadata.name!, { ...p, status: want }, this.ctx, 'status');
+    const key = `${st.reason}|${st.message}|${String(cond.observedGeneration)}`;
+    const prev = this.policyReports.get(p.metadata.uid!);
+    if (prev === key) return;
+    this.policyReports.set(p.metadata.uid!, key);
+    if (!st.served) this.events.record(p, 'Warning', 'UnknownEgressIP', st.message);
+    else if (prev === undefined || prev.startsWith('UnknownEgressIP|')) this.events.record(p, 'Normal', 'EgressSourceIPServed', st.message);
+  }
+
+  // ------------------------------------------------------------------ autopilot
+
+  private reconcileAutopilot(): void {
+    const def = this.def(GKE, 'egressnatpolicies');
+    const ranges = {
+      podCIDRs: [...this.cfg.podCIDRs, ...this.cfg.nodes.flatMap((n) => (n.podCIDR ? [n.podCIDR] : []))],
+      serviceCIDRs: this.cfg.serviceCIDRs,
+      nodeCIDRs: [...new Set(this.cfg.nodes.map((n) => n.subnet))],
+    };
+    const managed = managedPolicy(this.cfg.clusterName, ranges);
+    const cur = this.service.store.get('networking.gke.io/egressnatpolicies', undefined, managed.metadata.name);
+    if (!cur) {
+      this.service.create(def, 'v1', undefined, managed, this.ctx);
+      this.log(`autopilot: created managed EgressNATPolicy ${managed.metadata.name}`);
+    } else if (cur.apiVersion !== managed.apiVersion || !same(cur.spec, managed.spec) || !same(cur.metadata.labels, managed.metadata.labels)) {
+      if (cur.apiVersion !== managed.apiVersion) this.service.delete(def, cur.apiVersion.split('/')[1]!, undefined, cur.metadata.name!, this.ctx);
+      else this.service.update(def, 'v1', undefined, managed.metadata.name, { ...cur, metadata: { ...cur.metadata, labels: managed.metadata.labels }, spec: managed.spec }, this.ctx);
+      if (cur.apiVersion !== managed.apiVersion) this.service.create(def, 'v1', undefined, managed, this.ctx);
+      this.log(`autopilot: restored managed EgressNATPolicy ${managed.metadata.name}`);
+    }
+    if (!this.service.store.get('networking.gke.io/egressnatpolicies', undefined, DEFAULT_POLICY_NAME)) {
+      this.service.create(def, 'v1', undefined, defaultPolicy(), this.ctx);
+      this.log(`autopilot: created default EgressNATPolicy ${DEFAULT_POLICY_NAME}`);
+    }
+    const cidrs = noSnatDestinations(this.service.list(def, 'v1').items);
+    const data = { config: ipMasqAgentConfig(cidrs) };
+    const cmDef = this.def('', 'configmaps');
+    const cm = this.service.tryGet(cmDef, 'v1', IP_MASQ_NAMESPACE, IP_MASQ_NAME);
+    const labels = { [MANAGED_BY_LABEL]: MANAGER };
+    if (!cm) {
+      this.service.create(cmDef, 'v1', IP_MASQ_NAMESPACE, { metadata: { name: IP_MASQ_NAME, labels }, data }, this.ctx);
+      this.log(`autopilot: wrote ConfigMap ${IP_MASQ_NAMESPACE}/${IP_MASQ_NAME} (${cidrs.length} nonMasqueradeCIDRs)`);
+    } else if (!same(cm.data, data)) {
+      this.service.update(cmDef, 'v1', IP_MASQ_NAMESPACE, IP_MASQ_NAME, { ...cm, data }, this.ctx);
+      this.log(`autopilot: updated ConfigMap ${IP_MASQ_NAMESPACE}/${IP_MASQ_NAME} (${cidrs.length} nonMasqueradeCIDRs)`);
+    }
+  }
+}

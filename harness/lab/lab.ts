@@ -1,0 +1,309 @@
+/**
+ * The lab engine: brings a topology up as containers wired by the lab itself (veth pairs, a bridge
+ * per L2 segment, pods as network namespaces inside their node), and gives handles to act on it.
+ *
+ * Isolation: every container starts with `--network none`; links are created straight into the
+ * containers' namespaces by a short-lived helper (the "wirer", host PID namespace + nsenter); no
+ * interface, route or firewall rule is ever added to the host's network namespace, and a guard
+ * checks that after wiring.
+ */
+import { hostname } from 'node:os';
+import type Docker from 'dockerode';
+import { docker, LABEL, isNotFound, assertEngine } from '../docker/client.js';
+import { execIn, execDetached, type ExecOptions, type ExecResult } from '../docker/exec.js';
+import { ensureImage, type Progress } from '../docker/image.js';
+import { startLabContainer, type LabContainerSpec } from '../docker/containers.js';
+import { renderHostGuardScript, renderWiringScript } from './wiring.js';
+import { planLab, WIRER, INTERNET, type LabPlan, type PodPlan } from '../topology/plan.js';
+import type { Topology } from '../topology/types.js';
+import { parseTopology } from '../topology/validate.js';
+import { LabError, ValidationError } from '../util/errors.js';
+import { pollUntil } from '../util/poll.js';
+import { IN_LAB_ROOT, assertBuilt, inLabProgram, projectRoot } from '../util/paths.js';
+import { RESPONDER_PORT, RUN_DIR } from '../inlab/protocol.js';
+import { removeLabObjects } from './registry.js';
+
+const LAB_ID = /^[a-z0-9]([-a-z0-9]{0,30}[a-z0-9])?$/;
+
+export interface LabUpOptions {
+  topology: Topology;
+  /** Lab id (DNS label, ≤ 32 characters); random when absent. */
+  id?: string;
+  /** Kept when the creating process exits (`egresslab up`); otherwise `prune` may remove it once its owner is gone. */
+  persistent?: boolean;
+  progress?: Progress;
+  /** Abort and tear down when this signal fires (SIGINT handling in the CLI). */
+  signal?: AbortSignal;
+}
+
+/** Where a command runs: a container, optionally inside a pod's network namespace. */
+export interface Place {
+  container: string;
+  netns?: string;
+  /** Human name for messages: "node-1", "default/client-1". */
+  label: string;
+}
+
+export function containerName(labId: string, key: string): string {
+  return `egl-${labId}-${key}`;
+}
+
+export function randomLabId(): string {
+  return `lab-${Math.random().toString(36).slice(2, 8)}`;
+}
+
+function checkLabId(id: string): void {
+  if (!LAB_ID.test(id)) {
+    throw new ValidationError('lab', [{ path: '--lab', value: id, message: 'must be a DNS label of at most 32 characters (a-z, 0-9, "-")' }]);
+  }
+}
+
+export class Lab implements AsyncDisposable {
+  readonly plan: LabPlan;
+  private readonly responders = new Map<string, Promise<void>>();
+  private disposed = false;
+
+  private constructor(
+    readonly id: string,
+    readonly topology: Topology,
+    readonly image: string,
+  ) {
+    this.plan = planLab(topology);
+  }
+
+  /** Brings a lab up. On any failure (or abort) everything it created is removed before the error is thrown. */
+  static async up(options: LabUpOptions): Promise<Lab> {
+    const progress = options.progress ?? (() => {});
+    const id = options.id ?? randomLabId();
+    checkLabId(id);
+    assertBuilt();
+    await assertEngine();
+    const existing = await docker().listContainers({ all: true, filters: { label: [`${LABEL.lab}=${id}`] } });
+    if (existing.length > 0) throw new LabError(`lab ${id} already exists (${existing.length} containers): pick another --lab, or "egresslab down --lab ${id}"`);
+    const image = await ensureImage(progress);
+    const lab = new Lab(id, options.topology, image);
+    const abortCheck = () => {
+      if (options.signal?.aborted) throw new LabError(`lab ${id}: set-up interrupted`);
+    };
+    try {
+      abortCheck();
+      await lab.startContainers(options.persistent ?? false, progress, options.signal);
+      abortCheck();
+      await lab.wire();
+      abortCheck();
+      await lab.waitResponders();
+      return lab;
+    } catch (error) {
+      await removeLabObjects(id).catch(() => {});
+      throw error;
+    }
+  }
+
+  /** Reattaches to a running lab (another process brought it up). Without an id, the only lab up. */
+  static async attach(id?: string): Promise<Lab> {
+    const filters = { label: [id ? `${LABEL.lab}=${id}` : LABEL.lab, `${LABEL.role}=router`] };
+    const routers = await docker().listContainers({ all: true, filters });
+    if (routers.length === 0) throw new LabError(id ? `no lab named ${id} is up ("egresslab status" lists labs)` : 'no lab is up: start one with "egresslab up"');
+    if (routers.length > 1) {
+      const ids = routers.map((r) => r.Labels[LABEL.lab]).join(', ');
+      throw new LabError(`several labs are up (${ids}): say which one with --lab`);
+    }
+    const labels = routers[0]!.Labels;
+    const topology = parseTopology(JSON.parse(labels[LABEL.topology] ?? '{}'), `lab ${labels[LABEL.lab]} topology label`);
+    return new Lab(labels[LABEL.lab]!, topology, routers[0]!.Image);
+  }
+
+  private labels(key: string, role: string, persistent: boolean): Record<string, string> {
+    return {
+      [LABEL.lab]: this.id,
+      [LABEL.role]: role,
+      [LABEL.key]: key,
+      [LABEL.owner]: `${hostname()}:${process.pid}`,
+      [LABEL.persistent]: String(persistent),
+      [LABEL.created]: new Date().toISOString(),
+    };
+  }
+
+  private async startContainers(persistent: boolean, progress: Progress, signal?: AbortSignal): Promise<void> {
+    const root = projectRoot();
+    const started = Date.now();
+    const specs: LabContainerSpec[] = this.plan.containers.map((c) => {
+      const isEndpoint = c.role === 'internet' || c.role === 'vpc';
+      const labels = this.labels(c.key, c.role, persistent);
+      if (c.role === 'router') labels[LABEL.topology] = JSON.stringify(this.topology);
+      return {
+        name: containerName(this.id, c.key),
+        image: this.image,
+        hostname: c.hostname,
+        labels,
+        binds: { [root]: IN_LAB_ROOT },
+        command: isEndpoint
+          ? ['node', inLabProgram('harness/inlab/responder.js'), '--name', c.key, '--redirect-all', '--ready', `${RUN_DIR}/responder.ready`]
+          : ['sleep', 'infinity'],
+        ...(isEndpoint ? { readyCommand: `test -f ${RUN_DIR}/responder.ready` } : {}),
+      };
+    });
+    specs.push({
+      name: containerName(this.id, WIRER),
+      image: this.image,
+      hostname: WIRER,
+      labels: this.labels(WIRER, 'wirer', persistent),
+      binds: {},
+      command: ['sleep', 'infinity'],
+      pidHost: true,
+    });
+    progress(`starting ${specs.length} containers for lab ${this.id}`);
+    const results = await Promise.allSettled(specs.map((s) => startLabContainer(s)));
+    const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+    if (failed) throw new LabError(`lab ${this.id}: a container failed to start: ${(failed.reason as Error).message}`, { cause: failed.reason });
+    if (signal?.aborted) return;
+    progress(`containers up in ${Date.now() - started} ms`);
+  }
+
+  container(key: string): Docker.Container {
+    return docker().getContainer(containerName(this.id, key));
+  }
+
+  async pidOf(key: string): Promise<number> {
+    const info = await this.container(key).inspect();
+    if (!info.State.Running || info.State.Paused) throw new LabError(`lab ${this.id}: ${key} is not running (${info.State.Status})`);
+    return info.State.Pid;
+  }
+
+  /** Wires links, pods, addresses and routes. `only` re-wires just those (restarted) nodes. */
+  async wire(only?: ReadonlySet<string>): Promise<void> {
+    const keys = this.plan.containers.map((c) => c.key).filter((k) => !only || only.has(k) || k === 'switch');
+    const pids: Record<string, number> = {};
+    await Promise.all(keys.map(async (k) => (pids[k] = await this.pidOf(k))));
+    const script = renderWiringScript(this.plan, pids, this.id, only);
+    const guard = renderHostGuardScript();
+    const full = `${script}\nleak=$(${guard})\nif [ -n "$leak" ]; then echo "isolation guard: lab links found in the host network namespace: $leak" >&2; exit 97; fi\n`;
+    const r = await execIn(this.container(WIRER), ['sh', '-c', full], { check: false, where: `${this.id}/wirer` });
+    if (r.exitCode === 97) throw new LabError(`lab ${this.id}: refusing to run: ${r.stderr.trim()}`);
+    if (r.exitCode !== 0) throw new LabError(`lab ${this.id}: wiring failed (exit ${r.exitCode}):\n${r.stderr.trim().split('\n').slice(-10).join('\n')}`);
+    if (only) for (const k of only) for (const key of [...this.responders.keys()]) if (key.startsWith(`${k}|`)) this.responders.delete(key);
+  }
+
+  private async waitResponders(): Promise<void> {
+    // Endpoint containers were started with a readiness wait; confirm they still run.
+    await Promise.all(
+      [INTERNET, ...this.topology.vpcEndpoints.map((e) => e.name)].map((k) =>
+        this.exec(k, ['test', '-f', `${RUN_DIR}/responder.ready`], { timeoutMs: 10_000 }),
+      ),
+    );
+  }
+
+  /** Runs a command in a lab container (or a pod's netns); throws CommandError on failure unless check=false. */
+  async exec(where: string | Place, cmd: string[], options: ExecOptions = {}): Promise<ExecResult> {
+    const place = typeof where === 'string' ? this.place(where) : where;
+    const full = place.netns ? ['ip', 'netns', 'exec', place.netns, ...cmd] : cmd;
+    return execIn(this.container(place.container), full, { where: `${this.id}/${place.label}`, ...options });
+  }
+
+  async execDetached(where: string | Place, cmd: string[]): Promise<void> {
+    const place = typeof where === 'string' ? this.place(where) : where;
+    const full = place.netns ? ['ip', 'netns', 'exec', place.netns, ...cmd] : cmd;
+    await execDetached(this.container(place.container), full);
+  }
+
+  pod(key: string): PodPlan {
+    const pod = this.plan.pods.find((p) => p.key === key || (!key.includes('/') && p.key === `default/${key}`));
+    if (!pod) throw new LabError(`lab ${this.id} has no pod ${key} (pods: ${this.plan.pods.map((p) => p.key).join(', ')})`);
+    return pod;
+  }
+
+  /** Resolves a name to where it runs: a pod (ns/name), a node, an endpoint, router or switch. */
+  place(name: string): Place {
+    if (this.plan.containers.some((c) => c.key === name) || name === WIRER) return { container: name, label: name };
+    if (name.includes('/') || this.plan.pods.some((p) => p.name === name)) {
+      const pod = this.pod(name);
+      return pod.hostNetwork ? { container: pod.node, label: pod.key } : { container: pod.node, netns: pod.netns!, label: pod.key };
+    }
+    const known = [...this.plan.containers.map((c) => c.key), ...this.plan.pods.map((p) => p.key)];
+    throw new LabError(`lab ${this.id} has nothing named ${name} (known: ${known.join(', ')})`);
+  }
+
+  /**
+   * Who answers a probe to `ip`, or undefined when nothing in the lab owns that address:
+   * a pod, a node, a VPC endpoint (its answer ranges, longest prefix) or else the internet.
+   */
+  responderFor(ip: string): (Place & { port?: number; key: string }) | undefined {
+    const pod = this.plan.pods.find((p) => p.ip === ip);
+    if (pod) return { container: pod.node, netns: pod.netns!, label: pod.key, key: `${pod.node}|${pod.netns}`, port: RESPONDER_PORT };
+    const node = this.topology.nodes.find((n) => n.address === ip);
+    if (node) return { container: node.name, label: node.name, key: `${node.name}|`, port: RESPONDER_PORT };
+    return endpointFor(this.plan, ip);
+  }
+
+  /** Starts a responder in a pod or node on first use (endpoints run theirs from the start). */
+  async ensureResponder(target: Place & { key: string }): Promise<void> {
+    if (!this.plan.containers.some((c) => c.key === target.container && c.role === 'node')) return;
+    let ready = this.responders.get(target.key);
+    if (!ready) {
+      const tag = target.netns ?? 'host';
+      const readyFile = `${RUN_DIR}/responder-${tag}.ready`;
+      ready = (async () => {
+        await this.exec(target.container, ['rm', '-f', readyFile]);
+        await this.execDetached(target, [
+          'node', inLabProgram('harness/inlab/responder.js'), '--name', target.label,
+          '--log', `${RUN_DIR}/observed-${tag}.jsonl`, '--ready', readyFile,
+        ]);
+        await pollUntil(async () => (await this.exec(target.container, ['test', '-f', readyFile], { check: false })).exitCode === 0, {
+          what: `responder in ${target.label}`,
+          timeoutMs: 10_000,
+        });
+      })();
+      this.responders.set(target.key, ready);
+      ready.catch(() => this.responders.delete(target.key));
+    }
+    await ready;
+  }
+
+  /** The observation log of the responder that answers for `target`. */
+  observedLogOf(target: Place & { key: string }): string {
+    const isNode = this.plan.containers.some((c) => c.key === target.container && c.role === 'node');
+    return isNode ? `${RUN_DIR}/observed-${target.netns ?? 'host'}.jsonl` : `${RUN_DIR}/observed.jsonl`;
+  }
+
+  /** Removes every container, network and volume labelled with this lab's id. */
+  async down(): Promise<void> {
+    this.disposed = true;
+    await removeLabObjects(this.id);
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    if (!this.disposed) await this.down();
+  }
+
+  /** Whether a container exists (for status and tests). */
+  async exists(key: string): Promise<boolean> {
+    try {
+      await this.container(key).inspect();
+      return true;
+    } catch (error) {
+      if (isNotFound(error)) return false;
+      throw error;
+    }
+  }
+}
+
+/** Longest-prefix choice between VPC endpoints' answer ranges; else the internet; lab ranges answer nothing. */
+export function endpointFor(plan: LabPlan, ip: string): (Place & { key: string }) | undefined {
+  const t = plan.topology;
+  const inLabRange = [t.nodeSubnet, ...t.nodes.flatMap((n) => (n.podCIDR ? [n.podCIDR] : []))];
+  // Imported lazily to keep this function pure and cheap.
+  let best: { name: string; bits: number } | undefined;
+  for (const e of t.vpcEndpoints) {
+    if (e.address === ip) return { container: e.name, label: e.name, key: `${e.name}|` };
+    for (const a of e.answers) {
+      const bits = Number(a.split('/')[1]);
+      if (containsFast(a, ip) && (!best || bits > best.bits)) best = { name: e.name, bits };
+    }
+  }
+  if (inLabRange.some((r) => containsFast(r, ip))) return undefined;
+  if (best) return { container: best.name, label: best.name, key: `${best.name}|` };
+  if (ip === plan.transit.internet || !containsFast(t.transitCIDR, ip)) return { container: INTERNET, label: INTERNET, key: `${INTERNET}|` };
+  return undefined;
+}
+
+import { contains as containsFast } from '../topology/addresses.js';

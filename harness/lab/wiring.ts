@@ -1,0 +1,80 @@
+/**
+ * Renders the shell script that wires a lab: run once, inside the lab's "wirer" helper container
+ * (host PID namespace, so `nsenter -t PID` reaches every lab container). The script only ever enters
+ * lab containers' namespaces; nothing is created in the host's network namespace. Pure.
+ */
+import type { LabPlan } from '../topology/plan.js';
+
+export const LINK_ALIAS_PREFIX = 'egresslab:';
+
+function q(s: string): string {
+  return `'${s.replace(/'/g, `'\\''`)}'`;
+}
+
+function heredoc(lines: string[]): string {
+  return `<<'EGRESSLAB_EOF'\n${lines.join('\n')}\nEGRESSLAB_EOF`;
+}
+
+function sysctlScript(sysctls: Record<string, string>): string {
+  return Object.entries(sysctls)
+    .map(([k, v]) => `echo ${v} > /proc/sys/${k.replace(/\./g, '/')}`)
+    .join('; ');
+}
+
+/**
+ * `pids` maps each container key of the plan to its main process id on the host. `only` limits the
+ * script to what lives in (or connects to) those containers: used to re-wire a node that was
+ * restarted (its namespace, links and pods are new).
+ */
+export function renderWiringScript(plan: LabPlan, pids: Record<string, number>, labId: string, only?: ReadonlySet<string>): string {
+  const inScope = (key: string) => !only || only.has(key);
+  const pid = (key: string): number => {
+    const p = pids[key];
+    if (!p) throw new Error(`no pid for lab container ${key}`);
+    return p;
+  };
+  const out: string[] = ['set -eu'];
+  const alias = (key: string) => q(`${LINK_ALIAS_PREFIX}${labId}:${key}`);
+
+  for (const b of plan.bridges) {
+    if (!inScope(b.container)) continue;
+    out.push(`nsenter -t ${pid(b.container)} -n ip link add ${b.name} type bridge`);
+    out.push(`nsenter -t ${pid(b.container)} -n ip link set ${b.name} up`);
+  }
+  for (const v of plan.veths) {
+    if (!inScope(v.a.container) && !inScope(v.b.container)) continue;
+    out.push(
+      `nsenter -t ${pid(v.a.container)} -n ip link add ${v.a.ifname} type veth peer name ${v.b.ifname} netns ${pid(v.b.container)}`,
+      `nsenter -t ${pid(v.a.container)} -n ip link set ${v.a.ifname} alias ${alias(v.a.container)}`,
+      `nsenter -t ${pid(v.b.container)} -n ip link set ${v.b.ifname} alias ${alias(v.b.container)}`,
+    );
+    if (v.bridge) {
+      out.push(`nsenter -t ${pid(v.b.container)} -n ip link set ${v.b.ifname} master ${v.bridge} up`);
+    }
+  }
+  for (const pod of plan.pods) {
+    if (pod.hostNetwork || !inScope(pod.node)) continue;
+    const n = `nsenter -t ${pid(pod.node)} -m -n -p`;
+    out.push(
+      `${n} ip netns add ${q(pod.netns!)}`,
+      `${n} ip link add ${pod.hostVeth} type veth peer name eth0 netns ${q(pod.netns!)}`,
+      `${n} ip link set ${pod.hostVeth} alias ${alias(`${pod.node}/${pod.key}`)}`,
+      `${n} ip -n ${q(pod.netns!)} -batch - ${heredoc(pod.ip_)}`,
+    );
+  }
+  for (const cfg of plan.netns) {
+    if (!inScope(cfg.container)) continue;
+    const sys = sysctlScript(cfg.sysctls);
+    if (sys) out.push(`nsenter -t ${pid(cfg.container)} -n sh -c ${q(sys)}`);
+    if (cfg.ip.length) out.push(`nsenter -t ${pid(cfg.container)} -n ip -batch - ${heredoc(cfg.ip)}`);
+  }
+  return `${out.join('\n')}\n`;
+}
+
+/**
+ * Script for the isolation guard: lists the host network namespace's links (through PID 1's
+ * namespace) and fails if any carries a lab alias.
+ */
+export function renderHostGuardScript(): string {
+  return `nsenter -t 1 -n ip -o link show | grep -F ${q(LINK_ALIAS_PREFIX)} || true`;
+}

@@ -1,0 +1,63 @@
+/**
+ * Topology: the lab described as data (fixtures/topologies/*.yaml). `TopologyInput` is what a user
+ * writes; `Topology` is the validated, defaulted form the planner works from.
+ */
+
+export type NodeRole = 'worker' | 'control-plane';
+
+/**
+ * How the cluster SNATs pod traffic (SPEC 1). The foundation knows `none` (no SNAT anywhere: the
+ * source an endpoint sees is the pod IP), which is the same datapath as Standard with
+ * `disableDefaultSnat: true`. Agent-driven flavours plug in here.
+ */
+export type SnatFlavour = 'none' | 'default-snat' | 'ip-masq-agent' | 'autopilot';
+
+export interface NodeSpec {
+  name: string;
+  role: NodeRole;
+  address: string;
+  /** Absent for a node that runs no pods. */
+  podCIDR?: string;
+}
+
+export interface NamespaceSpec {
+  name: string;
+  labels: Record<string, string>;
+}
+
+export interface PodSpec {
+  namespace: string;
+  name: string;
+  node: string;
+  /** Absent for hostNetwork pods. */
+  ip?: string;
+  hostNetwork: boolean;
+  labels: Record<string, string>;
+}
+
+export interface VpcEndpointSpec {
+  name: string;
+  /** The endpoint's own address, e.g. 172.16.100.10. */
+  address: string;
+  /** Its subnet; the router takes the first address. */
+  subnet: string;
+  /** Destinations it answers on (AnyIP). The router sends these ranges to it. */
+  answers: string[];
+}
+
+export interface Topology {
+  name: string;
+  nodeSubnet: string;
+  routerAddress: string;
+  /** Router <-> internet point-to-point link (a /30 or /31). */
+  transitCIDR: string;
+  serviceCIDR: string;
+  snat: SnatFlavour;
+  nodes: NodeSpec[];
+  namespaces: NamespaceSpec[];
+  pods: PodSpec[];
+  vpcEndpoints: VpcEndpointSpec[];
+}
+
+/** What a topology file may contain (validated by `parseTopology`). */
+export type TopologyInput = unknown;

@@ -1,0 +1,354 @@
+/**
+ * Turns a topology file's content into a validated `Topology`, or throws a ValidationError listing
+ * every offending field with its value. Pure: no I/O.
+ */
+import {
+  DEFAULT_NON_MASQUERADE_CIDRS,
+  LINK_LOCAL_CIDR,
+  contains,
+  cidrRange,
+  fromInt,
+  isAligned,
+  isIPv4,
+  isUsableHost,
+  nthAddress,
+  overlaps,
+  parseCidr,
+} from './addresses.js';
+import type { NamespaceSpec, NodeSpec, PodSpec, SnatFlavour, Topology, VpcEndpointSpec } from './types.js';
+import { ValidationError, type FieldIssue } from '../util/errors.js';
+
+const DNS_LABEL = /^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/;
+const LABEL_KEY = /^([a-z0-9]([-a-z0-9.]*[a-z0-9])?\/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$/;
+const LABEL_VALUE = /^([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?$/;
+const RESERVED_NAMES = new Set(['router', 'internet', 'switch', 'wirer']);
+const SNAT_FLAVOURS: readonly SnatFlavour[] = ['none', 'default-snat', 'ip-masq-agent', 'autopilot'];
+
+export const TOPOLOGY_DEFAULTS = Object.freeze({
+  name: 'lab',
+  nodeSubnet: '192.168.1.0/24',
+  transitCIDR: '100.127.255.252/30',
+  serviceCIDR: '10.96.0.0/16',
+  snat: 'none' as SnatFlavour,
+  vpcEndpoint: {
+    name: 'vpc',
+    address: '172.16.100.10',
+    subnet: '172.16.100.0/24',
+    answers: [...DEFAULT_NON_MASQUERADE_CIDRS, LINK_LOCAL_CIDR],
+  },
+});
+
+type Obj = Record<string, unknown>;
+
+class Collector {
+  readonly issues: FieldIssue[] = [];
+  add(path: string, value: unknown, message: string): void {
+    this.issues.push({ path, value, message });
+  }
+}
+
+function isObj(v: unknown): v is Obj {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+function checkKeys(c: Collector, path: string, obj: Obj, allowed: readonly string[]): void {
+  for (const key of Object.keys(obj)) {
+    if (!allowed.includes(key)) {
+      c.add(path ? `${path}.${key}` : key, obj[key], `unknown field (allowed: ${allowed.join(', ')})`);
+    }
+  }
+}
+
+function str(c: Collector, path: string, v: unknown, fallback?: string): string | undefined {
+  if (v === undefined) {
+    if (fallback === undefined) c.add(path, v, 'is required');
+    return fallback;
+  }
+  if (typeof v !== 'string' || v.length === 0) {
+    c.add(path, v, 'must be a non-empty string');
+    return undefined;
+  }
+  return v;
+}
+
+function dnsName(c: Collector, path: string, v: unknown, fallback?: string): string | undefined {
+  const s = str(c, path, v, fallback);
+  if (s !== undefined && !DNS_LABEL.test(s)) {
+    c.add(path, s, 'must be a DNS label: lower-case letters, digits and "-", at most 63 characters');
+    return undefined;
+  }
+  return s;
+}
+
+function cidr(c: Collector, path: string, v: unknown, fallback?: string): string | undefined {
+  const s = str(c, path, v, fallback);
+  if (s === undefined) return undefined;
+  if (!parseCidr(s)) {
+    c.add(path, s, 'must be an IPv4 CIDR such as 10.10.10.0/24 (IPv6 is not supported)');
+    return undefined;
+  }
+  if (!isAligned(s)) {
+    const { first, bits } = cidrRange(s);
+    c.add(path, s, `has host bits set; did you mean ${fromInt(first)}/${bits}?`);
+    return undefined;
+  }
+  return s;
+}
+
+function ipv4(c: Collector, path: string, v: unknown, fallback?: string): string | undefined {
+  const s = str(c, path, v, fallback);
+  if (s !== undefined && !isIPv4(s)) {
+    c.add(path, s, 'must be an IPv4 address such as 192.168.1.1');
+    return undefined;
+  }
+  return s;
+}
+
+function labels(c: Collector, path: string, v: unknown): Record<string, string> {
+  if (v === undefined) return {};
+  if (!isObj(v)) {
+    c.add(path, v, 'must be a map of label key to string value');
+    return {};
+  }
+  const out: Record<string, string> = {};
+  for (const [k, val] of Object.entries(v)) {
+    if (!LABEL_KEY.test(k)) c.add(`${path}.${k}`, k, 'is not a valid label key');
+    else if (typeof val !== 'string' || !LABEL_VALUE.test(val)) {
+      c.add(`${path}.${k}`, val, 'must be a label value: a string of up to 63 letters, digits, "-", "_" or "."');
+    } else out[k] = val;
+  }
+  return out;
+}
+
+function list(c: Collector, path: string, v: unknown, required: boolean): unknown[] {
+  if (v === undefined) {
+    if (required) c.add(path, v, 'is required (a list)');
+    return [];
+  }
+  if (!Array.isArray(v)) {
+    c.add(path, v, 'must be a list');
+    return [];
+  }
+  return v;
+}
+
+/** Validates and defaults a topology. `source` names the file in messages. */
+export function parseTopology(input: unknown, source = 'topology'): Topology {
+  const c = new Collector();
+  if (!isObj(input)) throw new ValidationError(source, [{ path: '(root)', value: input, message: 'must be a map' }]);
+  checkKeys(c, '', input, [
+    'apiVersion', 'kind', 'name', 'nodeSubnet', 'routerAddress', 'transitCIDR', 'serviceCIDR', 'snat',
+    'nodes', 'namespaces', 'pods', 'vpcEndpoints',
+  ]);
+  if (input.apiVersion !== undefined && input.apiVersion !== 'egresslab/v1') {
+    c.add('apiVersion', input.apiVersion, 'must be egresslab/v1');
+  }
+  if (input.kind !== undefined && input.kind !== 'Topology') c.add('kind', input.kind, 'must be Topology');
+
+  const name = dnsName(c, 'name', input.name, TOPOLOGY_DEFAULTS.name) ?? 'lab';
+  const nodeSubnet = cidr(c, 'nodeSubnet', input.nodeSubnet, TOPOLOGY_DEFAULTS.nodeSubnet);
+  if (nodeSubnet && cidrRange(nodeSubnet).bits > 29) {
+    c.add('nodeSubnet', nodeSubnet, 'is too small for a lab: use a /29 or larger');
+  }
+  const transitCIDR = cidr(c, 'transitCIDR', input.transitCIDR, TOPOLOGY_DEFAULTS.transitCIDR);
+  if (transitCIDR && cidrRange(transitCIDR).bits < 30) {
+    c.add('transitCIDR', transitCIDR, 'must be a /30 or /31 (router <-> internet point-to-point link)');
+  }
+  const serviceCIDR = cidr(c, 'serviceCIDR', input.serviceCIDR, TOPOLOGY_DEFAULTS.serviceCIDR);
+  let routerAddress: string | undefined;
+  if (nodeSubnet && cidrRange(nodeSubnet).bits <= 29) {
+    const { first, last } = cidrRange(nodeSubnet);
+    routerAddress = ipv4(c, 'routerAddress', input.routerAddress, fromInt(last - 1));
+    if (routerAddress && !isUsableHost(nodeSubnet, routerAddress)) {
+      c.add('routerAddress', routerAddress, `must be a usable address inside nodeSubnet ${nodeSubnet}`);
+    }
+    void first;
+  }
+  let snat: SnatFlavour = TOPOLOGY_DEFAULTS.snat;
+  if (input.snat !== undefined) {
+    if (typeof input.snat !== 'string' || !SNAT_FLAVOURS.includes(input.snat as SnatFlavour)) {
+      c.add('snat', input.snat, `must be one of ${SNAT_FLAVOURS.join(', ')}`);
+    } else snat = input.snat as SnatFlavour;
+  }
+
+  // Nodes.
+  const nodes: NodeSpec[] = [];
+  const nodeNames = new Set<string>();
+  const nodeAddrs = new Map<string, string>();
+  list(c, 'nodes', input.nodes, true).forEach((raw, i) => {
+    const p = `nodes[${i}]`;
+    if (!isObj(raw)) return c.add(p, raw, 'must be a map with name, address and (for pods) podCIDR');
+    checkKeys(c, p, raw, ['name', 'role', 'address', 'podCIDR']);
+    const n = dnsName(c, `${p}.name`, raw.name);
+    if (n && RESERVED_NAMES.has(n)) c.add(`${p}.name`, n, `is reserved for the lab's own containers`);
+    if (n && nodeNames.has(n)) c.add(`${p}.name`, n, 'duplicates another node name');
+    if (n) nodeNames.add(n);
+    const role = raw.role ?? 'worker';
+    if (role !== 'worker' && role !== 'control-plane') c.add(`${p}.role`, role, 'must be worker or control-plane');
+    const address = ipv4(c, `${p}.address`, raw.address);
+    if (address && nodeSubnet) {
+      if (!isUsableHost(nodeSubnet, address)) {
+        c.add(`${p}.address`, address, `must be a usable address inside nodeSubnet ${nodeSubnet}`);
+      } else if (address === routerAddress) {
+        c.add(`${p}.address`, address, 'is the router address');
+      } else if (nodeAddrs.has(address)) {
+        c.add(`${p}.address`, address, `is already the address of node ${nodeAddrs.get(address)}`);
+      }
+    }
+    if (address && n) nodeAddrs.set(address, n);
+    const podCIDR = raw.podCIDR === undefined ? undefined : cidr(c, `${p}.podCIDR`, raw.podCIDR);
+    if (n && address) nodes.push({ name: n, role: role as NodeSpec['role'], address, ...(podCIDR ? { podCIDR } : {}) });
+  });
+  if (Array.isArray(input.nodes) && input.nodes.length === 0) c.add('nodes', input.nodes, 'must list at least one node');
+
+  // Ranges that must not overlap.
+  const ranges: { path: string; cidr: string }[] = [];
+  if (nodeSubnet) ranges.push({ path: 'nodeSubnet', cidr: nodeSubnet });
+  if (transitCIDR) ranges.push({ path: 'transitCIDR', cidr: transitCIDR });
+  if (serviceCIDR) ranges.push({ path: 'serviceCIDR', cidr: serviceCIDR });
+  nodes.forEach((n) => {
+    if (n.podCIDR) ranges.push({ path: `nodes[${nodes.indexOf(n)}].podCIDR (${n.name})`, cidr: n.podCIDR });
+  });
+
+  // VPC endpoints.
+  const vpcEndpoints: VpcEndpointSpec[] = [];
+  const vpcRaw = input.vpcEndpoints === undefined ? [TOPOLOGY_DEFAULTS.vpcEndpoint] : list(c, 'vpcEndpoints', input.vpcEndpoints, false);
+  const endpointNames = new Set<string>();
+  vpcRaw.forEach((raw, i) => {
+    const p = `vpcEndpoints[${i}]`;
+    if (!isObj(raw)) return c.add(p, raw, 'must be a map with name, address, subnet and answers');
+    checkKeys(c, p, raw, ['name', 'address', 'subnet', 'answers']);
+    const n = dnsName(c, `${p}.name`, raw.name);
+    if (n && (nodeNames.has(n) || RESERVED_NAMES.has(n) || endpointNames.has(n))) {
+      c.add(`${p}.name`, n, 'is already used by a node, another endpoint or the lab itself');
+    }
+    if (n) endpointNames.add(n);
+    const subnet = cidr(c, `${p}.subnet`, raw.subnet);
+    if (subnet && cidrRange(subnet).bits > 30) c.add(`${p}.subnet`, subnet, 'must be a /30 or larger');
+    const address = ipv4(c, `${p}.address`, raw.address);
+    if (address && subnet && cidrRange(subnet).bits <= 30) {
+      if (!isUsableHost(subnet, address)) c.add(`${p}.address`, address, `must be a usable address inside ${subnet}`);
+      else if (address === nthAddress(subnet, 1)) {
+        c.add(`${p}.address`, address, `is the router's address on ${subnet} (the first usable one)`);
+      }
+    }
+    const answers: string[] = [];
+    list(c, `${p}.answers`, raw.answers ?? TOPOLOGY_DEFAULTS.vpcEndpoint.answers, false).forEach((a, j) => {
+      const v = cidr(c, `${p}.answers[${j}]`, a);
+      if (v) answers.push(v);
+    });
+    if (subnet) ranges.push({ path: `${p}.subnet`, cidr: subnet });
+    if (n && subnet && address) vpcEndpoints.push({ name: n, address, subnet, answers });
+  });
+  for (let i = 0; i < ranges.length; i++) {
+    for (let j = i + 1; j < ranges.length; j++) {
+      const a = ranges[i]!;
+      const b = ranges[j]!;
+      if (overlaps(a.cidr, b.cidr)) c.add(b.path, b.cidr, `overlaps ${a.path} ${a.cidr}`);
+    }
+  }
+
+  // Namespaces: `default` and `kube-system` always exist, as in a cluster.
+  const namespaces: NamespaceSpec[] = [];
+  const nsIndex = new Map<string, NamespaceSpec>();
+  const addNs = (nsName: string, nsLabels: Record<string, string>) => {
+    const spec = { name: nsName, labels: { ...nsLabels, 'kubernetes.io/metadata.name': nsName } };
+    nsIndex.set(nsName, spec);
+    namespaces.push(spec);
+  };
+  const userNs = list(c, 'namespaces', input.namespaces, false);
+  const declared = new Set<string>();
+  userNs.forEach((raw, i) => {
+    const p = `namespaces[${i}]`;
+    if (!isObj(raw)) return c.add(p, raw, 'must be a map with name and labels');
+    checkKeys(c, p, raw, ['name', 'labels']);
+    const n = dnsName(c, `${p}.name`, raw.name);
+    if (n && declared.has(n)) c.add(`${p}.name`, n, 'duplicates another namespace');
+    const l = labels(c, `${p}.labels`, raw.labels);
+    if (n && !declared.has(n)) {
+      declared.add(n);
+      addNs(n, l);
+    }
+  });
+  for (const builtin of ['default', 'kube-system']) if (!nsIndex.has(builtin)) addNs(builtin, {});
+
+  // Pods.
+  const pods: PodSpec[] = [];
+  const podKeys = new Set<string>();
+  const podIps = new Map<string, string>();
+  const pending: { index: number; spec: Omit<PodSpec, 'ip'> }[] = [];
+  list(c, 'pods', input.pods, false).forEach((raw, i) => {
+    const p = `pods[${i}]`;
+    if (!isObj(raw)) return c.add(p, raw, 'must be a map with namespace, name and node');
+    checkKeys(c, p, raw, ['namespace', 'name', 'node', 'ip', 'hostNetwork', 'labels']);
+    let nsRaw = raw.namespace;
+    let nameRaw = raw.name;
+    if (typeof nameRaw === 'string' && nameRaw.includes('/') && nsRaw === undefined) {
+      [nsRaw, nameRaw] = nameRaw.split('/', 2);
+    }
+    const ns = dnsName(c, `${p}.namespace`, nsRaw, 'default');
+    if (ns && !nsIndex.has(ns)) c.add(`${p}.namespace`, ns, 'names no namespace of this topology (add it under namespaces)');
+    const n = dnsName(c, `${p}.name`, nameRaw);
+    const key = `${ns}/${n}`;
+    if (ns && n && podKeys.has(key)) c.add(`${p}.name`, key, 'duplicates another pod');
+    podKeys.add(key);
+    const nodeName = str(c, `${p}.node`, raw.node);
+    const node = nodes.find((x) => x.name === nodeName);
+    if (nodeName && !node) c.add(`${p}.node`, nodeName, 'names no node of this topology');
+    const hostNetwork = raw.hostNetwork ?? false;
+    if (typeof hostNetwork !== 'boolean') c.add(`${p}.hostNetwork`, hostNetwork, 'must be true or false');
+    const podLabels = labels(c, `${p}.labels`, raw.labels);
+    if (hostNetwork === true) {
+      if (raw.ip !== undefined) c.add(`${p}.ip`, raw.ip, 'a hostNetwork pod has its node IP; remove ip');
+      if (ns && n && node) pods.push({ namespace: ns, name: n, node: node.name, hostNetwork: true, labels: podLabels });
+      return;
+    }
+    if (node && !node.podCIDR) c.add(`${p}.node`, node.name, 'runs pods but has no podCIDR');
+    if (raw.ip !== undefined) {
+      const ip = ipv4(c, `${p}.ip`, raw.ip);
+      if (ip && node?.podCIDR) {
+        if (!contains(node.podCIDR, ip) || ip === nthAddress(node.podCIDR, 0)) {
+          c.add(`${p}.ip`, ip, `must be a host address inside ${node.name}'s podCIDR ${node.podCIDR}`);
+        } else if (podIps.has(ip)) c.add(`${p}.ip`, ip, `is already the IP of pod ${podIps.get(ip)}`);
+        else {
+          podIps.set(ip, key);
+          if (ns && n) pods.push({ namespace: ns, name: n, node: node.name, ip, hostNetwork: false, labels: podLabels });
+        }
+      }
+    } else if (ns && n && node?.podCIDR) {
+      pending.push({ index: pods.length, spec: { namespace: ns, name: n, node: node.name, hostNetwork: false, labels: podLabels } });
+      pods.push({ namespace: ns, name: n, node: node.name, hostNetwork: false, labels: podLabels });
+    }
+  });
+  // Pods without an explicit IP get the lowest free host address of their node's podCIDR.
+  for (const { index, spec } of pending) {
+    const node = nodes.find((x) => x.name === spec.node)!;
+    const { first, last } = cidrRange(node.podCIDR!);
+    let ip: string | undefined;
+    for (let a = first + 1; a < last; a++) {
+      if (!podIps.has(fromInt(a))) {
+        ip = fromInt(a);
+        break;
+      }
+    }
+    if (!ip) c.add(`pods[${index}]`, `${spec.namespace}/${spec.name}`, `no free address left in ${node.podCIDR}`);
+    else {
+      podIps.set(ip, `${spec.namespace}/${spec.name}`);
+      pods[index] = { ...spec, ip };
+    }
+  }
+
+  if (c.issues.length > 0) throw new ValidationError(source, c.issues);
+  return {
+    name,
+    nodeSubnet: nodeSubnet!,
+    routerAddress: routerAddress!,
+    transitCIDR: transitCIDR!,
+    serviceCIDR: serviceCIDR!,
+    snat,
+    nodes,
+    namespaces,
+    pods,
+    vpcEndpoints,
+  };
+}
