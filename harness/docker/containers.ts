@@ -49,6 +49,8 @@ class LabContainer extends GenericContainer {
       .withDroppedCapabilities(...LAB_HOST_CONFIG.CapDrop)
       .withSecurityOpt(...LAB_HOST_CONFIG.SecurityOpt)
       .withBindMounts(Object.entries(spec.binds).map(([source, target]) => ({ source, target, mode: 'ro' as const })))
+      // /run is a tmpfs, as on a real node: a restarted node starts without stale pid files or netns.
+      .withTmpFs({ '/run': 'rw,mode=755' })
       .withStartupTimeout(spec.startupTimeoutMs ?? 30_000);
     Object.assign(this.hostConfig, {
       MaskedPaths: LAB_HOST_CONFIG.MaskedPaths,

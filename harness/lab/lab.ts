@@ -18,10 +18,15 @@ import { planLab, WIRER, INTERNET, type LabPlan, type PodPlan } from '../topolog
 import type { Topology } from '../topology/types.js';
 import { parseTopology } from '../topology/validate.js';
 import { LabError, ValidationError } from '../util/errors.js';
+import { contains } from '../topology/addresses.js';
 import { pollUntil } from '../util/poll.js';
 import { IN_LAB_ROOT, assertBuilt, inLabProgram, projectRoot } from '../util/paths.js';
 import { RESPONDER_PORT, RUN_DIR } from '../inlab/protocol.js';
 import { removeLabObjects } from './registry.js';
+import { startProcess } from './process.js';
+import { Faults } from '../faults/faults.js';
+import { Capture, type CaptureOptions } from '../capture/capture.js';
+import { ContinuousProbe, probe, type ContinuousProbeOptions, type ProbeOptions, type ProbeResult } from '../probe/probe.js';
 
 const LAB_ID = /^[a-z0-9]([-a-z0-9]{0,30}[a-z0-9])?$/;
 
@@ -62,6 +67,8 @@ export class Lab implements AsyncDisposable {
   readonly plan: LabPlan;
   private readonly responders = new Map<string, Promise<void>>();
   private disposed = false;
+  /** Fault injection on this lab's nodes. */
+  readonly faults: Faults;
 
   private constructor(
     readonly id: string,
@@ -69,6 +76,22 @@ export class Lab implements AsyncDisposable {
     readonly image: string,
   ) {
     this.plan = planLab(topology);
+    this.faults = new Faults(this);
+  }
+
+  /** One probe from a pod, node or hostNetwork pod to `to`; see ProbeResult. */
+  probe(from: string, to: string, options?: ProbeOptions): Promise<ProbeResult> {
+    return probe(this, from, to, options);
+  }
+
+  /** A probe sending sequence-numbered packets until stopped; stop() gives the timeline. */
+  continuousProbe(from: string, to: string, options?: ContinuousProbeOptions): Promise<ContinuousProbe> {
+    return ContinuousProbe.start(this, from, to, options);
+  }
+
+  /** Starts tcpdump on `iface` of a node, pod, endpoint, router or switch. */
+  capture(where: string, iface: string, options?: CaptureOptions): Promise<Capture> {
+    return Capture.start(this, where, iface, options);
   }
 
   /** Brings a lab up. On any failure (or abort) everything it created is removed before the error is thrown. */
@@ -235,6 +258,11 @@ export class Lab implements AsyncDisposable {
     return endpointFor(this.plan, ip);
   }
 
+  /** Name of the managed responder process serving `target` (pods and nodes only). */
+  static responderProcess(target: Place): string {
+    return `responder-${target.netns ?? 'host'}`;
+  }
+
   /** Starts a responder in a pod or node on first use (endpoints run theirs from the start). */
   async ensureResponder(target: Place & { key: string }): Promise<void> {
     if (!this.plan.containers.some((c) => c.key === target.container && c.role === 'node')) return;
@@ -244,7 +272,7 @@ export class Lab implements AsyncDisposable {
       const readyFile = `${RUN_DIR}/responder-${tag}.ready`;
       ready = (async () => {
         await this.exec(target.container, ['rm', '-f', readyFile]);
-        await this.execDetached(target, [
+        await startProcess(this, target, `responder-${tag}`, [
           'node', inLabProgram('harness/inlab/responder.js'), '--name', target.label,
           '--log', `${RUN_DIR}/observed-${tag}.jsonl`, '--ready', readyFile,
         ]);
@@ -290,20 +318,18 @@ export class Lab implements AsyncDisposable {
 /** Longest-prefix choice between VPC endpoints' answer ranges; else the internet; lab ranges answer nothing. */
 export function endpointFor(plan: LabPlan, ip: string): (Place & { key: string }) | undefined {
   const t = plan.topology;
-  const inLabRange = [t.nodeSubnet, ...t.nodes.flatMap((n) => (n.podCIDR ? [n.podCIDR] : []))];
-  // Imported lazily to keep this function pure and cheap.
+  const inLabRange = [t.nodeSubnet, ...t.vpcEndpoints.map((e) => e.subnet), ...t.nodes.flatMap((n) => (n.podCIDR ? [n.podCIDR] : []))];
   let best: { name: string; bits: number } | undefined;
   for (const e of t.vpcEndpoints) {
     if (e.address === ip) return { container: e.name, label: e.name, key: `${e.name}|` };
     for (const a of e.answers) {
       const bits = Number(a.split('/')[1]);
-      if (containsFast(a, ip) && (!best || bits > best.bits)) best = { name: e.name, bits };
+      if (contains(a, ip) && (!best || bits > best.bits)) best = { name: e.name, bits };
     }
   }
-  if (inLabRange.some((r) => containsFast(r, ip))) return undefined;
+  // The router's directly connected ranges come first, as in its routing table.
+  if (ip === plan.transit.internet) return { container: INTERNET, label: INTERNET, key: `${INTERNET}|` };
+  if (contains(t.transitCIDR, ip) || inLabRange.some((r) => contains(r, ip))) return undefined;
   if (best) return { container: best.name, label: best.name, key: `${best.name}|` };
-  if (ip === plan.transit.internet || !containsFast(t.transitCIDR, ip)) return { container: INTERNET, label: INTERNET, key: `${INTERNET}|` };
-  return undefined;
+  return { container: INTERNET, label: INTERNET, key: `${INTERNET}|` };
 }
-
-import { contains as containsFast } from '../topology/addresses.js';

@@ -3,7 +3,18 @@
  * (host PID namespace, so `nsenter -t PID` reaches every lab container). The script only ever enters
  * lab containers' namespaces; nothing is created in the host's network namespace. Pure.
  */
+import { createHash } from 'node:crypto';
 import type { LabPlan } from '../topology/plan.js';
+
+/**
+ * A stable, locally administered MAC per interface: a node that reboots keeps its MAC (as a real
+ * NIC does), so its neighbours' ARP caches stay right.
+ */
+export function stableMac(container: string, ifname: string): string {
+  const h = createHash('sha1').update(`${container}/${ifname}`).digest();
+  const bytes = [0x02, h[0]!, h[1]!, h[2]!, h[3]!, h[4]!];
+  return bytes.map((b) => b.toString(16).padStart(2, '0')).join(':');
+}
 
 export const LINK_ALIAS_PREFIX = 'egresslab:';
 
@@ -44,7 +55,7 @@ export function renderWiringScript(plan: LabPlan, pids: Record<string, number>, 
   for (const v of plan.veths) {
     if (!inScope(v.a.container) && !inScope(v.b.container)) continue;
     out.push(
-      `nsenter -t ${pid(v.a.container)} -n ip link add ${v.a.ifname} type veth peer name ${v.b.ifname} netns ${pid(v.b.container)}`,
+      `nsenter -t ${pid(v.a.container)} -n ip link add ${v.a.ifname} address ${stableMac(v.a.container, v.a.ifname)} type veth peer name ${v.b.ifname} address ${stableMac(v.b.container, v.b.ifname)} netns ${pid(v.b.container)}`,
       `nsenter -t ${pid(v.a.container)} -n ip link set ${v.a.ifname} alias ${alias(v.a.container)}`,
       `nsenter -t ${pid(v.b.container)} -n ip link set ${v.b.ifname} alias ${alias(v.b.container)}`,
     );
@@ -57,7 +68,7 @@ export function renderWiringScript(plan: LabPlan, pids: Record<string, number>, 
     const n = `nsenter -t ${pid(pod.node)} -m -n -p`;
     out.push(
       `${n} ip netns add ${q(pod.netns!)}`,
-      `${n} ip link add ${pod.hostVeth} type veth peer name eth0 netns ${q(pod.netns!)}`,
+      `${n} ip link add ${pod.hostVeth} address ${stableMac(pod.node, pod.hostVeth!)} type veth peer name eth0 address ${stableMac(pod.key, 'eth0')} netns ${q(pod.netns!)}`,
       `${n} ip link set ${pod.hostVeth} alias ${alias(`${pod.node}/${pod.key}`)}`,
       `${n} ip -n ${q(pod.netns!)} -batch - ${heredoc(pod.ip_)}`,
     );

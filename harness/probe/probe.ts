@@ -57,7 +57,8 @@ function pickPort(target: Target | undefined, options: ProbeOptions): number | u
 }
 
 async function readObservations(lab: Lab, target: Target, needle: string, since: number): Promise<Observation[]> {
-  const r = await lab.exec(target.container, ['grep', '-F', needle, lab.observedLogOf(target)], { check: false });
+  // The target may be down (a fault): then it observed nothing we can read.
+  const r = await lab.exec(target.container, ['grep', '-F', needle, lab.observedLogOf(target)], { check: false }).catch(() => ({ stdout: '' }));
   return r.stdout
     .split('\n')
     .filter(Boolean)
@@ -96,7 +97,15 @@ export async function probe(lab: Lab, from: string, to: string, options: ProbeOp
     return result;
   }
   if (target) {
-    const seen = await readObservations(lab, target, needleFor(proto, token, to, port), started);
+    // The responder's capture log may trail the reply by a few milliseconds: a probe that was
+    // answered was certainly observed, so wait for its record; otherwise look a little while.
+    const needle = needleFor(proto, token, to, port);
+    const seen = await pollUntil(() => readObservations(lab, target, needle, started), {
+      what: `the observation of ${proto} probe ${token} at ${target.label}`,
+      timeoutMs: rec.replied ? 3000 : 300,
+      intervalMs: 25,
+      accept: (obs) => obs.length > 0,
+    }).catch(() => [] as Observation[]);
     const mine = seen.find((o) => rec.localPort !== undefined && o.sport === rec.localPort) ?? seen[0];
     if (mine) {
       result.observedSource = mine.src;

@@ -86,7 +86,7 @@ export function outages(t: Timeline): Outage[] {
     out.push({
       start: pk[i]!.t,
       end: pk[j]!.t,
-      durationMs: (after?.t ?? pk[j]!.t + t.intervalMs) - (before?.t ?? pk[i]!.t - t.intervalMs) - t.intervalMs,
+      durationMs: (after?.t ?? pk[j]!.t + t.intervalMs) - (before?.t ?? pk[i]!.t - t.intervalMs),
       lost: j - i + 1,
       firstSeq: pk[i]!.seq,
       lastSeq: pk[j]!.seq,

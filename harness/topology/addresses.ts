@@ -31,8 +31,10 @@ export function isIPv4(text: unknown): text is string {
 export function parseCidr(text: unknown): Cidr | undefined {
   if (typeof text !== 'string' || !/^\d+\.\d+\.\d+\.\d+\/\d{1,2}$/.test(text)) return undefined;
   try {
+    // Check the text itself: ipaddr.js reads "010" as octal 8, and its output is always decimal.
+    if (!ipaddr.IPv4.isValidFourPartDecimal(text.slice(0, text.indexOf('/')))) return undefined;
     const [addr, bits] = ipaddr.IPv4.parseCIDR(text);
-    if (!ipaddr.IPv4.isValidFourPartDecimal(addr.toString()) || bits < 0 || bits > 32) return undefined;
+    if (bits < 0 || bits > 32) return undefined;
     return [addr, bits];
   } catch {
     return undefined;

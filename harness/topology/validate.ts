@@ -173,6 +173,8 @@ export function parseTopology(input: unknown, source = 'topology'): Topology {
 
   // Nodes.
   const nodes: NodeSpec[] = [];
+  /** Input index of each entry of `nodes` (invalid entries are left out of `nodes`). */
+  const nodeInputIndex: number[] = [];
   const nodeNames = new Set<string>();
   const nodeAddrs = new Map<string, string>();
   list(c, 'nodes', input.nodes, true).forEach((raw, i) => {
@@ -197,7 +199,10 @@ export function parseTopology(input: unknown, source = 'topology'): Topology {
     }
     if (address && n) nodeAddrs.set(address, n);
     const podCIDR = raw.podCIDR === undefined ? undefined : cidr(c, `${p}.podCIDR`, raw.podCIDR);
-    if (n && address) nodes.push({ name: n, role: role as NodeSpec['role'], address, ...(podCIDR ? { podCIDR } : {}) });
+    if (n && address) {
+      nodes.push({ name: n, role: role as NodeSpec['role'], address, ...(podCIDR ? { podCIDR } : {}) });
+      nodeInputIndex.push(i);
+    }
   });
   if (Array.isArray(input.nodes) && input.nodes.length === 0) c.add('nodes', input.nodes, 'must list at least one node');
 
@@ -206,8 +211,8 @@ export function parseTopology(input: unknown, source = 'topology'): Topology {
   if (nodeSubnet) ranges.push({ path: 'nodeSubnet', cidr: nodeSubnet });
   if (transitCIDR) ranges.push({ path: 'transitCIDR', cidr: transitCIDR });
   if (serviceCIDR) ranges.push({ path: 'serviceCIDR', cidr: serviceCIDR });
-  nodes.forEach((n) => {
-    if (n.podCIDR) ranges.push({ path: `nodes[${nodes.indexOf(n)}].podCIDR (${n.name})`, cidr: n.podCIDR });
+  nodes.forEach((n, k) => {
+    if (n.podCIDR) ranges.push({ path: `nodes[${nodeInputIndex[k]}].podCIDR (${n.name})`, cidr: n.podCIDR });
   });
 
   // VPC endpoints.
@@ -276,7 +281,7 @@ export function parseTopology(input: unknown, source = 'topology'): Topology {
   const pods: PodSpec[] = [];
   const podKeys = new Set<string>();
   const podIps = new Map<string, string>();
-  const pending: { index: number; spec: Omit<PodSpec, 'ip'> }[] = [];
+  const pending: { index: number; inputIndex: number; spec: Omit<PodSpec, 'ip'> }[] = [];
   list(c, 'pods', input.pods, false).forEach((raw, i) => {
     const p = `pods[${i}]`;
     if (!isObj(raw)) return c.add(p, raw, 'must be a map with namespace, name and node');
@@ -316,12 +321,12 @@ export function parseTopology(input: unknown, source = 'topology'): Topology {
         }
       }
     } else if (ns && n && node?.podCIDR) {
-      pending.push({ index: pods.length, spec: { namespace: ns, name: n, node: node.name, hostNetwork: false, labels: podLabels } });
+      pending.push({ index: pods.length, inputIndex: i, spec: { namespace: ns, name: n, node: node.name, hostNetwork: false, labels: podLabels } });
       pods.push({ namespace: ns, name: n, node: node.name, hostNetwork: false, labels: podLabels });
     }
   });
   // Pods without an explicit IP get the lowest free host address of their node's podCIDR.
-  for (const { index, spec } of pending) {
+  for (const { index, inputIndex, spec } of pending) {
     const node = nodes.find((x) => x.name === spec.node)!;
     const { first, last } = cidrRange(node.podCIDR!);
     let ip: string | undefined;
@@ -331,7 +336,7 @@ export function parseTopology(input: unknown, source = 'topology'): Topology {
         break;
       }
     }
-    if (!ip) c.add(`pods[${index}]`, `${spec.namespace}/${spec.name}`, `no free address left in ${node.podCIDR}`);
+    if (!ip) c.add(`pods[${inputIndex}]`, `${spec.namespace}/${spec.name}`, `no free address left in ${node.podCIDR}`);
     else {
       podIps.set(ip, `${spec.namespace}/${spec.name}`);
       pods[index] = { ...spec, ip };

@@ -1,0 +1,184 @@
+/**
+ * The node agent: the process every lab node runs (agent/main.ts is its entry point). It starts one
+ * module per feature, in order, and stops them in reverse order:
+ *
+ *   lease       Lease kube-node-lease/<node> renewed every leaseRenewIntervalMs (node liveness)
+ *   projection  ConfigMap kube-system/ip-masq-agent[config] -> file, kubelet-style
+ *               (flavours ip-masq-agent and autopilot only)
+ *   masq        the masquerade datapath for the flavour (MasqAgent / default SNAT / none)
+ *
+ * plus the shared pieces every module gets through NodeModuleContext: the API client (node
+ * identity), the Event recorder (Events on this node's Node) and the status file. The gateway
+ * datapath (issue 6) becomes one more module in `buildModules`.
+ */
+import { readFile } from 'node:fs/promises';
+import { KubeClient } from '../../controller/client/client.js';
+import type { AgentConfig } from '../config.js';
+import { ExecNftRunner, type NftRunner } from '../masq/nft.js';
+import { ConfigMapVolumeModule } from './configmap-volume.js';
+import { NodeEventRecorder } from './events.js';
+import { LeaseModule } from './lease.js';
+import { MasqModule } from './masq.js';
+import { errorMessage, type NodeModule, type NodeModuleContext } from './module.js';
+import { StatusWriter } from './status.js';
+
+export interface NodeAgentDeps {
+  /** default: `nft` through execFile (ExecNftRunner with config.nftPath) */
+  nft?: NftRunner;
+  /** writes one finished log line (default: stdout) */
+  write?: (line: string) => void;
+  /** how often to look for missing credential files (default 200 ms) */
+  credentialsPollMs?: number;
+  /** how long a stop waits for queued Events to be posted (default 2000 ms) */
+  eventsFlushMs?: number;
+}
+
+export type AgentPhase = 'waiting-for-credentials' | 'starting' | 'running' | 'stopping' | 'stopped';
+
+export function buildModules(ctx: NodeModuleContext, nft: NftRunner): NodeModule[] {
+  const mods: NodeModule[] = [new LeaseModule(ctx)];
+  if (ctx.config.flavour === 'ip-masq-agent' || ctx.config.flavour === 'autopilot') mods.push(new ConfigMapVolumeModule(ctx));
+  mods.push(new MasqModule(ctx, nft));
+  return mods;
+}
+
+export class NodeAgent {
+  private phase: AgentPhase = 'starting';
+  private readonly startedAt = new Date().toISOString();
+  private client: KubeClient | null = null;
+  private events: NodeEventRecorder | null = null;
+  private status: StatusWriter;
+  private modules: NodeModule[] = [];
+  private started: NodeModule[] = [];
+  private stopRequested = false;
+  private starting: Promise<void> | null = null;
+  private stopping: Promise<void> | null = null;
+  private readonly write: (line: string) => void;
+
+  constructor(
+    readonly config: AgentConfig,
+    private readonly deps: NodeAgentDeps = {},
+  ) {
+    this.write = deps.write ?? ((l) => process.stdout.write(`${l}\n`));
+    this.status = new StatusWriter(config.statusPath, () => this.collectStatus(), config.statusIntervalMs, (m) => this.log('status', m));
+  }
+
+  log(module: string, message: string): void {
+    this.write(`${new Date().toISOString()} agent[${this.config.nodeName}] ${module}: ${message}`);
+  }
+
+  /** Starts everything; resolves once every module has started (or the agent was stopped meanwhile). */
+  start(): Promise<void> {
+    if (!this.starting) this.starting = this.doStart();
+    return this.starting;
+  }
+
+  private async doStart(): Promise<void> {
+    const c = this.config;
+    this.log('agent', `starting: node ${c.nodeName} (${c.nodeIP}), flavour ${c.flavour}, pod CIDRs ${c.podCIDRs.join(',') || '(none)'}, API ${c.apiServer}`);
+    this.status.start();
+    const creds = await this.readCredentials();
+    if (!creds) return;
+    this.client = new KubeClient({ server: c.apiServer, token: creds.token, ...(creds.ca ? { ca: creds.ca } : {}), insecureSkipTLSVerify: c.insecureSkipTLSVerify, timeoutMs: 5000 });
+    this.events = new NodeEventRecorder({ client: this.client, node: c.nodeName, log: (m) => this.log('events', m) });
+    const ctx: NodeModuleContext = {
+      config: c,
+      client: this.client,
+      events: this.events,
+      log: (m, msg) => this.log(m, msg),
+      statusChanged: () => this.status.changed(),
+    };
+    this.modules = buildModules(ctx, this.deps.nft ?? new ExecNftRunner({ nftPath: c.nftPath }));
+    this.phase = 'starting';
+    for (const m of this.modules) {
+      if (this.stopRequested) return;
+      this.started.push(m);
+      try {
+        await m.start();
+      } catch (e) {
+        this.log(m.name, `failed to start: ${errorMessage(e)}`);
+        this.events.record('Warning', 'AgentModuleFailed', `module ${m.name} failed to start: ${errorMessage(e)}`);
+      }
+      this.status.changed();
+    }
+    if (this.stopRequested) return;
+    this.phase = 'running';
+    this.log('agent', `running (${this.modules.map((m) => m.name).join(', ')}); status in ${c.statusPath}`);
+    this.status.changed();
+  }
+
+  private async readCredentials(): Promise<{ token: string; ca: string | null } | null> {
+    const c = this.config;
+    let logged = false;
+    for (;;) {
+      if (this.stopRequested) return null;
+      try {
+        const token = (await readFile(c.tokenFile, 'utf8')).trim();
+        if (!token) throw Object.assign(new Error(`${c.tokenFile} is empty`), { code: 'ENOENT' });
+        const ca = c.caFile ? await readFile(c.caFile, 'utf8') : null;
+        if (logged) this.log('agent', 'credentials found');
+        return { token, ca };
+      } catch (e) {
+        if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
+        if (!logged) {
+          this.phase = 'waiting-for-credentials';
+          this.log('agent', `waiting for credentials: ${errorMessage(e)}`);
+          this.status.changed();
+          logged = true;
+        }
+        await new Promise((r) => setTimeout(r, this.deps.credentialsPollMs ?? 200));
+      }
+    }
+  }
+
+  /** Clean stop (SIGTERM): modules in reverse order (masquerade rules removed, lease no longer renewed). */
+  stop(): Promise<void> {
+    if (!this.stopping) this.stopping = this.doStop();
+    return this.stopping;
+  }
+
+  private async doStop(): Promise<void> {
+    this.stopRequested = true;
+    this.phase = 'stopping';
+    this.log('agent', 'stopping');
+    this.status.changed();
+    // a module that is still starting (e.g. waiting for the first ConfigMap sync) finishes first
+    await this.starting?.catch(() => undefined);
+    for (const m of [...this.started].reverse()) {
+      try {
+        await m.stop();
+      } catch (e) {
+        this.log(m.name, `stop failed: ${errorMessage(e)}`);
+      }
+    }
+    await this.events?.stop(this.deps.eventsFlushMs ?? 2000);
+    this.client?.close();
+    this.phase = 'stopped';
+    this.status.stop();
+    this.log('agent', 'stopped');
+  }
+
+  collectStatus(): Record<string, unknown> {
+    const c = this.config;
+    const out: Record<string, unknown> = {
+      component: 'egresslab-agent',
+      pid: process.pid,
+      node: c.nodeName,
+      nodeIP: c.nodeIP,
+      flavour: c.flavour,
+      podCIDRs: c.podCIDRs,
+      apiServer: c.apiServer,
+      phase: this.phase,
+      startedAt: this.startedAt,
+    };
+    for (const m of this.modules) {
+      try {
+        out[m.name] = m.status();
+      } catch (e) {
+        out[m.name] = { error: errorMessage(e) };
+      }
+    }
+    if (this.events) out.events = this.events.stats();
+    return out;
+  }
+}

@@ -1,0 +1,79 @@
+/**
+ * Node liveness: renews Lease kube-node-lease/<node> every leaseRenewIntervalMs
+ * (controller/client/lease.ts does the renewing); the controller declares the node Down when the
+ * renewals stop. Logs the first renewal, the first failure of a run of failures and the recovery
+ * (not every renewal: at 200 ms that would be 5 lines a second).
+ */
+import { NODE_LEASE_NAMESPACE, startLeaseRenewer, type LeaseRenewer } from '../../controller/client/lease.js';
+import { errorMessage, type NodeModule, type NodeModuleContext } from './module.js';
+
+export class LeaseModule implements NodeModule {
+  readonly name = 'lease';
+  private renewer: LeaseRenewer | null = null;
+  private watch: NodeJS.Timeout | null = null;
+  private failures = 0;
+  private lastError: { at: string; message: string } | null = null;
+  private seenRenewals = 0;
+  private stopped = false;
+
+  constructor(private readonly ctx: NodeModuleContext) {}
+
+  async start(): Promise<void> {
+    const { nodeName, leaseRenewIntervalMs } = this.ctx.config;
+    this.ctx.log(this.name, `renewing ${NODE_LEASE_NAMESPACE}/${nodeName} every ${leaseRenewIntervalMs} ms`);
+    this.renewer = startLeaseRenewer(this.ctx.client, nodeName, leaseRenewIntervalMs, (e) => this.onError(e));
+    // Observe successes (the renewer only reports failures) to log the first renewal and recoveries.
+    this.watch = setInterval(() => this.observe(), Math.max(10, Math.floor(leaseRenewIntervalMs / 2)));
+    this.watch.unref();
+  }
+
+  private observe(): void {
+    const r = this.renewer;
+    if (!r || r.renewals === this.seenRenewals) return;
+    const first = this.seenRenewals === 0;
+    this.seenRenewals = r.renewals;
+    if (first) {
+      this.ctx.log(this.name, `first renewal of ${NODE_LEASE_NAMESPACE}/${this.ctx.config.nodeName} acknowledged`);
+      this.ctx.statusChanged();
+    }
+    if (this.failures > 0) {
+      this.ctx.log(this.name, `renewals resumed after ${this.failures} failure(s)`);
+      this.failures = 0;
+      this.ctx.statusChanged();
+    }
+  }
+
+  private onError(e: unknown): void {
+    if (this.stopped) return;
+    this.observe();
+    this.failures++;
+    const message = errorMessage(e);
+    if (this.failures === 1 || this.lastError?.message !== message) {
+      this.ctx.log(this.name, `renewal failed (will retry every ${this.ctx.config.leaseRenewIntervalMs} ms): ${message}`);
+      this.ctx.statusChanged();
+    }
+    this.lastError = { at: new Date().toISOString(), message };
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    if (this.watch) clearInterval(this.watch);
+    if (this.renewer) {
+      await this.renewer.stop();
+      this.ctx.log(this.name, `stopped renewing after ${this.renewer.renewals} renewal(s)`);
+    }
+  }
+
+  status(): Record<string, unknown> {
+    const r = this.renewer;
+    return {
+      lease: `${NODE_LEASE_NAMESPACE}/${this.ctx.config.nodeName}`,
+      renewIntervalMs: this.ctx.config.leaseRenewIntervalMs,
+      renewals: r?.renewals ?? 0,
+      lastRenewedAt: r && r.lastRenewal ? new Date(r.lastRenewal).toISOString() : null,
+      consecutiveFailures: this.failures,
+      lastError: this.lastError,
+      running: !!r && !this.stopped,
+    };
+  }
+}

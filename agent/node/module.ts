@@ -1,0 +1,35 @@
+/**
+ * The node agent is a set of modules started in order by agent/node/agent.ts (one file per feature
+ * under agent/node/) and stopped in reverse order. A feature (e.g. the egress-gateway datapath of
+ * issue 6) is added by writing one more module and listing it in `buildModules`.
+ */
+import type { KubeClient } from '../../controller/client/client.js';
+import type { AgentConfig } from '../config.js';
+import type { NodeEventRecorder } from './events.js';
+
+export interface NodeModuleContext {
+  readonly config: AgentConfig;
+  /** API client authenticated as system:node:<nodeName> */
+  readonly client: KubeClient;
+  /** Kubernetes Events about this node's Node object */
+  readonly events: NodeEventRecorder;
+  /** one log line (stdout): `<iso> agent[<node>] <module>: <message>` */
+  log(module: string, message: string): void;
+  /** something status-worthy changed: rewrite the status file soon */
+  statusChanged(): void;
+}
+
+export interface NodeModule {
+  /** short name used in logs and as the key in the status file */
+  readonly name: string;
+  /** Starts the feature. Resolves when it is running (or has given up waiting for something optional). */
+  start(): Promise<void>;
+  /** Stops cleanly (SIGTERM path). Must not throw. */
+  stop(): Promise<void>;
+  /** JSON-serialisable status for agent-status.json */
+  status(): Record<string, unknown>;
+}
+
+export function errorMessage(e: unknown): string {
+  return e instanceof Error ? e.message : String(e);
+}

@@ -1,0 +1,76 @@
+/**
+ * Packet capture on any lab interface (tcpdump into a pcap file inside the container), copied to
+ * the host's artifacts folder when stopped and decoded for assertions.
+ */
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { randomBytes } from 'node:crypto';
+import type { Lab, Place } from '../lab/lab.js';
+import { startProcess, stopProcess } from '../lab/process.js';
+import { decodePacket, readPcap, type DecodedPacket } from '../pcap/pcap.js';
+import { RUN_DIR } from '../inlab/protocol.js';
+import { pollUntil } from '../util/poll.js';
+import { artifactsDir } from '../util/paths.js';
+import { WIRER } from '../topology/plan.js';
+
+export interface CaptureOptions {
+  /** tcpdump filter expression. */
+  filter?: string;
+  /** Capture in the host's network namespace instead (through the wirer): to prove nothing leaves the lab. */
+  hostNetns?: boolean;
+  snaplen?: number;
+}
+
+export interface CaptureResult {
+  /** The pcap copied to the host. */
+  file: string;
+  packets: DecodedPacket[];
+}
+
+export class Capture {
+  private result?: Promise<CaptureResult>;
+  private constructor(
+    private readonly lab: Lab,
+    readonly place: Place,
+    readonly iface: string,
+    private readonly id: string,
+  ) {}
+
+  private get remote(): string {
+    return `${RUN_DIR}/${this.id}.pcap`;
+  }
+
+  static async start(lab: Lab, where: string, iface: string, options: CaptureOptions = {}): Promise<Capture> {
+    const place: Place = options.hostNetns ? { container: WIRER, label: 'host' } : lab.place(where);
+    const id = `cap-${randomBytes(4).toString('hex')}`;
+    const c = new Capture(lab, place, iface, id);
+    const argv = [
+      ...(options.hostNetns ? ['nsenter', '-t', '1', '-n'] : []),
+      'tcpdump', '-i', iface, '-n', '-U', '-s', String(options.snaplen ?? 262), '-w', c.remote,
+      ...(options.filter ? [options.filter] : []),
+    ];
+    await startProcess(lab, place, id, argv);
+    // tcpdump writes the file header once it is capturing.
+    await pollUntil(async () => (await lab.exec(place.container, ['sh', '-c', `test $(stat -c %s ${c.remote} 2>/dev/null || echo 0) -ge 24`], { check: false })).exitCode === 0, {
+      what: `capture on ${place.label}:${iface} to start`,
+      timeoutMs: 10_000,
+    });
+    return c;
+  }
+
+  /** Stops tcpdump, copies the pcap to artifacts/<lab>/captures/, decodes it. Idempotent. */
+  stop(): Promise<CaptureResult> {
+    this.result ??= (async () => {
+      await stopProcess(this.lab, this.place.container, this.id, 'INT');
+      const r = await this.lab.exec(this.place.container, ['base64', '-w0', this.remote]);
+      const content = Buffer.from(r.stdout.trim(), 'base64');
+      const dir = join(artifactsDir(), this.lab.id, 'captures');
+      mkdirSync(dir, { recursive: true });
+      const file = join(dir, `${this.place.label.replace(/[^A-Za-z0-9.-]+/g, '_')}-${this.iface}-${this.id}.pcap`);
+      writeFileSync(file, content);
+      await this.lab.exec(this.place.container, ['rm', '-f', this.remote], { check: false });
+      return { file, packets: readPcap(content).map(decodePacket) };
+    })();
+    return this.result;
+  }
+}

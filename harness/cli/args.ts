@@ -1,0 +1,71 @@
+/**
+ * A small, strict argument parser: `--name value`, `--flag`, `--name=value`, and `--` for the rest.
+ * Unknown flags and missing values are errors that name the flag.
+ */
+import { ValidationError } from '../util/errors.js';
+
+export interface FlagSpec {
+  /** Takes a value (otherwise a boolean switch). */
+  value?: boolean;
+  /** Parse as an integer. */
+  int?: boolean;
+  /** Required. */
+  required?: boolean;
+  /** Allowed values. */
+  oneOf?: readonly string[];
+}
+
+export interface Parsed {
+  flags: Record<string, string | number | boolean | undefined>;
+  positionals: string[];
+  rest: string[];
+}
+
+export function parseArgs(command: string, argv: string[], spec: Record<string, FlagSpec>, maxPositionals = 0): Parsed {
+  const flags: Parsed['flags'] = {};
+  const positionals: string[] = [];
+  const issues = [];
+  let rest: string[] = [];
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i]!;
+    if (a === '--') {
+      rest = argv.slice(i + 1);
+      break;
+    }
+    if (!a.startsWith('--')) {
+      positionals.push(a);
+      continue;
+    }
+    const eq = a.indexOf('=');
+    const name = a.slice(2, eq > 0 ? eq : undefined);
+    const s = spec[name];
+    if (!s) {
+      issues.push({ path: `--${name}`, value: a, message: `is not an option of "${command}" (options: ${Object.keys(spec).map((k) => `--${k}`).join(', ') || 'none'})` });
+      continue;
+    }
+    if (!s.value) {
+      flags[name] = true;
+      continue;
+    }
+    const v = eq > 0 ? a.slice(eq + 1) : argv[++i];
+    if (v === undefined || (eq < 0 && v.startsWith('--'))) {
+      issues.push({ path: `--${name}`, value: v, message: 'needs a value' });
+      continue;
+    }
+    if (s.int) {
+      const n = Number(v);
+      if (!Number.isInteger(n)) issues.push({ path: `--${name}`, value: v, message: 'must be a whole number' });
+      else flags[name] = n;
+    } else if (s.oneOf && !s.oneOf.includes(v)) {
+      issues.push({ path: `--${name}`, value: v, message: `must be one of ${s.oneOf.join(', ')}` });
+    } else flags[name] = v;
+  }
+  for (const [name, s] of Object.entries(spec)) {
+    if (s.required && flags[name] === undefined) issues.push({ path: `--${name}`, value: undefined, message: 'is required' });
+  }
+  if (positionals.length > maxPositionals) {
+    issues.push({ path: '(arguments)', value: positionals.slice(maxPositionals), message: `"${command}" takes ${maxPositionals || 'no'} positional argument(s)` });
+  }
+  if (issues.length) throw new ValidationError(command, issues);
+  return { flags, positionals, rest };
+}

@@ -1,0 +1,237 @@
+/**
+ * The egresslab command line. Human output by default; --json where a script parses it.
+ */
+import { Lab } from '../lab/lab.js';
+import { listLabs, prune, removeLabObjects } from '../lab/registry.js';
+import { topologyFromArg } from '../topology/load.js';
+import { parseArgs } from './args.js';
+import { ValidationError, LabError, CommandError, TimeoutError } from '../util/errors.js';
+import type { ProbeResult } from '../probe/probe.js';
+import type { Proto } from '../inlab/protocol.js';
+
+const out = (s: string) => process.stdout.write(`${s}\n`);
+const progress = (s: string) => process.stderr.write(`${s}\n`);
+
+const HELP: Record<string, string> = {
+  up: `egresslab up [--topology FILE|NAME] [--lab NAME] [--json]
+  Builds the base image if needed, brings a lab up and leaves it running.
+  Example: npx egresslab up --lab demo`,
+  down: `egresslab down [--lab NAME]
+  Removes every container of the lab (by its label). With one lab up, --lab may be omitted.`,
+  probe: `egresslab probe [--lab NAME] --from POD|NODE --to IP [--port N] [--proto tcp|udp|icmp] [--timeout-ms N] [--json]
+  Sends one probe and prints what the far end observed.
+  Example: npx egresslab probe --from default/client-1 --to 8.8.8.8 --proto udp --json`,
+  status: `egresslab status [--lab NAME] [--json]
+  Lists labs, or one lab's containers, nodes and pods.`,
+  prune: `egresslab prune [--all]
+  Removes leftovers of crashed runs (labs whose creating process is gone and that were not
+  started with "up"). --all removes every egresslab lab.`,
+  demo: `egresslab demo [--topology FILE|NAME] [--keep]
+  Brings the default lab up, runs a set of probes, prints what each observed, tears the lab down
+  (--keep leaves it up).`,
+};
+
+function usage(): string {
+  return `egresslab: a network lab for Kubernetes egress NAT
+
+Commands:
+${Object.values(HELP).map((h) => `  ${h.split('\n')[0]}`).join('\n')}
+
+"egresslab help COMMAND" explains one command with an example.`;
+}
+
+/** SIGINT/SIGTERM during a long step: abort, let the step clean up, exit 130. */
+function abortOnSignal(): { signal: AbortSignal; dispose(): void } {
+  const ctl = new AbortController();
+  const on = (sig: NodeJS.Signals) => {
+    if (ctl.signal.aborted) return;
+    progress(`${sig}: stopping and cleaning up...`);
+    ctl.abort();
+  };
+  process.on('SIGINT', on);
+  process.on('SIGTERM', on);
+  return {
+    signal: ctl.signal,
+    dispose() {
+      process.off('SIGINT', on);
+      process.off('SIGTERM', on);
+    },
+  };
+}
+
+async function up(argv: string[]): Promise<number> {
+  const { flags } = parseArgs('up', argv, { topology: { value: true }, lab: { value: true }, json: {} });
+  const topology = topologyFromArg(flags.topology as string | undefined);
+  const abort = abortOnSignal();
+  const started = Date.now();
+  try {
+    const lab = await Lab.up({ topology, id: flags.lab as string | undefined, persistent: true, progress, signal: abort.signal });
+    if (abort.signal.aborted) {
+      await lab.down();
+      return 130;
+    }
+    if (flags.json) out(JSON.stringify({ lab: lab.id, upMs: Date.now() - started, ...summary(lab) }));
+    else {
+      out(`lab ${lab.id} is up (${Date.now() - started} ms)`);
+      printLab(lab);
+      out(`\nnext: npx egresslab probe --lab ${lab.id} --from default/client-1 --to 8.8.8.8`);
+    }
+    return 0;
+  } catch (error) {
+    if (abort.signal.aborted) return 130;
+    throw error;
+  } finally {
+    abort.dispose();
+  }
+}
+
+function summary(lab: Lab) {
+  return {
+    nodes: lab.topology.nodes.map((n) => ({ name: n.name, role: n.role, address: n.address, podCIDR: n.podCIDR ?? null })),
+    pods: lab.plan.pods.map((p) => ({ pod: p.key, node: p.node, ip: p.ip ?? lab.plan.addresses[p.node], hostNetwork: p.hostNetwork })),
+    endpoints: [{ name: 'internet', answers: 'any address outside the lab ranges' }, ...lab.topology.vpcEndpoints.map((e) => ({ name: e.name, address: e.address, answers: e.answers }))],
+  };
+}
+
+function table(rows: string[][]): string {
+  const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => (r[i] ?? '').length)));
+  return rows.map((r) => r.map((c, i) => c.padEnd(widths[i]!)).join('  ').trimEnd()).join('\n');
+}
+
+function printLab(lab: Lab): void {
+  out(table([['NODE', 'ROLE', 'ADDRESS', 'POD CIDR'], ...lab.topology.nodes.map((n) => [n.name, n.role, n.address, n.podCIDR ?? '-'])]));
+  out('');
+  out(table([['POD', 'NODE', 'IP'], ...lab.plan.pods.map((p) => [p.key, p.node, p.ip ?? `${lab.plan.addresses[p.node]} (hostNetwork)`])]));
+}
+
+async function down(argv: string[]): Promise<number> {
+  const { flags } = parseArgs('down', argv, { lab: { value: true } });
+  const lab = await Lab.attach(flags.lab as string | undefined);
+  const n = await removeLabObjects(lab.id);
+  out(`lab ${lab.id} removed (${n} containers)`);
+  return 0;
+}
+
+function describeProbe(r: ProbeResult): string {
+  const seen = r.observedSource ? `${r.observedSource}${r.observedPort ? `:${r.observedPort}` : ''}` : 'nothing arrived';
+  return `${r.proto} ${r.from} -> ${r.to}${r.port ? `:${r.port}` : ''}: observed ${seen}${r.observedBy ? ` (at ${r.observedBy})` : ''}, reply ${r.replyReceived ? `received in ${r.rttMs} ms` : 'NOT received'}`;
+}
+
+async function probeCmd(argv: string[]): Promise<number> {
+  const { flags } = parseArgs('probe', argv, {
+    lab: { value: true },
+    from: { value: true, required: true },
+    to: { value: true, required: true },
+    port: { value: true, int: true },
+    proto: { value: true, oneOf: ['tcp', 'udp', 'icmp'] },
+    'timeout-ms': { value: true, int: true },
+    json: {},
+  });
+  const lab = await Lab.attach(flags.lab as string | undefined);
+  const r = await lab.probe(flags.from as string, flags.to as string, {
+    ...(flags.proto ? { proto: flags.proto as Proto } : {}),
+    ...(flags.port !== undefined ? { port: flags.port as number } : {}),
+    ...(flags['timeout-ms'] !== undefined ? { timeoutMs: flags['timeout-ms'] as number } : {}),
+  });
+  out(flags.json ? JSON.stringify(r) : describeProbe(r));
+  return 0;
+}
+
+async function status(argv: string[]): Promise<number> {
+  const { flags } = parseArgs('status', argv, { lab: { value: true }, json: {} });
+  const labs = await listLabs();
+  if (!flags.lab && labs.length !== 1) {
+    if (flags.json) out(JSON.stringify({ labs: labs.map((l) => ({ id: l.id, containers: l.containers.length, persistent: l.persistent, created: l.created })) }));
+    else if (labs.length === 0) out('no lab is up ("egresslab up" starts one)');
+    else out(table([['LAB', 'CONTAINERS', 'KEPT', 'CREATED'], ...labs.map((l) => [l.id, String(l.containers.length), l.persistent ? 'yes' : 'no', l.created])]));
+    return 0;
+  }
+  const lab = await Lab.attach(flags.lab as string | undefined);
+  const info = labs.find((l) => l.id === lab.id)!;
+  const containers = info.containers.map((c) => ({ key: c.key, role: c.role, state: c.state })).sort((a, b) => a.key.localeCompare(b.key));
+  if (flags.json) out(JSON.stringify({ lab: lab.id, containers, ...summary(lab) }));
+  else {
+    out(`lab ${lab.id}`);
+    out(table([['CONTAINER', 'ROLE', 'STATE'], ...containers.map((c) => [c.key, c.role, c.state])]));
+    out('');
+    printLab(lab);
+  }
+  return 0;
+}
+
+async function pruneCmd(argv: string[]): Promise<number> {
+  const { flags } = parseArgs('prune', argv, { all: {} });
+  const removed = await prune({ all: Boolean(flags.all) });
+  out(removed.length ? `removed: ${removed.join(', ')}` : 'nothing to prune');
+  return 0;
+}
+
+/** The demo the README's first command ends with: what each probe observed. */
+async function demo(argv: string[]): Promise<number> {
+  const { flags } = parseArgs('demo', argv, { topology: { value: true }, keep: {}, lab: { value: true } });
+  const topology = topologyFromArg(flags.topology as string | undefined);
+  const abort = abortOnSignal();
+  let lab: Lab | undefined;
+  try {
+    const started = Date.now();
+    lab = await Lab.up({ topology, id: (flags.lab as string | undefined) ?? 'demo', persistent: Boolean(flags.keep), progress, signal: abort.signal });
+    out(`lab ${lab.id} up in ${Date.now() - started} ms\n`);
+    printLab(lab);
+    out('');
+    const checks: [string, string, Proto, string][] = [
+      ['node-1', '8.8.8.8', 'tcp', "a node's own traffic leaves with the node IP"],
+      ['default/client-1', '8.8.8.8', 'udp', 'no SNAT yet: the internet sees the pod IP and its reply is lost'],
+      ['default/client-1', '172.16.100.10', 'udp', 'the VPC routes back to pod CIDRs: reply received'],
+      ['alice/frontend-1', '10.10.11.1', 'tcp', 'pod to pod across nodes: routed, never NATed'],
+      ['default/host-1', '1.1.1.1', 'icmp', 'a hostNetwork pod is the node'],
+    ];
+    for (const [from, to, proto, why] of checks) {
+      if (abort.signal.aborted) break;
+      const r = await lab.probe(from, to, { proto });
+      out(`${describeProbe(r)}\n    ${why}`);
+    }
+    return abort.signal.aborted ? 130 : 0;
+  } finally {
+    abort.dispose();
+    if (lab && (!flags.keep || abort.signal.aborted)) {
+      await lab.down();
+      progress(`lab ${lab.id} removed`);
+    } else if (lab) out(`\nlab ${lab.id} kept: "npx egresslab down --lab ${lab.id}" removes it`);
+  }
+}
+
+const COMMANDS: Record<string, (argv: string[]) => Promise<number>> = { up, down, probe: probeCmd, status, prune: pruneCmd, demo };
+
+export async function main(argv: string[]): Promise<number> {
+  const [cmd, ...rest] = argv;
+  if (!cmd || cmd === '--help' || cmd === '-h') {
+    out(usage());
+    return cmd ? 0 : 2;
+  }
+  if (cmd === 'help') {
+    out(HELP[rest[0] ?? ''] ?? usage());
+    return 0;
+  }
+  const run = COMMANDS[cmd];
+  if (!run) {
+    process.stderr.write(`egresslab: unknown command "${cmd}"\n\n${usage()}\n`);
+    return 2;
+  }
+  if (rest.includes('--help')) {
+    out(HELP[cmd] ?? usage());
+    return 0;
+  }
+  try {
+    return await run(rest);
+  } catch (error) {
+    if (error instanceof ValidationError) {
+      process.stderr.write(`egresslab ${cmd}: invalid input\n${error.message}\n\nsee "egresslab help ${cmd}"\n`);
+      return 2;
+    }
+    if (error instanceof LabError || error instanceof CommandError || error instanceof TimeoutError) {
+      process.stderr.write(`egresslab ${cmd}: ${error.message}\n`);
+      return 1;
+    }
+    throw error;
+  }
+}

@@ -1,0 +1,154 @@
+/**
+ * Fault injection on lab nodes, each undoable:
+ *  kill/start      SIGKILL the node's container (a hard crash); start boots it again and re-wires it
+ *  stop/start      a clean shutdown (SIGTERM, then SIGKILL after the grace period)
+ *  pause/unpause   freeze every process (a hung node: links stay up, nothing answers)
+ *  partition/heal  cut the node off its L2 segment at the switch (its link stays up)
+ *  degrade/restore packet loss (nft numgen, both directions) and delay (netem, where the kernel has it)
+ *  restartProcess  restart one managed process inside a node (responder, agent, controller)
+ */
+import type { Lab } from '../lab/lab.js';
+import { SWITCH } from '../topology/plan.js';
+import { LabError, ValidationError } from '../util/errors.js';
+import { restartProcess, stopProcess } from '../lab/process.js';
+
+const TABLE = 'egresslab_faults';
+
+export interface Degradation {
+  /** Share of packets dropped in each direction, 0-100. */
+  lossPercent?: number;
+  /** Added one-way delay in each direction (needs sch_netem). */
+  delayMs?: number;
+}
+
+export class Faults {
+  constructor(private readonly lab: Lab) {}
+
+  private node(name: string): string {
+    const node = this.lab.topology.nodes.find((n) => n.name === name);
+    if (!node) {
+      throw new ValidationError('fault', [{ path: 'node', value: name, message: `is not a node of lab ${this.lab.id} (nodes: ${this.lab.topology.nodes.map((n) => n.name).join(', ')})` }]);
+    }
+    return node.name;
+  }
+
+  private port(name: string): string {
+    return this.lab.plan.switchPorts[this.node(name)]!;
+  }
+
+  /** SIGKILL the node's container: every process dies at once, its links vanish. */
+  async kill(name: string): Promise<void> {
+    await this.lab.container(this.node(name)).kill({ signal: 'SIGKILL' });
+  }
+
+  /** Clean shutdown of the node's container. */
+  async stop(name: string, graceSeconds = 2): Promise<void> {
+    await this.lab.container(this.node(name)).stop({ t: graceSeconds });
+  }
+
+  /** Boots a killed or stopped node and re-wires its links, pods, addresses and routes. */
+  async start(name: string): Promise<void> {
+    const n = this.node(name);
+    const info = await this.lab.container(n).inspect();
+    if (info.State.Paused) throw new LabError(`${n} is paused: unpause it instead of starting it`);
+    if (!info.State.Running) await this.lab.container(n).start();
+    await this.lab.wire(new Set([n]));
+  }
+
+  async pause(name: string): Promise<void> {
+    await this.lab.container(this.node(name)).pause();
+  }
+
+  async unpause(name: string): Promise<void> {
+    await this.lab.container(this.node(name)).unpause();
+  }
+
+  private async ensureTable(): Promise<void> {
+    const exists = await this.lab.exec(SWITCH, ['nft', 'list', 'table', 'bridge', TABLE], { check: false });
+    if (exists.exitCode === 0) return;
+    await this.lab.exec(SWITCH, ['nft', '-f', '-'], {
+      stdin: `table bridge ${TABLE} {
+  set cut { type ifname; }
+  chain forward {
+    type filter hook forward priority 0; policy accept;
+    iifname @cut drop
+    oifname @cut drop
+  }
+}
+`,
+    });
+  }
+
+  /** Cuts the node off the L2 segment: the switch drops everything to and from its port. */
+  async partition(name: string): Promise<void> {
+    await this.ensureTable();
+    await this.lab.exec(SWITCH, ['nft', 'add', 'element', 'bridge', TABLE, 'cut', `{ ${this.port(name)} }`]);
+  }
+
+  async heal(name: string): Promise<void> {
+    await this.ensureTable();
+    await this.lab.exec(SWITCH, ['nft', 'delete', 'element', 'bridge', TABLE, 'cut', `{ ${this.port(name)} }`], { check: false });
+  }
+
+  async partitioned(name: string): Promise<boolean> {
+    const r = await this.lab.exec(SWITCH, ['nft', 'list', 'set', 'bridge', TABLE, 'cut'], { check: false });
+    return r.exitCode === 0 && new RegExp(`"${this.port(name)}"|\\b${this.port(name)}\\b`).test(r.stdout.split('elements')[1] ?? '');
+  }
+
+  /** Loss and/or delay on the node's link, both directions. Replaces a previous degradation. */
+  async degrade(name: string, d: Degradation): Promise<void> {
+    const issues = [];
+    if (d.lossPercent !== undefined && !(d.lossPercent >= 0 && d.lossPercent <= 100)) issues.push({ path: 'lossPercent', value: d.lossPercent, message: 'must be 0-100' });
+    if (d.delayMs !== undefined && !(d.delayMs >= 0 && d.delayMs <= 60_000)) issues.push({ path: 'delayMs', value: d.delayMs, message: 'must be 0-60000' });
+    if (issues.length) throw new ValidationError('degrade', issues);
+    const n = this.node(name);
+    const port = this.port(n);
+    await this.restore(n);
+    if (d.delayMs) {
+      for (const [where, dev] of [[SWITCH, port], [n, 'eth0']] as const) {
+        const r = await this.lab.exec(where, ['tc', 'qdisc', 'replace', 'dev', dev, 'root', 'netem', 'delay', `${d.delayMs}ms`], { check: false });
+        if (r.exitCode !== 0) {
+          await this.restore(n);
+          if (/unknown|not supported|No such file/i.test(r.stderr)) {
+            throw new LabError(`delay faults need the kernel's sch_netem module, which this kernel lacks (${r.stderr.trim()}); loss faults (lossPercent) work without it`);
+          }
+          throw new LabError(`tc netem on ${where}/${dev} failed: ${r.stderr.trim()}`);
+        }
+      }
+    }
+    if (d.lossPercent) {
+      await this.ensureTable();
+      const pct = Math.round(d.lossPercent);
+      const match = pct >= 100 ? '' : `numgen random mod 100 < ${pct} `;
+      await this.lab.exec(SWITCH, ['nft', '-f', '-'], {
+        stdin: [
+          `add rule bridge ${TABLE} forward iifname "${port}" ${match}drop comment "loss:${port}"`,
+          `add rule bridge ${TABLE} forward oifname "${port}" ${match}drop comment "loss:${port}"`,
+          '',
+        ].join('\n'),
+      });
+    }
+  }
+
+  /** Removes loss and delay from the node's link. */
+  async restore(name: string): Promise<void> {
+    const n = this.node(name);
+    const port = this.port(n);
+    await this.lab.exec(SWITCH, ['tc', 'qdisc', 'del', 'dev', port, 'root'], { check: false });
+    await this.lab.exec(n, ['tc', 'qdisc', 'del', 'dev', 'eth0', 'root'], { check: false });
+    const listed = await this.lab.exec(SWITCH, ['nft', '-a', 'list', 'chain', 'bridge', TABLE, 'forward'], { check: false });
+    if (listed.exitCode !== 0) return;
+    const handles = [...listed.stdout.matchAll(new RegExp(`comment "loss:${port}" # handle (\\d+)`, 'g'))].map((m) => m[1]!);
+    for (const h of handles) await this.lab.exec(SWITCH, ['nft', 'delete', 'rule', 'bridge', TABLE, 'forward', 'handle', h]);
+  }
+
+  /** Restarts a managed process (started with startProcess) inside a node. */
+  async restartProcess(name: string, processName: string): Promise<void> {
+    await restartProcess(this.lab, this.node(name), processName);
+  }
+
+  /** Stops a managed process (e.g. to fail an agent without failing its node). */
+  async stopProcess(name: string, processName: string, signal: 'TERM' | 'KILL' = 'TERM'): Promise<void> {
+    await stopProcess(this.lab, this.node(name), processName, signal);
+  }
+}

@@ -1,0 +1,63 @@
+/**
+ * Processes the lab runs inside its containers (responders, agents, the controller, captures):
+ * started detached with a pid file and a log, so that any process of ours (another CLI call too)
+ * can stop or restart exactly that process, by pid.
+ */
+import type { Lab, Place } from './lab.js';
+import { RUN_DIR } from '../inlab/protocol.js';
+import { pollUntil } from '../util/poll.js';
+import { LabError } from '../util/errors.js';
+
+export const LOG_DIR = '/var/log/egresslab';
+const NAME = /^[A-Za-z0-9._-]{1,100}$/;
+
+function files(name: string): { pid: string; cmd: string; log: string } {
+  if (!NAME.test(name)) throw new LabError(`bad process name ${JSON.stringify(name)}: letters, digits, ".", "_" and "-" only`);
+  return { pid: `${RUN_DIR}/${name}.pid`, cmd: `${RUN_DIR}/${name}.cmd`, log: `${LOG_DIR}/${name}.log` };
+}
+
+/** Starts `argv` in the background at `place` (inside the pod's netns when the place has one). */
+export async function startProcess(lab: Lab, place: Place, name: string, argv: string[]): Promise<void> {
+  const f = files(name);
+  const full = [...(place.netns ? ['ip', 'netns', 'exec', place.netns] : []), ...argv];
+  await lab.exec(place.container, ['sh', '-c', `mkdir -p ${RUN_DIR} ${LOG_DIR} && rm -f ${f.pid} && cat > ${f.cmd}`], {
+    stdin: JSON.stringify(full),
+  });
+  await lab.execDetached(place.container, ['sh', '-c', `echo $$ > ${f.pid}; exec "$@" >> ${f.log} 2>&1`, 'sh', ...full]);
+  await pollUntil(async () => (await lab.exec(place.container, ['test', '-s', f.pid], { check: false })).exitCode === 0, {
+    what: `process ${name} in ${place.label} to start`,
+    timeoutMs: 10_000,
+  });
+}
+
+export async function processRunning(lab: Lab, container: string, name: string): Promise<boolean> {
+  const f = files(name);
+  const r = await lab.exec(container, ['sh', '-c', `test -s ${f.pid} && kill -0 $(cat ${f.pid}) 2>/dev/null`], { check: false });
+  return r.exitCode === 0;
+}
+
+/** Sends `signal` to the process and waits until it is gone. */
+export async function stopProcess(lab: Lab, container: string, name: string, signal: 'TERM' | 'KILL' | 'INT' = 'TERM', timeoutMs = 10_000): Promise<void> {
+  const f = files(name);
+  if (!(await processRunning(lab, container, name))) return;
+  await lab.exec(container, ['sh', '-c', `kill -${signal} $(cat ${f.pid}) 2>/dev/null || true`]);
+  await pollUntil(async () => !(await processRunning(lab, container, name)), {
+    what: `process ${name} in ${container} to exit after SIG${signal}`,
+    timeoutMs,
+  });
+}
+
+/** Stops the process and starts it again with the command it was started with. */
+export async function restartProcess(lab: Lab, container: string, name: string): Promise<void> {
+  const f = files(name);
+  const r = await lab.exec(container, ['cat', f.cmd], { check: false });
+  if (r.exitCode !== 0) throw new LabError(`no process named ${name} was started in ${container}`);
+  const argv = JSON.parse(r.stdout) as string[];
+  await stopProcess(lab, container, name);
+  await startProcess(lab, { container, label: container }, name, argv);
+}
+
+export async function processLog(lab: Lab, container: string, name: string): Promise<string> {
+  const r = await lab.exec(container, ['cat', files(name).log], { check: false });
+  return r.stdout;
+}

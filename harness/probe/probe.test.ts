@@ -1,0 +1,54 @@
+import { describe, expect, it } from 'vitest';
+import { ValidationError } from '../util/errors.js';
+import { checkProbeArgs, type ProbeOptions } from './probe.js';
+
+function refusal(to: string, options: ProbeOptions): ValidationError {
+  try {
+    checkProbeArgs(to, options);
+  } catch (error) {
+    expect(error).toBeInstanceOf(ValidationError);
+    return error as ValidationError;
+  }
+  throw new Error(`expected checkProbeArgs(${to}, ${JSON.stringify(options)}) to refuse`);
+}
+
+describe('checkProbeArgs', () => {
+  it('accepts good arguments', () => {
+    expect(() => checkProbeArgs('8.8.8.8', {})).not.toThrow();
+    expect(() => checkProbeArgs('10.10.10.2', { proto: 'udp', port: 1, timeoutMs: 1 })).not.toThrow();
+    expect(() => checkProbeArgs('172.16.100.10', { proto: 'tcp', port: 65535, timeoutMs: 60_000 })).not.toThrow();
+    expect(() => checkProbeArgs('1.1.1.1', { proto: 'icmp' })).not.toThrow();
+  });
+
+  it.each([
+    ['to: a name', 'example.com', {}, '--to', 'example.com'],
+    ['to: IPv6', '2001:db8::1', {}, '--to', '2001:db8::1'],
+    ['to: a CIDR', '10.0.0.0/8', {}, '--to', '10.0.0.0/8'],
+    ['to: leading zeros', '010.0.0.1', {}, '--to', '010.0.0.1'],
+    ['to: empty', '', {}, '--to', ''],
+    ['proto: sctp', '8.8.8.8', { proto: 'sctp' }, '--proto', 'sctp'],
+    ['proto: upper case', '8.8.8.8', { proto: 'TCP' }, '--proto', 'TCP'],
+    ['port: 0', '8.8.8.8', { port: 0 }, '--port', 0],
+    ['port: 65536', '8.8.8.8', { port: 65536 }, '--port', 65536],
+    ['port: negative', '8.8.8.8', { port: -1 }, '--port', -1],
+    ['port: fractional', '8.8.8.8', { port: 80.5 }, '--port', 80.5],
+    ['port: NaN', '8.8.8.8', { port: Number.NaN }, '--port', Number.NaN],
+    ['timeoutMs: 0', '8.8.8.8', { timeoutMs: 0 }, 'timeoutMs', 0],
+    ['timeoutMs: negative', '8.8.8.8', { timeoutMs: -5 }, 'timeoutMs', -5],
+    ['timeoutMs: too long', '8.8.8.8', { timeoutMs: 60_001 }, 'timeoutMs', 60_001],
+    ['timeoutMs: NaN', '8.8.8.8', { timeoutMs: Number.NaN }, 'timeoutMs', Number.NaN],
+  ] as const)('%s is refused, naming the field', (_name, to, options, path, value) => {
+    const e = refusal(to, options as ProbeOptions);
+    expect(e.source).toBe('probe');
+    expect(e.issues).toHaveLength(1);
+    expect(e.issues[0]!.path).toBe(path);
+    expect(e.issues[0]!.value).toBe(value);
+    expect(e.message).toMatch(new RegExp(`^probe: ${path}: `));
+  });
+
+  it('reports every bad field at once', () => {
+    const e = refusal('nowhere', { proto: 'gre' as never, port: 0, timeoutMs: 0 });
+    expect(e.issues.map((i) => i.path)).toEqual(['--to', '--proto', '--port', 'timeoutMs']);
+    expect(e.message.split('\n')).toHaveLength(4);
+  });
+});

@@ -1,0 +1,161 @@
+import { describe, expect, it } from 'vitest';
+import type { ClientRecord, Observation } from '../inlab/protocol.js';
+import { buildTimeline, deliveryRatio, leaks, outages, sourceCounts, type Timeline } from './timeline.js';
+
+const T0 = 1_700_000_000_000;
+const INTERVAL = 20;
+const meta = (proto: 'tcp' | 'udp' | 'icmp') => ({ from: 'default/client-1', to: '8.8.8.8', proto, intervalMs: INTERVAL, ...(proto === 'icmp' ? {} : { port: 7007 }) });
+
+/** Records for seq 1..n sent every INTERVAL ms; `lost` seqs got no reply. */
+function recs(n: number, lost: number[] = [], extra: (seq: number) => Partial<ClientRecord> = () => ({})): ClientRecord[] {
+  return Array.from({ length: n }, (_, i) => {
+    const seq = i + 1;
+    const replied = !lost.includes(seq);
+    return { seq, t: T0 + i * INTERVAL, replied, ...(replied ? { rttMs: 1.5 } : {}), ...extra(seq) };
+  });
+}
+
+const obs = (o: Partial<Observation> & Pick<Observation, 'p' | 'src'>): Observation => ({ t: T0, dst: '8.8.8.8', ...o });
+
+describe('buildTimeline', () => {
+  it('orders packets by seq and copies what the client saw', () => {
+    const records = recs(3, [2], (seq) => (seq === 1 ? { observedSource: '192.168.1.1' } : {}));
+    const t = buildTimeline(meta('udp'), [records[2]!, records[0]!, records[1]!], []);
+    expect(t).toMatchObject(meta('udp'));
+    expect(t.packets).toEqual([
+      { seq: 1, t: T0, replied: true, rttMs: 1.5, replySource: '192.168.1.1', observedSources: ['192.168.1.1'] },
+      { seq: 2, t: T0 + 20, replied: false, observedSources: [] },
+      { seq: 3, t: T0 + 40, replied: true, rttMs: 1.5, observedSources: [] },
+    ]);
+    expect(t.unattributed).toEqual([]);
+  });
+
+  it('UDP: matches observations by the probe seq in the payload', () => {
+    const t = buildTimeline(meta('udp'), recs(3, [2, 3]), [
+      obs({ p: 'udp', src: '192.168.1.1', pseq: 1, tok: 'x' }),
+      obs({ p: 'udp', src: '10.10.10.2', pseq: 2, tok: 'x' }), // left with the pod IP: no reply
+      obs({ p: 'udp', src: '10.10.10.2', pseq: 2, tok: 'x' }), // duplicate: counted once
+      obs({ p: 'udp', src: '192.168.1.1', pseq: 99 }), // no such packet
+      obs({ p: 'udp', src: '192.168.1.1' }), // no seq at all
+    ]);
+    expect(t.packets.map((p) => p.observedSources)).toEqual([['192.168.1.1'], ['10.10.10.2'], []]);
+    expect(t.unattributed.map((o) => o.pseq)).toEqual([99, undefined]);
+  });
+
+  it('ICMP: matches observations by the ICMP sequence', () => {
+    const t = buildTimeline(meta('icmp'), recs(2, [2]), [
+      obs({ p: 'icmp', src: '192.168.1.1', id: 5, seq: 1 }),
+      obs({ p: 'icmp', src: '192.168.1.100', id: 5, seq: 2 }),
+      obs({ p: 'icmp', src: '192.168.1.1', id: 5, seq: 3 }),
+    ]);
+    expect(t.packets.map((p) => p.observedSources)).toEqual([['192.168.1.1'], ['192.168.1.100']]);
+    expect(t.unattributed).toHaveLength(1);
+    expect(t.unattributed[0]!.seq).toBe(3);
+  });
+
+  it('TCP: matches SYNs (no payload) by the client local port, retransmissions included', () => {
+    const t = buildTimeline(meta('tcp'), recs(3, [2], (seq) => ({ localPort: 40_000 + seq })), [
+      obs({ p: 'tcp', src: '192.168.1.1', sport: 40_001, dport: 7007 }),
+      obs({ p: 'tcp', src: '10.10.10.2', sport: 40_002, dport: 7007 }),
+      obs({ p: 'tcp', src: '10.10.10.2', sport: 40_002, dport: 7007 }), // retransmitted SYN
+      obs({ p: 'tcp', src: '192.168.1.1', sport: 40_003, dport: 7007 }),
+      obs({ p: 'tcp', src: '192.168.1.1', sport: 50_000, dport: 7007 }), // source port rewritten by NAT
+    ]);
+    expect(t.packets.map((p) => p.observedSources)).toEqual([['192.168.1.1'], ['10.10.10.2'], ['192.168.1.1']]);
+    expect(t.unattributed.map((o) => o.sport)).toEqual([50_000]);
+  });
+
+  it('local ports are only used for TCP; a UDP observation without pseq is not matched by port', () => {
+    const t = buildTimeline(meta('udp'), recs(1, [], () => ({ localPort: 40_001 })), [obs({ p: 'udp', src: '192.168.1.1', sport: 40_001 })]);
+    expect(t.packets[0]!.observedSources).toEqual([]);
+    expect(t.unattributed).toHaveLength(1);
+  });
+
+  it("adds the reply's source when the capture missed the packet, without duplicating it", () => {
+    const t = buildTimeline(meta('udp'), recs(2, [], () => ({ observedSource: '192.168.1.1' })), [obs({ p: 'udp', src: '192.168.1.1', pseq: 1 })]);
+    expect(t.packets.map((p) => p.observedSources)).toEqual([['192.168.1.1'], ['192.168.1.1']]);
+  });
+
+  it('a packet seen with two sources (failover mid-retransmission) lists both, in order seen', () => {
+    const t = buildTimeline(meta('tcp'), recs(1, [], () => ({ localPort: 40_001, observedSource: '192.168.1.100' })), [
+      obs({ p: 'tcp', src: '192.168.1.1', sport: 40_001 }),
+      obs({ p: 'tcp', src: '192.168.1.100', sport: 40_001 }),
+    ]);
+    expect(t.packets[0]!.observedSources).toEqual(['192.168.1.1', '192.168.1.100']);
+  });
+
+  it('does not modify its inputs', () => {
+    const records = recs(3).reverse();
+    const observations = [obs({ p: 'udp', src: 'a', pseq: 1 })];
+    const snapshot = JSON.stringify([records, observations]);
+    buildTimeline(meta('udp'), records, observations);
+    expect(JSON.stringify([records, observations])).toBe(snapshot);
+  });
+});
+
+function timeline(lost: number[], n = 10): Timeline {
+  return buildTimeline(meta('udp'), recs(n, lost), []);
+}
+
+describe('outages', () => {
+  it('none when everything was answered', () => {
+    expect(outages(timeline([]))).toEqual([]);
+  });
+
+  it('finds each run of lost packets; duration = the gap between the answered packets around it', () => {
+    // seq 4..6 lost: last answer before at seq 3 (t+40), first after at seq 7 (t+120).
+    expect(outages(timeline([4, 5, 6, 9]))).toEqual([
+      { start: T0 + 60, end: T0 + 100, durationMs: 80, lost: 3, firstSeq: 4, lastSeq: 6 },
+      { start: T0 + 160, end: T0 + 160, durationMs: 40, lost: 1, firstSeq: 9, lastSeq: 9 },
+    ]);
+  });
+
+  it('an outage at the start or the end is measured as if one interval bounded it', () => {
+    expect(outages(timeline([1, 2]))).toEqual([{ start: T0, end: T0 + 20, durationMs: 60, lost: 2, firstSeq: 1, lastSeq: 2 }]);
+    expect(outages(timeline([9, 10]))).toEqual([{ start: T0 + 160, end: T0 + 180, durationMs: 60, lost: 2, firstSeq: 9, lastSeq: 10 }]);
+    expect(outages(timeline([1, 2, 3], 3))).toEqual([{ start: T0, end: T0 + 40, durationMs: 80, lost: 3, firstSeq: 1, lastSeq: 3 }]);
+  });
+
+  it('uses real send times, not the nominal interval, between answered packets', () => {
+    const records = recs(4, [2]);
+    records[2]!.t = T0 + 500; // seq 3 was sent late (the sender stalled)
+    records[3]!.t = T0 + 520;
+    const [o] = outages(buildTimeline(meta('udp'), records, []));
+    expect(o).toMatchObject({ firstSeq: 2, lastSeq: 2, durationMs: 500 - 0 });
+  });
+
+  it('an empty timeline has no outage', () => {
+    expect(outages(buildTimeline(meta('udp'), [], []))).toEqual([]);
+  });
+});
+
+describe('sourceCounts, leaks, deliveryRatio', () => {
+  const t = buildTimeline(meta('tcp'), recs(4, [3], (seq) => ({ localPort: 40_000 + seq })), [
+    obs({ p: 'tcp', src: '192.168.1.1', sport: 40_001 }),
+    obs({ p: 'tcp', src: '192.168.1.1', sport: 40_002 }),
+    obs({ p: 'tcp', src: '10.10.10.2', sport: 40_003 }),
+    obs({ p: 'tcp', src: '192.168.1.100', sport: 40_004 }),
+    obs({ p: 'tcp', src: '192.168.1.1', sport: 40_004 }),
+    obs({ p: 'tcp', src: '10.10.10.2', sport: 55_555 }),
+  ]);
+
+  it('counts packets per observed source, unattributed observations included', () => {
+    expect(sourceCounts(t)).toEqual({ '192.168.1.1': 3, '10.10.10.2': 2, '192.168.1.100': 1 });
+  });
+
+  it('leaks: packets and unattributed observations with a source outside the allowed ones', () => {
+    const l = leaks(t, ['192.168.1.1', '192.168.1.100']);
+    expect(l.packets.map((p) => p.seq)).toEqual([3]);
+    expect(l.unattributed.map((o) => o.sport)).toEqual([55_555]);
+    const none = leaks(t, ['192.168.1.1', '192.168.1.100', '10.10.10.2']);
+    expect(none).toEqual({ packets: [], unattributed: [] });
+    // A packet seen with an allowed and a forbidden source is a leak.
+    expect(leaks(t, ['192.168.1.100', '10.10.10.2']).packets.map((p) => p.seq)).toEqual([1, 2, 4]);
+  });
+
+  it('deliveryRatio is the share of answered packets, 0 for none', () => {
+    expect(deliveryRatio(t)).toBe(0.75);
+    expect(deliveryRatio(timeline([]))).toBe(1);
+    expect(deliveryRatio(buildTimeline(meta('udp'), [], []))).toBe(0);
+  });
+});

@@ -1,0 +1,24 @@
+/**
+ * Test helpers: a lab per test file with a unique id, removed in afterAll, plus address helpers.
+ */
+import { randomBytes } from 'node:crypto';
+import { Lab } from '../lab/lab.js';
+import { topologyFromArg } from '../topology/load.js';
+import { DEFAULT_NON_MASQUERADE_CIDRS, contains } from '../topology/addresses.js';
+
+export async function startTestLab(fixture = 'default', prefix = 't'): Promise<Lab> {
+  const id = `${prefix}-${randomBytes(3).toString('hex')}`;
+  return Lab.up({ topology: topologyFromArg(fixture), id });
+}
+
+const NOT_PUBLIC = [...DEFAULT_NON_MASQUERADE_CIDRS, '0.0.0.0/8', '127.0.0.0/8', '169.254.0.0/16', '224.0.0.0/3'];
+
+/** A random public unicast address (outside every private, reserved and lab range). */
+export function randomPublicAddress(): string {
+  for (;;) {
+    const ip = [1 + Math.floor(Math.random() * 223), ...Array.from({ length: 3 }, () => Math.floor(Math.random() * 256))];
+    ip[3] = Math.max(1, Math.min(254, ip[3]!));
+    const s = ip.join('.');
+    if (!NOT_PUBLIC.some((c) => contains(c, s))) return s;
+  }
+}
