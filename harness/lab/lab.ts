@@ -24,6 +24,7 @@ import { IN_LAB_ROOT, assertBuilt, inLabProgram, projectRoot } from '../util/pat
 import { RESPONDER_PORT, RUN_DIR } from '../inlab/protocol.js';
 import { removeLabObjects } from './registry.js';
 import { startProcess } from './process.js';
+import { startCluster } from '../cluster/cluster.js';
 import { Faults } from '../faults/faults.js';
 import { Capture, type CaptureOptions } from '../capture/capture.js';
 import { ContinuousProbe, probe, type ContinuousProbeOptions, type ProbeOptions, type ProbeResult } from '../probe/probe.js';
@@ -115,6 +116,8 @@ export class Lab implements AsyncDisposable {
       await lab.wire();
       abortCheck();
       await lab.waitResponders();
+      abortCheck();
+      if (lab.topology.cluster) await startCluster(lab, progress);
       return lab;
     } catch (error) {
       await removeLabObjects(id).catch(() => {});

@@ -53,6 +53,12 @@ export interface Topology {
   transitCIDR: string;
   serviceCIDR: string;
   snat: SnatFlavour;
+  /**
+   * Whether the lab runs the cluster's programs: the controller (API server) on the first
+   * control-plane node and the agent on every node. Default: true when the topology has a
+   * control-plane node. The foundation fixture turns them off.
+   */
+  cluster: boolean;
   nodes: NodeSpec[];
   namespaces: NamespaceSpec[];
   pods: PodSpec[];

@@ -137,7 +137,7 @@ export function parseTopology(input: unknown, source = 'topology'): Topology {
   const c = new Collector();
   if (!isObj(input)) throw new ValidationError(source, [{ path: '(root)', value: input, message: 'must be a map' }]);
   checkKeys(c, '', input, [
-    'apiVersion', 'kind', 'name', 'nodeSubnet', 'routerAddress', 'transitCIDR', 'serviceCIDR', 'snat',
+    'apiVersion', 'kind', 'name', 'nodeSubnet', 'routerAddress', 'transitCIDR', 'serviceCIDR', 'snat', 'cluster',
     'nodes', 'namespaces', 'pods', 'vpcEndpoints',
   ]);
   if (input.apiVersion !== undefined && input.apiVersion !== 'egresslab/v1') {
@@ -169,6 +169,13 @@ export function parseTopology(input: unknown, source = 'topology'): Topology {
     if (typeof input.snat !== 'string' || !SNAT_FLAVOURS.includes(input.snat as SnatFlavour)) {
       c.add('snat', input.snat, `must be one of ${SNAT_FLAVOURS.join(', ')}`);
     } else snat = input.snat as SnatFlavour;
+  }
+
+  let cluster = true;
+  const clusterExplicit = input.cluster !== undefined;
+  if (input.cluster !== undefined) {
+    if (typeof input.cluster !== 'boolean') c.add('cluster', input.cluster, 'must be true or false');
+    else cluster = input.cluster;
   }
 
   // Nodes.
@@ -205,6 +212,11 @@ export function parseTopology(input: unknown, source = 'topology'): Topology {
     }
   });
   if (Array.isArray(input.nodes) && input.nodes.length === 0) c.add('nodes', input.nodes, 'must list at least one node');
+  // The cluster's programs run by default when there is a control-plane node to host the controller.
+  if (!nodes.some((n) => n.role === 'control-plane')) {
+    if (cluster && clusterExplicit) c.add('cluster', true, 'needs a control-plane node (role: control-plane) to run the controller');
+    cluster = false;
+  }
 
   // Ranges that must not overlap.
   const ranges: { path: string; cidr: string }[] = [];
@@ -351,6 +363,7 @@ export function parseTopology(input: unknown, source = 'topology'): Topology {
     transitCIDR: transitCIDR!,
     serviceCIDR: serviceCIDR!,
     snat,
+    cluster,
     nodes,
     namespaces,
     pods,

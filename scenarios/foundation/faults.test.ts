@@ -10,7 +10,7 @@ import { pollUntil } from '../../harness/util/poll.js';
 
 let lab: Lab;
 beforeAll(async () => {
-  lab = await startTestLab('default', 'flt');
+  lab = await startTestLab('foundation', 'flt');
 });
 afterAll(async () => {
   await lab?.down();

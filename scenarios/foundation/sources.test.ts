@@ -10,7 +10,7 @@ import { PROTOS } from '../../harness/inlab/protocol.js';
 
 let lab: Lab;
 beforeAll(async () => {
-  lab = await startTestLab('default', 'src');
+  lab = await startTestLab('foundation', 'src');
 });
 afterAll(async () => {
   await lab?.down();
