@@ -12,6 +12,7 @@ import { RUN_DIR } from '../inlab/protocol.js';
 import { pollUntil } from '../util/poll.js';
 import { artifactsDir } from '../util/paths.js';
 import { WIRER } from '../topology/plan.js';
+import { HOST_NETNS_PID } from '../lab/wiring.js';
 
 export interface CaptureOptions {
   /** tcpdump filter expression. */
@@ -45,7 +46,7 @@ export class Capture {
     const id = `cap-${randomBytes(4).toString('hex')}`;
     const c = new Capture(lab, place, iface, id);
     const argv = [
-      ...(options.hostNetns ? ['nsenter', '-t', '1', '-n'] : []),
+      ...(options.hostNetns ? ['sh', '-c', `exec nsenter -t ${HOST_NETNS_PID} -n "$@"`, 'sh'] : []),
       'tcpdump', '-i', iface, '-n', '-U', '-s', String(options.snaplen ?? 262), '-w', c.remote,
       ...(options.filter ? [options.filter] : []),
     ];

@@ -203,9 +203,9 @@ export class Lab implements AsyncDisposable {
     await Promise.all(keys.map(async (k) => (pids[k] = await this.pidOf(k))));
     const script = renderWiringScript(this.plan, pids, this.id, only);
     const guard = renderHostGuardScript();
-    const full = `${script}\nleak=$(${guard})\nif [ -n "$leak" ]; then echo "isolation guard: lab links found in the host network namespace: $leak" >&2; exit 97; fi\n`;
+    const full = `${script}\n${guard}\n`;
     const r = await execIn(this.container(WIRER), ['sh', '-c', full], { check: false, where: `${this.id}/wirer` });
-    if (r.exitCode === 97) throw new LabError(`lab ${this.id}: refusing to run: ${r.stderr.trim()}`);
+    if (r.exitCode === 97 || r.exitCode === 98) throw new LabError(`lab ${this.id}: refusing to run: ${r.stderr.trim()}`);
     if (r.exitCode !== 0) throw new LabError(`lab ${this.id}: wiring failed (exit ${r.exitCode}):\n${r.stderr.trim().split('\n').slice(-10).join('\n')}`);
     if (only) for (const k of only) for (const key of [...this.responders.keys()]) if (key.startsWith(`${k}|`)) this.responders.delete(key);
   }

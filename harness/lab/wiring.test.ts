@@ -2,7 +2,7 @@ import { execFileSync } from 'node:child_process';
 import { describe, expect, it } from 'vitest';
 import { loadTopology } from '../topology/load.js';
 import { planLab } from '../topology/plan.js';
-import { LINK_ALIAS_PREFIX, renderHostGuardScript, renderWiringScript, stableMac } from './wiring.js';
+import { HOST_NETNS_PID, LINK_ALIAS_PREFIX, renderHostGuardScript, renderWiringScript, stableMac } from './wiring.js';
 
 const plan = planLab(loadTopology());
 const LAB = 'lab-t1';
@@ -137,11 +137,29 @@ describe('renderWiringScript with only (re-wiring a restarted node)', () => {
 });
 
 describe('renderHostGuardScript', () => {
-  it("is the only script that enters PID 1's network namespace, and it only lists links with the lab alias", () => {
+  it("is the only script that enters the engine's (host) network namespace, and there it only lists links", () => {
     const g = renderHostGuardScript();
-    expect(g).toBe(`nsenter -t 1 -n ip -o link show | grep -F '${LINK_ALIAS_PREFIX}' || true`);
-    expect(g).not.toMatch(/ip (link|addr|route) (add|set|del)/);
+    expect(g).toContain(`nsenter -t ${HOST_NETNS_PID} -n ip -o link show`);
+    expect(g).toContain(`grep -F '${LINK_ALIAS_PREFIX}'`);
+    expect(g).not.toMatch(/ip (link|addr|route|rule) (add|set|del|replace)/);
+    expect(g).not.toMatch(/nft|iptables|sysctl/);
     expect(() => execFileSync('sh', ['-n'], { input: g })).not.toThrow();
+  });
+
+  it('refuses (exit 97) when a lab link is found and fails closed (exit 98) when it cannot look', () => {
+    const g = renderHostGuardScript();
+    // Run the guard's logic with `nsenter` replaced by a stub printing a chosen link list.
+    const run = (stub: string) => {
+      try {
+        execFileSync('sh', ['-c', `nsenter() { ${stub}; }\npidof() { echo 42; }\n${g}`], { stdio: 'pipe' });
+        return 0;
+      } catch (e) {
+        return (e as { status: number }).status;
+      }
+    };
+    expect(run(`echo '1: lo: <LOOPBACK>'`)).toBe(0);
+    expect(run(`echo '7: veth0: <UP> alias ${LINK_ALIAS_PREFIX}lab:node-1'`)).toBe(97);
+    expect(run('return 1')).toBe(98);
   });
 });
 

@@ -83,9 +83,20 @@ export function renderWiringScript(plan: LabPlan, pids: Record<string, number>, 
 }
 
 /**
- * Script for the isolation guard: lists the host network namespace's links (through PID 1's
- * namespace) and fails if any carries a lab alias.
+ * Shell snippet naming a process of the Docker engine's own network namespace (the host's network
+ * stack the lab must never touch): the engine itself, seen from a container in the host PID
+ * namespace. PID 1 is not always readable from there (sandboxed hosts).
+ */
+export const HOST_NETNS_PID = '$(pidof -s dockerd || pidof -s containerd || echo 1)';
+
+/**
+ * Script for the isolation guard: lists the host network namespace's links and prints any that
+ * carries a lab alias. Exits 98 when it cannot look (the lab must then not start).
  */
 export function renderHostGuardScript(): string {
-  return `nsenter -t 1 -n ip -o link show | grep -F ${q(LINK_ALIAS_PREFIX)} || true`;
+  return [
+    `hostlinks=$(nsenter -t ${HOST_NETNS_PID} -n ip -o link show) || { echo "isolation guard: cannot list the host's network interfaces" >&2; exit 98; }`,
+    `leak=$(printf '%s\n' "$hostlinks" | grep -F ${q(LINK_ALIAS_PREFIX)} || true)`,
+    `if [ -n "$leak" ]; then echo "isolation guard: lab links found in the host network namespace: $leak" >&2; exit 97; fi`,
+  ].join('\n');
 }
