@@ -1,12 +1,211 @@
 /**
- * The cluster's programs in a lab: the controller (API server) on the control-plane node and the
- * agent on every node. (Being built: see issue 4.)
+ * The cluster's programs in a lab: the controller (API server) on the first control-plane node and
+ * the agent on every node (the control-plane node included), from controller/lab-config.ts.
+ *
+ *   startCluster   generate PKI + configs, write them (one exec per container), start the managed
+ *                  processes `controller` and `agent`, wait until every agent runs and every node
+ *                  is Up in the API (all in parallel, with a deadline)
+ *   restartNodePrograms  after a node was booted again (Faults.start): its agent (and the
+ *                  controller, on the control-plane node) died with the container; start them again
+ *
+ * What the harness needs later (admin token, CA, API port) is kept in CLUSTER_FILE on the
+ * control-plane container, so any process (the CLI, a forwarder) can read it back.
  */
 import type { Lab } from '../lab/lab.js';
 import type { Progress } from '../docker/image.js';
+import type { NodeSpec, SnatFlavour, Topology } from '../topology/types.js';
+import type { AgentFlavour } from '../../agent/config.js';
+import { DEFAULT_LAB_PATHS, generateLabConfigs, generateLabPki, type LabDescription, type LabFile } from '../../controller/lab-config.js';
+import { processLog, processRunning, startProcess } from '../lab/process.js';
+import { inLabProgram } from '../util/paths.js';
 import { LabError } from '../util/errors.js';
 
-export async function startCluster(lab: Lab, progress: Progress): Promise<void> {
-  void progress;
-  throw new LabError(`lab ${lab.id}: running the controller and agents is not available yet; use a topology with "cluster: false"`);
+/** Managed process names (harness/lab/process.ts). */
+export const CONTROLLER_PROCESS = 'controller';
+export const AGENT_PROCESS = 'agent';
+export const API_PORT = 6443;
+/**
+ * The seed's cluster name: its AnthosNetworkGateway manifest lives in namespace `cluster-cluster1`,
+ * which the controller creates for clusterName `cluster1`; with this name the seed's manifests
+ * apply unchanged. Labs are told apart by their id (kubeconfig context `egresslab-<lab id>`).
+ */
+export const CLUSTER_NAME = 'cluster1';
+/** On the control-plane container: what the harness needs to reach the API (mode 0600). */
+export const CLUSTER_FILE = '/etc/egresslab/harness.json';
+const READY_TIMEOUT_MS = 20_000;
+
+export interface ClusterInfo {
+  schema: 1;
+  clusterName: string;
+  /** the node (container key) that runs the controller */
+  controlPlane: string;
+  controlPlaneAddress: string;
+  port: number;
+  /** URL the agents use (inside the lab) */
+  serverUrl: string;
+  adminToken: string;
+  caCert: string;
+}
+
+export function controlPlaneNode(topology: Topology): NodeSpec {
+  const cp = topology.nodes.find((n) => n.role === 'control-plane');
+  if (!cp) throw new LabError(`topology ${topology.name} has no control-plane node to run the controller`);
+  return cp;
+}
+
+/** Topology SNAT flavour -> the agent's flavour (the same four names). */
+export function agentFlavour(snat: SnatFlavour): AgentFlavour {
+  return snat;
+}
+
+export function labDescription(topology: Topology): LabDescription {
+  const cp = controlPlaneNode(topology);
+  return {
+    clusterName: CLUSTER_NAME,
+    nodes: topology.nodes.map((n) => ({ name: n.name, role: n.role, address: n.address, ...(n.podCIDR ? { podCIDR: n.podCIDR } : {}) })),
+    nodeSubnet: topology.nodeSubnet,
+    serviceCIDR: topology.serviceCIDR,
+    flavour: agentFlavour(topology.snat),
+    controlPlaneAddress: cp.address,
+    port: API_PORT,
+  };
+}
+
+/** The commands the generated configs are run with (stable: restarts rebuild them from here). */
+export function controllerCommand(): string[] {
+  return ['node', inLabProgram('controller/main.js'), DEFAULT_LAB_PATHS.controllerConfig];
+}
+export function agentCommand(): string[] {
+  return ['node', inLabProgram('agent/main.js'), DEFAULT_LAB_PATHS.agentConfig];
+}
+
+function shQuote(s: string): string {
+  return `'${s.replace(/'/g, `'\\''`)}'`;
+}
+
+/** One shell script that writes every file exactly (base64, so any byte survives) with its mode. */
+export function renderWriteScript(files: LabFile[]): string {
+  const dirs = [...new Set(files.map((f) => f.path.slice(0, f.path.lastIndexOf('/')) || '/'))];
+  const lines = ['set -e', 'umask 077', `mkdir -p ${dirs.map(shQuote).join(' ')}`];
+  for (const f of files) {
+    const tmp = `${f.path}.tmp.$$`;
+    lines.push(
+      `printf '%s' ${shQuote(Buffer.from(f.content).toString('base64'))} | base64 -d > ${shQuote(tmp)}`,
+      `chmod ${f.mode.toString(8)} ${shQuote(tmp)}`,
+      `mv -f ${shQuote(tmp)} ${shQuote(f.path)}`,
+    );
+  }
+  return `${lines.join('\n')}\n`;
+}
+
+async function writeFiles(lab: Lab, container: string, files: LabFile[]): Promise<void> {
+  await lab.exec(container, ['sh'], { stdin: renderWriteScript(files), timeoutMs: 15_000 });
+}
+
+export async function readClusterInfo(lab: Lab): Promise<ClusterInfo> {
+  if (!lab.topology.cluster) throw new LabError(`lab ${lab.id} runs no cluster (topology ${lab.topology.name} has cluster: false)`);
+  const cp = controlPlaneNode(lab.topology).name;
+  const r = await lab.exec(cp, ['cat', CLUSTER_FILE], { check: false });
+  if (r.exitCode !== 0) throw new LabError(`lab ${lab.id}: ${CLUSTER_FILE} is missing on ${cp} (is ${cp} running? ${r.stderr.trim()})`);
+  return JSON.parse(r.stdout) as ClusterInfo;
+}
+
+async function logTail(lab: Lab, container: string, name: string, lines = 15): Promise<string> {
+  const log = await processLog(lab, container, name).catch(() => '');
+  return log.trim().split('\n').slice(-lines).join('\n');
+}
+
+/** Waits (inside the node, one exec) until the agent's status file says running. */
+async function waitAgentRunning(lab: Lab, node: string, timeoutMs: number): Promise<void> {
+  const status = DEFAULT_LAB_PATHS.agentStatus;
+  const tries = Math.ceil(timeoutMs / 20);
+  const script = [
+    `i=0; while [ $i -lt ${tries} ]; do`,
+    `  grep -Eq '"phase": *"running"' ${status} 2>/dev/null && exit 0`,
+    `  i=$((i+1)); sleep 0.02`,
+    'done; exit 1',
+  ].join('\n');
+  const r = await lab.exec(node, ['sh', '-c', script], { check: false, timeoutMs: timeoutMs + 5_000 });
+  if (r.exitCode === 0) return;
+  const running = await processRunning(lab, node, AGENT_PROCESS).catch(() => false);
+  throw new LabError(
+    `lab ${lab.id}: the agent on ${node} is not running after ${timeoutMs} ms (${running ? 'process alive' : 'process exited'}); its log ends with:\n${await logTail(lab, node, AGENT_PROCESS)}`,
+  );
+}
+
+/** Waits (inside the control-plane container, one exec) until every node is Up in the API. */
+async function waitNodesUp(lab: Lab, info: ClusterInfo, nodes: string[], timeoutMs: number): Promise<void> {
+  const argv = ['node', inLabProgram('harness/inlab/cluster-ready.js'), '--info', CLUSTER_FILE, '--nodes', nodes.join(','), '--timeout-ms', String(timeoutMs)];
+  const r = await lab.exec(info.controlPlane, argv, { check: false, timeoutMs: timeoutMs + 10_000 });
+  if (r.exitCode === 0) return;
+  const running = await processRunning(lab, info.controlPlane, CONTROLLER_PROCESS).catch(() => false);
+  throw new LabError(
+    `lab ${lab.id}: nodes not Up in the API within ${timeoutMs} ms: ${(r.stderr || r.stdout).trim()}\n` +
+      `controller ${running ? 'running' : 'NOT running'}; its log ends with:\n${await logTail(lab, info.controlPlane, CONTROLLER_PROCESS)}`,
+  );
+}
+
+export interface ClusterStartTimings {
+  generateMs: number;
+  startMs: number;
+  readyMs: number;
+  totalMs: number;
+}
+
+export async function startCluster(lab: Lab, progress: Progress): Promise<ClusterStartTimings> {
+  const t0 = Date.now();
+  const desc = labDescription(lab.topology);
+  const cp = controlPlaneNode(lab.topology);
+  const pki = generateLabPki(desc);
+  const g = generateLabConfigs(desc, { pki });
+  const info: ClusterInfo = {
+    schema: 1,
+    clusterName: desc.clusterName,
+    controlPlane: cp.name,
+    controlPlaneAddress: cp.address,
+    port: API_PORT,
+    serverUrl: g.serverUrl,
+    adminToken: g.adminToken,
+    caCert: pki.caCert,
+  };
+  const files: Record<string, LabFile[]> = { ...g.files };
+  files[cp.name] = [
+    ...(files[cp.name] ?? []),
+    { path: CLUSTER_FILE, content: `${JSON.stringify(info, null, 2)}\n`, mode: 0o600 },
+    // For tools inside the lab (server: the control-plane's lab address).
+    { path: '/etc/egresslab/admin.kubeconfig', content: g.kubeconfig(g.serverUrl, pki.caCert, `egresslab-${lab.id}`), mode: 0o600 },
+  ];
+  const t1 = Date.now();
+  const nodes = lab.topology.nodes.map((n) => n.name);
+  await Promise.all(
+    nodes.map(async (n) => {
+      await writeFiles(lab, n, files[n] ?? []);
+      if (n === cp.name) await startProcess(lab, { container: n, label: n }, CONTROLLER_PROCESS, controllerCommand());
+      await startProcess(lab, { container: n, label: n }, AGENT_PROCESS, agentCommand());
+    }),
+  );
+  const t2 = Date.now();
+  await Promise.all([...nodes.map((n) => waitAgentRunning(lab, n, READY_TIMEOUT_MS)), waitNodesUp(lab, info, nodes, READY_TIMEOUT_MS)]);
+  const t3 = Date.now();
+  const timings = { generateMs: t1 - t0, startMs: t2 - t1, readyMs: t3 - t2, totalMs: t3 - t0 };
+  progress(`cluster up in ${timings.totalMs} ms (controller on ${cp.name}, ${nodes.length} agents, flavour ${desc.flavour}; configs ${timings.generateMs} ms, start ${timings.startMs} ms, ready ${timings.readyMs} ms)`);
+  return timings;
+}
+
+/**
+ * A node booted again (its processes died with the container, /run is empty): start its agent,
+ * and the controller first when it is the control-plane node; wait until the agent runs.
+ */
+export async function restartNodePrograms(lab: Lab, node: string): Promise<void> {
+  if (!lab.topology.cluster) return;
+  const place = { container: node, label: node };
+  if (node === controlPlaneNode(lab.topology).name && !(await processRunning(lab, node, CONTROLLER_PROCESS))) {
+    await startProcess(lab, place, CONTROLLER_PROCESS, controllerCommand());
+  }
+  if (!(await processRunning(lab, node, AGENT_PROCESS))) {
+    // A status file of the previous run cannot survive (/run is a tmpfs), but be explicit.
+    await lab.exec(node, ['rm', '-f', DEFAULT_LAB_PATHS.agentStatus]);
+    await startProcess(lab, place, AGENT_PROCESS, agentCommand());
+  }
+  await waitAgentRunning(lab, node, READY_TIMEOUT_MS);
 }

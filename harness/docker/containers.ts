@@ -1,9 +1,9 @@
 /**
- * Creating lab containers. testcontainers gives the start lifecycle (create, start, wait strategy,
- * e.g. "until the responder is ready"); the lab adds what a network lab needs and the generic API
- * does not expose: the exact capability set, no masked /proc paths, PID mode, an init process.
+ * Creating lab containers. testcontainers gives the start lifecycle (image check, create, start,
+ * startup timeout); the lab adds what a network lab needs and the generic API does not expose: the
+ * exact capability set, no masked /proc paths, PID mode, an init process, a tmpfs /run.
  */
-import { GenericContainer, type StartedTestContainer, Wait } from 'testcontainers';
+import { GenericContainer, type StartedTestContainer } from 'testcontainers';
 import { LABEL } from './client.js';
 
 // The lab relies on its own labels, teardown and prune; testcontainers' reaper image cannot be pulled.
@@ -32,8 +32,6 @@ export interface LabContainerSpec {
   /** host path -> container path, read-only. */
   binds: Record<string, string>;
   pidHost?: boolean;
-  /** Wait until this shell command succeeds inside the container. */
-  readyCommand?: string;
   startupTimeoutMs?: number;
 }
 
@@ -58,7 +56,6 @@ class LabContainer extends GenericContainer {
       Init: LAB_HOST_CONFIG.Init,
       ...(spec.pidHost ? { PidMode: 'host' } : {}),
     });
-    if (spec.readyCommand) this.withWaitStrategy(Wait.forSuccessfulCommand(spec.readyCommand));
   }
 }
 

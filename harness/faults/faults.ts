@@ -1,6 +1,7 @@
 /**
  * Fault injection on lab nodes, each undoable:
- *  kill/start      SIGKILL the node's container (a hard crash); start boots it again and re-wires it
+ *  kill/start      SIGKILL the node's container (a hard crash); start boots it again, re-wires it and
+ *                  (cluster labs) starts its agent / the controller again
  *  stop/start      a clean shutdown (SIGTERM, then SIGKILL after the grace period)
  *  pause/unpause   freeze every process (a hung node: links stay up, nothing answers)
  *  partition/heal  cut the node off its L2 segment at the switch (its link stays up)
@@ -11,6 +12,7 @@ import type { Lab } from '../lab/lab.js';
 import { SWITCH } from '../topology/plan.js';
 import { LabError, ValidationError } from '../util/errors.js';
 import { restartProcess, stopProcess } from '../lab/process.js';
+import { restartNodePrograms } from '../cluster/cluster.js';
 
 const TABLE = 'egresslab_faults';
 
@@ -46,13 +48,18 @@ export class Faults {
     await this.lab.container(this.node(name)).stop({ t: graceSeconds });
   }
 
-  /** Boots a killed or stopped node and re-wires its links, pods, addresses and routes. */
+  /**
+   * Boots a killed or stopped node and re-wires its links, pods, addresses and routes. In a lab that
+   * runs a cluster, the node's agent (and the controller on the control-plane node), which died with
+   * the container, is started again; this returns once the agent runs.
+   */
   async start(name: string): Promise<void> {
     const n = this.node(name);
     const info = await this.lab.container(n).inspect();
     if (info.State.Paused) throw new LabError(`${n} is paused: unpause it instead of starting it`);
     if (!info.State.Running) await this.lab.container(n).start();
     await this.lab.wire(new Set([n]));
+    await restartNodePrograms(this.lab, n);
   }
 
   async pause(name: string): Promise<void> {

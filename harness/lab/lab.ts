@@ -25,6 +25,8 @@ import { RESPONDER_PORT, RUN_DIR } from '../inlab/protocol.js';
 import { removeLabObjects } from './registry.js';
 import { startProcess } from './process.js';
 import { startCluster } from '../cluster/cluster.js';
+import { clusterApi, clusterKubeconfig, closeClusterAccess } from '../cluster/access.js';
+import type { KubeClient } from '../../controller/client/client.js';
 import { Faults } from '../faults/faults.js';
 import { Capture, type CaptureOptions } from '../capture/capture.js';
 import { ContinuousProbe, probe, type ContinuousProbeOptions, type ProbeOptions, type ProbeResult } from '../probe/probe.js';
@@ -93,6 +95,16 @@ export class Lab implements AsyncDisposable {
   /** Starts tcpdump on `iface` of a node, pod, endpoint, router or switch. */
   capture(where: string, iface: string, options?: CaptureOptions): Promise<Capture> {
     return Capture.start(this, where, iface, options);
+  }
+
+  /** Admin client for the lab's API server (topology with cluster: true), through a forward on 127.0.0.1. */
+  api(options?: { timeoutMs?: number }): Promise<KubeClient> {
+    return clusterApi(this, options);
+  }
+
+  /** Admin kubeconfig (https://127.0.0.1:<forward port>) for kubectl and other clients; valid while this Lab object is up. */
+  kubeconfig(): Promise<string> {
+    return clusterKubeconfig(this);
   }
 
   /** Brings a lab up. On any failure (or abort) everything it created is removed before the error is thrown. */
@@ -166,7 +178,6 @@ export class Lab implements AsyncDisposable {
         command: isEndpoint
           ? ['node', inLabProgram('harness/inlab/responder.js'), '--name', c.key, '--redirect-all', '--ready', `${RUN_DIR}/responder.ready`]
           : ['sleep', 'infinity'],
-        ...(isEndpoint ? { readyCommand: `test -f ${RUN_DIR}/responder.ready` } : {}),
       };
     });
     specs.push({
@@ -210,11 +221,16 @@ export class Lab implements AsyncDisposable {
     if (only) for (const k of only) for (const key of [...this.responders.keys()]) if (key.startsWith(`${k}|`)) this.responders.delete(key);
   }
 
+  /** Endpoint responders start with their containers, in parallel with the wiring; wait until they are ready. */
   private async waitResponders(): Promise<void> {
-    // Endpoint containers were started with a readiness wait; confirm they still run.
+    const keys = [INTERNET, ...this.topology.vpcEndpoints.map((e) => e.name)];
     await Promise.all(
-      [INTERNET, ...this.topology.vpcEndpoints.map((e) => e.name)].map((k) =>
-        this.exec(k, ['test', '-f', `${RUN_DIR}/responder.ready`], { timeoutMs: 10_000 }),
+      keys.map((k) =>
+        pollUntil(async () => (await this.exec(k, ['test', '-f', `${RUN_DIR}/responder.ready`], { check: false })).exitCode === 0, {
+          what: `the responder in ${k} to be ready`,
+          timeoutMs: 15_000,
+          intervalMs: 20,
+        }),
       ),
     );
   }
@@ -299,6 +315,7 @@ export class Lab implements AsyncDisposable {
   /** Removes every container, network and volume labelled with this lab's id. */
   async down(): Promise<void> {
     this.disposed = true;
+    await closeClusterAccess(this).catch(() => {});
     await removeLabObjects(this.id);
   }
 

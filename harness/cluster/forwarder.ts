@@ -1,0 +1,109 @@
+/**
+ * The CLI's API forward: one detached background process per lab (forward-main.ts), so that the
+ * kubeconfig `egresslab kubeconfig` writes keeps working after the CLI exits. Its state file
+ * (<project>/.egresslab/forward-<lab>.json: pid, port) lets later calls find it, reuse it, or stop
+ * it (`egresslab down`). It exits by itself when the lab is gone.
+ */
+import { spawn } from 'node:child_process';
+import { closeSync, existsSync, mkdirSync, openSync, readFileSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
+import { projectRoot } from '../util/paths.js';
+import { pollUntil } from '../util/poll.js';
+import { LabError } from '../util/errors.js';
+
+export interface ForwarderState {
+  lab: string;
+  pid: number;
+  port: number;
+  startedAt: string;
+}
+
+export function stateDir(): string {
+  return process.env.EGRESSLAB_STATE_DIR ?? join(projectRoot(), '.egresslab');
+}
+
+export function forwarderStatePath(labId: string): string {
+  return join(stateDir(), `forward-${labId}.json`);
+}
+
+export function forwarderLogPath(labId: string): string {
+  return join(stateDir(), `forward-${labId}.log`);
+}
+
+export function readForwarderState(labId: string): ForwarderState | undefined {
+  try {
+    return JSON.parse(readFileSync(forwarderStatePath(labId), 'utf8')) as ForwarderState;
+  } catch {
+    return undefined;
+  }
+}
+
+/** Whether `pid` is a live forwarder process of ours (not a recycled pid). */
+export function isForwarderProcess(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== 'EPERM') return false;
+  }
+  try {
+    const cmdline = readFileSync(`/proc/${pid}/cmdline`, 'utf8');
+    return cmdline.includes('forward-main.js');
+  } catch {
+    // No /proc (not Linux): trust the pid.
+    return true;
+  }
+}
+
+/** The running forwarder of a lab, if any. */
+export function runningForwarder(labId: string): ForwarderState | undefined {
+  const s = readForwarderState(labId);
+  return s && isForwarderProcess(s.pid) ? s : undefined;
+}
+
+/** Makes sure a forwarder runs for the lab; returns its state (port). */
+export async function ensureForwarder(labId: string): Promise<ForwarderState> {
+  const running = runningForwarder(labId);
+  if (running) return running;
+  const previous = readForwarderState(labId);
+  rmSync(forwarderStatePath(labId), { force: true });
+  mkdirSync(stateDir(), { recursive: true });
+  const entry = join(projectRoot(), 'dist/harness/cluster/forward-main.js');
+  if (!existsSync(entry)) throw new LabError(`${entry} is missing: run "npm run build" first`);
+  const log = openSync(forwarderLogPath(labId), 'a');
+  const args = [entry, '--lab', labId, '--state', forwarderStatePath(labId), ...(previous ? ['--port', String(previous.port)] : [])];
+  const child = spawn(process.execPath, args, { detached: true, stdio: ['ignore', log, log] });
+  closeSync(log);
+  let exited: number | null = null;
+  child.on('exit', (code) => (exited = code ?? -1));
+  child.unref();
+  try {
+    const state = await pollUntil(
+      () => {
+        if (exited !== null) throw new LabError(`the forwarder exited (${exited}); see ${forwarderLogPath(labId)}`);
+        const s = readForwarderState(labId);
+        return s && s.pid === child.pid ? s : undefined;
+      },
+      { what: `the API forwarder of lab ${labId} to listen`, timeoutMs: 15_000, intervalMs: 25 },
+    );
+    return state!;
+  } catch (error) {
+    const tail = existsSync(forwarderLogPath(labId)) ? readFileSync(forwarderLogPath(labId), 'utf8').trim().split('\n').slice(-5).join('\n') : '';
+    throw new LabError(`lab ${labId}: the API forwarder did not start: ${(error as Error).message}${tail ? `\n${tail}` : ''}`, { cause: error });
+  }
+}
+
+/** Stops the lab's forwarder (by the pid in its state file); true if one was running. */
+export async function stopForwarder(labId: string): Promise<boolean> {
+  const s = runningForwarder(labId);
+  rmSync(forwarderStatePath(labId), { force: true });
+  if (!s) return false;
+  try {
+    process.kill(s.pid, 'SIGTERM');
+  } catch {
+    return false;
+  }
+  await pollUntil(() => !isForwarderProcess(s.pid), { what: `forwarder pid ${s.pid} to exit`, timeoutMs: 5_000, intervalMs: 20 }).catch(() => {
+    process.kill(s.pid, 'SIGKILL');
+  });
+  return true;
+}
