@@ -4,21 +4,10 @@
 import { createHash } from 'node:crypto';
 import { stringify } from 'yaml';
 import { normaliseCidrList, parseCidr4 } from './cidr.js';
+import { DEFAULT_NON_MASQUERADE_CIDRS } from '../../agent/masq/constants.js';
 
 /** SPEC 1's default non-masquerade destinations (ip-masq-agent defaults), in SPEC order. */
-export const DEFAULT_NON_MASQUERADE_CIDRS: readonly string[] = [
-  '10.0.0.0/8',
-  '172.16.0.0/12',
-  '192.168.0.0/16',
-  '100.64.0.0/10',
-  '192.0.0.0/24',
-  '192.0.2.0/24',
-  '192.88.99.0/24',
-  '198.18.0.0/15',
-  '198.51.100.0/24',
-  '203.0.113.0/24',
-  '240.0.0.0/4',
-];
+export { DEFAULT_NON_MASQUERADE_CIDRS };
 
 /** The order in which the seed's `default` policy lists them. */
 const DEFAULT_POLICY_ORDER: readonly string[] = [

@@ -6,20 +6,8 @@ import ipaddr from 'ipaddr.js';
 
 export type Cidr = [ipaddr.IPv4, number];
 
-/** The 11 destinations ip-masq-agent never masquerades by default (SPEC 1). */
-export const DEFAULT_NON_MASQUERADE_CIDRS: readonly string[] = Object.freeze([
-  '10.0.0.0/8',
-  '172.16.0.0/12',
-  '192.168.0.0/16',
-  '100.64.0.0/10',
-  '192.0.0.0/24',
-  '192.0.2.0/24',
-  '192.88.99.0/24',
-  '198.18.0.0/15',
-  '198.51.100.0/24',
-  '203.0.113.0/24',
-  '240.0.0.0/4',
-]);
+/** The 11 destinations ip-masq-agent never masquerades by default (SPEC 1): the agent owns the list. */
+export { DEFAULT_NON_MASQUERADE_CIDRS } from '../../agent/masq/constants.js';
 
 export const LINK_LOCAL_CIDR = '169.254.0.0/16';
 
