@@ -16,6 +16,7 @@ export default defineConfig({
           include: ['**/*.test.ts'],
           exclude: ['**/*.lab.test.ts', 'scenarios/**', 'node_modules/**', 'dist/**'],
           environment: 'node',
+          setupFiles: ['harness/testing/setup.ts'],
         },
       },
       {
@@ -25,6 +26,7 @@ export default defineConfig({
           exclude: ['node_modules/**', 'dist/**'],
           environment: 'node',
           globalSetup: ['harness/testing/global-setup.ts'],
+          setupFiles: ['harness/testing/setup.ts'],
           testTimeout: 120_000,
           hookTimeout: 180_000,
           maxWorkers: 2,

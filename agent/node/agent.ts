@@ -14,11 +14,13 @@
 import { readFile } from 'node:fs/promises';
 import { KubeClient } from '../../controller/client/client.js';
 import type { AgentConfig } from '../config.js';
+import { NullGatewaySystem } from '../gateway/system.js';
 import { ExecNftRunner, type NftRunner } from '../masq/nft.js';
 import { ConfigMapVolumeModule } from './configmap-volume.js';
 import { NodeEventRecorder } from './events.js';
 import { LeaseModule } from './lease.js';
 import { MasqModule } from './masq.js';
+import { GatewayModule } from './gateway.js';
 import { errorMessage, type NodeModule, type NodeModuleContext } from './module.js';
 import { StatusWriter } from './status.js';
 
@@ -38,6 +40,10 @@ export type AgentPhase = 'waiting-for-credentials' | 'starting' | 'running' | 's
 export function buildModules(ctx: NodeModuleContext, nft: NftRunner): NodeModule[] {
   const mods: NodeModule[] = [new LeaseModule(ctx)];
   if (ctx.config.flavour === 'ip-masq-agent' || ctx.config.flavour === 'autopilot') mods.push(new ConfigMapVolumeModule(ctx));
+  // egress NAT gateway (issue 6, docs/gateway.md): before masq, so that a matched pod is never
+  // masqueraded while the agent starts (its fail-closed/marks are in place first). With a fake nft
+  // (tests) it touches no kernel state at all.
+  mods.push(new GatewayModule(ctx, nft instanceof ExecNftRunner ? {} : { system: new NullGatewaySystem(), heartbeat: false }));
   mods.push(new MasqModule(ctx, nft));
   return mods;
 }

@@ -47,7 +47,9 @@ export class Capture {
     const c = new Capture(lab, place, iface, id);
     const argv = [
       ...(options.hostNetns ? ['sh', '-c', `exec nsenter -t ${HOST_NETNS_PID} -n "$@"`, 'sh'] : []),
-      'tcpdump', '-i', iface, '-n', '-U', '-s', String(options.snaplen ?? 262), '-w', c.remote,
+      // --immediate-mode: packets reach the file as they arrive (not in ~1 s batches, the last of
+      // which tcpdump drops when stopped right after the traffic).
+      'tcpdump', '-i', iface, '-n', '-U', '--immediate-mode', '-s', String(options.snaplen ?? 262), '-w', c.remote,
       ...(options.filter ? [options.filter] : []),
     ];
     await startProcess(lab, place, id, argv);

@@ -1,5 +1,6 @@
 /**
- * A small, strict argument parser: `--name value`, `--flag`, `--name=value`, and `--` for the rest.
+ * A small, strict argument parser: `--name value`, `--flag`, `--name=value`, a one-letter alias
+ * (`-f value`, when the spec gives `short: 'f'`), and `--` for the rest.
  * Unknown flags and missing values are errors that name the flag.
  */
 import { ValidationError } from '../util/errors.js';
@@ -13,6 +14,8 @@ export interface FlagSpec {
   required?: boolean;
   /** Allowed values. */
   oneOf?: readonly string[];
+  /** One-letter alias: `-f value` for `--file value`. */
+  short?: string;
 }
 
 export interface Parsed {
@@ -32,12 +35,14 @@ export function parseArgs(command: string, argv: string[], spec: Record<string, 
       rest = argv.slice(i + 1);
       break;
     }
-    if (!a.startsWith('--')) {
-      positionals.push(a);
+    const shortName = /^-[A-Za-z]$/.test(a) ? Object.keys(spec).find((k) => spec[k]!.short === a[1]) : undefined;
+    if (!a.startsWith('--') && !shortName) {
+      if (/^-[A-Za-z]$/.test(a)) issues.push({ path: a, value: a, message: `is not an option of "${command}"` });
+      else positionals.push(a);
       continue;
     }
-    const eq = a.indexOf('=');
-    const name = a.slice(2, eq > 0 ? eq : undefined);
+    const eq = shortName ? -1 : a.indexOf('=');
+    const name = shortName ?? a.slice(2, eq > 0 ? eq : undefined);
     const s = spec[name];
     if (!s) {
       issues.push({ path: `--${name}`, value: a, message: `is not an option of "${command}" (options: ${Object.keys(spec).map((k) => `--${k}`).join(', ') || 'none'})` });

@@ -8,6 +8,9 @@ import { parseArgs } from './args.js';
 import { ValidationError, LabError, CommandError, TimeoutError } from '../util/errors.js';
 import type { ProbeResult } from '../probe/probe.js';
 import type { Proto } from '../inlab/protocol.js';
+import { CLUSTER_HELP, applyCmd, clusterStatusOf, kubeconfigCmd, printClusterStatus } from './cluster-commands.js';
+import { stopForwarder } from '../cluster/forwarder.js';
+import { LAB_COMMANDS, LAB_HELP } from './lab-commands.js';
 
 const out = (s: string) => process.stdout.write(`${s}\n`);
 const progress = (s: string) => process.stderr.write(`${s}\n`);
@@ -17,18 +20,22 @@ const HELP: Record<string, string> = {
   Builds the base image if needed, brings a lab up and leaves it running.
   Example: npx egresslab up --lab demo`,
   down: `egresslab down [--lab NAME]
-  Removes every container of the lab (by its label). With one lab up, --lab may be omitted.`,
+  Removes every container of the lab (by its label) and stops its kubeconfig forward. With one lab
+  up, --lab may be omitted.`,
   probe: `egresslab probe [--lab NAME] --from POD|NODE --to IP [--port N] [--proto tcp|udp|icmp] [--timeout-ms N] [--json]
   Sends one probe and prints what the far end observed.
   Example: npx egresslab probe --from default/client-1 --to 8.8.8.8 --proto udp --json`,
   status: `egresslab status [--lab NAME] [--json]
-  Lists labs, or one lab's containers, nodes and pods.`,
+  Lists labs, or one lab's containers, nodes and pods; for a lab running a cluster also the gateway
+  (nodes Up/Down, floating IPs) and each node's agent (phase, lease, masquerade config hash, last error).`,
   prune: `egresslab prune [--all]
   Removes leftovers of crashed runs (labs whose creating process is gone and that were not
   started with "up"). --all removes every egresslab lab.`,
   demo: `egresslab demo [--topology FILE|NAME] [--keep]
   Brings the default lab up, runs a set of probes, prints what each observed, tears the lab down
   (--keep leaves it up).`,
+  ...CLUSTER_HELP,
+  ...LAB_HELP,
 };
 
 function usage(): string {
@@ -75,6 +82,7 @@ async function up(argv: string[]): Promise<number> {
       out(`lab ${lab.id} is up (${Date.now() - started} ms)`);
       printLab(lab);
       out(`\nnext: npx egresslab probe --lab ${lab.id} --from default/client-1 --to 8.8.8.8`);
+      if (lab.topology.cluster) out(`      export KUBECONFIG=$(npx egresslab kubeconfig --lab ${lab.id}); kubectl get nodes`);
     }
     return 0;
   } catch (error) {
@@ -107,8 +115,9 @@ function printLab(lab: Lab): void {
 async function down(argv: string[]): Promise<number> {
   const { flags } = parseArgs('down', argv, { lab: { value: true } });
   const lab = await Lab.attach(flags.lab as string | undefined);
+  const stopped = await stopForwarder(lab.id);
   const n = await removeLabObjects(lab.id);
-  out(`lab ${lab.id} removed (${n} containers)`);
+  out(`lab ${lab.id} removed (${n} containers${stopped ? ', kubeconfig forward stopped' : ''})`);
   return 0;
 }
 
@@ -149,12 +158,14 @@ async function status(argv: string[]): Promise<number> {
   const lab = await Lab.attach(flags.lab as string | undefined);
   const info = labs.find((l) => l.id === lab.id)!;
   const containers = info.containers.map((c) => ({ key: c.key, role: c.role, state: c.state })).sort((a, b) => a.key.localeCompare(b.key));
-  if (flags.json) out(JSON.stringify({ lab: lab.id, containers, ...summary(lab) }));
+  const cluster = lab.topology.cluster ? await clusterStatusOf(lab) : undefined;
+  if (flags.json) out(JSON.stringify({ lab: lab.id, containers, ...summary(lab), cluster: cluster ?? null }));
   else {
     out(`lab ${lab.id}`);
     out(table([['CONTAINER', 'ROLE', 'STATE'], ...containers.map((c) => [c.key, c.role, c.state])]));
     out('');
     printLab(lab);
+    if (cluster) printClusterStatus(cluster);
   }
   return 0;
 }
@@ -164,6 +175,47 @@ async function pruneCmd(argv: string[]): Promise<number> {
   const removed = await prune({ all: Boolean(flags.all) });
   out(removed.length ? `removed: ${removed.join(', ')}` : 'nothing to prune');
   return 0;
+}
+
+interface DemoCheck {
+  from: string;
+  to: string;
+  proto: Proto;
+  /** what the far end must observe, and whether the reply must reach the sender */
+  source: string;
+  reply: boolean;
+  why: string;
+}
+
+/** The demo's probes and what each must observe in the lab's SNAT flavour (SPEC 1). */
+export function demoChecks(lab: Lab): DemoCheck[] {
+  const nodeIP = (name: string) => lab.topology.nodes.find((n) => n.name === name)?.address ?? '?';
+  const podIP = (key: string) => lab.pod(key).ip ?? nodeIP(lab.pod(key).node);
+  const client = lab.pod('default/client-1');
+  const snat = lab.topology.snat;
+  const masq = snat !== 'none';
+  const who: Record<typeof snat, string> = {
+    none: 'no SNAT (snat: none)',
+    'default-snat': "the node's default SNAT (no agent, disableDefaultSnat: false)",
+    'ip-masq-agent': 'ip-masq-agent (no ConfigMap: the default non-masquerade list)',
+    autopilot: "Autopilot's ip-masq-agent (the default + managed EgressNATPolicy)",
+  };
+  return [
+    { from: 'node-1', to: '8.8.8.8', proto: 'tcp', source: nodeIP('node-1'), reply: true, why: "a node's own traffic leaves with the node IP" },
+    masq
+      ? { from: client.key, to: '8.8.8.8', proto: 'udp', source: nodeIP(client.node), reply: true, why: `${who[snat]} masquerades pod traffic to the internet: the internet sees the node IP and the reply comes back to the pod` }
+      : { from: client.key, to: '8.8.8.8', proto: 'udp', source: podIP(client.key), reply: false, why: `${who[snat]}: the internet sees the pod IP and its reply is lost` },
+    {
+      from: client.key,
+      to: '172.16.100.10',
+      proto: 'udp',
+      source: podIP(client.key),
+      reply: true,
+      why: masq ? `172.16.0.0/12 is a non-masquerade destination: the VPC sees the pod IP and routes the reply back to the pod CIDR` : 'the VPC routes back to pod CIDRs: reply received',
+    },
+    { from: 'alice/frontend-1', to: '10.10.11.1', proto: 'tcp', source: podIP('alice/frontend-1'), reply: true, why: `pod to pod across nodes: routed, never NATed${masq ? ' (10.0.0.0/8 is non-masquerade)' : ''}` },
+    { from: 'default/host-1', to: '1.1.1.1', proto: 'icmp', source: nodeIP(lab.pod('default/host-1').node), reply: true, why: 'a hostNetwork pod is the node' },
+  ];
 }
 
 /** The demo the README's first command ends with: what each probe observed. */
@@ -178,19 +230,16 @@ async function demo(argv: string[]): Promise<number> {
     out(`lab ${lab.id} up in ${Date.now() - started} ms\n`);
     printLab(lab);
     out('');
-    const checks: [string, string, Proto, string][] = [
-      ['node-1', '8.8.8.8', 'tcp', "a node's own traffic leaves with the node IP"],
-      ['default/client-1', '8.8.8.8', 'udp', 'no SNAT yet: the internet sees the pod IP and its reply is lost'],
-      ['default/client-1', '172.16.100.10', 'udp', 'the VPC routes back to pod CIDRs: reply received'],
-      ['alice/frontend-1', '10.10.11.1', 'tcp', 'pod to pod across nodes: routed, never NATed'],
-      ['default/host-1', '1.1.1.1', 'icmp', 'a hostNetwork pod is the node'],
-    ];
-    for (const [from, to, proto, why] of checks) {
+    let unexpected = 0;
+    for (const c of demoChecks(lab)) {
       if (abort.signal.aborted) break;
-      const r = await lab.probe(from, to, { proto });
-      out(`${describeProbe(r)}\n    ${why}`);
+      const r = await lab.probe(c.from, c.to, { proto: c.proto });
+      const ok = r.observedSource === c.source && r.replyReceived === c.reply;
+      if (!ok) unexpected++;
+      out(`${describeProbe(r)}\n    ${ok ? c.why : `UNEXPECTED: expected source ${c.source} and reply ${c.reply ? 'received' : 'lost'} (${c.why})`}`);
     }
-    return abort.signal.aborted ? 130 : 0;
+    if (unexpected) out(`\n${unexpected} probe(s) did not observe what the lab's SNAT flavour (${lab.topology.snat}) promises`);
+    return abort.signal.aborted ? 130 : unexpected ? 1 : 0;
   } finally {
     abort.dispose();
     if (lab && (!flags.keep || abort.signal.aborted)) {
@@ -200,7 +249,7 @@ async function demo(argv: string[]): Promise<number> {
   }
 }
 
-const COMMANDS: Record<string, (argv: string[]) => Promise<number>> = { up, down, probe: probeCmd, status, prune: pruneCmd, demo };
+const COMMANDS: Record<string, (argv: string[]) => Promise<number>> = { up, down, probe: probeCmd, status, prune: pruneCmd, demo, kubeconfig: kubeconfigCmd, apply: applyCmd, ...LAB_COMMANDS };
 
 export async function main(argv: string[]): Promise<number> {
   const [cmd, ...rest] = argv;
@@ -217,7 +266,8 @@ export async function main(argv: string[]): Promise<number> {
     process.stderr.write(`egresslab: unknown command "${cmd}"\n\n${usage()}\n`);
     return 2;
   }
-  if (rest.includes('--help')) {
+  // (only before "--": after it come the arguments of a command egresslab runs, e.g. exec)
+  if ((rest.includes('--') ? rest.slice(0, rest.indexOf('--')) : rest).includes('--help')) {
     out(HELP[cmd] ?? usage());
     return 0;
   }

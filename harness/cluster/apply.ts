@@ -112,6 +112,13 @@ export class Resolver {
   }
 }
 
+/** JSON with object keys sorted at every level (Go's encoding/json of a map). */
+export function sortedJson(v: unknown): string {
+  const sort = (x: unknown): unknown =>
+    Array.isArray(x) ? x.map(sort) : isObj(x) ? Object.fromEntries(Object.keys(x).sort().map((k) => [k, sort(x[k])])) : x;
+  return JSON.stringify(sort(v));
+}
+
 /** JSON merge patch from `last` to `desired`: desired's fields, plus null for fields only `last` had. */
 export function applyPatch(last: Obj | undefined, desired: Obj): Obj {
   const out: Obj = {};
@@ -133,13 +140,12 @@ export interface ApplyResult {
   error?: string;
 }
 
+/** The manifest as kubectl records it: its annotations without the last-applied one (an empty map stays, as in kubectl's). */
 function withoutLastApplied(o: KubeObject): KubeObject {
   const copy = JSON.parse(JSON.stringify(o)) as KubeObject;
-  const ann = copy.metadata.annotations;
-  if (ann) {
-    delete ann[LAST_APPLIED];
-    if (Object.keys(ann).length === 0) delete copy.metadata.annotations;
-  }
+  const ann = { ...(copy.metadata.annotations ?? {}) };
+  delete ann[LAST_APPLIED];
+  copy.metadata.annotations = ann;
   return copy;
 }
 
@@ -164,7 +170,9 @@ export async function applyManifest(client: KubeClient, resolver: Resolver, m: M
     const namespace = ref.namespaced ? (o.metadata.namespace ?? 'default') : undefined;
     if (ref.namespaced) desired.metadata.namespace = namespace;
     else delete desired.metadata.namespace;
-    const lastText = `${JSON.stringify(desired)}\n`;
+    // As kubectl writes it (Go's encoding/json: map keys sorted, then a newline), so that a later
+    // kubectl apply of the same manifest finds nothing to change.
+    const lastText = `${sortedJson(desired)}\n`;
     const live = await client.tryGet(ref, o.metadata.name!, namespace);
     if (!live) {
       const body = JSON.parse(lastText) as KubeObject;

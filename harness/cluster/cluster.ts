@@ -2,9 +2,10 @@
  * The cluster's programs in a lab: the controller (API server) on the first control-plane node and
  * the agent on every node (the control-plane node included), from controller/lab-config.ts.
  *
- *   startCluster   generate PKI + configs, write them (one exec per container), start the managed
- *                  processes `controller` and `agent`, wait until every agent runs and every node
- *                  is Up in the API (all in parallel, with a deadline)
+ *   prepareCluster generate PKI + configs, write them (one exec per container), start the managed
+ *                  process `controller` (needs no network: Lab.up runs it during the wiring)
+ *   startCluster   then start the managed process `agent` on every node and wait until every agent
+ *                  runs and every node is Up in the API (all in parallel, with a deadline)
  *   restartNodePrograms  after a node was booted again (Faults.start): its agent (and the
  *                  controller, on the control-plane node) died with the container; start them again
  *
@@ -146,13 +147,27 @@ async function waitNodesUp(lab: Lab, info: ClusterInfo, nodes: string[], timeout
 }
 
 export interface ClusterStartTimings {
-  generateMs: number;
+  /** configs generated, files written, controller started (overlaps the wiring when prepared early) */
+  prepareMs: number;
+  /** agents started */
   startMs: number;
+  /** until every agent runs and every node is Up */
   readyMs: number;
+  /** from the start of startCluster (after the wiring) to ready */
   totalMs: number;
 }
 
-export async function startCluster(lab: Lab, progress: Progress): Promise<ClusterStartTimings> {
+export interface PreparedCluster {
+  info: ClusterInfo;
+  prepareMs: number;
+}
+
+/**
+ * First half, which needs no network: generate PKI and configs, write every file (one exec per
+ * container), start the controller. Lab.up runs it while it wires the lab, so the controller boots
+ * meanwhile.
+ */
+export async function prepareCluster(lab: Lab): Promise<PreparedCluster> {
   const t0 = Date.now();
   const desc = labDescription(lab.topology);
   const cp = controlPlaneNode(lab.topology);
@@ -175,20 +190,36 @@ export async function startCluster(lab: Lab, progress: Progress): Promise<Cluste
     // For tools inside the lab (server: the control-plane's lab address).
     { path: '/etc/egresslab/admin.kubeconfig', content: g.kubeconfig(g.serverUrl, pki.caCert, `egresslab-${lab.id}`), mode: 0o600 },
   ];
-  const t1 = Date.now();
-  const nodes = lab.topology.nodes.map((n) => n.name);
   await Promise.all(
-    nodes.map(async (n) => {
-      await writeFiles(lab, n, files[n] ?? []);
-      if (n === cp.name) await startProcess(lab, { container: n, label: n }, CONTROLLER_PROCESS, controllerCommand());
-      await startProcess(lab, { container: n, label: n }, AGENT_PROCESS, agentCommand());
+    lab.topology.nodes.map(async (n) => {
+      await writeFiles(lab, n.name, files[n.name] ?? []);
+      if (n.name === cp.name) await startProcess(lab, { container: n.name, label: n.name }, CONTROLLER_PROCESS, controllerCommand());
     }),
   );
+  return { info, prepareMs: Date.now() - t0 };
+}
+
+/**
+ * Starts the cluster's programs once the lab is wired: (prepareCluster unless `prepared` is given)
+ * then the agent on every node, and waits until every agent runs and every node is Up in the API.
+ */
+export async function startCluster(lab: Lab, progress: Progress, prepared?: PreparedCluster | Promise<PreparedCluster>): Promise<ClusterStartTimings> {
+  const t0 = Date.now();
+  const { info, prepareMs } = await (prepared ?? prepareCluster(lab));
+  const t1 = Date.now();
+  const nodes = lab.topology.nodes.map((n) => n.name);
+  await Promise.all(nodes.map((n) => startProcess(lab, { container: n, label: n }, AGENT_PROCESS, agentCommand())));
   const t2 = Date.now();
-  await Promise.all([...nodes.map((n) => waitAgentRunning(lab, n, READY_TIMEOUT_MS)), waitNodesUp(lab, info, nodes, READY_TIMEOUT_MS)]);
+  const marks: string[] = [];
+  const mark = (what: string) => <T>(p: Promise<T>) => p.then((v) => (marks.push(`${what} +${Date.now() - t2}`), v));
+  await Promise.all([...nodes.map((n) => mark(n)(waitAgentRunning(lab, n, READY_TIMEOUT_MS))), mark('api')(waitNodesUp(lab, info, nodes, READY_TIMEOUT_MS))]);
+  if (process.env.EGRESSLAB_DEBUG_CLUSTER) progress(`ready marks: ${marks.join(', ')}`);
   const t3 = Date.now();
-  const timings = { generateMs: t1 - t0, startMs: t2 - t1, readyMs: t3 - t2, totalMs: t3 - t0 };
-  progress(`cluster up in ${timings.totalMs} ms (controller on ${cp.name}, ${nodes.length} agents, flavour ${desc.flavour}; configs ${timings.generateMs} ms, start ${timings.startMs} ms, ready ${timings.readyMs} ms)`);
+  const timings = { prepareMs, startMs: t2 - t1, readyMs: t3 - t2, totalMs: t3 - t0 };
+  progress(
+    `cluster up ${timings.totalMs} ms after wiring (controller on ${info.controlPlane}, ${nodes.length} agents, flavour ${agentFlavour(lab.topology.snat)}; ` +
+      `prepare ${timings.prepareMs} ms${prepared ? ' during wiring' : ''}, agents start ${timings.startMs} ms, ready ${timings.readyMs} ms)`,
+  );
   return timings;
 }
 

@@ -88,5 +88,7 @@ export async function execDetached(container: Docker.Container, cmd: string[], e
     AttachStderr: false,
     Env: env ? Object.entries(env).map(([k, v]) => `${k}=${v}`) : undefined,
   });
-  await exec.start({ Detach: true });
+  const response = (await exec.start({ Detach: true })) as unknown as { resume?: () => void } | undefined;
+  // The (empty) response is a stream: drain it, or its socket stays open and keeps the process alive.
+  response?.resume?.();
 }

@@ -24,7 +24,7 @@ import { IN_LAB_ROOT, assertBuilt, inLabProgram, projectRoot } from '../util/pat
 import { RESPONDER_PORT, RUN_DIR } from '../inlab/protocol.js';
 import { removeLabObjects } from './registry.js';
 import { startProcess } from './process.js';
-import { startCluster } from '../cluster/cluster.js';
+import { prepareCluster, startCluster } from '../cluster/cluster.js';
 import { clusterApi, clusterKubeconfig, closeClusterAccess } from '../cluster/access.js';
 import type { KubeClient } from '../../controller/client/client.js';
 import { Faults } from '../faults/faults.js';
@@ -125,11 +125,14 @@ export class Lab implements AsyncDisposable {
       abortCheck();
       await lab.startContainers(options.persistent ?? false, progress, options.signal);
       abortCheck();
+      // The cluster's first half (files, controller boot) needs no network: it overlaps the wiring.
+      const prepared = lab.topology.cluster ? prepareCluster(lab) : undefined;
+      prepared?.catch(() => {});
       await lab.wire();
       abortCheck();
       await lab.waitResponders();
       abortCheck();
-      if (lab.topology.cluster) await startCluster(lab, progress);
+      if (lab.topology.cluster) await startCluster(lab, progress, prepared);
       return lab;
     } catch (error) {
       await removeLabObjects(id).catch(() => {});
@@ -290,6 +293,9 @@ export class Lab implements AsyncDisposable {
       const tag = target.netns ?? 'host';
       const readyFile = `${RUN_DIR}/responder-${tag}.ready`;
       ready = (async () => {
+        // Another process (an earlier CLI call) may have started it already: its ready file holds its pid.
+        const running = await this.exec(target.container, ['sh', '-c', `kill -0 $(cat ${readyFile} 2>/dev/null) 2>/dev/null`], { check: false });
+        if (running.exitCode === 0) return;
         await this.exec(target.container, ['rm', '-f', readyFile]);
         await startProcess(this, target, `responder-${tag}`, [
           'node', inLabProgram('harness/inlab/responder.js'), '--name', target.label,

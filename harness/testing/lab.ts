@@ -5,10 +5,26 @@ import { randomBytes } from 'node:crypto';
 import { Lab } from '../lab/lab.js';
 import { topologyFromArg } from '../topology/load.js';
 import { DEFAULT_NON_MASQUERADE_CIDRS, contains } from '../topology/addresses.js';
+import { closeClusterAccess } from '../cluster/access.js';
+import { announceKept, keepMode, shouldKeep } from './keep.js';
 
+/**
+ * A lab for one test file. With EGRESSLAB_KEEP set (harness/testing/keep.ts; `egresslab run` sets
+ * it) the lab is persistent and its down() keeps it when a test of the file failed (or always).
+ */
 export async function startTestLab(fixture = 'default', prefix = 't'): Promise<Lab> {
   const id = `${prefix}-${randomBytes(3).toString('hex')}`;
-  return Lab.up({ topology: topologyFromArg(fixture), id });
+  const mode = keepMode();
+  const lab = await Lab.up({ topology: topologyFromArg(fixture), id, persistent: mode !== 'never' });
+  if (mode !== 'never') {
+    const down = lab.down.bind(lab);
+    lab.down = async () => {
+      if (!shouldKeep(mode)) return down();
+      await closeClusterAccess(lab).catch(() => {});
+      announceKept(lab.id);
+    };
+  }
+  return lab;
 }
 
 const NOT_PUBLIC = [...DEFAULT_NON_MASQUERADE_CIDRS, '0.0.0.0/8', '127.0.0.0/8', '169.254.0.0/16', '224.0.0.0/3'];

@@ -35,7 +35,8 @@ describe('loadTopology: the default fixture', () => {
     expect(t.name).toBe('default');
     expect(t.nodeSubnet).toBe('192.168.1.0/24');
     expect(t.routerAddress).toBe('192.168.1.254');
-    expect(t.snat).toBe('none');
+    expect(t.snat).toBe('ip-masq-agent');
+    expect(t.cluster).toBe(true);
     expect(t.nodes).toEqual([
       { name: 'node-1', role: 'worker', address: '192.168.1.1', podCIDR: '10.10.10.0/24' },
       { name: 'node-2', role: 'worker', address: '192.168.1.2', podCIDR: '10.10.11.0/24' },

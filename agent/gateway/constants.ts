@@ -1,0 +1,47 @@
+/**
+ * Constants of the egress NAT gateway datapath (agent/gateway/). See docs/gateway.md.
+ *
+ * Mark layout (32-bit skb mark):
+ *
+ *   0x00002000  EGRESS_GW_BYPASS_MARK (agent/masq/constants.ts): the masquerade chain returns first
+ *               for packets carrying it. Every packet the gateway datapath claims carries it.
+ *   0x00ff0000  GW_MARK_MASK: index (1..255) of the gateway node the packet is policy-routed to;
+ *               0 = not re-routed (the gateway is this node itself, or not a gateway packet).
+ *
+ * Bits 16-23 stay clear of kube-proxy (0x4000/0x8000), Cilium (0x0f00) and the bypass bit; Calico
+ * uses the upper 16 bits by default (0xffff0000), so in a Calico cluster GW_MARK_MASK would have to
+ * move (the lab runs no CNI).
+ */
+export { EGRESS_GW_BYPASS_MARK, EGRESS_GW_BYPASS_MASK } from '../masq/constants.js';
+
+/** nftables table (family ip) for the whole gateway datapath; also the ARP fence table (family arp). */
+export const GW_TABLE = 'egresslab_gw';
+
+export const GW_MARK_SHIFT = 16;
+export const GW_MARK_MASK = 0x00ff0000;
+/** At most this many other nodes can be gateways for this node (8 bits of mark). */
+export const GW_MAX_INDEX = 255;
+
+/** Routing table of gateway index i is GW_TABLE_BASE + i (so 7101..7355). */
+export const GW_TABLE_BASE = 7100;
+/** `ip rule` preference of the fwmark rules (before `main` at 32766). */
+export const GW_RULE_PREF = 1000;
+
+/** nft chain priorities. */
+export const PRIO_PREROUTING = 'mangle - 10'; // -160: after conntrack (-200), before DNAT/mangle users
+export const PRIO_SNAT = 'srcnat - 10'; //        90: before egresslab_masq (srcnat = 100)
+export const PRIO_GUARD = 'srcnat + 10'; //      110: after every SNAT: sees the final source address
+
+/** ARP fence: an owned floating IP is answered only while its element in @alive is refreshed. */
+export const ARP_ALIVE_TIMEOUT_MS = 1000;
+export const ARP_ALIVE_REFRESH_MS = 200;
+
+/** Gratuitous ARP schedule after taking a floating IP (ms after the address was added). */
+export const GARP_SCHEDULE_MS: readonly number[] = [0, 100, 300, 700, 1500, 3000];
+
+/** Liveness heartbeats (BFD-like) between agents, UDP on the node segment. */
+export const HEARTBEAT_PORT = 7471;
+export const HEARTBEAT_INTERVAL_MS = 50;
+export const HEARTBEAT_MISSES = 3;
+/** No peer heard for this long: maybe cut off (then confirmed by a failing API read). */
+export const HEARTBEAT_ISOLATION_MS = 400;

@@ -1,0 +1,166 @@
+/**
+ * BFD-like liveness between agents: every HEARTBEAT_INTERVAL_MS each agent sends one small UDP
+ * datagram to every other node's IP (port HEARTBEAT_PORT) and records when it last heard each peer.
+ *
+ *  - suspect(peer): a peer heard before has been silent for interval x misses (150 ms by default);
+ *  - isolated():    at least one peer was ever heard and none for `isolationMs` (400 ms): this node
+ *                   may be cut off (partition); the module then checks the API (250 ms) and, if that
+ *                   fails too, gives its floating IPs up on its own, around the time the controller
+ *                   (lease expiry 600 ms) hands them to another node.
+ *
+ * A peer that never sent a heartbeat (older agent, no agent) is never suspect: heartbeats only ever
+ * add information to the controller's leases, they never remove any.
+ */
+import { createSocket, type Socket } from 'node:dgram';
+import { HEARTBEAT_INTERVAL_MS, HEARTBEAT_ISOLATION_MS, HEARTBEAT_MISSES, HEARTBEAT_PORT } from './constants.js';
+
+export interface HeartbeatOptions {
+  node: string;
+  /** address to bind (the node IP) */
+  bind: string;
+  port?: number;
+  intervalMs?: number;
+  misses?: number;
+  isolationMs?: number;
+  now?: () => number;
+  onChange?: () => void;
+  log?: (m: string) => void;
+}
+
+/** Pure bookkeeping, separate from the socket so it can be unit-tested. */
+export class PeerTable {
+  private readonly heard = new Map<string, number>();
+  constructor(
+    private readonly suspectAfterMs: number,
+    private readonly isolationMs: number,
+  ) {}
+
+  record(peer: string, at: number): boolean {
+    const was = this.heard.get(peer);
+    this.heard.set(peer, at);
+    return was === undefined || at - was > this.suspectAfterMs;
+  }
+
+  forget(keep: ReadonlySet<string>): void {
+    for (const p of [...this.heard.keys()]) if (!keep.has(p)) this.heard.delete(p);
+  }
+
+  suspects(now: number): string[] {
+    return [...this.heard].filter(([, t]) => now - t > this.suspectAfterMs).map(([p]) => p).sort();
+  }
+
+  isolated(now: number): boolean {
+    if (this.heard.size === 0) return false;
+    return [...this.heard.values()].every((t) => now - t > this.isolationMs);
+  }
+
+  snapshot(now: number): Record<string, number> {
+    const out: Record<string, number> = {};
+    for (const [p, t] of [...this.heard].sort()) out[p] = now - t;
+    return out;
+  }
+}
+
+export class Heartbeat {
+  private sock: Socket | null = null;
+  private timer: NodeJS.Timeout | null = null;
+  private peers: { name: string; ip: string }[] = [];
+  private seq = 0;
+  readonly table: PeerTable;
+  private lastSuspects = '';
+  private lastIsolated = false;
+  sent = 0;
+  received = 0;
+  private readonly now: () => number;
+  readonly intervalMs: number;
+
+  constructor(private readonly o: HeartbeatOptions) {
+    this.intervalMs = o.intervalMs ?? HEARTBEAT_INTERVAL_MS;
+    const misses = o.misses ?? HEARTBEAT_MISSES;
+    this.table = new PeerTable(this.intervalMs * misses, o.isolationMs ?? HEARTBEAT_ISOLATION_MS);
+    this.now = o.now ?? (() => Date.now());
+  }
+
+  setPeers(peers: { name: string; ip: string }[]): void {
+    this.peers = peers.filter((p) => p.name !== this.o.node && p.ip);
+    this.table.forget(new Set(this.peers.map((p) => p.name)));
+  }
+
+  start(): Promise<void> {
+    return new Promise((resolve) => {
+      const s = createSocket({ type: 'udp4', reuseAddr: true });
+      this.sock = s;
+      s.on('message', (msg) => this.onMessage(msg));
+      s.on('error', (e) => {
+        this.o.log?.(`heartbeat socket: ${e.message} (liveness probing off)`);
+        resolve();
+      });
+      s.bind(this.o.port ?? HEARTBEAT_PORT, this.o.bind, () => {
+        this.timer = setInterval(() => this.tick(), this.intervalMs);
+        this.timer.unref();
+        resolve();
+      });
+    });
+  }
+
+  private onMessage(msg: Buffer): void {
+    const parts = msg.toString('utf8').split(' ');
+    if (parts[0] !== 'EGLHB1' || !parts[1] || parts[1] === this.o.node) return;
+    if (!this.peers.some((p) => p.name === parts[1])) return;
+    this.received++;
+    if (this.table.record(parts[1], this.now())) this.check();
+  }
+
+  private tick(): void {
+    const s = this.sock;
+    if (!s) return;
+    const payload = Buffer.from(`EGLHB1 ${this.o.node} ${this.seq++}`);
+    for (const p of this.peers) {
+      s.send(payload, this.o.port ?? HEARTBEAT_PORT, p.ip, () => undefined);
+      this.sent++;
+    }
+    this.check();
+  }
+
+  private check(): void {
+    const now = this.now();
+    const sus = this.table.suspects(now).join(',');
+    const iso = this.table.isolated(now);
+    if (sus !== this.lastSuspects || iso !== this.lastIsolated) {
+      this.lastSuspects = sus;
+      this.lastIsolated = iso;
+      this.o.onChange?.();
+    }
+  }
+
+  suspects(): string[] {
+    return this.table.suspects(this.now());
+  }
+
+  isolated(): boolean {
+    return this.table.isolated(this.now());
+  }
+
+  status(): Record<string, unknown> {
+    return {
+      port: this.o.port ?? HEARTBEAT_PORT,
+      intervalMs: this.intervalMs,
+      sent: this.sent,
+      received: this.received,
+      msSinceHeard: this.table.snapshot(this.now()),
+      suspects: this.suspects(),
+      isolated: this.isolated(),
+    };
+  }
+
+  stop(): void {
+    if (this.timer) clearInterval(this.timer);
+    this.timer = null;
+    try {
+      this.sock?.close();
+    } catch {
+      /* already closed */
+    }
+    this.sock = null;
+  }
+}

@@ -1,0 +1,199 @@
+import { describe, expect, it } from 'vitest';
+import { defaultMasqConfig } from '../masq/config.js';
+import { EGRESS_GW_BYPASS_MARK, EGRESS_GW_BYPASS_MASK } from '../masq/constants.js';
+import { renderMasqRuleset } from '../masq/render.js';
+import { computeGatewayPlan, type ModelInput } from './model.js';
+import {
+  addressCommands,
+  changedPairs,
+  conntrackFlushArgs,
+  parseIpAddrs,
+  parseIpRules,
+  parseRouteTables,
+  renderAliveRefresh,
+  renderGateway,
+  renderGatewayRemoval,
+  routingCommands,
+} from './render.js';
+
+function input(self: string, assignments: Record<string, string>, down: string[] = []): ModelInput {
+  const nodes = [
+    { name: 'node-1', ip: '192.168.1.1', subnet: '192.168.1.0/24', podCIDRs: ['10.10.10.0/24'] },
+    { name: 'node-2', ip: '192.168.1.2', subnet: '192.168.1.0/24', podCIDRs: ['10.10.11.0/24'] },
+    { name: 'node-3', ip: '192.168.1.3', subnet: '192.168.1.0/24', podCIDRs: ['10.10.12.0/24'] },
+  ];
+  return {
+    self: { name: self, ip: nodes.find((n) => n.name === self)!.ip },
+    nodes,
+    gateway: { floatingIPs: ['192.168.1.100', '192.168.1.101'], assignments, nodes: Object.fromEntries(nodes.map((n) => [n.name, down.includes(n.name) ? 'Down' : 'Up'])) },
+    policies: [
+      { name: 'egress', rules: [{ namespaceSelector: { matchLabels: { user: 'alice' } } }], destinationCIDRs: ['8.8.8.0/24', '9.9.9.9/32'], egressSourceIP: '192.168.1.100' },
+      { name: 'other', rules: [{ podSelector: { matchLabels: { app: 'x' } } }], destinationCIDRs: ['1.1.1.0/24'], egressSourceIP: '192.168.1.101' },
+    ],
+    pods: [
+      { namespace: 'alice', name: 'fe', labels: {}, ip: '10.10.10.1', nodeName: 'node-1', hostNetwork: false, terminated: false },
+      { namespace: 'default', name: 'x', labels: { app: 'x' }, ip: '10.10.10.2', nodeName: 'node-1', hostNetwork: false, terminated: false },
+      { namespace: 'alice', name: 'fe2', labels: {}, ip: '10.10.11.1', nodeName: 'node-2', hostNetwork: false, terminated: false },
+    ],
+    namespaces: [{ name: 'alice', labels: { user: 'alice' } }],
+    networkPolicies: [{ namespace: 'default', name: 'np', podSelector: {}, policyTypes: ['Egress'], egress: [{ to: [{ ipBlock: { cidr: '0.0.0.0/0', except: ['10.0.0.0/8'] } }], ports: [{ protocol: 'TCP', port: 443 }] }] }],
+  };
+}
+
+const chain = (ruleset: string, name: string): string[] => {
+  const m = new RegExp(`\\tchain ${name} \\{\\n([\\s\\S]*?)\\n\\t\\}`).exec(ruleset);
+  if (!m) throw new Error(`no chain ${name}`);
+  return m[1]!.split('\n').map((l) => l.trim());
+};
+
+describe('renderGateway: nft transaction', () => {
+  const src = renderGateway(computeGatewayPlan(input('node-1', { '192.168.1.100': 'node-2' })));
+
+  it('is one flush-and-recreate transaction of both tables', () => {
+    const head = src.ruleset.split('\n').filter((l) => /^(table|delete)/.test(l));
+    expect(head).toEqual(['table ip egresslab_gw {}', 'delete table ip egresslab_gw', 'table arp egresslab_gw {}', 'delete table arp egresslab_gw', 'table ip egresslab_gw {', 'table arp egresslab_gw {']);
+  });
+
+  it('prerouting: local pod traffic only, NetworkPolicy first, then egress selection with marks or fail-closed drops', () => {
+    const pre = chain(src.ruleset, 'prerouting');
+    expect(pre[0]).toBe('type filter hook prerouting priority mangle - 10; policy accept;');
+    expect(pre[1]).toMatch(/^iifname "eth0" return/);
+    expect(pre[2]).toBe('ip saddr != @podcidrs return');
+    expect(pre[3]).toBe('ip saddr vmap { 10.10.10.2 : jump np_0 }');
+    // egress -> node-2 (index 2 among node-2, node-3 for node-1... by name: node-2=1, node-3=2)
+    expect(pre[4]).toMatch(/^ip saddr @p0_src ip daddr @p0_dst meta mark set meta mark & 0xff00dfff \| 0x00012000 counter accept comment "policy egress: to gateway node-2/);
+    // other: 192.168.1.101 unassigned -> drop, in the same chain (same transaction) as the marks
+    expect(pre[5]).toMatch(/^ip saddr @p1_src ip daddr @p1_dst counter drop comment "policy other: fail-closed/);
+    expect(src.ruleset).toContain('set p0_src { type ipv4_addr; elements = { 10.10.10.1 } }');
+    expect(src.ruleset).toContain('set p0_all { type ipv4_addr; elements = { 10.10.10.1, 10.10.11.1 } }');
+    expect(src.ruleset).toContain('set p0_dst { type ipv4_addr; flags interval; elements = { 8.8.8.0/24, 9.9.9.9/32 } }');
+  });
+
+  it('the mark always carries the masquerade bypass bit, and egresslab_masq returns on it first', () => {
+    const m = /mark set meta mark & (0x[0-9a-f]+) \| (0x[0-9a-f]+)/.exec(src.ruleset)!;
+    expect(Number(m[2]) & EGRESS_GW_BYPASS_MASK).toBe(EGRESS_GW_BYPASS_MARK);
+    const masq = renderMasqRuleset(defaultMasqConfig(), { podCidrs: ['10.10.10.0/24'] }).ruleset;
+    const post = chain(masq, 'postrouting');
+    expect(post[1]).toBe(`meta mark & 0x00002000 == 0x00002000 return comment "egress gateway bypass"`);
+  });
+
+  it('NetworkPolicy chain: replies allowed, allowed traffic returns (to egress selection), the rest dropped', () => {
+    expect(chain(src.ruleset, 'np_0')).toEqual([
+      'ct state established,related return',
+      'ip daddr 0.0.0.0/0 ip daddr != { 10.0.0.0/8 } meta l4proto tcp th dport { 443 } return',
+      'counter drop comment "networkpolicy egress: not allowed for default/x (default/np)"',
+    ]);
+  });
+
+  it('source node: no SNAT; guard lets matched traffic out only towards the holder (mark) with the pod source', () => {
+    expect(chain(src.ruleset, 'egress_snat')).toEqual(['type nat hook postrouting priority srcnat - 10; policy accept;']);
+    const g = chain(src.ruleset, 'guard');
+    expect(g).toEqual([
+      'type filter hook postrouting priority srcnat + 10; policy accept;',
+      'oifname != "eth0" return',
+      'ct direction original ct original ip saddr @p0_all ct original ip daddr @p0_dst jump p0_guard',
+      'ct direction original ct original ip saddr @p1_all ct original ip daddr @p1_dst jump p1_guard',
+    ]);
+    expect(chain(src.ruleset, 'p0_guard')).toEqual([
+      'meta mark & 0x00ff0000 == 0x00010000 ip saddr @p0_all accept',
+      'counter drop comment "guard egress: would leave with a source other than 192.168.1.100"',
+    ]);
+    expect(chain(src.ruleset, 'p1_guard')).toEqual(['counter drop comment "guard other: would leave with a source other than 192.168.1.101"']);
+  });
+
+  it('gateway node: SNAT before masquerade, guard accepts only the egressSourceIP, ARP fence seeded', () => {
+    const gw = renderGateway(computeGatewayPlan(input('node-2', { '192.168.1.100': 'node-2' })));
+    expect(chain(gw.ruleset, 'egress_snat')).toEqual([
+      'type nat hook postrouting priority srcnat - 10; policy accept;',
+      'oifname "eth0" ip saddr @p0_all ip daddr @p0_dst counter snat to 192.168.1.100 comment "policy egress"',
+    ]);
+    expect(chain(gw.ruleset, 'p0_guard')).toEqual(['ip saddr 192.168.1.100 accept', 'counter drop comment "guard egress: would leave with a source other than 192.168.1.100"']);
+    expect(gw.ruleset).toContain('set alive { type ipv4_addr; flags timeout; elements = { 192.168.1.100 timeout 1s } }');
+    expect(gw.ruleset).toContain('set floating { type ipv4_addr; elements = { 192.168.1.100, 192.168.1.101 } }');
+    expect(chain(gw.ruleset, 'output')[1]).toMatch(/^arp saddr ip @floating arp saddr ip != @alive counter drop/);
+    expect(gw.addresses).toEqual(['192.168.1.100/32']);
+    // local pods on the gateway node: bypass only (no routing index)
+    expect(chain(gw.ruleset, 'prerouting').find((l) => l.includes('@p0_src'))).toMatch(/meta mark set meta mark & 0xff00dfff \| 0x00002000 counter accept/);
+  });
+
+  it('failover = one changed transaction on the source node (mark to the new holder), no routing change needed', () => {
+    const a = renderGateway(computeGatewayPlan(input('node-1', { '192.168.1.100': 'node-2' })));
+    const b = renderGateway(computeGatewayPlan(input('node-1', { '192.168.1.100': 'node-3' }, ['node-2'])));
+    expect(b.ruleset).toMatch(/\| 0x00022000 counter accept comment "policy egress: to gateway node-3/);
+    expect(b.rules).toEqual(a.rules);
+    expect(b.routes).toEqual(a.routes);
+    expect(routingCommands(b, { rules: a.rules, tables: a.routes.map((r) => r.table) }).after).toEqual([]);
+  });
+
+  it('uplink name is checked and used everywhere', () => {
+    const r = renderGateway(computeGatewayPlan(input('node-2', { '192.168.1.100': 'node-2' })), { uplink: 'ens3' });
+    expect(r.ruleset).not.toContain('"eth0"');
+    expect(r.routes.every((x) => x.dev === 'ens3')).toBe(true);
+    expect(() => renderGateway(computeGatewayPlan(input('node-2', {})), { uplink: 'bad name"' })).toThrow(/invalid interface/);
+  });
+
+  it('removal and alive refresh', () => {
+    expect(renderGatewayRemoval()).toContain('delete table arp egresslab_gw');
+    expect(renderAliveRefresh(['192.168.1.100'])).toBe('add element arp egresslab_gw alive { 192.168.1.100 timeout 1s expires 1s }\n');
+    expect(renderAliveRefresh([])).toBeNull();
+  });
+});
+
+describe('policy routing and addresses (diff against ip -j output)', () => {
+  const r = renderGateway(computeGatewayPlan(input('node-1', { '192.168.1.100': 'node-2' })));
+
+  it('parses iproute2 6.x rule JSON (fwmark + fwmask) and older fwmark/mask', () => {
+    const json = JSON.stringify([
+      { priority: 0, src: 'all', table: 'local' },
+      { priority: 1000, src: 'all', fwmark: '0x10000', fwmask: '0xff0000', table: '7101' },
+      { priority: 1000, src: 'all', fwmark: '0x20000/0xff0000', table: '7102' },
+      { priority: 32766, src: 'all', table: 'main' },
+    ]);
+    expect(parseIpRules(json)).toEqual([
+      { pref: 1000, fwmark: 0x10000, mask: 0xff0000, table: 7101 },
+      { pref: 1000, fwmark: 0x20000, mask: 0xff0000, table: 7102 },
+    ]);
+    expect(parseIpRules('garbage')).toEqual([]);
+  });
+
+  it('adds missing rules before the nft transaction and removes stale ones after', () => {
+    const c = routingCommands(r, { rules: [{ pref: 1000, fwmark: 0x10000, mask: 0xff0000, table: 7101 }, { pref: 1000, fwmark: 0x90000, mask: 0xff0000, table: 7109 }], tables: [7101, 7109] });
+    expect(c.before).toEqual([
+      'route replace default via 192.168.1.2 dev eth0 table 7101',
+      'route replace default via 192.168.1.3 dev eth0 table 7102',
+      'rule add pref 1000 fwmark 0x20000/0xff0000 table 7102',
+    ]);
+    expect(c.after).toEqual(['rule del pref 1000 fwmark 0x90000/0xff0000 table 7109', 'route flush table 7109']);
+  });
+
+  it('parses route tables and addresses', () => {
+    const routes = parseRouteTables(JSON.stringify([{ dst: 'default', gateway: '192.168.1.2', dev: 'eth0', table: '7101' }, { dst: '192.168.1.0/24', dev: 'eth0' }, { dst: 'default', gateway: '192.168.1.254', dev: 'eth0' }]));
+    expect([...routes]).toEqual([[7101, '192.168.1.2 eth0']]);
+    const addrs = parseIpAddrs(JSON.stringify([{ ifname: 'eth0', addr_info: [{ family: 'inet', local: '192.168.1.1', prefixlen: 24 }, { family: 'inet', local: '192.168.1.102', prefixlen: 32 }, { family: 'inet6', local: 'fe80::1', prefixlen: 64 }] }]));
+    expect(addrs).toEqual(['192.168.1.1/24', '192.168.1.102/32']);
+  });
+
+  it('address changes: add owned, remove floating IPs not owned, never the node IP or foreign addresses', () => {
+    const c = addressCommands(['192.168.1.100/32'], ['192.168.1.1/24', '192.168.1.101/32', '192.168.1.50/32'], ['192.168.1.100', '192.168.1.101', '192.168.1.1'], '192.168.1.1', 'eth0');
+    expect(c).toEqual({ add: ['address add 192.168.1.100/32 dev eth0'], del: ['address del 192.168.1.101/32 dev eth0'] });
+    expect(addressCommands(['192.168.1.100/32'], ['192.168.1.100/32'], ['192.168.1.100'], '192.168.1.1', 'eth0')).toEqual({ add: [], del: [] });
+  });
+
+  it('conntrack is flushed for flows entering or leaving gateway treatment, not for a holder move', () => {
+    const a = computeGatewayPlan(input('node-1', { '192.168.1.100': 'node-2' }));
+    const moved = computeGatewayPlan(input('node-1', { '192.168.1.100': 'node-3' }, ['node-2']));
+    expect(changedPairs(a, moved)).toEqual([]);
+    const base = input('node-1', { '192.168.1.100': 'node-2' });
+    const relabelled = computeGatewayPlan({ ...base, pods: base.pods.filter((p) => p.name !== 'fe') });
+    expect(changedPairs(a, relabelled)).toEqual([
+      { src: '10.10.10.1', dst: '8.8.8.0/24' },
+      { src: '10.10.10.1', dst: '9.9.9.9/32' },
+    ]);
+    const local = computeGatewayPlan(input('node-1', { '192.168.1.100': 'node-1' }));
+    expect(changedPairs(a, local)).toHaveLength(2); // remote -> this node: the null SNAT binding must go
+    expect(changedPairs(local, a)).toHaveLength(2);
+    const closed = computeGatewayPlan(input('node-1', {}));
+    expect(changedPairs(a, closed)).toHaveLength(2);
+    expect(conntrackFlushArgs([{ src: '10.10.10.1', dst: '8.8.8.0/24' }])).toEqual([['-D', '-s', '10.10.10.1', '-d', '8.8.8.0', '--mask-dst', '255.255.255.0']]);
+  });
+});

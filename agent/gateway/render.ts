@@ -1,0 +1,366 @@
+/**
+ * Pure rendering of the gateway datapath of one node (see docs/gateway.md):
+ *
+ *   - ONE nft transaction (`nft -f -`) re-creating `table ip egresslab_gw` and `table arp
+ *     egresslab_gw` whole (flush-and-recreate, as agent/masq/render.ts): every mark, drop, SNAT and
+ *     guard decision changes in the same kernel commit, so no packet sees half a change;
+ *   - `ip rule` / `ip route` commands for the per-gateway routing tables (diffed against the
+ *     kernel's current state, idempotent);
+ *   - `ip addr` commands for the floating IPs this node owns.
+ *
+ * table ip egresslab_gw
+ *   set podcidrs            this node's pod CIDRs
+ *   set pN_src/pN_all/pN_dst  policy N (by name): matched pod IPs here / everywhere, destinationCIDRs
+ *   chain prerouting   filter, prerouting, mangle-10 (-160): pod traffic only (not from the uplink)
+ *       ip saddr vmap { <isolated pod> : jump np_K }          NetworkPolicy egress FIRST
+ *       ip saddr @pN_src ip daddr @pN_dst  mark->holder  accept | mark bypass accept | drop
+ *   chain np_K          ct established,related return; allowed -> return; else drop
+ *   chain egress_snat   nat, postrouting, srcnat-10 (90): holder only:
+ *       oifname <uplink> ip saddr @pN_all ip daddr @pN_dst snat to <egressSourceIP>
+ *   chain guard         filter, postrouting, srcnat+10 (110): after every NAT:
+*       oifname <uplink> ct direction original ct original ip saddr @pN_all ct original ip daddr @pN_dst jump pN_guard
+ *   chain pN_guard      ip saddr <egressSourceIP> accept (holder) |
+ *                       mark == holder's index, source untouched accept (towards the holder) | drop
+ * table arp egresslab_gw  (ARP fence, a kernel dead-man switch)
+ *   set floating        every floating IP of the gateway
+ *   set alive           owned IPs, with a 1 s timeout the agent refreshes every 200 ms
+ *   chain output        arp saddr ip @floating arp saddr ip != @alive drop
+ */
+import { EGRESS_GW_BYPASS_MARK, EGRESS_GW_BYPASS_MASK } from '../masq/constants.js';
+import { maskOf, parseCidr4 } from '../../controller/logic/cidr.js';
+import { ARP_ALIVE_TIMEOUT_MS, GW_MARK_MASK, GW_TABLE, GW_TABLE_BASE, GW_MAX_INDEX, PRIO_GUARD, PRIO_PREROUTING, PRIO_SNAT } from './constants.js';
+import type { GatewayPlan, PolicyPlan } from './model.js';
+import type { NetpolAllow, NetpolPod } from './netpol.js';
+
+export interface RenderOptions {
+  /** the node's L2 interface (carries the node IP; floating IPs go there). Default eth0 */
+  uplink?: string;
+  tableName?: string;
+  /** timeout of @alive elements (ms) */
+  aliveTimeoutMs?: number;
+}
+
+export interface RuleSpec {
+  pref: number;
+  fwmark: number;
+  mask: number;
+  table: number;
+}
+
+export interface RouteSpec {
+  table: number;
+  via: string;
+  dev: string;
+}
+
+export interface RenderedGateway {
+  ruleset: string;
+  rules: RuleSpec[];
+  routes: RouteSpec[];
+  /** floating IPs to own, "a.b.c.d/32" */
+  addresses: string[];
+  ruleCount: number;
+}
+
+export const hex = (n: number): string => `0x${(n >>> 0).toString(16)}`;
+const hex8 = (n: number): string => `0x${(n >>> 0).toString(16).padStart(8, '0')}`;
+const IFNAME = /^[A-Za-z0-9_.:@-]{1,15}$/;
+
+function comment(s: string): string {
+  return `comment "${s.replace(/["\\\n\r]/g, ' ').slice(0, 120)}"`;
+}
+
+function elements(list: readonly string[]): string {
+  return list.length ? ` elements = { ${list.join(', ')} }` : '';
+}
+
+function fmtMs(ms: number): string {
+  return ms % 1000 === 0 ? `${ms / 1000}s` : `${ms}ms`;
+}
+
+function dropTable(fam: 'ip' | 'arp', name: string): string {
+  return `table ${fam} ${name} {}\ndelete table ${fam} ${name}\n`;
+}
+
+function portExpr(ports: NetpolAllow['ports']): string[] {
+  if (ports === null) return [''];
+  const out: string[] = [];
+  for (const proto of ['tcp', 'udp', 'sctp'] as const) {
+    const rs = ports.filter((p) => p.protocol === proto);
+    if (!rs.length) continue;
+    if (rs.some((r) => r.from <= 1 && r.to >= 65535)) {
+      out.push(` meta l4proto ${proto}`);
+      continue;
+    }
+    const items = rs.map((r) => (r.from === r.to ? `${r.from}` : `${r.from}-${r.to}`));
+    out.push(` meta l4proto ${proto} th dport { ${items.join(', ')} }`);
+  }
+  return out;
+}
+
+function destExpr(dests: NetpolAllow['dests']): string[] {
+  if (dests === null) return [''];
+  const out: string[] = [];
+  const plain = dests.filter((d) => d.except.length === 0).map((d) => d.cidr.replace(/\/32$/, ''));
+  if (plain.length) out.push(` ip daddr { ${plain.join(', ')} }`);
+  for (const d of dests.filter((x) => x.except.length > 0)) out.push(` ip daddr ${d.cidr} ip daddr != { ${d.except.join(', ')} }`);
+  return out;
+}
+
+function netpolChain(name: string, pod: NetpolPod): { text: string; rules: number } {
+  const lines = ['ct state established,related return'];
+  for (const a of pod.allows) {
+    for (const d of destExpr(a.dests)) for (const p of portExpr(a.ports)) lines.push(`${`${d}${p}`.trim()} return`.trim());
+  }
+  lines.push(`counter drop ${comment(`networkpolicy egress: not allowed for ${pod.pod} (${pod.policies.join(', ')})`)}`);
+  return { text: `\tchain ${name} {\n${lines.map((l) => `\t\t${l}\n`).join('')}\t}\n`, rules: lines.length };
+}
+
+function policyPrerouting(i: number, p: PolicyPlan): string {
+  const match = `ip saddr @p${i}_src ip daddr @p${i}_dst`;
+  const keep = hex8(~(GW_MARK_MASK | EGRESS_GW_BYPASS_MASK) >>> 0);
+  switch (p.action) {
+    case 'route':
+      return `${match} meta mark set meta mark & ${keep} | ${hex8(p.mark!)} counter accept ${comment(`policy ${p.name}: to gateway ${p.holder} (${p.holderIP})`)}`;
+    case 'local':
+      return `${match} meta mark set meta mark & ${keep} | ${hex8(EGRESS_GW_BYPASS_MARK)} counter accept ${comment(`policy ${p.name}: gateway is this node, SNAT here`)}`;
+    case 'drop':
+      return `${match} counter drop ${comment(`policy ${p.name}: fail-closed (${p.reason})`)}`;
+  }
+}
+
+function policyGuard(i: number, p: PolicyPlan): string {
+  const lines: string[] = [];
+  if (p.snatHere) lines.push(`ip saddr ${p.egressSourceIP} accept`);
+  if (p.action === 'route' && p.mark !== null) lines.push(`meta mark & ${hex8(GW_MARK_MASK)} == ${hex8(p.mark & GW_MARK_MASK)} ip saddr @p${i}_all accept`);
+  lines.push(`counter drop ${comment(`guard ${p.name}: would leave with a source other than ${p.egressSourceIP}`)}`);
+  return `\tchain p${i}_guard {\n${lines.map((l) => `\t\t${l}\n`).join('')}\t}\n`;
+}
+
+export function renderGateway(plan: GatewayPlan, opts: RenderOptions = {}): RenderedGateway {
+  const uplink = opts.uplink ?? 'eth0';
+  if (!IFNAME.test(uplink)) throw new Error(`invalid interface name ${JSON.stringify(uplink)}`);
+  const table = opts.tableName ?? GW_TABLE;
+  const aliveMs = opts.aliveTimeoutMs ?? ARP_ALIVE_TIMEOUT_MS;
+  const t = '\t';
+  let ruleCount = 0;
+  let out = `# egresslab egress NAT gateway datapath for node ${plan.node}: one nft transaction\n`;
+  out += dropTable('ip', table);
+  out += dropTable('arp', table);
+  out += `table ip ${table} {\n`;
+  out += `${t}${comment(`egresslab egress gateway (${plan.node})`)}\n`;
+  out += `${t}set podcidrs { type ipv4_addr; flags interval;${elements(plan.podCIDRs)} }\n`;
+  plan.policies.forEach((p, i) => {
+    out += `${t}set p${i}_src { type ipv4_addr;${elements(p.localSources)} }\n`;
+    out += `${t}set p${i}_all { type ipv4_addr;${elements(p.allSources)} }\n`;
+    out += `${t}set p${i}_dst { type ipv4_addr; flags interval;${elements(p.destinations)} }\n`;
+  });
+
+  // prerouting: NetworkPolicy, then egress selection (mark / bypass / fail-closed drop)
+  const pre: string[] = [`iifname "${uplink}" return ${comment('only traffic of local pods')}`, `ip saddr != @podcidrs return`];
+  const npChains: string[] = [];
+  if (plan.netpol.pods.length) {
+    const vm = plan.netpol.pods.map((pod, k) => `${pod.ip} : jump np_${k}`);
+    pre.push(`ip saddr vmap { ${vm.join(', ')} }`);
+    plan.netpol.pods.forEach((pod, k) => {
+      const c = netpolChain(`np_${k}`, pod);
+      npChains.push(c.text);
+      ruleCount += c.rules;
+    });
+  }
+  plan.policies.forEach((p, i) => pre.push(policyPrerouting(i, p)));
+  out += `${t}chain prerouting {\n${t}${t}type filter hook prerouting priority ${PRIO_PREROUTING}; policy accept;\n`;
+  for (const l of pre) out += `${t}${t}${l}\n`;
+  out += `${t}}\n`;
+  out += npChains.join('');
+
+  // SNAT on the holder, before egresslab_masq (and any other srcnat chain at 100)
+  const snat = plan.policies
+    .map((p, i) => (p.snatHere ? `oifname "${uplink}" ip saddr @p${i}_all ip daddr @p${i}_dst counter snat to ${p.egressSourceIP} ${comment(`policy ${p.name}`)}` : null))
+    .filter((x): x is string => x !== null);
+  out += `${t}chain egress_snat {\n${t}${t}type nat hook postrouting priority ${PRIO_SNAT}; policy accept;\n`;
+  for (const l of snat) out += `${t}${t}${l}\n`;
+  out += `${t}}\n`;
+
+  // guard: after all NAT, nothing matched leaves the uplink with a wrong source
+  out += `${t}chain guard {\n${t}${t}type filter hook postrouting priority ${PRIO_GUARD}; policy accept;\n`;
+  out += `${t}${t}oifname != "${uplink}" return\n`;
+  plan.policies.forEach((p, i) => (out += `${t}${t}ct direction original ct original ip saddr @p${i}_all ct original ip daddr @p${i}_dst jump p${i}_guard\n`));
+  out += `${t}}\n`;
+  plan.policies.forEach((p, i) => (out += policyGuard(i, p)));
+  out += `}\n`;
+  ruleCount += pre.length + snat.length + 1 + plan.policies.length * 3;
+
+  // ARP fence
+  const owned = plan.ownedIPs.map((o) => o.ip);
+  out += `table arp ${table} {\n`;
+  out += `${t}set floating { type ipv4_addr;${elements(plan.floatingIPs)} }\n`;
+  out += `${t}set alive { type ipv4_addr; flags timeout;${elements(owned.map((ip) => `${ip} timeout ${fmtMs(aliveMs)}`))} }\n`;
+  out += `${t}chain output {\n${t}${t}type filter hook output priority filter; policy accept;\n`;
+  out += `${t}${t}arp saddr ip @floating arp saddr ip != @alive counter drop ${comment('ARP fence: floating IP not (or no longer) refreshed by a live agent')}\n`;
+  out += `${t}}\n}\n`;
+  ruleCount += 1;
+
+  const rules: RuleSpec[] = plan.routes.map((r) => ({ pref: r.pref, fwmark: r.fwmark, mask: GW_MARK_MASK, table: r.table }));
+  const routes: RouteSpec[] = plan.routes.map((r) => ({ table: r.table, via: r.ip, dev: uplink }));
+  return { ruleset: out, rules, routes, addresses: plan.ownedIPs.map((o) => `${o.ip}/${o.prefix}`), ruleCount };
+}
+
+/** Keeps the owned IPs alive in the ARP fence (one small transaction, run every ARP_ALIVE_REFRESH_MS). */
+export function renderAliveRefresh(ips: readonly string[], opts: { tableName?: string; aliveTimeoutMs?: number } = {}): string | null {
+  if (!ips.length) return null;
+  const ms = fmtMs(opts.aliveTimeoutMs ?? ARP_ALIVE_TIMEOUT_MS);
+  return `add element arp ${opts.tableName ?? GW_TABLE} alive { ${ips.map((ip) => `${ip} timeout ${ms} expires ${ms}`).join(', ')} }\n`;
+}
+
+export function renderGatewayRemoval(tableName: string = GW_TABLE): string {
+  return `# egresslab egress gateway: remove all rules\n${dropTable('ip', tableName)}${dropTable('arp', tableName)}`;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Policy routing and addresses: diff against the kernel's state (`ip -j ...` output), pure.
+
+/** Our rules/tables are recognised by table number. */
+export function isGatewayTable(table: number): boolean {
+  return table > GW_TABLE_BASE && table <= GW_TABLE_BASE + GW_MAX_INDEX;
+}
+
+/** Parses `ip -j rule show` (iproute2 6.x JSON) into our rules. */
+export function parseIpRules(json: string): RuleSpec[] {
+  let arr: unknown;
+  try {
+    arr = JSON.parse(json);
+  } catch {
+    return [];
+  }
+  if (!Array.isArray(arr)) return [];
+  const out: RuleSpec[] = [];
+  for (const r of arr) {
+    if (typeof r !== 'object' || r === null) continue;
+    const o = r as Record<string, unknown>;
+    const table = Number(o.table);
+    if (!Number.isInteger(table) || !isGatewayTable(table)) continue;
+    // iproute2 6.x: "fwmark":"0x10000","fwmask":"0xff0000" (older: "fwmark":"0x10000/0xff0000")
+    const fw = typeof o.fwmark === 'string' ? o.fwmark : '';
+    const [m, k] = fw.split('/');
+    const mask = typeof o.fwmask === 'string' ? o.fwmask : k;
+    out.push({ pref: Number(o.priority), fwmark: Number(m || 0) >>> 0, mask: (mask ? Number(mask) : 0xffffffff) >>> 0, table });
+  }
+  return out;
+}
+
+export interface RoutingCommands {
+  /** before the nft transaction: every table a new mark may point at is ready */
+  before: string[];
+  /** after it: what no mark points at any more */
+  after: string[];
+}
+
+const ruleKey = (r: RuleSpec): string => `${r.pref}|${r.fwmark}|${r.mask}|${r.table}`;
+const ruleArgs = (r: RuleSpec): string => `pref ${r.pref} fwmark ${hex(r.fwmark)}/${hex(r.mask)} table ${r.table}`;
+
+/** `ip -batch` lines. Routes are always `replace`d (cheap, idempotent, repairs drift). */
+export function routingCommands(desired: { rules: RuleSpec[]; routes: RouteSpec[] }, current: { rules: RuleSpec[]; tables: number[] }): RoutingCommands {
+  const before: string[] = [];
+  const after: string[] = [];
+  for (const r of desired.routes) before.push(`route replace default via ${r.via} dev ${r.dev} table ${r.table}`);
+  const have = new Set(current.rules.map(ruleKey));
+  const want = new Set(desired.rules.map(ruleKey));
+  for (const r of desired.rules) if (!have.has(ruleKey(r))) before.push(`rule add ${ruleArgs(r)}`);
+  for (const r of current.rules) if (!want.has(ruleKey(r))) after.push(`rule del ${ruleArgs(r)}`);
+  const wantTables = new Set(desired.routes.map((r) => r.table));
+  for (const tb of [...new Set(current.tables)].sort((a, b) => a - b)) if (isGatewayTable(tb) && !wantTables.has(tb)) after.push(`route flush table ${tb}`);
+  return { before, after };
+}
+
+/** Parses `ip -j -4 addr show dev X` into "ip/prefix" strings. */
+export function parseIpAddrs(json: string): string[] {
+  let arr: unknown;
+  try {
+    arr = JSON.parse(json);
+  } catch {
+    return [];
+  }
+  const out: string[] = [];
+  for (const l of Array.isArray(arr) ? arr : []) {
+    const infos = (l as { addr_info?: unknown }).addr_info;
+    for (const a of Array.isArray(infos) ? infos : []) {
+      const x = a as { family?: string; local?: string; prefixlen?: number };
+      if (x.family === 'inet' && typeof x.local === 'string') out.push(`${x.local}/${x.prefixlen ?? 32}`);
+    }
+  }
+  return out;
+}
+
+/**
+ * Address changes on the uplink. A present address is removed only if it is a floating IP (of the
+ * gateway, or one this agent owned before) that this node must not hold; the node IP never is.
+ */
+export function addressCommands(desired: readonly string[], current: readonly string[], floating: readonly string[], nodeIP: string, dev: string): { add: string[]; del: string[] } {
+  const ipOf = (s: string): string => s.split('/')[0]!;
+  const curIPs = new Map(current.map((c) => [ipOf(c), c]));
+  const wantIPs = new Set(desired.map(ipOf));
+  const add = desired.filter((d) => !curIPs.has(ipOf(d))).map((d) => `address add ${d} dev ${dev}`);
+  const del: string[] = [];
+  for (const [ip, c] of curIPs) if (ip !== nodeIP && !wantIPs.has(ip) && floating.includes(ip)) del.push(`address del ${c} dev ${dev}`);
+  return { add, del };
+}
+
+/** conntrack deletions for (source, destination CIDR) pairs whose treatment changed (best effort). */
+export function conntrackFlushArgs(pairs: readonly { src: string; dst: string }[]): string[][] {
+  return pairs.map(({ src, dst }) => {
+    const c = parseCidr4(dst, false);
+    if (!c.ok) return ['-D', '-s', src];
+    const ip = dst.split('/')[0]!;
+    const mask = maskOf(c.value.prefix);
+    const m = [(mask >>> 24) & 255, (mask >>> 16) & 255, (mask >>> 8) & 255, mask & 255].join('.');
+    return ['-D', '-s', src, '-d', ip, '--mask-dst', m];
+  });
+}
+
+/**
+ * (local source, destination) -> how this node treats it: `<policy>:<action>`. The holder is left
+ * out on purpose: a move between two REMOTE holders keeps the source node's conntrack entry (it has
+ * no NAT binding here; the new holder picks the flow up and SNATs it, port preserved).
+ */
+export function steeredPairs(plan: GatewayPlan): Map<string, string> {
+  const out = new Map<string, string>();
+  for (const p of plan.policies) for (const s of p.localSources) for (const d of p.destinations) if (!out.has(`${s}>${d}`)) out.set(`${s}>${d}`, `${p.name}:${p.action}`);
+  return out;
+}
+
+/**
+ * Pairs whose conntrack entries must go after a plan change: NAT is decided on a flow's first
+ * packet, so an entry made under the old treatment would keep it (e.g. a null SNAT binding made
+ * while the flow was routed to a remote holder, when the holder becomes this node: the guard would
+ * drop the flow until the entry expires). Deleting the entries makes the next packet decide again.
+ */
+export function changedPairs(prev: GatewayPlan | null, next: GatewayPlan): { src: string; dst: string }[] {
+  const a = prev ? steeredPairs(prev) : new Map<string, string>();
+  const b = steeredPairs(next);
+  const out: { src: string; dst: string }[] = [];
+  for (const k of new Set([...a.keys(), ...b.keys()])) {
+    if (a.get(k) === b.get(k)) continue;
+    const [src, dst] = k.split('>') as [string, string];
+    out.push({ src, dst });
+  }
+  return out;
+}
+
+/** `ip -j route show table all` -> our tables -> "via dev" of their default route. */
+export function parseRouteTables(json: string): Map<number, string> {
+  const out = new Map<number, string>();
+  let arr: unknown;
+  try {
+    arr = JSON.parse(json);
+  } catch {
+    return out;
+  }
+  for (const r of Array.isArray(arr) ? arr : []) {
+    const o = r as { table?: string; dst?: string; gateway?: string; dev?: string };
+    const t = Number(o.table);
+    if (!Number.isInteger(t) || !isGatewayTable(t)) continue;
+    out.set(t, o.dst === 'default' && o.gateway ? `${o.gateway} ${o.dev ?? ''}` : out.get(t) ?? '');
+  }
+  return out;
+}

@@ -1,0 +1,106 @@
+// The gateway module against the real API server in-process (controller/testing.ts) with a
+// recording fake of the kernel (NullGatewaySystem): watches -> plan -> one nft transaction, floating
+// IP + gratuitous ARP, failover when the holder's lease stops, fail-closed, clean stop.
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { R } from '../../controller/client/client.js';
+import { startLeaseRenewer, type LeaseRenewer } from '../../controller/client/lease.js';
+import { nodeToken, startTestController, waitFor } from '../../controller/testing.js';
+import { parseAgentConfig } from '../config.js';
+import { NullGatewaySystem } from '../gateway/system.js';
+import { NodeEventRecorder } from './events.js';
+import { GatewayModule } from './gateway.js';
+
+const LEASE = { renewIntervalMs: 50, expiryMs: 300, startupGraceMs: 300 };
+let cleanup: (() => Promise<void> | void)[] = [];
+afterEach(async () => {
+  for (const c of cleanup.reverse()) await c();
+  cleanup = [];
+});
+
+const lastNft = (s: NullGatewaySystem): string => s.calls.filter((c) => c.op === 'nft' && c.arg.includes('delete table ip')).at(-1)?.arg ?? '';
+
+describe('GatewayModule', () => {
+  it('programs the seed datapath, fails over when the holder goes Down, fails closed without holder, stops fail-closed', async () => {
+    const t = await startTestController({ lease: LEASE });
+    cleanup.push(() => t.close());
+    const dir = mkdtempSync(join(tmpdir(), 'egresslab-gw-'));
+    cleanup.push(() => rmSync(dir, { recursive: true, force: true }));
+    const renewers: Record<string, LeaseRenewer> = {};
+    for (const n of ['worker1', 'worker2']) {
+      renewers[n] = startLeaseRenewer(t.node(n), n, LEASE.renewIntervalMs);
+      cleanup.push(() => renewers[n]!.stop());
+    }
+    await waitFor(async () => {
+      const gwn = await t.admin.tryGet(R.anthosNetworkGatewayNodes, 'worker2', 'kube-system');
+      return (gwn?.status as { state?: string } | undefined)?.state === 'Up';
+    }, 'worker2 Up');
+
+    await t.admin.create(R.namespaces, { apiVersion: 'v1', kind: 'Namespace', metadata: { name: 'alice', labels: { user: 'alice' } } });
+    for (const [name, node, ip, labels] of [
+      ['frontend-1', 'worker1', '10.10.10.1', { role: 'frontend' }],
+      ['frontend-2', 'worker2', '10.10.11.1', { role: 'frontend' }],
+    ] as const) {
+      await t.admin.create(R.pods, { apiVersion: 'v1', kind: 'Pod', metadata: { name, namespace: 'alice', labels: { ...labels } }, spec: { nodeName: node, containers: [{ name: 'c', image: 'x' }] } });
+      await t.admin.patch(R.pods, name, { status: { podIP: ip, podIPs: [{ ip }], phase: 'Running' } }, { namespace: 'alice', subresource: 'status' });
+    }
+    await t.admin.create(R.anthosNetworkGateways, { apiVersion: 'networking.gke.io/v1alpha1', kind: 'AnthosNetworkGateway', metadata: { name: 'default', namespace: 'kube-system' }, spec: { floatingIPs: ['192.168.1.100'] } });
+    await t.admin.create(R.egressNATPolicies, {
+      apiVersion: 'networking.gke.io/v1alpha1',
+      kind: 'EgressNATPolicy',
+      metadata: { name: 'egress' },
+      spec: { egress: [{ namespaceSelector: { matchLabels: { user: 'alice' } }, podSelector: { matchLabels: { role: 'frontend' } } }], destinationCIDRs: ['8.8.8.0/24'], egressSourceIP: '192.168.1.100' },
+    });
+
+    const config = parseAgentConfig({
+      nodeName: 'worker1',
+      nodeIP: '192.168.1.1',
+      podCIDRs: ['10.10.10.0/24'],
+      apiServer: t.running.url,
+      caFile: '/nonexistent/ca.crt',
+      tokenFile: '/nonexistent/token',
+      flavour: 'ip-masq-agent',
+      statusPath: join(dir, 'status.json'),
+      masqStatePath: join(dir, 'masq.json'),
+      ipMasqAgentConfigPath: join(dir, 'cfg', 'config'),
+    });
+    const client = t.node('worker1');
+    const logs: string[] = [];
+    const events = new NodeEventRecorder({ client, node: 'worker1', log: (m) => logs.push(m) });
+    cleanup.push(() => events.stop(200));
+    const sys = new NullGatewaySystem({ '-4 addr show': JSON.stringify([{ ifname: 'eth0', addr_info: [{ family: 'inet', local: '192.168.1.1', prefixlen: 24 }] }]) });
+    const mod = new GatewayModule(
+      { config, client, events, log: (m, msg) => logs.push(`${m}: ${msg}`), statusChanged: () => undefined },
+      { system: sys, heartbeat: false, garpScheduleMs: [0, 10] },
+    );
+    cleanup.push(() => mod.stop());
+    await mod.start();
+
+    // allocation: worker1 (a worker holding nothing, first by name) holds 192.168.1.100 -> SNAT here
+    await waitFor(() => lastNft(sys).includes('snat to 192.168.1.100'), 'SNAT programmed on the holder');
+    expect(lastNft(sys)).toContain('set p0_all { type ipv4_addr; elements = { 10.10.10.1, 10.10.11.1 } }');
+    await waitFor(() => sys.calls.some((c) => c.op === 'arping' && c.arg === 'eth0 192.168.1.100'), 'gratuitous ARP');
+    expect(sys.calls.some((c) => c.op === 'ip' && c.arg === 'address add 192.168.1.100/32 dev eth0')).toBe(true);
+    expect(sys.calls.filter((c) => c.op === 'sysctl').map((c) => c.arg)).toContain('net/ipv4/conf/eth0/send_redirects=0');
+    expect(sys.calls.some((c) => c.op === 'ip' && c.arg === 'rule add pref 1000 fwmark 0x10000/0xff0000 table 7101')).toBe(true);
+    expect(mod.status()).toMatchObject({ uplink: 'eth0', ownedIPs: ['192.168.1.100'], policies: [{ name: 'egress', action: 'local', snatHere: true, holder: 'worker1' }] });
+
+    // worker1's lease stops -> Down -> the IP moves to worker2 -> worker1 releases it and routes to worker2
+    await renewers.worker1!.stop();
+    await waitFor(() => /to gateway worker2 \(192\.168\.1\.2\)/.test(lastNft(sys)), 'routed to the new holder', 5000);
+    expect(lastNft(sys)).not.toContain('snat to');
+        expect(mod.status()).toMatchObject({ ownedIPs: [], policies: [{ action: 'route', holder: 'worker2' }] });
+    expect((mod.status().lastTriggerToCommitMs as number) < 1000).toBe(true);
+
+    // worker2 Down too -> unassigned -> fail-closed drop
+    await renewers.worker2!.stop();
+    await waitFor(() => /policy egress: fail-closed/.test(lastNft(sys)), 'fail-closed', 5000);
+    expect(logs.join('\n')).toMatch(/policy egress: drop for 1 local pod/);
+
+    // clean stop leaves a fail-closed table, never nothing
+    await mod.stop();
+    expect(lastNft(sys)).toMatch(/counter drop comment "policy egress: fail-closed \(no AnthosNetworkGateway is served\)"/);
+  }, 20_000);
+});

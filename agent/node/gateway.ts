@@ -1,0 +1,512 @@
+/**
+ * Egress NAT gateway datapath of this node (issue 6; docs/gateway.md).
+ *
+ * Follows, through the API (informers: list + watch, reconnect, relist on 410), the served
+ * AnthosNetworkGateway (kube-system/default: status.floatingIPs and status.nodes), EgressNATPolicies
+ * v1alpha1, pods, namespaces, nodes and NetworkPolicies; on any change (debounced 10 ms) it
+ * recomputes the plan (agent/gateway/model.ts, pure) and applies it:
+ *
+ *   1. routing tables + fwmark rules a new mark may point at (ip -batch; usually nothing: one table
+ *      per other node exists all the time)
+ *   2. ONE nft transaction: NetworkPolicy, marks, fail-closed drops, SNAT, guard, ARP fence
+ *   3. floating IPs on the uplink (add/del) + gratuitous ARP (repeated on a schedule)
+ *   4. rules/tables nothing points at any more; conntrack entries of flows whose treatment changed
+ *
+ * It is started BEFORE the masquerade module (a matched pod is never masqueraded while the agent
+ * starts) and, on a clean stop, leaves a fail-closed table (no floating IP, every policy dropping)
+ * rather than nothing: a node going away must not forward matched traffic with a pod IP.
+ */
+import { createHash } from 'node:crypto';
+import { R, type Informer } from '../../controller/client/client.js';
+import type { KubeObject } from '../../controller/api/types.js';
+import { ARP_ALIVE_REFRESH_MS, GARP_SCHEDULE_MS, GW_TABLE } from '../gateway/constants.js';
+import { Heartbeat } from '../gateway/heartbeat.js';
+import {
+  computeGatewayPlan,
+  gatewayFromObject,
+  namespaceFromObject,
+  networkPolicyFromObject,
+  nodeFromObject,
+  podFromObject,
+  policyFromObject,
+  type GatewayPlan,
+  type ModelInput,
+  type NodeInfo,
+} from '../gateway/model.js';
+import {
+  addressCommands,
+  changedPairs,
+  conntrackFlushArgs,
+  isGatewayTable,
+  parseIpAddrs,
+  parseIpRules,
+  parseRouteTables,
+  renderAliveRefresh,
+  renderGateway,
+  routingCommands,
+  type RuleSpec,
+} from '../gateway/render.js';
+import { ExecGatewaySystem, type GatewaySystem } from '../gateway/system.js';
+import { errorMessage, type NodeModule, type NodeModuleContext } from './module.js';
+
+export const GATEWAY_NAMESPACE = 'kube-system';
+export const GATEWAY_NAME = 'default';
+
+export interface GatewayModuleOptions {
+  system?: GatewaySystem;
+  debounceMs?: number;
+  /** full re-apply (repairs drift) every resyncMs */
+  resyncMs?: number;
+  /** how long start() waits for the first list of every resource */
+  startupSyncTimeoutMs?: number;
+  /** liveness heartbeats (default on); `false` disables them (unit tests) */
+  heartbeat?: boolean | { port?: number; intervalMs?: number; misses?: number; isolationMs?: number };
+  /** source nodes drop a policy's traffic as soon as its holder misses heartbeats (default false) */
+  failClosedOnSuspect?: boolean;
+  /** override the uplink detection */
+  uplink?: string;
+  garpScheduleMs?: readonly number[];
+  now?: () => number;
+}
+
+interface PolicyStatus {
+  name: string;
+  egressSourceIP: string;
+  holder: string | null;
+  action: string;
+  localSources: string[];
+  allSources: number;
+  snatHere: boolean;
+  reason: string;
+}
+
+const sha16 = (s: string): string => createHash('sha256').update(s).digest('hex').slice(0, 16);
+
+export class GatewayModule implements NodeModule {
+  readonly name = 'gateway';
+  private readonly sys: GatewaySystem;
+  private readonly informers: Informer[] = [];
+  private gw!: Informer;
+  private debounce: NodeJS.Timeout | null = null;
+  private resync: NodeJS.Timeout | null = null;
+  private aliveTimer: NodeJS.Timeout | null = null;
+  private running: Promise<void> | null = null;
+  private dirty = false;
+  private forceNext = true;
+  private stopped = false;
+  private synced = false;
+  private uplink = 'eth0';
+  private lastPlan: GatewayPlan | null = null;
+  private lastRuleset = '';
+  private kernel: { rules: RuleSpec[]; routes: Map<number, string>; addrs: string[] } | null = null;
+  private owned = new Set<string>();
+  private garpTimers = new Map<string, NodeJS.Timeout[]>();
+  private heartbeat: Heartbeat | null = null;
+  private fenced = false;
+  private confirming = false;
+  private triggerAt: number | null = null;
+  private triggerWhat = 'start';
+  private readonly st = {
+    applies: 0,
+    nftApplies: 0,
+    lastApplyAt: null as string | null,
+    lastApplyMs: null as number | null,
+    lastTriggerToCommitMs: null as number | null,
+    lastError: null as { at: string; message: string } | null,
+    rulesetHash: null as string | null,
+    garps: 0,
+    conntrackFlushes: 0,
+    fences: 0,
+  };
+
+  constructor(
+    private readonly ctx: NodeModuleContext,
+    private readonly o: GatewayModuleOptions = {},
+  ) {
+    this.sys = o.system ?? new ExecGatewaySystem({ nftPath: ctx.config.nftPath });
+  }
+
+  private now(): number {
+    return this.o.now ? this.o.now() : Date.now();
+  }
+
+  async start(): Promise<void> {
+    const c = this.ctx.config;
+    this.uplink = this.o.uplink ?? (await this.detectUplink());
+    await this.kernelSettings();
+    const client = this.ctx.client;
+    const on = (what: string) => ({
+      onAdd: () => this.changed(what),
+      onUpdate: () => this.changed(what),
+      onDelete: () => this.changed(what),
+      onError: (e: unknown) => this.ctx.log(this.name, `watch ${what}: ${errorMessage(e)}`),
+    });
+    this.gw = client.informer(R.anthosNetworkGateways, { namespace: GATEWAY_NAMESPACE, fieldSelector: `metadata.name=${GATEWAY_NAME}` }, on('gateway'));
+    this.informers.push(
+      this.gw,
+      client.informer(R.egressNATPolicies, {}, on('policies')),
+      client.informer(R.pods, {}, on('pods')),
+      client.informer(R.namespaces, {}, on('namespaces')),
+      client.informer(R.nodes, {}, on('nodes')),
+      client.informer(R.networkpolicies, {}, on('networkpolicies')),
+    );
+    const hb = this.o.heartbeat ?? true;
+    if (hb) {
+      this.heartbeat = new Heartbeat({
+        node: c.nodeName,
+        bind: c.nodeIP,
+        ...(typeof hb === 'object' ? hb : {}),
+        onChange: () => this.onLiveness(),
+        log: (m) => this.ctx.log(this.name, m),
+      });
+      await this.heartbeat.start();
+    }
+    const timeout = this.o.startupSyncTimeoutMs ?? Math.min(c.startupSyncTimeoutMs, 2000);
+    let timer: NodeJS.Timeout | undefined;
+    const all = Promise.all(this.informers.map((i) => i.hasSynced())).then(() => true);
+    const ok = await Promise.race([all, new Promise<boolean>((r) => (timer = setTimeout(() => r(false), timeout)))]);
+    if (timer) clearTimeout(timer);
+    this.synced = ok;
+    this.ctx.log(this.name, ok ? `API state synced; uplink ${this.uplink}` : `API not synced after ${timeout} ms: programming fail-closed until it is`);
+    if (!ok) void all.then(() => ((this.synced = true), this.changed('initial sync')));
+    await this.kick('start', true);
+    this.resync = setInterval(() => void this.kick('resync', true), this.o.resyncMs ?? 10_000);
+    this.resync.unref();
+    this.aliveTimer = setInterval(() => void this.refreshAlive(), ARP_ALIVE_REFRESH_MS);
+    this.aliveTimer.unref();
+  }
+
+  private async detectUplink(): Promise<string> {
+    try {
+      const arr = JSON.parse(await this.sys.ipJson(['-4', 'addr', 'show'])) as { ifname?: string; addr_info?: { local?: string }[] }[];
+      const hit = arr.find((l) => (l.addr_info ?? []).some((a) => a.local === this.ctx.config.nodeIP));
+      if (hit?.ifname) return hit.ifname;
+    } catch (e) {
+      this.ctx.log(this.name, `cannot list addresses: ${errorMessage(e)}`);
+    }
+    return 'eth0';
+  }
+
+  /** ICMP redirects would send a source node straight to the router, around the gateway (a leak). */
+  private async kernelSettings(): Promise<void> {
+    const u = this.uplink;
+    const settings: [string, string][] = [
+      ['net/ipv4/conf/all/send_redirects', '0'],
+      [`net/ipv4/conf/${u}/send_redirects`, '0'],
+      ['net/ipv4/conf/all/accept_redirects', '0'],
+      [`net/ipv4/conf/${u}/accept_redirects`, '0'],
+      // ARP requests use the node IP as sender, never a floating IP (the ARP fence would drop those)
+      [`net/ipv4/conf/${u}/arp_announce`, '2'],
+    ];
+    for (const [k, v] of settings) {
+      try {
+        await this.sys.sysctl(k, v);
+      } catch (e) {
+        this.ctx.log(this.name, `sysctl ${k}=${v}: ${errorMessage(e)}`);
+      }
+    }
+  }
+
+  private changed(what: string): void {
+    if (this.stopped) return;
+    if (this.triggerAt === null) {
+      this.triggerAt = this.now();
+      this.triggerWhat = what;
+    }
+    if (this.debounce) return;
+    this.debounce = setTimeout(() => {
+      this.debounce = null;
+      void this.kick(this.triggerWhat, false);
+    }, this.o.debounceMs ?? 10);
+  }
+
+  /**
+   * Heartbeat news. Suspects only change the plan with failClosedOnSuspect; isolation (no peer heard
+   * for isolationMs) fences this node only once a short read of the gateway status FAILS too (a
+   * node whose agent is merely starved of CPU still reaches the API and is not fenced). Unfencing
+   * needs a successful fresh read (the watch may still be catching up with a reassignment made
+   * while this node was cut off).
+   */
+  private onLiveness(): void {
+    const hb = this.heartbeat;
+    if (!hb || this.stopped) return;
+    this.ctx.statusChanged();
+    const iso = hb.isolated();
+    if (this.o.failClosedOnSuspect) this.changed('liveness');
+    if (this.confirming || iso === this.fenced) return;
+    this.confirming = true;
+    const started = this.now();
+    void this.readGateway(iso ? 250 : 2000)
+      .then(
+        (o) => {
+          if (o) this.gw.cache.set(`${GATEWAY_NAMESPACE}/${GATEWAY_NAME}`, o);
+          if (this.fenced) {
+            this.fenced = false;
+            this.ctx.log(this.name, 'peers heard again and gateway status re-read: unfenced');
+          }
+        },
+        (e) => {
+          if (!iso || this.fenced) {
+            this.ctx.log(this.name, `still fenced: cannot re-read the gateway status: ${errorMessage(e)}`);
+            return;
+          }
+          this.fenced = true;
+          this.st.fences++;
+          this.ctx.log(this.name, `no heartbeat from any peer and the API unreachable (${errorMessage(e)}, ${this.now() - started} ms): this node is cut off, giving up its floating IPs (fenced)`);
+          this.ctx.events.record('Warning', 'EgressGatewayFenced', 'no heartbeat from any peer node and the API unreachable: floating IPs released until the API confirms the assignment');
+        },
+      )
+      .finally(() => {
+        this.confirming = false;
+        this.changed('liveness');
+        // the state may have moved on while we were reading
+        if (hb.isolated() !== this.fenced) setTimeout(() => this.onLiveness(), 50).unref();
+      });
+  }
+
+  private async readGateway(timeoutMs: number): Promise<KubeObject | undefined> {
+    let timer: NodeJS.Timeout | undefined;
+    try {
+      return await Promise.race([
+        this.ctx.client.tryGet(R.anthosNetworkGateways, GATEWAY_NAME, GATEWAY_NAMESPACE),
+        new Promise<never>((_, rej) => (timer = setTimeout(() => rej(new Error(`no answer within ${timeoutMs} ms`)), timeoutMs))),
+      ]);
+    } finally {
+      if (timer) clearTimeout(timer);
+    }
+  }
+
+  /** Serialises applies: one at a time, and one more if something changed meanwhile. */
+  private kick(what: string, force: boolean): Promise<void> {
+    if (force) this.forceNext = true;
+    if (this.running) {
+      this.dirty = true;
+      return this.running;
+    }
+    this.running = (async () => {
+      do {
+        this.dirty = false;
+        const f = this.forceNext;
+        this.forceNext = false;
+        const trig = this.triggerAt;
+        const trigWhat = this.triggerWhat;
+        this.triggerAt = null;
+        try {
+          await this.applyOnce(f, trig, trigWhat || what);
+        } catch (e) {
+          const message = errorMessage(e);
+          if (this.st.lastError?.message !== message) {
+            this.ctx.log(this.name, `apply failed (retrying at the next change or resync): ${message}`);
+            this.ctx.events.record('Warning', 'EgressGatewayApplyFailed', message);
+          }
+          this.st.lastError = { at: new Date().toISOString(), message };
+          this.ctx.statusChanged();
+        }
+      } while (this.dirty && !this.stopped);
+    })().finally(() => (this.running = null));
+    return this.running;
+  }
+
+  input(): ModelInput {
+    const c = this.ctx.config;
+    const objs = (i: number): KubeObject[] => this.informers[i]?.list() ?? [];
+    const nodes = objs(4)
+      .map(nodeFromObject)
+      .filter((n): n is NodeInfo => n !== null);
+    const self = nodes.find((n) => n.name === c.nodeName);
+    const merged = self ? nodes.map((n) => (n.name === c.nodeName ? { ...n, ip: c.nodeIP, podCIDRs: c.podCIDRs } : n)) : [...nodes, { name: c.nodeName, ip: c.nodeIP, podCIDRs: c.podCIDRs }];
+    return {
+      self: { name: c.nodeName, ip: c.nodeIP },
+      nodes: merged,
+      gateway: this.synced ? gatewayFromObject(this.gw.cache.get(`${GATEWAY_NAMESPACE}/${GATEWAY_NAME}`)) : null,
+      policies: objs(1).map(policyFromObject).filter((p) => p !== null),
+      pods: objs(2).map(podFromObject).filter((p) => p !== null),
+      namespaces: objs(3).map(namespaceFromObject).filter((p) => p !== null),
+      networkPolicies: objs(5).map(networkPolicyFromObject).filter((p) => p !== null),
+      suspects: this.heartbeat?.suspects() ?? [],
+      failClosedOnSuspect: !!this.o.failClosedOnSuspect,
+      fenced: this.fenced,
+    };
+  }
+
+  private async applyOnce(force: boolean, triggerAt: number | null, trigger: string): Promise<void> {
+    if (this.stopped) return;
+    const t0 = this.now();
+    const input = this.input();
+    this.heartbeat?.setPeers(input.nodes.filter((n) => n.ip).map((n) => ({ name: n.name, ip: n.ip })));
+    const plan = computeGatewayPlan(input);
+    if (!force && this.lastPlan && JSON.stringify(plan) === JSON.stringify(this.lastPlan)) return;
+    await this.program(plan, force);
+    const t1 = this.now();
+    this.st.applies++;
+    this.st.lastApplyAt = new Date().toISOString();
+    this.st.lastApplyMs = t1 - t0;
+    if (triggerAt !== null) this.st.lastTriggerToCommitMs = t1 - triggerAt;
+    this.st.lastError = null;
+    this.report(this.lastPlan, plan, trigger, triggerAt === null ? null : t1 - triggerAt);
+    this.lastPlan = plan;
+    this.ctx.statusChanged();
+  }
+
+  /** Kernel side of one plan (also used by stop() with a fail-closed plan). */
+  private async program(plan: GatewayPlan, force: boolean): Promise<void> {
+    const r = renderGateway(plan, { uplink: this.uplink });
+    // What the kernel has: read on start/resync (force) or after a failure; otherwise what we
+    // programmed last time. Keeps the failover path to two process spawns (nft, ip addr).
+    let k = this.kernel;
+    if (force || !k) {
+      const [rulesJson, routesJson, addrJson] = await Promise.all([
+        this.sys.ipJson(['rule', 'show']),
+        this.sys.ipJson(['route', 'show', 'table', 'all']),
+        this.sys.ipJson(['-4', 'addr', 'show', 'dev', this.uplink]),
+      ]);
+      k = { rules: parseIpRules(rulesJson), routes: parseRouteTables(routesJson), addrs: parseIpAddrs(addrJson) };
+    }
+    this.kernel = null; // unknown until this apply completes
+    const cmds = routingCommands(r, { rules: k.rules, tables: [...k.routes.keys()] });
+    const routes = k.routes;
+    // routes that already point at the right node need no replace
+    const before = cmds.before.filter((l) => {
+      const m = /^route replace default via (\S+) dev (\S+) table (\d+)$/.exec(l);
+      return !m || force || routes.get(Number(m[3])) !== `${m[1]} ${m[2]}`;
+    });
+    await this.sys.ipBatch(before);
+    // resync: re-apply only if the table is gone (a full re-apply would reset the counters)
+    const drift = force && r.ruleset === this.lastRuleset && !(await this.sys.nftTableExists('ip', GW_TABLE).catch(() => false));
+    if (drift) this.ctx.log(this.name, `table ${GW_TABLE} missing: re-created`);
+    if (drift || r.ruleset !== this.lastRuleset) {
+      await this.sys.nft(r.ruleset);
+      this.lastRuleset = r.ruleset;
+      this.st.nftApplies++;
+      this.st.rulesetHash = sha16(r.ruleset);
+    }
+    const known = [...new Set([...plan.floatingIPs, ...this.owned])];
+    const addrs = addressCommands(r.addresses, k.addrs, known, plan.nodeIP, this.uplink);
+    await this.sys.ipBatch([...addrs.del, ...addrs.add]);
+    const nowOwned = new Set(r.addresses.map((a) => a.split('/')[0]!));
+    for (const ip of nowOwned) if (!this.owned.has(ip) || addrs.add.some((l) => l.includes(` ${ip}/`))) this.announce(ip);
+    for (const ip of this.owned) if (!nowOwned.has(ip)) this.cancelAnnounce(ip);
+    this.owned = nowOwned;
+    await this.sys.ipBatch(cmds.after);
+    const addrsNow = [...k.addrs.filter((a) => !addrs.del.some((d) => d.includes(` ${a} `))), ...addrs.add.map((l) => l.split(' ')[2]!)];
+    this.kernel = { rules: r.rules, routes: new Map(r.routes.map((x) => [x.table, `${x.via} ${x.dev}`])), addrs: addrsNow };
+    const flush = conntrackFlushArgs(changedPairs(this.lastPlan, plan));
+    await Promise.all(
+      flush.map((args) =>
+        this.sys.conntrack(args).then(
+          () => void this.st.conntrackFlushes++,
+          (e) => this.ctx.log(this.name, `conntrack ${args.join(' ')}: ${errorMessage(e)}`),
+        ),
+      ),
+    );
+  }
+
+  /** Gratuitous ARP on a schedule, so a lost announcement does not strand traffic. */
+  private announce(ip: string): void {
+    this.cancelAnnounce(ip);
+    const timers = (this.o.garpScheduleMs ?? GARP_SCHEDULE_MS).map((ms) =>
+      setTimeout(() => {
+        if (!this.owned.has(ip) || this.stopped) return;
+        this.sys.arping(this.uplink, ip).then(
+          () => void this.st.garps++,
+          (e) => this.ctx.log(this.name, `gratuitous ARP for ${ip}: ${errorMessage(e)}`),
+        );
+      }, ms),
+    );
+    this.garpTimers.set(ip, timers);
+  }
+
+  private cancelAnnounce(ip: string): void {
+    for (const t of this.garpTimers.get(ip) ?? []) clearTimeout(t);
+    this.garpTimers.delete(ip);
+  }
+
+  private async refreshAlive(): Promise<void> {
+    if (this.stopped || this.running || this.owned.size === 0) return;
+    const text = renderAliveRefresh([...this.owned]);
+    if (!text) return;
+    try {
+      await this.sys.nft(text);
+    } catch (e) {
+      this.ctx.log(this.name, `ARP fence refresh: ${errorMessage(e)}`);
+    }
+  }
+
+  private report(prev: GatewayPlan | null, plan: GatewayPlan, trigger: string, latencyMs: number | null): void {
+    const lat = latencyMs === null ? '' : ` ${latencyMs} ms after the ${trigger} change`;
+    const prevOwned = new Set(prev?.ownedIPs.map((o) => o.ip) ?? []);
+    const nextOwned = new Set(plan.ownedIPs.map((o) => o.ip));
+    for (const ip of nextOwned)
+      if (!prevOwned.has(ip)) {
+        this.ctx.log(this.name, `took floating IP ${ip} on ${this.uplink}${lat}`);
+        this.ctx.events.record('Normal', 'EgressGatewayIPTaken', `floating IP ${ip} added to ${this.uplink} and announced (gratuitous ARP)`);
+      }
+    for (const ip of prevOwned)
+      if (!nextOwned.has(ip)) {
+        this.ctx.log(this.name, `released floating IP ${ip}${lat}`);
+        this.ctx.events.record('Normal', 'EgressGatewayIPReleased', `floating IP ${ip} removed from ${this.uplink}`);
+      }
+    const before = new Map((prev?.policies ?? []).map((p) => [p.name, p]));
+    for (const p of plan.policies) {
+      const b = before.get(p.name);
+      const sig = (x: typeof p): string => `${x.action}|${x.holder}|${x.snatHere}|${x.localSources.join(',')}`;
+      if (b && sig(b) === sig(p)) continue;
+      this.ctx.log(this.name, `policy ${p.name}: ${p.action} for ${p.localSources.length} local pod(s) [${p.localSources.join(' ')}]${p.snatHere ? `, SNAT of ${p.allSources.length} source(s) to ${p.egressSourceIP} here` : ''} — ${p.reason}${lat}`);
+      if (p.action === 'drop' && p.localSources.length && b?.action !== 'drop') {
+        this.ctx.events.record('Warning', 'EgressTrafficFailClosed', `policy ${p.name}: traffic of ${p.localSources.length} local pod(s) dropped: ${p.reason}`);
+      }
+    }
+    for (const w of plan.warnings) if (!prev?.warnings.includes(w)) this.ctx.log(this.name, `warning: ${w}`);
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    if (this.debounce) clearTimeout(this.debounce);
+    if (this.resync) clearInterval(this.resync);
+    if (this.aliveTimer) clearInterval(this.aliveTimer);
+    for (const ip of [...this.garpTimers.keys()]) this.cancelAnnounce(ip);
+    this.heartbeat?.stop();
+    await this.running?.catch(() => undefined);
+    await Promise.all(this.informers.map((i) => i.stop()));
+    if (!this.ctx.config.removeRulesOnStop || !this.lastPlan) {
+      this.ctx.log(this.name, 'stopped: datapath left as it is');
+      return;
+    }
+    // fail-closed leftover: no floating IP, every policy dropping, guard on
+    const input = this.input();
+    const closed = computeGatewayPlan({ ...input, gateway: null, fenced: true });
+    try {
+      await this.program(closed, true);
+      this.ctx.log(this.name, `stopped: floating IPs released; table ${GW_TABLE} left fail-closed (matched traffic dropped)`);
+    } catch (e) {
+      this.ctx.log(this.name, `stop: ${errorMessage(e)}`);
+    }
+  }
+
+  status(): Record<string, unknown> {
+    const p = this.lastPlan;
+    const policies: PolicyStatus[] = (p?.policies ?? []).map((x) => ({
+      name: x.name,
+      egressSourceIP: x.egressSourceIP,
+      holder: x.holder,
+      action: x.action,
+      localSources: x.localSources,
+      allSources: x.allSources.length,
+      snatHere: x.snatHere,
+      reason: x.reason,
+    }));
+    return {
+      uplink: this.uplink,
+      synced: this.synced,
+      fenced: this.fenced,
+      table: GW_TABLE,
+      ownedIPs: [...this.owned].sort(),
+      policies,
+      routes: (p?.routes ?? []).map((r) => ({ node: r.node, via: r.ip, fwmark: `0x${r.fwmark.toString(16)}`, table: r.table })),
+      networkPolicyIsolatedPods: (p?.netpol.pods ?? []).map((x) => ({ ip: x.ip, pod: x.pod, policies: x.policies })),
+      warnings: p?.warnings ?? [],
+      ...this.st,
+      ...(this.heartbeat ? { heartbeat: this.heartbeat.status() } : {}),
+    };
+  }
+}

@@ -1,0 +1,441 @@
+/**
+ * Commands for poking at a running lab and reproducing a failover bug by hand:
+ *   exec, kill/stop/start/pause/unpause/partition/heal, degrade/restore, capture, timeline, run.
+ * Each attaches to a running lab (--lab optional with one lab up), explains itself with --help and
+ * an example, and says what to do next when it fails. Steps that take more than a second say so on
+ * stderr.
+ */
+import { spawn } from 'node:child_process';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join, relative, resolve } from 'node:path';
+import { Lab, type Place } from '../lab/lab.js';
+import { parseArgs } from './args.js';
+import { LabError, ValidationError } from '../util/errors.js';
+import { pollUntil } from '../util/poll.js';
+import { projectRoot } from '../util/paths.js';
+import { describePacket } from '../pcap/pcap.js';
+import { deliveryRatio, leaks, outages, sourceCounts, type Timeline } from '../probe/timeline.js';
+import { renderTimelineSvg } from '../report/timeline-svg.js';
+import { describeOutage, describeTimeline } from '../testing/matchers.js';
+import type { Proto } from '../inlab/protocol.js';
+
+const out = (s: string) => process.stdout.write(`${s}\n`);
+const progress = (s: string) => process.stderr.write(`${s}\n`);
+
+/** Runs a step; says so on stderr when it takes more than a second, and how long it took. */
+export async function step<T>(label: string, fn: () => Promise<T>): Promise<T> {
+  const started = Date.now();
+  let shown = false;
+  const timer = setTimeout(() => {
+    shown = true;
+    progress(`${label}...`);
+  }, 1000);
+  try {
+    const r = await fn();
+    if (shown) progress(`${label}: done in ${((Date.now() - started) / 1000).toFixed(1)} s`);
+    return r;
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/** Resolves after `ms`, or as soon as SIGINT/SIGTERM arrives (true when interrupted). */
+function waitOrInterrupt(ms: number | undefined): Promise<boolean> {
+  return new Promise((resolveWait) => {
+    let timer: NodeJS.Timeout | undefined;
+    const done = (interrupted: boolean) => {
+      if (timer) clearTimeout(timer);
+      process.off('SIGINT', onSig);
+      process.off('SIGTERM', onSig);
+      resolveWait(interrupted);
+    };
+    const onSig = () => done(true);
+    process.on('SIGINT', onSig);
+    process.on('SIGTERM', onSig);
+    if (ms !== undefined) timer = setTimeout(() => done(false), ms);
+  });
+}
+
+const attach = (flags: Record<string, unknown>) => step('attaching to the lab', () => Lab.attach(flags.lab as string | undefined));
+
+export const LAB_HELP: Record<string, string> = {
+  exec: `egresslab exec [--lab NAME] [-i] NODE|POD|ENDPOINT -- CMD [ARGS...]
+  Runs a command in a node, in a pod's network namespace (ns/name), or in the router, switch,
+  internet or a VPC endpoint; streams its output and exits with its exit code. -i forwards stdin.
+  Example: npx egresslab exec --lab demo node-1 -- nft list ruleset
+           npx egresslab exec alice/frontend-1 -- ip route`,
+  kill: `egresslab kill [--lab NAME] NODE
+  SIGKILLs the node's container (a hard crash: every process dies, its links vanish).
+  Undo with "egresslab start NODE". Example: npx egresslab kill --lab demo node-2`,
+  stop: `egresslab stop [--lab NAME] [--grace SECONDS] NODE
+  Shuts the node's container down cleanly (SIGTERM, SIGKILL after the grace period, default 2 s).
+  Undo with "egresslab start NODE". Example: npx egresslab stop node-2 --grace 5`,
+  start: `egresslab start [--lab NAME] NODE
+  Boots a killed or stopped node, re-wires its links, pods and routes and (cluster labs) starts its
+  agent again. Example: npx egresslab start --lab demo node-2`,
+  pause: `egresslab pause [--lab NAME] NODE
+  Freezes every process of the node (a hung node: its kernel still answers ARP and ping).
+  Undo with "egresslab unpause NODE". Example: npx egresslab pause node-2`,
+  unpause: `egresslab unpause [--lab NAME] NODE
+  Thaws a paused node. Example: npx egresslab unpause node-2`,
+  partition: `egresslab partition [--lab NAME] NODE
+  Cuts the node off its L2 segment at the switch (its link stays up). Undo with "egresslab heal NODE".
+  Example: npx egresslab partition --lab demo node-1`,
+  heal: `egresslab heal [--lab NAME] NODE
+  Reconnects a partitioned node. Example: npx egresslab heal node-1`,
+  degrade: `egresslab degrade [--lab NAME] NODE --loss PCT [--delay MS]
+  Drops PCT % of the packets on the node's link in each direction (and/or delays them, where the
+  kernel has sch_netem). Replaces an earlier degradation; undo with "egresslab restore NODE".
+  Example: npx egresslab degrade node-2 --loss 30`,
+  restore: `egresslab restore [--lab NAME] NODE
+  Removes loss and delay from the node's link. Example: npx egresslab restore node-2`,
+  capture: `egresslab capture [--lab NAME] WHERE IFACE [--filter EXPR] [--seconds N] [--json]
+  Captures packets with tcpdump on an interface of a node, pod, endpoint, router or switch for N
+  seconds (or until Ctrl-C), copies the pcap to artifacts/<lab>/captures/ and prints its path and a
+  short summary (--json: {file, packets, summary}).
+  Example: npx egresslab capture --lab demo node-1 eth0 --filter "udp or icmp" --seconds 5`,
+  timeline: `egresslab timeline [--lab NAME] --from POD|NODE --to IP [--proto udp|tcp|icmp] [--port N]
+                   [--interval-ms MS] [--seconds N] [--allow IP,...] [--svg FILE] [--json]
+  Sends sequence-numbered packets every MS ms (default 20) for N seconds (or until Ctrl-C), then
+  prints the outages (seq ranges, times, durations), the sources the far end observed and, with
+  --allow, the packets seen with any other source (leaks). --svg writes the timeline as an SVG
+  (packets coloured by source, outages shaded, leaks in red). Run a fault in another terminal meanwhile.
+  Example: npx egresslab timeline --from alice/frontend-1 --to 8.8.8.8 --seconds 20 --allow 192.168.1.100 --svg failover.svg`,
+  run: `egresslab run SCENARIO [--keep] [--test PATTERN] [--no-build] [-- VITEST ARGS...]
+  Builds (tsc) and runs one scenario file through vitest (project "lab"). SCENARIO is a path or a
+  name under scenarios/ ("foundation/faults"). A lab whose file has a failing test is kept (--keep:
+  kept anyway) with how to reach it printed; failures leave artifacts under artifacts/<lab>/.
+  Example: npx egresslab run foundation/timeline --keep`,
+};
+
+const LAB_FLAG = { lab: { value: true } } as const;
+
+// ---------------------------------------------------------------- exec
+
+/** Runs `cmd` at `place`, streaming its output to ours; its exit code. */
+async function streamExec(lab: Lab, place: Place, cmd: string[], stdin: boolean): Promise<number> {
+  const full = place.netns ? ['ip', 'netns', 'exec', place.netns, ...cmd] : cmd;
+  const container = lab.container(place.container);
+  let exec;
+  try {
+    exec = await container.exec({ Cmd: full, AttachStdout: true, AttachStderr: true, AttachStdin: stdin });
+  } catch (error) {
+    const msg = (error as Error).message;
+    const state = await container.inspect().then((i) => i.State.Status + (i.State.Paused ? ' (paused)' : ''), () => 'missing');
+    throw new LabError(
+      `cannot run a command in ${place.label} of lab ${lab.id} (container ${state}): ${msg.split('\n')[0]}\n` +
+        (state.includes('paused') ? `unpause it first: npx egresslab unpause --lab ${lab.id} ${place.container}` : `start it first: npx egresslab start --lab ${lab.id} ${place.container}`),
+    );
+  }
+  const stream = await exec.start({ hijack: true, stdin });
+  // Our reader went away (egresslab exec ... | head): stop quietly, as a shell pipeline would.
+  let brokenPipe = false;
+  const onPipeError = (e: NodeJS.ErrnoException) => {
+    if (e.code !== 'EPIPE') throw e;
+    brokenPipe = true;
+    stream.destroy();
+  };
+  process.stdout.on('error', onPipeError);
+  container.modem.demuxStream(stream, process.stdout, process.stderr);
+  if (stdin) {
+    process.stdin.pipe(stream);
+    process.stdin.on('end', () => (stream as unknown as { end(): void }).end());
+  }
+  await new Promise<void>((res) => {
+    stream.on('end', res);
+    stream.on('close', res);
+    stream.on('error', () => res());
+  });
+  if (stdin) {
+    process.stdin.unpipe(stream);
+    process.stdin.pause();
+  }
+  process.stdout.off('error', onPipeError);
+  if (brokenPipe) return 141;
+  const info = await pollUntil(() => exec.inspect(), { what: `the exit code of ${cmd.join(' ')}`, timeoutMs: 2000, intervalMs: 10, accept: (i) => !i.Running });
+  return info.ExitCode ?? 1;
+}
+
+async function execCmd(argv: string[]): Promise<number> {
+  const { flags, positionals, rest } = parseArgs('exec', argv, { ...LAB_FLAG, stdin: { short: 'i' } }, 1);
+  const where = positionals[0];
+  if (!where || rest.length === 0) {
+    throw new ValidationError('exec', [
+      { path: where ? 'CMD' : 'NODE|POD', value: where, message: `${where ? 'give the command after "--"' : 'say where to run it'}, e.g. egresslab exec node-1 -- ip route` },
+    ]);
+  }
+  const lab = await attach(flags);
+  return streamExec(lab, lab.place(where), rest, Boolean(flags.stdin));
+}
+
+// ---------------------------------------------------------------- faults
+
+function nodeArg(command: string, positionals: string[]): string {
+  const node = positionals[0];
+  if (!node) throw new ValidationError(command, [{ path: 'NODE', value: undefined, message: `is required, e.g. egresslab ${command} node-2 ("egresslab status" lists nodes)` }]);
+  return node;
+}
+
+type FaultName = 'kill' | 'stop' | 'start' | 'pause' | 'unpause' | 'partition' | 'heal';
+
+const FAULT_TEXT: Record<FaultName, { doing: string; done: string; undo?: FaultName }> = {
+  kill: { doing: 'killing', done: 'killed (SIGKILL)', undo: 'start' },
+  stop: { doing: 'stopping', done: 'stopped', undo: 'start' },
+  start: { doing: 'starting and re-wiring', done: 'started and re-wired' },
+  pause: { doing: 'pausing', done: 'paused (processes frozen; the kernel still answers ARP and ping)', undo: 'unpause' },
+  unpause: { doing: 'unpausing', done: 'unpaused' },
+  partition: { doing: 'partitioning', done: 'partitioned (cut off the segment at the switch)', undo: 'heal' },
+  heal: { doing: 'healing', done: 'healed (back on the segment)' },
+};
+
+function faultCmd(name: FaultName): (argv: string[]) => Promise<number> {
+  return async (argv) => {
+    const spec = name === 'stop' ? { ...LAB_FLAG, grace: { value: true, int: true } } : LAB_FLAG;
+    const { flags, positionals } = parseArgs(name, argv, spec, 1);
+    const node = nodeArg(name, positionals);
+    const lab = await attach(flags);
+    const t = FAULT_TEXT[name];
+    const started = Date.now();
+    await step(`${t.doing} ${node}`, () => {
+      if (name === 'stop') return lab.faults.stop(node, (flags.grace as number | undefined) ?? 2);
+      return lab.faults[name](node);
+    });
+    out(`${node} ${t.done} in ${Date.now() - started} ms${t.undo ? `; undo: npx egresslab ${t.undo} --lab ${lab.id} ${node}` : ''}`);
+    return 0;
+  };
+}
+
+async function degradeCmd(argv: string[]): Promise<number> {
+  const { flags, positionals } = parseArgs('degrade', argv, { ...LAB_FLAG, loss: { value: true }, delay: { value: true, int: true } }, 1);
+  const node = nodeArg('degrade', positionals);
+  const loss = flags.loss === undefined ? undefined : Number(flags.loss);
+  if (loss === undefined && flags.delay === undefined) {
+    throw new ValidationError('degrade', [{ path: '--loss', value: undefined, message: 'give --loss PCT and/or --delay MS, e.g. egresslab degrade node-2 --loss 30' }]);
+  }
+  if (loss !== undefined && Number.isNaN(loss)) throw new ValidationError('degrade', [{ path: '--loss', value: flags.loss, message: 'must be a number 0-100' }]);
+  const lab = await attach(flags);
+  await step(`degrading ${node}`, () =>
+    lab.faults.degrade(node, { ...(loss !== undefined ? { lossPercent: loss } : {}), ...(flags.delay !== undefined ? { delayMs: flags.delay as number } : {}) }),
+  );
+  const what = [loss !== undefined ? `${loss}% loss` : '', flags.delay !== undefined ? `${flags.delay as number} ms delay` : ''].filter(Boolean).join(' and ');
+  out(`${node}: ${what} on its link, both directions; undo: npx egresslab restore --lab ${lab.id} ${node}`);
+  return 0;
+}
+
+async function restoreCmd(argv: string[]): Promise<number> {
+  const { flags, positionals } = parseArgs('restore', argv, LAB_FLAG, 1);
+  const node = nodeArg('restore', positionals);
+  const lab = await attach(flags);
+  await step(`restoring ${node}`, () => lab.faults.restore(node));
+  out(`${node}: link restored (no loss, no delay)`);
+  return 0;
+}
+
+// ---------------------------------------------------------------- capture
+
+async function captureCmd(argv: string[]): Promise<number> {
+  const { flags, positionals } = parseArgs('capture', argv, { ...LAB_FLAG, filter: { value: true }, seconds: { value: true, int: true }, json: {} }, 2);
+  const [where, iface] = positionals;
+  if (!where || !iface) {
+    throw new ValidationError('capture', [{ path: where ? 'IFACE' : 'WHERE', value: undefined, message: 'is required, e.g. egresslab capture node-1 eth0 --seconds 5' }]);
+  }
+  const seconds = flags.seconds as number | undefined;
+  if (seconds !== undefined && !(seconds > 0 && seconds <= 3600)) throw new ValidationError('capture', [{ path: '--seconds', value: seconds, message: 'must be 1-3600' }]);
+  const lab = await attach(flags);
+  const cap = await step(`starting tcpdump on ${where}:${iface}`, () => lab.capture(where, iface, flags.filter ? { filter: flags.filter as string } : {}));
+  progress(`capturing on ${where}:${iface}${flags.filter ? ` (${flags.filter as string})` : ''} ${seconds ? `for ${seconds} s (Ctrl-C stops early)` : 'until Ctrl-C'}`);
+  await waitOrInterrupt(seconds === undefined ? undefined : seconds * 1000);
+  const r = await step('stopping the capture and copying the pcap', () => cap.stop());
+  const summary = r.packets.map((p) => `${new Date(p.t).toISOString().slice(11, 23)} ${p.direction === 'unknown' ? '' : `${p.direction} `}${describePacket(p)}`);
+  if (flags.json) {
+    out(JSON.stringify({ lab: lab.id, where, iface, file: r.file, packets: r.packets.length, summary: summary.slice(0, 200) }));
+    return 0;
+  }
+  out(`${r.file}`);
+  out(`${r.packets.length} packet(s)${r.packets.length > 20 ? ', the first 20:' : r.packets.length ? ':' : ''}`);
+  for (const l of summary.slice(0, 20)) out(`  ${l}`);
+  if (r.packets.length > 20) out(`  ... (tcpdump -nr ${relative(process.cwd(), r.file) || r.file} shows them all)`);
+  return 0;
+}
+
+// ---------------------------------------------------------------- timeline
+
+function timelineReport(lab: Lab, t: Timeline, allowed: string[] | undefined, svg: string | undefined) {
+  const start = t.packets[0]?.t;
+  const o = outages(t);
+  const l = allowed ? leaks(t, allowed) : undefined;
+  return {
+    lab: lab.id,
+    from: t.from,
+    to: t.to,
+    proto: t.proto,
+    ...(t.port ? { port: t.port } : {}),
+    intervalMs: t.intervalMs,
+    packets: t.packets.length,
+    answered: t.packets.filter((p) => p.replied).length,
+    deliveryRatio: Math.round(deliveryRatio(t) * 1000) / 1000,
+    start: start ?? null,
+    outages: o,
+    longestOutageMs: o.reduce((m, x) => Math.max(m, x.durationMs), 0),
+    sources: sourceCounts(t),
+    allowedSources: allowed ?? null,
+    leaks: l ? { count: l.packets.length + l.unattributed.length, packets: l.packets.map((p) => ({ seq: p.seq, t: p.t, sources: p.observedSources })), unattributed: l.unattributed } : null,
+    svg: svg ?? null,
+    timeline: t,
+  };
+}
+
+async function timelineCmd(argv: string[]): Promise<number> {
+  const { flags } = parseArgs('timeline', argv, {
+    ...LAB_FLAG,
+    from: { value: true, required: true },
+    to: { value: true, required: true },
+    proto: { value: true, oneOf: ['tcp', 'udp', 'icmp'] },
+    port: { value: true, int: true },
+    'interval-ms': { value: true, int: true },
+    'timeout-ms': { value: true, int: true },
+    seconds: { value: true, int: true },
+    allow: { value: true },
+    svg: { value: true },
+    json: {},
+  });
+  const seconds = flags.seconds as number | undefined;
+  const interval = (flags['interval-ms'] as number | undefined) ?? 20;
+  const issues = [];
+  if (seconds !== undefined && !(seconds > 0 && seconds <= 3600)) issues.push({ path: '--seconds', value: seconds, message: 'must be 1-3600' });
+  if (!(interval >= 1 && interval <= 10_000)) issues.push({ path: '--interval-ms', value: interval, message: 'must be 1-10000' });
+  const allowed = flags.allow ? String(flags.allow).split(',').map((s) => s.trim()).filter(Boolean) : undefined;
+  if (issues.length) throw new ValidationError('timeline', issues);
+  const lab = await attach(flags);
+  const probe = await step(`starting the probe ${flags.from as string} -> ${flags.to as string}`, () =>
+    lab.continuousProbe(flags.from as string, flags.to as string, {
+      proto: ((flags.proto as Proto | undefined) ?? 'udp'),
+      intervalMs: interval,
+      ...(flags.port !== undefined ? { port: flags.port as number } : {}),
+      ...(flags['timeout-ms'] !== undefined ? { timeoutMs: flags['timeout-ms'] as number } : {}),
+    }),
+  );
+  progress(`probing ${probe.proto} ${flags.from as string} -> ${probe.to}${probe.port ? `:${probe.port}` : ''} every ${interval} ms ${seconds ? `for ${seconds} s (Ctrl-C stops early)` : 'until Ctrl-C'}`);
+  await waitOrInterrupt(seconds === undefined ? undefined : seconds * 1000);
+  const t = await step('stopping the probe and reading what the far end observed', () => probe.stop());
+  let svgFile: string | undefined;
+  if (flags.svg) {
+    svgFile = resolve(flags.svg as string);
+    mkdirSync(dirname(svgFile), { recursive: true });
+    writeFileSync(svgFile, renderTimelineSvg({ timeline: t, ...(allowed ? { allowedSources: allowed } : {}) }, { title: `lab ${lab.id}: ${describeTimeline(t)}` }));
+  }
+  const report = timelineReport(lab, t, allowed, svgFile);
+  if (flags.json) {
+    out(JSON.stringify(report));
+    return 0;
+  }
+  out(describeTimeline(t));
+  out(`answered ${report.answered}/${report.packets} (${(report.deliveryRatio * 100).toFixed(1)}%)`);
+  out(report.outages.length ? `outages:\n${report.outages.map((o) => `  ${describeOutage(o, report.start ?? undefined, o.lastSeq === t.packets[t.packets.length - 1]?.seq)}`).join('\n')}` : 'no outage');
+  out(`observed sources: ${Object.entries(report.sources).map(([s, n]) => `${s} x${n}`).join(', ') || 'none'}`);
+  if (report.leaks) {
+    out(report.leaks.count ? `LEAKS (source not in ${allowed!.join(', ')}): ${report.leaks.count}` : `no leak (every observed source in ${allowed!.join(', ')})`);
+    for (const p of report.leaks.packets.slice(0, 20)) out(`  seq ${p.seq} at +${((p.t - (report.start ?? p.t)) / 1000).toFixed(3)} s from ${p.sources.join(', ')}`);
+    if (report.leaks.packets.length > 20) out(`  ... and ${report.leaks.packets.length - 20} more (--json lists them all)`);
+  }
+  if (svgFile) out(`svg: ${svgFile}`);
+  return 0;
+}
+
+// ---------------------------------------------------------------- run
+
+function walk(dir: string, found: string[] = []): string[] {
+  if (!existsSync(dir)) return found;
+  for (const e of readdirSync(dir)) {
+    const full = join(dir, e);
+    if (e === 'node_modules' || e === 'dist' || e.startsWith('.')) continue;
+    if (statSync(full).isDirectory()) walk(full, found);
+    else if (e.endsWith('.test.ts')) found.push(full);
+  }
+  return found;
+}
+
+/** A scenario argument -> one test file of the lab project. */
+export function resolveScenario(arg: string, root = projectRoot()): string {
+  const candidates = [arg, join(root, arg), join(root, 'scenarios', arg), join(root, 'scenarios', `${arg}.test.ts`), join(root, `${arg}.test.ts`), join(root, `${arg}.lab.test.ts`)];
+  for (const c of candidates) if (existsSync(c) && statSync(c).isFile()) return resolve(c);
+  const all = [...walk(join(root, 'scenarios')), ...walk(join(root, 'harness')).filter((f) => f.endsWith('.lab.test.ts'))];
+  const matches = all.filter((f) => relative(root, f).includes(arg));
+  if (matches.length === 1) return matches[0]!;
+  const list = (fs: string[]) => fs.map((f) => `  ${relative(root, f)}`).join('\n');
+  if (matches.length > 1) throw new LabError(`"${arg}" matches several scenario files; name one:\n${list(matches)}`);
+  throw new LabError(`no scenario file matches "${arg}"; scenarios:\n${list(all.filter((f) => f.includes(`${join(root, 'scenarios')}`)))}`);
+}
+
+function spawnInherit(cmd: string, args: string[], env: NodeJS.ProcessEnv): Promise<number> {
+  return new Promise((res, rej) => {
+    const child = spawn(cmd, args, { cwd: projectRoot(), env, stdio: 'inherit' });
+    // Ctrl-C reaches vitest through the terminal's process group; keep running until it exits.
+    const ignore = () => {};
+    process.on('SIGINT', ignore);
+    child.on('error', rej);
+    child.on('exit', (code, signal) => {
+      process.off('SIGINT', ignore);
+      res(code ?? (signal ? 130 : 1));
+    });
+  });
+}
+
+async function runCmd(argv: string[]): Promise<number> {
+  const { flags, positionals, rest } = parseArgs('run', argv, { keep: {}, test: { value: true, short: 't' }, 'no-build': {} }, 1);
+  const scenario = positionals[0];
+  if (!scenario) throw new ValidationError('run', [{ path: 'SCENARIO', value: undefined, message: 'is required, e.g. egresslab run foundation/timeline' }]);
+  const root = projectRoot();
+  const file = resolveScenario(scenario, root);
+  const vitest = join(root, 'node_modules/vitest/vitest.mjs');
+  if (!existsSync(vitest)) throw new LabError(`vitest is not installed in ${root}: run "npm install" first`);
+  if (!flags['no-build']) {
+    const tsc = join(root, 'node_modules/typescript/bin/tsc');
+    progress('building (tsc -p tsconfig.json): in-lab programs run from dist/ ...');
+    const code = await spawnInherit(process.execPath, [tsc, '-p', 'tsconfig.json'], process.env);
+    if (code !== 0) {
+      progress(`the build failed (exit ${code}): fix the errors above, or run the existing build with --no-build`);
+      return code;
+    }
+  }
+  const keptDir = mkdtempSync(join(tmpdir(), 'egresslab-run-'));
+  const keptFile = join(keptDir, 'kept.jsonl');
+  const env = { ...process.env, EGRESSLAB_KEEP: flags.keep ? 'always' : 'on-failure', EGRESSLAB_KEPT_FILE: keptFile };
+  const args = [vitest, 'run', '--project', 'lab', relative(root, file), ...(flags.test ? ['-t', flags.test as string] : []), ...rest];
+  progress(`running ${relative(root, file)} (a lab of a failing file is kept${flags.keep ? '; --keep: kept anyway' : ''})`);
+  const code = await spawnInherit(process.execPath, args, env);
+  const kept = existsSync(keptFile)
+    ? readFileSync(keptFile, 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l) as { lab: string; failed: string[] })
+    : [];
+  rmSync(keptDir, { recursive: true, force: true });
+  for (const k of kept) {
+    const lab = await Lab.attach(k.lab).catch(() => undefined);
+    const node = lab?.topology.nodes[0]?.name ?? 'node-1';
+    const pod = lab?.plan.pods.find((p) => !p.hostNetwork)?.key ?? 'default/client-1';
+    out(`\nlab ${k.lab} kept${k.failed.length ? ` after ${k.failed.length} failing test(s): ${k.failed.join('; ')}` : ''}; poke at it:`);
+    out(`  npx egresslab status --lab ${k.lab}`);
+    out(`  npx egresslab exec --lab ${k.lab} ${node} -- ip route`);
+    out(`  npx egresslab timeline --lab ${k.lab} --from ${pod} --to 8.8.8.8 --seconds 10 --svg timeline.svg`);
+    if (existsSync(join(root, 'artifacts', k.lab))) out(`  artifacts: ${relative(process.cwd(), join(root, 'artifacts', k.lab)) || '.'}/`);
+    out(`  npx egresslab down --lab ${k.lab}     (when done)`);
+  }
+  if (code !== 0 && kept.length === 0) out(`\nno lab was kept: a failure before the lab came up, or the vitest config lacks setupFiles harness/testing/setup.ts (needed to notice failures); --keep keeps it anyway`);
+  return code;
+}
+
+export const LAB_COMMANDS: Record<string, (argv: string[]) => Promise<number>> = {
+  exec: execCmd,
+  kill: faultCmd('kill'),
+  stop: faultCmd('stop'),
+  start: faultCmd('start'),
+  pause: faultCmd('pause'),
+  unpause: faultCmd('unpause'),
+  partition: faultCmd('partition'),
+  heal: faultCmd('heal'),
+  degrade: degradeCmd,
+  restore: restoreCmd,
+  capture: captureCmd,
+  timeline: timelineCmd,
+  run: runCmd,
+};

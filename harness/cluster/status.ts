@@ -1,0 +1,144 @@
+/**
+ * What `egresslab status` shows about a lab's cluster: the served gateway's status (nodes Up/Down,
+ * floating IPs), every AnthosNetworkGatewayNode, and each node's agent status file
+ * (/run/egresslab/agent-status.json: phase, lease, masquerade config hash, last error).
+ */
+import type { Lab } from '../lab/lab.js';
+import { R, type KubeClient } from '../../controller/client/client.js';
+import type { KubeObject } from '../../controller/api/types.js';
+import { DEFAULT_LAB_PATHS } from '../../controller/lab-config.js';
+import { AGENT_PROCESS, CONTROLLER_PROCESS, controlPlaneNode } from './cluster.js';
+import { processRunning } from '../lab/process.js';
+
+export interface GatewayStatus {
+  namespace: string;
+  floatingIPs: string[];
+  nodes: Record<string, string>;
+  assignments: Record<string, string>;
+  unassigned: Record<string, string>;
+}
+
+export interface AgentStatusSummary {
+  node: string;
+  /** container running and agent process alive */
+  containerRunning: boolean;
+  processRunning: boolean;
+  phase: string | null;
+  flavour: string | null;
+  /** age of the status file's writtenAt (a stale file means a dead agent) */
+  statusAgeMs: number | null;
+  leaseRenewals: number | null;
+  leaseLastError: string | null;
+  masq: {
+    mode: string | null;
+    status: string | null;
+    configSource: string | null;
+    configHash: string | null;
+    appliedAt: string | null;
+    setElements: number | null;
+    lastError: { at?: string; reason?: string; message?: string } | null;
+  } | null;
+}
+
+export interface ClusterStatus {
+  controller: { node: string; processRunning: boolean };
+  api: { reachable: boolean; error?: string };
+  gateway: GatewayStatus | null;
+  gatewayNodes: { name: string; state: string; floatingIPs: string[] }[];
+  agents: AgentStatusSummary[];
+}
+
+type Obj = Record<string, unknown>;
+const obj = (v: unknown): Obj => (typeof v === 'object' && v !== null && !Array.isArray(v) ? (v as Obj) : {});
+const str = (v: unknown): string | null => (typeof v === 'string' ? v : null);
+const num = (v: unknown): number | null => (typeof v === 'number' ? v : null);
+
+async function agentStatus(lab: Lab, node: string): Promise<AgentStatusSummary> {
+  const base: AgentStatusSummary = { node, containerRunning: false, processRunning: false, phase: null, flavour: null, statusAgeMs: null, leaseRenewals: null, leaseLastError: null, masq: null };
+  try {
+    const info = await lab.container(node).inspect();
+    base.containerRunning = info.State.Running && !info.State.Paused;
+    if (!base.containerRunning) return base;
+  } catch {
+    return base;
+  }
+  const [running, file] = await Promise.all([
+    processRunning(lab, node, AGENT_PROCESS).catch(() => false),
+    lab.exec(node, ['cat', DEFAULT_LAB_PATHS.agentStatus], { check: false, timeoutMs: 5_000 }).catch(() => undefined),
+  ]);
+  base.processRunning = running;
+  if (!file || file.exitCode !== 0) return base;
+  let s: Obj;
+  try {
+    s = obj(JSON.parse(file.stdout));
+  } catch {
+    return base;
+  }
+  const lease = obj(s.lease);
+  const masq = s.masq === undefined ? undefined : obj(s.masq);
+  const written = str(s.writtenAt);
+  return {
+    ...base,
+    phase: str(s.phase),
+    flavour: str(s.flavour),
+    statusAgeMs: written ? Date.now() - Date.parse(written) : null,
+    leaseRenewals: num(lease.renewals),
+    // The last error only while renewals are failing (a recovered failure is history).
+    leaseLastError: num(lease.consecutiveFailures) ? (str(obj(lease.lastError).message) ?? str(lease.lastError)) : null,
+    masq: masq
+      ? {
+          mode: str(masq.mode),
+          status: str(masq.status),
+          configSource: str(masq.configSource),
+          configHash: str(masq.configHash),
+          appliedAt: str(masq.appliedAt),
+          setElements: num(masq.setElements),
+          lastError: masq.lastError ? (obj(masq.lastError) as { at?: string; reason?: string; message?: string }) : null,
+        }
+      : null,
+  };
+}
+
+/** The served gateway: `default` in the cluster namespace if present, else kube-system/default (docs/controller.md). */
+export async function servedGateway(client: KubeClient, clusterNamespace: string): Promise<KubeObject | undefined> {
+  return (await client.tryGet(R.anthosNetworkGateways, 'default', clusterNamespace)) ?? (await client.tryGet(R.anthosNetworkGateways, 'default', 'kube-system'));
+}
+
+export function gatewayStatus(gw: KubeObject): GatewayStatus {
+  const spec = obj(gw.spec);
+  const status = obj(gw.status);
+  return {
+    namespace: gw.metadata.namespace ?? '',
+    floatingIPs: Array.isArray(spec.floatingIPs) ? (spec.floatingIPs as string[]) : [],
+    nodes: obj(status.nodes) as Record<string, string>,
+    assignments: obj(status.floatingIPs) as Record<string, string>,
+    unassigned: obj(status.unassigned) as Record<string, string>,
+  };
+}
+
+export async function clusterStatus(lab: Lab, client: KubeClient | undefined, clusterNamespace: string): Promise<ClusterStatus> {
+  const cp = controlPlaneNode(lab.topology).name;
+  const [agents, controllerRunning] = await Promise.all([
+    Promise.all(lab.topology.nodes.map((n) => agentStatus(lab, n.name))),
+    processRunning(lab, cp, CONTROLLER_PROCESS).catch(() => false),
+  ]);
+  const out: ClusterStatus = { controller: { node: cp, processRunning: controllerRunning }, api: { reachable: false }, gateway: null, gatewayNodes: [], agents };
+  if (!client) {
+    out.api.error = 'no access to the API';
+    return out;
+  }
+  try {
+    const [gw, gwNodes] = await Promise.all([servedGateway(client, clusterNamespace), client.list(R.anthosNetworkGatewayNodes, { namespace: 'kube-system' })]);
+    out.api.reachable = true;
+    out.gateway = gw ? gatewayStatus(gw) : null;
+    out.gatewayNodes = gwNodes.items
+      .map((o) => {
+        const s = obj(o.status);
+        return { name: o.metadata.name ?? '?', state: str(s.state) ?? '?', floatingIPs: Array.isArray(s.floatingIPs) ? (s.floatingIPs as string[]) : [] };
+      })
+      .sort((a, b) => a.name.localeCompare(b.name));
+  } catch (error) {
+    out.api.error = (error as Error).message;
+  }
+  return out;
+}
