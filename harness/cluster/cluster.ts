@@ -20,6 +20,7 @@ import { DEFAULT_LAB_PATHS, generateLabConfigs, generateLabPki, type LabDescript
 import { processLog, processRunning, startProcess } from '../lab/process.js';
 import { inLabProgram } from '../util/paths.js';
 import { LabError } from '../util/errors.js';
+import { podRegistration } from './pods.js';
 
 /** Managed process names (harness/lab/process.ts). */
 export const CONTROLLER_PROCESS = 'controller';
@@ -69,6 +70,7 @@ export function labDescription(topology: Topology): LabDescription {
     flavour: agentFlavour(topology.snat),
     controlPlaneAddress: cp.address,
     port: API_PORT,
+    ...(topology.lease ? { lease: { renewIntervalMs: topology.lease.renewIntervalMs, expiryMs: topology.lease.expiryMs } } : {}),
   };
 }
 
@@ -132,6 +134,16 @@ async function waitAgentRunning(lab: Lab, node: string, timeoutMs: number): Prom
   throw new LabError(
     `lab ${lab.id}: the agent on ${node} is not running after ${timeoutMs} ms (${running ? 'process alive' : 'process exited'}); its log ends with:\n${await logTail(lab, node, AGENT_PROCESS)}`,
   );
+}
+
+/**
+ * Registers the topology's namespaces and pods in the API (inside the control-plane container, one
+ * exec; retries until the API answers): the agents find pods only through the API.
+ */
+export async function registerLabPods(lab: Lab, info: ClusterInfo, timeoutMs = READY_TIMEOUT_MS): Promise<void> {
+  const argv = ['node', inLabProgram('harness/inlab/register-pods.js'), '--info', CLUSTER_FILE, '--timeout-ms', String(timeoutMs)];
+  const r = await lab.exec(info.controlPlane, argv, { check: false, stdin: JSON.stringify(podRegistration(lab.plan)), timeoutMs: timeoutMs + 10_000 });
+  if (r.exitCode !== 0) throw new LabError(`lab ${lab.id}: registering the pods in the API failed: ${(r.stderr || r.stdout).trim()}`);
 }
 
 /** Waits (inside the control-plane container, one exec) until every node is Up in the API. */
@@ -208,11 +220,14 @@ export async function startCluster(lab: Lab, progress: Progress, prepared?: Prep
   const { info, prepareMs } = await (prepared ?? prepareCluster(lab));
   const t1 = Date.now();
   const nodes = lab.topology.nodes.map((n) => n.name);
+  // Pods are registered in parallel with the agents' start (the agents pick them up by watch).
+  const pods = registerLabPods(lab, info);
+  pods.catch(() => {});
   await Promise.all(nodes.map((n) => startProcess(lab, { container: n, label: n }, AGENT_PROCESS, agentCommand())));
   const t2 = Date.now();
   const marks: string[] = [];
   const mark = (what: string) => <T>(p: Promise<T>) => p.then((v) => (marks.push(`${what} +${Date.now() - t2}`), v));
-  await Promise.all([...nodes.map((n) => mark(n)(waitAgentRunning(lab, n, READY_TIMEOUT_MS))), mark('api')(waitNodesUp(lab, info, nodes, READY_TIMEOUT_MS))]);
+  await Promise.all([...nodes.map((n) => mark(n)(waitAgentRunning(lab, n, READY_TIMEOUT_MS))), mark('api')(waitNodesUp(lab, info, nodes, READY_TIMEOUT_MS)), mark('pods')(pods)]);
   if (process.env.EGRESSLAB_DEBUG_CLUSTER) progress(`ready marks: ${marks.join(', ')}`);
   const t3 = Date.now();
   const timings = { prepareMs, startMs: t2 - t1, readyMs: t3 - t2, totalMs: t3 - t0 };

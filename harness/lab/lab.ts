@@ -27,6 +27,7 @@ import { startProcess } from './process.js';
 import { prepareCluster, startCluster } from '../cluster/cluster.js';
 import { clusterApi, clusterKubeconfig, closeClusterAccess } from '../cluster/access.js';
 import type { KubeClient } from '../../controller/client/client.js';
+import { setPodLabels } from '../cluster/pods.js';
 import { Faults } from '../faults/faults.js';
 import { Capture, type CaptureOptions } from '../capture/capture.js';
 import { ContinuousProbe, probe, type ContinuousProbeOptions, type ProbeOptions, type ProbeResult } from '../probe/probe.js';
@@ -100,6 +101,16 @@ export class Lab implements AsyncDisposable {
   /** Admin client for the lab's API server (topology with cluster: true), through a forward on 127.0.0.1. */
   api(options?: { timeoutMs?: number }): Promise<KubeClient> {
     return clusterApi(this, options);
+  }
+
+  /**
+   * Sets a pod's labels to exactly `labels`, in the API (the agents re-read them) and in this Lab's
+   * plan. Cluster labs only.
+   */
+  async labelPod(key: string, labels: Record<string, string>): Promise<void> {
+    const pod = this.pod(key);
+    await setPodLabels(await this.api(), pod.namespace, pod.name, labels);
+    pod.labels = { ...labels };
   }
 
   /** Admin kubeconfig (https://127.0.0.1:<forward port>) for kubectl and other clients; valid while this Lab object is up. */

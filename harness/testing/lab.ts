@@ -4,6 +4,13 @@
 import { randomBytes } from 'node:crypto';
 import { Lab } from '../lab/lab.js';
 import { topologyFromArg } from '../topology/load.js';
+import { parseTopology } from '../topology/validate.js';
+
+/**
+ * Lease timings for labs whose tests are not about failover speed: a loaded 2-core CI machine can
+ * starve an agent for longer than the default 600 ms expiry, which would mark its node Down.
+ */
+export const TOLERANT_LEASE = Object.freeze({ lease: { renewIntervalMs: 250, expiryMs: 2500 } });
 import { DEFAULT_NON_MASQUERADE_CIDRS, contains } from '../topology/addresses.js';
 import { closeClusterAccess } from '../cluster/access.js';
 import { announceKept, keepMode, shouldKeep } from './keep.js';
@@ -12,10 +19,12 @@ import { announceKept, keepMode, shouldKeep } from './keep.js';
  * A lab for one test file. With EGRESSLAB_KEEP set (harness/testing/keep.ts; `egresslab run` sets
  * it) the lab is persistent and its down() keeps it when a test of the file failed (or always).
  */
-export async function startTestLab(fixture = 'default', prefix = 't'): Promise<Lab> {
+export async function startTestLab(fixture = 'default', prefix = 't', overrides: Record<string, unknown> = {}): Promise<Lab> {
   const id = `${prefix}-${randomBytes(3).toString('hex')}`;
   const mode = keepMode();
-  const lab = await Lab.up({ topology: topologyFromArg(fixture), id, persistent: mode !== 'never' });
+  const base = topologyFromArg(fixture);
+  const topology = Object.keys(overrides).length ? parseTopology({ ...base, ...overrides }, `${fixture} with overrides`) : base;
+  const lab = await Lab.up({ topology, id, persistent: mode !== 'never' });
   if (mode !== 'never') {
     const down = lab.down.bind(lab);
     lab.down = async () => {

@@ -59,6 +59,12 @@ export interface Topology {
    * control-plane node. The foundation fixture turns them off.
    */
   cluster: boolean;
+  /**
+   * Node liveness timings of the cluster (agents renew their Lease every renewIntervalMs; the
+   * controller marks a node Down when its lease is older than expiryMs). Absent: the controller's
+   * defaults (200 ms / 600 ms, chosen so a failover completes within 1 s).
+   */
+  lease?: { renewIntervalMs: number; expiryMs: number };
   nodes: NodeSpec[];
   namespaces: NamespaceSpec[];
   pods: PodSpec[];

@@ -463,3 +463,16 @@ describe('parseTopology: bad inputs name the field and the value', () => {
     expect(paths).toEqual(expect.arrayContaining(['nodes[0].podCidr', 'nodes[1].address', 'pods[0].namespace']));
   });
 });
+
+describe('lease timings', () => {
+  const base = { nodes: [{ name: 'cp-1', role: 'control-plane', address: '192.168.1.10' }] };
+  it('are optional and passed through when valid', () => {
+    expect(parseTopology(base).lease).toBeUndefined();
+    expect(parseTopology({ ...base, lease: { renewIntervalMs: 250, expiryMs: 1500 } }).lease).toEqual({ renewIntervalMs: 250, expiryMs: 1500 });
+  });
+  it('refuse bad values, naming the field and value', () => {
+    expect(() => parseTopology({ ...base, lease: { renewIntervalMs: 500, expiryMs: 600 } })).toThrow(/lease\.expiryMs: must be at least twice renewIntervalMs \(500\).*\(value: 600\)/);
+    expect(() => parseTopology({ ...base, lease: { renewIntervalMs: '1s', expiryMs: 600 } })).toThrow(/lease\.renewIntervalMs: must be a whole number of milliseconds.*\(value: "1s"\)/);
+    expect(() => parseTopology({ ...base, lease: { renew: 1 } })).toThrow(/lease\.renew: unknown field/);
+  });
+});

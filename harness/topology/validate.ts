@@ -137,7 +137,7 @@ export function parseTopology(input: unknown, source = 'topology'): Topology {
   const c = new Collector();
   if (!isObj(input)) throw new ValidationError(source, [{ path: '(root)', value: input, message: 'must be a map' }]);
   checkKeys(c, '', input, [
-    'apiVersion', 'kind', 'name', 'nodeSubnet', 'routerAddress', 'transitCIDR', 'serviceCIDR', 'snat', 'cluster',
+    'apiVersion', 'kind', 'name', 'nodeSubnet', 'routerAddress', 'transitCIDR', 'serviceCIDR', 'snat', 'cluster', 'lease',
     'nodes', 'namespaces', 'pods', 'vpcEndpoints',
   ]);
   if (input.apiVersion !== undefined && input.apiVersion !== 'egresslab/v1') {
@@ -176,6 +176,28 @@ export function parseTopology(input: unknown, source = 'topology'): Topology {
   if (input.cluster !== undefined) {
     if (typeof input.cluster !== 'boolean') c.add('cluster', input.cluster, 'must be true or false');
     else cluster = input.cluster;
+  }
+
+  let lease: Topology['lease'];
+  if (input.lease !== undefined) {
+    if (!isObj(input.lease)) c.add('lease', input.lease, 'must be a map with renewIntervalMs and expiryMs');
+    else {
+      checkKeys(c, 'lease', input.lease, ['renewIntervalMs', 'expiryMs']);
+      const ms = (k: 'renewIntervalMs' | 'expiryMs', lo: number, hi: number) => {
+        const v = (input.lease as Obj)[k];
+        if (typeof v !== 'number' || !Number.isInteger(v) || v < lo || v > hi) {
+          c.add(`lease.${k}`, v, `must be a whole number of milliseconds from ${lo} to ${hi}`);
+          return undefined;
+        }
+        return v;
+      };
+      const renew = ms('renewIntervalMs', 20, 60_000);
+      const expiry = ms('expiryMs', 50, 300_000);
+      if (renew !== undefined && expiry !== undefined) {
+        if (expiry < 2 * renew) c.add('lease.expiryMs', expiry, `must be at least twice renewIntervalMs (${renew}), or one late renewal marks a node Down`);
+        else lease = { renewIntervalMs: renew, expiryMs: expiry };
+      }
+    }
   }
 
   // Nodes.
@@ -217,6 +239,11 @@ export function parseTopology(input: unknown, source = 'topology'): Topology {
     if (cluster && clusterExplicit) c.add('cluster', true, 'needs a control-plane node (role: control-plane) to run the controller');
     cluster = false;
   }
+  // SNAT other than none is programmed by the node agent: without the cluster nothing would do it.
+  if (!cluster && snat !== 'none') {
+    c.add('snat', snat, `needs the cluster's agents (cluster: true and a control-plane node); without them nothing SNATs, which is snat: none`);
+  }
+  if (!cluster && lease) c.add('lease', lease, 'only applies when the cluster runs (cluster: true)');
 
   // Ranges that must not overlap.
   const ranges: { path: string; cidr: string }[] = [];
@@ -364,6 +391,7 @@ export function parseTopology(input: unknown, source = 'topology'): Topology {
     serviceCIDR: serviceCIDR!,
     snat,
     cluster,
+    ...(lease ? { lease } : {}),
     nodes,
     namespaces,
     pods,
