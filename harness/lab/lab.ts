@@ -27,8 +27,11 @@ import { startProcess } from './process.js';
 import { prepareCluster, startCluster } from '../cluster/cluster.js';
 import { clusterApi, clusterKubeconfig, closeClusterAccess } from '../cluster/access.js';
 import type { KubeClient } from '../../controller/client/client.js';
+import type { KubeObject } from '../../controller/api/types.js';
+import { applyAll, loadManifests, type ApplyResult, type Manifest } from '../cluster/apply.js';
 import { setPodLabels } from '../cluster/pods.js';
 import { Faults } from '../faults/faults.js';
+import { nodeHandle, podHandle, type NodeHandle, type PodHandle } from './handles.js';
 import { Capture, type CaptureOptions } from '../capture/capture.js';
 import { ContinuousProbe, probe, type ContinuousProbeOptions, type ProbeOptions, type ProbeResult } from '../probe/probe.js';
 
@@ -108,9 +111,21 @@ export class Lab implements AsyncDisposable {
    * plan. Cluster labs only.
    */
   async labelPod(key: string, labels: Record<string, string>): Promise<void> {
-    const pod = this.pod(key);
+    const pod = this.podPlan(key);
     await setPodLabels(await this.api(), pod.namespace, pod.name, labels);
     pod.labels = { ...labels };
+  }
+
+  /**
+   * Applies manifests as `kubectl apply` does (client-side, last-applied annotation): a file or
+   * directory path, or objects. Cluster labs only.
+   */
+  async apply(source: string | KubeObject | KubeObject[]): Promise<ApplyResult[]> {
+    const manifests: Manifest[] =
+      typeof source === 'string'
+        ? loadManifests(source)
+        : (Array.isArray(source) ? source : [source]).map((object, i) => ({ source: `object ${i}`, object }));
+    return applyAll(await this.api(), manifests);
   }
 
   /** Admin kubeconfig (https://127.0.0.1:<forward port>) for kubectl and other clients; valid while this Lab object is up. */
@@ -262,17 +277,30 @@ export class Lab implements AsyncDisposable {
     await execDetached(this.container(place.container), full);
   }
 
-  pod(key: string): PodPlan {
+  /** The plan entry of a pod ("ns/name", or "name" in the default namespace). */
+  podPlan(key: string): PodPlan {
     const pod = this.plan.pods.find((p) => p.key === key || (!key.includes('/') && p.key === `default/${key}`));
     if (!pod) throw new LabError(`lab ${this.id} has no pod ${key} (pods: ${this.plan.pods.map((p) => p.key).join(', ')})`);
     return pod;
+  }
+
+  /** A handle on a pod: its plan (ip, node, netns, labels) and what a scenario does from it. */
+  pod(key: string): PodHandle {
+    return podHandle(this, this.podPlan(key));
+  }
+
+  /** A handle on a node: its spec (address, role, podCIDR), probes from it and faults on it. */
+  node(name: string): NodeHandle {
+    const spec = this.topology.nodes.find((n) => n.name === name);
+    if (!spec) throw new LabError(`lab ${this.id} has no node ${name} (nodes: ${this.topology.nodes.map((n) => n.name).join(', ')})`);
+    return nodeHandle(this, spec);
   }
 
   /** Resolves a name to where it runs: a pod (ns/name), a node, an endpoint, router or switch. */
   place(name: string): Place {
     if (this.plan.containers.some((c) => c.key === name) || name === WIRER) return { container: name, label: name };
     if (name.includes('/') || this.plan.pods.some((p) => p.name === name)) {
-      const pod = this.pod(name);
+      const pod = this.podPlan(name);
       return pod.hostNetwork ? { container: pod.node, label: pod.key } : { container: pod.node, netns: pod.netns!, label: pod.key };
     }
     const known = [...this.plan.containers.map((c) => c.key), ...this.plan.pods.map((p) => p.key)];
