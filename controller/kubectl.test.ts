@@ -133,7 +133,7 @@ describe('kubectl against the API server', () => {
     expect(refused.stderr).toContain('managed by GKE');
     const cm = await waitFor(async () => {
       const out = await ok(['-n', 'kube-system', 'get', 'configmap', 'ip-masq-agent', '-o', 'jsonpath={.data.config}']);
-      return out.includes('8.8.8.0/24') && out;
+      return out.includes('8.8.8.0/24') ? out : undefined;
     }, 'ConfigMap has the custom destination');
     expect((parse(cm) as { nonMasqueradeCIDRs: string[] }).nonMasqueradeCIDRs).toContain('10.0.0.0/8');
   });

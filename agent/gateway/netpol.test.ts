@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import type { PodInfo } from './model.js';
+import type { NamespaceInfo, PodInfo } from './model.js';
 import { compileNetworkPolicies, isEgressPolicy, networkPolicyFromObject, type NetworkPolicyInfo } from './netpol.js';
 
 const pod = (namespace: string, name: string, ip: string, nodeName: string, labels: Record<string, string> = {}): PodInfo => ({ namespace, name, labels, ip, nodeName, hostNetwork: false, terminated: false });
@@ -9,7 +9,7 @@ const pods = [
   pod('default', 'c1', '10.10.10.2', 'node-1'),
   pod('paul', 'fe', '10.10.11.1', 'node-2', { role: 'frontend' }),
 ];
-const namespaces = [
+const namespaces: NamespaceInfo[] = [
   { name: 'alice', labels: { user: 'alice' } },
   { name: 'paul', labels: { user: 'paul' } },
   { name: 'default', labels: {} },

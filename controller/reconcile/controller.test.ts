@@ -26,7 +26,7 @@ async function halt(node: string): Promise<void> {
 
 type GwStatus = { nodes?: Record<string, string>; floatingIPs?: Record<string, string> };
 const gwStatus = async (ns = 'kube-system'): Promise<GwStatus> => ((await t!.admin.get(R.anthosNetworkGateways, 'default', ns)).status ?? {}) as GwStatus;
-const ready = (p: KubeObject) => ((p.status as { conditions?: { type: string; status: string; reason: string }[] } | undefined)?.conditions ?? []).find((c) => c.type === 'Ready');
+const ready = (p: KubeObject) => ((p.status as { conditions?: { type: string; status: string; reason: string; message?: string }[] } | undefined)?.conditions ?? []).find((c) => c.type === 'Ready');
 
 async function allUp(): Promise<void> {
   for (const n of ['cp-1', 'worker1', 'worker2']) renew(n);
