@@ -17,6 +17,8 @@ export default defineConfig({
           exclude: ['**/*.lab.test.ts', 'scenarios/**', 'node_modules/**', 'dist/**'],
           environment: 'node',
           setupFiles: ['harness/testing/setup.ts'],
+          // Unit tests run first, then the lab (projects with different worker counts need their own group).
+          sequence: { groupOrder: 0 },
         },
       },
       {
@@ -30,6 +32,7 @@ export default defineConfig({
           testTimeout: 120_000,
           hookTimeout: 180_000,
           maxWorkers: 2,
+          sequence: { groupOrder: 1 },
         },
       },
     ],
