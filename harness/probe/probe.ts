@@ -102,7 +102,8 @@ export async function probe(lab: Lab, from: string, to: string, options: ProbeOp
     const needle = needleFor(proto, token, to, port);
     const seen = await pollUntil(() => readObservations(lab, target, needle, started), {
       what: `the observation of ${proto} probe ${token} at ${target.label}`,
-      timeoutMs: rec.replied ? 3000 : 300,
+      // Generous for unanswered probes: on a loaded machine the capture pipeline can lag a second.
+      timeoutMs: rec.replied ? 3000 : 1500,
       intervalMs: 25,
       accept: (obs) => obs.length > 0,
     }).catch(() => [] as Observation[]);
