@@ -1,0 +1,181 @@
+/**
+ * Shared by the egress-gateway scenarios (SPEC 2): apply manifests, read the gateway status, wait
+ * until a policy is served (the holder has the IP on eth0 and a probe leaves with it), MACs,
+ * EgressNATPolicy objects built in code, and the hop-by-hop capture of the seed's 7-step path.
+ */
+import { expect } from 'vitest';
+import type { Lab } from '../../harness/lab/lab.js';
+import type { ProbeResult } from '../../harness/probe/probe.js';
+import type { Proto } from '../../harness/inlab/protocol.js';
+import { R, type KubeClient } from '../../controller/client/client.js';
+import type { KubeObject } from '../../controller/api/types.js';
+import { applyAll, loadManifests } from '../../harness/cluster/apply.js';
+import { gatewayStatus, type GatewayStatus } from '../../harness/cluster/status.js';
+import { pollUntil } from '../../harness/util/poll.js';
+import { describePacket, type DecodedPacket } from '../../harness/pcap/pcap.js';
+import type { CaptureResult } from '../../harness/capture/capture.js';
+
+export const SEED_DIR = 'fixtures/manifests/seed-000';
+export const SEED_IP = '192.168.1.100';
+export const FLOATING_IPS = ['192.168.1.100', '192.168.1.101', '192.168.1.102'];
+export const INTERNET_IP = '8.8.8.8';
+
+export async function applySeed(api: KubeClient): Promise<void> {
+  await applyAll(api, loadManifests(SEED_DIR));
+}
+
+export async function gw(api: KubeClient): Promise<GatewayStatus> {
+  return gatewayStatus(await api.get(R.anthosNetworkGateways, 'default', 'kube-system'));
+}
+
+export const allUp = (g: GatewayStatus, n = 4) => Object.keys(g.nodes).length === n && Object.values(g.nodes).every((s) => s === 'Up');
+
+/** Waits until `ip` is assigned to an Up node (every node Up) and returns that node. */
+export async function holderOf(api: KubeClient, ip: string, timeoutMs = 15_000): Promise<string> {
+  const g = await pollUntil(() => gw(api), { what: `${ip} assigned to an Up node with every node Up`, timeoutMs, intervalMs: 20, accept: (s) => allUp(s) && !!s.assignments[ip] });
+  return g.assignments[ip]!;
+}
+
+/** Floating IPs a node has on eth0 (as /32). */
+export async function ipsOnEth0(lab: Lab, node: string): Promise<string[]> {
+  const r = await lab.exec(node, ['ip', '-j', '-4', 'addr', 'show', 'dev', 'eth0']);
+  const j = JSON.parse(r.stdout) as { addr_info: { local: string; prefixlen: number }[] }[];
+  return j.flatMap((l) => l.addr_info.filter((a) => a.prefixlen === 32).map((a) => a.local));
+}
+
+export async function waitIPOn(lab: Lab, node: string, ip: string, timeoutMs = 15_000): Promise<void> {
+  await pollUntil(() => ipsOnEth0(lab, node), { what: `${ip} on ${node}'s eth0`, timeoutMs, intervalMs: 50, accept: (ips) => ips.includes(ip) });
+}
+
+export async function macOf(lab: Lab, where: string, iface = 'eth0'): Promise<string> {
+  return (await lab.exec(where, ['cat', `/sys/class/net/${iface}/address`])).stdout.trim().toLowerCase();
+}
+
+/** Probes until the far end observes `source` (the agents reacted); returns the last probe. */
+export async function waitSeenFrom(lab: Lab, from: string, to: string, source: string | undefined, opts: { proto?: Proto; timeoutMs?: number; what?: string } = {}): Promise<ProbeResult> {
+  return pollUntil(() => lab.probe(from, to, { proto: opts.proto ?? 'udp', timeoutMs: 500 }), {
+    what: opts.what ?? `${from} -> ${to} to be observed from ${source ?? 'nobody (dropped)'}`,
+    timeoutMs: opts.timeoutMs ?? 15_000,
+    intervalMs: 50,
+    accept: (r) => r.observedSource === source,
+  });
+}
+
+export interface PolicyOptions {
+  name: string;
+  egressSourceIP: string;
+  destinationCIDRs: string[];
+  rules: { namespaceSelector?: Record<string, string>; podSelector?: Record<string, string> }[];
+}
+
+export function policy(o: PolicyOptions): KubeObject {
+  return {
+    apiVersion: 'networking.gke.io/v1alpha1',
+    kind: 'EgressNATPolicy',
+    metadata: { name: o.name },
+    spec: {
+      egress: o.rules.map((r) => ({ namespaceSelector: { matchLabels: r.namespaceSelector ?? {} }, podSelector: { matchLabels: r.podSelector ?? {} } })),
+      destinationCIDRs: o.destinationCIDRs,
+      egressSourceIP: o.egressSourceIP,
+    },
+  };
+}
+
+export async function createPolicy(api: KubeClient, o: PolicyOptions): Promise<void> {
+  await api.create(R.egressNATPolicies, policy(o) as KubeObject & { metadata: KubeObject['metadata'] });
+}
+
+export async function deletePolicy(api: KubeClient, name: string): Promise<void> {
+  await api.delete(R.egressNATPolicies, name).catch(() => {});
+}
+
+export async function setFloatingIPs(api: KubeClient, ips: string[]): Promise<void> {
+  await api.patch(R.anthosNetworkGateways, 'default', { spec: { floatingIPs: ips } }, { namespace: 'cluster-cluster1' });
+}
+
+/** Events recorded on an EgressNATPolicy (any namespace), by reason. */
+export async function policyEvents(api: KubeClient, name: string, reason: string): Promise<KubeObject[]> {
+  const list = await api.list(R.events, { fieldSelector: `reason=${reason}` });
+  return list.items.filter((e) => (e.involvedObject as { name?: string; kind?: string } | undefined)?.name === name);
+}
+
+// ------------------------------------------------------------------ the 7-step path
+
+export interface PathCase {
+  pod: string;
+  dst: string;
+  port: number;
+  egressIP: string;
+  holder: string;
+}
+
+export interface PathEvidence {
+  probe: ProbeResult;
+  steps: { step: string; ok: boolean; packet?: string }[];
+  dump: string;
+}
+
+function udpTo(p: DecodedPacket, port: number): boolean {
+  return p.ip?.udp?.dport === port;
+}
+function udpFrom(p: DecodedPacket, port: number): boolean {
+  return p.ip?.udp?.sport === port;
+}
+
+/**
+ * Captures the pod's veth (host side), the pod node's eth0 and the holder's eth0 while one UDP
+ * probe goes from the pod to `dst:port`, and checks each of the seed's 7 steps in the pcaps.
+ */
+export async function capturePath(lab: Lab, c: PathCase): Promise<PathEvidence> {
+  const pod = lab.pod(c.pod);
+  const podIP = pod.ip!;
+  const sameNode = pod.node === c.holder;
+  const filter = `udp port ${c.port}`;
+  const [podMac, holderMac] = await Promise.all([macOf(lab, pod.node), macOf(lab, c.holder)]);
+  const caps = await Promise.all([
+    lab.capture(pod.node, pod.hostVeth!, { filter }),
+    lab.capture(pod.node, 'eth0', { filter }),
+    ...(sameNode ? [] : [lab.capture(c.holder, 'eth0', { filter })]),
+  ]);
+  const probe = await lab.probe(c.pod, c.dst, { proto: 'udp', port: c.port, timeoutMs: 2_000 });
+  const [veth, srcEth, gwEthOrUndef] = (await Promise.all(caps.map((x) => x.stop()))) as [CaptureResult, CaptureResult, CaptureResult?];
+  const gwEth = sameNode ? srcEth : gwEthOrUndef!;
+  const pick = (ps: DecodedPacket[], f: (p: DecodedPacket) => boolean) => ps.find(f);
+  const out = (p: DecodedPacket) => udpTo(p, c.port);
+  const back = (p: DecodedPacket) => udpFrom(p, c.port);
+  const steps: PathEvidence['steps'] = [];
+  const check = (step: string, p: DecodedPacket | undefined) => steps.push({ step, ok: !!p, ...(p ? { packet: describePacket(p) } : {}) });
+
+  check(`1. ${c.pod} sends from ${podIP} on its veth ${pod.hostVeth}`, pick(veth.packets, (p) => out(p) && p.ip!.src === podIP && p.ip!.dst === c.dst));
+  if (!sameNode) {
+    check(
+      `2. ${pod.node} eth0 forwards it to ${c.holder} (dst MAC ${holderMac}) with src still ${podIP}`,
+      pick(srcEth.packets, (p) => out(p) && p.ip!.src === podIP && p.srcMac === podMac && p.dstMac === holderMac),
+    );
+    check(`3. ${c.holder} eth0 receives it (src ${podIP})`, pick(gwEth.packets, (p) => out(p) && p.ip!.src === podIP && p.dstMac === holderMac));
+  } else {
+    check(`2/3. pod on the gateway node: nothing leaves ${pod.node} eth0 with ${podIP}`, srcEth.packets.some((p) => out(p) && p.ip!.src === podIP) ? undefined : veth.packets[0]);
+  }
+  check(`4. ${c.holder} eth0 sends it SNATed to ${c.egressIP}`, pick(gwEth.packets, (p) => out(p) && p.ip!.src === c.egressIP && p.srcMac === holderMac));
+  check(`5. the reply comes back to ${c.egressIP} on ${c.holder}`, pick(gwEth.packets, (p) => back(p) && p.ip!.dst === c.egressIP && p.dstMac === holderMac));
+  if (!sameNode) {
+    check(
+      `6. ${c.holder} de-NATs it to ${podIP} and sends it to ${pod.node} (dst MAC ${podMac})`,
+      pick(gwEth.packets, (p) => back(p) && p.ip!.dst === podIP && p.srcMac === holderMac && p.dstMac === podMac),
+    );
+  }
+  check(`7. delivered to ${c.pod} on its veth (dst ${podIP})`, pick(veth.packets, (p) => back(p) && p.ip!.dst === podIP));
+  const dump = [
+    `-- ${pod.node}:${pod.hostVeth}`, ...veth.packets.map(describePacket),
+    `-- ${pod.node}:eth0 (mac ${podMac})`, ...srcEth.packets.map((p) => `${p.srcMac} > ${p.dstMac} ${describePacket(p)}`),
+    ...(sameNode ? [] : [`-- ${c.holder}:eth0 (mac ${holderMac})`, ...gwEth.packets.map((p) => `${p.srcMac} > ${p.dstMac} ${describePacket(p)}`)]),
+  ].join('\n');
+  return { probe, steps, dump };
+}
+
+export function expectPath(e: PathEvidence, c: PathCase): void {
+  const report = `${e.steps.map((s) => `${s.ok ? 'ok  ' : 'MISS'} ${s.step}${s.packet ? `   [${s.packet}]` : ''}`).join('\n')}\n${e.dump}`;
+  expect(e.probe).toBeSeenFrom(c.egressIP);
+  expect(e.probe).toGetReply();
+  expect(e.steps.filter((s) => !s.ok).map((s) => s.step), report).toEqual([]);
+}
