@@ -185,6 +185,26 @@ export class ContinuousProbe {
     return this.stopped;
   }
 
+  /**
+   * The responder's capture log can trail the traffic (a loaded machine delays tcpdump and the
+   * decoder): read it until two reads 200 ms apart agree, within a deadline.
+   */
+  private async settledObservations(target: Target): Promise<Observation[]> {
+    const needle = needleFor(this.proto, this.token, this.to, this.port);
+    let last = await readObservations(this.lab, target, needle, this.startedAt);
+    let stable = 0;
+    await pollUntil(
+      async () => {
+        const now = await readObservations(this.lab, target, needle, this.startedAt);
+        stable = now.length === last.length ? stable + 1 : 0;
+        last = now;
+        return stable >= 2;
+      },
+      { what: `the capture log of ${target.label} to settle`, timeoutMs: 4000, intervalMs: 200 },
+    ).catch(() => {});
+    return last;
+  }
+
   private async doStop(): Promise<Timeline> {
     const { pid } = this.files;
     const c = this.source.container;
@@ -194,9 +214,7 @@ export class ContinuousProbe {
       timeoutMs: 15_000,
     });
     const records = await this.records();
-    const observations = this.target
-      ? await readObservations(this.lab, this.target, needleFor(this.proto, this.token, this.to, this.port), this.startedAt)
-      : [];
+    const observations = this.target ? await this.settledObservations(this.target) : [];
     const meta = { from: this.source.label, to: this.to, proto: this.proto, intervalMs: this.intervalMs, ...(this.port ? { port: this.port } : {}) };
     return buildTimeline(meta, records, observations);
   }

@@ -1,0 +1,134 @@
+/**
+ * Benchmark: ip-masq-agent ConfigMap change -> first packet that leaves with the new source.
+ *
+ * A lab (standard-agent: Standard cluster, ip-masq-agent on every node) runs a continuous probe from
+ * alice/frontend-1 (10.10.10.1 on node-1) to the VPC endpoint 172.16.100.10 (which answers the pod IP
+ * and the node IP alike, and says which source it saw). The benchmark toggles 172.16.100.0/24 in and
+ * out of `nonMasqueradeCIDRs` through the API (ConfigMap update) and, for each change, measures from
+ * the return of the API write to the send time of the first probe packet the VPC observed with the
+ * new source (pod IP after an "in", node IP after an "out"). It also reports when node-1's agent had
+ * the new rules in the kernel (`masq.appliedAt` in its status file).
+ *
+ * The probe is TCP: every packet is a new connection. NAT is decided on a connection's first packet
+ * and conntrack keeps that decision (as with upstream's iptables rules), so a single long-lived flow
+ * (one UDP socket) would keep its old source until its conntrack entry expires; `--proto udp` shows
+ * exactly that (the change is then seen only by new flows).
+ *
+ *   npm run build && node dist/bench/masq-propagation.js [--changes 20] [--interval 10] [--proto tcp|udp]
+ */
+import { randomBytes } from 'node:crypto';
+import { Lab } from '../harness/lab/lab.js';
+import { topologyFromArg } from '../harness/topology/load.js';
+import { pollUntil } from '../harness/util/poll.js';
+import { R, type KubeClient } from '../controller/client/client.js';
+import type { KubeObject } from '../controller/api/types.js';
+import { DEFAULT_LAB_PATHS } from '../controller/lab-config.js';
+import type { ClientRecord, Proto } from '../harness/inlab/protocol.js';
+
+function arg(name: string, fallback: string): string {
+  const i = process.argv.indexOf(`--${name}`);
+  return i >= 0 ? process.argv[i + 1]! : fallback;
+}
+
+const CHANGES = Number(arg('changes', '20'));
+const INTERVAL_MS = Number(arg('interval', '10'));
+const PROTO = arg('proto', 'tcp') as Proto;
+const POD = 'alice/frontend-1';
+const VPC = '172.16.100.10';
+const POD_IP = '10.10.10.1';
+const NODE_IP = '192.168.1.1';
+const base = ['10.0.0.0/8'];
+
+function configText(withVpc: boolean): string {
+  const cidrs = withVpc ? [...base, '172.16.100.0/24'] : base;
+  return `nonMasqueradeCIDRs:\n${cidrs.map((c) => `  - ${c}\n`).join('')}masqLinkLocal: false\nresyncInterval: 60s\n`;
+}
+
+function pct(xs: number[], p: number): number {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.min(s.length - 1, Math.max(0, Math.ceil((p / 100) * s.length) - 1))]!;
+}
+
+function summary(name: string, xs: number[]): string {
+  if (xs.length === 0) return `${name}: no samples`;
+  return `${name}: n=${xs.length} p50 ${pct(xs, 50).toFixed(0)} ms, p95 ${pct(xs, 95).toFixed(0)} ms, min ${Math.min(...xs).toFixed(0)} ms, max ${Math.max(...xs).toFixed(0)} ms`;
+}
+
+async function appliedAt(lab: Lab): Promise<number> {
+  const r = await lab.exec('node-1', ['cat', DEFAULT_LAB_PATHS.agentStatus]);
+  const s = JSON.parse(r.stdout) as { masq?: { appliedAt?: string } };
+  return Date.parse(s.masq?.appliedAt ?? '');
+}
+
+async function main(): Promise<void> {
+  const t0 = Date.now();
+  const lab = await Lab.up({ topology: topologyFromArg('standard-agent'), id: `bench-prop-${randomBytes(3).toString('hex')}` });
+  try {
+    console.log(`lab ${lab.id} up in ${Date.now() - t0} ms; ${CHANGES} changes, ${PROTO} probe every ${INTERVAL_MS} ms`);
+    const api: KubeClient = await lab.api();
+    let cm: KubeObject = await api.create(R.configmaps, { apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'ip-masq-agent', namespace: 'kube-system' }, data: { config: configText(true) } });
+    const probe = await lab.continuousProbe(POD, VPC, { proto: PROTO, intervalMs: INTERVAL_MS, timeoutMs: 1000 });
+    const seen = (r: ClientRecord) => r.observedSource;
+    // every packet answered with the pod IP before the first change
+    await pollUntil(async () => (await probe.records()).slice(-5), {
+      what: 'the probe to settle on the pod IP',
+      timeoutMs: 20_000,
+      intervalMs: 50,
+      accept: (l) => l.length === 5 && l.every((r) => seen(r) === POD_IP),
+    });
+    const toFirst: number[] = [];
+    const toApplied: number[] = [];
+    const toStable: number[] = [];
+    let withVpc = true;
+    for (let i = 0; i < CHANGES; i++) {
+      withVpc = !withVpc;
+      const want = withVpc ? POD_IP : NODE_IP;
+      const before = await appliedAt(lab);
+      const w0 = Date.now();
+      cm = await api.update(R.configmaps, { ...cm, data: { config: configText(withVpc) } });
+      const w = Date.now();
+      // until 5 packets in a row (the newest) came back with the new source
+      let recs: ClientRecord[];
+      try {
+        recs = await pollUntil(() => probe.records(), {
+          what: `change ${i + 1}: the probe to show ${want}`,
+          timeoutMs: 15_000,
+          intervalMs: 20,
+          accept: (l) => {
+            const last = l.slice(-5);
+            return last.length === 5 && last.every((r) => seen(r) === want && r.t > w0);
+          },
+        });
+      } catch (e) {
+        const applied = await appliedAt(lab);
+        console.log(`change ${i + 1}: ${(e as Error).message.split('; last seen')[0]} (agent status appliedAt +${applied - w} ms): ` +
+          `a long-lived ${PROTO} flow keeps the NAT decision of its first packet (conntrack); stopping`);
+        break;
+      }
+      const first = recs.filter((r) => r.t >= w0 && seen(r) === want).sort((a, b) => a.t - b.t)[0]!;
+      const lastOld = recs.filter((r) => r.t >= w0 && r.replied && seen(r) !== want).sort((a, b) => b.t - a.t)[0];
+      const applied = await pollUntil(() => appliedAt(lab), { what: 'node-1 appliedAt to move', timeoutMs: 5_000, accept: (a) => a !== before });
+      toFirst.push(first.t - w);
+      toApplied.push(applied - w);
+      toStable.push((lastOld ? lastOld.t : first.t) - w);
+      console.log(
+        `change ${String(i + 1).padStart(2)} (${withVpc ? 'in ' : 'out'}): API write ${w - w0} ms; agent status appliedAt +${applied - w} ms; first packet from ${want} +${first.t - w} ms` +
+          (lastOld && lastOld.t > first.t ? ` (a packet sent +${lastOld.t - w} ms still left with the old source)` : ''),
+      );
+    }
+    const t = await probe.stop();
+    const lost = t.packets.filter((p) => !p.replied).length;
+    console.log(`probe: ${t.packets.length} packets, ${lost} unanswered`);
+    console.log(summary('API write returned -> first packet with the new source', toFirst));
+    console.log(summary('API write returned -> node-1 status appliedAt (stamped after nft -f and the verification listing)', toApplied));
+    console.log(summary('API write returned -> last packet with the old source', toStable));
+    console.log(`target p95 <= 250 ms: ${toFirst.length === 0 ? 'n/a (no change observed)' : pct(toFirst, 95) <= 250 ? 'met' : 'NOT met'}`);
+  } finally {
+    await lab.down();
+  }
+}
+
+main().catch((e: unknown) => {
+  console.error(e);
+  process.exit(1);
+});
