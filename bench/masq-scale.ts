@@ -26,6 +26,7 @@ import { processLog } from '../harness/lab/process.js';
 import { parseMasqConfig } from '../agent/masq/config.js';
 import { renderMasqRuleset } from '../agent/masq/render.js';
 import type { Proto } from '../harness/inlab/protocol.js';
+import { randomDisjointCidrs } from './cidrs.js';
 
 function arg(name: string, fallback: string): string {
   const i = process.argv.indexOf(`--${name}`);
@@ -38,28 +39,6 @@ const IPERF_S = Number(arg('iperf-seconds', '4'));
 const POD = 'alice/frontend-1';
 const VPC = '172.16.100.10';
 const NODES = ['node-1', 'node-2', 'node-3'];
-
-/** Same generator as bench/masq-render.ts: distinct /24s in 11.0.0.0-126.255.255.255, /24../30 blocks. */
-function randomDisjointCidrs(count: number, seed: number): string[] {
-  let x = seed >>> 0;
-  const rnd = (): number => {
-    x = (Math.imul(x, 1664525) + 1013904223) >>> 0;
-    return x;
-  };
-  const used = new Set<number>();
-  const out: string[] = [];
-  while (out.length < count) {
-    const slash24 = (11 << 16) + (rnd() % (116 << 16));
-    if (used.has(slash24)) continue;
-    used.add(slash24);
-    const prefix = 24 + (rnd() % 7);
-    const hostBits = 32 - prefix;
-    const offset = hostBits >= 8 ? 0 : ((rnd() % 256) >> hostBits) << hostBits;
-    const a = slash24 * 256 + offset;
-    out.push(`${a >>> 24}.${(a >>> 16) & 255}.${(a >>> 8) & 255}.${a & 255}/${prefix}`);
-  }
-  return out;
-}
 
 const median = (xs: number[]): number => {
   const s = [...xs].sort((a, b) => a - b);
