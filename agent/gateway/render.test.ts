@@ -95,7 +95,7 @@ describe('renderGateway: nft transaction', () => {
       'ct direction original ct original ip saddr @p1_all ct original ip daddr @p1_dst jump p1_guard',
     ]);
     expect(chain(src.ruleset, 'p0_guard')).toEqual([
-      'meta mark & 0x00ff0000 == 0x00010000 ip saddr @p0_all accept',
+      'meta mark & 0x00ff0000 == 0x00010000 rt ip nexthop 192.168.1.2 ip saddr @p0_all accept',
       'counter drop comment "guard egress: would leave with a source other than 192.168.1.100"',
     ]);
     expect(chain(src.ruleset, 'p1_guard')).toEqual(['counter drop comment "guard other: would leave with a source other than 192.168.1.101"']);

@@ -19,7 +19,7 @@
  *       oifname <uplink> ip saddr @pN_all ip daddr @pN_dst snat to <egressSourceIP>
  *   chain guard         filter, postrouting, srcnat+10 (110): after every NAT:
 *       oifname <uplink> ct direction original ct original ip saddr @pN_all ct original ip daddr @pN_dst jump pN_guard
- *   chain pN_guard      ip saddr <egressSourceIP> accept (holder) |
+ *   chain pN_guard      ip saddr <egressSourceIP> accept (holder) | mark + rt nexthop holder accept |
  *                       mark == holder's index, source untouched accept (towards the holder) | drop
  * table arp egresslab_gw  (ARP fence, a kernel dead-man switch)
  *   set floating        every floating IP of the gateway
@@ -132,7 +132,12 @@ function policyPrerouting(i: number, p: PolicyPlan): string {
 function policyGuard(i: number, p: PolicyPlan): string {
   const lines: string[] = [];
   if (p.snatHere) lines.push(`ip saddr ${p.egressSourceIP} accept`);
-  if (p.action === 'route' && p.mark !== null) lines.push(`meta mark & ${hex8(GW_MARK_MASK)} == ${hex8(p.mark & GW_MARK_MASK)} ip saddr @p${i}_all accept`);
+  // A marked packet may leave un-NATed only when it is really routed to the holder: if the
+  // holder's routing table were missing for a moment, the lookup would fall through to the main
+  // table and the packet would reach the router with the pod IP (a leak seen in a kill scenario).
+  if (p.action === 'route' && p.mark !== null && p.holderIP) {
+    lines.push(`meta mark & ${hex8(GW_MARK_MASK)} == ${hex8(p.mark & GW_MARK_MASK)} rt ip nexthop ${p.holderIP} ip saddr @p${i}_all accept`);
+  }
   lines.push(`counter drop ${comment(`guard ${p.name}: would leave with a source other than ${p.egressSourceIP}`)}`);
   return `\tchain p${i}_guard {\n${lines.map((l) => `\t\t${l}\n`).join('')}\t}\n`;
 }
