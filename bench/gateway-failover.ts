@@ -13,6 +13,7 @@ import { topologyFromArg } from '../harness/topology/load.js';
 import { applyAll, loadManifests } from '../harness/cluster/apply.js';
 import { R } from '../controller/client/client.js';
 import { gatewayStatus } from '../harness/cluster/status.js';
+import { workerHolder } from '../harness/cluster/holder.js';
 import { pollUntil } from '../harness/util/poll.js';
 import { leaks, outages, sourceCounts } from '../harness/probe/timeline.js';
 import { DEFAULT_LAB_PATHS } from '../controller/lab-config.js';
@@ -41,8 +42,8 @@ async function main(): Promise<void> {
     const gw = async () => gatewayStatus(await api.get(R.anthosNetworkGateways, 'default', 'kube-system'));
     const rows: { holder: string; to: string; interruptionMs: number; lost: number; leaked: number; outages: number }[] = [];
     for (let i = 0; i < kills; i++) {
-      const g = await pollUntil(gw, { what: 'every node Up and the IP assigned', timeoutMs: 60_000, intervalMs: 50, accept: (s) => Object.values(s.nodes).length === 4 && Object.values(s.nodes).every((x) => x === 'Up') && !!s.assignments[IP] });
-      const holder = g.assignments[IP]!;
+      // never break cp-1 (it runs the controller): an IP that flapped onto it is moved to a worker first
+      const holder = await workerHolder(lab, api, IP, 60_000);
       await pollUntil(async () => (await lab.exec(holder, ['ip', '-4', 'addr', 'show', 'dev', 'eth0'])).stdout.includes(`${IP}/32`), { what: `${IP} on ${holder}`, timeoutMs: 15_000 });
       const pod = PODS.find((p) => lab.pod(p).node !== holder)!;
       const probe = await lab.continuousProbe(pod, '8.8.8.8', { proto: 'udp', intervalMs, timeoutMs: 300 });
@@ -51,8 +52,10 @@ async function main(): Promise<void> {
         await pollUntil(async () => (await probe.records()).filter((r) => r.replied).length, { what: '20 answered before the kill', timeoutMs: 15_000, accept: (n) => n >= 20 });
         const tKill = Date.now();
         await lab.faults.kill(holder);
-        await pollUntil(async () => (await probe.records()).filter((r) => r.t > tKill && r.replied).length, { what: '30 answered after the kill', timeoutMs: 20_000, accept: (n) => n >= 30 });
-        to = (await gw()).assignments[IP] ?? '?';
+        const moved = await pollUntil(gw, { what: `${IP} to move off ${holder}`, timeoutMs: 20_000, intervalMs: 20, accept: (s) => !!s.assignments[IP] && s.assignments[IP] !== holder });
+        to = moved.assignments[IP]!;
+        const tMoved = Date.now();
+        await pollUntil(async () => (await probe.records()).filter((r) => r.t > tMoved && r.replied).length, { what: '30 answered after the move', timeoutMs: 20_000, accept: (n) => n >= 30 });
       } finally {
         await lab.faults.start(holder).catch((e: Error) => console.error(`start ${holder}: ${e.message}`));
       }

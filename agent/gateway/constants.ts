@@ -7,6 +7,11 @@
  *               for packets carrying it. Every packet the gateway datapath claims carries it.
  *   0x00ff0000  GW_MARK_MASK: index (1..255) of the gateway node the packet is policy-routed to;
  *               0 = not re-routed (the gateway is this node itself, or not a gateway packet).
+ *   0x00001000  GW_FORWARD_OK_MARK: on the holder, set in prerouting on traffic of another node's
+ *               pod that egress_snat will SNAT. The forward fence (an ip rule, below) blackholes
+ *               every packet of another node's pod forwarded here WITHOUT it, so nothing can be
+ *               forwarded un-NATed when the nft hooks are gone (netns teardown of a killed node:
+ *               the kernel releases nftables hooks before the interfaces; `nft flush ruleset`).
  *
  * Bits 16-23 stay clear of kube-proxy (0x4000/0x8000), Cilium (0x0f00) and the bypass bit; Calico
  * uses the upper 16 bits by default (0xffff0000), so in a Calico cluster GW_MARK_MASK would have to
@@ -26,6 +31,11 @@ export const GW_MAX_INDEX = 255;
 export const GW_TABLE_BASE = 7100;
 /** `ip rule` preference of the fwmark rules (before `main` at 32766). */
 export const GW_RULE_PREF = 1000;
+
+/** Forward fence: see GW_FORWARD_OK_MARK. Table GW_FENCE_TABLE = `blackhole default` + `throw` for this node's pod CIDRs. */
+export const GW_FORWARD_OK_MARK = 0x00001000;
+export const GW_FENCE_TABLE = GW_TABLE_BASE;
+export const GW_FENCE_PREF = 990;
 
 /** nft chain priorities. */
 export const PRIO_PREROUTING = 'mangle - 10'; // -160: after conntrack (-200), before DNAT/mangle users

@@ -131,6 +131,8 @@ export interface GatewayPlan {
   nodeIP: string;
   /** this node's pod CIDRs (the prerouting chain only looks at traffic sourced there) */
   podCIDRs: string[];
+  /** the other nodes' pod CIDRs (the forward fence: their traffic forwarded here must be SNATed) */
+  peerPodCIDRs: string[];
   policies: PolicyPlan[];
   /** one routing table per other node, whether it holds an IP now or not (stable, see render) */
   routes: GatewayRoute[];
@@ -280,7 +282,8 @@ export function computeGatewayPlan(input: ModelInput): GatewayPlan {
   warnings.push(...netpol.warnings);
 
   const floatingIPs = ipSort([...(gw?.floatingIPs ?? []), ...Object.keys(gw?.assignments ?? {})].filter(isIPv4));
-  return { node: self, nodeIP: input.self.ip, podCIDRs, policies, routes, ownedIPs, floatingIPs, netpol, fenced, warnings };
+  const peerPodCIDRs = normaliseCidrList(input.nodes.filter((n) => n.name !== self).flatMap((n) => n.podCIDRs.filter((c) => parseCidr4(c, false).ok)));
+  return { node: self, nodeIP: input.self.ip, podCIDRs, peerPodCIDRs, policies, routes, ownedIPs, floatingIPs, netpol, fenced, warnings };
 }
 
 // ---------------------------------------------------------------------------------------------

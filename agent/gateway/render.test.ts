@@ -156,11 +156,22 @@ describe('policy routing and addresses (diff against ip -j output)', () => {
     expect(parseIpRules('garbage')).toEqual([]);
   });
 
+  it('parses the forward fence rule as iproute2 prints it (from, iif, fwmark 0/mask)', () => {
+    // captured from `ip -j rule show` in the lab image
+    const json = '[{"priority":0,"src":"all","table":"local"},{"priority":990,"src":"10.10.11.0","srclen":24,"fwmark":"0","fwmask":"0x1000","iif":"eth0","iif_detached":null,"table":"7100"}]';
+    expect(parseIpRules(json)).toEqual([{ pref: 990, fwmark: 0, mask: 0x1000, table: 7100, iif: 'eth0', from: '10.10.11.0/24' }]);
+  });
+
   it('adds missing rules before the nft transaction and removes stale ones after', () => {
-    const c = routingCommands(r, { rules: [{ pref: 1000, fwmark: 0x10000, mask: 0xff0000, table: 7101 }, { pref: 1000, fwmark: 0x90000, mask: 0xff0000, table: 7109 }], tables: [7101, 7109] });
+    const fence = (from: string) => ({ pref: 990, fwmark: 0, mask: 0x1000, table: 7100, iif: 'eth0', from });
+    const c = routingCommands(r, { rules: [fence('10.10.11.0/24'), { pref: 1000, fwmark: 0x10000, mask: 0xff0000, table: 7101 }, { pref: 1000, fwmark: 0x90000, mask: 0xff0000, table: 7109 }], tables: [7101, 7109] });
     expect(c.before).toEqual([
+      // the forward fence's table is complete before its rules exist
+      'route replace throw 10.10.10.0/24 table 7100',
+      'route replace blackhole default table 7100',
       'route replace default via 192.168.1.2 dev eth0 table 7101',
       'route replace default via 192.168.1.3 dev eth0 table 7102',
+      'rule add pref 990 from 10.10.12.0/24 iif eth0 fwmark 0x0/0x1000 table 7100',
       'rule add pref 1000 fwmark 0x20000/0xff0000 table 7102',
     ]);
     expect(c.after).toEqual(['rule del pref 1000 fwmark 0x90000/0xff0000 table 7109', 'route flush table 7109']);
@@ -195,5 +206,23 @@ describe('policy routing and addresses (diff against ip -j output)', () => {
     const closed = computeGatewayPlan(input('node-1', {}));
     expect(changedPairs(a, closed)).toHaveLength(2);
     expect(conntrackFlushArgs([{ src: '10.10.10.1', dst: '8.8.8.0/24' }])).toEqual([['-D', '-s', '10.10.10.1', '-d', '8.8.8.0', '--mask-dst', '255.255.255.0']]);
+  });
+});
+
+describe('forward fence: nothing from pods of other nodes is forwarded un-NATed, even with no nft hook', () => {
+  it('the holder marks the traffic it will SNAT; every node blackholes unmarked forwarded pod traffic', () => {
+    const holder = renderGateway(computeGatewayPlan(input('node-2', { '192.168.1.100': 'node-2' })));
+    expect(holder.ruleset).toMatch(/iifname "eth0" ip saddr @p0_all ip daddr @p0_dst meta mark set meta mark \| 0x00001000/);
+    // the mark comes before the early return of forwarded traffic
+    expect(holder.ruleset.indexOf('0x00001000')).toBeLessThan(holder.ruleset.indexOf('iifname "eth0" return'));
+    expect(holder.rules.filter((x) => x.table === 7100)).toEqual([
+      { pref: 990, fwmark: 0, mask: 0x1000, table: 7100, iif: 'eth0', from: '10.10.10.0/24' },
+      { pref: 990, fwmark: 0, mask: 0x1000, table: 7100, iif: 'eth0', from: '10.10.12.0/24' },
+    ]);
+    expect(holder.fenceThrow).toEqual(['10.10.11.0/24']);
+    // a node that holds nothing marks nothing, and still fences
+    const other = renderGateway(computeGatewayPlan(input('node-1', { '192.168.1.100': 'node-2' })));
+    expect(other.ruleset).not.toContain('0x00001000');
+    expect(other.rules.filter((x) => x.table === 7100).map((x) => x.from)).toEqual(['10.10.11.0/24', '10.10.12.0/24']);
   });
 });

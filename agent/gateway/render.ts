@@ -11,7 +11,9 @@
  * table ip egresslab_gw
  *   set podcidrs            this node's pod CIDRs
  *   set pN_src/pN_all/pN_dst  policy N (by name): matched pod IPs here / everywhere, destinationCIDRs
- *   chain prerouting   filter, prerouting, mangle-10 (-160): pod traffic only (not from the uplink)
+ *   chain prerouting   filter, prerouting, mangle-10 (-160):
+ *       iifname <uplink> ip saddr @pN_all ip daddr @pN_dst  mark |= forward-ok   (holder only)
+ *       iifname <uplink> return                                  then pod traffic only
  *       ip saddr vmap { <isolated pod> : jump np_K }          NetworkPolicy egress FIRST
  *       ip saddr @pN_src ip daddr @pN_dst  mark->holder  accept | mark bypass accept | drop
  *   chain np_K          ct established,related return; allowed -> return; else drop
@@ -21,6 +23,10 @@
 *       oifname <uplink> ct direction original ct original ip saddr @pN_all ct original ip daddr @pN_dst jump pN_guard
  *   chain pN_guard      ip saddr <egressSourceIP> accept (holder) | mark + rt nexthop holder accept |
  *                       mark == holder's index, source untouched accept (towards the holder) | drop
+ * forward fence (ip rules, one per other node's pod CIDR; a routing decision, so it holds even
+ *   when every nft hook is gone):
+ *       pref 990 from <peer pod CIDR> fwmark 0/0x1000 iif <uplink> lookup 7100
+ *       table 7100: blackhole default; throw <this node's pod CIDRs> (pod-to-pod goes on to main)
  * table arp egresslab_gw  (ARP fence, a kernel dead-man switch)
  *   set floating        every floating IP of the gateway
  *   set alive           owned IPs, with a 1 s timeout the agent refreshes every 200 ms
@@ -28,7 +34,19 @@
  */
 import { EGRESS_GW_BYPASS_MARK, EGRESS_GW_BYPASS_MASK } from '../masq/constants.js';
 import { maskOf, parseCidr4 } from '../../controller/logic/cidr.js';
-import { ARP_ALIVE_TIMEOUT_MS, GW_MARK_MASK, GW_TABLE, GW_TABLE_BASE, GW_MAX_INDEX, PRIO_GUARD, PRIO_PREROUTING, PRIO_SNAT } from './constants.js';
+import {
+  ARP_ALIVE_TIMEOUT_MS,
+  GW_FENCE_PREF,
+  GW_FENCE_TABLE,
+  GW_FORWARD_OK_MARK,
+  GW_MARK_MASK,
+  GW_TABLE,
+  GW_TABLE_BASE,
+  GW_MAX_INDEX,
+  PRIO_GUARD,
+  PRIO_PREROUTING,
+  PRIO_SNAT,
+} from './constants.js';
 import type { GatewayPlan, PolicyPlan } from './model.js';
 import type { NetpolAllow, NetpolPod } from './netpol.js';
 
@@ -45,6 +63,10 @@ export interface RuleSpec {
   fwmark: number;
   mask: number;
   table: number;
+  /** `iif NAME` (the forward fence) */
+  iif?: string;
+  /** `from CIDR` (the forward fence) */
+  from?: string;
 }
 
 export interface RouteSpec {
@@ -57,6 +79,8 @@ export interface RenderedGateway {
   ruleset: string;
   rules: RuleSpec[];
   routes: RouteSpec[];
+  /** the forward fence's table: `throw` these (this node's pod CIDRs), blackhole the rest */
+  fenceThrow: string[];
   /** floating IPs to own, "a.b.c.d/32" */
   addresses: string[];
   ruleCount: number;
@@ -162,7 +186,12 @@ export function renderGateway(plan: GatewayPlan, opts: RenderOptions = {}): Rend
   });
 
   // prerouting: NetworkPolicy, then egress selection (mark / bypass / fail-closed drop)
-  const pre: string[] = [`iifname "${uplink}" return ${comment('only traffic of local pods')}`, `ip saddr != @podcidrs return`];
+  // the holder marks what egress_snat will SNAT among the traffic forwarded to it: the forward
+  // fence (ip rules) blackholes other nodes' pod traffic forwarded without that mark
+  const pre: string[] = plan.policies
+    .map((p, i) => (p.snatHere ? `iifname "${uplink}" ip saddr @p${i}_all ip daddr @p${i}_dst meta mark set meta mark | ${hex8(GW_FORWARD_OK_MARK)} ${comment(`policy ${p.name}: forwarded, SNAT here`)}` : null))
+    .filter((x): x is string => x !== null);
+  pre.push(`iifname "${uplink}" return ${comment('only traffic of local pods')}`, `ip saddr != @podcidrs return`);
   const npChains: string[] = [];
   if (plan.netpol.pods.length) {
     const vm = plan.netpol.pods.map((pod, k) => `${pod.ip} : jump np_${k}`);
@@ -206,9 +235,12 @@ export function renderGateway(plan: GatewayPlan, opts: RenderOptions = {}): Rend
   out += `${t}}\n}\n`;
   ruleCount += 1;
 
-  const rules: RuleSpec[] = plan.routes.map((r) => ({ pref: r.pref, fwmark: r.fwmark, mask: GW_MARK_MASK, table: r.table }));
+  const rules: RuleSpec[] = [
+    ...plan.peerPodCIDRs.map((c) => ({ pref: GW_FENCE_PREF, fwmark: 0, mask: GW_FORWARD_OK_MARK, table: GW_FENCE_TABLE, iif: uplink, from: c })),
+    ...plan.routes.map((r) => ({ pref: r.pref, fwmark: r.fwmark, mask: GW_MARK_MASK, table: r.table })),
+  ];
   const routes: RouteSpec[] = plan.routes.map((r) => ({ table: r.table, via: r.ip, dev: uplink }));
-  return { ruleset: out, rules, routes, addresses: plan.ownedIPs.map((o) => `${o.ip}/${o.prefix}`), ruleCount };
+  return { ruleset: out, rules, routes, fenceThrow: [...plan.podCIDRs], addresses: plan.ownedIPs.map((o) => `${o.ip}/${o.prefix}`), ruleCount };
 }
 
 /** Keeps the owned IPs alive in the ARP fence (one small transaction, run every ARP_ALIVE_REFRESH_MS). */
@@ -227,7 +259,7 @@ export function renderGatewayRemoval(tableName: string = GW_TABLE): string {
 
 /** Our rules/tables are recognised by table number. */
 export function isGatewayTable(table: number): boolean {
-  return table > GW_TABLE_BASE && table <= GW_TABLE_BASE + GW_MAX_INDEX;
+  return table >= GW_FENCE_TABLE && table <= GW_TABLE_BASE + GW_MAX_INDEX;
 }
 
 /** Parses `ip -j rule show` (iproute2 6.x JSON) into our rules. */
@@ -249,7 +281,10 @@ export function parseIpRules(json: string): RuleSpec[] {
     const fw = typeof o.fwmark === 'string' ? o.fwmark : '';
     const [m, k] = fw.split('/');
     const mask = typeof o.fwmask === 'string' ? o.fwmask : k;
-    out.push({ pref: Number(o.priority), fwmark: Number(m || 0) >>> 0, mask: (mask ? Number(mask) : 0xffffffff) >>> 0, table });
+    const rule: RuleSpec = { pref: Number(o.priority), fwmark: Number(m || 0) >>> 0, mask: (mask ? Number(mask) : 0xffffffff) >>> 0, table };
+    if (typeof o.iif === 'string') rule.iif = o.iif;
+    if (typeof o.src === 'string' && o.src !== 'all') rule.from = `${o.src}/${typeof o.srclen === 'number' ? o.srclen : 32}`;
+    out.push(rule);
   }
   return out;
 }
@@ -261,19 +296,25 @@ export interface RoutingCommands {
   after: string[];
 }
 
-const ruleKey = (r: RuleSpec): string => `${r.pref}|${r.fwmark}|${r.mask}|${r.table}`;
-const ruleArgs = (r: RuleSpec): string => `pref ${r.pref} fwmark ${hex(r.fwmark)}/${hex(r.mask)} table ${r.table}`;
+const ruleKey = (r: RuleSpec): string => `${r.pref}|${r.fwmark}|${r.mask}|${r.table}|${r.iif ?? ''}|${r.from ?? ''}`;
+const ruleArgs = (r: RuleSpec): string =>
+  `pref ${r.pref}${r.from ? ` from ${r.from}` : ''}${r.iif ? ` iif ${r.iif}` : ''} fwmark ${hex(r.fwmark)}/${hex(r.mask)} table ${r.table}`;
 
 /** `ip -batch` lines. Routes are always `replace`d (cheap, idempotent, repairs drift). */
-export function routingCommands(desired: { rules: RuleSpec[]; routes: RouteSpec[] }, current: { rules: RuleSpec[]; tables: number[] }): RoutingCommands {
+export function routingCommands(desired: { rules: RuleSpec[]; routes: RouteSpec[]; fenceThrow?: string[] }, current: { rules: RuleSpec[]; tables: number[] }): RoutingCommands {
   const before: string[] = [];
   const after: string[] = [];
+  // the fence table first (its rules are added below, after it is complete)
+  if (desired.rules.some((r) => r.table === GW_FENCE_TABLE)) {
+    for (const c of desired.fenceThrow ?? []) before.push(`route replace throw ${c} table ${GW_FENCE_TABLE}`);
+    before.push(`route replace blackhole default table ${GW_FENCE_TABLE}`);
+  }
   for (const r of desired.routes) before.push(`route replace default via ${r.via} dev ${r.dev} table ${r.table}`);
   const have = new Set(current.rules.map(ruleKey));
   const want = new Set(desired.rules.map(ruleKey));
   for (const r of desired.rules) if (!have.has(ruleKey(r))) before.push(`rule add ${ruleArgs(r)}`);
   for (const r of current.rules) if (!want.has(ruleKey(r))) after.push(`rule del ${ruleArgs(r)}`);
-  const wantTables = new Set(desired.routes.map((r) => r.table));
+  const wantTables = new Set([...desired.routes.map((r) => r.table), ...desired.rules.map((r) => r.table)]);
   for (const tb of [...new Set(current.tables)].sort((a, b) => a - b)) if (isGatewayTable(tb) && !wantTables.has(tb)) after.push(`route flush table ${tb}`);
   return { before, after };
 }

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { loadTopology } from './load.js';
+import { loadTopology, topologyFromArg } from './load.js';
 import { INTERNET, POD_GATEWAY, ROUTER, SWITCH, UNMERGE_RULE_PREF, planLab, podNetnsName, podVethName, type LabPlan, type NetnsConfig } from './plan.js';
 import { parseTopology } from './validate.js';
 
@@ -207,5 +207,25 @@ describe('planLab on other topologies', () => {
     expect(r).toContain('addr add 172.16.101.1/30 dev eth-vpc1');
     expect(r).toContain('route replace 10.0.0.0/8 via 172.16.100.10 dev eth-vpc0');
     expect(r).toContain('route replace 10.20.0.0/16 via 172.16.101.2 dev eth-vpc1');
+  });
+});
+
+describe('the gateway forward fence is part of a cluster node\'s boot config', () => {
+  it('a cluster node blackholes other nodes\' pod traffic forwarded without the SNAT mark, except to its own pods', () => {
+    const t = topologyFromArg('default');
+    const node1 = planLab(t).netns.find((n) => n.container === 'node-1')!;
+    expect(node1.ip).toEqual(
+      expect.arrayContaining([
+        'route add throw 10.10.10.0/24 table 7100',
+        'route add blackhole default table 7100',
+        'rule add pref 990 from 10.10.11.0/24 iif eth0 fwmark 0x0/0x1000 table 7100',
+        'rule add pref 990 from 10.10.12.0/24 iif eth0 fwmark 0x0/0x1000 table 7100',
+      ]),
+    );
+    expect(node1.ip.filter((l) => l.includes('table 7100') && l.includes('10.10.10.0/24 iif'))).toEqual([]);
+  });
+  it('a lab without the cluster (no agent to mark anything) has no fence', () => {
+    const t = topologyFromArg('foundation');
+    expect(planLab(t).netns.flatMap((n) => n.ip).filter((l) => l.includes('7100'))).toEqual([]);
   });
 });

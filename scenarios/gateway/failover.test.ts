@@ -21,6 +21,7 @@ import type { Proto } from '../../harness/inlab/protocol.js';
 import type { KubeClient } from '../../controller/client/client.js';
 import { applyAll, loadManifests } from '../../harness/cluster/apply.js';
 import { allUp, gw, holderOf, waitIPOn, waitSeenFrom } from './gateway.js';
+import { workerHolder } from '../../harness/cluster/holder.js';
 
 const IP_A = '192.168.1.100';
 const IP_B = '192.168.1.101';
@@ -66,7 +67,15 @@ function summary(name: string, t: Timeline): string {
 
 async function faultCycle(fault: Fault): Promise<void> {
   // a loaded 2-core machine may make a node miss its 600 ms lease now and then: wait for all Up
-  const before = await pollUntil(() => gw(api), { what: 'every node Up and both IPs assigned', timeoutMs: 30_000, intervalMs: 50, accept: (s) => allUp(s) && !!s.assignments[IP_A] && !!s.assignments[IP_B] });
+  // (the controller runs on cp-1: breaking cp-1 would be a controller outage, not a failover, so
+  // an IP that flaps onto cp-1 is first moved to a worker)
+  const before = await pollUntil(
+    async () => {
+      const h = await workerHolder(lab, api, IP_A);
+      return { h, g: await gw(api) };
+    },
+    { what: `every node Up, both IPs assigned, ${IP_A} on a worker`, timeoutMs: 60_000, intervalMs: 50, accept: ({ h, g }) => allUp(g) && g.assignments[IP_A] === h && !!g.assignments[IP_B] },
+  ).then((x) => x.g);
   const holder = before.assignments[IP_A]!;
   const holderB = before.assignments[IP_B]!;
   // after flaps both IPs may sit on one node (rule 5: no reshuffle); then B moves too

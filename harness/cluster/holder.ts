@@ -1,0 +1,40 @@
+/**
+ * A floating IP's holder, made safe to break. The lab runs the controller on the control-plane
+ * node, so breaking that node (kill, pause, partition) takes the controller down with it and
+ * nothing can move the IP: that is a controller outage, not a gateway failover. Rule 2 puts IPs
+ * on workers first, but after lease flaps on a loaded machine an IP can land on the control-plane
+ * node; `workerHolder` then moves it to a worker the way a real failover would (the agent on the
+ * control-plane node stops renewing its lease), restarts that agent, and returns the new holder.
+ */
+import type { Lab } from '../lab/lab.js';
+import type { KubeClient } from '../../controller/client/client.js';
+import { R } from '../../controller/client/client.js';
+import { pollUntil } from '../util/poll.js';
+import { startProcess, stopProcess } from '../lab/process.js';
+import { AGENT_PROCESS, agentCommand, controlPlaneNode } from './cluster.js';
+import { gatewayStatus, type GatewayStatus } from './status.js';
+
+export async function gatewayOf(api: KubeClient, namespace = 'kube-system'): Promise<GatewayStatus> {
+  return gatewayStatus(await api.get(R.anthosNetworkGateways, 'default', namespace));
+}
+
+const everyNodeUp = (lab: Lab, g: GatewayStatus) =>
+  Object.keys(g.nodes).length === lab.topology.nodes.length && Object.values(g.nodes).every((s) => s === 'Up');
+
+/** Waits for every node Up and `ip` assigned; if its holder is the control-plane node, moves it to a worker first. */
+export async function workerHolder(lab: Lab, api: KubeClient, ip: string, timeoutMs = 30_000): Promise<string> {
+  const cp = controlPlaneNode(lab.topology).name;
+  const ready = () =>
+    pollUntil(() => gatewayOf(api), { what: `every node Up and ${ip} assigned`, timeoutMs, intervalMs: 50, accept: (g) => everyNodeUp(lab, g) && !!g.assignments[ip] });
+  const g = await ready();
+  if (g.assignments[ip] !== cp) return g.assignments[ip]!;
+  await stopProcess(lab, cp, AGENT_PROCESS);
+  try {
+    await pollUntil(() => gatewayOf(api), { what: `${ip} to move off ${cp} once its agent stopped`, timeoutMs, intervalMs: 50, accept: (s) => !!s.assignments[ip] && s.assignments[ip] !== cp });
+  } finally {
+    await startProcess(lab, { container: cp, label: cp }, AGENT_PROCESS, agentCommand());
+  }
+  const after = await ready();
+  if (after.assignments[ip] === cp) throw new Error(`${ip} moved back to ${cp} after its agent restarted (rule 5 says it must not)`);
+  return after.assignments[ip]!;
+}
