@@ -6,6 +6,8 @@ import { computeGatewayPlan, type ModelInput } from './model.js';
 import {
   addressCommands,
   changedPairs,
+  leavingPairs,
+  transitionPlan,
   conntrackFlushArgs,
   parseIpAddrs,
   parseIpRules,
@@ -224,5 +226,38 @@ describe('forward fence: nothing from pods of other nodes is forwarded un-NATed,
     const other = renderGateway(computeGatewayPlan(input('node-1', { '192.168.1.100': 'node-2' })));
     expect(other.ruleset).not.toContain('0x00001000');
     expect(other.rules.filter((x) => x.table === 7100).map((x) => x.from)).toEqual(['10.10.11.0/24', '10.10.12.0/24']);
+  });
+});
+
+describe('leaving gateway treatment: fail closed until the old conntrack entries are gone', () => {
+  const a = computeGatewayPlan(input('node-1', { '192.168.1.100': 'node-2' }));
+
+  it('a deleted policy: the transition plan drops and guards its old pairs; the final plan does not', () => {
+    const base = input('node-1', { '192.168.1.100': 'node-2' });
+    const next = computeGatewayPlan({ ...base, policies: base.policies.filter((p) => p.name !== 'egress') });
+    const t = transitionPlan(a, next)!;
+    expect(t).not.toBeNull();
+    const extra = t.policies.slice(next.policies.length);
+    expect(extra).toMatchObject([{ name: 'egress~leaving', action: 'drop', localSources: ['10.10.10.1'], destinations: ['8.8.8.0/24', '9.9.9.9/32'], snatHere: false }]);
+    const i = t.policies.length - 1;
+    const pre = chain(renderGateway(t).ruleset, 'prerouting');
+    expect(pre.some((l) => l.startsWith(`ip saddr @p${i}_src ip daddr @p${i}_dst counter drop`))).toBe(true);
+    expect(chain(renderGateway(t).ruleset, `p${i}_guard`).join('\n')).toMatch(/^\s*counter drop/);
+    expect(leavingPairs(t, next)).toEqual([
+      { src: '10.10.10.1', dst: '8.8.8.0/24' },
+      { src: '10.10.10.1', dst: '9.9.9.9/32' },
+    ]);
+  });
+
+  it('a narrowed destination list holds back only the pairs that leave', () => {
+    const base = input('node-1', { '192.168.1.100': 'node-2' });
+    const narrowed = computeGatewayPlan({ ...base, policies: base.policies.map((p) => (p.name === 'egress' ? { ...p, destinationCIDRs: ['8.8.8.0/24'] } : p)) });
+    expect(leavingPairs(transitionPlan(a, narrowed)!, narrowed)).toEqual([{ src: '10.10.10.1', dst: '9.9.9.9/32' }]);
+  });
+
+  it('nothing leaves on a holder move, a fail-closed policy, or the first plan', () => {
+    expect(transitionPlan(a, computeGatewayPlan(input('node-1', { '192.168.1.100': 'node-3' })))).toBeNull();
+    expect(transitionPlan(a, computeGatewayPlan(input('node-1', {})))).toBeNull();
+    expect(transitionPlan(null, a)).toBeNull();
   });
 });

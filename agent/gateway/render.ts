@@ -393,6 +393,51 @@ export function changedPairs(prev: GatewayPlan | null, next: GatewayPlan): { src
   return out;
 }
 
+/**
+ * The plan to commit FIRST when (source, destination) pairs leave gateway treatment altogether
+ * (policy deleted or narrowed, pod relabelled): their conntrack entries were made while the flow
+ * was routed to a holder (no NAT binding) or SNATed here, and NAT is never decided again for an
+ * existing entry, so committing the final plan at once would let the next packets leave with the
+ * pod IP until the entries are flushed (measured: up to ~500 ms, dozens of packets). The
+ * transition plan is the final one plus, after its policies, one fail-closed policy per old policy
+ * with leaving pairs (prerouting drop + guard drop): commit it, flush those pairs' entries, then
+ * commit the final plan, whose first packet then creates a new entry (masquerade decides again).
+ * Null when nothing leaves.
+ */
+export function transitionPlan(prev: GatewayPlan | null, next: GatewayPlan): GatewayPlan | null {
+  if (!prev) return null;
+  const still = new Set(steeredPairs(next).keys());
+  const extra: PolicyPlan[] = [];
+  for (const p of prev.policies) {
+    if (p.action === 'drop') continue;
+    const srcs = new Set<string>();
+    const dsts = new Set<string>();
+    for (const s of p.localSources) for (const d of p.destinations) if (!still.has(`${s}>${d}`)) (srcs.add(s), dsts.add(d));
+    if (!srcs.size) continue;
+    const sources = [...srcs];
+    extra.push({
+      name: `${p.name}~leaving`,
+      egressSourceIP: p.egressSourceIP,
+      destinations: [...dsts],
+      localSources: sources,
+      allSources: sources,
+      matchedPods: [],
+      holder: null,
+      holderIP: null,
+      action: 'drop',
+      mark: null,
+      snatHere: false,
+      reason: 'leaving the policy: dropped until its conntrack entries are flushed',
+    });
+  }
+  return extra.length ? { ...next, policies: [...next.policies, ...extra] } : null;
+}
+
+/** The pairs a transition plan holds back (to flush between the two commits). */
+export function leavingPairs(transition: GatewayPlan, next: GatewayPlan): { src: string; dst: string }[] {
+  return transition.policies.slice(next.policies.length).flatMap((p) => p.localSources.flatMap((src) => p.destinations.map((dst) => ({ src, dst }))));
+}
+
 /** `ip -j route show table all` -> our tables -> "via dev" of their default route. */
 export function parseRouteTables(json: string): Map<number, string> {
   const out = new Map<number, string>();

@@ -59,8 +59,27 @@ export async function ensureImage(progress: Progress = () => {}): Promise<string
   return tag;
 }
 
+/** Node's process.arch -> Docker's architecture names (GOARCH). */
+const DOCKER_ARCH: Record<string, string> = { x64: 'amd64', arm64: 'arm64', arm: 'arm', ia32: '386', ppc64: 'ppc64le', s390x: 's390x', riscv64: 'riscv64' };
+
+/**
+ * The image is built here (mmdebstrap, this machine's architecture) and streamed into the engine,
+ * which may be remote (DOCKER_HOST): refuse an engine of another architecture, whose containers
+ * could not run it.
+ */
+export function assertSameArchitecture(engineArch: string, localArch: string = process.arch): void {
+  const local = DOCKER_ARCH[localArch] ?? localArch;
+  if (engineArch && engineArch !== local) {
+    throw new LabError(
+      `the Docker engine runs on ${engineArch} but this machine is ${local}: the base image is built here (mmdebstrap) for ${local}. ` +
+        `Build it on a ${engineArch} machine (or load an image of your own there) and set EGRESSLAB_IMAGE`,
+    );
+  }
+}
+
 /** mmdebstrap ... | docker import; the package mirror is the machine's own apt configuration. */
 export async function buildImage(tag: string, progress: Progress = () => {}): Promise<void> {
+  assertSameArchitecture((await docker().version()).Arch);
   const { suite, variant, packages } = IMAGE_RECIPE;
   const started = Date.now();
   const elapsed = () => `${((Date.now() - started) / 1000).toFixed(1)}s`;

@@ -6,13 +6,18 @@
  * containers' namespaces by a short-lived helper (the "wirer", host PID namespace + nsenter); no
  * interface, route or firewall rule is ever added to the host's network namespace, and a guard
  * checks that after wiring.
+ *
+ * Everything goes through the Docker API (harness/docker/client.ts), so the engine may be remote
+ * (DOCKER_HOST); the in-lab code then reaches the containers as a payload volume instead of a bind
+ * mount of the checkout (harness/lab/payload.ts).
  */
 import { hostname } from 'node:os';
 import type Docker from 'dockerode';
 import { docker, LABEL, isNotFound, assertEngine } from '../docker/client.js';
 import { execIn, execDetached, type ExecOptions, type ExecResult } from '../docker/exec.js';
 import { ensureImage, type Progress } from '../docker/image.js';
-import { startLabContainer, type LabContainerSpec } from '../docker/containers.js';
+import { startLabContainer, type LabContainerSpec, type LabMount } from '../docker/containers.js';
+import { buildPayload, choosePayloadMode, createPayloadVolume, fillPayloadVolume, payloadVolumeName, type Payload, type PayloadMode, type PayloadModeChoice } from './payload.js';
 import { renderHostGuardScript, renderWiringScript } from './wiring.js';
 import { planLab, WIRER, INTERNET, type LabPlan, type PodPlan } from '../topology/plan.js';
 import type { Topology } from '../topology/types.js';
@@ -46,6 +51,21 @@ export interface LabUpOptions {
   progress?: Progress;
   /** Abort and tear down when this signal fires (SIGINT handling in the CLI). */
   signal?: AbortSignal;
+  /**
+   * How containers get the in-lab code: "bind" (the checkout, read-only), "volume" (a payload
+   * volume shipped through the Docker API: remote engines) or "auto" (default: EGRESSLAB_PAYLOAD,
+   * else volume when DOCKER_HOST is another machine). See harness/lab/payload.ts.
+   */
+  payload?: PayloadMode | 'auto';
+}
+
+/** How this lab's containers got the in-lab code. */
+export interface LabPayload {
+  mode: PayloadMode;
+  /** volume mode: sha256 of the payload archive */
+  hash?: string;
+  /** volume mode: the Docker volume mounted at /opt/egresslab */
+  volume?: string;
 }
 
 /** Where a command runs: a container, optionally inside a pod's network namespace. */
@@ -76,6 +96,8 @@ export class Lab implements AsyncDisposable {
   private disposed = false;
   /** Fault injection on this lab's nodes. */
   readonly faults: Faults;
+  /** How the containers got the in-lab code (bind mount or payload volume). */
+  payload: LabPayload = { mode: 'bind' };
 
   private constructor(
     readonly id: string,
@@ -138,7 +160,11 @@ export class Lab implements AsyncDisposable {
     const progress = options.progress ?? (() => {});
     const id = options.id ?? randomLabId();
     checkLabId(id);
+    const payloadChoice = choosePayloadMode(options.payload);
     assertBuilt();
+    // Bundling the payload is host work: it overlaps the engine round trips below.
+    const payload = payloadChoice.mode === 'volume' ? buildPayload() : undefined;
+    payload?.catch(() => {});
     await assertEngine();
     const existing = await docker().listContainers({ all: true, filters: { label: [`${LABEL.lab}=${id}`] } });
     if (existing.length > 0) throw new LabError(`lab ${id} already exists (${existing.length} containers): pick another --lab, or "egresslab down --lab ${id}"`);
@@ -149,7 +175,7 @@ export class Lab implements AsyncDisposable {
     };
     try {
       abortCheck();
-      await lab.startContainers(options.persistent ?? false, progress, options.signal);
+      await lab.startContainers(options.persistent ?? false, progress, options.signal, payloadChoice, payload);
       abortCheck();
       // The cluster's first half (files, controller boot) needs no network: it overlaps the wiring.
       const prepared = lab.topology.cluster ? prepareCluster(lab) : undefined;
@@ -177,7 +203,10 @@ export class Lab implements AsyncDisposable {
     }
     const labels = routers[0]!.Labels;
     const topology = parseTopology(JSON.parse(labels[LABEL.topology] ?? '{}'), `lab ${labels[LABEL.lab]} topology label`);
-    return new Lab(labels[LABEL.lab]!, topology, routers[0]!.Image);
+    const lab = new Lab(labels[LABEL.lab]!, topology, routers[0]!.Image);
+    const payload = /^volume:([0-9a-f]+)$/.exec(labels[LABEL.payload] ?? '');
+    if (payload) lab.payload = { mode: 'volume', hash: payload[1], volume: payloadVolumeName(lab.id) };
+    return lab;
   }
 
   private labels(key: string, role: string, persistent: boolean): Record<string, string> {
@@ -191,22 +220,55 @@ export class Lab implements AsyncDisposable {
     };
   }
 
-  private async startContainers(persistent: boolean, progress: Progress, signal?: AbortSignal): Promise<void> {
-    const root = projectRoot();
+  /**
+   * The in-lab code's mount: the checkout (bind), or the lab's payload volume — created here, and
+   * filled through the Docker API by `filled` (containers that run in-lab code at start wait for it).
+   */
+  private async payloadMount(
+    persistent: boolean,
+    progress: Progress,
+    choice: PayloadModeChoice,
+    build?: Promise<Payload>,
+  ): Promise<{ mount: LabMount; filled: Promise<void> }> {
+    if (choice.mode === 'bind') {
+      this.payload = { mode: 'bind' };
+      return { mount: { type: 'bind', source: projectRoot(), target: IN_LAB_ROOT }, filled: Promise.resolve() };
+    }
+    const t0 = Date.now();
+    const p = await (build ?? buildPayload());
+    const volume = payloadVolumeName(this.id);
+    const labels = { ...this.labels('payload', 'payload', persistent), [LABEL.payload]: `volume:${p.hash.slice(0, 12)}` };
+    await createPayloadVolume(volume, labels);
+    this.payload = { mode: 'volume', hash: p.hash, volume };
+    const filled = fillPayloadVolume({ volume, loaderName: containerName(this.id, 'payload-loader'), image: this.image, labels, payload: p }).then(() =>
+      progress(
+        `payload ${p.hash.slice(0, 12)} (${(p.tar.length / 1024).toFixed(0)} kB, ${p.cached ? `cached, checked in ${p.checkMs.toFixed(0)} ms` : `bundled in ${p.bundleMs.toFixed(0)} ms`}) ` +
+          `in volume ${volume} after ${Date.now() - t0} ms (${choice.reason})`,
+      ),
+    );
+    filled.catch(() => {});
+    return { mount: { type: 'volume', source: volume, target: IN_LAB_ROOT }, filled };
+  }
+
+  private async startContainers(persistent: boolean, progress: Progress, signal: AbortSignal | undefined, choice: PayloadModeChoice, build?: Promise<Payload>): Promise<void> {
     const started = Date.now();
-    const specs: LabContainerSpec[] = this.plan.containers.map((c) => {
+    const { mount, filled } = await this.payloadMount(persistent, progress, choice, build);
+    if (signal?.aborted) return;
+    const payloadLabel = this.payload.mode === 'volume' ? `volume:${this.payload.hash!.slice(0, 12)}` : 'bind';
+    const specs: (LabContainerSpec & { runsCode: boolean })[] = this.plan.containers.map((c) => {
       const isEndpoint = c.role === 'internet' || c.role === 'vpc';
-      const labels = this.labels(c.key, c.role, persistent);
+      const labels: Record<string, string> = { ...this.labels(c.key, c.role, persistent), [LABEL.payload]: payloadLabel };
       if (c.role === 'router') labels[LABEL.topology] = JSON.stringify(this.topology);
       return {
         name: containerName(this.id, c.key),
         image: this.image,
         hostname: c.hostname,
         labels,
-        binds: { [root]: IN_LAB_ROOT },
+        mounts: [mount],
         command: isEndpoint
           ? ['node', inLabProgram('harness/inlab/responder.js'), '--name', c.key, '--redirect-all', '--ready', `${RUN_DIR}/responder.ready`]
           : ['sleep', 'infinity'],
+        runsCode: isEndpoint,
       };
     });
     specs.push({
@@ -214,12 +276,14 @@ export class Lab implements AsyncDisposable {
       image: this.image,
       hostname: WIRER,
       labels: this.labels(WIRER, 'wirer', persistent),
-      binds: {},
+      mounts: [],
       command: ['sleep', 'infinity'],
       pidHost: true,
+      runsCode: false,
     });
     progress(`starting ${specs.length} containers for lab ${this.id}`);
-    const results = await Promise.allSettled(specs.map((s) => startLabContainer(s)));
+    // Only the endpoints run in-lab code from the start: the others start while the payload is put in place.
+    const results = await Promise.allSettled([filled, ...specs.map(async (s) => (s.runsCode ? filled.then(() => startLabContainer(s)) : startLabContainer(s)))]);
     const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
     if (failed) throw new LabError(`lab ${this.id}: a container failed to start: ${(failed.reason as Error).message}`, { cause: failed.reason });
     if (signal?.aborted) return;

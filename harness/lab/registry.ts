@@ -3,6 +3,7 @@
  */
 import { hostname } from 'node:os';
 import { docker, LABEL, isNotFound } from '../docker/client.js';
+import { pollUntil } from '../util/poll.js';
 
 export interface LabSummary {
   id: string;
@@ -64,18 +65,52 @@ export async function removeLabObjects(labId: string): Promise<number> {
   const networks = await d.listNetworks({ filters: filter });
   await Promise.all(networks.map((n) => d.getNetwork(n.Id).remove().catch(() => {})));
   const volumes = await d.listVolumes({ filters: filter });
-  await Promise.all((volumes.Volumes ?? []).map((v) => d.getVolume(v.Name).remove().catch(() => {})));
+  // The payload volume: still "in use" for a moment if a container removal is finishing elsewhere.
+  await Promise.all(
+    (volumes.Volumes ?? []).map((v) =>
+      pollUntil(
+        async () => {
+          try {
+            await d.getVolume(v.Name).remove();
+            return true;
+          } catch (error) {
+            if (isNotFound(error)) return true;
+            throw error;
+          }
+        },
+        { what: `volume ${v.Name} of lab ${labId} to be removed`, timeoutMs: 10_000, intervalMs: 100 },
+      ),
+    ),
+  );
   return containers.length;
 }
 
-/** Removes leftovers of crashed runs: labs whose creating process is gone and that were not meant to stay. */
+/**
+ * Removes leftovers of crashed runs: labs whose creating process is gone and that were not meant to
+ * stay. A lab's payload volume is created before its containers, so a crash in between leaves a
+ * lab made of a volume only: those are found by the volume's labels.
+ */
 export async function prune(options: { all?: boolean } = {}): Promise<string[]> {
   const removed: string[] = [];
-  for (const lab of await listLabs()) {
+  const labs = await listLabs();
+  for (const lab of labs) {
     if (options.all || (!lab.persistent && !lab.ownerAlive)) {
       await removeLabObjects(lab.id);
       removed.push(lab.id);
     }
+  }
+  const withContainers = new Set(labs.map((l) => l.id));
+  const volumes = (await docker().listVolumes({ filters: { label: [LABEL.lab] } })).Volumes ?? [];
+  const orphans = new Set<string>();
+  for (const v of volumes) {
+    const labels = v.Labels ?? {};
+    const id = labels[LABEL.lab];
+    if (!id || withContainers.has(id) || orphans.has(id)) continue;
+    if (options.all || (labels[LABEL.persistent] !== 'true' && !ownerAlive(labels[LABEL.owner]))) orphans.add(id);
+  }
+  for (const id of orphans) {
+    await removeLabObjects(id);
+    removed.push(id);
   }
   return removed;
 }

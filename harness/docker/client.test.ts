@@ -1,0 +1,85 @@
+/**
+ * One Docker API client: every Docker call of the project goes through harness/docker/client.ts
+ * (which follows DOCKER_HOST), and lab containers mount the in-lab code read-only, never with a
+ * host-path bind unless asked for.
+ */
+import { readdirSync, readFileSync, statSync } from 'node:fs';
+import { join, relative } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { labContainerOptions, startPath } from './containers.js';
+import { projectRoot } from '../util/paths.js';
+
+function sources(dir: string): string[] {
+  const out: string[] = [];
+  for (const name of readdirSync(dir)) {
+    const full = join(dir, name);
+    if (statSync(full).isDirectory()) out.push(...sources(full));
+    else if (name.endsWith('.ts') && !name.endsWith('.d.ts')) out.push(full);
+  }
+  return out;
+}
+
+describe('the Docker client', () => {
+  it('is constructed in one place only, and no other Docker client library is used', () => {
+    const root = projectRoot();
+    const offenders: string[] = [];
+    for (const top of ['harness', 'agent', 'controller', 'bench', 'bin', 'scenarios']) {
+      let files: string[] = [];
+      try {
+        files = sources(join(root, top));
+      } catch {
+        continue;
+      }
+      for (const f of files) {
+        const rel = relative(root, f);
+        if (rel === 'harness/docker/client.ts' || rel === 'harness/docker/client.test.ts') continue;
+        const text = readFileSync(f, 'utf8');
+        // testcontainers: only the container start lifecycle (containers.ts), on the same DOCKER_HOST
+        const tc = rel !== 'harness/docker/containers.ts' && /from\s+'testcontainers'/.test(text);
+        if (/new\s+(Docker|Dockerode)\s*\(/.test(text) || tc || /from\s+'docker-modem'/.test(text) || /spawn\(\s*'docker'|execa\(\s*'docker'/.test(text)) offenders.push(rel);
+      }
+    }
+    expect(offenders).toEqual([]);
+  });
+});
+
+describe('labContainerOptions', () => {
+  const base = { name: 'egl-x-node-1', image: 'img:1', hostname: 'node-1', command: ['sleep', 'infinity'], labels: { 'egresslab.lab': 'x' } };
+
+  it('mounts the payload volume read-only, with no network and no bind of the checkout', () => {
+    const o = labContainerOptions({ ...base, mounts: [{ type: 'volume', source: 'egl-x-payload', target: '/opt/egresslab' }] });
+    expect(o.HostConfig?.Mounts).toEqual([{ Type: 'volume', Source: 'egl-x-payload', Target: '/opt/egresslab', ReadOnly: true }]);
+    expect(o.HostConfig?.Binds).toBeUndefined();
+    expect(o.HostConfig?.NetworkMode).toBe('none');
+    expect(o.HostConfig?.PidMode).toBeUndefined();
+    expect(o.Labels).toEqual({ 'egresslab.lab': 'x', 'egresslab.managed': 'true' });
+  });
+
+  it('binds the checkout read-only in bind mode; the wirer gets the host PID namespace and no mount', () => {
+    const o = labContainerOptions({ ...base, mounts: [{ type: 'bind', source: '/src/egresslab', target: '/opt/egresslab' }] });
+    expect(o.HostConfig?.Mounts).toEqual([{ Type: 'bind', Source: '/src/egresslab', Target: '/opt/egresslab', ReadOnly: true }]);
+    const w = labContainerOptions({ ...base, mounts: [], pidHost: true });
+    expect(w.HostConfig).toMatchObject({ PidMode: 'host', Mounts: [], Tmpfs: { '/run': 'rw,mode=755' }, CapDrop: ['SYS_RESOURCE'], Init: true });
+  });
+});
+
+describe('assertSameArchitecture', () => {
+  it('accepts an engine of this machine\'s architecture and refuses another, naming both', async () => {
+    const { assertSameArchitecture } = await import('./image.js');
+    expect(() => assertSameArchitecture('amd64', 'x64')).not.toThrow();
+    expect(() => assertSameArchitecture('arm64', 'arm64')).not.toThrow();
+    expect(() => assertSameArchitecture('arm64', 'x64')).toThrow(/engine runs on arm64 but this machine is amd64.*EGRESSLAB_IMAGE/);
+  });
+});
+
+describe('startPath: who starts lab containers', () => {
+  it('testcontainers on the local engine, the Docker API directly on a remote or changed one', () => {
+    expect(startPath(undefined, undefined)).toBe('testcontainers');
+    expect(startPath('unix:///var/run/docker.sock', undefined)).toBe('testcontainers');
+    expect(startPath('tcp://10.0.0.5:2376', undefined)).toBe('direct');
+    expect(startPath('ssh://me@box', undefined)).toBe('direct');
+    // testcontainers caches the engine of its first use: a later, different DOCKER_HOST goes direct
+    expect(startPath('unix:///other.sock', '')).toBe('direct');
+    expect(startPath(undefined, '')).toBe('testcontainers');
+  });
+});

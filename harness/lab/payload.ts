@@ -1,0 +1,400 @@
+/**
+ * The in-lab code (agent, controller, harness/inlab/* programs) and how lab containers get it.
+ *
+ *   bind    the checkout is bind-mounted read-only at /opt/egresslab (a local engine: a rebuilt
+ *           dist/ is live in every new process, nothing else to ship)
+ *   volume  the "payload": each in-lab entry point bundled (rolldown, from dist/) into one ESM
+ *           file at the same path under dist/, shared code in dist/chunks/, plus a package.json
+ *           saying "type": "module"; packed into a deterministic tar, content-hashed, and put into
+ *           a per-lab Docker volume (labelled like every lab object) through the Docker API — the
+ *           volume is then mounted read-only at /opt/egresslab, so every in-lab path is the same
+ *           in both modes. Works against any engine DOCKER_HOST names.
+ *
+ * Mode: the Lab option `payload`, else EGRESSLAB_PAYLOAD (bind | volume | auto), else auto: volume
+ * when DOCKER_HOST points at another machine (tcp://, http(s)://, ssh:// to a non-loopback host),
+ * bind otherwise.
+ *
+ * The bundle is cached on the host (<state dir>/payload/): reused while every file that went into
+ * it (dist/ modules and node_modules files, by sha256) is unchanged.
+ */
+import { createHash } from 'node:crypto';
+import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { builtinModules } from 'node:module';
+import { isAbsolute, join, relative, sep } from 'node:path';
+import { isIP } from 'node:net';
+import { docker, isNotFound } from '../docker/client.js';
+import { LabError, ValidationError } from '../util/errors.js';
+import { IN_LAB_ROOT, projectRoot } from '../util/paths.js';
+import { stateDir } from '../cluster/forwarder.js';
+
+export type PayloadMode = 'bind' | 'volume';
+export const PAYLOAD_MODES: readonly PayloadMode[] = ['bind', 'volume'];
+export const PAYLOAD_ENV = 'EGRESSLAB_PAYLOAD';
+/** Bump when the payload's layout or bundling options change (invalidates the host cache). */
+export const PAYLOAD_REVISION = 1;
+
+export interface PayloadModeChoice {
+  mode: PayloadMode;
+  /** why, for progress messages */
+  reason: string;
+}
+
+/** Whether `host` (a URL hostname) names this machine's loopback: localhost, 127.0.0.0/8, ::1. */
+export function isLoopbackHost(host: string): boolean {
+  const h = host.replace(/^\[|\]$/g, '').toLowerCase();
+  if (h === 'localhost' || h.endsWith('.localhost')) return true;
+  if (isIP(h) === 4) return h.startsWith('127.');
+  if (isIP(h) === 6) return h === '::1' || h === '0:0:0:0:0:0:0:1' || /^::ffff:127\./.test(h);
+  return false;
+}
+
+/**
+ * Whether DOCKER_HOST names an engine on another machine (one that cannot see this checkout).
+ * Unset, unix:// and npipe:// are local; tcp://, http(s):// and ssh:// are remote unless their host
+ * is a loopback address. Anything else is refused, naming the variable and its value.
+ */
+export function dockerHostIsRemote(dockerHost: string | undefined): boolean {
+  if (dockerHost === undefined || dockerHost === '') return false;
+  const scheme = /^([a-z][a-z0-9+.-]*):\/\//i.exec(dockerHost)?.[1]?.toLowerCase();
+  if (scheme === 'unix' || scheme === 'npipe') return false;
+  if (scheme === 'tcp' || scheme === 'http' || scheme === 'https' || scheme === 'ssh') {
+    let host = '';
+    try {
+      host = new URL(dockerHost).hostname;
+    } catch {
+      // fall through to the error below
+    }
+    if (host) return !isLoopbackHost(host);
+  }
+  throw new ValidationError('environment', [
+    { path: 'DOCKER_HOST', value: dockerHost, message: 'expected unix:///path, npipe:///path, tcp://host:port, http(s)://host:port or ssh://[user@]host' },
+  ]);
+}
+
+/**
+ * Chooses bind or volume: `option` (the Lab option; "auto" or absent defers), then
+ * EGRESSLAB_PAYLOAD ("auto" or empty defers), then DOCKER_HOST. Bad values are refused with the
+ * field and value named.
+ */
+export function choosePayloadMode(option: string | undefined, env: NodeJS.ProcessEnv = process.env): PayloadModeChoice {
+  const allowed = 'expected "bind", "volume" or "auto"';
+  if (option !== undefined && option !== 'auto') {
+    if (!(PAYLOAD_MODES as readonly string[]).includes(option)) throw new ValidationError('lab options', [{ path: 'payload', value: option, message: allowed }]);
+    return { mode: option as PayloadMode, reason: 'Lab option payload' };
+  }
+  const fromEnv = env[PAYLOAD_ENV];
+  if (fromEnv !== undefined && fromEnv !== '' && fromEnv !== 'auto') {
+    if (!(PAYLOAD_MODES as readonly string[]).includes(fromEnv)) throw new ValidationError('environment', [{ path: PAYLOAD_ENV, value: fromEnv, message: allowed }]);
+    return { mode: fromEnv as PayloadMode, reason: `${PAYLOAD_ENV}=${fromEnv}` };
+  }
+  const dockerHost = env.DOCKER_HOST;
+  if (dockerHostIsRemote(dockerHost)) return { mode: 'volume', reason: `DOCKER_HOST=${dockerHost} is another machine` };
+  return { mode: 'bind', reason: dockerHost ? `DOCKER_HOST=${dockerHost} is this machine` : 'local engine' };
+}
+
+// ---------------------------------------------------------------------------------------------
+// tar
+
+export interface TarFile {
+  /** relative, "/"-separated; directories end with "/" */
+  path: string;
+  content?: Buffer | string;
+}
+
+function octal(n: number, width: number): string {
+  return `${n.toString(8).padStart(width - 1, '0')}\0`;
+}
+
+function splitName(path: string): { name: string; prefix: string } {
+  if (Buffer.byteLength(path) <= 100) return { name: path, prefix: '' };
+  const cut = path.lastIndexOf('/', path.length - 2);
+  const prefix = path.slice(0, cut);
+  const name = path.slice(cut + 1);
+  if (cut <= 0 || Buffer.byteLength(prefix) > 155 || Buffer.byteLength(name) > 100) throw new LabError(`payload: path too long for a tar entry: ${path}`);
+  return { name, prefix };
+}
+
+function tarHeader(path: string, size: number, dir: boolean): Buffer {
+  const h = Buffer.alloc(512);
+  const { name, prefix } = splitName(path);
+  h.write(name, 0, 100, 'utf8');
+  h.write(octal(dir ? 0o755 : 0o644, 8), 100, 'ascii');
+  h.write(octal(0, 8), 108, 'ascii'); // uid
+  h.write(octal(0, 8), 116, 'ascii'); // gid
+  h.write(octal(size, 12), 124, 'ascii');
+  h.write(octal(0, 12), 136, 'ascii'); // mtime: fixed, so the archive (and its hash) is deterministic
+  h.write('        ', 148, 'ascii'); // checksum placeholder
+  h.write(dir ? '5' : '0', 156, 'ascii');
+  h.write('ustar\0', 257, 'ascii');
+  h.write('00', 263, 'ascii');
+  h.write('root', 265, 'ascii');
+  h.write('root', 297, 'ascii');
+  h.write(prefix, 345, 155, 'utf8');
+  let sum = 0;
+  for (const b of h) sum += b;
+  h.write(`${sum.toString(8).padStart(6, '0')}\0 `, 148, 'ascii');
+  return h;
+}
+
+/**
+ * A deterministic ustar archive: entries sorted, every parent directory listed, owner root,
+ * mode 0644/0755, mtime 0. The same files always give the same bytes.
+ */
+export function tarArchive(files: TarFile[]): Buffer {
+  const entries = new Map<string, Buffer | undefined>();
+  for (const f of files) {
+    if (!f.path || f.path.startsWith('/') || f.path.split('/').includes('..')) throw new LabError(`payload: bad tar path ${JSON.stringify(f.path)}`);
+    const parts = f.path.replace(/\/$/, '').split('/');
+    for (let i = 1; i < parts.length; i++) entries.set(`${parts.slice(0, i).join('/')}/`, undefined);
+    if (f.path.endsWith('/')) entries.set(f.path, undefined);
+    else entries.set(f.path, Buffer.isBuffer(f.content) ? f.content : Buffer.from(f.content ?? '', 'utf8'));
+  }
+  const out: Buffer[] = [];
+  for (const path of [...entries.keys()].sort()) {
+    const content = entries.get(path);
+    out.push(tarHeader(path, content?.length ?? 0, content === undefined));
+    if (content?.length) {
+      out.push(content);
+      const pad = (512 - (content.length % 512)) % 512;
+      if (pad) out.push(Buffer.alloc(pad));
+    }
+  }
+  out.push(Buffer.alloc(1024));
+  return Buffer.concat(out);
+}
+
+// ---------------------------------------------------------------------------------------------
+// bundling
+
+/** Entry points always shipped (when their source exists), besides every harness/inlab program. */
+const FIXED_ENTRIES = ['agent/main', 'agent/masq/main', 'controller/main'];
+
+/**
+ * Every in-lab entry point: name (path under dist/ without .js) -> absolute dist/ file. An entry is
+ * included when its TypeScript source exists; its build output must then exist too.
+ */
+export function payloadEntries(root = projectRoot()): Record<string, string> {
+  const inlabSrc = join(root, 'harness/inlab');
+  const inlab = existsSync(inlabSrc)
+    ? readdirSync(inlabSrc).filter((f) => f.endsWith('.ts') && !f.endsWith('.test.ts') && !f.endsWith('.d.ts')).map((f) => `harness/inlab/${f.slice(0, -3)}`)
+    : readdirSync(join(root, 'dist/harness/inlab')).filter((f) => f.endsWith('.js')).map((f) => `harness/inlab/${f.slice(0, -3)}`);
+  const names = [...FIXED_ENTRIES.filter((e) => existsSync(join(root, `${e}.ts`)) || existsSync(join(root, 'dist', `${e}.js`))), ...inlab].sort();
+  const entries: Record<string, string> = {};
+  for (const name of names) {
+    const file = join(root, 'dist', `${name}.js`);
+    if (!existsSync(file)) throw new LabError(`payload: ${file} is missing: run "npm run build" first`);
+    entries[name] = file;
+  }
+  return entries;
+}
+
+export interface Payload {
+  /** sha256 of the tar archive, hex */
+  hash: string;
+  tar: Buffer;
+  /** the archive's files (not directories) */
+  files: string[];
+  /** modules that went into the bundle, relative to the project root */
+  inputs: number;
+  /** bundling time (0 when taken from the cache) */
+  bundleMs: number;
+  /** time to hash the inputs and check the cache */
+  checkMs: number;
+  cached: boolean;
+}
+
+interface CacheManifest {
+  revision: number;
+  rolldown: string;
+  hash: string;
+  files: string[];
+  /** input file (relative to the project root) -> sha256 */
+  inputs: Record<string, string>;
+}
+
+type Rolldown = typeof import('rolldown');
+
+async function loadRolldown(): Promise<Rolldown> {
+  try {
+    return await import('rolldown');
+  } catch (error) {
+    throw new LabError(
+      'payload: cannot load rolldown, which bundles the in-lab code for volume mode (it is installed with the dev dependencies, via vitest/vite): ' +
+        'run "npm install", or use EGRESSLAB_PAYLOAD=bind with a local engine',
+      { cause: error },
+    );
+  }
+}
+
+function sha256(data: Buffer | string): string {
+  return createHash('sha256').update(data).digest('hex');
+}
+
+/** Where `import.meta.url` of a module points in bind mode: its path under /opt/egresslab. */
+function inLabUrl(root: string, id: string): string {
+  return `file://${IN_LAB_ROOT}/${relative(root, id).split(sep).join('/')}`;
+}
+
+/**
+ * Bundles the entries. Each module's `import.meta.url` is replaced by the URL it has in bind mode,
+ * so a `import.meta.url === argv[1]` main guard of a module bundled into another entry stays false.
+ * An import that does not resolve, or an output importing anything but node builtins and its own
+ * chunks, fails the build (it would fail only later, inside the lab).
+ */
+async function bundle(root: string, entries: Record<string, string>): Promise<{ files: TarFile[]; inputs: string[]; rolldown: string }> {
+  const { rolldown, VERSION } = await loadRolldown();
+  const problems: string[] = [];
+  const build = await rolldown({
+    input: entries,
+    cwd: root,
+    platform: 'node',
+    treeshake: true,
+    onLog(level, log) {
+      if (level === 'warn' && log.code === 'UNRESOLVED_IMPORT') problems.push(log.message.split('\n')[0] ?? log.message);
+    },
+    plugins: [
+      {
+        name: 'egresslab-in-lab-import-meta-url',
+        transform(code, id) {
+          if (!code.includes('import.meta.url') || !isAbsolute(id)) return null;
+          return { code: code.replace(/\bimport\.meta\.url\b/g, JSON.stringify(inLabUrl(root, id))) };
+        },
+      },
+    ],
+  });
+  let output;
+  try {
+    output = await build.generate({ format: 'esm', entryFileNames: '[name].js', chunkFileNames: 'chunks/[name]-[hash].js', sourcemap: false });
+  } finally {
+    await build.close();
+  }
+  if (problems.length) throw new LabError(`payload: the in-lab code imports what cannot be bundled:\n${problems.join('\n')}`);
+  const builtins = new Set([...builtinModules, ...builtinModules.map((m) => `node:${m}`)]);
+  const chunks = new Set(output.output.map((o) => o.fileName));
+  const files: TarFile[] = [];
+  const inputs = new Set<string>();
+  for (const o of output.output) {
+    if (o.type !== 'chunk') continue;
+    const foreign = [...o.imports, ...o.dynamicImports].filter((i) => !builtins.has(i) && !chunks.has(i));
+    if (foreign.length) throw new LabError(`payload: ${o.fileName} would import ${foreign.join(', ')} at run time (not bundled)`);
+    files.push({ path: `dist/${o.fileName}`, content: o.code });
+    for (const id of o.moduleIds) if (isAbsolute(id) && existsSync(id)) inputs.add(id);
+  }
+  return { files, inputs: [...inputs].sort(), rolldown: VERSION };
+}
+
+export interface BuildPayloadOptions {
+  root?: string;
+  /** default <state dir>/payload; null: no cache */
+  cacheDir?: string | null;
+}
+
+/** The payload for the current build output: from the host cache when its inputs are unchanged, else bundled. */
+export async function buildPayload(options: BuildPayloadOptions = {}): Promise<Payload> {
+  const t0 = performance.now();
+  const root = options.root ?? projectRoot();
+  const entries = payloadEntries(root);
+  const cacheDir = options.cacheDir === undefined ? join(stateDir(), 'payload') : options.cacheDir;
+  const key = sha256(JSON.stringify({ revision: PAYLOAD_REVISION, root, entries: Object.keys(entries) })).slice(0, 16);
+  const manifestPath = cacheDir ? join(cacheDir, `${key}.json`) : undefined;
+  if (manifestPath && existsSync(manifestPath)) {
+    try {
+      const m = JSON.parse(readFileSync(manifestPath, 'utf8')) as CacheManifest;
+      const fresh = m.revision === PAYLOAD_REVISION && Object.entries(m.inputs).every(([f, h]) => existsSync(join(root, f)) && sha256(readFileSync(join(root, f))) === h);
+      const tarPath = join(cacheDir!, `${m.hash}.tar`);
+      if (fresh && existsSync(tarPath)) {
+        const tar = readFileSync(tarPath);
+        if (sha256(tar) === m.hash) {
+          return { hash: m.hash, tar, files: m.files, inputs: Object.keys(m.inputs).length, bundleMs: 0, checkMs: performance.now() - t0, cached: true };
+        }
+      }
+    } catch {
+      // an unreadable cache entry is rebuilt
+    }
+  }
+  const checkMs = performance.now() - t0;
+  const t1 = performance.now();
+  const built = await bundle(root, entries);
+  const meta = { revision: PAYLOAD_REVISION, rolldown: built.rolldown, entries: Object.keys(entries) };
+  const files: TarFile[] = [
+    { path: 'package.json', content: `${JSON.stringify({ name: 'egresslab-payload', private: true, type: 'module' })}\n` },
+    { path: 'payload.json', content: `${JSON.stringify(meta, null, 2)}\n` },
+    ...built.files,
+  ];
+  const tar = tarArchive(files);
+  const hash = sha256(tar);
+  const bundleMs = performance.now() - t1;
+  const payload: Payload = { hash, tar, files: files.map((f) => f.path).sort(), inputs: built.inputs.length, bundleMs, checkMs, cached: false };
+  if (cacheDir && manifestPath) {
+    try {
+      mkdirSync(cacheDir, { recursive: true });
+      const inputs: Record<string, string> = {};
+      for (const f of built.inputs) inputs[relative(root, f).split(sep).join('/')] = sha256(readFileSync(f));
+      const manifest: CacheManifest = { revision: PAYLOAD_REVISION, rolldown: built.rolldown, hash, files: payload.files, inputs };
+      const tmp = `.${process.pid}-${Date.now()}`;
+      writeFileSync(join(cacheDir, `${hash}.tar${tmp}`), tar);
+      renameSync(join(cacheDir, `${hash}.tar${tmp}`), join(cacheDir, `${hash}.tar`));
+      writeFileSync(`${manifestPath}${tmp}`, `${JSON.stringify(manifest)}\n`);
+      renameSync(`${manifestPath}${tmp}`, manifestPath);
+      pruneCache(cacheDir);
+    } catch {
+      // the cache is an optimisation: a read-only state dir only costs a rebuild next time
+    }
+  }
+  return payload;
+}
+
+/** Removes cached archives no manifest refers to (older builds). */
+function pruneCache(cacheDir: string): void {
+  const names = readdirSync(cacheDir);
+  const wanted = new Set<string>();
+  for (const n of names.filter((n) => n.endsWith('.json'))) {
+    try {
+      wanted.add(`${(JSON.parse(readFileSync(join(cacheDir, n), 'utf8')) as CacheManifest).hash}.tar`);
+    } catch {
+      // ignore
+    }
+  }
+  for (const n of names) if (n.endsWith('.tar') && !wanted.has(n)) rmSync(join(cacheDir, n), { force: true });
+}
+
+// ---------------------------------------------------------------------------------------------
+// shipping
+
+export function payloadVolumeName(labId: string): string {
+  return `egl-${labId}-payload`;
+}
+
+/**
+ * Creates the lab's (empty) payload volume, labelled with `labels`. A volume of that name left by a
+ * crashed lab of the same id is replaced.
+ */
+export async function createPayloadVolume(volume: string, labels: Record<string, string>): Promise<void> {
+  const d = docker();
+  try {
+    await d.getVolume(volume).remove({ force: true });
+  } catch (error) {
+    if (!isNotFound(error)) throw new LabError(`payload: a volume ${volume} exists and cannot be removed: ${(error as Error).message}`, { cause: error });
+  }
+  await d.createVolume({ Name: volume, Labels: labels });
+}
+
+/**
+ * Fills the payload volume through the Docker API: a short-lived loader container (never started)
+ * mounts it and the archive is put into it. Containers that already mount the volume see the
+ * files as soon as this resolves.
+ */
+export async function fillPayloadVolume(args: { volume: string; loaderName: string; image: string; labels: Record<string, string>; payload: Payload }): Promise<void> {
+  const loader = await docker().createContainer({
+    name: args.loaderName,
+    Image: args.image,
+    Cmd: ['true'],
+    Labels: args.labels,
+    HostConfig: { NetworkMode: 'none', Mounts: [{ Type: 'volume', Source: args.volume, Target: '/payload' }] },
+  });
+  try {
+    await loader.putArchive(args.payload.tar, { path: '/payload' });
+  } finally {
+    await loader.remove({ force: true }).catch(() => {});
+  }
+}
