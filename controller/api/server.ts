@@ -1,4 +1,5 @@
 // The HTTP front end: routing, authentication, discovery, JSON bodies, watch streaming.
+import { decodeKubeProtobuf } from './protobuf.js';
 import { createServer as createHttpServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
@@ -306,12 +307,22 @@ export class ApiServer {
       if (size > MAX_BODY) throw new ApiError(413, 'RequestEntityTooLarge', 'request body too large');
       chunks.push(c as Buffer);
     }
-    const text = Buffer.concat(chunks).toString('utf8');
+    const bytes = Buffer.concat(chunks);
+    const text = bytes.toString('utf8');
     if (text.trim() === '') {
       if (optional) return undefined;
       throw errors.badRequest('the request body is empty');
     }
     const ct = (req.headers['content-type'] ?? '').split(';')[0]!.trim();
+    if (ct === 'application/vnd.kubernetes.protobuf' && !raw) {
+      // kubectl's `create configmap|secret|namespace` send protobuf whatever the server prefers
+      try {
+        return decodeKubeProtobuf(bytes);
+      } catch (e) {
+        const msg = (e as Error).message;
+        throw /are decoded for/.test(msg) ? new ApiError(415, 'UnsupportedMediaType', msg) : errors.badRequest(`the protobuf request body cannot be decoded: ${msg}`);
+      }
+    }
     if (ct.includes('protobuf') || ct.includes('cbor')) {
       throw errors.unsupportedMediaType(ct, ['application/json', 'application/yaml', 'application/merge-patch+json', 'application/json-patch+json', 'application/strategic-merge-patch+json']);
     }

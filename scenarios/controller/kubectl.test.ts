@@ -130,6 +130,17 @@ describe('kubectl against the lab API (forward on 127.0.0.1)', () => {
     expect(gone.stderr).toContain('egressnatpolicies.networking.gke.io "egress" not found');
   });
 
+  it('kubectl create configmap|namespace (protobuf bodies): the ip-masq-agent ConfigMap as GKE documents it', async () => {
+    const cfg = join(dir, 'config');
+    writeFileSync(cfg, 'nonMasqueradeCIDRs:\n  - 10.0.0.0/8\nmasqLinkLocal: false\nresyncInterval: 60s\n');
+    expect(await ok(['create', 'configmap', 'ip-masq-agent', `--from-file=config=${cfg}`, '-n', 'kube-system'])).toContain('configmap/ip-masq-agent created');
+    const cm = JSON.parse(await ok(['get', 'configmap', 'ip-masq-agent', '-n', 'kube-system', '-o', 'json'])) as { data: Record<string, string> };
+    expect(cm.data).toEqual({ config: readFileSync(cfg, 'utf8') });
+    expect(await ok(['create', 'namespace', 'team-a'])).toContain('namespace/team-a created');
+    expect(await ok(['get', 'namespace', 'team-a', '-o', 'jsonpath={.metadata.name}'])).toBe('team-a');
+    expect(await ok(['delete', 'configmap', 'ip-masq-agent', '-n', 'kube-system'])).toContain('deleted');
+  });
+
   it("reports an invalid manifest's field and value", async () => {
     const r = await kubectl(['apply', '-f', '-'], badPolicy());
     expect(r.code).not.toBe(0);
