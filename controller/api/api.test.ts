@@ -267,3 +267,14 @@ describe('object semantics', () => {
     expect((await t.admin.list(R.egressNATPolicies)).items.map((o) => o.metadata.name)).toEqual(['shared']);
   });
 });
+
+describe('namespaces', () => {
+  it('carry kubernetes.io/metadata.name=<name> as kube-apiserver sets it, even when a write drops it', async () => {
+    t = await startTestController();
+    const ns = await t.admin.create(R.namespaces, { apiVersion: 'v1', kind: 'Namespace', metadata: { name: 'team-a', labels: { user: 'a' } } });
+    expect(ns.metadata.labels).toEqual({ user: 'a', 'kubernetes.io/metadata.name': 'team-a' });
+    const cur = await t.admin.get(R.namespaces, 'team-a');
+    const updated = await t.admin.update(R.namespaces, { ...cur, metadata: { ...cur.metadata, labels: { user: 'b' } } });
+    expect(updated.metadata.labels).toEqual({ user: 'b', 'kubernetes.io/metadata.name': 'team-a' });
+  });
+});

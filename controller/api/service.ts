@@ -186,6 +186,7 @@ export class ResourceService {
     const obj = this.checkBody(def, version, ns, body);
     const md = obj.metadata;
     if (!md.name && md.generateName) md.name = `${md.generateName}${randomBytes(4).toString('hex').slice(0, 5)}`;
+    namespaceNameLabel(def, obj);
     if (def.namespaced) this.requireNamespace(ns!);
     this.authz(ctx, 'create', def, ns, md.name, obj);
     const problems = validateObjectMeta(obj, { namespaced: def.namespaced, nameIsLabel: def.plural === 'namespaces' });
@@ -287,6 +288,7 @@ export class ResourceService {
   // ------------------------------------------------------------------ helpers
 
   private applyUpdate(def: ResourceDef, version: string, current: KubeObject, obj: KubeObject, ctx: RequestContext, subresource?: string): KubeObject {
+    namespaceNameLabel(def, obj);
     const rv = obj.metadata.resourceVersion;
     if (rv !== undefined && rv !== '' && rv !== current.metadata.resourceVersion) throw errors.conflict(q(def), current.metadata.name!);
     let next: KubeObject;
@@ -368,4 +370,10 @@ export class ResourceService {
       throw errors.invalid(q(req.resource), name, problems);
     }
   }
+}
+
+/** As kube-apiserver (1.21+): every Namespace carries the immutable label kubernetes.io/metadata.name=<name>. */
+function namespaceNameLabel(def: ResourceDef, obj: KubeObject): void {
+  if (def.group !== '' || def.plural !== 'namespaces' || typeof obj.metadata.name !== 'string') return;
+  obj.metadata.labels = { ...(obj.metadata.labels ?? {}), 'kubernetes.io/metadata.name': obj.metadata.name };
 }
