@@ -35,9 +35,15 @@ describe('agent config', () => {
       masqStatePath: DEFAULT_MASQ_STATE_PATH,
       statusPath: DEFAULT_STATUS_PATH,
       removeRulesOnStop: true,
+      gatewayConntrackSync: true,
       insecureSkipTLSVerify: false,
       nftPath: 'nft',
     });
+  });
+
+  it('gatewayConntrackSync: a boolean, on by default', () => {
+    expect(parseAgentConfig({ ...base, gatewayConntrackSync: false }).gatewayConntrackSync).toBe(false);
+    expect(issues({ ...base, gatewayConntrackSync: 'no' })).toEqual(['gatewayConntrackSync: must be true or false (got "no")']);
   });
 
   it('accepts every flavour and an empty pod CIDR list', () => {

@@ -59,6 +59,12 @@ export interface AgentConfig {
   nftPath: string;
   /** SIGTERM removes the masquerade rules (default true); false leaves them (like a crash) */
   removeRulesOnStop: boolean;
+  /**
+   * Egress gateway: replicate the SNAT bindings of floating IPs between nodes with conntrackd and
+   * commit them on taking an IP, so established connections survive a failover (default true;
+   * docs/gateway.md). false: the new holder picks flows up loosely.
+   */
+  gatewayConntrackSync: boolean;
 }
 
 export class AgentConfigError extends Error {
@@ -86,6 +92,7 @@ const KNOWN = new Set([
   'startupSyncTimeoutMs',
   'nftPath',
   'removeRulesOnStop',
+  'gatewayConntrackSync',
 ]);
 
 const DNS1123_SUBDOMAIN = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/;
@@ -218,6 +225,7 @@ export function parseAgentConfig(raw: unknown): AgentConfig {
   const startupSyncTimeoutMs = int('startupSyncTimeoutMs', 5000, 0, 600_000);
   const nftPath = str('nftPath', false, 'nft');
   const removeRulesOnStop = bool('removeRulesOnStop', true);
+  const gatewayConntrackSync = bool('gatewayConntrackSync', true);
 
   const paths: [string, string][] = [
     ['ipMasqAgentConfigPath', ipMasqAgentConfigPath],
@@ -253,6 +261,7 @@ export function parseAgentConfig(raw: unknown): AgentConfig {
     startupSyncTimeoutMs,
     nftPath,
     removeRulesOnStop,
+    gatewayConntrackSync,
   };
 }
 

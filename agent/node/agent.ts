@@ -43,7 +43,7 @@ export function buildModules(ctx: NodeModuleContext, nft: NftRunner): NodeModule
   // egress NAT gateway (issue 6, docs/gateway.md): before masq, so that a matched pod is never
   // masqueraded while the agent starts (its fail-closed/marks are in place first). With a fake nft
   // (tests) it touches no kernel state at all.
-  mods.push(new GatewayModule(ctx, nft instanceof ExecNftRunner ? {} : { system: new NullGatewaySystem(), heartbeat: false }));
+  mods.push(new GatewayModule(ctx, nft instanceof ExecNftRunner ? {} : { system: new NullGatewaySystem(), heartbeat: false, conntrackSync: false }));
   mods.push(new MasqModule(ctx, nft));
   return mods;
 }

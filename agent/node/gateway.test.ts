@@ -10,6 +10,7 @@ import { startLeaseRenewer, type LeaseRenewer } from '../../controller/client/le
 import { nodeToken, startTestController, waitFor } from '../../controller/testing.js';
 import { parseAgentConfig } from '../config.js';
 import { NullGatewaySystem } from '../gateway/system.js';
+import type { CtSyncIO } from '../gateway/conntrack-sync.js';
 import { NodeEventRecorder } from './events.js';
 import { GatewayModule } from './gateway.js';
 
@@ -94,6 +95,20 @@ describe('GatewayModule', () => {
         expect(mod.status()).toMatchObject({ ownedIPs: [], policies: [{ action: 'route', holder: 'worker2' }] });
     expect((mod.status().lastTriggerToCommitMs as number) < 1000).toBe(true);
 
+    // the policy is deleted: its pairs are held fail-closed while their conntrack entries go, and
+    // only then is the final ruleset (no policy: masquerade decides again) committed
+    const mark = sys.calls.length;
+    const policy = await t.admin.get(R.egressNATPolicies, 'egress');
+    await t.admin.delete(R.egressNATPolicies, 'egress');
+    await waitFor(() => sys.calls.slice(mark).some((c) => c.op === 'nft' && c.arg.includes('delete table ip') && !c.arg.includes('policy egress')), 'final ruleset without the policy', 5000);
+    const after = sys.calls.slice(mark);
+    const iTransit = after.findIndex((c) => c.op === 'nft' && /policy egress~leaving: fail-closed \(leaving the policy/.test(c.arg));
+    const iFlush = after.findIndex((c) => c.op === 'conntrack' && c.arg.includes('-D -s 10.10.10.1 -d 8.8.8.0 --mask-dst 255.255.255.0'));
+    const iFinal = after.findIndex((c) => c.op === 'nft' && c.arg.includes('delete table ip') && !c.arg.includes('policy egress'));
+    expect({ iTransit: iTransit >= 0, flushAfterTransit: iFlush > iTransit, finalAfterFlush: iFinal > iFlush }, JSON.stringify(after.map((c) => `${c.op} ${c.arg.slice(0, 60)}`))).toEqual({ iTransit: true, flushAfterTransit: true, finalAfterFlush: true });
+    await t.admin.create(R.egressNATPolicies, { apiVersion: policy.apiVersion, kind: policy.kind, metadata: { name: 'egress' }, spec: policy.spec });
+    await waitFor(() => /to gateway worker2 \(192\.168\.1\.2\)/.test(lastNft(sys)), 'routed again once the policy is back', 5000);
+
     // worker2 Down too -> unassigned -> fail-closed drop
     await renewers.worker2!.stop();
     await waitFor(() => /policy egress: fail-closed/.test(lastNft(sys)), 'fail-closed', 5000);
@@ -102,5 +117,74 @@ describe('GatewayModule', () => {
     // clean stop leaves a fail-closed table, never nothing
     await mod.stop();
     expect(lastNft(sys)).toMatch(/counter drop comment "policy egress: fail-closed \(no AnthosNetworkGateway is served\)"/);
+  }, 20_000);
+
+  it('conntrack sync: on taking a floating IP the replicated bindings are committed BEFORE the SNAT ruleset and the address', async () => {
+    const t = await startTestController({ lease: LEASE });
+    cleanup.push(() => t.close());
+    const dir = mkdtempSync(join(tmpdir(), 'egresslab-gw-'));
+    cleanup.push(() => rmSync(dir, { recursive: true, force: true }));
+    for (const n of ['worker1', 'worker2']) {
+      const renewer = startLeaseRenewer(t.node(n), n, LEASE.renewIntervalMs);
+      cleanup.push(() => renewer.stop());
+    }
+    await waitFor(async () => {
+      const gwn = await t.admin.tryGet(R.anthosNetworkGatewayNodes, 'worker2', 'kube-system');
+      return (gwn?.status as { state?: string } | undefined)?.state === 'Up';
+    }, 'worker2 Up');
+    await t.admin.create(R.anthosNetworkGateways, { apiVersion: 'networking.gke.io/v1alpha1', kind: 'AnthosNetworkGateway', metadata: { name: 'default', namespace: 'kube-system' }, spec: { floatingIPs: ['192.168.1.100', '192.168.1.101'] } });
+    const config = parseAgentConfig({
+      nodeName: 'worker1',
+      nodeIP: '192.168.1.1',
+      podCIDRs: ['10.10.10.0/24'],
+      apiServer: t.running.url,
+      caFile: '/nonexistent/ca.crt',
+      tokenFile: '/nonexistent/token',
+      flavour: 'ip-masq-agent',
+      statusPath: join(dir, 'status.json'),
+      masqStatePath: join(dir, 'masq.json'),
+      ipMasqAgentConfigPath: join(dir, 'cfg', 'config'),
+    });
+    const client = t.node('worker1');
+    const logs: string[] = [];
+    const events = new NodeEventRecorder({ client, node: 'worker1', log: (m) => logs.push(m) });
+    cleanup.push(() => events.stop(200));
+    const sys = new NullGatewaySystem({ '-4 addr show': JSON.stringify([{ ifname: 'eth0', addr_info: [{ family: 'inet', local: '192.168.1.1', prefixlen: 24 }] }]) });
+    // the fake conntrackd records into the same call log as the kernel fake: one order of operations
+    const files = new Map<string, string>();
+    const io: CtSyncIO = {
+      exec: async (cmd, args) => (sys.calls.push({ op: cmd, arg: cmd === 'sh' ? args[1]! : args.filter((a) => !a.startsWith('/')).filter((a) => a !== '-C').join(' ') }), { code: 0, stdout: '', stderr: '' }),
+      spawn: () => ({ pid: 99, kill: () => undefined }),
+      readFile: (p) => files.get(p) ?? null,
+      writeFile: (p, x) => void files.set(p, x),
+      remove: (p) => void files.delete(p),
+      sysctlGet: () => '2',
+      sysctlSet: (p, v) => void sys.calls.push({ op: 'sysctl', arg: `${p}=${v}` }),
+      cmdline: () => null,
+      killPid: () => undefined,
+    };
+    const mod = new GatewayModule(
+      { config, client, events, log: (m, msg) => logs.push(`${m}: ${msg}`), statusChanged: () => undefined },
+      { system: sys, heartbeat: false, garpScheduleMs: [0], conntrackSync: { io } },
+    );
+    cleanup.push(() => mod.stop());
+    await mod.start();
+    await waitFor(() => sys.calls.some((c) => c.op === 'ip' && c.arg === 'address add 192.168.1.100/32 dev eth0'), 'worker1 takes 192.168.1.100', 5000);
+    const at = (f: (c: { op: string; arg: string }) => boolean) => sys.calls.findIndex(f);
+    const commit = at((c) => c.op === 'sh' && c.arg.includes(' -c || exit 3'));
+    const purge = at((c) => c.op === 'sh' && c.arg.includes("'conntrack' '-D' '-q' '192.168.1.101'"));
+    const ruleset = at((c) => c.op === 'nft' && c.arg.includes('elements = { 192.168.1.100 }'));
+    const addr = at((c) => c.op === 'ip' && c.arg === 'address add 192.168.1.100/32 dev eth0');
+    expect(commit, JSON.stringify(sys.calls.map((c) => `${c.op} ${c.arg.slice(0, 40)}`))).toBeGreaterThan(-1);
+    expect(purge).toBe(commit); // one shell: commit then purge
+    expect(ruleset).toBeGreaterThan(purge);
+    expect(addr).toBeGreaterThan(ruleset);
+    expect(sys.calls[ruleset]!.arg).toContain('table ip egresslab_ctsync {\n');
+    expect(sys.calls.some((c) => c.op === 'sysctl' && c.arg === 'net/netfilter/nf_conntrack_events=0')).toBe(true);
+    expect(mod.status()).toMatchObject({ conntrackSync: { enabled: true, running: true, commits: 1, purges: 1 } });
+    expect(logs.join('\n')).toMatch(/conntrack sync: committed \? replicated binding\(s\) in \d+ ms before taking 192\.168\.1\.100/);
+    // a clean stop removes the sync table with the fail-closed leftover
+    await mod.stop();
+    expect(sys.calls.filter((c) => c.op === 'nft').at(-1)!.arg).toMatch(/delete table ip egresslab_ctsync\n$/);
   }, 20_000);
 });

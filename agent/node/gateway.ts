@@ -12,6 +12,11 @@
  *   3. floating IPs on the uplink (add/del) + gratuitous ARP (repeated on a schedule)
  *   4. rules/tables nothing points at any more; conntrack entries of flows whose treatment changed
  *
+ * With conntrack sync (agent config `gatewayConntrackSync`, default on; agent/gateway/
+ * conntrack-sync.ts) a conntrackd per node replicates the holders' SNAT bindings, and a node about
+ * to take a floating IP commits them into its kernel BEFORE step 2, so established connections
+ * keep their binding (same floating IP and port) on the new holder.
+ *
  * It is started BEFORE the masquerade module (a matched pod is never masqueraded while the agent
  * starts) and, on a clean stop, leaves a fail-closed table (no floating IP, every policy dropping)
  * rather than nothing: a node going away must not forward matched traffic with a pod IP.
@@ -36,6 +41,8 @@ import {
 import {
   addressCommands,
   changedPairs,
+  leavingPairs,
+  transitionPlan,
   conntrackFlushArgs,
   isGatewayTable,
   parseIpAddrs,
@@ -47,6 +54,7 @@ import {
   type RuleSpec,
 } from '../gateway/render.js';
 import { ExecGatewaySystem, type GatewaySystem } from '../gateway/system.js';
+import { ConntrackSync, renderCtSyncTable, type ConntrackSyncOptions } from '../gateway/conntrack-sync.js';
 import { errorMessage, type NodeModule, type NodeModuleContext } from './module.js';
 
 export const GATEWAY_NAMESPACE = 'kube-system';
@@ -67,6 +75,11 @@ export interface GatewayModuleOptions {
   uplink?: string;
   garpScheduleMs?: readonly number[];
   now?: () => number;
+  /**
+   * conntrack state sync (default: the agent config's gatewayConntrackSync); an object overrides
+   * conntrackd's settings (tests)
+   */
+  conntrackSync?: boolean | Partial<Omit<ConntrackSyncOptions, 'nodeIP' | 'uplink' | 'log'>>;
 }
 
 interface PolicyStatus {
@@ -102,6 +115,8 @@ export class GatewayModule implements NodeModule {
   private owned = new Set<string>();
   private garpTimers = new Map<string, NodeJS.Timeout[]>();
   private heartbeat: Heartbeat | null = null;
+  private ctsync: ConntrackSync | null = null;
+  private ctsyncError: string | null = null;
   private fenced = false;
   private confirming = false;
   private triggerAt: number | null = null;
@@ -134,6 +149,7 @@ export class GatewayModule implements NodeModule {
     const c = this.ctx.config;
     this.uplink = this.o.uplink ?? (await this.detectUplink());
     await this.kernelSettings();
+    await this.startConntrackSync();
     const client = this.ctx.client;
     const on = (what: string) => ({
       onAdd: () => this.changed(what),
@@ -174,6 +190,24 @@ export class GatewayModule implements NodeModule {
     this.resync.unref();
     this.aliveTimer = setInterval(() => void this.refreshAlive(), ARP_ALIVE_REFRESH_MS);
     this.aliveTimer.unref();
+  }
+
+  /** conntrackd (if enabled); a failure to start is reported and the gateway runs without sync. */
+  private async startConntrackSync(): Promise<void> {
+    // with an injected kernel fake (tests) it is off unless asked for: never the host's conntrackd
+    const want = this.o.conntrackSync ?? (this.o.system ? false : this.ctx.config.gatewayConntrackSync);
+    if (!want) return;
+    const c = this.ctx.config;
+    const sync = new ConntrackSync({ ...(typeof want === 'object' ? want : {}), nodeIP: c.nodeIP, uplink: this.uplink, log: (m) => this.ctx.log(this.name, m) });
+    try {
+      await sync.start();
+      this.ctsync = sync;
+    } catch (e) {
+      await sync.stop().catch(() => undefined);
+      this.ctsyncError = errorMessage(e);
+      this.ctx.log(this.name, `conntrack sync disabled: ${this.ctsyncError}`);
+      this.ctx.events.record('Warning', 'EgressGatewayConntrackSyncFailed', `conntrackd could not start: established connections will be picked up loosely on failover: ${this.ctsyncError}`);
+    }
   }
 
   private async detectUplink(): Promise<string> {
@@ -351,6 +385,26 @@ export class GatewayModule implements NodeModule {
   /** Kernel side of one plan (also used by stop() with a fail-closed plan). */
   private async program(plan: GatewayPlan, force: boolean): Promise<void> {
     const r = renderGateway(plan, { uplink: this.uplink });
+    const ruleset = r.ruleset + renderCtSyncTable(plan.ownedIPs.map((o) => o.ip), { enabled: !!this.ctsync });
+    // pairs leaving gateway treatment altogether: fail closed first, flush their conntrack entries,
+    // then commit the final plan (render.ts transitionPlan: otherwise their next packets would
+    // leave with the pod IP until the flush)
+    const transit = transitionPlan(this.lastPlan, plan);
+    if (transit) {
+      await this.sys.nft(renderGateway(transit, { uplink: this.uplink }).ruleset);
+      this.lastRuleset = '';
+      this.st.nftApplies++;
+      await this.flushPairs(leavingPairs(transit, plan));
+    }
+    // taking floating IPs: commit the replicated bindings BEFORE this node starts to SNAT and
+    // attracts the traffic, so no segment of an established flow is picked up as a new flow here
+    const taking = plan.ownedIPs.map((o) => o.ip).filter((ip) => !this.owned.has(ip));
+    let committed = false;
+    if (this.ctsync && taking.length) {
+      const c = await this.ctsync.commit(plan.floatingIPs, plan.ownedIPs.map((o) => o.ip));
+      committed = c.ok;
+      if (c.ok) this.ctx.log(this.name, `conntrack sync: committed ${c.entries ?? '?'} replicated binding(s) in ${c.ms} ms before taking ${taking.join(', ')}`);
+    }
     // What the kernel has: read on start/resync (force) or after a failure; otherwise what we
     // programmed last time. Keeps the failover path to two process spawns (nft, ip addr).
     let k = this.kernel;
@@ -372,13 +426,13 @@ export class GatewayModule implements NodeModule {
     });
     await this.sys.ipBatch(before);
     // resync: re-apply only if the table is gone (a full re-apply would reset the counters)
-    const drift = force && r.ruleset === this.lastRuleset && !(await this.sys.nftTableExists('ip', GW_TABLE).catch(() => false));
+    const drift = force && ruleset === this.lastRuleset && !(await this.sys.nftTableExists('ip', GW_TABLE).catch(() => false));
     if (drift) this.ctx.log(this.name, `table ${GW_TABLE} missing: re-created`);
-    if (drift || r.ruleset !== this.lastRuleset) {
-      await this.sys.nft(r.ruleset);
-      this.lastRuleset = r.ruleset;
+    if (drift || ruleset !== this.lastRuleset) {
+      await this.sys.nft(ruleset);
+      this.lastRuleset = ruleset;
       this.st.nftApplies++;
-      this.st.rulesetHash = sha16(r.ruleset);
+      this.st.rulesetHash = sha16(ruleset);
     }
     const known = [...new Set([...plan.floatingIPs, ...this.owned])];
     const addrs = addressCommands(r.addresses, k.addrs, known, plan.nodeIP, this.uplink);
@@ -391,11 +445,20 @@ export class GatewayModule implements NodeModule {
     const addrsNow = [...k.addrs.filter((a) => !addrs.del.some((d) => d.includes(` ${a} `))), ...addrs.add.map((l) => l.split(' ')[2]!)];
     this.kernel = { rules: r.rules, routes: new Map(r.routes.map((x) => [x.table, `${x.via} ${x.dev}`])), addrs: addrsNow };
     const flush = conntrackFlushArgs(changedPairs(this.lastPlan, plan));
+    await this.flushPairs(flush);
+    // the flush may have removed bindings just committed for pods of THIS node (their flows go
+    // from route to local): commit again
+    if (committed && this.ctsync && flush.length) await this.ctsync.commit(plan.floatingIPs, [...nowOwned]);
+  }
+
+  /** Deletes the conntrack entries of (source, destination) pairs (args of conntrackFlushArgs, or pairs). */
+  private async flushPairs(what: string[][] | { src: string; dst: string }[]): Promise<void> {
+    const args = what.length && !Array.isArray(what[0]) ? conntrackFlushArgs(what as { src: string; dst: string }[]) : (what as string[][]);
     await Promise.all(
-      flush.map((args) =>
-        this.sys.conntrack(args).then(
+      args.map((a) =>
+        this.sys.conntrack(a).then(
           () => void this.st.conntrackFlushes++,
-          (e) => this.ctx.log(this.name, `conntrack ${args.join(' ')}: ${errorMessage(e)}`),
+          (e) => this.ctx.log(this.name, `conntrack ${a.join(' ')}: ${errorMessage(e)}`),
         ),
       ),
     );
@@ -468,6 +531,8 @@ export class GatewayModule implements NodeModule {
     this.heartbeat?.stop();
     await this.running?.catch(() => undefined);
     await Promise.all(this.informers.map((i) => i.stop()));
+    await this.ctsync?.stop().catch((e: unknown) => this.ctx.log(this.name, `stopping conntrackd: ${errorMessage(e)}`));
+    this.ctsync = null; // the fail-closed leftover below removes its nft table too
     if (!this.ctx.config.removeRulesOnStop || !this.lastPlan) {
       this.ctx.log(this.name, 'stopped: datapath left as it is');
       return;
@@ -506,6 +571,7 @@ export class GatewayModule implements NodeModule {
       networkPolicyIsolatedPods: (p?.netpol.pods ?? []).map((x) => ({ ip: x.ip, pod: x.pod, policies: x.policies })),
       warnings: p?.warnings ?? [],
       ...this.st,
+      conntrackSync: this.ctsync ? this.ctsync.status() : { enabled: false, ...(this.ctsyncError ? { error: this.ctsyncError } : {}) },
       ...(this.heartbeat ? { heartbeat: this.heartbeat.status() } : {}),
     };
   }

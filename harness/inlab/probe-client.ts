@@ -1,28 +1,38 @@
 /**
  * The probe client: runs inside a lab container, in a pod's network namespace or a node's host
- * network. One JSON argument:
+ * network. One JSON argument (ProbeClientOptions, protocol.ts):
  *   {"to":"8.8.8.8","port":80,"proto":"tcp","timeoutMs":1000,"token":"<16 hex>",
- *    "mode":"once"|"continuous","intervalMs":20,"count":100}
+ *    "mode":"once"|"continuous","intervalMs":20,"count":100,
+ *    "stream":true,"reconnect":false,"localPort":40001}
  * once: prints one ClientRecord as JSON. continuous: prints one ClientRecord per line as each
  * packet is settled (replied or timed out) until `count` packets are sent or SIGTERM arrives.
+ * TCP continuous opens one connection per probe, unless `stream`: then ONE connection carries a
+ * probe line every interval for the whole run (the responder answers every line on it); a break of
+ * that connection (RST, error, close) is recorded in `connectionError` and never hidden by a silent
+ * reconnect (`reconnect` opens a new connection, numbered in `conn`). Exit 2 on a bad argument.
  */
 import { spawn } from 'node:child_process';
 import { createSocket } from 'node:dgram';
-import { connect } from 'node:net';
-import { encodeProbe, type ClientRecord, type Proto, type Reply } from './protocol.js';
+import { connect, type Socket } from 'node:net';
+import { encodeProbe, probeClientIssues, splitReplies, type ClientRecord, type ProbeClientOptions, type Reply } from './protocol.js';
 
-interface Options {
-  to: string;
-  port: number;
-  proto: Proto;
-  timeoutMs: number;
-  token: string;
-  mode: 'once' | 'continuous';
-  intervalMs: number;
-  count: number;
+function parseOptions(): ProbeClientOptions {
+  let raw: unknown;
+  try {
+    raw = JSON.parse(process.argv[2] ?? '');
+  } catch {
+    process.stderr.write(`probe-client: the argument must be one JSON object, got ${JSON.stringify(process.argv[2] ?? '(nothing)')}\n`);
+    process.exit(2);
+  }
+  const issues = typeof raw === 'object' && raw !== null ? probeClientIssues(raw as Partial<ProbeClientOptions>) : ['the argument must be a JSON object'];
+  if (issues.length) {
+    process.stderr.write(`probe-client: bad options:\n  - ${issues.join('\n  - ')}\n`);
+    process.exit(2);
+  }
+  return raw as ProbeClientOptions;
 }
 
-const opts = JSON.parse(process.argv[2] ?? '{}') as Options;
+const opts = parseOptions();
 let stopping = false;
 
 function emit(r: ClientRecord): void {
@@ -65,6 +75,91 @@ function tcpProbe(seq: number): Promise<ClientRecord> {
     });
     sock.on('error', (e) => done((e as NodeJS.ErrnoException).code ?? e.message));
   });
+}
+
+/**
+ * TCP stream: one connection, one line per probe; replies are matched by seq. A break settles every
+ * line in flight with the error and marks every later line `connectionError` (replied false) —
+ * unless `reconnect`, which opens a new connection for the next line.
+ */
+function tcpStreamer(): { probe(seq: number): Promise<ClientRecord>; close(): void } {
+  interface Pending { rec: ClientRecord; start: bigint; resolve: (r: ClientRecord) => void; timer: NodeJS.Timeout }
+  const pending = new Map<number, Pending>();
+  let sock: Socket | null = null;
+  let conn = 0;
+  let localPort: number | undefined;
+  let broken: string | undefined;
+  let buf = '';
+  const settle = (p: Pending, error?: string) => {
+    clearTimeout(p.timer);
+    pending.delete(p.rec.seq);
+    if (error) p.rec.error = error;
+    p.resolve(p.rec);
+  };
+  const breakWith = (s: Socket, why: string) => {
+    if (s !== sock || broken) return;
+    broken = why;
+    for (const p of [...pending.values()]) {
+      if (p.rec.conn !== conn) continue;
+      p.rec.connectionError = why;
+      settle(p, why);
+    }
+    s.destroy();
+  };
+  const open = () => {
+    conn++;
+    broken = undefined;
+    localPort = undefined;
+    buf = '';
+    const s = connect({ host: opts.to, port: opts.port, ...(opts.localPort ? { localPort: opts.localPort } : {}) });
+    sock = s;
+    s.setNoDelay(true);
+    let connected = false;
+    s.on('connect', () => {
+      connected = true;
+      localPort = s.localPort;
+      for (const p of pending.values()) if (p.rec.conn === conn) p.rec.localPort = localPort;
+    });
+    s.on('data', (d: Buffer) => {
+      if (s !== sock) return;
+      const { replies, rest } = splitReplies(buf + d.toString('latin1'));
+      buf = rest;
+      for (const r of replies) {
+        if (r.token !== opts.token || r.seq === undefined) continue;
+        const p = pending.get(r.seq);
+        if (!p) continue; // already timed out: a late answer does not make the line replied
+        p.rec.replied = true;
+        p.rec.rttMs = Number(process.hrtime.bigint() - p.start) / 1e6;
+        p.rec.observedSource = r.observedSource;
+        p.rec.observedPort = r.observedPort;
+        settle(p);
+      }
+    });
+    s.on('error', (e: NodeJS.ErrnoException) => breakWith(s, connected ? (e.code ?? e.message) : `connect failed: ${e.code ?? e.message}`));
+    s.on('end', () => breakWith(s, 'closed by peer'));
+    s.on('close', () => breakWith(s, 'closed'));
+  };
+  return {
+    probe(seq) {
+      return new Promise((resolve) => {
+        if (!sock || (broken && opts.reconnect)) open();
+        const rec: ClientRecord = { seq, t: Date.now(), replied: false, conn };
+        if (localPort !== undefined) rec.localPort = localPort;
+        if (broken) {
+          rec.connectionError = broken;
+          rec.error = 'connection broken';
+          resolve(rec);
+          return;
+        }
+        const p: Pending = { rec, start: process.hrtime.bigint(), resolve, timer: setTimeout(() => settle(p, 'timeout'), opts.timeoutMs) };
+        pending.set(seq, p);
+        sock!.write(encodeProbe(opts.token, seq));
+      });
+    },
+    close() {
+      sock?.destroy();
+    },
+  };
 }
 
 /** UDP: one socket for the whole run (one flow, like a streaming application). */
@@ -195,7 +290,7 @@ async function main(): Promise<void> {
     }
     return;
   }
-  const u = opts.proto === 'udp' ? udpProber() : undefined;
+  const u = opts.proto === 'udp' ? udpProber() : opts.stream ? tcpStreamer() : undefined;
   const inflight: Promise<void>[] = [];
   const began = Date.now();
   for (let seq = 1; seq <= opts.count && !stopping; seq++) {

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { OBSERVED_LOG, PROTOS, RESPONDER_PORT, RUN_DIR, decodeProbe, encodeProbe, icmpToken, newToken, synKey } from './protocol.js';
+import { OBSERVED_LOG, PROTOS, RESPONDER_PORT, RUN_DIR, decodeProbe, encodeProbe, icmpToken, newToken, probeClientIssues, splitReplies, synKey, type ProbeClientOptions } from './protocol.js';
 
 describe('probe wire protocol', () => {
   it('newToken: 16 lower-case hex characters (8 bytes, ping fill pattern size), fresh each time', () => {
@@ -57,5 +57,62 @@ describe('probe wire protocol', () => {
     expect(PROTOS).toEqual(['tcp', 'udp', 'icmp']);
     expect(RESPONDER_PORT).toBe(7007);
     expect(OBSERVED_LOG).toBe(`${RUN_DIR}/observed.jsonl`);
+  });
+});
+
+describe('probe client options (probeClientIssues)', () => {
+  const base: ProbeClientOptions = { to: '8.8.8.8', port: 7007, proto: 'tcp', timeoutMs: 300, token: '0123456789abcdef', mode: 'continuous', intervalMs: 20, count: 100 };
+
+  it('accepts once, continuous and stream probes', () => {
+    expect(probeClientIssues(base)).toEqual([]);
+    expect(probeClientIssues({ ...base, mode: 'once', intervalMs: 0, count: 1 })).toEqual([]);
+    expect(probeClientIssues({ ...base, proto: 'icmp', port: 0 })).toEqual([]);
+    expect(probeClientIssues({ ...base, stream: true })).toEqual([]);
+    expect(probeClientIssues({ ...base, stream: true, reconnect: true, localPort: 40001 })).toEqual([]);
+  });
+
+  it('says what is wrong with each bad field', () => {
+    const cases: [Partial<ProbeClientOptions>, RegExp][] = [
+      [{ to: 'example.com' }, /^to: must be an IPv4 address/],
+      [{ port: 0 }, /^port: must be a port number/],
+      [{ port: 70000 }, /^port: /],
+      [{ timeoutMs: 0 }, /^timeoutMs: /],
+      [{ token: 'XYZ' }, /^token: /],
+      [{ mode: 'often' as 'once' }, /^mode: /],
+      [{ intervalMs: 0 }, /^intervalMs: /],
+      [{ count: 0 }, /^count: /],
+      [{ stream: true, proto: 'udp' }, /^stream: only for continuous TCP/],
+      [{ stream: true, mode: 'once' }, /^stream: only for continuous TCP/],
+      [{ stream: 'yes' as unknown as boolean }, /^stream: must be true or false/],
+      [{ reconnect: true }, /^reconnect: .*only with stream/],
+      [{ stream: true, localPort: 0 }, /^localPort: /],
+      [{ localPort: 40001 }, /^localPort: .*only with stream/],
+    ];
+    for (const [patch, re] of cases) {
+      const issues = probeClientIssues({ ...base, ...patch });
+      expect(issues.length, JSON.stringify(patch)).toBeGreaterThan(0);
+      expect(issues.some((i) => re.test(i)), `${JSON.stringify(patch)} -> ${issues.join(' | ')}`).toBe(true);
+    }
+  });
+});
+
+describe('stream replies (splitReplies)', () => {
+  const reply = (seq: number) => JSON.stringify({ responder: 'internet', observedSource: '192.168.1.100', observedPort: 40001, token: '0123456789abcdef', seq, t: 1 });
+
+  it('returns complete lines parsed and keeps the unfinished rest', () => {
+    const text = `${reply(1)}\n${reply(2)}\n${reply(3).slice(0, 10)}`;
+    const r = splitReplies(text);
+    expect(r.replies.map((x) => x.seq)).toEqual([1, 2]);
+    expect(r.rest).toBe(reply(3).slice(0, 10));
+    expect(r.bad).toEqual([]);
+    // the rest completes with the next chunk
+    expect(splitReplies(`${r.rest}${reply(3).slice(10)}\n`).replies.map((x) => x.seq)).toEqual([3]);
+  });
+
+  it('reports lines that are not replies and skips empty ones', () => {
+    const r = splitReplies(`garbage\n\n{"x":1}\n${reply(4)}\n`);
+    expect(r.replies.map((x) => x.seq)).toEqual([4]);
+    expect(r.bad).toEqual(['garbage', '{"x":1}']);
+    expect(r.rest).toBe('');
   });
 });

@@ -78,4 +78,78 @@ export interface ClientRecord {
   observedPort?: number;
   localPort?: number;
   error?: string;
+  /**
+   * Stream mode only: which TCP connection carried this probe line (1 = the first one; a new number
+   * only after a break, and only with `reconnect`).
+   */
+  conn?: number;
+  /**
+   * Stream mode only: the connection this line was sent on (or was due to be sent on) broke: the
+   * error code (ECONNRESET, EPIPE, ETIMEDOUT, ...) or "closed by peer" / "connect failed: CODE".
+   */
+  connectionError?: string;
+}
+
+/** Options of the in-lab probe client (its one JSON argument). */
+export interface ProbeClientOptions {
+  to: string;
+  port: number;
+  proto: Proto;
+  timeoutMs: number;
+  token: string;
+  mode: 'once' | 'continuous';
+  intervalMs: number;
+  count: number;
+  /** TCP continuous only: ONE connection for the whole run, one probe line per interval on it. */
+  stream?: boolean;
+  /** stream only: after a break, open a new connection at the next interval (recorded as a new `conn`). */
+  reconnect?: boolean;
+  /** stream only: bind this local port (1-65535). */
+  localPort?: number;
+}
+
+/**
+ * Validates the probe client's argument; returns every problem found (empty: valid). Shared by the
+ * client (which refuses to run) and the harness (which refuses to start it).
+ */
+export function probeClientIssues(o: Partial<ProbeClientOptions>): string[] {
+  const issues: string[] = [];
+  const isInt = (v: unknown, min: number, max: number) => typeof v === 'number' && Number.isInteger(v) && v >= min && v <= max;
+  if (typeof o.to !== 'string' || !/^\d{1,3}(\.\d{1,3}){3}$/.test(o.to)) issues.push(`to: must be an IPv4 address (got ${JSON.stringify(o.to)})`);
+  if (!PROTOS.includes(o.proto as Proto)) issues.push(`proto: must be tcp, udp or icmp (got ${JSON.stringify(o.proto)})`);
+  if (o.proto !== 'icmp' && !isInt(o.port, 1, 65535)) issues.push(`port: must be a port number 1-65535 (got ${JSON.stringify(o.port)})`);
+  if (!isInt(o.timeoutMs, 1, 60_000)) issues.push(`timeoutMs: must be an integer between 1 and 60000 (got ${JSON.stringify(o.timeoutMs)})`);
+  if (typeof o.token !== 'string' || !/^[0-9a-f]{16}$/.test(o.token)) issues.push(`token: must be 16 lower-case hex characters (got ${JSON.stringify(o.token)})`);
+  if (o.mode !== 'once' && o.mode !== 'continuous') issues.push(`mode: must be once or continuous (got ${JSON.stringify(o.mode)})`);
+  if (o.mode === 'continuous') {
+    if (!isInt(o.intervalMs, 1, 3_600_000)) issues.push(`intervalMs: must be an integer between 1 and 3600000 (got ${JSON.stringify(o.intervalMs)})`);
+    if (!isInt(o.count, 1, 100_000_000)) issues.push(`count: must be a positive integer (got ${JSON.stringify(o.count)})`);
+  }
+  if (o.stream !== undefined && typeof o.stream !== 'boolean') issues.push(`stream: must be true or false (got ${JSON.stringify(o.stream)})`);
+  if (o.stream && (o.proto !== 'tcp' || o.mode !== 'continuous')) issues.push('stream: only for continuous TCP probes (proto tcp, mode continuous)');
+  if (o.reconnect !== undefined && (typeof o.reconnect !== 'boolean' || (o.reconnect && !o.stream))) issues.push(`reconnect: must be a boolean, and only with stream (got ${JSON.stringify(o.reconnect)})`);
+  if (o.localPort !== undefined && (!isInt(o.localPort, 1, 65535) || !o.stream)) issues.push(`localPort: must be a port number 1-65535, and only with stream (got ${JSON.stringify(o.localPort)})`);
+  return issues;
+}
+
+/**
+ * Stream mode: splits what arrived on the connection into complete reply lines (parsed) and the
+ * unfinished rest. A line that is not a JSON Reply is returned in `bad`.
+ */
+export function splitReplies(buffered: string): { replies: Reply[]; bad: string[]; rest: string } {
+  const replies: Reply[] = [];
+  const bad: string[] = [];
+  const lines = buffered.split('\n');
+  const rest = lines.pop() ?? '';
+  for (const line of lines) {
+    if (!line.trim()) continue;
+    try {
+      const r = JSON.parse(line) as Reply;
+      if (typeof r !== 'object' || r === null || typeof r.observedSource !== 'string') bad.push(line);
+      else replies.push(r);
+    } catch {
+      bad.push(line);
+    }
+  }
+  return { replies, bad, rest };
 }

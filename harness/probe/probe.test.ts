@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { ValidationError } from '../util/errors.js';
-import { checkProbeArgs, type ProbeOptions } from './probe.js';
+import { checkContinuousProbeArgs, checkProbeArgs, type ContinuousProbeOptions, type ProbeOptions } from './probe.js';
 
 function refusal(to: string, options: ProbeOptions): ValidationError {
   try {
@@ -50,5 +50,33 @@ describe('checkProbeArgs', () => {
     const e = refusal('nowhere', { proto: 'gre' as never, port: 0, timeoutMs: 0 });
     expect(e.issues.map((i) => i.path)).toEqual(['--to', '--proto', '--port', 'timeoutMs']);
     expect(e.message.split('\n')).toHaveLength(4);
+  });
+});
+
+describe('checkContinuousProbeArgs', () => {
+  it('accepts stream options for TCP', () => {
+    expect(() => checkContinuousProbeArgs('8.8.8.8', { proto: 'tcp', stream: true, intervalMs: 50, timeoutMs: 300 })).not.toThrow();
+    expect(() => checkContinuousProbeArgs('8.8.8.8', { proto: 'tcp', stream: true, reconnect: true, localPort: 40001 })).not.toThrow();
+    expect(() => checkContinuousProbeArgs('8.8.8.8', { intervalMs: 20, count: 5 })).not.toThrow();
+  });
+
+  it.each([
+    ['stream over UDP (the default proto)', { stream: true }, 'stream', /TCP only \(proto is udp\)/],
+    ['stream over ICMP', { proto: 'icmp', stream: true }, 'stream', /TCP only/],
+    ['reconnect without stream', { proto: 'tcp', reconnect: true }, 'reconnect', /needs stream/],
+    ['localPort without stream', { proto: 'tcp', localPort: 40001 }, 'localPort', /needs stream/],
+    ['localPort out of range', { proto: 'tcp', stream: true, localPort: 70000 }, 'localPort', /1-65535/],
+    ['intervalMs 0', { intervalMs: 0 }, 'intervalMs', /between 1 and/],
+    ['count 0', { count: 0 }, 'count', /positive/],
+  ] as [string, ContinuousProbeOptions, string, RegExp][])('refuses %s', (_name, options, path, message) => {
+    let err: unknown;
+    try {
+      checkContinuousProbeArgs('8.8.8.8', options);
+    } catch (e) {
+      err = e;
+    }
+    expect(err).toBeInstanceOf(ValidationError);
+    const issues = (err as ValidationError & { issues: { path: string; message: string }[] }).issues;
+    expect(issues.some((i) => i.path === path && message.test(i.message)), JSON.stringify(issues)).toBe(true);
   });
 });

@@ -122,6 +122,35 @@ export interface ContinuousProbeOptions extends ProbeOptions {
   intervalMs?: number;
   /** Upper bound on packets sent (stop() ends it earlier). Default: 10 minutes' worth. */
   count?: number;
+  /**
+   * TCP only: ONE connection for the whole run, a probe line every `intervalMs` on it (a long-lived
+   * connection, e.g. across a gateway failover). Each line gets a record; a break of the connection
+   * is recorded (`connectionError`) and the timeline's `stream` says whether the connection survived.
+   */
+  stream?: boolean;
+  /** stream only: open a new connection after a break (each one numbered; the timeline says so). Default false. */
+  reconnect?: boolean;
+  /** stream only: bind this local (source) port. */
+  localPort?: number;
+}
+
+export function checkContinuousProbeArgs(to: string, options: ContinuousProbeOptions): void {
+  checkProbeArgs(to, options);
+  const issues = [];
+  const proto = options.proto ?? 'udp';
+  if (options.intervalMs !== undefined && (!Number.isInteger(options.intervalMs) || options.intervalMs < 1 || options.intervalMs > 3_600_000)) {
+    issues.push({ path: 'intervalMs', value: options.intervalMs, message: 'must be an integer between 1 and 3600000' });
+  }
+  if (options.count !== undefined && (!Number.isInteger(options.count) || options.count < 1)) issues.push({ path: 'count', value: options.count, message: 'must be a positive integer' });
+  if (options.stream !== undefined && typeof options.stream !== 'boolean') issues.push({ path: 'stream', value: options.stream, message: 'must be true or false' });
+  if (options.stream && proto !== 'tcp') issues.push({ path: 'stream', value: options.stream, message: `is for TCP only (proto is ${proto})` });
+  if (options.reconnect !== undefined && (typeof options.reconnect !== 'boolean' || (options.reconnect && !options.stream))) {
+    issues.push({ path: 'reconnect', value: options.reconnect, message: 'must be a boolean, and needs stream: true' });
+  }
+  if (options.localPort !== undefined && (!Number.isInteger(options.localPort) || options.localPort < 1 || options.localPort > 65535 || !options.stream)) {
+    issues.push({ path: 'localPort', value: options.localPort, message: 'must be a port number 1-65535, and needs stream: true' });
+  }
+  if (issues.length) throw new ValidationError('continuous probe', issues);
 }
 
 /** A probe sending one sequence-numbered packet every `intervalMs` until stopped. */
@@ -144,7 +173,7 @@ export class ContinuousProbe {
   }
 
   static async start(lab: Lab, from: string, to: string, options: ContinuousProbeOptions = {}): Promise<ContinuousProbe> {
-    checkProbeArgs(to, options);
+    checkContinuousProbeArgs(to, options);
     const proto = options.proto ?? 'udp';
     const intervalMs = options.intervalMs ?? 20;
     const source = lab.place(from);
@@ -155,7 +184,8 @@ export class ContinuousProbe {
     const count = options.count ?? Math.ceil(600_000 / intervalMs);
     const timeoutMs = options.timeoutMs ?? 500;
     const p = new ContinuousProbe(lab, source, target, to, proto, port, intervalMs, token, Date.now());
-    const args = JSON.stringify({ to, port: port ?? 0, proto, timeoutMs, token, mode: 'continuous', intervalMs, count });
+    const stream = options.stream ? { stream: true, ...(options.reconnect ? { reconnect: true } : {}), ...(options.localPort ? { localPort: options.localPort } : {}) } : {};
+    const args = JSON.stringify({ to, port: port ?? 0, proto, timeoutMs, token, mode: 'continuous', intervalMs, count, ...stream });
     const { out, pid } = p.files;
     await lab.exec(source.container, ['mkdir', '-p', RUN_DIR]);
     await lab.execDetached(source.container, [

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import type { ClientRecord, Observation } from '../inlab/protocol.js';
-import { buildTimeline, deliveryRatio, leaks, outages, sourceCounts, type Timeline } from './timeline.js';
+import { buildTimeline, deliveryRatio, leaks, outages, sourceCounts, summarizeStream, type Timeline } from './timeline.js';
 
 const T0 = 1_700_000_000_000;
 const INTERVAL = 20;
@@ -157,5 +157,79 @@ describe('sourceCounts, leaks, deliveryRatio', () => {
     expect(deliveryRatio(t)).toBe(0.75);
     expect(deliveryRatio(timeline([]))).toBe(1);
     expect(deliveryRatio(buildTimeline(meta('udp'), [], []))).toBe(0);
+  });
+});
+
+describe('stream timelines (one long-lived TCP connection)', () => {
+  const EGRESS = '192.168.1.100';
+  /** n lines on connection 1 (local port 40001, seen as EGRESS:40001); `lost` unanswered; `patch` per seq. */
+  function stream(n: number, lost: number[] = [], patch: (seq: number) => Partial<ClientRecord> = () => ({})): ClientRecord[] {
+    return recs(n, lost, (seq) => ({
+      conn: 1,
+      localPort: 40001,
+      ...(lost.includes(seq) ? { error: 'timeout' } : { observedSource: EGRESS, observedPort: 40001 }),
+      ...patch(seq),
+    }));
+  }
+
+  it('a connection that rides through an outage survived: same connection, same endpoint, answered at the end', () => {
+    const t = buildTimeline(meta('tcp'), stream(10, [4, 5, 6]), [obs({ p: 'tcp', src: EGRESS, sport: 40001, t: T0 - 3 })]);
+    expect(t.stream).toEqual({
+      connections: [{ conn: 1, localPort: 40001, firstSeq: 1, lastSeq: 10, sent: 10, replied: 7, endpoints: [`${EGRESS}:40001`] }],
+      survived: true,
+      reason: '',
+    });
+    expect(outages(t)).toHaveLength(1);
+    expect(outages(t)[0]).toMatchObject({ firstSeq: 4, lastSeq: 6, lost: 3, durationMs: 80 });
+    // the SYN goes to the first line of the connection, the replies to every answered line
+    expect(t.packets[0]!.observedSources).toEqual([EGRESS]);
+    expect(t.packets[0]).toMatchObject({ conn: 1, localPort: 40001, replyPort: 40001 });
+    expect(sourceCounts(t)).toEqual({ [EGRESS]: 7 });
+    expect(t.unattributed).toEqual([]);
+  });
+
+  it('a broken connection (RST) did not survive, even if a later line went through another one', () => {
+    const broken = stream(6, [4, 5, 6], (seq) => (seq >= 4 ? { connectionError: 'ECONNRESET', error: seq === 4 ? 'ECONNRESET' : 'connection broken' } : {}));
+    const t = buildTimeline(meta('tcp'), broken, []);
+    expect(t.stream!.survived).toBe(false);
+    expect(t.stream!.reason).toBe('connection 1 (local port 40001) broke with ECONNRESET at line 4');
+    expect(t.stream!.connections[0]).toMatchObject({ brokeWith: 'ECONNRESET', brokeAtSeq: 4, replied: 3 });
+    expect(t.packets[4]!.connectionError).toBe('ECONNRESET');
+
+    // with reconnect: line 5 opens connection 2 (new local port) which works: still not survived
+    const re = stream(6, [4], (seq) => (seq === 4 ? { connectionError: 'ECONNRESET' } : seq >= 5 ? { conn: 2, localPort: 40002, observedPort: 40002 } : {}));
+    const t2 = buildTimeline(meta('tcp'), re, [obs({ p: 'tcp', src: EGRESS, sport: 40002, t: T0 + 80 })]);
+    expect(t2.stream!.survived).toBe(false);
+    expect(t2.stream!.connections.map((c) => [c.conn, c.localPort, c.endpoints])).toEqual([
+      [1, 40001, [`${EGRESS}:40001`]],
+      [2, 40002, [`${EGRESS}:40002`]],
+    ]);
+    expect(t2.stream!.reason).toMatch(/^the stream was carried by 2 connections/);
+    // the second SYN is attributed to the first line of connection 2
+    expect(t2.packets[4]!.observedSources).toEqual([EGRESS]);
+  });
+
+  it('a reconnect on the same local port: each SYN goes to its own connection', () => {
+    const re = stream(4, [], (seq) => (seq >= 3 ? { conn: 2 } : {}));
+    const t = buildTimeline(meta('tcp'), re, [obs({ p: 'tcp', src: '10.10.10.1', sport: 40001, t: T0 + 41 }), obs({ p: 'tcp', src: EGRESS, sport: 40001, t: T0 - 1 })]);
+    expect(t.packets[2]!.observedSources).toEqual(['10.10.10.1', EGRESS]);
+    expect(t.packets[0]!.observedSources).toEqual([EGRESS]);
+    expect(leaks(t, [EGRESS]).packets.map((p) => p.seq)).toEqual([3]);
+  });
+
+  it('a changed NAT binding (another source port) or a stream that never recovered did not survive', () => {
+    const moved = summarizeStream(buildTimeline(meta('tcp'), stream(4, [], (seq) => (seq >= 3 ? { observedPort: 51000 } : {})), []).packets);
+    expect(moved.survived).toBe(false);
+    expect(moved.reason).toBe(`connection 1 was seen from ${EGRESS}:40001 then ${EGRESS}:51000 (NAT binding changed)`);
+    const hung = summarizeStream(buildTimeline(meta('tcp'), stream(5, [4, 5]), []).packets);
+    expect(hung.survived).toBe(false);
+    expect(hung.reason).toBe('the last line (5) was not answered: the connection never carried traffic again');
+    expect(summarizeStream([]).reason).toBe('no line was sent');
+  });
+
+  it('non-stream timelines carry no stream summary and keep their packet shape', () => {
+    const t = buildTimeline(meta('tcp'), recs(2, [], (seq) => ({ localPort: 50000 + seq })), []);
+    expect(t.stream).toBeUndefined();
+    expect(t.packets[0]).toEqual({ seq: 1, t: T0, replied: true, rttMs: 1.5, observedSources: [] });
   });
 });

@@ -16,6 +16,12 @@ export interface TimelinePacket {
   observedSources: string[];
   /** The source the reply said (TCP/UDP). */
   replySource?: string;
+  /** Stream mode: the source port the reply said the far end saw. */
+  replyPort?: number;
+  /** Stream mode: the connection that carried the line, its local port, and its break if it broke. */
+  conn?: number;
+  localPort?: number;
+  connectionError?: string;
 }
 
 export interface Timeline {
@@ -27,6 +33,34 @@ export interface Timeline {
   packets: TimelinePacket[];
   /** Observations the responder made for this probe that no packet could be matched to (e.g. TCP SYNs after a port change). */
   unattributed: Observation[];
+  /** Stream mode (one long-lived TCP connection): what happened to the connection(s). */
+  stream?: StreamSummary;
+}
+
+/** One TCP connection of a stream probe. */
+export interface ConnectionSummary {
+  conn: number;
+  localPort?: number;
+  firstSeq: number;
+  lastSeq: number;
+  sent: number;
+  replied: number;
+  /** "source:port" the far end saw this connection come from, in order of first appearance. */
+  endpoints: string[];
+  /** The connection broke: with this error, noticed on the line `brokeAtSeq`. */
+  brokeWith?: string;
+  brokeAtSeq?: number;
+}
+
+export interface StreamSummary {
+  connections: ConnectionSummary[];
+  /**
+   * The one connection carried the stream from its first to its last line: never broken, never
+   * replaced, the far end always saw the same source IP and port, and the last line was answered.
+   */
+  survived: boolean;
+  /** Why not, in words (empty when it survived). */
+  reason: string;
 }
 
 export interface Outage {
@@ -41,32 +75,98 @@ export interface Outage {
 }
 
 export function buildTimeline(
-  meta: Omit<Timeline, 'packets' | 'unattributed'>,
+  meta: Omit<Timeline, 'packets' | 'unattributed' | 'stream'>,
   records: ClientRecord[],
   observations: Observation[],
 ): Timeline {
   const bySeq = new Map<number, TimelinePacket>();
+  const isStream = records.some((r) => r.conn !== undefined);
   for (const r of [...records].sort((a, b) => a.seq - b.seq)) {
     const pkt: TimelinePacket = { seq: r.seq, t: r.t, replied: r.replied, observedSources: [] };
     if (r.rttMs !== undefined) pkt.rttMs = r.rttMs;
     if (r.observedSource) pkt.replySource = r.observedSource;
+    if (isStream) {
+      if (r.observedPort !== undefined) pkt.replyPort = r.observedPort;
+      if (r.conn !== undefined) pkt.conn = r.conn;
+      if (r.localPort !== undefined) pkt.localPort = r.localPort;
+      if (r.connectionError !== undefined) pkt.connectionError = r.connectionError;
+    }
     bySeq.set(r.seq, pkt);
   }
-  const byLocalPort = new Map<number, TimelinePacket>();
-  for (const r of records) if (r.localPort !== undefined && meta.proto === 'tcp') byLocalPort.set(r.localPort, bySeq.get(r.seq)!);
+  // TCP: a SYN is matched by its source port to the first packet sent on that connection (one
+  // connection per packet, or one per stream connection: the latest one opened before the SYN).
+  const firstByLocalPort = new Map<number, TimelinePacket[]>();
+  if (meta.proto === 'tcp') {
+    const seenConn = new Set<string>();
+    for (const r of [...records].sort((a, b) => a.seq - b.seq)) {
+      if (r.localPort === undefined) continue;
+      const key = `${r.conn ?? `seq${r.seq}`}|${r.localPort}`;
+      if (seenConn.has(key)) continue;
+      seenConn.add(key);
+      const list = firstByLocalPort.get(r.localPort) ?? [];
+      list.push(bySeq.get(r.seq)!);
+      firstByLocalPort.set(r.localPort, list);
+    }
+  }
   const unattributed: Observation[] = [];
   for (const o of observations) {
     let pkt: TimelinePacket | undefined;
     if (o.p === 'udp' && o.pseq !== undefined) pkt = bySeq.get(o.pseq);
     else if (o.p === 'icmp' && o.seq !== undefined) pkt = bySeq.get(o.seq);
-    else if (o.p === 'tcp' && o.sport !== undefined) pkt = byLocalPort.get(o.sport);
+    else if (o.p === 'tcp' && o.sport !== undefined) {
+      const list = firstByLocalPort.get(o.sport) ?? [];
+      pkt = [...list].reverse().find((p) => p.t <= o.t + 5) ?? list[0];
+    }
     if (pkt) {
       if (!pkt.observedSources.includes(o.src)) pkt.observedSources.push(o.src);
     } else unattributed.push(o);
   }
   // Replies say which source the responder saw even when the capture missed it.
   for (const p of bySeq.values()) if (p.replySource && !p.observedSources.includes(p.replySource)) p.observedSources.push(p.replySource);
-  return { ...meta, packets: [...bySeq.values()], unattributed };
+  const packets = [...bySeq.values()];
+  const t: Timeline = { ...meta, packets, unattributed };
+  if (isStream) t.stream = summarizeStream(packets);
+  return t;
+}
+
+/** What happened to the connection(s) of a stream probe (pure; packets in seq order). */
+export function summarizeStream(packets: readonly TimelinePacket[]): StreamSummary {
+  const byConn = new Map<number, ConnectionSummary>();
+  for (const p of packets) {
+    const n = p.conn ?? 1;
+    let c = byConn.get(n);
+    if (!c) {
+      c = { conn: n, firstSeq: p.seq, lastSeq: p.seq, sent: 0, replied: 0, endpoints: [] };
+      byConn.set(n, c);
+    }
+    c.lastSeq = p.seq;
+    c.sent++;
+    if (p.localPort !== undefined && c.localPort === undefined) c.localPort = p.localPort;
+    if (p.replied) {
+      c.replied++;
+      if (p.replySource) {
+        const ep = `${p.replySource}:${p.replyPort ?? '?'}`;
+        if (!c.endpoints.includes(ep)) c.endpoints.push(ep);
+      }
+    }
+    if (p.connectionError && c.brokeWith === undefined) {
+      c.brokeWith = p.connectionError;
+      c.brokeAtSeq = p.seq;
+    }
+  }
+  const connections = [...byConn.values()].sort((a, b) => a.conn - b.conn);
+  const reasons: string[] = [];
+  const first = connections[0];
+  if (!first) reasons.push('no line was sent');
+  if (connections.length > 1) reasons.push(`the stream was carried by ${connections.length} connections (reconnected after a break)`);
+  for (const c of connections) {
+    if (c.brokeWith) reasons.push(`connection ${c.conn}${c.localPort ? ` (local port ${c.localPort})` : ''} broke with ${c.brokeWith} at line ${c.brokeAtSeq}`);
+    if (c.endpoints.length > 1) reasons.push(`connection ${c.conn} was seen from ${c.endpoints.join(' then ')} (NAT binding changed)`);
+  }
+  const last = packets[packets.length - 1];
+  if (last && !last.replied && !reasons.some((r) => r.includes('broke'))) reasons.push(`the last line (${last.seq}) was not answered: the connection never carried traffic again`);
+  if (first && first.replied === 0) reasons.push('no line was ever answered');
+  return { connections, survived: reasons.length === 0, reason: reasons.join('; ') };
 }
 
 /** Runs of consecutive unanswered packets, with the gap measured between answered packets around them. */

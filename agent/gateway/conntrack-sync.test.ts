@@ -1,0 +1,223 @@
+import { describe, expect, it } from 'vitest';
+import {
+  CTSYNC_EVENTS,
+  ConntrackSync,
+  commitScript,
+  committedFromLog,
+  conntrackdConfigIssues,
+  conntrackdPaths,
+  countCacheEntries,
+  foreignBindingPurgeArgs,
+  logTail,
+  renderConntrackdConfig,
+  renderCtSyncTable,
+  type CtSyncIO,
+  type ExecResult,
+} from './conntrack-sync.js';
+
+describe('conntrackd config', () => {
+  it('NOTRACK over multicast on the uplink only, with the node IP as the interface address', () => {
+    const c = renderConntrackdConfig({ nodeIP: '192.168.1.3', uplink: 'eth0' });
+    expect(c).toContain('Mode NOTRACK {');
+    expect(c).toMatch(/Multicast \{\n\t\tIPv4_address 225\.0\.0\.50\n\t\tGroup 3780\n\t\tIPv4_interface 192\.168\.1\.3\n\t\tInterface eth0\n/);
+    expect(c).toContain('StartupResync yes');
+    expect(c).toContain('NetlinkOverrunResync off'); // an overrun would dump the whole table (un-NATed entries too)
+    expect(c).toContain('Systemd no');
+    const p = conntrackdPaths();
+    for (const path of [p.log, p.lock, p.socket]) expect(c).toContain(path);
+    expect(c).not.toMatch(/Helper|NFQUEUE|QueueNum/); // the kernel here has no NFQUEUE
+    expect(c).not.toMatch(/\bUDP \{|\bTCP \{/); // no unicast transport: one multicast group for N nodes
+  });
+
+  it('honours the run dir, group and port', () => {
+    const c = renderConntrackdConfig({ nodeIP: '10.0.0.1', uplink: 'ens3', runDir: '/tmp/x', group: '239.1.2.3', port: 4000 });
+    expect(c).toContain('IPv4_address 239.1.2.3');
+    expect(c).toContain('Group 4000');
+    expect(c).toContain('LockFile /tmp/x/conntrackd.lock');
+  });
+
+  it('refuses anything that would break the file or leave the segment, naming every problem', () => {
+    expect(conntrackdConfigIssues({ nodeIP: '192.168.1.3', uplink: 'eth0' })).toEqual([]);
+    const issues = conntrackdConfigIssues({ nodeIP: '192.168.1.300', uplink: 'eth0 }', group: '8.8.8.8', port: 0, runDir: 'relative' });
+    expect(issues).toEqual([
+      'nodeIP: must be an IPv4 address (got "192.168.1.300")',
+      'uplink: must be an interface name (got "eth0 }")',
+      'group: must be an IPv4 multicast address (got "8.8.8.8")',
+      'port: must be 1-65535 (got 0)',
+      'runDir: must be an absolute path of [A-Za-z0-9_./-] (got "relative")',
+    ]);
+    expect(() => renderConntrackdConfig({ nodeIP: 'x', uplink: 'eth0' })).toThrow(/conntrackd config: nodeIP: must be an IPv4 address/);
+  });
+});
+
+describe('egresslab_ctsync table (what gets replicated)', () => {
+  it('turns events on only for new connections leaving with a floating IP held here', () => {
+    const t = renderCtSyncTable(['192.168.1.101', '192.168.1.100'], { enabled: true });
+    expect(t.startsWith('table ip egresslab_ctsync {}\ndelete table ip egresslab_ctsync\n')).toBe(true);
+    expect(t).toContain('set owned { type ipv4_addr; elements = { 192.168.1.100, 192.168.1.101 }; }');
+    expect(t).toContain(`ct state new ip saddr @owned ct event set ${CTSYNC_EVENTS}`);
+    expect(t).toContain('type filter hook postrouting priority srcnat + 20;'); // after egress_snat (90) and the guard (110)
+    expect(CTSYNC_EVENTS).toBe('new,related,destroy,reply,assured,protoinfo');
+  });
+
+  it('an empty owned set when holding nothing; only the removal when disabled', () => {
+    expect(renderCtSyncTable([], { enabled: true })).toContain('set owned { type ipv4_addr; }');
+    expect(renderCtSyncTable(['192.168.1.100'], { enabled: false })).toBe('table ip egresslab_ctsync {}\ndelete table ip egresslab_ctsync\n');
+    expect(() => renderCtSyncTable(['nope'], { enabled: true })).toThrow(/invalid floating IP "nope"/);
+  });
+
+  it('purges committed bindings of floating IPs held elsewhere, by reply destination', () => {
+    expect(foreignBindingPurgeArgs(['192.168.1.102', '192.168.1.100', '192.168.1.101'], ['192.168.1.100'])).toEqual([
+      ['-D', '-q', '192.168.1.101'],
+      ['-D', '-q', '192.168.1.102'],
+    ]);
+    expect(foreignBindingPurgeArgs(['192.168.1.100'], ['192.168.1.100'])).toEqual([]);
+  });
+});
+
+describe('commit script', () => {
+  it('commits, then purges each foreign floating IP in the same shell; a failed commit exits 3', () => {
+    expect(commitScript('conntrackd', '/run/egresslab/conntrackd/conntrackd.conf', 'conntrack', [['-D', '-q', '192.168.1.101']]).split('\n')).toEqual([
+      "'conntrackd' -C '/run/egresslab/conntrackd/conntrackd.conf' -c || exit 3",
+      "'conntrack' '-D' '-q' '192.168.1.101' >/dev/null 2>&1",
+      'exit 0',
+    ]);
+    expect(commitScript('a', "/x'y", 'c', [])).toBe(`'a' -C '/x'\\''y' -c || exit 3\nexit 0`);
+  });
+});
+
+describe('parsing conntrackd output', () => {
+  it('counts cache entries, reads the last commit count, keeps the log tail', () => {
+    const e = 'tcp      6 ESTABLISHED src=10.10.12.1 dst=8.8.8.8 sport=40001 dport=7007 [ASSURED] [active since 3s]\nudp      17 src=10.10.10.1 dst=8.8.4.4 sport=5 dport=7007 [active since 1s]\n';
+    expect(countCacheEntries(e)).toBe(2);
+    expect(countCacheEntries('')).toBe(0);
+    const log = '[x] [notice] Committed 0 new entries\n[y] [notice] commit has taken 0.000029 seconds\n[z] [notice] Committed 12 new entries\n';
+    expect(committedFromLog(log)).toBe(12);
+    expect(committedFromLog('nothing')).toBeNull();
+    expect(logTail('a\n\n b \nc\n', 2)).toEqual(['b', 'c']);
+  });
+});
+
+/** A fake of the processes and files ConntrackSync touches; records the order of operations. */
+function fakeIO(opts: { ctlFailsUntil?: number; commitCode?: number } = {}) {
+  const calls: string[] = [];
+  const files = new Map<string, string>();
+  const sysctl = new Map<string, string>([['net/netfilter/nf_conntrack_events', '2']]);
+  let exit: ((code: number | null, signal: string | null) => void) | null = null;
+  let ctlCalls = 0;
+  const io: CtSyncIO = {
+    async exec(cmd, args): Promise<ExecResult> {
+      calls.push(`${cmd} ${args.filter((a, i) => !(args[i - 1] === '-C')).filter((a) => a !== '-C').join(' ')}`);
+      if (cmd === 'sh') {
+        if (args[1]!.includes(' -c || exit 3')) files.set(conntrackdPaths().log, `${files.get(conntrackdPaths().log) ?? ''}[n] Committed 3 new entries\n`);
+        return { code: opts.commitCode ?? 0, stdout: '', stderr: opts.commitCode ? 'boom' : '' };
+      }
+      if (cmd === 'conntrackd') {
+        ctlCalls++;
+        if (args.includes('-s') && ctlCalls <= (opts.ctlFailsUntil ?? 0)) return { code: 1, stdout: '', stderr: 'cannot connect' };
+        if (args.includes('-c')) {
+          files.set(conntrackdPaths().log, `${files.get(conntrackdPaths().log) ?? ''}[n] Committed 3 new entries\n`);
+          return { code: opts.commitCode ?? 0, stdout: '', stderr: opts.commitCode ? 'boom' : '' };
+        }
+      }
+      return { code: 0, stdout: '', stderr: '' };
+    },
+    spawn(cmd, args, onExit) {
+      calls.push(`spawn ${cmd} ${args.join(' ')}`);
+      exit = onExit;
+      return { pid: 4242, kill: (sig) => (calls.push(`kill ${sig}`), setTimeout(() => exit?.(null, sig), 1)) };
+    },
+    readFile: (p) => files.get(p) ?? null,
+    writeFile: (p, t) => void files.set(p, t),
+    remove: (p) => void files.delete(p),
+    sysctlGet: (p) => sysctl.get(p) ?? null,
+    sysctlSet: (p, v) => (calls.push(`sysctl ${p}=${v}`), void sysctl.set(p, v)),
+    cmdline: (pid) => (pid === 777 ? 'conntrackd -C /run/egresslab/conntrackd/conntrackd.conf' : pid === 778 ? 'sleep 100' : null),
+    killPid: (pid, sig) => void calls.push(`killPid ${pid} ${sig}`),
+  };
+  return { io, calls, files, sysctl, die: (code: number) => exit?.(code, null) };
+}
+
+describe('ConntrackSync (fake processes)', () => {
+  const base = { nodeIP: '192.168.1.3', uplink: 'eth0', restartDelayMs: 5 };
+
+  it('start: events off by default, config written, daemon spawned, startup dump flushed; stop restores', async () => {
+    const f = fakeIO({ ctlFailsUntil: 2 });
+    const logs: string[] = [];
+    const s = new ConntrackSync({ ...base, io: f.io, log: (m) => logs.push(m) });
+    await s.start();
+    expect(f.calls).toEqual([
+      'sysctl net/netfilter/nf_conntrack_events=0',
+      'spawn conntrackd -C /run/egresslab/conntrackd/conntrackd.conf',
+      'conntrackd -s runtime', // not answering yet
+      'conntrackd -s runtime',
+      'conntrackd -s runtime',
+      'conntrackd -f internal',
+    ]);
+    expect(f.files.get(conntrackdPaths().config)).toContain('IPv4_interface 192.168.1.3');
+    expect(f.files.get(conntrackdPaths().pid)).toBe('4242\n');
+    expect(s.status()).toMatchObject({ enabled: true, running: true, pid: 4242, starts: 1, commits: 0 });
+    expect(logs.join('\n')).toMatch(/conntrackd running \(pid 4242, NOTRACK, multicast 225\.0\.0\.50:3780 on eth0 from 192\.168\.1\.3\)/);
+    await s.stop();
+    expect(f.calls.slice(-2)).toEqual(['kill SIGTERM', 'sysctl net/netfilter/nf_conntrack_events=2']);
+    expect(s.status().running).toBe(false);
+  });
+
+  it('commit: conntrackd -c, then the bindings of floating IPs held elsewhere go; counted in the status', async () => {
+    const f = fakeIO();
+    const s = new ConntrackSync({ ...base, io: f.io, log: () => undefined });
+    await s.start();
+    f.calls.length = 0;
+    const r = await s.commit(['192.168.1.100', '192.168.1.101'], ['192.168.1.100']);
+    expect(r).toMatchObject({ ok: true, entries: 3 });
+    expect(f.calls).toEqual([`sh -c ${commitScript('conntrackd', conntrackdPaths().config, 'conntrack', [['-D', '-q', '192.168.1.101']])}`]);
+    expect(s.status()).toMatchObject({ commits: 1, lastCommitEntries: 3, purges: 1, lastError: null });
+    await s.stop();
+  });
+
+  it('a failed commit is reported, never thrown; no commit while the daemon is down', async () => {
+    const f = fakeIO({ commitCode: 1 });
+    const logs: string[] = [];
+    const s = new ConntrackSync({ ...base, io: f.io, log: (m) => logs.push(m) });
+    expect(await s.commit(['192.168.1.100'], [])).toMatchObject({ ok: false });
+    expect(logs.at(-1)).toBe('conntrack sync: commit skipped: conntrackd is not running');
+    await s.start();
+    expect(await s.commit(['192.168.1.100'], ['192.168.1.100'])).toMatchObject({ ok: false });
+    expect(s.status().lastError?.message).toBe('commit failed (exit 1): boom');
+    await s.stop();
+  });
+
+  it('an unexpected exit is logged with the log tail and the daemon restarted', async () => {
+    const f = fakeIO();
+    const logs: string[] = [];
+    const s = new ConntrackSync({ ...base, io: f.io, log: (m) => logs.push(m) });
+    await s.start();
+    f.files.set(conntrackdPaths().log, '[e] [ERROR] can\'t open multicast server\n');
+    f.die(1);
+    await new Promise((r) => setTimeout(r, 50));
+    expect(logs.some((l) => /conntrackd exited \(code 1\); restarting; its log ends with: \[e\] \[ERROR\] can't open multicast server/.test(l))).toBe(true);
+    expect(s.status()).toMatchObject({ starts: 2, unexpectedExits: 1, running: true });
+    await s.stop();
+  });
+
+  it('reaps a conntrackd left by a dead agent only when the pid file AND its command line say so', async () => {
+    for (const [pid, killed] of [
+      [777, true],
+      [778, false],
+    ] as const) {
+      const f = fakeIO();
+      f.files.set(conntrackdPaths().pid, `${pid}\n`);
+      const s = new ConntrackSync({ ...base, io: f.io, log: () => undefined });
+      await s.start();
+      expect(f.calls.includes(`killPid ${pid} SIGKILL`)).toBe(killed);
+      await s.stop();
+    }
+  });
+
+  it('refuses to start without conntrack events in the kernel', async () => {
+    const f = fakeIO();
+    f.sysctl.clear();
+    const s = new ConntrackSync({ ...base, io: f.io, log: () => undefined });
+    await expect(s.start()).rejects.toThrow('cannot read /proc/sys/net/netfilter/nf_conntrack_events (no conntrack events in this kernel?)');
+  });
+});

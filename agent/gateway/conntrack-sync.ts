@@ -1,0 +1,490 @@
+/**
+ * Conntrack state sync between gateway candidates (issue 6, "beyond every peer"; docs/gateway.md).
+ *
+ * Every node runs conntrackd (NOTRACK mode, multicast on the node segment only: the uplink, with
+ * the node IP as the multicast interface address). What it replicates is chosen in the KERNEL, not
+ * by conntrackd's filters (those only look at the original source and the reply source, which are
+ * the same for a holder's SNAT entry and for the source node's un-NATed entry of the same flow):
+ * conntrack events are off by default on the node (`net.netfilter.nf_conntrack_events = 0`) and
+ * table `ip egresslab_ctsync` turns them on (`ct event set ...`) for new connections whose source,
+ * after NAT, is a floating IP this node holds — the egress_snat bindings, nothing else. So each
+ * node's internal cache (and its peers' external caches) holds only the holders' SNAT bindings.
+ * conntrackd's own startup dump of the kernel table bypasses events: it is flushed
+ * (`-f internal`) as soon as the daemon answers.
+ *
+ * When the node takes a floating IP, the agent commits the external cache into the kernel
+ * (`conntrackd -c`) BEFORE the nft commit that makes it SNAT and before `ip addr add`, so the
+ * first segment of an established flow that reaches the new holder already finds its binding
+ * (original pod IP:port -> floating IP:port, exactly as on the old holder) instead of being
+ * picked up as a new flow. `conntrackd -c` commits the WHOLE external cache and replaces existing
+ * entries with the same original tuple: bindings of floating IPs held elsewhere would turn this
+ * node's own (un-NATed) entries of its pods' flows through those IPs into local SNATs that the
+ * guard drops, so they are deleted right after the commit (`conntrack -D --reply-dst IP`; the next
+ * packet re-creates the un-NATed entry). Entries made by a commit or deleted by `conntrack -D`
+ * emit no events (events are off by default), so none of this echoes to the peers.
+ *
+ * Pure parts (config, nft table, parsing) are exported for unit tests; the daemon is supervised
+ * (restarted with a back-off if it exits) and stopped with the agent.
+ */
+import { spawn as nodeSpawn, execFile } from 'node:child_process';
+import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { dirname } from 'node:path';
+
+export const CTSYNC_TABLE = 'egresslab_ctsync';
+export const CTSYNC_GROUP = '225.0.0.50';
+export const CTSYNC_PORT = 3780;
+export const CTSYNC_RUN_DIR = '/run/egresslab/conntrackd';
+
+const IFNAME = /^[A-Za-z0-9_.-]{1,15}$/;
+const IPV4 = /^(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)(\.(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)){3}$/;
+
+export interface ConntrackdConfigInput {
+  nodeIP: string;
+  uplink: string;
+  runDir?: string;
+  group?: string;
+  port?: number;
+}
+
+export interface ConntrackdPaths {
+  config: string;
+  log: string;
+  lock: string;
+  socket: string;
+  pid: string;
+}
+
+export function conntrackdPaths(runDir: string = CTSYNC_RUN_DIR): ConntrackdPaths {
+  return {
+    config: `${runDir}/conntrackd.conf`,
+    log: `${runDir}/conntrackd.log`,
+    lock: `${runDir}/conntrackd.lock`,
+    socket: `${runDir}/conntrackd.ctl`,
+    pid: `${runDir}/conntrackd.pid`,
+  };
+}
+
+/** Refuses anything that would put conntrackd off the node segment or break its config syntax. */
+export function conntrackdConfigIssues(i: ConntrackdConfigInput): string[] {
+  const issues: string[] = [];
+  if (!IPV4.test(i.nodeIP)) issues.push(`nodeIP: must be an IPv4 address (got ${JSON.stringify(i.nodeIP)})`);
+  if (!IFNAME.test(i.uplink)) issues.push(`uplink: must be an interface name (got ${JSON.stringify(i.uplink)})`);
+  const g = i.group ?? CTSYNC_GROUP;
+  const first = Number(g.split('.')[0]);
+  if (!IPV4.test(g) || first < 224 || first > 239) issues.push(`group: must be an IPv4 multicast address (got ${JSON.stringify(g)})`);
+  const port = i.port ?? CTSYNC_PORT;
+  if (!Number.isInteger(port) || port < 1 || port > 65535) issues.push(`port: must be 1-65535 (got ${JSON.stringify(port)})`);
+  const dir = i.runDir ?? CTSYNC_RUN_DIR;
+  if (!/^\/[A-Za-z0-9_./-]+$/.test(dir)) issues.push(`runDir: must be an absolute path of [A-Za-z0-9_./-] (got ${JSON.stringify(dir)})`);
+  return issues;
+}
+
+/**
+ * conntrackd.conf: NOTRACK over multicast on the uplink. NOTRACK, not FTFW: FTFW's message tracking
+ * (sequence numbers, NACK/resend) assumes ONE peer per channel, and a gateway has N candidates on
+ * one multicast group; NOTRACK sends every state change as it happens (lost datagrams are not
+ * recovered, StartupResync refills a restarted node).
+ */
+export function renderConntrackdConfig(i: ConntrackdConfigInput): string {
+  const issues = conntrackdConfigIssues(i);
+  if (issues.length) throw new Error(`conntrackd config: ${issues.join('; ')}`);
+  const p = conntrackdPaths(i.runDir);
+  return `# egresslab agent: conntrack state sync between egress gateway candidates (docs/gateway.md)
+Sync {
+	Mode NOTRACK {
+		DisableInternalCache no
+		DisableExternalCache no
+		StartupResync yes
+	}
+	Multicast {
+		IPv4_address ${i.group ?? CTSYNC_GROUP}
+		Group ${i.port ?? CTSYNC_PORT}
+		IPv4_interface ${i.nodeIP}
+		Interface ${i.uplink}
+		SndSocketBuffer 1249280
+		RcvSocketBuffer 1249280
+		Checksum on
+	}
+	Options {
+		TCPWindowTracking no
+	}
+}
+General {
+	Systemd no
+	HashSize 8192
+	HashLimit 65536
+	LogFile ${p.log}
+	Syslog no
+	LockFile ${p.lock}
+	UNIX {
+		Path ${p.socket}
+	}
+	NetlinkBufferSize 2097152
+	NetlinkBufferSizeMaxGrowth 8388608
+	NetlinkOverrunResync off
+	NetlinkEventsReliable off
+	Filter From Userspace {
+		Protocol Accept {
+			TCP
+			UDP
+			ICMP
+		}
+	}
+}
+`;
+}
+
+/** What conntrackd needs to hear about an SNAT binding: creation, state changes, destruction. */
+export const CTSYNC_EVENTS = 'new,related,destroy,reply,assured,protoinfo';
+
+/**
+ * The kernel-side selection of what conntrackd replicates (see the file comment): with events off
+ * by default, only new connections leaving with a floating IP held here get events. `enabled:
+ * false` renders the removal of the table (nothing is left behind when the feature is off).
+ */
+export function renderCtSyncTable(ownedIPs: readonly string[], opts: { enabled: boolean; tableName?: string }): string {
+  const table = opts.tableName ?? CTSYNC_TABLE;
+  for (const ip of ownedIPs) if (!IPV4.test(ip)) throw new Error(`invalid floating IP ${JSON.stringify(ip)}`);
+  let out = `table ip ${table} {}\ndelete table ip ${table}\n`;
+  if (!opts.enabled) return out;
+  const owned = ownedIPs.length ? ` elements = { ${[...ownedIPs].sort().join(', ')} };` : '';
+  out += `table ip ${table} {
+	comment "egresslab: only SNAT bindings to floating IPs held here are replicated by conntrackd"
+	set owned { type ipv4_addr;${owned} }
+	chain postrouting {
+		type filter hook postrouting priority srcnat + 20; policy accept;
+		ct state new ip saddr @owned ct event set ${CTSYNC_EVENTS} comment "egress_snat binding: replicated"
+	}
+}
+`;
+  return out;
+}
+
+/** `conntrack -D` arguments removing committed bindings of floating IPs this node does not hold. */
+export function foreignBindingPurgeArgs(floatingIPs: readonly string[], owned: readonly string[]): string[][] {
+  return floatingIPs.filter((ip) => !owned.includes(ip)).sort().map((ip) => ['-D', '-q', ip]);
+}
+
+/**
+ * The commit step as one shell script: `conntrackd -c`, then one `conntrack -D` per foreign
+ * floating IP ("0 flow entries" is exit 1 for conntrack: not an error). Exit 3 if the commit failed.
+ * Every argument is validated (paths by conntrackdConfigIssues, IPs by foreignBindingPurgeArgs'
+ * callers); quoted anyway.
+ */
+export function commitScript(conntrackd: string, config: string, conntrack: string, purge: readonly string[][]): string {
+  const q = (x: string) => `'${x.replace(/'/g, `'\\''`)}'`;
+  const lines = [`${q(conntrackd)} -C ${q(config)} -c || exit 3`];
+  for (const args of purge) lines.push(`${q(conntrack)} ${args.map(q).join(' ')} >/dev/null 2>&1`);
+  lines.push('exit 0');
+  return lines.join('\n');
+}
+
+/** "Committed N new entries" from conntrackd's log (the last commit), or null. */
+export function committedFromLog(text: string): number | null {
+  const all = [...text.matchAll(/Committed (\d+) new entr/g)];
+  return all.length ? Number(all[all.length - 1]![1]) : null;
+}
+
+/** Counts the entries of `conntrackd -e` / `-i` output (one line per entry). */
+export function countCacheEntries(text: string): number {
+  return text.split('\n').filter((l) => /^\s*(tcp|udp|icmp|sctp|dccp|unknown)\s+\d+\s/.test(l)).length;
+}
+
+/** The last lines of conntrackd's log that say something (errors first in mind when it died). */
+export function logTail(text: string, n = 5): string[] {
+  return text
+    .split('\n')
+    .map((l) => l.trim())
+    .filter(Boolean)
+    .slice(-n);
+}
+
+// ---------------------------------------------------------------------------------------------
+// I/O
+
+export interface ExecResult {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+export interface CtSyncIO {
+  exec(cmd: string, args: string[], timeoutMs?: number): Promise<ExecResult>;
+  /** starts the daemon in the foreground; `onExit` fires once when it ends */
+  spawn(cmd: string, args: string[], onExit: (code: number | null, signal: string | null) => void): { pid: number | undefined; kill(sig: NodeJS.Signals): void };
+  readFile(path: string): string | null;
+  writeFile(path: string, text: string): void;
+  remove(path: string): void;
+  /** reads / writes /proc/sys/<path> */
+  sysctlGet(path: string): string | null;
+  sysctlSet(path: string, value: string): void;
+  /** command line of a live process, or null */
+  cmdline(pid: number): string | null;
+  killPid(pid: number, sig: NodeJS.Signals): void;
+}
+
+export const realIO: CtSyncIO = {
+  exec(cmd, args, timeoutMs = 10_000) {
+    return new Promise((resolve) => {
+      execFile(cmd, args, { timeout: timeoutMs, maxBuffer: 64 * 1024 * 1024, encoding: 'utf8' }, (err, stdout, stderr) => {
+        const code = err ? (typeof (err as { code?: unknown }).code === 'number' ? (err as { code: number }).code : -1) : 0;
+        resolve({ code, stdout: String(stdout), stderr: String(stderr) || (err && code === -1 ? err.message : '') });
+      });
+    });
+  },
+  spawn(cmd, args, onExit) {
+    const child = nodeSpawn(cmd, args, { stdio: 'ignore' });
+    let fired = false;
+    const fire = (code: number | null, signal: string | null) => {
+      if (!fired) (fired = true), onExit(code, signal);
+    };
+    child.on('exit', fire);
+    child.on('error', () => fire(-1, null));
+    return { pid: child.pid, kill: (sig) => void child.kill(sig) };
+  },
+  readFile(path) {
+    try {
+      return readFileSync(path, 'utf8');
+    } catch {
+      return null;
+    }
+  },
+  writeFile(path, text) {
+    mkdirSync(dirname(path), { recursive: true });
+    writeFileSync(path, text);
+  },
+  remove(path) {
+    rmSync(path, { force: true });
+  },
+  sysctlGet(path) {
+    try {
+      return readFileSync(`/proc/sys/${path}`, 'utf8').trim();
+    } catch {
+      return null;
+    }
+  },
+  sysctlSet(path, value) {
+    writeFileSync(`/proc/sys/${path}`, value);
+  },
+  cmdline(pid) {
+    try {
+      return readFileSync(`/proc/${pid}/cmdline`, 'utf8').replace(/\0/g, ' ').trim();
+    } catch {
+      return null;
+    }
+  },
+  killPid(pid, sig) {
+    try {
+      process.kill(pid, sig);
+    } catch {
+      /* gone */
+    }
+  },
+};
+
+const EVENTS_SYSCTL = 'net/netfilter/nf_conntrack_events';
+
+export interface ConntrackSyncOptions extends ConntrackdConfigInput {
+  log: (m: string) => void;
+  io?: CtSyncIO;
+  conntrackdPath?: string;
+  conntrackPath?: string;
+  /** restart delay after an unexpected exit (ms) */
+  restartDelayMs?: number;
+  /** how long start() waits for the daemon's control socket */
+  readyTimeoutMs?: number;
+  now?: () => number;
+}
+
+export interface ConntrackSyncStatus {
+  enabled: true;
+  mode: 'NOTRACK';
+  transport: string;
+  running: boolean;
+  pid: number | null;
+  starts: number;
+  unexpectedExits: number;
+  commits: number;
+  lastCommitAt: string | null;
+  lastCommitMs: number | null;
+  /** entries the last commit created (conntrackd's log) */
+  lastCommitEntries: number | null;
+  purges: number;
+  lastError: { at: string; message: string } | null;
+  config: string;
+  log: string;
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+export class ConntrackSync {
+  private readonly io: CtSyncIO;
+  private readonly paths: ConntrackdPaths;
+  private child: { pid: number | undefined; kill(sig: NodeJS.Signals): void } | null = null;
+  private exited: Promise<void> | null = null;
+  private stopped = false;
+  private restartTimer: NodeJS.Timeout | null = null;
+  private ready = false;
+  private eventsBefore: string | null = null;
+  private readonly st = {
+    starts: 0,
+    unexpectedExits: 0,
+    commits: 0,
+    lastCommitAt: null as string | null,
+    lastCommitMs: null as number | null,
+    lastCommitEntries: null as number | null,
+    purges: 0,
+    lastError: null as { at: string; message: string } | null,
+  };
+
+  constructor(private readonly o: ConntrackSyncOptions) {
+    this.io = o.io ?? realIO;
+    this.paths = conntrackdPaths(o.runDir);
+  }
+
+  private now(): number {
+    return this.o.now ? this.o.now() : Date.now();
+  }
+
+  private fail(message: string): void {
+    this.st.lastError = { at: new Date(this.now()).toISOString(), message };
+    this.o.log(`conntrack sync: ${message}`);
+  }
+
+  private ctl(args: string[], timeoutMs = 5000): Promise<ExecResult> {
+    return this.io.exec(this.o.conntrackdPath ?? 'conntrackd', ['-C', this.paths.config, ...args], timeoutMs);
+  }
+
+  /** A conntrackd left by an agent that died (its child survives it): ours by pid file AND command line. */
+  private reapLeftover(): void {
+    const pid = Number((this.io.readFile(this.paths.pid) ?? '').trim());
+    if (Number.isInteger(pid) && pid > 0) {
+      const cmd = this.io.cmdline(pid);
+      if (cmd && cmd.includes('conntrackd') && cmd.includes(this.paths.config)) {
+        this.o.log(`conntrack sync: stopping the conntrackd left by a previous agent (pid ${pid})`);
+        this.io.killPid(pid, 'SIGKILL');
+      }
+    }
+    for (const f of [this.paths.pid, this.paths.lock, this.paths.socket]) this.io.remove(f);
+  }
+
+  async start(): Promise<void> {
+    this.stopped = false;
+    // events off by default: only the egresslab_ctsync rule turns them on (SNAT bindings)
+    const prev = this.io.sysctlGet(EVENTS_SYSCTL);
+    if (prev === null) throw new Error(`cannot read /proc/sys/${EVENTS_SYSCTL} (no conntrack events in this kernel?)`);
+    if (prev !== '0') {
+      this.io.sysctlSet(EVENTS_SYSCTL, '0');
+      this.eventsBefore = prev;
+    }
+    this.reapLeftover();
+    this.io.writeFile(this.paths.config, renderConntrackdConfig(this.o));
+    await this.launch();
+  }
+
+  private async launch(): Promise<void> {
+    if (this.stopped) return;
+    this.ready = false;
+    this.io.remove(this.paths.lock);
+    this.io.remove(this.paths.socket);
+    let resolveExit!: () => void;
+    this.exited = new Promise((r) => (resolveExit = r));
+    const child = this.io.spawn(this.o.conntrackdPath ?? 'conntrackd', ['-C', this.paths.config], (code, signal) => {
+      resolveExit();
+      if (this.child !== child) return;
+      this.child = null;
+      this.ready = false;
+      if (this.stopped) return;
+      this.st.unexpectedExits++;
+      const tail = logTail(this.io.readFile(this.paths.log) ?? '', 3).join(' | ');
+      this.fail(`conntrackd exited (${signal ?? `code ${code}`}); restarting; its log ends with: ${tail || '(empty)'}`);
+      this.restartTimer = setTimeout(() => void this.launch().catch((e: unknown) => this.fail(String(e))), this.o.restartDelayMs ?? 1000);
+      this.restartTimer.unref?.();
+    });
+    this.child = child;
+    this.st.starts++;
+    if (child.pid) this.io.writeFile(this.paths.pid, `${child.pid}\n`);
+    // ready when the control socket answers; then drop the startup dump of the kernel table (it
+    // bypasses the event selection and would hold the un-NATed entries of source nodes)
+    const deadline = this.now() + (this.o.readyTimeoutMs ?? 5000);
+    for (;;) {
+      if (this.child !== child) throw new Error(`conntrackd exited while starting: ${logTail(this.io.readFile(this.paths.log) ?? '', 3).join(' | ')}`);
+      const r = await this.ctl(['-s', 'runtime'], 2000);
+      if (r.code === 0) break;
+      if (this.now() > deadline) throw new Error(`conntrackd did not answer on ${this.paths.socket} within ${this.o.readyTimeoutMs ?? 5000} ms: ${(r.stderr || r.stdout).trim()}`);
+      await sleep(50);
+    }
+    const f = await this.ctl(['-f', 'internal']);
+    if (f.code !== 0) throw new Error(`conntrackd -f internal failed: ${(f.stderr || f.stdout).trim()}`);
+    this.ready = true;
+    this.o.log(`conntrack sync: conntrackd running (pid ${child.pid}, NOTRACK, multicast ${this.o.group ?? CTSYNC_GROUP}:${this.o.port ?? CTSYNC_PORT} on ${this.o.uplink} from ${this.o.nodeIP})`);
+  }
+
+  /**
+   * Commits the external cache (the bindings other holders replicated) into the kernel, then
+   * deletes the committed bindings of floating IPs this node will not hold (see the file comment),
+   * in ONE shell: the commit replaces this node's own entries of its pods' flows through other
+   * floating IPs, and every process spawn between the two steps (hundreds of ms on a loaded
+   * machine) would be a window in which those flows are SNATed here and dropped by the guard.
+   * Called when this node is about to take floating IPs. Never throws: a failed commit only loses
+   * the benefit (flows are then picked up loosely, as without sync).
+   */
+  async commit(floatingIPs: readonly string[], ownedAfter: readonly string[]): Promise<{ ok: boolean; ms: number; entries: number | null }> {
+    const t0 = this.now();
+    if (!this.child || !this.ready) {
+      this.fail('commit skipped: conntrackd is not running');
+      return { ok: false, ms: 0, entries: null };
+    }
+    const purge = foreignBindingPurgeArgs(floatingIPs, ownedAfter);
+    const r = await this.io.exec('sh', ['-c', commitScript(this.o.conntrackdPath ?? 'conntrackd', this.paths.config, this.o.conntrackPath ?? 'conntrack', purge)]);
+    const ms = this.now() - t0;
+    if (r.code !== 0) {
+      this.fail(`commit failed (exit ${r.code}): ${(r.stderr || r.stdout).trim()}`);
+      return { ok: false, ms, entries: null };
+    }
+    const entries = committedFromLog(this.io.readFile(this.paths.log) ?? '');
+    this.st.commits++;
+    this.st.purges += purge.length;
+    this.st.lastCommitAt = new Date(this.now()).toISOString();
+    this.st.lastCommitMs = ms;
+    this.st.lastCommitEntries = entries;
+    return { ok: true, ms, entries };
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    if (this.restartTimer) clearTimeout(this.restartTimer);
+    const child = this.child;
+    if (!child) return this.restoreEvents();
+    child.kill('SIGTERM');
+    const done = await Promise.race([this.exited!.then(() => true), sleep(2000).then(() => false)]);
+    if (!done) child.kill('SIGKILL');
+    this.child = null;
+    this.ready = false;
+    for (const f of [this.paths.pid, this.paths.lock, this.paths.socket]) this.io.remove(f);
+    this.restoreEvents();
+  }
+
+  private restoreEvents(): void {
+    if (this.eventsBefore === null) return;
+    try {
+      this.io.sysctlSet(EVENTS_SYSCTL, this.eventsBefore);
+    } catch {
+      /* best effort */
+    }
+    this.eventsBefore = null;
+  }
+
+  status(): ConntrackSyncStatus {
+    return {
+      enabled: true,
+      mode: 'NOTRACK',
+      transport: `multicast ${this.o.group ?? CTSYNC_GROUP}:${this.o.port ?? CTSYNC_PORT} on ${this.o.uplink}`,
+      running: !!this.child && this.ready,
+      pid: this.child?.pid ?? null,
+      ...this.st,
+      config: this.paths.config,
+      log: this.paths.log,
+    };
+  }
+}

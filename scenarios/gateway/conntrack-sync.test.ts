@@ -1,0 +1,202 @@
+/**
+ * "Beyond every peer" (issue 6): conntrack state sync between gateway candidates, so that TCP
+ * connections opened through the failed gateway continue on the new one. N = 20 long-lived TCP
+ * connections (stream probes) from the matched pods of the surviving workers to 8.8.8.8 through
+ * 192.168.1.100, then the holder is killed (SIGKILL), with the agents' conntrack sync ON (the
+ * default) and OFF (agent config gatewayConntrackSync: false: the new holder picks flows up
+ * loosely). Half the connections use a kernel-chosen source port; the other half share source
+ * ports across pods (port P from two pods: the old holder kept P for the first and remapped the
+ * second), the case loose pickup cannot get right: the new holder binds whichever segment it sees
+ * first to P. Reported: "survived X/N" for both; asserted: N/N with sync on, zero leaks (every
+ * client-to-server segment at the internet's link came from 192.168.1.100) in both.
+ *
+ * The lab runs with TOLERANT_LEASE (2.5 s expiry): this file measures survival, not speed.
+ * Fixture: fixtures/manifests/gateway/failover.yaml. docs/gateway.md has the design and figures.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { Lab } from '../../harness/lab/lab.js';
+import type { KubeClient } from '../../controller/client/client.js';
+import { startTestLab, TOLERANT_LEASE } from '../../harness/testing/lab.js';
+import { recordArtifactsOnFailure, recordTimeline } from '../../harness/testing/artifacts.js';
+import { pollUntil } from '../../harness/util/poll.js';
+import { applyAll, loadManifests } from '../../harness/cluster/apply.js';
+import { workerHolder } from '../../harness/cluster/holder.js';
+import { AGENT_PROCESS } from '../../harness/cluster/cluster.js';
+import type { ContinuousProbe } from '../../harness/probe/probe.js';
+import type { Timeline } from '../../harness/probe/timeline.js';
+import { describeSegment, resets, segmentLeaks, startStreams, stopAndSegments, streamOutcome, survivalReport, type Segment, type StreamSpec } from '../../harness/probe/stream.js';
+import { allUp, gw, holderOf, waitIPOn, waitSeenFrom } from './gateway.js';
+
+const IP_A = '192.168.1.100';
+const IP_B = '192.168.1.101';
+const DST = '8.8.8.8';
+const PORT = 7007;
+const N = 20;
+const MATCHED = ['alice/frontend-1', 'default/client-1', 'paul/frontend-2', 'default/client-3'];
+const AGENT_CONFIG = '/etc/egresslab/agent.json';
+const STATUS = '/run/egresslab/agent-status.json';
+
+let lab: Lab;
+let api: KubeClient;
+const figures: string[] = [];
+
+beforeAll(async () => {
+  // not about failover speed (that is long-lived-tcp.test.ts): the tolerant lease keeps 20 probe
+  // processes starting on a loaded 2-core machine from flapping node leases (and IPs) before the fault
+  lab = await startTestLab('default', 'gwct', { ...TOLERANT_LEASE });
+  api = await lab.api();
+  await applyAll(api, loadManifests('fixtures/manifests/gateway/failover.yaml'));
+  for (const ip of [IP_A, IP_B]) await waitIPOn(lab, await holderOf(api, ip), ip);
+});
+afterAll(async () => {
+  if (figures.length) console.log(`conntrack sync, ${N} long-lived TCP connections, holder SIGKILLed:\n${figures.join('\n')}`);
+  await lab?.down();
+});
+recordArtifactsOnFailure(() => lab);
+
+const nodes = () => lab.topology.nodes.map((n) => n.name);
+
+interface AgentStatus {
+  gateway?: { conntrackSync?: { enabled: boolean; running?: boolean; commits?: number; lastCommitMs?: number | null; lastCommitEntries?: number | null } };
+}
+async function agentStatus(node: string): Promise<AgentStatus> {
+  const r = await lab.exec(node, ['cat', STATUS], { check: false });
+  try {
+    return JSON.parse(r.stdout) as AgentStatus;
+  } catch {
+    return {};
+  }
+}
+
+/** Rewrites every agent's config with gatewayConntrackSync and restarts it (one node at a time). */
+async function setSync(on: boolean): Promise<void> {
+  for (const node of nodes()) {
+    const cfg = JSON.parse((await lab.exec(node, ['cat', AGENT_CONFIG])).stdout) as Record<string, unknown>;
+    cfg.gatewayConntrackSync = on;
+    await lab.exec(node, ['sh', '-c', `cat > ${AGENT_CONFIG}.new && mv ${AGENT_CONFIG}.new ${AGENT_CONFIG}`], { stdin: `${JSON.stringify(cfg, null, 2)}\n` });
+    await lab.faults.restartProcess(node, AGENT_PROCESS);
+    await pollUntil(() => agentStatus(node), {
+      what: `the agent on ${node} running with conntrack sync ${on ? 'on' : 'off'}`,
+      timeoutMs: 20_000,
+      intervalMs: 100,
+      accept: (s) => s.gateway?.conntrackSync?.enabled === on && (!on || s.gateway.conntrackSync.running === true),
+    });
+  }
+}
+
+/** 20 specs: half on kernel-chosen ports, half on source ports shared by two pods (clash at the gateway). */
+function specs(pods: string[], base: number): StreamSpec[] {
+  const out: StreamSpec[] = [];
+  for (let k = 0; k < N / 2; k++) {
+    const from = pods[k % pods.length]!;
+    out.push({ from, to: DST, port: PORT, label: `own port ${from} #${k}` });
+  }
+  const pair = [pods[0]!, pods[pods.length - 1]!]; // two pods on two different nodes
+  for (let g = 0; g < N / 4; g++) for (const from of pair) out.push({ from, to: DST, port: PORT, localPort: base + g, label: `shared port ${base + g} ${from}` });
+  return out;
+}
+
+interface Result {
+  sync: boolean;
+  holder: string;
+  newHolder: string;
+  labels: string[];
+  timelines: Timeline[];
+  segments: Segment[];
+  commit: string;
+}
+
+async function killHolderUnderStreams(sync: boolean, base: number): Promise<Result> {
+  const holder = await pollUntil(() => workerHolder(lab, api, IP_A), { what: `every node Up and ${IP_A} on a worker`, timeoutMs: 60_000, intervalMs: 50 });
+  await pollUntil(() => gw(api), { what: 'every node Up, both IPs assigned', timeoutMs: 30_000, intervalMs: 50, accept: (g) => allUp(g) && !!g.assignments[IP_A] && !!g.assignments[IP_B] });
+  // matched pods on the surviving nodes, at most one per node first (spread over the nodes)
+  const survivors = MATCHED.filter((p) => lab.pod(p).node !== holder);
+  const byNode = [...new Map(survivors.map((p) => [lab.pod(p).node, p])).values()];
+  const pods = [...byNode, ...survivors.filter((p) => !byNode.includes(p))];
+  await waitSeenFrom(lab, pods[0]!, DST, IP_A);
+  const list = specs(pods, base);
+  const labels = list.map((s) => `${sync ? 'sync on' : 'sync off'}: ${s.label}`);
+  const cap = await lab.capture('internet', 'eth0', { filter: `tcp and dst host ${DST} and dst port ${PORT}` });
+  let streams: ContinuousProbe[] = [];
+  let newHolder = '';
+  let timelines: Timeline[] = [];
+  let segments: Segment[] = [];
+  try {
+    streams = await startStreams(lab, list, { intervalMs: 100, timeoutMs: 500 });
+    const answered = async (p: ContinuousProbe, after: number) => (await p.records()).filter((r) => r.t > after && r.replied).length;
+    await pollUntil(async () => Math.min(...(await Promise.all(streams.map((p) => answered(p, 0))))), {
+      what: `5 answered lines on each of the ${N} connections before the fault`,
+      timeoutMs: 30_000,
+      intervalMs: 200,
+      accept: (n) => n >= 5,
+    }).catch(async (e: unknown) => {
+      const last = await Promise.all(streams.map(async (p, i) => `${labels[i]}: ${JSON.stringify((await p.records()).slice(-1)[0] ?? null)}`));
+      throw new Error(`${(e as Error).message}\n${last.join('\n')}`);
+    });
+    const tFault = Date.now();
+    await lab.faults.kill(holder);
+    try {
+      const g = await pollUntil(() => gw(api), { what: `${IP_A} to move off ${holder}`, timeoutMs: 15_000, intervalMs: 20, accept: (s) => !!s.assignments[IP_A] && s.assignments[IP_A] !== holder });
+      newHolder = g.assignments[IP_A]!;
+      // each connection carries traffic again or reports its break. A connection whose segments the
+      // new holder binds to another connection's port may hang without an error: the deadline ends
+      // the wait, and the timeline then shows it did not survive.
+      await pollUntil(
+        async () => Promise.all(streams.map(async (p) => {
+          const rs = await p.records();
+          return rs.some((r) => r.connectionError !== undefined) || rs.filter((r) => r.t > tFault + 100 && r.replied).length >= 10;
+        })),
+        { what: `every connection answered again after the kill of ${holder}, or broken`, timeoutMs: 15_000, intervalMs: 250, accept: (xs) => xs.every(Boolean) },
+      ).catch((e: unknown) => console.log(`(${sync ? 'sync on' : 'sync off'}) ${(e as Error).message.split('\n')[0]}`));
+    } finally {
+      await lab.faults.start(holder);
+    }
+    timelines = await Promise.all(streams.map((p) => p.stop()));
+    segments = await stopAndSegments(cap, DST, PORT);
+  } finally {
+    await Promise.all(streams.map((p) => p.stop().catch(() => undefined)));
+    await cap.stop().catch(() => undefined);
+  }
+  const st = (await agentStatus(newHolder)).gateway?.conntrackSync;
+  const commit = st?.enabled ? `new holder ${newHolder} committed ${st.lastCommitEntries ?? '?'} binding(s) in ${st.lastCommitMs ?? '?'} ms` : `sync off on ${newHolder}`;
+  await pollUntil(() => gw(api), { what: `every node Up again after the kill of ${holder}`, timeoutMs: 30_000, intervalMs: 50, accept: (s) => allUp(s) });
+  return { sync, holder, newHolder, labels, timelines, segments, commit };
+}
+
+function report(r: Result): { all: number; own: number; shared: number } {
+  const outcomes = r.timelines.map((t, i) => streamOutcome(r.labels[i]!, t));
+  r.timelines.forEach((t, i) => recordTimeline(r.labels[i]!, t, [IP_A]));
+  const all = survivalReport(outcomes);
+  const own = outcomes.filter((o) => o.label.includes('own port')).filter((o) => o.survived).length;
+  const shared = outcomes.filter((o) => o.label.includes('shared port')).filter((o) => o.survived).length;
+  const leaks = segmentLeaks(r.segments, [IP_A]);
+  const line = `  sync ${r.sync ? 'ON ' : 'OFF'}: survived ${all.survived}/${all.total} (kernel-chosen ports ${own}/${N / 2}, shared ports ${shared}/${N / 2}); ${IP_A} ${r.holder} -> ${r.newHolder}; ${r.commit}; RSTs sent by the clients: ${resets(r.segments).length}`;
+  figures.push(line);
+  console.log(`${line}\n${all.text}\n  segments at the internet by source: ${JSON.stringify(leaks.sources)}`);
+  expect(r.newHolder).not.toBe(r.holder);
+  expect(r.timelines).toHaveLength(N);
+  // zero leaks either way: every segment that reached the internet left with the egress IP
+  expect(leaks.leaked.map(describeSegment), 'segments that reached the internet with another source').toEqual([]);
+  for (const t of r.timelines) expect(t).toHaveNoLeaks([IP_A]);
+  return { all: all.survived, own, shared };
+}
+
+describe(`conntrack state sync: ${N} long-lived TCP connections across a SIGKILL of the holder`, () => {
+  it('sync ON (default): every connection survives on the new holder, same source IP and port', async () => {
+    const s = report(await killHolderUnderStreams(true, 42000 + Math.floor(Math.random() * 500) * 10));
+    expect(s.all, 'connections that survived with conntrack sync on').toBe(N);
+  });
+
+  it('sync OFF (loose pickup): measured for comparison; still zero leaks', async () => {
+    await setSync(false);
+    try {
+      const s = report(await killHolderUnderStreams(false, 47000 + Math.floor(Math.random() * 500) * 10));
+      // what loose pickup can and cannot do is in the log and docs/gateway.md; the figure is
+      // measured, not assumed: at most every connection
+      expect(s.all).toBeLessThanOrEqual(N);
+      expect(s.own + s.shared).toBe(s.all);
+    } finally {
+      await setSync(true);
+    }
+  });
+});
