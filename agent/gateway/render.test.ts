@@ -261,3 +261,15 @@ describe('leaving gateway treatment: fail closed until the old conntrack entries
     expect(transitionPlan(null, a)).toBeNull();
   });
 });
+
+describe("a floating IP never reaches the holder's own stack", () => {
+  it('the holder drops TCP/UDP addressed to the IPs it owns in input (no RST for a reply conntrack did not de-NAT)', () => {
+    const holder = renderGateway(computeGatewayPlan(input('node-2', { '192.168.1.100': 'node-2' })));
+    expect(chain(holder.ruleset, 'input')).toEqual([
+      'type filter hook input priority filter; policy accept;',
+      expect.stringMatching(/^ip daddr \{ 192\.168\.1\.100 \} meta l4proto \{ tcp, udp \} counter drop comment "floating IP/),
+    ]);
+    const other = renderGateway(computeGatewayPlan(input('node-1', { '192.168.1.100': 'node-2' })));
+    expect(other.ruleset).not.toContain('chain input');
+  });
+});

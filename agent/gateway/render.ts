@@ -222,6 +222,17 @@ export function renderGateway(plan: GatewayPlan, opts: RenderOptions = {}): Rend
   plan.policies.forEach((p, i) => (out += `${t}${t}ct direction original ct original ip saddr @p${i}_all ct original ip daddr @p${i}_dst jump p${i}_guard\n`));
   out += `${t}}\n`;
   plan.policies.forEach((p, i) => (out += policyGuard(i, p)));
+  // local stack silence: a floating IP is only ever NATed here, nothing listens on it. A reply
+  // that conntrack does not de-NAT (its entry not there yet, or judged out of window just after a
+  // takeover) would otherwise reach this node's own TCP stack, which answers RST and kills the
+  // connection at the far end; dropped instead, the far end retransmits into the right state.
+  const ownedIPs = plan.ownedIPs.map((o) => o.ip);
+  if (ownedIPs.length) {
+    out += `${t}chain input {\n${t}${t}type filter hook input priority filter; policy accept;\n`;
+    out += `${t}${t}ip daddr { ${ownedIPs.join(', ')} } meta l4proto { tcp, udp } counter drop ${comment('floating IP: NATed traffic only, never this node\'s own stack')}\n`;
+    out += `${t}}\n`;
+    ruleCount += 1;
+  }
   out += `}\n`;
   ruleCount += pre.length + snat.length + 1 + plan.policies.length * 3;
 

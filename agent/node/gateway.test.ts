@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { R } from '../../controller/client/client.js';
 import { startLeaseRenewer, type LeaseRenewer } from '../../controller/client/lease.js';
-import { nodeToken, startTestController, waitFor } from '../../controller/testing.js';
+import { nodeToken, startTestController, waitFor, type TestController } from '../../controller/testing.js';
 import { parseAgentConfig } from '../config.js';
 import { NullGatewaySystem } from '../gateway/system.js';
 import type { CtSyncIO } from '../gateway/conntrack-sync.js';
@@ -22,6 +22,28 @@ afterEach(async () => {
 });
 
 const lastNft = (s: NullGatewaySystem): string => s.calls.filter((c) => c.op === 'nft' && c.arg.includes('delete table ip')).at(-1)?.arg ?? '';
+
+/** worker1's agent config, API client, Event recorder and a recording fake of its kernel. */
+function worker1(t: TestController, dir: string) {
+  const config = parseAgentConfig({
+    nodeName: 'worker1',
+    nodeIP: '192.168.1.1',
+    podCIDRs: ['10.10.10.0/24'],
+    apiServer: t.running.url,
+    caFile: '/nonexistent/ca.crt',
+    tokenFile: '/nonexistent/token',
+    flavour: 'ip-masq-agent',
+    statusPath: join(dir, 'status.json'),
+    masqStatePath: join(dir, 'masq.json'),
+    ipMasqAgentConfigPath: join(dir, 'cfg', 'config'),
+  });
+  const client = t.node('worker1');
+  const logs: string[] = [];
+  const events = new NodeEventRecorder({ client, node: 'worker1', log: (m) => logs.push(m) });
+  cleanup.push(() => events.stop(200));
+  const sys = new NullGatewaySystem({ '-4 addr show': JSON.stringify([{ ifname: 'eth0', addr_info: [{ family: 'inet', local: '192.168.1.1', prefixlen: 24 }] }]) });
+  return { config, client, logs, events, sys };
+}
 
 describe('GatewayModule', () => {
   it('programs the seed datapath, fails over when the holder goes Down, fails closed without holder, stops fail-closed', async () => {
@@ -55,23 +77,7 @@ describe('GatewayModule', () => {
       spec: { egress: [{ namespaceSelector: { matchLabels: { user: 'alice' } }, podSelector: { matchLabels: { role: 'frontend' } } }], destinationCIDRs: ['8.8.8.0/24'], egressSourceIP: '192.168.1.100' },
     });
 
-    const config = parseAgentConfig({
-      nodeName: 'worker1',
-      nodeIP: '192.168.1.1',
-      podCIDRs: ['10.10.10.0/24'],
-      apiServer: t.running.url,
-      caFile: '/nonexistent/ca.crt',
-      tokenFile: '/nonexistent/token',
-      flavour: 'ip-masq-agent',
-      statusPath: join(dir, 'status.json'),
-      masqStatePath: join(dir, 'masq.json'),
-      ipMasqAgentConfigPath: join(dir, 'cfg', 'config'),
-    });
-    const client = t.node('worker1');
-    const logs: string[] = [];
-    const events = new NodeEventRecorder({ client, node: 'worker1', log: (m) => logs.push(m) });
-    cleanup.push(() => events.stop(200));
-    const sys = new NullGatewaySystem({ '-4 addr show': JSON.stringify([{ ifname: 'eth0', addr_info: [{ family: 'inet', local: '192.168.1.1', prefixlen: 24 }] }]) });
+    const { config, client, logs, events, sys } = worker1(t, dir);
     const mod = new GatewayModule(
       { config, client, events, log: (m, msg) => logs.push(`${m}: ${msg}`), statusChanged: () => undefined },
       { system: sys, heartbeat: false, garpScheduleMs: [0, 10] },
@@ -133,23 +139,7 @@ describe('GatewayModule', () => {
       return (gwn?.status as { state?: string } | undefined)?.state === 'Up';
     }, 'worker2 Up');
     await t.admin.create(R.anthosNetworkGateways, { apiVersion: 'networking.gke.io/v1alpha1', kind: 'AnthosNetworkGateway', metadata: { name: 'default', namespace: 'kube-system' }, spec: { floatingIPs: ['192.168.1.100', '192.168.1.101'] } });
-    const config = parseAgentConfig({
-      nodeName: 'worker1',
-      nodeIP: '192.168.1.1',
-      podCIDRs: ['10.10.10.0/24'],
-      apiServer: t.running.url,
-      caFile: '/nonexistent/ca.crt',
-      tokenFile: '/nonexistent/token',
-      flavour: 'ip-masq-agent',
-      statusPath: join(dir, 'status.json'),
-      masqStatePath: join(dir, 'masq.json'),
-      ipMasqAgentConfigPath: join(dir, 'cfg', 'config'),
-    });
-    const client = t.node('worker1');
-    const logs: string[] = [];
-    const events = new NodeEventRecorder({ client, node: 'worker1', log: (m) => logs.push(m) });
-    cleanup.push(() => events.stop(200));
-    const sys = new NullGatewaySystem({ '-4 addr show': JSON.stringify([{ ifname: 'eth0', addr_info: [{ family: 'inet', local: '192.168.1.1', prefixlen: 24 }] }]) });
+    const { config, client, logs, events, sys } = worker1(t, dir);
     // the fake conntrackd records into the same call log as the kernel fake: one order of operations
     const files = new Map<string, string>();
     const io: CtSyncIO = {

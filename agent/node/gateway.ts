@@ -434,6 +434,14 @@ export class GatewayModule implements NodeModule {
       this.st.nftApplies++;
       this.st.rulesetHash = sha16(ruleset);
     }
+    // flows whose treatment changed are decided again: flushed right after the commit and BEFORE a
+    // floating IP is added. A node taking an IP for its own pods' flows (route -> local) must have
+    // their bindings back (replicated ones re-committed) before replies to the IP can arrive:
+    // a reply finding no entry would be delivered to this node's own stack, which answers RST and
+    // kills the connection at the far end (seen with a paused holder, whose traffic never pauses).
+    const flush = conntrackFlushArgs(changedPairs(this.lastPlan, plan));
+    await this.flushPairs(flush);
+    if (committed && this.ctsync && flush.length) await this.ctsync.commit(plan.floatingIPs, plan.ownedIPs.map((o) => o.ip));
     const known = [...new Set([...plan.floatingIPs, ...this.owned])];
     const addrs = addressCommands(r.addresses, k.addrs, known, plan.nodeIP, this.uplink);
     await this.sys.ipBatch([...addrs.del, ...addrs.add]);
@@ -444,11 +452,6 @@ export class GatewayModule implements NodeModule {
     await this.sys.ipBatch(cmds.after);
     const addrsNow = [...k.addrs.filter((a) => !addrs.del.some((d) => d.includes(` ${a} `))), ...addrs.add.map((l) => l.split(' ')[2]!)];
     this.kernel = { rules: r.rules, routes: new Map(r.routes.map((x) => [x.table, `${x.via} ${x.dev}`])), addrs: addrsNow };
-    const flush = conntrackFlushArgs(changedPairs(this.lastPlan, plan));
-    await this.flushPairs(flush);
-    // the flush may have removed bindings just committed for pods of THIS node (their flows go
-    // from route to local): commit again
-    if (committed && this.ctsync && flush.length) await this.ctsync.commit(plan.floatingIPs, [...nowOwned]);
   }
 
   /** Deletes the conntrack entries of (source, destination) pairs (args of conntrackFlushArgs, or pairs). */

@@ -16,16 +16,15 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Lab } from '../../harness/lab/lab.js';
 import type { KubeClient } from '../../controller/client/client.js';
-import { startTestLab, TOLERANT_LEASE } from '../../harness/testing/lab.js';
+import { TOLERANT_LEASE } from '../../harness/testing/lab.js';
 import { recordArtifactsOnFailure, recordTimeline } from '../../harness/testing/artifacts.js';
 import { pollUntil } from '../../harness/util/poll.js';
-import { applyAll, loadManifests } from '../../harness/cluster/apply.js';
 import { workerHolder } from '../../harness/cluster/holder.js';
 import { AGENT_PROCESS } from '../../harness/cluster/cluster.js';
 import type { ContinuousProbe } from '../../harness/probe/probe.js';
 import type { Timeline } from '../../harness/probe/timeline.js';
 import { describeSegment, resets, segmentLeaks, startStreams, stopAndSegments, streamOutcome, survivalReport, type Segment, type StreamSpec } from '../../harness/probe/stream.js';
-import { allUp, gw, holderOf, waitIPOn, waitSeenFrom } from './gateway.js';
+import { allUp, gw, startFailoverLab, waitSeenFrom } from './gateway.js';
 
 const IP_A = '192.168.1.100';
 const IP_B = '192.168.1.101';
@@ -43,10 +42,7 @@ const figures: string[] = [];
 beforeAll(async () => {
   // not about failover speed (that is long-lived-tcp.test.ts): the tolerant lease keeps 20 probe
   // processes starting on a loaded 2-core machine from flapping node leases (and IPs) before the fault
-  lab = await startTestLab('default', 'gwct', { ...TOLERANT_LEASE });
-  api = await lab.api();
-  await applyAll(api, loadManifests('fixtures/manifests/gateway/failover.yaml'));
-  for (const ip of [IP_A, IP_B]) await waitIPOn(lab, await holderOf(api, ip), ip);
+  ({ lab, api } = await startFailoverLab('gwct', { ...TOLERANT_LEASE }));
 });
 afterAll(async () => {
   if (figures.length) console.log(`conntrack sync, ${N} long-lived TCP connections, holder SIGKILLed:\n${figures.join('\n')}`);

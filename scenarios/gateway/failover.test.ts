@@ -12,15 +12,13 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Lab } from '../../harness/lab/lab.js';
-import { startTestLab } from '../../harness/testing/lab.js';
 import { recordArtifactsOnFailure, recordTimeline } from '../../harness/testing/artifacts.js';
 import { pollUntil } from '../../harness/util/poll.js';
 import { outages, sourceCounts, type Timeline } from '../../harness/probe/timeline.js';
 import type { ContinuousProbe } from '../../harness/probe/probe.js';
 import type { Proto } from '../../harness/inlab/protocol.js';
 import type { KubeClient } from '../../controller/client/client.js';
-import { applyAll, loadManifests } from '../../harness/cluster/apply.js';
-import { allUp, gw, holderOf, waitIPOn, waitSeenFrom } from './gateway.js';
+import { allUp, gw, startFailoverLab, waitIPOn, waitSeenFrom } from './gateway.js';
 import { workerHolder } from '../../harness/cluster/holder.js';
 
 const IP_A = '192.168.1.100';
@@ -33,10 +31,7 @@ let lab: Lab;
 let api: KubeClient;
 
 beforeAll(async () => {
-  lab = await startTestLab('default', 'gwfo');
-  api = await lab.api();
-  await applyAll(api, loadManifests('fixtures/manifests/gateway/failover.yaml'));
-  for (const ip of [IP_A, IP_B]) await waitIPOn(lab, await holderOf(api, ip), ip);
+  ({ lab, api } = await startFailoverLab('gwfo'));
 });
 afterAll(async () => {
   await lab?.down();

@@ -13,6 +13,7 @@ import { applyAll, loadManifests } from '../../harness/cluster/apply.js';
 import { gatewayStatus, type GatewayStatus } from '../../harness/cluster/status.js';
 import { pollUntil } from '../../harness/util/poll.js';
 import { describePacket, type DecodedPacket } from '../../harness/pcap/pcap.js';
+import { startTestLab } from '../../harness/testing/lab.js';
 import type { CaptureResult } from '../../harness/capture/capture.js';
 
 export const SEED_DIR = 'fixtures/manifests/seed-000';
@@ -178,4 +179,16 @@ export function expectPath(e: PathEvidence, c: PathCase): void {
   expect(e.probe).toBeSeenFrom(c.egressIP);
   expect(e.probe).toGetReply();
   expect(e.steps.filter((s) => !s.ok).map((s) => s.step), report).toEqual([]);
+}
+
+/** The failover fixture's two IPs (fixtures/manifests/gateway/failover.yaml). */
+export const FAILOVER_IPS = ['192.168.1.100', '192.168.1.101'] as const;
+
+/** A default lab with fixtures/manifests/gateway/failover.yaml applied and both IPs on their holders. */
+export async function startFailoverLab(prefix: string, overrides: Record<string, unknown> = {}): Promise<{ lab: Lab; api: KubeClient }> {
+  const lab = await startTestLab('default', prefix, overrides);
+  const api = await lab.api();
+  await applyAll(api, loadManifests('fixtures/manifests/gateway/failover.yaml'));
+  for (const ip of FAILOVER_IPS) await waitIPOn(lab, await holderOf(api, ip), ip);
+  return { lab, api };
 }

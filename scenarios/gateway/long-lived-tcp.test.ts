@@ -2,7 +2,7 @@
  * A long-lived TCP connection through the egress gateway while its holder fails (issue 6). One
  * stream probe (ONE connection, a line every 50 ms, each answered with the source IP:port the far
  * end saw) from a matched pod on each surviving worker to 8.8.8.8 while the holder of
- * 192.168.1.100 is killed (SIGKILL), stopped cleanly, or cut off the segment. Asserted per fault:
+ * 192.168.1.100 is killed (SIGKILL), stopped cleanly, paused (hung) or cut off the segment. Asserted per fault:
  *   - the SAME connection carries on after the failover: never broken (no RST/error), never
  *     replaced, same local port, and the far end saw the same source IP AND port before and after;
  *   - the interruption is bounded (5 s here; bench/gateway-failover.ts measures the 1 s goal);
@@ -17,15 +17,13 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Lab } from '../../harness/lab/lab.js';
 import type { KubeClient } from '../../controller/client/client.js';
-import { startTestLab } from '../../harness/testing/lab.js';
 import { recordArtifactsOnFailure, recordTimeline } from '../../harness/testing/artifacts.js';
 import { pollUntil } from '../../harness/util/poll.js';
-import { applyAll, loadManifests } from '../../harness/cluster/apply.js';
 import { workerHolder } from '../../harness/cluster/holder.js';
 import type { ContinuousProbe } from '../../harness/probe/probe.js';
 import type { Timeline } from '../../harness/probe/timeline.js';
 import { describeSegment, segmentLeaks, startStreams, stopAndSegments, streamOutcome, survivalReport, type Segment } from '../../harness/probe/stream.js';
-import { allUp, gw, holderOf, waitIPOn, waitSeenFrom } from './gateway.js';
+import { allUp, gw, startFailoverLab, waitSeenFrom } from './gateway.js';
 
 const IP_A = '192.168.1.100';
 const IP_B = '192.168.1.101';
@@ -37,25 +35,24 @@ let lab: Lab;
 let api: KubeClient;
 
 beforeAll(async () => {
-  lab = await startTestLab('default', 'gwlt');
-  api = await lab.api();
-  await applyAll(api, loadManifests('fixtures/manifests/gateway/failover.yaml'));
-  for (const ip of [IP_A, IP_B]) await waitIPOn(lab, await holderOf(api, ip), ip);
+  ({ lab, api } = await startFailoverLab('gwlt'));
 });
 afterAll(async () => {
   await lab?.down();
 });
 recordArtifactsOnFailure(() => lab);
 
-type Fault = 'kill' | 'stop' | 'partition';
+type Fault = 'kill' | 'stop' | 'pause' | 'partition';
 
 async function breakNode(fault: Fault, node: string): Promise<void> {
   if (fault === 'kill') await lab.faults.kill(node);
   else if (fault === 'stop') await lab.faults.stop(node, 2);
+  else if (fault === 'pause') await lab.faults.pause(node);
   else await lab.faults.partition(node);
 }
 async function restoreNode(fault: Fault, node: string): Promise<void> {
   if (fault === 'partition') await lab.faults.heal(node);
+  else if (fault === 'pause') await lab.faults.unpause(node);
   else await lab.faults.start(node);
 }
 
@@ -144,6 +141,9 @@ describe('a long-lived TCP connection through the gateway survives the failover 
   });
   it('clean stop of the holder', async () => {
     check('stop', await streamThroughFault('stop'));
+  });
+  it('hung holder (paused)', async () => {
+    check('pause', await streamThroughFault('pause'));
   });
   it('holder cut off the segment (partition)', async () => {
     check('partition', await streamThroughFault('partition'));
