@@ -11,6 +11,14 @@ import type { Proto } from '../inlab/protocol.js';
 import { CLUSTER_HELP, applyCmd, clusterStatusOf, kubeconfigCmd, printClusterStatus } from './cluster-commands.js';
 import { stopForwarder } from '../cluster/forwarder.js';
 import { LAB_COMMANDS, LAB_HELP } from './lab-commands.js';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { join, relative } from 'node:path';
+import { applyAll, loadManifests } from '../cluster/apply.js';
+import { gatewayOf, workerHolder } from '../cluster/holder.js';
+import { pollUntil } from '../util/poll.js';
+import { projectRoot } from '../util/paths.js';
+import { leaks, outages, sourceCounts } from '../probe/timeline.js';
+import { renderTimelineSvg } from '../report/timeline-svg.js';
 
 const out = (s: string) => process.stdout.write(`${s}\n`);
 const progress = (s: string) => process.stderr.write(`${s}\n`);
@@ -31,9 +39,12 @@ const HELP: Record<string, string> = {
   prune: `egresslab prune [--all]
   Removes leftovers of crashed runs (labs whose creating process is gone and that were not
   started with "up"). --all removes every egresslab lab.`,
-  demo: `egresslab demo [--topology FILE|NAME] [--keep]
-  Brings the default lab up, runs a set of probes, prints what each observed, tears the lab down
-  (--keep leaves it up).`,
+  demo: `egresslab demo [--topology FILE|NAME] [--keep] [--no-gateway]
+  Brings the default lab up, runs a set of probes, prints what each observed; with the cluster, then
+  applies the seed's egress NAT gateway, shows a matched pod leaving as 192.168.1.100 and kills the
+  gateway node under a continuous probe (failover time, leaks, an SVG timeline in artifacts/demo/;
+  --no-gateway skips that). Tears the lab down (--keep leaves it up).
+  Example: npx egresslab demo --keep`,
   ...CLUSTER_HELP,
   ...LAB_HELP,
 };
@@ -218,9 +229,64 @@ export function demoChecks(lab: Lab): DemoCheck[] {
   ];
 }
 
+const DEMO_IP = '192.168.1.100';
+const DEMO_MATCHED = ['alice/frontend-1', 'paul/frontend-2'];
+
+/**
+ * The demo's second act (a lab with the cluster): the seed's egress NAT gateway (SPEC 2,
+ * fixtures/manifests/seed-000), a matched pod seen as the egress IP, then the gateway node killed
+ * under a continuous probe: the failover, its interruption and the leak count, with an SVG timeline.
+ * Returns the number of unexpected observations.
+ */
+async function gatewayDemo(lab: Lab): Promise<number> {
+  const seed = join(projectRoot(), 'fixtures/manifests/seed-000');
+  out(`\negress NAT gateway: the seed's manifests (${relative(process.cwd(), seed) || seed}): ${DEMO_IP} for role=frontend pods of alice and paul, to 8.8.8.0/24`);
+  const api = await lab.api();
+  await applyAll(api, loadManifests(seed));
+  const holder = await workerHolder(lab, api, DEMO_IP);
+  const pod = DEMO_MATCHED.find((p) => lab.pod(p).node !== holder) ?? DEMO_MATCHED[0]!;
+  const seen = await pollUntil(() => lab.probe(pod, '8.8.8.8', { proto: 'udp' }), { what: `${pod} seen as ${DEMO_IP}`, timeoutMs: 15_000, intervalMs: 100, accept: (r) => r.observedSource === DEMO_IP && r.replyReceived });
+  out(`${describeProbe(seen)}\n    matched by policy egress: routed from ${lab.pod(pod).node} to the gateway node ${holder}, SNATed to ${DEMO_IP} there; the reply is de-NATed back to the pod`);
+
+  progress(`killing the gateway node ${holder} (SIGKILL) under a UDP probe every 20 ms from ${pod}`);
+  const probe = await lab.continuousProbe(pod, '8.8.8.8', { proto: 'udp', intervalMs: 20, timeoutMs: 300 });
+  const answeredAfter = async (t: number) => (await probe.records()).filter((r) => r.t > t && r.replied).length;
+  let to = '?';
+  try {
+    await pollUntil(() => answeredAfter(0), { what: '10 answered before the kill', timeoutMs: 15_000, accept: (n) => n >= 10 });
+    await lab.faults.kill(holder);
+    try {
+      const moved = await pollUntil(() => gatewayOf(api), { what: `${DEMO_IP} to move off ${holder}`, timeoutMs: 15_000, intervalMs: 20, accept: (g) => !!g.assignments[DEMO_IP] && g.assignments[DEMO_IP] !== holder });
+      to = moved.assignments[DEMO_IP]!;
+      const tMoved = Date.now();
+      await pollUntil(() => answeredAfter(tMoved), { what: '20 answered after the failover', timeoutMs: 15_000, accept: (n) => n >= 20 });
+    } finally {
+      await lab.faults.start(holder);
+    }
+  } finally {
+    await probe.stop().catch(() => undefined);
+  }
+  const t = await probe.stop();
+  const o = outages(t);
+  const longest = o.reduce((m, x) => (x.durationMs > m.durationMs ? x : m), { durationMs: 0, lost: 0 });
+  const leaked = leaks(t, [DEMO_IP]);
+  const nLeaked = leaked.packets.length + leaked.unattributed.length;
+  const dir = join(projectRoot(), 'artifacts', 'demo');
+  mkdirSync(dir, { recursive: true });
+  const svg = join(dir, 'gateway-failover.svg');
+  writeFileSync(svg, renderTimelineSvg({ timeline: t, label: `udp ${pod} -> 8.8.8.8`, allowedSources: [DEMO_IP] }, { title: `SIGKILL of gateway node ${holder}: ${DEMO_IP} moved to ${to}` }));
+  out(
+    `kill ${holder}: ${DEMO_IP} moved to ${to}; ${t.packets.length} packets, longest outage ${longest.durationMs} ms (${longest.lost} lost), ` +
+      `sources ${JSON.stringify(sourceCounts(t))}, leaked ${nLeaked}\n    ` +
+      (nLeaked === 0 ? `fail-closed: while no node held ${DEMO_IP} the packets were dropped, never sent with the node or pod IP` : `UNEXPECTED: ${nLeaked} packet(s) seen with a source other than ${DEMO_IP}`) +
+      `\n    timeline: ${relative(process.cwd(), svg) || svg} (${holder} is started again)`,
+  );
+  return nLeaked === 0 && to !== '?' ? 0 : 1;
+}
+
 /** The demo the README's first command ends with: what each probe observed. */
 async function demo(argv: string[]): Promise<number> {
-  const { flags } = parseArgs('demo', argv, { topology: { value: true }, keep: {}, lab: { value: true } });
+  const { flags } = parseArgs('demo', argv, { topology: { value: true }, keep: {}, lab: { value: true }, 'no-gateway': {} });
   const topology = topologyFromArg(flags.topology as string | undefined);
   const abort = abortOnSignal();
   let lab: Lab | undefined;
@@ -239,6 +305,7 @@ async function demo(argv: string[]): Promise<number> {
       out(`${describeProbe(r)}\n    ${ok ? c.why : `UNEXPECTED: expected source ${c.source} and reply ${c.reply ? 'received' : 'lost'} (${c.why})`}`);
     }
     if (unexpected) out(`\n${unexpected} probe(s) did not observe what the lab's SNAT flavour (${lab.topology.snat}) promises`);
+    if (lab.topology.cluster && !abort.signal.aborted && !flags['no-gateway']) unexpected += await gatewayDemo(lab);
     return abort.signal.aborted ? 130 : unexpected ? 1 : 0;
   } finally {
     abort.dispose();
