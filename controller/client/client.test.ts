@@ -27,3 +27,22 @@ describe('ConfigMap projection into a file', () => {
     await p.stop();
   });
 });
+
+describe('informer while the API server is down (refused connections)', () => {
+  it('retries a refused connection at a short pace, reports the run of refusals once, and resumes as soon as the server is back', async () => {
+    t = await startTestController();
+    const errors: string[] = [];
+    const seen: string[] = [];
+    const inf = t.admin.informer(R.configmaps, { namespace: 'default' }, { onAdd: (o) => seen.push(o.metadata.name!), onError: (e) => errors.push((e as NodeJS.ErrnoException).code ?? String(e)) });
+    await inf.hasSynced();
+    await t.running.stop();
+    const before = inf.connections;
+    // exponential back-off (100, 200, 400, 800 ms...) would make 10 attempts take > 20 s
+    await waitFor(() => inf.connections - before >= 10, '10 reconnection attempts while the server is down', 3000);
+    expect(errors.filter((c) => c === 'ECONNREFUSED')).toHaveLength(1);
+    await t.restart();
+    await t.admin.create(R.configmaps, { apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'after-restart', namespace: 'default' }, data: {} });
+    await waitFor(() => seen.includes('after-restart'), 'the informer to see an object created after the restart', 3000);
+    inf.stop();
+  });
+});

@@ -5,6 +5,11 @@ import { Agent as HttpAgent, request as httpRequest, type IncomingMessage } from
 import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
 import type { KubeList, KubeObject, Status, WatchEvent } from '../api/types.js';
 
+
+/** Informers retry a refused connection every REFUSED_RETRY_MS for up to REFUSED_FAST_RETRY_FOR_MS. */
+const REFUSED_RETRY_MS = 25;
+const REFUSED_FAST_RETRY_FOR_MS = 5_000;
+
 export interface ResourceRef {
   group: string;
   version: string;
@@ -345,6 +350,9 @@ export class Informer<T extends KubeObject = KubeObject> {
     this.resolveSynced();
   }
 
+  private refusedSince: number | undefined;
+  private lastRefusal: number | undefined;
+
   private async run(): Promise<void> {
     let delay = this.backoff.initialMs;
     let needList = true;
@@ -382,7 +390,24 @@ export class Informer<T extends KubeObject = KubeObject> {
       } catch (e) {
         if (this.stopped) break;
         if (e instanceof KubeApiError && e.code === 410) needList = true;
-        this.h.onError?.(e);
+        // nothing listens yet (the API server is starting, or restarting): trying again is a
+        // refused SYN, so retry at a short fixed pace for a while instead of backing off (an
+        // agent starting with its API server would otherwise sync up to ~700 ms late); only the
+        // first refusal of a run of them is reported
+        const refused = (e as NodeJS.ErrnoException)?.code === 'ECONNREFUSED';
+        if (refused) {
+          const now = Date.now();
+          // a new run of refusals (none in the last second): report it, and retry fast for a while
+          if (this.lastRefusal === undefined || now - this.lastRefusal > 1000) {
+            this.refusedSince = now;
+            this.h.onError?.(e);
+          }
+          this.lastRefusal = now;
+          if (now - this.refusedSince! < REFUSED_FAST_RETRY_FOR_MS) {
+            await new Promise((r) => setTimeout(r, REFUSED_RETRY_MS));
+            continue;
+          }
+        } else this.h.onError?.(e);
         await new Promise((r) => setTimeout(r, delay));
         delay = Math.min(delay * 2, this.backoff.maxMs);
       }
