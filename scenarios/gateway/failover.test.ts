@@ -18,7 +18,7 @@ import { outages, sourceCounts, type Timeline } from '../../harness/probe/timeli
 import type { ContinuousProbe } from '../../harness/probe/probe.js';
 import type { Proto } from '../../harness/inlab/protocol.js';
 import type { KubeClient } from '../../controller/client/client.js';
-import { allUp, gw, startFailoverLab, waitIPOn, waitSeenFrom } from './gateway.js';
+import { allUp, breakNode as breakHolder, gw, restoreNode as restoreHolder, type NodeFault, startFailoverLab, waitIPOn, waitSeenFrom } from './gateway.js';
 import { workerHolder } from '../../harness/cluster/holder.js';
 
 const IP_A = '192.168.1.100';
@@ -38,19 +38,9 @@ afterAll(async () => {
 });
 recordArtifactsOnFailure(() => lab);
 
-type Fault = 'kill' | 'stop' | 'pause' | 'partition';
-
-async function breakNode(fault: Fault, node: string): Promise<void> {
-  if (fault === 'kill') await lab.faults.kill(node);
-  else if (fault === 'stop') await lab.faults.stop(node, 2);
-  else if (fault === 'pause') await lab.faults.pause(node);
-  else await lab.faults.partition(node);
-}
-async function restoreNode(fault: Fault, node: string): Promise<void> {
-  if (fault === 'kill' || fault === 'stop') await lab.faults.start(node);
-  else if (fault === 'pause') await lab.faults.unpause(node);
-  else await lab.faults.heal(node);
-}
+type Fault = NodeFault;
+const breakNode = (fault: Fault, node: string) => breakHolder(lab, fault, node);
+const restoreNode = (fault: Fault, node: string) => restoreHolder(lab, fault, node);
 
 const answeredAfter = async (p: ContinuousProbe, t: number) => (await p.records()).filter((r) => r.t > t && r.replied).length;
 

@@ -192,3 +192,21 @@ export async function startFailoverLab(prefix: string, overrides: Record<string,
   for (const ip of FAILOVER_IPS) await waitIPOn(lab, await holderOf(api, ip), ip);
   return { lab, api };
 }
+
+/** The four ways the failover scenarios break a gateway node (SPEC 2 rule 4). */
+export type NodeFault = 'kill' | 'stop' | 'pause' | 'partition';
+
+/** SIGKILL, clean stop (2 s grace), pause (a hung node: its kernel still forwards), partition. */
+export async function breakNode(lab: Lab, fault: NodeFault, node: string): Promise<void> {
+  if (fault === 'kill') await lab.faults.kill(node);
+  else if (fault === 'stop') await lab.faults.stop(node, 2);
+  else if (fault === 'pause') await lab.faults.pause(node);
+  else await lab.faults.partition(node);
+}
+
+/** Undoes breakNode: start (agent included), unpause, heal. */
+export async function restoreNode(lab: Lab, fault: NodeFault, node: string): Promise<void> {
+  if (fault === 'kill' || fault === 'stop') await lab.faults.start(node);
+  else if (fault === 'pause') await lab.faults.unpause(node);
+  else await lab.faults.heal(node);
+}

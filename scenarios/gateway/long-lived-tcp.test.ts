@@ -23,7 +23,7 @@ import { workerHolder } from '../../harness/cluster/holder.js';
 import type { ContinuousProbe } from '../../harness/probe/probe.js';
 import type { Timeline } from '../../harness/probe/timeline.js';
 import { describeSegment, segmentLeaks, startStreams, stopAndSegments, streamOutcome, survivalReport, type Segment } from '../../harness/probe/stream.js';
-import { allUp, gw, startFailoverLab, waitSeenFrom } from './gateway.js';
+import { allUp, breakNode as breakHolder, gw, restoreNode as restoreHolder, type NodeFault, startFailoverLab, waitSeenFrom } from './gateway.js';
 
 const IP_A = '192.168.1.100';
 const IP_B = '192.168.1.101';
@@ -42,19 +42,9 @@ afterAll(async () => {
 });
 recordArtifactsOnFailure(() => lab);
 
-type Fault = 'kill' | 'stop' | 'pause' | 'partition';
-
-async function breakNode(fault: Fault, node: string): Promise<void> {
-  if (fault === 'kill') await lab.faults.kill(node);
-  else if (fault === 'stop') await lab.faults.stop(node, 2);
-  else if (fault === 'pause') await lab.faults.pause(node);
-  else await lab.faults.partition(node);
-}
-async function restoreNode(fault: Fault, node: string): Promise<void> {
-  if (fault === 'partition') await lab.faults.heal(node);
-  else if (fault === 'pause') await lab.faults.unpause(node);
-  else await lab.faults.start(node);
-}
+type Fault = NodeFault;
+const breakNode = (fault: Fault, node: string) => breakHolder(lab, fault, node);
+const restoreNode = (fault: Fault, node: string) => restoreHolder(lab, fault, node);
 
 const answeredAfter = async (p: ContinuousProbe, t: number) => (await p.records()).filter((r) => r.t > t && r.replied).length;
 const broken = async (p: ContinuousProbe) => (await p.records()).some((r) => r.connectionError !== undefined);
