@@ -246,12 +246,22 @@ export function renderGateway(plan: GatewayPlan, opts: RenderOptions = {}): Rend
   out += `${t}}\n}\n`;
   ruleCount += 1;
 
-  const rules: RuleSpec[] = [
-    ...plan.peerPodCIDRs.map((c) => ({ pref: GW_FENCE_PREF, fwmark: 0, mask: GW_FORWARD_OK_MARK, table: GW_FENCE_TABLE, iif: uplink, from: c })),
-    ...plan.routes.map((r) => ({ pref: r.pref, fwmark: r.fwmark, mask: GW_MARK_MASK, table: r.table })),
-  ];
+  const fence = forwardFence(plan.podCIDRs, plan.peerPodCIDRs, uplink);
+  const rules: RuleSpec[] = [...fence.rules, ...plan.routes.map((r) => ({ pref: r.pref, fwmark: r.fwmark, mask: GW_MARK_MASK, table: r.table }))];
   const routes: RouteSpec[] = plan.routes.map((r) => ({ table: r.table, via: r.ip, dev: uplink }));
-  return { ruleset: out, rules, routes, fenceThrow: [...plan.podCIDRs], addresses: plan.ownedIPs.map((o) => `${o.ip}/${o.prefix}`), ruleCount };
+  return { ruleset: out, rules, routes, fenceThrow: fence.fenceThrow, addresses: plan.ownedIPs.map((o) => `${o.ip}/${o.prefix}`), ruleCount };
+}
+
+/**
+ * The forward fence of a node (constants.ts GW_FORWARD_OK_MARK): one rule per other node's pod
+ * CIDR into GW_FENCE_TABLE, whose `throw` routes are this node's own pod CIDRs. The agent applies
+ * it (routingCommands); the lab puts the same commands in a cluster node's boot config.
+ */
+export function forwardFence(ownPodCIDRs: readonly string[], peerPodCIDRs: readonly string[], uplink = 'eth0'): { rules: RuleSpec[]; fenceThrow: string[] } {
+  return {
+    rules: peerPodCIDRs.map((c) => ({ pref: GW_FENCE_PREF, fwmark: 0, mask: GW_FORWARD_OK_MARK, table: GW_FENCE_TABLE, iif: uplink, from: c })),
+    fenceThrow: [...ownPodCIDRs],
+  };
 }
 
 /** Keeps the owned IPs alive in the ARP fence (one small transaction, run every ARP_ALIVE_REFRESH_MS). */

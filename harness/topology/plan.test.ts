@@ -216,8 +216,8 @@ describe('the gateway forward fence is part of a cluster node\'s boot config', (
     const node1 = planLab(t).netns.find((n) => n.container === 'node-1')!;
     expect(node1.ip).toEqual(
       expect.arrayContaining([
-        'route add throw 10.10.10.0/24 table 7100',
-        'route add blackhole default table 7100',
+        'route replace throw 10.10.10.0/24 table 7100',
+        'route replace blackhole default table 7100',
         'rule add pref 990 from 10.10.11.0/24 iif eth0 fwmark 0x0/0x1000 table 7100',
         'rule add pref 990 from 10.10.12.0/24 iif eth0 fwmark 0x0/0x1000 table 7100',
       ]),

@@ -2,7 +2,7 @@
  * Address and link planning: from a validated Topology to the exact containers, veth pairs,
  * addresses, routes and sysctls of a lab. Pure (no I/O), so the whole lab layout is unit-tested.
  */
-import { GW_FENCE_PREF, GW_FENCE_TABLE, GW_FORWARD_OK_MARK } from '../../agent/gateway/constants.js';
+import { forwardFence, routingCommands } from '../../agent/gateway/render.js';
 import { createHash } from 'node:crypto';
 import { cidrRange, fromInt, nthAddress, prefixLength, withPrefix } from './addresses.js';
 import type { NodeSpec, PodSpec, Topology, VpcEndpointSpec } from './types.js';
@@ -124,15 +124,13 @@ function nodePlan(t: Topology, node: NodeSpec, pods: PodPlan[]): NetnsConfig {
   for (const other of t.nodes) {
     if (other.name !== node.name && other.podCIDR) ip.push(`route add ${other.podCIDR} via ${other.address} dev eth0`);
   }
-  // The gateway's forward fence as node boot config (agent/gateway/constants.ts; the agent adopts
-  // and maintains the same rules): a node that restarts faster than its lease expires still gets
-  // traffic routed to it as a gateway, and must not forward it un-NATed before its agent runs.
+  // The gateway's forward fence as node boot config (agent/gateway/render.ts forwardFence; the
+  // agent adopts and maintains the same rules): a node that restarts faster than its lease expires
+  // still gets traffic routed to it as a gateway, and must not forward it un-NATed before its agent runs.
   if (t.cluster) {
-    if (node.podCIDR) ip.push(`route add throw ${node.podCIDR} table ${GW_FENCE_TABLE}`);
-    ip.push(`route add blackhole default table ${GW_FENCE_TABLE}`);
-    for (const other of t.nodes) {
-      if (other.name !== node.name && other.podCIDR) ip.push(`rule add pref ${GW_FENCE_PREF} from ${other.podCIDR} iif eth0 fwmark 0x0/0x${GW_FORWARD_OK_MARK.toString(16)} table ${GW_FENCE_TABLE}`);
-    }
+    const peers = t.nodes.filter((o) => o.name !== node.name && o.podCIDR).map((o) => o.podCIDR!);
+    const fence = forwardFence(node.podCIDR ? [node.podCIDR] : [], peers, 'eth0');
+    ip.push(...routingCommands({ ...fence, routes: [] }, { rules: [], tables: [] }).before);
   }
   const sysctls: Record<string, string> = { ...FORWARDING_SYSCTLS };
   for (const pod of pods) {
