@@ -283,17 +283,20 @@ export function isGatewayTable(table: number): boolean {
   return table >= GW_FENCE_TABLE && table <= GW_TABLE_BASE + GW_MAX_INDEX;
 }
 
-/** Parses `ip -j rule show` (iproute2 6.x JSON) into our rules. */
-export function parseIpRules(json: string): RuleSpec[] {
-  let arr: unknown;
+/** `ip -j ...` output as an array (empty when it is not a JSON array). */
+function jsonArray(json: string): unknown[] {
   try {
-    arr = JSON.parse(json);
+    const v: unknown = JSON.parse(json);
+    return Array.isArray(v) ? v : [];
   } catch {
     return [];
   }
-  if (!Array.isArray(arr)) return [];
+}
+
+/** Parses `ip -j rule show` (iproute2 6.x JSON) into our rules. */
+export function parseIpRules(json: string): RuleSpec[] {
   const out: RuleSpec[] = [];
-  for (const r of arr) {
+  for (const r of jsonArray(json)) {
     if (typeof r !== 'object' || r === null) continue;
     const o = r as Record<string, unknown>;
     const table = Number(o.table);
@@ -342,14 +345,8 @@ export function routingCommands(desired: { rules: RuleSpec[]; routes: RouteSpec[
 
 /** Parses `ip -j -4 addr show dev X` into "ip/prefix" strings. */
 export function parseIpAddrs(json: string): string[] {
-  let arr: unknown;
-  try {
-    arr = JSON.parse(json);
-  } catch {
-    return [];
-  }
   const out: string[] = [];
-  for (const l of Array.isArray(arr) ? arr : []) {
+  for (const l of jsonArray(json)) {
     const infos = (l as { addr_info?: unknown }).addr_info;
     for (const a of Array.isArray(infos) ? infos : []) {
       const x = a as { family?: string; local?: string; prefixlen?: number };
@@ -462,13 +459,7 @@ export function leavingPairs(transition: GatewayPlan, next: GatewayPlan): { src:
 /** `ip -j route show table all` -> our tables -> "via dev" of their default route. */
 export function parseRouteTables(json: string): Map<number, string> {
   const out = new Map<number, string>();
-  let arr: unknown;
-  try {
-    arr = JSON.parse(json);
-  } catch {
-    return out;
-  }
-  for (const r of Array.isArray(arr) ? arr : []) {
+  for (const r of jsonArray(json)) {
     const o = r as { table?: string; dst?: string; gateway?: string; dev?: string };
     const t = Number(o.table);
     if (!Number.isInteger(t) || !isGatewayTable(t)) continue;
