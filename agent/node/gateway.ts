@@ -439,7 +439,7 @@ export class GatewayModule implements NodeModule {
     // their bindings back (replicated ones re-committed) before replies to the IP can arrive:
     // a reply finding no entry would be delivered to this node's own stack, which answers RST and
     // kills the connection at the far end (seen with a paused holder, whose traffic never pauses).
-    const flush = conntrackFlushArgs(changedPairs(this.lastPlan, plan));
+    const flush = changedPairs(this.lastPlan, plan);
     await this.flushPairs(flush);
     if (committed && this.ctsync && flush.length) await this.ctsync.commit(plan.floatingIPs, plan.ownedIPs.map((o) => o.ip));
     const known = [...new Set([...plan.floatingIPs, ...this.owned])];
@@ -454,11 +454,10 @@ export class GatewayModule implements NodeModule {
     this.kernel = { rules: r.rules, routes: new Map(r.routes.map((x) => [x.table, `${x.via} ${x.dev}`])), addrs: addrsNow };
   }
 
-  /** Deletes the conntrack entries of (source, destination) pairs (args of conntrackFlushArgs, or pairs). */
-  private async flushPairs(what: string[][] | { src: string; dst: string }[]): Promise<void> {
-    const args = what.length && !Array.isArray(what[0]) ? conntrackFlushArgs(what as { src: string; dst: string }[]) : (what as string[][]);
+  /** Deletes the conntrack entries of these (source, destination) pairs. */
+  private async flushPairs(pairs: readonly { src: string; dst: string }[]): Promise<void> {
     await Promise.all(
-      args.map((a) =>
+      conntrackFlushArgs(pairs).map((a) =>
         this.sys.conntrack(a).then(
           () => void this.st.conntrackFlushes++,
           (e) => this.ctx.log(this.name, `conntrack ${a.join(' ')}: ${errorMessage(e)}`),
