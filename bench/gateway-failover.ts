@@ -11,8 +11,7 @@
 import { Lab } from '../harness/lab/lab.js';
 import { topologyFromArg } from '../harness/topology/load.js';
 import { applyAll, loadManifests } from '../harness/cluster/apply.js';
-import { R } from '../controller/client/client.js';
-import { gatewayStatus } from '../harness/cluster/status.js';
+import { gatewayOf } from '../harness/cluster/status.js';
 import { workerHolder } from '../harness/cluster/holder.js';
 import { pollUntil } from '../harness/util/poll.js';
 import { leaks, outages, sourceCounts } from '../harness/probe/timeline.js';
@@ -39,7 +38,7 @@ async function main(): Promise<void> {
     await applyAll(api, loadManifests('fixtures/manifests/gateway/failover.yaml'));
     const ctl = JSON.parse((await lab.exec('cp-1', ['cat', DEFAULT_LAB_PATHS.controllerConfig])).stdout) as Record<string, unknown>;
     const leaseInfo = JSON.stringify(Object.fromEntries(Object.entries(ctl).filter(([k]) => /lease|expiry|renew/i.test(k))));
-    const gw = async () => gatewayStatus(await api.get(R.anthosNetworkGateways, 'default', 'kube-system'));
+    const gw = () => gatewayOf(api);
     const rows: { holder: string; to: string; interruptionMs: number; lost: number; leaked: number; outages: number }[] = [];
     for (let i = 0; i < kills; i++) {
       // never break cp-1 (it runs the controller): an IP that flapped onto it is moved to a worker first
@@ -50,7 +49,6 @@ async function main(): Promise<void> {
       let to = '?';
       try {
         await pollUntil(async () => (await probe.records()).filter((r) => r.replied).length, { what: '20 answered before the kill', timeoutMs: 15_000, accept: (n) => n >= 20 });
-        const tKill = Date.now();
         await lab.faults.kill(holder);
         const moved = await pollUntil(gw, { what: `${IP} to move off ${holder}`, timeoutMs: 20_000, intervalMs: 20, accept: (s) => !!s.assignments[IP] && s.assignments[IP] !== holder });
         to = moved.assignments[IP]!;

@@ -8,15 +8,10 @@
  */
 import type { Lab } from '../lab/lab.js';
 import type { KubeClient } from '../../controller/client/client.js';
-import { R } from '../../controller/client/client.js';
 import { pollUntil } from '../util/poll.js';
 import { startProcess, stopProcess } from '../lab/process.js';
 import { AGENT_PROCESS, agentCommand, controlPlaneNode } from './cluster.js';
-import { gatewayStatus, type GatewayStatus } from './status.js';
-
-export async function gatewayOf(api: KubeClient, namespace = 'kube-system'): Promise<GatewayStatus> {
-  return gatewayStatus(await api.get(R.anthosNetworkGateways, 'default', namespace));
-}
+import { gatewayOf, type GatewayStatus } from './status.js';
 
 const everyNodeUp = (lab: Lab, g: GatewayStatus) =>
   Object.keys(g.nodes).length === lab.topology.nodes.length && Object.values(g.nodes).every((s) => s === 'Up');

@@ -104,6 +104,11 @@ export async function servedGateway(client: KubeClient, clusterNamespace: string
   return (await client.tryGet(R.anthosNetworkGateways, 'default', clusterNamespace)) ?? (await client.tryGet(R.anthosNetworkGateways, 'default', 'kube-system'));
 }
 
+/** The gateway status the agents follow: kube-system/default (the controller mirrors the cluster namespace's there). */
+export async function gatewayOf(api: KubeClient, namespace = 'kube-system'): Promise<GatewayStatus> {
+  return gatewayStatus(await api.get(R.anthosNetworkGateways, 'default', namespace));
+}
+
 export function gatewayStatus(gw: KubeObject): GatewayStatus {
   const spec = obj(gw.spec);
   const status = obj(gw.status);

@@ -12,7 +12,7 @@ import { startTestLab, TOLERANT_LEASE } from '../../harness/testing/lab.js';
 import { pollUntil } from '../../harness/util/poll.js';
 import { R, type KubeClient } from '../../controller/client/client.js';
 import type { KubeObject, WatchEvent } from '../../controller/api/types.js';
-import { gatewayStatus, type ClusterStatus, type GatewayStatus } from '../../harness/cluster/status.js';
+import { gatewayOf, gatewayStatus, type ClusterStatus, type GatewayStatus } from '../../harness/cluster/status.js';
 import { projectRoot } from '../../harness/util/paths.js';
 
 const IPS = ['192.168.1.100', '192.168.1.101'];
@@ -28,9 +28,7 @@ afterAll(async () => {
   await lab?.down();
 });
 
-async function gw(): Promise<GatewayStatus> {
-  return gatewayStatus(await api.get(R.anthosNetworkGateways, 'default', 'kube-system'));
-}
+const gw = (): Promise<GatewayStatus> => gatewayOf(api);
 
 /** Node liveness transitions so far (a node that flapped explains an unexpected move). */
 async function transitions(): Promise<string> {

@@ -10,7 +10,7 @@ import type { Proto } from '../../harness/inlab/protocol.js';
 import { R, type KubeClient } from '../../controller/client/client.js';
 import type { KubeObject } from '../../controller/api/types.js';
 import { applyAll, loadManifests } from '../../harness/cluster/apply.js';
-import { gatewayStatus, type GatewayStatus } from '../../harness/cluster/status.js';
+import { gatewayOf, type GatewayStatus } from '../../harness/cluster/status.js';
 import { pollUntil } from '../../harness/util/poll.js';
 import { describePacket, type DecodedPacket } from '../../harness/pcap/pcap.js';
 import { startTestLab } from '../../harness/testing/lab.js';
@@ -25,9 +25,7 @@ export async function applySeed(api: KubeClient): Promise<void> {
   await applyAll(api, loadManifests(SEED_DIR));
 }
 
-export async function gw(api: KubeClient): Promise<GatewayStatus> {
-  return gatewayStatus(await api.get(R.anthosNetworkGateways, 'default', 'kube-system'));
-}
+export const gw = (api: KubeClient): Promise<GatewayStatus> => gatewayOf(api);
 
 export const allUp = (g: GatewayStatus, n = 4) => Object.keys(g.nodes).length === n && Object.values(g.nodes).every((s) => s === 'Up');
 
