@@ -48,12 +48,12 @@ async function main(): Promise<void> {
       const probe = await lab.continuousProbe(pod, '8.8.8.8', { proto: 'udp', intervalMs, timeoutMs: 300 });
       let to = '?';
       try {
-        await pollUntil(async () => (await probe.records()).filter((r) => r.replied).length, { what: '20 answered before the kill', timeoutMs: 15_000, accept: (n) => n >= 20 });
+        await pollUntil(() => probe.answeredAfter(), { what: '20 answered before the kill', timeoutMs: 15_000, accept: (n) => n >= 20 });
         await lab.faults.kill(holder);
         const moved = await pollUntil(gw, { what: `${IP} to move off ${holder}`, timeoutMs: 20_000, intervalMs: 20, accept: (s) => !!s.assignments[IP] && s.assignments[IP] !== holder });
         to = moved.assignments[IP]!;
         const tMoved = Date.now();
-        await pollUntil(async () => (await probe.records()).filter((r) => r.t > tMoved && r.replied).length, { what: '30 answered after the move', timeoutMs: 20_000, accept: (n) => n >= 30 });
+        await pollUntil(() => probe.answeredAfter(tMoved), { what: '30 answered after the move', timeoutMs: 20_000, accept: (n) => n >= 30 });
       } finally {
         await lab.faults.start(holder).catch((e: Error) => console.error(`start ${holder}: ${e.message}`));
       }

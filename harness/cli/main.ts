@@ -251,16 +251,15 @@ async function gatewayDemo(lab: Lab): Promise<number> {
 
   progress(`killing the gateway node ${holder} (SIGKILL) under a UDP probe every 20 ms from ${pod}`);
   const probe = await lab.continuousProbe(pod, '8.8.8.8', { proto: 'udp', intervalMs: 20, timeoutMs: 300 });
-  const answeredAfter = async (t: number) => (await probe.records()).filter((r) => r.t > t && r.replied).length;
   let to = '?';
   try {
-    await pollUntil(() => answeredAfter(0), { what: '10 answered before the kill', timeoutMs: 15_000, accept: (n) => n >= 10 });
+    await pollUntil(() => probe.answeredAfter(), { what: '10 answered before the kill', timeoutMs: 15_000, accept: (n) => n >= 10 });
     await lab.faults.kill(holder);
     try {
       const moved = await pollUntil(() => gatewayOf(api), { what: `${DEMO_IP} to move off ${holder}`, timeoutMs: 15_000, intervalMs: 20, accept: (g) => !!g.assignments[DEMO_IP] && g.assignments[DEMO_IP] !== holder });
       to = moved.assignments[DEMO_IP]!;
       const tMoved = Date.now();
-      await pollUntil(() => answeredAfter(tMoved), { what: '20 answered after the failover', timeoutMs: 15_000, accept: (n) => n >= 20 });
+      await pollUntil(() => probe.answeredAfter(tMoved), { what: '20 answered after the failover', timeoutMs: 15_000, accept: (n) => n >= 20 });
     } finally {
       await lab.faults.start(holder);
     }

@@ -209,6 +209,11 @@ export class ContinuousProbe {
       .map((l) => JSON.parse(l) as ClientRecord);
   }
 
+  /** How many packets sent after `t` (epoch ms; 0: all so far) were answered: the usual condition to poll on around a fault. */
+  async answeredAfter(t = 0): Promise<number> {
+    return (await this.records()).filter((r) => r.t > t && r.replied).length;
+  }
+
   /** Stops the probe and returns its timeline (idempotent). */
   stop(): Promise<Timeline> {
     this.stopped ??= this.doStop();

@@ -119,8 +119,7 @@ async function killHolderUnderStreams(sync: boolean, base: number): Promise<Resu
   let segments: Segment[] = [];
   try {
     streams = await startStreams(lab, list, { intervalMs: 100, timeoutMs: 500 });
-    const answered = async (p: ContinuousProbe, after: number) => (await p.records()).filter((r) => r.t > after && r.replied).length;
-    await pollUntil(async () => Math.min(...(await Promise.all(streams.map((p) => answered(p, 0))))), {
+    await pollUntil(async () => Math.min(...(await Promise.all(streams.map((p) => p.answeredAfter())))), {
       what: `5 answered lines on each of the ${N} connections before the fault`,
       timeoutMs: 30_000,
       intervalMs: 200,

@@ -15,7 +15,6 @@ import type { Lab } from '../../harness/lab/lab.js';
 import { recordArtifactsOnFailure, recordTimeline } from '../../harness/testing/artifacts.js';
 import { pollUntil } from '../../harness/util/poll.js';
 import { outages, sourceCounts, type Timeline } from '../../harness/probe/timeline.js';
-import type { ContinuousProbe } from '../../harness/probe/probe.js';
 import type { Proto } from '../../harness/inlab/protocol.js';
 import type { KubeClient } from '../../controller/client/client.js';
 import { allUp, breakNode as breakHolder, gw, restoreNode as restoreHolder, type NodeFault, startFailoverLab, waitIPOn, waitSeenFrom } from './gateway.js';
@@ -42,7 +41,6 @@ type Fault = NodeFault;
 const breakNode = (fault: Fault, node: string) => breakHolder(lab, fault, node);
 const restoreNode = (fault: Fault, node: string) => restoreHolder(lab, fault, node);
 
-const answeredAfter = async (p: ContinuousProbe, t: number) => (await p.records()).filter((r) => r.t > t && r.replied).length;
 
 function summary(name: string, t: Timeline): string {
   const o = outages(t);
@@ -82,13 +80,13 @@ async function faultCycle(fault: Fault): Promise<void> {
   let timelines: Timeline[] = [];
   let newHolder = '';
   try {
-    await pollUntil(async () => Math.min(...(await Promise.all(probes.map((p) => answeredAfter(p, 0))))), { what: '10 answered packets on every probe before the fault', timeoutMs: 15_000, accept: (n) => n >= 10 });
+    await pollUntil(async () => Math.min(...(await Promise.all(probes.map((p) => p.answeredAfter(0))))), { what: '10 answered packets on every probe before the fault', timeoutMs: 15_000, accept: (n) => n >= 10 });
     const tFault = Date.now();
     await breakNode(fault, holder);
     try {
       const g = await pollUntil(() => gw(api), { what: `${IP_A} to move off ${holder}`, timeoutMs: 15_000, intervalMs: 20, accept: (s) => !!s.assignments[IP_A] && s.assignments[IP_A] !== holder });
       newHolder = g.assignments[IP_A]!;
-      await pollUntil(async () => Math.min(...(await Promise.all(probes.map((p) => answeredAfter(p, tFault + 100))))), {
+      await pollUntil(async () => Math.min(...(await Promise.all(probes.map((p) => p.answeredAfter(tFault + 100))))), {
         what: `20 answered packets on every probe after the ${fault} of ${holder}`,
         timeoutMs: 15_000,
         accept: (n) => n >= 20,
@@ -97,7 +95,7 @@ async function faultCycle(fault: Fault): Promise<void> {
       await restoreNode(fault, holder);
     }
     const tBack = Date.now();
-    await pollUntil(async () => Math.min(...(await Promise.all(probes.map((p) => answeredAfter(p, tBack + 100))))), {
+    await pollUntil(async () => Math.min(...(await Promise.all(probes.map((p) => p.answeredAfter(tBack + 100))))), {
       what: `10 answered packets on every probe after ${holder} is back`,
       timeoutMs: 20_000,
       accept: (n) => n >= 10,

@@ -46,7 +46,6 @@ type Fault = NodeFault;
 const breakNode = (fault: Fault, node: string) => breakHolder(lab, fault, node);
 const restoreNode = (fault: Fault, node: string) => restoreHolder(lab, fault, node);
 
-const answeredAfter = async (p: ContinuousProbe, t: number) => (await p.records()).filter((r) => r.t > t && r.replied).length;
 const broken = async (p: ContinuousProbe) => (await p.records()).some((r) => r.connectionError !== undefined);
 
 interface Run {
@@ -74,7 +73,7 @@ async function streamThroughFault(fault: Fault): Promise<Run> {
   let timelines: Timeline[] = [];
   let segments: Segment[] = [];
   try {
-    await pollUntil(async () => Math.min(...(await Promise.all(streams.map((p) => answeredAfter(p, 0))))), {
+    await pollUntil(async () => Math.min(...(await Promise.all(streams.map((p) => p.answeredAfter(0))))), {
       what: '10 answered lines on every stream before the fault',
       timeoutMs: 15_000,
       accept: (n) => n >= 10,
@@ -86,7 +85,7 @@ async function streamThroughFault(fault: Fault): Promise<Run> {
       newHolder = g.assignments[IP_A]!;
       // every stream either carries traffic again or reports its break (no waiting on a dead one)
       await pollUntil(
-        async () => Promise.all(streams.map(async (p) => (await broken(p)) || (await answeredAfter(p, tFault + 100)) >= 20)),
+        async () => Promise.all(streams.map(async (p) => (await broken(p)) || (await p.answeredAfter(tFault + 100)) >= 20)),
         { what: `every stream answered 20 lines after the ${fault} of ${holder}, or broken`, timeoutMs: 15_000, accept: (xs) => xs.every(Boolean) },
       );
     } finally {
