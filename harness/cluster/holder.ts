@@ -11,16 +11,14 @@ import type { KubeClient } from '../../controller/client/client.js';
 import { pollUntil } from '../util/poll.js';
 import { startProcess, stopProcess } from '../lab/process.js';
 import { AGENT_PROCESS, agentCommand, controlPlaneNode } from './cluster.js';
-import { gatewayOf, type GatewayStatus } from './status.js';
+import { everyNodeUp, gatewayOf } from './status.js';
 
-const everyNodeUp = (lab: Lab, g: GatewayStatus) =>
-  Object.keys(g.nodes).length === lab.topology.nodes.length && Object.values(g.nodes).every((s) => s === 'Up');
 
 /** Waits for every node Up and `ip` assigned; if its holder is the control-plane node, moves it to a worker first. */
 export async function workerHolder(lab: Lab, api: KubeClient, ip: string, timeoutMs = 30_000): Promise<string> {
   const cp = controlPlaneNode(lab.topology).name;
   const ready = () =>
-    pollUntil(() => gatewayOf(api), { what: `every node Up and ${ip} assigned`, timeoutMs, intervalMs: 50, accept: (g) => everyNodeUp(lab, g) && !!g.assignments[ip] });
+    pollUntil(() => gatewayOf(api), { what: `every node Up and ${ip} assigned`, timeoutMs, intervalMs: 50, accept: (g) => everyNodeUp(g, lab.topology.nodes.length) && !!g.assignments[ip] });
   const g = await ready();
   if (g.assignments[ip] !== cp) return g.assignments[ip]!;
   await stopProcess(lab, cp, AGENT_PROCESS);

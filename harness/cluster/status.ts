@@ -104,6 +104,11 @@ export async function servedGateway(client: KubeClient, clusterNamespace: string
   return (await client.tryGet(R.anthosNetworkGateways, 'default', clusterNamespace)) ?? (await client.tryGet(R.anthosNetworkGateways, 'default', 'kube-system'));
 }
 
+/** Every one of `nodeCount` nodes is in the gateway status, Up. */
+export function everyNodeUp(g: GatewayStatus, nodeCount: number): boolean {
+  return Object.keys(g.nodes).length === nodeCount && Object.values(g.nodes).every((s) => s === 'Up');
+}
+
 /** The gateway status the agents follow: kube-system/default (the controller mirrors the cluster namespace's there). */
 export async function gatewayOf(api: KubeClient, namespace = 'kube-system'): Promise<GatewayStatus> {
   return gatewayStatus(await api.get(R.anthosNetworkGateways, 'default', namespace));

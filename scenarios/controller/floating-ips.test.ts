@@ -12,7 +12,7 @@ import { startTestLab, TOLERANT_LEASE } from '../../harness/testing/lab.js';
 import { pollUntil } from '../../harness/util/poll.js';
 import { R, type KubeClient } from '../../controller/client/client.js';
 import type { KubeObject, WatchEvent } from '../../controller/api/types.js';
-import { gatewayOf, gatewayStatus, type ClusterStatus, type GatewayStatus } from '../../harness/cluster/status.js';
+import { everyNodeUp, gatewayOf, gatewayStatus, type ClusterStatus, type GatewayStatus } from '../../harness/cluster/status.js';
 import { projectRoot } from '../../harness/util/paths.js';
 
 const IPS = ['192.168.1.100', '192.168.1.101'];
@@ -50,7 +50,7 @@ async function until(what: string, accept: (g: GatewayStatus) => boolean, timeou
   }
 }
 
-const allUp = (g: GatewayStatus) => Object.keys(g.nodes).length === 4 && Object.values(g.nodes).every((s) => s === 'Up');
+const allUp = (g: GatewayStatus) => everyNodeUp(g, 4);
 
 async function events(reason: string): Promise<KubeObject[]> {
   const list = await api.list(R.events, { namespace: 'kube-system', fieldSelector: `reason=${reason}` });

@@ -10,7 +10,7 @@ import type { Proto } from '../../harness/inlab/protocol.js';
 import { R, type KubeClient } from '../../controller/client/client.js';
 import type { KubeObject } from '../../controller/api/types.js';
 import { applyAll, loadManifests } from '../../harness/cluster/apply.js';
-import { gatewayOf, type GatewayStatus } from '../../harness/cluster/status.js';
+import { everyNodeUp, gatewayOf, type GatewayStatus } from '../../harness/cluster/status.js';
 import { pollUntil } from '../../harness/util/poll.js';
 import { describePacket, type DecodedPacket } from '../../harness/pcap/pcap.js';
 import { startTestLab } from '../../harness/testing/lab.js';
@@ -27,7 +27,7 @@ export async function applySeed(api: KubeClient): Promise<void> {
 
 export const gw = (api: KubeClient): Promise<GatewayStatus> => gatewayOf(api);
 
-export const allUp = (g: GatewayStatus, n = 4) => Object.keys(g.nodes).length === n && Object.values(g.nodes).every((s) => s === 'Up');
+export const allUp = (g: GatewayStatus, n = 4) => everyNodeUp(g, n);
 
 /** Waits until `ip` is assigned to an Up node (every node Up) and returns that node. */
 export async function holderOf(api: KubeClient, ip: string, timeoutMs = 15_000): Promise<string> {
