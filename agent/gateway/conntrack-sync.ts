@@ -26,7 +26,8 @@
  * Pure parts (config, nft table, parsing) are exported for unit tests; the daemon is supervised
  * (restarted with a back-off if it exits) and stopped with the agent.
  */
-import { spawn as nodeSpawn, execFile } from 'node:child_process';
+import { spawn as nodeSpawn } from 'node:child_process';
+import { run } from './system.js';
 import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { dirname } from 'node:path';
 
@@ -224,14 +225,7 @@ export interface CtSyncIO {
 }
 
 export const realIO: CtSyncIO = {
-  exec(cmd, args, timeoutMs = 10_000) {
-    return new Promise((resolve) => {
-      execFile(cmd, args, { timeout: timeoutMs, maxBuffer: 64 * 1024 * 1024, encoding: 'utf8' }, (err, stdout, stderr) => {
-        const code = err ? (typeof (err as { code?: unknown }).code === 'number' ? (err as { code: number }).code : -1) : 0;
-        resolve({ code, stdout: String(stdout), stderr: String(stderr) || (err && code === -1 ? err.message : '') });
-      });
-    });
-  },
+  exec: (cmd, args, timeoutMs = 10_000) => run(cmd, args, null, timeoutMs),
   spawn(cmd, args, onExit) {
     const child = nodeSpawn(cmd, args, { stdio: 'ignore' });
     let fired = false;

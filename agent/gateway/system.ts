@@ -22,7 +22,8 @@ export interface GatewaySystem {
   sysctl(path: string, value: string): Promise<void>;
 }
 
-function run(cmd: string, args: string[], stdin: string | null, timeoutMs = 10_000): Promise<{ stdout: string; stderr: string; code: number }> {
+/** Runs a command (no shell), optionally feeding stdin; never rejects: exit code -1 when it could not run or timed out. */
+export function run(cmd: string, args: string[], stdin: string | null, timeoutMs = 10_000): Promise<{ stdout: string; stderr: string; code: number }> {
   return new Promise((resolve) => {
     const child = execFile(cmd, args, { timeout: timeoutMs, maxBuffer: 64 * 1024 * 1024, encoding: 'utf8' }, (err, stdout, stderr) => {
       const code = err ? (typeof (err as { code?: unknown }).code === 'number' ? ((err as { code: number }).code) : -1) : 0;
