@@ -63,11 +63,20 @@ export class Faults {
   }
 
   async pause(name: string): Promise<void> {
-    await this.lab.container(this.node(name)).pause();
+    const n = this.node(name);
+    this.lab.notePaused(n, true);
+    try {
+      await this.lab.container(n).pause();
+    } catch (e) {
+      this.lab.notePaused(n, false);
+      throw e;
+    }
   }
 
   async unpause(name: string): Promise<void> {
-    await this.lab.container(this.node(name)).unpause();
+    const n = this.node(name);
+    await this.lab.container(n).unpause();
+    this.lab.notePaused(n, false);
   }
 
   private async ensureTable(): Promise<void> {

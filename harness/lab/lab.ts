@@ -38,6 +38,7 @@ import { setPodLabels } from '../cluster/pods.js';
 import { Faults } from '../faults/faults.js';
 import { nodeHandle, podHandle, type NodeHandle, type PodHandle } from './handles.js';
 import { Capture, type CaptureOptions } from '../capture/capture.js';
+import { HelperChannel } from './helper-channel.js';
 import { ContinuousProbe, probe, type ContinuousProbeOptions, type ProbeOptions, type ProbeResult } from '../probe/probe.js';
 
 const LAB_ID = /^[a-z0-9]([-a-z0-9]{0,30}[a-z0-9])?$/;
@@ -93,6 +94,10 @@ function checkLabId(id: string): void {
 export class Lab implements AsyncDisposable {
   readonly plan: LabPlan;
   private readonly responders = new Map<string, Promise<void>>();
+  /** In-lab helpers (harness/inlab/helper.ts), one per container, opened on first use. */
+  private readonly helpers = new Map<string, Promise<HelperChannel | undefined>>();
+  /** Containers this process paused: their (frozen) helper is not used until unpaused. */
+  private readonly pausedByUs = new Set<string>();
   private disposed = false;
   /** Fault injection on this lab's nodes. */
   readonly faults: Faults;
@@ -328,15 +333,52 @@ export class Lab implements AsyncDisposable {
     );
   }
 
+  /**
+   * The in-lab helper of a container (harness/inlab/helper.ts), started on first use; undefined
+   * where none can run (the wirer, a container that is paused, stopped or gone, or
+   * EGRESSLAB_HELPER=off): callers then fall back to `docker exec`.
+   */
+  async helper(key: string): Promise<HelperChannel | undefined> {
+    if (key === WIRER || this.pausedByUs.has(key) || this.disposed || process.env.EGRESSLAB_HELPER === 'off') return undefined;
+    const existing = this.helpers.get(key);
+    if (existing) {
+      const ch = await existing;
+      if (ch?.alive) return ch;
+      if (this.helpers.get(key) === existing) this.helpers.delete(key);
+      return this.helper(key);
+    }
+    const opening = HelperChannel.open(this.container(key), inLabProgram('harness/inlab/helper.js'), `${this.id}/${key}`).catch(() => undefined);
+    this.helpers.set(key, opening);
+    const ch = await opening;
+    if (!ch && this.helpers.get(key) === opening) this.helpers.delete(key);
+    return ch;
+  }
+
+  /** Faults call this around docker pause/unpause: a frozen helper cannot answer. */
+  notePaused(key: string, paused: boolean): void {
+    if (paused) this.pausedByUs.add(key);
+    else this.pausedByUs.delete(key);
+  }
+
+  /** Closes this process's helper channels (the helpers exit; the lab keeps running). */
+  closeHelpers(): void {
+    for (const p of this.helpers.values()) void p.then((ch) => ch?.close());
+    this.helpers.clear();
+  }
+
   /** Runs a command in a lab container (or a pod's netns); throws CommandError on failure unless check=false. */
   async exec(where: string | Place, cmd: string[], options: ExecOptions = {}): Promise<ExecResult> {
     const place = typeof where === 'string' ? this.place(where) : where;
+    const ch = await this.helper(place.container);
+    if (ch?.alive) return ch.exec(cmd, { where: `${this.id}/${place.label}`, ...options, ...(place.netns ? { netns: place.netns } : {}) });
     const full = place.netns ? ['ip', 'netns', 'exec', place.netns, ...cmd] : cmd;
     return execIn(this.container(place.container), full, { where: `${this.id}/${place.label}`, ...options });
   }
 
   async execDetached(where: string | Place, cmd: string[]): Promise<void> {
     const place = typeof where === 'string' ? this.place(where) : where;
+    const ch = await this.helper(place.container);
+    if (ch?.alive) return ch.spawn(cmd, place.netns);
     const full = place.netns ? ['ip', 'netns', 'exec', place.netns, ...cmd] : cmd;
     await execDetached(this.container(place.container), full);
   }
@@ -424,6 +466,7 @@ export class Lab implements AsyncDisposable {
   /** Removes every container, network and volume labelled with this lab's id. */
   async down(): Promise<void> {
     this.disposed = true;
+    this.closeHelpers();
     await closeClusterAccess(this).catch(() => {});
     await removeLabObjects(this.id);
   }

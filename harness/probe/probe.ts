@@ -56,14 +56,22 @@ function pickPort(target: Target | undefined, options: ProbeOptions): number | u
   return options.port ?? target?.port ?? 20_000 + Math.floor(Math.random() * 40_000);
 }
 
-async function readObservations(lab: Lab, target: Target, needle: string, since: number): Promise<Observation[]> {
+async function readObservations(lab: Lab, target: Target, needle: string, since: number, waitMs = 0): Promise<Observation[]> {
+  const file = lab.observedLogOf(target);
+  const parse = (lines: string[]): Observation[] =>
+    lines
+      .filter(Boolean)
+      .map((l) => JSON.parse(l) as Observation)
+      .filter((o) => o.t >= since - 5);
   // The target may be down (a fault): then it observed nothing we can read.
-  const r = await lab.exec(target.container, ['grep', '-F', needle, lab.observedLogOf(target)], { check: false }).catch(() => ({ stdout: '' }));
-  return r.stdout
-    .split('\n')
-    .filter(Boolean)
-    .map((l) => JSON.parse(l) as Observation)
-    .filter((o) => o.t >= since - 5);
+  const ch = await lab.helper(target.container).catch(() => undefined);
+  if (ch?.alive) return parse(await ch.watch(file, needle, since, waitMs).catch(() => [] as string[]));
+  const grep = async (): Promise<Observation[]> => {
+    const r = await lab.exec(target.container, ['grep', '-F', needle, file], { check: false }).catch(() => ({ stdout: '' }));
+    return parse(r.stdout.split('\n'));
+  };
+  if (waitMs <= 0) return grep();
+  return pollUntil(grep, { what: `an observation in ${file}`, timeoutMs: waitMs, intervalMs: 25, accept: (o) => o.length > 0 }).catch(() => []);
 }
 
 function needleFor(proto: Proto, token: string, to: string, port: number | undefined): string {
@@ -80,11 +88,16 @@ export async function probe(lab: Lab, from: string, to: string, options: ProbeOp
   const token = newToken();
   const timeoutMs = options.timeoutMs ?? 1000;
   const started = Date.now();
-  const args = { to, port: port ?? 0, proto, timeoutMs, token, mode: 'once', intervalMs: 0, count: 1 };
-  const r = await lab.exec(source, ['node', inLabProgram('harness/inlab/probe-client.js'), JSON.stringify(args)], {
-    timeoutMs: timeoutMs + 15_000,
-  });
-  const rec = JSON.parse(r.stdout.trim().split('\n').pop() ?? '{}') as ClientRecord;
+  const args = { to, port: port ?? 0, proto, timeoutMs, token, mode: 'once' as const, intervalMs: 0, count: 1 };
+  const ch = await lab.helper(source.container);
+  let rec: ClientRecord;
+  if (ch?.alive) rec = await ch.probe(args, source.netns);
+  else {
+    const r = await lab.exec(source, ['node', inLabProgram('harness/inlab/probe-client.js'), JSON.stringify(args)], {
+      timeoutMs: timeoutMs + 15_000,
+    });
+    rec = JSON.parse(r.stdout.trim().split('\n').pop() ?? '{}') as ClientRecord;
+  }
   const result: ProbeResult = { from: source.label, to, proto, replyReceived: rec.replied };
   if (port !== undefined) result.port = port;
   if (rec.rttMs !== undefined) result.rttMs = Math.round(rec.rttMs * 1000) / 1000;
@@ -100,13 +113,8 @@ export async function probe(lab: Lab, from: string, to: string, options: ProbeOp
     // The responder's capture log may trail the reply by a few milliseconds: a probe that was
     // answered was certainly observed, so wait for its record; otherwise look a little while.
     const needle = needleFor(proto, token, to, port);
-    const seen = await pollUntil(() => readObservations(lab, target, needle, started), {
-      what: `the observation of ${proto} probe ${token} at ${target.label}`,
-      // Generous for unanswered probes: on a loaded machine the capture pipeline can lag a second.
-      timeoutMs: rec.replied ? 3000 : 1500,
-      intervalMs: 25,
-      accept: (obs) => obs.length > 0,
-    }).catch(() => [] as Observation[]);
+    // Generous for unanswered probes: on a loaded machine the capture pipeline can lag a second.
+    const seen = await readObservations(lab, target, needle, started, rec.replied ? 3000 : 1500);
     const mine = seen.find((o) => rec.localPort !== undefined && o.sport === rec.localPort) ?? seen[0];
     if (mine) {
       result.observedSource = mine.src;

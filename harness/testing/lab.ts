@@ -30,6 +30,7 @@ export async function startTestLab(fixture = 'default', prefix = 't', overrides:
     lab.down = async () => {
       if (!shouldKeep(mode)) return down();
       await closeClusterAccess(lab).catch(() => {});
+      lab.closeHelpers();
       announceKept(lab.id);
     };
   }

@@ -1,0 +1,268 @@
+/**
+ * The in-lab helper: ONE long-lived process per lab container, started by the harness through a
+ * single `docker exec` whose standard input and output stay attached. It replaces a `docker exec`
+ * (runc, containerd-shim, several engine round trips: ~150-250 ms of CPU on these machines) and,
+ * for probes, a Node start (~200 ms of CPU) per call: commands are spawned here directly, probes
+ * run in-process, and waiting for a responder's observation is a file poll here instead of a
+ * `grep` per poll from the host.
+ *
+ * Pod network namespaces: a request for a netns goes to a child helper started once per netns
+ * (`ip netns exec NS node helper.js --child`), so its sockets and commands live in that netns.
+ *
+ * Protocol: one JSON object per line each way.
+ *   -> {"id":1,"op":"exec","argv":["ip","-j","addr"],"stdin":"...","env":{},"timeoutMs":5000,"netns":"pod-x"}
+ *   <- {"id":1,"ok":true,"result":{"exitCode":0,"stdout":"...","stderr":""}}
+ *   -> {"id":2,"op":"spawn","argv":[...],"netns":"pod-x"}          detached, like `docker exec -d`
+ *   -> {"id":3,"op":"probe","args":{ProbeClientOptions, mode once},"netns":"pod-x"}
+ *   <- {"id":3,"ok":true,"result":ClientRecord}
+ *   -> {"id":4,"op":"watch","file":"/run/egresslab/observed.jsonl","needle":"...","since":0,"timeoutMs":1500}
+ *   <- {"id":4,"ok":true,"result":["<matching line>", ...]}      [] when nothing matched in time
+ *   <- {"id":N,"ok":false,"error":"..."}
+ * The first line out is {"ready":true,"pid":P}. The helper exits when its standard input closes
+ * (the harness process ended or closed the channel); processes it spawned detached live on.
+ * Runs on Node 18 inside lab containers: no dependencies.
+ */
+import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
+import { openSync, closeSync, readSync, fstatSync } from 'node:fs';
+import { constants } from 'node:os';
+import { runProbe } from './probe-core.js';
+import { probeClientIssues, type ClientRecord, type ProbeClientOptions } from './protocol.js';
+
+interface Request {
+  id: number;
+  op: 'exec' | 'spawn' | 'probe' | 'watch' | 'ping';
+  netns?: string;
+  argv?: string[];
+  stdin?: string;
+  env?: Record<string, string>;
+  timeoutMs?: number;
+  args?: ProbeClientOptions;
+  file?: string;
+  needle?: string;
+  since?: number;
+}
+
+const isChild = process.argv.includes('--child');
+const NETNS = /^[A-Za-z0-9._-]{1,64}$/;
+
+function send(msg: unknown): void {
+  process.stdout.write(`${JSON.stringify(msg)}\n`);
+}
+
+function reply(id: number, p: Promise<unknown>): void {
+  p.then(
+    (result) => send({ id, ok: true, result }),
+    (e: unknown) => send({ id, ok: false, error: e instanceof Error ? e.message : String(e) }),
+  );
+}
+
+function signalCode(signal: NodeJS.Signals | null): number {
+  const n = signal ? (constants.signals as Record<string, number>)[signal] : undefined;
+  return n ? 128 + n : -1;
+}
+
+function execOp(r: Request): Promise<{ exitCode: number; stdout: string; stderr: string }> {
+  return new Promise((resolve, reject) => {
+    const argv = r.argv ?? [];
+    if (!argv.length) return reject(new Error('exec: empty command'));
+    const child = spawn(argv[0]!, argv.slice(1), { env: { ...process.env, ...(r.env ?? {}) }, stdio: ['pipe', 'pipe', 'pipe'] });
+    const out: Buffer[] = [];
+    const err: Buffer[] = [];
+    let timer: NodeJS.Timeout | undefined;
+    let failed: string | undefined;
+    child.stdout.on('data', (b: Buffer) => out.push(b));
+    child.stderr.on('data', (b: Buffer) => err.push(b));
+    child.on('error', (e: NodeJS.ErrnoException) => {
+      // what `docker exec` answers for a missing or unusable executable
+      failed = `exec: ${JSON.stringify(argv[0])}: ${e.code === 'ENOENT' ? 'executable file not found in $PATH' : e.message}`;
+    });
+    child.on('close', (code, signal) => {
+      if (timer) clearTimeout(timer);
+      if (failed) return resolve({ exitCode: failed.includes('not found') ? 127 : 126, stdout: '', stderr: `${failed}\n` });
+      resolve({ exitCode: code ?? signalCode(signal), stdout: Buffer.concat(out).toString('utf8'), stderr: Buffer.concat(err).toString('utf8') });
+    });
+    child.stdin.on('error', () => undefined);
+    child.stdin.end(r.stdin ?? '');
+    if (r.timeoutMs) {
+      timer = setTimeout(() => {
+        child.kill('SIGKILL');
+        reject(new Error(`timed out after ${r.timeoutMs} ms`));
+      }, r.timeoutMs);
+    }
+  });
+}
+
+async function spawnOp(r: Request): Promise<{ pid: number | undefined }> {
+  const argv = r.argv ?? [];
+  if (!argv.length) throw new Error('spawn: empty command');
+  const child = spawn(argv[0]!, argv.slice(1), { detached: true, stdio: 'ignore', env: { ...process.env, ...(r.env ?? {}) } });
+  await new Promise<void>((resolve, reject) => {
+    child.once('spawn', () => resolve());
+    child.once('error', reject);
+  });
+  child.unref();
+  return { pid: child.pid };
+}
+
+function probeOp(r: Request): Promise<ClientRecord> {
+  const args = r.args;
+  const issues = args ? probeClientIssues(args) : ['args: missing'];
+  if (issues.length) return Promise.reject(new Error(`probe: ${issues.join('; ')}`));
+  let rec: ClientRecord | undefined;
+  const run = runProbe({ ...args!, mode: 'once', count: 1 }, (x) => (rec = x));
+  return run.done.then(() => rec ?? { seq: 1, t: Date.now(), replied: false, error: 'no record' });
+}
+
+/**
+ * Lines of `file` containing `needle` whose JSON "t" is not before since-5 ms: returned as soon as
+ * there is one, else [] after timeoutMs. The file is read incrementally (it only grows).
+ */
+function watchOp(r: Request): Promise<string[]> {
+  const file = r.file ?? '';
+  const needle = r.needle ?? '';
+  const since = (r.since ?? 0) - 5;
+  const deadline = Date.now() + (r.timeoutMs ?? 0);
+  let offset = 0;
+  let rest = '';
+  const found: string[] = [];
+  const scan = (): void => {
+    let fd: number;
+    try {
+      fd = openSync(file, 'r');
+    } catch {
+      return; // not there yet
+    }
+    try {
+      const size = fstatSync(fd).size;
+      if (size < offset) offset = 0; // replaced
+      while (offset < size) {
+        const buf = Buffer.alloc(Math.min(1 << 20, size - offset));
+        const n = readSync(fd, buf, 0, buf.length, offset);
+        if (n <= 0) break;
+        offset += n;
+        const text = rest + buf.subarray(0, n).toString('utf8');
+        const lines = text.split('\n');
+        rest = lines.pop() ?? '';
+        for (const l of lines) {
+          if (!l.includes(needle)) continue;
+          try {
+            if ((JSON.parse(l) as { t?: number }).t! >= since) found.push(l);
+          } catch {
+            /* a torn line */
+          }
+        }
+      }
+    } finally {
+      closeSync(fd);
+    }
+  };
+  return new Promise((resolve) => {
+    const tick = (): void => {
+      scan();
+      if (found.length || Date.now() >= deadline) return resolve(found);
+      setTimeout(tick, 10);
+    };
+    tick();
+  });
+}
+
+/** Child helpers, one per pod network namespace (parent only). */
+const children = new Map<string, { proc: ChildProcessWithoutNullStreams; ids: Set<number>; ready: Promise<void> }>();
+
+function childFor(netns: string): { proc: ChildProcessWithoutNullStreams; ids: Set<number>; ready: Promise<void> } {
+  let c = children.get(netns);
+  if (c) return c;
+  const proc = spawn('ip', ['netns', 'exec', netns, process.execPath, process.argv[1]!, '--child'], { stdio: ['pipe', 'pipe', 'pipe'] });
+  const ids = new Set<number>();
+  let buf = '';
+  let errText = '';
+  let markReady: () => void = () => undefined;
+  let markFailed: (e: Error) => void = () => undefined;
+  const ready = new Promise<void>((res, rej) => ((markReady = res), (markFailed = rej)));
+  ready.catch(() => undefined);
+  proc.stdout.on('data', (d: Buffer) => {
+    buf += d.toString('utf8');
+    let nl: number;
+    while ((nl = buf.indexOf('\n')) >= 0) {
+      const line = buf.slice(0, nl);
+      buf = buf.slice(nl + 1);
+      let msg: { id?: number; ready?: boolean };
+      try {
+        msg = JSON.parse(line) as typeof msg;
+      } catch {
+        continue;
+      }
+      if (msg.ready) {
+        markReady();
+        continue;
+      }
+      if (typeof msg.id === 'number') ids.delete(msg.id);
+      process.stdout.write(`${line}\n`);
+    }
+  });
+  proc.stderr.on('data', (d: Buffer) => (errText = (errText + d.toString('utf8')).slice(-2000)));
+  proc.stdin.on('error', () => undefined);
+  proc.on('close', () => {
+    children.delete(netns);
+    const why = `the helper in netns ${netns} exited${errText ? `: ${errText.trim()}` : ''}`;
+    markFailed(new Error(why));
+    for (const id of ids) send({ id, ok: false, error: why });
+    ids.clear();
+  });
+  c = { proc, ids, ready };
+  children.set(netns, c);
+  return c;
+}
+
+function handle(r: Request): void {
+  if (!isChild && r.netns && r.op !== 'watch') {
+    if (!NETNS.test(r.netns)) return send({ id: r.id, ok: false, error: `bad netns name ${JSON.stringify(r.netns)}` });
+    const c = childFor(r.netns);
+    c.ids.add(r.id);
+    const { netns: _drop, ...rest } = r;
+    c.ready.then(
+      () => c.proc.stdin.write(`${JSON.stringify(rest)}\n`),
+      () => undefined, // the close handler answered
+    );
+    return;
+  }
+  switch (r.op) {
+    case 'exec':
+      return reply(r.id, execOp(r));
+    case 'spawn':
+      return reply(r.id, spawnOp(r));
+    case 'probe':
+      return reply(r.id, probeOp(r));
+    case 'watch':
+      return reply(r.id, watchOp(r));
+    case 'ping':
+      return reply(r.id, Promise.resolve({ pid: process.pid }));
+    default:
+      return send({ id: r.id, ok: false, error: `unknown op ${JSON.stringify(r.op)}` });
+  }
+}
+
+let inbuf = '';
+process.stdin.on('data', (d: Buffer) => {
+  inbuf += d.toString('utf8');
+  let nl: number;
+  while ((nl = inbuf.indexOf('\n')) >= 0) {
+    const line = inbuf.slice(0, nl);
+    inbuf = inbuf.slice(nl + 1);
+    if (!line.trim()) continue;
+    let r: Request;
+    try {
+      r = JSON.parse(line) as Request;
+    } catch {
+      send({ id: -1, ok: false, error: `unparsable request ${JSON.stringify(line.slice(0, 200))}` });
+      continue;
+    }
+    handle(r);
+  }
+});
+process.stdin.on('end', () => {
+  for (const c of children.values()) c.proc.kill('SIGTERM');
+  process.exit(0);
+});
+process.stdout.on('error', () => process.exit(0));
+send({ ready: true, pid: process.pid });
