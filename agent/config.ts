@@ -10,7 +10,8 @@
  *     "caFile": "/etc/egresslab/ca.crt",
  *     "tokenFile": "/etc/egresslab/agent.token",
  *     "flavour": "ip-masq-agent",
- *     "leaseRenewIntervalMs": 200,
+ *     "leaseRenewIntervalMs": 10000,
+ *     "heartbeatIntervalMs": 100,
  *     "ipMasqAgentConfigPath": "/etc/egresslab/ip-masq-agent/config",
  *     "masqStatePath": "/run/egresslab/masq-state.json",
  *     "statusPath": "/run/egresslab/agent-status.json"
@@ -45,7 +46,16 @@ export interface AgentConfig {
   /** file holding this node's bearer token (system:node:<nodeName>) */
   tokenFile: string;
   flavour: AgentFlavour;
+  /** renewal of the Lease object kube-node-lease/<node> (kubelet's default: 10 s); not the failure detector */
   leaseRenewIntervalMs: number;
+  /**
+   * The failure detector's signal: an authenticated UDP heartbeat to the controller every this many
+   * ms, sent from a thread of its own (agent/node/beacon.ts). 0 turns it off (then only Lease
+   * renewals prove liveness, and leaseRenewIntervalMs must be short).
+   */
+  heartbeatIntervalMs: number;
+  /** the controller's heartbeat port (on the apiServer's host) */
+  heartbeatPort: number;
   /** the projected file (its directory is owned by the projection: `..data` symlink swaps) */
   ipMasqAgentConfigPath: string;
   /** where the ConfigMap lives */
@@ -84,6 +94,8 @@ const KNOWN = new Set([
   'tokenFile',
   'flavour',
   'leaseRenewIntervalMs',
+  'heartbeatIntervalMs',
+  'heartbeatPort',
   'ipMasqAgentConfigPath',
   'ipMasqConfigMap',
   'masqStatePath',
@@ -195,7 +207,9 @@ export function parseAgentConfig(raw: unknown): AgentConfig {
   else if (!AGENT_FLAVOURS.includes(flavourRaw as AgentFlavour)) bad('flavour', flavourRaw, `must be one of ${AGENT_FLAVOURS.join(', ')}`);
   else flavour = flavourRaw as AgentFlavour;
 
-  const leaseRenewIntervalMs = int('leaseRenewIntervalMs', 200, 10, 60_000);
+  const leaseRenewIntervalMs = int('leaseRenewIntervalMs', 10_000, 10, 60_000);
+  const heartbeatIntervalMs = int('heartbeatIntervalMs', 100, 0, 60_000);
+  const heartbeatPort = int('heartbeatPort', 7472, 1, 65_535);
   const ipMasqAgentConfigPath = absPath('ipMasqAgentConfigPath', DEFAULT_IP_MASQ_CONFIG_PATH);
   if (ipMasqAgentConfigPath && isAbsolute(ipMasqAgentConfigPath) && dirname(ipMasqAgentConfigPath) === '/') {
     bad('ipMasqAgentConfigPath', ipMasqAgentConfigPath, 'must be inside a directory of its own (the projection owns that directory)');
@@ -253,6 +267,8 @@ export function parseAgentConfig(raw: unknown): AgentConfig {
     tokenFile,
     flavour,
     leaseRenewIntervalMs,
+    heartbeatIntervalMs,
+    heartbeatPort,
     ipMasqAgentConfigPath,
     ipMasqConfigMap,
     masqStatePath,

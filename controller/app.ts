@@ -11,6 +11,7 @@ import { join } from 'node:path';
 import { ensureServingPki } from './tls/selfsigned.js';
 import { installAdmission } from './reconcile/admission.js';
 import { Controller } from './reconcile/controller.js';
+import { BeaconReceiver, type BeaconKey } from './reconcile/beacon-receiver.js';
 
 export interface RunningController {
   url: string;
@@ -44,7 +45,8 @@ export async function startController(cfg: ControllerConfig, opts: StartOptions 
   const service = new ResourceService(store, registry);
   const controller = new Controller({ service, config: cfg, log, clock: opts.clock });
   installAdmission(service, { flavour: cfg.flavour, managedPolicyName: controller.managedPolicyName });
-  const authenticator = new TokenAuthenticator(parseTokensFile(opts.tokens ?? readFileSync(cfg.tokensFile, 'utf8')));
+  const tokens = parseTokensFile(opts.tokens ?? readFileSync(cfg.tokensFile, 'utf8'));
+  const authenticator = new TokenAuthenticator(tokens);
   let tls: { cert: string | Buffer; key: string | Buffer } | undefined;
   let caFile: string | undefined;
   if (cfg.tls && cfg.tls.mode === 'files') tls = { cert: readFileSync(cfg.tls.certFile), key: readFileSync(cfg.tls.keyFile) };
@@ -55,6 +57,24 @@ export async function startController(cfg: ControllerConfig, opts: StartOptions 
   }
   const server = new ApiServer({ service, authenticator, log, tls, bookmarkIntervalMs: cfg.bookmarkIntervalMs });
   controller.start();
+  let heartbeats: BeaconReceiver | undefined;
+  if (cfg.heartbeatPort > 0) {
+    // node -> (token, address): a heartbeat counts only from the node's own address with its own token
+    const keys = new Map<string, BeaconKey>();
+    for (const [token, user] of tokens) {
+      const m = /^system:node:(.+)$/.exec(user.name);
+      const node = m && cfg.nodes.find((n) => n.name === m[1]);
+      if (node) keys.set(node.name, { token, ip: node.ip });
+    }
+    heartbeats = new BeaconReceiver({ host: cfg.listen.host, port: cfg.heartbeatPort, keys: () => keys, onBeat: (n, e, q) => controller.observeHeartbeat(n, e, q), log });
+    try {
+      const port = await heartbeats.start();
+      log(`liveness: heartbeats on udp ${cfg.listen.host}:${port} from ${keys.size} node(s)`);
+    } catch (e) {
+      heartbeats = undefined;
+      log(`liveness: cannot listen for heartbeats on udp ${cfg.listen.host}:${cfg.heartbeatPort} (${e instanceof Error ? e.message : String(e)}): Lease renewals only`);
+    }
+  }
   const addr = await server.listen(cfg.listen.port, cfg.listen.host);
   log(`api: serving on ${addr.url} (flavour ${cfg.flavour}${caFile ? `, CA ${caFile}` : ''}, data ${opts.persistence ? 'in memory' : cfg.dataDir}, rv ${store.resourceVersion})`);
   let stopped = false;
@@ -71,6 +91,7 @@ export async function startController(cfg: ControllerConfig, opts: StartOptions 
       if (stopped) return;
       stopped = true;
       controller.stop();
+      heartbeats?.stop();
       await server.close();
       store.close();
       log('controller: stopped');

@@ -34,10 +34,14 @@ export interface ControllerConfig {
   podCIDRs: string[];
   serviceCIDRs: string[];
   lease: LivenessTimings;
+  /** UDP port of the agents' liveness heartbeats (controller/client/heartbeat.ts), on listen.host; 0: none */
+  heartbeatPort: number;
   /** fdatasync each write (default true) */
   fsync: boolean;
   bookmarkIntervalMs: number;
 }
+
+import { HEARTBEAT_PORT } from './client/heartbeat.js';
 
 export class ConfigError extends Error {}
 
@@ -94,6 +98,8 @@ export function parseConfig(raw: unknown): ControllerConfig {
   };
   for (const [k, v] of Object.entries(timings)) req(Number.isFinite(v) && v > 0, `lease.${k}: must be a positive number of milliseconds`);
   req(timings.expiryMs > timings.renewIntervalMs, 'lease.expiryMs must be greater than lease.renewIntervalMs');
+  const heartbeatPort = c.heartbeatPort === undefined ? HEARTBEAT_PORT : Number(c.heartbeatPort);
+  req(Number.isInteger(heartbeatPort) && heartbeatPort >= 0 && heartbeatPort < 65536, `heartbeatPort: invalid port ${JSON.stringify(c.heartbeatPort)}`);
   let tls: ControllerConfig['tls'];
   const t = c.tls as { certFile?: unknown; keyFile?: unknown; altNames?: unknown } | boolean | undefined;
   if (t === false) tls = false;
@@ -117,6 +123,7 @@ export function parseConfig(raw: unknown): ControllerConfig {
     podCIDRs: cidrList(c.podCIDRs, 'podCIDRs'),
     serviceCIDRs: cidrList(c.serviceCIDRs ?? c.serviceCIDR, 'serviceCIDRs'),
     lease: timings,
+    heartbeatPort,
     fsync: c.fsync === undefined ? true : c.fsync === true,
     bookmarkIntervalMs: Number(c.bookmarkIntervalMs ?? 10_000),
   };

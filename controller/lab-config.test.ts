@@ -61,7 +61,8 @@ describe('lab config generation', () => {
     ]);
     expect(c.podCIDRs).toEqual(['10.10.0.0/16']);
     expect(c.serviceCIDRs).toEqual(['10.96.0.0/12']);
-    expect(c.lease).toEqual({ renewIntervalMs: 200, expiryMs: 900, startupGraceMs: 3000 });
+    expect(c.lease).toEqual({ renewIntervalMs: 100, expiryMs: 900, startupGraceMs: 3000 });
+    expect(c.heartbeatPort).toBe(7472);
     expect(c.tls).toEqual({ mode: 'auto', altNames: ['192.168.1.10', 'cp-1'] });
     expect(g.serverUrl).toBe('https://192.168.1.10:7443');
     expect(g.controller.command).toEqual(['node', '/opt/egresslab/dist/controller/main.js', '/etc/egresslab/controller.json']);
@@ -79,7 +80,8 @@ describe('lab config generation', () => {
         podCIDRs: n.podCIDR ? [n.podCIDR] : [],
         apiServer: 'https://192.168.1.10:6443',
         flavour: 'default-snat',
-        leaseRenewIntervalMs: 100,
+        heartbeatIntervalMs: 100,
+        leaseRenewIntervalMs: 10_000,
         tokenFile: '/etc/egresslab/agent.token',
         caFile: '/etc/egresslab/ca.crt',
         statusPath: '/run/egresslab/agent-status.json',

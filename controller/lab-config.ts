@@ -259,7 +259,9 @@ export function generateLabConfigs(lab: LabDescription, opts: GenerateOptions = 
       caFile: paths.caFile,
       tokenFile: paths.agentToken,
       flavour: lab.flavour,
-      leaseRenewIntervalMs: lease.renewIntervalMs,
+      // the failure detector's heartbeat; the Lease object itself is renewed at kubelet's pace
+      heartbeatIntervalMs: lease.renewIntervalMs,
+      leaseRenewIntervalMs: 10_000,
       ipMasqAgentConfigPath: paths.ipMasqAgentConfig,
       masqStatePath: paths.masqState,
       statusPath: paths.agentStatus,

@@ -51,7 +51,7 @@ export const GARP_SCHEDULE_MS: readonly number[] = [0, 100, 300, 700, 1500, 3000
 
 /** Liveness heartbeats (BFD-like) between agents, UDP on the node segment. */
 export const HEARTBEAT_PORT = 7471;
-export const HEARTBEAT_INTERVAL_MS = 50;
+export const HEARTBEAT_INTERVAL_MS = 100;
 export const HEARTBEAT_MISSES = 3;
 /** No peer heard for this long: maybe cut off (then confirmed by a failing API read). */
 export const HEARTBEAT_ISOLATION_MS = 400;

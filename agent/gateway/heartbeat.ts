@@ -1,8 +1,8 @@
 /**
- * BFD-like liveness between agents: every HEARTBEAT_INTERVAL_MS each agent sends one small UDP
+ * BFD-like liveness between agents: every HEARTBEAT_INTERVAL_MS (100 ms) each agent sends one small UDP
  * datagram to every other node's IP (port HEARTBEAT_PORT) and records when it last heard each peer.
  *
- *  - suspect(peer): a peer heard before has been silent for interval x misses (150 ms by default);
+ *  - suspect(peer): a peer heard before has been silent for interval x misses (300 ms by default);
  *  - isolated():    at least one peer was ever heard and none for `isolationMs` (400 ms): this node
  *                   may be cut off (partition); the module then checks the API (250 ms) and, if that
  *                   fails too, gives its floating IPs up on its own, around the time the controller

@@ -2,7 +2,7 @@
  * The only place the gateway datapath touches the kernel (nft, ip, arping, conntrack, sysctl), kept
  * behind an interface so the module can be unit-tested with a fake. execFile, no shell.
  */
-import { execFile } from 'node:child_process';
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { writeFile } from 'node:fs/promises';
 
 export interface GatewaySystem {
@@ -20,6 +20,64 @@ export interface GatewaySystem {
   conntrack(args: string[]): Promise<void>;
   /** writes /proc/sys/<path>, e.g. sysctl('net/ipv4/conf/eth0/send_redirects', '0') */
   sysctl(path: string, value: string): Promise<void>;
+  /**
+   * One single-line nft command for a frequent, idempotent refresh (the ARP fence's @alive set):
+   * through one long-lived `nft -i` session instead of a process per call. Errors are reported
+   * through `onError` as they appear (the session answers nothing on success).
+   */
+  nftLine?(line: string): Promise<void>;
+  /** ends long-lived helpers (the nft session) */
+  close?(): void;
+}
+
+/** A long-lived `nft -i` reading one command per line from its standard input. */
+export class NftSession {
+  private child: ChildProcess | null = null;
+  private errBuf = '';
+  starts = 0;
+  errors = 0;
+
+  constructor(
+    private readonly nftPath = 'nft',
+    private readonly onError: (message: string) => void = () => undefined,
+  ) {}
+
+  private ensure(): ChildProcess {
+    if (this.child && this.child.exitCode === null && !this.child.killed) return this.child;
+    const c = spawn(this.nftPath, ['-i'], { stdio: ['pipe', 'ignore', 'pipe'] });
+    this.starts++;
+    c.stderr!.on('data', (d: Buffer) => {
+      this.errBuf += d.toString('utf8');
+      const lines = this.errBuf.split('\n');
+      this.errBuf = lines.pop() ?? '';
+      for (const l of lines) {
+        if (!/^Error/.test(l)) continue;
+        this.errors++;
+        this.onError(l.trim());
+      }
+    });
+    c.stdin!.on('error', () => undefined);
+    c.on('error', (e) => this.onError(`nft -i: ${e.message}`));
+    c.on('exit', () => {
+      if (this.child === c) this.child = null;
+    });
+    this.child = c;
+    return c;
+  }
+
+  write(line: string): Promise<void> {
+    const c = this.ensure();
+    return new Promise((resolve, reject) => c.stdin!.write(line.endsWith('\n') ? line : `${line}\n`, (e) => (e ? reject(e) : resolve())));
+  }
+
+  close(): void {
+    const c = this.child;
+    this.child = null;
+    if (c) {
+      c.stdin?.end();
+      c.kill('SIGTERM');
+    }
+  }
 }
 
 /** Runs a command (no shell), optionally feeding stdin; never rejects: exit code -1 when it could not run or timed out. */
@@ -37,7 +95,19 @@ export function run(cmd: string, args: string[], stdin: string | null, timeoutMs
 }
 
 export class ExecGatewaySystem implements GatewaySystem {
-  constructor(private readonly o: { nftPath?: string; ipPath?: string; arpingPath?: string; conntrackPath?: string } = {}) {}
+  private session: NftSession | null = null;
+
+  constructor(private readonly o: { nftPath?: string; ipPath?: string; arpingPath?: string; conntrackPath?: string; onError?: (m: string) => void } = {}) {}
+
+  nftLine(line: string): Promise<void> {
+    this.session ??= new NftSession(this.o.nftPath ?? 'nft', this.o.onError);
+    return this.session.write(line);
+  }
+
+  close(): void {
+    this.session?.close();
+    this.session = null;
+  }
 
   async nft(ruleset: string): Promise<void> {
     const r = await run(this.o.nftPath ?? 'nft', ['-f', '-'], ruleset, 30_000);

@@ -2,14 +2,15 @@
  * The node agent: the process every lab node runs (agent/main.ts is its entry point). It starts one
  * module per feature, in order, and stops them in reverse order:
  *
- *   lease       Lease kube-node-lease/<node> renewed every leaseRenewIntervalMs (node liveness)
+ *   lease       node liveness: authenticated UDP heartbeats to the controller from a thread of their
+ *               own (beacon.ts), and the Lease kube-node-lease/<node> renewed every leaseRenewIntervalMs
  *   projection  ConfigMap kube-system/ip-masq-agent[config] -> file, kubelet-style
  *               (flavours ip-masq-agent and autopilot only)
  *   masq        the masquerade datapath for the flavour (MasqAgent / default SNAT / none)
  *
  * plus the shared pieces every module gets through NodeModuleContext: the API client (node
- * identity), the Event recorder (Events on this node's Node) and the status file. The gateway
- * datapath (issue 6) becomes one more module in `buildModules`.
+ * identity), the Event recorder (Events on this node's Node) and the status file; the gateway
+ * datapath is the module between projection and masq.
  */
 import { readFile } from 'node:fs/promises';
 import { KubeClient } from '../../controller/client/client.js';
@@ -38,7 +39,7 @@ export interface NodeAgentDeps {
 export type AgentPhase = 'waiting-for-credentials' | 'starting' | 'running' | 'stopping' | 'stopped';
 
 export function buildModules(ctx: NodeModuleContext, nft: NftRunner): NodeModule[] {
-  const mods: NodeModule[] = [new LeaseModule(ctx)];
+  const mods: NodeModule[] = [new LeaseModule(ctx, { beacon: nft instanceof ExecNftRunner })];
   if (ctx.config.flavour === 'ip-masq-agent' || ctx.config.flavour === 'autopilot') mods.push(new ConfigMapVolumeModule(ctx));
   // egress NAT gateway (issue 6, docs/gateway.md): before masq, so that a matched pod is never
   // masqueraded while the agent starts (its fail-closed/marks are in place first). With a fake nft

@@ -138,7 +138,7 @@ export class GatewayModule implements NodeModule {
     private readonly ctx: NodeModuleContext,
     private readonly o: GatewayModuleOptions = {},
   ) {
-    this.sys = o.system ?? new ExecGatewaySystem({ nftPath: ctx.config.nftPath });
+    this.sys = o.system ?? new ExecGatewaySystem({ nftPath: ctx.config.nftPath, onError: (m) => this.ctx.log(this.name, `nft session: ${m}`) });
   }
 
   private now(): number {
@@ -491,7 +491,8 @@ export class GatewayModule implements NodeModule {
     const text = renderAliveRefresh([...this.owned]);
     if (!text) return;
     try {
-      await this.sys.nft(text);
+      // one line, five times a second: through the long-lived nft session where the system has one
+      await (this.sys.nftLine ? this.sys.nftLine(text) : this.sys.nft(text));
     } catch (e) {
       this.ctx.log(this.name, `ARP fence refresh: ${errorMessage(e)}`);
     }
@@ -532,6 +533,7 @@ export class GatewayModule implements NodeModule {
     for (const ip of [...this.garpTimers.keys()]) this.cancelAnnounce(ip);
     this.heartbeat?.stop();
     await this.running?.catch(() => undefined);
+    this.sys.close?.();
     await Promise.all(this.informers.map((i) => i.stop()));
     await this.ctsync?.stop().catch((e: unknown) => this.ctx.log(this.name, `stopping conntrackd: ${errorMessage(e)}`));
     this.ctsync = null; // the fail-closed leftover below removes its nft table too

@@ -1,9 +1,13 @@
 /**
- * Node liveness: renews Lease kube-node-lease/<node> every leaseRenewIntervalMs
- * (controller/client/lease.ts does the renewing); the controller declares the node Down when the
- * renewals stop. Logs the first renewal, the first failure of a run of failures and the recovery
- * (not every renewal: at 200 ms that would be 5 lines a second).
+ * Node liveness: the beacon (beacon.ts: authenticated UDP heartbeats to the controller every
+ * heartbeatIntervalMs, from a thread of its own) is what the controller's failure detector listens
+ * to; the Lease kube-node-lease/<node> is renewed every leaseRenewIntervalMs as well (10 s, like
+ * kubelet: what `kubectl get lease` shows, and a second liveness signal). The controller declares
+ * the node Down when neither arrived for its expiry. Logs the first renewal, the first failure of a
+ * run of failures and the recovery.
  */
+import { readFileSync } from 'node:fs';
+import { Beacon } from './beacon.js';
 import { NODE_LEASE_NAMESPACE, startLeaseRenewer, type LeaseRenewer } from '../../controller/client/lease.js';
 import { errorMessage, type NodeModule, type NodeModuleContext } from './module.js';
 
@@ -15,11 +19,30 @@ export class LeaseModule implements NodeModule {
   private lastError: { at: string; message: string } | null = null;
   private seenRenewals = 0;
   private stopped = false;
+  private beacon: Beacon | null = null;
 
-  constructor(private readonly ctx: NodeModuleContext) {}
+  constructor(
+    private readonly ctx: NodeModuleContext,
+    private readonly o: { beacon?: boolean } = {},
+  ) {}
 
   async start(): Promise<void> {
-    const { nodeName, leaseRenewIntervalMs } = this.ctx.config;
+    const { nodeName, leaseRenewIntervalMs, heartbeatIntervalMs } = this.ctx.config;
+    if ((this.o.beacon ?? true) && heartbeatIntervalMs > 0) {
+      const c = this.ctx.config;
+      const target = new URL(c.apiServer).hostname.replace(/^\[|\]$/g, '');
+      this.beacon = new Beacon({
+        node: nodeName,
+        token: readFileSync(c.tokenFile, 'utf8').trim(),
+        bind: c.nodeIP,
+        target,
+        port: c.heartbeatPort,
+        intervalMs: heartbeatIntervalMs,
+        log: (m) => this.ctx.log(this.name, m),
+      });
+      this.beacon.start();
+      this.ctx.log(this.name, `heartbeats to ${target}:${c.heartbeatPort} every ${heartbeatIntervalMs} ms`);
+    }
     this.ctx.log(this.name, `renewing ${NODE_LEASE_NAMESPACE}/${nodeName} every ${leaseRenewIntervalMs} ms`);
     this.renewer = startLeaseRenewer(this.ctx.client, nodeName, leaseRenewIntervalMs, (e) => this.onError(e));
     // Observe successes (the renewer only reports failures) to log the first renewal and recoveries.
@@ -57,6 +80,7 @@ export class LeaseModule implements NodeModule {
 
   async stop(): Promise<void> {
     this.stopped = true;
+    await this.beacon?.stop();
     if (this.watch) clearInterval(this.watch);
     if (this.renewer) {
       await this.renewer.stop();
@@ -74,6 +98,7 @@ export class LeaseModule implements NodeModule {
       consecutiveFailures: this.failures,
       lastError: this.lastError,
       running: !!r && !this.stopped,
+      ...(this.beacon ? { heartbeat: this.beacon.status() } : {}),
     };
   }
 }

@@ -1,25 +1,28 @@
-// Node liveness from Leases (pure; the clock is passed in by the caller).
+// Node liveness (pure; the clock is passed in by the caller).
 //
 // Like the kube-controller-manager's node lifecycle controller, the decision uses the controller's
-// own clock: a node is Up while a renewal of its Lease (a change of spec.renewTime) was observed
-// less than `expiryMs` ago. The Lease's own leaseDurationSeconds cannot express sub-second values
-// and is not used; `expiryMs` is the controller's grace period (default 600 ms against a 200 ms
-// renew interval, i.e. three missed renewals, so a failover can complete within 1 s).
+// own clock: a node is Up while a liveness signal was observed less than `expiryMs` ago. Two signals
+// count: the agent's authenticated UDP heartbeats (every 100 ms, sent from a thread of their own:
+// agent/node/beacon.ts) and renewals of its Lease (a change of spec.renewTime, every 10 s). The
+// Lease's own leaseDurationSeconds cannot express sub-second values and is not used; `expiryMs` is
+// the controller's grace period (default 600 ms: six heartbeats, so a failover completes within
+// 1 s). The clock is stall-aware (StallAwareClock below): time the controller itself was not
+// running is not held against any node.
 // After a controller restart, nodes that the persisted status showed Up keep a grace period of
 // `startupGraceMs` to let their agents reconnect, so a restart alone never moves an IP.
 
 import type { NodeState } from './allocator.js';
 
 export interface LivenessTimings {
-  /** interval at which agents renew their Lease (ms); informational for agents, written to config */
+  /** interval of the agents' liveness heartbeats (ms; agent config heartbeatIntervalMs); the Lease object is renewed every 10 s */
   renewIntervalMs: number;
-  /** a node is Down when no renewal was observed for this long (ms) */
+  /** a node is Down when neither a heartbeat nor a Lease renewal was observed for this long (ms, stall-aware) */
   expiryMs: number;
   /** after a controller start, nodes previously Up stay Up this long without a renewal (ms) */
   startupGraceMs: number;
 }
 
-export const DEFAULT_TIMINGS: LivenessTimings = { renewIntervalMs: 200, expiryMs: 600, startupGraceMs: 3000 };
+export const DEFAULT_TIMINGS: LivenessTimings = { renewIntervalMs: 100, expiryMs: 600, startupGraceMs: 3000 };
 
 interface Entry {
   renewKey: string | undefined;
@@ -76,5 +79,43 @@ export class LivenessTracker {
       if (e.upUntil > now && (min === undefined || e.upUntil < min)) min = e.upUntil;
     }
     return min;
+  }
+}
+
+/**
+ * The failure detector's clock: wall time, except that a stretch in which the observer itself was
+ * not running (its event loop blocked or starved: a busy machine, a long synchronous step, GC)
+ * counts for at most `maxStepMs`. A node's silence is only held against it for time the controller
+ * was actually listening: after a 2 s stall of the controller, the heartbeats queued in its socket
+ * are read before any node's silence has grown by more than maxStepMs, so the stall alone never
+ * declares a healthy node Down. A ticker calls now() every ~50 ms, so that normal time counts in full.
+ */
+export class StallAwareClock {
+  private observed = 0;
+  private last: number;
+  private stalledMs = 0;
+
+  constructor(
+    private readonly wall: () => number = () => Date.now(),
+    private readonly maxStepMs = 150,
+  ) {
+    this.last = wall();
+  }
+
+  now(): number {
+    const w = this.wall();
+    const d = w - this.last;
+    this.last = w;
+    if (d > 0) {
+      const step = Math.min(d, this.maxStepMs);
+      this.observed += step;
+      this.stalledMs += d - step;
+    }
+    return this.observed;
+  }
+
+  /** total wall time not counted (the observer was stalled) */
+  get stalled(): number {
+    return this.stalledMs;
   }
 }

@@ -10,7 +10,7 @@ import type { ControllerConfig } from '../config.js';
 import type { AllocNode, NodeState } from '../logic/allocator.js';
 import { defaultPolicy, ipMasqAgentConfig, managedPolicy, managedPolicyName, MANAGED_BY_LABEL, MANAGER, noSnatDestinations, DEFAULT_POLICY_NAME } from '../logic/autopilot.js';
 import { reconcileGateway, type PolicyState } from '../logic/gateway.js';
-import { LivenessTracker } from '../logic/liveness.js';
+import { LivenessTracker, StallAwareClock } from '../logic/liveness.js';
 import { IP_MASQ_NAME, IP_MASQ_NAMESPACE } from './admission.js';
 import { EventRecorder } from './events.js';
 
@@ -51,6 +51,8 @@ export class Controller {
   private unsubscribe: (() => void) | undefined;
   private pending: NodeJS.Immediate | undefined;
   private expiryTimer: NodeJS.Timeout | undefined;
+  private readonly stallAware: StallAwareClock | undefined;
+  private ticker: NodeJS.Timeout | undefined;
   private assignments: Record<string, string> | undefined;
   private readonly nodeStates = new Map<string, NodeState>();
   private readonly policyReports = new Map<string, string>();
@@ -62,7 +64,10 @@ export class Controller {
   constructor(opts: ControllerOptions) {
     this.service = opts.service;
     this.cfg = opts.config;
-    this.clock = opts.clock ?? (() => Date.now());
+    // the failure detector does not count time the controller itself was stalled (StallAwareClock)
+    const stallAware = opts.clock ? undefined : new StallAwareClock();
+    this.clock = opts.clock ?? (() => stallAware!.now());
+    this.stallAware = stallAware;
     this.log = opts.log ?? (() => {});
     this.timers = opts.timers ?? true;
     this.liveness = new LivenessTracker(this.cfg.lease);
@@ -74,7 +79,22 @@ export class Controller {
     this.bootstrap();
     this.seedLiveness();
     this.unsubscribe = this.service.store.subscribe((e) => this.onEvent(e));
+    if (this.stallAware && this.timers) {
+      this.ticker = setInterval(() => this.clock(), 50);
+      this.ticker.unref();
+    }
     this.reconcile();
+  }
+
+  /** A verified liveness heartbeat of `node` (controller/reconcile/beacon-receiver.ts). */
+  observeHeartbeat(node: string, epoch: number, seq: number): void {
+    if (this.stopped) return;
+    if (this.liveness.observe(node, `hb ${epoch} ${seq}`, this.clock())) this.schedule();
+  }
+
+  /** Wall time the failure detector did not count because the controller was stalled (ms). */
+  get stalledMs(): number {
+    return this.stallAware?.stalled ?? 0;
   }
 
   stop(): void {
@@ -82,6 +102,7 @@ export class Controller {
     this.unsubscribe?.();
     if (this.pending) clearImmediate(this.pending);
     if (this.expiryTimer) clearTimeout(this.expiryTimer);
+    if (this.ticker) clearInterval(this.ticker);
   }
 
   // ------------------------------------------------------------------ bootstrap

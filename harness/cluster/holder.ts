@@ -21,6 +21,7 @@ export async function workerHolder(lab: Lab, api: KubeClient, ip: string, timeou
     pollUntil(() => gatewayOf(api), { what: `every node Up and ${ip} assigned`, timeoutMs, intervalMs: 50, accept: (g) => everyNodeUp(g, lab.topology.nodes.length) && !!g.assignments[ip] });
   const g = await ready();
   if (g.assignments[ip] !== cp) return g.assignments[ip]!;
+  lab.faults.note(cp, 'stop-agent');
   await stopProcess(lab, cp, AGENT_PROCESS);
   try {
     await pollUntil(() => gatewayOf(api), { what: `${ip} to move off ${cp} once its agent stopped`, timeoutMs, intervalMs: 50, accept: (s) => !!s.assignments[ip] && s.assignments[ip] !== cp });

@@ -23,8 +23,23 @@ export interface Degradation {
   delayMs?: number;
 }
 
+/** One fault injected on a node, for accounting (harness/testing/liveness-audit.ts). */
+export interface InjectedFault {
+  node: string;
+  kind: string;
+  at: number;
+}
+
 export class Faults {
+  /** Every fault this process injected on this lab, in order (undo steps are not listed). */
+  readonly injected: InjectedFault[] = [];
+
   constructor(private readonly lab: Lab) {}
+
+  /** Records a fault injected by other means (e.g. an agent stopped to move a floating IP). */
+  note(node: string, kind: string): void {
+    this.injected.push({ node, kind, at: Date.now() });
+  }
 
   private node(name: string): string {
     const node = this.lab.topology.nodes.find((n) => n.name === name);
@@ -40,11 +55,13 @@ export class Faults {
 
   /** SIGKILL the node's container: every process dies at once, its links vanish. */
   async kill(name: string): Promise<void> {
+    this.note(this.node(name), 'kill');
     await this.lab.container(this.node(name)).kill({ signal: 'SIGKILL' });
   }
 
   /** Clean shutdown of the node's container. */
   async stop(name: string, graceSeconds = 2): Promise<void> {
+    this.note(this.node(name), 'stop');
     await this.lab.container(this.node(name)).stop({ t: graceSeconds });
   }
 
@@ -63,6 +80,7 @@ export class Faults {
   }
 
   async pause(name: string): Promise<void> {
+    this.note(this.node(name), 'pause');
     const n = this.node(name);
     this.lab.notePaused(n, true);
     try {
@@ -97,6 +115,7 @@ export class Faults {
 
   /** Cuts the node off the L2 segment: the switch drops everything to and from its port. */
   async partition(name: string): Promise<void> {
+    this.note(this.node(name), 'partition');
     await this.ensureTable();
     await this.lab.exec(SWITCH, ['nft', 'add', 'element', 'bridge', TABLE, 'cut', `{ ${this.port(name)} }`]);
   }
@@ -113,6 +132,7 @@ export class Faults {
 
   /** Loss and/or delay on the node's link, both directions. Replaces a previous degradation. */
   async degrade(name: string, d: Degradation): Promise<void> {
+    this.note(this.node(name), 'degrade');
     const issues = [];
     if (d.lossPercent !== undefined && !(d.lossPercent >= 0 && d.lossPercent <= 100)) issues.push({ path: 'lossPercent', value: d.lossPercent, message: 'must be 0-100' });
     if (d.delayMs !== undefined && !(d.delayMs >= 0 && d.delayMs <= 60_000)) issues.push({ path: 'delayMs', value: d.delayMs, message: 'must be 0-60000' });
@@ -160,11 +180,13 @@ export class Faults {
 
   /** Restarts a managed process (started with startProcess) inside a node. */
   async restartProcess(name: string, processName: string): Promise<void> {
+    this.note(this.node(name), 'restart-process');
     await restartProcess(this.lab, this.node(name), processName);
   }
 
   /** Stops a managed process (e.g. to fail an agent without failing its node). */
   async stopProcess(name: string, processName: string, signal: 'TERM' | 'KILL' = 'TERM'): Promise<void> {
+    this.note(this.node(name), 'stop-process');
     await stopProcess(this.lab, this.node(name), processName, signal);
   }
 }

@@ -4,13 +4,13 @@
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Lab } from './lab.js';
-import { startTestLab, TOLERANT_LEASE } from '../testing/lab.js';
+import { startTestLab } from '../testing/lab.js';
 import { projectRoot } from '../util/paths.js';
 import { pollUntil } from '../util/poll.js';
 
 let lab: Lab;
 beforeAll(async () => {
-  lab = await startTestLab('default', 'hdl', { ...TOLERANT_LEASE });
+  lab = await startTestLab('default', 'hdl');
 });
 afterAll(async () => {
   await lab?.down();

@@ -20,7 +20,7 @@ import { startLabContainer } from '../docker/containers.js';
 import { ensureImage } from '../docker/image.js';
 import { topologyFromArg } from '../topology/load.js';
 import { parseTopology } from '../topology/validate.js';
-import { TOLERANT_LEASE, randomPublicAddress } from '../testing/lab.js';
+import { randomPublicAddress } from '../testing/lab.js';
 import { clusterStatus } from '../cluster/status.js';
 import { projectRoot } from '../util/paths.js';
 import { LabError } from '../util/errors.js';
@@ -65,7 +65,7 @@ describe('a lab through a TCP engine, in volume mode', () => {
     port = (server.address() as AddressInfo).port;
     process.env.DOCKER_HOST = `tcp://127.0.0.1:${port}`;
     process.env.EGRESSLAB_PAYLOAD = 'volume';
-    const topology = parseTopology({ ...topologyFromArg('default'), ...TOLERANT_LEASE }, 'default with tolerant lease');
+    const topology = topologyFromArg('default');
     lab = await Lab.up({ topology, id });
   });
 

@@ -6,14 +6,29 @@ import { Lab } from '../lab/lab.js';
 import { topologyFromArg } from '../topology/load.js';
 import { parseTopology } from '../topology/validate.js';
 
-/**
- * Lease timings for labs whose tests are not about failover speed: a loaded 2-core CI machine can
- * starve an agent for longer than the default 600 ms expiry, which would mark its node Down.
- */
-export const TOLERANT_LEASE = Object.freeze({ lease: { renewIntervalMs: 250, expiryMs: 2500 } });
 import { DEFAULT_NON_MASQUERADE_CIDRS, contains } from '../topology/addresses.js';
 import { closeClusterAccess } from '../cluster/access.js';
 import { announceKept, keepMode, shouldKeep } from './keep.js';
+import { clusterApi } from '../cluster/access.js';
+import { R } from '../../controller/client/client.js';
+import { auditLiveness, recordAudit } from './liveness-audit.js';
+
+/** Reads the lab's Events and records its liveness audit (cluster labs only; never fails a teardown). */
+async function auditLab(lab: Lab, file: string | undefined): Promise<void> {
+  if (!lab.topology.cluster) return;
+  try {
+    const api = await clusterApi(lab, { timeoutMs: 5000 });
+    const events = (await api.list(R.events)).items;
+    recordAudit({ ...auditLiveness(lab.id, events, lab.faults.injected), ...(file ? { file } : {}) });
+  } catch (e) {
+    process.stderr.write(`egresslab: liveness audit of lab ${lab.id} failed: ${e instanceof Error ? e.message : String(e)}\n`);
+  }
+}
+
+function currentTestFile(): string | undefined {
+  const state = (globalThis as { expect?: { getState?: () => { testPath?: string } } }).expect?.getState?.();
+  return state?.testPath?.replace(/^.*?\/(scenarios|harness|agent|controller)\//, '$1/');
+}
 
 /**
  * A lab for one test file. With EGRESSLAB_KEEP set (harness/testing/keep.ts; `egresslab run` sets
@@ -25,8 +40,18 @@ export async function startTestLab(fixture = 'default', prefix = 't', overrides:
   const base = topologyFromArg(fixture);
   const topology = Object.keys(overrides).length ? parseTopology({ ...base, ...overrides }, `${fixture} with overrides`) : base;
   const lab = await Lab.up({ topology, id, persistent: mode !== 'never' });
+  const file = currentTestFile();
+  const plainDown = lab.down.bind(lab);
+  let audited = false;
+  const down = async (): Promise<void> => {
+    if (!audited) {
+      audited = true;
+      await auditLab(lab, file);
+    }
+    return plainDown();
+  };
+  lab.down = down;
   if (mode !== 'never') {
-    const down = lab.down.bind(lab);
     lab.down = async () => {
       if (!shouldKeep(mode)) return down();
       await closeClusterAccess(lab).catch(() => {});

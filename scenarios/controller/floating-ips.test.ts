@@ -8,7 +8,7 @@ import { execFile } from 'node:child_process';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Lab } from '../../harness/lab/lab.js';
-import { startTestLab, TOLERANT_LEASE } from '../../harness/testing/lab.js';
+import { startTestLab } from '../../harness/testing/lab.js';
 import { pollUntil } from '../../harness/util/poll.js';
 import { R, type KubeClient } from '../../controller/client/client.js';
 import type { KubeObject, WatchEvent } from '../../controller/api/types.js';
@@ -20,7 +20,7 @@ let lab: Lab;
 let api: KubeClient;
 
 beforeAll(async () => {
-  lab = await startTestLab('default', 'fip', { ...TOLERANT_LEASE });
+  lab = await startTestLab('default', 'fip');
   api = await lab.api();
   await api.create(R.anthosNetworkGateways, { apiVersion: 'networking.gke.io/v1alpha1', kind: 'AnthosNetworkGateway', metadata: { name: 'default', namespace: 'kube-system' }, spec: { floatingIPs: IPS } });
 });

@@ -12,7 +12,7 @@ import * as k8s from '@kubernetes/client-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
 import { Lab } from '../../harness/lab/lab.js';
-import { startTestLab, TOLERANT_LEASE } from '../../harness/testing/lab.js';
+import { startTestLab } from '../../harness/testing/lab.js';
 import { pollUntil } from '../../harness/util/poll.js';
 import { projectRoot } from '../../harness/util/paths.js';
 import { isForwarderProcess, readForwarderState, stopForwarder } from '../../harness/cluster/forwarder.js';
@@ -26,7 +26,7 @@ let dir: string;
 let kubeconfigPath: string;
 
 beforeAll(async () => {
-  lab = await startTestLab('default', 'kctl', { ...TOLERANT_LEASE });
+  lab = await startTestLab('default', 'kctl');
   dir = mkdtempSync(join(tmpdir(), 'egresslab-kctl-'));
   // The CLI's forwarder state goes to this test's folder (the CLI children inherit it).
   process.env.EGRESSLAB_STATE_DIR = join(dir, 'state');

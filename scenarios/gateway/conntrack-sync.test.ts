@@ -10,13 +10,11 @@
  * first to P. Reported: "survived X/N" for both; asserted: N/N with sync on, zero leaks (every
  * client-to-server segment at the internet's link came from 192.168.1.100) in both.
  *
- * The lab runs with TOLERANT_LEASE (2.5 s expiry): this file measures survival, not speed.
  * Fixture: fixtures/manifests/gateway/failover.yaml. docs/gateway.md has the design and figures.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Lab } from '../../harness/lab/lab.js';
 import type { KubeClient } from '../../controller/client/client.js';
-import { TOLERANT_LEASE } from '../../harness/testing/lab.js';
 import { recordArtifactsOnFailure, recordTimeline } from '../../harness/testing/artifacts.js';
 import { pollUntil } from '../../harness/util/poll.js';
 import { workerHolder } from '../../harness/cluster/holder.js';
@@ -42,7 +40,7 @@ const figures: string[] = [];
 beforeAll(async () => {
   // not about failover speed (that is long-lived-tcp.test.ts): the tolerant lease keeps 20 probe
   // processes starting on a loaded 2-core machine from flapping node leases (and IPs) before the fault
-  ({ lab, api } = await startFailoverLab('gwct', { ...TOLERANT_LEASE }));
+  ({ lab, api } = await startFailoverLab('gwct'));
 });
 afterAll(async () => {
   if (figures.length) console.log(`conntrack sync, ${N} long-lived TCP connections, holder SIGKILLed:\n${figures.join('\n')}`);

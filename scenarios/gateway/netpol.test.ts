@@ -5,7 +5,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Lab } from '../../harness/lab/lab.js';
-import { startTestLab, TOLERANT_LEASE } from '../../harness/testing/lab.js';
+import { startTestLab } from '../../harness/testing/lab.js';
 import { recordArtifactsOnFailure } from '../../harness/testing/artifacts.js';
 import { R, type KubeClient } from '../../controller/client/client.js';
 import type { KubeObject } from '../../controller/api/types.js';
@@ -16,7 +16,7 @@ let api: KubeClient;
 let holder: string;
 
 beforeAll(async () => {
-  lab = await startTestLab('default', 'gwnp', { ...TOLERANT_LEASE });
+  lab = await startTestLab('default', 'gwnp');
   api = await lab.api();
   await applySeed(api);
   holder = await holderOf(api, SEED_IP);

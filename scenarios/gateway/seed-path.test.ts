@@ -14,7 +14,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Lab } from '../../harness/lab/lab.js';
-import { startTestLab, TOLERANT_LEASE } from '../../harness/testing/lab.js';
+import { startTestLab } from '../../harness/testing/lab.js';
 import { recordArtifactsOnFailure } from '../../harness/testing/artifacts.js';
 import type { KubeClient } from '../../controller/client/client.js';
 import { SEED_IP, applySeed, capturePath, createPolicy, expectPath, gw, holderOf, waitIPOn, waitSeenFrom, type PathCase } from './gateway.js';
@@ -23,7 +23,7 @@ let lab: Lab;
 let api: KubeClient;
 
 beforeAll(async () => {
-  lab = await startTestLab('default', 'gwseed', { ...TOLERANT_LEASE });
+  lab = await startTestLab('default', 'gwseed');
   api = await lab.api();
   await applySeed(api);
   await waitIPOn(lab, await holderOf(api, SEED_IP), SEED_IP);

@@ -6,7 +6,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Lab } from '../../harness/lab/lab.js';
-import { startTestLab, TOLERANT_LEASE } from '../../harness/testing/lab.js';
+import { startTestLab } from '../../harness/testing/lab.js';
 import { recordArtifactsOnFailure } from '../../harness/testing/artifacts.js';
 import type { KubeClient } from '../../controller/client/client.js';
 import { createPolicy, holderOf, setFloatingIPs, waitIPOn, waitSeenFrom, type PolicyOptions } from './gateway.js';
@@ -37,7 +37,7 @@ let lab: Lab;
 let api: KubeClient;
 
 beforeAll(async () => {
-  lab = await startTestLab('default', 'gwsel', { ...TOLERANT_LEASE });
+  lab = await startTestLab('default', 'gwsel');
   api = await lab.api();
   await applyAll(api, loadManifests('fixtures/manifests/seed-000/01-anthosnetworkgateway.yaml'));
   await setFloatingIPs(api, POLICIES.map((p) => p.egressSourceIP));

@@ -7,7 +7,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Lab } from '../../harness/lab/lab.js';
-import { startTestLab, TOLERANT_LEASE } from '../../harness/testing/lab.js';
+import { startTestLab } from '../../harness/testing/lab.js';
 import { recordArtifactsOnFailure } from '../../harness/testing/artifacts.js';
 import { pollUntil } from '../../harness/util/poll.js';
 import type { KubeClient } from '../../controller/client/client.js';
@@ -20,7 +20,7 @@ let lab: Lab;
 let api: KubeClient;
 
 beforeAll(async () => {
-  lab = await startTestLab('default', 'gwunk', { ...TOLERANT_LEASE });
+  lab = await startTestLab('default', 'gwunk');
   api = await lab.api();
   await applySeed(api);
   await waitIPOn(lab, await holderOf(api, SEED_IP), SEED_IP);

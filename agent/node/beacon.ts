@@ -1,0 +1,108 @@
+/**
+ * The agent's liveness beacon: an authenticated UDP heartbeat to the controller every
+ * `heartbeatIntervalMs`, sent from a worker thread of its own so that the agent's main event loop
+ * (nft and ip spawns, JSON of large objects, garbage collection) never delays it. Node liveness used
+ * to ride on HTTPS Lease renewals every 200 ms, chained one after the other: on a busy machine a
+ * slow answer or a stalled loop postponed the next renewal past the 600 ms expiry and the controller
+ * declared a healthy node Down (a spurious failover).
+ *
+ * A main-thread watchdog gates the beacon: the thread only sends while the main loop has checked in
+ * within `watchdogMs` (default 2000 ms), so an agent whose main loop is wedged stops proving
+ * liveness after that long, while a brief stall of the main loop costs nothing. A killed, stopped
+ * or paused agent (every thread frozen) stops at once.
+ *
+ * Wire format: controller/client/heartbeat.ts (the worker below is plain JavaScript evaluated in a
+ * thread, so it spells the same format out; beacon.test.ts checks the two agree). The controller
+ * checks the MAC with the node's bearer token, the source address against the node's address, and
+ * that (epoch, seq) only grows (no replay).
+ */
+import { Worker } from 'node:worker_threads';
+
+export interface BeaconOptions {
+  node: string;
+  /** the node's bearer token: the MAC key */
+  token: string;
+  /** bind address (the node IP) */
+  bind: string;
+  target: string;
+  port: number;
+  intervalMs: number;
+  watchdogMs?: number;
+  log?: (m: string) => void;
+}
+
+// Runs in the worker: plain JavaScript (Node 18 in the lab), everything it needs passed in workerData.
+const WORKER = `
+const { workerData, parentPort } = require('node:worker_threads');
+const { createSocket } = require('node:dgram');
+const { createHmac } = require('node:crypto');
+const o = workerData;
+const fed = new BigInt64Array(o.shared, 0, 1);
+const counters = new Int32Array(o.shared, 8, 2);
+const epoch = Date.now();
+let seq = 0;
+let gated = false;
+const sock = createSocket({ type: 'udp4' });
+sock.on('error', (e) => parentPort.postMessage({ log: 'heartbeat socket: ' + e.message }));
+sock.bind({ address: o.bind, port: 0 }, () => {
+  setInterval(() => {
+    const age = Date.now() - Number(Atomics.load(fed, 0));
+    if (age > o.watchdogMs) {
+      Atomics.add(counters, 1, 1);
+      if (!gated) parentPort.postMessage({ log: 'main loop silent for ' + age + ' ms: heartbeats suspended until it checks in again' });
+      gated = true;
+      return;
+    }
+    if (gated) parentPort.postMessage({ log: 'main loop back: heartbeats resumed' });
+    gated = false;
+    const payload = 'EGLHB2 ' + o.node + ' ' + epoch + ' ' + (++seq);
+    const mac = createHmac('sha256', o.token).update(payload).digest('hex').slice(0, 32);
+    sock.send(payload + ' ' + mac, o.port, o.target, (err) => { if (!err) Atomics.add(counters, 0, 1); });
+  }, o.intervalMs);
+});
+parentPort.on('message', (m) => { if (m === 'stop') { sock.close(); process.exit(0); } });
+`;
+
+export class Beacon {
+  private worker: Worker | null = null;
+  private feeder: NodeJS.Timeout | null = null;
+  private readonly shared = new SharedArrayBuffer(16);
+  private readonly fed = new BigInt64Array(this.shared, 0, 1);
+  private readonly counters = new Int32Array(this.shared, 8, 2);
+
+  constructor(private readonly o: BeaconOptions) {}
+
+  start(): void {
+    const watchdogMs = this.o.watchdogMs ?? 2000;
+    const feed = (): void => void Atomics.store(this.fed, 0, BigInt(Date.now()));
+    feed();
+    this.feeder = setInterval(feed, Math.max(50, Math.min(250, Math.floor(watchdogMs / 4))));
+    this.feeder.unref();
+    const w = new Worker(WORKER, {
+      eval: true,
+      workerData: { node: this.o.node, token: this.o.token, bind: this.o.bind, target: this.o.target, port: this.o.port, intervalMs: this.o.intervalMs, watchdogMs, shared: this.shared },
+    });
+    w.on('message', (m: { log?: string }) => m.log && this.o.log?.(m.log));
+    w.on('error', (e) => this.o.log?.(`heartbeat thread failed: ${e.message}`));
+    w.unref();
+    this.worker = w;
+  }
+
+  status(): Record<string, unknown> {
+    return {
+      target: `${this.o.target}:${this.o.port}`,
+      intervalMs: this.o.intervalMs,
+      sent: Atomics.load(this.counters, 0),
+      suspendedTicks: Atomics.load(this.counters, 1),
+      running: !!this.worker,
+    };
+  }
+
+  async stop(): Promise<void> {
+    if (this.feeder) clearInterval(this.feeder);
+    this.feeder = null;
+    const w = this.worker;
+    this.worker = null;
+    if (w) await w.terminate();
+  }
+}

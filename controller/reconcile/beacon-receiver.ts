@@ -1,0 +1,96 @@
+/**
+ * Receives the agents' liveness heartbeats (agent/node/beacon.ts): UDP datagrams
+ * `EGLHB2 <node> <epoch> <seq> <mac>`. A heartbeat counts only when the node is known, the datagram
+ * comes from the node's own address, its MAC verifies with the node's bearer token, and
+ * (epoch, seq) is newer than the last accepted one (no replay, no forgery by another node or by
+ * anything else on the segment). Rejections are counted and logged once per node and reason.
+ */
+import { createSocket, type Socket } from 'node:dgram';
+import { timingSafeEqual } from 'node:crypto';
+import { heartbeatMac, HEARTBEAT_MAGIC } from '../client/heartbeat.js';
+
+export interface BeaconKey {
+  /** the node's bearer token (MAC key) */
+  token: string;
+  /** the only source address accepted */
+  ip: string;
+}
+
+export type BeaconVerdict = { ok: true; node: string; epoch: number; seq: number } | { ok: false; node?: string; reason: string };
+
+/** Pure check of one datagram; `last` is updated on acceptance. */
+export function verifyBeacon(text: string, from: string, keys: ReadonlyMap<string, BeaconKey>, last: Map<string, { epoch: number; seq: number }>): BeaconVerdict {
+  const parts = text.split(' ');
+  if (parts.length !== 5 || parts[0] !== HEARTBEAT_MAGIC) return { ok: false, reason: 'not a heartbeat' };
+  const [, node, e, s, mac] = parts as [string, string, string, string, string];
+  const key = keys.get(node);
+  if (!key) return { ok: false, node, reason: 'unknown node' };
+  if (from !== key.ip) return { ok: false, node, reason: `sent from ${from}, not the node's address ${key.ip}` };
+  const epoch = Number(e);
+  const seq = Number(s);
+  if (!Number.isSafeInteger(epoch) || !Number.isSafeInteger(seq) || epoch <= 0 || seq <= 0) return { ok: false, node, reason: 'bad epoch or sequence number' };
+  const want = Buffer.from(heartbeatMac(key.token, `${HEARTBEAT_MAGIC} ${node} ${epoch} ${seq}`));
+  const got = Buffer.from(mac);
+  if (got.length !== want.length || !timingSafeEqual(got, want)) return { ok: false, node, reason: 'bad MAC' };
+  const prev = last.get(node);
+  if (prev && (epoch < prev.epoch || (epoch === prev.epoch && seq <= prev.seq))) return { ok: false, node, reason: 'replayed or reordered' };
+  last.set(node, { epoch, seq });
+  return { ok: true, node, epoch, seq };
+}
+
+export interface BeaconReceiverOptions {
+  host: string;
+  port: number;
+  keys: () => ReadonlyMap<string, BeaconKey>;
+  onBeat: (node: string, epoch: number, seq: number) => void;
+  log?: (m: string) => void;
+}
+
+export class BeaconReceiver {
+  private sock: Socket | null = null;
+  private readonly last = new Map<string, { epoch: number; seq: number }>();
+  private readonly reported = new Set<string>();
+  accepted = 0;
+  rejected = 0;
+
+  constructor(private readonly o: BeaconReceiverOptions) {}
+
+  start(): Promise<number> {
+    return new Promise((resolve, reject) => {
+      const s = createSocket({ type: 'udp4' });
+      s.on('message', (msg, rinfo) => this.onMessage(msg, rinfo.address));
+      s.once('error', reject);
+      s.bind(this.o.port, this.o.host, () => {
+        s.off('error', reject);
+        s.on('error', (e) => this.o.log?.(`heartbeats: socket error: ${e.message}`));
+        this.sock = s;
+        resolve(s.address().port);
+      });
+    });
+  }
+
+  private onMessage(msg: Buffer, from: string): void {
+    if (msg.length > 256) return;
+    const v = verifyBeacon(msg.toString('latin1'), from, this.o.keys(), this.last);
+    if (v.ok) {
+      this.accepted++;
+      this.o.onBeat(v.node, v.epoch, v.seq);
+      return;
+    }
+    this.rejected++;
+    const k = `${v.node ?? from}|${v.reason}`;
+    if (v.reason !== 'replayed or reordered' && !this.reported.has(k)) {
+      this.reported.add(k);
+      this.o.log?.(`heartbeats: refused a datagram from ${from}${v.node ? ` claiming node ${v.node}` : ''}: ${v.reason}`);
+    }
+  }
+
+  stop(): void {
+    try {
+      this.sock?.close();
+    } catch {
+      /* closed */
+    }
+    this.sock = null;
+  }
+}
