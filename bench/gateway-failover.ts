@@ -5,9 +5,12 @@
  * container; wait for 30 answered packets after the kill; start the node again and wait until every
  * node is Up. Interruption = the longest outage of the timeline (last answered packet before it to
  * the first answered after it); leaks = packets the internet observed with a source other than the
- * egress IP. Prints p50/p95/max beside the configured lease (the detection floor).
- * Usage: node dist/bench/gateway-failover.js [--kills 20] [--interval-ms 10]
+ * egress IP. Prints p50/p95/max beside the configured lease (the detection floor), for each mode:
+ * `quiet` (nothing else on the machine) and `busy` (a busy loop holds one core for the whole mode,
+ * as a noisy CI runner would), side by side from the same run and the same lab.
+ * Usage: node dist/bench/gateway-failover.js [--kills 10] [--interval-ms 10] [--modes quiet,busy]
  */
+import { spawn, type ChildProcess } from 'node:child_process';
 import { Lab } from '../harness/lab/lab.js';
 import { topologyFromArg } from '../harness/topology/load.js';
 import { applyAll, loadManifests } from '../harness/cluster/apply.js';
@@ -21,7 +24,16 @@ function arg(name: string, fallback: string): string {
   const i = process.argv.indexOf(`--${name}`);
   return i >= 0 ? process.argv[i + 1]! : fallback;
 }
-const kills = Number(arg('kills', '20'));
+const kills = Number(arg('kills', '10'));
+const modes = arg('modes', 'quiet,busy').split(',');
+for (const m of modes) if (m !== 'quiet' && m !== 'busy') throw new Error(`--modes: ${JSON.stringify(m)} is not quiet or busy`);
+
+/** One core held busy by a child process (ended with the mode, or with this process). */
+function busyLoop(): ChildProcess {
+  const c = spawn(process.execPath, ['-e', 'for(;;){}'], { stdio: 'ignore' });
+  process.on('exit', () => c.kill('SIGKILL'));
+  return c;
+}
 const intervalMs = Number(arg('interval-ms', '10'));
 const IP = '192.168.1.100';
 const PODS = ['alice/frontend-1', 'paul/frontend-2', 'default/client-3'];
@@ -39,36 +51,50 @@ async function main(): Promise<void> {
     const ctl = JSON.parse((await lab.exec('cp-1', ['cat', DEFAULT_LAB_PATHS.controllerConfig])).stdout) as Record<string, unknown>;
     const leaseInfo = JSON.stringify(Object.fromEntries(Object.entries(ctl).filter(([k]) => /lease|expiry|renew/i.test(k))));
     const gw = () => gatewayOf(api);
-    const rows: { holder: string; to: string; interruptionMs: number; lost: number; leaked: number; outages: number }[] = [];
-    for (let i = 0; i < kills; i++) {
-      // never break cp-1 (it runs the controller): an IP that flapped onto it is moved to a worker first
-      const holder = await workerHolder(lab, api, IP, 60_000);
-      await pollUntil(async () => (await lab.exec(holder, ['ip', '-4', 'addr', 'show', 'dev', 'eth0'])).stdout.includes(`${IP}/32`), { what: `${IP} on ${holder}`, timeoutMs: 15_000 });
-      const pod = PODS.find((p) => lab.pod(p).node !== holder)!;
-      const probe = await lab.continuousProbe(pod, '8.8.8.8', { proto: 'udp', intervalMs, timeoutMs: 300 });
-      let to = '?';
+    type Row = { holder: string; to: string; interruptionMs: number; lost: number; leaked: number; outages: number };
+    const results: { mode: string; rows: Row[] }[] = [];
+    for (const mode of modes) {
+      const busy = mode === 'busy' ? busyLoop() : undefined;
       try {
-        await pollUntil(() => probe.answeredAfter(), { what: '20 answered before the kill', timeoutMs: 15_000, accept: (n) => n >= 20 });
-        await lab.faults.kill(holder);
-        const moved = await pollUntil(gw, { what: `${IP} to move off ${holder}`, timeoutMs: 20_000, intervalMs: 20, accept: (s) => !!s.assignments[IP] && s.assignments[IP] !== holder });
-        to = moved.assignments[IP]!;
-        const tMoved = Date.now();
-        await pollUntil(() => probe.answeredAfter(tMoved), { what: '30 answered after the move', timeoutMs: 20_000, accept: (n) => n >= 30 });
+        results.push({ mode, rows: await runKills(mode) });
       } finally {
-        await lab.faults.start(holder).catch((e: Error) => console.error(`start ${holder}: ${e.message}`));
+        busy?.kill('SIGKILL');
       }
-      const t = await probe.stop();
-      const o = outages(t);
-      const longest = o.reduce((m, x) => (x.durationMs > m.durationMs ? x : m), { durationMs: 0, lost: 0 } as { durationMs: number; lost: number });
-      const l = leaks(t, [IP]);
-      rows.push({ holder, to, interruptionMs: longest.durationMs, lost: longest.lost, leaked: l.packets.length + l.unattributed.length, outages: o.length });
-      console.log(`kill ${i + 1}/${kills}: ${holder} -> ${to}, probe from ${pod}: interruption ${longest.durationMs} ms (${longest.lost} lost, ${o.length} outage(s)), leaked ${rows.at(-1)!.leaked}, sources ${JSON.stringify(sourceCounts(t))}`);
     }
-    const xs = rows.map((r) => r.interruptionMs);
-    console.log(`\ngateway failover after SIGKILL of the holder (${rows.length} kills, UDP every ${intervalMs} ms)`);
-    console.log(`  interruption p50 ${pct(xs, 50)} ms, p95 ${pct(xs, 95)} ms, max ${Math.max(...xs)} ms, min ${Math.min(...xs)} ms`);
-    console.log(`  leaked packets (source != ${IP}): ${rows.reduce((s, r) => s + r.leaked, 0)}`);
-    console.log(`  configured lease (controller): ${leaseInfo}; agent heartbeats 50 ms`);
+    console.log(`\ngateway failover after SIGKILL of the holder (UDP every ${intervalMs} ms), same lab, same run`);
+    console.log(`  configured lease (controller): ${leaseInfo}`);
+    for (const { mode, rows } of results) {
+      const xs = rows.map((r) => r.interruptionMs);
+      console.log(`  ${mode.padEnd(5)} ${rows.length} kills: interruption p50 ${pct(xs, 50)} ms, p95 ${pct(xs, 95)} ms, max ${Math.max(...xs)} ms, min ${Math.min(...xs)} ms; leaked packets (source != ${IP}): ${rows.reduce((s, r) => s + r.leaked, 0)}`);
+    }
+    async function runKills(mode: string): Promise<Row[]> {
+      const rows: Row[] = [];
+      for (let i = 0; i < kills; i++) {
+        // never break cp-1 (it runs the controller): an IP that flapped onto it is moved to a worker first
+        const holder = await workerHolder(lab, api, IP, 60_000);
+        await pollUntil(async () => (await lab.exec(holder, ['ip', '-4', 'addr', 'show', 'dev', 'eth0'])).stdout.includes(`${IP}/32`), { what: `${IP} on ${holder}`, timeoutMs: 15_000 });
+        const pod = PODS.find((p) => lab.pod(p).node !== holder)!;
+        const probe = await lab.continuousProbe(pod, '8.8.8.8', { proto: 'udp', intervalMs, timeoutMs: 300 });
+        let to = '?';
+        try {
+          await pollUntil(() => probe.answeredAfter(), { what: '20 answered before the kill', timeoutMs: 15_000, accept: (n) => n >= 20 });
+          await lab.faults.kill(holder);
+          const moved = await pollUntil(gw, { what: `${IP} to move off ${holder}`, timeoutMs: 20_000, intervalMs: 20, accept: (s) => !!s.assignments[IP] && s.assignments[IP] !== holder });
+          to = moved.assignments[IP]!;
+          const tMoved = Date.now();
+          await pollUntil(() => probe.answeredAfter(tMoved), { what: '30 answered after the move', timeoutMs: 20_000, accept: (n) => n >= 30 });
+        } finally {
+          await lab.faults.start(holder).catch((e: Error) => console.error(`start ${holder}: ${e.message}`));
+        }
+        const t = await probe.stop();
+        const o = outages(t);
+        const longest = o.reduce((m, x) => (x.durationMs > m.durationMs ? x : m), { durationMs: 0, lost: 0 } as { durationMs: number; lost: number });
+        const l = leaks(t, [IP]);
+        rows.push({ holder, to, interruptionMs: longest.durationMs, lost: longest.lost, leaked: l.packets.length + l.unattributed.length, outages: o.length });
+        console.log(`${mode} kill ${i + 1}/${kills}: ${holder} -> ${to}, probe from ${pod}: interruption ${longest.durationMs} ms (${longest.lost} lost, ${o.length} outage(s)), leaked ${rows.at(-1)!.leaked}, sources ${JSON.stringify(sourceCounts(t))}`);
+      }
+      return rows;
+    }
   } finally {
     await lab.down();
   }

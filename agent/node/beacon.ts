@@ -6,7 +6,9 @@
  * slow answer or a stalled loop postponed the next renewal past the 600 ms expiry and the controller
  * declared a healthy node Down (a spurious failover).
  *
- * A main-thread watchdog gates the beacon: the thread only sends while the main loop has checked in
+ * The thread runs at nice -10 (a thread's own priority: the rest of the agent keeps the default),
+ * as keepalived runs VRRP at a raised priority, so the node's own busy work never delays a
+ * heartbeat. A main-thread watchdog gates the beacon: the thread only sends while the main loop has checked in
  * within `watchdogMs` (default 2000 ms), so an agent whose main loop is wedged stops proving
  * liveness after that long, while a brief stall of the main loop costs nothing. A killed, stopped
  * or paused agent (every thread frozen) stops at once.
@@ -28,6 +30,8 @@ export interface BeaconOptions {
   port: number;
   intervalMs: number;
   watchdogMs?: number;
+  /** nice value of the heartbeat thread (default -10) */
+  nice?: number;
   log?: (m: string) => void;
 }
 
@@ -42,6 +46,9 @@ const counters = new Int32Array(o.shared, 8, 2);
 const epoch = Date.now();
 let seq = 0;
 let gated = false;
+// this thread only (Linux nice is per thread): like keepalived's VRRP process, the heartbeat must
+// not wait behind the busy work of its own node (needs CAP_SYS_NICE; without it, best effort)
+try { require('node:os').setPriority(o.nice); } catch (e) { parentPort.postMessage({ log: 'heartbeat thread keeps the default priority (' + e.message + ')' }); }
 const sock = createSocket({ type: 'udp4' });
 sock.on('error', (e) => parentPort.postMessage({ log: 'heartbeat socket: ' + e.message }));
 sock.bind({ address: o.bind, port: 0 }, () => {
@@ -57,7 +64,10 @@ sock.bind({ address: o.bind, port: 0 }, () => {
     gated = false;
     const payload = 'EGLHB2 ' + o.node + ' ' + epoch + ' ' + (++seq);
     const mac = createHmac('sha256', o.token).update(payload).digest('hex').slice(0, 32);
-    sock.send(payload + ' ' + mac, o.port, o.target, (err) => { if (!err) Atomics.add(counters, 0, 1); });
+    sock.send(payload + ' ' + mac, o.port, o.target, (err) => {
+      if (err) return;
+      if (Atomics.add(counters, 0, 1) === 0) parentPort.postMessage({ first: true });
+    });
   }, o.intervalMs);
 });
 parentPort.on('message', (m) => { if (m === 'stop') { sock.close(); process.exit(0); } });
@@ -69,6 +79,9 @@ export class Beacon {
   private readonly shared = new SharedArrayBuffer(16);
   private readonly fed = new BigInt64Array(this.shared, 0, 1);
   private readonly counters = new Int32Array(this.shared, 8, 2);
+  private firstSent: () => void = () => undefined;
+  /** resolves once the first heartbeat went out */
+  readonly first = new Promise<void>((r) => (this.firstSent = r));
 
   constructor(private readonly o: BeaconOptions) {}
 
@@ -80,9 +93,12 @@ export class Beacon {
     this.feeder.unref();
     const w = new Worker(WORKER, {
       eval: true,
-      workerData: { node: this.o.node, token: this.o.token, bind: this.o.bind, target: this.o.target, port: this.o.port, intervalMs: this.o.intervalMs, watchdogMs, shared: this.shared },
+      workerData: { node: this.o.node, token: this.o.token, bind: this.o.bind, target: this.o.target, port: this.o.port, intervalMs: this.o.intervalMs, watchdogMs, nice: this.o.nice ?? -10, shared: this.shared },
     });
-    w.on('message', (m: { log?: string }) => m.log && this.o.log?.(m.log));
+    w.on('message', (m: { log?: string; first?: boolean }) => {
+      if (m.first) this.firstSent();
+      if (m.log) this.o.log?.(m.log);
+    });
     w.on('error', (e) => this.o.log?.(`heartbeat thread failed: ${e.message}`));
     w.unref();
     this.worker = w;

@@ -41,7 +41,12 @@ export class LeaseModule implements NodeModule {
         log: (m) => this.ctx.log(this.name, m),
       });
       this.beacon.start();
-      this.ctx.log(this.name, `heartbeats to ${target}:${c.heartbeatPort} every ${heartbeatIntervalMs} ms`);
+      // the first Lease renewal must not come before the heartbeats: a renewal alone marks the node
+      // Up, and a heartbeat thread still starting (a busy machine) would then let it expire once
+      let timer: NodeJS.Timeout | undefined;
+      const started = await Promise.race([this.beacon.first.then(() => true), new Promise<boolean>((r) => (timer = setTimeout(() => r(false), 5000)))]);
+      if (timer) clearTimeout(timer);
+      this.ctx.log(this.name, `heartbeats to ${target}:${c.heartbeatPort} every ${heartbeatIntervalMs} ms${started ? '' : ' (none sent within 5 s: renewing the Lease anyway)'}`);
     }
     this.ctx.log(this.name, `renewing ${NODE_LEASE_NAMESPACE}/${nodeName} every ${leaseRenewIntervalMs} ms`);
     this.renewer = startLeaseRenewer(this.ctx.client, nodeName, leaseRenewIntervalMs, (e) => this.onError(e));

@@ -26,6 +26,8 @@ export const DEFAULT_TIMINGS: LivenessTimings = { renewIntervalMs: 100, expiryMs
 
 interface Entry {
   renewKey: string | undefined;
+  /** controller-clock time of the last signal (undefined: none since start) */
+  seenAt?: number;
   /** controller-clock time until which the node counts as Up */
   upUntil: number;
 }
@@ -52,13 +54,18 @@ export class LivenessTracker {
     if (renewKey === undefined) return false;
     if (e && e.renewKey === renewKey) return false;
     const wasUp = e ? now < e.upUntil : false;
-    this.entries.set(node, { renewKey, upUntil: now + this.timings.expiryMs });
+    this.entries.set(node, { renewKey, upUntil: now + this.timings.expiryMs, seenAt: now });
     return !wasUp;
   }
 
   /** The Lease was deleted: the node is Down from now on. */
   forget(node: string): void {
     this.entries.set(node, { renewKey: undefined, upUntil: Number.NEGATIVE_INFINITY });
+  }
+
+  /** Controller-clock time of the node's last liveness signal, if any since start. */
+  lastSeen(node: string): number | undefined {
+    return this.entries.get(node)?.seenAt;
   }
 
   state(node: string, now: number): NodeState {

@@ -274,7 +274,9 @@ export class Controller {
         this.nodeStates.set(n.name, n.state);
         const node = this.service.tryGet(this.def('', 'nodes'), 'v1', undefined, n.name);
         if (prev !== undefined || n.state === 'Up') {
-          this.log(`liveness: node ${n.name} is ${n.state}${prev ? ` (was ${prev})` : ''}`);
+          const seen = this.liveness.lastSeen(n.name);
+          const why = n.state === 'Down' && seen !== undefined ? `: last signal ${now - seen} ms ago on the failure detector's clock (controller stalled ${this.stalledMs} ms in all)` : '';
+          this.log(`liveness: node ${n.name} is ${n.state}${prev ? ` (was ${prev})` : ''}${why}`);
           if (node) this.events.record(node, n.state === 'Up' ? 'Normal' : 'Warning', n.state === 'Up' ? 'NodeUp' : 'NodeDown', n.state === 'Up' ? `node ${n.name} renewed its lease: Up` : `node ${n.name} did not renew its lease within ${this.cfg.lease.expiryMs} ms: Down`);
         }
         if (node) this.setNodeReady(node, n.state);

@@ -63,9 +63,10 @@ async function readObservations(lab: Lab, target: Target, needle: string, since:
       .filter(Boolean)
       .map((l) => JSON.parse(l) as Observation)
       .filter((o) => o.t >= since - 5);
-  // The target may be down (a fault): then it observed nothing we can read.
+  // A target that is down (a fault) has no helper: it observed nothing we can read. A live target
+  // whose log cannot be read is an error of the harness, never "nothing observed".
   const ch = await lab.helper(target.container).catch(() => undefined);
-  if (ch?.alive) return parse(await ch.watch(file, needle, since, waitMs).catch(() => [] as string[]));
+  if (ch?.alive) return parse(await ch.watch(file, needle, since, waitMs));
   const grep = async (): Promise<Observation[]> => {
     const r = await lab.exec(target.container, ['grep', '-F', needle, file], { check: false }).catch(() => ({ stdout: '' }));
     return parse(r.stdout.split('\n'));
