@@ -5,8 +5,10 @@
  *  1. Apply time: the ConfigMap goes from `nonMasqueradeCIDRs: []` to 10,000 random disjoint public
  *     CIDRs (11.0.0.0-126.255.255.255, /24-/30) through the API. Reported: the agents' own apply time
  *     (their log line "rules applied: ... (N ms, ...)": one `nft -f` transaction plus the listing that
- *     fingerprints it), the API write -> status shows the new set on every pod node, and `nft -f` of the
- *     same rendered ruleset timed inside node-1 (repeated). Target: <= 1 s.
+ *     fingerprints it; shown, not judged), the judged figure: API write request sent -> the new set in
+ *     every pod node's KERNEL (an `nft get element` of the last CIDR, polled every 10 ms on each node),
+ *     and `nft -f` of the same rendered ruleset timed inside node-1 (repeated; the floor). Target:
+ *     p95 <= 1 s.
  *  2. Datapath cost, 10,000 CIDRs vs 0 (interleaved rounds, medians): the VPC endpoint 172.16.100.10
  *     is outside both lists, so the pod's traffic is masqueraded either way after a set lookup that
  *     misses. RTT p50 of a continuous TCP probe (every packet a new connection, so every packet goes
@@ -25,6 +27,7 @@ import { DEFAULT_LAB_PATHS } from '../controller/lab-config.js';
 import { processLog } from '../harness/lab/process.js';
 import { parseMasqConfig } from '../agent/masq/config.js';
 import { renderMasqRuleset } from '../agent/masq/render.js';
+import { MASQ_TABLE, NONMASQ_SET } from '../agent/masq/constants.js';
 import type { Proto } from '../harness/inlab/protocol.js';
 import { randomDisjointCidrs } from './cidrs.js';
 
@@ -92,13 +95,26 @@ async function main(): Promise<void> {
       pollUntil(() => Promise.all(NODES.map((n) => masqStatus(lab, n))), { what, timeoutMs: 30_000, intervalMs: 100, accept: (all) => all.every(ok) });
     await until('0 CIDRs on every node', (s) => s.setElements === 0);
 
+    // "Programmed" is read from each node's kernel, not from the agent: an address inside the last
+    // CIDR of the list is (or is no longer) an element of the nonmasq set. nft commits the whole set
+    // in one transaction, so one element stands for all of them.
+    const inKernel = async (node: string, probeIp: string): Promise<boolean> =>
+      (await lab.exec(node, ['nft', 'get', 'element', 'ip', MASQ_TABLE, NONMASQ_SET, `{ ${probeIp} }`], { check: false })).exitCode === 0;
     const set = async (cidrs: string[]) => {
-      const want = cidrs.length ? elements : 0;
+      const probeIp = (cidrs.length ? cidrs : big)[cidrs.length ? cidrs.length - 1 : 0]!.split('/')[0]!;
+      const want = cidrs.length > 0;
+      // timed from the moment the write request is sent, to the last node's kernel holding the set
       const w0 = Date.now();
-      cm = await api.update(R.configmaps, { ...cm, data: { config: configText(cidrs) } });
-      const w = Date.now();
-      await until(`${want} set elements on every node`, (s) => s.setElements === want);
-      return { writeMs: w - w0, toAllMs: Date.now() - w };
+      const write = api.update(R.configmaps, { ...cm, data: { config: configText(cidrs) } });
+      const seen = Promise.all(
+        NODES.map((n) =>
+          pollUntil(() => inKernel(n, probeIp), { what: `${n}: ${probeIp} ${want ? 'in' : 'out of'} the nonmasq set`, timeoutMs: 30_000, intervalMs: 10, accept: (v) => v === want }).then(() => Date.now() - w0),
+        ),
+      );
+      cm = await write;
+      const writeMs = Date.now() - w0;
+      const perNode = await seen;
+      return { writeMs, toAllMs: Math.max(...perNode), perNode };
     };
 
     // ---- 1. apply time ------------------------------------------------------------------------
@@ -109,7 +125,7 @@ async function main(): Promise<void> {
       const applied = await Promise.all(NODES.map((n) => agentApplyMs(lab, n)));
       applied.forEach((a) => agentMs.push(a.ms));
       e2e.push(up.toAllMs);
-      console.log(`round ${i + 1}: API write (${(configText(big).length / 1024).toFixed(0)} KiB) ${up.writeMs} ms; -> ${elements} elements in every node's status +${up.toAllMs} ms; agents' apply ${applied.map((a) => `${a.ms} ms`).join(', ')}`);
+      console.log(`round ${i + 1}: API write (${(configText(big).length / 1024).toFixed(0)} KiB) answered +${up.writeMs} ms; set in each node's kernel +${up.perNode.join(' / +')} ms (all +${up.toAllMs} ms, from the request sent); agents' own apply ${applied.map((a) => `${a.ms} ms`).join(', ')}`);
       if (i === 0) console.log(`  node-1 log: ${applied[0]!.line.trim()}`);
       await set([]);
     }
@@ -122,7 +138,10 @@ async function main(): Promise<void> {
     ]);
     const nftMs = nftRun.stdout.trim().split('\n').map((us) => Number(us) / 1000);
     console.log(`nft -f of the ${elements}-element ruleset in node-1 (x${nftMs.length}): p50 ${median(nftMs).toFixed(0)} ms, max ${Math.max(...nftMs).toFixed(0)} ms`);
-    console.log(`apply: agents' own apply (nft -f + fingerprint listing) p50 ${median(agentMs).toFixed(0)} ms, max ${Math.max(...agentMs).toFixed(0)} ms; API write -> all 3 nodes programmed p50 ${median(e2e).toFixed(0)} ms, max ${Math.max(...e2e).toFixed(0)} ms; target <= 1000 ms: ${Math.max(...agentMs, ...nftMs) <= 1000 ? 'met' : 'NOT met'}`);
+    console.log(`apply, side by side:`);
+    console.log(`  nft -f of the ruleset in node-1 (the floor)        p50 ${median(nftMs).toFixed(0)} ms, max ${Math.max(...nftMs).toFixed(0)} ms`);
+    console.log(`  agents' own apply (their log; not judged)          p50 ${median(agentMs).toFixed(0)} ms, max ${Math.max(...agentMs).toFixed(0)} ms`);
+    console.log(`  API write sent -> every node's kernel (judged)     p50 ${median(e2e).toFixed(0)} ms, p95 ${pct(e2e, 95).toFixed(0)} ms, max ${Math.max(...e2e).toFixed(0)} ms; target p95 <= 1000 ms: ${pct(e2e, 95) <= 1000 ? 'met' : 'NOT met'}`);
 
     // ---- 2. datapath: 10,000 vs 0 -------------------------------------------------------------
     // iperf3 server in the VPC endpoint; its responder redirects every TCP port to itself, so let 5201 through.

@@ -1,6 +1,6 @@
 /**
  * Real clients against a lab's API server (the controller in cp-1), reached from the host only
- * through the forward on 127.0.0.1 (docker exec + in-lab tcp-pipe, no host route): real kubectl
+ * through the forward on 127.0.0.1 (one docker exec carrying every connection, no host route): real kubectl
  * (KUBECTL overrides /usr/bin/kubectl), `egresslab apply -f`, `egresslab kubeconfig` with its
  * background forwarder, and @kubernetes/client-node list/watch.
  */
