@@ -244,7 +244,9 @@ export function runProbe(opts: ProbeClientOptions, emit: (r: ClientRecord) => vo
       });
       const stopChild = () => child.kill('SIGINT');
       stopHooks.push(stopChild);
-      child.on('exit', () => {
+      // 'close', not 'exit': 'exit' can come before ping's last output lines were read, and a
+      // reply ping did print would then be counted as lost (seen with two pings started at once)
+      child.on('close', () => {
         // Packets never reported (the last one when it got no answer) are losses.
         const total = stopping ? lastSeen : count;
         for (let seq = 1; seq <= total; seq++) if (!settled.has(seq)) emit({ seq, t: Date.now(), replied: false, error: 'timeout' });
