@@ -15,6 +15,10 @@
  *   -> {"id":2,"op":"spawn","argv":[...],"netns":"pod-x"}          detached, like `docker exec -d`
  *   -> {"id":3,"op":"probe","args":{ProbeClientOptions, mode once},"netns":"pod-x"}
  *   <- {"id":3,"ok":true,"result":ClientRecord}
+ *   -> {"id":5,"op":"start-probe","args":{..., mode continuous},"out":"/run/egresslab/probe-T.jsonl","netns":"pod-x"}
+ *   <- {"id":5,"ok":true,"result":{"token":"T"}}        records are appended to `out` as they settle
+ *   -> {"id":6,"op":"stop-probe","args":{"token":"T"},"netns":"pod-x"}
+ *   <- {"id":6,"ok":true,"result":{"records":N}}        once every packet in flight has settled
  *   -> {"id":4,"op":"watch","file":"/run/egresslab/observed.jsonl","needle":"...","since":0,"timeoutMs":1500}
  *   <- {"id":4,"ok":true,"result":["<matching line>", ...]}      [] when nothing matched in time
  *   <- {"id":N,"ok":false,"error":"..."}
@@ -23,14 +27,16 @@
  * Runs on Node 18 inside lab containers: no dependencies.
  */
 import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
-import { openSync, closeSync, readSync, fstatSync } from 'node:fs';
+import { appendFileSync, openSync, closeSync, readSync, fstatSync } from 'node:fs';
 import { constants } from 'node:os';
 import { runProbe } from './probe-core.js';
 import { probeClientIssues, type ClientRecord, type ProbeClientOptions } from './protocol.js';
 
 interface Request {
   id: number;
-  op: 'exec' | 'spawn' | 'probe' | 'watch' | 'ping';
+  op: 'exec' | 'spawn' | 'probe' | 'watch' | 'ping' | 'start-probe' | 'stop-probe';
+  /** start-probe: the file each record is appended to (one JSON line per settled packet) */
+  out?: string;
   netns?: string;
   argv?: string[];
   stdin?: string;
@@ -111,6 +117,37 @@ function probeOp(r: Request): Promise<ClientRecord> {
   let rec: ClientRecord | undefined;
   const run = runProbe({ ...args!, mode: 'once', count: 1 }, (x) => (rec = x));
   return run.done.then(() => rec ?? { seq: 1, t: Date.now(), replied: false, error: 'no record' });
+}
+
+/** Continuous probes running in this process, by token. */
+const running = new Map<string, { stop(): void; done: Promise<void>; count: number }>();
+
+function startProbeOp(r: Request): Promise<{ token: string }> {
+  const args = r.args;
+  const issues = args ? probeClientIssues(args) : ['args: missing'];
+  if (!r.out) issues.push('out: missing');
+  if (issues.length) return Promise.reject(new Error(`start-probe: ${issues.join('; ')}`));
+  if (running.has(args!.token)) return Promise.reject(new Error(`start-probe: token ${args!.token} is running already`));
+  const out = r.out!;
+  appendFileSync(out, '');
+  const entry = { stop: () => undefined as void, done: Promise.resolve(), count: 0 };
+  const run = runProbe({ ...args!, mode: 'continuous' }, (rec) => {
+    entry.count++;
+    appendFileSync(out, `${JSON.stringify(rec)}\n`);
+  });
+  entry.stop = run.stop;
+  entry.done = run.done.finally(() => running.delete(args!.token));
+  running.set(args!.token, entry);
+  return Promise.resolve({ token: args!.token });
+}
+
+async function stopProbeOp(r: Request): Promise<{ records: number }> {
+  const token = r.args?.token ?? '';
+  const e = running.get(token);
+  if (!e) return { records: -1 }; // finished already (its count reached) or never started here
+  e.stop();
+  await e.done;
+  return { records: e.count };
 }
 
 /**
@@ -235,6 +272,10 @@ function handle(r: Request): void {
       return reply(r.id, probeOp(r));
     case 'watch':
       return reply(r.id, watchOp(r));
+    case 'start-probe':
+      return reply(r.id, startProbeOp(r));
+    case 'stop-probe':
+      return reply(r.id, stopProbeOp(r));
     case 'ping':
       return reply(r.id, Promise.resolve({ pid: process.pid }));
     default:

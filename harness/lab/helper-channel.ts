@@ -214,6 +214,16 @@ export class HelperChannel {
     return this.request<ClientRecord>({ op: 'probe', args, ...(netns ? { netns } : {}) }, `probe to ${args.to}`, args.timeoutMs + 15_000);
   }
 
+  /** Starts a continuous probe inside the helper (in `netns` when given); its records are appended to `out`. */
+  async startProbe(args: ProbeClientOptions, out: string, netns?: string): Promise<void> {
+    await this.request({ op: 'start-probe', args, out, ...(netns ? { netns } : {}) }, `continuous probe to ${args.to}`, 30_000);
+  }
+
+  /** Stops it; resolves once every packet in flight has settled. */
+  async stopProbe(token: string, netns: string | undefined, timeoutMs: number): Promise<void> {
+    await this.request({ op: 'stop-probe', args: { token }, ...(netns ? { netns } : {}) }, `stopping continuous probe ${token}`, timeoutMs);
+  }
+
   /** Lines of `file` containing `needle` (JSON lines with t >= since - 5), as soon as one exists; [] after timeoutMs. */
   watch(file: string, needle: string, since: number, timeoutMs: number): Promise<string[]> {
     return this.request<string[]>({ op: 'watch', file, needle, since, timeoutMs }, `watch ${file}`, timeoutMs);

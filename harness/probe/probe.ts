@@ -9,7 +9,7 @@ import { isIPv4 } from '../topology/addresses.js';
 import { ValidationError } from '../util/errors.js';
 import { inLabProgram } from '../util/paths.js';
 import { pollUntil } from '../util/poll.js';
-import { newToken, RUN_DIR, PROTOS, synKey, type ClientRecord, type Observation, type Proto } from '../inlab/protocol.js';
+import { newToken, RUN_DIR, PROTOS, synKey, type ClientRecord, type Observation, type ProbeClientOptions, type Proto } from '../inlab/protocol.js';
 import { buildTimeline, type Timeline } from './timeline.js';
 
 export interface ProbeOptions {
@@ -165,6 +165,8 @@ export function checkContinuousProbeArgs(to: string, options: ContinuousProbeOpt
 /** A probe sending one sequence-numbered packet every `intervalMs` until stopped. */
 export class ContinuousProbe {
   private stopped?: Promise<Timeline>;
+  /** runs inside the source container's helper (else: a probe-client process) */
+  inHelper = false;
   constructor(
     private readonly lab: Lab,
     private readonly source: Place,
@@ -197,6 +199,13 @@ export class ContinuousProbe {
     const args = JSON.stringify({ to, port: port ?? 0, proto, timeoutMs, token, mode: 'continuous', intervalMs, count, ...stream });
     const { out, pid } = p.files;
     await lab.exec(source.container, ['mkdir', '-p', RUN_DIR]);
+    const ch = await lab.helper(source.container);
+    if (ch?.alive) {
+      // in-process in the container's helper: no process per probe
+      await ch.startProbe(JSON.parse(args) as ProbeClientOptions, out, source.netns);
+      p.inHelper = true;
+      return p;
+    }
     await lab.execDetached(source.container, [
       'sh', '-c', `echo $$ > ${pid}; exec "$@" > ${out} 2>&1`, 'sh',
       ...(source.netns ? ['ip', 'netns', 'exec', source.netns] : []),
@@ -252,11 +261,17 @@ export class ContinuousProbe {
   private async doStop(): Promise<Timeline> {
     const { pid } = this.files;
     const c = this.source.container;
-    await this.lab.exec(c, ['sh', '-c', `kill -TERM $(cat ${pid}) 2>/dev/null || true`]);
-    await pollUntil(async () => (await this.lab.exec(c, ['sh', '-c', `kill -0 $(cat ${pid}) 2>/dev/null`], { check: false })).exitCode !== 0, {
-      what: `continuous probe ${this.source.label} -> ${this.to} to stop`,
-      timeoutMs: 15_000,
-    });
+    const ch = this.inHelper ? await this.lab.helper(c) : undefined;
+    if (ch?.alive) {
+      await ch.stopProbe(this.token, this.source.netns, 15_000);
+    } else if (!this.inHelper) {
+      await this.lab.exec(c, ['sh', '-c', `kill -TERM $(cat ${pid}) 2>/dev/null || true`]);
+      await pollUntil(async () => (await this.lab.exec(c, ['sh', '-c', `kill -0 $(cat ${pid}) 2>/dev/null`], { check: false })).exitCode !== 0, {
+        what: `continuous probe ${this.source.label} -> ${this.to} to stop`,
+        timeoutMs: 15_000,
+      });
+    }
+    // (a helper that is gone took the probe with it: its container stopped; what it recorded stays in the file)
     const records = await this.records();
     const observations = this.target ? await this.settledObservations(this.target) : [];
     const meta = { from: this.source.label, to: this.to, proto: this.proto, intervalMs: this.intervalMs, ...(this.port ? { port: this.port } : {}) };
