@@ -118,18 +118,18 @@ async function logTail(lab: Lab, container: string, name: string, lines = 15): P
   return log.trim().split('\n').slice(-lines).join('\n');
 }
 
-/** Waits (inside the node, one exec) until the agent's status file says running. */
+/** Waits (inside the node: its helper polls the file, no process per poll) until the agent's status file says running. */
 async function waitAgentRunning(lab: Lab, node: string, timeoutMs: number): Promise<void> {
   const status = DEFAULT_LAB_PATHS.agentStatus;
-  const tries = Math.ceil(timeoutMs / 20);
-  const script = [
-    `i=0; while [ $i -lt ${tries} ]; do`,
-    `  grep -Eq '"phase": *"running"' ${status} 2>/dev/null && exit 0`,
-    `  i=$((i+1)); sleep 0.02`,
-    'done; exit 1',
-  ].join('\n');
-  const r = await lab.exec(node, ['sh', '-c', script], { check: false, timeoutMs: timeoutMs + 5_000 });
-  if (r.exitCode === 0) return;
+  const ch = await lab.helper(node);
+  let ok: boolean;
+  if (ch?.alive) ok = await ch.waitMatch(status, '"phase": *"running"', timeoutMs);
+  else {
+    const tries = Math.ceil(timeoutMs / 20);
+    const script = [`i=0; while [ $i -lt ${tries} ]; do`, `  grep -Eq '"phase": *"running"' ${status} 2>/dev/null && exit 0`, `  i=$((i+1)); sleep 0.02`, 'done; exit 1'].join('\n');
+    ok = (await lab.exec(node, ['sh', '-c', script], { check: false, timeoutMs: timeoutMs + 5_000 })).exitCode === 0;
+  }
+  if (ok) return;
   const running = await processRunning(lab, node, AGENT_PROCESS).catch(() => false);
   throw new LabError(
     `lab ${lab.id}: the agent on ${node} is not running after ${timeoutMs} ms (${running ? 'process alive' : 'process exited'}); its log ends with:\n${await logTail(lab, node, AGENT_PROCESS)}`,

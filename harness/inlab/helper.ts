@@ -19,6 +19,8 @@
  *   <- {"id":5,"ok":true,"result":{"token":"T"}}        records are appended to `out` as they settle
  *   -> {"id":6,"op":"stop-probe","args":{"token":"T"},"netns":"pod-x"}
  *   <- {"id":6,"ok":true,"result":{"records":N}}        once every packet in flight has settled
+ *   -> {"id":7,"op":"wait-match","file":"/run/egresslab/agent-status.json","pattern":"\"phase\": *\"running\"","timeoutMs":20000}
+ *   <- {"id":7,"ok":true,"result":true}                 false when it did not match in time
  *   -> {"id":4,"op":"watch","file":"/run/egresslab/observed.jsonl","needle":"...","since":0,"timeoutMs":1500}
  *   <- {"id":4,"ok":true,"result":["<matching line>", ...]}      [] when nothing matched in time
  *   <- {"id":N,"ok":false,"error":"..."}
@@ -27,14 +29,16 @@
  * Runs on Node 18 inside lab containers: no dependencies.
  */
 import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
-import { appendFileSync, openSync, closeSync, readSync, fstatSync } from 'node:fs';
+import { appendFileSync, openSync, closeSync, readFileSync, readSync, fstatSync } from 'node:fs';
 import { constants } from 'node:os';
 import { runProbe } from './probe-core.js';
 import { probeClientIssues, type ClientRecord, type ProbeClientOptions } from './protocol.js';
 
 interface Request {
   id: number;
-  op: 'exec' | 'spawn' | 'probe' | 'watch' | 'ping' | 'start-probe' | 'stop-probe';
+  op: 'exec' | 'spawn' | 'probe' | 'watch' | 'ping' | 'start-probe' | 'stop-probe' | 'wait-match';
+  /** wait-match: a regular expression the file's content must match */
+  pattern?: string;
   /** start-probe: the file each record is appended to (one JSON line per settled packet) */
   out?: string;
   netns?: string;
@@ -203,6 +207,31 @@ function watchOp(r: Request): Promise<string[]> {
   });
 }
 
+/** Polls a file (every 20 ms, in-process: no fork) until its content matches `pattern`. */
+function waitMatchOp(r: Request): Promise<boolean> {
+  let re: RegExp;
+  try {
+    re = new RegExp(r.pattern ?? '');
+  } catch (e) {
+    return Promise.reject(new Error(`wait-match: bad pattern: ${(e as Error).message}`));
+  }
+  const deadline = Date.now() + (r.timeoutMs ?? 0);
+  return new Promise((resolve) => {
+    const tick = (): void => {
+      let text = '';
+      try {
+        text = readFileSync(r.file ?? '', 'utf8');
+      } catch {
+        /* not there yet */
+      }
+      if (re.test(text)) return resolve(true);
+      if (Date.now() >= deadline) return resolve(false);
+      setTimeout(tick, 20);
+    };
+    tick();
+  });
+}
+
 /** Child helpers, one per pod network namespace (parent only). */
 const children = new Map<string, { proc: ChildProcessWithoutNullStreams; ids: Set<number>; ready: Promise<void> }>();
 
@@ -252,7 +281,7 @@ function childFor(netns: string): { proc: ChildProcessWithoutNullStreams; ids: S
 }
 
 function handle(r: Request): void {
-  if (!isChild && r.netns && r.op !== 'watch') {
+  if (!isChild && r.netns && r.op !== 'watch' && r.op !== 'wait-match') {
     if (!NETNS.test(r.netns)) return send({ id: r.id, ok: false, error: `bad netns name ${JSON.stringify(r.netns)}` });
     const c = childFor(r.netns);
     c.ids.add(r.id);
@@ -272,6 +301,8 @@ function handle(r: Request): void {
       return reply(r.id, probeOp(r));
     case 'watch':
       return reply(r.id, watchOp(r));
+    case 'wait-match':
+      return reply(r.id, waitMatchOp(r));
     case 'start-probe':
       return reply(r.id, startProbeOp(r));
     case 'stop-probe':

@@ -224,6 +224,11 @@ export class HelperChannel {
     await this.request({ op: 'stop-probe', args: { token }, ...(netns ? { netns } : {}) }, `stopping continuous probe ${token}`, timeoutMs);
   }
 
+  /** Whether `file`'s content matches `pattern` within timeoutMs (polled inside the container, no fork). */
+  waitMatch(file: string, pattern: string, timeoutMs: number): Promise<boolean> {
+    return this.request<boolean>({ op: 'wait-match', file, pattern, timeoutMs }, `wait for ${file}`, timeoutMs);
+  }
+
   /** Lines of `file` containing `needle` (JSON lines with t >= since - 5), as soon as one exists; [] after timeoutMs. */
   watch(file: string, needle: string, since: number, timeoutMs: number): Promise<string[]> {
     return this.request<string[]>({ op: 'watch', file, needle, since, timeoutMs }, `watch ${file}`, timeoutMs);

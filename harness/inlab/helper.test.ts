@@ -1,0 +1,75 @@
+/**
+ * The in-lab helper as a program (dist/harness/inlab/helper.js, built by `npm test`'s pretest), on
+ * this machine: nothing here touches a network namespace or the host's network (no netns request,
+ * no probe to anything but loopback).
+ */
+import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
+import { mkdtempSync, writeFileSync, appendFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { projectRoot } from '../util/paths.js';
+
+let child: ChildProcessWithoutNullStreams;
+let dir: string;
+let nextId = 1;
+const waiting = new Map<number, (m: { ok: boolean; result?: unknown; error?: string }) => void>();
+
+function call(msg: Record<string, unknown>): Promise<{ ok: boolean; result?: unknown; error?: string }> {
+  const id = nextId++;
+  return new Promise((resolve) => {
+    waiting.set(id, resolve);
+    child.stdin.write(`${JSON.stringify({ ...msg, id })}\n`);
+  });
+}
+
+beforeAll(async () => {
+  dir = mkdtempSync(join(tmpdir(), 'egl-helper-'));
+  child = spawn(process.execPath, [join(projectRoot(), 'dist/harness/inlab/helper.js')], { stdio: ['pipe', 'pipe', 'pipe'] });
+  let buf = '';
+  let ready: () => void = () => undefined;
+  const readyP = new Promise<void>((r) => (ready = r));
+  child.stdout.on('data', (d: Buffer) => {
+    buf += d.toString();
+    let nl: number;
+    while ((nl = buf.indexOf('\n')) >= 0) {
+      const m = JSON.parse(buf.slice(0, nl)) as { id?: number; ready?: boolean; ok: boolean };
+      buf = buf.slice(nl + 1);
+      if (m.ready) ready();
+      else waiting.get(m.id!)?.(m);
+    }
+  });
+  await readyP;
+});
+
+afterAll(() => {
+  child.stdin.end();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+describe('in-lab helper', () => {
+  it('runs commands with stdin, exit codes and the docker exec answer for a missing program', async () => {
+    expect(await call({ op: 'exec', argv: ['sh', '-c', 'cat; echo err >&2; exit 3'], stdin: 'hello' })).toEqual({ id: expect.any(Number), ok: true, result: { exitCode: 3, stdout: 'hello', stderr: 'err\n' } });
+    const missing = await call({ op: 'exec', argv: ['no-such-program-egl'] });
+    expect(missing.result).toMatchObject({ exitCode: 127, stderr: expect.stringContaining('executable file not found') });
+    expect(await call({ op: 'exec', argv: ['sleep', '5'], timeoutMs: 100 })).toMatchObject({ ok: false, error: 'timed out after 100 ms' });
+    expect(await call({ op: 'nope' })).toMatchObject({ ok: false, error: 'unknown op "nope"' });
+  });
+
+  it('waits for a matching observation line in-process, and answers [] when none comes in time', async () => {
+    const f = join(dir, 'observed.jsonl');
+    writeFileSync(f, `${JSON.stringify({ t: 1, tok: 'old' })}\n`);
+    const pending = call({ op: 'watch', file: f, needle: '"tok":"abc"', since: 100, timeoutMs: 3000 });
+    setTimeout(() => appendFileSync(f, `${JSON.stringify({ t: 50, tok: 'abc' })}\n${JSON.stringify({ t: 200, tok: 'abc' })}\n`), 50);
+    expect((await pending).result).toEqual([JSON.stringify({ t: 200, tok: 'abc' })]);
+    expect((await call({ op: 'watch', file: f, needle: '"tok":"zzz"', since: 0, timeoutMs: 60 })).result).toEqual([]);
+  });
+
+  it('waits until a file matches a pattern (the agent status), false after the deadline', async () => {
+    const f = join(dir, 'status.json');
+    const pending = call({ op: 'wait-match', file: f, pattern: '"phase": *"running"', timeoutMs: 3000 });
+    setTimeout(() => writeFileSync(f, '{"phase": "running"}'), 50);
+    expect((await pending).result).toBe(true);
+    expect((await call({ op: 'wait-match', file: f, pattern: 'stopped', timeoutMs: 60 })).result).toBe(false);
+  });
+});
