@@ -4,14 +4,17 @@
  *
  *  - suspect(peer): a peer heard before has been silent for interval x misses (300 ms by default);
  *  - isolated():    at least one peer was ever heard and none for `isolationMs` (400 ms): this node
- *                   may be cut off (partition); the module then checks the API (250 ms) and, if that
+ *                   may be cut off (partition); the module then checks the API (500 ms) and, if that
  *                   fails too, gives its floating IPs up on its own, around the time the controller
  *                   (lease expiry 600 ms) hands them to another node.
  *
  * A peer that never sent a heartbeat (older agent, no agent) is never suspect: heartbeats only ever
- * add information to the controller's leases, they never remove any.
+ * add information to the controller's leases, they never remove any. Silence is measured on a
+ * stall-aware clock (controller/logic/liveness.ts): time this agent itself was not running does not
+ * count, so a starved agent never takes itself for cut off.
  */
 import { createSocket, type Socket } from 'node:dgram';
+import { StallAwareClock } from '../../controller/logic/liveness.js';
 import { HEARTBEAT_INTERVAL_MS, HEARTBEAT_ISOLATION_MS, HEARTBEAT_MISSES, HEARTBEAT_PORT } from './constants.js';
 
 export interface HeartbeatOptions {
@@ -78,7 +81,11 @@ export class Heartbeat {
     this.intervalMs = o.intervalMs ?? HEARTBEAT_INTERVAL_MS;
     const misses = o.misses ?? HEARTBEAT_MISSES;
     this.table = new PeerTable(this.intervalMs * misses, o.isolationMs ?? HEARTBEAT_ISOLATION_MS);
-    this.now = o.now ?? (() => Date.now());
+    // stall-aware: a stretch in which this agent's own loop did not run (a busy machine) is not
+    // counted as the peers' silence (their datagrams are waiting in the socket meanwhile); without
+    // it a starved agent believed itself cut off and fenced its floating IPs (seen in CI)
+    const clock = new StallAwareClock();
+    this.now = o.now ?? (() => clock.now());
   }
 
   setPeers(peers: { name: string; ip: string }[]): void {

@@ -270,7 +270,9 @@ export class GatewayModule implements NodeModule {
     if (this.confirming || iso === this.fenced) return;
     this.confirming = true;
     const started = this.now();
-    void this.readGateway(iso ? 250 : 2000)
+    // a cut-off node's read fails by timeout; 500 ms keeps a merely slow API (a busy machine) from
+    // fencing a healthy holder, and still fences a cut-off one well before the IP can come back
+    void this.readGateway(iso ? 500 : 2000)
       .then(
         (o) => {
           if (o) this.gw.cache.set(`${GATEWAY_NAMESPACE}/${GATEWAY_NAME}`, o);

@@ -13,15 +13,19 @@ describe('liveness audit', () => {
       ev('NodeDown', 'node-3', 'node node-3 did not renew its lease within 600 ms: Down', 2),
       ev('FloatingIPMoved', 'default', 'floating IP 192.168.1.101 moved from node node-3 to node node-2'),
       ev('NodeUp', 'node-3', 'node node-3 renewed its lease: Up', 3),
+      ev('EgressGatewayFenced', 'node-2', 'no heartbeat from any peer node and the API unreachable'),
+      ev('EgressGatewayFenced', 'node-1', 'no heartbeat from any peer node and the API unreachable'),
     ];
     const a = auditLiveness('lab-x', events, [{ node: 'node-1', kind: 'kill', at: 0 }]);
     expect(a.nodeDown).toEqual({ 'node-1': 1, 'node-3': 2 });
     expect(a.movedFrom).toEqual({ 'node-1': 1, 'node-3': 1 });
     expect(a.unexplainedNodeDown).toBe(2);
     expect(a.unexplainedMoves).toBe(1);
+    expect(a.unexplainedFences).toBe(1);
     expect(a.details).toEqual([
       'node-3: 2 NodeDown event(s), 0 fault(s) injected on it',
       '1 floating IP move(s) away from node-3, on which no fault was injected',
+      'node-2 fenced itself 1 time(s) (believed it was cut off), no fault was injected on it',
     ]);
   });
 

@@ -2,7 +2,8 @@
  * Spurious failovers: after each test lab, the API's Events say how often a node was declared Down
  * and a floating IP moved; the lab's fault log says which nodes the test broke. A NodeDown of a node
  * no fault touched, or more NodeDowns of a node than faults injected on it, or a floating IP moved
- * away from a node no fault touched, is the system under test flapping on its own. Every lab's
+ * away from a node no fault touched, or a node fencing itself (EgressGatewayFenced) with no fault on
+ * it, is the system under test flapping on its own. Every lab's
  * audit is appended to artifacts/liveness-audit.jsonl; the global teardown prints the totals.
  */
 import { appendFileSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
@@ -18,10 +19,13 @@ export interface LivenessAudit {
   nodeDown: Record<string, number>;
   /** FloatingIPMoved events per node the IP moved away from */
   movedFrom: Record<string, number>;
+  /** EgressGatewayFenced events per node (a node that believed itself cut off) */
+  fenced: Record<string, number>;
   /** faults injected per node */
   faults: Record<string, number>;
   unexplainedNodeDown: number;
   unexplainedMoves: number;
+  unexplainedFences: number;
   /** one line per unexplained event */
   details: string[];
 }
@@ -35,6 +39,7 @@ function count(e: KubeObject): number {
 export function auditLiveness(lab: string, events: readonly KubeObject[], faults: readonly InjectedFault[]): LivenessAudit {
   const nodeDown: Record<string, number> = {};
   const movedFrom: Record<string, number> = {};
+  const fenced: Record<string, number> = {};
   const faultCount: Record<string, number> = {};
   for (const f of faults) faultCount[f.node] = (faultCount[f.node] ?? 0) + 1;
   for (const e of events) {
@@ -43,6 +48,9 @@ export function auditLiveness(lab: string, events: readonly KubeObject[], faults
     if (reason === 'NodeDown') {
       const node = String((e as { involvedObject?: { name?: string } }).involvedObject?.name ?? '?');
       nodeDown[node] = (nodeDown[node] ?? 0) + count(e);
+    } else if (reason === 'EgressGatewayFenced') {
+      const node = String((e as { involvedObject?: { name?: string } }).involvedObject?.name ?? '?');
+      fenced[node] = (fenced[node] ?? 0) + count(e);
     } else if (reason === 'FloatingIPMoved') {
       const m = / moved from node (\S+) to node /.exec(message);
       const from = m?.[1] ?? '?';
@@ -64,7 +72,13 @@ export function auditLiveness(lab: string, events: readonly KubeObject[], faults
     unexplainedMoves += n;
     details.push(`${n} floating IP move(s) away from ${node}, on which no fault was injected`);
   }
-  return { lab, nodeDown, movedFrom, faults: faultCount, unexplainedNodeDown, unexplainedMoves, details };
+  let unexplainedFences = 0;
+  for (const [node, n] of Object.entries(fenced)) {
+    if (faultCount[node]) continue;
+    unexplainedFences += n;
+    details.push(`${node} fenced itself ${n} time(s) (believed it was cut off), no fault was injected on it`);
+  }
+  return { lab, nodeDown, movedFrom, fenced, faults: faultCount, unexplainedNodeDown, unexplainedMoves, unexplainedFences, details };
 }
 
 export function auditFile(): string {
@@ -94,9 +108,10 @@ export function summarizeAudits(): string | undefined {
     .map((l) => JSON.parse(l) as LivenessAudit);
   const down = audits.reduce((s, a) => s + a.unexplainedNodeDown, 0);
   const moves = audits.reduce((s, a) => s + a.unexplainedMoves, 0);
+  const fences = audits.reduce((s, a) => s + (a.unexplainedFences ?? 0), 0);
   const allDown = audits.reduce((s, a) => s + Object.values(a.nodeDown).reduce((x, y) => x + y, 0), 0);
   const faults = audits.reduce((s, a) => s + Object.values(a.faults).reduce((x, y) => x + y, 0), 0);
-  const lines = [`egresslab liveness audit: ${audits.length} cluster lab(s), ${faults} fault(s) injected, ${allDown} NodeDown event(s); spurious (no fault explains them): ${down} NodeDown, ${moves} floating-IP move(s)`];
+  const lines = [`egresslab liveness audit: ${audits.length} cluster lab(s), ${faults} fault(s) injected, ${allDown} NodeDown event(s); spurious (no fault explains them): ${down} NodeDown, ${moves} floating-IP move(s), ${fences} self-fence(s)`];
   for (const a of audits) for (const d of a.details) lines.push(`  ${a.file ?? a.lab}: ${d}`);
   return lines.join('\n');
 }
