@@ -492,7 +492,7 @@ export class MasqAgent {
     const candidate: Good = {
       config: parsed.config,
       source: parsed.source,
-      configHash: sha(canonicalConfigJson(parsed.config)).slice(0, 16),
+      configHash: sha(canonicalConfigJson(parsed.config)).slice(0, 16), // = masqConfigHash(text) (config.ts)
       render,
       rulesetHash,
       fingerprint: null,

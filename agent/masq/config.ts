@@ -30,6 +30,7 @@ import { parseAllDocuments } from 'yaml';
 import { formatCidr, parseCidr } from './cidr.js';
 import { DEFAULT_NON_MASQUERADE_CIDRS, DEFAULT_RESYNC_INTERVAL_MS } from './constants.js';
 import { nsToMs, parseGoDuration } from './duration.js';
+import { createHash } from 'node:crypto';
 
 export interface MasqConfig {
   /** Validated CIDR strings, in file order, as written (normalisation happens at render time). */
@@ -291,6 +292,12 @@ export function formatIssues(issues: readonly ConfigIssue[]): string {
 }
 
 /** Canonical JSON of a config (stable key order), used for hashing. */
+/** The config hash agents report (status masq.configHash) for a config file's text (null: no file). */
+export function masqConfigHash(text: string | null): string | null {
+  const parsed = parseMasqConfig(text);
+  return parsed.ok ? createHash('sha256').update(canonicalConfigJson(parsed.config)).digest('hex').slice(0, 16) : null;
+}
+
 export function canonicalConfigJson(c: MasqConfig): string {
   return JSON.stringify({
     nonMasqueradeCIDRs: c.nonMasqueradeCIDRs,

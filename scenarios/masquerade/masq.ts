@@ -12,6 +12,7 @@ import { R, KubeApiError, type KubeClient } from '../../controller/client/client
 import type { KubeObject } from '../../controller/api/types.js';
 import { DEFAULT_LAB_PATHS } from '../../controller/lab-config.js';
 import { pollUntil } from '../../harness/util/poll.js';
+import { masqConfigHash } from '../../agent/masq/config.js';
 
 export const VPC = '172.16.100.10';
 export const METADATA = '169.254.169.254';
@@ -213,9 +214,17 @@ export async function untilDefaults(lab: Lab): Promise<void> {
   await untilAgents(lab, 'the default list (no ConfigMap)', (m) => m.configSource === 'defaults' && m.setElements === 11 && m.lastError === null);
 }
 
-/** Every pod node runs the same, file-sourced config as `node` did when it showed `hash`. */
-export async function untilSameConfig(lab: Lab, hash: string | null): Promise<void> {
-  await untilAgents(lab, `config ${String(hash)}`, (m) => m.configHash === hash);
+/**
+ * Every pod node runs the config the API holds now (ConfigMap kube-system/ip-masq-agent key
+ * `config`; the defaults when it is absent). The expected hash comes from the API object, so the
+ * wait cannot latch onto a node's stale status (it used to copy node-1's hash, read a moment before
+ * node-1 rewrote its status file, and then wait for every node to go back to the old config).
+ */
+export async function untilSameConfig(lab: Lab, api: KubeClient): Promise<void> {
+  const cm = await api.tryGet(R.configmaps, MASQ_CONFIGMAP.name, MASQ_CONFIGMAP.namespace);
+  const text = (cm?.data as Record<string, string> | undefined)?.config ?? null;
+  const hash = masqConfigHash(text);
+  await untilAgents(lab, `config ${String(hash)} (the ConfigMap in the API)`, (m) => m.configHash === hash);
 }
 
 /** Events about a Node (the agent records them in namespace default). */

@@ -66,7 +66,7 @@ async function pids(): Promise<Record<string, number>> {
 /** Waits until node-1 shows the config through a probe, then until every node runs the same config. */
 async function converge(from: string, to: string, source: string): Promise<number> {
   const ms = await untilSeenFrom(lab, from, to, source, 5_000);
-  await untilSameConfig(lab, (await agentStatus(lab, 'node-1')).masq!.configHash);
+  await untilSameConfig(lab, api);
   return ms;
 }
 
@@ -101,7 +101,7 @@ describe('Standard, ip-masq-agent, custom nonMasqueradeCIDRs', () => {
     await untilSeenFrom(lab, POD, '1.1.1.1', podIP(lab, POD), 5_000);
     await untilSeenFrom(lab, POD, '8.8.8.8', nodeIP(lab, POD), Math.max(1, 5_000 - (Date.now() - t0)));
     console.log(`kubectl apply -> both changes seen by probes after ${Date.now() - t0} ms`);
-    await untilSameConfig(lab, (await agentStatus(lab, 'node-1')).masq!.configHash);
+    await untilSameConfig(lab, api);
     expect(await pids()).toEqual(before);
     expect(await processRunning(lab, 'cp-1', 'controller')).toBe(true);
     await expectFlows(lab, [
