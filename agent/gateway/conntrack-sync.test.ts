@@ -175,6 +175,20 @@ describe('ConntrackSync (fake processes)', () => {
     await s.stop();
   });
 
+  it('bulk send: conntrackd -B re-sends the cache (counted); nothing while the daemon is not running', async () => {
+    const f = fakeIO();
+    const s = new ConntrackSync({ ...base, io: f.io, log: () => undefined });
+    expect(await s.bulkSend()).toBe(false);
+    expect(f.calls).toEqual([]);
+    await s.start();
+    f.calls.length = 0;
+    expect(await s.bulkSend()).toBe(true);
+    expect(f.calls).toEqual(['conntrackd -B']);
+    expect(s.status()).toMatchObject({ bulkSends: 1, lastError: null });
+    await s.stop();
+    expect(await s.bulkSend()).toBe(false);
+  });
+
   it('a failed commit is reported, never thrown; no commit while the daemon is down', async () => {
     const f = fakeIO({ commitCode: 1 });
     const logs: string[] = [];

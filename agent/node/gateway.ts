@@ -54,7 +54,7 @@ import {
   type RuleSpec,
 } from '../gateway/render.js';
 import { ExecGatewaySystem, type GatewaySystem } from '../gateway/system.js';
-import { ConntrackSync, renderCtSyncTable, type ConntrackSyncOptions } from '../gateway/conntrack-sync.js';
+import { ConntrackSync, CTSYNC_BULK_MS, renderCtSyncTable, type ConntrackSyncOptions } from '../gateway/conntrack-sync.js';
 import { errorMessage, type NodeModule, type NodeModuleContext } from './module.js';
 
 export const GATEWAY_NAMESPACE = 'kube-system';
@@ -102,6 +102,7 @@ export class GatewayModule implements NodeModule {
   private gw!: Informer;
   private debounce: NodeJS.Timeout | null = null;
   private resync: NodeJS.Timeout | null = null;
+  private bulkTimer: NodeJS.Timeout | null = null;
   private aliveTimer: NodeJS.Timeout | null = null;
   private running: Promise<void> | null = null;
   private dirty = false;
@@ -190,6 +191,11 @@ export class GatewayModule implements NodeModule {
     this.resync.unref();
     this.aliveTimer = setInterval(() => void this.refreshAlive(), ARP_ALIVE_REFRESH_MS);
     this.aliveTimer.unref();
+    // a holder re-sends its replicated bindings now and then: NOTRACK loses datagrams for good
+    this.bulkTimer = setInterval(() => {
+      if (this.ctsync && this.owned.size && !this.stopped) void this.ctsync.bulkSend();
+    }, CTSYNC_BULK_MS);
+    this.bulkTimer.unref();
   }
 
   /** conntrackd (if enabled); a failure to start is reported and the gateway runs without sync. */
@@ -532,6 +538,7 @@ export class GatewayModule implements NodeModule {
     if (this.debounce) clearTimeout(this.debounce);
     if (this.resync) clearInterval(this.resync);
     if (this.aliveTimer) clearInterval(this.aliveTimer);
+    if (this.bulkTimer) clearInterval(this.bulkTimer);
     for (const ip of [...this.garpTimers.keys()]) this.cancelAnnounce(ip);
     this.heartbeat?.stop();
     await this.running?.catch(() => undefined);
