@@ -119,12 +119,14 @@ describe('repro CLI', () => {
 
   it('timeline --json --svg: an outage while node-1 is partitioned, every packet from the pod IP', async () => {
     const svg = join(tmpdir(), `${id}-timeline.svg`);
-    const before = await lines('node-1', `${RUN_DIR}/probe-*.pid`);
+    // a continuous probe's records file appears when it starts (whether it runs in the node's helper or as a process)
+    const probeFiles = async () => Number((await lab.exec('node-1', ['sh', '-c', `ls ${RUN_DIR}/probe-*.jsonl 2>/dev/null | wc -l`])).stdout.trim()) || 0;
+    const before = await probeFiles();
     const running = cli(
       'timeline', '--lab', id, '--from', 'alice/frontend-1', '--to', '172.16.100.10', '--proto', 'udp',
       '--interval-ms', '20', '--timeout-ms', '200', '--seconds', '6', '--allow', '10.10.10.1', '--svg', svg, '--json',
     );
-    await pollUntil(async () => (await lines('node-1', `${RUN_DIR}/probe-*.pid`)) > before, { what: 'the timeline probe to start', timeoutMs: 15_000, intervalMs: 50 });
+    await pollUntil(async () => (await probeFiles()) > before, { what: 'the timeline probe to start', timeoutMs: 15_000, intervalMs: 50 });
     const probeOut = `${RUN_DIR}/probe-*.jsonl`;
     await pollUntil(async () => (await lines('node-1', probeOut, '"replied":true')) >= 10, { what: '10 answered packets', timeoutMs: 15_000, intervalMs: 50 });
     await lab.faults.partition('node-1');
