@@ -10,12 +10,15 @@ import { DEFAULT_NON_MASQUERADE_CIDRS, contains } from '../topology/addresses.js
 import { closeClusterAccess } from '../cluster/access.js';
 import { announceKept, keepMode, shouldKeep } from './keep.js';
 import { clusterApi } from '../cluster/access.js';
+import { controlPlaneNode } from '../cluster/cluster.js';
 import { R } from '../../controller/client/client.js';
 import { auditLiveness, recordAudit } from './liveness-audit.js';
 
 /** Reads the lab's Events and records its liveness audit (cluster labs only; never fails a teardown). */
 async function auditLab(lab: Lab, file: string | undefined): Promise<void> {
   if (!lab.topology.cluster) return;
+  // a test may have removed its lab itself (egresslab down): nothing left to audit
+  if (!(await lab.exists(controlPlaneNode(lab.topology).name).catch(() => false))) return;
   try {
     const api = await clusterApi(lab, { timeoutMs: 5000 });
     const events = (await api.list(R.events)).items;
