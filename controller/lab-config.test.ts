@@ -147,7 +147,7 @@ describe('lab config generation', () => {
       writeFileSync(f.path, f.content);
       chmodSync(f.path, f.mode);
     }
-    const cfg = parseConfig({ ...JSON.parse(g.controller.configJson), listen: { host: '127.0.0.1', port: 0 } });
+    const cfg = parseConfig({ ...JSON.parse(g.controller.configJson), listen: { host: '127.0.0.1', port: 0 }, heartbeatPort: 0 });
     const running: RunningController = await startController(cfg, { log: () => {} });
     cleanup.push(() => running.stop());
     expect(running.caCert).toBe(pki.caCert);

@@ -47,6 +47,8 @@ export async function startTestController(overrides: Record<string, unknown> = {
     tokensFile: join(dir, 'tokens.csv'),
     serviceCIDRs: ['10.96.0.0/12'],
     nodes,
+    // no heartbeat port: unit-test controllers run side by side on 127.0.0.1 (a test may override it)
+    heartbeatPort: 0,
     ...overrides,
   });
   const logs: string[] = [];

@@ -458,7 +458,7 @@ export class ConntrackSync {
    */
   async bulkSend(): Promise<boolean> {
     if (!this.child || !this.ready || this.stopped) return false;
-    const r = await this.io.exec(this.o.conntrackdPath ?? 'conntrackd', ['-C', this.paths.config, '-B']);
+    const r = await this.io.exec(this.o.conntrackdPath ?? 'conntrackd', ['-C', this.paths.config, '-B'], 2000);
     if (r.code !== 0) {
       this.fail(`bulk send failed (exit ${r.code}): ${(r.stderr || r.stdout).trim()}`);
       return false;

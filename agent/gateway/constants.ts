@@ -45,6 +45,13 @@ export const PRIO_GUARD = 'srcnat + 10'; //      110: after every SNAT: sees the
 /** ARP fence: an owned floating IP is answered only while its element in @alive is refreshed. */
 export const ARP_ALIVE_TIMEOUT_MS = 1000;
 export const ARP_ALIVE_REFRESH_MS = 200;
+/**
+ * A holder whose refresh timer fires this late (it did not run: paused, hung, starved) stops
+ * refreshing the ARP fence and announcing until a fresh read of the gateway status confirms what it
+ * holds: the controller (600 ms expiry) may have moved its IPs meanwhile. Below the expiry, and the
+ * fence element (1 s) outlives a confirming read, so a node that was merely slow loses nothing.
+ */
+export const STALE_AFTER_MS = 450;
 
 /** Gratuitous ARP schedule after taking a floating IP (ms after the address was added). */
 export const GARP_SCHEDULE_MS: readonly number[] = [0, 100, 300, 700, 1500, 3000];

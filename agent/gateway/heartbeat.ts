@@ -84,7 +84,7 @@ export class Heartbeat {
     // stall-aware: a stretch in which this agent's own loop did not run (a busy machine) is not
     // counted as the peers' silence (their datagrams are waiting in the socket meanwhile); without
     // it a starved agent believed itself cut off and fenced its floating IPs (seen in CI)
-    const clock = new StallAwareClock();
+    const clock = new StallAwareClock(undefined, Math.max(150, Math.ceil(1.5 * this.intervalMs)));
     this.now = o.now ?? (() => clock.now());
   }
 

@@ -80,6 +80,7 @@ export class Beacon {
   private readonly fed = new BigInt64Array(this.shared, 0, 1);
   private readonly counters = new Int32Array(this.shared, 8, 2);
   private firstSent: () => void = () => undefined;
+  restarts = 0;
   /** resolves once the first heartbeat went out */
   readonly first = new Promise<void>((r) => (this.firstSent = r));
 
@@ -91,6 +92,10 @@ export class Beacon {
     feed();
     this.feeder = setInterval(feed, Math.max(50, Math.min(250, Math.floor(watchdogMs / 4))));
     this.feeder.unref();
+    this.spawn(watchdogMs);
+  }
+
+  private spawn(watchdogMs: number): void {
     const w = new Worker(WORKER, {
       eval: true,
       workerData: { node: this.o.node, token: this.o.token, bind: this.o.bind, target: this.o.target, port: this.o.port, intervalMs: this.o.intervalMs, watchdogMs, nice: this.o.nice ?? -10, shared: this.shared },
@@ -100,6 +105,16 @@ export class Beacon {
       if (m.log) this.o.log?.(m.log);
     });
     w.on('error', (e) => this.o.log?.(`heartbeat thread failed: ${e.message}`));
+    w.on('exit', (code) => {
+      if (this.worker !== w) return; // stopped
+      // a heartbeat thread that died must not leave a live agent silent: start it again
+      this.worker = null;
+      this.o.log?.(`heartbeat thread exited (code ${code}): starting it again in 1 s`);
+      this.restarts++;
+      setTimeout(() => {
+        if (this.feeder) this.spawn(watchdogMs);
+      }, 1000).unref();
+    });
     w.unref();
     this.worker = w;
   }
@@ -111,6 +126,7 @@ export class Beacon {
       sent: Atomics.load(this.counters, 0),
       suspendedTicks: Atomics.load(this.counters, 1),
       running: !!this.worker,
+      restarts: this.restarts,
     };
   }
 

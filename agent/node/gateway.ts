@@ -24,7 +24,7 @@
 import { createHash } from 'node:crypto';
 import { R, type Informer } from '../../controller/client/client.js';
 import type { KubeObject } from '../../controller/api/types.js';
-import { ARP_ALIVE_REFRESH_MS, GARP_SCHEDULE_MS, GW_TABLE } from '../gateway/constants.js';
+import { ARP_ALIVE_REFRESH_MS, GARP_SCHEDULE_MS, GW_TABLE, STALE_AFTER_MS } from '../gateway/constants.js';
 import { Heartbeat } from '../gateway/heartbeat.js';
 import {
   computeGatewayPlan,
@@ -103,6 +103,15 @@ export class GatewayModule implements NodeModule {
   private debounce: NodeJS.Timeout | null = null;
   private resync: NodeJS.Timeout | null = null;
   private bulkTimer: NodeJS.Timeout | null = null;
+  /**
+   * Set when this agent finds it did not run for a while (a hung or paused node, a long stall):
+   * the controller may have moved its floating IPs meanwhile, so the ARP fence is not refreshed and
+   * no gratuitous ARP is sent until a fresh read of the gateway status confirms what it holds.
+   */
+  private stale: { since: number; gapMs: number } | null = null;
+  /** a post-stall read found an IP moved: the fence stays down until the next apply released it */
+  private releaseThenFresh = false;
+  private lastAliveTick = 0;
   private aliveTimer: NodeJS.Timeout | null = null;
   private running: Promise<void> | null = null;
   private dirty = false;
@@ -133,6 +142,8 @@ export class GatewayModule implements NodeModule {
     garps: 0,
     conntrackFlushes: 0,
     fences: 0,
+    /** times this agent found it had not run for longer than STALE_AFTER_MS while holding IPs */
+    staleConfirms: 0,
   };
 
   constructor(
@@ -192,8 +203,12 @@ export class GatewayModule implements NodeModule {
     this.aliveTimer = setInterval(() => void this.refreshAlive(), ARP_ALIVE_REFRESH_MS);
     this.aliveTimer.unref();
     // a holder re-sends its replicated bindings now and then: NOTRACK loses datagrams for good
+    // (one at a time, and never while an apply, which may commit the cache on takeover, runs)
+    let bulkRunning = false;
     this.bulkTimer = setInterval(() => {
-      if (this.ctsync && this.owned.size && !this.stopped) void this.ctsync.bulkSend();
+      if (!this.ctsync || !this.owned.size || this.stopped || this.running || bulkRunning) return;
+      bulkRunning = true;
+      void this.ctsync.bulkSend().finally(() => (bulkRunning = false));
     }, CTSYNC_BULK_MS);
     this.bulkTimer.unref();
   }
@@ -387,6 +402,10 @@ export class GatewayModule implements NodeModule {
     this.st.lastError = null;
     this.report(this.lastPlan, plan, trigger, triggerAt === null ? null : t1 - triggerAt);
     this.lastPlan = plan;
+    if (this.releaseThenFresh) {
+      this.releaseThenFresh = false;
+      this.stale = null;
+    }
     this.ctx.statusChanged();
   }
 
@@ -479,7 +498,7 @@ export class GatewayModule implements NodeModule {
     this.cancelAnnounce(ip);
     const timers = (this.o.garpScheduleMs ?? GARP_SCHEDULE_MS).map((ms) =>
       setTimeout(() => {
-        if (!this.owned.has(ip) || this.stopped) return;
+        if (!this.owned.has(ip) || this.stopped || this.stale) return;
         this.sys.arping(this.uplink, ip).then(
           () => void this.st.garps++,
           (e) => this.ctx.log(this.name, `gratuitous ARP for ${ip}: ${errorMessage(e)}`),
@@ -495,7 +514,11 @@ export class GatewayModule implements NodeModule {
   }
 
   private async refreshAlive(): Promise<void> {
-    if (this.stopped || this.running || this.owned.size === 0) return;
+    const now = Date.now();
+    const gap = this.lastAliveTick ? now - this.lastAliveTick : 0;
+    this.lastAliveTick = now;
+    if (gap > STALE_AFTER_MS && this.owned.size && !this.stale && !this.stopped) this.confirmAfterStall(gap);
+    if (this.stopped || this.running || this.owned.size === 0 || this.stale) return;
     const text = renderAliveRefresh([...this.owned]);
     if (!text) return;
     try {
@@ -504,6 +527,45 @@ export class GatewayModule implements NodeModule {
     } catch (e) {
       this.ctx.log(this.name, `ARP fence refresh: ${errorMessage(e)}`);
     }
+  }
+
+  /**
+   * This agent did not run for `gapMs` (longer than a refresh period allows): it may have been
+   * paused past the controller's expiry, and its floating IPs may be held by another node now. Its
+   * ARP fence lapses (no refresh, no gratuitous ARP) until a fresh read of the gateway status
+   * says what it holds; if an IP moved, the apply that follows releases it before the fence could
+   * be refreshed again. A node that was merely slow confirms within one read and loses nothing (the
+   * fence element outlives the read).
+   */
+  private confirmAfterStall(gapMs: number): void {
+    this.stale = { since: Date.now(), gapMs };
+    this.st.staleConfirms++;
+    this.ctx.log(this.name, `did not run for ${gapMs} ms: ARP fence and announcements held until the gateway status is re-read`);
+    const attempt = (): void => {
+      if (this.stopped) return;
+      void this.readGateway(2000).then(
+        (o) => {
+          if (o) this.gw.cache.set(`${GATEWAY_NAMESPACE}/${GATEWAY_NAME}`, o);
+          const assignments = gatewayFromObject(o)?.assignments ?? {};
+          const lost = [...this.owned].filter((ip) => assignments[ip] !== this.ctx.config.nodeName);
+          if (lost.length) {
+            // released by the apply this triggers; the fence stays down until then
+            this.ctx.log(this.name, `after the stall: ${lost.join(', ')} now held elsewhere (or unassigned): releasing`);
+            this.releaseThenFresh = true;
+            void this.kick('stall', true);
+          } else {
+            this.ctx.log(this.name, `after the stall: still the holder of ${[...this.owned].join(', ') || 'nothing'}; ARP fence refreshed again`);
+            this.stale = null;
+            void this.refreshAlive();
+          }
+        },
+        (e) => {
+          this.ctx.log(this.name, `after the stall: cannot re-read the gateway status (${errorMessage(e)}): retrying`);
+          setTimeout(attempt, 250).unref();
+        },
+      );
+    };
+    attempt();
   }
 
   private report(prev: GatewayPlan | null, plan: GatewayPlan, trigger: string, latencyMs: number | null): void {

@@ -92,11 +92,9 @@ export class Forward {
         const sock = this.sockets.get(id);
         if (!sock) return;
         if (type === FRAME.DATA) {
-          if (!sock.write(payload)) {
-            // a slow client: stop reading the tunnel until it drains (every stream waits: simple, enough for an API forward)
-            out.pause();
-            sock.once('drain', () => out.resume());
-          }
+          // never pause the shared tunnel for one slow client (every other stream would wait, and
+          // for good if that client went away before 'drain'): its socket buffers what it is sent
+          sock.write(payload);
         } else if (type === FRAME.END) sock.end();
         else if (type === FRAME.CLOSE) {
           this.sockets.delete(id);
@@ -139,6 +137,11 @@ export class Forward {
     this.openTunnel().then(
       (tun) => {
         if (socket.destroyed) return;
+        if (tun.stream.destroyed) {
+          this.fail('the tunnel ended before the connection could be opened');
+          socket.destroy();
+          return;
+        }
         tunnelOf.set(socket, tun);
         this.sockets.set(id, socket);
         tun.write(FRAME.OPEN, id);

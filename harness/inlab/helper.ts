@@ -133,14 +133,24 @@ function startProbeOp(r: Request): Promise<{ token: string }> {
   if (issues.length) return Promise.reject(new Error(`start-probe: ${issues.join('; ')}`));
   if (running.has(args!.token)) return Promise.reject(new Error(`start-probe: token ${args!.token} is running already`));
   const out = r.out!;
-  appendFileSync(out, '');
+  try {
+    appendFileSync(out, '');
+  } catch (e) {
+    return Promise.reject(new Error(`start-probe: cannot create ${out}: ${(e as Error).message}`));
+  }
   const entry = { stop: () => undefined as void, done: Promise.resolve(), count: 0 };
   const run = runProbe({ ...args!, mode: 'continuous' }, (rec) => {
     entry.count++;
-    appendFileSync(out, `${JSON.stringify(rec)}\n`);
+    try {
+      appendFileSync(out, `${JSON.stringify(rec)}\n`);
+    } catch (e) {
+      process.stderr.write(`continuous probe ${args!.token}: cannot record: ${(e as Error).message}\n`);
+    }
   });
   entry.stop = run.stop;
-  entry.done = run.done.finally(() => running.delete(args!.token));
+  entry.done = run.done
+    .catch((e: unknown) => void process.stderr.write(`continuous probe ${args!.token}: ${e instanceof Error ? e.message : String(e)}\n`))
+    .finally(() => running.delete(args!.token));
   running.set(args!.token, entry);
   return Promise.resolve({ token: args!.token });
 }
@@ -197,9 +207,13 @@ function watchOp(r: Request): Promise<string[]> {
       closeSync(fd);
     }
   };
-  return new Promise((resolve) => {
+  return new Promise((resolve, reject) => {
     const tick = (): void => {
-      scan();
+      try {
+        scan();
+      } catch (e) {
+        return reject(new Error(`watch ${file}: ${(e as Error).message}`));
+      }
       if (found.length || Date.now() >= deadline) return resolve(found);
       setTimeout(tick, 10);
     };
@@ -246,8 +260,9 @@ function childFor(netns: string): { proc: ChildProcessWithoutNullStreams; ids: S
   let markFailed: (e: Error) => void = () => undefined;
   const ready = new Promise<void>((res, rej) => ((markReady = res), (markFailed = rej)));
   ready.catch(() => undefined);
-  proc.stdout.on('data', (d: Buffer) => {
-    buf += d.toString('utf8');
+  proc.stdout.setEncoding('utf8');
+  proc.stdout.on('data', (d: string) => {
+    buf += d;
     let nl: number;
     while ((nl = buf.indexOf('\n')) >= 0) {
       const line = buf.slice(0, nl);
@@ -281,6 +296,15 @@ function childFor(netns: string): { proc: ChildProcessWithoutNullStreams; ids: S
 }
 
 function handle(r: Request): void {
+  try {
+    route(r);
+  } catch (e) {
+    // never let one bad request end the helper (and every probe it runs)
+    send({ id: r.id, ok: false, error: e instanceof Error ? e.message : String(e) });
+  }
+}
+
+function route(r: Request): void {
   if (!isChild && r.netns && r.op !== 'watch' && r.op !== 'wait-match') {
     if (!NETNS.test(r.netns)) return send({ id: r.id, ok: false, error: `bad netns name ${JSON.stringify(r.netns)}` });
     const c = childFor(r.netns);
@@ -315,8 +339,9 @@ function handle(r: Request): void {
 }
 
 let inbuf = '';
-process.stdin.on('data', (d: Buffer) => {
-  inbuf += d.toString('utf8');
+process.stdin.setEncoding('utf8'); // a character split across two chunks stays whole
+process.stdin.on('data', (d: string) => {
+  inbuf += d;
   let nl: number;
   while ((nl = inbuf.indexOf('\n')) >= 0) {
     const line = inbuf.slice(0, nl);
@@ -337,4 +362,6 @@ process.stdin.on('end', () => {
   process.exit(0);
 });
 process.stdout.on('error', () => process.exit(0));
+// last resort: report, keep serving (continuous probes of other callers keep running)
+process.on('uncaughtException', (e) => process.stderr.write(`helper: ${e.stack ?? e.message}\n`));
 send({ ready: true, pid: process.pid });

@@ -205,6 +205,8 @@ export function runProbe(opts: ProbeClientOptions, emit: (r: ClientRecord) => vo
       if (count > 1) args.push('-i', (Math.max(intervalMs, 2) / 1000).toFixed(3));
       args.push(opts.to);
       const child = spawn('ping', args, { stdio: ['ignore', 'pipe', 'pipe'] });
+      // a ping that cannot start: every packet is a loss with the reason, and 'close' still follows
+      child.on('error', (e) => emit({ seq: 1, t: Date.now(), replied: false, error: `ping: ${e.message}` }));
       const settled = new Set<number>();
       let lastSeen = 0;
       let buf = '';

@@ -54,11 +54,12 @@ export class HelperChannel {
     let errText = '';
     stderr.on('data', (b: Buffer) => (errText = (errText + b.toString('utf8')).slice(-4000)));
     container.modem.demuxStream(stream, stdout, stderr);
+    stdout.setEncoding('utf8'); // a character split across two chunks stays whole
     let buf = '';
     let ready: (() => void) | undefined;
     const readyP = new Promise<void>((res) => (ready = res));
-    stdout.on('data', (b: Buffer) => {
-      buf += b.toString('utf8');
+    stdout.on('data', (b: string) => {
+      buf += b;
       let nl: number;
       while ((nl = buf.indexOf('\n')) >= 0) {
         const line = buf.slice(0, nl);
