@@ -17,7 +17,7 @@ import { pollUntil } from '../../harness/util/poll.js';
 import { outages, sourceCounts, type Timeline } from '../../harness/probe/timeline.js';
 import type { Proto } from '../../harness/inlab/protocol.js';
 import type { KubeClient } from '../../controller/client/client.js';
-import { allUp, breakNode as breakHolder, gw, restoreNode as restoreHolder, type NodeFault, startFailoverLab, waitIPOn, waitSeenFrom } from './gateway.js';
+import { allUp, breakNode as breakHolder, gw, restoreNode as restoreHolder, type NodeFault, startFailoverLab, waitIPOff, waitIPOn, waitSeenFrom } from './gateway.js';
 import { workerHolder } from '../../harness/cluster/holder.js';
 
 const IP_A = '192.168.1.100';
@@ -86,7 +86,11 @@ async function faultCycle(fault: Fault): Promise<void> {
     try {
       const g = await pollUntil(() => gw(api), { what: `${IP_A} to move off ${holder}`, timeoutMs: 15_000, intervalMs: 20, accept: (s) => !!s.assignments[IP_A] && s.assignments[IP_A] !== holder });
       newHolder = g.assignments[IP_A]!;
-      await pollUntil(async () => Math.min(...(await Promise.all(probes.map((p) => p.answeredAfter(tFault + 100))))), {
+      // answered packets count only once the new holder holds the IP: a paused holder's kernel keeps
+      // forwarding (and answering) until then, which would end the wait before the switch-over
+      await waitIPOn(lab, newHolder, IP_A);
+      const tTaken = Date.now();
+      await pollUntil(async () => Math.min(...(await Promise.all(probes.map((p) => p.answeredAfter(Math.max(tFault + 100, tTaken)))))), {
         what: `20 answered packets on every probe after the ${fault} of ${holder}`,
         timeoutMs: 15_000,
         accept: (n) => n >= 20,
@@ -94,6 +98,8 @@ async function faultCycle(fault: Fault): Promise<void> {
     } finally {
       await restoreNode(fault, holder);
     }
+    // a returning holder (unpaused, healed) first drops the IP it no longer holds
+    await waitIPOff(lab, holder, IP_A);
     const tBack = Date.now();
     await pollUntil(async () => Math.min(...(await Promise.all(probes.map((p) => p.answeredAfter(tBack + 100))))), {
       what: `10 answered packets on every probe after ${holder} is back`,

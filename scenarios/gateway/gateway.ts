@@ -46,6 +46,11 @@ export async function waitIPOn(lab: Lab, node: string, ip: string, timeoutMs = 1
   await pollUntil(() => ipsOnEth0(lab, node), { what: `${ip} on ${node}'s eth0`, timeoutMs, intervalMs: 50, accept: (ips) => ips.includes(ip) });
 }
 
+/** Waits until `ip` is no longer on `node`'s eth0 (the old holder released it). */
+export async function waitIPOff(lab: Lab, node: string, ip: string, timeoutMs = 15_000): Promise<void> {
+  await pollUntil(() => ipsOnEth0(lab, node), { what: `${ip} off ${node}'s eth0`, timeoutMs, intervalMs: 50, accept: (ips) => !ips.includes(ip) });
+}
+
 export async function macOf(lab: Lab, where: string, iface = 'eth0'): Promise<string> {
   return (await lab.exec(where, ['cat', `/sys/class/net/${iface}/address`])).stdout.trim().toLowerCase();
 }

@@ -23,7 +23,7 @@ import { workerHolder } from '../../harness/cluster/holder.js';
 import type { ContinuousProbe } from '../../harness/probe/probe.js';
 import type { Timeline } from '../../harness/probe/timeline.js';
 import { describeSegment, segmentLeaks, startStreams, stopAndSegments, streamOutcome, survivalReport, type Segment } from '../../harness/probe/stream.js';
-import { allUp, breakNode as breakHolder, gw, restoreNode as restoreHolder, type NodeFault, startFailoverLab, waitSeenFrom } from './gateway.js';
+import { allUp, breakNode as breakHolder, gw, restoreNode as restoreHolder, type NodeFault, startFailoverLab, waitIPOff, waitIPOn, waitSeenFrom } from './gateway.js';
 
 const IP_A = '192.168.1.100';
 const IP_B = '192.168.1.101';
@@ -83,14 +83,24 @@ async function streamThroughFault(fault: Fault): Promise<Run> {
     try {
       const g = await pollUntil(() => gw(api), { what: `${IP_A} to move off ${holder}`, timeoutMs: 15_000, intervalMs: 20, accept: (s) => !!s.assignments[IP_A] && s.assignments[IP_A] !== holder });
       newHolder = g.assignments[IP_A]!;
+      // count answers only once the new holder holds the IP (a paused holder's kernel keeps forwarding until then)
+      await waitIPOn(lab, newHolder, IP_A);
+      const tTaken = Date.now();
       // every stream either carries traffic again or reports its break (no waiting on a dead one)
       await pollUntil(
-        async () => Promise.all(streams.map(async (p) => (await broken(p)) || (await p.answeredAfter(tFault + 100)) >= 20)),
+        async () => Promise.all(streams.map(async (p) => (await broken(p)) || (await p.answeredAfter(Math.max(tFault + 100, tTaken))) >= 20)),
         { what: `every stream answered 20 lines after the ${fault} of ${holder}, or broken`, timeoutMs: 15_000, accept: (xs) => xs.every(Boolean) },
       );
     } finally {
       await restoreNode(fault, holder);
     }
+    // the streams keep running while the old holder returns and drops the IP it no longer holds
+    await waitIPOff(lab, holder, IP_A);
+    const tBack = Date.now();
+    await pollUntil(
+      async () => Promise.all(streams.map(async (p) => (await broken(p)) || (await p.answeredAfter(tBack + 100)) >= 5)),
+      { what: `every stream answered 5 lines after ${holder} is back, or broken`, timeoutMs: 15_000, accept: (xs) => xs.every(Boolean) },
+    );
     timelines = await Promise.all(streams.map((p) => p.stop()));
     segments = await stopAndSegments(cap, DST, PORT);
   } finally {
