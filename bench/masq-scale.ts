@@ -101,7 +101,7 @@ async function main(): Promise<void> {
     const inKernel = async (node: string, probeIp: string): Promise<boolean> =>
       (await lab.exec(node, ['nft', 'get', 'element', 'ip', MASQ_TABLE, NONMASQ_SET, `{ ${probeIp} }`], { check: false })).exitCode === 0;
     const set = async (cidrs: string[]) => {
-      const probeIp = (cidrs.length ? cidrs : big)[cidrs.length ? cidrs.length - 1 : 0]!.split('/')[0]!;
+      const probeIp = (cidrs.at(-1) ?? big[0]!).split('/')[0]!; // the last CIDR written, or one that was removed
       const want = cidrs.length > 0;
       // timed from the moment the write request is sent, to the last node's kernel holding the set
       const w0 = Date.now();

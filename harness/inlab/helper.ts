@@ -246,6 +246,21 @@ function waitMatchOp(r: Request): Promise<boolean> {
   });
 }
 
+/** Calls onLine for every complete line of a text stream (UTF-8 decoded whole, across chunks). */
+function onLines(stream: NodeJS.ReadableStream, onLine: (line: string) => void): void {
+  let buf = '';
+  stream.setEncoding('utf8');
+  stream.on('data', (d: string) => {
+    buf += d;
+    let nl: number;
+    while ((nl = buf.indexOf('\n')) >= 0) {
+      const line = buf.slice(0, nl);
+      buf = buf.slice(nl + 1);
+      onLine(line);
+    }
+  });
+}
+
 /** Child helpers, one per pod network namespace (parent only). */
 const children = new Map<string, { proc: ChildProcessWithoutNullStreams; ids: Set<number>; ready: Promise<void> }>();
 
@@ -254,32 +269,21 @@ function childFor(netns: string): { proc: ChildProcessWithoutNullStreams; ids: S
   if (c) return c;
   const proc = spawn('ip', ['netns', 'exec', netns, process.execPath, process.argv[1]!, '--child'], { stdio: ['pipe', 'pipe', 'pipe'] });
   const ids = new Set<number>();
-  let buf = '';
   let errText = '';
   let markReady: () => void = () => undefined;
   let markFailed: (e: Error) => void = () => undefined;
   const ready = new Promise<void>((res, rej) => ((markReady = res), (markFailed = rej)));
   ready.catch(() => undefined);
-  proc.stdout.setEncoding('utf8');
-  proc.stdout.on('data', (d: string) => {
-    buf += d;
-    let nl: number;
-    while ((nl = buf.indexOf('\n')) >= 0) {
-      const line = buf.slice(0, nl);
-      buf = buf.slice(nl + 1);
-      let msg: { id?: number; ready?: boolean };
-      try {
-        msg = JSON.parse(line) as typeof msg;
-      } catch {
-        continue;
-      }
-      if (msg.ready) {
-        markReady();
-        continue;
-      }
-      if (typeof msg.id === 'number') ids.delete(msg.id);
-      process.stdout.write(`${line}\n`);
+  onLines(proc.stdout, (line) => {
+    let msg: { id?: number; ready?: boolean };
+    try {
+      msg = JSON.parse(line) as typeof msg;
+    } catch {
+      return;
     }
+    if (msg.ready) return markReady();
+    if (typeof msg.id === 'number') ids.delete(msg.id);
+    process.stdout.write(`${line}\n`);
   });
   proc.stderr.on('data', (d: Buffer) => (errText = (errText + d.toString('utf8')).slice(-2000)));
   proc.stdin.on('error', () => undefined);
@@ -295,6 +299,20 @@ function childFor(netns: string): { proc: ChildProcessWithoutNullStreams; ids: S
   return c;
 }
 
+const OPS: Record<Request['op'], (r: Request) => Promise<unknown>> = {
+  exec: execOp,
+  spawn: spawnOp,
+  probe: probeOp,
+  watch: watchOp,
+  'wait-match': waitMatchOp,
+  'start-probe': startProbeOp,
+  'stop-probe': stopProbeOp,
+  ping: () => Promise.resolve({ pid: process.pid }),
+};
+
+/** Ops that only read the container's files: the parent serves them for every netns. */
+const FILE_OPS: ReadonlySet<Request['op']> = new Set(['watch', 'wait-match']);
+
 function handle(r: Request): void {
   try {
     route(r);
@@ -305,7 +323,7 @@ function handle(r: Request): void {
 }
 
 function route(r: Request): void {
-  if (!isChild && r.netns && r.op !== 'watch' && r.op !== 'wait-match') {
+  if (!isChild && r.netns && !FILE_OPS.has(r.op)) {
     if (!NETNS.test(r.netns)) return send({ id: r.id, ok: false, error: `bad netns name ${JSON.stringify(r.netns)}` });
     const c = childFor(r.netns);
     c.ids.add(r.id);
@@ -316,46 +334,21 @@ function route(r: Request): void {
     );
     return;
   }
-  switch (r.op) {
-    case 'exec':
-      return reply(r.id, execOp(r));
-    case 'spawn':
-      return reply(r.id, spawnOp(r));
-    case 'probe':
-      return reply(r.id, probeOp(r));
-    case 'watch':
-      return reply(r.id, watchOp(r));
-    case 'wait-match':
-      return reply(r.id, waitMatchOp(r));
-    case 'start-probe':
-      return reply(r.id, startProbeOp(r));
-    case 'stop-probe':
-      return reply(r.id, stopProbeOp(r));
-    case 'ping':
-      return reply(r.id, Promise.resolve({ pid: process.pid }));
-    default:
-      return send({ id: r.id, ok: false, error: `unknown op ${JSON.stringify(r.op)}` });
-  }
+  const op = Object.prototype.hasOwnProperty.call(OPS, r.op) ? OPS[r.op] : undefined;
+  if (!op) return send({ id: r.id, ok: false, error: `unknown op ${JSON.stringify(r.op)}` });
+  reply(r.id, op(r));
 }
 
-let inbuf = '';
-process.stdin.setEncoding('utf8'); // a character split across two chunks stays whole
-process.stdin.on('data', (d: string) => {
-  inbuf += d;
-  let nl: number;
-  while ((nl = inbuf.indexOf('\n')) >= 0) {
-    const line = inbuf.slice(0, nl);
-    inbuf = inbuf.slice(nl + 1);
-    if (!line.trim()) continue;
-    let r: Request;
-    try {
-      r = JSON.parse(line) as Request;
-    } catch {
-      send({ id: -1, ok: false, error: `unparsable request ${JSON.stringify(line.slice(0, 200))}` });
-      continue;
-    }
-    handle(r);
+onLines(process.stdin, (line) => {
+  if (!line.trim()) return;
+  let r: Request;
+  try {
+    r = JSON.parse(line) as Request;
+  } catch {
+    send({ id: -1, ok: false, error: `unparsable request ${JSON.stringify(line.slice(0, 200))}` });
+    return;
   }
+  handle(r);
 });
 process.stdin.on('end', () => {
   for (const c of children.values()) c.proc.kill('SIGTERM');
