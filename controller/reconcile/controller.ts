@@ -331,6 +331,11 @@ export class Controller {
       state === 'Up'
         ? { type: 'Ready', status: 'True', reason: 'LeaseRenewed', message: 'the node agent renews its lease', lastHeartbeatTime: ts, lastTransitionTime: ts }
         : { type: 'Ready', status: 'Unknown', reason: 'NodeStatusUnknown', message: 'the node agent stopped renewing its lease', lastHeartbeatTime: ts, lastTransitionTime: ts };
+    // a controller restart re-derives the state it had: no write unless the condition changes
+    // (a rewrite with a new timestamp moved the resourceVersion on every restart that crossed a second)
+    const conds = isObj(node.status) && Array.isArray(node.status.conditions) ? (node.status.conditions as unknown[]) : [];
+    const old = conds.find((c): c is Obj => isObj(c) && c.type === 'Ready');
+    if (old && old.status === cond.status && old.reason === cond.reason) return;
     this.service.patch(this.def('', 'nodes'), 'v1', undefined, node.metadata.name!, 'application/strategic-merge-patch+json', { status: { conditions: [cond] } }, this.ctx, 'status');
   }
 
