@@ -12,6 +12,7 @@
  *     "flavour": "ip-masq-agent",
  *     "leaseRenewIntervalMs": 10000,
  *     "heartbeatIntervalMs": 100,
+ *     "idleHeartbeatIntervalMs": 1000,
  *     "ipMasqAgentConfigPath": "/etc/egresslab/ip-masq-agent/config",
  *     "masqStatePath": "/run/egresslab/masq-state.json",
  *     "statusPath": "/run/egresslab/agent-status.json"
@@ -54,6 +55,13 @@ export interface AgentConfig {
    * renewals prove liveness, and leaseRenewIntervalMs must be short).
    */
   heartbeatIntervalMs: number;
+  /**
+   * The heartbeat interval while this node holds no floating IP (default 1000 ms; at least
+   * heartbeatIntervalMs): only a holder's death is on a failover's critical path, so a node holding
+   * nothing beats slowly and an idle cluster costs next to nothing. The heartbeat announces the
+   * interval it is sent at, and the controller's grace period follows it.
+   */
+  idleHeartbeatIntervalMs: number;
   /** the controller's heartbeat port (on the apiServer's host) */
   heartbeatPort: number;
   /** the projected file (its directory is owned by the projection: `..data` symlink swaps) */
@@ -95,6 +103,7 @@ const KNOWN = new Set([
   'flavour',
   'leaseRenewIntervalMs',
   'heartbeatIntervalMs',
+  'idleHeartbeatIntervalMs',
   'heartbeatPort',
   'ipMasqAgentConfigPath',
   'ipMasqConfigMap',
@@ -209,6 +218,10 @@ export function parseAgentConfig(raw: unknown): AgentConfig {
 
   const leaseRenewIntervalMs = int('leaseRenewIntervalMs', 10_000, 10, 60_000);
   const heartbeatIntervalMs = int('heartbeatIntervalMs', 100, 0, 60_000);
+  const idleHeartbeatIntervalMs = int('idleHeartbeatIntervalMs', Math.max(1000, heartbeatIntervalMs), 10, 60_000);
+  if (heartbeatIntervalMs > 0 && idleHeartbeatIntervalMs < heartbeatIntervalMs) {
+    bad('idleHeartbeatIntervalMs', idleHeartbeatIntervalMs, `must be at least heartbeatIntervalMs (${heartbeatIntervalMs})`);
+  }
   const heartbeatPort = int('heartbeatPort', 7472, 1, 65_535);
   const ipMasqAgentConfigPath = absPath('ipMasqAgentConfigPath', DEFAULT_IP_MASQ_CONFIG_PATH);
   if (ipMasqAgentConfigPath && isAbsolute(ipMasqAgentConfigPath) && dirname(ipMasqAgentConfigPath) === '/') {
@@ -235,7 +248,7 @@ export function parseAgentConfig(raw: unknown): AgentConfig {
 
   const masqStatePath = absPath('masqStatePath', DEFAULT_MASQ_STATE_PATH);
   const statusPath = absPath('statusPath', DEFAULT_STATUS_PATH);
-  const statusIntervalMs = int('statusIntervalMs', 1000, 50, 600_000);
+  const statusIntervalMs = int('statusIntervalMs', 5000, 50, 600_000);
   const startupSyncTimeoutMs = int('startupSyncTimeoutMs', 5000, 0, 600_000);
   const nftPath = str('nftPath', false, 'nft');
   const removeRulesOnStop = bool('removeRulesOnStop', true);
@@ -268,6 +281,7 @@ export function parseAgentConfig(raw: unknown): AgentConfig {
     flavour,
     leaseRenewIntervalMs,
     heartbeatIntervalMs,
+    idleHeartbeatIntervalMs,
     heartbeatPort,
     ipMasqAgentConfigPath,
     ipMasqConfigMap,

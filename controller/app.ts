@@ -66,7 +66,7 @@ export async function startController(cfg: ControllerConfig, opts: StartOptions 
       const node = m && cfg.nodes.find((n) => n.name === m[1]);
       if (node) keys.set(node.name, { token, ip: node.ip });
     }
-    heartbeats = new BeaconReceiver({ host: cfg.listen.host, port: cfg.heartbeatPort, keys: () => keys, onBeat: (n, e, q) => controller.observeHeartbeat(n, e, q), log });
+    heartbeats = new BeaconReceiver({ host: cfg.listen.host, port: cfg.heartbeatPort, keys: () => keys, onBeat: (n, e, q, i) => controller.observeHeartbeat(n, e, q, i), log });
     try {
       const port = await heartbeats.start();
       log(`liveness: heartbeats on udp ${cfg.listen.host}:${port} from ${keys.size} node(s)`);

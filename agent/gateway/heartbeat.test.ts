@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { PeerTable } from './heartbeat.js';
+import { Heartbeat, PeerTable } from './heartbeat.js';
+import { pollUntil } from '../../harness/util/poll.js';
 
 describe('PeerTable (heartbeat bookkeeping)', () => {
   it('a peer is suspect after missing its heartbeats; never-heard peers never are', () => {
@@ -18,5 +19,39 @@ describe('PeerTable (heartbeat bookkeeping)', () => {
     expect(t.snapshot(1560)).toEqual({ 'node-2': 10, 'node-3': 460 });
     t.forget(new Set(['node-2']));
     expect(Object.keys(t.snapshot(1560))).toEqual(['node-2']);
+  });
+});
+
+describe('Heartbeat mesh on loopback (holders tick, idle nodes only echo)', () => {
+  it('an idle node sends nothing of its own, answers a holder, and is never isolated; a holder hears its peers through the echoes', async () => {
+    const port = 20_000 + Math.floor(Math.random() * 20_000);
+    const a = new Heartbeat({ node: 'a', bind: '127.0.0.1', port, intervalMs: 20 });
+    const b = new Heartbeat({ node: 'b', bind: '127.0.0.2', port, intervalMs: 20 });
+    try {
+      await a.start();
+      await b.start();
+      a.setPeers([{ name: 'b', ip: '127.0.0.2' }]);
+      b.setPeers([{ name: 'a', ip: '127.0.0.1' }]);
+      // both idle: no datagram at all
+      const deadline = Date.now() + 200;
+      await pollUntil(() => Date.now() >= deadline, { what: '200 ms of idleness', timeoutMs: 1000, intervalMs: 20 });
+      expect(a.sent + b.sent).toBe(0);
+      expect(a.isolated()).toBe(false);
+      // a holds an IP: it ticks, b echoes, a hears b
+      a.setActive(true);
+      await pollUntil(() => (a.status() as { msSinceHeard: Record<string, number> }).msSinceHeard.b, { what: 'a to hear b', timeoutMs: 3000, intervalMs: 10, accept: (v) => v !== undefined });
+      expect(b.sent).toBeGreaterThan(0);
+      expect(b.isActive).toBe(false);
+      expect(a.isolated()).toBe(false);
+      // b goes silent (closed): a, the holder, is isolated once the isolation time passed
+      b.stop();
+      await pollUntil(() => a.isolated(), { what: 'a to find itself isolated', timeoutMs: 3000, intervalMs: 20 });
+      // an idle node is never isolated (it has nothing to fence)
+      a.setActive(false);
+      expect(a.isolated()).toBe(false);
+    } finally {
+      a.stop();
+      b.stop();
+    }
   });
 });

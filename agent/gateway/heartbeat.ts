@@ -1,6 +1,10 @@
 /**
- * BFD-like liveness between agents: every HEARTBEAT_INTERVAL_MS (100 ms) each agent sends one small UDP
- * datagram to every other node's IP (port HEARTBEAT_PORT) and records when it last heard each peer.
+ * BFD-like liveness between agents: every HEARTBEAT_INTERVAL_MS (100 ms) each ACTIVE agent (one that
+ * holds a floating IP: setActive) sends one small UDP datagram to every other node's IP (port
+ * HEARTBEAT_PORT) and records when it last heard each peer. An agent that holds nothing sends no
+ * ticks of its own: it answers each heartbeat it hears with one of its own to that sender (an echo,
+ * at most one per peer per half interval), so a holder still hears every live peer while a lab with
+ * no floating IP exchanges nothing at all (an idle node costs no wake-ups: issue 10's idle budget).
  *
  *  - suspect(peer): a peer heard before has been silent for interval x misses (300 ms by default);
  *  - isolated():    at least one peer was ever heard and none for `isolationMs` (400 ms): this node
@@ -72,6 +76,8 @@ export class Heartbeat {
   readonly table: PeerTable;
   private lastSuspects = '';
   private lastIsolated = false;
+  private active = false;
+  private readonly echoedAt = new Map<string, number>();
   sent = 0;
   received = 0;
   private readonly now: () => number;
@@ -103,19 +109,58 @@ export class Heartbeat {
         resolve();
       });
       s.bind(this.o.port ?? HEARTBEAT_PORT, this.o.bind, () => {
-        this.timer = setInterval(() => this.tick(), this.intervalMs);
-        this.timer.unref();
+        if (this.active) this.startTicking();
         resolve();
       });
     });
   }
 
+  /**
+   * Active (holding a floating IP): tick every interval, judge isolation. Inactive: no ticks, only
+   * echoes; the table starts afresh on the next activation (a stale entry must not read as silence).
+   */
+  setActive(active: boolean): void {
+    if (active === this.active) return;
+    this.active = active;
+    if (active) {
+      this.table.forget(new Set());
+      if (this.sock) this.startTicking();
+    } else {
+      if (this.timer) clearInterval(this.timer);
+      this.timer = null;
+    }
+    this.check();
+  }
+
+  get isActive(): boolean {
+    return this.active;
+  }
+
+  private startTicking(): void {
+    if (this.timer) return;
+    this.timer = setInterval(() => this.tick(), this.intervalMs);
+    this.timer.unref();
+    this.tick();
+  }
+
   private onMessage(msg: Buffer): void {
     const parts = msg.toString('utf8').split(' ');
     if (parts[0] !== 'EGLHB1' || !parts[1] || parts[1] === this.o.node) return;
-    if (!this.peers.some((p) => p.name === parts[1])) return;
+    const peer = this.peers.find((p) => p.name === parts[1]);
+    if (!peer) return;
     this.received++;
-    if (this.table.record(parts[1], this.now())) this.check();
+    const now = this.now();
+    if (!this.active) this.echo(peer, now);
+    if (this.table.record(parts[1], now)) this.check();
+  }
+
+  /** An inactive node answers a heartbeat with one of its own (at most one per peer per half interval). */
+  private echo(peer: { name: string; ip: string }, now: number): void {
+    const last = this.echoedAt.get(peer.name);
+    if (last !== undefined && now - last < this.intervalMs / 2) return;
+    this.echoedAt.set(peer.name, now);
+    this.sock?.send(Buffer.from(`EGLHB1 ${this.o.node} ${this.seq++}`), this.o.port ?? HEARTBEAT_PORT, peer.ip, () => undefined);
+    this.sent++;
   }
 
   private tick(): void {
@@ -144,14 +189,16 @@ export class Heartbeat {
     return this.table.suspects(this.now());
   }
 
+  /** Only an active node (a holder) can be isolated: one that holds nothing has nothing to fence. */
   isolated(): boolean {
-    return this.table.isolated(this.now());
+    return this.active && this.table.isolated(this.now());
   }
 
   status(): Record<string, unknown> {
     return {
       port: this.o.port ?? HEARTBEAT_PORT,
       intervalMs: this.intervalMs,
+      active: this.active,
       sent: this.sent,
       received: this.received,
       msSinceHeard: this.table.snapshot(this.now()),

@@ -22,7 +22,7 @@ import { NodeEventRecorder } from './events.js';
 import { LeaseModule } from './lease.js';
 import { MasqModule } from './masq.js';
 import { GatewayModule } from './gateway.js';
-import { errorMessage, type NodeModule, type NodeModuleContext } from './module.js';
+import { errorMessage, Signal, type NodeModule, type NodeModuleContext } from './module.js';
 import { StatusWriter } from './status.js';
 
 export interface NodeAgentDeps {
@@ -94,6 +94,7 @@ export class NodeAgent {
       events: this.events,
       log: (m, msg) => this.log(m, msg),
       statusChanged: () => this.status.changed(),
+      holding: new Signal(false),
     };
     this.modules = buildModules(ctx, this.deps.nft ?? new ExecNftRunner({ nftPath: c.nftPath }));
     this.phase = 'starting';

@@ -28,7 +28,10 @@ export interface BeaconOptions {
   bind: string;
   target: string;
   port: number;
+  /** interval while this node holds a floating IP (fast: setFast(true)) */
   intervalMs: number;
+  /** interval otherwise (default: intervalMs) */
+  idleIntervalMs?: number;
   watchdogMs?: number;
   /** nice value of the heartbeat thread (default -10) */
   nice?: number;
@@ -43,6 +46,7 @@ const { createHmac } = require('node:crypto');
 const o = workerData;
 const fed = new BigInt64Array(o.shared, 0, 1);
 const counters = new Int32Array(o.shared, 8, 2);
+const flags = new Int32Array(o.shared, 16, 1);
 const epoch = Date.now();
 let seq = 0;
 let gated = false;
@@ -51,34 +55,45 @@ let gated = false;
 try { require('node:os').setPriority(o.nice); } catch (e) { parentPort.postMessage({ log: 'heartbeat thread keeps the default priority (' + e.message + ')' }); }
 const sock = createSocket({ type: 'udp4' });
 sock.on('error', (e) => parentPort.postMessage({ log: 'heartbeat socket: ' + e.message }));
-sock.bind({ address: o.bind, port: 0 }, () => {
-  setInterval(() => {
-    const age = Date.now() - Number(Atomics.load(fed, 0));
-    if (age > o.watchdogMs) {
-      Atomics.add(counters, 1, 1);
-      if (!gated) parentPort.postMessage({ log: 'main loop silent for ' + age + ' ms: heartbeats suspended until it checks in again' });
-      gated = true;
-      return;
-    }
-    if (gated) parentPort.postMessage({ log: 'main loop back: heartbeats resumed' });
-    gated = false;
-    const payload = 'EGLHB2 ' + o.node + ' ' + epoch + ' ' + (++seq);
-    const mac = createHmac('sha256', o.token).update(payload).digest('hex').slice(0, 32);
-    sock.send(payload + ' ' + mac, o.port, o.target, (err) => {
-      if (err) return;
-      if (Atomics.add(counters, 0, 1) === 0) parentPort.postMessage({ first: true });
-    });
-  }, o.intervalMs);
+// the interval follows the main thread's fast flag (a holder beats fast); a switch to fast beats at
+// once, so the controller's shorter grace period starts from a fresh heartbeat
+const interval = () => (Atomics.load(flags, 0) ? o.intervalMs : o.idleIntervalMs);
+let timer = null;
+function beat() {
+  const age = Date.now() - Number(Atomics.load(fed, 0));
+  if (age > o.watchdogMs) {
+    Atomics.add(counters, 1, 1);
+    if (!gated) parentPort.postMessage({ log: 'main loop silent for ' + age + ' ms: heartbeats suspended until it checks in again' });
+    gated = true;
+    return;
+  }
+  if (gated) parentPort.postMessage({ log: 'main loop back: heartbeats resumed' });
+  gated = false;
+  const payload = 'EGLHB3 ' + o.node + ' ' + epoch + ' ' + (++seq) + ' ' + interval();
+  const mac = createHmac('sha256', o.token).update(payload).digest('hex').slice(0, 32);
+  sock.send(payload + ' ' + mac, o.port, o.target, (err) => {
+    if (err) return;
+    if (Atomics.add(counters, 0, 1) === 0) parentPort.postMessage({ first: true });
+  });
+}
+function loop() {
+  beat();
+  timer = setTimeout(loop, interval());
+}
+sock.bind({ address: o.bind, port: 0 }, loop);
+parentPort.on('message', (m) => {
+  if (m === 'stop') { sock.close(); process.exit(0); }
+  if (m === 'fast' && timer) { clearTimeout(timer); loop(); }
 });
-parentPort.on('message', (m) => { if (m === 'stop') { sock.close(); process.exit(0); } });
 `;
 
 export class Beacon {
   private worker: Worker | null = null;
   private feeder: NodeJS.Timeout | null = null;
-  private readonly shared = new SharedArrayBuffer(16);
+  private readonly shared = new SharedArrayBuffer(24);
   private readonly fed = new BigInt64Array(this.shared, 0, 1);
   private readonly counters = new Int32Array(this.shared, 8, 2);
+  private readonly flags = new Int32Array(this.shared, 16, 1);
   private firstSent: () => void = () => undefined;
   restarts = 0;
   /** resolves once the first heartbeat went out */
@@ -90,7 +105,7 @@ export class Beacon {
     const watchdogMs = this.o.watchdogMs ?? 2000;
     const feed = (): void => void Atomics.store(this.fed, 0, BigInt(Date.now()));
     feed();
-    this.feeder = setInterval(feed, Math.max(50, Math.min(250, Math.floor(watchdogMs / 4))));
+    this.feeder = setInterval(feed, Math.max(50, Math.min(500, Math.floor(watchdogMs / 4))));
     this.feeder.unref();
     this.spawn(watchdogMs);
   }
@@ -98,7 +113,7 @@ export class Beacon {
   private spawn(watchdogMs: number): void {
     const w = new Worker(WORKER, {
       eval: true,
-      workerData: { node: this.o.node, token: this.o.token, bind: this.o.bind, target: this.o.target, port: this.o.port, intervalMs: this.o.intervalMs, watchdogMs, nice: this.o.nice ?? -10, shared: this.shared },
+      workerData: { node: this.o.node, token: this.o.token, bind: this.o.bind, target: this.o.target, port: this.o.port, intervalMs: this.o.intervalMs, idleIntervalMs: this.o.idleIntervalMs ?? this.o.intervalMs, watchdogMs, nice: this.o.nice ?? -10, shared: this.shared },
     });
     w.on('message', (m: { log?: string; first?: boolean }) => {
       if (m.first) this.firstSent();
@@ -119,10 +134,21 @@ export class Beacon {
     this.worker = w;
   }
 
+  /** Fast (this node holds a floating IP) or idle interval; a switch to fast beats at once. */
+  setFast(fast: boolean): void {
+    const was = Atomics.exchange(this.flags, 0, fast ? 1 : 0) === 1;
+    if (fast && !was) this.worker?.postMessage('fast');
+  }
+
+  get fast(): boolean {
+    return Atomics.load(this.flags, 0) === 1;
+  }
+
   status(): Record<string, unknown> {
     return {
       target: `${this.o.target}:${this.o.port}`,
-      intervalMs: this.o.intervalMs,
+      intervalMs: this.fast ? this.o.intervalMs : this.o.idleIntervalMs ?? this.o.intervalMs,
+      fast: this.fast,
       sent: Atomics.load(this.counters, 0),
       suspendedTicks: Atomics.load(this.counters, 1),
       running: !!this.worker,

@@ -11,6 +11,7 @@ import { nodeToken, startTestController, waitFor, type TestController } from '..
 import { parseAgentConfig } from '../config.js';
 import { NullGatewaySystem } from '../gateway/system.js';
 import type { CtSyncIO } from '../gateway/conntrack-sync.js';
+import { Signal } from './module.js';
 import { NodeEventRecorder } from './events.js';
 import { GatewayModule } from './gateway.js';
 
@@ -79,7 +80,7 @@ describe('GatewayModule', () => {
 
     const { config, client, logs, events, sys } = worker1(t, dir);
     const mod = new GatewayModule(
-      { config, client, events, log: (m, msg) => logs.push(`${m}: ${msg}`), statusChanged: () => undefined },
+      { config, client, events, log: (m, msg) => logs.push(`${m}: ${msg}`), statusChanged: () => undefined, holding: new Signal(false) },
       { system: sys, heartbeat: false, garpScheduleMs: [0, 10] },
     );
     cleanup.push(() => mod.stop());
@@ -154,7 +155,7 @@ describe('GatewayModule', () => {
       killPid: () => undefined,
     };
     const mod = new GatewayModule(
-      { config, client, events, log: (m, msg) => logs.push(`${m}: ${msg}`), statusChanged: () => undefined },
+      { config, client, events, log: (m, msg) => logs.push(`${m}: ${msg}`), statusChanged: () => undefined, holding: new Signal(false) },
       { system: sys, heartbeat: false, garpScheduleMs: [0], conntrackSync: { io } },
     );
     cleanup.push(() => mod.stop());

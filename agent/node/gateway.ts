@@ -63,8 +63,10 @@ export const GATEWAY_NAME = 'default';
 export interface GatewayModuleOptions {
   system?: GatewaySystem;
   debounceMs?: number;
-  /** full re-apply (repairs drift) every resyncMs */
+  /** full re-apply (repairs drift) every resyncMs while this node holds a floating IP (default 10 s) */
   resyncMs?: number;
+  /** ... and every idleResyncMs while it holds none (default 30 s, like kube-proxy's syncPeriod) */
+  idleResyncMs?: number;
   /** how long start() waits for the first list of every resource */
   startupSyncTimeoutMs?: number;
   /** liveness heartbeats (default on); `false` disables them (unit tests) */
@@ -198,8 +200,24 @@ export class GatewayModule implements NodeModule {
     this.ctx.log(this.name, ok ? `API state synced; uplink ${this.uplink}` : `API not synced after ${timeout} ms: programming fail-closed until it is`);
     if (!ok) void all.then(() => ((this.synced = true), this.changed('initial sync')));
     await this.kick('start', true);
-    this.resync = setInterval(() => void this.kick('resync', true), this.o.resyncMs ?? 10_000);
+    // a full re-apply (repairs drift) every resyncMs while this node holds a floating IP, every
+    // idleResyncMs otherwise (each one spawns ip and nft four times: an idle node must stay cheap)
+    const resyncMs = this.o.resyncMs ?? 10_000;
+    const idleResyncMs = Math.max(resyncMs, this.o.idleResyncMs ?? 30_000);
+    let lastResync = this.now();
+    this.resync = setInterval(() => {
+      if (this.owned.size === 0 && this.now() - lastResync < idleResyncMs - resyncMs / 2) return;
+      lastResync = this.now();
+      void this.kick('resync', true);
+    }, resyncMs);
     this.resync.unref();
+    this.setHolding(this.owned.size > 0);
+  }
+
+  /** The holder's timers: the ARP fence refresh (which also notices this agent's own stalls) and the conntrack bulk re-send. */
+  private startHolderTimers(): void {
+    if (this.aliveTimer || this.stopped) return;
+    this.lastAliveTick = 0;
     this.aliveTimer = setInterval(() => void this.refreshAlive(), ARP_ALIVE_REFRESH_MS);
     this.aliveTimer.unref();
     // a holder re-sends its replicated bindings now and then: NOTRACK loses datagrams for good
@@ -211,6 +229,13 @@ export class GatewayModule implements NodeModule {
       void this.ctsync.bulkSend().finally(() => (bulkRunning = false));
     }, CTSYNC_BULK_MS);
     this.bulkTimer.unref();
+  }
+
+  private stopHolderTimers(): void {
+    if (this.aliveTimer) clearInterval(this.aliveTimer);
+    if (this.bulkTimer) clearInterval(this.bulkTimer);
+    this.aliveTimer = null;
+    this.bulkTimer = null;
   }
 
   /** conntrackd (if enabled); a failure to start is reported and the gateway runs without sync. */
@@ -273,6 +298,19 @@ export class GatewayModule implements NodeModule {
       this.debounce = null;
       void this.kick(this.triggerWhat, false);
     }, this.o.debounceMs ?? 10);
+  }
+
+  /**
+   * A holder's liveness is on the failover's critical path: while this node holds a floating IP its
+   * peer heartbeats tick (isolation check) and its beacon to the controller beats fast; a node that
+   * holds nothing only answers peers and beats slowly.
+   */
+  private setHolding(holds: boolean): void {
+    this.heartbeat?.setActive(holds);
+    this.ctx.holding.set(holds);
+    if (!this.resync) return; // still starting: start() sets the timers once running
+    if (holds) this.startHolderTimers();
+    else this.stopHolderTimers();
   }
 
   /**
@@ -476,6 +514,7 @@ export class GatewayModule implements NodeModule {
     for (const ip of nowOwned) if (!this.owned.has(ip) || addrs.add.some((l) => l.includes(` ${ip}/`))) this.announce(ip);
     for (const ip of this.owned) if (!nowOwned.has(ip)) this.cancelAnnounce(ip);
     this.owned = nowOwned;
+    this.setHolding(nowOwned.size > 0);
     await this.sys.ipBatch(cmds.after);
     const addrsNow = [...k.addrs.filter((a) => !addrs.del.some((d) => d.includes(` ${a} `))), ...addrs.add.map((l) => l.split(' ')[2]!)];
     this.kernel = { rules: r.rules, routes: new Map(r.routes.map((x) => [x.table, `${x.via} ${x.dev}`])), addrs: addrsNow };

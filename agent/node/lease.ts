@@ -1,6 +1,7 @@
 /**
  * Node liveness: the beacon (beacon.ts: authenticated UDP heartbeats to the controller every
- * heartbeatIntervalMs, from a thread of its own) is what the controller's failure detector listens
+ * heartbeatIntervalMs while this node holds a floating IP, every idleHeartbeatIntervalMs otherwise,
+ * from a thread of its own) is what the controller's failure detector listens
  * to; the Lease kube-node-lease/<node> is renewed every leaseRenewIntervalMs as well (10 s, like
  * kubelet: what `kubectl get lease` shows, and a second liveness signal). The controller declares
  * the node Down when neither arrived for its expiry. Logs the first renewal, the first failure of a
@@ -38,15 +39,22 @@ export class LeaseModule implements NodeModule {
         target,
         port: c.heartbeatPort,
         intervalMs: heartbeatIntervalMs,
+        idleIntervalMs: c.idleHeartbeatIntervalMs,
         log: (m) => this.ctx.log(this.name, m),
       });
-      this.beacon.start();
+      const beacon = this.beacon;
+      beacon.setFast(this.ctx.holding.value);
+      this.ctx.holding.on((holds) => {
+        beacon.setFast(holds);
+        this.ctx.log(this.name, holds ? `holding a floating IP: heartbeats every ${heartbeatIntervalMs} ms` : `holding no floating IP: heartbeats every ${c.idleHeartbeatIntervalMs} ms`);
+      });
+      beacon.start();
       // the first Lease renewal must not come before the heartbeats: a renewal alone marks the node
       // Up, and a heartbeat thread still starting (a busy machine) would then let it expire once
       let timer: NodeJS.Timeout | undefined;
       const started = await Promise.race([this.beacon.first.then(() => true), new Promise<boolean>((r) => (timer = setTimeout(() => r(false), 5000)))]);
       if (timer) clearTimeout(timer);
-      this.ctx.log(this.name, `heartbeats to ${target}:${c.heartbeatPort} every ${heartbeatIntervalMs} ms${started ? '' : ' (none sent within 5 s: renewing the Lease anyway)'}`);
+      this.ctx.log(this.name, `heartbeats to ${target}:${c.heartbeatPort} every ${heartbeatIntervalMs} ms while holding a floating IP, else every ${c.idleHeartbeatIntervalMs} ms${started ? '' : ' (none sent within 5 s: renewing the Lease anyway)'}`);
     }
     this.ctx.log(this.name, `renewing ${NODE_LEASE_NAMESPACE}/${nodeName} every ${leaseRenewIntervalMs} ms`);
     this.renewer = startLeaseRenewer(this.ctx.client, nodeName, leaseRenewIntervalMs, (e) => this.onError(e));

@@ -17,6 +17,32 @@ export interface NodeModuleContext {
   log(module: string, message: string): void;
   /** something status-worthy changed: rewrite the status file soon */
   statusChanged(): void;
+  /**
+   * Whether this node holds a floating IP right now (set by the gateway module, read by the lease
+   * module's beacon): a holder's liveness must be detected within the failover budget, a node that
+   * holds nothing can beat slowly (issue 10: an idle lab must cost next to nothing).
+   */
+  readonly holding: Signal<boolean>;
+}
+
+/** A value that modules set and others follow (no event bus: one value, its listeners). */
+export class Signal<T> {
+  private readonly listeners: ((v: T) => void)[] = [];
+  constructor(private current: T) {}
+
+  get value(): T {
+    return this.current;
+  }
+
+  set(v: T): void {
+    if (Object.is(v, this.current)) return;
+    this.current = v;
+    for (const l of this.listeners) l(v);
+  }
+
+  on(listener: (v: T) => void): void {
+    this.listeners.push(listener);
+  }
 }
 
 export interface NodeModule {

@@ -36,6 +36,26 @@ describe('liveness from leases (injected clock)', () => {
     expect(l.state('down', 10_200)).toBe('Up');
   });
 
+  it('a heartbeat grants the grace of the interval it announces; the freshest heartbeat sets it, a Lease renewal never shortens it', () => {
+    const l = new LivenessTracker(T);
+    expect(l.graceFor(200)).toBe(600); // fast (a holder): six beats
+    expect(l.graceFor(1000)).toBe(600 + 2 * 800); // idle: two missed slow beats more
+    expect(l.heartbeat('w1', 'hb 1 1', 1000, 0)).toBe(true);
+    expect(l.state('w1', 2199)).toBe('Up');
+    // a Lease renewal in between does not cut the idle grace short
+    l.observe('w1', 'rv1', 100);
+    expect(l.state('w1', 2199)).toBe('Up');
+    expect(l.state('w1', 2200)).toBe('Down');
+    // the node starts holding an IP: a fast heartbeat shortens the grace at once
+    expect(l.heartbeat('w1', 'hb 1 2', 200, 500)).toBe(false);
+    expect(l.state('w1', 1099)).toBe('Up');
+    expect(l.state('w1', 1100)).toBe('Down');
+    expect(l.nextExpiry(600)).toBe(1100);
+    // the same heartbeat twice does not extend it
+    expect(l.heartbeat('w1', 'hb 1 2', 200, 900)).toBe(false);
+    expect(l.state('w1', 1100)).toBe('Down');
+  });
+
   it('a deleted lease makes the node Down immediately', () => {
     const l = new LivenessTracker(T);
     l.observe('w1', 'a', 0);

@@ -54,8 +54,32 @@ export class LivenessTracker {
     if (renewKey === undefined) return false;
     if (e && e.renewKey === renewKey) return false;
     const wasUp = e ? now < e.upUntil : false;
-    this.entries.set(node, { renewKey, upUntil: now + this.timings.expiryMs, seenAt: now });
+    // a Lease renewal never shortens the grace a slow heartbeat granted
+    this.entries.set(node, { renewKey, upUntil: Math.max(e?.upUntil ?? Number.NEGATIVE_INFINITY, now + this.timings.expiryMs), seenAt: now });
     return !wasUp;
+  }
+
+  /**
+   * A verified heartbeat announcing the interval the node beats at: the node is Up for
+   * graceFor(intervalMs) from now (the freshest signal: it sets the grace, longer or shorter).
+   * Returns true if the node was Down.
+   */
+  heartbeat(node: string, key: string, intervalMs: number, now: number): boolean {
+    const e = this.entries.get(node);
+    if (e && e.renewKey === key) return false;
+    const wasUp = e ? now < e.upUntil : false;
+    this.entries.set(node, { renewKey: key, upUntil: now + this.graceFor(intervalMs), seenAt: now });
+    return !wasUp;
+  }
+
+  /**
+   * How long a node beating every `intervalMs` stays Up without a signal: `expiryMs` (600 ms: six
+   * beats) at the fast interval (a holder), and for a slower one (a node holding nothing, 1 s)
+   * expiryMs plus two missed slow beats. A node that holds nothing is only a candidate for a move:
+   * finding it dead 2.4 s late at worst costs nothing unless a holder dies in that window too.
+   */
+  graceFor(intervalMs: number): number {
+    return intervalMs <= this.timings.renewIntervalMs ? this.timings.expiryMs : this.timings.expiryMs + 2 * (intervalMs - this.timings.renewIntervalMs);
   }
 
   /** The Lease was deleted: the node is Down from now on. */
@@ -95,7 +119,8 @@ export class LivenessTracker {
  * counts for at most `maxStepMs`. A node's silence is only held against it for time the controller
  * was actually listening: after a 2 s stall of the controller, the heartbeats queued in its socket
  * are read before any node's silence has grown by more than maxStepMs, so the stall alone never
- * declares a healthy node Down. A ticker calls now() every ~50 ms, so that normal time counts in full.
+ * declares a healthy node Down. A ticker calls now() more often than maxStepMs, so that normal time
+ * counts in full (fast while some node's failure must be detected within the failover budget).
  */
 export class StallAwareClock {
   private observed = 0;
@@ -104,9 +129,15 @@ export class StallAwareClock {
 
   constructor(
     private readonly wall: () => number = () => Date.now(),
-    private readonly maxStepMs = 150,
+    private maxStepMs = 150,
   ) {
     this.last = wall();
+  }
+
+  /** Changes the longest stretch counted in full (the time so far is accounted with the old one). */
+  setMaxStep(ms: number): void {
+    this.now();
+    this.maxStepMs = ms;
   }
 
   now(): number {

@@ -1,13 +1,13 @@
 /**
  * Receives the agents' liveness heartbeats (agent/node/beacon.ts): UDP datagrams
- * `EGLHB2 <node> <epoch> <seq> <mac>`. A heartbeat counts only when the node is known, the datagram
+ * `EGLHB3 <node> <epoch> <seq> <intervalMs> <mac>` (controller/client/heartbeat.ts). A heartbeat counts only when the node is known, the datagram
  * comes from the node's own address, its MAC verifies with the node's bearer token, and
  * (epoch, seq) is newer than the last accepted one (no replay, no forgery by another node or by
  * anything else on the segment). Rejections are counted and logged once per node and reason.
  */
 import { createSocket, type Socket } from 'node:dgram';
 import { timingSafeEqual } from 'node:crypto';
-import { heartbeatMac, HEARTBEAT_MAGIC } from '../client/heartbeat.js';
+import { heartbeatMac, heartbeatPayload, HEARTBEAT_MAGIC } from '../client/heartbeat.js';
 
 export interface BeaconKey {
   /** the node's bearer token (MAC key) */
@@ -16,33 +16,40 @@ export interface BeaconKey {
   ip: string;
 }
 
-export type BeaconVerdict = { ok: true; node: string; epoch: number; seq: number } | { ok: false; node?: string; reason: string };
+export type BeaconVerdict = { ok: true; node: string; epoch: number; seq: number; intervalMs: number } | { ok: false; node?: string; reason: string };
+
+/** The intervals a heartbeat may announce (ms). */
+export const BEACON_INTERVAL_RANGE = { min: 10, max: 60_000 } as const;
 
 /** Pure check of one datagram; `last` is updated on acceptance. */
 export function verifyBeacon(text: string, from: string, keys: ReadonlyMap<string, BeaconKey>, last: Map<string, { epoch: number; seq: number }>): BeaconVerdict {
   const parts = text.split(' ');
-  if (parts.length !== 5 || parts[0] !== HEARTBEAT_MAGIC) return { ok: false, reason: 'not a heartbeat' };
-  const [, node, e, s, mac] = parts as [string, string, string, string, string];
+  if (parts.length !== 6 || parts[0] !== HEARTBEAT_MAGIC) return { ok: false, reason: 'not a heartbeat' };
+  const [, node, e, s, i, mac] = parts as [string, string, string, string, string, string];
   const key = keys.get(node);
   if (!key) return { ok: false, node, reason: 'unknown node' };
   if (from !== key.ip) return { ok: false, node, reason: `sent from ${from}, not the node's address ${key.ip}` };
   const epoch = Number(e);
   const seq = Number(s);
   if (!Number.isSafeInteger(epoch) || !Number.isSafeInteger(seq) || epoch <= 0 || seq <= 0) return { ok: false, node, reason: 'bad epoch or sequence number' };
-  const want = Buffer.from(heartbeatMac(key.token, `${HEARTBEAT_MAGIC} ${node} ${epoch} ${seq}`));
+  const intervalMs = Number(i);
+  if (!/^[0-9]+$/.test(i) || intervalMs < BEACON_INTERVAL_RANGE.min || intervalMs > BEACON_INTERVAL_RANGE.max) {
+    return { ok: false, node, reason: `bad interval ${JSON.stringify(i)} (must be ${BEACON_INTERVAL_RANGE.min}-${BEACON_INTERVAL_RANGE.max} ms)` };
+  }
+  const want = Buffer.from(heartbeatMac(key.token, heartbeatPayload(node, epoch, seq, intervalMs)));
   const got = Buffer.from(mac);
   if (got.length !== want.length || !timingSafeEqual(got, want)) return { ok: false, node, reason: 'bad MAC' };
   const prev = last.get(node);
   if (prev && (epoch < prev.epoch || (epoch === prev.epoch && seq <= prev.seq))) return { ok: false, node, reason: 'replayed or reordered' };
   last.set(node, { epoch, seq });
-  return { ok: true, node, epoch, seq };
+  return { ok: true, node, epoch, seq, intervalMs };
 }
 
 export interface BeaconReceiverOptions {
   host: string;
   port: number;
   keys: () => ReadonlyMap<string, BeaconKey>;
-  onBeat: (node: string, epoch: number, seq: number) => void;
+  onBeat: (node: string, epoch: number, seq: number, intervalMs: number) => void;
   log?: (m: string) => void;
 }
 
@@ -74,7 +81,7 @@ export class BeaconReceiver {
     const v = verifyBeacon(msg.toString('latin1'), from, this.o.keys(), this.last);
     if (v.ok) {
       this.accepted++;
-      this.o.onBeat(v.node, v.epoch, v.seq);
+      this.o.onBeat(v.node, v.epoch, v.seq, v.intervalMs);
       return;
     }
     this.rejected++;

@@ -53,6 +53,9 @@ export class Controller {
   private expiryTimer: NodeJS.Timeout | undefined;
   private readonly stallAware: StallAwareClock | undefined;
   private ticker: NodeJS.Timeout | undefined;
+  private tickerMs = 0;
+  /** the interval each node's latest heartbeat announced */
+  private readonly beatIntervals = new Map<string, number>();
   private assignments: Record<string, string> | undefined;
   private readonly nodeStates = new Map<string, NodeState>();
   private readonly policyReports = new Map<string, string>();
@@ -79,17 +82,36 @@ export class Controller {
     this.bootstrap();
     this.seedLiveness();
     this.unsubscribe = this.service.store.subscribe((e) => this.onEvent(e));
-    if (this.stallAware && this.timers) {
-      this.ticker = setInterval(() => this.clock(), 50);
-      this.ticker.unref();
-    }
     this.reconcile();
   }
 
   /** A verified liveness heartbeat of `node` (controller/reconcile/beacon-receiver.ts). */
-  observeHeartbeat(node: string, epoch: number, seq: number): void {
+  observeHeartbeat(node: string, epoch: number, seq: number, intervalMs = this.cfg.lease.renewIntervalMs): void {
     if (this.stopped) return;
-    if (this.liveness.observe(node, `hb ${epoch} ${seq}`, this.clock())) this.schedule();
+    const prev = this.beatIntervals.get(node);
+    this.beatIntervals.set(node, intervalMs);
+    if (prev !== intervalMs) this.tune();
+    if (this.liveness.heartbeat(node, `hb ${epoch} ${seq}`, intervalMs, this.clock())) this.schedule();
+  }
+
+  /**
+   * The stall-aware clock needs a sample more often than its longest counted step. While some Up
+   * node beats at the fast interval (it holds a floating IP: its death must be seen within 600 ms)
+   * the ticker samples every 50 ms (steps up to 150 ms count); otherwise every 500 ms (steps up to
+   * 750 ms): an idle cluster wakes the controller twice a second, not twenty times.
+   */
+  private tune(): void {
+    if (!this.stallAware || !this.timers || this.stopped) return;
+    const now = this.clock();
+    const fastLimit = this.cfg.lease.renewIntervalMs;
+    const fast = [...this.beatIntervals].some(([n, i]) => i <= fastLimit && this.liveness.state(n, now) === 'Up');
+    const ms = fast ? 50 : 500;
+    if (ms === this.tickerMs) return;
+    this.stallAware.setMaxStep(fast ? 150 : 750);
+    if (this.ticker) clearInterval(this.ticker);
+    this.tickerMs = ms;
+    this.ticker = setInterval(() => this.clock(), ms);
+    this.ticker.unref();
   }
 
   /** Wall time the failure detector did not count because the controller was stalled (ms). */
@@ -200,6 +222,7 @@ export class Controller {
       this.log(`reconcile failed: ${err instanceof Error ? err.stack ?? err.message : String(err)}`);
     }
     this.passes++;
+    this.tune();
     this.armExpiryTimer();
   }
 
