@@ -6,9 +6,10 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import type { Lab, Place } from '../lab/lab.js';
-import { startProcess, stopProcess } from '../lab/process.js';
+import { processLog, startProcess, stopProcess } from '../lab/process.js';
 import { decodePacket, readPcap, type DecodedPacket } from '../pcap/pcap.js';
-import { RUN_DIR } from '../inlab/protocol.js';
+import { RUN_DIR, parseTcpdumpStats } from '../inlab/protocol.js';
+import { LabError } from '../util/errors.js';
 import { pollUntil } from '../util/poll.js';
 import { artifactsDir } from '../util/paths.js';
 import { WIRER } from '../topology/plan.js';
@@ -26,6 +27,31 @@ export interface CaptureResult {
   /** The pcap copied to the host. */
   file: string;
   packets: DecodedPacket[];
+  /** What tcpdump said the kernel dropped (always 0: stop() throws otherwise). */
+  droppedByKernel: number;
+}
+
+/**
+ * The kernel drop count tcpdump printed when it exited ("N packets dropped by kernel"), from its log;
+ * undefined when the line is missing (tcpdump did not end normally: it crashed or was killed).
+ */
+export function kernelDrops(log: string): number | undefined {
+  return parseTcpdumpStats(log)?.dropped;
+}
+
+/**
+ * Whether a capture's packets can be trusted: it dropped none, and tcpdump ended normally. A capture
+ * that missed packets proves nothing about the ones it missed (the leak may be among them), so this
+ * is an error of the test, never "nothing observed". Returns the drop count (0).
+ */
+export function checkCaptureLog(log: string, where: string): number {
+  const dropped = kernelDrops(log);
+  if (dropped === undefined) {
+    const tail = log.trim().split('\n').slice(-5).join(' | ');
+    throw new LabError(`the capture at ${where} ended without tcpdump's statistics (did tcpdump crash?): its packets cannot be trusted${tail ? `; its log: ${tail}` : ''}`);
+  }
+  if (dropped > 0) throw new LabError(`the capture at ${where} dropped ${dropped} packet${dropped === 1 ? '' : 's'} (kernel): what it saw proves nothing about the ones it missed`);
+  return dropped;
 }
 
 export class Capture {
@@ -61,10 +87,16 @@ export class Capture {
     return c;
   }
 
-  /** Stops tcpdump, copies the pcap to artifacts/<lab>/captures/, decodes it. Idempotent. */
+  /**
+   * Stops tcpdump, copies the pcap to artifacts/<lab>/captures/, decodes it. Idempotent. Throws a
+   * LabError (after the copy, which stays for diagnosis) when the kernel dropped packets or tcpdump did
+   * not print its statistics.
+   */
   stop(): Promise<CaptureResult> {
     this.result ??= (async () => {
       await stopProcess(this.lab, this.place.container, this.id, 'INT');
+      // tcpdump prints its statistics on stderr as it exits: the log has them once it is gone
+      const log = await processLog(this.lab, this.place.container, this.id);
       const r = await this.lab.exec(this.place.container, ['base64', '-w0', this.remote]);
       const content = Buffer.from(r.stdout.trim(), 'base64');
       const dir = join(artifactsDir(), this.lab.id, 'captures');
@@ -72,7 +104,8 @@ export class Capture {
       const file = join(dir, `${this.place.label.replace(/[^A-Za-z0-9.-]+/g, '_')}-${this.iface}-${this.id}.pcap`);
       writeFileSync(file, content);
       await this.lab.exec(this.place.container, ['rm', '-f', this.remote], { check: false });
-      return { file, packets: readPcap(content).map(decodePacket) };
+      const droppedByKernel = checkCaptureLog(log, `${this.place.label}:${this.iface} (pcap ${file})`);
+      return { file, packets: readPcap(content).map(decodePacket), droppedByKernel };
     })();
     return this.result;
   }

@@ -65,6 +65,29 @@ describe('in-lab helper', () => {
     expect((await call({ op: 'watch', file: f, needle: '"tok":"zzz"', since: 0, timeoutMs: 60 })).result).toEqual([]);
   });
 
+  it("watch returns the window's capture statistics lines too, in file order, without resolving on them", async () => {
+    const f = join(dir, 'observed-stats.jsonl');
+    const stats = (t: number, drops = 0) => JSON.stringify({ t, p: 'stats', drops, total: drops, pending: 0 });
+    writeFileSync(f, `${stats(50, 1)}\n${stats(150)}\n`);
+    const started = Date.now();
+    const pending = call({ op: 'watch', file: f, needle: '"tok":"abc"', since: 100, timeoutMs: 3000 });
+    setTimeout(() => appendFileSync(f, `${stats(160)}\n${JSON.stringify({ t: 170, tok: 'abc' })}\n`), 150);
+    expect((await pending).result).toEqual([stats(150), stats(160), JSON.stringify({ t: 170, tok: 'abc' })]);
+    expect(Date.now() - started).toBeGreaterThanOrEqual(140); // the stats lines alone did not end the wait
+    // nothing matched: the statistics alone, after the deadline
+    expect((await call({ op: 'watch', file: f, needle: '"tok":"zzz"', since: 100, timeoutMs: 60 })).result).toEqual([stats(150), stats(160)]);
+  });
+
+  it('watch with ports keeps, of the TCP segments, those that matter to connections from those ports', async () => {
+    const f = join(dir, 'observed-ports.jsonl');
+    const seg = (t: number, sport: number, flags: number, src = '192.168.1.100') => JSON.stringify({ t, p: 'tcp', src, dst: '8.8.8.8', sport, dport: 7007, k: 'tcp 8.8.8.8:7007', f: flags });
+    const lines = [seg(100, 40001, 2), seg(101, 40002, 2), seg(102, 40001, 24), seg(103, 40002, 24), seg(104, 40002, 16), seg(105, 40001, 16), JSON.stringify({ t: 106, p: 'stats', drops: 0, total: 0, pending: 0 })];
+    writeFileSync(f, `${lines.join('\n')}\n`);
+    const r = await call({ op: 'watch', file: f, needle: '"k":"tcp 8.8.8.8:7007"', since: 0, timeoutMs: 0, ports: [40001] });
+    expect(r.result).toEqual([lines[0], lines[1], lines[2], lines[3], lines[5], lines[6]]);
+    expect((await call({ op: 'watch', file: f, needle: '"k":"tcp 8.8.8.8:7007"', since: 0, timeoutMs: 0 })).result).toEqual(lines);
+  });
+
   it('waits until a file matches a pattern (the agent status), false after the deadline', async () => {
     const f = join(dir, 'status.json');
     const pending = call({ op: 'wait-match', file: f, pattern: '"phase": *"running"', timeoutMs: 3000 });

@@ -23,6 +23,8 @@
  *   <- {"id":7,"ok":true,"result":true}                 false when it did not match in time
  *   -> {"id":4,"op":"watch","file":"/run/egresslab/observed.jsonl","needle":"...","since":0,"timeoutMs":1500}
  *   <- {"id":4,"ok":true,"result":["<matching line>", ...]}      [] when nothing matched in time
+ *      (also returned, in file order: the capture statistics lines, "p":"stats", of the same window;
+ *      with "ports":[...], of the TCP segments only those that matter to connections from those ports)
  *   <- {"id":N,"ok":false,"error":"..."}
  * The first line out is {"ready":true,"pid":P}. The helper exits when its standard input closes
  * (the harness process ended or closed the channel); processes it spawned detached live on.
@@ -32,7 +34,7 @@ import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
 import { appendFileSync, openSync, closeSync, readFileSync, readSync, fstatSync } from 'node:fs';
 import { constants } from 'node:os';
 import { runProbe } from './probe-core.js';
-import { probeClientIssues, type ClientRecord, type ProbeClientOptions } from './protocol.js';
+import { STATS_NEEDLE, probeClientIssues, segmentMatters, type ClientRecord, type Observation, type ProbeClientOptions } from './protocol.js';
 
 interface Request {
   id: number;
@@ -50,6 +52,8 @@ interface Request {
   file?: string;
   needle?: string;
   since?: number;
+  /** watch: keep of the TCP segments only those that matter to connections from these local ports (segmentMatters) */
+  ports?: number[];
 }
 
 const isChild = process.argv.includes('--child');
@@ -165,8 +169,26 @@ async function stopProbeOp(r: Request): Promise<{ records: number }> {
 }
 
 /**
+ * A log line's "t": read from its start where it is written first (the responder's lines: a log of
+ * every TCP segment is long, and a JSON parse of each line per read would cost more than the read),
+ * else parsed; undefined for a torn line.
+ */
+function lineTime(l: string): number | undefined {
+  const m = /^\{"t":(\d+(?:\.\d+)?)[,}]/.exec(l);
+  if (m) return Number(m[1]);
+  try {
+    return (JSON.parse(l) as { t?: number }).t;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
  * Lines of `file` containing `needle` whose JSON "t" is not before since-5 ms: returned as soon as
  * there is one, else [] after timeoutMs. The file is read incrementally (it only grows).
+ * A responder's capture statistics lines (STATS_NEEDLE) of the same window come along, in file
+ * order, without counting as a match: the reader needs them to know whether the capture dropped
+ * packets (then what it logged proves nothing), but they are not what it waits for.
  */
 function watchOp(r: Request): Promise<string[]> {
   const file = r.file ?? '';
@@ -176,6 +198,17 @@ function watchOp(r: Request): Promise<string[]> {
   let offset = 0;
   let rest = '';
   const found: string[] = [];
+  let matched = 0;
+  const ports = r.ports ? new Set(r.ports) : undefined;
+  const flows = new Set<string>();
+  const matters = (l: string): boolean => {
+    if (!ports) return true;
+    try {
+      return segmentMatters(JSON.parse(l) as Observation, ports, flows);
+    } catch {
+      return false; // a torn line
+    }
+  };
   const scan = (): void => {
     let fd: number;
     try {
@@ -195,12 +228,12 @@ function watchOp(r: Request): Promise<string[]> {
         const lines = text.split('\n');
         rest = lines.pop() ?? '';
         for (const l of lines) {
-          if (!l.includes(needle)) continue;
-          try {
-            if ((JSON.parse(l) as { t?: number }).t! >= since) found.push(l);
-          } catch {
-            /* a torn line */
-          }
+          const match = l.includes(needle);
+          if (!match && !l.includes(STATS_NEEDLE)) continue;
+          if (!(lineTime(l)! >= since)) continue;
+          if (match && !matters(l)) continue;
+          found.push(l);
+          if (match) matched++;
         }
       }
     } finally {
@@ -214,7 +247,7 @@ function watchOp(r: Request): Promise<string[]> {
       } catch (e) {
         return reject(new Error(`watch ${file}: ${(e as Error).message}`));
       }
-      if (found.length || Date.now() >= deadline) return resolve(found);
+      if (matched || Date.now() >= deadline) return resolve(found);
       setTimeout(tick, 10);
     };
     tick();

@@ -1,5 +1,24 @@
 import { describe, expect, it } from 'vitest';
-import { OBSERVED_LOG, PROTOS, RESPONDER_PORT, RUN_DIR, decodeProbe, encodeProbe, icmpToken, newToken, probeClientIssues, splitReplies, synKey, type ProbeClientOptions } from './protocol.js';
+import {
+  OBSERVED_LOG,
+  PROTOS,
+  RESPONDER_PORT,
+  RUN_DIR,
+  STATS_NEEDLE,
+  decodeProbe,
+  encodeProbe,
+  icmpToken,
+  isSyn,
+  newToken,
+  parseObservationLog,
+  parseTcpdumpStats,
+  probeClientIssues,
+  segmentMatters,
+  splitReplies,
+  synKey,
+  type ProbeClientOptions,
+} from './protocol.js';
+import { TCP_FLAGS } from '../pcap/pcap.js';
 
 describe('probe wire protocol', () => {
   it('newToken: 16 lower-case hex characters (8 bytes, ping fill pattern size), fresh each time', () => {
@@ -114,5 +133,66 @@ describe('stream replies (splitReplies)', () => {
     expect(r.replies.map((x) => x.seq)).toEqual([4]);
     expect(r.bad).toEqual(['garbage', '{"x":1}']);
     expect(r.rest).toBe('');
+  });
+});
+
+describe('the observation log: segments and capture statistics', () => {
+  it('isSyn: a SYN without ACK; a TCP record without flags (a SYN-only log) counts as one', () => {
+    const { SYN, ACK, PSH, RST } = TCP_FLAGS;
+    expect(isSyn({ p: 'tcp', f: SYN })).toBe(true);
+    expect(isSyn({ p: 'tcp' })).toBe(true);
+    expect(isSyn({ p: 'tcp', f: SYN | ACK })).toBe(false);
+    expect(isSyn({ p: 'tcp', f: ACK | PSH })).toBe(false);
+    expect(isSyn({ p: 'tcp', f: RST })).toBe(false);
+    expect(isSyn({ p: 'udp' })).toBe(false);
+  });
+
+  it("segmentMatters: a probe's own segments, every SYN, the first segment of any other flow; never UDP or ICMP filtered", () => {
+    const { SYN, ACK, PSH } = TCP_FLAGS;
+    const flows = new Set<string>();
+    const mine = new Set([40_001]);
+    const keep = (src: string, sport: number, f: number) => segmentMatters({ p: 'tcp', src, sport, f }, mine, flows);
+    expect([keep('a', 40_001, ACK), keep('a', 40_001, ACK | PSH)]).toEqual([true, true]);
+    expect([keep('a', 50_000, SYN), keep('a', 50_000, SYN), keep('a', 50_000, ACK), keep('a', 50_000, ACK | PSH), keep('b', 50_000, ACK)]).toEqual([true, true, true, false, true]);
+    expect(segmentMatters({ p: 'udp', src: 'a', sport: 1 }, mine, flows)).toBe(true);
+    expect(segmentMatters({ p: 'tcp', src: 'a', sport: 50_000 }, mine, flows)).toBe(true); // no flags: a SYN-only log
+  });
+
+  it('parseTcpdumpStats reads what tcpdump 4.99 prints on SIGUSR1 and on exit (singular too)', () => {
+    expect(parseTcpdumpStats('tcpdump: 2 packets captured, 12 packets received by filter, 0 packets dropped by kernel')).toEqual({ captured: 2, received: 12, dropped: 0 });
+    const exit = 'tcpdump: listening on any, link-type LINUX_SLL2 (Linux cooked v2), snapshot length 256 bytes\n49 packets captured\n12000 packets received by filter\n11768 packets dropped by kernel\n';
+    expect(parseTcpdumpStats(exit)).toEqual({ captured: 49, received: 12000, dropped: 11768 });
+    expect(parseTcpdumpStats('1 packet captured\n1 packet received by filter\n1 packet dropped by kernel\n3 packets dropped by interface\n')).toEqual({ captured: 1, received: 1, dropped: 1 });
+    // the last figures win (a log with a SIGUSR1 line, then the exit lines)
+    expect(parseTcpdumpStats(`tcpdump: 1 packet captured, 1 packet received by filter, 0 packets dropped by kernel\n${exit}`)).toMatchObject({ dropped: 11768 });
+  });
+
+  it('parseTcpdumpStats: nothing without a kernel drop count', () => {
+    expect(parseTcpdumpStats('tcpdump: listening on any, link-type LINUX_SLL2')).toBeUndefined();
+    expect(parseTcpdumpStats('pcap_stats: socket closed')).toBeUndefined();
+    expect(parseTcpdumpStats('')).toBeUndefined();
+    expect(parseTcpdumpStats('12 packets captured')).toBeUndefined();
+  });
+
+  it('parseObservationLog splits observations from statistics, in the window, skipping torn and blank lines', () => {
+    const lines = [
+      JSON.stringify({ t: 90, p: 'tcp', src: 'a', dst: 'b', sport: 1, dport: 2, k: 'tcp b:2', f: 2 }), // before the window
+      JSON.stringify({ t: 96, p: 'tcp', src: 'a', dst: 'b', sport: 1, dport: 2, k: 'tcp b:2', f: 2 }), // within the 5 ms tolerance
+      JSON.stringify({ t: 97, p: 'stats', drops: 0, total: 0, pending: 0 }),
+      '',
+      '{"t":98,"p":"tcp","src":"a"', // torn
+      JSON.stringify({ t: 120, p: 'udp', src: 'a', dst: 'b', tok: 'x', pseq: 1 }),
+      JSON.stringify({ t: 130, p: 'stats', drops: 2, total: 2, pending: 1 }),
+    ];
+    const r = parseObservationLog(lines, 100);
+    expect(r.observations.map((o) => [o.t, o.p])).toEqual([
+      [96, 'tcp'],
+      [120, 'udp'],
+    ]);
+    expect(r.stats).toEqual([
+      { t: 97, p: 'stats', drops: 0, total: 0, pending: 0 },
+      { t: 130, p: 'stats', drops: 2, total: 2, pending: 1 },
+    ]);
+    expect(lines[2]).toContain(STATS_NEEDLE);
   });
 });

@@ -5,6 +5,7 @@
  * Runs on Node 18 inside lab containers: no dependencies.
  */
 import { randomBytes } from 'node:crypto';
+import { TCP_FLAGS } from '../pcap/pcap.js';
 
 export const RESPONDER_PORT = 7007;
 export const RUN_DIR = '/run/egresslab';
@@ -38,7 +39,11 @@ export interface Reply {
   t: number;
 }
 
-/** One packet a responder's capture saw arriving (a TCP SYN, a UDP datagram or an ICMP echo request). */
+/**
+ * One packet a responder's capture saw arriving: a TCP segment of a probe flow (every one, not only
+ * the SYN: a mid-flow segment that leaves with another source is a leak too), a UDP datagram or an
+ * ICMP echo request.
+ */
 export interface Observation {
   t: number;
   p: Proto;
@@ -52,12 +57,106 @@ export interface Observation {
   /** Probe token and sequence found in the payload. */
   tok?: string;
   pseq?: number;
-  /** Lookup key for TCP SYNs, which carry no payload: "tcp <dst>:<dport>". */
+  /** Lookup key of every TCP segment (which may carry no payload): "tcp <dst>:<dport>". */
   k?: string;
+  /** TCP flags (TCP_FLAGS bits). Absent in logs of responders that logged SYNs only: such a record is a SYN. */
+  f?: number;
 }
 
 export function synKey(dst: string, dport: number): string {
   return `tcp ${dst}:${dport}`;
+}
+
+/** A connection's opening segment (SYN without ACK; a record without flags comes from a SYN-only log). */
+export function isSyn(o: Pick<Observation, 'p' | 'f'>): boolean {
+  if (o.p !== 'tcp') return false;
+  return o.f === undefined || ((o.f & TCP_FLAGS.SYN) !== 0 && (o.f & TCP_FLAGS.ACK) === 0);
+}
+
+/**
+ * Whether a logged TCP segment matters to a probe whose connections used the local ports `ports`:
+ * its own segments, every SYN, and the first segment of any other flow (source and source port),
+ * which is all a timeline keeps of a flow it cannot attribute (see buildTimeline). Many probes to
+ * one address and port (long-lived connections) share a flow key: this keeps each one's read of the
+ * log to its own segments. `flows` remembers the other flows seen so far.
+ */
+export function segmentMatters(o: Pick<Observation, 'p' | 'src' | 'sport' | 'f'>, ports: ReadonlySet<number>, flows: Set<string>): boolean {
+  if (o.p !== 'tcp' || isSyn(o) || (o.sport !== undefined && ports.has(o.sport))) return true;
+  const flow = `${o.src}|${o.sport ?? '?'}`;
+  if (flows.has(flow)) return false;
+  flows.add(flow);
+  return true;
+}
+
+/**
+ * The responder's capture statistics, a record in the same log as its observations: read from its
+ * tcpdump (SIGUSR1) shortly after traffic, and written only once every packet tcpdump had handled at
+ * that moment is logged (so a record says: what arrived before `t` is above it, or was dropped).
+ */
+export interface CaptureStats {
+  /** When the statistics were asked for: they cover every packet the capture received before. */
+  t: number;
+  p: 'stats';
+  /** Packets the kernel dropped (the ring was full) since this responder's previous record, or since its capture started. */
+  drops: number;
+  /** Packets dropped since the capture started. */
+  total: number;
+  /** Packets the capture had received but tcpdump not handled yet at `t` (they are logged later). */
+  pending: number;
+}
+
+/** What a stats line contains (the watch op returns these beside the lines it was asked for). */
+export const STATS_NEEDLE = '"p":"stats"';
+
+/** tcpdump's statistics: what it handled, what its filter accepted, what the kernel dropped. */
+export interface TcpdumpStats {
+  dropped: number;
+  captured?: number;
+  received?: number;
+}
+
+/**
+ * The statistics tcpdump prints on stderr: on exit ("N packets captured" / "N packets received by
+ * filter" / "N packets dropped by kernel", one per line) and, on Linux, on SIGUSR1 (the same on one
+ * line, after "tcpdump: "). The last figures in `text` win; undefined without a kernel drop count
+ * (tcpdump did not print its statistics: it crashed, or pcap_stats failed).
+ */
+export function parseTcpdumpStats(text: string): TcpdumpStats | undefined {
+  const last = (re: RegExp): number | undefined => {
+    let n: number | undefined;
+    for (const m of text.matchAll(re)) n = Number(m[1]);
+    return n;
+  };
+  const dropped = last(/(\d+) packets? dropped by kernel/g);
+  if (dropped === undefined) return undefined;
+  const out: TcpdumpStats = { dropped };
+  const captured = last(/(\d+) packets? captured/g);
+  const received = last(/(\d+) packets? received by filter/g);
+  if (captured !== undefined) out.captured = captured;
+  if (received !== undefined) out.received = received;
+  return out;
+}
+
+/**
+ * A responder's log lines, split into observations and capture statistics, both with t >= since - 5 ms
+ * (the window of a probe that started at `since`). Blank and torn lines are skipped.
+ */
+export function parseObservationLog(lines: readonly string[], since: number): { observations: Observation[]; stats: CaptureStats[] } {
+  const observations: Observation[] = [];
+  const stats: CaptureStats[] = [];
+  for (const line of lines) {
+    if (!line.trim()) continue;
+    let x: Observation | CaptureStats;
+    try {
+      x = JSON.parse(line) as Observation | CaptureStats;
+    } catch {
+      continue; // a line being written
+    }
+    if (typeof x !== 'object' || x === null || !(x.t >= since - 5)) continue;
+    if (x.p === 'stats') stats.push(x);
+    else observations.push(x);
+  }
+  return { observations, stats };
 }
 
 /** ping fills its payload with the pattern after a 16-byte timestamp: the token is at bytes 16..24. */

@@ -230,8 +230,13 @@ export class HelperChannel {
     return this.request<boolean>({ op: 'wait-match', file, pattern, timeoutMs }, `wait for ${file}`, timeoutMs);
   }
 
-  /** Lines of `file` containing `needle` (JSON lines with t >= since - 5), as soon as one exists; [] after timeoutMs. */
-  watch(file: string, needle: string, since: number, timeoutMs: number): Promise<string[]> {
-    return this.request<string[]>({ op: 'watch', file, needle, since, timeoutMs }, `watch ${file}`, timeoutMs);
+  /**
+   * Lines of `file` containing `needle` (JSON lines with t >= since - 5), as soon as one exists; [] after
+   * timeoutMs. The responder's capture statistics lines (`"p":"stats"`) of that window come along, in
+   * file order, but are not waited for. `ports`: of the TCP segments, only those that matter to
+   * connections from these local ports (segmentMatters in harness/inlab/protocol.ts).
+   */
+  watch(file: string, needle: string, since: number, timeoutMs: number, ports?: readonly number[]): Promise<string[]> {
+    return this.request<string[]>({ op: 'watch', file, needle, since, timeoutMs, ...(ports ? { ports } : {}) }, `watch ${file}`, timeoutMs);
   }
 }

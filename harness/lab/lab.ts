@@ -463,6 +463,12 @@ export class Lab implements AsyncDisposable {
     return isNode ? `${RUN_DIR}/observed-${target.netns ?? 'host'}.jsonl` : `${RUN_DIR}/observed.jsonl`;
   }
 
+  /** The ready file (it holds the pid) of the responder that answers for `target`. */
+  responderReadyFileOf(target: Place & { key: string }): string {
+    const isNode = this.plan.containers.some((c) => c.key === target.container && c.role === 'node');
+    return isNode ? `${RUN_DIR}/responder-${target.netns ?? 'host'}.ready` : `${RUN_DIR}/responder.ready`;
+  }
+
   /** Removes every container, network and volume labelled with this lab's id. */
   async down(): Promise<void> {
     this.disposed = true;

@@ -6,10 +6,24 @@
  */
 import type { Lab, Place } from '../lab/lab.js';
 import { isIPv4 } from '../topology/addresses.js';
-import { ValidationError } from '../util/errors.js';
+import { LabError, ValidationError } from '../util/errors.js';
 import { inLabProgram } from '../util/paths.js';
 import { pollUntil } from '../util/poll.js';
-import { newToken, RUN_DIR, PROTOS, synKey, type ClientRecord, type Observation, type ProbeClientOptions, type Proto } from '../inlab/protocol.js';
+import {
+  isSyn,
+  newToken,
+  parseObservationLog,
+  RUN_DIR,
+  segmentMatters,
+  PROTOS,
+  STATS_NEEDLE,
+  synKey,
+  type CaptureStats,
+  type ClientRecord,
+  type Observation,
+  type ProbeClientOptions,
+  type Proto,
+} from '../inlab/protocol.js';
 import { buildTimeline, type Timeline } from './timeline.js';
 
 export interface ProbeOptions {
@@ -33,6 +47,12 @@ export interface ProbeResult {
   observedBy?: string;
   /** "reply" when the reply said it, "capture" when taken from the far end's capture log. */
   evidence?: 'reply' | 'capture';
+  /**
+   * Evidence "capture" only, and only when there were several: every source the far end saw the
+   * probe's packets (for TCP: the segments of its connection) arrive with, in order. A probe seen
+   * with two sources matches no single expected source.
+   */
+  observedSources?: string[];
   error?: string;
 }
 
@@ -56,23 +76,81 @@ function pickPort(target: Target | undefined, options: ProbeOptions): number | u
   return options.port ?? target?.port ?? 20_000 + Math.floor(Math.random() * 40_000);
 }
 
-async function readObservations(lab: Lab, target: Target, needle: string, since: number, waitMs = 0): Promise<Observation[]> {
+/** What a responder logged in a probe's window. */
+interface ObservationRead {
+  observations: Observation[];
+  /** its capture statistics records of the window */
+  stats: CaptureStats[];
+  /** false: the far end's container is down (a fault), there is nothing to read there */
+  readable: boolean;
+}
+
+/**
+ * What the responder of `target` logged from `since` on for `needle`, with its capture statistics,
+ * waiting up to waitMs for a first line. `ports`: of the TCP segments, only those that matter to
+ * connections from these local ports (segmentMatters; the rest is read in the container).
+ */
+async function readObservations(lab: Lab, target: Target, needle: string, since: number, waitMs = 0, ports?: readonly number[]): Promise<ObservationRead> {
   const file = lab.observedLogOf(target);
-  const parse = (lines: string[]): Observation[] =>
-    lines
-      .filter(Boolean)
-      .map((l) => JSON.parse(l) as Observation)
-      .filter((o) => o.t >= since - 5);
+  const parse = (lines: string[]): ObservationRead => ({ ...parseObservationLog(lines, since), readable: true });
   // A target that is down (a fault) has no helper: it observed nothing we can read. A live target
   // whose log cannot be read is an error of the harness, never "nothing observed".
   const ch = await lab.helper(target.container).catch(() => undefined);
-  if (ch?.alive) return parse(await ch.watch(file, needle, since, waitMs));
-  const grep = async (): Promise<Observation[]> => {
-    const r = await lab.exec(target.container, ['grep', '-F', needle, file], { check: false }).catch(() => ({ stdout: '' }));
-    return parse(r.stdout.split('\n'));
+  if (ch?.alive) return parse(await ch.watch(file, needle, since, waitMs, ports));
+  const grep = async (): Promise<ObservationRead> => {
+    const r = await lab.exec(target.container, ['grep', '-F', '-e', needle, '-e', STATS_NEEDLE, file], { check: false }).catch(() => undefined);
+    if (!r) return { observations: [], stats: [], readable: false };
+    const read = parse(r.stdout.split('\n'));
+    if (ports) {
+      const keep = new Set(ports);
+      const flows = new Set<string>();
+      read.observations = read.observations.filter((o) => segmentMatters(o, keep, flows));
+    }
+    return read;
   };
   if (waitMs <= 0) return grep();
-  return pollUntil(grep, { what: `an observation in ${file}`, timeoutMs: waitMs, intervalMs: 25, accept: (o) => o.length > 0 }).catch(() => []);
+  let last: ObservationRead = { observations: [], stats: [], readable: true };
+  return pollUntil(async () => (last = await grep()), {
+    what: `an observation in ${file}`,
+    timeoutMs: waitMs,
+    intervalMs: 25,
+    accept: (o) => o.observations.length > 0 || (needle === STATS_NEEDLE && o.stats.length > 0) || !o.readable,
+  }).catch(() => last);
+}
+
+/**
+ * Asks the responder of `target` for capture statistics (it logs a record shortly after). A
+ * container that is down is told nothing: the reader then finds its log unreadable.
+ */
+async function requestCaptureStats(lab: Lab, target: Target): Promise<void> {
+  const pidFile = lab.responderReadyFileOf(target);
+  // SIGWINCH: see responder.ts (ignored by default: harmless to a responder that has no handler)
+  await lab.exec(target.container, ['sh', '-c', `kill -WINCH "$(cat ${pidFile})" 2>/dev/null`], { check: false }).catch(() => undefined);
+}
+
+/**
+ * A capture that dropped packets may have dropped the one that leaked: what it logged proves nothing.
+ * Throws when any statistics record of the window reports drops.
+ */
+export function assertNoCaptureDrops(stats: readonly CaptureStats[], label: string): void {
+  const n = stats.reduce((sum, s) => sum + (s.drops > 0 ? s.drops : 0), 0);
+  if (n > 0) throw new LabError(`the far end's capture at ${label} dropped ${n} packet${n === 1 ? '' : 's'}: the verdict is void`);
+}
+
+/**
+ * A one-shot probe's own record among what the far end logged for its flow key, and every source its
+ * packets were seen with. TCP: its own connection is the one from its local port (the SYN first);
+ * without a local port (the connection never opened) the first SYN logged, and the segments of that
+ * connection. UDP and ICMP: the records carry the probe's own token.
+ */
+export function ownObservation(proto: Proto, seen: readonly Observation[], localPort: number | undefined): { mine: Observation; sources: string[] } | undefined {
+  const own = proto === 'tcp' && localPort !== undefined ? seen.filter((o) => o.sport === localPort) : [];
+  const mine = own.find(isSyn) ?? own[0] ?? seen.find(isSyn) ?? seen[0];
+  if (!mine) return undefined;
+  const flow = proto === 'tcp' ? seen.filter((o) => o.sport === mine.sport) : seen;
+  const sources = [mine.src];
+  for (const o of flow) if (!sources.includes(o.src)) sources.push(o.src);
+  return { mine, sources };
 }
 
 function needleFor(proto: Proto, token: string, to: string, port: number | undefined): string {
@@ -116,15 +194,34 @@ export async function probe(lab: Lab, from: string, to: string, options: ProbeOp
     const needle = needleFor(proto, token, to, port);
     // Generous for unanswered probes: on a loaded machine the capture pipeline can lag a second.
     const seen = await readObservations(lab, target, needle, started, rec.replied ? 3000 : 1500);
-    const mine = seen.find((o) => rec.localPort !== undefined && o.sport === rec.localPort) ?? seen[0];
-    if (mine) {
+    assertNoCaptureDrops(seen.stats, target.label);
+    const own = ownObservation(proto, seen.observations, rec.localPort);
+    if (own) {
+      const { mine, sources } = own;
       result.observedSource = mine.src;
       if (mine.sport !== undefined) result.observedPort = mine.sport;
       result.observedBy = target.label;
       result.evidence = 'capture';
+      if (sources.length > 1) result.observedSources = sources;
     }
   }
   return result;
+}
+
+/** How long a stopped continuous probe waits for the far end's capture log to settle. */
+const SETTLE_MS = 4000;
+/**
+ * Statistics count as taken after a packet when asked for this long after it was sent: its time to
+ * arrive. (The responder asks 300 ms after the last packet it saw, so quiet traffic pays nothing for it.)
+ */
+export const STATS_AFTER_MS = 250;
+
+/**
+ * The first statistics record that covers a packet sent at `lastSent`: asked for STATS_AFTER_MS or
+ * more after it, with no packet still on its way to the log.
+ */
+export function statsCover(stats: readonly CaptureStats[], lastSent: number): CaptureStats | undefined {
+  return stats.find((s) => s.t >= lastSent + STATS_AFTER_MS && s.pending === 0);
 }
 
 export interface ContinuousProbeOptions extends ProbeOptions {
@@ -239,23 +336,44 @@ export class ContinuousProbe {
   }
 
   /**
-   * The responder's capture log can trail the traffic (a loaded machine delays tcpdump and the
-   * decoder): read it until two reads 200 ms apart agree, within a deadline.
+   * What the far end logged for this probe, once it is complete. The responder's log can trail the
+   * traffic (a loaded machine delays tcpdump and the decoder): the probe asks the responder for
+   * capture statistics and waits (inside the far end's helper, no polling from here) for a record
+   * that covers its last packet (taken STATS_AFTER_MS or more after it was sent, nothing on its way
+   * to the log): every packet of the probe that arrived is then in the log above it, or counted as
+   * dropped. A capture that dropped packets in the probe's window, or that gave no such record
+   * within SETTLE_MS, voids the timeline (LabError), never "nothing observed".
    */
-  private async settledObservations(target: Target): Promise<Observation[]> {
+  private async settledObservations(target: Target, records: readonly ClientRecord[]): Promise<Observation[]> {
     const needle = needleFor(this.proto, this.token, this.to, this.port);
-    let last = await readObservations(this.lab, target, needle, this.startedAt);
-    let stable = 0;
-    await pollUntil(
-      async () => {
-        const now = await readObservations(this.lab, target, needle, this.startedAt);
-        stable = now.length === last.length ? stable + 1 : 0;
-        last = now;
-        return stable >= 2;
-      },
-      { what: `the capture log of ${target.label} to settle`, timeoutMs: 4000, intervalMs: 200 },
-    ).catch(() => {});
-    return last;
+    const lastSent = records.reduce((m, r) => Math.max(m, r.t), 0);
+    if (records.length > 0) {
+      // the debounce after the last batch gives a record; this request gives one when nothing arrived
+      await requestCaptureStats(this.lab, target);
+      const deadline = Date.now() + SETTLE_MS;
+      await pollUntil(
+        async () => {
+          const r = await readObservations(this.lab, target, STATS_NEEDLE, lastSent + STATS_AFTER_MS, Math.max(0, deadline - Date.now()));
+          return !r.readable || statsCover(r.stats, lastSent) !== undefined;
+        },
+        { what: `capture statistics of ${target.label} after the probe's last packet`, timeoutMs: SETTLE_MS, intervalMs: 100 },
+      ).catch(() => undefined); // the read below says what is missing
+    }
+    // TCP: of the segments to the same address and port (other probes' connections), only this
+    // probe's own, and what a timeline keeps of the others (read in the container)
+    const ports = this.proto === 'tcp' ? [...new Set(records.flatMap((r) => (r.localPort === undefined ? [] : [r.localPort])))] : undefined;
+    const read = await readObservations(this.lab, target, needle, this.startedAt, 0, ports);
+    // the far end is down (a fault): it kept nothing we can read (as before this probe's stop)
+    if (!read.readable) return [];
+    assertNoCaptureDrops(read.stats, target.label);
+    if (records.length > 0 && !statsCover(read.stats, lastSent)) {
+      throw new LabError(
+        `the far end's capture at ${target.label} logged no statistics taken after the probe's last packet ` +
+          `(sent ${new Date(lastSent).toISOString()}) within ${SETTLE_MS} ms: whether it saw every packet is unknown, the verdict is void ` +
+          `(its last statistics: ${JSON.stringify(read.stats.at(-1) ?? null)}; a responder started by an older egresslab logs none: bring the lab up again)`,
+      );
+    }
+    return read.observations;
   }
 
   private async doStop(): Promise<Timeline> {
@@ -273,7 +391,7 @@ export class ContinuousProbe {
     }
     // (a helper that is gone took the probe with it: its container stopped; what it recorded stays in the file)
     const records = await this.records();
-    const observations = this.target ? await this.settledObservations(this.target) : [];
+    const observations = this.target ? await this.settledObservations(this.target, records) : [];
     const meta = { from: this.source.label, to: this.to, proto: this.proto, intervalMs: this.intervalMs, ...(this.port ? { port: this.port } : {}) };
     return buildTimeline(meta, records, observations);
   }

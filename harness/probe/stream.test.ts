@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { TCP_FLAGS, type DecodedPacket } from '../pcap/pcap.js';
 import type { ClientRecord } from '../inlab/protocol.js';
 import { buildTimeline } from './timeline.js';
-import { describeSegment, resets, segmentLeaks, segmentsTo, streamOutcome, survivalReport } from './stream.js';
+import { describeSegment, endpointsNotCaptured, resets, segmentLeaks, segmentsTo, streamOutcome, survivalReport } from './stream.js';
 
 const T0 = Date.UTC(2025, 0, 1, 12, 0, 0);
 const seg = (src: string, sport: number, dst = '8.8.8.8', dport = 7007, flags = TCP_FLAGS.ACK | TCP_FLAGS.PSH, direction: DecodedPacket['direction'] = 'unknown'): DecodedPacket => ({
@@ -24,6 +24,15 @@ describe('segments at the far end', () => {
     ]);
     expect(resets(s)).toHaveLength(1);
     expect(describeSegment(s[1]!)).toBe('12:00:00.000 192.168.1.100:40001 [RST]');
+  });
+
+  it('endpointsNotCaptured: the connections (as the replies name them) of which the capture has no segment', () => {
+    const recs: ClientRecord[] = [1, 2, 3].map((seq) => ({ seq, t: T0 + seq * 100, replied: true, conn: seq < 3 ? 1 : 2, localPort: seq < 3 ? 41000 : 41001, observedSource: '192.168.1.100', observedPort: seq < 3 ? 41000 : 52000 }));
+    const t = buildTimeline({ from: 'alice/frontend-1', to: '8.8.8.8', proto: 'tcp', port: 7007, intervalMs: 100 }, recs, []);
+    const s = segmentsTo([seg('192.168.1.100', 41000), seg('192.168.1.100', 41001)], '8.8.8.8', 7007);
+    expect(endpointsNotCaptured(t, s)).toEqual(['192.168.1.100:52000']);
+    expect(endpointsNotCaptured(t, [])).toEqual(['192.168.1.100:41000', '192.168.1.100:52000']);
+    expect(endpointsNotCaptured(t, segmentsTo([seg('192.168.1.100', 41000), seg('192.168.1.100', 52000)], '8.8.8.8', 7007))).toEqual([]);
   });
 
   it('a segment with another source is a leak', () => {

@@ -1,8 +1,9 @@
 /**
  * Long-lived TCP connections (stream probes) through a fault: start several at once, summarize
  * whether each connection survived, and check every segment the far end received for its source
- * (the responder's capture log only records SYNs, so a mid-stream segment leaving with another
- * source would not show in a timeline: a capture at the far end's link is the witness).
+ * (the responder logs every segment too, so a timeline shows a mid-stream segment with another
+ * source on its line; a capture at the far end's link is a second, independent witness, which also
+ * sees segments a timeline cannot attribute).
  * The helpers that do not need a lab are pure and unit-tested (stream.test.ts).
  */
 import type { Lab } from '../lab/lab.js';
@@ -70,6 +71,16 @@ export function describeSegment(s: Segment): string {
     .map(([n]) => n)
     .join(',');
   return `${new Date(s.t).toISOString().slice(11, 23)} ${s.src}:${s.sport} [${f}]`;
+}
+
+/**
+ * The endpoints ("source:port" the far end's replies said) of a stream timeline's connections from
+ * which the capture holds no segment: a capture that missed a flow cannot vouch that none of its
+ * segments leaked, so a leak check on it needs this empty.
+ */
+export function endpointsNotCaptured(t: Timeline, segments: readonly Segment[]): string[] {
+  const captured = new Set(segments.map((s) => `${s.src}:${s.sport}`));
+  return (t.stream?.connections ?? []).flatMap((c) => c.endpoints).filter((e) => !captured.has(e));
 }
 
 /** RSTs the far end received (a client giving up on a connection whose binding moved). */

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import type { ClientRecord, Observation } from '../inlab/protocol.js';
+import { segmentMatters, type ClientRecord, type Observation } from '../inlab/protocol.js';
+import { TCP_FLAGS } from '../pcap/pcap.js';
 import { buildTimeline, deliveryRatio, leaks, outages, sourceCounts, summarizeStream, type Timeline } from './timeline.js';
 
 const T0 = 1_700_000_000_000;
@@ -82,6 +83,93 @@ describe('buildTimeline', () => {
       obs({ p: 'tcp', src: '192.168.1.100', sport: 40_001 }),
     ]);
     expect(t.packets[0]!.observedSources).toEqual(['192.168.1.1', '192.168.1.100']);
+  });
+
+  describe('TCP: every segment of a connection, not only its SYN', () => {
+    const { SYN, ACK, PSH, FIN, RST } = TCP_FLAGS;
+    const seg = (src: string, sport: number, t: number, f: number) => obs({ p: 'tcp', src, sport, dport: 7007, t, f, k: 'tcp 8.8.8.8:7007' });
+    const EGRESS = '192.168.1.100';
+
+    it('one connection per packet: its segments with the right source are no leak, a segment with another one is, on that packet', () => {
+      const records = recs(3, [], (seq) => ({ localPort: 40_000 + seq, observedSource: EGRESS }));
+      const segments = [1, 2, 3].flatMap((seq) => {
+        const t = T0 + (seq - 1) * INTERVAL;
+        return [seg(EGRESS, 40_000 + seq, t + 0.2, SYN), seg(EGRESS, 40_000 + seq, t + 0.4, ACK), seg(EGRESS, 40_000 + seq, t + 0.5, ACK | PSH), seg(EGRESS, 40_000 + seq, t + 2, ACK | FIN)];
+      });
+      const clean = buildTimeline(meta('tcp'), records, segments);
+      expect(clean.packets.map((p) => p.observedSources)).toEqual([[EGRESS], [EGRESS], [EGRESS]]);
+      expect(leaks(clean, [EGRESS])).toEqual({ packets: [], unattributed: [] });
+      expect(sourceCounts(clean)).toEqual({ [EGRESS]: 3 });
+
+      // packet 2's data segment left with the pod IP (its SYN and the rest did not)
+      const leaky = buildTimeline(meta('tcp'), records, segments.map((o) => (o.sport === 40_002 && o.f === (ACK | PSH) ? { ...o, src: '10.10.10.2' } : o)));
+      expect(leaks(leaky, [EGRESS]).packets.map((p) => p.seq)).toEqual([2]);
+      expect(leaky.packets[1]!.observedSources).toEqual([EGRESS, '10.10.10.2']);
+      expect(leaky.unattributed).toEqual([]);
+    });
+
+    it('a stream: a mid-stream segment with another source is a leak on the line it followed, not on the first line', () => {
+      const records = recs(6, [], () => ({ conn: 1, localPort: 40_001, observedSource: EGRESS, observedPort: 40_001 }));
+      const observations = [
+        seg(EGRESS, 40_001, T0 - 3, SYN),
+        seg(EGRESS, 40_001, T0 - 2.5, ACK), // the handshake's ACK, before the first line: on line 1
+        ...records.map((r) => seg(EGRESS, 40_001, r.t + 0.3, ACK | PSH)), // each line
+        ...records.map((r) => seg(EGRESS, 40_001, r.t + 1.5, ACK)), // each reply's ACK
+        seg('10.10.10.1', 40_001, T0 + 3 * INTERVAL + 0.3, ACK | PSH), // line 4 retransmitted with the pod IP (no NAT)
+        seg('10.10.10.1', 40_001, T0 + 4 * INTERVAL - 4, ACK), // logged 4 ms before line 5's send time: within the +5 ms, line 5's
+      ];
+      const t = buildTimeline(meta('tcp'), records, observations);
+      expect(t.packets.map((p) => p.observedSources)).toEqual([[EGRESS], [EGRESS], [EGRESS], [EGRESS, '10.10.10.1'], [EGRESS, '10.10.10.1'], [EGRESS]]);
+      expect(leaks(t, [EGRESS]).packets.map((p) => p.seq)).toEqual([4, 5]);
+      expect(t.stream!.survived).toBe(true); // the replies never said otherwise: only the capture did
+    });
+
+    it('a RST of a connection reused on the same local port goes to the packet sent last before it', () => {
+      const records = recs(3, [], (seq) => ({ localPort: seq === 3 ? 40_001 : 40_000 + seq }));
+      const t = buildTimeline(meta('tcp'), records, [seg(EGRESS, 40_001, T0 + 0.2, SYN), seg(EGRESS, 40_001, T0 + 2 * INTERVAL + 0.2, SYN), seg('10.10.10.2', 40_001, T0 + 2 * INTERVAL + 9, RST)]);
+      expect(t.packets.map((p) => p.observedSources)).toEqual([[EGRESS], [], [EGRESS, '10.10.10.2']]);
+    });
+
+    it('segments of a connection nothing matches: unattributed once per source and port, SYNs each', () => {
+      const t = buildTimeline(meta('tcp'), recs(1, [], () => ({ localPort: 40_001 })), [
+        seg(EGRESS, 51_000, T0, SYN),
+        seg(EGRESS, 51_000, T0 + 1, SYN), // retransmitted
+        seg(EGRESS, 51_000, T0 + 2, ACK),
+        seg(EGRESS, 51_000, T0 + 3, ACK | PSH),
+        seg('10.10.10.2', 51_000, T0 + 4, ACK | PSH),
+        seg(EGRESS, 51_001, T0 + 5, ACK | FIN),
+      ]);
+      expect(t.unattributed.map((o) => [o.src, o.sport, o.f])).toEqual([
+        [EGRESS, 51_000, SYN],
+        [EGRESS, 51_000, SYN],
+        [EGRESS, 51_000, ACK],
+        ['10.10.10.2', 51_000, ACK | PSH],
+        [EGRESS, 51_001, ACK | FIN],
+      ]);
+      expect(leaks(t, [EGRESS]).unattributed.map((o) => o.src)).toEqual(['10.10.10.2']);
+    });
+
+    it('reading only the segments that matter to the probe (segmentMatters, in the container) gives the same timeline', () => {
+      const records = recs(4, [2], (seq) => ({ conn: 1, localPort: 40_001, ...(seq === 2 ? {} : { observedSource: EGRESS, observedPort: 40_001 }) }));
+      const others = [40_002, 40_003, 51_000].flatMap((port, i) => [
+        seg(EGRESS, port, T0 + i - 3, SYN),
+        ...records.map((r) => seg(EGRESS, port, r.t + 0.1 * (i + 1), ACK | PSH)),
+        seg(i === 2 ? '10.10.10.9' : EGRESS, port, T0 + 70, ACK),
+      ]);
+      const own = [seg(EGRESS, 40_001, T0 - 3, SYN), ...records.map((r) => seg(EGRESS, 40_001, r.t + 0.3, ACK | PSH)), seg('10.10.10.1', 40_001, T0 + 21, ACK)];
+      const all = [...others, ...own].sort((a, b) => a.t - b.t);
+      const flows = new Set<string>();
+      const kept = all.filter((o) => segmentMatters(o, new Set([40_001]), flows));
+      expect(kept.length).toBeLessThan(all.length);
+      expect(buildTimeline(meta('tcp'), records, kept)).toEqual(buildTimeline(meta('tcp'), records, all));
+      expect(leaks(buildTimeline(meta('tcp'), records, kept), [EGRESS]).unattributed.map((o) => o.src)).toEqual(['10.10.10.9']);
+    });
+
+    it('a SYN is still matched to the first packet of its connection, never to a later line', () => {
+      const records = recs(3, [], () => ({ conn: 1, localPort: 40_001 }));
+      const t = buildTimeline(meta('tcp'), records, [seg('10.10.10.1', 40_001, T0 + 2 * INTERVAL + 1, SYN)]);
+      expect(t.packets.map((p) => p.observedSources)).toEqual([['10.10.10.1'], [], []]);
+    });
   });
 
   it('does not modify its inputs', () => {

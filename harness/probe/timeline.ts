@@ -4,7 +4,7 @@
  * did it resume, under which source, and did any packet leave with a source it should not have
  * (a leak). Pure.
  */
-import type { ClientRecord, Observation, Proto } from '../inlab/protocol.js';
+import { isSyn, type ClientRecord, type Observation, type Proto } from '../inlab/protocol.js';
 
 export interface TimelinePacket {
   seq: number;
@@ -12,7 +12,10 @@ export interface TimelinePacket {
   t: number;
   replied: boolean;
   rttMs?: number;
-  /** Sources the responder saw this packet (or its retransmissions) arrive with. */
+  /**
+   * Sources the responder saw this packet arrive with: its retransmissions and, for TCP, every segment
+   * of its connection sent after it (until the connection's next packet).
+   */
   observedSources: string[];
   /** The source the reply said (TCP/UDP). */
   replySource?: string;
@@ -31,7 +34,10 @@ export interface Timeline {
   port?: number;
   intervalMs: number;
   packets: TimelinePacket[];
-  /** Observations the responder made for this probe that no packet could be matched to (e.g. TCP SYNs after a port change). */
+  /**
+   * Observations the responder made for this probe that no packet could be matched to (e.g. TCP SYNs
+   * after a port change). Other TCP segments: the first one per source and source port only.
+   */
   unattributed: Observation[];
   /** Stream mode (one long-lived TCP connection): what happened to the connection(s). */
   stream?: StreamSummary;
@@ -94,31 +100,46 @@ export function buildTimeline(
     bySeq.set(r.seq, pkt);
   }
   // TCP: a SYN is matched by its source port to the first packet sent on that connection (one
-  // connection per packet, or one per stream connection: the latest one opened before the SYN).
+  // connection per packet, or one per stream connection: the latest one opened before the SYN). Any
+  // other segment (data, ACK, FIN, RST) belongs to the packet of that connection (same local port)
+  // sent last at or before it (+5 ms: the clocks are the same, the order of logging is not), so a
+  // segment that leaves mid-stream with another source shows on the packet it carried or followed.
   const firstByLocalPort = new Map<number, TimelinePacket[]>();
+  const byLocalPort = new Map<number, TimelinePacket[]>();
   if (meta.proto === 'tcp') {
     const seenConn = new Set<string>();
     for (const r of [...records].sort((a, b) => a.seq - b.seq)) {
       if (r.localPort === undefined) continue;
+      const pkt = bySeq.get(r.seq)!;
+      const all = byLocalPort.get(r.localPort) ?? [];
+      all.push(pkt);
+      byLocalPort.set(r.localPort, all);
       const key = `${r.conn ?? `seq${r.seq}`}|${r.localPort}`;
       if (seenConn.has(key)) continue;
       seenConn.add(key);
       const list = firstByLocalPort.get(r.localPort) ?? [];
-      list.push(bySeq.get(r.seq)!);
+      list.push(pkt);
       firstByLocalPort.set(r.localPort, list);
     }
+    for (const m of [firstByLocalPort, byLocalPort]) for (const list of m.values()) list.sort((a, b) => a.t - b.t || a.seq - b.seq);
   }
   const unattributed: Observation[] = [];
+  const unattributedFlows = new Set<string>();
   for (const o of observations) {
     let pkt: TimelinePacket | undefined;
     if (o.p === 'udp' && o.pseq !== undefined) pkt = bySeq.get(o.pseq);
     else if (o.p === 'icmp' && o.seq !== undefined) pkt = bySeq.get(o.seq);
     else if (o.p === 'tcp' && o.sport !== undefined) {
-      const list = firstByLocalPort.get(o.sport) ?? [];
-      pkt = [...list].reverse().find((p) => p.t <= o.t + 5) ?? list[0];
+      const list = (isSyn(o) ? firstByLocalPort : byLocalPort).get(o.sport) ?? [];
+      pkt = latestAtOrBefore(list, o.t + 5) ?? list[0];
     }
     if (pkt) {
       if (!pkt.observedSources.includes(o.src)) pkt.observedSources.push(o.src);
+    } else if (o.p === 'tcp' && !isSyn(o)) {
+      // a connection nothing matches carries many segments: one entry per source and port says it
+      const flow = `${o.src}|${o.sport ?? '?'}`;
+      if (!unattributedFlows.has(flow)) unattributed.push(o);
+      unattributedFlows.add(flow);
     } else unattributed.push(o);
   }
   // Replies say which source the responder saw even when the capture missed it.
@@ -127,6 +148,18 @@ export function buildTimeline(
   const t: Timeline = { ...meta, packets, unattributed };
   if (isStream) t.stream = summarizeStream(packets);
   return t;
+}
+
+/** The last packet of `list` (sorted by send time) sent at or before `t`. */
+function latestAtOrBefore(list: readonly TimelinePacket[], t: number): TimelinePacket | undefined {
+  let lo = 0;
+  let hi = list.length; // the first index sent after t
+  while (lo < hi) {
+    const mid = (lo + hi) >> 1;
+    if (list[mid]!.t <= t) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo > 0 ? list[lo - 1] : undefined;
 }
 
 /** What happened to the connection(s) of a stream probe (pure; packets in seq order). */

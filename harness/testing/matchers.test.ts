@@ -62,6 +62,15 @@ describe('toBeSeenFrom', () => {
   it('refuses something that is not a ProbeResult', () => {
     expect(() => expect({ foo: 1 }).toBeSeenFrom('1.2.3.4')).toThrow(/toBeSeenFrom: expected a ProbeResult/);
   });
+  it('a probe whose connection was seen with several sources is seen from none of them alone', () => {
+    const both: ProbeResult = { ...lost, observedSource: '192.168.1.100', observedSources: ['192.168.1.100', '10.10.10.2'] };
+    expect(both).not.toBeSeenFrom('192.168.1.100');
+    expect(both).not.toBeSeenFrom('10.10.10.2');
+    const m = failure(() => expect(both).toBeSeenFrom('192.168.1.100'));
+    expect(m).toContain('it observed 192.168.1.100 (evidence: capture, at: internet, its packets seen from 192.168.1.100 and 10.10.10.2)');
+    // one source listed (or none): as before
+    expect({ ...lost, observedSources: ['10.10.10.2'] }).toBeSeenFrom('10.10.10.2');
+  });
 });
 
 describe('toReachPod / toGetReply', () => {
@@ -82,6 +91,12 @@ describe('toBeObservedOnlyFrom', () => {
   it('ProbeResult: its source is one of the list', () => {
     expect(seen).toBeObservedOnlyFrom(['192.168.1.100', '192.168.1.101']);
     expect(failure(() => expect(nothing).toBeObservedOnlyFrom(['192.168.1.1']))).toContain('it observed nothing');
+  });
+  it('ProbeResult seen with several sources: each of them must be in the list', () => {
+    const both: ProbeResult = { ...lost, observedSource: '192.168.1.100', observedSources: ['192.168.1.100', '10.10.10.2'] };
+    expect(both).not.toBeObservedOnlyFrom(['192.168.1.100']);
+    expect(failure(() => expect(both).toBeObservedOnlyFrom(['192.168.1.100']))).toContain('its packets seen from 192.168.1.100 and 10.10.10.2');
+    expect(both).toBeObservedOnlyFrom(['192.168.1.100', '10.10.10.2']);
   });
   it('Timeline: every source in the list, and something observed', () => {
     expect(timeline(10, [])).toBeObservedOnlyFrom(['192.168.1.100']);

@@ -1,7 +1,7 @@
 /**
  * Custom vitest matchers for scenarios, with messages that say what was expected and what was seen:
  *
- *   expect(probeResult).toBeSeenFrom('192.168.1.100')     the far end observed that source
+ *   expect(probeResult).toBeSeenFrom('192.168.1.100')     the far end observed that source (and no other)
  *   expect(probeResult).toReachPod()  / .toGetReply()     the reply came back to the sender
  *   expect(probeResult).toBeObservedOnlyFrom([ips])       observed, with one of these sources
  *   expect(timeline).toFailOverWithin(1000)               longest outage ≤ 1000 ms, traffic resumed
@@ -45,10 +45,17 @@ export function describeFlow(r: Pick<ProbeResult, 'proto' | 'from' | 'to' | 'por
   return `${r.proto} ${r.from} -> ${r.to}${r.port ? `:${r.port}` : ''}`;
 }
 
+/** Every source the far end saw the probe with (several when its packets left with more than one). */
+export function observedSourcesOf(r: ProbeResult): string[] {
+  if (r.observedSources && r.observedSources.length > 0) return r.observedSources;
+  return r.observedSource ? [r.observedSource] : [];
+}
+
 /** What the far end saw and whether the reply came, in one line. */
 export function describeObservation(r: ProbeResult): string {
+  const several = observedSourcesOf(r).length > 1 ? `, its packets seen from ${observedSourcesOf(r).join(' and ')}` : '';
   const seen = r.observedSource
-    ? `${r.observedSource}${r.observedPort ? `:${r.observedPort}` : ''} (evidence: ${r.evidence ?? '?'}, at: ${r.observedBy ?? '?'})`
+    ? `${r.observedSource}${r.observedPort ? `:${r.observedPort}` : ''} (evidence: ${r.evidence ?? '?'}, at: ${r.observedBy ?? '?'}${several})`
     : `nothing (no packet arrived${r.observedBy ? ` at ${r.observedBy}` : ''})`;
   const reply = r.replyReceived ? `reply received${r.rttMs !== undefined ? ` in ${r.rttMs} ms` : ''}` : 'reply NOT received';
   return `${seen}; ${reply}${r.error ? ` (error: ${r.error})` : ''}`;
@@ -85,14 +92,15 @@ export const egresslabMatchers = {
   toBeSeenFrom(this: State, received: unknown, ip: string): MatcherResult {
     if (!isProbeResult(received)) typeError('toBeSeenFrom', 'a ProbeResult', received);
     const r = received;
-    const pass = r.observedSource === ip;
+    // a probe whose packets were seen with several sources is not seen from one of them
+    const pass = r.observedSource === ip && observedSourcesOf(r).every((s) => s === ip);
     return {
       pass,
       message: () =>
         pass
           ? `expected the far end not to observe ${ip} for ${describeFlow(r)}, but it did: ${describeObservation(r)}`
           : `expected the far end to observe ${ip} for ${describeFlow(r)}, it observed ${describeObservation(r)}`,
-      actual: r.observedSource,
+      actual: observedSourcesOf(r).length > 1 ? observedSourcesOf(r) : r.observedSource,
       expected: ip,
     };
   },
@@ -111,14 +119,15 @@ export const egresslabMatchers = {
     const allowed = [...ips];
     if (isProbeResult(received)) {
       const r = received;
-      const pass = r.observedSource !== undefined && allowed.includes(r.observedSource);
+      const sources = observedSourcesOf(r);
+      const pass = sources.length > 0 && sources.every((s) => allowed.includes(s));
       return {
         pass,
         message: () =>
           pass
             ? `expected ${describeFlow(r)} not to be observed only from ${allowed.join(', ')}, but it was: ${describeObservation(r)}`
             : `expected ${describeFlow(r)} to be observed only from ${allowed.join(', ')}, it observed ${describeObservation(r)}`,
-        actual: r.observedSource,
+        actual: sources.length > 1 ? sources : r.observedSource,
         expected: allowed,
       };
     }
@@ -203,13 +212,13 @@ function replyResult(r: ProbeResult, who: string): MatcherResult {
 }
 
 interface EgresslabMatchers<R = unknown> {
-  /** The far end observed exactly this source IP (ProbeResult). */
+  /** The far end observed exactly this source IP, and no other for the probe's packets (ProbeResult). */
   toBeSeenFrom(ip: string): R;
   /** The reply came back to the sending pod (ProbeResult). */
   toReachPod(): R;
   /** The reply came back to the sender (ProbeResult). */
   toGetReply(): R;
-  /** ProbeResult: observed, with one of `ips`. Timeline: something observed, and every observed source is one of `ips`. */
+  /** ProbeResult: observed, every source its packets were seen with one of `ips`. Timeline: something observed, and every observed source is one of `ips`. */
   toBeObservedOnlyFrom(ips: readonly string[]): R;
   /** Timeline: traffic resumed, and the longest outage (answered packet to answered packet) is at most `ms`. */
   toFailOverWithin(ms: number): R;

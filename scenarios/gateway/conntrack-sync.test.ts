@@ -7,8 +7,10 @@
  * loosely). Half the connections use a kernel-chosen source port; the other half share source
  * ports across pods (port P from two pods: the old holder kept P for the first and remapped the
  * second), the case loose pickup cannot get right: the new holder binds whichever segment it sees
- * first to P. Reported: "survived X/N" for both; asserted: N/N with sync on, zero leaks (every
- * client-to-server segment at the internet's link came from 192.168.1.100) in both.
+ * first to P. Reported: "survived X/N" for both; asserted: N/N with sync on, and in both: the
+ * capture at the internet's link saw segments of every connection, and zero leaks (every
+ * client-to-server segment there came from 192.168.1.100, and every segment the responder logged
+ * for a connection's lines too).
  *
  * Fixture: fixtures/manifests/gateway/failover.yaml. docs/gateway.md has the design and figures.
  */
@@ -21,7 +23,7 @@ import { workerHolder } from '../../harness/cluster/holder.js';
 import { AGENT_PROCESS } from '../../harness/cluster/cluster.js';
 import type { ContinuousProbe } from '../../harness/probe/probe.js';
 import type { Timeline } from '../../harness/probe/timeline.js';
-import { describeSegment, resets, segmentLeaks, startStreams, stopAndSegments, streamOutcome, survivalReport, type Segment, type StreamSpec } from '../../harness/probe/stream.js';
+import { describeSegment, endpointsNotCaptured, resets, segmentLeaks, startStreams, stopAndSegments, streamOutcome, survivalReport, type Segment, type StreamSpec } from '../../harness/probe/stream.js';
 import { allUp, gw, startFailoverLab, waitSeenFrom } from './gateway.js';
 
 const IP_A = '192.168.1.100';
@@ -166,8 +168,10 @@ function report(r: Result): { all: number; own: number; shared: number } {
   const line = `  sync ${r.sync ? 'ON ' : 'OFF'}: survived ${all.survived}/${all.total} (kernel-chosen ports ${own}/${N / 2}, shared ports ${shared}/${N / 2}); ${IP_A} ${r.holder} -> ${r.newHolder}; ${r.commit}; RSTs sent by the clients: ${resets(r.segments).length}`;
   figures.push(line);
   console.log(`${line}\n${all.text}\n  segments at the internet by source: ${JSON.stringify(leaks.sources)}`);
-  expect(r.newHolder).not.toBe(r.holder);
-  expect(r.timelines).toHaveLength(N);
+  // the capture is the witness of the leak check below only for the flows it saw: every connection
+  // (as the far end's replies name it) must have segments in it
+  const notCaptured = r.timelines.flatMap((t, i) => endpointsNotCaptured(t, r.segments).map((e) => `${r.labels[i]}: ${e}`));
+  expect(notCaptured, 'connections of which the capture at the internet saw no segment').toEqual([]);
   // zero leaks either way: every segment that reached the internet left with the egress IP
   expect(leaks.leaked.map(describeSegment), 'segments that reached the internet with another source').toEqual([]);
   for (const t of r.timelines) expect(t).toHaveNoLeaks([IP_A]);
@@ -183,11 +187,9 @@ describe(`conntrack state sync: ${N} long-lived TCP connections across a SIGKILL
   it('sync OFF (loose pickup): measured for comparison; still zero leaks', async () => {
     await setSync(false);
     try {
-      const s = report(await killHolderUnderStreams(false, 47000 + Math.floor(Math.random() * 500) * 10));
-      // what loose pickup can and cannot do is in the log and docs/gateway.md; the figure is
-      // measured, not assumed: at most every connection
-      expect(s.all).toBeLessThanOrEqual(N);
-      expect(s.own + s.shared).toBe(s.all);
+      // what loose pickup can and cannot do is in the log and docs/gateway.md: the survival figure is
+      // measured, not asserted; report() asserts the capture saw every connection and no leak
+      report(await killHolderUnderStreams(false, 47000 + Math.floor(Math.random() * 500) * 10));
     } finally {
       await setSync(true);
     }
