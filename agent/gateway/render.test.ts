@@ -95,6 +95,9 @@ describe('renderGateway: nft transaction', () => {
       'oifname != "eth0" return',
       'ct direction original ct original ip saddr @p0_all ct original ip daddr @p0_dst jump p0_guard',
       'ct direction original ct original ip saddr @p1_all ct original ip daddr @p1_dst jump p1_guard',
+      // no conntrack entry (a FIN or RST of a flow whose binding never arrived): judged by its own addresses
+      'ct state invalid,untracked ip saddr @p0_all ip daddr @p0_dst jump p0_guard',
+      'ct state invalid,untracked ip saddr @p1_all ip daddr @p1_dst jump p1_guard',
     ]);
     expect(chain(src.ruleset, 'p0_guard')).toEqual([
       'meta mark & 0x00ff0000 == 0x00010000 rt ip nexthop 192.168.1.2 ip saddr @p0_all accept',

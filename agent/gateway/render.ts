@@ -21,6 +21,7 @@
  *       oifname <uplink> ip saddr @pN_all ip daddr @pN_dst snat to <egressSourceIP>
  *   chain guard         filter, postrouting, srcnat+10 (110): after every NAT:
 *       oifname <uplink> ct direction original ct original ip saddr @pN_all ct original ip daddr @pN_dst jump pN_guard
+ *       ct state invalid,untracked ip saddr @pN_all ip daddr @pN_dst jump pN_guard   (no entry: no NAT either)
  *   chain pN_guard      ip saddr <egressSourceIP> accept (holder) | mark + rt nexthop holder accept |
  *                       mark == holder's index, source untouched accept (towards the holder) | drop
  * forward fence (ip rules, one per other node's pod CIDR; a routing decision, so it holds even
@@ -220,6 +221,11 @@ export function renderGateway(plan: GatewayPlan, opts: RenderOptions = {}): Rend
   out += `${t}chain guard {\n${t}${t}type filter hook postrouting priority ${PRIO_GUARD}; policy accept;\n`;
   out += `${t}${t}oifname != "${uplink}" return\n`;
   plan.policies.forEach((p, i) => (out += `${t}${t}ct direction original ct original ip saddr @p${i}_all ct original ip daddr @p${i}_dst jump p${i}_guard\n`));
+  // a packet conntrack has no entry for (a FIN or RST of a flow whose binding this node never got,
+  // e.g. after a takeover: state invalid) is neither SNATed nor seen by the rule above: judged by
+  // its own addresses (no NAT touched it). Seen in the failover scenario: FIN retransmissions of a
+  // pod reached the internet with the pod IP after the holder was killed.
+  plan.policies.forEach((p, i) => (out += `${t}${t}ct state invalid,untracked ip saddr @p${i}_all ip daddr @p${i}_dst jump p${i}_guard\n`));
   out += `${t}}\n`;
   plan.policies.forEach((p, i) => (out += policyGuard(i, p)));
   // local stack silence: a floating IP is only ever NATed here, nothing listens on it. A reply
