@@ -15,6 +15,8 @@ import { pollUntil } from '../../harness/util/poll.js';
 import { describePacket, type DecodedPacket } from '../../harness/pcap/pcap.js';
 import { startTestLab } from '../../harness/testing/lab.js';
 import type { CaptureResult } from '../../harness/capture/capture.js';
+import { podRegistration, type PodRegistration } from '../../harness/cluster/pods.js';
+import { ROUTER } from '../../harness/topology/plan.js';
 
 export const SEED_DIR = 'fixtures/manifests/seed-000';
 export const SEED_IP = '192.168.1.100';
@@ -184,14 +186,89 @@ export function expectPath(e: PathEvidence, c: PathCase): void {
   expect(e.steps.filter((s) => !s.ok).map((s) => s.step), report).toEqual([]);
 }
 
+/** The failover fixture: the gateway with FAILOVER_IPS and the policies fo-a and fo-b. */
+export const FAILOVER_MANIFESTS = 'fixtures/manifests/gateway/failover.yaml';
+
 /** The failover fixture's two IPs (fixtures/manifests/gateway/failover.yaml). */
 export const FAILOVER_IPS = ['192.168.1.100', '192.168.1.101'] as const;
+
+/** An EgressNATPolicy of a manifest file (or directory), by name. */
+export function policyOf(source: string, name: string): KubeObject {
+  const hit = loadManifests(source).find((m) => m.object.kind === 'EgressNATPolicy' && m.object.metadata?.name === name);
+  if (!hit) throw new Error(`${source} has no EgressNATPolicy ${name}`);
+  return hit.object;
+}
+
+type MatchLabels = Record<string, string>;
+const labelsMatch = (want: MatchLabels, have: Record<string, string>) => Object.entries(want).every(([k, v]) => have[k] === v);
+
+/**
+ * The pods (`ns/name`) a policy selects among `reg` (the lab's pods and namespaces as the cluster
+ * registers them: harness/cluster/pods.ts), by the policy's own selectors, independently of the
+ * agent's code (docs/gateway.md: namespaceSelector AND podSelector, OR across rules; hostNetwork pods
+ * never). Only `matchLabels` selectors (what the fixtures use); anything else is refused.
+ */
+export function podsSelectedBy(policy: KubeObject, reg: PodRegistration): string[] {
+  const name = policy.metadata?.name ?? '?';
+  const rules = ((policy.spec as { egress?: unknown[] } | undefined)?.egress ?? []) as { namespaceSelector?: Record<string, unknown>; podSelector?: Record<string, unknown> }[];
+  const selector = (s: Record<string, unknown> | undefined, what: string): MatchLabels => {
+    if (s === undefined) return {};
+    const extra = Object.keys(s).filter((k) => k !== 'matchLabels');
+    if (extra.length) throw new Error(`policy ${name}: ${what} uses ${extra.join(', ')}; podsSelectedBy only understands matchLabels`);
+    return (s.matchLabels ?? {}) as MatchLabels;
+  };
+  const nsLabels = new Map(reg.namespaces.map((n) => [n.name, n.labels]));
+  return reg.pods
+    .filter((p) => !p.hostNetwork)
+    .filter((p) => rules.some((r) => labelsMatch(selector(r.namespaceSelector, 'namespaceSelector'), nsLabels.get(p.namespace) ?? {}) && labelsMatch(selector(r.podSelector, 'podSelector'), p.labels)))
+    .map((p) => `${p.namespace}/${p.name}`);
+}
+
+/** The lab's pods (`ns/name`) that a policy selects (labels as this Lab knows them: Lab.labelPod keeps them). */
+export function matchedPods(lab: Lab, policy: KubeObject): string[] {
+  return podsSelectedBy(policy, podRegistration(lab.plan));
+}
+
+/** The router's interface on the node segment (harness/topology/plan.ts). */
+const ROUTER_SEGMENT_IF = 'eth-nodes';
+
+export interface SegmentArp<T> {
+  result: T;
+  /** For each asked IP: the sender MACs of every ARP frame on the segment that claimed it (replies, gratuitous ARP). */
+  claims: Record<string, string[]>;
+  /** Every ARP frame the router's segment interface saw, described. */
+  frames: string[];
+}
+
+/**
+ * Who announces `ips` on the node segment, seen from the router: a capture of every ARP frame on
+ * the router's segment interface while `during` runs, then the router broadcasts who-has for each
+ * IP (`arping -b`: every request broadcast, so whoever holds the IP answers each one) before the
+ * capture stops. A node that still held (or re-announced) an IP would show up with its MAC.
+ */
+export async function segmentArp<T>(lab: Lab, ips: readonly string[], during: () => Promise<T>, requests = 2): Promise<SegmentArp<T>> {
+  const cap = await lab.capture(ROUTER, ROUTER_SEGMENT_IF, { filter: 'arp' });
+  let result: T;
+  try {
+    result = await during();
+    for (const ip of ips) {
+      await lab.exec(ROUTER, ['arping', '-b', '-c', String(requests), '-w', String(requests + 2), '-I', ROUTER_SEGMENT_IF, ip], { check: false, timeoutMs: (requests + 10) * 1000 });
+    }
+  } catch (e) {
+    await cap.stop().catch(() => undefined);
+    throw e;
+  }
+  const { packets } = await cap.stop();
+  const claims: Record<string, string[]> = {};
+  for (const ip of ips) claims[ip] = [...new Set(packets.filter((p) => p.arp?.senderIp === ip).map((p) => p.arp!.senderMac.toLowerCase()))].sort();
+  return { result, claims, frames: packets.map((p) => `${p.srcMac} > ${p.dstMac} ${describePacket(p)}`) };
+}
 
 /** A default lab with fixtures/manifests/gateway/failover.yaml applied and both IPs on their holders. */
 export async function startFailoverLab(prefix: string, overrides: Record<string, unknown> = {}): Promise<{ lab: Lab; api: KubeClient }> {
   const lab = await startTestLab('default', prefix, overrides);
   const api = await lab.api();
-  await applyAll(api, loadManifests('fixtures/manifests/gateway/failover.yaml'));
+  await applyAll(api, loadManifests(FAILOVER_MANIFESTS));
   for (const ip of FAILOVER_IPS) await waitIPOn(lab, await holderOf(api, ip), ip);
   return { lab, api };
 }
