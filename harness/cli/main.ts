@@ -2,6 +2,7 @@
  * The egresslab command line. Human output by default; --json where a script parses it.
  */
 import { Lab } from '../lab/lab.js';
+import type { Topology } from '../topology/types.js';
 import { listLabs, prune, removeLabObjects } from '../lab/registry.js';
 import { topologyFromArg } from '../topology/load.js';
 import { parseArgs } from './args.js';
@@ -46,6 +47,10 @@ const HELP: Record<string, string> = {
   gateway node under a continuous probe (failover time, leaks, an SVG timeline in artifacts/demo/;
   --no-gateway skips that). Tears the lab down (--keep leaves it up).
   Example: npx egresslab demo --keep`,
+  validate: `egresslab validate --topology FILE|NAME [--json]
+  Checks a topology without starting anything: exit 0 and a one-line summary when it is valid,
+  exit 2 and every problem (field, value, what is wrong) when it is not.
+  Example: npx egresslab validate --topology fixtures/topologies/mine.yaml`,
   ...CLUSTER_HELP,
   ...LAB_HELP,
 };
@@ -78,6 +83,15 @@ function abortOnSignal(): { signal: AbortSignal; dispose(): void } {
   };
 }
 
+async function validate(argv: string[]): Promise<number> {
+  const { flags } = parseArgs('validate', argv, { topology: { value: true }, json: {} });
+  if (typeof flags.topology !== 'string') throw new ValidationError('validate', [{ path: '--topology', value: flags.topology, message: 'is required: a topology file or fixture name' }]);
+  const t = topologyFromArg(flags.topology);
+  const summary = { topology: t.name, valid: true, nodes: t.nodes.length, pods: t.pods.length, vpcEndpoints: t.vpcEndpoints.length, snat: t.snat, cluster: t.cluster };
+  out(flags.json ? JSON.stringify(summary) : `topology ${t.name} is valid: ${t.nodes.length} node(s), ${t.pods.length} pod(s), ${t.vpcEndpoints.length} VPC endpoint(s), snat ${t.snat}, cluster ${t.cluster ? 'on' : 'off'}`);
+  return 0;
+}
+
 async function up(argv: string[]): Promise<number> {
   const { flags } = parseArgs('up', argv, { topology: { value: true }, lab: { value: true }, json: {} });
   const topology = topologyFromArg(flags.topology as string | undefined);
@@ -93,7 +107,7 @@ async function up(argv: string[]): Promise<number> {
     else {
       out(`lab ${lab.id} is up (${Date.now() - started} ms)`);
       printLab(lab);
-      out(`\nnext: npx egresslab probe --lab ${lab.id} --from default/client-1 --to 8.8.8.8`);
+      out(`\nnext: ${nextProbeHint(lab.id, lab.topology)}`);
       if (lab.topology.cluster) out(`      export KUBECONFIG=$(npx egresslab kubeconfig --lab ${lab.id}); kubectl get nodes`);
     }
     return 0;
@@ -316,7 +330,43 @@ async function demo(argv: string[]): Promise<number> {
   }
 }
 
-const COMMANDS: Record<string, (argv: string[]) => Promise<number>> = { up, down, probe: probeCmd, status, prune: pruneCmd, demo, kubeconfig: kubeconfigCmd, apply: applyCmd, ...LAB_COMMANDS };
+/** The "next:" hint after `up`: a probe from the lab's own first pod (or node), never a made-up one. */
+export function nextProbeHint(labId: string, t: Pick<Topology, 'pods' | 'nodes'>): string {
+  const pod = t.pods.find((p) => !p.hostNetwork) ?? t.pods[0];
+  const from = pod ? `${pod.namespace}/${pod.name}` : t.nodes[0]?.name ?? 'NODE';
+  return `npx egresslab probe --lab ${labId} --from ${from} --to 8.8.8.8`;
+}
+
+/** Edit distance with adjacent transpositions (optimal string alignment; small strings: command names). */
+function distance(a: string, b: string): number {
+  const d: number[][] = Array.from({ length: a.length + 1 }, (_, i) => Array.from({ length: b.length + 1 }, (_, j) => (i === 0 ? j : j === 0 ? i : 0)));
+  for (let i = 1; i <= a.length; i++) {
+    for (let j = 1; j <= b.length; j++) {
+      const cost = a[i - 1] === b[j - 1] ? 0 : 1;
+      d[i]![j] = Math.min(d[i - 1]![j]! + 1, d[i]![j - 1]! + 1, d[i - 1]![j - 1]! + cost);
+      if (i > 1 && j > 1 && a[i - 1] === b[j - 2] && a[i - 2] === b[j - 1]) d[i]![j] = Math.min(d[i]![j]!, d[i - 2]![j - 2]! + 1);
+    }
+  }
+  return d[a.length]![b.length]!;
+}
+
+/** The known command nearest to `name` (a typo of at most a third of its letters), if any. */
+export function nearestCommand(name: string, known: readonly string[]): string | undefined {
+  let best: { c: string; d: number } | undefined;
+  for (const c of known) {
+    const d = c.startsWith(name) && name.length >= 2 ? 0.5 : distance(name, c);
+    if (!best || d < best.d) best = { c, d };
+  }
+  return best && best.d <= Math.max(1, Math.floor(name.length / 3)) ? best.c : undefined;
+}
+
+function unknownCommand(name: string): number {
+  const near = nearestCommand(name, [...Object.keys(COMMANDS), 'help']);
+  process.stderr.write(`egresslab: unknown command "${name}"${near ? ` (did you mean "${near}"?)` : ''}\n\n${usage()}\n`);
+  return 2;
+}
+
+const COMMANDS: Record<string, (argv: string[]) => Promise<number>> = { validate, up, down, probe: probeCmd, status, prune: pruneCmd, demo, kubeconfig: kubeconfigCmd, apply: applyCmd, ...LAB_COMMANDS };
 
 export async function main(argv: string[]): Promise<number> {
   const [cmd, ...rest] = argv;
@@ -325,14 +375,17 @@ export async function main(argv: string[]): Promise<number> {
     return cmd ? 0 : 2;
   }
   if (cmd === 'help') {
-    out(HELP[rest[0] ?? ''] ?? usage());
+    if (rest[0] === undefined) {
+      out(usage());
+      return 0;
+    }
+    const text = Object.hasOwn(HELP, rest[0]) ? HELP[rest[0]] : undefined;
+    if (text === undefined) return unknownCommand(rest[0]);
+    out(text);
     return 0;
   }
-  const run = COMMANDS[cmd];
-  if (!run) {
-    process.stderr.write(`egresslab: unknown command "${cmd}"\n\n${usage()}\n`);
-    return 2;
-  }
+  const run = Object.hasOwn(COMMANDS, cmd) ? COMMANDS[cmd] : undefined;
+  if (!run) return unknownCommand(cmd);
   // (only before "--": after it come the arguments of a command egresslab runs, e.g. exec)
   if ((rest.includes('--') ? rest.slice(0, rest.indexOf('--')) : rest).includes('--help')) {
     out(HELP[cmd] ?? usage());

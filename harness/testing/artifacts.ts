@@ -17,6 +17,7 @@
  *                                            and the path is appended to the failure message
  *   await withArtifacts(lab, 'name', fn)     runs fn; if it throws, collects and rethrows with the path
  */
+import { createHash } from 'node:crypto';
 import { copyFileSync, existsSync, mkdirSync, readdirSync, statSync, writeFileSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import { beforeEach } from 'vitest';
@@ -91,14 +92,21 @@ export function parseDiagnostics(output: string): Map<string, string> {
   return files;
 }
 
+/**
+ * A folder name for a test: lower-case words joined by "-", at most 80 characters. A longer name is
+ * cut at a word boundary and gets 6 hex digits of its full text's hash, so two long names sharing
+ * their first 70 characters still get two folders.
+ */
 export function slug(name: string): string {
   const s = name
     .toLowerCase()
     .replace(/[^a-z0-9]+/g, '-')
-    .replace(/^-+|-+$/g, '')
-    .slice(0, 80)
-    .replace(/-+$/, '');
-  return s || 'test';
+    .replace(/^-+|-+$/g, '');
+  if (s.length <= 80) return s || 'test';
+  let cut = s.slice(0, 73);
+  const dash = cut.lastIndexOf('-');
+  if (dash >= 40) cut = cut.slice(0, dash);
+  return `${cut.replace(/-+$/, '')}-${createHash('sha256').update(name).digest('hex').slice(0, 6)}`;
 }
 
 function write(dir: string, file: string, content: string | Buffer, files: string[]): void {

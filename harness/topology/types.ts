@@ -62,7 +62,7 @@ export interface Topology {
   /**
    * Node liveness timings of the cluster (agents renew their Lease every renewIntervalMs; the
    * controller marks a node Down when its lease is older than expiryMs). Absent: the controller's
-   * defaults (200 ms / 600 ms, chosen so a failover completes within 1 s).
+   * defaults (100 ms heartbeats while holding a floating IP / 600 ms, chosen so a failover completes within 1 s).
    */
   lease?: { renewIntervalMs: number; expiryMs: number };
   nodes: NodeSpec[];
