@@ -123,7 +123,11 @@ export class Heartbeat {
     if (active === this.active) return;
     this.active = active;
     if (active) {
+      // a fresh start, every current peer counted as heard now: a new holder cut off before its
+      // first echo still finds itself isolated after isolationMs (an empty table never is)
       this.table.forget(new Set());
+      const now = this.now();
+      for (const p of this.peers) this.table.record(p.name, now);
       if (this.sock) this.startTicking();
     } else {
       if (this.timer) clearInterval(this.timer);

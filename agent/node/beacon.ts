@@ -59,7 +59,7 @@ sock.on('error', (e) => parentPort.postMessage({ log: 'heartbeat socket: ' + e.m
 // once, so the controller's shorter grace period starts from a fresh heartbeat
 const interval = () => (Atomics.load(flags, 0) ? o.intervalMs : o.idleIntervalMs);
 let timer = null;
-function beat() {
+function beat(ms) {
   const age = Date.now() - Number(Atomics.load(fed, 0));
   if (age > o.watchdogMs) {
     Atomics.add(counters, 1, 1);
@@ -69,7 +69,7 @@ function beat() {
   }
   if (gated) parentPort.postMessage({ log: 'main loop back: heartbeats resumed' });
   gated = false;
-  const payload = 'EGLHB3 ' + o.node + ' ' + epoch + ' ' + (++seq) + ' ' + interval();
+  const payload = 'EGLHB3 ' + o.node + ' ' + epoch + ' ' + (++seq) + ' ' + ms;
   const mac = createHmac('sha256', o.token).update(payload).digest('hex').slice(0, 32);
   sock.send(payload + ' ' + mac, o.port, o.target, (err) => {
     if (err) return;
@@ -77,8 +77,11 @@ function beat() {
   });
 }
 function loop() {
-  beat();
-  timer = setTimeout(loop, interval());
+  // one reading: the interval announced is the one waited (a switch in between would announce 100 ms
+  // and beat again only after 1 s)
+  const ms = interval();
+  beat(ms);
+  timer = setTimeout(loop, ms);
 }
 sock.bind({ address: o.bind, port: 0 }, loop);
 parentPort.on('message', (m) => {

@@ -217,7 +217,9 @@ export class GatewayModule implements NodeModule {
   /** The holder's timers: the ARP fence refresh (which also notices this agent's own stalls) and the conntrack bulk re-send. */
   private startHolderTimers(): void {
     if (this.aliveTimer || this.stopped) return;
-    this.lastAliveTick = 0;
+    // counted from now: a stall before the first tick (right after a takeover, when nodes are busy)
+    // must still be noticed by refreshAlive
+    this.lastAliveTick = Date.now();
     this.aliveTimer = setInterval(() => void this.refreshAlive(), ARP_ALIVE_REFRESH_MS);
     this.aliveTimer.unref();
     // a holder re-sends its replicated bindings now and then: NOTRACK loses datagrams for good
@@ -306,7 +308,9 @@ export class GatewayModule implements NodeModule {
    * holds nothing only answers peers and beats slowly.
    */
   private setHolding(holds: boolean): void {
-    this.heartbeat?.setActive(holds);
+    // a fenced node keeps ticking although it released its IPs: its peers' echoes are what tells it
+    // it is no longer cut off (an idle peer only answers a heartbeat it hears)
+    this.heartbeat?.setActive(holds || this.fenced);
     this.ctx.holding.set(holds);
     if (!this.resync) return; // still starting: start() sets the timers once running
     if (holds) this.startHolderTimers();
