@@ -163,14 +163,19 @@ export class Heartbeat {
     const last = this.echoedAt.get(peer.name);
     if (last !== undefined && now - last < this.intervalMs / 2) return;
     this.echoedAt.set(peer.name, now);
-    this.sock?.send(Buffer.from(`EGLHB1 ${this.o.node} ${this.seq++}`), this.o.port ?? HEARTBEAT_PORT, peer.ip, () => undefined);
+    this.sock?.send(this.datagram(), this.o.port ?? HEARTBEAT_PORT, peer.ip, () => undefined);
     this.sent++;
+  }
+
+  /** `EGLHB1 <node> <seq>`: a tick's or an echo's datagram. */
+  private datagram(): Buffer {
+    return Buffer.from(`EGLHB1 ${this.o.node} ${this.seq++}`);
   }
 
   private tick(): void {
     const s = this.sock;
     if (!s) return;
-    const payload = Buffer.from(`EGLHB1 ${this.o.node} ${this.seq++}`);
+    const payload = this.datagram();
     for (const p of this.peers) {
       s.send(payload, this.o.port ?? HEARTBEAT_PORT, p.ip, () => undefined);
       this.sent++;

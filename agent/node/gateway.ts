@@ -642,8 +642,7 @@ export class GatewayModule implements NodeModule {
     this.stopped = true;
     if (this.debounce) clearTimeout(this.debounce);
     if (this.resync) clearInterval(this.resync);
-    if (this.aliveTimer) clearInterval(this.aliveTimer);
-    if (this.bulkTimer) clearInterval(this.bulkTimer);
+    this.stopHolderTimers();
     for (const ip of [...this.garpTimers.keys()]) this.cancelAnnounce(ip);
     this.heartbeat?.stop();
     await this.running?.catch(() => undefined);

@@ -52,11 +52,8 @@ export class LivenessTracker {
   observe(node: string, renewKey: string | undefined, now: number): boolean {
     const e = this.entries.get(node);
     if (renewKey === undefined) return false;
-    if (e && e.renewKey === renewKey) return false;
-    const wasUp = e ? now < e.upUntil : false;
     // a Lease renewal never shortens the grace a slow heartbeat granted
-    this.entries.set(node, { renewKey, upUntil: Math.max(e?.upUntil ?? Number.NEGATIVE_INFINITY, now + this.timings.expiryMs), seenAt: now });
-    return !wasUp;
+    return this.signal(node, renewKey, now, Math.max(e?.upUntil ?? Number.NEGATIVE_INFINITY, now + this.timings.expiryMs));
   }
 
   /**
@@ -65,10 +62,15 @@ export class LivenessTracker {
    * Returns true if the node was Down.
    */
   heartbeat(node: string, key: string, intervalMs: number, now: number): boolean {
+    return this.signal(node, key, now, now + this.graceFor(intervalMs));
+  }
+
+  /** A new signal (key) seen at `now` keeps the node Up until `upUntil`; the same key twice counts once. True if it was Down. */
+  private signal(node: string, key: string, now: number, upUntil: number): boolean {
     const e = this.entries.get(node);
     if (e && e.renewKey === key) return false;
     const wasUp = e ? now < e.upUntil : false;
-    this.entries.set(node, { renewKey: key, upUntil: now + this.graceFor(intervalMs), seenAt: now });
+    this.entries.set(node, { renewKey: key, upUntil, seenAt: now });
     return !wasUp;
   }
 

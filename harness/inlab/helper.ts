@@ -34,7 +34,7 @@ import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
 import { appendFileSync, openSync, closeSync, readFileSync, readSync, fstatSync } from 'node:fs';
 import { constants } from 'node:os';
 import { runProbe } from './probe-core.js';
-import { STATS_NEEDLE, probeClientIssues, segmentMatters, type ClientRecord, type Observation, type ProbeClientOptions } from './protocol.js';
+import { STATS_NEEDLE, onLines, probeClientIssues, segmentMatters, type ClientRecord, type Observation, type ProbeClientOptions } from './protocol.js';
 
 interface Request {
   id: number;
@@ -279,20 +279,6 @@ function waitMatchOp(r: Request): Promise<boolean> {
   });
 }
 
-/** Calls onLine for every complete line of a text stream (UTF-8 decoded whole, across chunks). */
-function onLines(stream: NodeJS.ReadableStream, onLine: (line: string) => void): void {
-  let buf = '';
-  stream.setEncoding('utf8');
-  stream.on('data', (d: string) => {
-    buf += d;
-    let nl: number;
-    while ((nl = buf.indexOf('\n')) >= 0) {
-      const line = buf.slice(0, nl);
-      buf = buf.slice(nl + 1);
-      onLine(line);
-    }
-  });
-}
 
 /** Child helpers, one per pod network namespace (parent only). */
 const children = new Map<string, { proc: ChildProcessWithoutNullStreams; ids: Set<number>; ready: Promise<void> }>();

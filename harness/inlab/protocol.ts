@@ -252,3 +252,18 @@ export function splitReplies(buffered: string): { replies: Reply[]; bad: string[
   }
   return { replies, bad, rest };
 }
+
+/** Calls onLine for every complete line of a text stream (UTF-8 decoded whole, across chunks). */
+export function onLines(stream: NodeJS.ReadableStream, onLine: (line: string) => void): void {
+  let buf = '';
+  stream.setEncoding('utf8');
+  stream.on('data', (d: string) => {
+    buf += d;
+    let nl: number;
+    while ((nl = buf.indexOf('\n')) >= 0) {
+      const line = buf.slice(0, nl);
+      buf = buf.slice(nl + 1);
+      onLine(line);
+    }
+  });
+}

@@ -18,7 +18,7 @@ import { dirname } from 'node:path';
 import { createServer } from 'node:net';
 import { networkInterfaces } from 'node:os';
 import { PcapStreamReader, decodePacket } from '../pcap/pcap.js';
-import { OBSERVED_LOG, RESPONDER_PORT, decodeProbe, icmpToken, parseTcpdumpStats, synKey, type Observation, type Reply } from './protocol.js';
+import { OBSERVED_LOG, RESPONDER_PORT, decodeProbe, icmpToken, onLines, parseTcpdumpStats, synKey, type Observation, type Reply } from './protocol.js';
 import { CaptureStatsLog } from './capture-stats.js';
 
 function arg(name: string, fallback?: string): string | undefined {
@@ -150,26 +150,18 @@ const stats = new CaptureStatsLog({
 // where SIGUSR2 would end it.
 process.on('SIGWINCH', () => stats.requested());
 
-let errLine = '';
-dump.stderr.setEncoding('utf8');
-dump.stderr.on('data', (d: string) => {
-  errLine += d;
-  let nl: number;
-  while ((nl = errLine.indexOf('\n')) >= 0) {
-    const line = errLine.slice(0, nl);
-    errLine = errLine.slice(nl + 1);
-    if (!listening && /listening on/.test(line)) {
-      listening = true;
-      maybeReady();
-      stats.started();
-      continue;
-    }
-    const figures = parseTcpdumpStats(line);
-    if (figures) stats.answer(figures);
-    else if (/pcap_stats/.test(line)) {
-      console.error(line);
-      stats.failed();
-    }
+onLines(dump.stderr, (line) => {
+  if (!listening && /listening on/.test(line)) {
+    listening = true;
+    maybeReady();
+    stats.started();
+    return;
+  }
+  const figures = parseTcpdumpStats(line);
+  if (figures) stats.answer(figures);
+  else if (/pcap_stats/.test(line)) {
+    console.error(line);
+    stats.failed();
   }
 });
 dump.stdout.on('data', (chunk: Buffer) => {

@@ -12,7 +12,7 @@ import { PassThrough, type Duplex } from 'node:stream';
 import type Docker from 'dockerode';
 import { CommandError, LabError, TimeoutError } from '../util/errors.js';
 import type { ExecOptions, ExecResult } from '../docker/exec.js';
-import type { ClientRecord, ProbeClientOptions } from '../inlab/protocol.js';
+import { onLines, type ClientRecord, type ProbeClientOptions } from '../inlab/protocol.js';
 
 interface Pending {
   resolve: (v: unknown) => void;
@@ -54,32 +54,25 @@ export class HelperChannel {
     let errText = '';
     stderr.on('data', (b: Buffer) => (errText = (errText + b.toString('utf8')).slice(-4000)));
     container.modem.demuxStream(stream, stdout, stderr);
-    stdout.setEncoding('utf8'); // a character split across two chunks stays whole
-    let buf = '';
     let ready: (() => void) | undefined;
     const readyP = new Promise<void>((res) => (ready = res));
-    stdout.on('data', (b: string) => {
-      buf += b;
-      let nl: number;
-      while ((nl = buf.indexOf('\n')) >= 0) {
-        const line = buf.slice(0, nl);
-        buf = buf.slice(nl + 1);
-        let msg: { id?: number; ok?: boolean; result?: unknown; error?: string; ready?: boolean };
-        try {
-          msg = JSON.parse(line) as typeof msg;
-        } catch {
-          continue;
-        }
-        if (msg.ready) {
-          ready?.();
-          continue;
-        }
-        const p = typeof msg.id === 'number' ? ch.pending.get(msg.id) : undefined;
-        if (!p) continue;
-        ch.settled(msg.id!);
-        if (msg.ok) p.resolve(msg.result);
-        else p.reject(new LabError(`${p.what} in ${where}: ${msg.error ?? 'failed'}`));
+    // (onLines decodes UTF-8 across chunks: a character split across two chunks stays whole)
+    onLines(stdout, (line) => {
+      let msg: { id?: number; ok?: boolean; result?: unknown; error?: string; ready?: boolean };
+      try {
+        msg = JSON.parse(line) as typeof msg;
+      } catch {
+        return;
       }
+      if (msg.ready) {
+        ready?.();
+        return;
+      }
+      const p = typeof msg.id === 'number' ? ch.pending.get(msg.id) : undefined;
+      if (!p) return;
+      ch.settled(msg.id!);
+      if (msg.ok) p.resolve(msg.result);
+      else p.reject(new LabError(`${p.what} in ${where}: ${msg.error ?? 'failed'}`));
     });
     const ended = (why: string) => ch.fail(new LabError(`the lab helper in ${where} ended (${why})${errText.trim() ? `: ${errText.trim().split('\n').slice(-3).join(' | ')}` : ''}`));
     stream.on('end', () => ended('its container stopped or was removed'));
