@@ -83,6 +83,10 @@ describe('commit script', () => {
       'exit 0',
     ]);
     expect(commitScript('a', "/x'y", 'c', [])).toBe(`'a' -C '/x'\\''y' -c || exit 3\nexit 0`);
+    // rules that must hold from the commit on go in first, in the same shell, best effort
+    expect(commitScript('conntrackd', '/c', 'conntrack', [], { nft: 'nft', ruleset: "insert rule ip t prerouting drop comment \"it's\"\n" }).split('\n')[0]).toBe(
+      `printf '%s' 'insert rule ip t prerouting drop comment "it'\\''s"` ,
+    );
   });
 });
 

@@ -174,9 +174,13 @@ export function foreignBindingPurgeArgs(floatingIPs: readonly string[], owned: r
  * Every argument is validated (paths by conntrackdConfigIssues, IPs by foreignBindingPurgeArgs'
  * callers); quoted anyway.
  */
-export function commitScript(conntrackd: string, config: string, conntrack: string, purge: readonly string[][]): string {
+export function commitScript(conntrackd: string, config: string, conntrack: string, purge: readonly string[][], pre?: { nft: string; ruleset: string }): string {
   const q = (x: string) => `'${x.replace(/'/g, `'\\''`)}'`;
-  const lines = [`${q(conntrackd)} -C ${q(config)} -c || exit 3`];
+  const lines: string[] = [];
+  // rules that must hold from the commit on (render.ts renderStrayReplyFence); best effort: the
+  // final ruleset, applied right after, has them too
+  if (pre) lines.push(`printf '%s' ${q(pre.ruleset)} | ${q(pre.nft)} -f - >/dev/null 2>&1`);
+  lines.push(`${q(conntrackd)} -C ${q(config)} -c || exit 3`);
   for (const args of purge) lines.push(`${q(conntrack)} ${args.map(q).join(' ')} >/dev/null 2>&1`);
   lines.push('exit 0');
   return lines.join('\n');
@@ -285,6 +289,8 @@ export interface ConntrackSyncOptions extends ConntrackdConfigInput {
   io?: CtSyncIO;
   conntrackdPath?: string;
   conntrackPath?: string;
+  /** nft binary (the pre-commit rules). Default nft */
+  nftPath?: string;
   /** restart delay after an unexpected exit (ms) */
   restartDelayMs?: number;
   /** how long start() waits for the daemon's control socket */
@@ -428,14 +434,14 @@ export class ConntrackSync {
    * Called when this node is about to take floating IPs. Never throws: a failed commit only loses
    * the benefit (flows are then picked up loosely, as without sync).
    */
-  async commit(floatingIPs: readonly string[], ownedAfter: readonly string[]): Promise<{ ok: boolean; ms: number; entries: number | null }> {
+  async commit(floatingIPs: readonly string[], ownedAfter: readonly string[], preRuleset?: string | null): Promise<{ ok: boolean; ms: number; entries: number | null }> {
     const t0 = this.now();
     if (!this.child || !this.ready) {
       this.fail('commit skipped: conntrackd is not running');
       return { ok: false, ms: 0, entries: null };
     }
     const purge = foreignBindingPurgeArgs(floatingIPs, ownedAfter);
-    const r = await this.io.exec('sh', ['-c', commitScript(this.o.conntrackdPath ?? 'conntrackd', this.paths.config, this.o.conntrackPath ?? 'conntrack', purge)]);
+    const r = await this.io.exec('sh', ['-c', commitScript(this.o.conntrackdPath ?? 'conntrackd', this.paths.config, this.o.conntrackPath ?? 'conntrack', purge, preRuleset ? { nft: this.o.nftPath ?? 'nft', ruleset: preRuleset } : undefined)]);
     const ms = this.now() - t0;
     if (r.code !== 0) {
       this.fail(`commit failed (exit ${r.code}): ${(r.stderr || r.stdout).trim()}`);

@@ -15,6 +15,7 @@ import {
   renderAliveRefresh,
   renderGateway,
   renderGatewayRemoval,
+  renderStrayReplyFence,
   routingCommands,
 } from './render.js';
 
@@ -118,7 +119,7 @@ describe('renderGateway: nft transaction', () => {
     expect(chain(gw.ruleset, 'output')[1]).toMatch(/^arp saddr ip @floating arp saddr ip != @alive counter drop/);
     expect(gw.addresses).toEqual(['192.168.1.100/32']);
     // local pods on the gateway node: bypass only (no routing index)
-    expect(chain(gw.ruleset, 'prerouting').find((l) => l.includes('@p0_src'))).toMatch(/meta mark set meta mark & 0xff00dfff \| 0x00002000 counter accept/);
+    expect(chain(gw.ruleset, 'prerouting').find((l) => l.startsWith('ip saddr @p0_src'))).toMatch(/meta mark set meta mark & 0xff00dfff \| 0x00002000 counter accept/);
   });
 
   it('failover = one changed transaction on the source node (mark to the new holder), no routing change needed', () => {
@@ -274,5 +275,36 @@ describe("a floating IP never reaches the holder's own stack", () => {
     ]);
     const other = renderGateway(computeGatewayPlan(input('node-1', { '192.168.1.100': 'node-2' })));
     expect(other.ruleset).not.toContain('chain input');
+  });
+});
+
+describe("a holder drops its own pods' replies that another kernel already de-NATed", () => {
+  // node-1 has matched pods of both policies (10.10.10.1 for egress, 10.10.10.2 for other)
+  const stray = (i: number, name: string) =>
+    `iifname "eth0" ip saddr @p${i}_dst ip daddr @p${i}_src ct state new tcp flags & (syn | ack) != syn counter drop comment "policy ${name}: reply de-NATed by another kernel"`;
+
+  it('rendered first in prerouting for each policy SNATed here, never on a node that only routes', () => {
+    const holder = renderGateway(computeGatewayPlan(input('node-1', { '192.168.1.100': 'node-1' })));
+    const pre = chain(holder.ruleset, 'prerouting');
+    expect(pre[1]).toBe(stray(0, 'egress'));
+    expect(pre.filter((l) => l.includes('de-NATed by another kernel'))).toEqual([stray(0, 'egress')]);
+    expect(pre.indexOf(stray(0, 'egress'))).toBeLessThan(pre.findIndex((l) => l.startsWith('iifname "eth0" return')));
+    const router = renderGateway(computeGatewayPlan(input('node-1', { '192.168.1.100': 'node-2' })));
+    expect(router.ruleset).not.toContain('de-NATed by another kernel');
+  });
+
+  it('inserted into the current table before the commit, for the policies of the IPs being taken that have local pods', () => {
+    const before = computeGatewayPlan(input('node-1', { '192.168.1.100': 'node-2', '192.168.1.101': 'node-2' }));
+    expect(renderStrayReplyFence(before, ['192.168.1.100'])).toBe(`insert rule ip egresslab_gw prerouting ${stray(0, 'egress')}\n`);
+    expect(renderStrayReplyFence(before, ['192.168.1.100', '192.168.1.101'])!.split('\n').filter(Boolean)).toEqual([
+      `insert rule ip egresslab_gw prerouting ${stray(0, 'egress')}`,
+      `insert rule ip egresslab_gw prerouting ${stray(1, 'other')}`,
+    ]);
+    // node-3 has no matched pod: nothing of its own to protect
+    expect(renderStrayReplyFence(computeGatewayPlan(input('node-3', { '192.168.1.100': 'node-2' })), ['192.168.1.100'])).toBeNull();
+    // already the holder, or no previous plan (a starting agent has no connections of its own yet)
+    expect(renderStrayReplyFence(computeGatewayPlan(input('node-1', { '192.168.1.100': 'node-1' })), ['192.168.1.100'])).toBeNull();
+    expect(renderStrayReplyFence(null, ['192.168.1.100'])).toBeNull();
+    expect(() => renderStrayReplyFence(before, ['192.168.1.100'], { uplink: 'eth0; drop' })).toThrow(/invalid interface name/);
   });
 });

@@ -154,6 +154,39 @@ function policyPrerouting(i: number, p: PolicyPlan): string {
   }
 }
 
+/**
+ * On a holder, a reply to one of ITS OWN matched pods arrives addressed to the floating IP and is
+ * de-NATed here (nat prerouting, after this chain). One that arrives already de-NATed (addressed
+ * to the pod IP) was de-NATed by another kernel that still thinks it holds the IP: a hung (paused)
+ * old holder, whose agent stopped but whose kernel keeps forwarding. Picked up here as a new flow
+ * (TCP loose pickup), its reply tuple would clash with the binding this node committed for the
+ * same connection; NAT then moves its source port, the pod answers the unknown port with an RST,
+ * and that RST, SNATed by a holder, resets the connection at the far end. Dropped instead: the far
+ * end retransmits to this node once the gratuitous ARP moved the IP. Only non-SYN segments without
+ * a conntrack entry (a new inbound connection from a destination to the pod starts with a SYN; an
+ * existing one has its entry).
+ */
+function strayReplyDrop(i: number, name: string, uplink: string): string {
+  return `iifname "${uplink}" ip saddr @p${i}_dst ip daddr @p${i}_src ct state new tcp flags & (syn | ack) != syn counter drop ${comment(`policy ${name}: reply de-NATed by another kernel`)}`;
+}
+
+/**
+ * The same drop, inserted into the CURRENT table just before a node about to take floating IPs
+ * commits the replicated bindings (agent/gateway/conntrack-sync.ts commit): from that commit on,
+ * its own pods' connections have their holder binding here, while the final ruleset (which renders
+ * the drop for the new holder) is not in place yet. Null when no policy of `plan` egresses through
+ * one of `taking` from a pod of this node.
+ */
+export function renderStrayReplyFence(plan: GatewayPlan | null, taking: readonly string[], opts: { uplink?: string; tableName?: string } = {}): string | null {
+  if (!plan) return null;
+  const uplink = opts.uplink ?? 'eth0';
+  if (!IFNAME.test(uplink)) throw new Error(`invalid interface name ${JSON.stringify(uplink)}`);
+  const lines = plan.policies
+    .map((p, i) => (!p.snatHere && taking.includes(p.egressSourceIP) && p.localSources.length ? `insert rule ip ${opts.tableName ?? GW_TABLE} prerouting ${strayReplyDrop(i, p.name, uplink)}` : null))
+    .filter((x): x is string => x !== null);
+  return lines.length ? lines.join('\n') + '\n' : null;
+}
+
 function policyGuard(i: number, p: PolicyPlan): string {
   const lines: string[] = [];
   if (p.snatHere) lines.push(`ip saddr ${p.egressSourceIP} accept`);
@@ -189,9 +222,12 @@ export function renderGateway(plan: GatewayPlan, opts: RenderOptions = {}): Rend
   // prerouting: NetworkPolicy, then egress selection (mark / bypass / fail-closed drop)
   // the holder marks what egress_snat will SNAT among the traffic forwarded to it: the forward
   // fence (ip rules) blackholes other nodes' pod traffic forwarded without that mark
-  const pre: string[] = plan.policies
-    .map((p, i) => (p.snatHere ? `iifname "${uplink}" ip saddr @p${i}_all ip daddr @p${i}_dst meta mark set meta mark | ${hex8(GW_FORWARD_OK_MARK)} ${comment(`policy ${p.name}: forwarded, SNAT here`)}` : null))
-    .filter((x): x is string => x !== null);
+  const pre: string[] = plan.policies.flatMap((p, i) => (p.snatHere ? [strayReplyDrop(i, p.name, uplink)] : []));
+  pre.push(
+    ...plan.policies
+      .map((p, i) => (p.snatHere ? `iifname "${uplink}" ip saddr @p${i}_all ip daddr @p${i}_dst meta mark set meta mark | ${hex8(GW_FORWARD_OK_MARK)} ${comment(`policy ${p.name}: forwarded, SNAT here`)}` : null))
+      .filter((x): x is string => x !== null),
+  );
   pre.push(`iifname "${uplink}" return ${comment('only traffic of local pods')}`, `ip saddr != @podcidrs return`);
   const npChains: string[] = [];
   if (plan.netpol.pods.length) {

@@ -50,6 +50,7 @@ import {
   parseRouteTables,
   renderAliveRefresh,
   renderGateway,
+  renderStrayReplyFence,
   routingCommands,
   type RuleSpec,
 } from '../gateway/render.js';
@@ -470,7 +471,7 @@ export class GatewayModule implements NodeModule {
     const taking = plan.ownedIPs.map((o) => o.ip).filter((ip) => !this.owned.has(ip));
     let committed = false;
     if (this.ctsync && taking.length) {
-      const c = await this.ctsync.commit(plan.floatingIPs, plan.ownedIPs.map((o) => o.ip));
+      const c = await this.ctsync.commit(plan.floatingIPs, plan.ownedIPs.map((o) => o.ip), renderStrayReplyFence(this.lastPlan, taking, { uplink: this.uplink }));
       committed = c.ok;
       if (c.ok) this.ctx.log(this.name, `conntrack sync: committed ${c.entries ?? '?'} replicated binding(s) in ${c.ms} ms before taking ${taking.join(', ')}`);
     }

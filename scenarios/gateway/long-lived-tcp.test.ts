@@ -141,23 +141,11 @@ describe('a long-lived TCP connection through the gateway survives the failover 
   it('clean stop of the holder', async () => {
     check('stop', await streamThroughFault('stop'));
   });
-  // QUARANTINED, visibly (reported as skipped, never as passed): a real, open defect of the system
-  // under test. With the holder paused (its kernel keeps forwarding and de-NATing), the new holder's
-  // OWN pod's connection is reset: 4 of 5 runs alone on a loaded machine (session 4), about half of
-  // the full-suite runs before. Evidence (artifacts gwlt-69f53a, internet capture): node-3 finished
-  // committing the replicated bindings at 04:34:56.200, an RST from 192.168.1.100:49740 (the egress
-  // IP and the pod's port) reached 8.8.8.8 at 56.271, node-3 added the address only at 57.780, and
-  // the pod kept sending after the RST (its socket was not the one that reset). Most likely
-  // mechanism: once node-3 holds the committed SNAT entry for its own pod's flow (orig pod:port ->
-  // dst, reply dst -> egress IP:port), the paused holder still de-NATs the far end's segments and
-  // forwards them to the pod (dst -> pod:port); on node-3 they match no entry, the new entry's reply
-  // tuple clashes with the committed one, the NAT null binding moves the source port, the pod
-  // answers "no such connection" with an RST, which the paused holder SNATs back to the egress IP
-  // and the original port: the far end drops the connection. A fix has to keep a taking node's own
-  // pods' flows consistent while another kernel still de-NATs their replies (e.g. gate the old
-  // holder's de-NAT on the agent-refreshed `alive` set, as the ARP fence already is, and commit only
-  // after it expired). The other three faults, and the paused case of failover.test.ts, are not affected.
-  it.skip('hung holder (paused): the new holder\'s own pod keeps its connection [open defect, see the comment]', async () => {
+  // A paused holder's kernel keeps forwarding and de-NATing: the new holder's OWN pod receives
+  // replies already de-NATed by it, which must not be picked up against the binding the new holder
+  // committed for the same connection (agent/gateway/render.ts strayReplyDrop; this case reset
+  // the connection in 4 of 5 runs on a loaded machine before it).
+  it('hung holder (paused): the new holder\'s own pod keeps its connection', async () => {
     check('pause', await streamThroughFault('pause'));
   });
   it('holder cut off the segment (partition)', async () => {
