@@ -125,6 +125,6 @@ export function parseConfig(raw: unknown): ControllerConfig {
     lease: timings,
     heartbeatPort,
     fsync: c.fsync === undefined ? true : c.fsync === true,
-    bookmarkIntervalMs: Number(c.bookmarkIntervalMs ?? 10_000),
+    bookmarkIntervalMs: Number(c.bookmarkIntervalMs ?? 60_000),
   };
 }

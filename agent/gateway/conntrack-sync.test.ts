@@ -27,6 +27,8 @@ describe('conntrackd config', () => {
     for (const path of [p.log, p.lock, p.socket]) expect(c).toContain(path);
     expect(c).not.toMatch(/Helper|NFQUEUE|QueueNum/); // the kernel here has no NFQUEUE
     expect(c).not.toMatch(/\bUDP \{|\bTCP \{/); // no unicast transport: one multicast group for N nodes
+    // TCP bindings only (UDP/ICMP ones are re-created by the new holder, which keeps a free port)
+    expect(c).toMatch(/Protocol Accept \{\n\t\t\tTCP\n\t\t\}/);
   });
 
   it('honours the run dir, group and port', () => {
@@ -55,7 +57,7 @@ describe('egresslab_ctsync table (what gets replicated)', () => {
     const t = renderCtSyncTable(['192.168.1.101', '192.168.1.100'], { enabled: true });
     expect(t.startsWith('table ip egresslab_ctsync {}\ndelete table ip egresslab_ctsync\n')).toBe(true);
     expect(t).toContain('set owned { type ipv4_addr; elements = { 192.168.1.100, 192.168.1.101 }; }');
-    expect(t).toContain(`ct state new ip saddr @owned ct event set ${CTSYNC_EVENTS}`);
+    expect(t).toContain(`ct state new ip saddr @owned meta l4proto tcp ct event set ${CTSYNC_EVENTS}`);
     expect(t).toContain('type filter hook postrouting priority srcnat + 20;'); // after egress_snat (90) and the guard (110)
     expect(CTSYNC_EVENTS).toBe('new,related,destroy,reply,assured,protoinfo');
   });

@@ -129,8 +129,6 @@ General {
 	Filter From Userspace {
 		Protocol Accept {
 			TCP
-			UDP
-			ICMP
 		}
 	}
 }
@@ -156,7 +154,7 @@ export function renderCtSyncTable(ownedIPs: readonly string[], opts: { enabled: 
 	set owned { type ipv4_addr;${owned} }
 	chain postrouting {
 		type filter hook postrouting priority srcnat + 20; policy accept;
-		ct state new ip saddr @owned ct event set ${CTSYNC_EVENTS} comment "egress_snat binding: replicated"
+		ct state new ip saddr @owned meta l4proto tcp ct event set ${CTSYNC_EVENTS} comment "egress_snat binding: replicated"
 	}
 }
 `;

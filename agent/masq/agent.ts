@@ -3,8 +3,8 @@
  *
  *  - watches the config file's directory (kubelet-style `..data` symlink swaps, files appearing and
  *    disappearing) AND the file's current inode (in-place edits, bind mounts), debounced, so a
- *    change is applied within tens of milliseconds; a cheap poll (1 s, 100 ms while the directory
- *    is missing) is the safety net for missed events;
+ *    change is applied within tens of milliseconds; a cheap poll (5 s, 100 ms while the directory
+ *    is missing) is the safety net for missed events (each poll wakes an otherwise idle agent);
  *  - re-syncs every resyncInterval: re-reads the config and repairs rules that something else
  *    changed or removed (compares `nft -s list table` with what it saw right after applying);
  *  - applies with one `nft -f -` transaction; on bad config keeps the last good rules, logs the
@@ -170,8 +170,10 @@ export interface MasqAgentOptions {
   onEvent?: EventHook;
   /** Quiet period after a watch event before re-reading (default 20 ms). */
   debounceMs?: number;
-  /** Safety-net poll while watches are armed (default 1000 ms). */
+  /** Safety-net poll while watches are armed (default 5000 ms). */
   pollMs?: number;
+  /** Poll after a failed apply, to retry it (default 1000 ms). */
+  retryPollMs?: number;
   /** Poll while the config directory is missing / unwatchable (default 100 ms). */
   fastPollMs?: number;
   /** Floor for resyncInterval (default 1000 ms; upstream hot-loops on <= 0). */
@@ -228,7 +230,8 @@ export class MasqAgent {
       clock: realClock,
       log: (line: string) => process.stderr.write(`${line}\n`),
       debounceMs: 20,
-      pollMs: 1000,
+      pollMs: 5000,
+      retryPollMs: 1000,
       fastPollMs: 100,
       minResyncMs: MIN_RESYNC_INTERVAL_MS,
       ...opts,
@@ -370,7 +373,7 @@ export class MasqAgent {
 
   private schedulePoll(): void {
     if (this.stopped) return;
-    const ms = this.dirWatch ? this.o.pollMs : this.o.fastPollMs;
+    const ms = !this.dirWatch ? this.o.fastPollMs : this.applyFailed ? Math.min(this.o.retryPollMs, this.o.pollMs) : this.o.pollMs;
     this.pollTimer = this.o.clock.setTimeout(() => {
       this.pollTimer = null;
       void this.armWatches()
@@ -525,6 +528,11 @@ export class MasqAgent {
       await this.o.nft.apply(c.render.ruleset);
     } catch (e) {
       this.applyFailed = true;
+      // retry at the (shorter) retry poll, not at the safety-net poll already scheduled
+      if (this.pollTimer !== null) {
+        this.o.clock.clearTimeout(this.pollTimer);
+        this.schedulePoll();
+      }
       this.reportError('MasqApplyFailed', [{ field: '(nft)', value: '', message: (e as Error).message }]);
       return false;
     }

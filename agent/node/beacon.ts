@@ -108,7 +108,8 @@ export class Beacon {
     const watchdogMs = this.o.watchdogMs ?? 2000;
     const feed = (): void => void Atomics.store(this.fed, 0, BigInt(Date.now()));
     feed();
-    this.feeder = setInterval(feed, Math.max(50, Math.min(500, Math.floor(watchdogMs / 4))));
+    // twice per watchdog period: a main loop stalled for less than half of it costs nothing
+    this.feeder = setInterval(feed, Math.max(50, Math.floor(watchdogMs / 2)));
     this.feeder.unref();
     this.spawn(watchdogMs);
   }

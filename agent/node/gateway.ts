@@ -66,7 +66,7 @@ export interface GatewayModuleOptions {
   debounceMs?: number;
   /** full re-apply (repairs drift) every resyncMs while this node holds a floating IP (default 10 s) */
   resyncMs?: number;
-  /** ... and every idleResyncMs while it holds none (default 30 s, like kube-proxy's syncPeriod) */
+  /** ... and every idleResyncMs while it holds none (default 90 s, as Calico felix refreshes its rules) */
   idleResyncMs?: number;
   /** how long start() waits for the first list of every resource */
   startupSyncTimeoutMs?: number;
@@ -202,9 +202,10 @@ export class GatewayModule implements NodeModule {
     if (!ok) void all.then(() => ((this.synced = true), this.changed('initial sync')));
     await this.kick('start', true);
     // a full re-apply (repairs drift) every resyncMs while this node holds a floating IP, every
-    // idleResyncMs otherwise (each one spawns ip and nft four times: an idle node must stay cheap)
+    // idleResyncMs otherwise (each one spawns ip and nft five times, ~15 ms of CPU each: an idle node
+    // must stay cheap; 90 s is Calico felix's default refresh of its own rules)
     const resyncMs = this.o.resyncMs ?? 10_000;
-    const idleResyncMs = Math.max(resyncMs, this.o.idleResyncMs ?? 30_000);
+    const idleResyncMs = Math.max(resyncMs, this.o.idleResyncMs ?? 90_000);
     let lastResync = this.now();
     this.resync = setInterval(() => {
       if (this.owned.size === 0 && this.now() - lastResync < idleResyncMs - resyncMs / 2) return;

@@ -19,7 +19,7 @@ export interface ApiServerOptions {
   /** one line per significant action */
   log?: (line: string) => void;
   tls?: { cert: string | Buffer; key: string | Buffer };
-  /** interval of BOOKMARK events for watches that allow them (ms) */
+  /** interval of BOOKMARK events for watches that allow them (ms; default 60 s, about what kube-apiserver does: every bookmark wakes every watcher) */
   bookmarkIntervalMs?: number;
 }
 
@@ -279,7 +279,7 @@ export class ApiServer {
     const unsubscribe = store.subscribe(deliver);
     const timers: NodeJS.Timeout[] = [];
     if (qp.get('allowWatchBookmarks') === 'true') {
-      const iv = setInterval(() => bookmark(), this.opts.bookmarkIntervalMs ?? 10_000);
+      const iv = setInterval(() => bookmark(), this.opts.bookmarkIntervalMs ?? 60_000);
       iv.unref();
       timers.push(iv);
     }

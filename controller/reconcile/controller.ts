@@ -97,17 +97,18 @@ export class Controller {
   /**
    * The stall-aware clock needs a sample more often than its longest counted step. While some Up
    * node beats at the fast interval (it holds a floating IP: its death must be seen within 600 ms)
-   * the ticker samples every 50 ms (steps up to 150 ms count); otherwise every 500 ms (steps up to
-   * 750 ms): an idle cluster wakes the controller twice a second, not twenty times.
+   * the ticker samples every 50 ms (steps up to 150 ms count); otherwise every 1000 ms (steps up
+   * to 1500 ms count: the idle grace is 2.4 s, and every heartbeat is a sample too): an idle
+   * cluster wakes the controller once a second for the clock, not twenty times.
    */
   private tune(): void {
     if (!this.stallAware || !this.timers || this.stopped) return;
     const now = this.clock();
     const fastLimit = this.cfg.lease.renewIntervalMs;
     const fast = [...this.beatIntervals].some(([n, i]) => i <= fastLimit && this.liveness.state(n, now) === 'Up');
-    const ms = fast ? 50 : 500;
+    const ms = fast ? 50 : 1000;
     if (ms === this.tickerMs) return;
-    this.stallAware.setMaxStep(fast ? 150 : 750);
+    this.stallAware.setMaxStep(fast ? 150 : 1500);
     if (this.ticker) clearInterval(this.ticker);
     this.tickerMs = ms;
     this.ticker = setInterval(() => this.clock(), ms);
