@@ -40,8 +40,7 @@ let api: KubeClient;
 const figures: string[] = [];
 
 beforeAll(async () => {
-  // not about failover speed (that is long-lived-tcp.test.ts): the tolerant lease keeps 20 probe
-  // processes starting on a loaded 2-core machine from flapping node leases (and IPs) before the fault
+  // the shipped defaults (lease, heartbeats, sync on); failover speed is long-lived-tcp.test.ts's subject
   ({ lab, api } = await startFailoverLab('gwct'));
 });
 afterAll(async () => {
