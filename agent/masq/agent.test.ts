@@ -197,6 +197,22 @@ describe('MasqAgent with fakes', () => {
     expect(r.nft.listCalls).toBe(lists + 3);
   });
 
+  it('a resyncInterval longer than a timer can wait (720h) is clamped to 2^31-1 ms with a warning, not a hot loop', async () => {
+    const r = rig((f) => {
+      f.mkdir(DIR);
+      f.replaceFile(CFG, 'resyncInterval: 720h\n');
+    });
+    await r.agent.start();
+    expect(r.state().warnings).toEqual([expect.objectContaining({ field: 'resyncInterval', value: '"720h"', message: expect.stringMatching(/longer than the longest timer/) })]);
+    const listed = r.nft.listCalls;
+    r.nft.externalDelete();
+    await r.clock.advance(60_000);
+    expect(r.nft.listCalls).toBe(listed); // no resync (hot loop) in the first minute
+    expect(r.nft.installed).toBeNull();
+    // the resync is scheduled at the clamped period (the longest pending timer), not 720 h
+    expect(Math.max(...r.clock.pendingTimers())).toBe(2 ** 31 - 1 - 60_000);
+  });
+
   it('resyncInterval from the config drives the resync period (with a 1 s floor)', async () => {
     const r = rig((f) => {
       f.mkdir(DIR);

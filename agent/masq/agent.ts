@@ -25,7 +25,7 @@ import {
   type MasqConfig,
   parseMasqConfig,
 } from './config.js';
-import { DEFAULT_CONFIG_PATH, MASQ_TABLE, MIN_RESYNC_INTERVAL_MS } from './constants.js';
+import { DEFAULT_CONFIG_PATH, MASQ_TABLE, MAX_RESYNC_INTERVAL_MS, MIN_RESYNC_INTERVAL_MS } from './constants.js';
 import type { NftRunner } from './nft.js';
 import { type GatewayBypass, renderMasqRemoval, renderMasqRuleset, type RenderResult } from './render.js';
 
@@ -514,7 +514,7 @@ export class MasqAgent {
   }
 
   private async afterSync(trigger: Trigger): Promise<void> {
-    const interval = Math.max(this.good?.config.resyncIntervalMs ?? 60_000, this.o.minResyncMs);
+    const interval = Math.min(Math.max(this.good?.config.resyncIntervalMs ?? 60_000, this.o.minResyncMs), MAX_RESYNC_INTERVAL_MS);
     if (trigger === 'resync' || trigger === 'start' || this.resyncTimer === null || interval !== this.currentResyncMs) {
       this.scheduleResync(interval);
     }

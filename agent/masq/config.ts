@@ -28,7 +28,7 @@
  */
 import { parseAllDocuments } from 'yaml';
 import { formatCidr, parseCidr } from './cidr.js';
-import { DEFAULT_NON_MASQUERADE_CIDRS, DEFAULT_RESYNC_INTERVAL_MS } from './constants.js';
+import { DEFAULT_NON_MASQUERADE_CIDRS, DEFAULT_RESYNC_INTERVAL_MS, MAX_RESYNC_INTERVAL_MS } from './constants.js';
 import { nsToMs, parseGoDuration } from './duration.js';
 import { createHash } from 'node:crypto';
 
@@ -241,6 +241,13 @@ export function parseMasqConfig(text: string | null, opts: ParseOptions = {}): P
           break;
         }
         config.resyncIntervalMs = nsToMs(d.ns);
+        if (config.resyncIntervalMs > MAX_RESYNC_INTERVAL_MS) {
+          warnings.push({
+            field,
+            value: showValue(raw),
+            message: `resyncInterval ${raw} is longer than the longest timer (${MAX_RESYNC_INTERVAL_MS} ms, 24.8 days): resyncing every ${MAX_RESYNC_INTERVAL_MS} ms`,
+          });
+        }
         break;
       }
     }

@@ -61,6 +61,13 @@ export const DEFAULT_RESYNC_INTERVAL_MS = 60_000;
  */
 export const MIN_RESYNC_INTERVAL_MS = 1_000;
 
+/**
+ * The longest resync period a timer can wait: Node's setTimeout takes at most 2^31-1 ms (24.8 days)
+ * and fires after 1 ms for anything longer, so a Go-valid `720h` made every agent resync in a hot
+ * loop (269 `nft list` per second, issue 12). Longer intervals are clamped to this, with a warning.
+ */
+export const MAX_RESYNC_INTERVAL_MS = 2 ** 31 - 1;
+
 /** Where upstream reads its config (ConfigMap key `config` projected as this file). */
 export const DEFAULT_CONFIG_PATH = '/etc/config/ip-masq-agent';
 

@@ -216,6 +216,35 @@ describe('object semantics', () => {
     expect(e.status?.details?.causes).toEqual([{ reason: 'FieldValueInvalid', field: 'spec.egressSourceIP', message: 'Invalid value: "1.2.3": must be a valid IPv4 address' }]);
   });
 
+  it('422 for a ConfigMap whose data values are not strings (a YAML map where a | block was meant); nothing stored or changed', async () => {
+    t = await startTestController();
+    const asMap = { apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'ip-masq-agent', namespace: 'default' }, data: { config: { nonMasqueradeCIDRs: ['10.0.0.0/8'] } } };
+    const e = await expectApiError(t.admin.create(R.configmaps, asMap), 422);
+    expect(e.status?.details?.causes).toEqual([
+      { reason: 'FieldValueInvalid', field: 'data[config]', message: expect.stringMatching(/^Invalid value: \{"nonMasqueradeCIDRs":\["10\.0\.0\.0\/8"\]\}: must be a string \(got a map\)/) },
+    ]);
+    await expectApiError(t.admin.get(R.configmaps, 'ip-masq-agent', 'default'), 404);
+    const good = await t.admin.create(R.configmaps, cm('ip-masq-agent', { config: 'nonMasqueradeCIDRs: [10.0.0.0/8]\n' }));
+    const bad = { ...good, data: { config: 42, 'bad key!': 'x' } };
+    const u = await expectApiError(t.admin.update(R.configmaps, bad as unknown as KubeObject), 422);
+    expect(u.status?.details?.causes?.map((c) => c.field)).toEqual(['data[config]', 'data[bad key!]']);
+    expect((await t.admin.get(R.configmaps, 'ip-masq-agent', 'default')).data).toEqual({ config: 'nonMasqueradeCIDRs: [10.0.0.0/8]\n' });
+  });
+
+  it('400 (not a 1 ms watch, not a 500) for a watch timeoutSeconds beyond 2147483 and for a body nested 2000 levels deep', async () => {
+    t = await startTestController();
+    for (const v of ['2147484', '99999999999', '-1', 'abc']) {
+      const e = await expectApiError(t.admin.request('GET', `/api/v1/namespaces/default/configmaps?watch=true&timeoutSeconds=${v}`), 400);
+      expect(e.message).toBe(`timeoutSeconds: Invalid value: ${JSON.stringify(v)}: must be a whole number of seconds from 0 to 2147483`);
+    }
+    let deep: unknown = 'x';
+    for (let i = 0; i < 2000; i++) deep = { a: deep };
+    const e = await expectApiError(t.admin.create(R.configmaps, { ...cm('deep'), metadata: { name: 'deep', namespace: 'default', labels: {} }, extra: deep } as unknown as KubeObject), 400);
+    expect(e.message).toBe('the request body nests deeper than 256 levels');
+    expect(t.logs.join('\n')).not.toMatch(/RangeError|Maximum call stack/);
+    await expectApiError(t.admin.get(R.configmaps, 'deep', 'default'), 404);
+  });
+
   it('no-op writes keep the resourceVersion; spec changes bump generation; status is a subresource', async () => {
     t = await startTestController();
     const gw = await t.admin.create(R.anthosNetworkGateways, { metadata: { name: 'other', namespace: 'default' }, spec: { floatingIPs: ['192.168.1.100'] } });

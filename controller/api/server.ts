@@ -13,6 +13,23 @@ import type { StoreEvent } from './store.js';
 import { toTable, wantsTable } from './table.js';
 import type { KubeObject } from './types.js';
 
+/** The longest watch a client may ask for (setTimeout's limit, 2^31-1 ms). */
+export const MAX_WATCH_TIMEOUT_SECONDS = 2_147_483;
+/** Request bodies nesting deeper than this are refused with 400 (a Kubernetes object nests ~10 levels). */
+export const MAX_BODY_DEPTH = 256;
+
+/** Whether a parsed JSON value nests deeper than `max` levels (iterative: no recursion on hostile input). */
+export function nestingDepthExceeds(value: unknown, max: number): boolean {
+  const stack: [unknown, number][] = [[value, 1]];
+  while (stack.length) {
+    const [v, d] = stack.pop()!;
+    if (typeof v !== 'object' || v === null) continue;
+    if (d > max) return true;
+    for (const x of Array.isArray(v) ? v : Object.values(v)) if (typeof x === 'object' && x !== null) stack.push([x, d + 1]);
+  }
+  return false;
+}
+
 export interface ApiServerOptions {
   service: ResourceService;
   authenticator: TokenAuthenticator;
@@ -223,6 +240,12 @@ export class ApiServer {
       if (!/^\d+$/.test(rvParam)) throw errors.badRequest(`invalid resourceVersion ${JSON.stringify(rvParam)}`);
       since = Number(rvParam);
     }
+    // checked before the headers go out: a bad value is a 400, not a watch that ends after 1 ms
+    // (setTimeout fires at once beyond 2^31-1 ms)
+    const timeoutParam = qp.get('timeoutSeconds');
+    if (timeoutParam !== null && (!/^\d+$/.test(timeoutParam) || Number(timeoutParam) > MAX_WATCH_TIMEOUT_SECONDS)) {
+      throw errors.badRequest(`timeoutSeconds: Invalid value: ${JSON.stringify(timeoutParam)}: must be a whole number of seconds from 0 to ${MAX_WATCH_TIMEOUT_SECONDS}`);
+    }
     const include = qp.get('includeObject') ?? 'Metadata';
     const rkey = resourceKey(def);
     res.writeHead(200, { 'Content-Type': 'application/json', 'Cache-Control': 'no-cache, private', 'Transfer-Encoding': 'chunked' });
@@ -326,12 +349,15 @@ export class ApiServer {
     if (ct.includes('protobuf') || ct.includes('cbor')) {
       throw errors.unsupportedMediaType(ct, ['application/json', 'application/yaml', 'application/merge-patch+json', 'application/json-patch+json', 'application/strategic-merge-patch+json']);
     }
+    let body: unknown;
     try {
-      if (!raw && (ct === 'application/yaml' || ct === 'application/x-yaml')) return parseYaml(text) as unknown;
-      return JSON.parse(text) as unknown;
+      body = !raw && (ct === 'application/yaml' || ct === 'application/x-yaml') ? parseYaml(text) : JSON.parse(text);
     } catch (e) {
       throw errors.badRequest(`the request body is not valid ${ct.includes('yaml') && !raw ? 'YAML' : 'JSON'}: ${(e as Error).message}`);
     }
+    // every later step (copies, patches, validation) recurses: refuse depth before any of them
+    if (nestingDepthExceeds(body, MAX_BODY_DEPTH)) throw errors.badRequest(`the request body nests deeper than ${MAX_BODY_DEPTH} levels`);
+    return body;
   }
 
   private logWrite(user: UserInfo, verb: string, def: ResourceDef, o: KubeObject): void {

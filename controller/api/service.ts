@@ -2,7 +2,7 @@
 // patch, delete, get, list with Kubernetes rules (resourceVersion preconditions, status
 // subresource, generation, no-op writes skipped, namespace lifecycle, admission, authorization).
 import { randomBytes } from 'node:crypto';
-import { validateObjectMeta, type FieldProblem } from '../logic/validation.js';
+import { validateConfigMapData, validateObjectMeta, type FieldProblem } from '../logic/validation.js';
 import {
   fieldRequirementsMatch,
   parseFieldSelectorString,
@@ -18,6 +18,12 @@ import { applyPatch } from './patch.js';
 import { apiVersionOf, resourceKey, type Registry, type ResourceDef } from './resources.js';
 import type { Store } from './store.js';
 import type { KubeList, KubeObject } from './types.js';
+
+/** Structural checks of core kinds beyond metadata (kube-apiserver's, for the kinds that have them here). */
+function coreProblems(def: { group: string; plural: string }, obj: KubeObject): FieldProblem[] {
+  if (def.group === '' && def.plural === 'configmaps') return validateConfigMapData(obj as unknown as Record<string, unknown>);
+  return [];
+}
 
 export type Operation = 'create' | 'update' | 'delete';
 
@@ -189,7 +195,7 @@ export class ResourceService {
     namespaceNameLabel(def, obj);
     if (def.namespaced) this.requireNamespace(ns!);
     this.authz(ctx, 'create', def, ns, md.name, obj);
-    const problems = validateObjectMeta(obj, { namespaced: def.namespaced, nameIsLabel: def.plural === 'namespaces' });
+    const problems = [...validateObjectMeta(obj, { namespaced: def.namespaced, nameIsLabel: def.plural === 'namespaces' }), ...coreProblems(def, obj)];
     if (problems.length) throw errors.invalid(q(def), md.name ?? '', problems);
     const existing = this.store.get(resourceKey(def), def.namespaced ? ns : undefined, md.name!);
     if (existing) {
@@ -316,7 +322,7 @@ export class ResourceService {
     next.kind = current.kind;
     this.authz(ctx, subresource === 'status' ? 'update' : 'update', def, current.metadata.namespace, current.metadata.name, next, subresource);
     if (subresource !== 'status') {
-      const problems = validateObjectMeta(next, { namespaced: def.namespaced, nameIsLabel: def.plural === 'namespaces' });
+      const problems = [...validateObjectMeta(next, { namespaced: def.namespaced, nameIsLabel: def.plural === 'namespaces' }), ...coreProblems(def, next)];
       if (problems.length) throw errors.invalid(q(def), current.metadata.name!, problems);
     }
     this.admit({ op: 'update', ctx, resource: def, version, subresource, object: next, old: current });

@@ -32,6 +32,33 @@ function isObj(v: unknown): v is Obj {
 const DNS1123_SUBDOMAIN = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/;
 const DNS1123_LABEL = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
 
+const CONFIG_KEY = /^[-._a-zA-Z0-9]+$/;
+
+/**
+ * ConfigMap `data` / `binaryData` (core/v1): maps of valid keys to strings, as kube-apiserver
+ * refuses anything else (a YAML map written where a `|` block was meant used to be stored, and the
+ * ip-masq-agent then silently fell back to its default list on every node).
+ */
+export function validateConfigMapData(obj: Obj): FieldProblem[] {
+  const out: FieldProblem[] = [];
+  const seen = new Set<string>();
+  for (const field of ['data', 'binaryData'] as const) {
+    const m = obj[field];
+    if (m === undefined || m === null) continue;
+    if (!isObj(m)) {
+      out.push({ field, value: m, type: 'FieldValueInvalid', detail: 'must be a map of keys to string values' });
+      continue;
+    }
+    for (const [k, v] of Object.entries(m)) {
+      if (k.length > 253 || !CONFIG_KEY.test(k)) out.push({ field: `${field}[${k}]`, value: k, type: 'FieldValueInvalid', detail: "a valid config key must consist of alphanumeric characters, '-', '_' or '.'" });
+      if (typeof v !== 'string') out.push({ field: `${field}[${k}]`, value: v, type: 'FieldValueInvalid', detail: `must be a string (got ${Array.isArray(v) ? 'a list' : v === null ? 'null' : typeof v === 'object' ? 'a map' : typeof v}); write a multi-line value as a YAML block (key: |)` });
+      if (seen.has(k)) out.push({ field: `${field}[${k}]`, value: k, type: 'FieldValueDuplicate', detail: 'the key is in both data and binaryData' });
+      seen.add(k);
+    }
+  }
+  return out;
+}
+
 /** Generic metadata checks applied to every object. */
 export function validateObjectMeta(obj: Obj, opts: { namespaced: boolean; nameIsLabel?: boolean }): FieldProblem[] {
   const out: FieldProblem[] = [];
