@@ -24,6 +24,23 @@ describe('allocate: SPEC 2 rules', () => {
     expect(r.unassignable[0]).toMatchObject({ ip: '192.168.1.300', reason: 'InvalidIP' });
   });
 
+  it("never hands out a node's own address or a subnet's network or broadcast address (issue 12); an assigned one is released", () => {
+    const nodes = [{ ...w('a'), addresses: ['192.168.1.1'] }, { ...w('b'), addresses: ['192.168.1.2'] }];
+    const r = allocate(['192.168.1.2', '192.168.1.0', '192.168.1.255', '192.168.1.100'], nodes);
+    expect(r.assignments).toEqual({ '192.168.1.100': 'a' });
+    expect(r.unassignable).toEqual([
+      { ip: '192.168.1.2', reason: 'ReservedAddress', message: "192.168.1.2 is node b's own address" },
+      { ip: '192.168.1.0', reason: 'ReservedAddress', message: '192.168.1.0 is the network address of 192.168.1.0/24' },
+      { ip: '192.168.1.255', reason: 'ReservedAddress', message: '192.168.1.255 is the broadcast address of 192.168.1.0/24' },
+    ]);
+    // a /31 or /32 has no network/broadcast address to protect
+    expect(allocate(['10.0.0.0'], [w('p2p', 'Up', ['10.0.0.0/31'])]).assignments).toEqual({ '10.0.0.0': 'p2p' });
+    // previously assigned (before the rule, or before the node reported that address): released
+    const again = allocate(['192.168.1.2'], nodes, { '192.168.1.2': 'a' });
+    expect(again.assignments).toEqual({});
+    expect(again.released).toEqual([{ ip: '192.168.1.2', from: 'a' }]);
+  });
+
   it('rule 2: workers take precedence over control-plane nodes', () => {
     const r = allocate(['192.168.1.100'], [cp('aaa-cp'), w('zzz-worker')]);
     expect(r.assignments).toEqual({ '192.168.1.100': 'zzz-worker' });

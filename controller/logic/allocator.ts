@@ -12,7 +12,7 @@
 // the inputs. An IP no node's subnet contains is reported as `NoMatchingSubnet`; one whose only
 // candidates are Down is reported as `NoUpNode` (it is then unassigned: an IP is never left on a
 // Down node, so the datapath can fail closed instead of pointing at a dead node).
-import { cidrContains, isIPv4, parseCidr4, type Cidr4 } from './cidr.js';
+import { cidrContains, ipv4ToInt, isIPv4, parseCidr4, type Cidr4 } from './cidr.js';
 
 export type NodeRole = 'worker' | 'control-plane';
 export type NodeState = 'Up' | 'Down';
@@ -23,9 +23,11 @@ export interface AllocNode {
   /** CIDRs of the L2 segments the node is attached to (e.g. ["192.168.1.0/24"]). */
   subnets: readonly string[];
   state: NodeState;
+  /** the node's own addresses (status.addresses): never handed out as a floating IP */
+  addresses?: readonly string[];
 }
 
-export type UnassignableReason = 'InvalidIP' | 'NoMatchingSubnet' | 'NoUpNode';
+export type UnassignableReason = 'InvalidIP' | 'ReservedAddress' | 'NoMatchingSubnet' | 'NoUpNode';
 
 export interface Unassignable {
   ip: string;
@@ -58,6 +60,25 @@ function roleRank(r: NodeRole): number {
   return r === 'worker' ? 0 : 1;
 }
 
+/**
+ * Why `ip` must never be put on a node's interface, or null: it is a node's own address, or the
+ * network or broadcast address of a node subnet containing it (prefixes up to /30).
+ */
+function reservedReason(ip: string, nodes: readonly PreparedNode[]): string | null {
+  const owner = nodes.find((p) => p.node.addresses?.includes(ip));
+  if (owner) return `${ip} is node ${owner.node.name}'s own address`;
+  const n = ipv4ToInt(ip);
+  for (const p of nodes) {
+    for (const c of p.cidrs) {
+      if (c.prefix > 30 || !cidrContains(c, ip)) continue;
+      const size = 2 ** (32 - c.prefix);
+      if (n === c.base) return `${ip} is the network address of ${c.text}`;
+      if (n === c.base + size - 1) return `${ip} is the broadcast address of ${c.text}`;
+    }
+  }
+  return null;
+}
+
 export function allocate(
   floatingIPs: readonly string[],
   nodes: readonly AllocNode[],
@@ -78,6 +99,11 @@ export function allocate(
     if (ips.includes(ip) || unassignable.some((u) => u.ip === ip)) continue;
     if (!isIPv4(ip)) {
       unassignable.push({ ip, reason: 'InvalidIP', message: `${JSON.stringify(ip)} is not a valid IPv4 address` });
+      continue;
+    }
+    const reserved = reservedReason(ip, prepared);
+    if (reserved) {
+      unassignable.push({ ip, reason: 'ReservedAddress', message: reserved });
       continue;
     }
     ips.push(ip);

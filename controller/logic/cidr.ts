@@ -17,6 +17,24 @@ export function isIPv4(text: unknown): text is string {
   return typeof text === 'string' && ipaddr.IPv4.isValidFourPartDecimal(text) && !/(^|\.)0\d/.test(text);
 }
 
+/**
+ * Why an IPv4 address can never be a host's unicast address (for a floating IP or an egressSourceIP),
+ * or null when it can: 0.0.0.0/8, loopback, link-local, multicast, 240.0.0.0/4 and the limited
+ * broadcast address (ipaddr.js ranges).
+ */
+export function nonUnicastReason(ip: string): string | null {
+  const range = ipaddr.IPv4.parse(ip).range();
+  const reasons: Record<string, string> = {
+    unspecified: 'an unspecified address (0.0.0.0/8)',
+    broadcast: 'the limited broadcast address',
+    multicast: 'a multicast address (224.0.0.0/4)',
+    loopback: 'a loopback address (127.0.0.0/8)',
+    linkLocal: 'a link-local address (169.254.0.0/16)',
+    reserved: 'a reserved address (240.0.0.0/4)',
+  };
+  return reasons[range] ?? null;
+}
+
 export function ipv4ToInt(text: string): number {
   const parts = text.split('.').map((p) => Number(p));
   return (((parts[0]! << 24) >>> 0) + (parts[1]! << 16) + (parts[2]! << 8) + parts[3]!) >>> 0;

@@ -100,3 +100,29 @@ describe('EgressNATPolicy v1 (Autopilot) and AnthosNetworkGateway admission', ()
     ]);
   });
 });
+
+describe('non-unicast addresses are refused as floating IPs and as egressSourceIP (issue 12)', () => {
+  const BAD = ['0.0.0.0', '0.1.2.3', '255.255.255.255', '127.0.0.1', '224.0.0.5', '239.1.1.1', '169.254.1.1', '240.0.0.1'];
+
+  it('AnthosNetworkGateway: each refused with the field, the value and why; good ones beside them pass', () => {
+    const p = validateAnthosNetworkGateway({ spec: { floatingIPs: ['192.168.1.100', ...BAD, '8.8.4.4'] } });
+    expect(fields(p)).toEqual(BAD.map((ip, i) => [`spec.floatingIPs[${i + 1}]`, ip]));
+    expect(p.map((x) => x.detail)).toEqual([
+      'must be a unicast address, not an unspecified address (0.0.0.0/8)',
+      'must be a unicast address, not an unspecified address (0.0.0.0/8)',
+      'must be a unicast address, not the limited broadcast address',
+      'must be a unicast address, not a loopback address (127.0.0.0/8)',
+      'must be a unicast address, not a multicast address (224.0.0.0/4)',
+      'must be a unicast address, not a multicast address (224.0.0.0/4)',
+      'must be a unicast address, not a link-local address (169.254.0.0/16)',
+      'must be a unicast address, not a reserved address (240.0.0.0/4)',
+    ]);
+  });
+
+  it('EgressNATPolicy v1alpha1: egressSourceIP', () => {
+    for (const ip of BAD) {
+      expect(fields(validateEgressNATPolicyV1alpha1(withSpec({ egressSourceIP: ip })))).toEqual([['spec.egressSourceIP', ip]]);
+    }
+    expect(validateEgressNATPolicyV1alpha1(withSpec({ egressSourceIP: '192.168.1.101' }))).toEqual([]);
+  });
+});

@@ -3,7 +3,7 @@
 // References (is egressSourceIP a floating IP, assigned to an Up node, ...) are NOT checked here:
 // they are evaluated continuously by the controller (see gateway.ts), so that `kubectl apply -f DIR`
 // works whatever the order of the files.
-import { isIPv4, parseCidr4 } from './cidr.js';
+import { isIPv4, nonUnicastReason, parseCidr4 } from './cidr.js';
 import { validateLabelSelector, validateLabels, type FieldProblem } from './selectors.js';
 
 export type { FieldProblem } from './selectors.js';
@@ -170,6 +170,8 @@ export function validateEgressNATPolicyV1alpha1(obj: Obj, others: readonly Polic
       type: 'FieldValueInvalid',
       detail: typeof ip === 'string' && ip.includes(':') ? 'must be an IPv4 address (the egress NAT gateway is IPv4 only)' : 'must be a valid IPv4 address',
     });
+  } else if (nonUnicastReason(ip)) {
+    out.push({ field: 'spec.egressSourceIP', value: ip, type: 'FieldValueInvalid', detail: `must be a unicast address, not ${nonUnicastReason(ip)}` });
   } else {
     const name = isObj(obj.metadata) ? obj.metadata.name : undefined;
     const clash = others.find((o) => o.name !== name && o.egressSourceIP === ip);
@@ -221,6 +223,11 @@ export function validateAnthosNetworkGateway(obj: Obj): FieldProblem[] {
     const p = `spec.floatingIPs[${i}]`;
     if (!isIPv4(ip)) {
       out.push({ field: p, value: ip, type: 'FieldValueInvalid', detail: typeof ip === 'string' && ip.includes(':') ? 'must be an IPv4 address (IPv6 is not supported)' : 'must be a valid IPv4 address' });
+      return;
+    }
+    const bad = nonUnicastReason(ip);
+    if (bad) {
+      out.push({ field: p, value: ip, type: 'FieldValueInvalid', detail: `must be a unicast address, not ${bad}` });
       return;
     }
     const prev = seen.get(ip);

@@ -245,7 +245,8 @@ export class Controller {
       const labels = n.metadata.labels ?? {};
       const cp = 'node-role.kubernetes.io/control-plane' in labels || 'node-role.kubernetes.io/master' in labels;
       const subnet = n.metadata.annotations?.[SUBNET_ANNOTATION];
-      return { name: n.metadata.name!, role: cp ? 'control-plane' : 'worker', subnets: subnet ? [subnet] : [], state: this.liveness.state(n.metadata.name!, now) };
+      const addresses = ((n.status as { addresses?: { address?: unknown }[] } | undefined)?.addresses ?? []).map((a) => a.address).filter((a): a is string => typeof a === 'string');
+      return { name: n.metadata.name!, role: cp ? 'control-plane' : 'worker', subnets: subnet ? [subnet] : [], state: this.liveness.state(n.metadata.name!, now), addresses };
     });
   }
 
