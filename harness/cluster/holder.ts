@@ -14,7 +14,18 @@ import { AGENT_PROCESS, agentCommand, controlPlaneNode } from './cluster.js';
 import { everyNodeUp, gatewayOf } from './status.js';
 
 
-/** Waits for every node Up and `ip` assigned; if its holder is the control-plane node, moves it to a worker first. */
+/**
+ * Waits for every node Up and `ip` assigned; if its holder is the control-plane node, moves it to a
+ * worker first. Returns the name of the worker node that holds `ip` (e.g. `node-2`); throws a
+ * TimeoutError after `timeoutMs` when the IP is never assigned.
+ *
+ * @example
+ * ```ts
+ * const api = await lab.api();
+ * const holder = await workerHolder(lab, api, '203.0.113.10'); // 'node-1' or 'node-2', never the control plane
+ * await lab.faults.partition(holder);
+ * ```
+ */
 export async function workerHolder(lab: Lab, api: KubeClient, ip: string, timeoutMs = 30_000): Promise<string> {
   const cp = controlPlaneNode(lab.topology).name;
   const ready = () =>

@@ -43,6 +43,7 @@ import { ContinuousProbe, probe, type ContinuousProbeOptions, type ProbeOptions,
 
 const LAB_ID = /^[a-z0-9]([-a-z0-9]{0,30}[a-z0-9])?$/;
 
+/** Options of Lab.up: the topology, the lab id, and how containers get the code. */
 export interface LabUpOptions {
   topology: Topology;
   /** Lab id (DNS label, ≤ 32 characters); random when absent. */
@@ -77,10 +78,12 @@ export interface Place {
   label: string;
 }
 
+/** The Docker container name of a lab container (`egl-<lab>-<key>`). */
 export function containerName(labId: string, key: string): string {
   return `egl-${labId}-${key}`;
 }
 
+/** A fresh random lab id (`lab-xxxxxx`). */
 export function randomLabId(): string {
   return `lab-${Math.random().toString(36).slice(2, 8)}`;
 }
@@ -91,6 +94,15 @@ function checkLabId(id: string): void {
   }
 }
 
+/**
+ * A running lab: its containers, links and pods, and everything a scenario does with them (probes, faults, exec, captures).
+ *
+ * @example
+ * ```ts
+ * await using lab = await Lab.up({ topology: topologyFromArg('foundation') });
+ * const r = await lab.probe('alice/frontend-1', '172.16.100.10', { proto: 'udp' });
+ * ```
+ */
 export class Lab implements AsyncDisposable {
   readonly plan: LabPlan;
   private readonly responders = new Map<string, Promise<void>>();
@@ -295,10 +307,12 @@ export class Lab implements AsyncDisposable {
     progress(`containers up in ${Date.now() - started} ms`);
   }
 
+  /** The Docker container of a node or other container key. */
   container(key: string): Docker.Container {
     return docker().getContainer(containerName(this.id, key));
   }
 
+  /** The host pid of a container's init process (for nsenter). */
   async pidOf(key: string): Promise<number> {
     const info = await this.container(key).inspect();
     if (!info.State.Running || info.State.Paused) throw new LabError(`lab ${this.id}: ${key} is not running (${info.State.Status})`);
@@ -375,6 +389,7 @@ export class Lab implements AsyncDisposable {
     return execIn(this.container(place.container), full, { where: `${this.id}/${place.label}`, ...options });
   }
 
+  /** Starts a command at `where` and returns without waiting for it. */
   async execDetached(where: string | Place, cmd: string[]): Promise<void> {
     const place = typeof where === 'string' ? this.place(where) : where;
     const ch = await this.helper(place.container);
@@ -477,6 +492,7 @@ export class Lab implements AsyncDisposable {
     await removeLabObjects(this.id);
   }
 
+  /** Removes the lab (`await using`). */
   async [Symbol.asyncDispose](): Promise<void> {
     if (!this.disposed) await this.down();
   }

@@ -32,6 +32,7 @@ import { renderTimelineSvg, escapeXml } from '../report/timeline-svg.js';
 import type { Timeline } from '../probe/timeline.js';
 import { LABEL, docker } from '../docker/client.js';
 
+/** What collectArtifacts wrote: its folder, the files, and what could not be collected. */
 export interface DiagnosticsReport {
   dir: string;
   /** Files written, relative to dir. */
@@ -168,6 +169,7 @@ function eventTime(e: EventLike): string {
   return e.lastTimestamp ?? e.eventTime ?? e.firstTimestamp ?? e.metadata?.creationTimestamp ?? '';
 }
 
+/** Kubernetes events as text lines, oldest first. */
 export function renderEvents(events: EventLike[]): string {
   return [...events]
     .sort((a, b) => eventTime(a).localeCompare(eventTime(b)))
@@ -217,6 +219,7 @@ function copyCaptures(lab: Lab, dir: string, since: number | undefined, files: s
   }
 }
 
+/** Options of collectArtifacts: captures since when, which timelines, the failure text. */
 export interface CollectOptions {
   /** Only captures taken since then (ms since the epoch; default: all of the lab's). */
   since?: number;
@@ -260,6 +263,7 @@ export async function collectDiagnostics(lab: Lab, dir: string, options: Collect
 
 // ---------------------------------------------------------------- timelines recorded by a test
 
+/** A timeline kept by recordTimeline, with its name and allowed sources. */
 export interface RecordedTimeline {
   name: string;
   timeline: Timeline;
@@ -274,10 +278,12 @@ export function recordTimeline(name: string, timeline: Timeline, allowedSources?
   return timeline;
 }
 
+/** The timelines recorded since the current test began. */
 export function recordedTimelines(): RecordedTimeline[] {
   return [...recorded];
 }
 
+/** Forgets the recorded timelines (the setup file calls it before each test). */
 export function clearRecordedTimelines(): void {
   recorded = [];
 }
