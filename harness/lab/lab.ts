@@ -21,6 +21,7 @@ import { buildPayload, choosePayloadMode, createPayloadVolume, fillPayloadVolume
 import { renderHostGuardScript, renderWiringScript } from './wiring.js';
 import { planLab, WIRER, INTERNET, type LabPlan, type PodPlan } from '../topology/plan.js';
 import type { Topology } from '../topology/types.js';
+import { nodeAddress } from '../topology/lookup.js';
 import { parseTopology } from '../topology/validate.js';
 import { LabError, ValidationError } from '../util/errors.js';
 import { contains } from '../topology/addresses.js';
@@ -408,6 +409,19 @@ export class Lab implements AsyncDisposable {
   /** A handle on a pod: its plan (ip, node, netns, labels) and what a scenario does from it. */
   pod(key: string): PodHandle {
     return podHandle(this, this.podPlan(key));
+  }
+
+  /**
+   * The lab address of a node, by node name or by a pod on it ("ns/name"): the source a pod's
+   * masqueraded traffic leaves with. Use it instead of hard-coding addresses (see nodeAddress).
+   *
+   * @example
+   * ```ts
+   * expect(await lab.probe('alice/frontend-1', '8.8.8.8')).toBeSeenFrom(lab.nodeAddress('alice/frontend-1'));
+   * ```
+   */
+  nodeAddress(nodeOrPod: string): string {
+    return nodeAddress(this.topology, nodeOrPod);
   }
 
   /** A handle on a node: its spec (address, role, podCIDR), probes from it and faults on it. */
