@@ -1,5 +1,6 @@
 // Minimal Kubernetes object shapes used by the API server, the controller and the client.
 
+/** A metadata.ownerReferences entry: the object that owns this one (garbage collection). */
 export interface OwnerReference {
   apiVersion: string;
   kind: string;
@@ -8,6 +9,7 @@ export interface OwnerReference {
   controller?: boolean;
 }
 
+/** Kubernetes object metadata (name, namespace, labels, resourceVersion, ...). */
 export interface ObjectMeta {
   name?: string;
   generateName?: string;
@@ -24,6 +26,7 @@ export interface ObjectMeta {
   [k: string]: unknown;
 }
 
+/** Any Kubernetes object: apiVersion, kind, metadata and free-form spec/status. */
 export interface KubeObject {
   apiVersion: string;
   kind: string;
@@ -33,6 +36,7 @@ export interface KubeObject {
   [k: string]: unknown;
 }
 
+/** A list response (`items` plus the list's resourceVersion for a following watch). */
 export interface KubeList<T extends KubeObject = KubeObject> {
   apiVersion: string;
   kind: string;
@@ -42,17 +46,20 @@ export interface KubeList<T extends KubeObject = KubeObject> {
 
 export type WatchEventType = 'ADDED' | 'MODIFIED' | 'DELETED' | 'BOOKMARK' | 'ERROR';
 
+/** One watch event: ADDED, MODIFIED, DELETED, BOOKMARK or ERROR with its object. */
 export interface WatchEvent<T = KubeObject> {
   type: WatchEventType;
   object: T;
 }
 
+/** One cause of a failed request (a field and what is wrong with it). */
 export interface StatusCause {
   reason?: string;
   message?: string;
   field?: string;
 }
 
+/** The API server's Status object, returned for errors (reason, code, message). */
 export interface Status {
   kind: 'Status';
   apiVersion: 'v1';
@@ -64,6 +71,7 @@ export interface Status {
   code: number;
 }
 
+/** Whether a response body is a Kubernetes Status object. */
 export function isStatus(x: unknown): x is Status {
   return typeof x === 'object' && x !== null && (x as { kind?: unknown }).kind === 'Status';
 }

@@ -10,6 +10,7 @@ import type { KubeList, KubeObject, Status, WatchEvent } from '../api/types.js';
 const REFUSED_RETRY_MS = 25;
 const REFUSED_FAST_RETRY_FOR_MS = 5_000;
 
+/** Which resource a call addresses: API group, version, plural and whether it is namespaced (see `R` for the lab's). */
 export interface ResourceRef {
   group: string;
   version: string;
@@ -17,6 +18,15 @@ export interface ResourceRef {
   namespaced: boolean;
 }
 
+/**
+ * The resources of the lab's API server, to pass to KubeClient calls.
+ *
+ * @example
+ * ```ts
+ * const nodes = await api.list(R.nodes);
+ * const cm = await api.get(R.configmaps, 'ip-masq-agent', 'kube-system');
+ * ```
+ */
 export const R = {
   namespaces: { group: '', version: 'v1', plural: 'namespaces', namespaced: false },
   nodes: { group: '', version: 'v1', plural: 'nodes', namespaced: false },
@@ -31,6 +41,7 @@ export const R = {
   egressNATPoliciesV1: { group: 'networking.gke.io', version: 'v1', plural: 'egressnatpolicies', namespaced: false },
 } as const satisfies Record<string, ResourceRef>;
 
+/** How to reach the API server: URL, bearer token and CA certificate. */
 export interface ClientOptions {
   /** https://host:port or http://host:port */
   server: string;
@@ -42,6 +53,7 @@ export interface ClientOptions {
   timeoutMs?: number;
 }
 
+/** A non-2xx answer of the API server, with its HTTP status and Status body. */
 export class KubeApiError extends Error {
   constructor(
     readonly code: number,
@@ -50,6 +62,7 @@ export class KubeApiError extends Error {
   ) {
     super(message);
   }
+  /** The Status reason (`NotFound`, `Conflict`, `AlreadyExists`, ...), when the server sent one. */
   get reason(): string | undefined {
     return this.status?.reason;
   }
@@ -62,24 +75,29 @@ const PATCH_CT: Record<PatchType, string> = {
   strategic: 'application/strategic-merge-patch+json',
 };
 
+/** Selectors and paging for list and watch. */
 export interface ListOptions {
   namespace?: string;
   labelSelector?: string;
   fieldSelector?: string;
 }
 
+/** List options plus where a watch resumes (resourceVersion) and whether to ask for bookmarks. */
 export interface WatchOptions extends ListOptions {
   resourceVersion?: string;
   allowWatchBookmarks?: boolean;
   timeoutSeconds?: number;
 }
 
+/** A running watch; `abort()` ends it. */
 export interface WatchHandle {
   /** resolves when the stream ends (server closed, error, or abort) */
   done: Promise<void>;
+  /** Ends the watch (its handler sees no more events). */
   abort(): void;
 }
 
+/** The REST path of a resource, e.g. `/apis/networking.gke.io/v1/namespaces/default/egressnatpolicies/egress/status`. */
 export function resourcePath(ref: ResourceRef, namespace?: string, name?: string, subresource?: string): string {
   const base = ref.group ? `/apis/${ref.group}/${ref.version}` : `/api/${ref.version}`;
   let p = base;
@@ -97,6 +115,16 @@ function query(params: Record<string, string | number | boolean | undefined>): s
   return s ? `?${s}` : '';
 }
 
+/**
+ * A small Kubernetes API client (JSON over HTTPS with a bearer token).
+ *
+ * @example
+ * ```ts
+ * const api = await lab.api();
+ * const gw = await api.get(R.anthosNetworkGateways, 'default', 'kube-system');
+ * await api.create(R.configmaps, { metadata: { name: 'ip-masq-agent' }, data: { config: '...' } }, 'kube-system');
+ * ```
+ */
 export class KubeClient {
   private readonly url: URL;
   private readonly agent: HttpAgent | HttpsAgent;
@@ -110,6 +138,7 @@ export class KubeClient {
       : new HttpAgent({ keepAlive: true });
   }
 
+  /** Closes the client's connections (pending requests fail). */
   close(): void {
     this.agent.destroy();
   }
@@ -135,6 +164,7 @@ export class KubeClient {
     return Object.assign(p, { abort: () => abort?.() });
   }
 
+  /** One raw request: method, path and JSON (or patch) body; throws KubeApiError on a non-2xx answer. */
   async request<T>(method: string, path: string, body?: unknown, contentType?: string): Promise<T> {
     const payload = body === undefined ? undefined : JSON.stringify(body);
     let res: IncomingMessage;
@@ -163,6 +193,7 @@ export class KubeClient {
     return parsed as T;
   }
 
+  /** Reads one object by name. */
   get<T extends KubeObject = KubeObject>(ref: ResourceRef, name: string, namespace?: string): Promise<T> {
     return this.request<T>('GET', resourcePath(ref, namespace, name));
   }
@@ -177,18 +208,22 @@ export class KubeClient {
     }
   }
 
+  /** Lists the objects of a resource (in one namespace, or all when `opts.namespace` is absent). */
   list<T extends KubeObject = KubeObject>(ref: ResourceRef, opts: ListOptions = {}): Promise<KubeList<T>> {
     return this.request<KubeList<T>>('GET', resourcePath(ref, opts.namespace) + query({ labelSelector: opts.labelSelector, fieldSelector: opts.fieldSelector }));
   }
 
+  /** Creates an object (in `namespace` for namespaced resources). */
   create<T extends KubeObject = KubeObject>(ref: ResourceRef, obj: Partial<KubeObject> & { metadata: KubeObject['metadata'] }, namespace?: string): Promise<T> {
     return this.request<T>('POST', resourcePath(ref, namespace ?? obj.metadata.namespace), obj);
   }
 
+  /** Replaces an object (or its status subresource); fails with 409 Conflict on a stale resourceVersion. */
   update<T extends KubeObject = KubeObject>(ref: ResourceRef, obj: KubeObject, subresource?: 'status'): Promise<T> {
     return this.request<T>('PUT', resourcePath(ref, obj.metadata.namespace, obj.metadata.name, subresource), obj);
   }
 
+  /** Patches an object (merge patch unless told otherwise). */
   patch<T extends KubeObject = KubeObject>(
     ref: ResourceRef,
     name: string,
@@ -198,6 +233,7 @@ export class KubeClient {
     return this.request<T>('PATCH', resourcePath(ref, opts.namespace, name, opts.subresource), patch, PATCH_CT[opts.type ?? 'merge']);
   }
 
+  /** Deletes an object by name. */
   delete<T extends KubeObject = KubeObject>(ref: ResourceRef, name: string, namespace?: string): Promise<T> {
     return this.request<T>('DELETE', resourcePath(ref, namespace, name));
   }
@@ -264,12 +300,17 @@ export class KubeClient {
   }
 }
 
+/** Callbacks of an Informer: every change of its cache, and watch errors. */
 export interface InformerHandlers<T> {
+  /** An object appeared. */
   onAdd?: (o: T) => void;
+  /** An object changed (new, old). */
   onUpdate?: (o: T, old: T) => void;
+  /** An object was removed. */
   onDelete?: (o: T) => void;
   /** after each (re)list has been applied to the cache */
   onSync?: (items: T[]) => void;
+  /** A watch or list failed (the informer retries). */
   onError?: (e: unknown) => void;
 }
 
@@ -304,6 +345,7 @@ export class Informer<T extends KubeObject = KubeObject> {
     this.synced = new Promise((r) => (this.resolveSynced = r));
   }
 
+  /** Lists, then watches in the background. */
   start(): void {
     this.loop = this.run();
   }
@@ -313,14 +355,17 @@ export class Informer<T extends KubeObject = KubeObject> {
     return this.synced;
   }
 
+  /** The last resourceVersion seen (where a watch resumes). */
   get resourceVersion(): string | undefined {
     return this.rv;
   }
 
+  /** The cached objects. */
   list(): T[] {
     return [...this.cache.values()];
   }
 
+  /** Ends the watch and waits for its loop to finish. */
   async stop(): Promise<void> {
     this.stopped = true;
     this.handle?.abort();

@@ -15,6 +15,7 @@ import { artifactsDir } from '../util/paths.js';
 import { WIRER } from '../topology/plan.js';
 import { HOST_NETNS_PID } from '../lab/wiring.js';
 
+/** What a Capture records: tcpdump filter, snap length, or the host's network namespace. */
 export interface CaptureOptions {
   /** tcpdump filter expression. */
   filter?: string;
@@ -23,6 +24,7 @@ export interface CaptureOptions {
   snaplen?: number;
 }
 
+/** A stopped capture: the pcap on the host and its decoded packets. */
 export interface CaptureResult {
   /** The pcap copied to the host. */
   file: string;
@@ -54,6 +56,7 @@ export function checkCaptureLog(log: string, where: string): number {
   return dropped;
 }
 
+/** A tcpdump capture on one interface of a node or pod, decoded when stopped. */
 export class Capture {
   private result?: Promise<CaptureResult>;
   private constructor(
@@ -67,6 +70,7 @@ export class Capture {
     return `${RUN_DIR}/${this.id}.pcap`;
   }
 
+  /** Starts tcpdump on `iface` at `where` (node, pod, or the host with `hostNetns`) and waits until it listens. */
   static async start(lab: Lab, where: string, iface: string, options: CaptureOptions = {}): Promise<Capture> {
     const place: Place = options.hostNetns ? { container: WIRER, label: 'host' } : lab.place(where);
     const id = `cap-${randomBytes(4).toString('hex')}`;

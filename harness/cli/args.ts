@@ -5,6 +5,7 @@
  */
 import { ValidationError } from '../util/errors.js';
 
+/** What a flag is: a switch or a value (integer, one of a list), required or not, its alias. */
 export interface FlagSpec {
   /** Takes a value (otherwise a boolean switch). */
   value?: boolean;
@@ -16,14 +17,56 @@ export interface FlagSpec {
   oneOf?: readonly string[];
   /** One-letter alias: `-f value` for `--file value`. */
   short?: string;
+  /** The value's placeholder in the help, e.g. "FILE|NAME" (default: N for int, the oneOf values, else VALUE). */
+  arg?: string;
 }
 
+/**
+ * One command of the CLI: the flags its parser accepts and its help. The usage line in the help and
+ * in the overview is generated from `flags`, so the help lists exactly what the parser accepts.
+ */
+export interface CommandSpec {
+  flags: Record<string, FlagSpec>;
+  /** Positional arguments after the flags in the usage line, e.g. "NODE" or "WHERE IFACE". */
+  args?: string;
+  /** How many positional arguments the parser accepts (default 0). */
+  maxPositionals?: number;
+  /** What the command does and an example: the help's lines after the usage line (indented). */
+  about: string;
+}
+
+/** The placeholder a flag's value is shown with. */
+function flagArg(s: FlagSpec): string {
+  return s.arg ?? (s.int ? 'N' : s.oneOf ? s.oneOf.join('|') : 'VALUE');
+}
+
+/** A command's usage line, from its flags: required ones bare, the others in brackets, then the positionals. */
+export function usageLine(name: string, spec: CommandSpec): string {
+  const flags = Object.entries(spec.flags).map(([flag, s]) => {
+    const text = `${s.short ? `-${s.short}|` : ''}--${flag}${s.value ? ` ${flagArg(s)}` : ''}`;
+    return s.required ? text : `[${text}]`;
+  });
+  return ['egresslab', name, ...flags, ...(spec.args ? [spec.args] : [])].join(' ');
+}
+
+/** A command's full help: the generated usage line, then what it does. */
+export function commandHelp(name: string, spec: CommandSpec): string {
+  return `${usageLine(name, spec)}\n${spec.about}`;
+}
+
+/** Parses a command's arguments with its spec (the same table its help comes from). */
+export function parseCommand(name: string, spec: CommandSpec, argv: string[]): Parsed {
+  return parseArgs(name, argv, spec.flags, spec.maxPositionals ?? 0);
+}
+
+/** Parsed arguments: flags by name, positionals, and what came after "--". */
 export interface Parsed {
   flags: Record<string, string | number | boolean | undefined>;
   positionals: string[];
   rest: string[];
 }
 
+/** Parses `argv` against `spec`; throws a ValidationError naming every bad flag and value at once. */
 export function parseArgs(command: string, argv: string[], spec: Record<string, FlagSpec>, maxPositionals = 0): Parsed {
   const flags: Parsed['flags'] = {};
   const positionals: string[] = [];

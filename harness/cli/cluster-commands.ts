@@ -5,7 +5,7 @@
 import { chmodSync, mkdirSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { Lab } from '../lab/lab.js';
-import { parseArgs } from './args.js';
+import { parseCommand, type CommandSpec } from './args.js';
 import { LabError } from '../util/errors.js';
 import { readClusterInfo } from '../cluster/cluster.js';
 import { closeClusterAccess, kubeconfigText } from '../cluster/access.js';
@@ -15,16 +15,21 @@ import { clusterStatus, type ClusterStatus } from '../cluster/status.js';
 
 const out = (s: string) => process.stdout.write(`${s}\n`);
 
-export const CLUSTER_HELP: Record<string, string> = {
-  kubeconfig: `egresslab kubeconfig [--lab NAME] [--out FILE|-] [--json]
-  Writes an admin kubeconfig for the lab's API server (default <project>/.egresslab/<lab>.kubeconfig;
+/** The cluster commands' flags and help (the parsers and `egresslab help` read this table). */
+export const CLUSTER_SPECS: Record<string, CommandSpec> = {
+  kubeconfig: {
+    flags: { lab: { value: true, arg: 'NAME' }, out: { value: true, arg: 'FILE|-' }, json: {} },
+    about: `  Writes an admin kubeconfig for the lab's API server (default <project>/.egresslab/<lab>.kubeconfig;
   "-" prints it) pointing at https://127.0.0.1:PORT, and makes sure a background forward to the lab's
   control-plane container listens there (one per lab; it exits with the lab, "egresslab down" stops it).
   Example: export KUBECONFIG=$(npx egresslab kubeconfig --lab demo) && kubectl get nodes`,
-  apply: `egresslab apply [--lab NAME] -f FILE|DIR
-  Applies manifests (YAML multi-document or JSON; a directory in file-name order) like "kubectl apply":
+  },
+  apply: {
+    flags: { lab: { value: true, arg: 'NAME' }, file: { value: true, required: true, short: 'f', arg: 'FILE|DIR' } },
+    about: `  Applies manifests (YAML multi-document or JSON; a directory in file-name order) like "kubectl apply":
   creates each object or patches it from the manifest. Errors name the field the API refused.
   Example: npx egresslab apply -f fixtures/manifests/seed-000/`,
+  },
 };
 
 function requireCluster(lab: Lab): void {
@@ -32,7 +37,7 @@ function requireCluster(lab: Lab): void {
 }
 
 export async function kubeconfigCmd(argv: string[]): Promise<number> {
-  const { flags } = parseArgs('kubeconfig', argv, { lab: { value: true }, out: { value: true }, json: {} });
+  const { flags } = parseCommand('kubeconfig', CLUSTER_SPECS.kubeconfig!, argv);
   const lab = await Lab.attach(flags.lab as string | undefined);
   requireCluster(lab);
   const [info, fwd] = await Promise.all([readClusterInfo(lab), ensureForwarder(lab.id)]);
@@ -55,7 +60,7 @@ export async function kubeconfigCmd(argv: string[]): Promise<number> {
 }
 
 export async function applyCmd(argv: string[]): Promise<number> {
-  const { flags } = parseArgs('apply', argv, { lab: { value: true }, file: { value: true, required: true, short: 'f' } });
+  const { flags } = parseCommand('apply', CLUSTER_SPECS.apply!, argv);
   const manifests = loadManifests(flags.file as string);
   const lab = await Lab.attach(flags.lab as string | undefined);
   requireCluster(lab);

@@ -10,7 +10,7 @@ import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, 
 import { tmpdir } from 'node:os';
 import { dirname, join, relative, resolve } from 'node:path';
 import { Lab, type Place } from '../lab/lab.js';
-import { parseArgs } from './args.js';
+import { parseCommand, type CommandSpec } from './args.js';
 import { LabError, ValidationError } from '../util/errors.js';
 import { pollUntil } from '../util/poll.js';
 import { projectRoot } from '../util/paths.js';
@@ -59,57 +59,84 @@ function waitOrInterrupt(ms: number | undefined): Promise<boolean> {
 
 const attach = (flags: Record<string, unknown>) => step('attaching to the lab', () => Lab.attach(flags.lab as string | undefined));
 
-export const LAB_HELP: Record<string, string> = {
-  exec: `egresslab exec [--lab NAME] [-i] NODE|POD|ENDPOINT -- CMD [ARGS...]
-  Runs a command in a node, in a pod's network namespace (ns/name), or in the router, switch,
+const LAB_FLAG = { lab: { value: true, arg: 'NAME' } } as const;
+
+/** A fault command on one node: --lab and the node. */
+const nodeCommand = (about: string, flags: CommandSpec['flags'] = {}): CommandSpec => ({ flags: { ...LAB_FLAG, ...flags }, args: 'NODE', maxPositionals: 1, about });
+
+/** The lab commands' flags and help (the parsers and `egresslab help` read this table). */
+export const LAB_SPECS: Record<string, CommandSpec> = {
+  exec: {
+    flags: { ...LAB_FLAG, stdin: { short: 'i' } },
+    args: 'NODE|POD|ENDPOINT -- CMD [ARGS...]',
+    maxPositionals: 1,
+    about: `  Runs a command in a node, in a pod's network namespace (ns/name), or in the router, switch,
   internet or a VPC endpoint; streams its output and exits with its exit code. -i forwards stdin.
   Example: npx egresslab exec --lab demo node-1 -- nft list ruleset
            npx egresslab exec alice/frontend-1 -- ip route`,
-  kill: `egresslab kill [--lab NAME] NODE
-  SIGKILLs the node's container (a hard crash: every process dies, its links vanish).
-  Undo with "egresslab start NODE". Example: npx egresslab kill --lab demo node-2`,
-  stop: `egresslab stop [--lab NAME] [--grace SECONDS] NODE
-  Shuts the node's container down cleanly (SIGTERM, SIGKILL after the grace period, default 2 s).
+  },
+  kill: nodeCommand(`  SIGKILLs the node's container (a hard crash: every process dies, its links vanish).
+  Undo with "egresslab start NODE". Example: npx egresslab kill --lab demo node-2`),
+  stop: nodeCommand(
+    `  Shuts the node's container down cleanly (SIGTERM, SIGKILL after the grace period, default 2 s).
   Undo with "egresslab start NODE". Example: npx egresslab stop node-2 --grace 5`,
-  start: `egresslab start [--lab NAME] NODE
-  Boots a killed or stopped node, re-wires its links, pods and routes and (cluster labs) starts its
-  agent again. Example: npx egresslab start --lab demo node-2`,
-  pause: `egresslab pause [--lab NAME] NODE
-  Freezes every process of the node (a hung node: its kernel still answers ARP and ping).
-  Undo with "egresslab unpause NODE". Example: npx egresslab pause node-2`,
-  unpause: `egresslab unpause [--lab NAME] NODE
-  Thaws a paused node. Example: npx egresslab unpause node-2`,
-  partition: `egresslab partition [--lab NAME] NODE
-  Cuts the node off its L2 segment at the switch (its link stays up). Undo with "egresslab heal NODE".
-  Example: npx egresslab partition --lab demo node-1`,
-  heal: `egresslab heal [--lab NAME] NODE
-  Reconnects a partitioned node. Example: npx egresslab heal node-1`,
-  degrade: `egresslab degrade [--lab NAME] NODE --loss PCT [--delay MS]
-  Drops PCT % of the packets on the node's link in each direction (and/or delays them, where the
+    { grace: { value: true, int: true, arg: 'SECONDS' } },
+  ),
+  start: nodeCommand(`  Boots a killed or stopped node, re-wires its links, pods and routes and (cluster labs) starts its
+  agent again. Example: npx egresslab start --lab demo node-2`),
+  pause: nodeCommand(`  Freezes every process of the node (a hung node: its kernel still answers ARP and ping).
+  Undo with "egresslab unpause NODE". Example: npx egresslab pause node-2`),
+  unpause: nodeCommand(`  Thaws a paused node. Example: npx egresslab unpause node-2`),
+  partition: nodeCommand(`  Cuts the node off its L2 segment at the switch (its link stays up). Undo with "egresslab heal NODE".
+  Example: npx egresslab partition --lab demo node-1`),
+  heal: nodeCommand(`  Reconnects a partitioned node. Example: npx egresslab heal node-1`),
+  degrade: nodeCommand(
+    `  Drops PCT % of the packets on the node's link in each direction (and/or delays them, where the
   kernel has sch_netem). Replaces an earlier degradation; undo with "egresslab restore NODE".
   Example: npx egresslab degrade node-2 --loss 30`,
-  restore: `egresslab restore [--lab NAME] NODE
-  Removes loss and delay from the node's link. Example: npx egresslab restore node-2`,
-  capture: `egresslab capture [--lab NAME] WHERE IFACE [--filter EXPR] [--seconds N] [--json]
-  Captures packets with tcpdump on an interface of a node, pod, endpoint, router or switch for N
+    { loss: { value: true, arg: 'PCT' }, delay: { value: true, int: true, arg: 'MS' } },
+  ),
+  restore: nodeCommand(`  Removes loss and delay from the node's link. Example: npx egresslab restore node-2`),
+  capture: {
+    flags: { ...LAB_FLAG, filter: { value: true, arg: 'EXPR' }, seconds: { value: true, int: true }, json: {} },
+    args: 'WHERE IFACE',
+    maxPositionals: 2,
+    about: `  Captures packets with tcpdump on an interface of a node, pod, endpoint, router or switch for N
   seconds (or until Ctrl-C), copies the pcap to artifacts/<lab>/captures/ and prints its path and a
   short summary (--json: {file, packets, summary}).
   Example: npx egresslab capture --lab demo node-1 eth0 --filter "udp or icmp" --seconds 5`,
-  timeline: `egresslab timeline [--lab NAME] --from POD|NODE --to IP [--proto udp|tcp|icmp] [--port N]
-                   [--interval-ms MS] [--seconds N] [--allow IP,...] [--svg FILE] [--json]
-  Sends sequence-numbered packets every MS ms (default 20) for N seconds (or until Ctrl-C), then
-  prints the outages (seq ranges, times, durations), the sources the far end observed and, with
-  --allow, the packets seen with any other source (leaks). --svg writes the timeline as an SVG
-  (packets coloured by source, outages shaded, leaks in red). Run a fault in another terminal meanwhile.
+  },
+  timeline: {
+    flags: {
+      ...LAB_FLAG,
+      from: { value: true, required: true, arg: 'POD|NODE' },
+      to: { value: true, required: true, arg: 'IP' },
+      proto: { value: true, oneOf: ['tcp', 'udp', 'icmp'] },
+      port: { value: true, int: true },
+      'interval-ms': { value: true, int: true, arg: 'MS' },
+      'timeout-ms': { value: true, int: true, arg: 'MS' },
+      seconds: { value: true, int: true },
+      allow: { value: true, arg: 'IP,...' },
+      svg: { value: true, arg: 'FILE' },
+      json: {},
+    },
+    about: `  Sends sequence-numbered packets every MS ms (default 20; --timeout-ms: how long each waits for its
+  reply) for N seconds (or until Ctrl-C), then prints the outages (seq ranges, times, durations), the
+  sources the far end observed and, with --allow, the packets seen with any other source (leaks).
+  --svg writes the timeline as an SVG (packets coloured by source, outages shaded, leaks in red).
+  Run a fault in another terminal meanwhile.
   Example: npx egresslab timeline --from alice/frontend-1 --to 8.8.8.8 --seconds 20 --allow 192.168.1.100 --svg failover.svg`,
-  run: `egresslab run SCENARIO [--keep] [--test PATTERN] [--no-build] [-- VITEST ARGS...]
-  Builds (tsc) and runs one scenario file through vitest (project "lab"). SCENARIO is a path or a
+  },
+  run: {
+    flags: { keep: {}, test: { value: true, short: 't', arg: 'PATTERN' }, 'no-build': {} },
+    args: 'SCENARIO [-- VITEST ARGS...]',
+    maxPositionals: 1,
+    about: `  Builds (tsc) and runs one scenario file through vitest (project "lab"). SCENARIO is a path or a
   name under scenarios/ ("foundation/faults"). A lab whose file has a failing test is kept (--keep:
   kept anyway) with how to reach it printed; failures leave artifacts under artifacts/<lab>/.
   Example: npx egresslab run foundation/timeline --keep`,
+  },
 };
-
-const LAB_FLAG = { lab: { value: true } } as const;
 
 // ---------------------------------------------------------------- exec
 
@@ -158,7 +185,7 @@ async function streamExec(lab: Lab, place: Place, cmd: string[], stdin: boolean)
 }
 
 async function execCmd(argv: string[]): Promise<number> {
-  const { flags, positionals, rest } = parseArgs('exec', argv, { ...LAB_FLAG, stdin: { short: 'i' } }, 1);
+  const { flags, positionals, rest } = parseCommand('exec', LAB_SPECS.exec!, argv);
   const where = positionals[0];
   if (!where || rest.length === 0) {
     throw new ValidationError('exec', [
@@ -191,8 +218,7 @@ const FAULT_TEXT: Record<FaultName, { doing: string; done: string; undo?: FaultN
 
 function faultCmd(name: FaultName): (argv: string[]) => Promise<number> {
   return async (argv) => {
-    const spec = name === 'stop' ? { ...LAB_FLAG, grace: { value: true, int: true } } : LAB_FLAG;
-    const { flags, positionals } = parseArgs(name, argv, spec, 1);
+    const { flags, positionals } = parseCommand(name, LAB_SPECS[name]!, argv);
     const node = nodeArg(name, positionals);
     const lab = await attach(flags);
     const t = FAULT_TEXT[name];
@@ -207,7 +233,7 @@ function faultCmd(name: FaultName): (argv: string[]) => Promise<number> {
 }
 
 async function degradeCmd(argv: string[]): Promise<number> {
-  const { flags, positionals } = parseArgs('degrade', argv, { ...LAB_FLAG, loss: { value: true }, delay: { value: true, int: true } }, 1);
+  const { flags, positionals } = parseCommand('degrade', LAB_SPECS.degrade!, argv);
   const node = nodeArg('degrade', positionals);
   const loss = flags.loss === undefined ? undefined : Number(flags.loss);
   if (loss === undefined && flags.delay === undefined) {
@@ -224,7 +250,7 @@ async function degradeCmd(argv: string[]): Promise<number> {
 }
 
 async function restoreCmd(argv: string[]): Promise<number> {
-  const { flags, positionals } = parseArgs('restore', argv, LAB_FLAG, 1);
+  const { flags, positionals } = parseCommand('restore', LAB_SPECS.restore!, argv);
   const node = nodeArg('restore', positionals);
   const lab = await attach(flags);
   await step(`restoring ${node}`, () => lab.faults.restore(node));
@@ -235,7 +261,7 @@ async function restoreCmd(argv: string[]): Promise<number> {
 // ---------------------------------------------------------------- capture
 
 async function captureCmd(argv: string[]): Promise<number> {
-  const { flags, positionals } = parseArgs('capture', argv, { ...LAB_FLAG, filter: { value: true }, seconds: { value: true, int: true }, json: {} }, 2);
+  const { flags, positionals } = parseCommand('capture', LAB_SPECS.capture!, argv);
   const [where, iface] = positionals;
   if (!where || !iface) {
     throw new ValidationError('capture', [{ path: where ? 'IFACE' : 'WHERE', value: undefined, message: 'is required, e.g. egresslab capture node-1 eth0 --seconds 5' }]);
@@ -287,19 +313,7 @@ function timelineReport(lab: Lab, t: Timeline, allowed: string[] | undefined, sv
 }
 
 async function timelineCmd(argv: string[]): Promise<number> {
-  const { flags } = parseArgs('timeline', argv, {
-    ...LAB_FLAG,
-    from: { value: true, required: true },
-    to: { value: true, required: true },
-    proto: { value: true, oneOf: ['tcp', 'udp', 'icmp'] },
-    port: { value: true, int: true },
-    'interval-ms': { value: true, int: true },
-    'timeout-ms': { value: true, int: true },
-    seconds: { value: true, int: true },
-    allow: { value: true },
-    svg: { value: true },
-    json: {},
-  });
+  const { flags } = parseCommand('timeline', LAB_SPECS.timeline!, argv);
   const seconds = flags.seconds as number | undefined;
   const interval = (flags['interval-ms'] as number | undefined) ?? 20;
   const issues = [];
@@ -383,7 +397,7 @@ function spawnInherit(cmd: string, args: string[], env: NodeJS.ProcessEnv): Prom
 }
 
 async function runCmd(argv: string[]): Promise<number> {
-  const { flags, positionals, rest } = parseArgs('run', argv, { keep: {}, test: { value: true, short: 't' }, 'no-build': {} }, 1);
+  const { flags, positionals, rest } = parseCommand('run', LAB_SPECS.run!, argv);
   const scenario = positionals[0];
   if (!scenario) throw new ValidationError('run', [{ path: 'SCENARIO', value: undefined, message: 'is required, e.g. egresslab run foundation/timeline' }]);
   const root = projectRoot();

@@ -5,13 +5,13 @@ import { Lab } from '../lab/lab.js';
 import type { Topology } from '../topology/types.js';
 import { listLabs, prune, removeLabObjects } from '../lab/registry.js';
 import { topologyFromArg } from '../topology/load.js';
-import { parseArgs } from './args.js';
+import { commandHelp, parseCommand, usageLine, type CommandSpec } from './args.js';
 import { ValidationError, LabError, CommandError, TimeoutError } from '../util/errors.js';
 import type { ProbeResult } from '../probe/probe.js';
 import type { Proto } from '../inlab/protocol.js';
-import { CLUSTER_HELP, applyCmd, clusterStatusOf, kubeconfigCmd, printClusterStatus } from './cluster-commands.js';
+import { CLUSTER_SPECS, applyCmd, clusterStatusOf, kubeconfigCmd, printClusterStatus } from './cluster-commands.js';
 import { stopForwarder } from '../cluster/forwarder.js';
-import { LAB_COMMANDS, LAB_HELP } from './lab-commands.js';
+import { LAB_COMMANDS, LAB_SPECS } from './lab-commands.js';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import { applyAll, loadManifests } from '../cluster/apply.js';
@@ -25,41 +25,70 @@ import { renderTimelineSvg } from '../report/timeline-svg.js';
 const out = (s: string) => process.stdout.write(`${s}\n`);
 const progress = (s: string) => process.stderr.write(`${s}\n`);
 
-const HELP: Record<string, string> = {
-  up: `egresslab up [--topology FILE|NAME] [--lab NAME] [--json]
-  Builds the base image if needed, brings a lab up and leaves it running.
+const LAB = { value: true, arg: 'NAME' } as const;
+const TOPOLOGY = { value: true, arg: 'FILE|NAME' } as const;
+
+/** The commands defined here: flags (what the parser accepts) and help. */
+const SPECS: Record<string, CommandSpec> = {
+  up: {
+    flags: { topology: TOPOLOGY, lab: LAB, json: {} },
+    about: `  Builds the base image if needed, brings a lab up and leaves it running.
   Example: npx egresslab up --lab demo`,
-  down: `egresslab down [--lab NAME]
-  Removes every container of the lab (by its label) and stops its kubeconfig forward. With one lab
+  },
+  down: {
+    flags: { lab: LAB },
+    about: `  Removes every container of the lab (by its label) and stops its kubeconfig forward. With one lab
   up, --lab may be omitted.`,
-  probe: `egresslab probe [--lab NAME] --from POD|NODE --to IP [--port N] [--proto tcp|udp|icmp] [--timeout-ms N] [--json]
-  Sends one probe and prints what the far end observed.
+  },
+  probe: {
+    flags: {
+      lab: LAB,
+      from: { value: true, required: true, arg: 'POD|NODE' },
+      to: { value: true, required: true, arg: 'IP' },
+      port: { value: true, int: true },
+      proto: { value: true, oneOf: ['tcp', 'udp', 'icmp'] },
+      'timeout-ms': { value: true, int: true, arg: 'MS' },
+      json: {},
+    },
+    about: `  Sends one probe and prints what the far end observed.
   Example: npx egresslab probe --from default/client-1 --to 8.8.8.8 --proto udp --json`,
-  status: `egresslab status [--lab NAME] [--json]
-  Lists labs, or one lab's containers, nodes and pods; for a lab running a cluster also the gateway
+  },
+  status: {
+    flags: { lab: LAB, json: {} },
+    about: `  Lists labs, or one lab's containers, nodes and pods; for a lab running a cluster also the gateway
   (nodes Up/Down, floating IPs) and each node's agent (phase, lease, masquerade config hash, last error).`,
-  prune: `egresslab prune [--all]
-  Removes leftovers of crashed runs (labs whose creating process is gone and that were not
+  },
+  prune: {
+    flags: { all: {} },
+    about: `  Removes leftovers of crashed runs (labs whose creating process is gone and that were not
   started with "up"). --all removes every egresslab lab.`,
-  demo: `egresslab demo [--topology FILE|NAME] [--keep] [--no-gateway]
-  Brings the default lab up, runs a set of probes, prints what each observed; with the cluster, then
+  },
+  demo: {
+    flags: { topology: TOPOLOGY, keep: {}, lab: LAB, 'no-gateway': {} },
+    about: `  Brings the default lab up, runs a set of probes, prints what each observed; with the cluster, then
   applies the seed's egress NAT gateway, shows a matched pod leaving as 192.168.1.100 and kills the
   gateway node under a continuous probe (failover time, leaks, an SVG timeline in artifacts/demo/;
   --no-gateway skips that). Tears the lab down (--keep leaves it up).
   Example: npx egresslab demo --keep`,
-  validate: `egresslab validate --topology FILE|NAME [--json]
-  Checks a topology without starting anything: exit 0 and a one-line summary when it is valid,
+  },
+  validate: {
+    flags: { topology: { ...TOPOLOGY, required: true }, json: {} },
+    about: `  Checks a topology without starting anything: exit 0 and a one-line summary when it is valid,
   exit 2 and every problem (field, value, what is wrong) when it is not.
   Example: npx egresslab validate --topology fixtures/topologies/mine.yaml`,
-  ...CLUSTER_HELP,
-  ...LAB_HELP,
+  },
 };
+
+/** Every command's flags and help: the parsers and `egresslab help` read this one table. */
+export const COMMAND_SPECS: Record<string, CommandSpec> = { ...SPECS, ...CLUSTER_SPECS, ...LAB_SPECS };
+
+const HELP: Record<string, string> = Object.fromEntries(Object.entries(COMMAND_SPECS).map(([name, spec]) => [name, commandHelp(name, spec)]));
 
 function usage(): string {
   return `egresslab: a network lab for Kubernetes egress NAT
 
 Commands:
-${Object.values(HELP).map((h) => `  ${h.split('\n')[0]}`).join('\n')}
+${Object.entries(COMMAND_SPECS).map(([name, spec]) => `  ${usageLine(name, spec)}`).join('\n')}
 
 "egresslab help COMMAND" explains one command with an example.`;
 }
@@ -84,7 +113,7 @@ function abortOnSignal(): { signal: AbortSignal; dispose(): void } {
 }
 
 async function validate(argv: string[]): Promise<number> {
-  const { flags } = parseArgs('validate', argv, { topology: { value: true }, json: {} });
+  const { flags } = parseCommand('validate', SPECS.validate!, argv);
   if (typeof flags.topology !== 'string') throw new ValidationError('validate', [{ path: '--topology', value: flags.topology, message: 'is required: a topology file or fixture name' }]);
   const t = topologyFromArg(flags.topology);
   const summary = { topology: t.name, valid: true, nodes: t.nodes.length, pods: t.pods.length, vpcEndpoints: t.vpcEndpoints.length, snat: t.snat, cluster: t.cluster };
@@ -93,7 +122,7 @@ async function validate(argv: string[]): Promise<number> {
 }
 
 async function up(argv: string[]): Promise<number> {
-  const { flags } = parseArgs('up', argv, { topology: { value: true }, lab: { value: true }, json: {} });
+  const { flags } = parseCommand('up', SPECS.up!, argv);
   const topology = topologyFromArg(flags.topology as string | undefined);
   const abort = abortOnSignal();
   const started = Date.now();
@@ -139,7 +168,7 @@ function printLab(lab: Lab): void {
 }
 
 async function down(argv: string[]): Promise<number> {
-  const { flags } = parseArgs('down', argv, { lab: { value: true } });
+  const { flags } = parseCommand('down', SPECS.down!, argv);
   const lab = await Lab.attach(flags.lab as string | undefined);
   const stopped = await stopForwarder(lab.id);
   const n = await removeLabObjects(lab.id);
@@ -153,15 +182,7 @@ function describeProbe(r: ProbeResult): string {
 }
 
 async function probeCmd(argv: string[]): Promise<number> {
-  const { flags } = parseArgs('probe', argv, {
-    lab: { value: true },
-    from: { value: true, required: true },
-    to: { value: true, required: true },
-    port: { value: true, int: true },
-    proto: { value: true, oneOf: ['tcp', 'udp', 'icmp'] },
-    'timeout-ms': { value: true, int: true },
-    json: {},
-  });
+  const { flags } = parseCommand('probe', SPECS.probe!, argv);
   const lab = await Lab.attach(flags.lab as string | undefined);
   const r = await lab.probe(flags.from as string, flags.to as string, {
     ...(flags.proto ? { proto: flags.proto as Proto } : {}),
@@ -173,7 +194,7 @@ async function probeCmd(argv: string[]): Promise<number> {
 }
 
 async function status(argv: string[]): Promise<number> {
-  const { flags } = parseArgs('status', argv, { lab: { value: true }, json: {} });
+  const { flags } = parseCommand('status', SPECS.status!, argv);
   const labs = await listLabs();
   if (!flags.lab && labs.length !== 1) {
     if (flags.json) out(JSON.stringify({ labs: labs.map((l) => ({ id: l.id, containers: l.containers.length, persistent: l.persistent, created: l.created })) }));
@@ -197,7 +218,7 @@ async function status(argv: string[]): Promise<number> {
 }
 
 async function pruneCmd(argv: string[]): Promise<number> {
-  const { flags } = parseArgs('prune', argv, { all: {} });
+  const { flags } = parseCommand('prune', SPECS.prune!, argv);
   const removed = await prune({ all: Boolean(flags.all) });
   out(removed.length ? `removed: ${removed.join(', ')}` : 'nothing to prune');
   return 0;
@@ -300,7 +321,7 @@ async function gatewayDemo(lab: Lab): Promise<number> {
 
 /** The demo the README's first command ends with: what each probe observed. */
 async function demo(argv: string[]): Promise<number> {
-  const { flags } = parseArgs('demo', argv, { topology: { value: true }, keep: {}, lab: { value: true }, 'no-gateway': {} });
+  const { flags } = parseCommand('demo', SPECS.demo!, argv);
   const topology = topologyFromArg(flags.topology as string | undefined);
   const abort = abortOnSignal();
   let lab: Lab | undefined;
@@ -366,7 +387,8 @@ function unknownCommand(name: string): number {
   return 2;
 }
 
-const COMMANDS: Record<string, (argv: string[]) => Promise<number>> = { validate, up, down, probe: probeCmd, status, prune: pruneCmd, demo, kubeconfig: kubeconfigCmd, apply: applyCmd, ...LAB_COMMANDS };
+/** Every command's implementation, by name (each has its flags and help in COMMAND_SPECS). */
+export const COMMANDS: Record<string, (argv: string[]) => Promise<number>> = { validate, up, down, probe: probeCmd, status, prune: pruneCmd, demo, kubeconfig: kubeconfigCmd, apply: applyCmd, ...LAB_COMMANDS };
 
 export async function main(argv: string[]): Promise<number> {
   const [cmd, ...rest] = argv;

@@ -15,6 +15,7 @@ import { ValidationError } from '../util/errors.js';
 
 export const LAST_APPLIED = 'kubectl.kubernetes.io/last-applied-configuration';
 
+/** One object of a manifest file, with where it came from (for messages). */
 export interface Manifest {
   source: string;
   object: KubeObject;
@@ -98,6 +99,7 @@ export class Resolver {
     return p;
   }
 
+  /** The resource (plural, namespaced) an apiVersion and kind map to, found by API discovery (cached). */
   async resolve(apiVersion: string, kind: string): Promise<Discovered> {
     let m: Map<string, Discovered>;
     try {
@@ -132,6 +134,7 @@ export function applyPatch(last: Obj | undefined, desired: Obj): Obj {
 
 export type ApplyAction = 'created' | 'configured' | 'unchanged';
 
+/** What `apply` did with one object (created, configured, unchanged) or why it failed. */
 export interface ApplyResult {
   source: string;
   /** kubectl's name: egressnatpolicy.networking.gke.io/egress */
@@ -160,6 +163,7 @@ export function describeApiError(error: unknown): string {
   return msg;
 }
 
+/** Applies one object as `kubectl apply` does (create, or a three-way merge against the last-applied annotation). */
 export async function applyManifest(client: KubeClient, resolver: Resolver, m: Manifest): Promise<ApplyResult> {
   const o = m.object;
   let display = `${o.kind.toLowerCase()}/${o.metadata.name}`;

@@ -36,6 +36,7 @@ export const CLUSTER_NAME = 'cluster1';
 export const CLUSTER_FILE = '/etc/egresslab/harness.json';
 const READY_TIMEOUT_MS = 20_000;
 
+/** How to reach a lab's API server (written to the control-plane node at start). */
 export interface ClusterInfo {
   schema: 1;
   clusterName: string;
@@ -49,6 +50,7 @@ export interface ClusterInfo {
   caCert: string;
 }
 
+/** The topology's control-plane node (it runs the controller); throws when it has none. */
 export function controlPlaneNode(topology: Topology): NodeSpec {
   const cp = topology.nodes.find((n) => n.role === 'control-plane');
   if (!cp) throw new LabError(`topology ${topology.name} has no control-plane node to run the controller`);
@@ -60,6 +62,7 @@ export function agentFlavour(snat: SnatFlavour): AgentFlavour {
   return snat;
 }
 
+/** What the controller and agents are told about the lab: nodes, subnets, SNAT flavour, lease timing. */
 export function labDescription(topology: Topology): LabDescription {
   const cp = controlPlaneNode(topology);
   return {
@@ -78,6 +81,7 @@ export function labDescription(topology: Topology): LabDescription {
 export function controllerCommand(): string[] {
   return ['node', inLabProgram('controller/main.js'), DEFAULT_LAB_PATHS.controllerConfig];
 }
+/** The agent's command line inside a node (see controllerCommand). */
 export function agentCommand(): string[] {
   return ['node', inLabProgram('agent/main.js'), DEFAULT_LAB_PATHS.agentConfig];
 }
@@ -105,6 +109,7 @@ async function writeFiles(lab: Lab, container: string, files: LabFile[]): Promis
   await lab.exec(container, ['sh'], { stdin: renderWriteScript(files), timeoutMs: 15_000 });
 }
 
+/** Reads the lab's ClusterInfo from its control-plane node; throws for labs without a cluster. */
 export async function readClusterInfo(lab: Lab): Promise<ClusterInfo> {
   if (!lab.topology.cluster) throw new LabError(`lab ${lab.id} runs no cluster (topology ${lab.topology.name} has cluster: false)`);
   const cp = controlPlaneNode(lab.topology).name;
@@ -158,6 +163,7 @@ async function waitNodesUp(lab: Lab, info: ClusterInfo, nodes: string[], timeout
   );
 }
 
+/** How long each phase of a cluster start took. */
 export interface ClusterStartTimings {
   /** configs generated, files written, controller started (overlaps the wiring when prepared early) */
   prepareMs: number;
@@ -169,6 +175,7 @@ export interface ClusterStartTimings {
   totalMs: number;
 }
 
+/** The result of the first half of a cluster start (controller started, agents not yet). */
 export interface PreparedCluster {
   info: ClusterInfo;
   prepareMs: number;

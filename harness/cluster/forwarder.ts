@@ -11,6 +11,7 @@ import { projectRoot } from '../util/paths.js';
 import { pollUntil } from '../util/poll.js';
 import { LabError } from '../util/errors.js';
 
+/** The state file of a lab's background API forwarder (pid and local port). */
 export interface ForwarderState {
   lab: string;
   pid: number;
@@ -18,18 +19,22 @@ export interface ForwarderState {
   startedAt: string;
 }
 
+/** Where lab state files live (EGRESSLAB_STATE_DIR, default .egresslab/ of the project). */
 export function stateDir(): string {
   return process.env.EGRESSLAB_STATE_DIR ?? join(projectRoot(), '.egresslab');
 }
 
+/** The forwarder state file of a lab. */
 export function forwarderStatePath(labId: string): string {
   return join(stateDir(), `forward-${labId}.json`);
 }
 
+/** The forwarder log file of a lab. */
 export function forwarderLogPath(labId: string): string {
   return join(stateDir(), `forward-${labId}.log`);
 }
 
+/** The forwarder state of a lab, or undefined when it has none. */
 export function readForwarderState(labId: string): ForwarderState | undefined {
   try {
     return JSON.parse(readFileSync(forwarderStatePath(labId), 'utf8')) as ForwarderState;

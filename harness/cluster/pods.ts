@@ -23,6 +23,7 @@ export interface PodRegistration {
 
 const NAME_LABEL = 'kubernetes.io/metadata.name';
 
+/** The namespaces and pods of a plan, as the API objects the lab registers. */
 export function podRegistration(plan: LabPlan): PodRegistration {
   const t = plan.topology;
   const nsLabels = new Map<string, Record<string, string>>();

@@ -10,6 +10,7 @@ import { DEFAULT_LAB_PATHS } from '../../controller/lab-config.js';
 import { AGENT_PROCESS, CONTROLLER_PROCESS, controlPlaneNode } from './cluster.js';
 import { processRunning } from '../lab/process.js';
 
+/** The gateway object in short: its floating IPs, node states, assignments and why IPs are unassigned. */
 export interface GatewayStatus {
   namespace: string;
   floatingIPs: string[];
@@ -18,6 +19,7 @@ export interface GatewayStatus {
   unassigned: Record<string, string>;
 }
 
+/** One node agent's state, from its status file (/run/egresslab/agent-status.json). */
 export interface AgentStatusSummary {
   node: string;
   /** container running and agent process alive */
@@ -40,6 +42,7 @@ export interface AgentStatusSummary {
   } | null;
 }
 
+/** Controller, API, gateway and agents at a glance (`egresslab status`). */
 export interface ClusterStatus {
   controller: { node: string; processRunning: boolean };
   api: { reachable: boolean; error?: string };
@@ -114,6 +117,7 @@ export async function gatewayOf(api: KubeClient, namespace = 'kube-system'): Pro
   return gatewayStatus(await api.get(R.anthosNetworkGateways, 'default', namespace));
 }
 
+/** A GatewayStatus from the gateway object. */
 export function gatewayStatus(gw: KubeObject): GatewayStatus {
   const spec = obj(gw.spec);
   const status = obj(gw.status);
@@ -126,6 +130,7 @@ export function gatewayStatus(gw: KubeObject): GatewayStatus {
   };
 }
 
+/** Reads the whole ClusterStatus of a lab (`client` undefined: the API part is reported unreachable). */
 export async function clusterStatus(lab: Lab, client: KubeClient | undefined, clusterNamespace: string): Promise<ClusterStatus> {
   const cp = controlPlaneNode(lab.topology).name;
   const [agents, controllerRunning] = await Promise.all([

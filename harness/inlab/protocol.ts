@@ -19,10 +19,12 @@ export function newToken(): string {
   return randomBytes(8).toString('hex');
 }
 
+/** The payload of probe packet `seq` of the probe with `token`. */
 export function encodeProbe(token: string, seq: number): string {
   return `EGL ${token} ${seq}\n`;
 }
 
+/** Token and sequence number of a probe payload, or undefined when it is not one. */
 export function decodeProbe(payload: Buffer | string): { token: string; seq: number } | undefined {
   const text = typeof payload === 'string' ? payload : payload.subarray(0, 64).toString('latin1');
   const m = /^EGL ([0-9a-f]{16}) (\d+)/.exec(text);
@@ -63,6 +65,7 @@ export interface Observation {
   f?: number;
 }
 
+/** The lookup key of a TCP flow to `dst:dport` in the responder's log. */
 export function synKey(dst: string, dport: number): string {
   return `tcp ${dst}:${dport}`;
 }

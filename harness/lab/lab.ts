@@ -21,6 +21,7 @@ import { buildPayload, choosePayloadMode, createPayloadVolume, fillPayloadVolume
 import { renderHostGuardScript, renderWiringScript } from './wiring.js';
 import { planLab, WIRER, INTERNET, type LabPlan, type PodPlan } from '../topology/plan.js';
 import type { Topology } from '../topology/types.js';
+import { nodeAddress } from '../topology/lookup.js';
 import { parseTopology } from '../topology/validate.js';
 import { LabError, ValidationError } from '../util/errors.js';
 import { contains } from '../topology/addresses.js';
@@ -43,6 +44,7 @@ import { ContinuousProbe, probe, type ContinuousProbeOptions, type ProbeOptions,
 
 const LAB_ID = /^[a-z0-9]([-a-z0-9]{0,30}[a-z0-9])?$/;
 
+/** Options of Lab.up: the topology, the lab id, and how containers get the code. */
 export interface LabUpOptions {
   topology: Topology;
   /** Lab id (DNS label, ≤ 32 characters); random when absent. */
@@ -77,10 +79,12 @@ export interface Place {
   label: string;
 }
 
+/** The Docker container name of a lab container (`egl-<lab>-<key>`). */
 export function containerName(labId: string, key: string): string {
   return `egl-${labId}-${key}`;
 }
 
+/** A fresh random lab id (`lab-xxxxxx`). */
 export function randomLabId(): string {
   return `lab-${Math.random().toString(36).slice(2, 8)}`;
 }
@@ -91,6 +95,15 @@ function checkLabId(id: string): void {
   }
 }
 
+/**
+ * A running lab: its containers, links and pods, and everything a scenario does with them (probes, faults, exec, captures).
+ *
+ * @example
+ * ```ts
+ * await using lab = await Lab.up({ topology: topologyFromArg('foundation') });
+ * const r = await lab.probe('alice/frontend-1', '172.16.100.10', { proto: 'udp' });
+ * ```
+ */
 export class Lab implements AsyncDisposable {
   readonly plan: LabPlan;
   private readonly responders = new Map<string, Promise<void>>();
@@ -295,10 +308,12 @@ export class Lab implements AsyncDisposable {
     progress(`containers up in ${Date.now() - started} ms`);
   }
 
+  /** The Docker container of a node or other container key. */
   container(key: string): Docker.Container {
     return docker().getContainer(containerName(this.id, key));
   }
 
+  /** The host pid of a container's init process (for nsenter). */
   async pidOf(key: string): Promise<number> {
     const info = await this.container(key).inspect();
     if (!info.State.Running || info.State.Paused) throw new LabError(`lab ${this.id}: ${key} is not running (${info.State.Status})`);
@@ -375,6 +390,7 @@ export class Lab implements AsyncDisposable {
     return execIn(this.container(place.container), full, { where: `${this.id}/${place.label}`, ...options });
   }
 
+  /** Starts a command at `where` and returns without waiting for it. */
   async execDetached(where: string | Place, cmd: string[]): Promise<void> {
     const place = typeof where === 'string' ? this.place(where) : where;
     const ch = await this.helper(place.container);
@@ -393,6 +409,19 @@ export class Lab implements AsyncDisposable {
   /** A handle on a pod: its plan (ip, node, netns, labels) and what a scenario does from it. */
   pod(key: string): PodHandle {
     return podHandle(this, this.podPlan(key));
+  }
+
+  /**
+   * The lab address of a node, by node name or by a pod on it ("ns/name"): the source a pod's
+   * masqueraded traffic leaves with. Use it instead of hard-coding addresses (see nodeAddress).
+   *
+   * @example
+   * ```ts
+   * expect(await lab.probe('alice/frontend-1', '8.8.8.8')).toBeSeenFrom(lab.nodeAddress('alice/frontend-1'));
+   * ```
+   */
+  nodeAddress(nodeOrPod: string): string {
+    return nodeAddress(this.topology, nodeOrPod);
   }
 
   /** A handle on a node: its spec (address, role, podCIDR), probes from it and faults on it. */
@@ -477,6 +506,7 @@ export class Lab implements AsyncDisposable {
     await removeLabObjects(this.id);
   }
 
+  /** Removes the lab (`await using`). */
   async [Symbol.asyncDispose](): Promise<void> {
     if (!this.disposed) await this.down();
   }

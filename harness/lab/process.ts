@@ -30,6 +30,7 @@ export async function startProcess(lab: Lab, place: Place, name: string, argv: s
   });
 }
 
+/** Whether the named background process runs in the container. */
 export async function processRunning(lab: Lab, container: string, name: string): Promise<boolean> {
   const f = files(name);
   const r = await lab.exec(container, ['sh', '-c', `test -s ${f.pid} && kill -0 $(cat ${f.pid}) 2>/dev/null`], { check: false });
@@ -57,6 +58,7 @@ export async function restartProcess(lab: Lab, container: string, name: string):
   await startProcess(lab, { container, label: container }, name, argv);
 }
 
+/** The log of the named background process (empty when it has none). */
 export async function processLog(lab: Lab, container: string, name: string): Promise<string> {
   const r = await lab.exec(container, ['cat', files(name).log], { check: false });
   return r.stdout;

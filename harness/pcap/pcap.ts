@@ -6,6 +6,7 @@
 
 export const LINKTYPE = Object.freeze({ ETHERNET: 1, RAW: 101, LINUX_SLL: 113, LINUX_SLL2: 276, IPV4: 228 });
 
+/** One raw packet of a pcap file. */
 export interface PcapPacket {
   /** Capture time, ms since the epoch (fractional). */
   t: number;
@@ -16,6 +17,7 @@ export interface PcapPacket {
 
 export type Direction = 'in' | 'out' | 'unknown';
 
+/** A packet decoded down to IP and TCP/UDP/ICMP, with its direction on the interface. */
 export interface DecodedPacket {
   t: number;
   direction: Direction;
@@ -45,6 +47,7 @@ export class PcapStreamReader {
   private nanos = false;
   linktype = -1;
 
+  /** Feeds a chunk; returns the packets it completed. */
   push(chunk: Buffer): PcapPacket[] {
     this.buf = this.buf.length === 0 ? chunk : Buffer.concat([this.buf, chunk]);
     const packets: PcapPacket[] = [];

@@ -26,6 +26,7 @@ import {
 } from '../inlab/protocol.js';
 import { buildTimeline, type Timeline } from './timeline.js';
 
+/** Options of one probe: protocol (udp, tcp, icmp), destination port and timeout. */
 export interface ProbeOptions {
   proto?: Proto;
   /** Destination port (TCP/UDP). Default: the responder port for pods/nodes, a random high port elsewhere. */
@@ -33,6 +34,7 @@ export interface ProbeOptions {
   timeoutMs?: number;
 }
 
+/** What one probe found: the source the far end saw, whether the reply came back, and how it is known. */
 export interface ProbeResult {
   from: string;
   to: string;
@@ -58,6 +60,7 @@ export interface ProbeResult {
 
 type Target = Place & { key: string; port?: number };
 
+/** Throws a ValidationError naming every bad option of a probe. */
 export function checkProbeArgs(to: string, options: ProbeOptions): void {
   const issues = [];
   if (!isIPv4(to)) issues.push({ path: '--to', value: to, message: 'must be an IPv4 address' });
@@ -157,6 +160,7 @@ function needleFor(proto: Proto, token: string, to: string, port: number | undef
   return proto === 'tcp' ? `"k":"${synKey(to, port!)}"` : `"tok":"${token}"`;
 }
 
+/** Sends one probe from a pod or node to `to` (see Lab.probe). */
 export async function probe(lab: Lab, from: string, to: string, options: ProbeOptions = {}): Promise<ProbeResult> {
   checkProbeArgs(to, options);
   const proto = options.proto ?? 'tcp';
@@ -224,6 +228,7 @@ export function statsCover(stats: readonly CaptureStats[], lastSent: number): Ca
   return stats.find((s) => s.t >= lastSent + STATS_AFTER_MS && s.pending === 0);
 }
 
+/** Options of a continuous probe: interval, count, and stream mode for one long-lived TCP connection. */
 export interface ContinuousProbeOptions extends ProbeOptions {
   intervalMs?: number;
   /** Upper bound on packets sent (stop() ends it earlier). Default: 10 minutes' worth. */
@@ -240,6 +245,7 @@ export interface ContinuousProbeOptions extends ProbeOptions {
   localPort?: number;
 }
 
+/** Throws a ValidationError naming every bad option of a continuous probe. */
 export function checkContinuousProbeArgs(to: string, options: ContinuousProbeOptions): void {
   checkProbeArgs(to, options);
   const issues = [];
@@ -280,6 +286,7 @@ export class ContinuousProbe {
     return { out: `${RUN_DIR}/probe-${this.token}.jsonl`, pid: `${RUN_DIR}/probe-${this.token}.pid` };
   }
 
+  /** Starts a continuous probe (see Lab.continuousProbe). */
   static async start(lab: Lab, from: string, to: string, options: ContinuousProbeOptions = {}): Promise<ContinuousProbe> {
     checkContinuousProbeArgs(to, options);
     const proto = options.proto ?? 'udp';

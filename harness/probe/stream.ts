@@ -12,6 +12,7 @@ import { TCP_FLAGS, type DecodedPacket } from '../pcap/pcap.js';
 import type { ContinuousProbe } from './probe.js';
 import { outages, type Timeline } from './timeline.js';
 
+/** One long-lived TCP stream to start: from, to, port, source port and label. */
 export interface StreamSpec {
   /** pod / node, as for lab.continuousProbe */
   from: string;
@@ -22,6 +23,7 @@ export interface StreamSpec {
   label?: string;
 }
 
+/** Interval and per-line timeout of stream probes. */
 export interface StreamOptions {
   intervalMs?: number;
   timeoutMs?: number;
@@ -65,6 +67,7 @@ export function segmentLeaks(segments: readonly Segment[], allowed: readonly str
   return { leaked: segments.filter((s) => !allowed.includes(s.src)), sources };
 }
 
+/** A TCP segment in one line: time, flags, source and destination. */
 export function describeSegment(s: Segment): string {
   const f = Object.entries(TCP_FLAGS)
     .filter(([, bit]) => s.flags & bit)
@@ -88,6 +91,7 @@ export function resets(segments: readonly Segment[]): Segment[] {
   return segments.filter((s) => s.flags & TCP_FLAGS.RST);
 }
 
+/** Whether one stream survived, and why not, in a form to compare across streams. */
 export interface StreamOutcome {
   label: string;
   survived: boolean;
@@ -100,6 +104,7 @@ export interface StreamOutcome {
   localPort?: number;
 }
 
+/** The StreamOutcome of a stream timeline; throws for a timeline that is not a stream. */
 export function streamOutcome(label: string, t: Timeline): StreamOutcome {
   if (!t.stream) throw new Error(`${label}: not a stream timeline (start it with stream: true)`);
   const o = outages(t);

@@ -6,6 +6,7 @@
  */
 import { isSyn, type ClientRecord, type Observation, type Proto } from '../inlab/protocol.js';
 
+/** One packet of a continuous probe: send time, answered or not, the sources the far end saw. */
 export interface TimelinePacket {
   seq: number;
   /** Send time (ms since the epoch). */
@@ -27,6 +28,7 @@ export interface TimelinePacket {
   connectionError?: string;
 }
 
+/** A continuous probe's result: every packet in order, plus observations no packet matched. */
 export interface Timeline {
   from: string;
   to: string;
@@ -58,6 +60,7 @@ export interface ConnectionSummary {
   brokeAtSeq?: number;
 }
 
+/** Stream mode: the connections and whether the one connection survived. */
 export interface StreamSummary {
   connections: ConnectionSummary[];
   /**
@@ -69,6 +72,7 @@ export interface StreamSummary {
   reason: string;
 }
 
+/** A run of consecutive lost packets. */
 export interface Outage {
   /** First lost packet's send time and last lost packet's send time. */
   start: number;
@@ -80,6 +84,7 @@ export interface Outage {
   lastSeq: number;
 }
 
+/** Builds a Timeline from the client's records and the responder's observations. */
 export function buildTimeline(
   meta: Omit<Timeline, 'packets' | 'unattributed' | 'stream'>,
   records: ClientRecord[],

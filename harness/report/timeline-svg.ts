@@ -8,6 +8,7 @@
  */
 import { leaks as leaksOf, outages as outagesOf, type Timeline } from '../probe/timeline.js';
 
+/** One row of a timeline SVG: a timeline, its label, and the sources that are not leaks. */
 export interface TimelineRow {
   timeline: Timeline;
   /** Row label; default "proto from -> to". */
@@ -16,6 +17,7 @@ export interface TimelineRow {
   allowedSources?: readonly string[];
 }
 
+/** Title, width and default allowed sources of a timeline SVG. */
 export interface TimelineSvgOptions {
   title?: string;
   /** Total width in px (default 1100). */
@@ -29,6 +31,7 @@ export const LOST_COLOUR = '#9e9e9e';
 /** Colour-blind friendly; red is reserved for leaks. */
 const PALETTE = ['#1f77b4', '#2ca02c', '#ff7f0e', '#9467bd', '#17becf', '#8c564b', '#e377c2', '#bcbd22', '#7f7f7f', '#393b79'];
 
+/** Escapes text for XML content and attributes. */
 export function escapeXml(s: string): string {
   return s.replace(/[&<>"']/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&apos;' })[c]!);
 }
@@ -46,6 +49,21 @@ function durationText(ms: number): string {
   return ms >= 1000 ? `${(ms / 1000).toFixed(ms >= 10_000 ? 1 : 2)} s` : `${Math.round(ms)} ms`;
 }
 
+/**
+ * Renders one or more timelines as an SVG: a row per timeline, a mark per packet coloured by the source the far end saw, outages shaded, leaks red.
+ *
+ * @example
+ * ```ts
+ * const svg = renderTimelineSvg(
+ *   [
+ *     { timeline: alice, label: 'alice udp', allowedSources: ['192.168.1.100'] },
+ *     { timeline: bob, label: 'bob tcp' }, // no leak marking
+ *   ],
+ *   { title: 'failover of node-1' },
+ * );
+ * writeFileSync('failover.svg', svg);
+ * ```
+ */
 export function renderTimelineSvg(input: Timeline | TimelineRow | (Timeline | TimelineRow)[], options: TimelineSvgOptions = {}): string {
   const rows: TimelineRow[] = (Array.isArray(input) ? input : [input]).map((x) => ('timeline' in x ? x : { timeline: x }));
   const width = options.width ?? 1100;

@@ -20,7 +20,7 @@
 import { createHash } from 'node:crypto';
 import { copyFileSync, existsSync, mkdirSync, readdirSync, statSync, writeFileSync } from 'node:fs';
 import { join, relative } from 'node:path';
-import { beforeEach } from 'vitest';
+import { beforeEach, expect } from 'vitest';
 import type { TestContext } from 'vitest';
 import type { Lab } from '../lab/lab.js';
 import { LOG_DIR } from '../lab/process.js';
@@ -32,6 +32,7 @@ import { renderTimelineSvg, escapeXml } from '../report/timeline-svg.js';
 import type { Timeline } from '../probe/timeline.js';
 import { LABEL, docker } from '../docker/client.js';
 
+/** What collectArtifacts wrote: its folder, the files, and what could not be collected. */
 export interface DiagnosticsReport {
   dir: string;
   /** Files written, relative to dir. */
@@ -168,6 +169,7 @@ function eventTime(e: EventLike): string {
   return e.lastTimestamp ?? e.eventTime ?? e.firstTimestamp ?? e.metadata?.creationTimestamp ?? '';
 }
 
+/** Kubernetes events as text lines, oldest first. */
 export function renderEvents(events: EventLike[]): string {
   return [...events]
     .sort((a, b) => eventTime(a).localeCompare(eventTime(b)))
@@ -217,6 +219,7 @@ function copyCaptures(lab: Lab, dir: string, since: number | undefined, files: s
   }
 }
 
+/** Options of collectArtifacts: captures since when, which timelines, the failure text. */
 export interface CollectOptions {
   /** Only captures taken since then (ms since the epoch; default: all of the lab's). */
   since?: number;
@@ -260,6 +263,7 @@ export async function collectDiagnostics(lab: Lab, dir: string, options: Collect
 
 // ---------------------------------------------------------------- timelines recorded by a test
 
+/** A timeline kept by recordTimeline, with its name and allowed sources. */
 export interface RecordedTimeline {
   name: string;
   timeline: Timeline;
@@ -268,16 +272,65 @@ export interface RecordedTimeline {
 
 let recorded: RecordedTimeline[] = [];
 
-/** Keeps a timeline for the artifacts of the current test (rendered as SVG + JSON if it fails). */
+/**
+ * Keeps a timeline for the artifacts of the current test (rendered as SVG + JSON if it fails). With
+ * EGRESSLAB_KEEP_TIMELINES=1 it is also written at once, pass or fail (see saveTimeline).
+ */
 export function recordTimeline(name: string, timeline: Timeline, allowedSources?: readonly string[]): Timeline {
   recorded.push({ name, timeline, ...(allowedSources ? { allowedSources } : {}) });
+  if (keepTimelines()) saveTimeline(name, timeline, allowedSources);
   return timeline;
 }
 
+/**
+ * Whether EGRESSLAB_KEEP_TIMELINES asks to write every recorded timeline, passing tests included:
+ * "1", "true", "yes" -> true; unset, "", "0", "false", "no" -> false; anything else is an error.
+ */
+export function keepTimelines(env: NodeJS.ProcessEnv = process.env): boolean {
+  const v = (env.EGRESSLAB_KEEP_TIMELINES ?? '').trim().toLowerCase();
+  if (v === '1' || v === 'true' || v === 'yes') return true;
+  if (v === '' || v === '0' || v === 'false' || v === 'no') return false;
+  throw new Error(`EGRESSLAB_KEEP_TIMELINES must be 1 (write every recorded timeline) or 0, got ${JSON.stringify(env.EGRESSLAB_KEEP_TIMELINES)}`);
+}
+
+/** Options of saveTimeline. */
+export interface SaveTimelineOptions {
+  /** The test the folder is named after (default: the running test's full name). */
+  testName?: string;
+  /** The folder to write into (default: artifacts/timelines/<test-name-slug>/). */
+  dir?: string;
+}
+
+/**
+ * Writes a timeline now, whether the test passes or fails: `<name-slug>.svg` and `.json` in
+ * artifacts/timelines/<test-name-slug>/ (artifacts/ is EGRESSLAB_ARTIFACTS when set). Writing the
+ * same name again in the test replaces the file. Returns the SVG's path.
+ *
+ * @example
+ * ```ts
+ * const t = await p.stop();
+ * const svg = saveTimeline('alice udp through the failover', t, ['192.168.1.100']);
+ * // artifacts/timelines/<this-test>/alice-udp-through-the-failover.svg
+ * ```
+ */
+export function saveTimeline(name: string, timeline: Timeline, allowedSources?: readonly string[], options: SaveTimelineOptions = {}): string {
+  const testName = options.testName ?? expect.getState().currentTestName;
+  if (options.dir === undefined && !testName) throw new Error(`saveTimeline(${JSON.stringify(name)}): no test is running; pass options.testName or options.dir`);
+  const dir = options.dir ?? join(artifactsDir(), 'timelines', slug(testName!));
+  mkdirSync(dir, { recursive: true });
+  const base = slug(name);
+  writeFileSync(join(dir, `${base}.json`), `${JSON.stringify({ name, allowedSources: allowedSources ?? null, ...timeline }, null, 2)}\n`);
+  const file = join(dir, `${base}.svg`);
+  writeFileSync(file, renderTimelineSvg({ timeline, label: name, ...(allowedSources ? { allowedSources } : {}) }, { title: name }));
+  return file;
+}
+
+/** The timelines recorded since the current test began. */
 export function recordedTimelines(): RecordedTimeline[] {
   return [...recorded];
 }
 
+/** Forgets the recorded timelines (the setup file calls it before each test). */
 export function clearRecordedTimelines(): void {
   recorded = [];
 }

@@ -8,10 +8,22 @@
  */
 import { appendFileSync } from 'node:fs';
 
+/** What happens to a test's lab at the end of its file (from EGRESSLAB_KEEP, see keepMode). */
 export type KeepMode = 'never' | 'on-failure' | 'always';
 
 const failed: string[] = [];
 
+/**
+ * The keep mode EGRESSLAB_KEEP asks for. Values (case-insensitive): unset, "", "0", "false", "no",
+ * "never" -> `never`; "always" -> `always`; anything else ("1", "on-failure", "yes") -> `on-failure`.
+ *
+ * @example
+ * ```sh
+ * EGRESSLAB_KEEP=always npx vitest run scenarios/foundation/faults.test.ts   # keep every lab
+ * EGRESSLAB_KEEP=on-failure npx vitest run scenarios/gateway                   # keep failing files' labs
+ * npx egresslab run scenarios/gateway --keep                                  # the CLI sets it for you
+ * ```
+ */
 export function keepMode(env: NodeJS.ProcessEnv = process.env): KeepMode {
   const v = (env.EGRESSLAB_KEEP ?? '').trim().toLowerCase();
   if (v === 'always') return 'always';
@@ -24,10 +36,12 @@ export function noteFailure(testName: string): void {
   failed.push(testName);
 }
 
+/** The failing tests of this test file so far. */
 export function failedTests(): readonly string[] {
   return failed;
 }
 
+/** Whether this file's lab is kept: always, or on-failure and a test failed. */
 export function shouldKeep(mode: KeepMode = keepMode()): boolean {
   return mode === 'always' || (mode === 'on-failure' && failed.length > 0);
 }
@@ -43,6 +57,7 @@ export function keptLabHint(labId: string): string {
   ].join('\n');
 }
 
+/** Tells the user a lab was kept (through EGRESSLAB_KEPT_FILE for `egresslab run`, else on stderr). */
 export function announceKept(labId: string): void {
   const file = process.env.EGRESSLAB_KEPT_FILE;
   // `egresslab run` prints the hint itself once vitest is done.

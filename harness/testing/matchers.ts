@@ -70,10 +70,12 @@ export function timeOf(t: number, start: number | undefined): string {
   return start === undefined ? clock(t) : `+${((t - start) / 1000).toFixed(3)} s (${clock(t)})`;
 }
 
+/** A timeline in words for messages: flow, packet count and interval. */
 export function describeTimeline(t: Timeline): string {
   return `${describeFlow(t)} (${t.packets.length} packets every ${t.intervalMs} ms)`;
 }
 
+/** An outage in words: seq range, lost count, from/to times and duration. */
 export function describeOutage(o: Outage, start: number | undefined, open = false): string {
   return `seq ${o.firstSeq}-${o.lastSeq} (${o.lost} lost) from ${timeOf(o.start, start)} to ${timeOf(o.end, start)}: ${o.durationMs} ms${open ? ', never resumed' : ''}`;
 }
@@ -89,6 +91,7 @@ function countsText(t: Timeline): string {
 }
 
 export const egresslabMatchers = {
+  /** Passes when the far end observed exactly `ip` as the probe's source. */
   toBeSeenFrom(this: State, received: unknown, ip: string): MatcherResult {
     if (!isProbeResult(received)) typeError('toBeSeenFrom', 'a ProbeResult', received);
     const r = received;
@@ -105,16 +108,19 @@ export const egresslabMatchers = {
     };
   },
 
+  /** Passes when the probe's reply came back to the sender. */
   toGetReply(this: State, received: unknown): MatcherResult {
     if (!isProbeResult(received)) typeError('toGetReply', 'a ProbeResult', received);
     return replyResult(received, 'the sender');
   },
 
+  /** Passes when the probe's reply came back to the sending pod (same as toGetReply). */
   toReachPod(this: State, received: unknown): MatcherResult {
     if (!isProbeResult(received)) typeError('toReachPod', 'a ProbeResult', received);
     return replyResult(received, received.from);
   },
 
+  /** Passes when something was observed and only with sources in `ips` (a ProbeResult or a Timeline). */
   toBeObservedOnlyFrom(this: State, received: unknown, ips: readonly string[]): MatcherResult {
     const allowed = [...ips];
     if (isProbeResult(received)) {
@@ -149,6 +155,7 @@ export const egresslabMatchers = {
     };
   },
 
+  /** Passes when the traffic resumed before the probe stopped and the longest outage is at most `ms`. */
   toFailOverWithin(this: State, received: unknown, ms: number): MatcherResult {
     if (!isTimeline(received)) typeError('toFailOverWithin', 'a Timeline', received);
     const t = received;
@@ -174,6 +181,7 @@ export const egresslabMatchers = {
     };
   },
 
+  /** Passes when no packet (nor unmatched observation) was seen with a source outside `allowedSources`. */
   toHaveNoLeaks(this: State, received: unknown, allowedSources: readonly string[]): MatcherResult {
     if (!isTimeline(received)) typeError('toHaveNoLeaks', 'a Timeline', received);
     const t = received;

@@ -11,6 +11,7 @@ export { DEFAULT_NON_MASQUERADE_CIDRS } from '../../agent/masq/constants.js';
 
 export const LINK_LOCAL_CIDR = '169.254.0.0/16';
 
+/** Whether `text` is a dotted-quad IPv4 address. */
 export function isIPv4(text: unknown): text is string {
   return typeof text === 'string' && ipaddr.IPv4.isValidFourPartDecimal(text);
 }
@@ -29,11 +30,13 @@ export function parseCidr(text: unknown): Cidr | undefined {
   }
 }
 
+/** An IPv4 address as an unsigned 32-bit number. */
 export function toInt(ip: string | ipaddr.IPv4): number {
   const bytes = (typeof ip === 'string' ? ipaddr.IPv4.parse(ip) : ip).toByteArray();
   return ((bytes[0]! << 24) | (bytes[1]! << 16) | (bytes[2]! << 8) | bytes[3]!) >>> 0;
 }
 
+/** The IPv4 address of an unsigned 32-bit number. */
 export function fromInt(n: number): string {
   return [(n >>> 24) & 255, (n >>> 16) & 255, (n >>> 8) & 255, n & 255].join('.');
 }
@@ -59,18 +62,21 @@ export function isAligned(cidr: string): boolean {
   return toInt(parsed[0]) === cidrRange(cidr).first;
 }
 
+/** Whether `cidr` contains `ip`. */
 export function contains(cidr: string, ip: string): boolean {
   const parsed = parseCidr(cidr);
   if (!parsed || !isIPv4(ip)) return false;
   return ipaddr.IPv4.parse(ip).match(parsed);
 }
 
+/** Whether two CIDRs share any address. */
 export function overlaps(a: string, b: string): boolean {
   const ra = cidrRange(a);
   const rb = cidrRange(b);
   return ra.first <= rb.last && rb.first <= ra.last;
 }
 
+/** The prefix length of a CIDR (`10.0.0.0/8` -> 8). */
 export function prefixLength(cidr: string): number {
   return cidrRange(cidr).bits;
 }

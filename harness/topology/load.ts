@@ -6,6 +6,7 @@ import type { Topology } from './types.js';
 import { ValidationError } from '../util/errors.js';
 import { projectRoot } from '../util/paths.js';
 
+/** The topology file used when none is given (the seed fixture). */
 export function defaultTopologyPath(): string {
   return join(projectRoot(), 'fixtures/topologies/default.yaml');
 }

@@ -9,6 +9,7 @@ import type { NodeSpec, PodSpec, Topology, VpcEndpointSpec } from './types.js';
 
 export type ContainerRole = 'switch' | 'router' | 'internet' | 'vpc' | 'node' | 'wirer';
 
+/** One container of the plan: its key, image role and hostname. */
 export interface ContainerPlan {
   /** Key inside the lab: node name, endpoint name, or router/internet/switch/wirer. */
   key: string;
@@ -16,11 +17,13 @@ export interface ContainerPlan {
   hostname: string;
 }
 
+/** One end of a veth pair: where it lives and its name and address. */
 export interface VethEnd {
   container: string;
   ifname: string;
 }
 
+/** A veth pair of the plan, both ends. */
 export interface VethPlan {
   a: VethEnd;
   b: VethEnd;
@@ -28,6 +31,7 @@ export interface VethPlan {
   bridge?: string;
 }
 
+/** A pod network namespace: addresses and routes. */
 export interface NetnsConfig {
   container: string;
   /** `ip -batch` lines run in the container's network namespace after the links exist. */
@@ -36,6 +40,7 @@ export interface NetnsConfig {
   sysctls: Record<string, string>;
 }
 
+/** A pod of the plan: its node, netns and addresses. */
 export interface PodPlan {
   key: string; // ns/name
   namespace: string;
@@ -52,6 +57,7 @@ export interface PodPlan {
   ip_: string[];
 }
 
+/** Everything needed to build a lab from a topology: containers, veths, pods. */
 export interface LabPlan {
   topology: Topology;
   containers: ContainerPlan[];
@@ -89,6 +95,7 @@ const HOST_SYSCTLS: Record<string, string> = {
   'net.ipv4.conf.default.rp_filter': '0',
 };
 
+/** A pod's key, `namespace/name`. */
 export function podKey(pod: Pick<PodSpec, 'namespace' | 'name'>): string {
   return `${pod.namespace}/${pod.name}`;
 }
@@ -98,6 +105,7 @@ export function podVethName(key: string): string {
   return `vp${createHash('sha1').update(key).digest('hex').slice(0, 10)}`;
 }
 
+/** The network namespace name of a pod. */
 export function podNetnsName(pod: Pick<PodSpec, 'namespace' | 'name'>): string {
   return `${pod.namespace}.${pod.name}`;
 }

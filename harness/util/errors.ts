@@ -21,6 +21,7 @@ function renderValue(value: unknown): string {
   }
 }
 
+/** One field issue as a line: source, field path, message and the value. */
 export function formatIssue(source: string, issue: FieldIssue): string {
   return `${source}: ${issue.path}: ${issue.message} (value: ${renderValue(issue.value)})`;
 }

@@ -24,6 +24,7 @@ export function projectRoot(): string {
 /** Where the project is mounted inside lab containers (read-only); programs run from its dist/. */
 export const IN_LAB_ROOT = '/opt/egresslab';
 
+/** The path of a built program inside lab containers (`/opt/egresslab/dist/<relative>`). */
 export function inLabProgram(relative: string): string {
   return `${IN_LAB_ROOT}/dist/${relative}`;
 }
@@ -34,6 +35,7 @@ export function assertBuilt(): void {
   if (!existsSync(probe)) throw new LabError(`${probe} is missing: run "npm run build" first (npm test does it)`);
 }
 
+/** Where artifacts are written (EGRESSLAB_ARTIFACTS, default artifacts/ of the project). */
 export function artifactsDir(): string {
   return process.env.EGRESSLAB_ARTIFACTS ?? join(projectRoot(), 'artifacts');
 }

@@ -11,6 +11,7 @@ import { R, type KubeClient } from '../../controller/client/client.js';
 import type { KubeObject } from '../../controller/api/types.js';
 import { applyAll, loadManifests } from '../../harness/cluster/apply.js';
 import { everyNodeUp, gatewayOf, type GatewayStatus } from '../../harness/cluster/status.js';
+import { holderOf as harnessHolderOf } from '../../harness/cluster/holder.js';
 import { pollUntil } from '../../harness/util/poll.js';
 import { describePacket, type DecodedPacket } from '../../harness/pcap/pcap.js';
 import { startTestLab } from '../../harness/testing/lab.js';
@@ -33,8 +34,7 @@ export const allUp = (g: GatewayStatus, n = 4) => everyNodeUp(g, n);
 
 /** Waits until `ip` is assigned to an Up node (every node Up) and returns that node. */
 export async function holderOf(api: KubeClient, ip: string, timeoutMs = 15_000): Promise<string> {
-  const g = await pollUntil(() => gw(api), { what: `${ip} assigned to an Up node with every node Up`, timeoutMs, intervalMs: 20, accept: (s) => allUp(s) && !!s.assignments[ip] });
-  return g.assignments[ip]!;
+  return harnessHolderOf(api, ip, { timeoutMs, intervalMs: 20, nodeCount: 4 });
 }
 
 /** Floating IPs a node has on eth0 (as /32). */

@@ -12,7 +12,7 @@ import { R, KubeApiError, type KubeClient } from '../../controller/client/client
 import type { KubeObject } from '../../controller/api/types.js';
 import { DEFAULT_LAB_PATHS } from '../../controller/lab-config.js';
 import { pollUntil } from '../../harness/util/poll.js';
-import { masqConfigHash } from '../../agent/masq/config.js';
+import { untilMasqConfigApplied } from '../../harness/cluster/masq.js';
 
 export const VPC = '172.16.100.10';
 export const METADATA = '169.254.169.254';
@@ -50,10 +50,7 @@ export function nodeOf(lab: Lab, pod: string): string {
 }
 
 export function nodeIP(lab: Lab, podOrNode: string): string {
-  const name = lab.topology.nodes.some((n) => n.name === podOrNode) ? podOrNode : nodeOf(lab, podOrNode);
-  const n = lab.topology.nodes.find((x) => x.name === name);
-  if (!n) throw new Error(`no node ${name}`);
-  return n.address;
+  return lab.nodeAddress(podOrNode);
 }
 
 export function podIP(lab: Lab, pod: string): string {
@@ -221,10 +218,7 @@ export async function untilDefaults(lab: Lab): Promise<void> {
  * node-1 rewrote its status file, and then wait for every node to go back to the old config).
  */
 export async function untilSameConfig(lab: Lab, api: KubeClient): Promise<void> {
-  const cm = await api.tryGet(R.configmaps, MASQ_CONFIGMAP.name, MASQ_CONFIGMAP.namespace);
-  const text = (cm?.data as Record<string, string> | undefined)?.config ?? null;
-  const hash = masqConfigHash(text);
-  await untilAgents(lab, `config ${String(hash)} (the ConfigMap in the API)`, (m) => m.configHash === hash);
+  await untilMasqConfigApplied(lab, api, { timeoutMs: 5_000 });
 }
 
 /** Events about a Node (the agent records them in namespace default). */

@@ -1,0 +1,124 @@
+/**
+ * Waiting for the ip-masq-agent ConfigMap to be in force. Every node agent writes its state to
+ * /run/egresslab/agent-status.json; its `masq.configHash` is the hash of the config it applied
+ * (masqConfigHash of the ConfigMap's `config` key; of the defaults when there is no ConfigMap). A
+ * config is in force when every node that runs pods reports the hash of the config the API holds.
+ */
+import type { Lab } from '../lab/lab.js';
+import type { Topology } from '../topology/types.js';
+import { R, type KubeClient } from '../../controller/client/client.js';
+import type { KubeObject } from '../../controller/api/types.js';
+import { DEFAULT_LAB_PATHS } from '../../controller/lab-config.js';
+import { masqConfigHash, parseMasqConfig } from '../../agent/masq/config.js';
+import { pollUntil, type Clock } from '../util/poll.js';
+import { ValidationError } from '../util/errors.js';
+
+/** Where the ip-masq-agent ConfigMap lives (its config is the `config` key). */
+export const MASQ_CONFIGMAP = { namespace: 'kube-system', name: 'ip-masq-agent' } as const;
+
+/** The masquerade part of an agent's status file. */
+export interface AgentMasqStatus {
+  mode: string;
+  /** e.g. "applied", "error" */
+  status: string;
+  /** "configmap", "defaults", ... */
+  configSource: string | null;
+  /** Hash of the config in force (masqConfigHash); compare with the ConfigMap's. */
+  configHash: string | null;
+  appliedAt: string | null;
+  /** Number of non-masquerade CIDRs in force (11 with the defaults). */
+  setElements: number;
+  lastError: { at: string; reason: string; message: string } | null;
+}
+
+/** An agent's status file (/run/egresslab/agent-status.json), the fields scenarios read. */
+export interface AgentStatusFile {
+  node: string;
+  phase: string;
+  flavour: string;
+  masq?: AgentMasqStatus;
+}
+
+/** Reads a node agent's status file. */
+export async function readAgentStatus(lab: Lab, node: string): Promise<AgentStatusFile> {
+  const r = await lab.exec(node, ['cat', DEFAULT_LAB_PATHS.agentStatus]);
+  return JSON.parse(r.stdout) as AgentStatusFile;
+}
+
+/** The nodes that run pods (a node without a pod CIDR has nothing to masquerade). */
+export function podNodes(topology: Pick<Topology, 'nodes'>): string[] {
+  return topology.nodes.filter((n) => n.podCIDR).map((n) => n.name);
+}
+
+/** The `config` key of an ip-masq-agent ConfigMap object, or null when there is none (the defaults apply). */
+export function masqConfigText(configMap: KubeObject | undefined): string | null {
+  return (configMap?.data as Record<string, string> | undefined)?.config ?? null;
+}
+
+/**
+ * The hash every agent reports once it applied `config` (null: no ConfigMap, the defaults). Throws
+ * a ValidationError naming each bad field when the config does not parse: no agent will ever apply it.
+ */
+export function expectedMasqHash(config: string | null): string {
+  const hash = masqConfigHash(config);
+  if (hash !== null) return hash;
+  const parsed = parseMasqConfig(config);
+  const issues = parsed.ok ? [] : parsed.errors.map((e) => ({ path: `config: ${e.field}`, value: e.value, message: e.message }));
+  throw new ValidationError(`ConfigMap ${MASQ_CONFIGMAP.namespace}/${MASQ_CONFIGMAP.name}`, issues.length ? issues : [{ path: 'config', value: config, message: 'does not parse' }]);
+}
+
+/** The nodes of `nodes` whose agent has not (yet) reported config `hash`, each with what it reports. */
+export function agentsNotOn(statuses: readonly (AgentStatusFile | undefined)[], nodes: readonly string[], hash: string): string[] {
+  return nodes.flatMap((node, i) => {
+    const m = statuses[i]?.masq;
+    if (m?.configHash === hash) return [];
+    return [`${node} (${m ? `config ${String(m.configHash)}, status ${m.status}${m.lastError ? `, last error: ${m.lastError.message}` : ''}` : 'no masquerade status'})`];
+  });
+}
+
+/** Options of untilMasqConfigApplied. */
+export interface MasqWaitOptions {
+  /**
+   * The config text to wait for (null: the defaults, no ConfigMap). Default: what the API holds now
+   * in kube-system/ip-masq-agent, read once at the start.
+   */
+  config?: string | null;
+  /** Deadline (default 10 000 ms). */
+  timeoutMs?: number;
+  /** Injectable clock (tests). */
+  clock?: Clock;
+}
+
+/**
+ * Waits until every agent on a node with pods has applied the ip-masq-agent ConfigMap (by default
+ * the one the API holds now; the defaults when there is none) and returns their status files. On
+ * timeout the error names each node still on another config, with its status and last error.
+ *
+ * @example
+ * ```ts
+ * await lab.apply({
+ *   apiVersion: 'v1',
+ *   kind: 'ConfigMap',
+ *   metadata: { namespace: 'kube-system', name: 'ip-masq-agent' },
+ *   data: { config: 'nonMasqueradeCIDRs:\n  - 10.0.0.0/8\nmasqLinkLocal: false\nresyncInterval: 60s\n' },
+ * });
+ * await untilMasqConfigApplied(lab, await lab.api());
+ * ```
+ */
+export async function untilMasqConfigApplied(lab: Pick<Lab, 'topology' | 'exec'>, api: Pick<KubeClient, 'tryGet'>, options: MasqWaitOptions = {}): Promise<AgentStatusFile[]> {
+  const text = options.config !== undefined ? options.config : masqConfigText(await api.tryGet(R.configmaps, MASQ_CONFIGMAP.name, MASQ_CONFIGMAP.namespace));
+  const hash = expectedMasqHash(text);
+  const nodes = podNodes(lab.topology);
+  let pending: string[] = [];
+  const statuses = await pollUntil(() => Promise.all(nodes.map((n) => readAgentStatus(lab as Lab, n).catch(() => undefined))), {
+    what: `every agent (${nodes.join(', ')}) to apply config ${hash}`,
+    timeoutMs: options.timeoutMs ?? 10_000,
+    intervalMs: 50,
+    ...(options.clock ? { clock: options.clock } : {}),
+    accept: (all) => (pending = agentsNotOn(all, nodes, hash)).length === 0,
+  }).catch((error: unknown) => {
+    if (error instanceof Error) error.message += `; not applied on: ${pending.join('; ')}`;
+    throw error;
+  });
+  return statuses as AgentStatusFile[];
+}
