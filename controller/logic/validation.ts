@@ -59,6 +59,12 @@ export function validateConfigMapData(obj: Obj): FieldProblem[] {
   return out;
 }
 
+/** The problem of an IPv4 address that cannot be a host's unicast address (cidr.ts nonUnicastReason), or null. */
+function unicastProblem(field: string, ip: string): FieldProblem | null {
+  const why = nonUnicastReason(ip);
+  return why ? { field, value: ip, type: 'FieldValueInvalid', detail: `must be a unicast address, not ${why}` } : null;
+}
+
 /** Generic metadata checks applied to every object. */
 export function validateObjectMeta(obj: Obj, opts: { namespaced: boolean; nameIsLabel?: boolean }): FieldProblem[] {
   const out: FieldProblem[] = [];
@@ -161,6 +167,7 @@ export function validateEgressNATPolicyV1alpha1(obj: Obj, others: readonly Polic
   const cidrs = requireList(spec, 'destinationCIDRs', 'spec.destinationCIDRs', out);
   if (cidrs) checkCidrList(cidrs, 'spec.destinationCIDRs', out);
   const ip = spec.egressSourceIP;
+  const notUnicast = isIPv4(ip) ? unicastProblem('spec.egressSourceIP', ip) : null;
   if (ip === undefined || ip === null || ip === '') {
     out.push({ field: 'spec.egressSourceIP', value: ip ?? '', type: 'FieldValueRequired', detail: 'an IPv4 address (one of the gateway floating IPs) is required' });
   } else if (!isIPv4(ip)) {
@@ -170,8 +177,8 @@ export function validateEgressNATPolicyV1alpha1(obj: Obj, others: readonly Polic
       type: 'FieldValueInvalid',
       detail: typeof ip === 'string' && ip.includes(':') ? 'must be an IPv4 address (the egress NAT gateway is IPv4 only)' : 'must be a valid IPv4 address',
     });
-  } else if (nonUnicastReason(ip)) {
-    out.push({ field: 'spec.egressSourceIP', value: ip, type: 'FieldValueInvalid', detail: `must be a unicast address, not ${nonUnicastReason(ip)}` });
+  } else if (notUnicast) {
+    out.push(notUnicast);
   } else {
     const name = isObj(obj.metadata) ? obj.metadata.name : undefined;
     const clash = others.find((o) => o.name !== name && o.egressSourceIP === ip);
@@ -225,9 +232,9 @@ export function validateAnthosNetworkGateway(obj: Obj): FieldProblem[] {
       out.push({ field: p, value: ip, type: 'FieldValueInvalid', detail: typeof ip === 'string' && ip.includes(':') ? 'must be an IPv4 address (IPv6 is not supported)' : 'must be a valid IPv4 address' });
       return;
     }
-    const bad = nonUnicastReason(ip);
-    if (bad) {
-      out.push({ field: p, value: ip, type: 'FieldValueInvalid', detail: `must be a unicast address, not ${bad}` });
+    const notUnicast = unicastProblem(p, ip);
+    if (notUnicast) {
+      out.push(notUnicast);
       return;
     }
     const prev = seen.get(ip);

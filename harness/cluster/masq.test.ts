@@ -24,9 +24,11 @@ const topology = {
 
 function status(node: string, configHash: string | null, lastError: string | null = null): AgentStatusFile {
   return {
+    pid: 42,
     node,
     phase: 'running',
     flavour: 'standard',
+    startedAt: '',
     masq: { mode: 'standard', status: lastError ? 'error' : 'applied', configSource: 'configmap', configHash, appliedAt: null, setElements: 1, lastError: lastError ? { at: '', reason: 'InvalidConfig', message: lastError } : null },
   };
 }
@@ -70,7 +72,7 @@ describe('waiting for the ip-masq-agent ConfigMap', () => {
   it('agentsNotOn names each node still on another config, with its status and error', () => {
     const h = expectedMasqHash(CONFIG);
     expect(agentsNotOn([status('w1', h), status('w2', 'old', 'bad CIDR')], ['w1', 'w2'], h)).toEqual(['w2 (config old, status error, last error: bad CIDR)']);
-    expect(agentsNotOn([undefined, { node: 'w2', phase: 'starting', flavour: 'standard' }], ['w1', 'w2'], h)).toEqual(['w1 (no masquerade status)', 'w2 (no masquerade status)']);
+    expect(agentsNotOn([undefined, { pid: 43, node: 'w2', phase: 'starting', flavour: 'standard', startedAt: '' }], ['w1', 'w2'], h)).toEqual(['w1 (no masquerade status)', 'w2 (no masquerade status)']);
   });
 
   it('waits until every pod node reports the hash of the ConfigMap the API holds', async () => {

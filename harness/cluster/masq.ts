@@ -28,14 +28,23 @@ export interface AgentMasqStatus {
   appliedAt: string | null;
   /** Number of non-masquerade CIDRs in force (11 with the defaults). */
   setElements: number;
+  /** whether link-local traffic is masqueraded (the config's masqLinkLocal) */
+  masqLinkLocal?: boolean;
+  /** number of rule applies so far */
+  applies?: number;
   lastError: { at: string; reason: string; message: string } | null;
 }
 
 /** An agent's status file (/run/egresslab/agent-status.json), the fields scenarios read. */
 export interface AgentStatusFile {
+  /** the agent's process id (changes when it restarts) */
+  pid: number;
   node: string;
   phase: string;
   flavour: string;
+  startedAt: string;
+  /** the agent's projection of the ip-masq-agent ConfigMap into its config file */
+  projection?: { present: boolean; contentSha256: string | null; changes: number };
   masq?: AgentMasqStatus;
 }
 

@@ -10,9 +10,8 @@ import { PROTOS, type Proto } from '../../harness/inlab/protocol.js';
 import type { ProbeResult } from '../../harness/probe/probe.js';
 import { R, KubeApiError, type KubeClient } from '../../controller/client/client.js';
 import type { KubeObject } from '../../controller/api/types.js';
-import { DEFAULT_LAB_PATHS } from '../../controller/lab-config.js';
 import { pollUntil } from '../../harness/util/poll.js';
-import { untilMasqConfigApplied } from '../../harness/cluster/masq.js';
+import { MASQ_CONFIGMAP, podNodes as harnessPodNodes, readAgentStatus, untilMasqConfigApplied, type AgentStatusFile } from '../../harness/cluster/masq.js';
 
 export const VPC = '172.16.100.10';
 export const METADATA = '169.254.169.254';
@@ -123,7 +122,7 @@ export async function untilSeenFrom(lab: Lab, from: string, to: string, source: 
 
 // ---- the ip-masq-agent ConfigMap -------------------------------------------------------------
 
-export const MASQ_CONFIGMAP = { namespace: 'kube-system', name: 'ip-masq-agent' } as const;
+export { MASQ_CONFIGMAP };
 
 export interface MasqConfig {
   nonMasqueradeCIDRs?: string[];
@@ -165,34 +164,12 @@ export async function deleteMasqConfig(api: KubeClient): Promise<void> {
 
 // ---- the agents' status files ----------------------------------------------------------------
 
-export interface AgentStatusFile {
-  pid: number;
-  node: string;
-  flavour: string;
-  phase: string;
-  startedAt: string;
-  projection?: { present: boolean; contentSha256: string | null; changes: number };
-  masq?: {
-    mode: string;
-    status: string;
-    configSource: string | null;
-    configHash: string | null;
-    appliedAt: string | null;
-    setElements: number;
-    masqLinkLocal?: boolean;
-    applies?: number;
-    lastError: { at: string; reason: string; message: string } | null;
-  };
-}
-
-export async function agentStatus(lab: Lab, node: string): Promise<AgentStatusFile> {
-  const r = await lab.exec(node, ['cat', DEFAULT_LAB_PATHS.agentStatus]);
-  return JSON.parse(r.stdout) as AgentStatusFile;
-}
+export type { AgentStatusFile } from '../../harness/cluster/masq.js';
+export const agentStatus = readAgentStatus;
 
 /** The nodes that run pods (the control-plane node has no pod CIDR: nothing to masquerade). */
 export function podNodes(lab: Lab): string[] {
-  return lab.topology.nodes.filter((n) => n.podCIDR).map((n) => n.name);
+  return harnessPodNodes(lab.topology);
 }
 
 /** Waits until every pod node's agent reports a masquerade state accepted by `accept`. */
