@@ -86,9 +86,18 @@ describe('commit script', () => {
     ]);
     expect(commitScript('a', "/x'y", 'c', [])).toBe(`'a' -C '/x'\\''y' -c || exit 3\nexit 0`);
     // rules that must hold from the commit on go in first, in the same shell, best effort
-    expect(commitScript('conntrackd', '/c', 'conntrack', [], { nft: 'nft', ruleset: "insert rule ip t prerouting drop comment \"it's\"\n" }).split('\n')[0]).toBe(
+    expect(commitScript('conntrackd', '/c', 'conntrack', [], { nft: 'nft', pre: "insert rule ip t prerouting drop comment \"it's\"\n" }).split('\n')[0]).toBe(
       `printf '%s' 'insert rule ip t prerouting drop comment "it'\\''s"` ,
     );
+    // a flush right before the commit and a post step whose failure the caller must see (exit 4)
+    expect(commitScript('conntrackd', '/c', 'conntrack', [['-D', '-q', '192.168.1.101']], { nft: '/usr/sbin/nft', flush: [['-D', '-s', '10.10.10.1']], post: 'delete chain ip t w\n' }).split('\n')).toEqual([
+      "'conntrack' '-D' '-s' '10.10.10.1' >/dev/null 2>&1",
+      "'conntrackd' -C '/c' -c || exit 3",
+      "'conntrack' '-D' '-q' '192.168.1.101' >/dev/null 2>&1",
+      "printf '%s' 'delete chain ip t w",
+      "' | '/usr/sbin/nft' -f - >/dev/null 2>&1 || exit 4",
+      'exit 0',
+    ]);
   });
 });
 

@@ -172,16 +172,35 @@ export function foreignBindingPurgeArgs(floatingIPs: readonly string[], owned: r
  * Every argument is validated (paths by conntrackdConfigIssues, IPs by foreignBindingPurgeArgs'
  * callers); quoted anyway.
  */
-export function commitScript(conntrackd: string, config: string, conntrack: string, purge: readonly string[][], pre?: { nft: string; ruleset: string }): string {
+export function commitScript(conntrackd: string, config: string, conntrack: string, purge: readonly string[][], opts: CommitSteps = {}): string {
   const q = (x: string) => `'${x.replace(/'/g, `'\\''`)}'`;
+  const nft = (ruleset: string) => `printf '%s' ${q(ruleset)} | ${q(opts.nft ?? 'nft')} -f - >/dev/null 2>&1`;
   const lines: string[] = [];
   // rules that must hold from the commit on (render.ts renderStrayReplyFence); best effort: the
   // final ruleset, applied right after, has them too
-  if (pre) lines.push(`printf '%s' ${q(pre.ruleset)} | ${q(pre.nft)} -f - >/dev/null 2>&1`);
+  if (opts.pre) lines.push(nft(opts.pre));
+  // entries to delete right before the commit (the old entries of the flows whose bindings it
+  // brings back): no process spawn between the two
+  for (const args of opts.flush ?? []) lines.push(`${q(conntrack)} ${args.map(q).join(' ')} >/dev/null 2>&1`);
   lines.push(`${q(conntrackd)} -C ${q(config)} -c || exit 3`);
   for (const args of purge) lines.push(`${q(conntrack)} ${args.map(q).join(' ')} >/dev/null 2>&1`);
+  // rules that must go once the bindings are in (render.ts renderTakeoverWindowEnd): exit 4 tells
+  // the caller to remove them itself
+  if (opts.post) lines.push(`${nft(opts.post)} || exit 4`);
   lines.push('exit 0');
   return lines.join('\n');
+}
+
+/** Optional steps of one commit's shell (commitScript). */
+export interface CommitSteps {
+  /** nft binary (default `nft`) */
+  nft?: string;
+  /** nft commands applied before anything else */
+  pre?: string | null;
+  /** `conntrack` argument lists run just before the commit */
+  flush?: readonly string[][];
+  /** nft commands applied after the commit and the purge */
+  post?: string | null;
 }
 
 /** "Committed N new entries" from conntrackd's log (the last commit), or null. */
@@ -429,19 +448,22 @@ export class ConntrackSync {
    * in ONE shell: the commit replaces this node's own entries of its pods' flows through other
    * floating IPs, and every process spawn between the two steps (hundreds of ms on a loaded
    * machine) would be a window in which those flows are SNATed here and dropped by the guard.
-   * Called when this node is about to take floating IPs. Never throws: a failed commit only loses
-   * the benefit (flows are then picked up loosely, as without sync).
+   * Called when this node is about to take floating IPs, and again right after its final ruleset
+   * (with `steps.flush` and `steps.post`: render.ts renderTakeoverWindow). Never throws: a failed
+   * commit only loses the benefit (flows are then picked up loosely, as without sync); nothing of
+   * `steps` is known to have run then, and `postFailed` says only the post step failed.
    */
-  async commit(floatingIPs: readonly string[], ownedAfter: readonly string[], preRuleset?: string | null): Promise<{ ok: boolean; ms: number; entries: number | null }> {
+  async commit(floatingIPs: readonly string[], ownedAfter: readonly string[], steps: Omit<CommitSteps, 'nft'> = {}): Promise<{ ok: boolean; ms: number; entries: number | null; postFailed?: boolean }> {
     const t0 = this.now();
     if (!this.child || !this.ready) {
       this.fail('commit skipped: conntrackd is not running');
       return { ok: false, ms: 0, entries: null };
     }
     const purge = foreignBindingPurgeArgs(floatingIPs, ownedAfter);
-    const r = await this.io.exec('sh', ['-c', commitScript(this.o.conntrackdPath ?? 'conntrackd', this.paths.config, this.o.conntrackPath ?? 'conntrack', purge, preRuleset ? { nft: this.o.nftPath ?? 'nft', ruleset: preRuleset } : undefined)]);
+    const r = await this.io.exec('sh', ['-c', commitScript(this.o.conntrackdPath ?? 'conntrackd', this.paths.config, this.o.conntrackPath ?? 'conntrack', purge, { ...steps, nft: this.o.nftPath ?? 'nft' })]);
     const ms = this.now() - t0;
-    if (r.code !== 0) {
+    const postFailed = r.code === 4;
+    if (r.code !== 0 && !postFailed) {
       this.fail(`commit failed (exit ${r.code}): ${(r.stderr || r.stdout).trim()}`);
       return { ok: false, ms, entries: null };
     }
@@ -451,7 +473,7 @@ export class ConntrackSync {
     this.st.lastCommitAt = new Date(this.now()).toISOString();
     this.st.lastCommitMs = ms;
     this.st.lastCommitEntries = entries;
-    return { ok: true, ms, entries };
+    return postFailed ? { ok: true, ms, entries, postFailed } : { ok: true, ms, entries };
   }
 
   /**

@@ -16,6 +16,8 @@ import {
   renderGateway,
   renderGatewayRemoval,
   renderStrayReplyFence,
+  renderTakeoverWindow,
+  renderTakeoverWindowEnd,
   routingCommands,
 } from './render.js';
 
@@ -306,5 +308,40 @@ describe("a holder drops its own pods' replies that another kernel already de-NA
     expect(renderStrayReplyFence(computeGatewayPlan(input('node-1', { '192.168.1.100': 'node-1' })), ['192.168.1.100'])).toBeNull();
     expect(renderStrayReplyFence(null, ['192.168.1.100'])).toBeNull();
     expect(() => renderStrayReplyFence(before, ['192.168.1.100'], { uplink: 'eth0; drop' })).toThrow(/invalid interface name/);
+  });
+});
+
+describe("the takeover window: a new holder's own pods make no entry of their own until their bindings are re-committed", () => {
+  const win = (i: number, name: string) => `ip saddr @p${i}_src ip daddr @p${i}_dst ct state new tcp flags & (syn | ack) != syn counter drop comment "policy ${name}: takeover window, binding not committed yet"`;
+
+  it('one drop per policy now SNATed here that has a changed pair, in a chain of its own that one command deletes', () => {
+    const before = computeGatewayPlan(input('node-1', { '192.168.1.100': 'node-2', '192.168.1.101': 'node-2' }));
+    const after = computeGatewayPlan(input('node-1', { '192.168.1.100': 'node-1', '192.168.1.101': 'node-2' }));
+    const changed = changedPairs(before, after);
+    expect(changed.length).toBeGreaterThan(0);
+    const w = renderTakeoverWindow(after, changed)!;
+    expect(w.split('\n')).toEqual([
+      'table ip egresslab_gw {',
+      '\tchain takeover_window {',
+      '\t\ttype filter hook prerouting priority mangle - 10; policy accept;',
+      `\t\t${win(0, 'egress')}`,
+      '\t}',
+      '}',
+      '',
+    ]);
+    expect(renderTakeoverWindowEnd()).toBe('delete chain ip egresslab_gw takeover_window\n');
+    // taking both IPs: both policies
+    const both = computeGatewayPlan(input('node-1', { '192.168.1.100': 'node-1', '192.168.1.101': 'node-1' }));
+    expect(renderTakeoverWindow(both, changedPairs(before, both))!.split('\n').filter((l) => l.includes('takeover window'))).toEqual([`\t\t${win(0, 'egress')}`, `\t\t${win(1, 'other')}`]);
+  });
+
+  it('none when nothing changed, when the changed pairs are routed elsewhere, or for a node without matched pods', () => {
+    const held = computeGatewayPlan(input('node-1', { '192.168.1.100': 'node-1' }));
+    expect(renderTakeoverWindow(held, changedPairs(held, held))).toBeNull();
+    const routedBefore = computeGatewayPlan(input('node-1', { '192.168.1.100': 'node-2' }));
+    const routedAfter = computeGatewayPlan(input('node-1', { '192.168.1.100': 'node-3' }));
+    expect(renderTakeoverWindow(routedAfter, changedPairs(routedBefore, routedAfter))).toBeNull();
+    const n3 = computeGatewayPlan(input('node-3', { '192.168.1.100': 'node-3' }));
+    expect(renderTakeoverWindow(n3, changedPairs(computeGatewayPlan(input('node-3', { '192.168.1.100': 'node-2' })), n3))).toBeNull();
   });
 });

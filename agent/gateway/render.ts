@@ -187,6 +187,44 @@ export function renderStrayReplyFence(plan: GatewayPlan | null, taking: readonly
   return lines.length ? lines.join('\n') + '\n' : null;
 }
 
+/** The chain that holds the takeover window's drop (renderTakeoverWindow). */
+export const TAKEOVER_WINDOW_CHAIN = 'takeover_window';
+
+/**
+ * A node taking a floating IP with conntrack sync on gets the replicated bindings of its OWN pods'
+ * connections back in two steps: their old entries (made while the flow was routed to the old
+ * holder, no NAT binding) are deleted, then the replicated bindings are committed (conntrack-sync.ts
+ * commit). A segment of such a connection sent by the pod between the two finds no entry and, by
+ * TCP loose pickup, makes a NEW one here, SNATed with the pod's own port; the replicated binding,
+ * whose port the old holder may have remapped, can then no longer be committed (same original
+ * tuple), and the far end, seeing an unknown port, answers RST: the connection dies (seen: 1 of 20
+ * connections of the conntrack-sync scenario, about 1 run in 3). This chain, added with the final
+ * ruleset in the same transaction and deleted right after the commit (in the commit's shell),
+ * drops those segments instead: non-SYN TCP without an entry, from this node's pods to the
+ * destinations of each policy that now SNATs here and has such a pair. The pod retransmits into the
+ * committed binding. Null when no such pair.
+ */
+export function renderTakeoverWindow(plan: GatewayPlan, changed: readonly { src: string; dst: string }[], opts: { tableName?: string } = {}): string | null {
+  const table = opts.tableName ?? GW_TABLE;
+  const rules: string[] = [];
+  plan.policies.forEach((p, i) => {
+    if (!p.snatHere) return;
+    const srcs = new Set(p.localSources);
+    const dsts = new Set(p.destinations);
+    if (!changed.some((c) => srcs.has(c.src) && dsts.has(c.dst))) return;
+    // the policy's own sets (same table, same transaction): its other pairs were SNATed here
+    // before and have their entries, so the wider match costs nothing
+    rules.push(`ip saddr @p${i}_src ip daddr @p${i}_dst ct state new tcp flags & (syn | ack) != syn counter drop ${comment(`policy ${p.name}: takeover window, binding not committed yet`)}`);
+  });
+  if (!rules.length) return null;
+  return `table ip ${table} {\n\tchain ${TAKEOVER_WINDOW_CHAIN} {\n\t\ttype filter hook prerouting priority ${PRIO_PREROUTING}; policy accept;\n${rules.map((r) => `\t\t${r}\n`).join('')}\t}\n}\n`;
+}
+
+/** The command that ends the takeover window (deletes its chain). */
+export function renderTakeoverWindowEnd(opts: { tableName?: string } = {}): string {
+  return `delete chain ip ${opts.tableName ?? GW_TABLE} ${TAKEOVER_WINDOW_CHAIN}\n`;
+}
+
 function policyGuard(i: number, p: PolicyPlan): string {
   const lines: string[] = [];
   if (p.snatHere) lines.push(`ip saddr ${p.egressSourceIP} accept`);

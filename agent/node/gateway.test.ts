@@ -178,4 +178,137 @@ describe('GatewayModule', () => {
     await mod.stop();
     expect(sys.calls.filter((c) => c.op === 'nft').at(-1)!.arg).toMatch(/delete table ip egresslab_ctsync\n$/);
   }, 20_000);
+  it('conntrack sync: a node taking the IP of its own pods\' policy holds their new mid-stream segments until their bindings are re-committed', async () => {
+    const t = await startTestController({ lease: LEASE });
+    cleanup.push(() => t.close());
+    const dir = mkdtempSync(join(tmpdir(), 'egresslab-gw-'));
+    cleanup.push(() => rmSync(dir, { recursive: true, force: true }));
+    // worker2 alone is Up: it gets the IP; worker1's pod is routed to it
+    const w2 = startLeaseRenewer(t.node('worker2'), 'worker2', LEASE.renewIntervalMs);
+    cleanup.push(() => w2.stop());
+    await waitFor(async () => {
+      const gwn = await t.admin.tryGet(R.anthosNetworkGatewayNodes, 'worker2', 'kube-system');
+      return (gwn?.status as { state?: string } | undefined)?.state === 'Up';
+    }, 'worker2 Up');
+    await t.admin.create(R.anthosNetworkGateways, { apiVersion: 'networking.gke.io/v1alpha1', kind: 'AnthosNetworkGateway', metadata: { name: 'default', namespace: 'kube-system' }, spec: { floatingIPs: ['192.168.1.100'] } });
+    await t.admin.create(R.namespaces, { apiVersion: 'v1', kind: 'Namespace', metadata: { name: 'alice', labels: { user: 'alice' } } });
+    await t.admin.create(R.pods, { apiVersion: 'v1', kind: 'Pod', metadata: { name: 'frontend-1', namespace: 'alice', labels: { role: 'frontend' } }, spec: { nodeName: 'worker1', containers: [{ name: 'c', image: 'x' }] } });
+    await t.admin.patch(R.pods, 'frontend-1', { status: { podIP: '10.10.10.1', podIPs: [{ ip: '10.10.10.1' }], phase: 'Running' } }, { namespace: 'alice', subresource: 'status' });
+    await t.admin.create(R.egressNATPolicies, {
+      apiVersion: 'networking.gke.io/v1alpha1',
+      kind: 'EgressNATPolicy',
+      metadata: { name: 'egress' },
+      spec: { egress: [{ namespaceSelector: { matchLabels: { user: 'alice' } }, podSelector: { matchLabels: { role: 'frontend' } } }], destinationCIDRs: ['8.8.8.0/24'], egressSourceIP: '192.168.1.100' },
+    });
+    const { config, client, logs, events, sys } = worker1(t, dir);
+    const files = new Map<string, string>();
+    const io: CtSyncIO = {
+      exec: async (cmd, args) => (sys.calls.push({ op: cmd, arg: cmd === 'sh' ? args[1]! : args.filter((a) => !a.startsWith('/')).filter((a) => a !== '-C').join(' ') }), { code: 0, stdout: '', stderr: '' }),
+      spawn: () => ({ pid: 99, kill: () => undefined }),
+      readFile: (p) => files.get(p) ?? null,
+      writeFile: (p, x) => void files.set(p, x),
+      remove: (p) => void files.delete(p),
+      sysctlGet: () => '2',
+      sysctlSet: (p, v) => void sys.calls.push({ op: 'sysctl', arg: `${p}=${v}` }),
+      cmdline: () => null,
+      killPid: () => undefined,
+    };
+    const mod = new GatewayModule(
+      { config, client, events, log: (m, msg) => logs.push(`${m}: ${msg}`), statusChanged: () => undefined, holding: new Signal(false) },
+      { system: sys, heartbeat: false, garpScheduleMs: [0], conntrackSync: { io } },
+    );
+    cleanup.push(() => mod.stop());
+    await mod.start();
+    await waitFor(() => /to gateway worker2 \(192\.168\.1\.2\)/.test(lastNft(sys)), 'worker1 routes its pod to worker2', 5000);
+
+    // worker1 comes Up, worker2 goes Down: worker1 takes the IP of its own pod's policy
+    const w1 = startLeaseRenewer(t.node('worker1'), 'worker1', LEASE.renewIntervalMs);
+    cleanup.push(() => w1.stop());
+    await waitFor(async () => {
+      const gwn = await t.admin.tryGet(R.anthosNetworkGatewayNodes, 'worker1', 'kube-system');
+      return (gwn?.status as { state?: string } | undefined)?.state === 'Up';
+    }, 'worker1 Up');
+    const mark = sys.calls.length;
+    await w2.stop();
+    await waitFor(() => sys.calls.slice(mark).some((c) => c.op === 'ip' && c.arg === 'address add 192.168.1.100/32 dev eth0'), 'worker1 takes 192.168.1.100', 5000);
+    const after = sys.calls.slice(mark);
+    const trace = JSON.stringify(after.map((c) => `${c.op} ${c.arg.slice(0, 60)}`));
+    const at = (f: (c: { op: string; arg: string }) => boolean) => after.findIndex(f);
+    const windowed = at((c) => c.op === 'nft' && c.arg.includes('snat to 192.168.1.100') && c.arg.includes('chain takeover_window {'));
+    const second = at((c) => c.op === 'sh' && c.arg.includes("'conntrack' '-D' '-s' '10.10.10.1' '-d' '8.8.8.0' '--mask-dst' '255.255.255.0'"));
+    const addr = at((c) => c.op === 'ip' && c.arg === 'address add 192.168.1.100/32 dev eth0');
+    expect({ windowed: windowed >= 0, secondAfterWindow: second > windowed, addrAfterSecond: addr > second }, trace).toEqual({ windowed: true, secondAfterWindow: true, addrAfterSecond: true });
+    // the window: the pod's non-SYN segments without an entry are dropped, for the policy's pairs
+    expect(after[windowed]!.arg).toMatch(/chain takeover_window \{\n\t\ttype filter hook prerouting priority mangle - 10; policy accept;\n\t\tip saddr @p0_src ip daddr @p0_dst ct state new tcp flags & \(syn \| ack\) != syn counter drop/);
+    // one shell: flush, commit, end of the window, in that order; no conntrack process of its own
+    const script = after[second]!.arg;
+    const iFlush = script.indexOf("'-D' '-s' '10.10.10.1'");
+    const iCommit = script.indexOf(' -c || exit 3');
+    const iEnd = script.search(/delete chain ip egresslab_gw takeover_window\n' \| 'nft' -f - >\/dev\/null 2>&1 \|\| exit 4/);
+    expect({ flushFirst: script.split('\n')[0]!.includes("'-D' '-s' '10.10.10.1'"), commitAfterFlush: iCommit > iFlush, endAfterCommit: iEnd > iCommit }, script).toEqual({ flushFirst: true, commitAfterFlush: true, endAfterCommit: true });
+    expect(after.filter((c) => c.op === 'conntrack')).toEqual([]);
+    // later applies render no window
+    await mod.stop();
+    expect(lastNft(sys)).not.toContain('takeover_window');
+  }, 20_000);
+  describe('never programs from half-filled caches at start', () => {
+    /** The seed policy, namespace and one matched pod on worker1; the API answers pod lists late. */
+    async function rigWithSlowPods(delayMs: number) {
+      const t = await startTestController({ lease: LEASE });
+      cleanup.push(() => t.close());
+      const dir = mkdtempSync(join(tmpdir(), 'egresslab-gw-'));
+      cleanup.push(() => rmSync(dir, { recursive: true, force: true }));
+      await t.admin.create(R.namespaces, { apiVersion: 'v1', kind: 'Namespace', metadata: { name: 'alice', labels: { user: 'alice' } } });
+      await t.admin.create(R.pods, { apiVersion: 'v1', kind: 'Pod', metadata: { name: 'frontend-1', namespace: 'alice', labels: { role: 'frontend' } }, spec: { nodeName: 'worker1', containers: [{ name: 'c', image: 'x' }] } });
+      await t.admin.patch(R.pods, 'frontend-1', { status: { podIP: '10.10.10.1', podIPs: [{ ip: '10.10.10.1' }], phase: 'Running' } }, { namespace: 'alice', subresource: 'status' });
+      await t.admin.create(R.egressNATPolicies, {
+        apiVersion: 'networking.gke.io/v1alpha1',
+        kind: 'EgressNATPolicy',
+        metadata: { name: 'egress' },
+        spec: { egress: [{ namespaceSelector: { matchLabels: { user: 'alice' } }, podSelector: { matchLabels: { role: 'frontend' } } }], destinationCIDRs: ['8.8.8.0/24'], egressSourceIP: '192.168.1.100' },
+      });
+      const w = worker1(t, dir);
+      // every other list answers at once: the policies are known long before their pods
+      const slow = new Proxy(w.client, {
+        get(target, prop) {
+          if (prop === 'list') return async (ref: unknown, opts: unknown) => {
+            if (ref === R.pods) await new Promise((r) => setTimeout(r, delayMs));
+            return (target.list as (a: unknown, b: unknown) => unknown)(ref, opts);
+          };
+          return Reflect.get(target, prop) as unknown;
+        },
+      });
+      return { ...w, client: slow };
+    }
+    const tables = (sys: NullGatewaySystem) => sys.calls.filter((c) => c.op === 'nft' && c.arg.includes('delete table ip egresslab_gw'));
+
+    it('waits for every first list: each ruleset drops or steers the matched pod', async () => {
+      const { config, client, logs, events, sys } = await rigWithSlowPods(300);
+      const mod = new GatewayModule(
+        { config, client, events, log: (m, msg) => logs.push(`${m}: ${msg}`), statusChanged: () => undefined, holding: new Signal(false) },
+        { system: sys, heartbeat: false, garpScheduleMs: [0] },
+      );
+      cleanup.push(() => mod.stop());
+      await mod.start();
+      expect(logs.join('\n')).toMatch(/API state synced/);
+      expect(tables(sys).length).toBeGreaterThan(0);
+      // a ruleset with the policy but an empty source set would let the pod's traffic out un-NATed
+      expect(tables(sys).filter((c) => !c.arg.includes('set p0_src { type ipv4_addr; elements = { 10.10.10.1 } }')).map((c) => c.arg)).toEqual([]);
+    });
+
+    it('API not synced in time: the table the previous agent left stays until the caches are complete', async () => {
+      const { config, client, logs, events, sys } = await rigWithSlowPods(600);
+      sys.calls.push({ op: 'nft', arg: '# left fail-closed by the previous agent' });
+      const mod = new GatewayModule(
+        { config, client, events, log: (m, msg) => logs.push(`${m}: ${msg}`), statusChanged: () => undefined, holding: new Signal(false) },
+        { system: sys, heartbeat: false, garpScheduleMs: [0], startupSyncTimeoutMs: 100 },
+      );
+      cleanup.push(() => mod.stop());
+      await mod.start();
+      expect(logs.join('\n')).toMatch(/API not synced after 100 ms: keeping table egresslab_gw as the previous agent left it until it is/);
+      expect(tables(sys)).toEqual([]);
+      await waitFor(() => tables(sys).length > 0, 'programmed once synced', 5000);
+      expect(tables(sys)[0]!.arg).toContain('set p0_src { type ipv4_addr; elements = { 10.10.10.1 } }');
+    });
+  });
 });

@@ -51,6 +51,8 @@ import {
   renderAliveRefresh,
   renderGateway,
   renderStrayReplyFence,
+  renderTakeoverWindow,
+  renderTakeoverWindowEnd,
   routingCommands,
   type RuleSpec,
 } from '../gateway/render.js';
@@ -121,6 +123,10 @@ export class GatewayModule implements NodeModule {
   private forceNext = true;
   private stopped = false;
   private synced = false;
+  /** true until start() has waited for the informers' first lists (changed() then only records) */
+  private starting = true;
+  /** the caches are incomplete and a datapath from the previous agent is in place: no apply until synced */
+  private keepUntilSynced = false;
   private uplink = 'eth0';
   private lastPlan: GatewayPlan | null = null;
   private lastRuleset = '';
@@ -198,8 +204,18 @@ export class GatewayModule implements NodeModule {
     const ok = await Promise.race([all, new Promise<boolean>((r) => (timer = setTimeout(() => r(false), timeout)))]);
     if (timer) clearTimeout(timer);
     this.synced = ok;
-    this.ctx.log(this.name, ok ? `API state synced; uplink ${this.uplink}` : `API not synced after ${timeout} ms: programming fail-closed until it is`);
-    if (!ok) void all.then(() => ((this.synced = true), this.changed('initial sync')));
+    if (ok) this.ctx.log(this.name, `API state synced; uplink ${this.uplink}`);
+    else {
+      // a plan from half-filled caches is not fail-closed: a policy whose pods or namespaces are not
+      // listed yet matches nothing, so its pods' traffic would leave un-NATed (seen: 10 SYNs of a
+      // restarting node's pod reached the internet with the pod IP). What the previous agent left
+      // (fail-closed after a clean stop) stays until the caches are complete; only a node with no
+      // datapath at all gets the best that is known.
+      this.keepUntilSynced = await this.sys.nftTableExists('ip', GW_TABLE).catch(() => false);
+      this.ctx.log(this.name, `API not synced after ${timeout} ms: ${this.keepUntilSynced ? `keeping table ${GW_TABLE} as the previous agent left it` : 'programming fail-closed from what is known'} until it is`);
+      void all.then(() => ((this.synced = true), this.changed('initial sync')));
+    }
+    this.starting = false;
     await this.kick('start', true);
     // a full re-apply (repairs drift) every resyncMs while this node holds a floating IP, every
     // idleResyncMs otherwise (each one spawns ip and nft five times, ~15 ms of CPU each: an idle node
@@ -297,7 +313,9 @@ export class GatewayModule implements NodeModule {
       this.triggerAt = this.now();
       this.triggerWhat = what;
     }
-    if (this.debounce) return;
+    // the informers' first lists arrive one by one: start() programs once they all have (or once
+    // it gave up waiting), never from a half-filled cache
+    if (this.starting || this.debounce) return;
     this.debounce = setTimeout(() => {
       this.debounce = null;
       void this.kick(this.triggerWhat, false);
@@ -435,6 +453,7 @@ export class GatewayModule implements NodeModule {
     const t0 = this.now();
     const input = this.input();
     this.heartbeat?.setPeers(input.nodes.filter((n) => n.ip).map((n) => ({ name: n.name, ip: n.ip })));
+    if (!this.synced && this.keepUntilSynced) return;
     const plan = computeGatewayPlan(input);
     if (!force && this.lastPlan && JSON.stringify(plan) === JSON.stringify(this.lastPlan)) return;
     await this.program(plan, force);
@@ -472,7 +491,7 @@ export class GatewayModule implements NodeModule {
     const taking = plan.ownedIPs.map((o) => o.ip).filter((ip) => !this.owned.has(ip));
     let committed = false;
     if (this.ctsync && taking.length) {
-      const c = await this.ctsync.commit(plan.floatingIPs, plan.ownedIPs.map((o) => o.ip), renderStrayReplyFence(this.lastPlan, taking, { uplink: this.uplink }));
+      const c = await this.ctsync.commit(plan.floatingIPs, plan.ownedIPs.map((o) => o.ip), { pre: renderStrayReplyFence(this.lastPlan, taking, { uplink: this.uplink }) });
       committed = c.ok;
       if (c.ok) this.ctx.log(this.name, `conntrack sync: committed ${c.entries ?? '?'} replicated binding(s) in ${c.ms} ms before taking ${taking.join(', ')}`);
     }
@@ -496,23 +515,45 @@ export class GatewayModule implements NodeModule {
       return !m || force || routes.get(Number(m[3])) !== `${m[1]} ${m[2]}`;
     });
     await this.sys.ipBatch(before);
-    // resync: re-apply only if the table is gone (a full re-apply would reset the counters)
-    const drift = force && ruleset === this.lastRuleset && !(await this.sys.nftTableExists('ip', GW_TABLE).catch(() => false));
-    if (drift) this.ctx.log(this.name, `table ${GW_TABLE} missing: re-created`);
-    if (drift || ruleset !== this.lastRuleset) {
-      await this.sys.nft(ruleset);
-      this.lastRuleset = ruleset;
-      this.st.nftApplies++;
-      this.st.rulesetHash = sha16(ruleset);
-    }
     // flows whose treatment changed are decided again: flushed right after the commit and BEFORE a
     // floating IP is added. A node taking an IP for its own pods' flows (route -> local) must have
     // their bindings back (replicated ones re-committed) before replies to the IP can arrive:
     // a reply finding no entry would be delivered to this node's own stack, which answers RST and
     // kills the connection at the far end (seen with a paused holder, whose traffic never pauses).
+    // Between the flush and that commit, the takeover window (render.ts renderTakeoverWindow)
+    // keeps the pods' own segments from making entries of their own.
     const flush = changedPairs(this.lastPlan, plan);
-    await this.flushPairs(flush);
-    if (committed && this.ctsync && flush.length) await this.ctsync.commit(plan.floatingIPs, plan.ownedIPs.map((o) => o.ip));
+    const window = committed && this.ctsync ? renderTakeoverWindow(plan, flush) : null;
+    // resync: re-apply only if the table is gone (a full re-apply would reset the counters)
+    const drift = force && ruleset === this.lastRuleset && !(await this.sys.nftTableExists('ip', GW_TABLE).catch(() => false));
+    if (drift) this.ctx.log(this.name, `table ${GW_TABLE} missing: re-created`);
+    if (drift || ruleset !== this.lastRuleset || window) {
+      this.lastRuleset = '';
+      await this.sys.nft(window ? ruleset + window : ruleset);
+      this.lastRuleset = ruleset;
+      this.st.nftApplies++;
+      this.st.rulesetHash = sha16(ruleset);
+    }
+    if (window && this.ctsync) {
+      const end = renderTakeoverWindowEnd();
+      const c = await this.ctsync.commit(plan.floatingIPs, plan.ownedIPs.map((o) => o.ip), { flush: conntrackFlushArgs(flush), post: end });
+      if (c.ok) {
+        this.st.conntrackFlushes += flush.length;
+        this.ctx.log(this.name, `conntrack sync: re-committed the bindings of ${flush.length} changed pair(s) of this node's pods in ${c.ms} ms (takeover window)`);
+      } else await this.flushPairs(flush);
+      if (!c.ok || c.postFailed) {
+        // the window must not outlive the commit: without it, loose pickup is what keeps flows
+        await this.sys.nft(end).catch(async (e: unknown) => {
+          this.ctx.log(this.name, `ending the takeover window: ${errorMessage(e)}; re-applying the ruleset`);
+          this.lastRuleset = '';
+          await this.sys.nft(ruleset);
+          this.lastRuleset = ruleset;
+        });
+      }
+    } else {
+      await this.flushPairs(flush);
+      if (committed && this.ctsync && flush.length) await this.ctsync.commit(plan.floatingIPs, plan.ownedIPs.map((o) => o.ip));
+    }
     const known = [...new Set([...plan.floatingIPs, ...this.owned])];
     const addrs = addressCommands(r.addresses, k.addrs, known, plan.nodeIP, this.uplink);
     await this.sys.ipBatch([...addrs.del, ...addrs.add]);
