@@ -34,14 +34,14 @@ export interface ControllerConfig {
   podCIDRs: string[];
   serviceCIDRs: string[];
   lease: LivenessTimings;
-  /** UDP port of the agents' liveness heartbeats (controller/client/heartbeat.ts), on listen.host; 0: none */
+  /** UDP port of the agents' liveness heartbeats (lib/liveness/heartbeat.ts), on listen.host; 0: none */
   heartbeatPort: number;
   /** fdatasync each write (default true) */
   fsync: boolean;
   bookmarkIntervalMs: number;
 }
 
-import { HEARTBEAT_PORT } from './client/heartbeat.js';
+import { HEARTBEAT_PORT } from '../lib/liveness/heartbeat.js';
 
 export class ConfigError extends Error {}
 

@@ -7,7 +7,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { parseAgentConfig } from '../agent/config.js';
 import { parseTokensFile } from './api/auth.js';
 import { startController, type RunningController } from './app.js';
-import { KubeClient, R } from './client/client.js';
+import { KubeClient, R } from '../lib/kube/client.js';
 import { parseConfig } from './config.js';
 import { generateLabConfigs, generateLabPki, LabConfigError, type LabDescription } from './lab-config.js';
 

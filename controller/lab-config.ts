@@ -18,7 +18,7 @@
 import { generateKeyPairSync, randomBytes, X509Certificate } from 'node:crypto';
 import { posix } from 'node:path';
 import { parseAgentConfig, type AgentFlavour } from '../agent/config.js';
-import { kubeconfigYaml } from './client/kubeconfig.js';
+import { kubeconfigYaml } from '../lib/kube/kubeconfig.js';
 import { parseConfig } from './config.js';
 import { cidrContains, isIPv4, parseCidr4 } from './logic/cidr.js';
 import { DEFAULT_TIMINGS, type LivenessTimings } from './logic/liveness.js';

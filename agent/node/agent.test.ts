@@ -5,9 +5,9 @@ import { existsSync, lstatSync, mkdirSync, mkdtempSync, readFileSync, readlinkSy
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { R } from '../../controller/client/client.js';
+import { R } from '../../lib/kube/client.js';
 import { nodeToken, startTestController, waitFor, type TestController } from '../../controller/testing.js';
-import type { KubeObject } from '../../controller/api/types.js';
+import type { KubeObject } from '../../lib/kube/types.js';
 import { parseAgentConfig, type AgentConfig } from '../config.js';
 import { DEFAULT_NON_MASQUERADE_CIDRS } from '../masq/constants.js';
 import { FakeNft } from '../masq/testing/fakes.js';

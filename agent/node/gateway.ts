@@ -22,8 +22,8 @@
  * rather than nothing: a node going away must not forward matched traffic with a pod IP.
  */
 import { createHash } from 'node:crypto';
-import { R, type Informer } from '../../controller/client/client.js';
-import type { KubeObject } from '../../controller/api/types.js';
+import { R, type Informer } from '../../lib/kube/client.js';
+import type { KubeObject } from '../../lib/kube/types.js';
 import { ARP_ALIVE_REFRESH_MS, GARP_SCHEDULE_MS, GW_TABLE, STALE_AFTER_MS } from '../gateway/constants.js';
 import { Heartbeat } from '../gateway/heartbeat.js';
 import {

@@ -12,7 +12,7 @@
 //   - any other authenticated user: read-only.
 import { readFileSync } from 'node:fs';
 import type { ResourceDef } from './resources.js';
-import type { KubeObject } from './types.js';
+import type { KubeObject } from '../../lib/kube/types.js';
 
 export interface UserInfo {
   name: string;

@@ -11,13 +11,13 @@ import {
   SelectorSyntaxError,
   type FieldRequirement,
   type Requirement,
-} from '../logic/selectors.js';
+} from '../../lib/kube/selectors.js';
 import { authorize, type UserInfo, type Verb } from './auth.js';
 import { ApiError, errors, type Qualified } from './errors.js';
 import { applyPatch } from './patch.js';
 import { apiVersionOf, resourceKey, type Registry, type ResourceDef } from './resources.js';
 import type { Store } from './store.js';
-import type { KubeList, KubeObject } from './types.js';
+import type { KubeList, KubeObject } from '../../lib/kube/types.js';
 
 /** Structural checks of core kinds beyond metadata (kube-apiserver's, for the kinds that have them here). */
 function coreProblems(def: { group: string; plural: string }, obj: KubeObject): FieldProblem[] {

@@ -4,9 +4,9 @@
 // they are evaluated continuously by the controller (see gateway.ts), so that `kubectl apply -f DIR`
 // works whatever the order of the files.
 import { isIPv4, nonUnicastReason, parseCidr4 } from './cidr.js';
-import { validateLabelSelector, validateLabels, type FieldProblem } from './selectors.js';
+import { validateLabelSelector, validateLabels, type FieldProblem } from '../../lib/kube/selectors.js';
 
-export type { FieldProblem } from './selectors.js';
+export type { FieldProblem } from '../../lib/kube/selectors.js';
 
 /** Formats one problem the way Kubernetes' field.Error does. */
 export function formatProblem(p: FieldProblem): string {

@@ -1,6 +1,6 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { verifyBeacon, BeaconReceiver, type BeaconKey } from './beacon-receiver.js';
-import { heartbeatMac, heartbeatPayload } from '../client/heartbeat.js';
+import { heartbeatMac, heartbeatPayload } from '../../lib/liveness/heartbeat.js';
 import { Beacon } from '../../agent/node/beacon.js';
 import { pollUntil } from '../../harness/util/poll.js';
 

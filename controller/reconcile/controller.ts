@@ -5,12 +5,13 @@
 import { NODE_LEASE_NAMESPACE } from '../api/auth.js';
 import { CONTROLLER_USER, SYSTEM_NAMESPACES, type RequestContext, type ResourceService } from '../api/service.js';
 import type { StoreEvent } from '../api/store.js';
-import type { KubeObject } from '../api/types.js';
+import type { KubeObject } from '../../lib/kube/types.js';
 import type { ControllerConfig } from '../config.js';
 import type { AllocNode, NodeState } from '../logic/allocator.js';
 import { defaultPolicy, ipMasqAgentConfig, managedPolicy, managedPolicyName, MANAGED_BY_LABEL, MANAGER, noSnatDestinations, DEFAULT_POLICY_NAME } from '../logic/autopilot.js';
 import { reconcileGateway, type PolicyState } from '../logic/gateway.js';
-import { LivenessTracker, StallAwareClock } from '../logic/liveness.js';
+import { LivenessTracker } from '../logic/liveness.js';
+import { StallAwareClock } from '../../lib/liveness/stall-aware-clock.js';
 import { IP_MASQ_NAME, IP_MASQ_NAMESPACE } from './admission.js';
 import { EventRecorder } from './events.js';
 

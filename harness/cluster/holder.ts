@@ -7,7 +7,7 @@
  * control-plane node stops renewing its lease), restarts that agent, and returns the new holder.
  */
 import type { Lab } from '../lab/lab.js';
-import type { KubeClient } from '../../controller/client/client.js';
+import type { KubeClient } from '../../lib/kube/client.js';
 import { pollUntil, type Clock } from '../util/poll.js';
 import { startProcess, stopProcess } from '../lab/process.js';
 import { AGENT_PROCESS, agentCommand, controlPlaneNode } from './cluster.js';

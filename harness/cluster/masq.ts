@@ -6,8 +6,8 @@
  */
 import type { Lab } from '../lab/lab.js';
 import type { Topology } from '../topology/types.js';
-import { R, type KubeClient } from '../../controller/client/client.js';
-import type { KubeObject } from '../../controller/api/types.js';
+import { R, type KubeClient } from '../../lib/kube/client.js';
+import type { KubeObject } from '../../lib/kube/types.js';
 import { DEFAULT_LAB_PATHS } from '../../controller/lab-config.js';
 import { masqConfigHash, parseMasqConfig } from '../../agent/masq/config.js';
 import { pollUntil, type Clock } from '../util/poll.js';

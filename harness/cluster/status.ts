@@ -4,8 +4,8 @@
  * (/run/egresslab/agent-status.json: phase, lease, masquerade config hash, last error).
  */
 import type { Lab } from '../lab/lab.js';
-import { R, type KubeClient } from '../../controller/client/client.js';
-import type { KubeObject } from '../../controller/api/types.js';
+import { R, type KubeClient } from '../../lib/kube/client.js';
+import type { KubeObject } from '../../lib/kube/types.js';
 import { DEFAULT_LAB_PATHS } from '../../controller/lab-config.js';
 import { AGENT_PROCESS, CONTROLLER_PROCESS, controlPlaneNode } from './cluster.js';
 import { processRunning } from '../lab/process.js';

@@ -4,7 +4,7 @@
  * Usage: node cluster-ready.js --info /etc/egresslab/harness.json --nodes a,b,c [--timeout-ms 20000]
  * Exit 0 when all are Up; 1 with what is missing on stderr at the deadline.
  */
-import { R } from '../../controller/client/client.js';
+import { R } from '../../lib/kube/client.js';
 import { arg, runApiProgram } from './api-program.js';
 
 const nodes = (arg('nodes') ?? '').split(',').filter(Boolean);

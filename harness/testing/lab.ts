@@ -11,7 +11,7 @@ import { closeClusterAccess } from '../cluster/access.js';
 import { announceKept, keepMode, shouldKeep } from './keep.js';
 import { clusterApi } from '../cluster/access.js';
 import { controlPlaneNode } from '../cluster/cluster.js';
-import { R } from '../../controller/client/client.js';
+import { R } from '../../lib/kube/client.js';
 import { auditLiveness, recordAudit } from './liveness-audit.js';
 
 /** Reads the lab's Events and records its liveness audit (cluster labs only; never fails a teardown). */

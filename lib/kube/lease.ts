@@ -1,6 +1,6 @@
 // Node lease renewal (what each node's agent runs): kube-node-lease/<node>, renewed every
-// `intervalMs`; the controller declares the node Down when renewals stop (see logic/liveness.ts).
-import type { KubeObject } from '../api/types.js';
+// `intervalMs`; the controller declares the node Down when renewals stop (see controller/logic/liveness.ts).
+import type { KubeObject } from './types.js';
 import { KubeApiError, R, type KubeClient } from './client.js';
 
 export const NODE_LEASE_NAMESPACE = 'kube-node-lease';
