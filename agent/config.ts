@@ -23,7 +23,7 @@
  * falling back to a default.
  */
 import { isAbsolute, dirname } from 'node:path';
-import { isIPv4, parseCidr4 } from '../controller/logic/cidr.js';
+import { isIPv4, parseCidr4 } from '../lib/net/addresses.js';
 
 export type AgentFlavour = 'ip-masq-agent' | 'autopilot' | 'default-snat' | 'none';
 export const AGENT_FLAVOURS: readonly AgentFlavour[] = ['ip-masq-agent', 'autopilot', 'default-snat', 'none'];

@@ -1,5 +1,5 @@
 // Controller configuration: a JSON file (path from argv[2] or EGRESSLAB_CONTROLLER_CONFIG).
-import { isIPv4, parseCidr4 } from './logic/cidr.js';
+import { isIPv4, parseCidr4 } from '../lib/net/addresses.js';
 import { DEFAULT_TIMINGS, type LivenessTimings } from './logic/liveness.js';
 
 export type Flavour = 'standard' | 'autopilot';

@@ -20,7 +20,7 @@ import { posix } from 'node:path';
 import { parseAgentConfig, type AgentFlavour } from '../agent/config.js';
 import { kubeconfigYaml } from '../lib/kube/kubeconfig.js';
 import { parseConfig } from './config.js';
-import { cidrContains, isIPv4, parseCidr4 } from './logic/cidr.js';
+import { cidrContains, isIPv4, parseCidr4 } from '../lib/net/addresses.js';
 import { DEFAULT_TIMINGS, type LivenessTimings } from './logic/liveness.js';
 import { buildCertificate } from './tls/selfsigned.js';
 

@@ -15,7 +15,7 @@
  *  - replies of connections the pod accepted (ct established/related) are always allowed.
  */
 import type { KubeObject } from '../../lib/kube/types.js';
-import { isIPv4, normaliseCidrList, parseCidr4 } from '../../controller/logic/cidr.js';
+import { isIPv4, normaliseCidrList, parseCidr4 } from '../../lib/net/addresses.js';
 import { labelSelectorMatches, type LabelSelector } from '../../lib/kube/selectors.js';
 import type { NamespaceInfo, PodInfo } from './model.js';
 

@@ -12,7 +12,7 @@ import { pollUntil, type Clock } from '../util/poll.js';
 import { startProcess, stopProcess } from '../lab/process.js';
 import { AGENT_PROCESS, agentCommand, controlPlaneNode } from './cluster.js';
 import { everyNodeUp, gatewayOf, type GatewayStatus } from './status.js';
-import { isIPv4 } from '../topology/addresses.js';
+import { isIPv4 } from '../../lib/net/addresses.js';
 import { ValidationError } from '../util/errors.js';
 
 
