@@ -24,6 +24,7 @@
  */
 import { isAbsolute, dirname } from 'node:path';
 import { isIPv4, parseCidr4 } from '../lib/net/addresses.js';
+import { IP_MASQ_KEY, IP_MASQ_NAME, IP_MASQ_NAMESPACE } from '../lib/kube/well-known.js';
 
 export type AgentFlavour = 'ip-masq-agent' | 'autopilot' | 'default-snat' | 'none';
 export const AGENT_FLAVOURS: readonly AgentFlavour[] = ['ip-masq-agent', 'autopilot', 'default-snat', 'none'];
@@ -228,7 +229,7 @@ export function parseAgentConfig(raw: unknown): AgentConfig {
     bad('ipMasqAgentConfigPath', ipMasqAgentConfigPath, 'must be inside a directory of its own (the projection owns that directory)');
   }
 
-  let ipMasqConfigMap = { namespace: 'kube-system', name: 'ip-masq-agent', key: 'config' };
+  let ipMasqConfigMap = { namespace: IP_MASQ_NAMESPACE, name: IP_MASQ_NAME, key: IP_MASQ_KEY };
   const cm = c.ipMasqConfigMap;
   if (cm !== undefined) {
     if (typeof cm !== 'object' || cm === null || Array.isArray(cm)) bad('ipMasqConfigMap', cm, 'must be an object {namespace, name, key}');

@@ -1,5 +1,6 @@
 // Controller configuration: a JSON file (path from argv[2] or EGRESSLAB_CONTROLLER_CONFIG).
 import { isIPv4, parseCidr4 } from '../lib/net/addresses.js';
+import { GATEWAY_NAMESPACE } from '../lib/kube/well-known.js';
 import { DEFAULT_TIMINGS, type LivenessTimings } from './logic/liveness.js';
 
 export type Flavour = 'standard' | 'autopilot';
@@ -117,7 +118,7 @@ export function parseConfig(raw: unknown): ControllerConfig {
     tls,
     clusterName,
     flavour,
-    gatewayNamespace: typeof c.gatewayNamespace === 'string' && c.gatewayNamespace ? c.gatewayNamespace : 'kube-system',
+    gatewayNamespace: typeof c.gatewayNamespace === 'string' && c.gatewayNamespace ? c.gatewayNamespace : GATEWAY_NAMESPACE,
     clusterNamespace: typeof c.clusterNamespace === 'string' && c.clusterNamespace ? c.clusterNamespace : `cluster-${clusterName}`,
     nodes,
     podCIDRs: cidrList(c.podCIDRs, 'podCIDRs'),

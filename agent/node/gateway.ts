@@ -57,9 +57,7 @@ import {
 import { ExecGatewaySystem, type GatewaySystem } from '../gateway/system.js';
 import { ConntrackSync, CTSYNC_BULK_MS, renderCtSyncTable, type ConntrackSyncOptions } from '../gateway/conntrack-sync.js';
 import { errorMessage, type NodeModule, type NodeModuleContext } from './module.js';
-
-export const GATEWAY_NAMESPACE = 'kube-system';
-export const GATEWAY_NAME = 'default';
+import { GATEWAY_NAME, GATEWAY_NAMESPACE } from '../../lib/kube/well-known.js';
 
 export interface GatewayModuleOptions {
   system?: GatewaySystem;

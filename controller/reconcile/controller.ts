@@ -2,7 +2,6 @@
 // allocation into the AnthosNetworkGateway status and the AnthosNetworkGatewayNodes, policy
 // conditions and UnknownEgressIP Events, and in Autopilot the EgressNATPolicy -> ip-masq-agent
 // ConfigMap projection with the `default` and managed `gke-<hash>` policies.
-import { NODE_LEASE_NAMESPACE } from '../api/auth.js';
 import { CONTROLLER_USER, SYSTEM_NAMESPACES, type RequestContext, type ResourceService } from '../api/service.js';
 import type { StoreEvent } from '../api/store.js';
 import type { KubeObject } from '../../lib/kube/types.js';
@@ -12,11 +11,10 @@ import { defaultPolicy, ipMasqAgentConfig, managedPolicy, managedPolicyName, MAN
 import { reconcileGateway, type PolicyState } from '../logic/gateway.js';
 import { LivenessTracker } from '../logic/liveness.js';
 import { StallAwareClock } from '../../lib/liveness/stall-aware-clock.js';
-import { IP_MASQ_NAME, IP_MASQ_NAMESPACE } from './admission.js';
+import { GATEWAY_NAME, IP_MASQ_NAME, IP_MASQ_NAMESPACE, NODE_LEASE_NAMESPACE } from '../../lib/kube/well-known.js';
 import { EventRecorder } from './events.js';
 
 export const SUBNET_ANNOTATION = 'networking.egresslab.io/subnet';
-export const GATEWAY_NAME = 'default';
 const GKE = 'networking.gke.io';
 const V1A1 = 'v1alpha1';
 

@@ -3,6 +3,27 @@
  * namespaces and objects every side reads or writes by name, and the ip-masq-agent defaults.
  */
 
+/** The namespace of the cluster's system objects. */
+export const KUBE_SYSTEM = 'kube-system';
+
+/** Where each node's Lease lives (kube-node-lease/<node>). */
+export const NODE_LEASE_NAMESPACE = 'kube-node-lease';
+
+/**
+ * The AnthosNetworkGateway the agents follow: kube-system/default (the controller mirrors the
+ * cluster namespace's `default` there, docs/controller.md).
+ */
+export const GATEWAY_NAMESPACE = KUBE_SYSTEM;
+/** The name of the served AnthosNetworkGateway, in its namespace. */
+export const GATEWAY_NAME = 'default';
+
+/** The ip-masq-agent ConfigMap: kube-system/ip-masq-agent, key `config` (projected to the agent's config file). */
+export const IP_MASQ_NAMESPACE = KUBE_SYSTEM;
+/** The ip-masq-agent ConfigMap's name. */
+export const IP_MASQ_NAME = 'ip-masq-agent';
+/** The ip-masq-agent ConfigMap's key holding the config. */
+export const IP_MASQ_KEY = 'config';
+
 /**
  * Default non-masquerade destinations (SPEC section 1): the 11 ranges upstream uses with
  * `--nomasq-all-reserved-ranges=true`, which is what GKE runs with.
