@@ -1,6 +1,6 @@
 /**
  * The node agent's configuration: one JSON file per node (path from argv[2] or
- * EGRESSLAB_AGENT_CONFIG), written by the harness (see controller/lab-config.ts, which generates it).
+ * EGRESSLAB_AGENT_CONFIG), written by the harness (see harness/cluster/lab-config.ts, which generates it).
  *
  *   {
  *     "nodeName": "worker1",

@@ -42,7 +42,7 @@
  */
 import { R, type KubeClient } from '../lib/kube/client.js';
 import type { KubeObject } from '../lib/kube/types.js';
-import { DEFAULT_LAB_PATHS } from '../controller/lab-config.js';
+import { DEFAULT_LAB_PATHS } from '../harness/cluster/lab-config.js';
 import type { Lab } from '../harness/lab/lab.js';
 import type { ContinuousProbe } from '../harness/probe/probe.js';
 import { leaks, type Timeline, type TimelinePacket } from '../harness/probe/timeline.js';

@@ -23,7 +23,7 @@ import { topologyFromArg } from '../harness/topology/load.js';
 import { pollUntil } from '../harness/util/poll.js';
 import { R, type KubeClient } from '../lib/kube/client.js';
 import type { KubeObject } from '../lib/kube/types.js';
-import { DEFAULT_LAB_PATHS } from '../controller/lab-config.js';
+import { DEFAULT_LAB_PATHS } from '../harness/cluster/lab-config.js';
 import { processLog } from '../harness/lab/process.js';
 import { parseMasqConfig } from '../agent/masq/config.js';
 import { renderMasqRuleset } from '../agent/masq/render.js';

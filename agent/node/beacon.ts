@@ -14,7 +14,7 @@
  * or paused agent (every thread frozen) stops at once.
  *
  * Wire format: lib/liveness/heartbeat.ts (the worker below is plain JavaScript evaluated in a
- * thread, so it spells the same format out; beacon.test.ts checks the two agree). The controller
+ * thread, so it spells the same format out; integration/beacon.test.ts checks the two agree). The controller
  * checks the MAC with the node's bearer token, the source address against the node's address, and
  * that (epoch, seq) only grows (no replay).
  */

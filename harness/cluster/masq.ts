@@ -9,7 +9,7 @@ import type { Topology } from '../topology/types.js';
 import { R, type KubeClient } from '../../lib/kube/client.js';
 import type { KubeObject } from '../../lib/kube/types.js';
 import { IP_MASQ_NAME, IP_MASQ_NAMESPACE } from '../../lib/kube/well-known.js';
-import { DEFAULT_LAB_PATHS } from '../../controller/lab-config.js';
+import { DEFAULT_LAB_PATHS } from './lab-config.js';
 import { masqConfigHash, parseMasqConfig } from '../../agent/masq/config.js';
 import { pollUntil, type Clock } from '../util/poll.js';
 import { ValidationError } from '../util/errors.js';

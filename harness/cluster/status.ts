@@ -7,7 +7,7 @@ import type { Lab } from '../lab/lab.js';
 import { R, type KubeClient } from '../../lib/kube/client.js';
 import type { KubeObject } from '../../lib/kube/types.js';
 import { GATEWAY_NAME, GATEWAY_NAMESPACE } from '../../lib/kube/well-known.js';
-import { DEFAULT_LAB_PATHS } from '../../controller/lab-config.js';
+import { DEFAULT_LAB_PATHS } from './lab-config.js';
 import { AGENT_PROCESS, CONTROLLER_PROCESS, controlPlaneNode } from './cluster.js';
 import { processRunning } from '../lab/process.js';
 

@@ -35,7 +35,7 @@ import type { KubeClient } from '../../lib/kube/client.js';
 import type { KubeObject } from '../../lib/kube/types.js';
 import type { GatewayStatus } from '../../harness/cluster/status.js';
 import { podRegistration } from '../../harness/cluster/pods.js';
-import { DEFAULT_LAB_PATHS } from '../../controller/lab-config.js';
+import { DEFAULT_LAB_PATHS } from '../../harness/cluster/lab-config.js';
 import { topologyFromArg } from '../../harness/topology/load.js';
 import { parseTopology } from '../../harness/topology/validate.js';
 import { planLab } from '../../harness/topology/plan.js';
