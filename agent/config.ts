@@ -1,6 +1,6 @@
 /**
  * The node agent's configuration: one JSON file per node (path from argv[2] or
- * EGRESSLAB_AGENT_CONFIG), written by the harness (see controller/lab-config.ts, which generates it).
+ * EGRESSLAB_AGENT_CONFIG), written by the harness (see harness/cluster/lab-config.ts, which generates it).
  *
  *   {
  *     "nodeName": "worker1",
@@ -23,7 +23,8 @@
  * falling back to a default.
  */
 import { isAbsolute, dirname } from 'node:path';
-import { isIPv4, parseCidr4 } from '../controller/logic/cidr.js';
+import { isIPv4, parseCidr4 } from '../lib/net/addresses.js';
+import { IP_MASQ_KEY, IP_MASQ_NAME, IP_MASQ_NAMESPACE } from '../lib/kube/well-known.js';
 
 export type AgentFlavour = 'ip-masq-agent' | 'autopilot' | 'default-snat' | 'none';
 export const AGENT_FLAVOURS: readonly AgentFlavour[] = ['ip-masq-agent', 'autopilot', 'default-snat', 'none'];
@@ -228,7 +229,7 @@ export function parseAgentConfig(raw: unknown): AgentConfig {
     bad('ipMasqAgentConfigPath', ipMasqAgentConfigPath, 'must be inside a directory of its own (the projection owns that directory)');
   }
 
-  let ipMasqConfigMap = { namespace: 'kube-system', name: 'ip-masq-agent', key: 'config' };
+  let ipMasqConfigMap = { namespace: IP_MASQ_NAMESPACE, name: IP_MASQ_NAME, key: IP_MASQ_KEY };
   const cm = c.ipMasqConfigMap;
   if (cm !== undefined) {
     if (typeof cm !== 'object' || cm === null || Array.isArray(cm)) bad('ipMasqConfigMap', cm, 'must be an object {namespace, name, key}');

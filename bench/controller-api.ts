@@ -2,10 +2,10 @@
 // fdatasync): create -> watch-event latency, and lease-expiry -> reassignment-in-status latency.
 // Run: npm run build && node dist/bench/controller-api.js [createRuns] [failoverRuns]
 import { performance } from 'node:perf_hooks';
-import { R } from '../controller/client/client.js';
-import { startLeaseRenewer, type LeaseRenewer } from '../controller/client/lease.js';
+import { R } from '../lib/kube/client.js';
+import { startLeaseRenewer, type LeaseRenewer } from '../lib/kube/lease.js';
 import { startTestController, waitFor } from '../controller/testing.js';
-import type { WatchEvent } from '../controller/api/types.js';
+import type { WatchEvent } from '../lib/kube/types.js';
 
 function pct(xs: number[], p: number): number {
   const s = [...xs].sort((a, b) => a - b);

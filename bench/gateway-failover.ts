@@ -18,7 +18,7 @@ import { gatewayOf } from '../harness/cluster/status.js';
 import { workerHolder } from '../harness/cluster/holder.js';
 import { pollUntil } from '../harness/util/poll.js';
 import { leaks, outages, sourceCounts } from '../harness/probe/timeline.js';
-import { DEFAULT_LAB_PATHS } from '../controller/lab-config.js';
+import { DEFAULT_LAB_PATHS } from '../harness/cluster/lab-config.js';
 
 function arg(name: string, fallback: string): string {
   const i = process.argv.indexOf(`--${name}`);

@@ -40,9 +40,9 @@
  *   npm run build && node dist/bench/gateway-policy.js [--runs 30] [--interval 5] [--proto udp|tcp]
  *        [--change create|cidr] [--pod NS/NAME]
  */
-import { R, type KubeClient } from '../controller/client/client.js';
-import type { KubeObject } from '../controller/api/types.js';
-import { DEFAULT_LAB_PATHS } from '../controller/lab-config.js';
+import { R, type KubeClient } from '../lib/kube/client.js';
+import type { KubeObject } from '../lib/kube/types.js';
+import { DEFAULT_LAB_PATHS } from '../harness/cluster/lab-config.js';
 import type { Lab } from '../harness/lab/lab.js';
 import type { ContinuousProbe } from '../harness/probe/probe.js';
 import { leaks, type Timeline, type TimelinePacket } from '../harness/probe/timeline.js';

@@ -28,7 +28,7 @@
  *   npm run build && node dist/bench/gateway-throughput.js [--rounds 3] [--seconds 5] [--omit 1]
  *   (iperf3 -t SECONDS -O OMIT: the first OMIT seconds, TCP slow start, are left out of the figure)
  */
-import type { KubeObject } from '../controller/api/types.js';
+import type { KubeObject } from '../lib/kube/types.js';
 import type { Lab } from '../harness/lab/lab.js';
 import { workerHolder } from '../harness/cluster/holder.js';
 import { pollUntil } from '../harness/util/poll.js';

@@ -20,9 +20,9 @@ import { randomBytes } from 'node:crypto';
 import { Lab } from '../harness/lab/lab.js';
 import { topologyFromArg } from '../harness/topology/load.js';
 import { pollUntil } from '../harness/util/poll.js';
-import { R, type KubeClient } from '../controller/client/client.js';
-import type { KubeObject } from '../controller/api/types.js';
-import { DEFAULT_LAB_PATHS } from '../controller/lab-config.js';
+import { R, type KubeClient } from '../lib/kube/client.js';
+import type { KubeObject } from '../lib/kube/types.js';
+import { DEFAULT_LAB_PATHS } from '../harness/cluster/lab-config.js';
 import type { ClientRecord, Proto } from '../harness/inlab/protocol.js';
 
 function arg(name: string, fallback: string): string {

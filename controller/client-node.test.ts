@@ -1,7 +1,7 @@
 // @kubernetes/client-node (the official JavaScript client) lists and watches against the server.
 import * as k8s from '@kubernetes/client-node';
 import { afterEach, describe, expect, it } from 'vitest';
-import { R } from './client/client.js';
+import { R } from '../lib/kube/client.js';
 import { startTestController, waitFor, type TestController } from './testing.js';
 
 let t: TestController | undefined;

@@ -1,5 +1,6 @@
 // Controller configuration: a JSON file (path from argv[2] or EGRESSLAB_CONTROLLER_CONFIG).
-import { isIPv4, parseCidr4 } from './logic/cidr.js';
+import { isIPv4, parseCidr4 } from '../lib/net/addresses.js';
+import { GATEWAY_NAMESPACE } from '../lib/kube/well-known.js';
 import { DEFAULT_TIMINGS, type LivenessTimings } from './logic/liveness.js';
 
 export type Flavour = 'standard' | 'autopilot';
@@ -34,14 +35,14 @@ export interface ControllerConfig {
   podCIDRs: string[];
   serviceCIDRs: string[];
   lease: LivenessTimings;
-  /** UDP port of the agents' liveness heartbeats (controller/client/heartbeat.ts), on listen.host; 0: none */
+  /** UDP port of the agents' liveness heartbeats (lib/liveness/heartbeat.ts), on listen.host; 0: none */
   heartbeatPort: number;
   /** fdatasync each write (default true) */
   fsync: boolean;
   bookmarkIntervalMs: number;
 }
 
-import { HEARTBEAT_PORT } from './client/heartbeat.js';
+import { HEARTBEAT_PORT } from '../lib/liveness/heartbeat.js';
 
 export class ConfigError extends Error {}
 
@@ -117,7 +118,7 @@ export function parseConfig(raw: unknown): ControllerConfig {
     tls,
     clusterName,
     flavour,
-    gatewayNamespace: typeof c.gatewayNamespace === 'string' && c.gatewayNamespace ? c.gatewayNamespace : 'kube-system',
+    gatewayNamespace: typeof c.gatewayNamespace === 'string' && c.gatewayNamespace ? c.gatewayNamespace : GATEWAY_NAMESPACE,
     clusterNamespace: typeof c.clusterNamespace === 'string' && c.clusterNamespace ? c.clusterNamespace : `cluster-${clusterName}`,
     nodes,
     podCIDRs: cidrList(c.podCIDRs, 'podCIDRs'),

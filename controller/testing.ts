@@ -4,8 +4,8 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startController, type RunningController, type StartOptions } from './app.js';
-import { KubeClient } from './client/client.js';
-import { kubeconfigYaml } from './client/kubeconfig.js';
+import { KubeClient } from '../lib/kube/client.js';
+import { kubeconfigYaml } from '../lib/kube/kubeconfig.js';
 import { parseConfig, type ControllerConfig } from './config.js';
 
 export const ADMIN_TOKEN = 'admin-token-0123456789';

@@ -28,6 +28,7 @@
  */
 import { spawn as nodeSpawn } from 'node:child_process';
 import { run } from './system.js';
+import { isIPv4 } from '../../lib/net/addresses.js';
 import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { dirname } from 'node:path';
 
@@ -39,7 +40,6 @@ export const CTSYNC_BULK_MS = 2000;
 export const CTSYNC_RUN_DIR = '/run/egresslab/conntrackd';
 
 const IFNAME = /^[A-Za-z0-9_.-]{1,15}$/;
-const IPV4 = /^(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)(\.(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)){3}$/;
 
 export interface ConntrackdConfigInput {
   nodeIP: string;
@@ -70,11 +70,11 @@ export function conntrackdPaths(runDir: string = CTSYNC_RUN_DIR): ConntrackdPath
 /** Refuses anything that would put conntrackd off the node segment or break its config syntax. */
 export function conntrackdConfigIssues(i: ConntrackdConfigInput): string[] {
   const issues: string[] = [];
-  if (!IPV4.test(i.nodeIP)) issues.push(`nodeIP: must be an IPv4 address (got ${JSON.stringify(i.nodeIP)})`);
+  if (!isIPv4(i.nodeIP)) issues.push(`nodeIP: must be an IPv4 address (got ${JSON.stringify(i.nodeIP)})`);
   if (!IFNAME.test(i.uplink)) issues.push(`uplink: must be an interface name (got ${JSON.stringify(i.uplink)})`);
   const g = i.group ?? CTSYNC_GROUP;
   const first = Number(g.split('.')[0]);
-  if (!IPV4.test(g) || first < 224 || first > 239) issues.push(`group: must be an IPv4 multicast address (got ${JSON.stringify(g)})`);
+  if (!isIPv4(g) || first < 224 || first > 239) issues.push(`group: must be an IPv4 multicast address (got ${JSON.stringify(g)})`);
   const port = i.port ?? CTSYNC_PORT;
   if (!Number.isInteger(port) || port < 1 || port > 65535) issues.push(`port: must be 1-65535 (got ${JSON.stringify(port)})`);
   const dir = i.runDir ?? CTSYNC_RUN_DIR;
@@ -145,7 +145,7 @@ export const CTSYNC_EVENTS = 'new,related,destroy,reply,assured,protoinfo';
  */
 export function renderCtSyncTable(ownedIPs: readonly string[], opts: { enabled: boolean; tableName?: string }): string {
   const table = opts.tableName ?? CTSYNC_TABLE;
-  for (const ip of ownedIPs) if (!IPV4.test(ip)) throw new Error(`invalid floating IP ${JSON.stringify(ip)}`);
+  for (const ip of ownedIPs) if (!isIPv4(ip)) throw new Error(`invalid floating IP ${JSON.stringify(ip)}`);
   let out = `table ip ${table} {}\ndelete table ip ${table}\n`;
   if (!opts.enabled) return out;
   const owned = ownedIPs.length ? ` elements = { ${[...ownedIPs].sort().join(', ')} };` : '';

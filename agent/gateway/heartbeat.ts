@@ -18,7 +18,7 @@
  * count, so a starved agent never takes itself for cut off.
  */
 import { createSocket, type Socket } from 'node:dgram';
-import { StallAwareClock } from '../../controller/logic/liveness.js';
+import { StallAwareClock } from '../../lib/liveness/stall-aware-clock.js';
 import { HEARTBEAT_INTERVAL_MS, HEARTBEAT_ISOLATION_MS, HEARTBEAT_MISSES, HEARTBEAT_PORT } from './constants.js';
 
 export interface HeartbeatOptions {

@@ -13,9 +13,9 @@
  * Conflicts are resolved by policy name order: the first policy (by name) that matches a
  * (source, destination) pair decides, on every node alike.
  */
-import { labelSelectorMatches, type LabelSelector } from '../../controller/logic/selectors.js';
-import { cidrTextContains, isIPv4, normaliseCidrList, parseCidr4 } from '../../controller/logic/cidr.js';
-import type { KubeObject } from '../../controller/api/types.js';
+import { labelSelectorMatches, type LabelSelector } from '../../lib/kube/selectors.js';
+import { cidrTextContains, isIPv4, normaliseCidrList, parseCidr4 } from '../../lib/net/addresses.js';
+import type { KubeObject } from '../../lib/kube/types.js';
 import { EGRESS_GW_BYPASS_MARK, GW_MARK_SHIFT, GW_MAX_INDEX, GW_RULE_PREF, GW_TABLE_BASE } from './constants.js';
 import { compileNetworkPolicies, type NetpolPlan, type NetworkPolicyInfo, networkPolicyFromObject } from './netpol.js';
 

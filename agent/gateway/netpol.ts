@@ -14,9 +14,9 @@
  *    be resolved here (no container specs): a rule port given by name allows nothing (warning);
  *  - replies of connections the pod accepted (ct established/related) are always allowed.
  */
-import type { KubeObject } from '../../controller/api/types.js';
-import { isIPv4, normaliseCidrList, parseCidr4 } from '../../controller/logic/cidr.js';
-import { labelSelectorMatches, type LabelSelector } from '../../controller/logic/selectors.js';
+import type { KubeObject } from '../../lib/kube/types.js';
+import { isIPv4, normaliseCidrList, parseCidr4 } from '../../lib/net/addresses.js';
+import { labelSelectorMatches, type LabelSelector } from '../../lib/kube/selectors.js';
 import type { NamespaceInfo, PodInfo } from './model.js';
 
 export interface NetpolPeer {

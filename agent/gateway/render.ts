@@ -34,7 +34,7 @@
  *   chain output        arp saddr ip @floating arp saddr ip != @alive drop
  */
 import { EGRESS_GW_BYPASS_MARK, EGRESS_GW_BYPASS_MASK } from '../masq/constants.js';
-import { maskOf, parseCidr4 } from '../../controller/logic/cidr.js';
+import { maskOf, parseCidr4 } from '../../lib/net/addresses.js';
 import {
   ARP_ALIVE_TIMEOUT_MS,
   GW_FENCE_PREF,

@@ -27,7 +27,7 @@
  * Upstream stops at the first error; we collect all of them (same outcome: the file is refused).
  */
 import { parseAllDocuments } from 'yaml';
-import { formatCidr, parseCidr } from './cidr.js';
+import { formatCidr, parseCidr } from '../../lib/net/addresses.js';
 import { DEFAULT_NON_MASQUERADE_CIDRS, DEFAULT_RESYNC_INTERVAL_MS, MAX_RESYNC_INTERVAL_MS } from './constants.js';
 import { nsToMs, parseGoDuration } from './duration.js';
 import { createHash } from 'node:crypto';

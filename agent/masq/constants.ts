@@ -30,26 +30,10 @@ export const EGRESS_GW_BYPASS_MARK = 0x00002000;
 export const EGRESS_GW_BYPASS_MASK = 0x00002000;
 
 /** Upstream `linkLocalCIDR` / `linkLocalCIDRIPv6` (cmd/ip-masq-agent/ip-masq-agent.go). */
-export const LINK_LOCAL_CIDR = '169.254.0.0/16';
-export const LINK_LOCAL_CIDR_IPV6 = 'fe80::/10';
+export { LINK_LOCAL_CIDR, LINK_LOCAL_CIDR_IPV6 } from '../../lib/net/addresses.js';
 
-/**
- * Default non-masquerade destinations (SPEC section 1): the 11 ranges upstream uses with
- * `--nomasq-all-reserved-ranges=true`, which is what GKE runs with.
- */
-export const DEFAULT_NON_MASQUERADE_CIDRS: readonly string[] = Object.freeze([
-  '10.0.0.0/8',
-  '172.16.0.0/12',
-  '192.168.0.0/16',
-  '100.64.0.0/10',
-  '192.0.0.0/24',
-  '192.0.2.0/24',
-  '192.88.99.0/24',
-  '198.18.0.0/15',
-  '198.51.100.0/24',
-  '203.0.113.0/24',
-  '240.0.0.0/4',
-]);
+/** Default non-masquerade destinations (SPEC section 1): lib/kube/well-known.ts. */
+export { DEFAULT_NON_MASQUERADE_CIDRS } from '../../lib/kube/well-known.js';
 
 /** Upstream default resyncInterval: 60s. */
 export const DEFAULT_RESYNC_INTERVAL_MS = 60_000;

@@ -22,7 +22,7 @@
  * `nft -f` applies a whole file as ONE netlink batch (one transaction): a packet sees either the old
  * table or the new one, never a mix, and a failing file changes nothing.
  */
-import { type Cidr, type Family, formatCidr, normaliseCidrs, parseCidr } from './cidr.js';
+import { type Cidr, type Family, formatCidr, normaliseCidrs, parseCidr } from '../../lib/net/addresses.js';
 import { defaultMasqConfig, type MasqConfig } from './config.js';
 import {
   EGRESS_GW_BYPASS_MARK,

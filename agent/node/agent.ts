@@ -13,7 +13,7 @@
  * datapath is the module between projection and masq.
  */
 import { readFile } from 'node:fs/promises';
-import { KubeClient } from '../../controller/client/client.js';
+import { KubeClient } from '../../lib/kube/client.js';
 import type { AgentConfig } from '../config.js';
 import { NullGatewaySystem } from '../gateway/system.js';
 import { ExecNftRunner, type NftRunner } from '../masq/nft.js';

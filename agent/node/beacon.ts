@@ -13,8 +13,8 @@
  * liveness after that long, while a brief stall of the main loop costs nothing. A killed, stopped
  * or paused agent (every thread frozen) stops at once.
  *
- * Wire format: controller/client/heartbeat.ts (the worker below is plain JavaScript evaluated in a
- * thread, so it spells the same format out; beacon.test.ts checks the two agree). The controller
+ * Wire format: lib/liveness/heartbeat.ts (the worker below is plain JavaScript evaluated in a
+ * thread, so it spells the same format out; integration/beacon.test.ts checks the two agree). The controller
  * checks the MAC with the node's bearer token, the source address against the node's address, and
  * that (epoch, seq) only grows (no replay).
  */

@@ -10,8 +10,8 @@
  */
 import { createHash } from 'node:crypto';
 import { basename, dirname } from 'node:path';
-import { R, type Informer } from '../../controller/client/client.js';
-import type { KubeObject } from '../../controller/api/types.js';
+import { R, type Informer } from '../../lib/kube/client.js';
+import type { KubeObject } from '../../lib/kube/types.js';
 import { readProjected, writePayload } from './atomic-writer.js';
 import { errorMessage, type NodeModule, type NodeModuleContext } from './module.js';
 

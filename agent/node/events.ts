@@ -12,8 +12,8 @@
  *    Node's uid, so `kubectl describe node NODE` and `kubectl get events` show them.
  */
 import { randomBytes } from 'node:crypto';
-import { KubeApiError, R, type KubeClient } from '../../controller/client/client.js';
-import type { KubeObject } from '../../controller/api/types.js';
+import { KubeApiError, R, type KubeClient } from '../../lib/kube/client.js';
+import type { KubeObject } from '../../lib/kube/types.js';
 import { errorMessage } from './module.js';
 
 export type EventType = 'Normal' | 'Warning';

@@ -22,8 +22,8 @@
  * rather than nothing: a node going away must not forward matched traffic with a pod IP.
  */
 import { createHash } from 'node:crypto';
-import { R, type Informer } from '../../controller/client/client.js';
-import type { KubeObject } from '../../controller/api/types.js';
+import { R, type Informer } from '../../lib/kube/client.js';
+import type { KubeObject } from '../../lib/kube/types.js';
 import { ARP_ALIVE_REFRESH_MS, GARP_SCHEDULE_MS, GW_TABLE, STALE_AFTER_MS } from '../gateway/constants.js';
 import { Heartbeat } from '../gateway/heartbeat.js';
 import {
@@ -59,9 +59,7 @@ import {
 import { ExecGatewaySystem, type GatewaySystem } from '../gateway/system.js';
 import { ConntrackSync, CTSYNC_BULK_MS, renderCtSyncTable, type ConntrackSyncOptions } from '../gateway/conntrack-sync.js';
 import { errorMessage, type NodeModule, type NodeModuleContext } from './module.js';
-
-export const GATEWAY_NAMESPACE = 'kube-system';
-export const GATEWAY_NAME = 'default';
+import { GATEWAY_NAME, GATEWAY_NAMESPACE } from '../../lib/kube/well-known.js';
 
 export interface GatewayModuleOptions {
   system?: GatewaySystem;

@@ -9,7 +9,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { Beacon } from './beacon.js';
-import { NODE_LEASE_NAMESPACE, startLeaseRenewer, type LeaseRenewer } from '../../controller/client/lease.js';
+import { NODE_LEASE_NAMESPACE, startLeaseRenewer, type LeaseRenewer } from '../../lib/kube/lease.js';
 import { errorMessage, type NodeModule, type NodeModuleContext } from './module.js';
 
 export class LeaseModule implements NodeModule {

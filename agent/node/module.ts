@@ -3,7 +3,7 @@
  * under agent/node/) and stopped in reverse order. A feature (e.g. the egress-gateway datapath of
  * issue 6) is added by writing one more module and listing it in `buildModules`.
  */
-import type { KubeClient } from '../../controller/client/client.js';
+import type { KubeClient } from '../../lib/kube/client.js';
 import type { AgentConfig } from '../config.js';
 import type { NodeEventRecorder } from './events.js';
 

@@ -1,10 +1,10 @@
 // API semantics over HTTP against the in-process server: watch resume/410, persistence across a
 // restart, authentication and authorization, conflicts, patches, Status objects.
 import { afterEach, describe, expect, it } from 'vitest';
-import { KubeApiError, R, type KubeClient } from '../client/client.js';
-import { renewLease } from '../client/lease.js';
+import { KubeApiError, R, type KubeClient } from '../../lib/kube/client.js';
+import { renewLease } from '../../lib/kube/lease.js';
 import { startTestController, VIEWER_TOKEN, waitFor, type TestController } from '../testing.js';
-import type { KubeObject, WatchEvent } from './types.js';
+import type { KubeObject, WatchEvent } from '../../lib/kube/types.js';
 
 let t: TestController | undefined;
 afterEach(async () => {

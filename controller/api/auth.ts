@@ -12,7 +12,8 @@
 //   - any other authenticated user: read-only.
 import { readFileSync } from 'node:fs';
 import type { ResourceDef } from './resources.js';
-import type { KubeObject } from './types.js';
+import type { KubeObject } from '../../lib/kube/types.js';
+import { NODE_LEASE_NAMESPACE } from '../../lib/kube/well-known.js';
 
 export interface UserInfo {
   name: string;
@@ -80,8 +81,6 @@ export class TokenAuthenticator {
     return { ...u, groups: [...u.groups, 'system:authenticated'] };
   }
 }
-
-export const NODE_LEASE_NAMESPACE = 'kube-node-lease';
 
 export function nodeNameOf(user: UserInfo): string | undefined {
   const m = /^system:node:(.+)$/.exec(user.name);

@@ -1,6 +1,6 @@
 // Kubernetes Status errors with the right HTTP codes and reasons.
 import { formatProblem, type FieldProblem } from '../logic/validation.js';
-import type { Status } from './types.js';
+import type { Status } from '../../lib/kube/types.js';
 
 export class ApiError extends Error {
   constructor(

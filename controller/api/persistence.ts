@@ -5,7 +5,7 @@
 // the watch history since the snapshot are restored, so watches resume across a restart.
 import { closeSync, existsSync, fdatasyncSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, writeSync, ftruncateSync } from 'node:fs';
 import { join } from 'node:path';
-import type { KubeObject } from './types.js';
+import type { KubeObject } from '../../lib/kube/types.js';
 
 export type CommittedType = 'ADDED' | 'MODIFIED' | 'DELETED';
 

@@ -11,7 +11,7 @@ import { apiVersionOf, resourceKey, type ResourceDef } from './resources.js';
 import type { ResourceService, Selectors } from './service.js';
 import type { StoreEvent } from './store.js';
 import { toTable, wantsTable } from './table.js';
-import type { KubeObject } from './types.js';
+import type { KubeObject } from '../../lib/kube/types.js';
 
 /** The longest watch a client may ask for (setTimeout's limit, 2^31-1 ms). */
 export const MAX_WATCH_TIMEOUT_SECONDS = 2_147_483;

@@ -11,13 +11,14 @@ import {
   SelectorSyntaxError,
   type FieldRequirement,
   type Requirement,
-} from '../logic/selectors.js';
+} from '../../lib/kube/selectors.js';
 import { authorize, type UserInfo, type Verb } from './auth.js';
 import { ApiError, errors, type Qualified } from './errors.js';
 import { applyPatch } from './patch.js';
 import { apiVersionOf, resourceKey, type Registry, type ResourceDef } from './resources.js';
 import type { Store } from './store.js';
-import type { KubeList, KubeObject } from './types.js';
+import type { KubeList, KubeObject } from '../../lib/kube/types.js';
+import { KUBE_SYSTEM, NODE_LEASE_NAMESPACE } from '../../lib/kube/well-known.js';
 
 /** Structural checks of core kinds beyond metadata (kube-apiserver's, for the kinds that have them here). */
 function coreProblems(def: { group: string; plural: string }, obj: KubeObject): FieldProblem[] {
@@ -49,7 +50,7 @@ export interface AdmissionRequest {
 /** Returns field problems (422) or throws an ApiError; may mutate `object` (defaulting). */
 export type AdmissionHook = (req: AdmissionRequest, service: ResourceService) => FieldProblem[] | void;
 
-export const SYSTEM_NAMESPACES = ['default', 'kube-system', 'kube-public', 'kube-node-lease'];
+export const SYSTEM_NAMESPACES = ['default', KUBE_SYSTEM, 'kube-public', NODE_LEASE_NAMESPACE];
 
 export const CONTROLLER_USER: UserInfo = { name: 'system:egress-nat-controller', uid: 'egress-nat-controller', groups: ['system:masters'] };
 

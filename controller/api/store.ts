@@ -3,7 +3,7 @@
 // Every mutation is persisted (see persistence.ts) before subscribers are notified.
 import { randomUUID } from 'node:crypto';
 import { objectKey, type CommittedType, type LogEntry, type Persistence } from './persistence.js';
-import type { KubeObject } from './types.js';
+import type { KubeObject } from '../../lib/kube/types.js';
 
 export interface StoreEvent {
   rv: number;

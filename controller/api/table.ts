@@ -1,5 +1,5 @@
 // Server-side printing (meta.k8s.io/v1 Table) so `kubectl get` shows useful columns.
-import type { KubeObject } from './types.js';
+import type { KubeObject } from '../../lib/kube/types.js';
 
 interface Column {
   name: string;

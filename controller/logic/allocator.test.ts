@@ -1,7 +1,7 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { allocate, type AllocNode } from './allocator.js';
-import { cidrTextContains } from './cidr.js';
+import { cidrTextContains } from '../../lib/net/addresses.js';
 
 const w = (name: string, state: 'Up' | 'Down' = 'Up', subnets = ['192.168.1.0/24']): AllocNode => ({ name, role: 'worker', subnets, state });
 const cp = (name: string, state: 'Up' | 'Down' = 'Up', subnets = ['192.168.1.0/24']): AllocNode => ({ name, role: 'control-plane', subnets, state });

@@ -12,7 +12,7 @@
 // the inputs. An IP no node's subnet contains is reported as `NoMatchingSubnet`; one whose only
 // candidates are Down is reported as `NoUpNode` (it is then unassigned: an IP is never left on a
 // Down node, so the datapath can fail closed instead of pointing at a dead node).
-import { cidrContains, ipv4ToInt, isIPv4, parseCidr4, type Cidr4 } from './cidr.js';
+import { cidrContains, ipv4ToInt, isIPv4, parseCidr4, type Cidr4 } from '../../lib/net/addresses.js';
 
 export type NodeRole = 'worker' | 'control-plane';
 export type NodeState = 'Up' | 'Down';

@@ -3,8 +3,8 @@
 // the ip-masq-agent ConfigMap's nonMasqueradeCIDRs.
 import { createHash } from 'node:crypto';
 import { stringify } from 'yaml';
-import { normaliseCidrList, parseCidr4 } from './cidr.js';
-import { DEFAULT_NON_MASQUERADE_CIDRS } from '../../agent/masq/constants.js';
+import { normaliseCidrList, parseCidr4 } from '../../lib/net/addresses.js';
+import { DEFAULT_NON_MASQUERADE_CIDRS } from '../../lib/kube/well-known.js';
 
 /** SPEC 1's default non-masquerade destinations (ip-masq-agent defaults), in SPEC order. */
 export { DEFAULT_NON_MASQUERADE_CIDRS };

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { ipMasqAgentConfig, managedPolicy, managedPolicyName, noSnatDestinations, defaultPolicy, DEFAULT_NON_MASQUERADE_CIDRS } from './autopilot.js';
 import { reconcileGateway } from './gateway.js';
-import { LivenessTracker, StallAwareClock } from './liveness.js';
+import { LivenessTracker } from './liveness.js';
 import { parse } from 'yaml';
 
 const T = { renewIntervalMs: 200, expiryMs: 600, startupGraceMs: 3000 };
@@ -124,23 +124,5 @@ describe('autopilot policies', () => {
     ]);
     expect(cidrs).toEqual(['8.8.8.0/24', '10.0.0.0/8']);
     expect(parse(ipMasqAgentConfig(cidrs))).toEqual({ nonMasqueradeCIDRs: ['8.8.8.0/24', '10.0.0.0/8'], masqLinkLocal: false, resyncInterval: '60s' });
-  });
-});
-
-describe('StallAwareClock', () => {
-  it('counts wall time in full while the observer runs, and at most maxStepMs of a stall', () => {
-    let wall = 1000;
-    const c = new StallAwareClock(() => wall, 150);
-    expect(c.now()).toBe(0);
-    for (let i = 0; i < 10; i++) {
-      wall += 50;
-      c.now();
-    }
-    expect(c.now()).toBe(500);
-    wall += 2000; // the observer was blocked for 2 s
-    expect(c.now()).toBe(650);
-    expect(c.stalled).toBe(1850);
-    wall -= 10; // a wall clock step backwards counts nothing
-    expect(c.now()).toBe(650);
   });
 });

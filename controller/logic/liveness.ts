@@ -6,7 +6,7 @@
 // agent/node/beacon.ts) and renewals of its Lease (a change of spec.renewTime, every 10 s). The
 // Lease's own leaseDurationSeconds cannot express sub-second values and is not used; `expiryMs` is
 // the controller's grace period (default 600 ms: six heartbeats, so a failover completes within
-// 1 s). The clock is stall-aware (StallAwareClock below): time the controller itself was not
+// 1 s). The clock is stall-aware (StallAwareClock, lib/liveness/stall-aware-clock.ts): time the controller itself was not
 // running is not held against any node.
 // After a controller restart, nodes that the persisted status showed Up keep a grace period of
 // `startupGraceMs` to let their agents reconnect, so a restart alone never moves an IP.
@@ -112,50 +112,5 @@ export class LivenessTracker {
       if (e.upUntil > now && (min === undefined || e.upUntil < min)) min = e.upUntil;
     }
     return min;
-  }
-}
-
-/**
- * The failure detector's clock: wall time, except that a stretch in which the observer itself was
- * not running (its event loop blocked or starved: a busy machine, a long synchronous step, GC)
- * counts for at most `maxStepMs`. A node's silence is only held against it for time the controller
- * was actually listening: after a 2 s stall of the controller, the heartbeats queued in its socket
- * are read before any node's silence has grown by more than maxStepMs, so the stall alone never
- * declares a healthy node Down. A ticker calls now() more often than maxStepMs, so that normal time
- * counts in full (fast while some node's failure must be detected within the failover budget).
- */
-export class StallAwareClock {
-  private observed = 0;
-  private last: number;
-  private stalledMs = 0;
-
-  constructor(
-    private readonly wall: () => number = () => Date.now(),
-    private maxStepMs = 150,
-  ) {
-    this.last = wall();
-  }
-
-  /** Changes the longest stretch counted in full (the time so far is accounted with the old one). */
-  setMaxStep(ms: number): void {
-    this.now();
-    this.maxStepMs = ms;
-  }
-
-  now(): number {
-    const w = this.wall();
-    const d = w - this.last;
-    this.last = w;
-    if (d > 0) {
-      const step = Math.min(d, this.maxStepMs);
-      this.observed += step;
-      this.stalledMs += d - step;
-    }
-    return this.observed;
-  }
-
-  /** total wall time not counted (the observer was stalled) */
-  get stalled(): number {
-    return this.stalledMs;
   }
 }

@@ -3,10 +3,10 @@
 // References (is egressSourceIP a floating IP, assigned to an Up node, ...) are NOT checked here:
 // they are evaluated continuously by the controller (see gateway.ts), so that `kubectl apply -f DIR`
 // works whatever the order of the files.
-import { isIPv4, nonUnicastReason, parseCidr4 } from './cidr.js';
-import { validateLabelSelector, validateLabels, type FieldProblem } from './selectors.js';
+import { isIPv4, nonUnicastReason, parseCidr4 } from '../../lib/net/addresses.js';
+import { validateLabelSelector, validateLabels, type FieldProblem } from '../../lib/kube/selectors.js';
 
-export type { FieldProblem } from './selectors.js';
+export type { FieldProblem } from '../../lib/kube/selectors.js';
 
 /** Formats one problem the way Kubernetes' field.Error does. */
 export function formatProblem(p: FieldProblem): string {

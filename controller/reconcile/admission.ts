@@ -2,6 +2,7 @@
 import { ApiError } from '../api/errors.js';
 import type { AdmissionHook, ResourceService } from '../api/service.js';
 import { MANAGED_BY_LABEL, MANAGER } from '../logic/autopilot.js';
+import { IP_MASQ_NAME, IP_MASQ_NAMESPACE } from '../../lib/kube/well-known.js';
 import {
   validateAnthosNetworkGateway,
   validateEgressNATPolicyV1,
@@ -13,9 +14,6 @@ export interface AdmissionConfig {
   flavour: 'standard' | 'autopilot';
   managedPolicyName: string;
 }
-
-export const IP_MASQ_NAMESPACE = 'kube-system';
-export const IP_MASQ_NAME = 'ip-masq-agent';
 
 export function installAdmission(service: ResourceService, cfg: AdmissionConfig): void {
   const egressPolicy: AdmissionHook = (req, svc) => {

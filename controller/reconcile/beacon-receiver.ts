@@ -1,13 +1,13 @@
 /**
  * Receives the agents' liveness heartbeats (agent/node/beacon.ts): UDP datagrams
- * `EGLHB3 <node> <epoch> <seq> <intervalMs> <mac>` (controller/client/heartbeat.ts). A heartbeat counts only when the node is known, the datagram
+ * `EGLHB3 <node> <epoch> <seq> <intervalMs> <mac>` (lib/liveness/heartbeat.ts). A heartbeat counts only when the node is known, the datagram
  * comes from the node's own address, its MAC verifies with the node's bearer token, and
  * (epoch, seq) is newer than the last accepted one (no replay, no forgery by another node or by
  * anything else on the segment). Rejections are counted and logged once per node and reason.
  */
 import { createSocket, type Socket } from 'node:dgram';
 import { timingSafeEqual } from 'node:crypto';
-import { heartbeatMac, heartbeatPayload, HEARTBEAT_MAGIC } from '../client/heartbeat.js';
+import { heartbeatMac, heartbeatPayload, HEARTBEAT_MAGIC } from '../../lib/liveness/heartbeat.js';
 
 export interface BeaconKey {
   /** the node's bearer token (MAC key) */

@@ -1,9 +1,9 @@
 // The controller loops end to end over the API (in-process server, real lease renewals on loopback).
 import { afterEach, describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
-import type { KubeObject } from '../api/types.js';
-import { KubeApiError, R } from '../client/client.js';
-import { startLeaseRenewer, type LeaseRenewer } from '../client/lease.js';
+import type { KubeObject } from '../../lib/kube/types.js';
+import { KubeApiError, R } from '../../lib/kube/client.js';
+import { startLeaseRenewer, type LeaseRenewer } from '../../lib/kube/lease.js';
 import { DEFAULT_NON_MASQUERADE_CIDRS } from '../logic/autopilot.js';
 import { startTestController, waitFor, type TestController } from '../testing.js';
 

@@ -2,20 +2,19 @@
 // allocation into the AnthosNetworkGateway status and the AnthosNetworkGatewayNodes, policy
 // conditions and UnknownEgressIP Events, and in Autopilot the EgressNATPolicy -> ip-masq-agent
 // ConfigMap projection with the `default` and managed `gke-<hash>` policies.
-import { NODE_LEASE_NAMESPACE } from '../api/auth.js';
 import { CONTROLLER_USER, SYSTEM_NAMESPACES, type RequestContext, type ResourceService } from '../api/service.js';
 import type { StoreEvent } from '../api/store.js';
-import type { KubeObject } from '../api/types.js';
+import type { KubeObject } from '../../lib/kube/types.js';
 import type { ControllerConfig } from '../config.js';
 import type { AllocNode, NodeState } from '../logic/allocator.js';
 import { defaultPolicy, ipMasqAgentConfig, managedPolicy, managedPolicyName, MANAGED_BY_LABEL, MANAGER, noSnatDestinations, DEFAULT_POLICY_NAME } from '../logic/autopilot.js';
 import { reconcileGateway, type PolicyState } from '../logic/gateway.js';
-import { LivenessTracker, StallAwareClock } from '../logic/liveness.js';
-import { IP_MASQ_NAME, IP_MASQ_NAMESPACE } from './admission.js';
+import { LivenessTracker } from '../logic/liveness.js';
+import { StallAwareClock } from '../../lib/liveness/stall-aware-clock.js';
+import { GATEWAY_NAME, IP_MASQ_NAME, IP_MASQ_NAMESPACE, NODE_LEASE_NAMESPACE } from '../../lib/kube/well-known.js';
 import { EventRecorder } from './events.js';
 
 export const SUBNET_ANNOTATION = 'networking.egresslab.io/subnet';
-export const GATEWAY_NAME = 'default';
 const GKE = 'networking.gke.io';
 const V1A1 = 'v1alpha1';
 

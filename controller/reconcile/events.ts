@@ -2,7 +2,7 @@
 // increments `count` and `lastTimestamp` of the existing Event instead of creating a new one.
 import { randomBytes } from 'node:crypto';
 import { CONTROLLER_USER, type ResourceService } from '../api/service.js';
-import type { KubeObject } from '../api/types.js';
+import type { KubeObject } from '../../lib/kube/types.js';
 
 export const COMPONENT = 'egress-nat-controller';
 

@@ -3,8 +3,8 @@
  * object, opened on first use, closed by lab.down()), a typed client and an admin kubeconfig.
  */
 import type { Lab } from '../lab/lab.js';
-import { KubeClient } from '../../controller/client/client.js';
-import { kubeconfigYaml } from '../../controller/client/kubeconfig.js';
+import { KubeClient } from '../../lib/kube/client.js';
+import { kubeconfigYaml } from '../../lib/kube/kubeconfig.js';
 import { containerName } from '../lab/lab.js';
 import { Forward } from './forward.js';
 import { controlPlaneNode, readClusterInfo, type ClusterInfo } from './cluster.js';

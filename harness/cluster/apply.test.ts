@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { applyPatch, describeApiError, loadManifests, sortedJson } from './apply.js';
-import { KubeApiError } from '../../controller/client/client.js';
+import { KubeApiError } from '../../lib/kube/client.js';
 import { ValidationError } from '../util/errors.js';
 
 describe('loadManifests', () => {

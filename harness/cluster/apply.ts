@@ -9,8 +9,8 @@
 import { readFileSync, readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseAllDocuments } from 'yaml';
-import { KubeApiError, type KubeClient, type ResourceRef } from '../../controller/client/client.js';
-import type { KubeObject } from '../../controller/api/types.js';
+import { KubeApiError, type KubeClient, type ResourceRef } from '../../lib/kube/client.js';
+import type { KubeObject } from '../../lib/kube/types.js';
 import { ValidationError } from '../util/errors.js';
 
 export const LAST_APPLIED = 'kubectl.kubernetes.io/last-applied-configuration';

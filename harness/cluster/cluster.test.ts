@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { CLUSTER_NAME, labDescription, renderWriteScript } from './cluster.js';
 import { topologyFromArg } from '../topology/load.js';
-import { generateLabConfigs } from '../../controller/lab-config.js';
+import { generateLabConfigs } from './lab-config.js';
 
 describe('labDescription', () => {
   it('describes the default topology for the lab config generator', () => {

@@ -1,6 +1,6 @@
 /**
  * The cluster's programs in a lab: the controller (API server) on the first control-plane node and
- * the agent on every node (the control-plane node included), from controller/lab-config.ts.
+ * the agent on every node (the control-plane node included), from harness/cluster/lab-config.ts.
  *
  *   prepareCluster generate PKI + configs, write them (one exec per container), start the managed
  *                  process `controller` (needs no network: Lab.up runs it during the wiring)
@@ -16,7 +16,7 @@ import type { Lab } from '../lab/lab.js';
 import type { Progress } from '../docker/image.js';
 import type { NodeSpec, SnatFlavour, Topology } from '../topology/types.js';
 import type { AgentFlavour } from '../../agent/config.js';
-import { DEFAULT_LAB_PATHS, generateLabConfigs, generateLabPki, type LabDescription, type LabFile } from '../../controller/lab-config.js';
+import { DEFAULT_LAB_PATHS, generateLabConfigs, generateLabPki, type LabDescription, type LabFile } from './lab-config.js';
 import { processLog, processRunning, startProcess } from '../lab/process.js';
 import { inLabProgram } from '../util/paths.js';
 import { LabError } from '../util/errors.js';

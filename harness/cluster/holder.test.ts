@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import type { KubeClient } from '../../controller/client/client.js';
-import type { KubeObject } from '../../controller/api/types.js';
+import type { KubeClient } from '../../lib/kube/client.js';
+import type { KubeObject } from '../../lib/kube/types.js';
 import type { Clock } from '../util/poll.js';
 import { holderOf, upHolder } from './holder.js';
 import { gatewayStatus } from './status.js';

@@ -7,12 +7,12 @@
  * control-plane node stops renewing its lease), restarts that agent, and returns the new holder.
  */
 import type { Lab } from '../lab/lab.js';
-import type { KubeClient } from '../../controller/client/client.js';
+import type { KubeClient } from '../../lib/kube/client.js';
 import { pollUntil, type Clock } from '../util/poll.js';
 import { startProcess, stopProcess } from '../lab/process.js';
 import { AGENT_PROCESS, agentCommand, controlPlaneNode } from './cluster.js';
 import { everyNodeUp, gatewayOf, type GatewayStatus } from './status.js';
-import { isIPv4 } from '../topology/addresses.js';
+import { isIPv4 } from '../../lib/net/addresses.js';
 import { ValidationError } from '../util/errors.js';
 
 

@@ -1,9 +1,9 @@
 import { describe, expect, it } from 'vitest';
 import type { Lab } from '../lab/lab.js';
-import type { KubeClient } from '../../controller/client/client.js';
-import type { KubeObject } from '../../controller/api/types.js';
+import type { KubeClient } from '../../lib/kube/client.js';
+import type { KubeObject } from '../../lib/kube/types.js';
 import { masqConfigHash } from '../../agent/masq/config.js';
-import { DEFAULT_LAB_PATHS } from '../../controller/lab-config.js';
+import { DEFAULT_LAB_PATHS } from './lab-config.js';
 import type { Clock } from '../util/poll.js';
 import { agentsNotOn, expectedMasqHash, masqConfigText, podNodes, untilMasqConfigApplied, type AgentStatusFile } from './masq.js';
 

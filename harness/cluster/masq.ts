@@ -6,15 +6,16 @@
  */
 import type { Lab } from '../lab/lab.js';
 import type { Topology } from '../topology/types.js';
-import { R, type KubeClient } from '../../controller/client/client.js';
-import type { KubeObject } from '../../controller/api/types.js';
-import { DEFAULT_LAB_PATHS } from '../../controller/lab-config.js';
+import { R, type KubeClient } from '../../lib/kube/client.js';
+import type { KubeObject } from '../../lib/kube/types.js';
+import { IP_MASQ_NAME, IP_MASQ_NAMESPACE } from '../../lib/kube/well-known.js';
+import { DEFAULT_LAB_PATHS } from './lab-config.js';
 import { masqConfigHash, parseMasqConfig } from '../../agent/masq/config.js';
 import { pollUntil, type Clock } from '../util/poll.js';
 import { ValidationError } from '../util/errors.js';
 
 /** Where the ip-masq-agent ConfigMap lives (its config is the `config` key). */
-export const MASQ_CONFIGMAP = { namespace: 'kube-system', name: 'ip-masq-agent' } as const;
+export const MASQ_CONFIGMAP = { namespace: IP_MASQ_NAMESPACE, name: IP_MASQ_NAME } as const;
 
 /** The masquerade part of an agent's status file. */
 export interface AgentMasqStatus {

@@ -11,8 +11,8 @@
  * harness/inlab/register-pods.ts (started by startCluster in parallel with the agents) and from the
  * host by Lab.labelPod through the forward.
  */
-import type { KubeClient } from '../../controller/client/client.js';
-import type { KubeObject } from '../../controller/api/types.js';
+import type { KubeClient } from '../../lib/kube/client.js';
+import type { KubeObject } from '../../lib/kube/types.js';
 import type { LabPlan } from '../topology/plan.js';
 
 /** What register-pods needs (plain JSON: it is passed to the in-lab program on stdin). */

@@ -4,9 +4,10 @@
  * (/run/egresslab/agent-status.json: phase, lease, masquerade config hash, last error).
  */
 import type { Lab } from '../lab/lab.js';
-import { R, type KubeClient } from '../../controller/client/client.js';
-import type { KubeObject } from '../../controller/api/types.js';
-import { DEFAULT_LAB_PATHS } from '../../controller/lab-config.js';
+import { R, type KubeClient } from '../../lib/kube/client.js';
+import type { KubeObject } from '../../lib/kube/types.js';
+import { GATEWAY_NAME, GATEWAY_NAMESPACE } from '../../lib/kube/well-known.js';
+import { DEFAULT_LAB_PATHS } from './lab-config.js';
 import { AGENT_PROCESS, CONTROLLER_PROCESS, controlPlaneNode } from './cluster.js';
 import { processRunning } from '../lab/process.js';
 
@@ -104,7 +105,7 @@ async function agentStatus(lab: Lab, node: string): Promise<AgentStatusSummary> 
 
 /** The served gateway: `default` in the cluster namespace if present, else kube-system/default (docs/controller.md). */
 export async function servedGateway(client: KubeClient, clusterNamespace: string): Promise<KubeObject | undefined> {
-  return (await client.tryGet(R.anthosNetworkGateways, 'default', clusterNamespace)) ?? (await client.tryGet(R.anthosNetworkGateways, 'default', 'kube-system'));
+  return (await client.tryGet(R.anthosNetworkGateways, GATEWAY_NAME, clusterNamespace)) ?? (await client.tryGet(R.anthosNetworkGateways, GATEWAY_NAME, GATEWAY_NAMESPACE));
 }
 
 /** Every one of `nodeCount` nodes is in the gateway status, Up. */
@@ -113,8 +114,8 @@ export function everyNodeUp(g: GatewayStatus, nodeCount: number): boolean {
 }
 
 /** The gateway status the agents follow: kube-system/default (the controller mirrors the cluster namespace's there). */
-export async function gatewayOf(api: KubeClient, namespace = 'kube-system'): Promise<GatewayStatus> {
-  return gatewayStatus(await api.get(R.anthosNetworkGateways, 'default', namespace));
+export async function gatewayOf(api: KubeClient, namespace = GATEWAY_NAMESPACE): Promise<GatewayStatus> {
+  return gatewayStatus(await api.get(R.anthosNetworkGateways, GATEWAY_NAME, namespace));
 }
 
 /** A GatewayStatus from the gateway object. */
@@ -143,7 +144,7 @@ export async function clusterStatus(lab: Lab, client: KubeClient | undefined, cl
     return out;
   }
   try {
-    const [gw, gwNodes] = await Promise.all([servedGateway(client, clusterNamespace), client.list(R.anthosNetworkGatewayNodes, { namespace: 'kube-system' })]);
+    const [gw, gwNodes] = await Promise.all([servedGateway(client, clusterNamespace), client.list(R.anthosNetworkGatewayNodes, { namespace: GATEWAY_NAMESPACE })]);
     out.api.reachable = true;
     out.gateway = gw ? gatewayStatus(gw) : null;
     out.gatewayNodes = gwNodes.items

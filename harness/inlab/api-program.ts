@@ -4,7 +4,7 @@
  * succeeds or the deadline passes, exit 0 on success and 1 with the last reason on stderr.
  */
 import { readFileSync } from 'node:fs';
-import { KubeClient } from '../../controller/client/client.js';
+import { KubeClient } from '../../lib/kube/client.js';
 
 export function arg(name: string, fallback?: string): string | undefined {
   const i = process.argv.indexOf(`--${name}`);

@@ -4,13 +4,14 @@
  * Usage: node cluster-ready.js --info /etc/egresslab/harness.json --nodes a,b,c [--timeout-ms 20000]
  * Exit 0 when all are Up; 1 with what is missing on stderr at the deadline.
  */
-import { R } from '../../controller/client/client.js';
+import { R } from '../../lib/kube/client.js';
+import { GATEWAY_NAMESPACE } from '../../lib/kube/well-known.js';
 import { arg, runApiProgram } from './api-program.js';
 
 const nodes = (arg('nodes') ?? '').split(',').filter(Boolean);
 
 runApiProgram('cluster-ready', async (client) => {
-  const list = await client.list(R.anthosNetworkGatewayNodes, { namespace: 'kube-system' });
+  const list = await client.list(R.anthosNetworkGatewayNodes, { namespace: GATEWAY_NAMESPACE });
   const state = new Map(list.items.map((o) => [o.metadata.name, (o as { status?: { state?: string } }).status?.state ?? '?']));
   const notUp = nodes.filter((n) => state.get(n) !== 'Up');
   return notUp.length === 0 ? undefined : `not Up: ${notUp.map((n) => `${n} (${state.get(n) ?? 'no AnthosNetworkGatewayNode'})`).join(', ')}`;

@@ -24,7 +24,7 @@ import type { Topology } from '../topology/types.js';
 import { nodeAddress } from '../topology/lookup.js';
 import { parseTopology } from '../topology/validate.js';
 import { LabError, ValidationError } from '../util/errors.js';
-import { contains } from '../topology/addresses.js';
+import { cidrTextContains } from '../../lib/net/addresses.js';
 import { pollUntil } from '../util/poll.js';
 import { IN_LAB_ROOT, assertBuilt, inLabProgram, projectRoot } from '../util/paths.js';
 import { RESPONDER_PORT, RUN_DIR } from '../inlab/protocol.js';
@@ -32,8 +32,8 @@ import { removeLabObjects } from './registry.js';
 import { startProcess } from './process.js';
 import { prepareCluster, startCluster } from '../cluster/cluster.js';
 import { clusterApi, clusterKubeconfig, closeClusterAccess } from '../cluster/access.js';
-import type { KubeClient } from '../../controller/client/client.js';
-import type { KubeObject } from '../../controller/api/types.js';
+import type { KubeClient } from '../../lib/kube/client.js';
+import type { KubeObject } from '../../lib/kube/types.js';
 import { applyAll, loadManifests, type ApplyResult, type Manifest } from '../cluster/apply.js';
 import { setPodLabels } from '../cluster/pods.js';
 import { Faults } from '../faults/faults.js';
@@ -532,12 +532,12 @@ export function endpointFor(plan: LabPlan, ip: string): (Place & { key: string }
     if (e.address === ip) return { container: e.name, label: e.name, key: `${e.name}|` };
     for (const a of e.answers) {
       const bits = Number(a.split('/')[1]);
-      if (contains(a, ip) && (!best || bits > best.bits)) best = { name: e.name, bits };
+      if (cidrTextContains(a, ip) && (!best || bits > best.bits)) best = { name: e.name, bits };
     }
   }
   // The router's directly connected ranges come first, as in its routing table.
   if (ip === plan.transit.internet) return { container: INTERNET, label: INTERNET, key: `${INTERNET}|` };
-  if (contains(t.transitCIDR, ip) || inLabRange.some((r) => contains(r, ip))) return undefined;
+  if (cidrTextContains(t.transitCIDR, ip) || inLabRange.some((r) => cidrTextContains(r, ip))) return undefined;
   if (best) return { container: best.name, label: best.name, key: `${best.name}|` };
   return { container: INTERNET, label: INTERNET, key: `${INTERNET}|` };
 }

@@ -5,7 +5,7 @@
  * (a pod IP on the internet) still tells which source it left with.
  */
 import type { Lab, Place } from '../lab/lab.js';
-import { isIPv4 } from '../topology/addresses.js';
+import { isIPv4 } from '../../lib/net/addresses.js';
 import { LabError, ValidationError } from '../util/errors.js';
 import { inLabProgram } from '../util/paths.js';
 import { pollUntil } from '../util/poll.js';

@@ -25,7 +25,7 @@ import type { TestContext } from 'vitest';
 import type { Lab } from '../lab/lab.js';
 import { LOG_DIR } from '../lab/process.js';
 import { RUN_DIR } from '../inlab/protocol.js';
-import { R } from '../../controller/client/client.js';
+import { R } from '../../lib/kube/client.js';
 import { artifactsDir } from '../util/paths.js';
 import { WIRER } from '../topology/plan.js';
 import { renderTimelineSvg, escapeXml } from '../report/timeline-svg.js';

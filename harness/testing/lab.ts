@@ -6,12 +6,13 @@ import { Lab } from '../lab/lab.js';
 import { topologyFromArg } from '../topology/load.js';
 import { parseTopology } from '../topology/validate.js';
 
-import { DEFAULT_NON_MASQUERADE_CIDRS, contains } from '../topology/addresses.js';
+import { cidrTextContains } from '../../lib/net/addresses.js';
+import { DEFAULT_NON_MASQUERADE_CIDRS } from '../../lib/kube/well-known.js';
 import { closeClusterAccess } from '../cluster/access.js';
 import { announceKept, keepMode, shouldKeep } from './keep.js';
 import { clusterApi } from '../cluster/access.js';
 import { controlPlaneNode } from '../cluster/cluster.js';
-import { R } from '../../controller/client/client.js';
+import { R } from '../../lib/kube/client.js';
 import { auditLiveness, recordAudit } from './liveness-audit.js';
 
 /** Reads the lab's Events and records its liveness audit (cluster labs only; never fails a teardown). */
@@ -73,6 +74,6 @@ export function randomPublicAddress(): string {
     const ip = [1 + Math.floor(Math.random() * 223), ...Array.from({ length: 3 }, () => Math.floor(Math.random() * 256))];
     ip[3] = Math.max(1, Math.min(254, ip[3]!));
     const s = ip.join('.');
-    if (!NOT_PUBLIC.some((c) => contains(c, s))) return s;
+    if (!NOT_PUBLIC.some((c) => cidrTextContains(c, s))) return s;
   }
 }

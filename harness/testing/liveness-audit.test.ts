@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { auditLiveness } from './liveness-audit.js';
-import type { KubeObject } from '../../controller/api/types.js';
+import type { KubeObject } from '../../lib/kube/types.js';
 
 const ev = (reason: string, name: string, message: string, count = 1): KubeObject =>
   ({ apiVersion: 'v1', kind: 'Event', metadata: { name: `${name}.${reason}` }, reason, message, count, involvedObject: { kind: 'Node', name } }) as unknown as KubeObject;

@@ -8,7 +8,7 @@
  */
 import { appendFileSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
-import type { KubeObject } from '../../controller/api/types.js';
+import type { KubeObject } from '../../lib/kube/types.js';
 import type { InjectedFault } from '../faults/faults.js';
 import { artifactsDir } from '../util/paths.js';
 

@@ -4,7 +4,7 @@
  */
 import { forwardFence, routingCommands } from '../../agent/gateway/render.js';
 import { createHash } from 'node:crypto';
-import { cidrRange, fromInt, nthAddress, prefixLength, withPrefix } from './addresses.js';
+import { cidrRange, intToIPv4, nthAddress, prefixLength, withPrefix } from '../../lib/net/addresses.js';
 import type { NodeSpec, PodSpec, Topology, VpcEndpointSpec } from './types.js';
 
 export type ContainerRole = 'switch' | 'router' | 'internet' | 'vpc' | 'node' | 'wirer';
@@ -113,8 +113,8 @@ export function podNetnsName(pod: Pick<PodSpec, 'namespace' | 'name'>): string {
 function transitAddresses(transitCIDR: string): { router: string; internet: string } {
   const { first, bits } = cidrRange(transitCIDR);
   return bits === 31
-    ? { router: fromInt(first), internet: fromInt(first + 1) }
-    : { router: fromInt(first + 1), internet: fromInt(first + 2) };
+    ? { router: intToIPv4(first), internet: intToIPv4(first + 1) }
+    : { router: intToIPv4(first + 1), internet: intToIPv4(first + 2) };
 }
 
 function vpcRouterAddress(ep: VpcEndpointSpec): string {

@@ -3,18 +3,18 @@
  * every offending field with its value. Pure: no I/O.
  */
 import {
-  DEFAULT_NON_MASQUERADE_CIDRS,
   LINK_LOCAL_CIDR,
-  contains,
+  cidrTextContains,
   cidrRange,
-  fromInt,
+  intToIPv4,
   isAligned,
   isIPv4,
   isUsableHost,
   nthAddress,
   overlaps,
-  parseCidr,
-} from './addresses.js';
+  parseCidr4,
+} from '../../lib/net/addresses.js';
+import { DEFAULT_NON_MASQUERADE_CIDRS } from '../../lib/kube/well-known.js';
 import type { NamespaceSpec, NodeSpec, PodSpec, SnatFlavour, Topology, VpcEndpointSpec } from './types.js';
 import { ValidationError, type FieldIssue } from '../util/errors.js';
 
@@ -83,13 +83,13 @@ function dnsName(c: Collector, path: string, v: unknown, fallback?: string): str
 function cidr(c: Collector, path: string, v: unknown, fallback?: string): string | undefined {
   const s = str(c, path, v, fallback);
   if (s === undefined) return undefined;
-  if (!parseCidr(s)) {
+  if (!parseCidr4(s, false).ok) {
     c.add(path, s, 'must be an IPv4 CIDR such as 10.10.10.0/24 (IPv6 is not supported)');
     return undefined;
   }
   if (!isAligned(s)) {
     const { first, bits } = cidrRange(s);
-    c.add(path, s, `has host bits set; did you mean ${fromInt(first)}/${bits}?`);
+    c.add(path, s, `has host bits set; did you mean ${intToIPv4(first)}/${bits}?`);
     return undefined;
   }
   return s;
@@ -158,7 +158,7 @@ export function parseTopology(input: unknown, source = 'topology'): Topology {
   let routerAddress: string | undefined;
   if (nodeSubnet && cidrRange(nodeSubnet).bits <= 29) {
     const { first, last } = cidrRange(nodeSubnet);
-    routerAddress = ipv4(c, 'routerAddress', input.routerAddress, fromInt(last - 1));
+    routerAddress = ipv4(c, 'routerAddress', input.routerAddress, intToIPv4(last - 1));
     if (routerAddress && !isUsableHost(nodeSubnet, routerAddress)) {
       c.add('routerAddress', routerAddress, `must be a usable address inside nodeSubnet ${nodeSubnet}`);
     }
@@ -351,7 +351,7 @@ export function parseTopology(input: unknown, source = 'topology'): Topology {
     if (raw.ip !== undefined) {
       const ip = ipv4(c, `${p}.ip`, raw.ip);
       if (ip && node?.podCIDR) {
-        if (!contains(node.podCIDR, ip) || ip === nthAddress(node.podCIDR, 0)) {
+        if (!cidrTextContains(node.podCIDR, ip) || ip === nthAddress(node.podCIDR, 0)) {
           c.add(`${p}.ip`, ip, `must be a host address inside ${node.name}'s podCIDR ${node.podCIDR}`);
         } else if (podIps.has(ip)) c.add(`${p}.ip`, ip, `is already the IP of pod ${podIps.get(ip)}`);
         else {
@@ -370,8 +370,8 @@ export function parseTopology(input: unknown, source = 'topology'): Topology {
     const { first, last } = cidrRange(node.podCIDR!);
     let ip: string | undefined;
     for (let a = first + 1; a < last; a++) {
-      if (!podIps.has(fromInt(a))) {
-        ip = fromInt(a);
+      if (!podIps.has(intToIPv4(a))) {
+        ip = intToIPv4(a);
         break;
       }
     }

@@ -10,8 +10,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Lab } from '../../harness/lab/lab.js';
 import { startTestLab } from '../../harness/testing/lab.js';
 import { pollUntil } from '../../harness/util/poll.js';
-import { R, type KubeClient } from '../../controller/client/client.js';
-import type { KubeObject, WatchEvent } from '../../controller/api/types.js';
+import { R, type KubeClient } from '../../lib/kube/client.js';
+import type { KubeObject, WatchEvent } from '../../lib/kube/types.js';
 import { everyNodeUp, gatewayOf, gatewayStatus, type ClusterStatus, type GatewayStatus } from '../../harness/cluster/status.js';
 import { projectRoot } from '../../harness/util/paths.js';
 

@@ -16,7 +16,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Lab } from '../../harness/lab/lab.js';
-import type { KubeClient } from '../../controller/client/client.js';
+import type { KubeClient } from '../../lib/kube/client.js';
 import { recordArtifactsOnFailure, recordTimeline } from '../../harness/testing/artifacts.js';
 import { pollUntil } from '../../harness/util/poll.js';
 import { workerHolder } from '../../harness/cluster/holder.js';

@@ -16,7 +16,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Lab } from '../../harness/lab/lab.js';
 import { startTestLab } from '../../harness/testing/lab.js';
 import { recordArtifactsOnFailure } from '../../harness/testing/artifacts.js';
-import type { KubeClient } from '../../controller/client/client.js';
+import type { KubeClient } from '../../lib/kube/client.js';
 import { SEED_IP, applySeed, capturePath, createPolicy, expectPath, gw, holderOf, waitIPOn, waitSeenFrom, type PathCase } from './gateway.js';
 
 let lab: Lab;

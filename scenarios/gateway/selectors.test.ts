@@ -8,7 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Lab } from '../../harness/lab/lab.js';
 import { startTestLab } from '../../harness/testing/lab.js';
 import { recordArtifactsOnFailure } from '../../harness/testing/artifacts.js';
-import type { KubeClient } from '../../controller/client/client.js';
+import type { KubeClient } from '../../lib/kube/client.js';
 import { createPolicy, holderOf, setFloatingIPs, waitIPOn, waitSeenFrom, type PolicyOptions } from './gateway.js';
 import { applyAll, loadManifests } from '../../harness/cluster/apply.js';
 

@@ -10,8 +10,8 @@ import type { Lab } from '../../harness/lab/lab.js';
 import { startTestLab } from '../../harness/testing/lab.js';
 import { recordArtifactsOnFailure } from '../../harness/testing/artifacts.js';
 import { pollUntil } from '../../harness/util/poll.js';
-import type { KubeClient } from '../../controller/client/client.js';
-import { DEFAULT_LAB_PATHS } from '../../controller/lab-config.js';
+import type { KubeClient } from '../../lib/kube/client.js';
+import { DEFAULT_LAB_PATHS } from '../../harness/cluster/lab-config.js';
 import { FLOATING_IPS, SEED_IP, applySeed, createPolicy, holderOf, policyEvents, setFloatingIPs, waitIPOn, waitSeenFrom } from './gateway.js';
 
 const GHOST_IP = '192.168.1.120';

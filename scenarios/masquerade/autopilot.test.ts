@@ -13,8 +13,8 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
 import type { Lab } from '../../harness/lab/lab.js';
-import { KubeApiError, R, type KubeClient } from '../../controller/client/client.js';
-import type { KubeObject } from '../../controller/api/types.js';
+import { KubeApiError, R, type KubeClient } from '../../lib/kube/client.js';
+import type { KubeObject } from '../../lib/kube/types.js';
 import { applyAll, loadManifests } from '../../harness/cluster/apply.js';
 import { CLUSTER_NAME } from '../../harness/cluster/cluster.js';
 import { managedPolicyName } from '../../controller/logic/autopilot.js';
@@ -22,7 +22,7 @@ import { startTestLab } from '../../harness/testing/lab.js';
 import { recordArtifactsOnFailure } from '../../harness/testing/artifacts.js';
 import { projectRoot } from '../../harness/util/paths.js';
 import { pollUntil } from '../../harness/util/poll.js';
-import { contains } from '../../harness/topology/addresses.js';
+import { cidrTextContains } from '../../lib/net/addresses.js';
 import {
   DEFAULT_RANGE_ADDRESSES, MASQ_CONFIGMAP, VPC,
   agentStatus, expectFlows, keep, masq, nodeIP, podIP, putMasqConfig, untilSameConfig, untilSeenFrom,
@@ -70,7 +70,7 @@ describe('Autopilot with only the default and the managed policies', () => {
     const managed = list.items.find((p) => p.metadata.name === MANAGED)!;
     const dests = (managed.spec as { destinations: { cidr: string }[] }).destinations.map((d) => d.cidr);
     expect(dests).toEqual(expect.arrayContaining(['192.168.1.0/24', '10.96.0.0/16']));
-    for (const n of ['10.10.10.1', '10.10.11.1', '10.10.12.1']) expect(dests.some((d) => contains(d, n)), `a managed destination containing the pod address ${n}: ${dests.join(', ')}`).toBe(true);
+    for (const n of ['10.10.10.1', '10.10.11.1', '10.10.12.1']) expect(dests.some((d) => cidrTextContains(d, n)), `a managed destination containing the pod address ${n}: ${dests.join(', ')}`).toBe(true);
     const cidrs = await untilProjected('the default list', (c) => DEFAULT_RANGE_ADDRESSES.every(([cidr]) => c.includes(cidr)));
     expect(cidrs).toEqual(expect.arrayContaining(DEFAULT_RANGE_ADDRESSES.map(([cidr]) => cidr)));
     const s = await agentStatus(lab, 'node-1');

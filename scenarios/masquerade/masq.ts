@@ -8,8 +8,8 @@ import { expect } from 'vitest';
 import type { Lab } from '../../harness/lab/lab.js';
 import { PROTOS, type Proto } from '../../harness/inlab/protocol.js';
 import type { ProbeResult } from '../../harness/probe/probe.js';
-import { R, KubeApiError, type KubeClient } from '../../controller/client/client.js';
-import type { KubeObject } from '../../controller/api/types.js';
+import { R, KubeApiError, type KubeClient } from '../../lib/kube/client.js';
+import type { KubeObject } from '../../lib/kube/types.js';
 import { pollUntil } from '../../harness/util/poll.js';
 import { MASQ_CONFIGMAP, podNodes as harnessPodNodes, readAgentStatus, untilMasqConfigApplied, type AgentStatusFile } from '../../harness/cluster/masq.js';
 

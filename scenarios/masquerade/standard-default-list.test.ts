@@ -9,7 +9,7 @@
  */
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { Lab } from '../../harness/lab/lab.js';
-import type { KubeClient } from '../../controller/client/client.js';
+import type { KubeClient } from '../../lib/kube/client.js';
 import { startTestLab } from '../../harness/testing/lab.js';
 import { recordArtifactsOnFailure } from '../../harness/testing/artifacts.js';
 import { pollUntil } from '../../harness/util/poll.js';

@@ -3,7 +3,7 @@
 // resumes from the last resourceVersion, relisting when the server answers 410 Expired.
 import { Agent as HttpAgent, request as httpRequest, type IncomingMessage } from 'node:http';
 import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
-import type { KubeList, KubeObject, Status, WatchEvent } from '../api/types.js';
+import type { KubeList, KubeObject, Status, WatchEvent } from './types.js';
 
 
 /** Informers retry a refused connection every REFUSED_RETRY_MS for up to REFUSED_FAST_RETRY_FOR_MS. */

@@ -3,7 +3,7 @@
 // or the key disappears. The agent (ip-masq-agent semantics) watches the file.
 import { closeSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, rmSync, writeSync } from 'node:fs';
 import { dirname } from 'node:path';
-import type { KubeObject } from '../api/types.js';
+import type { KubeObject } from './types.js';
 import { R, type Informer, type KubeClient } from './client.js';
 
 export interface Projection {

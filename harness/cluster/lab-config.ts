@@ -17,12 +17,12 @@
  */
 import { generateKeyPairSync, randomBytes, X509Certificate } from 'node:crypto';
 import { posix } from 'node:path';
-import { parseAgentConfig, type AgentFlavour } from '../agent/config.js';
-import { kubeconfigYaml } from './client/kubeconfig.js';
-import { parseConfig } from './config.js';
-import { cidrContains, isIPv4, parseCidr4 } from './logic/cidr.js';
-import { DEFAULT_TIMINGS, type LivenessTimings } from './logic/liveness.js';
-import { buildCertificate } from './tls/selfsigned.js';
+import { parseAgentConfig, type AgentFlavour } from '../../agent/config.js';
+import { kubeconfigYaml } from '../../lib/kube/kubeconfig.js';
+import { parseConfig } from '../../controller/config.js';
+import { cidrContains, isIPv4, parseCidr4 } from '../../lib/net/addresses.js';
+import { DEFAULT_TIMINGS, type LivenessTimings } from '../../controller/logic/liveness.js';
+import { buildCertificate } from '../../controller/tls/selfsigned.js';
 
 export const PROJECT_ROOT_IN_CONTAINER = '/opt/egresslab';
 

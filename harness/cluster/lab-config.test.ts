@@ -4,11 +4,11 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { parse } from 'yaml';
 import { afterEach, describe, expect, it } from 'vitest';
-import { parseAgentConfig } from '../agent/config.js';
-import { parseTokensFile } from './api/auth.js';
-import { startController, type RunningController } from './app.js';
-import { KubeClient, R } from './client/client.js';
-import { parseConfig } from './config.js';
+import { parseAgentConfig } from '../../agent/config.js';
+import { parseTokensFile } from '../../controller/api/auth.js';
+import { startController, type RunningController } from '../../controller/app.js';
+import { KubeClient, R } from '../../lib/kube/client.js';
+import { parseConfig } from '../../controller/config.js';
 import { generateLabConfigs, generateLabPki, LabConfigError, type LabDescription } from './lab-config.js';
 
 const lab: LabDescription = {

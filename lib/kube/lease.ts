@@ -1,9 +1,10 @@
 // Node lease renewal (what each node's agent runs): kube-node-lease/<node>, renewed every
-// `intervalMs`; the controller declares the node Down when renewals stop (see logic/liveness.ts).
-import type { KubeObject } from '../api/types.js';
+// `intervalMs`; the controller declares the node Down when renewals stop (see controller/logic/liveness.ts).
+import type { KubeObject } from './types.js';
 import { KubeApiError, R, type KubeClient } from './client.js';
+import { NODE_LEASE_NAMESPACE } from './well-known.js';
 
-export const NODE_LEASE_NAMESPACE = 'kube-node-lease';
+export { NODE_LEASE_NAMESPACE };
 
 function microTime(d: Date): string {
   return d.toISOString().replace(/\.(\d{3})Z$/, '.$1000Z');

@@ -1,9 +1,9 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { startTestController, waitFor, type TestController } from '../testing.js';
-import { R } from './client.js';
-import { projectConfigMapKey } from './projection.js';
+import { startTestController, waitFor, type TestController } from '../controller/testing.js';
+import { R } from '../lib/kube/client.js';
+import { projectConfigMapKey } from '../lib/kube/projection.js';
 
 let t: TestController | undefined;
 afterEach(async () => {

@@ -5,14 +5,14 @@ import { existsSync, lstatSync, mkdirSync, mkdtempSync, readFileSync, readlinkSy
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { R } from '../../controller/client/client.js';
-import { nodeToken, startTestController, waitFor, type TestController } from '../../controller/testing.js';
-import type { KubeObject } from '../../controller/api/types.js';
-import { parseAgentConfig, type AgentConfig } from '../config.js';
-import { DEFAULT_NON_MASQUERADE_CIDRS } from '../masq/constants.js';
-import { FakeNft } from '../masq/testing/fakes.js';
-import { NodeAgent } from './agent.js';
-import { NodeEventRecorder } from './events.js';
+import { R } from '../lib/kube/client.js';
+import { nodeToken, startTestController, waitFor, type TestController } from '../controller/testing.js';
+import type { KubeObject } from '../lib/kube/types.js';
+import { parseAgentConfig, type AgentConfig } from '../agent/config.js';
+import { DEFAULT_NON_MASQUERADE_CIDRS } from '../agent/masq/constants.js';
+import { FakeNft } from '../agent/masq/testing/fakes.js';
+import { NodeAgent } from '../agent/node/agent.js';
+import { NodeEventRecorder } from '../agent/node/events.js';
 
 const LEASE = { renewIntervalMs: 50, expiryMs: 300, startupGraceMs: 300 };
 const sortCidrs = (l: readonly string[]): string[] =>

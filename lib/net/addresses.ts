@@ -1,0 +1,333 @@
+/**
+ * Addresses: the one module for IP address and CIDR parsing and arithmetic, on top of ipaddr.js.
+ * The agent, the controller and the harness all use it; it imports nothing of theirs.
+ *
+ * Three dialects, for three callers' needs:
+ *
+ *   IPv4, strict      `isIPv4`, `parseCidr4` (with the reason a CIDR is refused), `Cidr4` with
+ *                     32-bit numbers: the controller's and the gateway datapath's objects.
+ *   IPv4, on text     `cidrRange`, `cidrTextContains`, `overlaps`, `nthAddress`, ...: the harness's
+ *                     topology arithmetic (host bits allowed, masked away).
+ *   Go net.ParseCIDR  `parseCidr`, `Cidr` (IPv4 and IPv6 as bigints), `normaliseCidrs`: what
+ *                     upstream ip-masq-agent validates with, for the masquerade agent.
+ *
+ * Addresses are written in dotted four-part decimal only: "010.0.0.1" (octal in inet_aton),
+ * "10.1" and hex forms are refused everywhere.
+ */
+import ipaddr from 'ipaddr.js';
+
+/** Upstream ip-masq-agent's `linkLocalCIDR` (cmd/ip-masq-agent/ip-masq-agent.go). */
+export const LINK_LOCAL_CIDR = '169.254.0.0/16';
+/** Upstream ip-masq-agent's `linkLocalCIDRIPv6`. */
+export const LINK_LOCAL_CIDR_IPV6 = 'fe80::/10';
+
+// ---------------------------------------------------------------------------------------------
+// IPv4 addresses
+
+/** Whether `text` is a dotted four-part decimal IPv4 address (no leading zeros, no short forms). */
+export function isIPv4(text: unknown): text is string {
+  return typeof text === 'string' && ipaddr.IPv4.isValidFourPartDecimal(text);
+}
+
+/** An IPv4 address as an unsigned 32-bit number. */
+export function ipv4ToInt(ip: string | ipaddr.IPv4): number {
+  const bytes = (typeof ip === 'string' ? ipaddr.IPv4.parse(ip) : ip).toByteArray();
+  return ((bytes[0]! << 24) | (bytes[1]! << 16) | (bytes[2]! << 8) | bytes[3]!) >>> 0;
+}
+
+/** The IPv4 address of an unsigned 32-bit number. */
+export function intToIPv4(n: number): string {
+  return [(n >>> 24) & 255, (n >>> 16) & 255, (n >>> 8) & 255, n & 255].join('.');
+}
+
+/**
+ * Why an IPv4 address can never be a host's unicast address (for a floating IP or an egressSourceIP),
+ * or null when it can: 0.0.0.0/8, loopback, link-local, multicast, 240.0.0.0/4 and the limited
+ * broadcast address (ipaddr.js ranges).
+ */
+export function nonUnicastReason(ip: string): string | null {
+  const range = ipaddr.IPv4.parse(ip).range();
+  const reasons: Record<string, string> = {
+    unspecified: 'an unspecified address (0.0.0.0/8)',
+    broadcast: 'the limited broadcast address',
+    multicast: 'a multicast address (224.0.0.0/4)',
+    loopback: 'a loopback address (127.0.0.0/8)',
+    linkLocal: 'a link-local address (169.254.0.0/16)',
+    reserved: 'a reserved address (240.0.0.0/4)',
+  };
+  return reasons[range] ?? null;
+}
+
+// ---------------------------------------------------------------------------------------------
+// IPv4 CIDRs, strict (the controller's and the gateway datapath's)
+
+/** A parsed IPv4 CIDR: its network address as a number, its prefix length and canonical text. */
+export interface Cidr4 {
+  /** network address as an unsigned 32-bit integer */
+  readonly base: number;
+  readonly prefix: number;
+  /** canonical text, e.g. "10.0.0.0/8" */
+  readonly text: string;
+}
+
+/** A parsed value, or the reason the input was refused (for an error naming field and value). */
+export type ParseResult<T> = { ok: true; value: T } | { ok: false; reason: string };
+
+/** The 32-bit netmask of a prefix length (24 -> 0xffffff00). */
+export function maskOf(prefix: number): number {
+  return prefix === 0 ? 0 : (0xffffffff << (32 - prefix)) >>> 0;
+}
+
+/**
+ * Parses an IPv4 CIDR. `strict` (default) requires the address to be the block's network address
+ * (10.0.0.1/8 is refused, as upstream ip-masq-agent refuses it); without it, host bits are masked away.
+ */
+export function parseCidr4(text: unknown, strict = true): ParseResult<Cidr4> {
+  if (typeof text !== 'string') return { ok: false, reason: 'must be a string in CIDR notation (e.g. 10.0.0.0/8)' };
+  const m = /^([^/]+)\/(\d{1,2})$/.exec(text);
+  if (!m) {
+    if (text.includes(':')) return { ok: false, reason: 'must be an IPv4 CIDR (IPv6 is not supported)' };
+    return { ok: false, reason: 'must be a valid CIDR (e.g. 10.0.0.0/8)' };
+  }
+  const addr = m[1]!;
+  const prefix = Number(m[2]);
+  if (addr.includes(':')) return { ok: false, reason: 'must be an IPv4 CIDR (IPv6 is not supported)' };
+  if (!isIPv4(addr)) return { ok: false, reason: 'must be a valid CIDR (e.g. 10.0.0.0/8)' };
+  if (prefix > 32) return { ok: false, reason: 'prefix length must be between 0 and 32' };
+  const n = ipv4ToInt(addr);
+  const base = (n & maskOf(prefix)) >>> 0;
+  if (strict && base !== n) {
+    return { ok: false, reason: `must be the network address of the block (did you mean ${intToIPv4(base)}/${prefix}?)` };
+  }
+  return { ok: true, value: { base, prefix, text: `${intToIPv4(base)}/${prefix}` } };
+}
+
+/** Whether a parsed CIDR contains an address (dotted text, or a 32-bit number). */
+export function cidrContains(cidr: Cidr4, ip: string | number): boolean {
+  const n = typeof ip === 'number' ? ip : ipv4ToInt(ip);
+  return ((n & maskOf(cidr.prefix)) >>> 0) === cidr.base;
+}
+
+/** Whether the CIDR `cidrText` contains the address `ip` (both text); false when either does not parse. */
+export function cidrTextContains(cidrText: string, ip: string): boolean {
+  const c = parseCidr4(cidrText, false);
+  return c.ok && isIPv4(ip) && cidrContains(c.value, ip);
+}
+
+/** Sorts and de-duplicates CIDR texts numerically (base, then prefix); unparsable entries are dropped. */
+export function normaliseCidrList(list: readonly string[]): string[] {
+  const seen = new Map<string, Cidr4>();
+  for (const t of list) {
+    const p = parseCidr4(t, false);
+    if (p.ok) seen.set(p.value.text, p.value);
+  }
+  return [...seen.values()].sort((a, b) => a.base - b.base || a.prefix - b.prefix).map((c) => c.text);
+}
+
+// ---------------------------------------------------------------------------------------------
+// IPv4 CIDR arithmetic on text (the harness's topology)
+
+/** Network address and size of a CIDR (host bits masked away); throws when it is not an IPv4 CIDR. */
+export function cidrRange(cidr: string): { first: number; last: number; bits: number } {
+  const parsed = parseCidr4(cidr, false);
+  if (!parsed.ok) throw new Error(`not an IPv4 CIDR: ${cidr}`);
+  const { base: first, prefix: bits } = parsed.value;
+  const last = (first + 2 ** (32 - bits) - 1) >>> 0;
+  return { first, last, bits };
+}
+
+/** True when the address part has no host bits set (10.0.0.0/8 yes, 10.0.0.1/8 no). */
+export function isAligned(cidr: string): boolean {
+  return parseCidr4(cidr, true).ok;
+}
+
+/** Whether two CIDRs share any address. */
+export function overlaps(a: string, b: string): boolean {
+  const ra = cidrRange(a);
+  const rb = cidrRange(b);
+  return ra.first <= rb.last && rb.first <= ra.last;
+}
+
+/** The prefix length of a CIDR (`10.0.0.0/8` -> 8). */
+export function prefixLength(cidr: string): number {
+  return cidrRange(cidr).bits;
+}
+
+/** The n-th address of a CIDR (0 = network address). */
+export function nthAddress(cidr: string, n: number): string {
+  const { first, last } = cidrRange(cidr);
+  const ip = first + n;
+  if (ip > last || n < 0) throw new Error(`${cidr} has no address number ${n}`);
+  return intToIPv4(ip);
+}
+
+/** Usable host addresses (excludes network and broadcast for prefixes shorter than /31). */
+export function isUsableHost(cidr: string, ip: string): boolean {
+  if (!cidrTextContains(cidr, ip)) return false;
+  const { first, last, bits } = cidrRange(cidr);
+  if (bits >= 31) return true;
+  const n = ipv4ToInt(ip);
+  return n !== first && n !== last;
+}
+
+/** "a.b.c.d/n" where n is the CIDR's prefix length: an interface address. */
+export function withPrefix(ip: string, cidr: string): string {
+  return `${ip}/${prefixLength(cidr)}`;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Go net.ParseCIDR semantics, IPv4 and IPv6 (the masquerade agent's, as upstream ip-masq-agent)
+//
+// Addresses are bigints so one code path serves both families. normaliseCidrs turns a CIDR list into
+// a minimal, sorted, non-overlapping one, so that nftables interval sets never receive overlapping
+// elements.
+
+/** An address family: 4 or 6. */
+export type Family = 4 | 6;
+
+/** A CIDR of either family, its address a bigint. */
+export interface Cidr {
+  family: Family;
+  /** Network address (host bits cleared). */
+  network: bigint;
+  prefix: number;
+}
+
+/** The result of parseCidr: the CIDR, the address as written and whether it was aligned; or a message. */
+export type CidrParse =
+  | { ok: true; cidr: Cidr; ip: bigint; aligned: boolean }
+  | { ok: false; message: string };
+
+/** Address width of a family in bits (32 or 128). */
+export function familyBits(f: Family): number {
+  return f === 4 ? 32 : 128;
+}
+
+function parseIPv4Big(s: string): bigint | null {
+  // Go netip: exactly four decimal fields, 0-255, no leading zeros ("010.0.0.0" is refused).
+  return isIPv4(s) ? BigInt(ipv4ToInt(s)) : null;
+}
+
+function parseIPv6Big(s: string): bigint | null {
+  if (s.includes('%')) return null; // zones are refused by net.ParseCIDR
+  if (!ipaddr.IPv6.isValid(s)) return null;
+  let v = 0n;
+  for (const b of ipaddr.IPv6.parse(s).toByteArray()) v = (v << 8n) | BigInt(b);
+  return v;
+}
+
+/** The netmask of a prefix length in a family, as a bigint. */
+export function maskFor(family: Family, prefix: number): bigint {
+  const bits = BigInt(familyBits(family));
+  const host = bits - BigInt(prefix);
+  const all = (1n << bits) - 1n;
+  return all ^ ((1n << host) - 1n);
+}
+
+/** The text of an address of a family (dotted quad, or RFC 5952 IPv6). */
+export function formatAddr(family: Family, v: bigint): string {
+  if (family === 4) {
+    return [24n, 16n, 8n, 0n].map((sh) => ((v >> sh) & 0xffn).toString()).join('.');
+  }
+  const bytes: number[] = [];
+  for (let i = 15; i >= 0; i--) bytes.push(Number((v >> BigInt(i * 8)) & 0xffn));
+  return ipaddr.fromByteArray(bytes).toString();
+}
+
+/** "network/prefix" of a CIDR. */
+export function formatCidr(c: Cidr): string {
+  return `${formatAddr(c.family, c.network)}/${c.prefix}`;
+}
+
+const V4_MAPPED_PREFIX = 0xffffn << 32n;
+
+/**
+ * Parse like Go's net.ParseCIDR: "<addr>/<decimal prefix>", prefix 0..bits (leading zeros in the
+ * prefix are accepted, as Go's dtoi does). Reports whether the address is aligned to its block
+ * (upstream refuses misaligned CIDRs such as 10.0.0.1/8 — the caller decides).
+ */
+export function parseCidr(s: string): CidrParse {
+  const bad = (): CidrParse => ({ ok: false, message: `invalid CIDR address: ${s}` });
+  const slash = s.indexOf('/');
+  if (slash < 0) return bad();
+  const addrPart = s.slice(0, slash);
+  const maskPart = s.slice(slash + 1);
+  let family: Family;
+  let ip: bigint | null;
+  if (addrPart.includes(':')) {
+    family = 6;
+    ip = parseIPv6Big(addrPart);
+  } else {
+    family = 4;
+    ip = parseIPv4Big(addrPart);
+  }
+  if (ip === null) return bad();
+  if (!/^[0-9]+$/.test(maskPart)) return bad();
+  const prefix = Number(maskPart.length > 8 ? 'x' : maskPart); // huge values fail like Go's dtoi
+  if (!Number.isInteger(prefix) || prefix > familyBits(family)) return bad();
+  if (family === 6 && (ip >> 32n) === V4_MAPPED_PREFIX >> 32n) {
+    // Go would accept "::ffff:a.b.c.d/n" and then treat it as IPv4 (isIPv6CIDR is false), which
+    // iptables-restore then rejects on every sync; we refuse it up front with a clear message.
+    return { ok: false, message: `IPv4-mapped IPv6 CIDR ${s} is not supported; write the IPv4 CIDR` };
+  }
+  const network = ip & maskFor(family, prefix);
+  return { ok: true, cidr: { family, network, prefix }, ip, aligned: network === ip };
+}
+
+function lastAddr(c: Cidr): bigint {
+  return c.network + (1n << BigInt(familyBits(c.family) - c.prefix)) - 1n;
+}
+
+/** True when address `a` (of the same family) is inside c. */
+export function cidrContainsAddress(c: Cidr, a: bigint): boolean {
+  return a >= c.network && a <= lastAddr(c);
+}
+
+/**
+ * Normalise CIDRs of ONE family: drop duplicates and CIDRs contained in others, then merge sibling
+ * blocks into their parent (10.0.0.0/9 + 10.128.0.0/9 -> 10.0.0.0/8), repeatedly. The result is
+ * the minimal list of CIDRs covering exactly the same addresses, sorted by address, pairwise
+ * disjoint. 0.0.0.0/0 swallows everything.
+ */
+export function normaliseCidrs(input: readonly Cidr[]): Cidr[] {
+  if (input.length === 0) return [];
+  const fam = input[0]!.family;
+  for (const c of input) {
+    if (c.family !== fam) throw new Error('normaliseCidrs: mixed address families');
+  }
+  const bits = familyBits(fam);
+  const sorted = input
+    .map((c) => ({ family: c.family, network: c.network & maskFor(c.family, c.prefix), prefix: c.prefix }))
+    .sort((a, b) => (a.network < b.network ? -1 : a.network > b.network ? 1 : a.prefix - b.prefix));
+
+  const stack: Cidr[] = [];
+  let coveredTo = -1n; // last address covered by what is already on the stack
+  for (const c of sorted) {
+    if (c.network <= coveredTo) continue; // contained in (or equal to) an earlier, wider block
+    stack.push(c);
+    coveredTo = lastAddr(c);
+    // Merge siblings while possible.
+    for (;;) {
+      const b = stack[stack.length - 1];
+      const a = stack[stack.length - 2];
+      if (!a || !b || a.prefix !== b.prefix || a.prefix === 0) break;
+      const size = 1n << BigInt(bits - a.prefix);
+      const isLeftChild = ((a.network >> BigInt(bits - a.prefix)) & 1n) === 0n;
+      if (!isLeftChild || b.network !== a.network + size) break;
+      stack.splice(stack.length - 2, 2, { family: fam, network: a.network, prefix: a.prefix - 1 });
+    }
+  }
+  return stack;
+}
+
+/** Parse + normalise a list of already-validated CIDR strings, grouped by family. */
+export function normaliseCidrStrings(list: readonly string[]): { v4: Cidr[]; v6: Cidr[] } {
+  const v4: Cidr[] = [];
+  const v6: Cidr[] = [];
+  for (const s of list) {
+    const p = parseCidr(s);
+    if (!p.ok) throw new Error(p.message);
+    (p.cidr.family === 4 ? v4 : v6).push(p.cidr);
+  }
+  return { v4: normaliseCidrs(v4), v6: normaliseCidrs(v6) };
+}
