@@ -55,7 +55,7 @@ export async function startController(cfg: ControllerConfig, opts: StartOptions 
     tls = { cert: pki.cert, key: pki.key };
     caFile = pki.caFile;
   }
-  const server = new ApiServer({ service, authenticator, log, tls, bookmarkIntervalMs: cfg.bookmarkIntervalMs });
+  const server = new ApiServer({ service, authenticator, log, tls, bookmarkIntervalMs: cfg.bookmarkIntervalMs, limits: cfg.api });
   controller.start();
   let heartbeats: BeaconReceiver | undefined;
   if (cfg.heartbeatPort > 0) {
