@@ -36,32 +36,21 @@ const big = (name: string, bytes: number) => ({ apiVersion: 'v1', kind: 'ConfigM
 /** ~50 KB of JSON in 2000 small keys: costly to copy and encode per watcher, cheap to write once encoded. */
 const manyKeys = (name: string) => ({ apiVersion: 'v1', kind: 'ConfigMap', metadata: { name, namespace: 'default' }, data: Object.fromEntries(Array.from({ length: 2000 }, (_, i) => [`key-${i}`, `v${i}`])) });
 
-const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
-
-async function timedCreates(tc: TestController, prefix: string, n: number): Promise<number[]> {
-  const out: number[] = [];
-  for (let i = 0; i < n; i++) {
-    const t0 = performance.now();
-    await tc.admin.create(R.configmaps, manyKeys(`${prefix}-${i}`));
-    out.push(performance.now() - t0);
-  }
-  return out;
+async function creates(tc: TestController, prefix: string, n: number): Promise<void> {
+  for (let i = 0; i < n; i++) await tc.admin.create(R.configmaps, manyKeys(`${prefix}-${i}`));
 }
 
 describe('watch limits', () => {
-  it('200 paused watchers: each event is encoded once, not once per watcher, and a create of a 2000-key ConfigMap stays within a bound of the same create without watchers', { timeout: 20_000 }, async () => {
+  it('200 paused watchers: each event is encoded once, not once per watcher', { timeout: 20_000 }, async () => {
     t = await startTestController({ tls: false, fsync: false, api: { maxWatchesPerUser: 200 } });
-    await timedCreates(t, 'warm', 3); // JIT, connection
-    const baseline = median(await timedCreates(t, 'base', 7));
     for (let i = 0; i < 200; i++) await pausedWatch(t.running.port, VIEWER_TOKEN);
     const server = t.running.server;
     await waitFor(() => server.watchStats().active === 200, '200 watches open');
     const before = server.watchStats().encodings;
-    const loaded = median(await timedCreates(t, 'load', 7));
-    // one JSON encoding per event for all 200 watchers (before: 200 copies and encodings per event)
+    await creates(t, 'load', 7);
+    // one JSON encoding per event for all 200 watchers (before: 200 copies and encodings per event,
+    // a create of this 2000-key ConfigMap took ~160 ms instead of ~19 ms; no timing asserted here)
     expect(server.watchStats().encodings - before).toBe(7);
-    // before: ~200 x (copy + encode + buffer 50 KB) per create
-    expect(loaded).toBeLessThan(baseline * 3 + 15);
   });
 
   it('a watcher whose connection does not take its events is dropped once the bytes waiting pass the bound; memory stays bounded; readers get every event', async () => {
