@@ -3,6 +3,7 @@ import { readFileSync } from 'node:fs';
 import { TokenAuthenticator, parseTokensFile } from './api/auth.js';
 import { FilePersistence, MemoryPersistence, type Persistence } from './api/persistence.js';
 import { Registry, RESOURCES } from './api/resources.js';
+import { EventLimits } from './api/events.js';
 import { ApiServer } from './api/server.js';
 import { ResourceService } from './api/service.js';
 import { Store } from './api/store.js';
@@ -45,6 +46,9 @@ export async function startController(cfg: ControllerConfig, opts: StartOptions 
   const service = new ResourceService(store, registry);
   const controller = new Controller({ service, config: cfg, log, clock: opts.clock });
   installAdmission(service, { flavour: cfg.flavour, managedPolicyName: controller.managedPolicyName });
+  service.gatewayNamespace = cfg.gatewayNamespace;
+  const eventLimits = new EventLimits(service, cfg.api, log);
+  eventLimits.start();
   const tokens = parseTokensFile(opts.tokens ?? readFileSync(cfg.tokensFile, 'utf8'));
   const authenticator = new TokenAuthenticator(tokens);
   let tls: { cert: string | Buffer; key: string | Buffer } | undefined;
@@ -55,7 +59,7 @@ export async function startController(cfg: ControllerConfig, opts: StartOptions 
     tls = { cert: pki.cert, key: pki.key };
     caFile = pki.caFile;
   }
-  const server = new ApiServer({ service, authenticator, log, tls, bookmarkIntervalMs: cfg.bookmarkIntervalMs });
+  const server = new ApiServer({ service, authenticator, log, tls, bookmarkIntervalMs: cfg.bookmarkIntervalMs, limits: cfg.api });
   controller.start();
   let heartbeats: BeaconReceiver | undefined;
   if (cfg.heartbeatPort > 0) {
@@ -91,6 +95,7 @@ export async function startController(cfg: ControllerConfig, opts: StartOptions 
       if (stopped) return;
       stopped = true;
       controller.stop();
+      eventLimits.stop();
       heartbeats?.stop();
       await server.close();
       store.close();

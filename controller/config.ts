@@ -40,15 +40,26 @@ export interface ControllerConfig {
   /** fdatasync each write (default true) */
   fsync: boolean;
   bookmarkIntervalMs: number;
+  /** the API server's limits (watches per identity, watch buffer and duration, Event size/count/TTL) */
+  api: ApiLimits;
 }
 
 import { HEARTBEAT_PORT } from '../lib/liveness/heartbeat.js';
+import { parseApiLimits, type ApiLimits } from './api/limits.js';
 
 export class ConfigError extends Error {}
 
 function req<T>(cond: T | undefined | null | false, msg: string): T {
   if (!cond) throw new ConfigError(msg);
   return cond;
+}
+
+function apiLimits(raw: unknown): ApiLimits {
+  try {
+    return parseApiLimits(raw);
+  } catch (e) {
+    throw new ConfigError((e as Error).message);
+  }
 }
 
 /** Validates and fills defaults (pure). */
@@ -127,5 +138,6 @@ export function parseConfig(raw: unknown): ControllerConfig {
     heartbeatPort,
     fsync: c.fsync === undefined ? true : c.fsync === true,
     bookmarkIntervalMs: Number(c.bookmarkIntervalMs ?? 60_000),
+    api: apiLimits(c.api),
   };
 }

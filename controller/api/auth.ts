@@ -7,8 +7,9 @@
 // Authorization:
 //   - group system:masters: everything;
 //   - user system:node:<name> (a node's agent): read everything; write only its own Lease
-//     (kube-node-lease/<name>), its own AnthosNetworkGatewayNode (<name>) and Events whose
-//     involvedObject is its own Node;
+//     (kube-node-lease/<name>), its own AnthosNetworkGatewayNode (<name>, in the gateway namespace)
+//     and Events whose involvedObject is its own Node, both before and after the write (as
+//     NodeRestriction checks the stored object: a node cannot take over another node's Event);
 //   - any other authenticated user: read-only.
 import { readFileSync } from 'node:fs';
 import type { ResourceDef } from './resources.js';
@@ -98,6 +99,20 @@ export interface AuthzRequest {
   subresource?: string;
   /** the object after the write (create/update/patch) or before it (delete), for object-level rules */
   object?: KubeObject;
+  /** the stored object an update replaces: a node may not take over another node's object (NodeRestriction) */
+  old?: KubeObject;
+  /** the one namespace where a node writes its AnthosNetworkGatewayNode (default kube-system) */
+  gatewayNamespace?: string;
+}
+
+function involvedOf(o: KubeObject): string {
+  const io = (o as { involvedObject?: { kind?: unknown; name?: unknown } }).involvedObject;
+  return io ? `${String(io.kind)} "${String(io.name)}"` : 'missing';
+}
+
+function aboutNode(o: KubeObject, node: string): boolean {
+  const io = (o as { involvedObject?: { kind?: unknown; name?: unknown } }).involvedObject;
+  return !!io && io.kind === 'Node' && io.name === node;
 }
 
 /** Returns undefined when allowed, else the reason for a 403. */
@@ -113,15 +128,19 @@ export function authorize(req: AuthzRequest): string | undefined {
     return own;
   }
   if (resource.group === 'networking.gke.io' && resource.plural === 'anthosnetworkgatewaynodes') {
-    if (req.name === node && verb !== 'delete') return undefined;
+    const gwNs = req.gatewayNamespace ?? 'kube-system';
+    if (req.name === node && verb !== 'delete' && (req.namespace === undefined || req.namespace === gwNs)) return undefined;
+    if (req.name === node && verb !== 'delete') return `${own}, in namespace ${gwNs} only (not ${JSON.stringify(req.namespace)})`;
     return own;
   }
   if (resource.group === '' && resource.plural === 'events') {
     if (verb === 'delete') return own;
+    // NodeRestriction checks the stored object too: an Event about another node stays that node's,
+    // whatever the new involvedObject says
+    if (req.old !== undefined && !aboutNode(req.old, node)) return `${own}; the stored Event's involvedObject is ${involvedOf(req.old)}`;
     if (req.object === undefined) return undefined; // object-level check follows once the object is known
-    const io = (req.object as { involvedObject?: { kind?: unknown; name?: unknown } }).involvedObject;
-    if (io && io.kind === 'Node' && io.name === node) return undefined;
-    return `${own}; this Event's involvedObject is ${io ? `${String(io.kind)} "${String(io.name)}"` : 'missing'}`;
+    if (aboutNode(req.object, node)) return undefined;
+    return `${own}; this Event's involvedObject is ${involvedOf(req.object)}`;
   }
   return own;
 }

@@ -7,10 +7,11 @@ import { parse as parseYaml } from 'yaml';
 import type { TokenAuthenticator, UserInfo } from './auth.js';
 import { apiGroup, apiGroupList, apiResourceList, apiVersions, openApiV3GroupVersion, openApiV3Root, SERVER_VERSION } from './discovery.js';
 import { ApiError, errors } from './errors.js';
-import { apiVersionOf, resourceKey, type ResourceDef } from './resources.js';
+import type { ResourceDef } from './resources.js';
 import type { ResourceService, Selectors } from './service.js';
-import type { StoreEvent } from './store.js';
+import { DEFAULT_API_LIMITS, type ApiLimits } from './limits.js';
 import { toTable, wantsTable } from './table.js';
+import { WatchHub, type WatchStats } from './watch.js';
 import type { KubeObject } from '../../lib/kube/types.js';
 
 /** The longest watch a client may ask for (setTimeout's limit, 2^31-1 ms). */
@@ -38,6 +39,10 @@ export interface ApiServerOptions {
   tls?: { cert: string | Buffer; key: string | Buffer };
   /** interval of BOOKMARK events for watches that allow them (ms; default 60 s, about what kube-apiserver does: every bookmark wakes every watcher) */
   bookmarkIntervalMs?: number;
+  /** watch limits (defaults: DEFAULT_API_LIMITS) */
+  limits?: Partial<ApiLimits>;
+  /** random source of the watch duration's jitter (tests) */
+  random?: () => number;
 }
 
 const MAX_BODY = 3 * 1024 * 1024;
@@ -54,11 +59,12 @@ interface Target {
 export class ApiServer {
   readonly server: Server;
   private readonly sockets = new Set<import('node:net').Socket>();
-  private readonly watchers = new Set<ServerResponse>();
+  private readonly hub: WatchHub;
   private readonly log: (line: string) => void;
 
   constructor(private readonly opts: ApiServerOptions) {
     this.log = opts.log ?? (() => {});
+    this.hub = new WatchHub(opts.service, { ...DEFAULT_API_LIMITS, ...opts.limits }, this.log, opts.bookmarkIntervalMs ?? 60_000, opts.random);
     const handler = (req: IncomingMessage, res: ServerResponse): void => {
       this.handle(req, res).catch((err: unknown) => this.fail(res, err));
     };
@@ -85,11 +91,21 @@ export class ApiServer {
   }
 
   async close(): Promise<void> {
-    for (const w of this.watchers) w.end();
+    this.hub.closeAll();
     await new Promise<void>((resolve) => {
       this.server.close(() => resolve());
       for (const s of this.sockets) s.destroy();
     });
+  }
+
+  /** Open watches (a test ends them to simulate dropped streams). */
+  get watchers(): ReadonlySet<{ end(): void }> {
+    return this.hub.watchers;
+  }
+
+  /** Watch counters: open, dropped, refused, encodings, peak bytes waiting. */
+  watchStats(): WatchStats {
+    return this.hub.stats();
   }
 
   private get service(): ResourceService {
@@ -164,7 +180,7 @@ export class ApiServer {
     const accept = req.headers.accept;
     if (name === undefined) {
       if (method === 'GET') {
-        if (qp.get('watch') === 'true' || qp.get('watch') === '1') return this.watch(req, res, t, qp, wantsTable(accept));
+        if (qp.get('watch') === 'true' || qp.get('watch') === '1') return this.watch(req, res, t, qp, wantsTable(accept), user);
         const list = this.service.list(def, version, {
           namespace: ns,
           labelSelector: qp.get('labelSelector') ?? undefined,
@@ -228,13 +244,10 @@ export class ApiServer {
 
   // ------------------------------------------------------------------ watch
 
-  private watch(req: IncomingMessage, res: ServerResponse, t: Target, qp: URLSearchParams, table: boolean): void {
+  private watch(req: IncomingMessage, res: ServerResponse, t: Target, qp: URLSearchParams, table: boolean, user: UserInfo): void {
     const { def, version, namespace: ns } = t;
-    const service = this.service;
-    const store = service.store;
-    const sel: Selectors = service.parseSelectors(qp.get('labelSelector') ?? undefined, qp.get('fieldSelector') ?? undefined);
+    const selectors: Selectors = this.service.parseSelectors(qp.get('labelSelector') ?? undefined, qp.get('fieldSelector') ?? undefined);
     const rvParam = qp.get('resourceVersion') ?? '';
-    const sendInitial = qp.get('sendInitialEvents') === 'true';
     let since: number | undefined;
     if (rvParam !== '' && rvParam !== '0') {
       if (!/^\d+$/.test(rvParam)) throw errors.badRequest(`invalid resourceVersion ${JSON.stringify(rvParam)}`);
@@ -246,78 +259,28 @@ export class ApiServer {
     if (timeoutParam !== null && (!/^\d+$/.test(timeoutParam) || Number(timeoutParam) > MAX_WATCH_TIMEOUT_SECONDS)) {
       throw errors.badRequest(`timeoutSeconds: Invalid value: ${JSON.stringify(timeoutParam)}: must be a whole number of seconds from 0 to ${MAX_WATCH_TIMEOUT_SECONDS}`);
     }
-    const include = qp.get('includeObject') ?? 'Metadata';
-    const rkey = resourceKey(def);
+    this.hub.admit(user.name); // 429 over the identity's cap, before any header
     res.writeHead(200, { 'Content-Type': 'application/json', 'Cache-Control': 'no-cache, private', 'Transfer-Encoding': 'chunked' });
     res.flushHeaders(); // clients wait for the headers before reading events
-    this.watchers.add(res);
-    let headerSent = false;
-    const write = (type: string, obj: unknown): void => {
-      if (res.writableEnded) return;
-      let object = obj;
-      if (table && (type === 'ADDED' || type === 'MODIFIED' || type === 'DELETED')) {
-        const o = obj as KubeObject;
-        const tb = toTable([o], o, o.metadata.resourceVersion ?? '', include, store.now());
-        if (headerSent) (tb as Record<string, unknown>).columnDefinitions = [];
-        headerSent = true;
-        object = tb;
-      }
-      res.write(`${JSON.stringify({ type, object })}\n`);
-    };
-    const present = (o: KubeObject): KubeObject => service.present(def, version, structuredClone(o));
-    const visible = (o: KubeObject | undefined): boolean => o !== undefined && service.visible(def, version, ns, sel, o);
-    const deliver = (e: StoreEvent): void => {
-      if (e.rkey !== rkey) return;
-      const now = visible(e.object);
-      if (e.type === 'ADDED') {
-        if (now) write('ADDED', present(e.object));
-      } else if (e.type === 'DELETED') {
-        if (now) write('DELETED', present(e.object));
-      } else {
-        const before = visible(e.old);
-        if (before && now) write('MODIFIED', present(e.object));
-        else if (!before && now) write('ADDED', present(e.object));
-        else if (before && !now) write('DELETED', present(e.object));
-      }
-    };
-    const bookmark = (annotations?: Record<string, string>): void => {
-      if (res.writableEnded) return;
-      const md: Record<string, unknown> = { resourceVersion: String(store.resourceVersion) };
-      if (annotations) md.annotations = annotations;
-      res.write(`${JSON.stringify({ type: 'BOOKMARK', object: { kind: def.kind, apiVersion: apiVersionOf(def.group, version), metadata: md } })}\n`);
-    };
-    if (since === undefined || sendInitial) {
-      for (const o of store.list(rkey, def.namespaced ? ns : undefined)) if (visible(o)) write('ADDED', present(o));
-      if (sendInitial && qp.get('allowWatchBookmarks') === 'true') bookmark({ 'k8s.io/initial-events-end': 'true' });
-    } else {
-      const past = store.eventsSince(since);
-      if (past === 'expired') {
-        const err = errors.gone(`too old resource version: ${since} (${store.oldestResumableRV})`).toStatus();
-        res.end(`${JSON.stringify({ type: 'ERROR', object: err })}\n`);
-        this.watchers.delete(res);
-        return;
-      }
-      for (const e of past) deliver(e);
-    }
-    const unsubscribe = store.subscribe(deliver);
-    const timers: NodeJS.Timeout[] = [];
-    if (qp.get('allowWatchBookmarks') === 'true') {
-      const iv = setInterval(() => bookmark(), this.opts.bookmarkIntervalMs ?? 60_000);
-      iv.unref();
-      timers.push(iv);
-    }
-    const timeoutSeconds = Number(qp.get('timeoutSeconds') ?? '0');
-    const end = (): void => {
-      unsubscribe();
-      for (const x of timers) clearInterval(x);
-      this.watchers.delete(res);
-      if (!res.writableEnded) res.end();
-    };
-    const to = setTimeout(end, timeoutSeconds > 0 ? timeoutSeconds * 1000 : 30 * 60 * 1000);
-    to.unref();
-    timers.push(to);
-    req.on('close', end);
-    res.on('close', end);
+    this.hub.open(
+      res,
+      {
+        user: user.name,
+        def,
+        version,
+        namespace: ns,
+        selectors,
+        table: table ? { include: qp.get('includeObject') ?? 'Metadata' } : undefined,
+        since,
+        sendInitialEvents: qp.get('sendInitialEvents') === 'true',
+        allowWatchBookmarks: qp.get('allowWatchBookmarks') === 'true',
+        timeoutSeconds: timeoutParam === null ? undefined : Number(timeoutParam),
+      },
+      (fn) => {
+        req.on('close', fn);
+        res.on('close', fn);
+      },
+    );
   }
 
   // ------------------------------------------------------------------ helpers
@@ -386,6 +349,7 @@ export class ApiServer {
     }
     const headers: Record<string, string> = {};
     if (e.code === 401) headers['WWW-Authenticate'] = 'Bearer realm="egresslab"';
+    if (e.details?.retryAfterSeconds !== undefined) headers['Retry-After'] = String(e.details.retryAfterSeconds);
     const text = JSON.stringify(e.toStatus());
     res.writeHead(e.code, { 'Content-Type': 'application/json', 'Content-Length': String(Buffer.byteLength(text)), ...headers });
     res.end(text);

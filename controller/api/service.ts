@@ -88,8 +88,20 @@ function comparable(o: KubeObject): string {
   return JSON.stringify(c);
 }
 
+/**
+ * Finalizers are refused (issue 12): DELETE here is immediate, so an object waiting on a finalizer
+ * would be deleted under its controller's feet. Refusing says so instead of ignoring them.
+ */
+function finalizerProblems(obj: KubeObject): FieldProblem[] {
+  const f = obj.metadata.finalizers as unknown;
+  if (f === undefined || f === null || (Array.isArray(f) && f.length === 0)) return [];
+  return [{ field: 'metadata.finalizers', value: f, type: 'FieldValueInvalid', detail: 'finalizers are not supported by this API server (DELETE removes an object at once, it would never wait for them); remove them' }];
+}
+
 export class ResourceService {
   private readonly hooks = new Map<string, AdmissionHook[]>();
+  /** the namespace of the AnthosNetworkGatewayNodes (a node writes its own there only) */
+  gatewayNamespace = 'kube-system';
 
   constructor(
     readonly store: Store,
@@ -196,7 +208,7 @@ export class ResourceService {
     namespaceNameLabel(def, obj);
     if (def.namespaced) this.requireNamespace(ns!);
     this.authz(ctx, 'create', def, ns, md.name, obj);
-    const problems = [...validateObjectMeta(obj, { namespaced: def.namespaced, nameIsLabel: def.plural === 'namespaces' }), ...coreProblems(def, obj)];
+    const problems = [...validateObjectMeta(obj, { namespaced: def.namespaced, nameIsLabel: def.plural === 'namespaces' }), ...finalizerProblems(obj), ...coreProblems(def, obj)];
     if (problems.length) throw errors.invalid(q(def), md.name ?? '', problems);
     const existing = this.store.get(resourceKey(def), def.namespaced ? ns : undefined, md.name!);
     if (existing) {
@@ -312,7 +324,9 @@ export class ResourceService {
       // immutable / server-owned metadata
       next.metadata.uid = current.metadata.uid;
       next.metadata.creationTimestamp = current.metadata.creationTimestamp;
+      // server-owned: a client cannot set or clear it
       if (current.metadata.deletionTimestamp) next.metadata.deletionTimestamp = current.metadata.deletionTimestamp;
+      else delete next.metadata.deletionTimestamp;
       if (def.perVersionObjects) next.apiVersion = current.apiVersion;
       if (def.generation) {
         const g = current.metadata.generation ?? 1;
@@ -321,9 +335,9 @@ export class ResourceService {
     }
     next.metadata.resourceVersion = current.metadata.resourceVersion;
     next.kind = current.kind;
-    this.authz(ctx, subresource === 'status' ? 'update' : 'update', def, current.metadata.namespace, current.metadata.name, next, subresource);
+    this.authz(ctx, 'update', def, current.metadata.namespace, current.metadata.name, next, subresource, current);
     if (subresource !== 'status') {
-      const problems = [...validateObjectMeta(next, { namespaced: def.namespaced, nameIsLabel: def.plural === 'namespaces' }), ...coreProblems(def, next)];
+      const problems = [...validateObjectMeta(next, { namespaced: def.namespaced, nameIsLabel: def.plural === 'namespaces' }), ...finalizerProblems(next), ...coreProblems(def, next)];
       if (problems.length) throw errors.invalid(q(def), current.metadata.name!, problems);
     }
     this.admit({ op: 'update', ctx, resource: def, version, subresource, object: next, old: current });
@@ -360,9 +374,9 @@ export class ResourceService {
     }
   }
 
-  private authz(ctx: RequestContext, verb: Verb, def: ResourceDef, ns: string | undefined, name: string | undefined, object?: KubeObject, subresource?: string): void {
+  private authz(ctx: RequestContext, verb: Verb, def: ResourceDef, ns: string | undefined, name: string | undefined, object?: KubeObject, subresource?: string, old?: KubeObject): void {
     if (ctx.internal) return;
-    const why = authorize({ user: ctx.user, verb, resource: def, namespace: ns, name, object, subresource });
+    const why = authorize({ user: ctx.user, verb, resource: def, namespace: ns, name, object, subresource, old, gatewayNamespace: this.gatewayNamespace });
     if (why) throw errors.forbidden(ctx.user.name, verb, q(def), name, def.namespaced ? ns : undefined, why);
   }
 

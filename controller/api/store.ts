@@ -85,6 +85,25 @@ export class Store {
     });
   }
 
+  /**
+   * Like list(), but the stored objects themselves, not copies (for watch streams, which only
+   * serialize them): callers must not modify them. Stored objects are never modified in place (each
+   * write stores a new object), so the array is a consistent snapshot.
+   */
+  listShared(rkey: string, ns?: string): readonly KubeObject[] {
+    const out: KubeObject[] = [];
+    for (const o of this.objects.values()) {
+      if (o.rkey !== rkey) continue;
+      if (ns !== undefined && o.object.metadata.namespace !== ns) continue;
+      out.push(o.object);
+    }
+    return out.sort((a, b) => {
+      const an = `${a.metadata.namespace ?? ''}/${a.metadata.name}`;
+      const bn = `${b.metadata.namespace ?? ''}/${b.metadata.name}`;
+      return an < bn ? -1 : an > bn ? 1 : 0;
+    });
+  }
+
   /** Stores a new object; fills uid, creationTimestamp, resourceVersion. Caller checked it is absent. */
   create(rkey: string, obj: KubeObject): KubeObject {
     const o = structuredClone(obj);
