@@ -9,7 +9,7 @@ import { spawn } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, relative, resolve } from 'node:path';
-import { Lab, type Place } from '../lab/lab.js';
+import { Lab, inPlace, type Place } from '../lab/lab.js';
 import { parseCommand, type CommandSpec } from './args.js';
 import { LabError, ValidationError } from '../util/errors.js';
 import { pollUntil } from '../util/poll.js';
@@ -142,7 +142,7 @@ export const LAB_SPECS: Record<string, CommandSpec> = {
 
 /** Runs `cmd` at `place`, streaming its output to ours; its exit code. */
 async function streamExec(lab: Lab, place: Place, cmd: string[], stdin: boolean): Promise<number> {
-  const full = place.netns ? ['ip', 'netns', 'exec', place.netns, ...cmd] : cmd;
+  const full = inPlace(place, cmd);
   const container = lab.container(place.container);
   let exec;
   try {

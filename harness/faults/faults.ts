@@ -8,7 +8,7 @@
  *  degrade/restore packet loss (nft numgen, both directions) and delay (netem, where the kernel has it)
  *  restartProcess  restart one managed process inside a node (responder, agent, controller)
  */
-import type { Lab } from '../lab/lab.js';
+import type { ContainerRuntime } from '../lab/runtime.js';
 import { SWITCH } from '../topology/plan.js';
 import { LabError, ValidationError } from '../util/errors.js';
 import { restartProcess, stopProcess } from '../lab/process.js';
@@ -34,7 +34,7 @@ export class Faults {
   /** Every fault this process injected on this lab, in order (undo steps are not listed). */
   readonly injected: InjectedFault[] = [];
 
-  constructor(private readonly lab: Lab) {}
+  constructor(private readonly lab: ContainerRuntime) {}
 
   /** Records a fault injected by other means (e.g. an agent stopped to move a floating IP). */
   note(node: string, kind: string): void {
