@@ -15,7 +15,8 @@ import { LabError, ValidationError } from '../util/errors.js';
 import { pollUntil } from '../util/poll.js';
 import { projectRoot } from '../util/paths.js';
 import { describePacket } from '../pcap/pcap.js';
-import { deliveryRatio, leaks, outages, sourceCounts, type Timeline } from '../probe/timeline.js';
+import type { Timeline } from '../probe/timeline.js';
+import { summarize } from '../report/failover.js';
 import { renderTimelineSvg } from '../report/timeline-svg.js';
 import { describeOutage, describeTimeline } from '../testing/matchers.js';
 import type { Proto } from '../inlab/protocol.js';
@@ -288,9 +289,8 @@ async function captureCmd(argv: string[]): Promise<number> {
 // ---------------------------------------------------------------- timeline
 
 function timelineReport(lab: Lab, t: Timeline, allowed: string[] | undefined, svg: string | undefined) {
-  const start = t.packets[0]?.t;
-  const o = outages(t);
-  const l = allowed ? leaks(t, allowed) : undefined;
+  const r = summarize(t, allowed);
+  const l = r.leaks;
   return {
     lab: lab.id,
     from: t.from,
@@ -298,15 +298,15 @@ function timelineReport(lab: Lab, t: Timeline, allowed: string[] | undefined, sv
     proto: t.proto,
     ...(t.port ? { port: t.port } : {}),
     intervalMs: t.intervalMs,
-    packets: t.packets.length,
-    answered: t.packets.filter((p) => p.replied).length,
-    deliveryRatio: Math.round(deliveryRatio(t) * 1000) / 1000,
-    start: start ?? null,
-    outages: o,
-    longestOutageMs: o.reduce((m, x) => Math.max(m, x.durationMs), 0),
-    sources: sourceCounts(t),
+    packets: r.packets,
+    answered: r.answered,
+    deliveryRatio: Math.round(r.deliveryRatio * 1000) / 1000,
+    start: r.start ?? null,
+    outages: r.outages,
+    longestOutageMs: r.longestOutageMs,
+    sources: r.sources,
     allowedSources: allowed ?? null,
-    leaks: l ? { count: l.packets.length + l.unattributed.length, packets: l.packets.map((p) => ({ seq: p.seq, t: p.t, sources: p.observedSources })), unattributed: l.unattributed } : null,
+    leaks: l ? { count: l.count, packets: l.packets.map((p) => ({ seq: p.seq, t: p.t, sources: p.observedSources })), unattributed: l.unattributed } : null,
     svg: svg ?? null,
     timeline: t,
   };
