@@ -190,3 +190,27 @@ export class Faults {
     await stopProcess(this.lab, this.node(name), processName, signal);
   }
 }
+
+/** The name of a node fault that can be injected and undone (see NODE_FAULTS). */
+export type NodeFaultName = 'kill' | 'stop' | 'pause' | 'partition';
+
+/** A node fault as data: its name, a title for test names, how to inject it and how to undo it. */
+export interface NodeFault {
+  name: NodeFaultName;
+  /** what it does to a node, in words ("SIGKILL", "clean stop", ...) */
+  title: string;
+  inject(faults: Faults, node: string): Promise<void>;
+  /** back to a running, connected node (a killed or stopped node boots again, its agent included) */
+  undo(faults: Faults, node: string): Promise<void>;
+}
+
+/**
+ * Every node fault with its undo, written once: scenarios iterate over them (`describe.each`) and
+ * look one up by name. Stop gives the node a 2 s grace period.
+ */
+export const NODE_FAULTS: Readonly<Record<NodeFaultName, NodeFault>> = Object.freeze({
+  kill: { name: 'kill', title: 'SIGKILL', inject: (f, n) => f.kill(n), undo: (f, n) => f.start(n) },
+  stop: { name: 'stop', title: 'clean stop', inject: (f, n) => f.stop(n, 2), undo: (f, n) => f.start(n) },
+  pause: { name: 'pause', title: 'hung (paused)', inject: (f, n) => f.pause(n), undo: (f, n) => f.unpause(n) },
+  partition: { name: 'partition', title: 'cut off the segment (partition)', inject: (f, n) => f.partition(n), undo: (f, n) => f.heal(n) },
+});
