@@ -16,6 +16,7 @@ import { restartNodePrograms } from '../cluster/cluster.js';
 
 const TABLE = 'egresslab_faults';
 
+/** Loss and delay on a node's link (Faults.degrade). */
 export interface Degradation {
   /** Share of packets dropped in each direction, 0-100. */
   lossPercent?: number;
@@ -30,6 +31,7 @@ export interface InjectedFault {
   at: number;
 }
 
+/** Fault injection on a lab's nodes (lab.faults), each undoable; every fault injected is recorded. */
 export class Faults {
   /** Every fault this process injected on this lab, in order (undo steps are not listed). */
   readonly injected: InjectedFault[] = [];
@@ -79,6 +81,7 @@ export class Faults {
     await restartNodePrograms(this.lab, n);
   }
 
+  /** Freezes every process of the node (docker pause): a hung node. */
   async pause(name: string): Promise<void> {
     this.note(this.node(name), 'pause');
     const n = this.node(name);
@@ -91,6 +94,7 @@ export class Faults {
     }
   }
 
+  /** Undoes pause. */
   async unpause(name: string): Promise<void> {
     const n = this.node(name);
     await this.lab.container(n).unpause();
@@ -120,11 +124,13 @@ export class Faults {
     await this.lab.exec(SWITCH, ['nft', 'add', 'element', 'bridge', TABLE, 'cut', `{ ${this.port(name)} }`]);
   }
 
+  /** Undoes partition. */
   async heal(name: string): Promise<void> {
     await this.ensureTable();
     await this.lab.exec(SWITCH, ['nft', 'delete', 'element', 'bridge', TABLE, 'cut', `{ ${this.port(name)} }`], { check: false });
   }
 
+  /** Whether the node is cut off the segment. */
   async partitioned(name: string): Promise<boolean> {
     const r = await this.lab.exec(SWITCH, ['nft', 'list', 'set', 'bridge', TABLE, 'cut'], { check: false });
     return r.exitCode === 0 && new RegExp(`"${this.port(name)}"|\\b${this.port(name)}\\b`).test(r.stdout.split('elements')[1] ?? '');
@@ -199,6 +205,7 @@ export interface NodeFault {
   name: NodeFaultName;
   /** what it does to a node, in words ("SIGKILL", "clean stop", ...) */
   title: string;
+  /** breaks `node` */
   inject(faults: Faults, node: string): Promise<void>;
   /** back to a running, connected node (a killed or stopped node boots again, its agent included) */
   undo(faults: Faults, node: string): Promise<void>;

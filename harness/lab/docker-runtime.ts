@@ -60,6 +60,7 @@ export class DockerRuntime implements ContainerRuntime {
     this.plan = planLab(topology);
   }
 
+  /** The Docker labels of a lab object (lab id, role, key, owner, persistence, creation time). */
   protected labels(key: string, role: string, persistent: boolean): Record<string, string> {
     return {
       [LABEL.lab]: this.id,
@@ -101,6 +102,7 @@ export class DockerRuntime implements ContainerRuntime {
     return { mount: { type: 'volume', source: volume, target: IN_LAB_ROOT }, filled };
   }
 
+  /** Starts every container of the plan and the wirer (endpoints once the payload is in place). */
   protected async startContainers(persistent: boolean, progress: Progress, signal: AbortSignal | undefined, choice: PayloadModeChoice, build?: Promise<Payload>): Promise<void> {
     const started = Date.now();
     const { mount, filled } = await this.payloadMount(persistent, progress, choice, build);
