@@ -17,7 +17,7 @@ import { applyAll, loadManifests } from '../harness/cluster/apply.js';
 import { gatewayOf } from '../harness/cluster/status.js';
 import { workerHolder } from '../harness/cluster/holder.js';
 import { pollUntil } from '../harness/util/poll.js';
-import { leaks, outages, sourceCounts } from '../harness/probe/timeline.js';
+import { summarize } from '../harness/report/failover.js';
 import { DEFAULT_LAB_PATHS } from '../harness/cluster/lab-config.js';
 
 function arg(name: string, fallback: string): string {
@@ -87,11 +87,9 @@ async function main(): Promise<void> {
           await lab.faults.start(holder).catch((e: Error) => console.error(`start ${holder}: ${e.message}`));
         }
         const t = await probe.stop();
-        const o = outages(t);
-        const longest = o.reduce((m, x) => (x.durationMs > m.durationMs ? x : m), { durationMs: 0, lost: 0 } as { durationMs: number; lost: number });
-        const l = leaks(t, [IP]);
-        rows.push({ holder, to, interruptionMs: longest.durationMs, lost: longest.lost, leaked: l.packets.length + l.unattributed.length, outages: o.length });
-        console.log(`${mode} kill ${i + 1}/${kills}: ${holder} -> ${to}, probe from ${pod}: interruption ${longest.durationMs} ms (${longest.lost} lost, ${o.length} outage(s)), leaked ${rows.at(-1)!.leaked}, sources ${JSON.stringify(sourceCounts(t))}`);
+        const r = summarize(t, [IP]);
+        rows.push({ holder, to, interruptionMs: r.longestOutageMs, lost: r.longestLost, leaked: r.leaks!.count, outages: r.outages.length });
+        console.log(`${mode} kill ${i + 1}/${kills}: ${holder} -> ${to}, probe from ${pod}: interruption ${r.longestOutageMs} ms (${r.longestLost} lost, ${r.outages.length} outage(s)), leaked ${r.leaks!.count}, sources ${JSON.stringify(r.sources)}`);
       }
       return rows;
     }

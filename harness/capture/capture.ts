@@ -5,7 +5,7 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
-import type { Lab, Place } from '../lab/lab.js';
+import type { LabRuntime, Place } from '../lab/runtime.js';
 import { processLog, startProcess, stopProcess } from '../lab/process.js';
 import { decodePacket, readPcap, type DecodedPacket } from '../pcap/pcap.js';
 import { RUN_DIR, parseTcpdumpStats } from '../inlab/protocol.js';
@@ -60,7 +60,7 @@ export function checkCaptureLog(log: string, where: string): number {
 export class Capture {
   private result?: Promise<CaptureResult>;
   private constructor(
-    private readonly lab: Lab,
+    private readonly lab: LabRuntime,
     readonly place: Place,
     readonly iface: string,
     private readonly id: string,
@@ -71,7 +71,7 @@ export class Capture {
   }
 
   /** Starts tcpdump on `iface` at `where` (node, pod, or the host with `hostNetns`) and waits until it listens. */
-  static async start(lab: Lab, where: string, iface: string, options: CaptureOptions = {}): Promise<Capture> {
+  static async start(lab: LabRuntime, where: string, iface: string, options: CaptureOptions = {}): Promise<Capture> {
     const place: Place = options.hostNetns ? { container: WIRER, label: 'host' } : lab.place(where);
     const id = `cap-${randomBytes(4).toString('hex')}`;
     const c = new Capture(lab, place, iface, id);

@@ -9,13 +9,14 @@ import { spawn } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, relative, resolve } from 'node:path';
-import { Lab, type Place } from '../lab/lab.js';
+import { Lab, inPlace, type Place } from '../lab/lab.js';
 import { parseCommand, type CommandSpec } from './args.js';
 import { LabError, ValidationError } from '../util/errors.js';
 import { pollUntil } from '../util/poll.js';
 import { projectRoot } from '../util/paths.js';
 import { describePacket } from '../pcap/pcap.js';
-import { deliveryRatio, leaks, outages, sourceCounts, type Timeline } from '../probe/timeline.js';
+import type { Timeline } from '../probe/timeline.js';
+import { summarize } from '../report/failover.js';
 import { renderTimelineSvg } from '../report/timeline-svg.js';
 import { describeOutage, describeTimeline } from '../testing/matchers.js';
 import type { Proto } from '../inlab/protocol.js';
@@ -142,7 +143,7 @@ export const LAB_SPECS: Record<string, CommandSpec> = {
 
 /** Runs `cmd` at `place`, streaming its output to ours; its exit code. */
 async function streamExec(lab: Lab, place: Place, cmd: string[], stdin: boolean): Promise<number> {
-  const full = place.netns ? ['ip', 'netns', 'exec', place.netns, ...cmd] : cmd;
+  const full = inPlace(place, cmd);
   const container = lab.container(place.container);
   let exec;
   try {
@@ -288,9 +289,8 @@ async function captureCmd(argv: string[]): Promise<number> {
 // ---------------------------------------------------------------- timeline
 
 function timelineReport(lab: Lab, t: Timeline, allowed: string[] | undefined, svg: string | undefined) {
-  const start = t.packets[0]?.t;
-  const o = outages(t);
-  const l = allowed ? leaks(t, allowed) : undefined;
+  const r = summarize(t, allowed);
+  const l = r.leaks;
   return {
     lab: lab.id,
     from: t.from,
@@ -298,15 +298,15 @@ function timelineReport(lab: Lab, t: Timeline, allowed: string[] | undefined, sv
     proto: t.proto,
     ...(t.port ? { port: t.port } : {}),
     intervalMs: t.intervalMs,
-    packets: t.packets.length,
-    answered: t.packets.filter((p) => p.replied).length,
-    deliveryRatio: Math.round(deliveryRatio(t) * 1000) / 1000,
-    start: start ?? null,
-    outages: o,
-    longestOutageMs: o.reduce((m, x) => Math.max(m, x.durationMs), 0),
-    sources: sourceCounts(t),
+    packets: r.packets,
+    answered: r.answered,
+    deliveryRatio: Math.round(r.deliveryRatio * 1000) / 1000,
+    start: r.start ?? null,
+    outages: r.outages,
+    longestOutageMs: r.longestOutageMs,
+    sources: r.sources,
     allowedSources: allowed ?? null,
-    leaks: l ? { count: l.packets.length + l.unattributed.length, packets: l.packets.map((p) => ({ seq: p.seq, t: p.t, sources: p.observedSources })), unattributed: l.unattributed } : null,
+    leaks: l ? { count: l.count, packets: l.packets.map((p) => ({ seq: p.seq, t: p.t, sources: p.observedSources })), unattributed: l.unattributed } : null,
     svg: svg ?? null,
     timeline: t,
   };

@@ -19,7 +19,7 @@ import { workerHolder } from '../cluster/holder.js';
 import { gatewayOf } from '../cluster/status.js';
 import { pollUntil } from '../util/poll.js';
 import { projectRoot } from '../util/paths.js';
-import { leaks, outages, sourceCounts } from '../probe/timeline.js';
+import { summarize } from '../report/failover.js';
 import { renderTimelineSvg } from '../report/timeline-svg.js';
 
 const out = (s: string) => process.stdout.write(`${s}\n`);
@@ -302,17 +302,15 @@ async function gatewayDemo(lab: Lab): Promise<number> {
     await probe.stop().catch(() => undefined);
   }
   const t = await probe.stop();
-  const o = outages(t);
-  const longest = o.reduce((m, x) => (x.durationMs > m.durationMs ? x : m), { durationMs: 0, lost: 0 });
-  const leaked = leaks(t, [DEMO_IP]);
-  const nLeaked = leaked.packets.length + leaked.unattributed.length;
+  const r = summarize(t, [DEMO_IP]);
+  const nLeaked = r.leaks!.count;
   const dir = join(projectRoot(), 'artifacts', 'demo');
   mkdirSync(dir, { recursive: true });
   const svg = join(dir, 'gateway-failover.svg');
   writeFileSync(svg, renderTimelineSvg({ timeline: t, label: `udp ${pod} -> 8.8.8.8`, allowedSources: [DEMO_IP] }, { title: `SIGKILL of gateway node ${holder}: ${DEMO_IP} moved to ${to}` }));
   out(
-    `kill ${holder}: ${DEMO_IP} moved to ${to}; ${t.packets.length} packets, longest outage ${longest.durationMs} ms (${longest.lost} lost), ` +
-      `sources ${JSON.stringify(sourceCounts(t))}, leaked ${nLeaked}\n    ` +
+    `kill ${holder}: ${DEMO_IP} moved to ${to}; ${t.packets.length} packets, longest outage ${r.longestOutageMs} ms (${r.longestLost} lost), ` +
+      `sources ${JSON.stringify(r.sources)}, leaked ${nLeaked}\n    ` +
       (nLeaked === 0 ? `fail-closed: while no node held ${DEMO_IP} the packets were dropped, never sent with the node or pod IP` : `UNEXPECTED: ${nLeaked} packet(s) seen with a source other than ${DEMO_IP}`) +
       `\n    timeline: ${relative(process.cwd(), svg) || svg} (${holder} is started again)`,
   );

@@ -2,10 +2,9 @@
  * Reaching a lab's API server from the host: an in-process forward on 127.0.0.1 (one per Lab
  * object, opened on first use, closed by lab.down()), a typed client and an admin kubeconfig.
  */
-import type { Lab } from '../lab/lab.js';
+import { containerName, type LabRuntime } from '../lab/runtime.js';
 import { KubeClient } from '../../lib/kube/client.js';
 import { kubeconfigYaml } from '../../lib/kube/kubeconfig.js';
-import { containerName } from '../lab/lab.js';
 import { Forward } from './forward.js';
 import { controlPlaneNode, readClusterInfo, type ClusterInfo } from './cluster.js';
 
@@ -15,10 +14,10 @@ interface Access {
   clients: KubeClient[];
 }
 
-const handles = new WeakMap<Lab, Promise<Access>>();
+const handles = new WeakMap<LabRuntime, Promise<Access>>();
 
 /** Opens (once per Lab object) the forward to the lab's API server. */
-export function clusterAccess(lab: Lab): Promise<Access> {
+export function clusterAccess(lab: LabRuntime): Promise<Access> {
   let h = handles.get(lab);
   if (!h) {
     h = (async () => {
@@ -37,7 +36,7 @@ export function kubeconfigText(labId: string, info: ClusterInfo, server: string)
 }
 
 /** A typed admin client through the forward (closed with the lab). */
-export async function clusterApi(lab: Lab, options: { timeoutMs?: number } = {}): Promise<KubeClient> {
+export async function clusterApi(lab: LabRuntime, options: { timeoutMs?: number } = {}): Promise<KubeClient> {
   const a = await clusterAccess(lab);
   const c = new KubeClient({ server: a.forward.url, token: a.info.adminToken, ca: a.info.caCert, timeoutMs: options.timeoutMs ?? 10_000 });
   a.clients.push(c);
@@ -45,12 +44,12 @@ export async function clusterApi(lab: Lab, options: { timeoutMs?: number } = {})
 }
 
 /** Admin kubeconfig pointing at this process's forward (https://127.0.0.1:<port>). */
-export async function clusterKubeconfig(lab: Lab): Promise<string> {
+export async function clusterKubeconfig(lab: LabRuntime): Promise<string> {
   const a = await clusterAccess(lab);
   return kubeconfigText(lab.id, a.info, a.forward.url);
 }
 
-export async function closeClusterAccess(lab: Lab): Promise<void> {
+export async function closeClusterAccess(lab: LabRuntime): Promise<void> {
   const h = handles.get(lab);
   if (!h) return;
   handles.delete(lab);

@@ -12,7 +12,7 @@
  * What the harness needs later (admin token, CA, API port) is kept in CLUSTER_FILE on the
  * control-plane container, so any process (the CLI, a forwarder) can read it back.
  */
-import type { Lab } from '../lab/lab.js';
+import type { LabRuntime } from '../lab/runtime.js';
 import type { Progress } from '../docker/image.js';
 import type { NodeSpec, SnatFlavour, Topology } from '../topology/types.js';
 import type { AgentFlavour } from '../../agent/config.js';
@@ -105,12 +105,12 @@ export function renderWriteScript(files: LabFile[]): string {
   return `${lines.join('\n')}\n`;
 }
 
-async function writeFiles(lab: Lab, container: string, files: LabFile[]): Promise<void> {
+async function writeFiles(lab: LabRuntime, container: string, files: LabFile[]): Promise<void> {
   await lab.exec(container, ['sh'], { stdin: renderWriteScript(files), timeoutMs: 15_000 });
 }
 
 /** Reads the lab's ClusterInfo from its control-plane node; throws for labs without a cluster. */
-export async function readClusterInfo(lab: Lab): Promise<ClusterInfo> {
+export async function readClusterInfo(lab: LabRuntime): Promise<ClusterInfo> {
   if (!lab.topology.cluster) throw new LabError(`lab ${lab.id} runs no cluster (topology ${lab.topology.name} has cluster: false)`);
   const cp = controlPlaneNode(lab.topology).name;
   const r = await lab.exec(cp, ['cat', CLUSTER_FILE], { check: false });
@@ -118,13 +118,13 @@ export async function readClusterInfo(lab: Lab): Promise<ClusterInfo> {
   return JSON.parse(r.stdout) as ClusterInfo;
 }
 
-async function logTail(lab: Lab, container: string, name: string, lines = 15): Promise<string> {
+async function logTail(lab: LabRuntime, container: string, name: string, lines = 15): Promise<string> {
   const log = await processLog(lab, container, name).catch(() => '');
   return log.trim().split('\n').slice(-lines).join('\n');
 }
 
 /** Waits (inside the node: its helper polls the file, no process per poll) until the agent's status file says running. */
-async function waitAgentRunning(lab: Lab, node: string, timeoutMs: number): Promise<void> {
+async function waitAgentRunning(lab: LabRuntime, node: string, timeoutMs: number): Promise<void> {
   const status = DEFAULT_LAB_PATHS.agentStatus;
   const ch = await lab.helper(node);
   let ok: boolean;
@@ -145,14 +145,14 @@ async function waitAgentRunning(lab: Lab, node: string, timeoutMs: number): Prom
  * Registers the topology's namespaces and pods in the API (inside the control-plane container, one
  * exec; retries until the API answers): the agents find pods only through the API.
  */
-export async function registerLabPods(lab: Lab, info: ClusterInfo, timeoutMs = READY_TIMEOUT_MS): Promise<void> {
+export async function registerLabPods(lab: LabRuntime, info: ClusterInfo, timeoutMs = READY_TIMEOUT_MS): Promise<void> {
   const argv = ['node', inLabProgram('harness/inlab/register-pods.js'), '--info', CLUSTER_FILE, '--timeout-ms', String(timeoutMs)];
   const r = await lab.exec(info.controlPlane, argv, { check: false, stdin: JSON.stringify(podRegistration(lab.plan)), timeoutMs: timeoutMs + 10_000 });
   if (r.exitCode !== 0) throw new LabError(`lab ${lab.id}: registering the pods in the API failed: ${(r.stderr || r.stdout).trim()}`);
 }
 
 /** Waits (inside the control-plane container, one exec) until every node is Up in the API. */
-async function waitNodesUp(lab: Lab, info: ClusterInfo, nodes: string[], timeoutMs: number): Promise<void> {
+async function waitNodesUp(lab: LabRuntime, info: ClusterInfo, nodes: string[], timeoutMs: number): Promise<void> {
   const argv = ['node', inLabProgram('harness/inlab/cluster-ready.js'), '--info', CLUSTER_FILE, '--nodes', nodes.join(','), '--timeout-ms', String(timeoutMs)];
   const r = await lab.exec(info.controlPlane, argv, { check: false, timeoutMs: timeoutMs + 10_000 });
   if (r.exitCode === 0) return;
@@ -186,7 +186,7 @@ export interface PreparedCluster {
  * container), start the controller. Lab.up runs it while it wires the lab, so the controller boots
  * meanwhile.
  */
-export async function prepareCluster(lab: Lab): Promise<PreparedCluster> {
+export async function prepareCluster(lab: LabRuntime): Promise<PreparedCluster> {
   const t0 = Date.now();
   const desc = labDescription(lab.topology);
   const cp = controlPlaneNode(lab.topology);
@@ -222,7 +222,7 @@ export async function prepareCluster(lab: Lab): Promise<PreparedCluster> {
  * Starts the cluster's programs once the lab is wired: (prepareCluster unless `prepared` is given)
  * then the agent on every node, and waits until every agent runs and every node is Up in the API.
  */
-export async function startCluster(lab: Lab, progress: Progress, prepared?: PreparedCluster | Promise<PreparedCluster>): Promise<ClusterStartTimings> {
+export async function startCluster(lab: LabRuntime, progress: Progress, prepared?: PreparedCluster | Promise<PreparedCluster>): Promise<ClusterStartTimings> {
   const t0 = Date.now();
   const { info, prepareMs } = await (prepared ?? prepareCluster(lab));
   const t1 = Date.now();
@@ -249,7 +249,7 @@ export async function startCluster(lab: Lab, progress: Progress, prepared?: Prep
  * A node booted again (its processes died with the container, /run is empty): start its agent,
  * and the controller first when it is the control-plane node; wait until the agent runs.
  */
-export async function restartNodePrograms(lab: Lab, node: string): Promise<void> {
+export async function restartNodePrograms(lab: LabRuntime, node: string): Promise<void> {
   if (!lab.topology.cluster) return;
   const place = { container: node, label: node };
   if (node === controlPlaneNode(lab.topology).name && !(await processRunning(lab, node, CONTROLLER_PROCESS))) {

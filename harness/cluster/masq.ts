@@ -4,7 +4,7 @@
  * (masqConfigHash of the ConfigMap's `config` key; of the defaults when there is no ConfigMap). A
  * config is in force when every node that runs pods reports the hash of the config the API holds.
  */
-import type { Lab } from '../lab/lab.js';
+import type { LabRuntime } from '../lab/runtime.js';
 import type { Topology } from '../topology/types.js';
 import { R, type KubeClient } from '../../lib/kube/client.js';
 import type { KubeObject } from '../../lib/kube/types.js';
@@ -50,7 +50,7 @@ export interface AgentStatusFile {
 }
 
 /** Reads a node agent's status file. */
-export async function readAgentStatus(lab: Lab, node: string): Promise<AgentStatusFile> {
+export async function readAgentStatus(lab: Pick<LabRuntime, 'exec'>, node: string): Promise<AgentStatusFile> {
   const r = await lab.exec(node, ['cat', DEFAULT_LAB_PATHS.agentStatus]);
   return JSON.parse(r.stdout) as AgentStatusFile;
 }
@@ -115,12 +115,12 @@ export interface MasqWaitOptions {
  * await untilMasqConfigApplied(lab, await lab.api());
  * ```
  */
-export async function untilMasqConfigApplied(lab: Pick<Lab, 'topology' | 'exec'>, api: Pick<KubeClient, 'tryGet'>, options: MasqWaitOptions = {}): Promise<AgentStatusFile[]> {
+export async function untilMasqConfigApplied(lab: Pick<LabRuntime, 'topology' | 'exec'>, api: Pick<KubeClient, 'tryGet'>, options: MasqWaitOptions = {}): Promise<AgentStatusFile[]> {
   const text = options.config !== undefined ? options.config : masqConfigText(await api.tryGet(R.configmaps, MASQ_CONFIGMAP.name, MASQ_CONFIGMAP.namespace));
   const hash = expectedMasqHash(text);
   const nodes = podNodes(lab.topology);
   let pending: string[] = [];
-  const statuses = await pollUntil(() => Promise.all(nodes.map((n) => readAgentStatus(lab as Lab, n).catch(() => undefined))), {
+  const statuses = await pollUntil(() => Promise.all(nodes.map((n) => readAgentStatus(lab, n).catch(() => undefined))), {
     what: `every agent (${nodes.join(', ')}) to apply config ${hash}`,
     timeoutMs: options.timeoutMs ?? 10_000,
     intervalMs: 50,

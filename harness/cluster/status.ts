@@ -3,7 +3,7 @@
  * floating IPs), every AnthosNetworkGatewayNode, and each node's agent status file
  * (/run/egresslab/agent-status.json: phase, lease, masquerade config hash, last error).
  */
-import type { Lab } from '../lab/lab.js';
+import type { ContainerRuntime } from '../lab/runtime.js';
 import { R, type KubeClient } from '../../lib/kube/client.js';
 import type { KubeObject } from '../../lib/kube/types.js';
 import { GATEWAY_NAME, GATEWAY_NAMESPACE } from '../../lib/kube/well-known.js';
@@ -57,7 +57,7 @@ const obj = (v: unknown): Obj => (typeof v === 'object' && v !== null && !Array.
 const str = (v: unknown): string | null => (typeof v === 'string' ? v : null);
 const num = (v: unknown): number | null => (typeof v === 'number' ? v : null);
 
-async function agentStatus(lab: Lab, node: string): Promise<AgentStatusSummary> {
+async function agentStatus(lab: ContainerRuntime, node: string): Promise<AgentStatusSummary> {
   const base: AgentStatusSummary = { node, containerRunning: false, processRunning: false, phase: null, flavour: null, statusAgeMs: null, leaseRenewals: null, leaseLastError: null, masq: null };
   try {
     const info = await lab.container(node).inspect();
@@ -132,7 +132,7 @@ export function gatewayStatus(gw: KubeObject): GatewayStatus {
 }
 
 /** Reads the whole ClusterStatus of a lab (`client` undefined: the API part is reported unreachable). */
-export async function clusterStatus(lab: Lab, client: KubeClient | undefined, clusterNamespace: string): Promise<ClusterStatus> {
+export async function clusterStatus(lab: ContainerRuntime, client: KubeClient | undefined, clusterNamespace: string): Promise<ClusterStatus> {
   const cp = controlPlaneNode(lab.topology).name;
   const [agents, controllerRunning] = await Promise.all([
     Promise.all(lab.topology.nodes.map((n) => agentStatus(lab, n.name))),

@@ -8,7 +8,7 @@
  *  degrade/restore packet loss (nft numgen, both directions) and delay (netem, where the kernel has it)
  *  restartProcess  restart one managed process inside a node (responder, agent, controller)
  */
-import type { Lab } from '../lab/lab.js';
+import type { ContainerRuntime } from '../lab/runtime.js';
 import { SWITCH } from '../topology/plan.js';
 import { LabError, ValidationError } from '../util/errors.js';
 import { restartProcess, stopProcess } from '../lab/process.js';
@@ -16,6 +16,7 @@ import { restartNodePrograms } from '../cluster/cluster.js';
 
 const TABLE = 'egresslab_faults';
 
+/** Loss and delay on a node's link (Faults.degrade). */
 export interface Degradation {
   /** Share of packets dropped in each direction, 0-100. */
   lossPercent?: number;
@@ -30,11 +31,12 @@ export interface InjectedFault {
   at: number;
 }
 
+/** Fault injection on a lab's nodes (lab.faults), each undoable; every fault injected is recorded. */
 export class Faults {
   /** Every fault this process injected on this lab, in order (undo steps are not listed). */
   readonly injected: InjectedFault[] = [];
 
-  constructor(private readonly lab: Lab) {}
+  constructor(private readonly lab: ContainerRuntime) {}
 
   /** Records a fault injected by other means (e.g. an agent stopped to move a floating IP). */
   note(node: string, kind: string): void {
@@ -79,6 +81,7 @@ export class Faults {
     await restartNodePrograms(this.lab, n);
   }
 
+  /** Freezes every process of the node (docker pause): a hung node. */
   async pause(name: string): Promise<void> {
     this.note(this.node(name), 'pause');
     const n = this.node(name);
@@ -91,6 +94,7 @@ export class Faults {
     }
   }
 
+  /** Undoes pause. */
   async unpause(name: string): Promise<void> {
     const n = this.node(name);
     await this.lab.container(n).unpause();
@@ -120,11 +124,13 @@ export class Faults {
     await this.lab.exec(SWITCH, ['nft', 'add', 'element', 'bridge', TABLE, 'cut', `{ ${this.port(name)} }`]);
   }
 
+  /** Undoes partition. */
   async heal(name: string): Promise<void> {
     await this.ensureTable();
     await this.lab.exec(SWITCH, ['nft', 'delete', 'element', 'bridge', TABLE, 'cut', `{ ${this.port(name)} }`], { check: false });
   }
 
+  /** Whether the node is cut off the segment. */
   async partitioned(name: string): Promise<boolean> {
     const r = await this.lab.exec(SWITCH, ['nft', 'list', 'set', 'bridge', TABLE, 'cut'], { check: false });
     return r.exitCode === 0 && new RegExp(`"${this.port(name)}"|\\b${this.port(name)}\\b`).test(r.stdout.split('elements')[1] ?? '');
@@ -190,3 +196,28 @@ export class Faults {
     await stopProcess(this.lab, this.node(name), processName, signal);
   }
 }
+
+/** The name of a node fault that can be injected and undone (see NODE_FAULTS). */
+export type NodeFaultName = 'kill' | 'stop' | 'pause' | 'partition';
+
+/** A node fault as data: its name, a title for test names, how to inject it and how to undo it. */
+export interface NodeFault {
+  name: NodeFaultName;
+  /** what it does to a node, in words ("SIGKILL", "clean stop", ...) */
+  title: string;
+  /** breaks `node` */
+  inject(faults: Faults, node: string): Promise<void>;
+  /** back to a running, connected node (a killed or stopped node boots again, its agent included) */
+  undo(faults: Faults, node: string): Promise<void>;
+}
+
+/**
+ * Every node fault with its undo, written once: scenarios iterate over them (`describe.each`) and
+ * look one up by name. Stop gives the node a 2 s grace period.
+ */
+export const NODE_FAULTS: Readonly<Record<NodeFaultName, NodeFault>> = Object.freeze({
+  kill: { name: 'kill', title: 'SIGKILL', inject: (f, n) => f.kill(n), undo: (f, n) => f.start(n) },
+  stop: { name: 'stop', title: 'clean stop', inject: (f, n) => f.stop(n, 2), undo: (f, n) => f.start(n) },
+  pause: { name: 'pause', title: 'hung (paused)', inject: (f, n) => f.pause(n), undo: (f, n) => f.unpause(n) },
+  partition: { name: 'partition', title: 'cut off the segment (partition)', inject: (f, n) => f.partition(n), undo: (f, n) => f.heal(n) },
+});

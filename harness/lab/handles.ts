@@ -2,13 +2,21 @@
  * Handles: what a scenario holds to act on one pod or one node
  * (`lab.pod('default/client-1').probe('8.8.8.8')`, `lab.node('node-2').kill()`).
  */
-import type { Lab } from './lab.js';
 import type { PodPlan } from '../topology/plan.js';
 import type { NodeSpec } from '../topology/types.js';
 import type { ExecOptions, ExecResult } from '../docker/exec.js';
 import type { ContinuousProbe, ContinuousProbeOptions, ProbeOptions, ProbeResult } from '../probe/probe.js';
 import type { Capture, CaptureOptions } from '../capture/capture.js';
-import type { Degradation } from '../faults/faults.js';
+import type { Degradation, Faults } from '../faults/faults.js';
+
+/** What handles act through: the Lab façade, which composes probes, captures and faults (no import of lab.ts, so no cycle). */
+export interface HandleHost {
+  probe(from: string, to: string, options?: ProbeOptions): Promise<ProbeResult>;
+  continuousProbe(from: string, to: string, options?: ContinuousProbeOptions): Promise<ContinuousProbe>;
+  exec(where: string, cmd: string[], options?: ExecOptions): Promise<ExecResult>;
+  capture(where: string, iface: string, options?: CaptureOptions): Promise<Capture>;
+  readonly faults: Faults;
+}
 
 export interface PodHandle extends Readonly<PodPlan> {
   /** One probe from this pod. */
@@ -36,7 +44,7 @@ export interface NodeHandle extends Readonly<NodeSpec> {
   restore(): Promise<void>;
 }
 
-export function podHandle(lab: Lab, plan: PodPlan): PodHandle {
+export function podHandle(lab: HandleHost, plan: PodPlan): PodHandle {
   return Object.freeze({
     ...plan,
     probe: (to: string, options?: ProbeOptions) => lab.probe(plan.key, to, options),
@@ -46,7 +54,7 @@ export function podHandle(lab: Lab, plan: PodPlan): PodHandle {
   });
 }
 
-export function nodeHandle(lab: Lab, spec: NodeSpec): NodeHandle {
+export function nodeHandle(lab: HandleHost, spec: NodeSpec): NodeHandle {
   const n = spec.name;
   return Object.freeze({
     ...spec,

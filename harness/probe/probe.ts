@@ -4,7 +4,9 @@
  * The far end's capture log is consulted when no reply arrives, so a probe whose reply is lost
  * (a pod IP on the internet) still tells which source it left with.
  */
-import type { Lab, Place } from '../lab/lab.js';
+import type { LabRuntime, Place } from '../lab/runtime.js';
+import { ensureResponder, observedLogOf, responderFor, responderReadyFileOf, type ResponderTarget } from '../lab/responders.js';
+import { spawnWithPidFile } from '../lab/process.js';
 import { isIPv4 } from '../../lib/net/addresses.js';
 import { LabError, ValidationError } from '../util/errors.js';
 import { inLabProgram } from '../util/paths.js';
@@ -58,7 +60,7 @@ export interface ProbeResult {
   error?: string;
 }
 
-type Target = Place & { key: string; port?: number };
+type Target = ResponderTarget;
 
 /** Throws a ValidationError naming every bad option of a probe. */
 export function checkProbeArgs(to: string, options: ProbeOptions): void {
@@ -93,8 +95,8 @@ interface ObservationRead {
  * waiting up to waitMs for a first line. `ports`: of the TCP segments, only those that matter to
  * connections from these local ports (segmentMatters; the rest is read in the container).
  */
-async function readObservations(lab: Lab, target: Target, needle: string, since: number, waitMs = 0, ports?: readonly number[]): Promise<ObservationRead> {
-  const file = lab.observedLogOf(target);
+async function readObservations(lab: LabRuntime, target: Target, needle: string, since: number, waitMs = 0, ports?: readonly number[]): Promise<ObservationRead> {
+  const file = observedLogOf(lab.plan, target);
   const parse = (lines: string[]): ObservationRead => ({ ...parseObservationLog(lines, since), readable: true });
   // A target that is down (a fault) has no helper: it observed nothing we can read. A live target
   // whose log cannot be read is an error of the harness, never "nothing observed".
@@ -125,8 +127,8 @@ async function readObservations(lab: Lab, target: Target, needle: string, since:
  * Asks the responder of `target` for capture statistics (it logs a record shortly after). A
  * container that is down is told nothing: the reader then finds its log unreadable.
  */
-async function requestCaptureStats(lab: Lab, target: Target): Promise<void> {
-  const pidFile = lab.responderReadyFileOf(target);
+async function requestCaptureStats(lab: LabRuntime, target: Target): Promise<void> {
+  const pidFile = responderReadyFileOf(lab.plan, target);
   // SIGWINCH: see responder.ts (ignored by default: harmless to a responder that has no handler)
   await lab.exec(target.container, ['sh', '-c', `kill -WINCH "$(cat ${pidFile})" 2>/dev/null`], { check: false }).catch(() => undefined);
 }
@@ -161,12 +163,12 @@ function needleFor(proto: Proto, token: string, to: string, port: number | undef
 }
 
 /** Sends one probe from a pod or node to `to` (see Lab.probe). */
-export async function probe(lab: Lab, from: string, to: string, options: ProbeOptions = {}): Promise<ProbeResult> {
+export async function probe(lab: LabRuntime, from: string, to: string, options: ProbeOptions = {}): Promise<ProbeResult> {
   checkProbeArgs(to, options);
   const proto = options.proto ?? 'tcp';
   const source = lab.place(from);
-  const target = lab.responderFor(to);
-  if (target) await lab.ensureResponder(target);
+  const target = responderFor(lab.plan, to);
+  if (target) await ensureResponder(lab, target);
   const port = pickPort(target, { ...options, proto });
   const token = newToken();
   const timeoutMs = options.timeoutMs ?? 1000;
@@ -271,7 +273,7 @@ export class ContinuousProbe {
   /** runs inside the source container's helper (else: a probe-client process) */
   inHelper = false;
   constructor(
-    private readonly lab: Lab,
+    private readonly lab: LabRuntime,
     private readonly source: Place,
     private readonly target: Target | undefined,
     readonly to: string,
@@ -287,13 +289,13 @@ export class ContinuousProbe {
   }
 
   /** Starts a continuous probe (see Lab.continuousProbe). */
-  static async start(lab: Lab, from: string, to: string, options: ContinuousProbeOptions = {}): Promise<ContinuousProbe> {
+  static async start(lab: LabRuntime, from: string, to: string, options: ContinuousProbeOptions = {}): Promise<ContinuousProbe> {
     checkContinuousProbeArgs(to, options);
     const proto = options.proto ?? 'udp';
     const intervalMs = options.intervalMs ?? 20;
     const source = lab.place(from);
-    const target = lab.responderFor(to);
-    if (target) await lab.ensureResponder(target);
+    const target = responderFor(lab.plan, to);
+    if (target) await ensureResponder(lab, target);
     const port = pickPort(target, { ...options, proto });
     const token = newToken();
     const count = options.count ?? Math.ceil(600_000 / intervalMs);
@@ -310,14 +312,10 @@ export class ContinuousProbe {
       p.inHelper = true;
       return p;
     }
-    await lab.execDetached(source.container, [
-      'sh', '-c', `echo $$ > ${pid}; exec "$@" > ${out} 2>&1`, 'sh',
-      ...(source.netns ? ['ip', 'netns', 'exec', source.netns] : []),
-      'node', inLabProgram('harness/inlab/probe-client.js'), args,
-    ]);
-    await pollUntil(async () => (await lab.exec(source.container, ['test', '-s', pid], { check: false })).exitCode === 0, {
-      what: `continuous probe ${from} -> ${to} to start`,
-      timeoutMs: 10_000,
+    await spawnWithPidFile(lab, source, ['node', inLabProgram('harness/inlab/probe-client.js'), args], {
+      pidFile: pid,
+      output: out,
+      what: `continuous probe ${from} -> ${to}`,
     });
     return p;
   }

@@ -10,7 +10,8 @@ import type { Lab } from '../lab/lab.js';
 import type { Capture } from '../capture/capture.js';
 import { TCP_FLAGS, type DecodedPacket } from '../pcap/pcap.js';
 import type { ContinuousProbe } from './probe.js';
-import { outages, type Timeline } from './timeline.js';
+import type { Timeline } from './timeline.js';
+import { summarize } from '../report/failover.js';
 
 /** One long-lived TCP stream to start: from, to, port, source port and label. */
 export interface StreamSpec {
@@ -107,13 +108,12 @@ export interface StreamOutcome {
 /** The StreamOutcome of a stream timeline; throws for a timeline that is not a stream. */
 export function streamOutcome(label: string, t: Timeline): StreamOutcome {
   if (!t.stream) throw new Error(`${label}: not a stream timeline (start it with stream: true)`);
-  const o = outages(t);
   const c = t.stream.connections;
   return {
     label,
     survived: t.stream.survived,
     reason: t.stream.reason,
-    longestOutageMs: o.reduce((m, x) => Math.max(m, x.durationMs), 0),
+    longestOutageMs: summarize(t).longestOutageMs,
     lines: t.packets.length,
     endpoints: c.flatMap((x) => x.endpoints),
     ...(c[0]?.localPort !== undefined ? { localPort: c[0].localPort } : {}),

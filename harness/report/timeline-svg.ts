@@ -6,7 +6,8 @@
  * duration and lost count; leaks (a source outside the row's allowed set) drawn as red marks.
  * Pure: Timeline in, text out.
  */
-import { leaks as leaksOf, outages as outagesOf, type Timeline } from '../probe/timeline.js';
+import type { Timeline } from '../probe/timeline.js';
+import { summarize } from './failover.js';
 
 /** One row of a timeline SVG: a timeline, its label, and the sources that are not leaks. */
 export interface TimelineRow {
@@ -98,18 +99,19 @@ export function renderTimelineSvg(input: Timeline | TimelineRow | (Timeline | Ti
     const y0 = top + i * rowH;
     const cy = y0 + rowH / 2;
     const allowed = row.allowedSources ?? options.allowedSources;
-    const leaked = allowed ? leaksOf(t, allowed) : { packets: [], unattributed: [] };
+    const report = summarize(t, allowed);
+    const leaked = report.leaks ?? { count: 0, packets: [], unattributed: [] };
     const leakSeqs = new Set(leaked.packets.map((p) => p.seq));
     const label = row.label ?? `${t.proto} ${t.from} -> ${t.to}${t.port ? `:${t.port}` : ''}`;
     body.push(`<g class="row" data-from="${escapeXml(t.from)}" data-to="${escapeXml(t.to)}">`);
     body.push(`<rect x="${left}" y="${y0 + 4}" width="${plotW}" height="${rowH - 8}" fill="#fafafa" stroke="#e0e0e0"/>`);
     body.push(`<text x="${left - 8}" y="${cy - 4}" text-anchor="end" class="label">${escapeXml(label)}</text>`);
-    const answered = t.packets.filter((p) => p.replied).length;
-    body.push(`<text x="${left - 8}" y="${cy + 12}" text-anchor="end" class="sub">${t.packets.length} packets / ${t.intervalMs} ms, ${answered} answered${leakSeqs.size + leaked.unattributed.length ? `, ${leakSeqs.size + leaked.unattributed.length} leaked` : ''}</text>`);
+    const answered = report.answered;
+    body.push(`<text x="${left - 8}" y="${cy + 12}" text-anchor="end" class="sub">${t.packets.length} packets / ${t.intervalMs} ms, ${answered} answered${leaked.count ? `, ${leaked.count} leaked` : ''}</text>`);
 
     // Outages under the marks.
     const pk = t.packets;
-    for (const o of outagesOf(t)) {
+    for (const o of report.outages) {
       const firstIdx = pk.findIndex((p) => p.seq === o.firstSeq);
       const lastIdx = pk.findIndex((p) => p.seq === o.lastSeq);
       const from = firstIdx > 0 ? pk[firstIdx - 1]!.t : o.start - t.intervalMs / 2;

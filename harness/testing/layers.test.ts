@@ -10,6 +10,10 @@
  * Nothing imports integration/, scenarios/, bench/ or bin/ from another folder. One allowance:
  * tests of agent/ and controller/ may use the harness's polling helper (harness/util/poll.ts).
  * Every relative import of every .ts file counts, tests included (static, dynamic, re-exports).
+ *
+ * Inside harness/, no import cycle (type-only imports count too): features (probes, captures,
+ * faults, the cluster's programs) depend on the lab runtime interface (harness/lab/runtime.ts), and
+ * only the Lab façade imports the features.
  */
 import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { join, posix, relative, sep } from 'node:path';
@@ -58,6 +62,49 @@ export function layerViolations(files: ReadonlyMap<string, string>): string[] {
   return bad.sort();
 }
 
+/** The import graph's strongly connected components of more than one module (or a module importing itself), among files under `under`. */
+export function importCycles(files: ReadonlyMap<string, string>, under: string): string[][] {
+  const edges = new Map<string, string[]>();
+  for (const [file, text] of files) {
+    if (!file.startsWith(under)) continue;
+    const targets = relativeImports(text)
+      .map((spec) => posix.normalize(posix.join(posix.dirname(file), spec)).replace(/\.js$/, '.ts'))
+      .filter((t) => t.startsWith(under) && files.has(t));
+    edges.set(file, [...new Set(targets)]);
+  }
+  // Tarjan's algorithm
+  const index = new Map<string, number>();
+  const low = new Map<string, number>();
+  const stack: string[] = [];
+  const onStack = new Set<string>();
+  const out: string[][] = [];
+  let next = 0;
+  const visit = (v: string): void => {
+    index.set(v, next);
+    low.set(v, next++);
+    stack.push(v);
+    onStack.add(v);
+    for (const w of edges.get(v) ?? []) {
+      if (!index.has(w)) {
+        visit(w);
+        low.set(v, Math.min(low.get(v)!, low.get(w)!));
+      } else if (onStack.has(w)) low.set(v, Math.min(low.get(v)!, index.get(w)!));
+    }
+    if (low.get(v) === index.get(v)) {
+      const scc: string[] = [];
+      let w: string;
+      do {
+        w = stack.pop()!;
+        onStack.delete(w);
+        scc.push(w);
+      } while (w !== v);
+      if (scc.length > 1 || (edges.get(v) ?? []).includes(v)) out.push(scc.sort());
+    }
+  };
+  for (const v of [...edges.keys()].sort()) if (!index.has(v)) visit(v);
+  return out.sort((a, b) => a[0]!.localeCompare(b[0]!));
+}
+
 function sources(root: string, dir: string, out: Map<string, string>): void {
   let names: string[];
   try {
@@ -99,6 +146,32 @@ describe('import layers', () => {
       'harness/cluster/w.ts -> scenarios/gateway/gateway.ts (harness/ may import lib/, agent/, controller/)',
       'lib/kube/z.ts -> harness/lab/lab.ts (lib/ may import only itself)',
       'lib/kube/z.ts -> harness/util/poll.ts (lib/ may import only itself)',
+    ]);
+  });
+
+  it('harness/ has no import cycle (type-only imports count): features import the lab runtime, never the Lab', () => {
+    const root = projectRoot();
+    const files = new Map<string, string>();
+    sources(root, 'harness', files);
+    // not vacuous: the features import the runtime interface, and the Lab imports the features
+    const runtimeUsers = [...files].filter(([f, t]) => !f.startsWith('harness/lab/') && relativeImports(t).some((s) => s.endsWith('/lab/runtime.js')));
+    expect(runtimeUsers.length).toBeGreaterThan(4);
+    expect(importCycles(files, 'harness/')).toEqual([]);
+  });
+
+  it('catches a cycle, type-only imports and self-imports included', () => {
+    const files = new Map([
+      ['harness/lab/lab.ts', "import { probe } from '../probe/probe.js';\nimport { x } from '../util/poll.js';"],
+      ['harness/probe/probe.ts', "import type { Lab } from '../lab/lab.js';"],
+      ['harness/faults/faults.ts', "import { restart } from '../cluster/cluster.js';"],
+      ['harness/cluster/cluster.ts', "export { Faults } from '../faults/faults.js';"],
+      ['harness/util/poll.ts', "import { y } from './poll.js';"],
+      ['harness/util/fine.ts', "import { x } from './poll.js';"],
+    ]);
+    expect(importCycles(files, 'harness/')).toEqual([
+      ['harness/cluster/cluster.ts', 'harness/faults/faults.ts'],
+      ['harness/lab/lab.ts', 'harness/probe/probe.ts'],
+      ['harness/util/poll.ts'],
     ]);
   });
 });

@@ -11,7 +11,8 @@
  * Registered by harness/testing/setup.ts (vitest setupFiles). Pure: no lab needed.
  */
 import type { ProbeResult } from '../probe/probe.js';
-import { leaks, outages, sourceCounts, type Outage, type Timeline } from '../probe/timeline.js';
+import { sourceCounts, type Outage, type Timeline } from '../probe/timeline.js';
+import { summarize } from '../report/failover.js';
 
 interface MatcherResult {
   pass: boolean;
@@ -159,12 +160,8 @@ export const egresslabMatchers = {
   toFailOverWithin(this: State, received: unknown, ms: number): MatcherResult {
     if (!isTimeline(received)) typeError('toFailOverWithin', 'a Timeline', received);
     const t = received;
-    const o = outages(t);
-    const start = t.packets[0]?.t;
-    const last = t.packets[t.packets.length - 1];
-    const open = last !== undefined && !last.replied ? o[o.length - 1] : undefined;
-    const longest = o.reduce((m, x) => Math.max(m, x.durationMs), 0);
-    const none = t.packets.every((p) => !p.replied);
+    const r = summarize(t);
+    const { outages: o, start, open, longestOutageMs: longest, neverAnswered: none } = r;
     const pass = t.packets.length > 0 && !none && !open && longest <= ms;
     const outagesText = () => (o.length ? `; outages:${list(o, (x) => describeOutage(x, start, x === open))}` : '; no outage');
     return {
@@ -186,9 +183,9 @@ export const egresslabMatchers = {
     if (!isTimeline(received)) typeError('toHaveNoLeaks', 'a Timeline', received);
     const t = received;
     const allowed = [...allowedSources];
-    const l = leaks(t, allowed);
+    const l = summarize(t, allowed).leaks!;
     const start = t.packets[0]?.t;
-    const n = l.packets.length + l.unattributed.length;
+    const n = l.count;
     const pass = n === 0;
     const rows = [
       ...l.packets.map((p) => `seq ${p.seq} at ${timeOf(p.t, start)} seen from ${p.observedSources.filter((s) => !allowed.includes(s)).join(', ')}${p.replied ? ' (answered)' : ''}`),

@@ -28,7 +28,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Lab } from '../../harness/lab/lab.js';
 import { recordArtifactsOnFailure, recordTimeline } from '../../harness/testing/artifacts.js';
 import { pollUntil } from '../../harness/util/poll.js';
-import { outages, sourceCounts, type Timeline } from '../../harness/probe/timeline.js';
+import type { Timeline } from '../../harness/probe/timeline.js';
+import { describeFailover, summarize } from '../../harness/report/failover.js';
 import type { Proto } from '../../harness/inlab/protocol.js';
 import type { ProbeResult } from '../../harness/probe/probe.js';
 import type { KubeClient } from '../../lib/kube/client.js';
@@ -59,6 +60,7 @@ import {
   waitSeenFrom,
 } from './gateway.js';
 import { workerHolder } from '../../harness/cluster/holder.js';
+import { NODE_FAULTS } from '../../harness/faults/faults.js';
 
 const IP_A = '192.168.1.100';
 const IP_B = '192.168.1.101';
@@ -198,9 +200,7 @@ function lagging(node: string, v: AgentView, g: GatewayStatus): string {
 }
 
 function summary(name: string, t: Timeline): string {
-  const o = outages(t);
-  const longest = o.reduce((m, x) => Math.max(m, x.durationMs), 0);
-  return `${name}: ${t.packets.length} packets, longest outage ${longest} ms (${o.map((x) => `${x.lost} lost/${x.durationMs} ms`).join(', ') || 'none'}), sources ${JSON.stringify(sourceCounts(t))}`;
+  return `${name}: ${describeFailover(summarize(t))}`;
 }
 
 async function faultCycle(fault: Fault): Promise<void> {
@@ -362,16 +362,9 @@ async function faultCycle(fault: Fault): Promise<void> {
 }
 
 describe('failover of the egress gateway holder, zero leaks', () => {
-  it('SIGKILL of the holder', async () => {
-    await faultCycle('kill');
-  });
-  it('clean stop of the holder', async () => {
-    await faultCycle('stop');
-  });
-  it('hung holder (paused)', async () => {
-    await faultCycle('pause');
-  });
-  it('holder cut off the segment (partition)', async () => {
-    await faultCycle('partition');
+  describe.each([NODE_FAULTS.kill, NODE_FAULTS.stop, NODE_FAULTS.pause, NODE_FAULTS.partition])('$title of the holder', (fault) => {
+    it('moves the egress IPs, no leak, no move back', async () => {
+      await faultCycle(fault.name);
+    });
   });
 });

@@ -3,6 +3,7 @@
  * until a policy is served (the holder has the IP on eth0 and a probe leaves with it), MACs,
  * EgressNATPolicy objects built in code, and the hop-by-hop capture of the seed's 7-step path.
  */
+import { NODE_FAULTS, type NodeFaultName } from '../../harness/faults/faults.js';
 import { expect } from 'vitest';
 import type { Lab } from '../../harness/lab/lab.js';
 import type { ProbeResult } from '../../harness/probe/probe.js';
@@ -274,19 +275,14 @@ export async function startFailoverLab(prefix: string, overrides: Record<string,
 }
 
 /** The four ways the failover scenarios break a gateway node (SPEC 2 rule 4). */
-export type NodeFault = 'kill' | 'stop' | 'pause' | 'partition';
+export type NodeFault = NodeFaultName;
 
-/** SIGKILL, clean stop (2 s grace), pause (a hung node: its kernel still forwards), partition. */
+/** SIGKILL, clean stop (2 s grace), pause (a hung node: its kernel still forwards), partition (NODE_FAULTS). */
 export async function breakNode(lab: Lab, fault: NodeFault, node: string): Promise<void> {
-  if (fault === 'kill') await lab.faults.kill(node);
-  else if (fault === 'stop') await lab.faults.stop(node, 2);
-  else if (fault === 'pause') await lab.faults.pause(node);
-  else await lab.faults.partition(node);
+  await NODE_FAULTS[fault].inject(lab.faults, node);
 }
 
-/** Undoes breakNode: start (agent included), unpause, heal. */
+/** Undoes breakNode: start (agent included), unpause, heal (NODE_FAULTS). */
 export async function restoreNode(lab: Lab, fault: NodeFault, node: string): Promise<void> {
-  if (fault === 'kill' || fault === 'stop') await lab.faults.start(node);
-  else if (fault === 'pause') await lab.faults.unpause(node);
-  else await lab.faults.heal(node);
+  await NODE_FAULTS[fault].undo(lab.faults, node);
 }
