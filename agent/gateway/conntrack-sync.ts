@@ -29,6 +29,7 @@
 import { spawn as nodeSpawn } from 'node:child_process';
 import { run } from './system.js';
 import { isIPv4 } from '../../lib/net/addresses.js';
+import { realClock, type Clock } from '../../lib/time/clock.js';
 import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { dirname } from 'node:path';
 
@@ -312,7 +313,7 @@ export interface ConntrackSyncOptions extends ConntrackdConfigInput {
   restartDelayMs?: number;
   /** how long start() waits for the daemon's control socket */
   readyTimeoutMs?: number;
-  now?: () => number;
+  clock?: Pick<Clock, 'now'>;
 }
 
 export interface ConntrackSyncStatus {
@@ -365,7 +366,7 @@ export class ConntrackSync {
   }
 
   private now(): number {
-    return this.o.now ? this.o.now() : Date.now();
+    return (this.o.clock ?? realClock).now();
   }
 
   private fail(message: string): void {

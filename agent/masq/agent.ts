@@ -27,26 +27,12 @@ import {
 } from './config.js';
 import { DEFAULT_CONFIG_PATH, MASQ_TABLE, MAX_RESYNC_INTERVAL_MS, MIN_RESYNC_INTERVAL_MS } from './constants.js';
 import type { NftRunner } from './nft.js';
+import type { EventType } from '../../lib/kube/types.js';
+import { realClock, type Clock } from '../../lib/time/clock.js';
 import { type GatewayBypass, renderMasqRemoval, renderMasqRuleset, type RenderResult } from './render.js';
 
 // ---------------------------------------------------------------------------------------------
 // Injectable world
-
-export interface Clock {
-  now(): number;
-  setTimeout(fn: () => void, ms: number): unknown;
-  clearTimeout(handle: unknown): void;
-}
-
-export const realClock: Clock = {
-  now: () => Date.now(),
-  setTimeout: (fn, ms) => {
-    const t = setTimeout(fn, ms);
-    t.unref?.();
-    return t;
-  },
-  clearTimeout: (h) => clearTimeout(h as ReturnType<typeof setTimeout>),
-};
 
 export type ConfigRead = { exists: false } | { exists: true; text: string; /** dev:ino of the target */ id: string };
 
@@ -151,7 +137,6 @@ export interface MasqAgentState {
 
 // ---------------------------------------------------------------------------------------------
 
-export type EventType = 'Normal' | 'Warning';
 export type EventHook = (reason: string, message: string, type: EventType) => void;
 
 export interface MasqAgentOptions {

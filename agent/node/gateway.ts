@@ -21,7 +21,7 @@
  * starts) and, on a clean stop, leaves a fail-closed table (no floating IP, every policy dropping)
  * rather than nothing: a node going away must not forward matched traffic with a pod IP.
  */
-import { createHash } from 'node:crypto';
+import { sha16 } from '../hash.js';
 import { R, type Informer } from '../../lib/kube/client.js';
 import type { KubeObject } from '../../lib/kube/types.js';
 import { ARP_ALIVE_REFRESH_MS, GARP_SCHEDULE_MS, GW_TABLE, STALE_AFTER_MS } from '../gateway/constants.js';
@@ -60,6 +60,7 @@ import { ExecGatewaySystem, type GatewaySystem } from '../gateway/system.js';
 import { ConntrackSync, CTSYNC_BULK_MS, renderCtSyncTable, type ConntrackSyncOptions } from '../gateway/conntrack-sync.js';
 import { errorMessage, type NodeModule, type NodeModuleContext } from './module.js';
 import { GATEWAY_NAME, GATEWAY_NAMESPACE } from '../../lib/kube/well-known.js';
+import { realClock, type Clock } from '../../lib/time/clock.js';
 
 export interface GatewayModuleOptions {
   system?: GatewaySystem;
@@ -77,7 +78,8 @@ export interface GatewayModuleOptions {
   /** override the uplink detection */
   uplink?: string;
   garpScheduleMs?: readonly number[];
-  now?: () => number;
+  /** what the apply latencies are measured with (default: the real clock) */
+  clock?: Pick<Clock, 'now'>;
   /**
    * conntrack state sync (default: the agent config's gatewayConntrackSync); an object overrides
    * conntrackd's settings (tests)
@@ -95,8 +97,6 @@ interface PolicyStatus {
   snatHere: boolean;
   reason: string;
 }
-
-const sha16 = (s: string): string => createHash('sha256').update(s).digest('hex').slice(0, 16);
 
 export class GatewayModule implements NodeModule {
   readonly name = 'gateway';
@@ -161,7 +161,7 @@ export class GatewayModule implements NodeModule {
   }
 
   private now(): number {
-    return this.o.now ? this.o.now() : Date.now();
+    return (this.o.clock ?? realClock).now();
   }
 
   async start(): Promise<void> {

@@ -10,7 +10,7 @@
  * A node without a pod CIDR has nothing to masquerade: its table is removed and nothing else runs.
  * stop() (SIGTERM) removes the rules unless removeRulesOnStop is false.
  */
-import { createHash } from 'node:crypto';
+import { sha16 } from '../hash.js';
 import { MasqAgent } from '../masq/agent.js';
 import { canonicalConfigJson, defaultMasqConfig } from '../masq/config.js';
 import { MASQ_TABLE } from '../masq/constants.js';
@@ -29,10 +29,6 @@ interface OneShotState {
   lastError: { at: string; reason: string; message: string } | null;
   status: 'starting' | 'running' | 'stopped';
   rulesRemoved?: boolean;
-}
-
-function sha16(s: string): string {
-  return createHash('sha256').update(s).digest('hex').slice(0, 16);
 }
 
 export class MasqModule implements NodeModule {

@@ -4,7 +4,8 @@
  * usable from harness unit tests.
  */
 import * as path from 'node:path';
-import type { AgentFs, Clock, ConfigRead, WatchHandle } from '../agent.js';
+import type { AgentFs, ConfigRead, WatchHandle } from '../agent.js';
+import type { Clock } from '../../../lib/time/clock.js';
 import type { NftRunner } from '../nft.js';
 import type { TableRef } from '../render.js';
 
