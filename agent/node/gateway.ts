@@ -89,6 +89,9 @@ export interface GatewayModuleOptions {
   conntrackSync?: boolean | Partial<Omit<ConntrackSyncOptions, 'nodeIP' | 'uplink' | 'log' | 'host'>>;
 }
 
+/** What the module watches through the API (one informer each). */
+type WatchedResource = 'gateway' | 'policies' | 'pods' | 'namespaces' | 'nodes' | 'networkpolicies';
+
 interface PolicyStatus {
   name: string;
   egressSourceIP: string;
@@ -103,8 +106,8 @@ interface PolicyStatus {
 export class GatewayModule implements NodeModule {
   readonly name = 'gateway';
   private readonly host: Host;
-  private readonly informers: Informer[] = [];
-  private gw!: Informer;
+  /** the API state the plan is computed from, by name (empty until start()) */
+  private informers: Partial<Record<WatchedResource, Informer>> = {};
   private debounce: NodeJS.Timeout | null = null;
   private resync: NodeJS.Timeout | null = null;
   private bulkTimer: NodeJS.Timeout | null = null;
@@ -178,15 +181,14 @@ export class GatewayModule implements NodeModule {
       onDelete: () => this.changed(what),
       onError: (e: unknown) => this.ctx.log(this.name, `watch ${what}: ${errorMessage(e)}`),
     });
-    this.gw = client.informer(R.anthosNetworkGateways, { namespace: GATEWAY_NAMESPACE, fieldSelector: `metadata.name=${GATEWAY_NAME}` }, on('gateway'));
-    this.informers.push(
-      this.gw,
-      client.informer(R.egressNATPolicies, {}, on('policies')),
-      client.informer(R.pods, {}, on('pods')),
-      client.informer(R.namespaces, {}, on('namespaces')),
-      client.informer(R.nodes, {}, on('nodes')),
-      client.informer(R.networkpolicies, {}, on('networkpolicies')),
-    );
+    this.informers = {
+      gateway: client.informer(R.anthosNetworkGateways, { namespace: GATEWAY_NAMESPACE, fieldSelector: `metadata.name=${GATEWAY_NAME}` }, on('gateway')),
+      policies: client.informer(R.egressNATPolicies, {}, on('policies')),
+      pods: client.informer(R.pods, {}, on('pods')),
+      namespaces: client.informer(R.namespaces, {}, on('namespaces')),
+      nodes: client.informer(R.nodes, {}, on('nodes')),
+      networkpolicies: client.informer(R.networkpolicies, {}, on('networkpolicies')),
+    };
     const hb = this.o.heartbeat ?? true;
     if (hb) {
       this.heartbeat = new Heartbeat({
@@ -200,7 +202,7 @@ export class GatewayModule implements NodeModule {
     }
     const timeout = this.o.startupSyncTimeoutMs ?? Math.min(c.startupSyncTimeoutMs, 2000);
     let timer: NodeJS.Timeout | undefined;
-    const all = Promise.all(this.informers.map((i) => i.hasSynced())).then(() => true);
+    const all = Promise.all(Object.values(this.informers).map((i) => i.hasSynced())).then(() => true);
     const ok = await Promise.race([all, new Promise<boolean>((r) => (timer = setTimeout(() => r(false), timeout)))]);
     if (timer) clearTimeout(timer);
     this.synced = ok;
@@ -358,7 +360,7 @@ export class GatewayModule implements NodeModule {
     void this.readGateway(iso ? 500 : 2000)
       .then(
         (o) => {
-          if (o) this.gw.cache.set(`${GATEWAY_NAMESPACE}/${GATEWAY_NAME}`, o);
+          if (o) this.informers.gateway?.cache.set(`${GATEWAY_NAMESPACE}/${GATEWAY_NAME}`, o);
           if (this.fenced) {
             this.fenced = false;
             this.ctx.log(this.name, 'peers heard again and gateway status re-read: unfenced');
@@ -428,8 +430,8 @@ export class GatewayModule implements NodeModule {
 
   input(): ModelInput {
     const c = this.ctx.config;
-    const objs = (i: number): KubeObject[] => this.informers[i]?.list() ?? [];
-    const nodes = objs(4)
+    const objs = (name: WatchedResource): KubeObject[] => this.informers[name]?.list() ?? [];
+    const nodes = objs('nodes')
       .map(nodeFromObject)
       .filter((n): n is NodeInfo => n !== null);
     const self = nodes.find((n) => n.name === c.nodeName);
@@ -437,11 +439,11 @@ export class GatewayModule implements NodeModule {
     return {
       self: { name: c.nodeName, ip: c.nodeIP },
       nodes: merged,
-      gateway: this.synced ? gatewayFromObject(this.gw.cache.get(`${GATEWAY_NAMESPACE}/${GATEWAY_NAME}`)) : null,
-      policies: objs(1).map(policyFromObject).filter((p) => p !== null),
-      pods: objs(2).map(podFromObject).filter((p) => p !== null),
-      namespaces: objs(3).map(namespaceFromObject).filter((p) => p !== null),
-      networkPolicies: objs(5).map(networkPolicyFromObject).filter((p) => p !== null),
+      gateway: this.synced ? gatewayFromObject(this.informers.gateway?.cache.get(`${GATEWAY_NAMESPACE}/${GATEWAY_NAME}`)) : null,
+      policies: objs('policies').map(policyFromObject).filter((p) => p !== null),
+      pods: objs('pods').map(podFromObject).filter((p) => p !== null),
+      namespaces: objs('namespaces').map(namespaceFromObject).filter((p) => p !== null),
+      networkPolicies: objs('networkpolicies').map(networkPolicyFromObject).filter((p) => p !== null),
       suspects: this.heartbeat?.suspects() ?? [],
       failClosedOnSuspect: !!this.o.failClosedOnSuspect,
       fenced: this.fenced,
@@ -628,7 +630,7 @@ export class GatewayModule implements NodeModule {
       if (this.stopped) return;
       void this.readGateway(2000).then(
         (o) => {
-          if (o) this.gw.cache.set(`${GATEWAY_NAMESPACE}/${GATEWAY_NAME}`, o);
+          if (o) this.informers.gateway?.cache.set(`${GATEWAY_NAMESPACE}/${GATEWAY_NAME}`, o);
           const assignments = gatewayFromObject(o)?.assignments ?? {};
           const lost = [...this.owned].filter((ip) => assignments[ip] !== this.ctx.config.nodeName);
           if (lost.length) {
@@ -687,7 +689,7 @@ export class GatewayModule implements NodeModule {
     this.heartbeat?.stop();
     await this.running?.catch(() => undefined);
     this.host.close();
-    await Promise.all(this.informers.map((i) => i.stop()));
+    await Promise.all(Object.values(this.informers).map((i) => i.stop()));
     await this.ctsync?.stop().catch((e: unknown) => this.ctx.log(this.name, `stopping conntrackd: ${errorMessage(e)}`));
     this.ctsync = null; // the fail-closed leftover below removes its nft table too
     if (!this.ctx.config.removeRulesOnStop || !this.lastPlan) {
