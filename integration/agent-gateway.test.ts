@@ -1,5 +1,5 @@
 // The gateway module against the real API server in-process (controller/testing.ts) with a
-// recording fake of the kernel (NullGatewaySystem): watches -> plan -> one nft transaction, floating
+// recording fake of the kernel (FakeHost): watches -> plan -> one nft transaction, floating
 // IP + gratuitous ARP, failover when the holder's lease stops, fail-closed, clean stop.
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -9,8 +9,7 @@ import { R } from '../lib/kube/client.js';
 import { startLeaseRenewer, type LeaseRenewer } from '../lib/kube/lease.js';
 import { nodeToken, startTestController, waitFor, type TestController } from '../controller/testing.js';
 import { parseAgentConfig } from '../agent/config.js';
-import { NullGatewaySystem } from '../agent/gateway/system.js';
-import type { CtSyncIO } from '../agent/gateway/conntrack-sync.js';
+import { FakeHost } from '../agent/host/fake-host.js';
 import { Signal } from '../agent/node/module.js';
 import { NodeEventRecorder } from '../agent/node/events.js';
 import { GatewayModule } from '../agent/node/gateway.js';
@@ -22,7 +21,7 @@ afterEach(async () => {
   cleanup = [];
 });
 
-const lastNft = (s: NullGatewaySystem): string => s.calls.filter((c) => c.op === 'nft' && c.arg.includes('delete table ip')).at(-1)?.arg ?? '';
+const lastNft = (s: FakeHost): string => s.calls.filter((c) => c.op === 'nft' && c.arg.includes('delete table ip')).at(-1)?.arg ?? '';
 
 /** worker1's agent config, API client, Event recorder and a recording fake of its kernel. */
 function worker1(t: TestController, dir: string) {
@@ -42,7 +41,10 @@ function worker1(t: TestController, dir: string) {
   const logs: string[] = [];
   const events = new NodeEventRecorder({ client, node: 'worker1', log: (m) => logs.push(m) });
   cleanup.push(() => events.stop(200));
-  const sys = new NullGatewaySystem({ '-4 addr show': JSON.stringify([{ ifname: 'eth0', addr_info: [{ family: 'inet', local: '192.168.1.1', prefixlen: 24 }] }]) });
+  const sys = new FakeHost({
+    ipJson: { '-4 addr show': JSON.stringify([{ ifname: 'eth0', addr_info: [{ family: 'inet', local: '192.168.1.1', prefixlen: 24 }] }]) },
+    sysctls: { 'net/netfilter/nf_conntrack_events': '2' },
+  });
   return { config, client, logs, events, sys };
 }
 
@@ -81,7 +83,7 @@ describe('GatewayModule', () => {
     const { config, client, logs, events, sys } = worker1(t, dir);
     const mod = new GatewayModule(
       { config, client, events, log: (m, msg) => logs.push(`${m}: ${msg}`), statusChanged: () => undefined, holding: new Signal(false) },
-      { system: sys, heartbeat: false, garpScheduleMs: [0, 10] },
+      { host: sys, heartbeat: false, garpScheduleMs: [0, 10] },
     );
     cleanup.push(() => mod.stop());
     await mod.start();
@@ -141,22 +143,10 @@ describe('GatewayModule', () => {
     }, 'worker2 Up');
     await t.admin.create(R.anthosNetworkGateways, { apiVersion: 'networking.gke.io/v1alpha1', kind: 'AnthosNetworkGateway', metadata: { name: 'default', namespace: 'kube-system' }, spec: { floatingIPs: ['192.168.1.100', '192.168.1.101'] } });
     const { config, client, logs, events, sys } = worker1(t, dir);
-    // the fake conntrackd records into the same call log as the kernel fake: one order of operations
-    const files = new Map<string, string>();
-    const io: CtSyncIO = {
-      exec: async (cmd, args) => (sys.calls.push({ op: cmd, arg: cmd === 'sh' ? args[1]! : args.filter((a) => !a.startsWith('/')).filter((a) => a !== '-C').join(' ') }), { code: 0, stdout: '', stderr: '' }),
-      spawn: () => ({ pid: 99, kill: () => undefined }),
-      readFile: (p) => files.get(p) ?? null,
-      writeFile: (p, x) => void files.set(p, x),
-      remove: (p) => void files.delete(p),
-      sysctlGet: () => '2',
-      sysctlSet: (p, v) => void sys.calls.push({ op: 'sysctl', arg: `${p}=${v}` }),
-      cmdline: () => null,
-      killPid: () => undefined,
-    };
+    // conntrackd runs on the same fake host: one order of operations
     const mod = new GatewayModule(
       { config, client, events, log: (m, msg) => logs.push(`${m}: ${msg}`), statusChanged: () => undefined, holding: new Signal(false) },
-      { system: sys, heartbeat: false, garpScheduleMs: [0], conntrackSync: { io } },
+      { host: sys, heartbeat: false, garpScheduleMs: [0], conntrackSync: true },
     );
     cleanup.push(() => mod.stop());
     await mod.start();
@@ -201,21 +191,9 @@ describe('GatewayModule', () => {
       spec: { egress: [{ namespaceSelector: { matchLabels: { user: 'alice' } }, podSelector: { matchLabels: { role: 'frontend' } } }], destinationCIDRs: ['8.8.8.0/24'], egressSourceIP: '192.168.1.100' },
     });
     const { config, client, logs, events, sys } = worker1(t, dir);
-    const files = new Map<string, string>();
-    const io: CtSyncIO = {
-      exec: async (cmd, args) => (sys.calls.push({ op: cmd, arg: cmd === 'sh' ? args[1]! : args.filter((a) => !a.startsWith('/')).filter((a) => a !== '-C').join(' ') }), { code: 0, stdout: '', stderr: '' }),
-      spawn: () => ({ pid: 99, kill: () => undefined }),
-      readFile: (p) => files.get(p) ?? null,
-      writeFile: (p, x) => void files.set(p, x),
-      remove: (p) => void files.delete(p),
-      sysctlGet: () => '2',
-      sysctlSet: (p, v) => void sys.calls.push({ op: 'sysctl', arg: `${p}=${v}` }),
-      cmdline: () => null,
-      killPid: () => undefined,
-    };
     const mod = new GatewayModule(
       { config, client, events, log: (m, msg) => logs.push(`${m}: ${msg}`), statusChanged: () => undefined, holding: new Signal(false) },
-      { system: sys, heartbeat: false, garpScheduleMs: [0], conntrackSync: { io } },
+      { host: sys, heartbeat: false, garpScheduleMs: [0], conntrackSync: true },
     );
     cleanup.push(() => mod.stop());
     await mod.start();
@@ -280,13 +258,13 @@ describe('GatewayModule', () => {
       });
       return { ...w, client: slow };
     }
-    const tables = (sys: NullGatewaySystem) => sys.calls.filter((c) => c.op === 'nft' && c.arg.includes('delete table ip egresslab_gw'));
+    const tables = (sys: FakeHost) => sys.calls.filter((c) => c.op === 'nft' && c.arg.includes('delete table ip egresslab_gw'));
 
     it('waits for every first list: each ruleset drops or steers the matched pod', async () => {
       const { config, client, logs, events, sys } = await rigWithSlowPods(300);
       const mod = new GatewayModule(
         { config, client, events, log: (m, msg) => logs.push(`${m}: ${msg}`), statusChanged: () => undefined, holding: new Signal(false) },
-        { system: sys, heartbeat: false, garpScheduleMs: [0] },
+        { host: sys, heartbeat: false, garpScheduleMs: [0] },
       );
       cleanup.push(() => mod.stop());
       await mod.start();
@@ -298,10 +276,10 @@ describe('GatewayModule', () => {
 
     it('API not synced in time: the table the previous agent left stays until the caches are complete', async () => {
       const { config, client, logs, events, sys } = await rigWithSlowPods(600);
-      sys.calls.push({ op: 'nft', arg: '# left fail-closed by the previous agent' });
+      sys.tables.set('egresslab_gw', '# left fail-closed by the previous agent');
       const mod = new GatewayModule(
         { config, client, events, log: (m, msg) => logs.push(`${m}: ${msg}`), statusChanged: () => undefined, holding: new Signal(false) },
-        { system: sys, heartbeat: false, garpScheduleMs: [0], startupSyncTimeoutMs: 100 },
+        { host: sys, heartbeat: false, garpScheduleMs: [0], startupSyncTimeoutMs: 100 },
       );
       cleanup.push(() => mod.stop());
       await mod.start();

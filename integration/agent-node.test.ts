@@ -10,7 +10,7 @@ import { nodeToken, startTestController, waitFor, type TestController } from '..
 import type { KubeObject } from '../lib/kube/types.js';
 import { parseAgentConfig, type AgentConfig } from '../agent/config.js';
 import { DEFAULT_NON_MASQUERADE_CIDRS } from '../agent/masq/constants.js';
-import { FakeNft } from '../agent/masq/testing/fakes.js';
+import { MasqTable } from '../agent/masq/testing/fakes.js';
 import { NodeAgent } from '../agent/node/agent.js';
 import { NodeEventRecorder } from '../agent/node/events.js';
 
@@ -26,7 +26,7 @@ interface Rig {
   t: TestController;
   dir: string;
   cfg: AgentConfig;
-  nft: FakeNft;
+  nft: MasqTable;
   agent: NodeAgent;
   logs: string[];
   status(): Record<string, any>;
@@ -61,9 +61,9 @@ async function rig(over: Record<string, unknown> = {}, opts: { writeToken?: bool
     statusIntervalMs: 100,
     ...over,
   });
-  const nft = new FakeNft();
+  const nft = new MasqTable();
   const logs: string[] = [];
-  const agent = new NodeAgent(cfg, { nft, write: (l) => logs.push(l), credentialsPollMs: 10, eventsFlushMs: 300 });
+  const agent = new NodeAgent(cfg, { host: nft.host, write: (l) => logs.push(l), credentialsPollMs: 10, eventsFlushMs: 300 });
   cleanup.push(() => agent.stop());
   return { t, dir, cfg, nft, agent, logs, status: () => JSON.parse(readFileSync(cfg.statusPath, 'utf8')) as Record<string, any> };
 }

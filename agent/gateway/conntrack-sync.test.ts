@@ -1,4 +1,6 @@
 import { describe, expect, it } from 'vitest';
+import { FakeHost } from '../host/fake-host.js';
+import type { ExecResult } from '../host/host.js';
 import {
   CTSYNC_EVENTS,
   ConntrackSync,
@@ -11,8 +13,6 @@ import {
   logTail,
   renderConntrackdConfig,
   renderCtSyncTable,
-  type CtSyncIO,
-  type ExecResult,
 } from './conntrack-sync.js';
 
 describe('conntrackd config', () => {
@@ -113,44 +113,38 @@ describe('parsing conntrackd output', () => {
   });
 });
 
-/** A fake of the processes and files ConntrackSync touches; records the order of operations. */
+/** The fake Host as ConntrackSync sees it; `calls` is its record of the order of operations, one string each. */
 function fakeIO(opts: { ctlFailsUntil?: number; commitCode?: number } = {}) {
-  const calls: string[] = [];
-  const files = new Map<string, string>();
-  const sysctl = new Map<string, string>([['net/netfilter/nf_conntrack_events', '2']]);
-  let exit: ((code: number | null, signal: string | null) => void) | null = null;
-  let ctlCalls = 0;
-  const io: CtSyncIO = {
-    async exec(cmd, args): Promise<ExecResult> {
-      calls.push(`${cmd} ${args.filter((a, i) => !(args[i - 1] === '-C')).filter((a) => a !== '-C').join(' ')}`);
-      if (cmd === 'sh') {
-        if (args[1]!.includes(' -c || exit 3')) files.set(conntrackdPaths().log, `${files.get(conntrackdPaths().log) ?? ''}[n] Committed 3 new entries\n`);
-        return { code: opts.commitCode ?? 0, stdout: '', stderr: opts.commitCode ? 'boom' : '' };
-      }
-      if (cmd === 'conntrackd') {
-        ctlCalls++;
-        if (args.includes('-s') && ctlCalls <= (opts.ctlFailsUntil ?? 0)) return { code: 1, stdout: '', stderr: 'cannot connect' };
-        if (args.includes('-c')) {
-          files.set(conntrackdPaths().log, `${files.get(conntrackdPaths().log) ?? ''}[n] Committed 3 new entries\n`);
-          return { code: opts.commitCode ?? 0, stdout: '', stderr: opts.commitCode ? 'boom' : '' };
-        }
-      }
-      return { code: 0, stdout: '', stderr: '' };
-    },
-    spawn(cmd, args, onExit) {
-      calls.push(`spawn ${cmd} ${args.join(' ')}`);
-      exit = onExit;
-      return { pid: 4242, kill: (sig) => (calls.push(`kill ${sig}`), setTimeout(() => exit?.(null, sig), 1)) };
-    },
-    readFile: (p) => files.get(p) ?? null,
-    writeFile: (p, t) => void files.set(p, t),
-    remove: (p) => void files.delete(p),
-    sysctlGet: (p) => sysctl.get(p) ?? null,
-    sysctlSet: (p, v) => (calls.push(`sysctl ${p}=${v}`), void sysctl.set(p, v)),
-    cmdline: (pid) => (pid === 777 ? 'conntrackd -C /run/egresslab/conntrackd/conntrackd.conf' : pid === 778 ? 'sleep 100' : null),
-    killPid: (pid, sig) => void calls.push(`killPid ${pid} ${sig}`),
+  const host = new FakeHost({ sysctls: { 'net/netfilter/nf_conntrack_events': '2' } });
+  const log = conntrackdPaths().log;
+  const committed = (): ExecResult => {
+    host.files.set(log, `${host.files.get(log) ?? ''}[n] Committed 3 new entries\n`);
+    return { code: opts.commitCode ?? 0, stdout: '', stderr: opts.commitCode ? 'boom' : '' };
   };
-  return { io, calls, files, sysctl, die: (code: number) => exit?.(code, null) };
+  let ctlCalls = 0;
+  host.onExec = (cmd, args) => {
+    if (cmd === 'sh' && args[1]!.includes(' -c || exit 3')) return committed();
+    if (cmd === 'conntrackd') {
+      ctlCalls++;
+      if (args.includes('-s') && ctlCalls <= (opts.ctlFailsUntil ?? 0)) return { code: 1, stdout: '', stderr: 'cannot connect' };
+      if (args.includes('-c')) return committed();
+    }
+    return undefined;
+  };
+  host.cmdlines.set(777, 'conntrackd -C /run/egresslab/conntrackd/conntrackd.conf');
+  host.cmdlines.set(778, 'sleep 100');
+  // exec of conntrackd: its arguments without `-C <config>`
+  const line = (c: { op: string; arg: string }): string => `${c.op} ${c.op === 'conntrackd' ? c.arg.replace(/^-C \S+ /, '') : c.arg}`;
+  return {
+    io: host,
+    get calls(): string[] {
+      return host.calls.map(line);
+    },
+    resetCalls: () => void (host.calls.length = 0),
+    files: host.files,
+    sysctl: host.sysctls,
+    die: (code: number) => host.exitSpawned(code),
+  };
 }
 
 describe('ConntrackSync (fake processes)', () => {
@@ -159,7 +153,7 @@ describe('ConntrackSync (fake processes)', () => {
   it('start: events off by default, config written, daemon spawned, startup dump flushed; stop restores', async () => {
     const f = fakeIO({ ctlFailsUntil: 2 });
     const logs: string[] = [];
-    const s = new ConntrackSync({ ...base, io: f.io, log: (m) => logs.push(m) });
+    const s = new ConntrackSync({ ...base, host: f.io, log: (m) => logs.push(m) });
     await s.start();
     expect(f.calls).toEqual([
       'sysctl net/netfilter/nf_conntrack_events=0',
@@ -180,9 +174,9 @@ describe('ConntrackSync (fake processes)', () => {
 
   it('commit: conntrackd -c, then the bindings of floating IPs held elsewhere go; counted in the status', async () => {
     const f = fakeIO();
-    const s = new ConntrackSync({ ...base, io: f.io, log: () => undefined });
+    const s = new ConntrackSync({ ...base, host: f.io, log: () => undefined });
     await s.start();
-    f.calls.length = 0;
+    f.resetCalls();
     const r = await s.commit(['192.168.1.100', '192.168.1.101'], ['192.168.1.100']);
     expect(r).toMatchObject({ ok: true, entries: 3 });
     expect(f.calls).toEqual([`sh -c ${commitScript('conntrackd', conntrackdPaths().config, 'conntrack', [['-D', '-q', '192.168.1.101']])}`]);
@@ -192,11 +186,11 @@ describe('ConntrackSync (fake processes)', () => {
 
   it('bulk send: conntrackd -B re-sends the cache (counted); nothing while the daemon is not running', async () => {
     const f = fakeIO();
-    const s = new ConntrackSync({ ...base, io: f.io, log: () => undefined });
+    const s = new ConntrackSync({ ...base, host: f.io, log: () => undefined });
     expect(await s.bulkSend()).toBe(false);
     expect(f.calls).toEqual([]);
     await s.start();
-    f.calls.length = 0;
+    f.resetCalls();
     expect(await s.bulkSend()).toBe(true);
     expect(f.calls).toEqual(['conntrackd -B']);
     expect(s.status()).toMatchObject({ bulkSends: 1, lastError: null });
@@ -207,7 +201,7 @@ describe('ConntrackSync (fake processes)', () => {
   it('a failed commit is reported, never thrown; no commit while the daemon is down', async () => {
     const f = fakeIO({ commitCode: 1 });
     const logs: string[] = [];
-    const s = new ConntrackSync({ ...base, io: f.io, log: (m) => logs.push(m) });
+    const s = new ConntrackSync({ ...base, host: f.io, log: (m) => logs.push(m) });
     expect(await s.commit(['192.168.1.100'], [])).toMatchObject({ ok: false });
     expect(logs.at(-1)).toBe('conntrack sync: commit skipped: conntrackd is not running');
     await s.start();
@@ -219,7 +213,7 @@ describe('ConntrackSync (fake processes)', () => {
   it('an unexpected exit is logged with the log tail and the daemon restarted', async () => {
     const f = fakeIO();
     const logs: string[] = [];
-    const s = new ConntrackSync({ ...base, io: f.io, log: (m) => logs.push(m) });
+    const s = new ConntrackSync({ ...base, host: f.io, log: (m) => logs.push(m) });
     await s.start();
     f.files.set(conntrackdPaths().log, '[e] [ERROR] can\'t open multicast server\n');
     f.die(1);
@@ -236,7 +230,7 @@ describe('ConntrackSync (fake processes)', () => {
     ] as const) {
       const f = fakeIO();
       f.files.set(conntrackdPaths().pid, `${pid}\n`);
-      const s = new ConntrackSync({ ...base, io: f.io, log: () => undefined });
+      const s = new ConntrackSync({ ...base, host: f.io, log: () => undefined });
       await s.start();
       expect(f.calls.includes(`killPid ${pid} SIGKILL`)).toBe(killed);
       await s.stop();
@@ -246,7 +240,7 @@ describe('ConntrackSync (fake processes)', () => {
   it('refuses to start without conntrack events in the kernel', async () => {
     const f = fakeIO();
     f.sysctl.clear();
-    const s = new ConntrackSync({ ...base, io: f.io, log: () => undefined });
+    const s = new ConntrackSync({ ...base, host: f.io, log: () => undefined });
     await expect(s.start()).rejects.toThrow('cannot read /proc/sys/net/netfilter/nf_conntrack_events (no conntrack events in this kernel?)');
   });
 });

@@ -26,11 +26,9 @@
  * Pure parts (config, nft table, parsing) are exported for unit tests; the daemon is supervised
  * (restarted with a back-off if it exits) and stopped with the agent.
  */
-import { spawn as nodeSpawn } from 'node:child_process';
-import { run } from './system.js';
+import type { ExecResult, Host, HostProcess } from '../host/host.js';
 import { isIPv4 } from '../../lib/net/addresses.js';
-import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { dirname } from 'node:path';
+import { realClock, type Clock } from '../../lib/time/clock.js';
 
 export const CTSYNC_TABLE = 'egresslab_ctsync';
 export const CTSYNC_GROUP = '225.0.0.50';
@@ -226,84 +224,12 @@ export function logTail(text: string, n = 5): string[] {
 // ---------------------------------------------------------------------------------------------
 // I/O
 
-export interface ExecResult {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
-
-export interface CtSyncIO {
-  exec(cmd: string, args: string[], timeoutMs?: number): Promise<ExecResult>;
-  /** starts the daemon in the foreground; `onExit` fires once when it ends */
-  spawn(cmd: string, args: string[], onExit: (code: number | null, signal: string | null) => void): { pid: number | undefined; kill(sig: NodeJS.Signals): void };
-  readFile(path: string): string | null;
-  writeFile(path: string, text: string): void;
-  remove(path: string): void;
-  /** reads / writes /proc/sys/<path> */
-  sysctlGet(path: string): string | null;
-  sysctlSet(path: string, value: string): void;
-  /** command line of a live process, or null */
-  cmdline(pid: number): string | null;
-  killPid(pid: number, sig: NodeJS.Signals): void;
-}
-
-export const realIO: CtSyncIO = {
-  exec: (cmd, args, timeoutMs = 10_000) => run(cmd, args, null, timeoutMs),
-  spawn(cmd, args, onExit) {
-    const child = nodeSpawn(cmd, args, { stdio: 'ignore' });
-    let fired = false;
-    const fire = (code: number | null, signal: string | null) => {
-      if (!fired) (fired = true), onExit(code, signal);
-    };
-    child.on('exit', fire);
-    child.on('error', () => fire(-1, null));
-    return { pid: child.pid, kill: (sig) => void child.kill(sig) };
-  },
-  readFile(path) {
-    try {
-      return readFileSync(path, 'utf8');
-    } catch {
-      return null;
-    }
-  },
-  writeFile(path, text) {
-    mkdirSync(dirname(path), { recursive: true });
-    writeFileSync(path, text);
-  },
-  remove(path) {
-    rmSync(path, { force: true });
-  },
-  sysctlGet(path) {
-    try {
-      return readFileSync(`/proc/sys/${path}`, 'utf8').trim();
-    } catch {
-      return null;
-    }
-  },
-  sysctlSet(path, value) {
-    writeFileSync(`/proc/sys/${path}`, value);
-  },
-  cmdline(pid) {
-    try {
-      return readFileSync(`/proc/${pid}/cmdline`, 'utf8').replace(/\0/g, ' ').trim();
-    } catch {
-      return null;
-    }
-  },
-  killPid(pid, sig) {
-    try {
-      process.kill(pid, sig);
-    } catch {
-      /* gone */
-    }
-  },
-};
-
 const EVENTS_SYSCTL = 'net/netfilter/nf_conntrack_events';
 
 export interface ConntrackSyncOptions extends ConntrackdConfigInput {
   log: (m: string) => void;
-  io?: CtSyncIO;
+  /** the node's kernel: conntrackd, conntrack, nft, sysctl, files (agent/host/host.ts) */
+  host: Host;
   conntrackdPath?: string;
   conntrackPath?: string;
   /** nft binary (the pre-commit rules). Default nft */
@@ -312,7 +238,7 @@ export interface ConntrackSyncOptions extends ConntrackdConfigInput {
   restartDelayMs?: number;
   /** how long start() waits for the daemon's control socket */
   readyTimeoutMs?: number;
-  now?: () => number;
+  clock?: Pick<Clock, 'now'>;
 }
 
 export interface ConntrackSyncStatus {
@@ -339,9 +265,9 @@ export interface ConntrackSyncStatus {
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 export class ConntrackSync {
-  private readonly io: CtSyncIO;
+  private readonly host: Host;
   private readonly paths: ConntrackdPaths;
-  private child: { pid: number | undefined; kill(sig: NodeJS.Signals): void } | null = null;
+  private child: HostProcess | null = null;
   private exited: Promise<void> | null = null;
   private stopped = false;
   private restartTimer: NodeJS.Timeout | null = null;
@@ -360,12 +286,12 @@ export class ConntrackSync {
   };
 
   constructor(private readonly o: ConntrackSyncOptions) {
-    this.io = o.io ?? realIO;
+    this.host = o.host;
     this.paths = conntrackdPaths(o.runDir);
   }
 
   private now(): number {
-    return this.o.now ? this.o.now() : Date.now();
+    return (this.o.clock ?? realClock).now();
   }
 
   private fail(message: string): void {
@@ -374,63 +300,63 @@ export class ConntrackSync {
   }
 
   private ctl(args: string[], timeoutMs = 5000): Promise<ExecResult> {
-    return this.io.exec(this.o.conntrackdPath ?? 'conntrackd', ['-C', this.paths.config, ...args], timeoutMs);
+    return this.host.exec(this.o.conntrackdPath ?? 'conntrackd', ['-C', this.paths.config, ...args], { timeoutMs });
   }
 
   /** A conntrackd left by an agent that died (its child survives it): ours by pid file AND command line. */
   private reapLeftover(): void {
-    const pid = Number((this.io.readFile(this.paths.pid) ?? '').trim());
+    const pid = Number((this.host.readFile(this.paths.pid) ?? '').trim());
     if (Number.isInteger(pid) && pid > 0) {
-      const cmd = this.io.cmdline(pid);
+      const cmd = this.host.cmdline(pid);
       if (cmd && cmd.includes('conntrackd') && cmd.includes(this.paths.config)) {
         this.o.log(`conntrack sync: stopping the conntrackd left by a previous agent (pid ${pid})`);
-        this.io.killPid(pid, 'SIGKILL');
+        this.host.killPid(pid, 'SIGKILL');
       }
     }
-    for (const f of [this.paths.pid, this.paths.lock, this.paths.socket]) this.io.remove(f);
+    for (const f of [this.paths.pid, this.paths.lock, this.paths.socket]) this.host.remove(f);
   }
 
   async start(): Promise<void> {
     this.stopped = false;
     // events off by default: only the egresslab_ctsync rule turns them on (SNAT bindings)
-    const prev = this.io.sysctlGet(EVENTS_SYSCTL);
+    const prev = await this.host.readSysctl(EVENTS_SYSCTL);
     if (prev === null) throw new Error(`cannot read /proc/sys/${EVENTS_SYSCTL} (no conntrack events in this kernel?)`);
     if (prev !== '0') {
-      this.io.sysctlSet(EVENTS_SYSCTL, '0');
+      await this.host.sysctl(EVENTS_SYSCTL, '0');
       this.eventsBefore = prev;
     }
     this.reapLeftover();
-    this.io.writeFile(this.paths.config, renderConntrackdConfig(this.o));
+    this.host.writeFile(this.paths.config, renderConntrackdConfig(this.o));
     await this.launch();
   }
 
   private async launch(): Promise<void> {
     if (this.stopped) return;
     this.ready = false;
-    this.io.remove(this.paths.lock);
-    this.io.remove(this.paths.socket);
+    this.host.remove(this.paths.lock);
+    this.host.remove(this.paths.socket);
     let resolveExit!: () => void;
     this.exited = new Promise((r) => (resolveExit = r));
-    const child = this.io.spawn(this.o.conntrackdPath ?? 'conntrackd', ['-C', this.paths.config], (code, signal) => {
+    const child = this.host.spawn(this.o.conntrackdPath ?? 'conntrackd', ['-C', this.paths.config], (code, signal) => {
       resolveExit();
       if (this.child !== child) return;
       this.child = null;
       this.ready = false;
       if (this.stopped) return;
       this.st.unexpectedExits++;
-      const tail = logTail(this.io.readFile(this.paths.log) ?? '', 3).join(' | ');
+      const tail = logTail(this.host.readFile(this.paths.log) ?? '', 3).join(' | ');
       this.fail(`conntrackd exited (${signal ?? `code ${code}`}); restarting; its log ends with: ${tail || '(empty)'}`);
       this.restartTimer = setTimeout(() => void this.launch().catch((e: unknown) => this.fail(String(e))), this.o.restartDelayMs ?? 1000);
       this.restartTimer.unref?.();
     });
     this.child = child;
     this.st.starts++;
-    if (child.pid) this.io.writeFile(this.paths.pid, `${child.pid}\n`);
+    if (child.pid) this.host.writeFile(this.paths.pid, `${child.pid}\n`);
     // ready when the control socket answers; then drop the startup dump of the kernel table (it
     // bypasses the event selection and would hold the un-NATed entries of source nodes)
     const deadline = this.now() + (this.o.readyTimeoutMs ?? 5000);
     for (;;) {
-      if (this.child !== child) throw new Error(`conntrackd exited while starting: ${logTail(this.io.readFile(this.paths.log) ?? '', 3).join(' | ')}`);
+      if (this.child !== child) throw new Error(`conntrackd exited while starting: ${logTail(this.host.readFile(this.paths.log) ?? '', 3).join(' | ')}`);
       const r = await this.ctl(['-s', 'runtime'], 2000);
       if (r.code === 0) break;
       if (this.now() > deadline) throw new Error(`conntrackd did not answer on ${this.paths.socket} within ${this.o.readyTimeoutMs ?? 5000} ms: ${(r.stderr || r.stdout).trim()}`);
@@ -460,14 +386,14 @@ export class ConntrackSync {
       return { ok: false, ms: 0, entries: null };
     }
     const purge = foreignBindingPurgeArgs(floatingIPs, ownedAfter);
-    const r = await this.io.exec('sh', ['-c', commitScript(this.o.conntrackdPath ?? 'conntrackd', this.paths.config, this.o.conntrackPath ?? 'conntrack', purge, { ...steps, nft: this.o.nftPath ?? 'nft' })]);
+    const r = await this.host.exec('sh', ['-c', commitScript(this.o.conntrackdPath ?? 'conntrackd', this.paths.config, this.o.conntrackPath ?? 'conntrack', purge, { ...steps, nft: this.o.nftPath ?? 'nft' })]);
     const ms = this.now() - t0;
     const postFailed = r.code === 4;
     if (r.code !== 0 && !postFailed) {
       this.fail(`commit failed (exit ${r.code}): ${(r.stderr || r.stdout).trim()}`);
       return { ok: false, ms, entries: null };
     }
-    const entries = committedFromLog(this.io.readFile(this.paths.log) ?? '');
+    const entries = committedFromLog(this.host.readFile(this.paths.log) ?? '');
     this.st.commits++;
     this.st.purges += purge.length;
     this.st.lastCommitAt = new Date(this.now()).toISOString();
@@ -484,7 +410,7 @@ export class ConntrackSync {
    */
   async bulkSend(): Promise<boolean> {
     if (!this.child || !this.ready || this.stopped) return false;
-    const r = await this.io.exec(this.o.conntrackdPath ?? 'conntrackd', ['-C', this.paths.config, '-B'], 2000);
+    const r = await this.host.exec(this.o.conntrackdPath ?? 'conntrackd', ['-C', this.paths.config, '-B'], { timeoutMs: 2000 });
     if (r.code !== 0) {
       this.fail(`bulk send failed (exit ${r.code}): ${(r.stderr || r.stdout).trim()}`);
       return false;
@@ -497,20 +423,20 @@ export class ConntrackSync {
     this.stopped = true;
     if (this.restartTimer) clearTimeout(this.restartTimer);
     const child = this.child;
-    if (!child) return this.restoreEvents();
+    if (!child) return await this.restoreEvents();
     child.kill('SIGTERM');
     const done = await Promise.race([this.exited!.then(() => true), sleep(2000).then(() => false)]);
     if (!done) child.kill('SIGKILL');
     this.child = null;
     this.ready = false;
-    for (const f of [this.paths.pid, this.paths.lock, this.paths.socket]) this.io.remove(f);
-    this.restoreEvents();
+    for (const f of [this.paths.pid, this.paths.lock, this.paths.socket]) this.host.remove(f);
+    await this.restoreEvents();
   }
 
-  private restoreEvents(): void {
+  private async restoreEvents(): Promise<void> {
     if (this.eventsBefore === null) return;
     try {
-      this.io.sysctlSet(EVENTS_SYSCTL, this.eventsBefore);
+      await this.host.sysctl(EVENTS_SYSCTL, this.eventsBefore);
     } catch {
       /* best effort */
     }

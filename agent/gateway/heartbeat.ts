@@ -19,6 +19,7 @@
  */
 import { createSocket, type Socket } from 'node:dgram';
 import { StallAwareClock } from '../../lib/liveness/stall-aware-clock.js';
+import type { Clock } from '../../lib/time/clock.js';
 import { HEARTBEAT_INTERVAL_MS, HEARTBEAT_ISOLATION_MS, HEARTBEAT_MISSES, HEARTBEAT_PORT } from './constants.js';
 
 export interface HeartbeatOptions {
@@ -29,7 +30,8 @@ export interface HeartbeatOptions {
   intervalMs?: number;
   misses?: number;
   isolationMs?: number;
-  now?: () => number;
+  /** default: a stall-aware clock (lib/liveness/stall-aware-clock.ts) */
+  clock?: Pick<Clock, 'now'>;
   onChange?: () => void;
   log?: (m: string) => void;
 }
@@ -90,8 +92,8 @@ export class Heartbeat {
     // stall-aware: a stretch in which this agent's own loop did not run (a busy machine) is not
     // counted as the peers' silence (their datagrams are waiting in the socket meanwhile); without
     // it a starved agent believed itself cut off and fenced its floating IPs (seen in CI)
-    const clock = new StallAwareClock(undefined, Math.max(150, Math.ceil(1.5 * this.intervalMs)));
-    this.now = o.now ?? (() => clock.now());
+    const clock = o.clock ?? new StallAwareClock(undefined, Math.max(150, Math.ceil(1.5 * this.intervalMs)));
+    this.now = () => clock.now();
   }
 
   setPeers(peers: { name: string; ip: string }[]): void {

@@ -49,6 +49,7 @@ import {
   PRIO_SNAT,
 } from './constants.js';
 import type { GatewayPlan, PolicyPlan } from './model.js';
+import { ipBatchLine, type IpOp, type IpRule } from '../host/host.js';
 import type { NetpolAllow, NetpolPod } from './netpol.js';
 
 export interface RenderOptions {
@@ -59,16 +60,8 @@ export interface RenderOptions {
   aliveTimeoutMs?: number;
 }
 
-export interface RuleSpec {
-  pref: number;
-  fwmark: number;
-  mask: number;
-  table: number;
-  /** `iif NAME` (the forward fence) */
-  iif?: string;
-  /** `from CIDR` (the forward fence) */
-  from?: string;
-}
+/** A policy-routing rule (the host's IpRule: `pref P [from CIDR] [iif DEV] fwmark M/MASK table T`). */
+export type RuleSpec = IpRule;
 
 export interface RouteSpec {
   table: number;
@@ -393,34 +386,44 @@ export function parseIpRules(json: string): RuleSpec[] {
   return out;
 }
 
-export interface RoutingCommands {
+export interface RoutingOps {
   /** before the nft transaction: every table a new mark may point at is ready */
-  before: string[];
+  before: IpOp[];
   /** after it: what no mark points at any more */
+  after: IpOp[];
+}
+
+/** The same as `ip -batch` text (the lab's boot configuration; render-main). */
+export interface RoutingCommands {
+  before: string[];
   after: string[];
 }
 
 const ruleKey = (r: RuleSpec): string => `${r.pref}|${r.fwmark}|${r.mask}|${r.table}|${r.iif ?? ''}|${r.from ?? ''}`;
-const ruleArgs = (r: RuleSpec): string =>
-  `pref ${r.pref}${r.from ? ` from ${r.from}` : ''}${r.iif ? ` iif ${r.iif}` : ''} fwmark ${hex(r.fwmark)}/${hex(r.mask)} table ${r.table}`;
 
-/** `ip -batch` lines. Routes are always `replace`d (cheap, idempotent, repairs drift). */
-export function routingCommands(desired: { rules: RuleSpec[]; routes: RouteSpec[]; fenceThrow?: string[] }, current: { rules: RuleSpec[]; tables: number[] }): RoutingCommands {
-  const before: string[] = [];
-  const after: string[] = [];
+/** Routing operations (the host runs them as one `ip -batch`). Routes are always replaced (cheap, idempotent, repairs drift). */
+export function routingOps(desired: { rules: RuleSpec[]; routes: RouteSpec[]; fenceThrow?: string[] }, current: { rules: RuleSpec[]; tables: number[] }): RoutingOps {
+  const before: IpOp[] = [];
+  const after: IpOp[] = [];
   // the fence table first (its rules are added below, after it is complete)
   if (desired.rules.some((r) => r.table === GW_FENCE_TABLE)) {
-    for (const c of desired.fenceThrow ?? []) before.push(`route replace throw ${c} table ${GW_FENCE_TABLE}`);
-    before.push(`route replace blackhole default table ${GW_FENCE_TABLE}`);
+    for (const c of desired.fenceThrow ?? []) before.push({ op: 'route-throw', table: GW_FENCE_TABLE, cidr: c });
+    before.push({ op: 'route-blackhole', table: GW_FENCE_TABLE });
   }
-  for (const r of desired.routes) before.push(`route replace default via ${r.via} dev ${r.dev} table ${r.table}`);
+  for (const r of desired.routes) before.push({ op: 'route-replace', table: r.table, via: r.via, dev: r.dev });
   const have = new Set(current.rules.map(ruleKey));
   const want = new Set(desired.rules.map(ruleKey));
-  for (const r of desired.rules) if (!have.has(ruleKey(r))) before.push(`rule add ${ruleArgs(r)}`);
-  for (const r of current.rules) if (!want.has(ruleKey(r))) after.push(`rule del ${ruleArgs(r)}`);
+  for (const r of desired.rules) if (!have.has(ruleKey(r))) before.push({ op: 'rule-add', rule: r });
+  for (const r of current.rules) if (!want.has(ruleKey(r))) after.push({ op: 'rule-del', rule: r });
   const wantTables = new Set([...desired.routes.map((r) => r.table), ...desired.rules.map((r) => r.table)]);
-  for (const tb of [...new Set(current.tables)].sort((a, b) => a - b)) if (isGatewayTable(tb) && !wantTables.has(tb)) after.push(`route flush table ${tb}`);
+  for (const tb of [...new Set(current.tables)].sort((a, b) => a - b)) if (isGatewayTable(tb) && !wantTables.has(tb)) after.push({ op: 'route-flush', table: tb });
   return { before, after };
+}
+
+/** routingOps as `ip -batch` lines. */
+export function routingCommands(desired: { rules: RuleSpec[]; routes: RouteSpec[]; fenceThrow?: string[] }, current: { rules: RuleSpec[]; tables: number[] }): RoutingCommands {
+  const o = routingOps(desired, current);
+  return { before: o.before.map(ipBatchLine), after: o.after.map(ipBatchLine) };
 }
 
 /** Parses `ip -j -4 addr show dev X` into "ip/prefix" strings. */
@@ -440,14 +443,22 @@ export function parseIpAddrs(json: string): string[] {
  * Address changes on the uplink. A present address is removed only if it is a floating IP (of the
  * gateway, or one this agent owned before) that this node must not hold; the node IP never is.
  */
-export function addressCommands(desired: readonly string[], current: readonly string[], floating: readonly string[], nodeIP: string, dev: string): { add: string[]; del: string[] } {
+export function addressOps(desired: readonly string[], current: readonly string[], floating: readonly string[], nodeIP: string, dev: string): { add: AddressOp[]; del: AddressOp[] } {
   const ipOf = (s: string): string => s.split('/')[0]!;
   const curIPs = new Map(current.map((c) => [ipOf(c), c]));
   const wantIPs = new Set(desired.map(ipOf));
-  const add = desired.filter((d) => !curIPs.has(ipOf(d))).map((d) => `address add ${d} dev ${dev}`);
-  const del: string[] = [];
-  for (const [ip, c] of curIPs) if (ip !== nodeIP && !wantIPs.has(ip) && floating.includes(ip)) del.push(`address del ${c} dev ${dev}`);
+  const add: AddressOp[] = desired.filter((d) => !curIPs.has(ipOf(d))).map((d) => ({ op: 'address-add', cidr: d, dev }));
+  const del: AddressOp[] = [];
+  for (const [ip, c] of curIPs) if (ip !== nodeIP && !wantIPs.has(ip) && floating.includes(ip)) del.push({ op: 'address-del', cidr: c, dev });
   return { add, del };
+}
+
+export type AddressOp = Extract<IpOp, { op: 'address-add' | 'address-del' }>;
+
+/** addressOps as `ip -batch` lines. */
+export function addressCommands(desired: readonly string[], current: readonly string[], floating: readonly string[], nodeIP: string, dev: string): { add: string[]; del: string[] } {
+  const o = addressOps(desired, current, floating, nodeIP, dev);
+  return { add: o.add.map(ipBatchLine), del: o.del.map(ipBatchLine) };
 }
 
 /** conntrack deletions for (source, destination CIDR) pairs whose treatment changed (best effort). */

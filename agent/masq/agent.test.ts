@@ -4,7 +4,7 @@ import * as path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { MasqAgent, type MasqAgentOptions, type MasqAgentState, nodeFs } from './agent.js';
 import { DEFAULT_NON_MASQUERADE_CIDRS } from './constants.js';
-import { FakeClock, FakeFs, FakeNft, nonMasqElements } from './testing/fakes.js';
+import { FakeClock, FakeFs, MasqTable, nonMasqElements } from './testing/fakes.js';
 
 const DIR = '/etc/config';
 const CFG = '/etc/config/ip-masq-agent';
@@ -23,7 +23,7 @@ interface Rig {
   agent: MasqAgent;
   clock: FakeClock;
   fsx: FakeFs;
-  nft: FakeNft;
+  nft: MasqTable;
   logs: string[];
   events: { reason: string; message: string; type: string }[];
   state(): MasqAgentState;
@@ -38,11 +38,11 @@ function rig(setup: (fsx: FakeFs) => void = (f) => f.mkdir(DIR), over: Partial<M
   const clock = new FakeClock();
   const fsx = new FakeFs();
   setup(fsx);
-  const nft = new FakeNft();
+  const nft = new MasqTable();
   const logs: string[] = [];
   const events: Rig['events'] = [];
   const agent = new MasqAgent({
-    nft,
+    host: nft.host,
     podCidrs: ['10.244.1.0/24'],
     configPath: CFG,
     statePath: STATE,
@@ -358,10 +358,10 @@ describe('MasqAgent on a real filesystem (fs.watch, kubelet ..data swaps)', () =
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'masq-'));
     try {
       kubeletProject(dir, 1, { 'ip-masq-agent': 'nonMasqueradeCIDRs: [10.0.0.0/8]\n' });
-      const nft = new FakeNft();
+      const nft = new MasqTable();
       const statePath = path.join(dir, 'state', 'masq.json');
       const agent = new MasqAgent({
-        nft,
+        host: nft.host,
         podCidrs: ['10.244.1.0/24'],
         configPath: path.join(dir, 'ip-masq-agent'),
         statePath,
@@ -402,8 +402,8 @@ describe('MasqAgent on a real filesystem (fs.watch, kubelet ..data swaps)', () =
     try {
       const file = path.join(dir, 'ip-masq-agent');
       fs.writeFileSync(file, '{"nonMasqueradeCIDRs": ["10.0.0.0/8"]}');
-      const nft = new FakeNft();
-      const agent = new MasqAgent({ nft, podCidrs: ['10.244.1.0/24'], configPath: file, pollMs: 3_600_000, log: () => undefined });
+      const nft = new MasqTable();
+      const agent = new MasqAgent({ host: nft.host, podCidrs: ['10.244.1.0/24'], configPath: file, pollMs: 3_600_000, log: () => undefined });
       agents.push(agent);
       await agent.start();
       fs.writeFileSync(file, '{"nonMasqueradeCIDRs": ["11.0.0.0/8"]}');

@@ -26,27 +26,13 @@ import {
   parseMasqConfig,
 } from './config.js';
 import { DEFAULT_CONFIG_PATH, MASQ_TABLE, MAX_RESYNC_INTERVAL_MS, MIN_RESYNC_INTERVAL_MS } from './constants.js';
-import type { NftRunner } from './nft.js';
+import type { Host } from '../host/host.js';
+import type { EventType } from '../../lib/kube/types.js';
+import { realClock, type Clock } from '../../lib/time/clock.js';
 import { type GatewayBypass, renderMasqRemoval, renderMasqRuleset, type RenderResult } from './render.js';
 
 // ---------------------------------------------------------------------------------------------
 // Injectable world
-
-export interface Clock {
-  now(): number;
-  setTimeout(fn: () => void, ms: number): unknown;
-  clearTimeout(handle: unknown): void;
-}
-
-export const realClock: Clock = {
-  now: () => Date.now(),
-  setTimeout: (fn, ms) => {
-    const t = setTimeout(fn, ms);
-    t.unref?.();
-    return t;
-  },
-  clearTimeout: (h) => clearTimeout(h as ReturnType<typeof setTimeout>),
-};
 
 export type ConfigRead = { exists: false } | { exists: true; text: string; /** dev:ino of the target */ id: string };
 
@@ -151,11 +137,11 @@ export interface MasqAgentState {
 
 // ---------------------------------------------------------------------------------------------
 
-export type EventType = 'Normal' | 'Warning';
 export type EventHook = (reason: string, message: string, type: EventType) => void;
 
 export interface MasqAgentOptions {
-  nft: NftRunner;
+  /** the kernel (nft -f -, nft -s list table) */
+  host: Pick<Host, 'nftApply' | 'nftList'>;
   /** The node's pod CIDR(s). */
   podCidrs: string[];
   configPath?: string;
@@ -297,7 +283,7 @@ export class MasqAgent {
     if (this.running) await this.running;
     if (opts.removeRules !== false) {
       try {
-        await this.o.nft.apply(renderMasqRemoval(this.o.tableName));
+        await this.o.host.nftApply(renderMasqRemoval(this.o.tableName));
         this.state.rulesRemoved = true;
         this.log('stopped: masquerade rules removed');
         this.event('MasqRulesRemoved', `removed table ${this.o.tableName} (clean stop)`, 'Normal');
@@ -525,7 +511,7 @@ export class MasqAgent {
   private async apply(c: Good, warnings: ConfigIssue[], trigger: Trigger, keepError = false): Promise<boolean> {
     const t0 = this.o.clock.now();
     try {
-      await this.o.nft.apply(c.render.ruleset);
+      await this.o.host.nftApply(c.render.ruleset);
     } catch (e) {
       this.applyFailed = true;
       // retry at the (shorter) retry poll, not at the safety-net poll already scheduled
@@ -571,7 +557,7 @@ export class MasqAgent {
     try {
       const parts: string[] = [];
       for (const t of r.tables) {
-        const l = await this.o.nft.list(t);
+        const l = await this.o.host.nftList(t.family, t.name);
         if (l === null) return null;
         parts.push(l);
       }

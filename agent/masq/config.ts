@@ -30,7 +30,7 @@ import { parseAllDocuments } from 'yaml';
 import { formatCidr, parseCidr } from '../../lib/net/addresses.js';
 import { DEFAULT_NON_MASQUERADE_CIDRS, DEFAULT_RESYNC_INTERVAL_MS, MAX_RESYNC_INTERVAL_MS } from './constants.js';
 import { nsToMs, parseGoDuration } from './duration.js';
-import { createHash } from 'node:crypto';
+import { sha16 } from '../hash.js';
 
 export interface MasqConfig {
   /** Validated CIDR strings, in file order, as written (normalisation happens at render time). */
@@ -302,7 +302,7 @@ export function formatIssues(issues: readonly ConfigIssue[]): string {
 /** The config hash agents report (status masq.configHash) for a config file's text (null: no file). */
 export function masqConfigHash(text: string | null): string | null {
   const parsed = parseMasqConfig(text);
-  return parsed.ok ? createHash('sha256').update(canonicalConfigJson(parsed.config)).digest('hex').slice(0, 16) : null;
+  return parsed.ok ? sha16(canonicalConfigJson(parsed.config)) : null;
 }
 
 export function canonicalConfigJson(c: MasqConfig): string {

@@ -17,7 +17,7 @@
 import { pathToFileURL } from 'node:url';
 import { MasqAgent } from './agent.js';
 import { DEFAULT_CONFIG_PATH, DEFAULT_STATE_PATH } from './constants.js';
-import { ExecNftRunner } from './nft.js';
+import { ExecHost } from '../host/exec-host.js';
 import { renderFlavour, renderMasqRemoval } from './render.js';
 
 export interface MainArgs {
@@ -77,17 +77,17 @@ export function parseArgs(argv: readonly string[]): MainArgs {
 
 async function main(): Promise<void> {
   const args = parseArgs(process.argv.slice(2));
-  const nft = new ExecNftRunner({ nftPath: args.nftPath });
+  const host = new ExecHost({ nftPath: args.nftPath });
 
   if (args.flavour !== 'agent') {
     const r = renderFlavour({ kind: args.flavour }, { podCidrs: args.podCidrs });
-    await nft.apply(r ? r.ruleset : renderMasqRemoval());
+    await host.nftApply(r ? r.ruleset : renderMasqRemoval());
     process.stderr.write(`ip-masq-agent: flavour ${args.flavour} applied\n`);
     return;
   }
 
   const agent = new MasqAgent({
-    nft,
+    host,
     podCidrs: args.podCidrs,
     configPath: args.configPath,
     statePath: args.statePath,

@@ -15,8 +15,8 @@
 import { readFile } from 'node:fs/promises';
 import { KubeClient } from '../../lib/kube/client.js';
 import type { AgentConfig } from '../config.js';
-import { NullGatewaySystem } from '../gateway/system.js';
-import { ExecNftRunner, type NftRunner } from '../masq/nft.js';
+import { ExecHost } from '../host/exec-host.js';
+import type { Host } from '../host/host.js';
 import { ConfigMapVolumeModule } from './configmap-volume.js';
 import { NodeEventRecorder } from './events.js';
 import { LeaseModule } from './lease.js';
@@ -26,8 +26,12 @@ import { errorMessage, Signal, type NodeModule, type NodeModuleContext } from '.
 import { StatusWriter } from './status.js';
 
 export interface NodeAgentDeps {
-  /** default: `nft` through execFile (ExecNftRunner with config.nftPath) */
-  nft?: NftRunner;
+  /**
+   * the node's kernel (default: the real one, ExecHost with config.nftPath). An injected host (a
+   * test's FakeHost) also turns off what would reach the real network: the lease beacon, the
+   * gateway's heartbeats and conntrackd.
+   */
+  host?: Host;
   /** writes one finished log line (default: stdout) */
   write?: (line: string) => void;
   /** how often to look for missing credential files (default 200 ms) */
@@ -38,14 +42,14 @@ export interface NodeAgentDeps {
 
 export type AgentPhase = 'waiting-for-credentials' | 'starting' | 'running' | 'stopping' | 'stopped';
 
-export function buildModules(ctx: NodeModuleContext, nft: NftRunner): NodeModule[] {
-  const mods: NodeModule[] = [new LeaseModule(ctx, { beacon: nft instanceof ExecNftRunner })];
+export function buildModules(ctx: NodeModuleContext, host: Host): NodeModule[] {
+  const real = host instanceof ExecHost;
+  const mods: NodeModule[] = [new LeaseModule(ctx, { beacon: real })];
   if (ctx.config.flavour === 'ip-masq-agent' || ctx.config.flavour === 'autopilot') mods.push(new ConfigMapVolumeModule(ctx));
   // egress NAT gateway (issue 6, docs/gateway.md): before masq, so that a matched pod is never
-  // masqueraded while the agent starts (its fail-closed/marks are in place first). With a fake nft
-  // (tests) it touches no kernel state at all.
-  mods.push(new GatewayModule(ctx, nft instanceof ExecNftRunner ? {} : { system: new NullGatewaySystem(), heartbeat: false, conntrackSync: false }));
-  mods.push(new MasqModule(ctx, nft));
+  // masqueraded while the agent starts (its fail-closed/marks are in place first)
+  mods.push(new GatewayModule(ctx, real ? { host, conntrackSync: ctx.config.gatewayConntrackSync } : { host, heartbeat: false, conntrackSync: false }));
+  mods.push(new MasqModule(ctx, host));
   return mods;
 }
 
@@ -96,7 +100,7 @@ export class NodeAgent {
       statusChanged: () => this.status.changed(),
       holding: new Signal(false),
     };
-    this.modules = buildModules(ctx, this.deps.nft ?? new ExecNftRunner({ nftPath: c.nftPath }));
+    this.modules = buildModules(ctx, this.deps.host ?? new ExecHost({ nftPath: c.nftPath, onError: (m) => this.log('gateway', `nft session: ${m}`) }));
     this.phase = 'starting';
     for (const m of this.modules) {
       if (this.stopRequested) return;

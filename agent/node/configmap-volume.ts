@@ -8,7 +8,7 @@
  * The masquerade module starts after this one's first sync (or after startupSyncTimeoutMs), so the
  * node never programs the defaults for a moment when a ConfigMap exists.
  */
-import { createHash } from 'node:crypto';
+import { sha16 as hash } from '../hash.js';
 import { basename, dirname } from 'node:path';
 import { R, type Informer } from '../../lib/kube/client.js';
 import type { KubeObject } from '../../lib/kube/types.js';
@@ -124,8 +124,4 @@ export class ConfigMapVolumeModule implements NodeModule {
       lastError: this.lastError,
     };
   }
-}
-
-function hash(s: string): string {
-  return createHash('sha256').update(s).digest('hex').slice(0, 16);
 }

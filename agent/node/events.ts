@@ -13,10 +13,8 @@
  */
 import { randomBytes } from 'node:crypto';
 import { KubeApiError, R, type KubeClient } from '../../lib/kube/client.js';
-import type { KubeObject } from '../../lib/kube/types.js';
+import type { EventType, KubeObject } from '../../lib/kube/types.js';
 import { errorMessage } from './module.js';
-
-export type EventType = 'Normal' | 'Warning';
 
 export const AGENT_COMPONENT = 'egresslab-agent';
 export const NODE_EVENTS_NAMESPACE = 'default';

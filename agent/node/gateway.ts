@@ -21,7 +21,7 @@
  * starts) and, on a clean stop, leaves a fail-closed table (no floating IP, every policy dropping)
  * rather than nothing: a node going away must not forward matched traffic with a pod IP.
  */
-import { createHash } from 'node:crypto';
+import { sha16 } from '../hash.js';
 import { R, type Informer } from '../../lib/kube/client.js';
 import type { KubeObject } from '../../lib/kube/types.js';
 import { ARP_ALIVE_REFRESH_MS, GARP_SCHEDULE_MS, GW_TABLE, STALE_AFTER_MS } from '../gateway/constants.js';
@@ -39,7 +39,7 @@ import {
   type NodeInfo,
 } from '../gateway/model.js';
 import {
-  addressCommands,
+  addressOps,
   changedPairs,
   leavingPairs,
   transitionPlan,
@@ -53,16 +53,19 @@ import {
   renderStrayReplyFence,
   renderTakeoverWindow,
   renderTakeoverWindowEnd,
-  routingCommands,
+  routingOps,
   type RuleSpec,
 } from '../gateway/render.js';
-import { ExecGatewaySystem, type GatewaySystem } from '../gateway/system.js';
+import { ExecHost } from '../host/exec-host.js';
+import type { Host } from '../host/host.js';
 import { ConntrackSync, CTSYNC_BULK_MS, renderCtSyncTable, type ConntrackSyncOptions } from '../gateway/conntrack-sync.js';
 import { errorMessage, type NodeModule, type NodeModuleContext } from './module.js';
 import { GATEWAY_NAME, GATEWAY_NAMESPACE } from '../../lib/kube/well-known.js';
+import { realClock, type Clock } from '../../lib/time/clock.js';
 
 export interface GatewayModuleOptions {
-  system?: GatewaySystem;
+  /** the node's kernel (default: the real one); an injected host turns conntrack sync off unless `conntrackSync` asks for it */
+  host?: Host;
   debounceMs?: number;
   /** full re-apply (repairs drift) every resyncMs while this node holds a floating IP (default 10 s) */
   resyncMs?: number;
@@ -77,13 +80,17 @@ export interface GatewayModuleOptions {
   /** override the uplink detection */
   uplink?: string;
   garpScheduleMs?: readonly number[];
-  now?: () => number;
+  /** what the apply latencies are measured with (default: the real clock) */
+  clock?: Pick<Clock, 'now'>;
   /**
    * conntrack state sync (default: the agent config's gatewayConntrackSync); an object overrides
    * conntrackd's settings (tests)
    */
-  conntrackSync?: boolean | Partial<Omit<ConntrackSyncOptions, 'nodeIP' | 'uplink' | 'log'>>;
+  conntrackSync?: boolean | Partial<Omit<ConntrackSyncOptions, 'nodeIP' | 'uplink' | 'log' | 'host'>>;
 }
+
+/** What the module watches through the API (one informer each). */
+type WatchedResource = 'gateway' | 'policies' | 'pods' | 'namespaces' | 'nodes' | 'networkpolicies';
 
 interface PolicyStatus {
   name: string;
@@ -96,13 +103,11 @@ interface PolicyStatus {
   reason: string;
 }
 
-const sha16 = (s: string): string => createHash('sha256').update(s).digest('hex').slice(0, 16);
-
 export class GatewayModule implements NodeModule {
   readonly name = 'gateway';
-  private readonly sys: GatewaySystem;
-  private readonly informers: Informer[] = [];
-  private gw!: Informer;
+  private readonly host: Host;
+  /** the API state the plan is computed from, by name (empty until start()) */
+  private informers: Partial<Record<WatchedResource, Informer>> = {};
   private debounce: NodeJS.Timeout | null = null;
   private resync: NodeJS.Timeout | null = null;
   private bulkTimer: NodeJS.Timeout | null = null;
@@ -157,11 +162,11 @@ export class GatewayModule implements NodeModule {
     private readonly ctx: NodeModuleContext,
     private readonly o: GatewayModuleOptions = {},
   ) {
-    this.sys = o.system ?? new ExecGatewaySystem({ nftPath: ctx.config.nftPath, onError: (m) => this.ctx.log(this.name, `nft session: ${m}`) });
+    this.host = o.host ?? new ExecHost({ nftPath: ctx.config.nftPath, onError: (m) => this.ctx.log(this.name, `nft session: ${m}`) });
   }
 
   private now(): number {
-    return this.o.now ? this.o.now() : Date.now();
+    return (this.o.clock ?? realClock).now();
   }
 
   async start(): Promise<void> {
@@ -176,15 +181,14 @@ export class GatewayModule implements NodeModule {
       onDelete: () => this.changed(what),
       onError: (e: unknown) => this.ctx.log(this.name, `watch ${what}: ${errorMessage(e)}`),
     });
-    this.gw = client.informer(R.anthosNetworkGateways, { namespace: GATEWAY_NAMESPACE, fieldSelector: `metadata.name=${GATEWAY_NAME}` }, on('gateway'));
-    this.informers.push(
-      this.gw,
-      client.informer(R.egressNATPolicies, {}, on('policies')),
-      client.informer(R.pods, {}, on('pods')),
-      client.informer(R.namespaces, {}, on('namespaces')),
-      client.informer(R.nodes, {}, on('nodes')),
-      client.informer(R.networkpolicies, {}, on('networkpolicies')),
-    );
+    this.informers = {
+      gateway: client.informer(R.anthosNetworkGateways, { namespace: GATEWAY_NAMESPACE, fieldSelector: `metadata.name=${GATEWAY_NAME}` }, on('gateway')),
+      policies: client.informer(R.egressNATPolicies, {}, on('policies')),
+      pods: client.informer(R.pods, {}, on('pods')),
+      namespaces: client.informer(R.namespaces, {}, on('namespaces')),
+      nodes: client.informer(R.nodes, {}, on('nodes')),
+      networkpolicies: client.informer(R.networkpolicies, {}, on('networkpolicies')),
+    };
     const hb = this.o.heartbeat ?? true;
     if (hb) {
       this.heartbeat = new Heartbeat({
@@ -198,7 +202,7 @@ export class GatewayModule implements NodeModule {
     }
     const timeout = this.o.startupSyncTimeoutMs ?? Math.min(c.startupSyncTimeoutMs, 2000);
     let timer: NodeJS.Timeout | undefined;
-    const all = Promise.all(this.informers.map((i) => i.hasSynced())).then(() => true);
+    const all = Promise.all(Object.values(this.informers).map((i) => i.hasSynced())).then(() => true);
     const ok = await Promise.race([all, new Promise<boolean>((r) => (timer = setTimeout(() => r(false), timeout)))]);
     if (timer) clearTimeout(timer);
     this.synced = ok;
@@ -209,7 +213,7 @@ export class GatewayModule implements NodeModule {
       // restarting node's pod reached the internet with the pod IP). What the previous agent left
       // (fail-closed after a clean stop) stays until the caches are complete; only a node with no
       // datapath at all gets the best that is known.
-      this.keepUntilSynced = await this.sys.nftTableExists('ip', GW_TABLE).catch(() => false);
+      this.keepUntilSynced = await this.host.nftTableExists('ip', GW_TABLE).catch(() => false);
       this.ctx.log(this.name, `API not synced after ${timeout} ms: ${this.keepUntilSynced ? `keeping table ${GW_TABLE} as the previous agent left it` : 'programming fail-closed from what is known'} until it is`);
       void all.then(() => ((this.synced = true), this.changed('initial sync')));
     }
@@ -259,10 +263,10 @@ export class GatewayModule implements NodeModule {
   /** conntrackd (if enabled); a failure to start is reported and the gateway runs without sync. */
   private async startConntrackSync(): Promise<void> {
     // with an injected kernel fake (tests) it is off unless asked for: never the host's conntrackd
-    const want = this.o.conntrackSync ?? (this.o.system ? false : this.ctx.config.gatewayConntrackSync);
+    const want = this.o.conntrackSync ?? (this.o.host ? false : this.ctx.config.gatewayConntrackSync);
     if (!want) return;
     const c = this.ctx.config;
-    const sync = new ConntrackSync({ ...(typeof want === 'object' ? want : {}), nodeIP: c.nodeIP, uplink: this.uplink, log: (m) => this.ctx.log(this.name, m) });
+    const sync = new ConntrackSync({ ...(typeof want === 'object' ? want : {}), host: this.host, nodeIP: c.nodeIP, uplink: this.uplink, log: (m) => this.ctx.log(this.name, m) });
     try {
       await sync.start();
       this.ctsync = sync;
@@ -276,7 +280,7 @@ export class GatewayModule implements NodeModule {
 
   private async detectUplink(): Promise<string> {
     try {
-      const arr = JSON.parse(await this.sys.ipJson(['-4', 'addr', 'show'])) as { ifname?: string; addr_info?: { local?: string }[] }[];
+      const arr = JSON.parse(await this.host.ipJson(['-4', 'addr', 'show'])) as { ifname?: string; addr_info?: { local?: string }[] }[];
       const hit = arr.find((l) => (l.addr_info ?? []).some((a) => a.local === this.ctx.config.nodeIP));
       if (hit?.ifname) return hit.ifname;
     } catch (e) {
@@ -298,7 +302,7 @@ export class GatewayModule implements NodeModule {
     ];
     for (const [k, v] of settings) {
       try {
-        await this.sys.sysctl(k, v);
+        await this.host.sysctl(k, v);
       } catch (e) {
         this.ctx.log(this.name, `sysctl ${k}=${v}: ${errorMessage(e)}`);
       }
@@ -356,7 +360,7 @@ export class GatewayModule implements NodeModule {
     void this.readGateway(iso ? 500 : 2000)
       .then(
         (o) => {
-          if (o) this.gw.cache.set(`${GATEWAY_NAMESPACE}/${GATEWAY_NAME}`, o);
+          if (o) this.informers.gateway?.cache.set(`${GATEWAY_NAMESPACE}/${GATEWAY_NAME}`, o);
           if (this.fenced) {
             this.fenced = false;
             this.ctx.log(this.name, 'peers heard again and gateway status re-read: unfenced');
@@ -426,8 +430,8 @@ export class GatewayModule implements NodeModule {
 
   input(): ModelInput {
     const c = this.ctx.config;
-    const objs = (i: number): KubeObject[] => this.informers[i]?.list() ?? [];
-    const nodes = objs(4)
+    const objs = (name: WatchedResource): KubeObject[] => this.informers[name]?.list() ?? [];
+    const nodes = objs('nodes')
       .map(nodeFromObject)
       .filter((n): n is NodeInfo => n !== null);
     const self = nodes.find((n) => n.name === c.nodeName);
@@ -435,11 +439,11 @@ export class GatewayModule implements NodeModule {
     return {
       self: { name: c.nodeName, ip: c.nodeIP },
       nodes: merged,
-      gateway: this.synced ? gatewayFromObject(this.gw.cache.get(`${GATEWAY_NAMESPACE}/${GATEWAY_NAME}`)) : null,
-      policies: objs(1).map(policyFromObject).filter((p) => p !== null),
-      pods: objs(2).map(podFromObject).filter((p) => p !== null),
-      namespaces: objs(3).map(namespaceFromObject).filter((p) => p !== null),
-      networkPolicies: objs(5).map(networkPolicyFromObject).filter((p) => p !== null),
+      gateway: this.synced ? gatewayFromObject(this.informers.gateway?.cache.get(`${GATEWAY_NAMESPACE}/${GATEWAY_NAME}`)) : null,
+      policies: objs('policies').map(policyFromObject).filter((p) => p !== null),
+      pods: objs('pods').map(podFromObject).filter((p) => p !== null),
+      namespaces: objs('namespaces').map(namespaceFromObject).filter((p) => p !== null),
+      networkPolicies: objs('networkpolicies').map(networkPolicyFromObject).filter((p) => p !== null),
       suspects: this.heartbeat?.suspects() ?? [],
       failClosedOnSuspect: !!this.o.failClosedOnSuspect,
       fenced: this.fenced,
@@ -479,7 +483,7 @@ export class GatewayModule implements NodeModule {
     // leave with the pod IP until the flush)
     const transit = transitionPlan(this.lastPlan, plan);
     if (transit) {
-      await this.sys.nft(renderGateway(transit, { uplink: this.uplink }).ruleset);
+      await this.host.nftApply(renderGateway(transit, { uplink: this.uplink }).ruleset);
       this.lastRuleset = '';
       this.st.nftApplies++;
       await this.flushPairs(leavingPairs(transit, plan));
@@ -498,21 +502,18 @@ export class GatewayModule implements NodeModule {
     let k = this.kernel;
     if (force || !k) {
       const [rulesJson, routesJson, addrJson] = await Promise.all([
-        this.sys.ipJson(['rule', 'show']),
-        this.sys.ipJson(['route', 'show', 'table', 'all']),
-        this.sys.ipJson(['-4', 'addr', 'show', 'dev', this.uplink]),
+        this.host.ipJson(['rule', 'show']),
+        this.host.ipJson(['route', 'show', 'table', 'all']),
+        this.host.ipJson(['-4', 'addr', 'show', 'dev', this.uplink]),
       ]);
       k = { rules: parseIpRules(rulesJson), routes: parseRouteTables(routesJson), addrs: parseIpAddrs(addrJson) };
     }
     this.kernel = null; // unknown until this apply completes
-    const cmds = routingCommands(r, { rules: k.rules, tables: [...k.routes.keys()] });
+    const cmds = routingOps(r, { rules: k.rules, tables: [...k.routes.keys()] });
     const routes = k.routes;
     // routes that already point at the right node need no replace
-    const before = cmds.before.filter((l) => {
-      const m = /^route replace default via (\S+) dev (\S+) table (\d+)$/.exec(l);
-      return !m || force || routes.get(Number(m[3])) !== `${m[1]} ${m[2]}`;
-    });
-    await this.sys.ipBatch(before);
+    const before = cmds.before.filter((o) => o.op !== 'route-replace' || force || routes.get(o.table) !== `${o.via} ${o.dev}`);
+    await this.host.ipBatch(before);
     // flows whose treatment changed are decided again: flushed right after the commit and BEFORE a
     // floating IP is added. A node taking an IP for its own pods' flows (route -> local) must have
     // their bindings back (replicated ones re-committed) before replies to the IP can arrive:
@@ -523,11 +524,11 @@ export class GatewayModule implements NodeModule {
     const flush = changedPairs(this.lastPlan, plan);
     const window = committed && this.ctsync ? renderTakeoverWindow(plan, flush) : null;
     // resync: re-apply only if the table is gone (a full re-apply would reset the counters)
-    const drift = force && ruleset === this.lastRuleset && !(await this.sys.nftTableExists('ip', GW_TABLE).catch(() => false));
+    const drift = force && ruleset === this.lastRuleset && !(await this.host.nftTableExists('ip', GW_TABLE).catch(() => false));
     if (drift) this.ctx.log(this.name, `table ${GW_TABLE} missing: re-created`);
     if (drift || ruleset !== this.lastRuleset || window) {
       this.lastRuleset = '';
-      await this.sys.nft(window ? ruleset + window : ruleset);
+      await this.host.nftApply(window ? ruleset + window : ruleset);
       this.lastRuleset = ruleset;
       this.st.nftApplies++;
       this.st.rulesetHash = sha16(ruleset);
@@ -541,10 +542,10 @@ export class GatewayModule implements NodeModule {
       } else await this.flushPairs(flush);
       if (!c.ok || c.postFailed) {
         // the window must not outlive the commit: without it, loose pickup is what keeps flows
-        await this.sys.nft(end).catch(async (e: unknown) => {
+        await this.host.nftApply(end).catch(async (e: unknown) => {
           this.ctx.log(this.name, `ending the takeover window: ${errorMessage(e)}; re-applying the ruleset`);
           this.lastRuleset = '';
-          await this.sys.nft(ruleset);
+          await this.host.nftApply(ruleset);
           this.lastRuleset = ruleset;
         });
       }
@@ -553,15 +554,15 @@ export class GatewayModule implements NodeModule {
       if (committed && this.ctsync && flush.length) await this.ctsync.commit(plan.floatingIPs, plan.ownedIPs.map((o) => o.ip));
     }
     const known = [...new Set([...plan.floatingIPs, ...this.owned])];
-    const addrs = addressCommands(r.addresses, k.addrs, known, plan.nodeIP, this.uplink);
-    await this.sys.ipBatch([...addrs.del, ...addrs.add]);
+    const addrs = addressOps(r.addresses, k.addrs, known, plan.nodeIP, this.uplink);
+    await this.host.ipBatch([...addrs.del, ...addrs.add]);
     const nowOwned = new Set(r.addresses.map((a) => a.split('/')[0]!));
-    for (const ip of nowOwned) if (!this.owned.has(ip) || addrs.add.some((l) => l.includes(` ${ip}/`))) this.announce(ip);
+    for (const ip of nowOwned) if (!this.owned.has(ip) || addrs.add.some((a) => a.cidr.split('/')[0] === ip)) this.announce(ip);
     for (const ip of this.owned) if (!nowOwned.has(ip)) this.cancelAnnounce(ip);
     this.owned = nowOwned;
     this.setHolding(nowOwned.size > 0);
-    await this.sys.ipBatch(cmds.after);
-    const addrsNow = [...k.addrs.filter((a) => !addrs.del.some((d) => d.includes(` ${a} `))), ...addrs.add.map((l) => l.split(' ')[2]!)];
+    await this.host.ipBatch(cmds.after);
+    const addrsNow = [...k.addrs.filter((a) => !addrs.del.some((d) => d.cidr === a)), ...addrs.add.map((a) => a.cidr)];
     this.kernel = { rules: r.rules, routes: new Map(r.routes.map((x) => [x.table, `${x.via} ${x.dev}`])), addrs: addrsNow };
   }
 
@@ -569,7 +570,7 @@ export class GatewayModule implements NodeModule {
   private async flushPairs(pairs: readonly { src: string; dst: string }[]): Promise<void> {
     await Promise.all(
       conntrackFlushArgs(pairs).map((a) =>
-        this.sys.conntrack(a).then(
+        this.host.conntrack(a).then(
           () => void this.st.conntrackFlushes++,
           (e) => this.ctx.log(this.name, `conntrack ${a.join(' ')}: ${errorMessage(e)}`),
         ),
@@ -583,7 +584,7 @@ export class GatewayModule implements NodeModule {
     const timers = (this.o.garpScheduleMs ?? GARP_SCHEDULE_MS).map((ms) =>
       setTimeout(() => {
         if (!this.owned.has(ip) || this.stopped || this.stale) return;
-        this.sys.arping(this.uplink, ip).then(
+        this.host.arping(this.uplink, ip).then(
           () => void this.st.garps++,
           (e) => this.ctx.log(this.name, `gratuitous ARP for ${ip}: ${errorMessage(e)}`),
         );
@@ -607,7 +608,7 @@ export class GatewayModule implements NodeModule {
     if (!text) return;
     try {
       // one line, five times a second: through the long-lived nft session where the system has one
-      await (this.sys.nftLine ? this.sys.nftLine(text) : this.sys.nft(text));
+      await this.host.nftLine(text);
     } catch (e) {
       this.ctx.log(this.name, `ARP fence refresh: ${errorMessage(e)}`);
     }
@@ -629,7 +630,7 @@ export class GatewayModule implements NodeModule {
       if (this.stopped) return;
       void this.readGateway(2000).then(
         (o) => {
-          if (o) this.gw.cache.set(`${GATEWAY_NAMESPACE}/${GATEWAY_NAME}`, o);
+          if (o) this.informers.gateway?.cache.set(`${GATEWAY_NAMESPACE}/${GATEWAY_NAME}`, o);
           const assignments = gatewayFromObject(o)?.assignments ?? {};
           const lost = [...this.owned].filter((ip) => assignments[ip] !== this.ctx.config.nodeName);
           if (lost.length) {
@@ -687,8 +688,8 @@ export class GatewayModule implements NodeModule {
     for (const ip of [...this.garpTimers.keys()]) this.cancelAnnounce(ip);
     this.heartbeat?.stop();
     await this.running?.catch(() => undefined);
-    this.sys.close?.();
-    await Promise.all(this.informers.map((i) => i.stop()));
+    this.host.close();
+    await Promise.all(Object.values(this.informers).map((i) => i.stop()));
     await this.ctsync?.stop().catch((e: unknown) => this.ctx.log(this.name, `stopping conntrackd: ${errorMessage(e)}`));
     this.ctsync = null; // the fail-closed leftover below removes its nft table too
     if (!this.ctx.config.removeRulesOnStop || !this.lastPlan) {

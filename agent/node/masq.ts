@@ -10,11 +10,11 @@
  * A node without a pod CIDR has nothing to masquerade: its table is removed and nothing else runs.
  * stop() (SIGTERM) removes the rules unless removeRulesOnStop is false.
  */
-import { createHash } from 'node:crypto';
+import { sha16 } from '../hash.js';
 import { MasqAgent } from '../masq/agent.js';
 import { canonicalConfigJson, defaultMasqConfig } from '../masq/config.js';
 import { MASQ_TABLE } from '../masq/constants.js';
-import type { NftRunner } from '../masq/nft.js';
+import type { Host } from '../host/host.js';
 import { renderFlavour, renderMasqRemoval } from '../masq/render.js';
 import { errorMessage, type NodeModule, type NodeModuleContext } from './module.js';
 
@@ -31,10 +31,6 @@ interface OneShotState {
   rulesRemoved?: boolean;
 }
 
-function sha16(s: string): string {
-  return createHash('sha256').update(s).digest('hex').slice(0, 16);
-}
-
 export class MasqModule implements NodeModule {
   readonly name = 'masq';
   private readonly mode: Mode;
@@ -46,7 +42,7 @@ export class MasqModule implements NodeModule {
 
   constructor(
     private readonly ctx: NodeModuleContext,
-    private readonly nft: NftRunner,
+    private readonly host: Host,
   ) {
     const f = ctx.config.flavour;
     const noPods = ctx.config.podCIDRs.length === 0;
@@ -59,7 +55,7 @@ export class MasqModule implements NodeModule {
     this.ctx.log(this.name, `mode ${this.mode} (${this.reason})`);
     if (this.mode === 'ip-masq-agent') {
       this.agent = new MasqAgent({
-        nft: this.nft,
+        host: this.host,
         podCidrs: c.podCIDRs,
         configPath: c.ipMasqAgentConfigPath,
         statePath: c.masqStatePath,
@@ -81,7 +77,7 @@ export class MasqModule implements NodeModule {
     const r = this.mode === 'default-snat' ? renderFlavour({ kind: 'default-snat' }, { podCidrs: c.podCIDRs }) : null;
     const ruleset = r ? r.ruleset : renderMasqRemoval();
     try {
-      await this.nft.apply(ruleset);
+      await this.host.nftApply(ruleset);
     } catch (e) {
       const message = errorMessage(e);
       const first = this.one.lastError?.message !== message;
@@ -126,7 +122,7 @@ export class MasqModule implements NodeModule {
       return;
     }
     try {
-      await this.nft.apply(renderMasqRemoval());
+      await this.host.nftApply(renderMasqRemoval());
       this.one.rulesRemoved = true;
       this.ctx.log(this.name, 'stopped: default SNAT rules removed');
     } catch (e) {

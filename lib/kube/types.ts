@@ -44,6 +44,9 @@ export interface KubeList<T extends KubeObject = KubeObject> {
   items: T[];
 }
 
+/** The type of a Kubernetes Event (core/v1 Event.type). */
+export type EventType = 'Normal' | 'Warning';
+
 export type WatchEventType = 'ADDED' | 'MODIFIED' | 'DELETED' | 'BOOKMARK' | 'ERROR';
 
 /** One watch event: ADDED, MODIFIED, DELETED, BOOKMARK or ERROR with its object. */

@@ -1,12 +1,13 @@
 /**
  * Test doubles for the masquerade agent: a manual clock, an in-memory filesystem with watch
- * events, and an nft runner that keeps a fake "kernel" table. Used by agent/masq/*.test.ts; also
+ * events, and the masquerade table's view of the one fake Host. Used by agent/masq/*.test.ts; also
  * usable from harness unit tests.
  */
 import * as path from 'node:path';
-import type { AgentFs, Clock, ConfigRead, WatchHandle } from '../agent.js';
-import type { NftRunner } from '../nft.js';
-import type { TableRef } from '../render.js';
+import type { AgentFs, ConfigRead, WatchHandle } from '../agent.js';
+import type { Clock } from '../../../lib/time/clock.js';
+import { FakeHost } from '../../host/fake-host.js';
+import { MASQ_TABLE } from '../constants.js';
 
 /** Let every pending promise chain run (no real time passes). */
 export async function settle(rounds = 5): Promise<void> {
@@ -132,16 +133,34 @@ export class FakeFs implements AgentFs {
   }
 }
 
-/** A fake nft with one "kernel" slot per table; removal rulesets empty it. */
-export class FakeNft implements NftRunner {
-  /** Ruleset currently "in the kernel" (null = no table). */
-  installed: string | null = null;
-  readonly applied: string[] = [];
-  listCalls = 0;
-  private failures: string[] = [];
+/**
+ * The masquerade table as the one fake Host (agent/host/fake-host.ts) holds it: what is "in the
+ * kernel" under the table's name, the rulesets applied to it, how often it was listed, and what
+ * something else (an admin, another agent) does to it. Pass `host` to the agent.
+ */
+export class MasqTable {
+  constructor(
+    readonly host: FakeHost = new FakeHost(),
+    readonly name: string = MASQ_TABLE,
+  ) {}
 
+  /** Ruleset currently "in the kernel" (null = no table). */
+  get installed(): string | null {
+    return this.host.table(this.name);
+  }
+  set installed(ruleset: string | null) {
+    if (ruleset === null) this.host.tables.delete(this.name);
+    else this.host.tables.set(this.name, ruleset);
+  }
+  /** the rulesets applied to this table, in order */
+  get applied(): string[] {
+    return this.host.applied.filter((r) => new RegExp(`^(?:delete )?table \\S+ ${this.name}\\b`, 'm').test(r));
+  }
+  get listCalls(): number {
+    return this.host.calls.filter((c) => c.op === 'nftList' && c.arg.endsWith(` ${this.name}`)).length;
+  }
   failNextApply(message: string): void {
-    this.failures.push(message);
+    this.host.failNextApply(message);
   }
   /** Something else (an admin, another agent) removed our table. */
   externalDelete(): void {
@@ -150,17 +169,6 @@ export class FakeNft implements NftRunner {
   /** Something else added a rule to our table. */
   externalModify(): void {
     if (this.installed) this.installed += '\n# tampered';
-  }
-  async apply(ruleset: string): Promise<void> {
-    const f = this.failures.shift();
-    if (f !== undefined) throw new Error(f);
-    this.applied.push(ruleset);
-    this.installed = ruleset.includes('hook postrouting') ? ruleset : null;
-  }
-  async list(t: TableRef): Promise<string | null> {
-    this.listCalls++;
-    if (this.installed === null) return null;
-    return `${t.family} ${t.name}\n${this.installed}`;
   }
   /** Elements of the nonmasq set in the installed ruleset. */
   installedNonMasq(): string[] | null {

@@ -1,0 +1,204 @@
+/**
+ * The real Host (agent/host/host.ts): the kernel of the node the agent runs on. Commands run
+ * through `run` (execFile, no shell, never rejects); the typed methods turn a failure into a
+ * HostCommandError.
+ */
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { readFile, writeFile } from 'node:fs/promises';
+import { dirname } from 'node:path';
+import { HostCommandError, ipBatchLine, type ExecResult, type Host, type HostProcess, type IpOp } from './host.js';
+
+/** Runs a command (no shell), optionally feeding stdin; never rejects: exit code -1 when it could not run or timed out. */
+export function run(cmd: string, args: string[], stdin: string | null, timeoutMs = 10_000): Promise<ExecResult> {
+  return new Promise((resolve) => {
+    const child = execFile(cmd, args, { timeout: timeoutMs, maxBuffer: 256 * 1024 * 1024, encoding: 'utf8' }, (err, stdout, stderr) => {
+      const code = err ? (typeof (err as { code?: unknown }).code === 'number' ? (err as { code: number }).code : -1) : 0;
+      resolve({ stdout: String(stdout), stderr: String(stderr) || (err && code === -1 ? err.message : ''), code });
+    });
+    if (stdin !== null) {
+      child.stdin?.on('error', () => undefined);
+      child.stdin?.end(stdin);
+    }
+  });
+}
+
+/** A long-lived `nft -i` reading one command per line from its standard input. */
+export class NftSession {
+  private child: ChildProcess | null = null;
+  private errBuf = '';
+  starts = 0;
+  errors = 0;
+
+  constructor(
+    private readonly nftPath = 'nft',
+    private readonly onError: (message: string) => void = () => undefined,
+  ) {}
+
+  private ensure(): ChildProcess {
+    if (this.child && this.child.exitCode === null && !this.child.killed) return this.child;
+    const c = spawn(this.nftPath, ['-i'], { stdio: ['pipe', 'ignore', 'pipe'] });
+    this.starts++;
+    c.stderr!.on('data', (d: Buffer) => {
+      this.errBuf += d.toString('utf8');
+      const lines = this.errBuf.split('\n');
+      this.errBuf = lines.pop() ?? '';
+      for (const l of lines) {
+        if (!/^Error/.test(l)) continue;
+        this.errors++;
+        this.onError(l.trim());
+      }
+    });
+    c.stdin!.on('error', () => undefined);
+    c.on('error', (e) => this.onError(`nft -i: ${e.message}`));
+    c.on('exit', () => {
+      if (this.child === c) this.child = null;
+    });
+    this.child = c;
+    return c;
+  }
+
+  write(line: string): Promise<void> {
+    const c = this.ensure();
+    return new Promise((resolve, reject) => c.stdin!.write(line.endsWith('\n') ? line : `${line}\n`, (e) => (e ? reject(e) : resolve())));
+  }
+
+  close(): void {
+    const c = this.child;
+    this.child = null;
+    if (c) {
+      c.stdin?.end();
+      c.kill('SIGTERM');
+    }
+  }
+}
+
+export interface ExecHostOptions {
+  nftPath?: string;
+  ipPath?: string;
+  arpingPath?: string;
+  conntrackPath?: string;
+  /** errors the nft session reports (it answers nothing on success) */
+  onError?: (message: string) => void;
+}
+
+export class ExecHost implements Host {
+  private session: NftSession | null = null;
+
+  constructor(private readonly o: ExecHostOptions = {}) {}
+
+  private get nft(): string {
+    return this.o.nftPath ?? 'nft';
+  }
+
+  async nftApply(ruleset: string): Promise<void> {
+    const r = await run(this.nft, ['-f', '-'], ruleset, 30_000);
+    if (r.code !== 0) throw new HostCommandError(`nft -f - failed: ${r.stderr.trim()}`, r.stderr, r.code);
+  }
+
+  async nftList(family: string, name: string): Promise<string | null> {
+    const args = ['-s', 'list', 'table', family, name];
+    const r = await run(this.nft, args, null, 30_000);
+    if (r.code === 0) return r.stdout;
+    if (/No such file or directory/.test(r.stderr)) return null;
+    throw new HostCommandError(`nft ${args.join(' ')} failed: ${r.stderr.trim()}`, r.stderr, r.code);
+  }
+
+  async nftTableExists(family: string, name: string): Promise<boolean> {
+    return (await run(this.nft, ['list', 'table', family, name], null)).code === 0;
+  }
+
+  nftLine(line: string): Promise<void> {
+    this.session ??= new NftSession(this.nft, this.o.onError);
+    return this.session.write(line);
+  }
+
+  async ipJson(args: string[]): Promise<string> {
+    const r = await run(this.o.ipPath ?? 'ip', ['-j', ...args], null);
+    if (r.code !== 0) throw new HostCommandError(`ip -j ${args.join(' ')} failed: ${r.stderr.trim()}`, r.stderr, r.code);
+    return r.stdout;
+  }
+
+  async ipBatch(ops: readonly IpOp[]): Promise<void> {
+    if (!ops.length) return;
+    const lines = ops.map(ipBatchLine);
+    const r = await run(this.o.ipPath ?? 'ip', ['-force', '-batch', '-'], `${lines.join('\n')}\n`);
+    if (r.code !== 0) throw new HostCommandError(`ip -batch failed: ${r.stderr.trim()} (lines: ${lines.join('; ')})`, r.stderr, r.code);
+  }
+
+  async arping(dev: string, ip: string): Promise<void> {
+    // iputils arping: -U unsolicited (gratuitous) ARP request, sender = target = ip
+    const r = await run(this.o.arpingPath ?? 'arping', ['-q', '-U', '-c', '1', '-w', '1', '-I', dev, ip], null, 3000);
+    if (r.code !== 0 && r.code !== 1) throw new HostCommandError(`arping ${ip} on ${dev} failed: ${r.stderr.trim()}`, r.stderr, r.code);
+  }
+
+  async conntrack(args: string[]): Promise<void> {
+    const r = await run(this.o.conntrackPath ?? 'conntrack', args, null);
+    if (r.code !== 0 && !/0 flow entries/.test(r.stderr)) throw new HostCommandError(`conntrack ${args.join(' ')} failed: ${r.stderr.trim()}`, r.stderr, r.code);
+  }
+
+  async readSysctl(path: string): Promise<string | null> {
+    try {
+      return (await readFile(`/proc/sys/${path}`, 'utf8')).trim();
+    } catch {
+      return null;
+    }
+  }
+
+  async sysctl(path: string, value: string): Promise<void> {
+    await writeFile(`/proc/sys/${path}`, value);
+  }
+
+  exec(cmd: string, args: string[], opts: { stdin?: string; timeoutMs?: number } = {}): Promise<ExecResult> {
+    return run(cmd, args, opts.stdin ?? null, opts.timeoutMs ?? 10_000);
+  }
+
+  spawn(cmd: string, args: string[], onExit: (code: number | null, signal: string | null) => void): HostProcess {
+    const child = spawn(cmd, args, { stdio: 'ignore' });
+    let fired = false;
+    const fire = (code: number | null, signal: string | null): void => {
+      if (!fired) (fired = true), onExit(code, signal);
+    };
+    child.on('exit', fire);
+    child.on('error', () => fire(-1, null));
+    return { pid: child.pid, kill: (sig) => void child.kill(sig) };
+  }
+
+  readFile(path: string): string | null {
+    try {
+      return readFileSync(path, 'utf8');
+    } catch {
+      return null;
+    }
+  }
+
+  writeFile(path: string, text: string): void {
+    mkdirSync(dirname(path), { recursive: true });
+    writeFileSync(path, text);
+  }
+
+  remove(path: string): void {
+    rmSync(path, { force: true });
+  }
+
+  cmdline(pid: number): string | null {
+    try {
+      return readFileSync(`/proc/${pid}/cmdline`, 'utf8').replace(/\0/g, ' ').trim();
+    } catch {
+      return null;
+    }
+  }
+
+  killPid(pid: number, sig: NodeJS.Signals): void {
+    try {
+      process.kill(pid, sig);
+    } catch {
+      /* gone */
+    }
+  }
+
+  close(): void {
+    this.session?.close();
+    this.session = null;
+  }
+}
