@@ -101,10 +101,12 @@ describe('repro CLI', () => {
   });
 
   it('capture records packets on a lab interface for N seconds and prints the pcap and a summary', async () => {
-    const before = await lines('node-1', `${RUN_DIR}/cap-*.pid`);
+    // captures whose pcap has its file header: tcpdump writes it once the capture is live (its pid
+    // file appears earlier, when it is spawned: a probe sent then is not seen, as on a busy machine)
+    const live = async () => Number((await lab.exec('node-1', ['sh', '-c', `n=0; for f in ${RUN_DIR}/cap-*.pcap; do [ -f "$f" ] && [ $(stat -c %s "$f") -ge 24 ] && n=$((n+1)); done; echo $n`], { check: false })).stdout.trim()) || 0;
+    const before = await live();
     const running = cli('capture', '--lab', id, 'node-1', 'eth0', '--filter', 'icmp', '--seconds', '4', '--json');
-    // tcpdump runs once its pid file appears.
-    await pollUntil(async () => (await lines('node-1', `${RUN_DIR}/cap-*.pid`)) > before, { what: 'the capture to start', timeoutMs: 15_000, intervalMs: 50 });
+    await pollUntil(live, { what: 'the capture to be live', timeoutMs: 15_000, intervalMs: 50, accept: (n) => n > before });
     const probe = await lab.probe('node-1', '9.9.9.9', { proto: 'icmp' });
     expect(probe.replyReceived).toBe(true);
     const r = await running;
