@@ -390,7 +390,9 @@ export class GatewayModule implements NodeModule {
     try {
       return await Promise.race([
         this.ctx.client.tryGet(R.anthosNetworkGateways, GATEWAY_NAME, GATEWAY_NAMESPACE),
-        new Promise<never>((_, rej) => (timer = setTimeout(() => rej(new Error(`no answer within ${timeoutMs} ms`)), timeoutMs))),
+        // the timeout gives up only after the next I/O poll: after a stall of this process, timers
+        // run before the poll phase, and an answer already waiting in the socket must win
+        new Promise<never>((_, rej) => (timer = setTimeout(() => setImmediate(() => rej(new Error(`no answer within ${timeoutMs} ms`))), timeoutMs))),
       ]);
     } finally {
       if (timer) clearTimeout(timer);
