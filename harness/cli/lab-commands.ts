@@ -10,7 +10,7 @@ import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, 
 import { tmpdir } from 'node:os';
 import { dirname, join, relative, resolve } from 'node:path';
 import { Lab, type Place } from '../lab/lab.js';
-import { parseCommand, type CommandSpec } from './args.js';
+import { parseCommand, type CommandSpec } from '../util/args.js';
 import { LabError, ValidationError } from '../util/errors.js';
 import { pollUntil } from '../util/poll.js';
 import { projectRoot } from '../util/paths.js';

@@ -34,6 +34,7 @@ import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
 import { appendFileSync, openSync, closeSync, readFileSync, readSync, fstatSync } from 'node:fs';
 import { constants } from 'node:os';
 import { runProbe } from './probe-core.js';
+import { programArgs } from '../util/args.js';
 import { STATS_NEEDLE, onLines, probeClientIssues, segmentMatters, type ClientRecord, type Observation, type ProbeClientOptions } from './protocol.js';
 
 interface Request {
@@ -56,7 +57,10 @@ interface Request {
   ports?: number[];
 }
 
-const isChild = process.argv.includes('--child');
+const isChild = programArgs('helper.js', {
+  flags: { child: {} },
+  about: '  Serves exec, spawn, probe and watch requests (JSON lines on standard input); --child: the helper of one network namespace.',
+}).flags.child ?? false;
 const NETNS = /^[A-Za-z0-9._-]{1,64}$/;
 
 function send(msg: unknown): void {
