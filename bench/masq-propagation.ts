@@ -25,6 +25,7 @@ import type { KubeObject } from '../lib/kube/types.js';
 import { DEFAULT_LAB_PATHS } from '../harness/cluster/lab-config.js';
 import type { ClientRecord, Proto } from '../harness/inlab/protocol.js';
 import { programArgs } from '../harness/util/args.js';
+import { masqConfigYaml } from '../harness/cluster/masq.js';
 
 const { flags } = programArgs('dist/bench/masq-propagation.js', {
   flags: { changes: { value: true, int: true }, interval: { value: true, int: true, arg: 'MS' }, proto: { value: true, oneOf: ['tcp', 'udp'] } },
@@ -41,7 +42,7 @@ const base = ['10.0.0.0/8'];
 
 function configText(withVpc: boolean): string {
   const cidrs = withVpc ? [...base, '172.16.100.0/24'] : base;
-  return `nonMasqueradeCIDRs:\n${cidrs.map((c) => `  - ${c}\n`).join('')}masqLinkLocal: false\nresyncInterval: 60s\n`;
+  return masqConfigYaml({ nonMasqueradeCIDRs: cidrs, masqLinkLocal: false, resyncInterval: '60s' });
 }
 
 function pct(xs: number[], p: number): number {

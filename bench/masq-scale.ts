@@ -31,6 +31,7 @@ import { MASQ_TABLE, NONMASQ_SET } from '../agent/masq/constants.js';
 import type { Proto } from '../harness/inlab/protocol.js';
 import { randomDisjointCidrs } from './cidrs.js';
 import { programArgs } from '../harness/util/args.js';
+import { masqConfigYaml } from '../harness/cluster/masq.js';
 
 const { flags } = programArgs('dist/bench/masq-scale.js', {
   flags: { count: { value: true, int: true }, rounds: { value: true, int: true }, 'iperf-seconds': { value: true, int: true } },
@@ -65,7 +66,7 @@ async function masqStatus(lab: Lab, node: string): Promise<MasqStatus> {
 }
 
 function configText(cidrs: string[]): string {
-  return cidrs.length ? `nonMasqueradeCIDRs:\n${cidrs.map((c) => `  - ${c}\n`).join('')}` : 'nonMasqueradeCIDRs: []\n';
+  return masqConfigYaml({ nonMasqueradeCIDRs: cidrs });
 }
 
 /** The agent's last "rules applied" log line's own timing. */
