@@ -14,6 +14,7 @@
 import { probeClientIssues, type ClientRecord, type ProbeClientOptions } from './protocol.js';
 import { runProbe } from './probe-core.js';
 import { programArgs } from '../util/args.js';
+import { issueText } from '../util/errors.js';
 
 function parseOptions(): ProbeClientOptions {
   const { positionals } = programArgs('probe-client.js', {
@@ -29,9 +30,9 @@ function parseOptions(): ProbeClientOptions {
     process.stderr.write(`probe-client: the argument must be one JSON object, got ${JSON.stringify(positionals[0] ?? '(nothing)')}\n`);
     process.exit(2);
   }
-  const issues = typeof raw === 'object' && raw !== null ? probeClientIssues(raw as Partial<ProbeClientOptions>) : ['the argument must be a JSON object'];
+  const issues = typeof raw === 'object' && raw !== null ? probeClientIssues(raw as Partial<ProbeClientOptions>) : [{ path: 'JSON', value: raw, message: 'must be a JSON object' }];
   if (issues.length) {
-    process.stderr.write(`probe-client: bad options:\n  - ${issues.join('\n  - ')}\n`);
+    process.stderr.write(`probe-client: bad options:\n  - ${issues.map(issueText).join('\n  - ')}\n`);
     process.exit(2);
   }
   return raw as ProbeClientOptions;
