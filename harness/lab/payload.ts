@@ -132,7 +132,7 @@ export async function tarArchive(files: TarFile[]): Promise<Buffer> {
 // bundling
 
 /** Entry points always shipped (when their source exists), besides every harness/inlab program. */
-const FIXED_ENTRIES = ['agent/main', 'agent/masq/main', 'controller/main'];
+const FIXED_ENTRIES = ['agent/main', 'controller/main'];
 
 /**
  * Every in-lab entry point: name (path under dist/ without .js) -> absolute dist/ file. An entry is
