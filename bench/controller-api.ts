@@ -6,6 +6,7 @@ import { R } from '../lib/kube/client.js';
 import { startLeaseRenewer, type LeaseRenewer } from '../lib/kube/lease.js';
 import { startTestController, waitFor } from '../controller/testing.js';
 import type { WatchEvent } from '../lib/kube/types.js';
+import { programArgs } from '../harness/util/args.js';
 
 function pct(xs: number[], p: number): number {
   const s = [...xs].sort((a, b) => a - b);
@@ -82,8 +83,15 @@ async function failover(runs: number): Promise<{ fromExpiry: number[]; fromStop:
 }
 
 async function main(): Promise<void> {
-  const createRuns = Number(process.argv[2] ?? 300);
-  const failoverRuns = Number(process.argv[3] ?? 20);
+  const { positionals } = programArgs('dist/bench/controller-api.js', {
+    flags: {},
+    args: '[CREATE_RUNS] [FAILOVER_RUNS]',
+    maxPositionals: 2,
+    intPositionals: true,
+    about: '  The in-process API server: create -> watch event latency (default 300 runs) and lease failover (default 20 runs).',
+  });
+  const createRuns = Number(positionals[0] ?? 300);
+  const failoverRuns = Number(positionals[1] ?? 20);
   console.log(`controller API benchmark (node ${process.version}, https on 127.0.0.1, fdatasync per write)`);
   const c = await createToWatch(createRuns);
   console.log(`create -> watch event:               ${fmt(c)}`);

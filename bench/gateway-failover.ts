@@ -10,7 +10,8 @@
  * as a noisy CI runner would), side by side from the same run and the same lab.
  * Usage: node dist/bench/gateway-failover.js [--kills 10] [--interval-ms 10] [--modes quiet,busy]
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import { execa, type ResultPromise } from 'execa';
+import { programArgs } from '../harness/util/args.js';
 import { Lab } from '../harness/lab/lab.js';
 import { topologyFromArg } from '../harness/topology/load.js';
 import { applyAll, loadManifests } from '../harness/cluster/apply.js';
@@ -20,21 +21,25 @@ import { pollUntil } from '../harness/util/poll.js';
 import { summarize } from '../harness/report/failover.js';
 import { DEFAULT_LAB_PATHS } from '../harness/cluster/lab-config.js';
 
-function arg(name: string, fallback: string): string {
-  const i = process.argv.indexOf(`--${name}`);
-  return i >= 0 ? process.argv[i + 1]! : fallback;
-}
-const kills = Number(arg('kills', '10'));
-const modes = arg('modes', 'quiet,busy').split(',');
-for (const m of modes) if (m !== 'quiet' && m !== 'busy') throw new Error(`--modes: ${JSON.stringify(m)} is not quiet or busy`);
+const { flags } = programArgs('dist/bench/gateway-failover.js', {
+  flags: { kills: { value: true, int: true }, 'interval-ms': { value: true, int: true }, modes: { value: true, arg: 'quiet,busy' } },
+  about: '  Egress-gateway failover after a hard kill of the holder: interruption p50/p95/max beside the lease, quiet and with one core busy.',
+  check: (f) => [
+    ...(f.kills !== undefined && f.kills < 1 ? [{ path: '--kills', value: f.kills, message: 'must be at least 1' }] : []),
+    ...(f['interval-ms'] !== undefined && f['interval-ms'] < 1 ? [{ path: '--interval-ms', value: f['interval-ms'], message: 'must be at least 1' }] : []),
+    ...(f.modes ?? 'quiet,busy').split(',').filter((m) => m !== 'quiet' && m !== 'busy').map((m) => ({ path: '--modes', value: m, message: 'is not quiet or busy' })),
+  ],
+});
+const kills = flags.kills ?? 10;
+const modes = (flags.modes ?? 'quiet,busy').split(',');
 
 /** One core held busy by a child process (ended with the mode, or with this process). */
-function busyLoop(): ChildProcess {
-  const c = spawn(process.execPath, ['-e', 'for(;;){}'], { stdio: 'ignore' });
+function busyLoop(): ResultPromise {
+  const c = execa(process.execPath, ['-e', 'for(;;){}'], { stdio: 'ignore', reject: false });
   process.on('exit', () => c.kill('SIGKILL'));
   return c;
 }
-const intervalMs = Number(arg('interval-ms', '10'));
+const intervalMs = flags['interval-ms'] ?? 10;
 const IP = '192.168.1.100';
 const PODS = ['alice/frontend-1', 'paul/frontend-2', 'default/client-3'];
 

@@ -49,13 +49,24 @@ import { leaks, type Timeline, type TimelinePacket } from '../harness/probe/time
 import type { ClientRecord, Proto } from '../harness/inlab/protocol.js';
 import { workerHolder } from '../harness/cluster/holder.js';
 import { pollUntil } from '../harness/util/poll.js';
-import { arg, pct, withLab } from './lab-guard.js';
+import { pct, withLab } from './lab-guard.js';
+import { programArgs } from '../harness/util/args.js';
 
-const RUNS = Number(arg('runs', '30'));
-const INTERVAL_MS = Number(arg('interval', '5'));
-const PROTO = arg('proto', 'udp') as Proto;
-const CHANGE = arg('change', 'create') as 'create' | 'cidr';
-const POD_ARG = arg('pod', '');
+const { flags } = programArgs('dist/bench/gateway-policy.js', {
+  flags: {
+    runs: { value: true, int: true },
+    interval: { value: true, int: true, arg: 'MS' },
+    proto: { value: true, oneOf: ['udp', 'tcp'] },
+    change: { value: true, oneOf: ['create', 'cidr'] },
+    pod: { value: true, arg: 'NS/NAME' },
+  },
+  about: '  From an EgressNATPolicy change to the first packet leaving with the egress IP.',
+});
+const RUNS = flags.runs ?? 30;
+const INTERVAL_MS = flags.interval ?? 5;
+const PROTO: Proto = (flags.proto as Proto | undefined) ?? 'udp';
+const CHANGE = (flags.change as 'create' | 'cidr' | undefined) ?? 'create';
+const POD_ARG = flags.pod ?? '';
 const IP = '192.168.1.100';
 const DST = '8.8.8.8';
 const ON_CIDRS = ['8.8.8.0/24'];

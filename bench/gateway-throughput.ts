@@ -32,12 +32,17 @@ import type { KubeObject } from '../lib/kube/types.js';
 import type { Lab } from '../harness/lab/lab.js';
 import { workerHolder } from '../harness/cluster/holder.js';
 import { pollUntil } from '../harness/util/poll.js';
-import { arg, withLab } from './lab-guard.js';
-import { execFileSync } from 'node:child_process';
+import { withLab } from './lab-guard.js';
+import { execaSync } from 'execa';
+import { programArgs } from '../harness/util/args.js';
 
-const ROUNDS = Number(arg('rounds', '3'));
-const SECONDS = Number(arg('seconds', '5'));
-const OMIT = Number(arg('omit', '1'));
+const { flags } = programArgs('dist/bench/gateway-throughput.js', {
+  flags: { rounds: { value: true, int: true }, seconds: { value: true, int: true }, omit: { value: true, int: true } },
+  about: '  iperf3 throughput of a pod through the egress gateway beside the direct path (iperf3 -t SECONDS -O OMIT).',
+});
+const ROUNDS = flags.rounds ?? 3;
+const SECONDS = flags.seconds ?? 5;
+const OMIT = flags.omit ?? 1;
 const IP = '192.168.1.100';
 const DST = '8.8.8.8';
 const LABEL = 'egresslab.io/bench-gateway';
@@ -59,7 +64,7 @@ interface Sample {
 
 function uptime(): string {
   try {
-    return execFileSync('uptime', { encoding: 'utf8' }).trim();
+    return execaSync('uptime').stdout.trim();
   } catch {
     return '(uptime unavailable)';
   }

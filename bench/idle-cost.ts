@@ -12,27 +12,32 @@
  * their ARP fence, conntrackd runs), so both cases can be compared.
  *   npm run build && node dist/bench/idle-cost.js [--topology default] [--seconds 30] [--windows 4] [--settle 10] [--gateway]
  */
-import { parseArgs } from 'node:util';
 import { randomBytes } from 'node:crypto';
 import { Lab } from '../harness/lab/lab.js';
 import { topologyFromArg } from '../harness/topology/load.js';
 import { applyAll, loadManifests } from '../harness/cluster/apply.js';
 import { docker, LABEL } from '../harness/docker/client.js';
+import { programArgs } from '../harness/util/args.js';
 
-const { values } = parseArgs({
-  options: {
-    topology: { type: 'string', default: 'default' },
-    seconds: { type: 'string', default: '30' },
-    settle: { type: 'string', default: '10' },
-    windows: { type: 'string', default: '4' },
-    gateway: { type: 'boolean', default: false },
+const { flags } = programArgs('dist/bench/idle-cost.js', {
+  flags: {
+    topology: { value: true, arg: 'NAME|FILE' },
+    seconds: { value: true, arg: 'S' },
+    settle: { value: true, arg: 'S' },
+    windows: { value: true, int: true },
+    gateway: {},
   },
+  about: "  What an idle lab costs: each container's CPU share of one core over consecutive windows, beside the target.",
+  check: (f) => [
+    ...(f.seconds !== undefined && !(Number(f.seconds) > 0) ? [{ path: '--seconds', value: f.seconds, message: 'must be a positive number' }] : []),
+    ...(f.settle !== undefined && !(Number(f.settle) >= 0) ? [{ path: '--settle', value: f.settle, message: 'must be a number, 0 or more' }] : []),
+    ...(f.windows !== undefined && (f.windows < 1 || f.windows > 20) ? [{ path: '--windows', value: f.windows, message: 'must be a whole number from 1 to 20' }] : []),
+  ],
 });
-const seconds = Number(values.seconds);
-const settle = Number(values.settle);
-const windows = Number(values.windows);
-if (!(seconds > 0) || !(settle >= 0)) throw new Error(`--seconds and --settle must be positive numbers (got ${values.seconds}, ${values.settle})`);
-if (!Number.isInteger(windows) || windows < 1 || windows > 20) throw new Error(`--windows must be a whole number from 1 to 20 (got ${values.windows})`);
+const values = { topology: flags.topology ?? 'default', gateway: flags.gateway ?? false };
+const seconds = Number(flags.seconds ?? 30);
+const settle = Number(flags.settle ?? 10);
+const windows = flags.windows ?? 4;
 
 async function cpuNs(labId: string): Promise<Map<string, number>> {
   const list = await docker().listContainers({ filters: { label: [`${LABEL.lab}=${labId}`] } });

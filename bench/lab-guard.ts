@@ -7,11 +7,6 @@ import { randomBytes } from 'node:crypto';
 import { Lab } from '../harness/lab/lab.js';
 import { topologyFromArg } from '../harness/topology/load.js';
 
-export function arg(name: string, fallback: string): string {
-  const i = process.argv.indexOf(`--${name}`);
-  return i >= 0 && process.argv[i + 1] !== undefined ? process.argv[i + 1]! : fallback;
-}
-
 export function pct(xs: number[], p: number): number {
   const s = [...xs].sort((a, b) => a - b);
   return s[Math.min(s.length - 1, Math.max(0, Math.ceil((p / 100) * s.length) - 1))]!;

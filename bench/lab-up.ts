@@ -11,14 +11,15 @@ import { removeLabObjects } from '../harness/lab/registry.js';
 import { topologyFromArg } from '../harness/topology/load.js';
 import { planLab } from '../harness/topology/plan.js';
 import { LABEL } from '../harness/docker/client.js';
+import { programArgs } from '../harness/util/args.js';
 
-function arg(name: string, fallback: string): string {
-  const i = process.argv.indexOf(`--${name}`);
-  return i >= 0 ? process.argv[i + 1]! : fallback;
-}
-
-const runs = Number(arg('runs', '5'));
-const topoArg = arg('topology', 'default');
+const { flags } = programArgs('dist/bench/lab-up.js', {
+  flags: { runs: { value: true, int: true }, topology: { value: true, arg: 'NAME|FILE' } },
+  about: '  Time to bring a lab up (warm image) beside the floor of the same containers started bare, interleaved.',
+  check: (f) => (f.runs !== undefined && f.runs < 1 ? [{ path: '--runs', value: f.runs, message: 'must be at least 1' }] : []),
+});
+const runs = flags.runs ?? 5;
+const topoArg = flags.topology ?? 'default';
 const topology = topologyFromArg(topoArg);
 const count = planLab(topology).containers.length + 1; // + the wirer
 

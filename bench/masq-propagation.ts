@@ -24,15 +24,16 @@ import { R, type KubeClient } from '../lib/kube/client.js';
 import type { KubeObject } from '../lib/kube/types.js';
 import { DEFAULT_LAB_PATHS } from '../harness/cluster/lab-config.js';
 import type { ClientRecord, Proto } from '../harness/inlab/protocol.js';
+import { programArgs } from '../harness/util/args.js';
+import { masqConfigYaml } from '../harness/cluster/masq.js';
 
-function arg(name: string, fallback: string): string {
-  const i = process.argv.indexOf(`--${name}`);
-  return i >= 0 ? process.argv[i + 1]! : fallback;
-}
-
-const CHANGES = Number(arg('changes', '20'));
-const INTERVAL_MS = Number(arg('interval', '10'));
-const PROTO = arg('proto', 'tcp') as Proto;
+const { flags } = programArgs('dist/bench/masq-propagation.js', {
+  flags: { changes: { value: true, int: true }, interval: { value: true, int: true, arg: 'MS' }, proto: { value: true, oneOf: ['tcp', 'udp'] } },
+  about: '  From a ConfigMap update of nonMasqueradeCIDRs to the first packet leaving with the new source.',
+});
+const CHANGES = flags.changes ?? 20;
+const INTERVAL_MS = flags.interval ?? 10;
+const PROTO: Proto = (flags.proto as Proto | undefined) ?? 'tcp';
 const POD = 'alice/frontend-1';
 const VPC = '172.16.100.10';
 const POD_IP = '10.10.10.1';
@@ -41,7 +42,7 @@ const base = ['10.0.0.0/8'];
 
 function configText(withVpc: boolean): string {
   const cidrs = withVpc ? [...base, '172.16.100.0/24'] : base;
-  return `nonMasqueradeCIDRs:\n${cidrs.map((c) => `  - ${c}\n`).join('')}masqLinkLocal: false\nresyncInterval: 60s\n`;
+  return masqConfigYaml({ nonMasqueradeCIDRs: cidrs, masqLinkLocal: false, resyncInterval: '60s' });
 }
 
 function pct(xs: number[], p: number): number {

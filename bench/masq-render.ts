@@ -9,10 +9,18 @@
 import { parseMasqConfig } from '../agent/masq/config.js';
 import { renderMasqRuleset } from '../agent/masq/render.js';
 import { randomDisjointCidrs } from './cidrs.js';
+import { programArgs } from '../harness/util/args.js';
 
 function main(): void {
-  const count = Number(process.argv[2] ?? 10_000);
-  const iterations = Number(process.argv[3] ?? 20);
+  const { positionals } = programArgs('dist/bench/masq-render.js', {
+    flags: {},
+    args: '[COUNT] [ITERATIONS]',
+    maxPositionals: 2,
+    intPositionals: true,
+    about: '  Parse, normalise and render the masquerade ruleset of COUNT random CIDRs (default 10000), ITERATIONS times (default 20).',
+  });
+  const count = Number(positionals[0] ?? 10_000);
+  const iterations = Number(positionals[1] ?? 20);
   const cidrs = randomDisjointCidrs(count, 42);
   const text = JSON.stringify({ nonMasqueradeCIDRs: cidrs });
 

@@ -30,15 +30,16 @@ import { renderMasqRuleset } from '../agent/masq/render.js';
 import { MASQ_TABLE, NONMASQ_SET } from '../agent/masq/constants.js';
 import type { Proto } from '../harness/inlab/protocol.js';
 import { randomDisjointCidrs } from './cidrs.js';
+import { programArgs } from '../harness/util/args.js';
+import { masqConfigYaml } from '../harness/cluster/masq.js';
 
-function arg(name: string, fallback: string): string {
-  const i = process.argv.indexOf(`--${name}`);
-  return i >= 0 ? process.argv[i + 1]! : fallback;
-}
-
-const COUNT = Number(arg('count', '10000'));
-const ROUNDS = Number(arg('rounds', '5'));
-const IPERF_S = Number(arg('iperf-seconds', '4'));
+const { flags } = programArgs('dist/bench/masq-scale.js', {
+  flags: { count: { value: true, int: true }, rounds: { value: true, int: true }, 'iperf-seconds': { value: true, int: true } },
+  about: '  Masquerade at scale: apply time of a large nonMasqueradeCIDRs list and the datapath with 0 and COUNT CIDRs.',
+});
+const COUNT = flags.count ?? 10_000;
+const ROUNDS = flags.rounds ?? 5;
+const IPERF_S = flags['iperf-seconds'] ?? 4;
 const POD = 'alice/frontend-1';
 const VPC = '172.16.100.10';
 const NODES = ['node-1', 'node-2', 'node-3'];
@@ -65,7 +66,7 @@ async function masqStatus(lab: Lab, node: string): Promise<MasqStatus> {
 }
 
 function configText(cidrs: string[]): string {
-  return cidrs.length ? `nonMasqueradeCIDRs:\n${cidrs.map((c) => `  - ${c}\n`).join('')}` : 'nonMasqueradeCIDRs: []\n';
+  return masqConfigYaml({ nonMasqueradeCIDRs: cidrs });
 }
 
 /** The agent's last "rules applied" log line's own timing. */

@@ -6,11 +6,12 @@
  *               own (beacon.ts), and the Lease kube-node-lease/<node> renewed every leaseRenewIntervalMs
  *   projection  ConfigMap kube-system/ip-masq-agent[config] -> file, kubelet-style
  *               (flavours ip-masq-agent and autopilot only)
+ *   gateway     the egress NAT gateway datapath (gateway.ts, docs/gateway.md), before masq so that
+ *               a matched pod is never masqueraded while the agent starts
  *   masq        the masquerade datapath for the flavour (MasqAgent / default SNAT / none)
  *
  * plus the shared pieces every module gets through NodeModuleContext: the API client (node
- * identity), the Event recorder (Events on this node's Node) and the status file; the gateway
- * datapath is the module between projection and masq.
+ * identity), the Event recorder (Events on this node's Node) and the status file.
  */
 import { readFile } from 'node:fs/promises';
 import { KubeClient } from '../../lib/kube/client.js';

@@ -1,7 +1,7 @@
 /**
  * The node agent is a set of modules started in order by agent/node/agent.ts (one file per feature
- * under agent/node/) and stopped in reverse order. A feature (e.g. the egress-gateway datapath of
- * issue 6) is added by writing one more module and listing it in `buildModules`.
+ * under agent/node/) and stopped in reverse order: lease, projection, gateway, masq. A feature is
+ * added by writing one more module and listing it in `buildModules`.
  */
 import type { KubeClient } from '../../lib/kube/client.js';
 import type { AgentConfig } from '../config.js';

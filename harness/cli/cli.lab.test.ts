@@ -2,22 +2,13 @@
  * The CLI's public contract, end to end: up, probe --json, status --json, down, prune, and errors
  * that name what is wrong.
  */
-import { execFile } from 'node:child_process';
-import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { projectRoot } from '../util/paths.js';
+import { runCli } from '../testing/run.js';
 import { removeLabObjects } from '../lab/registry.js';
 
 const lab = `cli-${Date.now().toString(36)}`;
 
-function cli(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    execFile(process.execPath, [join(projectRoot(), 'bin/egresslab.js'), ...args], { timeout: 120_000 }, (error, stdout, stderr) => {
-      const code = error ? ((error as { code?: number }).code ?? 1) : 0;
-      resolve({ code: typeof code === 'number' ? code : 1, stdout, stderr });
-    });
-  });
-}
+const cli = (...args: string[]) => runCli(args);
 
 afterAll(async () => {
   await removeLabObjects(lab);

@@ -5,7 +5,7 @@
 import { chmodSync, mkdirSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { Lab } from '../lab/lab.js';
-import { parseCommand, type CommandSpec } from './args.js';
+import { parseCommand, type CommandSpec } from '../util/args.js';
 import { LabError } from '../util/errors.js';
 import { readClusterInfo } from '../cluster/cluster.js';
 import { closeClusterAccess, kubeconfigText } from '../cluster/access.js';

@@ -4,12 +4,12 @@
  * leaves as 192.168.1.100, the gateway node is killed, the IP moves with zero leaked packets and the
  * timeline SVG is written. The lab is removed at the end.
  */
-import { execFile } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { projectRoot } from '../util/paths.js';
 import { listLabs, removeLabObjects } from '../lab/registry.js';
+import { runCli } from '../testing/run.js';
 
 const lab = `demo-${Date.now().toString(36)}`;
 
@@ -19,12 +19,7 @@ afterAll(async () => {
 
 describe('egresslab demo (README command one ends with it)', () => {
   it('observes every SNAT promise, fails the seed gateway over with zero leaks, writes the timeline, removes the lab', async () => {
-    const r = await new Promise<{ code: number; stdout: string; stderr: string }>((resolve) => {
-      execFile(process.execPath, [join(projectRoot(), 'bin/egresslab.js'), 'demo', '--lab', lab], { timeout: 180_000 }, (error, stdout, stderr) => {
-        const code = error ? ((error as { code?: number }).code ?? 1) : 0;
-        resolve({ code: typeof code === 'number' ? code : 1, stdout, stderr });
-      });
-    });
+    const r = await runCli(['demo', '--lab', lab], { timeoutMs: 180_000 });
     expect(r.stdout, r.stderr).not.toContain('UNEXPECTED');
     expect(r.code, `${r.stdout}\n${r.stderr}`).toBe(0);
     expect(r.stdout).toMatch(/udp default\/client-1 -> 8\.8\.8\.8:\d+: observed 192\.168\.1\.1:\d+ \(at internet\), reply received/);

@@ -4,7 +4,7 @@
  */
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { COMMANDS, COMMAND_SPECS, main } from './main.js';
-import { parseCommand, usageLine, type CommandSpec } from './args.js';
+import { parseCommand, usageLine, type CommandSpec } from '../util/args.js';
 import { ValidationError } from '../util/errors.js';
 
 /** The flags a text names: "--name" and one-letter "-x" (not "--" alone, not inside words like node-2). */

@@ -5,12 +5,12 @@
  * an example, and says what to do next when it fails. Steps that take more than a second say so on
  * stderr.
  */
-import { spawn } from 'node:child_process';
+import { execa } from 'execa';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, relative, resolve } from 'node:path';
 import { Lab, inPlace, type Place } from '../lab/lab.js';
-import { parseCommand, type CommandSpec } from './args.js';
+import { parseCommand, type CommandSpec } from '../util/args.js';
 import { LabError, ValidationError } from '../util/errors.js';
 import { pollUntil } from '../util/poll.js';
 import { projectRoot } from '../util/paths.js';
@@ -382,18 +382,18 @@ export function resolveScenario(arg: string, root = projectRoot()): string {
   throw new LabError(`no scenario file matches "${arg}"; scenarios:\n${list(all.filter((f) => f.includes(`${join(root, 'scenarios')}`)))}`);
 }
 
-function spawnInherit(cmd: string, args: string[], env: NodeJS.ProcessEnv): Promise<number> {
-  return new Promise((res, rej) => {
-    const child = spawn(cmd, args, { cwd: projectRoot(), env, stdio: 'inherit' });
-    // Ctrl-C reaches vitest through the terminal's process group; keep running until it exits.
-    const ignore = () => {};
-    process.on('SIGINT', ignore);
-    child.on('error', rej);
-    child.on('exit', (code, signal) => {
-      process.off('SIGINT', ignore);
-      res(code ?? (signal ? 130 : 1));
-    });
-  });
+/** Runs a command on the terminal; its exit code (130 when a signal ended it). Fails (command and cause named) when it cannot start. */
+async function spawnInherit(cmd: string, args: string[], env: NodeJS.ProcessEnv): Promise<number> {
+  // Ctrl-C reaches vitest through the terminal's process group; keep running until it exits.
+  const ignore = () => {};
+  process.on('SIGINT', ignore);
+  try {
+    const r = await execa(cmd, args, { cwd: projectRoot(), env, stdio: 'inherit', reject: false });
+    if (r.exitCode === undefined && !r.signal) throw r; // did not start: the error names the command and the cause
+    return r.exitCode ?? 130;
+  } finally {
+    process.off('SIGINT', ignore);
+  }
 }
 
 async function runCmd(argv: string[]): Promise<number> {

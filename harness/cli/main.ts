@@ -5,7 +5,7 @@ import { Lab } from '../lab/lab.js';
 import type { Topology } from '../topology/types.js';
 import { listLabs, prune, removeLabObjects } from '../lab/registry.js';
 import { topologyFromArg } from '../topology/load.js';
-import { commandHelp, parseCommand, usageLine, type CommandSpec } from './args.js';
+import { commandHelp, parseCommand, usageLine, type CommandSpec } from '../util/args.js';
 import { ValidationError, LabError, CommandError, TimeoutError } from '../util/errors.js';
 import type { ProbeResult } from '../probe/probe.js';
 import type { Proto } from '../inlab/protocol.js';

@@ -2,35 +2,21 @@
  * The repro CLI end to end against a foundation lab: up, exec (node and pod, exit codes),
  * partition/heal, degrade/restore, capture, timeline --json --svg through a partition, down.
  */
-import { execFile } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { projectRoot } from '../util/paths.js';
 import { removeLabObjects } from '../lab/registry.js';
 import { Lab } from '../lab/lab.js';
 import { pollUntil } from '../util/poll.js';
+import { runCli } from '../testing/run.js';
 import { RUN_DIR } from '../inlab/protocol.js';
 import type { Outage } from '../probe/timeline.js';
 
 const id = `rp-${Date.now().toString(36)}`;
 let lab: Lab;
 
-interface Run {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
-
-function cli(...args: string[]): Promise<Run> {
-  return new Promise((resolve) => {
-    execFile(process.execPath, [join(projectRoot(), 'bin/egresslab.js'), ...args], { timeout: 120_000 }, (error, stdout, stderr) => {
-      const code = error ? ((error as { code?: number }).code ?? 1) : 0;
-      resolve({ code: typeof code === 'number' ? code : 1, stdout, stderr });
-    });
-  });
-}
+const cli = (...args: string[]) => runCli(args);
 
 const reachable = async (to = '192.168.1.2') => (await lab.probe('node-1', to, { proto: 'icmp', timeoutMs: 400 })).replyReceived;
 const becomesReachable = () => pollUntil(() => reachable(), { what: 'node-2 to answer node-1 again', timeoutMs: 15_000, intervalMs: 100 });

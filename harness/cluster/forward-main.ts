@@ -10,25 +10,25 @@ import { Lab, containerName } from '../lab/lab.js';
 import { isNotFound } from '../docker/client.js';
 import { Forward } from './forward.js';
 import { API_PORT, controlPlaneNode } from './cluster.js';
+import { programArgs } from '../util/args.js';
 
 const CHECK_INTERVAL_MS = 2_000;
 
-function arg(name: string): string | undefined {
-  const i = process.argv.indexOf(`--${name}`);
-  return i >= 0 ? process.argv[i + 1] : undefined;
-}
+const { flags } = programArgs('forward-main.js', {
+  flags: { lab: { value: true, required: true, arg: 'ID' }, state: { value: true, required: true, arg: 'FILE' }, port: { value: true, int: true } },
+  about: "  Forwards 127.0.0.1:PORT to the API server of the lab's control plane; writes its state file once listening.",
+});
 
 function log(line: string): void {
   process.stdout.write(`${new Date().toISOString()} forwarder: ${line}\n`);
 }
 
 async function main(): Promise<void> {
-  const labId = arg('lab');
-  const statePath = arg('state');
-  if (!labId || !statePath) throw new Error('usage: forward-main --lab ID --state FILE [--port N]');
+  const labId = flags.lab!;
+  const statePath = flags.state!;
   const lab = await Lab.attach(labId);
   const cp = controlPlaneNode(lab.topology).name;
-  const wanted = Number(arg('port') ?? 0);
+  const wanted = flags.port ?? 0;
   let forward: Forward;
   try {
     forward = await Forward.start({ container: containerName(lab.id, cp), targetPort: API_PORT, port: wanted, log });

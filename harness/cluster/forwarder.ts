@@ -4,7 +4,7 @@
  * (<project>/.egresslab/forward-<lab>.json: pid, port) lets later calls find it, reuse it, or stop
  * it (`egresslab down`). It exits by itself when the lab is gone.
  */
-import { spawn } from 'node:child_process';
+import { execa } from 'execa';
 import { closeSync, existsSync, mkdirSync, openSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { projectRoot } from '../util/paths.js';
@@ -74,9 +74,11 @@ export async function ensureForwarder(labId: string): Promise<ForwarderState> {
   mkdirSync(stateDir(), { recursive: true });
   const entry = join(projectRoot(), 'dist/harness/cluster/forward-main.js');
   if (!existsSync(entry)) throw new LabError(`${entry} is missing: run "npm run build" first`);
-  const log = openSync(forwarderLogPath(labId), 'a');
+  // A file descriptor (execa's types take only a literal one) given to the child as it is: no pipe through this process.
+  const log = openSync(forwarderLogPath(labId), 'a') as 3;
   const args = [entry, '--lab', labId, '--state', forwarderStatePath(labId), ...(previous ? ['--port', String(previous.port)] : [])];
-  const child = spawn(process.execPath, args, { detached: true, stdio: ['ignore', log, log] });
+  // Detached, its output to the log file; it outlives this process (reject: false: an early exit is reported below).
+  const child = execa(process.execPath, args, { detached: true, stdin: 'ignore', stdout: log, stderr: log, reject: false });
   closeSync(log);
   let exited: number | null = null;
   child.on('exit', (code) => (exited = code ?? -1));

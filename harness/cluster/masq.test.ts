@@ -2,10 +2,10 @@ import { describe, expect, it } from 'vitest';
 import type { Lab } from '../lab/lab.js';
 import type { KubeClient } from '../../lib/kube/client.js';
 import type { KubeObject } from '../../lib/kube/types.js';
-import { masqConfigHash } from '../../agent/masq/config.js';
+import { masqConfigHash, parseMasqConfig } from '../../agent/masq/config.js';
 import { DEFAULT_LAB_PATHS } from './lab-config.js';
 import type { Clock } from '../util/poll.js';
-import { agentsNotOn, expectedMasqHash, masqConfigText, podNodes, untilMasqConfigApplied, type AgentStatusFile } from './masq.js';
+import { agentsNotOn, expectedMasqHash, masqConfigText, masqConfigYaml, podNodes, untilMasqConfigApplied, type AgentStatusFile } from './masq.js';
 
 const CONFIG = 'nonMasqueradeCIDRs:\n  - 10.0.0.0/8\nmasqLinkLocal: false\nresyncInterval: 60s\n';
 
@@ -90,5 +90,18 @@ describe('waiting for the ip-masq-agent ConfigMap', () => {
       `timed out after 500 ms waiting for every agent (w1, w2) to apply config ${h}`,
     );
     await expect(untilMasqConfigApplied(lab, fakeApi(undefined), { timeoutMs: 500, clock: fakeClock() })).rejects.toThrow('not applied on: w2 (config old, status error, last error: bad CIDR)');
+  });
+});
+
+describe('masqConfigYaml', () => {
+  it('writes the config a user would (yaml), that the agent reads back', () => {
+    const text = masqConfigYaml({ nonMasqueradeCIDRs: ['10.0.0.0/8', '172.16.100.0/24'], masqLinkLocal: false, resyncInterval: '60s' });
+    expect(text).toBe('nonMasqueradeCIDRs:\n  - 10.0.0.0/8\n  - 172.16.100.0/24\nmasqLinkLocal: false\nresyncInterval: 60s\n');
+    expect(masqConfigYaml({ nonMasqueradeCIDRs: [] })).toBe('nonMasqueradeCIDRs: []\n');
+    expect(masqConfigYaml({ nonMasqueradeCIDRs: ['10.0.0.0/8'], masqLinkLocal: false, resyncInterval: '60s' })).toBe(CONFIG);
+    expect(parseMasqConfig(masqConfigYaml({ resyncInterval: '1m', masqLinkLocal: true, nonMasqueradeCIDRs: ['8.8.4.0/24'] }))).toMatchObject({
+      ok: true,
+      config: { nonMasqueradeCIDRs: ['8.8.4.0/24'], masqLinkLocal: true },
+    });
   });
 });

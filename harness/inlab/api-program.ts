@@ -5,17 +5,19 @@
  */
 import { readFileSync } from 'node:fs';
 import { KubeClient } from '../../lib/kube/client.js';
+import type { FlagSpec, Flags } from '../util/args.js';
 
-export function arg(name: string, fallback?: string): string | undefined {
-  const i = process.argv.indexOf(`--${name}`);
-  return i >= 0 ? process.argv[i + 1] : fallback;
-}
+/** The flags every API program takes: the harness file with the API's credentials, and the deadline. */
+export const API_PROGRAM_FLAGS = {
+  info: { value: true, arg: 'FILE' },
+  'timeout-ms': { value: true, int: true },
+} as const satisfies Record<string, FlagSpec>;
 
 /** `attempt` returns undefined when done, or why it is not done yet (it may also throw). */
-export function runApiProgram(name: string, attempt: (client: KubeClient) => Promise<string | undefined>): void {
+export function runApiProgram(name: string, flags: Flags<typeof API_PROGRAM_FLAGS>, attempt: (client: KubeClient) => Promise<string | undefined>): void {
   const main = async (): Promise<number> => {
-    const info = JSON.parse(readFileSync(arg('info', '/etc/egresslab/harness.json')!, 'utf8')) as { port: number; adminToken: string; caCert: string };
-    const deadline = Date.now() + Number(arg('timeout-ms', '20000'));
+    const info = JSON.parse(readFileSync(flags.info ?? '/etc/egresslab/harness.json', 'utf8')) as { port: number; adminToken: string; caCert: string };
+    const deadline = Date.now() + (flags['timeout-ms'] ?? 20_000);
     const client = new KubeClient({ server: `https://127.0.0.1:${info.port}`, token: info.adminToken, ca: info.caCert, timeoutMs: 2000 });
     let last = 'no attempt';
     try {

@@ -6,11 +6,16 @@
  */
 import { R } from '../../lib/kube/client.js';
 import { GATEWAY_NAMESPACE } from '../../lib/kube/well-known.js';
-import { arg, runApiProgram } from './api-program.js';
+import { API_PROGRAM_FLAGS, runApiProgram } from './api-program.js';
+import { programArgs } from '../util/args.js';
 
-const nodes = (arg('nodes') ?? '').split(',').filter(Boolean);
+const { flags } = programArgs('cluster-ready.js', {
+  flags: { ...API_PROGRAM_FLAGS, nodes: { value: true, arg: 'A,B,...' } },
+  about: '  Waits until every listed node is Up in the API (exit 0), or prints what is missing at the deadline (exit 1).',
+});
+const nodes = (flags.nodes ?? '').split(',').filter(Boolean);
 
-runApiProgram('cluster-ready', async (client) => {
+runApiProgram('cluster-ready', flags, async (client) => {
   const list = await client.list(R.anthosNetworkGatewayNodes, { namespace: GATEWAY_NAMESPACE });
   const state = new Map(list.items.map((o) => [o.metadata.name, (o as { status?: { state?: string } }).status?.state ?? '?']));
   const notUp = nodes.filter((n) => state.get(n) !== 'Up');

@@ -34,6 +34,8 @@ import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
 import { appendFileSync, openSync, closeSync, readFileSync, readSync, fstatSync } from 'node:fs';
 import { constants } from 'node:os';
 import { runProbe } from './probe-core.js';
+import { programArgs } from '../util/args.js';
+import { issueText } from '../util/errors.js';
 import { STATS_NEEDLE, onLines, probeClientIssues, segmentMatters, type ClientRecord, type Observation, type ProbeClientOptions } from './protocol.js';
 
 interface Request {
@@ -56,7 +58,10 @@ interface Request {
   ports?: number[];
 }
 
-const isChild = process.argv.includes('--child');
+const isChild = programArgs('helper.js', {
+  flags: { child: {} },
+  about: '  Serves exec, spawn, probe and watch requests (JSON lines on standard input); --child: the helper of one network namespace.',
+}).flags.child ?? false;
 const NETNS = /^[A-Za-z0-9._-]{1,64}$/;
 
 function send(msg: unknown): void {
@@ -120,8 +125,8 @@ async function spawnOp(r: Request): Promise<{ pid: number | undefined }> {
 
 function probeOp(r: Request): Promise<ClientRecord> {
   const args = r.args;
-  const issues = args ? probeClientIssues(args) : ['args: missing'];
-  if (issues.length) return Promise.reject(new Error(`probe: ${issues.join('; ')}`));
+  const issues = args ? probeClientIssues(args) : [{ path: 'args', value: undefined, message: 'is required' }];
+  if (issues.length) return Promise.reject(new Error(`probe: ${issues.map(issueText).join('; ')}`));
   let rec: ClientRecord | undefined;
   const run = runProbe({ ...args!, mode: 'once', count: 1 }, (x) => (rec = x));
   return run.done.then(() => rec ?? { seq: 1, t: Date.now(), replied: false, error: 'no record' });
@@ -132,9 +137,9 @@ const running = new Map<string, { stop(): void; done: Promise<void>; count: numb
 
 function startProbeOp(r: Request): Promise<{ token: string }> {
   const args = r.args;
-  const issues = args ? probeClientIssues(args) : ['args: missing'];
-  if (!r.out) issues.push('out: missing');
-  if (issues.length) return Promise.reject(new Error(`start-probe: ${issues.join('; ')}`));
+  const issues = args ? probeClientIssues(args) : [{ path: 'args', value: undefined, message: 'is required' }];
+  if (!r.out) issues.push({ path: 'out', value: r.out, message: 'is required' });
+  if (issues.length) return Promise.reject(new Error(`start-probe: ${issues.map(issueText).join('; ')}`));
   if (running.has(args!.token)) return Promise.reject(new Error(`start-probe: token ${args!.token} is running already`));
   const out = r.out!;
   try {

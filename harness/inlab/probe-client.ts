@@ -13,18 +13,26 @@
  */
 import { probeClientIssues, type ClientRecord, type ProbeClientOptions } from './protocol.js';
 import { runProbe } from './probe-core.js';
+import { programArgs } from '../util/args.js';
+import { issueText } from '../util/errors.js';
 
 function parseOptions(): ProbeClientOptions {
+  const { positionals } = programArgs('probe-client.js', {
+    flags: {},
+    args: 'JSON',
+    maxPositionals: 1,
+    about: '  Sends a probe (or a continuous series) described by one JSON object (ProbeClientOptions) and prints one JSON record per settled packet.',
+  });
   let raw: unknown;
   try {
-    raw = JSON.parse(process.argv[2] ?? '');
+    raw = JSON.parse(positionals[0] ?? '');
   } catch {
-    process.stderr.write(`probe-client: the argument must be one JSON object, got ${JSON.stringify(process.argv[2] ?? '(nothing)')}\n`);
+    process.stderr.write(`probe-client: the argument must be one JSON object, got ${JSON.stringify(positionals[0] ?? '(nothing)')}\n`);
     process.exit(2);
   }
-  const issues = typeof raw === 'object' && raw !== null ? probeClientIssues(raw as Partial<ProbeClientOptions>) : ['the argument must be a JSON object'];
+  const issues = typeof raw === 'object' && raw !== null ? probeClientIssues(raw as Partial<ProbeClientOptions>) : [{ path: 'JSON', value: raw, message: 'must be a JSON object' }];
   if (issues.length) {
-    process.stderr.write(`probe-client: bad options:\n  - ${issues.join('\n  - ')}\n`);
+    process.stderr.write(`probe-client: bad options:\n  - ${issues.map(issueText).join('\n  - ')}\n`);
     process.exit(2);
   }
   return raw as ProbeClientOptions;

@@ -19,6 +19,7 @@ import {
   type ProbeClientOptions,
 } from './protocol.js';
 import { TCP_FLAGS } from '../pcap/pcap.js';
+import { issueText } from '../util/errors.js';
 
 describe('probe wire protocol', () => {
   it('newToken: 16 lower-case hex characters (8 bytes, ping fill pattern size), fresh each time', () => {
@@ -108,7 +109,7 @@ describe('probe client options (probeClientIssues)', () => {
       [{ localPort: 40001 }, /^localPort: .*only with stream/],
     ];
     for (const [patch, re] of cases) {
-      const issues = probeClientIssues({ ...base, ...patch });
+      const issues = probeClientIssues({ ...base, ...patch }).map(issueText);
       expect(issues.length, JSON.stringify(patch)).toBeGreaterThan(0);
       expect(issues.some((i) => re.test(i)), `${JSON.stringify(patch)} -> ${issues.join(' | ')}`).toBe(true);
     }

@@ -6,6 +6,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { TCP_FLAGS } from '../pcap/pcap.js';
+import type { FieldIssue } from '../util/errors.js';
 
 export const RESPONDER_PORT = 7007;
 export const RUN_DIR = '/run/egresslab';
@@ -214,23 +215,24 @@ export interface ProbeClientOptions {
  * Validates the probe client's argument; returns every problem found (empty: valid). Shared by the
  * client (which refuses to run) and the harness (which refuses to start it).
  */
-export function probeClientIssues(o: Partial<ProbeClientOptions>): string[] {
-  const issues: string[] = [];
+export function probeClientIssues(o: Partial<ProbeClientOptions>): FieldIssue[] {
+  const issues: FieldIssue[] = [];
+  const bad = (path: keyof ProbeClientOptions, message: string) => issues.push({ path, value: o[path], message });
   const isInt = (v: unknown, min: number, max: number) => typeof v === 'number' && Number.isInteger(v) && v >= min && v <= max;
-  if (typeof o.to !== 'string' || !/^\d{1,3}(\.\d{1,3}){3}$/.test(o.to)) issues.push(`to: must be an IPv4 address (got ${JSON.stringify(o.to)})`);
-  if (!PROTOS.includes(o.proto as Proto)) issues.push(`proto: must be tcp, udp or icmp (got ${JSON.stringify(o.proto)})`);
-  if (o.proto !== 'icmp' && !isInt(o.port, 1, 65535)) issues.push(`port: must be a port number 1-65535 (got ${JSON.stringify(o.port)})`);
-  if (!isInt(o.timeoutMs, 1, 60_000)) issues.push(`timeoutMs: must be an integer between 1 and 60000 (got ${JSON.stringify(o.timeoutMs)})`);
-  if (typeof o.token !== 'string' || !/^[0-9a-f]{16}$/.test(o.token)) issues.push(`token: must be 16 lower-case hex characters (got ${JSON.stringify(o.token)})`);
-  if (o.mode !== 'once' && o.mode !== 'continuous') issues.push(`mode: must be once or continuous (got ${JSON.stringify(o.mode)})`);
+  if (typeof o.to !== 'string' || !/^\d{1,3}(\.\d{1,3}){3}$/.test(o.to)) bad('to', 'must be an IPv4 address');
+  if (!PROTOS.includes(o.proto as Proto)) bad('proto', 'must be tcp, udp or icmp');
+  if (o.proto !== 'icmp' && !isInt(o.port, 1, 65535)) bad('port', 'must be a port number 1-65535');
+  if (!isInt(o.timeoutMs, 1, 60_000)) bad('timeoutMs', 'must be an integer between 1 and 60000');
+  if (typeof o.token !== 'string' || !/^[0-9a-f]{16}$/.test(o.token)) bad('token', 'must be 16 lower-case hex characters');
+  if (o.mode !== 'once' && o.mode !== 'continuous') bad('mode', 'must be once or continuous');
   if (o.mode === 'continuous') {
-    if (!isInt(o.intervalMs, 1, 3_600_000)) issues.push(`intervalMs: must be an integer between 1 and 3600000 (got ${JSON.stringify(o.intervalMs)})`);
-    if (!isInt(o.count, 1, 100_000_000)) issues.push(`count: must be a positive integer (got ${JSON.stringify(o.count)})`);
+    if (!isInt(o.intervalMs, 1, 3_600_000)) bad('intervalMs', 'must be an integer between 1 and 3600000');
+    if (!isInt(o.count, 1, 100_000_000)) bad('count', 'must be a positive integer');
   }
-  if (o.stream !== undefined && typeof o.stream !== 'boolean') issues.push(`stream: must be true or false (got ${JSON.stringify(o.stream)})`);
-  if (o.stream && (o.proto !== 'tcp' || o.mode !== 'continuous')) issues.push('stream: only for continuous TCP probes (proto tcp, mode continuous)');
-  if (o.reconnect !== undefined && (typeof o.reconnect !== 'boolean' || (o.reconnect && !o.stream))) issues.push(`reconnect: must be a boolean, and only with stream (got ${JSON.stringify(o.reconnect)})`);
-  if (o.localPort !== undefined && (!isInt(o.localPort, 1, 65535) || !o.stream)) issues.push(`localPort: must be a port number 1-65535, and only with stream (got ${JSON.stringify(o.localPort)})`);
+  if (o.stream !== undefined && typeof o.stream !== 'boolean') bad('stream', 'must be true or false');
+  if (o.stream && (o.proto !== 'tcp' || o.mode !== 'continuous')) bad('stream', 'only for continuous TCP probes (proto tcp, mode continuous)');
+  if (o.reconnect !== undefined && (typeof o.reconnect !== 'boolean' || (o.reconnect && !o.stream))) bad('reconnect', 'must be a boolean, and only with stream');
+  if (o.localPort !== undefined && (!isInt(o.localPort, 1, 65535) || !o.stream)) bad('localPort', 'must be a port number 1-65535, and only with stream');
   return issues;
 }
 

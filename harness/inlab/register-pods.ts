@@ -6,11 +6,16 @@
  */
 import { readFileSync } from 'node:fs';
 import { registerPods, type PodRegistration } from '../cluster/pods.js';
-import { runApiProgram } from './api-program.js';
+import { API_PROGRAM_FLAGS, runApiProgram } from './api-program.js';
+import { programArgs } from '../util/args.js';
 
+const { flags } = programArgs('register-pods.js', {
+  flags: API_PROGRAM_FLAGS,
+  about: "  Registers the topology's namespaces and pods (JSON on standard input) in the local API server.",
+});
 const reg = JSON.parse(readFileSync(0, 'utf8')) as PodRegistration;
 
-runApiProgram('register-pods', async (client) => {
+runApiProgram('register-pods', flags, async (client) => {
   await registerPods(client, reg);
   return undefined;
 });

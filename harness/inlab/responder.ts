@@ -20,17 +20,23 @@ import { networkInterfaces } from 'node:os';
 import { PcapStreamReader, decodePacket } from '../pcap/pcap.js';
 import { OBSERVED_LOG, RESPONDER_PORT, decodeProbe, icmpToken, onLines, parseTcpdumpStats, synKey, type Observation, type Reply } from './protocol.js';
 import { CaptureStatsLog } from './capture-stats.js';
+import { programArgs } from '../util/args.js';
 
-function arg(name: string, fallback?: string): string | undefined {
-  const i = process.argv.indexOf(`--${name}`);
-  return i >= 0 ? process.argv[i + 1] : fallback;
-}
-
-const name = arg('name', 'responder')!;
-const port = Number(arg('port', String(RESPONDER_PORT)));
-const redirectAll = process.argv.includes('--redirect-all');
-const logFile = arg('log', OBSERVED_LOG)!;
-const readyFile = arg('ready');
+const { flags } = programArgs('responder.js', {
+  flags: {
+    name: { value: true, arg: 'NAME' },
+    port: { value: true, int: true },
+    'redirect-all': {},
+    log: { value: true, arg: 'FILE' },
+    ready: { value: true, arg: 'FILE' },
+  },
+  about: `  Answers TCP and UDP probes with what it observed and logs every probe packet it sees (default port ${RESPONDER_PORT}, log ${OBSERVED_LOG}).`,
+});
+const name = flags.name ?? 'responder';
+const port = flags.port ?? RESPONDER_PORT;
+const redirectAll = flags['redirect-all'] ?? false;
+const logFile = flags.log ?? OBSERVED_LOG;
+const readyFile = flags.ready;
 mkdirSync(dirname(logFile), { recursive: true });
 // Open once (appending): every TCP segment of a flow is logged, an open and close per batch would
 // cost more than the write.

@@ -13,11 +13,18 @@
  */
 import { connect, type Socket } from 'node:net';
 import { FRAME, FrameReader, encodeFrame } from './tunnel-frames.js';
+import { programArgs } from '../util/args.js';
 
-const host = process.argv[2] ?? '127.0.0.1';
-const port = Number(process.argv[3]);
+const { positionals } = programArgs('tunnel.js', {
+  flags: {},
+  args: 'HOST PORT',
+  maxPositionals: 2,
+  about: '  Carries every forwarded TCP connection, as numbered streams on standard input and output, to HOST:PORT.',
+});
+const host = positionals[0] ?? '127.0.0.1';
+const port = Number(positionals[1]);
 if (!Number.isInteger(port) || port < 1 || port > 65535) {
-  process.stderr.write(`tunnel: usage: tunnel.js HOST PORT (got port ${JSON.stringify(process.argv[3])})\n`);
+  process.stderr.write(`tunnel: PORT: must be a port number 1-65535 (value: ${JSON.stringify(positionals[1] ?? '(absent)')})\nusage: node tunnel.js HOST PORT\n`);
   process.exit(2);
 }
 

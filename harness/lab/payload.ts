@@ -22,6 +22,7 @@ import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, w
 import { builtinModules } from 'node:module';
 import { isAbsolute, join, relative, sep } from 'node:path';
 import { isIP } from 'node:net';
+import { pack as tarPack } from 'tar-stream';
 import { docker, isNotFound } from '../docker/client.js';
 import { LabError, ValidationError } from '../util/errors.js';
 import { IN_LAB_ROOT, projectRoot } from '../util/paths.js';
@@ -101,46 +102,11 @@ export interface TarFile {
   content?: Buffer | string;
 }
 
-function octal(n: number, width: number): string {
-  return `${n.toString(8).padStart(width - 1, '0')}\0`;
-}
-
-function splitName(path: string): { name: string; prefix: string } {
-  if (Buffer.byteLength(path) <= 100) return { name: path, prefix: '' };
-  const cut = path.lastIndexOf('/', path.length - 2);
-  const prefix = path.slice(0, cut);
-  const name = path.slice(cut + 1);
-  if (cut <= 0 || Buffer.byteLength(prefix) > 155 || Buffer.byteLength(name) > 100) throw new LabError(`payload: path too long for a tar entry: ${path}`);
-  return { name, prefix };
-}
-
-function tarHeader(path: string, size: number, dir: boolean): Buffer {
-  const h = Buffer.alloc(512);
-  const { name, prefix } = splitName(path);
-  h.write(name, 0, 100, 'utf8');
-  h.write(octal(dir ? 0o755 : 0o644, 8), 100, 'ascii');
-  h.write(octal(0, 8), 108, 'ascii'); // uid
-  h.write(octal(0, 8), 116, 'ascii'); // gid
-  h.write(octal(size, 12), 124, 'ascii');
-  h.write(octal(0, 12), 136, 'ascii'); // mtime: fixed, so the archive (and its hash) is deterministic
-  h.write('        ', 148, 'ascii'); // checksum placeholder
-  h.write(dir ? '5' : '0', 156, 'ascii');
-  h.write('ustar\0', 257, 'ascii');
-  h.write('00', 263, 'ascii');
-  h.write('root', 265, 'ascii');
-  h.write('root', 297, 'ascii');
-  h.write(prefix, 345, 155, 'utf8');
-  let sum = 0;
-  for (const b of h) sum += b;
-  h.write(`${sum.toString(8).padStart(6, '0')}\0 `, 148, 'ascii');
-  return h;
-}
-
 /**
- * A deterministic ustar archive: entries sorted, every parent directory listed, owner root,
- * mode 0644/0755, mtime 0. The same files always give the same bytes.
+ * A deterministic ustar archive (tar-stream): entries sorted, every parent directory listed, owner
+ * root, mode 0644/0755, mtime 0. The same files always give the same bytes.
  */
-export function tarArchive(files: TarFile[]): Buffer {
+export async function tarArchive(files: TarFile[]): Promise<Buffer> {
   const entries = new Map<string, Buffer | undefined>();
   for (const f of files) {
     if (!f.path || f.path.startsWith('/') || f.path.split('/').includes('..')) throw new LabError(`payload: bad tar path ${JSON.stringify(f.path)}`);
@@ -149,17 +115,16 @@ export function tarArchive(files: TarFile[]): Buffer {
     if (f.path.endsWith('/')) entries.set(f.path, undefined);
     else entries.set(f.path, Buffer.isBuffer(f.content) ? f.content : Buffer.from(f.content ?? '', 'utf8'));
   }
-  const out: Buffer[] = [];
+  const pack = tarPack();
+  const owner = { uid: 0, gid: 0, uname: 'root', gname: 'root', mtime: new Date(0) }; // fixed: the archive (and its hash) is deterministic
   for (const path of [...entries.keys()].sort()) {
     const content = entries.get(path);
-    out.push(tarHeader(path, content?.length ?? 0, content === undefined));
-    if (content?.length) {
-      out.push(content);
-      const pad = (512 - (content.length % 512)) % 512;
-      if (pad) out.push(Buffer.alloc(pad));
-    }
+    if (content === undefined) pack.entry({ name: path, type: 'directory', mode: 0o755, ...owner });
+    else pack.entry({ name: path, type: 'file', mode: 0o644, ...owner }, content);
   }
-  out.push(Buffer.alloc(1024));
+  pack.finalize();
+  const out: Buffer[] = [];
+  for await (const chunk of pack) out.push(chunk as Buffer);
   return Buffer.concat(out);
 }
 
@@ -167,7 +132,7 @@ export function tarArchive(files: TarFile[]): Buffer {
 // bundling
 
 /** Entry points always shipped (when their source exists), besides every harness/inlab program. */
-const FIXED_ENTRIES = ['agent/main', 'agent/masq/main', 'controller/main'];
+const FIXED_ENTRIES = ['agent/main', 'controller/main'];
 
 /**
  * Every in-lab entry point: name (path under dist/ without .js) -> absolute dist/ file. An entry is
@@ -321,7 +286,7 @@ export async function buildPayload(options: BuildPayloadOptions = {}): Promise<P
     { path: 'payload.json', content: `${JSON.stringify(meta, null, 2)}\n` },
     ...built.files,
   ];
-  const tar = tarArchive(files);
+  const tar = await tarArchive(files);
   const hash = sha256(tar);
   const bundleMs = performance.now() - t1;
   const payload: Payload = { hash, tar, files: files.map((f) => f.path).sort(), inputs: built.inputs.length, bundleMs, checkMs, cached: false };

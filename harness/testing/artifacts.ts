@@ -27,6 +27,7 @@ import { LOG_DIR } from '../lab/process.js';
 import { RUN_DIR } from '../inlab/protocol.js';
 import { R } from '../../lib/kube/client.js';
 import { artifactsDir } from '../util/paths.js';
+import { ValidationError } from '../util/errors.js';
 import { WIRER } from '../topology/plan.js';
 import { renderTimelineSvg, escapeXml } from '../report/timeline-svg.js';
 import type { Timeline } from '../probe/timeline.js';
@@ -290,7 +291,7 @@ export function keepTimelines(env: NodeJS.ProcessEnv = process.env): boolean {
   const v = (env.EGRESSLAB_KEEP_TIMELINES ?? '').trim().toLowerCase();
   if (v === '1' || v === 'true' || v === 'yes') return true;
   if (v === '' || v === '0' || v === 'false' || v === 'no') return false;
-  throw new Error(`EGRESSLAB_KEEP_TIMELINES must be 1 (write every recorded timeline) or 0, got ${JSON.stringify(env.EGRESSLAB_KEEP_TIMELINES)}`);
+  throw new ValidationError('environment', [{ path: 'EGRESSLAB_KEEP_TIMELINES', value: env.EGRESSLAB_KEEP_TIMELINES, message: 'must be 1 (write every recorded timeline) or 0' }]);
 }
 
 /** Options of saveTimeline. */

@@ -3,21 +3,13 @@
  * set) and bin/junit-summary.js turns it into the plain closing line. Here both run for real on a
  * tiny suite with one passing, one failing and one skipped test.
  */
-import { execFile } from 'node:child_process';
 import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { projectRoot } from '../util/paths.js';
+import { run } from './run.js';
 
 const dir = join(projectRoot(), 'artifacts', `junit-selftest-${process.pid}`);
-
-function run(cmd: string, args: string[]): Promise<{ code: number; stdout: string }> {
-  return new Promise((resolve) => {
-    execFile(cmd, args, { cwd: projectRoot(), timeout: 120_000 }, (error, stdout) => {
-      resolve({ code: error ? Number((error as { code?: number }).code ?? 1) : 0, stdout });
-    });
-  });
-}
 
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 

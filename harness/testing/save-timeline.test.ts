@@ -52,6 +52,6 @@ describe('keeping a timeline SVG from a passing test', () => {
     expect(existsSync(join(folder, 'kept.svg'))).toBe(true);
     expect(keepTimelines({ EGRESSLAB_KEEP_TIMELINES: 'yes' })).toBe(true);
     expect(keepTimelines({})).toBe(false);
-    expect(() => keepTimelines({ EGRESSLAB_KEEP_TIMELINES: 'maybe' })).toThrow('EGRESSLAB_KEEP_TIMELINES must be 1 (write every recorded timeline) or 0, got "maybe"');
+    expect(() => keepTimelines({ EGRESSLAB_KEEP_TIMELINES: 'maybe' })).toThrow('environment: EGRESSLAB_KEEP_TIMELINES: must be 1 (write every recorded timeline) or 0 (value: "maybe")');
   });
 });

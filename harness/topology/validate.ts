@@ -157,12 +157,11 @@ export function parseTopology(input: unknown, source = 'topology'): Topology {
   const serviceCIDR = cidr(c, 'serviceCIDR', input.serviceCIDR, TOPOLOGY_DEFAULTS.serviceCIDR);
   let routerAddress: string | undefined;
   if (nodeSubnet && cidrRange(nodeSubnet).bits <= 29) {
-    const { first, last } = cidrRange(nodeSubnet);
+    const { last } = cidrRange(nodeSubnet);
     routerAddress = ipv4(c, 'routerAddress', input.routerAddress, intToIPv4(last - 1));
     if (routerAddress && !isUsableHost(nodeSubnet, routerAddress)) {
       c.add('routerAddress', routerAddress, `must be a usable address inside nodeSubnet ${nodeSubnet}`);
     }
-    void first;
   }
   let snat: SnatFlavour = TOPOLOGY_DEFAULTS.snat;
   if (input.snat !== undefined) {

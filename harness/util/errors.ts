@@ -1,6 +1,9 @@
 /**
  * Errors that carry what failed and why, in the style of execa: the message names the command or
  * field, the value, and what to do next; the cause is kept.
+ *
+ * FieldIssue is the one shape of a validation problem in the harness (topology, flags, lab and probe
+ * options, manifests, the in-lab probe client's options): which field, the value found, what is wrong.
  */
 
 export interface FieldIssue {
@@ -21,9 +24,14 @@ function renderValue(value: unknown): string {
   }
 }
 
+/** One field issue as text: field path, message and the value. */
+export function issueText(issue: FieldIssue): string {
+  return `${issue.path}: ${issue.message} (value: ${renderValue(issue.value)})`;
+}
+
 /** One field issue as a line: source, field path, message and the value. */
 export function formatIssue(source: string, issue: FieldIssue): string {
-  return `${source}: ${issue.path}: ${issue.message} (value: ${renderValue(issue.value)})`;
+  return `${source}: ${issueText(issue)}`;
 }
 
 /** A bad input (topology, flag, manifest): names every offending field; nothing was changed. */

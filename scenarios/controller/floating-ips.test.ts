@@ -4,8 +4,6 @@
  * stopped, a node killed and brought back, the controller restarted. Every expectation is read from
  * the API (through the forward), polled with a deadline.
  */
-import { execFile } from 'node:child_process';
-import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Lab } from '../../harness/lab/lab.js';
 import { startTestLab } from '../../harness/testing/lab.js';
@@ -13,7 +11,7 @@ import { pollUntil } from '../../harness/util/poll.js';
 import { R, type KubeClient } from '../../lib/kube/client.js';
 import type { KubeObject, WatchEvent } from '../../lib/kube/types.js';
 import { everyNodeUp, gatewayOf, gatewayStatus, type ClusterStatus, type GatewayStatus } from '../../harness/cluster/status.js';
-import { projectRoot } from '../../harness/util/paths.js';
+import { runCli } from '../../harness/testing/run.js';
 
 const IPS = ['192.168.1.100', '192.168.1.101'];
 let lab: Lab;
@@ -69,11 +67,7 @@ describe('floating IPs in a running lab', () => {
   });
 
   it('egresslab status --json shows the gateway and every agent', async () => {
-    const r = await new Promise<{ code: number; stdout: string; stderr: string }>((resolve) =>
-      execFile(process.execPath, [join(projectRoot(), 'bin/egresslab.js'), 'status', '--lab', lab.id, '--json'], { timeout: 60_000 }, (err, stdout, stderr) =>
-        resolve({ code: err ? 1 : 0, stdout, stderr }),
-      ),
-    );
+    const r = await runCli(['status', '--lab', lab.id, '--json'], { timeoutMs: 60_000 });
     expect(r.code, r.stderr).toBe(0);
     const s = JSON.parse(r.stdout) as { cluster: ClusterStatus };
     expect(s.cluster.api.reachable).toBe(true);

@@ -4,7 +4,7 @@
  * (KUBECTL overrides /usr/bin/kubectl), `egresslab apply -f`, `egresslab kubeconfig` with its
  * background forwarder, and @kubernetes/client-node list/watch.
  */
-import { execFile, spawn } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -13,6 +13,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
 import { Lab } from '../../harness/lab/lab.js';
 import { startTestLab } from '../../harness/testing/lab.js';
+import { run as runProgram, type RunResult } from '../../harness/testing/run.js';
 import { pollUntil } from '../../harness/util/poll.js';
 import { projectRoot } from '../../harness/util/paths.js';
 import { isForwarderProcess, readForwarderState, stopForwarder } from '../../harness/cluster/forwarder.js';
@@ -38,20 +39,10 @@ afterAll(async () => {
   await lab?.down();
 });
 
-interface Run {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
+type Run = RunResult;
 
-function run(cmd: string, args: string[], env: Record<string, string> = {}, input?: string): Promise<Run> {
-  return new Promise((resolve) => {
-    const child = execFile(cmd, args, { env: { ...process.env, ...env }, timeout: 60_000 }, (err, stdout, stderr) =>
-      resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, stdout, stderr }),
-    );
-    if (input !== undefined) child.stdin?.end(input);
-  });
-}
+const run = (cmd: string, args: string[], env: Record<string, string> = {}, input?: string): Promise<Run> =>
+  runProgram(cmd, args, { env: { ...process.env, ...env }, timeoutMs: 60_000, ...(input !== undefined ? { input } : {}) });
 
 const kubectl = (args: string[], input?: string): Promise<Run> => run(KUBECTL, [`--kubeconfig=${kubeconfigPath}`, `--cache-dir=${join(dir, 'kcache')}`, ...args], {}, input);
 const egresslab = (args: string[]): Promise<Run> => run(process.execPath, [CLI, ...args]);

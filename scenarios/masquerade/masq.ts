@@ -11,7 +11,7 @@ import type { ProbeResult } from '../../harness/probe/probe.js';
 import { R, KubeApiError, type KubeClient } from '../../lib/kube/client.js';
 import type { KubeObject } from '../../lib/kube/types.js';
 import { pollUntil } from '../../harness/util/poll.js';
-import { MASQ_CONFIGMAP, podNodes as harnessPodNodes, readAgentStatus, untilMasqConfigApplied, type AgentStatusFile } from '../../harness/cluster/masq.js';
+import { MASQ_CONFIGMAP, masqConfigYaml, podNodes as harnessPodNodes, readAgentStatus, untilMasqConfigApplied, type AgentStatusFile, type MasqConfigInput } from '../../harness/cluster/masq.js';
 
 export const VPC = '172.16.100.10';
 export const METADATA = '169.254.169.254';
@@ -124,20 +124,10 @@ export async function untilSeenFrom(lab: Lab, from: string, to: string, source: 
 
 export { MASQ_CONFIGMAP };
 
-export interface MasqConfig {
-  nonMasqueradeCIDRs?: string[];
-  masqLinkLocal?: boolean;
-  resyncInterval?: string;
-}
+export type MasqConfig = MasqConfigInput;
 
 /** The ConfigMap's `config` key as a user writes it (YAML). */
-export function configYaml(c: MasqConfig): string {
-  const lines: string[] = [];
-  if (c.nonMasqueradeCIDRs) lines.push(c.nonMasqueradeCIDRs.length ? `nonMasqueradeCIDRs:\n${c.nonMasqueradeCIDRs.map((x) => `  - ${x}\n`).join('')}`.trimEnd() : 'nonMasqueradeCIDRs: []');
-  if (c.masqLinkLocal !== undefined) lines.push(`masqLinkLocal: ${c.masqLinkLocal}`);
-  if (c.resyncInterval !== undefined) lines.push(`resyncInterval: ${c.resyncInterval}`);
-  return `${lines.join('\n')}\n`;
-}
+export const configYaml = masqConfigYaml;
 
 export function configMapObject(config: string): KubeObject {
   return { apiVersion: 'v1', kind: 'ConfigMap', metadata: { ...MASQ_CONFIGMAP }, data: { config } };

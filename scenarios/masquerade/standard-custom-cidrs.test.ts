@@ -7,7 +7,6 @@
  * change takes effect without restarting anything, within 5 s; deleting the ConfigMap restores the
  * defaults. hostNetwork pods always leave with the node IP. TCP, UDP and ICMP for every flow.
  */
-import { execFile } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -17,6 +16,7 @@ import type { KubeClient } from '../../lib/kube/client.js';
 import { applyAll, loadManifests } from '../../harness/cluster/apply.js';
 import { startTestLab } from '../../harness/testing/lab.js';
 import { recordArtifactsOnFailure } from '../../harness/testing/artifacts.js';
+import { run } from '../../harness/testing/run.js';
 import { projectRoot } from '../../harness/util/paths.js';
 import { processRunning } from '../../harness/lab/process.js';
 import {
@@ -47,13 +47,10 @@ afterAll(async () => {
 });
 recordArtifactsOnFailure(() => lab);
 
-function kubectl(args: string[], input?: string): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const child = execFile(KUBECTL, [`--kubeconfig=${kubeconfig}`, `--cache-dir=${join(dir, 'kcache')}`, ...args], { timeout: 60_000 }, (err, stdout, stderr) =>
-      err ? reject(new Error(`kubectl ${args.join(' ')} failed: ${stderr || err.message}`)) : resolve(stdout),
-    );
-    if (input !== undefined) child.stdin?.end(input);
-  });
+async function kubectl(args: string[], input?: string): Promise<string> {
+  const r = await run(KUBECTL, [`--kubeconfig=${kubeconfig}`, `--cache-dir=${join(dir, 'kcache')}`, ...args], { timeoutMs: 60_000, ...(input !== undefined ? { input } : {}) });
+  if (r.code !== 0) throw new Error(`kubectl ${args.join(' ')} failed: ${r.stderr || `exit ${r.code}`}`);
+  return r.stdout;
 }
 
 /** The agents' process ids and the controller's liveness, to show that nothing restarted. */
