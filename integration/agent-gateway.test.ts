@@ -48,6 +48,39 @@ function worker1(t: TestController, dir: string) {
   return { config, client, logs, events, sys };
 }
 
+const POLICY = {
+  apiVersion: 'networking.gke.io/v1alpha1',
+  kind: 'EgressNATPolicy',
+  metadata: { name: 'egress' },
+  spec: { egress: [{ namespaceSelector: { matchLabels: { user: 'alice' } }, podSelector: { matchLabels: { role: 'frontend' } } }], destinationCIDRs: ['8.8.8.0/24'], egressSourceIP: '192.168.1.100' },
+};
+
+/** Namespace alice, its running frontend pods ([name, node, ip]) and the seed policy. */
+async function seedAlice(t: TestController, pods: readonly (readonly [string, string, string])[]): Promise<void> {
+  await t.admin.create(R.namespaces, { apiVersion: 'v1', kind: 'Namespace', metadata: { name: 'alice', labels: { user: 'alice' } } });
+  for (const [name, node, ip] of pods) {
+    await t.admin.create(R.pods, { apiVersion: 'v1', kind: 'Pod', metadata: { name, namespace: 'alice', labels: { role: 'frontend' } }, spec: { nodeName: node, containers: [{ name: 'c', image: 'x' }] } });
+    await t.admin.patch(R.pods, name, { status: { podIP: ip, podIPs: [{ ip }], phase: 'Running' } }, { namespace: 'alice', subresource: 'status' });
+  }
+  await t.admin.create(R.egressNATPolicies, POLICY);
+}
+
+/** Waits until the controller has `node` Up. */
+async function nodeUp(t: TestController, node: string): Promise<void> {
+  await waitFor(async () => {
+    const gwn = await t.admin.tryGet(R.anthosNetworkGatewayNodes, node, 'kube-system');
+    return (gwn?.status as { state?: string } | undefined)?.state === 'Up';
+  }, `${node} Up`);
+}
+
+/** Starts worker1's gateway module on `w` (worker1()), stopped at cleanup. */
+async function startModule(w: ReturnType<typeof worker1>, opts: ConstructorParameters<typeof GatewayModule>[1]): Promise<GatewayModule> {
+  const mod = new GatewayModule({ config: w.config, client: w.client, events: w.events, log: (m, msg) => w.logs.push(`${m}: ${msg}`), statusChanged: () => undefined, holding: new Signal(false) }, opts);
+  cleanup.push(() => mod.stop());
+  await mod.start();
+  return mod;
+}
+
 describe('GatewayModule', () => {
   it('programs the seed datapath, fails over when the holder goes Down, fails closed without holder, stops fail-closed', async () => {
     const t = await startTestController({ lease: LEASE });
@@ -59,10 +92,7 @@ describe('GatewayModule', () => {
       renewers[n] = startLeaseRenewer(t.node(n), n, LEASE.renewIntervalMs);
       cleanup.push(() => renewers[n]!.stop());
     }
-    await waitFor(async () => {
-      const gwn = await t.admin.tryGet(R.anthosNetworkGatewayNodes, 'worker2', 'kube-system');
-      return (gwn?.status as { state?: string } | undefined)?.state === 'Up';
-    }, 'worker2 Up');
+    await nodeUp(t, 'worker2');
 
     await t.admin.create(R.namespaces, { apiVersion: 'v1', kind: 'Namespace', metadata: { name: 'alice', labels: { user: 'alice' } } });
     for (const [name, node, ip, labels] of [
@@ -80,13 +110,9 @@ describe('GatewayModule', () => {
       spec: { egress: [{ namespaceSelector: { matchLabels: { user: 'alice' } }, podSelector: { matchLabels: { role: 'frontend' } } }], destinationCIDRs: ['8.8.8.0/24'], egressSourceIP: '192.168.1.100' },
     });
 
-    const { config, client, logs, events, sys } = worker1(t, dir);
-    const mod = new GatewayModule(
-      { config, client, events, log: (m, msg) => logs.push(`${m}: ${msg}`), statusChanged: () => undefined, holding: new Signal(false) },
-      { host: sys, heartbeat: false, garpScheduleMs: [0, 10] },
-    );
-    cleanup.push(() => mod.stop());
-    await mod.start();
+    const w = worker1(t, dir);
+    const { logs, sys } = w;
+    const mod = await startModule(w, { host: sys, heartbeat: false, garpScheduleMs: [0, 10] });
 
     // allocation: worker1 (a worker holding nothing, first by name) holds 192.168.1.100 -> SNAT here
     await waitFor(() => lastNft(sys).includes('snat to 192.168.1.100'), 'SNAT programmed on the holder');
@@ -137,19 +163,12 @@ describe('GatewayModule', () => {
       const renewer = startLeaseRenewer(t.node(n), n, LEASE.renewIntervalMs);
       cleanup.push(() => renewer.stop());
     }
-    await waitFor(async () => {
-      const gwn = await t.admin.tryGet(R.anthosNetworkGatewayNodes, 'worker2', 'kube-system');
-      return (gwn?.status as { state?: string } | undefined)?.state === 'Up';
-    }, 'worker2 Up');
+    await nodeUp(t, 'worker2');
     await t.admin.create(R.anthosNetworkGateways, { apiVersion: 'networking.gke.io/v1alpha1', kind: 'AnthosNetworkGateway', metadata: { name: 'default', namespace: 'kube-system' }, spec: { floatingIPs: ['192.168.1.100', '192.168.1.101'] } });
-    const { config, client, logs, events, sys } = worker1(t, dir);
+    const w = worker1(t, dir);
+    const { logs, sys } = w;
     // conntrackd runs on the same fake host: one order of operations
-    const mod = new GatewayModule(
-      { config, client, events, log: (m, msg) => logs.push(`${m}: ${msg}`), statusChanged: () => undefined, holding: new Signal(false) },
-      { host: sys, heartbeat: false, garpScheduleMs: [0], conntrackSync: true },
-    );
-    cleanup.push(() => mod.stop());
-    await mod.start();
+    const mod = await startModule(w, { host: sys, heartbeat: false, garpScheduleMs: [0], conntrackSync: true });
     await waitFor(() => sys.calls.some((c) => c.op === 'ip' && c.arg === 'address add 192.168.1.100/32 dev eth0'), 'worker1 takes 192.168.1.100', 5000);
     const at = (f: (c: { op: string; arg: string }) => boolean) => sys.calls.findIndex(f);
     const commit = at((c) => c.op === 'sh' && c.arg.includes(' -c || exit 3'));
@@ -176,36 +195,18 @@ describe('GatewayModule', () => {
     // worker2 alone is Up: it gets the IP; worker1's pod is routed to it
     const w2 = startLeaseRenewer(t.node('worker2'), 'worker2', LEASE.renewIntervalMs);
     cleanup.push(() => w2.stop());
-    await waitFor(async () => {
-      const gwn = await t.admin.tryGet(R.anthosNetworkGatewayNodes, 'worker2', 'kube-system');
-      return (gwn?.status as { state?: string } | undefined)?.state === 'Up';
-    }, 'worker2 Up');
+    await nodeUp(t, 'worker2');
     await t.admin.create(R.anthosNetworkGateways, { apiVersion: 'networking.gke.io/v1alpha1', kind: 'AnthosNetworkGateway', metadata: { name: 'default', namespace: 'kube-system' }, spec: { floatingIPs: ['192.168.1.100'] } });
-    await t.admin.create(R.namespaces, { apiVersion: 'v1', kind: 'Namespace', metadata: { name: 'alice', labels: { user: 'alice' } } });
-    await t.admin.create(R.pods, { apiVersion: 'v1', kind: 'Pod', metadata: { name: 'frontend-1', namespace: 'alice', labels: { role: 'frontend' } }, spec: { nodeName: 'worker1', containers: [{ name: 'c', image: 'x' }] } });
-    await t.admin.patch(R.pods, 'frontend-1', { status: { podIP: '10.10.10.1', podIPs: [{ ip: '10.10.10.1' }], phase: 'Running' } }, { namespace: 'alice', subresource: 'status' });
-    await t.admin.create(R.egressNATPolicies, {
-      apiVersion: 'networking.gke.io/v1alpha1',
-      kind: 'EgressNATPolicy',
-      metadata: { name: 'egress' },
-      spec: { egress: [{ namespaceSelector: { matchLabels: { user: 'alice' } }, podSelector: { matchLabels: { role: 'frontend' } } }], destinationCIDRs: ['8.8.8.0/24'], egressSourceIP: '192.168.1.100' },
-    });
-    const { config, client, logs, events, sys } = worker1(t, dir);
-    const mod = new GatewayModule(
-      { config, client, events, log: (m, msg) => logs.push(`${m}: ${msg}`), statusChanged: () => undefined, holding: new Signal(false) },
-      { host: sys, heartbeat: false, garpScheduleMs: [0], conntrackSync: true },
-    );
-    cleanup.push(() => mod.stop());
-    await mod.start();
+    await seedAlice(t, [['frontend-1', 'worker1', '10.10.10.1']]);
+    const w = worker1(t, dir);
+    const { logs, sys } = w;
+    const mod = await startModule(w, { host: sys, heartbeat: false, garpScheduleMs: [0], conntrackSync: true });
     await waitFor(() => /to gateway worker2 \(192\.168\.1\.2\)/.test(lastNft(sys)), 'worker1 routes its pod to worker2', 5000);
 
     // worker1 comes Up, worker2 goes Down: worker1 takes the IP of its own pod's policy
     const w1 = startLeaseRenewer(t.node('worker1'), 'worker1', LEASE.renewIntervalMs);
     cleanup.push(() => w1.stop());
-    await waitFor(async () => {
-      const gwn = await t.admin.tryGet(R.anthosNetworkGatewayNodes, 'worker1', 'kube-system');
-      return (gwn?.status as { state?: string } | undefined)?.state === 'Up';
-    }, 'worker1 Up');
+    await nodeUp(t, 'worker1');
     const mark = sys.calls.length;
     await w2.stop();
     await waitFor(() => sys.calls.slice(mark).some((c) => c.op === 'ip' && c.arg === 'address add 192.168.1.100/32 dev eth0'), 'worker1 takes 192.168.1.100', 5000);
@@ -236,15 +237,7 @@ describe('GatewayModule', () => {
       cleanup.push(() => t.close());
       const dir = mkdtempSync(join(tmpdir(), 'egresslab-gw-'));
       cleanup.push(() => rmSync(dir, { recursive: true, force: true }));
-      await t.admin.create(R.namespaces, { apiVersion: 'v1', kind: 'Namespace', metadata: { name: 'alice', labels: { user: 'alice' } } });
-      await t.admin.create(R.pods, { apiVersion: 'v1', kind: 'Pod', metadata: { name: 'frontend-1', namespace: 'alice', labels: { role: 'frontend' } }, spec: { nodeName: 'worker1', containers: [{ name: 'c', image: 'x' }] } });
-      await t.admin.patch(R.pods, 'frontend-1', { status: { podIP: '10.10.10.1', podIPs: [{ ip: '10.10.10.1' }], phase: 'Running' } }, { namespace: 'alice', subresource: 'status' });
-      await t.admin.create(R.egressNATPolicies, {
-        apiVersion: 'networking.gke.io/v1alpha1',
-        kind: 'EgressNATPolicy',
-        metadata: { name: 'egress' },
-        spec: { egress: [{ namespaceSelector: { matchLabels: { user: 'alice' } }, podSelector: { matchLabels: { role: 'frontend' } } }], destinationCIDRs: ['8.8.8.0/24'], egressSourceIP: '192.168.1.100' },
-      });
+      await seedAlice(t, [['frontend-1', 'worker1', '10.10.10.1']]);
       const w = worker1(t, dir);
       // every other list answers at once: the policies are known long before their pods
       const slow = new Proxy(w.client, {
@@ -261,13 +254,9 @@ describe('GatewayModule', () => {
     const tables = (sys: FakeHost) => sys.calls.filter((c) => c.op === 'nft' && c.arg.includes('delete table ip egresslab_gw'));
 
     it('waits for every first list: each ruleset drops or steers the matched pod', async () => {
-      const { config, client, logs, events, sys } = await rigWithSlowPods(300);
-      const mod = new GatewayModule(
-        { config, client, events, log: (m, msg) => logs.push(`${m}: ${msg}`), statusChanged: () => undefined, holding: new Signal(false) },
-        { host: sys, heartbeat: false, garpScheduleMs: [0] },
-      );
-      cleanup.push(() => mod.stop());
-      await mod.start();
+      const w = await rigWithSlowPods(300);
+      const { logs, sys } = w;
+      await startModule(w, { host: sys, heartbeat: false, garpScheduleMs: [0] });
       expect(logs.join('\n')).toMatch(/API state synced/);
       expect(tables(sys).length).toBeGreaterThan(0);
       // a ruleset with the policy but an empty source set would let the pod's traffic out un-NATed
@@ -275,14 +264,10 @@ describe('GatewayModule', () => {
     });
 
     it('API not synced in time: the table the previous agent left stays until the caches are complete', async () => {
-      const { config, client, logs, events, sys } = await rigWithSlowPods(600);
+      const w = await rigWithSlowPods(600);
+      const { logs, sys } = w;
       sys.tables.set('egresslab_gw', '# left fail-closed by the previous agent');
-      const mod = new GatewayModule(
-        { config, client, events, log: (m, msg) => logs.push(`${m}: ${msg}`), statusChanged: () => undefined, holding: new Signal(false) },
-        { host: sys, heartbeat: false, garpScheduleMs: [0], startupSyncTimeoutMs: 100 },
-      );
-      cleanup.push(() => mod.stop());
-      await mod.start();
+      await startModule(w, { host: sys, heartbeat: false, garpScheduleMs: [0], startupSyncTimeoutMs: 100 });
       expect(logs.join('\n')).toMatch(/API not synced after 100 ms: keeping table egresslab_gw as the previous agent left it until it is/);
       expect(tables(sys)).toEqual([]);
       await waitFor(() => tables(sys).length > 0, 'programmed once synced', 5000);
