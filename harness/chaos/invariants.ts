@@ -1,0 +1,207 @@
+/**
+ * The chaos explorer's four invariants (issue 15), checked on RECORDED EVIDENCE only — the far
+ * end's capture, the ARP replies an observer saw on the node segment, the probes' timelines and the
+ * final API objects — never on the system's own opinion of itself. Pure: each checker takes evidence
+ * and returns violations {invariant, at, evidence}; collecting the evidence in a lab is not
+ * implemented yet (docs/chaos.md).
+ */
+import type { Timeline } from '../probe/timeline.js';
+import { segmentLeaks } from '../probe/stream.js';
+import { summarize } from '../report/failover.js';
+import type { GatewayStatus } from '../cluster/status.js';
+
+/** The invariants, by name: 1 no-leak, 2 single-arp-owner, 3 convergence, 4 replies-reach-pod. */
+export type InvariantName = 'no-leak' | 'single-arp-owner' | 'convergence' | 'replies-reach-pod';
+
+/** One broken invariant: which, when (ms since the epoch, as the evidence), and the evidence that shows it. */
+export interface Violation {
+  invariant: InvariantName;
+  at: number;
+  evidence: Record<string, unknown>;
+}
+
+/** A packet the far end's capture saw arrive from the lab (post-NAT source), attributed to a probe flow. */
+export interface EdgePacket {
+  t: number;
+  /** the probe flow it belongs to, e.g. "udp alice/frontend-1 -> 8.8.8.8:7007" */
+  flow: string;
+  src: string;
+  sport?: number;
+}
+
+/** The sources a flow may leave with from `from` (inclusive) until `to` (exclusive; absent: the end). */
+export interface AllowedWindow {
+  flow: string;
+  from: number;
+  to?: number;
+  /** the sources the policies and masquerade rules in force allow (both old and new during a change) */
+  sources: readonly string[];
+}
+
+/** An ARP reply the observer on the node segment saw: which node (MAC) claimed which IP, when. */
+export interface ArpReply {
+  t: number;
+  ip: string;
+  mac: string;
+  /** the node owning that MAC, if known */
+  node?: string;
+}
+
+/** A reply the far end's capture saw leave towards the lab, for packet `seq` of a flow. */
+export interface EdgeReply {
+  t: number;
+  flow: string;
+  seq: number;
+}
+
+/** A continuous probe's timeline, the flow it is, and the sources it must leave with once the schedule settled. */
+export interface FlowEvidence {
+  flow: string;
+  timeline: Timeline;
+  /** sources allowed after the last step was undone (the final policies and masquerade rules) */
+  finalSources: readonly string[];
+}
+
+/** The final API state: the served gateway's status, and policies reported UnknownEgressIP. */
+export interface FinalApi {
+  gateway: GatewayStatus;
+  /** the nodes expected Up (every node of the lab) */
+  nodes: readonly string[];
+  /** policies whose status says UnknownEgressIP, with the egressSourceIP they asked for */
+  unknownEgressIPs: { policy: string; ip: string }[];
+}
+
+/**
+ * Invariant 1: no packet leaves the lab's edge with a source the policies and masquerade rules in
+ * force do not allow for its flow. A packet no window of its flow covers is a violation too (the
+ * expectation was missing: unknown is not allowed).
+ */
+export function checkNoLeak(packets: readonly EdgePacket[], allowed: readonly AllowedWindow[]): Violation[] {
+  const out: Violation[] = [];
+  for (const p of packets) {
+    const windows = allowed.filter((w) => w.flow === p.flow && w.from <= p.t && (w.to === undefined || p.t < w.to));
+    const sources = [...new Set(windows.flatMap((w) => w.sources))];
+    const { leaked } = segmentLeaks([{ t: p.t, src: p.src, sport: p.sport ?? 0, flags: 0 }], sources);
+    if (leaked.length) out.push({ invariant: 'no-leak', at: p.t, evidence: { flow: p.flow, src: p.src, ...(p.sport !== undefined ? { sport: p.sport } : {}), allowed: sources } });
+  }
+  return out;
+}
+
+/**
+ * Invariant 2: never two nodes answering ARP for one floating IP after the fence time. Replies for
+ * one IP from different MACs less than `windowMs` apart are a conflict; conflicts less than
+ * `windowMs` apart form one episode; an episode longer than `fenceMs` (a handover may overlap that
+ * long) is a violation, reported at its start + fenceMs.
+ */
+export function checkSingleArpOwner(replies: readonly ArpReply[], o: { fenceMs: number; windowMs: number }): Violation[] {
+  const out: Violation[] = [];
+  const byIp = new Map<string, ArpReply[]>();
+  for (const r of replies) byIp.set(r.ip, [...(byIp.get(r.ip) ?? []), r]);
+  for (const [ip, rs] of byIp) {
+    rs.sort((a, b) => a.t - b.t);
+    const conflicts: { t: number; a: ArpReply; b: ArpReply }[] = [];
+    for (let j = 1; j < rs.length; j++) {
+      for (let i = j - 1; i >= 0 && rs[j]!.t - rs[i]!.t < o.windowMs; i--) {
+        if (rs[i]!.mac !== rs[j]!.mac) {
+          conflicts.push({ t: rs[j]!.t, a: rs[i]!, b: rs[j]! });
+          break;
+        }
+      }
+    }
+    let k = 0;
+    while (k < conflicts.length) {
+      const start = conflicts[k]!.a.t;
+      let end = k;
+      while (end + 1 < conflicts.length && conflicts[end + 1]!.t - conflicts[end]!.t < o.windowMs) end++;
+      const last = conflicts[end]!.t;
+      if (last - start > o.fenceMs) {
+        const owners = [...new Set(conflicts.slice(k, end + 1).flatMap((c) => [c.a, c.b]).map((r) => r.node ?? r.mac))].sort();
+        out.push({ invariant: 'single-arp-owner', at: start + o.fenceMs, evidence: { ip, owners, from: start, until: last, overlapMs: last - start, fenceMs: o.fenceMs } });
+      }
+      k = end + 1;
+    }
+  }
+  return out.sort((a, b) => a.at - b.at);
+}
+
+/**
+ * Invariant 3: after the last step is undone (`settledAt`, ms since the epoch), every flow is
+ * answered again within `boundMs` and under its final sources — every packet sent after
+ * settledAt + boundMs answered and seen only with those sources, and at least one such packet (a
+ * probe that stopped too early proves nothing) — and the API converged: every node Up, every
+ * floating IP assigned, no UnknownEgressIP that the final gateway does not explain (an IP that is
+ * not one of its floating IPs explains it).
+ */
+export function checkConvergence(flows: readonly FlowEvidence[], api: FinalApi | undefined, o: { settledAt: number; boundMs: number }): Violation[] {
+  const out: Violation[] = [];
+  const deadline = o.settledAt + o.boundMs;
+  for (const f of flows) {
+    const after = { ...f.timeline, packets: f.timeline.packets.filter((p) => p.t >= deadline), unattributed: f.timeline.unattributed.filter((x) => x.t >= deadline) };
+    const r = summarize(after, f.finalSources);
+    if (r.packets === 0) {
+      out.push({ invariant: 'convergence', at: deadline, evidence: { flow: f.flow, problem: 'no packet sent after the bound: the probe stopped too early to show convergence', boundMs: o.boundMs } });
+      continue;
+    }
+    if (r.answered < r.packets) {
+      const first = after.packets.find((p) => !p.replied)!;
+      out.push({ invariant: 'convergence', at: first.t, evidence: { flow: f.flow, problem: 'unanswered after the bound', unanswered: r.packets - r.answered, packets: r.packets, firstSeq: first.seq, boundMs: o.boundMs } });
+    }
+    if (r.leaks && r.leaks.count > 0) {
+      const first = r.leaks.packets[0]?.t ?? r.leaks.unattributed[0]!.t;
+      out.push({ invariant: 'convergence', at: first, evidence: { flow: f.flow, problem: 'seen with a source other than the final ones after the bound', sources: r.sources, expected: f.finalSources } });
+    }
+  }
+  if (api) {
+    const g = api.gateway;
+    const notUp = api.nodes.filter((n) => g.nodes[n] !== 'Up');
+    if (notUp.length) out.push({ invariant: 'convergence', at: deadline, evidence: { problem: 'nodes not Up in the final gateway status', nodes: Object.fromEntries(notUp.map((n) => [n, g.nodes[n] ?? '(absent)'])) } });
+    const unassigned = g.floatingIPs.filter((ip) => !g.assignments[ip]);
+    if (unassigned.length) out.push({ invariant: 'convergence', at: deadline, evidence: { problem: 'floating IPs not assigned in the final gateway status', ips: unassigned, reasons: g.unassigned } });
+    const unexplained = api.unknownEgressIPs.filter((u) => g.floatingIPs.includes(u.ip));
+    if (unexplained.length) out.push({ invariant: 'convergence', at: deadline, evidence: { problem: 'UnknownEgressIP for a floating IP the gateway has', policies: unexplained } });
+  }
+  return out;
+}
+
+/**
+ * Invariant 4: every reply that left the far end towards the lab for a packet the flow's timeline
+ * knows reached the pod (that packet is marked replied). Replies for packets the timeline does not
+ * list are ignored (not this probe's).
+ */
+export function checkRepliesReachPod(replies: readonly EdgeReply[], flows: readonly FlowEvidence[]): Violation[] {
+  const out: Violation[] = [];
+  const byFlow = new Map(flows.map((f) => [f.flow, new Map(f.timeline.packets.map((p) => [p.seq, p]))]));
+  for (const r of replies) {
+    const p = byFlow.get(r.flow)?.get(r.seq);
+    if (p && !p.replied) out.push({ invariant: 'replies-reach-pod', at: r.t, evidence: { flow: r.flow, seq: r.seq, sentAt: p.t, replyLeftEdgeAt: r.t } });
+  }
+  return out;
+}
+
+/** Everything the explorer records during one schedule, for `checkInvariants`. */
+export interface ChaosEvidence {
+  edgePackets: EdgePacket[];
+  allowed: AllowedWindow[];
+  arpReplies: ArpReply[];
+  edgeReplies: EdgeReply[];
+  flows: FlowEvidence[];
+  finalApi?: FinalApi;
+}
+
+/** Bounds of the checks: the ARP fence and observation window, when the schedule settled and the convergence bound. */
+export interface InvariantOptions {
+  fenceMs: number;
+  arpWindowMs: number;
+  settledAt: number;
+  boundMs: number;
+}
+
+/** All four invariants on one run's evidence: every violation, in time order (empty: none broke). */
+export function checkInvariants(e: ChaosEvidence, o: InvariantOptions): Violation[] {
+  return [
+    ...checkNoLeak(e.edgePackets, e.allowed),
+    ...checkSingleArpOwner(e.arpReplies, { fenceMs: o.fenceMs, windowMs: o.arpWindowMs }),
+    ...checkConvergence(e.flows, e.finalApi, { settledAt: o.settledAt, boundMs: o.boundMs }),
+    ...checkRepliesReachPod(e.edgeReplies, e.flows),
+  ].sort((a, b) => a.at - b.at);
+}
