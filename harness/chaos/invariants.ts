@@ -89,9 +89,10 @@ export function checkNoLeak(packets: readonly EdgePacket[], allowed: readonly Al
 
 /**
  * Invariant 2: never two nodes answering ARP for one floating IP after the fence time. Replies for
- * one IP from different MACs less than `windowMs` apart are a conflict; conflicts less than
- * `windowMs` apart form one episode; an episode longer than `fenceMs` (a handover may overlap that
- * long) is a violation, reported at its start + fenceMs.
+ * one IP from different MACs less than `windowMs` apart are a conflict (both were answering at
+ * least until the earlier of the two); conflicts less than `windowMs` apart form one episode; an
+ * episode longer than `fenceMs` (a handover may overlap that long) is a violation, reported at its
+ * start + fenceMs.
  */
 export function checkSingleArpOwner(replies: readonly ArpReply[], o: { fenceMs: number; windowMs: number }): Violation[] {
   const out: Violation[] = [];
@@ -113,7 +114,8 @@ export function checkSingleArpOwner(replies: readonly ArpReply[], o: { fenceMs: 
       const start = conflicts[k]!.a.t;
       let end = k;
       while (end + 1 < conflicts.length && conflicts[end + 1]!.t - conflicts[end]!.t < o.windowMs) end++;
-      const last = conflicts[end]!.t;
+      // both were answering at least until the earlier reply of each conflicting pair
+      const last = Math.max(...conflicts.slice(k, end + 1).map((c) => c.a.t));
       if (last - start > o.fenceMs) {
         const owners = [...new Set(conflicts.slice(k, end + 1).flatMap((c) => [c.a, c.b]).map((r) => r.node ?? r.mac))].sort();
         out.push({ invariant: 'single-arp-owner', at: start + o.fenceMs, evidence: { ip, owners, from: start, until: last, overlapMs: last - start, fenceMs: o.fenceMs } });
