@@ -232,7 +232,7 @@ export interface ConntrackSyncOptions extends ConntrackdConfigInput {
   host: Host;
   conntrackdPath?: string;
   conntrackPath?: string;
-  /** nft binary (the pre-commit rules). Default nft */
+  /** nft binary (the rules the commit shell applies before and after the commit). Default nft */
   nftPath?: string;
   /** restart delay after an unexpected exit (ms) */
   restartDelayMs?: number;

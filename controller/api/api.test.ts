@@ -1,8 +1,9 @@
 // API semantics over HTTP against the in-process server: watch resume/410, persistence across a
 // restart, authentication and authorization, conflicts, patches, Status objects.
 import { afterEach, describe, expect, it } from 'vitest';
-import { KubeApiError, R, type KubeClient } from '../../lib/kube/client.js';
+import { R, type KubeClient } from '../../lib/kube/client.js';
 import { renewLease } from '../../lib/kube/lease.js';
+import { expectApiError } from './expect-api-error.js';
 import { startTestController, VIEWER_TOKEN, waitFor, type TestController } from '../testing.js';
 import type { KubeObject, WatchEvent } from '../../lib/kube/types.js';
 
@@ -18,18 +19,6 @@ const cm = (name: string, data: Record<string, string> = { a: '1' }, labels?: Re
   metadata: { name, namespace: 'default', ...(labels ? { labels } : {}) },
   data,
 });
-
-async function expectApiError(p: Promise<unknown>, code: number): Promise<KubeApiError> {
-  const e = await p.then(
-    () => undefined,
-    (x: unknown) => x,
-  );
-  expect(e).toBeInstanceOf(KubeApiError);
-  const err = e as KubeApiError;
-  expect(err.code).toBe(code);
-  expect(err.status).toMatchObject({ kind: 'Status', apiVersion: 'v1', status: 'Failure', code });
-  return err;
-}
 
 function collect(client: KubeClient, opts: Parameters<KubeClient['watch']>[1]) {
   const events: WatchEvent[] = [];
