@@ -65,6 +65,22 @@ async function seedAlice(t: TestController, pods: readonly (readonly [string, st
   await t.admin.create(R.egressNATPolicies, POLICY);
 }
 
+/** An in-process controller with the test lease timings and a temporary directory, both removed at cleanup. */
+async function controllerAndDir(): Promise<{ t: TestController; dir: string }> {
+  const t = await startTestController({ lease: LEASE });
+  cleanup.push(() => t.close());
+  const dir = mkdtempSync(join(tmpdir(), 'egresslab-gw-'));
+  cleanup.push(() => rmSync(dir, { recursive: true, force: true }));
+  return { t, dir };
+}
+
+/** Renews `node`'s Lease like its agent would, until stopped or cleanup. */
+function renew(t: TestController, node: string): LeaseRenewer {
+  const r = startLeaseRenewer(t.node(node), node, LEASE.renewIntervalMs);
+  cleanup.push(() => r.stop());
+  return r;
+}
+
 /** Waits until the controller has `node` Up. */
 async function nodeUp(t: TestController, node: string): Promise<void> {
   await waitFor(async () => {
@@ -83,15 +99,8 @@ async function startModule(w: ReturnType<typeof worker1>, opts: ConstructorParam
 
 describe('GatewayModule', () => {
   it('programs the seed datapath, fails over when the holder goes Down, fails closed without holder, stops fail-closed', async () => {
-    const t = await startTestController({ lease: LEASE });
-    cleanup.push(() => t.close());
-    const dir = mkdtempSync(join(tmpdir(), 'egresslab-gw-'));
-    cleanup.push(() => rmSync(dir, { recursive: true, force: true }));
-    const renewers: Record<string, LeaseRenewer> = {};
-    for (const n of ['worker1', 'worker2']) {
-      renewers[n] = startLeaseRenewer(t.node(n), n, LEASE.renewIntervalMs);
-      cleanup.push(() => renewers[n]!.stop());
-    }
+    const { t, dir } = await controllerAndDir();
+    const renewers: Record<string, LeaseRenewer> = { worker1: renew(t, 'worker1'), worker2: renew(t, 'worker2') };
     await nodeUp(t, 'worker2');
 
     await t.admin.create(R.namespaces, { apiVersion: 'v1', kind: 'Namespace', metadata: { name: 'alice', labels: { user: 'alice' } } });
@@ -155,14 +164,8 @@ describe('GatewayModule', () => {
   }, 20_000);
 
   it('conntrack sync: on taking a floating IP the replicated bindings are committed BEFORE the SNAT ruleset and the address', async () => {
-    const t = await startTestController({ lease: LEASE });
-    cleanup.push(() => t.close());
-    const dir = mkdtempSync(join(tmpdir(), 'egresslab-gw-'));
-    cleanup.push(() => rmSync(dir, { recursive: true, force: true }));
-    for (const n of ['worker1', 'worker2']) {
-      const renewer = startLeaseRenewer(t.node(n), n, LEASE.renewIntervalMs);
-      cleanup.push(() => renewer.stop());
-    }
+    const { t, dir } = await controllerAndDir();
+    for (const n of ['worker1', 'worker2']) renew(t, n);
     await nodeUp(t, 'worker2');
     await t.admin.create(R.anthosNetworkGateways, { apiVersion: 'networking.gke.io/v1alpha1', kind: 'AnthosNetworkGateway', metadata: { name: 'default', namespace: 'kube-system' }, spec: { floatingIPs: ['192.168.1.100', '192.168.1.101'] } });
     const w = worker1(t, dir);
@@ -188,13 +191,9 @@ describe('GatewayModule', () => {
     expect(sys.calls.filter((c) => c.op === 'nft').at(-1)!.arg).toMatch(/delete table ip egresslab_ctsync\n$/);
   }, 20_000);
   it('conntrack sync: a node taking the IP of its own pods\' policy holds their new mid-stream segments until their bindings are re-committed', async () => {
-    const t = await startTestController({ lease: LEASE });
-    cleanup.push(() => t.close());
-    const dir = mkdtempSync(join(tmpdir(), 'egresslab-gw-'));
-    cleanup.push(() => rmSync(dir, { recursive: true, force: true }));
+    const { t, dir } = await controllerAndDir();
     // worker2 alone is Up: it gets the IP; worker1's pod is routed to it
-    const w2 = startLeaseRenewer(t.node('worker2'), 'worker2', LEASE.renewIntervalMs);
-    cleanup.push(() => w2.stop());
+    const w2 = renew(t, 'worker2');
     await nodeUp(t, 'worker2');
     await t.admin.create(R.anthosNetworkGateways, { apiVersion: 'networking.gke.io/v1alpha1', kind: 'AnthosNetworkGateway', metadata: { name: 'default', namespace: 'kube-system' }, spec: { floatingIPs: ['192.168.1.100'] } });
     await seedAlice(t, [['frontend-1', 'worker1', '10.10.10.1']]);
@@ -204,8 +203,7 @@ describe('GatewayModule', () => {
     await waitFor(() => /to gateway worker2 \(192\.168\.1\.2\)/.test(lastNft(sys)), 'worker1 routes its pod to worker2', 5000);
 
     // worker1 comes Up, worker2 goes Down: worker1 takes the IP of its own pod's policy
-    const w1 = startLeaseRenewer(t.node('worker1'), 'worker1', LEASE.renewIntervalMs);
-    cleanup.push(() => w1.stop());
+    renew(t, 'worker1');
     await nodeUp(t, 'worker1');
     const mark = sys.calls.length;
     await w2.stop();
@@ -233,10 +231,7 @@ describe('GatewayModule', () => {
   describe('never programs from half-filled caches at start', () => {
     /** The seed policy, namespace and one matched pod on worker1; the API answers pod lists late. */
     async function rigWithSlowPods(delayMs: number) {
-      const t = await startTestController({ lease: LEASE });
-      cleanup.push(() => t.close());
-      const dir = mkdtempSync(join(tmpdir(), 'egresslab-gw-'));
-      cleanup.push(() => rmSync(dir, { recursive: true, force: true }));
+      const { t, dir } = await controllerAndDir();
       await seedAlice(t, [['frontend-1', 'worker1', '10.10.10.1']]);
       const w = worker1(t, dir);
       // every other list answers at once: the policies are known long before their pods
