@@ -11,6 +11,7 @@
 import type { ContainerRuntime } from '../lab/runtime.js';
 import { SWITCH } from '../topology/plan.js';
 import { LabError, ValidationError } from '../util/errors.js';
+import { pollUntil } from '../util/poll.js';
 import { restartProcess, stopProcess } from '../lab/process.js';
 import { restartNodePrograms } from '../cluster/cluster.js';
 
@@ -59,12 +60,32 @@ export class Faults {
   async kill(name: string): Promise<void> {
     this.note(this.node(name), 'kill');
     await this.lab.container(this.node(name)).kill({ signal: 'SIGKILL' });
+    await this.untilOffTheWire(this.node(name));
   }
 
   /** Clean shutdown of the node's container. */
   async stop(name: string, graceSeconds = 2): Promise<void> {
     this.note(this.node(name), 'stop');
     await this.lab.container(this.node(name)).stop({ t: graceSeconds });
+    await this.untilOffTheWire(this.node(name));
+  }
+
+  /**
+   * Returns once every link of node `n` is gone from its peer (the switch's port, ...). The engine
+   * reports a container stopped (or a kill sent) before the kernel has torn its network namespace
+   * down, and until then the node still answers on the segment: seen once in six full runs, a ping
+   * answered right after `stop` returned.
+   */
+  private async untilOffTheWire(n: string): Promise<void> {
+    const peers = this.lab.plan.veths.flatMap((v) => (v.a.container === n ? [v.b] : v.b.container === n ? [v.a] : []));
+    const present = async (p: { container: string; ifname: string }): Promise<boolean> => {
+      try {
+        return (await this.lab.exec(p.container, ['ip', 'link', 'show', 'dev', p.ifname], { check: false })).exitCode === 0;
+      } catch {
+        return false; // the peer's container is not running either: nothing there answers
+      }
+    };
+    await pollUntil(async () => !(await Promise.all(peers.map(present))).some(Boolean), { what: `${n}'s links to leave their peers`, timeoutMs: 10_000, intervalMs: 50 });
   }
 
   /**
