@@ -2,6 +2,7 @@
 // patch/delete with a bearer token, raw watches, and an informer (list + watch) that reconnects and
 // resumes from the last resourceVersion, relisting when the server answers 410 Expired.
 import { Agent as HttpAgent, request as httpRequest, type IncomingMessage } from 'node:http';
+import { LineDecoder } from './json-lines.js';
 import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
 import type { KubeList, KubeObject, Status, WatchEvent } from './types.js';
 
@@ -268,17 +269,9 @@ export class KubeClient {
         }
         throw new KubeApiError(res.statusCode ?? 0, st, st?.message ?? `watch ${path}: HTTP ${res.statusCode}`);
       }
-      let buf = '';
+      const lines = new LineDecoder();
       try {
-        for await (const c of res) {
-          buf += (c as Buffer).toString('utf8');
-          let nl: number;
-          while ((nl = buf.indexOf('\n')) >= 0) {
-            const line = buf.slice(0, nl).trim();
-            buf = buf.slice(nl + 1);
-            if (line) onEvent(JSON.parse(line) as WatchEvent);
-          }
-        }
+        for await (const c of res) for (const line of lines.push(c as Buffer)) onEvent(JSON.parse(line) as WatchEvent);
       } catch (e) {
         if (!aborted) throw e;
       }
