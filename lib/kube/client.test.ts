@@ -1,7 +1,8 @@
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
-import { KubeClient, R, type WatchEvent } from './client.js';
+import { KubeClient, R } from './client.js';
+import type { WatchEvent } from './types.js';
 
 let server: Server | undefined;
 afterEach(async () => {
