@@ -18,7 +18,9 @@ export function runApiProgram(name: string, flags: Flags<typeof API_PROGRAM_FLAG
   const main = async (): Promise<number> => {
     const info = JSON.parse(readFileSync(flags.info ?? '/etc/egresslab/harness.json', 'utf8')) as { port: number; adminToken: string; caCert: string };
     const deadline = Date.now() + (flags['timeout-ms'] ?? 20_000);
-    const client = new KubeClient({ server: `https://127.0.0.1:${info.port}`, token: info.adminToken, ca: info.caCert, timeoutMs: 2000 });
+    // A request may wait behind a whole lab's agents starting at once (19 workers: 2 s was not
+    // enough and every attempt timed out); the deadline above still bounds the whole program.
+    const client = new KubeClient({ server: `https://127.0.0.1:${info.port}`, token: info.adminToken, ca: info.caCert, timeoutMs: 10_000 });
     let last = 'no attempt';
     try {
       for (;;) {

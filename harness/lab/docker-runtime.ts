@@ -163,7 +163,8 @@ export class DockerRuntime implements ContainerRuntime {
     const script = renderWiringScript(this.plan, pids, this.id, only);
     const guard = renderHostGuardScript();
     const full = `${script}\n${guard}\n`;
-    const r = await execIn(this.container(WIRER), ['sh', '-c', full], { check: false, where: `${this.id}/wirer` });
+    // on stdin, not as an argument: a 50-node lab's script is longer than the kernel's argument limit
+    const r = await execIn(this.container(WIRER), ['sh', '-s'], { stdin: full, check: false, where: `${this.id}/wirer` });
     if (r.exitCode === 97 || r.exitCode === 98) throw new LabError(`lab ${this.id}: refusing to run: ${r.stderr.trim()}`);
     if (r.exitCode !== 0) throw new LabError(`lab ${this.id}: wiring failed (exit ${r.exitCode}):\n${r.stderr.trim().split('\n').slice(-10).join('\n')}`);
     if (only) forgetResponders(this, only);
