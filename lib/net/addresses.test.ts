@@ -15,7 +15,18 @@ import {
   prefixLength,
   withPrefix,
 } from './addresses.js';
-import { type Cidr, cidrContainsAddress, formatCidr, normaliseCidrs, normaliseCidrStrings, parseCidr } from './addresses.js';
+import ipaddr from 'ipaddr.js';
+import {
+  type Cidr,
+  type CidrParse,
+  cidrContainsAddress,
+  dottedQuadToInt,
+  formatCidr,
+  maskFor,
+  normaliseCidrs,
+  normaliseCidrStrings,
+  parseCidr,
+} from './addresses.js';
 
 describe('constants', () => {
   it('names upstream ip-masq-agent\'s link-local range', () => {
@@ -149,6 +160,82 @@ describe('parseCidr (Go net.ParseCIDR semantics)', () => {
     for (const s of ['01.0.0.0/8', '10.1/16', '0x0a.0.0.0/8', 'fe80::1%eth0/64', '::ffff:10.0.0.0/104', '1.2.3.4/33', '::/129']) {
       expect(parseCidr(s).ok, s).toBe(false);
     }
+  });
+});
+
+// parseCidr as it was before the hand-written IPv4 reader (issue 17): ipaddr.js for both families.
+function parseCidrReference(s: string): CidrParse {
+  const bad = (): CidrParse => ({ ok: false, message: `invalid CIDR address: ${s}` });
+  const slash = s.indexOf('/');
+  if (slash < 0) return bad();
+  const addrPart = s.slice(0, slash);
+  const maskPart = s.slice(slash + 1);
+  let family: 4 | 6;
+  let ip: bigint | null;
+  if (addrPart.includes(':')) {
+    family = 6;
+    ip = null;
+    if (!addrPart.includes('%') && ipaddr.IPv6.isValid(addrPart)) {
+      ip = 0n;
+      for (const b of ipaddr.IPv6.parse(addrPart).toByteArray()) ip = (ip << 8n) | BigInt(b);
+    }
+  } else {
+    family = 4;
+    ip = isIPv4(addrPart) ? BigInt(ipv4ToInt(addrPart)) : null;
+  }
+  if (ip === null) return bad();
+  if (!/^[0-9]+$/.test(maskPart)) return bad();
+  const prefix = Number(maskPart.length > 8 ? 'x' : maskPart);
+  if (!Number.isInteger(prefix) || prefix > (family === 4 ? 32 : 128)) return bad();
+  if (family === 6 && ip >> 32n === 0xffffn) {
+    return { ok: false, message: `IPv4-mapped IPv6 CIDR ${s} is not supported; write the IPv4 CIDR` };
+  }
+  const network = ip & maskFor(family, prefix);
+  return { ok: true, cidr: { family, network, prefix }, ip, aligned: network === ip };
+}
+
+describe('dottedQuadToInt and parseCidr against ipaddr.js (the hand-written IPv4 reader, issue 17)', () => {
+  const octetText = fc.oneof(
+    fc.integer({ min: 0, max: 255 }).map(String),
+    fc.integer({ min: 256, max: 100_000 }).map(String),
+    fc.constantFrom('', '0', '00', '01', '007', '0255', '255', '256', '1e2', '0x1', '+1', '-1', ' 1', '1 ', '١'),
+  );
+  const quadish = fc.oneof(
+    fc.array(octetText, { minLength: 1, maxLength: 6 }).map((parts) => parts.join('.')),
+    fc.string({ unit: fc.constantFrom(...'0123456789.'.split('')), maxLength: 20 }),
+    fc.string({ maxLength: 16 }),
+  );
+
+  it('property: dottedQuadToInt accepts exactly what isIPv4 accepts, with ipv4ToInt\'s value', () => {
+    fc.assert(
+      fc.property(quadish, (s) => {
+        expect(dottedQuadToInt(s)).toBe(isIPv4(s) ? ipv4ToInt(s) : null);
+      }),
+      { numRuns: 3000 },
+    );
+    for (const s of ['0.0.0.0', '255.255.255.255', '1.2.3.4', '10.0.0.1']) expect(dottedQuadToInt(s), s).toBe(ipv4ToInt(s));
+    for (const s of ['', '1.2.3', '1.2.3.4.', '.1.2.3.4', '1..2.3', '1.2.3.04', '1.2.3.256', '1.2.3.1000', '1.2.3.4 ', '1.2.3.0x1']) {
+      expect(dottedQuadToInt(s), s).toBeNull();
+    }
+  });
+
+  it('property: parseCidr gives the same result as the ipaddr.js-only version', () => {
+    const v6ish = fc.oneof(
+      fc.constantFrom('::', '::1', 'fc00::', 'fe80::1%eth0', '::ffff:10.0.0.0', '1:2', '1::2::3', 'FC00::', '::10.0.0.1'),
+      fc.string({ unit: fc.constantFrom(...'0123456789abcdefABCDEF:.%'.split('')), maxLength: 24 }),
+    );
+    const maskText = fc.oneof(fc.integer({ min: 0, max: 140 }).map(String), fc.constantFrom('', '08', '0032', '-1', '+8', '1e1', ' 8', '8 ', '999999999', '0x8'));
+    const cidrText = fc.oneof(
+      fc.tuple(fc.oneof(quadish, v6ish), maskText).map(([a, m]) => `${a}/${m}`),
+      fc.tuple(fc.integer({ min: 0, max: 0xffffffff }), fc.integer({ min: 0, max: 32 })).map(([n, m]) => `${intToIPv4(n)}/${m}`),
+      fc.string({ maxLength: 20 }),
+    );
+    fc.assert(
+      fc.property(cidrText, (s) => {
+        expect(parseCidr(s)).toStrictEqual(parseCidrReference(s));
+      }),
+      { numRuns: 3000 },
+    );
   });
 });
 

@@ -203,9 +203,32 @@ export function familyBits(f: Family): number {
   return f === 4 ? 32 : 128;
 }
 
-function parseIPv4Big(s: string): bigint | null {
-  // Go netip: exactly four decimal fields, 0-255, no leading zeros ("010.0.0.0" is refused).
-  return isIPv4(s) ? BigInt(ipv4ToInt(s)) : null;
+/**
+ * The address of a dotted four-part decimal IPv4 text as an unsigned 32-bit number, or null: exactly
+ * the texts isIPv4 accepts (four decimal fields 0-255, no leading zeros: "010.0.0.0" is refused, as
+ * Go's netip does), with ipv4ToInt's value, read in one pass without ipaddr.js's regular expressions
+ * (parseCidr runs it for every entry of a 10,000-CIDR masquerade config; issue 17). The property
+ * test in addresses.test.ts holds it to isIPv4 + ipv4ToInt.
+ */
+export function dottedQuadToInt(s: string): number | null {
+  const len = s.length;
+  let n = 0;
+  let p = 0;
+  for (let part = 0; ; part++) {
+    const start = p;
+    let v = 0;
+    for (; p < len; p++) {
+      const d = s.charCodeAt(p) - 48;
+      if (d < 0 || d > 9) break;
+      if (p - start === 3) return null; // 4+ digits: a leading zero or more than 255
+      v = v * 10 + d;
+    }
+    if (p === start || (p - start > 1 && s.charCodeAt(start) === 48) || v > 255) return null;
+    n = n * 256 + v;
+    if (part === 3) return p === len ? n : null;
+    if (s.charCodeAt(p) !== 46 /* . */) return null;
+    p++;
+  }
 }
 
 function parseIPv6Big(s: string): bigint | null {
@@ -252,26 +275,33 @@ export function parseCidr(s: string): CidrParse {
   if (slash < 0) return bad();
   const addrPart = s.slice(0, slash);
   const maskPart = s.slice(slash + 1);
-  let family: Family;
-  let ip: bigint | null;
-  if (addrPart.includes(':')) {
-    family = 6;
-    ip = parseIPv6Big(addrPart);
-  } else {
-    family = 4;
-    ip = parseIPv4Big(addrPart);
+  if (!addrPart.includes(':')) {
+    // IPv4 in 32-bit numbers (bigints only for the result): the common case, kept cheap (issue 17).
+    const n = dottedQuadToInt(addrPart);
+    if (n === null) return bad();
+    const prefix = prefixLen(maskPart);
+    if (prefix === null || prefix > 32) return bad();
+    const net = (n & maskOf(prefix)) >>> 0;
+    return { ok: true, cidr: { family: 4, network: BigInt(net), prefix }, ip: BigInt(n), aligned: net === n };
   }
+  const ip = parseIPv6Big(addrPart);
   if (ip === null) return bad();
-  if (!/^[0-9]+$/.test(maskPart)) return bad();
-  const prefix = Number(maskPart.length > 8 ? 'x' : maskPart); // huge values fail like Go's dtoi
-  if (!Number.isInteger(prefix) || prefix > familyBits(family)) return bad();
-  if (family === 6 && (ip >> 32n) === V4_MAPPED_PREFIX >> 32n) {
+  const prefix = prefixLen(maskPart);
+  if (prefix === null || prefix > 128) return bad();
+  if ((ip >> 32n) === V4_MAPPED_PREFIX >> 32n) {
     // Go would accept "::ffff:a.b.c.d/n" and then treat it as IPv4 (isIPv6CIDR is false), which
     // iptables-restore then rejects on every sync; we refuse it up front with a clear message.
     return { ok: false, message: `IPv4-mapped IPv6 CIDR ${s} is not supported; write the IPv4 CIDR` };
   }
-  const network = ip & maskFor(family, prefix);
-  return { ok: true, cidr: { family, network, prefix }, ip, aligned: network === ip };
+  const network = ip & maskFor(6, prefix);
+  return { ok: true, cidr: { family: 6, network, prefix }, ip, aligned: network === ip };
+}
+
+/** A CIDR's prefix length text as Go's dtoi reads it (decimal digits, leading zeros fine), or null. */
+function prefixLen(s: string): number | null {
+  if (!/^[0-9]+$/.test(s)) return null;
+  const prefix = Number(s.length > 8 ? 'x' : s); // huge values fail like Go's dtoi
+  return Number.isInteger(prefix) ? prefix : null;
 }
 
 function lastAddr(c: Cidr): bigint {
