@@ -153,7 +153,12 @@ async function main(): Promise<void> {
       applied.forEach((a) => agentMs.push(a.ms));
       e2e.push(up.toAllMs);
       console.log(`round ${i + 1}: API write (${(configText(judged).length / 1024).toFixed(0)} KiB) answered +${up.writeMs} ms; first packet with the pod IP, per node +${up.perNode.join(' / +')} ms (all +${up.toAllMs} ms, from the request sent); agents' own apply ${applied.map((a) => `${a.ms} ms`).join(', ')}`);
-      const timelines = await Promise.all(NODES.map((n) => agentTimeline(lab, n, up.w0, Buffer.byteLength(configText(judged)), judged.length)));
+      // the agent logs "rules applied" after its own checks, which may end after the first packet
+      const timelines = await Promise.all(
+        NODES.map((n) =>
+          pollUntil(() => agentTimeline(lab, n, up.w0, Buffer.byteLength(configText(judged)), judged.length), { what: `${n}: its agent's log lines for this change`, timeoutMs: 30_000, intervalMs: 200, accept: (t) => !t.includes('+?') }),
+        ),
+      );
       NODES.forEach((n, k) => console.log(`  ${n}: ${timelines[k]}, first packet with the pod IP +${up.perNode[k]} ms`));
       await set([]);
     }
