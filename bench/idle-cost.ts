@@ -16,7 +16,7 @@ import { randomBytes } from 'node:crypto';
 import { Lab } from '../harness/lab/lab.js';
 import { topologyFromArg } from '../harness/topology/load.js';
 import { applyAll, loadManifests } from '../harness/cluster/apply.js';
-import { docker, LABEL } from '../harness/docker/client.js';
+import { labCpuNs } from './lab-measure.js';
 import { programArgs } from '../harness/util/args.js';
 
 const { flags } = programArgs('dist/bench/idle-cost.js', {
@@ -39,28 +39,16 @@ const seconds = Number(flags.seconds ?? 30);
 const settle = Number(flags.settle ?? 10);
 const windows = flags.windows ?? 4;
 
-async function cpuNs(labId: string): Promise<Map<string, number>> {
-  const list = await docker().listContainers({ filters: { label: [`${LABEL.lab}=${labId}`] } });
-  const out = new Map<string, number>();
-  await Promise.all(
-    list.map(async (c) => {
-      const s = (await docker().getContainer(c.Id).stats({ stream: false })) as unknown as { cpu_stats: { cpu_usage: { total_usage: number } } };
-      out.set((c.Names[0] ?? c.Id).replace(/^\/egl-[^-]+-[^-]+-/, ''), s.cpu_stats.cpu_usage.total_usage);
-    }),
-  );
-  return out;
-}
-
 async function main(): Promise<void> {
   const lab = await Lab.up({ topology: topologyFromArg(values.topology!), id: `bidle-${randomBytes(3).toString('hex')}` });
   try {
     if (values.gateway) await applyAll(await lab.api(), loadManifests('fixtures/manifests/seed-000'));
     lab.closeHelpers(); // the harness's own helpers must not count (nor keep running)
     await new Promise((r) => setTimeout(r, settle * 1000));
-    const marks: { at: bigint; cpu: Map<string, number> }[] = [{ at: process.hrtime.bigint(), cpu: await cpuNs(lab.id) }];
+    const marks: { at: bigint; cpu: Map<string, number> }[] = [{ at: process.hrtime.bigint(), cpu: await labCpuNs(lab.id) }];
     for (let w = 0; w < windows; w++) {
       await new Promise((r) => setTimeout(r, seconds * 1000));
-      marks.push({ at: process.hrtime.bigint(), cpu: await cpuNs(lab.id) });
+      marks.push({ at: process.hrtime.bigint(), cpu: await labCpuNs(lab.id) });
     }
     const names = [...marks.at(-1)!.cpu.keys()].sort();
     const totals = new Array<number>(windows).fill(0);

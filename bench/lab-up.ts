@@ -4,13 +4,11 @@
  * Usage: node dist/bench/lab-up.js [--runs N] [--topology NAME|FILE]
  */
 import { randomBytes } from 'node:crypto';
-import { docker } from '../harness/docker/client.js';
 import { ensureImage } from '../harness/docker/image.js';
 import { Lab } from '../harness/lab/lab.js';
-import { removeLabObjects } from '../harness/lab/registry.js';
+import { bareContainersMs } from './lab-measure.js';
 import { topologyFromArg } from '../harness/topology/load.js';
 import { planLab } from '../harness/topology/plan.js';
-import { LABEL } from '../harness/docker/client.js';
 import { programArgs } from '../harness/util/args.js';
 
 const { flags } = programArgs('dist/bench/lab-up.js', {
@@ -23,24 +21,7 @@ const topoArg = flags.topology ?? 'default';
 const topology = topologyFromArg(topoArg);
 const count = planLab(topology).containers.length + 1; // + the wirer
 
-async function floor(image: string): Promise<number> {
-  const id = `bench-floor-${randomBytes(3).toString('hex')}`;
-  const t0 = performance.now();
-  await Promise.all(
-    Array.from({ length: count }, async () => {
-      const c = await docker().createContainer({
-        Image: image,
-        Cmd: ['sleep', 'infinity'],
-        Labels: { [LABEL.lab]: id },
-        HostConfig: { NetworkMode: 'none', Init: true },
-      });
-      await c.start();
-    }),
-  );
-  const ms = performance.now() - t0;
-  await removeLabObjects(id);
-  return ms;
-}
+const floor = (image: string): Promise<number> => bareContainersMs(image, count);
 
 async function lab(): Promise<number> {
   const t0 = performance.now();
