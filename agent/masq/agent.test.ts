@@ -361,15 +361,15 @@ describe('MasqAgent set updates (issue 17)', () => {
     });
     expect(r.events.at(-1)).toMatchObject({ reason: 'MasqRulesApplied', message: expect.stringContaining('apply=delta +1 -0') });
 
-    // two CIDRs removed, 10.0.0.0/8 replaced by 10.0.0.0/9 + 10.128.0.0/10 (overlapping it): delete first, then add
-    const next = [...DEFAULT_ELEMENTS.filter((c) => c !== '192.168.0.0/16' && c !== '10.0.0.0/8'), '10.0.0.0/9', '10.128.0.0/10'];
+    // 8.8.8.0/24 removed, 10.0.0.0/8 replaced by 10.0.0.0/9 + 10.128.0.0/10 (overlapping it): delete first, then add
+    const next = [...DEFAULT_ELEMENTS.filter((c) => c !== '10.0.0.0/8'), '10.0.0.0/9', '10.128.0.0/10'];
     r.fsx.replaceFile(CFG, yamlList(next));
     await r.clock.advance(25);
     expect(r.nft.elementUpdates.at(-1)).toBe(
-      `${UPDATE}delete element ip egresslab_masq nonmasq { 8.8.8.0/24, 10.0.0.0/8, 192.168.0.0/16 }\nadd element ip egresslab_masq nonmasq { 10.0.0.0-10.191.255.255 }\n`,
+      `${UPDATE}delete element ip egresslab_masq nonmasq { 8.8.8.0/24, 10.0.0.0/8 }\nadd element ip egresslab_masq nonmasq { 10.0.0.0-10.191.255.255 }\n`,
     );
-    expect(r.nft.installedNonMasq()).toEqual(DEFAULT_ELEMENTS.filter((c) => c !== '192.168.0.0/16').map((c) => (c === '10.0.0.0/8' ? '10.0.0.0-10.191.255.255' : c)));
-    expect(r.state().lastApply).toMatchObject({ kind: 'delta', added: 1, removed: 3 });
+    expect(r.nft.installedNonMasq()).toEqual(DEFAULT_ELEMENTS.map((c) => (c === '10.0.0.0/8' ? '10.0.0.0-10.191.255.255' : c)));
+    expect(r.state().lastApply).toMatchObject({ kind: 'delta', added: 1, removed: 2 });
   });
 
   it('to an empty list: a lone flush; back from it: flush + add', async () => {
@@ -387,6 +387,32 @@ describe('MasqAgent set updates (issue 17)', () => {
     expect(r.nft.fullListCalls).toBe(0);
   });
 
+  it('filling a big set from empty: the table is re-created (cheaper for nft 1.0.6), with no listing (same rules)', async () => {
+    const r = rig((f) => {
+      f.mkdir(DIR);
+      f.replaceFile(CFG, yamlList([]));
+    });
+    await r.agent.start();
+    const lists = r.nft.listCalls;
+    const big = Array.from({ length: 5_000 }, (_, i) => `${20 + (i >> 8)}.${i & 255}.0.0/24`);
+    r.fsx.replaceFile(CFG, JSON.stringify({ nonMasqueradeCIDRs: big }));
+    await r.clock.advance(25);
+    expect(r.nft.applied).toHaveLength(2);
+    expect(r.nft.elementUpdates).toEqual([]);
+    expect(r.nft.installedNonMasq()).toHaveLength(5_000);
+    expect(r.nft.listCalls).toBe(lists);
+    expect(applyLines(r).at(-1)).toMatch(/setElements=5000 .*\(\d+ ms, trigger=watch\) apply=full \(cheaper than a set update\) .* verify=0 /);
+    expect(r.state().lastApply).toMatchObject({ kind: 'full', reason: 'cheaper than a set update' });
+    // the baseline still matches: the resync repairs nothing
+    await r.clock.advance(60_000);
+    expect(r.state().repairs).toBe(0);
+    expect(r.nft.applied).toHaveLength(2);
+    // and a small change to it is a set update again
+    r.fsx.replaceFile(CFG, JSON.stringify({ nonMasqueradeCIDRs: [...big, '203.0.113.0/24'] }));
+    await r.clock.advance(25);
+    expect(r.nft.elementUpdates).toEqual([`${UPDATE}add element ip egresslab_masq nonmasq { 203.0.113.0/24 }\n`]);
+  });
+
   it('a rule change re-creates the table and takes a new baseline with a terse listing', async () => {
     const r = rig();
     await r.agent.start();
@@ -397,8 +423,8 @@ describe('MasqAgent set updates (issue 17)', () => {
     expect(r.nft.applied.at(-1)).toContain('delete table ip egresslab_masq\ntable ip6 egresslab_masq {}');
     expect(r.nft.applied.at(-1)).not.toContain('169.254.0.0/16');
     expect(r.nft.host.calls.filter((c) => c.op === 'nftList').map((c) => c.arg)).toEqual(['-j -t ip egresslab_masq', '-j -t ip egresslab_masq']);
-    expect(applyLines(r).at(-1)).toMatch(/\(\d+ ms, trigger=watch\) apply=full read=/);
-    expect(r.state().lastApply).toMatchObject({ kind: 'full', added: 0, removed: 0, sets: [], fallback: null });
+    expect(applyLines(r).at(-1)).toMatch(/\(\d+ ms, trigger=watch\) apply=full \(rules changed\) read=/);
+    expect(r.state().lastApply).toMatchObject({ kind: 'full', reason: 'rules changed', added: 0, removed: 0, sets: [], fallback: null });
   });
 
   it('a set update that fails (an element gone behind our back) is followed by the full re-create in the same sync', async () => {
@@ -412,7 +438,12 @@ describe('MasqAgent set updates (issue 17)', () => {
     expect(r.nft.applied.at(-1)).toMatch(/^table ip egresslab_masq \{$/m);
     expect(r.nft.installedNonMasq()).toEqual(DEFAULT_ELEMENTS.filter((c) => c !== '10.0.0.0/8' && c !== '172.16.0.0/12'));
     expect(applyLines(r).at(-1)).toMatch(/rules applied: .*\(\d+ ms, trigger=watch\) apply=full \(set update failed\) read=/);
-    expect(r.state()).toMatchObject({ applies: 2, lastError: null, lastApply: { kind: 'full', fallback: expect.stringMatching(/element does not exist/) } });
+    expect(r.state()).toMatchObject({
+      applies: 2,
+      lastError: null,
+      lastApply: { kind: 'full', reason: 'set update failed', fallback: expect.stringMatching(/element does not exist/) },
+    });
+    expect(r.nft.listCalls).toBe(1); // the same rules re-created: the baseline taken at start still holds
 
     // the kernel is known again: the next change is a set update
     r.fsx.replaceFile(CFG, yamlList(DEFAULT_ELEMENTS));
@@ -442,7 +473,7 @@ describe('MasqAgent set updates (issue 17)', () => {
     await r.clock.advance(1_000);
     expect(r.nft.elementUpdates).toEqual([]);
     expect(r.nft.installedNonMasq()).toEqual(['10.0.0.0/8', '192.168.0.0/16']);
-    expect(r.state()).toMatchObject({ lastError: null, lastApply: { kind: 'full', trigger: 'retry' } });
+    expect(r.state()).toMatchObject({ lastError: null, lastApply: { kind: 'full', trigger: 'retry', reason: 'after a failed set update' } });
   });
 
   it('resync: an element removed behind our back is detected and put back by a set update', async () => {
@@ -517,7 +548,7 @@ describe('MasqAgent set updates (issue 17)', () => {
     };
     const r = rig(undefined, { clock, fs: slowFs, host });
     await r.agent.start();
-    expect(r.logs.find((l) => l.includes('rules applied:'))).toMatch(/\(45 ms, trigger=start\) apply=full read=3 parse=0 render=0 commit=40 verify=5 total=48 ms$/);
+    expect(r.logs.find((l) => l.includes('rules applied:'))).toMatch(/\(45 ms, trigger=start\) apply=full \(first apply\) read=3 parse=0 render=0 commit=40 verify=5 total=48 ms$/);
     fsx.replaceFile(CFG, yamlList([...DEFAULT_ELEMENTS, '8.8.8.0/24']));
     await base.advance(25);
     expect(applyLines(r).at(-1)).toMatch(/\(40 ms, trigger=watch\) apply=delta \+1 -0 \[ip nonmasq: elements\] read=3 parse=0 render=0 commit=40 verify=0 total=43 ms$/);

@@ -10,9 +10,10 @@
  *    + add), else the whole table(s) re-created; a set update that fails (the set was changed behind
  *    our back) falls back to the full re-create in the same sync. On bad config keeps the last good
  *    rules, logs the field and value, calls onEvent, and records the error in the state file;
- *  - after a full apply, takes a baseline of the rules with a TERSE listing (`nft -j -s -t list
- *    table`: no set elements printed); after a set update, nothing (no rule changed). Never lists the
- *    10,000 elements it has just committed;
+ *  - takes a baseline of the rules (listing.ts rulesKey: content without set elements or handles)
+ *    with a TERSE listing (`nft -j -s -t list table`: no set elements printed) after a full apply
+ *    that changed them; after a set update or a re-create of the same rules, nothing (the baseline
+ *    still holds). Never lists the 10,000 elements it has just committed;
  *  - re-syncs every resyncInterval: re-reads the config, lists its table(s) (`nft -j -s list table`)
  *    and compares the rules with the baseline and each set's elements with what was rendered, as
  *    intervals (listing.ts: whatever form nft prints them in); repairs changed rules by re-applying,
@@ -138,7 +139,7 @@ export interface MasqSyncStages {
   render: number;
   /** `nft -f`: every attempt (a set update that failed and the full apply after it) */
   commit: number;
-  /** the terse listing that takes the rules baseline after a full apply (0 after a set update) */
+  /** the terse listing that takes the rules baseline after a full apply that changed rules (else 0) */
   verify: number;
   /** (resync) the listing that compared the kernel with what was rendered */
   check?: number;
@@ -155,7 +156,12 @@ export interface MasqApplyRecord {
   removed: number;
   /** (delta) each set updated and how: `ip nonmasq: elements` or `ip nonmasq: flush` */
   sets: string[];
-  /** (full) why the set update tried first was not kept (its nft error), else null */
+  /**
+   * (full) why: `first apply`, `rules changed`, `cheaper than a set update`, `set update failed`,
+   * `after a failed set update`, `repair`; null for a delta
+   */
+  reason: string | null;
+  /** (full) the nft error of the set update tried first, else null */
   fallback: string | null;
   stagesMs: MasqSyncStages;
   /** the whole sync, from reading the config to the end of verify */
@@ -232,9 +238,10 @@ interface Good {
   render: RenderResult;
   rulesetHash: string;
   /**
-   * sha256 of the rules of the table(s) (listing.ts rulesKey: everything but set elements), from
-   * the terse listing right after the last full apply; kept across set updates, which change no
-   * rule. null if that listing failed (the next resync re-applies).
+   * sha256 of the rules of the table(s) (listing.ts rulesKey: their content without set elements
+   * or handles), from the terse listing after the full apply that last changed them; kept across set
+   * updates and re-creates of the same rules (same render skeleton). null if that listing failed
+   * (the next resync re-applies).
    */
   fingerprint: string | null;
 }
@@ -589,10 +596,11 @@ export class MasqAgent {
   }
 
   /**
-   * Apply `c`: as a set update when only set elements differ from the rules in force (or as `plan`
-   * says: a SetDelta to apply, null for a full apply), else the full ruleset; a set update that
-   * fails is followed by the full ruleset in the same sync. `st`/`syncStart`: the sync's stage
-   * timings so far. keepError: a repair while the config file is bad must not clear that error.
+   * Apply `c`: as a set update when only set elements differ from the rules in force and that is
+   * the cheaper way (or as `o.plan` says: a SetDelta to apply, null for a full apply after rules
+   * were modified behind our back), else the full ruleset; a set update that fails is followed by
+   * the full ruleset in the same sync. `st`/`syncStart`: the sync's stage timings so far.
+   * o.keepError: a repair while the config file is bad must not clear that error.
    */
   private async apply(
     c: Good,
@@ -600,17 +608,27 @@ export class MasqAgent {
     trigger: Trigger,
     st: MasqSyncStages,
     syncStart: number,
-    keepError = false,
-    plan?: SetDelta | null,
+    o: { keepError?: boolean; plan?: SetDelta | null } = {},
   ): Promise<boolean> {
     const prev = this.good;
     let delta: SetDelta | null = null;
-    if (plan !== undefined) {
-      delta = plan;
-    } else if (prev && !this.setsUncertain) {
+    let reason: string;
+    if (o.plan !== undefined) {
+      delta = o.plan;
+      reason = 'repair';
+    } else if (!prev) {
+      reason = 'first apply';
+    } else if (this.setsUncertain) {
+      reason = 'after a failed set update';
+    } else {
       const t = this.o.clock.now();
       delta = renderMasqSetDelta(prev.render, c.render);
       st.render += this.o.clock.now() - t;
+      reason = 'rules changed';
+    }
+    if (delta?.preferFull) {
+      delta = null;
+      reason = 'cheaper than a set update';
     }
 
     const tCommit = this.o.clock.now();
@@ -623,6 +641,7 @@ export class MasqAgent {
       } catch (e) {
         // e.g. an element we delete is gone, or the table is: the kernel is not what we think
         fallback = (e as Error).message;
+        reason = 'set update failed';
         this.setsUncertain = true;
         this.log(`set update failed (${fallback.split('\n')[0]}): re-creating the table instead`);
       }
@@ -645,14 +664,18 @@ export class MasqAgent {
     st.commit = this.o.clock.now() - tCommit;
 
     const tVerify = this.o.clock.now();
-    // A set update changes no rule: the baseline taken after the last full apply still holds (and
-    // re-listing now would adopt as baseline any rule someone changed since).
-    c.fingerprint = kind === 'delta' ? (prev?.fingerprint ?? c.fingerprint) : await this.rulesFingerprint(c.render);
+    // A set update changes no rule, and a re-create of the same rules (same skeleton) leaves the
+    // same content: the baseline still holds (and re-listing after a set update would adopt as
+    // baseline a rule someone changed since). After a repair of modified rules, list again: should
+    // nft print our rules differently now (an upgrade), one repair takes the new baseline instead
+    // of a repair at every resync.
+    const sameRules = prev !== null && prev.fingerprint !== null && prev.render.skeleton === c.render.skeleton && o.plan !== null;
+    c.fingerprint = kind === 'delta' ? (prev?.fingerprint ?? null) : sameRules ? prev.fingerprint : await this.rulesFingerprint(c.render);
     st.verify = this.o.clock.now() - tVerify;
 
     this.good = c;
     this.applyFailed = false;
-    if (!keepError) {
+    if (!o.keepError) {
       this.lastErrorKey = null;
       this.state.lastError = null;
     }
@@ -673,6 +696,7 @@ export class MasqAgent {
       added: kind === 'delta' ? (delta?.added ?? 0) : 0,
       removed: kind === 'delta' ? (delta?.removed ?? 0) : 0,
       sets: kind === 'delta' ? (delta?.updates ?? []).map((u) => `${u.family} ${u.name}: ${u.form}`) : [],
+      reason: kind === 'full' ? reason : null,
       fallback,
       stagesMs: { ...st },
       totalMs: this.o.clock.now() - syncStart,
@@ -684,7 +708,7 @@ export class MasqAgent {
     const how =
       kind === 'delta'
         ? `apply=delta +${record.added} -${record.removed}${record.sets.length ? ` [${record.sets.join(', ')}]` : ''}`
-        : `apply=full${fallback !== null ? ' (set update failed)' : ''}`;
+        : `apply=full (${reason})`;
     const stages =
       `read=${st.read} parse=${st.parse} render=${st.render} commit=${st.commit} verify=${st.verify}` +
       `${st.check !== undefined ? ` check=${st.check}` : ''} total=${record.totalMs} ms`;
@@ -759,12 +783,13 @@ export class MasqAgent {
       // kernel holds now (if even that fails, apply() re-creates the table).
       this.log(`set elements modified behind our back (${found.detail}): restoring them`);
       this.event('MasqRulesRepaired', `masquerade set elements were modified (${found.detail}); restored config ${g.configHash}`, 'Warning');
-      ok = await this.apply({ ...g }, this.state.warnings, 'resync', st, syncStart, keepError, renderSetUpdates(found.actual, g.render.sets));
+      const plan = renderSetUpdates(found.actual, g.render.sets);
+      ok = await this.apply({ ...g }, this.state.warnings, 'resync', st, syncStart, { keepError, plan });
     } else {
       const why = found.kind;
       this.log(`rules ${why} behind our back (${found.detail}): re-applying`);
       this.event('MasqRulesRepaired', `masquerade rules were ${why}; re-applied config ${g.configHash}`, 'Warning');
-      ok = await this.apply({ ...g, fingerprint: null }, this.state.warnings, 'resync', st, syncStart, keepError, null);
+      ok = await this.apply({ ...g, fingerprint: null }, this.state.warnings, 'resync', st, syncStart, { keepError, plan: null });
     }
     if (ok) this.state.repairs++;
   }

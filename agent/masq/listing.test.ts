@@ -38,7 +38,7 @@ describe('parseNftTableJson (nft 1.0.6 listings)', () => {
     expect(full.rulesKey).not.toContain('metainfo');
   });
 
-  it('the rules key changes with a rule, a handle or a set declaration, not with key order or the nft version', () => {
+  it('the rules key changes with a rule or a set declaration, not with handles, key order or the nft version', () => {
     const base = parseNftTableJson(FULL_IP).rulesKey;
     const doc = JSON.parse(FULL_IP) as { nftables: Record<string, Record<string, unknown>>[] };
     const edit = (f: (d: typeof doc) => void): string => {
@@ -47,8 +47,12 @@ describe('parseNftTableJson (nft 1.0.6 listings)', () => {
       return parseNftTableJson(JSON.stringify(d)).rulesKey;
     };
     expect(edit((d) => d.nftables.push({ rule: { family: 'ip', table: 'egresslab_masq', chain: 'postrouting', handle: 99, expr: [{ accept: null }] } }))).not.toBe(base);
-    expect(edit((d) => (d.nftables[1]!.table!.handle = 77))).not.toBe(base);
     expect(edit((d) => (d.nftables[3]!.set!.flags = []))).not.toBe(base);
+    expect(edit((d) => (d.nftables[4]!.chain!.policy = 'drop'))).not.toBe(base);
+    expect(edit((d) => d.nftables.splice(5, 1))).not.toBe(base); // a rule removed
+    expect(edit((d) => d.nftables.splice(5, 2, d.nftables[6]!, d.nftables[5]!))).not.toBe(base); // two rules swapped
+    // the same tables re-created: new handles, same content
+    expect(edit((d) => d.nftables.forEach((o) => Object.values(o).forEach((v) => 'handle' in v && (v.handle = Number(v.handle) + 100))))).toBe(base);
     expect(edit((d) => (d.nftables[0]!.metainfo!.version = '1.1.1'))).toBe(base);
     expect(edit((d) => (d.nftables[3]!.set = Object.fromEntries(Object.entries(d.nftables[3]!.set!).reverse())))).toBe(base);
     expect(edit((d) => (d.nftables[3]!.set!.elem = ['1.1.1.1']))).toBe(base);

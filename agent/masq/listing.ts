@@ -1,11 +1,15 @@
 /**
  * Reading back `nft -j -s list table <family> <name>` (JSON, stateless), for the resync check.
  *
- *  - `rulesKey`: the listing with every set's elements taken out, as canonical JSON. It equals the
- *    key of the TERSE listing (`-t`: sets without their elements) of the same table, so a terse
- *    listing right after an apply is the baseline, and a resync's full listing is compared with it
- *    without ever keeping (or re-listing) 10,000 elements on the apply path. Handles are part of it:
- *    an object someone deleted and re-created, or a rule someone added, changes the key.
+ *  - `rulesKey`: the listing with every set's elements and every object's kernel handle taken out,
+ *    as canonical JSON: the CONTENT of the tables, sets (declarations), chains and rules, in order.
+ *    It equals the key of the TERSE listing (`-t`: sets without their elements) of the same table,
+ *    so a terse listing right after an apply is the baseline, and a resync's full listing is
+ *    compared with it without keeping (or re-listing) 10,000 elements on the apply path. Without
+ *    handles it is also the same after every re-create of the same rules, so a full apply that
+ *    changes no rule needs no new baseline. A rule someone added, removed, replaced or moved, a
+ *    changed policy or set declaration changes it; an identical object deleted and re-created does
+ *    not (nothing to repair).
  *  - `sets`: each named set's elements as merged intervals (lib/net/intervals.ts), to compare with
  *    what was rendered whatever the representation nft chose (prefix, range, single address; nft
  *    also lists an element as it was added, so two adjacent blocks added without auto-merge would
@@ -74,6 +78,20 @@ function familyOf(set: { [k: string]: Json }): Family {
   return set.family === 'ip6' ? 6 : 4;
 }
 
+/** `{"rule": {..., "handle": 4}}` without the handle (numbers the kernel hands out, not content). */
+function withoutHandles(o: { [k: string]: Json }): Json {
+  const out: { [k: string]: Json } = {};
+  for (const [k, v] of Object.entries(o)) {
+    if (isObject(v)) {
+      const { handle, ...rest } = v;
+      out[k] = rest;
+    } else {
+      out[k] = v;
+    }
+  }
+  return out;
+}
+
 /** Parses one table's JSON listing (full or terse). Throws when it is not an nft JSON listing. */
 export function parseNftTableJson(text: string): TableListing {
   const doc = JSON.parse(text) as Json;
@@ -83,7 +101,7 @@ export function parseNftTableJson(text: string): TableListing {
   for (const o of doc.nftables) {
     if (!isObject(o) || 'metainfo' in o) continue; // the nft version is not part of the rules
     if (isObject(o.set)) {
-      const { elem, ...decl } = o.set;
+      const { elem, handle, ...decl } = o.set;
       kept.push({ set: decl });
       const addrFamily = familyOf(o.set);
       let intervals: Interval[] | null = [];
@@ -102,7 +120,7 @@ export function parseNftTableJson(text: string): TableListing {
       if (typeof o.set.name === 'string') sets.set(o.set.name, { addrFamily, intervals });
       continue;
     }
-    kept.push(o);
+    kept.push(withoutHandles(o));
   }
   return { rulesKey: canonical(kept), sets };
 }

@@ -285,28 +285,67 @@ export interface SetDelta {
   /** Sums over `updates`. */
   added: number;
   removed: number;
+  /**
+   * Re-creating the table(s) whole would cost nft less than this update (NFT_COST_US): a big set
+   * filled from empty (0 -> 10,000: 124 vs 143 ms). Both are correct; the caller picks.
+   */
+  preferFull: boolean;
 }
 
 /**
- * Cost of deleting ONE named element, in "adds", per element the set holds: nft 1.0.6 (the lab
- * image's) spends its CPU time in user space re-walking the set for every element it deletes
- * (0.5 ms per deletion at 1,000 elements, 1.8 ms at 3,000, 6-12 ms at 10,000: 100 deletions from a
- * 10,000-element set took 0.6-1.3 s, 5,000 took 16-30 s), while adding an element costs ~10 us
- * whatever the size (measured in a private network namespace, kernel 6.18). So deleting one element
- * of an n-element set costs about as much as adding n/10.
+ * What nft 1.0.6 (the lab image's) spends, in microseconds, measured on kernel 6.18 in a private
+ * network namespace (medians of 9 interleaved runs with 10,000 elements, checked against 1,000; a
+ * busy machine multiplies them all; ~25-40 ms of process start-up on top of everything):
+ *
+ *   0 -> 10,000      re-create 124 ms   flush + add 143 ms
+ *   10,000 -> 10,000 with 500 replaced   re-create 184 ms   flush + add 159 ms
+ *   10,000 -> 10,001 add element 111 ms   re-create 174 ms
+ *   10,000 -> 0      re-create 114 ms   lone flush 41 ms
+ *   0 -> 1,000       re-create 42 ms    flush + add 31 ms
+ *   delete element: 100 deletions from 10,000 elements 0.6-1.3 s, 5,000 deletions 16-30 s
+ *
+ * so, per element: `add element` ~10 us; declared in a re-created set ~7 us, plus ~12 ms for the
+ * re-create; `delete element` ~1 us per element the set holds (nft walks the set again for every
+ * deletion). Elements the set holds before cost ~7 us each when elements are added or deleted
+ * without a flush (nft reads them all back and merges with them), ~2 us after a flush (read back
+ * only), ~6 us in a re-create (read back and freed), nothing for a lone flush. Only the ratios
+ * matter: they pick the cheapest correct form; a wrong pick costs time, not correctness.
  */
-export const DELETE_COST_PER_HELD_ELEMENT = 1 / 10;
+export const NFT_COST_US = {
+  add: 10,
+  create: 7,
+  recreate: 12_000,
+  deletePerHeld: 1,
+  heldUpdate: 7,
+  heldFlushed: 2,
+  heldRecreate: 6,
+} as const;
+
+/** Estimated cost of bringing one set from `fromSize` to `toSize` elements in the given form. */
+function setUpdateCost(form: SetUpdateForm, fromSize: number, toSize: number, added: number, removed: number): number {
+  const c = NFT_COST_US;
+  if (form === 'flush') return toSize === 0 ? 0 : fromSize * c.heldFlushed + toSize * c.add;
+  return fromSize * c.heldUpdate + added * c.add + removed * fromSize * c.deletePerHeld;
+}
 
 /**
- * The cheaper form for a set going from `from` to `to` (element counts and diff sizes): `elements`
- * when the adds plus the weighted deletes cost less than re-adding the whole new contents after a
- * flush; `flush` otherwise, which covers going to an empty set (a lone `flush set`, which is also the
- * one command that does not make nft read the set back first) and coming from an empty one (a tie:
+ * The cheaper form for a set going from `fromSize` to `toSize` elements with `added` elements
+ * coming and `removed` going (NFT_COST_US): `elements` for a few changes (with nft 1.0.6, fewer than
+ * ~5 deletions whatever the size), `flush` when the deletions would cost more than adding
+ * everything again, and always for an empty target (a lone `flush set`) or an empty source (a tie:
  * the flush makes the result exact even if stray elements crept in).
  */
 export function chooseSetUpdateForm(fromSize: number, toSize: number, added: number, removed: number): SetUpdateForm {
-  const perDelete = Math.max(1, fromSize * DELETE_COST_PER_HELD_ELEMENT);
-  return added + removed * perDelete < toSize ? 'elements' : 'flush';
+  const elements = setUpdateCost('elements', fromSize, toSize, added, removed);
+  return elements < setUpdateCost('flush', fromSize, toSize, added, removed) ? 'elements' : 'flush';
+}
+
+/** Estimated cost of re-creating tables that hold sets going from `from` to `to` (NFT_COST_US). */
+function recreateCost(from: readonly SetContents[], to: readonly SetContents[]): number {
+  const c = NFT_COST_US;
+  const held = from.reduce((n, s) => n + s.intervals.length, 0);
+  const created = to.reduce((n, s) => n + s.intervals.length, 0);
+  return c.recreate + held * c.heldRecreate + created * c.create;
 }
 
 function setSpec(s: { family: string; table: string; name: string }): string {
@@ -353,6 +392,7 @@ export function renderSetUpdates(from: readonly SetContents[], to: readonly SetC
   const before = new Map(from.map((s) => [setSpec(s), s]));
   let ruleset = `# egresslab ip-masq-agent: set elements update, one nft transaction (nft -f applies the file atomically)\n`;
   const updates: SetUpdate[] = [];
+  let cost = 0;
   for (const s of to) {
     const prev = before.get(setSpec(s));
     if (!prev || prev.addrFamily !== s.addrFamily) return null;
@@ -360,12 +400,14 @@ export function renderSetUpdates(from: readonly SetContents[], to: readonly SetC
     if (!u) continue;
     ruleset += u.text;
     updates.push(u.update);
+    cost += setUpdateCost(u.update.form, prev.intervals.length, s.intervals.length, u.update.added, u.update.removed);
   }
   return {
     ruleset,
     updates,
     added: updates.reduce((n, u) => n + u.added, 0),
     removed: updates.reduce((n, u) => n + u.removed, 0),
+    preferFull: updates.length > 0 && recreateCost(from, to) < cost,
   };
 }
 
@@ -373,8 +415,9 @@ export function renderSetUpdates(from: readonly SetContents[], to: readonly SetC
  * The in-place update from the rules in force (`prev`) to `next` when they differ only in the
  * elements of the nonmasq set(s) (same skeleton: tables, chains, rules, flags, pod CIDRs), else
  * null (the full ruleset re-creates the table). Pure; one transaction; `updates` is empty when the
- * two hold the same elements. Correct only while the kernel holds exactly `prev.sets`: a failure
- * (an element someone else deleted) means "apply the full ruleset instead".
+ * two hold the same elements; `preferFull` says when the full ruleset is the cheaper way anyway.
+ * Correct only while the kernel holds exactly `prev.sets`: a failure (an element someone else
+ * deleted) means "apply the full ruleset instead".
  */
 export function renderMasqSetDelta(prev: RenderResult, next: RenderResult): SetDelta | null {
   if (prev.skeleton !== next.skeleton) return null;
