@@ -4,8 +4,9 @@
  *
  *  1. Apply time: the ConfigMap goes from `nonMasqueradeCIDRs: []` to 10,000 random disjoint public
  *     CIDRs (11.0.0.0-126.255.255.255, /24-/30) through the API. Reported: the agents' own apply time
- *     (their log line "rules applied: ... (N ms, ...)": one `nft -f` transaction plus the listing that
- *     fingerprints it; shown, not judged), the judged figure: API write request sent -> the new set in
+ *     (their log line "rules applied: ... (N ms, ...)": one `nft -f` transaction, plus the terse
+ *     listing that fingerprints the rules when they changed; the stages of the sync follow it;
+ *     shown, not judged), the judged figure: API write request sent -> the new set in
  *     every pod node's KERNEL (an `nft get element` of the last CIDR, polled every 10 ms on each node),
  *     and `nft -f` of the same rendered ruleset timed inside node-1 (repeated; the floor). Target:
  *     p95 <= 1 s.
