@@ -8,7 +8,8 @@
  *     sees with the pod's own IP (a continuous TCP probe, a new connection every 10 ms, from a pod on
  *     every node: the new set is in force in that node's datapath), for the last node. Shown beside
  *     it: each node's timeline from its agent's log (projected file written, rules applied, and the
- *     stage figures of that line), the agents' own apply time, and `nft -f` of the same rendered
+ *     stage figures of that line), the agents' own apply time (their "(N ms, ...)": the nft -f, plus
+ *     the terse listing that fingerprints the rules when they changed), and `nft -f` of the same rendered
  *     ruleset timed inside node-1 (repeated; the floor). Target: p95 <= 1 s.
  *  2. Datapath cost, 10,000 CIDRs vs 0 (interleaved rounds, medians): the VPC endpoint 172.16.100.10
  *     is outside both lists, so the pod's traffic is masqueraded either way after a set lookup that

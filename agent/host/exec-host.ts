@@ -7,7 +7,7 @@ import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { readFile, writeFile } from 'node:fs/promises';
 import { dirname } from 'node:path';
-import { HostCommandError, ipBatchLine, type ExecResult, type Host, type HostProcess, type IpOp } from './host.js';
+import { HostCommandError, ipBatchLine, type ExecResult, type Host, type HostProcess, type IpOp, type NftListOptions } from './host.js';
 
 /** Runs a command (no shell), optionally feeding stdin; never rejects: exit code -1 when it could not run or timed out. */
 export function run(cmd: string, args: string[], stdin: string | null, timeoutMs = 10_000): Promise<ExecResult> {
@@ -96,8 +96,8 @@ export class ExecHost implements Host {
     if (r.code !== 0) throw new HostCommandError(`nft -f - failed: ${r.stderr.trim()}`, r.stderr, r.code);
   }
 
-  async nftList(family: string, name: string): Promise<string | null> {
-    const args = ['-s', 'list', 'table', family, name];
+  async nftList(family: string, name: string, opts: NftListOptions = {}): Promise<string | null> {
+    const args = ['-s', ...(opts.json ? ['-j'] : []), ...(opts.terse ? ['-t'] : []), 'list', 'table', family, name];
     const r = await run(this.nft, args, null, 30_000);
     if (r.code === 0) return r.stdout;
     if (/No such file or directory/.test(r.stderr)) return null;

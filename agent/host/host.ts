@@ -71,11 +71,23 @@ export function ipBatchLine(o: IpOp): string {
   }
 }
 
+/** How `nftList` lists a table. */
+export interface NftListOptions {
+  /** `-j`: JSON instead of nft syntax */
+  json?: boolean;
+  /** `-t` (terse): sets without their elements */
+  terse?: boolean;
+}
+
 export interface Host {
   /** `nft -f -`: one transaction */
   nftApply(ruleset: string): Promise<void>;
-  /** `nft -s list table <family> <name>` (stateless: no counters); null when the table does not exist */
-  nftList(family: string, name: string): Promise<string | null>;
+  /**
+   * `nft -s [-j] [-t] list table <family> <name>` (stateless: no counters); null when the table does
+   * not exist. Note: nft 1.0.6 reads a set's elements from the kernel even for `-t` and merely does
+   * not print them, so a terse listing of a big set is cheaper to print and parse, not to fetch.
+   */
+  nftList(family: string, name: string, opts?: NftListOptions): Promise<string | null>;
   /** `nft list table <family> <name>` succeeds (never rejects) */
   nftTableExists(family: string, name: string): Promise<boolean>;
   /**

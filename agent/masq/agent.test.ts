@@ -188,13 +188,18 @@ describe('MasqAgent with fakes', () => {
     expect(r.state().repairs).toBe(2);
   });
 
-  it('resync with nothing changed does not re-apply', async () => {
+  it('resync with nothing changed does not re-apply; elements are listed at resync only, never on the apply path', async () => {
     const r = rig();
     await r.agent.start();
+    // the apply took its baseline with one terse listing (no elements printed)
+    expect(r.nft.host.calls.filter((c) => c.op === 'nftList').map((c) => c.arg)).toEqual(['-j -t ip egresslab_masq']);
+    expect(r.nft.fullListCalls).toBe(0);
     const lists = r.nft.listCalls;
     await r.clock.advance(60_000 * 3);
     expect(r.nft.applied).toHaveLength(1);
     expect(r.nft.listCalls).toBe(lists + 3);
+    expect(r.nft.fullListCalls).toBe(3); // one JSON listing per resync
+    expect(r.state().repairs).toBe(0);
   });
 
   it('a resyncInterval longer than a timer can wait (720h) is clamped to 2^31-1 ms with a warning, not a hot loop', async () => {
@@ -322,6 +327,234 @@ describe('MasqAgent with fakes', () => {
     r.fsx.replaceFile(CFG, 'nonMasqueradeCIDRs: [2.0.0.0/8]\n');
     await r.clock.advance(25);
     expect(r.nft.installedNonMasq()).toEqual(['2.0.0.0/8']);
+  });
+});
+
+// ---------------------------------------------------------------------------------------------
+// Set updates in place, verification without listing what was just committed (issue 17)
+
+const UPDATE = '# egresslab ip-masq-agent: set elements update, one nft transaction (nft -f applies the file atomically)\n';
+const yamlList = (cidrs: readonly string[]): string => `nonMasqueradeCIDRs: [${cidrs.join(', ')}]\n`;
+/** "rules applied:" / "rules repaired:" log lines */
+const applyLines = (r: Rig): string[] => r.logs.filter((l) => /rules (applied|repaired):/.test(l));
+
+describe('MasqAgent set updates (issue 17)', () => {
+  it('elements only: one set update transaction, the exact text; no listing at all on the apply path', async () => {
+    const r = rig();
+    await r.agent.start();
+    const lists = r.nft.listCalls;
+    r.fsx.replaceFile(CFG, yamlList([...DEFAULT_ELEMENTS, '8.8.8.0/24']));
+    await r.clock.advance(25);
+    expect(r.nft.applied).toHaveLength(2);
+    expect(r.nft.elementUpdates).toEqual([`${UPDATE}add element ip egresslab_masq nonmasq { 8.8.8.0/24 }\n`]);
+    expect(r.nft.installedNonMasq()).toEqual(['8.8.8.0/24', ...DEFAULT_ELEMENTS]);
+    expect(r.nft.listCalls).toBe(lists); // nothing listed after the update
+    const line = applyLines(r).at(-1)!;
+    expect(line).toMatch(
+      /rules applied: .* setElements=12 masqLinkLocal=false \(\d+ ms, trigger=watch\) apply=delta \+1 -0 \[ip nonmasq: elements\] read=\d+ parse=\d+ render=\d+ commit=\d+ verify=0 total=\d+ ms$/,
+    );
+    expect(/\((\d+) ms, trigger=/.exec(line)).not.toBeNull(); // what bench/masq-scale.ts reads
+    expect(r.state()).toMatchObject({
+      applies: 2,
+      setElements: 12,
+      lastApply: { kind: 'delta', trigger: 'watch', added: 1, removed: 0, sets: ['ip nonmasq: elements'], fallback: null, stagesMs: { verify: 0 } },
+    });
+    expect(r.events.at(-1)).toMatchObject({ reason: 'MasqRulesApplied', message: expect.stringContaining('apply=delta +1 -0') });
+
+    // 8.8.8.0/24 removed, 10.0.0.0/8 replaced by 10.0.0.0/9 + 10.128.0.0/10 (overlapping it): delete first, then add
+    const next = [...DEFAULT_ELEMENTS.filter((c) => c !== '10.0.0.0/8'), '10.0.0.0/9', '10.128.0.0/10'];
+    r.fsx.replaceFile(CFG, yamlList(next));
+    await r.clock.advance(25);
+    expect(r.nft.elementUpdates.at(-1)).toBe(
+      `${UPDATE}delete element ip egresslab_masq nonmasq { 8.8.8.0/24, 10.0.0.0/8 }\nadd element ip egresslab_masq nonmasq { 10.0.0.0-10.191.255.255 }\n`,
+    );
+    expect(r.nft.installedNonMasq()).toEqual(DEFAULT_ELEMENTS.map((c) => (c === '10.0.0.0/8' ? '10.0.0.0-10.191.255.255' : c)));
+    expect(r.state().lastApply).toMatchObject({ kind: 'delta', added: 1, removed: 2 });
+  });
+
+  it('to an empty list: a lone flush; back from it: flush + add', async () => {
+    const r = rig();
+    await r.agent.start();
+    r.fsx.replaceFile(CFG, yamlList([]));
+    await r.clock.advance(25);
+    expect(r.nft.elementUpdates).toEqual([`${UPDATE}flush set ip egresslab_masq nonmasq\n`]);
+    expect(r.nft.installedNonMasq()).toEqual([]);
+    expect(r.state().lastApply).toMatchObject({ kind: 'delta', added: 0, removed: 11, sets: ['ip nonmasq: flush'] });
+    r.fsx.replaceFile(CFG, yamlList(['10.0.0.0/8', '192.168.0.0/16']));
+    await r.clock.advance(25);
+    expect(r.nft.elementUpdates.at(-1)).toBe(`${UPDATE}flush set ip egresslab_masq nonmasq\nadd element ip egresslab_masq nonmasq { 10.0.0.0/8, 192.168.0.0/16 }\n`);
+    expect(r.nft.installedNonMasq()).toEqual(['10.0.0.0/8', '192.168.0.0/16']);
+    expect(r.nft.fullListCalls).toBe(0);
+  });
+
+  it('filling a big set from empty: the table is re-created (cheaper for nft 1.0.6), with no listing (same rules)', async () => {
+    const r = rig((f) => {
+      f.mkdir(DIR);
+      f.replaceFile(CFG, yamlList([]));
+    });
+    await r.agent.start();
+    const lists = r.nft.listCalls;
+    const big = Array.from({ length: 5_000 }, (_, i) => `${20 + (i >> 8)}.${i & 255}.0.0/24`);
+    r.fsx.replaceFile(CFG, JSON.stringify({ nonMasqueradeCIDRs: big }));
+    await r.clock.advance(25);
+    expect(r.nft.applied).toHaveLength(2);
+    expect(r.nft.elementUpdates).toEqual([]);
+    expect(r.nft.installedNonMasq()).toHaveLength(5_000);
+    expect(r.nft.listCalls).toBe(lists);
+    expect(applyLines(r).at(-1)).toMatch(/setElements=5000 .*\(\d+ ms, trigger=watch\) apply=full \(cheaper than a set update\) .* verify=0 /);
+    expect(r.state().lastApply).toMatchObject({ kind: 'full', reason: 'cheaper than a set update' });
+    // the baseline still matches: the resync repairs nothing
+    await r.clock.advance(60_000);
+    expect(r.state().repairs).toBe(0);
+    expect(r.nft.applied).toHaveLength(2);
+    // and a small change to it is a set update again
+    r.fsx.replaceFile(CFG, JSON.stringify({ nonMasqueradeCIDRs: [...big, '203.0.113.0/24'] }));
+    await r.clock.advance(25);
+    expect(r.nft.elementUpdates).toEqual([`${UPDATE}add element ip egresslab_masq nonmasq { 203.0.113.0/24 }\n`]);
+  });
+
+  it('a rule change re-creates the table and takes a new baseline with a terse listing', async () => {
+    const r = rig();
+    await r.agent.start();
+    r.fsx.replaceFile(CFG, 'masqLinkLocal: true\n');
+    await r.clock.advance(25);
+    expect(r.nft.applied).toHaveLength(2);
+    expect(r.nft.elementUpdates).toEqual([]);
+    expect(r.nft.applied.at(-1)).toContain('delete table ip egresslab_masq\ntable ip6 egresslab_masq {}');
+    expect(r.nft.applied.at(-1)).not.toContain('169.254.0.0/16');
+    expect(r.nft.host.calls.filter((c) => c.op === 'nftList').map((c) => c.arg)).toEqual(['-j -t ip egresslab_masq', '-j -t ip egresslab_masq']);
+    expect(applyLines(r).at(-1)).toMatch(/\(\d+ ms, trigger=watch\) apply=full \(rules changed\) read=/);
+    expect(r.state().lastApply).toMatchObject({ kind: 'full', reason: 'rules changed', added: 0, removed: 0, sets: [], fallback: null });
+  });
+
+  it('a set update that fails (an element gone behind our back) is followed by the full re-create in the same sync', async () => {
+    const r = rig();
+    await r.agent.start();
+    await r.nft.externalNft('delete element ip egresslab_masq nonmasq { 10.0.0.0/8 }\n');
+    r.fsx.replaceFile(CFG, yamlList(DEFAULT_ELEMENTS.filter((c) => c !== '10.0.0.0/8' && c !== '172.16.0.0/12')));
+    await r.clock.advance(25);
+    expect(r.logs.some((l) => /set update failed \(Error: element does not exist\): re-creating the table instead/.test(l))).toBe(true);
+    expect(r.nft.applied).toHaveLength(2); // start + the full one (the failed update changed nothing)
+    expect(r.nft.applied.at(-1)).toMatch(/^table ip egresslab_masq \{$/m);
+    expect(r.nft.installedNonMasq()).toEqual(DEFAULT_ELEMENTS.filter((c) => c !== '10.0.0.0/8' && c !== '172.16.0.0/12'));
+    expect(applyLines(r).at(-1)).toMatch(/rules applied: .*\(\d+ ms, trigger=watch\) apply=full \(set update failed\) read=/);
+    expect(r.state()).toMatchObject({
+      applies: 2,
+      lastError: null,
+      lastApply: { kind: 'full', reason: 'set update failed', fallback: expect.stringMatching(/element does not exist/) },
+    });
+    expect(r.nft.listCalls).toBe(1); // the same rules re-created: the baseline taken at start still holds
+
+    // the kernel is known again: the next change is a set update
+    r.fsx.replaceFile(CFG, yamlList(DEFAULT_ELEMENTS));
+    await r.clock.advance(25);
+    expect(r.nft.elementUpdates).toEqual([`${UPDATE}add element ip egresslab_masq nonmasq { 10.0.0.0/8, 172.16.0.0/12 }\n`]);
+  });
+
+  it('table gone before an element change: the set update fails, the full apply brings it back', async () => {
+    const r = rig();
+    await r.agent.start();
+    r.nft.externalDelete();
+    r.fsx.replaceFile(CFG, yamlList(['10.0.0.0/8']));
+    await r.clock.advance(25);
+    expect(r.nft.installedNonMasq()).toEqual(['10.0.0.0/8']);
+    expect(r.state().lastApply).toMatchObject({ kind: 'full', fallback: expect.stringMatching(/No such file or directory/) });
+  });
+
+  it('both fail: reported as before, and the retry is a full apply (the sets are not trusted)', async () => {
+    const r = rig();
+    await r.agent.start();
+    await r.nft.externalNft('delete element ip egresslab_masq nonmasq { 10.0.0.0/8 }\n');
+    r.nft.failNextApply('Error: Could not process rule: No such file or directory'); // the update
+    r.nft.failNextApply('Error: Could not process rule: Operation not permitted'); // the full apply
+    r.fsx.replaceFile(CFG, yamlList(['10.0.0.0/8', '192.168.0.0/16']));
+    await r.clock.advance(25);
+    expect(r.state().lastError).toMatchObject({ reason: 'MasqApplyFailed' });
+    await r.clock.advance(1_000);
+    expect(r.nft.elementUpdates).toEqual([]);
+    expect(r.nft.installedNonMasq()).toEqual(['10.0.0.0/8', '192.168.0.0/16']);
+    expect(r.state()).toMatchObject({ lastError: null, lastApply: { kind: 'full', trigger: 'retry', reason: 'after a failed set update' } });
+  });
+
+  it('resync: an element removed behind our back is detected and put back by a set update', async () => {
+    const r = rig();
+    await r.agent.start();
+    await r.nft.externalNft('delete element ip egresslab_masq nonmasq { 10.0.0.0/8 }\n');
+    await r.clock.advance(60_000);
+    expect(r.nft.installedNonMasq()).toEqual(DEFAULT_ELEMENTS);
+    expect(r.nft.elementUpdates).toEqual([`${UPDATE}add element ip egresslab_masq nonmasq { 10.0.0.0/8 }\n`]);
+    expect(r.logs).toContain('ip-masq-agent: set elements modified behind our back (ip nonmasq: 0 element(s) to remove, 1 to add): restoring them');
+    expect(applyLines(r).at(-1)).toMatch(/rules repaired: .*\(\d+ ms, trigger=resync\) apply=delta \+1 -0 \[ip nonmasq: elements\] .* check=\d+ total=/);
+    expect(r.state()).toMatchObject({ repairs: 1, lastApply: { kind: 'delta', trigger: 'resync' } });
+    expect(r.events.at(-1)).toMatchObject({ reason: 'MasqRulesRepaired', type: 'Warning' });
+    // and the next resync finds nothing to do
+    await r.clock.advance(60_000);
+    expect(r.state().repairs).toBe(1);
+  });
+
+  it('resync: elements added behind our back, one of them joined to ours by auto-merge, are taken out', async () => {
+    const r = rig();
+    await r.agent.start();
+    await r.nft.externalNft('add element ip egresslab_masq nonmasq { 1.2.3.0/24, 9.0.0.0/8 }\n');
+    expect(r.nft.installedNonMasq()).toContain('9.0.0.0-10.255.255.255');
+    await r.clock.advance(60_000);
+    expect(r.nft.installedNonMasq()).toEqual(DEFAULT_ELEMENTS);
+    expect(r.nft.elementUpdates).toEqual([
+      `${UPDATE}delete element ip egresslab_masq nonmasq { 1.2.3.0/24, 9.0.0.0-10.255.255.255 }\nadd element ip egresslab_masq nonmasq { 10.0.0.0/8 }\n`,
+    ]);
+    expect(r.state().repairs).toBe(1);
+  });
+
+  it('resync: pod CIDR set emptied behind our back is restored too', async () => {
+    const r = rig();
+    await r.agent.start();
+    await r.nft.externalNft('flush set ip egresslab_masq podcidrs\n');
+    await r.clock.advance(60_000);
+    expect(r.nft.host.setElements('ip', 'egresslab_masq', 'podcidrs')).toEqual(['10.244.1.0/24']);
+    expect(r.nft.elementUpdates.at(-1)).toBe(`${UPDATE}flush set ip egresslab_masq podcidrs\nadd element ip egresslab_masq podcidrs { 10.244.1.0/24 }\n`);
+  });
+
+  it('IPv6 twin: both sets change in the one transaction', async () => {
+    const r = rig(
+      (f) => {
+        f.mkdir(DIR);
+        f.replaceFile(CFG, yamlList(['10.0.0.0/8', 'fc00::/7']));
+      },
+      { podCidrs: ['10.244.1.0/24', 'fd00:1::/64'], enableIPv6: true },
+    );
+    await r.agent.start();
+    r.fsx.replaceFile(CFG, yamlList(['10.0.0.0/8', '172.16.0.0/12', 'fc00::/8']));
+    await r.clock.advance(25);
+    expect(r.nft.elementUpdates).toEqual([
+      `${UPDATE}add element ip egresslab_masq nonmasq { 172.16.0.0/12 }\nflush set ip6 egresslab_masq nonmasq\nadd element ip6 egresslab_masq nonmasq { fc00::/8 }\n`,
+    ]);
+    expect(r.nft.host.setElements('ip6', 'egresslab_masq', 'nonmasq')).toEqual(['fc00::/8']);
+    expect(r.state().lastApply).toMatchObject({ kind: 'delta', added: 2, removed: 1, sets: ['ip nonmasq: elements', 'ip6 nonmasq: flush'] });
+  });
+
+  it('stage timings: read, parse, render, commit, verify and the total, in the log line and the state file', async () => {
+    const base = new FakeClock();
+    let extra = 0;
+    const clock = { now: () => base.now() + extra, setTimeout: base.setTimeout.bind(base), clearTimeout: base.clearTimeout.bind(base) };
+    const nft = new MasqTable();
+    const fsx = new FakeFs();
+    fsx.mkdir(DIR);
+    const slowFs = Object.assign(Object.create(fsx) as FakeFs, {
+      readConfig: async (f: string) => ((extra += 3), fsx.readConfig(f)),
+    });
+    const host = {
+      nftApply: async (t: string) => ((extra += 40), nft.host.nftApply(t)),
+      nftList: async (...a: Parameters<typeof nft.host.nftList>) => ((extra += 5), nft.host.nftList(...a)),
+    };
+    const r = rig(undefined, { clock, fs: slowFs, host });
+    await r.agent.start();
+    expect(r.logs.find((l) => l.includes('rules applied:'))).toMatch(/\(45 ms, trigger=start\) apply=full \(first apply\) read=3 parse=0 render=0 commit=40 verify=5 total=48 ms$/);
+    fsx.replaceFile(CFG, yamlList([...DEFAULT_ELEMENTS, '8.8.8.0/24']));
+    await base.advance(25);
+    expect(applyLines(r).at(-1)).toMatch(/\(40 ms, trigger=watch\) apply=delta \+1 -0 \[ip nonmasq: elements\] read=3 parse=0 render=0 commit=40 verify=0 total=43 ms$/);
+    expect(JSON.parse(fsx.written.get(STATE)!)).toMatchObject({
+      lastApply: { kind: 'delta', stagesMs: { read: 3, parse: 0, render: 0, commit: 40, verify: 0 }, totalMs: 43 },
+    });
   });
 });
 

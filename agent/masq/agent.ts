@@ -5,10 +5,21 @@
  *    disappearing) AND the file's current inode (in-place edits, bind mounts), debounced, so a
  *    change is applied within tens of milliseconds; a cheap poll (5 s, 100 ms while the directory
  *    is missing) is the safety net for missed events (each poll wakes an otherwise idle agent);
- *  - re-syncs every resyncInterval: re-reads the config and repairs rules that something else
- *    changed or removed (compares `nft -s list table` with what it saw right after applying);
- *  - applies with one `nft -f -` transaction; on bad config keeps the last good rules, logs the
- *    field and value, calls onEvent, and records the error in the state file;
+ *  - applies with one `nft -f -` transaction: when only the nonmasq elements changed, an update of
+ *    the set in place (render.ts renderMasqSetDelta: delete + add the elements that changed, or flush
+ *    + add), else the whole table(s) re-created; a set update that fails (the set was changed behind
+ *    our back) falls back to the full re-create in the same sync. On bad config keeps the last good
+ *    rules, logs the field and value, calls onEvent, and records the error in the state file;
+ *  - takes a baseline of the rules (listing.ts rulesKey: content without set elements or handles)
+ *    with a TERSE listing (`nft -j -s -t list table`: no set elements printed) after a full apply
+ *    that changed them; after a set update or a re-create of the same rules, nothing (the baseline
+ *    still holds). Never lists the 10,000 elements it has just committed;
+ *  - re-syncs every resyncInterval: re-reads the config, lists its table(s) (`nft -j -s list table`)
+ *    and compares the rules with the baseline and each set's elements with what was rendered, as
+ *    intervals (listing.ts: whatever form nft prints them in); repairs changed rules by re-applying,
+ *    changed elements by a set update from what the kernel holds;
+ *  - logs each apply with the time of each stage of its sync (read, parse, render, commit, verify)
+ *    and its kind (full, or delta +added -removed), also in the state file (`lastApply`);
  *  - stop() removes its rules (clean stop, wired to SIGTERM by main.ts); a crash leaves them.
  *
  * Everything that touches the world (fs, nft, timers, clock) is injectable.
@@ -29,7 +40,18 @@ import { DEFAULT_CONFIG_PATH, MASQ_TABLE, MAX_RESYNC_INTERVAL_MS, MIN_RESYNC_INT
 import type { Host } from '../host/host.js';
 import type { EventType } from '../../lib/kube/types.js';
 import { realClock, type Clock } from '../../lib/time/clock.js';
-import { type GatewayBypass, renderMasqRemoval, renderMasqRuleset, type RenderResult } from './render.js';
+import { diffIntervals, sameIntervals } from '../../lib/net/intervals.js';
+import { parseNftTableJson, type TableListing } from './listing.js';
+import {
+  type GatewayBypass,
+  renderMasqRemoval,
+  renderMasqRuleset,
+  renderMasqSetDelta,
+  renderSetUpdates,
+  type RenderResult,
+  type SetContents,
+  type SetDelta,
+} from './render.js';
 
 // ---------------------------------------------------------------------------------------------
 // Injectable world
@@ -107,6 +129,45 @@ export interface MasqErrorState {
   errors: ConfigIssue[];
 }
 
+/** How long each stage of a sync took, ms. */
+export interface MasqSyncStages {
+  /** reading the config file */
+  read: number;
+  /** parsing and validating it */
+  parse: number;
+  /** rendering the ruleset, and the set update when there is one */
+  render: number;
+  /** `nft -f`: every attempt (a set update that failed and the full apply after it) */
+  commit: number;
+  /** the terse listing that takes the rules baseline after a full apply that changed rules (else 0) */
+  verify: number;
+  /** (resync) the listing that compared the kernel with what was rendered */
+  check?: number;
+}
+
+/** The last successful apply. */
+export interface MasqApplyRecord {
+  at: string;
+  trigger: string;
+  /** full: the table(s) re-created; delta: set elements updated in place */
+  kind: 'full' | 'delta';
+  /** (delta) elements that came and went */
+  added: number;
+  removed: number;
+  /** (delta) each set updated and how: `ip nonmasq: elements` or `ip nonmasq: flush` */
+  sets: string[];
+  /**
+   * (full) why: `first apply`, `rules changed`, `cheaper than a set update`, `set update failed`,
+   * `after a failed set update`, `repair`; null for a delta
+   */
+  reason: string | null;
+  /** (full) the nft error of the set update tried first, else null */
+  fallback: string | null;
+  stagesMs: MasqSyncStages;
+  /** the whole sync, from reading the config to the end of verify */
+  totalMs: number;
+}
+
 export interface MasqAgentState {
   schema: 1;
   component: 'ip-masq-agent';
@@ -129,6 +190,8 @@ export interface MasqAgentState {
   resyncIntervalMs: number | null;
   applies: number;
   repairs: number;
+  /** Kind and stage timings of the last apply (or repair). */
+  lastApply: MasqApplyRecord | null;
   lastSyncAt: string | null;
   lastError: MasqErrorState | null;
   warnings: ConfigIssue[];
@@ -140,7 +203,7 @@ export interface MasqAgentState {
 export type EventHook = (reason: string, message: string, type: EventType) => void;
 
 export interface MasqAgentOptions {
-  /** the kernel (nft -f -, nft -s list table) */
+  /** the kernel (nft -f -, nft -j -s [-t] list table) */
   host: Pick<Host, 'nftApply' | 'nftList'>;
   /** The node's pod CIDR(s). */
   podCidrs: string[];
@@ -174,9 +237,23 @@ interface Good {
   configHash: string;
   render: RenderResult;
   rulesetHash: string;
-  /** sha256 of `nft -s list table` right after applying; null if listing failed. */
+  /**
+   * sha256 of the rules of the table(s) (listing.ts rulesKey: their content without set elements
+   * or handles), from the terse listing after the full apply that last changed them; kept across set
+   * updates and re-creates of the same rules (same render skeleton). null if that listing failed
+   * (the next resync re-applies).
+   */
   fingerprint: string | null;
 }
+
+/** What a resync found in the kernel. */
+type Inspection =
+  | { kind: 'ok' }
+  | { kind: 'missing' | 'modified'; detail: string }
+  /** rules as applied, set elements not: what the sets hold now */
+  | { kind: 'elements'; actual: SetContents[]; detail: string };
+
+const noStages = (): MasqSyncStages => ({ read: 0, parse: 0, render: 0, commit: 0, verify: 0 });
 
 function sha(s: string): string {
   return createHash('sha256').update(s).digest('hex');
@@ -195,6 +272,8 @@ export class MasqAgent {
   private good: Good | null = null;
   private lastFileKey: string | null = null;
   private applyFailed = false;
+  /** a set update failed: the sets may not hold what `good` says, so the next apply is a full one */
+  private setsUncertain = false;
   private lastErrorKey: string | null = null;
   private currentResyncMs = 0;
 
@@ -243,6 +322,7 @@ export class MasqAgent {
       resyncIntervalMs: null,
       applies: 0,
       repairs: 0,
+      lastApply: null,
       lastSyncAt: null,
       lastError: null,
       warnings: [],
@@ -430,12 +510,16 @@ export class MasqAgent {
   }
 
   private async syncOnce(trigger: Trigger): Promise<void> {
-    const nowIso = new Date(this.o.clock.now()).toISOString();
+    const start = this.o.clock.now();
+    const nowIso = new Date(start).toISOString();
     this.state.lastSyncAt = nowIso;
+    const st = noStages();
+    const since = (t: number): number => this.o.clock.now() - t;
 
     let read: ConfigRead;
     try {
       read = await this.o.fs.readConfig(this.o.configPath);
+      st.read = since(start);
     } catch (e) {
       this.reportError('MasqConfigInvalid', [
         { field: '(file)', value: JSON.stringify(this.o.configPath), message: `cannot read config: ${(e as Error).message}` },
@@ -450,12 +534,14 @@ export class MasqAgent {
     if ((trigger === 'watch' || trigger === 'poll') && !fileChanged) return; // nothing new
     this.lastFileKey = fileKey;
 
+    const tParse = this.o.clock.now();
     const parsed = parseMasqConfig(read.exists ? read.text : null, { enableIPv6: this.o.enableIPv6 });
+    st.parse = since(tParse);
     if (!parsed.ok) {
       this.reportError('MasqConfigInvalid', parsed.errors);
       // Upstream stops here (no rule sync while the config is bad). We additionally keep the LAST
       // GOOD rules healthy: a resync still repairs them if something removed them.
-      if (trigger === 'resync' && this.good && !this.applyFailed) await this.verifyAndRepair(this.good, true);
+      if (trigger === 'resync' && this.good && !this.applyFailed) await this.verifyAndRepair(this.good, st, start, true);
       await this.afterSync(trigger);
       return;
     }
@@ -463,6 +549,7 @@ export class MasqAgent {
       for (const w of parsed.warnings) this.log(`config warning: field=${w.field} value=${w.value}: ${w.message}`);
     }
 
+    const tRender = this.o.clock.now();
     let render: RenderResult;
     try {
       render = renderMasqRuleset(parsed.config, {
@@ -478,6 +565,7 @@ export class MasqAgent {
       return;
     }
     const rulesetHash = sha(render.ruleset);
+    st.render = since(tRender);
     const candidate: Good = {
       config: parsed.config,
       source: parsed.source,
@@ -492,9 +580,9 @@ export class MasqAgent {
       this.good = { ...candidate, fingerprint: this.good.fingerprint };
       this.state.warnings = parsed.warnings;
       this.clearErrorIfAny();
-      if (trigger === 'resync' || trigger === 'start') await this.verifyAndRepair(this.good);
+      if (trigger === 'resync' || trigger === 'start') await this.verifyAndRepair(this.good, st, start);
     } else {
-      await this.apply(candidate, parsed.warnings, trigger);
+      await this.apply(candidate, parsed.warnings, trigger, st, start);
     }
     await this.afterSync(trigger);
   }
@@ -507,26 +595,87 @@ export class MasqAgent {
     await this.writeState();
   }
 
-  /** keepError: a repair while the config file is bad must not clear that error. */
-  private async apply(c: Good, warnings: ConfigIssue[], trigger: Trigger, keepError = false): Promise<boolean> {
-    const t0 = this.o.clock.now();
-    try {
-      await this.o.host.nftApply(c.render.ruleset);
-    } catch (e) {
-      this.applyFailed = true;
-      // retry at the (shorter) retry poll, not at the safety-net poll already scheduled
-      if (this.pollTimer !== null) {
-        this.o.clock.clearTimeout(this.pollTimer);
-        this.schedulePoll();
-      }
-      this.reportError('MasqApplyFailed', [{ field: '(nft)', value: '', message: (e as Error).message }]);
-      return false;
-    }
-    c.fingerprint = await this.fingerprint(c.render);
+  /**
+   * Apply `c`: as a set update when only set elements differ from the rules in force and that is
+   * the cheaper way (or as `o.plan` says: a SetDelta to apply, null for a full apply after rules
+   * were modified behind our back), else the full ruleset; a set update that fails is followed by
+   * the full ruleset in the same sync. `st`/`syncStart`: the sync's stage timings so far.
+   * o.keepError: a repair while the config file is bad must not clear that error.
+   */
+  private async apply(
+    c: Good,
+    warnings: ConfigIssue[],
+    trigger: Trigger,
+    st: MasqSyncStages,
+    syncStart: number,
+    o: { keepError?: boolean; plan?: SetDelta | null } = {},
+  ): Promise<boolean> {
     const prev = this.good;
+    let delta: SetDelta | null = null;
+    let reason: string;
+    if (o.plan !== undefined) {
+      delta = o.plan;
+      reason = 'repair';
+    } else if (!prev) {
+      reason = 'first apply';
+    } else if (this.setsUncertain) {
+      reason = 'after a failed set update';
+    } else {
+      const t = this.o.clock.now();
+      delta = renderMasqSetDelta(prev.render, c.render);
+      st.render += this.o.clock.now() - t;
+      reason = 'rules changed';
+    }
+    if (delta?.preferFull) {
+      delta = null;
+      reason = 'cheaper than a set update';
+    }
+
+    const tCommit = this.o.clock.now();
+    let kind: 'full' | 'delta' = 'full';
+    let fallback: string | null = null;
+    if (delta) {
+      try {
+        if (delta.updates.length > 0) await this.o.host.nftApply(delta.ruleset);
+        kind = 'delta';
+      } catch (e) {
+        // e.g. an element we delete is gone, or the table is: the kernel is not what we think
+        fallback = (e as Error).message;
+        reason = 'set update failed';
+        this.setsUncertain = true;
+        this.log(`set update failed (${fallback.split('\n')[0]}): re-creating the table instead`);
+      }
+    }
+    if (kind === 'full') {
+      try {
+        await this.o.host.nftApply(c.render.ruleset);
+      } catch (e) {
+        this.applyFailed = true;
+        // retry at the (shorter) retry poll, not at the safety-net poll already scheduled
+        if (this.pollTimer !== null) {
+          this.o.clock.clearTimeout(this.pollTimer);
+          this.schedulePoll();
+        }
+        this.reportError('MasqApplyFailed', [{ field: '(nft)', value: '', message: (e as Error).message }]);
+        return false;
+      }
+      this.setsUncertain = false;
+    }
+    st.commit = this.o.clock.now() - tCommit;
+
+    const tVerify = this.o.clock.now();
+    // A set update changes no rule, and a re-create of the same rules (same skeleton) leaves the
+    // same content: the baseline still holds (and re-listing after a set update would adopt as
+    // baseline a rule someone changed since). After a repair of modified rules, list again: should
+    // nft print our rules differently now (an upgrade), one repair takes the new baseline instead
+    // of a repair at every resync.
+    const sameRules = prev !== null && prev.fingerprint !== null && prev.render.skeleton === c.render.skeleton && o.plan !== null;
+    c.fingerprint = kind === 'delta' ? (prev?.fingerprint ?? null) : sameRules ? prev.fingerprint : await this.rulesFingerprint(c.render);
+    st.verify = this.o.clock.now() - tVerify;
+
     this.good = c;
     this.applyFailed = false;
-    if (!keepError) {
+    if (!o.keepError) {
       this.lastErrorKey = null;
       this.state.lastError = null;
     }
@@ -540,10 +689,32 @@ export class MasqAgent {
     this.state.masqLinkLocal = c.config.masqLinkLocal;
     this.state.resyncIntervalMs = c.config.resyncIntervalMs;
     this.state.applies++;
-    const ms = this.o.clock.now() - t0;
+    const record: MasqApplyRecord = {
+      at: this.state.appliedAt,
+      trigger,
+      kind,
+      added: kind === 'delta' ? (delta?.added ?? 0) : 0,
+      removed: kind === 'delta' ? (delta?.removed ?? 0) : 0,
+      sets: kind === 'delta' ? (delta?.updates ?? []).map((u) => `${u.family} ${u.name}: ${u.form}`) : [],
+      reason: kind === 'full' ? reason : null,
+      fallback,
+      stagesMs: { ...st },
+      totalMs: this.o.clock.now() - syncStart,
+    };
+    this.state.lastApply = record;
+    // "(N ms, trigger=...)" stays first and means what it always did: the apply (nft -f and the
+    // listing after it); bench/masq-scale.ts parses it. The stages follow.
+    const ms = st.commit + st.verify;
+    const how =
+      kind === 'delta'
+        ? `apply=delta +${record.added} -${record.removed}${record.sets.length ? ` [${record.sets.join(', ')}]` : ''}`
+        : `apply=full (${reason})`;
+    const stages =
+      `read=${st.read} parse=${st.parse} render=${st.render} commit=${st.commit} verify=${st.verify}` +
+      `${st.check !== undefined ? ` check=${st.check}` : ''} total=${record.totalMs} ms`;
     const what =
       `config=${c.configHash} source=${c.source} nonMasqueradeCIDRs=${c.config.nonMasqueradeCIDRs.length} ` +
-      `setElements=${c.render.nonMasqElements.length} masqLinkLocal=${c.config.masqLinkLocal} (${ms} ms, trigger=${trigger})`;
+      `setElements=${c.render.nonMasqElements.length} masqLinkLocal=${c.config.masqLinkLocal} (${ms} ms, trigger=${trigger}) ${how} ${stages}`;
     if (prev && prev.rulesetHash === c.rulesetHash) {
       this.log(`rules repaired: ${what}`);
     } else {
@@ -553,28 +724,73 @@ export class MasqAgent {
     return true;
   }
 
-  private async fingerprint(r: RenderResult): Promise<string | null> {
+  /** The tables' rules, without set elements (a terse listing): the baseline a resync compares with. */
+  private async rulesFingerprint(r: RenderResult): Promise<string | null> {
     try {
-      const parts: string[] = [];
+      const keys: string[] = [];
       for (const t of r.tables) {
-        const l = await this.o.host.nftList(t.family, t.name);
+        const l = await this.o.host.nftList(t.family, t.name, { json: true, terse: true });
         if (l === null) return null;
-        parts.push(l);
+        keys.push(parseNftTableJson(l).rulesKey);
       }
-      return sha(parts.join('\n'));
+      return sha(keys.join('\n'));
     } catch (e) {
       this.log(`cannot list rules: ${(e as Error).message}`);
       return null;
     }
   }
 
-  private async verifyAndRepair(g: Good, keepError = false): Promise<void> {
-    const now = await this.fingerprint(g.render);
-    if (now !== null && now === g.fingerprint) return;
-    const why = now === null ? 'missing' : 'modified';
-    this.log(`rules ${why} behind our back: re-applying`);
-    this.event('MasqRulesRepaired', `masquerade rules were ${why}; re-applied config ${g.configHash}`, 'Warning');
-    const ok = await this.apply({ ...g, fingerprint: null }, this.state.warnings, 'resync', keepError);
+  /** Lists the tables of `g` (with elements) and compares them with what was applied. */
+  private async inspect(g: Good): Promise<Inspection> {
+    const listings: TableListing[] = [];
+    try {
+      for (const t of g.render.tables) {
+        const l = await this.o.host.nftList(t.family, t.name, { json: true });
+        if (l === null) return { kind: 'missing', detail: `table ${t.family} ${t.name} is gone` };
+        listings.push(parseNftTableJson(l));
+      }
+    } catch (e) {
+      this.log(`cannot list rules: ${(e as Error).message}`);
+      return { kind: 'missing', detail: 'cannot list them' };
+    }
+    if (g.fingerprint === null || sha(listings.map((l) => l.rulesKey).join('\n')) !== g.fingerprint) {
+      return { kind: 'modified', detail: g.fingerprint === null ? 'no baseline' : 'tables, sets, chains or rules differ' };
+    }
+    const actual: SetContents[] = [];
+    const diffs: string[] = [];
+    for (const s of g.render.sets) {
+      const listed = listings[g.render.tables.findIndex((t) => t.family === s.family && t.name === s.table)]?.sets.get(s.name);
+      if (!listed || listed.intervals === null || listed.addrFamily !== s.addrFamily) {
+        return { kind: 'modified', detail: `set ${s.family} ${s.name} cannot be read back` };
+      }
+      if (!sameIntervals(listed.intervals, s.intervals)) {
+        const d = diffIntervals(listed.intervals, s.intervals);
+        diffs.push(`${s.family} ${s.name}: ${d.removed.length} element(s) to remove, ${d.added.length} to add`);
+      }
+      actual.push({ ...s, intervals: listed.intervals });
+    }
+    return diffs.length > 0 ? { kind: 'elements', actual, detail: diffs.join('; ') } : { kind: 'ok' };
+  }
+
+  private async verifyAndRepair(g: Good, st: MasqSyncStages, syncStart: number, keepError = false): Promise<void> {
+    const t = this.o.clock.now();
+    const found = await this.inspect(g);
+    st.check = this.o.clock.now() - t;
+    if (found.kind === 'ok') return;
+    let ok: boolean;
+    if (found.kind === 'elements') {
+      // Rules as applied; only elements differ: put them back in one set update from what the
+      // kernel holds now (if even that fails, apply() re-creates the table).
+      this.log(`set elements modified behind our back (${found.detail}): restoring them`);
+      this.event('MasqRulesRepaired', `masquerade set elements were modified (${found.detail}); restored config ${g.configHash}`, 'Warning');
+      const plan = renderSetUpdates(found.actual, g.render.sets);
+      ok = await this.apply({ ...g }, this.state.warnings, 'resync', st, syncStart, { keepError, plan });
+    } else {
+      const why = found.kind;
+      this.log(`rules ${why} behind our back (${found.detail}): re-applying`);
+      this.event('MasqRulesRepaired', `masquerade rules were ${why}; re-applied config ${g.configHash}`, 'Warning');
+      ok = await this.apply({ ...g, fingerprint: null }, this.state.warnings, 'resync', st, syncStart, { keepError, plan: null });
+    }
     if (ok) this.state.repairs++;
   }
 

@@ -1,7 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import { defaultMasqConfig, type MasqConfig } from './config.js';
 import { EGRESS_GW_BYPASS_MARK } from './constants.js';
-import { renderFlavour, renderMasqRemoval, renderMasqRuleset } from './render.js';
+import { chooseSetUpdateForm, renderFlavour, renderMasqRemoval, renderMasqRuleset, renderMasqSetDelta, renderSetUpdates, type RenderResult } from './render.js';
+import { formatInterval } from '../../lib/net/intervals.js';
 import { nonMasqElements } from './testing/fakes.js';
 
 const POD = ['10.244.1.0/24'];
@@ -130,5 +131,141 @@ describe('removal and flavours', () => {
     expect(renderFlavour({ kind: 'no-snat' }, { podCidrs: POD })).toBeNull();
     const a = renderFlavour({ kind: 'agent', config: cfg({ nonMasqueradeCIDRs: ['1.0.0.0/8'] }) }, { podCidrs: POD });
     expect(nonMasqElements(a!.ruleset)).toEqual(['1.0.0.0/8']);
+  });
+});
+
+describe('set contents (what the kernel holds)', () => {
+  it('adjacent blocks that are not siblings are written as one range, as auto-merge holds them', () => {
+    const r = renderMasqRuleset(cfg({ nonMasqueradeCIDRs: ['10.0.1.0/24', '10.0.2.0/24', '192.168.0.0/16'] }), { podCidrs: POD });
+    expect(nonMasqElements(r.ruleset)).toEqual(['10.0.1.0-10.0.2.255', '192.168.0.0/16']);
+    expect(r.nonMasqElements).toEqual(['10.0.1.0/24', '10.0.2.0/24', '192.168.0.0/16']); // the normalised CIDRs (status)
+    const nonmasq = r.sets.find((s) => s.name === 'nonmasq')!;
+    expect(nonmasq).toMatchObject({ family: 'ip', table: 'egresslab_masq', addrFamily: 4 });
+    expect(nonmasq.intervals.map((iv) => formatInterval(4, iv))).toEqual(['10.0.1.0-10.0.2.255', '192.168.0.0/16']);
+    expect(r.sets.map((s) => s.name)).toEqual(['podcidrs', 'nonmasq']);
+  });
+
+  it('the skeleton changes with anything but the nonmasq elements', () => {
+    const base = renderMasqRuleset(cfg({ nonMasqueradeCIDRs: ['10.0.0.0/8'] }), { podCidrs: POD });
+    expect(renderMasqRuleset(cfg({ nonMasqueradeCIDRs: ['10.0.0.0/8', '1.0.0.0/8'] }), { podCidrs: POD }).skeleton).toBe(base.skeleton);
+    expect(renderMasqRuleset(cfg({ nonMasqueradeCIDRs: [] }), { podCidrs: POD }).skeleton).toBe(base.skeleton);
+    expect(base.skeleton).not.toContain('10.0.0.0/8');
+    expect(base.skeleton).toContain('10.244.1.0/24'); // pod CIDRs are part of it
+    for (const other of [
+      renderMasqRuleset(cfg({ nonMasqueradeCIDRs: ['10.0.0.0/8'], masqLinkLocal: true }), { podCidrs: POD }),
+      renderMasqRuleset(cfg({ nonMasqueradeCIDRs: ['10.0.0.0/8'] }), { podCidrs: ['10.244.2.0/24'] }),
+      renderMasqRuleset(cfg({ nonMasqueradeCIDRs: ['10.0.0.0/8'] }), { podCidrs: POD, gatewayBypass: null }),
+      renderMasqRuleset(cfg({ nonMasqueradeCIDRs: ['10.0.0.0/8'] }), { podCidrs: POD, comment: 'other' }),
+      renderMasqRuleset(cfg({ nonMasqueradeCIDRs: ['10.0.0.0/8'] }), { podCidrs: POD, tableName: 'other' }),
+    ]) {
+      expect(other.skeleton).not.toBe(base.skeleton);
+    }
+  });
+});
+
+describe('renderMasqSetDelta', () => {
+  const HEADER = '# egresslab ip-masq-agent: set elements update, one nft transaction (nft -f applies the file atomically)\n';
+  const r = (cidrs: string[], over: Partial<MasqConfig> = {}, podCidrs = POD): RenderResult =>
+    renderMasqRuleset(cfg({ nonMasqueradeCIDRs: cidrs, ...over }), { podCidrs, enableIPv6: true });
+  const delta = (a: string[], b: string[]) => renderMasqSetDelta(r(a), r(b));
+  const big = (n: number, first = 0): string[] => Array.from({ length: n }, (_, i) => `${20 + ((first + i) >> 8)}.${(first + i) & 255}.0.0/24`);
+
+  it('rules, flags or pod CIDRs differ: no delta (the table is re-created)', () => {
+    expect(renderMasqSetDelta(r(['10.0.0.0/8']), r(['10.0.0.0/8'], { masqLinkLocal: true }))).toBeNull();
+    expect(renderMasqSetDelta(r(['10.0.0.0/8']), r(['10.0.0.0/8'], {}, ['10.244.2.0/24']))).toBeNull();
+  });
+
+  it('one CIDR added to a big set: one add element, nothing else', () => {
+    const d = delta(big(1000), [...big(1000), '203.0.113.0/24'])!;
+    expect(d.ruleset).toBe(`${HEADER}add element ip egresslab_masq nonmasq { 203.0.113.0/24 }\n`);
+    expect(d).toMatchObject({ added: 1, removed: 0, updates: [{ family: 'ip', name: 'nonmasq', form: 'elements', added: 1, removed: 0, size: 1001 }] });
+  });
+
+  it('one CIDR removed from a big set: one delete element', () => {
+    const d = delta([...big(1000), '203.0.113.0/24'], big(1000))!;
+    expect(d.ruleset).toBe(`${HEADER}delete element ip egresslab_masq nonmasq { 203.0.113.0/24 }\n`);
+    expect(d).toMatchObject({ added: 0, removed: 1 });
+  });
+
+  it('deletions come first: an added element may overlap a deleted one (10/8 -> 10/9 + 10.128/10)', () => {
+    const d = delta(['10.0.0.0/8', '172.16.0.0/12', '192.168.0.0/16'], ['10.0.0.0/9', '10.128.0.0/10', '172.16.0.0/12', '192.168.0.0/16'])!;
+    expect(d.ruleset).toBe(`${HEADER}delete element ip egresslab_masq nonmasq { 10.0.0.0/8 }\nadd element ip egresslab_masq nonmasq { 10.0.0.0-10.191.255.255 }\n`);
+  });
+
+  it('a block next to a kept one: the joined element is replaced, never added to (auto-merge would join them)', () => {
+    const d = delta(['10.0.1.0/24', ...big(50)], ['10.0.1.0/24', '10.0.2.0/24', ...big(50)])!;
+    expect(d.ruleset).toBe(`${HEADER}delete element ip egresslab_masq nonmasq { 10.0.1.0/24 }\nadd element ip egresslab_masq nonmasq { 10.0.1.0-10.0.2.255 }\n`);
+  });
+
+  it('removing the middle of a joined range deletes the whole range and adds the pieces (no partial delete)', () => {
+    const d = delta(['10.0.1.0/24', '10.0.2.0/23', '10.0.4.0/22', ...big(50)], ['10.0.1.0/24', '10.0.4.0/22', ...big(50)])!;
+    expect(d.ruleset).toBe(
+      `${HEADER}delete element ip egresslab_masq nonmasq { 10.0.1.0-10.0.7.255 }\nadd element ip egresslab_masq nonmasq { 10.0.1.0/24, 10.0.4.0/22 }\n`,
+    );
+    expect(d).toMatchObject({ added: 2, removed: 1 });
+  });
+
+  it('from an empty set: flush + add (the flush makes the result exact; costs nothing)', () => {
+    const d = delta([], ['10.0.0.0/8', '192.168.0.0/16'])!;
+    expect(d.ruleset).toBe(`${HEADER}flush set ip egresslab_masq nonmasq\nadd element ip egresslab_masq nonmasq { 10.0.0.0/8, 192.168.0.0/16 }\n`);
+    expect(d.updates[0]).toMatchObject({ form: 'flush', added: 2, removed: 0, size: 2 });
+  });
+
+  it('to an empty set: a lone flush', () => {
+    const d = delta(big(1000), [])!;
+    expect(d.ruleset).toBe(`${HEADER}flush set ip egresslab_masq nonmasq\n`);
+    expect(d.updates[0]).toMatchObject({ form: 'flush', added: 0, removed: 1000, size: 0 });
+  });
+
+  it('many deletions from a big set: flush + add the new contents instead (cheaper with nft 1.0.6)', () => {
+    const d = delta(big(1000), big(1000, 500))!; // 500 go, 500 come
+    expect(d.updates[0]).toMatchObject({ form: 'flush', added: 500, removed: 500, size: 1000 });
+    expect(d.ruleset.startsWith(`${HEADER}flush set ip egresslab_masq nonmasq\nadd element ip egresslab_masq nonmasq { 21.244.0.0/24, `)).toBe(true);
+    expect(d.ruleset).not.toContain('delete element');
+    // a couple of deletions stay element by element
+    expect(delta(big(1000), big(1000, 2))!.updates[0]).toMatchObject({ form: 'elements', added: 2, removed: 2 });
+  });
+
+  it('chooseSetUpdateForm: adds plus deletes weighted by the set size, against re-adding everything', () => {
+    expect(chooseSetUpdateForm(10_000, 10_001, 1, 0)).toBe('elements');
+    expect(chooseSetUpdateForm(10_000, 9_999, 0, 1)).toBe('elements'); // one delete ~ 1,000 adds
+    expect(chooseSetUpdateForm(10_000, 10_000, 20, 20)).toBe('flush'); // 20 deletes ~ 20,000 adds > flush + 10,000 adds
+    expect(chooseSetUpdateForm(11, 12, 2, 1)).toBe('elements'); // small sets: a delete costs an add
+    expect(chooseSetUpdateForm(0, 5, 5, 0)).toBe('flush');
+    expect(chooseSetUpdateForm(5, 0, 0, 5)).toBe('flush');
+  });
+
+  it('long element lists are wrapped, 8 per line', () => {
+    const d = delta([], big(20))!;
+    const add = d.ruleset.split('\n').slice(2).join('\n');
+    expect(add.split('\n')).toHaveLength(3 + 1);
+    expect(add.split('\n')[1]).toMatch(/^\t20\.8\.0\.0\/24, /);
+  });
+
+  it('same elements: an empty update', () => {
+    expect(delta(['10.0.0.0/8'], ['10.0.0.0/8'])).toEqual({ ruleset: HEADER, updates: [], added: 0, removed: 0, preferFull: false });
+  });
+
+  it('preferFull: filling a big set from empty costs nft less as a re-created table; anything else is an update', () => {
+    expect(delta([], big(10_000))!.preferFull).toBe(true); // 124 vs 143 ms measured
+    expect(delta([], big(1_000))!.preferFull).toBe(false); // 42 vs 31 ms
+    expect(delta(big(10_000), [...big(10_000), '203.0.113.0/24'])!.preferFull).toBe(false);
+    expect(delta(big(10_000), big(10_000, 500))!.preferFull).toBe(false); // flush + add 159 vs re-create 184 ms
+    expect(delta(big(10_000), [])!.preferFull).toBe(false); // a lone flush
+  });
+
+  it('IPv6 twin: both sets in the one transaction, each in its cheaper form', () => {
+    const pods = ['10.244.1.0/24', 'fd00:1::/64'];
+    const a = r(['10.0.0.0/8', 'fc00::/7'], {}, pods);
+    const b = r(['10.0.0.0/8', '192.168.0.0/16', 'fc00::/8'], {}, pods);
+    expect(renderMasqSetDelta(a, b)!.ruleset).toBe(
+      `${HEADER}add element ip egresslab_masq nonmasq { 192.168.0.0/16 }\nflush set ip6 egresslab_masq nonmasq\nadd element ip6 egresslab_masq nonmasq { fc00::/8 }\n`,
+    );
+    expect(renderMasqSetDelta(a, b)!.updates.map((u) => `${u.family}:${u.form}`)).toEqual(['ip:elements', 'ip6:flush']);
+  });
+
+  it('renderSetUpdates: a set that does not exist yet cannot be updated in place', () => {
+    const a = r(['10.0.0.0/8']);
+    expect(renderSetUpdates(a.sets.filter((s) => s.name !== 'nonmasq'), a.sets)).toBeNull();
   });
 });

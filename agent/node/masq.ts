@@ -146,6 +146,7 @@ export class MasqModule implements NodeModule {
         masqLinkLocal: s.masqLinkLocal,
         applies: s.applies,
         repairs: s.repairs,
+        lastApply: s.lastApply,
         lastSyncAt: s.lastSyncAt,
         lastError: s.lastError ? { at: s.lastError.at, reason: s.lastError.reason, message: s.lastError.message } : null,
         warnings: s.warnings.length,

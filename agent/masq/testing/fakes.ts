@@ -7,7 +7,7 @@ import * as path from 'node:path';
 import type { AgentFs, ConfigRead, WatchHandle } from '../agent.js';
 import type { Clock } from '../../../lib/time/clock.js';
 import { FakeHost } from '../../host/fake-host.js';
-import { MASQ_TABLE } from '../constants.js';
+import { MASQ_TABLE, NONMASQ_SET } from '../constants.js';
 
 /** Let every pending promise chain run (no real time passes). */
 export async function settle(rounds = 5): Promise<void> {
@@ -144,20 +144,35 @@ export class MasqTable {
     readonly name: string = MASQ_TABLE,
   ) {}
 
-  /** Ruleset currently "in the kernel" (null = no table). */
+  /**
+   * Ruleset that last (re)created the table "in the kernel" (null = no table). Set elements changed
+   * since by element commands are in the host's set model, not in this text: see installedNonMasq.
+   */
   get installed(): string | null {
     return this.host.table(this.name);
   }
   set installed(ruleset: string | null) {
-    if (ruleset === null) this.host.tables.delete(this.name);
-    else this.host.tables.set(this.name, ruleset);
+    this.host.putTable(this.name, ruleset);
   }
-  /** the rulesets applied to this table, in order */
+  /** the rulesets applied to this table (full ones and set element updates), in order */
   get applied(): string[] {
-    return this.host.applied.filter((r) => new RegExp(`^(?:delete )?table \\S+ ${this.name}\\b`, 'm').test(r));
+    const re = new RegExp(`^(?:(?:delete )?table \\S+ ${this.name}\\b|(?:add|delete) element \\S+ ${this.name} |flush set \\S+ ${this.name} )`, 'm');
+    return this.host.applied.filter((r) => re.test(r));
   }
+  /** the applied rulesets that updated set elements only (no table (re)created) */
+  get elementUpdates(): string[] {
+    return this.applied.filter((r) => !/^table /m.test(r));
+  }
+  /** every listing of this table */
   get listCalls(): number {
-    return this.host.calls.filter((c) => c.op === 'nftList' && c.arg.endsWith(` ${this.name}`)).length;
+    return this.lists().length;
+  }
+  /** listings that printed set elements (anything but `-t`) */
+  get fullListCalls(): number {
+    return this.lists().filter((a) => !a.includes('-t ')).length;
+  }
+  private lists(): string[] {
+    return this.host.calls.filter((c) => c.op === 'nftList' && c.arg.endsWith(` ${this.name}`)).map((c) => c.arg);
   }
   failNextApply(message: string): void {
     this.host.failNextApply(message);
@@ -166,14 +181,21 @@ export class MasqTable {
   externalDelete(): void {
     this.installed = null;
   }
-  /** Something else added a rule to our table. */
+  /** Something else added a rule to our table (the set elements stay as they are). */
   externalModify(): void {
-    if (this.installed) this.installed += '\n# tampered';
+    const t = this.host.table(this.name);
+    if (t !== null) this.host.tables.set(this.name, `${t}\n# tampered`);
   }
-  /** Elements of the nonmasq set in the installed ruleset. */
+  /** Something else runs `nft <command>` (e.g. `delete element ip egresslab_masq nonmasq { 10.0.0.0/8 }`). */
+  async externalNft(command: string): Promise<void> {
+    await this.host.nftApply(command);
+    this.host.applied.pop(); // not one of the code under test's
+    this.host.calls.pop();
+  }
+  /** Elements of the (ip) nonmasq set in the kernel, as nft writes them. */
   installedNonMasq(): string[] | null {
     if (this.installed === null) return null;
-    return nonMasqElements(this.installed);
+    return this.host.setElements('ip', this.name, NONMASQ_SET) ?? nonMasqElements(this.installed);
   }
 }
 
