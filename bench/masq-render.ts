@@ -14,7 +14,7 @@
 import { isDeepStrictEqual } from 'node:util';
 import { masqDecodePath, parseMasqConfig, parseMasqConfigLibraryOnly, type ParseResult } from '../agent/masq/config.js';
 import { renderMasqRuleset } from '../agent/masq/render.js';
-import { randomDisjointCidrs } from './cidrs.js';
+import { randomDisjointCidrs } from '../lib/net/random-cidrs.js';
 import { programArgs } from '../harness/util/args.js';
 import { masqConfigYaml } from '../harness/cluster/masq.js';
 

@@ -30,7 +30,7 @@ import { processLog } from '../harness/lab/process.js';
 import { parseMasqConfig } from '../agent/masq/config.js';
 import { renderMasqRuleset } from '../agent/masq/render.js';
 import type { ClientRecord, Proto } from '../harness/inlab/protocol.js';
-import { randomDisjointCidrs } from './cidrs.js';
+import { randomDisjointCidrs } from '../lib/net/random-cidrs.js';
 import { programArgs } from '../harness/util/args.js';
 import { masqConfigYaml } from '../harness/cluster/masq.js';
 

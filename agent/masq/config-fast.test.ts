@@ -5,9 +5,9 @@
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { stringify as stringifyYaml } from 'yaml';
-import { type FastPathFallback, masqDecodePath, parseMasqConfig, parseMasqConfigLibraryOnly, type ParseOptions } from './config.js';
-import { randomDisjointCidrs } from '../../bench/cidrs.js';
-import { masqConfigYaml } from '../../harness/cluster/masq.js';
+import { type FastPathFallback, masqConfigYaml, masqDecodePath, parseMasqConfig, parseMasqConfigLibraryOnly, type ParseOptions } from './config.js';
+import { randomDisjointCidrs } from '../../lib/net/random-cidrs.js';
+
 import { intToIPv4 } from '../../lib/net/addresses.js';
 
 function same(text: string, opts: ParseOptions = {}): void {

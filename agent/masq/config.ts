@@ -35,7 +35,7 @@
  * so the result (value, errors, warnings) is always the library path's; the property tests in
  * config-fast.test.ts compare the two.
  */
-import { isMap, isScalar, isSeq, parseAllDocuments } from 'yaml';
+import { isMap, isScalar, isSeq, parseAllDocuments, stringify as stringifyYaml } from 'yaml';
 import { formatCidr, parseCidr } from '../../lib/net/addresses.js';
 import { DEFAULT_NON_MASQUERADE_CIDRS, DEFAULT_RESYNC_INTERVAL_MS, MAX_RESYNC_INTERVAL_MS } from './constants.js';
 import { nsToMs, parseGoDuration } from './duration.js';
@@ -562,4 +562,20 @@ export function canonicalConfigJson(c: MasqConfig): string {
     resyncIntervalMs: c.resyncIntervalMs,
     cidrLimit: c.cidrLimit,
   });
+}
+
+/** The fields of an ip-masq-agent config a user writes (agent/masq/config.ts reads them). */
+export interface MasqConfigInput {
+  nonMasqueradeCIDRs?: string[];
+  masqLinkLocal?: boolean;
+  resyncInterval?: string;
+}
+
+/** The ConfigMap's `config` key as a user writes it: YAML, the given fields in the usual order. */
+export function masqConfigYaml(c: MasqConfigInput): string {
+  const doc: MasqConfigInput = {};
+  if (c.nonMasqueradeCIDRs) doc.nonMasqueradeCIDRs = c.nonMasqueradeCIDRs;
+  if (c.masqLinkLocal !== undefined) doc.masqLinkLocal = c.masqLinkLocal;
+  if (c.resyncInterval !== undefined) doc.resyncInterval = c.resyncInterval;
+  return stringifyYaml(doc);
 }

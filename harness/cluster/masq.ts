@@ -13,7 +13,6 @@ import { DEFAULT_LAB_PATHS } from './lab-config.js';
 import { masqConfigHash, parseMasqConfig } from '../../agent/masq/config.js';
 import { pollUntil, type Clock } from '../util/poll.js';
 import { ValidationError } from '../util/errors.js';
-import { stringify as stringifyYaml } from 'yaml';
 
 /** Where the ip-masq-agent ConfigMap lives (its config is the `config` key). */
 export const MASQ_CONFIGMAP = { namespace: IP_MASQ_NAMESPACE, name: IP_MASQ_NAME } as const;
@@ -134,18 +133,5 @@ export async function untilMasqConfigApplied(lab: Pick<LabRuntime, 'topology' | 
   return statuses as AgentStatusFile[];
 }
 
-/** The fields of an ip-masq-agent config a user writes (agent/masq/config.ts reads them). */
-export interface MasqConfigInput {
-  nonMasqueradeCIDRs?: string[];
-  masqLinkLocal?: boolean;
-  resyncInterval?: string;
-}
-
-/** The ConfigMap's `config` key as a user writes it: YAML, the given fields in the usual order. */
-export function masqConfigYaml(c: MasqConfigInput): string {
-  const doc: MasqConfigInput = {};
-  if (c.nonMasqueradeCIDRs) doc.nonMasqueradeCIDRs = c.nonMasqueradeCIDRs;
-  if (c.masqLinkLocal !== undefined) doc.masqLinkLocal = c.masqLinkLocal;
-  if (c.resyncInterval !== undefined) doc.resyncInterval = c.resyncInterval;
-  return stringifyYaml(doc);
-}
+// The config's writer lives with its reader (agent/masq/config.ts); scenarios import it from here.
+export { masqConfigYaml, type MasqConfigInput } from '../../agent/masq/config.js';

@@ -1,4 +1,4 @@
-/** Benchmark inputs: reproducible sets of disjoint IPv4 CIDRs. */
+/** Reproducible sets of disjoint IPv4 CIDRs (benchmark and test inputs). */
 
 /**
  * `count` disjoint CIDRs (/24../30 blocks in distinct /24s of 11.0.0.0-126.255.255.255), from a
