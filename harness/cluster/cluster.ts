@@ -34,7 +34,14 @@ export const API_PORT = 6443;
 export const CLUSTER_NAME = 'cluster1';
 /** On the control-plane container: what the harness needs to reach the API (mode 0600). */
 export const CLUSTER_FILE = '/etc/egresslab/harness.json';
-const READY_TIMEOUT_MS = 20_000;
+/**
+ * How long the cluster's programs may take to be ready: every agent starts at once, so on a 2-core
+ * machine the time grows with the node count (19 workers did not fit in a flat 20 s). A failure
+ * bound, not a wait: readiness is polled and ends as soon as it is there.
+ */
+export function readyTimeoutMs(nodes: number): number {
+  return 20_000 + 1_000 * Math.max(0, nodes - 4);
+}
 
 /** How to reach a lab's API server (written to the control-plane node at start). */
 export interface ClusterInfo {
@@ -145,7 +152,7 @@ async function waitAgentRunning(lab: LabRuntime, node: string, timeoutMs: number
  * Registers the topology's namespaces and pods in the API (inside the control-plane container, one
  * exec; retries until the API answers): the agents find pods only through the API.
  */
-export async function registerLabPods(lab: LabRuntime, info: ClusterInfo, timeoutMs = READY_TIMEOUT_MS): Promise<void> {
+export async function registerLabPods(lab: LabRuntime, info: ClusterInfo, timeoutMs = readyTimeoutMs(lab.topology.nodes.length)): Promise<void> {
   const argv = ['node', inLabProgram('harness/inlab/register-pods.js'), '--info', CLUSTER_FILE, '--timeout-ms', String(timeoutMs)];
   const r = await lab.exec(info.controlPlane, argv, { check: false, stdin: JSON.stringify(podRegistration(lab.plan)), timeoutMs: timeoutMs + 10_000 });
   if (r.exitCode !== 0) throw new LabError(`lab ${lab.id}: registering the pods in the API failed: ${(r.stderr || r.stdout).trim()}`);
@@ -234,7 +241,8 @@ export async function startCluster(lab: LabRuntime, progress: Progress, prepared
   const t2 = Date.now();
   const marks: string[] = [];
   const mark = (what: string) => <T>(p: Promise<T>) => p.then((v) => (marks.push(`${what} +${Date.now() - t2}`), v));
-  await Promise.all([...nodes.map((n) => mark(n)(waitAgentRunning(lab, n, READY_TIMEOUT_MS))), mark('api')(waitNodesUp(lab, info, nodes, READY_TIMEOUT_MS)), mark('pods')(pods)]);
+  const timeoutMs = readyTimeoutMs(nodes.length);
+  await Promise.all([...nodes.map((n) => mark(n)(waitAgentRunning(lab, n, timeoutMs))), mark('api')(waitNodesUp(lab, info, nodes, timeoutMs)), mark('pods')(pods)]);
   if (process.env.EGRESSLAB_DEBUG_CLUSTER) progress(`ready marks: ${marks.join(', ')}`);
   const t3 = Date.now();
   const timings = { prepareMs, startMs: t2 - t1, readyMs: t3 - t2, totalMs: t3 - t0 };
@@ -260,5 +268,5 @@ export async function restartNodePrograms(lab: LabRuntime, node: string): Promis
     await lab.exec(node, ['rm', '-f', DEFAULT_LAB_PATHS.agentStatus]);
     await startProcess(lab, place, AGENT_PROCESS, agentCommand());
   }
-  await waitAgentRunning(lab, node, READY_TIMEOUT_MS);
+  await waitAgentRunning(lab, node, readyTimeoutMs(4));
 }
