@@ -31,8 +31,19 @@
  * updates the set in place (delete + add named elements, or flush + add): same atomicity, no table
  * re-created, no 10,000 elements re-parsed.
  */
-import { type Cidr, type Family, formatCidr, normaliseCidrs, parseCidr } from '../../lib/net/addresses.js';
-import { diffIntervals, formatInterval, type Interval, intervalsOfCidrs } from '../../lib/net/intervals.js';
+import {
+  type Cidr,
+  cidr4KeyLast,
+  cidr4KeyNetwork,
+  type Family,
+  formatCidr,
+  formatCidr4Key,
+  normaliseCidr4Keys,
+  normaliseCidrs,
+  parseCidr,
+  parseCidr4Key,
+} from '../../lib/net/addresses.js';
+import { diffIntervals, formatInterval, formatInterval4, type Interval, intervalsOfCidr4Keys, intervalsOfCidrs } from '../../lib/net/intervals.js';
 import { defaultMasqConfig, type MasqConfig } from './config.js';
 import {
   EGRESS_GW_BYPASS_MARK,
@@ -109,26 +120,82 @@ function quoteComment(s: string): string {
   return `"${s.replace(/["\\\n\r]/g, ' ').slice(0, 120)}"`;
 }
 
-function toCidrs(list: readonly string[], what: string): { v4: Cidr[]; v6: Cidr[] } {
-  const v4: Cidr[] = [];
+/** CIDR texts parsed and split by family: IPv4 as packed keys (cidr4Key), IPv6 as bigint Cidrs. */
+function toCidrs(list: readonly string[], what: string): { v4: Float64Array; v6: Cidr[] } {
+  const v4 = new Float64Array(list.length);
+  let n4 = 0;
   const v6: Cidr[] = [];
   for (const s of list) {
-    const p = parseCidr(s);
+    const key = parseCidr4Key(s);
+    if (key !== null) {
+      v4[n4++] = key;
+      continue;
+    }
+    const p = parseCidr(s); // IPv6, or the message of an invalid text
     if (!p.ok) throw new Error(`${what}: ${p.message}`);
-    (p.cidr.family === 4 ? v4 : v6).push(p.cidr);
+    if (p.cidr.family !== 6) throw new Error(`${what}: ${s}: parseCidr4Key and parseCidr disagree`); // cannot happen
+    v6.push(p.cidr);
   }
-  return { v4, v6 };
+  return { v4: v4.subarray(0, n4), v6 };
+}
+
+/** A set's elements: as the kernel holds them (intervals) and as nft text, one string each. */
+interface SetElements {
+  intervals: Interval[];
+  texts: string[];
+}
+
+/**
+ * The elements of an IPv4 set of the normalised CIDRs `norm` (normaliseCidr4Keys), whose texts are
+ * `cidrTexts`: adjacent blocks joined (intervalsOfCidrs), on numbers. An element that is one block
+ * reuses that block's text (formatInterval writes it the same way), so each address is formatted once.
+ */
+function setElements4(norm: Float64Array, cidrTexts: readonly string[]): SetElements {
+  const pairs = intervalsOfCidr4Keys(norm);
+  const count = pairs.length / 2;
+  const intervals = new Array<Interval>(count);
+  const texts = new Array<string>(count);
+  let j = 0; // the first block of element i
+  for (let i = 0; i < count; i++) {
+    const first = pairs[2 * i]!;
+    const last = pairs[2 * i + 1]!;
+    intervals[i] = { first: BigInt(first), last: BigInt(last) };
+    if (cidr4KeyLast(norm[j]!) === last) {
+      texts[i] = cidrTexts[j]!; // one block (normalised blocks are disjoint: it starts at `first`)
+      j++;
+    } else {
+      texts[i] = formatInterval4(first, last);
+      while (j < norm.length && cidr4KeyNetwork(norm[j]!) <= last) j++;
+    }
+  }
+  return { intervals, texts };
+}
+
+/** The elements of an IPv6 set of the normalised CIDRs `norm`, on bigints. */
+function setElements6(norm: readonly Cidr[]): SetElements {
+  const intervals = intervalsOfCidrs(norm);
+  return { intervals, texts: elementTexts(6, intervals) };
+}
+
+/** The elements of a set of `keys` (IPv4, any order, overlaps allowed), and the normalised blocks' texts. */
+function normalise4(keys: Float64Array): { cidrTexts: string[]; set: SetElements } {
+  const norm = normaliseCidr4Keys(keys);
+  const cidrTexts = new Array<string>(norm.length);
+  for (let i = 0; i < norm.length; i++) cidrTexts[i] = formatCidr4Key(norm[i]!);
+  return { cidrTexts, set: setElements4(norm, cidrTexts) };
 }
 
 const ELEMENTS_PER_LINE = 8;
 
 /** `a, b, ...` wrapped every ELEMENTS_PER_LINE elements, continuation lines indented by `cont`. */
 function elementList(elements: readonly string[], cont: string): string {
-  const lines: string[] = [];
-  for (let i = 0; i < elements.length; i += ELEMENTS_PER_LINE) {
-    lines.push(elements.slice(i, i + ELEMENTS_PER_LINE).join(', '));
+  const lineBreak = `,\n${cont}`;
+  let text = '';
+  for (let i = 0; i < elements.length; i++) {
+    if (i > 0) text += i % ELEMENTS_PER_LINE === 0 ? lineBreak : ', ';
+    text += elements[i]!;
   }
-  return lines.join(`,\n${cont}`);
+  return text;
 }
 
 function elementsBlock(elements: readonly string[], indent: string): string {
@@ -150,8 +217,8 @@ interface FamilyPart {
 function renderFamily(
   family: Family,
   table: string,
-  pod: Cidr[],
-  nonMasq: Cidr[],
+  pod: SetElements,
+  nonMasq: SetElements,
   linkLocalExempt: boolean,
   opts: RenderOptions,
 ): FamilyPart {
@@ -170,17 +237,17 @@ function renderFamily(
   rules.push(`${fam} daddr @${NONMASQ_SET} ${counter}return comment "nonMasqueradeCIDRs"`);
   rules.push(`${counter}masquerade fully-random comment "outbound traffic is subject to MASQUERADE"`);
 
-  const podIv = intervalsOfCidrs(pod);
-  const nonMasqIv = intervalsOfCidrs(nonMasq);
+  const podIv = pod.intervals;
+  const nonMasqIv = nonMasq.intervals;
   const t = '\t';
   let head = '';
   head += `table ${fam} ${table} {\n`;
   if (opts.comment) head += `${t}comment ${quoteComment(opts.comment)}\n`;
   head += `${t}set ${PODCIDR_SET} {\n${t}${t}type ${type}\n${t}${t}flags interval\n${t}${t}auto-merge\n`;
-  head += elementsBlock(elementTexts(family, podIv), `${t}${t}`);
+  head += elementsBlock(pod.texts, `${t}${t}`);
   head += `${t}}\n`;
   head += `${t}set ${NONMASQ_SET} {\n${t}${t}type ${type}\n${t}${t}flags interval\n${t}${t}auto-merge\n`;
-  const nonMasqBlock = elementsBlock(elementTexts(family, nonMasqIv), `${t}${t}`);
+  const nonMasqBlock = elementsBlock(nonMasq.texts, `${t}${t}`);
   let tail = '';
   tail += `${t}}\n`;
   tail += `${t}chain ${MASQ_CHAIN} {\n`;
@@ -220,7 +287,8 @@ export function renderMasqRuleset(config: MasqConfig, opts: RenderOptions): Rend
   const pods = toCidrs(opts.podCidrs, 'pod CIDR');
   if (pods.v4.length + pods.v6.length === 0) throw new Error('renderMasqRuleset: at least one pod CIDR is required');
   const nm = toCidrs(config.nonMasqueradeCIDRs, 'nonMasqueradeCIDRs');
-  const nm4 = normaliseCidrs(nm.v4);
+  // IPv4 on numbers (one sort, one merge, each address formatted once); IPv6 on bigints (issue 17).
+  const nm4 = normalise4(nm.v4);
   const nm6 = normaliseCidrs(nm.v6);
 
   let ruleset = '';
@@ -239,16 +307,16 @@ export function renderMasqRuleset(config: MasqConfig, opts: RenderOptions): Rend
     tables.push({ family, name: table });
   };
   if (pods.v4.length > 0) {
-    add(renderFamily(4, table, normaliseCidrs(pods.v4), nm4, !config.masqLinkLocal, opts), 'ip');
+    add(renderFamily(4, table, normalise4(pods.v4).set, nm4.set, !config.masqLinkLocal, opts), 'ip');
   }
   if (opts.enableIPv6 && pods.v6.length > 0) {
     // Upstream programs ip6tables only with --enable-ipv6; same here, in an ip6 twin table.
-    add(renderFamily(6, table, normaliseCidrs(pods.v6), nm6, !config.masqLinkLocalIPv6, opts), 'ip6');
+    add(renderFamily(6, table, setElements6(normaliseCidrs(pods.v6)), setElements6(nm6), !config.masqLinkLocalIPv6, opts), 'ip6');
   }
   return {
     ruleset,
     tables,
-    nonMasqElements: [...nm4, ...nm6].map(formatCidr),
+    nonMasqElements: nm6.length === 0 ? nm4.cidrTexts : [...nm4.cidrTexts, ...nm6.map(formatCidr)],
     ruleCount,
     skeleton,
     sets,

@@ -37,7 +37,18 @@ export function ipv4ToInt(ip: string | ipaddr.IPv4): number {
 
 /** The IPv4 address of an unsigned 32-bit number. */
 export function intToIPv4(n: number): string {
-  return [(n >>> 24) & 255, (n >>> 16) & 255, (n >>> 8) & 255, n & 255].join('.');
+  return formatIPv4(n);
+}
+
+/** "0" .. "255": octet texts, so that formatting an address converts no number to text (issue 17). */
+const OCTET_TEXT: readonly string[] = Array.from({ length: 256 }, (_, i) => String(i));
+
+/**
+ * The dotted text of an unsigned 32-bit number (intToIPv4), by table look-up and concatenation: no
+ * array, no BigInt. The masquerade agent formats 10,000 addresses with it per render (issue 17).
+ */
+export function formatIPv4(n: number): string {
+  return `${OCTET_TEXT[(n >>> 24) & 255]!}.${OCTET_TEXT[(n >>> 16) & 255]!}.${OCTET_TEXT[(n >>> 8) & 255]!}.${OCTET_TEXT[n & 255]!}`;
 }
 
 /**
@@ -249,9 +260,7 @@ export function maskFor(family: Family, prefix: number): bigint {
 
 /** The text of an address of a family (dotted quad, or RFC 5952 IPv6). */
 export function formatAddr(family: Family, v: bigint): string {
-  if (family === 4) {
-    return [24n, 16n, 8n, 0n].map((sh) => ((v >> sh) & 0xffn).toString()).join('.');
-  }
+  if (family === 4) return formatIPv4(Number(BigInt.asUintN(32, v))); // each octet is (v >> sh) & 0xff
   const bytes: number[] = [];
   for (let i = 15; i >= 0; i--) bytes.push(Number((v >> BigInt(i * 8)) & 0xffn));
   return ipaddr.fromByteArray(bytes).toString();
@@ -325,6 +334,33 @@ export function normaliseCidrs(input: readonly Cidr[]): Cidr[] {
   for (const c of input) {
     if (c.family !== fam) throw new Error('normaliseCidrs: mixed address families');
   }
+  if (fam !== 4) return normaliseCidrsBigint(input);
+  // IPv4: on packed numbers (normaliseCidr4Keys), bigints only for the result (issue 17).
+  const keys = new Float64Array(input.length);
+  for (let i = 0; i < input.length; i++) {
+    const c = input[i]!;
+    if (!isPrefix4(c.prefix)) return normaliseCidrsBigint(input); // not a CIDR; keep the bigint path's answer
+    keys[i] = cidr4Key(Number(BigInt.asUintN(32, c.network)), c.prefix);
+  }
+  const norm = normaliseCidr4Keys(keys);
+  const out: Cidr[] = new Array<Cidr>(norm.length);
+  for (let i = 0; i < norm.length; i++) {
+    const k = norm[i]!;
+    out[i] = { family: 4, network: BigInt(cidr4KeyNetwork(k)), prefix: cidr4KeyPrefix(k) };
+  }
+  return out;
+}
+
+/**
+ * normaliseCidrs on bigints, for either family: the IPv6 path, and the reference the IPv4 path
+ * (normaliseCidr4Keys) is held to by a property test.
+ */
+export function normaliseCidrsBigint(input: readonly Cidr[]): Cidr[] {
+  if (input.length === 0) return [];
+  const fam = input[0]!.family;
+  for (const c of input) {
+    if (c.family !== fam) throw new Error('normaliseCidrs: mixed address families');
+  }
   const bits = familyBits(fam);
   const sorted = input
     .map((c) => ({ family: c.family, network: c.network & maskFor(c.family, c.prefix), prefix: c.prefix }))
@@ -360,4 +396,94 @@ export function normaliseCidrStrings(list: readonly string[]): { v4: Cidr[]; v6:
     (p.cidr.family === 4 ? v4 : v6).push(p.cidr);
   }
   return { v4: normaliseCidrs(v4), v6: normaliseCidrs(v6) };
+}
+
+// ---------------------------------------------------------------------------------------------
+// IPv4 CIDRs packed in one number (the masquerade agent's fast path, issue 17)
+//
+// The Go-semantics functions above work on bigints so that one code path serves both families; for
+// 10,000 IPv4 CIDRs that BigInt work (and its garbage) dominated a render, most of all in cold code.
+// Here an IPv4 CIDR is one double, `network * 64 + prefix` (exact: below 2^38), so that a list of
+// them is a Float64Array that sorts natively, in normaliseCidrs' order (address, then prefix).
+
+/** Whether `p` is an IPv4 prefix length (an integer 0..32). */
+function isPrefix4(p: number): boolean {
+  return Number.isInteger(p) && p >= 0 && p <= 32;
+}
+
+/** The packed key of an IPv4 CIDR (host bits of `network` cleared; `prefix` an integer 0..32). */
+export function cidr4Key(network: number, prefix: number): number {
+  return ((network & maskOf(prefix)) >>> 0) * 64 + prefix;
+}
+
+/** The network address (unsigned 32-bit) of a packed IPv4 CIDR. */
+export function cidr4KeyNetwork(key: number): number {
+  return (key - (key % 64)) / 64;
+}
+
+/** The prefix length of a packed IPv4 CIDR. */
+export function cidr4KeyPrefix(key: number): number {
+  return key % 64;
+}
+
+/** The last address (unsigned 32-bit) of a packed IPv4 CIDR. */
+export function cidr4KeyLast(key: number): number {
+  const prefix = key % 64;
+  return (key - prefix) / 64 + 2 ** (32 - prefix) - 1;
+}
+
+const SLASH_PREFIX_TEXT: readonly string[] = Array.from({ length: 33 }, (_, i) => `/${i}`);
+
+/** "network/prefix" of a packed IPv4 CIDR (formatCidr's text). */
+export function formatCidr4Key(key: number): string {
+  const prefix = key % 64;
+  return formatIPv4((key - prefix) / 64) + SLASH_PREFIX_TEXT[prefix]!;
+}
+
+/**
+ * parseCidr's answer for an IPv4 CIDR text as a packed key (the network address, host bits cleared),
+ * or null whenever parseCidr would not return an IPv4 CIDR (an IPv6 CIDR, or an invalid text: ask
+ * parseCidr which, and for its message). A property test holds it to parseCidr.
+ */
+export function parseCidr4Key(s: string): number | null {
+  const slash = s.indexOf('/');
+  if (slash < 0) return null;
+  const addrPart = s.slice(0, slash);
+  if (addrPart.includes(':')) return null;
+  const n = dottedQuadToInt(addrPart);
+  if (n === null) return null;
+  const prefix = prefixLen(s.slice(slash + 1));
+  if (prefix === null || prefix > 32) return null;
+  return cidr4Key(n, prefix);
+}
+
+/**
+ * normaliseCidrs for packed IPv4 CIDRs (cidr4Key): the minimal, sorted, pairwise disjoint list
+ * covering the same addresses, as a new Float64Array; no object, no BigInt. The input is not modified.
+ */
+export function normaliseCidr4Keys(keys: ArrayLike<number>): Float64Array {
+  const sorted = Float64Array.from(keys).sort();
+  const out = new Float64Array(sorted.length);
+  let top = 0; // out[0..top) is the stack of normaliseCidrsBigint
+  let coveredTo = -1; // last address covered by what is already on the stack
+  for (let i = 0; i < sorted.length; i++) {
+    const key = sorted[i]!;
+    let prefix = key % 64;
+    let network = (key - prefix) / 64;
+    if (network <= coveredTo) continue; // contained in (or equal to) an earlier, wider block
+    coveredTo = network + 2 ** (32 - prefix) - 1;
+    // Merge with the block on top of the stack while they are the two halves of one parent.
+    while (top > 0 && prefix > 0) {
+      const a = out[top - 1]!;
+      if (a % 64 !== prefix) break;
+      const aNetwork = (a - prefix) / 64;
+      const size = 2 ** (32 - prefix);
+      if (aNetwork % (2 * size) !== 0 || network !== aNetwork + size) break; // not a left child + its sibling
+      top--;
+      network = aNetwork;
+      prefix--;
+    }
+    out[top++] = network * 64 + prefix;
+  }
+  return out.slice(0, top);
 }

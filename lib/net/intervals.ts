@@ -12,7 +12,7 @@
  * Addresses are bigints of one family (lib/net/addresses.ts `Cidr`), so one code path serves IPv4
  * and IPv6.
  */
-import { type Cidr, type Family, familyBits, formatAddr, parseCidr } from './addresses.js';
+import { type Cidr, cidr4KeyLast, cidr4KeyNetwork, type Family, familyBits, formatAddr, formatIPv4, parseCidr } from './addresses.js';
 
 /** A closed interval of addresses of one family: first..last, both included. */
 export interface Interval {
@@ -59,6 +59,14 @@ function sizeOf(iv: Interval): bigint {
  * the same way).
  */
 export function formatInterval(family: Family, iv: Interval): string {
+  if (family === 4 && iv.first >= 0n && iv.first <= iv.last && iv.last <= 0xffffffffn) {
+    return formatInterval4(Number(iv.first), Number(iv.last)); // no BigInt arithmetic (issue 17)
+  }
+  return formatIntervalBigint(family, iv);
+}
+
+/** formatInterval on bigints, for either family: the reference formatInterval4 is held to. */
+export function formatIntervalBigint(family: Family, iv: Interval): string {
   const size = sizeOf(iv);
   if ((size & (size - 1n)) === 0n && iv.first % size === 0n) {
     const hostBits = size.toString(2).length - 1;
@@ -66,6 +74,51 @@ export function formatInterval(family: Family, iv: Interval): string {
     return `${formatAddr(family, iv.first)}/${prefix}`;
   }
   return `${formatAddr(family, iv.first)}-${formatAddr(family, iv.last)}`;
+}
+
+const SLASH_PREFIX_TEXT: readonly string[] = Array.from({ length: 33 }, (_, i) => `/${i}`);
+
+/**
+ * formatInterval for an IPv4 interval on numbers: `first` and `last` unsigned 32-bit,
+ * first <= last.
+ */
+export function formatInterval4(first: number, last: number): string {
+  const size = last - first + 1; // 1 .. 2^32
+  // A power of two (2^32 included: its int32 is 0) aligned to its size is one CIDR block.
+  if ((size & (size - 1)) === 0 && first % size === 0) {
+    const hostBits = size === 2 ** 32 ? 32 : 31 - Math.clz32(size);
+    return formatIPv4(first) + SLASH_PREFIX_TEXT[32 - hostBits]!;
+  }
+  return `${formatIPv4(first)}-${formatIPv4(last)}`;
+}
+
+/**
+ * intervalsOfCidrs for packed IPv4 CIDRs (lib/net/addresses.ts cidr4Key) on numbers: the intervals
+ * as one array of pairs `[first0, last0, first1, last1, ...]`, sorted, overlapping and adjacent
+ * blocks joined (mergeIntervals). Sorts a copy only when `keys` is not sorted already (a
+ * normaliseCidr4Keys result is).
+ */
+export function intervalsOfCidr4Keys(keys: ArrayLike<number>): Float64Array {
+  let sorted = keys;
+  for (let i = 1; i < keys.length; i++) {
+    if (keys[i]! < keys[i - 1]!) {
+      sorted = Float64Array.from(keys).sort();
+      break;
+    }
+  }
+  const out = new Float64Array(2 * sorted.length);
+  let n = 0; // numbers in out
+  for (let i = 0; i < sorted.length; i++) {
+    const first = cidr4KeyNetwork(sorted[i]!);
+    const last = cidr4KeyLast(sorted[i]!);
+    if (n > 0 && first <= out[n - 1]! + 1) {
+      if (last > out[n - 1]!) out[n - 1] = last;
+    } else {
+      out[n++] = first;
+      out[n++] = last;
+    }
+  }
+  return out.slice(0, n);
 }
 
 /** Whether two interval lists are the same list (compare merged lists: see mergeIntervals). */
