@@ -35,9 +35,12 @@ describe('faults on node-2', () => {
 
   it('kill (SIGKILL) takes it away; start boots and re-wires it, pods included', async () => {
     await lab.faults.kill('node-2');
-    expect((await lab.container('node-2').inspect()).State.Running).toBe(false);
-    expect(await reachable()).toBe(false);
-    await lab.faults.start('node-2');
+    try {
+      expect((await lab.container('node-2').inspect()).State.Running).toBe(false);
+      expect(await reachable()).toBe(false);
+    } finally {
+      await lab.faults.start('node-2'); // undone even when an assertion failed: the next cases need node-2
+    }
     await becomesReachable();
     const pod = await lab.probe('alice/frontend-1', '10.10.11.1', { proto: 'udp' });
     expect(pod).toMatchObject({ observedSource: '10.10.10.1', replyReceived: true });
@@ -45,8 +48,11 @@ describe('faults on node-2', () => {
 
   it('stop (clean shutdown) takes it away; start brings it back', async () => {
     await lab.faults.stop('node-2', 1);
-    expect(await reachable()).toBe(false);
-    await lab.faults.start('node-2');
+    try {
+      expect(await reachable()).toBe(false);
+    } finally {
+      await lab.faults.start('node-2');
+    }
     await becomesReachable();
   });
 
@@ -71,33 +77,43 @@ describe('faults on node-2', () => {
 
   it('partition cuts it off the segment while its link stays up; heal restores it', async () => {
     await lab.faults.partition('node-2');
-    expect(await lab.faults.partitioned('node-2')).toBe(true);
-    expect(await reachable()).toBe(false);
-    const link = await lab.exec('node-2', ['cat', '/sys/class/net/eth0/operstate']);
-    expect(link.stdout.trim()).toBe('up');
-    // Its own egress is cut too.
-    const out = await lab.probe('node-2', '8.8.8.8', { proto: 'udp', timeoutMs: 400 });
-    expect(out.replyReceived).toBe(false);
-    expect(out.observedSource).toBeUndefined();
-    await lab.faults.heal('node-2');
+    try {
+      expect(await lab.faults.partitioned('node-2')).toBe(true);
+      expect(await reachable()).toBe(false);
+      const link = await lab.exec('node-2', ['cat', '/sys/class/net/eth0/operstate']);
+      expect(link.stdout.trim()).toBe('up');
+      // Its own egress is cut too.
+      const out = await lab.probe('node-2', '8.8.8.8', { proto: 'udp', timeoutMs: 400 });
+      expect(out.replyReceived).toBe(false);
+      expect(out.observedSource).toBeUndefined();
+    } finally {
+      await lab.faults.heal('node-2');
+    }
     expect(await lab.faults.partitioned('node-2')).toBe(false);
     await becomesReachable();
   });
 
   it('100% loss drops everything; restore brings replies back; 50% loses some', async () => {
     await lab.faults.degrade('node-2', { lossPercent: 100 });
-    expect(await reachable()).toBe(false);
-    await lab.faults.restore('node-2');
+    try {
+      expect(await reachable()).toBe(false);
+    } finally {
+      await lab.faults.restore('node-2');
+    }
     await becomesReachable();
     await lab.faults.degrade('node-2', { lossPercent: 50 });
-    const p = await lab.continuousProbe('node-1', '192.168.1.2', { proto: 'udp', intervalMs: 10, timeoutMs: 300 });
-    await pollUntil(async () => (await p.records()).length >= 100, { what: '100 probe packets settled', timeoutMs: 20_000, intervalMs: 100 });
-    const t = await p.stop();
-    const ratio = t.packets.filter((x) => x.replied).length / t.packets.length;
+    let ratio: number;
+    try {
+      const p = await lab.continuousProbe('node-1', '192.168.1.2', { proto: 'udp', intervalMs: 10, timeoutMs: 300 });
+      await pollUntil(async () => (await p.records()).length >= 100, { what: '100 probe packets settled', timeoutMs: 20_000, intervalMs: 100 });
+      const t = await p.stop();
+      ratio = t.packets.filter((x) => x.replied).length / t.packets.length;
+    } finally {
+      await lab.faults.restore('node-2');
+    }
     // Each round trip survives with probability 0.25 (two directions at 50%).
     expect(ratio).toBeGreaterThan(0.05);
     expect(ratio).toBeLessThan(0.6);
-    await lab.faults.restore('node-2');
     await becomesReachable();
   });
 
@@ -112,11 +128,14 @@ describe('faults on node-2', () => {
       expect(error).toBeInstanceOf(LabError);
       expect((error as Error).message).toMatch(/sch_netem/);
     }
-    if (supported) {
-      const slow = await lab.probe('node-1', '192.168.1.2', { proto: 'udp' });
-      expect(slow.rttMs).toBeGreaterThanOrEqual(200);
+    try {
+      if (supported) {
+        const slow = await lab.probe('node-1', '192.168.1.2', { proto: 'udp' });
+        expect(slow.rttMs).toBeGreaterThanOrEqual(200);
+      }
+    } finally {
+      await lab.faults.restore('node-2');
     }
-    await lab.faults.restore('node-2');
     const after = await lab.probe('node-1', '192.168.1.2', { proto: 'udp' });
     expect(after.replyReceived).toBe(true);
     expect(after.rttMs).toBeLessThan(100);
@@ -128,10 +147,13 @@ describe('faults on node-2', () => {
     const name = Lab.responderProcess(target);
     expect((await lab.probe('node-1', '192.168.1.2', { proto: 'tcp' })).replyReceived).toBe(true);
     await lab.faults.stopProcess('node-2', name);
-    const down = await lab.probe('node-1', '192.168.1.2', { proto: 'tcp', timeoutMs: 500 });
-    expect(down.replyReceived).toBe(false);
-    expect(down.error).toBe('ECONNREFUSED');
-    await lab.faults.restartProcess('node-2', name);
+    try {
+      const down = await lab.probe('node-1', '192.168.1.2', { proto: 'tcp', timeoutMs: 500 });
+      expect(down.replyReceived).toBe(false);
+      expect(down.error).toBe('ECONNREFUSED');
+    } finally {
+      await lab.faults.restartProcess('node-2', name);
+    }
     await pollUntil(async () => (await lab.probe('node-1', '192.168.1.2', { proto: 'tcp' })).replyReceived, {
       what: 'the restarted responder to answer',
       timeoutMs: 10_000,
