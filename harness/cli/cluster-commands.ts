@@ -110,7 +110,7 @@ export function printClusterStatus(s: ClusterStatus & { forwarder: { pid: number
   }
   out('');
   const gwn = new Map(s.gatewayNodes.map((n) => [n.name, n]));
-  const rows = [['NODE', 'API STATE', 'FLOATING IPS', 'AGENT', 'LEASE RENEWALS', 'MASQ CONFIG', 'APPLIED', 'LAST ERROR']];
+  const rows = [['NODE', 'API STATE', 'FLOATING IPS', 'AGENT', 'LEASE RENEWALS', 'MASQ CONFIG', 'APPLIED', 'LAST APPLY', 'LAST ERROR']];
   for (const a of s.agents) {
     const n = gwn.get(a.node);
     const agent = !a.containerRunning ? 'node down' : !a.processRunning ? `stopped${a.phase ? ` (was ${a.phase})` : ''}` : (a.phase ?? '?');
@@ -123,6 +123,7 @@ export function printClusterStatus(s: ClusterStatus & { forwarder: { pid: number
       a.leaseRenewals === null ? '-' : String(a.leaseRenewals),
       a.masq ? `${a.masq.mode ?? '?'} ${a.masq.configHash ?? '-'}` : '-',
       a.masq?.appliedAt ?? '-',
+      a.masq?.lastApply ?? '-',
       err.length > 80 ? `${err.slice(0, 77)}...` : err,
     ]);
   }

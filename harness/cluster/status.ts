@@ -39,8 +39,24 @@ export interface AgentStatusSummary {
     configHash: string | null;
     appliedAt: string | null;
     setElements: number | null;
+    /** The last apply in one phrase, e.g. "delta +1 -0, 112 ms" or "full (rules changed), 433 ms". */
+    lastApply: string | null;
     lastError: { at?: string; reason?: string; message?: string } | null;
   } | null;
+}
+
+/**
+ * The masquerade agent's `lastApply` record (agent/masq/agent.ts MasqApplyRecord) in one phrase:
+ * how the rules went in (a set update with the elements added and removed, or the whole table and
+ * why) and how long the sync took; null when there is none or it is not a record.
+ */
+export function summarizeLastApply(v: unknown): string | null {
+  const r = obj(v);
+  const total = num(r.totalMs);
+  const took = total === null ? '' : `, ${total} ms`;
+  if (r.kind === 'delta') return `delta +${num(r.added) ?? '?'} -${num(r.removed) ?? '?'}${took}`;
+  if (r.kind === 'full') return `full${str(r.reason) ? ` (${str(r.reason)})` : ''}${took}`;
+  return null;
 }
 
 /** Controller, API, gateway and agents at a glance (`egresslab status`). */
@@ -97,6 +113,7 @@ async function agentStatus(lab: ContainerRuntime, node: string): Promise<AgentSt
           configHash: str(masq.configHash),
           appliedAt: str(masq.appliedAt),
           setElements: num(masq.setElements),
+          lastApply: summarizeLastApply(masq.lastApply),
           lastError: masq.lastError ? (obj(masq.lastError) as { at?: string; reason?: string; message?: string }) : null,
         }
       : null,
