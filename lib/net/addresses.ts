@@ -286,12 +286,10 @@ export function parseCidr(s: string): CidrParse {
   const maskPart = s.slice(slash + 1);
   if (!addrPart.includes(':')) {
     // IPv4 in 32-bit numbers (bigints only for the result): the common case, kept cheap (issue 17).
-    const n = dottedQuadToInt(addrPart);
-    if (n === null) return bad();
-    const prefix = prefixLen(maskPart);
-    if (prefix === null || prefix > 32) return bad();
-    const net = (n & maskOf(prefix)) >>> 0;
-    return { ok: true, cidr: { family: 4, network: BigInt(net), prefix }, ip: BigInt(n), aligned: net === n };
+    const v4 = ipv4CidrParts(addrPart, maskPart);
+    if (v4 === null) return bad();
+    const net = (v4.addr & maskOf(v4.prefix)) >>> 0;
+    return { ok: true, cidr: { family: 4, network: BigInt(net), prefix: v4.prefix }, ip: BigInt(v4.addr), aligned: net === v4.addr };
   }
   const ip = parseIPv6Big(addrPart);
   if (ip === null) return bad();
@@ -304,6 +302,15 @@ export function parseCidr(s: string): CidrParse {
   }
   const network = ip & maskFor(6, prefix);
   return { ok: true, cidr: { family: 6, network, prefix }, ip, aligned: network === ip };
+}
+
+/** The address (host bits kept) and prefix length of an IPv4 CIDR's two texts, or null when they are not one. */
+function ipv4CidrParts(addrPart: string, maskPart: string): { addr: number; prefix: number } | null {
+  const addr = dottedQuadToInt(addrPart);
+  if (addr === null) return null;
+  const prefix = prefixLen(maskPart);
+  if (prefix === null || prefix > 32) return null;
+  return { addr, prefix };
 }
 
 /** A CIDR's prefix length text as Go's dtoi reads it (decimal digits, leading zeros fine), or null. */
@@ -450,11 +457,8 @@ export function parseCidr4Key(s: string): number | null {
   if (slash < 0) return null;
   const addrPart = s.slice(0, slash);
   if (addrPart.includes(':')) return null;
-  const n = dottedQuadToInt(addrPart);
-  if (n === null) return null;
-  const prefix = prefixLen(s.slice(slash + 1));
-  if (prefix === null || prefix > 32) return null;
-  return cidr4Key(n, prefix);
+  const v4 = ipv4CidrParts(addrPart, s.slice(slash + 1));
+  return v4 === null ? null : cidr4Key(v4.addr, v4.prefix);
 }
 
 /**
