@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { AgentConfigError, DEFAULT_IP_MASQ_CONFIG_PATH, DEFAULT_MASQ_STATE_PATH, DEFAULT_STATUS_PATH, parseAgentConfig, parseAgentConfigText } from './config.js';
+import { AgentConfigError, DEFAULT_BOOT_HOOK_DIR, DEFAULT_IP_MASQ_CONFIG_PATH, DEFAULT_MASQ_STATE_PATH, DEFAULT_STATUS_PATH, parseAgentConfig, parseAgentConfigText } from './config.js';
 
 const base = {
   nodeName: 'worker1',
@@ -38,9 +38,17 @@ describe('agent config', () => {
       statusPath: DEFAULT_STATUS_PATH,
       removeRulesOnStop: true,
       gatewayConntrackSync: true,
+      bootHookDir: DEFAULT_BOOT_HOOK_DIR,
       insecureSkipTLSVerify: false,
       nftPath: 'nft',
     });
+  });
+
+  it('bootHookDir: an absolute directory (default /etc/egresslab/boot.d), null for none, never the projected directory', () => {
+    expect(parseAgentConfig({ ...base, bootHookDir: null }).bootHookDir).toBeNull();
+    expect(parseAgentConfig({ ...base, bootHookDir: '/var/lib/boot.d' }).bootHookDir).toBe('/var/lib/boot.d');
+    expect(issues({ ...base, bootHookDir: 'boot.d' })).toEqual(['bootHookDir: must be an absolute path (got "boot.d")']);
+    expect(issues({ ...base, bootHookDir: '/etc/egresslab/ip-masq-agent' })).toEqual(['bootHookDir: must not be the projected directory (the projection owns it) (got "/etc/egresslab/ip-masq-agent")']);
   });
 
   it('gatewayConntrackSync: a boolean, on by default', () => {

@@ -31,6 +31,8 @@ export const AGENT_FLAVOURS: readonly AgentFlavour[] = ['ip-masq-agent', 'autopi
 
 export const DEFAULT_AGENT_CONFIG_PATH = '/etc/egresslab/agent.json';
 export const DEFAULT_STATUS_PATH = '/run/egresslab/agent-status.json';
+/** Where a node keeps the scripts its init runs at boot, before the agent (AgentConfig.bootHookDir). */
+export const DEFAULT_BOOT_HOOK_DIR = '/etc/egresslab/boot.d';
 export const DEFAULT_MASQ_STATE_PATH = '/run/egresslab/masq-state.json';
 /** Projection of ConfigMap kube-system/ip-masq-agent key `config` (kubelet-style volume dir). */
 export const DEFAULT_IP_MASQ_CONFIG_PATH = '/etc/egresslab/ip-masq-agent/config';
@@ -84,6 +86,14 @@ export interface AgentConfig {
    * docs/gateway.md). false: the new holder picks flows up loosely.
    */
   gatewayConntrackSync: boolean;
+  /**
+   * The node's boot-hook directory: scripts there run when the node boots, after its links are up
+   * and before this agent starts (the node's init runs them, like /etc/rc.local or a systemd unit).
+   * The gateway module keeps its forward fence there (agent/gateway/render.ts renderBootFence), so
+   * a node that boots again before its lease expired never forwards other nodes' pod traffic
+   * un-NATed while its agent is not running yet. null: no boot hook is written.
+   */
+  bootHookDir: string | null;
 }
 
 export class AgentConfigError extends Error {
@@ -115,6 +125,7 @@ const KNOWN = new Set([
   'nftPath',
   'removeRulesOnStop',
   'gatewayConntrackSync',
+  'bootHookDir',
 ]);
 
 const DNS1123_SUBDOMAIN = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/;
@@ -254,11 +265,13 @@ export function parseAgentConfig(raw: unknown): AgentConfig {
   const nftPath = str('nftPath', false, 'nft');
   const removeRulesOnStop = bool('removeRulesOnStop', true);
   const gatewayConntrackSync = bool('gatewayConntrackSync', true);
+  const bootHookDir = c.bootHookDir === null ? null : absPath('bootHookDir', DEFAULT_BOOT_HOOK_DIR);
 
   const paths: [string, string][] = [
     ['ipMasqAgentConfigPath', ipMasqAgentConfigPath],
     ['masqStatePath', masqStatePath],
     ['statusPath', statusPath],
+    ...(bootHookDir ? ([['bootHookDir', bootHookDir]] as [string, string][]) : []),
   ];
   for (let i = 0; i < paths.length; i++)
     for (let j = i + 1; j < paths.length; j++) {
@@ -269,6 +282,8 @@ export function parseAgentConfig(raw: unknown): AgentConfig {
   for (const [f, p] of paths.slice(1)) {
     if (p && ipMasqAgentConfigPath && dirname(p) === dirname(ipMasqAgentConfigPath)) bad(f, p, `must not be in the projected directory ${dirname(ipMasqAgentConfigPath)} (the projection owns it)`);
   }
+
+  if (bootHookDir && ipMasqAgentConfigPath && bootHookDir === dirname(ipMasqAgentConfigPath)) bad('bootHookDir', bootHookDir, 'must not be the projected directory (the projection owns it)');
 
   if (issues.length) throw new AgentConfigError(issues);
   return {
@@ -293,6 +308,7 @@ export function parseAgentConfig(raw: unknown): AgentConfig {
     nftPath,
     removeRulesOnStop,
     gatewayConntrackSync,
+    bootHookDir,
   };
 }
 

@@ -8,11 +8,12 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { R } from '../lib/kube/client.js';
 import { startLeaseRenewer, type LeaseRenewer } from '../lib/kube/lease.js';
 import { nodeToken, startTestController, waitFor, type TestController } from '../controller/testing.js';
-import { parseAgentConfig } from '../agent/config.js';
+import { DEFAULT_BOOT_HOOK_DIR, parseAgentConfig } from '../agent/config.js';
 import { FakeHost } from '../agent/host/fake-host.js';
 import { Signal } from '../agent/node/module.js';
 import { NodeEventRecorder } from '../agent/node/events.js';
-import { GatewayModule } from '../agent/node/gateway.js';
+import { BOOT_FENCE_HOOK, GatewayModule } from '../agent/node/gateway.js';
+import { renderBootFence } from '../agent/gateway/render.js';
 
 const LEASE = { renewIntervalMs: 50, expiryMs: 300, startupGraceMs: 300 };
 let cleanup: (() => Promise<void> | void)[] = [];
@@ -131,6 +132,11 @@ describe('GatewayModule', () => {
     expect(sys.calls.filter((c) => c.op === 'sysctl').map((c) => c.arg)).toContain('net/ipv4/conf/eth0/send_redirects=0');
     expect(sys.calls.some((c) => c.op === 'ip' && c.arg === 'rule add pref 1000 fwmark 0x10000/0xff0000 table 7101')).toBe(true);
     expect(mod.status()).toMatchObject({ uplink: 'eth0', ownedIPs: ['192.168.1.100'], policies: [{ name: 'egress', action: 'local', snatHere: true, holder: 'worker1' }] });
+    // the forward fence it applied is also the node's boot hook (written once, not at every apply)
+    const hookPath = join(DEFAULT_BOOT_HOOK_DIR, BOOT_FENCE_HOOK);
+    // peers: every other node of the test controller with a pod CIDR (controller/testing.ts)
+    expect(sys.files.get(hookPath)).toBe(renderBootFence(['10.10.10.0/24'], ['10.10.0.0/24', '10.10.11.0/24']));
+    expect(logs.filter((l) => l.includes(`boot hook ${hookPath}`))).toHaveLength(1);
 
     // worker1's lease stops -> Down -> the IP moves to worker2 -> worker1 releases it and routes to worker2
     await renewers.worker1!.stop();

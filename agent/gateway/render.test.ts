@@ -1,4 +1,8 @@
 import { describe, expect, it } from 'vitest';
+import { execFileSync } from 'node:child_process';
+import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { defaultMasqConfig } from '../masq/config.js';
 import { EGRESS_GW_BYPASS_MARK, EGRESS_GW_BYPASS_MASK } from '../masq/constants.js';
 import { renderMasqRuleset } from '../masq/render.js';
@@ -13,6 +17,7 @@ import {
   parseIpRules,
   parseRouteTables,
   renderAliveRefresh,
+  renderBootFence,
   renderGateway,
   renderGatewayRemoval,
   renderStrayReplyFence,
@@ -232,6 +237,47 @@ describe('forward fence: nothing from pods of other nodes is forwarded un-NATed,
     const other = renderGateway(computeGatewayPlan(input('node-1', { '192.168.1.100': 'node-2' })));
     expect(other.ruleset).not.toContain('0x00001000');
     expect(other.rules.filter((x) => x.table === 7100).map((x) => x.from)).toEqual(['10.10.11.0/24', '10.10.12.0/24']);
+  });
+});
+
+describe('the forward fence as a boot hook (renderBootFence)', () => {
+  /** Runs the hook with `sh` and a stand-in `ip` first on PATH that records its arguments and stdin. */
+  function runHook(text: string): { args: string | null; batch: string[] } {
+    const dir = mkdtempSync(join(tmpdir(), 'egresslab-bootfence-'));
+    try {
+      writeFileSync(join(dir, 'ip'), `#!/bin/sh\necho "$*" > '${dir}/args'\ncat > '${dir}/stdin'\n`);
+      chmodSync(join(dir, 'ip'), 0o755);
+      writeFileSync(join(dir, 'hook.sh'), text);
+      execFileSync('sh', [join(dir, 'hook.sh')], { env: { ...process.env, PATH: `${dir}:${process.env.PATH}` } });
+      if (!existsSync(join(dir, 'args'))) return { args: null, batch: [] };
+      return { args: readFileSync(join(dir, 'args'), 'utf8').trim(), batch: readFileSync(join(dir, 'stdin'), 'utf8').trim().split('\n') };
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }
+
+  it('installs, in one ip batch, exactly the fence the agent applies: blackhole by default, throw for the own pods, one rule per peer', () => {
+    const plan = computeGatewayPlan(input('node-1', { '192.168.1.100': 'node-2' }));
+    const r = renderGateway(plan);
+    const hook = renderBootFence(plan.podCIDRs, plan.peerPodCIDRs);
+    const ran = runHook(hook);
+    expect(ran.args).toBe('-force -batch -');
+    // the same lines the agent's own apply sends for its fence (routingCommands of the rendered fence)
+    const fenceOnly = { rules: r.rules.filter((x) => x.table === 7100), routes: [], fenceThrow: r.fenceThrow };
+    expect(ran.batch).toEqual(routingCommands(fenceOnly, { rules: [], tables: [] }).before);
+    expect(ran.batch).toEqual([
+      'route replace throw 10.10.10.0/24 table 7100',
+      'route replace blackhole default table 7100',
+      'rule add pref 990 from 10.10.11.0/24 iif eth0 fwmark 0x0/0x1000 table 7100',
+      'rule add pref 990 from 10.10.12.0/24 iif eth0 fwmark 0x0/0x1000 table 7100',
+    ]);
+  });
+
+  it('a node without peers has nothing to fence: the hook runs no ip at all, like the agent; the text depends only on the CIDRs', () => {
+    expect(routingCommands({ rules: [], routes: [], fenceThrow: ['10.10.10.0/24'] }, { rules: [], tables: [] }).before).toEqual([]);
+    expect(runHook(renderBootFence(['10.10.10.0/24'], []))).toEqual({ args: null, batch: [] });
+    expect(renderBootFence(['10.10.10.0/24'], ['10.10.11.0/24'])).toBe(renderBootFence(['10.10.10.0/24'], ['10.10.11.0/24']));
+    expect(renderBootFence(['10.10.10.0/24'], ['10.10.11.0/24'])).not.toBe(renderBootFence(['10.10.10.0/24'], ['10.10.11.0/24', '10.10.12.0/24']));
   });
 });
 

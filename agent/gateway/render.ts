@@ -328,13 +328,34 @@ export function renderGateway(plan: GatewayPlan, opts: RenderOptions = {}): Rend
 /**
  * The forward fence of a node (constants.ts GW_FORWARD_OK_MARK): one rule per other node's pod
  * CIDR into GW_FENCE_TABLE, whose `throw` routes are this node's own pod CIDRs. The agent applies
- * it (routingCommands); the lab puts the same commands in a cluster node's boot config.
+ * it (routingCommands) and keeps the same commands as a boot hook of the node (renderBootFence).
  */
 export function forwardFence(ownPodCIDRs: readonly string[], peerPodCIDRs: readonly string[], uplink = 'eth0'): { rules: RuleSpec[]; fenceThrow: string[] } {
   return {
     rules: peerPodCIDRs.map((c) => ({ pref: GW_FENCE_PREF, fwmark: 0, mask: GW_FORWARD_OK_MARK, table: GW_FENCE_TABLE, iif: uplink, from: c })),
     fenceThrow: [...ownPodCIDRs],
   };
+}
+
+/**
+ * The forward fence as a node boot hook: a shell script that the node's init runs after its links
+ * are up and before the agent starts (AgentConfig.bootHookDir). A node that boots again faster
+ * than its lease expires is still a holder in every peer's routes, and its pods' peers keep
+ * sending it their marked traffic; until its agent runs, nothing would SNAT that traffic, and the
+ * kernel would forward it with the pod IP. The hook blackholes it from the first packet. The
+ * agent rewrites the hook whenever its fence changes (a node joins or leaves) and adopts the rules
+ * the hook installed (same preference, table and selectors).
+ */
+export function renderBootFence(ownPodCIDRs: readonly string[], peerPodCIDRs: readonly string[], uplink = 'eth0'): string {
+  const lines = routingCommands({ ...forwardFence(ownPodCIDRs, peerPodCIDRs, uplink), routes: [] }, { rules: [], tables: [] }).before;
+  return [
+    '#!/bin/sh',
+    '# Written by the egresslab agent (gateway forward fence, agent/gateway/render.ts renderBootFence).',
+    '# Runs at node boot, before the agent: forwarded pod traffic of other nodes is dropped until the',
+    '# agent marks what it SNATs.',
+    ...(lines.length ? ["exec ip -force -batch - <<'EOF'", ...lines, 'EOF'] : ['exit 0']),
+    '',
+  ].join('\n');
 }
 
 /** Keeps the owned IPs alive in the ARP fence (one small transaction, run every ARP_ALIVE_REFRESH_MS). */

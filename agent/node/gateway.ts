@@ -49,6 +49,7 @@ import {
   parseIpRules,
   parseRouteTables,
   renderAliveRefresh,
+  renderBootFence,
   renderGateway,
   renderStrayReplyFence,
   renderTakeoverWindow,
@@ -56,12 +57,16 @@ import {
   routingOps,
   type RuleSpec,
 } from '../gateway/render.js';
+import { posix } from 'node:path';
 import { ExecHost } from '../host/exec-host.js';
 import type { Host } from '../host/host.js';
 import { ConntrackSync, CTSYNC_BULK_MS, renderCtSyncTable, type ConntrackSyncOptions } from '../gateway/conntrack-sync.js';
 import { errorMessage, type NodeModule, type NodeModuleContext } from './module.js';
 import { GATEWAY_NAME, GATEWAY_NAMESPACE } from '../../lib/kube/well-known.js';
 import { realClock, type Clock } from '../../lib/time/clock.js';
+
+/** The forward fence's file in the node's boot-hook directory (AgentConfig.bootHookDir). */
+export const BOOT_FENCE_HOOK = '50-gateway-forward-fence.sh';
 
 export interface GatewayModuleOptions {
   /** the node's kernel (default: the real one); an injected host turns conntrack sync off unless `conntrackSync` asks for it */
@@ -131,6 +136,8 @@ export class GatewayModule implements NodeModule {
   /** the caches are incomplete and a datapath from the previous agent is in place: no apply until synced */
   private keepUntilSynced = false;
   private uplink = 'eth0';
+  /** the boot hook's text as last written or found (undefined: not looked at yet) */
+  private bootFence: string | undefined;
   private lastPlan: GatewayPlan | null = null;
   private lastRuleset = '';
   private kernel: { rules: RuleSpec[]; routes: Map<number, string>; addrs: string[] } | null = null;
@@ -476,6 +483,28 @@ export class GatewayModule implements NodeModule {
     this.ctx.statusChanged();
   }
 
+  /**
+   * Keeps the node's boot hook (render.ts renderBootFence) in step with the forward fence this
+   * apply just installed: written when it changes, never on every apply. A failed write is logged
+   * and tried again at the next apply; it never fails the apply.
+   */
+  private keepBootFence(plan: GatewayPlan): void {
+    const dir = this.ctx.config.bootHookDir;
+    if (!dir) return;
+    const text = renderBootFence(plan.podCIDRs, plan.peerPodCIDRs, this.uplink);
+    if (text === this.bootFence) return;
+    const path = posix.join(dir, BOOT_FENCE_HOOK);
+    try {
+      if (this.bootFence !== undefined || this.host.readFile(path) !== text) {
+        this.host.writeFile(path, text);
+        this.ctx.log(this.name, `boot hook ${path}: forward fence for ${plan.peerPodCIDRs.length} peer pod CIDR(s)`);
+      }
+      this.bootFence = text;
+    } catch (e) {
+      this.ctx.log(this.name, `boot hook ${path}: ${errorMessage(e)}`);
+    }
+  }
+
   /** Kernel side of one plan (also used by stop() with a fail-closed plan). */
   private async program(plan: GatewayPlan, force: boolean): Promise<void> {
     const r = renderGateway(plan, { uplink: this.uplink });
@@ -516,6 +545,7 @@ export class GatewayModule implements NodeModule {
     // routes that already point at the right node need no replace
     const before = cmds.before.filter((o) => o.op !== 'route-replace' || force || routes.get(o.table) !== `${o.via} ${o.dev}`);
     await this.host.ipBatch(before);
+    this.keepBootFence(plan);
     // flows whose treatment changed are decided again: flushed right after the commit and BEFORE a
     // floating IP is added. A node taking an IP for its own pods' flows (route -> local) must have
     // their bindings back (replicated ones re-committed) before replies to the IP can arrive:

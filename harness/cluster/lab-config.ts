@@ -15,6 +15,7 @@
  * copy `controller.caPath` from the control-plane container to every node's `caPath` (agents wait
  * for the file) and pass that PEM to kubeconfig().
  */
+import { NODE_BOOT_HOOK_DIR } from '../lab/boot.js';
 import { generateKeyPairSync, randomBytes, X509Certificate } from 'node:crypto';
 import { posix } from 'node:path';
 import { parseAgentConfig, type AgentFlavour } from '../../agent/config.js';
@@ -265,6 +266,8 @@ export function generateLabConfigs(lab: LabDescription, opts: GenerateOptions = 
       ipMasqAgentConfigPath: paths.ipMasqAgentConfig,
       masqStatePath: paths.masqState,
       statusPath: paths.agentStatus,
+      // the node's init runs these at boot, before the agent (harness/lab/boot.ts)
+      bootHookDir: NODE_BOOT_HOOK_DIR,
     };
     try {
       parseAgentConfig(config);

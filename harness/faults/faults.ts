@@ -14,6 +14,7 @@ import { LabError, ValidationError } from '../util/errors.js';
 import { pollUntil } from '../util/poll.js';
 import { restartProcess, stopProcess } from '../lab/process.js';
 import { restartNodePrograms } from '../cluster/cluster.js';
+import { runBootHooks } from '../lab/boot.js';
 
 const TABLE = 'egresslab_faults';
 
@@ -37,6 +38,9 @@ export class Faults {
   /** Every fault this process injected on this lab, in order (undo steps are not listed). */
   readonly injected: InjectedFault[] = [];
 
+  /** nodes boot() brought up without their programs (start() then only starts the programs) */
+  private readonly bootedOnly = new Set<string>();
+
   constructor(private readonly lab: ContainerRuntime) {}
 
   /** Records a fault injected by other means (e.g. an agent stopped to move a floating IP). */
@@ -59,6 +63,7 @@ export class Faults {
   /** SIGKILL the node's container: every process dies at once, its links vanish. */
   async kill(name: string): Promise<void> {
     this.note(this.node(name), 'kill');
+    this.bootedOnly.delete(this.node(name));
     await this.lab.container(this.node(name)).kill({ signal: 'SIGKILL' });
     await this.untilOffTheWire(this.node(name));
   }
@@ -66,6 +71,7 @@ export class Faults {
   /** Clean shutdown of the node's container. */
   async stop(name: string, graceSeconds = 2): Promise<void> {
     this.note(this.node(name), 'stop');
+    this.bootedOnly.delete(this.node(name));
     await this.lab.container(this.node(name)).stop({ t: graceSeconds });
     await this.untilOffTheWire(this.node(name));
   }
@@ -95,11 +101,28 @@ export class Faults {
    */
   async start(name: string): Promise<void> {
     const n = this.node(name);
+    if (!this.bootedOnly.delete(n)) await this.bootNode(n);
+    await restartNodePrograms(this.lab, n);
+  }
+
+  /**
+   * The first half of start(): boots a killed or stopped node, re-wires it and runs its boot hooks
+   * (harness/lab/boot.ts), but starts none of its programs: the node as its init leaves it before
+   * the agent runs. start() later starts the programs. For scenarios about what a node does
+   * between its boot and its agent's start.
+   */
+  async boot(name: string): Promise<void> {
+    const n = this.node(name);
+    await this.bootNode(n);
+    this.bootedOnly.add(n);
+  }
+
+  private async bootNode(n: string): Promise<void> {
     const info = await this.lab.container(n).inspect();
     if (info.State.Paused) throw new LabError(`${n} is paused: unpause it instead of starting it`);
     if (!info.State.Running) await this.lab.container(n).start();
     await this.lab.wire(new Set([n]));
-    await restartNodePrograms(this.lab, n);
+    await runBootHooks(this.lab, n);
   }
 
   /** Freezes every process of the node (docker pause): a hung node. */

@@ -2,7 +2,6 @@
  * Address and link planning: from a validated Topology to the exact containers, veth pairs,
  * addresses, routes and sysctls of a lab. Pure (no I/O), so the whole lab layout is unit-tested.
  */
-import { forwardFence, routingCommands } from '../../agent/gateway/render.js';
 import { createHash } from 'node:crypto';
 import { cidrRange, intToIPv4, nthAddress, prefixLength, withPrefix } from '../../lib/net/addresses.js';
 import type { NodeSpec, PodSpec, Topology, VpcEndpointSpec } from './types.js';
@@ -131,14 +130,6 @@ function nodePlan(t: Topology, node: NodeSpec, pods: PodPlan[]): NetnsConfig {
   // Routed CNI: other nodes' pod CIDRs via their node IPs (never NATed).
   for (const other of t.nodes) {
     if (other.name !== node.name && other.podCIDR) ip.push(`route add ${other.podCIDR} via ${other.address} dev eth0`);
-  }
-  // The gateway's forward fence as node boot config (agent/gateway/render.ts forwardFence; the
-  // agent adopts and maintains the same rules): a node that restarts faster than its lease expires
-  // still gets traffic routed to it as a gateway, and must not forward it un-NATed before its agent runs.
-  if (t.cluster) {
-    const peers = t.nodes.filter((o) => o.name !== node.name && o.podCIDR).map((o) => o.podCIDR!);
-    const fence = forwardFence(node.podCIDR ? [node.podCIDR] : [], peers, 'eth0');
-    ip.push(...routingCommands({ ...fence, routes: [] }, { rules: [], tables: [] }).before);
   }
   const sysctls: Record<string, string> = { ...FORWARDING_SYSCTLS };
   for (const pod of pods) {

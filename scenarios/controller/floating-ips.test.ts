@@ -12,6 +12,8 @@ import { R, type KubeClient } from '../../lib/kube/client.js';
 import type { KubeObject, WatchEvent } from '../../lib/kube/types.js';
 import { everyNodeUp, gatewayOf, gatewayStatus, type ClusterStatus, type GatewayStatus } from '../../harness/cluster/status.js';
 import { runCli } from '../../harness/testing/run.js';
+import { processRunning } from '../../harness/lab/process.js';
+import { AGENT_PROCESS } from '../../harness/cluster/cluster.js';
 
 const IPS = ['192.168.1.100', '192.168.1.101'];
 let lab: Lab;
@@ -50,6 +52,20 @@ async function until(what: string, accept: (g: GatewayStatus) => boolean, timeou
 
 const allUp = (g: GatewayStatus) => everyNodeUp(g, 4);
 
+/**
+ * node-2's gateway forward fence as its kernel has it (ip rule / ip route of table 7100, read in the
+ * node, not from its agent): other nodes' pod traffic forwarded without the SNAT mark is
+ * blackholed, except towards node-2's own pods.
+ */
+async function kernelFence(node: string): Promise<{ rules: string[]; routes: string[] }> {
+  const lines = async (cmd: string[]) => (await lab.exec(node, cmd)).stdout.split('\n').map((l) => l.trim()).filter(Boolean);
+  return { rules: await lines(['ip', 'rule', 'show', 'table', '7100']), routes: (await lines(['ip', 'route', 'show', 'table', '7100'])).sort() };
+}
+const NODE2_FENCE = {
+  rules: ['990:\tfrom 10.10.10.0/24 fwmark 0/0x1000 iif eth0 lookup 7100', '990:\tfrom 10.10.12.0/24 fwmark 0/0x1000 iif eth0 lookup 7100'],
+  routes: ['blackhole default', 'throw 10.10.11.0/24'],
+};
+
 async function events(reason: string): Promise<KubeObject[]> {
   const list = await api.list(R.events, { namespace: 'kube-system', fieldSelector: `reason=${reason}` });
   return list.items;
@@ -64,6 +80,11 @@ describe('floating IPs in a running lab', () => {
     expect(node1.status).toMatchObject({ state: 'Up', floatingIPs: ['192.168.1.100'] });
     const cp = await api.get(R.anthosNetworkGatewayNodes, 'cp-1', 'kube-system');
     expect(cp.status).toMatchObject({ state: 'Up', floatingIPs: [] });
+  });
+
+  it("every agent installs its node's forward fence (the lab's boot config has none)", async () => {
+    const fence = await pollUntil(() => kernelFence('node-2'), { what: "node-2's forward fence in its kernel", timeoutMs: 10_000, intervalMs: 50, accept: (f) => f.routes.length > 0 });
+    expect(fence).toEqual(NODE2_FENCE);
   });
 
   it('egresslab status --json shows the gateway and every agent', async () => {
@@ -103,7 +124,17 @@ describe('floating IPs in a running lab', () => {
     console.log(`node killed -> reassignment in status: ${ms} ms`);
     expect(g.assignments, await transitions()).toEqual({ '192.168.1.100': 'node-3', '192.168.1.101': 'node-1' });
 
-    await lab.faults.start('node-2');
+    // Booted by its init, the agent not started yet: the forward fence is already in node-2's
+    // kernel. The lab installs no such rule (harness/topology/plan.ts); only the boot hook that
+    // node-2's agent wrote before it died can have put it there.
+    await lab.faults.boot('node-2');
+    let booted: { agentRunning: boolean; fence: Awaited<ReturnType<typeof kernelFence>> };
+    try {
+      booted = { agentRunning: await processRunning(lab, 'node-2', AGENT_PROCESS), fence: await kernelFence('node-2') };
+    } finally {
+      await lab.faults.start('node-2'); // even when reading failed: the next cases need node-2
+    }
+    expect(booted).toEqual({ agentRunning: false, fence: NODE2_FENCE });
     const back = await until('node-2 Up again', allUp);
     expect(back.g.assignments, await transitions()).toEqual({ '192.168.1.100': 'node-3', '192.168.1.101': 'node-1' });
     const moved = (await events('FloatingIPMoved')).map((e) => e.message as string);
