@@ -93,8 +93,8 @@ describe('FilePersistence: corruption before valid records', () => {
     }
     expect(error).toBeInstanceOf(PersistenceError);
     expect((error as Error).message).toBe(
-      `${log} line 2 is not a valid record (not JSON: ${JSON.stringify('not json at all')}), and 2 valid records follow it (lines 3-4): ` +
-        'refusing to start, which would lose them. Nothing was changed. Look at the line: repair or delete it by hand, ' +
+      `${log} line 2 is not a valid record (not JSON: ${JSON.stringify('not json at all')}), and 2 valid records follow it (lines 3-4) that a replay up to it would lose: ` +
+        'refusing to start. Nothing was changed. Look at the line: repair or delete it by hand, ' +
         `or move the data directory ${dir} aside to start empty; then start again`,
     );
     expect(readFileSync(log, 'utf8')).toBe(text);
@@ -103,14 +103,14 @@ describe('FilePersistence: corruption before valid records', () => {
   it('a line that is JSON but not a log record (a field missing) is corruption too, not a crash', () => {
     const text = line(entry(1, 'a')) + '{"rv":2}\n' + line(entry(3, 'c'));
     const { dir, log } = withLog(text);
-    expect(() => openStore(dir)).toThrow(`${log} line 2 is not a valid record (type: must be ADDED, MODIFIED or DELETED, got undefined), and 1 valid record follows it (line 3)`);
+    expect(() => openStore(dir)).toThrow(`${log} line 2 is not a valid record (type: must be ADDED, MODIFIED or DELETED, got undefined), and 1 valid record follows it (line 3) that a replay up to it would lose: refusing to start`);
     expect(readFileSync(log, 'utf8')).toBe(text);
   });
 
   it('a resourceVersion that does not increase is refused: it would be handed out twice', () => {
     const text = line(entry(1, 'a')) + line(entry(5, 'b')) + line(entry(5, 'c'));
     const { dir, log } = withLog(text);
-    expect(() => openStore(dir)).toThrow(`${log} line 3: resourceVersion 5 does not increase (line 2 has 5)`);
+    expect(() => openStore(dir)).toThrow(`${log} line 3: resourceVersion 5 does not increase (line 2 has 5), so later writes would reuse resourceVersions: refusing to start`);
     expect(readFileSync(log, 'utf8')).toBe(text);
   });
 

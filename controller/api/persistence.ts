@@ -97,7 +97,7 @@ const lineRange = (a: number, b: number): string => (a === b ? `line ${a}` : `li
 
 function refusal(what: string, dir: string): PersistenceError {
   return new PersistenceError(
-    `${what}: refusing to start, which would lose them. Nothing was changed. Look at the line: repair or delete it by hand, ` +
+    `${what}: refusing to start. Nothing was changed. Look at the line: repair or delete it by hand, ` +
       `or move the data directory ${dir} aside to start empty; then start again`,
   );
 }
@@ -154,7 +154,7 @@ export function readLog(buf: Buffer, path: string, dir: string): ReadLog {
   }
   if (bad && validAfterBad) {
     throw refusal(
-      `${path} line ${bad.line} is not a valid record (${bad.why}), and ${plural(validAfterBad.count, 'valid record follows', 'valid records follow')} it (${lineRange(validAfterBad.first, validAfterBad.last)})`,
+      `${path} line ${bad.line} is not a valid record (${bad.why}), and ${plural(validAfterBad.count, 'valid record follows', 'valid records follow')} it (${lineRange(validAfterBad.first, validAfterBad.last)}) that a replay up to it would lose`,
       dir,
     );
   }
