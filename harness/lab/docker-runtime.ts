@@ -22,7 +22,7 @@ import type { Progress } from '../docker/image.js';
 import { startLabContainer, type LabContainerSpec, type LabMount } from '../docker/containers.js';
 import { buildPayload, createPayloadVolume, fillPayloadVolume, payloadVolumeName, type Payload, type PayloadMode, type PayloadModeChoice } from './payload.js';
 import { renderHostGuardScript, renderWiringScript } from './wiring.js';
-import { planLab, WIRER, INTERNET, type LabPlan, type PodPlan } from '../topology/plan.js';
+import { planLab, WIRER, INTERNET, PAYLOAD_LOADER, type LabPlan, type PodPlan } from '../topology/plan.js';
 import type { Topology } from '../topology/types.js';
 import { LabError } from '../util/errors.js';
 import { pollUntil } from '../util/poll.js';
@@ -92,7 +92,7 @@ export class DockerRuntime implements ContainerRuntime {
     const labels = { ...this.labels('payload', 'payload', persistent), [LABEL.payload]: `volume:${p.hash.slice(0, 12)}` };
     await createPayloadVolume(volume, labels);
     this.payload = { mode: 'volume', hash: p.hash, volume };
-    const filled = fillPayloadVolume({ volume, loaderName: containerName(this.id, 'payload-loader'), image: this.image, labels, payload: p }).then(() =>
+    const filled = fillPayloadVolume({ volume, loaderName: containerName(this.id, PAYLOAD_LOADER), image: this.image, labels, payload: p }).then(() =>
       progress(
         `payload ${p.hash.slice(0, 12)} (${(p.tar.length / 1024).toFixed(0)} kB, ${p.cached ? `cached, checked in ${p.checkMs.toFixed(0)} ms` : `bundled in ${p.bundleMs.toFixed(0)} ms`}) ` +
           `in volume ${volume} after ${Date.now() - t0} ms (${choice.reason})`,
