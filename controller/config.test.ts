@@ -47,3 +47,16 @@ describe('timer settings a timer can hold (setTimeout waits at most 2^31-1 ms; N
     expect(refusal({ ...base, lease: { startupGraceMs: 1e12 } })).toBe('lease.startupGraceMs: must be a whole number of milliseconds from 1 to 2147483647, got 1000000000000');
   });
 });
+
+describe('unknown fields (a typo is not silently ignored)', () => {
+  it('are refused at the top level, in a node, in lease and in listen, naming the field and what is allowed', () => {
+    expect(refusal({ ...base, bookmarkInterval: 5000 })).toBe(
+      'bookmarkInterval: unknown field (allowed: listen, dataDir, tokensFile, tls, clusterName, flavour, gatewayNamespace, clusterNamespace, nodes, podCIDRs, serviceCIDRs, serviceCIDR, lease, heartbeatPort, fsync, bookmarkIntervalMs, api)',
+    );
+    // before: a misspelt gateway left the router unprotected, silently
+    expect(refusal({ ...base, nodes: [{ ...node, gatway: '192.168.1.254' }] })).toBe('nodes[0].gatway: unknown field (allowed: name, role, ip, subnet, gateway, podCIDR)');
+    expect(refusal({ ...base, lease: { expiry: 300 } })).toBe('lease.expiry: unknown field (allowed: renewIntervalMs, expiryMs, startupGraceMs)');
+    expect(refusal({ ...base, listen: { address: '0.0.0.0' } })).toBe('listen.address: unknown field (allowed: host, port)');
+    expect(refusal({ ...base, tls: { cert: '/c.pem' } })).toBe('tls.cert: unknown field (allowed: certFile, keyFile, altNames)');
+  });
+});

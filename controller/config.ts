@@ -74,10 +74,22 @@ function timerMs(v: unknown, fallback: number, field: string, min: number): numb
   return v as number;
 }
 
+/** Refuses a key of `obj` that is not one of `allowed` (a typo must not be silently ignored). */
+function knownKeys(obj: unknown, path: string, allowed: readonly string[]): void {
+  if (typeof obj !== 'object' || obj === null || Array.isArray(obj)) return;
+  for (const k of Object.keys(obj)) req(allowed.includes(k), `${path}${k}: unknown field (allowed: ${allowed.join(', ')})`);
+}
+
+const TOP_LEVEL_KEYS = ['listen', 'dataDir', 'tokensFile', 'tls', 'clusterName', 'flavour', 'gatewayNamespace', 'clusterNamespace', 'nodes', 'podCIDRs', 'serviceCIDRs', 'serviceCIDR', 'lease', 'heartbeatPort', 'fsync', 'bookmarkIntervalMs', 'api'];
+
 /** Validates and fills defaults (pure). */
 export function parseConfig(raw: unknown): ControllerConfig {
   req(typeof raw === 'object' && raw !== null && !Array.isArray(raw), 'config must be a JSON object');
   const c = raw as Record<string, unknown>;
+  knownKeys(c, '', TOP_LEVEL_KEYS);
+  knownKeys(c.listen, 'listen.', ['host', 'port']);
+  knownKeys(c.lease, 'lease.', ['renewIntervalMs', 'expiryMs', 'startupGraceMs']);
+  knownKeys(c.tls, 'tls.', ['certFile', 'keyFile', 'altNames']);
   const listen = (c.listen ?? {}) as Record<string, unknown>;
   const host = typeof listen.host === 'string' ? listen.host : '127.0.0.1';
   const port = listen.port === undefined ? 6443 : Number(listen.port);
@@ -92,6 +104,7 @@ export function parseConfig(raw: unknown): ControllerConfig {
   const names = new Set<string>();
   const nodes = nodesRaw.map((n, i): NodeConfig => {
     const o = (n ?? {}) as Record<string, unknown>;
+    knownKeys(o, `nodes[${i}].`, ['name', 'role', 'ip', 'subnet', 'gateway', 'podCIDR']);
     const name = req(typeof o.name === 'string' && o.name, `nodes[${i}].name is required`) as string;
     req(!names.has(name), `nodes[${i}].name: duplicate node ${name}`);
     names.add(name);
