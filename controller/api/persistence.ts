@@ -114,13 +114,13 @@ interface ReadLog {
  * Reads the log's records. Bad lines at the end (a torn end) are reported in `torn`; a bad line with
  * a valid record after it, or a resourceVersion that does not increase, throws a PersistenceError.
  */
-export function readLog(buf: Buffer, path: string, dir: string): ReadLog {
+function readLog(buf: Buffer, path: string, dir: string): ReadLog {
   const entries: LogEntry[] = [];
   let goodBytes = 0;
   let lastRV = 0;
   let lastRVLine = 0;
   /** the first bad line after the last valid record: its number, offset and why */
-  let bad: { line: number; offset: number; why: string; text: string } | undefined;
+  let bad: { line: number; offset: number; why: string } | undefined;
   let validAfterBad: { first: number; last: number; count: number } | undefined;
   let lineNo = 0;
   for (let start = 0; start < buf.length; ) {
@@ -137,7 +137,7 @@ export function readLog(buf: Buffer, path: string, dir: string): ReadLog {
       why = `not JSON: ${preview(text)}`;
     }
     if (why !== null) {
-      bad ??= { line: lineNo, offset: start, why, text };
+      bad ??= { line: lineNo, offset: start, why };
     } else if (bad) {
       validAfterBad = validAfterBad ? { ...validAfterBad, last: lineNo, count: validAfterBad.count + 1 } : { first: lineNo, last: lineNo, count: 1 };
     } else {
