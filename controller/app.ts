@@ -38,7 +38,7 @@ export interface StartOptions {
 
 export async function startController(cfg: ControllerConfig, opts: StartOptions = {}): Promise<RunningController> {
   const log = opts.log ?? ((l: string) => console.log(`${new Date().toISOString()} ${l}`));
-  const persistence = opts.persistence ?? new FilePersistence(cfg.dataDir, cfg.fsync);
+  const persistence = opts.persistence ?? new FilePersistence(cfg.dataDir, cfg.fsync, (w) => log(`persistence: ${w}`));
   const store = new Store({ persistence });
   // EgressNATPolicy: v1alpha1 (gateway policy) is the preferred version of networking.gke.io in a
   // standard cluster, v1 (Autopilot NoSNAT) in an Autopilot cluster.

@@ -1,5 +1,5 @@
 // Controller configuration: a JSON file (path from argv[2] or EGRESSLAB_CONTROLLER_CONFIG).
-import { isIPv4, parseCidr4 } from '../lib/net/addresses.js';
+import { isIPv4, isUsableHost, parseCidr4 } from '../lib/net/addresses.js';
 import { GATEWAY_NAMESPACE } from '../lib/kube/well-known.js';
 import { DEFAULT_TIMINGS, type LivenessTimings } from './logic/liveness.js';
 
@@ -12,6 +12,8 @@ export interface NodeConfig {
   ip: string;
   /** the L2 segment's CIDR, e.g. 192.168.1.0/24 */
   subnet: string;
+  /** the segment's router (the node's default gateway): never assigned as a floating IP */
+  gateway?: string;
   podCIDR?: string;
 }
 
@@ -62,10 +64,32 @@ function apiLimits(raw: unknown): ApiLimits {
   }
 }
 
+/** The longest wait a Node.js timer can hold: a longer (or NaN, or non-positive) delay fires after 1 ms. */
+const MAX_TIMER_MS = 2 ** 31 - 1;
+
+/** A whole number of milliseconds a timer can wait, from `min` (the default when absent). */
+function timerMs(v: unknown, fallback: number, field: string, min: number): number {
+  if (v === undefined) return fallback;
+  req(typeof v === 'number' && Number.isInteger(v) && v >= min && v <= MAX_TIMER_MS, `${field}: must be a whole number of milliseconds from ${min} to ${MAX_TIMER_MS}, got ${JSON.stringify(v)}`);
+  return v as number;
+}
+
+/** Refuses a key of `obj` that is not one of `allowed` (a typo must not be silently ignored). */
+function knownKeys(obj: unknown, path: string, allowed: readonly string[]): void {
+  if (typeof obj !== 'object' || obj === null || Array.isArray(obj)) return;
+  for (const k of Object.keys(obj)) req(allowed.includes(k), `${path}${k}: unknown field (allowed: ${allowed.join(', ')})`);
+}
+
+const TOP_LEVEL_KEYS = ['listen', 'dataDir', 'tokensFile', 'tls', 'clusterName', 'flavour', 'gatewayNamespace', 'clusterNamespace', 'nodes', 'podCIDRs', 'serviceCIDRs', 'serviceCIDR', 'lease', 'heartbeatPort', 'fsync', 'bookmarkIntervalMs', 'api'];
+
 /** Validates and fills defaults (pure). */
 export function parseConfig(raw: unknown): ControllerConfig {
   req(typeof raw === 'object' && raw !== null && !Array.isArray(raw), 'config must be a JSON object');
   const c = raw as Record<string, unknown>;
+  knownKeys(c, '', TOP_LEVEL_KEYS);
+  knownKeys(c.listen, 'listen.', ['host', 'port']);
+  knownKeys(c.lease, 'lease.', ['renewIntervalMs', 'expiryMs', 'startupGraceMs']);
+  knownKeys(c.tls, 'tls.', ['certFile', 'keyFile', 'altNames']);
   const listen = (c.listen ?? {}) as Record<string, unknown>;
   const host = typeof listen.host === 'string' ? listen.host : '127.0.0.1';
   const port = listen.port === undefined ? 6443 : Number(listen.port);
@@ -80,6 +104,7 @@ export function parseConfig(raw: unknown): ControllerConfig {
   const names = new Set<string>();
   const nodes = nodesRaw.map((n, i): NodeConfig => {
     const o = (n ?? {}) as Record<string, unknown>;
+    knownKeys(o, `nodes[${i}].`, ['name', 'role', 'ip', 'subnet', 'gateway', 'podCIDR']);
     const name = req(typeof o.name === 'string' && o.name, `nodes[${i}].name is required`) as string;
     req(!names.has(name), `nodes[${i}].name: duplicate node ${name}`);
     names.add(name);
@@ -90,9 +115,15 @@ export function parseConfig(raw: unknown): ControllerConfig {
     const subnet = o.subnet as string;
     const sp = parseCidr4(subnet, false);
     req(sp.ok, `nodes[${i}].subnet: invalid CIDR ${JSON.stringify(o.subnet)}`);
+    const gateway = o.gateway as string | undefined;
+    if (gateway !== undefined) {
+      req(isIPv4(gateway), `nodes[${i}].gateway: invalid IPv4 address ${JSON.stringify(o.gateway)}`);
+      req(isUsableHost(subnet, gateway), `nodes[${i}].gateway: ${gateway} is not a usable address of subnet ${subnet}`);
+      req(gateway !== ip, `nodes[${i}].gateway: ${gateway} is the node's own address`);
+    }
     const podCIDR = o.podCIDR as string | undefined;
     if (podCIDR !== undefined) req(parseCidr4(podCIDR, false).ok, `nodes[${i}].podCIDR: invalid CIDR ${JSON.stringify(podCIDR)}`);
-    return { name, role, ip, subnet: sp.ok ? sp.value.text : subnet, ...(podCIDR ? { podCIDR } : {}) };
+    return { name, role, ip, subnet: sp.ok ? sp.value.text : subnet, ...(gateway ? { gateway } : {}), ...(podCIDR ? { podCIDR } : {}) };
   });
   const cidrList = (v: unknown, field: string): string[] => {
     const list = v === undefined ? [] : typeof v === 'string' ? [v] : v;
@@ -104,11 +135,10 @@ export function parseConfig(raw: unknown): ControllerConfig {
   };
   const lease = (c.lease ?? {}) as Record<string, unknown>;
   const timings: LivenessTimings = {
-    renewIntervalMs: Number(lease.renewIntervalMs ?? DEFAULT_TIMINGS.renewIntervalMs),
-    expiryMs: Number(lease.expiryMs ?? DEFAULT_TIMINGS.expiryMs),
-    startupGraceMs: Number(lease.startupGraceMs ?? DEFAULT_TIMINGS.startupGraceMs),
+    renewIntervalMs: timerMs(lease.renewIntervalMs, DEFAULT_TIMINGS.renewIntervalMs, 'lease.renewIntervalMs', 1),
+    expiryMs: timerMs(lease.expiryMs, DEFAULT_TIMINGS.expiryMs, 'lease.expiryMs', 1),
+    startupGraceMs: timerMs(lease.startupGraceMs, DEFAULT_TIMINGS.startupGraceMs, 'lease.startupGraceMs', 1),
   };
-  for (const [k, v] of Object.entries(timings)) req(Number.isFinite(v) && v > 0, `lease.${k}: must be a positive number of milliseconds`);
   req(timings.expiryMs > timings.renewIntervalMs, 'lease.expiryMs must be greater than lease.renewIntervalMs');
   const heartbeatPort = c.heartbeatPort === undefined ? HEARTBEAT_PORT : Number(c.heartbeatPort);
   req(Number.isInteger(heartbeatPort) && heartbeatPort >= 0 && heartbeatPort < 65536, `heartbeatPort: invalid port ${JSON.stringify(c.heartbeatPort)}`);
@@ -137,7 +167,7 @@ export function parseConfig(raw: unknown): ControllerConfig {
     lease: timings,
     heartbeatPort,
     fsync: c.fsync === undefined ? true : c.fsync === true,
-    bookmarkIntervalMs: Number(c.bookmarkIntervalMs ?? 60_000),
+    bookmarkIntervalMs: timerMs(c.bookmarkIntervalMs, 60_000, 'bookmarkIntervalMs', 1000),
     api: apiLimits(c.api),
   };
 }

@@ -3,6 +3,7 @@
 import { readFileSync } from 'node:fs';
 import { startController } from './app.js';
 import { ConfigError, parseConfig } from './config.js';
+import { PersistenceError } from './api/persistence.js';
 
 async function main(): Promise<void> {
   const path = process.argv[2] ?? process.env.EGRESSLAB_CONTROLLER_CONFIG;
@@ -36,6 +37,8 @@ async function main(): Promise<void> {
 }
 
 main().catch((err: unknown) => {
-  console.error('controller: fatal:', err);
+  // unusable data on disk: the message says which file, which line and what to do; no stack
+  if (err instanceof PersistenceError) console.error(`controller: ${err.message}`);
+  else console.error('controller: fatal:', err);
   process.exit(1);
 });

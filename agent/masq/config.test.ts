@@ -255,6 +255,16 @@ describe('parseMasqConfig: resyncInterval durations (Go time.ParseDuration)', ()
     expect(ok(parseMasqConfig(JSON.stringify({ resyncInterval: s }))).config.resyncIntervalMs).toBeCloseTo(ms, 9);
   });
 
+  it('a timer holds at most 2^31-1 ms: 2147483647ms passes quietly, 2147483648ms and 720h are clamped with a warning naming the value (issue 12)', () => {
+    expect(ok(parseMasqConfig('resyncInterval: 2147483647ms\n')).warnings).toEqual([]);
+    for (const s of ['2147483648ms', '720h']) {
+      const r = ok(parseMasqConfig(`resyncInterval: ${s}\n`));
+      expect(r.warnings).toEqual([
+        { field: 'resyncInterval', value: JSON.stringify(s), message: `resyncInterval ${s} is longer than the longest timer (2147483647 ms, 24.8 days): resyncing every 2147483647 ms` },
+      ]);
+    }
+  });
+
   it.each(['', '60', '1 s', 's', '1d', '.s', '1.s.', '9999999999999999999h'])('%j is refused, naming the field and value', (s) => {
     const errs = bad(parseMasqConfig(JSON.stringify({ resyncInterval: s })));
     expect(errs[0]).toMatchObject({ field: 'resyncInterval', value: JSON.stringify(s) });

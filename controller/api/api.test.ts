@@ -130,6 +130,7 @@ describe('persistence', () => {
     appendFileSync(`${t.config.dataDir}/log.jsonl`, '{"rv":99999,"type":"ADDED","rke');
     await t.restart();
     expect((await t.admin.get(R.configmaps, 't1', 'default')).metadata.name).toBe('t1');
+    expect(t.logs.filter((l) => l.includes('dropped a torn last line'))).toEqual([expect.stringMatching(/^persistence: .*log\.jsonl: dropped a torn last line \(line \d+, 31 bytes: /)]);
     const n = await t.admin.create(R.configmaps, cm('t2'));
     expect(Number(n.metadata.resourceVersion)).toBeLessThan(99999);
     await t.restart();

@@ -41,6 +41,14 @@ describe('allocate: SPEC 2 rules', () => {
     expect(again.released).toEqual([{ ip: '192.168.1.2', from: 'a' }]);
   });
 
+  it("never hands out the router's address (the subnet's default gateway, issue 12); an assigned one is released", () => {
+    const nodes = [{ ...w('a'), gateways: ['192.168.1.254'] }, w('b')];
+    const r = allocate(['192.168.1.254', '192.168.1.100'], nodes);
+    expect(r.assignments).toEqual({ '192.168.1.100': 'a' });
+    expect(r.unassignable).toEqual([{ ip: '192.168.1.254', reason: 'ReservedAddress', message: '192.168.1.254 is the router (default gateway) of 192.168.1.0/24' }]);
+    expect(allocate(['192.168.1.254'], nodes, { '192.168.1.254': 'b' }).released).toEqual([{ ip: '192.168.1.254', from: 'b' }]);
+  });
+
   it('rule 2: workers take precedence over control-plane nodes', () => {
     const r = allocate(['192.168.1.100'], [cp('aaa-cp'), w('zzz-worker')]);
     expect(r.assignments).toEqual({ '192.168.1.100': 'zzz-worker' });

@@ -25,6 +25,8 @@ export interface AllocNode {
   state: NodeState;
   /** the node's own addresses (status.addresses): never handed out as a floating IP */
   addresses?: readonly string[];
+  /** the routers (default gateways) of its subnets: never handed out as a floating IP either */
+  gateways?: readonly string[];
 }
 
 export type UnassignableReason = 'InvalidIP' | 'ReservedAddress' | 'NoMatchingSubnet' | 'NoUpNode';
@@ -61,12 +63,15 @@ function roleRank(r: NodeRole): number {
 }
 
 /**
- * Why `ip` must never be put on a node's interface, or null: it is a node's own address, or the
- * network or broadcast address of a node subnet containing it (prefixes up to /30).
+ * Why `ip` must never be put on a node's interface, or null: it is a node's own address, the router
+ * of a node's subnet, or the network or broadcast address of a node subnet containing it (prefixes
+ * up to /30).
  */
 function reservedReason(ip: string, nodes: readonly PreparedNode[]): string | null {
   const owner = nodes.find((p) => p.node.addresses?.includes(ip));
   if (owner) return `${ip} is node ${owner.node.name}'s own address`;
+  const routed = nodes.find((p) => p.node.gateways?.includes(ip));
+  if (routed) return `${ip} is the router (default gateway) of ${routed.cidrs.find((c) => cidrContains(c, ip))?.text ?? `node ${routed.node.name}`}`;
   const n = ipv4ToInt(ip);
   for (const p of nodes) {
     for (const c of p.cidrs) {

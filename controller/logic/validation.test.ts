@@ -119,6 +119,12 @@ describe('non-unicast addresses are refused as floating IPs and as egressSourceI
     ]);
   });
 
+  it('unicast addresses that ipaddr.js files under "reserved" (documentation, benchmarking: a lab may use them) are accepted', () => {
+    const GOOD = ['192.0.2.7', '198.18.0.5', '198.19.255.1', '198.51.100.1', '203.0.113.9', '192.0.0.9', '192.88.99.1'];
+    expect(validateAnthosNetworkGateway({ spec: { floatingIPs: GOOD } })).toEqual([]);
+    for (const ip of GOOD) expect(validateEgressNATPolicyV1alpha1(withSpec({ egressSourceIP: ip }))).toEqual([]);
+  });
+
   it('EgressNATPolicy v1alpha1: egressSourceIP', () => {
     for (const ip of BAD) {
       expect(fields(validateEgressNATPolicyV1alpha1(withSpec({ egressSourceIP: ip })))).toEqual([['spec.egressSourceIP', ip]]);

@@ -5,7 +5,7 @@ import type { KubeObject } from '../../lib/kube/types.js';
 import { KubeApiError, R } from '../../lib/kube/client.js';
 import { startLeaseRenewer, type LeaseRenewer } from '../../lib/kube/lease.js';
 import { DEFAULT_NON_MASQUERADE_CIDRS } from '../logic/autopilot.js';
-import { startTestController, waitFor, type TestController } from '../testing.js';
+import { DEFAULT_TEST_NODES, startTestController, waitFor, type TestController } from '../testing.js';
 
 let t: TestController | undefined;
 const renewers = new Map<string, LeaseRenewer>();
@@ -101,6 +101,32 @@ describe('egress NAT gateway controller', () => {
     await waitFor(async () => ready(await t!.admin.get(R.egressNATPolicies, 'late'))?.message?.includes('not one of the floating IPs'), 'not a floating IP');
     await t.admin.patch(R.anthosNetworkGateways, 'default', { spec: { floatingIPs: ['192.168.1.100', '192.168.1.105'] } }, { namespace: 'kube-system' });
     await waitFor(async () => ready(await t!.admin.get(R.egressNATPolicies, 'late'))?.status === 'True', 'served once assigned');
+  });
+
+  it("never assigns the router's, a node's, the network or the broadcast address: status.unassigned and one Event each say why (issue 12)", async () => {
+    t = await startTestController({ nodes: DEFAULT_TEST_NODES.map((n) => ({ ...n, gateway: '192.168.1.254' })) });
+    await allUp();
+    const bad = ['192.168.1.254', '192.168.1.2', '192.168.1.0', '192.168.1.255'];
+    await t.admin.create(R.anthosNetworkGateways, gateway([...bad, '192.168.1.100']));
+    await waitFor(async () => Object.keys((await gwStatus()).floatingIPs ?? {}).length === 1, 'the good IP assigned');
+    const status = (await gwStatus()) as GwStatus & { unassigned?: Record<string, string> };
+    expect(status.floatingIPs).toEqual({ '192.168.1.100': 'worker1' });
+    expect(status.unassigned).toEqual({
+      '192.168.1.254': '192.168.1.254 is the router (default gateway) of 192.168.1.0/24',
+      '192.168.1.2': "192.168.1.2 is node worker2's own address",
+      '192.168.1.0': '192.168.1.0 is the network address of 192.168.1.0/24',
+      '192.168.1.255': '192.168.1.255 is the broadcast address of 192.168.1.0/24',
+    });
+    const events = await waitFor(async () => {
+      const l = await t!.admin.list(R.events, { namespace: 'kube-system', fieldSelector: 'involvedObject.kind=AnthosNetworkGateway,reason=FloatingIPUnassignable' });
+      return l.items.length === bad.length ? l.items : undefined;
+    }, 'one FloatingIPUnassignable event per bad IP');
+    expect(events.map((e) => [e.type, e.message]).sort()).toEqual(bad.map((ip) => ['Warning', `floating IP ${ip} is not assigned: ${status.unassigned![ip]}`]).sort());
+    // each is reported once, not again at every reconcile (the renewals keep reconciling)
+    const rv = Number((await t.admin.get(R.leases, 'worker1', 'kube-node-lease')).metadata.resourceVersion);
+    await waitFor(async () => Number((await t!.admin.get(R.leases, 'worker1', 'kube-node-lease')).metadata.resourceVersion) > rv + 2, 'renewals');
+    const again = (await t.admin.list(R.events, { namespace: 'kube-system', fieldSelector: 'reason=FloatingIPUnassignable' })).items;
+    expect(again.map((e) => e.count)).toEqual(bad.map(() => 1));
   });
 
   it("serves the cluster namespace's gateway (the seed's manifest) and mirrors it into kube-system", async () => {

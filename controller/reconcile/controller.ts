@@ -15,6 +15,10 @@ import { GATEWAY_NAME, IP_MASQ_NAME, IP_MASQ_NAMESPACE, NODE_LEASE_NAMESPACE } f
 import { EventRecorder } from './events.js';
 
 export const SUBNET_ANNOTATION = 'networking.egresslab.io/subnet';
+/** the node's default gateway (the router of its subnet), from the config: never a floating IP */
+export const GATEWAY_ANNOTATION = 'networking.egresslab.io/gateway';
+/** unassigned reasons that are about the address itself (not the nodes' liveness): one Event each */
+const ADDRESS_PROBLEMS: readonly string[] = ['InvalidIP', 'ReservedAddress', 'NoMatchingSubnet'];
 const GKE = 'networking.gke.io';
 const V1A1 = 'v1alpha1';
 
@@ -58,6 +62,8 @@ export class Controller {
   private assignments: Record<string, string> | undefined;
   private readonly nodeStates = new Map<string, NodeState>();
   private readonly policyReports = new Map<string, string>();
+  /** floating IPs that cannot be assigned for a reason of their own, as last reported (ip -> why) */
+  private addressProblems = new Map<string, string>();
   private stopped = false;
   readonly managedPolicyName: string;
   /** number of completed reconcile passes (tests, benchmark) */
@@ -146,8 +152,9 @@ export class Controller {
       const labels: Record<string, string> = { 'kubernetes.io/hostname': n.name, 'kubernetes.io/os': 'linux' };
       if (n.role === 'control-plane') labels['node-role.kubernetes.io/control-plane'] = '';
       else labels['node-role.kubernetes.io/worker'] = '';
+      const annotations: Record<string, string> = { [SUBNET_ANNOTATION]: n.subnet, ...(n.gateway ? { [GATEWAY_ANNOTATION]: n.gateway } : {}) };
       const desired = {
-        metadata: { name: n.name, labels, annotations: { [SUBNET_ANNOTATION]: n.subnet } },
+        metadata: { name: n.name, labels, annotations },
         spec: n.podCIDR ? { podCIDR: n.podCIDR, podCIDRs: [n.podCIDR] } : {},
         status: { addresses: [{ type: 'InternalIP', address: n.ip }, { type: 'Hostname', address: n.name }] },
       };
@@ -156,7 +163,9 @@ export class Controller {
         this.service.create(nodeDef, 'v1', undefined, desired, this.ctx);
         this.log(`bootstrap: registered node ${n.name} (${n.role}, ${n.ip} in ${n.subnet})`);
       } else {
-        this.service.patch(nodeDef, 'v1', undefined, n.name, 'application/merge-patch+json', { metadata: desired.metadata, spec: desired.spec }, this.ctx);
+        // null removes a gateway the config no longer names (merge patch)
+        const metadata = { ...desired.metadata, annotations: { [GATEWAY_ANNOTATION]: null, ...annotations } };
+        this.service.patch(nodeDef, 'v1', undefined, n.name, 'application/merge-patch+json', { metadata, spec: desired.spec }, this.ctx);
         this.service.patch(nodeDef, 'v1', undefined, n.name, 'application/merge-patch+json', { status: desired.status }, this.ctx, 'status');
       }
     }
@@ -244,8 +253,9 @@ export class Controller {
       const labels = n.metadata.labels ?? {};
       const cp = 'node-role.kubernetes.io/control-plane' in labels || 'node-role.kubernetes.io/master' in labels;
       const subnet = n.metadata.annotations?.[SUBNET_ANNOTATION];
+      const gateway = n.metadata.annotations?.[GATEWAY_ANNOTATION];
       const addresses = ((n.status as { addresses?: { address?: unknown }[] } | undefined)?.addresses ?? []).map((a) => a.address).filter((a): a is string => typeof a === 'string');
-      return { name: n.metadata.name!, role: cp ? 'control-plane' : 'worker', subnets: subnet ? [subnet] : [], state: this.liveness.state(n.metadata.name!, now), addresses };
+      return { name: n.metadata.name!, role: cp ? 'control-plane' : 'worker', subnets: subnet ? [subnet] : [], state: this.liveness.state(n.metadata.name!, now), addresses, gateways: gateway ? [gateway] : [] };
     });
   }
 
@@ -326,7 +336,20 @@ export class Controller {
         this.log(`allocator: ${msg}`);
         this.events.record(served, 'Warning', 'FloatingIPUnassigned', msg);
       }
+      // an address that cannot be assigned at all (reserved, invalid, in no node's subnet): one
+      // Event when it appears or its reason changes (a released one has its Event above)
+      const problems = new Map(result.allocation.unassignable.filter((u) => ADDRESS_PROBLEMS.includes(u.reason)).map((u) => [u.ip, u.message]));
+      for (const [ip, why] of problems) {
+        if (this.addressProblems.get(ip) === why) continue;
+        if (!result.allocation.released.some((r) => r.ip === ip)) {
+          const msg = `floating IP ${ip} is not assigned: ${why}`;
+          this.log(`allocator: ${msg}`);
+          this.events.record(served, 'Warning', 'FloatingIPUnassignable', msg);
+        }
+      }
+      this.addressProblems = problems;
     }
+    if (!served) this.addressProblems.clear();
     this.assignments = result.status.floatingIPs;
 
     // one AnthosNetworkGatewayNode per node

@@ -3,13 +3,13 @@
  * cluster part of status.
  */
 import { chmodSync, mkdirSync, writeFileSync } from 'node:fs';
-import { dirname, join, resolve } from 'node:path';
+import { dirname, resolve } from 'node:path';
 import { Lab } from '../lab/lab.js';
 import { parseCommand, type CommandSpec } from '../util/args.js';
 import { LabError } from '../util/errors.js';
 import { readClusterInfo } from '../cluster/cluster.js';
 import { closeClusterAccess, kubeconfigText } from '../cluster/access.js';
-import { ensureForwarder, runningForwarder, stateDir } from '../cluster/forwarder.js';
+import { ensureForwarder, kubeconfigPath, runningForwarder } from '../cluster/forwarder.js';
 import { applyAll, loadManifests } from '../cluster/apply.js';
 import { clusterStatus, type ClusterStatus } from '../cluster/status.js';
 
@@ -47,7 +47,7 @@ export async function kubeconfigCmd(argv: string[]): Promise<number> {
     process.stdout.write(text);
     return 0;
   }
-  const file = resolve((flags.out as string | undefined) ?? join(stateDir(), `${lab.id}.kubeconfig`));
+  const file = resolve((flags.out as string | undefined) ?? kubeconfigPath(lab.id));
   mkdirSync(dirname(file), { recursive: true });
   writeFileSync(file, text, { mode: 0o600 });
   chmodSync(file, 0o600);

@@ -3,14 +3,13 @@
  */
 import { Lab } from '../lab/lab.js';
 import type { Topology } from '../topology/types.js';
-import { listLabs, prune, removeLabObjects } from '../lab/registry.js';
+import { listLabs, prune, removeLab } from '../lab/registry.js';
 import { topologyFromArg } from '../topology/load.js';
 import { commandHelp, parseCommand, usageLine, type CommandSpec } from '../util/args.js';
 import { ValidationError, LabError, CommandError, TimeoutError } from '../util/errors.js';
 import type { ProbeResult } from '../probe/probe.js';
 import type { Proto } from '../inlab/protocol.js';
 import { CLUSTER_SPECS, applyCmd, clusterStatusOf, kubeconfigCmd, printClusterStatus } from './cluster-commands.js';
-import { stopForwarder } from '../cluster/forwarder.js';
 import { LAB_COMMANDS, LAB_SPECS } from './lab-commands.js';
 import { CHAOS_SPECS, chaosCmd } from './chaos-command.js';
 import { mkdirSync, writeFileSync } from 'node:fs';
@@ -38,8 +37,9 @@ const SPECS: Record<string, CommandSpec> = {
   },
   down: {
     flags: { lab: LAB },
-    about: `  Removes every container of the lab (by its label) and stops its kubeconfig forward. With one lab
-  up, --lab may be omitted.`,
+    about: `  Removes every container and volume of the lab (by its label, a half-built one too), stops its
+  kubeconfig forward and removes its files in .egresslab/ (the kubeconfig, the forward's state and
+  log). With one lab up, --lab may be omitted.`,
   },
   probe: {
     flags: {
@@ -61,8 +61,9 @@ const SPECS: Record<string, CommandSpec> = {
   },
   prune: {
     flags: { all: {} },
-    about: `  Removes leftovers of crashed runs (labs whose creating process is gone and that were not
-  started with "up"). --all removes every egresslab lab.`,
+    about: `  Removes leftovers of crashed runs: labs whose creating process is gone and that were not
+  started with "up", and labs an interrupted "up" left half-built; with their files in .egresslab/.
+  --all removes every egresslab lab.`,
   },
   demo: {
     flags: { topology: TOPOLOGY, keep: {}, lab: LAB, 'no-gateway': {} },
@@ -170,10 +171,12 @@ function printLab(lab: Lab): void {
 
 async function down(argv: string[]): Promise<number> {
   const { flags } = parseCommand('down', SPECS.down!, argv);
-  const lab = await Lab.attach(flags.lab as string | undefined);
-  const stopped = await stopForwarder(lab.id);
-  const n = await removeLabObjects(lab.id);
-  out(`lab ${lab.id} removed (${n} containers${stopped ? ', kubeconfig forward stopped' : ''})`);
+  // by label, not through Lab.attach: a half-built lab (a killed "up", no router yet) goes too
+  const id = (flags.lab as string | undefined) ?? (await Lab.attach()).id;
+  const r = await removeLab(id);
+  if (r.containers === 0 && r.volumes === 0 && !r.forwarder && r.files.length === 0) throw new LabError(`no lab named ${id} is up ("egresslab status" lists labs)`);
+  const extras = [...(r.forwarder ? ['kubeconfig forward stopped'] : []), ...(r.files.length ? [`removed ${r.files.join(', ')}`] : [])];
+  out(`lab ${id} removed (${r.containers} containers${extras.map((e) => `, ${e}`).join('')})`);
   return 0;
 }
 
@@ -220,8 +223,8 @@ async function status(argv: string[]): Promise<number> {
 
 async function pruneCmd(argv: string[]): Promise<number> {
   const { flags } = parseCommand('prune', SPECS.prune!, argv);
-  const removed = await prune({ all: Boolean(flags.all) });
-  out(removed.length ? `removed: ${removed.join(', ')}` : 'nothing to prune');
+  const removed = await prune({ all: Boolean(flags.all), onRemove: (id, why) => out(`removed lab ${id}: ${why}`) });
+  if (removed.length === 0) out('nothing to prune');
   return 0;
 }
 

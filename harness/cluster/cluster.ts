@@ -76,6 +76,7 @@ export function labDescription(topology: Topology): LabDescription {
     clusterName: CLUSTER_NAME,
     nodes: topology.nodes.map((n) => ({ name: n.name, role: n.role, address: n.address, ...(n.podCIDR ? { podCIDR: n.podCIDR } : {}) })),
     nodeSubnet: topology.nodeSubnet,
+    routerAddress: topology.routerAddress,
     serviceCIDR: topology.serviceCIDR,
     flavour: agentFlavour(topology.snat),
     controlPlaneAddress: cp.address,

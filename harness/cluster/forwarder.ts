@@ -5,7 +5,7 @@
  * it (`egresslab down`). It exits by itself when the lab is gone.
  */
 import { execa } from 'execa';
-import { closeSync, existsSync, mkdirSync, openSync, readFileSync, rmSync } from 'node:fs';
+import { closeSync, existsSync, mkdirSync, openSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { projectRoot } from '../util/paths.js';
 import { pollUntil } from '../util/poll.js';
@@ -32,6 +32,36 @@ export function forwarderStatePath(labId: string): string {
 /** The forwarder log file of a lab. */
 export function forwarderLogPath(labId: string): string {
   return join(stateDir(), `forward-${labId}.log`);
+}
+
+/** Where `egresslab kubeconfig` writes a lab's admin kubeconfig by default. */
+export function kubeconfigPath(labId: string): string {
+  return join(stateDir(), `${labId}.kubeconfig`);
+}
+
+/**
+ * Which of the state dir's file `names` belong to the lab: its kubeconfig, its forwarder's state
+ * and log, and a state file a forwarder left half-written (`forward-<lab>.json.<pid>.tmp`). Exact
+ * names: lab `demo` does not take `demo-2`'s files. Pure.
+ */
+export function labStateFiles(labId: string, names: readonly string[]): string[] {
+  const own = new Set([`${labId}.kubeconfig`, `forward-${labId}.json`, `forward-${labId}.log`]);
+  const tmp = `forward-${labId}.json.`;
+  return names.filter((n) => own.has(n) || (n.startsWith(tmp) && /^\d+\.tmp$/.test(n.slice(tmp.length))));
+}
+
+/** Removes the lab's state files (labStateFiles) from the state dir; returns their paths. */
+export function removeLabState(labId: string): string[] {
+  let names: string[];
+  try {
+    names = readdirSync(stateDir());
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return [];
+    throw error;
+  }
+  const paths = labStateFiles(labId, names).map((n) => join(stateDir(), n));
+  for (const p of paths) rmSync(p, { force: true });
+  return paths;
 }
 
 /** The forwarder state of a lab, or undefined when it has none. */

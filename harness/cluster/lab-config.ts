@@ -40,6 +40,8 @@ export interface LabDescription {
   nodes: LabNodeInput[];
   /** the nodes' L2 segment, e.g. 192.168.1.0/24 */
   nodeSubnet: string;
+  /** the segment's router (the nodes' default gateway), e.g. 192.168.1.254: never a floating IP */
+  routerAddress?: string;
   serviceCIDR: string;
   /** cluster-wide pod range(s) (Autopilot's managed policy); each node's podCIDR is added anyway */
   podCIDRs?: string[];
@@ -223,7 +225,7 @@ export function generateLabConfigs(lab: LabDescription, opts: GenerateOptions = 
     tls: { altNames: labAltNames(lab) },
     clusterName: lab.clusterName,
     flavour: lab.flavour === 'autopilot' ? 'autopilot' : 'standard',
-    nodes: lab.nodes.map((n) => ({ name: n.name, role: n.role, ip: n.address, subnet: subnet.value.text, ...(n.podCIDR ? { podCIDR: n.podCIDR } : {}) })),
+    nodes: lab.nodes.map((n) => ({ name: n.name, role: n.role, ip: n.address, subnet: subnet.value.text, ...(lab.routerAddress ? { gateway: lab.routerAddress } : {}), ...(n.podCIDR ? { podCIDR: n.podCIDR } : {}) })),
     podCIDRs: lab.podCIDRs ?? [],
     serviceCIDRs: [lab.serviceCIDR],
     lease,

@@ -7,8 +7,9 @@
  *
  * Isolation: every container starts with `--network none`; links are created straight into the
  * containers' namespaces by a short-lived helper (the "wirer", host PID namespace + nsenter); no
- * interface, route or firewall rule is ever added to the host's network namespace, and a guard
- * checks that after wiring.
+ * interface, route or firewall rule is ever added to the host's network namespace: the wiring
+ * script refuses a container pid in the host's namespace before wiring, and a guard checks the
+ * host's links, addresses, routes and rules on every way out (harness/lab/wiring.ts).
  *
  * Everything goes through the Docker API (harness/docker/client.ts), so the engine may be remote
  * (DOCKER_HOST); the in-lab code then reaches the containers as a payload volume instead of a bind
@@ -21,8 +22,8 @@ import { execIn, execDetached, type ExecOptions, type ExecResult } from '../dock
 import type { Progress } from '../docker/image.js';
 import { startLabContainer, type LabContainerSpec, type LabMount } from '../docker/containers.js';
 import { buildPayload, createPayloadVolume, fillPayloadVolume, payloadVolumeName, type Payload, type PayloadMode, type PayloadModeChoice } from './payload.js';
-import { renderHostGuardScript, renderWiringScript } from './wiring.js';
-import { planLab, WIRER, INTERNET, type LabPlan, type PodPlan } from '../topology/plan.js';
+import { renderWiringScript } from './wiring.js';
+import { planLab, WIRER, INTERNET, PAYLOAD_LOADER, type LabPlan, type PodPlan } from '../topology/plan.js';
 import type { Topology } from '../topology/types.js';
 import { LabError } from '../util/errors.js';
 import { pollUntil } from '../util/poll.js';
@@ -92,7 +93,7 @@ export class DockerRuntime implements ContainerRuntime {
     const labels = { ...this.labels('payload', 'payload', persistent), [LABEL.payload]: `volume:${p.hash.slice(0, 12)}` };
     await createPayloadVolume(volume, labels);
     this.payload = { mode: 'volume', hash: p.hash, volume };
-    const filled = fillPayloadVolume({ volume, loaderName: containerName(this.id, 'payload-loader'), image: this.image, labels, payload: p }).then(() =>
+    const filled = fillPayloadVolume({ volume, loaderName: containerName(this.id, PAYLOAD_LOADER), image: this.image, labels, payload: p }).then(() =>
       progress(
         `payload ${p.hash.slice(0, 12)} (${(p.tar.length / 1024).toFixed(0)} kB, ${p.cached ? `cached, checked in ${p.checkMs.toFixed(0)} ms` : `bundled in ${p.bundleMs.toFixed(0)} ms`}) ` +
           `in volume ${volume} after ${Date.now() - t0} ms (${choice.reason})`,
@@ -160,11 +161,10 @@ export class DockerRuntime implements ContainerRuntime {
     const keys = this.plan.containers.map((c) => c.key).filter((k) => !only || only.has(k) || k === 'switch');
     const pids: Record<string, number> = {};
     await Promise.all(keys.map(async (k) => (pids[k] = await this.pidOf(k))));
+    // the isolation guard is part of the script: it checks the namespaces before wiring and the host on every way out
     const script = renderWiringScript(this.plan, pids, this.id, only);
-    const guard = renderHostGuardScript();
-    const full = `${script}\n${guard}\n`;
     // on stdin, not as an argument: a 50-node lab's script is longer than the kernel's argument limit
-    const r = await execIn(this.container(WIRER), ['sh', '-s'], { stdin: full, check: false, where: `${this.id}/wirer` });
+    const r = await execIn(this.container(WIRER), ['sh', '-s'], { stdin: script, check: false, where: `${this.id}/wirer` });
     if (r.exitCode === 97 || r.exitCode === 98) throw new LabError(`lab ${this.id}: refusing to run: ${r.stderr.trim()}`);
     if (r.exitCode !== 0) throw new LabError(`lab ${this.id}: wiring failed (exit ${r.exitCode}):\n${r.stderr.trim().split('\n').slice(-10).join('\n')}`);
     if (only) forgetResponders(this, only);

@@ -16,7 +16,7 @@ import { nodeAddress } from '../topology/lookup.js';
 import { parseTopology } from '../topology/validate.js';
 import { LabError, ValidationError } from '../util/errors.js';
 import { assertBuilt } from '../util/paths.js';
-import { removeLabObjects } from './registry.js';
+import { BUILDING_KEY, markBuilding, markBuilt, removeLab } from './registry.js';
 import { prepareCluster, startCluster } from '../cluster/cluster.js';
 import { clusterApi, clusterKubeconfig, closeClusterAccess } from '../cluster/access.js';
 import type { KubeClient } from '../../lib/kube/client.js';
@@ -146,12 +146,15 @@ export class Lab extends DockerRuntime implements AsyncDisposable {
     if (existing.length > 0) throw new LabError(`lab ${id} already exists (${existing.length} containers): pick another --lab, or "egresslab down --lab ${id}"`);
     const image = await ensureImage(progress);
     const lab = new Lab(id, options.topology, image);
+    const persistent = options.persistent ?? false;
     const abortCheck = () => {
       if (options.signal?.aborted) throw new LabError(`lab ${id}: set-up interrupted`);
     };
     try {
+      // a persistent lab outlives this process: until it is up, it says so, and prune removes it if this process dies
+      if (persistent) await markBuilding(id, lab.labels(BUILDING_KEY, 'marker', true));
       abortCheck();
-      await lab.startContainers(options.persistent ?? false, progress, options.signal, payloadChoice, payload);
+      await lab.startContainers(persistent, progress, options.signal, payloadChoice, payload);
       abortCheck();
       // The cluster's first half (files, controller boot) needs no network: it overlaps the wiring.
       const prepared = lab.topology.cluster ? prepareCluster(lab) : undefined;
@@ -161,9 +164,10 @@ export class Lab extends DockerRuntime implements AsyncDisposable {
       await lab.waitResponders();
       abortCheck();
       if (lab.topology.cluster) await startCluster(lab, progress, prepared);
+      if (persistent) await markBuilt(id);
       return lab;
     } catch (error) {
-      await removeLabObjects(id).catch(() => {});
+      await removeLab(id).catch(() => {});
       throw error;
     }
   }
@@ -243,7 +247,7 @@ export class Lab extends DockerRuntime implements AsyncDisposable {
     this.disposed = true;
     this.closeHelpers();
     await closeClusterAccess(this).catch(() => {});
-    await removeLabObjects(this.id);
+    await removeLab(this.id);
   }
 
   /** Removes the lab (`await using`). */

@@ -1,14 +1,19 @@
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { loadTopology } from '../topology/load.js';
 import { planLab } from '../topology/plan.js';
-import { HOST_NETNS_PID, LINK_ALIAS_PREFIX, renderHostGuardScript, renderWiringScript, stableMac } from './wiring.js';
+import { HOST_NETNS_PID, LINK_ALIAS_PREFIX, labSignature, renderWiringCommands, renderWiringScript, stableMac } from './wiring.js';
 
 const plan = planLab(loadTopology());
 const LAB = 'lab-t1';
 /** Fake host PIDs: 4242, 4243, ... (never 1). */
 const pids: Record<string, number> = Object.fromEntries(plan.containers.map((c, i) => [c.key, 4242 + i]));
-const script = renderWiringScript(plan, pids, LAB);
+/** The whole script (guard around the commands) and the wiring commands alone. */
+const full = renderWiringScript(plan, pids, LAB);
+const script = `${renderWiringCommands(plan, pids, LAB).join('\n')}\n`;
 const lines = script.trimEnd().split('\n');
 
 const idx = (pred: (l: string) => boolean) => lines.findIndex(pred);
@@ -17,22 +22,22 @@ const lastIdx = (pred: (l: string) => boolean) => lines.length - 1 - [...lines].
 const targets = (s: string) => [...s.matchAll(/nsenter -t (\d+)/g)].map((m) => Number(m[1]));
 
 describe('renderWiringScript: the whole lab', () => {
-  it('is a strict sh script that parses', () => {
-    expect(lines[0]).toBe('set -eu');
-    expect(script.endsWith('\n')).toBe(true);
+  it('is a strict sh script that parses, the wiring commands at its end', () => {
+    expect(full.split('\n')[0]).toBe('set -eu');
+    expect(full.endsWith(`${script}`)).toBe(true);
     // Parse only (-n): nothing runs.
-    expect(() => execFileSync('sh', ['-n'], { input: script })).not.toThrow();
+    expect(() => execFileSync('sh', ['-n'], { input: full })).not.toThrow();
   });
 
   it('only enters lab containers (never PID 1, never the host)', () => {
     const wanted = new Set(Object.values(pids));
-    const used = targets(script);
+    const used = targets(full);
     expect(used.length).toBeGreaterThan(0);
     for (const p of used) expect(wanted.has(p), String(p)).toBe(true);
-    expect(script).not.toMatch(/nsenter -t 1\b/);
+    expect(full).not.toMatch(/nsenter -t 1\b/);
     expect(script).not.toMatch(/--net=\/proc\/1|\/proc\/1\/ns/);
-    // Every command runs through nsenter (or is a heredoc body / terminator).
-    const commands = lines.slice(1).filter((l, i, all) => !isHeredocBody(all, i));
+    // Every wiring command runs through nsenter (or is a heredoc body / terminator).
+    const commands = lines.filter((l, i, all) => !isHeredocBody(all, i));
     for (const c of commands) expect(c.startsWith('nsenter -t '), c).toBe(true);
   });
 
@@ -40,7 +45,7 @@ describe('renderWiringScript: the whole lab', () => {
     const bridgeAdd = idx((l) => l === `nsenter -t ${pids.switch} -n ip link add br0 type bridge`);
     const bridgeUp = idx((l) => l === `nsenter -t ${pids.switch} -n ip link set br0 up`);
     const firstVeth = idx((l) => l.includes('type veth'));
-    expect(bridgeAdd).toBeGreaterThan(0);
+    expect(bridgeAdd).toBe(0);
     expect(bridgeUp).toBeGreaterThan(bridgeAdd);
     expect(firstVeth).toBeGreaterThan(bridgeUp);
   });
@@ -136,30 +141,182 @@ describe('renderWiringScript with only (re-wiring a restarted node)', () => {
   });
 });
 
-describe('renderHostGuardScript', () => {
-  it("is the only script that enters the engine's (host) network namespace, and there it only lists links", () => {
-    const g = renderHostGuardScript();
-    expect(g).toContain(`nsenter -t ${HOST_NETNS_PID} -n ip -o link show`);
-    expect(g).toContain(`grep -F '${LINK_ALIAS_PREFIX}'`);
-    expect(g).not.toMatch(/ip (link|addr|route|rule) (add|set|del|replace)/);
-    expect(g).not.toMatch(/nft|iptables|sysctl/);
-    expect(() => execFileSync('sh', ['-n'], { input: g })).not.toThrow();
+describe('the isolation guard in the rendered script (text)', () => {
+  const fullLines = full.split('\n');
+  const firstWiring = fullLines.indexOf(lines[0]!);
+
+  it("checks every container pid's network namespace against the host's before the first wiring command", () => {
+    for (const [key, p] of Object.entries(pids)) {
+      const i = fullLines.indexOf(`egl_check_ns '${key}' ${p}`);
+      expect(i, key).toBeGreaterThan(0);
+      expect(i).toBeLessThan(firstWiring);
+    }
+    expect(full).toContain('egl_host_net1=$(readlink /proc/1/ns/net 2>/dev/null || true)');
+    expect(full).toContain(`egl_host_pid=${HOST_NETNS_PID}`);
   });
 
-  it('refuses (exit 97) when a lab link is found and fails closed (exit 98) when it cannot look', () => {
-    const g = renderHostGuardScript();
-    // Run the guard's logic with `nsenter` replaced by a stub printing a chosen link list.
-    const run = (stub: string) => {
-      try {
-        execFileSync('sh', ['-c', `nsenter() { ${stub}; }\npidof() { echo 42; }\n${g}`], { stdio: 'pipe' });
-        return 0;
-      } catch (e) {
-        return (e as { status: number }).status;
-      }
-    };
-    expect(run(`echo '1: lo: <LOOPBACK>'`)).toBe(0);
-    expect(run(`echo '7: veth0: <UP> alias ${LINK_ALIAS_PREFIX}lab:node-1'`)).toBe(97);
-    expect(run('return 1')).toBe(98);
+  it('lists the host before wiring and runs the guard on every way out (EXIT, HUP, INT, TERM), installed before the first wiring command', () => {
+    const before = fullLines.findIndex((l) => l.startsWith('egl_host_state > "$egl_dir/before"'));
+    const trap = fullLines.indexOf('trap egl_guard EXIT');
+    expect(before).toBeGreaterThan(0);
+    expect(trap).toBeGreaterThan(before);
+    expect(firstWiring).toBeGreaterThan(trap);
+    for (const t of ["trap 'exit 129' HUP", "trap 'exit 130' INT", "trap 'exit 143' TERM"]) expect(fullLines.indexOf(t), t).toBeGreaterThan(trap);
+  });
+
+  it("in the host's namespace it only lists (links, addresses, routes, rules): nothing is added, set or deleted there", () => {
+    const host = fullLines.filter((l) => l.includes('nsenter -t "$egl_host_pid"'));
+    expect(host.join('\n').match(/nsenter -t "\$egl_host_pid" -n ip [^)]*/g)).toEqual(['nsenter -t "$egl_host_pid" -n ip -o link show', 'nsenter -t "$egl_host_pid" -n ip -o -4 addr show', 'nsenter -t "$egl_host_pid" -n ip -4 route show table all', 'nsenter -t "$egl_host_pid" -n ip -4 rule show']);
+    expect(fullLines.slice(0, firstWiring).join('\n')).not.toMatch(/ip (-\S+ )*(link|addr|route|rule) (add|set|del|replace)|nft|iptables|sysctl/);
+  });
+
+  it("labSignature covers the plan's bridges, every link, address, route and rule", () => {
+    const sig = labSignature(plan);
+    expect(sig.links).toEqual(expect.arrayContaining(['br0', 'eth-nodes', 'eth-inet', 'eth-vpc0', 'p0', 'eth0', plan.pods.find((p) => !p.hostNetwork)!.hostVeth!]));
+    expect(sig.addresses).toEqual(expect.arrayContaining([plan.topology.routerAddress, plan.transit.router, plan.transit.internet, ...plan.topology.nodes.map((n) => n.address), ...plan.pods.flatMap((p) => (p.ip ? [p.ip] : []))]));
+    expect(sig.routes).toEqual(expect.arrayContaining(['0.0.0.0/0', '10.10.10.0/24', `${plan.podGateway}/32`, `${plan.pods.find((p) => p.ip)!.ip}/32`]));
+    expect(sig.rules).toContain('32000');
+  });
+});
+
+/**
+ * Runs the rendered script with `sh`, with nsenter, readlink and pidof replaced by shell functions:
+ * the host's listings come from files the fake wiring may append to (a leak), container namespaces
+ * from NS_<pid> variables. Nothing touches the machine's network (the only real commands are
+ * mktemp, cat, awk, printf and rm in a temporary directory).
+ */
+function runFake(script: string, options: { ns?: Record<number, string>; leak?: { on: string; file: string; line: string }; failOn?: string; termOn?: string; hostFails?: boolean; host?: Partial<Record<'links' | 'addrs' | 'routes' | 'rules', string>> } = {}) {
+  const dir = mkdtempSync(join(tmpdir(), 'egresslab-guard-'));
+  try {
+    const host = { links: '1: lo: <LOOPBACK,UP,LOWER_UP> mtu 65536\n2: eth0: <BROADCAST,UP> mtu 1500', addrs: '2: eth0    inet 10.0.0.5/24 brd 10.0.0.255 scope global eth0', routes: 'default via 10.0.0.1 dev eth0\n10.0.0.0/24 dev eth0 proto kernel scope link src 10.0.0.5\nlocal 10.0.0.5 dev eth0 table local proto kernel scope host src 10.0.0.5', rules: '0:\tfrom all lookup local\n32766:\tfrom all lookup main', ...options.host };
+    for (const [f, text] of Object.entries(host)) writeFileSync(join(dir, f), `${text}\n`);
+    const ns = Object.entries(options.ns ?? {}).map(([p, v]) => `NS_${p}='${v}'`).join('\n');
+    const stubs = `
+FAKE='${dir}'; HOSTPID=4000
+${ns}
+pidof() { echo "$HOSTPID"; }
+readlink() {
+  case "$1" in
+    /proc/1/ns/net|/proc/$HOSTPID/ns/net) echo 'net:[4026531840]' ;;
+    /proc/*/ns/net) p=\${1#/proc/}; p=\${p%%/*}; eval "v=\\\${NS_$p:-net:[9$p]}"; [ "$v" != FAIL ] || return 1; echo "$v" ;;
+    *) return 1 ;;
+  esac
+}
+nsenter() {
+  pid=$2; shift 2
+  while [ "\${1#-}" != "$1" ]; do shift; done
+  if [ "$pid" = "$HOSTPID" ]; then
+    echo "$*" >> "$FAKE/hostreads"
+    [ -z "\${HOST_FAIL:-}" ] || return 1
+    case "$*" in
+      "ip -o link show") cat "$FAKE/links" ;;
+      "ip -o -4 addr show") cat "$FAKE/addrs" ;;
+      "ip -4 route show table all") cat "$FAKE/routes" ;;
+      "ip -4 rule show") cat "$FAKE/rules" ;;
+      *) echo "unexpected command in the host: $*" >&2; exit 55 ;;
+    esac
+    return
+  fi
+  echo "$pid $*" >> "$FAKE/calls"
+  case "$*" in *"-batch -") cat > /dev/null ;; esac
+  if [ "$*" = "\${LEAK_ON:-}" ]; then printf '%s\\n' "$LEAK_LINE" >> "$FAKE/$LEAK_FILE"; fi
+  if [ "$*" = "\${TERM_ON:-}" ]; then kill -TERM $$; fi
+  if [ "$*" = "\${FAIL_ON:-}" ]; then return 2; fi
+  return 0
+}
+`;
+    const env = { PATH: process.env.PATH, LEAK_ON: options.leak?.on ?? '', LEAK_FILE: options.leak?.file ?? 'links', LEAK_LINE: options.leak?.line ?? '', FAIL_ON: options.failOn ?? '', TERM_ON: options.termOn ?? '', HOST_FAIL: options.hostFails ? '1' : '' };
+    const r = spawnSync('sh', ['-s'], { input: `${stubs}\n${script}`, env, encoding: 'utf8' });
+    const read = (f: string) => (existsSync(join(dir, f)) ? readFileSync(join(dir, f), 'utf8').trim().split('\n') : []);
+    return { code: r.status, stderr: r.stderr, calls: read('calls'), hostReads: read('hostreads') };
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+describe('the isolation guard, run with sh against a fake host', () => {
+  /** the four listings of one look at the host */
+  const LOOK = ['ip -o link show', 'ip -o -4 addr show', 'ip -4 route show table all', 'ip -4 rule show'];
+  const bridgeAdd = `ip link add br0 type bridge`;
+  const routerBatch = `ip -batch -`;
+
+  it('a clean run wires everything and looks at the host before and after: exit 0', () => {
+    const r = runFake(full);
+    expect(r.stderr).toBe('');
+    expect(r.code).toBe(0);
+    expect(r.calls).toHaveLength(lines.filter((l, i, all) => !isHeredocBody(all, i)).length);
+    expect(r.hostReads).toEqual([...LOOK, ...LOOK]);
+  });
+
+  it('refuses (97) before wiring anything when a container pid is in the host network namespace', () => {
+    const r = runFake(full, { ns: { [pids.router!]: 'net:[4026531840]' } });
+    expect(r.code).toBe(97);
+    expect(r.stderr.trim()).toBe(`isolation guard: lab container router (pid ${pids.router}) is in the host's network namespace (net:[4026531840]): refusing to wire`);
+    expect(r.calls).toEqual([]);
+    expect(r.hostReads).toEqual([]);
+  });
+
+  it('refuses (98) before wiring anything when a container namespace cannot be read', () => {
+    const r = runFake(full, { ns: { [pids['node-2']!]: 'FAIL' } });
+    expect(r.code).toBe(98);
+    expect(r.stderr.trim()).toBe(`isolation guard: cannot read /proc/${pids['node-2']}/ns/net of lab container node-2 (pid ${pids['node-2']}: stopped or restarted?): refusing to wire`);
+    expect(r.calls).toEqual([]);
+  });
+
+  it('a bridge that appeared in the host (bridges carry no alias) is refused: 97 naming it', () => {
+    const r = runFake(full, { leak: { on: bridgeAdd, file: 'links', line: '9: br0: <BROADCAST,MULTICAST> mtu 1500 qdisc noop state DOWN' } });
+    expect(r.code).toBe(97);
+    expect(r.stderr.trim()).toBe(`isolation guard: the lab changed the host's network namespace (pid 4000): link br0`);
+  });
+
+  it('an address and a route of the lab that appeared in the host are refused, each named', () => {
+    const on = `${routerBatch}`;
+    const addr = runFake(full, { leak: { on, file: 'addrs', line: `7: eth-nodes    inet ${plan.topology.routerAddress}/24 scope global eth-nodes` } });
+    expect(addr.code).toBe(97);
+    expect(addr.stderr).toContain(`: addr ${plan.topology.routerAddress} eth-nodes`);
+    const route = runFake(full, { leak: { on, file: 'routes', line: '10.10.11.0/24 via 192.168.1.2 dev eth-nodes' } });
+    expect(route.code).toBe(97);
+    expect(route.stderr).toContain(': route 10.10.11.0/24 10.10.11.0/24 via 192.168.1.2 dev eth-nodes');
+    const rule = runFake(full, { leak: { on, file: 'rules', line: '32000:\tfrom all lookup main' } });
+    expect(rule.code).toBe(97);
+    expect(rule.stderr).toContain(': rule 32000 32000:');
+  });
+
+  it("what the host had before, or what is not the lab's, is no leak", () => {
+    // the host already has the router's address and a default route; an unrelated veth appears meanwhile
+    const host = { addrs: `3: br-x    inet ${plan.topology.routerAddress}/24 scope global br-x`, routes: 'default via 10.0.0.1 dev eth0' };
+    const r = runFake(full, { host, leak: { on: bridgeAdd, file: 'links', line: '12: veth1a2b3c@if11: <BROADCAST,UP> mtu 1500' } });
+    expect(r.stderr).toBe('');
+    expect(r.code).toBe(0);
+  });
+
+  it('a host link with a lab alias is refused even when it was there before', () => {
+    const r = runFake(full, { host: { links: `4: vx: <BROADCAST> mtu 1500 \\    alias ${LINK_ALIAS_PREFIX}old:node-1` } });
+    expect(r.code).toBe(97);
+    expect(r.stderr).toContain(`labalias 4: vx:`);
+  });
+
+  it('runs when the wiring fails: the failure stands (exit 2) when the host is clean, a leak wins and says the wiring had failed', () => {
+    const failed = runFake(full, { failOn: bridgeAdd });
+    expect(failed.code).toBe(2);
+    expect(failed.calls).toHaveLength(1);
+    expect(failed.hostReads).toEqual([...LOOK, ...LOOK]);
+    const leaked = runFake(full, { failOn: bridgeAdd, leak: { on: bridgeAdd, file: 'links', line: '9: br0: <BROADCAST> mtu 1500' } });
+    expect(leaked.code).toBe(97);
+    expect(leaked.stderr.trim()).toBe(`isolation guard: the lab changed the host's network namespace (pid 4000): link br0 (the wiring had failed with exit 2)`);
+  });
+
+  it('runs when the script is terminated (SIGTERM): exit 143 after the host was looked at again', () => {
+    const r = runFake(full, { termOn: bridgeAdd });
+    expect(r.code).toBe(143);
+    expect(r.hostReads).toEqual([...LOOK, ...LOOK]);
+  });
+
+  it('fails closed (98) when it cannot look at the host', () => {
+    const r = runFake(full, { hostFails: true });
+    expect(r.code).toBe(98);
+    expect(r.stderr.trim()).toBe("isolation guard: cannot list the host's network interfaces, addresses, routes and rules (pid 4000)");
+    expect(r.calls).toEqual([]);
   });
 });
 

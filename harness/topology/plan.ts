@@ -77,6 +77,10 @@ export const SWITCH = 'switch';
 export const ROUTER = 'router';
 export const INTERNET = 'internet';
 export const WIRER = 'wirer';
+/** The short-lived container that fills a lab's payload volume (harness/lab/payload.ts). */
+export const PAYLOAD_LOADER = 'payload-loader';
+/** Container keys the lab uses for itself (each container is egl-<lab>-<key>): no node or endpoint may take one. */
+export const LAB_CONTAINER_KEYS: readonly string[] = [SWITCH, ROUTER, INTERNET, WIRER, PAYLOAD_LOADER];
 export const POD_GATEWAY = '169.254.1.1';
 /** A rule that only repeats the main lookup; it keeps the kernel from merging local and main. */
 export const UNMERGE_RULE_PREF = 32000;

@@ -151,7 +151,7 @@ describe('parseTopology: a valid topology', () => {
       routerAddress: '192.168.1.100',
       snat: 'ip-masq-agent',
       vpcEndpoints: [
-        { name: 'vpc-a', address: '172.16.100.10', subnet: '172.16.100.0/24', answers: ['10.0.0.0/8'] },
+        { name: 'vpc-a', address: '172.16.100.10', subnet: '172.16.100.0/24', answers: ['8.8.8.0/24'] },
         { name: 'vpc-b', address: '172.16.101.2', subnet: '172.16.101.0/30' },
       ],
     };
@@ -328,14 +328,35 @@ describe('parseTopology: bad inputs name the field and the value', () => {
     expectIssue(b, 'vpcEndpoints[0].address', '172.16.100.1', /router's address/);
   });
 
+  it('VPC answers equal to or inside the node subnet, a pod CIDR, the transit link or an endpoint subnet, or 0.0.0.0/0 (issue 12)', () => {
+    const withAnswers = (answers: string[]) => ({ ...base(), vpcEndpoints: [{ name: 'vpc', address: '172.16.100.10', subnet: '172.16.100.0/24', answers: ['8.8.8.0/24', ...answers] }] });
+    expectIssue(withAnswers(['192.168.1.0/24']), 'vpcEndpoints[0].answers[1]', '192.168.1.0/24', /^is nodeSubnet 192\.168\.1\.0\/24: the router would send the lab's own traffic there to vpc \(an answer may contain the lab's ranges, not equal one or lie inside one\)$/);
+    expectIssue(withAnswers(['192.168.1.128/25']), 'vpcEndpoints[0].answers[1]', '192.168.1.128/25', /^lies inside nodeSubnet 192\.168\.1\.0\/24: the router would send the lab's own traffic there to vpc/);
+    expectIssue(withAnswers(['10.10.11.0/24']), 'vpcEndpoints[0].answers[1]', '10.10.11.0/24', /^is nodes\[1\]\.podCIDR \(node-2\) 10\.10\.11\.0\/24: /);
+    expectIssue(withAnswers(['10.10.10.64/26']), 'vpcEndpoints[0].answers[1]', '10.10.10.64/26', /^lies inside nodes\[0\]\.podCIDR \(node-1\) 10\.10\.10\.0\/24: /);
+    expectIssue(withAnswers(['172.16.100.0/24']), 'vpcEndpoints[0].answers[1]', '172.16.100.0/24', /^is vpcEndpoints\[0\]\.subnet 172\.16\.100\.0\/24: /);
+    expectIssue(withAnswers(['100.127.255.252/30']), 'vpcEndpoints[0].answers[1]', '100.127.255.252/30', /^is transitCIDR 100\.127\.255\.252\/30: /);
+    expectIssue(withAnswers(['0.0.0.0/0']), 'vpcEndpoints[0].answers[1]', '0.0.0.0/0', /^is every address: vpc would answer for the whole internet and the internet endpoint would never be reached; list the ranges vpc serves$/);
+    // an answer containing the lab's ranges is how the defaults work (10.0.0.0/8, 192.168.0.0/16): longest prefix wins
+    expect(parseTopology(withAnswers(['10.0.0.0/8', '192.168.0.0/16'])).vpcEndpoints[0]!.answers).toEqual(['8.8.8.0/24', '10.0.0.0/8', '192.168.0.0/16']);
+  });
+
+  it('the same answer on two VPC endpoints: the second would silently take it from the first', () => {
+    const ep = (name: string, n: number, answers: string[]) => ({ name, address: `172.16.${n}.10`, subnet: `172.16.${n}.0/24`, answers });
+    const input = { ...base(), vpcEndpoints: [ep('vpc-a', 100, ['8.8.8.0/24']), ep('vpc-b', 101, ['1.1.1.0/24', '8.8.8.0/24'])] };
+    expectIssue(input, 'vpcEndpoints[1].answers[1]', '8.8.8.0/24', /^is already answered by vpcEndpoints\[0\] \(vpc-a\): the router has one route per range$/);
+    // nested ranges on two endpoints are fine (the longer prefix wins)
+    expect(() => parseTopology({ ...base(), vpcEndpoints: [ep('vpc-a', 100, ['8.0.0.0/8']), ep('vpc-b', 101, ['8.8.8.0/24'])] })).not.toThrow();
+  });
+
   it('duplicate VPC endpoint names, and endpoint names clashing with nodes', () => {
     const ep = (name: string, n: number) => ({ name, address: `172.16.${n}.10`, subnet: `172.16.${n}.0/24` });
     expectIssue({ ...base(), vpcEndpoints: [ep('vpc', 100), ep('vpc', 101)] }, 'vpcEndpoints[1].name', 'vpc', /already used/);
     expectIssue({ ...base(), vpcEndpoints: [ep('node-1', 100)] }, 'vpcEndpoints[0].name', 'node-1', /already used by a node/);
   });
 
-  it('reserved names for nodes and endpoints', () => {
-    for (const reserved of ['router', 'internet', 'switch', 'wirer']) {
+  it('reserved names for nodes and endpoints: every container key the lab uses for itself', () => {
+    for (const reserved of ['router', 'internet', 'switch', 'wirer', 'payload-loader']) {
       const input = base();
       input.nodes[0].name = reserved;
       input.pods = [];
@@ -343,6 +364,12 @@ describe('parseTopology: bad inputs name the field and the value', () => {
       const ep = { ...base(), vpcEndpoints: [{ name: reserved, address: '172.16.100.10', subnet: '172.16.100.0/24' }] };
       expectIssue(ep, 'vpcEndpoints[0].name', reserved, /the lab itself/);
     }
+  });
+
+  it("a node named like a lab container says which container and what it would clash with", () => {
+    const input = base();
+    input.nodes[2].name = 'payload-loader';
+    expectIssue(input, 'nodes[2].name', 'payload-loader', /^is reserved for the lab's own containers \(switch, router, internet, wirer, payload-loader; container egl-<lab>-payload-loader\): pick another name$/);
   });
 
   it('node names must be DNS labels', () => {
@@ -377,6 +404,51 @@ describe('parseTopology: bad inputs name the field and the value', () => {
     const input = base();
     input.pods[0].namespace = 'bob';
     expectIssue(input, 'pods[0].namespace', 'bob', /names no namespace of this topology/);
+  });
+
+  it("pod IP equal to its podCIDR's broadcast address (issue 12), and its network address, say which", () => {
+    const bcast = base();
+    bcast.pods[0].ip = '10.10.10.255';
+    expectIssue(bcast, 'pods[0].ip', '10.10.10.255', /^must be a host address inside node-1's podCIDR 10\.10\.10\.0\/24, not its broadcast address$/);
+    const net = base();
+    net.pods[0].ip = '10.10.10.0';
+    expectIssue(net, 'pods[0].ip', '10.10.10.0', /^must be a host address inside node-1's podCIDR 10\.10\.10\.0\/24, not its network address$/);
+    // the last host address is fine
+    const last = base();
+    last.pods[0].ip = '10.10.10.254';
+    expect(parseTopology(last).pods[0]!.ip).toBe('10.10.10.254');
+  });
+
+  it('pod CIDRs (and the other lab ranges) in a range no host can use: link-local, loopback, multicast, 0.0.0.0/8, 240.0.0.0/4 (issue 12)', () => {
+    const cases: [string, RegExp][] = [
+      ['169.254.10.0/24', /^overlaps 169\.254\.0\.0\/16 \(link-local addresses\): no host of the lab can have an address there$/],
+      ['127.0.10.0/24', /^overlaps 127\.0\.0\.0\/8 \(loopback addresses\)/],
+      ['224.1.0.0/24', /^overlaps 224\.0\.0\.0\/4 \(multicast addresses\)/],
+      ['0.0.10.0/24', /^overlaps 0\.0\.0\.0\/8 \(unspecified addresses\)/],
+      ['240.0.10.0/24', /^overlaps 240\.0\.0\.0\/4 \(reserved addresses\)/],
+      ['255.255.255.0/24', /^overlaps 255\.255\.255\.255\/32 \(the limited broadcast address\)/],
+    ];
+    for (const [cidr, message] of cases) {
+      const input = base();
+      input.nodes[0].podCIDR = cidr;
+      input.pods = [];
+      expectIssue(input, 'nodes[0].podCIDR', cidr, message);
+    }
+    // a range containing one of them is refused too
+    const wide = base();
+    wide.nodes[0].podCIDR = '160.0.0.0/3';
+    wide.pods = [];
+    expectIssue(wide, 'nodes[0].podCIDR', '160.0.0.0/3', /^overlaps 169\.254\.0\.0\/16 \(link-local/);
+    // the same for the node subnet, the transit link, the service range and a VPC endpoint's subnet
+    expectIssue({ ...base(), nodeSubnet: '127.1.1.0/24', nodes: [{ name: 'n', address: '127.1.1.1' }], pods: [] }, 'nodeSubnet', '127.1.1.0/24', /^overlaps 127\.0\.0\.0\/8 \(loopback/);
+    expectIssue({ ...base(), transitCIDR: '169.254.255.252/30' }, 'transitCIDR', '169.254.255.252/30', /link-local/);
+    expectIssue({ ...base(), serviceCIDR: '224.0.0.0/16' }, 'serviceCIDR', '224.0.0.0/16', /multicast/);
+    expectIssue({ ...base(), vpcEndpoints: [{ name: 'vpc', address: '240.1.1.10', subnet: '240.1.1.0/24' }] }, 'vpcEndpoints[0].subnet', '240.1.1.0/24', /reserved/);
+    // ordinary unicast ranges that ipaddr.js calls "reserved" (documentation, benchmarking) are fine
+    const doc = base();
+    doc.nodes[0].podCIDR = '198.18.0.0/24';
+    doc.pods = [];
+    expect(parseTopology(doc).nodes[0]!.podCIDR).toBe('198.18.0.0/24');
   });
 
   it("pod IP outside its node's podCIDR, or the podCIDR's network address", () => {

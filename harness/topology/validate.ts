@@ -10,18 +10,20 @@ import {
   isAligned,
   isIPv4,
   isUsableHost,
+  nonUnicastOverlap,
   nthAddress,
   overlaps,
   parseCidr4,
 } from '../../lib/net/addresses.js';
 import { DEFAULT_NON_MASQUERADE_CIDRS } from '../../lib/kube/well-known.js';
 import type { NamespaceSpec, NodeSpec, PodSpec, SnatFlavour, Topology, VpcEndpointSpec } from './types.js';
+import { LAB_CONTAINER_KEYS } from './plan.js';
 import { ValidationError, type FieldIssue } from '../util/errors.js';
 
 const DNS_LABEL = /^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/;
 const LABEL_KEY = /^([a-z0-9]([-a-z0-9.]*[a-z0-9])?\/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$/;
 const LABEL_VALUE = /^([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?$/;
-const RESERVED_NAMES = new Set(['router', 'internet', 'switch', 'wirer']);
+const RESERVED_NAMES = new Set(LAB_CONTAINER_KEYS);
 const SNAT_FLAVOURS: readonly SnatFlavour[] = ['none', 'default-snat', 'ip-masq-agent', 'autopilot'];
 
 export const TOPOLOGY_DEFAULTS = Object.freeze({
@@ -95,6 +97,17 @@ function cidr(c: Collector, path: string, v: unknown, fallback?: string): string
   return s;
 }
 
+/** A lab range (its hosts get addresses from it): a CIDR that shares no address with a non-unicast range. */
+function hostRange(c: Collector, path: string, v: unknown, fallback?: string): string | undefined {
+  const s = cidr(c, path, v, fallback);
+  const special = s === undefined ? null : nonUnicastOverlap(s);
+  if (special) {
+    c.add(path, s, `overlaps ${special}: no host of the lab can have an address there`);
+    return undefined;
+  }
+  return s;
+}
+
 function ipv4(c: Collector, path: string, v: unknown, fallback?: string): string | undefined {
   const s = str(c, path, v, fallback);
   if (s !== undefined && !isIPv4(s)) {
@@ -132,6 +145,33 @@ function list(c: Collector, path: string, v: unknown, required: boolean): unknow
   return v;
 }
 
+/**
+ * VPC answers become routes on the router (`route replace ANSWER via ENDPOINT`) and local routes on
+ * the endpoint, with `throw` routes for the lab's own ranges. An answer containing a lab range is
+ * fine (the longer prefix wins; the defaults contain the node subnet and the pod CIDRs), but one equal
+ * to a lab range replaces that range's route, one inside a lab range takes part of it, 0.0.0.0/0
+ * takes the internet's place, and the same range on two endpoints goes to the last one only.
+ */
+function checkAnswers(c: Collector, answers: readonly { path: string; cidr: string; endpoint: string; name: string }[], labRanges: readonly { path: string; cidr: string }[]): void {
+  const answeredBy = new Map<string, { endpoint: string; name: string }>();
+  for (const a of answers) {
+    const bits = cidrRange(a.cidr).bits;
+    if (bits === 0) {
+      c.add(a.path, a.cidr, `is every address: ${a.name} would answer for the whole internet and the internet endpoint would never be reached; list the ranges ${a.name} serves`);
+      continue;
+    }
+    const hit = labRanges.find((r) => overlaps(r.cidr, a.cidr) && bits >= cidrRange(r.cidr).bits);
+    if (hit) {
+      const how = bits === cidrRange(hit.cidr).bits ? 'is' : 'lies inside';
+      c.add(a.path, a.cidr, `${how} ${hit.path} ${hit.cidr}: the router would send the lab's own traffic there to ${a.name} (an answer may contain the lab's ranges, not equal one or lie inside one)`);
+      continue;
+    }
+    const first = answeredBy.get(a.cidr);
+    if (first && first.endpoint !== a.endpoint) c.add(a.path, a.cidr, `is already answered by ${first.endpoint} (${first.name}): the router has one route per range`);
+    else if (!first) answeredBy.set(a.cidr, a);
+  }
+}
+
 /** Validates and defaults a topology. `source` names the file in messages. */
 export function parseTopology(input: unknown, source = 'topology'): Topology {
   const c = new Collector();
@@ -146,15 +186,15 @@ export function parseTopology(input: unknown, source = 'topology'): Topology {
   if (input.kind !== undefined && input.kind !== 'Topology') c.add('kind', input.kind, 'must be Topology');
 
   const name = dnsName(c, 'name', input.name, TOPOLOGY_DEFAULTS.name) ?? 'lab';
-  const nodeSubnet = cidr(c, 'nodeSubnet', input.nodeSubnet, TOPOLOGY_DEFAULTS.nodeSubnet);
+  const nodeSubnet = hostRange(c, 'nodeSubnet', input.nodeSubnet, TOPOLOGY_DEFAULTS.nodeSubnet);
   if (nodeSubnet && cidrRange(nodeSubnet).bits > 29) {
     c.add('nodeSubnet', nodeSubnet, 'is too small for a lab: use a /29 or larger');
   }
-  const transitCIDR = cidr(c, 'transitCIDR', input.transitCIDR, TOPOLOGY_DEFAULTS.transitCIDR);
+  const transitCIDR = hostRange(c, 'transitCIDR', input.transitCIDR, TOPOLOGY_DEFAULTS.transitCIDR);
   if (transitCIDR && cidrRange(transitCIDR).bits < 30) {
     c.add('transitCIDR', transitCIDR, 'must be a /30 or /31 (router <-> internet point-to-point link)');
   }
-  const serviceCIDR = cidr(c, 'serviceCIDR', input.serviceCIDR, TOPOLOGY_DEFAULTS.serviceCIDR);
+  const serviceCIDR = hostRange(c, 'serviceCIDR', input.serviceCIDR, TOPOLOGY_DEFAULTS.serviceCIDR);
   let routerAddress: string | undefined;
   if (nodeSubnet && cidrRange(nodeSubnet).bits <= 29) {
     const { last } = cidrRange(nodeSubnet);
@@ -210,7 +250,7 @@ export function parseTopology(input: unknown, source = 'topology'): Topology {
     if (!isObj(raw)) return c.add(p, raw, 'must be a map with name, address and (for pods) podCIDR');
     checkKeys(c, p, raw, ['name', 'role', 'address', 'podCIDR']);
     const n = dnsName(c, `${p}.name`, raw.name);
-    if (n && RESERVED_NAMES.has(n)) c.add(`${p}.name`, n, `is reserved for the lab's own containers`);
+    if (n && RESERVED_NAMES.has(n)) c.add(`${p}.name`, n, `is reserved for the lab's own containers (${LAB_CONTAINER_KEYS.join(', ')}; container egl-<lab>-${n}): pick another name`);
     if (n && nodeNames.has(n)) c.add(`${p}.name`, n, 'duplicates another node name');
     if (n) nodeNames.add(n);
     const role = raw.role ?? 'worker';
@@ -226,7 +266,7 @@ export function parseTopology(input: unknown, source = 'topology'): Topology {
       }
     }
     if (address && n) nodeAddrs.set(address, n);
-    const podCIDR = raw.podCIDR === undefined ? undefined : cidr(c, `${p}.podCIDR`, raw.podCIDR);
+    const podCIDR = raw.podCIDR === undefined ? undefined : hostRange(c, `${p}.podCIDR`, raw.podCIDR);
     if (n && address) {
       nodes.push({ name: n, role: role as NodeSpec['role'], address, ...(podCIDR ? { podCIDR } : {}) });
       nodeInputIndex.push(i);
@@ -257,6 +297,7 @@ export function parseTopology(input: unknown, source = 'topology'): Topology {
   const vpcEndpoints: VpcEndpointSpec[] = [];
   const vpcRaw = input.vpcEndpoints === undefined ? [TOPOLOGY_DEFAULTS.vpcEndpoint] : list(c, 'vpcEndpoints', input.vpcEndpoints, false);
   const endpointNames = new Set<string>();
+  const answerPaths: { path: string; cidr: string; endpoint: string; name: string }[] = [];
   vpcRaw.forEach((raw, i) => {
     const p = `vpcEndpoints[${i}]`;
     if (!isObj(raw)) return c.add(p, raw, 'must be a map with name, address, subnet and answers');
@@ -266,7 +307,7 @@ export function parseTopology(input: unknown, source = 'topology'): Topology {
       c.add(`${p}.name`, n, 'is already used by a node, another endpoint or the lab itself');
     }
     if (n) endpointNames.add(n);
-    const subnet = cidr(c, `${p}.subnet`, raw.subnet);
+    const subnet = hostRange(c, `${p}.subnet`, raw.subnet);
     if (subnet && cidrRange(subnet).bits > 30) c.add(`${p}.subnet`, subnet, 'must be a /30 or larger');
     const address = ipv4(c, `${p}.address`, raw.address);
     if (address && subnet && cidrRange(subnet).bits <= 30) {
@@ -279,6 +320,7 @@ export function parseTopology(input: unknown, source = 'topology'): Topology {
     list(c, `${p}.answers`, raw.answers ?? TOPOLOGY_DEFAULTS.vpcEndpoint.answers, false).forEach((a, j) => {
       const v = cidr(c, `${p}.answers[${j}]`, a);
       if (v) answers.push(v);
+      if (v) answerPaths.push({ path: `${p}.answers[${j}]`, cidr: v, endpoint: p, name: n ?? p });
     });
     if (subnet) ranges.push({ path: `${p}.subnet`, cidr: subnet });
     if (n && subnet && address) vpcEndpoints.push({ name: n, address, subnet, answers });
@@ -290,6 +332,7 @@ export function parseTopology(input: unknown, source = 'topology'): Topology {
       if (overlaps(a.cidr, b.cidr)) c.add(b.path, b.cidr, `overlaps ${a.path} ${a.cidr}`);
     }
   }
+  checkAnswers(c, answerPaths, ranges.filter((r) => r.path !== 'serviceCIDR'));
 
   // Namespaces: `default` and `kube-system` always exist, as in a cluster.
   const namespaces: NamespaceSpec[] = [];
@@ -350,8 +393,10 @@ export function parseTopology(input: unknown, source = 'topology'): Topology {
     if (raw.ip !== undefined) {
       const ip = ipv4(c, `${p}.ip`, raw.ip);
       if (ip && node?.podCIDR) {
-        if (!cidrTextContains(node.podCIDR, ip) || ip === nthAddress(node.podCIDR, 0)) {
-          c.add(`${p}.ip`, ip, `must be a host address inside ${node.name}'s podCIDR ${node.podCIDR}`);
+        const { first, last, bits } = cidrRange(node.podCIDR);
+        const which = ip === intToIPv4(first) ? 'network' : ip === intToIPv4(last) && bits <= 30 ? 'broadcast' : undefined;
+        if (!cidrTextContains(node.podCIDR, ip) || which) {
+          c.add(`${p}.ip`, ip, `must be a host address inside ${node.name}'s podCIDR ${node.podCIDR}${which ? `, not its ${which} address` : ''}`);
         } else if (podIps.has(ip)) c.add(`${p}.ip`, ip, `is already the IP of pod ${podIps.get(ip)}`);
         else {
           podIps.set(ip, key);

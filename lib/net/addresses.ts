@@ -52,21 +52,36 @@ export function formatIPv4(n: number): string {
 }
 
 /**
+ * The IPv4 ranges no host can have as its own unicast address, with what each is called. Listed
+ * here rather than taken from ipaddr.js's range names: its "reserved" also holds documentation and
+ * benchmarking networks (192.0.2.0/24, 198.18.0.0/15, 203.0.113.0/24, ...), which are ordinary
+ * unicast addresses a lab may well use. The limited broadcast address comes before 240.0.0.0/4,
+ * which contains it.
+ */
+export const NON_UNICAST_RANGES: readonly { readonly cidr: string; readonly name: string; readonly address: string }[] = Object.freeze([
+  { cidr: '0.0.0.0/8', name: 'unspecified addresses', address: 'an unspecified address (0.0.0.0/8)' },
+  { cidr: '127.0.0.0/8', name: 'loopback addresses', address: 'a loopback address (127.0.0.0/8)' },
+  { cidr: '169.254.0.0/16', name: 'link-local addresses', address: 'a link-local address (169.254.0.0/16)' },
+  { cidr: '224.0.0.0/4', name: 'multicast addresses', address: 'a multicast address (224.0.0.0/4)' },
+  { cidr: '255.255.255.255/32', name: 'the limited broadcast address', address: 'the limited broadcast address' },
+  { cidr: '240.0.0.0/4', name: 'reserved addresses', address: 'a reserved address (240.0.0.0/4)' },
+]);
+
+/**
  * Why an IPv4 address can never be a host's unicast address (for a floating IP or an egressSourceIP),
- * or null when it can: 0.0.0.0/8, loopback, link-local, multicast, 240.0.0.0/4 and the limited
- * broadcast address (ipaddr.js ranges).
+ * or null when it can (NON_UNICAST_RANGES).
  */
 export function nonUnicastReason(ip: string): string | null {
-  const range = ipaddr.IPv4.parse(ip).range();
-  const reasons: Record<string, string> = {
-    unspecified: 'an unspecified address (0.0.0.0/8)',
-    broadcast: 'the limited broadcast address',
-    multicast: 'a multicast address (224.0.0.0/4)',
-    loopback: 'a loopback address (127.0.0.0/8)',
-    linkLocal: 'a link-local address (169.254.0.0/16)',
-    reserved: 'a reserved address (240.0.0.0/4)',
-  };
-  return reasons[range] ?? null;
+  return NON_UNICAST_RANGES.find((r) => cidrTextContains(r.cidr, ip))?.address ?? null;
+}
+
+/**
+ * The first range of NON_UNICAST_RANGES a CIDR shares addresses with (as "169.254.0.0/16 (link-local
+ * addresses)"), or null: a lab range there would give hosts addresses no host can use.
+ */
+export function nonUnicastOverlap(cidr: string): string | null {
+  const r = NON_UNICAST_RANGES.find((x) => overlaps(x.cidr, cidr));
+  return r ? `${r.cidr} (${r.name})` : null;
 }
 
 // ---------------------------------------------------------------------------------------------
