@@ -1,5 +1,8 @@
 import { defineConfig } from 'vitest/config';
 
+/** The run report (artifacts/report.html): harness/testing/report-reporter.ts. */
+const RUN_REPORT = './harness/testing/report-reporter.ts';
+
 function labWorkers(): number {
   const raw = process.env.EGRESSLAB_LAB_WORKERS;
   if (raw === undefined || raw === '') return 1;
@@ -18,7 +21,9 @@ function labWorkers(): number {
 //          EGRESSLAB_LAB_WORKERS=N for a bigger machine (or shard the suite across machines: README).
 export default defineConfig({
   test: {
-    reporters: process.env.CI ? ['default', 'junit'] : ['default'],
+    // 'default' prints; the report reporter leaves artifacts/report.html (and run.json) after every
+    // run; with CI set, 'junit' writes artifacts/junit.xml too.
+    reporters: ['default', RUN_REPORT, ...(process.env.CI ? ['junit'] : [])],
     outputFile: { junit: 'artifacts/junit.xml' },
     projects: [
       {

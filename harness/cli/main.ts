@@ -12,6 +12,7 @@ import type { Proto } from '../inlab/protocol.js';
 import { CLUSTER_SPECS, applyCmd, clusterStatusOf, kubeconfigCmd, printClusterStatus } from './cluster-commands.js';
 import { LAB_COMMANDS, LAB_SPECS } from './lab-commands.js';
 import { CHAOS_SPECS, chaosCmd } from './chaos-command.js';
+import { REPORT_SPECS, reportCmd } from './report-command.js';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import { applyAll, loadManifests } from '../cluster/apply.js';
@@ -82,7 +83,7 @@ const SPECS: Record<string, CommandSpec> = {
 };
 
 /** Every command's flags and help: the parsers and `egresslab help` read this one table. */
-export const COMMAND_SPECS: Record<string, CommandSpec> = { ...SPECS, ...CLUSTER_SPECS, ...LAB_SPECS, ...CHAOS_SPECS };
+export const COMMAND_SPECS: Record<string, CommandSpec> = { ...SPECS, ...CLUSTER_SPECS, ...LAB_SPECS, ...CHAOS_SPECS, ...REPORT_SPECS };
 
 const HELP: Record<string, string> = Object.fromEntries(Object.entries(COMMAND_SPECS).map(([name, spec]) => [name, commandHelp(name, spec)]));
 
@@ -390,7 +391,7 @@ function unknownCommand(name: string): number {
 }
 
 /** Every command's implementation, by name (each has its flags and help in COMMAND_SPECS). */
-export const COMMANDS: Record<string, (argv: string[]) => Promise<number>> = { validate, up, down, probe: probeCmd, status, prune: pruneCmd, demo, kubeconfig: kubeconfigCmd, apply: applyCmd, ...LAB_COMMANDS, chaos: chaosCmd };
+export const COMMANDS: Record<string, (argv: string[]) => Promise<number>> = { validate, up, down, probe: probeCmd, status, prune: pruneCmd, demo, kubeconfig: kubeconfigCmd, apply: applyCmd, ...LAB_COMMANDS, chaos: chaosCmd, report: reportCmd };
 
 export async function main(argv: string[]): Promise<number> {
   const [cmd, ...rest] = argv;

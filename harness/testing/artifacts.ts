@@ -12,6 +12,11 @@
  *   timelines/<name>.json + .svg, timelines.svg   timelines recorded with recordTimeline()
  *   containers.json, index.html, SUMMARY.txt
  *
+ * For the run report (artifacts/report.html, harness/report/): every timeline recordTimeline()
+ * keeps is also written at once, pass or fail, as artifacts/failovers/<slug>.json (the test, the
+ * flow, summarize()'s facts) + .svg, and every diagnostics collection leaves
+ * artifacts/failures/<slug>.json (the test, the folder, its pcaps).
+ *
  * Two ways to use it in a test file:
  *   recordArtifactsOnFailure(() => lab)      installs a per-test hook: a failing test gets its folder,
  *                                            and the path is appended to the failure message
@@ -26,11 +31,13 @@ import type { Lab } from '../lab/lab.js';
 import { LOG_DIR } from '../lab/process.js';
 import { RUN_DIR } from '../inlab/protocol.js';
 import { R } from '../../lib/kube/client.js';
-import { artifactsDir } from '../util/paths.js';
+import { artifactsDir, projectRoot } from '../util/paths.js';
 import { ValidationError } from '../util/errors.js';
 import { WIRER } from '../topology/plan.js';
 import { renderTimelineSvg, escapeXml } from '../report/timeline-svg.js';
 import type { Timeline } from '../probe/timeline.js';
+import { summarize } from '../report/failover.js';
+import { failoverFacts, posixRelative, writeDiagnosticsRecord, writeFailoverRecord } from '../report/run-data.js';
 import { LABEL, docker } from '../docker/client.js';
 
 /** What collectArtifacts wrote: its folder, the files, and what could not be collected. */
@@ -274,13 +281,54 @@ export interface RecordedTimeline {
 let recorded: RecordedTimeline[] = [];
 
 /**
- * Keeps a timeline for the artifacts of the current test (rendered as SVG + JSON if it fails). With
- * EGRESSLAB_KEEP_TIMELINES=1 it is also written at once, pass or fail (see saveTimeline).
+ * Keeps a timeline for the artifacts of the current test (rendered as SVG + JSON if it fails), and
+ * records it for the run report at once, pass or fail: artifacts/failovers/<slug>.json (the test, the
+ * flow, summarize()'s outages, sources and leaks against `allowedSources`) and its SVG. With
+ * EGRESSLAB_KEEP_TIMELINES=1 the whole timeline is also written at once (see saveTimeline).
  */
 export function recordTimeline(name: string, timeline: Timeline, allowedSources?: readonly string[]): Timeline {
   recorded.push({ name, timeline, ...(allowedSources ? { allowedSources } : {}) });
   if (keepTimelines()) saveTimeline(name, timeline, allowedSources);
+  recordForReport('failover', () => {
+    const { file, test } = currentTest();
+    const facts = failoverFacts(summarize(timeline, allowedSources), timeline.stream);
+    const flow = { proto: timeline.proto, from: timeline.from, to: timeline.to, ...(timeline.port !== undefined ? { port: timeline.port } : {}), intervalMs: timeline.intervalMs };
+    const svg = renderTimelineSvg({ timeline, label: name, ...(allowedSources ? { allowedSources } : {}) }, { title: name });
+    writeFailoverRecord(artifactsDir(), { file, test, name, flow, facts, recordedAt: new Date().toISOString() }, svg);
+  });
   return timeline;
+}
+
+/** The running test's file (relative to the project root) and full name ("" outside a test). */
+function currentTest(): { file: string; test: string } {
+  const state = expect.getState();
+  return { file: state.testPath ? posixRelative(projectRoot(), state.testPath) : '', test: state.currentTestName ?? '' };
+}
+
+/** Writes a record of the run report; a failure to write costs the report that record, never the test. */
+function recordForReport(what: string, write: () => void): void {
+  try {
+    write();
+  } catch (error) {
+    process.stderr.write(`egresslab: could not record the ${what} for the run report: ${errorText(error)}\n`);
+  }
+}
+
+/** Leaves failures/<slug>.json for the run report: where the diagnostics of a test went. */
+function recordDiagnostics(file: string, test: string, label: string, report: DiagnosticsReport): void {
+  recordForReport('diagnostics', () => {
+    const dir = posixRelative(artifactsDir(), report.dir);
+    writeDiagnosticsRecord(artifactsDir(), {
+      file,
+      test,
+      label,
+      dir,
+      files: report.files.length,
+      pcaps: report.files.filter((f) => f.endsWith('.pcap')).map((f) => `${dir}/${f}`),
+      problems: report.problems,
+      collectedAt: new Date().toISOString(),
+    });
+  });
 }
 
 /**
@@ -409,6 +457,8 @@ export async function withArtifacts<T>(lab: Lab, testName: string, fn: () => Pro
       timelines: recorded.slice(before),
       failure: errorText(error),
     });
+    const { file, test } = currentTest();
+    recordDiagnostics(file, test, testName, report);
     const line = describeReport(report);
     if (error instanceof Error) {
       error.message += `\n  ${line}`;
@@ -431,6 +481,7 @@ export function artifactsOnFailure(getLab: () => Lab | undefined, since: number)
       since,
       failure: errors.map((e) => `${e.name ?? 'Error'}: ${e.message}`).join('\n\n'),
     });
+    recordDiagnostics(task.file ? posixRelative(projectRoot(), task.file.filepath) : '', name, name, report);
     const line = describeReport(report);
     // The failure output (console reporter, JUnit) prints these errors: the path goes into them.
     for (const e of errors) {

@@ -6,6 +6,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Lab } from '../../harness/lab/lab.js';
 import { startTestLab } from '../../harness/testing/lab.js';
+import { recordTimeline } from '../../harness/testing/artifacts.js';
 import { pollUntil } from '../../harness/util/poll.js';
 import { outages, leaks, sourceCounts, deliveryRatio } from '../../harness/probe/timeline.js';
 import type { Proto } from '../../harness/inlab/protocol.js';
@@ -38,7 +39,8 @@ describe('continuous probe timeline through a partition of node-1', () => {
         timeoutMs: 15_000,
         intervalMs: 50,
       });
-      const t = await p.stop();
+      // recorded: the run report (artifacts/report.html) shows it
+      const t = recordTimeline(`${proto} alice/frontend-1 -> 172.16.100.10 through the partition of node-1`, await p.stop(), ['10.10.10.1']);
 
       expect(t.packets.length).toBeGreaterThanOrEqual(cutAt + 15);
       const o = outages(t);
