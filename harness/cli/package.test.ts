@@ -207,6 +207,13 @@ describe('installed into a fresh project', () => {
     expect(forced.code, forced.stderr).toBe(0);
     expect(readFileSync(join(project, 'lab/topology.yaml'), 'utf8')).toBe(readFileSync(join(templates, 'lab/topology.yaml'), 'utf8'));
 
+    // egresslab run finds the user's scenario and the user's vitest, builds nothing (vitest only prints its help here)
+    const runs = await egresslab(['run', 'egress', '--', '--help']);
+    expect(runs.code, runs.stderr).toBe(0);
+    expect(runs.stderr).toContain('running scenarios/egress.test.ts');
+    expect(runs.stderr).not.toContain('building');
+    expect(runs.stdout).toMatch(/vitest\/\d+\.\d+\.\d+/);
+
     const bad = await egresslab(['init', '--dir', 'nowhere']);
     expect(bad.code).toBe(2);
     expect(bad.stderr).toContain('--dir: does not exist');
