@@ -19,6 +19,10 @@ describe('workspaceRoot', () => {
     expect(workspaceRoot('/home/me/egress-tests/node_modules/@acme/egresslab')).toBe('/home/me/egress-tests');
     // a workspace member's dependency hoisted to the monorepo root
     expect(workspaceRoot('/repo/node_modules/egresslab')).toBe('/repo');
+    // pnpm's store layout, and a dependency of a dependency: the outermost project
+    expect(workspaceRoot('/home/me/t/node_modules/.pnpm/egresslab@0.2.0/node_modules/egresslab')).toBe('/home/me/t');
+    expect(workspaceRoot('/home/me/t/node_modules/some-kit/node_modules/egresslab')).toBe('/home/me/t');
+    expect(workspaceRoot('/node_modules/egresslab')).toBe('/');
     expect(workspaceRoot('/work/egresslab')).toBe('/work/egresslab');
     expect(workspaceRoot('/')).toBe('/');
     // this checkout

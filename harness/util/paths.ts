@@ -1,5 +1,5 @@
 import { existsSync, readFileSync } from 'node:fs';
-import { basename, dirname, join, resolve } from 'node:path';
+import { dirname, join, resolve, sep } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { LabError } from './errors.js';
 
@@ -33,14 +33,13 @@ export function installedPackage(root = projectRoot()): boolean {
 
 /**
  * The project egresslab works for: the folder holding the node_modules this package is installed
- * in (the user's repository, where artifacts/ and .egresslab/ belong), or the checkout itself.
+ * in (the user's repository, where artifacts/ and .egresslab/ belong; the outermost one, for
+ * nested and pnpm layouts), or the checkout itself.
  */
 export function workspaceRoot(root = projectRoot()): string {
-  const parent = dirname(root);
-  if (basename(parent) === 'node_modules') return dirname(parent);
-  // a scoped install: node_modules/@scope/egresslab
-  if (basename(parent).startsWith('@') && basename(dirname(parent)) === 'node_modules') return dirname(dirname(parent));
-  return root;
+  const parts = root.split(sep);
+  const at = parts.indexOf('node_modules');
+  return at > 0 ? parts.slice(0, at).join(sep) || sep : root;
 }
 
 /** Where the project is mounted inside lab containers (read-only); programs run from its dist/. */
