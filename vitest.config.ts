@@ -30,7 +30,8 @@ export default defineConfig({
         test: {
           name: 'unit',
           include: ['**/*.test.ts'],
-          exclude: ['**/*.lab.test.ts', 'scenarios/**', 'node_modules/**', 'dist/**'],
+          // templates/: what `egresslab init` writes into a user's project (type-checked and run there)
+          exclude: ['**/*.lab.test.ts', 'scenarios/**', 'templates/**', 'node_modules/**', 'dist/**'],
           environment: 'node',
           setupFiles: ['harness/testing/setup.ts'],
           // Unit tests run first, then the lab (projects with different worker counts need their own group).
@@ -41,7 +42,7 @@ export default defineConfig({
         test: {
           name: 'lab',
           include: ['**/*.lab.test.ts', 'scenarios/**/*.test.ts'],
-          exclude: ['node_modules/**', 'dist/**'],
+          exclude: ['templates/**', 'node_modules/**', 'dist/**'],
           environment: 'node',
           globalSetup: ['harness/testing/global-setup.ts'],
           setupFiles: ['harness/testing/setup.ts'],

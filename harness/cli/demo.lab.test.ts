@@ -7,7 +7,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { projectRoot } from '../util/paths.js';
+import { artifactsDir } from '../util/paths.js';
 import { listLabs, removeLabObjects } from '../lab/registry.js';
 import { runCli } from '../testing/run.js';
 
@@ -27,7 +27,7 @@ describe('egresslab demo (README command one ends with it)', () => {
     const kill = /kill (node-\d): 192\.168\.1\.100 moved to (node-\d); .*leaked 0/.exec(r.stdout);
     expect(kill, r.stdout).not.toBeNull();
     expect(kill![2]).not.toBe(kill![1]);
-    const svg = join(projectRoot(), 'artifacts', 'demo', 'gateway-failover.svg');
+    const svg = join(artifactsDir(), 'demo', 'gateway-failover.svg');
     expect(existsSync(svg)).toBe(true);
     expect(readFileSync(svg, 'utf8')).toContain(`SIGKILL of gateway node ${kill![1]}`);
     expect((await listLabs()).map((l) => l.id)).not.toContain(lab);

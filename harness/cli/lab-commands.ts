@@ -13,7 +13,7 @@ import { Lab, inPlace, type Place } from '../lab/lab.js';
 import { parseCommand, type CommandSpec } from '../util/args.js';
 import { LabError, ValidationError } from '../util/errors.js';
 import { pollUntil } from '../util/poll.js';
-import { projectRoot } from '../util/paths.js';
+import { artifactsDir, installedPackage, projectRoot, workspaceRoot } from '../util/paths.js';
 import { describePacket } from '../pcap/pcap.js';
 import type { Timeline } from '../probe/timeline.js';
 import { summarize } from '../report/failover.js';
@@ -135,6 +135,7 @@ export const LAB_SPECS: Record<string, CommandSpec> = {
     about: `  Builds (tsc) and runs one scenario file through vitest (project "lab"). SCENARIO is a path or a
   name under scenarios/ ("foundation/faults"). A lab whose file has a failing test is kept (--keep:
   kept anyway) with how to reach it printed; failures leave artifacts under artifacts/<lab>/.
+  Installed as a dependency, it runs your project's vitest on your scenarios/ (nothing to build).
   Example: npx egresslab run foundation/timeline --keep`,
   },
 };
@@ -383,12 +384,12 @@ export function resolveScenario(arg: string, root = projectRoot()): string {
 }
 
 /** Runs a command on the terminal; its exit code (130 when a signal ended it). Fails (command and cause named) when it cannot start. */
-async function spawnInherit(cmd: string, args: string[], env: NodeJS.ProcessEnv): Promise<number> {
+async function spawnInherit(cmd: string, args: string[], env: NodeJS.ProcessEnv, cwd: string): Promise<number> {
   // Ctrl-C reaches vitest through the terminal's process group; keep running until it exits.
   const ignore = () => {};
   process.on('SIGINT', ignore);
   try {
-    const r = await execa(cmd, args, { cwd: projectRoot(), env, stdio: 'inherit', reject: false });
+    const r = await execa(cmd, args, { cwd, env, stdio: 'inherit', reject: false });
     if (r.exitCode === undefined && !r.signal) throw r; // did not start: the error names the command and the cause
     return r.exitCode ?? 130;
   } finally {
@@ -400,14 +401,16 @@ async function runCmd(argv: string[]): Promise<number> {
   const { flags, positionals, rest } = parseCommand('run', LAB_SPECS.run!, argv);
   const scenario = positionals[0];
   if (!scenario) throw new ValidationError('run', [{ path: 'SCENARIO', value: undefined, message: 'is required, e.g. egresslab run foundation/timeline' }]);
-  const root = projectRoot();
+  // a checkout runs its own scenarios (project "lab", built first); an installed package, the user's
+  const installed = installedPackage();
+  const root = installed ? workspaceRoot() : projectRoot();
   const file = resolveScenario(scenario, root);
   const vitest = join(root, 'node_modules/vitest/vitest.mjs');
   if (!existsSync(vitest)) throw new LabError(`vitest is not installed in ${root}: run "npm install" first`);
-  if (!flags['no-build']) {
+  if (!flags['no-build'] && !installed) {
     const tsc = join(root, 'node_modules/typescript/bin/tsc');
     progress('building (tsc -p tsconfig.json): in-lab programs run from dist/ ...');
-    const code = await spawnInherit(process.execPath, [tsc, '-p', 'tsconfig.json'], process.env);
+    const code = await spawnInherit(process.execPath, [tsc, '-p', 'tsconfig.json'], process.env, root);
     if (code !== 0) {
       progress(`the build failed (exit ${code}): fix the errors above, or run the existing build with --no-build`);
       return code;
@@ -416,9 +419,9 @@ async function runCmd(argv: string[]): Promise<number> {
   const keptDir = mkdtempSync(join(tmpdir(), 'egresslab-run-'));
   const keptFile = join(keptDir, 'kept.jsonl');
   const env = { ...process.env, EGRESSLAB_KEEP: flags.keep ? 'always' : 'on-failure', EGRESSLAB_KEPT_FILE: keptFile };
-  const args = [vitest, 'run', '--project', 'lab', relative(root, file), ...(flags.test ? ['-t', flags.test as string] : []), ...rest];
+  const args = [vitest, 'run', ...(installed ? [] : ['--project', 'lab']), relative(root, file), ...(flags.test ? ['-t', flags.test as string] : []), ...rest];
   progress(`running ${relative(root, file)} (a lab of a failing file is kept${flags.keep ? '; --keep: kept anyway' : ''})`);
-  const code = await spawnInherit(process.execPath, args, env);
+  const code = await spawnInherit(process.execPath, args, env, root);
   const kept = existsSync(keptFile)
     ? readFileSync(keptFile, 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l) as { lab: string; failed: string[] })
     : [];
@@ -431,10 +434,10 @@ async function runCmd(argv: string[]): Promise<number> {
     out(`  npx egresslab status --lab ${k.lab}`);
     out(`  npx egresslab exec --lab ${k.lab} ${node} -- ip route`);
     out(`  npx egresslab timeline --lab ${k.lab} --from ${pod} --to 8.8.8.8 --seconds 10 --svg timeline.svg`);
-    if (existsSync(join(root, 'artifacts', k.lab))) out(`  artifacts: ${relative(process.cwd(), join(root, 'artifacts', k.lab)) || '.'}/`);
+    if (existsSync(join(artifactsDir(), k.lab))) out(`  artifacts: ${relative(process.cwd(), join(artifactsDir(), k.lab)) || '.'}/`);
     out(`  npx egresslab down --lab ${k.lab}     (when done)`);
   }
-  if (code !== 0 && kept.length === 0) out(`\nno lab was kept: a failure before the lab came up, or the vitest config lacks setupFiles harness/testing/setup.ts (needed to notice failures); --keep keeps it anyway`);
+  if (code !== 0 && kept.length === 0) out(`\nno lab was kept: a failure before the lab came up, or the vitest config lacks setupFiles ${installed ? "'egresslab/vitest-setup'" : 'harness/testing/setup.ts'} (needed to notice failures); --keep keeps it anyway`);
   return code;
 }
 

@@ -13,13 +13,15 @@ import { CLUSTER_SPECS, applyCmd, clusterStatusOf, kubeconfigCmd, printClusterSt
 import { LAB_COMMANDS, LAB_SPECS } from './lab-commands.js';
 import { CHAOS_SPECS, chaosCmd } from './chaos-command.js';
 import { REPORT_SPECS, reportCmd } from './report-command.js';
+import { INIT_COMMANDS, INIT_SPECS } from './init-command.js';
+import { ensureImage } from '../docker/image.js';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import { applyAll, loadManifests } from '../cluster/apply.js';
 import { workerHolder } from '../cluster/holder.js';
 import { gatewayOf } from '../cluster/status.js';
 import { pollUntil } from '../util/poll.js';
-import { projectRoot } from '../util/paths.js';
+import { artifactsDir, projectRoot } from '../util/paths.js';
 import { summarize } from '../report/failover.js';
 import { renderTimelineSvg } from '../report/timeline-svg.js';
 
@@ -74,6 +76,14 @@ const SPECS: Record<string, CommandSpec> = {
   --no-gateway skips that). Tears the lab down (--keep leaves it up).
   Example: npx egresslab demo --keep`,
   },
+  image: {
+    flags: {},
+    about: `  Builds the lab's base image when the engine lacks it (from Debian packages with mmdebstrap, about
+  30 s; nothing is pulled) and prints its tag; with EGRESSLAB_IMAGE set, checks that image exists.
+  Labs build it on first use anyway: CI runs this once, as root, before the tests (mmdebstrap needs
+  root where user namespaces are restricted).
+  Example: sudo "$(which node)" node_modules/egresslab/bin/egresslab.js image`,
+  },
   validate: {
     flags: { topology: { ...TOPOLOGY, required: true }, json: {} },
     about: `  Checks a topology without starting anything: exit 0 and a one-line summary when it is valid,
@@ -83,7 +93,7 @@ const SPECS: Record<string, CommandSpec> = {
 };
 
 /** Every command's flags and help: the parsers and `egresslab help` read this one table. */
-export const COMMAND_SPECS: Record<string, CommandSpec> = { ...SPECS, ...CLUSTER_SPECS, ...LAB_SPECS, ...CHAOS_SPECS, ...REPORT_SPECS };
+export const COMMAND_SPECS: Record<string, CommandSpec> = { ...SPECS, ...CLUSTER_SPECS, ...LAB_SPECS, ...CHAOS_SPECS, ...INIT_SPECS, ...REPORT_SPECS };
 
 const HELP: Record<string, string> = Object.fromEntries(Object.entries(COMMAND_SPECS).map(([name, spec]) => [name, commandHelp(name, spec)]));
 
@@ -121,6 +131,12 @@ async function validate(argv: string[]): Promise<number> {
   const t = topologyFromArg(flags.topology);
   const summary = { topology: t.name, valid: true, nodes: t.nodes.length, pods: t.pods.length, vpcEndpoints: t.vpcEndpoints.length, snat: t.snat, cluster: t.cluster };
   out(flags.json ? JSON.stringify(summary) : `topology ${t.name} is valid: ${t.nodes.length} node(s), ${t.pods.length} pod(s), ${t.vpcEndpoints.length} VPC endpoint(s), snat ${t.snat}, cluster ${t.cluster ? 'on' : 'off'}`);
+  return 0;
+}
+
+async function image(argv: string[]): Promise<number> {
+  parseCommand('image', SPECS.image!, argv);
+  out(await ensureImage(progress));
   return 0;
 }
 
@@ -309,7 +325,7 @@ async function gatewayDemo(lab: Lab): Promise<number> {
   const t = await probe.stop();
   const r = summarize(t, [DEMO_IP]);
   const nLeaked = r.leaks!.count;
-  const dir = join(projectRoot(), 'artifacts', 'demo');
+  const dir = join(artifactsDir(), 'demo');
   mkdirSync(dir, { recursive: true });
   const svg = join(dir, 'gateway-failover.svg');
   writeFileSync(svg, renderTimelineSvg({ timeline: t, label: `udp ${pod} -> 8.8.8.8`, allowedSources: [DEMO_IP] }, { title: `SIGKILL of gateway node ${holder}: ${DEMO_IP} moved to ${to}` }));
@@ -391,7 +407,22 @@ function unknownCommand(name: string): number {
 }
 
 /** Every command's implementation, by name (each has its flags and help in COMMAND_SPECS). */
-export const COMMANDS: Record<string, (argv: string[]) => Promise<number>> = { validate, up, down, probe: probeCmd, status, prune: pruneCmd, demo, kubeconfig: kubeconfigCmd, apply: applyCmd, ...LAB_COMMANDS, chaos: chaosCmd, report: reportCmd };
+export const COMMANDS: Record<string, (argv: string[]) => Promise<number>> = {
+  validate,
+  up,
+  down,
+  probe: probeCmd,
+  status,
+  prune: pruneCmd,
+  demo,
+  image,
+  kubeconfig: kubeconfigCmd,
+  apply: applyCmd,
+  ...LAB_COMMANDS,
+  chaos: chaosCmd,
+  ...INIT_COMMANDS,
+  report: reportCmd,
+};
 
 export async function main(argv: string[]): Promise<number> {
   const [cmd, ...rest] = argv;

@@ -7,7 +7,7 @@
 import { execa } from 'execa';
 import { closeSync, existsSync, mkdirSync, openSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
-import { projectRoot } from '../util/paths.js';
+import { projectRoot, workspaceRoot } from '../util/paths.js';
 import { pollUntil } from '../util/poll.js';
 import { LabError } from '../util/errors.js';
 
@@ -19,9 +19,9 @@ export interface ForwarderState {
   startedAt: string;
 }
 
-/** Where lab state files live (EGRESSLAB_STATE_DIR, default .egresslab/ of the project). */
+/** Where lab state files live (EGRESSLAB_STATE_DIR, default .egresslab/ of the project: the repository that installed egresslab, or the checkout). */
 export function stateDir(): string {
-  return process.env.EGRESSLAB_STATE_DIR ?? join(projectRoot(), '.egresslab');
+  return process.env.EGRESSLAB_STATE_DIR ?? join(workspaceRoot(), '.egresslab');
 }
 
 /** The forwarder state file of a lab. */

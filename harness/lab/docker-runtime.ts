@@ -21,13 +21,13 @@ import { docker, LABEL, isNotFound } from '../docker/client.js';
 import { execIn, execDetached, type ExecOptions, type ExecResult } from '../docker/exec.js';
 import type { Progress } from '../docker/image.js';
 import { startLabContainer, type LabContainerSpec, type LabMount } from '../docker/containers.js';
-import { buildPayload, createPayloadVolume, fillPayloadVolume, payloadVolumeName, type Payload, type PayloadMode, type PayloadModeChoice } from './payload.js';
+import { buildPayload, createPayloadVolume, fillPayloadVolume, payloadBindSource, payloadVolumeName, type Payload, type PayloadMode, type PayloadModeChoice } from './payload.js';
 import { renderWiringScript } from './wiring.js';
 import { planLab, WIRER, INTERNET, PAYLOAD_LOADER, type LabPlan, type PodPlan } from '../topology/plan.js';
 import type { Topology } from '../topology/types.js';
 import { LabError } from '../util/errors.js';
 import { pollUntil } from '../util/poll.js';
-import { IN_LAB_ROOT, inLabProgram, projectRoot } from '../util/paths.js';
+import { IN_LAB_ROOT, inLabProgram } from '../util/paths.js';
 import { RUN_DIR } from '../inlab/protocol.js';
 import { HelperChannel } from './helper-channel.js';
 import { forgetResponders } from './responders.js';
@@ -74,7 +74,7 @@ export class DockerRuntime implements ContainerRuntime {
   }
 
   /**
-   * The in-lab code's mount: the checkout (bind), or the lab's payload volume — created here, and
+   * The in-lab code's mount: the checkout or an installed package's bundled payload (bind), or the lab's payload volume — created here, and
    * filled through the Docker API by `filled` (containers that run in-lab code at start wait for it).
    */
   protected async payloadMount(
@@ -85,7 +85,7 @@ export class DockerRuntime implements ContainerRuntime {
   ): Promise<{ mount: LabMount; filled: Promise<void> }> {
     if (choice.mode === 'bind') {
       this.payload = { mode: 'bind' };
-      return { mount: { type: 'bind', source: projectRoot(), target: IN_LAB_ROOT }, filled: Promise.resolve() };
+      return { mount: { type: 'bind', source: payloadBindSource(), target: IN_LAB_ROOT }, filled: Promise.resolve() };
     }
     const t0 = Date.now();
     const p = await (build ?? buildPayload());

@@ -3,11 +3,11 @@
  * small synthetic project (no Docker, no build output needed).
  */
 import { execFileSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { buildPayload, choosePayloadMode, dockerHostIsRemote, isLoopbackHost, payloadEntries, tarArchive } from './payload.js';
+import { buildPayload, choosePayloadMode, dockerHostIsRemote, isLoopbackHost, payloadBindSource, payloadEntries, prebuiltPayloadDir, tarArchive, writePrebuiltPayload } from './payload.js';
 import { ValidationError } from '../util/errors.js';
 
 const temps: string[] = [];
@@ -189,5 +189,39 @@ describe('buildPayload', () => {
     await expect(buildPayload({ root, cacheDir: null })).rejects.toThrow(/cannot be bundled:\n.*not-installed-pkg/);
     rmSync(join(root, 'dist/harness/inlab/responder.js'));
     expect(() => payloadEntries(root)).toThrow(/dist\/harness\/inlab\/responder\.js is missing: run "npm run build" first/);
+  });
+});
+
+describe('the prebuilt payload of an installed package', () => {
+  it('writePrebuiltPayload writes the files the bundle would archive; archiving them gives the same bytes', async () => {
+    const root = fakeProject();
+    const dir = join(tmp('egl-prebuilt-'), 'payload');
+    const written = await writePrebuiltPayload({ root, dir });
+    expect(written.dir).toBe(dir);
+    expect(written.files).toEqual(expect.arrayContaining(['package.json', 'payload.json', 'dist/agent/main.js', 'dist/controller/main.js', 'dist/harness/inlab/responder.js']));
+    expect(written.bytes).toBeGreaterThan(0);
+    const bundled = await buildPayload({ root, cacheDir: null });
+    const fromDir = await buildPayload({ prebuilt: dir });
+    expect(fromDir).toMatchObject({ hash: bundled.hash, cached: true, bundleMs: 0, files: bundled.files });
+    expect(fromDir.tar.equals(bundled.tar)).toBe(true);
+    // it runs where it is, as it would under /opt/egresslab (fakepkg bundled in: no node_modules needed)
+    const stdout = execFileSync(process.execPath, [join(dir, 'dist/agent/main.js')], { encoding: 'utf8' });
+    expect(JSON.parse(stdout)).toMatchObject({ who: 'hello lab', self: 'file:///opt/egresslab/dist/agent/main.js' });
+    // written again: replaced whole, never merged with what was there
+    writeFileSync(join(dir, 'stale.js'), '');
+    await writePrebuiltPayload({ root, dir });
+    expect(existsSync(join(dir, 'stale.js'))).toBe(false);
+  });
+
+  it('bind mode mounts the checkout, or an installed package\'s dist/payload; a missing one is named', async () => {
+    const checkout = fakeProject();
+    mkdirSync(join(checkout, 'harness/lab'), { recursive: true });
+    writeFileSync(join(checkout, 'harness/lab/payload.ts'), '// source\n');
+    expect(payloadBindSource(checkout)).toBe(checkout);
+    const installed = tmp('egl-installed-');
+    expect(() => payloadBindSource(installed)).toThrow(`payload: ${join(installed, 'dist/payload')} is missing: this installed egresslab package has no bundled in-lab code`);
+    await expect(buildPayload({ prebuilt: join(installed, 'dist/payload') })).rejects.toThrow(/is missing: this installed egresslab package/);
+    await writePrebuiltPayload({ root: fakeProject(), dir: prebuiltPayloadDir(installed) });
+    expect(payloadBindSource(installed)).toBe(join(installed, 'dist/payload'));
   });
 });

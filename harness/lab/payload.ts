@@ -16,16 +16,22 @@
  *
  * The bundle is cached on the host (<state dir>/payload/): reused while every file that went into
  * it (dist/ modules and node_modules files, by sha256) is unchanged.
+ *
+ * An installed package (npm install egresslab; no TypeScript sources, see installedPackage) has
+ * neither the sources nor a node_modules of its own to bundle from: `npm pack` bundled the payload
+ * beforehand into dist/payload/ (bin/prepack.ts, writePrebuiltPayload). Bind mode then mounts that
+ * folder, volume mode archives it as it is; nothing is bundled at run time and rolldown (a
+ * development dependency) is not needed.
  */
 import { createHash } from 'node:crypto';
-import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { builtinModules } from 'node:module';
-import { isAbsolute, join, relative, sep } from 'node:path';
+import { dirname, isAbsolute, join, relative, sep } from 'node:path';
 import { isIP } from 'node:net';
 import { pack as tarPack } from 'tar-stream';
 import { docker, isNotFound } from '../docker/client.js';
 import { LabError, ValidationError } from '../util/errors.js';
-import { IN_LAB_ROOT, projectRoot } from '../util/paths.js';
+import { IN_LAB_ROOT, installedPackage, projectRoot } from '../util/paths.js';
 import { stateDir } from '../cluster/forwarder.js';
 
 export type PayloadMode = 'bind' | 'volume';
@@ -252,11 +258,80 @@ export interface BuildPayloadOptions {
   root?: string;
   /** default <state dir>/payload; null: no cache */
   cacheDir?: string | null;
+  /**
+   * A folder holding the payload's files, bundled beforehand (writePrebuiltPayload): archived as it
+   * is, nothing bundled. Default: an installed package's dist/payload/ (when `root` is not given and
+   * installedPackage()), else none (null).
+   */
+  prebuilt?: string | null;
+}
+
+/** The folder where `npm pack` leaves the bundled payload (bin/prepack.ts), inside the package. */
+export function prebuiltPayloadDir(root = projectRoot()): string {
+  return join(root, 'dist', 'payload');
+}
+
+/**
+ * What lab containers mount at /opt/egresslab in bind mode: the checkout (its dist/ and
+ * node_modules/), or for an installed package the payload bundled when it was packed.
+ */
+export function payloadBindSource(root = projectRoot()): string {
+  if (!installedPackage(root)) return root;
+  const dir = prebuiltPayloadDir(root);
+  if (!existsSync(join(dir, 'payload.json'))) throw missingPrebuilt(dir);
+  return dir;
+}
+
+function missingPrebuilt(dir: string): LabError {
+  return new LabError(
+    `payload: ${dir} is missing: this installed egresslab package has no bundled in-lab code. ` +
+      `Install it from a tarball made by "npm pack" (its prepack step bundles the payload), or from the registry`,
+  );
+}
+
+/** Every file under `dir`, relative and "/"-separated, sorted. */
+function filesUnder(dir: string, prefix = ''): string[] {
+  const out: string[] = [];
+  for (const name of readdirSync(join(dir, prefix)).sort()) {
+    const rel = prefix ? `${prefix}/${name}` : name;
+    if (statSync(join(dir, rel)).isDirectory()) out.push(...filesUnder(dir, rel));
+    else out.push(rel);
+  }
+  return out;
+}
+
+/** The payload from a folder of bundled files (an installed package's dist/payload/). */
+function payloadFromDir(dir: string, t0: number): Promise<Payload> {
+  if (!existsSync(join(dir, 'payload.json')) || !existsSync(join(dir, 'package.json'))) return Promise.reject(missingPrebuilt(dir));
+  const paths = filesUnder(dir);
+  return tarArchive(paths.map((path) => ({ path, content: readFileSync(join(dir, path)) }))).then((tar) => ({
+    hash: sha256(tar),
+    tar,
+    files: paths,
+    inputs: paths.length,
+    bundleMs: 0,
+    checkMs: performance.now() - t0,
+    cached: true,
+  }));
+}
+
+/** Bundles the entries and adds the payload's package.json (type: module) and payload.json (what went in). */
+async function assemble(root: string, entries: Record<string, string>): Promise<{ files: TarFile[]; inputs: string[]; rolldown: string }> {
+  const built = await bundle(root, entries);
+  const meta = { revision: PAYLOAD_REVISION, rolldown: built.rolldown, entries: Object.keys(entries) };
+  const files: TarFile[] = [
+    { path: 'package.json', content: `${JSON.stringify({ name: 'egresslab-payload', private: true, type: 'module' })}\n` },
+    { path: 'payload.json', content: `${JSON.stringify(meta, null, 2)}\n` },
+    ...built.files,
+  ];
+  return { files, inputs: built.inputs, rolldown: built.rolldown };
 }
 
 /** The payload for the current build output: from the host cache when its inputs are unchanged, else bundled. */
 export async function buildPayload(options: BuildPayloadOptions = {}): Promise<Payload> {
   const t0 = performance.now();
+  const prebuilt = options.prebuilt !== undefined ? options.prebuilt : options.root === undefined && installedPackage() ? prebuiltPayloadDir() : null;
+  if (prebuilt) return payloadFromDir(prebuilt, t0);
   const root = options.root ?? projectRoot();
   const entries = payloadEntries(root);
   const cacheDir = options.cacheDir === undefined ? join(stateDir(), 'payload') : options.cacheDir;
@@ -279,17 +354,11 @@ export async function buildPayload(options: BuildPayloadOptions = {}): Promise<P
   }
   const checkMs = performance.now() - t0;
   const t1 = performance.now();
-  const built = await bundle(root, entries);
-  const meta = { revision: PAYLOAD_REVISION, rolldown: built.rolldown, entries: Object.keys(entries) };
-  const files: TarFile[] = [
-    { path: 'package.json', content: `${JSON.stringify({ name: 'egresslab-payload', private: true, type: 'module' })}\n` },
-    { path: 'payload.json', content: `${JSON.stringify(meta, null, 2)}\n` },
-    ...built.files,
-  ];
-  const tar = await tarArchive(files);
+  const built = await assemble(root, entries);
+  const tar = await tarArchive(built.files);
   const hash = sha256(tar);
   const bundleMs = performance.now() - t1;
-  const payload: Payload = { hash, tar, files: files.map((f) => f.path).sort(), inputs: built.inputs.length, bundleMs, checkMs, cached: false };
+  const payload: Payload = { hash, tar, files: built.files.map((f) => f.path).sort(), inputs: built.inputs.length, bundleMs, checkMs, cached: false };
   if (cacheDir && manifestPath) {
     try {
       mkdirSync(cacheDir, { recursive: true });
@@ -307,6 +376,44 @@ export async function buildPayload(options: BuildPayloadOptions = {}): Promise<P
     }
   }
   return payload;
+}
+
+/** What writePrebuiltPayload wrote. */
+export interface PrebuiltPayload {
+  dir: string;
+  /** the payload's files, relative to dir */
+  files: string[];
+  bytes: number;
+  bundleMs: number;
+}
+
+/**
+ * Bundles the in-lab code of the build output under `root` (no cache) and writes the payload's
+ * files into `dir` (default dist/payload/ of `root`), replacing what was there: what an installed
+ * package mounts or ships (see prebuiltPayloadDir). `npm pack` runs it (bin/prepack.ts).
+ */
+export async function writePrebuiltPayload(options: { root?: string; dir?: string } = {}): Promise<PrebuiltPayload> {
+  const root = options.root ?? projectRoot();
+  const dir = options.dir ?? prebuiltPayloadDir(root);
+  const t0 = performance.now();
+  const built = await assemble(root, payloadEntries(root));
+  const bundleMs = performance.now() - t0;
+  // written next to the target, then swapped in: a reader never sees half a payload
+  const tmp = `${dir}.tmp-${process.pid}-${Date.now()}`;
+  let bytes = 0;
+  try {
+    for (const f of built.files) {
+      const content = Buffer.isBuffer(f.content) ? f.content : Buffer.from(f.content ?? '', 'utf8');
+      mkdirSync(dirname(join(tmp, f.path)), { recursive: true });
+      writeFileSync(join(tmp, f.path), content);
+      bytes += content.length;
+    }
+    rmSync(dir, { recursive: true, force: true });
+    renameSync(tmp, dir);
+  } finally {
+    rmSync(tmp, { recursive: true, force: true });
+  }
+  return { dir, files: built.files.map((f) => f.path).sort(), bytes, bundleMs };
 }
 
 /** Removes cached archives no manifest refers to (older builds). */

@@ -3,7 +3,8 @@
  */
 import { randomBytes } from 'node:crypto';
 import { Lab } from '../lab/lab.js';
-import { topologyFromArg } from '../topology/load.js';
+import { topologyFrom } from '../topology/load.js';
+import type { Topology } from '../topology/types.js';
 import { parseTopology } from '../topology/validate.js';
 
 import { cidrTextContains } from '../../lib/net/addresses.js';
@@ -35,14 +36,25 @@ function currentTestFile(): string | undefined {
 }
 
 /**
- * A lab for one test file. With EGRESSLAB_KEEP set (harness/testing/keep.ts; `egresslab run` sets
- * it) the lab is persistent and its down() keeps it when a test of the file failed (or always).
+ * A lab for one test file, with a unique id (`<prefix>-<6 hex digits>`). The topology is a fixture
+ * name, a file path (relative to the working directory) or a topology object (see topologyFrom);
+ * `overrides` replace top-level fields. With EGRESSLAB_KEEP set (harness/testing/keep.ts;
+ * `egresslab run` sets it) the lab is persistent and its down() keeps it when a test of the file
+ * failed (or always).
+ *
+ * @example
+ * ```ts
+ * let lab: Lab;
+ * beforeAll(async () => { lab = await startTestLab('lab/topology.yaml', 'egress'); });
+ * afterAll(async () => { await lab?.down(); });
+ * ```
  */
-export async function startTestLab(fixture = 'default', prefix = 't', overrides: Record<string, unknown> = {}): Promise<Lab> {
+export async function startTestLab(fixture: string | Topology | Record<string, unknown> = 'default', prefix = 't', overrides: Record<string, unknown> = {}): Promise<Lab> {
   const id = `${prefix}-${randomBytes(3).toString('hex')}`;
   const mode = keepMode();
-  const base = topologyFromArg(fixture);
-  const topology = Object.keys(overrides).length ? parseTopology({ ...base, ...overrides }, `${fixture} with overrides`) : base;
+  const base = topologyFrom(fixture);
+  const name = typeof fixture === 'string' ? fixture : `topology ${base.name}`;
+  const topology = Object.keys(overrides).length ? parseTopology({ ...base, ...overrides }, `${name} with overrides`) : base;
   const lab = await Lab.up({ topology, id, persistent: mode !== 'never' });
   const file = currentTestFile();
   const plainDown = lab.down.bind(lab);

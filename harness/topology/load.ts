@@ -34,3 +34,22 @@ export function topologyFromArg(arg: string | undefined): Topology {
   if (/^[a-z0-9-]+$/.test(arg)) return loadTopology(join(projectRoot(), 'fixtures/topologies', `${arg}.yaml`));
   return loadTopology(arg);
 }
+
+/**
+ * A topology from what a scenario holds: a fixture name or a file path (as topologyFromArg; a
+ * relative path is relative to the working directory), or an object with the fields of a topology
+ * file (validated like one; an already parsed Topology passes unchanged).
+ *
+ * @example
+ * ```ts
+ * topologyFrom('lab/topology.yaml');
+ * topologyFrom({ name: 'two', nodes: [{ name: 'node-1', role: 'worker', address: '192.168.1.1' }] });
+ * ```
+ */
+export function topologyFrom(input: string | Topology | Record<string, unknown>, source = 'topology object'): Topology {
+  if (typeof input === 'string') return topologyFromArg(input);
+  if (input === null || typeof input !== 'object' || Array.isArray(input)) {
+    throw new ValidationError(source, [{ path: 'topology', value: input, message: 'expected a fixture name, a file path or a topology object' }]);
+  }
+  return parseTopology(input, source);
+}
