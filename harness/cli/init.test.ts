@@ -2,7 +2,7 @@
  * `egresslab init` in-process (no engine, no install): what it writes, what it refuses, and that the
  * templates it writes agree with each other (the topology validates, the gateway's egress IP is the
  * scenario's, the policy selects the scenario's pods, the workflow shards and uploads artifacts/).
- * harness/cli/package.test.ts runs it again from an installed package and type-checks the result.
+ * harness/cli/package.lab.test.ts runs it again from an installed package, type-checks the result and runs it against a lab.
  */
 import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';

@@ -1,11 +1,9 @@
 /**
- * The user's side of the package, for tests that take it (harness/cli/package.test.ts without an
- * engine, harness/cli/package.lab.test.ts with one): `npm pack` of this repository, a fresh
+ * The user's side of the package, for the test that takes it (harness/cli/package.lab.test.ts): `npm pack` of this repository, a fresh
  * `npm init -y` project that installs the tarball, and the environment its programs run in.
  */
-import { cpSync, existsSync, mkdirSync, realpathSync, symlinkSync } from 'node:fs';
-import { dirname, join } from 'node:path';
-import { execa } from 'execa';
+import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
 import { run, type RunResult } from './run.js';
 
 /** egresslab variables that belong to this run (where its artifacts go, which labs it keeps), not to the user's. */
@@ -90,21 +88,4 @@ export async function userProject(dir: string, tarball: string, extra: string[] 
   const r = await userRun(dir, 'npm', ['install', ...flags, '--save-dev', tarball, ...extra], { timeoutMs: options.timeoutMs ?? 600_000 });
   if (r.code !== 0) throw new Error(`npm install of ${tarball} in ${dir} failed (exit ${r.code}):\n${r.stdout}\n${r.stderr}`);
   return { dir, installMs: Date.now() - t0 };
-}
-
-/**
- * A copy of the checkout at `root` in `dest` as git sees it (tracked files and untracked ones that
- * are not ignored: no dist/, artifacts/ or state), with node_modules linked to the checkout's: what
- * a clean clone after `npm install` looks like, to pack without touching the checkout's dist/.
- */
-export async function copyCheckout(root: string, dest: string): Promise<string> {
-  const r = await execa('git', ['ls-files', '-z', '--cached', '--others', '--exclude-standard'], { cwd: root });
-  for (const f of r.stdout.split('\0').filter(Boolean)) {
-    // (a tracked file deleted in the working tree is not part of it)
-    if (f === 'node_modules' || f.startsWith('node_modules/') || !existsSync(join(root, f))) continue;
-    mkdirSync(dirname(join(dest, f)), { recursive: true });
-    cpSync(join(root, f), join(dest, f), { dereference: false, errorOnExist: false, force: true });
-  }
-  symlinkSync(realpathSync(join(root, 'node_modules')), join(dest, 'node_modules'));
-  return dest;
 }
