@@ -119,8 +119,19 @@ describe('chaos invariants', () => {
     expect(checkConvergence([flow(withOthers)], undefined, { settledAt: 2000, boundMs: 500 })).toEqual([]);
   });
 
+  it('3 convergence: with the far-end capture, sources after the bound are judged on its packets of the flow (a timeline can mistake another pod\'s segment for its own)', () => {
+    const mixed = timeline(30);
+    mixed.packets[27]!.observedSources.push('192.168.1.10'); // another pod's connection, same source port
+    const edge = (t: number, src: string) => ({ t, flow: FLOW, src });
+    expect(checkConvergence([flow(mixed)], undefined, { settledAt: 2000, boundMs: 500, edgePackets: [edge(2600, FIP), edge(3700, FIP)] })).toEqual([]);
+    expect(checkConvergence([flow(mixed)], undefined, { settledAt: 2000, boundMs: 500, edgePackets: [edge(2600, FIP), edge(3000, '10.10.10.1'), edge(1000, '192.168.1.1')] })).toEqual([
+      { invariant: 'convergence', at: 3000, evidence: { flow: FLOW, problem: 'seen with a source other than the final ones after the bound (far-end capture)', sources: { [FIP]: 1, '10.10.10.1': 1 }, expected: [FIP] } },
+    ]);
+  });
+
   it('checkInvariants gathers every violation in time order', () => {
     const v = checkInvariants({ ...clean, edgePackets: [{ t: 2600, flow: FLOW, src: '192.168.1.1' }], arpReplies: arp(2000, 1000) }, opts);
-    expect(v.map((x) => [x.invariant, x.at])).toEqual([['single-arp-owner', 1300], ['no-leak', 2600]]);
+    // the node IP after the bound also says the flow did not converge on its final source
+    expect(v.map((x) => [x.invariant, x.at])).toEqual([['single-arp-owner', 1300], ['no-leak', 2600], ['convergence', 2600]]);
   });
 });

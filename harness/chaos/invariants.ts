@@ -166,9 +166,12 @@ export function checkSingleArpOwner(replies: readonly ArpReply[], o: { fenceMs: 
  * assigned, no UnknownEgressIP that the final gateway does not explain (an IP that is not one of its
  * floating IPs explains it). Only the packets of the flow itself count: what the far end saw of
  * other probes' connections to the same address and port (a timeline's `unattributed`) is judged by
- * invariant 1 on the far end's capture, which attributes every segment.
+ * invariant 1 on the far end's capture, which attributes every segment. With `edgePackets` (the far
+ * end's capture, attributed by probe token) the sources are judged on those: a timeline matches TCP
+ * segments to its packets by source port only, and two pods' connections to one address and port
+ * can share a source port.
  */
-export function checkConvergence(flows: readonly FlowEvidence[], api: FinalApi | undefined, o: { settledAt: number; boundMs: number }): Violation[] {
+export function checkConvergence(flows: readonly FlowEvidence[], api: FinalApi | undefined, o: { settledAt: number; boundMs: number; edgePackets?: readonly EdgePacket[] }): Violation[] {
   const out: Violation[] = [];
   const deadline = o.settledAt + o.boundMs;
   for (const f of flows) {
@@ -182,7 +185,15 @@ export function checkConvergence(flows: readonly FlowEvidence[], api: FinalApi |
       const first = after.packets.find((p) => !p.replied)!;
       out.push({ invariant: 'convergence', at: first.t, evidence: { flow: f.flow, problem: 'unanswered after the bound', unanswered: r.packets - r.answered, packets: r.packets, firstSeq: first.seq, boundMs: o.boundMs } });
     }
-    if (r.leaks && r.leaks.count > 0) {
+    if (o.edgePackets) {
+      const seen = o.edgePackets.filter((p) => p.flow === f.flow && p.t >= deadline);
+      const other = seen.filter((p) => !f.finalSources.includes(p.src));
+      if (other.length) {
+        const sources: Record<string, number> = {};
+        for (const p of seen) sources[p.src] = (sources[p.src] ?? 0) + 1;
+        out.push({ invariant: 'convergence', at: other[0]!.t, evidence: { flow: f.flow, problem: 'seen with a source other than the final ones after the bound (far-end capture)', sources, expected: f.finalSources } });
+      }
+    } else if (r.leaks && r.leaks.count > 0) {
       const first = r.leaks.packets[0]?.t ?? r.leaks.unattributed[0]!.t;
       out.push({ invariant: 'convergence', at: first, evidence: { flow: f.flow, problem: 'seen with a source other than the final ones after the bound', sources: r.sources, expected: f.finalSources } });
     }
@@ -267,7 +278,7 @@ export function checkInvariants(e: ChaosEvidence, o: InvariantOptions): Violatio
   return [
     ...checkNoLeak(e.edgePackets, e.allowed),
     ...checkSingleArpOwner(e.arpReplies, { fenceMs: o.fenceMs, windowMs: o.arpWindowMs }),
-    ...checkConvergence(e.flows, e.finalApi, { settledAt: o.settledAt, boundMs: o.boundMs }),
+    ...checkConvergence(e.flows, e.finalApi, { settledAt: o.settledAt, boundMs: o.boundMs, edgePackets: e.edgePackets }),
     ...checkRepliesReachPod(e.edgeReplies, e.flows, { ...(e.replyExcuses ? { excuses: e.replyExcuses } : {}), ...(o.replyTransitMs !== undefined ? { transitMs: o.replyTransitMs } : {}) }),
   ].sort((a, b) => a.at - b.at);
 }
