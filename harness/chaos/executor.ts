@@ -13,8 +13,7 @@
  * killed or stopped are read just before (its /run is a tmpfs) and started again once it is back,
  * so a flow's timeline may have several segments.
  */
-import type { Lab } from '../lab/lab.js';
-import { Lab as LabClass } from '../lab/lab.js';
+import { Lab } from '../lab/lab.js';
 import type { Topology } from '../topology/types.js';
 import { INTERNET, ROUTER } from '../topology/plan.js';
 import { stableMac } from '../lab/wiring.js';
@@ -44,7 +43,6 @@ import {
   doChurn,
   expectedSource,
   initialState,
-  isChurn,
   policyObject,
   replyExcuses,
   undoChurn,
@@ -116,6 +114,8 @@ export interface ChaosRun {
   labId: string;
   schedule: Schedule;
   bounds: ChaosBounds;
+  /** the probe flows */
+  flows: FlowSpec[];
   /** ms since the epoch: the schedule's time 0 */
   startedAt: number;
   /** when the last step was undone (or done, for kept and instant steps) */
@@ -126,7 +126,7 @@ export interface ChaosRun {
   violations: Violation[];
   evidence: ChaosEvidence;
   /** every flow's merged timeline, with the sources it was allowed at some point */
-  timelines: { name: string; timeline: Timeline; allowedSources: string[] }[];
+  timelines: { name: string; timeline: Timeline & { segments: { seqOffset: number; lastSeq: number; start?: number }[] }; allowedSources: string[] }[];
   /** the captures (pcap files on the host) */
   captures: { what: string; file: string; packets: number }[];
   /** how long each phase took (ms) */
@@ -152,7 +152,7 @@ export async function runSchedule(schedule: Schedule, o: RunOptions): Promise<Ch
   const issues = constraintIssues(schedule, u);
   if (issues.length) throw new ValidationError('schedule', issues);
   const t0 = Date.now();
-  const lab = await LabClass.up({ topology, id: o.labId ?? `chaos-${Math.random().toString(36).slice(2, 8)}`, persistent: o.keep ?? false, progress, ...(o.signal ? { signal: o.signal } : {}) });
+  const lab = await Lab.up({ topology, id: o.labId ?? `chaos-${Math.random().toString(36).slice(2, 8)}`, persistent: o.keep ?? false, progress, ...(o.signal ? { signal: o.signal } : {}) });
   let run: ChaosRun | undefined;
   try {
     run = await runOnLab(lab, schedule, topology, bounds, { ...o, progress }, t0);
@@ -193,6 +193,21 @@ async function runOnLab(lab: Lab, schedule: Schedule, topology: Topology, bounds
   );
 
   const flows = chaosFlows(topology);
+  // the witness that a reply reached a pod: a capture on the pod's own interface (host side of its veth)
+  const podCaps = new Map<string, Capture>();
+  const podCapResults: { pod: string; result: CaptureResult }[] = [];
+  const startPodCapture = async (pod: string) => {
+    const h = lab.pod(pod);
+    podCaps.set(pod, await lab.capture(h.node, h.hostVeth!, { filter: `src port ${RESPONDER_PORT}` }));
+  };
+  const stopPodCapture = async (pod: string) => {
+    const c = podCaps.get(pod);
+    if (!c) return;
+    podCaps.delete(pod);
+    podCapResults.push({ pod, result: await c.stop() });
+  };
+  const podsOn = (node: string) => [...new Set(flows.filter((f) => f.node === node).map((f) => f.pod))];
+  await Promise.all([...new Set(flows.map((f) => f.pod))].map(startPodCapture));
   const segments = new Map<string, ContinuousProbe[]>(flows.map((f) => [f.name, []]));
   const startFlow = async (f: FlowSpec) => {
     const p = await lab.continuousProbe(f.pod, f.to, { proto: f.proto, intervalMs: f.intervalMs, timeoutMs: bounds.probeTimeoutMs, port: RESPONDER_PORT, ...(f.stream ? { stream: true, reconnect: true } : {}) });
@@ -230,7 +245,8 @@ async function runOnLab(lab: Lab, schedule: Schedule, topology: Topology, bounds
     switch (s.kind) {
       case 'node-kill':
       case 'node-stop':
-        await Promise.all(flows.filter((f) => f.node === s.node).map((f) => current(f).halt()));
+        // what the node's probes and pod captures hold is lost with it (/run is a tmpfs): read it first
+        await Promise.all([...flows.filter((f) => f.node === s.node).map((f) => current(f).halt()), ...podsOn(s.node).map(stopPodCapture)]);
         await NODE_FAULTS[s.kind === 'node-kill' ? 'kill' : 'stop'].inject(lab.faults, s.node);
         return undefined;
       case 'node-pause':
@@ -279,6 +295,7 @@ async function runOnLab(lab: Lab, schedule: Schedule, topology: Topology, bounds
       case 'node-kill':
       case 'node-stop':
         await NODE_FAULTS[s.kind === 'node-kill' ? 'kill' : 'stop'].undo(lab.faults, s.node);
+        await Promise.all(podsOn(s.node).map(startPodCapture));
         await Promise.all(flows.filter((f) => f.node === s.node).map(startFlow));
         return undefined;
       case 'node-pause':
@@ -387,6 +404,8 @@ async function runOnLab(lab: Lab, schedule: Schedule, topology: Topology, bounds
   await Promise.all(flows.map(async (f) => timelinesByFlow.set(f.name, await Promise.all(segments.get(f.name)!.map((p) => p.stop())))));
   await Promise.all(arpings.map((a) => stopProcess(lab, ROUTER, a.name)));
   const far: CaptureResult[] = await Promise.all(farEnd.map((x) => x.cap.stop()));
+  // after the far end's: a reply it saw leave has had its time to arrive
+  await Promise.all([...podCaps.keys()].map(stopPodCapture));
   const arp = await arpCap.stop();
   const gateway: GatewayStatus = await gatewayOf(api);
   const policies = (await api.list(R.egressNATPolicies)).items;
@@ -418,6 +437,7 @@ async function runOnLab(lab: Lab, schedule: Schedule, topology: Topology, bounds
     flows: flowEvidence,
     finalApi: finalApiFrom(gateway, policies, nodes),
     replyExcuses: replyExcuses(topology, flows, changes, faultSpans, { transitionMs: bounds.transitionMs, graceMs: bounds.boundMs }),
+    podReplies: edgeEvidence(podCapResults.flatMap((x) => x.result.packets), edgeFlows).edgeReplies,
   };
   const violations = checkInvariants(evidence, { fenceMs: bounds.fenceMs, arpWindowMs: bounds.arpWindowMs, settledAt, boundMs: bounds.boundMs, replyTransitMs: bounds.replyTransitMs });
   const collectMs = Date.now() - tCollect;
@@ -425,6 +445,7 @@ async function runOnLab(lab: Lab, schedule: Schedule, topology: Topology, bounds
     labId: lab.id,
     schedule,
     bounds,
+    flows,
     startedAt: start,
     settledAt,
     ...(convergedAt !== undefined ? { convergedAt } : {}),
@@ -435,6 +456,7 @@ async function runOnLab(lab: Lab, schedule: Schedule, topology: Topology, bounds
     captures: [
       ...farEnd.map((x, i) => ({ what: x.what, file: far[i]!.file, packets: far[i]!.packets.length })),
       { what: `${ROUTER}:eth-nodes (ARP)`, file: arp.file, packets: arp.packets.length },
+      ...podCapResults.map((x) => ({ what: `${x.pod} (its interface: replies)`, file: x.result.file, packets: x.result.packets.length })),
     ],
     timing: { labUpMs, setupMs, scheduleMs: settledAt - start, observeMs, collectMs, totalMs: Date.now() - t0 },
   };
@@ -460,11 +482,3 @@ async function syncApi(lab: Lab, api: KubeClient, before: ClusterState, after: C
   }
   if (!same(after.floatingIPs, before.floatingIPs)) await api.patch(R.anthosNetworkGateways, after.gateway.name, { spec: { floatingIPs: after.floatingIPs } }, { namespace: after.gateway.namespace });
 }
-
-/** The flows of a run and what each was expected to do at the end, for reports. */
-export function describeFlows(run: ChaosRun): string[] {
-  return run.evidence.flows.map((f) => `${f.flow}: final ${f.finalSources.join(', ')}${f.finalAnswered === false ? ' (not answered)' : ''}`);
-}
-
-/** A step is a churn step (the API changes): re-exported for the explorer. */
-export { isChurn };

@@ -110,6 +110,20 @@ describe('chaos invariants', () => {
     expect(checkRepliesReachPod([{ t: 1950, flow: FLOW, seq: 7 }], [{ ...flow(t), timeoutMs: 300 }], { transitMs: 100 })).toEqual([]);
   });
 
+  it('4 replies-reach-pod with a capture at the pod: the capture is the witness, not the probe\'s replied flag', () => {
+    const t = timeline(30, (s) => s === 7 || s === 9);
+    const replies = [{ t: 1705, flow: FLOW, seq: 7 }, { t: 1905, flow: FLOW, seq: 9 }, { t: 1805, flow: FLOW, seq: 8 }];
+    // seq 7's reply reached the pod (the probe, starved of CPU, timed out first); seq 9's never did; seq 8's was counted by the probe but the pod capture never saw it
+    const delivered = new Map([[FLOW, new Set([7])]]);
+    expect(checkRepliesReachPod(replies, [flow(t)], { delivered }).map((v) => v.evidence.seqs)).toEqual([[8, 9]]);
+  });
+
+  it('3 convergence: a packet whose reply the pod\'s capture saw counts as answered', () => {
+    const lost = timeline(30, (s) => s === 25);
+    expect(checkConvergence([flow(lost)], undefined, { settledAt: 2000, boundMs: 500, delivered: new Map([[FLOW, new Set([25])]]) })).toEqual([]);
+    expect(checkConvergence([flow(lost)], undefined, { settledAt: 2000, boundMs: 500, delivered: new Map([[FLOW, new Set([24])]]) })).toHaveLength(1);
+  });
+
   it('3 convergence: a flow whose final state cannot be answered (pod IP to the internet) only needs its final source; other probes\' connections are not its packets', () => {
     const unanswered = timeline(30, () => true, '10.10.10.1');
     unanswered.packets.forEach((p) => (p.observedSources = ['10.10.10.1']));

@@ -169,13 +169,20 @@ export function checkSingleArpOwner(replies: readonly ArpReply[], o: { fenceMs: 
  * invariant 1 on the far end's capture, which attributes every segment. With `edgePackets` (the far
  * end's capture, attributed by probe token) the sources are judged on those: a timeline matches TCP
  * segments to its packets by source port only, and two pods' connections to one address and port
- * can share a source port.
+ * can share a source port. With `delivered` (a capture on the pods' interfaces), a packet whose
+ * reply arrived at the pod counts as answered even when the probe gave up on it first (a probe
+ * starved of CPU runs its timeout before it reads the socket).
  */
-export function checkConvergence(flows: readonly FlowEvidence[], api: FinalApi | undefined, o: { settledAt: number; boundMs: number; edgePackets?: readonly EdgePacket[] }): Violation[] {
+export function checkConvergence(flows: readonly FlowEvidence[], api: FinalApi | undefined, o: { settledAt: number; boundMs: number; edgePackets?: readonly EdgePacket[]; delivered?: Delivered }): Violation[] {
   const out: Violation[] = [];
   const deadline = o.settledAt + o.boundMs;
   for (const f of flows) {
-    const after = { ...f.timeline, packets: f.timeline.packets.filter((p) => p.t >= deadline), unattributed: [] };
+    const delivered = o.delivered?.get(f.flow);
+    const after = {
+      ...f.timeline,
+      packets: f.timeline.packets.filter((p) => p.t >= deadline).map((p) => (!p.replied && delivered?.has(p.seq) ? { ...p, replied: true } : p)),
+      unattributed: [],
+    };
     const r = summarize(after, f.finalSources);
     if (r.packets === 0) {
       out.push({ invariant: 'convergence', at: deadline, evidence: { flow: f.flow, problem: 'no packet sent after the bound: the probe stopped too early to show convergence', boundMs: o.boundMs } });
@@ -217,16 +224,31 @@ export interface ReplyExcuse {
   to: number;
 }
 
+/** The (flow, seq) pairs whose reply a capture at the pod's own interface saw arrive. */
+export type Delivered = ReadonlyMap<string, ReadonlySet<number>>;
+
+/** The Delivered map of the replies a capture at the pods' interfaces saw. */
+export function deliveredOf(podReplies: readonly EdgeReply[]): Map<string, Set<number>> {
+  const m = new Map<string, Set<number>>();
+  for (const r of podReplies) {
+    const s = m.get(r.flow) ?? new Set<number>();
+    s.add(r.seq);
+    m.set(r.flow, s);
+  }
+  return m;
+}
+
 /**
  * Invariant 4: every reply that left the far end towards the lab for a packet the flow's timeline
- * knows reached the pod (that packet is marked replied). Replies for packets the timeline does not
- * list are ignored (not this probe's); so are replies that left while an excuse of the flow was in
- * force (a fault on its path may drop them), and replies that left too late for the pod to count
- * them: the probe gave up on a packet `timeoutMs` after sending it, so a reply that left the far end
- * less than `transitMs` before that is no evidence of a loss. Unreached replies of one flow less
- * than EPISODE_GAP_MS apart are one violation.
+ * knows reached the pod. The witness of "reached": with `delivered` (a capture on the pod's own
+ * interface), the reply was seen arriving there; without it, the probe marked the packet replied —
+ * and then a reply that left the far end too late for the probe to count it (it gave up `timeoutMs`
+ * after sending; `transitMs` is the time a reply takes from the far end to the pod) is no evidence
+ * of a loss. Replies for packets the timeline does not list are ignored (not this probe's); so are
+ * replies that left while an excuse of the flow was in force (a fault on its path may drop them).
+ * Unreached replies of one flow less than EPISODE_GAP_MS apart are one violation.
  */
-export function checkRepliesReachPod(replies: readonly EdgeReply[], flows: readonly FlowEvidence[], o: { excuses?: readonly ReplyExcuse[]; transitMs?: number } = {}): Violation[] {
+export function checkRepliesReachPod(replies: readonly EdgeReply[], flows: readonly FlowEvidence[], o: { excuses?: readonly ReplyExcuse[]; transitMs?: number; delivered?: Delivered } = {}): Violation[] {
   const out: Violation[] = [];
   const byFlow = new Map(flows.map((f) => [f.flow, { f, packets: new Map(f.timeline.packets.map((p) => [p.seq, p])) }]));
   const excuses = o.excuses ?? [];
@@ -235,8 +257,13 @@ export function checkRepliesReachPod(replies: readonly EdgeReply[], flows: reado
   for (const r of [...replies].sort((a, b) => a.t - b.t)) {
     const e = byFlow.get(r.flow);
     const p = e?.packets.get(r.seq);
-    if (!e || !p || p.replied) continue;
-    if (e.f.timeoutMs !== undefined && r.t + transitMs > p.t + e.f.timeoutMs) continue;
+    if (!e || !p) continue;
+    if (o.delivered) {
+      if (o.delivered.get(r.flow)?.has(r.seq)) continue;
+    } else {
+      if (p.replied) continue;
+      if (e.f.timeoutMs !== undefined && r.t + transitMs > p.t + e.f.timeoutMs) continue;
+    }
     if (excuses.some((x) => x.flow === r.flow && x.from <= r.t && r.t <= x.to)) continue;
     const prev = open.get(r.flow);
     if (prev && r.t - (prev.evidence.until as number) < EPISODE_GAP_MS) {
@@ -261,6 +288,8 @@ export interface ChaosEvidence {
   finalApi?: FinalApi;
   /** spans during which a flow's replies may be lost (invariant 4) */
   replyExcuses?: ReplyExcuse[];
+  /** replies a capture on each probing pod's own interface saw arrive (the witness of "reached the pod") */
+  podReplies?: EdgeReply[];
 }
 
 /** Bounds of the checks: the ARP fence and observation window, when the schedule settled and the convergence bound. */
@@ -275,10 +304,11 @@ export interface InvariantOptions {
 
 /** All four invariants on one run's evidence: every violation, in time order (empty: none broke). */
 export function checkInvariants(e: ChaosEvidence, o: InvariantOptions): Violation[] {
+  const delivered = e.podReplies ? deliveredOf(e.podReplies) : undefined;
   return [
     ...checkNoLeak(e.edgePackets, e.allowed),
     ...checkSingleArpOwner(e.arpReplies, { fenceMs: o.fenceMs, windowMs: o.arpWindowMs }),
-    ...checkConvergence(e.flows, e.finalApi, { settledAt: o.settledAt, boundMs: o.boundMs, edgePackets: e.edgePackets }),
-    ...checkRepliesReachPod(e.edgeReplies, e.flows, { ...(e.replyExcuses ? { excuses: e.replyExcuses } : {}), ...(o.replyTransitMs !== undefined ? { transitMs: o.replyTransitMs } : {}) }),
+    ...checkConvergence(e.flows, e.finalApi, { settledAt: o.settledAt, boundMs: o.boundMs, edgePackets: e.edgePackets, ...(delivered ? { delivered } : {}) }),
+    ...checkRepliesReachPod(e.edgeReplies, e.flows, { ...(e.replyExcuses ? { excuses: e.replyExcuses } : {}), ...(o.replyTransitMs !== undefined ? { transitMs: o.replyTransitMs } : {}), ...(delivered ? { delivered } : {}) }),
   ].sort((a, b) => a.at - b.at);
 }

@@ -12,7 +12,7 @@ import type { Proto } from '../inlab/protocol.js';
 import { CLUSTER_SPECS, applyCmd, clusterStatusOf, kubeconfigCmd, printClusterStatus } from './cluster-commands.js';
 import { stopForwarder } from '../cluster/forwarder.js';
 import { LAB_COMMANDS, LAB_SPECS } from './lab-commands.js';
-import { CHAOS_SPECS, chaosCmd } from './chaos-command.js';
+import { CHAOS_SPECS, chaosCmd, replayCmd } from './chaos-command.js';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import { applyAll, loadManifests } from '../cluster/apply.js';
@@ -387,7 +387,7 @@ function unknownCommand(name: string): number {
 }
 
 /** Every command's implementation, by name (each has its flags and help in COMMAND_SPECS). */
-export const COMMANDS: Record<string, (argv: string[]) => Promise<number>> = { validate, up, down, probe: probeCmd, status, prune: pruneCmd, demo, kubeconfig: kubeconfigCmd, apply: applyCmd, ...LAB_COMMANDS, chaos: chaosCmd };
+export const COMMANDS: Record<string, (argv: string[]) => Promise<number>> = { validate, up, down, probe: probeCmd, status, prune: pruneCmd, demo, kubeconfig: kubeconfigCmd, apply: applyCmd, ...LAB_COMMANDS, chaos: chaosCmd, replay: replayCmd };
 
 export async function main(argv: string[]): Promise<number> {
   const [cmd, ...rest] = argv;
