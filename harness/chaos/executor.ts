@@ -192,6 +192,7 @@ async function runOnLab(lab: Lab, schedule: Schedule, topology: Topology, bounds
     arpings.map((a) => startProcess(lab, { container: ROUTER, label: ROUTER }, a.name, ['sh', '-c', `sleep ${(a.delay / 1000).toFixed(3)}; exec arping -b -q -i ${ARP_INTERVAL_MS / 1000} -I eth-nodes ${a.ip}`])),
   );
 
+  await lab.faults.prepare();
   const flows = chaosFlows(topology);
   // the witness that a reply reached a pod: a capture on the pod's own interface (host side of its veth)
   const podCaps = new Map<string, Capture>();
@@ -388,7 +389,7 @@ async function runOnLab(lab: Lab, schedule: Schedule, topology: Topology, bounds
       );
       return ok.every(Boolean);
     },
-    { what: 'every flow answered under its final source and the API converged', timeoutMs: Math.max(0, deadline - Date.now()), intervalMs: 500, accept: Boolean },
+    { what: 'every flow answered under its final source and the API converged', timeoutMs: Math.max(0, deadline - Date.now()), intervalMs: 1000, accept: Boolean },
   ).then(
     () => (convergedAt = Date.now()),
     () => undefined,

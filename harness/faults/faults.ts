@@ -160,10 +160,19 @@ export class Faults {
     this.lab.notePaused(n, false);
   }
 
+  /** The switch's fault table exists (the switch is never faulted, so once seen it stays). */
+  private tableReady = false;
+
   private async ensureTable(): Promise<void> {
+    if (this.tableReady) return;
     const exists = await this.lab.exec(SWITCH, ['nft', 'list', 'table', 'bridge', TABLE], { check: false });
-    if (exists.exitCode === 0) return;
-    await this.lab.exec(SWITCH, ['nft', '-f', '-'], { stdin: FAULTS_TABLE });
+    if (exists.exitCode !== 0) await this.lab.exec(SWITCH, ['nft', '-f', '-'], { stdin: FAULTS_TABLE });
+    this.tableReady = true;
+  }
+
+  /** Creates the switch's fault table now, so that the first partition or loss costs one command less. */
+  prepare(): Promise<void> {
+    return this.ensureTable();
   }
 
   /**
