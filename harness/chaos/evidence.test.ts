@@ -13,7 +13,8 @@ const TOK_B = 'bbbbbbbbbbbbbbbb';
 const FIP = '192.168.1.100';
 const flows: EdgeFlow[] = [
   { name: 'udp alice/frontend-1 -> 8.8.8.8', to: '8.8.8.8', port: 7007, proto: 'udp', segments: [{ token: TOK_A, seqOffset: 0 }, { token: TOK_A2, seqOffset: 40 }] },
-  { name: 'tcp default/client-1 -> 8.8.8.8', to: '8.8.8.8', port: 7007, proto: 'tcp', segments: [{ token: TOK_B, seqOffset: 0 }] },
+  { name: 'tcp default/client-1 -> 8.8.8.8', to: '8.8.8.8', port: 7007, proto: 'tcp', segments: [{ token: TOK_B, seqOffset: 0 }], podIP: '10.10.10.2' },
+  { name: 'tcp default/client-3 -> 8.8.8.8', to: '8.8.8.8', port: 7007, proto: 'tcp', segments: [{ token: 'dddddddddddddddd', seqOffset: 0 }], podIP: '10.10.12.1' },
 ];
 
 const udpOut = (t: number, src: string, tok: string, seq: number): DecodedPacket => ({
@@ -42,6 +43,7 @@ describe('far-end evidence', () => {
     tcpOut(2001, '192.168.1.1', 50000, TCP_FLAGS.ACK | TCP_FLAGS.PSH, encodeProbe(TOK_B, 3)),
     tcpOut(2002, '192.168.1.1', 50000, TCP_FLAGS.ACK),
     tcpOut(2100, '10.10.10.2', 50001, TCP_FLAGS.SYN), // a SYN that got no answer: no payload ever
+    tcpOut(2200, '192.168.1.7', 50002, TCP_FLAGS.SYN), // and one from a source that is no pod's
     udpOut(3000, '10.10.99.9', 'cccccccccccccccc', 1), // not one of our probes: an unknown token, nobody's
   ];
 
@@ -53,7 +55,9 @@ describe('far-end evidence', () => {
       { t: 2000, flow: flows[1]!.name, src: '192.168.1.1', sport: 50000 },
       { t: 2001, flow: flows[1]!.name, src: '192.168.1.1', sport: 50000 },
       { t: 2002, flow: flows[1]!.name, src: '192.168.1.1', sport: 50000 },
-      { t: 2100, flow: '(unattributed tcp to 8.8.8.8:7007)', src: '10.10.10.2', sport: 50001, candidates: [flows[1]!.name] },
+      // its source is client-1's own pod IP: it came from client-1
+      { t: 2100, flow: '(unattributed tcp from 10.10.10.2 to 8.8.8.8:7007)', src: '10.10.10.2', sport: 50001, candidates: [flows[1]!.name] },
+      { t: 2200, flow: '(unattributed tcp to 8.8.8.8:7007)', src: '192.168.1.7', sport: 50002, candidates: [flows[1]!.name, flows[2]!.name] },
       { t: 3000, flow: '(unattributed udp to 8.8.8.8:7007)', src: '10.10.99.9', sport: 40000, candidates: [flows[0]!.name] },
     ]);
     expect(edgeReplies).toEqual([
@@ -71,6 +75,7 @@ describe('far-end evidence', () => {
     const v = checkNoLeak(edgePackets, allowed);
     expect(v.map((x) => [x.at, x.evidence.src])).toEqual([
       [2100, '10.10.10.2'],
+      [2200, '192.168.1.7'],
       [3000, '10.10.99.9'],
     ]);
     const leak = edgeEvidence([udpOut(1500, '192.168.1.1', TOK_A, 2)], flows).edgePackets;

@@ -25,6 +25,8 @@ export interface EdgeFlow {
   port: number;
   proto: 'udp' | 'tcp';
   segments: readonly { token: string; seqOffset: number }[];
+  /** the sending pod's own IP: a packet that arrives with it comes from that pod */
+  podIP?: string;
 }
 
 const PROBE_RE = /EGL ([0-9a-f]{16}) (\d+)/g;
@@ -39,8 +41,9 @@ function payloadText(p: DecodedPacket): string | undefined {
  * Probe packets and replies at the far end. A packet towards a flow's destination and port is an
  * EdgePacket of the flow whose token its payload carries; a TCP segment without a token belongs to
  * the flow of its connection (same source, source port, destination and port) when another segment
- * of that connection carried one, otherwise it is listed with every TCP flow to that destination as
- * a candidate (`candidates`: the no-leak check then allows any of their sources). A packet from a
+ * of that connection carried one, otherwise it is listed with every flow of its protocol to that
+ * destination as a candidate (`candidates`: the no-leak check then allows any of their sources) —
+ * only the flows of one pod when its source is that pod's own IP (pod IPs are unique). A packet from a
  * flow's destination and port carrying a reply (token, seq) is an EdgeReply.
  */
 export function edgeEvidence(packets: readonly DecodedPacket[], flows: readonly EdgeFlow[]): { edgePackets: EdgePacket[]; edgeReplies: EdgeReply[] } {
@@ -81,8 +84,10 @@ export function edgeEvidence(packets: readonly DecodedPacket[], flows: readonly 
       if (names.length) for (const flow of names) edgePackets.push({ t: p.t, flow, src: ip.src, sport: l4.sport });
       else if (known) edgePackets.push({ t: p.t, flow: known, src: ip.src, sport: l4.sport });
       else {
-        const candidates = flows.filter((f) => f.proto === proto && f.to === ip.dst && f.port === l4.dport).map((f) => f.name);
-        edgePackets.push({ t: p.t, flow: `(unattributed ${proto} to ${ip.dst}:${l4.dport})`, src: ip.src, sport: l4.sport, candidates });
+        const all = flows.filter((f) => f.proto === proto && f.to === ip.dst && f.port === l4.dport);
+        const own = all.filter((f) => f.podIP === ip.src);
+        const candidates = (own.length ? own : all).map((f) => f.name);
+        edgePackets.push({ t: p.t, flow: `(unattributed ${proto} ${own.length ? `from ${ip.src} ` : ''}to ${ip.dst}:${l4.dport})`, src: ip.src, sport: l4.sport, candidates });
       }
     } else if (dests.has(`${ip.src}:${l4.sport}`)) {
       const text = payloadText(p);

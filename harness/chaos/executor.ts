@@ -133,12 +133,20 @@ export interface ChaosRun {
   timing: { labUpMs: number; setupMs: number; scheduleMs: number; observeMs: number; collectMs: number; totalMs: number };
 }
 
+/** Waits until `t` (ms since the epoch): the schedule's own clock (the time a step is due), not a synchronisation. */
 const sleepUntil = (t: number, signal?: AbortSignal) =>
   new Promise<void>((resolve) => {
     const ms = t - Date.now();
     if (ms <= 0 || signal?.aborted) return resolve();
-    const timer = setTimeout(resolve, ms);
-    signal?.addEventListener('abort', () => (clearTimeout(timer), resolve()), { once: true });
+    const onAbort = () => {
+      clearTimeout(timer);
+      resolve();
+    };
+    const timer = setTimeout(() => {
+      signal?.removeEventListener('abort', onAbort);
+      resolve();
+    }, ms);
+    signal?.addEventListener('abort', onAbort, { once: true });
   });
 
 const errText = (e: unknown) => (e instanceof Error ? e.message : String(e));
@@ -419,6 +427,7 @@ async function runOnLab(lab: Lab, schedule: Schedule, topology: Topology, bounds
     port: RESPONDER_PORT,
     proto: f.proto,
     segments: segments.get(f.name)!.map((p, i) => ({ token: p.token, seqOffset: merged.get(f.name)!.segments[i]!.seqOffset })),
+    ...(lab.pod(f.pod).ip ? { podIP: lab.pod(f.pod).ip! } : {}),
   }));
   const { edgePackets, edgeReplies } = edgeEvidence(far.flatMap((r) => r.packets), edgeFlows);
   const macs = new Map(nodes.map((n) => [stableMac(n, 'eth0'), n]));
