@@ -25,7 +25,8 @@ export default defineConfig({
         test: {
           name: 'unit',
           include: ['**/*.test.ts'],
-          exclude: ['**/*.lab.test.ts', 'scenarios/**', 'node_modules/**', 'dist/**'],
+          // artifacts/: output, e.g. the regression scenarios the chaos explorer writes (artifacts/chaos/<id>/chaos-<id>.test.ts)
+          exclude: ['**/*.lab.test.ts', 'scenarios/**', 'node_modules/**', 'dist/**', 'artifacts/**'],
           environment: 'node',
           setupFiles: ['harness/testing/setup.ts'],
           // Unit tests run first, then the lab (projects with different worker counts need their own group).
@@ -36,7 +37,7 @@ export default defineConfig({
         test: {
           name: 'lab',
           include: ['**/*.lab.test.ts', 'scenarios/**/*.test.ts'],
-          exclude: ['node_modules/**', 'dist/**'],
+          exclude: ['node_modules/**', 'dist/**', 'artifacts/**'],
           environment: 'node',
           globalSetup: ['harness/testing/global-setup.ts'],
           setupFiles: ['harness/testing/setup.ts'],
