@@ -30,8 +30,9 @@ export default defineConfig({
         test: {
           name: 'unit',
           include: ['**/*.test.ts'],
-          // templates/: what `egresslab init` writes into a user's project (type-checked and run there)
-          exclude: ['**/*.lab.test.ts', 'scenarios/**', 'templates/**', 'node_modules/**', 'dist/**'],
+          // templates/: what `egresslab init` writes into a user's project (type-checked and run there);
+          // artifacts/: output, e.g. the regression scenarios the chaos explorer writes (artifacts/chaos/<id>/chaos-<id>.test.ts)
+          exclude: ['**/*.lab.test.ts', 'scenarios/**', 'templates/**', 'node_modules/**', 'dist/**', 'artifacts/**'],
           environment: 'node',
           setupFiles: ['harness/testing/setup.ts'],
           // Unit tests run first, then the lab (projects with different worker counts need their own group).
@@ -42,7 +43,7 @@ export default defineConfig({
         test: {
           name: 'lab',
           include: ['**/*.lab.test.ts', 'scenarios/**/*.test.ts'],
-          exclude: ['templates/**', 'node_modules/**', 'dist/**'],
+          exclude: ['templates/**', 'node_modules/**', 'dist/**', 'artifacts/**'],
           environment: 'node',
           globalSetup: ['harness/testing/global-setup.ts'],
           setupFiles: ['harness/testing/setup.ts'],

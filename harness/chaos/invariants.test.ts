@@ -47,8 +47,27 @@ describe('chaos invariants', () => {
       { flow: FLOW, from: 0, to: 2000, sources: [FIP] },
       { flow: FLOW, from: 2000, sources: [FIP, '10.10.10.1'] },
     ];
-    expect(checkNoLeak(packets, allowed)).toEqual([{ invariant: 'no-leak', at: 1500, evidence: { flow: FLOW, src: '192.168.1.1', sport: 4242, allowed: [FIP] } }]);
+    expect(checkNoLeak(packets, allowed)).toEqual([{ invariant: 'no-leak', at: 1500, evidence: { flow: FLOW, src: '192.168.1.1', sport: 4242, allowed: [FIP], count: 1, until: 1500 } }]);
     expect(checkNoLeak([{ t: 5, flow: 'tcp other', src: FIP }], allowed)).toHaveLength(1); // no expectation: not allowed
+  });
+
+  it('1 no-leak: a run of leaked packets is one violation with a count; a new run after a quiet second is another', () => {
+    const allowed = [{ flow: FLOW, from: 0, sources: [FIP] }];
+    const leaked = [100, 200, 300, 2000].map((t) => ({ t, flow: FLOW, src: '10.10.10.1' }));
+    expect(checkNoLeak(leaked, allowed).map((v) => [v.at, v.evidence.count, v.evidence.until])).toEqual([
+      [100, 3, 300],
+      [2000, 1, 2000],
+    ]);
+  });
+
+  it('1 no-leak: an unattributed packet may have the source of any candidate flow, no other', () => {
+    const allowed = [
+      { flow: 'tcp a', from: 0, sources: [FIP] },
+      { flow: 'tcp b', from: 0, sources: ['192.168.1.3'] },
+    ];
+    const p = (src: string) => ({ t: 10, flow: '(unattributed tcp to 8.8.8.8:7007)', src, candidates: ['tcp a', 'tcp b'] });
+    expect(checkNoLeak([p(FIP), p('192.168.1.3')], allowed)).toEqual([]);
+    expect(checkNoLeak([p('10.10.10.1')], allowed)).toMatchObject([{ evidence: { src: '10.10.10.1', allowed: ['192.168.1.100', '192.168.1.3'], candidates: ['tcp a', 'tcp b'] } }]);
   });
 
   it('2 single-arp-owner: an overlap longer than the fence breaks it, a handover within it does not', () => {
@@ -75,13 +94,58 @@ describe('chaos invariants', () => {
   it('4 replies-reach-pod: a reply left the far end but the pod never got it', () => {
     const t = timeline(30, (s) => s === 7);
     const replies = [{ t: 1705, flow: FLOW, seq: 7 }, { t: 1805, flow: FLOW, seq: 8 }, { t: 9, flow: 'other', seq: 7 }];
-    expect(checkRepliesReachPod(replies, [flow(t)])).toEqual([{ invariant: 'replies-reach-pod', at: 1705, evidence: { flow: FLOW, seq: 7, sentAt: 1700, replyLeftEdgeAt: 1705 } }]);
+    expect(checkRepliesReachPod(replies, [flow(t)])).toEqual([{ invariant: 'replies-reach-pod', at: 1705, evidence: { flow: FLOW, seq: 7, sentAt: 1700, replyLeftEdgeAt: 1705, seqs: [7], until: 1705 } }]);
     // a lost packet whose reply never left the far end is not this invariant's business
     expect(checkRepliesReachPod(replies.slice(1), [flow(t)])).toEqual([]);
   });
 
+  it('4 replies-reach-pod: a reply during an excuse of its flow (a fault on its path), or too late for the probe to count, is no violation', () => {
+    const t = timeline(30, (s) => s === 7);
+    const replies = [{ t: 1705, flow: FLOW, seq: 7 }];
+    expect(checkRepliesReachPod(replies, [flow(t)], { excuses: [{ flow: FLOW, from: 1600, to: 1800 }] })).toEqual([]);
+    expect(checkRepliesReachPod(replies, [flow(t)], { excuses: [{ flow: 'another flow', from: 1600, to: 1800 }] })).toHaveLength(1);
+    // the probe waits 300 ms: a reply that left 5 ms after the packet, with 100 ms to reach the pod, should have made it...
+    expect(checkRepliesReachPod(replies, [{ ...flow(t), timeoutMs: 300 }], { transitMs: 100 })).toHaveLength(1);
+    // ...one that left 250 ms after it could not have (the probe had given up)
+    expect(checkRepliesReachPod([{ t: 1950, flow: FLOW, seq: 7 }], [{ ...flow(t), timeoutMs: 300 }], { transitMs: 100 })).toEqual([]);
+  });
+
+  it('4 replies-reach-pod with a capture at the pod: the capture is the witness, not the probe\'s replied flag', () => {
+    const t = timeline(30, (s) => s === 7 || s === 9);
+    const replies = [{ t: 1705, flow: FLOW, seq: 7 }, { t: 1905, flow: FLOW, seq: 9 }, { t: 1805, flow: FLOW, seq: 8 }];
+    // seq 7's reply reached the pod (the probe, starved of CPU, timed out first); seq 9's never did; seq 8's was counted by the probe but the pod capture never saw it
+    const delivered = new Map([[FLOW, new Set([7])]]);
+    expect(checkRepliesReachPod(replies, [flow(t)], { delivered }).map((v) => v.evidence.seqs)).toEqual([[8, 9]]);
+  });
+
+  it('3 convergence: a packet whose reply the pod\'s capture saw counts as answered', () => {
+    const lost = timeline(30, (s) => s === 25);
+    expect(checkConvergence([flow(lost)], undefined, { settledAt: 2000, boundMs: 500, delivered: new Map([[FLOW, new Set([25])]]) })).toEqual([]);
+    expect(checkConvergence([flow(lost)], undefined, { settledAt: 2000, boundMs: 500, delivered: new Map([[FLOW, new Set([24])]]) })).toHaveLength(1);
+  });
+
+  it('3 convergence: a flow whose final state cannot be answered (pod IP to the internet) only needs its final source; other probes\' connections are not its packets', () => {
+    const unanswered = timeline(30, () => true, '10.10.10.1');
+    unanswered.packets.forEach((p) => (p.observedSources = ['10.10.10.1']));
+    expect(checkConvergence([{ flow: FLOW, timeline: unanswered, finalSources: ['10.10.10.1'], finalAnswered: false }], undefined, { settledAt: 2000, boundMs: 500 })).toEqual([]);
+    expect(checkConvergence([{ flow: FLOW, timeline: unanswered, finalSources: ['10.10.10.1'] }], undefined, { settledAt: 2000, boundMs: 500 })).toMatchObject([{ evidence: { problem: 'unanswered after the bound' } }]);
+    const withOthers = { ...timeline(30), unattributed: [{ t: 2900, p: 'tcp' as const, src: '192.168.1.3', dst: '8.8.8.8', sport: 4000, dport: 7007 }] };
+    expect(checkConvergence([flow(withOthers)], undefined, { settledAt: 2000, boundMs: 500 })).toEqual([]);
+  });
+
+  it('3 convergence: with the far-end capture, sources after the bound are judged on its packets of the flow (a timeline can mistake another pod\'s segment for its own)', () => {
+    const mixed = timeline(30);
+    mixed.packets[27]!.observedSources.push('192.168.1.10'); // another pod's connection, same source port
+    const edge = (t: number, src: string) => ({ t, flow: FLOW, src });
+    expect(checkConvergence([flow(mixed)], undefined, { settledAt: 2000, boundMs: 500, edgePackets: [edge(2600, FIP), edge(3700, FIP)] })).toEqual([]);
+    expect(checkConvergence([flow(mixed)], undefined, { settledAt: 2000, boundMs: 500, edgePackets: [edge(2600, FIP), edge(3000, '10.10.10.1'), edge(1000, '192.168.1.1')] })).toEqual([
+      { invariant: 'convergence', at: 3000, evidence: { flow: FLOW, problem: 'seen with a source other than the final ones after the bound (far-end capture)', sources: { [FIP]: 1, '10.10.10.1': 1 }, expected: [FIP] } },
+    ]);
+  });
+
   it('checkInvariants gathers every violation in time order', () => {
     const v = checkInvariants({ ...clean, edgePackets: [{ t: 2600, flow: FLOW, src: '192.168.1.1' }], arpReplies: arp(2000, 1000) }, opts);
-    expect(v.map((x) => [x.invariant, x.at])).toEqual([['single-arp-owner', 1300], ['no-leak', 2600]]);
+    // the node IP after the bound also says the flow did not converge on its final source
+    expect(v.map((x) => [x.invariant, x.at])).toEqual([['single-arp-owner', 1300], ['no-leak', 2600], ['convergence', 2600]]);
   });
 });

@@ -2,8 +2,8 @@
  * The chaos explorer's four invariants (issue 15), checked on RECORDED EVIDENCE only — the far
  * end's capture, the ARP replies an observer saw on the node segment, the probes' timelines and the
  * final API objects — never on the system's own opinion of itself. Pure: each checker takes evidence
- * and returns violations {invariant, at, evidence}; collecting the evidence in a lab is not
- * implemented yet (docs/chaos.md).
+ * and returns violations {invariant, at, evidence}; harness/chaos/evidence.ts builds the evidence
+ * from what a run recorded (harness/chaos/executor.ts).
  */
 import type { Timeline } from '../probe/timeline.js';
 import { segmentLeaks } from '../probe/stream.js';
@@ -27,6 +27,8 @@ export interface EdgePacket {
   flow: string;
   src: string;
   sport?: number;
+  /** not attributable to one flow: the flows it may belong to (any of their allowed sources will do) */
+  candidates?: string[];
 }
 
 /** The sources a flow may leave with from `from` (inclusive) until `to` (exclusive; absent: the end). */
@@ -60,6 +62,13 @@ export interface FlowEvidence {
   timeline: Timeline;
   /** sources allowed after the last step was undone (the final policies and masquerade rules) */
   finalSources: readonly string[];
+  /**
+   * whether the final state lets the far end's replies come back (default true): false for a pod IP
+   * towards the internet, or a policy whose egress IP no node can hold (fail-closed)
+   */
+  finalAnswered?: boolean;
+  /** the probe's reply timeout (ms): a reply the pod got later is not counted (default: none) */
+  timeoutMs?: number;
 }
 
 /** The final API state: the served gateway's status, and policies reported UnknownEgressIP. */
@@ -74,18 +83,40 @@ export interface FinalApi {
 /**
  * Invariant 1: no packet leaves the lab's edge with a source the policies and masquerade rules in
  * force do not allow for its flow. A packet no window of its flow covers is a violation too (the
- * expectation was missing: unknown is not allowed).
+ * expectation was missing: unknown is not allowed). A packet that could not be attributed to one
+ * flow (`candidates`) may have any source allowed to one of its candidates. Leaked packets of one
+ * flow with one source less than EPISODE_GAP_MS apart are one violation (`count` packets, the first
+ * at `at`, the last at `until`).
  */
 export function checkNoLeak(packets: readonly EdgePacket[], allowed: readonly AllowedWindow[]): Violation[] {
   const out: Violation[] = [];
-  for (const p of packets) {
-    const windows = allowed.filter((w) => w.flow === p.flow && w.from <= p.t && (w.to === undefined || p.t < w.to));
-    const sources = [...new Set(windows.flatMap((w) => w.sources))];
+  const open = new Map<string, Violation>();
+  for (const p of [...packets].sort((a, b) => a.t - b.t)) {
+    const flows = p.candidates ?? [p.flow];
+    const windows = allowed.filter((w) => flows.includes(w.flow) && w.from <= p.t && (w.to === undefined || p.t < w.to));
+    const sources = [...new Set(windows.flatMap((w) => w.sources))].sort();
     const { leaked } = segmentLeaks([{ t: p.t, src: p.src, sport: p.sport ?? 0, flags: 0 }], sources);
-    if (leaked.length) out.push({ invariant: 'no-leak', at: p.t, evidence: { flow: p.flow, src: p.src, ...(p.sport !== undefined ? { sport: p.sport } : {}), allowed: sources } });
+    if (!leaked.length) continue;
+    const key = `${p.flow}|${p.src}`;
+    const prev = open.get(key);
+    if (prev && p.t - (prev.evidence.until as number) < EPISODE_GAP_MS) {
+      prev.evidence.count = (prev.evidence.count as number) + 1;
+      prev.evidence.until = p.t;
+      continue;
+    }
+    const v: Violation = {
+      invariant: 'no-leak',
+      at: p.t,
+      evidence: { flow: p.flow, src: p.src, ...(p.sport !== undefined ? { sport: p.sport } : {}), allowed: sources, ...(p.candidates ? { candidates: p.candidates } : {}), count: 1, until: p.t },
+    };
+    open.set(key, v);
+    out.push(v);
   }
   return out;
 }
+
+/** Violations of one flow less than this apart are one episode (one violation with a count). */
+export const EPISODE_GAP_MS = 1000;
 
 /**
  * Invariant 2: never two nodes answering ARP for one floating IP after the fence time. Replies for
@@ -129,26 +160,47 @@ export function checkSingleArpOwner(replies: readonly ArpReply[], o: { fenceMs: 
 /**
  * Invariant 3: after the last step is undone (`settledAt`, ms since the epoch), every flow is
  * answered again within `boundMs` and under its final sources — every packet sent after
- * settledAt + boundMs answered and seen only with those sources, and at least one such packet (a
- * probe that stopped too early proves nothing) — and the API converged: every node Up, every
- * floating IP assigned, no UnknownEgressIP that the final gateway does not explain (an IP that is
- * not one of its floating IPs explains it).
+ * settledAt + boundMs answered (unless the final state says its replies cannot come back:
+ * `finalAnswered` false) and seen only with those sources, and at least one such packet (a probe
+ * that stopped too early proves nothing) — and the API converged: every node Up, every floating IP
+ * assigned, no UnknownEgressIP that the final gateway does not explain (an IP that is not one of its
+ * floating IPs explains it). Only the packets of the flow itself count: what the far end saw of
+ * other probes' connections to the same address and port (a timeline's `unattributed`) is judged by
+ * invariant 1 on the far end's capture, which attributes every segment. With `edgePackets` (the far
+ * end's capture, attributed by probe token) the sources are judged on those: a timeline matches TCP
+ * segments to its packets by source port only, and two pods' connections to one address and port
+ * can share a source port. With `delivered` (a capture on the pods' interfaces), a packet whose
+ * reply arrived at the pod counts as answered even when the probe gave up on it first (a probe
+ * starved of CPU runs its timeout before it reads the socket).
  */
-export function checkConvergence(flows: readonly FlowEvidence[], api: FinalApi | undefined, o: { settledAt: number; boundMs: number }): Violation[] {
+export function checkConvergence(flows: readonly FlowEvidence[], api: FinalApi | undefined, o: { settledAt: number; boundMs: number; edgePackets?: readonly EdgePacket[]; delivered?: Delivered }): Violation[] {
   const out: Violation[] = [];
   const deadline = o.settledAt + o.boundMs;
   for (const f of flows) {
-    const after = { ...f.timeline, packets: f.timeline.packets.filter((p) => p.t >= deadline), unattributed: f.timeline.unattributed.filter((x) => x.t >= deadline) };
+    const delivered = o.delivered?.get(f.flow);
+    const after = {
+      ...f.timeline,
+      packets: f.timeline.packets.filter((p) => p.t >= deadline).map((p) => (!p.replied && delivered?.has(p.seq) ? { ...p, replied: true } : p)),
+      unattributed: [],
+    };
     const r = summarize(after, f.finalSources);
     if (r.packets === 0) {
       out.push({ invariant: 'convergence', at: deadline, evidence: { flow: f.flow, problem: 'no packet sent after the bound: the probe stopped too early to show convergence', boundMs: o.boundMs } });
       continue;
     }
-    if (r.answered < r.packets) {
+    if (f.finalAnswered !== false && r.answered < r.packets) {
       const first = after.packets.find((p) => !p.replied)!;
       out.push({ invariant: 'convergence', at: first.t, evidence: { flow: f.flow, problem: 'unanswered after the bound', unanswered: r.packets - r.answered, packets: r.packets, firstSeq: first.seq, boundMs: o.boundMs } });
     }
-    if (r.leaks && r.leaks.count > 0) {
+    if (o.edgePackets) {
+      const seen = o.edgePackets.filter((p) => p.flow === f.flow && p.t >= deadline);
+      const other = seen.filter((p) => !f.finalSources.includes(p.src));
+      if (other.length) {
+        const sources: Record<string, number> = {};
+        for (const p of seen) sources[p.src] = (sources[p.src] ?? 0) + 1;
+        out.push({ invariant: 'convergence', at: other[0]!.t, evidence: { flow: f.flow, problem: 'seen with a source other than the final ones after the bound (far-end capture)', sources, expected: f.finalSources } });
+      }
+    } else if (r.leaks && r.leaks.count > 0) {
       const first = r.leaks.packets[0]?.t ?? r.leaks.unattributed[0]!.t;
       out.push({ invariant: 'convergence', at: first, evidence: { flow: f.flow, problem: 'seen with a source other than the final ones after the bound', sources: r.sources, expected: f.finalSources } });
     }
@@ -165,17 +217,63 @@ export function checkConvergence(flows: readonly FlowEvidence[], api: FinalApi |
   return out;
 }
 
+/** A span during which a flow's replies may be lost (a fault on its path, a change in transition). */
+export interface ReplyExcuse {
+  flow: string;
+  from: number;
+  to: number;
+}
+
+/** The (flow, seq) pairs whose reply a capture at the pod's own interface saw arrive. */
+export type Delivered = ReadonlyMap<string, ReadonlySet<number>>;
+
+/** The Delivered map of the replies a capture at the pods' interfaces saw. */
+export function deliveredOf(podReplies: readonly EdgeReply[]): Map<string, Set<number>> {
+  const m = new Map<string, Set<number>>();
+  for (const r of podReplies) {
+    const s = m.get(r.flow) ?? new Set<number>();
+    s.add(r.seq);
+    m.set(r.flow, s);
+  }
+  return m;
+}
+
 /**
  * Invariant 4: every reply that left the far end towards the lab for a packet the flow's timeline
- * knows reached the pod (that packet is marked replied). Replies for packets the timeline does not
- * list are ignored (not this probe's).
+ * knows reached the pod. The witness of "reached": with `delivered` (a capture on the pod's own
+ * interface), the reply was seen arriving there; without it, the probe marked the packet replied —
+ * and then a reply that left the far end too late for the probe to count it (it gave up `timeoutMs`
+ * after sending; `transitMs` is the time a reply takes from the far end to the pod) is no evidence
+ * of a loss. Replies for packets the timeline does not list are ignored (not this probe's); so are
+ * replies that left while an excuse of the flow was in force (a fault on its path may drop them).
+ * Unreached replies of one flow less than EPISODE_GAP_MS apart are one violation.
  */
-export function checkRepliesReachPod(replies: readonly EdgeReply[], flows: readonly FlowEvidence[]): Violation[] {
+export function checkRepliesReachPod(replies: readonly EdgeReply[], flows: readonly FlowEvidence[], o: { excuses?: readonly ReplyExcuse[]; transitMs?: number; delivered?: Delivered } = {}): Violation[] {
   const out: Violation[] = [];
-  const byFlow = new Map(flows.map((f) => [f.flow, new Map(f.timeline.packets.map((p) => [p.seq, p]))]));
-  for (const r of replies) {
-    const p = byFlow.get(r.flow)?.get(r.seq);
-    if (p && !p.replied) out.push({ invariant: 'replies-reach-pod', at: r.t, evidence: { flow: r.flow, seq: r.seq, sentAt: p.t, replyLeftEdgeAt: r.t } });
+  const byFlow = new Map(flows.map((f) => [f.flow, { f, packets: new Map(f.timeline.packets.map((p) => [p.seq, p])) }]));
+  const excuses = o.excuses ?? [];
+  const transitMs = o.transitMs ?? 0;
+  const open = new Map<string, Violation>();
+  for (const r of [...replies].sort((a, b) => a.t - b.t)) {
+    const e = byFlow.get(r.flow);
+    const p = e?.packets.get(r.seq);
+    if (!e || !p) continue;
+    if (o.delivered) {
+      if (o.delivered.get(r.flow)?.has(r.seq)) continue;
+    } else {
+      if (p.replied) continue;
+      if (e.f.timeoutMs !== undefined && r.t + transitMs > p.t + e.f.timeoutMs) continue;
+    }
+    if (excuses.some((x) => x.flow === r.flow && x.from <= r.t && r.t <= x.to)) continue;
+    const prev = open.get(r.flow);
+    if (prev && r.t - (prev.evidence.until as number) < EPISODE_GAP_MS) {
+      (prev.evidence.seqs as number[]).push(r.seq);
+      prev.evidence.until = r.t;
+      continue;
+    }
+    const v: Violation = { invariant: 'replies-reach-pod', at: r.t, evidence: { flow: r.flow, seq: r.seq, sentAt: p.t, replyLeftEdgeAt: r.t, seqs: [r.seq], until: r.t } };
+    open.set(r.flow, v);
+    out.push(v);
   }
   return out;
 }
@@ -188,6 +286,10 @@ export interface ChaosEvidence {
   edgeReplies: EdgeReply[];
   flows: FlowEvidence[];
   finalApi?: FinalApi;
+  /** spans during which a flow's replies may be lost (invariant 4) */
+  replyExcuses?: ReplyExcuse[];
+  /** replies a capture on each probing pod's own interface saw arrive (the witness of "reached the pod") */
+  podReplies?: EdgeReply[];
 }
 
 /** Bounds of the checks: the ARP fence and observation window, when the schedule settled and the convergence bound. */
@@ -196,14 +298,17 @@ export interface InvariantOptions {
   arpWindowMs: number;
   settledAt: number;
   boundMs: number;
+  /** the time a reply may take from the far end to the pod (invariant 4; default 0) */
+  replyTransitMs?: number;
 }
 
 /** All four invariants on one run's evidence: every violation, in time order (empty: none broke). */
 export function checkInvariants(e: ChaosEvidence, o: InvariantOptions): Violation[] {
+  const delivered = e.podReplies ? deliveredOf(e.podReplies) : undefined;
   return [
     ...checkNoLeak(e.edgePackets, e.allowed),
     ...checkSingleArpOwner(e.arpReplies, { fenceMs: o.fenceMs, windowMs: o.arpWindowMs }),
-    ...checkConvergence(e.flows, e.finalApi, { settledAt: o.settledAt, boundMs: o.boundMs }),
-    ...checkRepliesReachPod(e.edgeReplies, e.flows),
+    ...checkConvergence(e.flows, e.finalApi, { settledAt: o.settledAt, boundMs: o.boundMs, edgePackets: e.edgePackets, ...(delivered ? { delivered } : {}) }),
+    ...checkRepliesReachPod(e.edgeReplies, e.flows, { ...(e.replyExcuses ? { excuses: e.replyExcuses } : {}), ...(o.replyTransitMs !== undefined ? { transitMs: o.replyTransitMs } : {}), ...(delivered ? { delivered } : {}) }),
   ].sort((a, b) => a.at - b.at);
 }

@@ -112,6 +112,19 @@ describe('chaos schedule validation', () => {
     expect(scheduleIssues(good, u)).toEqual([]);
   });
 
+  it('no agent restart on a node that is down or hung (seed 4 drew one on a paused node: the restart failed in the lab); at its undo time it may', () => {
+    const steps = (at: number) => [
+      { kind: 'node-pause', node: 'node-3', at: 0, durationMs: 2000 },
+      { kind: 'agent-restart', node: 'node-3', at },
+      { kind: 'partition', node: 'node-2', direction: 'both', at: at + 1, durationMs: 1000 },
+      { kind: 'agent-restart', node: 'node-2', at: at + 2 },
+    ];
+    expect(scheduleIssues({ ...good, steps: steps(1000) }, u).map((i) => `${i.path} ${i.message}`)).toEqual([
+      'steps[1].at node-3 is down or hung under steps[0] (node-pause) then: its agent cannot be restarted',
+    ]);
+    expect(scheduleIssues({ ...good, steps: steps(2000) }, u)).toEqual([]);
+  });
+
   it('bad JSON text is a ValidationError naming the file', () => {
     expect(() => scheduleFromJson('{', u, 'x.json')).toThrow(/x\.json: \(file\): is not JSON/);
   });

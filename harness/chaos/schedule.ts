@@ -164,7 +164,8 @@ export function settledAt(schedule: Schedule): number {
 /**
  * The constraints every schedule must meet for a topology, as FieldIssues (empty: it may run):
  * nodes exist, node faults hit workers only, one fault at a time per node, never every worker
- * broken at once (so the cluster can converge), the control plane only via controller-restart.
+ * broken at once (so the cluster can converge), the control plane only via controller-restart, no
+ * agent restart on a node that is down or hung.
  */
 export function constraintIssues(schedule: Schedule, u: ChaosUniverse): FieldIssue[] {
   const issues: FieldIssue[] = [];
@@ -194,8 +195,17 @@ export function constraintIssues(schedule: Schedule, u: ChaosUniverse): FieldIss
       issues.push({ path: `steps[${i}]`, value: s.kind, message: `breaks every worker at once (${[...broken].sort().join(', ')}): at most ${workers.size - 1} of ${workers.size} so the cluster can converge` });
     }
   }
+  // an agent cannot be restarted on a node that is down or hung (its container runs nothing then)
+  schedule.steps.forEach((s, i) => {
+    if (s.kind !== 'agent-restart') return;
+    const down = breaking.find(({ s: o }) => NODE_DOWN_KINDS.has(o.kind) && stepNode(o) === s.node && o.at <= s.at && s.at < undoneAt(o));
+    if (down) issues.push({ path: `steps[${i}].at`, value: s.at, message: `${s.node} is down or hung under steps[${down.i}] (${down.s.kind}) then: its agent cannot be restarted` });
+  });
   return issues;
 }
+
+/** Kinds that leave a node's container running nothing (killed, stopped) or frozen (paused). */
+export const NODE_DOWN_KINDS: ReadonlySet<StepKind> = new Set(['node-kill', 'node-stop', 'node-pause']);
 
 // ---------------------------------------------------------------------------------------------
 // generation

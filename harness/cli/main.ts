@@ -11,7 +11,7 @@ import type { ProbeResult } from '../probe/probe.js';
 import type { Proto } from '../inlab/protocol.js';
 import { CLUSTER_SPECS, applyCmd, clusterStatusOf, kubeconfigCmd, printClusterStatus } from './cluster-commands.js';
 import { LAB_COMMANDS, LAB_SPECS } from './lab-commands.js';
-import { CHAOS_SPECS, chaosCmd } from './chaos-command.js';
+import { CHAOS_SPECS, chaosCmd, replayCmd } from './chaos-command.js';
 import { REPORT_SPECS, reportCmd } from './report-command.js';
 import { INIT_COMMANDS, INIT_SPECS } from './init-command.js';
 import { ensureImage } from '../docker/image.js';
@@ -420,6 +420,7 @@ export const COMMANDS: Record<string, (argv: string[]) => Promise<number>> = {
   apply: applyCmd,
   ...LAB_COMMANDS,
   chaos: chaosCmd,
+  replay: replayCmd,
   ...INIT_COMMANDS,
   report: reportCmd,
 };

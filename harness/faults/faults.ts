@@ -4,19 +4,47 @@
  *                  (cluster labs) starts its agent / the controller again
  *  stop/start      a clean shutdown (SIGTERM, then SIGKILL after the grace period)
  *  pause/unpause   freeze every process (a hung node: links stay up, nothing answers)
- *  partition/heal  cut the node off its L2 segment at the switch (its link stays up)
- *  degrade/restore packet loss (nft numgen, both directions) and delay (netem, where the kernel has it)
+ *  partition/heal  cut the node off its L2 segment at the switch (its link stays up): both
+ *                  directions, or only what it sends (outbound) or receives (inbound)
+ *  degrade/restore packet loss (nft numgen, both directions) and delay (netem, where the kernel has
+ *                  it); burstLoss (every frame dropped for a share of each period) and rateLimit
+ *                  (nft limit per direction) are undone by restore too
+ *  blackhole/unblackhole  drop every frame one node sends to another (at the switch)
  *  restartProcess  restart one managed process inside a node (responder, agent, controller)
  */
 import type { ContainerRuntime } from '../lab/runtime.js';
 import { SWITCH } from '../topology/plan.js';
 import { LabError, ValidationError } from '../util/errors.js';
 import { pollUntil } from '../util/poll.js';
-import { restartProcess, stopProcess } from '../lab/process.js';
+import { restartProcess, startProcess, stopProcess } from '../lab/process.js';
 import { restartNodePrograms } from '../cluster/cluster.js';
 import { runBootHooks } from '../lab/boot.js';
 
 const TABLE = 'egresslab_faults';
+
+/** The switch's drop sets of partitions, by direction: a port in `cut_out` loses what the node sends (frames entering the switch there). */
+const CUT_SETS: Record<PartitionDirection, string> = { both: 'cut', outbound: 'cut_out', inbound: 'cut_in' };
+
+/** The switch's fault table: partitions, burst loss; loss, rate-limit and black-hole rules are added to its chain. */
+const FAULTS_TABLE = `table bridge ${TABLE} {
+  set cut { type ifname; }
+  set cut_out { type ifname; }
+  set cut_in { type ifname; }
+  set burst { type ifname; }
+  chain forward {
+    type filter hook forward priority 0; policy accept;
+    iifname @cut drop
+    oifname @cut drop
+    iifname @cut_out drop
+    oifname @cut_in drop
+    iifname @burst drop
+    oifname @burst drop
+  }
+}
+`;
+
+/** The managed process on the switch that toggles burst loss on a port. */
+const burstProcess = (port: string) => `burst-loss-${port}`;
 
 /** Loss and delay on a node's link (Faults.degrade). */
 export interface Degradation {
@@ -24,6 +52,16 @@ export interface Degradation {
   lossPercent?: number;
   /** Added one-way delay in each direction (needs sch_netem). */
   delayMs?: number;
+}
+
+/** Which way a partition cuts a node off: everything, only what it sends, only what it receives. */
+export type PartitionDirection = 'both' | 'outbound' | 'inbound';
+
+/** Burst loss on a node's link: every frame dropped for `lossPercent` of each `periodMs`. */
+export interface BurstLoss {
+  lossPercent: number;
+  /** length of one on/off cycle (default 1000 ms) */
+  periodMs?: number;
 }
 
 /** One fault injected on a node, for accounting (harness/testing/liveness-audit.ts). */
@@ -145,39 +183,112 @@ export class Faults {
     this.lab.notePaused(n, false);
   }
 
+  /** The switch's fault table exists (the switch is never faulted, so once seen it stays). */
+  private tableReady = false;
+
   private async ensureTable(): Promise<void> {
+    if (this.tableReady) return;
     const exists = await this.lab.exec(SWITCH, ['nft', 'list', 'table', 'bridge', TABLE], { check: false });
-    if (exists.exitCode === 0) return;
-    await this.lab.exec(SWITCH, ['nft', '-f', '-'], {
-      stdin: `table bridge ${TABLE} {
-  set cut { type ifname; }
-  chain forward {
-    type filter hook forward priority 0; policy accept;
-    iifname @cut drop
-    oifname @cut drop
+    if (exists.exitCode !== 0) await this.lab.exec(SWITCH, ['nft', '-f', '-'], { stdin: FAULTS_TABLE });
+    this.tableReady = true;
   }
-}
-`,
+
+  /** Creates the switch's fault table now, so that the first partition or loss costs one command less. */
+  prepare(): Promise<void> {
+    return this.ensureTable();
+  }
+
+  /**
+   * Cuts the node off the L2 segment: the switch drops everything to and from its port (`both`),
+   * only what the node sends (`outbound`) or only what it receives (`inbound`).
+   */
+  async partition(name: string, direction: PartitionDirection = 'both'): Promise<void> {
+    this.note(this.node(name), direction === 'both' ? 'partition' : `partition-${direction}`);
+    await this.ensureTable();
+    await this.lab.exec(SWITCH, ['nft', 'add', 'element', 'bridge', TABLE, CUT_SETS[direction], `{ ${this.port(name)} }`]);
+  }
+
+  /** Undoes partition (whichever direction). */
+  async heal(name: string): Promise<void> {
+    await this.ensureTable();
+    for (const set of Object.values(CUT_SETS)) await this.lab.exec(SWITCH, ['nft', 'delete', 'element', 'bridge', TABLE, set, `{ ${this.port(name)} }`], { check: false });
+  }
+
+  /**
+   * Burst loss on the node's link, both directions: every frame dropped for lossPercent% of each
+   * period (a process on the switch adds and removes the port from a drop set). Undone by restore.
+   */
+  async burstLoss(name: string, b: BurstLoss): Promise<void> {
+    const periodMs = b.periodMs ?? 1000;
+    const issues = [];
+    if (!(Number.isInteger(b.lossPercent) && b.lossPercent >= 1 && b.lossPercent <= 100)) issues.push({ path: 'lossPercent', value: b.lossPercent, message: 'must be a whole number 1-100' });
+    if (!(Number.isInteger(periodMs) && periodMs >= 100 && periodMs <= 60_000)) issues.push({ path: 'periodMs', value: periodMs, message: 'must be a whole number 100-60000' });
+    if (issues.length) throw new ValidationError('burst loss', issues);
+    this.note(this.node(name), 'burst-loss');
+    const port = this.port(name);
+    await this.restore(name);
+    await this.ensureTable();
+    const add = `nft add element bridge ${TABLE} burst { ${port} }`;
+    if (b.lossPercent >= 100) {
+      await this.lab.exec(SWITCH, ['sh', '-c', add]);
+      return;
+    }
+    const on = ((periodMs * b.lossPercent) / 100 / 1000).toFixed(3);
+    const off = ((periodMs * (100 - b.lossPercent)) / 100 / 1000).toFixed(3);
+    const del = `nft delete element bridge ${TABLE} burst { ${port} }`;
+    await startProcess(this.lab, { container: SWITCH, label: SWITCH }, burstProcess(port), ['sh', '-c', `while :; do ${add}; sleep ${on}; ${del}; sleep ${off}; done`]);
+  }
+
+  /** Limits what the node's link carries to `kbitPerSecond` in each direction (nft limit at the switch; the excess is dropped). Undone by restore. */
+  async rateLimit(name: string, kbitPerSecond: number): Promise<void> {
+    if (!(Number.isInteger(kbitPerSecond) && kbitPerSecond >= 1 && kbitPerSecond <= 10_000_000)) {
+      throw new ValidationError('rate limit', [{ path: 'kbitPerSecond', value: kbitPerSecond, message: 'must be a whole number 1-10000000' }]);
+    }
+    this.note(this.node(name), 'rate-limit');
+    const port = this.port(name);
+    await this.restore(name);
+    await this.ensureTable();
+    const bytes = Math.max(1, Math.round((kbitPerSecond * 1000) / 8));
+    // a burst of at least two full frames: a limit below one frame per second would pass nothing at all
+    const burst = Math.max(3000, Math.round(bytes / 10));
+    const limit = `limit rate over ${bytes} bytes/second burst ${burst} bytes`;
+    await this.lab.exec(SWITCH, ['nft', '-f', '-'], {
+      stdin: [
+        `add rule bridge ${TABLE} forward iifname "${port}" ${limit} drop comment "rate:${port}"`,
+        `add rule bridge ${TABLE} forward oifname "${port}" ${limit} drop comment "rate:${port}"`,
+        '',
+      ].join('\n'),
     });
   }
 
-  /** Cuts the node off the L2 segment: the switch drops everything to and from its port. */
-  async partition(name: string): Promise<void> {
-    this.note(this.node(name), 'partition');
+  /** Drops every frame node `from` sends to node `to` at the switch (the other way is untouched). */
+  async blackhole(from: string, to: string): Promise<void> {
+    this.note(this.node(from), 'blackhole');
+    const [a, b] = [this.port(from), this.port(to)];
     await this.ensureTable();
-    await this.lab.exec(SWITCH, ['nft', 'add', 'element', 'bridge', TABLE, 'cut', `{ ${this.port(name)} }`]);
+    await this.lab.exec(SWITCH, ['nft', 'add', 'rule', 'bridge', TABLE, 'forward', 'iifname', a, 'oifname', b, 'drop', 'comment', `"bh:${a}:${b}"`]);
   }
 
-  /** Undoes partition. */
-  async heal(name: string): Promise<void> {
-    await this.ensureTable();
-    await this.lab.exec(SWITCH, ['nft', 'delete', 'element', 'bridge', TABLE, 'cut', `{ ${this.port(name)} }`], { check: false });
+  /** Undoes blackhole. */
+  async unblackhole(from: string, to: string): Promise<void> {
+    const [a, b] = [this.port(from), this.port(to)];
+    await this.deleteRules(new RegExp(`comment "bh:${a}:${b}" # handle (\\d+)`, 'g'));
   }
 
-  /** Whether the node is cut off the segment. */
+  private async deleteRules(re: RegExp): Promise<void> {
+    const listed = await this.lab.exec(SWITCH, ['nft', '-a', 'list', 'chain', 'bridge', TABLE, 'forward'], { check: false });
+    if (listed.exitCode !== 0) return;
+    const handles = [...listed.stdout.matchAll(re)].map((m) => m[1]!);
+    for (const h of handles) await this.lab.exec(SWITCH, ['nft', 'delete', 'rule', 'bridge', TABLE, 'forward', 'handle', h]);
+  }
+
+  /** Whether the node is cut off the segment (in either direction). */
   async partitioned(name: string): Promise<boolean> {
-    const r = await this.lab.exec(SWITCH, ['nft', 'list', 'set', 'bridge', TABLE, 'cut'], { check: false });
-    return r.exitCode === 0 && new RegExp(`"${this.port(name)}"|\\b${this.port(name)}\\b`).test(r.stdout.split('elements')[1] ?? '');
+    for (const set of Object.values(CUT_SETS)) {
+      const r = await this.lab.exec(SWITCH, ['nft', 'list', 'set', 'bridge', TABLE, set], { check: false });
+      if (r.exitCode === 0 && new RegExp(`"${this.port(name)}"|\\b${this.port(name)}\\b`).test(r.stdout.split('elements')[1] ?? '')) return true;
+    }
+    return false;
   }
 
   /** Loss and/or delay on the node's link, both directions. Replaces a previous degradation. */
@@ -216,16 +327,16 @@ export class Faults {
     }
   }
 
-  /** Removes loss and delay from the node's link. */
+  /** Removes loss (random and burst), rate limits and delay from the node's link. */
   async restore(name: string): Promise<void> {
     const n = this.node(name);
     const port = this.port(n);
+    await stopProcess(this.lab, SWITCH, burstProcess(port), 'KILL');
+    await this.lab.exec(SWITCH, ['nft', 'delete', 'element', 'bridge', TABLE, 'burst', `{ ${port} }`], { check: false });
     await this.lab.exec(SWITCH, ['tc', 'qdisc', 'del', 'dev', port, 'root'], { check: false });
-    await this.lab.exec(n, ['tc', 'qdisc', 'del', 'dev', 'eth0', 'root'], { check: false });
-    const listed = await this.lab.exec(SWITCH, ['nft', '-a', 'list', 'chain', 'bridge', TABLE, 'forward'], { check: false });
-    if (listed.exitCode !== 0) return;
-    const handles = [...listed.stdout.matchAll(new RegExp(`comment "loss:${port}" # handle (\\d+)`, 'g'))].map((m) => m[1]!);
-    for (const h of handles) await this.lab.exec(SWITCH, ['nft', 'delete', 'rule', 'bridge', TABLE, 'forward', 'handle', h]);
+    // a node that is down has no eth0 to clean (its qdisc went with it)
+    await this.lab.exec(n, ['tc', 'qdisc', 'del', 'dev', 'eth0', 'root'], { check: false }).catch(() => undefined);
+    await this.deleteRules(new RegExp(`comment "(?:loss|rate):${port}" # handle (\\d+)`, 'g'));
   }
 
   /** Restarts a managed process (started with startProcess) inside a node. */

@@ -10,7 +10,8 @@ import { TCP_FLAGS } from '../pcap/pcap.js';
 import type { ExecOptions, ExecResult } from '../docker/exec.js';
 import type { LabRuntime, Place } from '../lab/runtime.js';
 import type { ClientRecord, Observation, CaptureStats, ProbeClientOptions } from '../inlab/protocol.js';
-import { probe } from './probe.js';
+import { ContinuousProbe, probe } from './probe.js';
+import type { HelperChannel } from '../lab/helper-channel.js';
 
 const plan = planLab(topologyFromArg('default'));
 const FROM = 'default/client-1';
@@ -130,5 +131,42 @@ describe('probe() against a fake runtime: the reply or the capture', () => {
     expect(r).toMatchObject({ replyReceived: false });
     expect(r.observedBy).toBeUndefined();
     expect(f.grepped()).toEqual([]);
+  });
+});
+
+describe('ContinuousProbe.halt: read a probe before its node goes down', () => {
+  it('stops the probe and keeps its records; stop() later builds the timeline from them, though the node lost its file', async () => {
+    let file = [1, 2, 3].map((seq) => JSON.stringify({ seq, t: 1000 + seq * 100, replied: true })).join('\n');
+    const stops: string[] = [];
+    const helper = {
+      alive: true,
+      startProbe: async () => undefined,
+      stopProbe: async (token: string) => void stops.push(token),
+    } as unknown as HelperChannel;
+    const rt: LabRuntime = {
+      id: 'fake',
+      plan,
+      topology: plan.topology,
+      place: (name: string): Place => {
+        const pod = plan.pods.find((p) => p.key === name)!;
+        return { container: pod.node, netns: pod.netns!, label: pod.key };
+      },
+      async exec(_where: string | Place, cmd: string[]): Promise<ExecResult> {
+        if (cmd[0] === 'mkdir') return { exitCode: 0, stdout: '', stderr: '' };
+        if (cmd[0] === 'cat') return { exitCode: file ? 0 : 1, stdout: file, stderr: '' };
+        throw new Error(`unexpected command ${JSON.stringify(cmd)}`);
+      },
+      spawn: () => Promise.reject(new Error('not used')),
+      helper: () => Promise.resolve(helper),
+    };
+    // an address nothing in the lab owns: no far end to read, the records are the whole timeline
+    const p = await ContinuousProbe.start(rt, FROM, '192.168.1.77', { proto: 'udp', intervalMs: 100 });
+    expect((await p.halt()).map((r) => r.seq)).toEqual([1, 2, 3]);
+    expect(await p.halt()).toHaveLength(3);
+    expect(stops).toEqual([p.token]);
+    file = ''; // the node was killed and booted again: /run is empty
+    const t = await p.stop();
+    expect(t.packets.map((x) => x.seq)).toEqual([1, 2, 3]);
+    expect(stops).toHaveLength(1);
   });
 });

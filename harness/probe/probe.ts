@@ -270,6 +270,7 @@ export function checkContinuousProbeArgs(to: string, options: ContinuousProbeOpt
 /** A probe sending one sequence-numbered packet every `intervalMs` until stopped. */
 export class ContinuousProbe {
   private stopped?: Promise<Timeline>;
+  private halted?: Promise<ClientRecord[]>;
   /** runs inside the source container's helper (else: a probe-client process) */
   inHelper = false;
   constructor(
@@ -280,7 +281,8 @@ export class ContinuousProbe {
     readonly proto: Proto,
     readonly port: number | undefined,
     readonly intervalMs: number,
-    private readonly token: string,
+    /** the token its packets carry (`EGL <token> <seq>`): what attributes them at the far end */
+    readonly token: string,
     readonly startedAt: number,
   ) {}
 
@@ -381,7 +383,17 @@ export class ContinuousProbe {
     return read.observations;
   }
 
-  private async doStop(): Promise<Timeline> {
+  /**
+   * Stops sending and reads the packets recorded so far, without waiting for the far end: for a
+   * probe whose node is about to go down (its /run is a tmpfs: a node booted again has lost the
+   * records). stop() then finishes with these records. Idempotent.
+   */
+  halt(): Promise<ClientRecord[]> {
+    this.halted ??= this.doHalt();
+    return this.halted;
+  }
+
+  private async doHalt(): Promise<ClientRecord[]> {
     const { pid } = this.files;
     const c = this.source.container;
     const ch = this.inHelper ? await this.lab.helper(c) : undefined;
@@ -395,7 +407,11 @@ export class ContinuousProbe {
       });
     }
     // (a helper that is gone took the probe with it: its container stopped; what it recorded stays in the file)
-    const records = await this.records();
+    return this.records();
+  }
+
+  private async doStop(): Promise<Timeline> {
+    const records = await this.halt();
     const observations = this.target ? await this.settledObservations(this.target, records) : [];
     const meta = { from: this.source.label, to: this.to, proto: this.proto, intervalMs: this.intervalMs, ...(this.port ? { port: this.port } : {}) };
     return buildTimeline(meta, records, observations);
