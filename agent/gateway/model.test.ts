@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { EGRESS_GW_BYPASS_MARK } from '../masq/constants.js';
+import { renderGateway } from './render.js';
 import {
   computeGatewayPlan,
   gatewayFromObject,
@@ -83,6 +84,15 @@ describe('computeGatewayPlan: source side', () => {
     const route = plan.routes.find((r) => r.node === 'node-2')!;
     expect(p!.mark).toBe((route.fwmark | EGRESS_GW_BYPASS_MARK) >>> 0);
     expect(p!.mark! & EGRESS_GW_BYPASS_MARK).toBe(EGRESS_GW_BYPASS_MARK);
+  });
+
+  it('overlapping destinationCIDRs become the entries no other one contains (an nft interval set refuses overlaps); no warning for them', () => {
+    const plan = computeGatewayPlan(seed('node-1', { policies: [{ ...seedPolicy, destinationCIDRs: ['172.16.100.0/24', '0.0.0.0/0', '8.8.8.8/32', '8.8.8.0/24'] }] }));
+    expect(plan.policies[0]!.destinations).toEqual(['0.0.0.0/0']);
+    const nested = computeGatewayPlan(seed('node-1', { policies: [{ ...seedPolicy, destinationCIDRs: ['8.8.8.8/32', '8.8.4.0/24', '8.8.8.0/24', '8.8.8.0/24'] }] }));
+    expect(nested.policies[0]!.destinations).toEqual(['8.8.4.0/24', '8.8.8.0/24']);
+    expect(nested.warnings).toEqual([]);
+    expect(renderGateway(nested).ruleset).toMatch(/set p0_dst \{ type ipv4_addr; flags interval; elements = \{ 8\.8\.4\.0\/24, 8\.8\.8\.0\/24 \} \}/);
   });
 
   it('one routing table per other node, stable by name, self excluded', () => {

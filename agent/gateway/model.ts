@@ -14,7 +14,7 @@
  * (source, destination) pair decides, on every node alike.
  */
 import { labelSelectorMatches, type LabelSelector } from '../../lib/kube/selectors.js';
-import { cidrTextContains, isIPv4, normaliseCidrList, parseCidr4 } from '../../lib/net/addresses.js';
+import { cidrTextContains, coveringCidrList, isIPv4, normaliseCidrList, parseCidr4 } from '../../lib/net/addresses.js';
 import type { KubeObject } from '../../lib/kube/types.js';
 import { EGRESS_GW_BYPASS_MARK, GW_MARK_SHIFT, GW_MAX_INDEX, GW_RULE_PREF, GW_TABLE_BASE } from './constants.js';
 import { compileNetworkPolicies, type NetpolPlan, type NetworkPolicyInfo, networkPolicyFromObject } from './netpol.js';
@@ -198,8 +198,11 @@ export function computeGatewayPlan(input: ModelInput): GatewayPlan {
   const seenSourceIP = new Map<string, string>();
   const policies: PolicyPlan[] = [];
   for (const pol of [...input.policies].sort(byName)) {
-    const destinations = normaliseCidrList(pol.destinationCIDRs.filter((c) => parseCidr4(c, false).ok));
-    if (destinations.length !== pol.destinationCIDRs.length) warnings.push(`policy ${pol.name}: unusable destinationCIDRs entries ignored`);
+    // no two overlapping: p<N>_dst is an nft interval set, which refuses overlapping elements (a
+    // policy listing 172.16.100.0/24 and 0.0.0.0/0 made every node's apply fail: chaos seed 2)
+    const usable = pol.destinationCIDRs.filter((c) => parseCidr4(c, false).ok);
+    const destinations = coveringCidrList(usable);
+    if (usable.length !== pol.destinationCIDRs.length) warnings.push(`policy ${pol.name}: unusable destinationCIDRs entries ignored`);
     const matched = pods.filter((p) => podMatchesPolicy(p, pol, namespaceLabels(nsByName.get(p.namespace), p.namespace)));
     const allSources = ipSort(matched.map((p) => p.ip!));
     const localSources = ipSort(matched.filter((p) => p.nodeName === self).map((p) => p.ip!));

@@ -4,6 +4,7 @@ import {
   LINK_LOCAL_CIDR,
   cidrRange,
   cidrTextContains,
+  coveringCidrList,
   intToIPv4,
   ipv4ToInt,
   isAligned,
@@ -27,6 +28,26 @@ import {
   normaliseCidrStrings,
   parseCidr,
 } from './addresses.js';
+
+describe('coveringCidrList', () => {
+  it('keeps the entries no other one contains, in address order; drops unparsable ones and duplicates', () => {
+    expect(coveringCidrList(['172.16.100.0/24', '0.0.0.0/0'])).toEqual(['0.0.0.0/0']);
+    expect(coveringCidrList(['10.0.0.0/8', '10.1.0.0/16', 'x', '9.0.0.0/8', '10.0.0.0/8', '11.0.0.1/32'])).toEqual(['9.0.0.0/8', '10.0.0.0/8', '11.0.0.1/32']);
+  });
+  it('property: the same addresses as the whole list, and no two entries overlap', () => {
+    const cidr = fc.tuple(fc.integer({ min: 0, max: 2 ** 32 - 1 }), fc.integer({ min: 0, max: 32 })).map(([a, p]) => `${intToIPv4(p === 0 ? 0 : (a & (~0 << (32 - p))) >>> 0)}/${p}`);
+    fc.assert(
+      fc.property(fc.array(cidr, { maxLength: 12 }), fc.array(fc.integer({ min: 0, max: 2 ** 32 - 1 }), { minLength: 1, maxLength: 20 }), (list, probes) => {
+        const out = coveringCidrList(list);
+        for (let i = 0; i < out.length; i++) for (let j = i + 1; j < out.length; j++) expect(overlaps(out[i]!, out[j]!)).toBe(false);
+        for (const a of probes) {
+          const ip = intToIPv4(a);
+          expect(out.some((c) => cidrTextContains(c, ip))).toBe(list.some((c) => cidrTextContains(c, ip)));
+        }
+      }),
+    );
+  });
+});
 
 describe('constants', () => {
   it('names upstream ip-masq-agent\'s link-local range', () => {

@@ -150,6 +150,29 @@ export function normaliseCidrList(list: readonly string[]): string[] {
   return [...seen.values()].sort((a, b) => a.base - b.base || a.prefix - b.prefix).map((c) => c.text);
 }
 
+/**
+ * The IPv4 CIDRs of `list` that no other entry contains, in address order (unparsable entries
+ * dropped, duplicates merged): the same addresses as the whole list, and no two entries overlap —
+ * what an nft interval set takes (it refuses overlapping elements: "conflicting intervals").
+ * Two CIDRs either nest or are disjoint, so dropping the nested ones is all the merging needed.
+ */
+export function coveringCidrList(list: readonly string[]): string[] {
+  const seen = new Map<string, Cidr4>();
+  for (const t of list) {
+    const p = parseCidr4(t, false);
+    if (p.ok) seen.set(p.value.text, p.value);
+  }
+  const out: string[] = [];
+  let end = -1;
+  for (const c of [...seen.values()].sort((a, b) => a.base - b.base || a.prefix - b.prefix)) {
+    const last = c.base + 2 ** (32 - c.prefix) - 1;
+    if (last <= end) continue; // inside the entry kept before it
+    out.push(c.text);
+    end = last;
+  }
+  return out;
+}
+
 // ---------------------------------------------------------------------------------------------
 // IPv4 CIDR arithmetic on text (the harness's topology)
 
