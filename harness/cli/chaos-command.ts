@@ -17,6 +17,7 @@ import { DEFAULT_BOUNDS, type ChaosBounds } from '../chaos/executor.js';
 import { artifactId, explore, timeStamp } from '../chaos/explore.js';
 import { describeReport } from '../chaos/report.js';
 import type { Topology } from '../topology/types.js';
+import { abortOnSignal } from './abort-on-signal.js';
 
 const out = (s: string) => process.stdout.write(`${s}\n`);
 const err = (s: string) => process.stderr.write(`${s}\n`);
@@ -62,24 +63,6 @@ export const CHAOS_SPECS: Record<string, CommandSpec> = {
   Example: npx egresslab replay artifacts/chaos/seed-42-20250101T120000Z/schedule.json --json`,
   },
 };
-
-function abortOnSignal(): { signal: AbortSignal; dispose(): void } {
-  const ctl = new AbortController();
-  const on = (sig: NodeJS.Signals) => {
-    if (ctl.signal.aborted) return;
-    err(`${sig}: stopping and cleaning up...`);
-    ctl.abort();
-  };
-  process.on('SIGINT', on);
-  process.on('SIGTERM', on);
-  return {
-    signal: ctl.signal,
-    dispose() {
-      process.off('SIGINT', on);
-      process.off('SIGTERM', on);
-    },
-  };
-}
 
 /** The run flags, checked: budget and bound. */
 function runFlags(command: string, flags: Record<string, string | number | boolean | undefined>): { shrinkBudget: number; bounds: Partial<ChaosBounds> } {

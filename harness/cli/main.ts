@@ -24,6 +24,7 @@ import { pollUntil } from '../util/poll.js';
 import { artifactsDir, projectRoot } from '../util/paths.js';
 import { summarize } from '../report/failover.js';
 import { renderTimelineSvg } from '../report/timeline-svg.js';
+import { abortOnSignal } from './abort-on-signal.js';
 
 const out = (s: string) => process.stdout.write(`${s}\n`);
 const progress = (s: string) => process.stderr.write(`${s}\n`);
@@ -104,25 +105,6 @@ Commands:
 ${Object.entries(COMMAND_SPECS).map(([name, spec]) => `  ${usageLine(name, spec)}`).join('\n')}
 
 "egresslab help COMMAND" explains one command with an example.`;
-}
-
-/** SIGINT/SIGTERM during a long step: abort, let the step clean up, exit 130. */
-function abortOnSignal(): { signal: AbortSignal; dispose(): void } {
-  const ctl = new AbortController();
-  const on = (sig: NodeJS.Signals) => {
-    if (ctl.signal.aborted) return;
-    progress(`${sig}: stopping and cleaning up...`);
-    ctl.abort();
-  };
-  process.on('SIGINT', on);
-  process.on('SIGTERM', on);
-  return {
-    signal: ctl.signal,
-    dispose() {
-      process.off('SIGINT', on);
-      process.off('SIGTERM', on);
-    },
-  };
 }
 
 async function validate(argv: string[]): Promise<number> {

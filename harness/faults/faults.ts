@@ -252,13 +252,7 @@ export class Faults {
     // a burst of at least two full frames: a limit below one frame per second would pass nothing at all
     const burst = Math.max(3000, Math.round(bytes / 10));
     const limit = `limit rate over ${bytes} bytes/second burst ${burst} bytes`;
-    await this.lab.exec(SWITCH, ['nft', '-f', '-'], {
-      stdin: [
-        `add rule bridge ${TABLE} forward iifname "${port}" ${limit} drop comment "rate:${port}"`,
-        `add rule bridge ${TABLE} forward oifname "${port}" ${limit} drop comment "rate:${port}"`,
-        '',
-      ].join('\n'),
-    });
+    await this.dropBothWays(port, `${limit} `, 'rate');
   }
 
   /** Drops every frame node `from` sends to node `to` at the switch (the other way is untouched). */
@@ -273,6 +267,20 @@ export class Faults {
   async unblackhole(from: string, to: string): Promise<void> {
     const [a, b] = [this.port(from), this.port(to)];
     await this.deleteRules(new RegExp(`comment "bh:${a}:${b}" # handle (\\d+)`, 'g'));
+  }
+
+  /**
+   * One nft transaction at the switch: frames from and to switch port `port` that match `match`
+   * (empty: all; otherwise ending with a space) are dropped, each rule commented `<tag>:<port>`.
+   */
+  private async dropBothWays(port: string, match: string, tag: string): Promise<void> {
+    await this.lab.exec(SWITCH, ['nft', '-f', '-'], {
+      stdin: [
+        `add rule bridge ${TABLE} forward iifname "${port}" ${match}drop comment "${tag}:${port}"`,
+        `add rule bridge ${TABLE} forward oifname "${port}" ${match}drop comment "${tag}:${port}"`,
+        '',
+      ].join('\n'),
+    });
   }
 
   private async deleteRules(re: RegExp): Promise<void> {
@@ -317,13 +325,7 @@ export class Faults {
       await this.ensureTable();
       const pct = Math.round(d.lossPercent);
       const match = pct >= 100 ? '' : `numgen random mod 100 < ${pct} `;
-      await this.lab.exec(SWITCH, ['nft', '-f', '-'], {
-        stdin: [
-          `add rule bridge ${TABLE} forward iifname "${port}" ${match}drop comment "loss:${port}"`,
-          `add rule bridge ${TABLE} forward oifname "${port}" ${match}drop comment "loss:${port}"`,
-          '',
-        ].join('\n'),
-      });
+      await this.dropBothWays(port, match, 'loss');
     }
   }
 

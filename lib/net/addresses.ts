@@ -142,12 +142,17 @@ export function cidrTextContains(cidrText: string, ip: string): boolean {
 
 /** Sorts and de-duplicates CIDR texts numerically (base, then prefix); unparsable entries are dropped. */
 export function normaliseCidrList(list: readonly string[]): string[] {
+  return sortedUniqueCidrs(list).map((c) => c.text);
+}
+
+/** The parsable IPv4 CIDRs of `list`, host bits masked, duplicates merged, by address then prefix. */
+function sortedUniqueCidrs(list: readonly string[]): Cidr4[] {
   const seen = new Map<string, Cidr4>();
   for (const t of list) {
     const p = parseCidr4(t, false);
     if (p.ok) seen.set(p.value.text, p.value);
   }
-  return [...seen.values()].sort((a, b) => a.base - b.base || a.prefix - b.prefix).map((c) => c.text);
+  return [...seen.values()].sort((a, b) => a.base - b.base || a.prefix - b.prefix);
 }
 
 /**
@@ -157,14 +162,9 @@ export function normaliseCidrList(list: readonly string[]): string[] {
  * Two CIDRs either nest or are disjoint, so dropping the nested ones is all the merging needed.
  */
 export function coveringCidrList(list: readonly string[]): string[] {
-  const seen = new Map<string, Cidr4>();
-  for (const t of list) {
-    const p = parseCidr4(t, false);
-    if (p.ok) seen.set(p.value.text, p.value);
-  }
   const out: string[] = [];
   let end = -1;
-  for (const c of [...seen.values()].sort((a, b) => a.base - b.base || a.prefix - b.prefix)) {
+  for (const c of sortedUniqueCidrs(list)) {
     const last = c.base + 2 ** (32 - c.prefix) - 1;
     if (last <= end) continue; // inside the entry kept before it
     out.push(c.text);
