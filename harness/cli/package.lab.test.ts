@@ -14,7 +14,7 @@
  * packs without rebuilding dist/ under a running suite. The install skips the dependencies' install
  * scripts (ssh2's optional native build alone takes ~30 s here; it has a pure-JS fallback).
  */
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, posix, relative } from 'node:path';
