@@ -5,19 +5,26 @@
  *  1. Apply time: the ConfigMap goes from `nonMasqueradeCIDRs: []` to 10,000 random disjoint public
  *     CIDRs (11.0.0.0-126.255.255.255, /24-/30) plus the VPC's 172.16.100.0/24 through the API.
  *     Judged: API write request sent -> the first packet of a pod on each node that the VPC endpoint
- *     sees with the pod's own IP (a continuous TCP probe, a new connection every 10 ms, from a pod on
- *     every node: the new set is in force in that node's datapath), for the last node. Shown beside
+ *     sees with the pod's own IP (a continuous TCP probe, a new connection every 20 ms by default,
+ *     from a pod on every node: the new set is in force in that node's datapath), for the last node.
+ *     The probe interval is the figure's resolution and the observer's cost: at 10 ms the VPC
+ *     endpoint (its responder decodes and logs every probe segment) used 230-410 ms of CPU per
+ *     change, as much as an agent, on the 2 cores the agents were being timed on; at 20 ms
+ *     107-273 ms. Each round prints every container's CPU over the change (cgroup counters read on
+ *     the host), so the observer's share is visible. Shown beside
  *     it: each node's timeline from its agent's log (projected file written, rules applied, and the
  *     stage figures of that line), the agents' own apply time (their "(N ms, ...)": the nft -f, plus
  *     the terse listing that fingerprints the rules when they changed), and `nft -f` of the same rendered
  *     ruleset timed inside node-1 (repeated; the floor). Target: p95 <= 1 s.
- *  2. Datapath cost, 10,000 CIDRs vs 0 (interleaved rounds, medians): the VPC endpoint 172.16.100.10
+ *  2. Datapath cost, 10,000 CIDRs vs 0 vs the lookup rule removed from node-1's chain (rounds
+ *     interleaved, medians; the agents' resync set to 1 h so none repairs the rule mid-measurement,
+ *     checked after it): the VPC endpoint 172.16.100.10
  *     is outside both lists, so the pod's traffic is masqueraded either way after a set lookup that
  *     misses. RTT p50 of a continuous TCP probe (every packet a new connection, so every packet goes
  *     through the NAT chain and the set lookup) and of a UDP probe (one flow), and iperf3 TCP
  *     throughput pod -> VPC. Target: within 10 %.
  *
- *   npm run build && node dist/bench/masq-scale.js [--count 10000] [--rounds 5] [--iperf-seconds 4] [--apply-only]
+ *   npm run build && node dist/bench/masq-scale.js [--count 10000] [--rounds 5] [--iperf-seconds 4] [--probe-interval-ms 20] [--apply-only]
  */
 import { randomBytes } from 'node:crypto';
 import { Lab } from '../harness/lab/lab.js';
@@ -33,14 +40,16 @@ import type { ClientRecord, Proto } from '../harness/inlab/protocol.js';
 import { randomDisjointCidrs } from '../lib/net/random-cidrs.js';
 import { programArgs } from '../harness/util/args.js';
 import { masqConfigYaml } from '../harness/cluster/masq.js';
+import { labCpuReader } from './lab-measure.js';
 
 const { flags } = programArgs('dist/bench/masq-scale.js', {
-  flags: { count: { value: true, int: true }, rounds: { value: true, int: true }, 'iperf-seconds': { value: true, int: true }, 'apply-only': {} },
+  flags: { count: { value: true, int: true }, rounds: { value: true, int: true }, 'iperf-seconds': { value: true, int: true }, 'probe-interval-ms': { value: true, int: true }, 'apply-only': {} },
   about: '  Masquerade at scale: apply time of a large nonMasqueradeCIDRs list and the datapath with 0 and COUNT CIDRs.',
 });
 const COUNT = flags.count ?? 10_000;
 const ROUNDS = flags.rounds ?? 5;
 const IPERF_S = flags['iperf-seconds'] ?? 4;
+const PROBE_MS = flags['probe-interval-ms'] ?? 20;
 const POD = 'alice/frontend-1';
 const VPC = '172.16.100.10';
 const VPC_CIDR = '172.16.100.0/24';
@@ -127,9 +136,23 @@ async function main(): Promise<void> {
     // time of the first such packet. (Polling `nft get element` in each node instead costs 130-250 ms
     // of CPU per look once a 10,000-element set exists: it slowed down the agents being timed.)
     const judged = [...big, VPC_CIDR];
-    const probes = await Promise.all(PODS.map((p) => lab.continuousProbe(p.pod, VPC, { proto: 'tcp', intervalMs: 10, timeoutMs: 1000 })));
+    const probes = await Promise.all(PODS.map((p) => lab.continuousProbe(p.pod, VPC, { proto: 'tcp', intervalMs: PROBE_MS, timeoutMs: 1000 })));
+    // the first change must not overlap the probes' own start (processes spawned, the responder's
+    // capture warming up): wait until every probe has been answered 20 times in a row
+    const p0 = Date.now();
+    await pollUntil(() => Promise.all(probes.map((p) => p.records())), {
+      what: 'every probe answered 20 times in a row',
+      timeoutMs: 30_000,
+      intervalMs: 200,
+      accept: (all) => all.every((l) => l.length >= 20 && l.slice(-20).every((r) => r.replied)),
+    });
+    console.log(`probes: a new TCP connection every ${PROBE_MS} ms from a pod on each node to ${VPC} (the judged figure's resolution), steady after ${Date.now() - p0} ms`);
+    // CPU each container used from the write to the moment every node was seen programmed
+    // (cgroup counters read on the host: microseconds, nothing runs in the lab to read them)
+    const cpuNow = await labCpuReader(lab.id);
     const set = async (cidrs: string[]) => {
       const inList = cidrs.includes(VPC_CIDR);
+      const c0 = cpuNow?.();
       const w0 = Date.now();
       const write = api.update(R.configmaps, { ...cm, data: { config: configText(cidrs) } }).then((o) => ({ o, ms: Date.now() - w0 }));
       const perNode = await Promise.all(
@@ -140,9 +163,15 @@ async function main(): Promise<void> {
           return firstNew(recs)!.t - w0;
         }),
       );
+      const c1 = cpuNow?.();
+      const seenMs = Date.now() - w0;
       const answered = await write;
       cm = answered.o;
-      return { w0, writeMs: answered.ms, toAllMs: Math.max(...perNode), perNode };
+      const cpu = c0 && c1 ? [...c1].map(([k, v]) => [k, (v - (c0.get(k) ?? v)) / 1e6] as const).sort((a, b) => b[1] - a[1]) : null;
+      const cpuText = cpu
+        ? `CPU of the lab's containers over those ${seenMs} ms (2 cores: ${2 * seenMs} ms at most): ${cpu.reduce((n, [, ms]) => n + ms, 0).toFixed(0)} ms — ${cpu.filter(([, ms]) => ms >= 1).map(([k, ms]) => `${k} ${ms.toFixed(0)}`).join(', ')}`
+        : 'CPU per container: cgroup files not readable here';
+      return { w0, writeMs: answered.ms, toAllMs: Math.max(...perNode), perNode, cpuText };
     };
 
     // ---- 1. apply time ------------------------------------------------------------------------
@@ -161,6 +190,7 @@ async function main(): Promise<void> {
         ),
       );
       NODES.forEach((n, k) => console.log(`  ${n}: ${timelines[k]}, first packet with the pod IP +${up.perNode[k]} ms`));
+      console.log(`  ${up.cpuText}`);
       await set([]);
     }
     await Promise.all(probes.map((p) => p.stop()));
@@ -195,18 +225,40 @@ async function main(): Promise<void> {
       const j = JSON.parse(r.stdout) as { end: { sum_received: { bits_per_second: number } } };
       return j.end.sum_received.bits_per_second / 1e9;
     };
-    const res: Record<'0' | '10k', { tcp: number[]; udp: number[]; gbps: number[] }> = { '0': { tcp: [], udp: [], gbps: [] }, '10k': { tcp: [], udp: [], gbps: [] } };
+    // Three variants: 0 CIDRs and 10,000 (the set lookup misses either way), and the lookup rule
+    // taken out of node-1's chain by hand (10,000 elements still in the set): the per-packet cost
+    // of the lookup itself. The agents' resync is set to an hour for this phase, so that no resync
+    // repairs the rule during a measurement (checked after it); the table is re-created after it.
+    type Variant = '0' | '10k' | 'no-lookup';
+    const label: Record<Variant, string> = { '0': '0 CIDRs          ', '10k': `${COUNT} CIDRs      `, 'no-lookup': 'no lookup rule   ' };
+    const configOf = (which: Variant) => masqConfigYaml({ nonMasqueradeCIDRs: which === '0' ? [] : big, resyncInterval: '1h' });
+    const lookupRule = async (): Promise<string | null> => {
+      const r = await lab.exec('node-1', ['nft', '-a', 'list', 'chain', 'ip', 'egresslab_masq', 'postrouting']);
+      return /daddr @nonmasq .*# handle (\d+)/.exec(r.stdout)?.[1] ?? null;
+    };
+    const res: Record<Variant, { tcp: number[]; udp: number[]; gbps: number[] }> = { '0': { tcp: [], udp: [], gbps: [] }, '10k': { tcp: [], udp: [], gbps: [] }, 'no-lookup': { tcp: [], udp: [], gbps: [] } };
+    const orders: Variant[][] = [['0', '10k', 'no-lookup'], ['10k', 'no-lookup', '0'], ['no-lookup', '0', '10k']];
     for (let i = 0; i < ROUNDS; i++) {
-      for (const which of (i % 2 ? ['10k', '0'] : ['0', '10k']) as ('0' | '10k')[]) {
-        cm = await api.update(R.configmaps, { ...cm, data: { config: configText(which === '0' ? [] : big) } });
-        await until(`${which === '0' ? 0 : elements} elements on every node`, (s) => s.setElements === (which === '0' ? 0 : elements));
+      for (const which of orders[i % orders.length]!) {
+        const want = which === '0' ? 0 : elements;
+        cm = await api.update(R.configmaps, { ...cm, data: { config: configOf(which) } });
+        await until(`${want} elements on every node`, (s) => s.setElements === want);
+        await pollUntil(lookupRule, { what: 'node-1: the lookup rule in place', timeoutMs: 30_000, intervalMs: 200, accept: (h) => h !== null });
+        if (which === 'no-lookup') await lab.exec('node-1', ['nft', 'delete', 'rule', 'ip', 'egresslab_masq', 'postrouting', 'handle', (await lookupRule())!]);
         const tcp = await rtt('tcp');
         const udp = await rtt('udp');
         const gbps = await iperf();
+        if (which === 'no-lookup') {
+          if ((await lookupRule()) !== null) throw new Error('node-1: the lookup rule came back during the no-lookup measurement (a resync repaired it): this round is void');
+          // a table that is gone makes the next change a full re-create (the agent's set update fails)
+          await lab.exec('node-1', ['nft', 'delete', 'table', 'ip', 'egresslab_masq']);
+          cm = await api.update(R.configmaps, { ...cm, data: { config: masqConfigYaml({ nonMasqueradeCIDRs: [VPC_CIDR], resyncInterval: '1h' }) } });
+          await until('1 element on every node', (s) => s.setElements === 1);
+        }
         res[which].tcp.push(median(tcp));
         res[which].udp.push(median(udp));
         res[which].gbps.push(gbps);
-        console.log(`round ${i + 1}, ${which === '0' ? '0 CIDRs    ' : `${COUNT} CIDRs`}: TCP connect RTT p50 ${median(tcp).toFixed(3)} ms (p95 ${pct(tcp, 95).toFixed(3)}, n=${tcp.length}), UDP RTT p50 ${median(udp).toFixed(3)} ms (n=${udp.length}), iperf3 ${gbps.toFixed(2)} Gbit/s`);
+        console.log(`round ${i + 1}, ${label[which]}: TCP connect RTT p50 ${median(tcp).toFixed(3)} ms (p95 ${pct(tcp, 95).toFixed(3)}, n=${tcp.length}), UDP RTT p50 ${median(udp).toFixed(3)} ms (n=${udp.length}), iperf3 ${gbps.toFixed(2)} Gbit/s`);
       }
     }
     // The target is a cost bound: 10,000 CIDRs no more than 10 % worse than 0 (better is noise).
@@ -220,6 +272,15 @@ async function main(): Promise<void> {
     cmp('TCP (new connection per packet) RTT p50, median of rounds', res['0'].tcp, res['10k'].tcp, 'ms', 3, false);
     cmp('UDP (one flow) RTT p50, median of rounds', res['0'].udp, res['10k'].udp, 'ms', 3, false);
     cmp('iperf3 TCP throughput pod -> VPC, median of rounds', res['0'].gbps, res['10k'].gbps, 'Gbit/s', 2, true);
+    const vsNone = (name: string, a: number[], b: number[], unit: string, digits: number) => {
+      const ma = median(a);
+      const mb = median(b);
+      const d = ((mb - ma) / ma) * 100;
+      console.log(`${name}: no lookup rule ${ma.toFixed(digits)} ${unit}, lookup in a ${COUNT}-element set ${mb.toFixed(digits)} ${unit} (${d >= 0 ? '+' : ''}${d.toFixed(1)} %: the lookup's own cost)`);
+    };
+    vsNone('TCP (new connection per packet) RTT p50, median of rounds', res['no-lookup'].tcp, res['10k'].tcp, 'ms', 3);
+    vsNone('UDP (one flow) RTT p50, median of rounds', res['no-lookup'].udp, res['10k'].udp, 'ms', 3);
+    vsNone('iperf3 TCP throughput pod -> VPC, median of rounds', res['no-lookup'].gbps, res['10k'].gbps, 'Gbit/s', 2);
   } finally {
     await lab.down();
   }

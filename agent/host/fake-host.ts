@@ -6,8 +6,10 @@
  *
  *  - nft tables by name: a ruleset that (re)creates `table <family> <name> {...}` installs its text
  *    for that name, one that only deletes it removes it (nftList / nftTableExists / `table()`);
- *  - the named sets of those tables with their elements (`sets`, `setElements()`), as an auto-merge
- *    interval set holds them, so that element commands work like nft's: `add element` merges,
+ *  - the named sets of those tables with their elements (`sets`, `setElements()`), as an interval
+ *    set holds them, so that element commands work like nft's: with `auto-merge`, `add element`
+ *    merges; without it, an element overlapping a held one (or another added one) fails the
+ *    transaction ("interval overlaps with an existing one") and adjacent ones stay separate;
  *    `delete element` must name an element exactly ("element does not exist" otherwise), `flush set`
  *    empties; a command on a set that is not there fails ("No such file or directory"); a failing
  *    ruleset changes nothing (one transaction). Element commands leave the table's text alone: the
@@ -32,8 +34,18 @@ export interface FakeSet {
   name: string;
   type: string;
   addrFamily: Family;
-  /** merged intervals; null when its elements are not plain addresses (not modelled, e.g. timeouts) */
+  /** the set's `auto-merge` flag: its elements are merged as they are added */
+  autoMerge: boolean;
+  /** the elements, sorted (merged with autoMerge); null when they are not plain addresses (not modelled, e.g. timeouts) */
   intervals: Interval[] | null;
+}
+
+/** The elements of a set after adding `added` to `held`, like nft: merged with auto-merge, otherwise refused on an overlap. */
+function addElements(autoMerge: boolean, held: readonly Interval[], added: readonly Interval[], cmd: string): Interval[] {
+  if (autoMerge) return mergeIntervals([...held, ...added]);
+  const all = [...held, ...added].sort((a, b) => (a.first < b.first ? -1 : a.first > b.first ? 1 : 0));
+  for (let i = 1; i < all.length; i++) if (all[i]!.first <= all[i - 1]!.last) throw nftError('interval overlaps with an existing one', cmd);
+  return all;
 }
 
 const setKey = (family: string, table: string, name: string): string => `${family} ${table} ${name}`;
@@ -50,8 +62,9 @@ function declaredSets(ruleset: string): { family: string; table: string; sets: F
       const addrFamily: Family = type === 'ipv6_addr' || (type === '' && family === 'ip6') ? 6 : 4;
       const list = /elements = \{([^}]*)\}/.exec(decl)?.[1] ?? '';
       const ivs = list.split(',').map((e) => e.trim()).filter(Boolean).map((e) => parseElementText(addrFamily, e));
-      const intervals = ivs.every((iv) => iv !== null) ? mergeIntervals(ivs as Interval[]) : null;
-      sets.push({ family, table, name, type, addrFamily, intervals });
+      const autoMerge = /\bauto-merge\b/.test(decl);
+      const intervals = ivs.every((iv) => iv !== null) ? addElements(autoMerge, [], ivs as Interval[], `set ${name}`) : null;
+      sets.push({ family, table, name, type, addrFamily, autoMerge, intervals });
     }
     out.push({ family, table, sets });
   }
@@ -170,7 +183,7 @@ export class FakeHost implements Host {
       const bad = ivs.findIndex((iv) => iv === null);
       if (bad >= 0) throw nftError(`syntax error: ${elems[bad]}`, m[0]);
       if (verb === 'add') {
-        sets.set(key, { ...set, intervals: mergeIntervals([...set.intervals, ...(ivs as Interval[])]) });
+        sets.set(key, { ...set, intervals: addElements(set.autoMerge, set.intervals, ivs as Interval[], m[0]) });
       } else {
         let left = set.intervals;
         for (const iv of ivs as Interval[]) {

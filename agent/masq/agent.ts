@@ -760,14 +760,15 @@ export class MasqAgent {
     const diffs: string[] = [];
     for (const s of g.render.sets) {
       const listed = listings[g.render.tables.findIndex((t) => t.family === s.family && t.name === s.table)]?.sets.get(s.name);
-      if (!listed || listed.intervals === null || listed.addrFamily !== s.addrFamily) {
+      if (!listed || listed.intervals === null || listed.elements === null || listed.addrFamily !== s.addrFamily) {
         return { kind: 'modified', detail: `set ${s.family} ${s.name} cannot be read back` };
       }
       if (!sameIntervals(listed.intervals, s.intervals)) {
         const d = diffIntervals(listed.intervals, s.intervals);
         diffs.push(`${s.family} ${s.name}: ${d.removed.length} element(s) to remove, ${d.added.length} to add`);
       }
-      actual.push({ ...s, intervals: listed.intervals });
+      // the plan deletes elements as the kernel holds them: nft deletes only whole elements
+      actual.push({ ...s, intervals: listed.elements });
     }
     return diffs.length > 0 ? { kind: 'elements', actual, detail: diffs.join('; ') } : { kind: 'ok' };
   }

@@ -12,8 +12,10 @@
  *    not (nothing to repair).
  *  - `sets`: each named set's elements as merged intervals (lib/net/intervals.ts), to compare with
  *    what was rendered whatever the representation nft chose (prefix, range, single address; nft
- *    also lists an element as it was added, so two adjacent blocks added without auto-merge would
- *    show as two elements, which merging makes equal to the one range we render).
+ *    also lists an element as it was added, so two adjacent blocks added by someone else show as
+ *    two elements, which merging makes equal to the one range we render), and as the kernel holds
+ *    them (`elements`, sorted, not merged): a repair deletes those, since nft deletes only whole
+ *    elements.
  *
  * Shape (nft 1.0.6; see testing/nft-json.ts for captured listings):
  *   {"nftables": [{"metainfo": {...}}, {"table": {...}}, {"set": {..., "elem": [ELEM, ...]}},
@@ -29,6 +31,8 @@ export interface ListedSet {
   addrFamily: Family;
   /** the elements, merged; null when one of them could not be read (then it cannot be compared) */
   intervals: Interval[] | null;
+  /** the elements as the kernel holds them, sorted (not merged); null with `intervals` */
+  elements: Interval[] | null;
 }
 
 export interface TableListing {
@@ -105,6 +109,7 @@ export function parseNftTableJson(text: string): TableListing {
       kept.push({ set: decl });
       const addrFamily = familyOf(o.set);
       let intervals: Interval[] | null = [];
+      let elements: Interval[] | null = [];
       if (Array.isArray(elem)) {
         const ivs: Interval[] = [];
         for (const e of elem) {
@@ -115,9 +120,12 @@ export function parseNftTableJson(text: string): TableListing {
           }
           ivs.push(iv);
         }
-        if (intervals) intervals = mergeIntervals(ivs);
+        if (intervals) {
+          intervals = mergeIntervals(ivs);
+          elements = ivs.sort((a, b) => (a.first < b.first ? -1 : a.first > b.first ? 1 : 0));
+        } else elements = null;
       }
-      if (typeof o.set.name === 'string') sets.set(o.set.name, { addrFamily, intervals });
+      if (typeof o.set.name === 'string') sets.set(o.set.name, { addrFamily, intervals, elements });
       continue;
     }
     kept.push(withoutHandles(o));

@@ -61,7 +61,9 @@ describe('renderMasqRuleset', () => {
     );
     expect(nonMasqElements(r.ruleset)).toEqual(['8.8.8.8/32', '10.0.0.0/8', '192.168.0.0/23']);
     expect(r.nonMasqElements).toEqual(['8.8.8.8/32', '10.0.0.0/8', '192.168.0.0/23']);
-    expect(r.ruleset).toMatch(/set nonmasq \{\n\t\ttype ipv4_addr\n\t\tflags interval\n\t\tauto-merge\n/);
+    expect(r.ruleset).toMatch(/set nonmasq \{\n\t\ttype ipv4_addr\n\t\tflags interval\n\t\telements = /);
+    // no auto-merge: the elements never overlap or touch, and its merge pass made nft -f ~40 % slower
+    expect(r.ruleset).not.toContain('auto-merge');
   });
 
   it('0.0.0.0/0 becomes a single element', () => {
