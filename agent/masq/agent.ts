@@ -372,7 +372,7 @@ export class MasqAgent {
         await this.o.host.nftApply(renderMasqRemoval(this.o.tableName));
         this.state.rulesRemoved = true;
         this.log('stopped: masquerade rules removed');
-        this.event('MasqRulesRemoved', `removed table ${this.o.tableName} (clean stop)`, 'Normal');
+        this.event('MasqRulesRemoved', `removed table ${this.o.tableName} (stop with removeRules: decommission)`, 'Normal');
       } catch (e) {
         this.state.rulesRemoved = false;
         this.log(`stop: failed to remove rules: ${(e as Error).message}`);
