@@ -36,7 +36,7 @@ describe('agent config', () => {
       ipMasqConfigMap: { namespace: 'kube-system', name: 'ip-masq-agent', key: 'config' },
       masqStatePath: DEFAULT_MASQ_STATE_PATH,
       statusPath: DEFAULT_STATUS_PATH,
-      removeRulesOnStop: true,
+      removeRulesOnStop: false,
       gatewayConntrackSync: true,
       bootHookDir: DEFAULT_BOOT_HOOK_DIR,
       insecureSkipTLSVerify: false,

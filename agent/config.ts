@@ -78,7 +78,13 @@ export interface AgentConfig {
   /** how long to wait for the first ConfigMap sync before starting the masquerade agent anyway */
   startupSyncTimeoutMs: number;
   nftPath: string;
-  /** SIGTERM removes the masquerade rules (default true); false leaves them (like a crash) */
+  /**
+   * What a clean stop (SIGTERM) does to the datapath. false (default): leaves it as programmed, as
+   * upstream ip-masq-agent and a crash do, so an agent restart (upgrade, rollout, chaos) never
+   * leaves the node without its masquerade or gateway rules while the next agent syncs with the
+   * API (docs/agent.md "Stop and restart"). true: decommission — the masquerade table is removed
+   * and the gateway left fail-closed (no floating IP, every policy dropping).
+   */
   removeRulesOnStop: boolean;
   /**
    * Egress gateway: replicate the SNAT bindings of floating IPs between nodes with conntrackd and
@@ -263,7 +269,7 @@ export function parseAgentConfig(raw: unknown): AgentConfig {
   const statusIntervalMs = int('statusIntervalMs', 5000, 50, 600_000);
   const startupSyncTimeoutMs = int('startupSyncTimeoutMs', 5000, 0, 600_000);
   const nftPath = str('nftPath', false, 'nft');
-  const removeRulesOnStop = bool('removeRulesOnStop', true);
+  const removeRulesOnStop = bool('removeRulesOnStop', false);
   const gatewayConntrackSync = bool('gatewayConntrackSync', true);
   const bootHookDir = c.bootHookDir === null ? null : absPath('bootHookDir', DEFAULT_BOOT_HOOK_DIR);
 

@@ -9,7 +9,7 @@
  * masquerade datapath for the flavour, posts Events on its Node and writes
  * /run/egresslab/agent-status.json. One log line per significant action on stdout.
  *
- * SIGTERM/SIGINT: clean stop (rules removed, lease no longer renewed), exit 0. Exit 2 on a bad
+ * SIGTERM/SIGINT: clean stop (lease no longer renewed; the datapath stays as programmed unless removeRulesOnStop), exit 0. Exit 2 on a bad
  * config; 1 on a fatal error (rules stay, as after a crash).
  */
 import { readFileSync } from 'node:fs';

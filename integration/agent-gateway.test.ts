@@ -25,7 +25,7 @@ afterEach(async () => {
 const lastNft = (s: FakeHost): string => s.calls.filter((c) => c.op === 'nft' && c.arg.includes('delete table ip')).at(-1)?.arg ?? '';
 
 /** worker1's agent config, API client, Event recorder and a recording fake of its kernel. */
-function worker1(t: TestController, dir: string) {
+function worker1(t: TestController, dir: string, over: Record<string, unknown> = {}) {
   const config = parseAgentConfig({
     nodeName: 'worker1',
     nodeIP: '192.168.1.1',
@@ -37,6 +37,7 @@ function worker1(t: TestController, dir: string) {
     statusPath: join(dir, 'status.json'),
     masqStatePath: join(dir, 'masq.json'),
     ipMasqAgentConfigPath: join(dir, 'cfg', 'config'),
+    ...over,
   });
   const client = t.node('worker1');
   const logs: string[] = [];
@@ -99,7 +100,7 @@ async function startModule(w: ReturnType<typeof worker1>, opts: ConstructorParam
 }
 
 describe('GatewayModule', () => {
-  it('programs the seed datapath, fails over when the holder goes Down, fails closed without holder, stops fail-closed', async () => {
+  it('programs the seed datapath, fails over when the holder goes Down, fails closed without holder, stops fail-closed (removeRulesOnStop)', async () => {
     const { t, dir } = await controllerAndDir();
     const renewers: Record<string, LeaseRenewer> = { worker1: renew(t, 'worker1'), worker2: renew(t, 'worker2') };
     await nodeUp(t, 'worker2');
@@ -120,7 +121,7 @@ describe('GatewayModule', () => {
       spec: { egress: [{ namespaceSelector: { matchLabels: { user: 'alice' } }, podSelector: { matchLabels: { role: 'frontend' } } }], destinationCIDRs: ['8.8.8.0/24'], egressSourceIP: '192.168.1.100' },
     });
 
-    const w = worker1(t, dir);
+    const w = worker1(t, dir, { removeRulesOnStop: true });
     const { logs, sys } = w;
     const mod = await startModule(w, { host: sys, heartbeat: false, garpScheduleMs: [0, 10] });
 
@@ -164,9 +165,30 @@ describe('GatewayModule', () => {
     await waitFor(() => /policy egress: fail-closed/.test(lastNft(sys)), 'fail-closed', 5000);
     expect(logs.join('\n')).toMatch(/policy egress: drop for 1 local pod/);
 
-    // clean stop leaves a fail-closed table, never nothing
+    // a decommissioning stop leaves a fail-closed table, never nothing
     await mod.stop();
     expect(lastNft(sys)).toMatch(/counter drop comment "policy egress: fail-closed \(no AnthosNetworkGateway is served\)"/);
+  }, 20_000);
+
+  it('a clean stop (the default) leaves the datapath as programmed: the floating IP, SNAT and the ARP fence stay for the next agent', async () => {
+    const { t, dir } = await controllerAndDir();
+    renew(t, 'worker1');
+    await nodeUp(t, 'worker1');
+    await t.admin.create(R.anthosNetworkGateways, { apiVersion: 'networking.gke.io/v1alpha1', kind: 'AnthosNetworkGateway', metadata: { name: 'default', namespace: 'kube-system' }, spec: { floatingIPs: ['192.168.1.100'] } });
+    await seedAlice(t, [['frontend-1', 'worker1', '10.10.10.1']]);
+    const w = worker1(t, dir);
+    const { logs, sys } = w;
+    const mod = await startModule(w, { host: sys, heartbeat: false, garpScheduleMs: [0], conntrackSync: true });
+    await waitFor(() => sys.calls.some((c) => c.op === 'ip' && c.arg === 'address add 192.168.1.100/32 dev eth0'), 'worker1 takes 192.168.1.100', 5000);
+    const programmed = sys.tables.get('egresslab_gw');
+    expect(programmed).toContain('snat to 192.168.1.100');
+    const mark = sys.calls.length;
+    await mod.stop();
+    // conntrackd stopped; nothing released, nothing re-programmed
+    const after = sys.calls.slice(mark);
+    expect(after.filter((c) => c.op === 'nft' || c.op === 'ip').map((c) => `${c.op} ${c.arg.slice(0, 60)}`)).toEqual([]);
+    expect(sys.tables.get('egresslab_gw')).toBe(programmed);
+    expect(logs.at(-1)).toMatch(/gateway: stopped: datapath left as it is/);
   }, 20_000);
 
   it('conntrack sync: on taking a floating IP the replicated bindings are committed BEFORE the SNAT ruleset and the address', async () => {
@@ -174,7 +196,7 @@ describe('GatewayModule', () => {
     for (const n of ['worker1', 'worker2']) renew(t, n);
     await nodeUp(t, 'worker2');
     await t.admin.create(R.anthosNetworkGateways, { apiVersion: 'networking.gke.io/v1alpha1', kind: 'AnthosNetworkGateway', metadata: { name: 'default', namespace: 'kube-system' }, spec: { floatingIPs: ['192.168.1.100', '192.168.1.101'] } });
-    const w = worker1(t, dir);
+    const w = worker1(t, dir, { removeRulesOnStop: true });
     const { logs, sys } = w;
     // conntrackd runs on the same fake host: one order of operations
     const mod = await startModule(w, { host: sys, heartbeat: false, garpScheduleMs: [0], conntrackSync: true });
@@ -192,7 +214,7 @@ describe('GatewayModule', () => {
     expect(sys.calls.some((c) => c.op === 'sysctl' && c.arg === 'net/netfilter/nf_conntrack_events=0')).toBe(true);
     expect(mod.status()).toMatchObject({ conntrackSync: { enabled: true, running: true, commits: 1, purges: 1 } });
     expect(logs.join('\n')).toMatch(/conntrack sync: committed \? replicated binding\(s\) in \d+ ms before taking 192\.168\.1\.100/);
-    // a clean stop removes the sync table with the fail-closed leftover
+    // a decommissioning stop removes the sync table with the fail-closed leftover
     await mod.stop();
     expect(sys.calls.filter((c) => c.op === 'nft').at(-1)!.arg).toMatch(/delete table ip egresslab_ctsync\n$/);
   }, 20_000);
@@ -203,7 +225,7 @@ describe('GatewayModule', () => {
     await nodeUp(t, 'worker2');
     await t.admin.create(R.anthosNetworkGateways, { apiVersion: 'networking.gke.io/v1alpha1', kind: 'AnthosNetworkGateway', metadata: { name: 'default', namespace: 'kube-system' }, spec: { floatingIPs: ['192.168.1.100'] } });
     await seedAlice(t, [['frontend-1', 'worker1', '10.10.10.1']]);
-    const w = worker1(t, dir);
+    const w = worker1(t, dir, { removeRulesOnStop: true });
     const { logs, sys } = w;
     const mod = await startModule(w, { host: sys, heartbeat: false, garpScheduleMs: [0], conntrackSync: true });
     await waitFor(() => /to gateway worker2 \(192\.168\.1\.2\)/.test(lastNft(sys)), 'worker1 routes its pod to worker2', 5000);
@@ -230,7 +252,7 @@ describe('GatewayModule', () => {
     const iEnd = script.search(/delete chain ip egresslab_gw takeover_window\n' \| 'nft' -f - >\/dev\/null 2>&1 \|\| exit 4/);
     expect({ flushFirst: script.split('\n')[0]!.includes("'-D' '-s' '10.10.10.1'"), commitAfterFlush: iCommit > iFlush, endAfterCommit: iEnd > iCommit }, script).toEqual({ flushFirst: true, commitAfterFlush: true, endAfterCommit: true });
     expect(after.filter((c) => c.op === 'conntrack')).toEqual([]);
-    // later applies render no window
+    // later applies (the decommissioning stop's) render no window
     await mod.stop();
     expect(lastNft(sys)).not.toContain('takeover_window');
   }, 20_000);

@@ -136,13 +136,16 @@ describe('node agent (ip-masq-agent flavour) against the in-process API server',
     // the lease is renewed by the node identity
     expect((await t.admin.get(R.leases, 'worker1', 'kube-node-lease')).spec).toMatchObject({ holderIdentity: 'worker1' });
 
-    // SIGTERM path: rules removed, lease no longer renewed -> node Down
+    // SIGTERM path: the rules stay in the kernel (a restart must not unmasquerade the node), the
+    // lease is no longer renewed -> node Down
+    const programmed = nft.installed;
+    const appliedBeforeStop = nft.applied.length;
     await r.agent.stop();
-    expect(nft.installed).toBeNull();
-    expect(nft.applied.at(-1)).toContain('delete table ip egresslab_masq');
-    expect(r.status()).toMatchObject({ phase: 'stopped', masq: { status: 'stopped', rulesRemoved: true } });
+    expect(nft.installed).toBe(programmed);
+    expect(nft.applied.length).toBe(appliedBeforeStop);
+    expect(r.status()).toMatchObject({ phase: 'stopped', masq: { status: 'stopped', rulesRemoved: false } });
     await waitFor(async () => (await gatewayNodeState(t, 'worker1')) === 'Down', 'worker1 Down after stop', 3000);
-    expect(await nodeEvents(t, 'worker1', 'MasqRulesRemoved')).toHaveLength(1);
+    expect(await nodeEvents(t, 'worker1', 'MasqRulesRemoved')).toHaveLength(0);
     expect(r.logs.some((l) => /agent\[worker1\] lease: stopped renewing/.test(l))).toBe(true);
   }, 20_000);
 
@@ -181,7 +184,7 @@ describe('node agent (ip-masq-agent flavour) against the in-process API server',
 });
 
 describe('node agent (other flavours)', () => {
-  it('default-snat applies the default list once, posts an Event, runs no projection, and removes the rules at stop', async () => {
+  it('default-snat applies the default list once, posts an Event, runs no projection, and leaves the rules at stop', async () => {
     const r = await rig({ flavour: 'default-snat' });
     await r.agent.start();
     expect(r.nft.installedNonMasq()).toEqual(DEFAULTS);
@@ -190,8 +193,19 @@ describe('node agent (other flavours)', () => {
     await waitFor(async () => (await gatewayNodeState(r.t, 'worker1')) === 'Up', 'worker1 Up');
     expect(r.agent.collectStatus()).toMatchObject({ flavour: 'default-snat', masq: { mode: 'default-snat', status: 'running', setElements: 11 } });
     expect(r.agent.collectStatus().projection).toBeUndefined();
+    const programmed = r.nft.installed;
+    await r.agent.stop();
+    expect(r.nft.installed).toBe(programmed);
+  });
+
+  it.each(['ip-masq-agent', 'default-snat'])('%s: removeRulesOnStop: true removes the masquerade table at stop (decommission)', async (flavour) => {
+    const r = await rig({ flavour, removeRulesOnStop: true });
+    await r.agent.start();
+    expect(r.nft.installed).not.toBeNull();
     await r.agent.stop();
     expect(r.nft.installed).toBeNull();
+    expect(r.nft.applied.at(-1)).toMatch(/^delete table ip egresslab_masq$/m);
+    expect(r.status()).toMatchObject({ phase: 'stopped', masq: { status: 'stopped', rulesRemoved: true } });
   });
 
   it('none removes leftovers of another flavour and programs nothing', async () => {

@@ -302,21 +302,53 @@ describe('MasqAgent with fakes', () => {
     expect(r.nft.applied).toHaveLength(1);
   });
 
-  it('stop() removes the rules (SIGTERM path); stop({removeRules:false}) leaves them (crash-like)', async () => {
+  it('stop() leaves the rules in the kernel (SIGTERM path); stop({removeRules:true}) removes them (decommission)', async () => {
     const r = rig();
     await r.agent.start();
+    const installed = r.nft.installed;
     await r.agent.stop();
-    expect(r.nft.installed).toBeNull();
-    expect(r.nft.applied.at(-1)).toContain('delete table ip egresslab_masq');
-    expect(r.state()).toMatchObject({ status: 'stopped', rulesRemoved: true });
+    expect(r.nft.installed).toBe(installed);
+    expect(r.nft.applied).toHaveLength(1);
+    expect(r.state()).toMatchObject({ status: 'stopped', rulesRemoved: false });
+    expect(r.logs.at(-1)).toContain('rules left in place');
+    expect(r.events.map((e) => e.reason)).toEqual(['MasqRulesApplied']);
     expect(r.clock.pendingTimers()).toEqual([]);
     expect(r.fsx.watcherCount(DIR)).toBe(0);
 
     const r2 = rig();
     await r2.agent.start();
-    const installed = r2.nft.installed;
-    await r2.agent.stop({ removeRules: false });
-    expect(r2.nft.installed).toBe(installed);
+    await r2.agent.stop({ removeRules: true });
+    expect(r2.nft.installed).toBeNull();
+    expect(r2.nft.applied.at(-1)).toContain('delete table ip egresslab_masq');
+    expect(r2.state()).toMatchObject({ status: 'stopped', rulesRemoved: true });
+    expect(r2.events.at(-1)).toMatchObject({ reason: 'MasqRulesRemoved', type: 'Normal' });
+  });
+
+  it('a restart (stop, then a new agent on the same kernel) never leaves the kernel without the table, and the new agent takes over the config on disk', async () => {
+    const r = rig((f) => {
+      f.mkdir(DIR);
+      f.replaceFile(CFG, 'nonMasqueradeCIDRs: [10.0.0.0/8]\n');
+    });
+    await r.agent.start();
+    await r.agent.stop();
+    // every transaction the kernel saw: only applies of the ruleset, never a bare removal
+    const seen: (string | null)[] = [];
+    const host = r.nft.host;
+    const watched: MasqAgentOptions['host'] = {
+      nftApply: async (text) => {
+        await host.nftApply(text);
+        seen.push(r.nft.installed);
+      },
+      nftList: (...a) => host.nftList(...a),
+    };
+    expect(r.nft.installedNonMasq()).toEqual(['10.0.0.0/8']);
+    const next = new MasqAgent({ host: watched, podCidrs: ['10.244.1.0/24'], configPath: CFG, fs: r.fsx, clock: r.clock, log: () => {} });
+    agents.push(next);
+    await next.start();
+    expect(seen.length).toBeGreaterThan(0);
+    expect(seen.every((t) => t !== null)).toBe(true);
+    expect(r.nft.installedNonMasq()).toEqual(['10.0.0.0/8']);
+    expect(next.getState()).toMatchObject({ status: 'running', configSource: 'file', lastError: null });
   });
 
   it('changes during a sync are not lost (queued behind it)', async () => {
@@ -622,7 +654,7 @@ describe('MasqAgent on a real filesystem (fs.watch, kubelet ..data swaps)', () =
       const readState = () => JSON.parse(fs.readFileSync(statePath, 'utf8')) as MasqAgentState;
       const st = await until(() => (readState().configSource === 'defaults' ? readState() : undefined), 2_000, 'state file');
       expect(st).toMatchObject({ status: 'running', lastError: null, setElements: 11 });
-      await agent.stop();
+      await agent.stop({ removeRules: true });
       expect(nft.installed).toBeNull();
     } finally {
       fs.rmSync(dir, { recursive: true, force: true });

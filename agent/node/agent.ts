@@ -144,7 +144,11 @@ export class NodeAgent {
     }
   }
 
-  /** Clean stop (SIGTERM): modules in reverse order (masquerade rules removed, lease no longer renewed). */
+  /**
+   * Clean stop (SIGTERM): modules in reverse order; the lease is no longer renewed and the datapath
+   * stays as programmed (removeRulesOnStop: true removes the masquerade table and leaves the gateway
+   * fail-closed).
+   */
   stop(): Promise<void> {
     if (!this.stopping) this.stopping = this.doStop();
     return this.stopping;

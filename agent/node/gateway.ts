@@ -18,8 +18,11 @@
  * keep their binding (same floating IP and port) on the new holder.
  *
  * It is started BEFORE the masquerade module (a matched pod is never masqueraded while the agent
- * starts) and, on a clean stop, leaves a fail-closed table (no floating IP, every policy dropping)
- * rather than nothing: a node going away must not forward matched traffic with a pod IP.
+ * starts). A clean stop leaves the datapath as programmed, as a crash does (an agent restart must
+ * not drop or leak matched traffic; the ARP fence stops this node answering for its floating IPs
+ * ARP_ALIVE_TIMEOUT_MS after the last refresh, so a failover meanwhile has one owner); with
+ * removeRulesOnStop it leaves a fail-closed table (no floating IP, every policy dropping) rather than
+ * nothing: a node going away must not forward matched traffic with a pod IP.
  */
 import { sha16 } from '../hash.js';
 import { R, type Informer } from '../../lib/kube/client.js';

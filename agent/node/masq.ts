@@ -8,7 +8,8 @@
  *  - none (disableDefaultSnat: true): no SNAT; leftovers of another flavour's table are removed.
  *
  * A node without a pod CIDR has nothing to masquerade: its table is removed and nothing else runs.
- * stop() (SIGTERM) removes the rules unless removeRulesOnStop is false.
+ * stop() (SIGTERM) leaves the rules in the kernel (an agent restart must not leave the node without
+ * them); with removeRulesOnStop: true it removes them (decommission).
  */
 import { sha16 } from '../hash.js';
 import { MasqAgent } from '../masq/agent.js';
