@@ -61,7 +61,7 @@ describe('diagnostics of a running gateway cluster', () => {
     const eventsBefore = await livenessEvents();
 
     const probe = await lab.continuousProbe('alice/frontend-1', '8.8.8.8', { proto: 'udp', intervalMs: 20 });
-    await pollUntil(async () => (await probe.records()).length >= 10, { what: '10 probe packets settled before the collection', timeoutMs: 15_000, intervalMs: 50 });
+    await pollUntil(() => probe.answeredAfter(0), { what: '10 answered probe packets before the collection', timeoutMs: 15_000, intervalMs: 50, accept: (n) => n >= 10 });
     const { result, claims, frames } = await segmentArp(lab, IPS, async () => {
       const report = await collectDiagnostics(lab, join(artifactsDir(), lab.id, 'while-running'));
       return { report, timeline: await probe.stop() };
