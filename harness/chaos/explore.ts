@@ -31,6 +31,7 @@ export interface ExploreOptions {
   command: string;
   /** the artifacts folder's name (default: seed-<seed>-<time> or schedule-<time>) */
   id?: string;
+  /** Receives one line per stage (run, evidence, shrinking), for the CLI's output. */
   progress?: (line: string) => void;
   signal?: AbortSignal;
 }

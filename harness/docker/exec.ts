@@ -5,10 +5,13 @@ import { PassThrough } from 'node:stream';
 import type Docker from 'dockerode';
 import { CommandError, TimeoutError } from '../util/errors.js';
 
+/** Options of a command run in a lab container (lab.exec, a handle's exec). */
 export interface ExecOptions {
   /** Throw CommandError on a non-zero exit (default true). */
   check?: boolean;
+  /** Throw TimeoutError when it has not finished after this long (ms; default: no limit). */
   timeoutMs?: number;
+  /** Extra environment variables. */
   env?: Record<string, string>;
   /** Written to the command's standard input, then closed. */
   stdin?: string;
@@ -16,12 +19,14 @@ export interface ExecOptions {
   where?: string;
 }
 
+/** A finished command: its exit code and output. */
 export interface ExecResult {
   exitCode: number;
   stdout: string;
   stderr: string;
 }
 
+/** Runs `cmd` in `container` and waits for it (see ExecOptions). */
 export async function execIn(container: Docker.Container, cmd: string[], options: ExecOptions = {}): Promise<ExecResult> {
   const where = options.where ?? container.id.slice(0, 12);
   const exec = await container.exec({

@@ -29,6 +29,7 @@ export function defaultImageTag(): string {
   return `${IMAGE_REPO}:${recipeHash()}`;
 }
 
+/** Receives progress messages of a long step (the base image build), one line each. */
 export type Progress = (message: string) => void;
 
 async function imageExists(tag: string): Promise<boolean> {

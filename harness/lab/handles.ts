@@ -18,9 +18,11 @@ export interface HandleHost {
   readonly faults: Faults;
 }
 
+/** A pod and what a scenario does from it: `lab.pod('alice/frontend-1')`. Its plan's fields (ip, node, namespace, labels...) too. */
 export interface PodHandle extends Readonly<PodPlan> {
   /** One probe from this pod. */
   probe(to: string, options?: ProbeOptions): Promise<ProbeResult>;
+  /** A continuous probe from this pod; stop() gives the timeline. */
   continuousProbe(to: string, options?: ContinuousProbeOptions): Promise<ContinuousProbe>;
   /** Runs a command in the pod's network namespace (the node's, for hostNetwork pods). */
   exec(cmd: string[], options?: ExecOptions): Promise<ExecResult>;
@@ -28,22 +30,37 @@ export interface PodHandle extends Readonly<PodPlan> {
   capture(iface?: string, options?: CaptureOptions): Promise<Capture>;
 }
 
+/** A node and what a scenario does with it: `lab.node('node-2')`; its spec's fields (name, role, address, podCIDR) too. Faults: see Faults. */
 export interface NodeHandle extends Readonly<NodeSpec> {
+  /** One probe from the node itself (its own network namespace). */
   probe(to: string, options?: ProbeOptions): Promise<ProbeResult>;
+  /** A continuous probe from the node; stop() gives the timeline. */
   continuousProbe(to: string, options?: ContinuousProbeOptions): Promise<ContinuousProbe>;
+  /** Runs a command on the node. */
   exec(cmd: string[], options?: ExecOptions): Promise<ExecResult>;
+  /** Captures on one of the node's interfaces (default eth0). */
   capture(iface?: string, options?: CaptureOptions): Promise<Capture>;
+  /** SIGKILL of the node's container (Faults.kill). */
   kill(): Promise<void>;
+  /** Clean stop with a grace period (Faults.stop). */
   stop(graceSeconds?: number): Promise<void>;
+  /** Starts a killed or stopped node again, its agent included (Faults.start: returns once its agent runs, before the node is Up in the cluster). */
   start(): Promise<void>;
+  /** Freezes the node's processes: a hung node whose kernel still forwards (Faults.pause). */
   pause(): Promise<void>;
+  /** Undoes pause. */
   unpause(): Promise<void>;
+  /** Cuts the node off the segment (Faults.partition). */
   partition(): Promise<void>;
+  /** Undoes partition. */
   heal(): Promise<void>;
+  /** Loss and delay on the node's link (Faults.degrade). */
   degrade(d: Degradation): Promise<void>;
+  /** Undoes degrade. */
   restore(): Promise<void>;
 }
 
+/** The handle of a pod (Lab.pod builds it). */
 export function podHandle(lab: HandleHost, plan: PodPlan): PodHandle {
   return Object.freeze({
     ...plan,
@@ -54,6 +71,7 @@ export function podHandle(lab: HandleHost, plan: PodPlan): PodHandle {
   });
 }
 
+/** The handle of a node (Lab.node builds it). */
 export function nodeHandle(lab: HandleHost, spec: NodeSpec): NodeHandle {
   const n = spec.name;
   return Object.freeze({

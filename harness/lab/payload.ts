@@ -34,6 +34,7 @@ import { LabError, ValidationError } from '../util/errors.js';
 import { IN_LAB_ROOT, installedPackage, projectRoot } from '../util/paths.js';
 import { stateDir } from '../cluster/forwarder.js';
 
+/** How the lab's programs reach its containers: a bind mount of the build output, or a Docker volume filled once (EGRESSLAB_PAYLOAD; a remote engine needs volume). */
 export type PayloadMode = 'bind' | 'volume';
 export const PAYLOAD_MODES: readonly PayloadMode[] = ['bind', 'volume'];
 export const PAYLOAD_ENV = 'EGRESSLAB_PAYLOAD';

@@ -3,9 +3,12 @@
  * doc comments: every exported function, class (and its public methods) and interface of the
  * reference's entry points has one. TypeDoc's `validation.notDocumented` warns at build time; this
  * test fails in the unit suite, without running TypeDoc (a parse of each entry point, no type check).
+ * The package's public modules (harness/public/*: `egresslab`, `egresslab/vitest`,
+ * `egresslab/matchers`) are entry points, and every function, class, interface and type they
+ * re-export from a module that is not one is documented where it is declared.
  */
 import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { dirname, join, posix } from 'node:path';
 import ts from 'typescript';
 import { describe, expect, it } from 'vitest';
 import { projectRoot } from '../util/paths.js';
@@ -52,6 +55,22 @@ function undocumentedExports(fileName: string, text: string): string[] {
   return missing;
 }
 
+/** Which of `names` are declared in the file as a function, class, interface or type without a doc comment: "file: Name". */
+function undocumentedDeclarations(fileName: string, text: string, names: readonly string[]): string[] {
+  const source = ts.createSourceFile(fileName, text, ts.ScriptTarget.Latest, true);
+  const wanted = new Set(names);
+  const documented = new Set<string>();
+  const seen = new Set<string>();
+  for (const s of source.statements) {
+    if (!(ts.isFunctionDeclaration(s) || ts.isClassDeclaration(s) || ts.isInterfaceDeclaration(s) || ts.isTypeAliasDeclaration(s)) || !s.name) continue;
+    const name = s.name.text;
+    if (!wanted.has(name)) continue;
+    seen.add(name);
+    if (hasDocComment(s)) documented.add(name);
+  }
+  return [...seen].filter((n) => !documented.has(n)).map((n) => `${fileName}: ${n}`);
+}
+
 /** The reference's entry points, from typedoc.json. */
 function entryPoints(): string[] {
   const config = JSON.parse(readFileSync(join(projectRoot(), 'typedoc.json'), 'utf8')) as { entryPoints?: unknown };
@@ -87,5 +106,23 @@ describe('API reference doc comments', () => {
     expect(files.length).toBeGreaterThan(0);
     const missing = files.flatMap((f) => undocumentedExports(f, readFileSync(join(projectRoot(), f), 'utf8')));
     expect(missing, `add a /** one-line */ doc comment to each (they make the API reference, docs/api/)`).toEqual([]);
+  });
+
+  it('the public modules are entry points, and what they re-export from other modules is documented', () => {
+    const files = entryPoints();
+    const publicModules = ['harness/public/index.ts', 'harness/public/vitest.ts', 'harness/public/matchers.ts'];
+    expect(publicModules.filter((f) => !files.includes(f))).toEqual([]);
+    const missing: string[] = [];
+    for (const f of publicModules) {
+      const source = ts.createSourceFile(f, readFileSync(join(projectRoot(), f), 'utf8'), ts.ScriptTarget.Latest, true);
+      for (const s of source.statements) {
+        if (!ts.isExportDeclaration(s) || !s.moduleSpecifier || !s.exportClause || !ts.isNamedExports(s.exportClause)) continue;
+        const target = posix.join(dirname(f), (s.moduleSpecifier as ts.StringLiteral).text).replace(/\.js$/, '.ts');
+        if (files.includes(target)) continue; // checked whole above
+        const names = s.exportClause.elements.map((e) => (e.propertyName ?? e.name).text);
+        missing.push(...undocumentedDeclarations(target, readFileSync(join(projectRoot(), target), 'utf8'), names));
+      }
+    }
+    expect(missing, 'add a /** one-line */ doc comment where each is declared (the reference shows them under harness/public)').toEqual([]);
   });
 });

@@ -40,7 +40,7 @@ import { collectLabDiagnostics, errorText, slug, type CollectOptions, type Diagn
 export { diagnosticsScript, parseDiagnostics, renderEvents, slug, type CollectOptions, type DiagnosticsReport, type RecordedTimeline } from './diagnostics.js';
 
 /**
- * Dumps the state of every node, the router, the switch and the endpoints (in parallel), the API
+ * Dumps the state of every node, the router, the switch and the endpoints (two at a time, at low priority), the API
  * objects and Events (cluster labs), captures and timelines into `dir`. Never throws for what it
  * cannot collect: that is recorded in the files and in `problems`. Timelines: by default those
  * recorded with recordTimeline since the test began.

@@ -3,6 +3,7 @@
  * writes; `Topology` is the validated, defaulted form the planner works from.
  */
 
+/** A node's role: workers run pods; the control-plane node runs the controller (API server) and may run pods. */
 export type NodeRole = 'worker' | 'control-plane';
 
 /**
@@ -12,6 +13,7 @@ export type NodeRole = 'worker' | 'control-plane';
  */
 export type SnatFlavour = 'none' | 'default-snat' | 'ip-masq-agent' | 'autopilot';
 
+/** One node of the lab: its name, role, address on the node segment and pod CIDR. */
 export interface NodeSpec {
   name: string;
   role: NodeRole;
@@ -20,11 +22,13 @@ export interface NodeSpec {
   podCIDR?: string;
 }
 
+/** A namespace of the cluster and its labels (policies select pods by them). */
 export interface NamespaceSpec {
   name: string;
   labels: Record<string, string>;
 }
 
+/** A pod: its namespace, name, node, IP (or hostNetwork) and labels. */
 export interface PodSpec {
   namespace: string;
   name: string;
@@ -35,6 +39,7 @@ export interface PodSpec {
   labels: Record<string, string>;
 }
 
+/** An endpoint standing for "the VPC": its address, subnet and the destinations it answers on. */
 export interface VpcEndpointSpec {
   name: string;
   /** The endpoint's own address, e.g. 172.16.100.10. */
@@ -45,6 +50,7 @@ export interface VpcEndpointSpec {
   answers: string[];
 }
 
+/** A validated topology with every default filled in (parseTopology, topologyFrom); docs/topology.md describes each field. */
 export interface Topology {
   name: string;
   nodeSubnet: string;
