@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import type { Timeline, TimelinePacket } from '../probe/timeline.js';
-import { LEAK_COLOUR, escapeXml, renderTimelineSvg } from './timeline-svg.js';
+import { LEAK_COLOUR, escapeXml, labelLines, renderTimelineSvg } from './timeline-svg.js';
 
 const T0 = Date.UTC(2024, 0, 1, 12, 0, 0);
 
@@ -89,5 +89,39 @@ describe('renderTimelineSvg', () => {
 
   it('escapes XML', () => {
     expect(escapeXml(`a<b>&"c'`)).toBe('a&lt;b&gt;&amp;&quot;c&apos;');
+  });
+});
+
+describe('row labels are never cut off at the left edge (the report showed "IGKILL udp alice/…")', () => {
+  /** x of the label column's right edge and the text of every label line. */
+  const labels = (svg: string) => [...svg.matchAll(/<text x="(\d+(?:\.\d+)?)" y="[\d.]+" text-anchor="end" class="label">(?:<title>[^<]*<\/title>)?([^<]*)<\/text>/g)].map((m) => ({ x: Number(m[1]), text: m[2]!.replaceAll('&gt;', '>').replaceAll('&lt;', '<').replaceAll('&amp;', '&') }));
+
+  it('the label column grows with the longest label, so a label as long as the report\'s fits whole', () => {
+    const label = 'SIGKILL udp alice/frontend-1 -> 8.8.8.8';
+    const svg = renderTimelineSvg({ timeline: failover(), label });
+    const [l] = labels(svg);
+    expect(l!.text).toBe(label);
+    // right-aligned at x: the text needs at most 7.2 px per character to the left of it
+    expect(l!.x - label.length * 7.2).toBeGreaterThanOrEqual(0);
+  });
+
+  it('a label longer than 45 % of the width wraps at a space onto two lines, the rest ends in … and the whole label is the <title>', () => {
+    const label = `partition tcp ${'x'.repeat(30)} alice/frontend-2 -> 8.8.8.8 and a long tail of words that cannot fit in two lines at all`;
+    const svg = renderTimelineSvg({ timeline: failover(), label }, { width: 600 });
+    const ls = labels(svg);
+    expect(ls).toHaveLength(2);
+    for (const l of ls) expect(l.x - l.text.length * 7.2).toBeGreaterThanOrEqual(0);
+    // 600 px: a 270 px column, 35 characters a line
+    expect(ls[0]!.text).toBe('partition tcp');
+    expect(ls[1]!.text).toBe(`${'x'.repeat(30)} ali…`);
+    expect(svg).toContain(`<title>${escapeXml(label)}</title>`);
+    assertWellFormed(svg);
+  });
+
+  it('labelLines: one line when it fits; a word longer than a line is cut inside it', () => {
+    expect(labelLines('short', 10)).toEqual(['short']);
+    expect(labelLines('abcdefghijklmno', 5)).toEqual(['abcde', 'fghi…']);
+    expect(labelLines('abcdefghij', 5)).toEqual(['abcde', 'fghij']);
+    expect(labelLines('ab cd ef', 5)).toEqual(['ab cd', 'ef']);
   });
 });

@@ -50,6 +50,22 @@ function durationText(ms: number): string {
   return ms >= 1000 ? `${(ms / 1000).toFixed(ms >= 10_000 ? 1 : 2)} s` : `${Math.round(ms)} ms`;
 }
 
+/** Widest a character of the 12 px sans-serif label font gets (capitals and digits), in px. */
+const LABEL_CHAR_PX = 7.2;
+
+/**
+ * A row label in at most two lines of `max` characters, the first cut at a space (a word longer than
+ * a line is cut inside it); a second line that does not fit ends in "…" (the whole label stays in
+ * the SVG as its <title>).
+ */
+export function labelLines(label: string, max: number): string[] {
+  if (label.length <= max) return [label];
+  const space = label.lastIndexOf(' ', max);
+  const at = space > 0 ? space : max;
+  const rest = label.slice(at).trimStart();
+  return [label.slice(0, at), rest.length <= max ? rest : `${rest.slice(0, Math.max(0, max - 1))}…`];
+}
+
 /**
  * Renders one or more timelines as an SVG: a row per timeline, a mark per packet coloured by the source the far end saw, outages shaded, leaks red.
  *
@@ -68,7 +84,10 @@ function durationText(ms: number): string {
 export function renderTimelineSvg(input: Timeline | TimelineRow | (Timeline | TimelineRow)[], options: TimelineSvgOptions = {}): string {
   const rows: TimelineRow[] = (Array.isArray(input) ? input : [input]).map((x) => ('timeline' in x ? x : { timeline: x }));
   const width = options.width ?? 1100;
-  const left = 240;
+  const labelOf = (r: TimelineRow): string => r.label ?? `${r.timeline.proto} ${r.timeline.from} -> ${r.timeline.to}${r.timeline.port ? `:${r.timeline.port}` : ''}`;
+  // The label column is as wide as the longest label needs (12 px sans-serif: at most ~7.2 px per
+  // character), within 160 px and 45 % of the width; a longer label wraps (see labelLines).
+  const left = Math.round(Math.min(width * 0.45, Math.max(160, ...rows.map((r) => labelOf(r).length * LABEL_CHAR_PX + 16))));
   const right = 30;
   const top = options.title ? 46 : 20;
   const rowH = 64;
@@ -102,10 +121,13 @@ export function renderTimelineSvg(input: Timeline | TimelineRow | (Timeline | Ti
     const report = summarize(t, allowed);
     const leaked = report.leaks ?? { count: 0, packets: [], unattributed: [] };
     const leakSeqs = new Set(leaked.packets.map((p) => p.seq));
-    const label = row.label ?? `${t.proto} ${t.from} -> ${t.to}${t.port ? `:${t.port}` : ''}`;
+    const label = labelOf(row);
     body.push(`<g class="row" data-from="${escapeXml(t.from)}" data-to="${escapeXml(t.to)}">`);
     body.push(`<rect x="${left}" y="${y0 + 4}" width="${plotW}" height="${rowH - 8}" fill="#fafafa" stroke="#e0e0e0"/>`);
-    body.push(`<text x="${left - 8}" y="${cy - 4}" text-anchor="end" class="label">${escapeXml(label)}</text>`);
+    const lines = labelLines(label, Math.floor((left - 16) / LABEL_CHAR_PX));
+    lines.forEach((line, k) =>
+      body.push(`<text x="${left - 8}" y="${cy - 4 - (lines.length - 1 - k) * 14}" text-anchor="end" class="label">${k === 0 ? `<title>${escapeXml(label)}</title>` : ''}${escapeXml(line)}</text>`),
+    );
     const answered = report.answered;
     body.push(`<text x="${left - 8}" y="${cy + 12}" text-anchor="end" class="sub">${t.packets.length} packets / ${t.intervalMs} ms, ${answered} answered${leaked.count ? `, ${leaked.count} leaked` : ''}</text>`);
 
