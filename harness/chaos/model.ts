@@ -385,8 +385,12 @@ export function allowedWindows(
  * The spans during which a reply may be lost without breaking invariant 4, per flow: every fault on
  * the flow's node, every fault anywhere while the flow goes through the gateway (its holder may be
  * any node), each until its end + graceMs; and every churn change until its transition ended.
- * Instant restarts of the agent or the controller excuse nothing: the datapath must carry
- * established flows through them.
+ * A controller restart excuses nothing, nor does an agent restart for a flow that does not go through
+ * the gateway: the kernel keeps the datapath as programmed while the agent is away (docs/agent.md,
+ * "Stop and restart"). An agent restart on a node that holds a floating IP is a failover (its
+ * heartbeats stop for longer than the controller's expiry: docs/agent.md), so it excuses the gateway
+ * flows' replies from the restart until graceMs after it, like any fault while a flow goes through
+ * the gateway (its holder may be any node).
  */
 export function replyExcuses(
   t: Pick<Topology, 'nodes' | 'pods' | 'namespaces' | 'vpcEndpoints'>,
@@ -403,6 +407,7 @@ export function replyExcuses(
     for (const s of faults) {
       if (viaGateway || s.node === undefined || s.node === f.node) out.push({ flow: f.name, from: s.from, to: (s.to ?? Infinity) + o.graceMs });
     }
+    if (viaGateway) for (const s of spans) if (s.kind === 'agent-restart') out.push({ flow: f.name, from: s.from, to: (s.to ?? s.from) + o.graceMs });
     for (const c of sorted.slice(1)) out.push({ flow: f.name, from: c.t, to: transitionEnd(c.t, spans, o.transitionMs) });
   }
   return out;
