@@ -10,8 +10,11 @@ import { segmentLeaks } from '../probe/stream.js';
 import { summarize } from '../report/failover.js';
 import type { GatewayStatus } from '../cluster/status.js';
 
-/** The invariants, by name: 1 no-leak, 2 single-arp-owner, 3 convergence, 4 replies-reach-pod. */
-export type InvariantName = 'no-leak' | 'single-arp-owner' | 'convergence' | 'replies-reach-pod';
+/** The invariants, by name, in order: 1 no-leak, 2 single-arp-owner, 3 convergence, 4 replies-reach-pod. */
+export const INVARIANT_NAMES = ['no-leak', 'single-arp-owner', 'convergence', 'replies-reach-pod'] as const;
+
+/** One invariant's name. */
+export type InvariantName = (typeof INVARIANT_NAMES)[number];
 
 /** One broken invariant: which, when (ms since the epoch, as the evidence), and the evidence that shows it. */
 export interface Violation {
