@@ -9,6 +9,8 @@
  * the last run's duration (its lab run, without its shrink: a shrink happens only on a violation, and
  * explore() gates each of its runs by the same deadline). A run that has started is finished.
  */
+import { nsToMs, parseGoDuration } from '../../agent/masq/duration.js';
+import type { FieldIssue } from '../util/errors.js';
 import { INVARIANT_NAMES, type InvariantName } from './invariants.js';
 import type { ChaosReport } from './report.js';
 
@@ -65,6 +67,22 @@ export interface CampaignSummary {
   /** every file the runs wrote (artifacts of each violation) */
   files: string[];
   runs: CampaignRun[];
+}
+
+/** A --budget value as ms: a Go-style duration (15m, 90s, 1h30m) from 1 s to 7 days; undefined when absent. */
+export function budgetMs(value: string | undefined, issues: FieldIssue[]): number | undefined {
+  if (value === undefined) return undefined;
+  const d = parseGoDuration(value.trim());
+  if (!d.ok) {
+    issues.push({ path: '--budget', value, message: `must be a duration such as 15m, 90s or 1h30m (${d.message})` });
+    return undefined;
+  }
+  const ms = nsToMs(d.ns);
+  if (ms < 1000 || ms > 7 * 24 * 3_600_000) {
+    issues.push({ path: '--budget', value, message: 'must be from 1s to 168h' });
+    return undefined;
+  }
+  return Math.round(ms);
 }
 
 /** The i-th seed from `base`: base + i as a signed 32-bit whole number (fast-check's seed range). */

@@ -6,7 +6,8 @@ import { main } from '../cli/main.js';
 import { scheduleIssues, universeOf } from './schedule.js';
 import { topologyFromArg } from '../topology/load.js';
 import { chaosTopology } from './model.js';
-import { budgetMs, withoutFlags } from '../cli/chaos-command.js';
+import { withoutFlags } from '../cli/chaos-command.js';
+import { budgetMs } from './campaign.js';
 import type { FieldIssue } from '../util/errors.js';
 
 async function run(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {

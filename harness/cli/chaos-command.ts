@@ -18,8 +18,7 @@ import { chaosTopology } from '../chaos/model.js';
 import { DEFAULT_BOUNDS, type ChaosBounds } from '../chaos/executor.js';
 import { artifactId, explore, timeStamp } from '../chaos/explore.js';
 import { describeReport } from '../chaos/report.js';
-import { campaignExitCode, describeSummary, runCampaign, seedAt } from '../chaos/campaign.js';
-import { nsToMs, parseGoDuration } from '../../agent/masq/duration.js';
+import { budgetMs, campaignExitCode, describeSummary, runCampaign, seedAt } from '../chaos/campaign.js';
 import type { Topology } from '../topology/types.js';
 import { abortOnSignal } from './abort-on-signal.js';
 
@@ -104,22 +103,6 @@ async function runAndReport(schedule: Schedule, topology: Topology, topologyArg:
   } finally {
     abort.dispose();
   }
-}
-
-/** A --budget value as ms: a Go-style duration (15m, 90s, 1h30m) from 1 s to 7 days; undefined when absent. */
-export function budgetMs(value: string | undefined, issues: FieldIssue[]): number | undefined {
-  if (value === undefined) return undefined;
-  const d = parseGoDuration(value.trim());
-  if (!d.ok) {
-    issues.push({ path: '--budget', value, message: `must be a duration such as 15m, 90s or 1h30m (${d.message})` });
-    return undefined;
-  }
-  const ms = nsToMs(d.ns);
-  if (ms < 1000 || ms > 7 * 24 * 3_600_000) {
-    issues.push({ path: '--budget', value, message: 'must be from 1s to 168h' });
-    return undefined;
-  }
-  return Math.round(ms);
 }
 
 /** `egresslab chaos`: draws the schedule of a seed and runs it (--dry-run: prints it only); --runs/--budget: many seeds. */
