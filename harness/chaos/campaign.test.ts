@@ -89,6 +89,7 @@ describe('a campaign', () => {
     expect(campaignExitCode(c)).toBe(1);
     expect(lines).toContain('run 2: seed 11: 3 violation(s) (no-leak, convergence) in 60 s');
     expect(describeSummary(c)[2]).toBe('violations per invariant: no-leak 2 (seeds 11), single-arp-owner 0, convergence 1 (seeds 11), replies-reach-pod 0');
+    expect(describeSummary(c, (seed) => `npx egresslab chaos --seed ${seed} --steps 3`).slice(3, 5)).toEqual(['broken: no-leak, convergence', '  seed 11 again: npx egresslab chaos --seed 11 --steps 3']);
   });
 
   it('exit 0 only when every run ran and no invariant broke', async () => {
@@ -158,6 +159,8 @@ describe('a campaign', () => {
     expect(c.seeds).toEqual([0, 1]);
     expect(c.stopped.reason).toBe('signal');
     expect(campaignExitCode(c)).toBe(130);
+    expect(c.errors).toEqual([{ seed: 1, error: 'interrupted: chaos run interrupted' }]);
+    expect(describeSummary(c)).toContain('seed 1 did not finish: interrupted: chaos run interrupted');
   });
 
   it('the shrink ratio sums the steps before and after over the runs that shrank', async () => {

@@ -157,11 +157,12 @@ export async function runCampaign(o: CampaignOptions): Promise<CampaignSummary> 
       progress(`run ${runs.length}: seed ${seed}: ${v.length ? `${v.length} violation(s) (${[...new Set(v.map((x) => x.invariant))].join(', ')})` : 'no invariant broke'} in ${s(ms)}`);
     } catch (e) {
       const ms = now() - t;
-      const error = e instanceof Error ? e.message : String(e);
+      const interrupted = o.signal?.aborted ?? false;
+      const error = `${interrupted ? 'interrupted: ' : ''}${e instanceof Error ? e.message : String(e)}`;
       runs.push({ seed, ms, error });
       lastMs = ms;
       consecutiveErrors++;
-      progress(`run ${runs.length}: seed ${seed} could not run (${s(ms)}): ${error}`);
+      progress(`run ${runs.length}: seed ${seed} ${interrupted ? 'interrupted' : 'could not run'} (${s(ms)}): ${error}`);
     }
   }
 }
@@ -213,7 +214,7 @@ export function describeSummary(c: CampaignSummary, replay?: (seed: number) => s
     broke.length ? `broken: ${broke.join(', ')}` : c.errors.length ? 'no invariant broke in the runs that ran' : 'no invariant broke',
   ];
   if (replay) for (const seed of [...new Set(broke.flatMap((n) => c.violations[n].seeds))]) lines.push(`  seed ${seed} again: ${replay(seed)}`);
-  for (const e of c.errors) lines.push(`seed ${e.seed} could not run: ${e.error}`);
+  for (const e of c.errors) lines.push(`seed ${e.seed} ${e.error.startsWith('interrupted: ') ? 'did not finish' : 'could not run'}: ${e.error}`);
   const sr = shrinkRatio(c);
   if (sr) lines.push(`shrunk: ${sr.shrunk} schedule(s), ${sr.stepsBefore} -> ${sr.stepsAfter} step(s) (${sr.confirmed} confirmed by a re-run)`);
   if (c.files.length) lines.push('files:', ...c.files.map((f) => `  ${f}`));
