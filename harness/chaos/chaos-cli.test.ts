@@ -6,6 +6,9 @@ import { main } from '../cli/main.js';
 import { scheduleIssues, universeOf } from './schedule.js';
 import { topologyFromArg } from '../topology/load.js';
 import { chaosTopology } from './model.js';
+import { withoutFlags } from '../cli/chaos-command.js';
+import { budgetMs } from './campaign.js';
+import type { FieldIssue } from '../util/errors.js';
 
 async function run(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
   const o: string[] = [];
@@ -63,6 +66,63 @@ describe('egresslab chaos', () => {
       expect(x.at).toBeLessThanOrEqual(12_000);
       expect(x.durationMs).toBeLessThanOrEqual(6_000);
     }
+  });
+});
+
+describe('egresslab chaos --runs / --budget', () => {
+  afterEach(() => vi.restoreAllMocks());
+
+  it('--runs N --dry-run --json: the schedules of the base seed and the next ones, each the one --seed S draws', async () => {
+    const r = await run(['chaos', '--seed', '2147483646', '--runs', '3', '--steps', '2', '--dry-run', '--json']);
+    expect(r.code).toBe(0);
+    const j = JSON.parse(r.stdout) as { baseSeed: number; dryRun: boolean; schedules: { seed: number; steps: unknown[] }[] };
+    expect(j).toMatchObject({ baseSeed: 2147483646, dryRun: true });
+    expect(j.schedules.map((s) => s.seed)).toEqual([2147483646, 2147483647, -2147483648]);
+    const one = await run(['chaos', '--seed', '-2147483648', '--steps', '2', '--dry-run', '--json']);
+    expect(j.schedules[2]).toEqual(JSON.parse(one.stdout).schedule);
+  });
+
+  it('--runs N --dry-run in words: N schedules, each headed by its seed', async () => {
+    const r = await run(['chaos', '--seed', '5', '--runs', '2', '--steps', '1', '--dry-run']);
+    expect(r.code).toBe(0);
+    expect(r.stdout.split('\n').filter((l) => l.startsWith('seed '))).toEqual(['seed 5, topology default: 1 step(s) (dry run: nothing is executed)', 'seed 6, topology default: 1 step(s) (dry run: nothing is executed)']);
+  });
+
+  it('bad --runs and --budget are refused before any lab starts, each named with its value', async () => {
+    const r = await run(['chaos', '--runs', '0', '--budget', '15 minutes']);
+    expect(r.code).toBe(2);
+    expect(r.stdout).toBe('');
+    expect(r.stderr).toContain('--runs: must be from 1 to 100000 (value: 0)');
+    expect(r.stderr).toContain('--budget: must be a duration such as 15m, 90s or 1h30m (time: unknown unit " minutes" in duration "15 minutes") (value: "15 minutes")');
+    const short = await run(['chaos', '--budget', '500ms']);
+    expect(short.code).toBe(2);
+    expect(short.stderr).toContain('--budget: must be from 1s to 168h (value: "500ms")');
+    const neg = await run(['chaos', '--runs', 'many', '--budget', '-5m']);
+    expect(neg.stderr).toContain('--runs: must be a whole number (value: "many")');
+    const neg2 = await run(['chaos', '--budget', '-5m']);
+    expect(neg2.stderr).toContain('--budget: must be from 1s to 168h (value: "-5m")');
+  });
+
+  it('--keep is one lab: refused with --runs; --budget with --dry-run is refused (nothing would run)', async () => {
+    const k = await run(['chaos', '--runs', '2', '--keep']);
+    expect(k.code).toBe(2);
+    expect(k.stderr).toContain('--keep: keeps one lab: not with --runs or --budget (each run has a lab of its own) (value: true)');
+    const d = await run(['chaos', '--budget', '10m', '--dry-run']);
+    expect(d.code).toBe(2);
+    expect(d.stderr).toContain('--budget: means nothing in a dry run (nothing runs): use --runs N to print N schedules (value: "10m")');
+  });
+
+  it('a budget reads as Go durations do (agent/masq/duration.ts)', () => {
+    const issues: FieldIssue[] = [];
+    expect(['15m', '90s', '1h30m', '1.5h', '168h'].map((v) => budgetMs(v, issues))).toEqual([900_000, 90_000, 5_400_000, 5_400_000, 604_800_000]);
+    expect(budgetMs(undefined, issues)).toBeUndefined();
+    expect(issues).toEqual([]);
+    expect(budgetMs('169h', issues)).toBeUndefined();
+    expect(issues).toEqual([{ path: '--budget', value: '169h', message: 'must be from 1s to 168h' }]);
+  });
+
+  it('the command that re-runs one seed keeps every flag but --runs, --budget, --seed and --json', () => {
+    expect(withoutFlags(['--runs', '20', '--budget=15m', '--steps', '3', '--json', '--seed', '4', '--shrink-budget', '5'], ['runs', 'budget', 'seed', 'json'])).toEqual(['--steps', '3', '--shrink-budget', '5']);
   });
 });
 

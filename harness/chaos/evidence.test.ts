@@ -47,17 +47,17 @@ describe('far-end evidence', () => {
     udpOut(3000, '10.10.99.9', 'cccccccccccccccc', 1), // not one of our probes: an unknown token, nobody's
   ];
 
-  it('attributes UDP by token, a TCP connection by the token of its data segment, the rest to every candidate flow; replies by token and seq (shifted per segment)', () => {
+  it('attributes UDP by token, a TCP connection by the token of its data segment, the rest to every candidate flow; a SYN without ACK marked (a new connection); replies by token and seq (shifted per segment)', () => {
     const { edgePackets, edgeReplies } = edgeEvidence(packets, flows);
     expect(edgePackets).toEqual([
       { t: 1000, flow: flows[0]!.name, src: FIP, sport: 40000 },
       { t: 5000, flow: flows[0]!.name, src: FIP, sport: 40000 },
-      { t: 2000, flow: flows[1]!.name, src: '192.168.1.1', sport: 50000 },
+      { t: 2000, flow: flows[1]!.name, src: '192.168.1.1', sport: 50000, syn: true },
       { t: 2001, flow: flows[1]!.name, src: '192.168.1.1', sport: 50000 },
       { t: 2002, flow: flows[1]!.name, src: '192.168.1.1', sport: 50000 },
       // its source is client-1's own pod IP: it came from client-1
-      { t: 2100, flow: '(unattributed tcp from 10.10.10.2 to 8.8.8.8:7007)', src: '10.10.10.2', sport: 50001, candidates: [flows[1]!.name] },
-      { t: 2200, flow: '(unattributed tcp to 8.8.8.8:7007)', src: '192.168.1.7', sport: 50002, candidates: [flows[1]!.name, flows[2]!.name] },
+      { t: 2100, flow: '(unattributed tcp from 10.10.10.2 to 8.8.8.8:7007)', src: '10.10.10.2', sport: 50001, candidates: [flows[1]!.name], syn: true },
+      { t: 2200, flow: '(unattributed tcp to 8.8.8.8:7007)', src: '192.168.1.7', sport: 50002, candidates: [flows[1]!.name, flows[2]!.name], syn: true },
       { t: 3000, flow: '(unattributed udp to 8.8.8.8:7007)', src: '10.10.99.9', sport: 40000, candidates: [flows[0]!.name] },
     ]);
     expect(edgeReplies).toEqual([

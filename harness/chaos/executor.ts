@@ -37,6 +37,7 @@ import { constraintIssues, describeStep, universeOf, type Schedule, type Step } 
 import { executionPlan, pendingUndos, takesNodeDown, type PlannedAction } from './plan.js';
 import {
   allowedWindows,
+  conntrackRules,
   BASE_MANIFESTS,
   chaosFlows,
   chaosTopology,
@@ -448,6 +449,7 @@ async function runOnLab(lab: Lab, schedule: Schedule, topology: Topology, bounds
     finalApi: finalApiFrom(gateway, policies, nodes),
     replyExcuses: replyExcuses(topology, flows, changes, faultSpans, { transitionMs: bounds.transitionMs, graceMs: bounds.boundMs }),
     podReplies: edgeEvidence(podCapResults.flatMap((x) => x.result.packets), edgeFlows).edgeReplies,
+    conntrack: conntrackRules(topology, flows, changes, faultSpans),
   };
   const violations = checkInvariants(evidence, { fenceMs: bounds.fenceMs, arpWindowMs: bounds.arpWindowMs, settledAt, boundMs: bounds.boundMs, replyTransitMs: bounds.replyTransitMs });
   const collectMs = Date.now() - tCollect;

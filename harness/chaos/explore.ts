@@ -4,7 +4,8 @@
  * before teardown: pcaps, timelines with SVGs, API objects, agent logs; evidence.json), report.json
  * and a regression scenario — and shrink the schedule (harness/chaos/shrink.ts) while the same
  * invariant still breaks, each candidate on a fresh lab, within a budget of lab runs, then re-run
- * the shrunk schedule once to confirm it.
+ * the shrunk schedule once to confirm it. With a deadline (a time budget, `egresslab chaos --budget`)
+ * a shrink or confirming run starts only while the time left is at least the first run's duration.
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join, relative } from 'node:path';
@@ -34,12 +35,18 @@ export interface ExploreOptions {
   /** Receives one line per stage (run, evidence, shrinking), for the CLI's output. */
   progress?: (line: string) => void;
   signal?: AbortSignal;
+  /** ms since the epoch: no shrink or confirming run starts unless it can end by then (estimated by the first run's duration) */
+  deadline?: number;
+  /** the clock the deadline is read against (default Date.now) */
+  now?: () => number;
 }
 
 /** The report and the run it describes. */
 export interface ExploreResult {
   report: ChaosReport;
   run: ChaosRun;
+  /** wall time of the schedule's own run (lab up to lab down, evidence included), without its shrink */
+  runMs: number;
 }
 
 /** A time as it goes into folder names: 20250101T120000Z. */
@@ -76,6 +83,8 @@ export async function explore(schedule: Schedule, o: ExploreOptions): Promise<Ex
     files.push(show(d.dir));
     write('evidence/evidence.json', `${JSON.stringify({ startedAt: r.startedAt, settledAt: r.settledAt, convergedAt: r.convergedAt ?? null, bounds: r.bounds, flows: r.flows, actions: r.actions, violations: r.violations, evidence: r.evidence, captures: r.captures }, null, 1)}\n`);
   };
+  const now = o.now ?? Date.now;
+  const t0 = now();
   const run = await runSchedule(schedule, {
     topology: o.topology,
     ...(o.keep ? { keep: true } : {}),
@@ -84,7 +93,8 @@ export async function explore(schedule: Schedule, o: ExploreOptions): Promise<Ex
     ...(o.signal ? { signal: o.signal } : {}),
     beforeDown: collect,
   });
-  if (!run.violations.length) return { report: chaosReport(run), run };
+  const runMs = now() - t0;
+  if (!run.violations.length) return { report: chaosReport(run), run, runMs };
 
   write('schedule.json', scheduleToJson(schedule));
   const target = run.violations[0]!.invariant;
@@ -94,6 +104,15 @@ export async function explore(schedule: Schedule, o: ExploreOptions): Promise<Ex
   if (o.shrinkBudget > 0) {
     const u = universeOf(chaosTopology(o.topology));
     let n = 0;
+    /** no more runs: aborted, or the time left is less than a run takes (said once) */
+    let said = false;
+    const outOfTime = (): boolean => {
+      if (o.signal?.aborted) return true;
+      if (o.deadline === undefined || o.deadline - now() >= runMs) return false;
+      if (!said) progress(`time budget: ${Math.max(0, Math.round((o.deadline - now()) / 1000))} s left, less than a run takes (${Math.round(runMs / 1000)} s): no more shrink runs`);
+      said = true;
+      return true;
+    };
     const attempt = async (candidate: Schedule): Promise<ChaosRun | undefined> => {
       n++;
       progress(`shrink run ${n}: ${candidate.steps.length} step(s)`);
@@ -105,9 +124,9 @@ export async function explore(schedule: Schedule, o: ExploreOptions): Promise<Ex
       }
     };
     // the last run of the budget confirms the result
-    const r = await shrinkSchedule(schedule, u, async (c) => !!(await attempt(c))?.violations.some((v) => v.invariant === target), { maxRuns: o.shrinkBudget - 1 });
+    const r = await shrinkSchedule(schedule, u, async (c) => !!(await attempt(c))?.violations.some((v) => v.invariant === target), { maxRuns: o.shrinkBudget - 1, stop: outOfTime });
     let confirmed: boolean | null = null;
-    if (!o.signal?.aborted) {
+    if (!outOfTime()) {
       const again = await attempt(r.schedule);
       const hit = again?.violations.find((v) => v.invariant === target);
       confirmed = !!hit;
@@ -124,5 +143,5 @@ export async function explore(schedule: Schedule, o: ExploreOptions): Promise<Ex
   const report = chaosReport(run, shrunk, files);
   write('report.json', `${JSON.stringify(report, null, 1)}\n`);
   write('report.txt', `${describeReport(report).join('\n')}\n`);
-  return { report: { ...report, files }, run };
+  return { report: { ...report, files }, run, runMs };
 }

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import type { Timeline, TimelinePacket } from '../probe/timeline.js';
 import type { GatewayStatus } from '../cluster/status.js';
-import { checkConvergence, checkInvariants, checkNoLeak, checkRepliesReachPod, checkSingleArpOwner, type ArpReply, type ChaosEvidence, type FlowEvidence } from './invariants.js';
+import { BINDING_IDLE_MS, checkConvergence, checkInvariants, checkNoLeak, conntrackKeeps, checkRepliesReachPod, checkSingleArpOwner, type ArpReply, type ChaosEvidence, type FlowEvidence } from './invariants.js';
 
 const FLOW = 'udp alice/frontend-1 -> 8.8.8.8:7007';
 const FIP = '192.168.1.100';
@@ -149,3 +149,63 @@ describe('chaos invariants', () => {
     expect(v.map((x) => [x.invariant, x.at])).toEqual([['single-arp-owner', 1300], ['no-leak', 2600], ['convergence', 2600]]);
   });
 });
+
+describe('established flows across an ip-masq-agent ConfigMap change (conntrack keeps their binding)', () => {
+  // the change to nonMasqueradeCIDRs 0.0.0.0/0 is written at 5000: node IP before, pod IP after (transition 3 s)
+  const STREAM = 'stream default/client-1 -> 8.8.8.8';
+  const UDP = 'udp default/client-1 -> 8.8.8.8';
+  const NODE = '192.168.1.1';
+  const POD = '10.10.10.2';
+  const CHANGE = 5000;
+  const allowed = [UDP, STREAM].flatMap((flow) => [
+    { flow, from: 0, to: CHANGE + 3000, sources: [NODE] },
+    { flow, from: CHANGE, sources: [POD] },
+  ]);
+  const keeps = [UDP, STREAM].map((flow) => ({ flow, keeps: [CHANGE], ends: [] }));
+  /** packets of `flow` from `src`:`sport` every 100 ms over [from, to) (the first a SYN when `syn`) */
+  const run = (flow: string, src: string, sport: number, from: number, to: number, syn = false) =>
+    Array.from({ length: (to - from) / 100 }, (_, i) => ({ t: from + i * 100, flow, src, sport, ...(syn && i === 0 ? { syn: true } : {}) }));
+
+  it('a UDP flow and a TCP stream established before the change keep the node IP as long as they run: no violation, also after the bound', () => {
+    const packets = [...run(UDP, NODE, 40001, 1000, 20_000), ...run(STREAM, NODE, 40002, 1000, 20_000, true)];
+    // without the rule (the model before): both flows leak the node IP from the end of the transition on
+    expect(checkNoLeak(packets, allowed).map((v) => [v.evidence.flow, v.at, v.evidence.count])).toEqual([
+      [UDP, 8000, 120],
+      [STREAM, 8000, 120],
+    ]);
+    expect(checkNoLeak(packets, allowed, keeps)).toEqual([]);
+    const kept = conntrackKeeps(packets, allowed, keeps);
+    expect(kept(packets.at(-1)!)).toEqual({ since: 1000, change: CHANGE });
+    const flows = [UDP, STREAM].map((f) => ({ flow: f, timeline: { ...timeline(1), packets: [{ seq: 0, t: 19_000, replied: true, observedSources: [NODE] }] }, finalSources: [POD] }));
+    expect(checkConvergence(flows, undefined, { settledAt: 5000, boundMs: 10_000, edgePackets: packets })).toHaveLength(2);
+    expect(checkConvergence(flows, undefined, { settledAt: 5000, boundMs: 10_000, edgePackets: packets, kept })).toEqual([]);
+  });
+
+  it('a new TCP connection after the change with the node IP is a violation, even on a port an established one used', () => {
+    const established = run(STREAM, NODE, 40002, 1000, 6000, true);
+    const fresh = run(STREAM, NODE, 40777, 9000, 10_000, true);
+    expect(checkNoLeak([...established, ...fresh], allowed, keeps)).toMatchObject([{ at: 9000, evidence: { flow: STREAM, src: NODE, sport: 40777, count: 10 } }]);
+    // a SYN on the established connection's port after the change starts a new connection: not kept
+    const reused = run(STREAM, NODE, 40002, 9000, 10_000, true);
+    expect(checkNoLeak([...established, ...reused], allowed, keeps)).toMatchObject([{ at: 9000, evidence: { sport: 40002, count: 10 } }]);
+  });
+
+  it('a flow that started after the change with the node IP is a violation: the change keeps only what came before it', () => {
+    const late = run(UDP, NODE, 40003, 5500, 12_000);
+    expect(checkNoLeak(late, allowed, keeps)).toMatchObject([{ at: 8000, evidence: { flow: UDP, src: NODE, sport: 40003, count: 40 } }]);
+    // the binding is the flow's own: an established port of the stream does not carry the UDP flow
+    expect(checkNoLeak([...run(STREAM, NODE, 40003, 1000, 6000, true), ...late], allowed, keeps)).toHaveLength(1);
+  });
+
+  it('a binding ends with a policy change (its conntrack flushed) or after BINDING_IDLE_MS without a packet; a pod IP no window allowed at its start is never kept', () => {
+    const packets = run(UDP, NODE, 40001, 1000, 12_000);
+    expect(checkNoLeak(packets, allowed, [{ flow: UDP, keeps: [CHANGE], ends: [7000] }])).toMatchObject([{ at: 8000, evidence: { count: 40 } }]);
+    const idle = [...run(UDP, NODE, 40001, 1000, 2000), ...run(UDP, NODE, 40001, 2000 + BINDING_IDLE_MS, 2100 + BINDING_IDLE_MS)];
+    expect(checkNoLeak(idle, allowed, keeps)).toMatchObject([{ at: 2000 + BINDING_IDLE_MS, evidence: { count: 1 } }]);
+    // a pod IP to the internet before anything allowed it: a leak then, and its binding keeps nothing after
+    const leak = run(UDP, POD, 40004, 1000, 9000);
+    const onlyNode = [{ flow: UDP, from: 0, to: CHANGE + 3000, sources: [NODE] }, { flow: UDP, from: CHANGE, sources: [NODE, '192.168.1.9'] }];
+    expect(checkNoLeak(leak, onlyNode, keeps)).toMatchObject([{ at: 1000, evidence: { src: POD, count: 80 } }]);
+  });
+});
+

@@ -10,8 +10,11 @@ import { segmentLeaks } from '../probe/stream.js';
 import { summarize } from '../report/failover.js';
 import type { GatewayStatus } from '../cluster/status.js';
 
-/** The invariants, by name: 1 no-leak, 2 single-arp-owner, 3 convergence, 4 replies-reach-pod. */
-export type InvariantName = 'no-leak' | 'single-arp-owner' | 'convergence' | 'replies-reach-pod';
+/** The invariants, by name, in order: 1 no-leak, 2 single-arp-owner, 3 convergence, 4 replies-reach-pod. */
+export const INVARIANT_NAMES = ['no-leak', 'single-arp-owner', 'convergence', 'replies-reach-pod'] as const;
+
+/** One invariant's name. */
+export type InvariantName = (typeof INVARIANT_NAMES)[number];
 
 /** One broken invariant: which, when (ms since the epoch, as the evidence), and the evidence that shows it. */
 export interface Violation {
@@ -29,6 +32,8 @@ export interface EdgePacket {
   sport?: number;
   /** not attributable to one flow: the flows it may belong to (any of their allowed sources will do) */
   candidates?: string[];
+  /** a TCP SYN without ACK: the first segment of a new connection (a new conntrack entry) */
+  syn?: boolean;
 }
 
 /** The sources a flow may leave with from `from` (inclusive) until `to` (exclusive; absent: the end). */
@@ -81,22 +86,93 @@ export interface FinalApi {
 }
 
 /**
+ * When conntrack keeps an established flow's NAT binding, per flow (harness/chaos/model.ts
+ * `conntrackRules`): the API changes across which bindings made before them are kept (`keeps`: an
+ * ip-masq-agent ConfigMap change, whose agent flushes nothing), and the times at which every binding
+ * of the flow ends (`ends`: a policy change flushing the flow's pair, its node killed or stopped).
+ */
+export interface ConntrackRule {
+  flow: string;
+  keeps: readonly number[];
+  ends: readonly number[];
+}
+
+/** Why a packet may keep a source no window allows: its binding, as the far end saw it start. */
+export interface KeptBinding {
+  /** the first packet of the binding (same flow, post-NAT source and port) at the far end */
+  since: number;
+  /** the change it was established before and kept across */
+  change: number;
+}
+
+/**
+ * A binding ends when its flow sends nothing with that post-NAT source and port for this long
+ * (nf_conntrack_udp_timeout, the shortest timeout of an entry that saw traffic: stricter still for TCP).
+ */
+export const BINDING_IDLE_MS = 30_000;
+
+function sourcesAt(allowed: readonly AllowedWindow[], flows: readonly string[], t: number): string[] {
+  const windows = allowed.filter((w) => flows.includes(w.flow) && w.from <= t && (w.to === undefined || t < w.to));
+  return [...new Set(windows.flatMap((w) => w.sources))].sort();
+}
+
+/**
+ * Which far-end packets keep, from an established binding, a source their windows no longer allow
+ * (invariants 1 and 3), from the evidence alone: the packets of one flow (attributed: never `candidates`) with one post-NAT source
+ * and port are one binding from its first packet on — a new one after a TCP SYN, or after
+ * BINDING_IDLE_MS without a packet (masquerade is fully-random: a new conntrack entry gets a new
+ * port). A packet keeps its binding's source when the binding's first packet arrived before one of
+ * its flow's `keeps` changes with a source its windows allowed then, and none of the flow's `ends`
+ * came between that first packet and this one. A flow that started after the change, or a new
+ * connection, gets nothing from it.
+ */
+export function conntrackKeeps(packets: readonly EdgePacket[], allowed: readonly AllowedWindow[], rules: readonly ConntrackRule[]): (p: EdgePacket) => KeptBinding | undefined {
+  const byRule = new Map(rules.map((r) => [r.flow, r]));
+  const kept = new Map<EdgePacket, KeptBinding>();
+  const groups = new Map<string, EdgePacket[]>();
+  for (const p of packets) {
+    if (p.candidates || !byRule.has(p.flow)) continue;
+    const k = `${p.flow}|${p.src}|${p.sport ?? ''}`;
+    groups.set(k, [...(groups.get(k) ?? []), p]);
+  }
+  for (const g of groups.values()) {
+    g.sort((a, b) => a.t - b.t);
+    const rule = byRule.get(g[0]!.flow)!;
+    let since = -Infinity;
+    let startAllowed = false;
+    let last = -Infinity;
+    for (const p of g) {
+      if (p.syn || p.t - last > BINDING_IDLE_MS) {
+        since = p.t;
+        startAllowed = sourcesAt(allowed, [p.flow], p.t).includes(p.src);
+      }
+      last = p.t;
+      if (!startAllowed || sourcesAt(allowed, [p.flow], p.t).includes(p.src)) continue;
+      const change = rule.keeps.find((k) => since < k && k <= p.t);
+      if (change === undefined || rule.ends.some((e) => since < e && e <= p.t)) continue;
+      kept.set(p, { since, change });
+    }
+  }
+  return (p) => kept.get(p);
+}
+
+/**
  * Invariant 1: no packet leaves the lab's edge with a source the policies and masquerade rules in
  * force do not allow for its flow. A packet no window of its flow covers is a violation too (the
  * expectation was missing: unknown is not allowed). A packet that could not be attributed to one
  * flow (`candidates`) may have any source allowed to one of its candidates. Leaked packets of one
  * flow with one source less than EPISODE_GAP_MS apart are one violation (`count` packets, the first
- * at `at`, the last at `until`).
+ * at `at`, the last at `until`). With `conntrack`, a packet of an established binding may keep its
+ * source across a change that keeps bindings (`conntrackKeeps`).
  */
-export function checkNoLeak(packets: readonly EdgePacket[], allowed: readonly AllowedWindow[]): Violation[] {
+export function checkNoLeak(packets: readonly EdgePacket[], allowed: readonly AllowedWindow[], conntrack: readonly ConntrackRule[] = []): Violation[] {
   const out: Violation[] = [];
   const open = new Map<string, Violation>();
+  const keeps = conntrackKeeps(packets, allowed, conntrack);
   for (const p of [...packets].sort((a, b) => a.t - b.t)) {
-    const flows = p.candidates ?? [p.flow];
-    const windows = allowed.filter((w) => flows.includes(w.flow) && w.from <= p.t && (w.to === undefined || p.t < w.to));
-    const sources = [...new Set(windows.flatMap((w) => w.sources))].sort();
+    const sources = sourcesAt(allowed, p.candidates ?? [p.flow], p.t);
     const { leaked } = segmentLeaks([{ t: p.t, src: p.src, sport: p.sport ?? 0, flags: 0 }], sources);
-    if (!leaked.length) continue;
+    if (!leaked.length || keeps(p)) continue;
     const key = `${p.flow}|${p.src}`;
     const prev = open.get(key);
     if (prev && p.t - (prev.evidence.until as number) < EPISODE_GAP_MS) {
@@ -171,9 +247,14 @@ export function checkSingleArpOwner(replies: readonly ArpReply[], o: { fenceMs: 
  * segments to its packets by source port only, and two pods' connections to one address and port
  * can share a source port. With `delivered` (a capture on the pods' interfaces), a packet whose
  * reply arrived at the pod counts as answered even when the probe gave up on it first (a probe
- * starved of CPU runs its timeout before it reads the socket).
+ * starved of CPU runs its timeout before it reads the socket). With `kept` (`conntrackKeeps`), a
+ * packet of a binding established before a change that keeps bindings may keep its source.
  */
-export function checkConvergence(flows: readonly FlowEvidence[], api: FinalApi | undefined, o: { settledAt: number; boundMs: number; edgePackets?: readonly EdgePacket[]; delivered?: Delivered }): Violation[] {
+export function checkConvergence(
+  flows: readonly FlowEvidence[],
+  api: FinalApi | undefined,
+  o: { settledAt: number; boundMs: number; edgePackets?: readonly EdgePacket[]; delivered?: Delivered; kept?: (p: EdgePacket) => KeptBinding | undefined },
+): Violation[] {
   const out: Violation[] = [];
   const deadline = o.settledAt + o.boundMs;
   for (const f of flows) {
@@ -194,7 +275,7 @@ export function checkConvergence(flows: readonly FlowEvidence[], api: FinalApi |
     }
     if (o.edgePackets) {
       const seen = o.edgePackets.filter((p) => p.flow === f.flow && p.t >= deadline);
-      const other = seen.filter((p) => !f.finalSources.includes(p.src));
+      const other = seen.filter((p) => !f.finalSources.includes(p.src) && !o.kept?.(p));
       if (other.length) {
         const sources: Record<string, number> = {};
         for (const p of seen) sources[p.src] = (sources[p.src] ?? 0) + 1;
@@ -290,6 +371,8 @@ export interface ChaosEvidence {
   replyExcuses?: ReplyExcuse[];
   /** replies a capture on each probing pod's own interface saw arrive (the witness of "reached the pod") */
   podReplies?: EdgeReply[];
+  /** when conntrack keeps an established flow's binding (invariants 1 and 3); none: no binding is kept */
+  conntrack?: ConntrackRule[];
 }
 
 /** Bounds of the checks: the ARP fence and observation window, when the schedule settled and the convergence bound. */
@@ -305,10 +388,11 @@ export interface InvariantOptions {
 /** All four invariants on one run's evidence: every violation, in time order (empty: none broke). */
 export function checkInvariants(e: ChaosEvidence, o: InvariantOptions): Violation[] {
   const delivered = e.podReplies ? deliveredOf(e.podReplies) : undefined;
+  const kept = conntrackKeeps(e.edgePackets, e.allowed, e.conntrack ?? []);
   return [
-    ...checkNoLeak(e.edgePackets, e.allowed),
+    ...checkNoLeak(e.edgePackets, e.allowed, e.conntrack ?? []),
     ...checkSingleArpOwner(e.arpReplies, { fenceMs: o.fenceMs, windowMs: o.arpWindowMs }),
-    ...checkConvergence(e.flows, e.finalApi, { settledAt: o.settledAt, boundMs: o.boundMs, edgePackets: e.edgePackets, ...(delivered ? { delivered } : {}) }),
+    ...checkConvergence(e.flows, e.finalApi, { settledAt: o.settledAt, boundMs: o.boundMs, edgePackets: e.edgePackets, kept, ...(delivered ? { delivered } : {}) }),
     ...checkRepliesReachPod(e.edgeReplies, e.flows, { ...(e.replyExcuses ? { excuses: e.replyExcuses } : {}), ...(o.replyTransitMs !== undefined ? { transitMs: o.replyTransitMs } : {}), ...(delivered ? { delivered } : {}) }),
   ].sort((a, b) => a.at - b.at);
 }

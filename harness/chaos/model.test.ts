@@ -9,6 +9,7 @@ import {
   chaosFlows,
   chaosPolicyIP,
   chaosTopology,
+  conntrackRules,
   doChurn,
   expectedSource,
   initialState,
@@ -128,6 +129,25 @@ describe('allowed windows and excuses', () => {
     expect(allowedWindows(t, flows, [{ t: 500, state: s0 }, { t: 2000, state: delEgress }], [], 3000)).toEqual([
       { flow: 'udp a', from: 0, to: 5000, sources: ['192.168.1.100'] },
       { flow: 'udp a', from: 2000, sources: ['192.168.1.1'] },
+    ]);
+  });
+
+  it('conntrack keeps established bindings across a ConfigMap change (node IP <-> pod IP), not across a policy change (the gateway flushes the pair) or a kill of the flow\'s node', () => {
+    const cm = doChurn(s0, step({ kind: 'configmap', nonMasqueradeCIDRs: ['0.0.0.0/0'] }), u).next;
+    const del = doChurn(s0, step({ kind: 'policy', action: 'delete', policy: 'egress', pod: 'alice/frontend-1', destinations: ['8.8.8.0/24'] }), u).next;
+    const flows = [
+      { name: 'udp c1', pod: 'default/client-1', to: '8.8.8.8', node: 'node-1' },
+      { name: 'udp a', pod: 'alice/frontend-1', to: '8.8.8.8', node: 'node-1' },
+      { name: 'udp c3', pod: 'default/client-3', to: '8.8.8.8', node: 'node-3' },
+    ];
+    const changes = [{ t: 0, state: s0 }, { t: 1000, state: cm }, { t: 2000, state: s0 }, { t: 3000, state: del }];
+    const kill: ActiveSpan = { step: 4, kind: 'node-kill', node: 'node-3', from: 4000, to: 6000 };
+    expect(conntrackRules(t, flows, changes, [kill, { step: 5, kind: 'partition', node: 'node-1', from: 4500, to: 5000 }])).toEqual([
+      // masqueraded: node IP -> pod IP -> node IP, both kept; the seed policy's deletion changes nothing for it
+      { flow: 'udp c1', keeps: [1000, 2000], ends: [] },
+      // in the seed policy: the ConfigMap changes nothing for it; leaving the policy flushes its pair
+      { flow: 'udp a', keeps: [], ends: [3000] },
+      { flow: 'udp c3', keeps: [1000, 2000], ends: [4000] },
     ]);
   });
 

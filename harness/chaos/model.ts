@@ -382,6 +382,40 @@ export function allowedWindows(
 }
 
 /**
+ * When conntrack keeps an established flow's NAT binding, per flow (invariants 1 and 3 read it with
+ * the far end's capture: `conntrackKeeps` in invariants.ts). NAT is decided on a flow's first packet
+ * and the masquerade agent flushes no conntrack entry on an ip-masq-agent ConfigMap change
+ * (docs/masquerade.md: "established connections keep the SNAT they started with", as upstream), so a
+ * change that moves the flow's expected source from one masquerade source to another (node IP ↔ pod
+ * IP) `keeps` the bindings made before it; the gateway module deletes the conntrack entries of every
+ * (pod, destination) pair whose treatment changed (docs/gateway.md, "Conntrack"), so a change that
+ * moves the flow into, out of or between policies `ends` them, and so does a kill or stop of the
+ * flow's node (its conntrack table is gone). A change that leaves the flow's expected source as it
+ * was does neither.
+ */
+export function conntrackRules(
+  t: Pick<Topology, 'nodes' | 'pods' | 'namespaces' | 'vpcEndpoints'>,
+  flows: readonly Pick<FlowSpec, 'name' | 'pod' | 'to' | 'node'>[],
+  changes: readonly StateChange[],
+  spans: readonly ActiveSpan[],
+): { flow: string; keeps: number[]; ends: number[] }[] {
+  const sorted = [...changes].sort((a, b) => a.t - b.t);
+  return flows.map((f) => {
+    const keeps: number[] = [];
+    const ends: number[] = [];
+    sorted.forEach((c, i) => {
+      if (i === 0) return;
+      const before = expectedSource(t, sorted[i - 1]!.state, f.pod, f.to);
+      const after = expectedSource(t, c.state, f.pod, f.to);
+      if (before.sources.join() === after.sources.join() && before.why === after.why) return;
+      (before.why.startsWith('masquerade:') && after.why.startsWith('masquerade:') ? keeps : ends).push(c.t);
+    });
+    for (const s of spans) if ((s.kind === 'node-kill' || s.kind === 'node-stop') && s.node === f.node) ends.push(s.from);
+    return { flow: f.name, keeps, ends: ends.sort((a, b) => a - b) };
+  });
+}
+
+/**
  * The spans during which a reply may be lost without breaking invariant 4, per flow: every fault on
  * the flow's node, every fault anywhere while the flow goes through the gateway (its holder may be
  * any node), each until its end + graceMs; and every churn change until its transition ended.

@@ -74,6 +74,22 @@ describe('the chaos report', () => {
     expect(r.actions[3]).toEqual({ step: 1, phase: 'undo', dueAt: 3500, startedAt: 3501, endedAt: 4000, note: 'booted again' });
   });
 
+  it('per flow: the established bindings a ConfigMap change let keep their source (packets, first and last), none for the others', () => {
+    const run = fakeRun();
+    const flow = 'udp default/client-1 -> 8.8.8.8';
+    // node IP until the ConfigMap change at +1.0 s, pod IP after (transition until +4.0 s); the flow keeps its binding to +6.0 s
+    const edgePackets = Array.from({ length: 60 }, (_, i) => ({ t: T0 + i * 100, flow, src: '192.168.1.1', sport: 40001 }));
+    run.evidence = {
+      ...run.evidence,
+      edgePackets,
+      allowed: [{ flow, from: 0, to: T0 + 4000, sources: ['192.168.1.1'] }, { flow, from: T0 + 1000, sources: ['10.10.10.2'] }],
+      conntrack: [{ flow, keeps: [T0 + 1000], ends: [] }],
+    };
+    const r = chaosReport(run);
+    expect(r.flows.find((f) => f.flow === flow)!.kept).toEqual([{ src: '192.168.1.1', sport: 40001, since: 0, change: 1000, packets: 20, until: 5900 }]);
+    expect(r.flows.find((f) => f.flow !== flow)!.kept).toBeUndefined();
+  });
+
   it('per flow: the outage a partition caused and the gap a kill left (two probe segments)', () => {
     const [partitioned, killed] = chaosReport(fakeRun()).flows;
     expect(partitioned).toMatchObject({ node: 'node-3', segments: 1, gaps: [] });

@@ -10,7 +10,7 @@
  */
 import { summarize } from '../report/failover.js';
 import { describeStep, type Schedule, type Step } from './schedule.js';
-import type { InvariantName, Violation } from './invariants.js';
+import { conntrackKeeps, type InvariantName, type Violation } from './invariants.js';
 import type { ChaosBounds, ChaosRun } from './executor.js';
 
 /** A shrink's outcome in the report. */
@@ -40,6 +40,12 @@ export interface FlowReport {
   outages: { from: number; to: number; lost: number }[];
   /** spans with no packet sent at all (the probe was down with its node) */
   gaps: { from: number; to: number }[];
+  /**
+   * established bindings that kept a source no window allowed any more, across a change that keeps
+   * them (an ip-masq-agent ConfigMap change: conntrack keeps the SNAT a flow started with): the
+   * post-NAT source and port, the binding's first packet, the change, the packets kept and the last
+   */
+  kept?: { src: string; sport: number | null; since: number; change: number; packets: number; until: number }[];
 }
 
 /** The report of one schedule's run (and its shrink). */
@@ -82,6 +88,19 @@ function gaps(packets: readonly { t: number }[], intervalMs: number, start: numb
 export function chaosReport(run: ChaosRun, shrunk: ShrunkReport | null = null, files: string[] = []): ChaosReport {
   const start = run.startedAt;
   const nodeOf = new Map(run.flows.map((f) => [f.name, f.node]));
+  const keeps = conntrackKeeps(run.evidence.edgePackets, run.evidence.allowed, run.evidence.conntrack ?? []);
+  const kept = new Map<string, NonNullable<FlowReport['kept']>[number][]>();
+  for (const p of [...run.evidence.edgePackets].sort((a, b) => a.t - b.t)) {
+    const k = keeps(p);
+    if (!k) continue;
+    const list = kept.get(p.flow) ?? [];
+    const same = list.find((b) => b.src === p.src && b.sport === (p.sport ?? null) && b.since === rel(k.since, start));
+    if (same) {
+      same.packets++;
+      same.until = rel(p.t, start);
+    } else list.push({ src: p.src, sport: p.sport ?? null, since: rel(k.since, start), change: rel(k.change, start), packets: 1, until: rel(p.t, start) });
+    kept.set(p.flow, list);
+  }
   return {
     seed: run.schedule.seed ?? null,
     topology: run.schedule.topology,
@@ -102,6 +121,7 @@ export function chaosReport(run: ChaosRun, shrunk: ShrunkReport | null = null, f
         segments: segs,
         outages: r.outages.map((o) => ({ from: rel(o.start, start), to: rel(o.end, start), lost: o.lost })),
         gaps: gaps(timeline.packets, timeline.intervalMs, start),
+        ...(kept.has(name) ? { kept: kept.get(name)! } : {}),
       };
     }),
     settledAt: rel(run.settledAt, start),

@@ -45,4 +45,15 @@ describe('shrinking a failing schedule', () => {
     expect(r.exhausted).toBe(true);
     expect(r.stepsAfter).toBe(8);
   });
+
+  it('stops when `stop` says so (a time budget): no run after it, reported as exhausted, the smallest failing schedule so far kept', async () => {
+    const fails = async (x: Schedule) => x.steps.length >= 2;
+    let calls = 0;
+    const r = await shrinkSchedule(generateSchedule(3, u), u, async (x) => (calls++, fails(x)), { stop: () => calls >= 2 });
+    expect(calls).toBe(2);
+    expect(r.runs).toBe(2);
+    expect(r.exhausted).toBe(true);
+    expect(await fails(r.schedule)).toBe(true);
+    expect(r.stepsAfter).toBeLessThan(8);
+  });
 });

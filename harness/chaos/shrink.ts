@@ -16,6 +16,8 @@ export interface ShrinkOptions {
   maxRuns?: number;
   /** how many integer shrink candidates to try per duration or start (default 16: enough to reach the exact boundary of a 10 s duration) */
   candidatesPerValue?: number;
+  /** asked before each run: true ends the shrink there (a time budget, an abort), as an exhausted budget */
+  stop?: () => boolean;
 }
 
 /** The smallest failing schedule found, and what it took. */
@@ -63,17 +65,22 @@ export async function shrinkSchedule(
   const maxRuns = o.maxRuns ?? 200;
   const perValue = o.candidatesPerValue ?? 16;
   let runs = 0;
+  let stopped = false;
   let current: Schedule = { ...schedule, steps: sortSteps(schedule.steps) };
   delete current.seed;
   const tried = new Set<string>();
 
   /** Tries a candidate: valid, new, within budget, and still failing → it becomes the current schedule. */
   const attempt = async (steps: Step[]): Promise<boolean> => {
-    if (runs >= maxRuns) return false;
+    if (runs >= maxRuns || stopped) return false;
     const candidate: Schedule = { version: 1, topology: current.topology, steps: sortSteps(steps) };
     const key = JSON.stringify(candidate.steps);
     if (tried.has(key) || constraintIssues(candidate, u).length) return false;
     tried.add(key);
+    if (o.stop?.()) {
+      stopped = true;
+      return false;
+    }
     runs++;
     if (!(await stillFails(candidate))) return false;
     current = candidate;
@@ -139,7 +146,7 @@ export async function shrinkSchedule(
     const a = await removeSteps();
     const b = await mergeNodes();
     const c = await shrinkValues();
-    if ((!a && !b && !c) || runs >= maxRuns) break;
+    if ((!a && !b && !c) || runs >= maxRuns || stopped) break;
   }
-  return { schedule: current, runs, stepsBefore: schedule.steps.length, stepsAfter: current.steps.length, exhausted: runs >= maxRuns };
+  return { schedule: current, runs, stepsBefore: schedule.steps.length, stepsAfter: current.steps.length, exhausted: runs >= maxRuns || stopped };
 }

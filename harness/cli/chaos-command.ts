@@ -3,8 +3,10 @@
  * draws a schedule from a seed (same seed, same schedule: printed before it runs), runs it on a
  * fresh lab and checks the invariants on the recorded evidence; on a violation it writes
  * artifacts/chaos/<id>/ and shrinks the schedule within --shrink-budget lab runs. replay runs a
- * schedule.json through the same executor and reports the same way. Exit 0 only when no invariant
- * broke (1: one broke, or the lab failed; 2: bad input).
+ * schedule.json through the same executor and reports the same way. With --runs and/or --budget,
+ * chaos runs many seeds in a row (harness/chaos/campaign.ts), each on a fresh lab, and ends with a
+ * summary. Exit 0 only when no invariant broke (1: one broke, or the lab failed; 2: bad input;
+ * 130: interrupted).
  */
 import { readFileSync } from 'node:fs';
 import { basename } from 'node:path';
@@ -16,6 +18,7 @@ import { chaosTopology } from '../chaos/model.js';
 import { DEFAULT_BOUNDS, type ChaosBounds } from '../chaos/executor.js';
 import { artifactId, explore, timeStamp } from '../chaos/explore.js';
 import { describeReport } from '../chaos/report.js';
+import { budgetMs, campaignExitCode, describeSummary, runCampaign, seedAt } from '../chaos/campaign.js';
 import type { Topology } from '../topology/types.js';
 import { abortOnSignal } from './abort-on-signal.js';
 
@@ -38,6 +41,8 @@ export const CHAOS_SPECS: Record<string, CommandSpec> = {
       steps: { value: true, int: true },
       'horizon-ms': { value: true, int: true, arg: 'MS' },
       'max-duration-ms': { value: true, int: true, arg: 'MS' },
+      runs: { value: true, int: true },
+      budget: { value: true, arg: 'DURATION' },
       ...RUN_FLAGS,
       'dry-run': {},
     },
@@ -50,8 +55,13 @@ export const CHAOS_SPECS: Record<string, CommandSpec> = {
   --steps (default 8), --horizon-ms (latest start, default 30000) and --max-duration-ms (default
   10000) shape the schedule; --bound-ms is the convergence bound (default ${DEFAULT_BOUNDS.boundMs}). --keep leaves the
   lab up. --dry-run only prints the schedule. --json prints {seed, steps, violations, shrunk, files, ...}.
-  Exit 0 only when no invariant broke.
-  Example: npx egresslab chaos --seed 42 --steps 8 --json`,
+  --runs N and/or --budget DURATION (15m, 90s, 1h30m): many seeds in a row — --seed (default: random,
+  printed) then the next ones — each on a fresh lab, until N runs are done or the budget runs out (a
+  run starts only while the time left is at least the last run took; one that started is finished);
+  then a summary (--json: {baseSeed, runsDone, seeds, violations per invariant, files, runs: [each
+  run's report]}). Exit 0 only when no invariant broke.
+  Examples: npx egresslab chaos --seed 42 --steps 8 --json
+            npx egresslab chaos --runs 20 --budget 15m`,
   },
   replay: {
     flags: { ...RUN_FLAGS },
@@ -95,7 +105,7 @@ async function runAndReport(schedule: Schedule, topology: Topology, topologyArg:
   }
 }
 
-/** `egresslab chaos`: draws the schedule of a seed and runs it (--dry-run: prints it only). */
+/** `egresslab chaos`: draws the schedule of a seed and runs it (--dry-run: prints it only); --runs/--budget: many seeds. */
 export async function chaosCmd(argv: string[]): Promise<number> {
   const { flags } = parseCommand('chaos', CHAOS_SPECS.chaos!, argv);
   const steps = (flags.steps as number | undefined) ?? 8;
@@ -106,12 +116,30 @@ export async function chaosCmd(argv: string[]): Promise<number> {
   if (flags.seed !== undefined && ((flags.seed as number) < -2147483648 || (flags.seed as number) > 2147483647)) issues.push({ path: '--seed', value: flags.seed, message: 'must be a 32-bit whole number' });
   if (horizonMs !== undefined && (horizonMs < 0 || horizonMs > 3_600_000)) issues.push({ path: '--horizon-ms', value: horizonMs, message: 'must be from 0 to 3600000' });
   if (maxDurationMs !== undefined && (maxDurationMs < 500 || maxDurationMs > 3_600_000)) issues.push({ path: '--max-duration-ms', value: maxDurationMs, message: 'must be from 500 (the shortest duration drawn) to 3600000' });
+  const runs = flags.runs as number | undefined;
+  if (runs !== undefined && (runs < 1 || runs > 100_000)) issues.push({ path: '--runs', value: runs, message: 'must be from 1 to 100000' });
+  const budget = budgetMs(flags.budget as string | undefined, issues);
+  const many = runs !== undefined || flags.budget !== undefined;
+  if (many && flags.keep) issues.push({ path: '--keep', value: true, message: 'keeps one lab: not with --runs or --budget (each run has a lab of its own)' });
+  if (flags['dry-run'] && flags.budget !== undefined) issues.push({ path: '--budget', value: flags.budget, message: 'means nothing in a dry run (nothing runs): use --runs N to print N schedules' });
   if (issues.length) throw new ValidationError('chaos', issues);
   runFlags('chaos', flags);
   const seed = (flags.seed as number | undefined) ?? Math.floor(Math.random() * 2 ** 31);
   const topologyArg = (flags.topology as string | undefined) ?? 'default';
   const topology = topologyFromArg(topologyArg);
-  const schedule = generateSchedule(seed, universeOf(chaosTopology(topology)), { steps, ...(horizonMs !== undefined ? { horizonMs } : {}), ...(maxDurationMs !== undefined ? { maxDurationMs } : {}) });
+  const scheduleOf = (seed: number) => generateSchedule(seed, universeOf(chaosTopology(topology)), { steps, ...(horizonMs !== undefined ? { horizonMs } : {}), ...(maxDurationMs !== undefined ? { maxDurationMs } : {}) });
+  if (many && flags['dry-run']) {
+    const schedules = Array.from({ length: runs! }, (_, i) => scheduleOf(seedAt(seed, i)));
+    if (flags.json) out(JSON.stringify({ baseSeed: seed, topology: topology.name, dryRun: true, schedules }));
+    else
+      for (const s of schedules) {
+        out(`seed ${s.seed}, topology ${topology.name}: ${s.steps.length} step(s) (dry run: nothing is executed)`);
+        for (const x of s.steps) out(`  ${describeStep(x)}`);
+      }
+    return 0;
+  }
+  if (many) return campaign(seed, runs, budget, scheduleOf, topology, topologyArg, flags, argv);
+  const schedule = scheduleOf(seed);
   if (flags['dry-run']) {
     if (flags.json) out(JSON.stringify({ seed, topology: topology.name, dryRun: true, schedule }));
     else {
@@ -121,6 +149,67 @@ export async function chaosCmd(argv: string[]): Promise<number> {
     return 0;
   }
   return runAndReport(schedule, topology, topologyArg, flags, `egresslab chaos ${argv.join(' ')}`, artifactId(schedule, new Date()));
+}
+
+/** `argv` of chaos without the named flags (`--x`, `--x v` or `--x=v`, as the flag's spec takes a value or not). */
+export function withoutFlags(argv: readonly string[], names: readonly string[]): string[] {
+  const out: string[] = [];
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i]!;
+    const name = /^--([^=]+)(=|$)/.exec(a);
+    if (name && names.includes(name[1]!)) {
+      if (!a.includes('=') && CHAOS_SPECS.chaos!.flags[name[1]!]?.value) i++;
+      continue;
+    }
+    out.push(a);
+  }
+  return out;
+}
+
+/** --runs/--budget: seeds from `baseSeed` on, each explored on a fresh lab, then the summary. */
+async function campaign(
+  baseSeed: number,
+  runs: number | undefined,
+  budget: number | undefined,
+  scheduleOf: (seed: number) => Schedule,
+  topology: Topology,
+  topologyArg: string,
+  flags: Record<string, string | number | boolean | undefined>,
+  argv: string[],
+): Promise<number> {
+  const { shrinkBudget, bounds } = runFlags('chaos', flags);
+  const json = Boolean(flags.json);
+  const show = json ? err : out;
+  // the command that re-runs one seed of the campaign: the same flags but --runs, --budget, --seed and --json
+  const rest = withoutFlags(argv, ['runs', 'budget', 'seed', 'json']);
+  const one = (seed: number | string) => ['egresslab chaos --seed', String(seed), ...rest].join(' ');
+  show(`base seed ${baseSeed}: seeds ${baseSeed}, ${seedAt(baseSeed, 1)}, ... (one of them again: npx ${one('S')})`);
+  const abort = abortOnSignal();
+  try {
+    const summary = await runCampaign({
+      baseSeed,
+      ...(runs !== undefined ? { runs } : {}),
+      ...(budget !== undefined ? { budgetMs: budget } : {}),
+      progress: err,
+      signal: abort.signal,
+      runOne: async (seed, _i, deadline) => {
+        const schedule = scheduleOf(seed);
+        show(`seed ${seed}, topology ${schedule.topology}: ${schedule.steps.length} step(s)`);
+        for (const s of schedule.steps) show(`  ${describeStep(s)}`);
+        const r = await explore(schedule, { topology, topologyArg, bounds, shrinkBudget, command: one(seed), id: artifactId(schedule, new Date()), progress: err, signal: abort.signal, ...(deadline !== undefined ? { deadline } : {}) });
+        if (!json) for (const l of describeReport(r.report)) out(l);
+        return { report: r.report, runMs: r.runMs };
+      },
+    });
+    if (json) out(JSON.stringify(summary));
+    else {
+      out('');
+      for (const l of describeSummary(summary, (seed) => `npx ${one(seed)}`)) out(l);
+    }
+    return campaignExitCode(summary);
+  } finally {
+    abort.dispose();
+  }
 }
 
 /** `egresslab replay FILE`: runs a schedule.json through the same executor. */
