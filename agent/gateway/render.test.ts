@@ -106,6 +106,8 @@ describe('renderGateway: nft transaction', () => {
       // no conntrack entry (a FIN or RST of a flow whose binding never arrived): judged by its own addresses
       'ct state invalid,untracked ip saddr @p0_all ip daddr @p0_dst jump p0_guard',
       'ct state invalid,untracked ip saddr @p1_all ip daddr @p1_dst jump p1_guard',
+      // and a local pod's invalid packet no policy judged: dropped, it would leave with the pod IP
+      'ct state invalid ip saddr @podcidrs counter drop comment "conntrack-invalid pod packet: no NAT decided its source"',
     ]);
     expect(chain(src.ruleset, 'p0_guard')).toEqual([
       'meta mark & 0x00ff0000 == 0x00010000 rt ip nexthop 192.168.1.2 ip saddr @p0_all accept',
@@ -299,6 +301,25 @@ describe('leaving gateway treatment: fail closed until the old conntrack entries
       { src: '10.10.10.1', dst: '8.8.8.0/24' },
       { src: '10.10.10.1', dst: '9.9.9.9/32' },
     ]);
+  });
+
+  it('after the last policy is deleted, a local pod packet conntrack declares invalid is still dropped (no NAT would give it a source)', () => {
+    // the leak this closes: the stream's entry flushed on the deletion, its next FIN/RST or
+    // out-of-window segment gets no entry, no NAT, and no policy guard any more
+    const base = input('node-1', { '192.168.1.100': 'node-2' });
+    const none = computeGatewayPlan({ ...base, policies: [] });
+    expect(none.policies).toEqual([]);
+    const r = renderGateway(none).ruleset;
+    expect(chain(r, 'guard')).toEqual([
+      'type filter hook postrouting priority srcnat + 10; policy accept;',
+      'oifname != "eth0" return',
+      'ct state invalid ip saddr @podcidrs counter drop comment "conntrack-invalid pod packet: no NAT decided its source"',
+    ]);
+    expect(r).toContain('set podcidrs { type ipv4_addr; flags interval; elements = { 10.10.10.0/24 } }');
+    // the transition plan of that deletion has it too, after the leaving policy's own guard jumps
+    const g = chain(renderGateway(transitionPlan(a, none)!).ruleset, 'guard');
+    expect(g.at(-1)).toBe(chain(r, 'guard').at(-1));
+    expect(g.slice(0, -1).some((l) => l.startsWith('ct state invalid,untracked ip saddr @p'))).toBe(true);
   });
 
   it('a narrowed destination list holds back only the pairs that leave', () => {

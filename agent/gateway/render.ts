@@ -293,6 +293,14 @@ export function renderGateway(plan: GatewayPlan, opts: RenderOptions = {}): Rend
   // its own addresses (no NAT touched it). Seen in the failover scenario: FIN retransmissions of a
   // pod reached the internet with the pod IP after the holder was killed.
   plan.policies.forEach((p, i) => (out += `${t}${t}ct state invalid,untracked ip saddr @p${i}_all ip daddr @p${i}_dst jump p${i}_guard\n`));
+  // ... and a local pod's packet conntrack declares invalid that no policy judged (its pair left
+  // every policy, or never was in one) is dropped: no NAT ever sees it, so it would leave with the
+  // pod IP whatever the masquerade module decided for its flow. Seen after a policy's deletion: the
+  // leaving pairs' entries are flushed (transitionPlan), and a segment of the long-lived stream
+  // that conntrack could not pick up again (a FIN or RST without an entry, an invalid RST,
+  // out of window) reached the internet with the pod IP, retransmitted for seconds, once the
+  // policy's own invalid rule above was gone. kube-proxy drops conntrack-invalid traffic likewise.
+  out += `${t}${t}ct state invalid ip saddr @podcidrs counter drop ${comment('conntrack-invalid pod packet: no NAT decided its source')}\n`;
   out += `${t}}\n`;
   plan.policies.forEach((p, i) => (out += policyGuard(i, p)));
   // local stack silence: a floating IP is only ever NATed here, nothing listens on it. A reply
@@ -307,7 +315,7 @@ export function renderGateway(plan: GatewayPlan, opts: RenderOptions = {}): Rend
     ruleCount += 1;
   }
   out += `}\n`;
-  ruleCount += pre.length + snat.length + 1 + plan.policies.length * 3;
+  ruleCount += pre.length + snat.length + 2 + plan.policies.length * 3;
 
   // ARP fence
   const owned = plan.ownedIPs.map((o) => o.ip);
