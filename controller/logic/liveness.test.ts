@@ -56,6 +56,45 @@ describe('liveness from leases (injected clock)', () => {
     expect(l.state('w1', 1100)).toBe('Down');
   });
 
+  it('a Lease renewal does not bring back a Down node that beats: its next heartbeat does (a healed partition)', () => {
+    const held: string[] = [];
+    const l = new LivenessTracker(T, (n) => held.push(n));
+    // a node holding nothing beats every second: Up for 600 + 2 * 800 ms after each heartbeat
+    expect(l.heartbeat('w3', 'hb 1 1', 1000, 0)).toBe(true);
+    expect(l.lastSignal('w3')).toBe('heartbeat');
+    expect(l.state('w3', 2200)).toBe('Down'); // cut off: no signal for 2.2 s
+    // the partition heals; the renewal the agent retried arrives first
+    expect(l.observe('w3', 'rv7', 5000)).toBe(false);
+    expect(l.observe('w3', 'rv7', 5010)).toBe(false);
+    expect(held).toEqual(['w3']);
+    expect(l.state('w3', 5001)).toBe('Down');
+    // (granting it expiryMs made the node Up at 5000 and Down again at 5600, before the heartbeat at 5640)
+    expect(l.state('w3', 5600)).toBe('Down');
+    expect(l.heartbeat('w3', 'hb 1 6', 1000, 5640)).toBe(true);
+    expect(l.lastSignal('w3')).toBe('heartbeat');
+    expect(l.state('w3', 5640 + 2199)).toBe('Up');
+    // the same renewal seen again later counts once; a new one while Up extends as before (never shortens)
+    expect(l.observe('w3', 'rv7', 6000)).toBe(false);
+    expect(l.observe('w3', 'rv8', 7000)).toBe(false);
+    expect(l.lastSignal('w3')).toBe('lease');
+    expect(l.state('w3', 5640 + 2199)).toBe('Up');
+    expect(l.state('w3', 5640 + 2200)).toBe('Down');
+  });
+
+  it('a node that never sent a heartbeat (heartbeats off) lives by its renewals, also after a deleted lease', () => {
+    const l = new LivenessTracker(T);
+    expect(l.observe('w4', 'rv1', 0)).toBe(true);
+    expect(l.lastSignal('w4')).toBe('lease');
+    expect(l.state('w4', 700)).toBe('Down');
+    expect(l.observe('w4', 'rv2', 10_000)).toBe(true);
+    expect(l.state('w4', 10_599)).toBe('Up');
+    // a deleted lease does not make a beating node a lease-only one
+    l.heartbeat('w5', 'hb 1 1', 200, 0);
+    l.forget('w5');
+    expect(l.observe('w5', 'rv1', 100)).toBe(false);
+    expect(l.state('w5', 101)).toBe('Down');
+  });
+
   it('a deleted lease makes the node Down immediately', () => {
     const l = new LivenessTracker(T);
     l.observe('w1', 'a', 0);

@@ -10,6 +10,12 @@
 // running is not held against any node.
 // After a controller restart, nodes that the persisted status showed Up keep a grace period of
 // `startupGraceMs` to let their agents reconnect, so a restart alone never moves an IP.
+// A Lease renewal keeps an Up node Up but does not bring back a Down node the controller has heard
+// beating: only its next heartbeat does, announcing the interval it beats at. A renewal carries no
+// cadence; granting it `expiryMs` let a node that beats every second (it holds nothing) come Up on
+// the renewal it retried when a partition healed and go Down again 600 ms later, before its next
+// heartbeat (a spurious NodeDown, seen once in 5 runs of the long-lived TCP scenario with one core
+// busy). A node whose agent sends no heartbeats (heartbeatIntervalMs 0) lives by its renewals alone.
 
 import type { NodeState } from './allocator.js';
 
@@ -30,12 +36,20 @@ interface Entry {
   seenAt?: number;
   /** controller-clock time until which the node counts as Up */
   upUntil: number;
+  /** a heartbeat of this node was seen since the controller started */
+  beats?: boolean;
+  /** the last signal that counted */
+  by?: 'heartbeat' | 'lease';
 }
 
 export class LivenessTracker {
   private readonly entries = new Map<string, Entry>();
 
-  constructor(private readonly timings: LivenessTimings) {}
+  /** `onHeld` hears of each Lease renewal that did not bring back a Down node because the node beats (for the log). */
+  constructor(
+    private readonly timings: LivenessTimings,
+    private readonly onHeld: (node: string) => void = () => undefined,
+  ) {}
 
   /** Seeds a node from persisted status at start-up. */
   seed(node: string, previous: NodeState | undefined, renewKey: string | undefined, now: number): void {
@@ -52,8 +66,14 @@ export class LivenessTracker {
   observe(node: string, renewKey: string | undefined, now: number): boolean {
     const e = this.entries.get(node);
     if (renewKey === undefined) return false;
+    if (e?.beats && now >= e.upUntil) {
+      // a beating node that is Down comes back by a heartbeat only (see the top of this file)
+      if (e.renewKey !== renewKey) this.onHeld(node);
+      e.renewKey = renewKey;
+      return false;
+    }
     // a Lease renewal never shortens the grace a slow heartbeat granted
-    return this.signal(node, renewKey, now, Math.max(e?.upUntil ?? Number.NEGATIVE_INFINITY, now + this.timings.expiryMs));
+    return this.signal(node, renewKey, now, Math.max(e?.upUntil ?? Number.NEGATIVE_INFINITY, now + this.timings.expiryMs), 'lease');
   }
 
   /**
@@ -62,16 +82,21 @@ export class LivenessTracker {
    * Returns true if the node was Down.
    */
   heartbeat(node: string, key: string, intervalMs: number, now: number): boolean {
-    return this.signal(node, key, now, now + this.graceFor(intervalMs));
+    return this.signal(node, key, now, now + this.graceFor(intervalMs), 'heartbeat');
   }
 
   /** A new signal (key) seen at `now` keeps the node Up until `upUntil`; the same key twice counts once. True if it was Down. */
-  private signal(node: string, key: string, now: number, upUntil: number): boolean {
+  private signal(node: string, key: string, now: number, upUntil: number, by: 'heartbeat' | 'lease'): boolean {
     const e = this.entries.get(node);
     if (e && e.renewKey === key) return false;
     const wasUp = e ? now < e.upUntil : false;
-    this.entries.set(node, { renewKey: key, upUntil, seenAt: now });
+    this.entries.set(node, { renewKey: key, upUntil, seenAt: now, beats: by === 'heartbeat' || !!e?.beats, by });
     return !wasUp;
+  }
+
+  /** The kind of the last signal that counted for the node (for the controller's log). */
+  lastSignal(node: string): 'heartbeat' | 'lease' | undefined {
+    return this.entries.get(node)?.by;
   }
 
   /**
@@ -86,7 +111,7 @@ export class LivenessTracker {
 
   /** The Lease was deleted: the node is Down from now on. */
   forget(node: string): void {
-    this.entries.set(node, { renewKey: undefined, upUntil: Number.NEGATIVE_INFINITY });
+    this.entries.set(node, { renewKey: undefined, upUntil: Number.NEGATIVE_INFINITY, beats: this.entries.get(node)?.beats });
   }
 
   /** Controller-clock time of the node's last liveness signal, if any since start. */

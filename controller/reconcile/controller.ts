@@ -78,7 +78,7 @@ export class Controller {
     this.stallAware = stallAware;
     this.log = opts.log ?? (() => {});
     this.timers = opts.timers ?? true;
-    this.liveness = new LivenessTracker(this.cfg.lease);
+    this.liveness = new LivenessTracker(this.cfg.lease, (node) => this.log(`liveness: node ${node} renewed its Lease while Down; it beats, so it comes back Up by its next heartbeat`));
     this.events = new EventRecorder(this.service, this.log);
     this.managedPolicyName = managedPolicyName(this.cfg.clusterName);
   }
@@ -309,7 +309,15 @@ export class Controller {
         const node = this.service.tryGet(this.def('', 'nodes'), 'v1', undefined, n.name);
         if (prev !== undefined || n.state === 'Up') {
           const seen = this.liveness.lastSeen(n.name);
-          const why = n.state === 'Down' && seen !== undefined ? `: last signal ${now - seen} ms ago on the failure detector's clock (controller stalled ${this.stalledMs} ms in all)` : '';
+          const by = this.liveness.lastSignal(n.name);
+          const why =
+            n.state === 'Down'
+              ? seen !== undefined
+                ? `: last signal ${now - seen} ms ago on the failure detector's clock (controller stalled ${this.stalledMs} ms in all)`
+                : ''
+              : by
+                ? ` by a ${by === 'lease' ? 'Lease renewal' : 'heartbeat'}`
+                : '';
           this.log(`liveness: node ${n.name} is ${n.state}${prev ? ` (was ${prev})` : ''}${why}`);
           if (node) this.events.record(node, n.state === 'Up' ? 'Normal' : 'Warning', n.state === 'Up' ? 'NodeUp' : 'NodeDown', n.state === 'Up' ? `node ${n.name} renewed its lease: Up` : `node ${n.name} did not renew its lease within ${this.cfg.lease.expiryMs} ms: Down`);
         }

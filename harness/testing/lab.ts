@@ -12,7 +12,8 @@ import { DEFAULT_NON_MASQUERADE_CIDRS } from '../../lib/kube/well-known.js';
 import { closeClusterAccess } from '../cluster/access.js';
 import { announceKept, keepMode, shouldKeep } from './keep.js';
 import { clusterApi } from '../cluster/access.js';
-import { controlPlaneNode } from '../cluster/cluster.js';
+import { CONTROLLER_PROCESS, controlPlaneNode } from '../cluster/cluster.js';
+import { LOG_DIR } from '../lab/process.js';
 import { R } from '../../lib/kube/client.js';
 import { auditLiveness, recordAudit } from './liveness-audit.js';
 
@@ -24,10 +25,22 @@ async function auditLab(lab: Lab, file: string | undefined): Promise<void> {
   try {
     const api = await clusterApi(lab, { timeoutMs: 5000 });
     const events = (await api.list(R.events)).items;
-    recordAudit({ ...auditLiveness(lab.id, events, lab.faults.injected), ...(file ? { file } : {}) });
+    const audit = auditLiveness(lab.id, events, lab.faults.injected);
+    // something unexplained: keep the evidence to find its cause (the controller's own account of
+    // each transition, with the failure detector's figures, beside the faults and when they were injected)
+    if (audit.details.length) audit.evidence = await livenessEvidence(lab).catch((e: unknown) => [`controller log unreadable: ${e instanceof Error ? e.message : String(e)}`]);
+    recordAudit({ ...audit, ...(file ? { file } : {}) });
   } catch (e) {
     process.stderr.write(`egresslab: liveness audit of lab ${lab.id} failed: ${e instanceof Error ? e.message : String(e)}\n`);
   }
+}
+
+/** The controller's liveness and allocator lines and the faults injected, in time order (the audit's evidence). */
+async function livenessEvidence(lab: Lab): Promise<string[]> {
+  const cp = controlPlaneNode(lab.topology).name;
+  const r = await lab.exec(cp, ['sh', '-c', `grep -E 'liveness:|allocator:|stalled|fenced' ${LOG_DIR}/${CONTROLLER_PROCESS}.log | tail -n 200`], { check: false });
+  const faults = lab.faults.injected.map((f) => `${new Date(f.at).toISOString()} fault ${f.kind} on ${f.node}`);
+  return [...faults, ...r.stdout.split('\n').filter(Boolean)];
 }
 
 function currentTestFile(): string | undefined {

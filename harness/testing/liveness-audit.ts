@@ -28,6 +28,8 @@ export interface LivenessAudit {
   unexplainedFences: number;
   /** one line per unexplained event */
   details: string[];
+  /** when something is unexplained: the faults injected (with times) and the controller's liveness and allocator log lines */
+  evidence?: string[];
 }
 
 function count(e: KubeObject): number {
@@ -113,5 +115,7 @@ export function summarizeAudits(): string | undefined {
   const faults = audits.reduce((s, a) => s + Object.values(a.faults).reduce((x, y) => x + y, 0), 0);
   const lines = [`egresslab liveness audit: ${audits.length} cluster lab(s), ${faults} fault(s) injected, ${allDown} NodeDown event(s); spurious (no fault explains them): ${down} NodeDown, ${moves} floating-IP move(s), ${fences} self-fence(s)`];
   for (const a of audits) for (const d of a.details) lines.push(`  ${a.file ?? a.lab}: ${d}`);
+  const withEvidence = audits.filter((a) => a.evidence?.length).map((a) => a.lab);
+  if (withEvidence.length) lines.push(`  evidence (faults and the controller's liveness lines) of ${withEvidence.join(', ')}: ${auditFile()}`);
   return lines.join('\n');
 }
