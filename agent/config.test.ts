@@ -1,5 +1,13 @@
 import { describe, expect, it } from 'vitest';
-import { AgentConfigError, DEFAULT_BOOT_HOOK_DIR, DEFAULT_IP_MASQ_CONFIG_PATH, DEFAULT_MASQ_STATE_PATH, DEFAULT_STATUS_PATH, parseAgentConfig, parseAgentConfigText } from './config.js';
+import {
+  AgentConfigError,
+  DEFAULT_BOOT_HOOK_DIR,
+  DEFAULT_IP_MASQ_CONFIG_PATH,
+  DEFAULT_MASQ_STATE_PATH,
+  DEFAULT_STATUS_PATH,
+  parseAgentConfig,
+  parseAgentConfigText,
+} from './config.js';
 
 const base = {
   nodeName: 'worker1',
@@ -48,7 +56,9 @@ describe('agent config', () => {
     expect(parseAgentConfig({ ...base, bootHookDir: null }).bootHookDir).toBeNull();
     expect(parseAgentConfig({ ...base, bootHookDir: '/var/lib/boot.d' }).bootHookDir).toBe('/var/lib/boot.d');
     expect(issues({ ...base, bootHookDir: 'boot.d' })).toEqual(['bootHookDir: must be an absolute path (got "boot.d")']);
-    expect(issues({ ...base, bootHookDir: '/etc/egresslab/ip-masq-agent' })).toEqual(['bootHookDir: must not be the projected directory (the projection owns it) (got "/etc/egresslab/ip-masq-agent")']);
+    expect(issues({ ...base, bootHookDir: '/etc/egresslab/ip-masq-agent' })).toEqual([
+      'bootHookDir: must not be the projected directory (the projection owns it) (got "/etc/egresslab/ip-masq-agent")',
+    ]);
   });
 
   it('gatewayConntrackSync: a boolean, on by default', () => {
@@ -88,7 +98,8 @@ describe('agent config', () => {
 
   it('names missing required fields', () => {
     const got = issues({});
-    for (const f of ['nodeName', 'nodeIP', 'podCIDRs', 'apiServer', 'tokenFile', 'flavour']) expect(got.some((i) => i.startsWith(`${f}: is required`))).toBe(true);
+    for (const f of ['nodeName', 'nodeIP', 'podCIDRs', 'apiServer', 'tokenFile', 'flavour'])
+      expect(got.some((i) => i.startsWith(`${f}: is required`))).toBe(true);
   });
 
   it('refuses unknown fields (typos) instead of ignoring them', () => {
@@ -110,15 +121,28 @@ describe('agent config', () => {
   });
 
   it('keeps the state files out of the projected directory and apart from each other', () => {
-    expect(issues({ ...base, statusPath: '/etc/egresslab/ip-masq-agent/status.json' })).toEqual([expect.stringMatching(/^statusPath: must not be in the projected directory/)]);
-    expect(issues({ ...base, masqStatePath: '/run/x.json', statusPath: '/run/x.json' })).toEqual([expect.stringMatching(/^statusPath: must differ from masqStatePath/)]);
-    expect(issues({ ...base, ipMasqAgentConfigPath: '/config' })).toEqual([expect.stringMatching(/^ipMasqAgentConfigPath: must be inside a directory of its own/)]);
+    expect(issues({ ...base, statusPath: '/etc/egresslab/ip-masq-agent/status.json' })).toEqual([
+      expect.stringMatching(/^statusPath: must not be in the projected directory/),
+    ]);
+    expect(issues({ ...base, masqStatePath: '/run/x.json', statusPath: '/run/x.json' })).toEqual([
+      expect.stringMatching(/^statusPath: must differ from masqStatePath/),
+    ]);
+    expect(issues({ ...base, ipMasqAgentConfigPath: '/config' })).toEqual([
+      expect.stringMatching(/^ipMasqAgentConfigPath: must be inside a directory of its own/),
+    ]);
   });
 
   it('validates the ConfigMap reference', () => {
-    expect(parseAgentConfig({ ...base, ipMasqConfigMap: { name: 'other' } }).ipMasqConfigMap).toEqual({ namespace: 'kube-system', name: 'other', key: 'config' });
+    expect(parseAgentConfig({ ...base, ipMasqConfigMap: { name: 'other' } }).ipMasqConfigMap).toEqual({
+      namespace: 'kube-system',
+      name: 'other',
+      key: 'config',
+    });
     expect(issues({ ...base, ipMasqConfigMap: { name: '', nmespace: 'x' } })).toEqual(
-      expect.arrayContaining([expect.stringMatching(/^ipMasqConfigMap\.nmespace: unknown field/), expect.stringMatching(/^ipMasqConfigMap\.name: must be a non-empty string/)]),
+      expect.arrayContaining([
+        expect.stringMatching(/^ipMasqConfigMap\.nmespace: unknown field/),
+        expect.stringMatching(/^ipMasqConfigMap\.name: must be a non-empty string/),
+      ]),
     );
   });
 

@@ -188,7 +188,8 @@ export function parseAgentConfig(raw: unknown): AgentConfig {
   };
 
   const nodeName = str('nodeName', true);
-  if (nodeName && (!DNS1123_SUBDOMAIN.test(nodeName) || nodeName.length > 253)) bad('nodeName', nodeName, 'must be a DNS-1123 subdomain (lower case letters, digits, "-" and ".")');
+  if (nodeName && (!DNS1123_SUBDOMAIN.test(nodeName) || nodeName.length > 253))
+    bad('nodeName', nodeName, 'must be a DNS-1123 subdomain (lower case letters, digits, "-" and ".")');
 
   const nodeIP = str('nodeIP', true);
   if (nodeIP && !isIPv4(nodeIP)) bad('nodeIP', nodeIP, 'must be an IPv4 address');
@@ -286,10 +287,12 @@ export function parseAgentConfig(raw: unknown): AgentConfig {
       if (pa && pa === pb) bad(fb, pb, `must differ from ${fa}`);
     }
   for (const [f, p] of paths.slice(1)) {
-    if (p && ipMasqAgentConfigPath && dirname(p) === dirname(ipMasqAgentConfigPath)) bad(f, p, `must not be in the projected directory ${dirname(ipMasqAgentConfigPath)} (the projection owns it)`);
+    if (p && ipMasqAgentConfigPath && dirname(p) === dirname(ipMasqAgentConfigPath))
+      bad(f, p, `must not be in the projected directory ${dirname(ipMasqAgentConfigPath)} (the projection owns it)`);
   }
 
-  if (bootHookDir && ipMasqAgentConfigPath && bootHookDir === dirname(ipMasqAgentConfigPath)) bad('bootHookDir', bootHookDir, 'must not be the projected directory (the projection owns it)');
+  if (bootHookDir && ipMasqAgentConfigPath && bootHookDir === dirname(ipMasqAgentConfigPath))
+    bad('bootHookDir', bootHookDir, 'must not be the projected directory (the projection owns it)');
 
   if (issues.length) throw new AgentConfigError(issues);
   return {

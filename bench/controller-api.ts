@@ -12,7 +12,8 @@ function pct(xs: number[], p: number): number {
   const s = [...xs].sort((a, b) => a - b);
   return s[Math.min(s.length - 1, Math.ceil((p / 100) * s.length) - 1)]!;
 }
-const fmt = (xs: number[]): string => `p50 ${pct(xs, 50).toFixed(2)} ms, p95 ${pct(xs, 95).toFixed(2)} ms, max ${Math.max(...xs).toFixed(2)} ms (n=${xs.length})`;
+const fmt = (xs: number[]): string =>
+  `p50 ${pct(xs, 50).toFixed(2)} ms, p95 ${pct(xs, 95).toFixed(2)} ms, max ${Math.max(...xs).toFixed(2)} ms (n=${xs.length})`;
 
 async function createToWatch(runs: number): Promise<number[]> {
   const t = await startTestController({}, { log: () => {} });
@@ -54,7 +55,11 @@ async function failover(runs: number): Promise<{ fromExpiry: number[]; fromStop:
       status = (e.object as Gw).status ?? {};
       changes.push({ at: performance.now(), holder: status.floatingIPs?.[ip] });
     });
-    await waitFor(async () => (await t.admin.list(R.anthosNetworkGatewayNodes, { namespace: 'kube-system' })).items.every((o) => (o.status as { state?: string }).state === 'Up'), 'nodes Up');
+    await waitFor(
+      async () =>
+        (await t.admin.list(R.anthosNetworkGatewayNodes, { namespace: 'kube-system' })).items.every((o) => (o.status as { state?: string }).state === 'Up'),
+      'nodes Up',
+    );
     await t.admin.create(R.anthosNetworkGateways, { metadata: { name: 'default', namespace: 'kube-system' }, spec: { floatingIPs: [ip] } });
     await waitFor(() => status?.floatingIPs?.[ip], 'assignment', 5000);
     const fromExpiry: number[] = [];

@@ -30,7 +30,8 @@ import { LOG_DIR } from '../harness/lab/process.js';
 
 const { flags } = programArgs('dist/bench/diagnostics.js', {
   flags: { runs: { value: true, int: true }, lab: { value: true, arg: 'NAME' }, busy: {} },
-  about: '  What collecting diagnostics costs (duration, host CPU) and whether it disturbs the lab (nodes not Up, NodeDown/FloatingIPMoved Events, starved agents).',
+  about:
+    '  What collecting diagnostics costs (duration, host CPU) and whether it disturbs the lab (nodes not Up, NodeDown/FloatingIPMoved Events, starved agents).',
   check: (f) => (f.runs !== undefined && f.runs < 1 ? [{ path: '--runs', value: f.runs, message: 'must be at least 1' }] : []),
 });
 const runs = flags.runs ?? 5;
@@ -63,7 +64,10 @@ function labCpuSeconds(ids: string[]): { containers: number; engine: number } {
       const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
       const name = /\(([^)]*)\)/.exec(stat)?.[1] ?? '';
       if (name !== 'dockerd' && name !== 'containerd' && !name.startsWith('containerd-shim')) continue;
-      const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ').map(Number);
+      const f = stat
+        .slice(stat.lastIndexOf(')') + 2)
+        .split(' ')
+        .map(Number);
       engine += (f[11]! + f[12]! + f[13]! + f[14]!) / 100; // utime stime cutime cstime
     } catch {
       // gone meanwhile
@@ -103,7 +107,18 @@ try {
     return nodes.every((n) => g.nodes[n] === 'Up');
   };
   const ids = (await docker().listContainers({ filters: { label: [`${LABEL.lab}=${lab.id}`] } })).map((c) => c.Id);
-  const rows: { ms: number; cpu: number; inLab: number; engine: number; notUp: number; samples: number; nodeDown: number; moved: number; silent: number; files: number }[] = [];
+  const rows: {
+    ms: number;
+    cpu: number;
+    inLab: number;
+    engine: number;
+    notUp: number;
+    samples: number;
+    nodeDown: number;
+    moved: number;
+    silent: number;
+    files: number;
+  }[] = [];
   for (let i = 0; i < runs; i++) {
     await pollUntil(allUp, { what: 'every node Up before a collection', timeoutMs: 60_000, intervalMs: 100, accept: (up) => up });
     const ev0 = await eventCounts(api);
@@ -140,16 +155,33 @@ try {
     const ev1 = await eventCounts(api);
     const silent1 = await silentLines(lab, nodes);
     rmSync(dir, { recursive: true, force: true });
-    const row = { ms: report.durationMs, cpu, inLab: lab1.containers - lab0.containers - (idleRate * report.durationMs) / 1000, engine: lab1.engine - lab0.engine, notUp, samples, nodeDown: ev1.nodeDown - ev0.nodeDown, moved: ev1.moved - ev0.moved, silent: silent1 - silent0, files: report.files.length };
+    const row = {
+      ms: report.durationMs,
+      cpu,
+      inLab: lab1.containers - lab0.containers - (idleRate * report.durationMs) / 1000,
+      engine: lab1.engine - lab0.engine,
+      notUp,
+      samples,
+      nodeDown: ev1.nodeDown - ev0.nodeDown,
+      moved: ev1.moved - ev0.moved,
+      silent: silent1 - silent0,
+      files: report.files.length,
+    };
     rows.push(row);
-    process.stderr.write(`run ${i + 1}/${runs}: ${row.ms} ms, CPU: in the lab's containers (beyond idle) ${row.inLab.toFixed(2)} s, engine ${row.engine.toFixed(2)} s, host (every process) ${row.cpu.toFixed(2)} s, ${row.files} files, samples with a node not Up ${row.notUp}/${row.samples}, NodeDown +${row.nodeDown}, FloatingIPMoved +${row.moved}, "main loop silent" +${row.silent}${report.problems.length ? `, problems: ${report.problems.join('; ')}` : ''}\n`);
+    process.stderr.write(
+      `run ${i + 1}/${runs}: ${row.ms} ms, CPU: in the lab's containers (beyond idle) ${row.inLab.toFixed(2)} s, engine ${row.engine.toFixed(2)} s, host (every process) ${row.cpu.toFixed(2)} s, ${row.files} files, samples with a node not Up ${row.notUp}/${row.samples}, NodeDown +${row.nodeDown}, FloatingIPMoved +${row.moved}, "main loop silent" +${row.silent}${report.problems.length ? `, problems: ${report.problems.join('; ')}` : ''}\n`,
+    );
   }
   const ms = rows.map((r) => r.ms).sort((a, b) => a - b);
   const mean = (k: 'inLab' | 'engine' | 'cpu') => (rows.reduce((s, r) => s + r[k], 0) / runs).toFixed(2);
   const sum = (k: 'notUp' | 'nodeDown' | 'moved' | 'silent') => rows.reduce((s, r) => s + r[k], 0);
   console.log(`diagnostics benchmark: lab ${lab.id} (${lab.plan.containers.length} containers), ${runs} runs${flags.busy ? ', one core held busy' : ''}`);
-  console.log(`  duration: median ${ms[ms.length >> 1]} ms, min ${ms[0]}, max ${ms[ms.length - 1]}; CPU per collection (mean): lab containers ${mean('inLab')} s, engine ${mean('engine')} s, host ${mean('cpu')} s`);
-  console.log(`  disturbance: ${sum('notUp')} samples with a node not Up, ${sum('nodeDown')} NodeDown, ${sum('moved')} FloatingIPMoved, ${sum('silent')} "main loop silent"`);
+  console.log(
+    `  duration: median ${ms[ms.length >> 1]} ms, min ${ms[0]}, max ${ms[ms.length - 1]}; CPU per collection (mean): lab containers ${mean('inLab')} s, engine ${mean('engine')} s, host ${mean('cpu')} s`,
+  );
+  console.log(
+    `  disturbance: ${sum('notUp')} samples with a node not Up, ${sum('nodeDown')} NodeDown, ${sum('moved')} FloatingIPMoved, ${sum('silent')} "main loop silent"`,
+  );
   api.close();
 } finally {
   busy?.kill('SIGKILL');

@@ -27,7 +27,10 @@ const { flags } = programArgs('dist/bench/gateway-failover.js', {
   check: (f) => [
     ...(f.kills !== undefined && f.kills < 1 ? [{ path: '--kills', value: f.kills, message: 'must be at least 1' }] : []),
     ...(f['interval-ms'] !== undefined && f['interval-ms'] < 1 ? [{ path: '--interval-ms', value: f['interval-ms'], message: 'must be at least 1' }] : []),
-    ...(f.modes ?? 'quiet,busy').split(',').filter((m) => m !== 'quiet' && m !== 'busy').map((m) => ({ path: '--modes', value: m, message: 'is not quiet or busy' })),
+    ...(f.modes ?? 'quiet,busy')
+      .split(',')
+      .filter((m) => m !== 'quiet' && m !== 'busy')
+      .map((m) => ({ path: '--modes', value: m, message: 'is not quiet or busy' })),
   ],
 });
 const kills = flags.kills ?? 10;
@@ -70,21 +73,31 @@ async function main(): Promise<void> {
     console.log(`  configured lease (controller): ${leaseInfo}`);
     for (const { mode, rows } of results) {
       const xs = rows.map((r) => r.interruptionMs);
-      console.log(`  ${mode.padEnd(5)} ${rows.length} kills: interruption p50 ${pct(xs, 50)} ms, p95 ${pct(xs, 95)} ms, max ${Math.max(...xs)} ms, min ${Math.min(...xs)} ms; leaked packets (source != ${IP}): ${rows.reduce((s, r) => s + r.leaked, 0)}`);
+      console.log(
+        `  ${mode.padEnd(5)} ${rows.length} kills: interruption p50 ${pct(xs, 50)} ms, p95 ${pct(xs, 95)} ms, max ${Math.max(...xs)} ms, min ${Math.min(...xs)} ms; leaked packets (source != ${IP}): ${rows.reduce((s, r) => s + r.leaked, 0)}`,
+      );
     }
     async function runKills(mode: string): Promise<Row[]> {
       const rows: Row[] = [];
       for (let i = 0; i < kills; i++) {
         // never break cp-1 (it runs the controller): an IP that flapped onto it is moved to a worker first
         const holder = await workerHolder(lab, api, IP, 60_000);
-        await pollUntil(async () => (await lab.exec(holder, ['ip', '-4', 'addr', 'show', 'dev', 'eth0'])).stdout.includes(`${IP}/32`), { what: `${IP} on ${holder}`, timeoutMs: 15_000 });
+        await pollUntil(async () => (await lab.exec(holder, ['ip', '-4', 'addr', 'show', 'dev', 'eth0'])).stdout.includes(`${IP}/32`), {
+          what: `${IP} on ${holder}`,
+          timeoutMs: 15_000,
+        });
         const pod = PODS.find((p) => lab.pod(p).node !== holder)!;
         const probe = await lab.continuousProbe(pod, '8.8.8.8', { proto: 'udp', intervalMs, timeoutMs: 300 });
         let to = '?';
         try {
           await pollUntil(() => probe.answeredAfter(), { what: '20 answered before the kill', timeoutMs: 15_000, accept: (n) => n >= 20 });
           await lab.faults.kill(holder);
-          const moved = await pollUntil(gw, { what: `${IP} to move off ${holder}`, timeoutMs: 20_000, intervalMs: 20, accept: (s) => !!s.assignments[IP] && s.assignments[IP] !== holder });
+          const moved = await pollUntil(gw, {
+            what: `${IP} to move off ${holder}`,
+            timeoutMs: 20_000,
+            intervalMs: 20,
+            accept: (s) => !!s.assignments[IP] && s.assignments[IP] !== holder,
+          });
           to = moved.assignments[IP]!;
           const tMoved = Date.now();
           await pollUntil(() => probe.answeredAfter(tMoved), { what: '30 answered after the move', timeoutMs: 20_000, accept: (n) => n >= 30 });
@@ -94,7 +107,9 @@ async function main(): Promise<void> {
         const t = await probe.stop();
         const r = summarize(t, [IP]);
         rows.push({ holder, to, interruptionMs: r.longestOutageMs, lost: r.longestLost, leaked: r.leaks!.count, outages: r.outages.length });
-        console.log(`${mode} kill ${i + 1}/${kills}: ${holder} -> ${to}, probe from ${pod}: interruption ${r.longestOutageMs} ms (${r.longestLost} lost, ${r.outages.length} outage(s)), leaked ${r.leaks!.count}, sources ${JSON.stringify(r.sources)}`);
+        console.log(
+          `${mode} kill ${i + 1}/${kills}: ${holder} -> ${to}, probe from ${pod}: interruption ${r.longestOutageMs} ms (${r.longestLost} lost, ${r.outages.length} outage(s)), leaked ${r.leaks!.count}, sources ${JSON.stringify(r.sources)}`,
+        );
       }
       return rows;
     }

@@ -127,7 +127,14 @@ interface Transition {
   drops: number[];
 }
 
-function analyse(t: Timeline, w0: number, w: number, oldSrc: string, newSrc: string, until: number): Omit<Transition, 'podNodeCommitMs' | 'holderCommitMs' | 'drops'> {
+function analyse(
+  t: Timeline,
+  w0: number,
+  w: number,
+  oldSrc: string,
+  newSrc: string,
+  until: number,
+): Omit<Transition, 'podNodeCommitMs' | 'holderCommitMs' | 'drops'> {
   const pk = [...t.packets].sort((a, b) => a.seq - b.seq).filter((p) => p.t >= w0 && p.t < until);
   const first = pk.find((p) => p.observedSources.includes(newSrc));
   if (!first) throw new Error(`no packet with ${newSrc} after the write`);
@@ -152,14 +159,24 @@ function line(name: string, xs: Transition[]): string {
 
 async function run(lab: Lab): Promise<void> {
   const api: KubeClient = await lab.api({ timeoutMs: 30_000 });
-  await lab.apply({ apiVersion: 'networking.gke.io/v1alpha1', kind: 'AnthosNetworkGateway', metadata: { namespace: 'cluster-cluster1', name: 'default' }, spec: { floatingIPs: [IP] } } as KubeObject);
+  await lab.apply({
+    apiVersion: 'networking.gke.io/v1alpha1',
+    kind: 'AnthosNetworkGateway',
+    metadata: { namespace: 'cluster-cluster1', name: 'default' },
+    spec: { floatingIPs: [IP] },
+  } as KubeObject);
   const holder = await workerHolder(lab, api, IP, 60_000);
-  await pollUntil(async () => (await lab.exec(holder, ['ip', '-4', 'addr', 'show', 'dev', 'eth0'])).stdout.includes(`${IP}/32`), { what: `${IP} on ${holder}`, timeoutMs: 15_000 });
+  await pollUntil(async () => (await lab.exec(holder, ['ip', '-4', 'addr', 'show', 'dev', 'eth0'])).stdout.includes(`${IP}/32`), {
+    what: `${IP} on ${holder}`,
+    timeoutMs: 15_000,
+  });
   const podKey = POD_ARG || CANDIDATES.find((p) => lab.pod(p).node !== holder)!;
   const pod = lab.pod(podKey);
   if (pod.node === holder) throw new Error(`${podKey} runs on the holder ${holder}: pick a pod on another node`);
   const nodeIP = lab.topology.nodes.find((n) => n.name === pod.node)!.address;
-  console.log(`holder of ${IP}: ${holder}; probe ${podKey} (${pod.ip} on ${pod.node}, node IP ${nodeIP}) -> ${DST}, ${PROTO} every ${INTERVAL_MS} ms; change=${CHANGE}; ${RUNS} runs`);
+  console.log(
+    `holder of ${IP}: ${holder}; probe ${podKey} (${pod.ip} on ${pod.node}, node IP ${nodeIP}) -> ${DST}, ${PROTO} every ${INTERVAL_MS} ms; change=${CHANGE}; ${RUNS} runs`,
+  );
 
   if (CHANGE === 'cidr') await api.create(R.egressNATPolicies, policyObject(pod.namespace, OFF_CIDRS) as KubeObject & { metadata: KubeObject['metadata'] });
   const write = async (on: boolean): Promise<void> => {
@@ -214,7 +231,8 @@ async function run(lab: Lab): Promise<void> {
     ons.push({ ...a, podNodeCommitMs: m.on[0], holderCommitMs: m.on[1], drops: m.onDrops });
     offs.push({ ...b, podNodeCommitMs: m.off[0], holderCommitMs: m.off[1], drops: m.offDrops });
     const l = leaks(t, [nodeIP, IP]);
-    for (const p of l.packets) for (const s of p.observedSources.filter((x) => x !== nodeIP && x !== IP)) unexpectedSources.set(s, (unexpectedSources.get(s) ?? 0) + 1);
+    for (const p of l.packets)
+      for (const s of p.observedSources.filter((x) => x !== nodeIP && x !== IP)) unexpectedSources.set(s, (unexpectedSources.get(s) ?? 0) + 1);
     for (const o of l.unattributed) unexpectedSources.set(o.src, (unexpectedSources.get(o.src) ?? 0) + 1);
     const n = l.packets.length + l.unattributed.length;
     unexpected += n;
@@ -223,10 +241,14 @@ async function run(lab: Lab): Promise<void> {
         `off +${b.ms} ms (write ${b.writeMs} ms, commit ${pod.node} +${m.off[0]} ${holder} +${m.off[1]}, lost ${b.lost}, nft drops ${m.offDrops.join('/')}, unexpected ${b.unexpected} sent ${b.unexpectedAt}) | ${t.packets.length} packets, unexpected sources ${n}`,
     );
   }
-  console.log(`\npolicy change -> first packet with the new source (${PROTO} every ${INTERVAL_MS} ms, change=${CHANGE}, reference: API write request sent, host clock)`);
+  console.log(
+    `\npolicy change -> first packet with the new source (${PROTO} every ${INTERVAL_MS} ms, change=${CHANGE}, reference: API write request sent, host clock)`,
+  );
   console.log(line(`on  (policy ${CHANGE === 'create' ? 'created' : 'destination added'}: ${nodeIP} -> ${IP})`, ons));
   console.log(line(`off (policy ${CHANGE === 'create' ? 'deleted' : 'destination removed'}: ${IP} -> ${nodeIP})`, offs));
-  console.log(`packets observed with a source neither ${nodeIP} nor ${IP}: ${unexpected}${unexpected ? ` ${JSON.stringify(Object.fromEntries(unexpectedSources))}` : ''}`);
+  console.log(
+    `packets observed with a source neither ${nodeIP} nor ${IP}: ${unexpected}${unexpected ? ` ${JSON.stringify(Object.fromEntries(unexpectedSources))}` : ''}`,
+  );
 }
 
 withLab('default', 'bgp', run).catch((e: unknown) => {

@@ -71,7 +71,10 @@ function uptime(): string {
 }
 
 async function iperf(lab: Lab, pod: string): Promise<Sample> {
-  const r = await lab.exec(pod, ['iperf3', '-c', DST, '-t', String(SECONDS), '-O', String(OMIT), '-J', '--get-server-output'], { timeoutMs: (SECONDS + OMIT + 30) * 1000, check: false });
+  const r = await lab.exec(pod, ['iperf3', '-c', DST, '-t', String(SECONDS), '-O', String(OMIT), '-J', '--get-server-output'], {
+    timeoutMs: (SECONDS + OMIT + 30) * 1000,
+    check: false,
+  });
   let j: {
     error?: string;
     end?: { sum_received?: { bits_per_second: number }; sum_sent?: { retransmits?: number } };
@@ -95,26 +98,43 @@ async function iperf(lab: Lab, pod: string): Promise<Sample> {
 async function run(lab: Lab): Promise<void> {
   const load0 = uptime();
   const api = await lab.api({ timeoutMs: 30_000 });
-  await lab.apply({ apiVersion: 'networking.gke.io/v1alpha1', kind: 'AnthosNetworkGateway', metadata: { namespace: 'cluster-cluster1', name: 'default' }, spec: { floatingIPs: [IP] } } as KubeObject);
+  await lab.apply({
+    apiVersion: 'networking.gke.io/v1alpha1',
+    kind: 'AnthosNetworkGateway',
+    metadata: { namespace: 'cluster-cluster1', name: 'default' },
+    spec: { floatingIPs: [IP] },
+  } as KubeObject);
   await lab.apply({
     apiVersion: 'networking.gke.io/v1alpha1',
     kind: 'EgressNATPolicy',
     metadata: { name: 'bench-throughput' },
-    spec: { egress: [{ namespaceSelector: { matchLabels: {} }, podSelector: { matchLabels: { [LABEL]: 'yes' } } }], destinationCIDRs: ['8.8.8.0/24'], egressSourceIP: IP },
+    spec: {
+      egress: [{ namespaceSelector: { matchLabels: {} }, podSelector: { matchLabels: { [LABEL]: 'yes' } } }],
+      destinationCIDRs: ['8.8.8.0/24'],
+      egressSourceIP: IP,
+    },
   } as KubeObject);
   const holder = await workerHolder(lab, api, IP, 60_000);
-  await pollUntil(async () => (await lab.exec(holder, ['ip', '-4', 'addr', 'show', 'dev', 'eth0'])).stdout.includes(`${IP}/32`), { what: `${IP} on ${holder}`, timeoutMs: 15_000 });
+  await pollUntil(async () => (await lab.exec(holder, ['ip', '-4', 'addr', 'show', 'dev', 'eth0'])).stdout.includes(`${IP}/32`), {
+    what: `${IP} on ${holder}`,
+    timeoutMs: 15_000,
+  });
   const remote = CANDIDATES.find((p) => lab.pod(p).node !== holder)!;
   const local = CANDIDATES.find((p) => lab.pod(p).node === holder);
   if (!local) throw new Error(`no pod on the holder ${holder}`);
   const nodeIP = (key: string) => lab.topology.nodes.find((n) => n.name === lab.pod(key).node)!.address;
   const labels = { [remote]: { ...lab.pod(remote).labels }, [local]: { ...lab.pod(local).labels } };
-  console.log(`holder of ${IP}: ${holder}; remote pod ${remote} (${lab.pod(remote).ip} on ${lab.pod(remote).node}), holder pod ${local} (${lab.pod(local).ip} on ${holder}); ` +
-    `iperf3 ${ROUNDS} round(s) x ${SECONDS} s (+${OMIT} s omitted) per case -> ${DST}:5201`);
+  console.log(
+    `holder of ${IP}: ${holder}; remote pod ${remote} (${lab.pod(remote).ip} on ${lab.pod(remote).node}), holder pod ${local} (${lab.pod(local).ip} on ${holder}); ` +
+      `iperf3 ${ROUNDS} round(s) x ${SECONDS} s (+${OMIT} s omitted) per case -> ${DST}:5201`,
+  );
 
   await lab.exec('internet', ['nft', 'insert', 'rule', 'ip', 'egresslab_responder', 'pre', 'tcp', 'dport', '5201', 'accept']);
   await lab.exec('internet', ['iperf3', '-s', '-D', '--pidfile', '/run/egresslab/iperf3.pid']);
-  await pollUntil(async () => (await lab.exec('internet', ['ss', '-Htln', 'sport = :5201'])).stdout.includes('5201'), { what: 'iperf3 listening in internet', timeoutMs: 10_000 });
+  await pollUntil(async () => (await lab.exec('internet', ['ss', '-Htln', 'sport = :5201'])).stdout.includes('5201'), {
+    what: 'iperf3 listening in internet',
+    timeoutMs: 10_000,
+  });
 
   const setPhase = async (gateway: boolean): Promise<void> => {
     for (const key of [remote, local]) await lab.labelPod(key, gateway ? { ...labels[key], [LABEL]: 'yes' } : { ...labels[key] });
@@ -136,7 +156,15 @@ async function run(lab: Lab): Promise<void> {
     const phases = r % 2 === 0 ? [false, true] : [true, false];
     for (const gateway of phases) {
       await setPhase(gateway);
-      const cases: [Case, string][] = gateway ? [['b', remote], ['c', local]] : [['a', remote], ["a'", local]];
+      const cases: [Case, string][] = gateway
+        ? [
+            ['b', remote],
+            ['c', local],
+          ]
+        : [
+            ['a', remote],
+            ["a'", local],
+          ];
       for (const [c, pod] of cases) {
         const s = await iperf(lab, pod);
         samples[c].push(s);
@@ -153,11 +181,19 @@ async function run(lab: Lab): Promise<void> {
     return q.length % 2 ? q[q.length >> 1]! : (q[q.length / 2 - 1]! + q[q.length / 2]!) / 2;
   };
   console.log(`\nTCP throughput pod -> ${DST} (iperf3, ${ROUNDS} x ${SECONDS} s per case; veth/bridge lab: CPU-bound figures)`);
-  console.log(`${'case'.padEnd(58)} ${'mean'.padStart(7)} ${'median'.padStart(7)} ${'min'.padStart(7)} ${'max'.padStart(7)}  Gbit/s   retransmits/run (mean, max)`);
+  console.log(
+    `${'case'.padEnd(58)} ${'mean'.padStart(7)} ${'median'.padStart(7)} ${'min'.padStart(7)} ${'max'.padStart(7)}  Gbit/s   retransmits/run (mean, max)`,
+  );
   for (const c of ['a', 'b', 'c', "a'"] as Case[]) {
     const g = samples[c].map((s) => s.gbps);
     const rt = samples[c].map((s) => s.retransmits);
-    console.log(`${TITLE[c].padEnd(58)} ${mean(g).toFixed(2).padStart(7)} ${median(g).toFixed(2).padStart(7)} ${Math.min(...g).toFixed(2).padStart(7)} ${Math.max(...g).toFixed(2).padStart(7)}           ${mean(rt).toFixed(0)}, ${Math.max(...rt)}`);
+    console.log(
+      `${TITLE[c].padEnd(58)} ${mean(g).toFixed(2).padStart(7)} ${median(g).toFixed(2).padStart(7)} ${Math.min(...g)
+        .toFixed(2)
+        .padStart(7)} ${Math.max(...g)
+        .toFixed(2)
+        .padStart(7)}           ${mean(rt).toFixed(0)}, ${Math.max(...rt)}`,
+    );
   }
   const m = (c: Case) => mean(samples[c].map((s) => s.gbps));
   // On a loaded shared machine the level drifts between rounds: the ratio of each round (the two

@@ -31,7 +31,9 @@ const { flags } = programArgs('dist/bench/idle-cost.js', {
   check: (f) => [
     ...(f.seconds !== undefined && !(Number(f.seconds) > 0) ? [{ path: '--seconds', value: f.seconds, message: 'must be a positive number' }] : []),
     ...(f.settle !== undefined && !(Number(f.settle) >= 0) ? [{ path: '--settle', value: f.settle, message: 'must be a number, 0 or more' }] : []),
-    ...(f.windows !== undefined && (f.windows < 1 || f.windows > 20) ? [{ path: '--windows', value: f.windows, message: 'must be a whole number from 1 to 20' }] : []),
+    ...(f.windows !== undefined && (f.windows < 1 || f.windows > 20)
+      ? [{ path: '--windows', value: f.windows, message: 'must be a whole number from 1 to 20' }]
+      : []),
   ],
 });
 const values = { topology: flags.topology ?? 'default', gateway: flags.gateway ?? false };
@@ -57,7 +59,9 @@ async function main(): Promise<void> {
       return new Map(names.map((n) => [n, ((m.cpu.get(n)! - (marks[w]!.cpu.get(n) ?? m.cpu.get(n)!)) / wallNs) * 100]));
     });
     const head = cols.map((_, w) => `${settle + w * seconds}-${settle + (w + 1) * seconds} s`.padStart(10)).join(' ');
-    console.log(`idle lab ${lab.id} (${values.topology}${values.gateway ? ', seed gateway and policy applied' : ''}), ${windows} window(s) of ${seconds} s after ${settle} s to settle; CPU as % of one core:`);
+    console.log(
+      `idle lab ${lab.id} (${values.topology}${values.gateway ? ', seed gateway and policy applied' : ''}), ${windows} window(s) of ${seconds} s after ${settle} s to settle; CPU as % of one core:`,
+    );
     console.log(`  ${'container'.padEnd(10)} ${head}`);
     for (const n of names) {
       console.log(`  ${n.padEnd(10)} ${cols.map((c, w) => ((totals[w]! += c.get(n)!), `${c.get(n)!.toFixed(2)} %`.padStart(10))).join(' ')}`);
@@ -67,7 +71,9 @@ async function main(): Promise<void> {
     // 60-90 s, so one 30 s window is either above or below the mean)
     const rest = totals.length > 1 ? totals.slice(1) : totals;
     const mean = rest.reduce((a, b) => a + b, 0) / rest.length;
-    console.log(`at rest (mean of ${totals.length > 1 ? `the ${rest.length} window(s) after the first` : 'the one window'}): ${mean.toFixed(2)} % of one core; target <= 3 % for the default lab: ${mean <= 3 ? 'met' : 'NOT met'}`);
+    console.log(
+      `at rest (mean of ${totals.length > 1 ? `the ${rest.length} window(s) after the first` : 'the one window'}): ${mean.toFixed(2)} % of one core; target <= 3 % for the default lab: ${mean <= 3 ? 'met' : 'NOT met'}`,
+    );
   } finally {
     await lab.down();
   }

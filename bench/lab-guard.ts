@@ -17,7 +17,8 @@ export async function withLab(topology: string, idPrefix: string, body: (lab: La
   let lab: Lab | undefined;
   let interrupted = false;
   let downing: Promise<void> | undefined;
-  const down = (): Promise<void> => (downing ??= lab ? lab.down().catch((e: Error) => console.error(`removing lab ${lab!.id}: ${e.message}`)) : Promise.resolve());
+  const down = (): Promise<void> =>
+    (downing ??= lab ? lab.down().catch((e: Error) => console.error(`removing lab ${lab!.id}: ${e.message}`)) : Promise.resolve());
   const onSignal = (sig: NodeJS.Signals) => {
     if (interrupted) return;
     interrupted = true;

@@ -15,7 +15,12 @@ export async function bareContainersMs(image: string, count: number): Promise<nu
   try {
     await Promise.all(
       Array.from({ length: count }, async () => {
-        const c = await docker().createContainer({ Image: image, Cmd: ['sleep', 'infinity'], Labels: { [LABEL.lab]: id }, HostConfig: { NetworkMode: 'none', Init: true } });
+        const c = await docker().createContainer({
+          Image: image,
+          Cmd: ['sleep', 'infinity'],
+          Labels: { [LABEL.lab]: id },
+          HostConfig: { NetworkMode: 'none', Init: true },
+        });
         await c.start();
       }),
     );

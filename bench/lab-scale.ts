@@ -96,10 +96,14 @@ const rows: Row[] = [];
 for (const n of SIZES) {
   const row = await measure(image, n);
   rows.push(row);
-  process.stderr.write(`${n} nodes: ${row.upMs === null ? `FAILED: ${row.error}` : `up in ${row.upMs.toFixed(0)} ms (floor ${row.floorMs.toFixed(0)} ms), probe ${row.probe}, idle ${row.idlePct!.toFixed(1)} % of one core`}\n`);
+  process.stderr.write(
+    `${n} nodes: ${row.upMs === null ? `FAILED: ${row.error}` : `up in ${row.upMs.toFixed(0)} ms (floor ${row.floorMs.toFixed(0)} ms), probe ${row.probe}, idle ${row.idlePct!.toFixed(1)} % of one core`}\n`,
+  );
 }
 console.log(`lab-scale: generated topologies (N-1 workers + cp-1, a pod per worker, cluster on), warm image, idle over ${WINDOW_S} s after ${SETTLE_S} s`);
-console.log(`  ${'nodes'.padStart(5)} ${'containers'.padStart(10)} ${'floor'.padStart(9)} ${'up'.padStart(9)} ${'up/floor'.padStart(8)} ${'idle CPU'.padStart(9)} ${'idle/node'.padStart(9)}  probe from the last node's pod`);
+console.log(
+  `  ${'nodes'.padStart(5)} ${'containers'.padStart(10)} ${'floor'.padStart(9)} ${'up'.padStart(9)} ${'up/floor'.padStart(8)} ${'idle CPU'.padStart(9)} ${'idle/node'.padStart(9)}  probe from the last node's pod`,
+);
 for (const r of rows) {
   if (r.upMs === null) {
     console.log(`  ${String(r.n).padStart(5)} ${String(r.containers).padStart(10)} ${`${r.floorMs.toFixed(0)} ms`.padStart(9)}  did not come up: ${r.error}`);
@@ -114,7 +118,9 @@ if (ok.length > 1) {
   const a = ok[0]!;
   const b = ok.at(-1)!;
   const k = b.n / a.n;
-  console.log(`  from ${a.n} to ${b.n} nodes (x${k.toFixed(1)}): time to up x${(b.upMs! / a.upMs!).toFixed(2)}, idle CPU x${(b.idlePct! / a.idlePct!).toFixed(2)} (linear would be x${k.toFixed(1)})`);
+  console.log(
+    `  from ${a.n} to ${b.n} nodes (x${k.toFixed(1)}): time to up x${(b.upMs! / a.upMs!).toFixed(2)}, idle CPU x${(b.idlePct! / a.idlePct!).toFixed(2)} (linear would be x${k.toFixed(1)})`,
+  );
 }
 const fifty = rows.find((r) => r.n === 50);
 if (fifty) console.log(`  50 nodes up in <= 60 s: ${fifty.upMs !== null && fifty.upMs <= 60_000 ? 'met' : 'NOT met'}`);

@@ -68,7 +68,12 @@ async function main(): Promise<void> {
   try {
     console.log(`lab ${lab.id} up in ${Date.now() - t0} ms; ${CHANGES} changes, ${PROTO} probe every ${INTERVAL_MS} ms`);
     const api: KubeClient = await lab.api();
-    let cm: KubeObject = await api.create(R.configmaps, { apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'ip-masq-agent', namespace: 'kube-system' }, data: { config: configText(true) } });
+    let cm: KubeObject = await api.create(R.configmaps, {
+      apiVersion: 'v1',
+      kind: 'ConfigMap',
+      metadata: { name: 'ip-masq-agent', namespace: 'kube-system' },
+      data: { config: configText(true) },
+    });
     const probe = await lab.continuousProbe(POD, VPC, { proto: PROTO, intervalMs: INTERVAL_MS, timeoutMs: 1000 });
     const seen = (r: ClientRecord) => r.observedSource;
     // every packet answered with the pod IP before the first change
@@ -104,8 +109,10 @@ async function main(): Promise<void> {
         });
       } catch (e) {
         const applied = await appliedAt(lab);
-        console.log(`change ${i + 1}: ${(e as Error).message.split('; last seen')[0]} (agent status appliedAt +${applied - w} ms): ` +
-          `a long-lived ${PROTO} flow keeps the NAT decision of its first packet (conntrack); stopping`);
+        console.log(
+          `change ${i + 1}: ${(e as Error).message.split('; last seen')[0]} (agent status appliedAt +${applied - w} ms): ` +
+            `a long-lived ${PROTO} flow keeps the NAT decision of its first packet (conntrack); stopping`,
+        );
         break;
       }
       const first = recs.filter((r) => r.t >= w0 && seen(r) === want).sort((a, b) => a.t - b.t)[0]!;
@@ -127,7 +134,9 @@ async function main(): Promise<void> {
     console.log(summary('API write returned -> first packet with the new source', toFirst));
     console.log(summary('API write returned -> node-1 status appliedAt (stamped after nft -f and the verification listing)', toApplied));
     console.log(summary('API write returned -> last packet with the old source', toStable));
-    console.log(`target p95 <= 250 ms from the request sent: ${fromSent.length === 0 ? 'n/a (no change observed)' : pct(fromSent, 95) <= 250 ? 'met' : 'NOT met'}`);
+    console.log(
+      `target p95 <= 250 ms from the request sent: ${fromSent.length === 0 ? 'n/a (no change observed)' : pct(fromSent, 95) <= 250 ? 'met' : 'NOT met'}`,
+    );
   } finally {
     await lab.down();
   }

@@ -141,7 +141,9 @@ async function main(): Promise<void> {
     return s[Math.min(s.length - 1, Math.floor(f * s.length))] ?? NaN;
   };
   const stat = (a: number[]): string =>
-    `p50 ${q(a, 0.5).toFixed(1).padStart(6)} ms, p95 ${q(a, 0.95).toFixed(1).padStart(6)} ms, max ${Math.max(...a).toFixed(1).padStart(6)} ms`;
+    `p50 ${q(a, 0.5).toFixed(1).padStart(6)} ms, p95 ${q(a, 0.95).toFixed(1).padStart(6)} ms, max ${Math.max(...a)
+      .toFixed(1)
+      .padStart(6)} ms`;
   const width = Math.max(...ways.map((w) => w.name.length));
   const libraryP50 = q(ways[0]!.ms, 0.5);
   process.stdout.write(
@@ -153,11 +155,13 @@ async function main(): Promise<void> {
       `  render, side by side (warm: ${iterations} calls after 2 warm-ups, interleaved; cold: first call in a fresh process, ${coldN} processes each):\n` +
       builds
         .map((b, k) => {
-          const c = (a: number[] | undefined): string => (a && a.length ? `p50 ${q(a, 0.5).toFixed(1).padStart(6)} ms, max ${Math.max(...a).toFixed(1).padStart(6)} ms` : 'not run');
-          return (
-            `    ${b.name.padEnd(bw)}  warm ${stat(b.warm)}\n` +
-            `    ${''.padEnd(bw)}  cold ${c(cold[k])}   cold --jitless ${c(jitless[k])}\n`
-          );
+          const c = (a: number[] | undefined): string =>
+            a?.length
+              ? `p50 ${q(a, 0.5).toFixed(1).padStart(6)} ms, max ${Math.max(...a)
+                  .toFixed(1)
+                  .padStart(6)} ms`
+              : 'not run';
+          return `    ${b.name.padEnd(bw)}  warm ${stat(b.warm)}\n` + `    ${''.padEnd(bw)}  cold ${c(cold[k])}   cold --jitless ${c(jitless[k])}\n`;
         })
         .join(''),
   );

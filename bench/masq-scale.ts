@@ -43,7 +43,13 @@ import { masqConfigYaml } from '../harness/cluster/masq.js';
 import { labCpuReader } from './lab-measure.js';
 
 const { flags } = programArgs('dist/bench/masq-scale.js', {
-  flags: { count: { value: true, int: true }, rounds: { value: true, int: true }, 'iperf-seconds': { value: true, int: true }, 'probe-interval-ms': { value: true, int: true }, 'apply-only': {} },
+  flags: {
+    count: { value: true, int: true },
+    rounds: { value: true, int: true },
+    'iperf-seconds': { value: true, int: true },
+    'probe-interval-ms': { value: true, int: true },
+    'apply-only': {},
+  },
   about: '  Masquerade at scale: apply time of a large nonMasqueradeCIDRs list and the datapath with 0 and COUNT CIDRs.',
 });
 const COUNT = flags.count ?? 10_000;
@@ -97,7 +103,7 @@ async function agentTimeline(lab: Lab, node: string, w0: number, bytes: number, 
   const lines = log.split('\n').filter((l) => Date.parse(l.slice(0, 24)) >= w0);
   const wrote = lines.find((l) => l.includes('projection: wrote') && /\((\d+) bytes/.exec(l)?.[1] === String(bytes));
   const applied = lines.find((l) => l.includes('rules applied:') && l.includes(`nonMasqueradeCIDRs=${cidrs} `));
-  const stages = applied ? /trigger=\w+(.*)\)?$/.exec(applied)?.[1]?.replace(/^[,;)\s]+/, '') ?? '' : '';
+  const stages = applied ? (/trigger=\w+(.*)\)?$/.exec(applied)?.[1]?.replace(/^[,;)\s]+/, '') ?? '') : '';
   return `file written +${wrote ? at(wrote) : '?'} ms, rules applied +${applied ? at(applied) : '?'} ms${stages ? ` (${stages})` : ''}`;
 }
 
@@ -121,9 +127,16 @@ async function main(): Promise<void> {
     if (!parsed.ok) throw new Error(JSON.stringify(parsed.errors.slice(0, 3)));
     const rendered = renderMasqRuleset(parsed.config, { podCidrs: ['10.10.10.0/24'] });
     const elements = rendered.nonMasqElements.length;
-    console.log(`${COUNT} CIDRs -> ${elements} set elements after normalisation; ConfigMap ${(configText(big).length / 1024).toFixed(0)} KiB, ruleset ${(rendered.ruleset.length / 1024).toFixed(0)} KiB`);
+    console.log(
+      `${COUNT} CIDRs -> ${elements} set elements after normalisation; ConfigMap ${(configText(big).length / 1024).toFixed(0)} KiB, ruleset ${(rendered.ruleset.length / 1024).toFixed(0)} KiB`,
+    );
 
-    let cm: KubeObject = await api.create(R.configmaps, { apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'ip-masq-agent', namespace: 'kube-system' }, data: { config: configText([]) } });
+    let cm: KubeObject = await api.create(R.configmaps, {
+      apiVersion: 'v1',
+      kind: 'ConfigMap',
+      metadata: { name: 'ip-masq-agent', namespace: 'kube-system' },
+      data: { config: configText([]) },
+    });
     const until = (what: string, ok: (s: MasqStatus) => boolean) =>
       pollUntil(() => Promise.all(NODES.map((n) => masqStatus(lab, n))), { what, timeoutMs: 30_000, intervalMs: 100, accept: (all) => all.every(ok) });
     await until('0 CIDRs on every node', (s) => s.setElements === 0);
@@ -146,7 +159,9 @@ async function main(): Promise<void> {
       intervalMs: 200,
       accept: (all) => all.every((l) => l.length >= 20 && l.slice(-20).every((r) => r.replied)),
     });
-    console.log(`probes: a new TCP connection every ${PROBE_MS} ms from a pod on each node to ${VPC} (the judged figure's resolution), steady after ${Date.now() - p0} ms`);
+    console.log(
+      `probes: a new TCP connection every ${PROBE_MS} ms from a pod on each node to ${VPC} (the judged figure's resolution), steady after ${Date.now() - p0} ms`,
+    );
     // CPU each container used from the write to the moment every node was seen programmed
     // (cgroup counters read on the host: microseconds, nothing runs in the lab to read them)
     const cpuNow = await labCpuReader(lab.id);
@@ -159,7 +174,12 @@ async function main(): Promise<void> {
         PODS.map(async (p, k) => {
           const want = inList ? p.podIp : p.nodeIp;
           const firstNew = (l: ClientRecord[]) => l.find((r) => r.t >= w0 && r.observedSource === want);
-          const recs = await pollUntil(() => probes[k]!.records(), { what: `${p.node}: the VPC to see ${want}`, timeoutMs: 30_000, intervalMs: 250, accept: (l) => firstNew(l) !== undefined });
+          const recs = await pollUntil(() => probes[k]!.records(), {
+            what: `${p.node}: the VPC to see ${want}`,
+            timeoutMs: 30_000,
+            intervalMs: 250,
+            accept: (l) => firstNew(l) !== undefined,
+          });
           return firstNew(recs)!.t - w0;
         }),
       );
@@ -169,7 +189,10 @@ async function main(): Promise<void> {
       cm = answered.o;
       const cpu = c0 && c1 ? [...c1].map(([k, v]) => [k, (v - (c0.get(k) ?? v)) / 1e6] as const).sort((a, b) => b[1] - a[1]) : null;
       const cpuText = cpu
-        ? `CPU of the lab's containers over those ${seenMs} ms (2 cores: ${2 * seenMs} ms at most): ${cpu.reduce((n, [, ms]) => n + ms, 0).toFixed(0)} ms — ${cpu.filter(([, ms]) => ms >= 1).map(([k, ms]) => `${k} ${ms.toFixed(0)}`).join(', ')}`
+        ? `CPU of the lab's containers over those ${seenMs} ms (2 cores: ${2 * seenMs} ms at most): ${cpu.reduce((n, [, ms]) => n + ms, 0).toFixed(0)} ms — ${cpu
+            .filter(([, ms]) => ms >= 1)
+            .map(([k, ms]) => `${k} ${ms.toFixed(0)}`)
+            .join(', ')}`
         : 'CPU per container: cgroup files not readable here';
       return { w0, writeMs: answered.ms, toAllMs: Math.max(...perNode), perNode, cpuText };
     };
@@ -182,11 +205,18 @@ async function main(): Promise<void> {
       const applied = await Promise.all(NODES.map((n) => agentApplyMs(lab, n)));
       applied.forEach((a) => agentMs.push(a.ms));
       e2e.push(up.toAllMs);
-      console.log(`round ${i + 1}: API write (${(configText(judged).length / 1024).toFixed(0)} KiB) answered +${up.writeMs} ms; first packet with the pod IP, per node +${up.perNode.join(' / +')} ms (all +${up.toAllMs} ms, from the request sent); agents' own apply ${applied.map((a) => `${a.ms} ms`).join(', ')}`);
+      console.log(
+        `round ${i + 1}: API write (${(configText(judged).length / 1024).toFixed(0)} KiB) answered +${up.writeMs} ms; first packet with the pod IP, per node +${up.perNode.join(' / +')} ms (all +${up.toAllMs} ms, from the request sent); agents' own apply ${applied.map((a) => `${a.ms} ms`).join(', ')}`,
+      );
       // the agent logs "rules applied" after its own checks, which may end after the first packet
       const timelines = await Promise.all(
         NODES.map((n) =>
-          pollUntil(() => agentTimeline(lab, n, up.w0, Buffer.byteLength(configText(judged)), judged.length), { what: `${n}: its agent's log lines for this change`, timeoutMs: 30_000, intervalMs: 200, accept: (t) => !t.includes('+?') }),
+          pollUntil(() => agentTimeline(lab, n, up.w0, Buffer.byteLength(configText(judged)), judged.length), {
+            what: `${n}: its agent's log lines for this change`,
+            timeoutMs: 30_000,
+            intervalMs: 200,
+            accept: (t) => !t.includes('+?'),
+          }),
         ),
       );
       NODES.forEach((n, k) => console.log(`  ${n}: ${timelines[k]}, first packet with the pod IP +${up.perNode[k]} ms`));
@@ -199,15 +229,23 @@ async function main(): Promise<void> {
     // nft -f of the same ruleset inside node-1 (the kernel has it already: delete + define again)
     await lab.exec('node-1', ['sh', '-c', 'cat > /tmp/masq-10k.nft'], { stdin: rendered.ruleset });
     const nftRun = await lab.exec('node-1', [
-      'sh', '-c',
+      'sh',
+      '-c',
       'for i in 1 2 3 4 5 6 7 8 9 10; do t0=$(date +%s%N); nft -f /tmp/masq-10k.nft || exit 1; t1=$(date +%s%N); echo $(( (t1 - t0) / 1000 )); done',
     ]);
-    const nftMs = nftRun.stdout.trim().split('\n').map((us) => Number(us) / 1000);
-    console.log(`nft -f of the ${elements}-element ruleset in node-1 (x${nftMs.length}): p50 ${median(nftMs).toFixed(0)} ms, max ${Math.max(...nftMs).toFixed(0)} ms`);
+    const nftMs = nftRun.stdout
+      .trim()
+      .split('\n')
+      .map((us) => Number(us) / 1000);
+    console.log(
+      `nft -f of the ${elements}-element ruleset in node-1 (x${nftMs.length}): p50 ${median(nftMs).toFixed(0)} ms, max ${Math.max(...nftMs).toFixed(0)} ms`,
+    );
     console.log(`apply, side by side:`);
     console.log(`  nft -f of the ruleset in node-1 (the floor)        p50 ${median(nftMs).toFixed(0)} ms, max ${Math.max(...nftMs).toFixed(0)} ms`);
     console.log(`  agents' own apply (their log; not judged)          p50 ${median(agentMs).toFixed(0)} ms, max ${Math.max(...agentMs).toFixed(0)} ms`);
-    console.log(`  API write sent -> every node's kernel (judged)     p50 ${median(e2e).toFixed(0)} ms, p95 ${pct(e2e, 95).toFixed(0)} ms, max ${Math.max(...e2e).toFixed(0)} ms; target p95 <= 1000 ms: ${pct(e2e, 95) <= 1000 ? 'met' : 'NOT met'}`);
+    console.log(
+      `  API write sent -> every node's kernel (judged)     p50 ${median(e2e).toFixed(0)} ms, p95 ${pct(e2e, 95).toFixed(0)} ms, max ${Math.max(...e2e).toFixed(0)} ms; target p95 <= 1000 ms: ${pct(e2e, 95) <= 1000 ? 'met' : 'NOT met'}`,
+    );
 
     // ---- 2. datapath: 10,000 vs 0 -------------------------------------------------------------
     if (flags['apply-only']) return;
@@ -236,8 +274,16 @@ async function main(): Promise<void> {
       const r = await lab.exec('node-1', ['nft', '-a', 'list', 'chain', 'ip', 'egresslab_masq', 'postrouting']);
       return /daddr @nonmasq .*# handle (\d+)/.exec(r.stdout)?.[1] ?? null;
     };
-    const res: Record<Variant, { tcp: number[]; udp: number[]; gbps: number[] }> = { '0': { tcp: [], udp: [], gbps: [] }, '10k': { tcp: [], udp: [], gbps: [] }, 'no-lookup': { tcp: [], udp: [], gbps: [] } };
-    const orders: Variant[][] = [['0', '10k', 'no-lookup'], ['10k', 'no-lookup', '0'], ['no-lookup', '0', '10k']];
+    const res: Record<Variant, { tcp: number[]; udp: number[]; gbps: number[] }> = {
+      '0': { tcp: [], udp: [], gbps: [] },
+      '10k': { tcp: [], udp: [], gbps: [] },
+      'no-lookup': { tcp: [], udp: [], gbps: [] },
+    };
+    const orders: Variant[][] = [
+      ['0', '10k', 'no-lookup'],
+      ['10k', 'no-lookup', '0'],
+      ['no-lookup', '0', '10k'],
+    ];
     for (let i = 0; i < ROUNDS; i++) {
       for (const which of orders[i % orders.length]!) {
         const want = which === '0' ? 0 : elements;
@@ -249,7 +295,8 @@ async function main(): Promise<void> {
         const udp = await rtt('udp');
         const gbps = await iperf();
         if (which === 'no-lookup') {
-          if ((await lookupRule()) !== null) throw new Error('node-1: the lookup rule came back during the no-lookup measurement (a resync repaired it): this round is void');
+          if ((await lookupRule()) !== null)
+            throw new Error('node-1: the lookup rule came back during the no-lookup measurement (a resync repaired it): this round is void');
           // a table that is gone makes the next change a full re-create (the agent's set update fails)
           await lab.exec('node-1', ['nft', 'delete', 'table', 'ip', 'egresslab_masq']);
           cm = await api.update(R.configmaps, { ...cm, data: { config: masqConfigYaml({ nonMasqueradeCIDRs: [VPC_CIDR], resyncInterval: '1h' }) } });
@@ -258,7 +305,9 @@ async function main(): Promise<void> {
         res[which].tcp.push(median(tcp));
         res[which].udp.push(median(udp));
         res[which].gbps.push(gbps);
-        console.log(`round ${i + 1}, ${label[which]}: TCP connect RTT p50 ${median(tcp).toFixed(3)} ms (p95 ${pct(tcp, 95).toFixed(3)}, n=${tcp.length}), UDP RTT p50 ${median(udp).toFixed(3)} ms (n=${udp.length}), iperf3 ${gbps.toFixed(2)} Gbit/s`);
+        console.log(
+          `round ${i + 1}, ${label[which]}: TCP connect RTT p50 ${median(tcp).toFixed(3)} ms (p95 ${pct(tcp, 95).toFixed(3)}, n=${tcp.length}), UDP RTT p50 ${median(udp).toFixed(3)} ms (n=${udp.length}), iperf3 ${gbps.toFixed(2)} Gbit/s`,
+        );
       }
     }
     // The target is a cost bound: 10,000 CIDRs no more than 10 % worse than 0 (better is noise).
@@ -267,7 +316,9 @@ async function main(): Promise<void> {
       const mb = median(b);
       const d = ((mb - ma) / ma) * 100;
       const worse = higherIsBetter ? -d : d;
-      console.log(`${name}: 0 CIDRs ${ma.toFixed(digits)} ${unit}, ${COUNT} CIDRs ${mb.toFixed(digits)} ${unit} (${d >= 0 ? '+' : ''}${d.toFixed(1)} %; at most 10 % worse: ${worse <= 10 ? 'yes' : 'NO'})`);
+      console.log(
+        `${name}: 0 CIDRs ${ma.toFixed(digits)} ${unit}, ${COUNT} CIDRs ${mb.toFixed(digits)} ${unit} (${d >= 0 ? '+' : ''}${d.toFixed(1)} %; at most 10 % worse: ${worse <= 10 ? 'yes' : 'NO'})`,
+      );
     };
     cmp('TCP (new connection per packet) RTT p50, median of rounds', res['0'].tcp, res['10k'].tcp, 'ms', 3, false);
     cmp('UDP (one flow) RTT p50, median of rounds', res['0'].udp, res['10k'].udp, 'ms', 3, false);
@@ -276,7 +327,9 @@ async function main(): Promise<void> {
       const ma = median(a);
       const mb = median(b);
       const d = ((mb - ma) / ma) * 100;
-      console.log(`${name}: no lookup rule ${ma.toFixed(digits)} ${unit}, lookup in a ${COUNT}-element set ${mb.toFixed(digits)} ${unit} (${d >= 0 ? '+' : ''}${d.toFixed(1)} %: the lookup's own cost)`);
+      console.log(
+        `${name}: no lookup rule ${ma.toFixed(digits)} ${unit}, lookup in a ${COUNT}-element set ${mb.toFixed(digits)} ${unit} (${d >= 0 ? '+' : ''}${d.toFixed(1)} %: the lookup's own cost)`,
+      );
     };
     vsNone('TCP (new connection per packet) RTT p50, median of rounds', res['no-lookup'].tcp, res['10k'].tcp, 'ms', 3);
     vsNone('UDP (one flow) RTT p50, median of rounds', res['no-lookup'].udp, res['10k'].udp, 'ms', 3);

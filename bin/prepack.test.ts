@@ -24,7 +24,14 @@ describe('staleOutputs', () => {
     for (const f of ['harness/lab/lab.ts', 'lib/net/addresses.ts']) touch(f);
     for (const f of ['dist/harness/lab/lab.js', 'dist/harness/lab/lab.d.ts', 'dist/harness/lab/lab.js.map', 'dist/lib/net/addresses.js']) touch(f);
     // gone from the sources
-    for (const f of ['dist/harness/lab/old.js', 'dist/harness/lab/old.d.ts', 'dist/harness/lab/old.js.map', 'dist/agent/renamed/x.js', 'dist/controller/y.d.ts.map']) touch(f);
+    for (const f of [
+      'dist/harness/lab/old.js',
+      'dist/harness/lab/old.d.ts',
+      'dist/harness/lab/old.js.map',
+      'dist/agent/renamed/x.js',
+      'dist/controller/y.d.ts.map',
+    ])
+      touch(f);
     // not shipped, or not a build output: left alone
     for (const f of ['dist/bench/gone.js', 'dist/payload/dist/agent/main.js', 'dist/harness/lab/notes.txt']) touch(f);
     expect(staleOutputs(root)).toEqual([

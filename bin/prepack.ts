@@ -45,7 +45,9 @@ async function main(): Promise<void> {
   for (const f of stale) rmSync(join(root, f));
   process.stdout.write(`prepack: ${stale.length} stale build output(s) removed${stale.length ? `: ${stale.join(', ')}` : ''}\n`);
   const p = await writePrebuiltPayload({ root });
-  process.stdout.write(`prepack: in-lab payload bundled into ${relative(root, p.dir)}/ (${p.files.length} files, ${(p.bytes / 1024).toFixed(0)} kB, ${p.bundleMs.toFixed(0)} ms)\n`);
+  process.stdout.write(
+    `prepack: in-lab payload bundled into ${relative(root, p.dir)}/ (${p.files.length} files, ${(p.bytes / 1024).toFixed(0)} kB, ${p.bundleMs.toFixed(0)} ms)\n`,
+  );
 }
 
 if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {

@@ -70,17 +70,27 @@ export async function startController(cfg: ControllerConfig, opts: StartOptions 
       const node = m && cfg.nodes.find((n) => n.name === m[1]);
       if (node) keys.set(node.name, { token, ip: node.ip });
     }
-    heartbeats = new BeaconReceiver({ host: cfg.listen.host, port: cfg.heartbeatPort, keys: () => keys, onBeat: (n, e, q, i) => controller.observeHeartbeat(n, e, q, i), log });
+    heartbeats = new BeaconReceiver({
+      host: cfg.listen.host,
+      port: cfg.heartbeatPort,
+      keys: () => keys,
+      onBeat: (n, e, q, i) => controller.observeHeartbeat(n, e, q, i),
+      log,
+    });
     try {
       const port = await heartbeats.start();
       log(`liveness: heartbeats on udp ${cfg.listen.host}:${port} from ${keys.size} node(s)`);
     } catch (e) {
       heartbeats = undefined;
-      log(`liveness: cannot listen for heartbeats on udp ${cfg.listen.host}:${cfg.heartbeatPort} (${e instanceof Error ? e.message : String(e)}): Lease renewals only`);
+      log(
+        `liveness: cannot listen for heartbeats on udp ${cfg.listen.host}:${cfg.heartbeatPort} (${e instanceof Error ? e.message : String(e)}): Lease renewals only`,
+      );
     }
   }
   const addr = await server.listen(cfg.listen.port, cfg.listen.host);
-  log(`api: serving on ${addr.url} (flavour ${cfg.flavour}${caFile ? `, CA ${caFile}` : ''}, data ${opts.persistence ? 'in memory' : cfg.dataDir}, rv ${store.resourceVersion})`);
+  log(
+    `api: serving on ${addr.url} (flavour ${cfg.flavour}${caFile ? `, CA ${caFile}` : ''}, data ${opts.persistence ? 'in memory' : cfg.dataDir}, rv ${store.resourceVersion})`,
+  );
   let stopped = false;
   return {
     url: addr.url,

@@ -24,7 +24,9 @@ describe('@kubernetes/client-node', () => {
 
     const events: { type: string; name: string | undefined }[] = [];
     const watch = new k8s.Watch(kc);
-    const list = await kc.makeApiClient(k8s.CustomObjectsApi).listClusterCustomObject({ group: 'networking.gke.io', version: 'v1alpha1', plural: 'egressnatpolicies' });
+    const list = await kc
+      .makeApiClient(k8s.CustomObjectsApi)
+      .listClusterCustomObject({ group: 'networking.gke.io', version: 'v1alpha1', plural: 'egressnatpolicies' });
     const rv = (list as { metadata: { resourceVersion: string } }).metadata.resourceVersion;
     let ended: unknown = 'open';
     const ctl = await watch.watch(
@@ -44,7 +46,12 @@ describe('@kubernetes/client-node', () => {
     ctl.abort();
 
     const custom = kc.makeApiClient(k8s.CustomObjectsApi);
-    const gws = await custom.listNamespacedCustomObject({ group: 'networking.gke.io', version: 'v1alpha1', namespace: 'kube-system', plural: 'anthosnetworkgatewaynodes' });
+    const gws = await custom.listNamespacedCustomObject({
+      group: 'networking.gke.io',
+      version: 'v1alpha1',
+      namespace: 'kube-system',
+      plural: 'anthosnetworkgatewaynodes',
+    });
     expect((gws as { items: unknown[] }).items).toHaveLength(3);
   });
 });

@@ -37,14 +37,22 @@ describe('timer settings a timer can hold (setTimeout waits at most 2^31-1 ms; N
     expect(parseConfig(base).bookmarkIntervalMs).toBe(60_000);
     expect(parseConfig({ ...base, bookmarkIntervalMs: 5000 }).bookmarkIntervalMs).toBe(5000);
     for (const v of ['soon', 0, -1, 2 ** 31, 1.5]) {
-      expect(refusal({ ...base, bookmarkIntervalMs: v })).toBe(`bookmarkIntervalMs: must be a whole number of milliseconds from 1000 to 2147483647, got ${JSON.stringify(v)}`);
+      expect(refusal({ ...base, bookmarkIntervalMs: v })).toBe(
+        `bookmarkIntervalMs: must be a whole number of milliseconds from 1000 to 2147483647, got ${JSON.stringify(v)}`,
+      );
     }
   });
 
   it('lease timings above 2^31-1 ms are refused, naming the field and the value', () => {
-    expect(refusal({ ...base, lease: { expiryMs: 2 ** 31 } })).toBe(`lease.expiryMs: must be a whole number of milliseconds from 1 to 2147483647, got ${2 ** 31}`);
-    expect(refusal({ ...base, lease: { renewIntervalMs: 'fast' } })).toBe('lease.renewIntervalMs: must be a whole number of milliseconds from 1 to 2147483647, got "fast"');
-    expect(refusal({ ...base, lease: { startupGraceMs: 1e12 } })).toBe('lease.startupGraceMs: must be a whole number of milliseconds from 1 to 2147483647, got 1000000000000');
+    expect(refusal({ ...base, lease: { expiryMs: 2 ** 31 } })).toBe(
+      `lease.expiryMs: must be a whole number of milliseconds from 1 to 2147483647, got ${2 ** 31}`,
+    );
+    expect(refusal({ ...base, lease: { renewIntervalMs: 'fast' } })).toBe(
+      'lease.renewIntervalMs: must be a whole number of milliseconds from 1 to 2147483647, got "fast"',
+    );
+    expect(refusal({ ...base, lease: { startupGraceMs: 1e12 } })).toBe(
+      'lease.startupGraceMs: must be a whole number of milliseconds from 1 to 2147483647, got 1000000000000',
+    );
   });
 });
 
@@ -54,7 +62,9 @@ describe('unknown fields (a typo is not silently ignored)', () => {
       'bookmarkInterval: unknown field (allowed: listen, dataDir, tokensFile, tls, clusterName, flavour, gatewayNamespace, clusterNamespace, nodes, podCIDRs, serviceCIDRs, serviceCIDR, lease, heartbeatPort, fsync, bookmarkIntervalMs, api)',
     );
     // before: a misspelt gateway left the router unprotected, silently
-    expect(refusal({ ...base, nodes: [{ ...node, gatway: '192.168.1.254' }] })).toBe('nodes[0].gatway: unknown field (allowed: name, role, ip, subnet, gateway, podCIDR)');
+    expect(refusal({ ...base, nodes: [{ ...node, gatway: '192.168.1.254' }] })).toBe(
+      'nodes[0].gatway: unknown field (allowed: name, role, ip, subnet, gateway, podCIDR)',
+    );
     expect(refusal({ ...base, lease: { expiry: 300 } })).toBe('lease.expiry: unknown field (allowed: renewIntervalMs, expiryMs, startupGraceMs)');
     expect(refusal({ ...base, listen: { address: '0.0.0.0' } })).toBe('listen.address: unknown field (allowed: host, port)');
     expect(refusal({ ...base, tls: { cert: '/c.pem' } })).toBe('tls.cert: unknown field (allowed: certFile, keyFile, altNames)');

@@ -70,7 +70,10 @@ const MAX_TIMER_MS = 2 ** 31 - 1;
 /** A whole number of milliseconds a timer can wait, from `min` (the default when absent). */
 function timerMs(v: unknown, fallback: number, field: string, min: number): number {
   if (v === undefined) return fallback;
-  req(typeof v === 'number' && Number.isInteger(v) && v >= min && v <= MAX_TIMER_MS, `${field}: must be a whole number of milliseconds from ${min} to ${MAX_TIMER_MS}, got ${JSON.stringify(v)}`);
+  req(
+    typeof v === 'number' && Number.isInteger(v) && v >= min && v <= MAX_TIMER_MS,
+    `${field}: must be a whole number of milliseconds from ${min} to ${MAX_TIMER_MS}, got ${JSON.stringify(v)}`,
+  );
   return v as number;
 }
 
@@ -80,7 +83,25 @@ function knownKeys(obj: unknown, path: string, allowed: readonly string[]): void
   for (const k of Object.keys(obj)) req(allowed.includes(k), `${path}${k}: unknown field (allowed: ${allowed.join(', ')})`);
 }
 
-const TOP_LEVEL_KEYS = ['listen', 'dataDir', 'tokensFile', 'tls', 'clusterName', 'flavour', 'gatewayNamespace', 'clusterNamespace', 'nodes', 'podCIDRs', 'serviceCIDRs', 'serviceCIDR', 'lease', 'heartbeatPort', 'fsync', 'bookmarkIntervalMs', 'api'];
+const TOP_LEVEL_KEYS = [
+  'listen',
+  'dataDir',
+  'tokensFile',
+  'tls',
+  'clusterName',
+  'flavour',
+  'gatewayNamespace',
+  'clusterNamespace',
+  'nodes',
+  'podCIDRs',
+  'serviceCIDRs',
+  'serviceCIDR',
+  'lease',
+  'heartbeatPort',
+  'fsync',
+  'bookmarkIntervalMs',
+  'api',
+];
 
 /** Validates and fills defaults (pure). */
 export function parseConfig(raw: unknown): ControllerConfig {
@@ -149,7 +170,10 @@ export function parseConfig(raw: unknown): ControllerConfig {
     const alt = typeof t === 'object' && Array.isArray(t.altNames) ? t.altNames.map(String) : [];
     tls = { mode: 'auto', altNames: [...new Set([...(host !== '0.0.0.0' && host !== '::' ? [host] : []), ...alt])] };
   } else {
-    req(typeof t === 'object' && typeof t.certFile === 'string' && typeof t.keyFile === 'string', 'tls needs certFile and keyFile (or altNames for an automatic certificate, or false)');
+    req(
+      typeof t === 'object' && typeof t.certFile === 'string' && typeof t.keyFile === 'string',
+      'tls needs certFile and keyFile (or altNames for an automatic certificate, or false)',
+    );
     tls = { mode: 'files', certFile: (t as { certFile: string }).certFile, keyFile: (t as { keyFile: string }).keyFile };
   }
   return {

@@ -71,8 +71,12 @@ describe('kubectl against the API server', { timeout: 30_000 }, () => {
     expect(described).toMatch(/Warning\s+UnknownEgressIP\s+.*egress-nat-controller\s+egressSourceIP 192\.168\.1\.100 is not assigned/);
 
     expect(await ok(['label', 'egressnatpolicy', 'egress', 'team=blue'])).toContain('labeled');
-    expect(await ok(['patch', 'egressnatpolicy', 'egress', '--type=merge', '-p', '{"spec":{"destinationCIDRs":["8.8.8.0/24","1.1.1.0/24"]}}'])).toContain('patched');
-    expect(await ok(['edit', 'egressnatpolicy', 'egress'], { KUBE_EDITOR: 'sed -i s#1.1.1.0/24#9.9.9.0/24#', EDITOR: 'sed -i s#1.1.1.0/24#9.9.9.0/24#' })).toContain('edited');
+    expect(await ok(['patch', 'egressnatpolicy', 'egress', '--type=merge', '-p', '{"spec":{"destinationCIDRs":["8.8.8.0/24","1.1.1.0/24"]}}'])).toContain(
+      'patched',
+    );
+    expect(
+      await ok(['edit', 'egressnatpolicy', 'egress'], { KUBE_EDITOR: 'sed -i s#1.1.1.0/24#9.9.9.0/24#', EDITOR: 'sed -i s#1.1.1.0/24#9.9.9.0/24#' }),
+    ).toContain('edited');
     const edited = JSON.parse(await ok(['get', 'egressnatpolicy', 'egress', '-o', 'json'])) as Record<string, any>;
     expect(edited.metadata.labels).toEqual({ team: 'blue' });
     expect(edited.spec.destinationCIDRs).toEqual(['8.8.8.0/24', '9.9.9.0/24']);
@@ -80,7 +84,10 @@ describe('kubectl against the API server', { timeout: 30_000 }, () => {
     // core types: strategic merge patch from kubectl apply/patch
     expect(await ok(['apply', '-f', join(SEED001, 'standard-ip-masq-agent-configmap.yaml')])).toContain('configmap/ip-masq-agent created');
     expect(await ok(['-n', 'kube-system', 'patch', 'configmap', 'ip-masq-agent', '-p', '{"data":{"extra":"1"}}'])).toContain('patched');
-    expect(Object.keys((JSON.parse(await ok(['-n', 'kube-system', 'get', 'cm', 'ip-masq-agent', '-o', 'json'])) as { data: object }).data).sort()).toEqual(['config', 'extra']);
+    expect(Object.keys((JSON.parse(await ok(['-n', 'kube-system', 'get', 'cm', 'ip-masq-agent', '-o', 'json'])) as { data: object }).data).sort()).toEqual([
+      'config',
+      'extra',
+    ]);
 
     expect(await ok(['delete', 'egressnatpolicy', 'egress'])).toContain('deleted');
     const gone = await kubectl(['get', 'egressnatpolicy', 'egress']);
@@ -93,7 +100,9 @@ describe('kubectl against the API server', { timeout: 30_000 }, () => {
     const bad = join(t.dir, 'bad.yaml');
     writeFileSync(
       bad,
-      readFileSync(join(SEED000, '02-egressnatpolicy.yaml'), 'utf8').replace('egressSourceIP: 192.168.1.100', 'egressSourceIP: 192.168.1.300').replace('8.8.8.0/24', '8.8.8.1/24'),
+      readFileSync(join(SEED000, '02-egressnatpolicy.yaml'), 'utf8')
+        .replace('egressSourceIP: 192.168.1.100', 'egressSourceIP: 192.168.1.300')
+        .replace('8.8.8.0/24', '8.8.8.1/24'),
     );
     const r = await kubectl(['apply', '-f', bad]);
     expect(r.code).not.toBe(0);
@@ -102,7 +111,11 @@ describe('kubectl against the API server', { timeout: 30_000 }, () => {
     expect(r.stderr).toContain('spec.egressSourceIP: Invalid value: "192.168.1.300": must be a valid IPv4 address');
     // a second policy with the same egressSourceIP
     await ok(['apply', '-f', join(SEED000, '02-egressnatpolicy.yaml')]);
-    const dup = await kubectl(['apply', '-f', '-'], {}, readFileSync(join(SEED000, '02-egressnatpolicy.yaml'), 'utf8').replace('name: egress', 'name: egress2'));
+    const dup = await kubectl(
+      ['apply', '-f', '-'],
+      {},
+      readFileSync(join(SEED000, '02-egressnatpolicy.yaml'), 'utf8').replace('name: egress', 'name: egress2'),
+    );
     expect(dup.code).not.toBe(0);
     expect(dup.stderr).toContain('spec.egressSourceIP: Duplicate value: "192.168.1.100": already used by EgressNATPolicy "egress"');
   });
@@ -127,7 +140,11 @@ describe('kubectl against the API server', { timeout: 30_000 }, () => {
     const applied = await ok(['apply', '-f', join(SEED001, '01-egressnatpolicy-default.yaml'), '-f', join(SEED001, '02-egressnatpolicy-nosnat.yaml')]);
     expect(applied).toContain('egressnatpolicy.networking.gke.io/onprem created');
     const names = (await ok(['get', 'egressnatpolicies', '-o', 'name'])).trim().split('\n').sort();
-    expect(names).toEqual(['egressnatpolicy.networking.gke.io/default', `egressnatpolicy.networking.gke.io/${t.running.controller.managedPolicyName}`, 'egressnatpolicy.networking.gke.io/onprem']);
+    expect(names).toEqual([
+      'egressnatpolicy.networking.gke.io/default',
+      `egressnatpolicy.networking.gke.io/${t.running.controller.managedPolicyName}`,
+      'egressnatpolicy.networking.gke.io/onprem',
+    ]);
     const d = await ok(['describe', 'egressnatpolicy', 'default']);
     expect(d).toContain('API Version:  networking.gke.io/v1');
     expect(d).toMatch(/Action:\s+NoSNAT/);

@@ -11,7 +11,7 @@ async function main(): Promise<void> {
     console.error('usage: controller CONFIG.json (or set EGRESSLAB_CONTROLLER_CONFIG)');
     process.exit(2);
   }
-  let cfg;
+  let cfg: ReturnType<typeof parseConfig>;
   try {
     cfg = parseConfig(JSON.parse(readFileSync(path, 'utf8')));
   } catch (e) {

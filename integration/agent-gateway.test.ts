@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { R } from '../lib/kube/client.js';
 import { startLeaseRenewer, type LeaseRenewer } from '../lib/kube/lease.js';
-import { nodeToken, startTestController, waitFor, type TestController } from '../controller/testing.js';
+import { startTestController, waitFor, type TestController } from '../controller/testing.js';
 import { DEFAULT_BOOT_HOOK_DIR, parseAgentConfig } from '../agent/config.js';
 import { FakeHost } from '../agent/host/fake-host.js';
 import { Signal } from '../agent/node/module.js';
@@ -54,14 +54,23 @@ const POLICY = {
   apiVersion: 'networking.gke.io/v1alpha1',
   kind: 'EgressNATPolicy',
   metadata: { name: 'egress' },
-  spec: { egress: [{ namespaceSelector: { matchLabels: { user: 'alice' } }, podSelector: { matchLabels: { role: 'frontend' } } }], destinationCIDRs: ['8.8.8.0/24'], egressSourceIP: '192.168.1.100' },
+  spec: {
+    egress: [{ namespaceSelector: { matchLabels: { user: 'alice' } }, podSelector: { matchLabels: { role: 'frontend' } } }],
+    destinationCIDRs: ['8.8.8.0/24'],
+    egressSourceIP: '192.168.1.100',
+  },
 };
 
 /** Namespace alice, its running frontend pods ([name, node, ip]) and the seed policy. */
 async function seedAlice(t: TestController, pods: readonly (readonly [string, string, string])[]): Promise<void> {
   await t.admin.create(R.namespaces, { apiVersion: 'v1', kind: 'Namespace', metadata: { name: 'alice', labels: { user: 'alice' } } });
   for (const [name, node, ip] of pods) {
-    await t.admin.create(R.pods, { apiVersion: 'v1', kind: 'Pod', metadata: { name, namespace: 'alice', labels: { role: 'frontend' } }, spec: { nodeName: node, containers: [{ name: 'c', image: 'x' }] } });
+    await t.admin.create(R.pods, {
+      apiVersion: 'v1',
+      kind: 'Pod',
+      metadata: { name, namespace: 'alice', labels: { role: 'frontend' } },
+      spec: { nodeName: node, containers: [{ name: 'c', image: 'x' }] },
+    });
     await t.admin.patch(R.pods, name, { status: { podIP: ip, podIPs: [{ ip }], phase: 'Running' } }, { namespace: 'alice', subresource: 'status' });
   }
   await t.admin.create(R.egressNATPolicies, POLICY);
@@ -93,7 +102,17 @@ async function nodeUp(t: TestController, node: string): Promise<void> {
 
 /** Starts worker1's gateway module on `w` (worker1()), stopped at cleanup. */
 async function startModule(w: ReturnType<typeof worker1>, opts: ConstructorParameters<typeof GatewayModule>[1]): Promise<GatewayModule> {
-  const mod = new GatewayModule({ config: w.config, client: w.client, events: w.events, log: (m, msg) => w.logs.push(`${m}: ${msg}`), statusChanged: () => undefined, holding: new Signal(false) }, opts);
+  const mod = new GatewayModule(
+    {
+      config: w.config,
+      client: w.client,
+      events: w.events,
+      log: (m, msg) => w.logs.push(`${m}: ${msg}`),
+      statusChanged: () => undefined,
+      holding: new Signal(false),
+    },
+    opts,
+  );
   cleanup.push(() => mod.stop());
   await mod.start();
   return mod;
@@ -110,15 +129,29 @@ describe('GatewayModule', () => {
       ['frontend-1', 'worker1', '10.10.10.1', { role: 'frontend' }],
       ['frontend-2', 'worker2', '10.10.11.1', { role: 'frontend' }],
     ] as const) {
-      await t.admin.create(R.pods, { apiVersion: 'v1', kind: 'Pod', metadata: { name, namespace: 'alice', labels: { ...labels } }, spec: { nodeName: node, containers: [{ name: 'c', image: 'x' }] } });
+      await t.admin.create(R.pods, {
+        apiVersion: 'v1',
+        kind: 'Pod',
+        metadata: { name, namespace: 'alice', labels: { ...labels } },
+        spec: { nodeName: node, containers: [{ name: 'c', image: 'x' }] },
+      });
       await t.admin.patch(R.pods, name, { status: { podIP: ip, podIPs: [{ ip }], phase: 'Running' } }, { namespace: 'alice', subresource: 'status' });
     }
-    await t.admin.create(R.anthosNetworkGateways, { apiVersion: 'networking.gke.io/v1alpha1', kind: 'AnthosNetworkGateway', metadata: { name: 'default', namespace: 'kube-system' }, spec: { floatingIPs: ['192.168.1.100'] } });
+    await t.admin.create(R.anthosNetworkGateways, {
+      apiVersion: 'networking.gke.io/v1alpha1',
+      kind: 'AnthosNetworkGateway',
+      metadata: { name: 'default', namespace: 'kube-system' },
+      spec: { floatingIPs: ['192.168.1.100'] },
+    });
     await t.admin.create(R.egressNATPolicies, {
       apiVersion: 'networking.gke.io/v1alpha1',
       kind: 'EgressNATPolicy',
       metadata: { name: 'egress' },
-      spec: { egress: [{ namespaceSelector: { matchLabels: { user: 'alice' } }, podSelector: { matchLabels: { role: 'frontend' } } }], destinationCIDRs: ['8.8.8.0/24'], egressSourceIP: '192.168.1.100' },
+      spec: {
+        egress: [{ namespaceSelector: { matchLabels: { user: 'alice' } }, podSelector: { matchLabels: { role: 'frontend' } } }],
+        destinationCIDRs: ['8.8.8.0/24'],
+        egressSourceIP: '192.168.1.100',
+      },
     });
 
     const w = worker1(t, dir, { removeRulesOnStop: true });
@@ -132,7 +165,11 @@ describe('GatewayModule', () => {
     expect(sys.calls.some((c) => c.op === 'ip' && c.arg === 'address add 192.168.1.100/32 dev eth0')).toBe(true);
     expect(sys.calls.filter((c) => c.op === 'sysctl').map((c) => c.arg)).toContain('net/ipv4/conf/eth0/send_redirects=0');
     expect(sys.calls.some((c) => c.op === 'ip' && c.arg === 'rule add pref 1000 fwmark 0x10000/0xff0000 table 7101')).toBe(true);
-    expect(mod.status()).toMatchObject({ uplink: 'eth0', ownedIPs: ['192.168.1.100'], policies: [{ name: 'egress', action: 'local', snatHere: true, holder: 'worker1' }] });
+    expect(mod.status()).toMatchObject({
+      uplink: 'eth0',
+      ownedIPs: ['192.168.1.100'],
+      policies: [{ name: 'egress', action: 'local', snatHere: true, holder: 'worker1' }],
+    });
     // the forward fence it applied is also the node's boot hook (written once, not at every apply)
     const hookPath = join(DEFAULT_BOOT_HOOK_DIR, BOOT_FENCE_HOOK);
     // peers: every other node of the test controller with a pod CIDR (controller/testing.ts)
@@ -143,7 +180,7 @@ describe('GatewayModule', () => {
     await renewers.worker1!.stop();
     await waitFor(() => /to gateway worker2 \(192\.168\.1\.2\)/.test(lastNft(sys)), 'routed to the new holder', 5000);
     expect(lastNft(sys)).not.toContain('snat to');
-        expect(mod.status()).toMatchObject({ ownedIPs: [], policies: [{ action: 'route', holder: 'worker2' }] });
+    expect(mod.status()).toMatchObject({ ownedIPs: [], policies: [{ action: 'route', holder: 'worker2' }] });
     expect((mod.status().lastTriggerToCommitMs as number) < 1000).toBe(true);
 
     // the policy is deleted: its pairs are held fail-closed while their conntrack entries go, and
@@ -151,12 +188,19 @@ describe('GatewayModule', () => {
     const mark = sys.calls.length;
     const policy = await t.admin.get(R.egressNATPolicies, 'egress');
     await t.admin.delete(R.egressNATPolicies, 'egress');
-    await waitFor(() => sys.calls.slice(mark).some((c) => c.op === 'nft' && c.arg.includes('delete table ip') && !c.arg.includes('policy egress')), 'final ruleset without the policy', 5000);
+    await waitFor(
+      () => sys.calls.slice(mark).some((c) => c.op === 'nft' && c.arg.includes('delete table ip') && !c.arg.includes('policy egress')),
+      'final ruleset without the policy',
+      5000,
+    );
     const after = sys.calls.slice(mark);
     const iTransit = after.findIndex((c) => c.op === 'nft' && /policy egress~leaving: fail-closed \(leaving the policy/.test(c.arg));
     const iFlush = after.findIndex((c) => c.op === 'conntrack' && c.arg.includes('-D -s 10.10.10.1 -d 8.8.8.0 --mask-dst 255.255.255.0'));
     const iFinal = after.findIndex((c) => c.op === 'nft' && c.arg.includes('delete table ip') && !c.arg.includes('policy egress'));
-    expect({ iTransit: iTransit >= 0, flushAfterTransit: iFlush > iTransit, finalAfterFlush: iFinal > iFlush }, JSON.stringify(after.map((c) => `${c.op} ${c.arg.slice(0, 60)}`))).toEqual({ iTransit: true, flushAfterTransit: true, finalAfterFlush: true });
+    expect(
+      { iTransit: iTransit >= 0, flushAfterTransit: iFlush > iTransit, finalAfterFlush: iFinal > iFlush },
+      JSON.stringify(after.map((c) => `${c.op} ${c.arg.slice(0, 60)}`)),
+    ).toEqual({ iTransit: true, flushAfterTransit: true, finalAfterFlush: true });
     await t.admin.create(R.egressNATPolicies, { apiVersion: policy.apiVersion, kind: policy.kind, metadata: { name: 'egress' }, spec: policy.spec });
     await waitFor(() => /to gateway worker2 \(192\.168\.1\.2\)/.test(lastNft(sys)), 'routed again once the policy is back', 5000);
 
@@ -174,7 +218,12 @@ describe('GatewayModule', () => {
     const { t, dir } = await controllerAndDir();
     renew(t, 'worker1');
     await nodeUp(t, 'worker1');
-    await t.admin.create(R.anthosNetworkGateways, { apiVersion: 'networking.gke.io/v1alpha1', kind: 'AnthosNetworkGateway', metadata: { name: 'default', namespace: 'kube-system' }, spec: { floatingIPs: ['192.168.1.100'] } });
+    await t.admin.create(R.anthosNetworkGateways, {
+      apiVersion: 'networking.gke.io/v1alpha1',
+      kind: 'AnthosNetworkGateway',
+      metadata: { name: 'default', namespace: 'kube-system' },
+      spec: { floatingIPs: ['192.168.1.100'] },
+    });
     await seedAlice(t, [['frontend-1', 'worker1', '10.10.10.1']]);
     const w = worker1(t, dir);
     const { logs, sys } = w;
@@ -195,7 +244,12 @@ describe('GatewayModule', () => {
     const { t, dir } = await controllerAndDir();
     for (const n of ['worker1', 'worker2']) renew(t, n);
     await nodeUp(t, 'worker2');
-    await t.admin.create(R.anthosNetworkGateways, { apiVersion: 'networking.gke.io/v1alpha1', kind: 'AnthosNetworkGateway', metadata: { name: 'default', namespace: 'kube-system' }, spec: { floatingIPs: ['192.168.1.100', '192.168.1.101'] } });
+    await t.admin.create(R.anthosNetworkGateways, {
+      apiVersion: 'networking.gke.io/v1alpha1',
+      kind: 'AnthosNetworkGateway',
+      metadata: { name: 'default', namespace: 'kube-system' },
+      spec: { floatingIPs: ['192.168.1.100', '192.168.1.101'] },
+    });
     const w = worker1(t, dir, { removeRulesOnStop: true });
     const { logs, sys } = w;
     // conntrackd runs on the same fake host: one order of operations
@@ -218,15 +272,20 @@ describe('GatewayModule', () => {
     await mod.stop();
     expect(sys.calls.filter((c) => c.op === 'nft').at(-1)!.arg).toMatch(/delete table ip egresslab_ctsync\n$/);
   }, 20_000);
-  it('conntrack sync: a node taking the IP of its own pods\' policy holds their new mid-stream segments until their bindings are re-committed', async () => {
+  it("conntrack sync: a node taking the IP of its own pods' policy holds their new mid-stream segments until their bindings are re-committed", async () => {
     const { t, dir } = await controllerAndDir();
     // worker2 alone is Up: it gets the IP; worker1's pod is routed to it
     const w2 = renew(t, 'worker2');
     await nodeUp(t, 'worker2');
-    await t.admin.create(R.anthosNetworkGateways, { apiVersion: 'networking.gke.io/v1alpha1', kind: 'AnthosNetworkGateway', metadata: { name: 'default', namespace: 'kube-system' }, spec: { floatingIPs: ['192.168.1.100'] } });
+    await t.admin.create(R.anthosNetworkGateways, {
+      apiVersion: 'networking.gke.io/v1alpha1',
+      kind: 'AnthosNetworkGateway',
+      metadata: { name: 'default', namespace: 'kube-system' },
+      spec: { floatingIPs: ['192.168.1.100'] },
+    });
     await seedAlice(t, [['frontend-1', 'worker1', '10.10.10.1']]);
     const w = worker1(t, dir, { removeRulesOnStop: true });
-    const { logs, sys } = w;
+    const { sys } = w;
     const mod = await startModule(w, { host: sys, heartbeat: false, garpScheduleMs: [0], conntrackSync: true });
     await waitFor(() => /to gateway worker2 \(192\.168\.1\.2\)/.test(lastNft(sys)), 'worker1 routes its pod to worker2', 5000);
 
@@ -235,22 +294,35 @@ describe('GatewayModule', () => {
     await nodeUp(t, 'worker1');
     const mark = sys.calls.length;
     await w2.stop();
-    await waitFor(() => sys.calls.slice(mark).some((c) => c.op === 'ip' && c.arg === 'address add 192.168.1.100/32 dev eth0'), 'worker1 takes 192.168.1.100', 5000);
+    await waitFor(
+      () => sys.calls.slice(mark).some((c) => c.op === 'ip' && c.arg === 'address add 192.168.1.100/32 dev eth0'),
+      'worker1 takes 192.168.1.100',
+      5000,
+    );
     const after = sys.calls.slice(mark);
     const trace = JSON.stringify(after.map((c) => `${c.op} ${c.arg.slice(0, 60)}`));
     const at = (f: (c: { op: string; arg: string }) => boolean) => after.findIndex(f);
     const windowed = at((c) => c.op === 'nft' && c.arg.includes('snat to 192.168.1.100') && c.arg.includes('chain takeover_window {'));
     const second = at((c) => c.op === 'sh' && c.arg.includes("'conntrack' '-D' '-s' '10.10.10.1' '-d' '8.8.8.0' '--mask-dst' '255.255.255.0'"));
     const addr = at((c) => c.op === 'ip' && c.arg === 'address add 192.168.1.100/32 dev eth0');
-    expect({ windowed: windowed >= 0, secondAfterWindow: second > windowed, addrAfterSecond: addr > second }, trace).toEqual({ windowed: true, secondAfterWindow: true, addrAfterSecond: true });
+    expect({ windowed: windowed >= 0, secondAfterWindow: second > windowed, addrAfterSecond: addr > second }, trace).toEqual({
+      windowed: true,
+      secondAfterWindow: true,
+      addrAfterSecond: true,
+    });
     // the window: the pod's non-SYN segments without an entry are dropped, for the policy's pairs
-    expect(after[windowed]!.arg).toMatch(/chain takeover_window \{\n\t\ttype filter hook prerouting priority mangle - 10; policy accept;\n\t\tip saddr @p0_src ip daddr @p0_dst ct state new tcp flags & \(syn \| ack\) != syn counter drop/);
+    expect(after[windowed]!.arg).toMatch(
+      /chain takeover_window \{\n\t\ttype filter hook prerouting priority mangle - 10; policy accept;\n\t\tip saddr @p0_src ip daddr @p0_dst ct state new tcp flags & \(syn \| ack\) != syn counter drop/,
+    );
     // one shell: flush, commit, end of the window, in that order; no conntrack process of its own
     const script = after[second]!.arg;
     const iFlush = script.indexOf("'-D' '-s' '10.10.10.1'");
     const iCommit = script.indexOf(' -c || exit 3');
     const iEnd = script.search(/delete chain ip egresslab_gw takeover_window\n' \| 'nft' -f - >\/dev\/null 2>&1 \|\| exit 4/);
-    expect({ flushFirst: script.split('\n')[0]!.includes("'-D' '-s' '10.10.10.1'"), commitAfterFlush: iCommit > iFlush, endAfterCommit: iEnd > iCommit }, script).toEqual({ flushFirst: true, commitAfterFlush: true, endAfterCommit: true });
+    expect(
+      { flushFirst: script.split('\n')[0]!.includes("'-D' '-s' '10.10.10.1'"), commitAfterFlush: iCommit > iFlush, endAfterCommit: iEnd > iCommit },
+      script,
+    ).toEqual({ flushFirst: true, commitAfterFlush: true, endAfterCommit: true });
     expect(after.filter((c) => c.op === 'conntrack')).toEqual([]);
     // later applies (the decommissioning stop's) render no window
     await mod.stop();
@@ -265,10 +337,11 @@ describe('GatewayModule', () => {
       // every other list answers at once: the policies are known long before their pods
       const slow = new Proxy(w.client, {
         get(target, prop) {
-          if (prop === 'list') return async (ref: unknown, opts: unknown) => {
-            if (ref === R.pods) await new Promise((r) => setTimeout(r, delayMs));
-            return (target.list as (a: unknown, b: unknown) => unknown)(ref, opts);
-          };
+          if (prop === 'list')
+            return async (ref: unknown, opts: unknown) => {
+              if (ref === R.pods) await new Promise((r) => setTimeout(r, delayMs));
+              return (target.list as (a: unknown, b: unknown) => unknown)(ref, opts);
+            };
           return Reflect.get(target, prop) as unknown;
         },
       });
@@ -283,7 +356,11 @@ describe('GatewayModule', () => {
       expect(logs.join('\n')).toMatch(/API state synced/);
       expect(tables(sys).length).toBeGreaterThan(0);
       // a ruleset with the policy but an empty source set would let the pod's traffic out un-NATed
-      expect(tables(sys).filter((c) => !c.arg.includes('set p0_src { type ipv4_addr; elements = { 10.10.10.1 } }')).map((c) => c.arg)).toEqual([]);
+      expect(
+        tables(sys)
+          .filter((c) => !c.arg.includes('set p0_src { type ipv4_addr; elements = { 10.10.10.1 } }'))
+          .map((c) => c.arg),
+      ).toEqual([]);
     });
 
     it('API not synced in time: the table the previous agent left stays until the caches are complete', async () => {

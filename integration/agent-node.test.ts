@@ -17,7 +17,11 @@ import { NodeEventRecorder } from '../agent/node/events.js';
 const LEASE = { renewIntervalMs: 50, expiryMs: 300, startupGraceMs: 300 };
 const sortCidrs = (l: readonly string[]): string[] =>
   [...l].sort((a, b) => {
-    const n = (c: string): number => c.split('/')[0]!.split('.').reduce((x, o) => x * 256 + Number(o), 0);
+    const n = (c: string): number =>
+      c
+        .split('/')[0]!
+        .split('.')
+        .reduce((x, o) => x * 256 + Number(o), 0);
     return n(a) - n(b);
   });
 const DEFAULTS = sortCidrs(DEFAULT_NON_MASQUERADE_CIDRS);
@@ -77,7 +81,12 @@ async function nodeEvents(t: TestController, node: string, reason: string): Prom
   return (await t.admin.list(R.events, { namespace: 'default', fieldSelector: `involvedObject.kind=Node,involvedObject.name=${node},reason=${reason}` })).items;
 }
 
-const cmConfig = (text: string) => ({ apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'ip-masq-agent', namespace: 'kube-system' }, data: { config: text } });
+const cmConfig = (text: string) => ({
+  apiVersion: 'v1',
+  kind: 'ConfigMap',
+  metadata: { name: 'ip-masq-agent', namespace: 'kube-system' },
+  data: { config: text },
+});
 
 describe('node agent (ip-masq-agent flavour) against the in-process API server', () => {
   it('renews its lease (node Up), projects the ConfigMap, programs it, reports bad config as a Node Event, and stops cleanly', async () => {
@@ -110,7 +119,11 @@ describe('node agent (ip-masq-agent flavour) against the in-process API server',
       return l.length ? l : undefined;
     }, 'MasqConfigInvalid Event');
     const node = await t.admin.get(R.nodes, 'worker1');
-    expect(ev).toMatchObject({ type: 'Warning', involvedObject: { kind: 'Node', name: 'worker1', uid: node.metadata.uid }, source: { component: 'egresslab-agent', host: 'worker1' } });
+    expect(ev).toMatchObject({
+      type: 'Warning',
+      involvedObject: { kind: 'Node', name: 'worker1', uid: node.metadata.uid },
+      source: { component: 'egresslab-agent', host: 'worker1' },
+    });
     expect(String(ev!.message)).toContain('field=nonMasqueradeCIDRs[0] value="10.0.0.1/8"');
     expect(nft.installed).toBe(goodRuleset);
     await waitFor(() => r.status().masq?.lastError?.reason === 'MasqConfigInvalid', 'lastError in status');

@@ -15,11 +15,25 @@ describe('beacon -> receiver on loopback', () => {
 
   it('the beacon thread sends heartbeats the receiver verifies, and stops when the main loop stops checking in', async () => {
     const beats: number[] = [];
-    const rx = new BeaconReceiver({ host: '127.0.0.1', port: 0, keys: () => new Map([['node-1', { token: 'tok', ip: '127.0.0.1' }]]), onBeat: (_n, _e, seq) => beats.push(seq) });
+    const rx = new BeaconReceiver({
+      host: '127.0.0.1',
+      port: 0,
+      keys: () => new Map([['node-1', { token: 'tok', ip: '127.0.0.1' }]]),
+      onBeat: (_n, _e, seq) => beats.push(seq),
+    });
     const port = await rx.start();
     stops.push(() => rx.stop());
     const logs: string[] = [];
-    const b = new Beacon({ node: 'node-1', token: 'tok', bind: '127.0.0.1', target: '127.0.0.1', port, intervalMs: 20, watchdogMs: 300, log: (m) => logs.push(m) });
+    const b = new Beacon({
+      node: 'node-1',
+      token: 'tok',
+      bind: '127.0.0.1',
+      target: '127.0.0.1',
+      port,
+      intervalMs: 20,
+      watchdogMs: 300,
+      log: (m) => logs.push(m),
+    });
     b.start();
     stops.push(() => b.stop());
     await pollUntil(() => beats.length, { what: '5 heartbeats', timeoutMs: 5000, intervalMs: 10, accept: (n) => n >= 5 });
@@ -36,10 +50,24 @@ describe('beacon -> receiver on loopback', () => {
 
   it('beats at the idle interval until told the node holds a floating IP, then at once and fast, announcing the interval', async () => {
     const beats: { at: number; interval: number }[] = [];
-    const rx = new BeaconReceiver({ host: '127.0.0.1', port: 0, keys: () => new Map([['node-1', { token: 'tok', ip: '127.0.0.1' }]]), onBeat: (_n, _e, _s, interval) => beats.push({ at: Date.now(), interval }) });
+    const rx = new BeaconReceiver({
+      host: '127.0.0.1',
+      port: 0,
+      keys: () => new Map([['node-1', { token: 'tok', ip: '127.0.0.1' }]]),
+      onBeat: (_n, _e, _s, interval) => beats.push({ at: Date.now(), interval }),
+    });
     const port = await rx.start();
     stops.push(() => rx.stop());
-    const b = new Beacon({ node: 'node-1', token: 'tok', bind: '127.0.0.1', target: '127.0.0.1', port, intervalMs: 20, idleIntervalMs: 5000, watchdogMs: 30_000 });
+    const b = new Beacon({
+      node: 'node-1',
+      token: 'tok',
+      bind: '127.0.0.1',
+      target: '127.0.0.1',
+      port,
+      intervalMs: 20,
+      idleIntervalMs: 5000,
+      watchdogMs: 30_000,
+    });
     b.start();
     stops.push(() => b.stop());
     await pollUntil(() => beats.length, { what: 'the first heartbeat', timeoutMs: 5000, intervalMs: 10, accept: (n) => n >= 1 });

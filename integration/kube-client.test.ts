@@ -18,7 +18,10 @@ describe('ConfigMap projection into a file', () => {
     const p = projectConfigMapKey(t.node('worker1'), { namespace: 'kube-system', name: 'ip-masq-agent', key: 'config' }, file);
     await p.informer.hasSynced();
     expect(existsSync(file)).toBe(false);
-    await t.admin.create(R.configmaps, { metadata: { name: 'ip-masq-agent', namespace: 'kube-system' }, data: { config: 'nonMasqueradeCIDRs: [10.0.0.0/8]\n' } });
+    await t.admin.create(R.configmaps, {
+      metadata: { name: 'ip-masq-agent', namespace: 'kube-system' },
+      data: { config: 'nonMasqueradeCIDRs: [10.0.0.0/8]\n' },
+    });
     await waitFor(() => existsSync(file) && readFileSync(file, 'utf8').includes('10.0.0.0/8'), 'file written');
     await t.admin.patch(R.configmaps, 'ip-masq-agent', { data: { config: 'nonMasqueradeCIDRs: []\n' } }, { namespace: 'kube-system' });
     await waitFor(() => readFileSync(file, 'utf8') === 'nonMasqueradeCIDRs: []\n', 'file updated');
@@ -33,7 +36,11 @@ describe('informer while the API server is down (refused connections)', () => {
     t = await startTestController();
     const errors: string[] = [];
     const seen: string[] = [];
-    const inf = t.admin.informer(R.configmaps, { namespace: 'default' }, { onAdd: (o) => seen.push(o.metadata.name!), onError: (e) => errors.push((e as NodeJS.ErrnoException).code ?? String(e)) });
+    const inf = t.admin.informer(
+      R.configmaps,
+      { namespace: 'default' },
+      { onAdd: (o) => seen.push(o.metadata.name!), onError: (e) => errors.push((e as NodeJS.ErrnoException).code ?? String(e)) },
+    );
     await inf.hasSynced();
     await t.running.stop();
     const before = inf.connections;

@@ -86,11 +86,17 @@ describe('commit script', () => {
     ]);
     expect(commitScript('a', "/x'y", 'c', [])).toBe(`'a' -C '/x'\\''y' -c || exit 3\nexit 0`);
     // rules that must hold from the commit on go in first, in the same shell, best effort
-    expect(commitScript('conntrackd', '/c', 'conntrack', [], { nft: 'nft', pre: "insert rule ip t prerouting drop comment \"it's\"\n" }).split('\n')[0]).toBe(
-      `printf '%s' 'insert rule ip t prerouting drop comment "it'\\''s"` ,
+    expect(commitScript('conntrackd', '/c', 'conntrack', [], { nft: 'nft', pre: 'insert rule ip t prerouting drop comment "it\'s"\n' }).split('\n')[0]).toBe(
+      `printf '%s' 'insert rule ip t prerouting drop comment "it'\\''s"`,
     );
     // a flush right before the commit and a post step whose failure the caller must see (exit 4)
-    expect(commitScript('conntrackd', '/c', 'conntrack', [['-D', '-q', '192.168.1.101']], { nft: '/usr/sbin/nft', flush: [['-D', '-s', '10.10.10.1']], post: 'delete chain ip t w\n' }).split('\n')).toEqual([
+    expect(
+      commitScript('conntrackd', '/c', 'conntrack', [['-D', '-q', '192.168.1.101']], {
+        nft: '/usr/sbin/nft',
+        flush: [['-D', '-s', '10.10.10.1']],
+        post: 'delete chain ip t w\n',
+      }).split('\n'),
+    ).toEqual([
       "'conntrack' '-D' '-s' '10.10.10.1' >/dev/null 2>&1",
       "'conntrackd' -C '/c' -c || exit 3",
       "'conntrack' '-D' '-q' '192.168.1.101' >/dev/null 2>&1",
@@ -103,7 +109,8 @@ describe('commit script', () => {
 
 describe('parsing conntrackd output', () => {
   it('counts cache entries, reads the last commit count, keeps the log tail', () => {
-    const e = 'tcp      6 ESTABLISHED src=10.10.12.1 dst=8.8.8.8 sport=40001 dport=7007 [ASSURED] [active since 3s]\nudp      17 src=10.10.10.1 dst=8.8.4.4 sport=5 dport=7007 [active since 1s]\n';
+    const e =
+      'tcp      6 ESTABLISHED src=10.10.12.1 dst=8.8.8.8 sport=40001 dport=7007 [ASSURED] [active since 3s]\nudp      17 src=10.10.10.1 dst=8.8.4.4 sport=5 dport=7007 [active since 1s]\n';
     expect(countCacheEntries(e)).toBe(2);
     expect(countCacheEntries('')).toBe(0);
     const log = '[x] [notice] Committed 0 new entries\n[y] [notice] commit has taken 0.000029 seconds\n[z] [notice] Committed 12 new entries\n';
@@ -215,7 +222,7 @@ describe('ConntrackSync (fake processes)', () => {
     const logs: string[] = [];
     const s = new ConntrackSync({ ...base, host: f.io, log: (m) => logs.push(m) });
     await s.start();
-    f.files.set(conntrackdPaths().log, '[e] [ERROR] can\'t open multicast server\n');
+    f.files.set(conntrackdPaths().log, "[e] [ERROR] can't open multicast server\n");
     f.die(1);
     await new Promise((r) => setTimeout(r, 50));
     expect(logs.some((l) => /conntrackd exited \(code 1\); restarting; its log ends with: \[e\] \[ERROR\] can't open multicast server/.test(l))).toBe(true);

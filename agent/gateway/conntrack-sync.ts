@@ -161,7 +161,10 @@ export function renderCtSyncTable(ownedIPs: readonly string[], opts: { enabled: 
 
 /** `conntrack -D` arguments removing committed bindings of floating IPs this node does not hold. */
 export function foreignBindingPurgeArgs(floatingIPs: readonly string[], owned: readonly string[]): string[][] {
-  return floatingIPs.filter((ip) => !owned.includes(ip)).sort().map((ip) => ['-D', '-q', ip]);
+  return floatingIPs
+    .filter((ip) => !owned.includes(ip))
+    .sort()
+    .map((ip) => ['-D', '-q', ip]);
 }
 
 /**
@@ -308,7 +311,7 @@ export class ConntrackSync {
     const pid = Number((this.host.readFile(this.paths.pid) ?? '').trim());
     if (Number.isInteger(pid) && pid > 0) {
       const cmd = this.host.cmdline(pid);
-      if (cmd && cmd.includes('conntrackd') && cmd.includes(this.paths.config)) {
+      if (cmd?.includes('conntrackd') && cmd.includes(this.paths.config)) {
         this.o.log(`conntrack sync: stopping the conntrackd left by a previous agent (pid ${pid})`);
         this.host.killPid(pid, 'SIGKILL');
       }
@@ -359,13 +362,16 @@ export class ConntrackSync {
       if (this.child !== child) throw new Error(`conntrackd exited while starting: ${logTail(this.host.readFile(this.paths.log) ?? '', 3).join(' | ')}`);
       const r = await this.ctl(['-s', 'runtime'], 2000);
       if (r.code === 0) break;
-      if (this.now() > deadline) throw new Error(`conntrackd did not answer on ${this.paths.socket} within ${this.o.readyTimeoutMs ?? 5000} ms: ${(r.stderr || r.stdout).trim()}`);
+      if (this.now() > deadline)
+        throw new Error(`conntrackd did not answer on ${this.paths.socket} within ${this.o.readyTimeoutMs ?? 5000} ms: ${(r.stderr || r.stdout).trim()}`);
       await sleep(50);
     }
     const f = await this.ctl(['-f', 'internal']);
     if (f.code !== 0) throw new Error(`conntrackd -f internal failed: ${(f.stderr || f.stdout).trim()}`);
     this.ready = true;
-    this.o.log(`conntrack sync: conntrackd running (pid ${child.pid}, NOTRACK, multicast ${this.o.group ?? CTSYNC_GROUP}:${this.o.port ?? CTSYNC_PORT} on ${this.o.uplink} from ${this.o.nodeIP})`);
+    this.o.log(
+      `conntrack sync: conntrackd running (pid ${child.pid}, NOTRACK, multicast ${this.o.group ?? CTSYNC_GROUP}:${this.o.port ?? CTSYNC_PORT} on ${this.o.uplink} from ${this.o.nodeIP})`,
+    );
   }
 
   /**
@@ -379,14 +385,24 @@ export class ConntrackSync {
    * commit only loses the benefit (flows are then picked up loosely, as without sync); nothing of
    * `steps` is known to have run then, and `postFailed` says only the post step failed.
    */
-  async commit(floatingIPs: readonly string[], ownedAfter: readonly string[], steps: Omit<CommitSteps, 'nft'> = {}): Promise<{ ok: boolean; ms: number; entries: number | null; postFailed?: boolean }> {
+  async commit(
+    floatingIPs: readonly string[],
+    ownedAfter: readonly string[],
+    steps: Omit<CommitSteps, 'nft'> = {},
+  ): Promise<{ ok: boolean; ms: number; entries: number | null; postFailed?: boolean }> {
     const t0 = this.now();
     if (!this.child || !this.ready) {
       this.fail('commit skipped: conntrackd is not running');
       return { ok: false, ms: 0, entries: null };
     }
     const purge = foreignBindingPurgeArgs(floatingIPs, ownedAfter);
-    const r = await this.host.exec('sh', ['-c', commitScript(this.o.conntrackdPath ?? 'conntrackd', this.paths.config, this.o.conntrackPath ?? 'conntrack', purge, { ...steps, nft: this.o.nftPath ?? 'nft' })]);
+    const r = await this.host.exec('sh', [
+      '-c',
+      commitScript(this.o.conntrackdPath ?? 'conntrackd', this.paths.config, this.o.conntrackPath ?? 'conntrack', purge, {
+        ...steps,
+        nft: this.o.nftPath ?? 'nft',
+      }),
+    ]);
     const ms = this.now() - t0;
     const postFailed = r.code === 4;
     if (r.code !== 0 && !postFailed) {

@@ -55,7 +55,10 @@ export class PeerTable {
   }
 
   suspects(now: number): string[] {
-    return [...this.heard].filter(([, t]) => now - t > this.suspectAfterMs).map(([p]) => p).sort();
+    return [...this.heard]
+      .filter(([, t]) => now - t > this.suspectAfterMs)
+      .map(([p]) => p)
+      .sort();
   }
 
   isolated(now: number): boolean {

@@ -87,9 +87,13 @@ describe('computeGatewayPlan: source side', () => {
   });
 
   it('overlapping destinationCIDRs become the entries no other one contains (an nft interval set refuses overlaps); no warning for them', () => {
-    const plan = computeGatewayPlan(seed('node-1', { policies: [{ ...seedPolicy, destinationCIDRs: ['172.16.100.0/24', '0.0.0.0/0', '8.8.8.8/32', '8.8.8.0/24'] }] }));
+    const plan = computeGatewayPlan(
+      seed('node-1', { policies: [{ ...seedPolicy, destinationCIDRs: ['172.16.100.0/24', '0.0.0.0/0', '8.8.8.8/32', '8.8.8.0/24'] }] }),
+    );
     expect(plan.policies[0]!.destinations).toEqual(['0.0.0.0/0']);
-    const nested = computeGatewayPlan(seed('node-1', { policies: [{ ...seedPolicy, destinationCIDRs: ['8.8.8.8/32', '8.8.4.0/24', '8.8.8.0/24', '8.8.8.0/24'] }] }));
+    const nested = computeGatewayPlan(
+      seed('node-1', { policies: [{ ...seedPolicy, destinationCIDRs: ['8.8.8.8/32', '8.8.4.0/24', '8.8.8.0/24', '8.8.8.0/24'] }] }),
+    );
     expect(nested.policies[0]!.destinations).toEqual(['8.8.4.0/24', '8.8.8.0/24']);
     expect(nested.warnings).toEqual([]);
     expect(renderGateway(nested).ruleset).toMatch(/set p0_dst \{ type ipv4_addr; flags interval; elements = \{ 8\.8\.4\.0\/24, 8\.8\.8\.0\/24 \} \}/);
@@ -125,13 +129,27 @@ describe('computeGatewayPlan: source side', () => {
       pod('bob', 'fe', '10.10.10.3', 'node-1', { role: 'frontend' }),
     ];
     const mk = (rules: PolicyInfo['rules']) =>
-      computeGatewayPlan(seed('node-1', { pods, namespaces: [{ name: 'alice', labels: { user: 'alice' } }, { name: 'bob', labels: {} }], policies: [{ ...seedPolicy, rules }] })).policies[0]!
-        .localSources;
+      computeGatewayPlan(
+        seed('node-1', {
+          pods,
+          namespaces: [
+            { name: 'alice', labels: { user: 'alice' } },
+            { name: 'bob', labels: {} },
+          ],
+          policies: [{ ...seedPolicy, rules }],
+        }),
+      ).policies[0]!.localSources;
     expect(mk([{ namespaceSelector: { matchLabels: { user: 'alice' } } }])).toEqual(['10.10.10.1', '10.10.10.2']);
     expect(mk([{ podSelector: { matchLabels: { role: 'frontend' } } }])).toEqual(['10.10.10.1', '10.10.10.3']);
     expect(mk([{ namespaceSelector: { matchLabels: { user: 'alice' } }, podSelector: { matchLabels: { role: 'frontend' } } }])).toEqual(['10.10.10.1']);
-    expect(mk([{ podSelector: { matchLabels: { role: 'backend' } } }, { namespaceSelector: { matchLabels: { 'kubernetes.io/metadata.name': 'bob' } } }])).toEqual(['10.10.10.2', '10.10.10.3']);
-    expect(mk([{ podSelector: { matchExpressions: [{ key: 'role', operator: 'In', values: ['backend', 'frontend'] }] } }])).toEqual(['10.10.10.1', '10.10.10.2', '10.10.10.3']);
+    expect(
+      mk([{ podSelector: { matchLabels: { role: 'backend' } } }, { namespaceSelector: { matchLabels: { 'kubernetes.io/metadata.name': 'bob' } } }]),
+    ).toEqual(['10.10.10.2', '10.10.10.3']);
+    expect(mk([{ podSelector: { matchExpressions: [{ key: 'role', operator: 'In', values: ['backend', 'frontend'] }] } }])).toEqual([
+      '10.10.10.1',
+      '10.10.10.2',
+      '10.10.10.3',
+    ]);
     expect(mk([])).toEqual([]);
   });
 
@@ -139,7 +157,10 @@ describe('computeGatewayPlan: source side', () => {
     const base = seed('node-1');
     const out = computeGatewayPlan({ ...base, pods: base.pods.map((p) => (p.name === 'frontend-1' ? { ...p, labels: { role: 'x' } } : p)) });
     expect(out.policies[0]!.localSources).toEqual([]);
-    const inn = computeGatewayPlan({ ...base, pods: base.pods.map((p) => (p.name === 'client-1' ? { ...p, namespace: 'alice', labels: { role: 'frontend' } } : p)) });
+    const inn = computeGatewayPlan({
+      ...base,
+      pods: base.pods.map((p) => (p.name === 'client-1' ? { ...p, namespace: 'alice', labels: { role: 'frontend' } } : p)),
+    });
     expect(inn.policies[0]!.localSources).toEqual(['10.10.10.1', '10.10.10.2']);
   });
 
@@ -172,7 +193,14 @@ describe('computeGatewayPlan: source side', () => {
   });
 
   it('policies are ordered by name (first match wins on every node)', () => {
-    const plan = computeGatewayPlan(seed('node-1', { policies: [{ ...seedPolicy, name: 'b', egressSourceIP: '192.168.1.101' }, { ...seedPolicy, name: 'a' }] }));
+    const plan = computeGatewayPlan(
+      seed('node-1', {
+        policies: [
+          { ...seedPolicy, name: 'b', egressSourceIP: '192.168.1.101' },
+          { ...seedPolicy, name: 'a' },
+        ],
+      }),
+    );
     expect(plan.policies.map((p) => p.name)).toEqual(['a', 'b']);
   });
 });
@@ -181,7 +209,13 @@ describe('computeGatewayPlan: gateway side', () => {
   it('seed: node-2 holds 192.168.1.100 and SNATs the matched sources of every node', () => {
     const plan = computeGatewayPlan(seed('node-2'));
     expect(plan.ownedIPs).toEqual([{ ip: '192.168.1.100', prefix: 32 }]);
-    expect(plan.policies[0]).toMatchObject({ snatHere: true, action: 'local', localSources: ['10.10.11.1'], allSources: ['10.10.10.1', '10.10.11.1'], mark: EGRESS_GW_BYPASS_MARK });
+    expect(plan.policies[0]).toMatchObject({
+      snatHere: true,
+      action: 'local',
+      localSources: ['10.10.11.1'],
+      allSources: ['10.10.10.1', '10.10.11.1'],
+      mark: EGRESS_GW_BYPASS_MARK,
+    });
   });
 
   it('a node owns every floating IP assigned to it, policy or not', () => {
@@ -224,18 +258,51 @@ describe('API objects -> model', () => {
         kind: 'Node',
         metadata: { name: 'node-1', annotations: { 'networking.egresslab.io/subnet': '192.168.1.0/24' } },
         spec: { podCIDR: '10.10.10.0/24', podCIDRs: ['10.10.10.0/24'] },
-        status: { addresses: [{ type: 'InternalIP', address: '192.168.1.1' }, { type: 'Hostname', address: 'node-1' }] },
+        status: {
+          addresses: [
+            { type: 'InternalIP', address: '192.168.1.1' },
+            { type: 'Hostname', address: 'node-1' },
+          ],
+        },
       }),
     ).toEqual({ name: 'node-1', ip: '192.168.1.1', subnet: '192.168.1.0/24', podCIDRs: ['10.10.10.0/24'] });
     expect(
-      podFromObject({ apiVersion: 'v1', kind: 'Pod', metadata: { name: 'p', namespace: 'alice', labels: { role: 'frontend' } }, spec: { nodeName: 'node-1' }, status: { podIPs: [{ ip: '10.10.10.1' }], phase: 'Running' } }),
+      podFromObject({
+        apiVersion: 'v1',
+        kind: 'Pod',
+        metadata: { name: 'p', namespace: 'alice', labels: { role: 'frontend' } },
+        spec: { nodeName: 'node-1' },
+        status: { podIPs: [{ ip: '10.10.10.1' }], phase: 'Running' },
+      }),
     ).toEqual({ namespace: 'alice', name: 'p', labels: { role: 'frontend' }, ip: '10.10.10.1', nodeName: 'node-1', hostNetwork: false, terminated: false });
-    expect(podFromObject({ apiVersion: 'v1', kind: 'Pod', metadata: { name: 'p', namespace: 'a' }, spec: { hostNetwork: true }, status: { phase: 'Succeeded' } })).toMatchObject({ hostNetwork: true, terminated: true });
     expect(
-      policyFromObject({ apiVersion: 'networking.gke.io/v1alpha1', kind: 'EgressNATPolicy', metadata: { name: 'egress' }, spec: { egress: seedPolicy.rules, destinationCIDRs: ['8.8.8.0/24'], egressSourceIP: '192.168.1.100' } }),
+      podFromObject({ apiVersion: 'v1', kind: 'Pod', metadata: { name: 'p', namespace: 'a' }, spec: { hostNetwork: true }, status: { phase: 'Succeeded' } }),
+    ).toMatchObject({ hostNetwork: true, terminated: true });
+    expect(
+      policyFromObject({
+        apiVersion: 'networking.gke.io/v1alpha1',
+        kind: 'EgressNATPolicy',
+        metadata: { name: 'egress' },
+        spec: { egress: seedPolicy.rules, destinationCIDRs: ['8.8.8.0/24'], egressSourceIP: '192.168.1.100' },
+      }),
     ).toEqual(seedPolicy);
-    expect(policyFromObject({ apiVersion: 'networking.gke.io/v1', kind: 'EgressNATPolicy', metadata: { name: 'default' }, spec: { action: 'NoSNAT', destinations: [] } })).toBeNull();
-    expect(gatewayFromObject({ apiVersion: 'x', kind: 'AnthosNetworkGateway', metadata: { name: 'default' }, spec: { floatingIPs: ['192.168.1.100'] }, status: { floatingIPs: { '192.168.1.100': 'node-2' }, nodes: { 'node-2': 'Up' } } })).toEqual({
+    expect(
+      policyFromObject({
+        apiVersion: 'networking.gke.io/v1',
+        kind: 'EgressNATPolicy',
+        metadata: { name: 'default' },
+        spec: { action: 'NoSNAT', destinations: [] },
+      }),
+    ).toBeNull();
+    expect(
+      gatewayFromObject({
+        apiVersion: 'x',
+        kind: 'AnthosNetworkGateway',
+        metadata: { name: 'default' },
+        spec: { floatingIPs: ['192.168.1.100'] },
+        status: { floatingIPs: { '192.168.1.100': 'node-2' }, nodes: { 'node-2': 'Up' } },
+      }),
+    ).toEqual({
       floatingIPs: ['192.168.1.100'],
       assignments: { '192.168.1.100': 'node-2' },
       nodes: { 'node-2': 'Up' },

@@ -185,7 +185,7 @@ export function computeGatewayPlan(input: ModelInput): GatewayPlan {
   const selfNode = nodesByName.get(self);
   const podCIDRs = selfNode?.podCIDRs ?? [];
   const nsByName = new Map(input.namespaces.map((n) => [n.name, n]));
-  const pods = input.pods.filter(eligiblePod).sort((a, b) => (a.namespace + '/' + a.name < b.namespace + '/' + b.name ? -1 : 1));
+  const pods = input.pods.filter(eligiblePod).sort((a, b) => (`${a.namespace}/${a.name}` < `${b.namespace}/${b.name}` ? -1 : 1));
   const { routes, warnings: rw } = gatewayRoutes(self, input.nodes);
   warnings.push(...rw);
   const routeByNode = new Map(routes.map((r) => [r.node, r]));

@@ -2,7 +2,15 @@ import { describe, expect, it } from 'vitest';
 import type { NamespaceInfo, PodInfo } from './model.js';
 import { compileNetworkPolicies, isEgressPolicy, networkPolicyFromObject, type NetworkPolicyInfo } from './netpol.js';
 
-const pod = (namespace: string, name: string, ip: string, nodeName: string, labels: Record<string, string> = {}): PodInfo => ({ namespace, name, labels, ip, nodeName, hostNetwork: false, terminated: false });
+const pod = (namespace: string, name: string, ip: string, nodeName: string, labels: Record<string, string> = {}): PodInfo => ({
+  namespace,
+  name,
+  labels,
+  ip,
+  nodeName,
+  hostNetwork: false,
+  terminated: false,
+});
 const pods = [
   pod('alice', 'fe', '10.10.10.1', 'node-1', { role: 'frontend' }),
   pod('alice', 'db', '10.10.11.5', 'node-2', { role: 'db' }),
@@ -42,7 +50,16 @@ describe('NetworkPolicy egress compilation', () => {
         podSelector: { matchLabels: { role: 'frontend' } },
         policyTypes: ['Egress'],
         egress: [
-          { to: [{ ipBlock: { cidr: '0.0.0.0/0', except: ['10.0.0.0/8'] } }], ports: [{ protocol: 'TCP', port: 443 }, { port: 80 }, { protocol: 'UDP', port: 53 }, { protocol: 'TCP', port: 8000, endPort: 8080 }, { protocol: 'TCP', port: 8080, endPort: 8090 }] },
+          {
+            to: [{ ipBlock: { cidr: '0.0.0.0/0', except: ['10.0.0.0/8'] } }],
+            ports: [
+              { protocol: 'TCP', port: 443 },
+              { port: 80 },
+              { protocol: 'UDP', port: 53 },
+              { protocol: 'TCP', port: 8000, endPort: 8080 },
+              { protocol: 'TCP', port: 8080, endPort: 8090 },
+            ],
+          },
           { to: [{ podSelector: { matchLabels: { role: 'db' } } }] },
           { to: [{ namespaceSelector: { matchLabels: { user: 'paul' } } }] },
           { to: [{ namespaceSelector: { matchLabels: { user: 'paul' } }, podSelector: { matchLabels: { role: 'nope' } } }] },
@@ -78,7 +95,12 @@ describe('NetworkPolicy egress compilation', () => {
 
   it('reads the API object', () => {
     expect(
-      networkPolicyFromObject({ apiVersion: 'networking.k8s.io/v1', kind: 'NetworkPolicy', metadata: { name: 'x', namespace: 'alice' }, spec: { podSelector: {}, policyTypes: ['Egress'], egress: [{ to: [{ ipBlock: { cidr: '1.2.3.0/24' } }] }] } }),
+      networkPolicyFromObject({
+        apiVersion: 'networking.k8s.io/v1',
+        kind: 'NetworkPolicy',
+        metadata: { name: 'x', namespace: 'alice' },
+        spec: { podSelector: {}, policyTypes: ['Egress'], egress: [{ to: [{ ipBlock: { cidr: '1.2.3.0/24' } }] }] },
+      }),
     ).toEqual({ namespace: 'alice', name: 'x', podSelector: {}, policyTypes: ['Egress'], egress: [{ to: [{ ipBlock: { cidr: '1.2.3.0/24' } }] }] });
   });
 });

@@ -150,7 +150,9 @@ export function compileNetworkPolicies(input: {
           }
           if (!peer.podSelector && !peer.namespaceSelector) continue;
           for (const pod of input.pods) {
-            const nsOk = peer.namespaceSelector ? labelSelectorMatches(peer.namespaceSelector, nsLabels(namespaces, pod.namespace)) : pod.namespace === p.namespace;
+            const nsOk = peer.namespaceSelector
+              ? labelSelectorMatches(peer.namespaceSelector, nsLabels(namespaces, pod.namespace))
+              : pod.namespace === p.namespace;
             if (nsOk && labelSelectorMatches(peer.podSelector, pod.labels)) plain.push(`${pod.ip}/32`);
           }
         }

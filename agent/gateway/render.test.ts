@@ -35,9 +35,18 @@ function input(self: string, assignments: Record<string, string>, down: string[]
   return {
     self: { name: self, ip: nodes.find((n) => n.name === self)!.ip },
     nodes,
-    gateway: { floatingIPs: ['192.168.1.100', '192.168.1.101'], assignments, nodes: Object.fromEntries(nodes.map((n) => [n.name, down.includes(n.name) ? 'Down' : 'Up'])) },
+    gateway: {
+      floatingIPs: ['192.168.1.100', '192.168.1.101'],
+      assignments,
+      nodes: Object.fromEntries(nodes.map((n) => [n.name, down.includes(n.name) ? 'Down' : 'Up'])),
+    },
     policies: [
-      { name: 'egress', rules: [{ namespaceSelector: { matchLabels: { user: 'alice' } } }], destinationCIDRs: ['8.8.8.0/24', '9.9.9.9/32'], egressSourceIP: '192.168.1.100' },
+      {
+        name: 'egress',
+        rules: [{ namespaceSelector: { matchLabels: { user: 'alice' } } }],
+        destinationCIDRs: ['8.8.8.0/24', '9.9.9.9/32'],
+        egressSourceIP: '192.168.1.100',
+      },
       { name: 'other', rules: [{ podSelector: { matchLabels: { app: 'x' } } }], destinationCIDRs: ['1.1.1.0/24'], egressSourceIP: '192.168.1.101' },
     ],
     pods: [
@@ -46,7 +55,15 @@ function input(self: string, assignments: Record<string, string>, down: string[]
       { namespace: 'alice', name: 'fe2', labels: {}, ip: '10.10.11.1', nodeName: 'node-2', hostNetwork: false, terminated: false },
     ],
     namespaces: [{ name: 'alice', labels: { user: 'alice' } }],
-    networkPolicies: [{ namespace: 'default', name: 'np', podSelector: {}, policyTypes: ['Egress'], egress: [{ to: [{ ipBlock: { cidr: '0.0.0.0/0', except: ['10.0.0.0/8'] } }], ports: [{ protocol: 'TCP', port: 443 }] }] }],
+    networkPolicies: [
+      {
+        namespace: 'default',
+        name: 'np',
+        podSelector: {},
+        policyTypes: ['Egress'],
+        egress: [{ to: [{ ipBlock: { cidr: '0.0.0.0/0', except: ['10.0.0.0/8'] } }], ports: [{ protocol: 'TCP', port: 443 }] }],
+      },
+    ],
   };
 }
 
@@ -61,7 +78,14 @@ describe('renderGateway: nft transaction', () => {
 
   it('is one flush-and-recreate transaction of both tables', () => {
     const head = src.ruleset.split('\n').filter((l) => /^(table|delete)/.test(l));
-    expect(head).toEqual(['table ip egresslab_gw {}', 'delete table ip egresslab_gw', 'table arp egresslab_gw {}', 'delete table arp egresslab_gw', 'table ip egresslab_gw {', 'table arp egresslab_gw {']);
+    expect(head).toEqual([
+      'table ip egresslab_gw {}',
+      'delete table ip egresslab_gw',
+      'table arp egresslab_gw {}',
+      'delete table arp egresslab_gw',
+      'table ip egresslab_gw {',
+      'table arp egresslab_gw {',
+    ]);
   });
 
   it('prerouting: local pod traffic only, NetworkPolicy first, then egress selection with marks or fail-closed drops', () => {
@@ -71,7 +95,9 @@ describe('renderGateway: nft transaction', () => {
     expect(pre[2]).toBe('ip saddr != @podcidrs return');
     expect(pre[3]).toBe('ip saddr vmap { 10.10.10.2 : jump np_0 }');
     // egress -> node-2 (index 2 among node-2, node-3 for node-1... by name: node-2=1, node-3=2)
-    expect(pre[4]).toMatch(/^ip saddr @p0_src ip daddr @p0_dst meta mark set meta mark & 0xff00dfff \| 0x00012000 counter accept comment "policy egress: to gateway node-2/);
+    expect(pre[4]).toMatch(
+      /^ip saddr @p0_src ip daddr @p0_dst meta mark set meta mark & 0xff00dfff \| 0x00012000 counter accept comment "policy egress: to gateway node-2/,
+    );
     // other: 192.168.1.101 unassigned -> drop, in the same chain (same transaction) as the marks
     expect(pre[5]).toMatch(/^ip saddr @p1_src ip daddr @p1_dst counter drop comment "policy other: fail-closed/);
     expect(src.ruleset).toContain('set p0_src { type ipv4_addr; elements = { 10.10.10.1 } }');
@@ -122,13 +148,18 @@ describe('renderGateway: nft transaction', () => {
       'type nat hook postrouting priority srcnat - 10; policy accept;',
       'oifname "eth0" ip saddr @p0_all ip daddr @p0_dst counter snat to 192.168.1.100 comment "policy egress"',
     ]);
-    expect(chain(gw.ruleset, 'p0_guard')).toEqual(['ip saddr 192.168.1.100 accept', 'counter drop comment "guard egress: would leave with a source other than 192.168.1.100"']);
+    expect(chain(gw.ruleset, 'p0_guard')).toEqual([
+      'ip saddr 192.168.1.100 accept',
+      'counter drop comment "guard egress: would leave with a source other than 192.168.1.100"',
+    ]);
     expect(gw.ruleset).toContain('set alive { type ipv4_addr; flags timeout; elements = { 192.168.1.100 timeout 1s } }');
     expect(gw.ruleset).toContain('set floating { type ipv4_addr; elements = { 192.168.1.100, 192.168.1.101 } }');
     expect(chain(gw.ruleset, 'output')[1]).toMatch(/^arp saddr ip @floating arp saddr ip != @alive counter drop/);
     expect(gw.addresses).toEqual(['192.168.1.100/32']);
     // local pods on the gateway node: bypass only (no routing index)
-    expect(chain(gw.ruleset, 'prerouting').find((l) => l.startsWith('ip saddr @p0_src'))).toMatch(/meta mark set meta mark & 0xff00dfff \| 0x00002000 counter accept/);
+    expect(chain(gw.ruleset, 'prerouting').find((l) => l.startsWith('ip saddr @p0_src'))).toMatch(
+      /meta mark set meta mark & 0xff00dfff \| 0x00002000 counter accept/,
+    );
   });
 
   it('failover = one changed transaction on the source node (mark to the new holder), no routing change needed', () => {
@@ -173,13 +204,21 @@ describe('policy routing and addresses (diff against ip -j output)', () => {
 
   it('parses the forward fence rule as iproute2 prints it (from, iif, fwmark 0/mask)', () => {
     // captured from `ip -j rule show` in the lab image
-    const json = '[{"priority":0,"src":"all","table":"local"},{"priority":990,"src":"10.10.11.0","srclen":24,"fwmark":"0","fwmask":"0x1000","iif":"eth0","iif_detached":null,"table":"7100"}]';
+    const json =
+      '[{"priority":0,"src":"all","table":"local"},{"priority":990,"src":"10.10.11.0","srclen":24,"fwmark":"0","fwmask":"0x1000","iif":"eth0","iif_detached":null,"table":"7100"}]';
     expect(parseIpRules(json)).toEqual([{ pref: 990, fwmark: 0, mask: 0x1000, table: 7100, iif: 'eth0', from: '10.10.11.0/24' }]);
   });
 
   it('adds missing rules before the nft transaction and removes stale ones after', () => {
     const fence = (from: string) => ({ pref: 990, fwmark: 0, mask: 0x1000, table: 7100, iif: 'eth0', from });
-    const c = routingCommands(r, { rules: [fence('10.10.11.0/24'), { pref: 1000, fwmark: 0x10000, mask: 0xff0000, table: 7101 }, { pref: 1000, fwmark: 0x90000, mask: 0xff0000, table: 7109 }], tables: [7101, 7109] });
+    const c = routingCommands(r, {
+      rules: [
+        fence('10.10.11.0/24'),
+        { pref: 1000, fwmark: 0x10000, mask: 0xff0000, table: 7101 },
+        { pref: 1000, fwmark: 0x90000, mask: 0xff0000, table: 7109 },
+      ],
+      tables: [7101, 7109],
+    });
     expect(c.before).toEqual([
       // the forward fence's table is complete before its rules exist
       'route replace throw 10.10.10.0/24 table 7100',
@@ -193,14 +232,37 @@ describe('policy routing and addresses (diff against ip -j output)', () => {
   });
 
   it('parses route tables and addresses', () => {
-    const routes = parseRouteTables(JSON.stringify([{ dst: 'default', gateway: '192.168.1.2', dev: 'eth0', table: '7101' }, { dst: '192.168.1.0/24', dev: 'eth0' }, { dst: 'default', gateway: '192.168.1.254', dev: 'eth0' }]));
+    const routes = parseRouteTables(
+      JSON.stringify([
+        { dst: 'default', gateway: '192.168.1.2', dev: 'eth0', table: '7101' },
+        { dst: '192.168.1.0/24', dev: 'eth0' },
+        { dst: 'default', gateway: '192.168.1.254', dev: 'eth0' },
+      ]),
+    );
     expect([...routes]).toEqual([[7101, '192.168.1.2 eth0']]);
-    const addrs = parseIpAddrs(JSON.stringify([{ ifname: 'eth0', addr_info: [{ family: 'inet', local: '192.168.1.1', prefixlen: 24 }, { family: 'inet', local: '192.168.1.102', prefixlen: 32 }, { family: 'inet6', local: 'fe80::1', prefixlen: 64 }] }]));
+    const addrs = parseIpAddrs(
+      JSON.stringify([
+        {
+          ifname: 'eth0',
+          addr_info: [
+            { family: 'inet', local: '192.168.1.1', prefixlen: 24 },
+            { family: 'inet', local: '192.168.1.102', prefixlen: 32 },
+            { family: 'inet6', local: 'fe80::1', prefixlen: 64 },
+          ],
+        },
+      ]),
+    );
     expect(addrs).toEqual(['192.168.1.1/24', '192.168.1.102/32']);
   });
 
   it('address changes: add owned, remove floating IPs not owned, never the node IP or foreign addresses', () => {
-    const c = addressCommands(['192.168.1.100/32'], ['192.168.1.1/24', '192.168.1.101/32', '192.168.1.50/32'], ['192.168.1.100', '192.168.1.101', '192.168.1.1'], '192.168.1.1', 'eth0');
+    const c = addressCommands(
+      ['192.168.1.100/32'],
+      ['192.168.1.1/24', '192.168.1.101/32', '192.168.1.50/32'],
+      ['192.168.1.100', '192.168.1.101', '192.168.1.1'],
+      '192.168.1.1',
+      'eth0',
+    );
     expect(c).toEqual({ add: ['address add 192.168.1.100/32 dev eth0'], del: ['address del 192.168.1.101/32 dev eth0'] });
     expect(addressCommands(['192.168.1.100/32'], ['192.168.1.100/32'], ['192.168.1.100'], '192.168.1.1', 'eth0')).toEqual({ add: [], del: [] });
   });
@@ -220,7 +282,9 @@ describe('policy routing and addresses (diff against ip -j output)', () => {
     expect(changedPairs(local, a)).toHaveLength(2);
     const closed = computeGatewayPlan(input('node-1', {}));
     expect(changedPairs(a, closed)).toHaveLength(2);
-    expect(conntrackFlushArgs([{ src: '10.10.10.1', dst: '8.8.8.0/24' }])).toEqual([['-D', '-s', '10.10.10.1', '-d', '8.8.8.0', '--mask-dst', '255.255.255.0']]);
+    expect(conntrackFlushArgs([{ src: '10.10.10.1', dst: '8.8.8.0/24' }])).toEqual([
+      ['-D', '-s', '10.10.10.1', '-d', '8.8.8.0', '--mask-dst', '255.255.255.0'],
+    ]);
   });
 });
 
@@ -292,7 +356,9 @@ describe('leaving gateway treatment: fail closed until the old conntrack entries
     const t = transitionPlan(a, next)!;
     expect(t).not.toBeNull();
     const extra = t.policies.slice(next.policies.length);
-    expect(extra).toMatchObject([{ name: 'egress~leaving', action: 'drop', localSources: ['10.10.10.1'], destinations: ['8.8.8.0/24', '9.9.9.9/32'], snatHere: false }]);
+    expect(extra).toMatchObject([
+      { name: 'egress~leaving', action: 'drop', localSources: ['10.10.10.1'], destinations: ['8.8.8.0/24', '9.9.9.9/32'], snatHere: false },
+    ]);
     const i = t.policies.length - 1;
     const pre = chain(renderGateway(t).ruleset, 'prerouting');
     expect(pre.some((l) => l.startsWith(`ip saddr @p${i}_src ip daddr @p${i}_dst counter drop`))).toBe(true);
@@ -324,7 +390,10 @@ describe('leaving gateway treatment: fail closed until the old conntrack entries
 
   it('a narrowed destination list holds back only the pairs that leave', () => {
     const base = input('node-1', { '192.168.1.100': 'node-2' });
-    const narrowed = computeGatewayPlan({ ...base, policies: base.policies.map((p) => (p.name === 'egress' ? { ...p, destinationCIDRs: ['8.8.8.0/24'] } : p)) });
+    const narrowed = computeGatewayPlan({
+      ...base,
+      policies: base.policies.map((p) => (p.name === 'egress' ? { ...p, destinationCIDRs: ['8.8.8.0/24'] } : p)),
+    });
     expect(leavingPairs(transitionPlan(a, narrowed)!, narrowed)).toEqual([{ src: '10.10.10.1', dst: '9.9.9.9/32' }]);
   });
 
@@ -379,7 +448,8 @@ describe("a holder drops its own pods' replies that another kernel already de-NA
 });
 
 describe("the takeover window: a new holder's own pods make no entry of their own until their bindings are re-committed", () => {
-  const win = (i: number, name: string) => `ip saddr @p${i}_src ip daddr @p${i}_dst ct state new tcp flags & (syn | ack) != syn counter drop comment "policy ${name}: takeover window, binding not committed yet"`;
+  const win = (i: number, name: string) =>
+    `ip saddr @p${i}_src ip daddr @p${i}_dst ct state new tcp flags & (syn | ack) != syn counter drop comment "policy ${name}: takeover window, binding not committed yet"`;
 
   it('one drop per policy now SNATed here that has a changed pair, in a chain of its own that one command deletes', () => {
     const before = computeGatewayPlan(input('node-1', { '192.168.1.100': 'node-2', '192.168.1.101': 'node-2' }));
@@ -399,7 +469,11 @@ describe("the takeover window: a new holder's own pods make no entry of their ow
     expect(renderTakeoverWindowEnd()).toBe('delete chain ip egresslab_gw takeover_window\n');
     // taking both IPs: both policies
     const both = computeGatewayPlan(input('node-1', { '192.168.1.100': 'node-1', '192.168.1.101': 'node-1' }));
-    expect(renderTakeoverWindow(both, changedPairs(before, both))!.split('\n').filter((l) => l.includes('takeover window'))).toEqual([`\t\t${win(0, 'egress')}`, `\t\t${win(1, 'other')}`]);
+    expect(
+      renderTakeoverWindow(both, changedPairs(before, both))!
+        .split('\n')
+        .filter((l) => l.includes('takeover window')),
+    ).toEqual([`\t\t${win(0, 'egress')}`, `\t\t${win(1, 'other')}`]);
   });
 
   it('none when nothing changed, when the changed pairs are routed elsewhere, or for a node without matched pods', () => {

@@ -20,7 +20,7 @@
  *   chain egress_snat   nat, postrouting, srcnat-10 (90): holder only:
  *       oifname <uplink> ip saddr @pN_all ip daddr @pN_dst snat to <egressSourceIP>
  *   chain guard         filter, postrouting, srcnat+10 (110): after every NAT:
-*       oifname <uplink> ct direction original ct original ip saddr @pN_all ct original ip daddr @pN_dst jump pN_guard
+ *       oifname <uplink> ct direction original ct original ip saddr @pN_all ct original ip daddr @pN_dst jump pN_guard
  *       ct state invalid,untracked ip saddr @pN_all ip daddr @pN_dst jump pN_guard   (no entry: no NAT either)
  *   chain pN_guard      ip saddr <egressSourceIP> accept (holder) | mark + rt nexthop holder accept |
  *                       mark == holder's index, source untouched accept (towards the holder) | drop
@@ -175,9 +175,13 @@ export function renderStrayReplyFence(plan: GatewayPlan | null, taking: readonly
   const uplink = opts.uplink ?? 'eth0';
   if (!IFNAME.test(uplink)) throw new Error(`invalid interface name ${JSON.stringify(uplink)}`);
   const lines = plan.policies
-    .map((p, i) => (!p.snatHere && taking.includes(p.egressSourceIP) && p.localSources.length ? `insert rule ip ${opts.tableName ?? GW_TABLE} prerouting ${strayReplyDrop(i, p.name, uplink)}` : null))
+    .map((p, i) =>
+      !p.snatHere && taking.includes(p.egressSourceIP) && p.localSources.length
+        ? `insert rule ip ${opts.tableName ?? GW_TABLE} prerouting ${strayReplyDrop(i, p.name, uplink)}`
+        : null,
+    )
     .filter((x): x is string => x !== null);
-  return lines.length ? lines.join('\n') + '\n' : null;
+  return lines.length ? `${lines.join('\n')}\n` : null;
 }
 
 /** The chain that holds the takeover window's drop (renderTakeoverWindow). */
@@ -207,7 +211,9 @@ export function renderTakeoverWindow(plan: GatewayPlan, changed: readonly { src:
     if (!changed.some((c) => srcs.has(c.src) && dsts.has(c.dst))) return;
     // the policy's own sets (same table, same transaction): its other pairs were SNATed here
     // before and have their entries, so the wider match costs nothing
-    rules.push(`ip saddr @p${i}_src ip daddr @p${i}_dst ct state new tcp flags & (syn | ack) != syn counter drop ${comment(`policy ${p.name}: takeover window, binding not committed yet`)}`);
+    rules.push(
+      `ip saddr @p${i}_src ip daddr @p${i}_dst ct state new tcp flags & (syn | ack) != syn counter drop ${comment(`policy ${p.name}: takeover window, binding not committed yet`)}`,
+    );
   });
   if (!rules.length) return null;
   return `table ip ${table} {\n\tchain ${TAKEOVER_WINDOW_CHAIN} {\n\t\ttype filter hook prerouting priority ${PRIO_PREROUTING}; policy accept;\n${rules.map((r) => `\t\t${r}\n`).join('')}\t}\n}\n`;
@@ -256,7 +262,11 @@ export function renderGateway(plan: GatewayPlan, opts: RenderOptions = {}): Rend
   const pre: string[] = plan.policies.flatMap((p, i) => (p.snatHere ? [strayReplyDrop(i, p.name, uplink)] : []));
   pre.push(
     ...plan.policies
-      .map((p, i) => (p.snatHere ? `iifname "${uplink}" ip saddr @p${i}_all ip daddr @p${i}_dst meta mark set meta mark | ${hex8(GW_FORWARD_OK_MARK)} ${comment(`policy ${p.name}: forwarded, SNAT here`)}` : null))
+      .map((p, i) =>
+        p.snatHere
+          ? `iifname "${uplink}" ip saddr @p${i}_all ip daddr @p${i}_dst meta mark set meta mark | ${hex8(GW_FORWARD_OK_MARK)} ${comment(`policy ${p.name}: forwarded, SNAT here`)}`
+          : null,
+      )
       .filter((x): x is string => x !== null),
   );
   pre.push(`iifname "${uplink}" return ${comment('only traffic of local pods')}`, `ip saddr != @podcidrs return`);
@@ -278,7 +288,9 @@ export function renderGateway(plan: GatewayPlan, opts: RenderOptions = {}): Rend
 
   // SNAT on the holder, before egresslab_masq (and any other srcnat chain at 100)
   const snat = plan.policies
-    .map((p, i) => (p.snatHere ? `oifname "${uplink}" ip saddr @p${i}_all ip daddr @p${i}_dst counter snat to ${p.egressSourceIP} ${comment(`policy ${p.name}`)}` : null))
+    .map((p, i) =>
+      p.snatHere ? `oifname "${uplink}" ip saddr @p${i}_all ip daddr @p${i}_dst counter snat to ${p.egressSourceIP} ${comment(`policy ${p.name}`)}` : null,
+    )
     .filter((x): x is string => x !== null);
   out += `${t}chain egress_snat {\n${t}${t}type nat hook postrouting priority ${PRIO_SNAT}; policy accept;\n`;
   for (const l of snat) out += `${t}${t}${l}\n`;
@@ -287,12 +299,12 @@ export function renderGateway(plan: GatewayPlan, opts: RenderOptions = {}): Rend
   // guard: after all NAT, nothing matched leaves the uplink with a wrong source
   out += `${t}chain guard {\n${t}${t}type filter hook postrouting priority ${PRIO_GUARD}; policy accept;\n`;
   out += `${t}${t}oifname != "${uplink}" return\n`;
-  plan.policies.forEach((p, i) => (out += `${t}${t}ct direction original ct original ip saddr @p${i}_all ct original ip daddr @p${i}_dst jump p${i}_guard\n`));
+  plan.policies.forEach((_p, i) => (out += `${t}${t}ct direction original ct original ip saddr @p${i}_all ct original ip daddr @p${i}_dst jump p${i}_guard\n`));
   // a packet conntrack has no entry for (a FIN or RST of a flow whose binding this node never got,
   // e.g. after a takeover: state invalid) is neither SNATed nor seen by the rule above: judged by
   // its own addresses (no NAT touched it). Seen in the failover scenario: FIN retransmissions of a
   // pod reached the internet with the pod IP after the holder was killed.
-  plan.policies.forEach((p, i) => (out += `${t}${t}ct state invalid,untracked ip saddr @p${i}_all ip daddr @p${i}_dst jump p${i}_guard\n`));
+  plan.policies.forEach((_p, i) => (out += `${t}${t}ct state invalid,untracked ip saddr @p${i}_all ip daddr @p${i}_dst jump p${i}_guard\n`));
   // ... and a local pod's packet conntrack declares invalid that no policy judged (its pair left
   // every policy, or never was in one) is dropped: no NAT ever sees it, so it would leave with the
   // pod IP whatever the masquerade module decided for its flow. Seen after a policy's deletion: the
@@ -310,7 +322,7 @@ export function renderGateway(plan: GatewayPlan, opts: RenderOptions = {}): Rend
   const ownedIPs = plan.ownedIPs.map((o) => o.ip);
   if (ownedIPs.length) {
     out += `${t}chain input {\n${t}${t}type filter hook input priority filter; policy accept;\n`;
-    out += `${t}${t}ip daddr { ${ownedIPs.join(', ')} } meta l4proto { tcp, udp } counter drop ${comment('floating IP: NATed traffic only, never this node\'s own stack')}\n`;
+    out += `${t}${t}ip daddr { ${ownedIPs.join(', ')} } meta l4proto { tcp, udp } counter drop ${comment("floating IP: NATed traffic only, never this node's own stack")}\n`;
     out += `${t}}\n`;
     ruleCount += 1;
   }
@@ -431,7 +443,10 @@ export interface RoutingCommands {
 const ruleKey = (r: RuleSpec): string => `${r.pref}|${r.fwmark}|${r.mask}|${r.table}|${r.iif ?? ''}|${r.from ?? ''}`;
 
 /** Routing operations (the host runs them as one `ip -batch`). Routes are always replaced (cheap, idempotent, repairs drift). */
-export function routingOps(desired: { rules: RuleSpec[]; routes: RouteSpec[]; fenceThrow?: string[] }, current: { rules: RuleSpec[]; tables: number[] }): RoutingOps {
+export function routingOps(
+  desired: { rules: RuleSpec[]; routes: RouteSpec[]; fenceThrow?: string[] },
+  current: { rules: RuleSpec[]; tables: number[] },
+): RoutingOps {
   const before: IpOp[] = [];
   const after: IpOp[] = [];
   // the fence table first (its rules are added below, after it is complete)
@@ -445,12 +460,16 @@ export function routingOps(desired: { rules: RuleSpec[]; routes: RouteSpec[]; fe
   for (const r of desired.rules) if (!have.has(ruleKey(r))) before.push({ op: 'rule-add', rule: r });
   for (const r of current.rules) if (!want.has(ruleKey(r))) after.push({ op: 'rule-del', rule: r });
   const wantTables = new Set([...desired.routes.map((r) => r.table), ...desired.rules.map((r) => r.table)]);
-  for (const tb of [...new Set(current.tables)].sort((a, b) => a - b)) if (isGatewayTable(tb) && !wantTables.has(tb)) after.push({ op: 'route-flush', table: tb });
+  for (const tb of [...new Set(current.tables)].sort((a, b) => a - b))
+    if (isGatewayTable(tb) && !wantTables.has(tb)) after.push({ op: 'route-flush', table: tb });
   return { before, after };
 }
 
 /** routingOps as `ip -batch` lines. */
-export function routingCommands(desired: { rules: RuleSpec[]; routes: RouteSpec[]; fenceThrow?: string[] }, current: { rules: RuleSpec[]; tables: number[] }): RoutingCommands {
+export function routingCommands(
+  desired: { rules: RuleSpec[]; routes: RouteSpec[]; fenceThrow?: string[] },
+  current: { rules: RuleSpec[]; tables: number[] },
+): RoutingCommands {
   const o = routingOps(desired, current);
   return { before: o.before.map(ipBatchLine), after: o.after.map(ipBatchLine) };
 }
@@ -472,7 +491,13 @@ export function parseIpAddrs(json: string): string[] {
  * Address changes on the uplink. A present address is removed only if it is a floating IP (of the
  * gateway, or one this agent owned before) that this node must not hold; the node IP never is.
  */
-export function addressOps(desired: readonly string[], current: readonly string[], floating: readonly string[], nodeIP: string, dev: string): { add: AddressOp[]; del: AddressOp[] } {
+export function addressOps(
+  desired: readonly string[],
+  current: readonly string[],
+  floating: readonly string[],
+  nodeIP: string,
+  dev: string,
+): { add: AddressOp[]; del: AddressOp[] } {
   const ipOf = (s: string): string => s.split('/')[0]!;
   const curIPs = new Map(current.map((c) => [ipOf(c), c]));
   const wantIPs = new Set(desired.map(ipOf));
@@ -485,7 +510,13 @@ export function addressOps(desired: readonly string[], current: readonly string[
 export type AddressOp = Extract<IpOp, { op: 'address-add' | 'address-del' }>;
 
 /** addressOps as `ip -batch` lines. */
-export function addressCommands(desired: readonly string[], current: readonly string[], floating: readonly string[], nodeIP: string, dev: string): { add: string[]; del: string[] } {
+export function addressCommands(
+  desired: readonly string[],
+  current: readonly string[],
+  floating: readonly string[],
+  nodeIP: string,
+  dev: string,
+): { add: string[]; del: string[] } {
   const o = addressOps(desired, current, floating, nodeIP, dev);
   return { add: o.add.map(ipBatchLine), del: o.del.map(ipBatchLine) };
 }
@@ -509,7 +540,8 @@ export function conntrackFlushArgs(pairs: readonly { src: string; dst: string }[
  */
 export function steeredPairs(plan: GatewayPlan): Map<string, string> {
   const out = new Map<string, string>();
-  for (const p of plan.policies) for (const s of p.localSources) for (const d of p.destinations) if (!out.has(`${s}>${d}`)) out.set(`${s}>${d}`, `${p.name}:${p.action}`);
+  for (const p of plan.policies)
+    for (const s of p.localSources) for (const d of p.destinations) if (!out.has(`${s}>${d}`)) out.set(`${s}>${d}`, `${p.name}:${p.action}`);
   return out;
 }
 
@@ -550,7 +582,7 @@ export function transitionPlan(prev: GatewayPlan | null, next: GatewayPlan): Gat
     if (p.action === 'drop') continue;
     const srcs = new Set<string>();
     const dsts = new Set<string>();
-    for (const s of p.localSources) for (const d of p.destinations) if (!still.has(`${s}>${d}`)) (srcs.add(s), dsts.add(d));
+    for (const s of p.localSources) for (const d of p.destinations) if (!still.has(`${s}>${d}`)) srcs.add(s), dsts.add(d);
     if (!srcs.size) continue;
     const sources = [...srcs];
     extra.push({
@@ -583,7 +615,7 @@ export function parseRouteTables(json: string): Map<number, string> {
     const o = r as { table?: string; dst?: string; gateway?: string; dev?: string };
     const t = Number(o.table);
     if (!Number.isInteger(t) || !isGatewayTable(t)) continue;
-    out.set(t, o.dst === 'default' && o.gateway ? `${o.gateway} ${o.dev ?? ''}` : out.get(t) ?? '');
+    out.set(t, o.dst === 'default' && o.gateway ? `${o.gateway} ${o.dev ?? ''}` : (out.get(t) ?? ''));
   }
   return out;
 }

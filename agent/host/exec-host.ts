@@ -134,7 +134,8 @@ export class ExecHost implements Host {
 
   async conntrack(args: string[]): Promise<void> {
     const r = await run(this.o.conntrackPath ?? 'conntrack', args, null);
-    if (r.code !== 0 && !/0 flow entries/.test(r.stderr)) throw new HostCommandError(`conntrack ${args.join(' ')} failed: ${r.stderr.trim()}`, r.stderr, r.code);
+    if (r.code !== 0 && !/0 flow entries/.test(r.stderr))
+      throw new HostCommandError(`conntrack ${args.join(' ')} failed: ${r.stderr.trim()}`, r.stderr, r.code);
   }
 
   async readSysctl(path: string): Promise<string | null> {

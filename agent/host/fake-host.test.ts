@@ -44,7 +44,9 @@ describe('FakeHost set model (element commands as nft 1.0.6 runs them)', () => {
 
   it('without auto-merge (as nft 1.0.6 in a lab node): adjacent elements stay apart, an overlap fails the transaction, delete needs the element as held', async () => {
     const h = new FakeHost();
-    await h.nftApply('table ip t {\n\tset s {\n\t\ttype ipv4_addr\n\t\tflags interval\n\t\telements = { 10.0.0.0/25, 10.0.0.128/25, 11.0.0.0-11.0.0.255 }\n\t}\n}\n');
+    await h.nftApply(
+      'table ip t {\n\tset s {\n\t\ttype ipv4_addr\n\t\tflags interval\n\t\telements = { 10.0.0.0/25, 10.0.0.128/25, 11.0.0.0-11.0.0.255 }\n\t}\n}\n',
+    );
     expect(h.setElements('ip', 't', 's')).toEqual(['10.0.0.0/25', '10.0.0.128/25', '11.0.0.0/24']);
     await expect(h.nftApply('add element ip t s { 10.0.0.64/26 }\n')).rejects.toThrow(/interval overlaps with an existing one/);
     await expect(h.nftApply('delete element ip t s { 10.0.0.0/24 }\n')).rejects.toThrow(/element does not exist/);

@@ -61,7 +61,11 @@ function declaredSets(ruleset: string): { family: string; table: string; sets: F
       const type = /\btype (\w+)/.exec(decl)?.[1] ?? '';
       const addrFamily: Family = type === 'ipv6_addr' || (type === '' && family === 'ip6') ? 6 : 4;
       const list = /elements = \{([^}]*)\}/.exec(decl)?.[1] ?? '';
-      const ivs = list.split(',').map((e) => e.trim()).filter(Boolean).map((e) => parseElementText(addrFamily, e));
+      const ivs = list
+        .split(',')
+        .map((e) => e.trim())
+        .filter(Boolean)
+        .map((e) => parseElementText(addrFamily, e));
       const autoMerge = /\bauto-merge\b/.test(decl);
       const intervals = ivs.every((iv) => iv !== null) ? addElements(autoMerge, [], ivs as Interval[], `set ${name}`) : null;
       sets.push({ family, table, name, type, addrFamily, autoMerge, intervals });
@@ -178,9 +182,12 @@ export class FakeHost implements Host {
         sets.set(key, { ...set, intervals: [] });
         continue;
       }
-      const elems = m[5]!.split(',').map((e) => e.trim()).filter(Boolean);
+      const elems = m[5]!
+        .split(',')
+        .map((e) => e.trim())
+        .filter(Boolean);
       const ivs = elems.map((e) => parseElementText(set.addrFamily, e));
-      const bad = ivs.findIndex((iv) => iv === null);
+      const bad = ivs.indexOf(null);
       if (bad >= 0) throw nftError(`syntax error: ${elems[bad]}`, m[0]);
       if (verb === 'add') {
         sets.set(key, { ...set, intervals: addElements(set.autoMerge, set.intervals, ivs as Interval[], m[0]) });

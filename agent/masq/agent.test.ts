@@ -9,9 +9,7 @@ import { FakeClock, FakeFs, MasqTable, nonMasqElements } from './testing/fakes.j
 const DIR = '/etc/config';
 const CFG = '/etc/config/ip-masq-agent';
 const STATE = '/run/egresslab/masq-state.json';
-const DEFAULT_ELEMENTS = [...DEFAULT_NON_MASQUERADE_CIDRS].sort(
-  (a, b) => ipNum(a) - ipNum(b),
-);
+const DEFAULT_ELEMENTS = [...DEFAULT_NON_MASQUERADE_CIDRS].sort((a, b) => ipNum(a) - ipNum(b));
 function ipNum(c: string): number {
   return c
     .split('/')[0]!
@@ -208,7 +206,9 @@ describe('MasqAgent with fakes', () => {
       f.replaceFile(CFG, 'resyncInterval: 720h\n');
     });
     await r.agent.start();
-    expect(r.state().warnings).toEqual([expect.objectContaining({ field: 'resyncInterval', value: '"720h"', message: expect.stringMatching(/longer than the longest timer/) })]);
+    expect(r.state().warnings).toEqual([
+      expect.objectContaining({ field: 'resyncInterval', value: '"720h"', message: expect.stringMatching(/longer than the longest timer/) }),
+    ]);
     const listed = r.nft.listCalls;
     r.nft.externalDelete();
     await r.clock.advance(60_000);
@@ -414,7 +414,9 @@ describe('MasqAgent set updates (issue 17)', () => {
     expect(r.state().lastApply).toMatchObject({ kind: 'delta', added: 0, removed: 11, sets: ['ip nonmasq: flush'] });
     r.fsx.replaceFile(CFG, yamlList(['10.0.0.0/8', '192.168.0.0/16']));
     await r.clock.advance(25);
-    expect(r.nft.elementUpdates.at(-1)).toBe(`${UPDATE}flush set ip egresslab_masq nonmasq\nadd element ip egresslab_masq nonmasq { 10.0.0.0/8, 192.168.0.0/16 }\n`);
+    expect(r.nft.elementUpdates.at(-1)).toBe(
+      `${UPDATE}flush set ip egresslab_masq nonmasq\nadd element ip egresslab_masq nonmasq { 10.0.0.0/8, 192.168.0.0/16 }\n`,
+    );
     expect(r.nft.installedNonMasq()).toEqual(['10.0.0.0/8', '192.168.0.0/16']);
     expect(r.nft.fullListCalls).toBe(0);
   });
@@ -524,7 +526,7 @@ describe('MasqAgent set updates (issue 17)', () => {
     expect(r.state().repairs).toBe(1);
   });
 
-  it('resync: elements added behind our back, one of them next to ours, are taken out: the kernel\'s own elements are deleted', async () => {
+  it("resync: elements added behind our back, one of them next to ours, are taken out: the kernel's own elements are deleted", async () => {
     const r = rig();
     await r.agent.start();
     await r.nft.externalNft('add element ip egresslab_masq nonmasq { 1.2.3.0/24, 9.0.0.0/8 }\n');
@@ -579,10 +581,14 @@ describe('MasqAgent set updates (issue 17)', () => {
     };
     const r = rig(undefined, { clock, fs: slowFs, host });
     await r.agent.start();
-    expect(r.logs.find((l) => l.includes('rules applied:'))).toMatch(/\(45 ms, trigger=start\) apply=full \(first apply\) read=3 parse=0 render=0 commit=40 verify=5 total=48 ms$/);
+    expect(r.logs.find((l) => l.includes('rules applied:'))).toMatch(
+      /\(45 ms, trigger=start\) apply=full \(first apply\) read=3 parse=0 render=0 commit=40 verify=5 total=48 ms$/,
+    );
     fsx.replaceFile(CFG, yamlList([...DEFAULT_ELEMENTS, '8.8.8.0/24']));
     await base.advance(25);
-    expect(applyLines(r).at(-1)).toMatch(/\(40 ms, trigger=watch\) apply=delta \+1 -0 \[ip nonmasq: elements\] read=3 parse=0 render=0 commit=40 verify=0 total=43 ms$/);
+    expect(applyLines(r).at(-1)).toMatch(
+      /\(40 ms, trigger=watch\) apply=delta \+1 -0 \[ip nonmasq: elements\] read=3 parse=0 render=0 commit=40 verify=0 total=43 ms$/,
+    );
     expect(JSON.parse(fsx.written.get(STATE)!)).toMatchObject({
       lastApply: { kind: 'delta', stagesMs: { read: 3, parse: 0, render: 0, commit: 40, verify: 0 }, totalMs: 43 },
     });

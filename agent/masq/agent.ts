@@ -33,14 +33,7 @@ import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
-import {
-  canonicalConfigJson,
-  type ConfigIssue,
-  type ConfigSource,
-  formatIssues,
-  type MasqConfig,
-  parseMasqConfig,
-} from './config.js';
+import { canonicalConfigJson, type ConfigIssue, type ConfigSource, formatIssues, type MasqConfig, parseMasqConfig } from './config.js';
 import { DEFAULT_CONFIG_PATH, MASQ_TABLE, MAX_RESYNC_INTERVAL_MS, MIN_RESYNC_INTERVAL_MS } from './constants.js';
 import type { Host } from '../host/host.js';
 import type { EventType } from '../../lib/kube/types.js';
@@ -61,7 +54,7 @@ import {
 // ---------------------------------------------------------------------------------------------
 // Injectable world
 
-export type ConfigRead = { exists: false } | { exists: true; text: string; /** dev:ino of the target */ id: string };
+export type ConfigRead = { exists: false } | { exists: true; text: string /** dev:ino of the target */; id: string };
 
 export interface WatchHandle {
   close(): void;

@@ -20,20 +20,83 @@ function same(text: string, opts: ParseOptions = {}): void {
 const alignedV4 = fc
   .tuple(fc.integer({ min: 0, max: 0xffffffff }), fc.integer({ min: 0, max: 32 }))
   .map(([n, p]) => `${intToIPv4((n & (p === 0 ? 0 : (0xffffffff << (32 - p)) >>> 0)) >>> 0)}/${p}`);
-const anyV4 = fc
-  .tuple(fc.integer({ min: 0, max: 0xffffffff }), fc.integer({ min: 0, max: 34 }))
-  .map(([n, p]) => `${intToIPv4(n)}/${p}`);
+const anyV4 = fc.tuple(fc.integer({ min: 0, max: 0xffffffff }), fc.integer({ min: 0, max: 34 })).map(([n, p]) => `${intToIPv4(n)}/${p}`);
 const v6 = fc.constantFrom(
-  'fc00::/7', '::/0', '::1/128', 'fe80::/10', 'fe80::1/64', '2001:db8::/32', 'FC00::/7', '::ffff:10.0.0.0/104', 'fc00::1/7',
-  '::/129', 'fc00:::/7', '1:2/3', 'a:b/1', '::10.0.0.1/128',
+  'fc00::/7',
+  '::/0',
+  '::1/128',
+  'fe80::/10',
+  'fe80::1/64',
+  '2001:db8::/32',
+  'FC00::/7',
+  '::ffff:10.0.0.0/104',
+  'fc00::1/7',
+  '::/129',
+  'fc00:::/7',
+  '1:2/3',
+  'a:b/1',
+  '::10.0.0.1/128',
 );
 const garbage = fc.constantFrom(
-  '10.0.0.0/33', '10.0.0.0/08', '010.0.0.0/8', '10.0.0/8', '/', '1/', '/1', ':/1', '1:/3:', '1/2:', '0x1f/2', '1e3/4',
-  '.5/1', '1.5', '10', '0', 'abc', 'ab/cd', 'yes', 'no', 'null', '~', '', '10.0.0.0/8 x', '1/2#c', '1/2 #c', 'a b/1',
-  '[1/2]', '{1/2}', '&a 1/2', '*a', '!!str 1/2', '"1/2', "'1/2", '- 1/2', '1/2: 3', '1/2:3', '-1/2', '? 1/2',
-  '1.2.3.4/32', '0.0.0.0/0', '2024-01-01/2', '1:2:3/4', '190:20:30/1', '...', '---/1', '1/2\u2028', 'é/1',
+  '10.0.0.0/33',
+  '10.0.0.0/08',
+  '010.0.0.0/8',
+  '10.0.0/8',
+  '/',
+  '1/',
+  '/1',
+  ':/1',
+  '1:/3:',
+  '1/2:',
+  '0x1f/2',
+  '1e3/4',
+  '.5/1',
+  '1.5',
+  '10',
+  '0',
+  'abc',
+  'ab/cd',
+  'yes',
+  'no',
+  'null',
+  '~',
+  '',
+  '10.0.0.0/8 x',
+  '1/2#c',
+  '1/2 #c',
+  'a b/1',
+  '[1/2]',
+  '{1/2}',
+  '&a 1/2',
+  '*a',
+  '!!str 1/2',
+  '"1/2',
+  "'1/2",
+  '- 1/2',
+  '1/2: 3',
+  '1/2:3',
+  '-1/2',
+  '? 1/2',
+  '1.2.3.4/32',
+  '0.0.0.0/0',
+  '2024-01-01/2',
+  '1:2:3/4',
+  '190:20:30/1',
+  '...',
+  '---/1',
+  '1/2\u2028',
+  'é/1',
   // escapes and quotes inside quoted items
-  '1\\t/2', '1\\/2', '\\x31/2', '\\u0031/2', '1/2\\', "a''b/1", "1'/2", '1"/2', '\\"', "''",
+  '1\\t/2',
+  '1\\/2',
+  '\\x31/2',
+  '\\u0031/2',
+  '1/2\\',
+  "a''b/1",
+  "1'/2",
+  '1"/2',
+  '\\"',
+  "''",
 );
 const cidrAlphabet = fc.string({ unit: fc.constantFrom(...'0123456789abcdefABCDEF.:/ #-\'"xyz!&*[]{},|>%@`\\'.split('')), maxLength: 12 });
 /** Texts of CIDR characters only ([0-9A-Fa-f.:/], what the fast path reads): mostly not CIDRs. */
@@ -72,17 +135,51 @@ function configTexts(clean: boolean): fc.Arbitrary<string> {
   /** Lines that may come between or after items. */
   const otherBlockLine = mostly(
     ['', '  ', '# c', '    # c', '  #', '      # c: d'],
-    ['  # é', '    continued', '   x', '-', '- ', '  -', '      - 1.2.3.0/24', 'x', '  - 9.9.9.0/24', '- 9.9.9.0/24', '\t- 9.9.9.0/24',
-      '  ? k', '...', '---', '  &a', '  *a', '  !!str 1/2', 'k: v', '  k: v', '- k: v'],
+    [
+      '  # é',
+      '    continued',
+      '   x',
+      '-',
+      '- ',
+      '  -',
+      '      - 1.2.3.0/24',
+      'x',
+      '  - 9.9.9.0/24',
+      '- 9.9.9.0/24',
+      '\t- 9.9.9.0/24',
+      '  ? k',
+      '...',
+      '---',
+      '  &a',
+      '  *a',
+      '  !!str 1/2',
+      'k: v',
+      '  k: v',
+      '- k: v',
+    ],
     4,
   );
 
   const keyLine = mostly(
     ['nonMasqueradeCIDRs:', 'nonMasqueradeCIDRs:', 'nonMasqueradeCIDRs:', 'nonMasqueradeCIDRs:   ', 'nonMasqueradeCIDRs: # the list', 'nonMasqueradeCIDRs: #'],
-    ['nonMasqueradeCIDRs:#x', 'nonMasqueradeCIDRs: # é', 'nonmasqueradecidrs:', 'NonMasqueradeCIDRs:',
-    'NONMASQUERADECIDRS:', 'nonMasqueradeCIDRs :', '"nonMasqueradeCIDRs":', "'nonMasqueradeCIDRs':", 'nonMasqueradeCIDRs: &l',
-    'nonMasqueradeCIDRs: !!seq', 'nonMasqueradeCIDRs: !!set', 'nonMasqueradeCIDRs: |', ' nonMasqueradeCIDRs:', 'nonMasqueradeCIDRs:\t',
-    '? nonMasqueradeCIDRs\n:', 'nonMasqueradeCIDRs: []'],
+    [
+      'nonMasqueradeCIDRs:#x',
+      'nonMasqueradeCIDRs: # é',
+      'nonmasqueradecidrs:',
+      'NonMasqueradeCIDRs:',
+      'NONMASQUERADECIDRS:',
+      'nonMasqueradeCIDRs :',
+      '"nonMasqueradeCIDRs":',
+      "'nonMasqueradeCIDRs':",
+      'nonMasqueradeCIDRs: &l',
+      'nonMasqueradeCIDRs: !!seq',
+      'nonMasqueradeCIDRs: !!set',
+      'nonMasqueradeCIDRs: |',
+      ' nonMasqueradeCIDRs:',
+      'nonMasqueradeCIDRs:\t',
+      '? nonMasqueradeCIDRs\n:',
+      'nonMasqueradeCIDRs: []',
+    ],
     4,
   );
 
@@ -101,33 +198,115 @@ function configTexts(clean: boolean): fc.Arbitrary<string> {
         { minLength: 0, maxLength: 10 },
       ),
     })
-    .map(({ key, indent, lines }) =>
-      [key, ...lines.map(({ l, shift }) => (shift === null ? l : ' '.repeat(Math.max(0, indent + shift)) + l))].join('\n'),
-    );
+    .map(({ key, indent, lines }) => [key, ...lines.map(({ l, shift }) => (shift === null ? l : ' '.repeat(Math.max(0, indent + shift)) + l))].join('\n'));
 
   /** Other top-level entries (and things that are not entries). */
   const usualEntries = [
-    'masqLinkLocal: true', 'masqLinkLocal: false', 'resyncInterval: 60s', 'resyncInterval: 1m', 'cidrLimit: 3', 'cidrLimit: 100000', 'foo: bar',
-    '# a comment', '', 'masqLinkLocal: yes', 'MasqLinkLocal: off', 'resyncInterval: 5', 'x: |', 'x: >-', 'x: &a', 'x: !!map', 'x:', '? |', '?',
-    '? k\n:', 'list:\n- a\n- b', 'list2:\n  - a', 'desc: |\n  text\n  nonMasqueradeCIDRs:\n  - 1.2.3.0/24',
+    'masqLinkLocal: true',
+    'masqLinkLocal: false',
+    'resyncInterval: 60s',
+    'resyncInterval: 1m',
+    'cidrLimit: 3',
+    'cidrLimit: 100000',
+    'foo: bar',
+    '# a comment',
+    '',
+    'masqLinkLocal: yes',
+    'MasqLinkLocal: off',
+    'resyncInterval: 5',
+    'x: |',
+    'x: >-',
+    'x: &a',
+    'x: !!map',
+    'x:',
+    '? |',
+    '?',
+    '? k\n:',
+    'list:\n- a\n- b',
+    'list2:\n  - a',
+    'desc: |\n  text\n  nonMasqueradeCIDRs:\n  - 1.2.3.0/24',
   ];
-  const otherEntry = mostly(usualEntries, [
-    'masqLinkLocal: true', 'masqLinkLocal: false', 'masqLinkLocal: yes', 'masqLinkLocal: 7', 'masqLinkLocal: ~', 'MasqLinkLocal: off',
-    'masqLinkLocalIPv6: true', 'resyncInterval: 60s', 'resyncInterval: 1m', 'resyncInterval: 5', 'resyncInterval:', 'resyncInterval: "90s"',
-    'cidrLimit: 3', 'cidrLimit: 100000', 'cidrLimit: 1.5', 'foo: bar', 'foo:', '# a comment', '', '   ', '  # indented comment',
-    'nested:\n  nonMasqueradeCIDRs:\n  - 1.2.3.0/24', 'desc: |\n  text\n  nonMasqueradeCIDRs:\n  - 1.2.3.0/24', 'folded: >\n  a\n  b',
-    'base: &b\n  masqLinkLocal: true', 'base2: &c\n  nonMasqueradeCIDRs: [9.9.9.0/24]', 'base3: &d\n  NonMasqueradeCidrs: []', '<<: *b',
-    '<<: *c', '<<: *d', 'f: {a: 1}', 'f: [\n  1,\n  2]', 'f: [\nnonMasqueradeCIDRs: x]', 'nonMasqueradeCIDRs: [1.2.3.0/24]',
-    'nonMasqueradeCIDRs: [egresslab-fast-path-placeholder-0d9c2f]', 'NONMASQUERADECIDRS: []', 'nonMasqueradeCIDRs:', 'nonmasqueradecidrs: ~',
-    '? complex\n: value', '? [a, b]\n: value', '"quoted": 1', "'nonMasqueradeCIDRs': [8.8.8.0/24]", 's: "abc\n  def"', "s2: 'multi\n  line'",
-    'list:\n- a\n- b', 'list2:\n  - a', 'x: *undefinedalias', 'bad: [', ': novalue', '- toplevel item', 'k: v # trailing', 'k2: v\t# tab',
-    'm:\n  nonMasqueradeCIDRs: x', '---', '...', '--- # doc', '%YAML 1.1', 'top: &t\n  a: 1\nalias: *t', '  indented: 1', 'key with spaces: 1',
-    '"nonMasqueradeCIDRs" : [7.7.7.0/24]', 'nonMasqueradeCIDRs : []', 'k: !!str 1', 'k3: "a\\tb"', 'é: 1', '__proto__: 1', '<<: {a: 1}',
-    'u: \u2028x', 'v: "\u0085"',
-  ], 6);
+  const otherEntry = mostly(
+    usualEntries,
+    [
+      'masqLinkLocal: true',
+      'masqLinkLocal: false',
+      'masqLinkLocal: yes',
+      'masqLinkLocal: 7',
+      'masqLinkLocal: ~',
+      'MasqLinkLocal: off',
+      'masqLinkLocalIPv6: true',
+      'resyncInterval: 60s',
+      'resyncInterval: 1m',
+      'resyncInterval: 5',
+      'resyncInterval:',
+      'resyncInterval: "90s"',
+      'cidrLimit: 3',
+      'cidrLimit: 100000',
+      'cidrLimit: 1.5',
+      'foo: bar',
+      'foo:',
+      '# a comment',
+      '',
+      '   ',
+      '  # indented comment',
+      'nested:\n  nonMasqueradeCIDRs:\n  - 1.2.3.0/24',
+      'desc: |\n  text\n  nonMasqueradeCIDRs:\n  - 1.2.3.0/24',
+      'folded: >\n  a\n  b',
+      'base: &b\n  masqLinkLocal: true',
+      'base2: &c\n  nonMasqueradeCIDRs: [9.9.9.0/24]',
+      'base3: &d\n  NonMasqueradeCidrs: []',
+      '<<: *b',
+      '<<: *c',
+      '<<: *d',
+      'f: {a: 1}',
+      'f: [\n  1,\n  2]',
+      'f: [\nnonMasqueradeCIDRs: x]',
+      'nonMasqueradeCIDRs: [1.2.3.0/24]',
+      'nonMasqueradeCIDRs: [egresslab-fast-path-placeholder-0d9c2f]',
+      'NONMASQUERADECIDRS: []',
+      'nonMasqueradeCIDRs:',
+      'nonmasqueradecidrs: ~',
+      '? complex\n: value',
+      '? [a, b]\n: value',
+      '"quoted": 1',
+      "'nonMasqueradeCIDRs': [8.8.8.0/24]",
+      's: "abc\n  def"',
+      "s2: 'multi\n  line'",
+      'list:\n- a\n- b',
+      'list2:\n  - a',
+      'x: *undefinedalias',
+      'bad: [',
+      ': novalue',
+      '- toplevel item',
+      'k: v # trailing',
+      'k2: v\t# tab',
+      'm:\n  nonMasqueradeCIDRs: x',
+      '---',
+      '...',
+      '--- # doc',
+      '%YAML 1.1',
+      'top: &t\n  a: 1\nalias: *t',
+      '  indented: 1',
+      'key with spaces: 1',
+      '"nonMasqueradeCIDRs" : [7.7.7.0/24]',
+      'nonMasqueradeCIDRs : []',
+      'k: !!str 1',
+      'k3: "a\\tb"',
+      'é: 1',
+      '__proto__: 1',
+      '<<: {a: 1}',
+      'u: \u2028x',
+      'v: "\u0085"',
+    ],
+    6,
+  );
 
   const prefix = mostly(['', '', '# head\n', '\n'], ['---\n', '--- !!map\n', '&top\n', '!!map\n', '\ufeff', '%YAML 1.1\n---\n', ' ']);
-  const suffix = mostly(['', '\n', '\n', '\n', '\n\n', '\n# tail\n', '\n  '], ['\n---\nmasqLinkLocal: true\n', '\n...\n', '\n  - 5.5.5.0/24\n', '\n- 5.5.5.0/24\n']);
+  const suffix = mostly(
+    ['', '\n', '\n', '\n', '\n\n', '\n# tail\n', '\n  '],
+    ['\n---\nmasqLinkLocal: true\n', '\n...\n', '\n  - 5.5.5.0/24\n', '\n- 5.5.5.0/24\n'],
+  );
 
   return fc
     .record({
@@ -182,7 +361,12 @@ describe('parseMasqConfig fast path = library path (property)', () => {
   }, 120_000);
 
   it('texts written the way the lab writes them (yaml stringify) decode to the same ParseResult', () => {
-    const entry = fc.oneof({ weight: 6, arbitrary: alignedV4 }, { weight: 1, arbitrary: anyV4 }, { weight: 1, arbitrary: v6 }, { weight: 1, arbitrary: garbage });
+    const entry = fc.oneof(
+      { weight: 6, arbitrary: alignedV4 },
+      { weight: 1, arbitrary: anyV4 },
+      { weight: 1, arbitrary: v6 },
+      { weight: 1, arbitrary: garbage },
+    );
     let fast = 0;
     let runs = 0;
     fc.assert(
@@ -229,12 +413,18 @@ describe('parseMasqConfig fast path: taken for the lab shape', () => {
   });
 
   it.each([
-    ['indented items, comments, blank lines, quotes', 'masqLinkLocal: true\nnonMasqueradeCIDRs: # exempt\n  # group 1\n  - 10.0.0.0/8 # ten\n\n  - "172.16.0.0/12"\n  - \'fc00::/7\'\n# tail\nresyncInterval: 5m\n'],
+    [
+      'indented items, comments, blank lines, quotes',
+      'masqLinkLocal: true\nnonMasqueradeCIDRs: # exempt\n  # group 1\n  - 10.0.0.0/8 # ten\n\n  - "172.16.0.0/12"\n  - \'fc00::/7\'\n# tail\nresyncInterval: 5m\n',
+    ],
     ['compact items (indent 0), no trailing newline', 'nonMasqueradeCIDRs:\n- 10.0.0.0/8\n- 192.168.0.0/16'],
     ['cidrLimit after the list', 'nonMasqueradeCIDRs:\n  - 10.0.0.0/8\n  - 192.168.0.0/16\ncidrLimit: 1\n'],
     ['unknown keys and a case-folded other key', 'foo: 1\nnonMasqueradeCIDRs:\n  - 10.0.0.0/8\nMASQLINKLOCAL: yes\n'],
     ['an exact duplicate earlier (the last one wins: ours)', 'nonMasqueradeCIDRs : [192.168.0.0/16]\nnonMasqueradeCIDRs:\n  - 10.0.0.0/8\n'],
-    ['the key in a nested map and in a comment elsewhere', '# nonMasqueradeCIDRs: are below\nx:\n  nonMasqueradeCIDRs: 3\nnonMasqueradeCIDRs:\n  - 10.0.0.0/8\n'],
+    [
+      'the key in a nested map and in a comment elsewhere',
+      '# nonMasqueradeCIDRs: are below\nx:\n  nonMasqueradeCIDRs: 3\nnonMasqueradeCIDRs:\n  - 10.0.0.0/8\n',
+    ],
   ])('%s: fast', (_name, text) => {
     expect(masqDecodePath(text)).toBe('fast');
     same(text);

@@ -50,9 +50,7 @@ describe('parseMasqConfig: defaults and presence (upstream syncConfig)', () => {
   });
 
   it('explicit list replaces the defaults (JSON), all keys', () => {
-    const r = ok(
-      parseMasqConfig('{\n "nonMasqueradeCIDRs": ["172.16.0.0/12", "10.0.0.0/8"],\n "masqLinkLocal": true,\n "resyncInterval": "5s"\n}\n'),
-    );
+    const r = ok(parseMasqConfig('{\n "nonMasqueradeCIDRs": ["172.16.0.0/12", "10.0.0.0/8"],\n "masqLinkLocal": true,\n "resyncInterval": "5s"\n}\n'));
     expect(r.config).toEqual({
       nonMasqueradeCIDRs: ['172.16.0.0/12', '10.0.0.0/8'],
       masqLinkLocal: true,
@@ -260,7 +258,11 @@ describe('parseMasqConfig: resyncInterval durations (Go time.ParseDuration)', ()
     for (const s of ['2147483648ms', '720h']) {
       const r = ok(parseMasqConfig(`resyncInterval: ${s}\n`));
       expect(r.warnings).toEqual([
-        { field: 'resyncInterval', value: JSON.stringify(s), message: `resyncInterval ${s} is longer than the longest timer (2147483647 ms, 24.8 days): resyncing every 2147483647 ms` },
+        {
+          field: 'resyncInterval',
+          value: JSON.stringify(s),
+          message: `resyncInterval ${s} is longer than the longest timer (2147483647 ms, 24.8 days): resyncing every 2147483647 ms`,
+        },
       ]);
     }
   });

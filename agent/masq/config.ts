@@ -62,9 +62,7 @@ export interface ConfigIssue {
 
 export type ConfigSource = 'defaults' | 'file';
 
-export type ParseResult =
-  | { ok: true; config: MasqConfig; source: ConfigSource; warnings: ConfigIssue[] }
-  | { ok: false; errors: ConfigIssue[] };
+export type ParseResult = { ok: true; config: MasqConfig; source: ConfigSource; warnings: ConfigIssue[] } | { ok: false; errors: ConfigIssue[] };
 
 export interface ParseOptions {
   /** Upstream --enable-ipv6. Default false: IPv6 CIDRs are refused. */
@@ -82,13 +80,7 @@ export function defaultMasqConfig(): MasqConfig {
 }
 
 type FieldName = 'nonMasqueradeCIDRs' | 'cidrLimit' | 'masqLinkLocal' | 'masqLinkLocalIPv6' | 'resyncInterval';
-const FIELDS: readonly FieldName[] = [
-  'nonMasqueradeCIDRs',
-  'cidrLimit',
-  'masqLinkLocal',
-  'masqLinkLocalIPv6',
-  'resyncInterval',
-];
+const FIELDS: readonly FieldName[] = ['nonMasqueradeCIDRs', 'cidrLimit', 'masqLinkLocal', 'masqLinkLocalIPv6', 'resyncInterval'];
 
 /** Go encoding/json field lookup: exact name first, then a case-insensitive match. */
 function lookupField(key: string): FieldName | undefined {
@@ -101,7 +93,7 @@ function lookupField(key: string): FieldName | undefined {
 export function showValue(v: unknown): string {
   let s: string;
   try {
-    s = v === undefined ? 'undefined' : JSON.stringify(v) ?? String(v);
+    s = v === undefined ? 'undefined' : (JSON.stringify(v) ?? String(v));
   } catch {
     s = String(v);
   }
@@ -296,7 +288,7 @@ function itemValue(text: string, p: number, end: number): string | null {
 
 /** Start of the first column-0 `nonMasqueradeCIDRs:` line, or -1. */
 function keyLineStart(text: string): number {
-  for (let at = text.indexOf(FAST_KEY + ':'); at >= 0; at = text.indexOf(FAST_KEY + ':', at + 1)) {
+  for (let at = text.indexOf(`${FAST_KEY}:`); at >= 0; at = text.indexOf(`${FAST_KEY}:`, at + 1)) {
     if (at === 0 || text.charCodeAt(at - 1) === 10) return at;
   }
   return -1;
@@ -345,8 +337,7 @@ function fastDecode(text: string): FastDecoded {
   // `pos` is the first line after the block that is neither an item nor blank/comment, if any.
   if (pos < len) {
     const c = text.charCodeAt(pos);
-    const newKey =
-      (c >= 65 && c <= 90) || (c >= 97 && c <= 122) || (c >= 48 && c <= 57) || c === 95 /* _ */ || c === 34 || c === 39;
+    const newKey = (c >= 65 && c <= 90) || (c >= 97 && c <= 122) || (c >= 48 && c <= 57) || c === 95 /* _ */ || c === 34 || c === 39;
     if (!newKey) return no('block-end-ambiguous');
   }
 
@@ -435,7 +426,11 @@ function parseConfig(text: string | null, opts: ParseOptions, fast: boolean): Pa
       continue;
     }
     if (field !== key) {
-      warnings.push({ field: key, value: showValue(raw), message: `key ${JSON.stringify(key)} matched ${field} case-insensitively (as Go encoding/json does)` });
+      warnings.push({
+        field: key,
+        value: showValue(raw),
+        message: `key ${JSON.stringify(key)} matched ${field} case-insensitively (as Go encoding/json does)`,
+      });
     }
     switch (field) {
       case 'nonMasqueradeCIDRs': {
@@ -449,7 +444,8 @@ function parseConfig(text: string | null, opts: ParseOptions, fast: boolean): Pa
         }
         const list: string[] = [];
         raw.forEach((item: unknown, i: number) => {
-          if (item === null) list.push(''); // Go: null into string is a no-op -> ""
+          if (item === null)
+            list.push(''); // Go: null into string is a no-op -> ""
           else if (typeof item === 'string') list.push(item);
           else errors.push(typeError(`${field}[${i}]`, item, 'string'));
         });

@@ -46,7 +46,9 @@ describe('parseNftTableJson (nft 1.0.6 listings)', () => {
       f(d);
       return parseNftTableJson(JSON.stringify(d)).rulesKey;
     };
-    expect(edit((d) => d.nftables.push({ rule: { family: 'ip', table: 'egresslab_masq', chain: 'postrouting', handle: 99, expr: [{ accept: null }] } }))).not.toBe(base);
+    expect(
+      edit((d) => d.nftables.push({ rule: { family: 'ip', table: 'egresslab_masq', chain: 'postrouting', handle: 99, expr: [{ accept: null }] } })),
+    ).not.toBe(base);
     expect(edit((d) => (d.nftables[3]!.set!.flags = []))).not.toBe(base);
     expect(edit((d) => (d.nftables[4]!.chain!.policy = 'drop'))).not.toBe(base);
     expect(edit((d) => d.nftables.splice(5, 1))).not.toBe(base); // a rule removed

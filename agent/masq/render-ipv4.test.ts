@@ -13,7 +13,13 @@ import { nonMasqElements } from './testing/fakes.js';
 /** Aligned IPv4 CIDR texts crowded into 10.0.0.0/22 (duplicates, nesting, adjacency), plus anywhere, /0 and /32. */
 const cidr4 = fc
   .oneof(
-    { arbitrary: fc.tuple(fc.integer({ min: 0, max: 1023 }).map((o) => 0x0a000000 + o), fc.integer({ min: 22, max: 32 })), weight: 6 },
+    {
+      arbitrary: fc.tuple(
+        fc.integer({ min: 0, max: 1023 }).map((o) => 0x0a000000 + o),
+        fc.integer({ min: 22, max: 32 }),
+      ),
+      weight: 6,
+    },
     { arbitrary: fc.tuple(fc.integer({ min: 0, max: 0xffffffff }), fc.integer({ min: 0, max: 32 })), weight: 1 },
     { arbitrary: fc.constantFrom<[number, number]>([0, 0], [0xffffffff, 32]), weight: 1 },
   )

@@ -117,12 +117,11 @@ describe('renderMasqRuleset', () => {
 
 describe('removal and flavours', () => {
   it('removal deletes both families without failing when absent', () => {
-    expect(renderMasqRemoval().split('\n').filter((l) => l && !l.startsWith('#'))).toEqual([
-      'table ip egresslab_masq {}',
-      'delete table ip egresslab_masq',
-      'table ip6 egresslab_masq {}',
-      'delete table ip6 egresslab_masq',
-    ]);
+    expect(
+      renderMasqRemoval()
+        .split('\n')
+        .filter((l) => l && !l.startsWith('#')),
+    ).toEqual(['table ip egresslab_masq {}', 'delete table ip egresslab_masq', 'table ip6 egresslab_masq {}', 'delete table ip6 egresslab_masq']);
   });
 
   it('default-snat renders the default list; no-snat renders nothing', () => {
@@ -191,12 +190,16 @@ describe('renderMasqSetDelta', () => {
 
   it('deletions come first: an added element may overlap a deleted one (10/8 -> 10/9 + 10.128/10)', () => {
     const d = delta(['10.0.0.0/8', '172.16.0.0/12', '192.168.0.0/16'], ['10.0.0.0/9', '10.128.0.0/10', '172.16.0.0/12', '192.168.0.0/16'])!;
-    expect(d.ruleset).toBe(`${HEADER}delete element ip egresslab_masq nonmasq { 10.0.0.0/8 }\nadd element ip egresslab_masq nonmasq { 10.0.0.0-10.191.255.255 }\n`);
+    expect(d.ruleset).toBe(
+      `${HEADER}delete element ip egresslab_masq nonmasq { 10.0.0.0/8 }\nadd element ip egresslab_masq nonmasq { 10.0.0.0-10.191.255.255 }\n`,
+    );
   });
 
   it('a block next to a kept one: the joined element is replaced, never added to (auto-merge would join them)', () => {
     const d = delta(['10.0.1.0/24', ...big(50)], ['10.0.1.0/24', '10.0.2.0/24', ...big(50)])!;
-    expect(d.ruleset).toBe(`${HEADER}delete element ip egresslab_masq nonmasq { 10.0.1.0/24 }\nadd element ip egresslab_masq nonmasq { 10.0.1.0-10.0.2.255 }\n`);
+    expect(d.ruleset).toBe(
+      `${HEADER}delete element ip egresslab_masq nonmasq { 10.0.1.0/24 }\nadd element ip egresslab_masq nonmasq { 10.0.1.0-10.0.2.255 }\n`,
+    );
   });
 
   it('removing the middle of a joined range deletes the whole range and adds the pieces (no partial delete)', () => {
@@ -268,6 +271,11 @@ describe('renderMasqSetDelta', () => {
 
   it('renderSetUpdates: a set that does not exist yet cannot be updated in place', () => {
     const a = r(['10.0.0.0/8']);
-    expect(renderSetUpdates(a.sets.filter((s) => s.name !== 'nonmasq'), a.sets)).toBeNull();
+    expect(
+      renderSetUpdates(
+        a.sets.filter((s) => s.name !== 'nonmasq'),
+        a.sets,
+      ),
+    ).toBeNull();
   });
 });

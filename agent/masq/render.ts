@@ -220,14 +220,7 @@ interface FamilyPart {
   sets: SetContents[];
 }
 
-function renderFamily(
-  family: Family,
-  table: string,
-  pod: SetElements,
-  nonMasq: SetElements,
-  linkLocalExempt: boolean,
-  opts: RenderOptions,
-): FamilyPart {
+function renderFamily(family: Family, table: string, pod: SetElements, nonMasq: SetElements, linkLocalExempt: boolean, opts: RenderOptions): FamilyPart {
   const fam = family === 4 ? 'ip' : 'ip6';
   const type = family === 4 ? 'ipv4_addr' : 'ipv6_addr';
   const ll = family === 4 ? LINK_LOCAL_CIDR : LINK_LOCAL_CIDR_IPV6;
@@ -513,10 +506,7 @@ export function renderMasqRemoval(tableName: string = MASQ_TABLE): string {
  *  - no-snat:      no agent, --disable-default-snat: no SNAT at all -> null (apply renderMasqRemoval
  *                  if the node may still carry rules from another flavour).
  */
-export type SnatFlavour =
-  | { kind: 'agent'; config: MasqConfig }
-  | { kind: 'default-snat' }
-  | { kind: 'no-snat' };
+export type SnatFlavour = { kind: 'agent'; config: MasqConfig } | { kind: 'default-snat' } | { kind: 'no-snat' };
 
 export function renderFlavour(flavour: SnatFlavour, opts: RenderOptions): RenderResult | null {
   switch (flavour.kind) {

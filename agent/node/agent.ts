@@ -72,7 +72,12 @@ export class NodeAgent {
     private readonly deps: NodeAgentDeps = {},
   ) {
     this.write = deps.write ?? ((l) => process.stdout.write(`${l}\n`));
-    this.status = new StatusWriter(config.statusPath, () => this.collectStatus(), config.statusIntervalMs, (m) => this.log('status', m));
+    this.status = new StatusWriter(
+      config.statusPath,
+      () => this.collectStatus(),
+      config.statusIntervalMs,
+      (m) => this.log('status', m),
+    );
   }
 
   log(module: string, message: string): void {
@@ -91,7 +96,13 @@ export class NodeAgent {
     this.status.start();
     const creds = await this.readCredentials();
     if (!creds) return;
-    this.client = new KubeClient({ server: c.apiServer, token: creds.token, ...(creds.ca ? { ca: creds.ca } : {}), insecureSkipTLSVerify: c.insecureSkipTLSVerify, timeoutMs: 5000 });
+    this.client = new KubeClient({
+      server: c.apiServer,
+      token: creds.token,
+      ...(creds.ca ? { ca: creds.ca } : {}),
+      insecureSkipTLSVerify: c.insecureSkipTLSVerify,
+      timeoutMs: 5000,
+    });
     this.events = new NodeEventRecorder({ client: this.client, node: c.nodeName, log: (m) => this.log('events', m) });
     const ctx: NodeModuleContext = {
       config: c,

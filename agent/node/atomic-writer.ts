@@ -124,7 +124,8 @@ export function writePayload(dir: string, payload: Payload, now = new Date()): b
   }
   // 5. remove old timestamped directories
   for (const name of readdirSync(dir)) {
-    if (name.startsWith('..') && name !== DATA_DIR_NAME && name !== tsName && /^\.\.\d{4}_/.test(name)) rmSync(join(dir, name), { recursive: true, force: true });
+    if (name.startsWith('..') && name !== DATA_DIR_NAME && name !== tsName && /^\.\.\d{4}_/.test(name))
+      rmSync(join(dir, name), { recursive: true, force: true });
   }
   return true;
 }

@@ -117,7 +117,18 @@ export class Beacon {
   private spawn(watchdogMs: number): void {
     const w = new Worker(WORKER, {
       eval: true,
-      workerData: { node: this.o.node, token: this.o.token, bind: this.o.bind, target: this.o.target, port: this.o.port, intervalMs: this.o.intervalMs, idleIntervalMs: this.o.idleIntervalMs ?? this.o.intervalMs, watchdogMs, nice: this.o.nice ?? -10, shared: this.shared },
+      workerData: {
+        node: this.o.node,
+        token: this.o.token,
+        bind: this.o.bind,
+        target: this.o.target,
+        port: this.o.port,
+        intervalMs: this.o.intervalMs,
+        idleIntervalMs: this.o.idleIntervalMs ?? this.o.intervalMs,
+        watchdogMs,
+        nice: this.o.nice ?? -10,
+        shared: this.shared,
+      },
     });
     w.on('message', (m: { log?: string; first?: boolean }) => {
       if (m.first) this.firstSent();
@@ -151,7 +162,7 @@ export class Beacon {
   status(): Record<string, unknown> {
     return {
       target: `${this.o.target}:${this.o.port}`,
-      intervalMs: this.fast ? this.o.intervalMs : this.o.idleIntervalMs ?? this.o.intervalMs,
+      intervalMs: this.fast ? this.o.intervalMs : (this.o.idleIntervalMs ?? this.o.intervalMs),
       fast: this.fast,
       sent: Atomics.load(this.counters, 0),
       suspendedTicks: Atomics.load(this.counters, 1),

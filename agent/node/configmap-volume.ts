@@ -46,27 +46,37 @@ export class ConfigMapVolumeModule implements NodeModule {
       this.contentHash = hash(prev);
     }
     writePayload(this.dir, prev === undefined ? {} : { [this.file]: prev });
-    this.ctx.log(this.name, `projecting ${this.ref} into ${this.ctx.config.ipMasqAgentConfigPath}${prev !== undefined ? ` (keeping the previous projection ${this.contentHash} until the first sync)` : ''}`);
+    this.ctx.log(
+      this.name,
+      `projecting ${this.ref} into ${this.ctx.config.ipMasqAgentConfigPath}${prev !== undefined ? ` (keeping the previous projection ${this.contentHash} until the first sync)` : ''}`,
+    );
     const apply = (cm: KubeObject | undefined, why: string): void => this.apply(cm, why);
-    this.informer = this.ctx.client.informer(R.configmaps, { namespace, fieldSelector: `metadata.name=${name}` }, {
-      onAdd: (o) => apply(o, 'added'),
-      onUpdate: (o) => apply(o, 'updated'),
-      onDelete: () => apply(undefined, 'deleted'),
-      onSync: (items) => {
-        apply(items.find((o) => o.metadata.name === name), 'listed');
-        if (!this.synced) {
-          this.synced = true;
-          this.ctx.log(this.name, `first sync done: ConfigMap ${namespace}/${name} ${items.length ? 'exists' : 'absent'}`);
+    this.informer = this.ctx.client.informer(
+      R.configmaps,
+      { namespace, fieldSelector: `metadata.name=${name}` },
+      {
+        onAdd: (o) => apply(o, 'added'),
+        onUpdate: (o) => apply(o, 'updated'),
+        onDelete: () => apply(undefined, 'deleted'),
+        onSync: (items) => {
+          apply(
+            items.find((o) => o.metadata.name === name),
+            'listed',
+          );
+          if (!this.synced) {
+            this.synced = true;
+            this.ctx.log(this.name, `first sync done: ConfigMap ${namespace}/${name} ${items.length ? 'exists' : 'absent'}`);
+            this.ctx.statusChanged();
+          }
+        },
+        onError: (e) => {
+          const message = errorMessage(e);
+          if (this.lastError?.message !== message) this.ctx.log(this.name, `watch ${namespace}/${name} failed (retrying): ${message}`);
+          this.lastError = { at: new Date().toISOString(), message };
           this.ctx.statusChanged();
-        }
+        },
       },
-      onError: (e) => {
-        const message = errorMessage(e);
-        if (this.lastError?.message !== message) this.ctx.log(this.name, `watch ${namespace}/${name} failed (retrying): ${message}`);
-        this.lastError = { at: new Date().toISOString(), message };
-        this.ctx.statusChanged();
-      },
-    });
+    );
     const timeout = this.ctx.config.startupSyncTimeoutMs;
     let timer: NodeJS.Timeout | undefined;
     const timedOut = await Promise.race([
@@ -74,7 +84,11 @@ export class ConfigMapVolumeModule implements NodeModule {
       new Promise<boolean>((r) => (timer = setTimeout(() => r(true), timeout))),
     ]);
     if (timer) clearTimeout(timer);
-    if (timedOut) this.ctx.log(this.name, `no sync with the API server within ${timeout} ms: going on with ${this.present ? 'the previous projection' : 'no file (defaults)'}; the file follows the ConfigMap once the API answers`);
+    if (timedOut)
+      this.ctx.log(
+        this.name,
+        `no sync with the API server within ${timeout} ms: going on with ${this.present ? 'the previous projection' : 'no file (defaults)'}; the file follows the ConfigMap once the API answers`,
+      );
   }
 
   private apply(cm: KubeObject | undefined, why: string): void {

@@ -47,7 +47,6 @@ import {
   leavingPairs,
   transitionPlan,
   conntrackFlushArgs,
-  isGatewayTable,
   parseIpAddrs,
   parseIpRules,
   parseRouteTables,
@@ -224,7 +223,10 @@ export class GatewayModule implements NodeModule {
       // (fail-closed after a clean stop) stays until the caches are complete; only a node with no
       // datapath at all gets the best that is known.
       this.keepUntilSynced = await this.host.nftTableExists('ip', GW_TABLE).catch(() => false);
-      this.ctx.log(this.name, `API not synced after ${timeout} ms: ${this.keepUntilSynced ? `keeping table ${GW_TABLE} as the previous agent left it` : 'programming fail-closed from what is known'} until it is`);
+      this.ctx.log(
+        this.name,
+        `API not synced after ${timeout} ms: ${this.keepUntilSynced ? `keeping table ${GW_TABLE} as the previous agent left it` : 'programming fail-closed from what is known'} until it is`,
+      );
       void all.then(() => ((this.synced = true), this.changed('initial sync')));
     }
     this.starting = false;
@@ -276,7 +278,13 @@ export class GatewayModule implements NodeModule {
     const want = this.o.conntrackSync ?? (this.o.host ? false : this.ctx.config.gatewayConntrackSync);
     if (!want) return;
     const c = this.ctx.config;
-    const sync = new ConntrackSync({ ...(typeof want === 'object' ? want : {}), host: this.host, nodeIP: c.nodeIP, uplink: this.uplink, log: (m) => this.ctx.log(this.name, m) });
+    const sync = new ConntrackSync({
+      ...(typeof want === 'object' ? want : {}),
+      host: this.host,
+      nodeIP: c.nodeIP,
+      uplink: this.uplink,
+      log: (m) => this.ctx.log(this.name, m),
+    });
     try {
       await sync.start();
       this.ctsync = sync;
@@ -284,7 +292,11 @@ export class GatewayModule implements NodeModule {
       await sync.stop().catch(() => undefined);
       this.ctsyncError = errorMessage(e);
       this.ctx.log(this.name, `conntrack sync disabled: ${this.ctsyncError}`);
-      this.ctx.events.record('Warning', 'EgressGatewayConntrackSyncFailed', `conntrackd could not start: established connections will be picked up loosely on failover: ${this.ctsyncError}`);
+      this.ctx.events.record(
+        'Warning',
+        'EgressGatewayConntrackSyncFailed',
+        `conntrackd could not start: established connections will be picked up loosely on failover: ${this.ctsyncError}`,
+      );
     }
   }
 
@@ -383,8 +395,15 @@ export class GatewayModule implements NodeModule {
           }
           this.fenced = true;
           this.st.fences++;
-          this.ctx.log(this.name, `no heartbeat from any peer and the API unreachable (${errorMessage(e)}, ${this.now() - started} ms): this node is cut off, giving up its floating IPs (fenced)`);
-          this.ctx.events.record('Warning', 'EgressGatewayFenced', 'no heartbeat from any peer node and the API unreachable: floating IPs released until the API confirms the assignment');
+          this.ctx.log(
+            this.name,
+            `no heartbeat from any peer and the API unreachable (${errorMessage(e)}, ${this.now() - started} ms): this node is cut off, giving up its floating IPs (fenced)`,
+          );
+          this.ctx.events.record(
+            'Warning',
+            'EgressGatewayFenced',
+            'no heartbeat from any peer node and the API unreachable: floating IPs released until the API confirms the assignment',
+          );
         },
       )
       .finally(() => {
@@ -447,15 +466,25 @@ export class GatewayModule implements NodeModule {
       .map(nodeFromObject)
       .filter((n): n is NodeInfo => n !== null);
     const self = nodes.find((n) => n.name === c.nodeName);
-    const merged = self ? nodes.map((n) => (n.name === c.nodeName ? { ...n, ip: c.nodeIP, podCIDRs: c.podCIDRs } : n)) : [...nodes, { name: c.nodeName, ip: c.nodeIP, podCIDRs: c.podCIDRs }];
+    const merged = self
+      ? nodes.map((n) => (n.name === c.nodeName ? { ...n, ip: c.nodeIP, podCIDRs: c.podCIDRs } : n))
+      : [...nodes, { name: c.nodeName, ip: c.nodeIP, podCIDRs: c.podCIDRs }];
     return {
       self: { name: c.nodeName, ip: c.nodeIP },
       nodes: merged,
       gateway: this.synced ? gatewayFromObject(this.informers.gateway?.cache.get(`${GATEWAY_NAMESPACE}/${GATEWAY_NAME}`)) : null,
-      policies: objs('policies').map(policyFromObject).filter((p) => p !== null),
-      pods: objs('pods').map(podFromObject).filter((p) => p !== null),
-      namespaces: objs('namespaces').map(namespaceFromObject).filter((p) => p !== null),
-      networkPolicies: objs('networkpolicies').map(networkPolicyFromObject).filter((p) => p !== null),
+      policies: objs('policies')
+        .map(policyFromObject)
+        .filter((p) => p !== null),
+      pods: objs('pods')
+        .map(podFromObject)
+        .filter((p) => p !== null),
+      namespaces: objs('namespaces')
+        .map(namespaceFromObject)
+        .filter((p) => p !== null),
+      networkPolicies: objs('networkpolicies')
+        .map(networkPolicyFromObject)
+        .filter((p) => p !== null),
       suspects: this.heartbeat?.suspects() ?? [],
       failClosedOnSuspect: !!this.o.failClosedOnSuspect,
       fenced: this.fenced,
@@ -511,7 +540,12 @@ export class GatewayModule implements NodeModule {
   /** Kernel side of one plan (also used by stop() with a fail-closed plan). */
   private async program(plan: GatewayPlan, force: boolean): Promise<void> {
     const r = renderGateway(plan, { uplink: this.uplink });
-    const ruleset = r.ruleset + renderCtSyncTable(plan.ownedIPs.map((o) => o.ip), { enabled: !!this.ctsync });
+    const ruleset =
+      r.ruleset +
+      renderCtSyncTable(
+        plan.ownedIPs.map((o) => o.ip),
+        { enabled: !!this.ctsync },
+      );
     // pairs leaving gateway treatment altogether: fail closed first, flush their conntrack entries,
     // then commit the final plan (render.ts transitionPlan: otherwise their next packets would
     // leave with the pod IP until the flush)
@@ -527,7 +561,11 @@ export class GatewayModule implements NodeModule {
     const taking = plan.ownedIPs.map((o) => o.ip).filter((ip) => !this.owned.has(ip));
     let committed = false;
     if (this.ctsync && taking.length) {
-      const c = await this.ctsync.commit(plan.floatingIPs, plan.ownedIPs.map((o) => o.ip), { pre: renderStrayReplyFence(this.lastPlan, taking, { uplink: this.uplink }) });
+      const c = await this.ctsync.commit(
+        plan.floatingIPs,
+        plan.ownedIPs.map((o) => o.ip),
+        { pre: renderStrayReplyFence(this.lastPlan, taking, { uplink: this.uplink }) },
+      );
       committed = c.ok;
       if (c.ok) this.ctx.log(this.name, `conntrack sync: committed ${c.entries ?? '?'} replicated binding(s) in ${c.ms} ms before taking ${taking.join(', ')}`);
     }
@@ -570,10 +608,17 @@ export class GatewayModule implements NodeModule {
     }
     if (window && this.ctsync) {
       const end = renderTakeoverWindowEnd();
-      const c = await this.ctsync.commit(plan.floatingIPs, plan.ownedIPs.map((o) => o.ip), { flush: conntrackFlushArgs(flush), post: end });
+      const c = await this.ctsync.commit(
+        plan.floatingIPs,
+        plan.ownedIPs.map((o) => o.ip),
+        { flush: conntrackFlushArgs(flush), post: end },
+      );
       if (c.ok) {
         this.st.conntrackFlushes += flush.length;
-        this.ctx.log(this.name, `conntrack sync: re-committed the bindings of ${flush.length} changed pair(s) of this node's pods in ${c.ms} ms (takeover window)`);
+        this.ctx.log(
+          this.name,
+          `conntrack sync: re-committed the bindings of ${flush.length} changed pair(s) of this node's pods in ${c.ms} ms (takeover window)`,
+        );
       } else await this.flushPairs(flush);
       if (!c.ok || c.postFailed) {
         // the window must not outlive the commit: without it, loose pickup is what keeps flows
@@ -586,7 +631,11 @@ export class GatewayModule implements NodeModule {
       }
     } else {
       await this.flushPairs(flush);
-      if (committed && this.ctsync && flush.length) await this.ctsync.commit(plan.floatingIPs, plan.ownedIPs.map((o) => o.ip));
+      if (committed && this.ctsync && flush.length)
+        await this.ctsync.commit(
+          plan.floatingIPs,
+          plan.ownedIPs.map((o) => o.ip),
+        );
     }
     const known = [...new Set([...plan.floatingIPs, ...this.owned])];
     const addrs = addressOps(r.addresses, k.addrs, known, plan.nodeIP, this.uplink);
@@ -707,7 +756,10 @@ export class GatewayModule implements NodeModule {
       const b = before.get(p.name);
       const sig = (x: typeof p): string => `${x.action}|${x.holder}|${x.snatHere}|${x.localSources.join(',')}`;
       if (b && sig(b) === sig(p)) continue;
-      this.ctx.log(this.name, `policy ${p.name}: ${p.action} for ${p.localSources.length} local pod(s) [${p.localSources.join(' ')}]${p.snatHere ? `, SNAT of ${p.allSources.length} source(s) to ${p.egressSourceIP} here` : ''} — ${p.reason}${lat}`);
+      this.ctx.log(
+        this.name,
+        `policy ${p.name}: ${p.action} for ${p.localSources.length} local pod(s) [${p.localSources.join(' ')}]${p.snatHere ? `, SNAT of ${p.allSources.length} source(s) to ${p.egressSourceIP} here` : ''} — ${p.reason}${lat}`,
+      );
       if (p.action === 'drop' && p.localSources.length && b?.action !== 'drop') {
         this.ctx.events.record('Warning', 'EgressTrafficFailClosed', `policy ${p.name}: traffic of ${p.localSources.length} local pod(s) dropped: ${p.reason}`);
       }

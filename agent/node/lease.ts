@@ -46,7 +46,12 @@ export class LeaseModule implements NodeModule {
       beacon.setFast(this.ctx.holding.value);
       this.ctx.holding.on((holds) => {
         beacon.setFast(holds);
-        this.ctx.log(this.name, holds ? `holding a floating IP: heartbeats every ${heartbeatIntervalMs} ms` : `holding no floating IP: heartbeats every ${c.idleHeartbeatIntervalMs} ms`);
+        this.ctx.log(
+          this.name,
+          holds
+            ? `holding a floating IP: heartbeats every ${heartbeatIntervalMs} ms`
+            : `holding no floating IP: heartbeats every ${c.idleHeartbeatIntervalMs} ms`,
+        );
       });
       beacon.start();
       // the first Lease renewal must not come before the heartbeats: a renewal alone marks the node
@@ -54,7 +59,10 @@ export class LeaseModule implements NodeModule {
       let timer: NodeJS.Timeout | undefined;
       const started = await Promise.race([this.beacon.first.then(() => true), new Promise<boolean>((r) => (timer = setTimeout(() => r(false), 5000)))]);
       if (timer) clearTimeout(timer);
-      this.ctx.log(this.name, `heartbeats to ${target}:${c.heartbeatPort} every ${heartbeatIntervalMs} ms while holding a floating IP, else every ${c.idleHeartbeatIntervalMs} ms${started ? '' : ' (none sent within 5 s: renewing the Lease anyway)'}`);
+      this.ctx.log(
+        this.name,
+        `heartbeats to ${target}:${c.heartbeatPort} every ${heartbeatIntervalMs} ms while holding a floating IP, else every ${c.idleHeartbeatIntervalMs} ms${started ? '' : ' (none sent within 5 s: renewing the Lease anyway)'}`,
+      );
     }
     this.ctx.log(this.name, `renewing ${NODE_LEASE_NAMESPACE}/${nodeName} every ${leaseRenewIntervalMs} ms`);
     this.renewer = startLeaseRenewer(this.ctx.client, nodeName, leaseRenewIntervalMs, (e) => this.onError(e));
@@ -107,7 +115,7 @@ export class LeaseModule implements NodeModule {
       lease: `${NODE_LEASE_NAMESPACE}/${this.ctx.config.nodeName}`,
       renewIntervalMs: this.ctx.config.leaseRenewIntervalMs,
       renewals: r?.renewals ?? 0,
-      lastRenewedAt: r && r.lastRenewal ? new Date(r.lastRenewal).toISOString() : null,
+      lastRenewedAt: r?.lastRenewal ? new Date(r.lastRenewal).toISOString() : null,
       consecutiveFailures: this.failures,
       lastError: this.lastError,
       running: !!r && !this.stopped,

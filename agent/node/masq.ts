@@ -36,7 +36,15 @@ export class MasqModule implements NodeModule {
   readonly name = 'masq';
   private readonly mode: Mode;
   private agent: MasqAgent | null = null;
-  private readonly one: OneShotState = { configHash: null, rulesetHash: null, appliedAt: null, ruleCount: 0, setElements: 0, lastError: null, status: 'starting' };
+  private readonly one: OneShotState = {
+    configHash: null,
+    rulesetHash: null,
+    appliedAt: null,
+    ruleCount: 0,
+    setElements: 0,
+    lastError: null,
+    status: 'starting',
+  };
   private retry: NodeJS.Timeout | null = null;
   private stopped = false;
   private readonly reason: string;

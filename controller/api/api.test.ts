@@ -77,7 +77,11 @@ describe('watch', () => {
   it('the informer relists after 410 and resumes after a dropped stream', async () => {
     t = await startTestController();
     const seen: string[] = [];
-    const inf = t.admin.informer(R.configmaps, { namespace: 'default' }, { onAdd: (o) => seen.push(`add:${o.metadata.name}`), onDelete: (o) => seen.push(`del:${o.metadata.name}`) });
+    const inf = t.admin.informer(
+      R.configmaps,
+      { namespace: 'default' },
+      { onAdd: (o) => seen.push(`add:${o.metadata.name}`), onDelete: (o) => seen.push(`del:${o.metadata.name}`) },
+    );
     await inf.hasSynced();
     await t.admin.create(R.configmaps, cm('i1'));
     await waitFor(() => seen.includes('add:i1'), 'informer add');
@@ -130,7 +134,9 @@ describe('persistence', () => {
     appendFileSync(`${t.config.dataDir}/log.jsonl`, '{"rv":99999,"type":"ADDED","rke');
     await t.restart();
     expect((await t.admin.get(R.configmaps, 't1', 'default')).metadata.name).toBe('t1');
-    expect(t.logs.filter((l) => l.includes('dropped a torn last line'))).toEqual([expect.stringMatching(/^persistence: .*log\.jsonl: dropped a torn last line \(line \d+, 31 bytes: /)]);
+    expect(t.logs.filter((l) => l.includes('dropped a torn last line'))).toEqual([
+      expect.stringMatching(/^persistence: .*log\.jsonl: dropped a torn last line \(line \d+, 31 bytes: /),
+    ]);
     const n = await t.admin.create(R.configmaps, cm('t2'));
     expect(Number(n.metadata.resourceVersion)).toBeLessThan(99999);
     await t.restart();
@@ -167,8 +173,17 @@ describe('authentication and authorization', () => {
     expect(e.message).toContain('User "system:node:worker1" cannot patch resource "leases"');
     expect(e.message).toContain('a node may only write its own Lease');
     await n1.patch(R.anthosNetworkGatewayNodes, 'worker1', { status: { programmed: true } }, { namespace: 'kube-system', subresource: 'status' });
-    await expectApiError(n1.patch(R.anthosNetworkGatewayNodes, 'worker2', { status: { programmed: true } }, { namespace: 'kube-system', subresource: 'status' }), 403);
-    const ev = (node: string) => ({ metadata: { name: `ev-${node}-${Math.random().toString(16).slice(2)}`, namespace: 'default' }, involvedObject: { kind: 'Node', name: node }, reason: 'Test', message: 'm', type: 'Warning' });
+    await expectApiError(
+      n1.patch(R.anthosNetworkGatewayNodes, 'worker2', { status: { programmed: true } }, { namespace: 'kube-system', subresource: 'status' }),
+      403,
+    );
+    const ev = (node: string) => ({
+      metadata: { name: `ev-${node}-${Math.random().toString(16).slice(2)}`, namespace: 'default' },
+      involvedObject: { kind: 'Node', name: node },
+      reason: 'Test',
+      message: 'm',
+      type: 'Warning',
+    });
     await n1.create(R.events, ev('worker1'));
     const e2 = await expectApiError(n1.create(R.events, ev('worker2')), 403);
     expect(e2.message).toContain(`involvedObject is Node "worker2"`);
@@ -200,18 +215,34 @@ describe('object semantics', () => {
   it('422 Invalid with details.causes[].field for a bad EgressNATPolicy', async () => {
     t = await startTestController();
     const e = await expectApiError(
-      t.admin.create(R.egressNATPolicies, { apiVersion: 'networking.gke.io/v1alpha1', kind: 'EgressNATPolicy', metadata: { name: 'bad' }, spec: { egress: [{ podSelector: {} }], destinationCIDRs: ['8.8.8.0/24'], egressSourceIP: '1.2.3' } }),
+      t.admin.create(R.egressNATPolicies, {
+        apiVersion: 'networking.gke.io/v1alpha1',
+        kind: 'EgressNATPolicy',
+        metadata: { name: 'bad' },
+        spec: { egress: [{ podSelector: {} }], destinationCIDRs: ['8.8.8.0/24'], egressSourceIP: '1.2.3' },
+      }),
       422,
     );
-    expect(e.status?.details?.causes).toEqual([{ reason: 'FieldValueInvalid', field: 'spec.egressSourceIP', message: 'Invalid value: "1.2.3": must be a valid IPv4 address' }]);
+    expect(e.status?.details?.causes).toEqual([
+      { reason: 'FieldValueInvalid', field: 'spec.egressSourceIP', message: 'Invalid value: "1.2.3": must be a valid IPv4 address' },
+    ]);
   });
 
   it('422 for a ConfigMap whose data values are not strings (a YAML map where a | block was meant); nothing stored or changed', async () => {
     t = await startTestController();
-    const asMap = { apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'ip-masq-agent', namespace: 'default' }, data: { config: { nonMasqueradeCIDRs: ['10.0.0.0/8'] } } };
+    const asMap = {
+      apiVersion: 'v1',
+      kind: 'ConfigMap',
+      metadata: { name: 'ip-masq-agent', namespace: 'default' },
+      data: { config: { nonMasqueradeCIDRs: ['10.0.0.0/8'] } },
+    };
     const e = await expectApiError(t.admin.create(R.configmaps, asMap), 422);
     expect(e.status?.details?.causes).toEqual([
-      { reason: 'FieldValueInvalid', field: 'data[config]', message: expect.stringMatching(/^Invalid value: \{"nonMasqueradeCIDRs":\["10\.0\.0\.0\/8"\]\}: must be a string \(got a map\)/) },
+      {
+        reason: 'FieldValueInvalid',
+        field: 'data[config]',
+        message: expect.stringMatching(/^Invalid value: \{"nonMasqueradeCIDRs":\["10\.0\.0\.0\/8"\]\}: must be a string \(got a map\)/),
+      },
     ]);
     await expectApiError(t.admin.get(R.configmaps, 'ip-masq-agent', 'default'), 404);
     const good = await t.admin.create(R.configmaps, cm('ip-masq-agent', { config: 'nonMasqueradeCIDRs: [10.0.0.0/8]\n' }));
@@ -229,7 +260,10 @@ describe('object semantics', () => {
     }
     let deep: unknown = 'x';
     for (let i = 0; i < 2000; i++) deep = { a: deep };
-    const e = await expectApiError(t.admin.create(R.configmaps, { ...cm('deep'), metadata: { name: 'deep', namespace: 'default', labels: {} }, extra: deep } as unknown as KubeObject), 400);
+    const e = await expectApiError(
+      t.admin.create(R.configmaps, { ...cm('deep'), metadata: { name: 'deep', namespace: 'default', labels: {} }, extra: deep } as unknown as KubeObject),
+      400,
+    );
     expect(e.message).toBe('the request body nests deeper than 256 levels');
     expect(t.logs.join('\n')).not.toMatch(/RangeError|Maximum call stack/);
     await expectApiError(t.admin.get(R.configmaps, 'deep', 'default'), 404);
@@ -241,10 +275,20 @@ describe('object semantics', () => {
     expect(gw.metadata.generation).toBe(1);
     const same = await t.admin.patch(R.anthosNetworkGateways, 'other', { spec: { floatingIPs: ['192.168.1.100'] } }, { namespace: 'default' });
     expect(same.metadata.resourceVersion).toBe(gw.metadata.resourceVersion);
-    const withStatus = await t.admin.patch(R.anthosNetworkGateways, 'other', { spec: { floatingIPs: ['192.168.1.101'] }, status: { x: 1 } }, { namespace: 'default' });
+    const withStatus = await t.admin.patch(
+      R.anthosNetworkGateways,
+      'other',
+      { spec: { floatingIPs: ['192.168.1.101'] }, status: { x: 1 } },
+      { namespace: 'default' },
+    );
     expect(withStatus.metadata.generation).toBe(2);
     expect(withStatus.status).toBeUndefined();
-    const st = await t.admin.patch(R.anthosNetworkGateways, 'other', { status: { x: 1 }, spec: { floatingIPs: [] } }, { namespace: 'default', subresource: 'status' });
+    const st = await t.admin.patch(
+      R.anthosNetworkGateways,
+      'other',
+      { status: { x: 1 }, spec: { floatingIPs: [] } },
+      { namespace: 'default', subresource: 'status' },
+    );
     expect(st.status).toEqual({ x: 1 });
     expect(st.spec).toEqual({ floatingIPs: ['192.168.1.101'] });
     expect(st.metadata.generation).toBe(2);
@@ -253,11 +297,30 @@ describe('object semantics', () => {
   it('JSON patch and strategic merge patch (core types); strategic refused for custom resources', async () => {
     t = await startTestController();
     await t.admin.create(R.configmaps, cm('j1', { a: '1', b: '2' }));
-    const j = await t.admin.patch(R.configmaps, 'j1', [{ op: 'remove', path: '/data/a' }, { op: 'add', path: '/data/c', value: '3' }], { namespace: 'default', type: 'json' });
+    const j = await t.admin.patch(
+      R.configmaps,
+      'j1',
+      [
+        { op: 'remove', path: '/data/a' },
+        { op: 'add', path: '/data/c', value: '3' },
+      ],
+      { namespace: 'default', type: 'json' },
+    );
     expect((j as KubeObject & { data: unknown }).data).toEqual({ b: '2', c: '3' });
-    await t.admin.create(R.pods, { metadata: { name: 'p', namespace: 'default' }, spec: { containers: [{ name: 'a', image: 'x' }, { name: 'b', image: 'y' }] } });
+    await t.admin.create(R.pods, {
+      metadata: { name: 'p', namespace: 'default' },
+      spec: {
+        containers: [
+          { name: 'a', image: 'x' },
+          { name: 'b', image: 'y' },
+        ],
+      },
+    });
     const s = await t.admin.patch(R.pods, 'p', { spec: { containers: [{ name: 'b', image: 'z' }] } }, { namespace: 'default', type: 'strategic' });
-    expect((s.spec as { containers: unknown[] }).containers).toEqual([{ name: 'a', image: 'x' }, { name: 'b', image: 'z' }]);
+    expect((s.spec as { containers: unknown[] }).containers).toEqual([
+      { name: 'a', image: 'x' },
+      { name: 'b', image: 'z' },
+    ]);
     await expectApiError(t.admin.patch(R.egressNATPolicies, 'x', {}, { type: 'strategic' }), 404);
     await t.admin.create(R.anthosNetworkGateways, { metadata: { name: 'g', namespace: 'default' }, spec: { floatingIPs: [] } });
     await expectApiError(t.admin.patch(R.anthosNetworkGateways, 'g', { spec: {} }, { namespace: 'default', type: 'strategic' }), 415);
@@ -277,8 +340,14 @@ describe('object semantics', () => {
 
   it('EgressNATPolicy versions share one name space and each version serves its own objects', async () => {
     t = await startTestController();
-    await t.admin.create(R.egressNATPolicies, { metadata: { name: 'shared' }, spec: { egress: [{ podSelector: {} }], destinationCIDRs: ['8.8.8.0/24'], egressSourceIP: '192.168.1.100' } });
-    const clash = await expectApiError(t.admin.create(R.egressNATPoliciesV1, { metadata: { name: 'shared' }, spec: { action: 'NoSNAT', destinations: [] } }), 409);
+    await t.admin.create(R.egressNATPolicies, {
+      metadata: { name: 'shared' },
+      spec: { egress: [{ podSelector: {} }], destinationCIDRs: ['8.8.8.0/24'], egressSourceIP: '192.168.1.100' },
+    });
+    const clash = await expectApiError(
+      t.admin.create(R.egressNATPoliciesV1, { metadata: { name: 'shared' }, spec: { action: 'NoSNAT', destinations: [] } }),
+      409,
+    );
     expect(clash.message).toContain('as networking.gke.io/v1alpha1');
     const nf = await expectApiError(t.admin.get(R.egressNATPoliciesV1, 'shared'), 404);
     expect(nf.message).toContain('egressnatpolicies.v1alpha1.networking.gke.io');

@@ -46,7 +46,8 @@ function resourceEntries(r: ResourceDef) {
   if (r.categories) main.categories = r.categories;
   main.storageVersionHash = createHash('sha256').update(`${r.group}/${r.plural}`).digest('base64').slice(0, 11);
   const out: Record<string, unknown>[] = [main];
-  if (r.statusSubresource) out.push({ name: `${r.plural}/status`, singularName: '', namespaced: r.namespaced, kind: r.kind, verbs: ['get', 'patch', 'update'] });
+  if (r.statusSubresource)
+    out.push({ name: `${r.plural}/status`, singularName: '', namespaced: r.namespaced, kind: r.kind, verbs: ['get', 'patch', 'update'] });
   return out;
 }
 
@@ -66,7 +67,11 @@ function gvPaths(reg: Registry): { key: string; group: string; version: string }
 export function openApiV3Root(reg: Registry) {
   const paths: Record<string, { serverRelativeURL: string }> = {};
   for (const p of gvPaths(reg)) {
-    const hash = createHash('sha256').update(JSON.stringify(openApiV3GroupVersion(reg, p.group, p.version))).digest('hex').slice(0, 32).toUpperCase();
+    const hash = createHash('sha256')
+      .update(JSON.stringify(openApiV3GroupVersion(reg, p.group, p.version)))
+      .digest('hex')
+      .slice(0, 32)
+      .toUpperCase();
     paths[p.key] = { serverRelativeURL: `/openapi/v3/${p.key}?hash=${hash}` };
   }
   return { paths };

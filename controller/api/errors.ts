@@ -65,7 +65,11 @@ export const errors = {
   },
   methodNotAllowed: (msg: string) => new ApiError(405, 'MethodNotAllowed', msg),
   unsupportedMediaType: (ct: string, accepted: readonly string[]) =>
-    new ApiError(415, 'UnsupportedMediaType', `the body of the request was in an unknown format (${ct}) - accepted media types include: ${accepted.join(', ')}`),
+    new ApiError(
+      415,
+      'UnsupportedMediaType',
+      `the body of the request was in an unknown format (${ct}) - accepted media types include: ${accepted.join(', ')}`,
+    ),
   gone: (msg: string) => new ApiError(410, 'Expired', msg),
   internal: (msg: string) => new ApiError(500, 'InternalError', `Internal error occurred: ${msg}`),
 };

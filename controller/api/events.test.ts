@@ -13,7 +13,17 @@ afterEach(async () => {
 });
 
 const ev = (name: string, node: string, extra: Record<string, unknown> = {}) =>
-  ({ apiVersion: 'v1', kind: 'Event', metadata: { name, namespace: 'default' }, involvedObject: { kind: 'Node', name: node }, reason: 'Test', message: 'm', type: 'Normal', count: 1, ...extra }) as unknown as KubeObject;
+  ({
+    apiVersion: 'v1',
+    kind: 'Event',
+    metadata: { name, namespace: 'default' },
+    involvedObject: { kind: 'Node', name: node },
+    reason: 'Test',
+    message: 'm',
+    type: 'Normal',
+    count: 1,
+    ...extra,
+  }) as unknown as KubeObject;
 
 async function stored(tc: TestController): Promise<string> {
   return JSON.stringify((await tc.admin.list(R.events)).items);
@@ -26,7 +36,13 @@ describe('Event limits', () => {
     const before = await stored(t);
     const e = await expectApiError(n1.create(R.events, ev('big', 'worker1', { message: 'y'.repeat(20_000) })), 422);
     expect(e.status?.details?.causes).toEqual([
-      { reason: 'FieldValueInvalid', field: 'message', message: expect.stringMatching(/^Invalid value: "y{40}\.\.\.": the Event is 20\d{3} bytes, more than the limit of 16384 bytes \(api\.maxEventBytes\); this field is 20002 bytes$/) },
+      {
+        reason: 'FieldValueInvalid',
+        field: 'message',
+        message: expect.stringMatching(
+          /^Invalid value: "y{40}\.\.\.": the Event is 20\d{3} bytes, more than the limit of 16384 bytes \(api\.maxEventBytes\); this field is 20002 bytes$/,
+        ),
+      },
     ]);
     expect(await stored(t)).toBe(before);
     await n1.create(R.events, ev('small', 'worker1'));
@@ -67,7 +83,10 @@ describe('node authorization on existing objects (NodeRestriction)', () => {
     await t.node('worker2').create(R.events, ev('theirs', 'worker2'));
     const before = await stored(t);
     const n1 = t.node('worker1');
-    const e = await expectApiError(n1.patch(R.events, 'theirs', { involvedObject: { kind: 'Node', name: 'worker1' }, message: 'mine now' }, { namespace: 'default' }), 403);
+    const e = await expectApiError(
+      n1.patch(R.events, 'theirs', { involvedObject: { kind: 'Node', name: 'worker1' }, message: 'mine now' }, { namespace: 'default' }),
+      403,
+    );
     expect(e.message).toContain(`User "system:node:worker1" cannot update resource "events"`);
     expect(e.message).toContain(`the stored Event's involvedObject is Node "worker2"`);
     const cur = await t.admin.get(R.events, 'theirs', 'default');
@@ -95,7 +114,12 @@ describe('finalizers', () => {
     const cm = { apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'f', namespace: 'default', finalizers: ['example.com/keep'] }, data: {} };
     const e = await expectApiError(t.admin.create(R.configmaps, cm), 422);
     expect(e.status?.details?.causes).toEqual([
-      { reason: 'FieldValueInvalid', field: 'metadata.finalizers', message: 'Invalid value: ["example.com/keep"]: finalizers are not supported by this API server (DELETE removes an object at once, it would never wait for them); remove them' },
+      {
+        reason: 'FieldValueInvalid',
+        field: 'metadata.finalizers',
+        message:
+          'Invalid value: ["example.com/keep"]: finalizers are not supported by this API server (DELETE removes an object at once, it would never wait for them); remove them',
+      },
     ]);
     await expectApiError(t.admin.get(R.configmaps, 'f', 'default'), 404);
     await t.admin.create(R.configmaps, { ...cm, metadata: { name: 'f', namespace: 'default' } });

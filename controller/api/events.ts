@@ -122,7 +122,14 @@ export class EventLimits {
     const max = this.limits.maxEventBytes;
     if (size <= max) return [];
     const f = largestField(o);
-    return [{ field: f.field, value: preview(f.value), type: 'FieldValueInvalid', detail: `the Event is ${size} bytes, more than the limit of ${max} bytes (api.maxEventBytes); this field is ${f.size} bytes` }];
+    return [
+      {
+        field: f.field,
+        value: preview(f.value),
+        type: 'FieldValueInvalid',
+        detail: `the Event is ${size} bytes, more than the limit of ${max} bytes (api.maxEventBytes); this field is ${f.size} bytes`,
+      },
+    ];
   }
 
   private checkCount(node: string): void {

@@ -56,8 +56,10 @@ export function parseApiLimits(raw: unknown): ApiLimits {
     }
     (out as unknown as Record<string, number>)[k] = v;
   }
-  if (out.maxWatchTimeoutSeconds > 2_147_483) throw new Error(`api.maxWatchTimeoutSeconds: Invalid value: ${out.maxWatchTimeoutSeconds}: must be at most 2147483 (a timer's limit)`);
-  if (out.minWatchTimeoutSeconds * 2 > 2_147_483) throw new Error(`api.minWatchTimeoutSeconds: Invalid value: ${out.minWatchTimeoutSeconds}: must be at most 1073741`);
+  if (out.maxWatchTimeoutSeconds > 2_147_483)
+    throw new Error(`api.maxWatchTimeoutSeconds: Invalid value: ${out.maxWatchTimeoutSeconds}: must be at most 2147483 (a timer's limit)`);
+  if (out.minWatchTimeoutSeconds * 2 > 2_147_483)
+    throw new Error(`api.minWatchTimeoutSeconds: Invalid value: ${out.minWatchTimeoutSeconds}: must be at most 1073741`);
   if (out.eventTTLSeconds > 2_147_483) throw new Error(`api.eventTTLSeconds: Invalid value: ${out.eventTTLSeconds}: must be at most 2147483`);
   return out;
 }

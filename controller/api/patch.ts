@@ -34,7 +34,7 @@ function getAt(doc: Json, path: string[]): Json | undefined {
   let cur: Json | undefined = doc;
   for (const seg of path) {
     if (Array.isArray(cur)) cur = cur[Number(seg)];
-    else if (isObj(cur)) cur = Object.prototype.hasOwnProperty.call(cur, seg) ? cur[seg] : undefined;
+    else if (isObj(cur)) cur = Object.hasOwn(cur, seg) ? cur[seg] : undefined;
     else return undefined;
   }
   return cur;
@@ -67,7 +67,7 @@ function removeAt(doc: Json, path: string[], op: string): Json {
   const { parent, key } = parentOf(doc, path, op);
   if (Array.isArray(parent)) parent.splice(arrayIndex(parent, key, false, op), 1);
   else {
-    if (!Object.prototype.hasOwnProperty.call(parent, key)) throw errors.badRequest(`json patch ${op}: /${path.join('/')} does not exist`);
+    if (!Object.hasOwn(parent, key)) throw errors.badRequest(`json patch ${op}: /${path.join('/')} does not exist`);
     delete parent[key];
   }
   return doc;
@@ -79,7 +79,12 @@ function deepEqual(a: unknown, b: unknown): boolean {
 
 function sortKeys(v: unknown): unknown {
   if (Array.isArray(v)) return v.map(sortKeys);
-  if (isObj(v)) return Object.fromEntries(Object.keys(v).sort().map((k) => [k, sortKeys(v[k])]));
+  if (isObj(v))
+    return Object.fromEntries(
+      Object.keys(v)
+        .sort()
+        .map((k) => [k, sortKeys(v[k])]),
+    );
   return v;
 }
 
@@ -165,14 +170,14 @@ export function strategicMergePatch(target: unknown, patch: unknown, kind: strin
 }
 
 function smpObject(target: JObj, patch: JObj, kind: string, path: string): Json {
-  if (patch['$patch'] === 'replace') {
+  if (patch.$patch === 'replace') {
     const copy = structuredClone(patch);
-    delete copy['$patch'];
+    delete copy.$patch;
     return stripDirectives(copy);
   }
-  if (patch['$patch'] === 'delete') return null;
+  if (patch.$patch === 'delete') return null;
   const out: JObj = structuredClone(target);
-  const retain = patch['$retainKeys'];
+  const retain = patch.$retainKeys;
   for (const [k, v] of Object.entries(patch)) {
     if (k === '$patch' || k === '$retainKeys') continue;
     if (k.startsWith('$setElementOrder/')) continue;
@@ -191,7 +196,8 @@ function smpObject(target: JObj, patch: JObj, kind: string, path: string): Json 
       else out[k] = merged;
     } else if (Array.isArray(v)) {
       const key = mergeKeyFor(kind, childPath);
-      out[k] = key === undefined ? stripDirectives(structuredClone(v)) as Json : smpList(Array.isArray(out[k]) ? (out[k] as Json[]) : [], v, key, kind, childPath);
+      out[k] =
+        key === undefined ? (stripDirectives(structuredClone(v)) as Json) : smpList(Array.isArray(out[k]) ? (out[k] as Json[]) : [], v, key, kind, childPath);
     } else {
       out[k] = v;
     }
@@ -220,8 +226,8 @@ function smpList(target: Json[], patch: Json[], key: string, kind: string, path:
     for (const v of patch) if (!out.some((x) => deepEqual(x, v))) out.push(v);
     return out;
   }
-  if (patch.some((p) => isObj(p) && p['$patch'] === 'replace')) {
-    return patch.filter((p) => !(isObj(p) && p['$patch'] === 'replace')).map((p) => stripDirectives(structuredClone(p)));
+  if (patch.some((p) => isObj(p) && p.$patch === 'replace')) {
+    return patch.filter((p) => !(isObj(p) && p.$patch === 'replace')).map((p) => stripDirectives(structuredClone(p)));
   }
   const out = [...target];
   for (const p of patch) {
@@ -230,7 +236,7 @@ function smpList(target: Json[], patch: Json[], key: string, kind: string, path:
       continue;
     }
     const idx = out.findIndex((x) => isObj(x) && deepEqual(x[key], p[key]));
-    if (p['$patch'] === 'delete') {
+    if (p.$patch === 'delete') {
       if (idx >= 0) out.splice(idx, 1);
       continue;
     }
@@ -268,9 +274,6 @@ export function applyPatch(contentType: string, target: unknown, patch: unknown,
       if (custom) throw errors.unsupportedMediaType(ct, [PATCH_TYPES.json, PATCH_TYPES.merge]);
       return strategicMergePatch(target, patch, kind);
     default:
-      throw errors.unsupportedMediaType(
-        ct,
-        custom ? [PATCH_TYPES.json, PATCH_TYPES.merge] : [PATCH_TYPES.json, PATCH_TYPES.merge, PATCH_TYPES.strategic],
-      );
+      throw errors.unsupportedMediaType(ct, custom ? [PATCH_TYPES.json, PATCH_TYPES.merge] : [PATCH_TYPES.json, PATCH_TYPES.merge, PATCH_TYPES.strategic]);
   }
 }

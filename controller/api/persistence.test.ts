@@ -22,7 +22,12 @@ function dataDir(): string {
 }
 
 const cm = (name: string): KubeObject => ({ apiVersion: 'v1', kind: 'ConfigMap', metadata: { name, namespace: 'default' } }) as KubeObject;
-const entry = (rv: number, name: string): LogEntry => ({ rv, type: 'ADDED', rkey: '/configmaps', object: { ...cm(name), metadata: { ...cm(name).metadata, resourceVersion: String(rv) } } });
+const entry = (rv: number, name: string): LogEntry => ({
+  rv,
+  type: 'ADDED',
+  rkey: '/configmaps',
+  object: { ...cm(name), metadata: { ...cm(name).metadata, resourceVersion: String(rv) } },
+});
 const line = (e: LogEntry): string => `${JSON.stringify(e)}\n`;
 
 /** A data dir whose log holds `text`; returns the log's path. */
@@ -66,7 +71,11 @@ describe('FilePersistence: torn tail', () => {
     const store = openStore(dir, warnings);
     expect(store.resourceVersion).toBe(1);
     expect(warnings).toHaveLength(1);
-    expect(warnings[0]).toMatch(new RegExp(`^${log.replace(/[.]/g, '\\.')}: dropped a torn end \\(lines 2-3, 16 bytes: .*\\), as a crash during a write leaves it; the 1 record before it is kept$`));
+    expect(warnings[0]).toMatch(
+      new RegExp(
+        `^${log.replace(/[.]/g, '\\.')}: dropped a torn end \\(lines 2-3, 16 bytes: .*\\), as a crash during a write leaves it; the 1 record before it is kept$`,
+      ),
+    );
     store.close();
     expect(readFileSync(log, 'utf8')).toBe(good);
   });
@@ -83,7 +92,7 @@ describe('FilePersistence: torn tail', () => {
 
 describe('FilePersistence: corruption before valid records', () => {
   it('refuses to start, naming the file, the line, the records after it and what to do; the file is not changed', () => {
-    const text = line(entry(1, 'a')) + 'not json at all\n' + line(entry(2, 'b')) + line(entry(3, 'c'));
+    const text = `${line(entry(1, 'a'))}not json at all\n${line(entry(2, 'b'))}${line(entry(3, 'c'))}`;
     const { dir, log } = withLog(text);
     let error: unknown;
     try {
@@ -101,23 +110,29 @@ describe('FilePersistence: corruption before valid records', () => {
   });
 
   it('a line that is JSON but not a log record (a field missing) is corruption too, not a crash', () => {
-    const text = line(entry(1, 'a')) + '{"rv":2}\n' + line(entry(3, 'c'));
+    const text = `${line(entry(1, 'a'))}{"rv":2}\n${line(entry(3, 'c'))}`;
     const { dir, log } = withLog(text);
-    expect(() => openStore(dir)).toThrow(`${log} line 2 is not a valid record (type: must be ADDED, MODIFIED or DELETED, got undefined), and 1 valid record follows it (line 3) that a replay up to it would lose: refusing to start`);
+    expect(() => openStore(dir)).toThrow(
+      `${log} line 2 is not a valid record (type: must be ADDED, MODIFIED or DELETED, got undefined), and 1 valid record follows it (line 3) that a replay up to it would lose: refusing to start`,
+    );
     expect(readFileSync(log, 'utf8')).toBe(text);
   });
 
   it('a resourceVersion that does not increase is refused: it would be handed out twice', () => {
     const text = line(entry(1, 'a')) + line(entry(5, 'b')) + line(entry(5, 'c'));
     const { dir, log } = withLog(text);
-    expect(() => openStore(dir)).toThrow(`${log} line 3: resourceVersion 5 does not increase (line 2 has 5), so later writes would reuse resourceVersions: refusing to start`);
+    expect(() => openStore(dir)).toThrow(
+      `${log} line 3: resourceVersion 5 does not increase (line 2 has 5), so later writes would reuse resourceVersions: refusing to start`,
+    );
     expect(readFileSync(log, 'utf8')).toBe(text);
   });
 
   it('a snapshot that cannot be read is refused naming the file, not a bare SyntaxError', () => {
     const dir = dataDir();
     writeFileSync(join(dir, 'snapshot.json'), '{"rv":4,"objects":[');
-    expect(() => openStore(dir)).toThrow(new RegExp(`^${join(dir, 'snapshot.json').replace(/[.]/g, '\\.')} cannot be read \\(not JSON: .*\\): refusing to start`));
+    expect(() => openStore(dir)).toThrow(
+      new RegExp(`^${join(dir, 'snapshot.json').replace(/[.]/g, '\\.')} cannot be read \\(not JSON: .*\\): refusing to start`),
+    );
   });
 });
 

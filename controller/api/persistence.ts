@@ -143,7 +143,10 @@ function readLog(buf: Buffer, path: string, dir: string): ReadLog {
     } else {
       const entry = e as LogEntry;
       if (entry.rv <= lastRV) {
-        throw refusal(`${path} line ${lineNo}: resourceVersion ${entry.rv} does not increase (line ${lastRVLine} has ${lastRV}), so later writes would reuse resourceVersions`, dir);
+        throw refusal(
+          `${path} line ${lineNo}: resourceVersion ${entry.rv} does not increase (line ${lastRVLine} has ${lastRV}), so later writes would reuse resourceVersions`,
+          dir,
+        );
       }
       lastRV = entry.rv;
       lastRVLine = lineNo;
@@ -244,7 +247,7 @@ export class FilePersistence implements Persistence {
 
   append(e: LogEntry): void {
     if (this.fd === undefined) throw new Error('persistence not loaded');
-    writeSync(this.fd, JSON.stringify(e) + '\n');
+    writeSync(this.fd, `${JSON.stringify(e)}\n`);
     if (this.sync) fdatasyncSync(this.fd);
     this.count++;
   }

@@ -155,7 +155,8 @@ export const PROTOBUF_KINDS = Object.keys(DECODERS).map((k) => k.split('/')[1]!)
 
 /** Decodes a Kubernetes protobuf body into its JSON form. Throws ProtobufError naming what is wrong. */
 export function decodeKubeProtobuf(body: Buffer): Record<string, unknown> {
-  if (body.length < MAGIC.length || !body.subarray(0, MAGIC.length).equals(MAGIC)) throw new ProtobufError('the body does not start with the Kubernetes protobuf magic "k8s\\0"');
+  if (body.length < MAGIC.length || !body.subarray(0, MAGIC.length).equals(MAGIC))
+    throw new ProtobufError('the body does not start with the Kubernetes protobuf magic "k8s\\0"');
   const unknown = fields(body.subarray(MAGIC.length));
   const tm = one(unknown, 1);
   const typeMeta = tm ? fields(bytesOf(tm)) : [];
@@ -164,7 +165,10 @@ export function decodeKubeProtobuf(body: Buffer): Record<string, unknown> {
   const enc = one(unknown, 3);
   if (enc && str(enc) !== '') throw new ProtobufError(`contentEncoding ${JSON.stringify(str(enc))} is not supported`);
   const decode = DECODERS[`${apiVersion}/${kind}`];
-  if (!decode) throw new ProtobufError(`protobuf bodies are decoded for ${PROTOBUF_KINDS.join(', ')} (v1) only, not ${apiVersion || '?'}/${kind || '?'}: send it as JSON or YAML`);
+  if (!decode)
+    throw new ProtobufError(
+      `protobuf bodies are decoded for ${PROTOBUF_KINDS.join(', ')} (v1) only, not ${apiVersion || '?'}/${kind || '?'}: send it as JSON or YAML`,
+    );
   const raw = one(unknown, 2);
   const obj = raw ? fields(bytesOf(raw)) : [];
   const meta = one(obj, 1);

@@ -136,7 +136,12 @@ export class ApiServer {
       if (path === '/openapi/v3') return this.json(res, 200, openApiV3Root(reg));
       if (seg[0] === 'openapi' && seg[1] === 'v3') {
         const key = seg.slice(2);
-        const doc = key[0] === 'api' ? openApiV3GroupVersion(reg, '', key[1] ?? '') : key[0] === 'apis' ? openApiV3GroupVersion(reg, key[1] ?? '', key[2] ?? '') : undefined;
+        const doc =
+          key[0] === 'api'
+            ? openApiV3GroupVersion(reg, '', key[1] ?? '')
+            : key[0] === 'apis'
+              ? openApiV3GroupVersion(reg, key[1] ?? '', key[2] ?? '')
+              : undefined;
         return this.jsonOr404(res, doc, path);
       }
     }
@@ -189,21 +194,32 @@ export class ApiServer {
           continue: qp.get('continue') ?? undefined,
         });
         if (wantsTable(accept)) {
-          const table = toTable(list.items, { apiVersion: list.apiVersion, kind: def.kind, metadata: {} }, list.metadata.resourceVersion, qp.get('includeObject') ?? 'Metadata', this.service.store.now());
+          const table = toTable(
+            list.items,
+            { apiVersion: list.apiVersion, kind: def.kind, metadata: {} },
+            list.metadata.resourceVersion,
+            qp.get('includeObject') ?? 'Metadata',
+            this.service.store.now(),
+          );
           if (list.metadata.continue) (table.metadata as Record<string, unknown>).continue = list.metadata.continue;
           return this.json(res, 200, table);
         }
         return this.json(res, 200, list);
       }
       if (method === 'POST') {
-        if (def.namespaced && ns === undefined) throw errors.methodNotAllowed(`POST ${url.pathname}: ${def.plural} are namespaced; use /namespaces/{namespace}/${def.plural}`);
+        if (def.namespaced && ns === undefined)
+          throw errors.methodNotAllowed(`POST ${url.pathname}: ${def.plural} are namespaced; use /namespaces/{namespace}/${def.plural}`);
         const body = await this.body(req);
         const created = this.service.create(def, version, ns, body, ctx);
         this.logWrite(user, 'create', def, created);
         return this.json(res, 201, created);
       }
       if (method === 'DELETE') {
-        const list = this.service.list(def, version, { namespace: ns, labelSelector: qp.get('labelSelector') ?? undefined, fieldSelector: qp.get('fieldSelector') ?? undefined });
+        const list = this.service.list(def, version, {
+          namespace: ns,
+          labelSelector: qp.get('labelSelector') ?? undefined,
+          fieldSelector: qp.get('fieldSelector') ?? undefined,
+        });
         const items = list.items.map((o) => this.service.delete(def, version, o.metadata.namespace, o.metadata.name!, ctx));
         for (const o of items) this.logWrite(user, 'delete', def, o);
         return this.json(res, 200, { ...list, items });
@@ -213,7 +229,8 @@ export class ApiServer {
     switch (method) {
       case 'GET': {
         const o = this.service.get(def, version, ns, name);
-        if (wantsTable(accept)) return this.json(res, 200, toTable([o], o, o.metadata.resourceVersion ?? '', qp.get('includeObject') ?? 'Metadata', this.service.store.now()));
+        if (wantsTable(accept))
+          return this.json(res, 200, toTable([o], o, o.metadata.resourceVersion ?? '', qp.get('includeObject') ?? 'Metadata', this.service.store.now()));
         return this.json(res, 200, o);
       }
       case 'PUT': {
@@ -257,7 +274,9 @@ export class ApiServer {
     // (setTimeout fires at once beyond 2^31-1 ms)
     const timeoutParam = qp.get('timeoutSeconds');
     if (timeoutParam !== null && (!/^\d+$/.test(timeoutParam) || Number(timeoutParam) > MAX_WATCH_TIMEOUT_SECONDS)) {
-      throw errors.badRequest(`timeoutSeconds: Invalid value: ${JSON.stringify(timeoutParam)}: must be a whole number of seconds from 0 to ${MAX_WATCH_TIMEOUT_SECONDS}`);
+      throw errors.badRequest(
+        `timeoutSeconds: Invalid value: ${JSON.stringify(timeoutParam)}: must be a whole number of seconds from 0 to ${MAX_WATCH_TIMEOUT_SECONDS}`,
+      );
     }
     this.hub.admit(user.name); // 429 over the identity's cap, before any header
     res.writeHead(200, { 'Content-Type': 'application/json', 'Cache-Control': 'no-cache, private', 'Transfer-Encoding': 'chunked' });
@@ -306,11 +325,19 @@ export class ApiServer {
         return decodeKubeProtobuf(bytes);
       } catch (e) {
         const msg = (e as Error).message;
-        throw /are decoded for/.test(msg) ? new ApiError(415, 'UnsupportedMediaType', msg) : errors.badRequest(`the protobuf request body cannot be decoded: ${msg}`);
+        throw /are decoded for/.test(msg)
+          ? new ApiError(415, 'UnsupportedMediaType', msg)
+          : errors.badRequest(`the protobuf request body cannot be decoded: ${msg}`);
       }
     }
     if (ct.includes('protobuf') || ct.includes('cbor')) {
-      throw errors.unsupportedMediaType(ct, ['application/json', 'application/yaml', 'application/merge-patch+json', 'application/json-patch+json', 'application/strategic-merge-patch+json']);
+      throw errors.unsupportedMediaType(ct, [
+        'application/json',
+        'application/yaml',
+        'application/merge-patch+json',
+        'application/json-patch+json',
+        'application/strategic-merge-patch+json',
+      ]);
     }
     let body: unknown;
     try {

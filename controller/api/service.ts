@@ -48,6 +48,7 @@ export interface AdmissionRequest {
 }
 
 /** Returns field problems (422) or throws an ApiError; may mutate `object` (defaulting). */
+// biome-ignore lint/suspicious/noConfusingVoidType: a hook that checks nothing may return nothing
 export type AdmissionHook = (req: AdmissionRequest, service: ResourceService) => FieldProblem[] | void;
 
 export const SYSTEM_NAMESPACES = ['default', KUBE_SYSTEM, 'kube-public', NODE_LEASE_NAMESPACE];
@@ -95,7 +96,14 @@ function comparable(o: KubeObject): string {
 function finalizerProblems(obj: KubeObject): FieldProblem[] {
   const f = obj.metadata.finalizers as unknown;
   if (f === undefined || f === null || (Array.isArray(f) && f.length === 0)) return [];
-  return [{ field: 'metadata.finalizers', value: f, type: 'FieldValueInvalid', detail: 'finalizers are not supported by this API server (DELETE removes an object at once, it would never wait for them); remove them' }];
+  return [
+    {
+      field: 'metadata.finalizers',
+      value: f,
+      type: 'FieldValueInvalid',
+      detail: 'finalizers are not supported by this API server (DELETE removes an object at once, it would never wait for them); remove them',
+    },
+  ];
 }
 
 export class ResourceService {
@@ -208,7 +216,11 @@ export class ResourceService {
     namespaceNameLabel(def, obj);
     if (def.namespaced) this.requireNamespace(ns!);
     this.authz(ctx, 'create', def, ns, md.name, obj);
-    const problems = [...validateObjectMeta(obj, { namespaced: def.namespaced, nameIsLabel: def.plural === 'namespaces' }), ...finalizerProblems(obj), ...coreProblems(def, obj)];
+    const problems = [
+      ...validateObjectMeta(obj, { namespaced: def.namespaced, nameIsLabel: def.plural === 'namespaces' }),
+      ...finalizerProblems(obj),
+      ...coreProblems(def, obj),
+    ];
     if (problems.length) throw errors.invalid(q(def), md.name ?? '', problems);
     const existing = this.store.get(resourceKey(def), def.namespaced ? ns : undefined, md.name!);
     if (existing) {
@@ -227,15 +239,7 @@ export class ResourceService {
     return this.present(def, version, this.store.create(resourceKey(def), obj));
   }
 
-  update(
-    def: ResourceDef,
-    version: string,
-    ns: string | undefined,
-    name: string,
-    body: unknown,
-    ctx: RequestContext,
-    subresource?: string,
-  ): KubeObject {
+  update(def: ResourceDef, version: string, ns: string | undefined, name: string, body: unknown, ctx: RequestContext, subresource?: string): KubeObject {
     this.authz(ctx, 'update', def, ns, name, undefined, subresource);
     const obj = this.checkBody(def, version, ns, body);
     if (obj.metadata.name !== undefined && obj.metadata.name !== name) {
@@ -337,7 +341,11 @@ export class ResourceService {
     next.kind = current.kind;
     this.authz(ctx, 'update', def, current.metadata.namespace, current.metadata.name, next, subresource, current);
     if (subresource !== 'status') {
-      const problems = [...validateObjectMeta(next, { namespaced: def.namespaced, nameIsLabel: def.plural === 'namespaces' }), ...finalizerProblems(next), ...coreProblems(def, next)];
+      const problems = [
+        ...validateObjectMeta(next, { namespaced: def.namespaced, nameIsLabel: def.plural === 'namespaces' }),
+        ...finalizerProblems(next),
+        ...coreProblems(def, next),
+      ];
       if (problems.length) throw errors.invalid(q(def), current.metadata.name!, problems);
     }
     this.admit({ op: 'update', ctx, resource: def, version, subresource, object: next, old: current });
@@ -374,7 +382,16 @@ export class ResourceService {
     }
   }
 
-  private authz(ctx: RequestContext, verb: Verb, def: ResourceDef, ns: string | undefined, name: string | undefined, object?: KubeObject, subresource?: string, old?: KubeObject): void {
+  private authz(
+    ctx: RequestContext,
+    verb: Verb,
+    def: ResourceDef,
+    ns: string | undefined,
+    name: string | undefined,
+    object?: KubeObject,
+    subresource?: string,
+    old?: KubeObject,
+  ): void {
     if (ctx.internal) return;
     const why = authorize({ user: ctx.user, verb, resource: def, namespace: ns, name, object, subresource, old, gatewayNamespace: this.gatewayNamespace });
     if (why) throw errors.forbidden(ctx.user.name, verb, q(def), name, def.namespaced ? ns : undefined, why);

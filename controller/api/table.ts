@@ -49,10 +49,29 @@ function columnsFor(o: KubeObject): Column[] {
     case 'Node':
       return [
         NAME,
-        { name: 'Status', type: 'string', description: 'Ready condition', cell: (x) => (readyCondition(x) === 'True' ? 'Ready' : readyCondition(x) === 'Unknown' ? 'Unknown' : 'NotReady') },
-        { name: 'Roles', type: 'string', description: 'Roles', cell: (x) => Object.keys(x.metadata.labels ?? {}).filter((k) => k.startsWith('node-role.kubernetes.io/')).map((k) => k.slice(24)).join(',') || '<none>' },
+        {
+          name: 'Status',
+          type: 'string',
+          description: 'Ready condition',
+          cell: (x) => (readyCondition(x) === 'True' ? 'Ready' : readyCondition(x) === 'Unknown' ? 'Unknown' : 'NotReady'),
+        },
+        {
+          name: 'Roles',
+          type: 'string',
+          description: 'Roles',
+          cell: (x) =>
+            Object.keys(x.metadata.labels ?? {})
+              .filter((k) => k.startsWith('node-role.kubernetes.io/'))
+              .map((k) => k.slice(24))
+              .join(',') || '<none>',
+        },
         AGE,
-        { name: 'Internal-IP', type: 'string', description: 'InternalIP address', cell: (x) => str(((get(x, 'status.addresses') as Any[] | undefined) ?? []).find((a) => a.type === 'InternalIP')?.address) },
+        {
+          name: 'Internal-IP',
+          type: 'string',
+          description: 'InternalIP address',
+          cell: (x) => str(((get(x, 'status.addresses') as Any[] | undefined) ?? []).find((a) => a.type === 'InternalIP')?.address),
+        },
       ];
     case 'Pod':
       return [
@@ -66,10 +85,20 @@ function columnsFor(o: KubeObject): Column[] {
       return [NAME, { name: 'Data', type: 'integer', description: 'Number of keys', cell: (x) => Object.keys((x.data as Any | undefined) ?? {}).length }, AGE];
     case 'Event':
       return [
-        { name: 'Last Seen', type: 'string', description: 'Time since last seen', cell: (x, now) => age(x.lastTimestamp ?? x.eventTime ?? x.metadata.creationTimestamp, now) },
+        {
+          name: 'Last Seen',
+          type: 'string',
+          description: 'Time since last seen',
+          cell: (x, now) => age(x.lastTimestamp ?? x.eventTime ?? x.metadata.creationTimestamp, now),
+        },
         { name: 'Type', type: 'string', description: 'Type', cell: (x) => str(x.type) },
         { name: 'Reason', type: 'string', description: 'Reason', cell: (x) => str(x.reason) },
-        { name: 'Object', type: 'string', description: 'Involved object', cell: (x) => `${String(get(x, 'involvedObject.kind') ?? '').toLowerCase()}/${str(get(x, 'involvedObject.name'))}` },
+        {
+          name: 'Object',
+          type: 'string',
+          description: 'Involved object',
+          cell: (x) => `${String(get(x, 'involvedObject.kind') ?? '').toLowerCase()}/${str(get(x, 'involvedObject.name'))}`,
+        },
         { name: 'Message', type: 'string', description: 'Message', cell: (x) => str(x.message) },
         { ...NAME, priority: 1 },
       ];
@@ -80,15 +109,33 @@ function columnsFor(o: KubeObject): Column[] {
     case 'AnthosNetworkGateway':
       return [
         NAME,
-        { name: 'Floating-IPs', type: 'string', description: 'Floating IPs', cell: (x) => ((get(x, 'spec.floatingIPs') as string[] | undefined) ?? []).join(',') || '<none>' },
-        { name: 'Assigned', type: 'string', description: 'ip=node', cell: (x) => Object.entries((get(x, 'status.floatingIPs') as Any | undefined) ?? {}).map(([ip, n]) => `${ip}=${String(n)}`).join(',') || '<none>' },
+        {
+          name: 'Floating-IPs',
+          type: 'string',
+          description: 'Floating IPs',
+          cell: (x) => ((get(x, 'spec.floatingIPs') as string[] | undefined) ?? []).join(',') || '<none>',
+        },
+        {
+          name: 'Assigned',
+          type: 'string',
+          description: 'ip=node',
+          cell: (x) =>
+            Object.entries((get(x, 'status.floatingIPs') as Any | undefined) ?? {})
+              .map(([ip, n]) => `${ip}=${String(n)}`)
+              .join(',') || '<none>',
+        },
         AGE,
       ];
     case 'AnthosNetworkGatewayNode':
       return [
         NAME,
         { name: 'State', type: 'string', description: 'Up or Down', cell: (x) => str(get(x, 'status.state')) },
-        { name: 'Floating-IPs', type: 'string', description: 'Assigned floating IPs', cell: (x) => ((get(x, 'status.floatingIPs') as string[] | undefined) ?? []).join(',') || '<none>' },
+        {
+          name: 'Floating-IPs',
+          type: 'string',
+          description: 'Assigned floating IPs',
+          cell: (x) => ((get(x, 'status.floatingIPs') as string[] | undefined) ?? []).join(',') || '<none>',
+        },
         AGE,
       ];
     case 'EgressNATPolicy':
@@ -96,7 +143,12 @@ function columnsFor(o: KubeObject): Column[] {
         return [
           NAME,
           { name: 'Action', type: 'string', description: 'Action', cell: (x) => str(get(x, 'spec.action')) },
-          { name: 'Destinations', type: 'integer', description: 'Number of destinations', cell: (x) => ((get(x, 'spec.destinations') as unknown[] | undefined) ?? []).length },
+          {
+            name: 'Destinations',
+            type: 'integer',
+            description: 'Number of destinations',
+            cell: (x) => ((get(x, 'spec.destinations') as unknown[] | undefined) ?? []).length,
+          },
           AGE,
         ];
       }

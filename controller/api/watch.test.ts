@@ -31,10 +31,20 @@ function pausedWatch(port: number, token: string, path = '/api/v1/namespaces/def
   });
 }
 
-const big = (name: string, bytes: number) => ({ apiVersion: 'v1', kind: 'ConfigMap', metadata: { name, namespace: 'default' }, data: { blob: 'x'.repeat(bytes) } });
+const big = (name: string, bytes: number) => ({
+  apiVersion: 'v1',
+  kind: 'ConfigMap',
+  metadata: { name, namespace: 'default' },
+  data: { blob: 'x'.repeat(bytes) },
+});
 
 /** ~50 KB of JSON in 2000 small keys: costly to copy and encode per watcher, cheap to write once encoded. */
-const manyKeys = (name: string) => ({ apiVersion: 'v1', kind: 'ConfigMap', metadata: { name, namespace: 'default' }, data: Object.fromEntries(Array.from({ length: 2000 }, (_, i) => [`key-${i}`, `v${i}`])) });
+const manyKeys = (name: string) => ({
+  apiVersion: 'v1',
+  kind: 'ConfigMap',
+  metadata: { name, namespace: 'default' },
+  data: Object.fromEntries(Array.from({ length: 2000 }, (_, i) => [`key-${i}`, `v${i}`])),
+});
 
 async function creates(tc: TestController, prefix: string, n: number): Promise<void> {
   for (let i = 0; i < n; i++) await tc.admin.create(R.configmaps, manyKeys(`${prefix}-${i}`));
@@ -72,7 +82,9 @@ describe('watch limits', () => {
     expect(st.active).toBe(1); // the reader
     // bytes held for one watcher never went beyond the bound plus the line that crossed it and the socket's own buffer
     expect(st.peakBufferedBytes).toBeLessThan(limit + 2 * (size + 1000));
-    expect(t.logs.join('\n')).toMatch(/api: dropped the watch of viewer on configmaps in default: \d+ bytes of events waiting for the connection, more than the limit of 65536 \(api\.watchBufferBytes\)/);
+    expect(t.logs.join('\n')).toMatch(
+      /api: dropped the watch of viewer on configmaps in default: \d+ bytes of events waiting for the connection, more than the limit of 65536 \(api\.watchBufferBytes\)/,
+    );
     await waitFor(() => seen.filter((e) => e.type === 'ADDED').length === n, 'the reader got every event');
     expect(readerFailed).toBeUndefined();
     reader.abort();
@@ -119,7 +131,14 @@ describe('watch limits', () => {
     expect(performance.now() - t1).toBeGreaterThanOrEqual(290);
     expect(t.running.server.watchStats().active).toBe(0);
     // the durations themselves, without waiting for them
-    const hub = (r: number) => new WatchHub(undefined as unknown as ResourceService, DEFAULT_API_LIMITS, () => {}, 60_000, () => r);
+    const hub = (r: number) =>
+      new WatchHub(
+        undefined as unknown as ResourceService,
+        DEFAULT_API_LIMITS,
+        () => {},
+        60_000,
+        () => r,
+      );
     expect(hub(0).durationMs(undefined)).toBe(1_800_000);
     expect(hub(0.999).durationMs(0)).toBe(3_598_200);
     expect(hub(0.5).durationMs(60)).toBe(60_000);

@@ -91,7 +91,8 @@ class Watcher {
     });
   }
 
-  visible = (o: KubeObject | undefined): boolean => o !== undefined && this.hub.service.visible(this.spec.def, this.spec.version, this.spec.namespace, this.spec.selectors, o);
+  visible = (o: KubeObject | undefined): boolean =>
+    o !== undefined && this.hub.service.visible(this.spec.def, this.spec.version, this.spec.namespace, this.spec.selectors, o);
 
   /** Backlog taken lazily (initial objects, history since a resourceVersion): never counted against the bound. */
   enqueueLazy(items: Pending[]): void {
@@ -193,7 +194,8 @@ class Watcher {
     // line it took last (nothing is written while it asks to wait), so one large event never drops
     // a watcher that reads
     const limit = this.hub.limits.watchBufferBytes;
-    if (this.queuedBytes > limit) this.drop(`${this.queuedBytes} bytes of events waiting for the connection, more than the limit of ${limit} (api.watchBufferBytes)`);
+    if (this.queuedBytes > limit)
+      this.drop(`${this.queuedBytes} bytes of events waiting for the connection, more than the limit of ${limit} (api.watchBufferBytes)`);
   }
 
   private encodeOwn(type: string, o: KubeObject): Buffer {
@@ -262,7 +264,12 @@ export class WatchHub {
     this.add(w);
     const store = this.store;
     if (spec.since === undefined || spec.sendInitialEvents) {
-      w.enqueueLazy(store.listShared(w.rkey, spec.def.namespaced ? spec.namespace : undefined).filter((o) => w.visible(o)).map((object) => ({ kind: 'object' as const, object })));
+      w.enqueueLazy(
+        store
+          .listShared(w.rkey, spec.def.namespaced ? spec.namespace : undefined)
+          .filter((o) => w.visible(o))
+          .map((object) => ({ kind: 'object' as const, object })),
+      );
       if (spec.sendInitialEvents && spec.allowWatchBookmarks) w.bookmark({ 'k8s.io/initial-events-end': 'true' });
     } else {
       const past = store.eventsSince(spec.since);

@@ -25,7 +25,10 @@ describe('allocate: SPEC 2 rules', () => {
   });
 
   it("never hands out a node's own address or a subnet's network or broadcast address (issue 12); an assigned one is released", () => {
-    const nodes = [{ ...w('a'), addresses: ['192.168.1.1'] }, { ...w('b'), addresses: ['192.168.1.2'] }];
+    const nodes = [
+      { ...w('a'), addresses: ['192.168.1.1'] },
+      { ...w('b'), addresses: ['192.168.1.2'] },
+    ];
     const r = allocate(['192.168.1.2', '192.168.1.0', '192.168.1.255', '192.168.1.100'], nodes);
     expect(r.assignments).toEqual({ '192.168.1.100': 'a' });
     expect(r.unassignable).toEqual([
@@ -45,7 +48,9 @@ describe('allocate: SPEC 2 rules', () => {
     const nodes = [{ ...w('a'), gateways: ['192.168.1.254'] }, w('b')];
     const r = allocate(['192.168.1.254', '192.168.1.100'], nodes);
     expect(r.assignments).toEqual({ '192.168.1.100': 'a' });
-    expect(r.unassignable).toEqual([{ ip: '192.168.1.254', reason: 'ReservedAddress', message: '192.168.1.254 is the router (default gateway) of 192.168.1.0/24' }]);
+    expect(r.unassignable).toEqual([
+      { ip: '192.168.1.254', reason: 'ReservedAddress', message: '192.168.1.254 is the router (default gateway) of 192.168.1.0/24' },
+    ]);
     expect(allocate(['192.168.1.254'], nodes, { '192.168.1.254': 'b' }).released).toEqual([{ ip: '192.168.1.254', from: 'b' }]);
   });
 

@@ -84,11 +84,7 @@ function reservedReason(ip: string, nodes: readonly PreparedNode[]): string | nu
   return null;
 }
 
-export function allocate(
-  floatingIPs: readonly string[],
-  nodes: readonly AllocNode[],
-  previous: Readonly<Record<string, string>> = {},
-): Allocation {
+export function allocate(floatingIPs: readonly string[], nodes: readonly AllocNode[], previous: Readonly<Record<string, string>> = {}): Allocation {
   const prepared: PreparedNode[] = [...nodes]
     .sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0))
     .map((node) => ({

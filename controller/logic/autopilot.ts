@@ -70,7 +70,7 @@ export function noSnatDestinations(policies: readonly { spec?: unknown }[]): str
   const all: string[] = [];
   for (const p of policies) {
     const spec = p.spec as { action?: unknown; destinations?: unknown } | undefined;
-    if (!spec || spec.action !== 'NoSNAT' || !Array.isArray(spec.destinations)) continue;
+    if (spec?.action !== 'NoSNAT' || !Array.isArray(spec.destinations)) continue;
     for (const d of spec.destinations) {
       const cidr = (d as { cidr?: unknown } | null)?.cidr;
       if (typeof cidr === 'string' && parseCidr4(cidr).ok) all.push(cidr);

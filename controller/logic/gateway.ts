@@ -41,11 +41,21 @@ export function reconcileGateway(input: GatewayInput): GatewayResult {
   const policies = input.policies.map((p): PolicyState => {
     const ip = p.egressSourceIP;
     if (!input.gateway) {
-      return { name: p.name, served: false, reason: 'UnknownEgressIP', message: `egressSourceIP ${ip} cannot be served: no AnthosNetworkGateway "default" exists` };
+      return {
+        name: p.name,
+        served: false,
+        reason: 'UnknownEgressIP',
+        message: `egressSourceIP ${ip} cannot be served: no AnthosNetworkGateway "default" exists`,
+      };
     }
     const gw = `${input.gateway.namespace}/${input.gateway.name}`;
     if (!ips.includes(ip)) {
-      return { name: p.name, served: false, reason: 'UnknownEgressIP', message: `egressSourceIP ${ip} is not one of the floating IPs of AnthosNetworkGateway ${gw}` };
+      return {
+        name: p.name,
+        served: false,
+        reason: 'UnknownEgressIP',
+        message: `egressSourceIP ${ip} is not one of the floating IPs of AnthosNetworkGateway ${gw}`,
+      };
     }
     const node = allocation.assignments[ip];
     if (node !== undefined) return { name: p.name, served: true, node, reason: 'Served', message: `egressSourceIP ${ip} is served by node ${node}` };
@@ -53,7 +63,12 @@ export function reconcileGateway(input: GatewayInput): GatewayResult {
     if (u?.reason === 'NoMatchingSubnet') {
       return { name: p.name, served: false, reason: 'UnknownEgressIP', message: `egressSourceIP ${ip} is not in the subnet of any gateway node` };
     }
-    return { name: p.name, served: false, reason: 'UnknownEgressIP', message: `egressSourceIP ${ip} is not assigned to any node: ${u?.message ?? 'no Up node can hold it'}` };
+    return {
+      name: p.name,
+      served: false,
+      reason: 'UnknownEgressIP',
+      message: `egressSourceIP ${ip} is not assigned to any node: ${u?.message ?? 'no Up node can hold it'}`,
+    };
   });
   return { allocation, status: { nodes, floatingIPs: allocation.assignments }, nodeIPs: ipsByNode(allocation.assignments, names), policies };
 }

@@ -134,7 +134,12 @@ describe('gateway reconciliation', () => {
     ]);
     expect(r.policies[1]!.message).toContain('not one of the floating IPs');
     expect(r.policies[2]!.message).toContain('not in the subnet of any gateway node');
-    const none = reconcileGateway({ gateway, nodes: nodes.map((n) => ({ ...n, state: 'Down' as const })), previous: {}, policies: [{ name: 'p', egressSourceIP: '192.168.1.100' }] });
+    const none = reconcileGateway({
+      gateway,
+      nodes: nodes.map((n) => ({ ...n, state: 'Down' as const })),
+      previous: {},
+      policies: [{ name: 'p', egressSourceIP: '192.168.1.100' }],
+    });
     expect(none.policies[0]!.message).toContain('not assigned to any node');
     const noGw = reconcileGateway({ nodes, previous: {}, policies: [{ name: 'p', egressSourceIP: '192.168.1.100' }] });
     expect(noGw.policies[0]!.served).toBe(false);

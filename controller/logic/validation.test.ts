@@ -3,8 +3,14 @@ import { parse } from 'yaml';
 import { describe, expect, it } from 'vitest';
 import { formatProblem, validateAnthosNetworkGateway, validateEgressNATPolicyV1, validateEgressNATPolicyV1alpha1, validateObjectMeta } from './validation.js';
 
-const seedPolicy = parse(readFileSync(new URL('../../fixtures/manifests/seed-000/02-egressnatpolicy.yaml', import.meta.url), 'utf8')) as Record<string, unknown>;
-const seedGateway = parse(readFileSync(new URL('../../fixtures/manifests/seed-000/01-anthosnetworkgateway.yaml', import.meta.url), 'utf8')) as Record<string, unknown>;
+const seedPolicy = parse(readFileSync(new URL('../../fixtures/manifests/seed-000/02-egressnatpolicy.yaml', import.meta.url), 'utf8')) as Record<
+  string,
+  unknown
+>;
+const seedGateway = parse(readFileSync(new URL('../../fixtures/manifests/seed-000/01-anthosnetworkgateway.yaml', import.meta.url), 'utf8')) as Record<
+  string,
+  unknown
+>;
 
 function withSpec(patch: Record<string, unknown>): Record<string, unknown> {
   return { ...seedPolicy, spec: { ...(seedPolicy.spec as object), ...patch } };
@@ -36,7 +42,9 @@ describe('EgressNATPolicy v1alpha1 admission', () => {
       ['spec.destinationCIDRs[4]', 'nonsense'],
       ['spec.destinationCIDRs[5]', '8.8.8.0/24'],
     ]);
-    expect(formatProblem(p[0]!)).toBe('spec.destinationCIDRs[1]: Invalid value: "8.8.8.1/24": must be the network address of the block (did you mean 8.8.8.0/24?)');
+    expect(formatProblem(p[0]!)).toBe(
+      'spec.destinationCIDRs[1]: Invalid value: "8.8.8.1/24": must be the network address of the block (did you mean 8.8.8.0/24?)',
+    );
     expect(formatProblem(p[2]!)).toContain('IPv6 is not supported');
     expect(p[4]!.type).toBe('FieldValueDuplicate');
   });

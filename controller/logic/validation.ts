@@ -50,8 +50,20 @@ export function validateConfigMapData(obj: Obj): FieldProblem[] {
       continue;
     }
     for (const [k, v] of Object.entries(m)) {
-      if (k.length > 253 || !CONFIG_KEY.test(k)) out.push({ field: `${field}[${k}]`, value: k, type: 'FieldValueInvalid', detail: "a valid config key must consist of alphanumeric characters, '-', '_' or '.'" });
-      if (typeof v !== 'string') out.push({ field: `${field}[${k}]`, value: v, type: 'FieldValueInvalid', detail: `must be a string (got ${Array.isArray(v) ? 'a list' : v === null ? 'null' : typeof v === 'object' ? 'a map' : typeof v}); write a multi-line value as a YAML block (key: |)` });
+      if (k.length > 253 || !CONFIG_KEY.test(k))
+        out.push({
+          field: `${field}[${k}]`,
+          value: k,
+          type: 'FieldValueInvalid',
+          detail: "a valid config key must consist of alphanumeric characters, '-', '_' or '.'",
+        });
+      if (typeof v !== 'string')
+        out.push({
+          field: `${field}[${k}]`,
+          value: v,
+          type: 'FieldValueInvalid',
+          detail: `must be a string (got ${Array.isArray(v) ? 'a list' : v === null ? 'null' : typeof v === 'object' ? 'a map' : typeof v}); write a multi-line value as a YAML block (key: |)`,
+        });
       if (seen.has(k)) out.push({ field: `${field}[${k}]`, value: k, type: 'FieldValueDuplicate', detail: 'the key is in both data and binaryData' });
       seen.add(k);
     }
@@ -99,7 +111,12 @@ export function validateObjectMeta(obj: Obj, opts: { namespaced: boolean; nameIs
 function requireList(spec: Obj, key: string, path: string, out: FieldProblem[], min = 1): unknown[] | undefined {
   const v = spec[key];
   if (v === undefined || v === null) {
-    out.push({ field: path, value: v ?? null, type: 'FieldValueRequired', detail: min > 0 ? `at least ${min === 1 ? 'one entry' : `${min} entries`} required` : 'required' });
+    out.push({
+      field: path,
+      value: v ?? null,
+      type: 'FieldValueRequired',
+      detail: min > 0 ? `at least ${min === 1 ? 'one entry' : `${min} entries`} required` : 'required',
+    });
     return undefined;
   }
   if (!Array.isArray(v)) {
@@ -144,7 +161,8 @@ export function validateEgressNATPolicyV1alpha1(obj: Obj, others: readonly Polic
   }
   const known = new Set(['egress', 'destinationCIDRs', 'egressSourceIP']);
   for (const k of Object.keys(spec)) {
-    if (!known.has(k)) out.push({ field: `spec.${k}`, value: k, type: 'FieldValueNotSupported', detail: 'unknown field; supported: egress, destinationCIDRs, egressSourceIP' });
+    if (!known.has(k))
+      out.push({ field: `spec.${k}`, value: k, type: 'FieldValueNotSupported', detail: 'unknown field; supported: egress, destinationCIDRs, egressSourceIP' });
   }
   const egress = requireList(spec, 'egress', 'spec.egress', out);
   egress?.forEach((rule, i) => {
@@ -169,7 +187,12 @@ export function validateEgressNATPolicyV1alpha1(obj: Obj, others: readonly Polic
   const ip = spec.egressSourceIP;
   const notUnicast = isIPv4(ip) ? unicastProblem('spec.egressSourceIP', ip) : null;
   if (ip === undefined || ip === null || ip === '') {
-    out.push({ field: 'spec.egressSourceIP', value: ip ?? '', type: 'FieldValueRequired', detail: 'an IPv4 address (one of the gateway floating IPs) is required' });
+    out.push({
+      field: 'spec.egressSourceIP',
+      value: ip ?? '',
+      type: 'FieldValueRequired',
+      detail: 'an IPv4 address (one of the gateway floating IPs) is required',
+    });
   } else if (!isIPv4(ip)) {
     out.push({
       field: 'spec.egressSourceIP',
@@ -229,7 +252,12 @@ export function validateAnthosNetworkGateway(obj: Obj): FieldProblem[] {
   ips?.forEach((ip, i) => {
     const p = `spec.floatingIPs[${i}]`;
     if (!isIPv4(ip)) {
-      out.push({ field: p, value: ip, type: 'FieldValueInvalid', detail: typeof ip === 'string' && ip.includes(':') ? 'must be an IPv4 address (IPv6 is not supported)' : 'must be a valid IPv4 address' });
+      out.push({
+        field: p,
+        value: ip,
+        type: 'FieldValueInvalid',
+        detail: typeof ip === 'string' && ip.includes(':') ? 'must be an IPv4 address (IPv6 is not supported)' : 'must be a valid IPv4 address',
+      });
       return;
     }
     const notUnicast = unicastProblem(p, ip);

@@ -3,12 +3,7 @@ import { ApiError } from '../api/errors.js';
 import type { AdmissionHook, ResourceService } from '../api/service.js';
 import { MANAGED_BY_LABEL, MANAGER } from '../logic/autopilot.js';
 import { IP_MASQ_NAME, IP_MASQ_NAMESPACE } from '../../lib/kube/well-known.js';
-import {
-  validateAnthosNetworkGateway,
-  validateEgressNATPolicyV1,
-  validateEgressNATPolicyV1alpha1,
-  type PolicyRef,
-} from '../logic/validation.js';
+import { validateAnthosNetworkGateway, validateEgressNATPolicyV1, validateEgressNATPolicyV1alpha1, type PolicyRef } from '../logic/validation.js';
 
 export interface AdmissionConfig {
   flavour: 'standard' | 'autopilot';
@@ -18,9 +13,7 @@ export interface AdmissionConfig {
 export function installAdmission(service: ResourceService, cfg: AdmissionConfig): void {
   const egressPolicy: AdmissionHook = (req, svc) => {
     const name = req.object?.metadata.name ?? req.old?.metadata.name ?? '';
-    const managed =
-      cfg.flavour === 'autopilot' &&
-      (name === cfg.managedPolicyName || req.old?.metadata.labels?.[MANAGED_BY_LABEL] === MANAGER);
+    const managed = cfg.flavour === 'autopilot' && (name === cfg.managedPolicyName || req.old?.metadata.labels?.[MANAGED_BY_LABEL] === MANAGER);
     if (managed && !req.ctx.internal) {
       throw new ApiError(
         403,
@@ -59,4 +52,3 @@ export function installAdmission(service: ResourceService, cfg: AdmissionConfig)
     });
   }
 }
-

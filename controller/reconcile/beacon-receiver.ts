@@ -22,7 +22,12 @@ export type BeaconVerdict = { ok: true; node: string; epoch: number; seq: number
 export const BEACON_INTERVAL_RANGE = { min: 10, max: 60_000 } as const;
 
 /** Pure check of one datagram; `last` is updated on acceptance. */
-export function verifyBeacon(text: string, from: string, keys: ReadonlyMap<string, BeaconKey>, last: Map<string, { epoch: number; seq: number }>): BeaconVerdict {
+export function verifyBeacon(
+  text: string,
+  from: string,
+  keys: ReadonlyMap<string, BeaconKey>,
+  last: Map<string, { epoch: number; seq: number }>,
+): BeaconVerdict {
   const parts = text.split(' ');
   if (parts.length !== 6 || parts[0] !== HEARTBEAT_MAGIC) return { ok: false, reason: 'not a heartbeat' };
   const [, node, e, s, i, mac] = parts as [string, string, string, string, string, string];

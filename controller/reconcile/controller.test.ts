@@ -26,7 +26,10 @@ async function halt(node: string): Promise<void> {
 
 type GwStatus = { nodes?: Record<string, string>; floatingIPs?: Record<string, string> };
 const gwStatus = async (ns = 'kube-system'): Promise<GwStatus> => ((await t!.admin.get(R.anthosNetworkGateways, 'default', ns)).status ?? {}) as GwStatus;
-const ready = (p: KubeObject) => ((p.status as { conditions?: { type: string; status: string; reason: string; message?: string }[] } | undefined)?.conditions ?? []).find((c) => c.type === 'Ready');
+const ready = (p: KubeObject) =>
+  ((p.status as { conditions?: { type: string; status: string; reason: string; message?: string }[] } | undefined)?.conditions ?? []).find(
+    (c) => c.type === 'Ready',
+  );
 
 async function allUp(): Promise<void> {
   for (const n of ['cp-1', 'worker1', 'worker2']) renew(n);
@@ -36,12 +39,21 @@ async function allUp(): Promise<void> {
   }, 'all nodes Up');
 }
 
-const gateway = (ips: string[], ns = 'kube-system') => ({ apiVersion: 'networking.gke.io/v1alpha1', kind: 'AnthosNetworkGateway', metadata: { name: 'default', namespace: ns }, spec: { floatingIPs: ips } });
+const gateway = (ips: string[], ns = 'kube-system') => ({
+  apiVersion: 'networking.gke.io/v1alpha1',
+  kind: 'AnthosNetworkGateway',
+  metadata: { name: 'default', namespace: ns },
+  spec: { floatingIPs: ips },
+});
 const policy = (name: string, ip: string) => ({
   apiVersion: 'networking.gke.io/v1alpha1',
   kind: 'EgressNATPolicy',
   metadata: { name },
-  spec: { egress: [{ namespaceSelector: { matchLabels: { user: 'alice' } }, podSelector: { matchLabels: { role: 'frontend' } } }], destinationCIDRs: ['8.8.8.0/24'], egressSourceIP: ip },
+  spec: {
+    egress: [{ namespaceSelector: { matchLabels: { user: 'alice' } }, podSelector: { matchLabels: { role: 'frontend' } } }],
+    destinationCIDRs: ['8.8.8.0/24'],
+    egressSourceIP: ip,
+  },
 });
 
 describe('egress NAT gateway controller', () => {
@@ -118,10 +130,15 @@ describe('egress NAT gateway controller', () => {
       '192.168.1.255': '192.168.1.255 is the broadcast address of 192.168.1.0/24',
     });
     const events = await waitFor(async () => {
-      const l = await t!.admin.list(R.events, { namespace: 'kube-system', fieldSelector: 'involvedObject.kind=AnthosNetworkGateway,reason=FloatingIPUnassignable' });
+      const l = await t!.admin.list(R.events, {
+        namespace: 'kube-system',
+        fieldSelector: 'involvedObject.kind=AnthosNetworkGateway,reason=FloatingIPUnassignable',
+      });
       return l.items.length === bad.length ? l.items : undefined;
     }, 'one FloatingIPUnassignable event per bad IP');
-    expect(events.map((e) => [e.type, e.message]).sort()).toEqual(bad.map((ip) => ['Warning', `floating IP ${ip} is not assigned: ${status.unassigned![ip]}`]).sort());
+    expect(events.map((e) => [e.type, e.message]).sort()).toEqual(
+      bad.map((ip) => ['Warning', `floating IP ${ip} is not assigned: ${status.unassigned![ip]}`]).sort(),
+    );
     // each is reported once, not again at every reconcile (the renewals keep reconciling)
     const rv = Number((await t.admin.get(R.leases, 'worker1', 'kube-node-lease')).metadata.resourceVersion);
     await waitFor(async () => Number((await t!.admin.get(R.leases, 'worker1', 'kube-node-lease')).metadata.resourceVersion) > rv + 2, 'renewals');
@@ -170,7 +187,10 @@ describe('autopilot flavour', () => {
     const d = await t.admin.delete(R.egressNATPoliciesV1, managedName).catch((x: unknown) => x);
     expect((d as KubeApiError).code).toBe(403);
     const svc = t.running.service;
-    svc.delete(svc.def('networking.gke.io', 'egressnatpolicies'), 'v1', undefined, managedName, { user: { name: 'x', uid: 'x', groups: ['system:masters'] }, internal: true });
+    svc.delete(svc.def('networking.gke.io', 'egressnatpolicies'), 'v1', undefined, managedName, {
+      user: { name: 'x', uid: 'x', groups: ['system:masters'] },
+      internal: true,
+    });
     await waitFor(async () => (await t!.admin.tryGet(R.egressNATPoliciesV1, managedName)) !== undefined, 'managed policy re-created');
 
     // a custom NoSNAT policy and an edit of `default` change the ConfigMap
@@ -179,7 +199,16 @@ describe('autopilot flavour', () => {
     await t.admin.patch(R.egressNATPoliciesV1, 'default', { spec: { destinations: [{ cidr: '172.16.0.0/12' }] } });
     await waitFor(async () => !(await config()).includes('240.0.0.0/4'), 'default edit projected');
     // node pod CIDRs of the topology are part of the managed policy too
-    expect(await config()).toEqual(['8.8.8.0/24', '10.10.0.0/16', '10.10.0.0/24', '10.10.10.0/24', '10.10.11.0/24', '10.96.0.0/12', '172.16.0.0/12', '192.168.1.0/24']);
+    expect(await config()).toEqual([
+      '8.8.8.0/24',
+      '10.10.0.0/16',
+      '10.10.0.0/24',
+      '10.10.10.0/24',
+      '10.10.11.0/24',
+      '10.96.0.0/12',
+      '172.16.0.0/12',
+      '192.168.1.0/24',
+    ]);
     // the generated ConfigMap is not user-editable
     const cmErr = await t.admin.patch(R.configmaps, 'ip-masq-agent', { data: { config: 'x' } }, { namespace: 'kube-system' }).catch((x: unknown) => x);
     expect((cmErr as KubeApiError).code).toBe(403);

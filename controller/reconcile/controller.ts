@@ -7,7 +7,16 @@ import type { StoreEvent } from '../api/store.js';
 import type { KubeObject } from '../../lib/kube/types.js';
 import type { ControllerConfig } from '../config.js';
 import type { AllocNode, NodeState } from '../logic/allocator.js';
-import { defaultPolicy, ipMasqAgentConfig, managedPolicy, managedPolicyName, MANAGED_BY_LABEL, MANAGER, noSnatDestinations, DEFAULT_POLICY_NAME } from '../logic/autopilot.js';
+import {
+  defaultPolicy,
+  ipMasqAgentConfig,
+  managedPolicy,
+  managedPolicyName,
+  MANAGED_BY_LABEL,
+  MANAGER,
+  noSnatDestinations,
+  DEFAULT_POLICY_NAME,
+} from '../logic/autopilot.js';
 import { reconcileGateway, type PolicyState } from '../logic/gateway.js';
 import { LivenessTracker } from '../logic/liveness.js';
 import { StallAwareClock } from '../../lib/liveness/stall-aware-clock.js';
@@ -78,7 +87,9 @@ export class Controller {
     this.stallAware = stallAware;
     this.log = opts.log ?? (() => {});
     this.timers = opts.timers ?? true;
-    this.liveness = new LivenessTracker(this.cfg.lease, (node) => this.log(`liveness: node ${node} renewed its Lease while Down; it beats, so it comes back Up by its next heartbeat`));
+    this.liveness = new LivenessTracker(this.cfg.lease, (node) =>
+      this.log(`liveness: node ${node} renewed its Lease while Down; it beats, so it comes back Up by its next heartbeat`),
+    );
     this.events = new EventRecorder(this.service, this.log);
     this.managedPolicyName = managedPolicyName(this.cfg.clusterName);
   }
@@ -143,7 +154,13 @@ export class Controller {
     const nsDef = this.def('', 'namespaces');
     for (const ns of [...SYSTEM_NAMESPACES, this.cfg.clusterNamespace]) {
       if (!this.service.tryGet(nsDef, 'v1', undefined, ns)) {
-        this.service.create(nsDef, 'v1', undefined, { metadata: { name: ns, labels: { 'kubernetes.io/metadata.name': ns } }, status: { phase: 'Active' } }, this.ctx);
+        this.service.create(
+          nsDef,
+          'v1',
+          undefined,
+          { metadata: { name: ns, labels: { 'kubernetes.io/metadata.name': ns } }, status: { phase: 'Active' } },
+          this.ctx,
+        );
         this.log(`bootstrap: created namespace ${ns}`);
       }
     }
@@ -156,7 +173,12 @@ export class Controller {
       const desired = {
         metadata: { name: n.name, labels, annotations },
         spec: n.podCIDR ? { podCIDR: n.podCIDR, podCIDRs: [n.podCIDR] } : {},
-        status: { addresses: [{ type: 'InternalIP', address: n.ip }, { type: 'Hostname', address: n.name }] },
+        status: {
+          addresses: [
+            { type: 'InternalIP', address: n.ip },
+            { type: 'Hostname', address: n.name },
+          ],
+        },
       };
       const cur = this.service.tryGet(nodeDef, 'v1', undefined, n.name);
       if (!cur) {
@@ -228,7 +250,7 @@ export class Controller {
       this.reconcileGateway();
       if (this.cfg.flavour === 'autopilot') this.reconcileAutopilot();
     } catch (err) {
-      this.log(`reconcile failed: ${err instanceof Error ? err.stack ?? err.message : String(err)}`);
+      this.log(`reconcile failed: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`);
     }
     this.passes++;
     this.tune();
@@ -254,8 +276,17 @@ export class Controller {
       const cp = 'node-role.kubernetes.io/control-plane' in labels || 'node-role.kubernetes.io/master' in labels;
       const subnet = n.metadata.annotations?.[SUBNET_ANNOTATION];
       const gateway = n.metadata.annotations?.[GATEWAY_ANNOTATION];
-      const addresses = ((n.status as { addresses?: { address?: unknown }[] } | undefined)?.addresses ?? []).map((a) => a.address).filter((a): a is string => typeof a === 'string');
-      return { name: n.metadata.name!, role: cp ? 'control-plane' : 'worker', subnets: subnet ? [subnet] : [], state: this.liveness.state(n.metadata.name!, now), addresses, gateways: gateway ? [gateway] : [] };
+      const addresses = ((n.status as { addresses?: { address?: unknown }[] } | undefined)?.addresses ?? [])
+        .map((a) => a.address)
+        .filter((a): a is string => typeof a === 'string');
+      return {
+        name: n.metadata.name!,
+        role: cp ? 'control-plane' : 'worker',
+        subnets: subnet ? [subnet] : [],
+        state: this.liveness.state(n.metadata.name!, now),
+        addresses,
+        gateways: gateway ? [gateway] : [],
+      };
     });
   }
 
@@ -283,15 +314,32 @@ export class Controller {
     if (clusterGw && this.cfg.clusterNamespace !== this.cfg.gatewayNamespace) {
       const spec = clusterGw.spec ?? {};
       if (!systemGw) {
-        systemGw = this.service.create(gwDef, V1A1, this.cfg.gatewayNamespace, { metadata: { name: GATEWAY_NAME, labels: { [MANAGED_BY_LABEL]: MANAGER } }, spec }, this.ctx);
+        systemGw = this.service.create(
+          gwDef,
+          V1A1,
+          this.cfg.gatewayNamespace,
+          { metadata: { name: GATEWAY_NAME, labels: { [MANAGED_BY_LABEL]: MANAGER } }, spec },
+          this.ctx,
+        );
         this.log(`gateway: mirrored ${this.cfg.clusterNamespace}/${GATEWAY_NAME} into ${this.cfg.gatewayNamespace}/${GATEWAY_NAME}`);
       } else if (!same(systemGw.spec, spec)) {
-        systemGw = this.service.patch(gwDef, V1A1, this.cfg.gatewayNamespace, GATEWAY_NAME, 'application/json-patch+json', [{ op: 'add', path: '/spec', value: spec }], this.ctx);
+        systemGw = this.service.patch(
+          gwDef,
+          V1A1,
+          this.cfg.gatewayNamespace,
+          GATEWAY_NAME,
+          'application/json-patch+json',
+          [{ op: 'add', path: '/spec', value: spec }],
+          this.ctx,
+        );
         this.log(`gateway: mirrored spec of ${this.cfg.clusterNamespace}/${GATEWAY_NAME} into ${this.cfg.gatewayNamespace}/${GATEWAY_NAME}`);
       }
     }
     const served = clusterGw ?? systemGw;
-    const floatingIPs = isObj(served?.spec) && Array.isArray(served.spec.floatingIPs) ? (served.spec.floatingIPs as unknown[]).filter((x): x is string => typeof x === 'string') : [];
+    const floatingIPs =
+      isObj(served?.spec) && Array.isArray(served.spec.floatingIPs)
+        ? (served.spec.floatingIPs as unknown[]).filter((x): x is string => typeof x === 'string')
+        : [];
     const nodes = this.allocNodes(now);
     const policies = this.policies();
     const result = reconcileGateway({
@@ -319,7 +367,13 @@ export class Controller {
                 ? ` by a ${by === 'lease' ? 'Lease renewal' : 'heartbeat'}`
                 : '';
           this.log(`liveness: node ${n.name} is ${n.state}${prev ? ` (was ${prev})` : ''}${why}`);
-          if (node) this.events.record(node, n.state === 'Up' ? 'Normal' : 'Warning', n.state === 'Up' ? 'NodeUp' : 'NodeDown', n.state === 'Up' ? `node ${n.name} renewed its lease: Up` : `node ${n.name} did not renew its lease within ${this.cfg.lease.expiryMs} ms: Down`);
+          if (node)
+            this.events.record(
+              node,
+              n.state === 'Up' ? 'Normal' : 'Warning',
+              n.state === 'Up' ? 'NodeUp' : 'NodeDown',
+              n.state === 'Up' ? `node ${n.name} renewed its lease: Up` : `node ${n.name} did not renew its lease within ${this.cfg.lease.expiryMs} ms: Down`,
+            );
         }
         if (node) this.setNodeReady(node, n.state);
       }
@@ -385,13 +439,29 @@ export class Controller {
     const cond =
       state === 'Up'
         ? { type: 'Ready', status: 'True', reason: 'LeaseRenewed', message: 'the node agent renews its lease', lastHeartbeatTime: ts, lastTransitionTime: ts }
-        : { type: 'Ready', status: 'Unknown', reason: 'NodeStatusUnknown', message: 'the node agent stopped renewing its lease', lastHeartbeatTime: ts, lastTransitionTime: ts };
+        : {
+            type: 'Ready',
+            status: 'Unknown',
+            reason: 'NodeStatusUnknown',
+            message: 'the node agent stopped renewing its lease',
+            lastHeartbeatTime: ts,
+            lastTransitionTime: ts,
+          };
     // a controller restart re-derives the state it had: no write unless the condition changes
     // (a rewrite with a new timestamp moved the resourceVersion on every restart that crossed a second)
     const conds = isObj(node.status) && Array.isArray(node.status.conditions) ? (node.status.conditions as unknown[]) : [];
     const old = conds.find((c): c is Obj => isObj(c) && c.type === 'Ready');
     if (old && old.status === cond.status && old.reason === cond.reason) return;
-    this.service.patch(this.def('', 'nodes'), 'v1', undefined, node.metadata.name!, 'application/strategic-merge-patch+json', { status: { conditions: [cond] } }, this.ctx, 'status');
+    this.service.patch(
+      this.def('', 'nodes'),
+      'v1',
+      undefined,
+      node.metadata.name!,
+      'application/strategic-merge-patch+json',
+      { status: { conditions: [cond] } },
+      this.ctx,
+      'status',
+    );
   }
 
   private updatePolicy(p: KubeObject, st: PolicyState): void {
@@ -433,7 +503,15 @@ export class Controller {
       this.log(`autopilot: created managed EgressNATPolicy ${managed.metadata.name}`);
     } else if (cur.apiVersion !== managed.apiVersion || !same(cur.spec, managed.spec) || !same(cur.metadata.labels, managed.metadata.labels)) {
       if (cur.apiVersion !== managed.apiVersion) this.service.delete(def, cur.apiVersion.split('/')[1]!, undefined, cur.metadata.name!, this.ctx);
-      else this.service.update(def, 'v1', undefined, managed.metadata.name, { ...cur, metadata: { ...cur.metadata, labels: managed.metadata.labels }, spec: managed.spec }, this.ctx);
+      else
+        this.service.update(
+          def,
+          'v1',
+          undefined,
+          managed.metadata.name,
+          { ...cur, metadata: { ...cur.metadata, labels: managed.metadata.labels }, spec: managed.spec },
+          this.ctx,
+        );
       if (cur.apiVersion !== managed.apiVersion) this.service.create(def, 'v1', undefined, managed, this.ctx);
       this.log(`autopilot: restored managed EgressNATPolicy ${managed.metadata.name}`);
     }

@@ -25,13 +25,25 @@ export class EventRecorder {
     };
     const now = this.service.store.timestamp();
     const ctx = { user: CONTROLLER_USER, internal: true };
-    const existing = this.service.list(events, 'v1', {
-      namespace: ns,
-      fieldSelector: `involvedObject.uid=${involved.metadata.uid ?? ''},reason=${reason}`,
-    }).items.find((e) => e.message === message && e.type === type);
-    this.log(`event: ${type} ${reason} ${involved.kind}/${ns === 'default' && !involved.metadata.namespace ? '' : `${ns}/`}${involved.metadata.name}: ${message}`);
+    const existing = this.service
+      .list(events, 'v1', {
+        namespace: ns,
+        fieldSelector: `involvedObject.uid=${involved.metadata.uid ?? ''},reason=${reason}`,
+      })
+      .items.find((e) => e.message === message && e.type === type);
+    this.log(
+      `event: ${type} ${reason} ${involved.kind}/${ns === 'default' && !involved.metadata.namespace ? '' : `${ns}/`}${involved.metadata.name}: ${message}`,
+    );
     if (existing) {
-      this.service.patch(events, 'v1', ns, existing.metadata.name!, 'application/merge-patch+json', { count: Number(existing.count ?? 1) + 1, lastTimestamp: now, involvedObject: ref }, ctx);
+      this.service.patch(
+        events,
+        'v1',
+        ns,
+        existing.metadata.name!,
+        'application/merge-patch+json',
+        { count: Number(existing.count ?? 1) + 1, lastTimestamp: now, involvedObject: ref },
+        ctx,
+      );
       return;
     }
     this.service.create(

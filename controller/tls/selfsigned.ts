@@ -47,8 +47,7 @@ function time(d: Date): Buffer {
   const body = `${z(d.getUTCMonth() + 1)}${z(d.getUTCDate())}${z(d.getUTCHours())}${z(d.getUTCMinutes())}${z(d.getUTCSeconds())}Z`;
   return y < 2050 ? tlv(0x17, Buffer.from(`${z(y % 100)}${body}`)) : tlv(0x18, Buffer.from(`${z(y, 4)}${body}`));
 }
-const name = (cn: string, org?: string): Buffer =>
-  seq(...(org ? [set(seq(oid('2.5.4.10'), utf8(org)))] : []), set(seq(oid('2.5.4.3'), utf8(cn))));
+const name = (cn: string, org?: string): Buffer => seq(...(org ? [set(seq(oid('2.5.4.10'), utf8(org)))] : []), set(seq(oid('2.5.4.3'), utf8(cn))));
 const ext = (id: string, critical: boolean, value: Buffer): Buffer => seq(oid(id), ...(critical ? [bool(true)] : []), octets(value));
 
 const ECDSA_SHA256 = seq(oid('1.2.840.10045.4.3.2'));
@@ -73,11 +72,18 @@ export interface CertSpec {
 }
 
 function keyId(pub: KeyObject): Buffer {
-  return createHash('sha1').update(pub.export({ type: 'spki', format: 'der' })).digest();
+  return createHash('sha1')
+    .update(pub.export({ type: 'spki', format: 'der' }))
+    .digest();
 }
 
 /** Builds a certificate for `subjectPub`, signed by `issuerKey` (self-signed when issuer is absent). */
-export function buildCertificate(spec: CertSpec, subjectPub: KeyObject, issuerKey: KeyObject, issuer?: { commonName: string; organization?: string; pub: KeyObject }): string {
+export function buildCertificate(
+  spec: CertSpec,
+  subjectPub: KeyObject,
+  issuerKey: KeyObject,
+  issuer?: { commonName: string; organization?: string; pub: KeyObject },
+): string {
   const now = new Date(Date.now() - 60_000);
   const until = new Date(now.getTime() + (spec.days ?? 3650) * 86_400_000);
   const exts: Buffer[] = [
@@ -89,9 +95,7 @@ export function buildCertificate(spec: CertSpec, subjectPub: KeyObject, issuerKe
   if (issuer) exts.push(ext('2.5.29.35', false, seq(ctx(0, keyId(issuer.pub), false))));
   if (!spec.isCA) exts.push(ext('2.5.29.37', false, seq(oid('1.3.6.1.5.5.7.3.1'))));
   if (spec.altNames?.length) {
-    exts.push(
-      ext('2.5.29.17', false, seq(...spec.altNames.map((n) => (isIP(n) ? ctx(7, ipBytes(n), false) : ctx(2, Buffer.from(n, 'ascii'), false))))),
-    );
+    exts.push(ext('2.5.29.17', false, seq(...spec.altNames.map((n) => (isIP(n) ? ctx(7, ipBytes(n), false) : ctx(2, Buffer.from(n, 'ascii'), false))))));
   }
   const tbs = seq(
     ctx(0, int(Buffer.from([2]))),
@@ -105,7 +109,10 @@ export function buildCertificate(spec: CertSpec, subjectPub: KeyObject, issuerKe
   );
   const sig = sign('sha256', tbs, { key: issuerKey, dsaEncoding: 'der' });
   const der = seq(tbs, ECDSA_SHA256, bits(sig));
-  const b64 = der.toString('base64').replace(/(.{64})/g, '$1\n').replace(/\n$/, '');
+  const b64 = der
+    .toString('base64')
+    .replace(/(.{64})/g, '$1\n')
+    .replace(/\n$/, '');
   return `-----BEGIN CERTIFICATE-----\n${b64}\n-----END CERTIFICATE-----\n`;
 }
 
@@ -152,7 +159,11 @@ export function ensureServingPki(dir: string, altNames: readonly string[]): Serv
   }
   const kp = generateKeyPairSync('ec', { namedCurve: 'prime256v1' });
   const caPub = new X509Certificate(caCert).publicKey;
-  const cert = buildCertificate({ commonName: 'egresslab-apiserver', isCA: false, altNames: names }, kp.publicKey, caKey, { commonName: 'egresslab-ca', organization: 'egresslab', pub: caPub });
+  const cert = buildCertificate({ commonName: 'egresslab-apiserver', isCA: false, altNames: names }, kp.publicKey, caKey, {
+    commonName: 'egresslab-ca',
+    organization: 'egresslab',
+    pub: caPub,
+  });
   const key = kp.privateKey.export({ type: 'pkcs8', format: 'pem' }) as string;
   writeFileSync(keyFile, key, { mode: 0o600 });
   writeFileSync(certFile, cert);

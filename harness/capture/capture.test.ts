@@ -3,8 +3,10 @@ import { LabError } from '../util/errors.js';
 import { checkCaptureLog, kernelDrops } from './capture.js';
 
 // What tcpdump 4.99 (Debian 12, the lab image) writes to its log when stopped with SIGINT.
-const clean = 'tcpdump: listening on eth0, link-type EN10MB (Ethernet), snapshot length 262 bytes\n10 packets captured\n20 packets received by filter\n0 packets dropped by kernel\n';
-const dropped = 'tcpdump: listening on lo, link-type EN10MB (Ethernet), snapshot length 262144 bytes\n49 packets captured\n12000 packets received by filter\n11768 packets dropped by kernel\n';
+const clean =
+  'tcpdump: listening on eth0, link-type EN10MB (Ethernet), snapshot length 262 bytes\n10 packets captured\n20 packets received by filter\n0 packets dropped by kernel\n';
+const dropped =
+  'tcpdump: listening on lo, link-type EN10MB (Ethernet), snapshot length 262144 bytes\n49 packets captured\n12000 packets received by filter\n11768 packets dropped by kernel\n';
 
 describe('capture statistics from the tcpdump log', () => {
   it('kernelDrops reads the count; undefined when tcpdump never printed it', () => {

@@ -50,9 +50,14 @@ export function checkCaptureLog(log: string, where: string): number {
   const dropped = kernelDrops(log);
   if (dropped === undefined) {
     const tail = log.trim().split('\n').slice(-5).join(' | ');
-    throw new LabError(`the capture at ${where} ended without tcpdump's statistics (did tcpdump crash?): its packets cannot be trusted${tail ? `; its log: ${tail}` : ''}`);
+    throw new LabError(
+      `the capture at ${where} ended without tcpdump's statistics (did tcpdump crash?): its packets cannot be trusted${tail ? `; its log: ${tail}` : ''}`,
+    );
   }
-  if (dropped > 0) throw new LabError(`the capture at ${where} dropped ${dropped} packet${dropped === 1 ? '' : 's'} (kernel): what it saw proves nothing about the ones it missed`);
+  if (dropped > 0)
+    throw new LabError(
+      `the capture at ${where} dropped ${dropped} packet${dropped === 1 ? '' : 's'} (kernel): what it saw proves nothing about the ones it missed`,
+    );
   return dropped;
 }
 
@@ -79,15 +84,28 @@ export class Capture {
       ...(options.hostNetns ? ['sh', '-c', `exec nsenter -t ${HOST_NETNS_PID} -n "$@"`, 'sh'] : []),
       // --immediate-mode: packets reach the file as they arrive (not in ~1 s batches, the last of
       // which tcpdump drops when stopped right after the traffic).
-      'tcpdump', '-i', iface, '-n', '-U', '--immediate-mode', '-s', String(options.snaplen ?? 262), '-w', c.remote,
+      'tcpdump',
+      '-i',
+      iface,
+      '-n',
+      '-U',
+      '--immediate-mode',
+      '-s',
+      String(options.snaplen ?? 262),
+      '-w',
+      c.remote,
       ...(options.filter ? [options.filter] : []),
     ];
     await startProcess(lab, place, id, argv);
     // tcpdump writes the file header once it is capturing.
-    await pollUntil(async () => (await lab.exec(place.container, ['sh', '-c', `test $(stat -c %s ${c.remote} 2>/dev/null || echo 0) -ge 24`], { check: false })).exitCode === 0, {
-      what: `capture on ${place.label}:${iface} to start`,
-      timeoutMs: 10_000,
-    });
+    await pollUntil(
+      async () =>
+        (await lab.exec(place.container, ['sh', '-c', `test $(stat -c %s ${c.remote} 2>/dev/null || echo 0) -ge 24`], { check: false })).exitCode === 0,
+      {
+        what: `capture on ${place.label}:${iface} to start`,
+        timeoutMs: 10_000,
+      },
+    );
     return c;
   }
 

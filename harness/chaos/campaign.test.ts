@@ -57,8 +57,16 @@ describe('whether to start another run', () => {
   it('a later run starts only while the time left is at least the last run took, and says why not', () => {
     expect(nextRun({ ...base, done: 2, budgetMs: 300_000, elapsedMs: 180_000, lastMs: 120_000 })).toEqual({ go: true });
     const no = nextRun({ ...base, done: 2, budgetMs: 300_000, elapsedMs: 180_001, lastMs: 120_000 });
-    expect(no).toEqual({ go: false, reason: 'budget', message: '120 s of the budget of 300 s left, less than the last run took (120 s): no run started after 2 run(s)' });
-    expect(nextRun({ ...base, done: 2, budgetMs: 300_000, elapsedMs: 300_000, lastMs: 1 })).toMatchObject({ go: false, reason: 'budget', message: 'the budget of 300 s is spent (300 s elapsed) after 2 run(s)' });
+    expect(no).toEqual({
+      go: false,
+      reason: 'budget',
+      message: '120 s of the budget of 300 s left, less than the last run took (120 s): no run started after 2 run(s)',
+    });
+    expect(nextRun({ ...base, done: 2, budgetMs: 300_000, elapsedMs: 300_000, lastMs: 1 })).toMatchObject({
+      go: false,
+      reason: 'budget',
+      message: 'the budget of 300 s is spent (300 s elapsed) after 2 run(s)',
+    });
   });
 
   it('stops at --runs, on an abort, and after too many runs in a row that could not run', () => {
@@ -73,7 +81,10 @@ describe('a campaign', () => {
   it('--runs 3: three seeds from the base, each run once, the summary counts violations per invariant and lists the files', async () => {
     const f = fake(
       () => 60_000,
-      (seed, i) => ({ report: i === 1 ? report(seed, ['no-leak', 'no-leak', 'convergence'], { files: [`artifacts/chaos/seed-${seed}/schedule.json`] }) : report(seed), runMs: 0 }),
+      (seed, i) => ({
+        report: i === 1 ? report(seed, ['no-leak', 'no-leak', 'convergence'], { files: [`artifacts/chaos/seed-${seed}/schedule.json`] }) : report(seed),
+        runMs: 0,
+      }),
     );
     const lines: string[] = [];
     const c = await runCampaign({ baseSeed: 10, runs: 3, runOne: f.runOne, now: f.now, progress: (l) => lines.push(l) });
@@ -82,14 +93,31 @@ describe('a campaign', () => {
       [11, 1, undefined],
       [12, 2, undefined],
     ]);
-    expect(c).toMatchObject({ baseSeed: 10, runsRequested: 3, budgetMs: null, runsDone: 3, seeds: [10, 11, 12], elapsedMs: 180_000, errors: [], files: ['artifacts/chaos/seed-11/schedule.json'] });
+    expect(c).toMatchObject({
+      baseSeed: 10,
+      runsRequested: 3,
+      budgetMs: null,
+      runsDone: 3,
+      seeds: [10, 11, 12],
+      elapsedMs: 180_000,
+      errors: [],
+      files: ['artifacts/chaos/seed-11/schedule.json'],
+    });
     expect(c.stopped.reason).toBe('runs');
-    expect(c.violations).toEqual({ 'no-leak': { count: 2, seeds: [11] }, 'single-arp-owner': { count: 0, seeds: [] }, convergence: { count: 1, seeds: [11] }, 'replies-reach-pod': { count: 0, seeds: [] } });
+    expect(c.violations).toEqual({
+      'no-leak': { count: 2, seeds: [11] },
+      'single-arp-owner': { count: 0, seeds: [] },
+      convergence: { count: 1, seeds: [11] },
+      'replies-reach-pod': { count: 0, seeds: [] },
+    });
     expect(c.runs.map((r) => r.report!.seed)).toEqual([10, 11, 12]);
     expect(campaignExitCode(c)).toBe(1);
     expect(lines).toContain('run 2: seed 11: 3 violation(s) (no-leak, convergence) in 60 s');
     expect(describeSummary(c)[2]).toBe('violations per invariant: no-leak 2 (seeds 11), single-arp-owner 0, convergence 1 (seeds 11), replies-reach-pod 0');
-    expect(describeSummary(c, (seed) => `npx egresslab chaos --seed ${seed} --steps 3`).slice(3, 5)).toEqual(['broken: no-leak, convergence', '  seed 11 again: npx egresslab chaos --seed 11 --steps 3']);
+    expect(describeSummary(c, (seed) => `npx egresslab chaos --seed ${seed} --steps 3`).slice(3, 5)).toEqual([
+      'broken: no-leak, convergence',
+      '  seed 11 again: npx egresslab chaos --seed 11 --steps 3',
+    ]);
   });
 
   it('exit 0 only when every run ran and no invariant broke', async () => {
@@ -107,14 +135,20 @@ describe('a campaign', () => {
     const c = await runCampaign({ baseSeed: 5, budgetMs: 200_000, runOne: f.runOne, now: f.now, progress: (l) => lines.push(l) });
     expect(c.seeds).toEqual([5, 6, 7]);
     expect(f.calls.every((x) => x.deadline === 1_000_000 + 200_000)).toBe(true);
-    expect(c.stopped).toEqual({ reason: 'budget', message: '15 s of the budget of 200 s left, less than the last run took (65 s): no run started after 3 run(s)' });
+    expect(c.stopped).toEqual({
+      reason: 'budget',
+      message: '15 s of the budget of 200 s left, less than the last run took (65 s): no run started after 3 run(s)',
+    });
     expect(lines.at(-1)).toBe(`stopped: ${c.stopped.message}`);
     expect(c.elapsedMs).toBe(185_000);
   });
 
   it('the estimate is the last lab run without its shrink (a shrink happens only on a violation)', async () => {
     // run 1 took 200 s wall, of which its own lab run 60 s (then a shrink); 100 s left of 300: run 2 starts
-    const f = fake((i) => (i === 0 ? 200_000 : 60_000), (seed, i) => ({ report: report(seed), runMs: i === 0 ? 60_000 : 0 }));
+    const f = fake(
+      (i) => (i === 0 ? 200_000 : 60_000),
+      (seed, i) => ({ report: report(seed), runMs: i === 0 ? 60_000 : 0 }),
+    );
     const c = await runCampaign({ baseSeed: 0, budgetMs: 300_000, runOne: f.runOne, now: f.now });
     expect(c.seeds).toEqual([0, 1]);
     expect(c.runs[0]).toMatchObject({ ms: 200_000, runMs: 60_000 });
@@ -164,7 +198,15 @@ describe('a campaign', () => {
   });
 
   it('the shrink ratio sums the steps before and after over the runs that shrank', async () => {
-    const shrunk = (before: number, after: number, confirmed: boolean): ShrunkReport => ({ invariant: 'no-leak', steps: [], stepsBefore: before, stepsAfter: after, runs: 4, exhausted: false, confirmed });
+    const shrunk = (before: number, after: number, confirmed: boolean): ShrunkReport => ({
+      invariant: 'no-leak',
+      steps: [],
+      stepsBefore: before,
+      stepsAfter: after,
+      runs: 4,
+      exhausted: false,
+      confirmed,
+    });
     const f = fake(
       () => 1000,
       (seed, i) => ({ report: i === 0 ? report(seed) : report(seed, ['no-leak'], { shrunk: i === 1 ? shrunk(8, 1, true) : shrunk(6, 2, false) }), runMs: 0 }),

@@ -109,13 +109,19 @@ const s = (ms: number) => `${Math.round(ms / 1000)} s`;
 /** Whether to start another run, and if not why (in words). */
 export function nextRun(c: CampaignState): { go: true } | { go: false; reason: StopReason; message: string } {
   if (c.aborted) return { go: false, reason: 'signal', message: `interrupted after ${c.done} run(s)` };
-  if (c.consecutiveErrors >= c.maxConsecutiveErrors) return { go: false, reason: 'errors', message: `the last ${c.consecutiveErrors} runs could not run (see their errors): stopped` };
+  if (c.consecutiveErrors >= c.maxConsecutiveErrors)
+    return { go: false, reason: 'errors', message: `the last ${c.consecutiveErrors} runs could not run (see their errors): stopped` };
   if (c.runs !== undefined && c.done >= c.runs) return { go: false, reason: 'runs', message: `${c.done} run(s) done, as asked` };
   if (c.budgetMs !== undefined) {
     const left = c.budgetMs - c.elapsedMs;
-    if (left <= 0) return { go: false, reason: 'budget', message: `the budget of ${s(c.budgetMs)} is spent (${s(c.elapsedMs)} elapsed) after ${c.done} run(s)` };
+    if (left <= 0)
+      return { go: false, reason: 'budget', message: `the budget of ${s(c.budgetMs)} is spent (${s(c.elapsedMs)} elapsed) after ${c.done} run(s)` };
     if (c.done > 0 && c.lastMs !== undefined && left < c.lastMs)
-      return { go: false, reason: 'budget', message: `${s(left)} of the budget of ${s(c.budgetMs)} left, less than the last run took (${s(c.lastMs)}): no run started after ${c.done} run(s)` };
+      return {
+        go: false,
+        reason: 'budget',
+        message: `${s(left)} of the budget of ${s(c.budgetMs)} left, less than the last run took (${s(c.lastMs)}): no run started after ${c.done} run(s)`,
+      };
   }
   return { go: true };
 }
@@ -145,7 +151,9 @@ export async function runCampaign(o: CampaignOptions): Promise<CampaignSummary> 
       return summarize(o, runs, now() - t0, { reason: d.reason, message: d.message });
     }
     const seed = seedAt(o.baseSeed, runs.length);
-    progress(`run ${runs.length + 1}${o.runs !== undefined ? `/${o.runs}` : ''}: seed ${seed}${deadline !== undefined ? ` (${s(deadline - now())} of the budget left)` : ''}`);
+    progress(
+      `run ${runs.length + 1}${o.runs !== undefined ? `/${o.runs}` : ''}: seed ${seed}${deadline !== undefined ? ` (${s(deadline - now())} of the budget left)` : ''}`,
+    );
     const t = now();
     try {
       const r = await o.runOne(seed, runs.length, deadline);
@@ -154,7 +162,9 @@ export async function runCampaign(o: CampaignOptions): Promise<CampaignSummary> 
       lastMs = r.runMs;
       consecutiveErrors = 0;
       const v = r.report.violations;
-      progress(`run ${runs.length}: seed ${seed}: ${v.length ? `${v.length} violation(s) (${[...new Set(v.map((x) => x.invariant))].join(', ')})` : 'no invariant broke'} in ${s(ms)}`);
+      progress(
+        `run ${runs.length}: seed ${seed}: ${v.length ? `${v.length} violation(s) (${[...new Set(v.map((x) => x.invariant))].join(', ')})` : 'no invariant broke'} in ${s(ms)}`,
+      );
     } catch (e) {
       const ms = now() - t;
       const interrupted = o.signal?.aborted ?? false;
@@ -201,7 +211,12 @@ export function campaignExitCode(c: CampaignSummary): number {
 export function shrinkRatio(c: Pick<CampaignSummary, 'runs'>): { shrunk: number; stepsBefore: number; stepsAfter: number; confirmed: number } | null {
   const xs = c.runs.flatMap((r) => (r.report?.shrunk ? [r.report.shrunk] : []));
   if (!xs.length) return null;
-  return { shrunk: xs.length, stepsBefore: xs.reduce((a, x) => a + x.stepsBefore, 0), stepsAfter: xs.reduce((a, x) => a + x.stepsAfter, 0), confirmed: xs.filter((x) => x.confirmed).length };
+  return {
+    shrunk: xs.length,
+    stepsBefore: xs.reduce((a, x) => a + x.stepsBefore, 0),
+    stepsAfter: xs.reduce((a, x) => a + x.stepsAfter, 0),
+    confirmed: xs.filter((x) => x.confirmed).length,
+  };
 }
 
 /** The summary in words; `replay` gives the command that runs one seed again (listed for each seed that broke one). */

@@ -85,7 +85,10 @@ describe('egresslab chaos --runs / --budget', () => {
   it('--runs N --dry-run in words: N schedules, each headed by its seed', async () => {
     const r = await run(['chaos', '--seed', '5', '--runs', '2', '--steps', '1', '--dry-run']);
     expect(r.code).toBe(0);
-    expect(r.stdout.split('\n').filter((l) => l.startsWith('seed '))).toEqual(['seed 5, topology default: 1 step(s) (dry run: nothing is executed)', 'seed 6, topology default: 1 step(s) (dry run: nothing is executed)']);
+    expect(r.stdout.split('\n').filter((l) => l.startsWith('seed '))).toEqual([
+      'seed 5, topology default: 1 step(s) (dry run: nothing is executed)',
+      'seed 6, topology default: 1 step(s) (dry run: nothing is executed)',
+    ]);
   });
 
   it('bad --runs and --budget are refused before any lab starts, each named with its value', async () => {
@@ -93,7 +96,9 @@ describe('egresslab chaos --runs / --budget', () => {
     expect(r.code).toBe(2);
     expect(r.stdout).toBe('');
     expect(r.stderr).toContain('--runs: must be from 1 to 100000 (value: 0)');
-    expect(r.stderr).toContain('--budget: must be a duration such as 15m, 90s or 1h30m (time: unknown unit " minutes" in duration "15 minutes") (value: "15 minutes")');
+    expect(r.stderr).toContain(
+      '--budget: must be a duration such as 15m, 90s or 1h30m (time: unknown unit " minutes" in duration "15 minutes") (value: "15 minutes")',
+    );
     const short = await run(['chaos', '--budget', '500ms']);
     expect(short.code).toBe(2);
     expect(short.stderr).toContain('--budget: must be from 1s to 168h (value: "500ms")');
@@ -122,7 +127,9 @@ describe('egresslab chaos --runs / --budget', () => {
   });
 
   it('the command that re-runs one seed keeps every flag but --runs, --budget, --seed and --json', () => {
-    expect(withoutFlags(['--runs', '20', '--budget=15m', '--steps', '3', '--json', '--seed', '4', '--shrink-budget', '5'], ['runs', 'budget', 'seed', 'json'])).toEqual(['--steps', '3', '--shrink-budget', '5']);
+    expect(
+      withoutFlags(['--runs', '20', '--budget=15m', '--steps', '3', '--json', '--seed', '4', '--shrink-budget', '5'], ['runs', 'budget', 'seed', 'json']),
+    ).toEqual(['--steps', '3', '--shrink-budget', '5']);
   });
 });
 
@@ -132,7 +139,17 @@ describe('egresslab replay', () => {
 
   it('a schedule that does not validate: exit 2, every bad field named, no lab started', async () => {
     const file = join(dir, 'bad.json');
-    writeFileSync(file, JSON.stringify({ version: 1, topology: 'default', steps: [{ kind: 'node-kill', node: 'cp-1', at: 0, durationMs: 1000 }, { kind: 'partition', node: 'node-1', at: 5, durationMs: 50, direction: 'sideways' }] }));
+    writeFileSync(
+      file,
+      JSON.stringify({
+        version: 1,
+        topology: 'default',
+        steps: [
+          { kind: 'node-kill', node: 'cp-1', at: 0, durationMs: 1000 },
+          { kind: 'partition', node: 'node-1', at: 5, durationMs: 50, direction: 'sideways' },
+        ],
+      }),
+    );
     const r = await run(['replay', file]);
     expect(r.code).toBe(2);
     expect(r.stderr).toContain('steps[1].durationMs');

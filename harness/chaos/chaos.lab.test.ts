@@ -45,7 +45,7 @@ const udp = (x: FlowReport) => x.flow.startsWith('udp ');
 describe('egresslab chaos on a lab (seed 7)', () => {
   beforeAll(seed7, 600_000);
 
-  it('prints the seed\'s schedule before it runs: the one --dry-run prints', async () => {
+  it("prints the seed's schedule before it runs: the one --dry-run prints", async () => {
     const dry = await runCli(['chaos', ...ARGS, '--dry-run', '--json']);
     expect(dry.code).toBe(0);
     expect(report.steps).toEqual((JSON.parse(dry.stdout) as { schedule: { steps: unknown[] } }).schedule.steps);
@@ -76,12 +76,20 @@ describe('egresslab chaos on a lab (seed 7)', () => {
     const p = spanOf(report.steps.findIndex((s) => s.kind === 'partition'));
     const flows = flowsOn('node-3', udp);
     expect(flows.length).toBeGreaterThan(0);
-    for (const f of flows) expect(f.outages.filter((o) => o.from <= p.undoEnd && o.to >= p.doneAt), f.flow).not.toEqual([]);
+    for (const f of flows)
+      expect(
+        f.outages.filter((o) => o.from <= p.undoEnd && o.to >= p.doneAt),
+        f.flow,
+      ).not.toEqual([]);
   });
 
-  it('the loss on node-2\'s link shows as lost packets of its UDP flows while it lasted', () => {
+  it("the loss on node-2's link shows as lost packets of its UDP flows while it lasted", () => {
     const l = spanOf(report.steps.findIndex((s) => s.kind === 'link-loss'));
-    for (const f of flowsOn('node-2', udp)) expect(f.outages.filter((o) => o.from <= l.undoEnd && o.to >= l.doneAt), f.flow).not.toEqual([]);
+    for (const f of flowsOn('node-2', udp))
+      expect(
+        f.outages.filter((o) => o.from <= l.undoEnd && o.to >= l.doneAt),
+        f.flow,
+      ).not.toEqual([]);
   });
 
   it('the stop of node-1 shows as a gap in each of its probes, which run again (a second segment) once it is back', () => {
@@ -90,7 +98,10 @@ describe('egresslab chaos on a lab (seed 7)', () => {
     expect(flows.length).toBe(5);
     for (const f of flows) {
       expect(f.segments, f.flow).toBe(2);
-      expect(f.gaps.filter((g) => g.from <= s.doEnd && g.to >= s.undoAt), f.flow).toHaveLength(1);
+      expect(
+        f.gaps.filter((g) => g.from <= s.doEnd && g.to >= s.undoAt),
+        f.flow,
+      ).toHaveLength(1);
     }
     // nodes the schedule never touched: one segment, no gap
     for (const f of flowsOn('cp-1')) expect(f, f.flow).toMatchObject({ segments: 1, gaps: [] });
@@ -120,7 +131,10 @@ describe(`egresslab chaos --runs 1 on a random seed: ${SEED} (replay: ${REPLAY})
     if (r.code !== 0 || !r.stdout.trim()) process.stderr.write(r.stderr);
     summary = JSON.parse(r.stdout) as CampaignSummary;
     const t = summary.runs[0]?.report?.timing;
-    if (t) process.stdout.write(`chaos seed ${SEED}: ${summary.runs[0]!.report!.steps.map((s) => s.kind).join(', ')}; lab up ${t.labUpMs} ms, schedule ${t.scheduleMs} ms, total ${t.totalMs} ms; campaign ${summary.elapsedMs} ms\n`);
+    if (t)
+      process.stdout.write(
+        `chaos seed ${SEED}: ${summary.runs[0]!.report!.steps.map((s) => s.kind).join(', ')}; lab up ${t.labUpMs} ms, schedule ${t.scheduleMs} ms, total ${t.totalMs} ms; campaign ${summary.elapsedMs} ms\n`,
+      );
   }, 600_000);
 
   it('the summary: one run of the seed, the schedule --dry-run prints, every step done (and undone)', async () => {
@@ -131,7 +145,10 @@ describe(`egresslab chaos --runs 1 on a random seed: ${SEED} (replay: ${REPLAY})
     expect(report.seed).toBe(SEED);
     expect(report.steps).toEqual((JSON.parse(dry.stdout) as { schedule: { steps: unknown[] } }).schedule.steps);
     report.steps.forEach((s, i) => {
-      expect(report.actions.filter((a) => a.step === i).map((a) => a.phase), `${s.kind}`).toEqual(INSTANT_KINDS.has(s.kind) || s.keep ? ['do'] : ['do', 'undo']);
+      expect(
+        report.actions.filter((a) => a.step === i).map((a) => a.phase),
+        `${s.kind}`,
+      ).toEqual(INSTANT_KINDS.has(s.kind) || s.keep ? ['do'] : ['do', 'undo']);
     });
     for (const f of report.flows) expect(f.answered, f.flow).toBeGreaterThan(0);
   });

@@ -12,9 +12,25 @@ const TOK_A2 = 'abababababababab';
 const TOK_B = 'bbbbbbbbbbbbbbbb';
 const FIP = '192.168.1.100';
 const flows: EdgeFlow[] = [
-  { name: 'udp alice/frontend-1 -> 8.8.8.8', to: '8.8.8.8', port: 7007, proto: 'udp', segments: [{ token: TOK_A, seqOffset: 0 }, { token: TOK_A2, seqOffset: 40 }] },
+  {
+    name: 'udp alice/frontend-1 -> 8.8.8.8',
+    to: '8.8.8.8',
+    port: 7007,
+    proto: 'udp',
+    segments: [
+      { token: TOK_A, seqOffset: 0 },
+      { token: TOK_A2, seqOffset: 40 },
+    ],
+  },
   { name: 'tcp default/client-1 -> 8.8.8.8', to: '8.8.8.8', port: 7007, proto: 'tcp', segments: [{ token: TOK_B, seqOffset: 0 }], podIP: '10.10.10.2' },
-  { name: 'tcp default/client-3 -> 8.8.8.8', to: '8.8.8.8', port: 7007, proto: 'tcp', segments: [{ token: 'dddddddddddddddd', seqOffset: 0 }], podIP: '10.10.12.1' },
+  {
+    name: 'tcp default/client-3 -> 8.8.8.8',
+    to: '8.8.8.8',
+    port: 7007,
+    proto: 'tcp',
+    segments: [{ token: 'dddddddddddddddd', seqOffset: 0 }],
+    podIP: '10.10.12.1',
+  },
 ];
 
 const udpOut = (t: number, src: string, tok: string, seq: number): DecodedPacket => ({
@@ -25,7 +41,17 @@ const udpOut = (t: number, src: string, tok: string, seq: number): DecodedPacket
 const udpReply = (t: number, dst: string, tok: string, seq: number): DecodedPacket => ({
   t,
   direction: 'unknown',
-  ip: { src: '8.8.8.8', dst, proto: 17, ttl: 64, udp: { sport: 7007, dport: 40000, payload: Buffer.from(`${JSON.stringify({ responder: 'internet', observedSource: dst, observedPort: 40000, token: tok, seq, t })}\n`) } },
+  ip: {
+    src: '8.8.8.8',
+    dst,
+    proto: 17,
+    ttl: 64,
+    udp: {
+      sport: 7007,
+      dport: 40000,
+      payload: Buffer.from(`${JSON.stringify({ responder: 'internet', observedSource: dst, observedPort: 40000, token: tok, seq, t })}\n`),
+    },
+  },
 });
 const tcpOut = (t: number, src: string, sport: number, flags: number, payload = ''): DecodedPacket => ({
   t,
@@ -79,22 +105,45 @@ describe('far-end evidence', () => {
       [3000, '10.10.99.9'],
     ]);
     const leak = edgeEvidence([udpOut(1500, '192.168.1.1', TOK_A, 2)], flows).edgePackets;
-    expect(checkNoLeak(leak, allowed)).toEqual([{ invariant: 'no-leak', at: 1500, evidence: { flow: flows[0]!.name, src: '192.168.1.1', sport: 40000, allowed: [FIP], count: 1, until: 1500 } }]);
+    expect(checkNoLeak(leak, allowed)).toEqual([
+      { invariant: 'no-leak', at: 1500, evidence: { flow: flows[0]!.name, src: '192.168.1.1', sport: 40000, allowed: [FIP], count: 1, until: 1500 } },
+    ]);
   });
 
   it('a reply that left the far end for a packet the pod never saw answered breaks invariant 4', () => {
-    const tl: Timeline = { from: 'alice/frontend-1', to: '8.8.8.8', proto: 'udp', port: 7007, intervalMs: 100, unattributed: [], packets: [{ seq: 1, t: 1000, replied: true, observedSources: [FIP] }, { seq: 41, t: 5000, replied: false, observedSources: [FIP] }] };
+    const tl: Timeline = {
+      from: 'alice/frontend-1',
+      to: '8.8.8.8',
+      proto: 'udp',
+      port: 7007,
+      intervalMs: 100,
+      unattributed: [],
+      packets: [
+        { seq: 1, t: 1000, replied: true, observedSources: [FIP] },
+        { seq: 41, t: 5000, replied: false, observedSources: [FIP] },
+      ],
+    };
     const { edgeReplies } = edgeEvidence(packets, flows);
-    expect(checkRepliesReachPod(edgeReplies, [{ flow: flows[0]!.name, timeline: tl, finalSources: [FIP], timeoutMs: 1000 }], { transitMs: 200 })).toMatchObject([{ invariant: 'replies-reach-pod', at: 5002, evidence: { seq: 41 } }]);
+    expect(checkRepliesReachPod(edgeReplies, [{ flow: flows[0]!.name, timeline: tl, finalSources: [FIP], timeoutMs: 1000 }], { transitMs: 200 })).toMatchObject(
+      [{ invariant: 'replies-reach-pod', at: 5002, evidence: { seq: 41 } }],
+    );
   });
 });
 
 describe('the ARP observer', () => {
   const macs = new Map(['node-1', 'node-2', 'node-3'].map((n) => [stableMac(n, 'eth0'), n]));
   const router = stableMac('router', 'eth-nodes');
-  const reply = (t: number, node: string, ip = FIP): DecodedPacket => ({ t, direction: 'unknown', arp: { op: 2, senderIp: ip, senderMac: stableMac(node, 'eth0'), targetIp: '192.168.1.254' } });
+  const reply = (t: number, node: string, ip = FIP): DecodedPacket => ({
+    t,
+    direction: 'unknown',
+    arp: { op: 2, senderIp: ip, senderMac: stableMac(node, 'eth0'), targetIp: '192.168.1.254' },
+  });
   const request = (t: number): DecodedPacket => ({ t, direction: 'unknown', arp: { op: 1, senderIp: '192.168.1.254', senderMac: router, targetIp: FIP } });
-  const garp = (t: number, node: string): DecodedPacket => ({ t, direction: 'unknown', arp: { op: 1, senderIp: FIP, senderMac: stableMac(node, 'eth0'), targetIp: FIP } });
+  const garp = (t: number, node: string): DecodedPacket => ({
+    t,
+    direction: 'unknown',
+    arp: { op: 1, senderIp: FIP, senderMac: stableMac(node, 'eth0'), targetIp: FIP },
+  });
 
   it('keeps the replies and gratuitous announcements for watched IPs, with the node of the sender MAC', () => {
     const claims = arpClaims([request(0), reply(1, 'node-1'), garp(50, 'node-2'), reply(60, 'node-3', '192.168.1.2')], [FIP], macs);
@@ -113,7 +162,9 @@ describe('the ARP observer', () => {
       if (t >= 1000) both.push(reply(t + 2, 'node-2'));
     }
     const v = checkSingleArpOwner(arpClaims(both, [FIP], macs), { fenceMs: 1000, windowMs: 350 });
-    expect(v).toEqual([{ invariant: 'single-arp-owner', at: 2001, evidence: { ip: FIP, owners: ['node-1', 'node-2'], from: 1001, until: 3001, overlapMs: 2000, fenceMs: 1000 } }]);
+    expect(v).toEqual([
+      { invariant: 'single-arp-owner', at: 2001, evidence: { ip: FIP, owners: ['node-1', 'node-2'], from: 1001, until: 3001, overlapMs: 2000, fenceMs: 1000 } },
+    ]);
     // node-1 stops at 1000, node-2 (its GARP first) takes over at 1100: no overlap
     const handover: DecodedPacket[] = [];
     for (let t = 0; t <= 4000; t += 250) handover.push(request(t), ...(t <= 1000 ? [reply(t + 1, 'node-1')] : [reply(t + 2, 'node-2')]));
@@ -126,13 +177,23 @@ describe('the ARP observer', () => {
 });
 
 describe('final API and merged timelines', () => {
-  it('UnknownEgressIP from the policies\' Ready condition', () => {
+  it("UnknownEgressIP from the policies' Ready condition", () => {
     const g = { namespace: 'kube-system', floatingIPs: [FIP], nodes: { 'node-1': 'Up' }, assignments: { [FIP]: 'node-1' }, unassigned: {} };
-    const pol = (name: string, ip: string, reason: string, status = 'False') => ({ apiVersion: 'v', kind: 'EgressNATPolicy', metadata: { name }, spec: { egressSourceIP: ip }, status: { conditions: [{ type: 'Ready', status, reason }] } });
-    expect(finalApiFrom(g, [pol('a', FIP, 'Served', 'True'), pol('b', '192.168.1.103', 'UnknownEgressIP')], ['node-1'])).toEqual({ gateway: g, nodes: ['node-1'], unknownEgressIPs: [{ policy: 'b', ip: '192.168.1.103' }] });
+    const pol = (name: string, ip: string, reason: string, status = 'False') => ({
+      apiVersion: 'v',
+      kind: 'EgressNATPolicy',
+      metadata: { name },
+      spec: { egressSourceIP: ip },
+      status: { conditions: [{ type: 'Ready', status, reason }] },
+    });
+    expect(finalApiFrom(g, [pol('a', FIP, 'Served', 'True'), pol('b', '192.168.1.103', 'UnknownEgressIP')], ['node-1'])).toEqual({
+      gateway: g,
+      nodes: ['node-1'],
+      unknownEgressIPs: [{ policy: 'b', ip: '192.168.1.103' }],
+    });
   });
 
-  it('a flow\'s probe segments become one timeline, seq and stream connections numbered on', () => {
+  it("a flow's probe segments become one timeline, seq and stream connections numbered on", () => {
     const seg = (t0: number, n: number, conn?: number): Timeline => ({
       from: 'p',
       to: '8.8.8.8',
@@ -140,11 +201,26 @@ describe('final API and merged timelines', () => {
       port: 7007,
       intervalMs: 100,
       unattributed: [],
-      packets: Array.from({ length: n }, (_, i) => ({ seq: i + 1, t: t0 + i * 100, replied: true, observedSources: [FIP], ...(conn ? { conn, localPort: 40000 + t0 } : {}) })),
+      packets: Array.from({ length: n }, (_, i) => ({
+        seq: i + 1,
+        t: t0 + i * 100,
+        replied: true,
+        observedSources: [FIP],
+        ...(conn ? { conn, localPort: 40000 + t0 } : {}),
+      })),
     });
     const m = mergeSegments([seg(0, 3, 1), seg(10_000, 2, 1)]);
-    expect(m.packets.map((p) => [p.seq, p.conn])).toEqual([[1, 1], [2, 1], [3, 1], [4, 2], [5, 2]]);
-    expect(m.segments).toEqual([{ seqOffset: 0, lastSeq: 3, start: 0 }, { seqOffset: 3, lastSeq: 5, start: 10_000 }]);
+    expect(m.packets.map((p) => [p.seq, p.conn])).toEqual([
+      [1, 1],
+      [2, 1],
+      [3, 1],
+      [4, 2],
+      [5, 2],
+    ]);
+    expect(m.segments).toEqual([
+      { seqOffset: 0, lastSeq: 3, start: 0 },
+      { seqOffset: 3, lastSeq: 5, start: 10_000 },
+    ]);
     expect(m.stream?.connections).toHaveLength(2);
   });
 });

@@ -34,7 +34,7 @@ const REPLY_RE = /"token":"([0-9a-f]{16})","seq":(\d+)/g;
 
 function payloadText(p: DecodedPacket): string | undefined {
   const b = p.ip?.udp?.payload ?? p.ip?.tcp?.payload;
-  return b && b.length ? b.toString('latin1') : undefined;
+  return b?.length ? b.toString('latin1') : undefined;
 }
 
 /**
@@ -88,7 +88,14 @@ export function edgeEvidence(packets: readonly DecodedPacket[], flows: readonly 
         const all = flows.filter((f) => f.proto === proto && f.to === ip.dst && f.port === l4.dport);
         const own = all.filter((f) => f.podIP === ip.src);
         const candidates = (own.length ? own : all).map((f) => f.name);
-        edgePackets.push({ t: p.t, flow: `(unattributed ${proto} ${own.length ? `from ${ip.src} ` : ''}to ${ip.dst}:${l4.dport})`, src: ip.src, sport: l4.sport, candidates, ...syn });
+        edgePackets.push({
+          t: p.t,
+          flow: `(unattributed ${proto} ${own.length ? `from ${ip.src} ` : ''}to ${ip.dst}:${l4.dport})`,
+          src: ip.src,
+          sport: l4.sport,
+          candidates,
+          ...syn,
+        });
       }
     } else if (dests.has(`${ip.src}:${l4.sport}`)) {
       const text = payloadText(p);
@@ -125,9 +132,10 @@ export function arpClaims(packets: readonly DecodedPacket[], ips: readonly strin
 export function finalApiFrom(gateway: GatewayStatus, policies: readonly KubeObject[], nodes: readonly string[]): FinalApi {
   const unknownEgressIPs: { policy: string; ip: string }[] = [];
   for (const p of policies) {
-    const conditions = ((p.status as { conditions?: { type?: string; status?: string; reason?: string }[] } | undefined)?.conditions ?? []);
+    const conditions = (p.status as { conditions?: { type?: string; status?: string; reason?: string }[] } | undefined)?.conditions ?? [];
     const ready = conditions.find((c) => c.type === 'Ready');
-    if (ready && ready.status !== 'True' && ready.reason === 'UnknownEgressIP') unknownEgressIPs.push({ policy: p.metadata.name ?? '?', ip: String((p.spec as { egressSourceIP?: unknown } | undefined)?.egressSourceIP ?? '') });
+    if (ready && ready.status !== 'True' && ready.reason === 'UnknownEgressIP')
+      unknownEgressIPs.push({ policy: p.metadata.name ?? '?', ip: String((p.spec as { egressSourceIP?: unknown } | undefined)?.egressSourceIP ?? '') });
   }
   return { gateway, nodes: [...nodes], unknownEgressIPs };
 }
@@ -154,7 +162,15 @@ export function mergeSegments(parts: readonly Timeline[]): Timeline & { segments
     seqOffset += maxSeq;
     connOffset += maxConn;
   }
-  const merged: Timeline = { from: first.from, to: first.to, proto: first.proto, intervalMs: first.intervalMs, packets, unattributed, ...(first.port !== undefined ? { port: first.port } : {}) };
+  const merged: Timeline = {
+    from: first.from,
+    to: first.to,
+    proto: first.proto,
+    intervalMs: first.intervalMs,
+    packets,
+    unattributed,
+    ...(first.port !== undefined ? { port: first.port } : {}),
+  };
   if (parts.some((t) => t.stream) || packets.some((p) => p.conn !== undefined)) merged.stream = summarizeStream(packets);
   return { ...merged, segments };
 }

@@ -34,7 +34,7 @@ import { pollUntil } from '../util/poll.js';
 import { projectRoot } from '../util/paths.js';
 import { join } from 'node:path';
 import { constraintIssues, describeStep, universeOf, type Schedule, type Step } from './schedule.js';
-import { executionPlan, pendingUndos, takesNodeDown, type PlannedAction } from './plan.js';
+import { executionPlan, pendingUndos, type PlannedAction } from './plan.js';
 import {
   allowedWindows,
   conntrackRules,
@@ -74,7 +74,15 @@ export interface ChaosBounds {
   replyTransitMs: number;
 }
 
-export const DEFAULT_BOUNDS: ChaosBounds = { boundMs: 10_000, tailMs: 3_000, transitionMs: 3_000, fenceMs: 1_000, arpWindowMs: 600, probeTimeoutMs: 1_000, replyTransitMs: 300 };
+export const DEFAULT_BOUNDS: ChaosBounds = {
+  boundMs: 10_000,
+  tailMs: 3_000,
+  transitionMs: 3_000,
+  fenceMs: 1_000,
+  arpWindowMs: 600,
+  probeTimeoutMs: 1_000,
+  replyTransitMs: 300,
+};
 
 /** arping processes per watched IP, started this far apart: one who-has per IP every ARP_INTERVAL_MS / ARPINGS_PER_IP. */
 const ARPINGS_PER_IP = 2;
@@ -161,7 +169,13 @@ export async function runSchedule(schedule: Schedule, o: RunOptions): Promise<Ch
   const issues = constraintIssues(schedule, u);
   if (issues.length) throw new ValidationError('schedule', issues);
   const t0 = Date.now();
-  const lab = await Lab.up({ topology, id: o.labId ?? `chaos-${Math.random().toString(36).slice(2, 8)}`, persistent: o.keep ?? false, progress, ...(o.signal ? { signal: o.signal } : {}) });
+  const lab = await Lab.up({
+    topology,
+    id: o.labId ?? `chaos-${Math.random().toString(36).slice(2, 8)}`,
+    persistent: o.keep ?? false,
+    progress,
+    ...(o.signal ? { signal: o.signal } : {}),
+  });
   let run: ChaosRun | undefined;
   try {
     run = await runOnLab(lab, schedule, topology, bounds, { ...o, progress }, t0);
@@ -173,13 +187,23 @@ export async function runSchedule(schedule: Schedule, o: RunOptions): Promise<Ch
   }
 }
 
-async function runOnLab(lab: Lab, schedule: Schedule, topology: Topology, bounds: ChaosBounds, o: RunOptions & { progress: (s: string) => void }, t0: number): Promise<ChaosRun> {
+async function runOnLab(
+  lab: Lab,
+  schedule: Schedule,
+  topology: Topology,
+  bounds: ChaosBounds,
+  o: RunOptions & { progress: (s: string) => void },
+  t0: number,
+): Promise<ChaosRun> {
   const { progress, signal } = o;
   const u = universeOf(topology);
   const api = await lab.api();
   const manifests = loadManifests(join(projectRoot(), o.baseManifests ?? BASE_MANIFESTS));
   await applyAll(api, manifests);
-  let state = initialState(topology, manifests.map((m) => m.object));
+  let state = initialState(
+    topology,
+    manifests.map((m) => m.object),
+  );
   const nodes = topology.nodes.map((n) => n.name);
   await pollUntil(() => gatewayOf(api), {
     what: 'every node Up and every floating IP assigned',
@@ -192,13 +216,27 @@ async function runOnLab(lab: Lab, schedule: Schedule, topology: Topology, bounds
   // observers: far-end captures, the ARP observer, the probes
   const tSetup = Date.now();
   const vpc = topology.vpcEndpoints[0];
-  const farEnd: { what: string; cap: Capture }[] = [{ what: `${INTERNET}:eth0`, cap: await lab.capture(INTERNET, 'eth0', { filter: `port ${RESPONDER_PORT}` }) }];
+  const farEnd: { what: string; cap: Capture }[] = [
+    { what: `${INTERNET}:eth0`, cap: await lab.capture(INTERNET, 'eth0', { filter: `port ${RESPONDER_PORT}` }) },
+  ];
   if (vpc) farEnd.push({ what: `${vpc.name}:eth0`, cap: await lab.capture(vpc.name, 'eth0', { filter: `port ${RESPONDER_PORT}` }) });
   const arpCap = await lab.capture(ROUTER, 'eth-nodes', { filter: 'arp' });
   const watched = [...u.floatingIPs, ...u.spareFloatingIPs];
-  const arpings = watched.flatMap((ip) => Array.from({ length: ARPINGS_PER_IP }, (_, k) => ({ ip, name: `chaos-arping-${ip.replace(/\./g, '-')}-${k}`, delay: (k * ARP_INTERVAL_MS) / ARPINGS_PER_IP })));
+  const arpings = watched.flatMap((ip) =>
+    Array.from({ length: ARPINGS_PER_IP }, (_, k) => ({
+      ip,
+      name: `chaos-arping-${ip.replace(/\./g, '-')}-${k}`,
+      delay: (k * ARP_INTERVAL_MS) / ARPINGS_PER_IP,
+    })),
+  );
   await Promise.all(
-    arpings.map((a) => startProcess(lab, { container: ROUTER, label: ROUTER }, a.name, ['sh', '-c', `sleep ${(a.delay / 1000).toFixed(3)}; exec arping -b -q -i ${ARP_INTERVAL_MS / 1000} -I eth-nodes ${a.ip}`])),
+    arpings.map((a) =>
+      startProcess(lab, { container: ROUTER, label: ROUTER }, a.name, [
+        'sh',
+        '-c',
+        `sleep ${(a.delay / 1000).toFixed(3)}; exec arping -b -q -i ${ARP_INTERVAL_MS / 1000} -I eth-nodes ${a.ip}`,
+      ]),
+    ),
   );
 
   await lab.faults.prepare();
@@ -220,7 +258,13 @@ async function runOnLab(lab: Lab, schedule: Schedule, topology: Topology, bounds
   await Promise.all([...new Set(flows.map((f) => f.pod))].map(startPodCapture));
   const segments = new Map<string, ContinuousProbe[]>(flows.map((f) => [f.name, []]));
   const startFlow = async (f: FlowSpec) => {
-    const p = await lab.continuousProbe(f.pod, f.to, { proto: f.proto, intervalMs: f.intervalMs, timeoutMs: bounds.probeTimeoutMs, port: RESPONDER_PORT, ...(f.stream ? { stream: true, reconnect: true } : {}) });
+    const p = await lab.continuousProbe(f.pod, f.to, {
+      proto: f.proto,
+      intervalMs: f.intervalMs,
+      timeoutMs: bounds.probeTimeoutMs,
+      port: RESPONDER_PORT,
+      ...(f.stream ? { stream: true, reconnect: true } : {}),
+    });
     segments.get(f.name)!.push(p);
   };
   await Promise.all(flows.map(startFlow));
@@ -270,7 +314,14 @@ async function runOnLab(lab: Lab, schedule: Schedule, topology: Topology, bounds
         return undefined;
       case 'controller-restart':
         await lab.faults.restartProcess(cp, CONTROLLER_PROCESS);
-        await pollUntil(() => api.list(R.nodes).then(() => true, () => false), { what: 'the API to answer after the controller restarted', timeoutMs: 30_000, intervalMs: 100, accept: Boolean });
+        await pollUntil(
+          () =>
+            api.list(R.nodes).then(
+              () => true,
+              () => false,
+            ),
+          { what: 'the API to answer after the controller restarted', timeoutMs: 30_000, intervalMs: 100, accept: Boolean },
+        );
         return undefined;
       case 'link-loss':
         if (s.mode === 'random') await lab.faults.degrade(s.node, { lossPercent: s.lossPercent });
@@ -357,7 +408,9 @@ async function runOnLab(lab: Lab, schedule: Schedule, topology: Topology, bounds
       if (span) span.to = rec.endedAt;
     }
     const late = startedAt - (start + a.at);
-    progress(`  +${((startedAt - start) / 1000).toFixed(3)} s${late > 50 ? ` (due +${(a.at / 1000).toFixed(3)} s)` : ''}: ${a.phase === 'undo' ? 'undo ' : ''}${describeStep(s).replace(/^\+[\d.]+ s( for [\d.]+ s| \(kept\))?: /, '')}${rec.note ? ` [${rec.note}]` : ''}${rec.error ? ` FAILED: ${rec.error}` : ''} (${rec.endedAt - startedAt} ms)`);
+    progress(
+      `  +${((startedAt - start) / 1000).toFixed(3)} s${late > 50 ? ` (due +${(a.at / 1000).toFixed(3)} s)` : ''}: ${a.phase === 'undo' ? 'undo ' : ''}${describeStep(s).replace(/^\+[\d.]+ s( for [\d.]+ s| \(kept\))?: /, '')}${rec.note ? ` [${rec.note}]` : ''}${rec.error ? ` FAILED: ${rec.error}` : ''} (${rec.endedAt - startedAt} ms)`,
+    );
   };
 
   const lanes = new Map<string, Promise<void>>();
@@ -375,7 +428,9 @@ async function runOnLab(lab: Lab, schedule: Schedule, topology: Topology, bounds
   const failed = actions.filter((a) => a.error);
   if (signal?.aborted) throw new LabError('chaos run interrupted');
   if (failed.length) {
-    throw new LabError(`the schedule could not be executed as written: ${failed.map((a) => `step ${a.step} ${a.phase} (${describeStep(schedule.steps[a.step]!)}): ${a.error}`).join('; ')}`);
+    throw new LabError(
+      `the schedule could not be executed as written: ${failed.map((a) => `step ${a.step} ${a.phase} (${describeStep(schedule.steps[a.step]!)}): ${a.error}`).join('; ')}`,
+    );
   }
   const settledAt = Math.max(start, ...actions.map((a) => a.endedAt));
 
@@ -398,12 +453,21 @@ async function runOnLab(lab: Lab, schedule: Schedule, topology: Topology, bounds
       );
       return ok.every(Boolean);
     },
-    { what: 'every flow answered under its final source and the API converged', timeoutMs: Math.max(0, deadline - Date.now()), intervalMs: 1000, accept: Boolean },
+    {
+      what: 'every flow answered under its final source and the API converged',
+      timeoutMs: Math.max(0, deadline - Date.now()),
+      intervalMs: 1000,
+      accept: Boolean,
+    },
   ).then(
     () => (convergedAt = Date.now()),
     () => undefined,
   );
-  progress(convergedAt ? `converged ${convergedAt - settledAt} ms after the last step was undone` : `NOT converged within ${bounds.boundMs} ms of the last step's undo`);
+  progress(
+    convergedAt
+      ? `converged ${convergedAt - settledAt} ms after the last step was undone`
+      : `NOT converged within ${bounds.boundMs} ms of the last step's undo`,
+  );
   await sleepUntil(deadline + bounds.tailMs, signal);
   if (signal?.aborted) throw new LabError('chaos run interrupted');
   const observeMs = Date.now() - settledAt;
@@ -430,7 +494,10 @@ async function runOnLab(lab: Lab, schedule: Schedule, topology: Topology, bounds
     segments: segments.get(f.name)!.map((p, i) => ({ token: p.token, seqOffset: merged.get(f.name)!.segments[i]!.seqOffset })),
     ...(lab.pod(f.pod).ip ? { podIP: lab.pod(f.pod).ip! } : {}),
   }));
-  const { edgePackets, edgeReplies } = edgeEvidence(far.flatMap((r) => r.packets), edgeFlows);
+  const { edgePackets, edgeReplies } = edgeEvidence(
+    far.flatMap((r) => r.packets),
+    edgeFlows,
+  );
   const macs = new Map(nodes.map((n) => [stableMac(n, 'eth0'), n]));
   const allowed = allowedWindows(topology, flows, changes, faultSpans, bounds.transitionMs);
   const flowEvidence: FlowEvidence[] = flows.map((f) => ({
@@ -448,10 +515,19 @@ async function runOnLab(lab: Lab, schedule: Schedule, topology: Topology, bounds
     flows: flowEvidence,
     finalApi: finalApiFrom(gateway, policies, nodes),
     replyExcuses: replyExcuses(topology, flows, changes, faultSpans, { transitionMs: bounds.transitionMs, graceMs: bounds.boundMs }),
-    podReplies: edgeEvidence(podCapResults.flatMap((x) => x.result.packets), edgeFlows).edgeReplies,
+    podReplies: edgeEvidence(
+      podCapResults.flatMap((x) => x.result.packets),
+      edgeFlows,
+    ).edgeReplies,
     conntrack: conntrackRules(topology, flows, changes, faultSpans),
   };
-  const violations = checkInvariants(evidence, { fenceMs: bounds.fenceMs, arpWindowMs: bounds.arpWindowMs, settledAt, boundMs: bounds.boundMs, replyTransitMs: bounds.replyTransitMs });
+  const violations = checkInvariants(evidence, {
+    fenceMs: bounds.fenceMs,
+    arpWindowMs: bounds.arpWindowMs,
+    settledAt,
+    boundMs: bounds.boundMs,
+    replyTransitMs: bounds.replyTransitMs,
+  });
   const collectMs = Date.now() - tCollect;
   return {
     labId: lab.id,
@@ -464,7 +540,11 @@ async function runOnLab(lab: Lab, schedule: Schedule, topology: Topology, bounds
     actions: actions.sort((a, b) => a.startedAt - b.startedAt),
     violations,
     evidence,
-    timelines: flows.map((f) => ({ name: f.name, timeline: merged.get(f.name)!, allowedSources: [...new Set(allowed.filter((w) => w.flow === f.name).flatMap((w) => w.sources))].sort() })),
+    timelines: flows.map((f) => ({
+      name: f.name,
+      timeline: merged.get(f.name)!,
+      allowedSources: [...new Set(allowed.filter((w) => w.flow === f.name).flatMap((w) => w.sources))].sort(),
+    })),
     captures: [
       ...farEnd.map((x, i) => ({ what: x.what, file: far[i]!.file, packets: far[i]!.packets.length })),
       { what: `${ROUTER}:eth-nodes (ARP)`, file: arp.file, packets: arp.packets.length },
@@ -483,14 +563,24 @@ async function syncApi(lab: Lab, api: KubeClient, before: ClusterState, after: C
   const same = (a: unknown, b: unknown) => JSON.stringify(a) === JSON.stringify(b);
   for (const [pod, labels] of Object.entries(after.podLabels)) if (!same(labels, before.podLabels[pod])) await lab.labelPod(pod, labels);
   const changed = Object.values(after.policies).filter((p) => !same(p, before.policies[p.name]));
-  if (changed.length) await applyAll(api, changed.map((p) => ({ source: `chaos policy ${p.name}`, object: policyObject(p) })));
+  if (changed.length)
+    await applyAll(
+      api,
+      changed.map((p) => ({ source: `chaos policy ${p.name}`, object: policyObject(p) })),
+    );
   for (const name of Object.keys(before.policies)) if (!after.policies[name]) await api.delete(R.egressNATPolicies, name);
   if (!same(after.nonMasqueradeCIDRs, before.nonMasqueradeCIDRs)) {
     if (after.nonMasqueradeCIDRs === null) await api.delete(R.configmaps, IP_MASQ_NAME, IP_MASQ_NAMESPACE);
     else {
-      const object = { apiVersion: 'v1', kind: 'ConfigMap', metadata: { namespace: IP_MASQ_NAMESPACE, name: IP_MASQ_NAME }, data: { [IP_MASQ_KEY]: masqConfigYaml({ nonMasqueradeCIDRs: after.nonMasqueradeCIDRs }) } };
+      const object = {
+        apiVersion: 'v1',
+        kind: 'ConfigMap',
+        metadata: { namespace: IP_MASQ_NAMESPACE, name: IP_MASQ_NAME },
+        data: { [IP_MASQ_KEY]: masqConfigYaml({ nonMasqueradeCIDRs: after.nonMasqueradeCIDRs }) },
+      };
       await applyAll(api, [{ source: 'chaos ip-masq-agent ConfigMap', object }]);
     }
   }
-  if (!same(after.floatingIPs, before.floatingIPs)) await api.patch(R.anthosNetworkGateways, after.gateway.name, { spec: { floatingIPs: after.floatingIPs } }, { namespace: after.gateway.namespace });
+  if (!same(after.floatingIPs, before.floatingIPs))
+    await api.patch(R.anthosNetworkGateways, after.gateway.name, { spec: { floatingIPs: after.floatingIPs } }, { namespace: after.gateway.namespace });
 }

@@ -51,7 +51,10 @@ export interface ExploreResult {
 
 /** A time as it goes into folder names: 20250101T120000Z. */
 export function timeStamp(now: Date): string {
-  return now.toISOString().replace(/[-:]/g, '').replace(/\.\d+Z$/, 'Z');
+  return now
+    .toISOString()
+    .replace(/[-:]/g, '')
+    .replace(/\.\d+Z$/, 'Z');
 }
 
 /** A folder name for a schedule's artifacts: seed-42-20250101T120000Z (schedule-... without a seed). */
@@ -79,9 +82,16 @@ export async function explore(schedule: Schedule, o: ExploreOptions): Promise<Ex
     if (!r.violations.length) return;
     progress(`${r.violations.length} violation(s): collecting the evidence into ${show(dir)}`);
     const failure = r.violations.map((v) => JSON.stringify(relativeViolation(v, r.startedAt))).join('\n');
-    const d = await collectLabDiagnostics(lab, join(dir, 'evidence'), { since: r.startedAt - 60_000, timelines: r.timelines.map((t) => ({ name: t.name, timeline: t.timeline, allowedSources: t.allowedSources })), failure });
+    const d = await collectLabDiagnostics(lab, join(dir, 'evidence'), {
+      since: r.startedAt - 60_000,
+      timelines: r.timelines.map((t) => ({ name: t.name, timeline: t.timeline, allowedSources: t.allowedSources })),
+      failure,
+    });
     files.push(show(d.dir));
-    write('evidence/evidence.json', `${JSON.stringify({ startedAt: r.startedAt, settledAt: r.settledAt, convergedAt: r.convergedAt ?? null, bounds: r.bounds, flows: r.flows, actions: r.actions, violations: r.violations, evidence: r.evidence, captures: r.captures }, null, 1)}\n`);
+    write(
+      'evidence/evidence.json',
+      `${JSON.stringify({ startedAt: r.startedAt, settledAt: r.settledAt, convergedAt: r.convergedAt ?? null, bounds: r.bounds, flows: r.flows, actions: r.actions, violations: r.violations, evidence: r.evidence, captures: r.captures }, null, 1)}\n`,
+    );
   };
   const now = o.now ?? Date.now;
   const t0 = now();
@@ -109,7 +119,10 @@ export async function explore(schedule: Schedule, o: ExploreOptions): Promise<Ex
     const outOfTime = (): boolean => {
       if (o.signal?.aborted) return true;
       if (o.deadline === undefined || o.deadline - now() >= runMs) return false;
-      if (!said) progress(`time budget: ${Math.max(0, Math.round((o.deadline - now()) / 1000))} s left, less than a run takes (${Math.round(runMs / 1000)} s): no more shrink runs`);
+      if (!said)
+        progress(
+          `time budget: ${Math.max(0, Math.round((o.deadline - now()) / 1000))} s left, less than a run takes (${Math.round(runMs / 1000)} s): no more shrink runs`,
+        );
       said = true;
       return true;
     };
@@ -124,7 +137,10 @@ export async function explore(schedule: Schedule, o: ExploreOptions): Promise<Ex
       }
     };
     // the last run of the budget confirms the result
-    const r = await shrinkSchedule(schedule, u, async (c) => !!(await attempt(c))?.violations.some((v) => v.invariant === target), { maxRuns: o.shrinkBudget - 1, stop: outOfTime });
+    const r = await shrinkSchedule(schedule, u, async (c) => !!(await attempt(c))?.violations.some((v) => v.invariant === target), {
+      maxRuns: o.shrinkBudget - 1,
+      stop: outOfTime,
+    });
     let confirmed: boolean | null = null;
     if (!outOfTime()) {
       const again = await attempt(r.schedule);

@@ -126,7 +126,11 @@ function sourcesAt(allowed: readonly AllowedWindow[], flows: readonly string[], 
  * came between that first packet and this one. A flow that started after the change, or a new
  * connection, gets nothing from it.
  */
-export function conntrackKeeps(packets: readonly EdgePacket[], allowed: readonly AllowedWindow[], rules: readonly ConntrackRule[]): (p: EdgePacket) => KeptBinding | undefined {
+export function conntrackKeeps(
+  packets: readonly EdgePacket[],
+  allowed: readonly AllowedWindow[],
+  rules: readonly ConntrackRule[],
+): (p: EdgePacket) => KeptBinding | undefined {
   const byRule = new Map(rules.map((r) => [r.flow, r]));
   const kept = new Map<EdgePacket, KeptBinding>();
   const groups = new Map<string, EdgePacket[]>();
@@ -183,7 +187,15 @@ export function checkNoLeak(packets: readonly EdgePacket[], allowed: readonly Al
     const v: Violation = {
       invariant: 'no-leak',
       at: p.t,
-      evidence: { flow: p.flow, src: p.src, ...(p.sport !== undefined ? { sport: p.sport } : {}), allowed: sources, ...(p.candidates ? { candidates: p.candidates } : {}), count: 1, until: p.t },
+      evidence: {
+        flow: p.flow,
+        src: p.src,
+        ...(p.sport !== undefined ? { sport: p.sport } : {}),
+        allowed: sources,
+        ...(p.candidates ? { candidates: p.candidates } : {}),
+        count: 1,
+        until: p.t,
+      },
     };
     open.set(key, v);
     out.push(v);
@@ -224,8 +236,19 @@ export function checkSingleArpOwner(replies: readonly ArpReply[], o: { fenceMs: 
       // both were answering at least until the earlier reply of each conflicting pair
       const last = Math.max(...conflicts.slice(k, end + 1).map((c) => c.a.t));
       if (last - start > o.fenceMs) {
-        const owners = [...new Set(conflicts.slice(k, end + 1).flatMap((c) => [c.a, c.b]).map((r) => r.node ?? r.mac))].sort();
-        out.push({ invariant: 'single-arp-owner', at: start + o.fenceMs, evidence: { ip, owners, from: start, until: last, overlapMs: last - start, fenceMs: o.fenceMs } });
+        const owners = [
+          ...new Set(
+            conflicts
+              .slice(k, end + 1)
+              .flatMap((c) => [c.a, c.b])
+              .map((r) => r.node ?? r.mac),
+          ),
+        ].sort();
+        out.push({
+          invariant: 'single-arp-owner',
+          at: start + o.fenceMs,
+          evidence: { ip, owners, from: start, until: last, overlapMs: last - start, fenceMs: o.fenceMs },
+        });
       }
       k = end + 1;
     }
@@ -266,12 +289,27 @@ export function checkConvergence(
     };
     const r = summarize(after, f.finalSources);
     if (r.packets === 0) {
-      out.push({ invariant: 'convergence', at: deadline, evidence: { flow: f.flow, problem: 'no packet sent after the bound: the probe stopped too early to show convergence', boundMs: o.boundMs } });
+      out.push({
+        invariant: 'convergence',
+        at: deadline,
+        evidence: { flow: f.flow, problem: 'no packet sent after the bound: the probe stopped too early to show convergence', boundMs: o.boundMs },
+      });
       continue;
     }
     if (f.finalAnswered !== false && r.answered < r.packets) {
       const first = after.packets.find((p) => !p.replied)!;
-      out.push({ invariant: 'convergence', at: first.t, evidence: { flow: f.flow, problem: 'unanswered after the bound', unanswered: r.packets - r.answered, packets: r.packets, firstSeq: first.seq, boundMs: o.boundMs } });
+      out.push({
+        invariant: 'convergence',
+        at: first.t,
+        evidence: {
+          flow: f.flow,
+          problem: 'unanswered after the bound',
+          unanswered: r.packets - r.answered,
+          packets: r.packets,
+          firstSeq: first.seq,
+          boundMs: o.boundMs,
+        },
+      });
     }
     if (o.edgePackets) {
       const seen = o.edgePackets.filter((p) => p.flow === f.flow && p.t >= deadline);
@@ -279,21 +317,45 @@ export function checkConvergence(
       if (other.length) {
         const sources: Record<string, number> = {};
         for (const p of seen) sources[p.src] = (sources[p.src] ?? 0) + 1;
-        out.push({ invariant: 'convergence', at: other[0]!.t, evidence: { flow: f.flow, problem: 'seen with a source other than the final ones after the bound (far-end capture)', sources, expected: f.finalSources } });
+        out.push({
+          invariant: 'convergence',
+          at: other[0]!.t,
+          evidence: {
+            flow: f.flow,
+            problem: 'seen with a source other than the final ones after the bound (far-end capture)',
+            sources,
+            expected: f.finalSources,
+          },
+        });
       }
     } else if (r.leaks && r.leaks.count > 0) {
       const first = r.leaks.packets[0]?.t ?? r.leaks.unattributed[0]!.t;
-      out.push({ invariant: 'convergence', at: first, evidence: { flow: f.flow, problem: 'seen with a source other than the final ones after the bound', sources: r.sources, expected: f.finalSources } });
+      out.push({
+        invariant: 'convergence',
+        at: first,
+        evidence: { flow: f.flow, problem: 'seen with a source other than the final ones after the bound', sources: r.sources, expected: f.finalSources },
+      });
     }
   }
   if (api) {
     const g = api.gateway;
     const notUp = api.nodes.filter((n) => g.nodes[n] !== 'Up');
-    if (notUp.length) out.push({ invariant: 'convergence', at: deadline, evidence: { problem: 'nodes not Up in the final gateway status', nodes: Object.fromEntries(notUp.map((n) => [n, g.nodes[n] ?? '(absent)'])) } });
+    if (notUp.length)
+      out.push({
+        invariant: 'convergence',
+        at: deadline,
+        evidence: { problem: 'nodes not Up in the final gateway status', nodes: Object.fromEntries(notUp.map((n) => [n, g.nodes[n] ?? '(absent)'])) },
+      });
     const unassigned = g.floatingIPs.filter((ip) => !g.assignments[ip]);
-    if (unassigned.length) out.push({ invariant: 'convergence', at: deadline, evidence: { problem: 'floating IPs not assigned in the final gateway status', ips: unassigned, reasons: g.unassigned } });
+    if (unassigned.length)
+      out.push({
+        invariant: 'convergence',
+        at: deadline,
+        evidence: { problem: 'floating IPs not assigned in the final gateway status', ips: unassigned, reasons: g.unassigned },
+      });
     const unexplained = api.unknownEgressIPs.filter((u) => g.floatingIPs.includes(u.ip));
-    if (unexplained.length) out.push({ invariant: 'convergence', at: deadline, evidence: { problem: 'UnknownEgressIP for a floating IP the gateway has', policies: unexplained } });
+    if (unexplained.length)
+      out.push({ invariant: 'convergence', at: deadline, evidence: { problem: 'UnknownEgressIP for a floating IP the gateway has', policies: unexplained } });
   }
   return out;
 }
@@ -329,7 +391,11 @@ export function deliveredOf(podReplies: readonly EdgeReply[]): Map<string, Set<n
  * replies that left while an excuse of the flow was in force (a fault on its path may drop them).
  * Unreached replies of one flow less than EPISODE_GAP_MS apart are one violation.
  */
-export function checkRepliesReachPod(replies: readonly EdgeReply[], flows: readonly FlowEvidence[], o: { excuses?: readonly ReplyExcuse[]; transitMs?: number; delivered?: Delivered } = {}): Violation[] {
+export function checkRepliesReachPod(
+  replies: readonly EdgeReply[],
+  flows: readonly FlowEvidence[],
+  o: { excuses?: readonly ReplyExcuse[]; transitMs?: number; delivered?: Delivered } = {},
+): Violation[] {
   const out: Violation[] = [];
   const byFlow = new Map(flows.map((f) => [f.flow, { f, packets: new Map(f.timeline.packets.map((p) => [p.seq, p])) }]));
   const excuses = o.excuses ?? [];
@@ -352,7 +418,11 @@ export function checkRepliesReachPod(replies: readonly EdgeReply[], flows: reado
       prev.evidence.until = r.t;
       continue;
     }
-    const v: Violation = { invariant: 'replies-reach-pod', at: r.t, evidence: { flow: r.flow, seq: r.seq, sentAt: p.t, replyLeftEdgeAt: r.t, seqs: [r.seq], until: r.t } };
+    const v: Violation = {
+      invariant: 'replies-reach-pod',
+      at: r.t,
+      evidence: { flow: r.flow, seq: r.seq, sentAt: p.t, replyLeftEdgeAt: r.t, seqs: [r.seq], until: r.t },
+    };
     open.set(r.flow, v);
     out.push(v);
   }
@@ -392,7 +462,17 @@ export function checkInvariants(e: ChaosEvidence, o: InvariantOptions): Violatio
   return [
     ...checkNoLeak(e.edgePackets, e.allowed, e.conntrack ?? []),
     ...checkSingleArpOwner(e.arpReplies, { fenceMs: o.fenceMs, windowMs: o.arpWindowMs }),
-    ...checkConvergence(e.flows, e.finalApi, { settledAt: o.settledAt, boundMs: o.boundMs, edgePackets: e.edgePackets, kept, ...(delivered ? { delivered } : {}) }),
-    ...checkRepliesReachPod(e.edgeReplies, e.flows, { ...(e.replyExcuses ? { excuses: e.replyExcuses } : {}), ...(o.replyTransitMs !== undefined ? { transitMs: o.replyTransitMs } : {}), ...(delivered ? { delivered } : {}) }),
+    ...checkConvergence(e.flows, e.finalApi, {
+      settledAt: o.settledAt,
+      boundMs: o.boundMs,
+      edgePackets: e.edgePackets,
+      kept,
+      ...(delivered ? { delivered } : {}),
+    }),
+    ...checkRepliesReachPod(e.edgeReplies, e.flows, {
+      ...(e.replyExcuses ? { excuses: e.replyExcuses } : {}),
+      ...(o.replyTransitMs !== undefined ? { transitMs: o.replyTransitMs } : {}),
+      ...(delivered ? { delivered } : {}),
+    }),
   ].sort((a, b) => a.at - b.at);
 }

@@ -22,7 +22,10 @@ import { executionPlan, pendingUndos } from './plan.js';
 
 const t = chaosTopology(topologyFromArg('default'));
 const u = universeOf(t);
-const s0 = initialState(t, loadManifests(BASE_MANIFESTS).map((m) => m.object));
+const s0 = initialState(
+  t,
+  loadManifests(BASE_MANIFESTS).map((m) => m.object),
+);
 const step = (x: Partial<Step> & Pick<Step, 'kind'>): Step => ({ at: 0, durationMs: 1000, ...x }) as Step;
 const src = (state: typeof s0, pod: string, dst: string) => expectedSource(t, state, pod, dst);
 
@@ -38,7 +41,13 @@ describe('the chaos lab', () => {
 
   it('probes UDP from every pod to the internet, and from one pod per node UDP to the VPC, TCP and a long-lived stream', () => {
     const f = chaosFlows(t);
-    expect(f.filter((x) => x.proto === 'udp' && x.to === '8.8.8.8').map((x) => x.pod)).toEqual(['alice/frontend-1', 'default/client-1', 'paul/frontend-2', 'default/client-3', 'default/client-cp-1']);
+    expect(f.filter((x) => x.proto === 'udp' && x.to === '8.8.8.8').map((x) => x.pod)).toEqual([
+      'alice/frontend-1',
+      'default/client-1',
+      'paul/frontend-2',
+      'default/client-3',
+      'default/client-cp-1',
+    ]);
     for (const n of t.nodes.map((x) => x.name)) {
       expect(f.filter((x) => x.node === n && x.to === '172.16.100.10')).toHaveLength(1);
       expect(f.filter((x) => x.node === n && x.proto === 'tcp' && !x.stream)).toHaveLength(1);
@@ -79,7 +88,7 @@ describe('expected sources (SPEC 1 and 2)', () => {
     expect(undoChurn(a.next, add, a.saved)).toEqual(s0);
   });
 
-  it('policy churn: create selects the pod by the chaos label with the policy\'s own IP; first policy by name wins; delete and undo', () => {
+  it("policy churn: create selects the pod by the chaos label with the policy's own IP; first policy by name wins; delete and undo", () => {
     expect(chaosPolicyIP(u, 'chaos-1')).toBe('192.168.1.101');
     expect(chaosPolicyIP(u, 'chaos-3')).toBe('192.168.1.103');
     const create = step({ kind: 'policy', action: 'create', policy: 'chaos-3', pod: 'alice/frontend-1', destinations: ['0.0.0.0/0'] });
@@ -94,7 +103,9 @@ describe('expected sources (SPEC 1 and 2)', () => {
     expect(src(d.next, 'alice/frontend-1', '8.8.8.8')).toMatchObject({ sources: ['192.168.1.1'] });
     expect(undoChurn(d.next, del, d.saved)).toEqual(s0);
     // change-destinations / delete of a policy that does not exist change nothing
-    expect(doChurn(s0, step({ kind: 'policy', action: 'change-destinations', policy: 'chaos-1', pod: 'default/client-1', destinations: ['8.8.8.0/24'] }), u).next).toEqual(s0);
+    expect(
+      doChurn(s0, step({ kind: 'policy', action: 'change-destinations', policy: 'chaos-1', pod: 'default/client-1', destinations: ['8.8.8.0/24'] }), u).next,
+    ).toEqual(s0);
   });
 
   it('relabel-pod toggles role=frontend (the pod leaves or enters the seed policy) and sets the chaos label; undo restores both', () => {
@@ -123,16 +134,27 @@ describe('allowed windows and excuses', () => {
     expect(transitionEnd(8000, [{ step: 0, kind: 'partition', node: 'node-1', from: 9000 }], 3000)).toBe(Infinity);
   });
 
-  it('each state allows its sources from its write until the next state\'s transition ended; old and new overlap', () => {
+  it("each state allows its sources from its write until the next state's transition ended; old and new overlap", () => {
     const delEgress = doChurn(s0, step({ kind: 'policy', action: 'delete', policy: 'egress', pod: 'alice/frontend-1', destinations: ['8.8.8.0/24'] }), u).next;
     const flows = [{ name: 'udp a', pod: 'alice/frontend-1', to: '8.8.8.8' }];
-    expect(allowedWindows(t, flows, [{ t: 500, state: s0 }, { t: 2000, state: delEgress }], [], 3000)).toEqual([
+    expect(
+      allowedWindows(
+        t,
+        flows,
+        [
+          { t: 500, state: s0 },
+          { t: 2000, state: delEgress },
+        ],
+        [],
+        3000,
+      ),
+    ).toEqual([
       { flow: 'udp a', from: 0, to: 5000, sources: ['192.168.1.100'] },
       { flow: 'udp a', from: 2000, sources: ['192.168.1.1'] },
     ]);
   });
 
-  it('conntrack keeps established bindings across a ConfigMap change (node IP <-> pod IP), not across a policy change (the gateway flushes the pair) or a kill of the flow\'s node', () => {
+  it("conntrack keeps established bindings across a ConfigMap change (node IP <-> pod IP), not across a policy change (the gateway flushes the pair) or a kill of the flow's node", () => {
     const cm = doChurn(s0, step({ kind: 'configmap', nonMasqueradeCIDRs: ['0.0.0.0/0'] }), u).next;
     const del = doChurn(s0, step({ kind: 'policy', action: 'delete', policy: 'egress', pod: 'alice/frontend-1', destinations: ['8.8.8.0/24'] }), u).next;
     const flows = [
@@ -140,7 +162,12 @@ describe('allowed windows and excuses', () => {
       { name: 'udp a', pod: 'alice/frontend-1', to: '8.8.8.8', node: 'node-1' },
       { name: 'udp c3', pod: 'default/client-3', to: '8.8.8.8', node: 'node-3' },
     ];
-    const changes = [{ t: 0, state: s0 }, { t: 1000, state: cm }, { t: 2000, state: s0 }, { t: 3000, state: del }];
+    const changes = [
+      { t: 0, state: s0 },
+      { t: 1000, state: cm },
+      { t: 2000, state: s0 },
+      { t: 3000, state: del },
+    ];
     const kill: ActiveSpan = { step: 4, kind: 'node-kill', node: 'node-3', from: 4000, to: 6000 };
     expect(conntrackRules(t, flows, changes, [kill, { step: 5, kind: 'partition', node: 'node-1', from: 4500, to: 5000 }])).toEqual([
       // masqueraded: node IP -> pod IP -> node IP, both kept; the seed policy's deletion changes nothing for it
@@ -151,17 +178,33 @@ describe('allowed windows and excuses', () => {
     ]);
   });
 
-  it('replies may be lost during a fault on the flow\'s node, any fault or agent restart while it goes through the gateway, and churn transitions', () => {
+  it("replies may be lost during a fault on the flow's node, any fault or agent restart while it goes through the gateway, and churn transitions", () => {
     const flows = [
       { name: 'masq node-3', pod: 'default/client-3', node: 'node-3', to: '8.8.8.8' },
       { name: 'masq node-1', pod: 'default/client-1', node: 'node-1', to: '8.8.8.8' },
       { name: 'gw', pod: 'alice/frontend-1', node: 'node-1', to: '8.8.8.8' },
     ];
-    const ex = replyExcuses(t, flows, [{ t: 0, state: s0 }, { t: 20_000, state: s0 }], [...spans, { step: 1, kind: 'agent-restart', node: 'node-1', from: 15_000, to: 16_000 }], { transitionMs: 3000, graceMs: 5000 });
-    expect(ex.filter((e) => e.flow === 'masq node-3')).toEqual([{ flow: 'masq node-3', from: 10_000, to: 19_000 }, { flow: 'masq node-3', from: 20_000, to: 23_000 }]);
+    const ex = replyExcuses(
+      t,
+      flows,
+      [
+        { t: 0, state: s0 },
+        { t: 20_000, state: s0 },
+      ],
+      [...spans, { step: 1, kind: 'agent-restart', node: 'node-1', from: 15_000, to: 16_000 }],
+      { transitionMs: 3000, graceMs: 5000 },
+    );
+    expect(ex.filter((e) => e.flow === 'masq node-3')).toEqual([
+      { flow: 'masq node-3', from: 10_000, to: 19_000 },
+      { flow: 'masq node-3', from: 20_000, to: 23_000 },
+    ]);
     expect(ex.filter((e) => e.flow === 'masq node-1')).toEqual([{ flow: 'masq node-1', from: 20_000, to: 23_000 }]);
     // node-1's agent restart: a failover when node-1 holds a floating IP, so the gateway flow's replies are excused until graceMs after it; the masquerade flows' are not
-    expect(ex.filter((e) => e.flow === 'gw')).toEqual([{ flow: 'gw', from: 10_000, to: 19_000 }, { flow: 'gw', from: 15_000, to: 21_000 }, { flow: 'gw', from: 20_000, to: 23_000 }]);
+    expect(ex.filter((e) => e.flow === 'gw')).toEqual([
+      { flow: 'gw', from: 10_000, to: 19_000 },
+      { flow: 'gw', from: 15_000, to: 21_000 },
+      { flow: 'gw', from: 20_000, to: 23_000 },
+    ]);
   });
 });
 

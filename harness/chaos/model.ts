@@ -120,7 +120,12 @@ export function policyFromObject(o: KubeObject): PolicyState {
     namespaceSelector: { ...(obj(obj(obj(r).namespaceSelector).matchLabels) as Record<string, string>) },
     podSelector: { ...(obj(obj(obj(r).podSelector).matchLabels) as Record<string, string>) },
   }));
-  return { name: o.metadata.name!, egressSourceIP: String(spec.egressSourceIP), destinationCIDRs: [...((spec.destinationCIDRs as string[] | undefined) ?? [])], rules };
+  return {
+    name: o.metadata.name!,
+    egressSourceIP: String(spec.egressSourceIP),
+    destinationCIDRs: [...((spec.destinationCIDRs as string[] | undefined) ?? [])],
+    rules,
+  };
 }
 
 /** The EgressNATPolicy object of a PolicyState (what the executor applies). */
@@ -204,14 +209,23 @@ export function isChurn(s: Step): s is Step & { kind: 'policy' | 'configmap' | '
  *  - configmap C: the ip-masq-agent ConfigMap with nonMasqueradeCIDRs C;
  *  - floating-ip add/remove IP: the gateway's floating IPs with / without IP.
  */
-export function doChurn(state: ClusterState, step: Step, u: Pick<ChaosUniverse, 'floatingIPs' | 'spareFloatingIPs'>): { next: ClusterState; saved: ChurnSaved } {
+export function doChurn(
+  state: ClusterState,
+  step: Step,
+  u: Pick<ChaosUniverse, 'floatingIPs' | 'spareFloatingIPs'>,
+): { next: ClusterState; saved: ChurnSaved } {
   const s = clone(state);
   switch (step.kind) {
     case 'policy': {
       const before = state.policies[step.policy] ?? null;
       const labels = state.podLabels[step.pod] ?? {};
       if (step.action === 'create') {
-        s.policies[step.policy] = { name: step.policy, egressSourceIP: chaosPolicyIP(u, step.policy), destinationCIDRs: [...step.destinations], rules: [{ namespaceSelector: {}, podSelector: { [CHAOS_LABEL]: step.policy } }] };
+        s.policies[step.policy] = {
+          name: step.policy,
+          egressSourceIP: chaosPolicyIP(u, step.policy),
+          destinationCIDRs: [...step.destinations],
+          rules: [{ namespaceSelector: {}, podSelector: { [CHAOS_LABEL]: step.policy } }],
+        };
         setLabels(s, step.pod, { [CHAOS_LABEL]: step.policy });
         return { next: s, saved: { kind: 'policy', policy: before, labels: { [CHAOS_LABEL]: labels[CHAOS_LABEL] } } };
       }
@@ -253,7 +267,8 @@ export function undoChurn(state: ClusterState, step: Step, saved: ChurnSaved): C
       if (saved.policy) s.policies[step.policy] = structuredClone(saved.policy);
       else delete s.policies[step.policy];
     }
-    if (step.action === 'change-destinations' && saved.policy && s.policies[step.policy]) s.policies[step.policy] = { ...s.policies[step.policy]!, destinationCIDRs: [...saved.policy.destinationCIDRs] };
+    if (step.action === 'change-destinations' && saved.policy && s.policies[step.policy])
+      s.policies[step.policy] = { ...s.policies[step.policy]!, destinationCIDRs: [...saved.policy.destinationCIDRs] };
     if (Object.keys(saved.labels).length) setLabels(s, step.pod, saved.labels);
   }
   if (step.kind === 'configmap' && saved.kind === 'configmap') s.nonMasqueradeCIDRs = saved.nonMasqueradeCIDRs ? [...saved.nonMasqueradeCIDRs] : null;
@@ -295,19 +310,32 @@ function answersPodIPs(t: Pick<Topology, 'vpcEndpoints'>, dst: string): boolean 
  * the default list without one; link-local always), the node IP otherwise. The internet cannot
  * answer a pod IP; the VPC can.
  */
-export function expectedSource(t: Pick<Topology, 'nodes' | 'pods' | 'namespaces' | 'vpcEndpoints'>, state: ClusterState, pod: string, dst: string): FlowExpectation {
+export function expectedSource(
+  t: Pick<Topology, 'nodes' | 'pods' | 'namespaces' | 'vpcEndpoints'>,
+  state: ClusterState,
+  pod: string,
+  dst: string,
+): FlowExpectation {
   const spec = t.pods.find((p) => `${p.namespace}/${p.name}` === pod);
   if (!spec) throw new Error(`no pod ${pod} in the topology`);
   const nsLabels = { ...(t.namespaces.find((n) => n.name === spec.namespace)?.labels ?? {}), 'kubernetes.io/metadata.name': spec.namespace };
   const labels = state.podLabels[pod] ?? spec.labels;
   const policy = Object.values(state.policies)
     .sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0))
-    .find((p) => p.rules.some((r) => matches(r.namespaceSelector, nsLabels) && matches(r.podSelector, labels)) && p.destinationCIDRs.some((c) => cidrTextContains(c, dst)));
+    .find(
+      (p) =>
+        p.rules.some((r) => matches(r.namespaceSelector, nsLabels) && matches(r.podSelector, labels)) &&
+        p.destinationCIDRs.some((c) => cidrTextContains(c, dst)),
+    );
   if (policy) {
     const ip = policy.egressSourceIP;
     const duplicate = Object.values(state.policies).some((p) => p.name !== policy.name && p.egressSourceIP === ip);
     const served = state.floatingIPs.includes(ip) && !duplicate;
-    return { sources: [ip], answered: served, why: `policy ${policy.name} (${ip}${served ? '' : duplicate ? ': used by another policy, dropped' : ': not a floating IP, dropped'})` };
+    return {
+      sources: [ip],
+      answered: served,
+      why: `policy ${policy.name} (${ip}${served ? '' : duplicate ? ': used by another policy, dropped' : ': not a floating IP, dropped'})`,
+    };
   }
   const list = state.nonMasqueradeCIDRs ?? [...DEFAULT_NON_MASQUERADE_CIDRS];
   if ([...list, LINK_LOCAL_CIDR].some((c) => cidrTextContains(c, dst))) {

@@ -54,7 +54,13 @@ function fakeRun(): ChaosRun {
       { step: 0, phase: 'undo', dueAt: 3000, startedAt: T0 + 3002, endedAt: T0 + 3050 },
       { step: 1, phase: 'undo', dueAt: 3500, startedAt: T0 + 3501, endedAt: T0 + 4000, note: 'booted again' },
     ],
-    violations: [{ invariant: 'no-leak', at: T0 + 2500, evidence: { flow: 'udp default/client-1 -> 8.8.8.8', src: '10.10.10.2', allowed: ['192.168.1.1'], count: 3, until: T0 + 2700 } }],
+    violations: [
+      {
+        invariant: 'no-leak',
+        at: T0 + 2500,
+        evidence: { flow: 'udp default/client-1 -> 8.8.8.8', src: '10.10.10.2', allowed: ['192.168.1.1'], count: 3, until: T0 + 2700 },
+      },
+    ],
     evidence: { edgePackets: [], allowed: [], arpReplies: [], edgeReplies: [], flows: [] },
     timelines: [
       { name: 'udp default/client-3 -> 8.8.8.8', timeline: partitioned, allowedSources: ['192.168.1.3'] },
@@ -66,11 +72,40 @@ function fakeRun(): ChaosRun {
 }
 
 describe('the chaos report', () => {
-  it('has the JSON shape --json prints: seed, steps, violations {invariant, at, evidence} with times after the schedule\'s start, shrunk, files', () => {
+  it("has the JSON shape --json prints: seed, steps, violations {invariant, at, evidence} with times after the schedule's start, shrunk, files", () => {
     const r = JSON.parse(JSON.stringify(chaosReport(fakeRun(), null, ['artifacts/chaos/x/schedule.json'])));
-    expect(Object.keys(r).sort()).toEqual(['actions', 'bounds', 'convergedAt', 'files', 'flows', 'lab', 'seed', 'settledAt', 'shrunk', 'steps', 'timing', 'topology', 'violations']);
-    expect(r).toMatchObject({ seed: 7, topology: 'default', lab: 'chaos-abc123', steps: schedule.steps, shrunk: null, files: ['artifacts/chaos/x/schedule.json'], settledAt: 4000, convergedAt: 5200 });
-    expect(r.violations).toEqual([{ invariant: 'no-leak', at: 2500, evidence: { flow: 'udp default/client-1 -> 8.8.8.8', src: '10.10.10.2', allowed: ['192.168.1.1'], count: 3, until: 2700 } }]);
+    expect(Object.keys(r).sort()).toEqual([
+      'actions',
+      'bounds',
+      'convergedAt',
+      'files',
+      'flows',
+      'lab',
+      'seed',
+      'settledAt',
+      'shrunk',
+      'steps',
+      'timing',
+      'topology',
+      'violations',
+    ]);
+    expect(r).toMatchObject({
+      seed: 7,
+      topology: 'default',
+      lab: 'chaos-abc123',
+      steps: schedule.steps,
+      shrunk: null,
+      files: ['artifacts/chaos/x/schedule.json'],
+      settledAt: 4000,
+      convergedAt: 5200,
+    });
+    expect(r.violations).toEqual([
+      {
+        invariant: 'no-leak',
+        at: 2500,
+        evidence: { flow: 'udp default/client-1 -> 8.8.8.8', src: '10.10.10.2', allowed: ['192.168.1.1'], count: 3, until: 2700 },
+      },
+    ]);
     expect(r.actions[3]).toEqual({ step: 1, phase: 'undo', dueAt: 3500, startedAt: 3501, endedAt: 4000, note: 'booted again' });
   });
 
@@ -82,7 +117,10 @@ describe('the chaos report', () => {
     run.evidence = {
       ...run.evidence,
       edgePackets,
-      allowed: [{ flow, from: 0, to: T0 + 4000, sources: ['192.168.1.1'] }, { flow, from: T0 + 1000, sources: ['10.10.10.2'] }],
+      allowed: [
+        { flow, from: 0, to: T0 + 4000, sources: ['192.168.1.1'] },
+        { flow, from: T0 + 1000, sources: ['10.10.10.2'] },
+      ],
       conntrack: [{ flow, keeps: [T0 + 1000], ends: [] }],
     };
     const r = chaosReport(run);
@@ -98,7 +136,17 @@ describe('the chaos report', () => {
   });
 
   it('in words: the verdict, each violation, the shrink, the figures', () => {
-    const text = describeReport(chaosReport(fakeRun(), { invariant: 'no-leak', steps: schedule.steps.slice(1), stepsBefore: 2, stepsAfter: 1, runs: 4, exhausted: false, confirmed: true })).join('\n');
+    const text = describeReport(
+      chaosReport(fakeRun(), {
+        invariant: 'no-leak',
+        steps: schedule.steps.slice(1),
+        stepsBefore: 2,
+        stepsAfter: 1,
+        runs: 4,
+        exhausted: false,
+        confirmed: true,
+      }),
+    ).join('\n');
     expect(text).toContain('seed 7, topology default, lab chaos-abc123: 2 step(s) ran; settled at +4.000 s, converged at +5.200 s');
     expect(text).toContain('1 violation(s):\n  no-leak at +2.500 s: {"flow":"udp default/client-1 -> 8.8.8.8"');
     expect(text).toContain('shrunk (no-leak): 2 -> 1 step(s) in 4 run(s); confirmed by a re-run\n  +2.000 s for 1.500 s: kill node-1');
@@ -125,17 +173,26 @@ describe('the regression scenario', () => {
   const dir = join(projectRoot(), 'scenarios', 'regressions');
 
   it('replays the schedule and asserts the invariant it broke', () => {
-    expect(text).toContain("const run = await runSchedule(schedule, { topology: topologyFromArg(\"default\"), bounds: ");
+    expect(text).toContain('const run = await runSchedule(schedule, { topology: topologyFromArg("default"), bounds: ');
     expect(text).toContain('expect(run.violations.filter((v) => v.invariant === "no-leak")).toEqual([]);');
     expect(text).toContain(' *   +2.000 s for 1.500 s: kill node-1');
     // a "*/" in what it quotes cannot end its header comment early
     expect(text).toContain('--steps 2 *\\/ injected');
   });
 
-  it('type-checks where it is meant to go (scenarios/regressions/), against the project\'s test config', () => {
+  it("type-checks where it is meant to go (scenarios/regressions/), against the project's test config", () => {
     // a virtual file in scenarios/regressions/ (its relative imports resolve from there); everything else from disk
     const file = join(dir, scenarioFileName('seed-7-20250102T030405Z'));
-    const config = ts.getParsedCommandLineOfConfigFile(join(projectRoot(), 'tsconfig.test.json'), {}, { ...ts.sys, onUnRecoverableConfigFileDiagnostic: (d) => { throw new Error(ts.flattenDiagnosticMessageText(d.messageText, '\n')); } })!;
+    const config = ts.getParsedCommandLineOfConfigFile(
+      join(projectRoot(), 'tsconfig.test.json'),
+      {},
+      {
+        ...ts.sys,
+        onUnRecoverableConfigFileDiagnostic: (d) => {
+          throw new Error(ts.flattenDiagnosticMessageText(d.messageText, '\n'));
+        },
+      },
+    )!;
     const host = ts.createCompilerHost(config.options);
     const getSourceFile = host.getSourceFile.bind(host);
     host.getSourceFile = (name, lang, ...rest) => (name === file ? ts.createSourceFile(name, text, lang) : getSourceFile(name, lang, ...rest));

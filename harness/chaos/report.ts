@@ -80,7 +80,8 @@ export function relativeViolation(v: Violation, start: number): Violation {
 function gaps(packets: readonly { t: number }[], intervalMs: number, start: number): { from: number; to: number }[] {
   const out: { from: number; to: number }[] = [];
   const sorted = [...packets].sort((a, b) => a.t - b.t);
-  for (let i = 1; i < sorted.length; i++) if (sorted[i]!.t - sorted[i - 1]!.t > 5 * intervalMs) out.push({ from: rel(sorted[i - 1]!.t, start), to: rel(sorted[i]!.t, start) });
+  for (let i = 1; i < sorted.length; i++)
+    if (sorted[i]!.t - sorted[i - 1]!.t > 5 * intervalMs) out.push({ from: rel(sorted[i - 1]!.t, start), to: rel(sorted[i]!.t, start) });
   return out;
 }
 
@@ -109,7 +110,14 @@ export function chaosReport(run: ChaosRun, shrunk: ShrunkReport | null = null, f
     violations: run.violations.map((v) => relativeViolation(v, start)),
     shrunk,
     files,
-    actions: run.actions.map((a) => ({ step: a.step, phase: a.phase, dueAt: a.dueAt, startedAt: rel(a.startedAt, start), endedAt: rel(a.endedAt, start), ...(a.note ? { note: a.note } : {}) })),
+    actions: run.actions.map((a) => ({
+      step: a.step,
+      phase: a.phase,
+      dueAt: a.dueAt,
+      startedAt: rel(a.startedAt, start),
+      endedAt: rel(a.endedAt, start),
+      ...(a.note ? { note: a.note } : {}),
+    })),
     flows: run.timelines.map(({ name, timeline }) => {
       const r = summarize(timeline);
       const segs = (timeline as { segments?: unknown[] }).segments?.length ?? 1;
@@ -149,7 +157,9 @@ export function describeReport(r: ChaosReport): string[] {
   }
   if (r.files.length) lines.push('files:', ...r.files.map((f) => `  ${f}`));
   const t = r.timing;
-  lines.push(`lab up ${t.labUpMs} ms, observers ${t.setupMs} ms, schedule ${t.scheduleMs} ms, convergence + tail ${t.observeMs} ms, evidence ${t.collectMs} ms; total ${t.totalMs} ms`);
+  lines.push(
+    `lab up ${t.labUpMs} ms, observers ${t.setupMs} ms, schedule ${t.scheduleMs} ms, convergence + tail ${t.observeMs} ms, evidence ${t.collectMs} ms; total ${t.totalMs} ms`,
+  );
   return lines;
 }
 

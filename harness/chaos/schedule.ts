@@ -62,7 +62,15 @@ export type StepKind = (typeof STEP_KINDS)[number];
 export const INSTANT_KINDS: ReadonlySet<StepKind> = new Set(['agent-restart', 'controller-restart']);
 
 /** Kinds that break a node while they last (counted against "never every worker broken at once"). */
-export const NODE_BREAKING_KINDS: ReadonlySet<StepKind> = new Set(['node-kill', 'node-stop', 'node-pause', 'partition', 'link-loss', 'rate-limit', 'blackhole-gateway']);
+export const NODE_BREAKING_KINDS: ReadonlySet<StepKind> = new Set([
+  'node-kill',
+  'node-stop',
+  'node-pause',
+  'partition',
+  'link-loss',
+  'rate-limit',
+  'blackhole-gateway',
+]);
 
 /** One timed step: at `at` ms after the schedule starts, do `action`; undo it `durationMs` later unless `keep`. */
 export type Step = StepAction & {
@@ -175,31 +183,58 @@ export function constraintIssues(schedule: Schedule, u: ChaosUniverse): FieldIss
   schedule.steps.forEach((s, i) => {
     const node = stepNode(s);
     if (node !== undefined) {
-      if (!allNodes.has(node)) issues.push({ path: `steps[${i}].node`, value: node, message: `is not a node of topology ${u.topology} (nodes: ${[...allNodes].join(', ')})` });
-      else if (!workers.has(node)) issues.push({ path: `steps[${i}].node`, value: node, message: 'is a control-plane node: the control plane is only faulted by a controller-restart' });
+      if (!allNodes.has(node))
+        issues.push({ path: `steps[${i}].node`, value: node, message: `is not a node of topology ${u.topology} (nodes: ${[...allNodes].join(', ')})` });
+      else if (!workers.has(node))
+        issues.push({ path: `steps[${i}].node`, value: node, message: 'is a control-plane node: the control plane is only faulted by a controller-restart' });
     }
-    if (s.kind === 'policy' && !u.pods.includes(s.pod)) issues.push({ path: `steps[${i}].pod`, value: s.pod, message: `is not a pod of topology ${u.topology}` });
+    if (s.kind === 'policy' && !u.pods.includes(s.pod))
+      issues.push({ path: `steps[${i}].pod`, value: s.pod, message: `is not a pod of topology ${u.topology}` });
     if ((s.kind === 'floating-ip' || s.kind === 'blackhole-gateway') && !fips.has(s.kind === 'floating-ip' ? s.ip : s.floatingIP)) {
-      issues.push({ path: `steps[${i}].${s.kind === 'floating-ip' ? 'ip' : 'floatingIP'}`, value: s.kind === 'floating-ip' ? s.ip : s.floatingIP, message: `is not a floating IP chaos may use (${[...fips].join(', ')})` });
+      issues.push({
+        path: `steps[${i}].${s.kind === 'floating-ip' ? 'ip' : 'floatingIP'}`,
+        value: s.kind === 'floating-ip' ? s.ip : s.floatingIP,
+        message: `is not a floating IP chaos may use (${[...fips].join(', ')})`,
+      });
     }
-    if (i > 0 && s.at < schedule.steps[i - 1]!.at) issues.push({ path: `steps[${i}].at`, value: s.at, message: `is before the previous step's (${schedule.steps[i - 1]!.at}): steps are in time order` });
+    if (i > 0 && s.at < schedule.steps[i - 1]!.at)
+      issues.push({ path: `steps[${i}].at`, value: s.at, message: `is before the previous step's (${schedule.steps[i - 1]!.at}): steps are in time order` });
   });
   // overlapping faults: per node, and how many workers at once
   const breaking = schedule.steps.map((s, i) => ({ s, i })).filter(({ s }) => NODE_BREAKING_KINDS.has(s.kind) && stepNode(s) !== undefined);
   for (const { s, i } of breaking) {
     const node = stepNode(s)!;
     const clash = breaking.find(({ s: o, i: j }) => j < i && stepNode(o) === node && o.at <= s.at && s.at < undoneAt(o));
-    if (clash) issues.push({ path: `steps[${i}].at`, value: s.at, message: `${node} is still under steps[${clash.i}] (${clash.s.kind}) then: one fault per node at a time` });
-    const broken = new Set(breaking.filter(({ s: o }) => o.at <= s.at && s.at < undoneAt(o)).map(({ s: o }) => stepNode(o)!).filter((n) => workers.has(n)));
+    if (clash)
+      issues.push({
+        path: `steps[${i}].at`,
+        value: s.at,
+        message: `${node} is still under steps[${clash.i}] (${clash.s.kind}) then: one fault per node at a time`,
+      });
+    const broken = new Set(
+      breaking
+        .filter(({ s: o }) => o.at <= s.at && s.at < undoneAt(o))
+        .map(({ s: o }) => stepNode(o)!)
+        .filter((n) => workers.has(n)),
+    );
     if (workers.size > 0 && broken.size >= workers.size) {
-      issues.push({ path: `steps[${i}]`, value: s.kind, message: `breaks every worker at once (${[...broken].sort().join(', ')}): at most ${workers.size - 1} of ${workers.size} so the cluster can converge` });
+      issues.push({
+        path: `steps[${i}]`,
+        value: s.kind,
+        message: `breaks every worker at once (${[...broken].sort().join(', ')}): at most ${workers.size - 1} of ${workers.size} so the cluster can converge`,
+      });
     }
   }
   // an agent cannot be restarted on a node that is down or hung (its container runs nothing then)
   schedule.steps.forEach((s, i) => {
     if (s.kind !== 'agent-restart') return;
     const down = breaking.find(({ s: o }) => NODE_DOWN_KINDS.has(o.kind) && stepNode(o) === s.node && o.at <= s.at && s.at < undoneAt(o));
-    if (down) issues.push({ path: `steps[${i}].at`, value: s.at, message: `${s.node} is down or hung under steps[${down.i}] (${down.s.kind}) then: its agent cannot be restarted` });
+    if (down)
+      issues.push({
+        path: `steps[${i}].at`,
+        value: s.at,
+        message: `${s.node} is down or hung under steps[${down.i}] (${down.s.kind}) then: its agent cannot be restarted`,
+      });
   });
   return issues;
 }
@@ -224,14 +259,23 @@ function actionArb(u: ChaosUniverse): fc.Arbitrary<StepAction> {
     fc.record({ node, direction: fc.constantFrom<PartitionDirection>('both', 'outbound', 'inbound') }).map((r): StepAction => ({ kind: 'partition', ...r })),
     node.map((n): StepAction => ({ kind: 'agent-restart', node: n })),
     fc.constant<StepAction>({ kind: 'controller-restart' }),
-    fc.record({ node, mode: fc.constantFrom<LossMode>('random', 'burst'), lossPercent: fc.integer({ min: 5, max: 100 }) }).map((r): StepAction => ({ kind: 'link-loss', ...r })),
+    fc
+      .record({ node, mode: fc.constantFrom<LossMode>('random', 'burst'), lossPercent: fc.integer({ min: 5, max: 100 }) })
+      .map((r): StepAction => ({ kind: 'link-loss', ...r })),
     fc.record({ node, kbitPerSecond: fc.constantFrom(64, 256, 1024, 8192) }).map((r): StepAction => ({ kind: 'rate-limit', ...r })),
     fc.record({ node, floatingIP: fip }).map((r): StepAction => ({ kind: 'blackhole-gateway', ...r })),
     fc
-      .record({ action: fc.constantFrom<PolicyAction>('create', 'relabel-pod', 'change-destinations', 'delete'), n: fc.integer({ min: 1, max: 3 }), pod: fc.constantFrom(...pods), destinations: dests })
+      .record({
+        action: fc.constantFrom<PolicyAction>('create', 'relabel-pod', 'change-destinations', 'delete'),
+        n: fc.integer({ min: 1, max: 3 }),
+        pod: fc.constantFrom(...pods),
+        destinations: dests,
+      })
       .map(({ n, ...r }): StepAction => ({ kind: 'policy', policy: `chaos-${n}`, ...r })),
     dests.map((d): StepAction => ({ kind: 'configmap', nonMasqueradeCIDRs: d })),
-    fc.record({ action: fc.constantFrom<'add' | 'remove'>('add', 'remove'), ip: fc.constantFrom(...all) }).map((r): StepAction => ({ kind: 'floating-ip', ...r })),
+    fc
+      .record({ action: fc.constantFrom<'add' | 'remove'>('add', 'remove'), ip: fc.constantFrom(...all) })
+      .map((r): StepAction => ({ kind: 'floating-ip', ...r })),
   );
 }
 
@@ -243,7 +287,12 @@ function actionArb(u: ChaosUniverse): fc.Arbitrary<StepAction> {
 export function scheduleArbitrary(u: ChaosUniverse, o: GenerateOptions = {}): fc.Arbitrary<Schedule> {
   const { steps, horizonMs, minDurationMs, maxDurationMs } = { ...DEFAULTS, ...o };
   const step = fc
-    .record({ action: actionArb(u), at: fc.integer({ min: 0, max: horizonMs }), durationMs: fc.integer({ min: minDurationMs, max: maxDurationMs }), keep: fc.integer({ min: 0, max: 9 }) })
+    .record({
+      action: actionArb(u),
+      at: fc.integer({ min: 0, max: horizonMs }),
+      durationMs: fc.integer({ min: minDurationMs, max: maxDurationMs }),
+      keep: fc.integer({ min: 0, max: 9 }),
+    })
     .map(({ action, at, durationMs, keep }): Step => {
       if (INSTANT_KINDS.has(action.kind)) return { ...action, at, durationMs: 0 };
       // kept steps are rare (1 in 10) and only for churn: a node fault is always undone
@@ -278,11 +327,14 @@ const isObj = (v: unknown): v is Obj => typeof v === 'object' && v !== null && !
 /** The fields each kind takes besides at/durationMs/keep, with a check of each (the message when bad). */
 const FIELDS: Record<StepKind, Record<string, (v: unknown) => string | null>> = (() => {
   const str = (v: unknown) => (typeof v === 'string' && v !== '' ? null : 'must be a non-empty string');
-  const oneOf = (...xs: string[]) => (v: unknown) => (typeof v === 'string' && xs.includes(v) ? null : `must be one of ${xs.join(', ')}`);
-  const intIn = (lo: number, hi: number) => (v: unknown) => (Number.isInteger(v) && (v as number) >= lo && (v as number) <= hi ? null : `must be a whole number from ${lo} to ${hi}`);
+  const oneOf =
+    (...xs: string[]) =>
+    (v: unknown) =>
+      typeof v === 'string' && xs.includes(v) ? null : `must be one of ${xs.join(', ')}`;
+  const intIn = (lo: number, hi: number) => (v: unknown) =>
+    Number.isInteger(v) && (v as number) >= lo && (v as number) <= hi ? null : `must be a whole number from ${lo} to ${hi}`;
   const ip = (v: unknown) => (isIPv4(v) ? null : 'must be an IPv4 address');
-  const cidrs = (v: unknown) =>
-    Array.isArray(v) && v.length > 0 && v.every((c) => parseCidr4(c, false).ok) ? null : 'must be a non-empty list of IPv4 CIDRs';
+  const cidrs = (v: unknown) => (Array.isArray(v) && v.length > 0 && v.every((c) => parseCidr4(c, false).ok) ? null : 'must be a non-empty list of IPv4 CIDRs');
   return {
     'node-kill': { node: str },
     'node-stop': { node: str },
@@ -293,7 +345,12 @@ const FIELDS: Record<StepKind, Record<string, (v: unknown) => string | null>> = 
     'link-loss': { node: str, mode: oneOf('random', 'burst'), lossPercent: intIn(1, 100) },
     'rate-limit': { node: str, kbitPerSecond: intIn(1, 10_000_000) },
     'blackhole-gateway': { node: str, floatingIP: ip },
-    policy: { action: oneOf('create', 'relabel-pod', 'change-destinations', 'delete'), policy: str, pod: (v) => (typeof v === 'string' && /^[^/]+\/[^/]+$/.test(v) ? null : 'must be "namespace/name"'), destinations: cidrs },
+    policy: {
+      action: oneOf('create', 'relabel-pod', 'change-destinations', 'delete'),
+      policy: str,
+      pod: (v) => (typeof v === 'string' && /^[^/]+\/[^/]+$/.test(v) ? null : 'must be "namespace/name"'),
+      destinations: cidrs,
+    },
     configmap: { nonMasqueradeCIDRs: cidrs },
     'floating-ip': { action: oneOf('add', 'remove'), ip },
   };
@@ -304,15 +361,18 @@ function stepIssues(raw: unknown, i: number): FieldIssue[] {
   const at = `steps[${i}]`;
   if (!isObj(raw)) return [{ path: at, value: raw, message: 'must be an object' }];
   const kind = raw.kind;
-  if (typeof kind !== 'string' || !(STEP_KINDS as readonly string[]).includes(kind)) return [{ path: `${at}.kind`, value: kind, message: `must be one of ${STEP_KINDS.join(', ')}` }];
+  if (typeof kind !== 'string' || !(STEP_KINDS as readonly string[]).includes(kind))
+    return [{ path: `${at}.kind`, value: kind, message: `must be one of ${STEP_KINDS.join(', ')}` }];
   const fields = FIELDS[kind as StepKind];
   const issues: FieldIssue[] = [];
   if (!Number.isInteger(raw.at) || (raw.at as number) < 0) issues.push({ path: `${at}.at`, value: raw.at, message: 'must be a whole number of ms, 0 or more' });
   if (INSTANT_KINDS.has(kind as StepKind)) {
-    if (raw.durationMs !== undefined && raw.durationMs !== 0) issues.push({ path: `${at}.durationMs`, value: raw.durationMs, message: `must be 0 (or absent): ${kind} is instant` });
+    if (raw.durationMs !== undefined && raw.durationMs !== 0)
+      issues.push({ path: `${at}.durationMs`, value: raw.durationMs, message: `must be 0 (or absent): ${kind} is instant` });
     if (raw.keep !== undefined) issues.push({ path: `${at}.keep`, value: raw.keep, message: `is meaningless for ${kind} (instant)` });
   } else {
-    if (!Number.isInteger(raw.durationMs) || (raw.durationMs as number) < MIN_DURATION_MS) issues.push({ path: `${at}.durationMs`, value: raw.durationMs, message: `must be a whole number of ms, ${MIN_DURATION_MS} or more` });
+    if (!Number.isInteger(raw.durationMs) || (raw.durationMs as number) < MIN_DURATION_MS)
+      issues.push({ path: `${at}.durationMs`, value: raw.durationMs, message: `must be a whole number of ms, ${MIN_DURATION_MS} or more` });
     if (raw.keep !== undefined && typeof raw.keep !== 'boolean') issues.push({ path: `${at}.keep`, value: raw.keep, message: 'must be true or false' });
   }
   for (const [f, check] of Object.entries(fields)) {
@@ -320,7 +380,14 @@ function stepIssues(raw: unknown, i: number): FieldIssue[] {
     if (m) issues.push({ path: `${at}.${f}`, value: raw[f], message: m });
   }
   for (const f of Object.keys(raw)) {
-    if (!['kind', 'at', 'durationMs', 'keep', ...Object.keys(fields)].includes(f)) issues.push({ path: `${at}.${f}`, value: raw[f], message: `is not a field of a ${kind} step (fields: at, durationMs, keep${Object.keys(fields).map((k) => `, ${k}`).join('')})` });
+    if (!['kind', 'at', 'durationMs', 'keep', ...Object.keys(fields)].includes(f))
+      issues.push({
+        path: `${at}.${f}`,
+        value: raw[f],
+        message: `is not a field of a ${kind} step (fields: at, durationMs, keep${Object.keys(fields)
+          .map((k) => `, ${k}`)
+          .join('')})`,
+      });
   }
   return issues;
 }
@@ -334,9 +401,12 @@ export function scheduleIssues(raw: unknown, u?: ChaosUniverse): FieldIssue[] {
   const issues: FieldIssue[] = [];
   if (raw.version !== 1) issues.push({ path: 'version', value: raw.version, message: 'must be 1' });
   if (typeof raw.topology !== 'string' || raw.topology === '') issues.push({ path: 'topology', value: raw.topology, message: 'must be a topology name' });
-  else if (u && raw.topology !== u.topology) issues.push({ path: 'topology', value: raw.topology, message: `was drawn for another topology than ${u.topology}` });
+  else if (u && raw.topology !== u.topology)
+    issues.push({ path: 'topology', value: raw.topology, message: `was drawn for another topology than ${u.topology}` });
   if (raw.seed !== undefined && !Number.isInteger(raw.seed)) issues.push({ path: 'seed', value: raw.seed, message: 'must be a whole number (or absent)' });
-  for (const f of Object.keys(raw)) if (!['version', 'seed', 'topology', 'steps'].includes(f)) issues.push({ path: f, value: raw[f], message: 'is not a field of a schedule (fields: version, seed, topology, steps)' });
+  for (const f of Object.keys(raw))
+    if (!['version', 'seed', 'topology', 'steps'].includes(f))
+      issues.push({ path: f, value: raw[f], message: 'is not a field of a schedule (fields: version, seed, topology, steps)' });
   if (!Array.isArray(raw.steps)) {
     issues.push({ path: 'steps', value: raw.steps, message: 'must be a list of steps' });
     return issues;

@@ -86,7 +86,14 @@ function runFlags(command: string, flags: Record<string, string | number | boole
 }
 
 /** Runs and reports a schedule (both commands). */
-async function runAndReport(schedule: Schedule, topology: Topology, topologyArg: string, flags: Record<string, string | number | boolean | undefined>, command: string, id: string): Promise<number> {
+async function runAndReport(
+  schedule: Schedule,
+  topology: Topology,
+  topologyArg: string,
+  flags: Record<string, string | number | boolean | undefined>,
+  command: string,
+  id: string,
+): Promise<number> {
   const { shrinkBudget, bounds } = runFlags(command.split(' ')[1]!, flags);
   const json = Boolean(flags.json);
   // the schedule before it runs (stderr with --json: stdout is the report)
@@ -95,7 +102,17 @@ async function runAndReport(schedule: Schedule, topology: Topology, topologyArg:
   for (const s of schedule.steps) show(`  ${describeStep(s)}`);
   const abort = abortOnSignal();
   try {
-    const { report } = await explore(schedule, { topology, topologyArg, ...(flags.keep ? { keep: true } : {}), bounds, shrinkBudget, command, id, progress: err, signal: abort.signal });
+    const { report } = await explore(schedule, {
+      topology,
+      topologyArg,
+      ...(flags.keep ? { keep: true } : {}),
+      bounds,
+      shrinkBudget,
+      command,
+      id,
+      progress: err,
+      signal: abort.signal,
+    });
     if (json) out(JSON.stringify(report));
     else for (const l of describeReport(report)) out(l);
     if (flags.keep) err(`lab ${report.lab} kept: "npx egresslab down --lab ${report.lab}" removes it`);
@@ -113,21 +130,30 @@ export async function chaosCmd(argv: string[]): Promise<number> {
   const maxDurationMs = flags['max-duration-ms'] as number | undefined;
   const issues: FieldIssue[] = [];
   if (steps < 1 || steps > 200) issues.push({ path: '--steps', value: steps, message: 'must be from 1 to 200' });
-  if (flags.seed !== undefined && ((flags.seed as number) < -2147483648 || (flags.seed as number) > 2147483647)) issues.push({ path: '--seed', value: flags.seed, message: 'must be a 32-bit whole number' });
-  if (horizonMs !== undefined && (horizonMs < 0 || horizonMs > 3_600_000)) issues.push({ path: '--horizon-ms', value: horizonMs, message: 'must be from 0 to 3600000' });
-  if (maxDurationMs !== undefined && (maxDurationMs < 500 || maxDurationMs > 3_600_000)) issues.push({ path: '--max-duration-ms', value: maxDurationMs, message: 'must be from 500 (the shortest duration drawn) to 3600000' });
+  if (flags.seed !== undefined && ((flags.seed as number) < -2147483648 || (flags.seed as number) > 2147483647))
+    issues.push({ path: '--seed', value: flags.seed, message: 'must be a 32-bit whole number' });
+  if (horizonMs !== undefined && (horizonMs < 0 || horizonMs > 3_600_000))
+    issues.push({ path: '--horizon-ms', value: horizonMs, message: 'must be from 0 to 3600000' });
+  if (maxDurationMs !== undefined && (maxDurationMs < 500 || maxDurationMs > 3_600_000))
+    issues.push({ path: '--max-duration-ms', value: maxDurationMs, message: 'must be from 500 (the shortest duration drawn) to 3600000' });
   const runs = flags.runs as number | undefined;
   if (runs !== undefined && (runs < 1 || runs > 100_000)) issues.push({ path: '--runs', value: runs, message: 'must be from 1 to 100000' });
   const budget = budgetMs(flags.budget as string | undefined, issues);
   const many = runs !== undefined || flags.budget !== undefined;
   if (many && flags.keep) issues.push({ path: '--keep', value: true, message: 'keeps one lab: not with --runs or --budget (each run has a lab of its own)' });
-  if (flags['dry-run'] && flags.budget !== undefined) issues.push({ path: '--budget', value: flags.budget, message: 'means nothing in a dry run (nothing runs): use --runs N to print N schedules' });
+  if (flags['dry-run'] && flags.budget !== undefined)
+    issues.push({ path: '--budget', value: flags.budget, message: 'means nothing in a dry run (nothing runs): use --runs N to print N schedules' });
   if (issues.length) throw new ValidationError('chaos', issues);
   runFlags('chaos', flags);
   const seed = (flags.seed as number | undefined) ?? Math.floor(Math.random() * 2 ** 31);
   const topologyArg = (flags.topology as string | undefined) ?? 'default';
   const topology = topologyFromArg(topologyArg);
-  const scheduleOf = (seed: number) => generateSchedule(seed, universeOf(chaosTopology(topology)), { steps, ...(horizonMs !== undefined ? { horizonMs } : {}), ...(maxDurationMs !== undefined ? { maxDurationMs } : {}) });
+  const scheduleOf = (seed: number) =>
+    generateSchedule(seed, universeOf(chaosTopology(topology)), {
+      steps,
+      ...(horizonMs !== undefined ? { horizonMs } : {}),
+      ...(maxDurationMs !== undefined ? { maxDurationMs } : {}),
+    });
   if (many && flags['dry-run']) {
     const schedules = Array.from({ length: runs! }, (_, i) => scheduleOf(seedAt(seed, i)));
     if (flags.json) out(JSON.stringify({ baseSeed: seed, topology: topology.name, dryRun: true, schedules }));
@@ -196,7 +222,17 @@ async function campaign(
         const schedule = scheduleOf(seed);
         show(`seed ${seed}, topology ${schedule.topology}: ${schedule.steps.length} step(s)`);
         for (const s of schedule.steps) show(`  ${describeStep(s)}`);
-        const r = await explore(schedule, { topology, topologyArg, bounds, shrinkBudget, command: one(seed), id: artifactId(schedule, new Date()), progress: err, signal: abort.signal, ...(deadline !== undefined ? { deadline } : {}) });
+        const r = await explore(schedule, {
+          topology,
+          topologyArg,
+          bounds,
+          shrinkBudget,
+          command: one(seed),
+          id: artifactId(schedule, new Date()),
+          progress: err,
+          signal: abort.signal,
+          ...(deadline !== undefined ? { deadline } : {}),
+        });
         if (!json) for (const l of describeReport(r.report)) out(l);
         return { report: r.report, runMs: r.runMs };
       },

@@ -95,16 +95,28 @@ export async function clusterStatusOf(lab: Lab): Promise<ClusterStatus & { forwa
 
 function table(rows: string[][]): string {
   const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => (r[i] ?? '').length)));
-  return rows.map((r) => r.map((c, i) => c.padEnd(widths[i]!)).join('  ').trimEnd()).join('\n');
+  return rows
+    .map((r) =>
+      r
+        .map((c, i) => c.padEnd(widths[i]!))
+        .join('  ')
+        .trimEnd(),
+    )
+    .join('\n');
 }
 
 export function printClusterStatus(s: ClusterStatus & { forwarder: { pid: number; port: number } | null }): void {
-  out(`\ncluster: controller on ${s.controller.node} ${s.controller.processRunning ? 'running' : 'NOT running'}; API ${s.api.reachable ? 'reachable' : `unreachable (${s.api.error ?? '?'})`}${s.forwarder ? `; kubeconfig forward on 127.0.0.1:${s.forwarder.port} (pid ${s.forwarder.pid})` : ''}`);
+  out(
+    `\ncluster: controller on ${s.controller.node} ${s.controller.processRunning ? 'running' : 'NOT running'}; API ${s.api.reachable ? 'reachable' : `unreachable (${s.api.error ?? '?'})`}${s.forwarder ? `; kubeconfig forward on 127.0.0.1:${s.forwarder.port} (pid ${s.forwarder.pid})` : ''}`,
+  );
   if (s.api.reachable) {
     if (s.gateway) {
       const g = s.gateway;
       out(`gateway ${g.namespace}/default: floatingIPs ${g.floatingIPs.join(', ') || '(none)'}`);
-      const rows = [['FLOATING IP', 'NODE'], ...g.floatingIPs.map((ip) => [ip, g.assignments[ip] ?? `unassigned${g.unassigned[ip] ? ` (${g.unassigned[ip]})` : ''}`])];
+      const rows = [
+        ['FLOATING IP', 'NODE'],
+        ...g.floatingIPs.map((ip) => [ip, g.assignments[ip] ?? `unassigned${g.unassigned[ip] ? ` (${g.unassigned[ip]})` : ''}`]),
+      ];
       if (g.floatingIPs.length) out(table(rows));
     } else out('gateway: none (no AnthosNetworkGateway "default")');
   }

@@ -50,7 +50,9 @@ describe('egresslab help', () => {
       // Every flag named anywhere in the help (description, examples) is one the parser accepts...
       for (const flag of flagsIn(help)) expect(parserFlags(spec), `${name} help names ${flag}`).toContain(flag);
       // ...and the parser takes each one of the usage line (with the required ones), refusing others.
-      const required = Object.entries(spec.flags).filter(([, s]) => s.required).flatMap(([f]) => [`--${f}`, ...valueFor(spec, f)]);
+      const required = Object.entries(spec.flags)
+        .filter(([, s]) => s.required)
+        .flatMap(([f]) => [`--${f}`, ...valueFor(spec, f)]);
       for (const [flag] of Object.entries(spec.flags)) {
         expect(() => parseCommand(name, spec, [...required, `--${flag}`, ...valueFor(spec, flag)]), `${name} --${flag}`).not.toThrow();
       }
@@ -70,7 +72,13 @@ describe('egresslab help', () => {
 describe('usageLine', () => {
   it('required flags bare, others in brackets, aliases and value placeholders, then the positionals', () => {
     const spec: CommandSpec = {
-      flags: { lab: { value: true, arg: 'NAME' }, file: { value: true, required: true, short: 'f', arg: 'FILE' }, n: { value: true, int: true }, proto: { value: true, oneOf: ['tcp', 'udp'] }, json: {} },
+      flags: {
+        lab: { value: true, arg: 'NAME' },
+        file: { value: true, required: true, short: 'f', arg: 'FILE' },
+        n: { value: true, int: true },
+        proto: { value: true, oneOf: ['tcp', 'udp'] },
+        json: {},
+      },
       args: 'NODE',
       about: '',
     };

@@ -34,7 +34,11 @@ export const INIT_FILES: readonly InitFile[] = [
   { template: 'lab/topology.yaml', target: 'lab/topology.yaml', what: 'the lab: two workers and a control plane, ip-masq-agent, the cluster' },
   { template: 'lab/gateway.yaml', target: 'lab/gateway.yaml', what: 'an egress NAT gateway and a policy (egress IP 192.168.1.100)' },
   { template: 'scenarios/egress.test.ts', target: 'scenarios/egress.test.ts', what: 'SNAT seen at the far end, and a failover of the gateway with zero leaks' },
-  { template: 'github-workflow.yml', target: '.github/workflows/egress.yml', what: 'CI: the lab engine, the base image, the scenarios sharded, artifacts/ uploaded' },
+  {
+    template: 'github-workflow.yml',
+    target: '.github/workflows/egress.yml',
+    what: 'CI: the lab engine, the base image, the scenarios sharded, artifacts/ uploaded',
+  },
   { template: 'tsconfig.json', target: 'tsconfig.json', what: 'TypeScript for the scenarios (type checks: npx tsc)', onlyIfMissing: true },
 ];
 
@@ -72,7 +76,11 @@ type PackagePlan = { action: 'keep'; reason: string } | { action: 'add-test'; te
 function planPackageJson(dir: string): PackagePlan {
   const file = join(dir, 'package.json');
   if (!existsSync(file)) {
-    const name = basename(dir).toLowerCase().replace(/[^a-z0-9-._]/g, '-').replace(/^[-._]+/, '') || 'egress-tests';
+    const name =
+      basename(dir)
+        .toLowerCase()
+        .replace(/[^a-z0-9-._]/g, '-')
+        .replace(/^[-._]+/, '') || 'egress-tests';
     return { action: 'create', text: `${JSON.stringify({ name, private: true, scripts: { test: TEST_SCRIPT } }, null, 2)}\n` };
   }
   const text = readFileSync(file, 'utf8');
@@ -80,15 +88,19 @@ function planPackageJson(dir: string): PackagePlan {
   try {
     pkg = JSON.parse(text);
   } catch (error) {
-    throw new ValidationError('init', [{ path: 'package.json', value: file, message: `is not valid JSON (${(error as Error).message}); fix it, then run init again` }]);
+    throw new ValidationError('init', [
+      { path: 'package.json', value: file, message: `is not valid JSON (${(error as Error).message}); fix it, then run init again` },
+    ]);
   }
-  if (typeof pkg !== 'object' || pkg === null || Array.isArray(pkg)) throw new ValidationError('init', [{ path: 'package.json', value: file, message: 'is not a JSON object' }]);
+  if (typeof pkg !== 'object' || pkg === null || Array.isArray(pkg))
+    throw new ValidationError('init', [{ path: 'package.json', value: file, message: 'is not a JSON object' }]);
   const p = pkg as { scripts?: Record<string, unknown> };
   if (p.scripts !== undefined && (typeof p.scripts !== 'object' || p.scripts === null || Array.isArray(p.scripts))) {
     throw new ValidationError('init', [{ path: 'package.json scripts', value: p.scripts, message: 'is not an object' }]);
   }
   const current = p.scripts?.test;
-  if (typeof current === 'string' && current.trim() !== '' && !NPM_PLACEHOLDER.test(current)) return { action: 'keep', reason: `its test script is kept: ${JSON.stringify(current)}` };
+  if (typeof current === 'string' && current.trim() !== '' && !NPM_PLACEHOLDER.test(current))
+    return { action: 'keep', reason: `its test script is kept: ${JSON.stringify(current)}` };
   const indent = /^\{\s*\n([ \t]+)"/.exec(text)?.[1] ?? '  ';
   p.scripts = { ...(p.scripts ?? {}), test: TEST_SCRIPT };
   return { action: 'add-test', text: `${JSON.stringify(p, null, indent)}\n` };
@@ -97,9 +109,13 @@ function planPackageJson(dir: string): PackagePlan {
 /** The project folder --dir names (default: the working directory): an existing directory. */
 function projectDir(flag: string | undefined): string {
   if (flag === undefined) return process.cwd();
-  if (flag.trim() === '') throw new ValidationError('init', [{ path: '--dir', value: flag, message: 'is empty: name the folder of your project (the one with package.json)' }]);
+  if (flag.trim() === '')
+    throw new ValidationError('init', [{ path: '--dir', value: flag, message: 'is empty: name the folder of your project (the one with package.json)' }]);
   const dir = resolve(flag);
-  if (!existsSync(dir)) throw new ValidationError('init', [{ path: '--dir', value: flag, message: 'does not exist: create the project first (npm init -y, npm install --save-dev egresslab)' }]);
+  if (!existsSync(dir))
+    throw new ValidationError('init', [
+      { path: '--dir', value: flag, message: 'does not exist: create the project first (npm init -y, npm install --save-dev egresslab)' },
+    ]);
   if (!statSync(dir).isDirectory()) throw new ValidationError('init', [{ path: '--dir', value: flag, message: 'is not a directory' }]);
   return dir;
 }
@@ -119,8 +135,12 @@ async function initCmd(argv: string[]): Promise<number> {
   if ((conflicts.length || otherConfigs.length) && !force) {
     const names = [...conflicts.map((f) => shown(f.target)), ...otherConfigs.map(shown)];
     const lines = [`egresslab init: ${names[0]} already exists${names.length > 1 ? ` (and ${names.slice(1).join(', ')})` : ''}; nothing was written.`];
-    if (conflicts.length) lines.push(`"egresslab init --force" overwrites ${conflicts.map((f) => shown(f.target)).join(', ')}; or move ${conflicts.length > 1 ? 'them' : 'it'} away first.`);
-    for (const f of otherConfigs) lines.push(`${shown(f)}: vitest reads only one config, and init writes vitest.config.mts; move yours away (or use --force and merge the two).`);
+    if (conflicts.length)
+      lines.push(
+        `"egresslab init --force" overwrites ${conflicts.map((f) => shown(f.target)).join(', ')}; or move ${conflicts.length > 1 ? 'them' : 'it'} away first.`,
+      );
+    for (const f of otherConfigs)
+      lines.push(`${shown(f)}: vitest reads only one config, and init writes vitest.config.mts; move yours away (or use --force and merge the two).`);
     process.stderr.write(`${lines.join('\n')}\n`);
     return 2;
   }
@@ -129,7 +149,9 @@ async function initCmd(argv: string[]): Promise<number> {
   for (const f of INIT_FILES) {
     const target = join(dir, f.target);
     if (f.onlyIfMissing && existsSync(target)) {
-      kept.push(`${shown(f.target)} exists: kept (for type checks the scenarios need "moduleResolution": "Bundler" and "types": ["node"]; see node_modules/egresslab/templates/init/${f.template})`);
+      kept.push(
+        `${shown(f.target)} exists: kept (for type checks the scenarios need "moduleResolution": "Bundler" and "types": ["node"]; see node_modules/egresslab/templates/init/${f.template})`,
+      );
       continue;
     }
     mkdirSync(dirname(target), { recursive: true });
@@ -140,7 +162,10 @@ async function initCmd(argv: string[]): Promise<number> {
   if (pkg.action === 'keep') kept.push(`${shown('package.json')}: ${pkg.reason}`);
   else {
     writeFileSync(join(dir, 'package.json'), pkg.text);
-    written.push({ file: shown('package.json'), what: pkg.action === 'create' ? `created, with the test script "${TEST_SCRIPT}"` : `test script "${TEST_SCRIPT}" added` });
+    written.push({
+      file: shown('package.json'),
+      what: pkg.action === 'create' ? `created, with the test script "${TEST_SCRIPT}"` : `test script "${TEST_SCRIPT}" added`,
+    });
   }
   const width = Math.max(...written.map((w) => w.file.length));
   out(`egresslab init: wrote ${written.length} file(s) in ${dir}`);

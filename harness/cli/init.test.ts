@@ -28,7 +28,17 @@ function npmInitProject(): string {
   writeFileSync(
     join(dir, 'package.json'),
     `${JSON.stringify(
-      { name: 'my-egress-tests', version: '1.0.0', description: '', main: 'index.js', scripts: { test: 'echo "Error: no test specified" && exit 1' }, keywords: [], author: '', license: 'ISC', type: 'commonjs' },
+      {
+        name: 'my-egress-tests',
+        version: '1.0.0',
+        description: '',
+        main: 'index.js',
+        scripts: { test: 'echo "Error: no test specified" && exit 1' },
+        keywords: [],
+        author: '',
+        license: 'ISC',
+        type: 'commonjs',
+      },
       null,
       2,
     )}\n`,
@@ -79,10 +89,27 @@ describe('egresslab init', () => {
       expect(readFileSync(join(dir, f.target), 'utf8'), f.target).toBe(template(f.template));
       expect(r.stdout, f.target).toContain(f.what);
     }
-    expect(INIT_FILES.map((f) => f.target).sort()).toEqual(['.github/workflows/egress.yml', 'lab/gateway.yaml', 'lab/topology.yaml', 'scenarios/egress.test.ts', 'tsconfig.json', 'vitest.config.mts']);
+    expect(INIT_FILES.map((f) => f.target).sort()).toEqual([
+      '.github/workflows/egress.yml',
+      'lab/gateway.yaml',
+      'lab/topology.yaml',
+      'scenarios/egress.test.ts',
+      'tsconfig.json',
+      'vitest.config.mts',
+    ]);
     const pkg = JSON.parse(readFileSync(join(dir, 'package.json'), 'utf8')) as Record<string, unknown>;
     // only the placeholder test script changed
-    expect(pkg).toEqual({ name: 'my-egress-tests', version: '1.0.0', description: '', main: 'index.js', scripts: { test: TEST_SCRIPT }, keywords: [], author: '', license: 'ISC', type: 'commonjs' });
+    expect(pkg).toEqual({
+      name: 'my-egress-tests',
+      version: '1.0.0',
+      description: '',
+      main: 'index.js',
+      scripts: { test: TEST_SCRIPT },
+      keywords: [],
+      author: '',
+      license: 'ISC',
+      type: 'commonjs',
+    });
     expect(readFileSync(join(dir, 'package.json'), 'utf8')).toMatch(/^\{\n {2}"name"/);
     expect(r.stdout).toContain(`wrote ${INIT_FILES.length + 1} file(s) in ${dir}`);
     expect(r.stdout).toContain(`test script "${TEST_SCRIPT}" added`);
@@ -200,17 +227,25 @@ describe('the templates egresslab init writes agree with each other', () => {
     const objects = loadManifests(join(dir, 'lab/gateway.yaml')).map((m) => m.object);
     const gateway = objects.find((o) => o.kind === 'AnthosNetworkGateway');
     const policy = objects.find((o) => o.kind === 'EgressNATPolicy');
-    expect((gateway?.spec as { floatingIPs: string[] }).floatingIPs).toContain(egressIP);
-    expect((policy?.spec as { egressSourceIP: string }).egressSourceIP).toBe(egressIP);
-    expect((policy?.spec as { destinationCIDRs: string[] }).destinationCIDRs).toContain('8.8.8.0/24');
+    expect((gateway!.spec as { floatingIPs: string[] }).floatingIPs).toContain(egressIP);
+    expect((policy!.spec as { egressSourceIP: string }).egressSourceIP).toBe(egressIP);
+    expect((policy!.spec as { destinationCIDRs: string[] }).destinationCIDRs).toContain('8.8.8.0/24');
     expect(scenario).toContain("const INTERNET = '8.8.8.8';");
     // the pods the failover probes from: selected by the policy (namespace and pod labels), one per worker
     const t = loadTopology(join(dir, 'lab/topology.yaml'));
     const reg = podRegistration(planLab(t));
-    const spec = policy!.spec as { egress: { namespaceSelector: { matchLabels: Record<string, string> }; podSelector: { matchLabels: Record<string, string> } }[] };
+    const spec = policy!.spec as {
+      egress: { namespaceSelector: { matchLabels: Record<string, string> }; podSelector: { matchLabels: Record<string, string> } }[];
+    };
     const nsLabels = (ns: string) => reg.namespaces.find((n) => n.name === ns)?.labels ?? {};
     const selected = reg.pods
-      .filter((p) => spec.egress.some((e) => Object.entries(e.namespaceSelector.matchLabels).every(([k, v]) => nsLabels(p.namespace)[k] === v) && Object.entries(e.podSelector.matchLabels).every(([k, v]) => p.labels[k] === v)))
+      .filter((p) =>
+        spec.egress.some(
+          (e) =>
+            Object.entries(e.namespaceSelector.matchLabels).every(([k, v]) => nsLabels(p.namespace)[k] === v) &&
+            Object.entries(e.podSelector.matchLabels).every(([k, v]) => p.labels[k] === v),
+        ),
+      )
       .map((p) => `${p.namespace}/${p.name}`);
     const failoverPods = /\['(shop\/web-1)', '(shop\/web-2)'\]/.exec(scenario)!.slice(1);
     expect(selected.sort()).toEqual(failoverPods.sort());
@@ -234,7 +269,10 @@ describe('the templates egresslab init writes agree with each other', () => {
 
   it('the workflow installs the engine, builds the base image, shards the tests and uploads artifacts/', () => {
     const wf = parse(template('github-workflow.yml')) as {
-      jobs: Record<string, { strategy: { matrix: { shard: number[] } }; steps: { name?: string; run?: string; uses?: string; if?: string; with?: Record<string, unknown> }[] }>;
+      jobs: Record<
+        string,
+        { strategy: { matrix: { shard: number[] } }; steps: { name?: string; run?: string; uses?: string; if?: string; with?: Record<string, unknown> }[] }
+      >;
     };
     const job = Object.values(wf.jobs)[0]!;
     expect(job.strategy.matrix.shard.length).toBeGreaterThanOrEqual(2);
@@ -243,6 +281,7 @@ describe('the templates egresslab init writes agree with each other', () => {
     expect(runs).toContain('debian-archive-keyring');
     expect(runs).toContain('npm ci');
     expect(runs).toContain('egresslab.js image');
+    // biome-ignore lint/suspicious/noTemplateCurlyInString: a GitHub Actions expression, not a template
     expect(runs).toContain('npx vitest run --shard=${{ matrix.shard }}/${{ strategy.job-total }}');
     const upload = job.steps.find((s) => s.uses?.startsWith('actions/upload-artifact'));
     expect(upload).toMatchObject({ if: 'always()', with: { path: 'artifacts/' } });

@@ -63,7 +63,12 @@ const attach = (flags: Record<string, unknown>) => step('attaching to the lab', 
 const LAB_FLAG = { lab: { value: true, arg: 'NAME' } } as const;
 
 /** A fault command on one node: --lab and the node. */
-const nodeCommand = (about: string, flags: CommandSpec['flags'] = {}): CommandSpec => ({ flags: { ...LAB_FLAG, ...flags }, args: 'NODE', maxPositionals: 1, about });
+const nodeCommand = (about: string, flags: CommandSpec['flags'] = {}): CommandSpec => ({
+  flags: { ...LAB_FLAG, ...flags },
+  args: 'NODE',
+  maxPositionals: 1,
+  about,
+});
 
 /** The lab commands' flags and help (the parsers and `egresslab help` read this table). */
 export const LAB_SPECS: Record<string, CommandSpec> = {
@@ -146,15 +151,20 @@ export const LAB_SPECS: Record<string, CommandSpec> = {
 async function streamExec(lab: Lab, place: Place, cmd: string[], stdin: boolean): Promise<number> {
   const full = inPlace(place, cmd);
   const container = lab.container(place.container);
-  let exec;
+  let exec: Awaited<ReturnType<typeof container.exec>>;
   try {
     exec = await container.exec({ Cmd: full, AttachStdout: true, AttachStderr: true, AttachStdin: stdin });
   } catch (error) {
     const msg = (error as Error).message;
-    const state = await container.inspect().then((i) => i.State.Status + (i.State.Paused ? ' (paused)' : ''), () => 'missing');
+    const state = await container.inspect().then(
+      (i) => i.State.Status + (i.State.Paused ? ' (paused)' : ''),
+      () => 'missing',
+    );
     throw new LabError(
       `cannot run a command in ${place.label} of lab ${lab.id} (container ${state}): ${msg.split('\n')[0]}\n` +
-        (state.includes('paused') ? `unpause it first: npx egresslab unpause --lab ${lab.id} ${place.container}` : `start it first: npx egresslab start --lab ${lab.id} ${place.container}`),
+        (state.includes('paused')
+          ? `unpause it first: npx egresslab unpause --lab ${lab.id} ${place.container}`
+          : `start it first: npx egresslab start --lab ${lab.id} ${place.container}`),
     );
   }
   const stream = await exec.start({ hijack: true, stdin });
@@ -191,7 +201,11 @@ async function execCmd(argv: string[]): Promise<number> {
   const where = positionals[0];
   if (!where || rest.length === 0) {
     throw new ValidationError('exec', [
-      { path: where ? 'CMD' : 'NODE|POD', value: where, message: `${where ? 'give the command after "--"' : 'say where to run it'}, e.g. egresslab exec node-1 -- ip route` },
+      {
+        path: where ? 'CMD' : 'NODE|POD',
+        value: where,
+        message: `${where ? 'give the command after "--"' : 'say where to run it'}, e.g. egresslab exec node-1 -- ip route`,
+      },
     ]);
   }
   const lab = await attach(flags);
@@ -202,7 +216,10 @@ async function execCmd(argv: string[]): Promise<number> {
 
 function nodeArg(command: string, positionals: string[]): string {
   const node = positionals[0];
-  if (!node) throw new ValidationError(command, [{ path: 'NODE', value: undefined, message: `is required, e.g. egresslab ${command} node-2 ("egresslab status" lists nodes)` }]);
+  if (!node)
+    throw new ValidationError(command, [
+      { path: 'NODE', value: undefined, message: `is required, e.g. egresslab ${command} node-2 ("egresslab status" lists nodes)` },
+    ]);
   return node;
 }
 
@@ -239,12 +256,18 @@ async function degradeCmd(argv: string[]): Promise<number> {
   const node = nodeArg('degrade', positionals);
   const loss = flags.loss === undefined ? undefined : Number(flags.loss);
   if (loss === undefined && flags.delay === undefined) {
-    throw new ValidationError('degrade', [{ path: '--loss', value: undefined, message: 'give --loss PCT and/or --delay MS, e.g. egresslab degrade node-2 --loss 30' }]);
+    throw new ValidationError('degrade', [
+      { path: '--loss', value: undefined, message: 'give --loss PCT and/or --delay MS, e.g. egresslab degrade node-2 --loss 30' },
+    ]);
   }
-  if (loss !== undefined && Number.isNaN(loss)) throw new ValidationError('degrade', [{ path: '--loss', value: flags.loss, message: 'must be a number 0-100' }]);
+  if (loss !== undefined && Number.isNaN(loss))
+    throw new ValidationError('degrade', [{ path: '--loss', value: flags.loss, message: 'must be a number 0-100' }]);
   const lab = await attach(flags);
   await step(`degrading ${node}`, () =>
-    lab.faults.degrade(node, { ...(loss !== undefined ? { lossPercent: loss } : {}), ...(flags.delay !== undefined ? { delayMs: flags.delay as number } : {}) }),
+    lab.faults.degrade(node, {
+      ...(loss !== undefined ? { lossPercent: loss } : {}),
+      ...(flags.delay !== undefined ? { delayMs: flags.delay as number } : {}),
+    }),
   );
   const what = [loss !== undefined ? `${loss}% loss` : '', flags.delay !== undefined ? `${flags.delay as number} ms delay` : ''].filter(Boolean).join(' and ');
   out(`${node}: ${what} on its link, both directions; undo: npx egresslab restore --lab ${lab.id} ${node}`);
@@ -266,16 +289,23 @@ async function captureCmd(argv: string[]): Promise<number> {
   const { flags, positionals } = parseCommand('capture', LAB_SPECS.capture!, argv);
   const [where, iface] = positionals;
   if (!where || !iface) {
-    throw new ValidationError('capture', [{ path: where ? 'IFACE' : 'WHERE', value: undefined, message: 'is required, e.g. egresslab capture node-1 eth0 --seconds 5' }]);
+    throw new ValidationError('capture', [
+      { path: where ? 'IFACE' : 'WHERE', value: undefined, message: 'is required, e.g. egresslab capture node-1 eth0 --seconds 5' },
+    ]);
   }
   const seconds = flags.seconds as number | undefined;
-  if (seconds !== undefined && !(seconds > 0 && seconds <= 3600)) throw new ValidationError('capture', [{ path: '--seconds', value: seconds, message: 'must be 1-3600' }]);
+  if (seconds !== undefined && !(seconds > 0 && seconds <= 3600))
+    throw new ValidationError('capture', [{ path: '--seconds', value: seconds, message: 'must be 1-3600' }]);
   const lab = await attach(flags);
   const cap = await step(`starting tcpdump on ${where}:${iface}`, () => lab.capture(where, iface, flags.filter ? { filter: flags.filter as string } : {}));
-  progress(`capturing on ${where}:${iface}${flags.filter ? ` (${flags.filter as string})` : ''} ${seconds ? `for ${seconds} s (Ctrl-C stops early)` : 'until Ctrl-C'}`);
+  progress(
+    `capturing on ${where}:${iface}${flags.filter ? ` (${flags.filter as string})` : ''} ${seconds ? `for ${seconds} s (Ctrl-C stops early)` : 'until Ctrl-C'}`,
+  );
   await waitOrInterrupt(seconds === undefined ? undefined : seconds * 1000);
   const r = await step('stopping the capture and copying the pcap', () => cap.stop());
-  const summary = r.packets.map((p) => `${new Date(p.t).toISOString().slice(11, 23)} ${p.direction === 'unknown' ? '' : `${p.direction} `}${describePacket(p)}`);
+  const summary = r.packets.map(
+    (p) => `${new Date(p.t).toISOString().slice(11, 23)} ${p.direction === 'unknown' ? '' : `${p.direction} `}${describePacket(p)}`,
+  );
   if (flags.json) {
     out(JSON.stringify({ lab: lab.id, where, iface, file: r.file, packets: r.packets.length, summary: summary.slice(0, 200) }));
     return 0;
@@ -320,25 +350,35 @@ async function timelineCmd(argv: string[]): Promise<number> {
   const issues = [];
   if (seconds !== undefined && !(seconds > 0 && seconds <= 3600)) issues.push({ path: '--seconds', value: seconds, message: 'must be 1-3600' });
   if (!(interval >= 1 && interval <= 10_000)) issues.push({ path: '--interval-ms', value: interval, message: 'must be 1-10000' });
-  const allowed = flags.allow ? String(flags.allow).split(',').map((s) => s.trim()).filter(Boolean) : undefined;
+  const allowed = flags.allow
+    ? String(flags.allow)
+        .split(',')
+        .map((s) => s.trim())
+        .filter(Boolean)
+    : undefined;
   if (issues.length) throw new ValidationError('timeline', issues);
   const lab = await attach(flags);
   const probe = await step(`starting the probe ${flags.from as string} -> ${flags.to as string}`, () =>
     lab.continuousProbe(flags.from as string, flags.to as string, {
-      proto: ((flags.proto as Proto | undefined) ?? 'udp'),
+      proto: (flags.proto as Proto | undefined) ?? 'udp',
       intervalMs: interval,
       ...(flags.port !== undefined ? { port: flags.port as number } : {}),
       ...(flags['timeout-ms'] !== undefined ? { timeoutMs: flags['timeout-ms'] as number } : {}),
     }),
   );
-  progress(`probing ${probe.proto} ${flags.from as string} -> ${probe.to}${probe.port ? `:${probe.port}` : ''} every ${interval} ms ${seconds ? `for ${seconds} s (Ctrl-C stops early)` : 'until Ctrl-C'}`);
+  progress(
+    `probing ${probe.proto} ${flags.from as string} -> ${probe.to}${probe.port ? `:${probe.port}` : ''} every ${interval} ms ${seconds ? `for ${seconds} s (Ctrl-C stops early)` : 'until Ctrl-C'}`,
+  );
   await waitOrInterrupt(seconds === undefined ? undefined : seconds * 1000);
   const t = await step('stopping the probe and reading what the far end observed', () => probe.stop());
   let svgFile: string | undefined;
   if (flags.svg) {
     svgFile = resolve(flags.svg as string);
     mkdirSync(dirname(svgFile), { recursive: true });
-    writeFileSync(svgFile, renderTimelineSvg({ timeline: t, ...(allowed ? { allowedSources: allowed } : {}) }, { title: `lab ${lab.id}: ${describeTimeline(t)}` }));
+    writeFileSync(
+      svgFile,
+      renderTimelineSvg({ timeline: t, ...(allowed ? { allowedSources: allowed } : {}) }, { title: `lab ${lab.id}: ${describeTimeline(t)}` }),
+    );
   }
   const report = timelineReport(lab, t, allowed, svgFile);
   if (flags.json) {
@@ -347,11 +387,24 @@ async function timelineCmd(argv: string[]): Promise<number> {
   }
   out(describeTimeline(t));
   out(`answered ${report.answered}/${report.packets} (${(report.deliveryRatio * 100).toFixed(1)}%)`);
-  out(report.outages.length ? `outages:\n${report.outages.map((o) => `  ${describeOutage(o, report.start ?? undefined, o.lastSeq === t.packets[t.packets.length - 1]?.seq)}`).join('\n')}` : 'no outage');
-  out(`observed sources: ${Object.entries(report.sources).map(([s, n]) => `${s} x${n}`).join(', ') || 'none'}`);
+  out(
+    report.outages.length
+      ? `outages:\n${report.outages.map((o) => `  ${describeOutage(o, report.start ?? undefined, o.lastSeq === t.packets[t.packets.length - 1]?.seq)}`).join('\n')}`
+      : 'no outage',
+  );
+  out(
+    `observed sources: ${
+      Object.entries(report.sources)
+        .map(([s, n]) => `${s} x${n}`)
+        .join(', ') || 'none'
+    }`,
+  );
   if (report.leaks) {
-    out(report.leaks.count ? `LEAKS (source not in ${allowed!.join(', ')}): ${report.leaks.count}` : `no leak (every observed source in ${allowed!.join(', ')})`);
-    for (const p of report.leaks.packets.slice(0, 20)) out(`  seq ${p.seq} at +${((p.t - (report.start ?? p.t)) / 1000).toFixed(3)} s from ${p.sources.join(', ')}`);
+    out(
+      report.leaks.count ? `LEAKS (source not in ${allowed!.join(', ')}): ${report.leaks.count}` : `no leak (every observed source in ${allowed!.join(', ')})`,
+    );
+    for (const p of report.leaks.packets.slice(0, 20))
+      out(`  seq ${p.seq} at +${((p.t - (report.start ?? p.t)) / 1000).toFixed(3)} s from ${p.sources.join(', ')}`);
     if (report.leaks.packets.length > 20) out(`  ... and ${report.leaks.packets.length - 20} more (--json lists them all)`);
   }
   if (svgFile) out(`svg: ${svgFile}`);
@@ -373,7 +426,14 @@ function walk(dir: string, found: string[] = []): string[] {
 
 /** A scenario argument -> one test file of the lab project. */
 export function resolveScenario(arg: string, root = projectRoot()): string {
-  const candidates = [arg, join(root, arg), join(root, 'scenarios', arg), join(root, 'scenarios', `${arg}.test.ts`), join(root, `${arg}.test.ts`), join(root, `${arg}.lab.test.ts`)];
+  const candidates = [
+    arg,
+    join(root, arg),
+    join(root, 'scenarios', arg),
+    join(root, 'scenarios', `${arg}.test.ts`),
+    join(root, `${arg}.test.ts`),
+    join(root, `${arg}.lab.test.ts`),
+  ];
   for (const c of candidates) if (existsSync(c) && statSync(c).isFile()) return resolve(c);
   const all = [...walk(join(root, 'scenarios')), ...walk(join(root, 'harness')).filter((f) => f.endsWith('.lab.test.ts'))];
   const matches = all.filter((f) => relative(root, f).includes(arg));
@@ -423,7 +483,10 @@ async function runCmd(argv: string[]): Promise<number> {
   progress(`running ${relative(root, file)} (a lab of a failing file is kept${flags.keep ? '; --keep: kept anyway' : ''})`);
   const code = await spawnInherit(process.execPath, args, env, root);
   const kept = existsSync(keptFile)
-    ? readFileSync(keptFile, 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l) as { lab: string; failed: string[] })
+    ? readFileSync(keptFile, 'utf8')
+        .split('\n')
+        .filter(Boolean)
+        .map((l) => JSON.parse(l) as { lab: string; failed: string[] })
     : [];
   rmSync(keptDir, { recursive: true, force: true });
   for (const k of kept) {
@@ -437,7 +500,10 @@ async function runCmd(argv: string[]): Promise<number> {
     if (existsSync(join(artifactsDir(), k.lab))) out(`  artifacts: ${relative(process.cwd(), join(artifactsDir(), k.lab)) || '.'}/`);
     out(`  npx egresslab down --lab ${k.lab}     (when done)`);
   }
-  if (code !== 0 && kept.length === 0) out(`\nno lab was kept: a failure before the lab came up, or the vitest config lacks setupFiles ${installed ? "'egresslab/vitest-setup'" : 'harness/testing/setup.ts'} (needed to notice failures); --keep keeps it anyway`);
+  if (code !== 0 && kept.length === 0)
+    out(
+      `\nno lab was kept: a failure before the lab came up, or the vitest config lacks setupFiles ${installed ? "'egresslab/vitest-setup'" : 'harness/testing/setup.ts'} (needed to notice failures); --keep keeps it anyway`,
+    );
   return code;
 }
 

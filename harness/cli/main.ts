@@ -102,17 +102,32 @@ function usage(): string {
   return `egresslab: a network lab for Kubernetes egress NAT
 
 Commands:
-${Object.entries(COMMAND_SPECS).map(([name, spec]) => `  ${usageLine(name, spec)}`).join('\n')}
+${Object.entries(COMMAND_SPECS)
+  .map(([name, spec]) => `  ${usageLine(name, spec)}`)
+  .join('\n')}
 
 "egresslab help COMMAND" explains one command with an example.`;
 }
 
 async function validate(argv: string[]): Promise<number> {
   const { flags } = parseCommand('validate', SPECS.validate!, argv);
-  if (typeof flags.topology !== 'string') throw new ValidationError('validate', [{ path: '--topology', value: flags.topology, message: 'is required: a topology file or fixture name' }]);
+  if (typeof flags.topology !== 'string')
+    throw new ValidationError('validate', [{ path: '--topology', value: flags.topology, message: 'is required: a topology file or fixture name' }]);
   const t = topologyFromArg(flags.topology);
-  const summary = { topology: t.name, valid: true, nodes: t.nodes.length, pods: t.pods.length, vpcEndpoints: t.vpcEndpoints.length, snat: t.snat, cluster: t.cluster };
-  out(flags.json ? JSON.stringify(summary) : `topology ${t.name} is valid: ${t.nodes.length} node(s), ${t.pods.length} pod(s), ${t.vpcEndpoints.length} VPC endpoint(s), snat ${t.snat}, cluster ${t.cluster ? 'on' : 'off'}`);
+  const summary = {
+    topology: t.name,
+    valid: true,
+    nodes: t.nodes.length,
+    pods: t.pods.length,
+    vpcEndpoints: t.vpcEndpoints.length,
+    snat: t.snat,
+    cluster: t.cluster,
+  };
+  out(
+    flags.json
+      ? JSON.stringify(summary)
+      : `topology ${t.name} is valid: ${t.nodes.length} node(s), ${t.pods.length} pod(s), ${t.vpcEndpoints.length} VPC endpoint(s), snat ${t.snat}, cluster ${t.cluster ? 'on' : 'off'}`,
+  );
   return 0;
 }
 
@@ -153,13 +168,23 @@ function summary(lab: Lab) {
   return {
     nodes: lab.topology.nodes.map((n) => ({ name: n.name, role: n.role, address: n.address, podCIDR: n.podCIDR ?? null })),
     pods: lab.plan.pods.map((p) => ({ pod: p.key, node: p.node, ip: p.ip ?? lab.plan.addresses[p.node], hostNetwork: p.hostNetwork })),
-    endpoints: [{ name: 'internet', answers: 'any address outside the lab ranges' }, ...lab.topology.vpcEndpoints.map((e) => ({ name: e.name, address: e.address, answers: e.answers }))],
+    endpoints: [
+      { name: 'internet', answers: 'any address outside the lab ranges' },
+      ...lab.topology.vpcEndpoints.map((e) => ({ name: e.name, address: e.address, answers: e.answers })),
+    ],
   };
 }
 
 function table(rows: string[][]): string {
   const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => (r[i] ?? '').length)));
-  return rows.map((r) => r.map((c, i) => c.padEnd(widths[i]!)).join('  ').trimEnd()).join('\n');
+  return rows
+    .map((r) =>
+      r
+        .map((c, i) => c.padEnd(widths[i]!))
+        .join('  ')
+        .trimEnd(),
+    )
+    .join('\n');
 }
 
 function printLab(lab: Lab): void {
@@ -173,7 +198,8 @@ async function down(argv: string[]): Promise<number> {
   // by label, not through Lab.attach: a half-built lab (a killed "up", no router yet) goes too
   const id = (flags.lab as string | undefined) ?? (await Lab.attach()).id;
   const r = await removeLab(id);
-  if (r.containers === 0 && r.volumes === 0 && !r.forwarder && r.files.length === 0) throw new LabError(`no lab named ${id} is up ("egresslab status" lists labs)`);
+  if (r.containers === 0 && r.volumes === 0 && !r.forwarder && r.files.length === 0)
+    throw new LabError(`no lab named ${id} is up ("egresslab status" lists labs)`);
   const extras = [...(r.forwarder ? ['kubeconfig forward stopped'] : []), ...(r.files.length ? [`removed ${r.files.join(', ')}`] : [])];
   out(`lab ${id} removed (${r.containers} containers${extras.map((e) => `, ${e}`).join('')})`);
   return 0;
@@ -200,9 +226,11 @@ async function status(argv: string[]): Promise<number> {
   const { flags } = parseCommand('status', SPECS.status!, argv);
   const labs = await listLabs();
   if (!flags.lab && labs.length !== 1) {
-    if (flags.json) out(JSON.stringify({ labs: labs.map((l) => ({ id: l.id, containers: l.containers.length, persistent: l.persistent, created: l.created })) }));
+    if (flags.json)
+      out(JSON.stringify({ labs: labs.map((l) => ({ id: l.id, containers: l.containers.length, persistent: l.persistent, created: l.created })) }));
     else if (labs.length === 0) out('no lab is up ("egresslab up" starts one)');
-    else out(table([['LAB', 'CONTAINERS', 'KEPT', 'CREATED'], ...labs.map((l) => [l.id, String(l.containers.length), l.persistent ? 'yes' : 'no', l.created])]));
+    else
+      out(table([['LAB', 'CONTAINERS', 'KEPT', 'CREATED'], ...labs.map((l) => [l.id, String(l.containers.length), l.persistent ? 'yes' : 'no', l.created])]));
     return 0;
   }
   const lab = await Lab.attach(flags.lab as string | undefined);
@@ -253,17 +281,40 @@ export function demoChecks(lab: Lab): DemoCheck[] {
   return [
     { from: 'node-1', to: '8.8.8.8', proto: 'tcp', source: nodeIP('node-1'), reply: true, why: "a node's own traffic leaves with the node IP" },
     masq
-      ? { from: client.key, to: '8.8.8.8', proto: 'udp', source: nodeIP(client.node), reply: true, why: `${who[snat]} masquerades pod traffic to the internet: the internet sees the node IP and the reply comes back to the pod` }
-      : { from: client.key, to: '8.8.8.8', proto: 'udp', source: podIP(client.key), reply: false, why: `${who[snat]}: the internet sees the pod IP and its reply is lost` },
+      ? {
+          from: client.key,
+          to: '8.8.8.8',
+          proto: 'udp',
+          source: nodeIP(client.node),
+          reply: true,
+          why: `${who[snat]} masquerades pod traffic to the internet: the internet sees the node IP and the reply comes back to the pod`,
+        }
+      : {
+          from: client.key,
+          to: '8.8.8.8',
+          proto: 'udp',
+          source: podIP(client.key),
+          reply: false,
+          why: `${who[snat]}: the internet sees the pod IP and its reply is lost`,
+        },
     {
       from: client.key,
       to: '172.16.100.10',
       proto: 'udp',
       source: podIP(client.key),
       reply: true,
-      why: masq ? `172.16.0.0/12 is a non-masquerade destination: the VPC sees the pod IP and routes the reply back to the pod CIDR` : 'the VPC routes back to pod CIDRs: reply received',
+      why: masq
+        ? `172.16.0.0/12 is a non-masquerade destination: the VPC sees the pod IP and routes the reply back to the pod CIDR`
+        : 'the VPC routes back to pod CIDRs: reply received',
     },
-    { from: 'alice/frontend-1', to: '10.10.11.1', proto: 'tcp', source: podIP('alice/frontend-1'), reply: true, why: `pod to pod across nodes: routed, never NATed${masq ? ' (10.0.0.0/8 is non-masquerade)' : ''}` },
+    {
+      from: 'alice/frontend-1',
+      to: '10.10.11.1',
+      proto: 'tcp',
+      source: podIP('alice/frontend-1'),
+      reply: true,
+      why: `pod to pod across nodes: routed, never NATed${masq ? ' (10.0.0.0/8 is non-masquerade)' : ''}`,
+    },
     { from: 'default/host-1', to: '1.1.1.1', proto: 'icmp', source: nodeIP(lab.pod('default/host-1').node), reply: true, why: 'a hostNetwork pod is the node' },
   ];
 }
@@ -279,13 +330,22 @@ const DEMO_MATCHED = ['alice/frontend-1', 'paul/frontend-2'];
  */
 async function gatewayDemo(lab: Lab): Promise<number> {
   const seed = join(projectRoot(), 'fixtures/manifests/seed-000');
-  out(`\negress NAT gateway: the seed's manifests (${relative(process.cwd(), seed) || seed}): ${DEMO_IP} for role=frontend pods of alice and paul, to 8.8.8.0/24`);
+  out(
+    `\negress NAT gateway: the seed's manifests (${relative(process.cwd(), seed) || seed}): ${DEMO_IP} for role=frontend pods of alice and paul, to 8.8.8.0/24`,
+  );
   const api = await lab.api();
   await applyAll(api, loadManifests(seed));
   const holder = await workerHolder(lab, api, DEMO_IP);
   const pod = DEMO_MATCHED.find((p) => lab.pod(p).node !== holder) ?? DEMO_MATCHED[0]!;
-  const seen = await pollUntil(() => lab.probe(pod, '8.8.8.8', { proto: 'udp' }), { what: `${pod} seen as ${DEMO_IP}`, timeoutMs: 15_000, intervalMs: 100, accept: (r) => r.observedSource === DEMO_IP && r.replyReceived });
-  out(`${describeProbe(seen)}\n    matched by policy egress: routed from ${lab.pod(pod).node} to the gateway node ${holder}, SNATed to ${DEMO_IP} there; the reply is de-NATed back to the pod`);
+  const seen = await pollUntil(() => lab.probe(pod, '8.8.8.8', { proto: 'udp' }), {
+    what: `${pod} seen as ${DEMO_IP}`,
+    timeoutMs: 15_000,
+    intervalMs: 100,
+    accept: (r) => r.observedSource === DEMO_IP && r.replyReceived,
+  });
+  out(
+    `${describeProbe(seen)}\n    matched by policy egress: routed from ${lab.pod(pod).node} to the gateway node ${holder}, SNATed to ${DEMO_IP} there; the reply is de-NATed back to the pod`,
+  );
 
   progress(`killing the gateway node ${holder} (SIGKILL) under a UDP probe every 20 ms from ${pod}`);
   const probe = await lab.continuousProbe(pod, '8.8.8.8', { proto: 'udp', intervalMs: 20, timeoutMs: 300 });
@@ -294,7 +354,12 @@ async function gatewayDemo(lab: Lab): Promise<number> {
     await pollUntil(() => probe.answeredAfter(), { what: '10 answered before the kill', timeoutMs: 15_000, accept: (n) => n >= 10 });
     await lab.faults.kill(holder);
     try {
-      const moved = await pollUntil(() => gatewayOf(api), { what: `${DEMO_IP} to move off ${holder}`, timeoutMs: 15_000, intervalMs: 20, accept: (g) => !!g.assignments[DEMO_IP] && g.assignments[DEMO_IP] !== holder });
+      const moved = await pollUntil(() => gatewayOf(api), {
+        what: `${DEMO_IP} to move off ${holder}`,
+        timeoutMs: 15_000,
+        intervalMs: 20,
+        accept: (g) => !!g.assignments[DEMO_IP] && g.assignments[DEMO_IP] !== holder,
+      });
       to = moved.assignments[DEMO_IP]!;
       const tMoved = Date.now();
       await pollUntil(() => probe.answeredAfter(tMoved), { what: '20 answered after the failover', timeoutMs: 15_000, accept: (n) => n >= 20 });
@@ -310,11 +375,19 @@ async function gatewayDemo(lab: Lab): Promise<number> {
   const dir = join(artifactsDir(), 'demo');
   mkdirSync(dir, { recursive: true });
   const svg = join(dir, 'gateway-failover.svg');
-  writeFileSync(svg, renderTimelineSvg({ timeline: t, label: `udp ${pod} -> 8.8.8.8`, allowedSources: [DEMO_IP] }, { title: `SIGKILL of gateway node ${holder}: ${DEMO_IP} moved to ${to}` }));
+  writeFileSync(
+    svg,
+    renderTimelineSvg(
+      { timeline: t, label: `udp ${pod} -> 8.8.8.8`, allowedSources: [DEMO_IP] },
+      { title: `SIGKILL of gateway node ${holder}: ${DEMO_IP} moved to ${to}` },
+    ),
+  );
   out(
     `kill ${holder}: ${DEMO_IP} moved to ${to}; ${t.packets.length} packets, longest outage ${r.longestOutageMs} ms (${r.longestLost} lost), ` +
       `sources ${JSON.stringify(r.sources)}, leaked ${nLeaked}\n    ` +
-      (nLeaked === 0 ? `fail-closed: while no node held ${DEMO_IP} the packets were dropped, never sent with the node or pod IP` : `UNEXPECTED: ${nLeaked} packet(s) seen with a source other than ${DEMO_IP}`) +
+      (nLeaked === 0
+        ? `fail-closed: while no node held ${DEMO_IP} the packets were dropped, never sent with the node or pod IP`
+        : `UNEXPECTED: ${nLeaked} packet(s) seen with a source other than ${DEMO_IP}`) +
       `\n    timeline: ${relative(process.cwd(), svg) || svg} (${holder} is started again)`,
   );
   return nLeaked === 0 && to !== '?' ? 0 : 1;
@@ -355,7 +428,7 @@ async function demo(argv: string[]): Promise<number> {
 /** The "next:" hint after `up`: a probe from the lab's own first pod (or node), never a made-up one. */
 export function nextProbeHint(labId: string, t: Pick<Topology, 'pods' | 'nodes'>): string {
   const pod = t.pods.find((p) => !p.hostNetwork) ?? t.pods[0];
-  const from = pod ? `${pod.namespace}/${pod.name}` : t.nodes[0]?.name ?? 'NODE';
+  const from = pod ? `${pod.namespace}/${pod.name}` : (t.nodes[0]?.name ?? 'NODE');
   return `npx egresslab probe --lab ${labId} --from ${from} --to 8.8.8.8`;
 }
 

@@ -76,12 +76,22 @@ const secs = (ms: number) => `${(ms / 1000).toFixed(1)} s`;
 
 beforeAll(async () => {
   const stale = staleBuild();
-  if (stale.length) throw new Error(`dist/ is older than ${stale.length} source file(s) (${stale.slice(0, 5).join(', ')}${stale.length > 5 ? ', ...' : ''}): run "npm run build:code" first (npm test does)`);
+  if (stale.length)
+    throw new Error(
+      `dist/ is older than ${stale.length} source file(s) (${stale.slice(0, 5).join(', ')}${stale.length > 5 ? ', ...' : ''}): run "npm run build:code" first (npm test does)`,
+    );
   const payload = await writePrebuiltPayload();
   figures.push(`payload bundled: ${payload.files.length} files, ${(payload.bytes / 1024).toFixed(0)} kB in ${payload.bundleMs.toFixed(0)} ms`);
   pack = await npmPack(root, join(work, 'pack'), { ignoreScripts: true });
-  figures.push(`npm pack: ${pack.files.length} files, ${(pack.size / 1024).toFixed(0)} kB packed (${(pack.unpackedSize / 1024).toFixed(0)} kB unpacked) in ${secs(pack.ms)}`);
-  const p = await userProject(join(work, 'my-egress-tests'), pack.tarball, [`typescript@${installed('typescript')}`, `@types/node@${installed('@types/node')}`], { ignoreScripts: true });
+  figures.push(
+    `npm pack: ${pack.files.length} files, ${(pack.size / 1024).toFixed(0)} kB packed (${(pack.unpackedSize / 1024).toFixed(0)} kB unpacked) in ${secs(pack.ms)}`,
+  );
+  const p = await userProject(
+    join(work, 'my-egress-tests'),
+    pack.tarball,
+    [`typescript@${installed('typescript')}`, `@types/node@${installed('@types/node')}`],
+    { ignoreScripts: true },
+  );
   project = p.dir;
   figures.push(`npm install --ignore-scripts of the tarball (+ typescript, @types/node) into an npm init -y project: ${secs(p.installMs)}`);
 }, 300_000);
@@ -94,15 +104,29 @@ afterAll(async () => {
 describe('the tarball npm pack makes', () => {
   it('has the built code with types for every export, the bundled in-lab payload, docs, fixtures and templates; no tests, no sources', () => {
     const files = new Set(pack.files);
-    const pkg = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')) as { exports: Record<string, string | { types: string; default: string }>; bin: Record<string, string>; scripts: Record<string, string> };
+    const pkg = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')) as {
+      exports: Record<string, string | { types: string; default: string }>;
+      bin: Record<string, string>;
+      scripts: Record<string, string>;
+    };
     // every export, with its declarations
     for (const [name, target] of Object.entries(pkg.exports)) {
-      for (const f of typeof target === 'string' ? [target] : [target.types, target.default]) expect(files, `export ${name}: ${f}`).toContain(posix.normalize(f));
+      for (const f of typeof target === 'string' ? [target] : [target.types, target.default])
+        expect(files, `export ${name}: ${f}`).toContain(posix.normalize(f));
     }
     expect(Object.keys(pkg.exports).sort()).toEqual(['.', './matchers', './package.json', './vitest', './vitest-global-setup', './vitest-setup']);
     expect(files).toContain(pkg.bin.egresslab);
     // the in-lab programs, the agent and the controller, bundled: nothing is built on the user's side
-    for (const f of ['package.json', 'payload.json', 'dist/agent/main.js', 'dist/controller/main.js', 'dist/harness/inlab/responder.js', 'dist/harness/inlab/probe-client.js', 'dist/harness/inlab/helper.js', 'dist/harness/inlab/tunnel.js']) {
+    for (const f of [
+      'package.json',
+      'payload.json',
+      'dist/agent/main.js',
+      'dist/controller/main.js',
+      'dist/harness/inlab/responder.js',
+      'dist/harness/inlab/probe-client.js',
+      'dist/harness/inlab/helper.js',
+      'dist/harness/inlab/tunnel.js',
+    ]) {
       expect(files, f).toContain(`dist/payload/${f}`);
     }
     // every module ships with its declarations and its source map (sources inlined)
@@ -110,14 +134,25 @@ describe('the tarball npm pack makes', () => {
     expect(js.length).toBeGreaterThan(100);
     expect(js.filter((f) => !files.has(f.replace(/\.js$/, '.d.ts')) || !files.has(`${f}.map`))).toEqual([]);
     // docs, run-time fixtures, what init writes
-    for (const f of ['README.md', 'CHANGELOG.md', 'docs/own-repository.md', 'fixtures/topologies/default.yaml', 'fixtures/manifests/seed-000/02-egressnatpolicy.yaml']) expect(files, f).toContain(f);
+    for (const f of [
+      'README.md',
+      'CHANGELOG.md',
+      'docs/own-repository.md',
+      'fixtures/topologies/default.yaml',
+      'fixtures/manifests/seed-000/02-egressnatpolicy.yaml',
+    ])
+      expect(files, f).toContain(f);
     for (const f of readdirSync(join(root, 'docs')).filter((n) => n.endsWith('.md'))) expect(files, f).toContain(`docs/${f}`);
     for (const f of INIT_FILES) expect(files, f.template).toContain(`templates/init/${f.template}`);
     // not the tests, nor the sources, nor what only this repository uses
     const outside = (f: string) => !f.startsWith('templates/init/');
     expect(pack.files.filter((f) => outside(f) && /\.test\.(ts|js|d\.ts)$|\.lab\.test\./.test(f))).toEqual([]);
     expect(pack.files.filter((f) => outside(f) && f.endsWith('.ts') && !f.endsWith('.d.ts'))).toEqual([]);
-    expect(pack.files.filter((f) => /^(scenarios|integration|bench|harness|lib|agent|controller|dist\/bench|dist\/bin|dist\/integration|dist\/scenarios|docs\/api)\//.test(f))).toEqual([]);
+    expect(
+      pack.files.filter((f) =>
+        /^(scenarios|integration|bench|harness|lib|agent|controller|dist\/bench|dist\/bin|dist\/integration|dist\/scenarios|docs\/api)\//.test(f),
+      ),
+    ).toEqual([]);
     // npm pack builds first (the figures above skipped it: see the header)
     expect(pkg.scripts.prepack).toBe('npm run build:code && node dist/bin/prepack.js');
   });
@@ -169,7 +204,10 @@ describe('installed into a fresh project', () => {
     writeFileSync(join(project, 'lab-file.yaml'), 'name: from-a-file\nnodes:\n  - { name: node-1, role: worker, address: 192.168.1.1 }\n');
     const r = await userRun(project, process.execPath, ['--input-type=module', '-e', script]);
     expect(r.code, r.stderr).toBe(0);
-    const o = JSON.parse(r.stdout) as Record<string, unknown> & { resolved: Record<string, string>; payload: { cached: boolean; bundleMs: number; files: string[] } };
+    const o = JSON.parse(r.stdout) as Record<string, unknown> & {
+      resolved: Record<string, string>;
+      payload: { cached: boolean; bundleMs: number; files: string[] };
+    };
     const pkgDir = join(project, 'node_modules', 'egresslab');
     expect(o.resolved).toEqual({
       egresslab: `file://${pkgDir}/dist/harness/public/index.js`,
@@ -180,10 +218,20 @@ describe('installed into a fresh project', () => {
     });
     expect(o.refused).toBe('ERR_PACKAGE_PATH_NOT_EXPORTED');
     expect(o.api).toEqual([]);
-    expect(o).toMatchObject({ artifactsDir: join(project, 'artifacts'), fixture: 'default', file: 'from-a-file', projectRoot: pkgDir, workspaceRoot: project, installed: true, bindSource: join(pkgDir, 'dist/payload') });
+    expect(o).toMatchObject({
+      artifactsDir: join(project, 'artifacts'),
+      fixture: 'default',
+      file: 'from-a-file',
+      projectRoot: pkgDir,
+      workspaceRoot: project,
+      installed: true,
+      bindSource: join(pkgDir, 'dist/payload'),
+    });
     // volume mode (a remote engine) archives the bundled payload as it is: nothing bundled here
     expect(o.payload).toMatchObject({ cached: true, bundleMs: 0 });
-    expect(o.payload.files).toEqual(expect.arrayContaining(['payload.json', 'dist/agent/main.js', 'dist/controller/main.js', 'dist/harness/inlab/responder.js']));
+    expect(o.payload.files).toEqual(
+      expect.arrayContaining(['payload.json', 'dist/agent/main.js', 'dist/controller/main.js', 'dist/harness/inlab/responder.js']),
+    );
   }, 60_000);
 
   it('egresslab init writes the project; run again it refuses (exit 2, the file named, nothing changed); --force overwrites', async () => {
@@ -205,7 +253,9 @@ describe('installed into a fresh project', () => {
     const before = snapshot(project);
     const again = await egresslab(['init']);
     expect(again.code).toBe(2);
-    expect(again.stderr).toContain('egresslab init: vitest.config.mts already exists (and lab/topology.yaml, lab/gateway.yaml, scenarios/egress.test.ts, .github/workflows/egress.yml); nothing was written.');
+    expect(again.stderr).toContain(
+      'egresslab init: vitest.config.mts already exists (and lab/topology.yaml, lab/gateway.yaml, scenarios/egress.test.ts, .github/workflows/egress.yml); nothing was written.',
+    );
     expect(snapshot(project)).toEqual(before);
 
     writeFileSync(join(project, 'lab/topology.yaml'), '# mine\n');
@@ -249,8 +299,15 @@ describe('installed into a fresh project', () => {
     rmSync(join(project, 'scenarios/wrong-usage.test.ts'));
     const errors = r.stdout.split('\n').filter((l) => /error TS\d+/.test(l));
     // every error is in the deliberately wrong file: the scaffold itself has none
-    expect(errors.filter((l) => !l.startsWith('scenarios/wrong-usage.test.ts(')), r.stdout).toEqual([]);
-    expect(errors.map((l) => /^scenarios\/wrong-usage\.test\.ts\((\d+),\d+\): error (TS\d+)/.exec(l)?.slice(1).join(' '))).toEqual(['4 TS2307', '6 TS2345', '7 TS2339']);
+    expect(
+      errors.filter((l) => !l.startsWith('scenarios/wrong-usage.test.ts(')),
+      r.stdout,
+    ).toEqual([]);
+    expect(errors.map((l) => /^scenarios\/wrong-usage\.test\.ts\((\d+),\d+\): error (TS\d+)/.exec(l)?.slice(1).join(' '))).toEqual([
+      '4 TS2307',
+      '6 TS2345',
+      '7 TS2339',
+    ]);
     expect(r.code).not.toBe(0);
   }, 120_000);
 
@@ -284,7 +341,11 @@ describe('added by the test', () => {
     // the scenario's own report line: the IP moved, and nothing leaked
     expect(output).toMatch(/node-\d killed, 192\.168\.1\.100 moved to (node-\d|cp-1): \d+ packets, longest outage \d+ ms .*, leaked 0\n/);
     // the failure: what was expected, what the far end saw (default/client-1 runs on node-1, 192.168.1.1)
-    expect(output).toMatch(new RegExp(`expected the far end to observe ${WRONG_SOURCE.replace(/\./g, '\\.')} for udp default/client-1 -> 8\\.8\\.8\\.8:\\d+, it observed 192\\.168\\.1\\.1:\\d+ \\(evidence: \\w+, at: internet\\)`));
+    expect(output).toMatch(
+      new RegExp(
+        `expected the far end to observe ${WRONG_SOURCE.replace(/\./g, '\\.')} for udp default/client-1 -> 8\\.8\\.8\\.8:\\d+, it observed 192\\.168\\.1\\.1:\\d+ \\(evidence: \\w+, at: internet\\)`,
+      ),
+    );
     // and where the diagnostics are: the project's artifacts/, not node_modules
     const at = /artifacts: (artifacts\/egress-[0-9a-f]{6}\/[^\s]+) \(\d+ files/.exec(output);
     expect(at, output).not.toBeNull();

@@ -34,7 +34,11 @@ export async function reportCmd(argv: string[]): Promise<number> {
   if (!existsSync(dir)) throw new ValidationError('report', [{ path: '--artifacts', value: flags.artifacts ?? dir, message: 'no such folder' }]);
   if (![REPORT_PATHS.run, REPORT_PATHS.failovers, REPORT_PATHS.failures].some((p) => existsSync(join(dir, p)))) {
     throw new ValidationError('report', [
-      { path: '--artifacts', value: flags.artifacts ?? dir, message: `holds no run data (${REPORT_PATHS.run}, ${REPORT_PATHS.failovers}/ or ${REPORT_PATHS.failures}/): run the tests first (npm test)` },
+      {
+        path: '--artifacts',
+        value: flags.artifacts ?? dir,
+        message: `holds no run data (${REPORT_PATHS.run}, ${REPORT_PATHS.failovers}/ or ${REPORT_PATHS.failures}/): run the tests first (npm test)`,
+      },
     ]);
   }
   const out = resolve((flags.out as string | undefined) ?? join(dir, REPORT_PATHS.report));

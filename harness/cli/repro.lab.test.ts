@@ -89,7 +89,16 @@ describe('repro CLI', () => {
   it('capture records packets on a lab interface for N seconds and prints the pcap and a summary', async () => {
     // captures whose pcap has its file header: tcpdump writes it once the capture is live (its pid
     // file appears earlier, when it is spawned: a probe sent then is not seen, as on a busy machine)
-    const live = async () => Number((await lab.exec('node-1', ['sh', '-c', `n=0; for f in ${RUN_DIR}/cap-*.pcap; do [ -f "$f" ] && [ $(stat -c %s "$f") -ge 24 ] && n=$((n+1)); done; echo $n`], { check: false })).stdout.trim()) || 0;
+    const live = async () =>
+      Number(
+        (
+          await lab.exec(
+            'node-1',
+            ['sh', '-c', `n=0; for f in ${RUN_DIR}/cap-*.pcap; do [ -f "$f" ] && [ $(stat -c %s "$f") -ge 24 ] && n=$((n+1)); done; echo $n`],
+            { check: false },
+          )
+        ).stdout.trim(),
+      ) || 0;
     const before = await live();
     const running = cli('capture', '--lab', id, 'node-1', 'eth0', '--filter', 'icmp', '--seconds', '4', '--json');
     await pollUntil(live, { what: 'the capture to be live', timeoutMs: 15_000, intervalMs: 50, accept: (n) => n > before });
@@ -111,8 +120,26 @@ describe('repro CLI', () => {
     const probeFiles = async () => Number((await lab.exec('node-1', ['sh', '-c', `ls ${RUN_DIR}/probe-*.jsonl 2>/dev/null | wc -l`])).stdout.trim()) || 0;
     const before = await probeFiles();
     const running = cli(
-      'timeline', '--lab', id, '--from', 'alice/frontend-1', '--to', '172.16.100.10', '--proto', 'udp',
-      '--interval-ms', '20', '--timeout-ms', '200', '--seconds', '6', '--allow', '10.10.10.1', '--svg', svg, '--json',
+      'timeline',
+      '--lab',
+      id,
+      '--from',
+      'alice/frontend-1',
+      '--to',
+      '172.16.100.10',
+      '--proto',
+      'udp',
+      '--interval-ms',
+      '20',
+      '--timeout-ms',
+      '200',
+      '--seconds',
+      '6',
+      '--allow',
+      '10.10.10.1',
+      '--svg',
+      svg,
+      '--json',
     );
     await pollUntil(async () => (await probeFiles()) > before, { what: 'the timeline probe to start', timeoutMs: 15_000, intervalMs: 50 });
     const probeOut = `${RUN_DIR}/probe-*.jsonl`;

@@ -9,8 +9,14 @@ import { ValidationError } from '../util/errors.js';
 describe('loadManifests', () => {
   it('reads a directory in file-name order, multi-document YAML, JSON and List', () => {
     const dir = mkdtempSync(join(tmpdir(), 'egl-apply-'));
-    writeFileSync(join(dir, '02-b.yaml'), 'apiVersion: v1\nkind: ConfigMap\nmetadata: {name: b}\n---\n---\napiVersion: v1\nkind: ConfigMap\nmetadata: {name: c}\n');
-    writeFileSync(join(dir, '01-a.json'), JSON.stringify({ apiVersion: 'v1', kind: 'List', items: [{ apiVersion: 'v1', kind: 'Namespace', metadata: { name: 'a' } }] }));
+    writeFileSync(
+      join(dir, '02-b.yaml'),
+      'apiVersion: v1\nkind: ConfigMap\nmetadata: {name: b}\n---\n---\napiVersion: v1\nkind: ConfigMap\nmetadata: {name: c}\n',
+    );
+    writeFileSync(
+      join(dir, '01-a.json'),
+      JSON.stringify({ apiVersion: 'v1', kind: 'List', items: [{ apiVersion: 'v1', kind: 'Namespace', metadata: { name: 'a' } }] }),
+    );
     writeFileSync(join(dir, 'README.md'), 'not a manifest');
     expect(loadManifests(dir).map((m) => m.object.metadata.name)).toEqual(['a', 'b', 'c']);
   });
@@ -42,7 +48,25 @@ describe('sortedJson', () => {
 
 describe('describeApiError', () => {
   it('shows the reason and message, and causes the message does not name', () => {
-    const e = new KubeApiError(422, { kind: 'Status', apiVersion: 'v1', metadata: {}, status: 'Failure', reason: 'Invalid', code: 422, message: 'X is invalid: spec.a: bad', details: { causes: [{ field: 'spec.a', message: 'bad' }, { field: 'spec.b', message: 'worse' }] } } as never, 'X is invalid: spec.a: bad');
+    const e = new KubeApiError(
+      422,
+      {
+        kind: 'Status',
+        apiVersion: 'v1',
+        metadata: {},
+        status: 'Failure',
+        reason: 'Invalid',
+        code: 422,
+        message: 'X is invalid: spec.a: bad',
+        details: {
+          causes: [
+            { field: 'spec.a', message: 'bad' },
+            { field: 'spec.b', message: 'worse' },
+          ],
+        },
+      } as never,
+      'X is invalid: spec.a: bad',
+    );
     expect(describeApiError(e)).toBe('Error from server (Invalid): X is invalid: spec.a: bad\n  spec.b: worse');
   });
 });

@@ -25,7 +25,7 @@ type Obj = Record<string, unknown>;
 const isObj = (v: unknown): v is Obj => typeof v === 'object' && v !== null && !Array.isArray(v);
 
 function manifestFiles(path: string): string[] {
-  let st;
+  let st: ReturnType<typeof statSync>;
   try {
     st = statSync(path);
   } catch (error) {
@@ -105,7 +105,8 @@ export class Resolver {
     try {
       m = await this.groupVersion(apiVersion);
     } catch (error) {
-      if (error instanceof KubeApiError && error.code === 404) throw new Error(`no matches for kind "${kind}" in version "${apiVersion}" (the server does not serve ${apiVersion})`);
+      if (error instanceof KubeApiError && error.code === 404)
+        throw new Error(`no matches for kind "${kind}" in version "${apiVersion}" (the server does not serve ${apiVersion})`);
       throw error;
     }
     const d = m.get(kind);
@@ -117,7 +118,15 @@ export class Resolver {
 /** JSON with object keys sorted at every level (Go's encoding/json of a map). */
 export function sortedJson(v: unknown): string {
   const sort = (x: unknown): unknown =>
-    Array.isArray(x) ? x.map(sort) : isObj(x) ? Object.fromEntries(Object.keys(x).sort().map((k) => [k, sort(x[k])])) : x;
+    Array.isArray(x)
+      ? x.map(sort)
+      : isObj(x)
+        ? Object.fromEntries(
+            Object.keys(x)
+              .sort()
+              .map((k) => [k, sort(x[k])]),
+          )
+        : x;
   return JSON.stringify(sort(v));
 }
 

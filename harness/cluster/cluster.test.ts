@@ -10,7 +10,14 @@ import { generateLabConfigs } from './lab-config.js';
 describe('labDescription', () => {
   it('describes the default topology for the lab config generator', () => {
     const d = labDescription(topologyFromArg('default'));
-    expect(d).toMatchObject({ clusterName: CLUSTER_NAME, controlPlaneAddress: '192.168.1.10', nodeSubnet: '192.168.1.0/24', routerAddress: '192.168.1.254', flavour: 'ip-masq-agent', port: 6443 });
+    expect(d).toMatchObject({
+      clusterName: CLUSTER_NAME,
+      controlPlaneAddress: '192.168.1.10',
+      nodeSubnet: '192.168.1.0/24',
+      routerAddress: '192.168.1.254',
+      flavour: 'ip-masq-agent',
+      port: 6443,
+    });
     expect(d.nodes.map((n) => [n.name, n.role, n.podCIDR ?? null])).toEqual([
       ['node-1', 'worker', '10.10.10.0/24'],
       ['node-2', 'worker', '10.10.11.0/24'],
@@ -21,7 +28,12 @@ describe('labDescription', () => {
     const g = generateLabConfigs(d);
     expect(g.controller.container).toBe('cp-1');
     // the controller knows the router: it never hands its address out as a floating IP
-    expect((g.controller.config.nodes as { gateway?: string }[]).map((n) => n.gateway)).toEqual(['192.168.1.254', '192.168.1.254', '192.168.1.254', '192.168.1.254']);
+    expect((g.controller.config.nodes as { gateway?: string }[]).map((n) => n.gateway)).toEqual([
+      '192.168.1.254',
+      '192.168.1.254',
+      '192.168.1.254',
+      '192.168.1.254',
+    ]);
     expect(Object.keys(g.files).sort()).toEqual(['cp-1', 'node-1', 'node-2', 'node-3']);
   });
 

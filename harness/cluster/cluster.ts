@@ -139,7 +139,12 @@ async function waitAgentRunning(lab: LabRuntime, node: string, timeoutMs: number
   if (ch?.alive) ok = await ch.waitMatch(status, '"phase": *"running"', timeoutMs);
   else {
     const tries = Math.ceil(timeoutMs / 20);
-    const script = [`i=0; while [ $i -lt ${tries} ]; do`, `  grep -Eq '"phase": *"running"' ${status} 2>/dev/null && exit 0`, `  i=$((i+1)); sleep 0.02`, 'done; exit 1'].join('\n');
+    const script = [
+      `i=0; while [ $i -lt ${tries} ]; do`,
+      `  grep -Eq '"phase": *"running"' ${status} 2>/dev/null && exit 0`,
+      `  i=$((i+1)); sleep 0.02`,
+      'done; exit 1',
+    ].join('\n');
     ok = (await lab.exec(node, ['sh', '-c', script], { check: false, timeoutMs: timeoutMs + 5_000 })).exitCode === 0;
   }
   if (ok) return;
@@ -241,9 +246,16 @@ export async function startCluster(lab: LabRuntime, progress: Progress, prepared
   await Promise.all(nodes.map((n) => startProcess(lab, { container: n, label: n }, AGENT_PROCESS, agentCommand())));
   const t2 = Date.now();
   const marks: string[] = [];
-  const mark = (what: string) => <T>(p: Promise<T>) => p.then((v) => (marks.push(`${what} +${Date.now() - t2}`), v));
+  const mark =
+    (what: string) =>
+    <T>(p: Promise<T>) =>
+      p.then((v) => (marks.push(`${what} +${Date.now() - t2}`), v));
   const timeoutMs = readyTimeoutMs(nodes.length);
-  await Promise.all([...nodes.map((n) => mark(n)(waitAgentRunning(lab, n, timeoutMs))), mark('api')(waitNodesUp(lab, info, nodes, timeoutMs)), mark('pods')(pods)]);
+  await Promise.all([
+    ...nodes.map((n) => mark(n)(waitAgentRunning(lab, n, timeoutMs))),
+    mark('api')(waitNodesUp(lab, info, nodes, timeoutMs)),
+    mark('pods')(pods),
+  ]);
   if (process.env.EGRESSLAB_DEBUG_CLUSTER) progress(`ready marks: ${marks.join(', ')}`);
   const t3 = Date.now();
   const timings = { prepareMs, startMs: t2 - t1, readyMs: t3 - t2, totalMs: t3 - t0 };

@@ -16,11 +16,21 @@ describe("a lab's state files (kubeconfig with the admin token, API forward stat
   });
 
   it("labStateFiles picks exactly the lab's files, not another lab's whose id starts the same", () => {
-    const names = ['demo.kubeconfig', 'forward-demo.json', 'forward-demo.log', 'forward-demo.json.4242.tmp', 'demo-2.kubeconfig', 'forward-demo-2.json', 'forward-demo-2.log', 'payload', 'notes.txt'];
+    const names = [
+      'demo.kubeconfig',
+      'forward-demo.json',
+      'forward-demo.log',
+      'forward-demo.json.4242.tmp',
+      'demo-2.kubeconfig',
+      'forward-demo-2.json',
+      'forward-demo-2.log',
+      'payload',
+      'notes.txt',
+    ];
     expect(labStateFiles('demo', names).sort()).toEqual(['demo.kubeconfig', 'forward-demo.json', 'forward-demo.json.4242.tmp', 'forward-demo.log']);
   });
 
-  it("removeLabState removes them from the state dir and leaves everything else; a missing dir is nothing to remove", () => {
+  it('removeLabState removes them from the state dir and leaves everything else; a missing dir is nothing to remove', () => {
     const dir = mkdtempSync(join(tmpdir(), 'egresslab-state-'));
     dirs.push(dir);
     process.env.EGRESSLAB_STATE_DIR = dir;

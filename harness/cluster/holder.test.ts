@@ -12,7 +12,13 @@ function fakeClock(): Clock {
 }
 
 function gateway(nodes: Record<string, string>, floatingIPs: Record<string, string>): KubeObject {
-  return { apiVersion: 'networking.gke.io/v1alpha1', kind: 'AnthosNetworkGateway', metadata: { name: 'default', namespace: 'kube-system' }, spec: { floatingIPs: Object.keys(floatingIPs) }, status: { nodes, floatingIPs } };
+  return {
+    apiVersion: 'networking.gke.io/v1alpha1',
+    kind: 'AnthosNetworkGateway',
+    metadata: { name: 'default', namespace: 'kube-system' },
+    spec: { floatingIPs: Object.keys(floatingIPs) },
+    status: { nodes, floatingIPs },
+  };
 }
 
 /** An API whose gateway object goes through `states`, one per read (the last one stays). */
@@ -36,7 +42,11 @@ describe('upHolder', () => {
 
 describe('holderOf', () => {
   it('waits through "unassigned" and "assigned to a Down node" and returns the Up holder', async () => {
-    const api = fakeApi([gateway({ 'node-1': 'Up' }, {}), gateway({ 'node-1': 'Down', 'node-2': 'Up' }, { [IP]: 'node-1' }), gateway({ 'node-1': 'Down', 'node-2': 'Up' }, { [IP]: 'node-2' })]);
+    const api = fakeApi([
+      gateway({ 'node-1': 'Up' }, {}),
+      gateway({ 'node-1': 'Down', 'node-2': 'Up' }, { [IP]: 'node-1' }),
+      gateway({ 'node-1': 'Down', 'node-2': 'Up' }, { [IP]: 'node-2' }),
+    ]);
     expect(await holderOf(api, IP, { clock: fakeClock() })).toBe('node-2');
     expect(api.reads).toBe(3);
   });
@@ -49,7 +59,9 @@ describe('holderOf', () => {
 
   it('times out naming the IP, and rejects a bad IP or node count naming the field and value', async () => {
     const api = fakeApi([gateway({ 'node-1': 'Up' }, {})]);
-    await expect(holderOf(api, IP, { timeoutMs: 1_000, clock: fakeClock() })).rejects.toThrow(`timed out after 1000 ms waiting for ${IP} assigned to an Up node`);
+    await expect(holderOf(api, IP, { timeoutMs: 1_000, clock: fakeClock() })).rejects.toThrow(
+      `timed out after 1000 ms waiting for ${IP} assigned to an Up node`,
+    );
     await expect(holderOf(api, 'node-1')).rejects.toThrow('holderOf: ip: must be an IPv4 address (a floating IP of the gateway) (value: "node-1")');
     await expect(holderOf(api, IP, { nodeCount: 0 })).rejects.toThrow('holderOf: nodeCount: must be a whole number above 0');
   });

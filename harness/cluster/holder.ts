@@ -15,7 +15,6 @@ import { everyNodeUp, gatewayOf, type GatewayStatus } from './status.js';
 import { isIPv4 } from '../../lib/net/addresses.js';
 import { ValidationError } from '../util/errors.js';
 
-
 /**
  * Waits for every node Up and `ip` assigned; if its holder is the control-plane node, moves it to a
  * worker first. Returns the name of the worker node that holds `ip` (e.g. `node-2`); throws a
@@ -31,13 +30,23 @@ import { ValidationError } from '../util/errors.js';
 export async function workerHolder(lab: Lab, api: KubeClient, ip: string, timeoutMs = 30_000): Promise<string> {
   const cp = controlPlaneNode(lab.topology).name;
   const ready = () =>
-    pollUntil(() => gatewayOf(api), { what: `every node Up and ${ip} assigned`, timeoutMs, intervalMs: 50, accept: (g) => everyNodeUp(g, lab.topology.nodes.length) && !!g.assignments[ip] });
+    pollUntil(() => gatewayOf(api), {
+      what: `every node Up and ${ip} assigned`,
+      timeoutMs,
+      intervalMs: 50,
+      accept: (g) => everyNodeUp(g, lab.topology.nodes.length) && !!g.assignments[ip],
+    });
   const g = await ready();
   if (g.assignments[ip] !== cp) return g.assignments[ip]!;
   lab.faults.note(cp, 'stop-agent');
   await stopProcess(lab, cp, AGENT_PROCESS);
   try {
-    await pollUntil(() => gatewayOf(api), { what: `${ip} to move off ${cp} once its agent stopped`, timeoutMs, intervalMs: 50, accept: (s) => !!s.assignments[ip] && s.assignments[ip] !== cp });
+    await pollUntil(() => gatewayOf(api), {
+      what: `${ip} to move off ${cp} once its agent stopped`,
+      timeoutMs,
+      intervalMs: 50,
+      accept: (s) => !!s.assignments[ip] && s.assignments[ip] !== cp,
+    });
   } finally {
     await startProcess(lab, { container: cp, label: cp }, AGENT_PROCESS, agentCommand());
   }
@@ -83,7 +92,7 @@ export async function holderOf(api: KubeClient, ip: string, options: HolderOptio
   if (!isIPv4(ip)) throw new ValidationError('holderOf', [{ path: 'ip', value: ip, message: 'must be an IPv4 address (a floating IP of the gateway)' }]);
   const { nodeCount } = options;
   if (nodeCount !== undefined && !(Number.isInteger(nodeCount) && nodeCount > 0)) {
-    throw new ValidationError('holderOf', [{ path: 'nodeCount', value: nodeCount, message: 'must be a whole number above 0 (the lab\'s node count)' }]);
+    throw new ValidationError('holderOf', [{ path: 'nodeCount', value: nodeCount, message: "must be a whole number above 0 (the lab's node count)" }]);
   }
   const g = await pollUntil(() => gatewayOf(api, options.namespace), {
     what: `${ip} assigned to an Up node${nodeCount !== undefined ? ` with all ${nodeCount} nodes Up` : ''}`,

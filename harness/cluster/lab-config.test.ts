@@ -123,23 +123,40 @@ describe('lab config generation', () => {
     const cert = new X509Certificate(pki.cert);
     expect(cert.checkIssued(ca)).toBe(true);
     expect(cert.verify(ca.publicKey)).toBe(true);
-    for (const n of ['IP Address:192.168.1.10', 'IP Address:127.0.0.1', 'DNS:localhost', 'DNS:cp-1', 'DNS:egresslab-cp']) expect(cert.subjectAltName).toContain(n);
+    for (const n of ['IP Address:192.168.1.10', 'IP Address:127.0.0.1', 'DNS:localhost', 'DNS:cp-1', 'DNS:egresslab-cp'])
+      expect(cert.subjectAltName).toContain(n);
     const g = generateLabConfigs(lab, { pki });
     for (const n of lab.nodes) expect(g.files[n.name]!.find((f) => f.path === '/etc/egresslab/ca.crt')?.content).toBe(pki.caCert);
     expect(g.files['cp-1']!.find((f) => f.path === '/var/lib/egresslab/controller/pki/apiserver.key')?.mode).toBe(0o600);
   });
 
   it('refuses a lab that cannot work, naming the problem', () => {
-    expect(() => generateLabConfigs({ ...lab, nodes: [{ name: 'w', role: 'worker', address: '10.0.0.1' }] })).toThrow(/w\)\.address 10\.0\.0\.1 is outside nodeSubnet 192\.168\.1\.0\/24/);
+    expect(() => generateLabConfigs({ ...lab, nodes: [{ name: 'w', role: 'worker', address: '10.0.0.1' }] })).toThrow(
+      /w\)\.address 10\.0\.0\.1 is outside nodeSubnet 192\.168\.1\.0\/24/,
+    );
     expect(() => generateLabConfigs({ ...lab, controlPlaneAddress: 'cp-1' })).toThrow(LabConfigError);
-    expect(() => generateLabConfigs({ ...lab, nodes: [{ name: 'Bad_Name', role: 'worker', address: '192.168.1.5' }] })).toThrow(/agent config for node Bad_Name: [\s\S]*nodeName: must be a DNS-1123/);
-    expect(() => generateLabConfigs({ ...lab, nodes: [...lab.nodes, { name: 'x', role: 'worker', address: '192.168.1.9', podCIDR: '10.1.2.3/24' }] })).toThrow(/podCIDR/);
+    expect(() => generateLabConfigs({ ...lab, nodes: [{ name: 'Bad_Name', role: 'worker', address: '192.168.1.5' }] })).toThrow(
+      /agent config for node Bad_Name: [\s\S]*nodeName: must be a DNS-1123/,
+    );
+    expect(() => generateLabConfigs({ ...lab, nodes: [...lab.nodes, { name: 'x', role: 'worker', address: '192.168.1.9', podCIDR: '10.1.2.3/24' }] })).toThrow(
+      /podCIDR/,
+    );
   });
 
   it('the generated files start a controller that uses the up-front PKI and knows every node token', async () => {
     const root = mkdtempSync(join(tmpdir(), 'egresslab-labcfg-'));
     cleanup.push(() => rmSync(root, { recursive: true, force: true }));
-    const paths = { controllerConfig: join(root, 'etc/controller.json'), controllerDataDir: join(root, 'var/controller'), tokensFile: join(root, 'etc/tokens.csv'), agentConfig: join(root, 'etc/agent.json'), agentToken: join(root, 'etc/agent.token'), caFile: join(root, 'etc/ca.crt'), ipMasqAgentConfig: join(root, 'etc/ip-masq-agent/config'), agentStatus: join(root, 'run/agent-status.json'), masqState: join(root, 'run/masq-state.json') };
+    const paths = {
+      controllerConfig: join(root, 'etc/controller.json'),
+      controllerDataDir: join(root, 'var/controller'),
+      tokensFile: join(root, 'etc/tokens.csv'),
+      agentConfig: join(root, 'etc/agent.json'),
+      agentToken: join(root, 'etc/agent.token'),
+      caFile: join(root, 'etc/ca.crt'),
+      ipMasqAgentConfig: join(root, 'etc/ip-masq-agent/config'),
+      agentStatus: join(root, 'run/agent-status.json'),
+      masqState: join(root, 'run/masq-state.json'),
+    };
     const pki = generateLabPki(lab);
     const g = generateLabConfigs({ ...lab, paths }, { pki });
     for (const f of g.controller.files) {
@@ -154,8 +171,15 @@ describe('lab config generation', () => {
     const worker = new KubeClient({ server: running.url, token: g.nodes.worker1!.token, ca: pki.caCert });
     cleanup.push(() => worker.close());
     // the node identity may write its own Lease, and is refused another node's
-    await worker.create(R.leases, { apiVersion: 'coordination.k8s.io/v1', kind: 'Lease', metadata: { name: 'worker1', namespace: 'kube-node-lease' }, spec: { holderIdentity: 'worker1' } });
-    await expect(worker.create(R.leases, { apiVersion: 'coordination.k8s.io/v1', kind: 'Lease', metadata: { name: 'worker2', namespace: 'kube-node-lease' }, spec: {} })).rejects.toMatchObject({ code: 403 });
+    await worker.create(R.leases, {
+      apiVersion: 'coordination.k8s.io/v1',
+      kind: 'Lease',
+      metadata: { name: 'worker1', namespace: 'kube-node-lease' },
+      spec: { holderIdentity: 'worker1' },
+    });
+    await expect(
+      worker.create(R.leases, { apiVersion: 'coordination.k8s.io/v1', kind: 'Lease', metadata: { name: 'worker2', namespace: 'kube-node-lease' }, spec: {} }),
+    ).rejects.toMatchObject({ code: 403 });
     const admin = new KubeClient({ server: running.url, token: g.adminToken, ca: pki.caCert });
     cleanup.push(() => admin.close());
     expect((await admin.list(R.nodes)).items.map((n) => n.metadata.name).sort()).toEqual(['cp-1', 'infra', 'worker1', 'worker2']);

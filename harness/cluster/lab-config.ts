@@ -211,12 +211,11 @@ export function generateLabConfigs(lab: LabDescription, opts: GenerateOptions = 
   };
   const adminToken = token();
   const nodeTokens = new Map(lab.nodes.map((n) => [n.name, token()]));
-  const tokensCsv =
-    [
-      '# egresslab tokens: token,user,uid,"groups"',
-      `${adminToken},admin,admin,"system:masters"`,
-      ...lab.nodes.map((n) => `${nodeTokens.get(n.name)!},system:node:${n.name},node-${n.name},"system:nodes"`),
-    ].join('\n') + '\n';
+  const tokensCsv = `${[
+    '# egresslab tokens: token,user,uid,"groups"',
+    `${adminToken},admin,admin,"system:masters"`,
+    ...lab.nodes.map((n) => `${nodeTokens.get(n.name)!},system:node:${n.name},node-${n.name},"system:nodes"`),
+  ].join('\n')}\n`;
 
   const controllerConfig: Record<string, unknown> = {
     listen: { host: '0.0.0.0', port },
@@ -225,7 +224,14 @@ export function generateLabConfigs(lab: LabDescription, opts: GenerateOptions = 
     tls: { altNames: labAltNames(lab) },
     clusterName: lab.clusterName,
     flavour: lab.flavour === 'autopilot' ? 'autopilot' : 'standard',
-    nodes: lab.nodes.map((n) => ({ name: n.name, role: n.role, ip: n.address, subnet: subnet.value.text, ...(lab.routerAddress ? { gateway: lab.routerAddress } : {}), ...(n.podCIDR ? { podCIDR: n.podCIDR } : {}) })),
+    nodes: lab.nodes.map((n) => ({
+      name: n.name,
+      role: n.role,
+      ip: n.address,
+      subnet: subnet.value.text,
+      ...(lab.routerAddress ? { gateway: lab.routerAddress } : {}),
+      ...(n.podCIDR ? { podCIDR: n.podCIDR } : {}),
+    })),
     podCIDRs: lab.podCIDRs ?? [],
     serviceCIDRs: [lab.serviceCIDR],
     lease,
@@ -328,7 +334,13 @@ export function generateLabConfigs(lab: LabDescription, opts: GenerateOptions = 
     kubeconfig(server: string, caCert?: string, contextName?: string): string {
       const ca = caCert ?? opts.pki?.caCert;
       if (server.startsWith('https:') && !ca) fail('kubeconfig: no CA certificate (pass the controller CA, or generate the PKI up front)');
-      return kubeconfigYaml({ server, ...(ca ? { caCert: ca } : {}), token: adminToken, clusterName: contextName ?? `egresslab-${lab.clusterName}`, userName: 'admin' });
+      return kubeconfigYaml({
+        server,
+        ...(ca ? { caCert: ca } : {}),
+        token: adminToken,
+        clusterName: contextName ?? `egresslab-${lab.clusterName}`,
+        userName: 'admin',
+      });
     },
   };
 }

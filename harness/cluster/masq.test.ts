@@ -29,7 +29,15 @@ function status(node: string, configHash: string | null, lastError: string | nul
     phase: 'running',
     flavour: 'standard',
     startedAt: '',
-    masq: { mode: 'standard', status: lastError ? 'error' : 'applied', configSource: 'configmap', configHash, appliedAt: null, setElements: 1, lastError: lastError ? { at: '', reason: 'InvalidConfig', message: lastError } : null },
+    masq: {
+      mode: 'standard',
+      status: lastError ? 'error' : 'applied',
+      configSource: 'configmap',
+      configHash,
+      appliedAt: null,
+      setElements: 1,
+      lastError: lastError ? { at: '', reason: 'InvalidConfig', message: lastError } : null,
+    },
   };
 }
 
@@ -54,7 +62,12 @@ function fakeApi(cm: KubeObject | undefined): Pick<KubeClient, 'tryGet'> {
   return { tryGet: (async () => cm) as KubeClient['tryGet'] };
 }
 
-const configMap = (config: string): KubeObject => ({ apiVersion: 'v1', kind: 'ConfigMap', metadata: { namespace: 'kube-system', name: 'ip-masq-agent' }, data: { config } });
+const configMap = (config: string): KubeObject => ({
+  apiVersion: 'v1',
+  kind: 'ConfigMap',
+  metadata: { namespace: 'kube-system', name: 'ip-masq-agent' },
+  data: { config },
+});
 
 describe('waiting for the ip-masq-agent ConfigMap', () => {
   it('pod nodes, the config text and its hash', () => {
@@ -66,20 +79,28 @@ describe('waiting for the ip-masq-agent ConfigMap', () => {
   });
 
   it('a config that does not parse is an error naming the field and value, not a wait', () => {
-    expect(() => expectedMasqHash('nonMasqueradeCIDRs:\n  - not-a-cidr\n')).toThrow(/ConfigMap kube-system\/ip-masq-agent: config: nonMasqueradeCIDRs\[0\]: .*not-a-cidr/);
+    expect(() => expectedMasqHash('nonMasqueradeCIDRs:\n  - not-a-cidr\n')).toThrow(
+      /ConfigMap kube-system\/ip-masq-agent: config: nonMasqueradeCIDRs\[0\]: .*not-a-cidr/,
+    );
   });
 
   it('agentsNotOn names each node still on another config, with its status and error', () => {
     const h = expectedMasqHash(CONFIG);
     expect(agentsNotOn([status('w1', h), status('w2', 'old', 'bad CIDR')], ['w1', 'w2'], h)).toEqual(['w2 (config old, status error, last error: bad CIDR)']);
-    expect(agentsNotOn([undefined, { pid: 43, node: 'w2', phase: 'starting', flavour: 'standard', startedAt: '' }], ['w1', 'w2'], h)).toEqual(['w1 (no masquerade status)', 'w2 (no masquerade status)']);
+    expect(agentsNotOn([undefined, { pid: 43, node: 'w2', phase: 'starting', flavour: 'standard', startedAt: '' }], ['w1', 'w2'], h)).toEqual([
+      'w1 (no masquerade status)',
+      'w2 (no masquerade status)',
+    ]);
   });
 
   it('waits until every pod node reports the hash of the ConfigMap the API holds', async () => {
     const h = expectedMasqHash(CONFIG);
     const lab = fakeLab({ w1: [status('w1', 'old'), status('w1', h)], w2: [status('w2', 'old'), status('w2', 'old'), status('w2', h)] });
     const all = await untilMasqConfigApplied(lab, fakeApi(configMap(CONFIG)), { clock: fakeClock() });
-    expect(all.map((s) => [s.node, s.masq?.configHash])).toEqual([['w1', h], ['w2', h]]);
+    expect(all.map((s) => [s.node, s.masq?.configHash])).toEqual([
+      ['w1', h],
+      ['w2', h],
+    ]);
     expect(lab.reads).not.toContain('cp');
   });
 
@@ -89,7 +110,9 @@ describe('waiting for the ip-masq-agent ConfigMap', () => {
     await expect(untilMasqConfigApplied(lab, fakeApi(configMap(CONFIG)), { config: null, timeoutMs: 500, clock: fakeClock() })).rejects.toThrow(
       `timed out after 500 ms waiting for every agent (w1, w2) to apply config ${h}`,
     );
-    await expect(untilMasqConfigApplied(lab, fakeApi(undefined), { timeoutMs: 500, clock: fakeClock() })).rejects.toThrow('not applied on: w2 (config old, status error, last error: bad CIDR)');
+    await expect(untilMasqConfigApplied(lab, fakeApi(undefined), { timeoutMs: 500, clock: fakeClock() })).rejects.toThrow(
+      'not applied on: w2 (config old, status error, last error: bad CIDR)',
+    );
   });
 });
 

@@ -74,7 +74,10 @@ export function expectedMasqHash(config: string | null): string {
   if (hash !== null) return hash;
   const parsed = parseMasqConfig(config);
   const issues = parsed.ok ? [] : parsed.errors.map((e) => ({ path: `config: ${e.field}`, value: e.value, message: e.message }));
-  throw new ValidationError(`ConfigMap ${MASQ_CONFIGMAP.namespace}/${MASQ_CONFIGMAP.name}`, issues.length ? issues : [{ path: 'config', value: config, message: 'does not parse' }]);
+  throw new ValidationError(
+    `ConfigMap ${MASQ_CONFIGMAP.namespace}/${MASQ_CONFIGMAP.name}`,
+    issues.length ? issues : [{ path: 'config', value: config, message: 'does not parse' }],
+  );
 }
 
 /** The nodes of `nodes` whose agent has not (yet) reported config `hash`, each with what it reports. */
@@ -82,7 +85,9 @@ export function agentsNotOn(statuses: readonly (AgentStatusFile | undefined)[], 
   return nodes.flatMap((node, i) => {
     const m = statuses[i]?.masq;
     if (m?.configHash === hash) return [];
-    return [`${node} (${m ? `config ${String(m.configHash)}, status ${m.status}${m.lastError ? `, last error: ${m.lastError.message}` : ''}` : 'no masquerade status'})`];
+    return [
+      `${node} (${m ? `config ${String(m.configHash)}, status ${m.status}${m.lastError ? `, last error: ${m.lastError.message}` : ''}` : 'no masquerade status'})`,
+    ];
   });
 }
 
@@ -115,7 +120,11 @@ export interface MasqWaitOptions {
  * await untilMasqConfigApplied(lab, await lab.api());
  * ```
  */
-export async function untilMasqConfigApplied(lab: Pick<LabRuntime, 'topology' | 'exec'>, api: Pick<KubeClient, 'tryGet'>, options: MasqWaitOptions = {}): Promise<AgentStatusFile[]> {
+export async function untilMasqConfigApplied(
+  lab: Pick<LabRuntime, 'topology' | 'exec'>,
+  api: Pick<KubeClient, 'tryGet'>,
+  options: MasqWaitOptions = {},
+): Promise<AgentStatusFile[]> {
   const text = options.config !== undefined ? options.config : masqConfigText(await api.tryGet(R.configmaps, MASQ_CONFIGMAP.name, MASQ_CONFIGMAP.namespace));
   const hash = expectedMasqHash(text);
   const nodes = podNodes(lab.topology);

@@ -34,7 +34,15 @@ export function podRegistration(plan: LabPlan): PodRegistration {
     namespaces: [...nsLabels].map(([name, labels]) => ({ name, labels: { ...labels, [NAME_LABEL]: name } })),
     pods: plan.pods.map((p) => {
       const hostIP = nodeIP.get(p.node) ?? '';
-      return { namespace: p.namespace, name: p.name, node: p.node, hostNetwork: p.hostNetwork, ip: p.hostNetwork ? hostIP : (p.ip ?? ''), hostIP, labels: { ...p.labels } };
+      return {
+        namespace: p.namespace,
+        name: p.name,
+        node: p.node,
+        hostNetwork: p.hostNetwork,
+        ip: p.hostNetwork ? hostIP : (p.ip ?? ''),
+        hostIP,
+        labels: { ...p.labels },
+      };
     }),
   };
 }

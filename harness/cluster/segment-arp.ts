@@ -31,7 +31,10 @@ export async function segmentArp<T>(lab: Lab, ips: readonly string[], during: ()
   try {
     result = await during();
     for (const ip of ips) {
-      await lab.exec(ROUTER, ['arping', '-b', '-c', String(requests), '-w', String(requests + 2), '-I', ROUTER_SEGMENT_IF, ip], { check: false, timeoutMs: (requests + 10) * 1000 });
+      await lab.exec(ROUTER, ['arping', '-b', '-c', String(requests), '-w', String(requests + 2), '-I', ROUTER_SEGMENT_IF, ip], {
+        check: false,
+        timeoutMs: (requests + 10) * 1000,
+      });
     }
   } catch (e) {
     await cap.stop().catch(() => undefined);

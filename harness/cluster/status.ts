@@ -74,7 +74,17 @@ const str = (v: unknown): string | null => (typeof v === 'string' ? v : null);
 const num = (v: unknown): number | null => (typeof v === 'number' ? v : null);
 
 async function agentStatus(lab: ContainerRuntime, node: string): Promise<AgentStatusSummary> {
-  const base: AgentStatusSummary = { node, containerRunning: false, processRunning: false, phase: null, flavour: null, statusAgeMs: null, leaseRenewals: null, leaseLastError: null, masq: null };
+  const base: AgentStatusSummary = {
+    node,
+    containerRunning: false,
+    processRunning: false,
+    phase: null,
+    flavour: null,
+    statusAgeMs: null,
+    leaseRenewals: null,
+    leaseLastError: null,
+    masq: null,
+  };
   try {
     const info = await lab.container(node).inspect();
     base.containerRunning = info.State.Running && !info.State.Paused;
@@ -87,7 +97,7 @@ async function agentStatus(lab: ContainerRuntime, node: string): Promise<AgentSt
     lab.exec(node, ['cat', DEFAULT_LAB_PATHS.agentStatus], { check: false, timeoutMs: 5_000 }).catch(() => undefined),
   ]);
   base.processRunning = running;
-  if (!file || file.exitCode !== 0) return base;
+  if (file?.exitCode !== 0) return base;
   let s: Obj;
   try {
     s = obj(JSON.parse(file.stdout));
@@ -122,7 +132,10 @@ async function agentStatus(lab: ContainerRuntime, node: string): Promise<AgentSt
 
 /** The served gateway: `default` in the cluster namespace if present, else kube-system/default (docs/controller.md). */
 export async function servedGateway(client: KubeClient, clusterNamespace: string): Promise<KubeObject | undefined> {
-  return (await client.tryGet(R.anthosNetworkGateways, GATEWAY_NAME, clusterNamespace)) ?? (await client.tryGet(R.anthosNetworkGateways, GATEWAY_NAME, GATEWAY_NAMESPACE));
+  return (
+    (await client.tryGet(R.anthosNetworkGateways, GATEWAY_NAME, clusterNamespace)) ??
+    (await client.tryGet(R.anthosNetworkGateways, GATEWAY_NAME, GATEWAY_NAMESPACE))
+  );
 }
 
 /** Every one of `nodeCount` nodes is in the gateway status, Up. */
@@ -155,13 +168,22 @@ export async function clusterStatus(lab: ContainerRuntime, client: KubeClient | 
     Promise.all(lab.topology.nodes.map((n) => agentStatus(lab, n.name))),
     processRunning(lab, cp, CONTROLLER_PROCESS).catch(() => false),
   ]);
-  const out: ClusterStatus = { controller: { node: cp, processRunning: controllerRunning }, api: { reachable: false }, gateway: null, gatewayNodes: [], agents };
+  const out: ClusterStatus = {
+    controller: { node: cp, processRunning: controllerRunning },
+    api: { reachable: false },
+    gateway: null,
+    gatewayNodes: [],
+    agents,
+  };
   if (!client) {
     out.api.error = 'no access to the API';
     return out;
   }
   try {
-    const [gw, gwNodes] = await Promise.all([servedGateway(client, clusterNamespace), client.list(R.anthosNetworkGatewayNodes, { namespace: GATEWAY_NAMESPACE })]);
+    const [gw, gwNodes] = await Promise.all([
+      servedGateway(client, clusterNamespace),
+      client.list(R.anthosNetworkGatewayNodes, { namespace: GATEWAY_NAMESPACE }),
+    ]);
     out.api.reachable = true;
     out.gateway = gw ? gatewayStatus(gw) : null;
     out.gatewayNodes = gwNodes.items

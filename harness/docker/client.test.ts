@@ -36,7 +36,8 @@ describe('the Docker client', () => {
         const text = readFileSync(f, 'utf8');
         // testcontainers: only the container start lifecycle (containers.ts), on the same DOCKER_HOST
         const tc = rel !== 'harness/docker/containers.ts' && /from\s+'testcontainers'/.test(text);
-        if (/new\s+(Docker|Dockerode)\s*\(/.test(text) || tc || /from\s+'docker-modem'/.test(text) || /spawn\(\s*'docker'|execa\(\s*'docker'/.test(text)) offenders.push(rel);
+        if (/new\s+(Docker|Dockerode)\s*\(/.test(text) || tc || /from\s+'docker-modem'/.test(text) || /spawn\(\s*'docker'|execa\(\s*'docker'/.test(text))
+          offenders.push(rel);
       }
     }
     expect(offenders).toEqual([]);
@@ -64,7 +65,7 @@ describe('labContainerOptions', () => {
 });
 
 describe('assertSameArchitecture', () => {
-  it('accepts an engine of this machine\'s architecture and refuses another, naming both', async () => {
+  it("accepts an engine of this machine's architecture and refuses another, naming both", async () => {
     const { assertSameArchitecture } = await import('./image.js');
     expect(() => assertSameArchitecture('amd64', 'x64')).not.toThrow();
     expect(() => assertSameArchitecture('arm64', 'arm64')).not.toThrow();

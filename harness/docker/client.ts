@@ -30,11 +30,9 @@ export async function assertEngine(d: Docker = docker()): Promise<{ apiVersion: 
     const v = await d.version();
     return { apiVersion: v.ApiVersion, version: v.Version };
   } catch (error) {
-    throw new LabError(
-      `no Docker engine answers (${engineAddress()}): ` +
-        `start dockerd (README: the setup command starts it), or set DOCKER_HOST`,
-      { cause: error },
-    );
+    throw new LabError(`no Docker engine answers (${engineAddress()}): start dockerd (README: the setup command starts it), or set DOCKER_HOST`, {
+      cause: error,
+    });
   }
 }
 

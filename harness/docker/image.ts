@@ -12,8 +12,20 @@ export const IMAGE_RECIPE = Object.freeze({
   suite: 'bookworm',
   variant: 'minbase',
   packages: [
-    'iproute2', 'iptables', 'nftables', 'conntrack', 'conntrackd', 'tcpdump', 'iputils-ping',
-    'iputils-arping', 'iperf3', 'procps', 'nodejs', 'ethtool', 'kmod', 'psmisc',
+    'iproute2',
+    'iptables',
+    'nftables',
+    'conntrack',
+    'conntrackd',
+    'tcpdump',
+    'iputils-ping',
+    'iputils-arping',
+    'iperf3',
+    'procps',
+    'nodejs',
+    'ethtool',
+    'kmod',
+    'psmisc',
   ],
   // Bump when the way the image is made changes without the package list changing.
   revision: 1,
@@ -50,7 +62,9 @@ export async function ensureImage(progress: Progress = () => {}): Promise<string
   const user = process.env.EGRESSLAB_IMAGE;
   if (user) {
     if (!(await imageExists(user))) {
-      throw new LabError(`EGRESSLAB_IMAGE=${user}: no such image in the engine (egresslab never pulls images; build or load it first, or unset EGRESSLAB_IMAGE)`);
+      throw new LabError(
+        `EGRESSLAB_IMAGE=${user}: no such image in the engine (egresslab never pulls images; build or load it first, or unset EGRESSLAB_IMAGE)`,
+      );
     }
     return user;
   }
@@ -91,7 +105,7 @@ export async function buildImage(tag: string, progress: Progress = () => {}): Pr
   child.stderr?.on('data', (chunk: Buffer) => {
     for (const line of chunk.toString().split('\n')) {
       const m = /^I: (.*)/.exec(line.trim());
-      if (m && m[1] && m[1] !== lastStep) {
+      if (m?.[1] && m[1] !== lastStep) {
         lastStep = m[1];
         progress(`  [${elapsed()}] ${m[1]}`);
       }
@@ -105,13 +119,13 @@ export async function buildImage(tag: string, progress: Progress = () => {}): Pr
       opts: Record<string, string>,
     ) => Promise<NodeJS.ReadableStream>;
     imported = importImage(child.stdout as unknown as NodeJS.ReadableStream, { repo: name!, tag: version! }).then(
-        (stream) =>
-          new Promise((resolve, reject) => {
-            (stream as NodeJS.ReadableStream).on('data', () => {});
-            (stream as NodeJS.ReadableStream).on('end', resolve);
-            (stream as NodeJS.ReadableStream).on('error', reject);
-          }),
-      );
+      (stream) =>
+        new Promise((resolve, reject) => {
+          (stream as NodeJS.ReadableStream).on('data', () => {});
+          (stream as NodeJS.ReadableStream).on('end', resolve);
+          (stream as NodeJS.ReadableStream).on('error', reject);
+        }),
+    );
   } catch (error) {
     child.kill();
     throw error;

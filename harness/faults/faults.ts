@@ -89,7 +89,9 @@ export class Faults {
   private node(name: string): string {
     const node = this.lab.topology.nodes.find((n) => n.name === name);
     if (!node) {
-      throw new ValidationError('fault', [{ path: 'node', value: name, message: `is not a node of lab ${this.lab.id} (nodes: ${this.lab.topology.nodes.map((n) => n.name).join(', ')})` }]);
+      throw new ValidationError('fault', [
+        { path: 'node', value: name, message: `is not a node of lab ${this.lab.id} (nodes: ${this.lab.topology.nodes.map((n) => n.name).join(', ')})` },
+      ]);
     }
     return node.name;
   }
@@ -129,7 +131,11 @@ export class Faults {
         return false; // the peer's container is not running either: nothing there answers
       }
     };
-    await pollUntil(async () => !(await Promise.all(peers.map(present))).some(Boolean), { what: `${n}'s links to leave their peers`, timeoutMs: 10_000, intervalMs: 50 });
+    await pollUntil(async () => !(await Promise.all(peers.map(present))).some(Boolean), {
+      what: `${n}'s links to leave their peers`,
+      timeoutMs: 10_000,
+      intervalMs: 50,
+    });
   }
 
   /**
@@ -211,7 +217,8 @@ export class Faults {
   /** Undoes partition (whichever direction). */
   async heal(name: string): Promise<void> {
     await this.ensureTable();
-    for (const set of Object.values(CUT_SETS)) await this.lab.exec(SWITCH, ['nft', 'delete', 'element', 'bridge', TABLE, set, `{ ${this.port(name)} }`], { check: false });
+    for (const set of Object.values(CUT_SETS))
+      await this.lab.exec(SWITCH, ['nft', 'delete', 'element', 'bridge', TABLE, set, `{ ${this.port(name)} }`], { check: false });
   }
 
   /**
@@ -221,8 +228,10 @@ export class Faults {
   async burstLoss(name: string, b: BurstLoss): Promise<void> {
     const periodMs = b.periodMs ?? 1000;
     const issues = [];
-    if (!(Number.isInteger(b.lossPercent) && b.lossPercent >= 1 && b.lossPercent <= 100)) issues.push({ path: 'lossPercent', value: b.lossPercent, message: 'must be a whole number 1-100' });
-    if (!(Number.isInteger(periodMs) && periodMs >= 100 && periodMs <= 60_000)) issues.push({ path: 'periodMs', value: periodMs, message: 'must be a whole number 100-60000' });
+    if (!(Number.isInteger(b.lossPercent) && b.lossPercent >= 1 && b.lossPercent <= 100))
+      issues.push({ path: 'lossPercent', value: b.lossPercent, message: 'must be a whole number 1-100' });
+    if (!(Number.isInteger(periodMs) && periodMs >= 100 && periodMs <= 60_000))
+      issues.push({ path: 'periodMs', value: periodMs, message: 'must be a whole number 100-60000' });
     if (issues.length) throw new ValidationError('burst loss', issues);
     this.note(this.node(name), 'burst-loss');
     const port = this.port(name);
@@ -236,7 +245,11 @@ export class Faults {
     const on = ((periodMs * b.lossPercent) / 100 / 1000).toFixed(3);
     const off = ((periodMs * (100 - b.lossPercent)) / 100 / 1000).toFixed(3);
     const del = `nft delete element bridge ${TABLE} burst { ${port} }`;
-    await startProcess(this.lab, { container: SWITCH, label: SWITCH }, burstProcess(port), ['sh', '-c', `while :; do ${add}; sleep ${on}; ${del}; sleep ${off}; done`]);
+    await startProcess(this.lab, { container: SWITCH, label: SWITCH }, burstProcess(port), [
+      'sh',
+      '-c',
+      `while :; do ${add}; sleep ${on}; ${del}; sleep ${off}; done`,
+    ]);
   }
 
   /** Limits what the node's link carries to `kbitPerSecond` in each direction (nft limit at the switch; the excess is dropped). Undone by restore. */
@@ -303,19 +316,25 @@ export class Faults {
   async degrade(name: string, d: Degradation): Promise<void> {
     this.note(this.node(name), 'degrade');
     const issues = [];
-    if (d.lossPercent !== undefined && !(d.lossPercent >= 0 && d.lossPercent <= 100)) issues.push({ path: 'lossPercent', value: d.lossPercent, message: 'must be 0-100' });
+    if (d.lossPercent !== undefined && !(d.lossPercent >= 0 && d.lossPercent <= 100))
+      issues.push({ path: 'lossPercent', value: d.lossPercent, message: 'must be 0-100' });
     if (d.delayMs !== undefined && !(d.delayMs >= 0 && d.delayMs <= 60_000)) issues.push({ path: 'delayMs', value: d.delayMs, message: 'must be 0-60000' });
     if (issues.length) throw new ValidationError('degrade', issues);
     const n = this.node(name);
     const port = this.port(n);
     await this.restore(n);
     if (d.delayMs) {
-      for (const [where, dev] of [[SWITCH, port], [n, 'eth0']] as const) {
+      for (const [where, dev] of [
+        [SWITCH, port],
+        [n, 'eth0'],
+      ] as const) {
         const r = await this.lab.exec(where, ['tc', 'qdisc', 'replace', 'dev', dev, 'root', 'netem', 'delay', `${d.delayMs}ms`], { check: false });
         if (r.exitCode !== 0) {
           await this.restore(n);
           if (/unknown|not supported|No such file/i.test(r.stderr)) {
-            throw new LabError(`delay faults need the kernel's sch_netem module, which this kernel lacks (${r.stderr.trim()}); loss faults (lossPercent) work without it`);
+            throw new LabError(
+              `delay faults need the kernel's sch_netem module, which this kernel lacks (${r.stderr.trim()}); loss faults (lossPercent) work without it`,
+            );
           }
           throw new LabError(`tc netem on ${where}/${dev} failed: ${r.stderr.trim()}`);
         }

@@ -49,7 +49,11 @@ afterAll(() => {
 
 describe('in-lab helper', () => {
   it('runs commands with stdin, exit codes and the docker exec answer for a missing program', async () => {
-    expect(await call({ op: 'exec', argv: ['sh', '-c', 'cat; echo err >&2; exit 3'], stdin: 'hello' })).toEqual({ id: expect.any(Number), ok: true, result: { exitCode: 3, stdout: 'hello', stderr: 'err\n' } });
+    expect(await call({ op: 'exec', argv: ['sh', '-c', 'cat; echo err >&2; exit 3'], stdin: 'hello' })).toEqual({
+      id: expect.any(Number),
+      ok: true,
+      result: { exitCode: 3, stdout: 'hello', stderr: 'err\n' },
+    });
     const missing = await call({ op: 'exec', argv: ['no-such-program-egl'] });
     expect(missing.result).toMatchObject({ exitCode: 127, stderr: expect.stringContaining('executable file not found') });
     expect(await call({ op: 'exec', argv: ['sleep', '5'], timeoutMs: 100 })).toMatchObject({ ok: false, error: 'timed out after 100 ms' });
@@ -80,8 +84,17 @@ describe('in-lab helper', () => {
 
   it('watch with ports keeps, of the TCP segments, those that matter to connections from those ports', async () => {
     const f = join(dir, 'observed-ports.jsonl');
-    const seg = (t: number, sport: number, flags: number, src = '192.168.1.100') => JSON.stringify({ t, p: 'tcp', src, dst: '8.8.8.8', sport, dport: 7007, k: 'tcp 8.8.8.8:7007', f: flags });
-    const lines = [seg(100, 40001, 2), seg(101, 40002, 2), seg(102, 40001, 24), seg(103, 40002, 24), seg(104, 40002, 16), seg(105, 40001, 16), JSON.stringify({ t: 106, p: 'stats', drops: 0, total: 0, pending: 0 })];
+    const seg = (t: number, sport: number, flags: number, src = '192.168.1.100') =>
+      JSON.stringify({ t, p: 'tcp', src, dst: '8.8.8.8', sport, dport: 7007, k: 'tcp 8.8.8.8:7007', f: flags });
+    const lines = [
+      seg(100, 40001, 2),
+      seg(101, 40002, 2),
+      seg(102, 40001, 24),
+      seg(103, 40002, 24),
+      seg(104, 40002, 16),
+      seg(105, 40001, 16),
+      JSON.stringify({ t: 106, p: 'stats', drops: 0, total: 0, pending: 0 }),
+    ];
     writeFileSync(f, `${lines.join('\n')}\n`);
     const r = await call({ op: 'watch', file: f, needle: '"k":"tcp 8.8.8.8:7007"', since: 0, timeoutMs: 0, ports: [40001] });
     expect(r.result).toEqual([lines[0], lines[1], lines[2], lines[3], lines[5], lines[6]]);

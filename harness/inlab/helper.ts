@@ -58,10 +58,11 @@ interface Request {
   ports?: number[];
 }
 
-const isChild = programArgs('helper.js', {
-  flags: { child: {} },
-  about: '  Serves exec, spawn, probe and watch requests (JSON lines on standard input); --child: the helper of one network namespace.',
-}).flags.child ?? false;
+const isChild =
+  programArgs('helper.js', {
+    flags: { child: {} },
+    about: '  Serves exec, spawn, probe and watch requests (JSON lines on standard input); --child: the helper of one network namespace.',
+  }).flags.child ?? false;
 const NETNS = /^[A-Za-z0-9._-]{1,64}$/;
 
 function send(msg: unknown): void {
@@ -147,6 +148,7 @@ function startProbeOp(r: Request): Promise<{ token: string }> {
   } catch (e) {
     return Promise.reject(new Error(`start-probe: cannot create ${out}: ${(e as Error).message}`));
   }
+  // biome-ignore lint/suspicious/noConfusingVoidType: replaced by the watcher's own stop
   const entry = { stop: () => undefined as void, done: Promise.resolve(), count: 0 };
   const run = runProbe({ ...args!, mode: 'continuous' }, (rec) => {
     entry.count++;
@@ -284,7 +286,6 @@ function waitMatchOp(r: Request): Promise<boolean> {
   });
 }
 
-
 /** Child helpers, one per pod network namespace (parent only). */
 const children = new Map<string, { proc: ChildProcessWithoutNullStreams; ids: Set<number>; ready: Promise<void> }>();
 
@@ -358,7 +359,7 @@ function route(r: Request): void {
     );
     return;
   }
-  const op = Object.prototype.hasOwnProperty.call(OPS, r.op) ? OPS[r.op] : undefined;
+  const op = Object.hasOwn(OPS, r.op) ? OPS[r.op] : undefined;
   if (!op) return send({ id: r.id, ok: false, error: `unknown op ${JSON.stringify(r.op)}` });
   reply(r.id, op(r));
 }

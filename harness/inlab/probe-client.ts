@@ -30,7 +30,10 @@ function parseOptions(): ProbeClientOptions {
     process.stderr.write(`probe-client: the argument must be one JSON object, got ${JSON.stringify(positionals[0] ?? '(nothing)')}\n`);
     process.exit(2);
   }
-  const issues = typeof raw === 'object' && raw !== null ? probeClientIssues(raw as Partial<ProbeClientOptions>) : [{ path: 'JSON', value: raw, message: 'must be a JSON object' }];
+  const issues =
+    typeof raw === 'object' && raw !== null
+      ? probeClientIssues(raw as Partial<ProbeClientOptions>)
+      : [{ path: 'JSON', value: raw, message: 'must be a JSON object' }];
   if (issues.length) {
     process.stderr.write(`probe-client: bad options:\n  - ${issues.map(issueText).join('\n  - ')}\n`);
     process.exit(2);

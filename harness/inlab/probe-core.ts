@@ -63,7 +63,12 @@ export function runProbe(opts: ProbeClientOptions, emit: (r: ClientRecord) => vo
    * unless `reconnect`, which opens a new connection for the next line.
    */
   function tcpStreamer(): { probe(seq: number): Promise<ClientRecord>; close(): void } {
-    interface Pending { rec: ClientRecord; start: bigint; resolve: (r: ClientRecord) => void; timer: NodeJS.Timeout }
+    interface Pending {
+      rec: ClientRecord;
+      start: bigint;
+      resolve: (r: ClientRecord) => void;
+      timer: NodeJS.Timeout;
+    }
     const pending = new Map<number, Pending>();
     let sock: Socket | null = null;
     let conn = 0;

@@ -81,7 +81,16 @@ describe('probe wire protocol', () => {
 });
 
 describe('probe client options (probeClientIssues)', () => {
-  const base: ProbeClientOptions = { to: '8.8.8.8', port: 7007, proto: 'tcp', timeoutMs: 300, token: '0123456789abcdef', mode: 'continuous', intervalMs: 20, count: 100 };
+  const base: ProbeClientOptions = {
+    to: '8.8.8.8',
+    port: 7007,
+    proto: 'tcp',
+    timeoutMs: 300,
+    token: '0123456789abcdef',
+    mode: 'continuous',
+    intervalMs: 20,
+    count: 100,
+  };
 
   it('accepts once, continuous and stream probes', () => {
     expect(probeClientIssues(base)).toEqual([]);
@@ -111,13 +120,17 @@ describe('probe client options (probeClientIssues)', () => {
     for (const [patch, re] of cases) {
       const issues = probeClientIssues({ ...base, ...patch }).map(issueText);
       expect(issues.length, JSON.stringify(patch)).toBeGreaterThan(0);
-      expect(issues.some((i) => re.test(i)), `${JSON.stringify(patch)} -> ${issues.join(' | ')}`).toBe(true);
+      expect(
+        issues.some((i) => re.test(i)),
+        `${JSON.stringify(patch)} -> ${issues.join(' | ')}`,
+      ).toBe(true);
     }
   });
 });
 
 describe('stream replies (splitReplies)', () => {
-  const reply = (seq: number) => JSON.stringify({ responder: 'internet', observedSource: '192.168.1.100', observedPort: 40001, token: '0123456789abcdef', seq, t: 1 });
+  const reply = (seq: number) =>
+    JSON.stringify({ responder: 'internet', observedSource: '192.168.1.100', observedPort: 40001, token: '0123456789abcdef', seq, t: 1 });
 
   it('returns complete lines parsed and keeps the unfinished rest', () => {
     const text = `${reply(1)}\n${reply(2)}\n${reply(3).slice(0, 10)}`;
@@ -154,18 +167,35 @@ describe('the observation log: segments and capture statistics', () => {
     const mine = new Set([40_001]);
     const keep = (src: string, sport: number, f: number) => segmentMatters({ p: 'tcp', src, sport, f }, mine, flows);
     expect([keep('a', 40_001, ACK), keep('a', 40_001, ACK | PSH)]).toEqual([true, true]);
-    expect([keep('a', 50_000, SYN), keep('a', 50_000, SYN), keep('a', 50_000, ACK), keep('a', 50_000, ACK | PSH), keep('b', 50_000, ACK)]).toEqual([true, true, true, false, true]);
+    expect([keep('a', 50_000, SYN), keep('a', 50_000, SYN), keep('a', 50_000, ACK), keep('a', 50_000, ACK | PSH), keep('b', 50_000, ACK)]).toEqual([
+      true,
+      true,
+      true,
+      false,
+      true,
+    ]);
     expect(segmentMatters({ p: 'udp', src: 'a', sport: 1 }, mine, flows)).toBe(true);
     expect(segmentMatters({ p: 'tcp', src: 'a', sport: 50_000 }, mine, flows)).toBe(true); // no flags: a SYN-only log
   });
 
   it('parseTcpdumpStats reads what tcpdump 4.99 prints on SIGUSR1 and on exit (singular too)', () => {
-    expect(parseTcpdumpStats('tcpdump: 2 packets captured, 12 packets received by filter, 0 packets dropped by kernel')).toEqual({ captured: 2, received: 12, dropped: 0 });
-    const exit = 'tcpdump: listening on any, link-type LINUX_SLL2 (Linux cooked v2), snapshot length 256 bytes\n49 packets captured\n12000 packets received by filter\n11768 packets dropped by kernel\n';
+    expect(parseTcpdumpStats('tcpdump: 2 packets captured, 12 packets received by filter, 0 packets dropped by kernel')).toEqual({
+      captured: 2,
+      received: 12,
+      dropped: 0,
+    });
+    const exit =
+      'tcpdump: listening on any, link-type LINUX_SLL2 (Linux cooked v2), snapshot length 256 bytes\n49 packets captured\n12000 packets received by filter\n11768 packets dropped by kernel\n';
     expect(parseTcpdumpStats(exit)).toEqual({ captured: 49, received: 12000, dropped: 11768 });
-    expect(parseTcpdumpStats('1 packet captured\n1 packet received by filter\n1 packet dropped by kernel\n3 packets dropped by interface\n')).toEqual({ captured: 1, received: 1, dropped: 1 });
+    expect(parseTcpdumpStats('1 packet captured\n1 packet received by filter\n1 packet dropped by kernel\n3 packets dropped by interface\n')).toEqual({
+      captured: 1,
+      received: 1,
+      dropped: 1,
+    });
     // the last figures win (a log with a SIGUSR1 line, then the exit lines)
-    expect(parseTcpdumpStats(`tcpdump: 1 packet captured, 1 packet received by filter, 0 packets dropped by kernel\n${exit}`)).toMatchObject({ dropped: 11768 });
+    expect(parseTcpdumpStats(`tcpdump: 1 packet captured, 1 packet received by filter, 0 packets dropped by kernel\n${exit}`)).toMatchObject({
+      dropped: 11768,
+    });
   });
 
   it('parseTcpdumpStats: nothing without a kernel drop count', () => {

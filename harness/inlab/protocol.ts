@@ -231,7 +231,8 @@ export function probeClientIssues(o: Partial<ProbeClientOptions>): FieldIssue[] 
   }
   if (o.stream !== undefined && typeof o.stream !== 'boolean') bad('stream', 'must be true or false');
   if (o.stream && (o.proto !== 'tcp' || o.mode !== 'continuous')) bad('stream', 'only for continuous TCP probes (proto tcp, mode continuous)');
-  if (o.reconnect !== undefined && (typeof o.reconnect !== 'boolean' || (o.reconnect && !o.stream))) bad('reconnect', 'must be a boolean, and only with stream');
+  if (o.reconnect !== undefined && (typeof o.reconnect !== 'boolean' || (o.reconnect && !o.stream)))
+    bad('reconnect', 'must be a boolean, and only with stream');
   if (o.localPort !== undefined && (!isInt(o.localPort, 1, 65535) || !o.stream)) bad('localPort', 'must be a port number 1-65535, and only with stream');
   return issues;
 }

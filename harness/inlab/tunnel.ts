@@ -24,7 +24,9 @@ const { positionals } = programArgs('tunnel.js', {
 const host = positionals[0] ?? '127.0.0.1';
 const port = Number(positionals[1]);
 if (!Number.isInteger(port) || port < 1 || port > 65535) {
-  process.stderr.write(`tunnel: PORT: must be a port number 1-65535 (value: ${JSON.stringify(positionals[1] ?? '(absent)')})\nusage: node tunnel.js HOST PORT\n`);
+  process.stderr.write(
+    `tunnel: PORT: must be a port number 1-65535 (value: ${JSON.stringify(positionals[1] ?? '(absent)')})\nusage: node tunnel.js HOST PORT\n`,
+  );
   process.exit(2);
 }
 

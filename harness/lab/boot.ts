@@ -17,12 +17,9 @@ export const NODE_BOOT_HOOK_DIR = '/etc/egresslab/boot.d';
  */
 export function bootHooksScript(dir: string = NODE_BOOT_HOOK_DIR): string {
   const q = `'${dir.replace(/'/g, `'\\''`)}'`;
-  return [
-    `for f in ${q}/*.sh; do`,
-    '  [ -f "$f" ] || continue',
-    '  out=$(sh "$f" 2>&1) || { echo "boot hook $f failed: $out" >&2; exit 1; }',
-    'done',
-  ].join('\n');
+  return [`for f in ${q}/*.sh; do`, '  [ -f "$f" ] || continue', '  out=$(sh "$f" 2>&1) || { echo "boot hook $f failed: $out" >&2; exit 1; }', 'done'].join(
+    '\n',
+  );
 }
 
 /** Runs a node's boot hooks (after its links are wired, before its programs start). */

@@ -21,7 +21,16 @@ import { docker, LABEL, isNotFound } from '../docker/client.js';
 import { execIn, execDetached, type ExecOptions, type ExecResult } from '../docker/exec.js';
 import type { Progress } from '../docker/image.js';
 import { startLabContainer, type LabContainerSpec, type LabMount } from '../docker/containers.js';
-import { buildPayload, createPayloadVolume, fillPayloadVolume, payloadBindSource, payloadVolumeName, type Payload, type PayloadMode, type PayloadModeChoice } from './payload.js';
+import {
+  buildPayload,
+  createPayloadVolume,
+  fillPayloadVolume,
+  payloadBindSource,
+  payloadVolumeName,
+  type Payload,
+  type PayloadMode,
+  type PayloadModeChoice,
+} from './payload.js';
 import { renderWiringScript } from './wiring.js';
 import { planLab, WIRER, INTERNET, PAYLOAD_LOADER, type LabPlan, type PodPlan } from '../topology/plan.js';
 import type { Topology } from '../topology/types.js';
@@ -104,7 +113,13 @@ export class DockerRuntime implements ContainerRuntime {
   }
 
   /** Starts every container of the plan and the wirer (endpoints once the payload is in place). */
-  protected async startContainers(persistent: boolean, progress: Progress, signal: AbortSignal | undefined, choice: PayloadModeChoice, build?: Promise<Payload>): Promise<void> {
+  protected async startContainers(
+    persistent: boolean,
+    progress: Progress,
+    signal: AbortSignal | undefined,
+    choice: PayloadModeChoice,
+    build?: Promise<Payload>,
+  ): Promise<void> {
     const started = Date.now();
     const { mount, filled } = await this.payloadMount(persistent, progress, choice, build);
     if (signal?.aborted) return;
@@ -137,7 +152,10 @@ export class DockerRuntime implements ContainerRuntime {
     });
     progress(`starting ${specs.length} containers for lab ${this.id}`);
     // Only the endpoints run in-lab code from the start: the others start while the payload is put in place.
-    const results = await Promise.allSettled([filled, ...specs.map(async (s) => (s.runsCode ? filled.then(() => startLabContainer(s)) : startLabContainer(s)))]);
+    const results = await Promise.allSettled([
+      filled,
+      ...specs.map(async (s) => (s.runsCode ? filled.then(() => startLabContainer(s)) : startLabContainer(s))),
+    ]);
     const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
     if (failed) throw new LabError(`lab ${this.id}: a container failed to start: ${(failed.reason as Error).message}`, { cause: failed.reason });
     if (signal?.aborted) return;

@@ -33,10 +33,12 @@ describe('endpointFor between several VPC endpoints', () => {
   const two = (order: 'ab' | 'ba') => {
     const a = { name: 'vpc-a', address: '172.16.100.10', subnet: '172.16.100.0/24', answers: ['10.0.0.0/8', '172.16.0.0/12'] };
     const b = { name: 'vpc-b', address: '172.16.101.10', subnet: '172.16.101.0/24', answers: ['10.20.0.0/16', '10.20.30.0/24'] };
-    return planLab(parseTopology({
-      nodes: [{ name: 'node-1', address: '192.168.1.1', podCIDR: '10.10.10.0/24' }],
-      vpcEndpoints: order === 'ab' ? [a, b] : [b, a],
-    }));
+    return planLab(
+      parseTopology({
+        nodes: [{ name: 'node-1', address: '192.168.1.1', podCIDR: '10.10.10.0/24' }],
+        vpcEndpoints: order === 'ab' ? [a, b] : [b, a],
+      }),
+    );
   };
 
   it('picks the longest matching prefix, whatever the order of the endpoints', () => {
@@ -60,10 +62,12 @@ describe('endpointFor between several VPC endpoints', () => {
   });
 
   it('transit: the internet answers on its own transit address; the router side answers nothing (answers not covering it)', () => {
-    const p = planLab(parseTopology({
-      nodes: [{ name: 'node-1', address: '192.168.1.1' }],
-      vpcEndpoints: [{ name: 'vpc', address: '172.16.100.10', subnet: '172.16.100.0/24', answers: ['10.0.0.0/8'] }],
-    }));
+    const p = planLab(
+      parseTopology({
+        nodes: [{ name: 'node-1', address: '192.168.1.1' }],
+        vpcEndpoints: [{ name: 'vpc', address: '172.16.100.10', subnet: '172.16.100.0/24', answers: ['10.0.0.0/8'] }],
+      }),
+    );
     expect(who(p, p.transit.internet)).toBe('internet');
     expect(who(p, p.transit.router)).toBeUndefined();
   });

@@ -74,7 +74,8 @@ export class HelperChannel {
       if (msg.ok) p.resolve(msg.result);
       else p.reject(new LabError(`${p.what} in ${where}: ${msg.error ?? 'failed'}`));
     });
-    const ended = (why: string) => ch.fail(new LabError(`the lab helper in ${where} ended (${why})${errText.trim() ? `: ${errText.trim().split('\n').slice(-3).join(' | ')}` : ''}`));
+    const ended = (why: string) =>
+      ch.fail(new LabError(`the lab helper in ${where} ended (${why})${errText.trim() ? `: ${errText.trim().split('\n').slice(-3).join(' | ')}` : ''}`));
     stream.on('end', () => ended('its container stopped or was removed'));
     stream.on('close', () => ended('its container stopped or was removed'));
     stream.on('error', (e) => ended(e.message));
@@ -160,10 +161,12 @@ export class HelperChannel {
     const id = this.nextId++;
     return new Promise<T>((resolve, reject) => {
       let timer: NodeJS.Timeout | undefined;
-      const done = <A>(f: (a: A) => void) => (a: A) => {
-        if (timer) clearTimeout(timer);
-        f(a);
-      };
+      const done =
+        <A>(f: (a: A) => void) =>
+        (a: A) => {
+          if (timer) clearTimeout(timer);
+          f(a);
+        };
       this.pending.set(id, { resolve: done(resolve as (v: unknown) => void), reject: done(reject), what });
       if (timeoutMs) {
         // the helper enforces the timeout too; this one covers a helper that cannot answer
@@ -191,7 +194,8 @@ export class HelperChannel {
     try {
       r = await this.request<ExecResult>(msg, cmd.join(' '), options.timeoutMs);
     } catch (e) {
-      if (options.timeoutMs && e instanceof LabError && /timed out after/.test(e.message)) throw new TimeoutError(`${cmd.join(' ')} in ${where}`, options.timeoutMs);
+      if (options.timeoutMs && e instanceof LabError && /timed out after/.test(e.message))
+        throw new TimeoutError(`${cmd.join(' ')} in ${where}`, options.timeoutMs);
       throw e;
     }
     if ((options.check ?? true) && r.exitCode !== 0) throw new CommandError(where, cmd, r.exitCode, r.stdout, r.stderr);

@@ -120,9 +120,7 @@ export class Lab extends DockerRuntime implements AsyncDisposable {
    */
   async apply(source: string | KubeObject | KubeObject[]): Promise<ApplyResult[]> {
     const manifests: Manifest[] =
-      typeof source === 'string'
-        ? loadManifests(source)
-        : (Array.isArray(source) ? source : [source]).map((object, i) => ({ source: `object ${i}`, object }));
+      typeof source === 'string' ? loadManifests(source) : (Array.isArray(source) ? source : [source]).map((object, i) => ({ source: `object ${i}`, object }));
     return applyAll(await this.api(), manifests);
   }
 
@@ -143,7 +141,8 @@ export class Lab extends DockerRuntime implements AsyncDisposable {
     payload?.catch(() => {});
     await assertEngine();
     const existing = await docker().listContainers({ all: true, filters: { label: [`${LABEL.lab}=${id}`] } });
-    if (existing.length > 0) throw new LabError(`lab ${id} already exists (${existing.length} containers): pick another --lab, or "egresslab down --lab ${id}"`);
+    if (existing.length > 0)
+      throw new LabError(`lab ${id} already exists (${existing.length} containers): pick another --lab, or "egresslab down --lab ${id}"`);
     const image = await ensureImage(progress);
     const lab = new Lab(id, options.topology, image);
     const persistent = options.persistent ?? false;
@@ -176,7 +175,8 @@ export class Lab extends DockerRuntime implements AsyncDisposable {
   static async attach(id?: string): Promise<Lab> {
     const filters = { label: [id ? `${LABEL.lab}=${id}` : LABEL.lab, `${LABEL.role}=router`] };
     const routers = await docker().listContainers({ all: true, filters });
-    if (routers.length === 0) throw new LabError(id ? `no lab named ${id} is up ("egresslab status" lists labs)` : 'no lab is up: start one with "egresslab up"');
+    if (routers.length === 0)
+      throw new LabError(id ? `no lab named ${id} is up ("egresslab status" lists labs)` : 'no lab is up: start one with "egresslab up"');
     if (routers.length > 1) {
       const ids = routers.map((r) => r.Labels[LABEL.lab]).join(', ');
       throw new LabError(`several labs are up (${ids}): say which one with --lab`);

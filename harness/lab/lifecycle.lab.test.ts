@@ -23,11 +23,7 @@ afterAll(async () => {
 
 async function labObjects(id: string): Promise<number> {
   const filters = { label: [`${LABEL.lab}=${id}`] };
-  const [c, n, v] = await Promise.all([
-    docker().listContainers({ all: true, filters }),
-    docker().listNetworks({ filters }),
-    docker().listVolumes({ filters }),
-  ]);
+  const [c, n, v] = await Promise.all([docker().listContainers({ all: true, filters }), docker().listNetworks({ filters }), docker().listVolumes({ filters })]);
   return c.length + n.length + (v.Volumes ?? []).length;
 }
 
@@ -114,7 +110,9 @@ describe('bad input changes nothing', () => {
     const file = join(dir, 'bad.yaml');
     writeFileSync(file, 'nodes:\n  - { name: node-1, address: 192.168.2.1, podCIDR: 10.10.10.0/24 }\n');
     const r = await new Promise<{ code: number | null; stderr: string }>((resolve) => {
-      const c = spawn(process.execPath, [join(projectRoot(), 'bin/egresslab.js'), 'up', '--topology', file, '--lab', 'never'], { stdio: ['ignore', 'pipe', 'pipe'] });
+      const c = spawn(process.execPath, [join(projectRoot(), 'bin/egresslab.js'), 'up', '--topology', file, '--lab', 'never'], {
+        stdio: ['ignore', 'pipe', 'pipe'],
+      });
       let stderr = '';
       c.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
       c.on('exit', (code) => resolve({ code, stderr }));

@@ -19,7 +19,6 @@ import { LABEL, docker, isNotFound } from '../docker/client.js';
 import { startLabContainer } from '../docker/containers.js';
 import { ensureImage } from '../docker/image.js';
 import { topologyFromArg } from '../topology/load.js';
-import { parseTopology } from '../topology/validate.js';
 import { randomPublicAddress } from '../testing/lab.js';
 import { clusterStatus } from '../cluster/status.js';
 import { projectRoot } from '../util/paths.js';
@@ -93,23 +92,36 @@ describe('a lab through a TCP engine, in volume mode', () => {
     for (const c of list) {
       const info = await docker().getContainer(c.Id).inspect();
       const key = info.Config.Labels[LABEL.key];
-      expect(info.Mounts.filter((m) => m.Type === 'bind'), key).toEqual([]);
+      expect(
+        info.Mounts.filter((m) => m.Type === 'bind'),
+        key,
+      ).toEqual([]);
       expect(info.HostConfig.Binds ?? [], key).toEqual([]);
-      expect(info.Mounts.some((m) => m.Source.startsWith(projectRoot())), key).toBe(false);
+      expect(
+        info.Mounts.some((m) => m.Source.startsWith(projectRoot())),
+        key,
+      ).toBe(false);
       if (key === 'wirer') {
         expect(info.Mounts).toEqual([]);
         continue;
       }
-      expect(info.Mounts.map((m) => ({ type: m.Type, name: m.Name, to: m.Destination, rw: m.RW })), key).toEqual([
-        { type: 'volume', name: payloadVolumeName(id), to: '/opt/egresslab', rw: false },
-      ]);
+      expect(
+        info.Mounts.map((m) => ({ type: m.Type, name: m.Name, to: m.Destination, rw: m.RW })),
+        key,
+      ).toEqual([{ type: 'volume', name: payloadVolumeName(id), to: '/opt/egresslab', rw: false }]);
       expect(info.Config.Labels[LABEL.payload]).toBe(`volume:${lab!.payload.hash!.slice(0, 12)}`);
     }
     const vol = await docker().getVolume(payloadVolumeName(id)).inspect();
     expect(vol.Labels).toMatchObject({ [LABEL.lab]: id, [LABEL.payload]: `volume:${lab!.payload.hash!.slice(0, 12)}` });
     // What the nodes run from: the bundle (one file per program, no node_modules), read-only.
-    const r = await lab!.exec('node-1', ['sh', '-c', 'cat /opt/egresslab/payload.json; test ! -e /opt/egresslab/node_modules && echo no-node-modules; touch /opt/egresslab/x 2>&1 || true']);
-    expect(JSON.parse(r.stdout.slice(0, r.stdout.lastIndexOf('}') + 1)).entries).toEqual(expect.arrayContaining(['agent/main', 'controller/main', 'harness/inlab/responder', 'harness/inlab/probe-client']));
+    const r = await lab!.exec('node-1', [
+      'sh',
+      '-c',
+      'cat /opt/egresslab/payload.json; test ! -e /opt/egresslab/node_modules && echo no-node-modules; touch /opt/egresslab/x 2>&1 || true',
+    ]);
+    expect(JSON.parse(r.stdout.slice(0, r.stdout.lastIndexOf('}') + 1)).entries).toEqual(
+      expect.arrayContaining(['agent/main', 'controller/main', 'harness/inlab/responder', 'harness/inlab/probe-client']),
+    );
     expect(r.stdout).toContain('no-node-modules');
     expect(r.stdout).toMatch(/Read-only file system/);
   });
@@ -164,8 +176,14 @@ describe('payload leftovers and a bind mount the engine cannot see', () => {
       await expect(docker().getVolume(payloadVolumeName(id)).inspect()).rejects.toSatisfy(isNotFound);
       expect((await docker().getVolume(payloadVolumeName(liveId)).inspect()).Name).toBe(payloadVolumeName(liveId));
     } finally {
-      await docker().getVolume(payloadVolumeName(liveId)).remove().catch(() => {});
-      await docker().getVolume(payloadVolumeName(id)).remove().catch(() => {});
+      await docker()
+        .getVolume(payloadVolumeName(liveId))
+        .remove()
+        .catch(() => {});
+      await docker()
+        .getVolume(payloadVolumeName(id))
+        .remove()
+        .catch(() => {});
     }
   });
 
@@ -173,7 +191,14 @@ describe('payload leftovers and a bind mount the engine cannot see', () => {
     const image = await ensureImage();
     const name = `egl-nobind-${randomBytes(3).toString('hex')}`;
     const missing = `/nonexistent-egresslab-${randomBytes(4).toString('hex')}`;
-    const started = startLabContainer({ name, image, hostname: 'x', command: ['true'], labels: { [LABEL.lab]: name }, mounts: [{ type: 'bind', source: missing, target: '/opt/egresslab' }] });
+    const started = startLabContainer({
+      name,
+      image,
+      hostname: 'x',
+      command: ['true'],
+      labels: { [LABEL.lab]: name },
+      mounts: [{ type: 'bind', source: missing, target: '/opt/egresslab' }],
+    });
     await expect(started).rejects.toThrow(LabError);
     await expect(started).rejects.toThrow(`the Docker engine cannot see ${missing}`);
     await expect(started).rejects.toThrow('EGRESSLAB_PAYLOAD=volume');

@@ -7,7 +7,17 @@ import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { buildPayload, choosePayloadMode, dockerHostIsRemote, isLoopbackHost, payloadBindSource, payloadEntries, prebuiltPayloadDir, tarArchive, writePrebuiltPayload } from './payload.js';
+import {
+  buildPayload,
+  choosePayloadMode,
+  dockerHostIsRemote,
+  isLoopbackHost,
+  payloadBindSource,
+  payloadEntries,
+  prebuiltPayloadDir,
+  tarArchive,
+  writePrebuiltPayload,
+} from './payload.js';
 import { ValidationError } from '../util/errors.js';
 
 const temps: string[] = [];
@@ -24,15 +34,22 @@ describe('dockerHostIsRemote', () => {
   it.each([undefined, '', 'unix:///var/run/docker.sock', 'unix:///run/user/1000/docker.sock', 'npipe:////./pipe/docker_engine'])('%s is local', (h) => {
     expect(dockerHostIsRemote(h)).toBe(false);
   });
-  it.each(['tcp://127.0.0.1:2375', 'tcp://127.1.2.3:2375', 'tcp://localhost:2376', 'tcp://[::1]:2375', 'ssh://me@localhost', 'http://127.0.0.1:2375'])('%s is this machine', (h) => {
-    expect(dockerHostIsRemote(h)).toBe(false);
-  });
-  it.each(['tcp://10.0.0.5:2376', 'tcp://docker.example.com:2376', 'ssh://user@build-host', 'ssh://user@192.168.7.2:2222', 'https://engine.internal:2376', 'tcp://[fd00::5]:2375'])(
-    '%s is another machine',
+  it.each(['tcp://127.0.0.1:2375', 'tcp://127.1.2.3:2375', 'tcp://localhost:2376', 'tcp://[::1]:2375', 'ssh://me@localhost', 'http://127.0.0.1:2375'])(
+    '%s is this machine',
     (h) => {
-      expect(dockerHostIsRemote(h)).toBe(true);
+      expect(dockerHostIsRemote(h)).toBe(false);
     },
   );
+  it.each([
+    'tcp://10.0.0.5:2376',
+    'tcp://docker.example.com:2376',
+    'ssh://user@build-host',
+    'ssh://user@192.168.7.2:2222',
+    'https://engine.internal:2376',
+    'tcp://[fd00::5]:2375',
+  ])('%s is another machine', (h) => {
+    expect(dockerHostIsRemote(h)).toBe(true);
+  });
   it.each(['10.0.0.5:2375', 'fd://', 'tcp://', 'ftp://host', '/var/run/docker.sock'])('%s is refused, naming DOCKER_HOST and the value', (h) => {
     expect(() => dockerHostIsRemote(h)).toThrow(ValidationError);
     expect(() => dockerHostIsRemote(h)).toThrow(`DOCKER_HOST`);
@@ -49,7 +66,10 @@ describe('choosePayloadMode', () => {
     expect(choosePayloadMode(undefined, {})).toMatchObject({ mode: 'bind' });
     expect(choosePayloadMode(undefined, { DOCKER_HOST: 'unix:///var/run/docker.sock' })).toMatchObject({ mode: 'bind' });
     expect(choosePayloadMode(undefined, { DOCKER_HOST: 'tcp://127.0.0.1:2375' })).toMatchObject({ mode: 'bind' });
-    expect(choosePayloadMode(undefined, { DOCKER_HOST: 'ssh://ci@engine-1' })).toEqual({ mode: 'volume', reason: 'DOCKER_HOST=ssh://ci@engine-1 is another machine' });
+    expect(choosePayloadMode(undefined, { DOCKER_HOST: 'ssh://ci@engine-1' })).toEqual({
+      mode: 'volume',
+      reason: 'DOCKER_HOST=ssh://ci@engine-1 is another machine',
+    });
     expect(choosePayloadMode('auto', { DOCKER_HOST: 'tcp://10.1.2.3:2376' })).toMatchObject({ mode: 'volume' });
   });
 
@@ -65,7 +85,9 @@ describe('choosePayloadMode', () => {
   });
 
   it('bad values are refused, naming the variable or option and the value', () => {
-    expect(() => choosePayloadMode(undefined, { EGRESSLAB_PAYLOAD: 'Volume' })).toThrow(/environment: EGRESSLAB_PAYLOAD: expected "bind", "volume" or "auto" \(value: "Volume"\)/);
+    expect(() => choosePayloadMode(undefined, { EGRESSLAB_PAYLOAD: 'Volume' })).toThrow(
+      /environment: EGRESSLAB_PAYLOAD: expected "bind", "volume" or "auto" \(value: "Volume"\)/,
+    );
     expect(() => choosePayloadMode(undefined, { EGRESSLAB_PAYLOAD: 'copy' })).toThrow(ValidationError);
     expect(() => choosePayloadMode('tar', {})).toThrow(/lab options: payload: expected "bind", "volume" or "auto" \(value: "tar"\)/);
     expect(() => choosePayloadMode(undefined, { DOCKER_HOST: 'docker:2375' })).toThrow(/DOCKER_HOST.*"docker:2375"/);
@@ -93,16 +115,12 @@ describe('tarArchive', () => {
     expect((await tarArchive([...files].reverse())).equals(a)).toBe(true);
     expect(a.length % 512).toBe(0);
     const { listing, dir } = untar(a);
-    expect(listing.split('\n').filter(Boolean).map((l) => l.split(/\s+/).pop())).toEqual([
-      `${'d'.repeat(60)}/`,
-      `${'d'.repeat(60)}/${'e'.repeat(60)}/`,
-      long,
-      'dist/',
-      'dist/b.js',
-      'dist/sub/',
-      'dist/sub/a.js',
-      'package.json',
-    ]);
+    expect(
+      listing
+        .split('\n')
+        .filter(Boolean)
+        .map((l) => l.split(/\s+/).pop()),
+    ).toEqual([`${'d'.repeat(60)}/`, `${'d'.repeat(60)}/${'e'.repeat(60)}/`, long, 'dist/', 'dist/b.js', 'dist/sub/', 'dist/sub/a.js', 'package.json']);
     expect(listing).toMatch(/^drwxr-xr-x root\/root/m);
     expect(listing).toMatch(/-rw-r--r-- root\/root\s+4 1970-01-01/);
     expect([...readFileSync(join(dir, 'dist/sub/a.js'))]).toEqual([0, 1, 2, 255]);
@@ -135,7 +153,10 @@ function fakeProject(): string {
       "if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) console.log('SHARED MAIN RAN');",
     ].join('\n'),
   );
-  write('dist/agent/main.js', "import { who, sharedUrl } from '../lib/shared.js';\nconsole.log(JSON.stringify({ who: who(), sharedUrl, self: import.meta.url }));\n");
+  write(
+    'dist/agent/main.js',
+    "import { who, sharedUrl } from '../lib/shared.js';\nconsole.log(JSON.stringify({ who: who(), sharedUrl, self: import.meta.url }));\n",
+  );
   write('dist/controller/main.js', "import { who } from '../lib/shared.js';\nconsole.log(who());\n");
   write('harness/inlab/responder.ts', '// source\n');
   write('harness/inlab/responder.test.ts', '// a test: not an entry\n');
@@ -151,7 +172,9 @@ describe('buildPayload', () => {
     const p = await buildPayload({ root, cacheDir: null });
     expect(p.cached).toBe(false);
     expect(p.hash).toMatch(/^[0-9a-f]{64}$/);
-    expect(p.files).toEqual(expect.arrayContaining(['package.json', 'payload.json', 'dist/agent/main.js', 'dist/controller/main.js', 'dist/harness/inlab/responder.js']));
+    expect(p.files).toEqual(
+      expect.arrayContaining(['package.json', 'payload.json', 'dist/agent/main.js', 'dist/controller/main.js', 'dist/harness/inlab/responder.js']),
+    );
     expect(p.files.some((f) => f.includes('bench'))).toBe(false);
     const { dir } = untar(p.tar);
     expect(JSON.parse(readFileSync(join(dir, 'package.json'), 'utf8'))).toMatchObject({ type: 'module' });
@@ -198,7 +221,9 @@ describe('the prebuilt payload of an installed package', () => {
     const dir = join(tmp('egl-prebuilt-'), 'payload');
     const written = await writePrebuiltPayload({ root, dir });
     expect(written.dir).toBe(dir);
-    expect(written.files).toEqual(expect.arrayContaining(['package.json', 'payload.json', 'dist/agent/main.js', 'dist/controller/main.js', 'dist/harness/inlab/responder.js']));
+    expect(written.files).toEqual(
+      expect.arrayContaining(['package.json', 'payload.json', 'dist/agent/main.js', 'dist/controller/main.js', 'dist/harness/inlab/responder.js']),
+    );
     expect(written.bytes).toBeGreaterThan(0);
     const bundled = await buildPayload({ root, cacheDir: null });
     const fromDir = await buildPayload({ prebuilt: dir });
@@ -213,13 +238,15 @@ describe('the prebuilt payload of an installed package', () => {
     expect(existsSync(join(dir, 'stale.js'))).toBe(false);
   });
 
-  it('bind mode mounts the checkout, or an installed package\'s dist/payload; a missing one is named', async () => {
+  it("bind mode mounts the checkout, or an installed package's dist/payload; a missing one is named", async () => {
     const checkout = fakeProject();
     mkdirSync(join(checkout, 'harness/lab'), { recursive: true });
     writeFileSync(join(checkout, 'harness/lab/payload.ts'), '// source\n');
     expect(payloadBindSource(checkout)).toBe(checkout);
     const installed = tmp('egl-installed-');
-    expect(() => payloadBindSource(installed)).toThrow(`payload: ${join(installed, 'dist/payload')} is missing: this installed egresslab package has no bundled in-lab code`);
+    expect(() => payloadBindSource(installed)).toThrow(
+      `payload: ${join(installed, 'dist/payload')} is missing: this installed egresslab package has no bundled in-lab code`,
+    );
     await expect(buildPayload({ prebuilt: join(installed, 'dist/payload') })).rejects.toThrow(/is missing: this installed egresslab package/);
     await writePrebuiltPayload({ root: fakeProject(), dir: prebuiltPayloadDir(installed) });
     expect(payloadBindSource(installed)).toBe(join(installed, 'dist/payload'));

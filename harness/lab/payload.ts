@@ -87,12 +87,14 @@ export function dockerHostIsRemote(dockerHost: string | undefined): boolean {
 export function choosePayloadMode(option: string | undefined, env: NodeJS.ProcessEnv = process.env): PayloadModeChoice {
   const allowed = 'expected "bind", "volume" or "auto"';
   if (option !== undefined && option !== 'auto') {
-    if (!(PAYLOAD_MODES as readonly string[]).includes(option)) throw new ValidationError('lab options', [{ path: 'payload', value: option, message: allowed }]);
+    if (!(PAYLOAD_MODES as readonly string[]).includes(option))
+      throw new ValidationError('lab options', [{ path: 'payload', value: option, message: allowed }]);
     return { mode: option as PayloadMode, reason: 'Lab option payload' };
   }
   const fromEnv = env[PAYLOAD_ENV];
   if (fromEnv !== undefined && fromEnv !== '' && fromEnv !== 'auto') {
-    if (!(PAYLOAD_MODES as readonly string[]).includes(fromEnv)) throw new ValidationError('environment', [{ path: PAYLOAD_ENV, value: fromEnv, message: allowed }]);
+    if (!(PAYLOAD_MODES as readonly string[]).includes(fromEnv))
+      throw new ValidationError('environment', [{ path: PAYLOAD_ENV, value: fromEnv, message: allowed }]);
     return { mode: fromEnv as PayloadMode, reason: `${PAYLOAD_ENV}=${fromEnv}` };
   }
   const dockerHost = env.DOCKER_HOST;
@@ -148,8 +150,12 @@ const FIXED_ENTRIES = ['agent/main', 'controller/main'];
 export function payloadEntries(root = projectRoot()): Record<string, string> {
   const inlabSrc = join(root, 'harness/inlab');
   const inlab = existsSync(inlabSrc)
-    ? readdirSync(inlabSrc).filter((f) => f.endsWith('.ts') && !f.endsWith('.test.ts') && !f.endsWith('.d.ts')).map((f) => `harness/inlab/${f.slice(0, -3)}`)
-    : readdirSync(join(root, 'dist/harness/inlab')).filter((f) => f.endsWith('.js')).map((f) => `harness/inlab/${f.slice(0, -3)}`);
+    ? readdirSync(inlabSrc)
+        .filter((f) => f.endsWith('.ts') && !f.endsWith('.test.ts') && !f.endsWith('.d.ts'))
+        .map((f) => `harness/inlab/${f.slice(0, -3)}`)
+    : readdirSync(join(root, 'dist/harness/inlab'))
+        .filter((f) => f.endsWith('.js'))
+        .map((f) => `harness/inlab/${f.slice(0, -3)}`);
   const names = [...FIXED_ENTRIES.filter((e) => existsSync(join(root, `${e}.ts`)) || existsSync(join(root, 'dist', `${e}.js`))), ...inlab].sort();
   const entries: Record<string, string> = {};
   for (const name of names) {
@@ -234,7 +240,7 @@ async function bundle(root: string, entries: Record<string, string>): Promise<{ 
       },
     ],
   });
-  let output;
+  let output: Awaited<ReturnType<typeof build.generate>>;
   try {
     output = await build.generate({ format: 'esm', entryFileNames: '[name].js', chunkFileNames: 'chunks/[name]-[hash].js', sourcemap: false });
   } finally {
@@ -341,7 +347,8 @@ export async function buildPayload(options: BuildPayloadOptions = {}): Promise<P
   if (manifestPath && existsSync(manifestPath)) {
     try {
       const m = JSON.parse(readFileSync(manifestPath, 'utf8')) as CacheManifest;
-      const fresh = m.revision === PAYLOAD_REVISION && Object.entries(m.inputs).every(([f, h]) => existsSync(join(root, f)) && sha256(readFileSync(join(root, f))) === h);
+      const fresh =
+        m.revision === PAYLOAD_REVISION && Object.entries(m.inputs).every(([f, h]) => existsSync(join(root, f)) && sha256(readFileSync(join(root, f))) === h);
       const tarPath = join(cacheDir!, `${m.hash}.tar`);
       if (fresh && existsSync(tarPath)) {
         const tar = readFileSync(tarPath);
@@ -457,7 +464,13 @@ export async function createPayloadVolume(volume: string, labels: Record<string,
  * mounts it and the archive is put into it. Containers that already mount the volume see the
  * files as soon as this resolves.
  */
-export async function fillPayloadVolume(args: { volume: string; loaderName: string; image: string; labels: Record<string, string>; payload: Payload }): Promise<void> {
+export async function fillPayloadVolume(args: {
+  volume: string;
+  loaderName: string;
+  image: string;
+  labels: Record<string, string>;
+  payload: Payload;
+}): Promise<void> {
   const loader = await docker().createContainer({
     name: args.loaderName,
     Image: args.image,

@@ -57,7 +57,13 @@ export async function processRunning(lab: LabRuntime, container: string, name: s
 }
 
 /** Sends `signal` to the process and waits until it is gone. */
-export async function stopProcess(lab: LabRuntime, container: string, name: string, signal: 'TERM' | 'KILL' | 'INT' = 'TERM', timeoutMs = 10_000): Promise<void> {
+export async function stopProcess(
+  lab: LabRuntime,
+  container: string,
+  name: string,
+  signal: 'TERM' | 'KILL' | 'INT' = 'TERM',
+  timeoutMs = 10_000,
+): Promise<void> {
   const f = files(name);
   if (!(await processRunning(lab, container, name))) return;
   await lab.exec(container, ['sh', '-c', `kill -${signal} $(cat ${f.pid}) 2>/dev/null || true`]);

@@ -31,7 +31,13 @@ describe('pruneVerdicts', () => {
   });
 
   it('keeps a lab whose owner runs (an "up" in progress, a test), removes one of a crashed test run, and --all removes everything', () => {
-    const objects = [obj('building', BUILDING_KEY, ALIVE, true), obj('building', 'router', ALIVE, true), obj('test', 'router', ALIVE, false), obj('crashed', 'node-1', DEAD, false), obj('orphan', 'payload', DEAD, false)];
+    const objects = [
+      obj('building', BUILDING_KEY, ALIVE, true),
+      obj('building', 'router', ALIVE, true),
+      obj('test', 'router', ALIVE, false),
+      obj('crashed', 'node-1', DEAD, false),
+      obj('orphan', 'payload', DEAD, false),
+    ];
     expect(pruneVerdicts(objects, alive, false)).toEqual([
       { id: 'building', remove: false, why: `kept: its owner ${ALIVE} is running` },
       { id: 'crashed', remove: true, why: `its owner ${DEAD} is gone` },

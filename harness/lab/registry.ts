@@ -124,7 +124,14 @@ export async function removeLabObjects(labId: string): Promise<{ containers: num
     }),
   );
   const networks = await d.listNetworks({ filters: filter });
-  await Promise.all(networks.map((n) => d.getNetwork(n.Id).remove().catch(() => {})));
+  await Promise.all(
+    networks.map((n) =>
+      d
+        .getNetwork(n.Id)
+        .remove()
+        .catch(() => {}),
+    ),
+  );
   const volumes = await d.listVolumes({ filters: filter });
   // The payload volume: still "in use" for a moment if a container removal is finishing elsewhere.
   await Promise.all(

@@ -83,8 +83,14 @@ export async function ensureResponder(lab: LabRuntime, target: ResponderTarget):
       if (running.exitCode === 0) return;
       await lab.exec(target.container, ['rm', '-f', readyFile]);
       await startProcess(lab, target, `responder-${tag}`, [
-        'node', inLabProgram('harness/inlab/responder.js'), '--name', target.label,
-        '--log', `${RUN_DIR}/observed-${tag}.jsonl`, '--ready', readyFile,
+        'node',
+        inLabProgram('harness/inlab/responder.js'),
+        '--name',
+        target.label,
+        '--log',
+        `${RUN_DIR}/observed-${tag}.jsonl`,
+        '--ready',
+        readyFile,
       ]);
       await pollUntil(async () => (await lab.exec(target.container, ['test', '-f', readyFile], { check: false })).exitCode === 0, {
         what: `responder in ${target.label}`,

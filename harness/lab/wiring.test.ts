@@ -37,7 +37,7 @@ describe('renderWiringScript: the whole lab', () => {
     expect(full).not.toMatch(/nsenter -t 1\b/);
     expect(script).not.toMatch(/--net=\/proc\/1|\/proc\/1\/ns/);
     // Every wiring command runs through nsenter (or is a heredoc body / terminator).
-    const commands = lines.filter((l, i, all) => !isHeredocBody(all, i));
+    const commands = lines.filter((_l, i, all) => !isHeredocBody(all, i));
     for (const c of commands) expect(c.startsWith('nsenter -t '), c).toBe(true);
   });
 
@@ -67,7 +67,9 @@ describe('renderWiringScript: the whole lab', () => {
       const n = `nsenter -t ${pids[p.node]} -m -n -p`;
       const add = lines.indexOf(`${n} ip netns add '${p.netns}'`);
       expect(add, p.key).toBeGreaterThan(0);
-      expect(lines[add + 1]).toBe(`${n} ip link add ${p.hostVeth} address ${stableMac(p.node, p.hostVeth!)} type veth peer name eth0 address ${stableMac(p.key, 'eth0')} netns '${p.netns}'`);
+      expect(lines[add + 1]).toBe(
+        `${n} ip link add ${p.hostVeth} address ${stableMac(p.node, p.hostVeth!)} type veth peer name eth0 address ${stableMac(p.key, 'eth0')} netns '${p.netns}'`,
+      );
       expect(lines[add + 2]).toBe(`${n} ip link set ${p.hostVeth} alias '${LINK_ALIAS_PREFIX}${LAB}:${p.node}/${p.key}'`);
       expect(lines[add + 3]).toBe(`${n} ip -n '${p.netns}' -batch - <<'EGRESSLAB_EOF'`);
       expect(lines.slice(add + 4, add + 4 + p.ip_.length)).toEqual(p.ip_);
@@ -100,7 +102,7 @@ describe('renderWiringScript: the whole lab', () => {
   });
 
   it('throws when a container has no pid', () => {
-    const { ['node-2']: _, ...partial } = pids;
+    const { 'node-2': _, ...partial } = pids;
     expect(() => renderWiringScript(plan, partial, LAB)).toThrow('no pid for lab container node-2');
   });
 
@@ -166,14 +168,29 @@ describe('the isolation guard in the rendered script (text)', () => {
 
   it("in the host's namespace it only lists (links, addresses, routes, rules): nothing is added, set or deleted there", () => {
     const host = fullLines.filter((l) => l.includes('nsenter -t "$egl_host_pid"'));
-    expect(host.join('\n').match(/nsenter -t "\$egl_host_pid" -n ip [^)]*/g)).toEqual(['nsenter -t "$egl_host_pid" -n ip -o link show', 'nsenter -t "$egl_host_pid" -n ip -o -4 addr show', 'nsenter -t "$egl_host_pid" -n ip -4 route show table all', 'nsenter -t "$egl_host_pid" -n ip -4 rule show']);
+    expect(host.join('\n').match(/nsenter -t "\$egl_host_pid" -n ip [^)]*/g)).toEqual([
+      'nsenter -t "$egl_host_pid" -n ip -o link show',
+      'nsenter -t "$egl_host_pid" -n ip -o -4 addr show',
+      'nsenter -t "$egl_host_pid" -n ip -4 route show table all',
+      'nsenter -t "$egl_host_pid" -n ip -4 rule show',
+    ]);
     expect(fullLines.slice(0, firstWiring).join('\n')).not.toMatch(/ip (-\S+ )*(link|addr|route|rule) (add|set|del|replace)|nft|iptables|sysctl/);
   });
 
   it("labSignature covers the plan's bridges, every link, address, route and rule", () => {
     const sig = labSignature(plan);
-    expect(sig.links).toEqual(expect.arrayContaining(['br0', 'eth-nodes', 'eth-inet', 'eth-vpc0', 'p0', 'eth0', plan.pods.find((p) => !p.hostNetwork)!.hostVeth!]));
-    expect(sig.addresses).toEqual(expect.arrayContaining([plan.topology.routerAddress, plan.transit.router, plan.transit.internet, ...plan.topology.nodes.map((n) => n.address), ...plan.pods.flatMap((p) => (p.ip ? [p.ip] : []))]));
+    expect(sig.links).toEqual(
+      expect.arrayContaining(['br0', 'eth-nodes', 'eth-inet', 'eth-vpc0', 'p0', 'eth0', plan.pods.find((p) => !p.hostNetwork)!.hostVeth!]),
+    );
+    expect(sig.addresses).toEqual(
+      expect.arrayContaining([
+        plan.topology.routerAddress,
+        plan.transit.router,
+        plan.transit.internet,
+        ...plan.topology.nodes.map((n) => n.address),
+        ...plan.pods.flatMap((p) => (p.ip ? [p.ip] : [])),
+      ]),
+    );
     expect(sig.routes).toEqual(expect.arrayContaining(['0.0.0.0/0', '10.10.10.0/24', `${plan.podGateway}/32`, `${plan.pods.find((p) => p.ip)!.ip}/32`]));
     expect(sig.rules).toContain('32000');
   });
@@ -185,12 +202,31 @@ describe('the isolation guard in the rendered script (text)', () => {
  * from NS_<pid> variables. Nothing touches the machine's network (the only real commands are
  * mktemp, cat, awk, printf and rm in a temporary directory).
  */
-function runFake(script: string, options: { ns?: Record<number, string>; leak?: { on: string; file: string; line: string }; failOn?: string; termOn?: string; hostFails?: boolean; host?: Partial<Record<'links' | 'addrs' | 'routes' | 'rules', string>> } = {}) {
+function runFake(
+  script: string,
+  options: {
+    ns?: Record<number, string>;
+    leak?: { on: string; file: string; line: string };
+    failOn?: string;
+    termOn?: string;
+    hostFails?: boolean;
+    host?: Partial<Record<'links' | 'addrs' | 'routes' | 'rules', string>>;
+  } = {},
+) {
   const dir = mkdtempSync(join(tmpdir(), 'egresslab-guard-'));
   try {
-    const host = { links: '1: lo: <LOOPBACK,UP,LOWER_UP> mtu 65536\n2: eth0: <BROADCAST,UP> mtu 1500', addrs: '2: eth0    inet 10.0.0.5/24 brd 10.0.0.255 scope global eth0', routes: 'default via 10.0.0.1 dev eth0\n10.0.0.0/24 dev eth0 proto kernel scope link src 10.0.0.5\nlocal 10.0.0.5 dev eth0 table local proto kernel scope host src 10.0.0.5', rules: '0:\tfrom all lookup local\n32766:\tfrom all lookup main', ...options.host };
+    const host = {
+      links: '1: lo: <LOOPBACK,UP,LOWER_UP> mtu 65536\n2: eth0: <BROADCAST,UP> mtu 1500',
+      addrs: '2: eth0    inet 10.0.0.5/24 brd 10.0.0.255 scope global eth0',
+      routes:
+        'default via 10.0.0.1 dev eth0\n10.0.0.0/24 dev eth0 proto kernel scope link src 10.0.0.5\nlocal 10.0.0.5 dev eth0 table local proto kernel scope host src 10.0.0.5',
+      rules: '0:\tfrom all lookup local\n32766:\tfrom all lookup main',
+      ...options.host,
+    };
     for (const [f, text] of Object.entries(host)) writeFileSync(join(dir, f), `${text}\n`);
-    const ns = Object.entries(options.ns ?? {}).map(([p, v]) => `NS_${p}='${v}'`).join('\n');
+    const ns = Object.entries(options.ns ?? {})
+      .map(([p, v]) => `NS_${p}='${v}'`)
+      .join('\n');
     const stubs = `
 FAKE='${dir}'; HOSTPID=4000
 ${ns}
@@ -225,7 +261,15 @@ nsenter() {
   return 0
 }
 `;
-    const env = { PATH: process.env.PATH, LEAK_ON: options.leak?.on ?? '', LEAK_FILE: options.leak?.file ?? 'links', LEAK_LINE: options.leak?.line ?? '', FAIL_ON: options.failOn ?? '', TERM_ON: options.termOn ?? '', HOST_FAIL: options.hostFails ? '1' : '' };
+    const env = {
+      PATH: process.env.PATH,
+      LEAK_ON: options.leak?.on ?? '',
+      LEAK_FILE: options.leak?.file ?? 'links',
+      LEAK_LINE: options.leak?.line ?? '',
+      FAIL_ON: options.failOn ?? '',
+      TERM_ON: options.termOn ?? '',
+      HOST_FAIL: options.hostFails ? '1' : '',
+    };
     const r = spawnSync('sh', ['-s'], { input: `${stubs}\n${script}`, env, encoding: 'utf8' });
     const read = (f: string) => (existsSync(join(dir, f)) ? readFileSync(join(dir, f), 'utf8').trim().split('\n') : []);
     return { code: r.status, stderr: r.stderr, calls: read('calls'), hostReads: read('hostreads') };
@@ -244,14 +288,16 @@ describe('the isolation guard, run with sh against a fake host', () => {
     const r = runFake(full);
     expect(r.stderr).toBe('');
     expect(r.code).toBe(0);
-    expect(r.calls).toHaveLength(lines.filter((l, i, all) => !isHeredocBody(all, i)).length);
+    expect(r.calls).toHaveLength(lines.filter((_l, i, all) => !isHeredocBody(all, i)).length);
     expect(r.hostReads).toEqual([...LOOK, ...LOOK]);
   });
 
   it('refuses (97) before wiring anything when a container pid is in the host network namespace', () => {
     const r = runFake(full, { ns: { [pids.router!]: 'net:[4026531840]' } });
     expect(r.code).toBe(97);
-    expect(r.stderr.trim()).toBe(`isolation guard: lab container router (pid ${pids.router}) is in the host's network namespace (net:[4026531840]): refusing to wire`);
+    expect(r.stderr.trim()).toBe(
+      `isolation guard: lab container router (pid ${pids.router}) is in the host's network namespace (net:[4026531840]): refusing to wire`,
+    );
     expect(r.calls).toEqual([]);
     expect(r.hostReads).toEqual([]);
   });
@@ -259,7 +305,9 @@ describe('the isolation guard, run with sh against a fake host', () => {
   it('refuses (98) before wiring anything when a container namespace cannot be read', () => {
     const r = runFake(full, { ns: { [pids['node-2']!]: 'FAIL' } });
     expect(r.code).toBe(98);
-    expect(r.stderr.trim()).toBe(`isolation guard: cannot read /proc/${pids['node-2']}/ns/net of lab container node-2 (pid ${pids['node-2']}: stopped or restarted?): refusing to wire`);
+    expect(r.stderr.trim()).toBe(
+      `isolation guard: cannot read /proc/${pids['node-2']}/ns/net of lab container node-2 (pid ${pids['node-2']}: stopped or restarted?): refusing to wire`,
+    );
     expect(r.calls).toEqual([]);
   });
 

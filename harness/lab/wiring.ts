@@ -101,7 +101,12 @@ export function renderWiringCommands(plan: LabPlan, pids: Record<string, number>
 export function renderWiringScript(plan: LabPlan, pids: Record<string, number>, labId: string, only?: ReadonlySet<string>): string {
   const commands = renderWiringCommands(plan, pids, labId, only);
   const sig = labSignature(plan);
-  const sigLines = [...sig.links.map((l) => `link ${l}`), ...sig.addresses.map((a) => `addr ${a}`), ...sig.routes.map((r) => `route ${r}`), ...sig.rules.map((r) => `rule ${r}`)];
+  const sigLines = [
+    ...sig.links.map((l) => `link ${l}`),
+    ...sig.addresses.map((a) => `addr ${a}`),
+    ...sig.routes.map((r) => `route ${r}`),
+    ...sig.rules.map((r) => `rule ${r}`),
+  ];
   return [
     'set -eu',
     ...HOST_GUARD_FUNCTIONS,

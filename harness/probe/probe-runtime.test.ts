@@ -26,7 +26,10 @@ interface Call {
  * A runtime whose probe client answers `client(args)` and whose far-end log holds `log(args, t0)`
  * (the observation lines, as the responder writes them). No helper: every call is an exec.
  */
-function fakeRuntime(client: (a: ProbeClientOptions) => Partial<ClientRecord>, log: (a: ProbeClientOptions, t0: number) => (Observation | CaptureStats)[] = () => []) {
+function fakeRuntime(
+  client: (a: ProbeClientOptions) => Partial<ClientRecord>,
+  log: (a: ProbeClientOptions, t0: number) => (Observation | CaptureStats)[] = () => [],
+) {
   const calls: Call[] = [];
   let args: ProbeClientOptions | undefined;
   const rt: LabRuntime = {
@@ -60,23 +63,52 @@ function fakeRuntime(client: (a: ProbeClientOptions) => Partial<ClientRecord>, l
   return { rt, calls, grepped: () => calls.filter((c) => c.cmd[0] === 'grep') };
 }
 
-const udpSeen = (a: ProbeClientOptions, t: number, src: string): Observation => ({ t, p: 'udp', src, dst: a.to, sport: 40_000, dport: a.port, tok: a.token, pseq: 0 });
+const udpSeen = (a: ProbeClientOptions, t: number, src: string): Observation => ({
+  t,
+  p: 'udp',
+  src,
+  dst: a.to,
+  sport: 40_000,
+  dport: a.port,
+  tok: a.token,
+  pseq: 0,
+});
 
 describe('probe() against a fake runtime: the reply or the capture', () => {
   it('a reply that names the source is the evidence: the capture log is not read', async () => {
     const f = fakeRuntime(() => ({ replied: true, rttMs: 0.5, observedSource: '192.168.1.1', observedPort: 40_000 }));
     const r = await probe(f.rt, FROM, '8.8.8.8', { proto: 'udp' });
-    expect(r).toMatchObject({ from: FROM, to: '8.8.8.8', proto: 'udp', replyReceived: true, observedSource: '192.168.1.1', observedPort: 40_000, observedBy: INTERNET, evidence: 'reply', rttMs: 0.5 });
+    expect(r).toMatchObject({
+      from: FROM,
+      to: '8.8.8.8',
+      proto: 'udp',
+      replyReceived: true,
+      observedSource: '192.168.1.1',
+      observedPort: 40_000,
+      observedBy: INTERNET,
+      evidence: 'reply',
+      rttMs: 0.5,
+    });
     expect(f.grepped()).toEqual([]);
     // the client ran in the pod's netns on its node
     const pod = plan.pods.find((p) => p.key === FROM)!;
     expect(f.calls[0]).toMatchObject({ container: pod.node, netns: pod.netns });
   });
 
-  it('no reply: the far end\'s capture log says which source the probe left with', async () => {
-    const f = fakeRuntime(() => ({ replied: false, error: 'timeout' }), (a, t) => [udpSeen(a, t, '10.10.10.2')]);
+  it("no reply: the far end's capture log says which source the probe left with", async () => {
+    const f = fakeRuntime(
+      () => ({ replied: false, error: 'timeout' }),
+      (a, t) => [udpSeen(a, t, '10.10.10.2')],
+    );
     const r = await probe(f.rt, FROM, '8.8.8.8', { proto: 'udp', timeoutMs: 50 });
-    expect(r).toMatchObject({ replyReceived: false, observedSource: '10.10.10.2', observedPort: 40_000, observedBy: INTERNET, evidence: 'capture', error: 'timeout' });
+    expect(r).toMatchObject({
+      replyReceived: false,
+      observedSource: '10.10.10.2',
+      observedPort: 40_000,
+      observedBy: INTERNET,
+      evidence: 'capture',
+      error: 'timeout',
+    });
     expect(r.observedSources).toBeUndefined();
     expect(f.grepped()[0]).toMatchObject({ container: INTERNET });
   });
@@ -92,7 +124,10 @@ describe('probe() against a fake runtime: the reply or the capture', () => {
   });
 
   it('a probe seen with two sources lists both (it matches no single expected source)', async () => {
-    const f = fakeRuntime(() => ({ replied: false }), (a, t) => [udpSeen(a, t, '10.10.10.2'), udpSeen(a, t + 1, '192.168.1.1')]);
+    const f = fakeRuntime(
+      () => ({ replied: false }),
+      (a, t) => [udpSeen(a, t, '10.10.10.2'), udpSeen(a, t + 1, '192.168.1.1')],
+    );
     const r = await probe(f.rt, FROM, '8.8.8.8', { proto: 'udp', timeoutMs: 50 });
     expect(r).toMatchObject({ observedSource: '10.10.10.2', evidence: 'capture', observedSources: ['10.10.10.2', '192.168.1.1'] });
   });

@@ -2,7 +2,16 @@ import { describe, expect, it } from 'vitest';
 import { LabError, ValidationError } from '../util/errors.js';
 import { TCP_FLAGS } from '../pcap/pcap.js';
 import type { CaptureStats, Observation } from '../inlab/protocol.js';
-import { assertNoCaptureDrops, checkContinuousProbeArgs, checkProbeArgs, ownObservation, STATS_AFTER_MS, statsCover, type ContinuousProbeOptions, type ProbeOptions } from './probe.js';
+import {
+  assertNoCaptureDrops,
+  checkContinuousProbeArgs,
+  checkProbeArgs,
+  ownObservation,
+  STATS_AFTER_MS,
+  statsCover,
+  type ContinuousProbeOptions,
+  type ProbeOptions,
+} from './probe.js';
 
 function refusal(to: string, options: ProbeOptions): ValidationError {
   try {
@@ -79,7 +88,10 @@ describe('checkContinuousProbeArgs', () => {
     }
     expect(err).toBeInstanceOf(ValidationError);
     const issues = (err as ValidationError & { issues: { path: string; message: string }[] }).issues;
-    expect(issues.some((i) => i.path === path && message.test(i.message)), JSON.stringify(issues)).toBe(true);
+    expect(
+      issues.some((i) => i.path === path && message.test(i.message)),
+      JSON.stringify(issues),
+    ).toBe(true);
   });
 });
 
@@ -87,7 +99,16 @@ describe("what the far end's capture log says about a probe", () => {
   const T0 = 1_700_000_000_000;
   const stat = (t: number, drops = 0, pending = 0): CaptureStats => ({ t, p: 'stats', drops, total: drops, pending });
   const { SYN, ACK, PSH, FIN } = TCP_FLAGS;
-  const tcp = (src: string, sport: number, f: number, t = T0): Observation => ({ t, p: 'tcp', src, dst: '8.8.8.8', sport, dport: 443, k: 'tcp 8.8.8.8:443', f });
+  const tcp = (src: string, sport: number, f: number, t = T0): Observation => ({
+    t,
+    p: 'tcp',
+    src,
+    dst: '8.8.8.8',
+    sport,
+    dport: 443,
+    k: 'tcp 8.8.8.8:443',
+    f,
+  });
 
   it('assertNoCaptureDrops: any drop in the window voids the verdict, naming the place and the count', () => {
     expect(() => assertNoCaptureDrops([], 'internet')).not.toThrow();

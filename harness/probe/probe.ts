@@ -66,7 +66,8 @@ type Target = ResponderTarget;
 export function checkProbeArgs(to: string, options: ProbeOptions): void {
   const issues = [];
   if (!isIPv4(to)) issues.push({ path: '--to', value: to, message: 'must be an IPv4 address' });
-  if (options.proto !== undefined && !PROTOS.includes(options.proto)) issues.push({ path: '--proto', value: options.proto, message: 'must be tcp, udp or icmp' });
+  if (options.proto !== undefined && !PROTOS.includes(options.proto))
+    issues.push({ path: '--proto', value: options.proto, message: 'must be tcp, udp or icmp' });
   if (options.port !== undefined && (!Number.isInteger(options.port) || options.port < 1 || options.port > 65535)) {
     issues.push({ path: '--port', value: options.port, message: 'must be a port number 1-65535' });
   }
@@ -95,7 +96,14 @@ interface ObservationRead {
  * waiting up to waitMs for a first line. `ports`: of the TCP segments, only those that matter to
  * connections from these local ports (segmentMatters; the rest is read in the container).
  */
-async function readObservations(lab: LabRuntime, target: Target, needle: string, since: number, waitMs = 0, ports?: readonly number[]): Promise<ObservationRead> {
+async function readObservations(
+  lab: LabRuntime,
+  target: Target,
+  needle: string,
+  since: number,
+  waitMs = 0,
+  ports?: readonly number[],
+): Promise<ObservationRead> {
   const file = observedLogOf(lab.plan, target);
   const parse = (lines: string[]): ObservationRead => ({ ...parseObservationLog(lines, since), readable: true });
   // A target that is down (a fault) has no helper: it observed nothing we can read. A live target
@@ -138,7 +146,7 @@ async function requestCaptureStats(lab: LabRuntime, target: Target): Promise<voi
  * Throws when any statistics record of the window reports drops.
  */
 export function assertNoCaptureDrops(stats: readonly CaptureStats[], label: string): void {
-  const n = stats.reduce((sum, s) => sum + (s.drops > 0 ? s.drops : 0), 0);
+  const n = stats.reduce((sum, s) => sum + Math.max(s.drops, 0), 0);
   if (n > 0) throw new LabError(`the far end's capture at ${label} dropped ${n} packet${n === 1 ? '' : 's'}: the verdict is void`);
 }
 
@@ -148,7 +156,11 @@ export function assertNoCaptureDrops(stats: readonly CaptureStats[], label: stri
  * without a local port (the connection never opened) the first SYN logged, and the segments of that
  * connection. UDP and ICMP: the records carry the probe's own token.
  */
-export function ownObservation(proto: Proto, seen: readonly Observation[], localPort: number | undefined): { mine: Observation; sources: string[] } | undefined {
+export function ownObservation(
+  proto: Proto,
+  seen: readonly Observation[],
+  localPort: number | undefined,
+): { mine: Observation; sources: string[] } | undefined {
   const own = proto === 'tcp' && localPort !== undefined ? seen.filter((o) => o.sport === localPort) : [];
   const mine = own.find(isSyn) ?? own[0] ?? seen.find(isSyn) ?? seen[0];
   if (!mine) return undefined;
@@ -255,8 +267,10 @@ export function checkContinuousProbeArgs(to: string, options: ContinuousProbeOpt
   if (options.intervalMs !== undefined && (!Number.isInteger(options.intervalMs) || options.intervalMs < 1 || options.intervalMs > 3_600_000)) {
     issues.push({ path: 'intervalMs', value: options.intervalMs, message: 'must be an integer between 1 and 3600000' });
   }
-  if (options.count !== undefined && (!Number.isInteger(options.count) || options.count < 1)) issues.push({ path: 'count', value: options.count, message: 'must be a positive integer' });
-  if (options.stream !== undefined && typeof options.stream !== 'boolean') issues.push({ path: 'stream', value: options.stream, message: 'must be true or false' });
+  if (options.count !== undefined && (!Number.isInteger(options.count) || options.count < 1))
+    issues.push({ path: 'count', value: options.count, message: 'must be a positive integer' });
+  if (options.stream !== undefined && typeof options.stream !== 'boolean')
+    issues.push({ path: 'stream', value: options.stream, message: 'must be true or false' });
   if (options.stream && proto !== 'tcp') issues.push({ path: 'stream', value: options.stream, message: `is for TCP only (proto is ${proto})` });
   if (options.reconnect !== undefined && (typeof options.reconnect !== 'boolean' || (options.reconnect && !options.stream))) {
     issues.push({ path: 'reconnect', value: options.reconnect, message: 'must be a boolean, and needs stream: true' });
@@ -303,7 +317,9 @@ export class ContinuousProbe {
     const count = options.count ?? Math.ceil(600_000 / intervalMs);
     const timeoutMs = options.timeoutMs ?? 500;
     const p = new ContinuousProbe(lab, source, target, to, proto, port, intervalMs, token, Date.now());
-    const stream = options.stream ? { stream: true, ...(options.reconnect ? { reconnect: true } : {}), ...(options.localPort ? { localPort: options.localPort } : {}) } : {};
+    const stream = options.stream
+      ? { stream: true, ...(options.reconnect ? { reconnect: true } : {}), ...(options.localPort ? { localPort: options.localPort } : {}) }
+      : {};
     const args = JSON.stringify({ to, port: port ?? 0, proto, timeoutMs, token, mode: 'continuous', intervalMs, count, ...stream });
     const { out, pid } = p.files;
     await lab.exec(source.container, ['mkdir', '-p', RUN_DIR]);

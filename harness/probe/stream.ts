@@ -124,7 +124,8 @@ export function streamOutcome(label: string, t: Timeline): StreamOutcome {
 export function survivalReport(outcomes: readonly StreamOutcome[]): { survived: number; total: number; text: string } {
   const survived = outcomes.filter((o) => o.survived).length;
   const lines = outcomes.map(
-    (o) => `  ${o.survived ? 'ok  ' : 'LOST'} ${o.label} (local ${o.localPort ?? '?'}, seen as ${o.endpoints.join(', ') || 'nothing'}, longest outage ${o.longestOutageMs} ms)${o.survived ? '' : `: ${o.reason}`}`,
+    (o) =>
+      `  ${o.survived ? 'ok  ' : 'LOST'} ${o.label} (local ${o.localPort ?? '?'}, seen as ${o.endpoints.join(', ') || 'nothing'}, longest outage ${o.longestOutageMs} ms)${o.survived ? '' : `: ${o.reason}`}`,
   );
   return { survived, total: outcomes.length, text: `survived ${survived}/${outcomes.length}\n${lines.join('\n')}` };
 }

@@ -5,7 +5,13 @@ import { buildTimeline, deliveryRatio, leaks, outages, sourceCounts, summarizeSt
 
 const T0 = 1_700_000_000_000;
 const INTERVAL = 20;
-const meta = (proto: 'tcp' | 'udp' | 'icmp') => ({ from: 'default/client-1', to: '8.8.8.8', proto, intervalMs: INTERVAL, ...(proto === 'icmp' ? {} : { port: 7007 }) });
+const meta = (proto: 'tcp' | 'udp' | 'icmp') => ({
+  from: 'default/client-1',
+  to: '8.8.8.8',
+  proto,
+  intervalMs: INTERVAL,
+  ...(proto === 'icmp' ? {} : { port: 7007 }),
+});
 
 /** Records for seq 1..n sent every INTERVAL ms; `lost` seqs got no reply. */
 function recs(n: number, lost: number[] = [], extra: (seq: number) => Partial<ClientRecord> = () => ({})): ClientRecord[] {
@@ -55,33 +61,46 @@ describe('buildTimeline', () => {
   });
 
   it('TCP: matches SYNs (no payload) by the client local port, retransmissions included', () => {
-    const t = buildTimeline(meta('tcp'), recs(3, [2], (seq) => ({ localPort: 40_000 + seq })), [
-      obs({ p: 'tcp', src: '192.168.1.1', sport: 40_001, dport: 7007 }),
-      obs({ p: 'tcp', src: '10.10.10.2', sport: 40_002, dport: 7007 }),
-      obs({ p: 'tcp', src: '10.10.10.2', sport: 40_002, dport: 7007 }), // retransmitted SYN
-      obs({ p: 'tcp', src: '192.168.1.1', sport: 40_003, dport: 7007 }),
-      obs({ p: 'tcp', src: '192.168.1.1', sport: 50_000, dport: 7007 }), // source port rewritten by NAT
-    ]);
+    const t = buildTimeline(
+      meta('tcp'),
+      recs(3, [2], (seq) => ({ localPort: 40_000 + seq })),
+      [
+        obs({ p: 'tcp', src: '192.168.1.1', sport: 40_001, dport: 7007 }),
+        obs({ p: 'tcp', src: '10.10.10.2', sport: 40_002, dport: 7007 }),
+        obs({ p: 'tcp', src: '10.10.10.2', sport: 40_002, dport: 7007 }), // retransmitted SYN
+        obs({ p: 'tcp', src: '192.168.1.1', sport: 40_003, dport: 7007 }),
+        obs({ p: 'tcp', src: '192.168.1.1', sport: 50_000, dport: 7007 }), // source port rewritten by NAT
+      ],
+    );
     expect(t.packets.map((p) => p.observedSources)).toEqual([['192.168.1.1'], ['10.10.10.2'], ['192.168.1.1']]);
     expect(t.unattributed.map((o) => o.sport)).toEqual([50_000]);
   });
 
   it('local ports are only used for TCP; a UDP observation without pseq is not matched by port', () => {
-    const t = buildTimeline(meta('udp'), recs(1, [], () => ({ localPort: 40_001 })), [obs({ p: 'udp', src: '192.168.1.1', sport: 40_001 })]);
+    const t = buildTimeline(
+      meta('udp'),
+      recs(1, [], () => ({ localPort: 40_001 })),
+      [obs({ p: 'udp', src: '192.168.1.1', sport: 40_001 })],
+    );
     expect(t.packets[0]!.observedSources).toEqual([]);
     expect(t.unattributed).toHaveLength(1);
   });
 
   it("adds the reply's source when the capture missed the packet, without duplicating it", () => {
-    const t = buildTimeline(meta('udp'), recs(2, [], () => ({ observedSource: '192.168.1.1' })), [obs({ p: 'udp', src: '192.168.1.1', pseq: 1 })]);
+    const t = buildTimeline(
+      meta('udp'),
+      recs(2, [], () => ({ observedSource: '192.168.1.1' })),
+      [obs({ p: 'udp', src: '192.168.1.1', pseq: 1 })],
+    );
     expect(t.packets.map((p) => p.observedSources)).toEqual([['192.168.1.1'], ['192.168.1.1']]);
   });
 
   it('a packet seen with two sources (failover mid-retransmission) lists both, in order seen', () => {
-    const t = buildTimeline(meta('tcp'), recs(1, [], () => ({ localPort: 40_001, observedSource: '192.168.1.100' })), [
-      obs({ p: 'tcp', src: '192.168.1.1', sport: 40_001 }),
-      obs({ p: 'tcp', src: '192.168.1.100', sport: 40_001 }),
-    ]);
+    const t = buildTimeline(
+      meta('tcp'),
+      recs(1, [], () => ({ localPort: 40_001, observedSource: '192.168.1.100' })),
+      [obs({ p: 'tcp', src: '192.168.1.1', sport: 40_001 }), obs({ p: 'tcp', src: '192.168.1.100', sport: 40_001 })],
+    );
     expect(t.packets[0]!.observedSources).toEqual(['192.168.1.1', '192.168.1.100']);
   });
 
@@ -94,7 +113,12 @@ describe('buildTimeline', () => {
       const records = recs(3, [], (seq) => ({ localPort: 40_000 + seq, observedSource: EGRESS }));
       const segments = [1, 2, 3].flatMap((seq) => {
         const t = T0 + (seq - 1) * INTERVAL;
-        return [seg(EGRESS, 40_000 + seq, t + 0.2, SYN), seg(EGRESS, 40_000 + seq, t + 0.4, ACK), seg(EGRESS, 40_000 + seq, t + 0.5, ACK | PSH), seg(EGRESS, 40_000 + seq, t + 2, ACK | FIN)];
+        return [
+          seg(EGRESS, 40_000 + seq, t + 0.2, SYN),
+          seg(EGRESS, 40_000 + seq, t + 0.4, ACK),
+          seg(EGRESS, 40_000 + seq, t + 0.5, ACK | PSH),
+          seg(EGRESS, 40_000 + seq, t + 2, ACK | FIN),
+        ];
       });
       const clean = buildTimeline(meta('tcp'), records, segments);
       expect(clean.packets.map((p) => p.observedSources)).toEqual([[EGRESS], [EGRESS], [EGRESS]]);
@@ -102,7 +126,11 @@ describe('buildTimeline', () => {
       expect(sourceCounts(clean)).toEqual({ [EGRESS]: 3 });
 
       // packet 2's data segment left with the pod IP (its SYN and the rest did not)
-      const leaky = buildTimeline(meta('tcp'), records, segments.map((o) => (o.sport === 40_002 && o.f === (ACK | PSH) ? { ...o, src: '10.10.10.2' } : o)));
+      const leaky = buildTimeline(
+        meta('tcp'),
+        records,
+        segments.map((o) => (o.sport === 40_002 && o.f === (ACK | PSH) ? { ...o, src: '10.10.10.2' } : o)),
+      );
       expect(leaks(leaky, [EGRESS]).packets.map((p) => p.seq)).toEqual([2]);
       expect(leaky.packets[1]!.observedSources).toEqual([EGRESS, '10.10.10.2']);
       expect(leaky.unattributed).toEqual([]);
@@ -126,19 +154,27 @@ describe('buildTimeline', () => {
 
     it('a RST of a connection reused on the same local port goes to the packet sent last before it', () => {
       const records = recs(3, [], (seq) => ({ localPort: seq === 3 ? 40_001 : 40_000 + seq }));
-      const t = buildTimeline(meta('tcp'), records, [seg(EGRESS, 40_001, T0 + 0.2, SYN), seg(EGRESS, 40_001, T0 + 2 * INTERVAL + 0.2, SYN), seg('10.10.10.2', 40_001, T0 + 2 * INTERVAL + 9, RST)]);
+      const t = buildTimeline(meta('tcp'), records, [
+        seg(EGRESS, 40_001, T0 + 0.2, SYN),
+        seg(EGRESS, 40_001, T0 + 2 * INTERVAL + 0.2, SYN),
+        seg('10.10.10.2', 40_001, T0 + 2 * INTERVAL + 9, RST),
+      ]);
       expect(t.packets.map((p) => p.observedSources)).toEqual([[EGRESS], [], [EGRESS, '10.10.10.2']]);
     });
 
     it('segments of a connection nothing matches: unattributed once per source and port, SYNs each', () => {
-      const t = buildTimeline(meta('tcp'), recs(1, [], () => ({ localPort: 40_001 })), [
-        seg(EGRESS, 51_000, T0, SYN),
-        seg(EGRESS, 51_000, T0 + 1, SYN), // retransmitted
-        seg(EGRESS, 51_000, T0 + 2, ACK),
-        seg(EGRESS, 51_000, T0 + 3, ACK | PSH),
-        seg('10.10.10.2', 51_000, T0 + 4, ACK | PSH),
-        seg(EGRESS, 51_001, T0 + 5, ACK | FIN),
-      ]);
+      const t = buildTimeline(
+        meta('tcp'),
+        recs(1, [], () => ({ localPort: 40_001 })),
+        [
+          seg(EGRESS, 51_000, T0, SYN),
+          seg(EGRESS, 51_000, T0 + 1, SYN), // retransmitted
+          seg(EGRESS, 51_000, T0 + 2, ACK),
+          seg(EGRESS, 51_000, T0 + 3, ACK | PSH),
+          seg('10.10.10.2', 51_000, T0 + 4, ACK | PSH),
+          seg(EGRESS, 51_001, T0 + 5, ACK | FIN),
+        ],
+      );
       expect(t.unattributed.map((o) => [o.src, o.sport, o.f])).toEqual([
         [EGRESS, 51_000, SYN],
         [EGRESS, 51_000, SYN],
@@ -218,14 +254,18 @@ describe('outages', () => {
 });
 
 describe('sourceCounts, leaks, deliveryRatio', () => {
-  const t = buildTimeline(meta('tcp'), recs(4, [3], (seq) => ({ localPort: 40_000 + seq })), [
-    obs({ p: 'tcp', src: '192.168.1.1', sport: 40_001 }),
-    obs({ p: 'tcp', src: '192.168.1.1', sport: 40_002 }),
-    obs({ p: 'tcp', src: '10.10.10.2', sport: 40_003 }),
-    obs({ p: 'tcp', src: '192.168.1.100', sport: 40_004 }),
-    obs({ p: 'tcp', src: '192.168.1.1', sport: 40_004 }),
-    obs({ p: 'tcp', src: '10.10.10.2', sport: 55_555 }),
-  ]);
+  const t = buildTimeline(
+    meta('tcp'),
+    recs(4, [3], (seq) => ({ localPort: 40_000 + seq })),
+    [
+      obs({ p: 'tcp', src: '192.168.1.1', sport: 40_001 }),
+      obs({ p: 'tcp', src: '192.168.1.1', sport: 40_002 }),
+      obs({ p: 'tcp', src: '10.10.10.2', sport: 40_003 }),
+      obs({ p: 'tcp', src: '192.168.1.100', sport: 40_004 }),
+      obs({ p: 'tcp', src: '192.168.1.1', sport: 40_004 }),
+      obs({ p: 'tcp', src: '10.10.10.2', sport: 55_555 }),
+    ],
+  );
 
   it('counts packets per observed source, unattributed observations included', () => {
     expect(sourceCounts(t)).toEqual({ '192.168.1.1': 3, '10.10.10.2': 2, '192.168.1.100': 1 });
@@ -299,14 +339,23 @@ describe('stream timelines (one long-lived TCP connection)', () => {
 
   it('a reconnect on the same local port: each SYN goes to its own connection', () => {
     const re = stream(4, [], (seq) => (seq >= 3 ? { conn: 2 } : {}));
-    const t = buildTimeline(meta('tcp'), re, [obs({ p: 'tcp', src: '10.10.10.1', sport: 40001, t: T0 + 41 }), obs({ p: 'tcp', src: EGRESS, sport: 40001, t: T0 - 1 })]);
+    const t = buildTimeline(meta('tcp'), re, [
+      obs({ p: 'tcp', src: '10.10.10.1', sport: 40001, t: T0 + 41 }),
+      obs({ p: 'tcp', src: EGRESS, sport: 40001, t: T0 - 1 }),
+    ]);
     expect(t.packets[2]!.observedSources).toEqual(['10.10.10.1', EGRESS]);
     expect(t.packets[0]!.observedSources).toEqual([EGRESS]);
     expect(leaks(t, [EGRESS]).packets.map((p) => p.seq)).toEqual([3]);
   });
 
   it('a changed NAT binding (another source port) or a stream that never recovered did not survive', () => {
-    const moved = summarizeStream(buildTimeline(meta('tcp'), stream(4, [], (seq) => (seq >= 3 ? { observedPort: 51000 } : {})), []).packets);
+    const moved = summarizeStream(
+      buildTimeline(
+        meta('tcp'),
+        stream(4, [], (seq) => (seq >= 3 ? { observedPort: 51000 } : {})),
+        [],
+      ).packets,
+    );
     expect(moved.survived).toBe(false);
     expect(moved.reason).toBe(`connection 1 was seen from ${EGRESS}:40001 then ${EGRESS}:51000 (NAT binding changed)`);
     const hung = summarizeStream(buildTimeline(meta('tcp'), stream(5, [4, 5]), []).packets);
@@ -316,7 +365,11 @@ describe('stream timelines (one long-lived TCP connection)', () => {
   });
 
   it('non-stream timelines carry no stream summary and keep their packet shape', () => {
-    const t = buildTimeline(meta('tcp'), recs(2, [], (seq) => ({ localPort: 50000 + seq })), []);
+    const t = buildTimeline(
+      meta('tcp'),
+      recs(2, [], (seq) => ({ localPort: 50000 + seq })),
+      [],
+    );
     expect(t.stream).toBeUndefined();
     expect(t.packets[0]).toEqual({ seq: 1, t: T0, replied: true, rttMs: 1.5, observedSources: [] });
   });

@@ -85,11 +85,7 @@ export interface Outage {
 }
 
 /** Builds a Timeline from the client's records and the responder's observations. */
-export function buildTimeline(
-  meta: Omit<Timeline, 'packets' | 'unattributed' | 'stream'>,
-  records: ClientRecord[],
-  observations: Observation[],
-): Timeline {
+export function buildTimeline(meta: Omit<Timeline, 'packets' | 'unattributed' | 'stream'>, records: ClientRecord[], observations: Observation[]): Timeline {
   const bySeq = new Map<number, TimelinePacket>();
   const isStream = records.some((r) => r.conn !== undefined);
   for (const r of [...records].sort((a, b) => a.seq - b.seq)) {
@@ -202,7 +198,8 @@ export function summarizeStream(packets: readonly TimelinePacket[]): StreamSumma
     if (c.endpoints.length > 1) reasons.push(`connection ${c.conn} was seen from ${c.endpoints.join(' then ')} (NAT binding changed)`);
   }
   const last = packets[packets.length - 1];
-  if (last && !last.replied && !reasons.some((r) => r.includes('broke'))) reasons.push(`the last line (${last.seq}) was not answered: the connection never carried traffic again`);
+  if (last && !last.replied && !reasons.some((r) => r.includes('broke')))
+    reasons.push(`the last line (${last.seq}) was not answered: the connection never carried traffic again`);
   if (first && first.replied === 0) reasons.push('no line was ever answered');
   return { connections, survived: reasons.length === 0, reason: reasons.join('; ') };
 }

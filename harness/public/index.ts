@@ -30,7 +30,17 @@ export { randomPublicAddress } from '../testing/lab.js';
 // ---- probes, timelines, streams
 export { ContinuousProbe, type ProbeOptions, type ProbeResult, type ContinuousProbeOptions } from '../probe/probe.js';
 export type { Proto, Observation } from '../inlab/protocol.js';
-export { outages, sourceCounts, leaks, deliveryRatio, type Timeline, type TimelinePacket, type Outage, type StreamSummary, type ConnectionSummary } from '../probe/timeline.js';
+export {
+  outages,
+  sourceCounts,
+  leaks,
+  deliveryRatio,
+  type Timeline,
+  type TimelinePacket,
+  type Outage,
+  type StreamSummary,
+  type ConnectionSummary,
+} from '../probe/timeline.js';
 export {
   startStreams,
   stopAndSegments,

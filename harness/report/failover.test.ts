@@ -19,7 +19,11 @@ function timeline(pattern: string, unattributed: Timeline['unattributed'] = []):
 describe('summarize: the failover report', () => {
   it('the longest outage (the first of equals), its lost packets, and every outage', () => {
     const r = summarize(timeline('..xx..xxxx..xxxx..'));
-    expect(r.outages.map((o) => [o.firstSeq, o.lost, o.durationMs])).toEqual([[2, 2, 60], [6, 4, 100], [12, 4, 100]]);
+    expect(r.outages.map((o) => [o.firstSeq, o.lost, o.durationMs])).toEqual([
+      [2, 2, 60],
+      [6, 4, 100],
+      [12, 4, 100],
+    ]);
     expect(r.longest?.firstSeq).toBe(6);
     expect(r).toMatchObject({ packets: 18, answered: 8, longestOutageMs: 100, longestLost: 4, neverAnswered: false, start: T0, sources: { [IP]: 8 } });
     expect(r.deliveryRatio).toBeCloseTo(8 / 18);
@@ -43,7 +47,10 @@ describe('summarize: the failover report', () => {
   });
 
   it('leaks: packets and unmatched observations with a source outside the allowed ones', () => {
-    const t = timeline('..LxL..', [{ t: T0 + 50, p: 'udp', src: '10.10.10.1', dst: '8.8.8.8' }, { t: T0 + 60, p: 'udp', src: IP, dst: '8.8.8.8' }]);
+    const t = timeline('..LxL..', [
+      { t: T0 + 50, p: 'udp', src: '10.10.10.1', dst: '8.8.8.8' },
+      { t: T0 + 60, p: 'udp', src: IP, dst: '8.8.8.8' },
+    ]);
     const r = summarize(t, [IP]);
     expect(r.leaks!.count).toBe(3);
     expect(r.leaks!.packets.map((p) => p.seq)).toEqual([2, 4]);

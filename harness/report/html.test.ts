@@ -24,16 +24,21 @@ describe('the run report page', () => {
   it('lists every test file and every test with its verdict and duration', () => {
     for (const f of data.run!.files) {
       expect(html).toContain(`<span class="r-path">${escapeXml(f.file)}</span>`);
-      for (const t of f.tests) expect(html).toMatch(new RegExp(`<span class="r-v r-v-${t.state}">${t.state}</span><span class="r-name">${escapeRe(escapeXml(t.name))}</span>`));
+      for (const t of f.tests)
+        expect(html).toMatch(new RegExp(`<span class="r-v r-v-${t.state}">${t.state}</span><span class="r-name">${escapeRe(escapeXml(t.name))}</span>`));
     }
     expect(html).toContain('<span class="r-name">failover &gt; SIGKILL of the holder</span><span class="r-dur">41.3 s</span>');
     expect(html).toMatch(/<title>egresslab run: failed \(1 failed, 3 passed, 1 skipped\)<\/title>/);
     // the unit file (all passed) is folded, the lab file (a failure, failovers) open
-    expect(html).toMatch(/<details class="r-file">\n<summary><span class="r-v r-v-passed">passed<\/span><span class="r-path">harness\/probe\/timeline\.test\.ts/);
-    expect(html).toMatch(new RegExp(`<details class="r-file" open>\n<summary><span class="r-v r-v-failed">failed</span><span class="r-path">${escapeRe(FIXTURE_LAB_FILE)}`));
+    expect(html).toMatch(
+      /<details class="r-file">\n<summary><span class="r-v r-v-passed">passed<\/span><span class="r-path">harness\/probe\/timeline\.test\.ts/,
+    );
+    expect(html).toMatch(
+      new RegExp(`<details class="r-file" open>\n<summary><span class="r-v r-v-failed">failed</span><span class="r-path">${escapeRe(FIXTURE_LAB_FILE)}`),
+    );
   });
 
-  it('shows the failed test\'s message as text, listed under Failures with a link to it', () => {
+  it("shows the failed test's message as text, listed under Failures with a link to it", () => {
     const failed = between(html, `<span class="r-name">${escapeXml(FIXTURE_FAILED_TEST)}</span>`, '</li>');
     expect(failed).toContain(`<pre class="r-msg">${escapeXml(FIXTURE_FAILURE)}</pre>`);
     const failures = between(html, '<h2>Failures</h2>', '</ul>');
@@ -71,9 +76,11 @@ describe('the run report page', () => {
     expect(html).toContain('<span class="r-bad">2 leaked packets</span>');
   });
 
-  it('links the failed test\'s diagnostics folder and pcaps by relative path', () => {
+  it("links the failed test's diagnostics folder and pcaps by relative path", () => {
     const failed = between(html, `<span class="r-name">${escapeXml(FIXTURE_FAILED_TEST)}</span>`, '</li>');
-    expect(failed).toContain('diagnostics: <a href="px-1/partition-of-script/index.html">px-1/partition-of-script/</a> (12 files, <a href="px-1/partition-of-script/SUMMARY.txt">SUMMARY.txt</a>)');
+    expect(failed).toContain(
+      'diagnostics: <a href="px-1/partition-of-script/index.html">px-1/partition-of-script/</a> (12 files, <a href="px-1/partition-of-script/SUMMARY.txt">SUMMARY.txt</a>)',
+    );
     expect(failed).toContain('pcaps: <a href="px-1/partition-of-script/captures/node-1-eth0-1.pcap">node-1-eth0-1.pcap</a>');
     // a report written elsewhere links back into the artifacts folder
     expect(renderReportHtml(data, { linkPrefix: '../artifacts/' })).toContain('<a href="../artifacts/px-1/partition-of-script/index.html">');
@@ -117,8 +124,13 @@ describe('the run report page', () => {
 
 describe('inlineSvg', () => {
   it('drops the XML declaration and adds a role and an escaped label', () => {
-    const r = inlineSvg('<?xml version="1.0" encoding="UTF-8"?>\n<svg xmlns="http://www.w3.org/2000/svg" width="10"><text>&lt;script&gt; onerror=x href=y</text></svg>\n', 'a "b"');
-    expect(r).toEqual({ svg: '<svg role="img" aria-label="a &quot;b&quot;" xmlns="http://www.w3.org/2000/svg" width="10"><text>&lt;script&gt; onerror=x href=y</text></svg>' });
+    const r = inlineSvg(
+      '<?xml version="1.0" encoding="UTF-8"?>\n<svg xmlns="http://www.w3.org/2000/svg" width="10"><text>&lt;script&gt; onerror=x href=y</text></svg>\n',
+      'a "b"',
+    );
+    expect(r).toEqual({
+      svg: '<svg role="img" aria-label="a &quot;b&quot;" xmlns="http://www.w3.org/2000/svg" width="10"><text>&lt;script&gt; onerror=x href=y</text></svg>',
+    });
   });
 
   it.each([

@@ -26,6 +26,7 @@ export function durationText(ms: number): string {
 
 /** Removes ANSI colour codes (vitest's diffs carry them). */
 export function stripAnsi(s: string): string {
+  // biome-ignore lint/suspicious/noControlCharactersInRegex: ESC is exactly what an ANSI colour code starts with
   return s.replace(/\u001b\[[0-9;]*[A-Za-z]/g, '');
 }
 
@@ -140,7 +141,8 @@ export function renderReportHtml(data: ReportData, options: ReportHtmlOptions = 
     Object.entries(s)
       .map(([ip, n]) => `${ip} (${n})`)
       .join(', ') || 'none';
-  const leaksHtml = (n: number | null) => (n === null ? '<span class="r-note">not checked</span>' : n > 0 ? `<span class="r-bad">${n}</span>` : '<span class="r-good">0</span>');
+  const leaksHtml = (n: number | null) =>
+    n === null ? '<span class="r-note">not checked</span>' : n > 0 ? `<span class="r-bad">${n}</span>` : '<span class="r-good">0</span>';
   const outageText = (f: LoadedFailover) => (f.facts.outages === 0 ? 'none' : `${durationText(f.facts.longestOutageMs)} (${f.facts.longestLost} lost)`);
 
   function failoverFigure(f: LoadedFailover): string {
@@ -153,7 +155,9 @@ export function renderReportHtml(data: ReportData, options: ReportHtmlOptions = 
       ['allowed', esc(x.allowedSources ? x.allowedSources.join(', ') || 'none' : 'not given')],
       ['leaks', leaksHtml(x.leaks)],
       ['answered', `${x.answered}/${x.packets} (${(x.deliveryRatio * 100).toFixed(1)}%)`],
-      ...(x.stream ? ([['connection', x.stream.survived ? 'survived' : `<span class="r-bad">${esc(x.stream.reason || 'did not survive')}</span>`]] as [string, string][]) : []),
+      ...(x.stream
+        ? ([['connection', x.stream.survived ? 'survived' : `<span class="r-bad">${esc(x.stream.reason || 'did not survive')}</span>`]] as [string, string][])
+        : []),
     ];
     let picture: string;
     if (f.svgText === undefined) picture = `<p class="r-note">timeline SVG: ${esc(f.svgProblem ?? 'missing')}</p>`;
@@ -209,7 +213,13 @@ export function renderReportHtml(data: ReportData, options: ReportHtmlOptions = 
     const orphanFo = data.failovers.filter((x) => x.file === f.file && !testKeys.has(key(x.file, x.test)));
     const orphanDiag = data.diagnostics.filter((x) => x.file === f.file && !testKeys.has(key(x.file, x.test)));
     const hasFailovers = f.tests.some((t) => foByTest.has(key(f.file, t.name))) || orphanFo.length > 0;
-    const interesting = f.state === 'failed' || c.failed > 0 || f.errors.length > 0 || hasFailovers || orphanDiag.length > 0 || f.tests.some((t) => diagByTest.has(key(f.file, t.name)));
+    const interesting =
+      f.state === 'failed' ||
+      c.failed > 0 ||
+      f.errors.length > 0 ||
+      hasFailovers ||
+      orphanDiag.length > 0 ||
+      f.tests.some((t) => diagByTest.has(key(f.file, t.name)));
     return [
       `<details class="r-file"${interesting ? ' open' : ''}>`,
       `<summary>${badge(f.state)}<span class="r-path">${esc(f.file)}</span> <span class="r-dur">${esc(countsText(c))}${f.durationMs !== undefined ? `, ${esc(durationText(f.durationMs))}` : ''}</span></summary>`,
@@ -224,7 +234,13 @@ export function renderReportHtml(data: ReportData, options: ReportHtmlOptions = 
   // ---- header
   const c = counts(allTests.map((x) => x.test));
   const failedFiles = files.filter((f) => f.state === 'failed' || f.errors.length > 0);
-  const overall: Verdict = !run ? 'pending' : c.failed > 0 || failedFiles.length > 0 || run.unhandledErrors.length > 0 || run.reason === 'failed' ? 'failed' : run.reason === 'interrupted' ? 'pending' : 'passed';
+  const overall: Verdict = !run
+    ? 'pending'
+    : c.failed > 0 || failedFiles.length > 0 || run.unhandledErrors.length > 0 || run.reason === 'failed'
+      ? 'failed'
+      : run.reason === 'interrupted'
+        ? 'pending'
+        : 'passed';
   const leakTotal = data.failovers.reduce((n, f) => n + (f.facts.leaks ?? 0), 0);
   const worst = data.failovers.reduce<LoadedFailover | undefined>((w, f) => (!w || f.facts.longestOutageMs > w.facts.longestOutageMs ? f : w), undefined);
   const title = run ? `egresslab run: ${overall === 'pending' ? 'interrupted' : overall} (${countsText(c)})` : 'egresslab run: failovers (no test results)';
@@ -232,7 +248,7 @@ export function renderReportHtml(data: ReportData, options: ReportHtmlOptions = 
   const header = [
     `<h1>${badge(overall)}${esc(title)}</h1>`,
     run
-      ? `<p class="r-sum"><b>${c.failed}</b> failed, <b>${c.passed}</b> passed, <b>${c.skipped}</b> skipped${c.pending ? `, <b>${c.pending}</b> not finished` : ''} in ${files.length} test ${files.length === 1 ? 'file' : 'files'} \u00b7 ${data.failovers.length} failover ${data.failovers.length === 1 ? 'timeline' : 'timelines'}, ${leakTotal === 0 ? '<span class="r-good">0 leaked packets</span>' : `<span class="r-bad">${leakTotal} leaked packets</span>`}${worst && worst.facts.outages ? ` \u00b7 longest outage ${esc(durationText(worst.facts.longestOutageMs))} (<a href="#${foId.get(worst)}">${esc(worst.name)}</a>)` : ''}</p>` +
+      ? `<p class="r-sum"><b>${c.failed}</b> failed, <b>${c.passed}</b> passed, <b>${c.skipped}</b> skipped${c.pending ? `, <b>${c.pending}</b> not finished` : ''} in ${files.length} test ${files.length === 1 ? 'file' : 'files'} \u00b7 ${data.failovers.length} failover ${data.failovers.length === 1 ? 'timeline' : 'timelines'}, ${leakTotal === 0 ? '<span class="r-good">0 leaked packets</span>' : `<span class="r-bad">${leakTotal} leaked packets</span>`}${worst?.facts.outages ? ` \u00b7 longest outage ${esc(durationText(worst.facts.longestOutageMs))} (<a href="#${foId.get(worst)}">${esc(worst.name)}</a>)` : ''}</p>` +
         `<p class="r-note">started ${esc(run.startedAt)}, took ${esc(durationText(run.durationMs))}${run.reason === 'interrupted' ? ', <span class="r-bad">interrupted</span>' : ''}</p>`
       : `<p class="r-note">No run.json in the artifacts folder (vitest ran without the report reporter): the failovers and diagnostics found are shown, not the verdicts.</p>`,
   ].join('\n');
@@ -244,8 +260,13 @@ export function renderReportHtml(data: ReportData, options: ReportHtmlOptions = 
       ? [
           '<h2>Failures</h2>',
           '<ul>',
-          ...failedList.map(({ file, test }) => `<li>${badge('failed')}<a href="#${testId.get(test)}">${esc(test.name)}</a> <span class="r-path r-dur">${esc(file.file)}</span></li>`),
-          ...failedFiles.filter((f) => f.errors.length > 0).map((f) => `<li>${badge('failed')}<span class="r-path">${esc(f.file)}</span>: outside its tests (loading it, beforeAll or afterAll)</li>`),
+          ...failedList.map(
+            ({ file, test }) =>
+              `<li>${badge('failed')}<a href="#${testId.get(test)}">${esc(test.name)}</a> <span class="r-path r-dur">${esc(file.file)}</span></li>`,
+          ),
+          ...failedFiles
+            .filter((f) => f.errors.length > 0)
+            .map((f) => `<li>${badge('failed')}<span class="r-path">${esc(f.file)}</span>: outside its tests (loading it, beforeAll or afterAll)</li>`),
           '</ul>',
           ...(run?.unhandledErrors.length ? ['<h3>Errors outside any test</h3>', messages(run.unhandledErrors)] : []),
         ].join('\n')
@@ -273,7 +294,12 @@ export function renderReportHtml(data: ReportData, options: ReportHtmlOptions = 
   const filesSection = run
     ? [
         '<h2>Test files</h2>',
-        ...projects.map(([p, fs]) => [`<h3>${esc(p || 'tests')} (${fs.length} ${fs.length === 1 ? 'file' : 'files'}, ${esc(countsText(counts(fs.flatMap((f) => f.tests))))})</h3>`, ...fs.map(fileSection)].join('\n')),
+        ...projects.map(([p, fs]) =>
+          [
+            `<h3>${esc(p || 'tests')} (${fs.length} ${fs.length === 1 ? 'file' : 'files'}, ${esc(countsText(counts(fs.flatMap((f) => f.tests))))})</h3>`,
+            ...fs.map(fileSection),
+          ].join('\n'),
+        ),
       ].join('\n')
     : '';
 
@@ -284,7 +310,11 @@ export function renderReportHtml(data: ReportData, options: ReportHtmlOptions = 
     strayFo.length || strayDiag.length
       ? [
           `<h2>${run ? 'Recorded by files not in the results' : 'Recorded failovers and diagnostics'}</h2>`,
-          ...[...group([...strayFo.map((f) => ({ file: f.file, test: f.test })), ...strayDiag.map((d) => ({ file: d.file, test: d.test }))], (x) => key(x.file, x.test)).values()].map((xs) => {
+          ...[
+            ...group([...strayFo.map((f) => ({ file: f.file, test: f.test })), ...strayDiag.map((d) => ({ file: d.file, test: d.test }))], (x) =>
+              key(x.file, x.test),
+            ).values(),
+          ].map((xs) => {
             const k = key(xs[0]!.file, xs[0]!.test);
             return [
               `<h3><span class="r-path">${esc(xs[0]!.file)}</span>${xs[0]!.test ? ` \u203a ${esc(xs[0]!.test)}` : ''}</h3>`,

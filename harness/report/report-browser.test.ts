@@ -18,9 +18,9 @@ import { writeReport } from './write-report.js';
 import { FIXTURE_FAILED_TEST, FIXTURE_FAILURE, FIXTURE_LAB_FILE, fixtureDiagnostics, fixtureFailovers, fixtureRun } from './report-fixture.js';
 
 /** Debian's chromium package. */
-export const CHROMIUM = '/usr/bin/chromium';
+const CHROMIUM = '/usr/bin/chromium';
 /** Running as root in a container: no sandbox; the new headless mode; no GPU. */
-export const CHROMIUM_ARGS = ['--no-sandbox', '--headless=new', '--disable-gpu'];
+const CHROMIUM_ARGS = ['--no-sandbox', '--headless=new', '--disable-gpu'];
 
 const dir = join(projectRoot(), 'artifacts', 'report-check');
 let browser: Browser | undefined;
@@ -67,13 +67,13 @@ describe('the run report in headless Chromium', () => {
     const lab = run.files.find((f) => f.file === FIXTURE_LAB_FILE)!;
     for (const t of lab.tests) {
       const item = page.locator('li.r-test', { has: page.locator('.r-name', { hasText: t.name }) });
-      expect(await item.locator('.r-v').innerText(), t.name).toBe(t.state);
+      expect(await item.locator('.r-v').textContent(), t.name).toBe(t.state);
       expect(await item.locator('.r-v').isVisible(), t.name).toBe(true);
     }
     // the unit file (all passed) is folded: its line says passed; opened, its tests show theirs
     const unit = run.files.find((f) => f.project === 'unit')!;
     const unitFile = page.locator('details.r-file', { has: page.locator('summary .r-path', { hasText: unit.file }) });
-    expect(await unitFile.locator('summary .r-v').innerText()).toBe('passed');
+    expect(await unitFile.locator('summary .r-v').textContent()).toBe('passed');
     expect(await unitFile.locator('li.r-test').first().isVisible()).toBe(false);
     await unitFile.locator('summary').click();
     await expect.poll(() => unitFile.locator('li.r-test').first().isVisible()).toBe(true);
@@ -81,10 +81,10 @@ describe('the run report in headless Chromium', () => {
 
     // the failed test's message, as text (its markup shown, not applied)
     const failed = page.locator('li.r-test', { has: page.locator('.r-name', { hasText: FIXTURE_FAILED_TEST }) });
-    expect(await failed.locator('.r-name').innerText()).toBe(FIXTURE_FAILED_TEST);
+    expect(await failed.locator('.r-name').textContent()).toBe(FIXTURE_FAILED_TEST);
     const message = failed.locator('pre.r-msg');
     expect(await message.isVisible()).toBe(true);
-    expect(await message.innerText()).toBe(FIXTURE_FAILURE);
+    expect(await message.textContent()).toBe(FIXTURE_FAILURE);
     expect(await page.locator('script, img, iframe, main b:text-is("not bold")').count()).toBe(0);
     expect(await failed.locator('a', { hasText: 'node-1-eth0-1.pcap' }).getAttribute('href')).toBe(fixtureDiagnostics().pcaps[0]);
 

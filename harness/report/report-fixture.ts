@@ -42,7 +42,14 @@ export function fixtureTimeline(proto: 'udp' | 'tcp', from: string, n: number, l
 function failover(file: string, test: string, name: string, t: Timeline, at: string): { record: Omit<FailoverRecord, 'svg'>; svg: string } {
   const allowed = [FIXTURE_EGRESS_IP];
   return {
-    record: { file, test, name, flow: { proto: t.proto, from: t.from, to: t.to, intervalMs: t.intervalMs }, facts: failoverFacts(summarize(t, allowed)), recordedAt: at },
+    record: {
+      file,
+      test,
+      name,
+      flow: { proto: t.proto, from: t.from, to: t.to, intervalMs: t.intervalMs },
+      facts: failoverFacts(summarize(t, allowed)),
+      recordedAt: at,
+    },
     svg: renderTimelineSvg({ timeline: t, label: name, allowedSources: allowed }, { title: name }),
   };
 }
@@ -50,8 +57,20 @@ function failover(file: string, test: string, name: string, t: Timeline, at: str
 /** The fixture's failovers (records without their SVG file name) and their SVGs, as recordTimeline would write them. */
 export function fixtureFailovers(): { record: Omit<FailoverRecord, 'svg'>; svg: string }[] {
   return [
-    failover(FIXTURE_LAB_FILE, 'failover > SIGKILL of the holder', 'SIGKILL udp alice/frontend-1 -> 8.8.8.8', fixtureTimeline('udp', 'alice/frontend-1', 150, [50, 90]), '2026-01-02T03:05:00.000Z'),
-    failover(FIXTURE_LAB_FILE, FIXTURE_FAILED_TEST, `partition tcp <img src=x onerror=alert(1)> -> 8.8.8.8`, fixtureTimeline('tcp', 'alice/<i>frontend-2</i>', 100, [30, 45], [60, 61]), '2026-01-02T03:06:00.000Z'),
+    failover(
+      FIXTURE_LAB_FILE,
+      'failover > SIGKILL of the holder',
+      'SIGKILL udp alice/frontend-1 -> 8.8.8.8',
+      fixtureTimeline('udp', 'alice/frontend-1', 150, [50, 90]),
+      '2026-01-02T03:05:00.000Z',
+    ),
+    failover(
+      FIXTURE_LAB_FILE,
+      FIXTURE_FAILED_TEST,
+      `partition tcp <img src=x onerror=alert(1)> -> 8.8.8.8`,
+      fixtureTimeline('tcp', 'alice/<i>frontend-2</i>', 100, [30, 45], [60, 61]),
+      '2026-01-02T03:06:00.000Z',
+    ),
   ];
 }
 

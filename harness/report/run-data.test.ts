@@ -46,9 +46,31 @@ describe('report data', () => {
     const b = writeFailoverRecord(dir, f!.record, f!.svg);
     expect(b).toBe(a.replace(/\.json$/, '-2.json'));
     expect(readdirSync(join(dir, REPORT_PATHS.failovers)).sort()).toEqual(
-      [a, b].flatMap((p) => [p.split('/').pop()!, p.split('/').pop()!.replace(/\.json$/, '.svg')]).sort(),
+      [a, b]
+        .flatMap((p) => [
+          p.split('/').pop()!,
+          p
+            .split('/')
+            .pop()!
+            .replace(/\.json$/, '.svg'),
+        ])
+        .sort(),
     );
-    expect(loadReportData(dir).failovers.map((x) => x.svg).sort()).toEqual([a, b].map((p) => `failovers/${p.split('/').pop()!.replace(/\.json$/, '.svg')}`).sort());
+    expect(
+      loadReportData(dir)
+        .failovers.map((x) => x.svg)
+        .sort(),
+    ).toEqual(
+      [a, b]
+        .map(
+          (p) =>
+            `failovers/${p
+              .split('/')
+              .pop()!
+              .replace(/\.json$/, '.svg')}`,
+        )
+        .sort(),
+    );
   });
 
   it('names unreadable records and missing SVGs instead of failing', () => {
@@ -67,7 +89,7 @@ describe('report data', () => {
     expect(gone.svgProblem).toMatch(/^failovers\/.*\.svg is missing$/);
   });
 
-  it('a new run clears the previous run\'s report data and nothing else', () => {
+  it("a new run clears the previous run's report data and nothing else", () => {
     writeFixture(dir);
     writeReport(dir);
     mkdirSync(join(dir, 'px-1', 'some-test'), { recursive: true });

@@ -215,7 +215,8 @@ export function writeRunRecord(artifacts: string, run: RunRecord): string {
 
 /** Forgets the previous run's report data (at the start of a run). */
 export function resetReportData(artifacts: string): void {
-  for (const p of [REPORT_PATHS.failovers, REPORT_PATHS.failures, REPORT_PATHS.run, REPORT_PATHS.report]) rmSync(join(artifacts, p), { recursive: true, force: true });
+  for (const p of [REPORT_PATHS.failovers, REPORT_PATHS.failures, REPORT_PATHS.run, REPORT_PATHS.report])
+    rmSync(join(artifacts, p), { recursive: true, force: true });
 }
 
 function readJson<T>(file: string, check: (x: unknown) => x is T, problems: string[], label: string): T | undefined {
@@ -231,11 +232,16 @@ function readJson<T>(file: string, check: (x: unknown) => x is T, problems: stri
 
 const isObject = (x: unknown): x is Record<string, unknown> => typeof x === 'object' && x !== null && !Array.isArray(x);
 const isRun = (x: unknown): x is RunRecord => isObject(x) && Array.isArray(x.files) && typeof x.startedAt === 'string';
-const isFailover = (x: unknown): x is FailoverRecord => isObject(x) && typeof x.file === 'string' && typeof x.name === 'string' && typeof x.svg === 'string' && isObject(x.facts) && isObject(x.flow);
+const isFailover = (x: unknown): x is FailoverRecord =>
+  isObject(x) && typeof x.file === 'string' && typeof x.name === 'string' && typeof x.svg === 'string' && isObject(x.facts) && isObject(x.flow);
 const isDiagnostics = (x: unknown): x is DiagnosticsRecord => isObject(x) && typeof x.file === 'string' && typeof x.dir === 'string' && Array.isArray(x.pcaps);
 
 function jsonFiles(dir: string): string[] {
-  return existsSync(dir) ? readdirSync(dir).filter((f) => f.endsWith('.json')).sort() : [];
+  return existsSync(dir)
+    ? readdirSync(dir)
+        .filter((f) => f.endsWith('.json'))
+        .sort()
+    : [];
 }
 
 /** Largest SVG embedded in the report (a bigger one is linked instead). */

@@ -68,7 +68,13 @@ describe('renderTimelineSvg', () => {
 
   it('without an allowed set nothing is a leak; several rows share the axis', () => {
     const a = failover();
-    const b: Timeline = { ...failover(), from: 'default/client-3', proto: 'icmp', port: undefined as never, packets: failover().packets.map((p) => ({ ...p, t: p.t + 500 })) };
+    const b: Timeline = {
+      ...failover(),
+      from: 'default/client-3',
+      proto: 'icmp',
+      port: undefined as never,
+      packets: failover().packets.map((p) => ({ ...p, t: p.t + 500 })),
+    };
     delete (b as Partial<Timeline>).port;
     const svg = renderTimelineSvg([a, { timeline: b, label: 'icmp from node-3' }]);
     assertWellFormed(svg);
@@ -94,9 +100,13 @@ describe('renderTimelineSvg', () => {
 
 describe('row labels are never cut off at the left edge (the report showed "IGKILL udp alice/…")', () => {
   /** x of the label column's right edge and the text of every label line. */
-  const labels = (svg: string) => [...svg.matchAll(/<text x="(\d+(?:\.\d+)?)" y="[\d.]+" text-anchor="end" class="label">(?:<title>[^<]*<\/title>)?([^<]*)<\/text>/g)].map((m) => ({ x: Number(m[1]), text: m[2]!.replaceAll('&gt;', '>').replaceAll('&lt;', '<').replaceAll('&amp;', '&') }));
+  const labels = (svg: string) =>
+    [...svg.matchAll(/<text x="(\d+(?:\.\d+)?)" y="[\d.]+" text-anchor="end" class="label">(?:<title>[^<]*<\/title>)?([^<]*)<\/text>/g)].map((m) => ({
+      x: Number(m[1]),
+      text: m[2]!.replaceAll('&gt;', '>').replaceAll('&lt;', '<').replaceAll('&amp;', '&'),
+    }));
 
-  it('the label column grows with the longest label, so a label as long as the report\'s fits whole', () => {
+  it("the label column grows with the longest label, so a label as long as the report's fits whole", () => {
     const label = 'SIGKILL udp alice/frontend-1 -> 8.8.8.8';
     const svg = renderTimelineSvg({ timeline: failover(), label });
     const [l] = labels(svg);

@@ -84,7 +84,8 @@ export function labelLines(label: string, max: number): string[] {
 export function renderTimelineSvg(input: Timeline | TimelineRow | (Timeline | TimelineRow)[], options: TimelineSvgOptions = {}): string {
   const rows: TimelineRow[] = (Array.isArray(input) ? input : [input]).map((x) => ('timeline' in x ? x : { timeline: x }));
   const width = options.width ?? 1100;
-  const labelOf = (r: TimelineRow): string => r.label ?? `${r.timeline.proto} ${r.timeline.from} -> ${r.timeline.to}${r.timeline.port ? `:${r.timeline.port}` : ''}`;
+  const labelOf = (r: TimelineRow): string =>
+    r.label ?? `${r.timeline.proto} ${r.timeline.from} -> ${r.timeline.to}${r.timeline.port ? `:${r.timeline.port}` : ''}`;
   // The label column is as wide as the longest label needs (12 px sans-serif: at most ~7.2 px per
   // character), within 160 px and 45 % of the width; a longer label wraps (see labelLines).
   const left = Math.round(Math.min(width * 0.45, Math.max(160, ...rows.map((r) => labelOf(r).length * LABEL_CHAR_PX + 16))));
@@ -126,10 +127,14 @@ export function renderTimelineSvg(input: Timeline | TimelineRow | (Timeline | Ti
     body.push(`<rect x="${left}" y="${y0 + 4}" width="${plotW}" height="${rowH - 8}" fill="#fafafa" stroke="#e0e0e0"/>`);
     const lines = labelLines(label, Math.floor((left - 16) / LABEL_CHAR_PX));
     lines.forEach((line, k) =>
-      body.push(`<text x="${left - 8}" y="${cy - 4 - (lines.length - 1 - k) * 14}" text-anchor="end" class="label">${k === 0 ? `<title>${escapeXml(label)}</title>` : ''}${escapeXml(line)}</text>`),
+      body.push(
+        `<text x="${left - 8}" y="${cy - 4 - (lines.length - 1 - k) * 14}" text-anchor="end" class="label">${k === 0 ? `<title>${escapeXml(label)}</title>` : ''}${escapeXml(line)}</text>`,
+      ),
     );
     const answered = report.answered;
-    body.push(`<text x="${left - 8}" y="${cy + 12}" text-anchor="end" class="sub">${t.packets.length} packets / ${t.intervalMs} ms, ${answered} answered${leaked.count ? `, ${leaked.count} leaked` : ''}</text>`);
+    body.push(
+      `<text x="${left - 8}" y="${cy + 12}" text-anchor="end" class="sub">${t.packets.length} packets / ${t.intervalMs} ms, ${answered} answered${leaked.count ? `, ${leaked.count} leaked` : ''}</text>`,
+    );
 
     // Outages under the marks.
     const pk = t.packets;
@@ -162,7 +167,9 @@ export function renderTimelineSvg(input: Timeline | TimelineRow | (Timeline | Ti
       } else if (!p.replied) {
         lostTotal++;
         const stroke = src ? colours.get(src)! : LOST_COLOUR;
-        body.push(`<circle class="lost" cx="${cx}" cy="${cy}" r="${fmt(r)}" fill="none" stroke="${stroke}" stroke-width="1"><title>${escapeXml(title)}</title></circle>`);
+        body.push(
+          `<circle class="lost" cx="${cx}" cy="${cy}" r="${fmt(r)}" fill="none" stroke="${stroke}" stroke-width="1"><title>${escapeXml(title)}</title></circle>`,
+        );
       } else {
         const fill = src ? colours.get(src)! : '#000000';
         body.push(`<circle class="pkt" cx="${cx}" cy="${cy}" r="${fmt(r)}" fill="${fill}"><title>${escapeXml(title)}</title></circle>`);
@@ -184,16 +191,22 @@ export function renderTimelineSvg(input: Timeline | TimelineRow | (Timeline | Ti
   for (let v = 0; v <= span; v += step) {
     const xv = fmt(x(t0 + v));
     axis.push(`<line x1="${xv}" y1="${axisY}" x2="${xv}" y2="${axisY + 5}" stroke="#444"/>`);
-    axis.push(`<text x="${xv}" y="${axisY + 17}" text-anchor="middle" class="tick">${step >= 1000 ? `${v / 1000} s` : `${(v / 1000).toFixed(step >= 100 ? 1 : 2)} s`}</text>`);
+    axis.push(
+      `<text x="${xv}" y="${axisY + 17}" text-anchor="middle" class="tick">${step >= 1000 ? `${v / 1000} s` : `${(v / 1000).toFixed(step >= 100 ? 1 : 2)} s`}</text>`,
+    );
   }
-  axis.push(`<text x="${left + plotW}" y="${axisY + 32}" text-anchor="end" class="sub">time since ${escapeXml(times.length ? new Date(t0).toISOString() : 'start')}</text>`);
+  axis.push(
+    `<text x="${left + plotW}" y="${axisY + 32}" text-anchor="end" class="sub">time since ${escapeXml(times.length ? new Date(t0).toISOString() : 'start')}</text>`,
+  );
 
   // Legend.
   const legendY = axisY + 50;
   const legend: string[] = [];
   let lx = left;
   const item = (mark: string, text: string) => {
-    legend.push(`<g class="legend-item">${mark.replaceAll('LX', String(lx))}<text x="${lx + 14}" y="${legendY + 4}" class="legend">${escapeXml(text)}</text></g>`);
+    legend.push(
+      `<g class="legend-item">${mark.replaceAll('LX', String(lx))}<text x="${lx + 14}" y="${legendY + 4}" class="legend">${escapeXml(text)}</text></g>`,
+    );
     lx += 24 + text.length * 6.6;
   };
   for (const [s, c] of colours) item(`<circle cx="LX" cy="${legendY}" r="5" fill="${c}"/>`, `${s} (${counts.get(s)})`);

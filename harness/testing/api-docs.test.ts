@@ -13,8 +13,7 @@ import ts from 'typescript';
 import { describe, expect, it } from 'vitest';
 import { projectRoot } from '../util/paths.js';
 
-const isExported = (n: ts.Node): boolean =>
-  ts.canHaveModifiers(n) && (ts.getModifiers(n) ?? []).some((m) => m.kind === ts.SyntaxKind.ExportKeyword);
+const isExported = (n: ts.Node): boolean => ts.canHaveModifiers(n) && (ts.getModifiers(n) ?? []).some((m) => m.kind === ts.SyntaxKind.ExportKeyword);
 
 const hasDocComment = (n: ts.Node): boolean => ts.getJSDocCommentsAndTags(n).length > 0;
 

@@ -26,7 +26,7 @@ afterAll(async () => {
 const read = (dir: string, f: string) => readFileSync(join(dir, f), 'utf8');
 
 describe('artifacts on failure', () => {
-  it('withArtifacts: a failing check leaves a folder with every node\'s state, captures and the timeline, and says where', async () => {
+  it("withArtifacts: a failing check leaves a folder with every node's state, captures and the timeline, and says where", async () => {
     const cap = await lab.capture('node-1', 'eth0', { filter: 'udp' });
     const p = await lab.continuousProbe('alice/frontend-1', '8.8.8.8', { proto: 'udp', intervalMs: 20, timeoutMs: 200 });
     await pollUntil(async () => (await p.records()).length >= 10, { what: '10 probe packets settled', timeoutMs: 15_000, intervalMs: 50 });
@@ -50,7 +50,9 @@ describe('artifacts on failure', () => {
     const dir = report.dir;
     expect(dir).toBe(join(artifactsDir(), lab.id, 'deliberately-failing-egress-via-192-168-1-100'));
     expect(existsSync(dir)).toBe(true);
-    process.stderr.write(`diagnostics of lab ${lab.id}: ${report.files.length} files in ${report.durationMs} ms; problems: ${JSON.stringify(report.problems)}\n`);
+    process.stderr.write(
+      `diagnostics of lab ${lab.id}: ${report.files.length} files in ${report.durationMs} ms; problems: ${JSON.stringify(report.problems)}\n`,
+    );
 
     // node-1: rules, addresses, routes (other nodes' pod CIDRs), policy rules, neighbours, conntrack.
     expect(read(dir, 'node-1/nft-ruleset.txt')).not.toMatch(/^\(exit [1-9]/);
@@ -84,7 +86,7 @@ describe('artifacts on failure', () => {
     expect(existsSync(join(dir, 'api'))).toBe(false);
   });
 
-  it('the onTestFailed hook appends the folder to the failing test\'s errors', async () => {
+  it("the onTestFailed hook appends the folder to the failing test's errors", async () => {
     const errors = [{ name: 'AssertionError', message: 'expected 1 to be 2', stack: 'AssertionError: expected 1 to be 2\n    at x.test.ts:1:1' }];
     const ctx = { task: { name: 'fake', fullTestName: 'hook > a fake failure', result: { state: 'fail', errors } } };
     await artifactsOnFailure(() => lab, Date.now())(ctx as never);

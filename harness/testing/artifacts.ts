@@ -65,7 +65,13 @@ export function recordTimeline(name: string, timeline: Timeline, allowedSources?
   recordForReport('failover', () => {
     const { file, test } = currentTest();
     const facts = failoverFacts(summarize(timeline, allowedSources), timeline.stream);
-    const flow = { proto: timeline.proto, from: timeline.from, to: timeline.to, ...(timeline.port !== undefined ? { port: timeline.port } : {}), intervalMs: timeline.intervalMs };
+    const flow = {
+      proto: timeline.proto,
+      from: timeline.from,
+      to: timeline.to,
+      ...(timeline.port !== undefined ? { port: timeline.port } : {}),
+      intervalMs: timeline.intervalMs,
+    };
     const svg = renderTimelineSvg({ timeline, label: name, ...(allowedSources ? { allowedSources } : {}) }, { title: name });
     writeFailoverRecord(artifactsDir(), { file, test, name, flow, facts, recordedAt: new Date().toISOString() }, svg);
   });
@@ -112,7 +118,9 @@ export function keepTimelines(env: NodeJS.ProcessEnv = process.env): boolean {
   const v = (env.EGRESSLAB_KEEP_TIMELINES ?? '').trim().toLowerCase();
   if (v === '1' || v === 'true' || v === 'yes') return true;
   if (v === '' || v === '0' || v === 'false' || v === 'no') return false;
-  throw new ValidationError('environment', [{ path: 'EGRESSLAB_KEEP_TIMELINES', value: env.EGRESSLAB_KEEP_TIMELINES, message: 'must be 1 (write every recorded timeline) or 0' }]);
+  throw new ValidationError('environment', [
+    { path: 'EGRESSLAB_KEEP_TIMELINES', value: env.EGRESSLAB_KEEP_TIMELINES, message: 'must be 1 (write every recorded timeline) or 0' },
+  ]);
 }
 
 /** Options of saveTimeline. */
@@ -137,7 +145,8 @@ export interface SaveTimelineOptions {
  */
 export function saveTimeline(name: string, timeline: Timeline, allowedSources?: readonly string[], options: SaveTimelineOptions = {}): string {
   const testName = options.testName ?? expect.getState().currentTestName;
-  if (options.dir === undefined && !testName) throw new Error(`saveTimeline(${JSON.stringify(name)}): no test is running; pass options.testName or options.dir`);
+  if (options.dir === undefined && !testName)
+    throw new Error(`saveTimeline(${JSON.stringify(name)}): no test is running; pass options.testName or options.dir`);
   const dir = options.dir ?? join(artifactsDir(), 'timelines', slug(testName!));
   mkdirSync(dir, { recursive: true });
   const base = slug(name);

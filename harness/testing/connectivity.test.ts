@@ -25,7 +25,10 @@ describe('ConnectivityChecker', () => {
       },
     });
     cc.expectSNAT('p1', '8.8.8.8', '192.168.1.100').expectSNAT('p2', '8.8.8.8', '192.168.1.100', { proto: 'udp' }).expectNone('p1', '192.168.1.99');
-    const error = await cc.checkConnectivity('egress').then(() => undefined, (e: Error) => e);
+    const error = await cc.checkConnectivity('egress').then(
+      () => undefined,
+      (e: Error) => e,
+    );
     expect(sent).toEqual(['p1>8.8.8.8', 'p2>8.8.8.8', 'p1>192.168.1.99']);
     expect(error?.message).toBe(
       'egress: 1 of 3 pairs differ\n' +

@@ -104,6 +104,9 @@ export class ConnectivityChecker {
 /** The matrix as text, one line per pair: mark, pair, expected, observed. */
 export function matrixText(pairs: readonly CheckedPair[]): string {
   return pairs
-    .map((p) => `  ${p.ok ? 'ok  ' : 'FAIL'} ${p.options.proto ?? 'tcp'} ${p.from} -> ${p.to}${p.options.port ? `:${p.options.port}` : ''}: expected ${expectedText(p.expected)}; ${p.observed}`)
+    .map(
+      (p) =>
+        `  ${p.ok ? 'ok  ' : 'FAIL'} ${p.options.proto ?? 'tcp'} ${p.from} -> ${p.to}${p.options.port ? `:${p.options.port}` : ''}: expected ${expectedText(p.expected)}; ${p.observed}`,
+    )
     .join('\n');
 }

@@ -56,12 +56,19 @@ const read = (dir: string, f: string) => readFileSync(join(dir, f), 'utf8');
 describe('diagnostics of a running gateway cluster', () => {
   it('collecting them disturbs nothing (every probe answered from the egress IP, the same ARP owners, no NodeDown, no move) and they hold the gateway state', async () => {
     const nodes = lab.topology.nodes.map((n) => n.name);
-    const macs = new Map(await Promise.all(nodes.map(async (n) => [n, (await lab.exec(n, ['cat', '/sys/class/net/eth0/address'])).stdout.trim().toLowerCase()] as const)));
+    const macs = new Map(
+      await Promise.all(nodes.map(async (n) => [n, (await lab.exec(n, ['cat', '/sys/class/net/eth0/address'])).stdout.trim().toLowerCase()] as const)),
+    );
     const before = await gatewayOf(api);
     const eventsBefore = await livenessEvents();
 
     const probe = await lab.continuousProbe('alice/frontend-1', '8.8.8.8', { proto: 'udp', intervalMs: 20 });
-    await pollUntil(() => probe.answeredAfter(0), { what: '10 answered probe packets before the collection', timeoutMs: 15_000, intervalMs: 50, accept: (n) => n >= 10 });
+    await pollUntil(() => probe.answeredAfter(0), {
+      what: '10 answered probe packets before the collection',
+      timeoutMs: 15_000,
+      intervalMs: 50,
+      accept: (n) => n >= 10,
+    });
     const { result, claims, frames } = await segmentArp(lab, IPS, async () => {
       const report = await collectDiagnostics(lab, join(artifactsDir(), lab.id, 'while-running'));
       return { report, timeline: await probe.stop() };
@@ -80,7 +87,10 @@ describe('diagnostics of a running gateway cluster', () => {
     expect(await livenessEvents()).toEqual(eventsBefore);
     const after = await gatewayOf(api);
     expect(after.assignments).toEqual(before.assignments);
-    expect(Object.values(after.nodes).every((st) => st === 'Up'), JSON.stringify(after.nodes)).toBe(true);
+    expect(
+      Object.values(after.nodes).every((st) => st === 'Up'),
+      JSON.stringify(after.nodes),
+    ).toBe(true);
 
     // What the folder holds.
     const dir = report.dir;

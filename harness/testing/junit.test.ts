@@ -29,8 +29,14 @@ describe('JUnit report', () => {
     );
     const xml = join(dir, 'junit.xml');
     const r = await run(process.execPath, [
-      join(projectRoot(), 'node_modules/vitest/vitest.mjs'), 'run', '--root', dir, '--config', join(dir, 'vitest.config.mjs'),
-      '--reporter=junit', `--outputFile=${xml}`,
+      join(projectRoot(), 'node_modules/vitest/vitest.mjs'),
+      'run',
+      '--root',
+      dir,
+      '--config',
+      join(dir, 'vitest.config.mjs'),
+      '--reporter=junit',
+      `--outputFile=${xml}`,
     ]);
     expect(r.code).not.toBe(0);
     const report = readFileSync(xml, 'utf8');

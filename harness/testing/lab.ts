@@ -28,7 +28,8 @@ async function auditLab(lab: Lab, file: string | undefined): Promise<void> {
     const audit = auditLiveness(lab.id, events, lab.faults.injected);
     // something unexplained: keep the evidence to find its cause (the controller's own account of
     // each transition, with the failure detector's figures, beside the faults and when they were injected)
-    if (audit.details.length) audit.evidence = await livenessEvidence(lab).catch((e: unknown) => [`controller log unreadable: ${e instanceof Error ? e.message : String(e)}`]);
+    if (audit.details.length)
+      audit.evidence = await livenessEvidence(lab).catch((e: unknown) => [`controller log unreadable: ${e instanceof Error ? e.message : String(e)}`]);
     recordAudit({ ...audit, ...(file ? { file } : {}) });
   } catch (e) {
     process.stderr.write(`egresslab: liveness audit of lab ${lab.id} failed: ${e instanceof Error ? e.message : String(e)}\n`);
@@ -38,7 +39,9 @@ async function auditLab(lab: Lab, file: string | undefined): Promise<void> {
 /** The controller's liveness and allocator lines and the faults injected, in time order (the audit's evidence). */
 async function livenessEvidence(lab: Lab): Promise<string[]> {
   const cp = controlPlaneNode(lab.topology).name;
-  const r = await lab.exec(cp, ['sh', '-c', `grep -E 'liveness:|allocator:|stalled|fenced' ${LOG_DIR}/${CONTROLLER_PROCESS}.log | tail -n 200`], { check: false });
+  const r = await lab.exec(cp, ['sh', '-c', `grep -E 'liveness:|allocator:|stalled|fenced' ${LOG_DIR}/${CONTROLLER_PROCESS}.log | tail -n 200`], {
+    check: false,
+  });
   const faults = lab.faults.injected.map((f) => `${new Date(f.at).toISOString()} fault ${f.kind} on ${f.node}`);
   return [...faults, ...r.stdout.split('\n').filter(Boolean)];
 }
@@ -62,7 +65,11 @@ function currentTestFile(): string | undefined {
  * afterAll(async () => { await lab?.down(); });
  * ```
  */
-export async function startTestLab(fixture: string | Topology | Record<string, unknown> = 'default', prefix = 't', overrides: Record<string, unknown> = {}): Promise<Lab> {
+export async function startTestLab(
+  fixture: string | Topology | Record<string, unknown> = 'default',
+  prefix = 't',
+  overrides: Record<string, unknown> = {},
+): Promise<Lab> {
   const id = `${prefix}-${randomBytes(3).toString('hex')}`;
   const mode = keepMode();
   const base = topologyFrom(fixture);

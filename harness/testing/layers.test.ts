@@ -38,14 +38,14 @@ const BELOW: Record<Top, readonly Top[]> = {
 const TEST_HELPERS = new Set(['harness/util/poll.ts']);
 
 /** The relative module specifiers a source imports or re-exports (static and dynamic). */
-export function relativeImports(text: string): string[] {
+function relativeImports(text: string): string[] {
   const out: string[] = [];
   for (const m of text.matchAll(/(?:\bfrom\s*|\bimport\s*\(?\s*)['"](\.{1,2}\/[^'"]+)['"]/g)) out.push(m[1]!);
   return out;
 }
 
 /** Every import that breaks the layers: "from-file -> imported file (rule)". Paths are "/"-separated, relative to the root. */
-export function layerViolations(files: ReadonlyMap<string, string>): string[] {
+function layerViolations(files: ReadonlyMap<string, string>): string[] {
   const bad: string[] = [];
   for (const [file, text] of files) {
     const from = file.split('/')[0] as Top;
@@ -63,7 +63,7 @@ export function layerViolations(files: ReadonlyMap<string, string>): string[] {
 }
 
 /** The import graph's strongly connected components of more than one module (or a module importing itself), among files under `under`. */
-export function importCycles(files: ReadonlyMap<string, string>, under: string): string[][] {
+function importCycles(files: ReadonlyMap<string, string>, under: string): string[][] {
   const edges = new Map<string, string[]>();
   for (const [file, text] of files) {
     if (!file.startsWith(under)) continue;

@@ -6,7 +6,15 @@ import { auditFile, auditLiveness, recordAudit, summarizeAudits } from './livene
 import type { KubeObject } from '../../lib/kube/types.js';
 
 const ev = (reason: string, name: string, message: string, count = 1): KubeObject =>
-  ({ apiVersion: 'v1', kind: 'Event', metadata: { name: `${name}.${reason}` }, reason, message, count, involvedObject: { kind: 'Node', name } }) as unknown as KubeObject;
+  ({
+    apiVersion: 'v1',
+    kind: 'Event',
+    metadata: { name: `${name}.${reason}` },
+    reason,
+    message,
+    count,
+    involvedObject: { kind: 'Node', name },
+  }) as unknown as KubeObject;
 
 describe('liveness audit', () => {
   it('explains a NodeDown and a move by a fault on that node, and counts the rest as spurious', () => {
@@ -33,7 +41,14 @@ describe('liveness audit', () => {
   });
 
   it('counts NodeDowns beyond the number of faults on a node as spurious', () => {
-    const a = auditLiveness('lab-y', [ev('NodeDown', 'node-2', 'x', 3)], [{ node: 'node-2', kind: 'pause', at: 0 }, { node: 'node-2', kind: 'kill', at: 1 }]);
+    const a = auditLiveness(
+      'lab-y',
+      [ev('NodeDown', 'node-2', 'x', 3)],
+      [
+        { node: 'node-2', kind: 'pause', at: 0 },
+        { node: 'node-2', kind: 'kill', at: 1 },
+      ],
+    );
     expect(a.unexplainedNodeDown).toBe(1);
     expect(a.unexplainedMoves).toBe(0);
   });
@@ -49,10 +64,14 @@ describe('liveness audit', () => {
     it('totals the labs, lists each unexplained event by file and points at the evidence kept', () => {
       dir = mkdtempSync(join(tmpdir(), 'audit-'));
       process.env.EGRESSLAB_ARTIFACTS = dir;
-      const spurious = auditLiveness('gwlt-1', [ev('NodeDown', 'node-3', 'node node-3 did not renew its lease within 600 ms: Down', 3)], [
-        { node: 'node-3', kind: 'stop', at: 0 },
-        { node: 'node-3', kind: 'partition', at: 1 },
-      ]);
+      const spurious = auditLiveness(
+        'gwlt-1',
+        [ev('NodeDown', 'node-3', 'node node-3 did not renew its lease within 600 ms: Down', 3)],
+        [
+          { node: 'node-3', kind: 'stop', at: 0 },
+          { node: 'node-3', kind: 'partition', at: 1 },
+        ],
+      );
       spurious.evidence = ['1970-01-01T00:00:00.000Z fault stop on node-3', '2026-12-03T04:00:00.000Z liveness: node node-3 is Down (was Up)'];
       recordAudit({ ...spurious, file: 'scenarios/gateway/long-lived-tcp.test.ts' });
       recordAudit(auditLiveness('quiet-2', [ev('NodeDown', 'node-1', 'x')], [{ node: 'node-1', kind: 'kill', at: 0 }]));

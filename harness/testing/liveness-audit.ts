@@ -113,7 +113,9 @@ export function summarizeAudits(): string | undefined {
   const fences = audits.reduce((s, a) => s + (a.unexplainedFences ?? 0), 0);
   const allDown = audits.reduce((s, a) => s + Object.values(a.nodeDown).reduce((x, y) => x + y, 0), 0);
   const faults = audits.reduce((s, a) => s + Object.values(a.faults).reduce((x, y) => x + y, 0), 0);
-  const lines = [`egresslab liveness audit: ${audits.length} cluster lab(s), ${faults} fault(s) injected, ${allDown} NodeDown event(s); spurious (no fault explains them): ${down} NodeDown, ${moves} floating-IP move(s), ${fences} self-fence(s)`];
+  const lines = [
+    `egresslab liveness audit: ${audits.length} cluster lab(s), ${faults} fault(s) injected, ${allDown} NodeDown event(s); spurious (no fault explains them): ${down} NodeDown, ${moves} floating-IP move(s), ${fences} self-fence(s)`,
+  ];
   for (const a of audits) for (const d of a.details) lines.push(`  ${a.file ?? a.lab}: ${d}`);
   const withEvidence = audits.filter((a) => a.evidence?.length).map((a) => a.lab);
   if (withEvidence.length) lines.push(`  evidence (faults and the controller's liveness lines) of ${withEvidence.join(', ')}: ${auditFile()}`);

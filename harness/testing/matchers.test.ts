@@ -17,7 +17,16 @@ const seen: ProbeResult = {
   observedBy: 'internet',
   evidence: 'reply',
 };
-const lost: ProbeResult = { from: 'default/client-1', to: '8.8.8.8', proto: 'tcp', port: 443, observedSource: '10.10.10.2', observedBy: 'internet', evidence: 'capture', replyReceived: false };
+const lost: ProbeResult = {
+  from: 'default/client-1',
+  to: '8.8.8.8',
+  proto: 'tcp',
+  port: 443,
+  observedSource: '10.10.10.2',
+  observedBy: 'internet',
+  evidence: 'capture',
+  replyReceived: false,
+};
 const nothing: ProbeResult = { from: 'default/client-1', to: '192.168.1.77', proto: 'icmp', replyReceived: false, error: 'timeout' };
 
 /** seq 1..n every 20 ms; `lost` seqs unanswered; `src(seq)` the observed source (none when undefined). */
@@ -143,7 +152,9 @@ describe('toHaveNoLeaks', () => {
     const t = timeline(10, [5, 6], (s) => (s === 5 || s === 6 ? '192.168.1.1' : '192.168.1.100'));
     t.unattributed.push({ t: T0 + 130, p: 'udp', src: '10.10.10.1', dst: '8.8.8.8', sport: 5555 });
     const m = failure(() => expect(t).toHaveNoLeaks(['192.168.1.100']));
-    expect(m).toContain('expected no packet of udp alice/frontend-1 -> 8.8.8.8:7007 (10 packets every 20 ms) to be observed with a source other than 192.168.1.100; 3 leaked:');
+    expect(m).toContain(
+      'expected no packet of udp alice/frontend-1 -> 8.8.8.8:7007 (10 packets every 20 ms) to be observed with a source other than 192.168.1.100; 3 leaked:',
+    );
     expect(m).toContain('seq 5 at +0.080 s (12:00:00.080) seen from 192.168.1.1');
     expect(m).toContain('seq 6 at +0.100 s (12:00:00.100) seen from 192.168.1.1');
     expect(m).toContain('unmatched udp packet at +0.130 s (12:00:00.130) seen from 10.10.10.1:5555');

@@ -82,7 +82,10 @@ export function describeOutage(o: Outage, start: number | undefined, open = fals
 }
 
 function list<T>(items: T[], render: (x: T) => string): string {
-  const shown = items.slice(0, MAX_LISTED).map((x) => `\n    ${render(x)}`).join('');
+  const shown = items
+    .slice(0, MAX_LISTED)
+    .map((x) => `\n    ${render(x)}`)
+    .join('');
   return items.length > MAX_LISTED ? `${shown}\n    ... and ${items.length - MAX_LISTED} more` : shown;
 }
 
@@ -188,7 +191,10 @@ export const egresslabMatchers = {
     const n = l.count;
     const pass = n === 0;
     const rows = [
-      ...l.packets.map((p) => `seq ${p.seq} at ${timeOf(p.t, start)} seen from ${p.observedSources.filter((s) => !allowed.includes(s)).join(', ')}${p.replied ? ' (answered)' : ''}`),
+      ...l.packets.map(
+        (p) =>
+          `seq ${p.seq} at ${timeOf(p.t, start)} seen from ${p.observedSources.filter((s) => !allowed.includes(s)).join(', ')}${p.replied ? ' (answered)' : ''}`,
+      ),
       ...l.unattributed.map((o) => `unmatched ${o.p} packet at ${timeOf(o.t, start)} seen from ${o.src}${o.sport ? `:${o.sport}` : ''}`),
     ];
     return {
@@ -232,6 +238,6 @@ interface EgresslabMatchers<R = unknown> {
 }
 
 declare module 'vitest' {
-  // eslint-disable-next-line @typescript-eslint/no-explicit-any, @typescript-eslint/no-unused-vars
+  // biome-ignore lint/suspicious/noExplicitAny: the declaration merges with vitest's own `Matchers<T = any>`
   interface Matchers<T = any> extends EgresslabMatchers<T> {}
 }

@@ -25,7 +25,10 @@ describe('the report reporter', () => {
     writeFileSync(join(artifacts, 'failovers', 'from-the-previous-run.json'), '{}');
     const reporter = join(projectRoot(), 'harness/testing/report-reporter.ts');
     const artifactsModule = join(projectRoot(), 'harness/testing/artifacts.ts');
-    writeFileSync(join(dir, 'vitest.config.mjs'), `export default { test: { include: ["*.check.ts"], reporters: ["default", ${JSON.stringify(reporter)}] } };\n`);
+    writeFileSync(
+      join(dir, 'vitest.config.mjs'),
+      `export default { test: { include: ["*.check.ts"], reporters: ["default", ${JSON.stringify(reporter)}] } };\n`,
+    );
     writeFileSync(
       join(dir, 'failover.check.ts'),
       [
@@ -65,9 +68,13 @@ describe('the report reporter', () => {
       ].join('\n'),
     );
 
-    const r = await run(process.execPath, [join(projectRoot(), 'node_modules/vitest/vitest.mjs'), 'run', '--root', dir, '--config', join(dir, 'vitest.config.mjs')], {
-      env: { ...process.env, EGRESSLAB_ARTIFACTS: artifacts, CI: '', DOCKER_HOST: `unix://${join(dir, 'no-engine.sock')}` },
-    });
+    const r = await run(
+      process.execPath,
+      [join(projectRoot(), 'node_modules/vitest/vitest.mjs'), 'run', '--root', dir, '--config', join(dir, 'vitest.config.mjs')],
+      {
+        env: { ...process.env, EGRESSLAB_ARTIFACTS: artifacts, CI: '', DOCKER_HOST: `unix://${join(dir, 'no-engine.sock')}` },
+      },
+    );
     expect(r.code, r.stdout + r.stderr).toBe(1);
     expect(r.stdout).toMatch(/^egresslab report: .*report\.html \(\d+ kB; 5 tests, 1 failover timeline\)$/m);
     expect(existsSync(join(artifacts, 'failovers', 'from-the-previous-run.json'))).toBe(false);
@@ -83,7 +90,9 @@ describe('the report reporter', () => {
       ['failover > fails', 'failed'],
       ['failover > is skipped', 'skipped'],
     ]);
-    expect(fo.tests[1]!.errors[0]).toMatch(/^AssertionError: expected 'observed 10\.10\.10\.2' to be 'observed 192\.168\.1\.100'.*\n {4}at artifacts\/report-selftest-\d+\/failover\.check\.ts:9:\d+/);
+    expect(fo.tests[1]!.errors[0]).toMatch(
+      /^AssertionError: expected 'observed 10\.10\.10\.2' to be 'observed 192\.168\.1\.100'.*\n {4}at artifacts\/report-selftest-\d+\/failover\.check\.ts:9:\d+/,
+    );
     expect(fo.tests[0]!.durationMs).toBeGreaterThanOrEqual(0);
 
     const html = readFileSync(join(artifacts, 'report.html'), 'utf8');
@@ -92,7 +101,10 @@ describe('the report reporter', () => {
     expect(html).toContain('<pre class="r-msg">AssertionError: expected &apos;observed 10.10.10.2&apos; to be &apos;observed 192.168.1.100&apos;');
     expect(html.match(/<svg /g)).toHaveLength(1);
     // the failover sits under the test that recorded it (recordTimeline's test name is vitest's full name)
-    const item = html.slice(html.indexOf('<span class="r-name">failover &gt; SIGKILL'), html.indexOf('</li>', html.indexOf('<span class="r-name">failover &gt; SIGKILL')));
+    const item = html.slice(
+      html.indexOf('<span class="r-name">failover &gt; SIGKILL'),
+      html.indexOf('</li>', html.indexOf('<span class="r-name">failover &gt; SIGKILL')),
+    );
     expect(item).toContain('<figure class="r-fo" id="fo-1">');
     expect(html).not.toContain('recorded outside a test');
     expect(html).toContain('<dt>longest outage</dt><dd>220 ms (10 lost)</dd>');
@@ -104,7 +116,10 @@ describe('the report reporter', () => {
     expect(diag.errors[0]).toContain('artifacts: ');
     const folder = 'fake-lab/egress-via-the-gateway';
     expect(existsSync(join(artifacts, folder, 'SUMMARY.txt'))).toBe(true);
-    const diagItem = html.slice(html.indexOf('<span class="r-name">egress via the gateway</span>'), html.indexOf('</li>', html.indexOf('<span class="r-name">egress via the gateway</span>')));
+    const diagItem = html.slice(
+      html.indexOf('<span class="r-name">egress via the gateway</span>'),
+      html.indexOf('</li>', html.indexOf('<span class="r-name">egress via the gateway</span>')),
+    );
     expect(diagItem).toContain(`<a href="${folder}/index.html">${folder}/</a>`);
     expect(diagItem).toContain(`<a href="${folder}/captures/node-1-eth0-1.pcap">node-1-eth0-1.pcap</a>`);
   }, 120_000);

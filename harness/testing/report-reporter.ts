@@ -82,7 +82,9 @@ export default class RunReportReporter implements Reporter {
       writeRunRecord(dir, run);
       const r = writeReport(dir);
       const shown = relative(process.cwd(), r.file);
-      process.stdout.write(`egresslab report: ${shown && !shown.startsWith('..') ? shown : r.file} (${(r.bytes / 1024).toFixed(0)} kB; ${r.tests} ${r.tests === 1 ? 'test' : 'tests'}, ${r.failovers} failover ${r.failovers === 1 ? 'timeline' : 'timelines'})\n`);
+      process.stdout.write(
+        `egresslab report: ${shown && !shown.startsWith('..') ? shown : r.file} (${(r.bytes / 1024).toFixed(0)} kB; ${r.tests} ${r.tests === 1 ? 'test' : 'tests'}, ${r.failovers} failover ${r.failovers === 1 ? 'timeline' : 'timelines'})\n`,
+      );
     } catch (error) {
       process.stderr.write(`egresslab report: not written: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`);
     }

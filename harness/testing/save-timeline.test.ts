@@ -20,7 +20,10 @@ beforeEach(() => {
 });
 afterEach(() => {
   rmSync(dir, { recursive: true, force: true });
-  for (const [k, v] of [['EGRESSLAB_ARTIFACTS', saved.artifacts], ['EGRESSLAB_KEEP_TIMELINES', saved.keep]] as const) {
+  for (const [k, v] of [
+    ['EGRESSLAB_ARTIFACTS', saved.artifacts],
+    ['EGRESSLAB_KEEP_TIMELINES', saved.keep],
+  ] as const) {
     if (v === undefined) delete process.env[k];
     else process.env[k] = v;
   }
@@ -54,7 +57,9 @@ describe('keeping a timeline SVG from a passing test', () => {
     expect(existsSync(join(folder, 'kept.svg'))).toBe(true);
     expect(keepTimelines({ EGRESSLAB_KEEP_TIMELINES: 'yes' })).toBe(true);
     expect(keepTimelines({})).toBe(false);
-    expect(() => keepTimelines({ EGRESSLAB_KEEP_TIMELINES: 'maybe' })).toThrow('environment: EGRESSLAB_KEEP_TIMELINES: must be 1 (write every recorded timeline) or 0 (value: "maybe")');
+    expect(() => keepTimelines({ EGRESSLAB_KEEP_TIMELINES: 'maybe' })).toThrow(
+      'environment: EGRESSLAB_KEEP_TIMELINES: must be 1 (write every recorded timeline) or 0 (value: "maybe")',
+    );
   });
 });
 
@@ -71,7 +76,17 @@ describe('every recorded timeline goes to the run report', () => {
       test: expect.getState().currentTestName,
       name: 'alice to the VPC',
       flow: { proto: 'udp', from: 'alice/frontend-1', to: '172.16.100.10', intervalMs: 20 },
-      facts: { packets: 5, answered: 4, outages: 1, longestOutageMs: r.longestOutageMs, longestLost: 1, resumed: true, sources: { '10.10.10.1': 3, '10.10.10.9': 1 }, allowedSources: ['10.10.10.1'], leaks: 1 },
+      facts: {
+        packets: 5,
+        answered: 4,
+        outages: 1,
+        longestOutageMs: r.longestOutageMs,
+        longestLost: 1,
+        resumed: true,
+        sources: { '10.10.10.1': 3, '10.10.10.9': 1 },
+        allowedSources: ['10.10.10.1'],
+        leaks: 1,
+      },
     });
     expect(f!.svgText).toMatch(/^<\?xml[\s\S]*<svg[\s\S]*alice to the VPC[\s\S]*<\/svg>\n$/);
     // without allowed sources, leaks are not checked (null), not 0

@@ -49,7 +49,9 @@ export interface PackResult {
 export async function npmPack(root: string, dest: string, options: { ignoreScripts?: boolean; timeoutMs?: number } = {}): Promise<PackResult> {
   mkdirSync(dest, { recursive: true });
   const t0 = Date.now();
-  const r = await userRun(root, 'npm', ['pack', '--json', '--pack-destination', dest, ...(options.ignoreScripts ? ['--ignore-scripts'] : [])], { timeoutMs: options.timeoutMs ?? 600_000 });
+  const r = await userRun(root, 'npm', ['pack', '--json', '--pack-destination', dest, ...(options.ignoreScripts ? ['--ignore-scripts'] : [])], {
+    timeoutMs: options.timeoutMs ?? 600_000,
+  });
   const ms = Date.now() - t0;
   if (r.code !== 0) throw new Error(`npm pack in ${root} failed (exit ${r.code}):\n${r.stdout}\n${r.stderr}`);
   // the JSON report is the last thing on stdout; a prepack step prints before it
@@ -79,7 +81,12 @@ export interface UserProject {
  * `ignoreScripts` skips the dependencies' install scripts (egresslab has none; ssh2's optional
  * native build, cpu-features, takes ~30 s of node-gyp on a 2-core machine and nothing here needs it).
  */
-export async function userProject(dir: string, tarball: string, extra: string[] = [], options: { timeoutMs?: number; ignoreScripts?: boolean } = {}): Promise<UserProject> {
+export async function userProject(
+  dir: string,
+  tarball: string,
+  extra: string[] = [],
+  options: { timeoutMs?: number; ignoreScripts?: boolean } = {},
+): Promise<UserProject> {
   mkdirSync(dir, { recursive: true });
   const init = await userRun(dir, 'npm', ['init', '-y']);
   if (init.code !== 0) throw new Error(`npm init -y in ${dir} failed (exit ${init.code}):\n${init.stderr}`);

@@ -72,14 +72,10 @@ describe('loadTopology: the default fixture', () => {
 
 describe('loadTopology: files', () => {
   it('reads YAML', () => {
-    const path = file('ok.yaml', [
-      'name: tiny',
-      'nodes:',
-      '  - { name: n1, address: 192.168.1.1, podCIDR: 10.1.0.0/24 }',
-      'pods:',
-      '  - { name: p, node: n1 }',
-      '',
-    ].join('\n'));
+    const path = file(
+      'ok.yaml',
+      ['name: tiny', 'nodes:', '  - { name: n1, address: 192.168.1.1, podCIDR: 10.1.0.0/24 }', 'pods:', '  - { name: p, node: n1 }', ''].join('\n'),
+    );
     const t = loadTopology(path);
     expect(t.name).toBe('tiny');
     expect(t.pods).toEqual([{ namespace: 'default', name: 'p', node: 'n1', ip: '10.1.0.1', hostNetwork: false, labels: {} }]);

@@ -17,7 +17,9 @@ export function loadTopology(path = defaultTopologyPath()): Topology {
   try {
     text = readFileSync(path, 'utf8');
   } catch (error) {
-    throw new ValidationError(path, [{ path: '--topology', value: path, message: `cannot be read (${(error as NodeJS.ErrnoException).code ?? String(error)})` }]);
+    throw new ValidationError(path, [
+      { path: '--topology', value: path, message: `cannot be read (${(error as NodeJS.ErrnoException).code ?? String(error)})` },
+    ]);
   }
   let data: unknown;
   try {

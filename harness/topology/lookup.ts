@@ -16,7 +16,9 @@ import type { Topology } from './types.js';
  * ```
  */
 export function nodeAddress(topology: Pick<Topology, 'name' | 'nodes' | 'pods'>, nodeOrPod: string): string {
-  const pod = topology.pods.find((p) => `${p.namespace}/${p.name}` === nodeOrPod || (!nodeOrPod.includes('/') && p.namespace === 'default' && p.name === nodeOrPod));
+  const pod = topology.pods.find(
+    (p) => `${p.namespace}/${p.name}` === nodeOrPod || (!nodeOrPod.includes('/') && p.namespace === 'default' && p.name === nodeOrPod),
+  );
   const nodeName = topology.nodes.some((n) => n.name === nodeOrPod) ? nodeOrPod : pod?.node;
   const node = topology.nodes.find((n) => n.name === nodeName);
   if (node) return node.address;

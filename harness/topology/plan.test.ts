@@ -65,15 +65,17 @@ describe('planLab on the default topology', () => {
   it('router: forwards, routes each podCIDR via its node and the VPC answer ranges via the VPC, default to the internet', () => {
     const r = netnsOf(plan, ROUTER);
     expect(r.sysctls['net.ipv4.ip_forward']).toBe('1');
-    expect(r.ip).toEqual(expect.arrayContaining([
-      'addr add 192.168.1.254/24 dev eth-nodes',
-      'addr add 100.127.255.253/30 dev eth-inet',
-      'addr add 172.16.100.1/24 dev eth-vpc0',
-      'route add 10.10.10.0/24 via 192.168.1.1 dev eth-nodes',
-      'route add 10.10.11.0/24 via 192.168.1.2 dev eth-nodes',
-      'route add 10.10.12.0/24 via 192.168.1.3 dev eth-nodes',
-      'route add default via 100.127.255.254 dev eth-inet',
-    ]));
+    expect(r.ip).toEqual(
+      expect.arrayContaining([
+        'addr add 192.168.1.254/24 dev eth-nodes',
+        'addr add 100.127.255.253/30 dev eth-inet',
+        'addr add 172.16.100.1/24 dev eth-vpc0',
+        'route add 10.10.10.0/24 via 192.168.1.1 dev eth-nodes',
+        'route add 10.10.11.0/24 via 192.168.1.2 dev eth-nodes',
+        'route add 10.10.12.0/24 via 192.168.1.3 dev eth-nodes',
+        'route add default via 100.127.255.254 dev eth-inet',
+      ]),
+    );
     // cp-1 has no podCIDR: no route through it.
     expect(r.ip.filter((l) => l.includes('via 192.168.1.10'))).toEqual([]);
     for (const a of topology.vpcEndpoints[0]!.answers) expect(r.ip).toContain(`route replace ${a} via 172.16.100.10 dev eth-vpc0`);
@@ -81,16 +83,18 @@ describe('planLab on the default topology', () => {
     expect(JSON.stringify(plan.netns)).not.toMatch(/\b(masquerade|snat|dnat|nat|iptables|nft)\b/i);
   });
 
-  it("internet: AnyIP in its local table, throws for nodeSubnet and transit, the unmerge rule, a route back to nodes only", () => {
+  it('internet: AnyIP in its local table, throws for nodeSubnet and transit, the unmerge rule, a route back to nodes only', () => {
     const i = netnsOf(plan, INTERNET);
-    expect(i.ip).toEqual(expect.arrayContaining([
-      'addr add 100.127.255.254/30 dev eth0',
-      'route add local 0.0.0.0/0 dev lo table local',
-      'route add throw 192.168.1.0/24 table local',
-      'route add throw 100.127.255.252/30 table local',
-      `rule add pref ${UNMERGE_RULE_PREF} lookup main`,
-      'route add 192.168.1.0/24 via 100.127.255.253 dev eth0',
-    ]));
+    expect(i.ip).toEqual(
+      expect.arrayContaining([
+        'addr add 100.127.255.254/30 dev eth0',
+        'route add local 0.0.0.0/0 dev lo table local',
+        'route add throw 192.168.1.0/24 table local',
+        'route add throw 100.127.255.252/30 table local',
+        `rule add pref ${UNMERGE_RULE_PREF} lookup main`,
+        'route add 192.168.1.0/24 via 100.127.255.253 dev eth0',
+      ]),
+    );
     // The unmerge rule exists before the throws can take effect.
     expect(i.ip.findIndex((l) => l.startsWith('rule add'))).toBeLessThan(i.ip.findIndex((l) => l.includes('throw')));
     // No way back to pod CIDRs (a reply to a pod IP is lost), and no default route.
@@ -100,17 +104,19 @@ describe('planLab on the default topology', () => {
 
   it('VPC: answers its ranges (AnyIP) except the lab own ranges, routes back through the router', () => {
     const v = netnsOf(plan, 'vpc');
-    expect(v.ip).toEqual(expect.arrayContaining([
-      'addr add 172.16.100.10/24 dev eth0',
-      'route add default via 172.16.100.1 dev eth0',
-      `rule add pref ${UNMERGE_RULE_PREF} lookup main`,
-      'route replace local 10.0.0.0/8 dev lo table local',
-      'route replace throw 192.168.1.0/24 table local',
-      'route replace throw 172.16.100.0/24 table local',
-      'route replace throw 10.10.10.0/24 table local',
-      'route replace throw 10.10.11.0/24 table local',
-      'route replace throw 10.10.12.0/24 table local',
-    ]));
+    expect(v.ip).toEqual(
+      expect.arrayContaining([
+        'addr add 172.16.100.10/24 dev eth0',
+        'route add default via 172.16.100.1 dev eth0',
+        `rule add pref ${UNMERGE_RULE_PREF} lookup main`,
+        'route replace local 10.0.0.0/8 dev lo table local',
+        'route replace throw 192.168.1.0/24 table local',
+        'route replace throw 172.16.100.0/24 table local',
+        'route replace throw 10.10.10.0/24 table local',
+        'route replace throw 10.10.11.0/24 table local',
+        'route replace throw 10.10.12.0/24 table local',
+      ]),
+    );
   });
 
   it('nodes: address, default via the router, routed CNI to other nodes, pod host routes', () => {
@@ -210,11 +216,15 @@ describe('planLab on other topologies', () => {
   });
 });
 
-describe('a node\'s boot config is the lab\'s network only: the system under test installs its own rules', () => {
+describe("a node's boot config is the lab's network only: the system under test installs its own rules", () => {
   it('no cluster node gets a gateway fence or any other policy-routing rule from the lab (the agent writes its fence as a boot hook: harness/lab/boot.ts)', () => {
     const p = planLab(topologyFromArg('default'));
     const nodes = p.netns.filter((n) => topologyFromArg('default').nodes.some((x) => x.name === n.container));
     expect(nodes.length).toBeGreaterThan(0);
-    for (const n of nodes) expect(n.ip.filter((l) => /^rule |table 7\d{3}/.test(l)), n.container).toEqual([]);
+    for (const n of nodes)
+      expect(
+        n.ip.filter((l) => /^rule |table 7\d{3}/.test(l)),
+        n.container,
+      ).toEqual([]);
   });
 });

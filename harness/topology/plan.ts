@@ -115,9 +115,7 @@ export function podNetnsName(pod: Pick<PodSpec, 'namespace' | 'name'>): string {
 
 function transitAddresses(transitCIDR: string): { router: string; internet: string } {
   const { first, bits } = cidrRange(transitCIDR);
-  return bits === 31
-    ? { router: intToIPv4(first), internet: intToIPv4(first + 1) }
-    : { router: intToIPv4(first + 1), internet: intToIPv4(first + 2) };
+  return bits === 31 ? { router: intToIPv4(first), internet: intToIPv4(first + 1) } : { router: intToIPv4(first + 1), internet: intToIPv4(first + 2) };
 }
 
 function vpcRouterAddress(ep: VpcEndpointSpec): string {

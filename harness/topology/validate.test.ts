@@ -59,12 +59,8 @@ describe('parseTopology: a valid topology', () => {
       { name: 'node-2', role: 'worker', address: '192.168.1.2', podCIDR: '10.10.11.0/24' },
       { name: 'cp-1', role: 'control-plane', address: '192.168.1.10' },
     ]);
-    expect(t.vpcEndpoints).toEqual([
-      { name: 'vpc', address: '172.16.100.10', subnet: '172.16.100.0/24', answers: [...TOPOLOGY_DEFAULTS.vpcEndpoint.answers] },
-    ]);
-    expect(t.pods).toEqual([
-      { namespace: 'alice', name: 'frontend-1', node: 'node-1', ip: '10.10.10.1', hostNetwork: false, labels: { role: 'frontend' } },
-    ]);
+    expect(t.vpcEndpoints).toEqual([{ name: 'vpc', address: '172.16.100.10', subnet: '172.16.100.0/24', answers: [...TOPOLOGY_DEFAULTS.vpcEndpoint.answers] }]);
+    expect(t.pods).toEqual([{ namespace: 'alice', name: 'frontend-1', node: 'node-1', ip: '10.10.10.1', hostNetwork: false, labels: { role: 'frontend' } }]);
   });
 
   it('uses all defaults for name and nodeSubnet when absent', () => {
@@ -88,9 +84,7 @@ describe('parseTopology: a valid topology', () => {
     const input = base();
     input.namespaces.push({ name: 'default', labels: { team: 'core' } });
     const t = parseTopology(input);
-    expect(t.namespaces.filter((n) => n.name === 'default')).toEqual([
-      { name: 'default', labels: { team: 'core', 'kubernetes.io/metadata.name': 'default' } },
-    ]);
+    expect(t.namespaces.filter((n) => n.name === 'default')).toEqual([{ name: 'default', labels: { team: 'core', 'kubernetes.io/metadata.name': 'default' } }]);
   });
 
   it('the metadata.name label cannot be overridden by the user', () => {
@@ -190,7 +184,7 @@ describe('parseTopology: bad inputs name the field and the value', () => {
     const issues = issuesOf(input);
     const byPath = Object.fromEntries(issues.map((i) => [i.path, i]));
     expect(byPath['nodes[0].podCidr']).toMatchObject({ value: '10.10.20.0/24', message: expect.stringMatching(/unknown field \(allowed: .*podCIDR/) });
-    expect(byPath['nodeSubnett']?.message).toMatch(/unknown field .*nodeSubnet/);
+    expect(byPath.nodeSubnett?.message).toMatch(/unknown field .*nodeSubnet/);
     expect(byPath['namespaces[0].label']?.message).toMatch(/unknown field .*labels/);
     expect(byPath['pods[0].IP']?.message).toMatch(/unknown field .*ip/);
     expect(byPath['vpcEndpoints[0].answer']?.message).toMatch(/unknown field .*answers/);
@@ -329,14 +323,37 @@ describe('parseTopology: bad inputs name the field and the value', () => {
   });
 
   it('VPC answers equal to or inside the node subnet, a pod CIDR, the transit link or an endpoint subnet, or 0.0.0.0/0 (issue 12)', () => {
-    const withAnswers = (answers: string[]) => ({ ...base(), vpcEndpoints: [{ name: 'vpc', address: '172.16.100.10', subnet: '172.16.100.0/24', answers: ['8.8.8.0/24', ...answers] }] });
-    expectIssue(withAnswers(['192.168.1.0/24']), 'vpcEndpoints[0].answers[1]', '192.168.1.0/24', /^is nodeSubnet 192\.168\.1\.0\/24: the router would send the lab's own traffic there to vpc \(an answer may contain the lab's ranges, not equal one or lie inside one\)$/);
-    expectIssue(withAnswers(['192.168.1.128/25']), 'vpcEndpoints[0].answers[1]', '192.168.1.128/25', /^lies inside nodeSubnet 192\.168\.1\.0\/24: the router would send the lab's own traffic there to vpc/);
+    const withAnswers = (answers: string[]) => ({
+      ...base(),
+      vpcEndpoints: [{ name: 'vpc', address: '172.16.100.10', subnet: '172.16.100.0/24', answers: ['8.8.8.0/24', ...answers] }],
+    });
+    expectIssue(
+      withAnswers(['192.168.1.0/24']),
+      'vpcEndpoints[0].answers[1]',
+      '192.168.1.0/24',
+      /^is nodeSubnet 192\.168\.1\.0\/24: the router would send the lab's own traffic there to vpc \(an answer may contain the lab's ranges, not equal one or lie inside one\)$/,
+    );
+    expectIssue(
+      withAnswers(['192.168.1.128/25']),
+      'vpcEndpoints[0].answers[1]',
+      '192.168.1.128/25',
+      /^lies inside nodeSubnet 192\.168\.1\.0\/24: the router would send the lab's own traffic there to vpc/,
+    );
     expectIssue(withAnswers(['10.10.11.0/24']), 'vpcEndpoints[0].answers[1]', '10.10.11.0/24', /^is nodes\[1\]\.podCIDR \(node-2\) 10\.10\.11\.0\/24: /);
-    expectIssue(withAnswers(['10.10.10.64/26']), 'vpcEndpoints[0].answers[1]', '10.10.10.64/26', /^lies inside nodes\[0\]\.podCIDR \(node-1\) 10\.10\.10\.0\/24: /);
+    expectIssue(
+      withAnswers(['10.10.10.64/26']),
+      'vpcEndpoints[0].answers[1]',
+      '10.10.10.64/26',
+      /^lies inside nodes\[0\]\.podCIDR \(node-1\) 10\.10\.10\.0\/24: /,
+    );
     expectIssue(withAnswers(['172.16.100.0/24']), 'vpcEndpoints[0].answers[1]', '172.16.100.0/24', /^is vpcEndpoints\[0\]\.subnet 172\.16\.100\.0\/24: /);
     expectIssue(withAnswers(['100.127.255.252/30']), 'vpcEndpoints[0].answers[1]', '100.127.255.252/30', /^is transitCIDR 100\.127\.255\.252\/30: /);
-    expectIssue(withAnswers(['0.0.0.0/0']), 'vpcEndpoints[0].answers[1]', '0.0.0.0/0', /^is every address: vpc would answer for the whole internet and the internet endpoint would never be reached; list the ranges vpc serves$/);
+    expectIssue(
+      withAnswers(['0.0.0.0/0']),
+      'vpcEndpoints[0].answers[1]',
+      '0.0.0.0/0',
+      /^is every address: vpc would answer for the whole internet and the internet endpoint would never be reached; list the ranges vpc serves$/,
+    );
     // an answer containing the lab's ranges is how the defaults work (10.0.0.0/8, 192.168.0.0/16): longest prefix wins
     expect(parseTopology(withAnswers(['10.0.0.0/8', '192.168.0.0/16'])).vpcEndpoints[0]!.answers).toEqual(['8.8.8.0/24', '10.0.0.0/8', '192.168.0.0/16']);
   });
@@ -366,10 +383,15 @@ describe('parseTopology: bad inputs name the field and the value', () => {
     }
   });
 
-  it("a node named like a lab container says which container and what it would clash with", () => {
+  it('a node named like a lab container says which container and what it would clash with', () => {
     const input = base();
     input.nodes[2].name = 'payload-loader';
-    expectIssue(input, 'nodes[2].name', 'payload-loader', /^is reserved for the lab's own containers \(switch, router, internet, wirer, payload-loader; container egl-<lab>-payload-loader\): pick another name$/);
+    expectIssue(
+      input,
+      'nodes[2].name',
+      'payload-loader',
+      /^is reserved for the lab's own containers \(switch, router, internet, wirer, payload-loader; container egl-<lab>-payload-loader\): pick another name$/,
+    );
   });
 
   it('node names must be DNS labels', () => {
@@ -440,10 +462,20 @@ describe('parseTopology: bad inputs name the field and the value', () => {
     wide.pods = [];
     expectIssue(wide, 'nodes[0].podCIDR', '160.0.0.0/3', /^overlaps 169\.254\.0\.0\/16 \(link-local/);
     // the same for the node subnet, the transit link, the service range and a VPC endpoint's subnet
-    expectIssue({ ...base(), nodeSubnet: '127.1.1.0/24', nodes: [{ name: 'n', address: '127.1.1.1' }], pods: [] }, 'nodeSubnet', '127.1.1.0/24', /^overlaps 127\.0\.0\.0\/8 \(loopback/);
+    expectIssue(
+      { ...base(), nodeSubnet: '127.1.1.0/24', nodes: [{ name: 'n', address: '127.1.1.1' }], pods: [] },
+      'nodeSubnet',
+      '127.1.1.0/24',
+      /^overlaps 127\.0\.0\.0\/8 \(loopback/,
+    );
     expectIssue({ ...base(), transitCIDR: '169.254.255.252/30' }, 'transitCIDR', '169.254.255.252/30', /link-local/);
     expectIssue({ ...base(), serviceCIDR: '224.0.0.0/16' }, 'serviceCIDR', '224.0.0.0/16', /multicast/);
-    expectIssue({ ...base(), vpcEndpoints: [{ name: 'vpc', address: '240.1.1.10', subnet: '240.1.1.0/24' }] }, 'vpcEndpoints[0].subnet', '240.1.1.0/24', /reserved/);
+    expectIssue(
+      { ...base(), vpcEndpoints: [{ name: 'vpc', address: '240.1.1.10', subnet: '240.1.1.0/24' }] },
+      'vpcEndpoints[0].subnet',
+      '240.1.1.0/24',
+      /reserved/,
+    );
     // ordinary unicast ranges that ipaddr.js calls "reserved" (documentation, benchmarking) are fine
     const doc = base();
     doc.nodes[0].podCIDR = '198.18.0.0/24';
@@ -500,9 +532,12 @@ describe('parseTopology: bad inputs name the field and the value', () => {
 
   it('bad labels: keys, values, non-map', () => {
     const input = base();
-    input.namespaces[0].labels = { 'bad key': 'x', ok: 'has space', n: 3, ['-lead']: 'v' };
+    input.namespaces[0].labels = { 'bad key': 'x', ok: 'has space', n: 3, '-lead': 'v' };
     const issues = issuesOf(input);
-    expect(issues.find((i) => i.path === 'namespaces[0].labels.bad key')).toMatchObject({ value: 'bad key', message: expect.stringMatching(/not a valid label key/) });
+    expect(issues.find((i) => i.path === 'namespaces[0].labels.bad key')).toMatchObject({
+      value: 'bad key',
+      message: expect.stringMatching(/not a valid label key/),
+    });
     expect(issues.find((i) => i.path === 'namespaces[0].labels.ok')).toMatchObject({ value: 'has space', message: expect.stringMatching(/label value/) });
     expect(issues.find((i) => i.path === 'namespaces[0].labels.n')).toMatchObject({ value: 3 });
     expect(issues.find((i) => i.path === 'namespaces[0].labels.-lead')).toBeDefined();
@@ -543,8 +578,12 @@ describe('lease timings', () => {
     expect(parseTopology({ ...base, lease: { renewIntervalMs: 250, expiryMs: 1500 } }).lease).toEqual({ renewIntervalMs: 250, expiryMs: 1500 });
   });
   it('refuse bad values, naming the field and value', () => {
-    expect(() => parseTopology({ ...base, lease: { renewIntervalMs: 500, expiryMs: 600 } })).toThrow(/lease\.expiryMs: must be at least twice renewIntervalMs \(500\).*\(value: 600\)/);
-    expect(() => parseTopology({ ...base, lease: { renewIntervalMs: '1s', expiryMs: 600 } })).toThrow(/lease\.renewIntervalMs: must be a whole number of milliseconds.*\(value: "1s"\)/);
+    expect(() => parseTopology({ ...base, lease: { renewIntervalMs: 500, expiryMs: 600 } })).toThrow(
+      /lease\.expiryMs: must be at least twice renewIntervalMs \(500\).*\(value: 600\)/,
+    );
+    expect(() => parseTopology({ ...base, lease: { renewIntervalMs: '1s', expiryMs: 600 } })).toThrow(
+      /lease\.renewIntervalMs: must be a whole number of milliseconds.*\(value: "1s"\)/,
+    );
     expect(() => parseTopology({ ...base, lease: { renew: 1 } })).toThrow(/lease\.renew: unknown field/);
   });
 });

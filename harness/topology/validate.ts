@@ -152,22 +152,35 @@ function list(c: Collector, path: string, v: unknown, required: boolean): unknow
  * to a lab range replaces that range's route, one inside a lab range takes part of it, 0.0.0.0/0
  * takes the internet's place, and the same range on two endpoints goes to the last one only.
  */
-function checkAnswers(c: Collector, answers: readonly { path: string; cidr: string; endpoint: string; name: string }[], labRanges: readonly { path: string; cidr: string }[]): void {
+function checkAnswers(
+  c: Collector,
+  answers: readonly { path: string; cidr: string; endpoint: string; name: string }[],
+  labRanges: readonly { path: string; cidr: string }[],
+): void {
   const answeredBy = new Map<string, { endpoint: string; name: string }>();
   for (const a of answers) {
     const bits = cidrRange(a.cidr).bits;
     if (bits === 0) {
-      c.add(a.path, a.cidr, `is every address: ${a.name} would answer for the whole internet and the internet endpoint would never be reached; list the ranges ${a.name} serves`);
+      c.add(
+        a.path,
+        a.cidr,
+        `is every address: ${a.name} would answer for the whole internet and the internet endpoint would never be reached; list the ranges ${a.name} serves`,
+      );
       continue;
     }
     const hit = labRanges.find((r) => overlaps(r.cidr, a.cidr) && bits >= cidrRange(r.cidr).bits);
     if (hit) {
       const how = bits === cidrRange(hit.cidr).bits ? 'is' : 'lies inside';
-      c.add(a.path, a.cidr, `${how} ${hit.path} ${hit.cidr}: the router would send the lab's own traffic there to ${a.name} (an answer may contain the lab's ranges, not equal one or lie inside one)`);
+      c.add(
+        a.path,
+        a.cidr,
+        `${how} ${hit.path} ${hit.cidr}: the router would send the lab's own traffic there to ${a.name} (an answer may contain the lab's ranges, not equal one or lie inside one)`,
+      );
       continue;
     }
     const first = answeredBy.get(a.cidr);
-    if (first && first.endpoint !== a.endpoint) c.add(a.path, a.cidr, `is already answered by ${first.endpoint} (${first.name}): the router has one route per range`);
+    if (first && first.endpoint !== a.endpoint)
+      c.add(a.path, a.cidr, `is already answered by ${first.endpoint} (${first.name}): the router has one route per range`);
     else if (!first) answeredBy.set(a.cidr, a);
   }
 }
@@ -177,8 +190,20 @@ export function parseTopology(input: unknown, source = 'topology'): Topology {
   const c = new Collector();
   if (!isObj(input)) throw new ValidationError(source, [{ path: '(root)', value: input, message: 'must be a map' }]);
   checkKeys(c, '', input, [
-    'apiVersion', 'kind', 'name', 'nodeSubnet', 'routerAddress', 'transitCIDR', 'serviceCIDR', 'snat', 'cluster', 'lease',
-    'nodes', 'namespaces', 'pods', 'vpcEndpoints',
+    'apiVersion',
+    'kind',
+    'name',
+    'nodeSubnet',
+    'routerAddress',
+    'transitCIDR',
+    'serviceCIDR',
+    'snat',
+    'cluster',
+    'lease',
+    'nodes',
+    'namespaces',
+    'pods',
+    'vpcEndpoints',
   ]);
   if (input.apiVersion !== undefined && input.apiVersion !== 'egresslab/v1') {
     c.add('apiVersion', input.apiVersion, 'must be egresslab/v1');
@@ -250,7 +275,8 @@ export function parseTopology(input: unknown, source = 'topology'): Topology {
     if (!isObj(raw)) return c.add(p, raw, 'must be a map with name, address and (for pods) podCIDR');
     checkKeys(c, p, raw, ['name', 'role', 'address', 'podCIDR']);
     const n = dnsName(c, `${p}.name`, raw.name);
-    if (n && RESERVED_NAMES.has(n)) c.add(`${p}.name`, n, `is reserved for the lab's own containers (${LAB_CONTAINER_KEYS.join(', ')}; container egl-<lab>-${n}): pick another name`);
+    if (n && RESERVED_NAMES.has(n))
+      c.add(`${p}.name`, n, `is reserved for the lab's own containers (${LAB_CONTAINER_KEYS.join(', ')}; container egl-<lab>-${n}): pick another name`);
     if (n && nodeNames.has(n)) c.add(`${p}.name`, n, 'duplicates another node name');
     if (n) nodeNames.add(n);
     const role = raw.role ?? 'worker';
@@ -332,7 +358,11 @@ export function parseTopology(input: unknown, source = 'topology'): Topology {
       if (overlaps(a.cidr, b.cidr)) c.add(b.path, b.cidr, `overlaps ${a.path} ${a.cidr}`);
     }
   }
-  checkAnswers(c, answerPaths, ranges.filter((r) => r.path !== 'serviceCIDR'));
+  checkAnswers(
+    c,
+    answerPaths,
+    ranges.filter((r) => r.path !== 'serviceCIDR'),
+  );
 
   // Namespaces: `default` and `kube-system` always exist, as in a cluster.
   const namespaces: NamespaceSpec[] = [];

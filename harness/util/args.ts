@@ -95,9 +95,16 @@ export function parseArgs(command: string, argv: string[], spec: Record<string, 
     }
     const s = spec[t.name];
     if (!s) {
-      const known = Object.keys(spec).map((k) => `--${k}`).join(', ') || 'none';
+      const known =
+        Object.keys(spec)
+          .map((k) => `--${k}`)
+          .join(', ') || 'none';
       const raw = argv[t.index]!;
-      issues.push({ path: t.rawName.startsWith('--') ? t.rawName : raw, value: raw, message: `is not an option of "${command}"${t.rawName.startsWith('--') ? ` (options: ${known})` : ''}` });
+      issues.push({
+        path: t.rawName.startsWith('--') ? t.rawName : raw,
+        value: raw,
+        message: `is not an option of "${command}"${t.rawName.startsWith('--') ? ` (options: ${known})` : ''}`,
+      });
       continue;
     }
     const name = `--${t.name}`;
@@ -122,7 +129,11 @@ export function parseArgs(command: string, argv: string[], spec: Record<string, 
     if (s.required && flags[name] === undefined) issues.push({ path: `--${name}`, value: undefined, message: 'is required' });
   }
   if (positionals.length > maxPositionals) {
-    issues.push({ path: '(arguments)', value: positionals.slice(maxPositionals), message: `"${command}" takes ${maxPositionals || 'no'} positional argument(s)` });
+    issues.push({
+      path: '(arguments)',
+      value: positionals.slice(maxPositionals),
+      message: `"${command}" takes ${maxPositionals || 'no'} positional argument(s)`,
+    });
   }
   if (issues.length) throw new ValidationError(command, issues);
   return { flags, positionals, rest };
@@ -176,7 +187,8 @@ export function programArgs<const F extends Record<string, FlagSpec>>(
     const { flags, positionals } = parseArgs(program, argv, spec.flags, spec.maxPositionals ?? 0);
     const issues: FieldIssue[] = [];
     if (spec.intPositionals) {
-      for (const p of positionals) if (p.trim() === '' || !Number.isInteger(Number(p))) issues.push({ path: '(arguments)', value: p, message: 'must be a whole number' });
+      for (const p of positionals)
+        if (p.trim() === '' || !Number.isInteger(Number(p))) issues.push({ path: '(arguments)', value: p, message: 'must be a whole number' });
     }
     if (!issues.length && spec.check) issues.push(...spec.check(flags as Flags<F>, positionals));
     if (issues.length) throw new ValidationError(program, issues);

@@ -57,10 +57,7 @@ export class CommandError extends Error {
     options?: { cause?: unknown },
   ) {
     const tail = (stderr.trim() || stdout.trim()).split('\n').slice(-8).join('\n');
-    super(
-      `command failed in ${where} (exit ${exitCode ?? 'signal'}): ${command.join(' ')}${tail ? `\n${tail}` : ''}`,
-      options,
-    );
+    super(`command failed in ${where} (exit ${exitCode ?? 'signal'}): ${command.join(' ')}${tail ? `\n${tail}` : ''}`, options);
   }
 }
 
@@ -73,11 +70,7 @@ export class TimeoutError extends Error {
     readonly lastSeen?: unknown,
     options?: { cause?: unknown },
   ) {
-    super(
-      `timed out after ${timeoutMs} ms waiting for ${what}` +
-        (lastSeen !== undefined ? `; last seen: ${renderValue(lastSeen)}` : ''),
-      options,
-    );
+    super(`timed out after ${timeoutMs} ms waiting for ${what}${lastSeen !== undefined ? `; last seen: ${renderValue(lastSeen)}` : ''}`, options);
   }
 }
 

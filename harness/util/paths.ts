@@ -58,7 +58,10 @@ export function assertBuilt(): void {
   const root = projectRoot();
   if (installedPackage(root)) {
     const probe = join(root, 'dist/payload/dist/harness/inlab/responder.js');
-    if (!existsSync(probe)) throw new LabError(`${probe} is missing: this installed egresslab package has no bundled in-lab code; install it from a tarball made by "npm pack" (its prepack step bundles it)`);
+    if (!existsSync(probe))
+      throw new LabError(
+        `${probe} is missing: this installed egresslab package has no bundled in-lab code; install it from a tarball made by "npm pack" (its prepack step bundles it)`,
+      );
     return;
   }
   const probe = join(root, 'dist/harness/inlab/responder.js');

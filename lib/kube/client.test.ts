@@ -27,7 +27,10 @@ async function serveChunks(chunks: Buffer[]): Promise<string> {
 
 describe('KubeClient.watch: one event per line, whatever the chunking', () => {
   it('decodes a large event split over many chunks, a character cut between two chunks, and two events in one chunk', async () => {
-    const big = { type: 'MODIFIED', object: { apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'big', namespace: 'kube-system' }, data: { config: `ä€😀 ${'x'.repeat(200_000)} ü` } } };
+    const big = {
+      type: 'MODIFIED',
+      object: { apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'big', namespace: 'kube-system' }, data: { config: `ä€😀 ${'x'.repeat(200_000)} ü` } },
+    };
     const small = (n: string) => ({ type: 'ADDED', object: { apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: n, namespace: 'default' } } });
     const bytes = Buffer.from(`${JSON.stringify(big)}\n${JSON.stringify(small('a'))}\n${JSON.stringify(small('b'))}\n`, 'utf8');
     // cut inside the 4-byte 😀 of the big event's text (offset of its 2nd byte), then in 1 KiB pieces,

@@ -6,7 +6,6 @@ import { LineDecoder } from './json-lines.js';
 import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
 import type { KubeList, KubeObject, Status, WatchEvent } from './types.js';
 
-
 /** Informers retry a refused connection every REFUSED_RETRY_MS for up to REFUSED_FAST_RETRY_FOR_MS. */
 const REFUSED_RETRY_MS = 25;
 const REFUSED_FAST_RETRY_FOR_MS = 5_000;
@@ -144,7 +143,13 @@ export class KubeClient {
     this.agent.destroy();
   }
 
-  private open(method: string, path: string, body: string | undefined, contentType: string | undefined, timeoutMs: number | undefined): Promise<IncomingMessage> & { abort?: () => void } {
+  private open(
+    method: string,
+    path: string,
+    body: string | undefined,
+    contentType: string | undefined,
+    timeoutMs: number | undefined,
+  ): Promise<IncomingMessage> & { abort?: () => void } {
     let abort: (() => void) | undefined;
     const p = new Promise<IncomingMessage>((resolve, reject) => {
       const headers: Record<string, string> = { Accept: 'application/json' };
@@ -211,7 +216,10 @@ export class KubeClient {
 
   /** Lists the objects of a resource (in one namespace, or all when `opts.namespace` is absent). */
   list<T extends KubeObject = KubeObject>(ref: ResourceRef, opts: ListOptions = {}): Promise<KubeList<T>> {
-    return this.request<KubeList<T>>('GET', resourcePath(ref, opts.namespace) + query({ labelSelector: opts.labelSelector, fieldSelector: opts.fieldSelector }));
+    return this.request<KubeList<T>>(
+      'GET',
+      resourcePath(ref, opts.namespace) + query({ labelSelector: opts.labelSelector, fieldSelector: opts.fieldSelector }),
+    );
   }
 
   /** Creates an object (in `namespace` for namespaced resources). */

@@ -17,7 +17,12 @@ export async function renewLease(client: KubeClient, node: string, leaseDuration
     return await client.patch(R.leases, node, { spec }, { namespace: NODE_LEASE_NAMESPACE });
   } catch (e) {
     if (!(e instanceof KubeApiError) || e.code !== 404) throw e;
-    return client.create(R.leases, { apiVersion: 'coordination.k8s.io/v1', kind: 'Lease', metadata: { name: node, namespace: NODE_LEASE_NAMESPACE }, spec: { ...spec, acquireTime: spec.renewTime } });
+    return client.create(R.leases, {
+      apiVersion: 'coordination.k8s.io/v1',
+      kind: 'Lease',
+      metadata: { name: node, namespace: NODE_LEASE_NAMESPACE },
+      spec: { ...spec, acquireTime: spec.renewTime },
+    });
   }
 }
 

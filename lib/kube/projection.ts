@@ -51,11 +51,15 @@ export function projectConfigMapKey(
       onChange(value);
     }
   };
-  const informer = client.informer(R.configmaps, { namespace: ref.namespace, fieldSelector: `metadata.name=${ref.name}` }, {
-    onAdd: apply,
-    onUpdate: apply,
-    onDelete: () => apply(undefined),
-    onSync: (items) => apply(items[0]),
-  });
+  const informer = client.informer(
+    R.configmaps,
+    { namespace: ref.namespace, fieldSelector: `metadata.name=${ref.name}` },
+    {
+      onAdd: apply,
+      onUpdate: apply,
+      onDelete: () => apply(undefined),
+      onSync: (items) => apply(items[0]),
+    },
+  );
   return { informer, stop: () => informer.stop() };
 }

@@ -32,12 +32,18 @@ describe('label selector objects', () => {
   });
 
   it('validation names the field and the value', () => {
-    const p = validateLabelSelector({ matchLabels: { 'bad key!': 'v' }, matchExpressions: [{ key: 'a', operator: 'Near', values: [] }] }, 'spec.egress[0].podSelector');
+    const p = validateLabelSelector(
+      { matchLabels: { 'bad key!': 'v' }, matchExpressions: [{ key: 'a', operator: 'Near', values: [] }] },
+      'spec.egress[0].podSelector',
+    );
     expect(p.map((x) => [x.field, x.value])).toEqual([
       ['spec.egress[0].podSelector.matchLabels', 'bad key!'],
       ['spec.egress[0].podSelector.matchExpressions[0].operator', 'Near'],
     ]);
-    expect(validateLabelSelector({ matchExpressions: [{ key: 'a', operator: 'In' }] }, 's')[0]).toMatchObject({ field: 's.matchExpressions[0].values', type: 'FieldValueRequired' });
+    expect(validateLabelSelector({ matchExpressions: [{ key: 'a', operator: 'In' }] }, 's')[0]).toMatchObject({
+      field: 's.matchExpressions[0].values',
+      type: 'FieldValueRequired',
+    });
     expect(validateLabelSelector({ matchLabels: { a: 'x'.repeat(64) } }, 's')[0]).toMatchObject({ field: 's.matchLabels[a]' });
   });
 });
@@ -66,7 +72,9 @@ describe('selector strings (?labelSelector=, ?fieldSelector=)', () => {
 
   it('field selectors match dotted paths', () => {
     const ev = { metadata: { name: 'e1', namespace: 'default' }, involvedObject: { kind: 'EgressNATPolicy', name: 'egress', namespace: '' } };
-    expect(fieldRequirementsMatch(parseFieldSelectorString('involvedObject.name=egress,involvedObject.namespace=,involvedObject.kind=EgressNATPolicy'), ev)).toBe(true);
+    expect(
+      fieldRequirementsMatch(parseFieldSelectorString('involvedObject.name=egress,involvedObject.namespace=,involvedObject.kind=EgressNATPolicy'), ev),
+    ).toBe(true);
     expect(fieldRequirementsMatch(parseFieldSelectorString('metadata.name!=e1'), ev)).toBe(false);
   });
 });

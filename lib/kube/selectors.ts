@@ -112,7 +112,7 @@ export function validateLabelSelector(sel: unknown, path: string): FieldProblem[
         const values = r.values;
         if (op === 'In' || op === 'NotIn') {
           if (!Array.isArray(values) || values.length === 0) {
-            out.push({ field: `${p}.values`, value: values, type: 'FieldValueRequired', detail: 'must be specified when `operator` is \'In\' or \'NotIn\'' });
+            out.push({ field: `${p}.values`, value: values, type: 'FieldValueRequired', detail: "must be specified when `operator` is 'In' or 'NotIn'" });
           } else {
             values.forEach((v: unknown, j: number) => {
               const vp = labelValueProblem(v);
@@ -121,7 +121,12 @@ export function validateLabelSelector(sel: unknown, path: string): FieldProblem[
           }
         } else if (op === 'Exists' || op === 'DoesNotExist') {
           if (Array.isArray(values) && values.length > 0) {
-            out.push({ field: `${p}.values`, value: values, type: 'FieldValueInvalid', detail: "may not be specified when `operator` is 'Exists' or 'DoesNotExist'" });
+            out.push({
+              field: `${p}.values`,
+              value: values,
+              type: 'FieldValueInvalid',
+              detail: "may not be specified when `operator` is 'Exists' or 'DoesNotExist'",
+            });
           }
         } else {
           out.push({ field: `${p}.operator`, value: op, type: 'FieldValueNotSupported', detail: 'supported values: "In", "NotIn", "Exists", "DoesNotExist"' });
@@ -142,7 +147,7 @@ export function selectorToRequirements(sel: LabelSelector | undefined | null): R
 }
 
 export function requirementMatches(r: Requirement, labels: Labels): boolean {
-  const has = Object.prototype.hasOwnProperty.call(labels, r.key);
+  const has = Object.hasOwn(labels, r.key);
   const v = has ? labels[r.key] : undefined;
   switch (r.op) {
     case 'In':

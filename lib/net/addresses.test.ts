@@ -35,7 +35,9 @@ describe('coveringCidrList', () => {
     expect(coveringCidrList(['10.0.0.0/8', '10.1.0.0/16', 'x', '9.0.0.0/8', '10.0.0.0/8', '11.0.0.1/32'])).toEqual(['9.0.0.0/8', '10.0.0.0/8', '11.0.0.1/32']);
   });
   it('property: the same addresses as the whole list, and no two entries overlap', () => {
-    const cidr = fc.tuple(fc.integer({ min: 0, max: 2 ** 32 - 1 }), fc.integer({ min: 0, max: 32 })).map(([a, p]) => `${intToIPv4(p === 0 ? 0 : (a & (~0 << (32 - p))) >>> 0)}/${p}`);
+    const cidr = fc
+      .tuple(fc.integer({ min: 0, max: 2 ** 32 - 1 }), fc.integer({ min: 0, max: 32 }))
+      .map(([a, p]) => `${intToIPv4(p === 0 ? 0 : (a & (~0 << (32 - p))) >>> 0)}/${p}`);
     fc.assert(
       fc.property(fc.array(cidr, { maxLength: 12 }), fc.array(fc.integer({ min: 0, max: 2 ** 32 - 1 }), { minLength: 1, maxLength: 20 }), (list, probes) => {
         const out = coveringCidrList(list);
@@ -50,7 +52,7 @@ describe('coveringCidrList', () => {
 });
 
 describe('constants', () => {
-  it('names upstream ip-masq-agent\'s link-local range', () => {
+  it("names upstream ip-masq-agent's link-local range", () => {
     expect(LINK_LOCAL_CIDR).toBe('169.254.0.0/16');
   });
 });
@@ -227,7 +229,7 @@ describe('dottedQuadToInt and parseCidr against ipaddr.js (the hand-written IPv4
     fc.string({ maxLength: 16 }),
   );
 
-  it('property: dottedQuadToInt accepts exactly what isIPv4 accepts, with ipv4ToInt\'s value', () => {
+  it("property: dottedQuadToInt accepts exactly what isIPv4 accepts, with ipv4ToInt's value", () => {
     fc.assert(
       fc.property(quadish, (s) => {
         expect(dottedQuadToInt(s)).toBe(isIPv4(s) ? ipv4ToInt(s) : null);
@@ -245,7 +247,10 @@ describe('dottedQuadToInt and parseCidr against ipaddr.js (the hand-written IPv4
       fc.constantFrom('::', '::1', 'fc00::', 'fe80::1%eth0', '::ffff:10.0.0.0', '1:2', '1::2::3', 'FC00::', '::10.0.0.1'),
       fc.string({ unit: fc.constantFrom(...'0123456789abcdefABCDEF:.%'.split('')), maxLength: 24 }),
     );
-    const maskText = fc.oneof(fc.integer({ min: 0, max: 140 }).map(String), fc.constantFrom('', '08', '0032', '-1', '+8', '1e1', ' 8', '8 ', '999999999', '0x8'));
+    const maskText = fc.oneof(
+      fc.integer({ min: 0, max: 140 }).map(String),
+      fc.constantFrom('', '08', '0032', '-1', '+8', '1e1', ' 8', '8 ', '999999999', '0x8'),
+    );
     const cidrText = fc.oneof(
       fc.tuple(fc.oneof(quadish, v6ish), maskText).map(([a, m]) => `${a}/${m}`),
       fc.tuple(fc.integer({ min: 0, max: 0xffffffff }), fc.integer({ min: 0, max: 32 })).map(([n, m]) => `${intToIPv4(n)}/${m}`),
@@ -287,7 +292,19 @@ describe('normaliseCidrs', () => {
     expect(norm(['192.168.0.0/16', '10.0.0.0/8', '172.16.0.0/12'])).toEqual(['10.0.0.0/8', '172.16.0.0/12', '192.168.0.0/16']);
   });
   it('keeps the 11 defaults as they are (already disjoint, no siblings)', () => {
-    const d = ['10.0.0.0/8', '172.16.0.0/12', '192.168.0.0/16', '100.64.0.0/10', '192.0.0.0/24', '192.0.2.0/24', '192.88.99.0/24', '198.18.0.0/15', '198.51.100.0/24', '203.0.113.0/24', '240.0.0.0/4'];
+    const d = [
+      '10.0.0.0/8',
+      '172.16.0.0/12',
+      '192.168.0.0/16',
+      '100.64.0.0/10',
+      '192.0.0.0/24',
+      '192.0.2.0/24',
+      '192.88.99.0/24',
+      '198.18.0.0/15',
+      '198.51.100.0/24',
+      '203.0.113.0/24',
+      '240.0.0.0/4',
+    ];
     expect(norm(d)).toHaveLength(11);
     expect(new Set(norm(d))).toEqual(new Set(d));
   });
@@ -302,12 +319,10 @@ describe('normaliseCidrs', () => {
   });
 
   // Property: same address coverage, sorted, disjoint, and no mergeable sibling pair left.
-  const cidrArb = fc
-    .record({ a: fc.integer({ min: 0, max: 0xffff }), p: fc.integer({ min: 16, max: 32 }) })
-    .map(({ a, p }): Cidr => {
-      const network = ((10n << 24n) | BigInt(a) << 8n | BigInt(a & 0xff)) & (((1n << 32n) - 1n) ^ ((1n << BigInt(32 - p)) - 1n));
-      return { family: 4, network, prefix: p };
-    });
+  const cidrArb = fc.record({ a: fc.integer({ min: 0, max: 0xffff }), p: fc.integer({ min: 16, max: 32 }) }).map(({ a, p }): Cidr => {
+    const network = ((10n << 24n) | (BigInt(a) << 8n) | BigInt(a & 0xff)) & (((1n << 32n) - 1n) ^ ((1n << BigInt(32 - p)) - 1n));
+    return { family: 4, network, prefix: p };
+  });
   it('property: coverage preserved, output sorted/disjoint/minimal', () => {
     fc.assert(
       fc.property(fc.array(cidrArb, { maxLength: 40 }), fc.array(fc.integer({ min: 0, max: 0xffffff }), { minLength: 50, maxLength: 50 }), (input, probes) => {

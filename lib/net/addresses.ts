@@ -131,7 +131,7 @@ export function parseCidr4(text: unknown, strict = true): ParseResult<Cidr4> {
 /** Whether a parsed CIDR contains an address (dotted text, or a 32-bit number). */
 export function cidrContains(cidr: Cidr4, ip: string | number): boolean {
   const n = typeof ip === 'number' ? ip : ipv4ToInt(ip);
-  return ((n & maskOf(cidr.prefix)) >>> 0) === cidr.base;
+  return (n & maskOf(cidr.prefix)) >>> 0 === cidr.base;
 }
 
 /** Whether the CIDR `cidrText` contains the address `ip` (both text); false when either does not parse. */
@@ -243,9 +243,7 @@ export interface Cidr {
 }
 
 /** The result of parseCidr: the CIDR, the address as written and whether it was aligned; or a message. */
-export type CidrParse =
-  | { ok: true; cidr: Cidr; ip: bigint; aligned: boolean }
-  | { ok: false; message: string };
+export type CidrParse = { ok: true; cidr: Cidr; ip: bigint; aligned: boolean } | { ok: false; message: string };
 
 /** Address width of a family in bits (32 or 128). */
 export function familyBits(f: Family): number {
@@ -333,7 +331,7 @@ export function parseCidr(s: string): CidrParse {
   if (ip === null) return bad();
   const prefix = prefixLen(maskPart);
   if (prefix === null || prefix > 128) return bad();
-  if ((ip >> 32n) === V4_MAPPED_PREFIX >> 32n) {
+  if (ip >> 32n === V4_MAPPED_PREFIX >> 32n) {
     // Go would accept "::ffff:a.b.c.d/n" and then treat it as IPv4 (isIPv6CIDR is false), which
     // iptables-restore then rejects on every sync; we refuse it up front with a clear message.
     return { ok: false, message: `IPv4-mapped IPv6 CIDR ${s} is not supported; write the IPv4 CIDR` };

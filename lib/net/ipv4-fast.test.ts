@@ -29,26 +29,28 @@ const u32 = fc.integer({ min: 0, max: 0xffffffff });
 
 /** [address, prefix]: mostly crowded into 10.0.0.0/20 (overlaps, nesting, adjacency), some anywhere, some edges. */
 const block = fc.oneof(
-  { arbitrary: fc.tuple(fc.integer({ min: 0, max: 4095 }).map((o) => 0x0a000000 + o), fc.integer({ min: 20, max: 32 })), weight: 6 },
+  {
+    arbitrary: fc.tuple(
+      fc.integer({ min: 0, max: 4095 }).map((o) => 0x0a000000 + o),
+      fc.integer({ min: 20, max: 32 }),
+    ),
+    weight: 6,
+  },
   { arbitrary: fc.tuple(u32, fc.integer({ min: 0, max: 32 })), weight: 2 },
   { arbitrary: fc.constantFrom<[number, number]>([0, 0], [0xffffffff, 32], [0, 32], [0xffffffff, 0], [0x80000000, 1], [0, 1], [0x7fffffff, 32]), weight: 1 },
 );
 /** A block cut into all its 2^k sub-blocks: siblings that merge back, level after level. */
-const tiled = fc
-  .tuple(u32, fc.integer({ min: 0, max: 28 }), fc.integer({ min: 1, max: 4 }))
-  .map(([n, p, k]) => {
-    const base = (n & maskOf(p)) >>> 0;
-    const size = 2 ** (32 - p - k);
-    return Array.from({ length: 2 ** k }, (_, i): [number, number] => [base + i * size, p + k]);
-  });
+const tiled = fc.tuple(u32, fc.integer({ min: 0, max: 28 }), fc.integer({ min: 1, max: 4 })).map(([n, p, k]) => {
+  const base = (n & maskOf(p)) >>> 0;
+  const size = 2 ** (32 - p - k);
+  return Array.from({ length: 2 ** k }, (_, i): [number, number] => [base + i * size, p + k]);
+});
 /** 2..6 blocks of one size, one after the other from any aligned start: adjacent, sibling or not. */
-const run = fc
-  .tuple(u32, fc.integer({ min: 1, max: 32 }), fc.integer({ min: 2, max: 6 }))
-  .map(([n, p, k]) => {
-    const size = 2 ** (32 - p);
-    const base = (n & maskOf(p)) >>> 0;
-    return Array.from({ length: k }, (_, i): [number, number] => [(base + i * size) % 2 ** 32, p]);
-  });
+const run = fc.tuple(u32, fc.integer({ min: 1, max: 32 }), fc.integer({ min: 2, max: 6 })).map(([n, p, k]) => {
+  const size = 2 ** (32 - p);
+  const base = (n & maskOf(p)) >>> 0;
+  return Array.from({ length: k }, (_, i): [number, number] => [(base + i * size) % 2 ** 32, p]);
+});
 /** A list of IPv4 Cidrs, addresses not always aligned (normaliseCidrs masks them), in random order. */
 const cidrList = fc
   .tuple(fc.array(block, { maxLength: 40 }), fc.array(fc.oneof(tiled, run), { maxLength: 3 }))
@@ -64,7 +66,7 @@ const pairsOf = (l: readonly Cidr[]): number[] =>
   intervalsOfCidrs(l.map((c) => ({ ...c, network: c.network & BigInt(maskOf(c.prefix)) }))).flatMap((iv) => [Number(iv.first), Number(iv.last)]);
 
 describe('IPv4 on numbers = IPv4 on bigints (issue 17)', () => {
-  it('property: normaliseCidrs (IPv4 path) and normaliseCidr4Keys give normaliseCidrsBigint\'s CIDRs', () => {
+  it("property: normaliseCidrs (IPv4 path) and normaliseCidr4Keys give normaliseCidrsBigint's CIDRs", () => {
     fc.assert(
       fc.property(cidrList, (l) => {
         const reference = normaliseCidrsBigint(l);
@@ -76,7 +78,7 @@ describe('IPv4 on numbers = IPv4 on bigints (issue 17)', () => {
     );
   });
 
-  it('property: intervalsOfCidr4Keys gives intervalsOfCidrs\' intervals, sorted input or not', () => {
+  it("property: intervalsOfCidr4Keys gives intervalsOfCidrs' intervals, sorted input or not", () => {
     fc.assert(
       fc.property(cidrList, (l) => {
         const expected = pairsOf(l);
@@ -122,7 +124,7 @@ describe('IPv4 on numbers = IPv4 on bigints (issue 17)', () => {
     );
   });
 
-  it('property: formatIPv4 and formatAddr(4) keep the array and bigint formulas\' texts', () => {
+  it("property: formatIPv4 and formatAddr(4) keep the array and bigint formulas' texts", () => {
     fc.assert(
       fc.property(fc.oneof(u32, fc.integer(), fc.double()), (n) => {
         expect(formatIPv4(n)).toBe([(n >>> 24) & 255, (n >>> 16) & 255, (n >>> 8) & 255, n & 255].join('.'));

@@ -5,7 +5,7 @@
  * the API (through the forward), polled with a deadline.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Lab } from '../../harness/lab/lab.js';
+import type { Lab } from '../../harness/lab/lab.js';
 import { startTestLab } from '../../harness/testing/lab.js';
 import { pollUntil } from '../../harness/util/poll.js';
 import { R, type KubeClient } from '../../lib/kube/client.js';
@@ -22,7 +22,12 @@ let api: KubeClient;
 beforeAll(async () => {
   lab = await startTestLab('default', 'fip');
   api = await lab.api();
-  await api.create(R.anthosNetworkGateways, { apiVersion: 'networking.gke.io/v1alpha1', kind: 'AnthosNetworkGateway', metadata: { name: 'default', namespace: 'kube-system' }, spec: { floatingIPs: IPS } });
+  await api.create(R.anthosNetworkGateways, {
+    apiVersion: 'networking.gke.io/v1alpha1',
+    kind: 'AnthosNetworkGateway',
+    metadata: { name: 'default', namespace: 'kube-system' },
+    spec: { floatingIPs: IPS },
+  });
 });
 afterAll(async () => {
   await lab?.down();
@@ -46,7 +51,10 @@ async function until(what: string, accept: (g: GatewayStatus) => boolean, timeou
     const g = await pollUntil(gw, { what, timeoutMs, intervalMs: 10, accept });
     return { g, ms: Date.now() - t0 };
   } catch (error) {
-    throw new Error(`${(error as Error).message}\nstatus now: ${JSON.stringify(await gw().catch((e: Error) => e.message))}\nnode transitions: ${await transitions().catch((e: Error) => e.message)}`, { cause: error });
+    throw new Error(
+      `${(error as Error).message}\nstatus now: ${JSON.stringify(await gw().catch((e: Error) => e.message))}\nnode transitions: ${await transitions().catch((e: Error) => e.message)}`,
+      { cause: error },
+    );
   }
 }
 
@@ -58,7 +66,11 @@ const allUp = (g: GatewayStatus) => everyNodeUp(g, 4);
  * blackholed, except towards node-2's own pods.
  */
 async function kernelFence(node: string): Promise<{ rules: string[]; routes: string[] }> {
-  const lines = async (cmd: string[]) => (await lab.exec(node, cmd)).stdout.split('\n').map((l) => l.trim()).filter(Boolean);
+  const lines = async (cmd: string[]) =>
+    (await lab.exec(node, cmd)).stdout
+      .split('\n')
+      .map((l) => l.trim())
+      .filter(Boolean);
   return { rules: await lines(['ip', 'rule', 'show', 'table', '7100']), routes: (await lines(['ip', 'route', 'show', 'table', '7100'])).sort() };
 }
 const NODE2_FENCE = {
@@ -83,7 +95,12 @@ describe('floating IPs in a running lab', () => {
   });
 
   it("every agent installs its node's forward fence (the lab's boot config has none)", async () => {
-    const fence = await pollUntil(() => kernelFence('node-2'), { what: "node-2's forward fence in its kernel", timeoutMs: 10_000, intervalMs: 50, accept: (f) => f.routes.length > 0 });
+    const fence = await pollUntil(() => kernelFence('node-2'), {
+      what: "node-2's forward fence in its kernel",
+      timeoutMs: 10_000,
+      intervalMs: 50,
+      accept: (f) => f.routes.length > 0,
+    });
     expect(fence).toEqual(NODE2_FENCE);
   });
 
@@ -93,7 +110,11 @@ describe('floating IPs in a running lab', () => {
     const s = JSON.parse(r.stdout) as { cluster: ClusterStatus };
     expect(s.cluster.api.reachable).toBe(true);
     expect(s.cluster.controller).toEqual({ node: 'cp-1', processRunning: true });
-    expect(s.cluster.gateway).toMatchObject({ namespace: 'kube-system', floatingIPs: IPS, assignments: { '192.168.1.100': 'node-1', '192.168.1.101': 'node-2' } });
+    expect(s.cluster.gateway).toMatchObject({
+      namespace: 'kube-system',
+      floatingIPs: IPS,
+      assignments: { '192.168.1.100': 'node-1', '192.168.1.101': 'node-2' },
+    });
     expect(s.cluster.agents.map((a) => [a.node, a.processRunning, a.phase])).toEqual([
       ['node-1', true, 'running'],
       ['node-2', true, 'running'],
@@ -138,7 +159,12 @@ describe('floating IPs in a running lab', () => {
     const back = await until('node-2 Up again', allUp);
     expect(back.g.assignments, await transitions()).toEqual({ '192.168.1.100': 'node-3', '192.168.1.101': 'node-1' });
     const moved = (await events('FloatingIPMoved')).map((e) => e.message as string);
-    expect(moved).toEqual(expect.arrayContaining(['floating IP 192.168.1.100 moved from node node-1 to node node-3', 'floating IP 192.168.1.101 moved from node node-2 to node node-1']));
+    expect(moved).toEqual(
+      expect.arrayContaining([
+        'floating IP 192.168.1.100 moved from node node-1 to node node-3',
+        'floating IP 192.168.1.101 moved from node node-2 to node node-1',
+      ]),
+    );
     expect(moved).toHaveLength(2);
   });
 
@@ -160,7 +186,10 @@ describe('floating IPs in a running lab', () => {
       },
       { what: 'every lease renewed after the controller restart, every node Up', timeoutMs: 20_000, intervalMs: 50 },
     ).catch(async (error: Error) => {
-      throw new Error(`${error.message}\nstatus now: ${JSON.stringify(await gw().catch((e: Error) => e.message))}\nnode transitions: ${await transitions().catch((e: Error) => e.message)}`, { cause: error });
+      throw new Error(
+        `${error.message}\nstatus now: ${JSON.stringify(await gw().catch((e: Error) => e.message))}\nnode transitions: ${await transitions().catch((e: Error) => e.message)}`,
+        { cause: error },
+      );
     });
     const after = await api.get(R.anthosNetworkGateways, 'default', 'kube-system');
     expect(after.metadata.uid).toBe(before.metadata.uid);
@@ -169,7 +198,11 @@ describe('floating IPs in a running lab', () => {
 
     // The persisted watch history resumes across the restart: no change of the assignment since.
     const seen: WatchEvent[] = [];
-    const w = api.watch(R.anthosNetworkGateways, { namespace: 'kube-system', resourceVersion: before.metadata.resourceVersion, allowWatchBookmarks: true, timeoutSeconds: 1 }, (e) => seen.push(e));
+    const w = api.watch(
+      R.anthosNetworkGateways,
+      { namespace: 'kube-system', resourceVersion: before.metadata.resourceVersion, allowWatchBookmarks: true, timeoutSeconds: 1 },
+      (e) => seen.push(e),
+    );
     await w.done;
     expect(seen.some((e) => e.type === 'ERROR')).toBe(false);
     for (const e of seen.filter((x) => x.type === 'MODIFIED')) expect(gatewayStatus(e.object).assignments).toEqual(assignments);

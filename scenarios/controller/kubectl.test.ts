@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import * as k8s from '@kubernetes/client-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
-import { Lab } from '../../harness/lab/lab.js';
+import type { Lab } from '../../harness/lab/lab.js';
 import { startTestLab } from '../../harness/testing/lab.js';
 import { run as runProgram, type RunResult } from '../../harness/testing/run.js';
 import { pollUntil } from '../../harness/util/poll.js';
@@ -44,7 +44,8 @@ type Run = RunResult;
 const run = (cmd: string, args: string[], env: Record<string, string> = {}, input?: string): Promise<Run> =>
   runProgram(cmd, args, { env: { ...process.env, ...env }, timeoutMs: 60_000, ...(input !== undefined ? { input } : {}) });
 
-const kubectl = (args: string[], input?: string): Promise<Run> => run(KUBECTL, [`--kubeconfig=${kubeconfigPath}`, `--cache-dir=${join(dir, 'kcache')}`, ...args], {}, input);
+const kubectl = (args: string[], input?: string): Promise<Run> =>
+  run(KUBECTL, [`--kubeconfig=${kubeconfigPath}`, `--cache-dir=${join(dir, 'kcache')}`, ...args], {}, input);
 const egresslab = (args: string[]): Promise<Run> => run(process.execPath, [CLI, ...args]);
 
 async function ok(args: string[], input?: string): Promise<string> {
@@ -54,11 +55,16 @@ async function ok(args: string[], input?: string): Promise<string> {
 }
 
 const badPolicy = (): string =>
-  readFileSync(join(SEED000, '02-egressnatpolicy.yaml'), 'utf8').replace('name: egress', 'name: bad').replace('8.8.8.0/24', '8.8.8.1/24').replace('192.168.1.100', '192.168.1.150');
+  readFileSync(join(SEED000, '02-egressnatpolicy.yaml'), 'utf8')
+    .replace('name: egress', 'name: bad')
+    .replace('8.8.8.0/24', '8.8.8.1/24')
+    .replace('192.168.1.100', '192.168.1.150');
 
 describe('kubectl against the lab API (forward on 127.0.0.1)', () => {
   it('lists the lab nodes, Ready through their agents', async () => {
-    const nodes = JSON.parse(await ok(['get', 'nodes', '-o', 'json'])) as { items: { metadata: { name: string }; status: { conditions: { type: string; status: string }[] } }[] };
+    const nodes = JSON.parse(await ok(['get', 'nodes', '-o', 'json'])) as {
+      items: { metadata: { name: string }; status: { conditions: { type: string; status: string }[] } }[];
+    };
     expect(nodes.items.map((n) => n.metadata.name).sort()).toEqual(['cp-1', 'node-1', 'node-2', 'node-3']);
     for (const n of nodes.items) expect(n.status.conditions.find((c) => c.type === 'Ready')?.status).toBe('True');
   });
@@ -76,11 +82,14 @@ describe('kubectl against the lab API (forward on 127.0.0.1)', () => {
     expect(applied).toContain('anthosnetworkgateway.networking.gke.io/default created');
     expect(applied).toContain('egressnatpolicy.networking.gke.io/egress unchanged');
     // The seed's own verification command: every node Up (real agents), IPs on the workers, spread.
-    const gw = await pollUntil(async () => parse(await ok(['-n', 'kube-system', 'get', 'anthosnetworkgateway.networking.gke.io', 'default', '-oyaml'])) as Record<string, any>, {
-      what: 'the gateway status to assign the three floating IPs',
-      timeoutMs: 10_000,
-      accept: (g) => Object.keys(g.status?.floatingIPs ?? {}).length === 3,
-    });
+    const gw = await pollUntil(
+      async () => parse(await ok(['-n', 'kube-system', 'get', 'anthosnetworkgateway.networking.gke.io', 'default', '-oyaml'])) as Record<string, any>,
+      {
+        what: 'the gateway status to assign the three floating IPs',
+        timeoutMs: 10_000,
+        accept: (g) => Object.keys(g.status?.floatingIPs ?? {}).length === 3,
+      },
+    );
     expect(gw.spec.floatingIPs).toEqual(['192.168.1.100', '192.168.1.101', '192.168.1.102']);
     // (a node whose agent was starved past the lease expiry shows in its NodeDown events)
     const flaps = (await ok(['get', 'events', '--field-selector', 'reason=NodeDown', '-o', 'name'])).trim();
@@ -96,7 +105,14 @@ describe('kubectl against the lab API (forward on 127.0.0.1)', () => {
   });
 
   it('get -w streams the current object first, then the change a label makes', async () => {
-    const child = spawn(KUBECTL, [`--kubeconfig=${kubeconfigPath}`, `--cache-dir=${join(dir, 'kcache')}`, 'get', 'egressnatpolicies', '-w', '--output-watch-events']);
+    const child = spawn(KUBECTL, [
+      `--kubeconfig=${kubeconfigPath}`,
+      `--cache-dir=${join(dir, 'kcache')}`,
+      'get',
+      'egressnatpolicies',
+      '-w',
+      '--output-watch-events',
+    ]);
     let out = '';
     child.stdout.on('data', (d: Buffer) => (out += d.toString()));
     try {
@@ -110,7 +126,9 @@ describe('kubectl against the lab API (forward on 127.0.0.1)', () => {
   });
 
   it('label, patch and get -o yaml round-trip; delete removes it', async () => {
-    expect(await ok(['patch', 'egressnatpolicy', 'egress', '--type=merge', '-p', '{"spec":{"destinationCIDRs":["8.8.8.0/24","1.1.1.0/24"]}}'])).toContain('patched');
+    expect(await ok(['patch', 'egressnatpolicy', 'egress', '--type=merge', '-p', '{"spec":{"destinationCIDRs":["8.8.8.0/24","1.1.1.0/24"]}}'])).toContain(
+      'patched',
+    );
     const got = parse(await ok(['get', 'egressnatpolicy', 'egress', '-o', 'yaml'])) as Record<string, any>;
     expect(got.metadata.labels).toEqual({ team: 'blue' });
     expect(got.spec.destinationCIDRs).toEqual(['8.8.8.0/24', '1.1.1.0/24']);
@@ -161,10 +179,14 @@ describe('egresslab apply -f', () => {
     const file = join(dir, 'gw.yaml');
     writeFileSync(file, readFileSync(join(SEED000, '01-anthosnetworkgateway.yaml'), 'utf8').replace('metadata:\n', 'metadata:\n  labels: {tier: gw}\n'));
     expect((await egresslab(['apply', '--lab', lab.id, '-f', file])).stdout).toContain('configured');
-    expect((JSON.parse(await ok(['-n', 'cluster-cluster1', 'get', 'anthosnetworkgateway', 'default', '-o', 'json'])) as Record<string, any>).metadata.labels).toEqual({ tier: 'gw' });
+    expect(
+      (JSON.parse(await ok(['-n', 'cluster-cluster1', 'get', 'anthosnetworkgateway', 'default', '-o', 'json'])) as Record<string, any>).metadata.labels,
+    ).toEqual({ tier: 'gw' });
     const r = await egresslab(['apply', '--lab', lab.id, '-f', join(SEED000, '01-anthosnetworkgateway.yaml')]);
     expect(r.stdout).toContain('anthosnetworkgateway.networking.gke.io/default configured');
-    expect((JSON.parse(await ok(['-n', 'cluster-cluster1', 'get', 'anthosnetworkgateway', 'default', '-o', 'json'])) as Record<string, any>).metadata.labels ?? {}).toEqual({});
+    expect(
+      (JSON.parse(await ok(['-n', 'cluster-cluster1', 'get', 'anthosnetworkgateway', 'default', '-o', 'json'])) as Record<string, any>).metadata.labels ?? {},
+    ).toEqual({});
   });
 
   it('an invalid manifest fails with the field the API refused', async () => {
@@ -186,12 +208,24 @@ describe('@kubernetes/client-node through the forward', () => {
     const nodes = await core.listNode();
     expect(nodes.items.map((n) => n.metadata?.name).sort()).toEqual(['cp-1', 'node-1', 'node-2', 'node-3']);
     const custom = kc.makeApiClient(k8s.CustomObjectsApi);
-    const gwn = (await custom.listNamespacedCustomObject({ group: 'networking.gke.io', version: 'v1alpha1', namespace: 'kube-system', plural: 'anthosnetworkgatewaynodes' })) as {
+    const gwn = (await custom.listNamespacedCustomObject({
+      group: 'networking.gke.io',
+      version: 'v1alpha1',
+      namespace: 'kube-system',
+      plural: 'anthosnetworkgatewaynodes',
+    })) as {
       items: { metadata: { name: string }; status: { state: string } }[];
     };
-    expect(gwn.items.map((o) => [o.metadata.name, o.status.state]).sort()).toEqual([['cp-1', 'Up'], ['node-1', 'Up'], ['node-2', 'Up'], ['node-3', 'Up']]);
+    expect(gwn.items.map((o) => [o.metadata.name, o.status.state]).sort()).toEqual([
+      ['cp-1', 'Up'],
+      ['node-1', 'Up'],
+      ['node-2', 'Up'],
+      ['node-3', 'Up'],
+    ]);
 
-    const list = (await custom.listClusterCustomObject({ group: 'networking.gke.io', version: 'v1alpha1', plural: 'egressnatpolicies' })) as { metadata: { resourceVersion: string } };
+    const list = (await custom.listClusterCustomObject({ group: 'networking.gke.io', version: 'v1alpha1', plural: 'egressnatpolicies' })) as {
+      metadata: { resourceVersion: string };
+    };
     const events: { type: string; name: string | undefined }[] = [];
     let ended: unknown = 'open';
     const ctl = await new k8s.Watch(kc).watch(
@@ -204,11 +238,17 @@ describe('@kubernetes/client-node through the forward', () => {
       const api = await lab.api();
       await api.create(
         { group: 'networking.gke.io', version: 'v1alpha1', plural: 'egressnatpolicies', namespaced: false },
-        { metadata: { name: 'watched' }, spec: { egress: [{ podSelector: { matchLabels: { role: 'frontend' } } }], destinationCIDRs: ['9.9.9.0/24'], egressSourceIP: '192.168.1.101' } },
+        {
+          metadata: { name: 'watched' },
+          spec: { egress: [{ podSelector: { matchLabels: { role: 'frontend' } } }], destinationCIDRs: ['9.9.9.0/24'], egressSourceIP: '192.168.1.101' },
+        },
       );
       await pollUntil(() => events.some((e) => e.type === 'ADDED' && e.name === 'watched'), { what: 'ADDED through the client-node watch', timeoutMs: 10_000 });
       expect(await ok(['delete', 'egressnatpolicy', 'watched'])).toContain('deleted');
-      await pollUntil(() => events.some((e) => e.type === 'DELETED' && e.name === 'watched'), { what: 'DELETED through the client-node watch', timeoutMs: 10_000 });
+      await pollUntil(() => events.some((e) => e.type === 'DELETED' && e.name === 'watched'), {
+        what: 'DELETED through the client-node watch',
+        timeoutMs: 10_000,
+      });
       expect(ended).toBe('open');
     } finally {
       ctl.abort();
@@ -236,6 +276,6 @@ describe('egresslab kubeconfig and down', () => {
     const down = await egresslab(['down', '--lab', lab.id]);
     expect(down.stdout).toContain('kubeconfig forward stopped');
     expect(isForwarderProcess(state.pid)).toBe(false);
-    expect((await lab.exists('cp-1'))).toBe(false);
+    expect(await lab.exists('cp-1')).toBe(false);
   });
 });

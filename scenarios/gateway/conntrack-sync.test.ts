@@ -23,7 +23,18 @@ import { workerHolder } from '../../harness/cluster/holder.js';
 import { AGENT_PROCESS } from '../../harness/cluster/cluster.js';
 import type { ContinuousProbe } from '../../harness/probe/probe.js';
 import type { Timeline } from '../../harness/probe/timeline.js';
-import { describeSegment, endpointsNotCaptured, resets, segmentLeaks, startStreams, stopAndSegments, streamOutcome, survivalReport, type Segment, type StreamSpec } from '../../harness/probe/stream.js';
+import {
+  describeSegment,
+  endpointsNotCaptured,
+  resets,
+  segmentLeaks,
+  startStreams,
+  stopAndSegments,
+  streamOutcome,
+  survivalReport,
+  type Segment,
+  type StreamSpec,
+} from '../../harness/probe/stream.js';
 import { allUp, gw, startFailoverLab, waitSeenFrom } from './gateway.js';
 
 const IP_A = '192.168.1.100';
@@ -87,7 +98,8 @@ function specs(pods: string[], base: number): StreamSpec[] {
     out.push({ from, to: DST, port: PORT, label: `own port ${from} #${k}` });
   }
   const pair = [pods[0]!, pods[pods.length - 1]!]; // two pods on two different nodes
-  for (let g = 0; g < N / 4; g++) for (const from of pair) out.push({ from, to: DST, port: PORT, localPort: base + g, label: `shared port ${base + g} ${from}` });
+  for (let g = 0; g < N / 4; g++)
+    for (const from of pair) out.push({ from, to: DST, port: PORT, localPort: base + g, label: `shared port ${base + g} ${from}` });
   return out;
 }
 
@@ -103,7 +115,12 @@ interface Result {
 
 async function killHolderUnderStreams(sync: boolean, base: number): Promise<Result> {
   const holder = await pollUntil(() => workerHolder(lab, api, IP_A), { what: `every node Up and ${IP_A} on a worker`, timeoutMs: 60_000, intervalMs: 50 });
-  await pollUntil(() => gw(api), { what: 'every node Up, both IPs assigned', timeoutMs: 30_000, intervalMs: 50, accept: (g) => allUp(g) && !!g.assignments[IP_A] && !!g.assignments[IP_B] });
+  await pollUntil(() => gw(api), {
+    what: 'every node Up, both IPs assigned',
+    timeoutMs: 30_000,
+    intervalMs: 50,
+    accept: (g) => allUp(g) && !!g.assignments[IP_A] && !!g.assignments[IP_B],
+  });
   // matched pods on the surviving nodes, at most one per node first (spread over the nodes)
   const survivors = MATCHED.filter((p) => lab.pod(p).node !== holder);
   const byNode = [...new Map(survivors.map((p) => [lab.pod(p).node, p])).values()];
@@ -130,17 +147,30 @@ async function killHolderUnderStreams(sync: boolean, base: number): Promise<Resu
     const tFault = Date.now();
     await lab.faults.kill(holder);
     try {
-      const g = await pollUntil(() => gw(api), { what: `${IP_A} to move off ${holder}`, timeoutMs: 15_000, intervalMs: 20, accept: (s) => !!s.assignments[IP_A] && s.assignments[IP_A] !== holder });
+      const g = await pollUntil(() => gw(api), {
+        what: `${IP_A} to move off ${holder}`,
+        timeoutMs: 15_000,
+        intervalMs: 20,
+        accept: (s) => !!s.assignments[IP_A] && s.assignments[IP_A] !== holder,
+      });
       newHolder = g.assignments[IP_A]!;
       // each connection carries traffic again or reports its break. A connection whose segments the
       // new holder binds to another connection's port may hang without an error: the deadline ends
       // the wait, and the timeline then shows it did not survive.
       await pollUntil(
-        async () => Promise.all(streams.map(async (p) => {
-          const rs = await p.records();
-          return rs.some((r) => r.connectionError !== undefined) || rs.filter((r) => r.t > tFault + 100 && r.replied).length >= 10;
-        })),
-        { what: `every connection answered again after the kill of ${holder}, or broken`, timeoutMs: 15_000, intervalMs: 250, accept: (xs) => xs.every(Boolean) },
+        async () =>
+          Promise.all(
+            streams.map(async (p) => {
+              const rs = await p.records();
+              return rs.some((r) => r.connectionError !== undefined) || rs.filter((r) => r.t > tFault + 100 && r.replied).length >= 10;
+            }),
+          ),
+        {
+          what: `every connection answered again after the kill of ${holder}, or broken`,
+          timeoutMs: 15_000,
+          intervalMs: 250,
+          accept: (xs) => xs.every(Boolean),
+        },
       ).catch((e: unknown) => console.log(`(${sync ? 'sync on' : 'sync off'}) ${(e as Error).message.split('\n')[0]}`));
     } finally {
       await lab.faults.start(holder);
@@ -152,7 +182,9 @@ async function killHolderUnderStreams(sync: boolean, base: number): Promise<Resu
     await cap.stop().catch(() => undefined);
   }
   const st = (await agentStatus(newHolder)).gateway?.conntrackSync;
-  const commit = st?.enabled ? `new holder ${newHolder} committed ${st.lastCommitEntries ?? '?'} binding(s) in ${st.lastCommitMs ?? '?'} ms` : `sync off on ${newHolder}`;
+  const commit = st?.enabled
+    ? `new holder ${newHolder} committed ${st.lastCommitEntries ?? '?'} binding(s) in ${st.lastCommitMs ?? '?'} ms`
+    : `sync off on ${newHolder}`;
   await pollUntil(() => gw(api), { what: `every node Up again after the kill of ${holder}`, timeoutMs: 30_000, intervalMs: 50, accept: (s) => allUp(s) });
   return { sync, holder, newHolder, labels, timelines, segments, commit };
 }

@@ -118,7 +118,6 @@ type Fault = NodeFault;
 const breakNode = (fault: Fault, node: string) => breakHolder(lab, fault, node);
 const restoreNode = (fault: Fault, node: string) => restoreHolder(lab, fault, node);
 
-
 /** The pods (`ns/name`) a failover policy selects, from the lab's pods (computed, never listed by hand). */
 const matchedBy = (policy: KubeObject) => matchedPods(lab, policy);
 const nodeOf = (pod: string) => lab.pod(pod).node;
@@ -187,7 +186,9 @@ function lagging(node: string, v: AgentView, g: GatewayStatus): string {
   if (v.phase !== 'running') return `agent ${v.phase ?? 'without status'}`;
   if (!s?.synced) return 'gateway not synced';
   if (s.fenced) return 'fenced';
-  const assigned = Object.keys(g.assignments).filter((ip) => g.assignments[ip] === node).sort();
+  const assigned = Object.keys(g.assignments)
+    .filter((ip) => g.assignments[ip] === node)
+    .sort();
   const owned = [...(s.ownedIPs ?? [])].sort();
   if (owned.join() !== assigned.join()) return `owns [${owned.join(', ')}], assigned [${assigned.join(', ')}]`;
   for (const pol of POLICIES) {
@@ -212,7 +213,12 @@ async function faultCycle(fault: Fault): Promise<void> {
       const h = await workerHolder(lab, api, IP_A);
       return { h, g: await gw(api) };
     },
-    { what: `every node Up, both IPs assigned, ${IP_A} on a worker`, timeoutMs: 60_000, intervalMs: 50, accept: ({ h, g }) => allUp(g) && g.assignments[IP_A] === h && !!g.assignments[IP_B] },
+    {
+      what: `every node Up, both IPs assigned, ${IP_A} on a worker`,
+      timeoutMs: 60_000,
+      intervalMs: 50,
+      accept: ({ h, g }) => allUp(g) && g.assignments[IP_A] === h && !!g.assignments[IP_B],
+    },
   ).then((x) => x.g);
   const holder = before.assignments[IP_A]!;
   const holderB = before.assignments[IP_B]!;
@@ -226,10 +232,16 @@ async function faultCycle(fault: Fault): Promise<void> {
   // policy's holder leave with each policy's egress IP
   const holders = [...new Set([holder, holderB])];
   const beforePods = matchedOn(holders);
-  for (const n of holders) expect(beforePods.filter((p) => nodeOf(p) === n), `matched pods on holder ${n}`).not.toEqual([]);
+  for (const n of holders)
+    expect(
+      beforePods.filter((p) => nodeOf(p) === n),
+      `matched pods on holder ${n}`,
+    ).not.toEqual([]);
   const tBefore = Date.now();
   const beforeShots = await oneShots(beforePods);
-  console.log(`[${fault}] before the fault: ${IP_A} on ${holder}, ${IP_B} on ${holderB} (${beforeShots.length} probes in ${Date.now() - tBefore} ms)\n  ${shotLines(beforeShots)}`);
+  console.log(
+    `[${fault}] before the fault: ${IP_A} on ${holder}, ${IP_B} on ${holderB} (${beforeShots.length} probes in ${Date.now() - tBefore} ms)\n  ${shotLines(beforeShots)}`,
+  );
   expectEgress(`${fault}, before the fault (${IP_A} on ${holder}, ${IP_B} on ${holderB})`, beforeShots);
 
   // matched pods that survive the fault: on every other node
@@ -249,11 +261,20 @@ async function faultCycle(fault: Fault): Promise<void> {
   let timelines: Timeline[] = [];
   let newHolder = '';
   try {
-    await pollUntil(async () => Math.min(...(await Promise.all(probes.map((p) => p.answeredAfter(0))))), { what: '10 answered packets on every probe before the fault', timeoutMs: 15_000, accept: (n) => n >= 10 });
+    await pollUntil(async () => Math.min(...(await Promise.all(probes.map((p) => p.answeredAfter(0))))), {
+      what: '10 answered packets on every probe before the fault',
+      timeoutMs: 15_000,
+      accept: (n) => n >= 10,
+    });
     const tFault = Date.now();
     await breakNode(fault, holder);
     try {
-      const g = await pollUntil(() => gw(api), { what: `${IP_A} to move off ${holder}`, timeoutMs: 15_000, intervalMs: 20, accept: (s) => !!s.assignments[IP_A] && s.assignments[IP_A] !== holder });
+      const g = await pollUntil(() => gw(api), {
+        what: `${IP_A} to move off ${holder}`,
+        timeoutMs: 15_000,
+        intervalMs: 20,
+        accept: (s) => !!s.assignments[IP_A] && s.assignments[IP_A] !== holder,
+      });
       newHolder = g.assignments[IP_A]!;
       // answered packets count only once the new holder holds the IP: a paused holder's kernel keeps
       // forwarding (and answering) until then, which would end the wait before the switch-over
@@ -280,7 +301,12 @@ async function faultCycle(fault: Fault): Promise<void> {
     await Promise.all(probes.map((p) => p.stop().catch(() => undefined)));
   }
   // the node is back (Up) and the assignment did not move back (rule 5)
-  const after = await pollUntil(() => gw(api), { what: `every node Up again after the ${fault} of ${holder}`, timeoutMs: 30_000, intervalMs: 50, accept: (s) => allUp(s) });
+  const after = await pollUntil(() => gw(api), {
+    what: `every node Up again after the ${fault} of ${holder}`,
+    timeoutMs: 30_000,
+    intervalMs: 50,
+    accept: (s) => allUp(s),
+  });
   await waitIPOn(lab, after.assignments[IP_A]!, IP_A);
 
   const lines = flows.map((f, i) => summary(f.name, timelines[i]!));
@@ -329,7 +355,10 @@ async function faultCycle(fault: Fault): Promise<void> {
   const context = `${fault} of ${holder}, after it rejoined (${IP_A} on ${rejoined.assignments[IP_A]}, ${IP_B} on ${rejoined.assignments[IP_B]})`;
   // rule 5: nothing moved back to the restored node (a lease flap of a holder in the meantime would
   // move an IP there: the liveness audit at the end of the run tells whether a fault explains it)
-  expect(Object.keys(rejoined.assignments).filter((ip) => rejoined.assignments[ip] === holder), `${context}: IPs assigned to ${holder}`).toEqual([]);
+  expect(
+    Object.keys(rejoined.assignments).filter((ip) => rejoined.assignments[ip] === holder),
+    `${context}: IPs assigned to ${holder}`,
+  ).toEqual([]);
   for (const ip of [IP_A, IP_B]) await waitIPOff(lab, holder, ip);
   // then, from every matched pod on every node (the restored one and the current holders included),
   // with the segment's ARP watched from the router meanwhile
@@ -356,8 +385,13 @@ async function faultCycle(fault: Fault): Promise<void> {
   // restored node neither holds nor announces one
   for (const ip of [IP_A, IP_B]) {
     const h = rejoined.assignments[ip]!;
-    expect(nodes.filter((n) => onEth0[n]!.includes(ip)), `${context}: nodes with ${ip} on eth0`).toEqual([h]);
-    expect(arp.claims[ip]!.map(macName), `${context}: who claimed ${ip} on the segment (ARP seen from the router)\n  ${arp.frames.join('\n  ')}`).toEqual([macName(macs[h]!)]);
+    expect(
+      nodes.filter((n) => onEth0[n]!.includes(ip)),
+      `${context}: nodes with ${ip} on eth0`,
+    ).toEqual([h]);
+    expect(arp.claims[ip]!.map(macName), `${context}: who claimed ${ip} on the segment (ARP seen from the router)\n  ${arp.frames.join('\n  ')}`).toEqual([
+      macName(macs[h]!),
+    ]);
   }
 }
 

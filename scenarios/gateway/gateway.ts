@@ -18,7 +18,6 @@ import { describePacket, type DecodedPacket } from '../../harness/pcap/pcap.js';
 import { startTestLab } from '../../harness/testing/lab.js';
 import type { CaptureResult } from '../../harness/capture/capture.js';
 import { podRegistration, type PodRegistration } from '../../harness/cluster/pods.js';
-import { ROUTER } from '../../harness/topology/plan.js';
 
 export const SEED_DIR = 'fixtures/manifests/seed-000';
 export const SEED_IP = '192.168.1.100';
@@ -59,7 +58,13 @@ export async function macOf(lab: Lab, where: string, iface = 'eth0'): Promise<st
 }
 
 /** Probes until the far end observes `source` (the agents reacted); returns the last probe. */
-export async function waitSeenFrom(lab: Lab, from: string, to: string, source: string | undefined, opts: { proto?: Proto; timeoutMs?: number; what?: string } = {}): Promise<ProbeResult> {
+export async function waitSeenFrom(
+  lab: Lab,
+  from: string,
+  to: string,
+  source: string | undefined,
+  opts: { proto?: Proto; timeoutMs?: number; what?: string } = {},
+): Promise<ProbeResult> {
   return pollUntil(() => lab.probe(from, to, { proto: opts.proto ?? 'udp', timeoutMs: 500 }), {
     what: opts.what ?? `${from} -> ${to} to be observed from ${source ?? 'nobody (dropped)'}`,
     timeoutMs: opts.timeoutMs ?? 15_000,
@@ -153,28 +158,48 @@ export async function capturePath(lab: Lab, c: PathCase): Promise<PathEvidence> 
   const steps: PathEvidence['steps'] = [];
   const check = (step: string, p: DecodedPacket | undefined) => steps.push({ step, ok: !!p, ...(p ? { packet: describePacket(p) } : {}) });
 
-  check(`1. ${c.pod} sends from ${podIP} on its veth ${pod.hostVeth}`, pick(veth.packets, (p) => out(p) && p.ip!.src === podIP && p.ip!.dst === c.dst));
+  check(
+    `1. ${c.pod} sends from ${podIP} on its veth ${pod.hostVeth}`,
+    pick(veth.packets, (p) => out(p) && p.ip!.src === podIP && p.ip!.dst === c.dst),
+  );
   if (!sameNode) {
     check(
       `2. ${pod.node} eth0 forwards it to ${c.holder} (dst MAC ${holderMac}) with src still ${podIP}`,
       pick(srcEth.packets, (p) => out(p) && p.ip!.src === podIP && p.srcMac === podMac && p.dstMac === holderMac),
     );
-    check(`3. ${c.holder} eth0 receives it (src ${podIP})`, pick(gwEth.packets, (p) => out(p) && p.ip!.src === podIP && p.dstMac === holderMac));
+    check(
+      `3. ${c.holder} eth0 receives it (src ${podIP})`,
+      pick(gwEth.packets, (p) => out(p) && p.ip!.src === podIP && p.dstMac === holderMac),
+    );
   } else {
-    check(`2/3. pod on the gateway node: nothing leaves ${pod.node} eth0 with ${podIP}`, srcEth.packets.some((p) => out(p) && p.ip!.src === podIP) ? undefined : veth.packets[0]);
+    check(
+      `2/3. pod on the gateway node: nothing leaves ${pod.node} eth0 with ${podIP}`,
+      srcEth.packets.some((p) => out(p) && p.ip!.src === podIP) ? undefined : veth.packets[0],
+    );
   }
-  check(`4. ${c.holder} eth0 sends it SNATed to ${c.egressIP}`, pick(gwEth.packets, (p) => out(p) && p.ip!.src === c.egressIP && p.srcMac === holderMac));
-  check(`5. the reply comes back to ${c.egressIP} on ${c.holder}`, pick(gwEth.packets, (p) => back(p) && p.ip!.dst === c.egressIP && p.dstMac === holderMac));
+  check(
+    `4. ${c.holder} eth0 sends it SNATed to ${c.egressIP}`,
+    pick(gwEth.packets, (p) => out(p) && p.ip!.src === c.egressIP && p.srcMac === holderMac),
+  );
+  check(
+    `5. the reply comes back to ${c.egressIP} on ${c.holder}`,
+    pick(gwEth.packets, (p) => back(p) && p.ip!.dst === c.egressIP && p.dstMac === holderMac),
+  );
   if (!sameNode) {
     check(
       `6. ${c.holder} de-NATs it to ${podIP} and sends it to ${pod.node} (dst MAC ${podMac})`,
       pick(gwEth.packets, (p) => back(p) && p.ip!.dst === podIP && p.srcMac === holderMac && p.dstMac === podMac),
     );
   }
-  check(`7. delivered to ${c.pod} on its veth (dst ${podIP})`, pick(veth.packets, (p) => back(p) && p.ip!.dst === podIP));
+  check(
+    `7. delivered to ${c.pod} on its veth (dst ${podIP})`,
+    pick(veth.packets, (p) => back(p) && p.ip!.dst === podIP),
+  );
   const dump = [
-    `-- ${pod.node}:${pod.hostVeth}`, ...veth.packets.map(describePacket),
-    `-- ${pod.node}:eth0 (mac ${podMac})`, ...srcEth.packets.map((p) => `${p.srcMac} > ${p.dstMac} ${describePacket(p)}`),
+    `-- ${pod.node}:${pod.hostVeth}`,
+    ...veth.packets.map(describePacket),
+    `-- ${pod.node}:eth0 (mac ${podMac})`,
+    ...srcEth.packets.map((p) => `${p.srcMac} > ${p.dstMac} ${describePacket(p)}`),
     ...(sameNode ? [] : [`-- ${c.holder}:eth0 (mac ${holderMac})`, ...gwEth.packets.map((p) => `${p.srcMac} > ${p.dstMac} ${describePacket(p)}`)]),
   ].join('\n');
   return { probe, steps, dump };
@@ -184,7 +209,10 @@ export function expectPath(e: PathEvidence, c: PathCase): void {
   const report = `${e.steps.map((s) => `${s.ok ? 'ok  ' : 'MISS'} ${s.step}${s.packet ? `   [${s.packet}]` : ''}`).join('\n')}\n${e.dump}`;
   expect(e.probe).toBeSeenFrom(c.egressIP);
   expect(e.probe).toGetReply();
-  expect(e.steps.filter((s) => !s.ok).map((s) => s.step), report).toEqual([]);
+  expect(
+    e.steps.filter((s) => !s.ok).map((s) => s.step),
+    report,
+  ).toEqual([]);
 }
 
 /** The failover fixture: the gateway with FAILOVER_IPS and the policies fo-a and fo-b. */
@@ -211,7 +239,10 @@ const labelsMatch = (want: MatchLabels, have: Record<string, string>) => Object.
  */
 export function podsSelectedBy(policy: KubeObject, reg: PodRegistration): string[] {
   const name = policy.metadata?.name ?? '?';
-  const rules = ((policy.spec as { egress?: unknown[] } | undefined)?.egress ?? []) as { namespaceSelector?: Record<string, unknown>; podSelector?: Record<string, unknown> }[];
+  const rules = ((policy.spec as { egress?: unknown[] } | undefined)?.egress ?? []) as {
+    namespaceSelector?: Record<string, unknown>;
+    podSelector?: Record<string, unknown>;
+  }[];
   const selector = (s: Record<string, unknown> | undefined, what: string): MatchLabels => {
     if (s === undefined) return {};
     const extra = Object.keys(s).filter((k) => k !== 'matchLabels');
@@ -221,7 +252,13 @@ export function podsSelectedBy(policy: KubeObject, reg: PodRegistration): string
   const nsLabels = new Map(reg.namespaces.map((n) => [n.name, n.labels]));
   return reg.pods
     .filter((p) => !p.hostNetwork)
-    .filter((p) => rules.some((r) => labelsMatch(selector(r.namespaceSelector, 'namespaceSelector'), nsLabels.get(p.namespace) ?? {}) && labelsMatch(selector(r.podSelector, 'podSelector'), p.labels)))
+    .filter((p) =>
+      rules.some(
+        (r) =>
+          labelsMatch(selector(r.namespaceSelector, 'namespaceSelector'), nsLabels.get(p.namespace) ?? {}) &&
+          labelsMatch(selector(r.podSelector, 'podSelector'), p.labels),
+      ),
+    )
     .map((p) => `${p.namespace}/${p.name}`);
 }
 

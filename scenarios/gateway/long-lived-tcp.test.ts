@@ -23,7 +23,17 @@ import { workerHolder } from '../../harness/cluster/holder.js';
 import type { ContinuousProbe } from '../../harness/probe/probe.js';
 import type { Timeline } from '../../harness/probe/timeline.js';
 import { describeSegment, segmentLeaks, startStreams, stopAndSegments, streamOutcome, survivalReport, type Segment } from '../../harness/probe/stream.js';
-import { allUp, breakNode as breakHolder, gw, restoreNode as restoreHolder, type NodeFault, startFailoverLab, waitIPOff, waitIPOn, waitSeenFrom } from './gateway.js';
+import {
+  allUp,
+  breakNode as breakHolder,
+  gw,
+  restoreNode as restoreHolder,
+  type NodeFault,
+  startFailoverLab,
+  waitIPOff,
+  waitIPOn,
+  waitSeenFrom,
+} from './gateway.js';
 
 const IP_A = '192.168.1.100';
 const IP_B = '192.168.1.101';
@@ -63,12 +73,21 @@ async function streamThroughFault(fault: Fault): Promise<Run> {
     timeoutMs: 60_000,
     intervalMs: 50,
   });
-  await pollUntil(() => gw(api), { what: 'every node Up, both IPs assigned', timeoutMs: 30_000, intervalMs: 50, accept: (g) => allUp(g) && !!g.assignments[IP_A] && !!g.assignments[IP_B] });
+  await pollUntil(() => gw(api), {
+    what: 'every node Up, both IPs assigned',
+    timeoutMs: 30_000,
+    intervalMs: 50,
+    accept: (g) => allUp(g) && !!g.assignments[IP_A] && !!g.assignments[IP_B],
+  });
   const pods = MATCHED.filter((p) => lab.pod(p).node !== holder);
   await waitSeenFrom(lab, pods[0]!, DST, IP_A);
   const labels = pods.map((p) => `${fault}: ${p} (${lab.pod(p).node}) -> ${DST}:${PORT}`);
   const cap = await lab.capture('internet', 'eth0', { filter: `tcp and dst host ${DST} and dst port ${PORT}` });
-  const streams = await startStreams(lab, pods.map((p) => ({ from: p, to: DST, port: PORT })), { intervalMs: 50, timeoutMs: 300 });
+  const streams = await startStreams(
+    lab,
+    pods.map((p) => ({ from: p, to: DST, port: PORT })),
+    { intervalMs: 50, timeoutMs: 300 },
+  );
   let newHolder = '';
   let timelines: Timeline[] = [];
   let segments: Segment[] = [];
@@ -81,26 +100,33 @@ async function streamThroughFault(fault: Fault): Promise<Run> {
     const tFault = Date.now();
     await breakNode(fault, holder);
     try {
-      const g = await pollUntil(() => gw(api), { what: `${IP_A} to move off ${holder}`, timeoutMs: 15_000, intervalMs: 20, accept: (s) => !!s.assignments[IP_A] && s.assignments[IP_A] !== holder });
+      const g = await pollUntil(() => gw(api), {
+        what: `${IP_A} to move off ${holder}`,
+        timeoutMs: 15_000,
+        intervalMs: 20,
+        accept: (s) => !!s.assignments[IP_A] && s.assignments[IP_A] !== holder,
+      });
       newHolder = g.assignments[IP_A]!;
       // count answers only once the new holder holds the IP (a paused holder's kernel keeps forwarding until then)
       await waitIPOn(lab, newHolder, IP_A);
       const tTaken = Date.now();
       // every stream either carries traffic again or reports its break (no waiting on a dead one)
-      await pollUntil(
-        async () => Promise.all(streams.map(async (p) => (await broken(p)) || (await p.answeredAfter(Math.max(tFault + 100, tTaken))) >= 20)),
-        { what: `every stream answered 20 lines after the ${fault} of ${holder}, or broken`, timeoutMs: 15_000, accept: (xs) => xs.every(Boolean) },
-      );
+      await pollUntil(async () => Promise.all(streams.map(async (p) => (await broken(p)) || (await p.answeredAfter(Math.max(tFault + 100, tTaken))) >= 20)), {
+        what: `every stream answered 20 lines after the ${fault} of ${holder}, or broken`,
+        timeoutMs: 15_000,
+        accept: (xs) => xs.every(Boolean),
+      });
     } finally {
       await restoreNode(fault, holder);
     }
     // the streams keep running while the old holder returns and drops the IP it no longer holds
     await waitIPOff(lab, holder, IP_A);
     const tBack = Date.now();
-    await pollUntil(
-      async () => Promise.all(streams.map(async (p) => (await broken(p)) || (await p.answeredAfter(tBack + 100)) >= 5)),
-      { what: `every stream answered 5 lines after ${holder} is back, or broken`, timeoutMs: 15_000, accept: (xs) => xs.every(Boolean) },
-    );
+    await pollUntil(async () => Promise.all(streams.map(async (p) => (await broken(p)) || (await p.answeredAfter(tBack + 100)) >= 5)), {
+      what: `every stream answered 5 lines after ${holder} is back, or broken`,
+      timeoutMs: 15_000,
+      accept: (xs) => xs.every(Boolean),
+    });
     timelines = await Promise.all(streams.map((p) => p.stop()));
     segments = await stopAndSegments(cap, DST, PORT);
   } finally {
@@ -115,7 +141,9 @@ function check(fault: Fault, r: Run): void {
   const outcomes = r.timelines.map((t, i) => streamOutcome(r.labels[i]!, t));
   const report = survivalReport(outcomes);
   const leaks = segmentLeaks(r.segments, [IP_A]);
-  console.log(`[${fault}] ${IP_A}: ${r.holder} -> ${r.newHolder}; long-lived TCP ${report.text}\n  segments at the internet by source: ${JSON.stringify(leaks.sources)}`);
+  console.log(
+    `[${fault}] ${IP_A}: ${r.holder} -> ${r.newHolder}; long-lived TCP ${report.text}\n  segments at the internet by source: ${JSON.stringify(leaks.sources)}`,
+  );
   expect(r.newHolder).not.toBe(r.holder);
   r.timelines.forEach((t, i) => {
     recordTimeline(r.labels[i]!, t, [IP_A]);
@@ -145,7 +173,7 @@ describe('a long-lived TCP connection through the gateway survives the failover 
   // replies already de-NATed by it, which must not be picked up against the binding the new holder
   // committed for the same connection (agent/gateway/render.ts strayReplyDrop; this case reset
   // the connection in 4 of 5 runs on a loaded machine before it).
-  it('hung holder (paused): the new holder\'s own pod keeps its connection', async () => {
+  it("hung holder (paused): the new holder's own pod keeps its connection", async () => {
     check('pause', await streamThroughFault('pause'));
   });
   it('holder cut off the segment (partition)', async () => {

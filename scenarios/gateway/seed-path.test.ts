@@ -48,7 +48,7 @@ describe('the seed example: 10.10.10.1 on node-1, egress IP 192.168.1.100', () =
     expectPath(await capturePath(lab, c), c);
   });
 
-  it('paul/frontend-2 (node-2, matched by the seed policy\'s second rule) crosses to the holder: 7 steps', async () => {
+  it("paul/frontend-2 (node-2, matched by the seed policy's second rule) crosses to the holder: 7 steps", async () => {
     const c: PathCase = { pod: 'paul/frontend-2', dst: '8.8.8.8', port: 7102, egressIP: SEED_IP, holder: await holderOf(api, SEED_IP) };
     expectPath(await capturePath(lab, c), c);
   });
@@ -56,7 +56,12 @@ describe('the seed example: 10.10.10.1 on node-1, egress IP 192.168.1.100', () =
   it('10.10.10.1 through a gateway on another node (second policy on a floating IP held elsewhere): 7 steps', async () => {
     const g = await gw(api);
     const [ip, holder] = Object.entries(g.assignments).find(([ip, n]) => ip !== SEED_IP && n !== lab.pod('alice/frontend-1').node)!;
-    await createPolicy(api, { name: 'seed-remote', egressSourceIP: ip, destinationCIDRs: ['9.9.9.0/24'], rules: [{ namespaceSelector: { user: 'alice' }, podSelector: { role: 'frontend' } }] });
+    await createPolicy(api, {
+      name: 'seed-remote',
+      egressSourceIP: ip,
+      destinationCIDRs: ['9.9.9.0/24'],
+      rules: [{ namespaceSelector: { user: 'alice' }, podSelector: { role: 'frontend' } }],
+    });
     await waitIPOn(lab, holder, ip);
     await waitSeenFrom(lab, 'alice/frontend-1', '9.9.9.9', ip);
     const c: PathCase = { pod: 'alice/frontend-1', dst: '9.9.9.9', port: 7103, egressIP: ip, holder };

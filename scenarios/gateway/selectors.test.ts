@@ -16,7 +16,13 @@ const NODE_IP: Record<string, string> = { 'node-1': '192.168.1.1', 'node-2': '19
 const POLICIES: (PolicyOptions & { dst: string })[] = [
   { name: 'sel-ns-only', egressSourceIP: '192.168.1.100', destinationCIDRs: ['9.9.1.0/24'], dst: '9.9.1.1', rules: [{ namespaceSelector: { user: 'paul' } }] },
   { name: 'sel-pod-only', egressSourceIP: '192.168.1.101', destinationCIDRs: ['9.9.2.0/24'], dst: '9.9.2.1', rules: [{ podSelector: { role: 'frontend' } }] },
-  { name: 'sel-both', egressSourceIP: '192.168.1.102', destinationCIDRs: ['9.9.3.0/24'], dst: '9.9.3.1', rules: [{ namespaceSelector: { user: 'alice' }, podSelector: { role: 'frontend' } }] },
+  {
+    name: 'sel-both',
+    egressSourceIP: '192.168.1.102',
+    destinationCIDRs: ['9.9.3.0/24'],
+    dst: '9.9.3.1',
+    rules: [{ namespaceSelector: { user: 'alice' }, podSelector: { role: 'frontend' } }],
+  },
   {
     name: 'sel-or',
     egressSourceIP: '192.168.1.103',
@@ -40,7 +46,10 @@ beforeAll(async () => {
   lab = await startTestLab('default', 'gwsel');
   api = await lab.api();
   await applyAll(api, loadManifests('fixtures/manifests/seed-000/01-anthosnetworkgateway.yaml'));
-  await setFloatingIPs(api, POLICIES.map((p) => p.egressSourceIP));
+  await setFloatingIPs(
+    api,
+    POLICIES.map((p) => p.egressSourceIP),
+  );
   for (const p of POLICIES) await createPolicy(api, p);
   for (const p of POLICIES) await waitIPOn(lab, await holderOf(api, p.egressSourceIP), p.egressSourceIP);
 });

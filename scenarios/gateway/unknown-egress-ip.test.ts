@@ -40,11 +40,24 @@ async function agentAction(node: string, policy: string): Promise<string | undef
 
 describe('a policy whose egressSourceIP is not a floating IP', () => {
   it('drops its matched traffic (fail-closed), records UnknownEgressIP, keeps the rest masqueraded', async () => {
-    await createPolicy(api, { name: 'ghost', egressSourceIP: GHOST_IP, destinationCIDRs: ['9.9.9.0/24'], rules: [{ namespaceSelector: { user: 'alice' }, podSelector: { role: 'frontend' } }] });
-    const events = await pollUntil(() => policyEvents(api, 'ghost', 'UnknownEgressIP'), { what: 'an UnknownEgressIP Event on policy ghost', timeoutMs: 15_000, accept: (e) => e.length > 0 });
+    await createPolicy(api, {
+      name: 'ghost',
+      egressSourceIP: GHOST_IP,
+      destinationCIDRs: ['9.9.9.0/24'],
+      rules: [{ namespaceSelector: { user: 'alice' }, podSelector: { role: 'frontend' } }],
+    });
+    const events = await pollUntil(() => policyEvents(api, 'ghost', 'UnknownEgressIP'), {
+      what: 'an UnknownEgressIP Event on policy ghost',
+      timeoutMs: 15_000,
+      accept: (e) => e.length > 0,
+    });
     expect(String(events[0]!.message)).toContain(GHOST_IP);
     const node = lab.pod('alice/frontend-1').node;
-    await pollUntil(() => agentAction(node, 'ghost'), { what: `the agent on ${node} to drop policy ghost's traffic`, timeoutMs: 15_000, accept: (a) => a === 'drop' });
+    await pollUntil(() => agentAction(node, 'ghost'), {
+      what: `the agent on ${node} to drop policy ghost's traffic`,
+      timeoutMs: 15_000,
+      accept: (a) => a === 'drop',
+    });
 
     const cap = await lab.capture(node, 'eth0', { filter: `host ${DST}` });
     for (const proto of ['udp', 'tcp', 'icmp'] as const) {

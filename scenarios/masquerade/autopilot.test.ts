@@ -24,8 +24,18 @@ import { projectRoot } from '../../harness/util/paths.js';
 import { pollUntil } from '../../harness/util/poll.js';
 import { cidrTextContains } from '../../lib/net/addresses.js';
 import {
-  DEFAULT_RANGE_ADDRESSES, MASQ_CONFIGMAP, VPC,
-  agentStatus, expectFlows, keep, masq, nodeIP, podIP, putMasqConfig, untilSameConfig, untilSeenFrom,
+  DEFAULT_RANGE_ADDRESSES,
+  MASQ_CONFIGMAP,
+  VPC,
+  agentStatus,
+  expectFlows,
+  keep,
+  masq,
+  nodeIP,
+  podIP,
+  putMasqConfig,
+  untilSameConfig,
+  untilSeenFrom,
 } from './masq.js';
 
 const POD = 'alice/frontend-1'; // 10.10.10.1 on node-1
@@ -70,7 +80,11 @@ describe('Autopilot with only the default and the managed policies', () => {
     const managed = list.items.find((p) => p.metadata.name === MANAGED)!;
     const dests = (managed.spec as { destinations: { cidr: string }[] }).destinations.map((d) => d.cidr);
     expect(dests).toEqual(expect.arrayContaining(['192.168.1.0/24', '10.96.0.0/16']));
-    for (const n of ['10.10.10.1', '10.10.11.1', '10.10.12.1']) expect(dests.some((d) => cidrTextContains(d, n)), `a managed destination containing the pod address ${n}: ${dests.join(', ')}`).toBe(true);
+    for (const n of ['10.10.10.1', '10.10.11.1', '10.10.12.1'])
+      expect(
+        dests.some((d) => cidrTextContains(d, n)),
+        `a managed destination containing the pod address ${n}: ${dests.join(', ')}`,
+      ).toBe(true);
     const cidrs = await untilProjected('the default list', (c) => DEFAULT_RANGE_ADDRESSES.every(([cidr]) => c.includes(cidr)));
     expect(cidrs).toEqual(expect.arrayContaining(DEFAULT_RANGE_ADDRESSES.map(([cidr]) => cidr)));
     const s = await agentStatus(lab, 'node-1');
@@ -88,7 +102,9 @@ describe('Autopilot with only the default and the managed policies', () => {
   it('refuses writes to the managed policy and to the generated ConfigMap', async () => {
     const managed = await api.get(R.egressNATPoliciesV1, MANAGED);
     const spec = managed.spec as { destinations: { cidr: string }[] };
-    const e = await forbidden(api.update(R.egressNATPoliciesV1, { ...managed, spec: { ...spec, destinations: [...spec.destinations, { cidr: '8.8.8.0/24' }] } }));
+    const e = await forbidden(
+      api.update(R.egressNATPoliciesV1, { ...managed, spec: { ...spec, destinations: [...spec.destinations, { cidr: '8.8.8.0/24' }] } }),
+    );
     expect(e.message).toContain('managed by GKE');
     await forbidden(api.patch(R.egressNATPoliciesV1, MANAGED, { metadata: { labels: { mine: 'yes' } } }));
     await forbidden(api.delete(R.egressNATPoliciesV1, MANAGED));
@@ -119,7 +135,10 @@ describe('Autopilot with a custom NoSNAT policy', () => {
     expect((await applyAll(api, loadManifests(join(SEED001, '02-egressnatpolicy-nosnat.yaml')))).map((x) => x.action)).toEqual(['created']);
     const def = await api.get(R.egressNATPoliciesV1, 'default');
     const spec = def.spec as { action: string; destinations: { cidr: string }[] };
-    await api.update(R.egressNATPoliciesV1, { ...def, spec: { ...spec, destinations: spec.destinations.filter((d) => d.cidr !== '192.168.0.0/16') } } as KubeObject);
+    await api.update(R.egressNATPoliciesV1, {
+      ...def,
+      spec: { ...spec, destinations: spec.destinations.filter((d) => d.cidr !== '192.168.0.0/16') },
+    } as KubeObject);
     await untilProjected('no 192.168.0.0/16', (c) => !c.includes('192.168.0.0/16') && c.includes('192.168.1.0/24'));
     await untilSeenFrom(lab, POD, '192.168.50.1', nodeIP(lab, POD));
     await untilSameConfig(lab, api);
@@ -137,7 +156,10 @@ describe('Autopilot with a custom NoSNAT policy', () => {
 
   it('hostNetwork pods appear as the node IP, NoSNAT destinations included', async () => {
     const host = 'default/host-1';
-    await expectFlows(lab, ['8.8.8.8', '1.1.1.1', VPC].map((to) => ({ from: host, to, source: nodeIP(lab, host), reply: true })));
+    await expectFlows(
+      lab,
+      ['8.8.8.8', '1.1.1.1', VPC].map((to) => ({ from: host, to, source: nodeIP(lab, host), reply: true })),
+    );
   });
 
   it('deleting the custom policies restores the default behaviour', async () => {

@@ -11,7 +11,15 @@ import type { ProbeResult } from '../../harness/probe/probe.js';
 import { R, KubeApiError, type KubeClient } from '../../lib/kube/client.js';
 import type { KubeObject } from '../../lib/kube/types.js';
 import { pollUntil } from '../../harness/util/poll.js';
-import { MASQ_CONFIGMAP, masqConfigYaml, podNodes as harnessPodNodes, readAgentStatus, untilMasqConfigApplied, type AgentStatusFile, type MasqConfigInput } from '../../harness/cluster/masq.js';
+import {
+  MASQ_CONFIGMAP,
+  masqConfigYaml,
+  podNodes as harnessPodNodes,
+  readAgentStatus,
+  untilMasqConfigApplied,
+  type AgentStatusFile,
+  type MasqConfigInput,
+} from '../../harness/cluster/masq.js';
 
 export const VPC = '172.16.100.10';
 export const METADATA = '169.254.169.254';
@@ -163,7 +171,12 @@ export function podNodes(lab: Lab): string[] {
 }
 
 /** Waits until every pod node's agent reports a masquerade state accepted by `accept`. */
-export async function untilAgents(lab: Lab, what: string, accept: (m: NonNullable<AgentStatusFile['masq']>, node: string) => boolean, timeoutMs = 5_000): Promise<AgentStatusFile[]> {
+export async function untilAgents(
+  lab: Lab,
+  what: string,
+  accept: (m: NonNullable<AgentStatusFile['masq']>, node: string) => boolean,
+  timeoutMs = 5_000,
+): Promise<AgentStatusFile[]> {
   const nodes = podNodes(lab);
   return pollUntil(() => Promise.all(nodes.map((n) => agentStatus(lab, n))), {
     what: `every agent (${nodes.join(', ')}) to report ${what}`,

@@ -20,8 +20,19 @@ import { run } from '../../harness/testing/run.js';
 import { projectRoot } from '../../harness/util/paths.js';
 import { processRunning } from '../../harness/lab/process.js';
 import {
-  METADATA, VPC,
-  agentStatus, configYaml, expectFlows, keep, masq, nodeIP, podIP, podNodes, untilDefaults, untilSameConfig, untilSeenFrom,
+  METADATA,
+  VPC,
+  agentStatus,
+  configYaml,
+  expectFlows,
+  keep,
+  masq,
+  nodeIP,
+  podIP,
+  podNodes,
+  untilDefaults,
+  untilSameConfig,
+  untilSeenFrom,
 } from './masq.js';
 
 const KUBECTL = process.env.KUBECTL ?? '/usr/bin/kubectl';
@@ -48,7 +59,10 @@ afterAll(async () => {
 recordArtifactsOnFailure(() => lab);
 
 async function kubectl(args: string[], input?: string): Promise<string> {
-  const r = await run(KUBECTL, [`--kubeconfig=${kubeconfig}`, `--cache-dir=${join(dir, 'kcache')}`, ...args], { timeoutMs: 60_000, ...(input !== undefined ? { input } : {}) });
+  const r = await run(KUBECTL, [`--kubeconfig=${kubeconfig}`, `--cache-dir=${join(dir, 'kcache')}`, ...args], {
+    timeoutMs: 60_000,
+    ...(input !== undefined ? { input } : {}),
+  });
   if (r.code !== 0) throw new Error(`kubectl ${args.join(' ')} failed: ${r.stderr || `exit ${r.code}`}`);
   return r.stdout;
 }
@@ -113,7 +127,10 @@ describe('Standard, ip-masq-agent, custom nonMasqueradeCIDRs', () => {
 
   it('hostNetwork pods appear as the node IP, listed destinations included', async () => {
     const host = 'default/host-1';
-    await expectFlows(lab, ['1.1.1.1', VPC, '10.200.0.1'].map((to) => ({ from: host, to, source: nodeIP(lab, host), reply: true })));
+    await expectFlows(
+      lab,
+      ['1.1.1.1', VPC, '10.200.0.1'].map((to) => ({ from: host, to, source: nodeIP(lab, host), reply: true })),
+    );
   });
 
   it('deleting the ConfigMap (kubectl delete) restores the default list', async () => {
@@ -131,7 +148,16 @@ describe('Standard, ip-masq-agent, custom nonMasqueradeCIDRs', () => {
     writeFileSync(file, configYaml({ nonMasqueradeCIDRs: ['8.8.4.0/24'], masqLinkLocal: true, resyncInterval: '1m' }));
     // `kubectl create configmap` itself posts protobuf, which the lab's API server does not accept
     // (415): the same object goes through `--dry-run=client -o yaml | kubectl apply -f -`.
-    const manifest = await kubectl(['create', 'configmap', 'ip-masq-agent', '--namespace=kube-system', `--from-file=config=${file}`, '--dry-run=client', '-o', 'yaml']);
+    const manifest = await kubectl([
+      'create',
+      'configmap',
+      'ip-masq-agent',
+      '--namespace=kube-system',
+      `--from-file=config=${file}`,
+      '--dry-run=client',
+      '-o',
+      'yaml',
+    ]);
     expect(await kubectl(['apply', '-f', '-'], manifest)).toContain('configmap/ip-masq-agent created');
     await converge(POD, '8.8.4.4', podIP(lab, POD));
     await expectFlows(lab, [...keep(lab, POD, ['8.8.4.4'], false), ...masq(lab, POD, [VPC, METADATA])]);

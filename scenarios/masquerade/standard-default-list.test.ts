@@ -14,9 +14,22 @@ import { startTestLab } from '../../harness/testing/lab.js';
 import { recordArtifactsOnFailure } from '../../harness/testing/artifacts.js';
 import { pollUntil } from '../../harness/util/poll.js';
 import {
-  DEFAULT_RANGE_ADDRESSES, METADATA, VPC,
-  agentStatus, deleteMasqConfig, expectFlows, keep, masq, nodeEvents, nodeIP, podIP, putMasqConfig,
-  untilAgents, untilDefaults, untilSameConfig, untilSeenFrom,
+  DEFAULT_RANGE_ADDRESSES,
+  METADATA,
+  VPC,
+  agentStatus,
+  deleteMasqConfig,
+  expectFlows,
+  keep,
+  masq,
+  nodeEvents,
+  nodeIP,
+  podIP,
+  putMasqConfig,
+  untilAgents,
+  untilDefaults,
+  untilSameConfig,
+  untilSeenFrom,
 } from './masq.js';
 
 const PUBLIC = ['8.8.8.8', '1.1.1.1', '93.184.216.34'];
@@ -44,7 +57,14 @@ describe('Standard, ip-masq-agent, no ConfigMap: the default list', () => {
   it('every agent runs the 11 default CIDRs from its defaults (no file)', async () => {
     for (const node of ['node-1', 'node-2', 'node-3']) {
       const s = await agentStatus(lab, node);
-      expect(s.masq, node).toMatchObject({ mode: 'ip-masq-agent', status: 'running', configSource: 'defaults', setElements: 11, masqLinkLocal: false, lastError: null });
+      expect(s.masq, node).toMatchObject({
+        mode: 'ip-masq-agent',
+        status: 'running',
+        configSource: 'defaults',
+        setElements: 11,
+        masqLinkLocal: false,
+        lastError: null,
+      });
     }
   });
 
@@ -56,7 +76,11 @@ describe('Standard, ip-masq-agent, no ConfigMap: the default list', () => {
   });
 
   it('masquerades to the node IP for public addresses, and the internet answers', async () => {
-    await expectFlows(lab, [...masq(lab, POD, PUBLIC.slice(0, 2)), ...masq(lab, 'paul/frontend-2', ['8.8.8.8']), ...masq(lab, 'default/client-3', [PUBLIC[2]!])]);
+    await expectFlows(lab, [
+      ...masq(lab, POD, PUBLIC.slice(0, 2)),
+      ...masq(lab, 'paul/frontend-2', ['8.8.8.8']),
+      ...masq(lab, 'default/client-3', [PUBLIC[2]!]),
+    ]);
   });
 
   it('keeps pod-to-pod traffic across nodes unmasqueraded (10.0.0.0/8 is in the list)', async () => {
@@ -66,7 +90,10 @@ describe('Standard, ip-masq-agent, no ConfigMap: the default list', () => {
   it('hostNetwork pods appear as the node IP to every destination', async () => {
     const host = 'default/host-1';
     const ip = nodeIP(lab, host);
-    await expectFlows(lab, [VPC, '8.8.8.8', METADATA].map((to) => ({ from: host, to, source: ip, reply: true })));
+    await expectFlows(
+      lab,
+      [VPC, '8.8.8.8', METADATA].map((to) => ({ from: host, to, source: ip, reply: true })),
+    );
   });
 });
 
@@ -140,11 +167,20 @@ describe('edges of nonMasqueradeCIDRs', () => {
       expect(s.masq!.configHash, s.node).toBe(goodHash);
       expect(s.masq!.status, s.node).toBe('running');
     }
-    const events = await pollUntil(() => nodeEvents(api, 'node-1', 'MasqConfigInvalid'), { what: 'a MasqConfigInvalid Event on Node node-1', timeoutMs: 5_000, accept: (l) => l.length > 0 });
+    const events = await pollUntil(() => nodeEvents(api, 'node-1', 'MasqConfigInvalid'), {
+      what: 'a MasqConfigInvalid Event on Node node-1',
+      timeoutMs: 5_000,
+      accept: (l) => l.length > 0,
+    });
     expect(events[0]).toMatchObject({ type: 'Warning', involvedObject: { kind: 'Node', name: 'node-1' } });
     expect(String(events[0]!.message)).toContain('10.0.0.1/8');
     // the last good rules are still in force, everywhere
-    await expectFlows(lab, [...keep(lab, POD, ['8.8.8.8'], false), ...masq(lab, POD, ['1.1.1.1']), ...keep(lab, 'paul/frontend-2', ['8.8.8.8'], false), ...masq(lab, 'paul/frontend-2', ['1.1.1.1'])]);
+    await expectFlows(lab, [
+      ...keep(lab, POD, ['8.8.8.8'], false),
+      ...masq(lab, POD, ['1.1.1.1']),
+      ...keep(lab, 'paul/frontend-2', ['8.8.8.8'], false),
+      ...masq(lab, 'paul/frontend-2', ['1.1.1.1']),
+    ]);
 
     // A good config again clears the error.
     await putMasqConfig(api, { nonMasqueradeCIDRs: ['1.1.1.0/24'] });

@@ -39,11 +39,18 @@ describe('Standard, no ip-masq-agent, disableDefaultSnat: false', () => {
   });
 
   it('masquerades to the node IP for the internet, and the internet answers', async () => {
-    await expectFlows(lab, [...masq(lab, POD, ['8.8.8.8', '1.1.1.1']), ...masq(lab, 'paul/frontend-2', ['8.8.8.8']), ...masq(lab, 'default/client-3', ['93.184.216.34'])]);
+    await expectFlows(lab, [
+      ...masq(lab, POD, ['8.8.8.8', '1.1.1.1']),
+      ...masq(lab, 'paul/frontend-2', ['8.8.8.8']),
+      ...masq(lab, 'default/client-3', ['93.184.216.34']),
+    ]);
   });
 
   it('hostNetwork pods appear as the node IP', async () => {
     const host = 'default/host-1';
-    await expectFlows(lab, [VPC, '10.200.0.1', '8.8.8.8'].map((to) => ({ from: host, to, source: nodeIP(lab, host), reply: true })));
+    await expectFlows(
+      lab,
+      [VPC, '10.200.0.1', '8.8.8.8'].map((to) => ({ from: host, to, source: nodeIP(lab, host), reply: true })),
+    );
   });
 });

@@ -54,13 +54,20 @@ describe('Standard, no ip-masq-agent, disableDefaultSnat: true', () => {
         lab.continuousProbe(POD, VPC, { proto, intervalMs: 50, timeoutMs: 2000 }),
       ]);
       // 20 packets of each settled (the internet's are settled by their timeout)
-      await pollUntil(async () => (await pub.records()).length >= 20 && (await vpc.records()).length >= 20, { what: `20 settled ${proto} packets per probe`, timeoutMs: 20_000, intervalMs: 100 });
+      await pollUntil(async () => (await pub.records()).length >= 20 && (await vpc.records()).length >= 20, {
+        what: `20 settled ${proto} packets per probe`,
+        timeoutMs: 20_000,
+        intervalMs: 100,
+      });
       const [tp, tv] = await Promise.all([pub.stop(), vpc.stop()]);
       recordTimeline(`${proto} to the internet`, tp, [ip]);
       recordTimeline(`${proto} to the VPC`, tv, [ip]);
       expect(tp).toBeObservedOnlyFrom([ip]);
       expect(tp).toHaveNoLeaks([ip]);
-      expect(tp.packets.filter((p) => p.replied), `${proto}: replies from the internet`).toEqual([]);
+      expect(
+        tp.packets.filter((p) => p.replied),
+        `${proto}: replies from the internet`,
+      ).toEqual([]);
       expect(tv).toBeObservedOnlyFrom([ip]);
       expect(tv).toHaveNoLeaks([ip]);
       expect(deliveryRatio(tv), `${proto}: share of VPC packets answered`).toBeGreaterThanOrEqual(0.95);
@@ -69,6 +76,9 @@ describe('Standard, no ip-masq-agent, disableDefaultSnat: true', () => {
 
   it('hostNetwork pods appear as the node IP, and get their replies', async () => {
     const host = 'default/host-1';
-    await expectFlows(lab, [VPC, '8.8.8.8'].map((to) => ({ from: host, to, source: nodeIP(lab, host), reply: true })));
+    await expectFlows(
+      lab,
+      [VPC, '8.8.8.8'].map((to) => ({ from: host, to, source: nodeIP(lab, host), reply: true })),
+    );
   });
 });

@@ -43,7 +43,9 @@ describe('chaos regression: agent restart', () => {
 
     // the witness: node-3's pod kept opening connections to the internet around the restart, and
     // the internet saw them leave with node-3's IP
-    const around = run.evidence.edgePackets.filter((p) => p.flow === 'tcp default/client-3 -> 8.8.8.8' && p.t >= restart.startedAt && p.t <= restart.endedAt + 3000);
+    const around = run.evidence.edgePackets.filter(
+      (p) => p.flow === 'tcp default/client-3 -> 8.8.8.8' && p.t >= restart.startedAt && p.t <= restart.endedAt + 3000,
+    );
     expect(around.length).toBeGreaterThan(5);
     expect([...new Set(around.map((p) => p.src))]).toEqual([nodeIP]);
 

@@ -41,7 +41,7 @@ const schedule = parseSchedule({
 });
 
 describe('chaos regression: overlapping destinationCIDRs', () => {
-  it('the pod selected by a policy with overlapping destinations leaves with its egress IP, and never with its own IP after the policy\'s deletion (no-leak)', async () => {
+  it("the pod selected by a policy with overlapping destinations leaves with its egress IP, and never with its own IP after the policy's deletion (no-leak)", async () => {
     const topology = topologyFromArg('default');
     const egressIP = chaosPolicyIP(universeOf(topology), 'chaos-2');
     const pod = topology.pods.find((p) => `${p.namespace}/${p.name}` === POD)!;
