@@ -21,7 +21,7 @@ import { programArgs } from '../harness/util/args.js';
 import { Lab } from '../harness/lab/lab.js';
 import { topologyFromArg } from '../harness/topology/load.js';
 import { applyAll, loadManifests } from '../harness/cluster/apply.js';
-import { gatewayOf } from '../harness/cluster/status.js';
+import { gatewayOf } from '../harness/cluster/cluster-status.js';
 import { holderOf } from '../harness/cluster/holder.js';
 import { pollUntil } from '../harness/util/poll.js';
 import { R, type KubeClient } from '../lib/kube/client.js';

@@ -15,7 +15,7 @@ import { programArgs } from '../harness/util/args.js';
 import { Lab } from '../harness/lab/lab.js';
 import { topologyFromArg } from '../harness/topology/load.js';
 import { applyAll, loadManifests } from '../harness/cluster/apply.js';
-import { gatewayOf } from '../harness/cluster/status.js';
+import { gatewayOf } from '../harness/cluster/cluster-status.js';
 import { workerHolder } from '../harness/cluster/holder.js';
 import { pollUntil } from '../harness/util/poll.js';
 import { summarize } from '../harness/report/failover.js';

@@ -26,7 +26,7 @@ import type { KubeObject } from '../lib/kube/types.js';
 import { DEFAULT_LAB_PATHS } from '../harness/cluster/lab-config.js';
 import type { ClientRecord, Proto } from '../harness/inlab/protocol.js';
 import { programArgs } from '../harness/util/args.js';
-import { masqConfigYaml } from '../harness/cluster/masq.js';
+import { masqConfigYaml } from '../harness/cluster/masq-applied.js';
 
 const { flags } = programArgs('dist/bench/masq-propagation.js', {
   flags: { changes: { value: true, int: true }, interval: { value: true, int: true, arg: 'MS' }, proto: { value: true, oneOf: ['tcp', 'udp'] } },

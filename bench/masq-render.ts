@@ -27,7 +27,7 @@ import { masqDecodePath, parseMasqConfig, parseMasqConfigLibraryOnly, type MasqC
 import { renderMasqRuleset, type RenderOptions, type RenderResult } from '../agent/masq/render.js';
 import { randomDisjointCidrs } from '../lib/net/random-cidrs.js';
 import { programArgs } from '../harness/util/args.js';
-import { masqConfigYaml } from '../harness/cluster/masq.js';
+import { masqConfigYaml } from '../harness/cluster/masq-applied.js';
 
 type Render = (config: MasqConfig, opts: RenderOptions) => RenderResult;
 

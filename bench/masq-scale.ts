@@ -39,7 +39,7 @@ import { renderMasqRuleset } from '../agent/masq/render.js';
 import type { ClientRecord, Proto } from '../harness/inlab/protocol.js';
 import { randomDisjointCidrs } from '../lib/net/random-cidrs.js';
 import { programArgs } from '../harness/util/args.js';
-import { masqConfigYaml } from '../harness/cluster/masq.js';
+import { masqConfigYaml } from '../harness/cluster/masq-applied.js';
 import { labCpuReader } from './lab-measure.js';
 
 const { flags } = programArgs('dist/bench/masq-scale.js', {

@@ -3,7 +3,7 @@ import { readFileSync } from 'node:fs';
 import { TokenAuthenticator, parseTokensFile } from './api/auth.js';
 import { FilePersistence, MemoryPersistence, type Persistence } from './api/persistence.js';
 import { Registry, RESOURCES } from './api/resources.js';
-import { EventLimits } from './api/events.js';
+import { EventLimits } from './api/event-limits.js';
 import { ApiServer } from './api/server.js';
 import { ResourceService } from './api/service.js';
 import { Store } from './api/store.js';

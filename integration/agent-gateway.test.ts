@@ -11,8 +11,8 @@ import { startTestController, waitFor, type TestController } from '../controller
 import { DEFAULT_BOOT_HOOK_DIR, parseAgentConfig } from '../agent/config.js';
 import { FakeHost } from '../agent/host/fake-host.js';
 import { Signal } from '../agent/node/module.js';
-import { NodeEventRecorder } from '../agent/node/events.js';
-import { BOOT_FENCE_HOOK, GatewayModule } from '../agent/node/gateway.js';
+import { NodeEventRecorder } from '../agent/node/node-events.js';
+import { BOOT_FENCE_HOOK, GatewayModule } from '../agent/node/gateway-module.js';
 import { renderBootFence } from '../agent/gateway/render.js';
 
 const LEASE = { renewIntervalMs: 50, expiryMs: 300, startupGraceMs: 300 };

@@ -12,7 +12,7 @@ import { parseAgentConfig, type AgentConfig } from '../agent/config.js';
 import { DEFAULT_NON_MASQUERADE_CIDRS } from '../agent/masq/constants.js';
 import { MasqTable } from '../agent/masq/testing/fakes.js';
 import { NodeAgent } from '../agent/node/agent.js';
-import { NodeEventRecorder } from '../agent/node/events.js';
+import { NodeEventRecorder } from '../agent/node/node-events.js';
 
 const LEASE = { renewIntervalMs: 50, expiryMs: 300, startupGraceMs: 300 };
 const sortCidrs = (l: readonly string[]): string[] =>

@@ -6,7 +6,7 @@
  *               own (beacon.ts), and the Lease kube-node-lease/<node> renewed every leaseRenewIntervalMs
  *   projection  ConfigMap kube-system/ip-masq-agent[config] -> file, kubelet-style
  *               (flavours ip-masq-agent and autopilot only)
- *   gateway     the egress NAT gateway datapath (gateway.ts, docs/gateway.md), before masq so that
+ *   gateway     the egress NAT gateway datapath (gateway-module.ts, docs/gateway.md), before masq so that
  *               a matched pod is never masqueraded while the agent starts
  *   masq        the masquerade datapath for the flavour (MasqAgent / default SNAT / none)
  *
@@ -19,12 +19,12 @@ import type { AgentConfig } from '../config.js';
 import { ExecHost } from '../host/exec-host.js';
 import type { Host } from '../host/host.js';
 import { ConfigMapVolumeModule } from './configmap-volume.js';
-import { NodeEventRecorder } from './events.js';
-import { LeaseModule } from './lease.js';
-import { MasqModule } from './masq.js';
-import { GatewayModule } from './gateway.js';
+import { NodeEventRecorder } from './node-events.js';
+import { LeaseModule } from './lease-module.js';
+import { MasqModule } from './masq-module.js';
+import { GatewayModule } from './gateway-module.js';
 import { errorMessage, Signal, type NodeModule, type NodeModuleContext } from './module.js';
-import { StatusWriter } from './status.js';
+import { StatusWriter } from './status-file.js';
 
 export interface NodeAgentDeps {
   /**

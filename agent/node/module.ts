@@ -5,7 +5,7 @@
  */
 import type { KubeClient } from '../../lib/kube/client.js';
 import type { AgentConfig } from '../config.js';
-import type { NodeEventRecorder } from './events.js';
+import type { NodeEventRecorder } from './node-events.js';
 
 export interface NodeModuleContext {
   readonly config: AgentConfig;

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { ipMasqAgentConfig, managedPolicy, managedPolicyName, noSnatDestinations, defaultPolicy, DEFAULT_NON_MASQUERADE_CIDRS } from './autopilot.js';
-import { reconcileGateway } from './gateway.js';
+import { reconcileGateway } from './gateway-reconcile.js';
 import { LivenessTracker } from './liveness.js';
 import { parse } from 'yaml';
 

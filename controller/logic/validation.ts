@@ -1,7 +1,7 @@
 // Admission-time (structural) validation of the networking.gke.io objects (pure).
 // Each problem names the field path and the offending value, as Kubernetes field errors do.
 // References (is egressSourceIP a floating IP, assigned to an Up node, ...) are NOT checked here:
-// they are evaluated continuously by the controller (see gateway.ts), so that `kubectl apply -f DIR`
+// they are evaluated continuously by the controller (see gateway-reconcile.ts), so that `kubectl apply -f DIR`
 // works whatever the order of the files.
 import { isIPv4, nonUnicastReason, parseCidr4 } from '../../lib/net/addresses.js';
 import { validateLabelSelector, validateLabels, type FieldProblem } from '../../lib/kube/selectors.js';

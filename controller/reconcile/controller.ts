@@ -17,11 +17,11 @@ import {
   noSnatDestinations,
   DEFAULT_POLICY_NAME,
 } from '../logic/autopilot.js';
-import { reconcileGateway, type PolicyState } from '../logic/gateway.js';
+import { reconcileGateway, type PolicyState } from '../logic/gateway-reconcile.js';
 import { LivenessTracker } from '../logic/liveness.js';
 import { StallAwareClock } from '../../lib/liveness/stall-aware-clock.js';
 import { GATEWAY_NAME, IP_MASQ_NAME, IP_MASQ_NAMESPACE, NODE_LEASE_NAMESPACE } from '../../lib/kube/well-known.js';
-import { EventRecorder } from './events.js';
+import { EventRecorder } from './event-recorder.js';
 
 export const SUBNET_ANNOTATION = 'networking.egresslab.io/subnet';
 /** the node's default gateway (the router of its subnet), from the config: never a floating IP */

@@ -11,7 +11,7 @@
  */
 import type { DecodedPacket } from '../pcap/pcap.js';
 import type { KubeObject } from '../../lib/kube/types.js';
-import type { GatewayStatus } from '../cluster/status.js';
+import type { GatewayStatus } from '../cluster/cluster-status.js';
 import { summarizeStream, type Timeline } from '../probe/timeline.js';
 import type { ArpReply, EdgePacket, EdgeReply, FinalApi } from './invariants.js';
 

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import type { Timeline, TimelinePacket } from '../probe/timeline.js';
-import type { GatewayStatus } from '../cluster/status.js';
+import type { GatewayStatus } from '../cluster/cluster-status.js';
 import {
   BINDING_IDLE_MS,
   checkConvergence,

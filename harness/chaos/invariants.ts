@@ -8,7 +8,7 @@
 import type { Timeline } from '../probe/timeline.js';
 import { segmentLeaks } from '../probe/stream.js';
 import { summarize } from '../report/failover.js';
-import type { GatewayStatus } from '../cluster/status.js';
+import type { GatewayStatus } from '../cluster/cluster-status.js';
 
 /** The invariants, by name, in order: 1 no-leak, 2 single-arp-owner, 3 convergence, 4 replies-reach-pod. */
 export const INVARIANT_NAMES = ['no-leak', 'single-arp-owner', 'convergence', 'replies-reach-pod'] as const;

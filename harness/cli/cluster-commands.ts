@@ -9,9 +9,9 @@ import { parseCommand, type CommandSpec } from '../util/args.js';
 import { LabError } from '../util/errors.js';
 import { readClusterInfo } from '../cluster/cluster.js';
 import { closeClusterAccess, kubeconfigText } from '../cluster/access.js';
-import { ensureForwarder, kubeconfigPath, runningForwarder } from '../cluster/forwarder.js';
+import { ensureForwarder, kubeconfigPath, runningForwarder } from '../cluster/background-forward.js';
 import { applyAll, loadManifests } from '../cluster/apply.js';
-import { clusterStatus, type ClusterStatus } from '../cluster/status.js';
+import { clusterStatus, type ClusterStatus } from '../cluster/cluster-status.js';
 
 const out = (s: string) => process.stdout.write(`${s}\n`);
 

@@ -19,7 +19,7 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import { applyAll, loadManifests } from '../cluster/apply.js';
 import { workerHolder } from '../cluster/holder.js';
-import { gatewayOf } from '../cluster/status.js';
+import { gatewayOf } from '../cluster/cluster-status.js';
 import { pollUntil } from '../util/poll.js';
 import { artifactsDir, projectRoot } from '../util/paths.js';
 import { summarize } from '../report/failover.js';

@@ -5,7 +5,7 @@
 import { containerName, type LabRuntime } from '../lab/runtime.js';
 import { KubeClient } from '../../lib/kube/client.js';
 import { kubeconfigYaml } from '../../lib/kube/kubeconfig.js';
-import { Forward } from './forward.js';
+import { Forward } from './port-forward.js';
 import { controlPlaneNode, readClusterInfo, type ClusterInfo } from './cluster.js';
 
 interface Access {

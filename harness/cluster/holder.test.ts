@@ -3,7 +3,7 @@ import type { KubeClient } from '../../lib/kube/client.js';
 import type { KubeObject } from '../../lib/kube/types.js';
 import type { Clock } from '../util/poll.js';
 import { holderOf, upHolder } from './holder.js';
-import { gatewayStatus } from './status.js';
+import { gatewayStatus } from './cluster-status.js';
 
 /** A virtual clock: sleeping advances time at once. */
 function fakeClock(): Clock {

@@ -11,7 +11,7 @@ import type { KubeClient } from '../../lib/kube/client.js';
 import { pollUntil, type Clock } from '../util/poll.js';
 import { startProcess, stopProcess } from '../lab/process.js';
 import { AGENT_PROCESS, agentCommand, controlPlaneNode } from './cluster.js';
-import { everyNodeUp, gatewayOf, type GatewayStatus } from './status.js';
+import { everyNodeUp, gatewayOf, type GatewayStatus } from './cluster-status.js';
 import { isIPv4 } from '../../lib/net/addresses.js';
 import { ValidationError } from '../util/errors.js';
 

@@ -1,5 +1,5 @@
 /**
- * Frames of the forward tunnel (tunnel.ts in the lab, harness/cluster/forward.ts on the host):
+ * Frames of the forward tunnel (tunnel.ts in the lab, harness/cluster/port-forward.ts on the host):
  * type (1 byte), stream id (uint32 BE), payload length (uint32 BE), payload. Pure; Node 18.
  */
 export const FRAME = { OPEN: 1, DATA: 2, END: 3, CLOSE: 4 } as const;

@@ -1,5 +1,5 @@
 /**
- * The in-lab end of a forward (harness/cluster/forward.ts): ONE process per forward, started by one
+ * The in-lab end of a forward (harness/cluster/port-forward.ts): ONE process per forward, started by one
  * `docker exec` with standard input and output attached, carrying every forwarded TCP connection as
  * numbered streams (before: one exec and one Node start per connection). Usage:
  *   node tunnel.js HOST PORT        every stream connects to HOST:PORT inside this container

@@ -20,7 +20,7 @@ import { startLabContainer } from '../docker/containers.js';
 import { ensureImage } from '../docker/image.js';
 import { topologyFromArg } from '../topology/load.js';
 import { randomPublicAddress } from '../testing/lab.js';
-import { clusterStatus } from '../cluster/status.js';
+import { clusterStatus } from '../cluster/cluster-status.js';
 import { projectRoot } from '../util/paths.js';
 import { LabError } from '../util/errors.js';
 

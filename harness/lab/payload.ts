@@ -32,7 +32,7 @@ import { pack as tarPack } from 'tar-stream';
 import { docker, isNotFound } from '../docker/client.js';
 import { LabError, ValidationError } from '../util/errors.js';
 import { IN_LAB_ROOT, installedPackage, projectRoot } from '../util/paths.js';
-import { stateDir } from '../cluster/forwarder.js';
+import { stateDir } from '../cluster/background-forward.js';
 
 /** How the lab's programs reach its containers: a bind mount of the build output, or a Docker volume filled once (EGRESSLAB_PAYLOAD; a remote engine needs volume). */
 export type PayloadMode = 'bind' | 'volume';

@@ -11,7 +11,7 @@
 import { hostname } from 'node:os';
 import { docker, LABEL, isNotFound } from '../docker/client.js';
 import { pollUntil } from '../util/poll.js';
-import { removeLabState, stopForwarder } from '../cluster/forwarder.js';
+import { removeLabState, stopForwarder } from '../cluster/background-forward.js';
 
 /** The key of the volume that marks a persistent lab as still being brought up. */
 export const BUILDING_KEY = 'building';

@@ -68,9 +68,16 @@ export { R, KubeClient, KubeApiError, type ResourceRef, type ListOptions } from 
 export type { KubeObject, KubeList, ObjectMeta } from '../../lib/kube/types.js';
 export { GATEWAY_NAME, GATEWAY_NAMESPACE, IP_MASQ_NAME, IP_MASQ_NAMESPACE, DEFAULT_NON_MASQUERADE_CIDRS } from '../../lib/kube/well-known.js';
 export { applyAll, loadManifests, type Manifest, type ApplyResult, type ApplyAction } from '../cluster/apply.js';
-export { gatewayOf, everyNodeUp, type GatewayStatus } from '../cluster/status.js';
+export { gatewayOf, everyNodeUp, type GatewayStatus } from '../cluster/cluster-status.js';
 export { holderOf, workerHolder, type HolderOptions } from '../cluster/holder.js';
-export { untilMasqConfigApplied, readAgentStatus, masqConfigYaml, type MasqWaitOptions, type AgentStatusFile, type MasqConfigInput } from '../cluster/masq.js';
+export {
+  untilMasqConfigApplied,
+  readAgentStatus,
+  masqConfigYaml,
+  type MasqWaitOptions,
+  type AgentStatusFile,
+  type MasqConfigInput,
+} from '../cluster/masq-applied.js';
 
 // ---- reports
 export { summarize, describeFailover, type FailoverReport, type LeakReport } from '../report/failover.js';

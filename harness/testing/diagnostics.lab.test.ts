@@ -16,7 +16,7 @@ import type { Lab } from '../lab/lab.js';
 import { startTestLab } from './lab.js';
 import { collectDiagnostics } from './artifacts.js';
 import { holderOf } from '../cluster/holder.js';
-import { gatewayOf } from '../cluster/status.js';
+import { gatewayOf } from '../cluster/cluster-status.js';
 import { segmentArp } from '../cluster/segment-arp.js';
 import { pollUntil } from '../util/poll.js';
 import { artifactsDir } from '../util/paths.js';

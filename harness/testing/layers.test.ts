@@ -138,12 +138,12 @@ describe('import layers', () => {
       ['controller/logic/y.ts', "export { Beacon } from '../../agent/node/beacon.js';"],
       ['controller/logic/y.test.ts', "import { pollUntil } from '../../harness/util/poll.js';"],
       ['lib/kube/z.ts', "const m = await import('../../harness/util/poll.js');\nimport type { Lab } from '../../harness/lab/lab.js';"],
-      ['harness/cluster/w.ts', "import { parseAgentConfig } from '../../agent/config.js';\nimport { x } from '../../scenarios/gateway/gateway.js';"],
+      ['harness/cluster/w.ts', "import { parseAgentConfig } from '../../agent/config.js';\nimport { x } from '../../scenarios/gateway/gateway-kit.js';"],
     ]);
     expect(layerViolations(files)).toEqual([
       'agent/node/x.ts -> controller/api/server.ts (agent/ may import lib/)',
       'controller/logic/y.ts -> agent/node/beacon.ts (controller/ may import lib/)',
-      'harness/cluster/w.ts -> scenarios/gateway/gateway.ts (harness/ may import lib/, agent/, controller/)',
+      'harness/cluster/w.ts -> scenarios/gateway/gateway-kit.ts (harness/ may import lib/, agent/, controller/)',
       'lib/kube/z.ts -> harness/lab/lab.ts (lib/ may import only itself)',
       'lib/kube/z.ts -> harness/util/poll.ts (lib/ may import only itself)',
     ]);

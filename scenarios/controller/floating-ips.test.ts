@@ -10,7 +10,7 @@ import { startTestLab } from '../../harness/testing/lab.js';
 import { pollUntil } from '../../harness/util/poll.js';
 import { R, type KubeClient } from '../../lib/kube/client.js';
 import type { KubeObject, WatchEvent } from '../../lib/kube/types.js';
-import { everyNodeUp, gatewayOf, gatewayStatus, type ClusterStatus, type GatewayStatus } from '../../harness/cluster/status.js';
+import { everyNodeUp, gatewayOf, gatewayStatus, type ClusterStatus, type GatewayStatus } from '../../harness/cluster/cluster-status.js';
 import { runCli } from '../../harness/testing/run.js';
 import { processRunning } from '../../harness/lab/process.js';
 import { AGENT_PROCESS } from '../../harness/cluster/cluster.js';

@@ -16,7 +16,7 @@ import { startTestLab } from '../../harness/testing/lab.js';
 import { run as runProgram, type RunResult } from '../../harness/testing/run.js';
 import { pollUntil } from '../../harness/util/poll.js';
 import { projectRoot } from '../../harness/util/paths.js';
-import { isForwarderProcess, readForwarderState, stopForwarder } from '../../harness/cluster/forwarder.js';
+import { isForwarderProcess, readForwarderState, stopForwarder } from '../../harness/cluster/background-forward.js';
 
 const KUBECTL = process.env.KUBECTL ?? '/usr/bin/kubectl';
 const SEED000 = join(projectRoot(), 'fixtures/manifests/seed-000');

@@ -35,7 +35,7 @@ import {
   type Segment,
   type StreamSpec,
 } from '../../harness/probe/stream.js';
-import { allUp, gw, startFailoverLab, waitSeenFrom } from './gateway.js';
+import { allUp, gw, startFailoverLab, waitSeenFrom } from './gateway-kit.js';
 
 const IP_A = '192.168.1.100';
 const IP_B = '192.168.1.101';

@@ -34,7 +34,7 @@ import type { Proto } from '../../harness/inlab/protocol.js';
 import type { ProbeResult } from '../../harness/probe/probe.js';
 import type { KubeClient } from '../../lib/kube/client.js';
 import type { KubeObject } from '../../lib/kube/types.js';
-import type { GatewayStatus } from '../../harness/cluster/status.js';
+import type { GatewayStatus } from '../../harness/cluster/cluster-status.js';
 import { podRegistration } from '../../harness/cluster/pods.js';
 import { DEFAULT_LAB_PATHS } from '../../harness/cluster/lab-config.js';
 import { topologyFromArg } from '../../harness/topology/load.js';
@@ -58,7 +58,7 @@ import {
   waitIPOff,
   waitIPOn,
   waitSeenFrom,
-} from './gateway.js';
+} from './gateway-kit.js';
 import { workerHolder } from '../../harness/cluster/holder.js';
 import { NODE_FAULTS } from '../../harness/faults/faults.js';
 

@@ -33,7 +33,7 @@ import {
   waitIPOff,
   waitIPOn,
   waitSeenFrom,
-} from './gateway.js';
+} from './gateway-kit.js';
 
 const IP_A = '192.168.1.100';
 const IP_B = '192.168.1.101';

@@ -9,7 +9,7 @@ import { startTestLab } from '../../harness/testing/lab.js';
 import { recordArtifactsOnFailure } from '../../harness/testing/artifacts.js';
 import { R, type KubeClient } from '../../lib/kube/client.js';
 import type { KubeObject } from '../../lib/kube/types.js';
-import { INTERNET_IP, SEED_IP, applySeed, holderOf, waitIPOn, waitSeenFrom } from './gateway.js';
+import { INTERNET_IP, SEED_IP, applySeed, holderOf, waitIPOn, waitSeenFrom } from './gateway-kit.js';
 
 let lab: Lab;
 let api: KubeClient;

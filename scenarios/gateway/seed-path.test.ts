@@ -17,7 +17,7 @@ import type { Lab } from '../../harness/lab/lab.js';
 import { startTestLab } from '../../harness/testing/lab.js';
 import { recordArtifactsOnFailure } from '../../harness/testing/artifacts.js';
 import type { KubeClient } from '../../lib/kube/client.js';
-import { SEED_IP, applySeed, capturePath, createPolicy, expectPath, gw, holderOf, waitIPOn, waitSeenFrom, type PathCase } from './gateway.js';
+import { SEED_IP, applySeed, capturePath, createPolicy, expectPath, gw, holderOf, waitIPOn, waitSeenFrom, type PathCase } from './gateway-kit.js';
 
 let lab: Lab;
 let api: KubeClient;

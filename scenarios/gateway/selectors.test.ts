@@ -9,7 +9,7 @@ import type { Lab } from '../../harness/lab/lab.js';
 import { startTestLab } from '../../harness/testing/lab.js';
 import { recordArtifactsOnFailure } from '../../harness/testing/artifacts.js';
 import type { KubeClient } from '../../lib/kube/client.js';
-import { createPolicy, holderOf, setFloatingIPs, waitIPOn, waitSeenFrom, type PolicyOptions } from './gateway.js';
+import { createPolicy, holderOf, setFloatingIPs, waitIPOn, waitSeenFrom, type PolicyOptions } from './gateway-kit.js';
 import { applyAll, loadManifests } from '../../harness/cluster/apply.js';
 
 const NODE_IP: Record<string, string> = { 'node-1': '192.168.1.1', 'node-2': '192.168.1.2', 'node-3': '192.168.1.3' };

@@ -12,7 +12,7 @@ import { recordArtifactsOnFailure } from '../../harness/testing/artifacts.js';
 import { pollUntil } from '../../harness/util/poll.js';
 import type { KubeClient } from '../../lib/kube/client.js';
 import { DEFAULT_LAB_PATHS } from '../../harness/cluster/lab-config.js';
-import { FLOATING_IPS, SEED_IP, applySeed, createPolicy, holderOf, policyEvents, setFloatingIPs, waitIPOn, waitSeenFrom } from './gateway.js';
+import { FLOATING_IPS, SEED_IP, applySeed, createPolicy, holderOf, policyEvents, setFloatingIPs, waitIPOn, waitSeenFrom } from './gateway-kit.js';
 
 const GHOST_IP = '192.168.1.120';
 const DST = '9.9.9.9';

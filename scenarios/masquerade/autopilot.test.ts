@@ -36,7 +36,7 @@ import {
   putMasqConfig,
   untilSameConfig,
   untilSeenFrom,
-} from './masq.js';
+} from './masq-kit.js';
 
 const POD = 'alice/frontend-1'; // 10.10.10.1 on node-1
 const MANAGED = managedPolicyName(CLUSTER_NAME);

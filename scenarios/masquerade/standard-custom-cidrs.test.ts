@@ -33,7 +33,7 @@ import {
   untilDefaults,
   untilSameConfig,
   untilSeenFrom,
-} from './masq.js';
+} from './masq-kit.js';
 
 const KUBECTL = process.env.KUBECTL ?? '/usr/bin/kubectl';
 const MANIFESTS = join(projectRoot(), 'fixtures/manifests/masquerade');

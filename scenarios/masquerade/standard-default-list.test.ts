@@ -30,7 +30,7 @@ import {
   untilDefaults,
   untilSameConfig,
   untilSeenFrom,
-} from './masq.js';
+} from './masq-kit.js';
 
 const PUBLIC = ['8.8.8.8', '1.1.1.1', '93.184.216.34'];
 const POD = 'alice/frontend-1'; // 10.10.10.1 on node-1 (192.168.1.1)

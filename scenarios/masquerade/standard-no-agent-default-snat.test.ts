@@ -9,7 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Lab } from '../../harness/lab/lab.js';
 import { startTestLab } from '../../harness/testing/lab.js';
 import { recordArtifactsOnFailure } from '../../harness/testing/artifacts.js';
-import { DEFAULT_RANGE_ADDRESSES, METADATA, VPC, agentStatus, expectFlows, keep, masq, nodeIP, podIP, podNodes } from './masq.js';
+import { DEFAULT_RANGE_ADDRESSES, METADATA, VPC, agentStatus, expectFlows, keep, masq, nodeIP, podIP, podNodes } from './masq-kit.js';
 
 const POD = 'alice/frontend-1';
 

@@ -13,7 +13,7 @@ import { recordArtifactsOnFailure, recordTimeline } from '../../harness/testing/
 import { deliveryRatio } from '../../harness/probe/timeline.js';
 import { pollUntil } from '../../harness/util/poll.js';
 import { MASQ_TABLE } from '../../agent/masq/constants.js';
-import { DEFAULT_RANGE_ADDRESSES, METADATA, VPC, agentStatus, expectFlows, keep, nodeIP, podIP, podNodes } from './masq.js';
+import { DEFAULT_RANGE_ADDRESSES, METADATA, VPC, agentStatus, expectFlows, keep, nodeIP, podIP, podNodes } from './masq-kit.js';
 
 const POD = 'alice/frontend-1';
 

@@ -5,7 +5,7 @@ import type { KubeObject } from '../../lib/kube/types.js';
 import { masqConfigHash, parseMasqConfig } from '../../agent/masq/config.js';
 import { DEFAULT_LAB_PATHS } from './lab-config.js';
 import type { Clock } from '../util/poll.js';
-import { agentsNotOn, expectedMasqHash, masqConfigText, masqConfigYaml, podNodes, untilMasqConfigApplied, type AgentStatusFile } from './masq.js';
+import { agentsNotOn, expectedMasqHash, masqConfigText, masqConfigYaml, podNodes, untilMasqConfigApplied, type AgentStatusFile } from './masq-applied.js';
 
 const CONFIG = 'nonMasqueradeCIDRs:\n  - 10.0.0.0/8\nmasqLinkLocal: false\nresyncInterval: 60s\n';
 

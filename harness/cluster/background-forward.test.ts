@@ -4,7 +4,7 @@ import { mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { labStateFiles, removeLabState } from './forwarder.js';
+import { labStateFiles, removeLabState } from './background-forward.js';
 
 describe("a lab's state files (kubeconfig with the admin token, API forward state and log)", () => {
   const dirs: string[] = [];

@@ -19,7 +19,7 @@ import {
   untilMasqConfigApplied,
   type AgentStatusFile,
   type MasqConfigInput,
-} from '../../harness/cluster/masq.js';
+} from '../../harness/cluster/masq-applied.js';
 
 export const VPC = '172.16.100.10';
 export const METADATA = '169.254.169.254';
@@ -162,7 +162,7 @@ export async function deleteMasqConfig(api: KubeClient): Promise<void> {
 
 // ---- the agents' status files ----------------------------------------------------------------
 
-export type { AgentStatusFile } from '../../harness/cluster/masq.js';
+export type { AgentStatusFile } from '../../harness/cluster/masq-applied.js';
 export const agentStatus = readAgentStatus;
 
 /** The nodes that run pods (the control-plane node has no pod CIDR: nothing to masquerade). */

@@ -1,20 +1,20 @@
 /**
- * The background API forwarder of one lab (started by `egresslab kubeconfig`, see forwarder.ts):
+ * The background API forwarder of one lab (started by `egresslab kubeconfig`, see background-forward.ts):
  * listens on 127.0.0.1:<port> and forwards each connection to the API server in the lab's
  * control-plane container. Writes its state file once listening; exits (removing it) on SIGTERM or
  * by itself when the lab is gone.
- * Usage: node forward-main.js --lab ID --state FILE [--port N]
+ * Usage: node background-forward-main.js --lab ID --state FILE [--port N]
  */
 import { rmSync, writeFileSync, renameSync, readFileSync } from 'node:fs';
 import { Lab, containerName } from '../lab/lab.js';
 import { isNotFound } from '../docker/client.js';
-import { Forward } from './forward.js';
+import { Forward } from './port-forward.js';
 import { API_PORT, controlPlaneNode } from './cluster.js';
 import { programArgs } from '../util/args.js';
 
 const CHECK_INTERVAL_MS = 2_000;
 
-const { flags } = programArgs('forward-main.js', {
+const { flags } = programArgs('background-forward-main.js', {
   flags: { lab: { value: true, required: true, arg: 'ID' }, state: { value: true, required: true, arg: 'FILE' }, port: { value: true, int: true } },
   about: "  Forwards 127.0.0.1:PORT to the API server of the lab's control plane; writes its state file once listening.",
 });

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { summarizeLastApply } from './status.js';
+import { summarizeLastApply } from './cluster-status.js';
 
 describe('summarizeLastApply (the LAST APPLY column of egresslab status)', () => {
   it('says how the rules went in and how long the sync took', () => {

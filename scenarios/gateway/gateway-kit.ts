@@ -11,7 +11,7 @@ import type { Proto } from '../../harness/inlab/protocol.js';
 import { R, type KubeClient } from '../../lib/kube/client.js';
 import type { KubeObject } from '../../lib/kube/types.js';
 import { applyAll, loadManifests } from '../../harness/cluster/apply.js';
-import { everyNodeUp, gatewayOf, type GatewayStatus } from '../../harness/cluster/status.js';
+import { everyNodeUp, gatewayOf, type GatewayStatus } from '../../harness/cluster/cluster-status.js';
 import { holderOf as harnessHolderOf } from '../../harness/cluster/holder.js';
 import { pollUntil } from '../../harness/util/poll.js';
 import { describePacket, type DecodedPacket } from '../../harness/pcap/pcap.js';

@@ -1,5 +1,5 @@
 /**
- * The CLI's API forward: one detached background process per lab (forward-main.ts), so that the
+ * The CLI's API forward: one detached background process per lab (background-forward-main.ts), so that the
  * kubeconfig `egresslab kubeconfig` writes keeps working after the CLI exits. Its state file
  * (<project>/.egresslab/forward-<lab>.json: pid, port) lets later calls find it, reuse it, or stop
  * it (`egresslab down`). It exits by itself when the lab is gone.
@@ -82,7 +82,7 @@ export function isForwarderProcess(pid: number): boolean {
   }
   try {
     const cmdline = readFileSync(`/proc/${pid}/cmdline`, 'utf8');
-    return cmdline.includes('forward-main.js');
+    return cmdline.includes('background-forward-main.js');
   } catch {
     // No /proc (not Linux): trust the pid.
     return true;
@@ -102,7 +102,7 @@ export async function ensureForwarder(labId: string): Promise<ForwarderState> {
   const previous = readForwarderState(labId);
   rmSync(forwarderStatePath(labId), { force: true });
   mkdirSync(stateDir(), { recursive: true });
-  const entry = join(projectRoot(), 'dist/harness/cluster/forward-main.js');
+  const entry = join(projectRoot(), 'dist/harness/cluster/background-forward-main.js');
   if (!existsSync(entry)) throw new LabError(`${entry} is missing: run "npm run build" first`);
   // A file descriptor (execa's types take only a literal one) given to the child as it is: no pipe through this process.
   const log = openSync(forwarderLogPath(labId), 'a') as 3;
