@@ -66,6 +66,8 @@ describe('liveness from leases (injected clock)', () => {
     // the partition heals; the renewal the agent retried arrives first
     expect(l.observe('w3', 'rv7', 5000)).toBe(false);
     expect(l.observe('w3', 'rv7', 5010)).toBe(false);
+    // its heartbeats stay blocked: the next renewal is held back too, and told once per Down spell
+    expect(l.observe('w3', 'rv7b', 5020)).toBe(false);
     expect(held).toEqual(['w3']);
     expect(l.state('w3', 5001)).toBe('Down');
     // (granting it expiryMs made the node Up at 5000 and Down again at 5600, before the heartbeat at 5640)
@@ -79,6 +81,9 @@ describe('liveness from leases (injected clock)', () => {
     expect(l.lastSignal('w3')).toBe('lease');
     expect(l.state('w3', 5640 + 2199)).toBe('Up');
     expect(l.state('w3', 5640 + 2200)).toBe('Down');
+    // a new Down spell: its first held-back renewal is told again
+    expect(l.observe('w3', 'rv9', 9000)).toBe(false);
+    expect(held).toEqual(['w3', 'w3']);
   });
 
   it('a node that never sent a heartbeat (heartbeats off) lives by its renewals, also after a deleted lease', () => {

@@ -40,12 +40,14 @@ interface Entry {
   beats?: boolean;
   /** the last signal that counted */
   by?: 'heartbeat' | 'lease';
+  /** a renewal was held back since the last signal that counted (onHeld told once per Down spell) */
+  held?: boolean;
 }
 
 export class LivenessTracker {
   private readonly entries = new Map<string, Entry>();
 
-  /** `onHeld` hears of each Lease renewal that did not bring back a Down node because the node beats (for the log). */
+  /** `onHeld` hears of the first Lease renewal of a Down spell that did not bring the node back because it beats (for the log). */
   constructor(
     private readonly timings: LivenessTimings,
     private readonly onHeld: (node: string) => void = () => undefined,
@@ -68,7 +70,8 @@ export class LivenessTracker {
     if (renewKey === undefined) return false;
     if (e?.beats && now >= e.upUntil) {
       // a beating node that is Down comes back by a heartbeat only (see the top of this file)
-      if (e.renewKey !== renewKey) this.onHeld(node);
+      if (e.renewKey !== renewKey && !e.held) this.onHeld(node);
+      e.held = true;
       e.renewKey = renewKey;
       return false;
     }
