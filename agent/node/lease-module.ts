@@ -65,7 +65,8 @@ export class LeaseModule implements NodeModule {
       );
     }
     this.ctx.log(this.name, `renewing ${NODE_LEASE_NAMESPACE}/${nodeName} every ${leaseRenewIntervalMs} ms`);
-    this.renewer = startLeaseRenewer(this.ctx.client, nodeName, leaseRenewIntervalMs, (e) => this.onError(e));
+    // the Lease says whether this agent beats: the controller then brings the node back Up by a heartbeat only
+    this.renewer = startLeaseRenewer(this.ctx.client, nodeName, leaseRenewIntervalMs, (e) => this.onError(e), this.beacon ? heartbeatIntervalMs : 0);
     // Observe successes (the renewer only reports failures) to log the first renewal and recoveries.
     this.watch = setInterval(() => this.observe(), Math.max(10, Math.floor(leaseRenewIntervalMs / 2)));
     this.watch.unref();

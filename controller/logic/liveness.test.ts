@@ -56,7 +56,7 @@ describe('liveness from leases (injected clock)', () => {
     expect(l.state('w1', 1100)).toBe('Down');
   });
 
-  it('a Lease renewal does not bring back a Down node that beats: its next heartbeat does (a healed partition)', () => {
+  it('a Lease renewal does not bring back a Down node whose Lease says it beats: its next heartbeat does (a healed partition)', () => {
     const held: string[] = [];
     const l = new LivenessTracker(T, (n) => held.push(n));
     // a node holding nothing beats every second: Up for 600 + 2 * 800 ms after each heartbeat
@@ -64,40 +64,51 @@ describe('liveness from leases (injected clock)', () => {
     expect(l.lastSignal('w3')).toBe('heartbeat');
     expect(l.state('w3', 2200)).toBe('Down'); // cut off: no signal for 2.2 s
     // the partition heals; the renewal the agent retried arrives first
-    expect(l.observe('w3', 'rv7', 5000)).toBe(false);
-    expect(l.observe('w3', 'rv7', 5010)).toBe(false);
+    expect(l.observe('w3', 'rv7', 5000, true)).toBe(false);
+    expect(l.observe('w3', 'rv7', 5010, true)).toBe(false);
     // its heartbeats stay blocked: the next renewal is held back too, and told once per Down spell
-    expect(l.observe('w3', 'rv7b', 5020)).toBe(false);
+    expect(l.observe('w3', 'rv7b', 5020, true)).toBe(false);
     expect(held).toEqual(['w3']);
-    expect(l.state('w3', 5001)).toBe('Down');
+    expect(l.state('w3', 5021)).toBe('Down');
     // (granting it expiryMs made the node Up at 5000 and Down again at 5600, before the heartbeat at 5640)
     expect(l.state('w3', 5600)).toBe('Down');
     expect(l.heartbeat('w3', 'hb 1 6', 1000, 5640)).toBe(true);
     expect(l.lastSignal('w3')).toBe('heartbeat');
+    expect(l.lastSeen('w3')).toBe(5640);
     expect(l.state('w3', 5640 + 2199)).toBe('Up');
-    // the same renewal seen again later counts once; a new one while Up extends as before (never shortens)
-    expect(l.observe('w3', 'rv7', 6000)).toBe(false);
-    expect(l.observe('w3', 'rv8', 7000)).toBe(false);
+    // a renewal already seen counts nothing; a new one while Up extends as before (never shortens)
+    expect(l.observe('w3', 'rv7b', 6000, true)).toBe(false);
+    expect(l.lastSignal('w3')).toBe('heartbeat');
+    expect(l.lastSeen('w3')).toBe(5640);
+    expect(l.observe('w3', 'rv8', 7000, true)).toBe(false);
     expect(l.lastSignal('w3')).toBe('lease');
     expect(l.state('w3', 5640 + 2199)).toBe('Up');
     expect(l.state('w3', 5640 + 2200)).toBe('Down');
     // a new Down spell: its first held-back renewal is told again
-    expect(l.observe('w3', 'rv9', 9000)).toBe(false);
+    expect(l.observe('w3', 'rv9', 9000, true)).toBe(false);
     expect(held).toEqual(['w3', 'w3']);
   });
 
-  it('a node that never sent a heartbeat (heartbeats off) lives by its renewals, also after a deleted lease', () => {
+  it('the Lease says whether the node beats, not the tracker memory: a node restarted without heartbeats lives by its renewals', () => {
     const l = new LivenessTracker(T);
-    expect(l.observe('w4', 'rv1', 0)).toBe(true);
-    expect(l.lastSignal('w4')).toBe('lease');
+    l.heartbeat('w4', 'hb 1 1', 200, 0);
     expect(l.state('w4', 700)).toBe('Down');
-    expect(l.observe('w4', 'rv2', 10_000)).toBe(true);
+    // the agent comes back with heartbeats off: its Lease says 0, and each renewal counts
+    expect(l.observe('w4', 'rv1', 10_000, false)).toBe(true);
+    expect(l.lastSignal('w4')).toBe('lease');
     expect(l.state('w4', 10_599)).toBe('Up');
-    // a deleted lease does not make a beating node a lease-only one
-    l.heartbeat('w5', 'hb 1 1', 200, 0);
-    l.forget('w5');
-    expect(l.observe('w5', 'rv1', 100)).toBe(false);
-    expect(l.state('w5', 101)).toBe('Down');
+    expect(l.state('w4', 10_600)).toBe('Down');
+    // after a controller restart (seed) the Lease still decides: a node that beats waits for its heartbeat
+    const r = new LivenessTracker(T);
+    r.seed('w5', 'Down', 'rv1', 0);
+    expect(r.observe('w5', 'rv2', 100, true)).toBe(false);
+    expect(r.state('w5', 101)).toBe('Down');
+    expect(r.heartbeat('w5', 'hb 2 1', 1000, 150)).toBe(true);
+    // a deleted Lease: Down at once; its re-creation by an agent that beats waits for the heartbeat
+    r.forget('w5');
+    expect(r.state('w5', 151)).toBe('Down');
+    expect(r.observe('w5', 'rv3', 200, true)).toBe(false);
+    expect(r.heartbeat('w5', 'hb 2 2', 1000, 300)).toBe(true);
   });
 
   it('a deleted lease makes the node Down immediately', () => {

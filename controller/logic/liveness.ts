@@ -10,12 +10,14 @@
 // running is not held against any node.
 // After a controller restart, nodes that the persisted status showed Up keep a grace period of
 // `startupGraceMs` to let their agents reconnect, so a restart alone never moves an IP.
-// A Lease renewal keeps an Up node Up but does not bring back a Down node the controller has heard
-// beating: only its next heartbeat does, announcing the interval it beats at. A renewal carries no
-// cadence; granting it `expiryMs` let a node that beats every second (it holds nothing) come Up on
-// the renewal it retried when a partition healed and go Down again 600 ms later, before its next
-// heartbeat (a spurious NodeDown, seen once in 5 runs of the long-lived TCP scenario with one core
-// busy). A node whose agent sends no heartbeats (heartbeatIntervalMs 0) lives by its renewals alone.
+// A Lease renewal keeps an Up node Up but does not bring back a Down node whose Lease says its
+// agent beats (LEASE_HEARTBEAT_ANNOTATION): only its next heartbeat does, announcing the interval it
+// beats at. A renewal carries no cadence; granting it `expiryMs` let a node that beats every second
+// (it holds nothing) come Up on the renewal it retried when a partition healed and go Down again
+// 600 ms later, before its next heartbeat (a spurious NodeDown, seen once in 5 runs of the long-lived
+// TCP scenario with one core busy). The Lease says it, not the controller's memory, so a controller
+// restart, a re-created Lease or an agent restarted without heartbeats are judged the same way; an
+// agent that sends none (heartbeatIntervalMs 0) lives by its renewals alone.
 
 import type { NodeState } from './allocator.js';
 
@@ -31,13 +33,14 @@ export interface LivenessTimings {
 export const DEFAULT_TIMINGS: LivenessTimings = { renewIntervalMs: 100, expiryMs: 600, startupGraceMs: 3000 };
 
 interface Entry {
-  renewKey: string | undefined;
+  /** the last Lease renewal counted or held back (its resourceVersion) */
+  leaseKey?: string;
+  /** the last heartbeat counted ("hb <epoch> <seq>") */
+  beatKey?: string;
   /** controller-clock time of the last signal (undefined: none since start) */
   seenAt?: number;
   /** controller-clock time until which the node counts as Up */
   upUntil: number;
-  /** a heartbeat of this node was seen since the controller started */
-  beats?: boolean;
   /** the last signal that counted */
   by?: 'heartbeat' | 'lease';
   /** a renewal was held back since the last signal that counted (onHeld told once per Down spell) */
@@ -54,29 +57,30 @@ export class LivenessTracker {
   ) {}
 
   /** Seeds a node from persisted status at start-up. */
-  seed(node: string, previous: NodeState | undefined, renewKey: string | undefined, now: number): void {
+  seed(node: string, previous: NodeState | undefined, leaseKey: string | undefined, now: number): void {
     this.entries.set(node, {
-      renewKey,
+      leaseKey,
       upUntil: previous === 'Up' ? now + Math.max(this.timings.startupGraceMs, this.timings.expiryMs) : Number.NEGATIVE_INFINITY,
     });
   }
 
   /**
-   * Records the current Lease of a node. `renewKey` identifies a renewal (the lease's renewTime);
-   * a change counts as a renewal observed at `now`. Returns true if the node's state may have changed.
+   * Records the current Lease of a node. `leaseKey` identifies a renewal (the Lease's
+   * resourceVersion); a change counts as a renewal observed at `now`. `beats`: the Lease says its
+   * agent sends heartbeats (LEASE_HEARTBEAT_ANNOTATION): then a renewal keeps an Up node Up but
+   * does not bring a Down one back (see the top of this file). Returns true if the node's state may
+   * have changed.
    */
-  observe(node: string, renewKey: string | undefined, now: number): boolean {
+  observe(node: string, leaseKey: string | undefined, now: number, beats = false): boolean {
     const e = this.entries.get(node);
-    if (renewKey === undefined) return false;
-    if (e?.beats && now >= e.upUntil) {
-      // a beating node that is Down comes back by a heartbeat only (see the top of this file)
-      if (e.renewKey !== renewKey && !e.held) this.onHeld(node);
-      e.held = true;
-      e.renewKey = renewKey;
+    if (leaseKey === undefined || e?.leaseKey === leaseKey) return false;
+    if (beats && !(e && now < e.upUntil)) {
+      if (!e?.held) this.onHeld(node);
+      this.entries.set(node, { ...(e ?? { upUntil: Number.NEGATIVE_INFINITY }), leaseKey, held: true });
       return false;
     }
     // a Lease renewal never shortens the grace a slow heartbeat granted
-    return this.signal(node, renewKey, now, Math.max(e?.upUntil ?? Number.NEGATIVE_INFINITY, now + this.timings.expiryMs), 'lease');
+    return this.signal(node, 'lease', leaseKey, now, Math.max(e?.upUntil ?? Number.NEGATIVE_INFINITY, now + this.timings.expiryMs));
   }
 
   /**
@@ -85,15 +89,21 @@ export class LivenessTracker {
    * Returns true if the node was Down.
    */
   heartbeat(node: string, key: string, intervalMs: number, now: number): boolean {
-    return this.signal(node, key, now, now + this.graceFor(intervalMs), 'heartbeat');
+    if (this.entries.get(node)?.beatKey === key) return false;
+    return this.signal(node, 'heartbeat', key, now, now + this.graceFor(intervalMs));
   }
 
-  /** A new signal (key) seen at `now` keeps the node Up until `upUntil`; the same key twice counts once. True if it was Down. */
-  private signal(node: string, key: string, now: number, upUntil: number, by: 'heartbeat' | 'lease'): boolean {
+  /** A new signal seen at `now` keeps the node Up until `upUntil`. True if it was Down. */
+  private signal(node: string, by: 'heartbeat' | 'lease', key: string, now: number, upUntil: number): boolean {
     const e = this.entries.get(node);
-    if (e && e.renewKey === key) return false;
     const wasUp = e ? now < e.upUntil : false;
-    this.entries.set(node, { renewKey: key, upUntil, seenAt: now, beats: by === 'heartbeat' || !!e?.beats, by });
+    this.entries.set(node, {
+      leaseKey: by === 'lease' ? key : e?.leaseKey,
+      beatKey: by === 'heartbeat' ? key : e?.beatKey,
+      upUntil,
+      seenAt: now,
+      by,
+    });
     return !wasUp;
   }
 
@@ -114,7 +124,7 @@ export class LivenessTracker {
 
   /** The Lease was deleted: the node is Down from now on. */
   forget(node: string): void {
-    this.entries.set(node, { renewKey: undefined, upUntil: Number.NEGATIVE_INFINITY, beats: this.entries.get(node)?.beats });
+    this.entries.set(node, { beatKey: this.entries.get(node)?.beatKey, upUntil: Number.NEGATIVE_INFINITY });
   }
 
   /** Controller-clock time of the node's last liveness signal, if any since start. */

@@ -20,7 +20,7 @@ import {
 import { reconcileGateway, type PolicyState } from '../logic/gateway-reconcile.js';
 import { LivenessTracker } from '../logic/liveness.js';
 import { StallAwareClock } from '../../lib/liveness/stall-aware-clock.js';
-import { GATEWAY_NAME, IP_MASQ_NAME, IP_MASQ_NAMESPACE, NODE_LEASE_NAMESPACE } from '../../lib/kube/well-known.js';
+import { GATEWAY_NAME, IP_MASQ_NAME, IP_MASQ_NAMESPACE, LEASE_HEARTBEAT_ANNOTATION, NODE_LEASE_NAMESPACE } from '../../lib/kube/well-known.js';
 import { EventRecorder } from './event-recorder.js';
 
 export const SUBNET_ANNOTATION = 'networking.egresslab.io/subnet';
@@ -222,7 +222,14 @@ export class Controller {
       if (e.type === 'DELETED') {
         this.liveness.forget(name);
         this.schedule();
-      } else if (this.liveness.observe(name, e.object.metadata.resourceVersion, this.clock())) {
+      } else if (
+        this.liveness.observe(
+          name,
+          e.object.metadata.resourceVersion,
+          this.clock(),
+          Number(e.object.metadata.annotations?.[LEASE_HEARTBEAT_ANNOTATION] ?? 0) > 0,
+        )
+      ) {
         this.schedule();
       }
       return;
@@ -372,7 +379,9 @@ export class Controller {
               node,
               n.state === 'Up' ? 'Normal' : 'Warning',
               n.state === 'Up' ? 'NodeUp' : 'NodeDown',
-              n.state === 'Up' ? `node ${n.name} renewed its lease: Up` : `node ${n.name} did not renew its lease within ${this.cfg.lease.expiryMs} ms: Down`,
+              n.state === 'Up'
+                ? `node ${n.name} is Up: ${by === 'lease' ? 'its Lease was renewed' : by === 'heartbeat' ? 'its heartbeat arrived' : 'it was Up before the controller started (start-up grace)'}`
+                : `node ${n.name} sent no heartbeat and no Lease renewal within its grace period (${this.cfg.lease.expiryMs} ms when it holds a floating IP): Down`,
             );
         }
         if (node) this.setNodeReady(node, n.state);

@@ -82,7 +82,7 @@ export function isForwarderProcess(pid: number): boolean {
   }
   try {
     const cmdline = readFileSync(`/proc/${pid}/cmdline`, 'utf8');
-    return cmdline.includes('background-forward-main.js');
+    return cmdline.includes('background-forward-main.js') || cmdline.includes('harness/cluster/forward-main.js');
   } catch {
     // No /proc (not Linux): trust the pid.
     return true;

@@ -41,9 +41,11 @@ async function livenessEvidence(lab: Lab): Promise<string[]> {
   const cp = controlPlaneNode(lab.topology).name;
   const r = await lab.exec(cp, ['sh', '-c', `grep -E 'liveness:|allocator:|stalled|fenced' ${LOG_DIR}/${CONTROLLER_PROCESS}.log | tail -n 200`], {
     check: false,
+    timeoutMs: 5000,
   });
   const faults = lab.faults.injected.map((f) => `${new Date(f.at).toISOString()} fault ${f.kind} on ${f.node}`);
-  return [...faults, ...r.stdout.split('\n').filter(Boolean)];
+  // both kinds of line start with an ISO time: sorted as text, they are in time order
+  return [...faults, ...r.stdout.split('\n').filter(Boolean)].sort();
 }
 
 function currentTestFile(): string | undefined {
@@ -80,11 +82,14 @@ export async function startTestLab(
   const plainDown = lab.down.bind(lab);
   let audited = false;
   const down = async (): Promise<void> => {
-    if (!audited) {
-      audited = true;
-      await auditLab(lab, file);
+    try {
+      if (!audited) {
+        audited = true;
+        await auditLab(lab, file);
+      }
+    } finally {
+      await plainDown();
     }
-    return plainDown();
   };
   lab.down = down;
   if (mode !== 'never') {

@@ -19,11 +19,11 @@ const ev = (reason: string, name: string, message: string, count = 1): KubeObjec
 describe('liveness audit', () => {
   it('explains a NodeDown and a move by a fault on that node, and counts the rest as spurious', () => {
     const events = [
-      ev('NodeDown', 'node-1', 'node node-1 did not renew its lease within 600 ms: Down'),
+      ev('NodeDown', 'node-1', 'node node-1 sent no heartbeat and no Lease renewal within its grace period (600 ms when it holds a floating IP): Down'),
       ev('FloatingIPMoved', 'default', 'floating IP 192.168.1.100 moved from node node-1 to node node-2'),
-      ev('NodeDown', 'node-3', 'node node-3 did not renew its lease within 600 ms: Down', 2),
+      ev('NodeDown', 'node-3', 'node node-3 sent no heartbeat and no Lease renewal within its grace period (600 ms when it holds a floating IP): Down', 2),
       ev('FloatingIPMoved', 'default', 'floating IP 192.168.1.101 moved from node node-3 to node node-2'),
-      ev('NodeUp', 'node-3', 'node node-3 renewed its lease: Up', 3),
+      ev('NodeUp', 'node-3', 'node node-3 is Up: its heartbeat arrived', 3),
       ev('EgressGatewayFenced', 'node-2', 'no heartbeat from any peer node and the API unreachable'),
       ev('EgressGatewayFenced', 'node-1', 'no heartbeat from any peer node and the API unreachable'),
     ];
@@ -66,7 +66,7 @@ describe('liveness audit', () => {
       process.env.EGRESSLAB_ARTIFACTS = dir;
       const spurious = auditLiveness(
         'gwlt-1',
-        [ev('NodeDown', 'node-3', 'node node-3 did not renew its lease within 600 ms: Down', 3)],
+        [ev('NodeDown', 'node-3', 'node node-3 sent no heartbeat and no Lease renewal within its grace period (600 ms when it holds a floating IP): Down', 3)],
         [
           { node: 'node-3', kind: 'stop', at: 0 },
           { node: 'node-3', kind: 'partition', at: 1 },

@@ -2,7 +2,7 @@
 // `intervalMs`; the controller declares the node Down when renewals stop (see controller/logic/liveness.ts).
 import type { KubeObject } from './types.js';
 import { KubeApiError, R, type KubeClient } from './client.js';
-import { NODE_LEASE_NAMESPACE } from './well-known.js';
+import { LEASE_HEARTBEAT_ANNOTATION, NODE_LEASE_NAMESPACE } from './well-known.js';
 
 export { NODE_LEASE_NAMESPACE };
 
@@ -10,17 +10,27 @@ function microTime(d: Date): string {
   return d.toISOString().replace(/\.(\d{3})Z$/, '.$1000Z');
 }
 
-/** Creates or renews the node's Lease once. */
-export async function renewLease(client: KubeClient, node: string, leaseDurationSeconds = 1, now = new Date()): Promise<KubeObject> {
+/**
+ * Creates or renews the node's Lease once. With `heartbeatIntervalMs`, the Lease says whether the
+ * agent sends heartbeats (LEASE_HEARTBEAT_ANNOTATION; 0: none).
+ */
+export async function renewLease(
+  client: KubeClient,
+  node: string,
+  leaseDurationSeconds = 1,
+  now = new Date(),
+  heartbeatIntervalMs?: number,
+): Promise<KubeObject> {
   const spec = { holderIdentity: node, leaseDurationSeconds, renewTime: microTime(now) };
+  const annotations = heartbeatIntervalMs === undefined ? undefined : { [LEASE_HEARTBEAT_ANNOTATION]: String(heartbeatIntervalMs) };
   try {
-    return await client.patch(R.leases, node, { spec }, { namespace: NODE_LEASE_NAMESPACE });
+    return await client.patch(R.leases, node, { ...(annotations ? { metadata: { annotations } } : {}), spec }, { namespace: NODE_LEASE_NAMESPACE });
   } catch (e) {
     if (!(e instanceof KubeApiError) || e.code !== 404) throw e;
     return client.create(R.leases, {
       apiVersion: 'coordination.k8s.io/v1',
       kind: 'Lease',
-      metadata: { name: node, namespace: NODE_LEASE_NAMESPACE },
+      metadata: { name: node, namespace: NODE_LEASE_NAMESPACE, ...(annotations ? { annotations } : {}) },
       spec: { ...spec, acquireTime: spec.renewTime },
     });
   }
@@ -34,7 +44,13 @@ export interface LeaseRenewer {
   readonly lastRenewal: number;
 }
 
-export function startLeaseRenewer(client: KubeClient, node: string, intervalMs: number, onError: (e: unknown) => void = () => {}): LeaseRenewer {
+export function startLeaseRenewer(
+  client: KubeClient,
+  node: string,
+  intervalMs: number,
+  onError: (e: unknown) => void = () => {},
+  heartbeatIntervalMs?: number,
+): LeaseRenewer {
   let stopped = false;
   let renewals = 0;
   let lastRenewal = 0;
@@ -42,7 +58,7 @@ export function startLeaseRenewer(client: KubeClient, node: string, intervalMs: 
   let inflight: Promise<void> = Promise.resolve();
   const tick = (): void => {
     if (stopped) return;
-    inflight = renewLease(client, node, Math.max(1, Math.ceil((intervalMs * 3) / 1000)))
+    inflight = renewLease(client, node, Math.max(1, Math.ceil((intervalMs * 3) / 1000)), new Date(), heartbeatIntervalMs)
       .then(() => {
         renewals++;
         lastRenewal = Date.now();

@@ -10,6 +10,13 @@ export const KUBE_SYSTEM = 'kube-system';
 export const NODE_LEASE_NAMESPACE = 'kube-node-lease';
 
 /**
+ * Annotation on a node's Lease: the interval (ms) at which its agent sends heartbeats while it holds
+ * a floating IP, "0" when it sends none. The controller's failure detector reads it: a Down node
+ * whose Lease says it beats comes back Up by a heartbeat only (controller/logic/liveness.ts).
+ */
+export const LEASE_HEARTBEAT_ANNOTATION = 'egresslab.io/heartbeat-interval-ms';
+
+/**
  * The AnthosNetworkGateway the agents follow: kube-system/default (the controller mirrors the
  * cluster namespace's `default` there, docs/controller.md).
  */
