@@ -142,21 +142,27 @@ export interface ChaosRun {
   timing: { labUpMs: number; setupMs: number; scheduleMs: number; observeMs: number; collectMs: number; totalMs: number };
 }
 
-/** Waits until `t` (ms since the epoch): the schedule's own clock (the time a step is due), not a synchronisation. */
-const sleepUntil = (t: number, signal?: AbortSignal) =>
-  new Promise<void>((resolve) => {
-    const ms = t - Date.now();
-    if (ms <= 0 || signal?.aborted) return resolve();
-    const onAbort = () => {
-      clearTimeout(timer);
-      resolve();
-    };
-    const timer = setTimeout(() => {
-      signal?.removeEventListener('abort', onAbort);
-      resolve();
-    }, ms);
-    signal?.addEventListener('abort', onAbort, { once: true });
-  });
+/**
+ * Waits until `t` (ms since the epoch): the schedule's own clock (the time a step is due), not a
+ * synchronisation. A Node timer may fire up to a millisecond before its delay has passed on
+ * Date.now() (libuv counts on its own truncated monotonic clock): a step was once undone 1 ms
+ * before its duration ended. So it waits again until Date.now() has reached `t`.
+ */
+export async function sleepUntil(t: number, signal?: AbortSignal): Promise<void> {
+  for (let ms = t - Date.now(); ms > 0 && !signal?.aborted; ms = t - Date.now()) {
+    await new Promise<void>((resolve) => {
+      const onAbort = () => {
+        clearTimeout(timer);
+        resolve();
+      };
+      const timer = setTimeout(() => {
+        signal?.removeEventListener('abort', onAbort);
+        resolve();
+      }, ms);
+      signal?.addEventListener('abort', onAbort, { once: true });
+    });
+  }
+}
 
 const errText = (e: unknown) => (e instanceof Error ? e.message : String(e));
 
