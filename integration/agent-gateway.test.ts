@@ -10,10 +10,11 @@ import { startLeaseRenewer, type LeaseRenewer } from '../lib/kube/lease.js';
 import { startTestController, waitFor, type TestController } from '../controller/testing.js';
 import { DEFAULT_BOOT_HOOK_DIR, parseAgentConfig } from '../agent/config.js';
 import { FakeHost } from '../agent/host/fake-host.js';
-import { Signal } from '../agent/node/module.js';
+import { Licence, Signal } from '../agent/node/module.js';
 import { NodeEventRecorder } from '../agent/node/node-events.js';
 import { BOOT_FENCE_HOOK, GatewayModule } from '../agent/node/gateway-module.js';
 import { renderBootFence } from '../agent/gateway/render.js';
+import { ARP_FENCE_MARGIN_MS } from '../agent/gateway/constants.js';
 
 const LEASE = { renewIntervalMs: 50, expiryMs: 300, startupGraceMs: 300 };
 let cleanup: (() => Promise<void> | void)[] = [];
@@ -101,7 +102,11 @@ async function nodeUp(t: TestController, node: string): Promise<void> {
 }
 
 /** Starts worker1's gateway module on `w` (worker1()), stopped at cleanup. */
-async function startModule(w: ReturnType<typeof worker1>, opts: ConstructorParameters<typeof GatewayModule>[1]): Promise<GatewayModule> {
+async function startModule(
+  w: ReturnType<typeof worker1>,
+  opts: ConstructorParameters<typeof GatewayModule>[1],
+  licence = new Licence(),
+): Promise<GatewayModule> {
   const mod = new GatewayModule(
     {
       config: w.config,
@@ -110,6 +115,7 @@ async function startModule(w: ReturnType<typeof worker1>, opts: ConstructorParam
       log: (m, msg) => w.logs.push(`${m}: ${msg}`),
       statusChanged: () => undefined,
       holding: new Signal(false),
+      licence,
     },
     opts,
   );
@@ -238,6 +244,53 @@ describe('GatewayModule', () => {
     expect(after.filter((c) => c.op === 'nft' || c.op === 'ip').map((c) => `${c.op} ${c.arg.slice(0, 60)}`)).toEqual([]);
     expect(sys.tables.get('egresslab_gw')).toBe(programmed);
     expect(logs.at(-1)).toMatch(/gateway: stopped: datapath left as it is/);
+  }, 20_000);
+
+  it("the ARP fence never outlives the controller's acknowledged grace: bounded refreshes, a lapse, and a re-read before answering again", async () => {
+    const { t, dir } = await controllerAndDir();
+    renew(t, 'worker1');
+    await nodeUp(t, 'worker1');
+    await t.admin.create(R.anthosNetworkGateways, {
+      apiVersion: 'networking.gke.io/v1alpha1',
+      kind: 'AnthosNetworkGateway',
+      metadata: { name: 'default', namespace: 'kube-system' },
+      spec: { floatingIPs: ['192.168.1.100'] },
+    });
+    const w = worker1(t, dir);
+    const { logs, sys } = w;
+    let until = Date.now() + 60_000;
+    const licence = new Licence();
+    licence.setSource(() => until);
+    // where sys.calls stood when each log line was written
+    const marks: { line: string; calls: number }[] = [];
+    const push = logs.push.bind(logs);
+    logs.push = (...lines: string[]) => {
+      for (const line of lines) marks.push({ line, calls: sys.calls.length });
+      return push(...lines);
+    };
+    const at = (text: string) => marks.find((m) => m.line.includes(text))?.calls;
+    await startModule(w, { host: sys, heartbeat: false, garpScheduleMs: [0] }, licence);
+    const refreshes = (from = 0) => sys.calls.slice(from).filter((c) => c.op === 'nftLine' && c.arg.includes(' alive { 192.168.1.100 timeout '));
+    // a long grace: the fixed bound (1 s)
+    await waitFor(() => refreshes().length > 0, 'an ARP fence refresh', 5000);
+    expect(refreshes()[0]!.arg).toContain('192.168.1.100 timeout 1s expires 1s');
+    // a short grace: each refresh ends its element ARP_FENCE_MARGIN_MS before the grace does
+    const short = sys.calls.length;
+    until = Date.now() + 500;
+    await waitFor(() => refreshes(short).length > 0, 'a refresh within the short grace', 5000);
+    const ms = Number(/timeout (\d+)ms/.exec(refreshes(short)[0]!.arg)?.[1]);
+    expect(ms).toBeGreaterThan(0);
+    expect(ms).toBeLessThanOrEqual(500 - ARP_FENCE_MARGIN_MS);
+    // the grace runs out: no refresh until acknowledgements come back AND a fresh read confirms
+    await waitFor(() => at('acknowledged no heartbeat within its grace') !== undefined, 'the lapse', 5000);
+    until = Date.now() + 60_000;
+    await waitFor(() => at('after the stall: still the holder of 192.168.1.100') !== undefined, 'the confirming read', 5000);
+    const lapsed = at('acknowledged no heartbeat within its grace')!;
+    const confirmed = at('after the stall: still the holder of 192.168.1.100')!;
+    expect(at('heartbeats acknowledged again after'), 'the re-read was asked for after the lapse').toBeGreaterThanOrEqual(lapsed);
+    expect(refreshes(lapsed).length - refreshes(confirmed).length, 'refreshes between the lapse and the confirming read').toBe(0);
+    await waitFor(() => refreshes(confirmed).length > 0, 'refreshes again', 5000);
+    expect(refreshes(confirmed)[0]!.arg).toContain('timeout 1s');
   }, 20_000);
 
   it('conntrack sync: on taking a floating IP the replicated bindings are committed BEFORE the SNAT ruleset and the address', async () => {

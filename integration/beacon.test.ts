@@ -19,7 +19,7 @@ describe('beacon -> receiver on loopback', () => {
       host: '127.0.0.1',
       port: 0,
       keys: () => new Map([['node-1', { token: 'tok', ip: '127.0.0.1' }]]),
-      onBeat: (_n, _e, seq) => beats.push(seq),
+      onBeat: (_n, _e, seq) => void beats.push(seq),
     });
     const port = await rx.start();
     stops.push(() => rx.stop());
@@ -54,7 +54,7 @@ describe('beacon -> receiver on loopback', () => {
       host: '127.0.0.1',
       port: 0,
       keys: () => new Map([['node-1', { token: 'tok', ip: '127.0.0.1' }]]),
-      onBeat: (_n, _e, _s, interval) => beats.push({ at: Date.now(), interval }),
+      onBeat: (_n, _e, _s, interval) => void beats.push({ at: Date.now(), interval }),
     });
     const port = await rx.start();
     stops.push(() => rx.stop());
@@ -78,5 +78,39 @@ describe('beacon -> receiver on loopback', () => {
     await pollUntil(() => beats.filter((x) => x.interval === 20).length, { what: '3 fast heartbeats', timeoutMs: 3000, intervalMs: 10, accept: (n) => n >= 3 });
     expect(beats.find((x) => x.interval === 20)!.at - switched).toBeLessThan(2000);
     expect(rx.rejected).toBe(0);
+  });
+
+  it("the controller's acknowledgement licenses the node: the grace counted from each acknowledged heartbeat's send, nothing more when acknowledgements stop", async () => {
+    let grace: number | undefined = 600;
+    const beats: number[] = [];
+    const rx = new BeaconReceiver({
+      host: '127.0.0.1',
+      port: 0,
+      keys: () => new Map([['node-1', { token: 'tok', ip: '127.0.0.1' }]]),
+      onBeat: (_n, _e, seq) => {
+        beats.push(seq);
+        return grace;
+      },
+    });
+    const port = await rx.start();
+    stops.push(() => rx.stop());
+    const b = new Beacon({ node: 'node-1', token: 'tok', bind: '127.0.0.1', target: '127.0.0.1', port, intervalMs: 20, watchdogMs: 30_000 });
+    expect(b.licenceUntil(), 'before any acknowledgement').toBeUndefined();
+    const before = Date.now();
+    b.start();
+    stops.push(() => b.stop());
+    const first = await pollUntil(() => b.licenceUntil(), { what: 'a licence', timeoutMs: 5000, intervalMs: 5, accept: (u) => u !== undefined });
+    // counted from a send, which happened after start() and before now
+    expect(first!).toBeGreaterThanOrEqual(before + 600);
+    expect(first!).toBeLessThanOrEqual(Date.now() + 600);
+    expect(rx.acked).toBeGreaterThan(0);
+    // acknowledgements stop (the controller grants nothing): the licence stops growing and runs out
+    grace = undefined;
+    const acked = (b.status() as { acknowledged: number }).acknowledged;
+    const n = beats.length;
+    await pollUntil(() => beats.length, { what: '10 unacknowledged heartbeats', timeoutMs: 5000, intervalMs: 10, accept: (x) => x >= n + 10 });
+    const frozen = b.licenceUntil()!;
+    expect((b.status() as { acknowledged: number }).acknowledged - acked, 'acknowledgements after the controller stopped granting').toBeLessThanOrEqual(1);
+    expect(frozen).toBeLessThan(Date.now() + 600);
   });
 });

@@ -46,6 +46,13 @@ export const PRIO_GUARD = 'srcnat + 10'; //      110: after every SNAT: sees the
 export const ARP_ALIVE_TIMEOUT_MS = 1000;
 export const ARP_ALIVE_REFRESH_MS = 200;
 /**
+ * The ARP fence never outlives the controller's acknowledged grace (NodeModuleContext.licence): an
+ * element's timeout ends this long before the grace of the last acknowledged heartbeat does, so the
+ * old holder has stopped answering for an IP before the controller can even decide to move it
+ * (covers the nft commit's own latency on a busy node).
+ */
+export const ARP_FENCE_MARGIN_MS = 150;
+/**
  * A holder whose refresh timer fires this late (it did not run: paused, hung, starved) stops
  * refreshing the ARP fence and announcing until a fresh read of the gateway status confirms what it
  * holds: the controller (600 ms expiry) may have moved its IPs meanwhile. Below the expiry, and the

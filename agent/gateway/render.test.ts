@@ -182,6 +182,20 @@ describe('renderGateway: nft transaction', () => {
     expect(renderGatewayRemoval()).toContain('delete table arp egresslab_gw');
     expect(renderAliveRefresh(['192.168.1.100'])).toBe('add element arp egresslab_gw alive { 192.168.1.100 timeout 1s expires 1s }\n');
     expect(renderAliveRefresh([])).toBeNull();
+    // bounded by the controller's grace: a shorter timeout; none left: nothing refreshed
+    expect(renderAliveRefresh(['192.168.1.100'], { aliveTimeoutMs: 320 })).toBe(
+      'add element arp egresslab_gw alive { 192.168.1.100 timeout 320ms expires 320ms }\n',
+    );
+    expect(renderAliveRefresh(['192.168.1.100'], { aliveTimeoutMs: 0 })).toBeNull();
+  });
+
+  it('a holder whose grace has run out is rendered with its floating IPs fenced (no @alive element)', () => {
+    const plan = computeGatewayPlan(input('node-2', { '192.168.1.100': 'node-2' }));
+    expect(renderGateway(plan).ruleset).toContain('set alive { type ipv4_addr; flags timeout; elements = { 192.168.1.100 timeout 1s } }');
+    expect(renderGateway(plan, { aliveTimeoutMs: 250 }).ruleset).toContain('elements = { 192.168.1.100 timeout 250ms } }');
+    const fenced = renderGateway(plan, { aliveTimeoutMs: 0 }).ruleset;
+    expect(fenced).toContain('set alive { type ipv4_addr; flags timeout; }');
+    expect(fenced).toContain('snat to 192.168.1.100');
   });
 });
 

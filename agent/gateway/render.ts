@@ -56,7 +56,7 @@ export interface RenderOptions {
   /** the node's L2 interface (carries the node IP; floating IPs go there). Default eth0 */
   uplink?: string;
   tableName?: string;
-  /** timeout of @alive elements (ms) */
+  /** timeout of @alive elements (ms; 0: no element, every floating IP fenced) */
   aliveTimeoutMs?: number;
 }
 
@@ -333,7 +333,7 @@ export function renderGateway(plan: GatewayPlan, opts: RenderOptions = {}): Rend
   const owned = plan.ownedIPs.map((o) => o.ip);
   out += `table arp ${table} {\n`;
   out += `${t}set floating { type ipv4_addr;${elements(plan.floatingIPs)} }\n`;
-  out += `${t}set alive { type ipv4_addr; flags timeout;${elements(owned.map((ip) => `${ip} timeout ${fmtMs(aliveMs)}`))} }\n`;
+  out += `${t}set alive { type ipv4_addr; flags timeout;${elements(aliveMs > 0 ? owned.map((ip) => `${ip} timeout ${fmtMs(aliveMs)}`) : [])} }\n`;
   out += `${t}chain output {\n${t}${t}type filter hook output priority filter; policy accept;\n`;
   out += `${t}${t}arp saddr ip @floating arp saddr ip != @alive counter drop ${comment('ARP fence: floating IP not (or no longer) refreshed by a live agent')}\n`;
   out += `${t}}\n}\n`;
@@ -380,8 +380,9 @@ export function renderBootFence(ownPodCIDRs: readonly string[], peerPodCIDRs: re
 
 /** Keeps the owned IPs alive in the ARP fence (one small transaction, run every ARP_ALIVE_REFRESH_MS). */
 export function renderAliveRefresh(ips: readonly string[], opts: { tableName?: string; aliveTimeoutMs?: number } = {}): string | null {
-  if (!ips.length) return null;
-  const ms = fmtMs(opts.aliveTimeoutMs ?? ARP_ALIVE_TIMEOUT_MS);
+  const timeout = opts.aliveTimeoutMs ?? ARP_ALIVE_TIMEOUT_MS;
+  if (!ips.length || timeout <= 0) return null;
+  const ms = fmtMs(timeout);
   return `add element arp ${opts.tableName ?? GW_TABLE} alive { ${ips.map((ip) => `${ip} timeout ${ms} expires ${ms}`).join(', ')} }\n`;
 }
 

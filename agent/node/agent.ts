@@ -23,7 +23,7 @@ import { NodeEventRecorder } from './node-events.js';
 import { LeaseModule } from './lease-module.js';
 import { MasqModule } from './masq-module.js';
 import { GatewayModule } from './gateway-module.js';
-import { errorMessage, Signal, type NodeModule, type NodeModuleContext } from './module.js';
+import { errorMessage, Licence, Signal, type NodeModule, type NodeModuleContext } from './module.js';
 import { StatusWriter } from './status-file.js';
 
 export interface NodeAgentDeps {
@@ -111,6 +111,7 @@ export class NodeAgent {
       log: (m, msg) => this.log(m, msg),
       statusChanged: () => this.status.changed(),
       holding: new Signal(false),
+      licence: new Licence(),
     };
     this.modules = buildModules(ctx, this.deps.host ?? new ExecHost({ nftPath: c.nftPath, onError: (m) => this.log('gateway', `nft session: ${m}`) }));
     this.phase = 'starting';

@@ -47,7 +47,11 @@ const o = workerData;
 const fed = new BigInt64Array(o.shared, 0, 1);
 const counters = new Int32Array(o.shared, 8, 2);
 const flags = new Int32Array(o.shared, 16, 1);
+const licence = new BigInt64Array(o.shared, 24, 1);
+const acks = new Int32Array(o.shared, 32, 1);
 const epoch = Date.now();
+// when each recent heartbeat was sent (seq -> Date.now()): an acknowledgement's grace counts from there
+const sentAt = new Map();
 let seq = 0;
 let gated = false;
 // this thread only (Linux nice is per thread): like keepalived's VRRP process, the heartbeat must
@@ -71,6 +75,8 @@ function beat(ms) {
   gated = false;
   const payload = 'EGLHB3 ' + o.node + ' ' + epoch + ' ' + (++seq) + ' ' + ms;
   const mac = createHmac('sha256', o.token).update(payload).digest('hex').slice(0, 32);
+  sentAt.set(seq, Date.now());
+  if (sentAt.size > 64) sentAt.delete(sentAt.keys().next().value);
   sock.send(payload + ' ' + mac, o.port, o.target, (err) => {
     if (err) return;
     if (Atomics.add(counters, 0, 1) === 0) parentPort.postMessage({ first: true });
@@ -83,6 +89,21 @@ function loop() {
   beat(ms);
   timer = setTimeout(loop, ms);
 }
+// the controller's acknowledgement (lib/liveness/heartbeat.ts): EGLHA1 <node> <epoch> <seq> <graceMs> <mac>;
+// the licence (shared with the main thread) is the latest end of a grace, counted from the send
+sock.on('message', (msg, rinfo) => {
+  if (msg.length > 256 || rinfo.port !== o.port) return;
+  const p = msg.toString('latin1').split(' ');
+  if (p.length !== 6 || p[0] !== 'EGLHA1' || p[1] !== o.node || p[2] !== String(epoch)) return;
+  const at = sentAt.get(Number(p[3]));
+  const grace = Number(p[4]);
+  if (at === undefined || !/^[0-9]+$/.test(p[4]) || grace > 600000) return;
+  const want = createHmac('sha256', o.token).update(p.slice(0, 5).join(' ')).digest('hex').slice(0, 32);
+  if (p[5] !== want) return;
+  const until = BigInt(at + grace);
+  if (until > Atomics.load(licence, 0)) Atomics.store(licence, 0, until);
+  Atomics.add(acks, 0, 1);
+});
 sock.bind({ address: o.bind, port: 0 }, loop);
 parentPort.on('message', (m) => {
   if (m === 'stop') { sock.close(); process.exit(0); }
@@ -93,10 +114,12 @@ parentPort.on('message', (m) => {
 export class Beacon {
   private worker: Worker | null = null;
   private feeder: NodeJS.Timeout | null = null;
-  private readonly shared = new SharedArrayBuffer(24);
+  private readonly shared = new SharedArrayBuffer(40);
   private readonly fed = new BigInt64Array(this.shared, 0, 1);
   private readonly counters = new Int32Array(this.shared, 8, 2);
   private readonly flags = new Int32Array(this.shared, 16, 1);
+  private readonly licence = new BigInt64Array(this.shared, 24, 1);
+  private readonly acks = new Int32Array(this.shared, 32, 1);
   private firstSent: () => void = () => undefined;
   restarts = 0;
   /** resolves once the first heartbeat went out */
@@ -155,6 +178,16 @@ export class Beacon {
     if (fast && !was) this.worker?.postMessage('fast');
   }
 
+  /**
+   * Until when (Date.now() ms) the controller keeps this node Up on the heartbeats it acknowledged:
+   * the latest (send time + granted grace); undefined while no heartbeat was ever acknowledged (a
+   * controller that does not acknowledge: the caller keeps its own bound).
+   */
+  licenceUntil(): number | undefined {
+    const v = Number(Atomics.load(this.licence, 0));
+    return v > 0 ? v : undefined;
+  }
+
   get fast(): boolean {
     return Atomics.load(this.flags, 0) === 1;
   }
@@ -166,6 +199,8 @@ export class Beacon {
       fast: this.fast,
       sent: Atomics.load(this.counters, 0),
       suspendedTicks: Atomics.load(this.counters, 1),
+      acknowledged: Atomics.load(this.acks, 0),
+      licenceMs: this.licenceUntil() === undefined ? null : Math.max(0, (this.licenceUntil() ?? 0) - Date.now()),
       running: !!this.worker,
       restarts: this.restarts,
     };

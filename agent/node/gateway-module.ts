@@ -27,7 +27,7 @@
 import { sha16 } from '../hash.js';
 import { R, type Informer } from '../../lib/kube/client.js';
 import type { KubeObject } from '../../lib/kube/types.js';
-import { ARP_ALIVE_REFRESH_MS, GARP_SCHEDULE_MS, GW_TABLE, STALE_AFTER_MS } from '../gateway/constants.js';
+import { ARP_ALIVE_REFRESH_MS, ARP_ALIVE_TIMEOUT_MS, ARP_FENCE_MARGIN_MS, GARP_SCHEDULE_MS, GW_TABLE, STALE_AFTER_MS } from '../gateway/constants.js';
 import { Heartbeat } from '../gateway/heartbeat.js';
 import {
   computeGatewayPlan,
@@ -127,6 +127,13 @@ export class GatewayModule implements NodeModule {
   /** a post-stall read found an IP moved: the fence stays down until the next apply released it */
   private releaseThenFresh = false;
   private lastAliveTick = 0;
+  /**
+   * Since when the controller's acknowledged grace has run out (0: it has not): the ARP fence has
+   * lapsed by itself (no element outlives the grace) and is not refreshed again until heartbeats are
+   * acknowledged again AND a fresh read of the gateway status confirms what this node holds (the
+   * controller may have moved its IPs meanwhile: a holder cut off from the controller only).
+   */
+  private unlicensedSince = 0;
   private aliveTimer: NodeJS.Timeout | null = null;
   private running: Promise<void> | null = null;
   private dirty = false;
@@ -165,6 +172,8 @@ export class GatewayModule implements NodeModule {
     fences: 0,
     /** times this agent found it had not run for longer than STALE_AFTER_MS while holding IPs */
     staleConfirms: 0,
+    /** times the controller's acknowledged grace ran out while this node held IPs (its ARP fence lapsed) */
+    licenceLapses: 0,
   };
 
   constructor(
@@ -356,6 +365,8 @@ export class GatewayModule implements NodeModule {
     // it is no longer cut off (an idle peer only answers a heartbeat it hears)
     this.heartbeat?.setActive(holds || this.fenced);
     this.ctx.holding.set(holds);
+    // nothing held, nothing to confirm: the next IP taken is fenced by the grace at that time
+    if (!holds) this.unlicensedSince = 0;
     if (!this.resync) return; // still starting: start() sets the timers once running
     if (holds) this.startHolderTimers();
     else this.stopHolderTimers();
@@ -511,6 +522,7 @@ export class GatewayModule implements NodeModule {
     if (this.releaseThenFresh) {
       this.releaseThenFresh = false;
       this.stale = null;
+      void this.refreshAlive();
     }
     this.ctx.statusChanged();
   }
@@ -539,7 +551,7 @@ export class GatewayModule implements NodeModule {
 
   /** Kernel side of one plan (also used by stop() with a fail-closed plan). */
   private async program(plan: GatewayPlan, force: boolean): Promise<void> {
-    const r = renderGateway(plan, { uplink: this.uplink });
+    const r = renderGateway(plan, { uplink: this.uplink, aliveTimeoutMs: this.aliveBudgetMs() });
     const ruleset =
       r.ruleset +
       renderCtSyncTable(
@@ -688,7 +700,32 @@ export class GatewayModule implements NodeModule {
     this.lastAliveTick = now;
     if (gap > STALE_AFTER_MS && this.owned.size && !this.stale && !this.stopped) this.confirmAfterStall(gap);
     if (this.stopped || this.running || this.owned.size === 0 || this.stale) return;
-    const text = renderAliveRefresh([...this.owned]);
+    const until = this.ctx.licence.until();
+    if (until !== undefined && until - ARP_FENCE_MARGIN_MS <= now) {
+      // the controller has not acknowledged a heartbeat for its whole grace: it may be deciding
+      // that this node is Down right now. The fence elements have run out by themselves.
+      if (!this.unlicensedSince) {
+        this.unlicensedSince = now;
+        this.st.licenceLapses++;
+        this.ctx.log(
+          this.name,
+          `the controller has acknowledged no heartbeat within its grace (it ran out ${now - until + ARP_FENCE_MARGIN_MS} ms ago, margin included): ` +
+            `ARP fence lapsed for ${[...this.owned].join(', ')} until heartbeats are acknowledged again and the gateway status is re-read`,
+        );
+      }
+      return;
+    }
+    if (this.unlicensedSince) {
+      // acknowledged again: but the controller may have moved the IPs meanwhile (and brought this
+      // node back Up since): confirm with a fresh read before answering for them again
+      const gap = now - this.unlicensedSince;
+      this.unlicensedSince = 0;
+      this.confirmAfterStall(gap, `heartbeats acknowledged again after ${gap} ms without`);
+      return;
+    }
+    const budget = this.aliveBudgetMs(now);
+    if (budget <= 0) return;
+    const text = renderAliveRefresh([...this.owned], { aliveTimeoutMs: budget });
     if (!text) return;
     try {
       // one line, five times a second: through the long-lived nft session where the system has one
@@ -699,6 +736,19 @@ export class GatewayModule implements NodeModule {
   }
 
   /**
+   * How long the ARP fence may keep an owned IP alive from `now` (ms): ARP_ALIVE_TIMEOUT_MS, but
+   * never past the controller's acknowledged grace less ARP_FENCE_MARGIN_MS (keepalived's rule: the
+   * fence is shorter than the decision it protects); 0 while a re-read is pending or the grace ran
+   * out. A controller that never acknowledged a heartbeat (none sent: no beacon) leaves the fixed bound.
+   */
+  private aliveBudgetMs(now = Date.now()): number {
+    if (this.stale || this.unlicensedSince) return 0;
+    const until = this.ctx.licence.until();
+    if (until === undefined) return ARP_ALIVE_TIMEOUT_MS;
+    return Math.max(0, Math.min(ARP_ALIVE_TIMEOUT_MS, Math.floor(until - ARP_FENCE_MARGIN_MS - now)));
+  }
+
+  /**
    * This agent did not run for `gapMs` (longer than a refresh period allows): it may have been
    * paused past the controller's expiry, and its floating IPs may be held by another node now. Its
    * ARP fence lapses (no refresh, no gratuitous ARP) until a fresh read of the gateway status
@@ -706,10 +756,10 @@ export class GatewayModule implements NodeModule {
    * be refreshed again. A node that was merely slow confirms within one read and loses nothing (the
    * fence element outlives the read).
    */
-  private confirmAfterStall(gapMs: number): void {
+  private confirmAfterStall(gapMs: number, why = `did not run for ${gapMs} ms`): void {
     this.stale = { since: Date.now(), gapMs };
     this.st.staleConfirms++;
-    this.ctx.log(this.name, `did not run for ${gapMs} ms: ARP fence and announcements held until the gateway status is re-read`);
+    this.ctx.log(this.name, `${why}: ARP fence and announcements held until the gateway status is re-read`);
     const attempt = (): void => {
       if (this.stopped) return;
       void this.readGateway(2000).then(

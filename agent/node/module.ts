@@ -23,6 +23,24 @@ export interface NodeModuleContext {
    * holds nothing can beat slowly (issue 10: an idle lab must cost next to nothing).
    */
   readonly holding: Signal<boolean>;
+  /**
+   * Until when (Date.now() ms) the controller cannot declare this node Down: the grace of the last
+   * heartbeat it acknowledged, from when that heartbeat was sent (the lease module's beacon sets
+   * it; undefined: no acknowledgement yet, or no beacon). The gateway module never lets its ARP
+   * fence outlive it.
+   */
+  readonly licence: Licence;
+}
+
+/** Where the controller's acknowledged grace is read (NodeModuleContext.licence). */
+export class Licence {
+  private source: (() => number | undefined) | undefined;
+  setSource(f: (() => number | undefined) | undefined): void {
+    this.source = f;
+  }
+  until(): number | undefined {
+    return this.source?.();
+  }
 }
 
 /** A value that modules set and others follow (no event bus: one value, its listeners). */

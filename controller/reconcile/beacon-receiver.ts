@@ -7,7 +7,7 @@
  */
 import { createSocket, type Socket } from 'node:dgram';
 import { timingSafeEqual } from 'node:crypto';
-import { heartbeatMac, heartbeatPayload, HEARTBEAT_MAGIC } from '../../lib/liveness/heartbeat.js';
+import { heartbeatAck, heartbeatMac, heartbeatPayload, HEARTBEAT_MAGIC } from '../../lib/liveness/heartbeat.js';
 
 export interface BeaconKey {
   /** the node's bearer token (MAC key) */
@@ -54,7 +54,8 @@ export interface BeaconReceiverOptions {
   host: string;
   port: number;
   keys: () => ReadonlyMap<string, BeaconKey>;
-  onBeat: (node: string, epoch: number, seq: number, intervalMs: number) => void;
+  /** an accepted heartbeat; returns the grace it granted (ms), acknowledged to the sender, or undefined (no acknowledgement) */
+  onBeat: (node: string, epoch: number, seq: number, intervalMs: number) => number | undefined;
   log?: (m: string) => void;
 }
 
@@ -63,6 +64,7 @@ export class BeaconReceiver {
   private readonly last = new Map<string, { epoch: number; seq: number }>();
   private readonly reported = new Set<string>();
   accepted = 0;
+  acked = 0;
   rejected = 0;
 
   constructor(private readonly o: BeaconReceiverOptions) {}
@@ -70,7 +72,7 @@ export class BeaconReceiver {
   start(): Promise<number> {
     return new Promise((resolve, reject) => {
       const s = createSocket({ type: 'udp4' });
-      s.on('message', (msg, rinfo) => this.onMessage(msg, rinfo.address));
+      s.on('message', (msg, rinfo) => this.onMessage(msg, rinfo.address, rinfo.port));
       s.once('error', reject);
       s.bind(this.o.port, this.o.host, () => {
         s.off('error', reject);
@@ -81,12 +83,21 @@ export class BeaconReceiver {
     });
   }
 
-  private onMessage(msg: Buffer, from: string): void {
+  private onMessage(msg: Buffer, from: string, port: number): void {
     if (msg.length > 256) return;
-    const v = verifyBeacon(msg.toString('latin1'), from, this.o.keys(), this.last);
+    const keys = this.o.keys();
+    const v = verifyBeacon(msg.toString('latin1'), from, keys, this.last);
     if (v.ok) {
       this.accepted++;
-      this.o.onBeat(v.node, v.epoch, v.seq, v.intervalMs);
+      const grace = this.o.onBeat(v.node, v.epoch, v.seq, v.intervalMs);
+      const key = keys.get(v.node);
+      // the acknowledgement goes back to the verified source only (never a third party), authenticated like the heartbeat
+      if (grace !== undefined && key && this.sock) {
+        this.sock.send(heartbeatAck(key.token, v.node, v.epoch, v.seq, Math.floor(grace)), port, from, (e) => {
+          if (e) this.o.log?.(`heartbeats: acknowledgement to ${v.node}: ${e.message}`);
+        });
+        this.acked++;
+      }
       return;
     }
     this.rejected++;

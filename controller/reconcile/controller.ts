@@ -102,12 +102,14 @@ export class Controller {
   }
 
   /** A verified liveness heartbeat of `node` (controller/reconcile/beacon-receiver.ts). */
-  observeHeartbeat(node: string, epoch: number, seq: number, intervalMs = this.cfg.lease.renewIntervalMs): void {
-    if (this.stopped) return;
+  /** Returns the grace this heartbeat granted (ms), which the agent is told (its ARP fence stays within it). */
+  observeHeartbeat(node: string, epoch: number, seq: number, intervalMs = this.cfg.lease.renewIntervalMs): number | undefined {
+    if (this.stopped) return undefined;
     const prev = this.beatIntervals.get(node);
     this.beatIntervals.set(node, intervalMs);
     if (prev !== intervalMs) this.tune();
     if (this.liveness.heartbeat(node, `hb ${epoch} ${seq}`, intervalMs, this.clock())) this.schedule();
+    return this.liveness.graceFor(intervalMs);
   }
 
   /**

@@ -45,3 +45,35 @@ export async function segmentArp<T>(lab: Lab, ips: readonly string[], during: ()
   for (const ip of ips) claims[ip] = [...new Set(packets.filter((p) => p.arp?.senderIp === ip).map((p) => p.arp!.senderMac.toLowerCase()))].sort();
   return { result, claims, frames: packets.map((p) => `${p.srcMac} > ${p.dstMac} ${describePacket(p)}`) };
 }
+
+/** One ARP claim of an IP seen on the segment: when (ms) and by which MAC. */
+export interface ArpClaim {
+  t: number;
+  mac: string;
+}
+
+/**
+ * The moments at which two different MACs both answered for one IP (pure): once a second MAC has
+ * claimed the IP, every claim by a MAC that claimed it first, later than one asking period before
+ * the second one's first claim, is a moment with two owners (the same request answered twice, or
+ * the old owner answering again after the new one took over). Times are relative to the first claim.
+ */
+export function overlappingClaims(claims: readonly ArpClaim[], periodMs: number): string[] {
+  const sorted = [...claims].sort((a, b) => a.t - b.t);
+  if (!sorted.length) return [];
+  const t0 = sorted[0]!.t;
+  const first = new Map<string, number>();
+  for (const c of sorted) if (!first.has(c.mac)) first.set(c.mac, c.t);
+  const out: string[] = [];
+  for (const [a, firstA] of first) {
+    for (const [b, firstB] of first) {
+      if (a === b || firstA > firstB) continue;
+      for (const c of sorted) {
+        if (c.mac === a && c.t > firstB - periodMs) {
+          out.push(`${a} answered at ${Math.round(c.t - t0)} ms, ${b} had answered at ${Math.round(firstB - t0)} ms`);
+        }
+      }
+    }
+  }
+  return out;
+}
