@@ -246,7 +246,7 @@ describe('GatewayModule', () => {
     expect(logs.at(-1)).toMatch(/gateway: stopped: datapath left as it is/);
   }, 20_000);
 
-  it("the ARP fence never outlives the controller's acknowledged grace: bounded refreshes, a lapse, and a re-read before answering again", async () => {
+  it("the ARP fence never outlives the controller's licence: bounded refreshes, a lapse without a Down (no re-read), a Down (re-read first)", async () => {
     const { t, dir } = await controllerAndDir();
     renew(t, 'worker1');
     await nodeUp(t, 'worker1');
@@ -259,8 +259,9 @@ describe('GatewayModule', () => {
     const w = worker1(t, dir);
     const { logs, sys } = w;
     let until = Date.now() + 60_000;
+    let downs = 0;
     const licence = new Licence();
-    licence.setSource(() => until);
+    licence.setSource({ until: () => until, downs: () => downs });
     // where sys.calls stood when each log line was written
     const marks: { line: string; calls: number }[] = [];
     const push = logs.push.bind(logs);
@@ -271,25 +272,40 @@ describe('GatewayModule', () => {
     const at = (text: string) => marks.find((m) => m.line.includes(text))?.calls;
     await startModule(w, { host: sys, heartbeat: false, garpScheduleMs: [0] }, licence);
     const refreshes = (from = 0) => sys.calls.slice(from).filter((c) => c.op === 'nftLine' && c.arg.includes(' alive { 192.168.1.100 timeout '));
-    // a long grace: the fixed bound (1 s)
+    // the takeover's ruleset carries the element in the same transaction; the ruleset itself none
+    await waitFor(
+      () => sys.calls.some((c) => c.op === 'nft' && c.arg.includes('add element arp egresslab_gw alive { 192.168.1.100 timeout 1s')),
+      'the takeover',
+      5000,
+    );
+    expect(sys.tables.get('egresslab_gw')).toContain('set alive { type ipv4_addr; flags timeout; }');
+    // a long licence: the fixed bound (1 s)
     await waitFor(() => refreshes().length > 0, 'an ARP fence refresh', 5000);
     expect(refreshes()[0]!.arg).toContain('192.168.1.100 timeout 1s expires 1s');
-    // a short grace: each refresh ends its element ARP_FENCE_MARGIN_MS before the grace does
+    // a short licence: each refresh ends its element ARP_FENCE_MARGIN_MS before the licence does
     const short = sys.calls.length;
     until = Date.now() + 500;
-    await waitFor(() => refreshes(short).length > 0, 'a refresh within the short grace', 5000);
+    await waitFor(() => refreshes(short).length > 0, 'a refresh within the short licence', 5000);
     const ms = Number(/timeout (\d+)ms/.exec(refreshes(short)[0]!.arg)?.[1]);
     expect(ms).toBeGreaterThan(0);
     expect(ms).toBeLessThanOrEqual(500 - ARP_FENCE_MARGIN_MS);
-    // the grace runs out: no refresh until acknowledgements come back AND a fresh read confirms
-    await waitFor(() => at('acknowledged no heartbeat within its grace') !== undefined, 'the lapse', 5000);
+    // it runs out: no refresh; acknowledged again without a Down: refreshed again, no re-read
+    await waitFor(() => at('ARP fence lapsed for 192.168.1.100') !== undefined, 'the lapse', 5000);
     until = Date.now() + 60_000;
+    await waitFor(() => at('heartbeats acknowledged again (the controller did not have this node Down)') !== undefined, 'the refresh after the lapse', 5000);
+    const lapsed = at('ARP fence lapsed for 192.168.1.100')!;
+    const back = at('heartbeats acknowledged again')!;
+    expect(refreshes(lapsed).length - refreshes(back).length, 'refreshes while the licence had run out').toBe(0);
+    expect(at('ARP fence and announcements held until the gateway status is re-read'), 'a re-read without a Down').toBeUndefined();
+    await waitFor(() => refreshes(back).length > 0, 'refreshes again', 5000);
+    // the controller had the node Down meanwhile (its acknowledgements say so): a fresh read before any refresh
+    downs = 1;
     await waitFor(() => at('after the stall: still the holder of 192.168.1.100') !== undefined, 'the confirming read', 5000);
-    const lapsed = at('acknowledged no heartbeat within its grace')!;
+    const asked = at('the controller had this node Down since its previous acknowledgement')!;
     const confirmed = at('after the stall: still the holder of 192.168.1.100')!;
-    expect(at('heartbeats acknowledged again after'), 'the re-read was asked for after the lapse').toBeGreaterThanOrEqual(lapsed);
-    expect(refreshes(lapsed).length - refreshes(confirmed).length, 'refreshes between the lapse and the confirming read').toBe(0);
-    await waitFor(() => refreshes(confirmed).length > 0, 'refreshes again', 5000);
+    expect(asked).toBeDefined();
+    expect(refreshes(asked).length - refreshes(confirmed).length, 'refreshes between the Down and the confirming read').toBe(0);
+    await waitFor(() => refreshes(confirmed).length > 0, 'refreshes after the read', 5000);
     expect(refreshes(confirmed)[0]!.arg).toContain('timeout 1s');
   }, 20_000);
 

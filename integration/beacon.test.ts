@@ -80,37 +80,63 @@ describe('beacon -> receiver on loopback', () => {
     expect(rx.rejected).toBe(0);
   });
 
-  it("the controller's acknowledgement licenses the node: the grace counted from each acknowledged heartbeat's send, nothing more when acknowledgements stop", async () => {
-    let grace: number | undefined = 600;
-    const beats: number[] = [];
+  it("the controller's acknowledgements license the node: a lower bound of its deadline, lowered at once by a switch to the fast interval, frozen when they stop; a Down spell is counted", async () => {
+    const GRACE: Record<number, number> = { 20: 600, 1000: 2400 };
+    let grant = true;
+    let downs = 'c1.0';
+    const beats: { seq: number; at: number; interval: number }[] = [];
     const rx = new BeaconReceiver({
       host: '127.0.0.1',
       port: 0,
       keys: () => new Map([['node-1', { token: 'tok', ip: '127.0.0.1' }]]),
-      onBeat: (_n, _e, seq) => {
-        beats.push(seq);
-        return grace;
+      onBeat: (_n, _e, seq, interval) => {
+        beats.push({ seq, at: Date.now(), interval });
+        return grant ? { graceMs: GRACE[interval]!, minGraceMs: 600, downs } : undefined;
       },
     });
     const port = await rx.start();
     stops.push(() => rx.stop());
-    const b = new Beacon({ node: 'node-1', token: 'tok', bind: '127.0.0.1', target: '127.0.0.1', port, intervalMs: 20, watchdogMs: 30_000 });
+    const b = new Beacon({
+      node: 'node-1',
+      token: 'tok',
+      bind: '127.0.0.1',
+      target: '127.0.0.1',
+      port,
+      intervalMs: 20,
+      idleIntervalMs: 1000,
+      watchdogMs: 30_000,
+    });
     expect(b.licenceUntil(), 'before any acknowledgement').toBeUndefined();
     const before = Date.now();
     b.start();
     stops.push(() => b.stop());
-    const first = await pollUntil(() => b.licenceUntil(), { what: 'a licence', timeoutMs: 5000, intervalMs: 5, accept: (u) => u !== undefined });
-    // counted from a send, which happened after start() and before now
-    expect(first!).toBeGreaterThanOrEqual(before + 600);
-    expect(first!).toBeLessThanOrEqual(Date.now() + 600);
+    // idle: the slow grace, counted from the send (after start, before now)
+    const idle = (await pollUntil(() => b.licenceUntil(), { what: 'a licence', timeoutMs: 5000, intervalMs: 5, accept: (u) => u !== undefined }))!;
+    expect(idle).toBeGreaterThanOrEqual(before + 2400);
+    expect(idle).toBeLessThanOrEqual(Date.now() + 2400);
+    // holding an IP: the first fast heartbeat may shorten the controller's deadline to its send + 600,
+    // so the licence drops at once, before any fast heartbeat is acknowledged
+    const switched = Date.now();
+    b.setFast(true);
+    const fast = (await pollUntil(() => b.licenceUntil()!, { what: 'the licence to drop', timeoutMs: 5000, intervalMs: 2, accept: (u) => u < idle }))!;
+    expect(fast).toBeLessThanOrEqual(Date.now() + 600);
+    expect(fast).toBeGreaterThanOrEqual(switched + 600 - 1000);
+    expect(b.downsSeen()).toBe(0);
+    // acknowledgements stop: the licence no longer moves forward, and runs out
+    grant = false;
+    const stopAt = Date.now();
+    const frozen = await pollUntil(() => b.licenceUntil()!, {
+      what: 'the licence to run out',
+      timeoutMs: 5000,
+      intervalMs: 10,
+      accept: (u) => u <= Date.now(),
+    });
+    expect(frozen, 'the licence after the acknowledgements stopped').toBeLessThanOrEqual(stopAt + 600);
+    // acknowledged again, the controller having had the node Down meanwhile: counted once
+    downs = 'c1.1';
+    grant = true;
+    await pollUntil(() => b.licenceUntil()!, { what: 'a licence again', timeoutMs: 5000, intervalMs: 10, accept: (u) => u > Date.now() });
+    expect(b.downsSeen()).toBe(1);
     expect(rx.acked).toBeGreaterThan(0);
-    // acknowledgements stop (the controller grants nothing): the licence stops growing and runs out
-    grace = undefined;
-    const acked = (b.status() as { acknowledged: number }).acknowledged;
-    const n = beats.length;
-    await pollUntil(() => beats.length, { what: '10 unacknowledged heartbeats', timeoutMs: 5000, intervalMs: 10, accept: (x) => x >= n + 10 });
-    const frozen = b.licenceUntil()!;
-    expect((b.status() as { acknowledged: number }).acknowledged - acked, 'acknowledgements after the controller stopped granting').toBeLessThanOrEqual(1);
-    expect(frozen).toBeLessThan(Date.now() + 600);
   });
 });

@@ -184,7 +184,8 @@ export class FakeHost implements Host {
       }
       const elems = m[5]!
         .split(',')
-        .map((e) => e.trim())
+        // element timeouts are not modelled: `ip timeout 1s expires 1s` is the ip
+        .map((e) => e.replace(/\s+timeout\s+\S+(\s+expires\s+\S+)?\s*$/, '').trim())
         .filter(Boolean);
       const ivs = elems.map((e) => parseElementText(set.addrFamily, e));
       const bad = ivs.indexOf(null);

@@ -42,16 +42,30 @@ export interface BeaconOptions {
 const WORKER = `
 const { workerData, parentPort } = require('node:worker_threads');
 const { createSocket } = require('node:dgram');
-const { createHmac } = require('node:crypto');
+const { createHmac, timingSafeEqual } = require('node:crypto');
 const o = workerData;
 const fed = new BigInt64Array(o.shared, 0, 1);
 const counters = new Int32Array(o.shared, 8, 2);
 const flags = new Int32Array(o.shared, 16, 1);
 const licence = new BigInt64Array(o.shared, 24, 1);
-const acks = new Int32Array(o.shared, 32, 1);
+const acks = new Int32Array(o.shared, 32, 2);
 const epoch = Date.now();
-// when each recent heartbeat was sent (seq -> Date.now()): an acknowledgement's grace counts from there
-const sentAt = new Map();
+// The licence: a lower bound of the controller's deadline for this node (lib/liveness/heartbeat.ts).
+// The controller's deadline is set by the LAST heartbeat it received, m >= the last acknowledged k:
+// R_m + grace(m) >= sent_m + grace(m). So the bound is the minimum of sent_k + grace_k and, for every
+// heartbeat sent after k, its send time + its grace (known from an acknowledgement at that interval,
+// else the controller's shortest). A switch to the fast interval lowers it at once.
+const sent = new Map(); // seq -> { at, interval }, for seq > last acknowledged
+const graceOf = new Map(); // interval -> grace the controller grants at that interval
+let minGrace = 0;
+let acked = null; // { seq, at, grace } of the last acknowledgement
+let downs = null; // the controller's "downs" token of the last acknowledgement
+function relicense() {
+  if (!acked) return;
+  let lic = acked.at + acked.grace;
+  for (const [, e] of sent) lic = Math.min(lic, e.at + (graceOf.get(e.interval) ?? minGrace));
+  Atomics.store(licence, 0, BigInt(Math.floor(lic)));
+}
 let seq = 0;
 let gated = false;
 // this thread only (Linux nice is per thread): like keepalived's VRRP process, the heartbeat must
@@ -75,8 +89,10 @@ function beat(ms) {
   gated = false;
   const payload = 'EGLHB3 ' + o.node + ' ' + epoch + ' ' + (++seq) + ' ' + ms;
   const mac = createHmac('sha256', o.token).update(payload).digest('hex').slice(0, 32);
-  sentAt.set(seq, Date.now());
-  if (sentAt.size > 64) sentAt.delete(sentAt.keys().next().value);
+  sent.set(seq, { at: Date.now(), interval: ms });
+  // 256 unacknowledged beats: the oldest is long past any grace, the licence has run out anyway
+  if (sent.size > 256) sent.delete(sent.keys().next().value);
+  relicense();
   sock.send(payload + ' ' + mac, o.port, o.target, (err) => {
     if (err) return;
     if (Atomics.add(counters, 0, 1) === 0) parentPort.postMessage({ first: true });
@@ -89,19 +105,30 @@ function loop() {
   beat(ms);
   timer = setTimeout(loop, ms);
 }
-// the controller's acknowledgement (lib/liveness/heartbeat.ts): EGLHA1 <node> <epoch> <seq> <graceMs> <mac>;
-// the licence (shared with the main thread) is the latest end of a grace, counted from the send
+// the controller's acknowledgement (lib/liveness/heartbeat.ts):
+//   EGLHA2 <node> <epoch> <seq> <graceMs> <minGraceMs> <downs> <mac>
+// only for a heartbeat of this thread still awaiting one (no replay, no reordering), MAC-checked
 sock.on('message', (msg, rinfo) => {
   if (msg.length > 256 || rinfo.port !== o.port) return;
   const p = msg.toString('latin1').split(' ');
-  if (p.length !== 6 || p[0] !== 'EGLHA1' || p[1] !== o.node || p[2] !== String(epoch)) return;
-  const at = sentAt.get(Number(p[3]));
+  if (p.length !== 8 || p[0] !== 'EGLHA2' || p[1] !== o.node || p[2] !== String(epoch)) return;
+  const seq = Number(p[3]);
+  const beat = sent.get(seq);
+  if (!beat || !/^[0-9]+$/.test(p[4]) || !/^[0-9]+$/.test(p[5])) return;
   const grace = Number(p[4]);
-  if (at === undefined || !/^[0-9]+$/.test(p[4]) || grace > 600000) return;
-  const want = createHmac('sha256', o.token).update(p.slice(0, 5).join(' ')).digest('hex').slice(0, 32);
-  if (p[5] !== want) return;
-  const until = BigInt(at + grace);
-  if (until > Atomics.load(licence, 0)) Atomics.store(licence, 0, until);
+  const min = Number(p[5]);
+  if (grace > 600000 || min > grace) return;
+  const want = createHmac('sha256', o.token).update(p.slice(0, 7).join(' ')).digest('hex').slice(0, 32);
+  if (p[7].length !== want.length || !timingSafeEqual(Buffer.from(p[7]), Buffer.from(want))) return;
+  for (const k of sent.keys()) if (k <= seq) sent.delete(k);
+  acked = { seq, at: beat.at, grace };
+  graceOf.set(beat.interval, grace);
+  minGrace = min;
+  // the controller had this node Down since the last acknowledgement (or restarted): the main
+  // thread must re-read what it holds before answering for it again
+  if (downs !== null && p[6] !== downs) Atomics.add(acks, 1, 1);
+  downs = p[6];
+  relicense();
   Atomics.add(acks, 0, 1);
 });
 sock.bind({ address: o.bind, port: 0 }, loop);
@@ -119,7 +146,8 @@ export class Beacon {
   private readonly counters = new Int32Array(this.shared, 8, 2);
   private readonly flags = new Int32Array(this.shared, 16, 1);
   private readonly licence = new BigInt64Array(this.shared, 24, 1);
-  private readonly acks = new Int32Array(this.shared, 32, 1);
+  /** [acknowledgements, times the controller had this node Down (its `downs` changed)] */
+  private readonly acks = new Int32Array(this.shared, 32, 2);
   private firstSent: () => void = () => undefined;
   restarts = 0;
   /** resolves once the first heartbeat went out */
@@ -179,13 +207,18 @@ export class Beacon {
   }
 
   /**
-   * Until when (Date.now() ms) the controller keeps this node Up on the heartbeats it acknowledged:
-   * the latest (send time + granted grace); undefined while no heartbeat was ever acknowledged (a
-   * controller that does not acknowledge: the caller keeps its own bound).
+   * A time (Date.now() ms) before which the controller cannot declare this node Down, from its
+   * acknowledgements (see the worker's relicense); undefined while no heartbeat was ever
+   * acknowledged (a controller that does not acknowledge: the caller keeps its own bound).
    */
   licenceUntil(): number | undefined {
     const v = Number(Atomics.load(this.licence, 0));
     return v > 0 ? v : undefined;
+  }
+
+  /** How many times the controller's acknowledgements said it had this node Down since the previous one. */
+  downsSeen(): number {
+    return Atomics.load(this.acks, 1);
   }
 
   get fast(): boolean {
@@ -200,6 +233,7 @@ export class Beacon {
       sent: Atomics.load(this.counters, 0),
       suspendedTicks: Atomics.load(this.counters, 1),
       acknowledged: Atomics.load(this.acks, 0),
+      downsSeen: Atomics.load(this.acks, 1),
       licenceMs: this.licenceUntil() === undefined ? null : Math.max(0, (this.licenceUntil() ?? 0) - Date.now()),
       running: !!this.worker,
       restarts: this.restarts,

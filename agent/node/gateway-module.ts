@@ -127,13 +127,10 @@ export class GatewayModule implements NodeModule {
   /** a post-stall read found an IP moved: the fence stays down until the next apply released it */
   private releaseThenFresh = false;
   private lastAliveTick = 0;
-  /**
-   * Since when the controller's acknowledged grace has run out (0: it has not): the ARP fence has
-   * lapsed by itself (no element outlives the grace) and is not refreshed again until heartbeats are
-   * acknowledged again AND a fresh read of the gateway status confirms what this node holds (the
-   * controller may have moved its IPs meanwhile: a holder cut off from the controller only).
-   */
-  private unlicensedSince = 0;
+  /** the licence's Down count already acted on (a change: the controller had this node Down, re-read first) */
+  private downsSeen = 0;
+  /** the licence ran out and the lapse was logged (logged again when it comes back) */
+  private lapsed = false;
   private aliveTimer: NodeJS.Timeout | null = null;
   private running: Promise<void> | null = null;
   private dirty = false;
@@ -365,8 +362,9 @@ export class GatewayModule implements NodeModule {
     // it is no longer cut off (an idle peer only answers a heartbeat it hears)
     this.heartbeat?.setActive(holds || this.fenced);
     this.ctx.holding.set(holds);
-    // nothing held, nothing to confirm: the next IP taken is fenced by the grace at that time
-    if (!holds) this.unlicensedSince = 0;
+    // holding nothing, there is nothing to re-confirm: a later Down spell is what counts
+    if (!holds) this.downsSeen = this.ctx.licence.downs();
+
     if (!this.resync) return; // still starting: start() sets the timers once running
     if (holds) this.startHolderTimers();
     else this.stopHolderTimers();
@@ -522,7 +520,8 @@ export class GatewayModule implements NodeModule {
     if (this.releaseThenFresh) {
       this.releaseThenFresh = false;
       this.stale = null;
-      void this.refreshAlive();
+      const alive = this.aliveLine([...this.owned]);
+      if (alive) await this.host.nftLine(alive).catch((e: unknown) => this.ctx.log(this.name, `ARP fence refresh: ${errorMessage(e)}`));
     }
     this.ctx.statusChanged();
   }
@@ -551,7 +550,9 @@ export class GatewayModule implements NodeModule {
 
   /** Kernel side of one plan (also used by stop() with a fail-closed plan). */
   private async program(plan: GatewayPlan, force: boolean): Promise<void> {
-    const r = renderGateway(plan, { uplink: this.uplink, aliveTimeoutMs: this.aliveBudgetMs() });
+    // the ruleset never carries @alive elements (its text stays the same from one apply to the next);
+    // they are added in the same transaction, with the timeout licensed at that moment
+    const r = renderGateway(plan, { uplink: this.uplink, aliveTimeoutMs: 0 });
     const ruleset =
       r.ruleset +
       renderCtSyncTable(
@@ -563,7 +564,9 @@ export class GatewayModule implements NodeModule {
     // leave with the pod IP until the flush)
     const transit = transitionPlan(this.lastPlan, plan);
     if (transit) {
-      await this.host.nftApply(renderGateway(transit, { uplink: this.uplink }).ruleset);
+      await this.host.nftApply(
+        renderGateway(transit, { uplink: this.uplink, aliveTimeoutMs: 0 }).ruleset + (this.aliveLine(transit.ownedIPs.map((o) => o.ip)) ?? ''),
+      );
       this.lastRuleset = '';
       this.st.nftApplies++;
       await this.flushPairs(leavingPairs(transit, plan));
@@ -613,7 +616,8 @@ export class GatewayModule implements NodeModule {
     if (drift) this.ctx.log(this.name, `table ${GW_TABLE} missing: re-created`);
     if (drift || ruleset !== this.lastRuleset || window) {
       this.lastRuleset = '';
-      await this.host.nftApply(window ? ruleset + window : ruleset);
+      const alive = this.aliveLine(plan.ownedIPs.map((o) => o.ip)) ?? '';
+      await this.host.nftApply((window ? ruleset + window : ruleset) + alive);
       this.lastRuleset = ruleset;
       this.st.nftApplies++;
       this.st.rulesetHash = sha16(ruleset);
@@ -700,32 +704,7 @@ export class GatewayModule implements NodeModule {
     this.lastAliveTick = now;
     if (gap > STALE_AFTER_MS && this.owned.size && !this.stale && !this.stopped) this.confirmAfterStall(gap);
     if (this.stopped || this.running || this.owned.size === 0 || this.stale) return;
-    const until = this.ctx.licence.until();
-    if (until !== undefined && until - ARP_FENCE_MARGIN_MS <= now) {
-      // the controller has not acknowledged a heartbeat for its whole grace: it may be deciding
-      // that this node is Down right now. The fence elements have run out by themselves.
-      if (!this.unlicensedSince) {
-        this.unlicensedSince = now;
-        this.st.licenceLapses++;
-        this.ctx.log(
-          this.name,
-          `the controller has acknowledged no heartbeat within its grace (it ran out ${now - until + ARP_FENCE_MARGIN_MS} ms ago, margin included): ` +
-            `ARP fence lapsed for ${[...this.owned].join(', ')} until heartbeats are acknowledged again and the gateway status is re-read`,
-        );
-      }
-      return;
-    }
-    if (this.unlicensedSince) {
-      // acknowledged again: but the controller may have moved the IPs meanwhile (and brought this
-      // node back Up since): confirm with a fresh read before answering for them again
-      const gap = now - this.unlicensedSince;
-      this.unlicensedSince = 0;
-      this.confirmAfterStall(gap, `heartbeats acknowledged again after ${gap} ms without`);
-      return;
-    }
-    const budget = this.aliveBudgetMs(now);
-    if (budget <= 0) return;
-    const text = renderAliveRefresh([...this.owned], { aliveTimeoutMs: budget });
+    const text = this.aliveLine([...this.owned]);
     if (!text) return;
     try {
       // one line, five times a second: through the long-lived nft session where the system has one
@@ -737,15 +716,52 @@ export class GatewayModule implements NodeModule {
 
   /**
    * How long the ARP fence may keep an owned IP alive from `now` (ms): ARP_ALIVE_TIMEOUT_MS, but
-   * never past the controller's acknowledged grace less ARP_FENCE_MARGIN_MS (keepalived's rule: the
-   * fence is shorter than the decision it protects); 0 while a re-read is pending or the grace ran
-   * out. A controller that never acknowledged a heartbeat (none sent: no beacon) leaves the fixed bound.
+   * never past the controller's licence less ARP_FENCE_MARGIN_MS (keepalived's rule: the fence is
+   * shorter than the decision it protects); 0 while a re-read is pending or the licence has run out.
+   * A controller that never acknowledged a heartbeat (no beacon) leaves the fixed bound.
    */
   private aliveBudgetMs(now = Date.now()): number {
-    if (this.stale || this.unlicensedSince) return 0;
+    if (this.stale) return 0;
     const until = this.ctx.licence.until();
     if (until === undefined) return ARP_ALIVE_TIMEOUT_MS;
     return Math.max(0, Math.min(ARP_ALIVE_TIMEOUT_MS, Math.floor(until - ARP_FENCE_MARGIN_MS - now)));
+  }
+
+  /**
+   * The one way the ARP fence is kept alive (refresh timer, applies): the nft line that keeps `ips`
+   * answered for the licensed time, or null. Null while a re-read is pending, while the licence has
+   * run out (the elements expire by themselves in the kernel, whether or not this agent runs), and
+   * when the acknowledgements say the controller had this node Down since the last look: the
+   * controller may have moved the IPs meanwhile, so a fresh read of the gateway status comes first
+   * (confirmAfterStall; an IP that moved is released by the apply that follows).
+   */
+  private aliveLine(ips: readonly string[]): string | null {
+    if (this.stopped || this.stale || !ips.length) return null;
+    const downs = this.ctx.licence.downs();
+    if (downs !== this.downsSeen) {
+      this.downsSeen = downs;
+      this.confirmAfterStall(0, 'the controller had this node Down since its previous acknowledgement');
+      return null;
+    }
+    const now = Date.now();
+    const budget = this.aliveBudgetMs(now);
+    if (budget <= 0) {
+      if (!this.lapsed) {
+        this.lapsed = true;
+        this.st.licenceLapses++;
+        this.ctx.log(
+          this.name,
+          `the controller has acknowledged no heartbeat recently enough (licence ran out ${now - (this.ctx.licence.until() ?? now)} ms ago, ` +
+            `margin ${ARP_FENCE_MARGIN_MS} ms): ARP fence lapsed for ${ips.join(', ')} until heartbeats are acknowledged again`,
+        );
+      }
+      return null;
+    }
+    if (this.lapsed) {
+      this.lapsed = false;
+      this.ctx.log(this.name, `heartbeats acknowledged again (the controller did not have this node Down): ARP fence refreshed for ${ips.join(', ')}`);
+    }
+    return renderAliveRefresh(ips, { aliveTimeoutMs: budget });
   }
 
   /**
@@ -762,9 +778,16 @@ export class GatewayModule implements NodeModule {
     this.ctx.log(this.name, `${why}: ARP fence and announcements held until the gateway status is re-read`);
     const attempt = (): void => {
       if (this.stopped) return;
+      const downs = this.ctx.licence.downs();
       void this.readGateway(2000).then(
         (o) => {
           if (o) this.informers.gateway?.cache.set(`${GATEWAY_NAMESPACE}/${GATEWAY_NAME}`, o);
+          if (this.ctx.licence.downs() !== downs) {
+            // the controller had this node Down while the read was on its way: read again
+            this.downsSeen = this.ctx.licence.downs();
+            attempt();
+            return;
+          }
           const assignments = gatewayFromObject(o)?.assignments ?? {};
           const lost = [...this.owned].filter((ip) => assignments[ip] !== this.ctx.config.nodeName);
           if (lost.length) {

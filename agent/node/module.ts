@@ -24,22 +24,33 @@ export interface NodeModuleContext {
    */
   readonly holding: Signal<boolean>;
   /**
-   * Until when (Date.now() ms) the controller cannot declare this node Down: the grace of the last
-   * heartbeat it acknowledged, from when that heartbeat was sent (the lease module's beacon sets
-   * it; undefined: no acknowledgement yet, or no beacon). The gateway module never lets its ARP
-   * fence outlive it.
+   * From the controller's heartbeat acknowledgements (the lease module's beacon is the source): a
+   * time before which it cannot declare this node Down, and a counter of the times it had the node
+   * Down. The gateway module never lets its ARP fence outlive the first, and re-reads what it holds
+   * when the second moves.
    */
   readonly licence: Licence;
 }
 
-/** Where the controller's acknowledged grace is read (NodeModuleContext.licence). */
+/** What the controller's acknowledgements say (NodeModuleContext.licence). */
+export interface LicenceSource {
+  /** Date.now() ms; undefined: nothing acknowledged yet */
+  until(): number | undefined;
+  /** times the controller had this node Down, as the acknowledgements told */
+  downs(): number;
+}
+
+/** Where the licence is read; without a source (no beacon), nothing is known (undefined, 0). */
 export class Licence {
-  private source: (() => number | undefined) | undefined;
-  setSource(f: (() => number | undefined) | undefined): void {
-    this.source = f;
+  private source: LicenceSource | undefined;
+  setSource(s: LicenceSource | undefined): void {
+    this.source = s;
   }
   until(): number | undefined {
-    return this.source?.();
+    return this.source?.until();
+  }
+  downs(): number {
+    return this.source?.downs() ?? 0;
   }
 }
 

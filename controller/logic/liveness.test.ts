@@ -186,3 +186,20 @@ describe('autopilot policies', () => {
     expect(parse(ipMasqAgentConfig(cidrs))).toEqual({ nonMasqueradeCIDRs: ['8.8.8.0/24', '10.0.0.0/8'], masqLinkLocal: false, resyncInterval: '60s' });
   });
 });
+
+describe('revivals (told to the agent with every heartbeat acknowledgement)', () => {
+  it('counts each return from Down, not the first signal; a deleted Lease makes the next signal a revival too', () => {
+    const l = new LivenessTracker(T);
+    expect(l.revivals('n1')).toBe(0);
+    l.heartbeat('n1', 'hb 1 1', T.renewIntervalMs, 0);
+    expect(l.revivals('n1'), 'first signal').toBe(0);
+    l.heartbeat('n1', 'hb 1 2', T.renewIntervalMs, 100);
+    expect(l.revivals('n1'), 'still Up').toBe(0);
+    expect(l.state('n1', 100 + T.expiryMs)).toBe('Down');
+    l.heartbeat('n1', 'hb 1 3', T.renewIntervalMs, 100 + T.expiryMs + 1);
+    expect(l.revivals('n1'), 'back from Down').toBe(1);
+    l.forget('n1');
+    l.heartbeat('n1', 'hb 1 4', T.renewIntervalMs, 100 + T.expiryMs + 2);
+    expect(l.revivals('n1'), 'back after the Lease was deleted').toBe(2);
+  });
+});

@@ -45,6 +45,8 @@ interface Entry {
   by?: 'heartbeat' | 'lease';
   /** a renewal was held back since the last signal that counted (onHeld told once per Down spell) */
   held?: boolean;
+  /** times the node came back Up after being Down (told to its agent with each heartbeat's acknowledgement) */
+  revivals?: number;
 }
 
 export class LivenessTracker {
@@ -103,6 +105,8 @@ export class LivenessTracker {
       upUntil,
       seenAt: now,
       by,
+      // a first signal is not a revival; every return from Down is (the controller may have moved its IPs meanwhile)
+      revivals: (e?.revivals ?? 0) + (e && !wasUp ? 1 : 0),
     });
     return !wasUp;
   }
@@ -124,7 +128,13 @@ export class LivenessTracker {
 
   /** The Lease was deleted: the node is Down from now on. */
   forget(node: string): void {
-    this.entries.set(node, { beatKey: this.entries.get(node)?.beatKey, upUntil: Number.NEGATIVE_INFINITY });
+    const e = this.entries.get(node);
+    this.entries.set(node, { beatKey: e?.beatKey, upUntil: Number.NEGATIVE_INFINITY, revivals: e?.revivals });
+  }
+
+  /** Times the node came back Up after being Down since this tracker started. */
+  revivals(node: string): number {
+    return this.entries.get(node)?.revivals ?? 0;
   }
 
   /** Controller-clock time of the node's last liveness signal, if any since start. */

@@ -7,7 +7,7 @@
  */
 import { createSocket, type Socket } from 'node:dgram';
 import { timingSafeEqual } from 'node:crypto';
-import { heartbeatAck, heartbeatMac, heartbeatPayload, HEARTBEAT_MAGIC } from '../../lib/liveness/heartbeat.js';
+import { heartbeatAck, heartbeatMac, heartbeatPayload, HEARTBEAT_MAGIC, type HeartbeatGrant } from '../../lib/liveness/heartbeat.js';
 
 export interface BeaconKey {
   /** the node's bearer token (MAC key) */
@@ -54,8 +54,8 @@ export interface BeaconReceiverOptions {
   host: string;
   port: number;
   keys: () => ReadonlyMap<string, BeaconKey>;
-  /** an accepted heartbeat; returns the grace it granted (ms), acknowledged to the sender, or undefined (no acknowledgement) */
-  onBeat: (node: string, epoch: number, seq: number, intervalMs: number) => number | undefined;
+  /** an accepted heartbeat; returns what it granted, acknowledged to the sender, or undefined (no acknowledgement) */
+  onBeat: (node: string, epoch: number, seq: number, intervalMs: number) => HeartbeatGrant | undefined;
   log?: (m: string) => void;
 }
 
@@ -93,7 +93,7 @@ export class BeaconReceiver {
       const key = keys.get(v.node);
       // the acknowledgement goes back to the verified source only (never a third party), authenticated like the heartbeat
       if (grace !== undefined && key && this.sock) {
-        this.sock.send(heartbeatAck(key.token, v.node, v.epoch, v.seq, Math.floor(grace)), port, from, (e) => {
+        this.sock.send(heartbeatAck(key.token, v.node, v.epoch, v.seq, grace), port, from, (e) => {
           if (e) this.o.log?.(`heartbeats: acknowledgement to ${v.node}: ${e.message}`);
         });
         this.acked++;

@@ -2,6 +2,7 @@
 // allocation into the AnthosNetworkGateway status and the AnthosNetworkGatewayNodes, policy
 // conditions and UnknownEgressIP Events, and in Autopilot the EgressNATPolicy -> ip-masq-agent
 // ConfigMap projection with the `default` and managed `gke-<hash>` policies.
+import type { HeartbeatGrant } from '../../lib/liveness/heartbeat.js';
 import { CONTROLLER_USER, SYSTEM_NAMESPACES, type RequestContext, type ResourceService } from '../api/service.js';
 import type { StoreEvent } from '../api/store.js';
 import type { KubeObject } from '../../lib/kube/types.js';
@@ -102,14 +103,17 @@ export class Controller {
   }
 
   /** A verified liveness heartbeat of `node` (controller/reconcile/beacon-receiver.ts). */
-  /** Returns the grace this heartbeat granted (ms), which the agent is told (its ARP fence stays within it). */
-  observeHeartbeat(node: string, epoch: number, seq: number, intervalMs = this.cfg.lease.renewIntervalMs): number | undefined {
+  /** this controller process's start (base 36): part of every heartbeat acknowledgement's `downs` */
+  private readonly incarnation = Date.now().toString(36);
+
+  /** Returns what this heartbeat granted, which the agent is told (its ARP fence stays within it). */
+  observeHeartbeat(node: string, epoch: number, seq: number, intervalMs = this.cfg.lease.renewIntervalMs): HeartbeatGrant | undefined {
     if (this.stopped) return undefined;
     const prev = this.beatIntervals.get(node);
     this.beatIntervals.set(node, intervalMs);
     if (prev !== intervalMs) this.tune();
     if (this.liveness.heartbeat(node, `hb ${epoch} ${seq}`, intervalMs, this.clock())) this.schedule();
-    return this.liveness.graceFor(intervalMs);
+    return { graceMs: this.liveness.graceFor(intervalMs), minGraceMs: this.liveness.graceFor(0), downs: `${this.incarnation}.${this.liveness.revivals(node)}` };
   }
 
   /**

@@ -56,11 +56,36 @@ describe('labContainerOptions', () => {
     expect(o.Labels).toEqual({ 'egresslab.lab': 'x', 'egresslab.managed': 'true' });
   });
 
-  it('binds the checkout read-only in bind mode; the wirer gets the host PID namespace and no mount', () => {
+  it('binds the checkout read-only in bind mode; the wirer gets the host PID namespace, no mount, and SYS_PTRACE', () => {
     const o = labContainerOptions({ ...base, mounts: [{ type: 'bind', source: '/src/egresslab', target: '/opt/egresslab' }] });
     expect(o.HostConfig?.Mounts).toEqual([{ Type: 'bind', Source: '/src/egresslab', Target: '/opt/egresslab', ReadOnly: true }]);
     const w = labContainerOptions({ ...base, mounts: [], pidHost: true });
-    expect(w.HostConfig).toMatchObject({ PidMode: 'host', Mounts: [], Tmpfs: { '/run': 'rw,mode=755' }, CapDrop: ['SYS_RESOURCE'], Init: true });
+    expect(w.HostConfig).toMatchObject({ PidMode: 'host', Mounts: [], Tmpfs: { '/run': 'rw,mode=755' }, CapDrop: ['ALL'], Init: true });
+    // the wirer also enters containers by pid, and mounts pods' namespaces (Docker's default seccomp profile)
+    expect(w.HostConfig?.CapAdd).toContain('SYS_PTRACE');
+    expect(w.HostConfig?.SecurityOpt?.some((o: string) => o.startsWith('seccomp='))).toBe(false);
+  });
+
+  it('drops every capability but the network ones, refuses the mount API and module loading, keeps /proc/sys read-only but net', () => {
+    const o = labContainerOptions({ ...base, mounts: [] });
+    const hc = o.HostConfig!;
+    expect(hc.CapDrop).toEqual(['ALL']);
+    expect(hc.CapAdd).toEqual(expect.arrayContaining(['NET_ADMIN', 'NET_RAW', 'SYS_ADMIN']));
+    for (const cap of ['SYS_MODULE', 'SYS_RAWIO', 'SYS_PTRACE', 'SYS_BOOT', 'SYS_TIME', 'MKNOD', 'DAC_READ_SEARCH', 'ALL'])
+      expect(hc.CapAdd).not.toContain(cap);
+    expect(hc.Privileged).toBeUndefined();
+    // Docker's default masked paths apply (the field is left out)
+    expect(hc.MaskedPaths).toBeUndefined();
+    expect(hc.ReadonlyPaths).toEqual(expect.arrayContaining(['/proc/sys/kernel', '/proc/sys/vm', '/proc/sys/fs', '/proc/sysrq-trigger']));
+    expect(hc.ReadonlyPaths?.some((p) => p === '/proc/sys' || p.startsWith('/proc/sys/net'))).toBe(false);
+    const seccomp = JSON.parse(hc.SecurityOpt!.find((x: string) => x.startsWith('seccomp='))!.slice('seccomp='.length)) as {
+      defaultAction: string;
+      syscalls: { names: string[]; action: string }[];
+    };
+    const denied = seccomp.syscalls.filter((r) => r.action === 'SCMP_ACT_ERRNO').flatMap((r) => r.names);
+    expect(denied).toEqual(expect.arrayContaining(['mount', 'umount2', 'fsopen', 'open_tree', 'init_module', 'finit_module', 'kexec_load', 'reboot', 'bpf']));
+    expect(denied).not.toContain('setns');
+    expect(hc.SecurityOpt).toContain('no-new-privileges:true');
   });
 });
 

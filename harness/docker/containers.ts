@@ -2,8 +2,8 @@
  * Creating lab containers: testcontainers' start lifecycle with our own create request on a local
  * engine; on a remote one (DOCKER_HOST tcp:// or ssh://) the one Docker API client
  * (harness/docker/client.ts) creates and starts them (see startPath). Nothing is ever pulled.
- * The lab needs what generic container libraries do not expose: the exact capability set, no masked
- * /proc paths, PID mode, an init process, a tmpfs /run, and read-only mounts of the in-lab code (a
+ * The lab needs what generic container libraries do not expose: the exact capability set, a seccomp
+ * profile, read-only /proc paths, PID mode, an init process, a tmpfs /run, and read-only mounts of the in-lab code (a
  * bind mount of the checkout, or the lab's payload volume: harness/lab/payload.ts).
  */
 import type Docker from 'dockerode';
@@ -15,18 +15,127 @@ import { LabError } from '../util/errors.js';
 process.env.TESTCONTAINERS_RYUK_DISABLED ??= 'true';
 
 /**
- * `--privileged` fails on machines whose bounding set lacks CAP_SYS_RESOURCE; this set gives veth,
- * bridge, netns, nft, iptables, conntrack and writable net sysctls (measured).
+ * What a lab container may do (issue 12: before, every capability, no seccomp, no masked or
+ * read-only /proc paths: code in a lab container could write /proc/sys/kernel/*, load modules or
+ * trigger sysrq on the host). Measured needs: network administration inside its own namespaces
+ * (veth, bridge, nft, iptables, conntrack, conntrackd, tcpdump, arping, net sysctls), entering a
+ * pod's network namespace (setns: CAP_SYS_ADMIN, through `nsenter --net`, never a mount), and a
+ * raised priority for the agent's heartbeat thread (CAP_SYS_NICE). Everything else is dropped or
+ * refused:
+ * - capabilities: `--cap-drop ALL` and only LAB_CAPABILITIES back (no SYS_MODULE, SYS_RAWIO,
+ *   SYS_BOOT, SYS_TIME, SYS_PTRACE, DAC_READ_SEARCH, MKNOD, SYSLOG, MAC_*, BPF, PERFMON);
+ * - a seccomp profile (LAB_SECCOMP) that allows everything but the calls that change the host's
+ *   kernel or reach past the container's mounts: the whole mount API (so CAP_SYS_ADMIN cannot undo
+ *   the read-only /proc paths below), modules, kexec, reboot, swap, bpf, perf, keyrings, syslog,
+ *   open_by_handle_at, iopl/ioperm, userfaultfd, quotactl, acct;
+ * - Docker's default masked paths (/proc/kcore, /proc/keys, /sys/firmware, ...);
+ * - /proc read-only as Docker has it, except /proc/sys/net (per network namespace: the lab's own):
+ *   every other /proc/sys directory (kernel, vm, fs, dev, ...) is read-only;
+ * - no new privileges (setuid binaries gain nothing).
+ * AppArmor stays unconfined: Docker's default profile refuses writes under /proc/sys/net, which the
+ * lab needs (this machine has no AppArmor; seccomp and the read-only paths do the work).
+ * `--privileged` is not an option anyway: it fails on machines whose bounding set lacks
+ * CAP_SYS_RESOURCE.
  */
+export const LAB_CAPABILITIES = Object.freeze([
+  'CHOWN',
+  'DAC_OVERRIDE',
+  'FOWNER',
+  'FSETID',
+  'KILL',
+  'SETGID',
+  'SETUID',
+  'SETPCAP',
+  'SETFCAP',
+  'NET_BIND_SERVICE',
+  'NET_RAW',
+  'NET_ADMIN',
+  'SYS_CHROOT',
+  'AUDIT_WRITE',
+  'SYS_ADMIN',
+  'SYS_NICE',
+]);
+
+/** The wirer (host PID namespace) also enters other containers' namespaces by pid: + SYS_PTRACE. */
+export const WIRER_CAPABILITIES = Object.freeze([...LAB_CAPABILITIES, 'SYS_PTRACE']);
+
+/** System calls a lab container may not make (LAB_HOST_CONFIG); refused with EPERM. */
+export const LAB_DENIED_SYSCALLS = Object.freeze([
+  // the mount API: a fresh procfs, a non-recursive bind of /proc or an umount would undo the read-only paths
+  'mount',
+  'umount',
+  'umount2',
+  'pivot_root',
+  'move_mount',
+  'open_tree',
+  'fsopen',
+  'fsconfig',
+  'fsmount',
+  'fspick',
+  'mount_setattr',
+  // the host's kernel
+  'init_module',
+  'finit_module',
+  'delete_module',
+  'kexec_load',
+  'kexec_file_load',
+  'reboot',
+  'swapon',
+  'swapoff',
+  'acct',
+  'syslog',
+  'bpf',
+  'perf_event_open',
+  'iopl',
+  'ioperm',
+  'quotactl',
+  'lookup_dcookie',
+  'userfaultfd',
+  // handles and keyrings that reach past the container
+  'open_by_handle_at',
+  'name_to_handle_at',
+  'keyctl',
+  'add_key',
+  'request_key',
+]);
+
+/** The seccomp profile of lab containers (Docker's format): everything allowed but LAB_DENIED_SYSCALLS. */
+export const LAB_SECCOMP = Object.freeze({
+  defaultAction: 'SCMP_ACT_ALLOW',
+  architectures: ['SCMP_ARCH_X86_64', 'SCMP_ARCH_X86', 'SCMP_ARCH_X32', 'SCMP_ARCH_AARCH64', 'SCMP_ARCH_ARM'],
+  syscalls: [{ names: [...LAB_DENIED_SYSCALLS], action: 'SCMP_ACT_ERRNO', errnoRet: 1 }],
+});
+
+/** Docker's read-only /proc paths, with /proc/sys narrowed to every directory but net. */
+export const LAB_READONLY_PATHS = Object.freeze([
+  '/proc/bus',
+  '/proc/fs',
+  '/proc/irq',
+  '/proc/sysrq-trigger',
+  '/proc/sys/abi',
+  '/proc/sys/crypto',
+  '/proc/sys/debug',
+  '/proc/sys/dev',
+  '/proc/sys/fs',
+  '/proc/sys/kernel',
+  '/proc/sys/user',
+  '/proc/sys/vm',
+]);
+
 export const LAB_HOST_CONFIG = Object.freeze({
   NetworkMode: 'none',
-  CapAdd: ['ALL'],
-  CapDrop: ['SYS_RESOURCE'],
-  SecurityOpt: ['seccomp=unconfined', 'apparmor=unconfined'],
-  MaskedPaths: [] as string[],
-  ReadonlyPaths: [] as string[],
+  CapDrop: ['ALL'],
+  SecurityOpt: [`seccomp=${JSON.stringify(LAB_SECCOMP)}`, 'apparmor=unconfined', 'no-new-privileges:true'],
+  ReadonlyPaths: LAB_READONLY_PATHS,
   Init: true,
 });
+
+/**
+ * The wirer runs only the lab's wiring script: it creates pods' network namespaces inside node
+ * containers (`ip netns add` mounts) and enters every lab container by pid. Docker's default seccomp
+ * profile (mount, setns and unshare allowed with CAP_SYS_ADMIN), the same read-only paths.
+ */
+export const WIRER_SECURITY_OPT = Object.freeze(['apparmor=unconfined', 'no-new-privileges:true']);
 
 /** A read-only mount: a host path (bind, needs the engine to see that path) or a named volume. */
 export interface LabMount {
@@ -57,10 +166,10 @@ export function labContainerOptions(spec: LabContainerSpec): Docker.ContainerCre
     Labels: { ...spec.labels, [LABEL.managed]: 'true' },
     HostConfig: {
       NetworkMode: LAB_HOST_CONFIG.NetworkMode,
-      CapAdd: [...LAB_HOST_CONFIG.CapAdd],
       CapDrop: [...LAB_HOST_CONFIG.CapDrop],
-      SecurityOpt: [...LAB_HOST_CONFIG.SecurityOpt],
-      MaskedPaths: [...LAB_HOST_CONFIG.MaskedPaths],
+      CapAdd: [...(spec.pidHost ? WIRER_CAPABILITIES : LAB_CAPABILITIES)],
+      SecurityOpt: [...(spec.pidHost ? WIRER_SECURITY_OPT : LAB_HOST_CONFIG.SecurityOpt)],
+      // MaskedPaths left out: Docker's defaults apply
       ReadonlyPaths: [...LAB_HOST_CONFIG.ReadonlyPaths],
       Init: LAB_HOST_CONFIG.Init,
       // /run is a tmpfs, as on a real node: a restarted node starts without stale pid files or netns.

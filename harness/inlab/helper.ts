@@ -7,7 +7,7 @@
  * `grep` per poll from the host.
  *
  * Pod network namespaces: a request for a netns goes to a child helper started once per netns
- * (`ip netns exec NS node helper.js --child`), so its sockets and commands live in that netns.
+ * (`nsenter --net=/run/netns/NS node helper.js --child`), so its sockets and commands live in that netns.
  *
  * Protocol: one JSON object per line each way.
  *   -> {"id":1,"op":"exec","argv":["ip","-j","addr"],"stdin":"...","env":{},"timeoutMs":5000,"netns":"pod-x"}
@@ -292,7 +292,8 @@ const children = new Map<string, { proc: ChildProcessWithoutNullStreams; ids: Se
 function childFor(netns: string): { proc: ChildProcessWithoutNullStreams; ids: Set<number>; ready: Promise<void> } {
   let c = children.get(netns);
   if (c) return c;
-  const proc = spawn('ip', ['netns', 'exec', netns, process.execPath, process.argv[1]!, '--child'], { stdio: ['pipe', 'pipe', 'pipe'] });
+  // nsenter, not ip netns exec: lab containers may not mount (harness/lab/runtime.ts inPlace)
+  const proc = spawn('nsenter', [`--net=/run/netns/${netns}`, '--', process.execPath, process.argv[1]!, '--child'], { stdio: ['pipe', 'pipe', 'pipe'] });
   const ids = new Set<number>();
   let errText = '';
   let markReady: () => void = () => undefined;

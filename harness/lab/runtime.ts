@@ -59,9 +59,12 @@ export function containerName(labId: string, key: string): string {
 }
 
 /**
- * `argv` as run at `place`: inside the pod's network namespace (`ip netns exec NS ...`) when the
- * place has one, else unchanged. The one place that prefix is built.
+ * `argv` as run at `place`: inside the pod's network namespace (`nsenter --net=/run/netns/NS`) when
+ * the place has one, else unchanged. The one place that prefix is built. nsenter only enters the
+ * network namespace (setns); `ip netns exec` would also make a mount namespace and remount /sys,
+ * which lab containers may not do (no mount system call: harness/docker/containers.ts). So /sys in a
+ * pod shows its node's: read a pod's links with `ip`, not /sys/class/net.
  */
 export function inPlace(place: Pick<Place, 'netns'>, argv: readonly string[]): string[] {
-  return place.netns ? ['ip', 'netns', 'exec', place.netns, ...argv] : [...argv];
+  return place.netns ? ['nsenter', `--net=/run/netns/${place.netns}`, '--', ...argv] : [...argv];
 }

@@ -65,9 +65,9 @@ export function diagnosticsScript(): string {
     `run() { name=$1; shift; printf '\\n${SECTION}%s@@\\n' "$name"; "$@" 2>&1; printf '\\n${EXIT}%s@@\\n' "$?"; }`,
     ...COMMANDS.map(([name, cmd]) => `run ${name} ${cmd}`),
     `for ns in $(ip netns list 2>/dev/null | cut -d' ' -f1); do`,
-    // ip -n: netlink in the pod's namespace, without ip netns exec's mount namespace and sysfs remount
-    `  run "netns-$ns-ip-addr" ip -n "$ns" addr`,
-    `  run "netns-$ns-ip-route" ip -n "$ns" route`,
+    // nsenter --net: the pod's namespace without a mount (ip -n and ip netns exec mount, which lab containers may not)
+    `  run "netns-$ns-ip-addr" nsenter --net=/run/netns/$ns ip addr`,
+    `  run "netns-$ns-ip-route" nsenter --net=/run/netns/$ns ip route`,
     `done`,
     `for f in ${LOG_DIR}/*.log ${RUN_DIR}/observed*.jsonl; do`,
     `  [ -f "$f" ] || continue`,

@@ -54,7 +54,9 @@ export async function waitIPOff(lab: Lab, node: string, ip: string, timeoutMs = 
 }
 
 export async function macOf(lab: Lab, where: string, iface = 'eth0'): Promise<string> {
-  return (await lab.exec(where, ['cat', `/sys/class/net/${iface}/address`])).stdout.trim().toLowerCase();
+  // ip (netlink): right in a pod's network namespace too, where /sys is its node's
+  const [link] = JSON.parse((await lab.exec(where, ['ip', '-j', 'link', 'show', 'dev', iface])).stdout) as { address: string }[];
+  return link!.address.toLowerCase();
 }
 
 /** Probes until the far end observes `source` (the agents reacted); returns the last probe. */
