@@ -2,6 +2,9 @@
  * The agent's beacon (agent/node/beacon.ts, a worker thread spelling out the wire format of
  * lib/liveness/heartbeat.ts) against the controller's receiver, on loopback.
  */
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { BeaconReceiver } from '../controller/reconcile/beacon-receiver.js';
 import { Beacon } from '../agent/node/beacon.js';
@@ -138,5 +141,53 @@ describe('beacon -> receiver on loopback', () => {
     await pollUntil(() => b.licenceUntil()!, { what: 'a licence again', timeoutMs: 5000, intervalMs: 10, accept: (u) => u > Date.now() });
     expect(b.downsSeen()).toBe(1);
     expect(rx.acked).toBeGreaterThan(0);
+  });
+
+  it('the ARP fence keeper refreshes the armed IPs on every acknowledgement, bounded by the licence, while the main loop is blocked; a Down stops it', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'egl-keeper-'));
+    stops.push(() => rmSync(dir, { recursive: true, force: true }));
+    const out = join(dir, 'lines');
+    const fakeNft = join(dir, 'nft');
+    writeFileSync(fakeNft, `#!/bin/sh\nexec cat >> ${out}\n`, { mode: 0o755 });
+    let downs = 'c1.0';
+    const rx = new BeaconReceiver({
+      host: '127.0.0.1',
+      port: 0,
+      keys: () => new Map([['node-1', { token: 'tok', ip: '127.0.0.1' }]]),
+      onBeat: () => ({ graceMs: 600, minGraceMs: 600, downs }),
+    });
+    const port = await rx.start();
+    stops.push(() => rx.stop());
+    const b = new Beacon({ node: 'node-1', token: 'tok', bind: '127.0.0.1', target: '127.0.0.1', port, intervalMs: 20, watchdogMs: 30_000, nftPath: fakeNft });
+    b.start();
+    stops.push(() => b.stop());
+    await pollUntil(() => b.licenceUntil(), { what: 'a licence', timeoutMs: 5000, intervalMs: 5, accept: (u) => u !== undefined });
+    b.setFence({ table: 'egresslab_gw', ips: ['192.168.1.100'], marginMs: 150, maxMs: 1000, downs: 0 });
+    const lines = () => (existsSync(out) ? readFileSync(out, 'utf8').split('\n').filter(Boolean) : []);
+    await pollUntil(lines, { what: 'a refresh by the keeper', timeoutMs: 5000, intervalMs: 10, accept: (l) => l.length > 0 });
+    const ms = Number(/^add element arp egresslab_gw alive \{ 192\.168\.1\.100 timeout (\d+)ms expires \1ms \}$/.exec(lines()[0]!)?.[1]);
+    expect(ms).toBeGreaterThan(0);
+    expect(ms).toBeLessThanOrEqual(600 - 150);
+    // the main loop blocked for 700 ms (longer than any licensed element): the keeper went on
+    const before = lines().length;
+    const until = Date.now() + 700;
+    while (Date.now() < until) {
+      /* a stalled main loop */
+    }
+    await pollUntil(lines, { what: 'the lines written meanwhile', timeoutMs: 2000, intervalMs: 10, accept: (l) => l.length >= before + 10 });
+    // the controller had the node Down: no refresh until the main thread arms again with the new count
+    downs = 'c1.1';
+    await pollUntil(() => b.downsSeen(), { what: 'the Down seen', timeoutMs: 5000, intervalMs: 5, accept: (n) => n === 1 });
+    const atDown = lines().length;
+    const acked = (b.status() as { acknowledged: number }).acknowledged;
+    await pollUntil(() => (b.status() as { acknowledged: number }).acknowledged, {
+      what: '10 more acknowledgements',
+      timeoutMs: 5000,
+      intervalMs: 10,
+      accept: (n) => n >= acked + 10,
+    });
+    expect(lines().length - atDown, 'refreshes after the Down').toBeLessThanOrEqual(1);
+    b.setFence({ table: 'egresslab_gw', ips: ['192.168.1.100'], marginMs: 150, maxMs: 1000, downs: 1 });
+    await pollUntil(lines, { what: 'refreshes once armed again', timeoutMs: 5000, intervalMs: 10, accept: (l) => l.length >= atDown + 5 });
   });
 });

@@ -35,6 +35,8 @@ export interface BeaconOptions {
   watchdogMs?: number;
   /** nice value of the heartbeat thread (default -10) */
   nice?: number;
+  /** the nft binary of the ARP fence keeper (default nft) */
+  nftPath?: string;
   log?: (m: string) => void;
 }
 
@@ -130,10 +132,35 @@ sock.on('message', (msg, rinfo) => {
   downs = p[6];
   relicense();
   Atomics.add(acks, 0, 1);
+  keepFence();
 });
+// The ARP fence's keeper (armed by agent/node/gateway-module.ts): on each acknowledgement, the armed
+// IPs' @alive elements are refreshed up to the licence less the margin, through an nft -i session
+// of this thread (its priority: a child inherits it). A healthy holder whose main loop stalls for
+// longer than the licensed element time keeps answering ARP; a Down since arming stops it at once
+// (the main thread re-reads what it holds, then arms again).
+let fence = null; // { table, ips, marginMs, maxMs, downs }
+let nft = null;
+function nftSession() {
+  if (nft) return nft;
+  const p = require('node:child_process').spawn(o.nftPath, ['-i'], { stdio: ['pipe', 'ignore', 'pipe'] });
+  p.on('error', (e) => { parentPort.postMessage({ log: 'ARP fence keeper: ' + e.message }); if (nft === p) nft = null; });
+  p.on('exit', () => { if (nft === p) nft = null; });
+  p.stderr.on('data', (d) => parentPort.postMessage({ log: 'ARP fence keeper: nft: ' + String(d).trim().slice(0, 300) }));
+  p.stdin.on('error', () => {});
+  nft = p;
+  return p;
+}
+function keepFence() {
+  if (!fence || !fence.ips.length || Atomics.load(acks, 1) !== fence.downs) return;
+  const ms = Math.min(fence.maxMs, Math.floor(Number(Atomics.load(licence, 0)) - fence.marginMs - Date.now()));
+  if (ms <= 0) return;
+  nftSession().stdin.write('add element arp ' + fence.table + ' alive { ' + fence.ips.map((ip) => ip + ' timeout ' + ms + 'ms expires ' + ms + 'ms').join(', ') + ' }\\n');
+}
 sock.bind({ address: o.bind, port: 0 }, loop);
 parentPort.on('message', (m) => {
-  if (m === 'stop') { sock.close(); process.exit(0); }
+  if (m === 'stop') { sock.close(); if (nft) nft.kill(); process.exit(0); }
+  if (m && typeof m === 'object' && 'fence' in m) { fence = m.fence; keepFence(); }
   if (m === 'fast' && timer) { clearTimeout(timer); loop(); }
 });
 `;
@@ -178,6 +205,7 @@ export class Beacon {
         idleIntervalMs: this.o.idleIntervalMs ?? this.o.intervalMs,
         watchdogMs,
         nice: this.o.nice ?? -10,
+        nftPath: this.o.nftPath ?? 'nft',
         shared: this.shared,
       },
     });
@@ -198,6 +226,8 @@ export class Beacon {
     });
     w.unref();
     this.worker = w;
+    // a restarted thread keeps the fence armed as it was
+    if (this.lastFence) w.postMessage({ fence: this.lastFence });
   }
 
   /** Fast (this node holds a floating IP) or idle interval; a switch to fast beats at once. */
@@ -215,6 +245,22 @@ export class Beacon {
     const v = Number(Atomics.load(this.licence, 0));
     return v > 0 ? v : undefined;
   }
+
+  /**
+   * Arms the heartbeat thread's ARP fence keeper for `ips` of nft table `table` (arp family), or
+   * disarms it (null): on every acknowledgement it refreshes their @alive elements up to the
+   * licence less `marginMs` (at most `maxMs`), as long as the Down count is still `downs`.
+   */
+  setFence(f: { table: string; ips: readonly string[]; marginMs: number; maxMs: number; downs: number } | null): void {
+    const key = f ? JSON.stringify(f) : '';
+    if (key === this.fenceKey) return;
+    this.fenceKey = key;
+    this.lastFence = f ? { ...f, ips: [...f.ips] } : null;
+    this.worker?.postMessage({ fence: this.lastFence });
+  }
+
+  private fenceKey = '';
+  private lastFence: { table: string; ips: string[]; marginMs: number; maxMs: number; downs: number } | null = null;
 
   /** How many times the controller's acknowledgements said it had this node Down since the previous one. */
   downsSeen(): number {

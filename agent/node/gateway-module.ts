@@ -702,7 +702,9 @@ export class GatewayModule implements NodeModule {
     const now = Date.now();
     const gap = this.lastAliveTick ? now - this.lastAliveTick : 0;
     this.lastAliveTick = now;
-    if (gap > STALE_AFTER_MS && this.owned.size && !this.stale && !this.stopped) this.confirmAfterStall(gap);
+    // with a licence, a stall needs no re-read: the heartbeat thread went on refreshing only while
+    // the controller kept the node Up, and a Down in between is seen in the acknowledgements
+    if (gap > STALE_AFTER_MS && this.owned.size && !this.stale && !this.stopped && this.ctx.licence.until() === undefined) this.confirmAfterStall(gap);
     if (this.stopped || this.running || this.owned.size === 0 || this.stale) return;
     const text = this.aliveLine([...this.owned]);
     if (!text) return;
@@ -736,13 +738,20 @@ export class GatewayModule implements NodeModule {
    * (confirmAfterStall; an IP that moved is released by the apply that follows).
    */
   private aliveLine(ips: readonly string[]): string | null {
-    if (this.stopped || this.stale || !ips.length) return null;
+    if (this.stopped || this.stale || !ips.length) {
+      this.ctx.licence.arm(null);
+      return null;
+    }
     const downs = this.ctx.licence.downs();
     if (downs !== this.downsSeen) {
+      this.ctx.licence.arm(null);
       this.downsSeen = downs;
       this.confirmAfterStall(0, 'the controller had this node Down since its previous acknowledgement');
       return null;
     }
+    // the heartbeat thread keeps these IPs' elements refreshed on every acknowledgement too: a
+    // stall of this loop longer than the licensed element time does not silence a healthy holder
+    this.ctx.licence.arm({ table: GW_TABLE, ips, marginMs: ARP_FENCE_MARGIN_MS, maxMs: ARP_ALIVE_TIMEOUT_MS, downs });
     const now = Date.now();
     const budget = this.aliveBudgetMs(now);
     if (budget <= 0) {

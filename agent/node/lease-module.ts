@@ -54,7 +54,7 @@ export class LeaseModule implements NodeModule {
         );
       });
       beacon.start();
-      this.ctx.licence.setSource({ until: () => beacon.licenceUntil(), downs: () => beacon.downsSeen() });
+      this.ctx.licence.setSource({ until: () => beacon.licenceUntil(), downs: () => beacon.downsSeen(), arm: (f) => beacon.setFence(f) });
       // the first Lease renewal must not come before the heartbeats: a renewal alone marks the node
       // Up, and a heartbeat thread still starting (a busy machine) would then let it expire once
       let timer: NodeJS.Timeout | undefined;

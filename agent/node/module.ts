@@ -38,6 +38,8 @@ export interface LicenceSource {
   until(): number | undefined;
   /** times the controller had this node Down, as the acknowledgements told */
   downs(): number;
+  /** arms the heartbeat thread's ARP fence keeper (beacon.ts setFence), or disarms it (null) */
+  arm?(f: { table: string; ips: readonly string[]; marginMs: number; maxMs: number; downs: number } | null): void;
 }
 
 /** Where the licence is read; without a source (no beacon), nothing is known (undefined, 0). */
@@ -51,6 +53,9 @@ export class Licence {
   }
   downs(): number {
     return this.source?.downs() ?? 0;
+  }
+  arm(f: { table: string; ips: readonly string[]; marginMs: number; maxMs: number; downs: number } | null): void {
+    this.source?.arm?.(f);
   }
 }
 
