@@ -719,11 +719,11 @@ export class GatewayModule implements NodeModule {
   /**
    * How long the ARP fence may keep an owned IP alive from `now` (ms): ARP_ALIVE_TIMEOUT_MS, but
    * never past the controller's licence less ARP_FENCE_MARGIN_MS (keepalived's rule: the fence is
-   * shorter than the decision it protects); 0 while a re-read is pending or the licence has run out.
-   * A controller that never acknowledged a heartbeat (no beacon) leaves the fixed bound.
+   * shorter than the decision it protects); 0 once the licence has run out (aliveLine, its one
+   * caller, has already refused while a re-read is pending). A controller that never acknowledged a
+   * heartbeat (no beacon) leaves the fixed bound.
    */
-  private aliveBudgetMs(now = Date.now()): number {
-    if (this.stale) return 0;
+  private aliveBudgetMs(now: number): number {
     const until = this.ctx.licence.until();
     if (until === undefined) return ARP_ALIVE_TIMEOUT_MS;
     return Math.max(0, Math.min(ARP_ALIVE_TIMEOUT_MS, Math.floor(until - ARP_FENCE_MARGIN_MS - now)));

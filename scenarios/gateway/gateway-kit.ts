@@ -272,6 +272,15 @@ export function matchedPods(lab: Lab, policy: KubeObject): string[] {
 /** Who announces floating IPs on the node segment, seen from the router: harness/cluster/segment-arp.ts. */
 export { segmentArp, type SegmentArp } from '../../harness/cluster/segment-arp.js';
 
+/** A default lab with the seed's gateway and policy applied and the seed IP on its holder. */
+export async function startSeedLab(prefix: string): Promise<{ lab: Lab; api: KubeClient }> {
+  const lab = await startTestLab('default', prefix);
+  const api = await lab.api();
+  await applySeed(api);
+  await waitIPOn(lab, await holderOf(api, SEED_IP), SEED_IP);
+  return { lab, api };
+}
+
 /** A default lab with fixtures/manifests/gateway/failover.yaml applied and both IPs on their holders. */
 export async function startFailoverLab(prefix: string, overrides: Record<string, unknown> = {}): Promise<{ lab: Lab; api: KubeClient }> {
   const lab = await startTestLab('default', prefix, overrides);

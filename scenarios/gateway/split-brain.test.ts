@@ -12,14 +12,13 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Lab } from '../../harness/lab/lab.js';
-import { startTestLab } from '../../harness/testing/lab.js';
 import { recordArtifactsOnFailure } from '../../harness/testing/artifacts.js';
 import { pollUntil } from '../../harness/util/poll.js';
 import { ROUTER } from '../../harness/topology/plan.js';
 import { startProcess, stopProcess } from '../../harness/lab/process.js';
 import { type ArpClaim, overlappingClaims } from '../../harness/cluster/segment-arp.js';
 import type { KubeClient } from '../../lib/kube/client.js';
-import { SEED_IP, allUp, applySeed, gw, holderOf, macOf, segmentArp, waitIPOff, waitIPOn, waitSeenFrom } from './gateway-kit.js';
+import { SEED_IP, allUp, gw, holderOf, macOf, segmentArp, startSeedLab, waitIPOff, waitIPOn, waitSeenFrom } from './gateway-kit.js';
 
 const CONTROLLER_NODE = 'cp-1';
 const ROUTER_SEGMENT_IF = 'eth-nodes';
@@ -31,10 +30,7 @@ let lab: Lab;
 let api: KubeClient;
 
 beforeAll(async () => {
-  lab = await startTestLab('default', 'gwsplit');
-  api = await lab.api();
-  await applySeed(api);
-  await waitIPOn(lab, await holderOf(api, SEED_IP), SEED_IP);
+  ({ lab, api } = await startSeedLab('gwsplit'));
 });
 afterAll(async () => {
   await lab?.down();

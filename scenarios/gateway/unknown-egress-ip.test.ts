@@ -7,12 +7,11 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Lab } from '../../harness/lab/lab.js';
-import { startTestLab } from '../../harness/testing/lab.js';
 import { recordArtifactsOnFailure } from '../../harness/testing/artifacts.js';
 import { pollUntil } from '../../harness/util/poll.js';
 import type { KubeClient } from '../../lib/kube/client.js';
 import { DEFAULT_LAB_PATHS } from '../../harness/cluster/lab-config.js';
-import { FLOATING_IPS, SEED_IP, applySeed, createPolicy, holderOf, policyEvents, setFloatingIPs, waitIPOn, waitSeenFrom } from './gateway-kit.js';
+import { FLOATING_IPS, SEED_IP, createPolicy, holderOf, policyEvents, setFloatingIPs, startSeedLab, waitIPOn, waitSeenFrom } from './gateway-kit.js';
 
 const GHOST_IP = '192.168.1.120';
 const DST = '9.9.9.9';
@@ -20,10 +19,7 @@ let lab: Lab;
 let api: KubeClient;
 
 beforeAll(async () => {
-  lab = await startTestLab('default', 'gwunk');
-  api = await lab.api();
-  await applySeed(api);
-  await waitIPOn(lab, await holderOf(api, SEED_IP), SEED_IP);
+  ({ lab, api } = await startSeedLab('gwunk'));
 });
 afterAll(async () => {
   await lab?.down();
