@@ -60,3 +60,29 @@ describe('Heartbeat mesh on loopback (holders tick, idle nodes only echo)', () =
     }
   });
 });
+
+describe('Heartbeat source check (issue 12: only node addresses count)', () => {
+  it('a heartbeat naming a peer but sent from another address is not counted: it cannot keep a cut-off holder from finding itself isolated', async () => {
+    const { createSocket } = await import('node:dgram');
+    const port = 20_000 + Math.floor(Math.random() * 20_000);
+    const a = new Heartbeat({ node: 'a', bind: '127.0.0.1', port, intervalMs: 20 });
+    const spoofer = createSocket({ type: 'udp4' });
+    await new Promise<void>((r) => spoofer.bind(0, '127.0.0.3', () => r()));
+    const spoof = () => spoofer.send(Buffer.from('EGLHB1 b 7'), port, '127.0.0.1');
+    const timer = setInterval(spoof, 10);
+    try {
+      await a.start();
+      a.setPeers([{ name: 'b', ip: '127.0.0.2' }]);
+      a.setActive(true);
+      await pollUntil(() => a.status().rejected as number, { what: 'a to refuse a spoofed heartbeat', timeoutMs: 3000, intervalMs: 10, accept: (n) => n >= 5 });
+      expect(a.received).toBe(0);
+      // b (127.0.0.2) never spoke: the spoofed "b" beats from 127.0.0.3 must not hold isolation off
+      await pollUntil(() => a.isolated(), { what: 'a to find itself isolated despite the spoofed beats', timeoutMs: 3000, intervalMs: 20 });
+      expect(Object.keys(a.status().msSinceHeard as object)).toEqual(['b']);
+    } finally {
+      clearInterval(timer);
+      spoofer.close();
+      a.stop();
+    }
+  });
+});

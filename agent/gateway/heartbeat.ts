@@ -12,6 +12,9 @@
  *                   fails too, gives its floating IPs up on its own, around the time the controller
  *                   (lease expiry 600 ms) hands them to another node.
  *
+ * A datagram counts only when it comes from the address of the node it names (`rejected` counts the
+ * others): a pod or a stranger on the segment cannot speak for a peer.
+ *
  * A peer that never sent a heartbeat (older agent, no agent) is never suspect: heartbeats only ever
  * add information to the controller's leases, they never remove any. Silence is measured on a
  * stall-aware clock (controller/logic/liveness.ts): time this agent itself was not running does not
@@ -85,6 +88,8 @@ export class Heartbeat {
   private readonly echoedAt = new Map<string, number>();
   sent = 0;
   received = 0;
+  /** datagrams naming a peer but not sent from that peer's address */
+  rejected = 0;
   private readonly now: () => number;
   readonly intervalMs: number;
 
@@ -108,7 +113,7 @@ export class Heartbeat {
     return new Promise((resolve) => {
       const s = createSocket({ type: 'udp4', reuseAddr: true });
       this.sock = s;
-      s.on('message', (msg) => this.onMessage(msg));
+      s.on('message', (msg, rinfo) => this.onMessage(msg, rinfo.address));
       s.on('error', (e) => {
         this.o.log?.(`heartbeat socket: ${e.message} (liveness probing off)`);
         resolve();
@@ -152,11 +157,18 @@ export class Heartbeat {
     this.tick();
   }
 
-  private onMessage(msg: Buffer): void {
+  private onMessage(msg: Buffer, from: string): void {
     const parts = msg.toString('utf8').split(' ');
     if (parts[0] !== 'EGLHB1' || !parts[1] || parts[1] === this.o.node) return;
     const peer = this.peers.find((p) => p.name === parts[1]);
     if (!peer) return;
+    // only a node's own address speaks for it (issue 12): a datagram naming a peer from anywhere else
+    // (a pod, another lab host, a spoofer) would otherwise keep a cut-off holder from finding itself
+    // isolated. Counted, never logged per datagram (a flood must not fill the log).
+    if (from !== peer.ip) {
+      this.rejected++;
+      return;
+    }
     this.received++;
     const now = this.now();
     if (!this.active) this.echo(peer, now);
@@ -215,6 +227,7 @@ export class Heartbeat {
       active: this.active,
       sent: this.sent,
       received: this.received,
+      rejected: this.rejected,
       msSinceHeard: this.table.snapshot(this.now()),
       suspects: this.suspects(),
       isolated: this.isolated(),

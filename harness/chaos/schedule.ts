@@ -9,9 +9,9 @@ import fc from 'fast-check';
 import { ValidationError, type FieldIssue } from '../util/errors.js';
 import { isIPv4, nthAddress, parseCidr4 } from '../../lib/net/addresses.js';
 import type { Topology } from '../topology/types.js';
+import type { PartitionDirection } from '../faults/faults.js';
 
-/** Which way a partition cuts a node off its segment: both directions, or only what it sends / receives. */
-export type PartitionDirection = 'both' | 'outbound' | 'inbound';
+export type { PartitionDirection };
 
 /** How a link loses packets: random drops at a rate, or bursts (every packet lost for a while). */
 export type LossMode = 'random' | 'burst';

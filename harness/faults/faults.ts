@@ -5,7 +5,8 @@
  *  stop/start      a clean shutdown (SIGTERM, then SIGKILL after the grace period)
  *  pause/unpause   freeze every process (a hung node: links stay up, nothing answers)
  *  partition/heal  cut the node off its L2 segment at the switch (its link stays up): both
- *                  directions, or only what it sends (outbound) or receives (inbound)
+ *                  directions, or only what it sends (outbound) or receives (inbound); `except`
+ *                  keeps named members reachable (cut off the segment but not the API)
  *  degrade/restore packet loss (nft numgen, both directions) and delay (netem, where the kernel has
  *                  it); burstLoss (every frame dropped for a share of each period) and rateLimit
  *                  (nft limit per direction) are undone by restore too
@@ -56,6 +57,11 @@ export interface Degradation {
 
 /** Which way a partition cuts a node off: everything, only what it sends, only what it receives. */
 export type PartitionDirection = 'both' | 'outbound' | 'inbound';
+
+/** A partition's exceptions: segment members (nodes, or the router) the node still reaches, both ways. */
+export interface PartitionOptions {
+  except?: readonly string[];
+}
 
 /** Burst loss on a node's link: every frame dropped for `lossPercent` of each `periodMs`. */
 export interface BurstLoss {
@@ -208,17 +214,44 @@ export class Faults {
    * Cuts the node off the L2 segment: the switch drops everything to and from its port (`both`),
    * only what the node sends (`outbound`) or only what it receives (`inbound`).
    */
-  async partition(name: string, direction: PartitionDirection = 'both'): Promise<void> {
-    this.note(this.node(name), direction === 'both' ? 'partition' : `partition-${direction}`);
+  async partition(name: string, direction: PartitionDirection = 'both', o: PartitionOptions = {}): Promise<void> {
+    const node = this.node(name);
+    const except = o.except ?? [];
+    const ports = this.members(except, 'except');
+    if (except.includes(node)) throw new ValidationError('fault', [{ path: 'except', value: node, message: 'is the partitioned node itself' }]);
+    this.note(node, (direction === 'both' ? 'partition' : `partition-${direction}`) + (except.length ? '-except' : ''));
     await this.ensureTable();
-    await this.lab.exec(SWITCH, ['nft', 'add', 'element', 'bridge', TABLE, CUT_SETS[direction], `{ ${this.port(name)} }`]);
+    const port = this.port(node);
+    // the exceptions first (inserted at the head of the chain, before the cut sets' drops), then the
+    // cut, in one transaction: no frame of an excepted pair is ever dropped
+    const keep = ports.flatMap((p) => [
+      `insert rule bridge ${TABLE} forward iifname "${port}" oifname "${p}" accept comment "keep:${port}"`,
+      `insert rule bridge ${TABLE} forward iifname "${p}" oifname "${port}" accept comment "keep:${port}"`,
+    ]);
+    await this.lab.exec(SWITCH, ['nft', '-f', '-'], {
+      stdin: [...keep, `add element bridge ${TABLE} ${CUT_SETS[direction]} { ${port} }`, ''].join('\n'),
+    });
   }
 
-  /** Undoes partition (whichever direction). */
+  /** Undoes partition (whichever direction, with its exceptions). */
   async heal(name: string): Promise<void> {
     await this.ensureTable();
-    for (const set of Object.values(CUT_SETS))
-      await this.lab.exec(SWITCH, ['nft', 'delete', 'element', 'bridge', TABLE, set, `{ ${this.port(name)} }`], { check: false });
+    const port = this.port(name);
+    for (const set of Object.values(CUT_SETS)) await this.lab.exec(SWITCH, ['nft', 'delete', 'element', 'bridge', TABLE, set, `{ ${port} }`], { check: false });
+    await this.deleteRules(new RegExp(`comment "keep:${port}" # handle (\\d+)`, 'g'));
+  }
+
+  /** The switch ports of segment members (nodes or the router), every unknown name refused at once. */
+  private members(names: readonly string[], field: string): string[] {
+    const ports = this.lab.plan.switchPorts;
+    const unknown = names.filter((n) => !ports[n]);
+    if (unknown.length) {
+      throw new ValidationError(
+        'fault',
+        unknown.map((n) => ({ path: field, value: n, message: `is not on lab ${this.lab.id}'s segment (members: ${Object.keys(ports).join(', ')})` })),
+      );
+    }
+    return names.map((n) => ports[n]!);
   }
 
   /**
