@@ -270,7 +270,8 @@ describe('GatewayModule', () => {
       return push(...lines);
     };
     const at = (text: string) => marks.find((m) => m.line.includes(text))?.calls;
-    await startModule(w, { host: sys, heartbeat: false, garpScheduleMs: [0] }, licence);
+    // no conflict probe: the takeover's own transaction carries the element
+    await startModule(w, { host: sys, heartbeat: false, garpScheduleMs: [0], dadProbeMs: 0 }, licence);
     const refreshes = (from = 0) => sys.calls.slice(from).filter((c) => c.op === 'nftLine' && c.arg.includes(' alive { 192.168.1.100 timeout '));
     // the takeover's ruleset carries the element in the same transaction; the ruleset itself none
     await waitFor(
@@ -307,6 +308,49 @@ describe('GatewayModule', () => {
     expect(refreshes(asked).length - refreshes(confirmed).length, 'refreshes between the Down and the confirming read').toBe(0);
     await waitFor(() => refreshes(confirmed).length > 0, 'refreshes after the read', 5000);
     expect(refreshes(confirmed)[0]!.arg).toContain('timeout 1s');
+  }, 20_000);
+
+  it('address conflict detection: a floating IP another host answers for is added but neither answered for nor announced until that host goes quiet', async () => {
+    const { t, dir } = await controllerAndDir();
+    renew(t, 'worker1');
+    await nodeUp(t, 'worker1');
+    const w = worker1(t, dir);
+    const { logs, sys } = w;
+    const FOREIGN = '02:00:00:00:00:99';
+    sys.probeAnswers.set('192.168.1.100', FOREIGN);
+    await t.admin.create(R.anthosNetworkGateways, {
+      apiVersion: 'networking.gke.io/v1alpha1',
+      kind: 'AnthosNetworkGateway',
+      metadata: { name: 'default', namespace: 'kube-system' },
+      spec: { floatingIPs: ['192.168.1.100'] },
+    });
+    const mod = await startModule(w, { host: sys, heartbeat: false, garpScheduleMs: [0, 10], dadProbeMs: 20, dadRetryMs: 20, dadReportAfterMs: 300 });
+    const answeredFor = (from = 0) =>
+      sys.calls.slice(from).filter((c) => (c.op === 'nft' || c.op === 'nftLine') && c.arg.includes('add element arp egresslab_gw alive { 192.168.1.100'));
+    const garps = (from = 0) => sys.calls.slice(from).filter((c) => c.op === 'arping' && c.arg === 'eth0 192.168.1.100');
+    await waitFor(() => sys.calls.some((c) => c.op === 'ip' && c.arg === 'address add 192.168.1.100/32 dev eth0'), 'the address added', 5000);
+    const conflictEvent = async () =>
+      (await t.admin.list(R.events, { namespace: 'default' })).items.find((e) => (e as { reason?: string }).reason === 'EgressIPConflict');
+    await waitFor(async () => !!(await conflictEvent()), 'the EgressIPConflict Event', 5000);
+    expect(((await conflictEvent()) as { message?: string }).message).toContain(FOREIGN);
+    const probes = sys.calls.filter((c) => c.op === 'arpProbe' && c.arg === 'eth0 192.168.1.100').length;
+    expect(probes, 'probes while the foreign host answers').toBeGreaterThan(3);
+    expect(
+      answeredFor().map((c) => c.arg.slice(0, 80)),
+      'ARP fence elements while another host answers',
+    ).toEqual([]);
+    expect(garps().length, 'gratuitous ARPs while another host answers').toBe(0);
+    expect(mod.status()).toMatchObject({ ownedIPs: ['192.168.1.100'], probing: { '192.168.1.100': FOREIGN } });
+    // the foreign host goes quiet: the next probe is clean, then the element and the announcement
+    const quiet = sys.calls.length;
+    sys.probeAnswers.delete('192.168.1.100');
+    await waitFor(() => garps(quiet).length > 0 && answeredFor(quiet).length > 0, 'answered for and announced', 5000);
+    const iProbe = sys.calls.findIndex((c, i) => i >= quiet && c.op === 'arpProbe');
+    const iAlive = sys.calls.indexOf(answeredFor(quiet)[0]!);
+    const iGarp = sys.calls.indexOf(garps(quiet)[0]!);
+    expect({ aliveAfterProbe: iAlive > iProbe, garpAfterProbe: iGarp > iProbe }).toEqual({ aliveAfterProbe: true, garpAfterProbe: true });
+    expect(mod.status()).toMatchObject({ probing: {} });
+    expect(logs.join('\n')).toContain(`${FOREIGN} no longer answers for it`);
   }, 20_000);
 
   it('conntrack sync: on taking a floating IP the replicated bindings are committed BEFORE the SNAT ruleset and the address', async () => {

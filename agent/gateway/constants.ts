@@ -60,6 +60,24 @@ export const ARP_FENCE_MARGIN_MS = 150;
  */
 export const STALE_AFTER_MS = 450;
 
+/**
+ * Address conflict detection before a floating IP is answered for (RFC 5227's probe, issue 12): a
+ * node taking an IP asks who has it (from 0.0.0.0) and waits this long after the request left; the
+ * IP is added meanwhile but the ARP fence keeps it unanswered and unannounced until nobody answered.
+ * A cooperating old holder is silent by then (its fence ends before the controller could move the
+ * IP), so the probe costs its wait and only stops a host that should not answer: a stale or
+ * foreign owner. 0 turns the probe off.
+ */
+export const DAD_PROBE_MS = 100;
+/** A probe that was answered is tried again this long later, until nobody answers. */
+export const DAD_RETRY_MS = 200;
+/**
+ * An answer that goes on this long is reported (Warning Event `EgressIPConflict`): longer than a
+ * cooperating holder can answer after losing an IP (its fence element, ARP_ALIVE_TIMEOUT_MS, or
+ * the release its watch brings).
+ */
+export const DAD_REPORT_AFTER_MS = 2 * ARP_ALIVE_TIMEOUT_MS;
+
 /** Gratuitous ARP schedule after taking a floating IP (ms after the address was added). */
 export const GARP_SCHEDULE_MS: readonly number[] = [0, 100, 300, 700, 1500, 3000];
 

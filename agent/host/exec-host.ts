@@ -132,6 +132,50 @@ export class ExecHost implements Host {
     if (r.code !== 0 && r.code !== 1) throw new HostCommandError(`arping ${ip} on ${dev} failed: ${r.stderr.trim()}`, r.stderr, r.code);
   }
 
+  arpProbe(dev: string, ip: string, waitMs: number): Promise<string | null> {
+    const arping = this.o.arpingPath ?? 'arping';
+    return new Promise((resolve, reject) => {
+      // iputils arping -D: the request goes out from 0.0.0.0 and arping exits at the first reply.
+      // Through stdbuf its lines arrive as printed (to a pipe it would hold them until it exits):
+      // the wait starts when the probe leaves, not at the spawn, which alone can take longer than
+      // the wait on a busy machine.
+      const child = spawn('stdbuf', ['-oL', arping, '-D', '-c', '1', '-w', '2', '-I', dev, ip], { stdio: ['ignore', 'pipe', 'pipe'] });
+      let out = '';
+      let err = '';
+      let wait: NodeJS.Timeout | null = null;
+      let done = false;
+      const reply = (): string | null => /reply from \S+ \[([0-9A-Fa-f:]{17})\]/.exec(out)?.[1]?.toLowerCase() ?? null;
+      const finish = (v: string | null | Error): void => {
+        if (done) return;
+        done = true;
+        if (wait) clearTimeout(wait);
+        clearTimeout(guard);
+        child.kill('SIGKILL');
+        if (v instanceof Error) reject(v);
+        else resolve(v);
+      };
+      const guard = setTimeout(
+        () => finish(new HostCommandError(`arping -D ${ip} on ${dev}: no probe sent within ${waitMs + 5000} ms`, err, -1)),
+        waitMs + 5000,
+      );
+      child.stdout.on('data', (b: Buffer) => {
+        out += b.toString();
+        const mac = reply();
+        if (mac) finish(mac);
+        else if (!wait && out.includes('ARPING')) wait = setTimeout(() => finish(null), waitMs);
+      });
+      child.stderr.on('data', (b: Buffer) => {
+        err += b.toString();
+      });
+      child.on('error', (e) => finish(new HostCommandError(`arping -D ${ip} on ${dev}: ${e.message}`, err, -1)));
+      child.on('close', (code) => {
+        const mac = reply();
+        if (mac || code === 0) finish(mac);
+        else finish(new HostCommandError(`arping -D ${ip} on ${dev} failed (exit ${code}): ${err.trim() || out.trim()}`, err, code ?? -1));
+      });
+    });
+  }
+
   async conntrack(args: string[]): Promise<void> {
     const r = await run(this.o.conntrackPath ?? 'conntrack', args, null);
     if (r.code !== 0 && !/0 flow entries/.test(r.stderr))

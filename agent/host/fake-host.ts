@@ -1,7 +1,7 @@
 /**
  * The one fake Host (agent/host/host.ts): touches nothing, records every kernel operation in order
  * in `calls` ({op, arg}: `nft` ruleset, `nftLine`, `nftList`, `nftTableExists`, `ipJson`, one `ip`
- * per ip -batch line, `arping`, `conntrack`, `sysctl` path=value, `spawn`, `kill`, `killPid`, and
+ * per ip -batch line, `arping`, `arpProbe`, `conntrack`, `sysctl` path=value, `spawn`, `kill`, `killPid`, and
  * `<cmd>` with its arguments for exec), and keeps a small model of the kernel:
  *
  *  - nft tables by name: a ruleset that (re)creates `table <family> <name> {...}` installs its text
@@ -259,6 +259,16 @@ export class FakeHost implements Host {
 
   async arping(dev: string, ip: string): Promise<void> {
     this.record('arping', `${dev} ${ip}`);
+  }
+
+  /** Who answers an address-conflict probe, by IP (tests set and clear entries; default: nobody). */
+  readonly probeAnswers = new Map<string, string>();
+
+  async arpProbe(dev: string, ip: string, waitMs: number): Promise<string | null> {
+    this.record('arpProbe', `${dev} ${ip}`);
+    const mac = this.probeAnswers.get(ip) ?? null;
+    if (!mac) await new Promise((r) => setTimeout(r, waitMs));
+    return mac;
   }
 
   async conntrack(args: string[]): Promise<void> {

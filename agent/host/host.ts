@@ -102,6 +102,12 @@ export interface Host {
   ipBatch(ops: readonly IpOp[]): Promise<void>;
   /** one gratuitous ARP for `ip` on `dev` */
   arping(dev: string, ip: string): Promise<void>;
+  /**
+   * Address conflict detection (an RFC 5227 probe): one ARP request for `ip` on `dev` from 0.0.0.0;
+   * the MAC (lower case) of the first host that answers within `waitMs` of the request leaving,
+   * or null when nobody did. Rejects when the probe could not be sent.
+   */
+  arpProbe(dev: string, ip: string, waitMs: number): Promise<string | null>;
   /** `conntrack <args>` (exit 1 "0 flow entries" is not an error) */
   conntrack(args: string[]): Promise<void>;
   /** /proc/sys/<path>, e.g. readSysctl('net/netfilter/nf_conntrack_events'); null when unreadable */

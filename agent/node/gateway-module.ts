@@ -27,7 +27,17 @@
 import { sha16 } from '../hash.js';
 import { R, type Informer } from '../../lib/kube/client.js';
 import type { KubeObject } from '../../lib/kube/types.js';
-import { ARP_ALIVE_REFRESH_MS, ARP_ALIVE_TIMEOUT_MS, ARP_FENCE_MARGIN_MS, GARP_SCHEDULE_MS, GW_TABLE, STALE_AFTER_MS } from '../gateway/constants.js';
+import {
+  ARP_ALIVE_REFRESH_MS,
+  ARP_ALIVE_TIMEOUT_MS,
+  ARP_FENCE_MARGIN_MS,
+  DAD_PROBE_MS,
+  DAD_REPORT_AFTER_MS,
+  DAD_RETRY_MS,
+  GARP_SCHEDULE_MS,
+  GW_TABLE,
+  STALE_AFTER_MS,
+} from '../gateway/constants.js';
 import { Heartbeat } from '../gateway/heartbeat.js';
 import {
   computeGatewayPlan,
@@ -87,6 +97,11 @@ export interface GatewayModuleOptions {
   /** override the uplink detection */
   uplink?: string;
   garpScheduleMs?: readonly number[];
+  /** address conflict probe before answering for a floating IP (DAD_PROBE_MS; 0: off) */
+  dadProbeMs?: number;
+  /** tests: DAD_RETRY_MS, DAD_REPORT_AFTER_MS */
+  dadRetryMs?: number;
+  dadReportAfterMs?: number;
   /** what the apply latencies are measured with (default: the real clock) */
   clock?: Pick<Clock, 'now'>;
   /**
@@ -149,6 +164,12 @@ export class GatewayModule implements NodeModule {
   private kernel: { rules: RuleSpec[]; routes: Map<number, string>; addrs: string[] } | null = null;
   private owned = new Set<string>();
   private garpTimers = new Map<string, NodeJS.Timeout[]>();
+  /**
+   * Floating IPs being taken whose conflict probe has not come back clean yet: the ARP fence keeps
+   * them unanswered and unannounced (aliveLine, announce). With the first answer seen (its MAC and
+   * when) while another host answers for it.
+   */
+  private probing = new Map<string, { since: number; mac: string | null; reported: boolean; retry: NodeJS.Timeout | null }>();
   private heartbeat: Heartbeat | null = null;
   private ctsync: ConntrackSync | null = null;
   private ctsyncError: string | null = null;
@@ -171,6 +192,9 @@ export class GatewayModule implements NodeModule {
     staleConfirms: 0,
     /** times the controller's acknowledged grace ran out while this node held IPs (its ARP fence lapsed) */
     licenceLapses: 0,
+    /** address conflict probes sent, and those another host answered */
+    dadProbes: 0,
+    dadConflicts: 0,
   };
 
   constructor(
@@ -596,6 +620,9 @@ export class GatewayModule implements NodeModule {
       k = { rules: parseIpRules(rulesJson), routes: parseRouteTables(routesJson), addrs: parseIpAddrs(addrJson) };
     }
     this.kernel = null; // unknown until this apply completes
+    // an IP taken that is not on the uplink yet is probed first (an agent restarted on its holder
+    // finds its IPs there and answers on at once): it stays fenced until nobody else answers for it
+    for (const ip of taking) if (!k.addrs.some((a) => a.split('/')[0] === ip)) this.probe(ip);
     const cmds = routingOps(r, { rules: k.rules, tables: [...k.routes.keys()] });
     const routes = k.routes;
     // routes that already point at the right node need no replace
@@ -659,8 +686,12 @@ export class GatewayModule implements NodeModule {
     const nowOwned = new Set(r.addresses.map((a) => a.split('/')[0]!));
     for (const ip of nowOwned) if (!this.owned.has(ip) || addrs.add.some((a) => a.cidr.split('/')[0] === ip)) this.announce(ip);
     for (const ip of this.owned) if (!nowOwned.has(ip)) this.cancelAnnounce(ip);
+    for (const ip of [...this.probing.keys()]) if (!nowOwned.has(ip)) this.endProbe(ip);
+    // a probe that came back clean while this apply ran: its element was not in the transaction
+    const probed = taking.filter((ip) => nowOwned.has(ip) && !this.probing.has(ip) && !k.addrs.some((a) => a.split('/')[0] === ip));
     this.owned = nowOwned;
     this.setHolding(nowOwned.size > 0);
+    if (probed.length && this.dadMs > 0) await this.refreshAliveNow();
     await this.host.ipBatch(cmds.after);
     const addrsNow = [...k.addrs.filter((a) => !addrs.del.some((d) => d.cidr === a)), ...addrs.add.map((a) => a.cidr)];
     this.kernel = { rules: r.rules, routes: new Map(r.routes.map((x) => [x.table, `${x.via} ${x.dev}`])), addrs: addrsNow };
@@ -683,7 +714,7 @@ export class GatewayModule implements NodeModule {
     this.cancelAnnounce(ip);
     const timers = (this.o.garpScheduleMs ?? GARP_SCHEDULE_MS).map((ms) =>
       setTimeout(() => {
-        if (!this.owned.has(ip) || this.stopped || this.stale) return;
+        if (!this.owned.has(ip) || this.stopped || this.stale || this.probing.has(ip)) return;
         this.host.arping(this.uplink, ip).then(
           () => void this.st.garps++,
           (e) => this.ctx.log(this.name, `gratuitous ARP for ${ip}: ${errorMessage(e)}`),
@@ -696,6 +727,89 @@ export class GatewayModule implements NodeModule {
   private cancelAnnounce(ip: string): void {
     for (const t of this.garpTimers.get(ip) ?? []) clearTimeout(t);
     this.garpTimers.delete(ip);
+  }
+
+  private get dadMs(): number {
+    return this.o.dadProbeMs ?? DAD_PROBE_MS;
+  }
+
+  /**
+   * Address conflict detection for a floating IP being taken (DAD_PROBE_MS): until a probe comes
+   * back unanswered the IP stays out of the ARP fence's @alive set and is not announced, and a probe
+   * that another host answered is tried again every DAD_RETRY_MS. An answer from a cooperating old
+   * holder ends within its fence time; one that goes on past DAD_REPORT_AFTER_MS is a Warning Event
+   * (EgressIPConflict) naming the MAC. A probe that cannot be sent (arping missing) does not hold
+   * the IP: logged, and the IP is answered for as before.
+   */
+  private probe(ip: string): void {
+    if (this.dadMs <= 0 || this.stopped) return;
+    const existing = this.probing.get(ip);
+    if (existing && !existing.retry) return; // one on its way
+    const state = existing ?? { since: Date.now(), mac: null, reported: false, retry: null };
+    state.retry = null;
+    this.probing.set(ip, state);
+    this.st.dadProbes++;
+    void this.host.arpProbe(this.uplink, ip, this.dadMs).then(
+      (mac) => this.probed(ip, mac),
+      (e: unknown) => {
+        this.ctx.log(this.name, `address conflict probe for ${ip}: ${errorMessage(e)} (answering for it without one)`);
+        this.probed(ip, null);
+      },
+    );
+  }
+
+  private probed(ip: string, mac: string | null): void {
+    const state = this.probing.get(ip);
+    if (!state || this.stopped) return;
+    if (!mac) {
+      this.probing.delete(ip);
+      if (state.mac) {
+        this.ctx.log(
+          this.name,
+          `floating IP ${ip}: ${state.mac} no longer answers for it (after ${Date.now() - state.since} ms): answering and announcing it here`,
+        );
+        if (state.reported)
+          this.ctx.events.record('Normal', 'EgressIPConflictResolved', `floating IP ${ip}: ${state.mac} no longer answers for it; announced here`);
+      }
+      // not owned yet: the apply under way adds its element when it adds the address
+      if (this.owned.has(ip)) {
+        void this.refreshAliveNow();
+        this.announce(ip);
+      }
+      return;
+    }
+    this.st.dadConflicts++;
+    if (state.mac !== mac) {
+      state.mac = mac;
+      this.ctx.log(
+        this.name,
+        `floating IP ${ip} is answered by ${mac}: not answered or announced here until that stops (probing every ${this.o.dadRetryMs ?? DAD_RETRY_MS} ms)`,
+      );
+    }
+    const lasting = Date.now() - state.since;
+    if (!state.reported && lasting >= (this.o.dadReportAfterMs ?? DAD_REPORT_AFTER_MS)) {
+      state.reported = true;
+      this.ctx.events.record(
+        'Warning',
+        'EgressIPConflict',
+        `floating IP ${ip} assigned to this node is answered on ${this.uplink} by ${mac} for ${lasting} ms: not answered or announced here until that stops`,
+      );
+    }
+    state.retry = setTimeout(() => this.probe(ip), this.o.dadRetryMs ?? DAD_RETRY_MS);
+  }
+
+  /** The IP is no longer being taken (released, or the module stops): its probe ends. */
+  private endProbe(ip: string): void {
+    const state = this.probing.get(ip);
+    if (state?.retry) clearTimeout(state.retry);
+    this.probing.delete(ip);
+  }
+
+  /** Refreshes the ARP fence now (a probe came back clean): the same line as the refresh timer's. */
+  private async refreshAliveNow(): Promise<void> {
+    const text = this.aliveLine([...this.owned]);
+    if (!text) return;
+    await this.host.nftLine(text).catch((e: unknown) => this.ctx.log(this.name, `ARP fence refresh: ${errorMessage(e)}`));
   }
 
   private async refreshAlive(): Promise<void> {
@@ -737,7 +851,9 @@ export class GatewayModule implements NodeModule {
    * controller may have moved the IPs meanwhile, so a fresh read of the gateway status comes first
    * (confirmAfterStall; an IP that moved is released by the apply that follows).
    */
-  private aliveLine(ips: readonly string[]): string | null {
+  private aliveLine(all: readonly string[]): string | null {
+    // an IP whose conflict probe has not come back clean is not answered for yet
+    const ips = this.probing.size ? all.filter((ip) => !this.probing.has(ip)) : all;
     if (this.stopped || this.stale || !ips.length) {
       this.ctx.licence.arm(null);
       return null;
@@ -855,6 +971,7 @@ export class GatewayModule implements NodeModule {
     if (this.resync) clearInterval(this.resync);
     this.stopHolderTimers();
     for (const ip of [...this.garpTimers.keys()]) this.cancelAnnounce(ip);
+    for (const ip of [...this.probing.keys()]) this.endProbe(ip);
     this.heartbeat?.stop();
     await this.running?.catch(() => undefined);
     this.host.close();
@@ -894,6 +1011,8 @@ export class GatewayModule implements NodeModule {
       fenced: this.fenced,
       table: GW_TABLE,
       ownedIPs: [...this.owned].sort(),
+      /** owned IPs not answered for yet: their conflict probe has not come back clean (with the MAC that answered) */
+      probing: Object.fromEntries([...this.probing].sort().map(([ip, s]) => [ip, s.mac])),
       policies,
       routes: (p?.routes ?? []).map((r) => ({ node: r.node, via: r.ip, fwmark: `0x${r.fwmark.toString(16)}`, table: r.table })),
       networkPolicyIsolatedPods: (p?.netpol.pods ?? []).map((x) => ({ ip: x.ip, pod: x.pod, policies: x.policies })),
