@@ -353,6 +353,30 @@ describe('GatewayModule', () => {
     expect(logs.join('\n')).toContain(`${FOREIGN} no longer answers for it`);
   }, 20_000);
 
+  it('announcements keep to the licence too: a gratuitous ARP (a packet socket, past the nft fence) is withheld once it has run out', async () => {
+    const { t, dir } = await controllerAndDir();
+    renew(t, 'worker1');
+    await nodeUp(t, 'worker1');
+    await t.admin.create(R.anthosNetworkGateways, {
+      apiVersion: 'networking.gke.io/v1alpha1',
+      kind: 'AnthosNetworkGateway',
+      metadata: { name: 'default', namespace: 'kube-system' },
+      spec: { floatingIPs: ['192.168.1.100'] },
+    });
+    const w = worker1(t, dir);
+    const { sys } = w;
+    let until = Date.now() + 60_000;
+    const licence = new Licence();
+    licence.setSource({ until: () => until, downs: () => 0 });
+    const mod = await startModule(w, { host: sys, heartbeat: false, garpScheduleMs: [0, 300, 400, 500], dadProbeMs: 0 }, licence);
+    const garps = () => sys.calls.filter((c) => c.op === 'arping' && c.arg === 'eth0 192.168.1.100').length;
+    await waitFor(() => garps() === 1, 'the first announcement', 5000);
+    // the controller stops acknowledging (a cut-off holder): the rest of the schedule is withheld
+    until = Date.now() - 1000;
+    await waitFor(() => (mod.status().garpsWithheld as number) >= 3, 'the three later announcements withheld', 5000);
+    expect(garps(), 'announcements after the licence ran out').toBe(1);
+  }, 20_000);
+
   it('conntrack sync: on taking a floating IP the replicated bindings are committed BEFORE the SNAT ruleset and the address', async () => {
     const { t, dir } = await controllerAndDir();
     for (const n of ['worker1', 'worker2']) renew(t, n);

@@ -84,6 +84,8 @@ export interface ExecHostOptions {
 
 export class ExecHost implements Host {
   private session: NftSession | null = null;
+  /** address conflict probes in flight (arpProbe), killed by close() */
+  private readonly probes = new Set<ChildProcess>();
 
   constructor(private readonly o: ExecHostOptions = {}) {}
 
@@ -144,7 +146,9 @@ export class ExecHost implements Host {
       let err = '';
       let wait: NodeJS.Timeout | null = null;
       let done = false;
-      const reply = (): string | null => /reply from \S+ \[([0-9A-Fa-f:]{17})\]/.exec(out)?.[1]?.toLowerCase() ?? null;
+      // -D counts replies and requests sent from the address alike (another host's own announcement
+      // or who-has is a claim too), prints the first and exits 1
+      const reply = (): string | null => /(?:reply|request) from \S+ \[([0-9A-Fa-f:]{17})\]/.exec(out)?.[1]?.toLowerCase() ?? null;
       const finish = (v: string | null | Error): void => {
         if (done) return;
         done = true;
@@ -158,11 +162,16 @@ export class ExecHost implements Host {
         () => finish(new HostCommandError(`arping -D ${ip} on ${dev}: no probe sent within ${waitMs + 5000} ms`, err, -1)),
         waitMs + 5000,
       );
+      guard.unref();
+      this.probes.add(child);
+      child.on('exit', () => this.probes.delete(child));
       child.stdout.on('data', (b: Buffer) => {
         out += b.toString();
         const mac = reply();
         if (mac) finish(mac);
-        else if (!wait && out.includes('ARPING')) wait = setTimeout(() => finish(null), waitMs);
+        // the verdict after the poll phase: an answer already in the pipe after a stall of this
+        // loop is read before the wait's end is taken for silence
+        else if (!wait && out.includes('ARPING')) wait = setTimeout(() => setImmediate(() => finish(null)), waitMs);
       });
       child.stderr.on('data', (b: Buffer) => {
         err += b.toString();
@@ -170,7 +179,8 @@ export class ExecHost implements Host {
       child.on('error', (e) => finish(new HostCommandError(`arping -D ${ip} on ${dev}: ${e.message}`, err, -1)));
       child.on('close', (code) => {
         const mac = reply();
-        if (mac || code === 0) finish(mac);
+        // exit 1: somebody answered (its MAC unread: still a conflict)
+        if (mac || code === 0 || code === 1) finish(mac ?? (code === 1 ? 'unknown' : null));
         else finish(new HostCommandError(`arping -D ${ip} on ${dev} failed (exit ${code}): ${err.trim() || out.trim()}`, err, code ?? -1));
       });
     });
@@ -245,5 +255,7 @@ export class ExecHost implements Host {
   close(): void {
     this.session?.close();
     this.session = null;
+    for (const p of this.probes) p.kill('SIGKILL');
+    this.probes.clear();
   }
 }

@@ -125,6 +125,16 @@ interface PolicyStatus {
   reason: string;
 }
 
+/** A floating IP's conflict probing (GatewayModule.probe): since when, who answered, the probe in flight or the retry due. */
+interface ProbeState {
+  since: number;
+  mac: string | null;
+  reported: boolean;
+  retry: NodeJS.Timeout | null;
+  /** the probe in flight: a result carrying another number belongs to an earlier take of the IP */
+  seq: number;
+}
+
 export class GatewayModule implements NodeModule {
   readonly name = 'gateway';
   private readonly host: Host;
@@ -169,7 +179,8 @@ export class GatewayModule implements NodeModule {
    * them unanswered and unannounced (aliveLine, announce). With the first answer seen (its MAC and
    * when) while another host answers for it.
    */
-  private probing = new Map<string, { since: number; mac: string | null; reported: boolean; retry: NodeJS.Timeout | null }>();
+  private probing = new Map<string, ProbeState>();
+  private probeSeq = 0;
   private heartbeat: Heartbeat | null = null;
   private ctsync: ConntrackSync | null = null;
   private ctsyncError: string | null = null;
@@ -186,6 +197,8 @@ export class GatewayModule implements NodeModule {
     lastError: null as { at: string; message: string } | null,
     rulesetHash: null as string | null,
     garps: 0,
+    /** scheduled gratuitous ARPs not sent: licence lapsed, a re-read pending, or the IP's conflict probe not clean */
+    garpsWithheld: 0,
     conntrackFlushes: 0,
     fences: 0,
     /** times this agent found it had not run for longer than STALE_AFTER_MS while holding IPs */
@@ -589,7 +602,9 @@ export class GatewayModule implements NodeModule {
     const transit = transitionPlan(this.lastPlan, plan);
     if (transit) {
       await this.host.nftApply(
-        renderGateway(transit, { uplink: this.uplink, aliveTimeoutMs: 0 }).ruleset + (this.aliveLine(transit.ownedIPs.map((o) => o.ip)) ?? ''),
+        renderGateway(transit, { uplink: this.uplink, aliveTimeoutMs: 0 }).ruleset +
+          // only the IPs held already: one being taken is answered for after its conflict probe
+          (this.aliveLine(transit.ownedIPs.map((o) => o.ip).filter((ip) => this.owned.has(ip))) ?? ''),
       );
       this.lastRuleset = '';
       this.st.nftApplies++;
@@ -687,11 +702,8 @@ export class GatewayModule implements NodeModule {
     for (const ip of nowOwned) if (!this.owned.has(ip) || addrs.add.some((a) => a.cidr.split('/')[0] === ip)) this.announce(ip);
     for (const ip of this.owned) if (!nowOwned.has(ip)) this.cancelAnnounce(ip);
     for (const ip of [...this.probing.keys()]) if (!nowOwned.has(ip)) this.endProbe(ip);
-    // a probe that came back clean while this apply ran: its element was not in the transaction
-    const probed = taking.filter((ip) => nowOwned.has(ip) && !this.probing.has(ip) && !k.addrs.some((a) => a.split('/')[0] === ip));
     this.owned = nowOwned;
     this.setHolding(nowOwned.size > 0);
-    if (probed.length && this.dadMs > 0) await this.refreshAliveNow();
     await this.host.ipBatch(cmds.after);
     const addrsNow = [...k.addrs.filter((a) => !addrs.del.some((d) => d.cidr === a)), ...addrs.add.map((a) => a.cidr)];
     this.kernel = { rules: r.rules, routes: new Map(r.routes.map((x) => [x.table, `${x.via} ${x.dev}`])), addrs: addrsNow };
@@ -714,7 +726,11 @@ export class GatewayModule implements NodeModule {
     this.cancelAnnounce(ip);
     const timers = (this.o.garpScheduleMs ?? GARP_SCHEDULE_MS).map((ms) =>
       setTimeout(() => {
-        if (!this.owned.has(ip) || this.stopped || this.stale || this.probing.has(ip)) return;
+        if (!this.owned.has(ip) || this.stopped) return;
+        if (this.stale || this.probing.has(ip) || !this.licensed()) {
+          this.st.garpsWithheld++;
+          return;
+        }
         this.host.arping(this.uplink, ip).then(
           () => void this.st.garps++,
           (e) => this.ctx.log(this.name, `gratuitous ARP for ${ip}: ${errorMessage(e)}`),
@@ -727,6 +743,20 @@ export class GatewayModule implements NodeModule {
   private cancelAnnounce(ip: string): void {
     for (const t of this.garpTimers.get(ip) ?? []) clearTimeout(t);
     this.garpTimers.delete(ip);
+  }
+
+  /**
+   * Whether this node may claim its IPs on the segment now: the same licence as the ARP fence's
+   * (aliveLine). A gratuitous ARP goes out through a packet socket, past the nft ARP fence, so the
+   * announcement schedule must check it itself: before, a holder cut off from the controller went
+   * on announcing its IP from its schedule after its fence had closed and the IP had moved
+   * (split-brain.test.ts, counting announcements as claims: the old holder's announcement 0.8 s after
+   * the new holder's first claim).
+   */
+  private licensed(): boolean {
+    if (this.ctx.licence.downs() !== this.downsSeen) return false;
+    const until = this.ctx.licence.until();
+    return until === undefined || until - ARP_FENCE_MARGIN_MS > Date.now();
   }
 
   private get dadMs(): number {
@@ -745,24 +775,28 @@ export class GatewayModule implements NodeModule {
     if (this.dadMs <= 0 || this.stopped) return;
     const existing = this.probing.get(ip);
     if (existing && !existing.retry) return; // one on its way
-    const state = existing ?? { since: Date.now(), mac: null, reported: false, retry: null };
+    const state: ProbeState = existing ?? { since: Date.now(), mac: null, reported: false, retry: null, seq: 0 };
+    if (state.retry) clearTimeout(state.retry);
     state.retry = null;
+    state.seq = ++this.probeSeq;
+    const seq = state.seq;
     this.probing.set(ip, state);
     this.st.dadProbes++;
     void this.host.arpProbe(this.uplink, ip, this.dadMs).then(
-      (mac) => this.probed(ip, mac),
+      (mac) => this.probed(ip, seq, mac),
       (e: unknown) => {
         this.ctx.log(this.name, `address conflict probe for ${ip}: ${errorMessage(e)} (answering for it without one)`);
-        this.probed(ip, null);
+        this.probed(ip, seq, null);
       },
     );
   }
 
-  private probed(ip: string, mac: string | null): void {
+  private probed(ip: string, seq: number, mac: string | null): void {
     const state = this.probing.get(ip);
-    if (!state || this.stopped) return;
+    // released (and maybe taken again) since: the result is not this take's
+    if (!state || state.seq !== seq || this.stopped) return;
     if (!mac) {
-      this.probing.delete(ip);
+      this.endProbe(ip);
       if (state.mac) {
         this.ctx.log(
           this.name,
@@ -771,11 +805,15 @@ export class GatewayModule implements NodeModule {
         if (state.reported)
           this.ctx.events.record('Normal', 'EgressIPConflictResolved', `floating IP ${ip}: ${state.mac} no longer answers for it; announced here`);
       }
-      // not owned yet: the apply under way adds its element when it adds the address
-      if (this.owned.has(ip)) {
+      // after the apply under way, if any (it may be adding the address, or rebuilding the table
+      // and with it the fence's elements)
+      const answer = (): void => {
+        if (this.stopped || !this.owned.has(ip) || this.probing.has(ip)) return;
         void this.refreshAliveNow();
         this.announce(ip);
-      }
+      };
+      if (this.running) void this.running.then(answer, answer);
+      else answer();
       return;
     }
     this.st.dadConflicts++;
@@ -798,7 +836,7 @@ export class GatewayModule implements NodeModule {
     state.retry = setTimeout(() => this.probe(ip), this.o.dadRetryMs ?? DAD_RETRY_MS);
   }
 
-  /** The IP is no longer being taken (released, or the module stops): its probe ends. */
+  /** The IP's probing ends (clean, released, or the module stops): its retry with it. */
   private endProbe(ip: string): void {
     const state = this.probing.get(ip);
     if (state?.retry) clearTimeout(state.retry);

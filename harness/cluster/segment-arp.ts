@@ -4,8 +4,10 @@
  * test while artifacts are collected).
  */
 import type { Lab } from '../lab/lab.js';
-import { describePacket } from '../pcap/pcap.js';
+import { startProcess, stopProcess } from '../lab/process.js';
+import { type DecodedPacket, describePacket } from '../pcap/pcap.js';
 import { ROUTER } from '../topology/plan.js';
+import { pollUntil } from '../util/poll.js';
 
 /** The router's interface on the node segment (harness/topology/plan.ts). */
 const ROUTER_SEGMENT_IF = 'eth-nodes';
@@ -76,4 +78,49 @@ export function overlappingClaims(claims: readonly ArpClaim[], periodMs: number)
     }
   }
   return out;
+}
+
+/** A who-has loop running in a lab container (startArpAsker). */
+export interface ArpAsker {
+  /** How many who-has requests it has sent so far. */
+  asked(): Promise<number>;
+  /** Waits until it has sent `n` more than now (deadline: `timeoutMs`). */
+  askMore(n: number, timeoutMs?: number): Promise<void>;
+  stop(): Promise<void>;
+}
+
+/**
+ * Starts a managed process in `where` that broadcasts one who-has for `ip` on `iface` every
+ * `everyMs` (one `arping -b -c 1` each, as iputils' arping paces in whole seconds; broadcast, so
+ * every host that answers for the IP answers each one) and counts them in a file: the split-brain
+ * scenarios' observer. Stop it in a `finally`.
+ */
+export async function startArpAsker(lab: Lab, o: { where: string; iface: string; ip: string; everyMs: number; name: string }): Promise<ArpAsker> {
+  const counter = `/run/${o.name}-asked`;
+  await startProcess(lab, { container: o.where, label: o.where }, o.name, [
+    'sh',
+    '-c',
+    `rm -f ${counter}; while :; do arping -b -q -c 1 -w 1 -I ${o.iface} ${o.ip} & echo >> ${counter}; sleep ${o.everyMs / 1000}; done`,
+  ]);
+  const asked = async () => {
+    const r = await lab.exec(o.where, ['sh', '-c', `wc -l < ${counter} 2>/dev/null || echo 0`], { check: false });
+    return Number(r.stdout.trim()) || 0;
+  };
+  return {
+    asked,
+    askMore: async (n, timeoutMs = 30_000) => {
+      const from = await asked();
+      await pollUntil(asked, { what: `${n} more who-has for ${o.ip} from ${o.where}`, timeoutMs, intervalMs: 100, accept: (k) => k >= from + n });
+    },
+    stop: () => stopProcess(lab, o.where, o.name),
+  };
+}
+
+/**
+ * Every claim of `ip` in a capture, in order: each ARP frame whose sender is `ip` (a reply, an
+ * announcement, or a request made from it: a receiver's neighbour cache takes the sender's MAC for
+ * `ip` from any of them), as segmentArp counts them. Probes (sender 0.0.0.0) claim nothing.
+ */
+export function arpClaimsOf(packets: readonly DecodedPacket[], ip: string): ArpClaim[] {
+  return packets.filter((p) => p.arp?.senderIp === ip).map((p) => ({ t: p.t, mac: p.arp!.senderMac.toLowerCase() }));
 }

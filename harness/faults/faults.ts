@@ -222,15 +222,18 @@ export class Faults {
     this.note(node, (direction === 'both' ? 'partition' : `partition-${direction}`) + (except.length ? '-except' : ''));
     await this.ensureTable();
     const port = this.port(node);
-    // the exceptions first (inserted at the head of the chain, before the cut sets' drops), then the
-    // cut, in one transaction: no frame of an excepted pair is ever dropped
-    const keep = ports.flatMap((p) => [
-      `insert rule bridge ${TABLE} forward iifname "${port}" oifname "${p}" accept comment "keep:${port}"`,
-      `insert rule bridge ${TABLE} forward iifname "${p}" oifname "${port}" accept comment "keep:${port}"`,
-    ]);
-    await this.lab.exec(SWITCH, ['nft', '-f', '-'], {
-      stdin: [...keep, `add element bridge ${TABLE} ${CUT_SETS[direction]} { ${port} }`, ''].join('\n'),
-    });
+    if (!ports.length) {
+      await this.lab.exec(SWITCH, ['nft', 'add', 'element', 'bridge', TABLE, CUT_SETS[direction], `{ ${port} }`]);
+      return;
+    }
+    // with exceptions: drop rules of their own (drops add up: a fault on an excepted member, or on
+    // the pair, still applies), one transaction
+    const others = `{ ${ports.map((p) => `"${p}"`).join(', ')} }`;
+    const rules = [
+      ...(direction !== 'inbound' ? [`add rule bridge ${TABLE} forward iifname "${port}" oifname != ${others} drop comment "cut:${port}"`] : []),
+      ...(direction !== 'outbound' ? [`add rule bridge ${TABLE} forward oifname "${port}" iifname != ${others} drop comment "cut:${port}"`] : []),
+    ];
+    await this.lab.exec(SWITCH, ['nft', '-f', '-'], { stdin: [...rules, ''].join('\n') });
   }
 
   /** Undoes partition (whichever direction, with its exceptions). */
@@ -238,7 +241,7 @@ export class Faults {
     await this.ensureTable();
     const port = this.port(name);
     for (const set of Object.values(CUT_SETS)) await this.lab.exec(SWITCH, ['nft', 'delete', 'element', 'bridge', TABLE, set, `{ ${port} }`], { check: false });
-    await this.deleteRules(new RegExp(`comment "keep:${port}" # handle (\\d+)`, 'g'));
+    await this.deleteRules(new RegExp(`comment "cut:${port}" # handle (\\d+)`, 'g'));
   }
 
   /** The switch ports of segment members (nodes or the router), every unknown name refused at once. */
@@ -338,6 +341,8 @@ export class Faults {
 
   /** Whether the node is cut off the segment (in either direction). */
   async partitioned(name: string): Promise<boolean> {
+    const rules = await this.lab.exec(SWITCH, ['nft', 'list', 'chain', 'bridge', TABLE, 'forward'], { check: false });
+    if (rules.exitCode === 0 && rules.stdout.includes(`comment "cut:${this.port(name)}"`)) return true;
     for (const set of Object.values(CUT_SETS)) {
       const r = await this.lab.exec(SWITCH, ['nft', 'list', 'set', 'bridge', TABLE, set], { check: false });
       if (r.exitCode === 0 && new RegExp(`"${this.port(name)}"|\\b${this.port(name)}\\b`).test(r.stdout.split('elements')[1] ?? '')) return true;

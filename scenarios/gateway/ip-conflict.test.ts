@@ -12,8 +12,7 @@ import type { Lab } from '../../harness/lab/lab.js';
 import { recordArtifactsOnFailure } from '../../harness/testing/artifacts.js';
 import { pollUntil } from '../../harness/util/poll.js';
 import { ROUTER } from '../../harness/topology/plan.js';
-import { startProcess, stopProcess } from '../../harness/lab/process.js';
-import { type ArpClaim, overlappingClaims } from '../../harness/cluster/segment-arp.js';
+import { arpClaimsOf, overlappingClaims, startArpAsker } from '../../harness/cluster/segment-arp.js';
 import { R, type KubeClient } from '../../lib/kube/client.js';
 import { FLOATING_IPS, holderOf, macOf, startSeedLab, setFloatingIPs, waitIPOn } from './gateway-kit.js';
 
@@ -22,8 +21,6 @@ const CONTESTED = '192.168.1.103';
 const ROUTER_SEGMENT_IF = 'eth-nodes';
 const OBSERVER = 'cp-1';
 const ASK_EVERY_MS = 50;
-const ASKER = 'ip-conflict-arp-asker';
-const ASKED = '/run/ip-conflict-asked';
 let lab: Lab;
 let api: KubeClient;
 
@@ -34,11 +31,6 @@ afterAll(async () => {
   await lab?.down();
 });
 recordArtifactsOnFailure(() => lab);
-
-async function askedSoFar(): Promise<number> {
-  const r = await lab.exec(OBSERVER, ['sh', '-c', `wc -l < ${ASKED} 2>/dev/null || echo 0`], { check: false });
-  return Number(r.stdout.trim()) || 0;
-}
 
 /** One who-has for `ip` from the observer; the MAC that answered first, or null. */
 async function whoHas(ip: string): Promise<string | null> {
@@ -59,11 +51,7 @@ describe('a floating IP another host already answers for', () => {
     expect(await whoHas(CONTESTED), `who answers for ${CONTESTED} before the gateway lists it`).toBe(routerMac);
 
     const cap = await lab.capture(OBSERVER, 'eth0', { filter: 'arp' });
-    await startProcess(lab, { container: OBSERVER, label: OBSERVER }, ASKER, [
-      'sh',
-      '-c',
-      `rm -f ${ASKED}; while :; do arping -b -q -c 1 -w 1 -I eth0 ${CONTESTED} & echo >> ${ASKED}; sleep ${ASK_EVERY_MS / 1000}; done`,
-    ]);
+    const asker = await startArpAsker(lab, { where: OBSERVER, iface: 'eth0', ip: CONTESTED, everyMs: ASK_EVERY_MS, name: 'ip-conflict-arp-asker' });
     let holder: string;
     try {
       await setFloatingIPs(api, [...FLOATING_IPS, CONTESTED]);
@@ -87,19 +75,13 @@ describe('a floating IP another host already answers for', () => {
         accept: (m) => m === nodeMac,
       });
       // the episode goes on for 20 more who-has with the node answering
-      const asked = await askedSoFar();
-      await pollUntil(askedSoFar, { what: '20 more who-has', timeoutMs: 20_000, intervalMs: 100, accept: (n) => n >= asked + 20 });
+      await asker.askMore(20);
     } finally {
-      await stopProcess(lab, OBSERVER, ASKER);
+      await asker.stop();
       await lab.exec(ROUTER, ['ip', 'addr', 'del', `${CONTESTED}/32`, 'dev', ROUTER_SEGMENT_IF], { check: false });
     }
     const { packets } = await cap.stop();
-    const claims: ArpClaim[] = packets
-      .filter((p) => p.arp && p.arp.op === 2 && p.arp.senderIp === CONTESTED)
-      .map((p) => ({ t: p.t, mac: p.arp!.senderMac.toLowerCase() }));
-    // announcements (gratuitous requests: sender = target = the IP) are claims too
-    const announced = packets.filter((p) => p.arp && p.arp.op === 1 && p.arp.senderIp === CONTESTED && p.arp.targetIp === CONTESTED);
-    const all = [...claims, ...announced.map((p) => ({ t: p.t, mac: p.arp!.senderMac.toLowerCase() }))];
+    const all = arpClaimsOf(packets, CONTESTED);
     const nodeMac = await macOf(lab, holder);
     const byMac = new Map<string, number>();
     for (const c of all) byMac.set(c.mac, (byMac.get(c.mac) ?? 0) + 1);

@@ -4,8 +4,9 @@
  * except cp-1, where the controller runs. The holder's peers no longer hear it and it hears none of
  * them: this is where keepalived's backups would each promote themselves (two masters). Here only
  * the controller hands out floating IPs, and it still hears the holder's heartbeats, so the IP must
- * stay where it is: no other node may answer for it, and the holder, which the API still confirms,
- * must not give it up because its peers went silent.
+ * stay where it is: no other node may answer for it, and the holder must keep answering. (The
+ * holder still hears cp-1's agent among its peers, so it does not find itself isolated: the
+ * isolation path, no peer heard and the API unreachable, is failover.test.ts's partition.)
  *
  * Evidence from outside the nodes' agents: cp-1 is the one member that still reaches every node, so
  * it asks who has the IP every 50 ms for the whole episode (broadcast requests: every node that
@@ -16,8 +17,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Lab } from '../../harness/lab/lab.js';
 import { recordArtifactsOnFailure } from '../../harness/testing/artifacts.js';
 import { pollUntil } from '../../harness/util/poll.js';
-import { startProcess, stopProcess } from '../../harness/lab/process.js';
-import { type ArpClaim, overlappingClaims } from '../../harness/cluster/segment-arp.js';
+import { arpClaimsOf, overlappingClaims, startArpAsker } from '../../harness/cluster/segment-arp.js';
 import type { KubeClient } from '../../lib/kube/client.js';
 import { SEED_IP, allUp, gw, holderOf, macOf, segmentArp, startSeedLab, waitSeenFrom } from './gateway-kit.js';
 
@@ -26,8 +26,6 @@ const CONTROLLER_NODE = 'cp-1';
 const ASK_EVERY_MS = 50;
 /** How many who-has the episode lasts: 4 s, ten times the agents' isolation time (400 ms) and the controller's expiry (600 ms). */
 const ASKS = 80;
-const ASKER = 'segment-cut-arp-asker';
-const ASKED = '/run/segment-cut-asked';
 let lab: Lab;
 let api: KubeClient;
 
@@ -38,11 +36,6 @@ afterAll(async () => {
   await lab?.down();
 });
 recordArtifactsOnFailure(() => lab);
-
-async function askedSoFar(): Promise<number> {
-  const r = await lab.exec(CONTROLLER_NODE, ['sh', '-c', `wc -l < ${ASKED} 2>/dev/null || echo 0`], { check: false });
-  return Number(r.stdout.trim()) || 0;
-}
 
 describe('a holder cut off from the segment but not from the controller', () => {
   it('keeps its floating IP and stays the only node that answers for it (its silent peers take nothing), and carries the traffic again after the heal', async () => {
@@ -55,33 +48,28 @@ describe('a holder cut off from the segment but not from the controller', () => 
     const before = await gw(api);
 
     const cap = await lab.capture(CONTROLLER_NODE, 'eth0', { filter: 'arp' });
-    let during: Awaited<ReturnType<typeof gw>>[] = [];
+    const during: Awaited<ReturnType<typeof gw>>[] = [];
+    let asker: Awaited<ReturnType<typeof startArpAsker>> | undefined;
     try {
       await lab.faults.partition(holder, 'both', { except: [CONTROLLER_NODE] });
-      await startProcess(lab, { container: CONTROLLER_NODE, label: CONTROLLER_NODE }, ASKER, [
-        'sh',
-        '-c',
-        `rm -f ${ASKED}; while :; do arping -b -q -c 1 -w 1 -I eth0 ${SEED_IP} & echo >> ${ASKED}; sleep ${ASK_EVERY_MS / 1000}; done`,
-      ]);
+      asker = await startArpAsker(lab, { where: CONTROLLER_NODE, iface: 'eth0', ip: SEED_IP, everyMs: ASK_EVERY_MS, name: 'segment-cut-arp-asker' });
+      const a = asker;
       // the controller's view, read all along: the IP's holder and every node's condition
-      during = [];
       await pollUntil(
         async () => {
           during.push(await gw(api));
-          return askedSoFar();
+          return a.asked();
         },
         { what: `${ASKS} who-has from ${CONTROLLER_NODE} with ${holder} cut off the segment`, timeoutMs: 30_000, intervalMs: 200, accept: (n) => n >= ASKS },
       );
     } finally {
-      await stopProcess(lab, CONTROLLER_NODE, ASKER);
+      await asker?.stop();
       await lab.faults.heal(holder);
     }
     const { packets } = await cap.stop();
     const cpMac = await macOf(lab, CONTROLLER_NODE);
     // every claim of the IP (answers and announcements alike) by whichever MAC
-    const claims: ArpClaim[] = packets
-      .filter((p) => p.arp && p.arp.op === 2 && p.arp.senderIp === SEED_IP)
-      .map((p) => ({ t: p.t, mac: p.arp!.senderMac.toLowerCase() }));
+    const claims = arpClaimsOf(packets, SEED_IP);
     // cp-1's own who-has and the answers addressed to it (not the router's, flooded or not)
     const asks = packets.filter((p) => p.arp && p.arp.op === 1 && p.arp.targetIp === SEED_IP && p.arp.senderMac.toLowerCase() === cpMac);
     const cpIp = asks[0]?.arp?.senderIp;

@@ -15,8 +15,7 @@ import type { Lab } from '../../harness/lab/lab.js';
 import { recordArtifactsOnFailure } from '../../harness/testing/artifacts.js';
 import { pollUntil } from '../../harness/util/poll.js';
 import { ROUTER } from '../../harness/topology/plan.js';
-import { startProcess, stopProcess } from '../../harness/lab/process.js';
-import { type ArpClaim, overlappingClaims } from '../../harness/cluster/segment-arp.js';
+import { arpClaimsOf, overlappingClaims, startArpAsker } from '../../harness/cluster/segment-arp.js';
 import type { KubeClient } from '../../lib/kube/client.js';
 import { SEED_IP, allUp, gw, holderOf, macOf, segmentArp, startSeedLab, waitIPOff, waitIPOn, waitSeenFrom } from './gateway-kit.js';
 
@@ -24,8 +23,6 @@ const CONTROLLER_NODE = 'cp-1';
 const ROUTER_SEGMENT_IF = 'eth-nodes';
 /** The router's who-has period during the episode (ms). */
 const ASK_EVERY_MS = 50;
-const ASKER = 'split-brain-arp-asker';
-const ASKED = '/run/split-brain-asked';
 let lab: Lab;
 let api: KubeClient;
 
@@ -37,12 +34,6 @@ afterAll(async () => {
 });
 recordArtifactsOnFailure(() => lab);
 
-/** Who-has requests the router's asker has sent so far (one line per request in its counter file). */
-async function askedSoFar(): Promise<number> {
-  const r = await lab.exec(ROUTER, ['sh', '-c', `wc -l < ${ASKED} 2>/dev/null || echo 0`], { check: false });
-  return Number(r.stdout.trim()) || 0;
-}
-
 describe('a holder cut off from the controller but not from the segment', () => {
   it('stops answering ARP for its floating IP before the new holder starts (never two owners), and does not get it back after the heal', async () => {
     const holder = await holderOf(api, SEED_IP);
@@ -52,13 +43,8 @@ describe('a holder cut off from the controller but not from the segment', () => 
     const who = (mac: string) => `${mac} (${macs[mac] ?? 'not a node'})`;
 
     const cap = await lab.capture(ROUTER, ROUTER_SEGMENT_IF, { filter: 'arp' });
-    // the router asks every ASK_EVERY_MS for the whole episode (broadcast requests: every owner
-    // answers each one; one arping per request, as iputils' arping paces in whole seconds)
-    await startProcess(lab, { container: ROUTER, label: ROUTER }, ASKER, [
-      'sh',
-      '-c',
-      `rm -f ${ASKED}; while :; do arping -b -q -c 1 -w 1 -I ${ROUTER_SEGMENT_IF} ${SEED_IP} & echo >> ${ASKED}; sleep ${ASK_EVERY_MS / 1000}; done`,
-    ]);
+    // the router asks every ASK_EVERY_MS for the whole episode (broadcast requests: every owner answers each one)
+    const asker = await startArpAsker(lab, { where: ROUTER, iface: ROUTER_SEGMENT_IF, ip: SEED_IP, everyMs: ASK_EVERY_MS, name: 'split-brain-arp-asker' });
     let newHolder: string;
     try {
       await lab.faults.blackhole(holder, CONTROLLER_NODE);
@@ -73,15 +59,12 @@ describe('a holder cut off from the controller but not from the segment', () => 
       await waitIPOn(lab, newHolder, SEED_IP);
       // the episode goes on (the cut-off holder still hears its peers, its watch is dead) until
       // the router has asked 60 more times with the new holder in place
-      const asked = await askedSoFar();
-      await pollUntil(askedSoFar, { what: '60 more who-has from the router', timeoutMs: 20_000, intervalMs: 250, accept: (n) => n >= asked + 60 });
+      await asker.askMore(60);
     } finally {
-      await stopProcess(lab, ROUTER, ASKER);
+      await asker.stop();
     }
     const { packets } = await cap.stop();
-    const claims: ArpClaim[] = packets
-      .filter((p) => p.arp && p.arp.op === 2 && p.arp.senderIp === SEED_IP)
-      .map((p) => ({ t: p.t, mac: p.arp!.senderMac.toLowerCase() }));
+    const claims = arpClaimsOf(packets, SEED_IP);
     const requests = packets.filter((p) => p.arp && p.arp.op === 1 && p.arp.targetIp === SEED_IP).length;
     const oldMac = await macOf(lab, holder);
     const newMac = await macOf(lab, newHolder);
@@ -92,7 +75,7 @@ describe('a holder cut off from the controller but not from the segment', () => 
     for (const c of claims) byMac.set(c.mac, (byMac.get(c.mac) ?? 0) + 1);
     console.log(
       `[split brain] ${SEED_IP}: ${holder} cut off from ${CONTROLLER_NODE}, moved to ${newHolder}; ${requests} who-has, ` +
-        `${claims.length} replies: ${[...byMac].map(([m, n]) => `${who(m)} ${n}`).join(', ')}; ` +
+        `${claims.length} claims (replies, announcements): ${[...byMac].map(([m, n]) => `${who(m)} ${n}`).join(', ')}; ` +
         `the old holder's last reply came ${handover === undefined ? '(none)' : `${Math.round(handover)} ms`} before the new holder's first`,
     );
     // the router asked all along and somebody answered (the evidence is not empty)
