@@ -106,12 +106,30 @@ export class Faults {
     return this.lab.plan.switchPorts[this.node(name)]!;
   }
 
-  /** SIGKILL the node's container: every process dies at once, its links vanish. */
+  /**
+   * SIGKILL the node's container: every process dies at once, its links vanish. A dead node sends
+   * nothing, so the switch drops its port first: the kernel tears the namespace down some time
+   * after its processes died, and meanwhile it went on forwarding, then answered a server's segment
+   * for a floating IP with a RST of its own once its nft tables were gone (seen in a full run: a
+   * synced connection reset by the dying holder 200 ms after its agent's last heartbeat). With its
+   * frames dropped the namespace would linger (its orphaned TCP sockets, which hold it, retransmit
+   * into the void for minutes), so once the processes are dead its links are deleted from the peer
+   * side. Undone by start() (or boot()).
+   */
   async kill(name: string): Promise<void> {
-    this.note(this.node(name), 'kill');
-    this.bootedOnly.delete(this.node(name));
-    await this.lab.container(this.node(name)).kill({ signal: 'SIGKILL' });
-    await this.untilOffTheWire(this.node(name));
+    const n = this.node(name);
+    this.note(n, 'kill');
+    this.bootedOnly.delete(n);
+    await this.ensureTable();
+    await this.dropBothWays(this.port(n), '', 'dead');
+    await this.lab.container(n).kill({ signal: 'SIGKILL' });
+    for (const p of this.peersOf(n)) await this.lab.exec(p.container, ['ip', 'link', 'del', 'dev', p.ifname], { check: false }).catch(() => undefined);
+    await this.untilOffTheWire(n);
+  }
+
+  /** The far ends of node `n`'s links (the switch's port, ...). */
+  private peersOf(n: string): { container: string; ifname: string }[] {
+    return this.lab.plan.veths.flatMap((v) => (v.a.container === n ? [v.b] : v.b.container === n ? [v.a] : []));
   }
 
   /** Clean shutdown of the node's container. */
@@ -129,7 +147,7 @@ export class Faults {
    * answered right after `stop` returned.
    */
   private async untilOffTheWire(n: string): Promise<void> {
-    const peers = this.lab.plan.veths.flatMap((v) => (v.a.container === n ? [v.b] : v.b.container === n ? [v.a] : []));
+    const peers = this.peersOf(n);
     const present = async (p: { container: string; ifname: string }): Promise<boolean> => {
       try {
         return (await this.lab.exec(p.container, ['ip', 'link', 'show', 'dev', p.ifname], { check: false })).exitCode === 0;
@@ -172,6 +190,8 @@ export class Faults {
     if (info.State.Paused) throw new LabError(`${n} is paused: unpause it instead of starting it`);
     if (!info.State.Running) await this.lab.container(n).start();
     await this.lab.wire(new Set([n]));
+    // back on the segment (kill cut its port)
+    await this.deleteRules(new RegExp(`comment "dead:${this.port(n)}" # handle (\\d+)`, 'g'));
     await runBootHooks(this.lab, n);
   }
 
