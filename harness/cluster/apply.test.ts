@@ -2,7 +2,7 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { applyPatch, describeApiError, loadManifests, sortedJson } from './apply.js';
+import { applyPatch, describeApiError, loadManifests, mergePatchChanges, sortedJson } from './apply.js';
 import { KubeApiError } from '../../lib/kube/client.js';
 import { ValidationError } from '../util/errors.js';
 
@@ -68,5 +68,25 @@ describe('describeApiError', () => {
       'X is invalid: spec.a: bad',
     );
     expect(describeApiError(e)).toBe('Error from server (Invalid): X is invalid: spec.a: bad\n  spec.b: worse');
+  });
+});
+
+describe('mergePatchChanges (apply decides "unchanged" from the objects, not from resource versions)', () => {
+  const live = {
+    metadata: { name: 'default', resourceVersion: '12', annotations: { a: 'x' } },
+    spec: { floatingIPs: ['192.168.1.100'], nested: { k: 1 } },
+    status: { assignments: { '192.168.1.100': 'node-1' } },
+  };
+  it('a patch of values the object already has changes nothing, whatever else (status, version) moved', () => {
+    expect(mergePatchChanges(live, { metadata: { annotations: { a: 'x' } }, spec: { floatingIPs: ['192.168.1.100'], nested: { k: 1 } } })).toBe(false);
+  });
+  it('a new value, a new key, a deletion of a present key, or an object over a scalar is a change', () => {
+    expect(mergePatchChanges(live, { spec: { floatingIPs: ['192.168.1.101'] } })).toBe(true);
+    expect(mergePatchChanges(live, { metadata: { annotations: { b: 'y' } } })).toBe(true);
+    expect(mergePatchChanges(live, { spec: { nested: null } })).toBe(true);
+    expect(mergePatchChanges(live, { spec: { floatingIPs: { x: 1 } } })).toBe(true);
+  });
+  it('deleting an absent key changes nothing', () => {
+    expect(mergePatchChanges(live, { spec: { gone: null } })).toBe(false);
   });
 });

@@ -141,6 +141,24 @@ export function applyPatch(last: Obj | undefined, desired: Obj): Obj {
   return out;
 }
 
+/**
+ * Whether merge-patching `patch` onto `live` (RFC 7386: null deletes, objects merge, anything else
+ * replaces) would change it. Pure: apply decides "unchanged" from the objects, not from resource
+ * versions, which another writer (the controller's status) may bump between apply's read and its
+ * patch.
+ */
+export function mergePatchChanges(live: unknown, patch: Obj): boolean {
+  const base = isObj(live) ? live : {};
+  for (const [k, v] of Object.entries(patch)) {
+    if (v === null) {
+      if (k in base) return true;
+    } else if (isObj(v)) {
+      if (!isObj(base[k]) || mergePatchChanges(base[k], v)) return true;
+    } else if (JSON.stringify(base[k]) !== JSON.stringify(v)) return true;
+  }
+  return false;
+}
+
 export type ApplyAction = 'created' | 'configured' | 'unchanged';
 
 /** What `apply` did with one object (created, configured, unchanged) or why it failed. */
@@ -206,8 +224,12 @@ export async function applyManifest(client: KubeClient, resolver: Resolver, m: M
     delete meta.resourceVersion;
     meta.annotations = { ...(isObj(meta.annotations) ? meta.annotations : {}), [LAST_APPLIED]: lastText };
     patch.metadata = meta;
-    const after = await client.patch(ref, o.metadata.name!, patch, { ...(namespace ? { namespace } : {}), type: 'merge' });
-    return { source: m.source, name: display, action: after.metadata.resourceVersion === live.metadata.resourceVersion ? 'unchanged' : 'configured' };
+    // nothing to change: no request (as kubectl), and no version to compare with one that the
+    // controller's own writes may have bumped meanwhile (seen in a full run: "configured" for an
+    // object whose manifest had not changed)
+    if (!mergePatchChanges(live, patch)) return { source: m.source, name: display, action: 'unchanged' };
+    await client.patch(ref, o.metadata.name!, patch, { ...(namespace ? { namespace } : {}), type: 'merge' });
+    return { source: m.source, name: display, action: 'configured' };
   } catch (error) {
     return { source: m.source, name: display, error: describeApiError(error) };
   }
