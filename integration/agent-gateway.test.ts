@@ -86,6 +86,16 @@ async function controllerAndDir(): Promise<{ t: TestController; dir: string }> {
   return { t, dir };
 }
 
+/** The gateway of the tests: one floating IP, 192.168.1.100. */
+async function createGateway(t: TestController): Promise<void> {
+  await t.admin.create(R.anthosNetworkGateways, {
+    apiVersion: 'networking.gke.io/v1alpha1',
+    kind: 'AnthosNetworkGateway',
+    metadata: { name: 'default', namespace: 'kube-system' },
+    spec: { floatingIPs: ['192.168.1.100'] },
+  });
+}
+
 /** Renews `node`'s Lease like its agent would, until stopped or cleanup. */
 function renew(t: TestController, node: string): LeaseRenewer {
   const r = startLeaseRenewer(t.node(node), node, LEASE.renewIntervalMs);
@@ -143,12 +153,7 @@ describe('GatewayModule', () => {
       });
       await t.admin.patch(R.pods, name, { status: { podIP: ip, podIPs: [{ ip }], phase: 'Running' } }, { namespace: 'alice', subresource: 'status' });
     }
-    await t.admin.create(R.anthosNetworkGateways, {
-      apiVersion: 'networking.gke.io/v1alpha1',
-      kind: 'AnthosNetworkGateway',
-      metadata: { name: 'default', namespace: 'kube-system' },
-      spec: { floatingIPs: ['192.168.1.100'] },
-    });
+    await createGateway(t);
     await t.admin.create(R.egressNATPolicies, {
       apiVersion: 'networking.gke.io/v1alpha1',
       kind: 'EgressNATPolicy',
@@ -224,12 +229,7 @@ describe('GatewayModule', () => {
     const { t, dir } = await controllerAndDir();
     renew(t, 'worker1');
     await nodeUp(t, 'worker1');
-    await t.admin.create(R.anthosNetworkGateways, {
-      apiVersion: 'networking.gke.io/v1alpha1',
-      kind: 'AnthosNetworkGateway',
-      metadata: { name: 'default', namespace: 'kube-system' },
-      spec: { floatingIPs: ['192.168.1.100'] },
-    });
+    await createGateway(t);
     await seedAlice(t, [['frontend-1', 'worker1', '10.10.10.1']]);
     const w = worker1(t, dir);
     const { logs, sys } = w;
@@ -250,12 +250,7 @@ describe('GatewayModule', () => {
     const { t, dir } = await controllerAndDir();
     renew(t, 'worker1');
     await nodeUp(t, 'worker1');
-    await t.admin.create(R.anthosNetworkGateways, {
-      apiVersion: 'networking.gke.io/v1alpha1',
-      kind: 'AnthosNetworkGateway',
-      metadata: { name: 'default', namespace: 'kube-system' },
-      spec: { floatingIPs: ['192.168.1.100'] },
-    });
+    await createGateway(t);
     const w = worker1(t, dir);
     const { logs, sys } = w;
     let until = Date.now() + 60_000;
@@ -318,12 +313,7 @@ describe('GatewayModule', () => {
     const { logs, sys } = w;
     const FOREIGN = '02:00:00:00:00:99';
     sys.probeAnswers.set('192.168.1.100', FOREIGN);
-    await t.admin.create(R.anthosNetworkGateways, {
-      apiVersion: 'networking.gke.io/v1alpha1',
-      kind: 'AnthosNetworkGateway',
-      metadata: { name: 'default', namespace: 'kube-system' },
-      spec: { floatingIPs: ['192.168.1.100'] },
-    });
+    await createGateway(t);
     const mod = await startModule(w, { host: sys, heartbeat: false, garpScheduleMs: [0, 10], dadProbeMs: 20, dadRetryMs: 20, dadReportAfterMs: 300 });
     const answeredFor = (from = 0) =>
       sys.calls.slice(from).filter((c) => (c.op === 'nft' || c.op === 'nftLine') && c.arg.includes('add element arp egresslab_gw alive { 192.168.1.100'));
@@ -357,12 +347,7 @@ describe('GatewayModule', () => {
     const { t, dir } = await controllerAndDir();
     renew(t, 'worker1');
     await nodeUp(t, 'worker1');
-    await t.admin.create(R.anthosNetworkGateways, {
-      apiVersion: 'networking.gke.io/v1alpha1',
-      kind: 'AnthosNetworkGateway',
-      metadata: { name: 'default', namespace: 'kube-system' },
-      spec: { floatingIPs: ['192.168.1.100'] },
-    });
+    await createGateway(t);
     const w = worker1(t, dir);
     const { sys } = w;
     let until = Date.now() + 60_000;
@@ -414,12 +399,7 @@ describe('GatewayModule', () => {
     // worker2 alone is Up: it gets the IP; worker1's pod is routed to it
     const w2 = renew(t, 'worker2');
     await nodeUp(t, 'worker2');
-    await t.admin.create(R.anthosNetworkGateways, {
-      apiVersion: 'networking.gke.io/v1alpha1',
-      kind: 'AnthosNetworkGateway',
-      metadata: { name: 'default', namespace: 'kube-system' },
-      spec: { floatingIPs: ['192.168.1.100'] },
-    });
+    await createGateway(t);
     await seedAlice(t, [['frontend-1', 'worker1', '10.10.10.1']]);
     const w = worker1(t, dir, { removeRulesOnStop: true });
     const { sys } = w;
