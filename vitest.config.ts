@@ -19,11 +19,18 @@ function labWorkers(): number {
 //          and controller starts, probes), and two at once drove the load average to 15-25: agents
 //          starved, and verdicts changed from run to run. So one lab at a time by default;
 //          EGRESSLAB_LAB_WORKERS=N for a bigger machine (or shard the suite across machines: README).
+/**
+ * A shard (`npm test -- --shard=K/N`, one CI machine each) also leaves vitest's blob report
+ * (.vitest-reports/blob-K-N.json); `npm run test:merge` turns the shards' blobs into one run: the
+ * summary, artifacts/report.html and, with CI set, one artifacts/junit.xml (README: "Sharding").
+ */
+const SHARDED = process.argv.some((a) => a === '--shard' || a.startsWith('--shard='));
+
 export default defineConfig({
   test: {
     // 'default' prints; the report reporter leaves artifacts/report.html (and run.json) after every
     // run; with CI set, 'junit' writes artifacts/junit.xml too.
-    reporters: ['default', RUN_REPORT, ...(process.env.CI ? ['junit'] : [])],
+    reporters: ['default', RUN_REPORT, ...(process.env.CI ? ['junit'] : []), ...(SHARDED ? ['blob'] : [])],
     outputFile: { junit: 'artifacts/junit.xml' },
     projects: [
       {

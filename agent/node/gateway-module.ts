@@ -74,6 +74,7 @@ import { ExecHost } from '../host/exec-host.js';
 import type { Host } from '../host/host.js';
 import { ConntrackSync, CTSYNC_BULK_MS, renderCtSyncTable, type ConntrackSyncOptions } from '../gateway/conntrack-sync.js';
 import { errorMessage, type NodeModule, type NodeModuleContext } from './module.js';
+import { confirmCutOff, tcpAnswers } from './cut-off.js';
 import { GATEWAY_NAME, GATEWAY_NAMESPACE } from '../../lib/kube/well-known.js';
 import { realClock, type Clock } from '../../lib/time/clock.js';
 
@@ -109,6 +110,8 @@ export interface GatewayModuleOptions {
    * conntrackd's settings (tests)
    */
   conntrackSync?: boolean | Partial<Omit<ConntrackSyncOptions, 'nodeIP' | 'uplink' | 'log' | 'host'>>;
+  /** tests: whether the API server's host answers a TCP handshake (default: tcpAnswers to the apiServer's host and port) */
+  apiHostAnswers?: (timeoutMs: number) => Promise<boolean>;
 }
 
 /** What the module watches through the API (one informer each). */
@@ -186,6 +189,8 @@ export class GatewayModule implements NodeModule {
   private ctsyncError: string | null = null;
   private fenced = false;
   private confirming = false;
+  /** the current isolation episode's "not cut off, a busy machine" was logged */
+  private busyLogged = false;
   private triggerAt: number | null = null;
   private triggerWhat = 'start';
   private readonly st = {
@@ -201,6 +206,8 @@ export class GatewayModule implements NodeModule {
     garpsWithheld: 0,
     conntrackFlushes: 0,
     fences: 0,
+    /** isolation episodes (no peer heard, API read failed) in which the API server's host still answered: not fenced (cut-off.ts) */
+    fencesAvoided: 0,
     /** times this agent found it had not run for longer than STALE_AFTER_MS while holding IPs */
     staleConfirms: 0,
     /** times the controller's acknowledged grace ran out while this node held IPs (its ARP fence lapsed) */
@@ -420,44 +427,66 @@ export class GatewayModule implements NodeModule {
     this.ctx.statusChanged();
     const iso = hb.isolated();
     if (this.o.failClosedOnSuspect) this.changed('liveness');
+    if (!iso) this.busyLogged = false;
     if (this.confirming || iso === this.fenced) return;
     this.confirming = true;
     const started = this.now();
-    // a cut-off node's read fails by timeout; 500 ms keeps a merely slow API (a busy machine) from
-    // fencing a healthy holder, and still fences a cut-off one well before the IP can come back
-    void this.readGateway(iso ? 500 : 2000)
-      .then(
-        (o) => {
-          if (o) this.informers.gateway?.cache.set(`${GATEWAY_NAMESPACE}/${GATEWAY_NAME}`, o);
-          if (this.fenced) {
+    const done = (): void => {
+      this.confirming = false;
+      this.changed('liveness');
+      // the state may have moved on while we were reading
+      if (hb.isolated() !== this.fenced) setTimeout(() => this.onLiveness(), 50).unref();
+    };
+    if (!iso) {
+      void this.readGateway(2000)
+        .then(
+          (o) => {
+            this.cacheGateway(o);
             this.fenced = false;
             this.ctx.log(this.name, 'peers heard again and gateway status re-read: unfenced');
-          }
-        },
-        (e) => {
-          if (!iso || this.fenced) {
-            this.ctx.log(this.name, `still fenced: cannot re-read the gateway status: ${errorMessage(e)}`);
-            return;
-          }
-          this.fenced = true;
-          this.st.fences++;
-          this.ctx.log(
-            this.name,
-            `no heartbeat from any peer and the API unreachable (${errorMessage(e)}, ${this.now() - started} ms): this node is cut off, giving up its floating IPs (fenced)`,
-          );
-          this.ctx.events.record(
-            'Warning',
-            'EgressGatewayFenced',
-            'no heartbeat from any peer node and the API unreachable: floating IPs released until the API confirms the assignment',
-          );
-        },
-      )
-      .finally(() => {
-        this.confirming = false;
-        this.changed('liveness');
-        // the state may have moved on while we were reading
-        if (hb.isolated() !== this.fenced) setTimeout(() => this.onLiveness(), 50).unref();
-      });
+          },
+          (e) => this.ctx.log(this.name, `still fenced: cannot re-read the gateway status: ${errorMessage(e)}`),
+        )
+        .finally(done);
+      return;
+    }
+    // a cut-off node's read fails by timeout; 500 ms keeps a merely slow API (a busy machine) from
+    // fencing a healthy holder, and still fences a cut-off one well before the IP can come back. The
+    // API server's host answering a TCP handshake meanwhile says the node is not cut off (cut-off.ts).
+    void confirmCutOff({ read: (ms) => this.readGateway(ms), apiHostAnswers: (ms) => this.apiHostAnswers(ms) }, 500, errorMessage)
+      .then((v) => {
+        if ('read' in v) return this.cacheGateway(v.read);
+        if (!v.cutOff) {
+          this.st.fencesAvoided++;
+          if (!this.busyLogged)
+            this.ctx.log(this.name, `no heartbeat from any peer and ${v.busy} (${this.now() - started} ms): not cut off, a busy machine; not fenced`);
+          this.busyLogged = true;
+          return;
+        }
+        this.fenced = true;
+        this.st.fences++;
+        this.ctx.log(
+          this.name,
+          `no heartbeat from any peer and the API unreachable (${v.why}, ${this.now() - started} ms): this node is cut off, giving up its floating IPs (fenced)`,
+        );
+        this.ctx.events.record(
+          'Warning',
+          'EgressGatewayFenced',
+          'no heartbeat from any peer node and the API unreachable: floating IPs released until the API confirms the assignment',
+        );
+      })
+      .finally(done);
+  }
+
+  private cacheGateway(o: KubeObject | undefined): void {
+    if (o) this.informers.gateway?.cache.set(`${GATEWAY_NAMESPACE}/${GATEWAY_NAME}`, o);
+  }
+
+  /** Whether the API server's host answers a TCP handshake (its kernel, whatever its processes do: cut-off.ts). */
+  private apiHostAnswers(timeoutMs: number): Promise<boolean> {
+    if (this.o.apiHostAnswers) return this.o.apiHostAnswers(timeoutMs);
+    const u = new URL(this.ctx.config.apiServer);
+    return tcpAnswers(u.hostname, Number(u.port || (u.protocol === 'https:' ? 443 : 80)), timeoutMs);
   }
 
   private async readGateway(timeoutMs: number): Promise<KubeObject | undefined> {
