@@ -3,6 +3,7 @@
  * through `run` (execFile, no shell, never rejects); the typed methods turn a failure into a
  * HostCommandError.
  */
+import { afterCommit, inPlaceReplace, type TableDefinition } from './nft-replace.js';
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { readFile, writeFile } from 'node:fs/promises';
@@ -93,9 +94,24 @@ export class ExecHost implements Host {
     return this.o.nftPath ?? 'nft';
   }
 
+  /** the tables this host last defined whole (nft-replace.ts: re-applied in place, never re-created) */
+  private defined = new Map<string, TableDefinition>();
+
   async nftApply(ruleset: string): Promise<void> {
+    const inPlace = inPlaceReplace(ruleset, this.defined);
+    if (inPlace !== ruleset) {
+      const r = await run(this.nft, ['-f', '-'], inPlace, 30_000);
+      if (r.code === 0) {
+        this.defined = afterCommit(this.defined, ruleset);
+        return;
+      }
+      // what this host remembers no longer matches the kernel (someone else changed the table):
+      // the rendered re-creation (one transaction either way: the refused one changed nothing)
+      this.o.onError?.(`refilling the table(s) in place was refused (${r.stderr.trim().split('\n')[0]}): re-created as rendered`);
+    }
     const r = await run(this.nft, ['-f', '-'], ruleset, 30_000);
     if (r.code !== 0) throw new HostCommandError(`nft -f - failed: ${r.stderr.trim()}`, r.stderr, r.code);
+    this.defined = afterCommit(this.defined, ruleset);
   }
 
   async nftList(family: string, name: string, opts: NftListOptions = {}): Promise<string | null> {

@@ -1,0 +1,123 @@
+import { describe, expect, it } from 'vitest';
+import { computeGatewayPlan, type ModelInput } from '../gateway/model.js';
+import { renderGateway, renderGatewayRemoval, renderTakeoverWindow } from '../gateway/render.js';
+import { defaultMasqConfig } from '../masq/config.js';
+import { renderMasqRuleset } from '../masq/render.js';
+import { afterCommit, inPlaceReplace, tableDefinitions, type TableDefinition } from './nft-replace.js';
+
+const NODES = [
+  { name: 'node-1', ip: '192.168.1.1', subnet: '192.168.1.0/24', podCIDRs: ['10.10.10.0/24'] },
+  { name: 'node-2', ip: '192.168.1.2', subnet: '192.168.1.0/24', podCIDRs: ['10.10.11.0/24'] },
+  { name: 'node-3', ip: '192.168.1.3', subnet: '192.168.1.0/24', podCIDRs: ['10.10.12.0/24'] },
+];
+const POLICY = (name: string, ip: string, dst: string) => ({
+  name,
+  rules: [{ namespaceSelector: { matchLabels: { user: 'alice' } } }],
+  destinationCIDRs: [dst],
+  egressSourceIP: ip,
+});
+
+/** node-2's gateway model: `fo-a` (192.168.1.100) held by `holderA`, and optionally `fo-b` (192.168.1.101) held here. */
+function input(holderA: string, withB = true): ModelInput {
+  return {
+    self: { name: 'node-2', ip: '192.168.1.2' },
+    nodes: NODES,
+    gateway: {
+      floatingIPs: ['192.168.1.100', '192.168.1.101'],
+      assignments: { '192.168.1.100': holderA, '192.168.1.101': 'node-2' },
+      nodes: { 'node-1': 'Up', 'node-2': 'Up', 'node-3': 'Up' },
+    },
+    policies: [POLICY('fo-a', '192.168.1.100', '8.8.8.0/24'), ...(withB ? [POLICY('fo-b', '192.168.1.101', '8.8.4.0/24')] : [])],
+    pods: [{ namespace: 'alice', name: 'fe', labels: {}, ip: '10.10.11.1', nodeName: 'node-2', hostNetwork: false, terminated: false }],
+    namespaces: [{ name: 'alice', labels: { user: 'alice' } }],
+    networkPolicies: [],
+  };
+}
+const gw = (holderA: string, withB = true): string => renderGateway(computeGatewayPlan(input(holderA, withB)), { aliveTimeoutMs: 0 }).ruleset;
+
+const committed = (...rulesets: string[]): Map<string, TableDefinition> => rulesets.reduce((m, r) => afterCommit(m, r), new Map<string, TableDefinition>());
+
+describe('tableDefinitions', () => {
+  it("reads the gateway's two tables, their sets (declarations without elements) and chains (base-chain headers)", () => {
+    const defs = tableDefinitions(gw('node-1'));
+    expect(defs.map((d) => `${d.family} ${d.name}`)).toEqual(['ip egresslab_gw', 'arp egresslab_gw']);
+    const ip = defs[0]!;
+    expect([...ip.sets.keys()]).toEqual(['podcidrs', 'p0_src', 'p0_all', 'p0_dst', 'p1_src', 'p1_all', 'p1_dst']);
+    expect(ip.sets.get('p0_dst')).toBe('set p0_dst { type ipv4_addr; flags interval; }');
+    expect(ip.chains.get('prerouting')).toBe('type filter hook prerouting priority mangle - 10; policy accept;');
+    expect(ip.chains.get('p0_guard')).toBe('');
+  });
+
+  it("reads the masquerade table's multi-line sets", () => {
+    const r = renderMasqRuleset(defaultMasqConfig(), { podCidrs: ['10.10.11.0/24'] }).ruleset;
+    const [d] = tableDefinitions(r);
+    expect(d!.sets.get('nonmasq')).toBe('set nonmasq { type ipv4_addr flags interval }');
+    expect([...d!.chains.keys()]).toEqual(['postrouting']);
+  });
+
+  it('a later block of the same table in the same ruleset is an addition (the takeover window), not its definition', () => {
+    const r = gw('node-2', true);
+    // the window as the gateway module appends it to the ruleset (a policy this node SNATs)
+    const plan = computeGatewayPlan(input('node-2'));
+    const window = renderTakeoverWindow(plan, [{ src: '10.10.11.1', dst: '8.8.4.0/24' }]);
+    expect(window, 'a takeover window for fo-b, held here').toContain('chain takeover_window');
+    const withWindow = `${r}${window}`;
+    const defs = tableDefinitions(withWindow);
+    expect(defs[0]!.chains.has('takeover_window')).toBe(false);
+    expect(defs[0]!.sets.has('p0_dst')).toBe(true);
+  });
+});
+
+describe('inPlaceReplace: the interval sets keep their identity across a re-apply', () => {
+  it('with nothing known the ruleset is re-created as rendered', () => {
+    const r = gw('node-1');
+    expect(inPlaceReplace(r, new Map())).toBe(r);
+  });
+
+  it('a failover re-apply (route node-1 -> node-3): flush the rules and the kept sets, then the definition refills them; no table is deleted', () => {
+    const before = gw('node-1');
+    const after = gw('node-3');
+    const text = inPlaceReplace(after, committed(before));
+    expect(text).not.toMatch(/^delete table/m);
+    expect(text).toContain('table ip egresslab_gw {}\nflush table ip egresslab_gw\nflush set ip egresslab_gw podcidrs\n');
+    for (const s of ['p0_src', 'p0_all', 'p0_dst', 'p1_src', 'p1_all', 'p1_dst']) expect(text).toContain(`flush set ip egresslab_gw ${s}\n`);
+    expect(text).toContain('flush table arp egresslab_gw\n');
+    // the definition itself follows unchanged
+    expect(text.endsWith(after.slice(after.indexOf('table ip egresslab_gw {\n')))).toBe(true);
+    expect(text).not.toMatch(/delete (set|chain)/);
+  });
+
+  it('a policy gone: its sets and chains are deleted after the flush (nothing refers to them any more)', () => {
+    const text = inPlaceReplace(gw('node-1', false), committed(gw('node-1', true)));
+    for (const s of ['p1_src', 'p1_all', 'p1_dst']) expect(text).toContain(`delete set ip egresslab_gw ${s}\n`);
+    expect(text).toContain('delete chain ip egresslab_gw p1_guard\n');
+    expect(text).not.toContain('flush set ip egresslab_gw p1_dst');
+    const flush = text.indexOf('flush table ip egresslab_gw');
+    expect(flush).toBeGreaterThan(-1);
+    expect(text.indexOf('delete set ip egresslab_gw p1_dst')).toBeGreaterThan(flush);
+  });
+
+  it('a set whose declaration changed is deleted and declared anew (it cannot be declared over the old one)', () => {
+    const prev = committed(
+      'table ip t {}\ndelete table ip t\ntable ip t {\n\tset s { type ipv4_addr; elements = { 1.1.1.1 } }\n\tchain c {\n\t\tip daddr @s drop\n\t}\n}\n',
+    );
+    const next =
+      'table ip t {}\ndelete table ip t\ntable ip t {\n\tset s { type ipv4_addr; flags interval; elements = { 1.1.1.0/24 } }\n\tchain c {\n\t\tip daddr @s drop\n\t}\n}\n';
+    expect(inPlaceReplace(next, prev)).toBe(`table ip t {}\nflush table ip t\ndelete set ip t s\n${next.slice(next.indexOf('table ip t {\n'))}`);
+  });
+
+  it('a removal stays a removal, and forgets the table', () => {
+    const prev = committed(gw('node-1'));
+    const removal = renderGatewayRemoval();
+    expect(inPlaceReplace(removal, prev)).toBe(removal);
+    expect([...afterCommit(prev, removal).keys()]).toEqual([]);
+  });
+
+  it('the masquerade table: its two interval sets are refilled in place', () => {
+    const a = renderMasqRuleset(defaultMasqConfig(), { podCidrs: ['10.10.11.0/24'] }).ruleset;
+    const b = renderMasqRuleset({ ...defaultMasqConfig(), nonMasqueradeCIDRs: ['10.0.0.0/8', '8.8.8.0/24'] }, { podCidrs: ['10.10.11.0/24'] }).ruleset;
+    const text = inPlaceReplace(b, committed(a));
+    expect(text).toMatch(/flush table ip egresslab_masq\nflush set ip egresslab_masq podcidrs\nflush set ip egresslab_masq nonmasq\n/);
+    expect(text).not.toMatch(/^delete table ip egresslab_masq$/m);
+  });
+});
