@@ -35,7 +35,7 @@ import {
   type Segment,
   type StreamSpec,
 } from '../../harness/probe/stream.js';
-import { allUp, gw, startFailoverLab, waitSeenFrom } from './gateway-kit.js';
+import { allUp, gw, ipsOnEth0, startFailoverLab, waitSeenFrom } from './gateway-kit.js';
 
 const IP_A = '192.168.1.100';
 const IP_B = '192.168.1.101';
@@ -114,13 +114,23 @@ interface Result {
 }
 
 async function killHolderUnderStreams(sync: boolean, base: number): Promise<Result> {
-  const holder = await pollUntil(() => workerHolder(lab, api, IP_A), { what: `every node Up and ${IP_A} on a worker`, timeoutMs: 60_000, intervalMs: 50 });
-  await pollUntil(() => gw(api), {
-    what: 'every node Up, both IPs assigned',
-    timeoutMs: 30_000,
-    intervalMs: 50,
-    accept: (g) => allUp(g) && !!g.assignments[IP_A] && !!g.assignments[IP_B],
-  });
+  // an assignment is not yet a holder: after setSync's agent restarts the controller may have just
+  // moved an IP, and streams opened through the old holder's leftover rules would be picked up
+  // mid-stream by the new one (run 105: half the shared-port pairs reset before the fault). So: every
+  // node Up, both IPs assigned, IP_A to a worker, and each IP on its assigned node's interface only.
+  await workerHolder(lab, api, IP_A); // moves IP_A off cp-1 if it is there
+  const settled = await pollUntil(
+    async () => {
+      const g = await gw(api);
+      if (!allUp(g) || !g.assignments[IP_A] || !g.assignments[IP_B] || g.assignments[IP_A] === 'cp-1') return null;
+      // each IP on its assigned node's interface and on no other node's (an old holder lets go)
+      const held = await Promise.all(nodes().map(async (n) => [n, await ipsOnEth0(lab, n)] as const));
+      const exactly = [IP_A, IP_B].every((ip) => held.every(([n, ips]) => ips.includes(ip) === (n === g.assignments[ip])));
+      return exactly ? g : null;
+    },
+    { what: `every node Up, both IPs assigned and on their holders' interfaces, ${IP_A} on a worker`, timeoutMs: 60_000, intervalMs: 100 },
+  );
+  const holder = settled!.assignments[IP_A]!;
   // matched pods on the surviving nodes, at most one per node first (spread over the nodes)
   const survivors = MATCHED.filter((p) => lab.pod(p).node !== holder);
   const byNode = [...new Map(survivors.map((p) => [lab.pod(p).node, p])).values()];
