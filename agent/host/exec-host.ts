@@ -3,7 +3,7 @@
  * through `run` (execFile, no shell, never rejects); the typed methods turn a failure into a
  * HostCommandError.
  */
-import { afterCommit, inPlaceReplace, type TableDefinition } from './nft-replace.js';
+import { afterCommit, inPlaceReplace, tableDefinitions, type TableDefinition } from './nft-replace.js';
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { readFile, writeFile } from 'node:fs/promises';
@@ -98,11 +98,13 @@ export class ExecHost implements Host {
   private defined = new Map<string, TableDefinition>();
 
   async nftApply(ruleset: string): Promise<void> {
-    const inPlace = inPlaceReplace(ruleset, this.defined);
+    // read once: a masquerade ruleset with 10,000 CIDRs is ~200 KB
+    const defs = tableDefinitions(ruleset);
+    const inPlace = inPlaceReplace(ruleset, this.defined, defs);
     if (inPlace !== ruleset) {
       const r = await run(this.nft, ['-f', '-'], inPlace, 30_000);
       if (r.code === 0) {
-        this.defined = afterCommit(this.defined, ruleset);
+        this.defined = afterCommit(this.defined, ruleset, defs);
         return;
       }
       // what this host remembers no longer matches the kernel (someone else changed the table):
@@ -111,7 +113,7 @@ export class ExecHost implements Host {
     }
     const r = await run(this.nft, ['-f', '-'], ruleset, 30_000);
     if (r.code !== 0) throw new HostCommandError(`nft -f - failed: ${r.stderr.trim()}`, r.stderr, r.code);
-    this.defined = afterCommit(this.defined, ruleset);
+    this.defined = afterCommit(this.defined, ruleset, defs);
   }
 
   async nftList(family: string, name: string, opts: NftListOptions = {}): Promise<string | null> {

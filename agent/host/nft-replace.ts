@@ -88,12 +88,11 @@ export function tableDefinitions(ruleset: string): TableDefinition[] {
   const out: TableDefinition[] = [];
   for (const d of ruleset.matchAll(/^delete table (\S+) (\S+)$/gm)) {
     const [family, name] = [d[1]!, d[2]!];
-    const esc = (x: string) => x.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
-    const re = new RegExp(`^table ${esc(family)} ${esc(name)} \\{(?!\\})`, 'gm');
-    re.lastIndex = d.index! + d[0].length;
-    const m = re.exec(ruleset);
-    if (!m) continue;
-    const def = definitionAt(ruleset, m.index + m[0].length - 1, family, name);
+    // the renderers write a definition as `table F T {` at the start of a line, its body on the next
+    const head = `\ntable ${family} ${name} {\n`;
+    const at = ruleset.indexOf(head, d.index! + d[0].length);
+    if (at < 0) continue;
+    const def = definitionAt(ruleset, at + head.length - 2, family, name);
     if (def) out.push(def);
   }
   return out;
@@ -107,8 +106,8 @@ const key = (d: { family: string; name: string }): string => `${d.family} ${d.na
  * file comment). Tables not defined again (removals) and tables with no previous definition keep the
  * rendered re-creation. Returns the text unchanged when nothing applies.
  */
-export function inPlaceReplace(ruleset: string, previous: ReadonlyMap<string, TableDefinition>): string {
-  const defs = new Map(tableDefinitions(ruleset).map((d) => [key(d), d]));
+export function inPlaceReplace(ruleset: string, previous: ReadonlyMap<string, TableDefinition>, definitions = tableDefinitions(ruleset)): string {
+  const defs = new Map(definitions.map((d) => [key(d), d]));
   return ruleset.replace(/^table (\S+) (\S+) \{\}\ndelete table \1 \2\n/gm, (whole, family: string, name: string) => {
     const next = defs.get(`${family} ${name}`);
     const prev = previous.get(`${family} ${name}`);
@@ -128,9 +127,13 @@ export function inPlaceReplace(ruleset: string, previous: ReadonlyMap<string, Ta
 }
 
 /** What `previous` becomes once `ruleset` is committed: its definitions replace those of the same tables; a table only deleted is forgotten. */
-export function afterCommit(previous: ReadonlyMap<string, TableDefinition>, ruleset: string): Map<string, TableDefinition> {
+export function afterCommit(
+  previous: ReadonlyMap<string, TableDefinition>,
+  ruleset: string,
+  definitions = tableDefinitions(ruleset),
+): Map<string, TableDefinition> {
   const next = new Map(previous);
   for (const m of ruleset.matchAll(/^delete table (\S+) (\S+)$/gm)) next.delete(`${m[1]} ${m[2]}`);
-  for (const d of tableDefinitions(ruleset)) next.set(key(d), d);
+  for (const d of definitions) next.set(key(d), d);
   return next;
 }

@@ -973,7 +973,7 @@ export class GatewayModule implements NodeModule {
       const downs = this.ctx.licence.downs();
       void this.readGateway(2000).then(
         (o) => {
-          if (o) this.informers.gateway?.cache.set(`${GATEWAY_NAMESPACE}/${GATEWAY_NAME}`, o);
+          this.cacheGateway(o);
           if (this.ctx.licence.downs() !== downs) {
             // the controller had this node Down while the read was on its way: read again
             this.downsSeen = this.ctx.licence.downs();
