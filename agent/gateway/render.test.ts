@@ -12,6 +12,8 @@ import {
   changedPairs,
   leavingPairs,
   transitionPlan,
+  steeredPairs,
+  treatmentsAfter,
   conntrackFlushArgs,
   parseIpAddrs,
   parseIpRules,
@@ -284,18 +286,22 @@ describe('policy routing and addresses (diff against ip -j output)', () => {
   it('conntrack is flushed for flows entering or leaving gateway treatment, not for a holder move', () => {
     const a = computeGatewayPlan(input('node-1', { '192.168.1.100': 'node-2' }));
     const moved = computeGatewayPlan(input('node-1', { '192.168.1.100': 'node-3' }, ['node-2']));
-    expect(changedPairs(a, moved)).toEqual([]);
+    expect(changedPairs(steeredPairs(a), moved)).toEqual([]);
     const base = input('node-1', { '192.168.1.100': 'node-2' });
     const relabelled = computeGatewayPlan({ ...base, pods: base.pods.filter((p) => p.name !== 'fe') });
-    expect(changedPairs(a, relabelled)).toEqual([
+    expect(changedPairs(steeredPairs(a), relabelled)).toEqual([
       { src: '10.10.10.1', dst: '8.8.8.0/24' },
       { src: '10.10.10.1', dst: '9.9.9.9/32' },
     ]);
     const local = computeGatewayPlan(input('node-1', { '192.168.1.100': 'node-1' }));
-    expect(changedPairs(a, local)).toHaveLength(2); // remote -> this node: the null SNAT binding must go
-    expect(changedPairs(local, a)).toHaveLength(2);
+    expect(changedPairs(steeredPairs(a), local)).toHaveLength(2); // remote -> this node: the null SNAT binding must go
+    expect(changedPairs(steeredPairs(local), a)).toHaveLength(2);
+    // failing closed keeps the entries (it drops whatever they say): see the fenced-holder test
     const closed = computeGatewayPlan(input('node-1', {}));
-    expect(changedPairs(a, closed)).toHaveLength(2);
+    expect(changedPairs(steeredPairs(a), closed)).toEqual([]);
+    // a pair that had no gateway treatment (masqueraded with the node IP) has its entries go
+    const fresh = input('node-1', {});
+    expect(changedPairs(new Map(), computeGatewayPlan(fresh))).toHaveLength(3);
     expect(conntrackFlushArgs([{ src: '10.10.10.1', dst: '8.8.8.0/24' }])).toEqual([
       ['-D', '-s', '10.10.10.1', '-d', '8.8.8.0', '--mask-dst', '255.255.255.0'],
     ]);
@@ -358,6 +364,52 @@ describe('the forward fence as a boot hook (renderBootFence)', () => {
     expect(runHook(renderBootFence(['10.10.10.0/24'], []))).toEqual({ args: null, batch: [] });
     expect(renderBootFence(['10.10.10.0/24'], ['10.10.11.0/24'])).toBe(renderBootFence(['10.10.10.0/24'], ['10.10.11.0/24']));
     expect(renderBootFence(['10.10.10.0/24'], ['10.10.11.0/24'])).not.toBe(renderBootFence(['10.10.10.0/24'], ['10.10.11.0/24', '10.10.12.0/24']));
+  });
+});
+
+describe('a fail-closed drop keeps the conntrack entries made before it (the connections resume when the treatment comes back)', () => {
+  // chaos seed 1937633441: node-1, holder of 192.168.1.100 for its own pod, fenced for ~2 s
+  const held = computeGatewayPlan(input('node-1', { '192.168.1.100': 'node-1' }));
+  const fenced = computeGatewayPlan({ ...input('node-1', { '192.168.1.100': 'node-1' }), fenced: true });
+
+  it('holder fenced and back: no pair of its own pods is flushed at either step', () => {
+    expect(fenced.policies.find((p) => p.name === 'egress')).toMatchObject({ action: 'drop', localSources: ['10.10.10.1'] });
+    const t0 = treatmentsAfter(null, held);
+    expect(changedPairs(t0, fenced)).toEqual([]);
+    const t1 = treatmentsAfter(t0, fenced);
+    expect(t1).toEqual(t0); // what the entries stand for did not change
+    expect(changedPairs(t1, held)).toEqual([]);
+    expect(transitionPlan(fenced, held)).toBeNull();
+  });
+
+  it('back under another treatment, or another floating IP: flushed then, against what was before the drop', () => {
+    const t1 = treatmentsAfter(treatmentsAfter(null, held), fenced);
+    // the controller moved the IP away meanwhile: the SNAT bindings made here must go
+    const routed = computeGatewayPlan(input('node-1', { '192.168.1.100': 'node-2' }));
+    expect(changedPairs(t1, routed)).toEqual([
+      { src: '10.10.10.1', dst: '8.8.8.0/24' },
+      { src: '10.10.10.1', dst: '9.9.9.9/32' },
+    ]);
+    // same policy, same action, another egressSourceIP: a binding to the old IP is wrong
+    const base = input('node-1', { '192.168.1.100': 'node-1', '192.168.1.102': 'node-1' });
+    const moved = computeGatewayPlan({
+      ...base,
+      gateway: { ...base.gateway!, floatingIPs: ['192.168.1.100', '192.168.1.101', '192.168.1.102'] },
+      policies: base.policies.map((p) => (p.name === 'egress' ? { ...p, egressSourceIP: '192.168.1.102' } : p)),
+    });
+    expect(moved.policies.find((p) => p.name === 'egress')).toMatchObject({ action: 'local', egressSourceIP: '192.168.1.102' });
+    expect(changedPairs(t1, moved)).toHaveLength(2);
+  });
+
+  it('a pair leaving while dropped still gets the fail-closed transition and its flush (its entries were kept)', () => {
+    const base = { ...input('node-1', { '192.168.1.100': 'node-1' }), fenced: true };
+    const deleted = computeGatewayPlan({ ...base, policies: base.policies.filter((p) => p.name !== 'egress') });
+    const t = transitionPlan(fenced, deleted)!;
+    expect(leavingPairs(t, deleted)).toEqual([
+      { src: '10.10.10.1', dst: '8.8.8.0/24' },
+      { src: '10.10.10.1', dst: '9.9.9.9/32' },
+    ]);
+    expect(changedPairs(treatmentsAfter(treatmentsAfter(null, held), fenced), deleted)).toHaveLength(2);
   });
 });
 
@@ -468,7 +520,7 @@ describe("the takeover window: a new holder's own pods make no entry of their ow
   it('one drop per policy now SNATed here that has a changed pair, in a chain of its own that one command deletes', () => {
     const before = computeGatewayPlan(input('node-1', { '192.168.1.100': 'node-2', '192.168.1.101': 'node-2' }));
     const after = computeGatewayPlan(input('node-1', { '192.168.1.100': 'node-1', '192.168.1.101': 'node-2' }));
-    const changed = changedPairs(before, after);
+    const changed = changedPairs(steeredPairs(before), after);
     expect(changed.length).toBeGreaterThan(0);
     const w = renderTakeoverWindow(after, changed)!;
     expect(w.split('\n')).toEqual([
@@ -484,7 +536,7 @@ describe("the takeover window: a new holder's own pods make no entry of their ow
     // taking both IPs: both policies
     const both = computeGatewayPlan(input('node-1', { '192.168.1.100': 'node-1', '192.168.1.101': 'node-1' }));
     expect(
-      renderTakeoverWindow(both, changedPairs(before, both))!
+      renderTakeoverWindow(both, changedPairs(steeredPairs(before), both))!
         .split('\n')
         .filter((l) => l.includes('takeover window')),
     ).toEqual([`\t\t${win(0, 'egress')}`, `\t\t${win(1, 'other')}`]);
@@ -492,11 +544,11 @@ describe("the takeover window: a new holder's own pods make no entry of their ow
 
   it('none when nothing changed, when the changed pairs are routed elsewhere, or for a node without matched pods', () => {
     const held = computeGatewayPlan(input('node-1', { '192.168.1.100': 'node-1' }));
-    expect(renderTakeoverWindow(held, changedPairs(held, held))).toBeNull();
+    expect(renderTakeoverWindow(held, changedPairs(steeredPairs(held), held))).toBeNull();
     const routedBefore = computeGatewayPlan(input('node-1', { '192.168.1.100': 'node-2' }));
     const routedAfter = computeGatewayPlan(input('node-1', { '192.168.1.100': 'node-3' }));
-    expect(renderTakeoverWindow(routedAfter, changedPairs(routedBefore, routedAfter))).toBeNull();
+    expect(renderTakeoverWindow(routedAfter, changedPairs(steeredPairs(routedBefore), routedAfter))).toBeNull();
     const n3 = computeGatewayPlan(input('node-3', { '192.168.1.100': 'node-3' }));
-    expect(renderTakeoverWindow(n3, changedPairs(computeGatewayPlan(input('node-3', { '192.168.1.100': 'node-2' })), n3))).toBeNull();
+    expect(renderTakeoverWindow(n3, changedPairs(steeredPairs(computeGatewayPlan(input('node-3', { '192.168.1.100': 'node-2' }))), n3))).toBeNull();
   });
 });

@@ -535,14 +535,45 @@ export function conntrackFlushArgs(pairs: readonly { src: string; dst: string }[
 }
 
 /**
- * (local source, destination) -> how this node treats it: `<policy>:<action>`. The holder is left
- * out on purpose: a move between two REMOTE holders keeps the source node's conntrack entry (it has
- * no NAT binding here; the new holder picks the flow up and SNATs it, port preserved).
+ * (local source, destination) -> how this node treats it: `<policy>:<action>`, with the floating IP
+ * for `local` (a binding made to one IP is wrong for another). The holder is left out on purpose: a
+ * move between two REMOTE holders keeps the source node's conntrack entry (it has no NAT binding
+ * here; the new holder picks the flow up and SNATs it, port preserved).
  */
 export function steeredPairs(plan: GatewayPlan): Map<string, string> {
   const out = new Map<string, string>();
   for (const p of plan.policies)
-    for (const s of p.localSources) for (const d of p.destinations) if (!out.has(`${s}>${d}`)) out.set(`${s}>${d}`, `${p.name}:${p.action}`);
+    for (const s of p.localSources)
+      for (const d of p.destinations) {
+        const k = `${s}>${d}`;
+        if (!out.has(k)) out.set(k, `${p.name}:${p.action}${p.action === 'local' ? `@${p.egressSourceIP}` : ''}`);
+      }
+  return out;
+}
+
+/** What the conntrack entries of a node's pairs were made under: see `treatmentsAfter`. */
+export type Treatments = ReadonlyMap<string, string>;
+
+/**
+ * The treatments the conntrack entries of this node's pairs stand for once `next` is committed:
+ * `steeredPairs(next)`, except that a pair under a fail-closed drop keeps the treatment it had
+ * before. A drop makes no entry (its packets never reach confirmation) and needs none removed (it
+ * drops whatever the entry says), so the entries made before it stay right for when the same
+ * treatment comes back. Flushing them at the drop lost a fenced holder's own connections: chaos
+ * seed 1937633441, node-1 partitioned inbound for 1.6 s, fenced itself (its pods' pairs local ->
+ * drop: flushed), came back (drop -> local: flushed again, and no replicated binding to re-commit:
+ * conntrackd replicates a holder's bindings to its PEERS); a stream's next segment was picked up
+ * as a new flow and SNATed with another port (the far end's retransmissions to the old port had
+ * made an entry of their own), the far end answered RST, and the replies it still owed the old
+ * connection never reached the pod.
+ */
+export function treatmentsAfter(prev: Treatments | null, next: GatewayPlan): Map<string, string> {
+  const out = steeredPairs(next);
+  if (!prev) return out;
+  for (const [k, v] of out) {
+    const before = prev.get(k);
+    if (before !== undefined && v.endsWith(':drop')) out.set(k, before);
+  }
   return out;
 }
 
@@ -551,10 +582,11 @@ export function steeredPairs(plan: GatewayPlan): Map<string, string> {
  * packet, so an entry made under the old treatment would keep it (e.g. a null SNAT binding made
  * while the flow was routed to a remote holder, when the holder becomes this node: the guard would
  * drop the flow until the entry expires). Deleting the entries makes the next packet decide again.
+ * `prev` is what the entries stand for: `treatmentsAfter` of the previous commit (null: none).
  */
-export function changedPairs(prev: GatewayPlan | null, next: GatewayPlan): { src: string; dst: string }[] {
-  const a = prev ? steeredPairs(prev) : new Map<string, string>();
-  const b = steeredPairs(next);
+export function changedPairs(prev: Treatments | null, next: GatewayPlan): { src: string; dst: string }[] {
+  const a: Treatments = prev ?? new Map();
+  const b = treatmentsAfter(a, next);
   const out: { src: string; dst: string }[] = [];
   for (const k of new Set([...a.keys(), ...b.keys()])) {
     if (a.get(k) === b.get(k)) continue;
@@ -579,8 +611,8 @@ export function transitionPlan(prev: GatewayPlan | null, next: GatewayPlan): Gat
   if (!prev) return null;
   const still = new Set(steeredPairs(next).keys());
   const extra: PolicyPlan[] = [];
+  // a drop policy too: its pairs keep the entries made before the drop (treatmentsAfter)
   for (const p of prev.policies) {
-    if (p.action === 'drop') continue;
     const srcs = new Set<string>();
     const dsts = new Set<string>();
     for (const s of p.localSources) for (const d of p.destinations) if (!still.has(`${s}>${d}`)) srcs.add(s), dsts.add(d);

@@ -56,6 +56,8 @@ import {
   changedPairs,
   leavingPairs,
   transitionPlan,
+  type Treatments,
+  treatmentsAfter,
   conntrackFlushArgs,
   parseIpAddrs,
   parseIpRules,
@@ -173,6 +175,8 @@ export class GatewayModule implements NodeModule {
   /** the boot hook's text as last written or found (undefined: not looked at yet) */
   private bootFence: string | undefined;
   private lastPlan: GatewayPlan | null = null;
+  /** what this node's pairs' conntrack entries were made under (render.ts treatmentsAfter) */
+  private treatments: Treatments | null = null;
   private lastRuleset = '';
   private kernel: { rules: RuleSpec[]; routes: Map<number, string>; addrs: string[] } | null = null;
   private owned = new Set<string>();
@@ -582,6 +586,7 @@ export class GatewayModule implements NodeModule {
     if (triggerAt !== null) this.st.lastTriggerToCommitMs = t1 - triggerAt;
     this.st.lastError = null;
     this.report(this.lastPlan, plan, trigger, triggerAt === null ? null : t1 - triggerAt);
+    this.treatments = treatmentsAfter(this.treatments, plan);
     this.lastPlan = plan;
     if (this.releaseThenFresh) {
       this.releaseThenFresh = false;
@@ -680,7 +685,7 @@ export class GatewayModule implements NodeModule {
     // kills the connection at the far end (seen with a paused holder, whose traffic never pauses).
     // Between the flush and that commit, the takeover window (render.ts renderTakeoverWindow)
     // keeps the pods' own segments from making entries of their own.
-    const flush = changedPairs(this.lastPlan, plan);
+    const flush = changedPairs(this.treatments, plan);
     const window = committed && this.ctsync ? renderTakeoverWindow(plan, flush) : null;
     // resync: re-apply only if the table is gone (a full re-apply would reset the counters)
     const drift = force && ruleset === this.lastRuleset && !(await this.host.nftTableExists('ip', GW_TABLE).catch(() => false));
