@@ -215,14 +215,21 @@ describe('GatewayModule', () => {
     await t.admin.create(R.egressNATPolicies, { apiVersion: policy.apiVersion, kind: policy.kind, metadata: { name: 'egress' }, spec: policy.spec });
     await waitFor(() => /to gateway worker2 \(192\.168\.1\.2\)/.test(lastNft(sys)), 'routed again once the policy is back', 5000);
 
-    // worker2 Down too -> unassigned -> fail-closed drop
+    // worker2 Down too -> unassigned -> fail-closed drop; the pod's conntrack entries stay (a drop
+    // drops whatever they say; the routed treatment may come back: render.ts treatmentsAfter)
+    const flushes = (from: number) => sys.calls.slice(from).filter((c) => c.op === 'conntrack' && c.arg.includes('-D -s 10.10.10.1 '));
+    const beforeDrop = sys.calls.length;
     await renewers.worker2!.stop();
     await waitFor(() => /policy egress: fail-closed/.test(lastNft(sys)), 'fail-closed', 5000);
     expect(logs.join('\n')).toMatch(/policy egress: drop for 1 local pod/);
+    expect(flushes(beforeDrop)).toEqual([]);
 
-    // a decommissioning stop leaves a fail-closed table, never nothing
+    // a decommissioning stop leaves a fail-closed table, never nothing, and no entry kept for a
+    // next treatment (the next agent does not know what they were made under)
+    const beforeStop = sys.calls.length;
     await mod.stop();
     expect(lastNft(sys)).toMatch(/counter drop comment "policy egress: fail-closed \(no AnthosNetworkGateway is served\)"/);
+    expect(flushes(beforeStop).map((c) => c.arg)).toEqual(['-D -s 10.10.10.1 -d 8.8.8.0 --mask-dst 255.255.255.0']);
   }, 20_000);
 
   it('a clean stop (the default) leaves the datapath as programmed: the floating IP, SNAT and the ARP fence stay for the next agent', async () => {

@@ -14,6 +14,8 @@ import {
   transitionPlan,
   steeredPairs,
   treatmentsAfter,
+  treatmentsAfterFailure,
+  UNKNOWN_TREATMENT,
   conntrackFlushArgs,
   parseIpAddrs,
   parseIpRules,
@@ -399,6 +401,46 @@ describe('a fail-closed drop keeps the conntrack entries made before it (the con
     });
     expect(moved.policies.find((p) => p.name === 'egress')).toMatchObject({ action: 'local', egressSourceIP: '192.168.1.102' });
     expect(changedPairs(t1, moved)).toHaveLength(2);
+  });
+
+  it('a pair dropped from the start keeps nothing: it is flushed when it gets a treatment (its entries were masqueraded)', () => {
+    const t = treatmentsAfter(null, fenced);
+    expect(t.get('10.10.10.1>8.8.8.0/24')).toBe('egress:drop');
+    expect(changedPairs(t, held)).toHaveLength(2);
+  });
+
+  it('a pod that moves to another policy while dropped is flushed when that policy serves it', () => {
+    const t1 = treatmentsAfter(treatmentsAfter(null, held), fenced);
+    // fe leaves "egress" for "other" (selected by app=x), still fenced: dropped, entries kept
+    const moved = (f: boolean) => {
+      const b = input('node-1', { '192.168.1.100': 'node-1', '192.168.1.101': 'node-1' });
+      return computeGatewayPlan({
+        ...b,
+        fenced: f,
+        pods: b.pods.map((p) => (p.name === 'fe' ? { ...p, namespace: 'default', labels: { app: 'x' } } : p)),
+        policies: b.policies.map((p) => (p.name === 'other' ? { ...p, destinationCIDRs: ['8.8.8.0/24', '9.9.9.9/32'] } : p)),
+      });
+    };
+    const dropped = moved(true);
+    expect(dropped.policies.find((p) => p.name === 'other')).toMatchObject({ action: 'drop', localSources: ['10.10.10.1', '10.10.10.2'] });
+    const t2 = treatmentsAfter(t1, dropped);
+    expect(t2.get('10.10.10.1>8.8.8.0/24')).toBe('egress:local@192.168.1.100');
+    expect(changedPairs(t2, moved(false)).filter((c) => c.src === '10.10.10.1')).toEqual([
+      { src: '10.10.10.1', dst: '8.8.8.0/24' },
+      { src: '10.10.10.1', dst: '9.9.9.9/32' },
+    ]);
+  });
+
+  it('after a commit that failed part way, the pairs it was changing are flushed at the next apply, dropped or not', () => {
+    const routed = computeGatewayPlan(input('node-1', { '192.168.1.100': 'node-2' }));
+    const t0 = treatmentsAfter(null, held);
+    const failed = treatmentsAfterFailure(t0, routed);
+    expect(failed.get('10.10.10.1>8.8.8.0/24')).toBe(UNKNOWN_TREATMENT);
+    expect(failed.get('10.10.10.2>1.1.1.0/24')).toBe(t0.get('10.10.10.2>1.1.1.0/24')); // not changing: as before
+    // a drop keeps the unknown state; the treatment after it, even the one before the failure, flushes
+    const t1 = treatmentsAfter(failed, fenced);
+    expect(t1.get('10.10.10.1>8.8.8.0/24')).toBe(UNKNOWN_TREATMENT);
+    expect(changedPairs(t1, held)).toHaveLength(2);
   });
 
   it('a pair leaving while dropped still gets the fail-closed transition and its flush (its entries were kept)', () => {

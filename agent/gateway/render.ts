@@ -542,11 +542,18 @@ export function conntrackFlushArgs(pairs: readonly { src: string; dst: string }[
  */
 export function steeredPairs(plan: GatewayPlan): Map<string, string> {
   const out = new Map<string, string>();
+  for (const [k, p] of pairPolicies(plan)) out.set(k, `${p.name}:${p.action}${p.action === 'local' ? `@${p.egressSourceIP}` : ''}`);
+  return out;
+}
+
+/** `source>destination` -> the policy that decides it (the first one listing the pair). */
+function pairPolicies(plan: GatewayPlan): Map<string, PolicyPlan> {
+  const out = new Map<string, PolicyPlan>();
   for (const p of plan.policies)
     for (const s of p.localSources)
       for (const d of p.destinations) {
         const k = `${s}>${d}`;
-        if (!out.has(k)) out.set(k, `${p.name}:${p.action}${p.action === 'local' ? `@${p.egressSourceIP}` : ''}`);
+        if (!out.has(k)) out.set(k, p);
       }
   return out;
 }
@@ -570,10 +577,24 @@ export type Treatments = ReadonlyMap<string, string>;
 export function treatmentsAfter(prev: Treatments | null, next: GatewayPlan): Map<string, string> {
   const out = steeredPairs(next);
   if (!prev) return out;
-  for (const [k, v] of out) {
+  for (const [k, p] of pairPolicies(next)) {
     const before = prev.get(k);
-    if (before !== undefined && v.endsWith(':drop')) out.set(k, before);
+    if (before !== undefined && p.action === 'drop') out.set(k, before);
   }
+  return out;
+}
+
+/** A treatment no plan has: the pair's entries are in an unknown state and go at the next change. */
+export const UNKNOWN_TREATMENT = '?';
+
+/**
+ * What the entries stand for after a commit of `next` that FAILED part way: the pairs it was
+ * changing may have entries of either treatment, so they become UNKNOWN_TREATMENT (flushed at the
+ * next apply that does not drop them); the others are as before.
+ */
+export function treatmentsAfterFailure(prev: Treatments | null, next: GatewayPlan): Map<string, string> {
+  const out = new Map(prev ?? []);
+  for (const { src, dst } of changedPairs(prev, next)) out.set(`${src}>${dst}`, UNKNOWN_TREATMENT);
   return out;
 }
 

@@ -58,6 +58,7 @@ import {
   transitionPlan,
   type Treatments,
   treatmentsAfter,
+  treatmentsAfterFailure,
   conntrackFlushArgs,
   parseIpAddrs,
   parseIpRules,
@@ -195,6 +196,8 @@ export class GatewayModule implements NodeModule {
   private confirming = false;
   /** the current isolation episode's "not cut off, a busy machine" was logged */
   private busyLogged = false;
+  /** fenced, re-reads of the gateway status that failed since the last success, and the last error logged */
+  private rereads = { failed: 0, logged: '' };
   private triggerAt: number | null = null;
   private triggerWhat = 'start';
   private readonly st = {
@@ -447,9 +450,18 @@ export class GatewayModule implements NodeModule {
           (o) => {
             this.cacheGateway(o);
             this.fenced = false;
-            this.ctx.log(this.name, 'peers heard again and gateway status re-read: unfenced');
+            const failed = this.rereads.failed ? ` (after ${this.rereads.failed} failed re-read(s))` : '';
+            this.rereads = { failed: 0, logged: '' };
+            this.ctx.log(this.name, `peers heard again and gateway status re-read: unfenced${failed}`);
           },
-          (e) => this.ctx.log(this.name, `still fenced: cannot re-read the gateway status: ${errorMessage(e)}`),
+          (e) => {
+            // tried again at every heartbeat heard while the API is down: logged when the reason changes
+            const why = errorMessage(e);
+            this.rereads.failed++;
+            if (why !== this.rereads.logged)
+              this.ctx.log(this.name, `still fenced: cannot re-read the gateway status: ${why} (logged again only if the reason changes)`);
+            this.rereads.logged = why;
+          },
         )
         .finally(done);
       return;
@@ -578,7 +590,12 @@ export class GatewayModule implements NodeModule {
     if (!this.synced && this.keepUntilSynced) return;
     const plan = computeGatewayPlan(input);
     if (!force && this.lastPlan && JSON.stringify(plan) === JSON.stringify(this.lastPlan)) return;
-    await this.program(plan, force);
+    try {
+      await this.program(plan, force);
+    } catch (e) {
+      this.treatments = treatmentsAfterFailure(this.treatments, plan);
+      throw e;
+    }
     const t1 = this.now();
     this.st.applies++;
     this.st.lastApplyAt = new Date().toISOString();
@@ -1057,6 +1074,9 @@ export class GatewayModule implements NodeModule {
     // fail-closed leftover: no floating IP, every policy dropping, guard on
     const input = this.input();
     const closed = computeGatewayPlan({ ...input, gateway: null, fenced: true });
+    // decommissioning: no entry is kept for a next treatment (a drop keeps them otherwise), so a
+    // pair that leaves every policy before the next agent runs has no stale binding left
+    this.treatments = null;
     try {
       await this.program(closed, true);
       this.ctx.log(this.name, `stopped: floating IPs released; table ${GW_TABLE} left fail-closed (matched traffic dropped)`);

@@ -20,10 +20,14 @@
  *
  * Judged on the far end's capture: the stream's packets that reached the internet all came from
  * one source address and ONE source port (the connection opened before the fault: not reset, not
- * re-bound), some of them after the fence ended, and no invariant broke.
+ * re-bound), some of them after the fence ended, and no invariant broke. The premise (node-1 did
+ * fence itself: without a fence the old agent passes too) is checked on the API's Events, read
+ * before the lab goes down: an EgressGatewayFenced Event of node-1.
  */
 import { describe, expect, it } from 'vitest';
+import { clusterApi } from '../../harness/cluster/access.js';
 import { runSchedule } from '../../harness/chaos/executor.js';
+import { R } from '../../lib/kube/client.js';
 import { parseSchedule } from '../../harness/chaos/schedule.js';
 import { topologyFromArg } from '../../harness/topology/load.js';
 
@@ -40,8 +44,17 @@ const schedule = parseSchedule({
 describe('chaos regression: a holder fenced for a moment', () => {
   it("keeps its own pod's long-lived connection: one source port at the far end before and after, every reply delivered", async () => {
     const topology = topologyFromArg('default');
-    const run = await runSchedule(schedule, { topology });
+    const fences: string[] = [];
+    const run = await runSchedule(schedule, {
+      topology,
+      beforeDown: async (lab) => {
+        const api = await clusterApi(lab, { timeoutMs: 5000 });
+        for (const e of (await api.list(R.events)).items as { reason?: string; involvedObject?: { name?: string } }[])
+          if (e.reason === 'EgressGatewayFenced') fences.push(e.involvedObject?.name ?? '?');
+      },
+    });
     expect(run.actions.filter((a) => a.error)).toEqual([]);
+    expect([...new Set(fences)], 'the premise: node-1 fenced itself (EgressGatewayFenced), no other node did').toEqual(['node-1']);
     const healed = run.actions.find((a) => a.step === 0 && a.phase === 'undo')!;
     expect(healed).toBeDefined();
 
