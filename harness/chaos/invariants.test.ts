@@ -278,6 +278,68 @@ describe('established flows across an ip-masq-agent ConfigMap change (conntrack 
     expect(checkNoLeak([...run(STREAM, NODE, 40003, 1000, 6000, true), ...late], allowed, keeps)).toHaveLength(1);
   });
 
+  it('the list restored (pod IP -> node IP): a UDP flow and a stream stuck in its SYN keep the pod IP, unanswered, and break nothing (chaos seed 1419845302)', () => {
+    const TCP = 'tcp default/client-1 -> 8.8.8.8';
+    const back = [UDP, STREAM, TCP].flatMap((flow) => [
+      { flow, from: 0, to: CHANGE + 3000, sources: [POD] },
+      { flow, from: CHANGE, sources: [NODE] },
+    ]);
+    const rules = [UDP, STREAM, TCP].map((flow) => ({ flow, keeps: [CHANGE], ends: [] }));
+    const BARE = '(unattributed tcp from 10.10.10.2 to 8.8.8.8:7007)';
+    // the stream's connection began with the pod IP and never got an answer: its SYN, retransmitted
+    // with back-off, is a bare SYN the far end cannot attribute (the stream or the TCP probe)
+    const synRetries = [1000, 2000, 4000, 8000, 16_000, 32_000].map((t) => ({ t, flow: BARE, src: POD, sport: 39876, syn: true, candidates: [TCP, STREAM] }));
+    // the TCP probe's new connections after the change: the node IP (their SYNs bare too)
+    const fresh = [9000, 12_000, 19_000, 30_000].flatMap((t, i) => [
+      { t, flow: BARE, src: NODE, sport: 50000 + i, syn: true, candidates: [TCP, STREAM] },
+      { t: t + 1, flow: TCP, src: NODE, sport: 50000 + i },
+    ]);
+    const udp = run(UDP, POD, 40001, 1000, 33_000);
+    const packets = [...udp, ...synRetries, ...fresh];
+    // without the rule the pod IP after the transition is a leak: the SYN retransmissions and the UDP flow
+    expect([...new Set(checkNoLeak(packets, back).map((v) => `${v.evidence.flow} :${v.evidence.sport}`))]).toEqual([`${UDP} :40001`, `${BARE} :39876`]);
+    // with it, nothing: a SYN repeated before any answer is one binding (before this fix: a new one
+    // each time), and a bare SYN gets its candidates' rule (before: none)
+    expect(checkNoLeak(packets, back, rules)).toEqual([]);
+    const kept = conntrackKeeps(packets, back, rules);
+    expect(kept(synRetries.at(-1)!)).toEqual({ since: 1000, change: CHANGE });
+    expect(kept(fresh[0]!)).toBeUndefined();
+    const unanswered = (flow: string) => ({
+      flow,
+      timeline: { ...timeline(1), packets: [20_000, 25_000, 31_000].map((t, seq) => ({ seq, t, replied: false, observedSources: [] })) },
+      finalSources: [NODE],
+    });
+    const answered = { ...unanswered(TCP), timeline: { ...timeline(1), packets: [{ seq: 0, t: 30_000, replied: true, observedSources: [NODE] }] } };
+    const flows = [unanswered(UDP), unanswered(STREAM), answered];
+    const o = { settledAt: 5000, boundMs: 10_000, edgePackets: packets };
+    expect(checkConvergence(flows, undefined, o).map((v) => [v.evidence.flow, v.evidence.problem])).toEqual([
+      [UDP, 'unanswered after the bound'],
+      [UDP, 'seen with a source other than the final ones after the bound (far-end capture)'],
+      [STREAM, 'unanswered after the bound'],
+    ]);
+    expect(checkConvergence(flows, undefined, { ...o, kept })).toEqual([]);
+    // the TCP probe unanswered after the bound although its own packets left with the final source:
+    // not stuck on the kept binding, a convergence failure
+    expect(checkConvergence([unanswered(TCP)], undefined, { ...o, kept })).toMatchObject([{ evidence: { flow: TCP, problem: 'unanswered after the bound' } }]);
+    // the stream's SYN retransmissions fell silent before the bound (back-off): still stuck, its
+    // binding alive at the bound; but not once BINDING_IDLE_MS went by without one
+    const early = [...udp, ...synRetries.filter((p) => p.t <= 8000), ...fresh];
+    const keptEarly = conntrackKeeps(early, back, rules);
+    expect(checkConvergence([unanswered(STREAM)], undefined, { ...o, edgePackets: early, kept: keptEarly })).toEqual([]);
+    const stale = { ...unanswered(STREAM), timeline: { ...timeline(1), packets: [{ seq: 0, t: 50_000, replied: false, observedSources: [] }] } };
+    expect(
+      checkConvergence([stale], undefined, {
+        settledAt: 8000 + BINDING_IDLE_MS,
+        boundMs: 1000,
+        edgePackets: synRetries.filter((p) => p.t <= 8000),
+        kept: keptEarly,
+      }),
+    ).toMatchObject([{ evidence: { flow: STREAM, problem: 'unanswered after the bound' } }]);
+    // a SYN repeated after the connection carried data is a new connection: not kept
+    const reopened = [...run(UDP, POD, 40001, 1000, 2000), { t: 9000, flow: UDP, src: POD, sport: 40001, syn: true }];
+    expect(conntrackKeeps(reopened, back, rules)(reopened.at(-1)!)).toBeUndefined();
+  });
+
   it('a binding ends with a policy change (its conntrack flushed) or after BINDING_IDLE_MS without a packet; a pod IP no window allowed at its start is never kept', () => {
     const packets = run(UDP, NODE, 40001, 1000, 12_000);
     expect(checkNoLeak(packets, allowed, [{ flow: UDP, keeps: [CHANGE], ends: [7000] }])).toMatchObject([{ at: 8000, evidence: { count: 40 } }]);

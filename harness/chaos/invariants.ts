@@ -118,13 +118,17 @@ function sourcesAt(allowed: readonly AllowedWindow[], flows: readonly string[], 
 
 /**
  * Which far-end packets keep, from an established binding, a source their windows no longer allow
- * (invariants 1 and 3), from the evidence alone: the packets of one flow (attributed: never `candidates`) with one post-NAT source
- * and port are one binding from its first packet on — a new one after a TCP SYN, or after
- * BINDING_IDLE_MS without a packet (masquerade is fully-random: a new conntrack entry gets a new
- * port). A packet keeps its binding's source when the binding's first packet arrived before one of
- * its flow's `keeps` changes with a source its windows allowed then, and none of the flow's `ends`
- * came between that first packet and this one. A flow that started after the change, or a new
- * connection, gets nothing from it.
+ * (invariants 1 and 3), from the evidence alone: the packets of one flow with one post-NAT source
+ * and port are one binding from its first packet on — a new one after a TCP SYN that follows a
+ * segment of another kind (a SYN repeated before any answer is the same connection retransmitting
+ * its SYN: conntrack keeps the entry it made), or after BINDING_IDLE_MS without a packet
+ * (masquerade is fully-random: a new conntrack entry gets a new port). A packet keeps its binding's
+ * source when the binding's first packet arrived before one of its flow's `keeps` changes with a
+ * source its windows allowed then, and none of the flow's `ends` came between that first packet
+ * and this one. A flow that started after the change, or a new connection, gets nothing from it.
+ * A packet the far end could not attribute to one flow (`candidates`: a bare SYN carries no probe
+ * token) is judged the same way when its candidates share one rule (one pod to one destination:
+ * its TCP probe and its stream), with the windows of all of them; otherwise it gets nothing.
  */
 export function conntrackKeeps(
   packets: readonly EdgePacket[],
@@ -132,26 +136,37 @@ export function conntrackKeeps(
   rules: readonly ConntrackRule[],
 ): (p: EdgePacket) => KeptBinding | undefined {
   const byRule = new Map(rules.map((r) => [r.flow, r]));
+  const ruleOf = (p: EdgePacket): { rule: ConntrackRule; flows: string[] } | undefined => {
+    const flows = p.candidates ?? [p.flow];
+    const rs = flows.map((f) => byRule.get(f));
+    if (!rs.length || rs.some((r) => r === undefined)) return undefined;
+    const same = (r: ConntrackRule) => r.keeps.join() === rs[0]!.keeps.join() && r.ends.join() === rs[0]!.ends.join();
+    return rs.every((r) => same(r!)) ? { rule: rs[0]!, flows } : undefined;
+  };
   const kept = new Map<EdgePacket, KeptBinding>();
-  const groups = new Map<string, EdgePacket[]>();
+  const groups = new Map<string, { rule: ConntrackRule; flows: string[]; packets: EdgePacket[] }>();
   for (const p of packets) {
-    if (p.candidates || !byRule.has(p.flow)) continue;
+    const r = ruleOf(p);
+    if (!r) continue;
     const k = `${p.flow}|${p.src}|${p.sport ?? ''}`;
-    groups.set(k, [...(groups.get(k) ?? []), p]);
+    const g = groups.get(k) ?? { ...r, packets: [] };
+    g.packets.push(p);
+    groups.set(k, g);
   }
-  for (const g of groups.values()) {
+  for (const { rule, flows, packets: g } of groups.values()) {
     g.sort((a, b) => a.t - b.t);
-    const rule = byRule.get(g[0]!.flow)!;
     let since = -Infinity;
     let startAllowed = false;
     let last = -Infinity;
+    let lastSyn = false;
     for (const p of g) {
-      if (p.syn || p.t - last > BINDING_IDLE_MS) {
+      if ((p.syn && !lastSyn) || p.t - last > BINDING_IDLE_MS) {
         since = p.t;
-        startAllowed = sourcesAt(allowed, [p.flow], p.t).includes(p.src);
+        startAllowed = sourcesAt(allowed, flows, p.t).includes(p.src);
       }
       last = p.t;
-      if (!startAllowed || sourcesAt(allowed, [p.flow], p.t).includes(p.src)) continue;
+      lastSyn = !!p.syn;
+      if (!startAllowed || sourcesAt(allowed, flows, p.t).includes(p.src)) continue;
       const change = rule.keeps.find((k) => since < k && k <= p.t);
       if (change === undefined || rule.ends.some((e) => since < e && e <= p.t)) continue;
       kept.set(p, { since, change });
@@ -257,6 +272,30 @@ export function checkSingleArpOwner(replies: readonly ArpReply[], o: { fenceMs: 
 }
 
 /**
+ * Whether a flow's packets after the bound went out, as far as the far end saw, only on a binding
+ * conntrack keeps across a change with a source other than the final ones (`kept`): its own
+ * packets after the bound all such, and a packet of such a binding (its own or a bare SYN it may
+ * have sent: `candidates`) less than BINDING_IDLE_MS before the bound or after it. Its answers then go where that binding says (a pod IP towards the internet: none
+ * come back) until the binding ends: NAT is decided on a flow's first packet, as upstream, so its
+ * being unanswered is no convergence failure (chaos seed 1419845302: a UDP flow and a stream that
+ * began while nonMasqueradeCIDRs held 0.0.0.0/0 kept the pod IP after the list was restored).
+ */
+function stuckOnKeptBinding(
+  f: FlowEvidence,
+  deadline: number,
+  o: { edgePackets?: readonly EdgePacket[]; kept?: (p: EdgePacket) => KeptBinding | undefined },
+): boolean {
+  const { edgePackets, kept } = o;
+  if (!edgePackets || !kept) return false;
+  const old = (p: EdgePacket) => kept(p) !== undefined && !f.finalSources.includes(p.src);
+  const mine = edgePackets.filter((p) => (p.candidates ?? [p.flow]).includes(f.flow));
+  // the kept binding still alive at the bound (a SYN retransmitted with back-off may fall silent
+  // for longer than the bound), and nothing of the flow's own after the bound on another binding
+  const lastOld = Math.max(...mine.filter(old).map((p) => p.t));
+  return lastOld + BINDING_IDLE_MS >= deadline && mine.filter((p) => !p.candidates && p.t >= deadline).every(old);
+}
+
+/**
  * Invariant 3: after the last step is undone (`settledAt`, ms since the epoch), every flow is
  * answered again within `boundMs` and under its final sources — every packet sent after
  * settledAt + boundMs answered (unless the final state says its replies cannot come back:
@@ -271,7 +310,8 @@ export function checkSingleArpOwner(replies: readonly ArpReply[], o: { fenceMs: 
  * can share a source port. With `delivered` (a capture on the pods' interfaces), a packet whose
  * reply arrived at the pod counts as answered even when the probe gave up on it first (a probe
  * starved of CPU runs its timeout before it reads the socket). With `kept` (`conntrackKeeps`), a
- * packet of a binding established before a change that keeps bindings may keep its source.
+ * packet of a binding established before a change that keeps bindings may keep its source, and a
+ * flow stuck on such a binding may stay unanswered (`stuckOnKeptBinding`).
  */
 export function checkConvergence(
   flows: readonly FlowEvidence[],
@@ -296,7 +336,7 @@ export function checkConvergence(
       });
       continue;
     }
-    if (f.finalAnswered !== false && r.answered < r.packets) {
+    if (f.finalAnswered !== false && r.answered < r.packets && !stuckOnKeptBinding(f, deadline, o)) {
       const first = after.packets.find((p) => !p.replied)!;
       out.push({
         invariant: 'convergence',
