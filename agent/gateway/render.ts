@@ -541,9 +541,11 @@ export function conntrackFlushArgs(pairs: readonly { src: string; dst: string }[
  * here; the new holder picks the flow up and SNATs it, port preserved).
  */
 export function steeredPairs(plan: GatewayPlan): Map<string, string> {
-  const out = new Map<string, string>();
-  for (const [k, p] of pairPolicies(plan)) out.set(k, `${p.name}:${p.action}${p.action === 'local' ? `@${p.egressSourceIP}` : ''}`);
-  return out;
+  return treatmentsAfter(null, plan);
+}
+
+function treatmentOf(p: PolicyPlan): string {
+  return `${p.name}:${p.action}${p.action === 'local' ? `@${p.egressSourceIP}` : ''}`;
 }
 
 /** `source>destination` -> the policy that decides it (the first one listing the pair). */
@@ -575,12 +577,8 @@ export type Treatments = ReadonlyMap<string, string>;
  * connection never reached the pod.
  */
 export function treatmentsAfter(prev: Treatments | null, next: GatewayPlan): Map<string, string> {
-  const out = steeredPairs(next);
-  if (!prev) return out;
-  for (const [k, p] of pairPolicies(next)) {
-    const before = prev.get(k);
-    if (before !== undefined && p.action === 'drop') out.set(k, before);
-  }
+  const out = new Map<string, string>();
+  for (const [k, p] of pairPolicies(next)) out.set(k, (p.action === 'drop' ? prev?.get(k) : undefined) ?? treatmentOf(p));
   return out;
 }
 

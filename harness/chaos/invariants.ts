@@ -275,9 +275,10 @@ export function checkSingleArpOwner(replies: readonly ArpReply[], o: { fenceMs: 
  * Whether a flow's packets after the bound went out, as far as the far end saw, only on a binding
  * conntrack keeps across a change with a source other than the final ones (`kept`): its own
  * packets after the bound all such, and a packet of such a binding (its own or a bare SYN it may
- * have sent: `candidates`) less than BINDING_IDLE_MS before the bound or after it. Its answers then go where that binding says (a pod IP towards the internet: none
- * come back) until the binding ends: NAT is decided on a flow's first packet, as upstream, so its
- * being unanswered is no convergence failure (chaos seed 1419845302: a UDP flow and a stream that
+ * have sent: `candidates`) less than BINDING_IDLE_MS before the bound or after it. Its answers then
+ * go where that binding says (a pod IP towards the internet: none come back) until the binding
+ * ends: NAT is decided on a flow's first packet, as upstream, so its being unanswered is no
+ * convergence failure (chaos seed 1419845302: a UDP flow and a stream that
  * began while nonMasqueradeCIDRs held 0.0.0.0/0 kept the pod IP after the list was restored).
  */
 function stuckOnKeptBinding(
