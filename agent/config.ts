@@ -93,11 +93,12 @@ export interface AgentConfig {
    */
   gatewayConntrackSync: boolean;
   /**
-   * The node's boot-hook directory: scripts there run when the node boots, after its links are up
-   * and before this agent starts (the node's init runs them, like /etc/rc.local or a systemd unit).
-   * The gateway module keeps its forward fence there (agent/gateway/render.ts renderBootFence), so
-   * a node that boots again before its lease expired never forwards other nodes' pod traffic
-   * un-NATed while its agent is not running yet. null: no boot hook is written.
+   * The node's boot-hook directory: scripts there run when the node boots, before its pods are
+   * wired and this agent starts (the node's init runs them, like a systemd unit ordered before the
+   * kubelet). The gateway module keeps its forward fence and pod guard there
+   * (agent/gateway/render.ts renderBootFence), so a node that boots again never forwards other
+   * nodes' pod traffic un-NATed, and its own pods reach nothing beyond the cluster's pods, while its
+   * agent has not programmed the node yet. null: no boot hook is written.
    */
   bootHookDir: string | null;
 }

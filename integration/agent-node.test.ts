@@ -12,6 +12,8 @@ import { parseAgentConfig, type AgentConfig } from '../agent/config.js';
 import { DEFAULT_NON_MASQUERADE_CIDRS } from '../agent/masq/constants.js';
 import { MasqTable } from '../agent/masq/testing/fakes.js';
 import { NodeAgent } from '../agent/node/agent.js';
+import { BOOT_GUARD_TABLE } from '../agent/gateway/constants.js';
+import { renderBootGuard } from '../agent/gateway/render.js';
 import { NodeEventRecorder } from '../agent/node/node-events.js';
 
 const LEASE = { renewIntervalMs: 50, expiryMs: 300, startupGraceMs: 300 };
@@ -194,6 +196,38 @@ describe('node agent (ip-masq-agent flavour) against the in-process API server',
     await started;
     await waitFor(async () => (await gatewayNodeState(r.t, 'worker1')) === 'Up', 'worker1 Up');
   });
+});
+
+describe("the boot hook's pod guard (gateway/render.ts renderBootGuard)", () => {
+  const guard = () => renderBootGuard(['10.10.10.0/24'], ['10.10.11.0/24']);
+
+  it('is deleted once the gateway and the masquerade have programmed the node, after their first commits', async () => {
+    const r = await rig();
+    r.nft.host.putTable(BOOT_GUARD_TABLE, guard());
+    await r.agent.start();
+    expect(r.nft.host.table(BOOT_GUARD_TABLE)).toBeNull();
+    const applied = r.nft.host.applied;
+    const lift = applied.findIndex((x) => x === `delete table ip ${BOOT_GUARD_TABLE}\n`);
+    expect(lift).toBeGreaterThan(applied.findIndex((x) => /^table ip egresslab_masq \{/m.test(x)));
+    expect(lift).toBeGreaterThan(applied.findIndex((x) => /^table ip egresslab_gw \{/m.test(x)));
+    expect(r.logs.filter((l) => l.includes("lifted the boot hook's pod guard"))).toHaveLength(1);
+    expect(r.agent.collectStatus()).toMatchObject({ phase: 'running' });
+  });
+
+  it('stays while a first apply fails and is retried, and goes once it succeeds; a node booted without it deletes nothing', async () => {
+    const r = await rig();
+    r.nft.host.putTable(BOOT_GUARD_TABLE, guard());
+    r.nft.failNextApply('Error: Could not process rule: No buffer space available');
+    await r.agent.start();
+    expect(r.nft.host.table(BOOT_GUARD_TABLE)).toBe(guard());
+    expect(r.logs.some((l) => /pod guard \(table ip egresslab_boot\) stays until \w+ programmed this node/.test(l))).toBe(true);
+    await waitFor(() => r.nft.host.table(BOOT_GUARD_TABLE) === null, 'the guard lifted after the retry', 5000);
+
+    const plain = await rig({ nodeName: 'worker2' }, { t: r.t });
+    await plain.agent.start();
+    expect(plain.nft.host.applied.some((x) => x.includes(BOOT_GUARD_TABLE))).toBe(false);
+    expect(plain.logs.some((l) => l.includes("boot hook's pod guard"))).toBe(false);
+  }, 20_000);
 });
 
 describe('node agent (other flavours)', () => {

@@ -35,6 +35,12 @@ export const GW_RULE_PREF = 1000;
 /** Forward fence: see GW_FORWARD_OK_MARK. Table GW_FENCE_TABLE = `blackhole default` + `throw` for this node's pod CIDRs. */
 export const GW_FORWARD_OK_MARK = 0x00001000;
 export const GW_FENCE_TABLE = GW_TABLE_BASE;
+/**
+ * The boot hook's pod guard (render.ts renderBootFence): an nft table the node's init installs
+ * before the agent runs, dropping what this node's own pods send out of the uplink to anything but
+ * the cluster's pods. The agent deletes it once every module has programmed the node (agent.ts).
+ */
+export const BOOT_GUARD_TABLE = 'egresslab_boot';
 export const GW_FENCE_PREF = 990;
 
 /** nft chain priorities. */

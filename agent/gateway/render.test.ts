@@ -1,11 +1,12 @@
 import { describe, expect, it } from 'vitest';
-import { execFileSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { defaultMasqConfig } from '../masq/config.js';
 import { EGRESS_GW_BYPASS_MARK, EGRESS_GW_BYPASS_MASK } from '../masq/constants.js';
 import { renderMasqRuleset } from '../masq/render.js';
+import { BOOT_GUARD_TABLE } from './constants.js';
 import { computeGatewayPlan, type ModelInput } from './model.js';
 import {
   addressCommands,
@@ -22,6 +23,7 @@ import {
   parseRouteTables,
   renderAliveRefresh,
   renderBootFence,
+  renderBootGuard,
   renderGateway,
   renderGatewayRemoval,
   renderStrayReplyFence,
@@ -328,17 +330,28 @@ describe('forward fence: nothing from pods of other nodes is forwarded un-NATed,
   });
 });
 
-describe('the forward fence as a boot hook (renderBootFence)', () => {
-  /** Runs the hook with `sh` and a stand-in `ip` first on PATH that records its arguments and stdin. */
-  function runHook(text: string): { args: string | null; batch: string[] } {
+describe('the forward fence and the pod guard as a boot hook (renderBootFence)', () => {
+  /** Runs the hook with `sh` and stand-ins for `ip` and `nft` first on PATH that record their arguments and stdin. */
+  function runHook(text: string, fail: 'ip' | 'nft' | null = null): { code: number; ran: Record<string, { args: string; stdin: string[] }> } {
     const dir = mkdtempSync(join(tmpdir(), 'egresslab-bootfence-'));
     try {
-      writeFileSync(join(dir, 'ip'), `#!/bin/sh\necho "$*" > '${dir}/args'\ncat > '${dir}/stdin'\n`);
-      chmodSync(join(dir, 'ip'), 0o755);
+      for (const cmd of ['ip', 'nft']) {
+        writeFileSync(join(dir, cmd), `#!/bin/sh\necho "$*" > '${dir}/${cmd}.args'\ncat > '${dir}/${cmd}.stdin'\nexit ${cmd === fail ? 2 : 0}\n`);
+        chmodSync(join(dir, cmd), 0o755);
+      }
       writeFileSync(join(dir, 'hook.sh'), text);
-      execFileSync('sh', [join(dir, 'hook.sh')], { env: { ...process.env, PATH: `${dir}:${process.env.PATH}` } });
-      if (!existsSync(join(dir, 'args'))) return { args: null, batch: [] };
-      return { args: readFileSync(join(dir, 'args'), 'utf8').trim(), batch: readFileSync(join(dir, 'stdin'), 'utf8').trim().split('\n') };
+      const r = spawnSync('sh', [join(dir, 'hook.sh')], { env: { ...process.env, PATH: `${dir}:${process.env.PATH}` } });
+      const ran: Record<string, { args: string; stdin: string[] }> = {};
+      for (const cmd of ['ip', 'nft']) {
+        if (!existsSync(join(dir, `${cmd}.args`))) continue;
+        ran[cmd] = {
+          args: readFileSync(join(dir, `${cmd}.args`), 'utf8').trim(),
+          stdin: readFileSync(join(dir, `${cmd}.stdin`), 'utf8')
+            .trim()
+            .split('\n'),
+        };
+      }
+      return { code: r.status ?? -1, ran };
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
@@ -348,12 +361,13 @@ describe('the forward fence as a boot hook (renderBootFence)', () => {
     const plan = computeGatewayPlan(input('node-1', { '192.168.1.100': 'node-2' }));
     const r = renderGateway(plan);
     const hook = renderBootFence(plan.podCIDRs, plan.peerPodCIDRs);
-    const ran = runHook(hook);
-    expect(ran.args).toBe('-force -batch -');
+    const { code, ran } = runHook(hook);
+    expect(code).toBe(0);
+    expect(ran.ip?.args).toBe('-force -batch -');
     // the same lines the agent's own apply sends for its fence (routingCommands of the rendered fence)
     const fenceOnly = { rules: r.rules.filter((x) => x.table === 7100), routes: [], fenceThrow: r.fenceThrow };
-    expect(ran.batch).toEqual(routingCommands(fenceOnly, { rules: [], tables: [] }).before);
-    expect(ran.batch).toEqual([
+    expect(ran.ip?.stdin).toEqual(routingCommands(fenceOnly, { rules: [], tables: [] }).before);
+    expect(ran.ip?.stdin).toEqual([
       'route replace throw 10.10.10.0/24 table 7100',
       'route replace blackhole default table 7100',
       'rule add pref 990 from 10.10.11.0/24 iif eth0 fwmark 0x0/0x1000 table 7100',
@@ -361,9 +375,30 @@ describe('the forward fence as a boot hook (renderBootFence)', () => {
     ]);
   });
 
-  it('a node without peers has nothing to fence: the hook runs no ip at all, like the agent; the text depends only on the CIDRs', () => {
+  it("installs the pod guard with nft: the node's own pods reach only the other nodes' pods through the uplink until the agent lifts it", () => {
+    const plan = computeGatewayPlan(input('node-1', { '192.168.1.100': 'node-2' }));
+    const { ran } = runHook(renderBootFence(plan.podCIDRs, plan.peerPodCIDRs, 'ens4'));
+    expect(ran.nft?.args).toBe('-f -');
+    expect(ran.nft?.stdin.join('\n')).toBe(renderBootGuard(plan.podCIDRs, plan.peerPodCIDRs, 'ens4').trimEnd());
+    expect(ran.nft?.stdin).toContain('    oifname "ens4" ip saddr { 10.10.10.0/24 } ip daddr != { 10.10.11.0/24, 10.10.12.0/24 } counter drop');
+    expect(ran.nft?.stdin[0]).toBe(`table ip ${BOOT_GUARD_TABLE} {`);
+    // a node alone in the cluster: its pods reach nothing through the uplink; a node without pods: no guard
+    expect(renderBootGuard(['10.10.10.0/24'], [])).toContain('oifname "eth0" ip saddr { 10.10.10.0/24 } counter drop');
+    expect(renderBootGuard([], ['10.10.11.0/24'])).toBe('');
+  });
+
+  it('a failing command stops the hook with its exit code (the boot fails loudly, harness/lab/boot.ts)', () => {
+    const hook = renderBootFence(['10.10.10.0/24'], ['10.10.11.0/24']);
+    const ipFails = runHook(hook, 'ip');
+    expect(ipFails.code).toBe(1);
+    expect(ipFails.ran.nft).toBeUndefined();
+    expect(runHook(hook, 'nft').code).toBe(1);
+  });
+
+  it('a node without peers has no forward fence (no ip at all, like the agent), a node without pods no guard; the text depends only on the CIDRs', () => {
     expect(routingCommands({ rules: [], routes: [], fenceThrow: ['10.10.10.0/24'] }, { rules: [], tables: [] }).before).toEqual([]);
-    expect(runHook(renderBootFence(['10.10.10.0/24'], []))).toEqual({ args: null, batch: [] });
+    expect(Object.keys(runHook(renderBootFence(['10.10.10.0/24'], [])).ran)).toEqual(['nft']);
+    expect(runHook(renderBootFence([], []))).toEqual({ code: 0, ran: {} });
     expect(renderBootFence(['10.10.10.0/24'], ['10.10.11.0/24'])).toBe(renderBootFence(['10.10.10.0/24'], ['10.10.11.0/24']));
     expect(renderBootFence(['10.10.10.0/24'], ['10.10.11.0/24'])).not.toBe(renderBootFence(['10.10.10.0/24'], ['10.10.11.0/24', '10.10.12.0/24']));
   });

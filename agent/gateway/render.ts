@@ -36,6 +36,7 @@
 import { EGRESS_GW_BYPASS_MARK, EGRESS_GW_BYPASS_MASK } from '../masq/constants.js';
 import { maskOf, parseCidr4 } from '../../lib/net/addresses.js';
 import {
+  BOOT_GUARD_TABLE,
   ARP_ALIVE_TIMEOUT_MS,
   GW_FENCE_PREF,
   GW_FENCE_TABLE,
@@ -358,22 +359,54 @@ export function forwardFence(ownPodCIDRs: readonly string[], peerPodCIDRs: reado
 }
 
 /**
- * The forward fence as a node boot hook: a shell script that the node's init runs after its links
- * are up and before the agent starts (AgentConfig.bootHookDir). A node that boots again faster
+ * The boot hook's pod guard (nft text, '' for a node without pods): until the agent has programmed
+ * the node, what this node's own pods send out of the uplink is dropped unless it goes to another
+ * node's pods. A node that boots again finds its pods wired before its agent runs; without the
+ * guard, their packets would leave with the pod IP: a pod answers a far end still talking to its
+ * old connection (the holder de-NATs the far end's retransmissions to it) with an RST, a new
+ * connection's SYN leaves unmasqueraded (chaos seed 1419845312). Forwarded traffic only: the node's
+ * own traffic and its pods' traffic to the node are not touched. The agent deletes the table
+ * (BOOT_GUARD_TABLE) once every module has started (agent/node/agent.ts).
+ */
+export function renderBootGuard(ownPodCIDRs: readonly string[], peerPodCIDRs: readonly string[], uplink = 'eth0'): string {
+  if (!ownPodCIDRs.length) return '';
+  const peers = peerPodCIDRs.length ? ` ip daddr != { ${peerPodCIDRs.join(', ')} }` : '';
+  return [
+    `table ip ${BOOT_GUARD_TABLE} {`,
+    '  chain forward {',
+    '    type filter hook forward priority filter - 10; policy accept;',
+    `    oifname "${uplink}" ip saddr { ${ownPodCIDRs.join(', ')} }${peers} counter drop`,
+    '  }',
+    '}',
+    '',
+  ].join('\n');
+}
+
+/**
+ * The forward fence as a node boot hook: a shell script that the node's init runs before its links
+ * and pods are wired and before the agent starts (AgentConfig.bootHookDir). A node that boots again faster
  * than its lease expires is still a holder in every peer's routes, and its pods' peers keep
  * sending it their marked traffic; until its agent runs, nothing would SNAT that traffic, and the
  * kernel would forward it with the pod IP. The hook blackholes it from the first packet. The
  * agent rewrites the hook whenever its fence changes (a node joins or leaves) and adopts the rules
- * the hook installed (same preference, table and selectors).
+ * the hook installed (same preference, table and selectors). The hook also installs the pod guard
+ * (renderBootGuard) for the node's own pods, which the agent lifts once it has programmed them.
  */
 export function renderBootFence(ownPodCIDRs: readonly string[], peerPodCIDRs: readonly string[], uplink = 'eth0'): string {
   const lines = routingCommands({ ...forwardFence(ownPodCIDRs, peerPodCIDRs, uplink), routes: [] }, { rules: [], tables: [] }).before;
+  const guard = renderBootGuard(ownPodCIDRs, peerPodCIDRs, uplink);
+  const body = [
+    ...(lines.length ? ["ip -force -batch - <<'EOF' || exit 1", ...lines, 'EOF'] : []),
+    ...(guard ? ["nft -f - <<'EOF' || exit 1", ...guard.trimEnd().split('\n'), 'EOF'] : []),
+  ];
   return [
     '#!/bin/sh',
-    '# Written by the egresslab agent (gateway forward fence, agent/gateway/render.ts renderBootFence).',
+    '# Written by the egresslab agent (gateway forward fence and pod guard, agent/gateway/render.ts renderBootFence).',
     '# Runs at node boot, before the agent: forwarded pod traffic of other nodes is dropped until the',
-    '# agent marks what it SNATs.',
-    ...(lines.length ? ["exec ip -force -batch - <<'EOF'", ...lines, 'EOF'] : ['exit 0']),
+    "# agent marks what it SNATs; this node's pods reach nothing beyond the cluster's pods until the",
+    `# agent has programmed their masquerade and egress (it then deletes table ip ${BOOT_GUARD_TABLE}).`,
+    ...body,
+    'exit 0',
     '',
   ].join('\n');
 }

@@ -16,6 +16,7 @@
 import { readFile } from 'node:fs/promises';
 import { KubeClient } from '../../lib/kube/client.js';
 import type { AgentConfig } from '../config.js';
+import { BOOT_GUARD_TABLE } from '../gateway/constants.js';
 import { ExecHost } from '../host/exec-host.js';
 import type { Host } from '../host/host.js';
 import { ConfigMapVolumeModule } from './configmap-volume.js';
@@ -43,6 +44,9 @@ export interface NodeAgentDeps {
 
 export type AgentPhase = 'waiting-for-credentials' | 'starting' | 'running' | 'stopping' | 'stopped';
 
+/** How often a node whose modules have not all programmed it checks again before lifting its boot guard. */
+export const BOOT_GUARD_RECHECK_MS = 500;
+
 export function buildModules(ctx: NodeModuleContext, host: Host): NodeModule[] {
   const real = host instanceof ExecHost;
   const mods: NodeModule[] = [new LeaseModule(ctx, { beacon: real })];
@@ -66,6 +70,7 @@ export class NodeAgent {
   private starting: Promise<void> | null = null;
   private stopping: Promise<void> | null = null;
   private readonly write: (line: string) => void;
+  private guardTimer: NodeJS.Timeout | null = null;
 
   constructor(
     readonly config: AgentConfig,
@@ -113,23 +118,68 @@ export class NodeAgent {
       holding: new Signal(false),
       licence: new Licence(),
     };
-    this.modules = buildModules(ctx, this.deps.host ?? new ExecHost({ nftPath: c.nftPath, onError: (m) => this.log('gateway', `nft session: ${m}`) }));
+    const host = this.deps.host ?? new ExecHost({ nftPath: c.nftPath, onError: (m) => this.log('gateway', `nft session: ${m}`) });
+    this.modules = buildModules(ctx, host);
     this.phase = 'starting';
+    const failed: string[] = [];
     for (const m of this.modules) {
       if (this.stopRequested) return;
       this.started.push(m);
       try {
         await m.start();
       } catch (e) {
+        failed.push(m.name);
         this.log(m.name, `failed to start: ${errorMessage(e)}`);
         this.events.record('Warning', 'AgentModuleFailed', `module ${m.name} failed to start: ${errorMessage(e)}`);
       }
       this.status.changed();
     }
     if (this.stopRequested) return;
+    await this.liftBootGuard(host, failed);
     this.phase = 'running';
     this.log('agent', `running (${this.modules.map((m) => m.name).join(', ')}); status in ${c.statusPath}`);
     this.status.changed();
+  }
+
+  /**
+   * Deletes the boot hook's pod guard (gateway/render.ts renderBootGuard) once every module has
+   * programmed the node (NodeModule.programmed): from then on the node's own rules decide what its
+   * pods' traffic leaves with. Until then (a module whose first apply failed and is retrying, one
+   * that failed to start) the guard stays: the pods reach the cluster's pods only (fail closed).
+   * Checked again every BOOT_GUARD_RECHECK_MS. A node that did not boot with the hook has no guard.
+   */
+  private async liftBootGuard(host: Host, failed: readonly string[]): Promise<void> {
+    let exists: boolean;
+    try {
+      exists = await host.nftTableExists('ip', BOOT_GUARD_TABLE);
+    } catch (e) {
+      this.log('agent', `reading the boot hook's pod guard (table ip ${BOOT_GUARD_TABLE}): ${errorMessage(e)}`);
+      return;
+    }
+    if (!exists) return;
+    let waitingFor = '';
+    const attempt = async (): Promise<void> => {
+      this.guardTimer = null;
+      if (this.stopRequested) return;
+      const pending = [...failed, ...this.modules.filter((m) => m.programmed && !m.programmed()).map((m) => m.name)];
+      if (!pending.length) {
+        try {
+          await host.nftApply(`delete table ip ${BOOT_GUARD_TABLE}\n`);
+          this.log('agent', `lifted the boot hook's pod guard (table ip ${BOOT_GUARD_TABLE}): this node's pods are programmed`);
+          return;
+        } catch (e) {
+          this.log('agent', `lifting the boot hook's pod guard (table ip ${BOOT_GUARD_TABLE}): ${errorMessage(e)}`);
+        }
+      } else if (pending.join(', ') !== waitingFor) {
+        waitingFor = pending.join(', ');
+        const why = failed.length ? `stays: ${failed.join(', ')} did not start` : `stays until ${waitingFor} programmed this node`;
+        this.log('agent', `the boot hook's pod guard (table ip ${BOOT_GUARD_TABLE}) ${why}`);
+      }
+      if (failed.length) return; // a module that did not start never programs: the guard stays
+      this.guardTimer = setTimeout(() => void attempt(), BOOT_GUARD_RECHECK_MS);
+      this.guardTimer.unref?.();
+    };
+    await attempt();
   }
 
   private async readCredentials(): Promise<{ token: string; ca: string | null } | null> {
@@ -171,6 +221,7 @@ export class NodeAgent {
     this.phase = 'stopping';
     this.log('agent', 'stopping');
     this.status.changed();
+    if (this.guardTimer) clearTimeout(this.guardTimer);
     // a module that is still starting (e.g. waiting for the first ConfigMap sync) finishes first
     await this.starting?.catch(() => undefined);
     for (const m of [...this.started].reverse()) {

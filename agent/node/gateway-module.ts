@@ -141,6 +141,10 @@ interface ProbeState {
   seq: number;
 }
 
+/** Back-off of the retries after a failed apply (GatewayModule.retryAfterFailure). */
+export const APPLY_RETRY_MIN_MS = 500;
+export const APPLY_RETRY_MAX_MS = 10_000;
+
 export class GatewayModule implements NodeModule {
   readonly name = 'gateway';
   private readonly host: Host;
@@ -148,6 +152,9 @@ export class GatewayModule implements NodeModule {
   private informers: Partial<Record<WatchedResource, Informer>> = {};
   private debounce: NodeJS.Timeout | null = null;
   private resync: NodeJS.Timeout | null = null;
+  /** a failed apply is tried again after APPLY_RETRY_MIN_MS, doubling up to APPLY_RETRY_MAX_MS */
+  private retryTimer: NodeJS.Timeout | null = null;
+  private retryDelayMs = 0;
   private bulkTimer: NodeJS.Timeout | null = null;
   /**
    * Set when this agent finds it did not run for a while (a hung or paused node, a long stall):
@@ -179,6 +186,8 @@ export class GatewayModule implements NodeModule {
   /** what this node's pairs' conntrack entries were made under (render.ts treatmentsAfter) */
   private treatments: Treatments | null = null;
   private lastRuleset = '';
+  /** a program() completed (NodeModule.programmed) */
+  private programmedOnce = false;
   private kernel: { rules: RuleSpec[]; routes: Map<number, string>; addrs: string[] } | null = null;
   private owned = new Set<string>();
   private garpTimers = new Map<string, NodeJS.Timeout[]>();
@@ -536,10 +545,12 @@ export class GatewayModule implements NodeModule {
         this.triggerAt = null;
         try {
           await this.applyOnce(f, trig, trigWhat || what);
+          this.retryDelayMs = 0;
         } catch (e) {
           const message = errorMessage(e);
+          this.retryAfterFailure();
           if (this.st.lastError?.message !== message) {
-            this.ctx.log(this.name, `apply failed (retrying at the next change or resync): ${message}`);
+            this.ctx.log(this.name, `apply failed (retrying in ${this.retryDelayMs} ms, then with back-off up to ${APPLY_RETRY_MAX_MS} ms): ${message}`);
             this.ctx.events.record('Warning', 'EgressGatewayApplyFailed', message);
           }
           this.st.lastError = { at: new Date().toISOString(), message };
@@ -548,6 +559,20 @@ export class GatewayModule implements NodeModule {
       } while (this.dirty && !this.stopped);
     })().finally(() => (this.running = null));
     return this.running;
+  }
+
+  /**
+   * A failed apply is tried again soon (a full re-apply), not only at the next change or resync:
+   * until this node's first apply succeeds, the boot hook's pod guard holds its pods' traffic.
+   */
+  private retryAfterFailure(): void {
+    if (this.stopped || this.retryTimer) return;
+    this.retryDelayMs = Math.min(APPLY_RETRY_MAX_MS, Math.max(APPLY_RETRY_MIN_MS, this.retryDelayMs * 2));
+    this.retryTimer = setTimeout(() => {
+      this.retryTimer = null;
+      void this.kick('retry after a failed apply', true);
+    }, this.retryDelayMs);
+    this.retryTimer.unref?.();
   }
 
   input(): ModelInput {
@@ -628,7 +653,7 @@ export class GatewayModule implements NodeModule {
     try {
       if (this.bootFence !== undefined || this.host.readFile(path) !== text) {
         this.host.writeFile(path, text);
-        this.ctx.log(this.name, `boot hook ${path}: forward fence for ${plan.peerPodCIDRs.length} peer pod CIDR(s)`);
+        this.ctx.log(this.name, `boot hook ${path}: forward fence for ${plan.peerPodCIDRs.length} peer pod CIDR(s), pod guard for ${plan.podCIDRs.length} own`);
       }
       this.bootFence = text;
     } catch (e) {
@@ -758,6 +783,11 @@ export class GatewayModule implements NodeModule {
     await this.host.ipBatch(cmds.after);
     const addrsNow = [...k.addrs.filter((a) => !addrs.del.some((d) => d.cidr === a)), ...addrs.add.map((a) => a.cidr)];
     this.kernel = { rules: r.rules, routes: new Map(r.routes.map((x) => [x.table, `${x.via} ${x.dev}`])), addrs: addrsNow };
+    this.programmedOnce = true;
+  }
+
+  programmed(): boolean {
+    return this.programmedOnce;
   }
 
   /** Deletes the conntrack entries of these (source, destination) pairs. */
@@ -1058,6 +1088,7 @@ export class GatewayModule implements NodeModule {
     this.stopped = true;
     if (this.debounce) clearTimeout(this.debounce);
     if (this.resync) clearInterval(this.resync);
+    if (this.retryTimer) clearTimeout(this.retryTimer);
     this.stopHolderTimers();
     for (const ip of [...this.garpTimers.keys()]) this.cancelAnnounce(ip);
     for (const ip of [...this.probing.keys()]) this.endProbe(ip);

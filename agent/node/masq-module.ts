@@ -116,6 +116,10 @@ export class MasqModule implements NodeModule {
     this.ctx.statusChanged();
   }
 
+  programmed(): boolean {
+    return (this.agent ? this.agent.getState().appliedAt : this.one.appliedAt) !== null;
+  }
+
   async stop(): Promise<void> {
     this.stopped = true;
     if (this.retry) clearTimeout(this.retry);

@@ -88,6 +88,12 @@ export interface NodeModule {
   stop(): Promise<void>;
   /** JSON-serialisable status for agent-status.json */
   status(): Record<string, unknown>;
+  /**
+   * Whether the module's rules for this node's pods are in the kernel (a first apply succeeded).
+   * The agent lifts the boot hook's pod guard once every module that has this says so; a module
+   * without it programs nothing of the pods' traffic.
+   */
+  programmed?(): boolean;
 }
 
 export function errorMessage(e: unknown): string {

@@ -174,8 +174,8 @@ export class Faults {
   }
 
   /**
-   * The first half of start(): boots a killed or stopped node, re-wires it and runs its boot hooks
-   * (harness/lab/boot.ts), but starts none of its programs: the node as its init leaves it before
+   * The first half of start(): boots a killed or stopped node, runs its boot hooks
+   * (harness/lab/boot.ts) and re-wires it, but starts none of its programs: the node as its init leaves it before
    * the agent runs. start() later starts the programs. For scenarios about what a node does
    * between its boot and its agent's start.
    */
@@ -189,10 +189,13 @@ export class Faults {
     const info = await this.lab.container(n).inspect();
     if (info.State.Paused) throw new LabError(`${n} is paused: unpause it instead of starting it`);
     if (!info.State.Running) await this.lab.container(n).start();
+    // the node's init runs its boot hooks before anything is wired, as a real node's init runs
+    // before its kubelet and CNI wire the pods: a pod wired first could send (an RST to a far end
+    // still talking to it, a new connection) before the hooks fence it (chaos seed 1419845312)
+    await runBootHooks(this.lab, n);
     await this.lab.wire(new Set([n]));
     // back on the segment (kill cut its port)
     await this.deleteRules(new RegExp(`comment "dead:${this.port(n)}" # handle (\\d+)`, 'g'));
-    await runBootHooks(this.lab, n);
   }
 
   /** Freezes every process of the node (docker pause): a hung node. */

@@ -1,7 +1,7 @@
 /**
- * A lab node's boot hooks: what the node's init runs when the node boots, after the lab has wired
- * its links and before its programs (agent, controller) start, like /etc/rc.local or a systemd
- * unit on a real node. The lab knows nothing of what the hooks do; the system under test installs
+ * A lab node's boot hooks: what the node's init runs when the node boots, before the lab wires its
+ * links and pods and before its programs (agent, controller) start, like a systemd unit ordered
+ * before the kubelet (and its CNI, which wires the pods) on a real node. The lab knows nothing of what the hooks do; the system under test installs
  * them (the agent keeps its gateway forward fence there: agent/gateway/render.ts renderBootFence).
  * The first boot has none: a fresh node's programs install what they need.
  */
@@ -22,7 +22,7 @@ export function bootHooksScript(dir: string = NODE_BOOT_HOOK_DIR): string {
   );
 }
 
-/** Runs a node's boot hooks (after its links are wired, before its programs start). */
+/** Runs a node's boot hooks (before its links and pods are wired and its programs start). */
 export async function runBootHooks(lab: LabRuntime, node: string): Promise<void> {
   const r = await lab.exec(node, ['sh', '-c', bootHooksScript()], { check: false });
   if (r.exitCode !== 0) throw new LabError(`lab ${lab.id}: ${node} did not boot: ${r.stderr.trim() || `exit ${r.exitCode}`}`);
