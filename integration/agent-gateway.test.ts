@@ -497,5 +497,18 @@ describe('GatewayModule', () => {
       await waitFor(() => tables(sys).length > 0, 'programmed once synced', 5000);
       expect(tables(sys)[0]!.arg).toContain('set p0_src { type ipv4_addr; elements = { 10.10.10.1 } }');
     });
+
+    it('API not synced in time on a node with no datapath: programmed from what is known, but not programmed() until the caches are complete (the boot guard stays)', async () => {
+      const w = await rigWithSlowPods(600);
+      const { logs, sys } = w;
+      const mod = await startModule(w, { host: sys, heartbeat: false, garpScheduleMs: [0], startupSyncTimeoutMs: 100 });
+      expect(logs.join('\n')).toMatch(/API not synced after 100 ms: programming fail-closed from what is known until it is/);
+      // the premise: something was committed from the half-filled caches
+      expect(tables(sys).length).toBeGreaterThan(0);
+      expect(tables(sys).some((c) => c.arg.includes('set p0_src { type ipv4_addr; elements = { 10.10.10.1 } }'))).toBe(false);
+      expect(mod.programmed()).toBe(false);
+      await waitFor(() => mod.programmed(), 'programmed() once a plan from complete caches is committed', 5000);
+      expect(tables(sys).at(-1)!.arg).toContain('set p0_src { type ipv4_addr; elements = { 10.10.10.1 } }');
+    });
   });
 });

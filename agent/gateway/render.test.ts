@@ -381,18 +381,26 @@ describe('the forward fence and the pod guard as a boot hook (renderBootFence)',
     expect(ran.nft?.args).toBe('-f -');
     expect(ran.nft?.stdin.join('\n')).toBe(renderBootGuard(plan.podCIDRs, plan.peerPodCIDRs, 'ens4').trimEnd());
     expect(ran.nft?.stdin).toContain('    oifname "ens4" ip saddr { 10.10.10.0/24 } ip daddr != { 10.10.11.0/24, 10.10.12.0/24 } counter drop');
-    expect(ran.nft?.stdin[0]).toBe(`table ip ${BOOT_GUARD_TABLE} {`);
+    expect(ran.nft?.stdin.slice(0, 3)).toEqual([`table ip ${BOOT_GUARD_TABLE}`, `delete table ip ${BOOT_GUARD_TABLE}`, `table ip ${BOOT_GUARD_TABLE} {`]);
     // a node alone in the cluster: its pods reach nothing through the uplink; a node without pods: no guard
     expect(renderBootGuard(['10.10.10.0/24'], [])).toContain('oifname "eth0" ip saddr { 10.10.10.0/24 } counter drop');
     expect(renderBootGuard([], ['10.10.11.0/24'])).toBe('');
   });
 
-  it('a failing command stops the hook with its exit code (the boot fails loudly, harness/lab/boot.ts)', () => {
+  it('a failing command fails the hook (the boot fails loudly, harness/lab/boot.ts); the guard goes in first', () => {
     const hook = renderBootFence(['10.10.10.0/24'], ['10.10.11.0/24']);
+    const nftFails = runHook(hook, 'nft');
+    expect(nftFails.code).toBe(1);
+    expect(nftFails.ran.ip).toBeUndefined();
     const ipFails = runHook(hook, 'ip');
     expect(ipFails.code).toBe(1);
-    expect(ipFails.ran.nft).toBeUndefined();
-    expect(runHook(hook, 'nft').code).toBe(1);
+    expect(ipFails.ran.nft?.args).toBe('-f -');
+  });
+
+  it('the guard replaces itself when the hook runs again (one drop rule, not two)', () => {
+    const text = renderBootGuard(['10.10.10.0/24'], ['10.10.11.0/24']).split('\n');
+    expect(text.slice(0, 3)).toEqual([`table ip ${BOOT_GUARD_TABLE}`, `delete table ip ${BOOT_GUARD_TABLE}`, `table ip ${BOOT_GUARD_TABLE} {`]);
+    expect(text.filter((l) => l.includes('drop'))).toHaveLength(1);
   });
 
   it('a node without peers has no forward fence (no ip at all, like the agent), a node without pods no guard; the text depends only on the CIDRs', () => {

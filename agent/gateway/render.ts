@@ -366,12 +366,15 @@ export function forwardFence(ownPodCIDRs: readonly string[], peerPodCIDRs: reado
  * old connection (the holder de-NATs the far end's retransmissions to it) with an RST, a new
  * connection's SYN leaves unmasqueraded (chaos seed 1419845312). Forwarded traffic only: the node's
  * own traffic and its pods' traffic to the node are not touched. The agent deletes the table
- * (BOOT_GUARD_TABLE) once every module has started (agent/node/agent.ts).
+ * (BOOT_GUARD_TABLE) once its modules have programmed the node (agent/node/agent.ts liftBootGuard).
  */
 export function renderBootGuard(ownPodCIDRs: readonly string[], peerPodCIDRs: readonly string[], uplink = 'eth0'): string {
   if (!ownPodCIDRs.length) return '';
   const peers = peerPodCIDRs.length ? ` ip daddr != { ${peerPodCIDRs.join(', ')} }` : '';
   return [
+    // idempotent: a second run replaces the table instead of adding a second rule
+    `table ip ${BOOT_GUARD_TABLE}`,
+    `delete table ip ${BOOT_GUARD_TABLE}`,
     `table ip ${BOOT_GUARD_TABLE} {`,
     '  chain forward {',
     '    type filter hook forward priority filter - 10; policy accept;',
@@ -395,9 +398,11 @@ export function renderBootGuard(ownPodCIDRs: readonly string[], peerPodCIDRs: re
 export function renderBootFence(ownPodCIDRs: readonly string[], peerPodCIDRs: readonly string[], uplink = 'eth0'): string {
   const lines = routingCommands({ ...forwardFence(ownPodCIDRs, peerPodCIDRs, uplink), routes: [] }, { rules: [], tables: [] }).before;
   const guard = renderBootGuard(ownPodCIDRs, peerPodCIDRs, uplink);
+  // the guard first (one atomic nft transaction); the ip batch goes on past a line that fails
+  // (-force: a rule already there) and the hook then fails with its status
   const body = [
-    ...(lines.length ? ["ip -force -batch - <<'EOF' || exit 1", ...lines, 'EOF'] : []),
     ...(guard ? ["nft -f - <<'EOF' || exit 1", ...guard.trimEnd().split('\n'), 'EOF'] : []),
+    ...(lines.length ? ["ip -force -batch - <<'EOF' || exit 1", ...lines, 'EOF'] : []),
   ];
   return [
     '#!/bin/sh',

@@ -142,40 +142,41 @@ export class NodeAgent {
   }
 
   /**
-   * Deletes the boot hook's pod guard (gateway/render.ts renderBootGuard) once every module has
-   * programmed the node (NodeModule.programmed): from then on the node's own rules decide what its
-   * pods' traffic leaves with. Until then (a module whose first apply failed and is retrying, one
-   * that failed to start) the guard stays: the pods reach the cluster's pods only (fail closed).
-   * Checked again every BOOT_GUARD_RECHECK_MS. A node that did not boot with the hook has no guard.
+   * Deletes the boot hook's pod guard (gateway/render.ts renderBootGuard) once every module that
+   * programs the pods' traffic (NodeModule.programmed) has programmed the node: from then on the
+   * node's own rules decide what its pods' traffic leaves with. Until then (a first apply that
+   * failed and is being retried, a gateway still waiting for complete API caches) the guard stays:
+   * the pods reach the cluster's pods only (fail closed). Checked again every BOOT_GUARD_RECHECK_MS.
+   * A programming module that failed to start keeps it for good (logged). A node that did not boot
+   * with the hook (an agent restarted on a running node) has no guard.
    */
   private async liftBootGuard(host: Host, failed: readonly string[]): Promise<void> {
-    let exists: boolean;
-    try {
-      exists = await host.nftTableExists('ip', BOOT_GUARD_TABLE);
-    } catch (e) {
-      this.log('agent', `reading the boot hook's pod guard (table ip ${BOOT_GUARD_TABLE}): ${errorMessage(e)}`);
-      return;
-    }
-    if (!exists) return;
-    let waitingFor = '';
+    const programming = this.modules.filter((m) => m.programmed);
+    const dead = failed.filter((name) => programming.some((m) => m.name === name));
+    let said = '';
+    const say = (msg: string): void => {
+      if (msg !== said) this.log('agent', msg);
+      said = msg;
+    };
     const attempt = async (): Promise<void> => {
       this.guardTimer = null;
       if (this.stopRequested) return;
-      const pending = [...failed, ...this.modules.filter((m) => m.programmed && !m.programmed()).map((m) => m.name)];
-      if (!pending.length) {
-        try {
+      try {
+        if (!(await host.nftTableExists('ip', BOOT_GUARD_TABLE))) return;
+        const pending = programming.filter((m) => !m.programmed!()).map((m) => m.name);
+        if (dead.length) {
+          say(`the boot hook's pod guard (table ip ${BOOT_GUARD_TABLE}) stays: ${dead.join(', ')} did not start`);
+          return;
+        }
+        if (!pending.length) {
           await host.nftApply(`delete table ip ${BOOT_GUARD_TABLE}\n`);
           this.log('agent', `lifted the boot hook's pod guard (table ip ${BOOT_GUARD_TABLE}): this node's pods are programmed`);
           return;
-        } catch (e) {
-          this.log('agent', `lifting the boot hook's pod guard (table ip ${BOOT_GUARD_TABLE}): ${errorMessage(e)}`);
         }
-      } else if (pending.join(', ') !== waitingFor) {
-        waitingFor = pending.join(', ');
-        const why = failed.length ? `stays: ${failed.join(', ')} did not start` : `stays until ${waitingFor} programmed this node`;
-        this.log('agent', `the boot hook's pod guard (table ip ${BOOT_GUARD_TABLE}) ${why}`);
+        say(`the boot hook's pod guard (table ip ${BOOT_GUARD_TABLE}) stays until ${pending.join(', ')} programmed this node`);
+      } catch (e) {
+        say(`the boot hook's pod guard (table ip ${BOOT_GUARD_TABLE}): ${errorMessage(e)} (trying again)`);
       }
-      if (failed.length) return; // a module that did not start never programs: the guard stays
       this.guardTimer = setTimeout(() => void attempt(), BOOT_GUARD_RECHECK_MS);
       this.guardTimer.unref?.();
     };

@@ -186,7 +186,7 @@ export class GatewayModule implements NodeModule {
   /** what this node's pairs' conntrack entries were made under (render.ts treatmentsAfter) */
   private treatments: Treatments | null = null;
   private lastRuleset = '';
-  /** a program() completed (NodeModule.programmed) */
+  /** a program() of a plan made from complete caches completed (NodeModule.programmed) */
   private programmedOnce = false;
   private kernel: { rules: RuleSpec[]; routes: Map<number, string>; addrs: string[] } | null = null;
   private owned = new Set<string>();
@@ -546,11 +546,13 @@ export class GatewayModule implements NodeModule {
         try {
           await this.applyOnce(f, trig, trigWhat || what);
           this.retryDelayMs = 0;
+          if (this.retryTimer) clearTimeout(this.retryTimer);
+          this.retryTimer = null;
         } catch (e) {
           const message = errorMessage(e);
           this.retryAfterFailure();
           if (this.st.lastError?.message !== message) {
-            this.ctx.log(this.name, `apply failed (retrying in ${this.retryDelayMs} ms, then with back-off up to ${APPLY_RETRY_MAX_MS} ms): ${message}`);
+            this.ctx.log(this.name, `apply failed (retrying with back-off from ${APPLY_RETRY_MIN_MS} to ${APPLY_RETRY_MAX_MS} ms): ${message}`);
             this.ctx.events.record('Warning', 'EgressGatewayApplyFailed', message);
           }
           this.st.lastError = { at: new Date().toISOString(), message };
@@ -663,6 +665,9 @@ export class GatewayModule implements NodeModule {
 
   /** Kernel side of one plan (also used by stop() with a fail-closed plan). */
   private async program(plan: GatewayPlan, force: boolean): Promise<void> {
+    // a plan from half-filled caches (the API not synced in time) is not this node's programming:
+    // the boot hook's pod guard stays until one from complete caches is in the kernel
+    const complete = this.synced;
     // the ruleset never carries @alive elements (its text stays the same from one apply to the next);
     // they are added in the same transaction, with the timeout licensed at that moment
     const r = renderGateway(plan, { uplink: this.uplink, aliveTimeoutMs: 0 });
@@ -783,7 +788,7 @@ export class GatewayModule implements NodeModule {
     await this.host.ipBatch(cmds.after);
     const addrsNow = [...k.addrs.filter((a) => !addrs.del.some((d) => d.cidr === a)), ...addrs.add.map((a) => a.cidr)];
     this.kernel = { rules: r.rules, routes: new Map(r.routes.map((x) => [x.table, `${x.via} ${x.dev}`])), addrs: addrsNow };
-    this.programmedOnce = true;
+    if (complete) this.programmedOnce = true;
   }
 
   programmed(): boolean {

@@ -188,11 +188,15 @@ export class Faults {
   private async bootNode(n: string): Promise<void> {
     const info = await this.lab.container(n).inspect();
     if (info.State.Paused) throw new LabError(`${n} is paused: unpause it instead of starting it`);
-    if (!info.State.Running) await this.lab.container(n).start();
     // the node's init runs its boot hooks before anything is wired, as a real node's init runs
     // before its kubelet and CNI wire the pods: a pod wired first could send (an RST to a far end
-    // still talking to it, a new connection) before the hooks fence it (chaos seed 1419845312)
-    await runBootHooks(this.lab, n);
+    // still talking to it, a new connection) before the hooks fence it (chaos seed 1419845312).
+    // Only a node that really boots runs them: start() on a running node ("undo whatever was
+    // done") must not put a boot guard on a node whose agent runs and will not lift it.
+    if (!info.State.Running) {
+      await this.lab.container(n).start();
+      await runBootHooks(this.lab, n);
+    }
     await this.lab.wire(new Set([n]));
     // back on the segment (kill cut its port)
     await this.deleteRules(new RegExp(`comment "dead:${this.port(n)}" # handle (\\d+)`, 'g'));
