@@ -454,7 +454,7 @@ describe('GatewayModule', () => {
   }, 20_000);
   describe('never programs from half-filled caches at start', () => {
     /** The seed policy, namespace and one matched pod on worker1; the API answers pod lists late. */
-    async function rigWithSlowPods(delayMs: number) {
+    async function rigWithSlowPods(delayMs: number, slowRef: unknown = R.pods) {
       const { t, dir } = await controllerAndDir();
       await seedAlice(t, [['frontend-1', 'worker1', '10.10.10.1']]);
       const w = worker1(t, dir);
@@ -463,7 +463,7 @@ describe('GatewayModule', () => {
         get(target, prop) {
           if (prop === 'list')
             return async (ref: unknown, opts: unknown) => {
-              if (ref === R.pods) await new Promise((r) => setTimeout(r, delayMs));
+              if (ref === slowRef) await new Promise((r) => setTimeout(r, delayMs));
               return (target.list as (a: unknown, b: unknown) => unknown)(ref, opts);
             };
           return Reflect.get(target, prop) as unknown;
@@ -499,7 +499,7 @@ describe('GatewayModule', () => {
     });
 
     it('API not synced in time on a node with no datapath: programmed from what is known, but not programmed() until the caches are complete (the boot guard stays)', async () => {
-      const w = await rigWithSlowPods(600);
+      const w = await rigWithSlowPods(2000);
       const { logs, sys } = w;
       const mod = await startModule(w, { host: sys, heartbeat: false, garpScheduleMs: [0], startupSyncTimeoutMs: 100 });
       expect(logs.join('\n')).toMatch(/API not synced after 100 ms: programming fail-closed from what is known until it is/);
@@ -508,6 +508,19 @@ describe('GatewayModule', () => {
       expect(tables(sys).some((c) => c.arg.includes('set p0_src { type ipv4_addr; elements = { 10.10.10.1 } }'))).toBe(false);
       expect(mod.programmed()).toBe(false);
       await waitFor(() => mod.programmed(), 'programmed() once a plan from complete caches is committed', 5000);
+      expect(tables(sys).at(-1)!.arg).toContain('set p0_src { type ipv4_addr; elements = { 10.10.10.1 } }');
+    });
+
+    it('a late list that changes nothing (no NetworkPolicy at all) still ends with a commit from complete caches: programmed()', async () => {
+      const w = await rigWithSlowPods(2000, R.networkpolicies);
+      const { logs, sys } = w;
+      const mod = await startModule(w, { host: sys, heartbeat: false, garpScheduleMs: [0], startupSyncTimeoutMs: 100 });
+      expect(logs.join('\n')).toMatch(/API not synced after 100 ms: programming fail-closed from what is known until it is/);
+      const before = tables(sys).length;
+      expect(before).toBeGreaterThan(0);
+      expect(mod.programmed()).toBe(false);
+      // the complete plan equals the half-synced one: only a forced apply commits it as this node's programming
+      await waitFor(() => mod.programmed(), 'programmed() after the late sync', 5000);
       expect(tables(sys).at(-1)!.arg).toContain('set p0_src { type ipv4_addr; elements = { 10.10.10.1 } }');
     });
   });

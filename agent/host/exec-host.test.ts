@@ -16,6 +16,20 @@ function fakeArping(name: string, body: string): string {
 }
 const probe = (script: string, waitMs = 50) => new ExecHost({ arpingPath: script }).arpProbe('eth0', '192.168.1.103', waitMs);
 
+describe('ExecHost.nftTableExists (against stand-ins for nft)', () => {
+  const exists = (body: string) => new ExecHost({ nftPath: fakeArping(`nft-${body.length}`, body) }).nftTableExists('ip', 'egresslab_boot');
+  it('true when nft lists it, false when nft says there is no such table', async () => {
+    expect(await exists('exit 0')).toBe(true);
+    expect(await exists('echo "Error: No such file or directory" >&2; exit 1')).toBe(false);
+  });
+  it('rejects when nft itself fails (the agent tries again instead of taking it for "no table")', async () => {
+    await expect(exists('echo "Error: Operation not permitted" >&2; exit 1')).rejects.toThrow(
+      /nft list table ip egresslab_boot failed: Error: Operation not permitted/,
+    );
+    await expect(new ExecHost({ nftPath: join(dir, 'no-such-nft') }).nftTableExists('ip', 'x')).rejects.toThrow(/nft list table ip x failed/);
+  });
+});
+
 describe('ExecHost.arpProbe (address conflict detection through arping -D)', () => {
   it('a reply: the MAC of the host that answered, lower case', async () => {
     const s = fakeArping(

@@ -125,7 +125,11 @@ export class ExecHost implements Host {
   }
 
   async nftTableExists(family: string, name: string): Promise<boolean> {
-    return (await run(this.nft, ['list', 'table', family, name], null)).code === 0;
+    const args = ['list', 'table', family, name];
+    const r = await run(this.nft, args, null);
+    if (r.code === 0) return true;
+    if (/No such file or directory/.test(r.stderr)) return false;
+    throw new HostCommandError(`nft ${args.join(' ')} failed: ${r.stderr.trim() || `exit ${r.code}`}`, r.stderr, r.code);
   }
 
   nftLine(line: string): Promise<void> {

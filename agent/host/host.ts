@@ -88,7 +88,10 @@ export interface Host {
    * not print them, so a terse listing of a big set is cheaper to print and parse, not to fetch.
    */
   nftList(family: string, name: string, opts?: NftListOptions): Promise<string | null>;
-  /** `nft list table <family> <name>` succeeds (never rejects) */
+  /**
+   * Whether `nft list table <family> <name>` finds the table: false when nft says there is none,
+   * rejects when nft itself fails (missing, timed out, refused): "no table" is never a guess.
+   */
   nftTableExists(family: string, name: string): Promise<boolean>;
   /**
    * One single-line nft command for a frequent, idempotent refresh (the ARP fence's @alive set),

@@ -177,6 +177,7 @@ export class NodeAgent {
       } catch (e) {
         say(`the boot hook's pod guard (table ip ${BOOT_GUARD_TABLE}): ${errorMessage(e)} (trying again)`);
       }
+      if (this.stopRequested) return; // stopped meanwhile: doStop cleared the timer already
       this.guardTimer = setTimeout(() => void attempt(), BOOT_GUARD_RECHECK_MS);
       this.guardTimer.unref?.();
     };

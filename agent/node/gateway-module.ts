@@ -293,7 +293,9 @@ export class GatewayModule implements NodeModule {
         this.name,
         `API not synced after ${timeout} ms: ${this.keepUntilSynced ? `keeping table ${GW_TABLE} as the previous agent left it` : 'programming fail-closed from what is known'} until it is`,
       );
-      void all.then(() => ((this.synced = true), this.changed('initial sync')));
+      // forced: a plan from the complete caches may equal the half-synced one (nothing listed late
+      // changed it) and must still be committed as this node's programming (programmed())
+      void all.then(() => ((this.synced = true), (this.forceNext = true), this.changed('initial sync')));
     }
     this.starting = false;
     await this.kick('start', true);
