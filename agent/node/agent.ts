@@ -163,11 +163,11 @@ export class NodeAgent {
       if (this.stopRequested) return;
       try {
         if (!(await host.nftTableExists('ip', BOOT_GUARD_TABLE))) return;
-        const pending = programming.filter((m) => !m.programmed!()).map((m) => m.name);
         if (dead.length) {
           say(`the boot hook's pod guard (table ip ${BOOT_GUARD_TABLE}) stays: ${dead.join(', ')} did not start`);
           return;
         }
+        const pending = programming.filter((m) => !m.programmed!()).map((m) => m.name);
         if (!pending.length) {
           await host.nftApply(`delete table ip ${BOOT_GUARD_TABLE}\n`);
           this.log('agent', `lifted the boot hook's pod guard (table ip ${BOOT_GUARD_TABLE}): this node's pods are programmed`);
