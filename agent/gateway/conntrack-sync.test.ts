@@ -9,7 +9,10 @@ import {
   conntrackdConfigIssues,
   conntrackdPaths,
   countCacheEntries,
+  bindingSaveArgs,
   foreignBindingPurgeArgs,
+  keptBindingLines,
+  keptBindingsAt,
   logTail,
   renderConntrackdConfig,
   renderCtSyncTable,
@@ -107,6 +110,57 @@ describe('commit script', () => {
   });
 });
 
+describe("a holder's own bindings kept across a release (chaos seed 1419845312)", () => {
+  const own = (port: number, t = 431990, ip = '192.168.1.100', src = '10.10.10.1', proto = 'tcp') =>
+    `-A -t ${t} -u SEEN_REPLY,ASSURED -s ${src} -d 8.8.8.8 -r 8.8.8.8 -n ${ip} -p ${proto} --sport ${port} --dport 7007 --reply-port-src 7007 --reply-port-dst ${port} --state ESTABLISHED`;
+  it('lists the TCP bindings to one IP in the save format (what conntrack -R loads)', () => {
+    expect(bindingSaveArgs('192.168.1.100')).toEqual(['-L', '-p', 'tcp', '--src-nat', '192.168.1.100', '-o', 'save']);
+  });
+  it('keeps the lines of the given sources bound to that IP; nothing else (other pods, other IPs, no SNAT, other protocols, noise)', () => {
+    const out = [
+      own(1),
+      own(2, 100, '192.168.1.101'),
+      own(3, 100, '192.168.1.100', '10.10.11.1'),
+      own(4, 100, '192.168.1.100', '10.10.10.1', 'udp'),
+      '-A -t 50 -u ASSURED -s 10.10.10.1 -d 8.8.8.8 -r 8.8.8.8 -q 10.10.10.1 -p tcp --sport 5 --dport 7007',
+      'conntrack v1.4.7 (conntrack-tools): 6 flow entries have been shown.',
+      `  ${own(6, 7)}  `,
+      own(7, Number.NaN),
+    ].join('\n');
+    expect(keptBindingLines(out, '192.168.1.100', new Set(['10.10.10.1']))).toEqual([own(1), own(6, 7)]);
+    expect(keptBindingLines(out, '192.168.1.100', new Set())).toEqual([]);
+  });
+  it('loaded later, each timeout is what is left of it; entries the kernel would have expired are dropped', () => {
+    const k = { lines: [own(1, 300), own(2, 5), own(3, 30)], at: 1_000 };
+    expect(keptBindingsAt(k, 1_000)).toEqual([own(1, 300), own(2, 5), own(3, 30)]);
+    // 10.2 s later counts as 11 s: never longer than the kernel would have kept it
+    expect(keptBindingsAt(k, 11_200)).toEqual([own(1, 289), own(3, 19)]);
+    expect(keptBindingsAt(k, 400_000)).toEqual([]);
+    // a clock that went back loads them as listed
+    expect(keptBindingsAt(k, 0)).toEqual(k.lines);
+  });
+  it('the commit script loads them after the flush and before conntrackd -c (a replicated binding of the same flow is fresher and replaces it)', () => {
+    expect(commitScript('conntrackd', '/c', 'conntrack', [], { flush: [['-D', '-s', '10.10.10.1']], load: "/run/k'b" }).split('\n')).toEqual([
+      "'conntrack' '-D' '-s' '10.10.10.1' >/dev/null 2>&1",
+      "'conntrack' -R '/run/k'\\''b' >/dev/null 2>&1",
+      "'conntrackd' -C '/c' -c || exit 3",
+      'exit 0',
+    ]);
+  });
+  it('ConntrackSync.keep lists through conntrack; a failed listing keeps nothing', async () => {
+    const f = new FakeHost();
+    const logs: string[] = [];
+    const cs = new ConntrackSync({ host: f, nodeIP: '192.168.1.1', uplink: 'eth0', log: (m) => logs.push(m) });
+    f.onExec = (cmd) => (cmd === 'conntrack' ? { code: 0, stdout: `${own(1)}\n${own(2, 9, '192.168.1.100', '10.10.11.1')}\n`, stderr: '' } : undefined);
+    expect(await cs.keep('192.168.1.100', new Set(['10.10.10.1']))).toEqual([own(1)]);
+    expect(f.calls.at(-1)).toEqual({ op: 'conntrack', arg: '-L -p tcp --src-nat 192.168.1.100 -o save' });
+    f.onExec = () => ({ code: 1, stdout: '', stderr: 'Operation not permitted' });
+    expect(await cs.keep('192.168.1.100', new Set(['10.10.10.1']))).toBeNull();
+    expect(cs.status().lastError?.message).toMatch(/listing the bindings to 192\.168\.1\.100 failed \(exit 1\): Operation not permitted/);
+    expect(logs.join('\n')).toMatch(/listing the bindings to 192\.168\.1\.100 failed/);
+  });
+});
+
 describe('parsing conntrackd output', () => {
   it('counts cache entries, reads the last commit count, keeps the log tail', () => {
     const e =
@@ -188,6 +242,27 @@ describe('ConntrackSync (fake processes)', () => {
     expect(r).toMatchObject({ ok: true, entries: 3 });
     expect(f.calls).toEqual([`sh -c ${commitScript('conntrackd', conntrackdPaths().config, 'conntrack', [['-D', '-q', '192.168.1.101']])}`]);
     expect(s.status()).toMatchObject({ commits: 1, lastCommitEntries: 3, purges: 1, lastError: null });
+    await s.stop();
+  });
+
+  it('commit with kept bindings: they are written to a file in the run directory and loaded in the same shell; none given, no file', async () => {
+    const f = fakeIO();
+    const s = new ConntrackSync({ ...base, host: f.io, log: () => undefined });
+    await s.start();
+    f.resetCalls();
+    const kept = `${conntrackdPaths().config.replace(/conntrackd\.conf$/, '')}kept-bindings`;
+    const lines = [
+      '-A -t 9 -s 10.10.10.1 -d 8.8.8.8 -n 192.168.1.100 -p tcp --sport 1 --dport 7007',
+      '-A -t 8 -s 10.10.10.1 -d 8.8.8.8 -n 192.168.1.100 -p tcp --sport 2 --dport 7007',
+    ];
+    expect(await s.commit(['192.168.1.100'], ['192.168.1.100'], { load: lines })).toMatchObject({ ok: true });
+    expect(f.files.get(kept)).toBe(`${lines.join('\n')}\n`);
+    expect(f.calls).toEqual([`sh -c ${commitScript('conntrackd', conntrackdPaths().config, 'conntrack', [], { load: kept, nft: 'nft' })}`]);
+    f.files.delete(kept);
+    f.resetCalls();
+    await s.commit(['192.168.1.100'], ['192.168.1.100'], { load: [] });
+    expect(f.calls[0]).not.toContain(' -R ');
+    expect(f.files.has(kept)).toBe(false);
     await s.stop();
   });
 

@@ -183,6 +183,8 @@ export function commitScript(conntrackd: string, config: string, conntrack: stri
   // entries to delete right before the commit (the old entries of the flows whose bindings it
   // brings back): no process spawn between the two
   for (const args of opts.flush ?? []) lines.push(`${q(conntrack)} ${args.map(q).join(' ')} >/dev/null 2>&1`);
+  // this node's own bindings kept from when it released the IP (keptBindings): best effort
+  if (opts.load) lines.push(`${q(conntrack)} -R ${q(opts.load)} >/dev/null 2>&1`);
   lines.push(`${q(conntrackd)} -C ${q(config)} -c || exit 3`);
   for (const args of purge) lines.push(`${q(conntrack)} ${args.map(q).join(' ')} >/dev/null 2>&1`);
   // rules that must go once the bindings are in (render.ts renderTakeoverWindowEnd): exit 4 tells
@@ -200,8 +202,71 @@ export interface CommitSteps {
   pre?: string | null;
   /** `conntrack` argument lists run just before the commit */
   flush?: readonly string[][];
+  /** a file of `conntrack -o save` lines loaded (`conntrack -R`) after the flush and before the commit, so a replicated binding of the same flow (fresher) replaces the loaded one */
+  load?: string | null;
   /** nft commands applied after the commit and the purge */
   post?: string | null;
+}
+
+/** `conntrack` arguments listing, in the save format, the TCP bindings this node made to a floating IP. */
+export function bindingSaveArgs(ip: string): string[] {
+  return ['-L', '-p', 'tcp', '--src-nat', ip, '-o', 'save'];
+}
+
+/** Own bindings kept from a release for the next take of the same IP (keptBindings). */
+export interface KeptBindings {
+  /** `conntrack -o save` lines (`-A -t <seconds left> ... -n <floating IP> ...`) */
+  lines: string[];
+  /** when they were listed (ms, the module's clock) */
+  at: number;
+}
+
+/** At most this many bindings are kept per floating IP (a line is ~200 bytes). */
+export const KEPT_BINDINGS_MAX = 65_536;
+
+/**
+ * The lines of `conntrack -L ... -o save` output that are SNAT bindings of one of `sources` (the
+ * node's own pods whose pairs are leaving local treatment) to `ip`. A holder that releases an IP
+ * flushes its own pods' entries (their next packets must be routed to the new holder un-NATed);
+ * conntrackd replicated those bindings to its PEERS only, and a peer that commits them makes no
+ * event, so if the IP comes back, nobody has them: the far end's segments of a quiet connection
+ * then find no entry and never reach the pod (chaos seed 1419845312, replies-reach-pod). The agent
+ * keeps them (KeptBindings) and loads them at the next take, before the replicated ones.
+ */
+export function keptBindingLines(saveOutput: string, ip: string, sources: ReadonlySet<string>): string[] {
+  const out: string[] = [];
+  for (const line of saveOutput.split('\n')) {
+    const t = line.trim().split(/\s+/);
+    if (t[0] !== '-A') continue;
+    const arg = (flag: string) => {
+      const i = t.indexOf(flag);
+      return i >= 0 ? t[i + 1] : undefined;
+    };
+    if (arg('-n') !== ip || !sources.has(arg('-s') ?? '') || arg('-p') !== 'tcp') continue;
+    if (!/^\d+$/.test(arg('-t') ?? '')) continue;
+    out.push(t.join(' '));
+    if (out.length >= KEPT_BINDINGS_MAX) break;
+  }
+  return out;
+}
+
+/**
+ * Kept bindings as they may be loaded `nowMs`: each line's timeout (`-t`, seconds left when listed)
+ * less the time since; lines whose timeout has run out are dropped (the kernel would have expired
+ * the entry by now).
+ */
+export function keptBindingsAt(k: KeptBindings, nowMs: number): string[] {
+  const elapsed = Math.max(0, Math.ceil((nowMs - k.at) / 1000));
+  const out: string[] = [];
+  for (const line of k.lines) {
+    const t = line.split(' ');
+    const i = t.indexOf('-t');
+    const left = Number(t[i + 1]) - elapsed;
+    if (i < 0 || !(left > 0)) continue;
+    t[i + 1] = String(left);
+    out.push(t.join(' '));
+  }
+  return out;
 }
 
 /** "Committed N new entries" from conntrackd's log (the last commit), or null. */
@@ -388,7 +453,7 @@ export class ConntrackSync {
   async commit(
     floatingIPs: readonly string[],
     ownedAfter: readonly string[],
-    steps: Omit<CommitSteps, 'nft'> = {},
+    steps: Omit<CommitSteps, 'nft' | 'load'> & { load?: readonly string[] } = {},
   ): Promise<{ ok: boolean; ms: number; entries: number | null; postFailed?: boolean }> {
     const t0 = this.now();
     if (!this.child || !this.ready) {
@@ -396,10 +461,22 @@ export class ConntrackSync {
       return { ok: false, ms: 0, entries: null };
     }
     const purge = foreignBindingPurgeArgs(floatingIPs, ownedAfter);
+    const { load, ...rest } = steps;
+    let loadFile: string | null = null;
+    if (load?.length) {
+      loadFile = `${this.o.runDir ?? CTSYNC_RUN_DIR}/kept-bindings`;
+      try {
+        this.host.writeFile(loadFile, `${load.join('\n')}\n`);
+      } catch (e) {
+        this.fail(`kept bindings not written: ${String(e)}`);
+        loadFile = null;
+      }
+    }
     const r = await this.host.exec('sh', [
       '-c',
       commitScript(this.o.conntrackdPath ?? 'conntrackd', this.paths.config, this.o.conntrackPath ?? 'conntrack', purge, {
-        ...steps,
+        ...rest,
+        load: loadFile,
         nft: this.o.nftPath ?? 'nft',
       }),
     ]);
@@ -416,6 +493,19 @@ export class ConntrackSync {
     this.st.lastCommitMs = ms;
     this.st.lastCommitEntries = entries;
     return postFailed ? { ok: true, ms, entries, postFailed } : { ok: true, ms, entries };
+  }
+
+  /**
+   * This node's TCP bindings to `ip` of the given sources, listed before a release flushes them
+   * (keptBindingLines). Null when the listing failed (logged): nothing is kept.
+   */
+  async keep(ip: string, sources: ReadonlySet<string>): Promise<string[] | null> {
+    const r = await this.host.exec(this.o.conntrackPath ?? 'conntrack', bindingSaveArgs(ip), { timeoutMs: 2000 });
+    if (r.code !== 0) {
+      this.fail(`listing the bindings to ${ip} failed (exit ${r.code}): ${r.stderr.trim()}`);
+      return null;
+    }
+    return keptBindingLines(r.stdout, ip, sources);
   }
 
   /**

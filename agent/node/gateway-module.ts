@@ -75,7 +75,7 @@ import {
 import { posix } from 'node:path';
 import { ExecHost } from '../host/exec-host.js';
 import type { Host } from '../host/host.js';
-import { ConntrackSync, CTSYNC_BULK_MS, renderCtSyncTable, type ConntrackSyncOptions } from '../gateway/conntrack-sync.js';
+import { ConntrackSync, CTSYNC_BULK_MS, keptBindingsAt, renderCtSyncTable, type ConntrackSyncOptions, type KeptBindings } from '../gateway/conntrack-sync.js';
 import { errorMessage, type NodeModule, type NodeModuleContext } from './module.js';
 import { confirmCutOff, tcpAnswers } from './cut-off.js';
 import { GATEWAY_NAME, GATEWAY_NAMESPACE } from '../../lib/kube/well-known.js';
@@ -201,6 +201,8 @@ export class GatewayModule implements NodeModule {
   private heartbeat: Heartbeat | null = null;
   private ctsync: ConntrackSync | null = null;
   private ctsyncError: string | null = null;
+  /** own bindings kept from the release of a floating IP, by IP (keepReleased), loaded at its next take */
+  private readonly kept = new Map<string, KeptBindings>();
   private fenced = false;
   private confirming = false;
   /** the current isolation episode's "not cut off, a busy machine" was logged */
@@ -735,7 +737,15 @@ export class GatewayModule implements NodeModule {
     // Between the flush and that commit, the takeover window (render.ts renderTakeoverWindow)
     // keeps the pods' own segments from making entries of their own.
     const flush = changedPairs(this.treatments, plan);
+    await this.keepReleased(plan, flush);
     const window = committed && this.ctsync ? renderTakeoverWindow(plan, flush) : null;
+    // this node's own bindings kept when it released an IP it takes again: loaded before the
+    // replicated ones (conntrack-sync.ts keptBindingLines)
+    const load = taking.flatMap((ip) => {
+      const k = this.kept.get(ip);
+      this.kept.delete(ip);
+      return k ? keptBindingsAt(k, this.now()) : [];
+    });
     // resync: re-apply only if the table is gone (a full re-apply would reset the counters)
     const drift = force && ruleset === this.lastRuleset && !(await this.host.nftTableExists('ip', GW_TABLE).catch(() => false));
     if (drift) this.ctx.log(this.name, `table ${GW_TABLE} missing: re-created`);
@@ -752,13 +762,13 @@ export class GatewayModule implements NodeModule {
       const c = await this.ctsync.commit(
         plan.floatingIPs,
         plan.ownedIPs.map((o) => o.ip),
-        { flush: conntrackFlushArgs(flush), post: end },
+        { flush: conntrackFlushArgs(flush), post: end, load },
       );
       if (c.ok) {
         this.st.conntrackFlushes += flush.length;
         this.ctx.log(
           this.name,
-          `conntrack sync: re-committed the bindings of ${flush.length} changed pair(s) of this node's pods in ${c.ms} ms (takeover window)`,
+          `conntrack sync: re-committed the bindings of ${flush.length} changed pair(s) of this node's pods in ${c.ms} ms (takeover window)${load.length ? `; ${load.length} binding(s) of its own kept from the release loaded first` : ''}`,
         );
       } else await this.flushPairs(flush);
       if (!c.ok || c.postFailed) {
@@ -795,6 +805,31 @@ export class GatewayModule implements NodeModule {
 
   programmed(): boolean {
     return this.programmedOnce;
+  }
+
+  /**
+   * Before the flush of pairs leaving local treatment because their floating IP is released: lists
+   * this node's bindings of those pods to that IP and keeps them for the next take of the IP (a
+   * quiet connection's binding is otherwise lost for good: see conntrack-sync.ts keptBindingLines).
+   * Only with conntrack sync (the take loads them in its commit); a failed listing keeps nothing.
+   */
+  private async keepReleased(plan: GatewayPlan, flush: readonly { src: string; dst: string }[]): Promise<void> {
+    if (!this.ctsync || !flush.length) return;
+    const after = new Set(plan.ownedIPs.map((o) => o.ip));
+    const sources = new Map<string, Set<string>>();
+    for (const { src, dst } of flush) {
+      const ip = /:local@([0-9.]+)$/.exec(this.treatments?.get(`${src}>${dst}`) ?? '')?.[1];
+      if (!ip || after.has(ip)) continue;
+      const s = sources.get(ip) ?? new Set<string>();
+      s.add(src);
+      sources.set(ip, s);
+    }
+    for (const [ip, srcs] of sources) {
+      const at = this.now();
+      const lines = await this.ctsync.keep(ip, srcs);
+      if (lines) this.kept.set(ip, { lines, at });
+      else this.kept.delete(ip);
+    }
   }
 
   /** Deletes the conntrack entries of these (source, destination) pairs. */
@@ -1115,6 +1150,7 @@ export class GatewayModule implements NodeModule {
     // decommissioning: no entry is kept for a next treatment (a drop keeps them otherwise), so a
     // pair that leaves every policy before the next agent runs has no stale binding left
     this.treatments = null;
+    this.kept.clear();
     try {
       await this.program(closed, true);
       this.ctx.log(this.name, `stopped: floating IPs released; table ${GW_TABLE} left fail-closed (matched traffic dropped)`);

@@ -1,0 +1,137 @@
+/**
+ * Chaos regression: a holder that loses its floating IP and gets it back still delivers the far
+ * end's segments of its own pods' quiet connections.
+ *
+ * Found by: the explorer, seed 1419845312 (8 steps), in a replay on 583f189: node-1 held
+ * 192.168.1.100, the egress IP of its own pod alice/frontend-1. A 64 kbit/s rate limit on node-1's
+ * link starved its heartbeats, the controller moved the IP to node-2, node-1 released it (its pod's
+ * pairs local -> routed to node-2: their conntrack entries flushed, so the pod's next packets
+ * leave un-NATed for the new holder); node-2 was then killed and the IP came back to node-1. The
+ * far end still owed two of the pod's connections a reply (it had retransmitted it through the
+ * rate limit); its retransmissions reached node-1 but never the pod, up to 27 s after the schedule
+ * settled (invariant 4, replies-reach-pod). The bindings were gone everywhere: node-1 had flushed
+ * them, and conntrackd had replicated them to node-2 only, which commits them without an event, so
+ * nobody replicated them back. Fixed: a holder that releases an IP lists its own pods' bindings to
+ * it before the flush and loads them (conntrack -R) when it takes the IP again, before the
+ * replicated ones (agent/gateway/conntrack-sync.ts keptBindingLines, gateway-module keepReleased).
+ *
+ * Deterministic here: alice/frontend-1 opens one connection from a fixed port and sends a line;
+ * the internet holds back the answer (an nft drop in the internet's own output, so it is
+ * retransmitted); node-1 is cut off until the IP is on node-2, healed, node-2 killed, and the IP
+ * comes back to node-1; then the internet lets the answer go. Judged on the internet's capture: a
+ * retransmission of the answer after the hold is acknowledged by the pod (an ACK from
+ * 192.168.1.100:<port>, no RST), and the client in the pod received the answer. On the agent
+ * before the fix node-1 had no entry for the connection: the answer went to node-1's own stack.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { Lab } from '../../harness/lab/lab.js';
+import type { KubeClient } from '../../lib/kube/client.js';
+import { startTestLab } from '../../harness/testing/lab.js';
+import { recordArtifactsOnFailure } from '../../harness/testing/artifacts.js';
+import { clusterApi } from '../../harness/cluster/access.js';
+import { gatewayOf } from '../../harness/cluster/cluster-status.js';
+import { startProcess, stopProcess } from '../../harness/lab/process.js';
+import { pollUntil } from '../../harness/util/poll.js';
+import { TCP_FLAGS, type DecodedPacket } from '../../harness/pcap/pcap.js';
+import { applySeed, holderOf, waitIPOff, waitIPOn, waitSeenFrom } from '../gateway/gateway-kit.js';
+
+const POD = 'alice/frontend-1';
+const HOLDER = 'node-1';
+const OTHER = 'node-2';
+const IP = '192.168.1.100';
+const INTERNET = '8.8.8.8';
+const PORT = 7007;
+const LOCAL_PORT = 41234;
+const CLIENT = 'held-answer-client';
+const HOLD = 'egresslab_test_hold';
+const LOG = `/var/log/egresslab/${CLIENT}.log`;
+
+/** The client in the pod: one connection from LOCAL_PORT, one line sent, every answer logged; kept open. */
+const CLIENT_JS = `const s = require('net').connect({ host: '${INTERNET}', port: ${PORT}, localPort: ${LOCAL_PORT} }, () => { console.log('connected'); s.write('held\\n'); });
+s.on('data', (d) => console.log('data ' + d.length));
+s.on('error', (e) => console.log('error ' + e.code));
+s.on('close', () => console.log('close'));
+setTimeout(() => process.exit(0), 180000);`;
+
+let lab: Lab;
+let api: KubeClient;
+beforeAll(async () => {
+  lab = await startTestLab('default', 'keepbind');
+  api = await clusterApi(lab, { timeoutMs: 5000 });
+  // the seed: 192.168.1.100-102, one per worker (node-1 first); policy egress -> 192.168.1.100
+  await applySeed(api);
+});
+afterAll(async () => {
+  await lab?.down();
+});
+recordArtifactsOnFailure(() => lab);
+
+const nftCounter = async (): Promise<number> => {
+  const r = await lab.exec('internet', ['nft', 'list', 'table', 'ip', HOLD]);
+  return Number(/counter packets (\d+)/.exec(r.stdout)?.[1] ?? 0);
+};
+const clientLog = async (): Promise<string> => (await lab.exec(HOLDER, ['cat', LOG], { check: false })).stdout;
+
+describe('chaos regression: a holder that releases its IP and takes it back', () => {
+  it("delivers the far end's answer on its own pod's quiet connection (its binding was kept across the release)", async () => {
+    expect(lab.pod(POD).node).toBe(HOLDER);
+    // the premise: node-1 holds the egress IP of its own pod's policy and serves it
+    expect(await holderOf(api, IP)).toBe(HOLDER);
+    await waitIPOn(lab, HOLDER, IP);
+    await waitSeenFrom(lab, POD, INTERNET, IP, { proto: 'udp' });
+
+    // the internet holds back its answers to the pod's connection (data segments only: the handshake passes)
+    await lab.exec('internet', ['nft', '-f', '-'], {
+      stdin: `table ip ${HOLD} {\n  chain output {\n    type filter hook output priority 0; policy accept;\n    tcp sport ${PORT} tcp dport ${LOCAL_PORT} ip length > 100 counter drop\n  }\n}\n`,
+    });
+    const cap = await lab.capture('internet', 'eth0', { filter: `tcp and port ${LOCAL_PORT}` });
+    let got: DecodedPacket[] = [];
+    let releasedAt = 0;
+    try {
+      await startProcess(lab, lab.place(POD), CLIENT, ['node', '-e', CLIENT_JS]);
+      await pollUntil(nftCounter, { what: 'the answer to be held back at the internet', timeoutMs: 10_000, intervalMs: 50, accept: (n) => n > 0 });
+      expect(await clientLog()).toMatch(/^connected\n$/);
+
+      // node-1 cut off until the IP is on node-2; healed, it releases the IP and routes its pod to node-2
+      await lab.faults.partition(HOLDER, 'both');
+      try {
+        await waitIPOn(lab, OTHER, IP, 20_000);
+      } finally {
+        await lab.faults.heal(HOLDER);
+      }
+      await waitIPOff(lab, HOLDER, IP, 20_000);
+      await pollUntil(() => gatewayOf(api), {
+        what: `${HOLDER} Up again with ${IP} on ${OTHER}`,
+        timeoutMs: 20_000,
+        intervalMs: 100,
+        accept: (g) => g.nodes[HOLDER] === 'Up' && g.assignments[IP] === OTHER,
+      });
+      // node-2 dies: the IP comes back to node-1 (the Up worker holding the fewest IPs)
+      await lab.faults.kill(OTHER);
+      await waitIPOn(lab, HOLDER, IP, 20_000);
+      expect(await clientLog(), 'the premise: the connection stayed quiet and open through the moves').toMatch(/^connected\n$/);
+
+      // the internet lets its answer go: its next retransmission must reach the pod
+      releasedAt = Date.now();
+      await lab.exec('internet', ['nft', 'delete', 'table', 'ip', HOLD]);
+      await pollUntil(clientLog, {
+        what: `the far end's held answer to reach ${POD} (its retransmissions back off: up to ~30 s)`,
+        timeoutMs: 60_000,
+        intervalMs: 200,
+        accept: (l) => /\ndata \d+\n/.test(l) || /error|close/.test(l),
+      });
+    } finally {
+      got = (await cap.stop()).packets;
+      await stopProcess(lab, HOLDER, CLIENT).catch(() => undefined);
+    }
+
+    expect(await clientLog()).toMatch(/^connected\ndata \d+\n/);
+    const tcp = got.filter((p) => p.ip?.tcp);
+    const answers = tcp.filter((p) => p.ip!.src === INTERNET && p.ip!.tcp!.sport === PORT && p.ip!.tcp!.payload.length > 0 && p.t >= releasedAt);
+    const fromPod = tcp.filter((p) => p.ip!.src === IP && p.ip!.tcp!.sport === LOCAL_PORT);
+    expect(answers.length, 'the witness: the far end retransmitted its answer after the hold').toBeGreaterThan(0);
+    // the pod acknowledged it through node-1 (SNATed to the egress IP, same port); nothing reset the connection
+    expect(fromPod.filter((p) => p.t > answers[0]!.t && (p.ip!.tcp!.flags & TCP_FLAGS.ACK) !== 0).length).toBeGreaterThan(0);
+    expect(fromPod.filter((p) => (p.ip!.tcp!.flags & TCP_FLAGS.RST) !== 0).map((p) => p.t)).toEqual([]);
+  }, 240_000);
+});
