@@ -467,9 +467,7 @@ describe('GatewayModule', () => {
       '-A -t 431990 -u SEEN_REPLY,ASSURED -s 10.10.11.1 -d 8.8.8.8 -r 8.8.8.8 -n 192.168.1.100 -p tcp --sport 40000 --dport 7007 --reply-port-src 7007 --reply-port-dst 40000 --state ESTABLISHED',
     ];
     sys.onExec = (cmd, args) =>
-      cmd === 'conntrack' && args.join(' ') === '-L -p tcp --src-nat 192.168.1.100 -o save'
-        ? { code: 0, stdout: `${SAVED.join('\n')}\n`, stderr: '' }
-        : undefined;
+      cmd === 'conntrack' && args.join(' ') === '-L -p tcp -o save' ? { code: 0, stdout: `${SAVED.join('\n')}\n`, stderr: '' } : undefined;
     await startModule(w, { host: sys, heartbeat: false, garpScheduleMs: [0], conntrackSync: true });
     await waitFor(() => sys.calls.some((c) => c.op === 'ip' && c.arg === 'address add 192.168.1.100/32 dev eth0'), 'worker1 takes 192.168.1.100', 5000);
 
@@ -480,15 +478,17 @@ describe('GatewayModule', () => {
     await r1.stop();
     await waitFor(() => /to gateway worker2 \(192\.168\.1\.2\)/.test(lastNft(sys)), 'worker1 routes its pod to worker2', 5000);
     const release = sys.calls.slice(mark);
-    const iList = release.findIndex((c) => c.op === 'conntrack' && c.arg === '-L -p tcp --src-nat 192.168.1.100 -o save');
+    const iList = release.findIndex((c) => c.op === 'conntrack' && c.arg === '-L -p tcp -o save');
     const iFlush = release.findIndex((c) => c.op === 'conntrack' && c.arg.startsWith('-D -s 10.10.10.1 -d 8.8.8.0'));
     expect({ listed: iList >= 0, listedBeforeFlush: iList < iFlush }, JSON.stringify(release.map((c) => `${c.op} ${c.arg.slice(0, 60)}`))).toEqual({
       listed: true,
       listedBeforeFlush: true,
     });
 
-    // worker1 Up again, worker2 Down: worker1 takes the IP back and loads what it kept, between the
-    // flush of the pod's entries and the commit of the replicated bindings
+    expect(w.logs.join('\n')).toMatch(/kept 1 binding\(s\) to 192\.168\.1\.100 of this node's pods for when it takes the IP back/);
+
+    // worker1 Up again, worker2 Down: worker1 takes the IP back and loads what it kept after the
+    // flush of the pod's entries and the commit of the replicated bindings (those win over it)
     r1 = renew(t, 'worker1');
     await nodeUp(t, 'worker1');
     mark = sys.calls.length;
@@ -502,7 +502,7 @@ describe('GatewayModule', () => {
     const iD = take.indexOf("'-D' '-s' '10.10.10.1'");
     const iR = take.search(/'conntrack' -R '[^']*kept-bindings'/);
     const iC = take.indexOf(' -c || exit 3');
-    expect({ flushThenLoad: iD >= 0 && iR > iD, loadThenCommit: iC > iR }, take).toEqual({ flushThenLoad: true, loadThenCommit: true });
+    expect({ flushThenCommit: iD >= 0 && iC > iD, commitThenLoad: iR > iC }, take).toEqual({ flushThenCommit: true, commitThenLoad: true });
     const file = [...sys.files].find(([k]) => k.endsWith('/kept-bindings'))?.[1] ?? '';
     // only the own pod's binding, its timeout less the time since the release
     expect(file.trim().split('\n')).toHaveLength(1);
@@ -510,7 +510,7 @@ describe('GatewayModule', () => {
     const left = Number(/-t (\d+)/.exec(file)?.[1]);
     expect(left).toBeLessThan(431990);
     expect(left).toBeGreaterThan(431990 - 30);
-    expect(w.logs.join('\n')).toMatch(/1 binding\(s\) of its own kept from the release loaded first/);
+    expect(w.logs.join('\n')).toMatch(/1 binding\(s\) of its own pods kept from the release loaded after them/);
   }, 30_000);
   describe('never programs from half-filled caches at start', () => {
     /** The seed policy, namespace and one matched pod on worker1; the API answers pod lists late. */

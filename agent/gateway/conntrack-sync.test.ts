@@ -9,10 +9,11 @@ import {
   conntrackdConfigIssues,
   conntrackdPaths,
   countCacheEntries,
-  bindingSaveArgs,
+  BINDING_SAVE_ARGS,
   foreignBindingPurgeArgs,
   keptBindingLines,
   keptBindingsAt,
+  keptBindingsByIP,
   logTail,
   renderConntrackdConfig,
   renderCtSyncTable,
@@ -111,10 +112,20 @@ describe('commit script', () => {
 });
 
 describe("a holder's own bindings kept across a release (chaos seed 1419845312)", () => {
-  const own = (port: number, t = 431990, ip = '192.168.1.100', src = '10.10.10.1', proto = 'tcp') =>
-    `-A -t ${t} -u SEEN_REPLY,ASSURED -s ${src} -d 8.8.8.8 -r 8.8.8.8 -n ${ip} -p ${proto} --sport ${port} --dport 7007 --reply-port-src 7007 --reply-port-dst ${port} --state ESTABLISHED`;
-  it('lists the TCP bindings to one IP in the save format (what conntrack -R loads)', () => {
-    expect(bindingSaveArgs('192.168.1.100')).toEqual(['-L', '-p', 'tcp', '--src-nat', '192.168.1.100', '-o', 'save']);
+  const own = (port: number, t = 431990, ip = '192.168.1.100', src = '10.10.10.1', proto = 'tcp', dst = '8.8.8.8') =>
+    `-A -t ${t} -u SEEN_REPLY,ASSURED -s ${src} -d ${dst} -r ${dst} -n ${ip} -p ${proto} --sport ${port} --dport 7007 --reply-port-src 7007 --reply-port-dst ${port} --state ESTABLISHED`;
+  it('one listing of every TCP entry in the save format (what conntrack -R loads), split by IP', () => {
+    expect(BINDING_SAVE_ARGS).toEqual(['-L', '-p', 'tcp', '-o', 'save']);
+    const out = [own(1), own(2, 100, '192.168.1.101'), own(3, 100, '192.168.1.102')].join('\n');
+    const m = keptBindingsByIP(
+      out,
+      new Map([
+        ['192.168.1.100', new Set(['10.10.10.1'])],
+        ['192.168.1.101', new Set(['10.10.10.1'])],
+        ['192.168.1.103', new Set(['10.10.10.1'])],
+      ]),
+    );
+    expect(Object.fromEntries(m)).toEqual({ '192.168.1.100': [own(1)], '192.168.1.101': [own(2, 100, '192.168.1.101')], '192.168.1.103': [] });
   });
   it('keeps the lines of the given sources bound to that IP; nothing else (other pods, other IPs, no SNAT, other protocols, noise)', () => {
     const out = [
@@ -130,34 +141,82 @@ describe("a holder's own bindings kept across a release (chaos seed 1419845312)"
     expect(keptBindingLines(out, '192.168.1.100', new Set(['10.10.10.1']))).toEqual([own(1), own(6, 7)]);
     expect(keptBindingLines(out, '192.168.1.100', new Set())).toEqual([]);
   });
+  const local100 = new Map([
+    ['10.10.10.1>8.8.8.0/24', 'egress:local@192.168.1.100'],
+    ['10.10.10.1>8.8.4.0/24', 'other:local@192.168.1.101'],
+    ['10.10.10.2>8.8.8.0/24', 'egress:route'],
+  ]);
   it('loaded later, each timeout is what is left of it; entries the kernel would have expired are dropped', () => {
     const k = { lines: [own(1, 300), own(2, 5), own(3, 30)], at: 1_000 };
-    expect(keptBindingsAt(k, 1_000)).toEqual([own(1, 300), own(2, 5), own(3, 30)]);
+    expect(keptBindingsAt(k, '192.168.1.100', 1_000, local100)).toEqual([own(1, 300), own(2, 5), own(3, 30)]);
     // 10.2 s later counts as 11 s: never longer than the kernel would have kept it
-    expect(keptBindingsAt(k, 11_200)).toEqual([own(1, 289), own(3, 19)]);
-    expect(keptBindingsAt(k, 400_000)).toEqual([]);
+    expect(keptBindingsAt(k, '192.168.1.100', 11_200, local100)).toEqual([own(1, 289), own(3, 19)]);
+    expect(keptBindingsAt(k, '192.168.1.100', 400_000, local100)).toEqual([]);
     // a clock that went back loads them as listed
-    expect(keptBindingsAt(k, 0)).toEqual(k.lines);
+    expect(keptBindingsAt(k, '192.168.1.100', 0, local100)).toEqual(k.lines);
   });
-  it('the commit script loads them after the flush and before conntrackd -c (a replicated binding of the same flow is fresher and replaces it)', () => {
-    expect(commitScript('conntrackd', '/c', 'conntrack', [], { flush: [['-D', '-s', '10.10.10.1']], load: "/run/k'b" }).split('\n')).toEqual([
+  it('only for the pairs the take SNATs to that same IP: not a pod out of the policy (or gone), routed, or whose policy uses another IP now', () => {
+    const k = {
+      lines: [
+        own(1),
+        own(2, 431990, '192.168.1.100', '10.10.10.2'), // its pair is routed now
+        own(3, 431990, '192.168.1.100', '10.10.10.3'), // in no policy (relabelled, or deleted and its IP reused)
+        own(4, 431990, '192.168.1.100', '10.10.10.1', 'tcp', '8.8.4.4'), // that pair's policy SNATs to .101 now
+        own(5, 431990, '192.168.1.100', '10.10.10.1', 'tcp', '1.1.1.1'), // a destination outside the policy
+      ],
+      at: 0,
+    };
+    expect(keptBindingsAt(k, '192.168.1.100', 0, local100)).toEqual([own(1)]);
+    expect(keptBindingsAt(k, '192.168.1.101', 0, local100)).toEqual([]);
+    expect(keptBindingsAt(k, '192.168.1.100', 0, new Map())).toEqual([]);
+  });
+  it('the commit script loads them after conntrackd -c (an entry already there is fresher and wins), removes the file, and reports a failed load with exit 5', () => {
+    expect(
+      commitScript('conntrackd', '/c', 'conntrack', [['-D', '-q', '192.168.1.101']], { flush: [['-D', '-s', '10.10.10.1']], load: "/run/k'b" }).split('\n'),
+    ).toEqual([
       "'conntrack' '-D' '-s' '10.10.10.1' >/dev/null 2>&1",
-      "'conntrack' -R '/run/k'\\''b' >/dev/null 2>&1",
       "'conntrackd' -C '/c' -c || exit 3",
+      "'conntrack' -R '/run/k'\\''b' >/dev/null 2>&1 || kept=failed",
+      "rm -f '/run/k'\\''b'",
+      "'conntrack' '-D' '-q' '192.168.1.101' >/dev/null 2>&1",
+      '[ "$kept" = failed ] && exit 5',
       'exit 0',
     ]);
   });
-  it('ConntrackSync.keep lists through conntrack; a failed listing keeps nothing', async () => {
+  it('ConntrackSync.keep lists once through conntrack, for every IP; a failed listing keeps nothing (reported)', async () => {
     const f = new FakeHost();
     const logs: string[] = [];
     const cs = new ConntrackSync({ host: f, nodeIP: '192.168.1.1', uplink: 'eth0', log: (m) => logs.push(m) });
-    f.onExec = (cmd) => (cmd === 'conntrack' ? { code: 0, stdout: `${own(1)}\n${own(2, 9, '192.168.1.100', '10.10.11.1')}\n`, stderr: '' } : undefined);
-    expect(await cs.keep('192.168.1.100', new Set(['10.10.10.1']))).toEqual([own(1)]);
-    expect(f.calls.at(-1)).toEqual({ op: 'conntrack', arg: '-L -p tcp --src-nat 192.168.1.100 -o save' });
+    f.onExec = (cmd) =>
+      cmd === 'conntrack'
+        ? { code: 0, stdout: `${own(1)}\n${own(2, 9, '192.168.1.100', '10.10.11.1')}\n${own(3, 9, '192.168.1.101')}\n`, stderr: '' }
+        : undefined;
+    const m = await cs.keep(
+      new Map([
+        ['192.168.1.100', new Set(['10.10.10.1'])],
+        ['192.168.1.101', new Set(['10.10.10.1'])],
+      ]),
+    );
+    expect(Object.fromEntries(m!)).toEqual({ '192.168.1.100': [own(1)], '192.168.1.101': [own(3, 9, '192.168.1.101')] });
+    expect(f.calls).toEqual([{ op: 'conntrack', arg: '-L -p tcp -o save' }]);
     f.onExec = () => ({ code: 1, stdout: '', stderr: 'Operation not permitted' });
-    expect(await cs.keep('192.168.1.100', new Set(['10.10.10.1']))).toBeNull();
-    expect(cs.status().lastError?.message).toMatch(/listing the bindings to 192\.168\.1\.100 failed \(exit 1\): Operation not permitted/);
-    expect(logs.join('\n')).toMatch(/listing the bindings to 192\.168\.1\.100 failed/);
+    expect(await cs.keep(new Map([['192.168.1.100', new Set(['10.10.10.1'])]]))).toBeNull();
+    expect(cs.status().lastError?.message).toMatch(/listing this node's bindings failed \(exit 1\): Operation not permitted/);
+    expect(logs.join('\n')).toMatch(/listing this node's bindings failed/);
+  });
+  it('ConntrackSync.loadKept loads without conntrackd (conntrack -R of a file it writes, then removes); a failure is reported', async () => {
+    const f = new FakeHost();
+    const logs: string[] = [];
+    const cs = new ConntrackSync({ host: f, nodeIP: '192.168.1.1', uplink: 'eth0', log: (m) => logs.push(m) });
+    expect(await cs.loadKept([own(1)])).toBe(true);
+    expect(f.files.get('/run/egresslab/conntrackd/kept-bindings')).toBe(`${own(1)}\n`);
+    expect(f.calls.at(-1)!.arg).toMatch(
+      /^-c 'conntrack' -R '\/run\/egresslab\/conntrackd\/kept-bindings' .*rm -f '\/run\/egresslab\/conntrackd\/kept-bindings'; exit \$c$/,
+    );
+    f.onExec = () => ({ code: 2, stdout: '', stderr: '' });
+    expect(await cs.loadKept([own(1)])).toBe(false);
+    expect(logs.join('\n')).toMatch(/loading the kept bindings failed \(conntrack -R, exit 2\)/);
+    expect(await cs.loadKept([])).toBe(false);
   });
 });
 
@@ -263,6 +322,17 @@ describe('ConntrackSync (fake processes)', () => {
     await s.commit(['192.168.1.100'], ['192.168.1.100'], { load: [] });
     expect(f.calls[0]).not.toContain(' -R ');
     expect(f.files.has(kept)).toBe(false);
+    await s.stop();
+  });
+
+  it('a failed load of the kept bindings (exit 5) is reported, the commit itself stands', async () => {
+    const f = fakeIO({ commitCode: 5 });
+    const logs: string[] = [];
+    const s = new ConntrackSync({ ...base, host: f.io, log: (m) => logs.push(m) });
+    await s.start();
+    expect(await s.commit(['192.168.1.100'], ['192.168.1.100'], { load: ['-A -t 9 -s 10.10.10.1'] })).toMatchObject({ ok: true, loadFailed: true });
+    expect(s.status()).toMatchObject({ commits: 1 });
+    expect(logs.join('\n')).toMatch(/loading the kept bindings failed/);
     await s.stop();
   });
 

@@ -27,7 +27,7 @@
  * (restarted with a back-off if it exits) and stopped with the agent.
  */
 import type { ExecResult, Host, HostProcess } from '../host/host.js';
-import { isIPv4 } from '../../lib/net/addresses.js';
+import { cidrContains, isIPv4, parseCidr4 } from '../../lib/net/addresses.js';
 import { realClock, type Clock } from '../../lib/time/clock.js';
 
 export const CTSYNC_TABLE = 'egresslab_ctsync';
@@ -183,13 +183,16 @@ export function commitScript(conntrackd: string, config: string, conntrack: stri
   // entries to delete right before the commit (the old entries of the flows whose bindings it
   // brings back): no process spawn between the two
   for (const args of opts.flush ?? []) lines.push(`${q(conntrack)} ${args.map(q).join(' ')} >/dev/null 2>&1`);
-  // this node's own bindings kept from when it released the IP (keptBindings): best effort
-  if (opts.load) lines.push(`${q(conntrack)} -R ${q(opts.load)} >/dev/null 2>&1`);
   lines.push(`${q(conntrackd)} -C ${q(config)} -c || exit 3`);
+  // this node's own bindings kept from when it released the IP (keptBindingLines), AFTER the
+  // replicated ones: an entry already there (same flow, or the same IP:port to the same far end)
+  // wins over the kept line, which is older; a failed load is reported (exit 5), not fatal
+  if (opts.load) lines.push(`${q(conntrack)} -R ${q(opts.load)} >/dev/null 2>&1 || kept=failed`, `rm -f ${q(opts.load)}`);
   for (const args of purge) lines.push(`${q(conntrack)} ${args.map(q).join(' ')} >/dev/null 2>&1`);
   // rules that must go once the bindings are in (render.ts renderTakeoverWindowEnd): exit 4 tells
   // the caller to remove them itself
   if (opts.post) lines.push(`${nft(opts.post)} || exit 4`);
+  if (opts.load) lines.push('[ "$kept" = failed ] && exit 5');
   lines.push('exit 0');
   return lines.join('\n');
 }
@@ -202,16 +205,14 @@ export interface CommitSteps {
   pre?: string | null;
   /** `conntrack` argument lists run just before the commit */
   flush?: readonly string[][];
-  /** a file of `conntrack -o save` lines loaded (`conntrack -R`) after the flush and before the commit, so a replicated binding of the same flow (fresher) replaces the loaded one */
+  /** a file of `conntrack -o save` lines loaded (`conntrack -R`) after the commit, so that a replicated binding (fresher) wins over a loaded one; removed after */
   load?: string | null;
   /** nft commands applied after the commit and the purge */
   post?: string | null;
 }
 
-/** `conntrack` arguments listing, in the save format, the TCP bindings this node made to a floating IP. */
-export function bindingSaveArgs(ip: string): string[] {
-  return ['-L', '-p', 'tcp', '--src-nat', ip, '-o', 'save'];
-}
+/** `conntrack` arguments listing every TCP entry in the save format (one dump for all the IPs released; split by keptBindingLines). */
+export const BINDING_SAVE_ARGS: readonly string[] = ['-L', '-p', 'tcp', '-o', 'save'];
 
 /** Own bindings kept from a release for the next take of the same IP (keptBindings). */
 export interface KeptBindings {
@@ -234,7 +235,12 @@ export const KEPT_BINDINGS_MAX = 65_536;
  * keeps them (KeptBindings) and loads them at the next take, before the replicated ones.
  */
 export function keptBindingLines(saveOutput: string, ip: string, sources: ReadonlySet<string>): string[] {
-  const out: string[] = [];
+  return keptBindingsByIP(saveOutput, new Map([[ip, sources]])).get(ip) ?? [];
+}
+
+/** keptBindingLines for several IPs from one listing: IP -> its lines (every IP asked for is present). */
+export function keptBindingsByIP(saveOutput: string, wanted: ReadonlyMap<string, ReadonlySet<string>>): Map<string, string[]> {
+  const out = new Map([...wanted.keys()].map((ip) => [ip, [] as string[]]));
   for (const line of saveOutput.split('\n')) {
     const t = line.trim().split(/\s+/);
     if (t[0] !== '-A') continue;
@@ -242,24 +248,42 @@ export function keptBindingLines(saveOutput: string, ip: string, sources: Readon
       const i = t.indexOf(flag);
       return i >= 0 ? t[i + 1] : undefined;
     };
-    if (arg('-n') !== ip || !sources.has(arg('-s') ?? '') || arg('-p') !== 'tcp') continue;
-    if (!/^\d+$/.test(arg('-t') ?? '')) continue;
-    out.push(t.join(' '));
-    if (out.length >= KEPT_BINDINGS_MAX) break;
+    const ip = arg('-n') ?? '';
+    const lines = out.get(ip);
+    if (!lines || !wanted.get(ip)!.has(arg('-s') ?? '') || arg('-p') !== 'tcp') continue;
+    if (!/^\d+$/.test(arg('-t') ?? '') || lines.length >= KEPT_BINDINGS_MAX) continue;
+    lines.push(t.join(' '));
   }
   return out;
 }
 
 /**
- * Kept bindings as they may be loaded `nowMs`: each line's timeout (`-t`, seconds left when listed)
- * less the time since; lines whose timeout has run out are dropped (the kernel would have expired
- * the entry by now).
+ * Kept bindings of `ip` as they may be loaded `nowMs` when the node takes `ip` again: only those
+ * of a (source, destination) pair that `treatments` (what the entries stand for once the take is
+ * committed: render.ts treatmentsAfter) SNATs here to that same IP — a pod relabelled out of the
+ * policy, deleted (its IP perhaps reused), or whose policy now uses another IP gets nothing back —
+ * each with its timeout (`-t`, seconds left when listed) less the time since; lines whose timeout
+ * has run out are dropped (the kernel would have expired the entry by now).
  */
-export function keptBindingsAt(k: KeptBindings, nowMs: number): string[] {
+export function keptBindingsAt(k: KeptBindings, ip: string, nowMs: number, treatments: ReadonlyMap<string, string>): string[] {
+  const local = [...treatments]
+    .filter(([, t]) => t.endsWith(`:local@${ip}`))
+    .flatMap(([pair]) => {
+      const [src, dst] = pair.split('>') as [string, string];
+      const c = parseCidr4(dst, false);
+      return c.ok ? [{ src, cidr: c.value }] : [];
+    });
   const elapsed = Math.max(0, Math.ceil((nowMs - k.at) / 1000));
   const out: string[] = [];
   for (const line of k.lines) {
     const t = line.split(' ');
+    const arg = (flag: string) => {
+      const i = t.indexOf(flag);
+      return i >= 0 ? t[i + 1] : undefined;
+    };
+    const src = arg('-s');
+    const dst = arg('-d') ?? '';
+    if (arg('-n') !== ip || !isIPv4(dst) || !local.some((l) => l.src === src && cidrContains(l.cidr, dst))) continue;
     const i = t.indexOf('-t');
     const left = Number(t[i + 1]) - elapsed;
     if (i < 0 || !(left > 0)) continue;
@@ -454,7 +478,7 @@ export class ConntrackSync {
     floatingIPs: readonly string[],
     ownedAfter: readonly string[],
     steps: Omit<CommitSteps, 'nft' | 'load'> & { load?: readonly string[] } = {},
-  ): Promise<{ ok: boolean; ms: number; entries: number | null; postFailed?: boolean }> {
+  ): Promise<{ ok: boolean; ms: number; entries: number | null; postFailed?: boolean; loadFailed?: boolean }> {
     const t0 = this.now();
     if (!this.child || !this.ready) {
       this.fail('commit skipped: conntrackd is not running');
@@ -462,16 +486,7 @@ export class ConntrackSync {
     }
     const purge = foreignBindingPurgeArgs(floatingIPs, ownedAfter);
     const { load, ...rest } = steps;
-    let loadFile: string | null = null;
-    if (load?.length) {
-      loadFile = `${this.o.runDir ?? CTSYNC_RUN_DIR}/kept-bindings`;
-      try {
-        this.host.writeFile(loadFile, `${load.join('\n')}\n`);
-      } catch (e) {
-        this.fail(`kept bindings not written: ${String(e)}`);
-        loadFile = null;
-      }
-    }
+    const loadFile = this.writeKept(load ?? []);
     const r = await this.host.exec('sh', [
       '-c',
       commitScript(this.o.conntrackdPath ?? 'conntrackd', this.paths.config, this.o.conntrackPath ?? 'conntrack', purge, {
@@ -482,7 +497,9 @@ export class ConntrackSync {
     ]);
     const ms = this.now() - t0;
     const postFailed = r.code === 4;
-    if (r.code !== 0 && !postFailed) {
+    const loadFailed = r.code === 5;
+    if (loadFailed) this.fail('loading the kept bindings failed (conntrack -R)');
+    if (r.code !== 0 && !postFailed && !loadFailed) {
       this.fail(`commit failed (exit ${r.code}): ${(r.stderr || r.stdout).trim()}`);
       return { ok: false, ms, entries: null };
     }
@@ -492,20 +509,44 @@ export class ConntrackSync {
     this.st.lastCommitAt = new Date(this.now()).toISOString();
     this.st.lastCommitMs = ms;
     this.st.lastCommitEntries = entries;
-    return postFailed ? { ok: true, ms, entries, postFailed } : { ok: true, ms, entries };
+    return { ok: true, ms, entries, ...(postFailed ? { postFailed } : {}), ...(loadFailed ? { loadFailed } : {}) };
+  }
+
+  /** Writes kept lines to the run directory for `conntrack -R`; the file, or null (none, or not written: reported). */
+  private writeKept(lines: readonly string[]): string | null {
+    if (!lines.length) return null;
+    const file = `${this.o.runDir ?? CTSYNC_RUN_DIR}/kept-bindings`;
+    try {
+      this.host.writeFile(file, `${lines.join('\n')}\n`);
+      return file;
+    } catch (e) {
+      this.fail(`kept bindings not written: ${String(e)}`);
+      return null;
+    }
   }
 
   /**
-   * This node's TCP bindings to `ip` of the given sources, listed before a release flushes them
-   * (keptBindingLines). Null when the listing failed (logged): nothing is kept.
+   * This node's TCP bindings of the given sources to each IP, listed (one dump) before a release
+   * flushes them (keptBindingsByIP). Null when the listing failed (reported): nothing is kept.
+   * Needs no running conntrackd.
    */
-  async keep(ip: string, sources: ReadonlySet<string>): Promise<string[] | null> {
-    const r = await this.host.exec(this.o.conntrackPath ?? 'conntrack', bindingSaveArgs(ip), { timeoutMs: 2000 });
+  async keep(wanted: ReadonlyMap<string, ReadonlySet<string>>): Promise<Map<string, string[]> | null> {
+    const r = await this.host.exec(this.o.conntrackPath ?? 'conntrack', [...BINDING_SAVE_ARGS], { timeoutMs: 2000 });
     if (r.code !== 0) {
-      this.fail(`listing the bindings to ${ip} failed (exit ${r.code}): ${r.stderr.trim()}`);
+      this.fail(`listing this node's bindings failed (exit ${r.code}): ${r.stderr.trim()}`);
       return null;
     }
-    return keptBindingLines(r.stdout, ip, sources);
+    return keptBindingsByIP(r.stdout, wanted);
+  }
+
+  /** Loads kept lines without a commit (`conntrack -R`: conntrackd need not run); false when it failed (reported). */
+  async loadKept(lines: readonly string[]): Promise<boolean> {
+    const file = this.writeKept(lines);
+    if (!file) return false;
+    const q = (x: string) => `'${x.replace(/'/g, `'\\''`)}'`;
+    const r = await this.host.exec('sh', ['-c', `${q(this.o.conntrackPath ?? 'conntrack')} -R ${q(file)} >/dev/null 2>&1; c=$?; rm -f ${q(file)}; exit $c`]);
+    if (r.code !== 0) this.fail(`loading the kept bindings failed (conntrack -R, exit ${r.code})`);
+    return r.code === 0;
   }
 
   /**

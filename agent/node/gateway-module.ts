@@ -681,6 +681,8 @@ export class GatewayModule implements NodeModule {
         plan.ownedIPs.map((o) => o.ip),
         { enabled: !!this.ctsync },
       );
+    // before anything of this apply flushes or purges them: own pods' bindings to IPs released now
+    await this.keepReleased(plan);
     // pairs leaving gateway treatment altogether: fail closed first, flush their conntrack entries,
     // then commit the final plan (render.ts transitionPlan: otherwise their next packets would
     // leave with the pod IP until the flush)
@@ -737,15 +739,20 @@ export class GatewayModule implements NodeModule {
     // Between the flush and that commit, the takeover window (render.ts renderTakeoverWindow)
     // keeps the pods' own segments from making entries of their own.
     const flush = changedPairs(this.treatments, plan);
-    await this.keepReleased(plan, flush);
     const window = committed && this.ctsync ? renderTakeoverWindow(plan, flush) : null;
-    // this node's own bindings kept when it released an IP it takes again: loaded before the
-    // replicated ones (conntrack-sync.ts keptBindingLines)
-    const load = taking.flatMap((ip) => {
-      const k = this.kept.get(ip);
-      this.kept.delete(ip);
-      return k ? keptBindingsAt(k, this.now()) : [];
-    });
+    // this node's own bindings kept when it released an IP it takes again, for the pairs it SNATs
+    // to that IP again: loaded after the replicated ones (conntrack-sync.ts keptBindingLines)
+    const after = treatmentsAfter(this.treatments, plan);
+    const load = this.ctsync
+      ? taking.flatMap((ip) => {
+          const k = this.kept.get(ip);
+          return k ? keptBindingsAt(k, ip, this.now(), after) : [];
+        })
+      : [];
+    const keptNote = (failed: boolean | undefined) =>
+      load.length
+        ? `; ${load.length} binding(s) of its own pods kept from the release ${failed ? 'NOT loaded (conntrack -R failed)' : 'loaded after them'}`
+        : '';
     // resync: re-apply only if the table is gone (a full re-apply would reset the counters)
     const drift = force && ruleset === this.lastRuleset && !(await this.host.nftTableExists('ip', GW_TABLE).catch(() => false));
     if (drift) this.ctx.log(this.name, `table ${GW_TABLE} missing: re-created`);
@@ -768,9 +775,12 @@ export class GatewayModule implements NodeModule {
         this.st.conntrackFlushes += flush.length;
         this.ctx.log(
           this.name,
-          `conntrack sync: re-committed the bindings of ${flush.length} changed pair(s) of this node's pods in ${c.ms} ms (takeover window)${load.length ? `; ${load.length} binding(s) of its own kept from the release loaded first` : ''}`,
+          `conntrack sync: re-committed the bindings of ${flush.length} changed pair(s) of this node's pods in ${c.ms} ms (takeover window)${keptNote(c.loadFailed)}`,
         );
-      } else await this.flushPairs(flush);
+      } else {
+        await this.flushPairs(flush);
+        if (load.length) await this.loadKept(load);
+      }
       if (!c.ok || c.postFailed) {
         // the window must not outlive the commit: without it, loose pickup is what keeps flows
         await this.host.nftApply(end).catch(async (e: unknown) => {
@@ -782,11 +792,14 @@ export class GatewayModule implements NodeModule {
       }
     } else {
       await this.flushPairs(flush);
-      if (committed && this.ctsync && flush.length)
-        await this.ctsync.commit(
+      if (committed && this.ctsync && flush.length) {
+        const c = await this.ctsync.commit(
           plan.floatingIPs,
           plan.ownedIPs.map((o) => o.ip),
+          { load },
         );
+        if (!c.ok && load.length) await this.loadKept(load);
+      } else if (load.length) await this.loadKept(load);
     }
     const known = [...new Set([...plan.floatingIPs, ...this.owned])];
     const addrs = addressOps(r.addresses, k.addrs, known, plan.nodeIP, this.uplink);
@@ -796,6 +809,9 @@ export class GatewayModule implements NodeModule {
     for (const ip of this.owned) if (!nowOwned.has(ip)) this.cancelAnnounce(ip);
     for (const ip of [...this.probing.keys()]) if (!nowOwned.has(ip)) this.endProbe(ip);
     this.owned = nowOwned;
+    // kept bindings are for the next take of a released IP: none for an IP held now (loaded, or
+    // not loadable any more) or one the gateway no longer lists
+    for (const ip of [...this.kept.keys()]) if (nowOwned.has(ip) || !plan.floatingIPs.includes(ip)) this.kept.delete(ip);
     this.setHolding(nowOwned.size > 0);
     await this.host.ipBatch(cmds.after);
     const addrsNow = [...k.addrs.filter((a) => !addrs.del.some((d) => d.cidr === a)), ...addrs.add.map((a) => a.cidr)];
@@ -813,23 +829,39 @@ export class GatewayModule implements NodeModule {
    * quiet connection's binding is otherwise lost for good: see conntrack-sync.ts keptBindingLines).
    * Only with conntrack sync (the take loads them in its commit); a failed listing keeps nothing.
    */
-  private async keepReleased(plan: GatewayPlan, flush: readonly { src: string; dst: string }[]): Promise<void> {
-    if (!this.ctsync || !flush.length) return;
+  private async keepReleased(plan: GatewayPlan): Promise<void> {
+    if (!this.ctsync || !this.treatments) return;
     const after = new Set(plan.ownedIPs.map((o) => o.ip));
     const sources = new Map<string, Set<string>>();
-    for (const { src, dst } of flush) {
-      const ip = /:local@([0-9.]+)$/.exec(this.treatments?.get(`${src}>${dst}`) ?? '')?.[1];
+    for (const { src, dst } of changedPairs(this.treatments, plan)) {
+      const ip = /:local@([0-9.]+)$/.exec(this.treatments.get(`${src}>${dst}`) ?? '')?.[1];
+      // not `this.owned`: a fenced holder lets the address go while its pairs stay `local` under a
+      // drop (their entries kept: treatmentsAfter), and routes them only at a later apply
       if (!ip || after.has(ip)) continue;
       const s = sources.get(ip) ?? new Set<string>();
       s.add(src);
       sources.set(ip, s);
     }
-    for (const [ip, srcs] of sources) {
-      const at = this.now();
-      const lines = await this.ctsync.keep(ip, srcs);
+    if (!sources.size) return;
+    const at = this.now();
+    const kept = await this.ctsync.keep(sources);
+    for (const ip of sources.keys()) {
+      const lines = kept?.get(ip);
       if (lines) this.kept.set(ip, { lines, at });
       else this.kept.delete(ip);
     }
+    this.ctx.log(
+      this.name,
+      kept
+        ? `conntrack sync: kept ${[...sources.keys()].map((ip) => `${kept.get(ip)?.length ?? 0} binding(s) to ${ip}`).join(', ')} of this node's pods for when it takes the IP back (listed in ${this.now() - at} ms)`
+        : `conntrack sync: could not list this node's bindings before releasing ${[...sources.keys()].join(', ')}: their quiet connections will not survive a move back`,
+    );
+  }
+
+  /** Loads kept bindings outside a commit (conntrackd not running, or its commit failed). */
+  private async loadKept(lines: readonly string[]): Promise<void> {
+    if (this.ctsync && (await this.ctsync.loadKept(lines)))
+      this.ctx.log(this.name, `conntrack sync: ${lines.length} binding(s) of this node's pods kept from the release loaded`);
   }
 
   /** Deletes the conntrack entries of these (source, destination) pairs. */
