@@ -705,7 +705,7 @@ export class GatewayModule implements NodeModule {
       const c = await this.ctsync.commit(
         plan.floatingIPs,
         plan.ownedIPs.map((o) => o.ip),
-        { pre: renderStrayReplyFence(this.lastPlan, taking, { uplink: this.uplink }) },
+        { pre: renderStrayReplyFence(this.lastPlan, taking, { uplink: this.uplink }), refresh: taking },
       );
       committed = c.ok;
       if (c.ok) this.ctx.log(this.name, `conntrack sync: committed ${c.entries ?? '?'} replicated binding(s) in ${c.ms} ms before taking ${taking.join(', ')}`);

@@ -15,13 +15,25 @@
  * it before the flush and loads them (conntrack -R) when it takes the IP again, before the
  * replicated ones (agent/gateway/conntrack-sync.ts keptBindingLines, gateway-module keepReleased).
  *
+ * Second finding, same scenario: chaos seed 970228019 (convergence: paul/frontend-2's stream never
+ * carried traffic again, 15 s past the bound). node-1 had held 192.168.1.100 and kept its entry of
+ * that stream (another node's pod: not flushed at the release); the stream carried on through
+ * node-2 for seconds; when the IP came back, node-1's entry still had the TCP windows of the move
+ * away, the stream's next segments were out of window (INVALID, not NATed) and node-1's guard
+ * dropped every one of them. Fixed: a node taking an IP re-makes its entries bound to it in the
+ * take's commit (listed, deleted, loaded again after conntrackd -c: conntrack-sync.ts
+ * commitScript), so their windows are learned again from the next segments.
+ *
  * Deterministic here: alice/frontend-1 opens one connection from a fixed port and sends a line;
  * the internet holds back the answer (an nft drop in the internet's own output, so it is
- * retransmitted); node-1 is cut off until the IP is on node-2, healed, node-2 killed, and the IP
- * comes back to node-1; then the internet lets the answer go. Judged on the internet's capture: a
+ * retransmitted), while paul/frontend-2 (node-2) runs a stream; node-1 is cut off until the IP is
+ * on node-2, healed; the stream carries on through node-2; node-2 is cut off until the IP is back
+ * on node-1; the internet lets the answer go; node-2 is healed. Judged on the internet's capture: a
  * retransmission of the answer after the hold is acknowledged by the pod (an ACK from
- * 192.168.1.100:<port>, no RST), and the client in the pod received the answer. On the agent
- * before the fix node-1 had no entry for the connection: the answer went to node-1's own stack.
+ * 192.168.1.100:<port>, no RST), and the client in the pod received the answer; the stream's
+ * segments reach the internet again after node-2's heal, from 192.168.1.100 and its one port. On
+ * the agent before the fixes node-1 had no entry for alice's connection (the answer went to
+ * node-1's own stack), and its stale entry of the stream dropped the stream's segments.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Lab } from '../../harness/lab/lab.js';
@@ -34,6 +46,7 @@ import { startProcess, stopProcess } from '../../harness/lab/process.js';
 import { pollUntil } from '../../harness/util/poll.js';
 import { TCP_FLAGS, type DecodedPacket } from '../../harness/pcap/pcap.js';
 import { applySeed, holderOf, waitIPOff, waitIPOn, waitSeenFrom } from '../gateway/gateway-kit.js';
+import type { ContinuousProbe } from '../../harness/probe/probe.js';
 
 const POD = 'alice/frontend-1';
 const HOLDER = 'node-1';
@@ -42,6 +55,8 @@ const IP = '192.168.1.100';
 const INTERNET = '8.8.8.8';
 const PORT = 7007;
 const LOCAL_PORT = 41234;
+const STREAM_POD = 'paul/frontend-2';
+const STREAM_PORT = 41235;
 const CLIENT = 'held-answer-client';
 const HOLD = 'egresslab_test_hold';
 const LOG = `/var/log/egresslab/${CLIENT}.log`;
@@ -84,10 +99,15 @@ describe('chaos regression: a holder that releases its IP and takes it back', ()
     await lab.exec('internet', ['nft', '-f', '-'], {
       stdin: `table ip ${HOLD} {\n  chain output {\n    type filter hook output priority 0; policy accept;\n    tcp sport ${PORT} tcp dport ${LOCAL_PORT} ip length > 100 counter drop\n  }\n}\n`,
     });
-    const cap = await lab.capture('internet', 'eth0', { filter: `tcp and port ${LOCAL_PORT}` });
+    const cap = await lab.capture('internet', 'eth0', { filter: `tcp and (port ${LOCAL_PORT} or port ${STREAM_PORT})` });
     let got: DecodedPacket[] = [];
     let releasedAt = 0;
+    let streamHeld = { from: 0, to: 0 };
+    let healedAt = 0;
+    let stream: ContinuousProbe | undefined;
     try {
+      stream = await lab.continuousProbe(STREAM_POD, INTERNET, { proto: 'tcp', stream: true, localPort: STREAM_PORT, intervalMs: 100, timeoutMs: 500 });
+      await pollUntil(() => stream!.answeredAfter(0), { what: `${STREAM_POD}'s stream answered`, timeoutMs: 10_000, intervalMs: 100, accept: (n) => n >= 5 });
       await startProcess(lab, lab.place(POD), CLIENT, ['node', '-e', CLIENT_JS]);
       await pollUntil(nftCounter, { what: 'the answer to be held back at the internet', timeoutMs: 10_000, intervalMs: 50, accept: (n) => n > 0 });
       expect(await clientLog()).toMatch(/^connected\n$/);
@@ -106,8 +126,18 @@ describe('chaos regression: a holder that releases its IP and takes it back', ()
         intervalMs: 100,
         accept: (g) => g.nodes[HOLDER] === 'Up' && g.assignments[IP] === OTHER,
       });
-      // node-2 dies: the IP comes back to node-1 (the Up worker holding the fewest IPs)
-      await lab.faults.kill(OTHER);
+      // the stream carries on through node-2 (its windows move on; node-1's entry of it stays behind)
+      streamHeld.from = Date.now();
+      const through = await stream.answeredAfter(streamHeld.from);
+      await pollUntil(() => stream!.answeredAfter(streamHeld.from), {
+        what: `${STREAM_POD}'s stream through ${OTHER}`,
+        timeoutMs: 10_000,
+        intervalMs: 100,
+        accept: (n) => n >= through + 10,
+      });
+      streamHeld.to = Date.now();
+      // node-2 cut off: the IP comes back to node-1 (the Up worker holding the fewest IPs)
+      await lab.faults.partition(OTHER, 'both');
       await waitIPOn(lab, HOLDER, IP, 20_000);
       expect(await clientLog(), 'the premise: the connection stayed quiet and open through the moves').toMatch(/^connected\n$/);
 
@@ -122,9 +152,20 @@ describe('chaos regression: a holder that releases its IP and takes it back', ()
         intervalMs: 200,
         accept: (l) => /\ndata \d+\n/.test(l) || /error|close/.test(l),
       });
+      // node-2 back: it routes its pod to node-1, whose entry of the stream must pass its segments
+      await lab.faults.heal(OTHER);
+      healedAt = Date.now();
+      await pollUntil(() => stream!.answeredAfter(healedAt), {
+        what: `${STREAM_POD}'s stream answered again after ${OTHER}'s heal (TCP backs off: a retransmission within about the cut's length)`,
+        timeoutMs: 60_000,
+        intervalMs: 200,
+        accept: (n) => n >= 5,
+      });
     } finally {
+      await stream?.stop().catch(() => undefined);
       got = (await cap.stop()).packets;
       await stopProcess(lab, HOLDER, CLIENT).catch(() => undefined);
+      if (await lab.faults.partitioned(OTHER).catch(() => false)) await lab.faults.heal(OTHER);
     }
 
     expect(await clientLog()).toMatch(/^connected\ndata \d+\n/);
@@ -135,5 +176,17 @@ describe('chaos regression: a holder that releases its IP and takes it back', ()
     // the pod acknowledged it through node-1 (SNATed to the egress IP, same port); nothing reset the connection
     expect(fromPod.filter((p) => p.t > answers[0]!.t && (p.ip!.tcp!.flags & TCP_FLAGS.ACK) !== 0).length).toBeGreaterThan(0);
     expect(fromPod.filter((p) => (p.ip!.tcp!.flags & TCP_FLAGS.RST) !== 0).map((p) => p.t)).toEqual([]);
+
+    // the stream: through node-2 while it held the IP (the premise), and again after the heal, always
+    // from the egress IP and the one port it opened with
+    const streamOut = tcp.filter((p) => p.ip!.dst === INTERNET && p.ip!.tcp!.sport === STREAM_PORT);
+    expect(streamOut.filter((p) => p.t >= streamHeld.from && p.t <= streamHeld.to && p.ip!.tcp!.payload.length > 0).length).toBeGreaterThan(5);
+    expect(streamOut.filter((p) => p.t > healedAt && p.ip!.tcp!.payload.length > 0).length).toBeGreaterThan(0);
+    expect([...new Set(streamOut.map((p) => p.ip!.src))]).toEqual([IP]);
+    expect(
+      tcp.filter(
+        (p) => p.ip!.dst === INTERNET && p.ip!.tcp!.dport === PORT && p.ip!.src === IP && p.ip!.tcp!.sport !== LOCAL_PORT && p.ip!.tcp!.sport !== STREAM_PORT,
+      ),
+    ).toEqual([]);
   }, 300_000);
 });
