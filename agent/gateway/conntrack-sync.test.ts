@@ -183,18 +183,6 @@ describe("a holder's own bindings kept across a release (chaos seed 1419845312)"
       'exit 0',
     ]);
   });
-  it("taking IPs: this node's entries bound to them are listed, deleted and loaded again after the commit (their TCP windows re-learned; chaos seed 970228019)", () => {
-    expect(commitScript('conntrackd', '/c', 'conntrack', [], { refresh: { ips: ['192.168.1.100', '192.168.1.101'], file: '/r/f' } }).split('\n')).toEqual([
-      ": > '/r/f'",
-      "'conntrack' -L -p tcp --src-nat '192.168.1.100' -o save >> '/r/f' 2>/dev/null && 'conntrack' -D -p tcp -q '192.168.1.100' >/dev/null 2>&1",
-      "'conntrack' -L -p tcp --src-nat '192.168.1.101' -o save >> '/r/f' 2>/dev/null && 'conntrack' -D -p tcp -q '192.168.1.101' >/dev/null 2>&1",
-      "'conntrackd' -C '/c' -c || exit 3",
-      "'conntrack' -R '/r/f' >/dev/null 2>&1",
-      "rm -f '/r/f'",
-      'exit 0',
-    ]);
-    expect(commitScript('conntrackd', '/c', 'conntrack', [], { refresh: { ips: [], file: '/r/f' } })).not.toContain('/r/f');
-  });
   it('ConntrackSync.keep lists once through conntrack, for every IP; a failed listing keeps nothing (reported)', async () => {
     const f = new FakeHost();
     const logs: string[] = [];

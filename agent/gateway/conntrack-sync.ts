@@ -183,22 +183,7 @@ export function commitScript(conntrackd: string, config: string, conntrack: stri
   // entries to delete right before the commit (the old entries of the flows whose bindings it
   // brings back): no process spawn between the two
   for (const args of opts.flush ?? []) lines.push(`${q(conntrack)} ${args.map(q).join(' ')} >/dev/null 2>&1`);
-  // this node's own entries bound to the IPs it takes (left from when it held them before) are
-  // re-made: their TCP window state is as old as the move away, and the flow carried on through
-  // the other holder since, so its next segments here were out of window: INVALID, not NATed, and
-  // dropped by the guard for good (chaos seed 970228019: a stream stuck 15 s after the bound).
-  // Listed, deleted, and loaded again after the commit (a replicated binding of the same flow is
-  // fresher and wins): a re-made entry learns the windows from the next segments, like a commit's.
-  const refresh = opts.refresh;
-  if (refresh?.ips.length) {
-    lines.push(`: > ${q(refresh.file)}`);
-    for (const ip of refresh.ips)
-      lines.push(
-        `${q(conntrack)} -L -p tcp --src-nat ${q(ip)} -o save >> ${q(refresh.file)} 2>/dev/null && ${q(conntrack)} -D -p tcp -q ${q(ip)} >/dev/null 2>&1`,
-      );
-  }
   lines.push(`${q(conntrackd)} -C ${q(config)} -c || exit 3`);
-  if (refresh?.ips.length) lines.push(`${q(conntrack)} -R ${q(refresh.file)} >/dev/null 2>&1`, `rm -f ${q(refresh.file)}`);
   // this node's own bindings kept from when it released the IP (keptBindingLines), AFTER the
   // replicated ones: an entry already there (same flow, or the same IP:port to the same far end)
   // wins over the kept line, which is older; a failed load is reported (exit 5), not fatal
@@ -220,8 +205,6 @@ export interface CommitSteps {
   pre?: string | null;
   /** `conntrack` argument lists run just before the commit */
   flush?: readonly string[][];
-  /** floating IPs taken: this node's entries bound to them are re-made around the commit (see commitScript), through `file` */
-  refresh?: { ips: readonly string[]; file: string } | null;
   /** a file of `conntrack -o save` lines loaded (`conntrack -R`) after the commit, so that a replicated binding (fresher) wins over a loaded one; removed after */
   load?: string | null;
   /** nft commands applied after the commit and the purge */
@@ -494,7 +477,7 @@ export class ConntrackSync {
   async commit(
     floatingIPs: readonly string[],
     ownedAfter: readonly string[],
-    steps: Omit<CommitSteps, 'nft' | 'load' | 'refresh'> & { load?: readonly string[]; refresh?: readonly string[] } = {},
+    steps: Omit<CommitSteps, 'nft' | 'load'> & { load?: readonly string[] } = {},
   ): Promise<{ ok: boolean; ms: number; entries: number | null; postFailed?: boolean; loadFailed?: boolean }> {
     const t0 = this.now();
     if (!this.child || !this.ready) {
@@ -502,15 +485,13 @@ export class ConntrackSync {
       return { ok: false, ms: 0, entries: null };
     }
     const purge = foreignBindingPurgeArgs(floatingIPs, ownedAfter);
-    const { load, refresh, ...rest } = steps;
+    const { load, ...rest } = steps;
     const loadFile = this.writeKept(load ?? []);
-    const runDir = this.o.runDir ?? CTSYNC_RUN_DIR;
     const r = await this.host.exec('sh', [
       '-c',
       commitScript(this.o.conntrackdPath ?? 'conntrackd', this.paths.config, this.o.conntrackPath ?? 'conntrack', purge, {
         ...rest,
         load: loadFile,
-        refresh: refresh?.length ? { ips: refresh, file: `${runDir}/refresh-bindings` } : null,
         nft: this.o.nftPath ?? 'nft',
       }),
     ]);

@@ -391,6 +391,14 @@ export class GatewayModule implements NodeModule {
       [`net/ipv4/conf/${u}/accept_redirects`, '0'],
       // ARP requests use the node IP as sender, never a floating IP (the ARP fence would drop those)
       [`net/ipv4/conf/${u}/arp_announce`, '2'],
+      // TCP window tracking marks only out-of-window RSTs INVALID. A floating IP moves between
+      // nodes while its flows carry on elsewhere: an entry a node kept from an earlier tenure (another
+      // node's pod's flow), or one loaded back (conntrack -R: no window state, no liberal flag), sees
+      // segments far past the windows it knew; strict tracking marked them INVALID, no NAT applied,
+      // and the guard dropped every one (chaos seed 970228019: a stream stuck after the IP came back).
+      // conntrackd's commits (TCPWindowTracking no) and the kernel's own mid-stream pickups are
+      // liberal already; this makes every entry so (docs/gateway.md).
+      ['net/netfilter/nf_conntrack_tcp_be_liberal', '1'],
     ];
     for (const [k, v] of settings) {
       try {
@@ -705,7 +713,7 @@ export class GatewayModule implements NodeModule {
       const c = await this.ctsync.commit(
         plan.floatingIPs,
         plan.ownedIPs.map((o) => o.ip),
-        { pre: renderStrayReplyFence(this.lastPlan, taking, { uplink: this.uplink }), refresh: taking },
+        { pre: renderStrayReplyFence(this.lastPlan, taking, { uplink: this.uplink }) },
       );
       committed = c.ok;
       if (c.ok) this.ctx.log(this.name, `conntrack sync: committed ${c.entries ?? '?'} replicated binding(s) in ${c.ms} ms before taking ${taking.join(', ')}`);

@@ -20,9 +20,9 @@
  * that stream (another node's pod: not flushed at the release); the stream carried on through
  * node-2 for seconds; when the IP came back, node-1's entry still had the TCP windows of the move
  * away, the stream's next segments were out of window (INVALID, not NATed) and node-1's guard
- * dropped every one of them. Fixed: a node taking an IP re-makes its entries bound to it in the
- * take's commit (listed, deleted, loaded again after conntrackd -c: conntrack-sync.ts
- * commitScript), so their windows are learned again from the next segments.
+ * dropped every one of them. Fixed: TCP window tracking is liberal on the nodes (the gateway module
+ * sets net.netfilter.nf_conntrack_tcp_be_liberal=1: only out-of-window RSTs are INVALID), as
+ * conntrackd's commits and the kernel's mid-stream pickups already were.
  *
  * Deterministic here: alice/frontend-1 opens one connection from a fixed port and sends a line;
  * the internet holds back the answer (an nft drop in the internet's own output, so it is
@@ -102,7 +102,7 @@ describe('chaos regression: a holder that releases its IP and takes it back', ()
     const cap = await lab.capture('internet', 'eth0', { filter: `tcp and (port ${LOCAL_PORT} or port ${STREAM_PORT})` });
     let got: DecodedPacket[] = [];
     let releasedAt = 0;
-    let streamHeld = { from: 0, to: 0 };
+    const streamHeld = { from: 0, to: 0 };
     let healedAt = 0;
     let stream: ContinuousProbe | undefined;
     try {
