@@ -6,10 +6,17 @@
 import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { docker, LABEL } from '../harness/docker/client.js';
+import { LAB_CONFIG, LAB_SYSCTLS } from '../harness/docker/containers.js';
 import { removeLabObjects } from '../harness/lab/registry.js';
 
-/** Milliseconds to create and start `count` bare containers of `image` in parallel (removed after). */
-export async function bareContainersMs(image: string, count: number): Promise<number> {
+/**
+ * Milliseconds to create and start `count` bare containers of `image` in parallel (removed after),
+ * created as the lab creates its own (harness/docker/containers.ts: `--network none` with
+ * networking disabled, IPv6 off). `sandbox: true` leaves NetworkDisabled out: the engine then also
+ * builds a libnetwork sandbox per container, as lab containers had until networking was disabled
+ * (printed beside the floor for reference, never used as the floor).
+ */
+export async function bareContainersMs(image: string, count: number, options: { sandbox?: boolean } = {}): Promise<number> {
   const id = `bench-floor-${randomBytes(3).toString('hex')}`;
   const t0 = performance.now();
   try {
@@ -19,7 +26,8 @@ export async function bareContainersMs(image: string, count: number): Promise<nu
           Image: image,
           Cmd: ['sleep', 'infinity'],
           Labels: { [LABEL.lab]: id },
-          HostConfig: { NetworkMode: 'none', Init: true },
+          ...(options.sandbox ? {} : { NetworkDisabled: LAB_CONFIG.NetworkDisabled }),
+          HostConfig: { NetworkMode: 'none', Init: true, ...(options.sandbox ? {} : { Sysctls: { ...LAB_SYSCTLS } }) },
         });
         await c.start();
       }),

@@ -22,6 +22,7 @@ const topology = topologyFromArg(topoArg);
 const count = planLab(topology).containers.length + 1; // + the wirer
 
 const floor = (image: string): Promise<number> => bareContainersMs(image, count);
+const sandboxed = (image: string): Promise<number> => bareContainersMs(image, count, { sandbox: true });
 
 async function lab(): Promise<number> {
   const t0 = performance.now();
@@ -45,18 +46,24 @@ function stats(xs: number[]): { median: number; mean: number; min: number; max: 
 const image = await ensureImage((m) => process.stderr.write(`${m}\n`));
 // One untimed warm-up of each.
 await floor(image);
+await sandboxed(image);
 await lab();
 const floors: number[] = [];
+const sandboxes: number[] = [];
 const labs: number[] = [];
 for (let i = 0; i < runs; i++) {
   floors.push(await floor(image));
+  sandboxes.push(await sandboxed(image));
   labs.push(await lab());
-  process.stderr.write(`run ${i + 1}/${runs}: floor ${floors[i]!.toFixed(0)} ms, lab ${labs[i]!.toFixed(0)} ms\n`);
+  process.stderr.write(
+    `run ${i + 1}/${runs}: floor ${floors[i]!.toFixed(0)} ms, with sandboxes ${sandboxes[i]!.toFixed(0)} ms, lab ${labs[i]!.toFixed(0)} ms\n`,
+  );
 }
 const f = stats(floors);
 const l = stats(labs);
 const fmt = (s: ReturnType<typeof stats>) => `median ${s.median.toFixed(0)} ms, mean ${s.mean.toFixed(0)} ms, min ${s.min.toFixed(0)}, max ${s.max.toFixed(0)}`;
 console.log(`lab-up benchmark: topology ${topoArg} (${count} containers, cluster ${topology.cluster ? 'on' : 'off'}), ${runs} runs, warm image`);
 console.log(`  floor (bare containers): ${fmt(f)}`);
+console.log(`  bare containers with the engine's network sandbox (reference: how lab containers were created before): ${fmt(stats(sandboxes))}`);
 console.log(`  lab up (wired, ready):   ${fmt(l)}`);
 console.log(`  ratio lab/floor (median): ${(l.median / f.median).toFixed(2)}  (target <= 1.5; lab up target <= 3000 ms)`);

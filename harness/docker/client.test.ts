@@ -52,6 +52,13 @@ describe('labContainerOptions', () => {
     expect(o.HostConfig?.Mounts).toEqual([{ Type: 'volume', Source: 'egl-x-payload', Target: '/opt/egresslab', ReadOnly: true }]);
     expect(o.HostConfig?.Binds).toBeUndefined();
     expect(o.HostConfig?.NetworkMode).toBe('none');
+    // no libnetwork sandbox either (runc's private namespace with a loopback only), and IPv6 off as Docker's none mode leaves it
+    expect(o.NetworkDisabled).toBe(true);
+    expect(o.HostConfig?.Sysctls).toEqual({
+      'net.ipv6.conf.all.disable_ipv6': '1',
+      'net.ipv6.conf.default.disable_ipv6': '1',
+      'net.ipv6.conf.lo.disable_ipv6': '1',
+    });
     expect(o.HostConfig?.PidMode).toBeUndefined();
     expect(o.Labels).toEqual({ 'egresslab.lab': 'x', 'egresslab.managed': 'true' });
   });

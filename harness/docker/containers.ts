@@ -122,6 +122,27 @@ export const LAB_READONLY_PATHS = Object.freeze([
   '/proc/sys/vm',
 ]);
 
+/**
+ * IPv6 stays off in every lab network namespace, as Docker leaves a `--network none` container
+ * (libnetwork turns it off): no link-local addresses, router solicitations or MLD reports on the
+ * lab's links. Set here because NetworkDisabled (LAB_CONFIG) skips libnetwork.
+ */
+export const LAB_SYSCTLS = Object.freeze({
+  'net.ipv6.conf.all.disable_ipv6': '1',
+  'net.ipv6.conf.default.disable_ipv6': '1',
+  'net.ipv6.conf.lo.disable_ipv6': '1',
+});
+
+/**
+ * `--network none` and, on top, NetworkDisabled: the engine leaves networking out altogether. Both
+ * give the container a private network namespace with only a loopback (runc creates it); without
+ * NetworkDisabled the engine also builds a libnetwork sandbox for it, which costs two re-executions
+ * of dockerd per container start (`netns-create`, and the `libnetwork-setkey` prestart hook: about
+ * 0.15 s of CPU each) and /etc/hosts, /etc/resolv.conf bind mounts nothing in the lab reads.
+ * Measured on 2 cores: 9 containers created and started in 2.7 s with the sandbox, 1.1 s without.
+ */
+export const LAB_CONFIG = Object.freeze({ NetworkDisabled: true });
+
 export const LAB_HOST_CONFIG = Object.freeze({
   NetworkMode: 'none',
   CapDrop: ['ALL'],
@@ -164,8 +185,10 @@ export function labContainerOptions(spec: LabContainerSpec): Docker.ContainerCre
     Hostname: spec.hostname,
     Cmd: spec.command,
     Labels: { ...spec.labels, [LABEL.managed]: 'true' },
+    NetworkDisabled: LAB_CONFIG.NetworkDisabled,
     HostConfig: {
       NetworkMode: LAB_HOST_CONFIG.NetworkMode,
+      Sysctls: { ...LAB_SYSCTLS },
       CapDrop: [...LAB_HOST_CONFIG.CapDrop],
       CapAdd: [...(spec.pidHost ? WIRER_CAPABILITIES : LAB_CAPABILITIES)],
       SecurityOpt: [...(spec.pidHost ? WIRER_SECURITY_OPT : LAB_HOST_CONFIG.SecurityOpt)],
@@ -210,6 +233,7 @@ class LabContainer extends GenericContainer {
       .withLabels(o.Labels ?? {})
       .withNetworkMode('none')
       .withStartupTimeout(30_000);
+    this.createOpts.NetworkDisabled = o.NetworkDisabled;
     Object.assign(this.hostConfig, o.HostConfig);
   }
 }

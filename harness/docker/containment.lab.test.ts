@@ -7,6 +7,7 @@
  * What the lab needs keeps working: net sysctls in its own namespaces, nft, entering a pod.
  */
 import { readFileSync } from 'node:fs';
+import { docker, LABEL } from './client.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Lab } from '../lab/lab.js';
 import { startTestLab } from '../testing/lab.js';
@@ -89,5 +90,30 @@ describe('a lab container cannot change the host kernel', () => {
     expect(await sh('node-2', 'nft add table inet egl_cage && nft delete table inet egl_cage && echo ok')).toEqual({ code: 0, out: 'ok' });
     const pod = await lab.exec('paul/frontend-2', ['ip', '-4', '-o', 'addr', 'show', 'eth0']);
     expect(pod.stdout).toContain('10.10.11.1/32');
+  });
+
+  it('the engine gives lab containers no network of its own: none, networking disabled, only the links the lab wired, IPv6 off', async () => {
+    const listed = await docker().listContainers({ all: true, filters: { label: [`${LABEL.lab}=${lab.id}`] } });
+    expect(listed.length).toBeGreaterThan(0);
+    for (const c of listed) {
+      const i = await docker().getContainer(c.Id).inspect();
+      expect({
+        name: i.Name,
+        mode: i.HostConfig.NetworkMode,
+        disabled: (i.Config as { NetworkDisabled?: boolean }).NetworkDisabled,
+        networks: Object.keys(i.NetworkSettings.Networks ?? {}),
+      }).toEqual({
+        name: i.Name,
+        mode: 'none',
+        disabled: true,
+        networks: [],
+      });
+    }
+    // node-1's own namespace: the loopback and the veths the wiring made (eth0 on the segment, one per pod), nothing else; no IPv6 address anywhere
+    const links = (await sh('node-1', 'ip -d -o link show')).out.split('\n').map((l) => ({ name: l.split(': ')[1]?.split('@')[0], veth: /\bveth\b/.test(l) }));
+    expect(links.map((l) => l.name)).toEqual(expect.arrayContaining(['lo', 'eth0']));
+    expect(links.filter((l) => l.name !== 'lo' && !l.veth)).toEqual([]);
+    expect(await sh('node-1', 'ip -6 -o addr show')).toEqual({ code: 0, out: '' });
+    expect(await sh('node-1', 'cat /proc/sys/net/ipv6/conf/all/disable_ipv6 /proc/sys/net/ipv6/conf/default/disable_ipv6')).toEqual({ code: 0, out: '1\n1' });
   });
 });

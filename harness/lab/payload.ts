@@ -476,6 +476,7 @@ export async function fillPayloadVolume(args: {
     Image: args.image,
     Cmd: ['true'],
     Labels: args.labels,
+    NetworkDisabled: true,
     HostConfig: { NetworkMode: 'none', Mounts: [{ Type: 'volume', Source: args.volume, Target: '/payload' }] },
   });
   try {
