@@ -36,6 +36,11 @@ export function noteFailure(testName: string): void {
   failed.push(testName);
 }
 
+/** Forgets the failures noted so far: the setup file calls it as each test file starts (files may share a worker). */
+export function resetFailures(): void {
+  failed.length = 0;
+}
+
 /** The failing tests of this test file so far. */
 export function failedTests(): readonly string[] {
   return failed;

@@ -5,9 +5,12 @@
  */
 import { afterEach, expect } from 'vitest';
 import { egresslabMatchers } from './matchers.js';
-import { noteFailure } from './keep.js';
+import { noteFailure, resetFailures } from './keep.js';
 
 expect.extend(egresslabMatchers);
+// vitest runs setup files again before each test file, also when files share a worker (the lab
+// project: isolate false): the failures noted are this file's only
+resetFailures();
 
 afterEach((ctx) => {
   if (ctx.task.result?.state === 'fail') noteFailure(ctx.task.name);

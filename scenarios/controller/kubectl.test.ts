@@ -25,6 +25,8 @@ const CLI = join(projectRoot(), 'bin/egresslab.js');
 let lab: Lab;
 let dir: string;
 let kubeconfigPath: string;
+// the lab project's files share one worker process (vitest.config.ts, isolate: false): put it back
+const stateDirBefore = process.env.EGRESSLAB_STATE_DIR;
 
 beforeAll(async () => {
   lab = await startTestLab('default', 'kctl');
@@ -37,6 +39,8 @@ beforeAll(async () => {
 afterAll(async () => {
   if (lab) await stopForwarder(lab.id).catch(() => {});
   await lab?.down();
+  if (stateDirBefore === undefined) delete process.env.EGRESSLAB_STATE_DIR;
+  else process.env.EGRESSLAB_STATE_DIR = stateDirBefore;
 });
 
 type Run = RunResult;
