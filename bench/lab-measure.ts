@@ -6,13 +6,14 @@
 import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { docker, LABEL } from '../harness/docker/client.js';
-import { LAB_CONFIG, LAB_SYSCTLS } from '../harness/docker/containers.js';
+import { LAB_CONFIG, labSysctls } from '../harness/docker/containers.js';
 import { removeLabObjects } from '../harness/lab/registry.js';
 
 /**
  * Milliseconds to create and start `count` bare containers of `image` in parallel (removed after),
- * created as the lab creates its own (harness/docker/containers.ts: `--network none` with
- * networking disabled, IPv6 off). `sandbox: true` leaves NetworkDisabled out: the engine then also
+ * with the lab's network options (harness/docker/containers.ts: `--network none` with networking
+ * disabled, IPv6 off); the rest of the lab's create request (capabilities, seccomp, mounts) is left
+ * out. `sandbox: true` leaves NetworkDisabled out: the engine then also
  * builds a libnetwork sandbox per container, as lab containers had until networking was disabled
  * (printed beside the floor for reference, never used as the floor).
  */
@@ -27,7 +28,7 @@ export async function bareContainersMs(image: string, count: number, options: { 
           Cmd: ['sleep', 'infinity'],
           Labels: { [LABEL.lab]: id },
           ...(options.sandbox ? {} : { NetworkDisabled: LAB_CONFIG.NetworkDisabled }),
-          HostConfig: { NetworkMode: 'none', Init: true, ...(options.sandbox ? {} : { Sysctls: { ...LAB_SYSCTLS } }) },
+          HostConfig: { NetworkMode: 'none', Init: true, ...(options.sandbox ? {} : { Sysctls: labSysctls() }) },
         });
         await c.start();
       }),

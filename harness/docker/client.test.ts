@@ -6,7 +6,7 @@
 import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { labContainerOptions, startPath } from './containers.js';
+import { labContainerOptions, labSysctls, startPath } from './containers.js';
 import { projectRoot } from '../util/paths.js';
 
 function sources(dir: string): string[] {
@@ -54,12 +54,14 @@ describe('labContainerOptions', () => {
     expect(o.HostConfig?.NetworkMode).toBe('none');
     // no libnetwork sandbox either (runc's private namespace with a loopback only), and IPv6 off as Docker's none mode leaves it
     expect(o.NetworkDisabled).toBe(true);
-    expect(o.HostConfig?.Sysctls).toEqual({
-      'net.ipv6.conf.all.disable_ipv6': '1',
-      'net.ipv6.conf.default.disable_ipv6': '1',
-      'net.ipv6.conf.lo.disable_ipv6': '1',
-    });
+    expect(o.HostConfig?.Sysctls).toEqual(labSysctls());
     expect(o.HostConfig?.PidMode).toBeUndefined();
+    const off = { 'net.ipv6.conf.all.disable_ipv6': '1', 'net.ipv6.conf.default.disable_ipv6': '1', 'net.ipv6.conf.lo.disable_ipv6': '1' };
+    expect(labSysctls({ local: true, ipv6: true })).toEqual(off);
+    // a remote engine's kernel cannot be looked at: it gets them (a refusal is explained)
+    expect(labSysctls({ local: false, ipv6: false })).toEqual(off);
+    // a local engine whose kernel has no IPv6 (ipv6.disable=1) gets none: runc refuses a sysctl that does not exist
+    expect(labSysctls({ local: true, ipv6: false })).toEqual({});
     expect(o.Labels).toEqual({ 'egresslab.lab': 'x', 'egresslab.managed': 'true' });
   });
 

@@ -6,6 +6,7 @@
  * profile, read-only /proc paths, PID mode, an init process, a tmpfs /run, and read-only mounts of the in-lab code (a
  * bind mount of the checkout, or the lab's payload volume: harness/lab/payload.ts).
  */
+import { existsSync } from 'node:fs';
 import type Docker from 'dockerode';
 import { GenericContainer } from 'testcontainers';
 import { docker, LABEL, isNotFound } from './client.js';
@@ -123,15 +124,32 @@ export const LAB_READONLY_PATHS = Object.freeze([
 ]);
 
 /**
- * IPv6 stays off in every lab network namespace, as Docker leaves a `--network none` container
- * (libnetwork turns it off): no link-local addresses, router solicitations or MLD reports on the
- * lab's links. Set here because NetworkDisabled (LAB_CONFIG) skips libnetwork.
+ * IPv6 stays off in every lab container's own network namespace, as Docker leaves a `--network
+ * none` container (libnetwork turns it off): no link-local addresses, router solicitations or MLD
+ * reports from the containers' links. Set here because NetworkDisabled (LAB_CONFIG) skips
+ * libnetwork. (Pods' namespaces, made by `ip netns add` in the wiring, keep the kernel's defaults,
+ * as they always did.)
  */
 export const LAB_SYSCTLS = Object.freeze({
   'net.ipv6.conf.all.disable_ipv6': '1',
   'net.ipv6.conf.default.disable_ipv6': '1',
   'net.ipv6.conf.lo.disable_ipv6': '1',
 });
+
+/**
+ * The sysctls a lab container is created with: LAB_SYSCTLS, except on a local engine whose kernel
+ * has no IPv6 at all (booted with ipv6.disable=1: there is nothing to turn off, and runc refuses a
+ * sysctl that does not exist, where libnetwork only warned). A remote engine's kernel cannot be
+ * looked at from here: it gets them, and a refusal is explained (engineError).
+ */
+export function labSysctls(engine: { local: boolean; ipv6: boolean } = localEngineIpv6()): Record<string, string> {
+  return engine.local && !engine.ipv6 ? {} : { ...LAB_SYSCTLS };
+}
+
+function localEngineIpv6(): { local: boolean; ipv6: boolean } {
+  const h = process.env.DOCKER_HOST ?? '';
+  return { local: h === '' || /^unix:\/\//i.test(h), ipv6: existsSync('/proc/sys/net/ipv6') };
+}
 
 /**
  * `--network none` and, on top, NetworkDisabled: the engine leaves networking out altogether. Both
@@ -188,7 +206,7 @@ export function labContainerOptions(spec: LabContainerSpec): Docker.ContainerCre
     NetworkDisabled: LAB_CONFIG.NetworkDisabled,
     HostConfig: {
       NetworkMode: LAB_HOST_CONFIG.NetworkMode,
-      Sysctls: { ...LAB_SYSCTLS },
+      Sysctls: labSysctls(),
       CapDrop: [...LAB_HOST_CONFIG.CapDrop],
       CapAdd: [...(spec.pidHost ? WIRER_CAPABILITIES : LAB_CAPABILITIES)],
       SecurityOpt: [...(spec.pidHost ? WIRER_SECURITY_OPT : LAB_HOST_CONFIG.SecurityOpt)],
@@ -207,6 +225,12 @@ function engineError(spec: LabContainerSpec, error: unknown): Error {
   const message = String((error as { json?: { message?: string } }).json?.message ?? (error as Error).message);
   if (isNotFound(error) && /image/i.test(message)) {
     return new LabError(`${spec.name}: image ${spec.image} is not in the engine (egresslab never pulls images)`, { cause: error });
+  }
+  if (/disable_ipv6/.test(message)) {
+    return new LabError(
+      `${spec.name}: the engine refused the sysctls that keep IPv6 off in lab containers (its kernel has no IPv6? booted with ipv6.disable=1): ${message}`,
+      { cause: error },
+    );
   }
   const bind = spec.mounts.find((m) => m.type === 'bind');
   if (bind && /bind source path does not exist/i.test(message)) {
@@ -276,6 +300,10 @@ export async function startLabContainer(spec: LabContainerSpec): Promise<Docker.
   } catch (error) {
     throw engineError(spec, error);
   }
-  await container.start();
+  try {
+    await container.start();
+  } catch (error) {
+    throw engineError(spec, error);
+  }
   return container;
 }

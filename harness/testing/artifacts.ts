@@ -161,7 +161,7 @@ export function recordedTimelines(): RecordedTimeline[] {
   return [...recorded];
 }
 
-/** Forgets the recorded timelines (the setup file calls it before each test). */
+/** Forgets the recorded timelines (the setup file calls it as each test file starts; recordArtifactsOnFailure before each test). */
 export function clearRecordedTimelines(): void {
   recorded = [];
 }

@@ -6,11 +6,13 @@
 import { afterEach, expect } from 'vitest';
 import { egresslabMatchers } from './matchers.js';
 import { noteFailure, resetFailures } from './keep.js';
+import { clearRecordedTimelines } from './artifacts.js';
 
 expect.extend(egresslabMatchers);
 // vitest runs setup files again before each test file, also when files share a worker (the lab
-// project: isolate false): the failures noted are this file's only
+// project: isolate false): the failures noted and the timelines recorded are this file's only
 resetFailures();
+clearRecordedTimelines();
 
 afterEach((ctx) => {
   if (ctx.task.result?.state === 'fail') noteFailure(ctx.task.name);
