@@ -35,7 +35,8 @@ import { renderTimelineSvg } from '../report/timeline-svg.js';
 import type { Timeline } from '../probe/timeline.js';
 import { summarize } from '../report/failover.js';
 import { failoverFacts, posixRelative, writeDiagnosticsRecord, writeFailoverRecord } from '../report/run-data.js';
-import { collectLabDiagnostics, errorText, slug, type CollectOptions, type DiagnosticsReport, type RecordedTimeline } from './diagnostics.js';
+import { clearRecordedTimelines, pushRecordedTimeline, recordedTimelines } from './recorded-timelines.js';
+import { collectLabDiagnostics, errorText, slug, type CollectOptions, type DiagnosticsReport } from './diagnostics.js';
 
 export { diagnosticsScript, parseDiagnostics, renderEvents, slug, type CollectOptions, type DiagnosticsReport, type RecordedTimeline } from './diagnostics.js';
 
@@ -51,8 +52,6 @@ export function collectDiagnostics(lab: Lab, dir: string, options: CollectOption
 
 // ---------------------------------------------------------------- timelines recorded by a test
 
-let recorded: RecordedTimeline[] = [];
-
 /**
  * Keeps a timeline for the artifacts of the current test (rendered as SVG + JSON if it fails), and
  * records it for the run report at once, pass or fail: artifacts/failovers/<slug>.json (the test, the
@@ -60,7 +59,7 @@ let recorded: RecordedTimeline[] = [];
  * EGRESSLAB_KEEP_TIMELINES=1 the whole timeline is also written at once (see saveTimeline).
  */
 export function recordTimeline(name: string, timeline: Timeline, allowedSources?: readonly string[]): Timeline {
-  recorded.push({ name, timeline, ...(allowedSources ? { allowedSources } : {}) });
+  pushRecordedTimeline({ name, timeline, ...(allowedSources ? { allowedSources } : {}) });
   if (keepTimelines()) saveTimeline(name, timeline, allowedSources);
   recordForReport('failover', () => {
     const { file, test } = currentTest();
@@ -156,16 +155,6 @@ export function saveTimeline(name: string, timeline: Timeline, allowedSources?: 
   return file;
 }
 
-/** The timelines recorded since the current test began. */
-export function recordedTimelines(): RecordedTimeline[] {
-  return [...recorded];
-}
-
-/** Forgets the recorded timelines (the setup file calls it as each test file starts; recordArtifactsOnFailure before each test). */
-export function clearRecordedTimelines(): void {
-  recorded = [];
-}
-
 // ---------------------------------------------------------------- vitest integration
 
 /** artifacts/<lab>/<slug>, with -2, -3... when a previous failure (a retry) took the name. */
@@ -188,13 +177,13 @@ function describeReport(r: DiagnosticsReport): string {
  */
 export async function withArtifacts<T>(lab: Lab, testName: string, fn: () => Promise<T> | T): Promise<T> {
   const since = Date.now();
-  const before = recorded.length;
+  const before = recordedTimelines().length;
   try {
     return await fn();
   } catch (error) {
     const report = await collectDiagnostics(lab, artifactFolder(lab.id, testName), {
       since,
-      timelines: recorded.slice(before),
+      timelines: recordedTimelines().slice(before),
       failure: errorText(error),
     });
     const { file, test } = currentTest();

@@ -6,7 +6,7 @@
 import { afterEach, expect } from 'vitest';
 import { egresslabMatchers } from './matchers.js';
 import { noteFailure, resetFailures } from './keep.js';
-import { clearRecordedTimelines } from './artifacts.js';
+import { clearRecordedTimelines } from './recorded-timelines.js';
 
 expect.extend(egresslabMatchers);
 // vitest runs setup files again before each test file, also when files share a worker (the lab
