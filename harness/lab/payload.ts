@@ -30,6 +30,7 @@ import { dirname, isAbsolute, join, relative, sep } from 'node:path';
 import { isIP } from 'node:net';
 import { pack as tarPack } from 'tar-stream';
 import { docker, isNotFound } from '../docker/client.js';
+import { LAB_CONFIG } from '../docker/containers.js';
 import { LabError, ValidationError } from '../util/errors.js';
 import { IN_LAB_ROOT, installedPackage, projectRoot } from '../util/paths.js';
 import { stateDir } from '../cluster/background-forward.js';
@@ -476,7 +477,7 @@ export async function fillPayloadVolume(args: {
     Image: args.image,
     Cmd: ['true'],
     Labels: args.labels,
-    NetworkDisabled: true,
+    NetworkDisabled: LAB_CONFIG.NetworkDisabled,
     HostConfig: { NetworkMode: 'none', Mounts: [{ Type: 'volume', Source: args.volume, Target: '/payload' }] },
   });
   try {
