@@ -306,8 +306,10 @@ describe('policy routing and addresses (diff against ip -j output)', () => {
     // a pair that had no gateway treatment (masqueraded with the node IP) has its entries go
     const fresh = input('node-1', {});
     expect(changedPairs(new Map(), computeGatewayPlan(fresh))).toHaveLength(3);
+    // both orientations: the pod's own entries, and those a reply de-NATed by a remote holder made
     expect(conntrackFlushArgs([{ src: '10.10.10.1', dst: '8.8.8.0/24' }])).toEqual([
       ['-D', '-s', '10.10.10.1', '-d', '8.8.8.0', '--mask-dst', '255.255.255.0'],
+      ['-D', '-s', '8.8.8.0', '--mask-src', '255.255.255.0', '-d', '10.10.10.1'],
     ]);
   });
 });

@@ -560,15 +560,31 @@ export function addressCommands(
   return { add: o.add.map(ipBatchLine), del: o.del.map(ipBatchLine) };
 }
 
-/** conntrack deletions for (source, destination CIDR) pairs whose treatment changed (best effort). */
+/**
+ * conntrack deletions for (source, destination CIDR) pairs whose treatment changed (best effort):
+ * the entries the pod's own packets made (original source the pod) AND those a reply made (original
+ * source in the destination CIDR, original destination the pod). A node whose pod's flow is routed
+ * to a remote holder makes no NAT binding; when its entry was flushed (a treatment change, or an
+ * agent's first apply), the first packet of the flow it sees next may be the far end's reply,
+ * de-NATed by the holder: loose pickup makes an entry the other way round, which the pod's packets
+ * then follow in its reply direction. Harmless while they are routed to the holder (it SNATs them),
+ * but NAT is never decided again for an existing entry: once the pair left the policy, the pod's
+ * packets left this node with the pod IP for as long as the entry lived (chaos seed 994173003:
+ * 3 retransmissions of a stream over 5 s after its pod was relabelled; the node's entry for the
+ * stream read `src=8.8.8.8 dst=10.10.10.1`), and a take would fail to commit the flow's replicated
+ * binding over it (same tuple).
+ */
 export function conntrackFlushArgs(pairs: readonly { src: string; dst: string }[]): string[][] {
-  return pairs.map(({ src, dst }) => {
+  return pairs.flatMap(({ src, dst }) => {
     const c = parseCidr4(dst, false);
-    if (!c.ok) return ['-D', '-s', src];
+    if (!c.ok) return [['-D', '-s', src]];
     const ip = dst.split('/')[0]!;
     const mask = maskOf(c.value.prefix);
     const m = [(mask >>> 24) & 255, (mask >>> 16) & 255, (mask >>> 8) & 255, mask & 255].join('.');
-    return ['-D', '-s', src, '-d', ip, '--mask-dst', m];
+    return [
+      ['-D', '-s', src, '-d', ip, '--mask-dst', m],
+      ['-D', '-s', ip, '--mask-src', m, '-d', src],
+    ];
   });
 }
 
