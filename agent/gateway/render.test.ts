@@ -152,7 +152,7 @@ describe('renderGateway: nft transaction', () => {
     const gw = renderGateway(computeGatewayPlan(input('node-2', { '192.168.1.100': 'node-2' })));
     expect(chain(gw.ruleset, 'egress_snat')).toEqual([
       'type nat hook postrouting priority srcnat - 10; policy accept;',
-      'oifname "eth0" ip saddr @p0_all ip daddr @p0_dst counter snat to 192.168.1.100 comment "policy egress"',
+      'oifname "eth0" meta mark & 0x00ff0000 == 0x00000000 ip saddr @p0_all ip daddr @p0_dst counter snat to 192.168.1.100 comment "policy egress"',
     ]);
     expect(chain(gw.ruleset, 'p0_guard')).toEqual([
       'ip saddr 192.168.1.100 accept',

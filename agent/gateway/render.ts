@@ -18,7 +18,7 @@
  *       ip saddr @pN_src ip daddr @pN_dst  mark->holder  accept | mark bypass accept | drop
  *   chain np_K          ct established,related return; allowed -> return; else drop
  *   chain egress_snat   nat, postrouting, srcnat-10 (90): holder only:
- *       oifname <uplink> ip saddr @pN_all ip daddr @pN_dst snat to <egressSourceIP>
+ *       oifname <uplink> meta mark & 0xff0000 == 0 ip saddr @pN_all ip daddr @pN_dst snat to <egressSourceIP>
  *   chain guard         filter, postrouting, srcnat+10 (110): after every NAT:
  *       oifname <uplink> ct direction original ct original ip saddr @pN_all ct original ip daddr @pN_dst jump pN_guard
  *       ct state invalid,untracked ip saddr @pN_all ip daddr @pN_dst jump pN_guard   (no entry: no NAT either)
@@ -287,10 +287,19 @@ export function renderGateway(plan: GatewayPlan, opts: RenderOptions = {}): Rend
   out += `${t}}\n`;
   out += npChains.join('');
 
-  // SNAT on the holder, before egresslab_masq (and any other srcnat chain at 100)
+  // SNAT on the holder, before egresslab_masq (and any other srcnat chain at 100). Only what no
+  // earlier policy steered to another holder (routing index 0: this node's own pods' traffic of a
+  // local policy, or traffic forwarded here): a pod two policies select, with destinations both
+  // list, is decided by the first (gatewayPlan's order, the prerouting's); SNATed by the second
+  // here while routed to the first's holder, it left with this node's IP for the first's guard to
+  // drop every packet (chaos seed 994173021: paul/frontend-2 on node-2, the holder of egress's
+  // 192.168.1.100, in chaos-2 too, 0.0.0.0/0 via node-3: nothing reached 8.8.8.8 for 20 s)
+  const steeredAway = `meta mark & ${hex8(GW_MARK_MASK)} == ${hex8(0)}`;
   const snat = plan.policies
     .map((p, i) =>
-      p.snatHere ? `oifname "${uplink}" ip saddr @p${i}_all ip daddr @p${i}_dst counter snat to ${p.egressSourceIP} ${comment(`policy ${p.name}`)}` : null,
+      p.snatHere
+        ? `oifname "${uplink}" ${steeredAway} ip saddr @p${i}_all ip daddr @p${i}_dst counter snat to ${p.egressSourceIP} ${comment(`policy ${p.name}`)}`
+        : null,
     )
     .filter((x): x is string => x !== null);
   out += `${t}chain egress_snat {\n${t}${t}type nat hook postrouting priority ${PRIO_SNAT}; policy accept;\n`;
