@@ -17,10 +17,10 @@
  * seconds, and the scenario runs in every `npm test`.
  */
 import { describe, expect, it } from 'vitest';
-import { runSchedule } from '../../harness/chaos/executor.js';
 import { chaosTopology } from '../../harness/chaos/model.js';
 import { parseSchedule } from '../../harness/chaos/schedule.js';
 import { topologyFromArg } from '../../harness/topology/load.js';
+import { replayRegression } from './replay-kit.js';
 
 const NODE = 'node-3';
 const schedule = parseSchedule({
@@ -34,11 +34,7 @@ describe('chaos regression: agent restart', () => {
     const topology = topologyFromArg('default');
     const podIPs = chaosTopology(topology).pods.flatMap((p) => (p.ip ? [p.ip] : []));
     const nodeIP = topology.nodes.find((n) => n.name === NODE)!.address;
-    const run = await runSchedule(schedule, {
-      topology,
-      bounds: { boundMs: 5000, tailMs: 3000, transitionMs: 3000, fenceMs: 1000, arpWindowMs: 600, probeTimeoutMs: 1000, replyTransitMs: 300 },
-    });
-    expect(run.actions.filter((a) => a.error)).toEqual([]);
+    const run = await replayRegression(schedule, topology);
     const restart = run.actions.find((a) => a.step === 0 && a.phase === 'do')!;
 
     // the witness: node-3's pod kept opening connections to the internet around the restart, and

@@ -28,10 +28,10 @@
  * its own IP, besides the invariant.
  */
 import { describe, expect, it } from 'vitest';
-import { runSchedule } from '../../harness/chaos/executor.js';
 import { chaosPolicyIP } from '../../harness/chaos/model.js';
 import { parseSchedule, universeOf } from '../../harness/chaos/schedule.js';
 import { topologyFromArg } from '../../harness/topology/load.js';
+import { REGRESSION_TRANSITION_MS, replayRegression } from './replay-kit.js';
 
 const POD = 'default/client-3';
 const schedule = parseSchedule({
@@ -47,12 +47,8 @@ describe('chaos regression: overlapping destinationCIDRs', () => {
     const pod = topology.pods.find((p) => `${p.namespace}/${p.name}` === POD)!;
     const POD_IP = pod.ip!; // 10.10.12.1
     const NODE_IP = topology.nodes.find((n) => n.name === pod.node)!.address; // node-3: 192.168.1.3
-    const transitionMs = 3000;
-    const run = await runSchedule(schedule, {
-      topology,
-      bounds: { boundMs: 5000, tailMs: 3000, transitionMs, fenceMs: 1000, arpWindowMs: 600, probeTimeoutMs: 1000, replyTransitMs: 300 },
-    });
-    expect(run.actions.filter((a) => a.error)).toEqual([]);
+    const transitionMs = REGRESSION_TRANSITION_MS;
+    const run = await replayRegression(schedule, topology);
     const created = run.actions.find((a) => a.step === 0 && a.phase === 'do')!;
     const deleted = run.actions.find((a) => a.step === 0 && a.phase === 'undo')!;
     expect(deleted.startedAt).toBeGreaterThan(created.endedAt);

@@ -41,11 +41,11 @@ import type { KubeClient } from '../../lib/kube/client.js';
 import { startTestLab } from '../../harness/testing/lab.js';
 import { recordArtifactsOnFailure } from '../../harness/testing/artifacts.js';
 import { clusterApi } from '../../harness/cluster/access.js';
-import { gatewayOf } from '../../harness/cluster/cluster-status.js';
 import { startProcess, stopProcess } from '../../harness/lab/process.js';
 import { pollUntil } from '../../harness/util/poll.js';
 import { TCP_FLAGS, type DecodedPacket } from '../../harness/pcap/pcap.js';
-import { applySeed, holderOf, waitIPOff, waitIPOn, waitSeenFrom } from '../gateway/gateway-kit.js';
+import { applySeed, holderOf, waitIPOn, waitSeenFrom } from '../gateway/gateway-kit.js';
+import { clientLog as kitClientLog, holdAnswers, moveIPByCutOff, releaseAnswers, waitAnswerHeld } from './held-answer-kit.js';
 import type { ContinuousProbe } from '../../harness/probe/probe.js';
 
 const POD = 'alice/frontend-1';
@@ -58,7 +58,6 @@ const LOCAL_PORT = 41234;
 const STREAM_POD = 'paul/frontend-2';
 const STREAM_PORT = 41235;
 const CLIENT = 'held-answer-client';
-const HOLD = 'egresslab_test_hold';
 const LOG = `/var/log/egresslab/${CLIENT}.log`;
 
 /** The client in the pod: one connection from LOCAL_PORT, one line sent, every answer logged; kept open. */
@@ -81,11 +80,7 @@ afterAll(async () => {
 });
 recordArtifactsOnFailure(() => lab);
 
-const nftCounter = async (): Promise<number> => {
-  const r = await lab.exec('internet', ['nft', 'list', 'table', 'ip', HOLD]);
-  return Number(/counter packets (\d+)/.exec(r.stdout)?.[1] ?? 0);
-};
-const clientLog = async (): Promise<string> => (await lab.exec(HOLDER, ['cat', LOG], { check: false })).stdout;
+const clientLog = (): Promise<string> => kitClientLog(lab, HOLDER, LOG);
 
 describe('chaos regression: a holder that releases its IP and takes it back', () => {
   it("delivers the far end's answer on its own pod's quiet connection (its binding was kept across the release)", async () => {
@@ -96,9 +91,7 @@ describe('chaos regression: a holder that releases its IP and takes it back', ()
     await waitSeenFrom(lab, POD, INTERNET, IP, { proto: 'udp' });
 
     // the internet holds back its answers to the pod's connection (data segments only: the handshake passes)
-    await lab.exec('internet', ['nft', '-f', '-'], {
-      stdin: `table ip ${HOLD} {\n  chain output {\n    type filter hook output priority 0; policy accept;\n    tcp sport ${PORT} tcp dport ${LOCAL_PORT} ip length > 100 counter drop\n  }\n}\n`,
-    });
+    await holdAnswers(lab, PORT, LOCAL_PORT);
     const cap = await lab.capture('internet', 'eth0', { filter: `tcp and (port ${LOCAL_PORT} or port ${STREAM_PORT})` });
     let got: DecodedPacket[] = [];
     let releasedAt = 0;
@@ -109,23 +102,11 @@ describe('chaos regression: a holder that releases its IP and takes it back', ()
       stream = await lab.continuousProbe(STREAM_POD, INTERNET, { proto: 'tcp', stream: true, localPort: STREAM_PORT, intervalMs: 100, timeoutMs: 500 });
       await pollUntil(() => stream!.answeredAfter(0), { what: `${STREAM_POD}'s stream answered`, timeoutMs: 10_000, intervalMs: 100, accept: (n) => n >= 5 });
       await startProcess(lab, lab.place(POD), CLIENT, ['node', '-e', CLIENT_JS]);
-      await pollUntil(nftCounter, { what: 'the answer to be held back at the internet', timeoutMs: 10_000, intervalMs: 50, accept: (n) => n > 0 });
+      await waitAnswerHeld(lab);
       expect(await clientLog()).toMatch(/^connected\n$/);
 
       // node-1 cut off until the IP is on node-2; healed, it releases the IP and routes its pod to node-2
-      await lab.faults.partition(HOLDER, 'both');
-      try {
-        await waitIPOn(lab, OTHER, IP, 20_000);
-      } finally {
-        await lab.faults.heal(HOLDER);
-      }
-      await waitIPOff(lab, HOLDER, IP, 20_000);
-      await pollUntil(() => gatewayOf(api), {
-        what: `${HOLDER} Up again with ${IP} on ${OTHER}`,
-        timeoutMs: 20_000,
-        intervalMs: 100,
-        accept: (g) => g.nodes[HOLDER] === 'Up' && g.assignments[IP] === OTHER,
-      });
+      await moveIPByCutOff(lab, api, HOLDER, OTHER, IP);
       // the stream carries on through node-2 (its windows move on; node-1's entry of it stays behind)
       streamHeld.from = Date.now();
       const through = await stream.answeredAfter(streamHeld.from);
@@ -143,7 +124,7 @@ describe('chaos regression: a holder that releases its IP and takes it back', ()
 
       // the internet lets its answer go: its next retransmission must reach the pod
       releasedAt = Date.now();
-      await lab.exec('internet', ['nft', 'delete', 'table', 'ip', HOLD]);
+      await releaseAnswers(lab);
       await pollUntil(clientLog, {
         // its retransmissions back off (0.2 s doubling): the next one comes at most about as long
         // after the hold ends as the hold lasted (here seconds)

@@ -35,12 +35,12 @@ import type { KubeClient } from '../../lib/kube/client.js';
 import { startTestLab } from '../../harness/testing/lab.js';
 import { recordArtifactsOnFailure } from '../../harness/testing/artifacts.js';
 import { clusterApi } from '../../harness/cluster/access.js';
-import { gatewayOf } from '../../harness/cluster/cluster-status.js';
 import { setPodLabels } from '../../harness/cluster/pods.js';
 import { startProcess, stopProcess } from '../../harness/lab/process.js';
 import { pollUntil } from '../../harness/util/poll.js';
 import type { DecodedPacket } from '../../harness/pcap/pcap.js';
-import { applySeed, holderOf, waitIPOff, waitIPOn, waitSeenFrom } from '../gateway/gateway-kit.js';
+import { applySeed, holderOf, waitIPOn, waitSeenFrom } from '../gateway/gateway-kit.js';
+import { clientLog as kitClientLog, holdAnswers, moveIPByCutOff, releaseAnswers, waitAnswerHeld } from './held-answer-kit.js';
 
 const POD = 'alice/frontend-1';
 const POD_IP = '10.10.10.1';
@@ -52,7 +52,6 @@ const INTERNET = '8.8.8.8';
 const PORT = 7007;
 const LOCAL_PORT = 41236;
 const CLIENT = 'reply-first-client';
-const HOLD = 'egresslab_test_hold';
 const LOG = `/var/log/egresslab/${CLIENT}.log`;
 
 const GO = `/tmp/${CLIENT}.go`;
@@ -79,11 +78,7 @@ afterAll(async () => {
 });
 recordArtifactsOnFailure(() => lab);
 
-const nftCounter = async (): Promise<number> => {
-  const r = await lab.exec('internet', ['nft', 'list', 'table', 'ip', HOLD]);
-  return Number(/counter packets (\d+)/.exec(r.stdout)?.[1] ?? 0);
-};
-const clientLog = async (): Promise<string> => (await lab.exec(NODE, ['cat', LOG], { check: false })).stdout;
+const clientLog = (): Promise<string> => kitClientLog(lab, NODE, LOG);
 /** node-1's entries of the pod's connection whose original source is the far end (made by a reply). */
 const reversed = async (): Promise<string> =>
   (await lab.exec(NODE, ['conntrack', '-L', '-p', 'tcp', '-s', INTERNET, '-d', POD_IP, '--dport', String(LOCAL_PORT)], { check: false })).stdout.trim();
@@ -96,9 +91,7 @@ describe('chaos regression: a pod relabelled out of its policy, its node entry m
     await waitSeenFrom(lab, POD, INTERNET, IP, { proto: 'udp' });
 
     // the internet holds back its answers to the pod's connection (data segments only: the handshake passes)
-    await lab.exec('internet', ['nft', '-f', '-'], {
-      stdin: `table ip ${HOLD} {\n  chain output {\n    type filter hook output priority 0; policy accept;\n    tcp sport ${PORT} tcp dport ${LOCAL_PORT} ip length > 100 counter drop\n  }\n}\n`,
-    });
+    await holdAnswers(lab, PORT, LOCAL_PORT);
     // every segment to or from the far end's port: the masquerade picks a random source port (fully-random)
     const cap = await lab.capture('internet', 'eth0', { filter: `tcp and port ${PORT}` });
     let got: DecodedPacket[] = [];
@@ -106,27 +99,15 @@ describe('chaos regression: a pod relabelled out of its policy, its node entry m
     let relabelledAt = 0;
     try {
       await startProcess(lab, lab.place(POD), CLIENT, ['node', '-e', CLIENT_JS]);
-      await pollUntil(nftCounter, { what: 'the answer to be held back at the internet', timeoutMs: 10_000, intervalMs: 50, accept: (n) => n > 0 });
+      await waitAnswerHeld(lab);
 
       // node-1 cut off until the IP is on node-2; healed, it releases the IP and routes its pod to node-2
-      await lab.faults.partition(NODE, 'both');
-      try {
-        await waitIPOn(lab, OTHER, IP, 20_000);
-      } finally {
-        await lab.faults.heal(NODE);
-      }
-      await waitIPOff(lab, NODE, IP, 20_000);
-      await pollUntil(() => gatewayOf(api), {
-        what: `${NODE} Up again with ${IP} on ${OTHER}`,
-        timeoutMs: 20_000,
-        intervalMs: 100,
-        accept: (g) => g.nodes[NODE] === 'Up' && g.assignments[IP] === OTHER,
-      });
+      await moveIPByCutOff(lab, api, NODE, OTHER, IP);
       expect(await clientLog(), 'the premise: the connection stayed quiet and open through the move').toMatch(/^connected\n$/);
 
       // the internet lets its answer go: its retransmission comes back through node-2, de-NATed
       unheldAt = Date.now();
-      await lab.exec('internet', ['nft', 'delete', 'table', 'ip', HOLD]);
+      await releaseAnswers(lab);
       await pollUntil(clientLog, {
         what: `the far end's held answer to reach ${POD} through ${OTHER}`,
         timeoutMs: 60_000,
@@ -167,7 +148,9 @@ describe('chaos regression: a pod relabelled out of its policy, its node entry m
     // the premise, on the far end's side: the pod acknowledged the answer through node-2, with the egress IP
     expect(out.filter((p) => p.t > unheldAt && p.t < relabelledAt && p.ip!.src === IP && p.ip!.tcp!.sport === LOCAL_PORT).length).toBeGreaterThan(0);
     // the verdict: never the pod IP; after the relabel, the masquerade's source (node-1's IP) as the witness
-    expect(out.filter((p) => p.ip!.src === POD_IP).map((p) => `${Math.round(p.t - relabelledAt)} ms after the relabel: ${p.ip!.src}:${p.ip!.tcp!.sport}`)).toEqual([]);
+    expect(
+      out.filter((p) => p.ip!.src === POD_IP).map((p) => `${Math.round(p.t - relabelledAt)} ms after the relabel: ${p.ip!.src}:${p.ip!.tcp!.sport}`),
+    ).toEqual([]);
     expect(out.filter((p) => p.t > relabelledAt && p.ip!.src === NODE_IP && p.ip!.tcp!.payload.toString() === 'more\n').length).toBeGreaterThan(0);
   }, 300_000);
 });

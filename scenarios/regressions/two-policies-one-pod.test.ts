@@ -19,10 +19,10 @@
  * chaos-2's egress IP; on the agent before the fix none reached it.
  */
 import { describe, expect, it } from 'vitest';
-import { runSchedule } from '../../harness/chaos/executor.js';
 import { chaosPolicyIP } from '../../harness/chaos/model.js';
 import { parseSchedule, universeOf } from '../../harness/chaos/schedule.js';
 import { topologyFromArg } from '../../harness/topology/load.js';
+import { REGRESSION_TRANSITION_MS, replayRegression } from './replay-kit.js';
 
 const POD = 'alice/frontend-1';
 const schedule = parseSchedule({
@@ -37,12 +37,8 @@ describe('chaos regression: two policies select one pod on the holder of the sec
     const egressIP = chaosPolicyIP(universeOf(topology), 'chaos-2');
     const pod = topology.pods.find((p) => `${p.namespace}/${p.name}` === POD)!;
     expect(pod.node).toBe('node-1');
-    const transitionMs = 3000;
-    const run = await runSchedule(schedule, {
-      topology,
-      bounds: { boundMs: 5000, tailMs: 3000, transitionMs, fenceMs: 1000, arpWindowMs: 600, probeTimeoutMs: 1000, replyTransitMs: 300 },
-    });
-    expect(run.actions.filter((a) => a.error)).toEqual([]);
+    const transitionMs = REGRESSION_TRANSITION_MS;
+    const run = await replayRegression(schedule, topology);
     const created = run.actions.find((a) => a.step === 0 && a.phase === 'do')!;
     // the premise: chaos-2's IP is not node-1's (the seed puts 192.168.1.100 on node-1)
     expect(egressIP).not.toBe('192.168.1.100');

@@ -1,0 +1,57 @@
+/**
+ * Shared steps of the regression scenarios that hold back the far end's answer to one pod
+ * connection (released-holder-keeps-bindings, reply-made-entry-no-leak): an nft drop in the
+ * internet's own output, so the answer is retransmitted once the hold is lifted, and a move of a
+ * floating IP away from its holder by cutting the holder off until the IP is elsewhere.
+ */
+import type { Lab } from '../../harness/lab/lab.js';
+import type { KubeClient } from '../../lib/kube/client.js';
+import { gatewayOf } from '../../harness/cluster/cluster-status.js';
+import { pollUntil } from '../../harness/util/poll.js';
+import { waitIPOff, waitIPOn } from '../gateway/gateway-kit.js';
+
+const HOLD = 'egresslab_test_hold';
+
+/** The internet drops its data segments (the handshake passes) from `port` to the pod's `localPort` until `releaseAnswers`. */
+export async function holdAnswers(lab: Lab, port: number, localPort: number): Promise<void> {
+  await lab.exec('internet', ['nft', '-f', '-'], {
+    stdin: `table ip ${HOLD} {\n  chain output {\n    type filter hook output priority 0; policy accept;\n    tcp sport ${port} tcp dport ${localPort} ip length > 100 counter drop\n  }\n}\n`,
+  });
+}
+
+/** Waits until the internet has held back at least one answer. */
+export async function waitAnswerHeld(lab: Lab): Promise<void> {
+  const held = async (): Promise<number> =>
+    Number(/counter packets (\d+)/.exec((await lab.exec('internet', ['nft', 'list', 'table', 'ip', HOLD])).stdout)?.[1] ?? 0);
+  await pollUntil(held, { what: 'the answer to be held back at the internet', timeoutMs: 10_000, intervalMs: 50, accept: (n) => n > 0 });
+}
+
+/** Lifts the hold: the far end's next retransmission goes out. */
+export async function releaseAnswers(lab: Lab): Promise<void> {
+  await lab.exec('internet', ['nft', 'delete', 'table', 'ip', HOLD]);
+}
+
+/** What a pod's client wrote to its log in `node`'s container (empty if none yet). */
+export async function clientLog(lab: Lab, node: string, log: string): Promise<string> {
+  return (await lab.exec(node, ['cat', log], { check: false })).stdout;
+}
+
+/**
+ * Moves `ip` from `holder` to `other`: `holder` is cut off until the IP is on `other`, then healed;
+ * returns once `holder` released it and the controller has `holder` Up again with the IP on `other`.
+ */
+export async function moveIPByCutOff(lab: Lab, api: KubeClient, holder: string, other: string, ip: string): Promise<void> {
+  await lab.faults.partition(holder, 'both');
+  try {
+    await waitIPOn(lab, other, ip, 20_000);
+  } finally {
+    await lab.faults.heal(holder);
+  }
+  await waitIPOff(lab, holder, ip, 20_000);
+  await pollUntil(() => gatewayOf(api), {
+    what: `${holder} Up again with ${ip} on ${other}`,
+    timeoutMs: 20_000,
+    intervalMs: 100,
+    accept: (g) => g.nodes[holder] === 'Up' && g.assignments[ip] === other,
+  });
+}
