@@ -7,6 +7,8 @@
  *               for packets carrying it. Every packet the gateway datapath claims carries it.
  *   0x00ff0000  GW_MARK_MASK: index (1..255) of the gateway node the packet is policy-routed to;
  *               0 = not re-routed (the gateway is this node itself, or not a gateway packet).
+ *               egress_snat takes only index 0: a CNI setting these bits would get no SNAT here
+ *               (the guard then drops: fail-closed).
  *   0x00001000  GW_FORWARD_OK_MARK: on the holder, set in prerouting on traffic of another node's
  *               pod that egress_snat will SNAT. The forward fence (an ip rule, below) blackholes
  *               every packet of another node's pod forwarded here WITHOUT it, so nothing can be

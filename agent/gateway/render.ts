@@ -581,12 +581,19 @@ export function addressCommands(
  * packets left this node with the pod IP for as long as the entry lived (chaos seed 994173003:
  * 3 retransmissions of a stream over 5 s after its pod was relabelled; the node's entry for the
  * stream read `src=8.8.8.8 dst=10.10.10.1`), and a take would fail to commit the flow's replicated
- * binding over it (same tuple).
+ * binding over it (same tuple). The second deletion also ends connections a host in the destination
+ * CIDR opened to the pod; while the pair was steered, their replies were routed to the holder and
+ * SNATed there already; a pair that leaves makes new entries that the masquerade decides (a
+ * non-masquerade destination, e.g. the VPC, still sees the pod IP).
  */
 export function conntrackFlushArgs(pairs: readonly { src: string; dst: string }[]): string[][] {
   return pairs.flatMap(({ src, dst }) => {
     const c = parseCidr4(dst, false);
-    if (!c.ok) return [['-D', '-s', src]];
+    if (!c.ok)
+      return [
+        ['-D', '-s', src],
+        ['-D', '-d', src],
+      ];
     const ip = dst.split('/')[0]!;
     const mask = maskOf(c.value.prefix);
     const m = [(mask >>> 24) & 255, (mask >>> 16) & 255, (mask >>> 8) & 255, mask & 255].join('.');

@@ -873,14 +873,20 @@ export class GatewayModule implements NodeModule {
   }
 
   /** Deletes the conntrack entries of these (source, destination) pairs. */
+  /** Deletes the pairs' entries (both orientations: conntrackFlushArgs); counts a pair once all its deletions went through. */
   private async flushPairs(pairs: readonly { src: string; dst: string }[]): Promise<void> {
     await Promise.all(
-      conntrackFlushArgs(pairs).map((a) =>
-        this.host.conntrack(a).then(
-          () => void this.st.conntrackFlushes++,
-          (e) => this.ctx.log(this.name, `conntrack ${a.join(' ')}: ${errorMessage(e)}`),
-        ),
-      ),
+      pairs.map(async (pair) => {
+        const ok = await Promise.all(
+          conntrackFlushArgs([pair]).map((a) =>
+            this.host.conntrack(a).then(
+              () => true,
+              (e: unknown) => (this.ctx.log(this.name, `conntrack ${a.join(' ')}: ${errorMessage(e)}`), false),
+            ),
+          ),
+        );
+        if (ok.every(Boolean)) this.st.conntrackFlushes++;
+      }),
     );
   }
 
