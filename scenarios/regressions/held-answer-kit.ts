@@ -55,3 +55,28 @@ export async function moveIPByCutOff(lab: Lab, api: KubeClient, holder: string, 
     accept: (g) => g.nodes[holder] === 'Up' && g.assignments[ip] === other,
   });
 }
+
+/**
+ * A client for a pod: one connection from `localPort` to `host`:`port`, one line sent, every answer
+ * logged (`data N`); once the file `go` exists, a line every 300 ms, each logged (`wrote`) when the
+ * pod's TCP stack took it; `error CODE` / `close` when the connection ends.
+ */
+export function heldClient(host: string, port: number, localPort: number, go: string): string {
+  return `const fs = require('fs');
+const s = require('net').connect({ host: '${host}', port: ${port}, localPort: ${localPort} }, () => { console.log('connected'); s.write('held\\n'); });
+s.on('data', (d) => console.log('data ' + d.length));
+s.on('error', (e) => console.log('error ' + e.code));
+s.on('close', () => console.log('close'));
+const go = setInterval(() => { if (fs.existsSync('${go}')) { clearInterval(go); setInterval(() => { if (!s.destroyed) s.write('more\\n', () => console.log('wrote')); }, 300); } }, 50);
+setTimeout(() => process.exit(0), 300000);`;
+}
+
+/** Lines a heldClient wrote after its go file appeared. */
+export function linesWritten(log: string): number {
+  return (log.match(/^wrote$/gm) ?? []).length;
+}
+
+/** `node`'s conntrack entries whose original direction runs from `far` to `podIP`:`podPort` (made by a reply). */
+export async function reversedEntries(lab: Lab, node: string, far: string, podIP: string, podPort: number): Promise<string> {
+  return (await lab.exec(node, ['conntrack', '-L', '-p', 'tcp', '-s', far, '-d', podIP, '--dport', String(podPort)], { check: false })).stdout.trim();
+}

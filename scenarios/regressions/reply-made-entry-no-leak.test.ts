@@ -40,7 +40,16 @@ import { startProcess, stopProcess } from '../../harness/lab/process.js';
 import { pollUntil } from '../../harness/util/poll.js';
 import type { DecodedPacket } from '../../harness/pcap/pcap.js';
 import { applySeed, holderOf, waitIPOn, waitSeenFrom } from '../gateway/gateway-kit.js';
-import { clientLog as kitClientLog, holdAnswers, moveIPByCutOff, releaseAnswers, waitAnswerHeld } from './held-answer-kit.js';
+import {
+  clientLog as kitClientLog,
+  heldClient,
+  holdAnswers,
+  linesWritten,
+  moveIPByCutOff,
+  releaseAnswers,
+  reversedEntries,
+  waitAnswerHeld,
+} from './held-answer-kit.js';
 
 const POD = 'alice/frontend-1';
 const POD_IP = '10.10.10.1';
@@ -53,17 +62,7 @@ const PORT = 7007;
 const LOCAL_PORT = 41236;
 const CLIENT = 'reply-first-client';
 const LOG = `/var/log/egresslab/${CLIENT}.log`;
-
 const GO = `/tmp/${CLIENT}.go`;
-
-/** The client in the pod: one connection from LOCAL_PORT, one line sent, answers logged; once GO exists, a line every 300 ms. */
-const CLIENT_JS = `const fs = require('fs');
-const s = require('net').connect({ host: '${INTERNET}', port: ${PORT}, localPort: ${LOCAL_PORT} }, () => { console.log('connected'); s.write('held\\n'); });
-s.on('data', (d) => console.log('data ' + d.length));
-s.on('error', (e) => console.log('error ' + e.code));
-s.on('close', () => console.log('close'));
-const go = setInterval(() => { if (fs.existsSync('${GO}')) { clearInterval(go); setInterval(() => { if (!s.destroyed) s.write('more\\n', () => console.log('wrote')); }, 300); } }, 50);
-setTimeout(() => process.exit(0), 300000);`;
 
 let lab: Lab;
 let api: KubeClient;
@@ -79,10 +78,6 @@ afterAll(async () => {
 recordArtifactsOnFailure(() => lab);
 
 const clientLog = (): Promise<string> => kitClientLog(lab, NODE, LOG);
-/** node-1's entries of the pod's connection whose original source is the far end (made by a reply). */
-const reversed = async (): Promise<string> =>
-  (await lab.exec(NODE, ['conntrack', '-L', '-p', 'tcp', '-s', INTERNET, '-d', POD_IP, '--dport', String(LOCAL_PORT)], { check: false })).stdout.trim();
-
 describe('chaos regression: a pod relabelled out of its policy, its node entry made by a reply', () => {
   it("never leaves its node with the pod IP: the pair's flush removes the entry the reply made", async () => {
     expect(lab.pod(POD).node).toBe(NODE);
@@ -98,7 +93,7 @@ describe('chaos regression: a pod relabelled out of its policy, its node entry m
     let unheldAt = 0;
     let relabelledAt = 0;
     try {
-      await startProcess(lab, lab.place(POD), CLIENT, ['node', '-e', CLIENT_JS]);
+      await startProcess(lab, lab.place(POD), CLIENT, ['node', '-e', heldClient(INTERNET, PORT, LOCAL_PORT, GO)]);
       await waitAnswerHeld(lab);
 
       // node-1 cut off until the IP is on node-2; healed, it releases the IP and routes its pod to node-2
@@ -115,7 +110,10 @@ describe('chaos regression: a pod relabelled out of its policy, its node entry m
         accept: (l) => /\ndata \d+\n/.test(l) || /error|close/.test(l),
       });
       expect(await clientLog()).toMatch(/^connected\n(data \d+\n)+$/);
-      expect(await reversed(), `the premise: ${NODE}'s entry of the connection was made by the far end's reply`).toContain(`src=${INTERNET} dst=${POD_IP}`);
+      expect(
+        await reversedEntries(lab, NODE, INTERNET, POD_IP, LOCAL_PORT),
+        `the premise: ${NODE}'s entry of the connection was made by the far end's reply`,
+      ).toContain(`src=${INTERNET} dst=${POD_IP}`);
 
       // out of the policy: node-1 masquerades the pod's traffic to the internet from now on. The
       // connection is quiet meanwhile (the answer acknowledged, nothing owed either way): the pod's
@@ -128,7 +126,6 @@ describe('chaos regression: a pod relabelled out of its policy, its node entry m
         intervalMs: 50,
         accept: (t) => t.includes('set p0_src') && !t.includes(POD_IP),
       });
-      const writes = (l: string): number => (l.match(/^wrote$/gm) ?? []).length;
       await lab.exec(NODE, ['touch', GO]);
       // a line every 300 ms until the connection ends (the far end does not know the masquerade's
       // source port: it answers with a reset)
@@ -136,7 +133,7 @@ describe('chaos regression: a pod relabelled out of its policy, its node entry m
         what: `${POD} to write 10 lines after the relabel, or its connection to end`,
         timeoutMs: 20_000,
         intervalMs: 100,
-        accept: (l) => writes(l) >= 10 || /error|close/.test(l),
+        accept: (l) => linesWritten(l) >= 10 || /error|close/.test(l),
       });
     } finally {
       got = (await cap.stop()).packets;
