@@ -872,7 +872,6 @@ export class GatewayModule implements NodeModule {
       this.ctx.log(this.name, `conntrack sync: ${lines.length} binding(s) of this node's pods kept from the release loaded`);
   }
 
-  /** Deletes the conntrack entries of these (source, destination) pairs. */
   /** Deletes the pairs' entries (both orientations: conntrackFlushArgs); counts a pair once all its deletions went through. */
   private async flushPairs(pairs: readonly { src: string; dst: string }[]): Promise<void> {
     await Promise.all(
