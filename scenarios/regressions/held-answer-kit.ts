@@ -1,14 +1,16 @@
 /**
  * Shared steps of the regression scenarios that hold back the far end's answer to one pod
- * connection (released-holder-keeps-bindings, reply-made-entry-no-leak): an nft drop in the
- * internet's own output, so the answer is retransmitted once the hold is lifted, and a move of a
- * floating IP away from its holder by cutting the holder off until the IP is elsewhere.
+ * connection (released-holder-keeps-bindings, reply-made-entry-no-leak, retaken-ip-reply-made-entry):
+ * an nft drop in the internet's own output, so the answer is retransmitted once the hold is lifted,
+ * and a move of a floating IP away from its holder by cutting the holder off until the IP is elsewhere.
  */
+import { expect } from 'vitest';
 import type { Lab } from '../../harness/lab/lab.js';
+import { startProcess } from '../../harness/lab/process.js';
 import type { KubeClient } from '../../lib/kube/client.js';
 import { gatewayOf } from '../../harness/cluster/cluster-status.js';
 import { pollUntil } from '../../harness/util/poll.js';
-import { waitIPOff, waitIPOn } from '../gateway/gateway-kit.js';
+import { holderOf, waitIPOff, waitIPOn, waitSeenFrom } from '../gateway/gateway-kit.js';
 
 const HOLD = 'egresslab_test_hold';
 
@@ -79,4 +81,59 @@ export function linesWritten(log: string): number {
 /** `node`'s conntrack entries whose original direction runs from `far` to `podIP`:`podPort` (made by a reply). */
 export async function reversedEntries(lab: Lab, node: string, far: string, podIP: string, podPort: number): Promise<string> {
   return (await lab.exec(node, ['conntrack', '-L', '-p', 'tcp', '-s', far, '-d', podIP, '--dport', String(podPort)], { check: false })).stdout.trim();
+}
+
+/** What reverseEntryOfHeldConnection works on: a pod, its node (the holder of `ip` at the start), another worker. */
+export interface HeldConnection {
+  pod: string;
+  podIP: string;
+  node: string;
+  other: string;
+  /** the floating IP of the pod's policy */
+  ip: string;
+  /** the far end and its port */
+  far: string;
+  port: number;
+  /** the pod's fixed source port */
+  localPort: number;
+  /** the client process's name, its log and its go file (heldClient) */
+  client: string;
+  log: string;
+  go: string;
+}
+
+/**
+ * Makes `node`'s conntrack entry of a fresh connection of its pod the other way round, as a reply
+ * does when it is the first packet of the flow the node sees after a flush: the pod's node holds
+ * `ip` (checked, with the far end seeing the pod's traffic from it); the internet holds back its
+ * answer; the pod connects and sends a line; `node` is cut off until `ip` is on `other` (it
+ * releases the IP and flushes its pod's pair, the connection staying quiet); the internet lets the
+ * answer go, which comes back de-NATed through `other`. Checked as premises: the answer reached the
+ * pod, and `node`'s entry reads far end -> pod. Returns when the answer was let go.
+ */
+export async function reverseEntryOfHeldConnection(lab: Lab, api: KubeClient, c: HeldConnection): Promise<{ unheldAt: number }> {
+  expect(lab.pod(c.pod).node).toBe(c.node);
+  expect(await holderOf(api, c.ip)).toBe(c.node);
+  await waitIPOn(lab, c.node, c.ip);
+  await waitSeenFrom(lab, c.pod, c.far, c.ip, { proto: 'udp' });
+  // data segments only: the handshake passes
+  await holdAnswers(lab, c.port, c.localPort);
+  await startProcess(lab, lab.place(c.pod), c.client, ['node', '-e', heldClient(c.far, c.port, c.localPort, c.go)]);
+  await waitAnswerHeld(lab);
+  await moveIPByCutOff(lab, api, c.node, c.other, c.ip);
+  expect(await clientLog(lab, c.node, c.log), 'the premise: the connection stayed quiet and open through the move').toMatch(/^connected\n$/);
+  const unheldAt = Date.now();
+  await releaseAnswers(lab);
+  await pollUntil(() => clientLog(lab, c.node, c.log), {
+    what: `the far end's held answer to reach ${c.pod} through ${c.other}`,
+    timeoutMs: 60_000,
+    intervalMs: 100,
+    accept: (l) => /\ndata \d+\n/.test(l) || /error|close/.test(l),
+  });
+  expect(await clientLog(lab, c.node, c.log)).toMatch(/^connected\n(data \d+\n)+$/);
+  expect(
+    await reversedEntries(lab, c.node, c.far, c.podIP, c.localPort),
+    `the premise: ${c.node}'s entry of the connection was made by the far end's reply`,
+  ).toContain(`src=${c.far} dst=${c.podIP}`);
+  return { unheldAt };
 }

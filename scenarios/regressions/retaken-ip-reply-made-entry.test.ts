@@ -29,20 +29,11 @@ import type { KubeClient } from '../../lib/kube/client.js';
 import { startTestLab } from '../../harness/testing/lab.js';
 import { recordArtifactsOnFailure } from '../../harness/testing/artifacts.js';
 import { clusterApi } from '../../harness/cluster/access.js';
-import { startProcess, stopProcess } from '../../harness/lab/process.js';
+import { stopProcess } from '../../harness/lab/process.js';
 import { pollUntil } from '../../harness/util/poll.js';
 import type { DecodedPacket } from '../../harness/pcap/pcap.js';
-import { applySeed, holderOf, waitIPOn, waitSeenFrom } from '../gateway/gateway-kit.js';
-import {
-  clientLog as kitClientLog,
-  heldClient,
-  holdAnswers,
-  linesWritten,
-  moveIPByCutOff,
-  releaseAnswers,
-  reversedEntries,
-  waitAnswerHeld,
-} from './held-answer-kit.js';
+import { applySeed } from '../gateway/gateway-kit.js';
+import { clientLog as kitClientLog, linesWritten, moveIPByCutOff, reverseEntryOfHeldConnection } from './held-answer-kit.js';
 
 const POD = 'alice/frontend-1';
 const POD_IP = '10.10.10.1';
@@ -52,7 +43,22 @@ const IP = '192.168.1.100';
 const INTERNET = '8.8.8.8';
 const PORT = 7007;
 const RETAKE_PORT = 41237;
-const CLIENT = 'reply-first-client';
+const CLIENT = 'retake-client';
+const LOG = `/var/log/egresslab/${CLIENT}.log`;
+const GO = `/tmp/${CLIENT}.go`;
+const CONNECTION = {
+  pod: POD,
+  podIP: POD_IP,
+  node: NODE,
+  other: OTHER,
+  ip: IP,
+  far: INTERNET,
+  port: PORT,
+  localPort: RETAKE_PORT,
+  client: CLIENT,
+  log: LOG,
+  go: GO,
+};
 
 let lab: Lab;
 let api: KubeClient;
@@ -67,49 +73,29 @@ afterAll(async () => {
 });
 recordArtifactsOnFailure(() => lab);
 
-describe('chaos regression: a node taking back the IP of its own pod, its entry made by a reply', () => {
-  const RLOG = `/var/log/egresslab/${CLIENT}-retake.log`;
-  const RGO = `/tmp/${CLIENT}-retake.go`;
-  it("SNATs the pod's connection to the egress IP again: the take's flush removes the entry the reply made", async () => {
-    expect(lab.pod(POD).node).toBe(NODE);
-    expect(await holderOf(api, IP)).toBe(NODE);
-    await waitIPOn(lab, NODE, IP);
-    await waitSeenFrom(lab, POD, INTERNET, IP, { proto: 'udp' });
+const clientLog = (): Promise<string> => kitClientLog(lab, NODE, LOG);
 
-    await holdAnswers(lab, PORT, RETAKE_PORT);
+describe('chaos regression: a node taking back the IP of its own pod, its entry made by a reply', () => {
+  it("SNATs the pod's connection to the egress IP again: the take's flush removes the entry the reply made", async () => {
     const cap = await lab.capture('internet', 'eth0', { filter: `tcp and port ${PORT}` });
     let got: DecodedPacket[] = [];
     let retakenAt = 0;
     try {
-      await startProcess(lab, lab.place(POD), `${CLIENT}-retake`, ['node', '-e', heldClient(INTERNET, PORT, RETAKE_PORT, RGO)]);
-      await waitAnswerHeld(lab);
       // the IP to node-2; the held answer comes back through it and makes node-1's entry reversed
-      await moveIPByCutOff(lab, api, NODE, OTHER, IP);
-      await releaseAnswers(lab);
-      await pollUntil(() => kitClientLog(lab, NODE, RLOG), {
-        what: `the far end's held answer to reach ${POD} through ${OTHER}`,
-        timeoutMs: 60_000,
-        intervalMs: 100,
-        accept: (l) => /\ndata \d+\n/.test(l) || /error|close/.test(l),
-      });
-      expect(await kitClientLog(lab, NODE, RLOG)).toMatch(/^connected\n(data \d+\n)+$/);
-      expect(
-        await reversedEntries(lab, NODE, INTERNET, POD_IP, RETAKE_PORT),
-        `the premise: ${NODE}'s entry of the connection was made by the far end's reply`,
-      ).toContain(`src=${INTERNET} dst=${POD_IP}`);
+      await reverseEntryOfHeldConnection(lab, api, CONNECTION);
       // the IP back to node-1 (node-2 cut off until it is there): its pod's pair route -> local
       retakenAt = Date.now();
       await moveIPByCutOff(lab, api, OTHER, NODE, IP);
-      const answersBefore = ((await kitClientLog(lab, NODE, RLOG)).match(/^data /gm) ?? []).length;
-      await lab.exec(NODE, ['touch', RGO]);
-      await pollUntil(() => kitClientLog(lab, NODE, RLOG), {
+      const answersBefore = ((await clientLog()).match(/^data /gm) ?? []).length;
+      await lab.exec(NODE, ['touch', GO]);
+      await pollUntil(() => clientLog(), {
         what: `${POD} to write 10 lines after the take, or its connection to end`,
         timeoutMs: 20_000,
         intervalMs: 100,
         accept: (l) => linesWritten(l) >= 10 || /error|close/.test(l),
       });
       // the lines are answered through node-1 (the binding it kept at the release, loaded at the take)
-      await pollUntil(() => kitClientLog(lab, NODE, RLOG), {
+      await pollUntil(() => clientLog(), {
         what: `answers to ${POD}'s lines after the take`,
         timeoutMs: 10_000,
         intervalMs: 100,
@@ -117,8 +103,8 @@ describe('chaos regression: a node taking back the IP of its own pod, its entry 
       });
     } finally {
       got = (await cap.stop()).packets;
-      await stopProcess(lab, NODE, `${CLIENT}-retake`).catch(() => undefined);
-      await lab.exec(NODE, ['rm', '-f', RGO]).catch(() => undefined);
+      await stopProcess(lab, NODE, CLIENT).catch(() => undefined);
+      await lab.exec(NODE, ['rm', '-f', GO]).catch(() => undefined);
     }
     const out = got.filter((p) => p.ip?.tcp && p.ip.dst === INTERNET);
     // the verdict: never the pod IP; after the take, the pod's lines from the egress IP and the connection's own port
@@ -128,6 +114,6 @@ describe('chaos regression: a node taking back the IP of its own pod, its entry 
     expect(
       out.filter((p) => p.t > retakenAt && p.ip!.src === IP && p.ip!.tcp!.sport === RETAKE_PORT && p.ip!.tcp!.payload.toString() === 'more\n').length,
     ).toBeGreaterThan(4);
-    expect(await kitClientLog(lab, NODE, RLOG)).not.toMatch(/error|close/);
+    expect(await clientLog()).not.toMatch(/error|close/);
   }, 300_000);
 });
