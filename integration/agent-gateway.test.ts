@@ -440,15 +440,21 @@ describe('GatewayModule', () => {
     expect(after[windowed]!.arg).toMatch(
       /chain takeover_window \{\n\t\ttype filter hook prerouting priority mangle - 10; policy accept;\n\t\tip saddr @p0_src ip daddr @p0_dst ct state new tcp flags & \(syn \| ack\) != syn counter drop/,
     );
-    // one shell: flush, commit, end of the window, in that order; no conntrack process of its own
+    // one shell: flush, then commit, in that order; no conntrack process of its own
     const script = after[second]!.arg;
     const iFlush = script.indexOf("'-D' '-s' '10.10.10.1'");
     const iCommit = script.indexOf(' -c || exit 3');
-    const iEnd = script.search(/delete chain ip egresslab_gw takeover_window\n' \| 'nft' -f - >\/dev\/null 2>&1 \|\| exit 4/);
-    expect(
-      { flushFirst: script.split('\n')[0]!.includes("'-D' '-s' '10.10.10.1'"), commitAfterFlush: iCommit > iFlush, endAfterCommit: iEnd > iCommit },
-      script,
-    ).toEqual({ flushFirst: true, commitAfterFlush: true, endAfterCommit: true });
+    expect({ flushFirst: script.split('\n')[0]!.includes("'-D' '-s' '10.10.10.1'"), commitAfterFlush: iCommit > iFlush }, script).toEqual({
+      flushFirst: true,
+      commitAfterFlush: true,
+    });
+    // the end of the window: the first nft apply after that shell, before the IP is added
+    const iEnd = at((c) => c.op === 'nft' && c.arg === 'delete chain ip egresslab_gw takeover_window\n');
+    const nftAfterShell = after.findIndex((c, i) => i > second && c.op === 'nft');
+    expect({ endRightAfterShell: iEnd === nftAfterShell && iEnd > second, addrAfterEnd: addr > iEnd }, trace).toEqual({
+      endRightAfterShell: true,
+      addrAfterEnd: true,
+    });
     expect(after.filter((c) => c.op === 'conntrack')).toEqual([]);
     // later applies (the decommissioning stop's) render no window
     await mod.stop();

@@ -89,23 +89,15 @@ describe('commit script', () => {
       'exit 0',
     ]);
     expect(commitScript('a', "/x'y", 'c', [])).toBe(`'a' -C '/x'\\''y' -c || exit 3\nexit 0`);
-    // rules that must hold from the commit on go in first, in the same shell, best effort
-    expect(commitScript('conntrackd', '/c', 'conntrack', [], { nft: 'nft', pre: 'insert rule ip t prerouting drop comment "it\'s"\n' }).split('\n')[0]).toBe(
-      `printf '%s' 'insert rule ip t prerouting drop comment "it'\\''s"`,
-    );
-    // a flush right before the commit and a post step whose failure the caller must see (exit 4)
+    // a flush right before the commit, in the same shell
     expect(
       commitScript('conntrackd', '/c', 'conntrack', [['-D', '-q', '192.168.1.101']], {
-        nft: '/usr/sbin/nft',
         flush: [['-D', '-s', '10.10.10.1']],
-        post: 'delete chain ip t w\n',
       }).split('\n'),
     ).toEqual([
       "'conntrack' '-D' '-s' '10.10.10.1' >/dev/null 2>&1",
       "'conntrackd' -C '/c' -c || exit 3",
       "'conntrack' '-D' '-q' '192.168.1.101' >/dev/null 2>&1",
-      "printf '%s' 'delete chain ip t w",
-      "' | '/usr/sbin/nft' -f - >/dev/null 2>&1 || exit 4",
       'exit 0',
     ]);
   });
@@ -304,6 +296,31 @@ describe('ConntrackSync (fake processes)', () => {
     await s.stop();
   });
 
+  it("commit with nft steps: pre before the shell (best effort), post after it through the host's nft apply; post's failure is postFailed, a failed commit applies no post", async () => {
+    const f = fakeIO();
+    const s = new ConntrackSync({ ...base, host: f.io, log: () => undefined });
+    await s.start();
+    f.resetCalls();
+    const pre = 'insert rule ip egresslab_gw prerouting drop\n';
+    const post = 'delete chain ip egresslab_gw takeover_window\n';
+    expect(await s.commit(['192.168.1.100'], ['192.168.1.100'], { pre, post })).toEqual({ ok: true, ms: expect.any(Number), entries: 3 });
+    expect(f.calls).toEqual([`nft ${pre}`, `sh -c ${commitScript('conntrackd', conntrackdPaths().config, 'conntrack', [])}`, `nft ${post}`]);
+    // a refused pre does not stop the commit; a refused post is reported to the caller
+    f.resetCalls();
+    f.io.failNextApply('refused');
+    expect(await s.commit(['192.168.1.100'], ['192.168.1.100'], { pre })).toMatchObject({ ok: true });
+    f.io.failNextApply('refused');
+    expect(await s.commit(['192.168.1.100'], ['192.168.1.100'], { post })).toMatchObject({ ok: true, postFailed: true });
+    await s.stop();
+    const failing = fakeIO({ commitCode: 3 });
+    const t = new ConntrackSync({ ...base, host: failing.io, log: () => undefined });
+    await t.start();
+    failing.resetCalls();
+    expect(await t.commit(['192.168.1.100'], ['192.168.1.100'], { post })).toMatchObject({ ok: false });
+    expect(failing.calls.filter((c) => c.startsWith('nft'))).toEqual([]);
+    await t.stop();
+  });
+
   it('commit with kept bindings: they are written to a file in the run directory and loaded in the same shell; none given, no file', async () => {
     const f = fakeIO();
     const s = new ConntrackSync({ ...base, host: f.io, log: () => undefined });
@@ -316,7 +333,7 @@ describe('ConntrackSync (fake processes)', () => {
     ];
     expect(await s.commit(['192.168.1.100'], ['192.168.1.100'], { load: lines })).toMatchObject({ ok: true });
     expect(f.files.get(kept)).toBe(`${lines.join('\n')}\n`);
-    expect(f.calls).toEqual([`sh -c ${commitScript('conntrackd', conntrackdPaths().config, 'conntrack', [], { load: kept, nft: 'nft' })}`]);
+    expect(f.calls).toEqual([`sh -c ${commitScript('conntrackd', conntrackdPaths().config, 'conntrack', [], { load: kept })}`]);
     f.files.delete(kept);
     f.resetCalls();
     await s.commit(['192.168.1.100'], ['192.168.1.100'], { load: [] });

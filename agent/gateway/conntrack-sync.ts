@@ -175,11 +175,7 @@ export function foreignBindingPurgeArgs(floatingIPs: readonly string[], owned: r
  */
 export function commitScript(conntrackd: string, config: string, conntrack: string, purge: readonly string[][], opts: CommitSteps = {}): string {
   const q = (x: string) => `'${x.replace(/'/g, `'\\''`)}'`;
-  const nft = (ruleset: string) => `printf '%s' ${q(ruleset)} | ${q(opts.nft ?? 'nft')} -f - >/dev/null 2>&1`;
   const lines: string[] = [];
-  // rules that must hold from the commit on (render.ts renderStrayReplyFence); best effort: the
-  // final ruleset, applied right after, has them too
-  if (opts.pre) lines.push(nft(opts.pre));
   // entries to delete right before the commit (the old entries of the flows whose bindings it
   // brings back): no process spawn between the two
   for (const args of opts.flush ?? []) lines.push(`${q(conntrack)} ${args.map(q).join(' ')} >/dev/null 2>&1`);
@@ -189,9 +185,6 @@ export function commitScript(conntrackd: string, config: string, conntrack: stri
   // wins over the kept line, which is older; a failed load is reported (exit 5), not fatal
   if (opts.load) lines.push(`${q(conntrack)} -R ${q(opts.load)} >/dev/null 2>&1 || kept=failed`, `rm -f ${q(opts.load)}`);
   for (const args of purge) lines.push(`${q(conntrack)} ${args.map(q).join(' ')} >/dev/null 2>&1`);
-  // rules that must go once the bindings are in (render.ts renderTakeoverWindowEnd): exit 4 tells
-  // the caller to remove them itself
-  if (opts.post) lines.push(`${nft(opts.post)} || exit 4`);
   if (opts.load) lines.push('[ "$kept" = failed ] && exit 5');
   lines.push('exit 0');
   return lines.join('\n');
@@ -199,15 +192,22 @@ export function commitScript(conntrackd: string, config: string, conntrack: stri
 
 /** Optional steps of one commit's shell (commitScript). */
 export interface CommitSteps {
-  /** nft binary (default `nft`) */
-  nft?: string;
-  /** nft commands applied before anything else */
-  pre?: string | null;
   /** `conntrack` argument lists run just before the commit */
   flush?: readonly string[][];
   /** a file of `conntrack -o save` lines loaded (`conntrack -R`) after the commit, so that a replicated binding (fresher) wins over a loaded one; removed after */
   load?: string | null;
-  /** nft commands applied after the commit and the purge */
+}
+
+/**
+ * What one commit (ConntrackSync.commit) does besides the shell's steps: nft commands applied
+ * right before it (best effort) and right after it (their failure is reported: postFailed). They go
+ * through the host's nft apply session, in that order around the shell, with no nft process of
+ * their own (the takeover path used to start two).
+ */
+export interface CommitNft {
+  /** nft commands applied before anything else */
+  pre?: string | null;
+  /** nft commands applied after the commit and the purge (not when the commit failed) */
   post?: string | null;
 }
 
@@ -324,8 +324,6 @@ export interface ConntrackSyncOptions extends ConntrackdConfigInput {
   host: Host;
   conntrackdPath?: string;
   conntrackPath?: string;
-  /** nft binary (the rules the commit shell applies before and after the commit). Default nft */
-  nftPath?: string;
   /** restart delay after an unexpected exit (ms) */
   restartDelayMs?: number;
   /** how long start() waits for the daemon's control socket */
@@ -477,7 +475,7 @@ export class ConntrackSync {
   async commit(
     floatingIPs: readonly string[],
     ownedAfter: readonly string[],
-    steps: Omit<CommitSteps, 'nft' | 'load'> & { load?: readonly string[] } = {},
+    steps: Omit<CommitSteps, 'load'> & CommitNft & { load?: readonly string[] } = {},
   ): Promise<{ ok: boolean; ms: number; entries: number | null; postFailed?: boolean; loadFailed?: boolean }> {
     const t0 = this.now();
     if (!this.child || !this.ready) {
@@ -485,21 +483,28 @@ export class ConntrackSync {
       return { ok: false, ms: 0, entries: null };
     }
     const purge = foreignBindingPurgeArgs(floatingIPs, ownedAfter);
-    const { load, ...rest } = steps;
+    const { load, pre, post, ...rest } = steps;
+    // rules that must hold from the commit on (render.ts renderStrayReplyFence); best effort: the
+    // final ruleset, applied right after, has them too
+    if (pre) await this.host.nftApply(pre).catch(() => undefined);
     const loadFile = this.writeKept(load ?? []);
     const r = await this.host.exec('sh', [
       '-c',
-      commitScript(this.o.conntrackdPath ?? 'conntrackd', this.paths.config, this.o.conntrackPath ?? 'conntrack', purge, {
-        ...rest,
-        load: loadFile,
-        nft: this.o.nftPath ?? 'nft',
-      }),
+      commitScript(this.o.conntrackdPath ?? 'conntrackd', this.paths.config, this.o.conntrackPath ?? 'conntrack', purge, { ...rest, load: loadFile }),
     ]);
-    const ms = this.now() - t0;
-    const postFailed = r.code === 4;
     const loadFailed = r.code === 5;
+    // rules that must go once the bindings are in (render.ts renderTakeoverWindowEnd): a failure
+    // tells the caller to remove them itself
+    const postFailed =
+      !!post &&
+      (r.code === 0 || loadFailed) &&
+      !(await this.host.nftApply(post).then(
+        () => true,
+        () => false,
+      ));
+    const ms = this.now() - t0;
     if (loadFailed) this.fail('loading the kept bindings failed (conntrack -R)');
-    if (r.code !== 0 && !postFailed && !loadFailed) {
+    if (r.code !== 0 && !loadFailed) {
       this.fail(`commit failed (exit ${r.code}): ${(r.stderr || r.stdout).trim()}`);
       return { ok: false, ms, entries: null };
     }

@@ -1,8 +1,8 @@
-import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { ExecHost } from './exec-host.js';
+import { ExecHost, NftApplySession, applySessionKey } from './exec-host.js';
 
 // ExecHost.arpProbe against stand-ins for iputils arping -D (each prints what arping prints, then
 // exits as it does): the parsing and the exit codes, without a network
@@ -55,5 +55,96 @@ describe('ExecHost.arpProbe (address conflict detection through arping -D)', () 
   });
   it('an error (exit 2, the interface down) rejects with what arping said', async () => {
     await expect(probe(fakeArping('down', 'echo "Interface \\"eth0\\" is down" >&2; exit 2'))).rejects.toThrow(/exit 2.*Interface "eth0" is down/);
+  });
+});
+
+// ExecHost.nftApply through one long-lived `nft -i` (NftApplySession), against a stand-in that
+// speaks as nft 1.0.6 does: nothing on success, errors on stderr in order, the marker's
+// "No such file or directory" echoed with its command line and a caret line
+describe('ExecHost.nftApply through an nft -i session', () => {
+  function fakeNft(name: string, interactive: string): { path: string; log: string } {
+    const log = join(dir, `${name}.log`);
+    const path = fakeArping(
+      name,
+      [`LOG='${log}'`, 'if [ "$1" = "-i" ]; then', '  echo session >> "$LOG"', interactive, '  exit 0', 'fi', 'cat >> "$LOG"; echo spawned >> "$LOG"'].join(
+        '\n',
+      ),
+    );
+    return { path, log };
+  }
+  const speaks = [
+    '  while IFS= read -r line; do',
+    '    case "$line" in',
+    "      include*) f=$(printf '%s' \"$line\" | cut -d'\"' -f2)",
+    `        if grep -q BAD "$f"; then printf 'In file included from <cmdline>:1:1-30:\\n%s:1:1-3: Error: syntax error, unexpected BAD\\nBAD\\n^^^\\n' "$f" >&2; fi`,
+    '        cat "$f" >> "$LOG";;',
+    `      list*) printf 'Error: No such file or directory\\n%s\\n              ^^^^^^^^\\n' "$line" >&2;;`,
+    '    esac',
+    '  done',
+  ].join('\n');
+  const logOf = (f: { log: string }) => readFileSync(f.log, 'utf8');
+
+  it('applies every ruleset through one nft process, in order', async () => {
+    const f = fakeNft('nft-i-ok', speaks);
+    const h = new ExecHost({ nftPath: f.path });
+    await h.nftApply('add chain ip t a\n');
+    await Promise.all([h.nftApply('add chain ip t b\n'), h.nftApply('add chain ip t c\n')]);
+    h.close();
+    expect(logOf(f)).toBe('session\nadd chain ip t a\nadd chain ip t b\nadd chain ip t c\n');
+  });
+
+  it('one session per table: another table does not wait behind it', async () => {
+    const f = fakeNft('nft-i-tables', speaks);
+    const h = new ExecHost({ nftPath: f.path });
+    await h.nftApply('add chain ip t a\n');
+    await h.nftApply('add chain ip u a\n');
+    await h.nftApply('add chain ip t b\n');
+    h.close();
+    expect(logOf(f)).toBe('session\nadd chain ip t a\nsession\nadd chain ip u a\nadd chain ip t b\n');
+  });
+
+  it("nft's refusal rejects the apply with nft's message, and the session goes on", async () => {
+    const f = fakeNft('nft-i-refuses', speaks);
+    const h = new ExecHost({ nftPath: f.path });
+    await expect(h.nftApply('add chain ip t BAD\n')).rejects.toThrow(/nft -f - failed: In file included from .*\n.*Error: syntax error, unexpected BAD/);
+    await h.nftApply('add chain ip t good\n');
+    h.close();
+    expect(logOf(f)).toBe('session\nadd chain ip t BAD\nadd chain ip t good\n');
+  });
+
+  it('a session that cannot answer (nft -i exits at once) leaves the apply to nft -f', async () => {
+    const f = fakeNft('nft-i-exits', '  :');
+    const h = new ExecHost({ nftPath: f.path });
+    await h.nftApply('add table ip a\n');
+    h.close();
+    expect(logOf(f)).toBe('session\nadd table ip a\nspawned\n');
+  });
+
+  it('a session that never writes its marker is given up after its timeout (the caller runs nft -f)', async () => {
+    const f = fakeNft('nft-i-mute', '  cat > /dev/null');
+    const s = new NftApplySession(f.path, 200);
+    const t0 = Date.now();
+    expect(await s.apply('add table ip a\n')).toBeNull();
+    expect(Date.now() - t0).toBeGreaterThanOrEqual(190);
+    s.close();
+  });
+
+  it('after close(), a process per apply: no session is started again', async () => {
+    const f = fakeNft('nft-i-closed', speaks);
+    const h = new ExecHost({ nftPath: f.path });
+    h.close();
+    await h.nftApply('add table ip a\n');
+    expect(logOf(f)).toBe('add table ip a\nspawned\n');
+  });
+});
+
+describe('applySessionKey', () => {
+  it('the first table a ruleset names, whatever the command', () => {
+    expect(applySessionKey('# egresslab masquerade\ntable ip egresslab_masq {}\ndelete table ip egresslab_masq\n')).toBe('egresslab_masq');
+    expect(applySessionKey('# egresslab egress NAT gateway datapath for node node-1: one nft transaction\ntable ip egresslab_gw {}\n')).toBe('egresslab_gw');
+    expect(applySessionKey('insert rule ip egresslab_gw prerouting iifname "eth0" ip saddr @p0_dst drop\n')).toBe('egresslab_gw');
+    expect(applySessionKey('add element arp egresslab_gw alive { 192.168.1.100 timeout 400ms }\n')).toBe('egresslab_gw');
+    expect(applySessionKey('delete table ip egresslab_boot\n')).toBe('egresslab_boot');
+    expect(applySessionKey('list ruleset\n')).toBe('');
   });
 });

@@ -719,7 +719,8 @@ export class GatewayModule implements NodeModule {
       if (c.ok) this.ctx.log(this.name, `conntrack sync: committed ${c.entries ?? '?'} replicated binding(s) in ${c.ms} ms before taking ${taking.join(', ')}`);
     }
     // What the kernel has: read on start/resync (force) or after a failure; otherwise what we
-    // programmed last time. Keeps the failover path to two process spawns (nft, ip addr).
+    // programmed last time. Keeps the failover path free of listings (nft applies go through the
+    // host's long-lived apply session; ip addr is one spawn).
     let k = this.kernel;
     if (force || !k) {
       const [rulesJson, routesJson, addrJson] = await Promise.all([
