@@ -2,13 +2,15 @@
  * Benchmark: ip-masq-agent ConfigMap change -> first packet that leaves with the new source.
  *
  * A lab (standard-agent: Standard cluster, ip-masq-agent on every node) runs a continuous probe from
- * alice/frontend-1 (10.10.10.1 on node-1) to the VPC endpoint 172.16.100.10 (which answers the pod IP
- * and the node IP alike, and says which source it saw). The benchmark toggles 172.16.100.0/24 in and
- * out of `nonMasqueradeCIDRs` through the API (ConfigMap update) and, for each change, measures from
- * the moment the write request is sent (judged; the figure from the write's answer is shown beside
- * it) to the send time of the first probe packet the VPC observed with the new source (pod IP after
- * an "in", node IP after an "out"). It also reports when node-1's agent had
- * the new rules in the kernel (`masq.appliedAt` in its status file).
+ * one pod on EVERY worker (alice/frontend-1 on node-1, paul/frontend-2 on node-2, default/client-3 on
+ * node-3) to the VPC endpoint 172.16.100.10 (which answers the pod IP and the node IP alike, and says
+ * which source it saw). The benchmark toggles 172.16.100.0/24 in and out of `nonMasqueradeCIDRs`
+ * through the API (ConfigMap update) and, for each change, measures from the moment the write request
+ * is sent (judged; the figure from the write's answer is shown beside it) to the send time of the
+ * first probe packet the VPC observed with the new source (pod IP after an "in", node IP after an
+ * "out"), per node; the judged figure is the LAST node's: every node programmed. (Until session 19
+ * it probed from node-1 only.) It also reports when node-1's agent had the new rules in the kernel
+ * (`masq.appliedAt` in its status file).
  *
  * The probe is TCP: every packet is a new connection. NAT is decided on a connection's first packet
  * and conntrack keeps that decision (as with upstream's iptables rules), so a single long-lived flow
@@ -35,10 +37,9 @@ const { flags } = programArgs('dist/bench/masq-propagation.js', {
 const CHANGES = flags.changes ?? 20;
 const INTERVAL_MS = flags.interval ?? 10;
 const PROTO: Proto = (flags.proto as Proto | undefined) ?? 'tcp';
-const POD = 'alice/frontend-1';
+/** the probed pod of each worker */
+const PODS = ['alice/frontend-1', 'paul/frontend-2', 'default/client-3'];
 const VPC = '172.16.100.10';
-const POD_IP = '10.10.10.1';
-const NODE_IP = '192.168.1.1';
 const base = ['10.0.0.0/8'];
 
 function configText(withVpc: boolean): string {
@@ -74,14 +75,19 @@ async function main(): Promise<void> {
       metadata: { name: 'ip-masq-agent', namespace: 'kube-system' },
       data: { config: configText(true) },
     });
-    const probe = await lab.continuousProbe(POD, VPC, { proto: PROTO, intervalMs: INTERVAL_MS, timeoutMs: 1000 });
+    const targets = PODS.map((key) => {
+      const pod = lab.pod(key);
+      const nodeIP = lab.topology.nodes.find((n) => n.name === pod.node)!.address;
+      return { key, node: pod.node, podIP: pod.ip, nodeIP };
+    });
+    const probes = await Promise.all(targets.map((t) => lab.continuousProbe(t.key, VPC, { proto: PROTO, intervalMs: INTERVAL_MS, timeoutMs: 1000 })));
     const seen = (r: ClientRecord) => r.observedSource;
-    // every packet answered with the pod IP before the first change
-    await pollUntil(async () => (await probe.records()).slice(-5), {
-      what: 'the probe to settle on the pod IP',
+    // every packet answered with the pod IP before the first change, on every node
+    await pollUntil(async () => Promise.all(probes.map(async (p) => (await p.records()).slice(-5))), {
+      what: 'the probes to settle on the pod IPs',
       timeoutMs: 20_000,
       intervalMs: 50,
-      accept: (l) => l.length === 5 && l.every((r) => seen(r) === POD_IP),
+      accept: (ls) => ls.every((l, k) => l.length === 5 && l.every((r) => seen(r) === targets[k]!.podIP)),
     });
     const toFirst: number[] = [];
     const fromSent: number[] = [];
@@ -90,22 +96,23 @@ async function main(): Promise<void> {
     let withVpc = true;
     for (let i = 0; i < CHANGES; i++) {
       withVpc = !withVpc;
-      const want = withVpc ? POD_IP : NODE_IP;
+      const wants = targets.map((t) => (withVpc ? t.podIP : t.nodeIP));
       const before = await appliedAt(lab);
       const w0 = Date.now();
       cm = await api.update(R.configmaps, { ...cm, data: { config: configText(withVpc) } });
       const w = Date.now();
-      // until 5 packets in a row (the newest) came back with the new source
-      let recs: ClientRecord[];
+      // until, on every node, 5 packets in a row (the newest) came back with the new source
+      let all: ClientRecord[][];
       try {
-        recs = await pollUntil(() => probe.records(), {
-          what: `change ${i + 1}: the probe to show ${want}`,
+        all = await pollUntil(() => Promise.all(probes.map((p) => p.records())), {
+          what: `change ${i + 1}: the probes to show ${wants.join(', ')}`,
           timeoutMs: 15_000,
           intervalMs: 20,
-          accept: (l) => {
-            const last = l.slice(-5);
-            return last.length === 5 && last.every((r) => seen(r) === want && r.t > w0);
-          },
+          accept: (ls) =>
+            ls.every((l, k) => {
+              const last = l.slice(-5);
+              return last.length === 5 && last.every((r) => seen(r) === wants[k] && r.t > w0);
+            }),
         });
       } catch (e) {
         const applied = await appliedAt(lab);
@@ -115,25 +122,30 @@ async function main(): Promise<void> {
         );
         break;
       }
-      const first = recs.filter((r) => r.t >= w0 && seen(r) === want).sort((a, b) => a.t - b.t)[0]!;
-      const lastOld = recs.filter((r) => r.t >= w0 && r.replied && seen(r) !== want).sort((a, b) => b.t - a.t)[0];
+      // per node: its first packet with the new source, and its last one still with the old
+      const firsts = all.map((recs, k) => recs.filter((r) => r.t >= w0 && seen(r) === wants[k]).sort((a, b) => a.t - b.t)[0]!.t);
+      const lastOlds = all.map((recs, k) => recs.filter((r) => r.t >= w0 && r.replied && seen(r) !== wants[k]).sort((a, b) => b.t - a.t)[0]?.t ?? 0);
+      const first = Math.max(...firsts);
+      const lastOld = Math.max(first, ...lastOlds);
       const applied = await pollUntil(() => appliedAt(lab), { what: 'node-1 appliedAt to move', timeoutMs: 5_000, accept: (a) => a !== before });
-      toFirst.push(first.t - w);
-      fromSent.push(first.t - w0);
+      toFirst.push(first - w);
+      fromSent.push(first - w0);
       toApplied.push(applied - w);
-      toStable.push((lastOld ? lastOld.t : first.t) - w);
+      toStable.push(lastOld - w);
       console.log(
-        `change ${String(i + 1).padStart(2)} (${withVpc ? 'in ' : 'out'}): API write ${w - w0} ms; agent status appliedAt +${applied - w} ms; first packet from ${want} +${first.t - w} ms (+${first.t - w0} ms from the request sent)` +
-          (lastOld && lastOld.t > first.t ? ` (a packet sent +${lastOld.t - w} ms still left with the old source)` : ''),
+        `change ${String(i + 1).padStart(2)} (${withVpc ? 'in ' : 'out'}): API write ${w - w0} ms; node-1 status appliedAt +${applied - w} ms; ` +
+          `first packet with the new source, per node ${targets.map((t, k) => `${t.node} +${firsts[k]! - w0}`).join(' / ')} ms from the request sent (every node +${first - w0} ms)` +
+          (lastOld > first ? ` (a packet sent +${lastOld - w} ms still left with an old source)` : ''),
       );
     }
-    const t = await probe.stop();
-    const lost = t.packets.filter((p) => !p.replied).length;
-    console.log(`probe: ${t.packets.length} packets, ${lost} unanswered`);
-    console.log(summary('API write SENT -> first packet with the new source (judged)', fromSent));
-    console.log(summary('API write returned -> first packet with the new source', toFirst));
+    for (const [k, p] of probes.entries()) {
+      const t = await p.stop();
+      console.log(`probe from ${targets[k]!.key} (${targets[k]!.node}): ${t.packets.length} packets, ${t.packets.filter((x) => !x.replied).length} unanswered`);
+    }
+    console.log(summary("API write SENT -> every node's first packet with the new source (judged)", fromSent));
+    console.log(summary("API write returned -> every node's first packet with the new source", toFirst));
     console.log(summary('API write returned -> node-1 status appliedAt (stamped after nft -f and the verification listing)', toApplied));
-    console.log(summary('API write returned -> last packet with the old source', toStable));
+    console.log(summary('API write returned -> last packet with an old source, any node', toStable));
     console.log(
       `target p95 <= 250 ms from the request sent: ${fromSent.length === 0 ? 'n/a (no change observed)' : pct(fromSent, 95) <= 250 ? 'met' : 'NOT met'}`,
     );

@@ -1,7 +1,7 @@
 import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it, vi } from 'vitest';
 import { ExecHost, NftApplySession, applySessionKey } from './exec-host.js';
 
 // ExecHost.arpProbe against stand-ins for iputils arping -D (each prints what arping prints, then
@@ -72,16 +72,22 @@ describe('ExecHost.nftApply through an nft -i session', () => {
     );
     return { path, log };
   }
-  const speaks = [
-    '  while IFS= read -r line; do',
-    '    case "$line" in',
-    "      include*) f=$(printf '%s' \"$line\" | cut -d'\"' -f2)",
-    `        if grep -q BAD "$f"; then printf 'In file included from <cmdline>:1:1-30:\\n%s:1:1-3: Error: syntax error, unexpected BAD\\nBAD\\n^^^\\n' "$f" >&2; fi`,
-    '        cat "$f" >> "$LOG";;',
-    `      list*) printf 'Error: No such file or directory\\n%s\\n              ^^^^^^^^\\n' "$line" >&2;;`,
-    '    esac',
-    '  done',
-  ].join('\n');
+  /** the stand-in's `nft -i`: `refuse` prints a refusal of an included file holding BAD ($f), `marker` the marker's error ($line) */
+  const interactive = (refuse: string, marker: string) =>
+    [
+      '  while IFS= read -r line; do',
+      '    case "$line" in',
+      "      include*) f=$(printf '%s' \"$line\" | cut -d'\"' -f2)",
+      `        if grep -q BAD "$f"; then ${refuse}; fi`,
+      '        cat "$f" >> "$LOG";;',
+      `      list*) ${marker};;`,
+      '    esac',
+      '  done',
+    ].join('\n');
+  const speaks = interactive(
+    `printf 'In file included from <cmdline>:1:1-30:\\n%s:1:1-3: Error: syntax error, unexpected BAD\\nBAD\\n^^^\\n' "$f" >&2`,
+    `printf 'Error: No such file or directory\\n%s\\n              ^^^^^^^^\\n' "$line" >&2`,
+  );
   const logOf = (f: { log: string }) => readFileSync(f.log, 'utf8');
 
   it('applies every ruleset through one nft process, in order', async () => {
@@ -120,13 +126,47 @@ describe('ExecHost.nftApply through an nft -i session', () => {
     expect(logOf(f)).toBe('session\nadd table ip a\nspawned\n');
   });
 
-  it('a session that never writes its marker is given up after its timeout (the caller runs nft -f)', async () => {
+  it('a session that never writes its marker is given up for good after one timeout: that apply and every later one through nft -f, in order', async () => {
     const f = fakeNft('nft-i-mute', '  cat > /dev/null');
-    const s = new NftApplySession(f.path, 200);
+    const h = new ExecHost({ nftPath: f.path, applyTimeoutMs: 200 });
     const t0 = Date.now();
-    expect(await s.apply('add table ip a\n')).toBeNull();
+    await Promise.all([h.nftApply('add chain ip t a\n'), h.nftApply('add chain ip t b\n')]);
+    // one timeout for both (the second waited in the queue, then went straight to nft -f)
     expect(Date.now() - t0).toBeGreaterThanOrEqual(190);
+    await h.nftApply('add chain ip t c\n');
+    h.close();
+    expect(logOf(f)).toBe('session\nadd chain ip t a\nspawned\nadd chain ip t b\nspawned\nadd chain ip t c\nspawned\n');
+  });
+
+  it('close() with an apply in flight and one queued: both go to their fallback, in order, and no session starts again', async () => {
+    const f = fakeNft('nft-i-mute2', '  cat > /dev/null');
+    const s = new NftApplySession(f.path);
+    const ran: string[] = [];
+    const fallback = (name: string) => async () => (ran.push(name), { stdout: '', stderr: '', code: 0 });
+    const first = s.apply('add chain ip t a\n', fallback('a'));
+    const second = s.apply('add chain ip t b\n', fallback('b'));
+    // the first is in flight once the session has started
+    await vi.waitFor(() => expect(s.starts).toBe(1));
     s.close();
+    expect(await Promise.all([first, second])).toEqual([
+      { stdout: '', stderr: '', code: 0 },
+      { stdout: '', stderr: '', code: 0 },
+    ]);
+    expect({ ran, starts: s.starts }).toEqual({ ran: ['a', 'b'], starts: 1 });
+  });
+
+  it("nft's answer in pieces (the marker's caret line after a pause, an error split mid-line): each apply gets its own verdict", async () => {
+    const slow = interactive(
+      `printf 'In file included from <cmdline>:1:1-30:\\n%s:1:1-3: Err' "$f" >&2; sleep 0.05; printf 'or: syntax error, unexpected BAD\\nBAD\\n^^^\\n' >&2`,
+      `printf 'Error: No such file or directory\\n%s\\n' "$line" >&2; sleep 0.05; printf '              ^^^^^^^^\\n' >&2`,
+    );
+    const f = fakeNft('nft-i-pieces', slow);
+    const h = new ExecHost({ nftPath: f.path });
+    await h.nftApply('add chain ip t a\n');
+    await expect(h.nftApply('add chain ip t BAD\n')).rejects.toThrow(/Error: syntax error, unexpected BAD/);
+    await h.nftApply('add chain ip t b\n');
+    h.close();
+    expect(logOf(f)).toBe('session\nadd chain ip t a\nadd chain ip t BAD\nadd chain ip t b\n');
   });
 
   it('after close(), a process per apply: no session is started again', async () => {

@@ -84,14 +84,15 @@ function endSession(c: ChildProcess | null): void {
  * answers nothing on success, and it writes its errors in order on stderr, so everything it wrote
  * there before the marker's own error belongs to the ruleset: an `Error:` line is its refusal.
  *
- * Why: nft spends most of a small apply starting up and filling its cache, and a spawned process
- * does both every time (measured in a lab node, quiet: `nft -f` of the 4 KB gateway ruleset 51 ms,
- * the same through a session 27 ms; with every agent of a lab applying at once on 2 cores, 150-400 ms
- * each). nft re-reads its cache when the kernel's ruleset generation changed, so rules written
- * meanwhile by other processes (the conntrack commit's shell, the heartbeat thread) are seen.
+ * Why: a small apply is mostly nft starting (measured in a lab node, quiet: `nft -f` of the 4 KB
+ * gateway ruleset 51 ms, the same through a session 27 ms; with every agent of a lab applying at
+ * once on 2 cores, 150-400 ms each). What it does not save: nft 1.0.6 drops its cache after a failed
+ * command (the marker), so every apply reads the kernel's ruleset afresh, as `nft -f` does; rules
+ * written meanwhile by other processes (the conntrack commit's shell, the heartbeat thread) are seen.
  *
- * apply() resolves null when the session itself failed (could not start, died, no marker within the
- * timeout): the caller then runs `nft -f` as before. Applies are serialised.
+ * When the session itself fails (could not start, died, no marker within the timeout) the apply's
+ * fallback (`nft -f`) runs instead, in the session's order. After a timeout, or close(), every apply
+ * goes to the fallback: an nft that hangs costs one timeout, not one per apply.
  */
 export class NftApplySession {
   private child: ChildProcess | null = null;
@@ -100,6 +101,8 @@ export class NftApplySession {
   private tail: Promise<unknown> = Promise.resolve();
   private dir: string | null = null;
   private seq = 0;
+  /** closed, or given up after a timeout: every apply (queued ones too) goes to the fallback */
+  private off = false;
   starts = 0;
 
   constructor(
@@ -107,8 +110,12 @@ export class NftApplySession {
     private readonly timeoutMs = 30_000,
   ) {}
 
-  apply(ruleset: string): Promise<ExecResult | null> {
-    const r = this.tail.then(() => this.applyNow(ruleset));
+  /**
+   * Applies `ruleset`; when the session cannot (null), `fallback` runs in its place, still in this
+   * session's order (a later apply never overtakes it). Null when there is no fallback.
+   */
+  apply(ruleset: string, fallback?: () => Promise<ExecResult>): Promise<ExecResult | null> {
+    const r = this.tail.then(async () => (await this.applyNow(ruleset)) ?? (fallback ? await fallback() : null));
     this.tail = r.catch(() => undefined);
     return r;
   }
@@ -118,9 +125,11 @@ export class NftApplySession {
     const c = spawn(this.nftPath, ['-i'], { stdio: ['pipe', 'ignore', 'pipe'] });
     this.starts++;
     this.err = '';
-    c.stderr!.on('data', (d: Buffer) => {
+    // decoded as a stream: a character split between two chunks stays whole
+    c.stderr!.setEncoding('utf8');
+    c.stderr!.on('data', (d: string) => {
       if (this.child !== c) return;
-      this.err += d.toString('utf8');
+      this.err += d;
       this.check();
     });
     c.stdin!.on('error', () => undefined);
@@ -159,6 +168,7 @@ export class NftApplySession {
   }
 
   private applyNow(ruleset: string): Promise<ExecResult | null> {
+    if (this.off) return Promise.resolve(null);
     let file: string;
     let c: ChildProcess;
     try {
@@ -172,26 +182,32 @@ export class NftApplySession {
     const marker = `list table ip egresslab_apply_done_${process.pid}_${this.seq}`;
     return new Promise<ExecResult | null>((resolve) => {
       const timer = setTimeout(() => {
-        // no marker in time: the session is not trusted any more (nft -f takes over, from a new one)
+        // no marker in time: this session is given up for good (every apply goes to nft -f), so
+        // that an nft that hangs costs one timeout, not one per apply. The killed nft may have
+        // committed the ruleset already: the fallback applies it a second time (the renderers'
+        // tables are whole re-definitions, the same either way).
         this.close();
-        this.finish(null);
       }, this.timeoutMs);
-      this.waiting = {
+      const w = {
         marker,
-        done: (r) => {
+        done: (r: ExecResult | null) => {
           clearTimeout(timer);
           rmSync(file, { force: true });
           resolve(r);
         },
       };
-      this.check();
+      this.waiting = w;
+      // what is left is the previous marker's caret line at most (ensure() starts a new child empty)
+      this.err = '';
       c.stdin!.write(`include "${file}"\n${marker}\n`, (e) => {
-        if (e) this.finish(null);
+        // a late error of an earlier write must not end this apply
+        if (e && this.waiting === w) this.finish(null);
       });
     });
   }
 
   close(): void {
+    this.off = true;
     const c = this.child;
     // first, so that its exit is not taken for a failure of the apply in flight (finish below)
     this.child = null;
@@ -221,6 +237,8 @@ export interface ExecHostOptions {
   onError?: (message: string) => void;
   /** nftApply through one long-lived `nft -i` (NftApplySession; default) rather than `nft -f` per call */
   applySession?: boolean;
+  /** how long an apply session waits for its marker before it is given up (default 30 s) */
+  applyTimeoutMs?: number;
 }
 
 export class ExecHost implements Host {
@@ -242,15 +260,13 @@ export class ExecHost implements Host {
 
   /** One `nft -f` transaction: through the session (NftApplySession), or a process when the session failed. */
   private async nftRun(ruleset: string): Promise<ExecResult> {
+    const spawned = () => run(this.nft, ['-f', '-'], ruleset, 30_000);
     // after close() (an agent stopping), a process per call: nothing long-lived is started again
-    if (this.o.applySession !== false && !this.closed) {
-      const key = applySessionKey(ruleset);
-      let session = this.appliers.get(key);
-      if (!session) this.appliers.set(key, (session = new NftApplySession(this.nft)));
-      const r = await session.apply(ruleset);
-      if (r) return r;
-    }
-    return run(this.nft, ['-f', '-'], ruleset, 30_000);
+    if (this.o.applySession === false || this.closed) return spawned();
+    const key = applySessionKey(ruleset);
+    let session = this.appliers.get(key);
+    if (!session) this.appliers.set(key, (session = new NftApplySession(this.nft, this.o.applyTimeoutMs)));
+    return (await session.apply(ruleset, spawned)) ?? spawned();
   }
 
   async nftApply(ruleset: string): Promise<void> {
