@@ -84,7 +84,7 @@ function endSession(c: ChildProcess | null): void {
  * answers nothing on success, and it writes its errors in order on stderr, so everything it wrote
  * there before the marker's own error belongs to the ruleset: an `Error:` line is its refusal.
  *
- * Why: a small apply is mostly nft starting (measured in a lab node, quiet: `nft -f` of the 4 KB
+ * Why: a small apply is mostly nft starting (measured in a lab node, one core busy: `nft -f` of the 4 KB
  * gateway ruleset 51 ms, the same through a session 27 ms; with every agent of a lab applying at
  * once on 2 cores, 150-400 ms each). What it does not save: nft 1.0.6 drops its cache after a failed
  * command (the marker), so every apply reads the kernel's ruleset afresh, as `nft -f` does; rules
