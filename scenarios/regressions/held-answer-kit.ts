@@ -103,6 +103,27 @@ export interface HeldConnection {
 }
 
 /**
+ * The seed's held connection: alice/frontend-1 (10.10.10.1 on node-1, the first holder of
+ * 192.168.1.100; node-2 the other worker) to 8.8.8.8:7007 from `localPort`, its client's log and go
+ * file named after `client`.
+ */
+export function seedHeldConnection(client: string, localPort: number): HeldConnection {
+  return {
+    pod: 'alice/frontend-1',
+    podIP: '10.10.10.1',
+    node: 'node-1',
+    other: 'node-2',
+    ip: '192.168.1.100',
+    far: '8.8.8.8',
+    port: 7007,
+    localPort,
+    client,
+    log: `/var/log/egresslab/${client}.log`,
+    go: `/tmp/${client}.go`,
+  };
+}
+
+/**
  * Makes `node`'s conntrack entry of a fresh connection of its pod the other way round, as a reply
  * does when it is the first packet of the flow the node sees after a flush: the pod's node holds
  * `ip` (checked, with the far end seeing the pod's traffic from it); the internet holds back its

@@ -40,20 +40,11 @@ import { stopProcess } from '../../harness/lab/process.js';
 import { pollUntil } from '../../harness/util/poll.js';
 import type { DecodedPacket } from '../../harness/pcap/pcap.js';
 import { applySeed } from '../gateway/gateway-kit.js';
-import { clientLog as kitClientLog, linesWritten, reverseEntryOfHeldConnection } from './held-answer-kit.js';
+import { clientLog as kitClientLog, linesWritten, reverseEntryOfHeldConnection, seedHeldConnection } from './held-answer-kit.js';
 
-const POD = 'alice/frontend-1';
-const POD_IP = '10.10.10.1';
-const NODE = 'node-1';
+const CONNECTION = seedHeldConnection('reply-first-client', 41236);
+const { pod: POD, podIP: POD_IP, node: NODE, ip: IP, far: INTERNET, port: PORT, localPort: LOCAL_PORT, client: CLIENT, log: LOG, go: GO } = CONNECTION;
 const NODE_IP = '192.168.1.1';
-const OTHER = 'node-2';
-const IP = '192.168.1.100';
-const INTERNET = '8.8.8.8';
-const PORT = 7007;
-const LOCAL_PORT = 41236;
-const CLIENT = 'reply-first-client';
-const LOG = `/var/log/egresslab/${CLIENT}.log`;
-const GO = `/tmp/${CLIENT}.go`;
 
 let lab: Lab;
 let api: KubeClient;
@@ -68,19 +59,6 @@ afterAll(async () => {
 });
 recordArtifactsOnFailure(() => lab);
 
-const CONNECTION = {
-  pod: POD,
-  podIP: POD_IP,
-  node: NODE,
-  other: OTHER,
-  ip: IP,
-  far: INTERNET,
-  port: PORT,
-  localPort: LOCAL_PORT,
-  client: CLIENT,
-  log: LOG,
-  go: GO,
-};
 const clientLog = (): Promise<string> => kitClientLog(lab, NODE, LOG);
 describe('chaos regression: a pod relabelled out of its policy, its node entry made by a reply', () => {
   it("never leaves its node with the pod IP: the pair's flush removes the entry the reply made", async () => {

@@ -33,20 +33,10 @@ import { stopProcess } from '../../harness/lab/process.js';
 import { pollUntil } from '../../harness/util/poll.js';
 import type { DecodedPacket } from '../../harness/pcap/pcap.js';
 import { applySeed } from '../gateway/gateway-kit.js';
-import { clientLog as kitClientLog, linesWritten, moveIPByCutOff, reverseEntryOfHeldConnection } from './held-answer-kit.js';
+import { clientLog as kitClientLog, linesWritten, moveIPByCutOff, reverseEntryOfHeldConnection, seedHeldConnection } from './held-answer-kit.js';
 
-const POD = 'alice/frontend-1';
-const POD_IP = '10.10.10.1';
-const NODE = 'node-1';
-const OTHER = 'node-2';
-const IP = '192.168.1.100';
-const INTERNET = '8.8.8.8';
-const PORT = 7007;
-const RETAKE_PORT = 41237;
-const CLIENT = 'retake-client';
-const LOG = `/var/log/egresslab/${CLIENT}.log`;
-const GO = `/tmp/${CLIENT}.go`;
-const CONNECTION = {
+const CONNECTION = seedHeldConnection('retake-client', 41237);
+const {
   pod: POD,
   podIP: POD_IP,
   node: NODE,
@@ -58,7 +48,7 @@ const CONNECTION = {
   client: CLIENT,
   log: LOG,
   go: GO,
-};
+} = CONNECTION;
 
 let lab: Lab;
 let api: KubeClient;
