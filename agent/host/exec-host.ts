@@ -111,11 +111,11 @@ export class NftApplySession {
   ) {}
 
   /**
-   * Applies `ruleset`; when the session cannot (null), `fallback` runs in its place, still in this
-   * session's order (a later apply never overtakes it). Null when there is no fallback.
+   * Applies `ruleset`; when the session cannot, `fallback` runs in its place, still in this
+   * session's order (a later apply never overtakes it).
    */
-  apply(ruleset: string, fallback?: () => Promise<ExecResult>): Promise<ExecResult | null> {
-    const r = this.tail.then(async () => (await this.applyNow(ruleset)) ?? (fallback ? await fallback() : null));
+  apply(ruleset: string, fallback: () => Promise<ExecResult>): Promise<ExecResult> {
+    const r = this.tail.then(async () => (await this.applyNow(ruleset)) ?? (await fallback()));
     this.tail = r.catch(() => undefined);
     return r;
   }
@@ -124,7 +124,6 @@ export class NftApplySession {
     if (this.child && this.child.exitCode === null && !this.child.killed) return this.child;
     const c = spawn(this.nftPath, ['-i'], { stdio: ['pipe', 'ignore', 'pipe'] });
     this.starts++;
-    this.err = '';
     // decoded as a stream: a character split between two chunks stays whole
     c.stderr!.setEncoding('utf8');
     c.stderr!.on('data', (d: string) => {
@@ -150,12 +149,14 @@ export class NftApplySession {
     const lines = this.err.split('\n');
     const at = lines.indexOf(w.marker);
     if (at < 0) return;
+    // caret-only lines (under an echoed command) say nothing
+    const said = (l: string) => !/^\s*\^+~*\s*$/.test(l);
     // the marker's own error ("Error: No such file or directory") is the line before its echo
-    const before = lines.slice(0, Math.max(0, at - 1)).filter((l) => !/^\s*\^+~*\s*$/.test(l));
-    // its caret line may still be on its way: dropped when it comes (caret-only lines say nothing)
+    const before = lines.slice(0, Math.max(0, at - 1)).filter(said);
+    // its caret line may still be on its way: dropped when it comes
     this.err = lines
       .slice(at + 1)
-      .filter((l) => !/^\s*\^+~*\s*$/.test(l))
+      .filter(said)
       .join('\n');
     const text = before.join('\n').trim();
     this.finish({ stdout: '', stderr: text, code: /\bError:/.test(text) ? 1 : 0 });
@@ -197,7 +198,7 @@ export class NftApplySession {
         },
       };
       this.waiting = w;
-      // what is left is the previous marker's caret line at most (ensure() starts a new child empty)
+      // what is left is the previous marker's caret line at most (or a dead child's output)
       this.err = '';
       c.stdin!.write(`include "${file}"\n${marker}\n`, (e) => {
         // a late error of an earlier write must not end this apply
@@ -266,7 +267,7 @@ export class ExecHost implements Host {
     const key = applySessionKey(ruleset);
     let session = this.appliers.get(key);
     if (!session) this.appliers.set(key, (session = new NftApplySession(this.nft, this.o.applyTimeoutMs)));
-    return (await session.apply(ruleset, spawned)) ?? spawned();
+    return session.apply(ruleset, spawned);
   }
 
   async nftApply(ruleset: string): Promise<void> {
