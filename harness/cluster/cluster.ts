@@ -155,20 +155,25 @@ async function waitAgentRunning(lab: LabRuntime, node: string, timeoutMs: number
 }
 
 /**
- * Registers the topology's namespaces and pods in the API (inside the control-plane container, one
- * exec; retries until the API answers): the agents find pods only through the API.
+ * Inside the control-plane container, one exec and one process (harness/inlab/cluster-ready.ts):
+ * registers the topology's namespaces and pods in the API (the agents find pods only through it),
+ * retrying until the API answers, then watches until every node is Up in the API.
  */
-export async function registerLabPods(lab: LabRuntime, info: ClusterInfo, timeoutMs = readyTimeoutMs(lab.topology.nodes.length)): Promise<void> {
-  const argv = ['node', inLabProgram('harness/inlab/register-pods.js'), '--info', CLUSTER_FILE, '--timeout-ms', String(timeoutMs)];
+async function registerPodsAndWaitNodesUp(lab: LabRuntime, info: ClusterInfo, nodes: string[], timeoutMs: number): Promise<void> {
+  const argv = [
+    'node',
+    inLabProgram('harness/inlab/cluster-ready.js'),
+    '--info',
+    CLUSTER_FILE,
+    '--nodes',
+    nodes.join(','),
+    '--register',
+    '--timeout-ms',
+    String(timeoutMs),
+  ];
   const r = await lab.exec(info.controlPlane, argv, { check: false, stdin: JSON.stringify(podRegistration(lab.plan)), timeoutMs: timeoutMs + 10_000 });
-  if (r.exitCode !== 0) throw new LabError(`lab ${lab.id}: registering the pods in the API failed: ${(r.stderr || r.stdout).trim()}`);
-}
-
-/** Waits (inside the control-plane container, one exec) until every node is Up in the API. */
-async function waitNodesUp(lab: LabRuntime, info: ClusterInfo, nodes: string[], timeoutMs: number): Promise<void> {
-  const argv = ['node', inLabProgram('harness/inlab/cluster-ready.js'), '--info', CLUSTER_FILE, '--nodes', nodes.join(','), '--timeout-ms', String(timeoutMs)];
-  const r = await lab.exec(info.controlPlane, argv, { check: false, timeoutMs: timeoutMs + 10_000 });
   if (r.exitCode === 0) return;
+  if (r.exitCode === 2) throw new LabError(`lab ${lab.id}: registering the pods in the API failed: ${(r.stderr || r.stdout).trim()}`);
   const running = await processRunning(lab, info.controlPlane, CONTROLLER_PROCESS).catch(() => false);
   throw new LabError(
     `lab ${lab.id}: nodes not Up in the API within ${timeoutMs} ms: ${(r.stderr || r.stdout).trim()}\n` +
@@ -240,9 +245,10 @@ export async function startCluster(lab: LabRuntime, progress: Progress, prepared
   const { info, prepareMs } = await (prepared ?? prepareCluster(lab));
   const t1 = Date.now();
   const nodes = lab.topology.nodes.map((n) => n.name);
+  const timeoutMs = readyTimeoutMs(nodes.length);
   // Pods are registered in parallel with the agents' start (the agents pick them up by watch).
-  const pods = registerLabPods(lab, info);
-  pods.catch(() => {});
+  const api = registerPodsAndWaitNodesUp(lab, info, nodes, timeoutMs);
+  api.catch(() => {});
   await Promise.all(nodes.map((n) => startProcess(lab, { container: n, label: n }, AGENT_PROCESS, agentCommand())));
   const t2 = Date.now();
   const marks: string[] = [];
@@ -250,12 +256,7 @@ export async function startCluster(lab: LabRuntime, progress: Progress, prepared
     (what: string) =>
     <T>(p: Promise<T>) =>
       p.then((v) => (marks.push(`${what} +${Date.now() - t2}`), v));
-  const timeoutMs = readyTimeoutMs(nodes.length);
-  await Promise.all([
-    ...nodes.map((n) => mark(n)(waitAgentRunning(lab, n, timeoutMs))),
-    mark('api')(waitNodesUp(lab, info, nodes, timeoutMs)),
-    mark('pods')(pods),
-  ]);
+  await Promise.all([...nodes.map((n) => mark(n)(waitAgentRunning(lab, n, timeoutMs))), mark('api')(api)]);
   if (process.env.EGRESSLAB_DEBUG_CLUSTER) progress(`ready marks: ${marks.join(', ')}`);
   const t3 = Date.now();
   const timings = { prepareMs, startMs: t2 - t1, readyMs: t3 - t2, totalMs: t3 - t0 };

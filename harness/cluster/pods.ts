@@ -8,14 +8,14 @@
  *              IP for hostNetwork pods), hostIP
  *
  * Idempotent (create or update), so it may run again after a restart. Used in the lab by
- * harness/inlab/register-pods.ts (started by startCluster in parallel with the agents) and from the
+ * harness/inlab/cluster-ready.ts --register (started by startCluster in parallel with the agents) and from the
  * host by Lab.labelPod through the forward.
  */
 import type { KubeClient } from '../../lib/kube/client.js';
 import type { KubeObject } from '../../lib/kube/types.js';
 import type { LabPlan } from '../topology/plan.js';
 
-/** What register-pods needs (plain JSON: it is passed to the in-lab program on stdin). */
+/** What cluster-ready --register needs (plain JSON: it is passed to the in-lab program on stdin). */
 export interface PodRegistration {
   namespaces: { name: string; labels: Record<string, string> }[];
   pods: { namespace: string; name: string; node: string; hostNetwork: boolean; ip: string; hostIP: string; labels: Record<string, string> }[];

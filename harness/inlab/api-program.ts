@@ -1,7 +1,7 @@
 /**
  * The skeleton of a small program run inside the control-plane container (Node 18) against the
- * local API server: credentials from the harness file, one attempt retried every 20 ms until it
- * succeeds or the deadline passes, exit 0 on success and 1 with the last reason on stderr.
+ * local API server: credentials from the harness file, a deadline for the whole program, exit 0
+ * when `main` is done, else a step's exit code (1 unless it says otherwise) with its reason on stderr.
  */
 import { readFileSync } from 'node:fs';
 import { KubeClient } from '../../lib/kube/client.js';
@@ -13,39 +13,56 @@ export const API_PROGRAM_FLAGS = {
   'timeout-ms': { value: true, int: true },
 } as const satisfies Record<string, FlagSpec>;
 
-/** `attempt` returns undefined when done, or why it is not done yet (it may also throw). */
-export function runApiProgram(name: string, flags: Flags<typeof API_PROGRAM_FLAGS>, attempt: (client: KubeClient) => Promise<string | undefined>): void {
-  const main = async (): Promise<number> => {
-    const info = JSON.parse(readFileSync(flags.info ?? '/etc/egresslab/harness.json', 'utf8')) as { port: number; adminToken: string; caCert: string };
-    const deadline = Date.now() + (flags['timeout-ms'] ?? 20_000);
-    // A request may wait behind a whole lab's agents starting at once (19 workers: 2 s was not
-    // enough and every attempt timed out); the deadline above still bounds the whole program.
-    const client = new KubeClient({ server: `https://127.0.0.1:${info.port}`, token: info.adminToken, ca: info.caCert, timeoutMs: 10_000 });
+/** A step that did not finish by the deadline: the program exits with `exitCode`, printing the message. */
+export class StepFailed extends Error {
+  constructor(
+    message: string,
+    readonly exitCode = 1,
+  ) {
+    super(message);
+  }
+}
+
+/** What `main` gets: the client and the program's deadline (epoch ms). */
+export interface ApiProgram {
+  client: KubeClient;
+  deadline: number;
+  /**
+   * Calls `attempt` every 20 ms until it returns undefined (done); throws StepFailed(`last reason`,
+   * exitCode) at the deadline. `attempt` returns why it is not done yet, or throws.
+   */
+  retry(attempt: () => Promise<string | undefined>, exitCode?: number): Promise<void>;
+}
+
+export function runApiProgram(name: string, flags: Flags<typeof API_PROGRAM_FLAGS>, main: (p: ApiProgram) => Promise<void>): void {
+  const info = JSON.parse(readFileSync(flags.info ?? '/etc/egresslab/harness.json', 'utf8')) as { port: number; adminToken: string; caCert: string };
+  const deadline = Date.now() + (flags['timeout-ms'] ?? 20_000);
+  // A request may wait behind a whole lab's agents starting at once (19 workers: 2 s was not
+  // enough and every attempt timed out); the deadline above still bounds the whole program.
+  const client = new KubeClient({ server: `https://127.0.0.1:${info.port}`, token: info.adminToken, ca: info.caCert, timeoutMs: 10_000 });
+  const retry = async (attempt: () => Promise<string | undefined>, exitCode = 1): Promise<void> => {
     let last = 'no attempt';
-    try {
-      for (;;) {
-        try {
-          const notYet = await attempt(client);
-          if (notYet === undefined) return 0;
-          last = notYet;
-        } catch (e) {
-          last = (e as Error).message;
-        }
-        if (Date.now() >= deadline) {
-          process.stderr.write(`${name}: ${last}\n`);
-          return 1;
-        }
-        await new Promise((r) => setTimeout(r, 20));
+    for (;;) {
+      try {
+        const notYet = await attempt();
+        if (notYet === undefined) return;
+        last = notYet;
+      } catch (e) {
+        last = (e as Error).message;
       }
-    } finally {
-      client.close();
+      if (Date.now() >= deadline) throw new StepFailed(last, exitCode);
+      await new Promise((r) => setTimeout(r, 20));
     }
   };
-  main().then(
-    (code) => process.exit(code),
+  main({ client, deadline, retry }).then(
+    () => {
+      client.close();
+      process.exit(0);
+    },
     (e: unknown) => {
-      process.stderr.write(`${name}: ${(e as Error).stack ?? String(e)}\n`);
-      process.exit(1);
+      client.close();
+      process.stderr.write(`${name}: ${e instanceof StepFailed ? e.message : ((e as Error).stack ?? String(e))}\n`);
+      process.exit(e instanceof StepFailed ? e.exitCode : 1);
     },
   );
 }

@@ -1,23 +1,68 @@
 /**
- * Runs inside the control-plane container (Node 18): waits until every listed node is Up in the
- * API (its AnthosNetworkGatewayNode state), polling the local API server every 20 ms, with a deadline.
- * Usage: node cluster-ready.js --info /etc/egresslab/harness.json --nodes a,b,c [--timeout-ms 20000]
- * Exit 0 when all are Up; 1 with what is missing on stderr at the deadline.
+ * Runs inside the control-plane container (Node 18) while a lab's cluster starts, as one process
+ * (each Node start costs a lab container ~0.2 s of CPU, and a lab's start is CPU-bound on 2 cores):
+ *  1. with --register, registers the topology's namespaces and pods (JSON on standard input,
+ *     harness/cluster/pods.ts) in the local API server, retrying every 20 ms until the API answers;
+ *  2. waits until every listed node is Up in the API (its AnthosNetworkGatewayNode state), by a
+ *     watch (list, then the changes as they happen: no polling of the API).
+ * Usage: node cluster-ready.js --info /etc/egresslab/harness.json --nodes a,b,c [--register] [--timeout-ms 20000]
+ * Exit 0 when all are Up; at the deadline 2 when the pods could not be registered, 1 when a node is
+ * not Up, with what is missing on stderr.
  */
-import { R } from '../../lib/kube/client.js';
+import { readFileSync } from 'node:fs';
+import { R, type KubeClient } from '../../lib/kube/client.js';
+import type { KubeObject } from '../../lib/kube/types.js';
 import { GATEWAY_NAMESPACE } from '../../lib/kube/well-known.js';
-import { API_PROGRAM_FLAGS, runApiProgram } from './api-program.js';
+import { registerPods, type PodRegistration } from '../cluster/pods.js';
+import { API_PROGRAM_FLAGS, StepFailed, runApiProgram } from './api-program.js';
 import { programArgs } from '../util/args.js';
+import { nodesNotUp } from './cluster-ready-core.js';
 
 const { flags } = programArgs('cluster-ready.js', {
-  flags: { ...API_PROGRAM_FLAGS, nodes: { value: true, arg: 'A,B,...' } },
-  about: '  Waits until every listed node is Up in the API (exit 0), or prints what is missing at the deadline (exit 1).',
+  flags: { ...API_PROGRAM_FLAGS, nodes: { value: true, arg: 'A,B,...' }, register: {} },
+  about:
+    '  Registers the pods (--register: JSON on standard input), then waits until every listed node is Up in the API (exit 0), or prints what is missing at the deadline.',
 });
 const nodes = (flags.nodes ?? '').split(',').filter(Boolean);
+const registration = flags.register ? (JSON.parse(readFileSync(0, 'utf8')) as PodRegistration) : undefined;
 
-runApiProgram('cluster-ready', flags, async (client) => {
-  const list = await client.list(R.anthosNetworkGatewayNodes, { namespace: GATEWAY_NAMESPACE });
-  const state = new Map(list.items.map((o) => [o.metadata.name, (o as { status?: { state?: string } }).status?.state ?? '?']));
-  const notUp = nodes.filter((n) => state.get(n) !== 'Up');
-  return notUp.length === 0 ? undefined : `not Up: ${notUp.map((n) => `${n} (${state.get(n) ?? 'no AnthosNetworkGatewayNode'})`).join(', ')}`;
+/** Resolves once every node is Up in the informer's cache; StepFailed at the deadline. */
+function untilUp(client: KubeClient, deadline: number): Promise<void> {
+  return new Promise<void>((resolve, reject) => {
+    let lastError = '';
+    let finished = false;
+    const finish = (error?: Error): void => {
+      if (finished) return;
+      finished = true;
+      clearTimeout(timer);
+      void informer.stop();
+      if (error) reject(error);
+      else resolve();
+    };
+    const check = (): void => {
+      if (nodesNotUp(nodes, informer.list()).length === 0) finish();
+    };
+    const informer = client.informer<KubeObject>(
+      R.anthosNetworkGatewayNodes,
+      { namespace: GATEWAY_NAMESPACE },
+      { onSync: check, onAdd: check, onUpdate: check, onDelete: check, onError: (e) => (lastError = (e as Error).message) },
+    );
+    const timer = setTimeout(
+      () => {
+        const missing = nodesNotUp(nodes, informer.list());
+        finish(new StepFailed(`not Up: ${missing.join(', ')}${lastError ? ` (last API error: ${lastError})` : ''}`));
+      },
+      Math.max(0, deadline - Date.now()),
+    );
+  });
+}
+
+runApiProgram('cluster-ready', flags, async ({ client, deadline, retry }) => {
+  if (registration) {
+    await retry(async () => {
+      await registerPods(client, registration);
+      return undefined;
+    }, 2);
+  }
+  await untilUp(client, deadline);
 });

@@ -14,12 +14,50 @@ const pids: Record<string, number> = Object.fromEntries(plan.containers.map((c, 
 /** The whole script (guard around the commands) and the wiring commands alone. */
 const full = renderWiringScript(plan, pids, LAB);
 const script = `${renderWiringCommands(plan, pids, LAB).join('\n')}\n`;
-const lines = script.trimEnd().split('\n');
 
-const idx = (pred: (l: string) => boolean) => lines.findIndex(pred);
-const lastIdx = (pred: (l: string) => boolean) => lines.length - 1 - [...lines].reverse().findIndex(pred);
 /** PIDs every `nsenter -t PID` of a script targets. */
 const targets = (s: string) => [...s.matchAll(/nsenter -t (\d+)/g)].map((m) => Number(m[1]));
+
+/** One wiring command: `nsenter -t PID FLAGS CMD <<'DELIM'`, its body and, for a shell, the `ip` batches in it. */
+interface Entered {
+  pid: number;
+  flags: string;
+  cmd: string;
+  body: string[];
+  /** `ip [-n NS] -batch -` runs inside a shell body (or the command itself when it is one): netns ('' for the container's own) and lines */
+  batches: { netns: string; lines: string[] }[];
+  /** the body's lines that are neither batch commands nor batch lines */
+  other: string[];
+}
+
+function parseCommand(c: string): Entered {
+  const [head, ...rest] = c.split('\n');
+  const m = /^nsenter -t (\d+) ((?:-\w )+)(.*?) <<'(\w+)'$/.exec(head!);
+  if (!m) throw new Error(`not an nsenter with a heredoc: ${head}`);
+  const body = rest.slice(0, -1);
+  expect(rest.at(-1)).toBe(m[4]);
+  const batches: Entered['batches'] = [];
+  const other: string[] = [];
+  if (m[3] === 'ip -batch -') batches.push({ netns: '', lines: body });
+  else
+    for (let i = 0; i < body.length; i++) {
+      const b = /^ip (?:-n '([^']+)' )?-batch - <<'EGRESSLAB_EOF'$/.exec(body[i]!);
+      if (!b) {
+        other.push(body[i]!);
+        continue;
+      }
+      const end = body.indexOf('EGRESSLAB_EOF', i);
+      batches.push({ netns: b[1] ?? '', lines: body.slice(i + 1, end) });
+      i = end;
+    }
+  return { pid: Number(m[1]), flags: m[2]!.trim(), cmd: m[3]!, body, batches, other };
+}
+
+const commands = renderWiringCommands(plan, pids, LAB).map(parseCommand);
+const links = commands.filter((c) => c.cmd === 'ip -batch -');
+const configs = commands.filter((c) => c.cmd === 'sh -s');
+const configOf = (key: string) => configs.find((c) => c.pid === pids[key]);
+const aliasOf = (key: string) => `'${LINK_ALIAS_PREFIX}${LAB}:${key}'`;
 
 describe('renderWiringScript: the whole lab', () => {
   it('is a strict sh script that parses, the wiring commands at its end', () => {
@@ -27,75 +65,89 @@ describe('renderWiringScript: the whole lab', () => {
     expect(full.endsWith(`${script}`)).toBe(true);
     // Parse only (-n): nothing runs.
     expect(() => execFileSync('sh', ['-n'], { input: full })).not.toThrow();
+    for (const c of configs) expect(() => execFileSync('sh', ['-n'], { input: c.body.join('\n') })).not.toThrow();
   });
 
-  it('only enters lab containers (never PID 1, never the host)', () => {
+  it('only enters lab containers (never PID 1, never the host), one nsenter per container and step: links first, then each container', () => {
     const wanted = new Set(Object.values(pids));
     const used = targets(full);
     expect(used.length).toBeGreaterThan(0);
     for (const p of used) expect(wanted.has(p), String(p)).toBe(true);
     expect(full).not.toMatch(/nsenter -t 1\b/);
     expect(script).not.toMatch(/--net=\/proc\/1|\/proc\/1\/ns/);
-    // Every wiring command runs through nsenter (or is a heredoc body / terminator).
-    const commands = lines.filter((_l, i, all) => !isHeredocBody(all, i));
-    for (const c of commands) expect(c.startsWith('nsenter -t '), c).toBe(true);
+    expect(commands.map((c) => c.cmd)).toEqual([...links.map(() => 'ip -batch -'), ...configs.map(() => 'sh -s')]);
+    expect(new Set(links.map((c) => c.pid)).size).toBe(links.length);
+    expect(new Set(configs.map((c) => c.pid)).size).toBe(configs.length);
+    // every container of the plan is configured
+    expect(configs.map((c) => c.pid).sort()).toEqual(plan.containers.map((c) => pids[c.key]!).sort());
+    // the links step creates veths into other containers by pid: it never enters a PID namespace
+    for (const c of links) expect(c.flags).toBe('-n');
+    for (const c of configs) expect(c.body[0]).toBe('set -eu');
   });
 
   it('creates and raises the bridge before any veth', () => {
-    const bridgeAdd = idx((l) => l === `nsenter -t ${pids.switch} -n ip link add br0 type bridge`);
-    const bridgeUp = idx((l) => l === `nsenter -t ${pids.switch} -n ip link set br0 up`);
-    const firstVeth = idx((l) => l.includes('type veth'));
-    expect(bridgeAdd).toBe(0);
-    expect(bridgeUp).toBeGreaterThan(bridgeAdd);
-    expect(firstVeth).toBeGreaterThan(bridgeUp);
+    const first = links[0]!;
+    expect(first.pid).toBe(pids.switch);
+    expect(first.body.slice(0, 2)).toEqual(['link add br0 type bridge', 'link set br0 up']);
+    expect(script.indexOf('type bridge')).toBeLessThan(script.indexOf('type veth'));
   });
 
   it('creates each planned veth straight into the peer container and aliases both ends egresslab:<lab>:<container>', () => {
     for (const v of plan.veths) {
-      const add = `nsenter -t ${pids[v.a.container]} -n ip link add ${v.a.ifname} address ${stableMac(v.a.container, v.a.ifname)} type veth peer name ${v.b.ifname} address ${stableMac(v.b.container, v.b.ifname)} netns ${pids[v.b.container]}`;
-      const i = lines.indexOf(add);
-      expect(i, add).toBeGreaterThan(0);
-      expect(lines[i + 1]).toBe(`nsenter -t ${pids[v.a.container]} -n ip link set ${v.a.ifname} alias '${LINK_ALIAS_PREFIX}${LAB}:${v.a.container}'`);
-      expect(lines[i + 2]).toBe(`nsenter -t ${pids[v.b.container]} -n ip link set ${v.b.ifname} alias '${LINK_ALIAS_PREFIX}${LAB}:${v.b.container}'`);
-      if (v.bridge) expect(lines[i + 3]).toBe(`nsenter -t ${pids.switch} -n ip link set ${v.b.ifname} master br0 up`);
+      const creator = links.find((c) => c.pid === pids[v.b.container])!;
+      const add = `link add ${v.b.ifname} address ${stableMac(v.b.container, v.b.ifname)} type veth peer name ${v.a.ifname} address ${stableMac(v.a.container, v.a.ifname)} netns ${pids[v.a.container]}`;
+      const i = creator.body.indexOf(add);
+      expect(i, add).toBeGreaterThanOrEqual(0);
+      expect(creator.body[i + 1]).toBe(`link set ${v.b.ifname} alias ${aliasOf(v.b.container)}`);
+      if (v.bridge) expect(creator.body[i + 2]).toBe(`link set ${v.b.ifname} master br0 up`);
+      // the peer end's alias: in its container's own batch, before its addresses
+      const own = configOf(v.a.container)!.batches.at(-1)!;
+      expect(own.netns).toBe('');
+      expect(own.lines).toContain(`link set ${v.a.ifname} alias ${aliasOf(v.a.container)}`);
     }
-    expect(lines.filter((l) => l.includes('type veth peer') && !l.includes(' -m -n -p '))).toHaveLength(plan.veths.length);
+    expect(links.flatMap((c) => c.body).filter((l) => l.includes('type veth peer'))).toHaveLength(plan.veths.length);
   });
 
-  it("creates each pod's netns with nsenter -m -n -p into its node, then its veth, alias and addresses", () => {
-    for (const p of plan.pods.filter((x) => !x.hostNetwork)) {
-      const n = `nsenter -t ${pids[p.node]} -m -n -p`;
-      const add = lines.indexOf(`${n} ip netns add '${p.netns}'`);
-      expect(add, p.key).toBeGreaterThan(0);
-      expect(lines[add + 1]).toBe(
-        `${n} ip link add ${p.hostVeth} address ${stableMac(p.node, p.hostVeth!)} type veth peer name eth0 address ${stableMac(p.key, 'eth0')} netns '${p.netns}'`,
+  it("creates each pod's netns, veth and alias in its node (mount and PID namespaces too), then its addresses, before the node's own configuration", () => {
+    const podPlans = plan.pods.filter((x) => !x.hostNetwork);
+    for (const p of podPlans) {
+      const node = configOf(p.node)!;
+      expect(node.flags, p.key).toBe('-m -n -p');
+      const create = node.batches[0]!;
+      expect(create.netns).toBe('');
+      const i = create.lines.indexOf(`netns add '${p.netns}'`);
+      expect(i, p.key).toBeGreaterThanOrEqual(0);
+      expect(create.lines[i + 1]).toBe(
+        `link add ${p.hostVeth} address ${stableMac(p.node, p.hostVeth!)} type veth peer name eth0 address ${stableMac(p.key, 'eth0')} netns '${p.netns}'`,
       );
-      expect(lines[add + 2]).toBe(`${n} ip link set ${p.hostVeth} alias '${LINK_ALIAS_PREFIX}${LAB}:${p.node}/${p.key}'`);
-      expect(lines[add + 3]).toBe(`${n} ip -n '${p.netns}' -batch - <<'EGRESSLAB_EOF'`);
-      expect(lines.slice(add + 4, add + 4 + p.ip_.length)).toEqual(p.ip_);
-      expect(lines[add + 4 + p.ip_.length]).toBe('EGRESSLAB_EOF');
-      // After the node is linked to the switch, before the node's own configuration.
-      expect(add).toBeGreaterThan(idx((l) => l.startsWith(`nsenter -t ${pids[p.node]} -n ip link add eth0 type veth`)));
-      expect(add).toBeLessThan(idx((l) => l.startsWith(`nsenter -t ${pids[p.node]} -n ip -batch -`)));
+      expect(create.lines[i + 2]).toBe(`link set ${p.hostVeth} alias ${aliasOf(`${p.node}/${p.key}`)}`);
+      const own = node.batches.findIndex((b) => b.netns === p.netns);
+      expect(own).toBeGreaterThan(0);
+      expect(node.batches[own]!.lines).toEqual(p.ip_);
+      // the node's own batch (addresses, the routes to its pods) comes last
+      expect(own).toBeLessThan(node.batches.length - 1);
     }
     // Pods are the only thing entering mount and PID namespaces.
-    const mnt = lines.filter((l) => l.includes(' -m -n -p '));
-    expect(mnt).toHaveLength(plan.pods.filter((x) => !x.hostNetwork).length * 4);
+    expect(
+      configs
+        .filter((c) => c.flags !== '-n')
+        .map((c) => c.pid)
+        .sort(),
+    ).toEqual([...new Set(podPlans.map((p) => pids[p.node]!))].sort());
     // No netns for the hostNetwork pod.
     expect(script).not.toContain('host-1');
   });
 
-  it('applies each container ip -batch and sysctls, after all links and pods exist', () => {
-    const lastLink = lastIdx((l) => l.includes('type veth'));
+  it("applies each container's sysctls, then its ip batch, after all links and its pods exist", () => {
     for (const cfg of plan.netns) {
-      const i = lines.indexOf(`nsenter -t ${pids[cfg.container]} -n ip -batch - <<'EGRESSLAB_EOF'`);
-      expect(i, cfg.container).toBeGreaterThan(lastLink);
-      expect(lines.slice(i + 1, i + 1 + cfg.ip.length)).toEqual(cfg.ip);
-      expect(lines[i + 1 + cfg.ip.length]).toBe('EGRESSLAB_EOF');
+      const c = configOf(cfg.container)!;
+      const own = c.batches.at(-1)!;
+      expect(own.lines.slice(-cfg.ip.length), cfg.container).toEqual(cfg.ip);
       const sys = Object.entries(cfg.sysctls);
-      const sysLine = lines.find((l) => l.startsWith(`nsenter -t ${pids[cfg.container]} -n sh -c `));
+      const sysLine = c.other.find((l) => l.startsWith('echo '));
       if (sys.length === 0) expect(sysLine, cfg.container).toBeUndefined();
       for (const [k, v] of sys) expect(sysLine).toContain(`echo ${v} > /proc/sys/${k.replace(/\./g, '/')}`);
+      if (sysLine) expect(c.body.indexOf(sysLine)).toBeGreaterThan(c.body.lastIndexOf('EGRESSLAB_EOF', c.body.length - own.lines.length - 3));
     }
     const n1 = plan.pods.find((p) => p.key === 'default/client-1')!;
     expect(script).toContain(`echo 0 > /proc/sys/net/ipv4/neigh/${n1.hostVeth}/proxy_delay`);
@@ -117,23 +169,28 @@ describe('renderWiringScript with only (re-wiring a restarted node)', () => {
   // As Lab.wire(only) does: pids of the node and the switch only.
   const partialPids = { 'node-2': 777, switch: pids.switch! };
   const partial = renderWiringScript(plan, partialPids, LAB, new Set(['node-2']));
-  const pl = partial.trimEnd().split('\n');
+  const partialCommands = renderWiringCommands(plan, partialPids, LAB, new Set(['node-2'])).map(parseCommand);
 
   it('touches only that node and its switch port', () => {
     expect(new Set(targets(partial))).toEqual(new Set([777, pids.switch]));
     expect(partial).not.toContain('type bridge');
-    const veths = pl.filter((l) => l.includes('type veth'));
     const pod = plan.pods.find((p) => p.key === 'paul/frontend-2')!;
-    expect(veths).toEqual([
-      `nsenter -t 777 -n ip link add eth0 address ${stableMac('node-2', 'eth0')} type veth peer name ${plan.switchPorts['node-2']} address ${stableMac('switch', plan.switchPorts['node-2']!)} netns ${pids.switch}`,
-      `nsenter -t 777 -m -n -p ip link add ${pod.hostVeth} address ${stableMac('node-2', pod.hostVeth!)} type veth peer name eth0 address ${stableMac(pod.key, 'eth0')} netns 'paul.frontend-2'`,
+    const port = plan.switchPorts['node-2']!;
+    expect(partialCommands.map((c) => [c.pid, c.flags, c.cmd])).toEqual([
+      [pids.switch, '-n', 'ip -batch -'],
+      [777, '-m -n -p', 'sh -s'],
     ]);
-    expect(pl).toContain(`nsenter -t ${pids.switch} -n ip link set ${plan.switchPorts['node-2']} master br0 up`);
-    // Only node-2's configuration; not the switch's, nor other nodes' pods.
-    expect(pl.filter((l) => l.includes('-batch -'))).toEqual([
-      `nsenter -t 777 -m -n -p ip -n 'paul.frontend-2' -batch - <<'EGRESSLAB_EOF'`,
-      `nsenter -t 777 -n ip -batch - <<'EGRESSLAB_EOF'`,
+    const [sw, node] = partialCommands as [Entered, Entered];
+    expect(sw.body).toEqual([
+      `link add ${port} address ${stableMac('switch', port)} type veth peer name eth0 address ${stableMac('node-2', 'eth0')} netns 777`,
+      `link set ${port} alias ${aliasOf('switch')}`,
+      `link set ${port} master br0 up`,
     ]);
+    expect(node.batches.map((b) => b.netns)).toEqual(['', 'paul.frontend-2', '']);
+    expect(node.batches[0]!.lines).toContain(
+      `link add ${pod.hostVeth} address ${stableMac('node-2', pod.hostVeth!)} type veth peer name eth0 address ${stableMac(pod.key, 'eth0')} netns 'paul.frontend-2'`,
+    );
+    expect(node.batches[2]!.lines[0]).toBe(`link set eth0 alias ${aliasOf('node-2')}`);
     for (const other of ['alice.frontend-1', 'default.client-1', 'default.client-3']) expect(partial).not.toContain(other);
     expect(() => execFileSync('sh', ['-n'], { input: partial })).not.toThrow();
   });
@@ -145,12 +202,18 @@ describe('renderWiringScript with only (re-wiring a restarted node)', () => {
 
 describe('the isolation guard in the rendered script (text)', () => {
   const fullLines = full.split('\n');
-  const firstWiring = fullLines.indexOf(lines[0]!);
+  const firstWiring = fullLines.indexOf(script.split('\n')[0]!);
 
   it("checks every container pid's network namespace against the host's before the first wiring command", () => {
+    const all = fullLines.indexOf(
+      `egl_check_all ${Object.values(pids)
+        .map((p) => `/proc/${p}/ns/net`)
+        .join(' ')} || {`,
+    );
+    expect(all).toBeGreaterThan(0);
     for (const [key, p] of Object.entries(pids)) {
-      const i = fullLines.indexOf(`egl_check_ns '${key}' ${p}`);
-      expect(i, key).toBeGreaterThan(0);
+      const i = fullLines.indexOf(`  egl_check_ns '${key}' ${p}`);
+      expect(i, key).toBeGreaterThan(all);
       expect(i).toBeLessThan(firstWiring);
     }
     expect(full).toContain('egl_host_net1=$(readlink /proc/1/ns/net 2>/dev/null || true)');
@@ -198,7 +261,8 @@ describe('the isolation guard in the rendered script (text)', () => {
 
 /**
  * Runs the rendered script with `sh`, with nsenter, readlink and pidof replaced by shell functions:
- * the host's listings come from files the fake wiring may append to (a leak), container namespaces
+ * the host's listings come from files the fake wiring may append to (a leak, once: by the first
+ * command that matches), container namespaces
  * from NS_<pid> variables. Nothing touches the machine's network (the only real commands are
  * mktemp, cat, awk, printf and rm in a temporary directory).
  */
@@ -231,12 +295,16 @@ function runFake(
 FAKE='${dir}'; HOSTPID=4000
 ${ns}
 pidof() { echo "$HOSTPID"; }
-readlink() {
+readlink1() {
   case "$1" in
     /proc/1/ns/net|/proc/$HOSTPID/ns/net) echo 'net:[4026531840]' ;;
     /proc/*/ns/net) p=\${1#/proc/}; p=\${p%%/*}; eval "v=\\\${NS_$p:-net:[9$p]}"; [ "$v" != FAIL ] || return 1; echo "$v" ;;
     *) return 1 ;;
   esac
+}
+readlink() {
+  echo "$#" >> "$FAKE/readlinks"
+  rl=0; for a in "$@"; do readlink1 "$a" || rl=1; done; return $rl
 }
 nsenter() {
   pid=$2; shift 2
@@ -254,8 +322,8 @@ nsenter() {
     return
   fi
   echo "$pid $*" >> "$FAKE/calls"
-  case "$*" in *"-batch -") cat > /dev/null ;; esac
-  if [ "$*" = "\${LEAK_ON:-}" ]; then printf '%s\\n' "$LEAK_LINE" >> "$FAKE/$LEAK_FILE"; fi
+  case "$*" in *"-batch -"|"sh -s") cat > /dev/null ;; esac
+  if [ "$*" = "\${LEAK_ON:-}" ]; then printf '%s\\n' "$LEAK_LINE" >> "$FAKE/$LEAK_FILE"; LEAK_ON=; fi
   if [ "$*" = "\${TERM_ON:-}" ]; then kill -TERM $$; fi
   if [ "$*" = "\${FAIL_ON:-}" ]; then return 2; fi
   return 0
@@ -272,7 +340,7 @@ nsenter() {
     };
     const r = spawnSync('sh', ['-s'], { input: `${stubs}\n${script}`, env, encoding: 'utf8' });
     const read = (f: string) => (existsSync(join(dir, f)) ? readFileSync(join(dir, f), 'utf8').trim().split('\n') : []);
-    return { code: r.status, stderr: r.stderr, calls: read('calls'), hostReads: read('hostreads') };
+    return { code: r.status, stderr: r.stderr, calls: read('calls'), hostReads: read('hostreads'), readlinks: read('readlinks').map(Number) };
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
@@ -281,20 +349,27 @@ nsenter() {
 describe('the isolation guard, run with sh against a fake host', () => {
   /** the four listings of one look at the host */
   const LOOK = ['ip -o link show', 'ip -o -4 addr show', 'ip -4 route show table all', 'ip -4 rule show'];
-  const bridgeAdd = `ip link add br0 type bridge`;
-  const routerBatch = `ip -batch -`;
+  /** the first wiring command: the switch's links (the bridge first) */
+  const bridgeAdd = `ip -batch -`;
+  /** every container's own configuration (the router's addresses among them) */
+  const routerBatch = `sh -s`;
 
   it('a clean run wires everything and looks at the host before and after: exit 0', () => {
     const r = runFake(full);
     expect(r.stderr).toBe('');
     expect(r.code).toBe(0);
-    expect(r.calls).toHaveLength(lines.filter((_l, i, all) => !isHeredocBody(all, i)).length);
+    expect(r.calls).toHaveLength(commands.length);
     expect(r.hostReads).toEqual([...LOOK, ...LOOK]);
+    // the host's two namespace links, then every container's in one readlink: no container-by-container check
+    expect(r.readlinks).toEqual([1, 1, Object.keys(pids).length]);
   });
 
   it('refuses (97) before wiring anything when a container pid is in the host network namespace', () => {
     const r = runFake(full, { ns: { [pids.router!]: 'net:[4026531840]' } });
     expect(r.code).toBe(97);
+    // one readlink for all, then one by one until the router: the message names it
+    expect(r.readlinks.slice(0, 3)).toEqual([1, 1, Object.keys(pids).length]);
+    expect(r.readlinks.slice(3).every((n) => n === 1)).toBe(true);
     expect(r.stderr.trim()).toBe(
       `isolation guard: lab container router (pid ${pids.router}) is in the host's network namespace (net:[4026531840]): refusing to wire`,
     );
@@ -367,18 +442,6 @@ describe('the isolation guard, run with sh against a fake host', () => {
     expect(r.calls).toEqual([]);
   });
 });
-
-/** True when line i of `all` is inside a heredoc (body or terminator). */
-function isHeredocBody(all: string[], i: number): boolean {
-  let inside = false;
-  for (let k = 0; k <= i; k++) {
-    const l = all[k]!;
-    if (k === i) return inside;
-    if (!inside && l.endsWith(`<<'EGRESSLAB_EOF'`)) inside = true;
-    else if (inside && l === 'EGRESSLAB_EOF') inside = false;
-  }
-  return inside;
-}
 
 describe('stableMac', () => {
   it('is a locally administered unicast MAC, the same for the same interface and different across interfaces', () => {

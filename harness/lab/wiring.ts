@@ -37,6 +37,16 @@ function sysctlScript(sysctls: Record<string, string>): string {
  * `pids` maps each container key of the plan to its main process id on the host. `only` limits the
  * commands to those containers: used to re-wire a node that was restarted (its namespace, links and
  * pods are new).
+ *
+ * One `nsenter` per container and step, each running one `ip -batch` (a process start costs this
+ * kind of machine 5-20 ms; the default lab was ~60 nsenter + ip pairs, 1.4 s of its start):
+ *  1. links, from the side that holds the bridge (or the veth's second side): the bridge, then each
+ *     veth created straight into its peer's namespace (`netns PID`, so this step never enters a
+ *     PID namespace), its alias, its bridge port;
+ *  2. per container, one shell in its namespaces (mount and PID too where it has pods, for
+ *     /run/netns): its pods (netns, veth, alias in one batch, then each pod's own batch), its
+ *     sysctls, then one batch with the aliases of the veth ends step 1 created there and its
+ *     addresses, routes and rules.
  */
 export function renderWiringCommands(plan: LabPlan, pids: Record<string, number>, labId: string, only?: ReadonlySet<string>): string[] {
   const inScope = (key: string) => !only || only.has(key);
@@ -45,40 +55,61 @@ export function renderWiringCommands(plan: LabPlan, pids: Record<string, number>
     if (!p) throw new Error(`no pid for lab container ${key}`);
     return p;
   };
-  const out: string[] = [];
   const alias = (key: string) => q(`${LINK_ALIAS_PREFIX}${labId}:${key}`);
+  const veths = plan.veths.filter((v) => inScope(v.a.container) || inScope(v.b.container));
+  const byContainer = <T>(items: [string, T][]): Map<string, T[]> => {
+    const m = new Map<string, T[]>();
+    for (const [k, item] of items) m.set(k, [...(m.get(k) ?? []), item]);
+    return m;
+  };
 
-  for (const b of plan.bridges) {
-    if (!inScope(b.container)) continue;
-    out.push(`nsenter -t ${pid(b.container)} -n ip link add ${b.name} type bridge`);
-    out.push(`nsenter -t ${pid(b.container)} -n ip link set ${b.name} up`);
-  }
-  for (const v of plan.veths) {
-    if (!inScope(v.a.container) && !inScope(v.b.container)) continue;
-    out.push(
-      `nsenter -t ${pid(v.a.container)} -n ip link add ${v.a.ifname} address ${stableMac(v.a.container, v.a.ifname)} type veth peer name ${v.b.ifname} address ${stableMac(v.b.container, v.b.ifname)} netns ${pid(v.b.container)}`,
-      `nsenter -t ${pid(v.a.container)} -n ip link set ${v.a.ifname} alias ${alias(v.a.container)}`,
-      `nsenter -t ${pid(v.b.container)} -n ip link set ${v.b.ifname} alias ${alias(v.b.container)}`,
-    );
-    if (v.bridge) {
-      out.push(`nsenter -t ${pid(v.b.container)} -n ip link set ${v.b.ifname} master ${v.bridge} up`);
+  // Step 1: links.
+  const linkLines = byContainer<string>([
+    ...plan.bridges
+      .filter((b) => inScope(b.container))
+      .flatMap((b): [string, string][] => [
+        [b.container, `link add ${b.name} type bridge`],
+        [b.container, `link set ${b.name} up`],
+      ]),
+    ...veths.flatMap((v): [string, string][] => [
+      [
+        v.b.container,
+        `link add ${v.b.ifname} address ${stableMac(v.b.container, v.b.ifname)} type veth peer name ${v.a.ifname} address ${stableMac(v.a.container, v.a.ifname)} netns ${pid(v.a.container)}`,
+      ],
+      [v.b.container, `link set ${v.b.ifname} alias ${alias(v.b.container)}`],
+      ...(v.bridge ? [[v.b.container, `link set ${v.b.ifname} master ${v.bridge} up`] as [string, string]] : []),
+    ]),
+  ]);
+  const out = [...linkLines].map(([key, lines]) => `nsenter -t ${pid(key)} -n ip -batch - ${heredoc(lines)}`);
+
+  // Step 2: each container's own configuration.
+  const peerAliases = byContainer<string>(veths.map((v) => [v.a.container, `link set ${v.a.ifname} alias ${alias(v.a.container)}`]));
+  const pods = byContainer(plan.pods.filter((p) => !p.hostNetwork && inScope(p.node)).map((p) => [p.node, p]));
+  const configs = byContainer(plan.netns.filter((cfg) => inScope(cfg.container)).map((cfg) => [cfg.container, cfg]));
+  const keys = [...new Set([...plan.containers.map((c) => c.key), ...peerAliases.keys(), ...pods.keys(), ...configs.keys()])];
+  for (const key of keys) {
+    const podsHere = pods.get(key) ?? [];
+    const cfgs = configs.get(key) ?? [];
+    const body: string[] = ['set -eu'];
+    if (podsHere.length > 0) {
+      body.push(
+        `ip -batch - ${heredoc(
+          podsHere.flatMap((p) => [
+            `netns add ${q(p.netns!)}`,
+            `link add ${p.hostVeth} address ${stableMac(p.node, p.hostVeth!)} type veth peer name eth0 address ${stableMac(p.key, 'eth0')} netns ${q(p.netns!)}`,
+            `link set ${p.hostVeth} alias ${alias(`${p.node}/${p.key}`)}`,
+          ]),
+        )}`,
+        ...podsHere.filter((p) => p.ip_.length > 0).map((p) => `ip -n ${q(p.netns!)} -batch - ${heredoc(p.ip_)}`),
+      );
     }
-  }
-  for (const pod of plan.pods) {
-    if (pod.hostNetwork || !inScope(pod.node)) continue;
-    const n = `nsenter -t ${pid(pod.node)} -m -n -p`;
-    out.push(
-      `${n} ip netns add ${q(pod.netns!)}`,
-      `${n} ip link add ${pod.hostVeth} address ${stableMac(pod.node, pod.hostVeth!)} type veth peer name eth0 address ${stableMac(pod.key, 'eth0')} netns ${q(pod.netns!)}`,
-      `${n} ip link set ${pod.hostVeth} alias ${alias(`${pod.node}/${pod.key}`)}`,
-      `${n} ip -n ${q(pod.netns!)} -batch - ${heredoc(pod.ip_)}`,
-    );
-  }
-  for (const cfg of plan.netns) {
-    if (!inScope(cfg.container)) continue;
-    const sys = sysctlScript(cfg.sysctls);
-    if (sys) out.push(`nsenter -t ${pid(cfg.container)} -n sh -c ${q(sys)}`);
-    if (cfg.ip.length) out.push(`nsenter -t ${pid(cfg.container)} -n ip -batch - ${heredoc(cfg.ip)}`);
+    const sys = sysctlScript(Object.assign({}, ...cfgs.map((c) => c.sysctls)));
+    if (sys) body.push(sys);
+    const ipLines = [...(peerAliases.get(key) ?? []), ...cfgs.flatMap((c) => c.ip)];
+    if (ipLines.length > 0) body.push(`ip -batch - ${heredoc(ipLines)}`);
+    if (body.length === 1) continue;
+    const ns = podsHere.length > 0 ? '-m -n -p' : '-n';
+    out.push(`nsenter -t ${pid(key)} ${ns} sh -s <<'EGRESSLAB_NS'\n${body.join('\n')}\nEGRESSLAB_NS`);
   }
   return out;
 }
@@ -110,7 +141,12 @@ export function renderWiringScript(plan: LabPlan, pids: Record<string, number>, 
   return [
     'set -eu',
     ...HOST_GUARD_FUNCTIONS,
-    ...Object.entries(pids).map(([key, p]) => `egl_check_ns ${q(key)} ${p}`),
+    // one readlink for every container; only when it fails or finds the host, one by one (the message names the container)
+    `egl_check_all ${Object.values(pids)
+      .map((p) => `/proc/${p}/ns/net`)
+      .join(' ')} || {`,
+    ...Object.entries(pids).map(([key, p]) => `  egl_check_ns ${q(key)} ${p}`),
+    '}',
     'egl_dir=$(mktemp -d)',
     `cat > "$egl_dir/sig" ${heredoc(sigLines)}`,
     `egl_host_state > "$egl_dir/before" || egl_refuse 98 "cannot list the host's network interfaces, addresses, routes and rules (pid $egl_host_pid)"`,
@@ -174,6 +210,8 @@ export const HOST_NETNS_PID = '$(pidof -s dockerd || pidof -s containerd || echo
  * links and `ip ... show` in the engine's network namespace.
  *  - egl_check_ns KEY PID: exit 97 when the pid is in the host's network namespace, 98 when its
  *    namespace cannot be read;
+ *  - egl_check_all PATH...: every container's namespace link in one `readlink`; status 1 when one
+ *    cannot be read or is the host's (then egl_check_ns, container by container, says which);
  *  - egl_host_state: one line per host link (`link NAME`, and `labalias LINE` for a link with a lab
  *    alias), address (`addr IP DEV`), route (`route DEST LINE`, DEST as a CIDR) and rule
  *    (`rule PREF LINE`);
@@ -189,6 +227,10 @@ const HOST_GUARD_FUNCTIONS: readonly string[] = [
   'egl_check_ns() {',
   `  egl_ns=$(readlink "/proc/$2/ns/net" 2>/dev/null) || egl_refuse 98 "cannot read /proc/$2/ns/net of lab container $1 (pid $2: stopped or restarted?): refusing to wire"`,
   `  if [ "$egl_ns" = "$egl_host_net1" ] || [ "$egl_ns" = "$egl_host_net2" ]; then egl_refuse 97 "lab container $1 (pid $2) is in the host's network namespace ($egl_ns): refusing to wire"; fi`,
+  '}',
+  'egl_check_all() {',
+  '  egl_nss=$(readlink "$@" 2>/dev/null) || return 1',
+  `  case "\n\${egl_nss}\n" in *"\n\${egl_host_net1:-egl-none}\n"* | *"\n\${egl_host_net2:-egl-none}\n"*) return 1 ;; esac`,
   '}',
   'egl_host_state() {',
   '  egl_l=$(nsenter -t "$egl_host_pid" -n ip -o link show) && egl_a=$(nsenter -t "$egl_host_pid" -n ip -o -4 addr show) &&',
