@@ -53,3 +53,17 @@ describe('informer while the API server is down (refused connections)', () => {
     inf.stop();
   });
 });
+
+describe('informer stopped by its own handler', () => {
+  it('stop() from onSync resolves, and no watch is opened after the list', async () => {
+    t = await startTestController();
+    let stopped: Promise<void> | undefined;
+    const inf = t.admin.informer(R.configmaps, { namespace: 'default' }, { onSync: () => (stopped ??= inf.stop()) });
+    await inf.hasSynced();
+    await waitFor(() => stopped !== undefined, 'onSync to stop the informer', 3000);
+    // stop() waits for the informer's loop: before, the loop went on to open a watch and never ended
+    const settled = await Promise.race([stopped!.then(() => 'stopped'), new Promise((r) => setTimeout(() => r('still running after 2 s'), 2000))]);
+    expect(settled).toBe('stopped');
+    expect(inf.connections).toBe(0);
+  });
+});

@@ -21,6 +21,7 @@ import { processLog, processRunning, startProcess } from '../lab/process.js';
 import { inLabProgram } from '../util/paths.js';
 import { LabError } from '../util/errors.js';
 import { podRegistration } from './pods.js';
+import { REGISTER_FAILED } from '../inlab/cluster-ready-core.js';
 
 /** Managed process names (harness/lab/process.ts). */
 export const CONTROLLER_PROCESS = 'controller';
@@ -171,9 +172,10 @@ async function registerPodsAndWaitNodesUp(lab: LabRuntime, info: ClusterInfo, no
     '--timeout-ms',
     String(timeoutMs),
   ];
-  const r = await lab.exec(info.controlPlane, argv, { check: false, stdin: JSON.stringify(podRegistration(lab.plan)), timeoutMs: timeoutMs + 10_000 });
+  // two steps, each with the whole budget
+  const r = await lab.exec(info.controlPlane, argv, { check: false, stdin: JSON.stringify(podRegistration(lab.plan)), timeoutMs: 2 * timeoutMs + 10_000 });
   if (r.exitCode === 0) return;
-  if (r.exitCode === 2) throw new LabError(`lab ${lab.id}: registering the pods in the API failed: ${(r.stderr || r.stdout).trim()}`);
+  if (r.exitCode === REGISTER_FAILED) throw new LabError(`lab ${lab.id}: registering the pods in the API failed: ${(r.stderr || r.stdout).trim()}`);
   const running = await processRunning(lab, info.controlPlane, CONTROLLER_PROCESS).catch(() => false);
   throw new LabError(
     `lab ${lab.id}: nodes not Up in the API within ${timeoutMs} ms: ${(r.stderr || r.stdout).trim()}\n` +

@@ -1,6 +1,6 @@
 /**
  * The skeleton of a small program run inside the control-plane container (Node 18) against the
- * local API server: credentials from the harness file, a deadline for the whole program, exit 0
+ * local API server: credentials from the harness file, a time budget per step (--timeout-ms), exit 0
  * when `main` is done, else a step's exit code (1 unless it says otherwise) with its reason on stderr.
  */
 import { readFileSync } from 'node:fs';
@@ -23,24 +23,25 @@ export class StepFailed extends Error {
   }
 }
 
-/** What `main` gets: the client and the program's deadline (epoch ms). */
+/** What `main` gets: the client and each step's time budget (--timeout-ms). */
 export interface ApiProgram {
   client: KubeClient;
-  deadline: number;
+  timeoutMs: number;
   /**
    * Calls `attempt` every 20 ms until it returns undefined (done); throws StepFailed(`last reason`,
-   * exitCode) at the deadline. `attempt` returns why it is not done yet, or throws.
+   * exitCode) when timeoutMs have passed since the call. `attempt` returns why it is not done yet, or throws.
    */
   retry(attempt: () => Promise<string | undefined>, exitCode?: number): Promise<void>;
 }
 
 export function runApiProgram(name: string, flags: Flags<typeof API_PROGRAM_FLAGS>, main: (p: ApiProgram) => Promise<void>): void {
   const info = JSON.parse(readFileSync(flags.info ?? '/etc/egresslab/harness.json', 'utf8')) as { port: number; adminToken: string; caCert: string };
-  const deadline = Date.now() + (flags['timeout-ms'] ?? 20_000);
+  const timeoutMs = flags['timeout-ms'] ?? 20_000;
   // A request may wait behind a whole lab's agents starting at once (19 workers: 2 s was not
-  // enough and every attempt timed out); the deadline above still bounds the whole program.
+  // enough and every attempt timed out); each step's budget still bounds it.
   const client = new KubeClient({ server: `https://127.0.0.1:${info.port}`, token: info.adminToken, ca: info.caCert, timeoutMs: 10_000 });
   const retry = async (attempt: () => Promise<string | undefined>, exitCode = 1): Promise<void> => {
+    const deadline = Date.now() + timeoutMs;
     let last = 'no attempt';
     for (;;) {
       try {
@@ -54,7 +55,7 @@ export function runApiProgram(name: string, flags: Flags<typeof API_PROGRAM_FLAG
       await new Promise((r) => setTimeout(r, 20));
     }
   };
-  main({ client, deadline, retry }).then(
+  main({ client, timeoutMs, retry }).then(
     () => {
       client.close();
       process.exit(0);

@@ -146,6 +146,7 @@ export function renderWiringScript(plan: LabPlan, pids: Record<string, number>, 
       .map((p) => `/proc/${p}/ns/net`)
       .join(' ')} || {`,
     ...Object.entries(pids).map(([key, p]) => `  egl_check_ns ${q(key)} ${p}`),
+    '  :',
     '}',
     'egl_dir=$(mktemp -d)',
     `cat > "$egl_dir/sig" ${heredoc(sigLines)}`,

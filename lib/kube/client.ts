@@ -407,6 +407,8 @@ export class Informer<T extends KubeObject = KubeObject> {
         if (needList) {
           await this.relist();
           needList = false;
+          // stopped by a handler of that list (onSync, onAdd...): no watch to open
+          if (this.stopped) break;
         }
         let expired = false;
         this.connections++;
