@@ -28,10 +28,10 @@ export interface ApiProgram {
   client: KubeClient;
   timeoutMs: number;
   /**
-   * Calls `attempt` every 20 ms until it returns undefined (done); throws StepFailed(`last reason`,
-   * exitCode) when timeoutMs have passed since the call. `attempt` returns why it is not done yet, or throws.
+   * Calls `attempt` every 20 ms until it does not throw; throws StepFailed(its last error, exitCode)
+   * when timeoutMs have passed since the call.
    */
-  retry(attempt: () => Promise<string | undefined>, exitCode?: number): Promise<void>;
+  retry(attempt: () => Promise<unknown>, exitCode?: number): Promise<void>;
 }
 
 export function runApiProgram(name: string, flags: Flags<typeof API_PROGRAM_FLAGS>, main: (p: ApiProgram) => Promise<void>): void {
@@ -40,18 +40,15 @@ export function runApiProgram(name: string, flags: Flags<typeof API_PROGRAM_FLAG
   // A request may wait behind a whole lab's agents starting at once (19 workers: 2 s was not
   // enough and every attempt timed out); each step's budget still bounds it.
   const client = new KubeClient({ server: `https://127.0.0.1:${info.port}`, token: info.adminToken, ca: info.caCert, timeoutMs: 10_000 });
-  const retry = async (attempt: () => Promise<string | undefined>, exitCode = 1): Promise<void> => {
+  const retry = async (attempt: () => Promise<unknown>, exitCode = 1): Promise<void> => {
     const deadline = Date.now() + timeoutMs;
-    let last = 'no attempt';
     for (;;) {
       try {
-        const notYet = await attempt();
-        if (notYet === undefined) return;
-        last = notYet;
+        await attempt();
+        return;
       } catch (e) {
-        last = (e as Error).message;
+        if (Date.now() >= deadline) throw new StepFailed((e as Error).message, exitCode);
       }
-      if (Date.now() >= deadline) throw new StepFailed(last, exitCode);
       await new Promise((r) => setTimeout(r, 20));
     }
   };

@@ -82,10 +82,7 @@ function untilUp(client: KubeClient, deadline: number): Promise<void> {
 
 runApiProgram('cluster-ready', flags, async ({ client, timeoutMs, retry }) => {
   if (registration) {
-    await retry(async () => {
-      await registerPods(client, registration);
-      return undefined;
-    }, REGISTER_FAILED);
+    await retry(() => registerPods(client, registration), REGISTER_FAILED);
   }
   await untilUp(client, Date.now() + timeoutMs);
 });
