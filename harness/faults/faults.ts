@@ -20,6 +20,7 @@ import { pollUntil } from '../util/poll.js';
 import { restartProcess, startProcess, stopProcess } from '../lab/process.js';
 import { restartNodePrograms } from '../cluster/cluster.js';
 import { runBootHooks } from '../lab/boot.js';
+import { pauseContainer } from '../docker/freeze.js';
 
 const TABLE = 'egresslab_faults';
 
@@ -202,13 +203,13 @@ export class Faults {
     await this.deleteRules(new RegExp(`comment "dead:${this.port(n)}" # handle (\\d+)`, 'g'));
   }
 
-  /** Freezes every process of the node (docker pause): a hung node. */
+  /** Freezes every process of the node (docker pause, after stopping them: harness/docker/freeze.ts): a hung node. */
   async pause(name: string): Promise<void> {
     this.note(this.node(name), 'pause');
     const n = this.node(name);
     this.lab.notePaused(n, true);
     try {
-      await this.lab.container(n).pause();
+      await pauseContainer(this.lab.container(n), { where: `${this.lab.id}/${n}` });
     } catch (e) {
       this.lab.notePaused(n, false);
       throw e;
