@@ -7,16 +7,15 @@
  * pause), and prints side by side how many pauses failed and how long they took. After each
  * unpause it checks that no thread of the container is left stopped.
  *   npm run build:code && node dist/bench/pause-freeze.js [--pauses 40] [--busy 8] [--spawners 6]
- * The container and the busy loops are this bench's: it removes and ends them by id on every way
- * out (SIGINT included).
+ * The container and the busy loops are this bench's: it removes the container by its name and ends
+ * the loops by their process ids when it ends, fails, or gets SIGINT, SIGTERM or SIGHUP.
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
-import type Docker from 'dockerode';
-import { LABEL } from '../harness/docker/client.js';
+import { docker, LABEL } from '../harness/docker/client.js';
 import { startLabContainer } from '../harness/docker/containers.js';
-import { freezerPath, pauseContainer, statState } from '../harness/docker/freeze.js';
+import { continueContainer, freezerPath, pauseContainer, statState } from '../harness/docker/freeze.js';
 import { defaultImageTag } from '../harness/docker/image.js';
 import { programArgs } from '../harness/util/args.js';
 import { pct } from './lab-guard.js';
@@ -64,17 +63,20 @@ async function stoppedThreads(pid: number): Promise<number> {
 
 async function main(): Promise<void> {
   const id = `bpause-${randomBytes(3).toString('hex')}`;
+  const name = `egl-${id}`;
   const loops: ChildProcess[] = [];
-  let container: Docker.Container | undefined;
   const cleanup = async () => {
     for (const l of loops) if (l.exitCode === null) l.kill('SIGKILL');
-    if (container) await container.remove({ force: true }).catch(() => {});
+    await docker()
+      .getContainer(name)
+      .remove({ force: true })
+      .catch(() => {});
   };
-  process.on('SIGINT', () => void cleanup().finally(() => process.exit(130)));
+  for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) process.on(sig, () => void cleanup().finally(() => process.exit(130)));
   try {
     const workload = `for i in $(seq 1 ${spawners}); do node -e "${SPAWNER.replace(/"/g, '\\"')}" & done; wait`;
-    container = await startLabContainer({
-      name: `egl-${id}`,
+    const container = await startLabContainer({
+      name,
       image: defaultImageTag(),
       hostname: 'pause-bench',
       command: ['sh', '-c', workload],
@@ -97,8 +99,6 @@ async function main(): Promise<void> {
         else await pauseContainer(container, { where: id });
         row.ms.push(performance.now() - t0);
         if (!(await container.inspect()).State.Paused) throw new Error('the engine does not say paused');
-        await container.unpause();
-        if ((await stoppedThreads(pid)) > 0) row.leftStopped++;
       } catch (e) {
         row.failed++;
         row.errors.add(
@@ -107,6 +107,10 @@ async function main(): Promise<void> {
             .slice(0, 120),
         );
       }
+      // as Faults.unpause does (egresslab) or docker unpause alone; then no thread may be left stopped
+      if ((await container.inspect()).State.Paused) await container.unpause();
+      if (mode === 'egresslab pause') await continueContainer(container);
+      if ((await stoppedThreads(pid)) > 0) row.leftStopped++;
       process.stdout.write('.');
     }
     process.stdout.write('\n');

@@ -20,7 +20,7 @@ import { pollUntil } from '../util/poll.js';
 import { restartProcess, startProcess, stopProcess } from '../lab/process.js';
 import { restartNodePrograms } from '../cluster/cluster.js';
 import { runBootHooks } from '../lab/boot.js';
-import { pauseContainer } from '../docker/freeze.js';
+import { continueContainer, pauseContainer } from '../docker/freeze.js';
 
 const TABLE = 'egresslab_faults';
 
@@ -211,7 +211,17 @@ export class Faults {
     try {
       await pauseContainer(this.lab.container(n), { where: `${this.lab.id}/${n}` });
     } catch (e) {
-      this.lab.notePaused(n, false);
+      // paused already (a second pause), or not: the engine says which
+      this.lab.notePaused(
+        n,
+        await this.lab
+          .container(n)
+          .inspect()
+          .then(
+            (i) => i.State.Paused,
+            () => false,
+          ),
+      );
       throw e;
     }
   }
@@ -220,6 +230,7 @@ export class Faults {
   async unpause(name: string): Promise<void> {
     const n = this.node(name);
     await this.lab.container(n).unpause();
+    await continueContainer(this.lab.container(n));
     this.lab.notePaused(n, false);
   }
 
