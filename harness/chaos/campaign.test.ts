@@ -17,7 +17,16 @@ function report(seed: number, violations: Violation['invariant'][] = [], extra: 
     flows: [],
     settledAt: 0,
     convergedAt: 0,
-    bounds: { boundMs: 10_000, tailMs: 3000, transitionMs: 3000, fenceMs: 1000, arpWindowMs: 600, probeTimeoutMs: 1000, replyTransitMs: 300 },
+    bounds: {
+      boundMs: 10_000,
+      tailMs: 3000,
+      transitionMs: 3000,
+      fenceMs: 1000,
+      arpWindowMs: 600,
+      probeTimeoutMs: 1000,
+      replyTransitMs: 300,
+      streamBackoffMs: 60_000,
+    },
     timing: { labUpMs: 0, setupMs: 0, scheduleMs: 0, observeMs: 0, collectMs: 0, totalMs: 0 },
   };
 }

@@ -72,6 +72,11 @@ export interface ChaosBounds {
   probeTimeoutMs: number;
   /** the time a reply may take from the far end to the pod */
   replyTransitMs: number;
+  /**
+   * how much longer than the tail the probes keep running while a TCP stream has not been answered
+   * since the bound (its TCP in retransmission back-off: see streamsInBackoff)
+   */
+  streamBackoffMs: number;
 }
 
 export const DEFAULT_BOUNDS: ChaosBounds = {
@@ -82,6 +87,7 @@ export const DEFAULT_BOUNDS: ChaosBounds = {
   arpWindowMs: 600,
   probeTimeoutMs: 1_000,
   replyTransitMs: 300,
+  streamBackoffMs: 60_000,
 };
 
 /** arping processes per watched IP, started this far apart: one who-has per IP every ARP_INTERVAL_MS / ARPINGS_PER_IP. */
@@ -140,6 +146,24 @@ export interface ChaosRun {
   captures: { what: string; file: string; packets: number }[];
   /** how long each phase took (ms) */
   timing: { labUpMs: number; setupMs: number; scheduleMs: number; observeMs: number; collectMs: number; totalMs: number };
+}
+
+/**
+ * The streams (long-lived TCP connections) that wrote after `since` and have had no answer since:
+ * their TCP is in retransmission back-off. After a long loss the pod's TCP waits longer and longer
+ * between tries (RTO doubling from 0.2 s: after 30 s of loss the next try may come 25 s later), and
+ * the writes made meanwhile wait in its socket. When it sends again is the pod's TCP's doing, not
+ * the system's: the run keeps observing until these streams are answered (their queued writes then
+ * reach the pod's interface, which the convergence invariant counts), for at most
+ * ChaosBounds.streamBackoffMs. `records` holds each stream's probe records (`t`: when written).
+ */
+export function streamsInBackoff(records: ReadonlyMap<string, readonly { t: number; replied: boolean }[]>, since: number): string[] {
+  const out: string[] = [];
+  for (const [flow, recs] of records) {
+    const after = recs.filter((r) => r.t >= since);
+    if (after.length > 0 && !after.some((r) => r.replied)) out.push(flow);
+  }
+  return out;
 }
 
 /**
@@ -247,12 +271,12 @@ async function runOnLab(
 
   await lab.faults.prepare();
   const flows = chaosFlows(topology);
-  // the witness that a reply reached a pod: a capture on the pod's own interface (host side of its veth)
+  // the witness that a reply reached a pod, and of what its TCP sent: a capture on the pod's own interface (host side of its veth)
   const podCaps = new Map<string, Capture>();
   const podCapResults: { pod: string; result: CaptureResult }[] = [];
   const startPodCapture = async (pod: string) => {
     const h = lab.pod(pod);
-    podCaps.set(pod, await lab.capture(h.node, h.hostVeth!, { filter: `src port ${RESPONDER_PORT}` }));
+    podCaps.set(pod, await lab.capture(h.node, h.hostVeth!, { filter: `port ${RESPONDER_PORT}` }));
   };
   const stopPodCapture = async (pod: string) => {
     const c = podCaps.get(pod);
@@ -476,6 +500,26 @@ async function runOnLab(
   );
   await sleepUntil(deadline + bounds.tailMs, signal);
   if (signal?.aborted) throw new LabError('chaos run interrupted');
+  // a stream in TCP back-off is judged on what it sends next: keep observing until it is answered
+  const streams = flows.filter((f) => f.stream && final.get(f.name)!.answered);
+  const backingOff = async () =>
+    streamsInBackoff(new Map(await Promise.all(streams.map(async (f) => [f.name, await current(f).records()] as const))), deadline);
+  const waiting = await backingOff();
+  if (waiting.length && bounds.streamBackoffMs > 0 && !signal?.aborted) {
+    const t = Date.now();
+    progress(`${waiting.join(', ')}: no answer since the bound (TCP retransmission back-off); observing until answered, at most ${bounds.streamBackoffMs} ms`);
+    const left = await pollUntil(backingOff, {
+      what: 'every stream answered after the bound',
+      timeoutMs: bounds.streamBackoffMs,
+      intervalMs: 500,
+      accept: (w) => w.length === 0 || !!signal?.aborted,
+    }).catch(() => undefined);
+    if (signal?.aborted) throw new LabError('chaos run interrupted');
+    progress(left ? `answered after ${Date.now() - t} ms more` : `still unanswered after ${bounds.streamBackoffMs} ms more`);
+    // the writes after its first try are judged too: the tail again
+    if (left) await sleepUntil(Date.now() + bounds.tailMs, signal);
+    if (signal?.aborted) throw new LabError('chaos run interrupted');
+  }
   const observeMs = Date.now() - settledAt;
 
   // collect
@@ -504,6 +548,10 @@ async function runOnLab(
     far.flatMap((r) => r.packets),
     edgeFlows,
   );
+  const podEvidence = edgeEvidence(
+    podCapResults.flatMap((x) => x.result.packets),
+    edgeFlows,
+  );
   const macs = new Map(nodes.map((n) => [stableMac(n, 'eth0'), n]));
   const allowed = allowedWindows(topology, flows, changes, faultSpans, bounds.transitionMs);
   const flowEvidence: FlowEvidence[] = flows.map((f) => ({
@@ -521,10 +569,8 @@ async function runOnLab(
     flows: flowEvidence,
     finalApi: finalApiFrom(gateway, policies, nodes),
     replyExcuses: replyExcuses(topology, flows, changes, faultSpans, { transitionMs: bounds.transitionMs, graceMs: bounds.boundMs }),
-    podReplies: edgeEvidence(
-      podCapResults.flatMap((x) => x.result.packets),
-      edgeFlows,
-    ).edgeReplies,
+    podReplies: podEvidence.edgeReplies,
+    podSent: podEvidence.edgePackets,
     conntrack: conntrackRules(topology, flows, changes, faultSpans),
   };
   const violations = checkInvariants(evidence, {
@@ -554,7 +600,7 @@ async function runOnLab(
     captures: [
       ...farEnd.map((x, i) => ({ what: x.what, file: far[i]!.file, packets: far[i]!.packets.length })),
       { what: `${ROUTER}:eth-nodes (ARP)`, file: arp.file, packets: arp.packets.length },
-      ...podCapResults.map((x) => ({ what: `${x.pod} (its interface: replies)`, file: x.result.file, packets: x.result.packets.length })),
+      ...podCapResults.map((x) => ({ what: `${x.pod} (its interface)`, file: x.result.file, packets: x.result.packets.length })),
     ],
     timing: { labUpMs, setupMs, scheduleMs: settledAt - start, observeMs, collectMs, totalMs: Date.now() - t0 },
   };

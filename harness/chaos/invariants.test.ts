@@ -167,6 +167,69 @@ describe('chaos invariants', () => {
     expect(checkRepliesReachPod(replies, [flow(t)], { delivered }).map((v) => v.evidence.seqs)).toEqual([[8, 9]]);
   });
 
+  describe("3 convergence of a stream: judged on its TCP's first try after the bound (capture on the pod)", () => {
+    // a stream (writes every 100 ms from t=1000) whose TCP backed off: from seq 10 (t=2000) on the probe saw no reply in time;
+    // settled at 2000, bound 500: the writes after 2500 are judged
+    const stream = (): Timeline => ({ ...timeline(30, (q) => q >= 10), stream: { connections: [], survived: true, reason: '' } });
+    const queuedDelivered = new Map([[FLOW, new Set(Array.from({ length: 20 }, (_, i) => i + 10))]]);
+    const sent = (t: number) => ({ t, flow: FLOW, src: '10.10.10.1', sport: 40000 });
+    const reply = (t: number, seq: number) => ({ t, flow: FLOW, seq });
+
+    it('first try at 3600 (back-off), answered 8 ms later: converged; the writes queued before it are judged by it', () => {
+      const pod = { sent: [sent(1500), sent(3600)], replies: [reply(3608, 26)] };
+      // seqs 26-29 (t 3600-3900) answered; 15-25 waited in the socket and no reply of theirs was attributed (a capture keeps 262 bytes of a segment)
+      const answeredFrom26 = new Map([[FLOW, new Set([26, 27, 28, 29])]]);
+      expect(checkConvergence([flow(stream())], undefined, { settledAt: 2000, boundMs: 500, delivered: answeredFrom26, pod })).toEqual([]);
+    });
+
+    it('writes after the first try are judged as usual', () => {
+      const pod = { sent: [sent(3600)], replies: [reply(3608, 26)] };
+      const not28 = new Map([[FLOW, new Set([26, 27, 29])]]);
+      expect(checkConvergence([flow(stream())], undefined, { settledAt: 2000, boundMs: 500, delivered: not28, pod })).toMatchObject([
+        { invariant: 'convergence', evidence: { problem: 'unanswered after the bound', unanswered: 1, packets: 4, firstSeq: 28 } },
+      ]);
+    });
+
+    it('without a first try answered in time, every write after the bound is judged', () => {
+      const pod = { sent: [], replies: [] };
+      const answeredFrom26 = new Map([[FLOW, new Set([26, 27, 28, 29])]]);
+      expect(checkConvergence([flow(stream())], undefined, { settledAt: 2000, boundMs: 500, delivered: answeredFrom26, pod })).toMatchObject([
+        { evidence: { problem: 'unanswered after the bound', unanswered: 11, packets: 15, firstSeq: 15 } },
+      ]);
+    });
+
+    it('first try after the bound answered only after a later retransmission (more than the bound later): a violation', () => {
+      const pod = { sent: [sent(3600), sent(4400)], replies: [reply(4410, 29)] };
+      expect(checkConvergence([flow(stream())], undefined, { settledAt: 2000, boundMs: 500, delivered: queuedDelivered, pod })).toMatchObject([
+        {
+          invariant: 'convergence',
+          at: 3600,
+          evidence: { problem: expect.stringMatching(/^the stream's first segment after the bound was not answered in time/), sentAt: 3600, answeredAt: 4410 },
+        },
+      ]);
+    });
+
+    it('first try never answered: a violation besides the unanswered writes', () => {
+      const pod = { sent: [sent(3600)], replies: [] };
+      const v = checkConvergence([flow(stream())], undefined, { settledAt: 2000, boundMs: 500, pod });
+      expect(v.map((x) => x.evidence.problem)).toEqual([
+        "the stream's first segment after the bound was not answered in time (capture on the pod's interface)",
+        'unanswered after the bound',
+      ]);
+      expect(v[0]!.evidence.answeredAt).toBeNull();
+    });
+
+    it('a reply before the first try does not answer it', () => {
+      const pod = { sent: [sent(3600)], replies: [reply(2600, 16)] };
+      expect(checkConvergence([flow(stream())], undefined, { settledAt: 2000, boundMs: 500, delivered: queuedDelivered, pod })).toHaveLength(1);
+    });
+
+    it('a flow that is not a stream is not judged on tries', () => {
+      const pod = { sent: [sent(3600)], replies: [] };
+      expect(checkConvergence([flow(timeline(30))], undefined, { settledAt: 2000, boundMs: 500, pod })).toEqual([]);
+    });
+  });
+
   it("3 convergence: a packet whose reply the pod's capture saw counts as answered", () => {
     const lost = timeline(30, (s) => s === 25);
     expect(checkConvergence([flow(lost)], undefined, { settledAt: 2000, boundMs: 500, delivered: new Map([[FLOW, new Set([25])]]) })).toEqual([]);

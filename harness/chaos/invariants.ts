@@ -106,6 +106,24 @@ export interface KeptBinding {
 }
 
 /**
+ * A stream's first segment that left the pod at or after `deadline` (the capture on the pod's own
+ * interface) and the first reply that reached the pod after it, or undefined when its TCP sent
+ * nothing after the bound.
+ */
+function streamFirstTry(
+  f: FlowEvidence,
+  deadline: number,
+  pod: { sent: readonly EdgePacket[]; replies: readonly EdgeReply[] },
+): { at: number; answeredAt?: number } | undefined {
+  let at = Number.POSITIVE_INFINITY;
+  for (const p of pod.sent) if (p.flow === f.flow && p.t >= deadline && p.t < at) at = p.t;
+  if (at === Number.POSITIVE_INFINITY) return undefined;
+  let answeredAt = Number.POSITIVE_INFINITY;
+  for (const r of pod.replies) if (r.flow === f.flow && r.t >= at && r.t < answeredAt) answeredAt = r.t;
+  return answeredAt === Number.POSITIVE_INFINITY ? { at } : { at, answeredAt };
+}
+
+/**
  * A binding ends when its flow sends nothing with that post-NAT source and port for this long
  * (nf_conntrack_udp_timeout, the shortest timeout of an entry that saw traffic: stricter still for TCP).
  */
@@ -312,20 +330,38 @@ function stuckOnKeptBinding(
  * reply arrived at the pod counts as answered even when the probe gave up on it first (a probe
  * starved of CPU runs its timeout before it reads the socket). With `kept` (`conntrackKeeps`), a
  * packet of a binding established before a change that keeps bindings may keep its source, and a
- * flow stuck on such a binding may stay unanswered (`stuckOnKeptBinding`).
+ * flow stuck on such a binding may stay unanswered (`stuckOnKeptBinding`). With `pod` (the same
+ * captures' packets leaving the pods, and their replies), a stream is judged on its TCP's tries: the
+ * first segment it sent at or after the bound must be answered at the pod within `boundMs` of it
+ * (were that try lost, TCP's next one would come a retransmission timeout later, and in back-off
+ * that timeout has grown to seconds). How long its TCP waited before that try (back-off after a long
+ * loss) is not the system's doing: the writes made before it waited in the socket and are judged by
+ * it; the writes from it on are judged as every flow's packets are.
  */
 export function checkConvergence(
   flows: readonly FlowEvidence[],
   api: FinalApi | undefined,
-  o: { settledAt: number; boundMs: number; edgePackets?: readonly EdgePacket[]; delivered?: Delivered; kept?: (p: EdgePacket) => KeptBinding | undefined },
+  o: {
+    settledAt: number;
+    boundMs: number;
+    edgePackets?: readonly EdgePacket[];
+    delivered?: Delivered;
+    kept?: (p: EdgePacket) => KeptBinding | undefined;
+    pod?: { sent: readonly EdgePacket[]; replies: readonly EdgeReply[] };
+  },
 ): Violation[] {
   const out: Violation[] = [];
   const deadline = o.settledAt + o.boundMs;
   for (const f of flows) {
     const delivered = o.delivered?.get(f.flow);
+    const firstTry = f.timeline.stream && o.pod ? streamFirstTry(f, deadline, o.pod) : undefined;
+    const triedInTime = firstTry?.answeredAt !== undefined && firstTry.answeredAt - firstTry.at <= o.boundMs;
+    // a stream's writes made before its first try after the bound waited in its socket (TCP back-off):
+    // that try, answered in time, judges them
+    const judgedFrom = triedInTime ? Math.max(deadline, firstTry!.at) : deadline;
     const after = {
       ...f.timeline,
-      packets: f.timeline.packets.filter((p) => p.t >= deadline).map((p) => (!p.replied && delivered?.has(p.seq) ? { ...p, replied: true } : p)),
+      packets: f.timeline.packets.filter((p) => p.t >= judgedFrom).map((p) => (!p.replied && delivered?.has(p.seq) ? { ...p, replied: true } : p)),
       unattributed: [],
     };
     const r = summarize(after, f.finalSources);
@@ -336,6 +372,19 @@ export function checkConvergence(
         evidence: { flow: f.flow, problem: 'no packet sent after the bound: the probe stopped too early to show convergence', boundMs: o.boundMs },
       });
       continue;
+    }
+    if (firstTry && f.finalAnswered !== false && !triedInTime) {
+      out.push({
+        invariant: 'convergence',
+        at: firstTry.at,
+        evidence: {
+          flow: f.flow,
+          problem: "the stream's first segment after the bound was not answered in time (capture on the pod's interface)",
+          sentAt: firstTry.at,
+          answeredAt: firstTry.answeredAt ?? null,
+          boundMs: o.boundMs,
+        },
+      });
     }
     if (f.finalAnswered !== false && r.answered < r.packets && !stuckOnKeptBinding(f, deadline, o)) {
       const first = after.packets.find((p) => !p.replied)!;
@@ -482,6 +531,8 @@ export interface ChaosEvidence {
   replyExcuses?: ReplyExcuse[];
   /** replies a capture on each probing pod's own interface saw arrive (the witness of "reached the pod") */
   podReplies?: EdgeReply[];
+  /** what the same captures saw leave the pods (a stream's segments: its TCP's tries, retransmissions included) */
+  podSent?: EdgePacket[];
   /** when conntrack keeps an established flow's binding (invariants 1 and 3); none: no binding is kept */
   conntrack?: ConntrackRule[];
 }
@@ -509,6 +560,7 @@ export function checkInvariants(e: ChaosEvidence, o: InvariantOptions): Violatio
       edgePackets: e.edgePackets,
       kept,
       ...(delivered ? { delivered } : {}),
+      ...(e.podSent && e.podReplies ? { pod: { sent: e.podSent, replies: e.podReplies } } : {}),
     }),
     ...checkRepliesReachPod(e.edgeReplies, e.flows, {
       ...(e.replyExcuses ? { excuses: e.replyExcuses } : {}),
