@@ -74,7 +74,8 @@ export interface ChaosBounds {
   replyTransitMs: number;
   /**
    * how much longer than the tail the probes keep running while a TCP stream has not been answered
-   * since the bound (its TCP in retransmission back-off: see streamsInBackoff)
+   * since the bound (its TCP in retransmission back-off: see streamsInBackoff); once it is answered,
+   * one more tail: at most streamBackoffMs + tailMs more
    */
   streamBackoffMs: number;
 }
@@ -502,8 +503,24 @@ async function runOnLab(
   if (signal?.aborted) throw new LabError('chaos run interrupted');
   // a stream in TCP back-off is judged on what it sends next: keep observing until it is answered
   const streams = flows.filter((f) => f.stream && final.get(f.name)!.answered);
+  // (a probe whose records cannot be read is not waited for: the invariants judge what it recorded)
   const backingOff = async () =>
-    streamsInBackoff(new Map(await Promise.all(streams.map(async (f) => [f.name, await current(f).records()] as const))), deadline);
+    streamsInBackoff(
+      new Map(
+        await Promise.all(
+          streams.map(
+            async (f) =>
+              [
+                f.name,
+                await current(f)
+                  .records()
+                  .catch(() => []),
+              ] as const,
+          ),
+        ),
+      ),
+      deadline,
+    );
   const waiting = await backingOff();
   if (waiting.length && bounds.streamBackoffMs > 0 && !signal?.aborted) {
     const t = Date.now();

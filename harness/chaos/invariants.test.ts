@@ -170,10 +170,14 @@ describe('chaos invariants', () => {
   describe("3 convergence of a stream: judged on its TCP's first try after the bound (capture on the pod)", () => {
     // a stream (writes every 100 ms from t=1000) whose TCP backed off: from seq 10 (t=2000) on the probe saw no reply in time;
     // settled at 2000, bound 500: the writes after 2500 are judged
-    const stream = (): Timeline => ({ ...timeline(30, (q) => q >= 10), stream: { connections: [], survived: true, reason: '' } });
+    // every write on one connection, local port 40000
+    const stream = (): Timeline => {
+      const t = timeline(30, (q) => q >= 10);
+      return { ...t, packets: t.packets.map((p) => ({ ...p, conn: 0, localPort: 40000 })), stream: { connections: [], survived: true, reason: '' } };
+    };
     const queuedDelivered = new Map([[FLOW, new Set(Array.from({ length: 20 }, (_, i) => i + 10))]]);
     const sent = (t: number) => ({ t, flow: FLOW, src: '10.10.10.1', sport: 40000 });
-    const reply = (t: number, seq: number) => ({ t, flow: FLOW, seq });
+    const reply = (t: number, seq: number, port = 40000) => ({ t, flow: FLOW, seq, port });
 
     it('first try at 3600 (back-off), answered 8 ms later: converged; the writes queued before it are judged by it', () => {
       const pod = { sent: [sent(1500), sent(3600)], replies: [reply(3608, 26)] };
@@ -222,6 +226,48 @@ describe('chaos invariants', () => {
     it('a reply before the first try does not answer it', () => {
       const pod = { sent: [sent(3600)], replies: [reply(2600, 16)] };
       expect(checkConvergence([flow(stream())], undefined, { settledAt: 2000, boundMs: 500, delivered: queuedDelivered, pod })).toHaveLength(1);
+    });
+
+    it('a reply on another connection does not answer the first try', () => {
+      const pod = { sent: [sent(3600)], replies: [reply(3608, 26, 40001)] };
+      const answeredFrom26 = new Map([[FLOW, new Set([26, 27, 28, 29])]]);
+      const v = checkConvergence([flow(stream())], undefined, { settledAt: 2000, boundMs: 500, delivered: answeredFrom26, pod });
+      expect(v.map((x) => x.evidence.problem)).toEqual([
+        "the stream's first segment after the bound was not answered in time (capture on the pod's interface)",
+        'unanswered after the bound',
+      ]);
+    });
+
+    it('writes that found no connection (a failed reconnect) or went on another one are judged themselves, not by the try', () => {
+      const t = stream();
+      // seqs 15-19: no connection (connect refused); 20-25 on a connection that was given up (port 39999)
+      const packets = t.packets.map((p) =>
+        p.seq >= 15 && p.seq <= 19
+          ? { ...p, localPort: undefined, connectionError: 'ECONNREFUSED' }
+          : p.seq >= 20 && p.seq <= 25
+            ? { ...p, localPort: 39999 }
+            : p,
+      );
+      const pod = { sent: [sent(3600)], replies: [reply(3608, 26)] };
+      const answeredFrom26 = new Map([[FLOW, new Set([26, 27, 28, 29])]]);
+      expect(checkConvergence([flow({ ...t, packets })], undefined, { settledAt: 2000, boundMs: 500, delivered: answeredFrom26, pod })).toMatchObject([
+        { evidence: { problem: 'unanswered after the bound', unanswered: 11, packets: 15, firstSeq: 15 } },
+      ]);
+    });
+
+    it("checkInvariants passes the pods' captures on: the first try judged from ChaosEvidence.podSent and podReplies", () => {
+      const e: ChaosEvidence = {
+        edgePackets: [],
+        allowed: [],
+        arpReplies: [],
+        edgeReplies: [],
+        flows: [flow(stream())],
+        podSent: [sent(3600)],
+        podReplies: [],
+      };
+      expect(checkInvariants(e, { fenceMs: 1000, arpWindowMs: 600, settledAt: 2000, boundMs: 500 }).map((v) => v.evidence.problem)).toContain(
+        "the stream's first segment after the bound was not answered in time (capture on the pod's interface)",
+      );
     });
 
     it('a flow that is not a stream is not judged on tries', () => {

@@ -5,7 +5,7 @@
  * and returns violations {invariant, at, evidence}; harness/chaos/evidence.ts builds the evidence
  * from what a run recorded (harness/chaos/executor.ts).
  */
-import type { Timeline } from '../probe/timeline.js';
+import type { Timeline, TimelinePacket } from '../probe/timeline.js';
 import { segmentLeaks } from '../probe/stream.js';
 import { summarize } from '../report/failover.js';
 import type { GatewayStatus } from '../cluster/cluster-status.js';
@@ -59,6 +59,8 @@ export interface EdgeReply {
   t: number;
   flow: string;
   seq: number;
+  /** the port it was sent to (at a pod's interface: its connection's local port) */
+  port?: number;
 }
 
 /** A continuous probe's timeline, the flow it is, and the sources it must leave with once the schedule settled. */
@@ -107,20 +109,22 @@ export interface KeptBinding {
 
 /**
  * A stream's first segment that left the pod at or after `deadline` (the capture on the pod's own
- * interface) and the first reply that reached the pod after it, or undefined when its TCP sent
- * nothing after the bound.
+ * interface), its connection's local port, and the first reply on that connection that reached the
+ * pod after it; undefined when its TCP sent nothing after the bound.
  */
 function streamFirstTry(
   f: FlowEvidence,
   deadline: number,
   pod: { sent: readonly EdgePacket[]; replies: readonly EdgeReply[] },
-): { at: number; answeredAt?: number } | undefined {
-  let at = Number.POSITIVE_INFINITY;
-  for (const p of pod.sent) if (p.flow === f.flow && p.t >= deadline && p.t < at) at = p.t;
-  if (at === Number.POSITIVE_INFINITY) return undefined;
+): { at: number; sport?: number; answeredAt?: number } | undefined {
+  let first: EdgePacket | undefined;
+  for (const p of pod.sent) if (p.flow === f.flow && p.t >= deadline && (!first || p.t < first.t)) first = p;
+  if (!first) return undefined;
   let answeredAt = Number.POSITIVE_INFINITY;
-  for (const r of pod.replies) if (r.flow === f.flow && r.t >= at && r.t < answeredAt) answeredAt = r.t;
-  return answeredAt === Number.POSITIVE_INFINITY ? { at } : { at, answeredAt };
+  for (const r of pod.replies)
+    if (r.flow === f.flow && r.t >= first.t && (r.port === undefined || r.port === first.sport) && r.t < answeredAt) answeredAt = r.t;
+  const sport = first.sport !== undefined ? { sport: first.sport } : {};
+  return answeredAt === Number.POSITIVE_INFINITY ? { at: first.t, ...sport } : { at: first.t, ...sport, answeredAt };
 }
 
 /**
@@ -356,12 +360,14 @@ export function checkConvergence(
     const delivered = o.delivered?.get(f.flow);
     const firstTry = f.timeline.stream && o.pod ? streamFirstTry(f, deadline, o.pod) : undefined;
     const triedInTime = firstTry?.answeredAt !== undefined && firstTry.answeredAt - firstTry.at <= o.boundMs;
-    // a stream's writes made before its first try after the bound waited in its socket (TCP back-off):
-    // that try, answered in time, judges them
-    const judgedFrom = triedInTime ? Math.max(deadline, firstTry!.at) : deadline;
+    // a stream's writes made on that try's connection before it waited in its socket (TCP back-off):
+    // that try, answered in time on the same connection, judges them; a write that found no
+    // connection (a reconnect that failed) did not wait in a socket and is judged itself
+    const queued = (p: TimelinePacket) =>
+      triedInTime && firstTry!.sport !== undefined && p.t < firstTry!.at && p.localPort === firstTry!.sport && !p.connectionError;
     const after = {
       ...f.timeline,
-      packets: f.timeline.packets.filter((p) => p.t >= judgedFrom).map((p) => (!p.replied && delivered?.has(p.seq) ? { ...p, replied: true } : p)),
+      packets: f.timeline.packets.filter((p) => p.t >= deadline && !queued(p)).map((p) => (!p.replied && delivered?.has(p.seq) ? { ...p, replied: true } : p)),
       unattributed: [],
     };
     const r = summarize(after, f.finalSources);
@@ -373,7 +379,7 @@ export function checkConvergence(
       });
       continue;
     }
-    if (firstTry && f.finalAnswered !== false && !triedInTime) {
+    if (firstTry && f.finalAnswered !== false && !triedInTime && !stuckOnKeptBinding(f, deadline, o)) {
       out.push({
         invariant: 'convergence',
         at: firstTry.at,

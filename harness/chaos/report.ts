@@ -6,7 +6,7 @@
  *
  * Times in the report are ms after the schedule's start (the executor's time 0), so they read
  * against the schedule's own `at`s; the evidence's time fields (`until`, `from`, `sentAt`,
- * `replyLeftEdgeAt`) likewise.
+ * `answeredAt`, `replyLeftEdgeAt`) likewise.
  */
 import { summarize } from '../report/failover.js';
 import { describeStep, type Schedule, type Step } from './schedule.js';
@@ -67,7 +67,7 @@ export interface ChaosReport {
   timing: ChaosRun['timing'];
 }
 
-const TIME_KEYS = new Set(['until', 'from', 'sentAt', 'replyLeftEdgeAt']);
+const TIME_KEYS = new Set(['until', 'from', 'sentAt', 'answeredAt', 'replyLeftEdgeAt']);
 const rel = (t: number, start: number) => Math.round(t - start);
 
 /** A violation with its times relative to the schedule's start. */
