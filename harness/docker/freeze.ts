@@ -95,9 +95,12 @@ const numbers = (text: string) =>
     .filter((n) => Number.isInteger(n) && n > 0);
 
 /** The container's own freezer cgroup directory, or why it cannot be used (see the module's comment). */
-async function containerCgroup(container: Pausable, host: FreezeHost, root: string): Promise<{ dir: string; pid: number } | { why: string }> {
+async function containerCgroup(
+  info: Awaited<ReturnType<Pausable['inspect']>>,
+  host: FreezeHost,
+  root: string,
+): Promise<{ dir: string; pid: number } | { why: string }> {
   if (!host.local) return { why: 'the engine is not local (DOCKER_HOST): its process ids are not this machine' };
-  const info = await container.inspect();
   const pid = info.State.Pid;
   let rel: string | undefined;
   try {
@@ -141,13 +144,14 @@ export async function pauseContainer(container: Pausable, o: PauseOptions = {}):
   const host = o.host ?? realHost();
   const where = o.where ?? container.id.slice(0, 12);
   // (a container looked up by name has its name as id: the cgroup is matched on inspect's Id)
-  const state = (await container.inspect()).State;
+  const info = await container.inspect();
+  const state = info.State;
   if (state.Paused) throw new LabError(`pause ${where}: it is paused already (unpause it first)`);
   if (state.Running === false) {
     await container.pause(); // the engine's own error
     return { plain: 'not running' };
   }
-  const cg = await containerCgroup(container, host, o.freezerRoot ?? '/sys/fs/cgroup/freezer');
+  const cg = await containerCgroup(info, host, o.freezerRoot ?? '/sys/fs/cgroup/freezer');
   if ('why' in cg) {
     await plainPause(container, where, cg.why);
     return { plain: cg.why };
@@ -234,7 +238,7 @@ async function plainPause(container: Pausable, where: string, why: string): Prom
  */
 export async function continueContainer(container: Pausable, o: { host?: FreezeHost; freezerRoot?: string } = {}): Promise<void> {
   const host = o.host ?? realHost();
-  const cg = await containerCgroup(container, host, o.freezerRoot ?? '/sys/fs/cgroup/freezer');
+  const cg = await containerCgroup(await container.inspect(), host, o.freezerRoot ?? '/sys/fs/cgroup/freezer');
   if ('why' in cg) return;
   signalAll(host, numbers(await host.read(`${cg.dir}/cgroup.procs`).catch(() => '')), 'SIGCONT');
 }
