@@ -13,9 +13,8 @@
 import { randomBytes } from 'node:crypto';
 import { ensureImage } from '../harness/docker/image.js';
 import { Lab } from '../harness/lab/lab.js';
-import { parseTopology } from '../harness/topology/validate.js';
+import { generatedTopology } from '../harness/topology/generated.js';
 import { planLab } from '../harness/topology/plan.js';
-import type { Topology } from '../harness/topology/types.js';
 import { programArgs } from '../harness/util/args.js';
 import { bareContainersMs, labIdleCpuPercent } from './lab-measure.js';
 
@@ -31,29 +30,6 @@ const SIZES = (flags.sizes ?? '10,25,50,100').split(',').map(Number);
 const SETTLE_S = flags.settle ?? 10;
 const WINDOW_S = flags.seconds ?? 20;
 
-/** N nodes: workers node-1..node-(N-1) at 192.168.0.1.. with pod CIDRs 10.20.i.0/24, cp-1 last. */
-export function generatedTopology(n: number): Topology {
-  const workers = Array.from({ length: n - 1 }, (_, k) => k + 1);
-  const addr = (i: number) => `192.168.${i >> 8}.${i & 255}`;
-  return parseTopology(
-    {
-      apiVersion: 'egresslab/v1',
-      kind: 'Topology',
-      name: `scale-${n}`,
-      nodeSubnet: '192.168.0.0/22',
-      routerAddress: '192.168.3.254',
-      snat: 'ip-masq-agent',
-      cluster: true,
-      nodes: [
-        ...workers.map((i) => ({ name: `node-${i}`, role: 'worker', address: addr(i), podCIDR: `10.${20 + (i >> 8)}.${i & 255}.0/24` })),
-        { name: 'cp-1', role: 'control-plane', address: '192.168.3.250' },
-      ],
-      pods: workers.map((i) => ({ namespace: 'default', name: `pod-${i}`, node: `node-${i}`, ip: `10.${20 + (i >> 8)}.${i & 255}.1` })),
-    },
-    `generated topology of ${n} nodes`,
-  );
-}
-
 interface Row {
   n: number;
   containers: number;
@@ -64,6 +40,18 @@ interface Row {
   idlePct?: number;
 }
 
+// SIGINT/SIGTERM: a lab coming up is aborted (Lab.up removes what it created), one that is up is removed; exit 130.
+const ac = new AbortController();
+let current: Lab | undefined;
+const onSignal = (sig: NodeJS.Signals): void => {
+  if (ac.signal.aborted) return;
+  process.stderr.write(`\n${sig}: stopping and removing the lab\n`);
+  ac.abort();
+  if (current) void current.down().finally(() => process.exit(130));
+};
+process.on('SIGINT', onSignal);
+process.on('SIGTERM', onSignal);
+
 async function measure(image: string, n: number): Promise<Row> {
   const topology = generatedTopology(n);
   const containers = planLab(topology).containers.length + 1; // + the wirer
@@ -71,9 +59,15 @@ async function measure(image: string, n: number): Promise<Row> {
   const t0 = performance.now();
   let lab: Lab;
   try {
-    lab = await Lab.up({ topology, id: `bscale-${n}-${randomBytes(2).toString('hex')}` });
+    lab = await Lab.up({ topology, id: `bscale-${n}-${randomBytes(2).toString('hex')}`, signal: ac.signal });
   } catch (e) {
+    if (ac.signal.aborted) process.exit(130);
     return { n, containers, floorMs, upMs: null, error: (e as Error).message.split('\n')[0]! };
+  }
+  current = lab;
+  if (ac.signal.aborted) {
+    await lab.down();
+    process.exit(130);
   }
   const upMs = performance.now() - t0;
   try {
@@ -86,6 +80,9 @@ async function measure(image: string, n: number): Promise<Row> {
     const idlePct = await labIdleCpuPercent(lab.id, WINDOW_S);
     return { n, containers, floorMs, upMs, probe, idlePct };
   } finally {
+    // interrupted: the signal handler removes the lab and exits; nothing may end the process before
+    if (ac.signal.aborted) await new Promise(() => {});
+    current = undefined;
     await lab.down();
   }
 }

@@ -3,7 +3,14 @@ import { mkdtempSync, readFileSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { CLUSTER_NAME, labDescription, renderWriteScript } from './cluster.js';
+import { CLUSTER_NAME, labDescription, prepareCluster, renderWriteScript, startCluster, startConcurrency } from './cluster.js';
+import { generatedTopology } from '../topology/generated.js';
+import { planLab } from '../topology/plan.js';
+import type { Topology } from '../topology/types.js';
+import type { LabPlan } from '../topology/plan.js';
+import type { LabRuntime, Place } from '../lab/runtime.js';
+import type { ExecResult } from '../docker/exec.js';
+import type { HelperChannel } from '../lab/helper-channel.js';
 import { topologyFromArg } from '../topology/load.js';
 import { generateLabConfigs } from './lab-config.js';
 
@@ -54,6 +61,94 @@ describe('renderWriteScript', () => {
     for (const f of files) {
       expect(readFileSync(f.path, 'utf8')).toBe(f.content);
       expect(statSync(f.path).mode & 0o777).toBe(f.mode);
+    }
+  });
+});
+
+describe('startConcurrency', () => {
+  it('is 4 per CPU, at least 8; EGRESSLAB_START_CONCURRENCY overrides it', () => {
+    expect(startConcurrency({}, 1)).toBe(8);
+    expect(startConcurrency({}, 2)).toBe(8);
+    expect(startConcurrency({}, 6)).toBe(24);
+    expect(startConcurrency({ EGRESSLAB_START_CONCURRENCY: '' }, 2)).toBe(8);
+    expect(startConcurrency({ EGRESSLAB_START_CONCURRENCY: '3' }, 2)).toBe(3);
+  });
+
+  it('refuses a bad override, naming the variable and the value', () => {
+    for (const bad of ['0', '-1', '1.5', 'x', '1001'])
+      expect(() => startConcurrency({ EGRESSLAB_START_CONCURRENCY: bad }, 2)).toThrow(
+        `EGRESSLAB_START_CONCURRENCY must be a whole number from 1 to 1000, got "${bad}"`,
+      );
+  });
+});
+
+/**
+ * A stand-in for a lab: every exec takes a few ms; it records, per node, when its work started
+ * and the most nodes busy at once (a node is busy from its first exec to its last one's end).
+ */
+class CountingRuntime implements LabRuntime {
+  readonly id = 'count';
+  readonly plan: LabPlan;
+  readonly order: string[] = [];
+  readonly agentStartedAt = new Map<string, number>();
+  inFlight = new Map<string, number>();
+  maxBusy = 0;
+  constructor(readonly topology: Topology) {
+    this.plan = planLab(topology);
+  }
+  place(name: string): Place {
+    return { container: name, label: name };
+  }
+  private async run<T>(container: string, work: () => T): Promise<T> {
+    if (!this.order.includes(container)) this.order.push(container);
+    this.inFlight.set(container, (this.inFlight.get(container) ?? 0) + 1);
+    this.maxBusy = Math.max(this.maxBusy, this.inFlight.size);
+    try {
+      await new Promise((r) => setTimeout(r, 5));
+      return work();
+    } finally {
+      const left = this.inFlight.get(container)! - 1;
+      if (left === 0) this.inFlight.delete(container);
+      else this.inFlight.set(container, left);
+    }
+  }
+  exec(where: string | Place, cmd: string[]): Promise<ExecResult> {
+    const c = typeof where === 'string' ? where : where.container;
+    return this.run(c, () => {
+      if (cmd[0] === 'node') return { exitCode: 0, stdout: '', stderr: '' }; // cluster-ready: every node Up
+      return { exitCode: 0, stdout: '', stderr: '' };
+    });
+  }
+  spawn(where: string | Place, cmd: string[]): Promise<void> {
+    const c = typeof where === 'string' ? where : where.container;
+    if (cmd.join(' ').includes('agent/main.js')) this.agentStartedAt.set(c, Date.now());
+    return this.run(c, () => undefined);
+  }
+  async helper(): Promise<HelperChannel | undefined> {
+    return undefined;
+  }
+}
+
+describe('a cluster start works on a bounded number of nodes at once', () => {
+  it('writes files and starts agents on at most startConcurrency() nodes at once, the control-plane node first', async () => {
+    const saved = process.env.EGRESSLAB_START_CONCURRENCY;
+    process.env.EGRESSLAB_START_CONCURRENCY = '3';
+    try {
+      const lab = new CountingRuntime(generatedTopology(12));
+      const prepared = await prepareCluster(lab);
+      expect(lab.order[0]).toBe('cp-1');
+      expect(lab.maxBusy).toBe(3);
+      lab.maxBusy = 0;
+      await startCluster(lab, () => {}, prepared);
+      expect(lab.agentStartedAt.size).toBe(12);
+      // cp-1's exec for cluster-ready runs beside the pool: at most 3 nodes' agents + cp-1
+      expect(lab.maxBusy).toBeLessThanOrEqual(4);
+      expect(lab.maxBusy).toBeGreaterThanOrEqual(3);
+      const first = [...lab.agentStartedAt.entries()].sort((a, b) => a[1] - b[1])[0]![0];
+      expect(first).toBe('cp-1');
+    } finally {
+      if (saved === undefined) delete process.env.EGRESSLAB_START_CONCURRENCY;
+      else process.env.EGRESSLAB_START_CONCURRENCY = saved;
     }
   });
 });

@@ -5,13 +5,21 @@
  *   prepareCluster generate PKI + configs, write them (one exec per container), start the managed
  *                  process `controller` (needs no network: Lab.up runs it during the wiring)
  *   startCluster   then start the managed process `agent` on every node and wait until every agent
- *                  runs and every node is Up in the API (all in parallel, with a deadline)
+ *                  runs and every node is Up in the API
+ *
+ * The per-node work runs at most startConcurrency() nodes at a time (the control-plane node first):
+ * each node's first exec starts its in-lab helper and each agent's start is a Node process start,
+ * both CPU-bound; a 100-node lab doing all of them at once on 2 cores (load average 121) let a
+ * 15 s deadline of one node's file write expire while it waited for the CPU, not for its own work.
+ * Bounded, each node's deadline runs from when its own work starts.
  *   restartNodePrograms  after a node was booted again (Faults.start): its agent (and the
  *                  controller, on the control-plane node) died with the container; start them again
  *
  * What the harness needs later (admin token, CA, API port) is kept in CLUSTER_FILE on the
  * control-plane container, so any process (the CLI, a forwarder) can read it back.
  */
+import { availableParallelism } from 'node:os';
+import pLimit from 'p-limit';
 import type { LabRuntime } from '../lab/runtime.js';
 import type { Progress } from '../docker/image.js';
 import type { NodeSpec, SnatFlavour, Topology } from '../topology/types.js';
@@ -36,12 +44,35 @@ export const CLUSTER_NAME = 'cluster1';
 /** On the control-plane container: what the harness needs to reach the API (mode 0600). */
 export const CLUSTER_FILE = '/etc/egresslab/harness.json';
 /**
- * How long the cluster's programs may take to be ready: every agent starts at once, so on a 2-core
- * machine the time grows with the node count (19 workers did not fit in a flat 20 s). A failure
- * bound, not a wait: readiness is polled and ends as soon as it is there.
+ * How long the cluster's programs may take to be ready in a lab of `nodes` nodes: on a 2-core
+ * machine the time grows with the node count (19 workers did not fit in a flat 20 s), and it does
+ * even when only a few agents start at once: every container is a cgroup of its own with an equal
+ * CPU share, so a starting agent gets about 1/(busy containers) of the machine while the agents
+ * started before it are still warming up (a 100-node lab: an agent had not written its first log
+ * line 24 s after its start). A failure bound, not a wait: readiness is polled and ends as soon as
+ * it is there. Each agent's bound runs from its own start; every node Up in the API, from the first.
  */
 export function readyTimeoutMs(nodes: number): number {
   return 20_000 + 1_000 * Math.max(0, nodes - 4);
+}
+
+/**
+ * How many nodes a cluster start works on at once: 4 per CPU, at least 8 (a default lab's 4 nodes
+ * all at once, as before; 8 on a 2-core machine). EGRESSLAB_START_CONCURRENCY overrides it.
+ */
+export function startConcurrency(env: NodeJS.ProcessEnv = process.env, cpus = availableParallelism()): number {
+  const raw = env.EGRESSLAB_START_CONCURRENCY;
+  if (raw === undefined || raw === '') return Math.max(8, 4 * cpus);
+  const n = Number(raw);
+  if (!Number.isInteger(n) || n < 1 || n > 1000)
+    throw new LabError(`EGRESSLAB_START_CONCURRENCY must be a whole number from 1 to 1000, got ${JSON.stringify(raw)}`);
+  return n;
+}
+
+/** The topology's nodes, the control-plane node first (its controller is what the others wait for). */
+function controlPlaneFirst(topology: Topology): NodeSpec[] {
+  const cp = controlPlaneNode(topology);
+  return [cp, ...topology.nodes.filter((n) => n !== cp)];
 }
 
 /** How to reach a lab's API server (written to the control-plane node at start). */
@@ -229,11 +260,14 @@ export async function prepareCluster(lab: LabRuntime): Promise<PreparedCluster> 
     // For tools inside the lab (server: the control-plane's lab address).
     { path: '/etc/egresslab/admin.kubeconfig', content: g.kubeconfig(g.serverUrl, pki.caCert, `egresslab-${lab.id}`), mode: 0o600 },
   ];
+  const limit = pLimit(startConcurrency());
   await Promise.all(
-    lab.topology.nodes.map(async (n) => {
-      await writeFiles(lab, n.name, files[n.name] ?? []);
-      if (n.name === cp.name) await startProcess(lab, { container: n.name, label: n.name }, CONTROLLER_PROCESS, controllerCommand());
-    }),
+    controlPlaneFirst(lab.topology).map((n) =>
+      limit(async () => {
+        await writeFiles(lab, n.name, files[n.name] ?? []);
+        if (n.name === cp.name) await startProcess(lab, { container: n.name, label: n.name }, CONTROLLER_PROCESS, controllerCommand());
+      }),
+    ),
   );
   return { info, prepareMs: Date.now() - t0 };
 }
@@ -246,19 +280,31 @@ export async function startCluster(lab: LabRuntime, progress: Progress, prepared
   const t0 = Date.now();
   const { info, prepareMs } = await (prepared ?? prepareCluster(lab));
   const t1 = Date.now();
-  const nodes = lab.topology.nodes.map((n) => n.name);
+  const nodes = controlPlaneFirst(lab.topology).map((n) => n.name);
+  const concurrency = startConcurrency();
   const timeoutMs = readyTimeoutMs(nodes.length);
-  // Pods are registered in parallel with the agents' start (the agents pick them up by watch).
-  const api = registerPodsAndWaitNodesUp(lab, info, nodes, timeoutMs);
+  // Pods are registered in parallel with the agents' start (the agents pick them up by watch). The
+  // last agents start after ceil(nodes / concurrency) - 1 rounds, each within one agent's bound.
+  const api = registerPodsAndWaitNodesUp(lab, info, nodes, timeoutMs * Math.ceil(nodes.length / concurrency));
   api.catch(() => {});
-  await Promise.all(nodes.map((n) => startProcess(lab, { container: n, label: n }, AGENT_PROCESS, agentCommand())));
-  const t2 = Date.now();
   const marks: string[] = [];
   const mark =
     (what: string) =>
     <T>(p: Promise<T>) =>
-      p.then((v) => (marks.push(`${what} +${Date.now() - t2}`), v));
-  await Promise.all([...nodes.map((n) => mark(n)(waitAgentRunning(lab, n, timeoutMs))), mark('api')(api)]);
+      p.then((v) => (marks.push(`${what} +${Date.now() - t1}`), v));
+  // Each node in turn: start its agent, wait until it runs (its deadline from its own start).
+  const limit = pLimit(concurrency);
+  let t2 = t1;
+  await Promise.all([
+    ...nodes.map((n) =>
+      limit(async () => {
+        await startProcess(lab, { container: n, label: n }, AGENT_PROCESS, agentCommand());
+        t2 = Math.max(t2, Date.now());
+        await mark(n)(waitAgentRunning(lab, n, timeoutMs));
+      }),
+    ),
+    mark('api')(api),
+  ]);
   if (process.env.EGRESSLAB_DEBUG_CLUSTER) progress(`ready marks: ${marks.join(', ')}`);
   const t3 = Date.now();
   const timings = { prepareMs, startMs: t2 - t1, readyMs: t3 - t2, totalMs: t3 - t0 };

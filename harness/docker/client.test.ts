@@ -6,7 +6,7 @@
 import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { labContainerOptions, labSysctls, startPath } from './containers.js';
+import { controlPlaneCpuShares, labContainerOptions, labSysctls, startPath } from './containers.js';
 import { projectRoot } from '../util/paths.js';
 
 function sources(dir: string): string[] {
@@ -46,6 +46,12 @@ describe('the Docker client', () => {
 
 describe('labContainerOptions', () => {
   const base = { name: 'egl-x-node-1', image: 'img:1', hostname: 'node-1', command: ['sleep', 'infinity'], labels: { 'egresslab.lab': 'x' } };
+
+  it("sets a container's CPU weight only when asked; a control-plane node weighs one default per 3 workers", () => {
+    expect(labContainerOptions({ ...base, mounts: [] }).HostConfig?.CpuShares).toBeUndefined();
+    expect(labContainerOptions({ ...base, mounts: [], cpuShares: 4096 }).HostConfig?.CpuShares).toBe(4096);
+    expect([2, 4, 5, 6, 10, 50, 100].map(controlPlaneCpuShares)).toEqual([1024, 1024, 1024, 2048, 3072, 16384, 33792]);
+  });
 
   it('mounts the payload volume read-only, with no network and no bind of the checkout', () => {
     const o = labContainerOptions({ ...base, mounts: [{ type: 'volume', source: 'egl-x-payload', target: '/opt/egresslab' }] });
