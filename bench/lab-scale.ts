@@ -44,7 +44,10 @@ interface Row {
 const ac = new AbortController();
 let current: Lab | undefined;
 const onSignal = (sig: NodeJS.Signals): void => {
-  if (ac.signal.aborted) return;
+  if (ac.signal.aborted) {
+    process.stderr.write(`\n${sig} again: leaving now; "egresslab prune" removes what is left\n`);
+    process.exit(130);
+  }
   process.stderr.write(`\n${sig}: stopping and removing the lab\n`);
   ac.abort();
   if (current) void current.down().finally(() => process.exit(130));
@@ -53,9 +56,11 @@ process.on('SIGINT', onSignal);
 process.on('SIGTERM', onSignal);
 
 async function measure(image: string, n: number): Promise<Row> {
+  if (ac.signal.aborted) process.exit(130); // between two sizes
   const topology = generatedTopology(n);
   const containers = planLab(topology).containers.length + 1; // + the wirer
   const floorMs = await bareContainersMs(image, containers);
+  if (ac.signal.aborted) process.exit(130);
   const t0 = performance.now();
   let lab: Lab;
   try {
@@ -92,6 +97,7 @@ await bareContainersMs(image, 4); // warm-up
 const rows: Row[] = [];
 for (const n of SIZES) {
   const row = await measure(image, n);
+  if (ac.signal.aborted) process.exit(130); // during the lab's removal
   rows.push(row);
   process.stderr.write(
     `${n} nodes: ${row.upMs === null ? `FAILED: ${row.error}` : `up in ${row.upMs.toFixed(0)} ms (floor ${row.floorMs.toFixed(0)} ms), probe ${row.probe}, idle ${row.idlePct!.toFixed(1)} % of one core`}\n`,

@@ -112,12 +112,15 @@ class CountingRuntime implements LabRuntime {
       else this.inFlight.set(container, left);
     }
   }
-  exec(where: string | Place, cmd: string[]): Promise<ExecResult> {
+  failOn?: string;
+  exec(where: string | Place, _cmd: string[]): Promise<ExecResult> {
     const c = typeof where === 'string' ? where : where.container;
-    return this.run(c, () => {
-      if (cmd[0] === 'node') return { exitCode: 0, stdout: '', stderr: '' }; // cluster-ready: every node Up
-      return { exitCode: 0, stdout: '', stderr: '' };
-    });
+    if (c === this.failOn)
+      return this.run(c, () => {
+        throw new Error(`exec in ${c} failed`);
+      });
+    // every command succeeds: files written, pid files there, agents running, cluster-ready sees every node Up
+    return this.run(c, () => ({ exitCode: 0, stdout: '', stderr: '' }));
   }
   spawn(where: string | Place, cmd: string[]): Promise<void> {
     const c = typeof where === 'string' ? where : where.container;
@@ -146,6 +149,21 @@ describe('a cluster start works on a bounded number of nodes at once', () => {
       expect(lab.maxBusy).toBeGreaterThanOrEqual(3);
       const first = [...lab.agentStartedAt.entries()].sort((a, b) => a[1] - b[1])[0]![0];
       expect(first).toBe('cp-1');
+    } finally {
+      if (saved === undefined) delete process.env.EGRESSLAB_START_CONCURRENCY;
+      else process.env.EGRESSLAB_START_CONCURRENCY = saved;
+    }
+  });
+
+  it('starts no more nodes once one failed, and throws its error', async () => {
+    const saved = process.env.EGRESSLAB_START_CONCURRENCY;
+    process.env.EGRESSLAB_START_CONCURRENCY = '2';
+    try {
+      const lab = new CountingRuntime(generatedTopology(12));
+      lab.failOn = 'node-1';
+      await expect(prepareCluster(lab)).rejects.toThrow('exec in node-1 failed');
+      // cp-1 and node-1 ran; node-1 failed while cp-1 held the other slot: at most one more started
+      expect(lab.order.length).toBeLessThanOrEqual(3);
     } finally {
       if (saved === undefined) delete process.env.EGRESSLAB_START_CONCURRENCY;
       else process.env.EGRESSLAB_START_CONCURRENCY = saved;

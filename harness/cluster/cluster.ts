@@ -19,7 +19,6 @@
  * control-plane container, so any process (the CLI, a forwarder) can read it back.
  */
 import { availableParallelism } from 'node:os';
-import pLimit from 'p-limit';
 import type { LabRuntime } from '../lab/runtime.js';
 import type { Progress } from '../docker/image.js';
 import type { NodeSpec, SnatFlavour, Topology } from '../topology/types.js';
@@ -28,6 +27,7 @@ import { DEFAULT_LAB_PATHS, generateLabConfigs, generateLabPki, type LabDescript
 import { processLog, processRunning, startProcess } from '../lab/process.js';
 import { inLabProgram } from '../util/paths.js';
 import { LabError } from '../util/errors.js';
+import { forEachBounded } from '../util/bounded.js';
 import { podRegistration } from './pods.js';
 import { REGISTER_FAILED } from '../inlab/cluster-ready-core.js';
 
@@ -218,9 +218,9 @@ async function registerPodsAndWaitNodesUp(lab: LabRuntime, info: ClusterInfo, no
 export interface ClusterStartTimings {
   /** configs generated, files written, controller started (overlaps the wiring when prepared early) */
   prepareMs: number;
-  /** agents started */
+  /** until the last agent was started (in a lab of more than startConcurrency() nodes, the first agents were running by then) */
   startMs: number;
-  /** until every agent runs and every node is Up */
+  /** from then until every agent runs and every node is Up */
   readyMs: number;
   /** from the start of startCluster (after the wiring) to ready */
   totalMs: number;
@@ -260,15 +260,10 @@ export async function prepareCluster(lab: LabRuntime): Promise<PreparedCluster> 
     // For tools inside the lab (server: the control-plane's lab address).
     { path: '/etc/egresslab/admin.kubeconfig', content: g.kubeconfig(g.serverUrl, pki.caCert, `egresslab-${lab.id}`), mode: 0o600 },
   ];
-  const limit = pLimit(startConcurrency());
-  await Promise.all(
-    controlPlaneFirst(lab.topology).map((n) =>
-      limit(async () => {
-        await writeFiles(lab, n.name, files[n.name] ?? []);
-        if (n.name === cp.name) await startProcess(lab, { container: n.name, label: n.name }, CONTROLLER_PROCESS, controllerCommand());
-      }),
-    ),
-  );
+  await forEachBounded(controlPlaneFirst(lab.topology), startConcurrency(), async (n) => {
+    await writeFiles(lab, n.name, files[n.name] ?? []);
+    if (n.name === cp.name) await startProcess(lab, { container: n.name, label: n.name }, CONTROLLER_PROCESS, controllerCommand());
+  });
   return { info, prepareMs: Date.now() - t0 };
 }
 
@@ -280,7 +275,7 @@ export async function startCluster(lab: LabRuntime, progress: Progress, prepared
   const t0 = Date.now();
   const { info, prepareMs } = await (prepared ?? prepareCluster(lab));
   const t1 = Date.now();
-  const nodes = controlPlaneFirst(lab.topology).map((n) => n.name);
+  const nodes = lab.topology.nodes.map((n) => n.name);
   const concurrency = startConcurrency();
   const timeoutMs = readyTimeoutMs(nodes.length);
   // Pods are registered in parallel with the agents' start (the agents pick them up by watch). The
@@ -292,19 +287,19 @@ export async function startCluster(lab: LabRuntime, progress: Progress, prepared
     (what: string) =>
     <T>(p: Promise<T>) =>
       p.then((v) => (marks.push(`${what} +${Date.now() - t1}`), v));
-  // Each node in turn: start its agent, wait until it runs (its deadline from its own start).
-  const limit = pLimit(concurrency);
+  // Each node in turn, the control-plane node first: start its agent, wait until it runs (its
+  // deadline from its own start).
   let t2 = t1;
-  await Promise.all([
-    ...nodes.map((n) =>
-      limit(async () => {
-        await startProcess(lab, { container: n, label: n }, AGENT_PROCESS, agentCommand());
-        t2 = Math.max(t2, Date.now());
-        await mark(n)(waitAgentRunning(lab, n, timeoutMs));
-      }),
-    ),
-    mark('api')(api),
-  ]);
+  const agents = forEachBounded(
+    controlPlaneFirst(lab.topology).map((n) => n.name),
+    concurrency,
+    async (n) => {
+      await startProcess(lab, { container: n, label: n }, AGENT_PROCESS, agentCommand());
+      t2 = Math.max(t2, Date.now());
+      await mark(n)(waitAgentRunning(lab, n, timeoutMs));
+    },
+  );
+  await Promise.all([agents, mark('api')(api)]);
   if (process.env.EGRESSLAB_DEBUG_CLUSTER) progress(`ready marks: ${marks.join(', ')}`);
   const t3 = Date.now();
   const timings = { prepareMs, startMs: t2 - t1, readyMs: t3 - t2, totalMs: t3 - t0 };

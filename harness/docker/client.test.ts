@@ -6,7 +6,7 @@
 import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { controlPlaneCpuShares, labContainerOptions, labSysctls, startPath } from './containers.js';
+import { controlPlaneCpuShares, labContainerOptions, labCpuShares, labSysctls, startPath } from './containers.js';
 import { projectRoot } from '../util/paths.js';
 
 function sources(dir: string): string[] {
@@ -51,6 +51,17 @@ describe('labContainerOptions', () => {
     expect(labContainerOptions({ ...base, mounts: [] }).HostConfig?.CpuShares).toBeUndefined();
     expect(labContainerOptions({ ...base, mounts: [], cpuShares: 4096 }).HostConfig?.CpuShares).toBe(4096);
     expect([2, 4, 5, 6, 10, 50, 100].map(controlPlaneCpuShares)).toEqual([1024, 1024, 1024, 2048, 3072, 16384, 33792]);
+  });
+
+  it('weighs the containers of a cluster lab of more than 5 nodes, every one explicitly; smaller labs and labs without a cluster not at all', () => {
+    const nodes = (n: number) => [
+      { name: 'cp-1', role: 'control-plane' },
+      ...Array.from({ length: n - 1 }, (_, i) => ({ name: `node-${i + 1}`, role: 'worker' })),
+    ];
+    const keys = ['cp-1', 'node-1', 'router', 'internet', 'wirer'];
+    expect(keys.map((k) => labCpuShares({ cluster: true, nodes: nodes(4) }, k))).toEqual([undefined, undefined, undefined, undefined, undefined]);
+    expect(keys.map((k) => labCpuShares({ cluster: true, nodes: nodes(10) }, k))).toEqual([3072, 1024, 1024, 1024, 1024]);
+    expect(keys.map((k) => labCpuShares({ cluster: false, nodes: nodes(10) }, k))).toEqual([undefined, undefined, undefined, undefined, undefined]);
   });
 
   it('mounts the payload volume read-only, with no network and no bind of the checkout', () => {

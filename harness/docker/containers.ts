@@ -213,6 +213,20 @@ export function controlPlaneCpuShares(nodes: number): number {
   return DEFAULT_CPU_SHARES * Math.max(1, Math.round((nodes - 1) / 3));
 }
 
+/**
+ * The CPU weight to set on a lab container (container key, or the wirer's): the control-plane
+ * node's (controlPlaneCpuShares) when the lab runs a cluster of more than 5 nodes, and then the
+ * default, set explicitly, on every other container; nothing otherwise. Explicit everywhere or
+ * nowhere: on cgroup v2 a runc before 1.3.2 maps cpu-shares 1024 to cpu.weight 39, not to the
+ * default 100 an unset container gets.
+ */
+export function labCpuShares(topology: { cluster: boolean; nodes: readonly { name: string; role: string }[] }, key: string): number | undefined {
+  const cp = topology.cluster ? topology.nodes.find((n) => n.role === 'control-plane')?.name : undefined;
+  const weight = cp ? controlPlaneCpuShares(topology.nodes.length) : DEFAULT_CPU_SHARES;
+  if (weight <= DEFAULT_CPU_SHARES) return undefined;
+  return key === cp ? weight : DEFAULT_CPU_SHARES;
+}
+
 /** The engine's create request for a lab container (pure; exported for tests). */
 export function labContainerOptions(spec: LabContainerSpec): Docker.ContainerCreateOptions {
   return {

@@ -20,7 +20,7 @@ import type Docker from 'dockerode';
 import { docker, LABEL, isNotFound } from '../docker/client.js';
 import { execIn, execDetached, type ExecOptions, type ExecResult } from '../docker/exec.js';
 import type { Progress } from '../docker/image.js';
-import { controlPlaneCpuShares, startLabContainer, type LabContainerSpec, type LabMount } from '../docker/containers.js';
+import { labCpuShares, startLabContainer, type LabContainerSpec, type LabMount } from '../docker/containers.js';
 import {
   buildPayload,
   createPayloadVolume,
@@ -123,7 +123,10 @@ export class DockerRuntime implements ContainerRuntime {
     const started = Date.now();
     const { mount, filled } = await this.payloadMount(persistent, progress, choice, build);
     if (signal?.aborted) return;
-    const controlPlane = this.topology.cluster ? this.topology.nodes.find((n) => n.role === 'control-plane')?.name : undefined;
+    const weight = (key: string): { cpuShares?: number } => {
+      const cpuShares = labCpuShares(this.topology, key);
+      return cpuShares === undefined ? {} : { cpuShares };
+    };
     const payloadLabel = this.payload.mode === 'volume' ? `volume:${this.payload.hash!.slice(0, 12)}` : 'bind';
     const specs: (LabContainerSpec & { runsCode: boolean })[] = this.plan.containers.map((c) => {
       const isEndpoint = c.role === 'internet' || c.role === 'vpc';
@@ -139,7 +142,7 @@ export class DockerRuntime implements ContainerRuntime {
           ? ['node', inLabProgram('harness/inlab/responder.js'), '--name', c.key, '--redirect-all', '--ready', `${RUN_DIR}/responder.ready`]
           : ['sleep', 'infinity'],
         runsCode: isEndpoint,
-        ...(controlPlane === c.key ? { cpuShares: controlPlaneCpuShares(this.topology.nodes.length) } : {}),
+        ...weight(c.key),
       };
     });
     specs.push({
@@ -151,6 +154,7 @@ export class DockerRuntime implements ContainerRuntime {
       command: ['sleep', 'infinity'],
       pidHost: true,
       runsCode: false,
+      ...weight(WIRER),
     });
     progress(`starting ${specs.length} containers for lab ${this.id}`);
     // Only the endpoints run in-lab code from the start: the others start while the payload is put in place.

@@ -17,7 +17,7 @@ import { parseTopology } from '../topology/validate.js';
 import { LabError, ValidationError } from '../util/errors.js';
 import { assertBuilt } from '../util/paths.js';
 import { BUILDING_KEY, markBuilding, markBuilt, removeLab } from './registry.js';
-import { prepareCluster, startCluster } from '../cluster/cluster.js';
+import { prepareCluster, startCluster, startConcurrency } from '../cluster/cluster.js';
 import { clusterApi, clusterKubeconfig, closeClusterAccess } from '../cluster/access.js';
 import type { KubeClient } from '../../lib/kube/client.js';
 import type { KubeObject } from '../../lib/kube/types.js';
@@ -136,6 +136,8 @@ export class Lab extends DockerRuntime implements AsyncDisposable {
     checkLabId(id);
     const payloadChoice = choosePayloadMode(options.payload);
     assertBuilt();
+    // a bad EGRESSLAB_START_CONCURRENCY is refused before anything is created
+    if (options.topology.cluster) startConcurrency();
     // Bundling the payload is host work: it overlaps the engine round trips below.
     const payload = payloadChoice.mode === 'volume' ? buildPayload() : undefined;
     payload?.catch(() => {});
