@@ -6,14 +6,14 @@
  *                  process `controller` (needs no network: Lab.up runs it during the wiring)
  *   startCluster   then start the managed process `agent` on every node and wait until every agent
  *                  runs and every node is Up in the API
+ *   restartNodePrograms  after a node was booted again (Faults.start): its agent (and the
+ *                  controller, on the control-plane node) died with the container; start them again
  *
  * The per-node work runs at most startConcurrency() nodes at a time (the control-plane node first):
  * each node's first exec starts its in-lab helper and each agent's start is a Node process start,
  * both CPU-bound; a 100-node lab doing all of them at once on 2 cores (load average 121) let a
  * 15 s deadline of one node's file write expire while it waited for the CPU, not for its own work.
  * Bounded, each node's deadline runs from when its own work starts.
- *   restartNodePrograms  after a node was booted again (Faults.start): its agent (and the
- *                  controller, on the control-plane node) died with the container; start them again
  *
  * What the harness needs later (admin token, CA, API port) is kept in CLUSTER_FILE on the
  * control-plane container, so any process (the CLI, a forwarder) can read it back.
