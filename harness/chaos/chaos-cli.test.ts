@@ -1,7 +1,7 @@
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterEach, describe, expect, it, vi } from 'vitest';
+import { afterAll, afterEach, describe, expect, it, vi } from 'vitest';
 import { main } from '../cli/main.js';
 import { scheduleIssues, universeOf } from './schedule.js';
 import { topologyFromArg } from '../topology/load.js';
@@ -136,6 +136,7 @@ describe('egresslab chaos --runs / --budget', () => {
 describe('egresslab replay', () => {
   afterEach(() => vi.restoreAllMocks());
   const dir = mkdtempSync(join(tmpdir(), 'egl-replay-'));
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
   it('a schedule that does not validate: exit 2, every bad field named, no lab started', async () => {
     const file = join(dir, 'bad.json');

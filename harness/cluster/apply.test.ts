@@ -1,14 +1,16 @@
-import { mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { applyPatch, describeApiError, loadManifests, mergePatchChanges, sortedJson } from './apply.js';
 import { KubeApiError } from '../../lib/kube/client.js';
 import { ValidationError } from '../util/errors.js';
+import { useTempDirs } from '../testing/temp-dirs.js';
+
+const tmp = useTempDirs();
 
 describe('loadManifests', () => {
   it('reads a directory in file-name order, multi-document YAML, JSON and List', () => {
-    const dir = mkdtempSync(join(tmpdir(), 'egl-apply-'));
+    const dir = tmp('egl-apply-');
     writeFileSync(
       join(dir, '02-b.yaml'),
       'apiVersion: v1\nkind: ConfigMap\nmetadata: {name: b}\n---\n---\napiVersion: v1\nkind: ConfigMap\nmetadata: {name: c}\n',
@@ -22,7 +24,7 @@ describe('loadManifests', () => {
   });
 
   it('refuses documents without apiVersion, kind or name, naming the file and document', () => {
-    const dir = mkdtempSync(join(tmpdir(), 'egl-apply-'));
+    const dir = tmp('egl-apply-');
     const f = join(dir, 'x.yaml');
     writeFileSync(f, 'apiVersion: v1\nkind: ConfigMap\nmetadata: {name: ok}\n---\nkind: ConfigMap\nmetadata: {}\n');
     expect(() => loadManifests(f)).toThrow(ValidationError);

@@ -1,5 +1,5 @@
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, statSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -57,10 +57,14 @@ describe('renderWriteScript', () => {
       { path: join(dir, 'a/b/secret'), content: "tok'en\n$HOME `x`\n", mode: 0o600 },
       { path: join(dir, 'c.json'), content: '{"x": "\\u00e9 é"}', mode: 0o644 },
     ];
-    execFileSync('sh', [], { input: renderWriteScript(files) });
-    for (const f of files) {
-      expect(readFileSync(f.path, 'utf8')).toBe(f.content);
-      expect(statSync(f.path).mode & 0o777).toBe(f.mode);
+    try {
+      execFileSync('sh', [], { input: renderWriteScript(files) });
+      for (const f of files) {
+        expect(readFileSync(f.path, 'utf8')).toBe(f.content);
+        expect(statSync(f.path).mode & 0o777).toBe(f.mode);
+      }
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
     }
   });
 });

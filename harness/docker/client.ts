@@ -40,6 +40,8 @@ export const LABEL = Object.freeze({
   lab: 'egresslab.lab',
   /** how the lab's containers get the in-lab code: "bind" or "volume:<payload hash>" */
   payload: 'egresslab.payload',
+  /** which Node.js the lab's programs run: "image" or "host:<version>" (lab-node.ts) */
+  node: 'egresslab.node',
   role: 'egresslab.role',
   key: 'egresslab.key',
   owner: 'egresslab.owner',

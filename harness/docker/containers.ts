@@ -268,7 +268,7 @@ function engineError(spec: LabContainerSpec, error: unknown): Error {
   const bind = spec.mounts.find((m) => m.type === 'bind');
   if (bind && /bind source path does not exist/i.test(message)) {
     return new LabError(
-      `${spec.name}: the Docker engine cannot see ${bind.source} (the checkout bind-mounted at ${bind.target}; ` +
+      `${spec.name}: the Docker engine cannot see ${bind.source} (the in-lab code's folder, bind-mounted at ${bind.target}; ` +
         `a remote engine?): set EGRESSLAB_PAYLOAD=volume to ship the in-lab code through the Docker API instead`,
       { cause: error },
     );

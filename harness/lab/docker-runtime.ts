@@ -16,6 +16,7 @@
  * mount of the checkout (harness/lab/payload.ts).
  */
 import { hostname } from 'node:os';
+import { join } from 'node:path';
 import type Docker from 'dockerode';
 import { docker, LABEL, isNotFound } from '../docker/client.js';
 import { execIn, execDetached, type ExecOptions, type ExecResult } from '../docker/exec.js';
@@ -23,15 +24,19 @@ import type { Progress } from '../docker/image.js';
 import { labCpuShares, startLabContainer, type LabContainerSpec, type LabMount } from '../docker/containers.js';
 import {
   buildPayload,
+  bundledPayloadDir,
   createPayloadVolume,
   fillPayloadVolume,
   payloadBindSource,
   payloadVolumeName,
   type Payload,
+  type PayloadDir,
   type PayloadMode,
   type PayloadModeChoice,
 } from './payload.js';
 import { renderWiringScript } from './wiring.js';
+import { checkNodeInImage, chooseLabNode, labNodeLabel, labNodeMode, labNodeMounts, type LabNode, type LabNodeMode } from '../docker/lab-node.js';
+import { stateDir } from '../cluster/background-forward.js';
 import { planLab, WIRER, INTERNET, PAYLOAD_LOADER, type LabPlan, type PodPlan } from '../topology/plan.js';
 import type { Topology } from '../topology/types.js';
 import { LabError } from '../util/errors.js';
@@ -45,10 +50,28 @@ import { containerName, inPlace, type ContainerRuntime, type Place } from './run
 /** How this lab's containers got the in-lab code. */
 export interface LabPayload {
   mode: PayloadMode;
-  /** volume mode: sha256 of the payload archive */
+  /** bundle and volume modes: sha256 of the payload archive ("prebuilt": an installed package's dist/payload/) */
   hash?: string;
+  /** bundle mode: the host folder mounted at /opt/egresslab */
+  dir?: string;
   /** volume mode: the Docker volume mounted at /opt/egresslab */
   volume?: string;
+}
+
+/** The unpacked payloads (12 hex digits of their hash) that lab containers, of any lab, mount in bundle mode. */
+async function payloadsInUse(): Promise<Set<string>> {
+  const cs = await docker().listContainers({ all: true, filters: { label: [LABEL.payload] } });
+  return new Set(cs.map((c) => /^bundle:([0-9a-f]{12})$/.exec(c.Labels[LABEL.payload] ?? '')?.[1]).filter((h): h is string => !!h));
+}
+
+/**
+ * Starts getting the payload ready (host work, overlapping the engine round trips of Lab.up): the
+ * archive in volume mode, the unpacked folder in bundle mode, nothing in bind mode.
+ */
+export function preparePayload(choice: PayloadModeChoice): Promise<Payload | PayloadDir> | undefined {
+  if (choice.mode === 'volume') return buildPayload();
+  if (choice.mode === 'bundle') return bundledPayloadDir({ inUse: payloadsInUse });
+  return undefined;
 }
 
 /** A lab's containers and the runtime operations on them (see the file comment). */
@@ -61,6 +84,8 @@ export class DockerRuntime implements ContainerRuntime {
   protected disposed = false;
   /** How the containers got the in-lab code (bind mount or payload volume). */
   payload: LabPayload = { mode: 'bind' };
+  /** Which Node.js runs the in-lab programs (set by Lab.up; an attached lab: read from its labels). */
+  nodeRuntime: LabNode = { kind: 'image', reason: 'default' };
 
   protected constructor(
     readonly id: string,
@@ -90,14 +115,26 @@ export class DockerRuntime implements ContainerRuntime {
     persistent: boolean,
     progress: Progress,
     choice: PayloadModeChoice,
-    build?: Promise<Payload>,
+    build?: Promise<Payload | PayloadDir>,
   ): Promise<{ mount: LabMount; filled: Promise<void> }> {
     if (choice.mode === 'bind') {
       this.payload = { mode: 'bind' };
       return { mount: { type: 'bind', source: payloadBindSource(), target: IN_LAB_ROOT }, filled: Promise.resolve() };
     }
     const t0 = Date.now();
-    const p = await (build ?? buildPayload());
+    if (choice.mode === 'bundle') {
+      const b = (await (build ?? preparePayload(choice))) as PayloadDir;
+      this.payload = { mode: 'bundle', hash: b.hash, dir: b.dir };
+      const p = b.payload;
+      progress(
+        p
+          ? `payload ${b.hash.slice(0, 12)} (${p.cached ? `cached, checked in ${p.checkMs.toFixed(0)} ms` : `bundled in ${p.bundleMs.toFixed(0)} ms`}${b.unpacked ? ', unpacked' : ''}) ` +
+              `bind-mounted from ${b.dir} after ${Date.now() - t0} ms (${choice.reason})`
+          : `payload: the installed package's ${b.dir} bind-mounted (${choice.reason})`,
+      );
+      return { mount: { type: 'bind', source: b.dir, target: IN_LAB_ROOT }, filled: Promise.resolve() };
+    }
+    const p = (await (build ?? preparePayload(choice))) as Payload;
     const volume = payloadVolumeName(this.id);
     const labels = { ...this.labels('payload', 'payload', persistent), [LABEL.payload]: `volume:${p.hash.slice(0, 12)}` };
     await createPayloadVolume(volume, labels);
@@ -112,32 +149,56 @@ export class DockerRuntime implements ContainerRuntime {
     return { mount: { type: 'volume', source: volume, target: IN_LAB_ROOT }, filled };
   }
 
+  /** Which Node.js the lab's containers run (harness/docker/lab-node.ts): the host's when it runs in the image, unless told otherwise. */
+  private async chooseNode(nodeChoice: { mode: LabNodeMode; from: string }, payload: PayloadModeChoice, persistent: boolean): Promise<LabNode> {
+    if (nodeChoice.mode === 'image') return { kind: 'image', reason: nodeChoice.from };
+    const imageId = (await docker().getImage(this.image).inspect()).Id;
+    return chooseLabNode({
+      ...nodeChoice,
+      payload: payload.mode,
+      image: this.image,
+      imageId,
+      cacheFile: join(stateDir(), 'lab-node.json'),
+      check: (image, binary) => checkNodeInImage(image, binary, this.labels('node-check', 'check', persistent)),
+    });
+  }
+
   /** Starts every container of the plan and the wirer (endpoints once the payload is in place). */
   protected async startContainers(
     persistent: boolean,
     progress: Progress,
     signal: AbortSignal | undefined,
     choice: PayloadModeChoice,
-    build?: Promise<Payload>,
+    build?: Promise<Payload | PayloadDir>,
+    nodeChoice?: { mode: LabNodeMode; from: string },
   ): Promise<void> {
     const started = Date.now();
-    const { mount, filled } = await this.payloadMount(persistent, progress, choice, build);
+    const [{ mount, filled }, labNode] = await Promise.all([
+      this.payloadMount(persistent, progress, choice, build),
+      this.chooseNode(nodeChoice ?? labNodeMode(undefined), choice, persistent),
+    ]);
+    this.nodeRuntime = labNode;
+    progress(
+      labNode.kind === 'host'
+        ? `in-lab Node.js: this machine's ${labNode.version} (${labNode.binary}; ${labNode.reason})`
+        : `in-lab Node.js: the image's (${labNode.reason})`,
+    );
     if (signal?.aborted) return;
     const weight = (key: string): { cpuShares?: number } => {
       const cpuShares = labCpuShares(this.topology, key);
       return cpuShares === undefined ? {} : { cpuShares };
     };
-    const payloadLabel = this.payload.mode === 'volume' ? `volume:${this.payload.hash!.slice(0, 12)}` : 'bind';
+    const payloadLabel = this.payload.mode === 'bind' ? 'bind' : `${this.payload.mode}:${this.payload.hash!.slice(0, 12)}`;
     const specs: (LabContainerSpec & { runsCode: boolean })[] = this.plan.containers.map((c) => {
       const isEndpoint = c.role === 'internet' || c.role === 'vpc';
-      const labels: Record<string, string> = { ...this.labels(c.key, c.role, persistent), [LABEL.payload]: payloadLabel };
+      const labels: Record<string, string> = { ...this.labels(c.key, c.role, persistent), [LABEL.payload]: payloadLabel, [LABEL.node]: labNodeLabel(labNode) };
       if (c.role === 'router') labels[LABEL.topology] = JSON.stringify(this.topology);
       return {
         name: containerName(this.id, c.key),
         image: this.image,
         hostname: c.hostname,
         labels,
-        mounts: [mount],
+        mounts: [mount, ...labNodeMounts(labNode)],
         command: isEndpoint
           ? ['node', inLabProgram('harness/inlab/responder.js'), '--name', c.key, '--redirect-all', '--ready', `${RUN_DIR}/responder.ready`]
           : ['sleep', 'infinity'],

@@ -10,7 +10,7 @@
  */
 import { docker, LABEL, assertEngine } from '../docker/client.js';
 import { ensureImage, type Progress } from '../docker/image.js';
-import { buildPayload, choosePayloadMode, payloadVolumeName, type PayloadMode } from './payload.js';
+import { choosePayloadMode, payloadVolumeName, type PayloadMode } from './payload.js';
 import type { Topology } from '../topology/types.js';
 import { nodeAddress } from '../topology/lookup.js';
 import { parseTopology } from '../topology/validate.js';
@@ -27,7 +27,8 @@ import { Faults } from '../faults/faults.js';
 import { nodeHandle, podHandle, type NodeHandle, type PodHandle } from './handles.js';
 import { Capture, type CaptureOptions } from '../capture/capture.js';
 import { ContinuousProbe, probe, type ContinuousProbeOptions, type ProbeOptions, type ProbeResult } from '../probe/probe.js';
-import { DockerRuntime } from './docker-runtime.js';
+import { DockerRuntime, preparePayload } from './docker-runtime.js';
+import { labNodeMode, type LabNodeMode } from '../docker/lab-node.js';
 import { ensureResponder, observedLogOf, responderFor, responderProcess, responderReadyFileOf, type ResponderTarget } from './responders.js';
 import type { Place } from './runtime.js';
 
@@ -48,11 +49,19 @@ export interface LabUpOptions {
   /** Abort and tear down when this signal fires (SIGINT handling in the CLI). */
   signal?: AbortSignal;
   /**
-   * How containers get the in-lab code: "bind" (the checkout, read-only), "volume" (a payload
-   * volume shipped through the Docker API: remote engines) or "auto" (default: EGRESSLAB_PAYLOAD,
-   * else volume when DOCKER_HOST is another machine). See harness/lab/payload.ts.
+   * How containers get the in-lab code: "bundle" (the bundled payload, unpacked in the host cache,
+   * read-only), "bind" (the checkout, read-only: a rebuilt dist/ is live in every new process),
+   * "volume" (the payload in a volume shipped through the Docker API: remote engines) or "auto"
+   * (default: EGRESSLAB_PAYLOAD, else volume when DOCKER_HOST is another machine, else bundle).
+   * See harness/lab/payload.ts.
    */
   payload?: PayloadMode | 'auto';
+  /**
+   * Which Node.js runs the in-lab programs: "image" (the base image's), "host" (this machine's,
+   * mounted over /usr/bin/node) or "auto" (default: EGRESSLAB_LAB_NODE, else the host's when it
+   * runs in the image). See harness/docker/lab-node.ts.
+   */
+  node?: LabNodeMode;
 }
 
 /** A fresh random lab id (`lab-xxxxxx`). */
@@ -135,11 +144,12 @@ export class Lab extends DockerRuntime implements AsyncDisposable {
     const id = options.id ?? randomLabId();
     checkLabId(id);
     const payloadChoice = choosePayloadMode(options.payload);
+    const nodeChoice = labNodeMode(options.node);
     assertBuilt();
     // a bad EGRESSLAB_START_CONCURRENCY is refused before anything is created
     if (options.topology.cluster) startConcurrency();
     // Bundling the payload is host work: it overlaps the engine round trips below.
-    const payload = payloadChoice.mode === 'volume' ? buildPayload() : undefined;
+    const payload = preparePayload(payloadChoice);
     payload?.catch(() => {});
     await assertEngine();
     const existing = await docker().listContainers({ all: true, filters: { label: [`${LABEL.lab}=${id}`] } });
@@ -155,7 +165,7 @@ export class Lab extends DockerRuntime implements AsyncDisposable {
       // a persistent lab outlives this process: until it is up, it says so, and prune removes it if this process dies
       if (persistent) await markBuilding(id, lab.labels(BUILDING_KEY, 'marker', true));
       abortCheck();
-      await lab.startContainers(persistent, progress, options.signal, payloadChoice, payload);
+      await lab.startContainers(persistent, progress, options.signal, payloadChoice, payload, nodeChoice);
       abortCheck();
       // The cluster's first half (files, controller boot) needs no network: it overlaps the wiring.
       const prepared = lab.topology.cluster ? prepareCluster(lab) : undefined;
@@ -186,8 +196,11 @@ export class Lab extends DockerRuntime implements AsyncDisposable {
     const labels = routers[0]!.Labels;
     const topology = parseTopology(JSON.parse(labels[LABEL.topology] ?? '{}'), `lab ${labels[LABEL.lab]} topology label`);
     const lab = new Lab(labels[LABEL.lab]!, topology, routers[0]!.Image);
-    const payload = /^volume:([0-9a-f]+)$/.exec(labels[LABEL.payload] ?? '');
-    if (payload) lab.payload = { mode: 'volume', hash: payload[1], volume: payloadVolumeName(lab.id) };
+    const payload = /^(volume|bundle):([0-9a-f]+|prebuilt)$/.exec(labels[LABEL.payload] ?? '');
+    if (payload?.[1] === 'volume') lab.payload = { mode: 'volume', hash: payload[2], volume: payloadVolumeName(lab.id) };
+    else if (payload?.[1] === 'bundle') lab.payload = { mode: 'bundle', hash: payload[2] };
+    const node = /^host:(.+)$/.exec(labels[LABEL.node] ?? '');
+    if (node) lab.nodeRuntime = { kind: 'host', version: node[1], reason: 'label of the running lab' };
     return lab;
   }
 

@@ -5,16 +5,18 @@
  */
 import { spawn } from 'node:child_process';
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, realpathSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it, onTestFinished } from 'vitest';
 import { Lab } from './lab.js';
 import { LABEL, docker } from '../docker/client.js';
 import { startTestLab, randomPublicAddress } from '../testing/lab.js';
 import { projectRoot } from '../util/paths.js';
 import { pollUntil } from '../util/poll.js';
 import { LINK_ALIAS_PREFIX } from './wiring.js';
+import { stateDir } from '../cluster/background-forward.js';
+import { topologyFromArg } from '../topology/load.js';
 
 const started: Lab[] = [];
 afterAll(async () => {
@@ -67,6 +69,45 @@ describe('two labs with the same addresses', () => {
   });
 });
 
+describe('how the in-lab code gets in', () => {
+  async function mountsOf(lab: Lab): Promise<{ code: string; node: string | undefined; labels: (string | undefined)[] }> {
+    const [c] = await docker().listContainers({ all: true, filters: { label: [`${LABEL.lab}=${lab.id}`, `${LABEL.key}=node-1`] } });
+    const info = await docker().getContainer(c!.Id).inspect();
+    const m = info.Mounts.find((x) => x.Destination === '/opt/egresslab');
+    const n = info.Mounts.find((x) => x.Destination === '/usr/bin/node');
+    return { code: m?.Type === 'bind' ? m.Source : `${m?.Type}`, node: n?.Source, labels: [info.Config.Labels[LABEL.payload], info.Config.Labels[LABEL.node]] };
+  }
+
+  it("by default the bundled payload, unpacked once on the host, run by this machine's Node.js; bind mode mounts the checkout", async () => {
+    const bundled = started[0]!;
+    expect(bundled.payload.mode).toBe('bundle');
+    const hash = bundled.payload.hash!.slice(0, 12);
+    // this machine's node runs in the Debian image (lab-node.ts): mounted over the image's
+    expect(bundled.nodeRuntime).toMatchObject({ kind: 'host', binary: realpathSync(process.execPath), version: process.version });
+    expect(await mountsOf(bundled)).toEqual({
+      code: join(stateDir(), 'payload', hash),
+      node: realpathSync(process.execPath),
+      labels: [`bundle:${hash}`, `host:${process.version}`],
+    });
+    // the programs run from there: a probe from node-1 runs the bundled probe client in the node
+    const r = await bundled.exec('node-1', [
+      'sh',
+      '-c',
+      'cat /opt/egresslab/payload.json; test ! -e /opt/egresslab/node_modules && echo no-node-modules; node --version',
+    ]);
+    expect(r.stdout).toContain('"harness/inlab/probe-client"');
+    expect(r.stdout).toContain('no-node-modules');
+    expect(r.stdout.trim().split('\n').pop()).toBe(process.version);
+    const bind = await Lab.up({ topology: topologyFromArg('foundation'), id: `bm-${Date.now().toString(36)}`, payload: 'bind', node: 'image' });
+    started.push(bind);
+    expect(bind.payload).toEqual({ mode: 'bind' });
+    expect(bind.nodeRuntime).toEqual({ kind: 'image', reason: 'Lab option node' });
+    expect(await mountsOf(bind)).toEqual({ code: projectRoot(), node: undefined, labels: ['bind', 'image'] });
+    const p = await bind.probe('node-1', randomPublicAddress(), { proto: 'udp' });
+    expect(p).toMatchObject({ observedSource: '192.168.1.1', replyReceived: true, observedBy: 'internet' });
+  });
+});
+
 describe('teardown', () => {
   it('down removes every container, network, volume and link of the lab', async () => {
     const lab = await startTestLab('foundation', 'td');
@@ -107,6 +148,7 @@ describe('teardown', () => {
 describe('bad input changes nothing', () => {
   it('a bad topology is refused with a message naming the field, and no container is created', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'egl-topo-'));
+    onTestFinished(() => rmSync(dir, { recursive: true, force: true }));
     const file = join(dir, 'bad.yaml');
     writeFileSync(file, 'nodes:\n  - { name: node-1, address: 192.168.2.1, podCIDR: 10.10.10.0/24 }\n');
     const r = await new Promise<{ code: number | null; stderr: string }>((resolve) => {
@@ -132,6 +174,5 @@ describe('bad input changes nothing', () => {
 });
 
 async function startTestLabWithId(id: string): Promise<Lab> {
-  const { topologyFromArg } = await import('../topology/load.js');
   return Lab.up({ topology: topologyFromArg('foundation'), id });
 }

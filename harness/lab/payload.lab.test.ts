@@ -84,6 +84,8 @@ describe('a lab through a TCP engine, in volume mode', () => {
     expect(connections).toBeGreaterThan(10);
     expect(lab!.payload).toMatchObject({ mode: 'volume', volume: payloadVolumeName(id) });
     expect(lab!.payload.hash).toMatch(/^[0-9a-f]{64}$/);
+    // an engine on another machine cannot see this one's node binary: the image's runs the programs
+    expect(lab!.nodeRuntime).toMatchObject({ kind: 'image', reason: expect.stringMatching(/payload volume/) });
   });
 
   it('no container bind-mounts anything; each lab container mounts the payload volume read-only', async () => {

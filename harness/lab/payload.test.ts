@@ -3,12 +3,12 @@
  * small synthetic project (no Docker, no build output needed).
  */
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
-import { afterAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import {
   buildPayload,
+  bundledPayloadDir,
   choosePayloadMode,
   dockerHostIsRemote,
   isLoopbackHost,
@@ -16,19 +16,13 @@ import {
   payloadEntries,
   prebuiltPayloadDir,
   tarArchive,
+  untar as unpack,
   writePrebuiltPayload,
 } from './payload.js';
 import { ValidationError } from '../util/errors.js';
+import { useTempDirs } from '../testing/temp-dirs.js';
 
-const temps: string[] = [];
-afterAll(() => {
-  for (const t of temps) rmSync(t, { recursive: true, force: true });
-});
-function tmp(prefix: string): string {
-  const d = mkdtempSync(join(tmpdir(), prefix));
-  temps.push(d);
-  return d;
-}
+const tmp = useTempDirs();
 
 describe('dockerHostIsRemote', () => {
   it.each([undefined, '', 'unix:///var/run/docker.sock', 'unix:///run/user/1000/docker.sock', 'npipe:////./pipe/docker_engine'])('%s is local', (h) => {
@@ -62,10 +56,10 @@ describe('dockerHostIsRemote', () => {
 });
 
 describe('choosePayloadMode', () => {
-  it('a local engine binds the checkout; another machine gets the volume', () => {
-    expect(choosePayloadMode(undefined, {})).toMatchObject({ mode: 'bind' });
-    expect(choosePayloadMode(undefined, { DOCKER_HOST: 'unix:///var/run/docker.sock' })).toMatchObject({ mode: 'bind' });
-    expect(choosePayloadMode(undefined, { DOCKER_HOST: 'tcp://127.0.0.1:2375' })).toMatchObject({ mode: 'bind' });
+  it('a local engine mounts the bundled payload; another machine gets the volume', () => {
+    expect(choosePayloadMode(undefined, {})).toMatchObject({ mode: 'bundle' });
+    expect(choosePayloadMode(undefined, { DOCKER_HOST: 'unix:///var/run/docker.sock' })).toMatchObject({ mode: 'bundle' });
+    expect(choosePayloadMode(undefined, { DOCKER_HOST: 'tcp://127.0.0.1:2375' })).toMatchObject({ mode: 'bundle' });
     expect(choosePayloadMode(undefined, { DOCKER_HOST: 'ssh://ci@engine-1' })).toEqual({
       mode: 'volume',
       reason: 'DOCKER_HOST=ssh://ci@engine-1 is another machine',
@@ -77,7 +71,11 @@ describe('choosePayloadMode', () => {
     expect(choosePayloadMode(undefined, { EGRESSLAB_PAYLOAD: 'volume' })).toEqual({ mode: 'volume', reason: 'EGRESSLAB_PAYLOAD=volume' });
     expect(choosePayloadMode(undefined, { EGRESSLAB_PAYLOAD: 'bind', DOCKER_HOST: 'tcp://10.1.2.3:2376' })).toMatchObject({ mode: 'bind' });
     expect(choosePayloadMode(undefined, { EGRESSLAB_PAYLOAD: 'auto', DOCKER_HOST: 'tcp://10.1.2.3:2376' })).toMatchObject({ mode: 'volume' });
-    expect(choosePayloadMode(undefined, { EGRESSLAB_PAYLOAD: '' })).toMatchObject({ mode: 'bind' });
+    expect(choosePayloadMode(undefined, { EGRESSLAB_PAYLOAD: '' })).toMatchObject({ mode: 'bundle' });
+    expect(choosePayloadMode(undefined, { EGRESSLAB_PAYLOAD: 'bundle', DOCKER_HOST: 'tcp://10.1.2.3:2376' })).toEqual({
+      mode: 'bundle',
+      reason: 'EGRESSLAB_PAYLOAD=bundle',
+    });
     expect(choosePayloadMode('bind', { EGRESSLAB_PAYLOAD: 'volume' })).toEqual({ mode: 'bind', reason: 'Lab option payload' });
     expect(choosePayloadMode('volume', {})).toMatchObject({ mode: 'volume' });
     // A forced mode does not need DOCKER_HOST to parse.
@@ -86,10 +84,10 @@ describe('choosePayloadMode', () => {
 
   it('bad values are refused, naming the variable or option and the value', () => {
     expect(() => choosePayloadMode(undefined, { EGRESSLAB_PAYLOAD: 'Volume' })).toThrow(
-      /environment: EGRESSLAB_PAYLOAD: expected "bind", "volume" or "auto" \(value: "Volume"\)/,
+      /environment: EGRESSLAB_PAYLOAD: expected "bundle", "bind", "volume" or "auto" \(value: "Volume"\)/,
     );
     expect(() => choosePayloadMode(undefined, { EGRESSLAB_PAYLOAD: 'copy' })).toThrow(ValidationError);
-    expect(() => choosePayloadMode('tar', {})).toThrow(/lab options: payload: expected "bind", "volume" or "auto" \(value: "tar"\)/);
+    expect(() => choosePayloadMode('tar', {})).toThrow(/lab options: payload: expected "bundle", "bind", "volume" or "auto" \(value: "tar"\)/);
     expect(() => choosePayloadMode(undefined, { DOCKER_HOST: 'docker:2375' })).toThrow(/DOCKER_HOST.*"docker:2375"/);
   });
 });
@@ -130,6 +128,26 @@ describe('tarArchive', () => {
   it('refuses paths that would escape the target', async () => {
     await expect(tarArchive([{ path: '../etc/passwd', content: '' }])).rejects.toThrow(/bad tar path "..\/etc\/passwd"/);
     await expect(tarArchive([{ path: '/abs', content: '' }])).rejects.toThrow(/bad tar path "\/abs"/);
+  });
+  it('untar unpacks what tarArchive packed, byte for byte; an archive of something else is refused', async () => {
+    const files = [
+      { path: 'dist/b.js', content: 'b' },
+      { path: 'dist/sub/a.js', content: Buffer.from([0, 1, 2, 255]) },
+      { path: 'empty/', content: undefined },
+      { path: `${'d'.repeat(60)}/${'e'.repeat(60)}/long.js`, content: 'x'.repeat(1000) },
+    ];
+    const dir = join(tmp('egl-unpack-'), 'out');
+    await unpack(await tarArchive(files), dir);
+    expect([...readFileSync(join(dir, 'dist/sub/a.js'))]).toEqual([0, 1, 2, 255]);
+    expect(readFileSync(join(dir, 'dist/b.js'), 'utf8')).toBe('b');
+    expect(readFileSync(join(dir, files[3]!.path), 'utf8')).toBe('x'.repeat(1000));
+    expect(readdirSync(join(dir, 'empty'))).toEqual([]);
+    // a symbolic link (made by the system's tar) is not something a payload holds
+    const src = tmp('egl-link-');
+    writeFileSync(join(src, 'target'), 't');
+    execFileSync('ln', ['-s', '/etc/passwd', join(src, 'link')]);
+    const withLink = execFileSync('tar', ['-cf', '-', '-C', src, 'link']);
+    await expect(unpack(withLink, join(tmp('egl-unpack-'), 'out'))).rejects.toThrow(/unexpected symlink entry "link"/);
   });
 });
 
@@ -212,6 +230,54 @@ describe('buildPayload', () => {
     await expect(buildPayload({ root, cacheDir: null })).rejects.toThrow(/cannot be bundled:\n.*not-installed-pkg/);
     rmSync(join(root, 'dist/harness/inlab/responder.js'));
     expect(() => payloadEntries(root)).toThrow(/dist\/harness\/inlab\/responder\.js is missing: run "npm run build" first/);
+  });
+});
+
+describe('bundledPayloadDir (bundle mode)', () => {
+  it('unpacks the payload once per content hash, runs from there, and reuses it', async () => {
+    const root = fakeProject();
+    const cacheDir = tmp('egl-payload-cache-');
+    const first = await bundledPayloadDir({ root, cacheDir });
+    expect(first).toMatchObject({ dir: join(cacheDir, first.hash.slice(0, 12)), unpacked: true });
+    expect(first.payload?.cached).toBe(false);
+    // what is in the folder is what the archive holds
+    expect(readFileSync(join(first.dir, 'dist/agent/main.js'), 'utf8')).toBe(readFileSync(join(untar(first.payload!.tar).dir, 'dist/agent/main.js'), 'utf8'));
+    const stdout = execFileSync(process.execPath, [join(first.dir, 'dist/agent/main.js')], { encoding: 'utf8' });
+    expect(JSON.parse(stdout)).toMatchObject({ who: 'hello lab', self: 'file:///opt/egresslab/dist/agent/main.js' });
+    const again = await bundledPayloadDir({ root, cacheDir });
+    expect(again).toMatchObject({ dir: first.dir, hash: first.hash, unpacked: false });
+    expect(again.payload?.cached).toBe(true);
+    expect(readdirSync(cacheDir).filter((n) => n.includes('.tmp-'))).toEqual([]);
+  });
+
+  it('a new build gets a new folder; old ones go once unused for an hour, never while a lab mounts them', async () => {
+    const root = fakeProject();
+    const cacheDir = tmp('egl-payload-cache-');
+    const a = await bundledPayloadDir({ root, cacheDir });
+    writeFileSync(join(root, 'node_modules/fakepkg/index.js'), 'exports.greet = (n) => "hi " + n;\n');
+    const inUse = new Set<string>();
+    let asked = 0;
+    const b = await bundledPayloadDir({ root, cacheDir, inUse: async () => (asked++, inUse) });
+    expect(b.dir).not.toBe(a.dir);
+    expect(b.unpacked).toBe(true);
+    // a is recent: kept without asking the engine
+    expect(existsSync(a.dir)).toBe(true);
+    expect(asked).toBe(0);
+    // a is old but mounted: kept
+    const old = new Date(Date.now() - 2 * 3600_000);
+    utimesSync(a.dir, old, old);
+    inUse.add(a.hash.slice(0, 12));
+    writeFileSync(join(root, 'node_modules/fakepkg/index.js'), 'exports.greet = (n) => "hey " + n;\n');
+    const c = await bundledPayloadDir({ root, cacheDir, inUse: async () => (asked++, inUse) });
+    expect(asked).toBe(1);
+    expect(existsSync(a.dir)).toBe(true);
+    expect(existsSync(b.dir)).toBe(true);
+    // a is old and no longer mounted: removed at the next new payload; the current one stays
+    inUse.clear();
+    writeFileSync(join(root, 'node_modules/fakepkg/index.js'), 'exports.greet = (n) => "yo " + n;\n');
+    const d = await bundledPayloadDir({ root, cacheDir, inUse: async () => inUse });
+    expect(existsSync(a.dir)).toBe(false);
+    expect([b.dir, c.dir, d.dir].every((x) => existsSync(x))).toBe(true);
   });
 });
 
