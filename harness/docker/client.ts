@@ -38,7 +38,7 @@ export async function assertEngine(d: Docker = docker()): Promise<{ apiVersion: 
 
 export const LABEL = Object.freeze({
   lab: 'egresslab.lab',
-  /** how the lab's containers get the in-lab code: "bind" or "volume:<payload hash>" */
+  /** how the lab's containers get the in-lab code: "bind", "bundle:<payload hash>" or "volume:<payload hash>" */
   payload: 'egresslab.payload',
   /** which Node.js the lab's programs run: "image" or "host:<version>" (lab-node.ts) */
   node: 'egresslab.node',

@@ -265,11 +265,13 @@ function engineError(spec: LabContainerSpec, error: unknown): Error {
       { cause: error },
     );
   }
-  const bind = spec.mounts.find((m) => m.type === 'bind');
+  // the mount the engine names (the in-lab code's folder, or the node binary mounted over /usr/bin/node)
+  const binds = spec.mounts.filter((m) => m.type === 'bind');
+  const bind = binds.find((m) => message.includes(m.source)) ?? binds[0];
   if (bind && /bind source path does not exist/i.test(message)) {
     return new LabError(
-      `${spec.name}: the Docker engine cannot see ${bind.source} (the in-lab code's folder, bind-mounted at ${bind.target}; ` +
-        `a remote engine?): set EGRESSLAB_PAYLOAD=volume to ship the in-lab code through the Docker API instead`,
+      `${spec.name}: the Docker engine cannot see ${bind.source} (bind-mounted at ${bind.target}; a remote engine?): ` +
+        `set EGRESSLAB_PAYLOAD=volume to ship the in-lab code through the Docker API instead (the lab then runs the image's node)`,
       { cause: error },
     );
   }

@@ -27,7 +27,7 @@ describe('labNodeMode', () => {
 });
 
 describe('chooseLabNode', () => {
-  function setup(over: Partial<ChooseLabNodeArgs> = {}, answer: NodeCheck = { ok: true, output: 'v20.1.0 x64\n' }) {
+  function setup(over: Partial<ChooseLabNodeArgs> = {}, answer: NodeCheck = { ok: true, output: '/usr/bin/node\nv20.1.0 x64\n' }) {
     const dir = tmp('egl-labnode-');
     const binary = join(dir, 'node');
     writeFileSync(binary, 'not really node');
@@ -78,15 +78,30 @@ describe('chooseLabNode', () => {
     // remembered: not checked again
     expect((await chooseLabNode(fails.args)).reason).toMatch(/did not run in egresslab-base:x \(checked .*\): exit 127/);
     expect(fails.calls).toHaveLength(1);
-    const other = setup({}, { ok: true, output: 'v18.20.4 x64' });
-    expect((await chooseLabNode(other.args)).reason).toMatch(/printed "v18.20.4 x64", expected "v20.1.0 x64"/);
+    // an image whose PATH finds another node first would not run the mounted one: refused, remembered
+    const path = setup({}, { ok: true, output: '/usr/local/bin/node\nv20.1.0 x64' });
+    expect((await chooseLabNode(path.args)).reason).toMatch(/in egresslab-base:x "node" is "\/usr\/local\/bin\/node", not \/usr\/bin\/node/);
+    expect((await chooseLabNode(path.args)).kind).toBe('image');
+    expect(path.calls).toHaveLength(1);
   });
 
-  it('a check that timed out is not remembered', async () => {
-    const s = setup({}, { ok: false, message: 'no answer within 60000 ms', transient: true });
-    expect((await chooseLabNode(s.args)).kind).toBe('image');
-    expect((await chooseLabNode(s.args)).kind).toBe('image');
-    expect(s.calls).toHaveLength(2);
+  it('another version than this process (the binary replaced meanwhile) is refused but checked again next time', async () => {
+    const other = setup({}, { ok: true, output: '/usr/bin/node\nv18.20.4 x64' });
+    expect((await chooseLabNode(other.args)).reason).toMatch(/printed "v18.20.4 x64", expected "v20.1.0 x64"/);
+    expect((await chooseLabNode(other.args)).kind).toBe('image');
+    expect(other.calls).toHaveLength(2);
+    // the process that has the new version takes it from the cache
+    expect(await chooseLabNode({ ...other.args, expect: 'v18.20.4 x64' })).toMatchObject({ kind: 'host', version: 'v18.20.4' });
+    expect(other.calls).toHaveLength(2);
+  });
+
+  it('a check the engine did not run (API error, removed by a teardown, timeout) is not remembered', async () => {
+    for (const message of ['no answer within 60000 ms', 'No such container: 5f1e', 'bind source path does not exist: /usr/bin/node']) {
+      const s = setup({}, { ok: false, message, transient: true });
+      expect((await chooseLabNode(s.args)).reason).toContain(message);
+      expect((await chooseLabNode(s.args)).kind).toBe('image');
+      expect(s.calls).toHaveLength(2);
+    }
   });
 
   it('never with a volume payload or on another platform; "host" then fails naming why, "image" never checks', async () => {

@@ -12,8 +12,11 @@
  *          CPU-seconds. A cluster lab starts some twenty Node programs, and faults restart some.
  *   auto   (default) host when that binary runs in the lab image, else image. Whether it runs is
  *          checked once per (image, binary) in a throwaway container with no network and no
- *          capability, and remembered in the state dir (lab-node.json). Never with the volume
- *          payload: a remote engine cannot see this machine's files.
+ *          capability, and remembered in the state dir (lab-node.json; delete it to check again).
+ *          Remembered is what the binary did there; an engine that failed to run the check, and a
+ *          version other than this process's (the binary replaced meanwhile), are checked again
+ *          at the next lab. Never with the volume payload: a remote engine cannot see this
+ *          machine's files.
  *
  * EGRESSLAB_LAB_NODE (or the Lab option `node`) picks one; a bad value is refused naming it.
  * The lab's containers carry the choice in the label egresslab.node ("image" or "host:<version>").
@@ -80,7 +83,7 @@ export interface ChooseLabNodeArgs {
   binary?: string;
   /** default: process.version and process.arch */
   expect?: string;
-  /** runs `node -p 'process.version + " " + process.arch'` with `binary` over /usr/bin/node in `image` */
+  /** runs `command -v node` and `node -p 'process.version + " " + process.arch'` with `binary` over /usr/bin/node in `image` (checkNodeInImage) */
   check: (image: string, binary: string) => Promise<NodeCheck>;
   /** the cache file (default <state dir>/lab-node.json); null: no cache */
   cacheFile: string | null;
@@ -89,7 +92,9 @@ export interface ChooseLabNodeArgs {
 }
 
 interface CacheEntry {
-  ok: boolean;
+  /** the check's container ran the binary to its end with exit status 0 */
+  ran: boolean;
+  /** what it printed (ran), else why it did not run */
   output: string;
   checkedAt: string;
 }
@@ -152,25 +157,35 @@ export async function chooseLabNode(a: ChooseLabNodeArgs): Promise<LabNode> {
   const expect = a.expect ?? `${process.version} ${process.arch}`;
   const version = expect.split(' ')[0]!;
   const key = cacheKey(a.imageId, binary);
+  const judge = (e: CacheEntry, when: string): LabNode | 'again' => {
+    if (!e.ran) return refuse(`${binary} did not run in ${a.image}${when}: ${e.output}`);
+    const [path, printed] = e.output.split('\n').map((l) => l.trim());
+    // the lab's programs call plain "node": an image whose PATH finds another one first would not run the mounted binary
+    if (path !== IN_LAB_NODE) return refuse(`in ${a.image} "node" is ${JSON.stringify(path)}, not ${IN_LAB_NODE}, where the binary is mounted`);
+    if (printed === expect) return { kind: 'host', binary, version, reason: `${a.from}; ran in ${a.image}${when}` };
+    // another version than this process's: the binary was replaced since this process started (an
+    // upgrade during a long run), or since the check; never remembered as "does not run"
+    return 'again';
+  };
   const cached = readCache(a.cacheFile)[key];
-  if (cached) {
-    if (cached.ok && cached.output === expect) return { kind: 'host', binary, version, reason: `${a.from}; ran in ${a.image} (checked ${cached.checkedAt})` };
-    if (!cached.ok) return refuse(`${binary} did not run in ${a.image} (checked ${cached.checkedAt}): ${cached.output}`);
+  if (cached && typeof cached.ran === 'boolean') {
+    const j = judge(cached, ` (checked ${cached.checkedAt})`);
+    if (j !== 'again') return j;
   }
   const r = await a.check(a.image, binary);
-  const ok = r.ok && r.output.trim() === expect;
-  const output = r.ok ? r.output.trim() : r.message;
-  if (r.ok || !r.transient) writeCache(a.cacheFile, key, { ok, output, checkedAt: new Date().toISOString() });
-  if (ok) return { kind: 'host', binary, version, reason: `${a.from}; ran in ${a.image}` };
-  return refuse(
-    r.ok ? `${binary} in ${a.image} printed ${JSON.stringify(output)}, expected ${JSON.stringify(expect)}` : `${binary} did not run in ${a.image}: ${output}`,
-  );
+  const entry: CacheEntry = { ran: r.ok, output: r.ok ? r.output.trim() : r.message, checkedAt: new Date().toISOString() };
+  // remembered: what the binary did in the image; not: the engine failing to run the check (an
+  // API error, the container removed by a teardown meanwhile, a timeout), which says nothing about it
+  if (r.ok || !r.transient) writeCache(a.cacheFile, key, entry);
+  const j = judge(entry, '');
+  if (j !== 'again') return j;
+  return refuse(`${binary} in ${a.image} printed ${JSON.stringify(entry.output.split('\n')[1] ?? '')}, expected ${JSON.stringify(expect)}`);
 }
 
 /**
- * Runs the binary in the image the way lab containers would (mounted read-only over /usr/bin/node)
- * in a throwaway container: no network, no capability, labelled with the lab's id (prune removes a
- * leftover), removed afterwards. Bounded by `timeoutMs`.
+ * Runs the binary in the image the way lab containers would (mounted read-only over /usr/bin/node,
+ * called as plain "node") in a throwaway container: no network, no capability, labelled with the
+ * lab's id (down and prune remove a leftover), removed afterwards. Bounded by `timeoutMs`.
  */
 export async function checkNodeInImage(image: string, binary: string, labels: Record<string, string>, timeoutMs = 60_000): Promise<NodeCheck> {
   const d = docker();
@@ -179,7 +194,8 @@ export async function checkNodeInImage(image: string, binary: string, labels: Re
   try {
     container = await d.createContainer({
       Image: image,
-      Cmd: [IN_LAB_NODE, '-p', 'process.version + " " + process.arch'],
+      // the path "node" resolves to (the lab's programs call plain "node"), then what it says it is
+      Cmd: ['sh', '-c', 'command -v node && node -p \'process.version + " " + process.arch\''],
       Tty: true,
       Labels: { ...labels, [LABEL.managed]: 'true' },
       NetworkDisabled: true,
@@ -202,7 +218,8 @@ export async function checkNodeInImage(image: string, binary: string, labels: Re
     });
     return await Promise.race([run, limit]);
   } catch (error) {
-    return { ok: false, message: String((error as { json?: { message?: string } }).json?.message ?? (error as Error).message) };
+    // the engine did not run the check (or a teardown removed its container meanwhile): nothing learnt about the binary
+    return { ok: false, message: String((error as { json?: { message?: string } }).json?.message ?? (error as Error).message), transient: true };
   } finally {
     if (timer) clearTimeout(timer);
     await container?.remove({ force: true }).catch(() => {});

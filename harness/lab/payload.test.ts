@@ -275,9 +275,29 @@ describe('bundledPayloadDir (bundle mode)', () => {
     // a is old and no longer mounted: removed at the next new payload; the current one stays
     inUse.clear();
     writeFileSync(join(root, 'node_modules/fakepkg/index.js'), 'exports.greet = (n) => "yo " + n;\n');
+    // and so is what a process that died while unpacking left, once as old; a recent one stays
+    const deadUnpack = `${a.dir}.tmp-99999-1`;
+    const liveUnpack = `${b.dir}.tmp-99998-2`;
+    mkdirSync(join(deadUnpack, 'dist'), { recursive: true });
+    mkdirSync(liveUnpack);
+    utimesSync(deadUnpack, old, old);
     const d = await bundledPayloadDir({ root, cacheDir, inUse: async () => inUse });
     expect(existsSync(a.dir)).toBe(false);
+    expect(existsSync(deadUnpack)).toBe(false);
+    expect(existsSync(liveUnpack)).toBe(true);
     expect([b.dir, c.dir, d.dir].every((x) => existsSync(x))).toBe(true);
+  });
+
+  it('a folder an interrupted removal left without payload.json is unpacked again', async () => {
+    const root = fakeProject();
+    const cacheDir = tmp('egl-payload-cache-');
+    const a = await bundledPayloadDir({ root, cacheDir });
+    rmSync(join(a.dir, 'payload.json'));
+    rmSync(join(a.dir, 'dist/agent'), { recursive: true });
+    const again = await bundledPayloadDir({ root, cacheDir });
+    expect(again).toMatchObject({ dir: a.dir, unpacked: true });
+    expect(existsSync(join(a.dir, 'payload.json'))).toBe(true);
+    expect(existsSync(join(a.dir, 'dist/agent/main.js'))).toBe(true);
   });
 });
 

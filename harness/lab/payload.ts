@@ -424,19 +424,26 @@ export async function bundledPayloadDir(options: BuildPayloadOptions & { inUse?:
   const dir = join(cacheDir, payload.hash.slice(0, 12));
   if (existsSync(join(dir, 'payload.json'))) {
     // used now: an hour before another process's prune may take it (pruneUnpacked)
-    const now = new Date();
-    utimesSync(dir, now, now);
-    return { dir, hash: payload.hash, payload, unpacked: false };
+    try {
+      const now = new Date();
+      utimesSync(dir, now, now);
+      if (existsSync(join(dir, 'payload.json'))) return { dir, hash: payload.hash, payload, unpacked: false };
+    } catch {
+      // pruned meanwhile (it was an hour old and unused): unpacked again below
+    }
   }
   mkdirSync(cacheDir, { recursive: true });
   const tmp = `${dir}.tmp-${process.pid}-${Date.now()}`;
   try {
     await untar(payload.tar, tmp);
+    // a folder without payload.json is what an interrupted removal left: never mounted complete
+    if (existsSync(dir) && !existsSync(join(dir, 'payload.json'))) rmSync(dir, { recursive: true, force: true });
     try {
       renameSync(tmp, dir);
     } catch (error) {
       // another process unpacked the same payload meanwhile: same content, keep theirs
-      if (!existsSync(join(dir, 'payload.json'))) throw error;
+      if (!existsSync(join(dir, 'payload.json')))
+        throw new LabError(`payload: cannot put the unpacked payload in place at ${dir}: ${(error as Error).message}`, { cause: error });
     }
   } finally {
     rmSync(tmp, { recursive: true, force: true });
@@ -445,14 +452,36 @@ export async function bundledPayloadDir(options: BuildPayloadOptions & { inUse?:
   return { dir, hash: payload.hash, payload, unpacked: true };
 }
 
-/** Removes unpacked payloads (folders named by 12 hex digits) that no lab mounts and that are older than UNPACKED_KEEP_MS. */
+/**
+ * Removes, from the host cache, unpacked payloads (folders named by 12 hex digits) that no lab
+ * container mounts and that no process used for UNPACKED_KEEP_MS, and unpacking leftovers
+ * (`*.tmp-*`, a process that died while unpacking) as old. The age is read again after the engine
+ * said what is mounted: a process that reused the folder meanwhile keeps it.
+ */
 async function pruneUnpacked(cacheDir: string, keep: string, inUse: () => Promise<Set<string>>): Promise<void> {
-  const old = readdirSync(cacheDir).filter(
-    (n) => /^[0-9a-f]{12}$/.test(n) && n !== keep && Date.now() - statSync(join(cacheDir, n)).mtimeMs > UNPACKED_KEEP_MS,
-  );
-  if (old.length === 0) return;
+  const old = (n: string): boolean => {
+    try {
+      return Date.now() - statSync(join(cacheDir, n)).mtimeMs > UNPACKED_KEEP_MS;
+    } catch {
+      return false;
+    }
+  };
+  const names = readdirSync(cacheDir);
+  for (const n of names.filter((n) => /^[0-9a-f]{12}\.tmp-/.test(n) && old(n))) rmSync(join(cacheDir, n), { recursive: true, force: true });
+  const candidates = names.filter((n) => /^[0-9a-f]{12}$/.test(n) && n !== keep && old(n));
+  if (candidates.length === 0) return;
   const used = await inUse();
-  for (const n of old) if (!used.has(n)) rmSync(join(cacheDir, n), { recursive: true, force: true });
+  for (const n of candidates) {
+    if (used.has(n) || !old(n)) continue;
+    // out of the way first (one rename): a process that looks for it now unpacks it again
+    const trash = join(cacheDir, `${n}.tmp-prune-${process.pid}-${Date.now()}`);
+    try {
+      renameSync(join(cacheDir, n), trash);
+    } catch {
+      continue;
+    }
+    rmSync(trash, { recursive: true, force: true });
+  }
 }
 
 /** Unpacks a payload archive (tarArchive: files and directories only, relative paths) into `dir`. */
