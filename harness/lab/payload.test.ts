@@ -148,6 +148,12 @@ describe('tarArchive', () => {
     execFileSync('ln', ['-s', '/etc/passwd', join(src, 'link')]);
     const withLink = execFileSync('tar', ['-cf', '-', '-C', src, 'link']);
     await expect(unpack(withLink, join(tmp('egl-unpack-'), 'out'))).rejects.toThrow(/unexpected symlink entry "link"/);
+    // nor a path climbing out of the folder (made by the system's tar with -P)
+    mkdirSync(join(src, 'sub'));
+    const climbing = execFileSync('tar', ['-cf', '-', '-C', join(src, 'sub'), '-P', '../target']);
+    const out = join(tmp('egl-unpack-'), 'out');
+    await expect(unpack(climbing, out)).rejects.toThrow(/bad tar path "..\/target"/);
+    expect(existsSync(join(out, '..', 'target'))).toBe(false);
   });
 });
 

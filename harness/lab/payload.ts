@@ -122,6 +122,11 @@ export interface TarFile {
   content?: Buffer | string;
 }
 
+/** A path inside a payload archive: relative, and never climbing out of the folder it is unpacked in (tarArchive, untar). */
+function assertTarPath(path: string): void {
+  if (!path || path.startsWith('/') || path.split('/').includes('..')) throw new LabError(`payload: bad tar path ${JSON.stringify(path)}`);
+}
+
 /**
  * A deterministic ustar archive (tar-stream): entries sorted, every parent directory listed, owner
  * root, mode 0644/0755, mtime 0. The same files always give the same bytes.
@@ -129,7 +134,7 @@ export interface TarFile {
 export async function tarArchive(files: TarFile[]): Promise<Buffer> {
   const entries = new Map<string, Buffer | undefined>();
   for (const f of files) {
-    if (!f.path || f.path.startsWith('/') || f.path.split('/').includes('..')) throw new LabError(`payload: bad tar path ${JSON.stringify(f.path)}`);
+    assertTarPath(f.path);
     const parts = f.path.replace(/\/$/, '').split('/');
     for (let i = 1; i < parts.length; i++) entries.set(`${parts.slice(0, i).join('/')}/`, undefined);
     if (f.path.endsWith('/')) entries.set(f.path, undefined);
@@ -489,11 +494,13 @@ export function untar(tar: Buffer, dir: string): Promise<void> {
   return new Promise((resolve, reject) => {
     const ex = tarExtract();
     ex.on('entry', (header, stream, next) => {
-      const name = header.name.replace(/\/$/, '');
-      if (!name || name.startsWith('/') || name.split('/').includes('..')) {
-        ex.destroy(new LabError(`payload: bad tar path ${JSON.stringify(header.name)}`));
+      try {
+        assertTarPath(header.name);
+      } catch (error) {
+        ex.destroy(error as Error);
         return;
       }
+      const name = header.name.replace(/\/$/, '');
       const target = join(dir, name);
       if (header.type === 'directory') {
         mkdirSync(target, { recursive: true });
