@@ -403,6 +403,30 @@ describe('GatewayModule', () => {
     await mod.stop();
     expect(sys.calls.filter((c) => c.op === 'nft').at(-1)!.arg).toMatch(/delete table ip egresslab_ctsync\n$/);
   }, 20_000);
+  it('conntrack sync: conntrackd starts with the first plan that has a floating IP, before anything is SNATed; no gateway, no conntrackd', async () => {
+    const { t, dir } = await controllerAndDir();
+    renew(t, 'worker1');
+    await nodeUp(t, 'worker1');
+    await seedAlice(t, [['frontend-1', 'worker1', '10.10.10.1']]);
+    const w = worker1(t, dir, { removeRulesOnStop: true });
+    const { sys } = w;
+    const mod = await startModule(w, { host: sys, heartbeat: false, garpScheduleMs: [0], conntrackSync: true });
+    await waitFor(() => (mod.status().applies as number) >= 1, 'the first apply', 5000);
+    const spawned = () => sys.calls.findIndex((c) => c.op === 'spawn' && c.arg.startsWith('conntrackd '));
+    expect(spawned(), 'conntrackd started without a gateway').toBe(-1);
+    expect(mod.status()).toMatchObject({ conntrackSync: { enabled: true, running: false } });
+
+    await createGateway(t);
+    await waitFor(() => sys.calls.some((c) => c.op === 'ip' && c.arg === 'address add 192.168.1.100/32 dev eth0'), 'worker1 takes 192.168.1.100', 5000);
+    const snat = sys.calls.findIndex((c) => c.op === 'nft' && c.arg.includes('snat to 192.168.1.100'));
+    expect({ spawned: spawned() > -1, beforeSnat: spawned() < snat }, JSON.stringify(sys.calls.map((c) => `${c.op} ${c.arg.slice(0, 40)}`))).toEqual({
+      spawned: true,
+      beforeSnat: true,
+    });
+    expect(mod.status()).toMatchObject({ conntrackSync: { enabled: true, running: true } });
+    await mod.stop();
+  }, 20_000);
+
   it("conntrack sync: a node taking the IP of its own pods' policy holds their new mid-stream segments until their bindings are re-committed", async () => {
     const { t, dir } = await controllerAndDir();
     // worker2 alone is Up: it gets the IP; worker1's pod is routed to it

@@ -1,7 +1,8 @@
 /**
  * Conntrack state sync between gateway candidates (issue 6, "beyond every peer"; docs/gateway.md).
  *
- * Every node runs conntrackd (NOTRACK mode, multicast on the node segment only: the uplink, with
+ * Every node runs conntrackd once the gateway has a floating IP (gateway-module.ts
+ * ensureConntrackSync; NOTRACK mode, multicast on the node segment only: the uplink, with
  * the node IP as the multicast interface address). What it replicates is chosen in the KERNEL, not
  * by conntrackd's filters (those only look at the original source and the reply source, which are
  * the same for a holder's SNAT entry and for the source node's un-NATed entry of the same flow):

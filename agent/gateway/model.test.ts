@@ -1,12 +1,14 @@
 import { describe, expect, it } from 'vitest';
 import { EGRESS_GW_BYPASS_MARK } from '../masq/constants.js';
 import { renderGateway } from './render.js';
+import type { KubeObject } from '../../lib/kube/types.js';
 import {
   computeGatewayPlan,
   gatewayFromObject,
   nodeFromObject,
   podFromObject,
   policyFromObject,
+  samePlanInput,
   type ModelInput,
   type PodInfo,
   type PolicyInfo,
@@ -308,5 +310,51 @@ describe('API objects -> model', () => {
       nodes: { 'node-2': 'Up' },
     });
     expect(gatewayFromObject(undefined)).toBeNull();
+  });
+});
+
+describe('samePlanInput: which updates re-plan', () => {
+  const node = (extra: Record<string, unknown> = {}, ip = '192.168.0.7') =>
+    ({
+      apiVersion: 'v1',
+      kind: 'Node',
+      metadata: { name: 'node-7', resourceVersion: '1', annotations: { 'egresslab.io/note': 'a' } },
+      spec: { podCIDRs: ['10.20.7.0/24'] },
+      status: { addresses: [{ type: 'InternalIP', address: ip }], conditions: [{ type: 'Ready', status: 'True', lastHeartbeatTime: '2026-12-05T00:00:00Z' }] },
+      ...extra,
+    }) as KubeObject;
+  it("a Node's Ready condition, an annotation and its resourceVersion do not; its InternalIP and pod CIDRs do", () => {
+    const base = node();
+    const ready = node({ status: { addresses: [{ type: 'InternalIP', address: '192.168.0.7' }], conditions: [{ type: 'Ready', status: 'Unknown' }] } });
+    const annotated = node({ metadata: { name: 'node-7', resourceVersion: '2', annotations: { 'egresslab.io/note': 'b' } } });
+    expect(samePlanInput('nodes', base, ready)).toBe(true);
+    expect(samePlanInput('nodes', base, annotated)).toBe(true);
+    expect(samePlanInput('nodes', base, node({}, '192.168.0.8'))).toBe(false);
+    expect(samePlanInput('nodes', base, node({ spec: { podCIDRs: ['10.20.8.0/24'] } }))).toBe(false);
+  });
+  it("a Pod's conditions do not; its labels, IP and phase do; a policy's status does not, its spec does", () => {
+    const pod = (labels: Record<string, string>, status: Record<string, unknown>) =>
+      ({ metadata: { name: 'p', namespace: 'default', labels }, spec: { nodeName: 'node-1' }, status }) as KubeObject;
+    const running = { phase: 'Running', podIP: '10.20.1.5' };
+    expect(samePlanInput('pods', pod({ app: 'a' }, running), pod({ app: 'a' }, { ...running, conditions: [{ type: 'Ready', status: 'False' }] }))).toBe(true);
+    expect(samePlanInput('pods', pod({ app: 'a' }, running), pod({ app: 'b' }, running))).toBe(false);
+    expect(samePlanInput('pods', pod({ app: 'a' }, running), pod({ app: 'a' }, { ...running, podIP: '10.20.1.6' }))).toBe(false);
+    expect(samePlanInput('pods', pod({ app: 'a' }, running), pod({ app: 'a' }, { ...running, phase: 'Succeeded' }))).toBe(false);
+    const policy = (cidrs: string[], status: unknown) =>
+      ({
+        apiVersion: 'networking.gke.io/v1alpha1',
+        kind: 'EgressNATPolicy',
+        metadata: { name: 'alice' },
+        spec: { egressSourceIP: '192.168.1.100', destinationCIDRs: cidrs, egress: [{ podSelector: { matchLabels: { app: 'a' } } }] },
+        status,
+      }) as KubeObject;
+    expect(samePlanInput('policies', policy(['8.8.8.0/24'], {}), policy(['8.8.8.0/24'], { conditions: [{ type: 'Ready', status: 'True' }] }))).toBe(true);
+    expect(samePlanInput('policies', policy(['8.8.8.0/24'], {}), policy(['8.8.4.0/24'], {}))).toBe(false);
+  });
+  it("the gateway's assignments and node states do", () => {
+    const gw = (status: unknown) =>
+      ({ metadata: { name: 'default', namespace: 'kube-system' }, spec: { floatingIPs: ['192.168.1.100'] }, status }) as KubeObject;
+    expect(samePlanInput('gateway', gw({ floatingIPs: { '192.168.1.100': 'node-1' } }), gw({ floatingIPs: { '192.168.1.100': 'node-2' } }))).toBe(false);
+    expect(samePlanInput('gateway', gw({ nodes: { 'node-1': 'Up' } }), gw({ nodes: { 'node-1': 'Down' } }))).toBe(false);
   });
 });

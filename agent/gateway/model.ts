@@ -368,3 +368,25 @@ export function gatewayFromObject(o: KubeObject | undefined): GatewayState | nul
 }
 
 export { networkPolicyFromObject };
+
+/** What computeGatewayPlan reads of one watched object, by the kind of object (the agent's informers). */
+const PLAN_PROJECTIONS = {
+  gateway: gatewayFromObject,
+  policies: policyFromObject,
+  pods: podFromObject,
+  namespaces: namespaceFromObject,
+  nodes: nodeFromObject,
+  networkpolicies: networkPolicyFromObject,
+} as const satisfies Record<string, (o: KubeObject) => unknown>;
+
+export type PlanInputKind = keyof typeof PLAN_PROJECTIONS;
+
+/**
+ * Whether two versions of an object give the plan the same input: an update that changes only what
+ * the plan never reads (a Node's conditions or annotations, a Pod's conditions, a policy's status)
+ * needs no new plan.
+ */
+export function samePlanInput(kind: PlanInputKind, a: KubeObject, b: KubeObject): boolean {
+  const project: (o: KubeObject) => unknown = PLAN_PROJECTIONS[kind];
+  return JSON.stringify(project(a)) === JSON.stringify(project(b));
+}

@@ -47,8 +47,10 @@ import {
   nodeFromObject,
   podFromObject,
   policyFromObject,
+  samePlanInput,
   type GatewayPlan,
   type ModelInput,
+  type PlanInputKind,
   type NodeInfo,
 } from '../gateway/model.js';
 import {
@@ -118,7 +120,8 @@ export interface GatewayModuleOptions {
 }
 
 /** What the module watches through the API (one informer each). */
-type WatchedResource = 'gateway' | 'policies' | 'pods' | 'namespaces' | 'nodes' | 'networkpolicies';
+type WatchedResource = PlanInputKind;
+type ConntrackSyncWanted = NonNullable<GatewayModuleOptions['conntrackSync']>;
 
 interface PolicyStatus {
   name: string;
@@ -201,6 +204,8 @@ export class GatewayModule implements NodeModule {
   private heartbeat: Heartbeat | null = null;
   private ctsync: ConntrackSync | null = null;
   private ctsyncError: string | null = null;
+  /** ensureConntrackSync ran (conntrackd started, or failed to) */
+  private ctsyncTried = false;
   /** own bindings kept from the release of a floating IP, by IP (keepReleased), loaded at its next take */
   private readonly kept = new Map<string, KeptBindings>();
   private fenced = false;
@@ -250,11 +255,16 @@ export class GatewayModule implements NodeModule {
     const c = this.ctx.config;
     this.uplink = this.o.uplink ?? (await this.detectUplink());
     await this.kernelSettings();
-    await this.startConntrackSync();
+    // conntrackd starts with the first plan that has a floating IP (ensureConntrackSync), not here
     const client = this.ctx.client;
-    const on = (what: string) => ({
+    const on = (what: WatchedResource) => ({
       onAdd: () => this.changed(what),
-      onUpdate: () => this.changed(what),
+      // an update that leaves what the plan reads of the object unchanged (a Node's Ready condition,
+      // an annotation, a policy's status) does not re-plan: in a cluster's start every node's Ready
+      // patch reached every agent, and each re-planned for nothing (N x N plans)
+      onUpdate: (o: KubeObject, old: KubeObject) => {
+        if (!samePlanInput(what, o, old)) this.changed(what);
+      },
       onDelete: () => this.changed(what),
       onError: (e: unknown) => this.ctx.log(this.name, `watch ${what}: ${errorMessage(e)}`),
     });
@@ -343,9 +353,27 @@ export class GatewayModule implements NodeModule {
   }
 
   /** conntrackd (if enabled); a failure to start is reported and the gateway runs without sync. */
+  /** conntrack sync is wanted (the config; with an injected kernel fake only when asked for: never the host's conntrackd) */
+  private conntrackSyncWanted(): ConntrackSyncWanted {
+    return this.o.conntrackSync ?? (this.o.host ? false : this.ctx.config.gatewayConntrackSync);
+  }
+
+  /**
+   * Starts conntrackd before the first apply of a plan with a floating IP (once: a failure is
+   * reported and not retried). Until a gateway has a floating IP there is nothing to replicate, and
+   * every node's conntrackd hears every other's multicast once a second (N x N datagrams: 17 % of a
+   * core for an idle 50-node lab, more than its 50 agents). Replication still starts before this
+   * node SNATs anything: the holder's apply that takes an IP starts it first; a standby that starts
+   * later asks the others for their bindings (StartupResync).
+   */
+  private async ensureConntrackSync(plan: GatewayPlan): Promise<void> {
+    if (this.ctsyncTried || plan.floatingIPs.length === 0 || !this.conntrackSyncWanted()) return;
+    this.ctsyncTried = true;
+    await this.startConntrackSync();
+  }
+
   private async startConntrackSync(): Promise<void> {
-    // with an injected kernel fake (tests) it is off unless asked for: never the host's conntrackd
-    const want = this.o.conntrackSync ?? (this.o.host ? false : this.ctx.config.gatewayConntrackSync);
+    const want = this.conntrackSyncWanted();
     if (!want) return;
     const c = this.ctx.config;
     const sync = new ConntrackSync({
@@ -629,6 +657,7 @@ export class GatewayModule implements NodeModule {
     if (!this.synced && this.keepUntilSynced) return;
     const plan = computeGatewayPlan(input);
     if (!force && this.lastPlan && JSON.stringify(plan) === JSON.stringify(this.lastPlan)) return;
+    await this.ensureConntrackSync(plan);
     try {
       await this.program(plan, force);
     } catch (e) {
@@ -1230,7 +1259,11 @@ export class GatewayModule implements NodeModule {
       networkPolicyIsolatedPods: (p?.netpol.pods ?? []).map((x) => ({ ip: x.ip, pod: x.pod, policies: x.policies })),
       warnings: p?.warnings ?? [],
       ...this.st,
-      conntrackSync: this.ctsync ? this.ctsync.status() : { enabled: false, ...(this.ctsyncError ? { error: this.ctsyncError } : {}) },
+      conntrackSync: this.ctsync
+        ? this.ctsync.status()
+        : this.conntrackSyncWanted() && !this.ctsyncTried
+          ? { enabled: true, running: false, waiting: 'for a gateway with a floating IP' }
+          : { enabled: false, ...(this.ctsyncError ? { error: this.ctsyncError } : {}) },
       ...(this.heartbeat ? { heartbeat: this.heartbeat.status() } : {}),
     };
   }
