@@ -403,6 +403,31 @@ describe('GatewayModule', () => {
     await mod.stop();
     expect(sys.calls.filter((c) => c.op === 'nft').at(-1)!.arg).toMatch(/delete table ip egresslab_ctsync\n$/);
   }, 20_000);
+  it("an update that changes nothing the plan reads (a Node's Ready condition) is not planned; one that does (its InternalIP) is", async () => {
+    const { t, dir } = await controllerAndDir();
+    renew(t, 'worker1');
+    await nodeUp(t, 'worker1');
+    await createGateway(t);
+    await seedAlice(t, [['frontend-1', 'worker1', '10.10.10.1']]);
+    const w = worker1(t, dir, { removeRulesOnStop: true });
+    const mod = await startModule(w, { host: w.sys, heartbeat: false, garpScheduleMs: [0] });
+    await waitFor(() => (mod.status().applies as number) >= 1, 'the first apply', 5000);
+    const st = () => mod.status() as { plans: number; updatesIgnored: number };
+    const plans = st().plans;
+    const ignored = st().updatesIgnored;
+    await t.admin.patch(
+      R.nodes,
+      'worker2',
+      { status: { conditions: [{ type: 'Ready', status: 'False', reason: 'Test', lastHeartbeatTime: new Date().toISOString() }] } },
+      { subresource: 'status' },
+    );
+    await waitFor(() => st().updatesIgnored > ignored, "worker2's Ready condition seen and ignored", 5000);
+    expect(st().plans, 'plans after an update the plan does not read').toBe(plans);
+    await t.admin.patch(R.nodes, 'worker2', { status: { addresses: [{ type: 'InternalIP', address: '192.168.1.22' }] } }, { subresource: 'status' });
+    await waitFor(() => st().plans > plans, "a plan for worker2's new InternalIP", 5000);
+    await mod.stop();
+  }, 20_000);
+
   it('conntrack sync: conntrackd starts with the first plan that has a floating IP, before anything is SNATed; no gateway, no conntrackd', async () => {
     const { t, dir } = await controllerAndDir();
     renew(t, 'worker1');

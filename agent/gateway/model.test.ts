@@ -9,6 +9,7 @@ import {
   podFromObject,
   policyFromObject,
   samePlanInput,
+  SUBNET_ANNOTATION,
   type ModelInput,
   type PodInfo,
   type PolicyInfo,
@@ -331,6 +332,8 @@ describe('samePlanInput: which updates re-plan', () => {
     expect(samePlanInput('nodes', base, annotated)).toBe(true);
     expect(samePlanInput('nodes', base, node({}, '192.168.0.8'))).toBe(false);
     expect(samePlanInput('nodes', base, node({ spec: { podCIDRs: ['10.20.8.0/24'] } }))).toBe(false);
+    // the subnet annotation is read (which floating IPs the node may hold)
+    expect(samePlanInput('nodes', base, node({ metadata: { name: 'node-7', annotations: { [SUBNET_ANNOTATION]: '192.168.0.0/24' } } }))).toBe(false);
   });
   it("a Pod's conditions do not; its labels, IP and phase do; a policy's status does not, its spec does", () => {
     const pod = (labels: Record<string, string>, status: Record<string, unknown>) =>
@@ -356,5 +359,11 @@ describe('samePlanInput: which updates re-plan', () => {
       ({ metadata: { name: 'default', namespace: 'kube-system' }, spec: { floatingIPs: ['192.168.1.100'] }, status }) as KubeObject;
     expect(samePlanInput('gateway', gw({ floatingIPs: { '192.168.1.100': 'node-1' } }), gw({ floatingIPs: { '192.168.1.100': 'node-2' } }))).toBe(false);
     expect(samePlanInput('gateway', gw({ nodes: { 'node-1': 'Up' } }), gw({ nodes: { 'node-1': 'Down' } }))).toBe(false);
+    expect(
+      samePlanInput('gateway', gw({ nodes: { 'node-1': 'Up' } }), {
+        ...gw({ nodes: { 'node-1': 'Up' } }),
+        metadata: { name: 'default', namespace: 'kube-system', resourceVersion: '9' },
+      }),
+    ).toBe(true);
   });
 });

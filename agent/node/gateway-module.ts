@@ -77,7 +77,15 @@ import {
 import { posix } from 'node:path';
 import { ExecHost } from '../host/exec-host.js';
 import type { Host } from '../host/host.js';
-import { ConntrackSync, CTSYNC_BULK_MS, keptBindingsAt, renderCtSyncTable, type ConntrackSyncOptions, type KeptBindings } from '../gateway/conntrack-sync.js';
+import {
+  ConntrackSync,
+  CTSYNC_BULK_MS,
+  CTSYNC_TABLE,
+  keptBindingsAt,
+  renderCtSyncTable,
+  type ConntrackSyncOptions,
+  type KeptBindings,
+} from '../gateway/conntrack-sync.js';
 import { errorMessage, type NodeModule, type NodeModuleContext } from './module.js';
 import { confirmCutOff, tcpAnswers } from './cut-off.js';
 import { GATEWAY_NAME, GATEWAY_NAMESPACE } from '../../lib/kube/well-known.js';
@@ -147,6 +155,8 @@ interface ProbeState {
 /** Back-off of the retries after a failed apply (GatewayModule.retryAfterFailure). */
 export const APPLY_RETRY_MIN_MS = 500;
 export const APPLY_RETRY_MAX_MS = 10_000;
+/** a failed start of conntrackd is tried again at an apply this long after it */
+export const CTSYNC_RETRY_MS = 30_000;
 
 export class GatewayModule implements NodeModule {
   readonly name = 'gateway';
@@ -204,8 +214,8 @@ export class GatewayModule implements NodeModule {
   private heartbeat: Heartbeat | null = null;
   private ctsync: ConntrackSync | null = null;
   private ctsyncError: string | null = null;
-  /** ensureConntrackSync ran (conntrackd started, or failed to) */
-  private ctsyncTried = false;
+  /** after a failed start of conntrackd, not before this time (ensureConntrackSync) */
+  private ctsyncNextTryAt = 0;
   /** own bindings kept from the release of a floating IP, by IP (keepReleased), loaded at its next take */
   private readonly kept = new Map<string, KeptBindings>();
   private fenced = false;
@@ -217,6 +227,10 @@ export class GatewayModule implements NodeModule {
   private triggerAt: number | null = null;
   private triggerWhat = 'start';
   private readonly st = {
+    /** plans computed (changes that may matter, resyncs); `applies` are those that changed the kernel */
+    plans: 0,
+    /** watch updates that left what the plan reads unchanged (samePlanInput): no plan */
+    updatesIgnored: 0,
     applies: 0,
     nftApplies: 0,
     lastApplyAt: null as string | null,
@@ -255,7 +269,10 @@ export class GatewayModule implements NodeModule {
     const c = this.ctx.config;
     this.uplink = this.o.uplink ?? (await this.detectUplink());
     await this.kernelSettings();
-    // conntrackd starts with the first plan that has a floating IP (ensureConntrackSync), not here
+    // conntrackd starts with the first plan that has a floating IP (ensureConntrackSync), or now when
+    // the previous agent's sync table is still in the kernel (its datapath may still SNAT, and a
+    // conntrackd of a crashed agent is reaped by the start)
+    await this.ensureConntrackSync(await this.host.nftTableExists('ip', CTSYNC_TABLE).catch(() => false));
     const client = this.ctx.client;
     const on = (what: WatchedResource) => ({
       onAdd: () => this.changed(what),
@@ -264,6 +281,7 @@ export class GatewayModule implements NodeModule {
       // patch reached every agent, and each re-planned for nothing (N x N plans)
       onUpdate: (o: KubeObject, old: KubeObject) => {
         if (!samePlanInput(what, o, old)) this.changed(what);
+        else this.st.updatesIgnored++;
       },
       onDelete: () => this.changed(what),
       onError: (e: unknown) => this.ctx.log(this.name, `watch ${what}: ${errorMessage(e)}`),
@@ -352,24 +370,25 @@ export class GatewayModule implements NodeModule {
     this.bulkTimer = null;
   }
 
-  /** conntrackd (if enabled); a failure to start is reported and the gateway runs without sync. */
   /** conntrack sync is wanted (the config; with an injected kernel fake only when asked for: never the host's conntrackd) */
   private conntrackSyncWanted(): ConntrackSyncWanted {
     return this.o.conntrackSync ?? (this.o.host ? false : this.ctx.config.gatewayConntrackSync);
   }
 
   /**
-   * Starts conntrackd before the first apply of a plan with a floating IP (once: a failure is
-   * reported and not retried). Until a gateway has a floating IP there is nothing to replicate, and
-   * every node's conntrackd hears every other's multicast once a second (N x N datagrams: 17 % of a
-   * core for an idle 50-node lab, more than its 50 agents). Replication still starts before this
-   * node SNATs anything: the holder's apply that takes an IP starts it first; a standby that starts
-   * later asks the others for their bindings (StartupResync).
+   * Starts conntrackd when it is `needed` and not running: before the apply of the first plan with a
+   * floating IP, or at start when a previous agent's sync table is still in the kernel. A failed
+   * start is reported, the gateway runs without sync, and an apply CTSYNC_RETRY_MS later tries again.
+   * Until a gateway has a floating IP there is nothing to replicate, and every node's conntrackd
+   * hears every other's multicast once a second (N x N datagrams: 17 % of a core for an idle 50-node
+   * lab, more than its 50 agents). Replication still starts before this node SNATs anything: the
+   * holder's apply that takes an IP starts it first; a standby that starts later asks the others
+   * for their bindings (StartupResync).
    */
-  private async ensureConntrackSync(plan: GatewayPlan): Promise<void> {
-    if (this.ctsyncTried || plan.floatingIPs.length === 0 || !this.conntrackSyncWanted()) return;
-    this.ctsyncTried = true;
+  private async ensureConntrackSync(needed: boolean): Promise<void> {
+    if (!needed || this.ctsync || this.stopped || this.now() < this.ctsyncNextTryAt || !this.conntrackSyncWanted()) return;
     await this.startConntrackSync();
+    if (!this.ctsync) this.ctsyncNextTryAt = this.now() + CTSYNC_RETRY_MS;
   }
 
   private async startConntrackSync(): Promise<void> {
@@ -386,6 +405,7 @@ export class GatewayModule implements NodeModule {
     try {
       await sync.start();
       this.ctsync = sync;
+      this.ctsyncError = null;
     } catch (e) {
       await sync.stop().catch(() => undefined);
       this.ctsyncError = errorMessage(e);
@@ -543,8 +563,17 @@ export class GatewayModule implements NodeModule {
       .finally(done);
   }
 
+  /**
+   * Puts a gateway object read outside the watch into the informer's cache; re-plans when what the
+   * plan reads of it changed (the watch delivering that version later finds it cached: no re-plan then).
+   */
   private cacheGateway(o: KubeObject | undefined): void {
-    if (o) this.informers.gateway?.cache.set(`${GATEWAY_NAMESPACE}/${GATEWAY_NAME}`, o);
+    const informer = this.informers.gateway;
+    if (!o || !informer) return;
+    const key = `${GATEWAY_NAMESPACE}/${GATEWAY_NAME}`;
+    const old = informer.cache.get(key);
+    informer.cache.set(key, o);
+    if (!old || !samePlanInput('gateway', o, old)) this.changed('gateway re-read');
   }
 
   /** Whether the API server's host answers a TCP handshake (its kernel, whatever its processes do: cut-off.ts). */
@@ -656,8 +685,9 @@ export class GatewayModule implements NodeModule {
     this.heartbeat?.setPeers(input.nodes.filter((n) => n.ip).map((n) => ({ name: n.name, ip: n.ip })));
     if (!this.synced && this.keepUntilSynced) return;
     const plan = computeGatewayPlan(input);
+    this.st.plans++;
     if (!force && this.lastPlan && JSON.stringify(plan) === JSON.stringify(this.lastPlan)) return;
-    await this.ensureConntrackSync(plan);
+    await this.ensureConntrackSync(plan.floatingIPs.length > 0);
     try {
       await this.program(plan, force);
     } catch (e) {
@@ -1261,7 +1291,7 @@ export class GatewayModule implements NodeModule {
       ...this.st,
       conntrackSync: this.ctsync
         ? this.ctsync.status()
-        : this.conntrackSyncWanted() && !this.ctsyncTried
+        : this.conntrackSyncWanted() && !this.ctsyncError
           ? { enabled: true, running: false, waiting: 'for a gateway with a floating IP' }
           : { enabled: false, ...(this.ctsyncError ? { error: this.ctsyncError } : {}) },
       ...(this.heartbeat ? { heartbeat: this.heartbeat.status() } : {}),
