@@ -272,7 +272,7 @@ export class GatewayModule implements NodeModule {
     // conntrackd starts with the first plan that has a floating IP (ensureConntrackSync), or now when
     // the previous agent's sync table is still in the kernel (its datapath may still SNAT, and a
     // conntrackd of a crashed agent is reaped by the start)
-    await this.ensureConntrackSync(await this.host.nftTableExists('ip', CTSYNC_TABLE).catch(() => false));
+    if (this.conntrackSyncWanted()) await this.ensureConntrackSync(await this.host.nftTableExists('ip', CTSYNC_TABLE).catch(() => false));
     const client = this.ctx.client;
     const on = (what: WatchedResource) => ({
       onAdd: () => this.changed(what),
