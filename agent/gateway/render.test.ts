@@ -7,7 +7,7 @@ import { defaultMasqConfig } from '../masq/config.js';
 import { EGRESS_GW_BYPASS_MARK, EGRESS_GW_BYPASS_MASK } from '../masq/constants.js';
 import { renderMasqRuleset } from '../masq/render.js';
 import { BOOT_GUARD_TABLE } from './constants.js';
-import { computeGatewayPlan, type ModelInput } from './model.js';
+import { computeGatewayPlan, type GatewayPlan, type ModelInput } from './model.js';
 import {
   addressCommands,
   changedPairs,
@@ -73,6 +73,8 @@ function input(self: string, assignments: Record<string, string>, down: string[]
   };
 }
 
+const MID = 'ct state new tcp flags & (syn | ack) != syn';
+const podPickupDrop = `iifname "eth0" ip daddr @podcidrs ${MID} counter drop comment "mid-stream segment to a local pod without a conntrack entry: no NAT would judge its answers"`;
 const chain = (ruleset: string, name: string): string[] => {
   const m = new RegExp(`\\tchain ${name} \\{\\n([\\s\\S]*?)\\n\\t\\}`).exec(ruleset);
   if (!m) throw new Error(`no chain ${name}`);
@@ -97,15 +99,18 @@ describe('renderGateway: nft transaction', () => {
   it('prerouting: local pod traffic only, NetworkPolicy first, then egress selection with marks or fail-closed drops', () => {
     const pre = chain(src.ruleset, 'prerouting');
     expect(pre[0]).toBe('type filter hook prerouting priority mangle - 10; policy accept;');
-    expect(pre[1]).toMatch(/^iifname "eth0" return/);
-    expect(pre[2]).toBe('ip saddr != @podcidrs return');
-    expect(pre[3]).toBe('ip saddr vmap { 10.10.10.2 : jump np_0 }');
+    // inbound: mid-stream pickups kept only for the routed policy's pairs (midStream describe below)
+    expect(pre[1]).toBe(`iifname "eth0" ip saddr @p0_dst ip daddr @p0_src ${MID} return`);
+    expect(pre[2]).toBe(podPickupDrop);
+    expect(pre[3]).toMatch(/^iifname "eth0" return/);
+    expect(pre[4]).toBe('ip saddr != @podcidrs return');
+    expect(pre[5]).toBe('ip saddr vmap { 10.10.10.2 : jump np_0 }');
     // egress -> node-2 (index 2 among node-2, node-3 for node-1... by name: node-2=1, node-3=2)
-    expect(pre[4]).toMatch(
+    expect(pre[6]).toMatch(
       /^ip saddr @p0_src ip daddr @p0_dst meta mark set meta mark & 0xff00dfff \| 0x00012000 counter accept comment "policy egress: to gateway node-2/,
     );
     // other: 192.168.1.101 unassigned -> drop, in the same chain (same transaction) as the marks
-    expect(pre[5]).toMatch(/^ip saddr @p1_src ip daddr @p1_dst counter drop comment "policy other: fail-closed/);
+    expect(pre[7]).toMatch(/^ip saddr @p1_src ip daddr @p1_dst counter drop comment "policy other: fail-closed/);
     expect(src.ruleset).toContain('set p0_src { type ipv4_addr; elements = { 10.10.10.1 } }');
     expect(src.ruleset).toContain('set p0_all { type ipv4_addr; elements = { 10.10.10.1, 10.10.11.1 } }');
     expect(src.ruleset).toContain('set p0_dst { type ipv4_addr; flags interval; elements = { 8.8.8.0/24, 9.9.9.9/32 } }');
@@ -597,6 +602,41 @@ describe("a holder drops its own pods' replies that another kernel already de-NA
     expect(renderStrayReplyFence(computeGatewayPlan(input('node-1', { '192.168.1.100': 'node-1' })), ['192.168.1.100'])).toBeNull();
     expect(renderStrayReplyFence(null, ['192.168.1.100'])).toBeNull();
     expect(() => renderStrayReplyFence(before, ['192.168.1.100'], { uplink: 'eth0; drop' })).toThrow(/invalid interface name/);
+  });
+});
+
+describe("a local pod's flow is never picked up mid-stream from the uplink unless a holder will SNAT its answers", () => {
+  // node-1: 10.10.10.1 in egress (192.168.1.100), 10.10.10.2 in other (192.168.1.101)
+  const keep = (i: number) => `iifname "eth0" ip saddr @p${i}_dst ip daddr @p${i}_src ${MID} return`;
+  const inbound = (plan: GatewayPlan) => {
+    const pre = chain(renderGateway(plan).ruleset, 'prerouting');
+    return pre.slice(
+      1,
+      pre.findIndex((l) => l.startsWith('iifname "eth0" return')),
+    );
+  };
+
+  it('kept for the pairs routed to a holder (their answers are marked and SNATed there), dropped for every other', () => {
+    expect(inbound(computeGatewayPlan(input('node-1', { '192.168.1.100': 'node-2', '192.168.1.101': 'node-3' })))).toEqual([keep(0), keep(1), podPickupDrop]);
+    // other's IP unassigned: its pairs are dropped (fail-closed) and not kept
+    expect(inbound(computeGatewayPlan(input('node-1', { '192.168.1.100': 'node-2' })))).toEqual([keep(0), podPickupDrop]);
+  });
+
+  it("a local policy's pairs are dropped by its own stray-reply rule first; with no policy at all the drop stays", () => {
+    const local = inbound(computeGatewayPlan(input('node-1', { '192.168.1.100': 'node-1', '192.168.1.101': 'node-3' })));
+    expect(local[0]).toMatch(
+      /^iifname "eth0" ip saddr @p0_dst ip daddr @p0_src ct state new .* drop comment "policy egress: reply de-NATed by another kernel"/,
+    );
+    expect(local.slice(-2)).toEqual([keep(1), podPickupDrop]);
+    const none = computeGatewayPlan({ ...input('node-1', {}), policies: [] });
+    expect(inbound(none)).toEqual([podPickupDrop]);
+    // the pairs of a deleted policy, during the deletion's transition too (their flush comes next)
+    const before = computeGatewayPlan(input('node-1', { '192.168.1.100': 'node-2', '192.168.1.101': 'node-3' }));
+    expect(inbound(transitionPlan(before, none)!)).toEqual([podPickupDrop]);
+  });
+
+  it('a node without matched pods keeps nothing but drops still', () => {
+    expect(inbound(computeGatewayPlan(input('node-3', { '192.168.1.100': 'node-2' })))).toEqual([podPickupDrop]);
   });
 });
 

@@ -13,6 +13,8 @@
  *   set pN_src/pN_all/pN_dst  policy N (by name): matched pod IPs here / everywhere, destinationCIDRs
  *   chain prerouting   filter, prerouting, mangle-10 (-160):
  *       iifname <uplink> ip saddr @pN_all ip daddr @pN_dst  mark |= forward-ok   (holder only)
+ *       iifname <uplink> ip saddr @pN_dst ip daddr @pN_src <mid-stream, no entry> return  (routed pairs)
+ *       iifname <uplink> ip daddr @podcidrs <mid-stream, no entry> drop   (no NAT would see the answers)
  *       iifname <uplink> return                                  then pod traffic only
  *       ip saddr vmap { <isolated pod> : jump np_K }          NetworkPolicy egress FIRST
  *       ip saddr @pN_src ip daddr @pN_dst  mark->holder  accept | mark bypass accept | drop
@@ -160,8 +162,11 @@ function policyPrerouting(i: number, p: PolicyPlan): string {
  * a conntrack entry (a new inbound connection from a destination to the pod starts with a SYN; an
  * existing one has its entry).
  */
+/** A TCP segment conntrack has no entry for that is not a connection's first (a pure SYN). */
+const MID_STREAM = 'ct state new tcp flags & (syn | ack) != syn';
+
 function strayReplyDrop(i: number, name: string, uplink: string): string {
-  return `iifname "${uplink}" ip saddr @p${i}_dst ip daddr @p${i}_src ct state new tcp flags & (syn | ack) != syn counter drop ${comment(`policy ${name}: reply de-NATed by another kernel`)}`;
+  return `iifname "${uplink}" ip saddr @p${i}_dst ip daddr @p${i}_src ${MID_STREAM} counter drop ${comment(`policy ${name}: reply de-NATed by another kernel`)}`;
 }
 
 /**
@@ -269,6 +274,23 @@ export function renderGateway(plan: GatewayPlan, opts: RenderOptions = {}): Rend
           : null,
       )
       .filter((x): x is string => x !== null),
+  );
+  // a mid-stream TCP segment from the uplink to a local pod that conntrack has no entry for: TCP
+  // loose pickup would make the flow's entry the other way round (original: the far end -> the
+  // pod), with no NAT binding, and the pod's answers, in the entry's reply direction, would never
+  // meet a NAT chain: they would leave with the pod IP. Kept for a pair a policy routes to a holder
+  // (its answers are marked and routed there, SNATed by the holder: the holder's de-NATed replies
+  // after this node's entries were flushed, regressions/reply-made-entry-no-leak); a local policy's
+  // pair has its own drop above. Dropped for every other pair: seen when a paused holder of a
+  // deleted policy's IP came back (chaos seed 627642967): it flushed its pod's pair, the new holder
+  // still de-NATed the far end's retransmissions with the binding conntrackd had replicated, and
+  // the pod's RSTs reached the internet from the pod IP for 13 s (regressions/
+  // paused-holder-deleted-policy). The far end retransmits; the pod's next segment makes its entry.
+  plan.policies.forEach((p, i) => {
+    if (p.action === 'route' && p.localSources.length) pre.push(`iifname "${uplink}" ip saddr @p${i}_dst ip daddr @p${i}_src ${MID_STREAM} return`);
+  });
+  pre.push(
+    `iifname "${uplink}" ip daddr @podcidrs ${MID_STREAM} counter drop ${comment('mid-stream segment to a local pod without a conntrack entry: no NAT would judge its answers')}`,
   );
   pre.push(`iifname "${uplink}" return ${comment('only traffic of local pods')}`, `ip saddr != @podcidrs return`);
   const npChains: string[] = [];

@@ -73,7 +73,7 @@ describe('far-end evidence', () => {
     udpOut(3000, '10.10.99.9', 'cccccccccccccccc', 1), // not one of our probes: an unknown token, nobody's
   ];
 
-  it('attributes UDP by token, a TCP connection by the token of its data segment, the rest to every candidate flow; a SYN without ACK marked (a new connection); replies by token and seq (shifted per segment), with the port they went to', () => {
+  it('attributes UDP by token, a TCP connection by the token of its data segment, the rest to every candidate flow; a SYN without ACK marked (a new connection); replies by token and seq (shifted per segment), with the address and port they went to', () => {
     const { edgePackets, edgeReplies } = edgeEvidence(packets, flows);
     expect(edgePackets).toEqual([
       { t: 1000, flow: flows[0]!.name, src: FIP, sport: 40000 },
@@ -87,8 +87,8 @@ describe('far-end evidence', () => {
       { t: 3000, flow: '(unattributed udp to 8.8.8.8:7007)', src: '10.10.99.9', sport: 40000, candidates: [flows[0]!.name] },
     ]);
     expect(edgeReplies).toEqual([
-      { t: 1002, flow: flows[0]!.name, seq: 1, port: 40000 },
-      { t: 5002, flow: flows[0]!.name, seq: 41, port: 40000 },
+      { t: 1002, flow: flows[0]!.name, seq: 1, port: 40000, dst: FIP },
+      { t: 5002, flow: flows[0]!.name, seq: 41, port: 40000, dst: FIP },
     ]);
   });
 

@@ -102,7 +102,7 @@ export function edgeEvidence(packets: readonly DecodedPacket[], flows: readonly 
       if (!text) continue;
       for (const m of text.matchAll(REPLY_RE)) {
         const f = byToken.get(m[1]!);
-        if (f) edgeReplies.push({ t: p.t, flow: f.name, seq: Number(m[2]) + offsets.get(m[1]!)!, port: l4.dport });
+        if (f) edgeReplies.push({ t: p.t, flow: f.name, seq: Number(m[2]) + offsets.get(m[1]!)!, port: l4.dport, dst: ip.dst });
       }
     }
   }

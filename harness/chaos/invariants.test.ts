@@ -155,6 +155,25 @@ describe('chaos invariants', () => {
     expect(checkRepliesReachPod([{ t: 1950, flow: FLOW, seq: 7 }], [{ ...flow(t), timeoutMs: 300 }], { transitMs: 100 })).toEqual([]);
   });
 
+  it('4 replies-reach-pod: a reply addressed to a source the flow may no longer leave with is not owed to the pod, unless conntrack keeps that binding', () => {
+    const t = timeline(30, (s) => s === 7);
+    // seq 7's reply, addressed to the egress IP, after a change took that IP from the flow (from 1700 only the node IP)
+    const replies = [{ t: 1750, flow: FLOW, seq: 7, port: 40000, dst: FIP }];
+    const allowed = [
+      { flow: FLOW, from: 0, to: 1700, sources: [FIP] },
+      { flow: FLOW, from: 1700, sources: ['192.168.1.1'] },
+    ];
+    expect(checkRepliesReachPod(replies, [flow(t)], { allowed })).toEqual([]);
+    // the same reply while the IP was still the flow's, or addressed to the source allowed now: owed
+    expect(checkRepliesReachPod([{ ...replies[0]!, t: 1690 }], [flow(t)], { allowed })).toHaveLength(1);
+    expect(checkRepliesReachPod([{ ...replies[0]!, dst: '192.168.1.1' }], [flow(t)], { allowed })).toHaveLength(1);
+    // a binding conntrack keeps (an ip-masq-agent change flushes nothing): its replies are owed
+    const kept = (f: string, src: string, port: number | undefined) => f === FLOW && src === FIP && port === 40000;
+    expect(checkRepliesReachPod(replies, [flow(t)], { allowed, kept })).toHaveLength(1);
+    // without windows (or without the address) nothing is exempted
+    expect(checkRepliesReachPod(replies, [flow(t)])).toHaveLength(1);
+  });
+
   it("4 replies-reach-pod with a capture at the pod: the capture is the witness, not the probe's replied flag", () => {
     const t = timeline(30, (s) => s === 7 || s === 9);
     const replies = [

@@ -61,6 +61,8 @@ export interface EdgeReply {
   seq: number;
   /** the port it was sent to (at a pod's interface: its connection's local port) */
   port?: number;
+  /** the address it was sent to: at the far end, the source the flow left with (after NAT) */
+  dst?: string;
 }
 
 /** A continuous probe's timeline, the flow it is, and the sources it must leave with once the schedule settled. */
@@ -484,13 +486,24 @@ export function deliveredOf(podReplies: readonly EdgeReply[]): Map<string, Set<n
  * and then a reply that left the far end too late for the probe to count it (it gave up `timeoutMs`
  * after sending; `transitMs` is the time a reply takes from the far end to the pod) is no evidence
  * of a loss. Replies for packets the timeline does not list are ignored (not this probe's); so are
- * replies that left while an excuse of the flow was in force (a fault on its path may drop them).
+ * replies that left while an excuse of the flow was in force (a fault on its path may drop them),
+ * and, with `allowed`, replies addressed to a source the flow may no longer leave with at that
+ * moment (by the windows, or a binding conntrack keeps: `kept`): a policy change moved the flow to
+ * another source, its old binding is gone by the rules, and the far end's answers to the old source
+ * have no way back that the rules allow (delivering them is how a pod's node once let the pod's
+ * answers out un-NATed: chaos seed 627642967, regressions/paused-holder-deleted-policy).
  * Unreached replies of one flow less than EPISODE_GAP_MS apart are one violation.
  */
 export function checkRepliesReachPod(
   replies: readonly EdgeReply[],
   flows: readonly FlowEvidence[],
-  o: { excuses?: readonly ReplyExcuse[]; transitMs?: number; delivered?: Delivered } = {},
+  o: {
+    excuses?: readonly ReplyExcuse[];
+    transitMs?: number;
+    delivered?: Delivered;
+    allowed?: readonly AllowedWindow[];
+    kept?: (flow: string, src: string, port: number | undefined) => boolean;
+  } = {},
 ): Violation[] {
   const out: Violation[] = [];
   const byFlow = new Map(flows.map((f) => [f.flow, { f, packets: new Map(f.timeline.packets.map((p) => [p.seq, p])) }]));
@@ -508,6 +521,7 @@ export function checkRepliesReachPod(
       if (e.f.timeoutMs !== undefined && r.t + transitMs > p.t + e.f.timeoutMs) continue;
     }
     if (excuses.some((x) => x.flow === r.flow && x.from <= r.t && r.t <= x.to)) continue;
+    if (o.allowed && r.dst !== undefined && !sourcesAt(o.allowed, [r.flow], r.t).includes(r.dst) && !o.kept?.(r.flow, r.dst, r.port)) continue;
     const prev = open.get(r.flow);
     if (prev && r.t - (prev.evidence.until as number) < EPISODE_GAP_MS) {
       (prev.evidence.seqs as number[]).push(r.seq);
@@ -553,6 +567,15 @@ export interface InvariantOptions {
   replyTransitMs?: number;
 }
 
+/** Whether the far end saw a kept binding (`conntrackKeeps`) of `flow` leave with `src` and `port`. */
+function keptBindingOf(
+  packets: readonly EdgePacket[],
+  kept: (p: EdgePacket) => KeptBinding | undefined,
+): (flow: string, src: string, port: number | undefined) => boolean {
+  const keys = new Set(packets.filter((p) => kept(p)).flatMap((p) => (p.candidates ?? [p.flow]).map((f) => `${f}|${p.src}|${p.sport ?? ''}`)));
+  return (flow, src, port) => keys.has(`${flow}|${src}|${port ?? ''}`);
+}
+
 /** All four invariants on one run's evidence: every violation, in time order (empty: none broke). */
 export function checkInvariants(e: ChaosEvidence, o: InvariantOptions): Violation[] {
   const delivered = e.podReplies ? deliveredOf(e.podReplies) : undefined;
@@ -569,6 +592,8 @@ export function checkInvariants(e: ChaosEvidence, o: InvariantOptions): Violatio
       ...(e.podSent && e.podReplies ? { pod: { sent: e.podSent, replies: e.podReplies } } : {}),
     }),
     ...checkRepliesReachPod(e.edgeReplies, e.flows, {
+      allowed: e.allowed,
+      kept: keptBindingOf(e.edgePackets, kept),
       ...(e.replyExcuses ? { excuses: e.replyExcuses } : {}),
       ...(o.replyTransitMs !== undefined ? { transitMs: o.replyTransitMs } : {}),
       ...(delivered ? { delivered } : {}),

@@ -1,0 +1,66 @@
+/**
+ * Chaos regression (issue 15): a holder paused while its local policy is deleted comes back, and
+ * its pod's long-lived stream never leaves the node with the pod IP.
+ *
+ * Found by: the explorer's 40-minute bench, seed 627642967 (no-leak, 8 -> 4 steps, confirmed by a
+ * re-run; then 3 of 3 replays of the shrunk schedule). chaos-2 is created for default/client-3 on
+ * node-3, which holds its egress IP 192.168.1.102 (the pod's stream is SNATed there); node-3 is
+ * paused; chaos-2 is deleted meanwhile; the controller moves 192.168.1.102 to node-2, which commits
+ * the bindings conntrackd replicated from node-3 — the stream's among them. node-3 comes back,
+ * flushes the pair leaving chaos-2 and releases the IP. The far end's retransmissions to
+ * 192.168.1.102 now reach node-2, which de-NATs them with the replicated binding and forwards them to
+ * the pod: on node-3 they were the flow's first packet, TCP loose pickup made its entry the other way
+ * round (original: 8.8.8.8 -> the pod), no NAT chain ever saw the pod's answers (the entry's reply
+ * direction), and its RSTs reached the internet from 10.10.12.1 for 13 s (nft trace on node-3:
+ * through egress_snat inbound, straight through the guard outbound). Fixed: a node drops a
+ * mid-stream TCP segment from the uplink to a local pod that conntrack has no entry for, unless a
+ * policy routes the pair to a holder, which SNATs the pod's answers (agent/gateway/render.ts).
+ *
+ * Judged on the far end's capture: no packet of the pod ever left with its own IP; the premises
+ * are that node-3 SNATed the pod's stream to 192.168.1.102 before the pause, that node-2 holds the
+ * IP at the end, and that after node-3 came back the far end did send answers to 192.168.1.102 for
+ * the pod's stream (the path that leaked). The far end's answers to an egress IP the flow may no
+ * longer use are not owed to the pod (invariant 4, harness/chaos/invariants.ts).
+ */
+import { describe, expect, it } from 'vitest';
+import { parseSchedule } from '../../harness/chaos/schedule.js';
+import { topologyFromArg } from '../../harness/topology/load.js';
+import { replayRegression } from './replay-kit.js';
+
+const POD = 'default/client-3';
+const POD_IP = '10.10.12.1';
+const EGRESS_IP = '192.168.1.102';
+const PAUSE = { at: 2901, durationMs: 9339 };
+const schedule = parseSchedule({
+  version: 1,
+  topology: 'default',
+  steps: [
+    { kind: 'node-stop', node: 'node-2', at: 260, durationMs: 1539 },
+    { kind: 'policy', policy: 'chaos-2', action: 'create', pod: POD, destinations: ['0.0.0.0/0'], at: 2062, durationMs: 1059 },
+    { kind: 'node-pause', node: 'node-3', ...PAUSE },
+    { kind: 'controller-restart', at: 3427, durationMs: 0 },
+  ],
+});
+
+describe('chaos regression: a holder paused while its local policy is deleted', () => {
+  it("comes back without letting its pod's answers out un-NATed (the new holder's stale de-NAT is not picked up)", async () => {
+    const topology = topologyFromArg('default');
+    expect(topology.pods.find((p) => `${p.namespace}/${p.name}` === POD)?.node).toBe('node-3');
+    const run = await replayRegression(schedule, topology);
+    const stream = `stream ${POD} -> 8.8.8.8`;
+    // schedule time (the evidence is in ms since the epoch)
+    const paused = run.startedAt + PAUSE.at;
+    const back = paused + PAUSE.durationMs;
+    // the pod's packets to the internet (its traffic to the VPC, 172.16.100.10, is not masqueraded)
+    const mine = run.evidence.edgePackets.filter((p) => (p.flow.includes(`${POD} ->`) || p.src === POD_IP) && p.flow.includes('8.8.8.8'));
+
+    // premises: node-3 SNATed the stream to chaos-2's IP before the pause; node-2 holds it at the end;
+    // after node-3 came back, the far end answered the stream at that IP (the path that leaked)
+    expect(mine.some((p) => p.flow === stream && p.src === EGRESS_IP && p.t < paused)).toBe(true);
+    expect(run.evidence.finalApi?.gateway.assignments[EGRESS_IP]).toBe('node-2');
+    expect(run.evidence.edgeReplies.some((r) => r.flow === stream && r.dst === EGRESS_IP && r.t > back)).toBe(true);
+
+    expect(mine.filter((p) => p.src === POD_IP)).toEqual([]);
+    expect(run.violations).toEqual([]);
+  }, 300_000);
+});
