@@ -3,6 +3,7 @@ import type { Timeline, TimelinePacket } from '../probe/timeline.js';
 import type { GatewayStatus } from '../cluster/cluster-status.js';
 import {
   BINDING_IDLE_MS,
+  TCP_BINDING_IDLE_MS,
   checkConvergence,
   checkInvariants,
   checkNoLeak,
@@ -450,14 +451,17 @@ describe('established flows across an ip-masq-agent ConfigMap change (conntrack 
     // not stuck on the kept binding, a convergence failure
     expect(checkConvergence([unanswered(TCP)], undefined, { ...o, kept })).toMatchObject([{ evidence: { flow: TCP, problem: 'unanswered after the bound' } }]);
     // the stream's SYN retransmissions fell silent before the bound (back-off): still stuck, its
-    // binding alive at the bound; but not once BINDING_IDLE_MS went by without one
+    // binding alive at the bound; but not once TCP_BINDING_IDLE_MS (a TCP binding's) went by without one
     const early = [...udp, ...synRetries.filter((p) => p.t <= 8000), ...fresh];
     const keptEarly = conntrackKeeps(early, back, rules);
     expect(checkConvergence([unanswered(STREAM)], undefined, { ...o, edgePackets: early, kept: keptEarly })).toEqual([]);
-    const stale = { ...unanswered(STREAM), timeline: { ...timeline(1), packets: [{ seq: 0, t: 50_000, replied: false, observedSources: [] }] } };
+    const stale = {
+      ...unanswered(STREAM),
+      timeline: { ...timeline(1), packets: [{ seq: 0, t: 8000 + TCP_BINDING_IDLE_MS + 5000, replied: false, observedSources: [] }] },
+    };
     expect(
       checkConvergence([stale], undefined, {
-        settledAt: 8000 + BINDING_IDLE_MS,
+        settledAt: 8000 + TCP_BINDING_IDLE_MS,
         boundMs: 1000,
         edgePackets: synRetries.filter((p) => p.t <= 8000),
         kept: keptEarly,
@@ -466,6 +470,12 @@ describe('established flows across an ip-masq-agent ConfigMap change (conntrack 
     // a SYN repeated after the connection carried data is a new connection: not kept
     const reopened = [...run(UDP, POD, 40001, 1000, 2000), { t: 9000, flow: UDP, src: POD, sport: 40001, syn: true }];
     expect(conntrackKeeps(reopened, back, rules)(reopened.at(-1)!)).toBeUndefined();
+    // a TCP binding outlives BINDING_IDLE_MS (conntrack's SYN_SENT entry: 120 s), not TCP_BINDING_IDLE_MS
+    const slowRetry = (gap: number) => [...synRetries.filter((p) => p.t <= 8000), { ...synRetries[0]!, t: 8000 + gap }];
+    const late = slowRetry(BINDING_IDLE_MS + 4000);
+    expect(conntrackKeeps(late, back, rules)(late.at(-1)!)).toBeDefined();
+    const later = slowRetry(TCP_BINDING_IDLE_MS + 4000);
+    expect(conntrackKeeps(later, back, rules)(later.at(-1)!)).toBeUndefined();
   });
 
   it('a binding ends with a policy change (its conntrack flushed) or after BINDING_IDLE_MS without a packet; a pod IP no window allowed at its start is never kept', () => {

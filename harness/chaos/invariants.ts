@@ -130,10 +130,26 @@ function streamFirstTry(
 }
 
 /**
- * A binding ends when its flow sends nothing with that post-NAT source and port for this long
- * (nf_conntrack_udp_timeout, the shortest timeout of an entry that saw traffic: stricter still for TCP).
+ * A UDP binding ends when its flow sends nothing with that post-NAT source and port for this long
+ * (nf_conntrack_udp_timeout).
  */
 export const BINDING_IDLE_MS = 30_000;
+
+/**
+ * A TCP binding's: nf_conntrack_tcp_timeout_syn_sent, the shortest timeout of a state in which the
+ * pod sends more segments on that port (a SYN retransmitted with back-off, or a SYN of a new
+ * connection that reuses the port: conntrack takes it as the same entry); an established entry
+ * lives for days. A 30 s bound judged as new bindings, after the ip-masq-agent list was restored,
+ * a SYN retransmitted 34 s after the previous one (chaos seed 627642994) and a port reused 40 s
+ * after a failed connection (seed 627642987), both still on the un-NATed entry the kernel kept.
+ */
+export const TCP_BINDING_IDLE_MS = 120_000;
+
+/** The idle bound of the binding of a far-end packet: TCP's when every flow it may be is TCP. */
+function bindingIdleMs(p: EdgePacket): number {
+  const flows = p.candidates ?? [p.flow];
+  return flows.length && flows.every((f) => /^(tcp|stream) /.test(f)) ? TCP_BINDING_IDLE_MS : BINDING_IDLE_MS;
+}
 
 function sourcesAt(allowed: readonly AllowedWindow[], flows: readonly string[], t: number): string[] {
   const windows = allowed.filter((w) => flows.includes(w.flow) && w.from <= t && (w.to === undefined || t < w.to));
@@ -146,7 +162,7 @@ function sourcesAt(allowed: readonly AllowedWindow[], flows: readonly string[], 
  * and port are one binding from its first packet on — a new one after a TCP SYN that follows a
  * segment of another kind (a SYN repeated before any answer is the same connection retransmitting
  * its SYN: conntrack keeps the entry it made), or after BINDING_IDLE_MS without a packet
- * (masquerade is fully-random: a new conntrack entry gets a new port). A packet keeps its binding's
+ * (masquerade is fully-random: a new conntrack entry gets a new port; TCP_BINDING_IDLE_MS for TCP). A packet keeps its binding's
  * source when the binding's first packet arrived before one of its flow's `keeps` changes with a
  * source its windows allowed then, and none of the flow's `ends` came between that first packet
  * and this one. A flow that started after the change, or a new connection, gets nothing from it.
@@ -184,7 +200,7 @@ export function conntrackKeeps(
     let last = -Infinity;
     let lastSyn = false;
     for (const p of g) {
-      if ((p.syn && !lastSyn) || p.t - last > BINDING_IDLE_MS) {
+      if ((p.syn && !lastSyn) || p.t - last > bindingIdleMs(p)) {
         since = p.t;
         startAllowed = sourcesAt(allowed, flows, p.t).includes(p.src);
       }
@@ -299,7 +315,7 @@ export function checkSingleArpOwner(replies: readonly ArpReply[], o: { fenceMs: 
  * Whether a flow's packets after the bound went out, as far as the far end saw, only on a binding
  * conntrack keeps across a change with a source other than the final ones (`kept`): its own
  * packets after the bound all such, and a packet of such a binding (its own or a bare SYN it may
- * have sent: `candidates`) less than BINDING_IDLE_MS before the bound or after it. Its answers then
+ * have sent: `candidates`) less than its idle bound (BINDING_IDLE_MS, TCP_BINDING_IDLE_MS) before the bound or after it. Its answers then
  * go where that binding says (a pod IP towards the internet: none come back) until the binding
  * ends: NAT is decided on a flow's first packet, as upstream, so its being unanswered is no
  * convergence failure (chaos seed 1419845302: a UDP flow and a stream that
@@ -316,8 +332,9 @@ function stuckOnKeptBinding(
   const mine = edgePackets.filter((p) => (p.candidates ?? [p.flow]).includes(f.flow));
   // the kept binding still alive at the bound (a SYN retransmitted with back-off may fall silent
   // for longer than the bound), and nothing of the flow's own after the bound on another binding
-  const lastOld = Math.max(...mine.filter(old).map((p) => p.t));
-  return lastOld + BINDING_IDLE_MS >= deadline && mine.filter((p) => !p.candidates && p.t >= deadline).every(old);
+  const olds = mine.filter(old);
+  const lastOld = olds.reduce<EdgePacket | undefined>((a, p) => (!a || p.t > a.t ? p : a), undefined);
+  return lastOld !== undefined && lastOld.t + bindingIdleMs(lastOld) >= deadline && mine.filter((p) => !p.candidates && p.t >= deadline).every(old);
 }
 
 /**
