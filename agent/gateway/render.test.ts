@@ -74,7 +74,10 @@ function input(self: string, assignments: Record<string, string>, down: string[]
 }
 
 const MID = 'ct state new tcp flags & (syn | ack) != syn';
-const podPickupDrop = `iifname "eth0" ip daddr @podcidrs ${MID} counter drop comment "mid-stream segment to a local pod without a conntrack entry: no NAT would judge its answers"`;
+const PICKUP_COMMENT = 'comment "mid-stream segment to a local pod without a conntrack entry: no NAT would judge its answers"';
+// not from the cluster's pods (own CIDR first, then the peers')
+const pickupDropOf = (cluster: string) => `iifname "eth0" ip daddr @podcidrs ip saddr != { ${cluster} } ${MID} counter drop ${PICKUP_COMMENT}`;
+const podPickupDrop = pickupDropOf('10.10.10.0/24, 10.10.11.0/24, 10.10.12.0/24');
 const chain = (ruleset: string, name: string): string[] => {
   const m = new RegExp(`\\tchain ${name} \\{\\n([\\s\\S]*?)\\n\\t\\}`).exec(ruleset);
   if (!m) throw new Error(`no chain ${name}`);
@@ -407,7 +410,8 @@ describe('the forward fence and the pod guard as a boot hook (renderBootFence)',
   it('the guard replaces itself when the hook runs again (one drop rule, not two)', () => {
     const text = renderBootGuard(['10.10.10.0/24'], ['10.10.11.0/24']).split('\n');
     expect(text.slice(0, 3)).toEqual([`table ip ${BOOT_GUARD_TABLE}`, `delete table ip ${BOOT_GUARD_TABLE}`, `table ip ${BOOT_GUARD_TABLE} {`]);
-    expect(text.filter((l) => l.includes('drop'))).toHaveLength(1);
+    // the forward guard and the pickup drop, once each
+    expect(text.filter((l) => l.includes('drop'))).toHaveLength(2);
   });
 
   it('a node without peers has no forward fence (no ip at all, like the agent), a node without pods no guard; the text depends only on the CIDRs', () => {
@@ -627,7 +631,9 @@ describe("a local pod's flow is never picked up mid-stream from the uplink unles
     expect(local[0]).toMatch(
       /^iifname "eth0" ip saddr @p0_dst ip daddr @p0_src ct state new .* drop comment "policy egress: reply de-NATed by another kernel"/,
     );
-    expect(local.slice(-2)).toEqual([keep(1), podPickupDrop]);
+    // no keep rule for the local policy's pairs (its stray-reply drop, then other's keep)
+    expect(local).toHaveLength(4);
+    expect(local.slice(1)).toEqual([expect.stringMatching(/^iifname "eth0" ip saddr @p0_all ip daddr @p0_dst meta mark set/), keep(1), podPickupDrop]);
     const none = computeGatewayPlan({ ...input('node-1', {}), policies: [] });
     expect(inbound(none)).toEqual([podPickupDrop]);
     // the pairs of a deleted policy, during the deletion's transition too (their flush comes next)
@@ -636,7 +642,16 @@ describe("a local pod's flow is never picked up mid-stream from the uplink unles
   });
 
   it('a node without matched pods keeps nothing but drops still', () => {
-    expect(inbound(computeGatewayPlan(input('node-3', { '192.168.1.100': 'node-2' })))).toEqual([podPickupDrop]);
+    expect(inbound(computeGatewayPlan(input('node-3', { '192.168.1.100': 'node-2' })))).toEqual([pickupDropOf('10.10.12.0/24, 10.10.10.0/24, 10.10.11.0/24')]);
+  });
+
+  it("the boot guard drops the same pickups until the agent's first apply, to its own pod CIDRs", () => {
+    const text = renderBootGuard(['10.10.10.0/24'], ['10.10.11.0/24']).split('\n');
+    const pre = text.slice(text.indexOf('  chain prerouting {') + 1, text.indexOf('  chain prerouting {') + 3).map((l) => l.trim());
+    expect(pre).toEqual([
+      'type filter hook prerouting priority mangle - 10; policy accept;',
+      `iifname "eth0" ip daddr { 10.10.10.0/24 } ip saddr != { 10.10.10.0/24, 10.10.11.0/24 } ${MID} counter drop ${PICKUP_COMMENT}`,
+    ]);
   });
 });
 

@@ -165,6 +165,16 @@ function policyPrerouting(i: number, p: PolicyPlan): string {
 /** A TCP segment conntrack has no entry for that is not a connection's first (a pure SYN). */
 const MID_STREAM = 'ct state new tcp flags & (syn | ack) != syn';
 
+/**
+ * The drop of a mid-stream TCP segment from the uplink to one of `own` pod CIDRs that conntrack
+ * has no entry for, from anything but the cluster's pods (renderGateway; the boot guard has it
+ * too, so nothing is picked up before the agent's first apply either). Null without pod CIDRs.
+ */
+function pickupDrop(own: readonly string[], peers: readonly string[], uplink: string, daddr = '@podcidrs'): string | null {
+  if (!own.length) return null;
+  return `iifname "${uplink}" ip daddr ${daddr} ip saddr != { ${[...own, ...peers].join(', ')} } ${MID_STREAM} counter drop ${comment('mid-stream segment to a local pod without a conntrack entry: no NAT would judge its answers')}`;
+}
+
 function strayReplyDrop(i: number, name: string, uplink: string): string {
   return `iifname "${uplink}" ip saddr @p${i}_dst ip daddr @p${i}_src ${MID_STREAM} counter drop ${comment(`policy ${name}: reply de-NATed by another kernel`)}`;
 }
@@ -286,12 +296,14 @@ export function renderGateway(plan: GatewayPlan, opts: RenderOptions = {}): Rend
   // still de-NATed the far end's retransmissions with the binding conntrackd had replicated, and
   // the pod's RSTs reached the internet from the pod IP for 13 s (regressions/
   // paused-holder-deleted-policy). The far end retransmits; the pod's next segment makes its entry.
+  // Not from the cluster's pods: pod-to-pod traffic is never NATed, and its connections must
+  // survive a flush of a pair (conntrackFlushArgs deletes a 0.0.0.0/0 policy's entries towards the
+  // pod from every source) by being picked up again.
   plan.policies.forEach((p, i) => {
     if (p.action === 'route' && p.localSources.length) pre.push(`iifname "${uplink}" ip saddr @p${i}_dst ip daddr @p${i}_src ${MID_STREAM} return`);
   });
-  pre.push(
-    `iifname "${uplink}" ip daddr @podcidrs ${MID_STREAM} counter drop ${comment('mid-stream segment to a local pod without a conntrack entry: no NAT would judge its answers')}`,
-  );
+  const pickup = pickupDrop(plan.podCIDRs, plan.peerPodCIDRs, uplink);
+  if (pickup) pre.push(pickup);
   pre.push(`iifname "${uplink}" return ${comment('only traffic of local pods')}`, `ip saddr != @podcidrs return`);
   const npChains: string[] = [];
   if (plan.netpol.pods.length) {
@@ -410,6 +422,10 @@ export function renderBootGuard(ownPodCIDRs: readonly string[], peerPodCIDRs: re
     '  chain forward {',
     '    type filter hook forward priority filter - 10; policy accept;',
     `    oifname "${uplink}" ip saddr { ${ownPodCIDRs.join(', ')} }${peers} counter drop`,
+    '  }',
+    '  chain prerouting {',
+    `    type filter hook prerouting priority ${PRIO_PREROUTING}; policy accept;`,
+    `    ${pickupDrop(ownPodCIDRs, peerPodCIDRs, uplink, `{ ${ownPodCIDRs.join(', ')} }`)}`,
     '  }',
     '}',
     '',

@@ -171,8 +171,9 @@ describe('chaos invariants', () => {
     // a binding conntrack keeps (an ip-masq-agent change flushes nothing): its replies are owed
     const kept = (f: string, src: string, port: number | undefined) => f === FLOW && src === FIP && port === 40000;
     expect(checkRepliesReachPod(replies, [flow(t)], { allowed, kept })).toHaveLength(1);
-    // without windows (or without the address) nothing is exempted
+    // without windows, or without the address, nothing is exempted
     expect(checkRepliesReachPod(replies, [flow(t)])).toHaveLength(1);
+    expect(checkRepliesReachPod([{ t: 1750, flow: FLOW, seq: 7, port: 40000 }], [flow(t)], { allowed })).toHaveLength(1);
   });
 
   it("4 replies-reach-pod with a capture at the pod: the capture is the witness, not the probe's replied flag", () => {

@@ -136,10 +136,12 @@ function streamFirstTry(
 export const BINDING_IDLE_MS = 30_000;
 
 /**
- * A TCP binding's: nf_conntrack_tcp_timeout_syn_sent, the shortest timeout of a state in which the
- * pod sends more segments on that port (a SYN retransmitted with back-off, or a SYN of a new
- * connection that reuses the port: conntrack takes it as the same entry); an established entry
- * lives for days. A 30 s bound judged as new bindings, after the ip-masq-agent list was restored,
+ * A TCP binding's: nf_conntrack_tcp_timeout_syn_sent, the state a SYN retransmitted with back-off,
+ * or a SYN of a new connection that reuses the port, finds its entry in (conntrack takes it as the
+ * same entry); an established entry lives for days. Not exact for every state: a closing entry
+ * lasts 10-120 s (CLOSE after an RST 10 s, LAST_ACK 30 s, CLOSE_WAIT 60 s), so a SYN reusing a
+ * port 10-120 s after an RST that answered a bare SYN is a new entry the checker still counts as
+ * the old binding (narrow: noticed, not modelled). A 30 s bound judged as new bindings, after the ip-masq-agent list was restored,
  * a SYN retransmitted 34 s after the previous one (chaos seed 627642994) and a port reused 40 s
  * after a failed connection (seed 627642987), both still on the un-NATed entry the kernel kept.
  */
