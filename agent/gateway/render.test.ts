@@ -75,7 +75,7 @@ function input(self: string, assignments: Record<string, string>, down: string[]
 
 const MID = 'ct state new tcp flags & (syn | ack) != syn';
 const PICKUP_COMMENT = 'comment "mid-stream segment to a local pod without a conntrack entry: no NAT would judge its answers"';
-// not from the cluster's pods (own CIDR first, then the peers')
+// not from the cluster's pods (in address order, none inside another)
 const pickupDropOf = (cluster: string) => `iifname "eth0" ip daddr @podcidrs ip saddr != { ${cluster} } ${MID} counter drop ${PICKUP_COMMENT}`;
 const podPickupDrop = pickupDropOf('10.10.10.0/24, 10.10.11.0/24, 10.10.12.0/24');
 const chain = (ruleset: string, name: string): string[] => {
@@ -642,7 +642,12 @@ describe("a local pod's flow is never picked up mid-stream from the uplink unles
   });
 
   it('a node without matched pods keeps nothing but drops still', () => {
-    expect(inbound(computeGatewayPlan(input('node-3', { '192.168.1.100': 'node-2' })))).toEqual([pickupDropOf('10.10.12.0/24, 10.10.10.0/24, 10.10.11.0/24')]);
+    expect(inbound(computeGatewayPlan(input('node-3', { '192.168.1.100': 'node-2' })))).toEqual([podPickupDrop]);
+  });
+
+  it('the cluster set has no overlapping elements (nft refuses them: the whole transaction would fail)', () => {
+    const text = renderBootGuard(['10.10.10.0/24', '10.10.10.0/24'], ['10.10.0.0/16', '10.10.11.0/24']);
+    expect(text).toContain(`iifname "eth0" ip daddr { 10.10.10.0/24 } ip saddr != { 10.10.0.0/16 } ${MID} counter drop`);
   });
 
   it("the boot guard drops the same pickups until the agent's first apply, to its own pod CIDRs", () => {

@@ -14,7 +14,7 @@
  *   chain prerouting   filter, prerouting, mangle-10 (-160):
  *       iifname <uplink> ip saddr @pN_all ip daddr @pN_dst  mark |= forward-ok   (holder only)
  *       iifname <uplink> ip saddr @pN_dst ip daddr @pN_src <mid-stream, no entry> return  (routed pairs)
- *       iifname <uplink> ip daddr @podcidrs <mid-stream, no entry> drop   (no NAT would see the answers)
+ *       iifname <uplink> ip daddr @podcidrs ip saddr != <cluster pods> <mid-stream, no entry> drop   (no NAT would see the answers)
  *       iifname <uplink> return                                  then pod traffic only
  *       ip saddr vmap { <isolated pod> : jump np_K }          NetworkPolicy egress FIRST
  *       ip saddr @pN_src ip daddr @pN_dst  mark->holder  accept | mark bypass accept | drop
@@ -36,7 +36,7 @@
  *   chain output        arp saddr ip @floating arp saddr ip != @alive drop
  */
 import { EGRESS_GW_BYPASS_MARK, EGRESS_GW_BYPASS_MASK } from '../masq/constants.js';
-import { maskOf, parseCidr4 } from '../../lib/net/addresses.js';
+import { coveringCidrList, maskOf, parseCidr4 } from '../../lib/net/addresses.js';
 import {
   BOOT_GUARD_TABLE,
   ARP_ALIVE_TIMEOUT_MS,
@@ -150,6 +150,21 @@ function policyPrerouting(i: number, p: PolicyPlan): string {
   }
 }
 
+/** A TCP segment conntrack has no entry for that is not a connection's first (a pure SYN). */
+const MID_STREAM = 'ct state new tcp flags & (syn | ack) != syn';
+
+/**
+ * The drop of a mid-stream TCP segment from the uplink to one of `own` pod CIDRs that conntrack
+ * has no entry for, from anything but the cluster's pods (renderGateway; the boot guard has it
+ * too, so nothing is picked up before the agent's first apply either). Null without pod CIDRs.
+ */
+function pickupDrop(own: readonly string[], peers: readonly string[], uplink: string, daddr = '@podcidrs'): string | null {
+  if (!own.length) return null;
+  // no two elements may overlap in an nft set ("conflicting intervals"): a peer's pod CIDR that
+  // repeats or contains another would fail the whole transaction
+  return `iifname "${uplink}" ip daddr ${daddr} ip saddr != { ${coveringCidrList([...own, ...peers]).join(', ')} } ${MID_STREAM} counter drop ${comment('mid-stream segment to a local pod without a conntrack entry: no NAT would judge its answers')}`;
+}
+
 /**
  * On a holder, a reply to one of ITS OWN matched pods arrives addressed to the floating IP and is
  * de-NATed here (nat prerouting, after this chain). One that arrives already de-NATed (addressed
@@ -162,19 +177,6 @@ function policyPrerouting(i: number, p: PolicyPlan): string {
  * a conntrack entry (a new inbound connection from a destination to the pod starts with a SYN; an
  * existing one has its entry).
  */
-/** A TCP segment conntrack has no entry for that is not a connection's first (a pure SYN). */
-const MID_STREAM = 'ct state new tcp flags & (syn | ack) != syn';
-
-/**
- * The drop of a mid-stream TCP segment from the uplink to one of `own` pod CIDRs that conntrack
- * has no entry for, from anything but the cluster's pods (renderGateway; the boot guard has it
- * too, so nothing is picked up before the agent's first apply either). Null without pod CIDRs.
- */
-function pickupDrop(own: readonly string[], peers: readonly string[], uplink: string, daddr = '@podcidrs'): string | null {
-  if (!own.length) return null;
-  return `iifname "${uplink}" ip daddr ${daddr} ip saddr != { ${[...own, ...peers].join(', ')} } ${MID_STREAM} counter drop ${comment('mid-stream segment to a local pod without a conntrack entry: no NAT would judge its answers')}`;
-}
-
 function strayReplyDrop(i: number, name: string, uplink: string): string {
   return `iifname "${uplink}" ip saddr @p${i}_dst ip daddr @p${i}_src ${MID_STREAM} counter drop ${comment(`policy ${name}: reply de-NATed by another kernel`)}`;
 }
@@ -425,7 +427,7 @@ export function renderBootGuard(ownPodCIDRs: readonly string[], peerPodCIDRs: re
     '  }',
     '  chain prerouting {',
     `    type filter hook prerouting priority ${PRIO_PREROUTING}; policy accept;`,
-    `    ${pickupDrop(ownPodCIDRs, peerPodCIDRs, uplink, `{ ${ownPodCIDRs.join(', ')} }`)}`,
+    `    ${pickupDrop(ownPodCIDRs, peerPodCIDRs, uplink, `{ ${coveringCidrList(ownPodCIDRs).join(', ')} }`)}`,
     '  }',
     '}',
     '',
