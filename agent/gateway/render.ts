@@ -229,9 +229,7 @@ export function renderTakeoverWindow(plan: GatewayPlan, changed: readonly { src:
     if (!changed.some((c) => srcs.has(c.src) && dsts.has(c.dst))) return;
     // the policy's own sets (same table, same transaction): its other pairs were SNATed here
     // before and have their entries, so the wider match costs nothing
-    rules.push(
-      `ip saddr @p${i}_src ip daddr @p${i}_dst ct state new tcp flags & (syn | ack) != syn counter drop ${comment(`policy ${p.name}: takeover window, binding not committed yet`)}`,
-    );
+    rules.push(`ip saddr @p${i}_src ip daddr @p${i}_dst ${MID_STREAM} counter drop ${comment(`policy ${p.name}: takeover window, binding not committed yet`)}`);
   });
   if (!rules.length) return null;
   return `table ip ${table} {\n\tchain ${TAKEOVER_WINDOW_CHAIN} {\n\t\ttype filter hook prerouting priority ${PRIO_PREROUTING}; policy accept;\n${rules.map((r) => `\t\t${r}\n`).join('')}\t}\n}\n`;

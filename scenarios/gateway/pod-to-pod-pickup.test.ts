@@ -17,6 +17,7 @@ import { startTestLab } from '../../harness/testing/lab.js';
 import { recordArtifactsOnFailure } from '../../harness/testing/artifacts.js';
 import { startProcess, stopProcess } from '../../harness/lab/process.js';
 import { pollUntil } from '../../harness/util/poll.js';
+import { heldClient } from '../regressions/held-answer-kit.js';
 
 const CLIENT = { pod: 'alice/frontend-1', node: 'node-1', ip: '10.10.10.1', port: 41301 };
 const SERVER = { pod: 'default/client-3', node: 'node-3', ip: '10.10.12.1', port: 7301 };
@@ -25,11 +26,6 @@ const SERVER_LOG = '/var/log/egresslab/p2p-server.log';
 
 const server = `require('net').createServer((s) => { s.on('data', (d) => console.log('got ' + d.length)); s.on('error', (e) => console.log('error ' + e.code)); })
   .listen(${SERVER.port}, '${SERVER.ip}', () => console.log('listening'));
-setTimeout(() => process.exit(0), 300000);`;
-const client = `const fs = require('fs');
-const s = require('net').connect({ host: '${SERVER.ip}', port: ${SERVER.port}, localPort: ${CLIENT.port} }, () => s.write('hello\\n'));
-s.on('error', (e) => console.log('error ' + e.code));
-const go = setInterval(() => { if (fs.existsSync('${GO}')) { clearInterval(go); setInterval(() => s.write('more\\n'), 300); } }, 50);
 setTimeout(() => process.exit(0), 300000);`;
 
 let lab: Lab;
@@ -61,7 +57,8 @@ describe("a pod-to-pod connection whose entries the server's node lost", () => {
     await startProcess(lab, lab.place(SERVER.pod), 'p2p-server', ['node', '-e', server]);
     await pollUntil(serverLog, { what: 'the server to listen', timeoutMs: 10_000, accept: (l) => l.includes('listening') });
     try {
-      await startProcess(lab, lab.place(CLIENT.pod), 'p2p-client', ['node', '-e', client]);
+      // one line, then a line every 300 ms once GO exists
+      await startProcess(lab, lab.place(CLIENT.pod), 'p2p-client', ['node', '-e', heldClient(SERVER.ip, SERVER.port, CLIENT.port, GO)]);
       await pollUntil(serverLog, { what: "the client's first line at the server", timeoutMs: 10_000, accept: (l) => received(l) >= 1 });
       expect(await entries()).toContain(`src=${CLIENT.ip} dst=${SERVER.ip}`);
 
