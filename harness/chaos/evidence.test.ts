@@ -68,12 +68,14 @@ describe('far-end evidence', () => {
     tcpOut(2000, '192.168.1.1', 50000, TCP_FLAGS.SYN),
     tcpOut(2001, '192.168.1.1', 50000, TCP_FLAGS.ACK | TCP_FLAGS.PSH, encodeProbe(TOK_B, 3)),
     tcpOut(2002, '192.168.1.1', 50000, TCP_FLAGS.ACK),
+    tcpOut(2003, '192.168.1.1', 50000, TCP_FLAGS.FIN | TCP_FLAGS.ACK), // the connection closed
+    tcpOut(2004, '192.168.1.1', 50000, TCP_FLAGS.RST), // and aborted
     tcpOut(2100, '10.10.10.2', 50001, TCP_FLAGS.SYN), // a SYN that got no answer: no payload ever
     tcpOut(2200, '192.168.1.7', 50002, TCP_FLAGS.SYN), // and one from a source that is no pod's
     udpOut(3000, '10.10.99.9', 'cccccccccccccccc', 1), // not one of our probes: an unknown token, nobody's
   ];
 
-  it('attributes UDP by token, a TCP connection by the token of its data segment, the rest to every candidate flow; a SYN without ACK marked (a new connection); replies by token and seq (shifted per segment), with the address and port they went to', () => {
+  it('attributes UDP by token, a TCP connection by the token of its data segment, the rest to every candidate flow; a SYN without ACK marked (a new connection), a FIN and an RST too (a closed one); replies by token and seq (shifted per segment), with the address and port they went to', () => {
     const { edgePackets, edgeReplies } = edgeEvidence(packets, flows);
     expect(edgePackets).toEqual([
       { t: 1000, flow: flows[0]!.name, src: FIP, sport: 40000 },
@@ -81,6 +83,8 @@ describe('far-end evidence', () => {
       { t: 2000, flow: flows[1]!.name, src: '192.168.1.1', sport: 50000, syn: true },
       { t: 2001, flow: flows[1]!.name, src: '192.168.1.1', sport: 50000 },
       { t: 2002, flow: flows[1]!.name, src: '192.168.1.1', sport: 50000 },
+      { t: 2003, flow: flows[1]!.name, src: '192.168.1.1', sport: 50000, fin: true },
+      { t: 2004, flow: flows[1]!.name, src: '192.168.1.1', sport: 50000, rst: true },
       // its source is client-1's own pod IP: it came from client-1
       { t: 2100, flow: '(unattributed tcp from 10.10.10.2 to 8.8.8.8:7007)', src: '10.10.10.2', sport: 50001, candidates: [flows[1]!.name], syn: true },
       { t: 2200, flow: '(unattributed tcp to 8.8.8.8:7007)', src: '192.168.1.7', sport: 50002, candidates: [flows[1]!.name, flows[2]!.name], syn: true },

@@ -3,6 +3,7 @@ import type { Timeline, TimelinePacket } from '../probe/timeline.js';
 import type { GatewayStatus } from '../cluster/cluster-status.js';
 import {
   BINDING_IDLE_MS,
+  closedAtOf,
   TCP_BINDING_IDLE_MS,
   checkConvergence,
   checkInvariants,
@@ -174,6 +175,43 @@ describe('chaos invariants', () => {
     // without windows, or without the address, nothing is exempted
     expect(checkRepliesReachPod(replies, [flow(t)])).toHaveLength(1);
     expect(checkRepliesReachPod([{ t: 1750, flow: FLOW, seq: 7, port: 40000 }], [flow(t)], { allowed })).toHaveLength(1);
+  });
+
+  it('4 replies-reach-pod: a reply on a TCP connection the pod had already closed (its FIN or RST seen leaving the pod) is not owed', () => {
+    const TCP = 'tcp alice/frontend-1 -> 8.8.8.8';
+    const t = timeline(30, (s) => s === 7);
+    const tcpFlow = { ...flow(t), flow: TCP };
+    // chaos seed 627642974: the far end kept retransmitting seq 7's answer on port 59412 after the pod closed that connection at 1800
+    const podSent = [
+      { t: 1700, flow: TCP, src: '10.10.10.1', sport: 59412, syn: true },
+      { t: 1750, flow: TCP, src: '10.10.10.1', sport: 59412 },
+      { t: 1800, flow: TCP, src: '10.10.10.1', sport: 59412, fin: true },
+      { t: 1850, flow: '(unattributed tcp from 10.10.10.1 to 8.8.8.8:7007)', src: '10.10.10.1', sport: 59500, candidates: [TCP], rst: true },
+      { t: 1900, flow: TCP, src: '10.10.10.1', sport: 59412, rst: true },
+    ];
+    const closedAt = closedAtOf(podSent);
+    expect([closedAt(TCP, 59412), closedAt(TCP, 59500), closedAt(TCP, 59413), closedAt('other', 59412), closedAt(TCP, undefined)]).toEqual([
+      1800,
+      1850,
+      undefined,
+      undefined,
+      undefined,
+    ]);
+    const reply = (at: number, port: number) => ({ t: at, flow: TCP, seq: 7, port });
+    // after the close: not owed; before it, or on another connection (port), still owed
+    expect(checkRepliesReachPod([reply(1800, 59412), reply(9000, 59412)], [tcpFlow], { closedAt })).toEqual([]);
+    expect(checkRepliesReachPod([reply(1750, 59412)], [tcpFlow], { closedAt }).map((v) => v.at)).toEqual([1750]);
+    expect(checkRepliesReachPod([reply(9000, 59413)], [tcpFlow], { closedAt }).map((v) => v.at)).toEqual([9000]);
+    expect(checkRepliesReachPod([reply(9000, 59412)], [tcpFlow]).map((v) => v.at)).toEqual([9000]);
+    // checkInvariants reads the closes from ChaosEvidence.podSent
+    const e: ChaosEvidence = {
+      ...clean,
+      edgeReplies: clean.edgeReplies.map((r) => ({ ...r, port: r.seq === 7 ? 59412 : 40000 })),
+      podReplies: clean.edgeReplies.filter((r) => r.seq !== 7),
+    };
+    const seq7 = clean.edgeReplies.find((r) => r.seq === 7)!.t;
+    expect(checkInvariants(e, opts).map((v) => v.invariant)).toEqual(['replies-reach-pod']);
+    expect(checkInvariants({ ...e, podSent: [{ t: seq7 - 1, flow: FLOW, src: '10.10.10.1', sport: 59412, fin: true }] }, opts)).toEqual([]);
   });
 
   it("4 replies-reach-pod with a capture at the pod: the capture is the witness, not the probe's replied flag", () => {
@@ -477,6 +515,65 @@ describe('established flows across an ip-masq-agent ConfigMap change (conntrack 
     expect(conntrackKeeps(late, back, rules)(late.at(-1)!)).toBeDefined();
     const later = slowRetry(TCP_BINDING_IDLE_MS + 4000);
     expect(conntrackKeeps(later, back, rules)(later.at(-1)!)).toBeUndefined();
+  });
+
+  it("the list restored: a SYN the far end never saw started the pod IP's binding at the pod (chaos seed 627642966); only an allowed start counts", () => {
+    const TCP = 'tcp default/client-1 -> 8.8.8.8';
+    const BARE = '(unattributed tcp from 10.10.10.2 to 8.8.8.8:7007)';
+    const back = [STREAM, TCP].flatMap((flow) => [
+      { flow, from: 0, to: CHANGE + 3000, sources: [POD] },
+      { flow, from: CHANGE, sources: [NODE] },
+    ]);
+    const rules = [STREAM, TCP].map((flow) => ({ flow, keeps: [CHANGE], ends: [] }));
+    const syn = (t: number, sport = 36958) => ({ t, flow: BARE, src: POD, sport, syn: true, candidates: [TCP, STREAM] });
+    // the pod's SYN at 4000 (pod IP allowed) was lost before the far end; a new connection reusing the port at 13 400 finds its entry
+    const edge = [syn(13_400)];
+    expect(checkNoLeak(edge, back, rules)).toMatchObject([{ at: 13_400, evidence: { sport: 36958 } }]);
+    expect(checkNoLeak(edge, back, rules, [syn(4000)])).toEqual([]);
+    expect(conntrackKeeps(edge, back, rules, [syn(4000)])(edge[0]!)).toEqual({ since: 4000, change: CHANGE });
+    // the pod packet alone is never judged, nor kept
+    expect(checkNoLeak([], back, rules, [syn(4000), syn(13_400)])).toEqual([]);
+    // a first SYN at the pod after the change (pod IP no longer allowed at 9000): nothing to keep
+    expect(checkNoLeak(edge, back, rules, [syn(9000)])).toHaveLength(1);
+    // another port, or the binding gone idle (TCP_BINDING_IDLE_MS) before the reuse: a new binding, a leak
+    expect(checkNoLeak(edge, back, rules, [syn(4000, 36959)])).toHaveLength(1);
+    expect(checkNoLeak([syn(4000 + TCP_BINDING_IDLE_MS + 1)], back, rules, [syn(4000)])).toHaveLength(1);
+  });
+
+  it('the list restored: a TCP probe connection that reused a port of an unanswered pod-IP SYN stays unanswered on that entry; the rest must converge (chaos seed 627642966)', () => {
+    const TCP = 'tcp default/client-1 -> 8.8.8.8';
+    const BARE = '(unattributed tcp from 10.10.10.2 to 8.8.8.8:7007)';
+    const back = [STREAM, TCP].flatMap((flow) => [
+      { flow, from: 0, to: CHANGE + 3000, sources: [POD] },
+      { flow, from: CHANGE, sources: [NODE] },
+    ]);
+    const rules = [STREAM, TCP].map((flow) => ({ flow, keeps: [CHANGE], ends: [] }));
+    const syn = (t: number, src: string, sport: number) => ({ t, flow: BARE, src, sport, syn: true, candidates: [TCP, STREAM] });
+    // one connection every 200 ms from 16 000; the one at 16 400 reused port 44144, whose SYN went out with the pod IP at 4000, unanswered
+    const packets = [16_000, 16_200, 16_400, 16_600].map((t, seq) => ({ seq, t, replied: t !== 16_400, observedSources: [] }));
+    const probe = { flow: TCP, timeline: { ...timeline(1), proto: 'tcp' as const, intervalMs: 200, packets }, finalSources: [NODE] };
+    // an answered connection's data segment carries the probe's token: attributed to the flow
+    const data = (t: number, sport: number) => ({ t, flow: TCP, src: NODE, sport });
+    const edge = [
+      syn(4000, POD, 44144),
+      syn(16_000, NODE, 50000),
+      data(16_001, 50000),
+      syn(16_200, NODE, 50001),
+      data(16_201, 50001),
+      syn(16_401, POD, 44144),
+      syn(16_600, NODE, 50002),
+    ];
+    const kept = conntrackKeeps(edge, back, rules);
+    expect(kept(edge[5]!)).toEqual({ since: 4000, change: CHANGE });
+    const o = { settledAt: 5000, boundMs: 10_000, edgePackets: edge };
+    expect(checkConvergence([probe], undefined, o)).toMatchObject([{ evidence: { problem: 'unanswered after the bound', unanswered: 1, firstSeq: 2 } }]);
+    expect(checkConvergence([probe], undefined, { ...o, kept })).toEqual([]);
+    // a connection of its own left unanswered with the node IP (16 600) is still a failure
+    const lost = { ...probe, timeline: { ...probe.timeline, packets: packets.map((p) => ({ ...p, replied: p.t === 16_000 || p.t === 16_200 })) } };
+    expect(checkConvergence([lost], undefined, { ...o, kept })).toMatchObject([{ evidence: { unanswered: 1, firstSeq: 3 } }]);
+    // a SYN on a kept binding half an interval or more after the packet is another connection's
+    const late = [...edge.slice(0, 5), syn(16_500, POD, 44144), edge[6]!];
+    expect(checkConvergence([probe], undefined, { ...o, edgePackets: late, kept: conntrackKeeps(late, back, rules) })).toHaveLength(1);
   });
 
   it('a binding ends with a policy change (its conntrack flushed) or after BINDING_IDLE_MS without a packet; a pod IP no window allowed at its start is never kept', () => {

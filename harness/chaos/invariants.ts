@@ -34,6 +34,10 @@ export interface EdgePacket {
   candidates?: string[];
   /** a TCP SYN without ACK: the first segment of a new connection (a new conntrack entry) */
   syn?: boolean;
+  /** a TCP FIN: the sender closed its side of the connection */
+  fin?: boolean;
+  /** a TCP RST: the sender aborted the connection */
+  rst?: boolean;
 }
 
 /** The sources a flow may leave with from `from` (inclusive) until `to` (exclusive; absent: the end). */
@@ -171,11 +175,19 @@ function sourcesAt(allowed: readonly AllowedWindow[], flows: readonly string[], 
  * A packet the far end could not attribute to one flow (`candidates`: a bare SYN carries no probe
  * token) is judged the same way when its candidates share one rule (one pod to one destination:
  * its TCP probe and its stream), with the windows of all of them; otherwise it gets nothing.
+ * `podSent` (a capture on the pods' own interfaces) adds what left the pods to the groups of the
+ * same flow, pod IP and port: an un-NATed binding starts when its first packet left the pod, also
+ * when the far end never saw that packet (chaos seed 627642966: a SYN sent while 0.0.0.0/0 was a
+ * non-masquerade CIDR was lost to a partition; its entry stayed, un-NATed, and the SYN of a new
+ * connection reusing the port 9 s later, after the list was restored, left with the pod's IP on it).
+ * Only the far end's packets are judged; a pod's packet starts a binding of its pod IP only when its
+ * windows allowed that source then.
  */
 export function conntrackKeeps(
   packets: readonly EdgePacket[],
   allowed: readonly AllowedWindow[],
   rules: readonly ConntrackRule[],
+  podSent: readonly EdgePacket[] = [],
 ): (p: EdgePacket) => KeptBinding | undefined {
   const byRule = new Map(rules.map((r) => [r.flow, r]));
   const ruleOf = (p: EdgePacket): { rule: ConntrackRule; flows: string[] } | undefined => {
@@ -187,7 +199,9 @@ export function conntrackKeeps(
   };
   const kept = new Map<EdgePacket, KeptBinding>();
   const groups = new Map<string, { rule: ConntrackRule; flows: string[]; packets: EdgePacket[] }>();
-  for (const p of packets) {
+  const edgeKeys = new Set(packets.map((p) => `${p.flow}|${p.src}|${p.sport ?? ''}`));
+  const atPod = podSent.filter((p) => edgeKeys.has(`${p.flow}|${p.src}|${p.sport ?? ''}`));
+  for (const p of [...packets, ...atPod]) {
     const r = ruleOf(p);
     if (!r) continue;
     const k = `${p.flow}|${p.src}|${p.sport ?? ''}`;
@@ -195,6 +209,7 @@ export function conntrackKeeps(
     g.packets.push(p);
     groups.set(k, g);
   }
+  const fromPod = new Set(atPod);
   for (const { rule, flows, packets: g } of groups.values()) {
     g.sort((a, b) => a.t - b.t);
     let since = -Infinity;
@@ -208,7 +223,7 @@ export function conntrackKeeps(
       }
       last = p.t;
       lastSyn = !!p.syn;
-      if (!startAllowed || sourcesAt(allowed, flows, p.t).includes(p.src)) continue;
+      if (fromPod.has(p) || !startAllowed || sourcesAt(allowed, flows, p.t).includes(p.src)) continue;
       const change = rule.keeps.find((k) => since < k && k <= p.t);
       if (change === undefined || rule.ends.some((e) => since < e && e <= p.t)) continue;
       kept.set(p, { since, change });
@@ -224,12 +239,17 @@ export function conntrackKeeps(
  * flow (`candidates`) may have any source allowed to one of its candidates. Leaked packets of one
  * flow with one source less than EPISODE_GAP_MS apart are one violation (`count` packets, the first
  * at `at`, the last at `until`). With `conntrack`, a packet of an established binding may keep its
- * source across a change that keeps bindings (`conntrackKeeps`).
+ * source across a change that keeps bindings (`conntrackKeeps`; `podSent`: what left the pods).
  */
-export function checkNoLeak(packets: readonly EdgePacket[], allowed: readonly AllowedWindow[], conntrack: readonly ConntrackRule[] = []): Violation[] {
+export function checkNoLeak(
+  packets: readonly EdgePacket[],
+  allowed: readonly AllowedWindow[],
+  conntrack: readonly ConntrackRule[] = [],
+  podSent: readonly EdgePacket[] = [],
+): Violation[] {
   const out: Violation[] = [];
   const open = new Map<string, Violation>();
-  const keeps = conntrackKeeps(packets, allowed, conntrack);
+  const keeps = conntrackKeeps(packets, allowed, conntrack, podSent);
   for (const p of [...packets].sort((a, b) => a.t - b.t)) {
     const sources = sourcesAt(allowed, p.candidates ?? [p.flow], p.t);
     const { leaked } = segmentLeaks([{ t: p.t, src: p.src, sport: p.sport ?? 0, flags: 0 }], sources);
@@ -340,6 +360,27 @@ function stuckOnKeptBinding(
 }
 
 /**
+ * Whether a TCP probe's packet (one connection per packet) went out on a binding conntrack keeps
+ * with a source other than the final ones (`kept`): the far end saw its connection's SYN — the
+ * probe's own, from then (5 ms of slack) to half its interval later — on such a binding. A new connection that
+ * reuses the local port of one whose SYN went out un-NATed while the pod IP was allowed, and was
+ * never answered, finds that SYN_SENT entry (TCP_BINDING_IDLE_MS) and leaves with the pod IP again,
+ * unanswered (chaos seed 627642966: five of the TCP probe's connections after the list was
+ * restored, the rest of them answered, so the flow was not stuck as a whole: `stuckOnKeptBinding`).
+ */
+function onKeptConnection(
+  f: FlowEvidence,
+  p: TimelinePacket,
+  o: { edgePackets?: readonly EdgePacket[]; kept?: (p: EdgePacket) => KeptBinding | undefined },
+): boolean {
+  if (!o.edgePackets || !o.kept || f.timeline.proto !== 'tcp' || f.timeline.stream) return false;
+  const until = p.t + f.timeline.intervalMs / 2;
+  return o.edgePackets.some(
+    (e) => e.syn && e.t >= p.t - 5 && e.t < until && (e.candidates ?? [e.flow]).includes(f.flow) && !f.finalSources.includes(e.src) && o.kept!(e) !== undefined,
+  );
+}
+
+/**
  * Invariant 3: after the last step is undone (`settledAt`, ms since the epoch), every flow is
  * answered again within `boundMs` and under its final sources — every packet sent after
  * settledAt + boundMs answered (unless the final state says its replies cannot come back:
@@ -355,7 +396,8 @@ function stuckOnKeptBinding(
  * reply arrived at the pod counts as answered even when the probe gave up on it first (a probe
  * starved of CPU runs its timeout before it reads the socket). With `kept` (`conntrackKeeps`), a
  * packet of a binding established before a change that keeps bindings may keep its source, and a
- * flow stuck on such a binding may stay unanswered (`stuckOnKeptBinding`). With `pod` (the same
+ * flow stuck on such a binding may stay unanswered (`stuckOnKeptBinding`), as may a TCP probe's
+ * connection that went out on one (`onKeptConnection`). With `pod` (the same
  * captures' packets leaving the pods, and their replies), a stream is judged on its TCP's tries: the
  * first segment it sent at or after the bound must be answered at the pod within `boundMs` of it
  * (were that try lost, TCP's next one would come a retransmission timeout later, and in back-off
@@ -413,15 +455,16 @@ export function checkConvergence(
         },
       });
     }
-    if (f.finalAnswered !== false && r.answered < r.packets && !stuckOnKeptBinding(f, deadline, o)) {
-      const first = after.packets.find((p) => !p.replied)!;
+    const unanswered = after.packets.filter((p) => !p.replied && !onKeptConnection(f, p, o));
+    if (f.finalAnswered !== false && unanswered.length && !stuckOnKeptBinding(f, deadline, o)) {
+      const first = unanswered[0]!;
       out.push({
         invariant: 'convergence',
         at: first.t,
         evidence: {
           flow: f.flow,
           problem: 'unanswered after the bound',
-          unanswered: r.packets - r.answered,
+          unanswered: unanswered.length,
           packets: r.packets,
           firstSeq: first.seq,
           boundMs: o.boundMs,
@@ -510,7 +553,16 @@ export function deliveredOf(podReplies: readonly EdgeReply[]): Map<string, Set<n
  * moment (by the windows, or a binding conntrack keeps: `kept`): a policy change moved the flow to
  * another source, its old binding is gone by the rules, and the far end's answers to the old source
  * have no way back that the rules allow (delivering them is how a pod's node once let the pod's
- * answers out un-NATed: chaos seed 627642967, regressions/paused-holder-deleted-policy).
+ * answers out un-NATed: chaos seed 627642967, regressions/paused-holder-deleted-policy). With
+ * `closedAt`, neither are replies on a TCP connection that left the far end after the pod had closed
+ * it (a FIN or an RST seen leaving the pod, same flow and port): the probe, which closes only when it
+ * gave up waiting, no longer reads it, and its binding may be gone for good — an RST moves the entry
+ * to CLOSE (deleted 10 s later) on every node it passes, and a holder that took the IP without the
+ * binding cannot pick the connection up again from a FIN (conntrack's loose pickup takes an ACK, not
+ * a FIN or an RST). The first copies of such a reply, sent before the pod closed, are judged as any
+ * other. Chaos seed 627642974: with the holder (node-1) rate-limited, a connection's binding never
+ * reached the node that took the IP over; the probes gave up and closed, and the far end's
+ * retransmissions of its answer ran on 15 s after the last fault.
  * Unreached replies of one flow less than EPISODE_GAP_MS apart are one violation.
  */
 export function checkRepliesReachPod(
@@ -522,6 +574,7 @@ export function checkRepliesReachPod(
     delivered?: Delivered;
     allowed?: readonly AllowedWindow[];
     kept?: (flow: string, src: string, port: number | undefined) => boolean;
+    closedAt?: (flow: string, port: number | undefined) => number | undefined;
   } = {},
 ): Violation[] {
   const out: Violation[] = [];
@@ -541,6 +594,8 @@ export function checkRepliesReachPod(
     }
     if (excuses.some((x) => x.flow === r.flow && x.from <= r.t && r.t <= x.to)) continue;
     if (o.allowed && r.dst !== undefined && !sourcesAt(o.allowed, [r.flow], r.t).includes(r.dst) && !o.kept?.(r.flow, r.dst, r.port)) continue;
+    const closed = o.closedAt?.(r.flow, r.port);
+    if (closed !== undefined && closed <= r.t) continue;
     const prev = open.get(r.flow);
     if (prev && r.t - (prev.evidence.until as number) < EPISODE_GAP_MS) {
       (prev.evidence.seqs as number[]).push(r.seq);
@@ -595,12 +650,26 @@ function keptBindingOf(
   return (flow, src, port) => keys.has(`${flow}|${src}|${port ?? ''}`);
 }
 
+/** When the pod first closed (sent a FIN or an RST on) each of its TCP connections, by flow and local port (`podSent`: a capture at the pod). */
+export function closedAtOf(podSent: readonly EdgePacket[]): (flow: string, port: number | undefined) => number | undefined {
+  const first = new Map<string, number>();
+  for (const p of podSent) {
+    if (!(p.fin || p.rst) || p.sport === undefined) continue;
+    for (const f of p.candidates ?? [p.flow]) {
+      const k = `${f}|${p.sport}`;
+      const had = first.get(k);
+      if (had === undefined || p.t < had) first.set(k, p.t);
+    }
+  }
+  return (flow, port) => (port === undefined ? undefined : first.get(`${flow}|${port}`));
+}
+
 /** All four invariants on one run's evidence: every violation, in time order (empty: none broke). */
 export function checkInvariants(e: ChaosEvidence, o: InvariantOptions): Violation[] {
   const delivered = e.podReplies ? deliveredOf(e.podReplies) : undefined;
-  const kept = conntrackKeeps(e.edgePackets, e.allowed, e.conntrack ?? []);
+  const kept = conntrackKeeps(e.edgePackets, e.allowed, e.conntrack ?? [], e.podSent);
   return [
-    ...checkNoLeak(e.edgePackets, e.allowed, e.conntrack ?? []),
+    ...checkNoLeak(e.edgePackets, e.allowed, e.conntrack ?? [], e.podSent),
     ...checkSingleArpOwner(e.arpReplies, { fenceMs: o.fenceMs, windowMs: o.arpWindowMs }),
     ...checkConvergence(e.flows, e.finalApi, {
       settledAt: o.settledAt,
@@ -616,6 +685,7 @@ export function checkInvariants(e: ChaosEvidence, o: InvariantOptions): Violatio
       ...(e.replyExcuses ? { excuses: e.replyExcuses } : {}),
       ...(o.replyTransitMs !== undefined ? { transitMs: o.replyTransitMs } : {}),
       ...(delivered ? { delivered } : {}),
+      ...(e.podSent ? { closedAt: closedAtOf(e.podSent) } : {}),
     }),
   ].sort((a, b) => a.at - b.at);
 }

@@ -89,7 +89,7 @@ function gaps(packets: readonly { t: number }[], intervalMs: number, start: numb
 export function chaosReport(run: ChaosRun, shrunk: ShrunkReport | null = null, files: string[] = []): ChaosReport {
   const start = run.startedAt;
   const nodeOf = new Map(run.flows.map((f) => [f.name, f.node]));
-  const keeps = conntrackKeeps(run.evidence.edgePackets, run.evidence.allowed, run.evidence.conntrack ?? []);
+  const keeps = conntrackKeeps(run.evidence.edgePackets, run.evidence.allowed, run.evidence.conntrack ?? [], run.evidence.podSent);
   const kept = new Map<string, NonNullable<FlowReport['kept']>[number][]>();
   for (const p of [...run.evidence.edgePackets].sort((a, b) => a.t - b.t)) {
     const k = keeps(p);
