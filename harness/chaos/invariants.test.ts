@@ -405,6 +405,16 @@ describe('established flows across an ip-masq-agent ConfigMap change (conntrack 
     { flow, from: CHANGE, sources: [POD] },
   ]);
   const keeps = [UDP, STREAM].map((flow) => ({ flow, keeps: [CHANGE], ends: [] }));
+  /** the list restored at CHANGE instead (pod IP -> node IP): the windows and conntrack rules of the pod's stream and TCP probe */
+  const TCP = 'tcp default/client-1 -> 8.8.8.8';
+  const BARE = '(unattributed tcp from 10.10.10.2 to 8.8.8.8:7007)';
+  const listRestored = () => ({
+    back: [STREAM, TCP].flatMap((flow) => [
+      { flow, from: 0, to: CHANGE + 3000, sources: [POD] },
+      { flow, from: CHANGE, sources: [NODE] },
+    ]),
+    rules: [STREAM, TCP].map((flow) => ({ flow, keeps: [CHANGE], ends: [] })),
+  });
   /** packets of `flow` from `src`:`sport` every 100 ms over [from, to) (the first a SYN when `syn`) */
   const run = (flow: string, src: string, sport: number, from: number, to: number, syn = false) =>
     Array.from({ length: (to - from) / 100 }, (_, i) => ({ t: from + i * 100, flow, src, sport, ...(syn && i === 0 ? { syn: true } : {}) }));
@@ -447,13 +457,11 @@ describe('established flows across an ip-masq-agent ConfigMap change (conntrack 
   });
 
   it('the list restored (pod IP -> node IP): a UDP flow and a stream stuck in its SYN keep the pod IP, unanswered, and break nothing (chaos seed 1419845302)', () => {
-    const TCP = 'tcp default/client-1 -> 8.8.8.8';
     const back = [UDP, STREAM, TCP].flatMap((flow) => [
       { flow, from: 0, to: CHANGE + 3000, sources: [POD] },
       { flow, from: CHANGE, sources: [NODE] },
     ]);
     const rules = [UDP, STREAM, TCP].map((flow) => ({ flow, keeps: [CHANGE], ends: [] }));
-    const BARE = '(unattributed tcp from 10.10.10.2 to 8.8.8.8:7007)';
     // the stream's connection began with the pod IP and never got an answer: its SYN, retransmitted
     // with back-off, is a bare SYN the far end cannot attribute (the stream or the TCP probe)
     const synRetries = [1000, 2000, 4000, 8000, 16_000, 32_000].map((t) => ({ t, flow: BARE, src: POD, sport: 39876, syn: true, candidates: [TCP, STREAM] }));
@@ -518,13 +526,7 @@ describe('established flows across an ip-masq-agent ConfigMap change (conntrack 
   });
 
   it("the list restored: a SYN the far end never saw started the pod IP's binding at the pod (chaos seed 627642966); only an allowed start counts", () => {
-    const TCP = 'tcp default/client-1 -> 8.8.8.8';
-    const BARE = '(unattributed tcp from 10.10.10.2 to 8.8.8.8:7007)';
-    const back = [STREAM, TCP].flatMap((flow) => [
-      { flow, from: 0, to: CHANGE + 3000, sources: [POD] },
-      { flow, from: CHANGE, sources: [NODE] },
-    ]);
-    const rules = [STREAM, TCP].map((flow) => ({ flow, keeps: [CHANGE], ends: [] }));
+    const { back, rules } = listRestored();
     const syn = (t: number, sport = 36958) => ({ t, flow: BARE, src: POD, sport, syn: true, candidates: [TCP, STREAM] });
     // the pod's SYN at 4000 (pod IP allowed) was lost before the far end; a new connection reusing the port at 13 400 finds its entry
     const edge = [syn(13_400)];
@@ -541,13 +543,7 @@ describe('established flows across an ip-masq-agent ConfigMap change (conntrack 
   });
 
   it('the list restored: a TCP probe connection that reused a port of an unanswered pod-IP SYN stays unanswered on that entry; the rest must converge (chaos seed 627642966)', () => {
-    const TCP = 'tcp default/client-1 -> 8.8.8.8';
-    const BARE = '(unattributed tcp from 10.10.10.2 to 8.8.8.8:7007)';
-    const back = [STREAM, TCP].flatMap((flow) => [
-      { flow, from: 0, to: CHANGE + 3000, sources: [POD] },
-      { flow, from: CHANGE, sources: [NODE] },
-    ]);
-    const rules = [STREAM, TCP].map((flow) => ({ flow, keeps: [CHANGE], ends: [] }));
+    const { back, rules } = listRestored();
     const syn = (t: number, src: string, sport: number) => ({ t, flow: BARE, src, sport, syn: true, candidates: [TCP, STREAM] });
     // one connection every 200 ms from 16 000; the one at 16 400 reused port 44144, whose SYN went out with the pod IP at 4000, unanswered
     const packets = [16_000, 16_200, 16_400, 16_600].map((t, seq) => ({ seq, t, replied: t !== 16_400, observedSources: [] }));
