@@ -9,6 +9,7 @@ import {
   checkInvariants,
   checkNoLeak,
   conntrackKeeps,
+  keptBindingOf,
   checkRepliesReachPod,
   checkSingleArpOwner,
   type ArpReply,
@@ -172,8 +173,9 @@ describe('chaos invariants', () => {
     // a binding conntrack keeps (an ip-masq-agent change flushes nothing): its replies are owed
     const kept = (f: string, src: string, port: number | undefined) => f === FLOW && src === FIP && port === 40000;
     expect(checkRepliesReachPod(replies, [flow(t)], { allowed, kept })).toHaveLength(1);
-    // without windows, or without the address, nothing is exempted
+    // without windows, without one that covers the reply's time, or without the address, nothing is exempted
     expect(checkRepliesReachPod(replies, [flow(t)])).toHaveLength(1);
+    expect(checkRepliesReachPod(replies, [flow(t)], { allowed: [allowed[0]!] })).toHaveLength(1);
     expect(checkRepliesReachPod([{ t: 1750, flow: FLOW, seq: 7, port: 40000 }], [flow(t)], { allowed })).toHaveLength(1);
   });
 
@@ -212,6 +214,26 @@ describe('chaos invariants', () => {
     const seq7 = clean.edgeReplies.find((r) => r.seq === 7)!.t;
     expect(checkInvariants(e, opts).map((v) => v.invariant)).toEqual(['replies-reach-pod']);
     expect(checkInvariants({ ...e, podSent: [{ t: seq7 - 1, flow: FLOW, src: '10.10.10.1', sport: 59412, fin: true }] }, opts)).toEqual([]);
+  });
+
+  it('keptBindingOf: the (flow, source, port) of the far-end packets conntrackKeeps marks, a bare packet under each of its candidates', () => {
+    const STREAM = 'stream alice/frontend-1 -> 8.8.8.8';
+    const packets = [
+      { t: 1, flow: FLOW, src: FIP, sport: 40000 },
+      { t: 2, flow: FLOW, src: FIP, sport: 40001 },
+      { t: 3, flow: '(unattributed tcp to 8.8.8.8:7007)', src: '192.168.1.1', sport: 50000, candidates: [FLOW, STREAM], syn: true },
+      { t: 4, flow: FLOW, src: '192.168.1.1' },
+    ];
+    const has = keptBindingOf(packets, (p) => (p.t === 2 || p.t === 3 || p.t === 4 ? { since: 0, change: 1 } : undefined));
+    expect([
+      has(FLOW, FIP, 40001),
+      has(FLOW, FIP, 40000),
+      has(FLOW, '192.168.1.1', 50000),
+      has(STREAM, '192.168.1.1', 50000),
+      has(FLOW, '192.168.1.1', undefined),
+      has('other', FIP, 40001),
+      has(FLOW, FIP, undefined),
+    ]).toEqual([true, false, true, true, true, false, false]);
   });
 
   it("4 replies-reach-pod with a capture at the pod: the capture is the witness, not the probe's replied flag", () => {

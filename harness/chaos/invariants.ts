@@ -550,7 +550,7 @@ export function deliveredOf(podReplies: readonly EdgeReply[]): Map<string, Set<n
  * of a loss. Replies for packets the timeline does not list are ignored (not this probe's); so are
  * replies that left while an excuse of the flow was in force (a fault on its path may drop them),
  * and, with `allowed`, replies addressed to a source the flow may no longer leave with at that
- * moment (by the windows, or a binding conntrack keeps: `kept`): a policy change moved the flow to
+ * moment (by the windows, when one covers that moment, or a binding conntrack keeps: `kept`): a policy change moved the flow to
  * another source, its old binding is gone by the rules, and the far end's answers to the old source
  * have no way back that the rules allow (delivering them is how a pod's node once let the pod's
  * answers out un-NATed: chaos seed 627642967, regressions/paused-holder-deleted-policy). With
@@ -593,7 +593,8 @@ export function checkRepliesReachPod(
       if (e.f.timeoutMs !== undefined && r.t + transitMs > p.t + e.f.timeoutMs) continue;
     }
     if (excuses.some((x) => x.flow === r.flow && x.from <= r.t && r.t <= x.to)) continue;
-    if (o.allowed && r.dst !== undefined && !sourcesAt(o.allowed, [r.flow], r.t).includes(r.dst) && !o.kept?.(r.flow, r.dst, r.port)) continue;
+    const allowedNow = o.allowed && r.dst !== undefined ? sourcesAt(o.allowed, [r.flow], r.t) : [];
+    if (allowedNow.length && !allowedNow.includes(r.dst!) && !o.kept?.(r.flow, r.dst!, r.port)) continue;
     const closed = o.closedAt?.(r.flow, r.port);
     if (closed !== undefined && closed <= r.t) continue;
     const prev = open.get(r.flow);
@@ -642,7 +643,7 @@ export interface InvariantOptions {
 }
 
 /** Whether the far end saw a kept binding (`conntrackKeeps`) of `flow` leave with `src` and `port`. */
-function keptBindingOf(
+export function keptBindingOf(
   packets: readonly EdgePacket[],
   kept: (p: EdgePacket) => KeptBinding | undefined,
 ): (flow: string, src: string, port: number | undefined) => boolean {
