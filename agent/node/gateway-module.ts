@@ -590,7 +590,18 @@ export class GatewayModule implements NodeModule {
         this.ctx.client.tryGet(R.anthosNetworkGateways, GATEWAY_NAME, GATEWAY_NAMESPACE),
         // the timeout gives up only after the next I/O poll: after a stall of this process, timers
         // run before the poll phase, and an answer already waiting in the socket must win
-        new Promise<never>((_, rej) => (timer = setTimeout(() => setImmediate(() => rej(new Error(`no answer within ${timeoutMs} ms`))), timeoutMs))),
+        new Promise<never>(
+          (_, rej) =>
+            (timer = setTimeout(
+              () =>
+                setImmediate(() => {
+                  // the next answer restarts the informers' watches (KubeClient.onRecovered)
+                  this.ctx.client.noteUnanswered();
+                  rej(new Error(`no answer within ${timeoutMs} ms`));
+                }),
+              timeoutMs,
+            )),
+        ),
       ]);
     } finally {
       if (timer) clearTimeout(timer);

@@ -53,10 +53,11 @@ const udpReply = (t: number, dst: string, tok: string, seq: number): DecodedPack
     },
   },
 });
+/** a segment to the far end; its sequence number is `sport * 10` (a SYN's: its connection's ISN) */
 const tcpOut = (t: number, src: string, sport: number, flags: number, payload = ''): DecodedPacket => ({
   t,
   direction: 'unknown',
-  ip: { src, dst: '8.8.8.8', proto: 6, ttl: 62, tcp: { sport, dport: 7007, flags, payload: Buffer.from(payload) } },
+  ip: { src, dst: '8.8.8.8', proto: 6, ttl: 62, tcp: { sport, dport: 7007, flags, payload: Buffer.from(payload), seq: sport * 10 } },
 });
 
 describe('far-end evidence', () => {
@@ -75,19 +76,35 @@ describe('far-end evidence', () => {
     udpOut(3000, '10.10.99.9', 'cccccccccccccccc', 1), // not one of our probes: an unknown token, nobody's
   ];
 
-  it('attributes UDP by token, a TCP connection by the token of its data segment, the rest to every candidate flow; a SYN without ACK marked (a new connection), a FIN and an RST too (a closed one); replies by token and seq (shifted per segment), with the address and port they went to', () => {
+  it('attributes UDP by token, a TCP connection by the token of its data segment, the rest to every candidate flow; a SYN without ACK marked with its ISN (a new connection), a FIN and an RST too (a closed one), the probe seqs a segment carried; replies by token and seq (shifted per segment), with the address and port they went to', () => {
     const { edgePackets, edgeReplies } = edgeEvidence(packets, flows);
     expect(edgePackets).toEqual([
-      { t: 1000, flow: flows[0]!.name, src: FIP, sport: 40000 },
-      { t: 5000, flow: flows[0]!.name, src: FIP, sport: 40000 },
-      { t: 2000, flow: flows[1]!.name, src: '192.168.1.1', sport: 50000, syn: true },
-      { t: 2001, flow: flows[1]!.name, src: '192.168.1.1', sport: 50000 },
+      { t: 1000, flow: flows[0]!.name, src: FIP, sport: 40000, seqs: [1] },
+      { t: 5000, flow: flows[0]!.name, src: FIP, sport: 40000, seqs: [41] },
+      { t: 2000, flow: flows[1]!.name, src: '192.168.1.1', sport: 50000, syn: true, isn: 500000 },
+      { t: 2001, flow: flows[1]!.name, src: '192.168.1.1', sport: 50000, seqs: [3] },
       { t: 2002, flow: flows[1]!.name, src: '192.168.1.1', sport: 50000 },
       { t: 2003, flow: flows[1]!.name, src: '192.168.1.1', sport: 50000, fin: true },
       { t: 2004, flow: flows[1]!.name, src: '192.168.1.1', sport: 50000, rst: true },
       // its source is client-1's own pod IP: it came from client-1
-      { t: 2100, flow: '(unattributed tcp from 10.10.10.2 to 8.8.8.8:7007)', src: '10.10.10.2', sport: 50001, candidates: [flows[1]!.name], syn: true },
-      { t: 2200, flow: '(unattributed tcp to 8.8.8.8:7007)', src: '192.168.1.7', sport: 50002, candidates: [flows[1]!.name, flows[2]!.name], syn: true },
+      {
+        t: 2100,
+        flow: '(unattributed tcp from 10.10.10.2 to 8.8.8.8:7007)',
+        src: '10.10.10.2',
+        sport: 50001,
+        candidates: [flows[1]!.name],
+        syn: true,
+        isn: 500010,
+      },
+      {
+        t: 2200,
+        flow: '(unattributed tcp to 8.8.8.8:7007)',
+        src: '192.168.1.7',
+        sport: 50002,
+        candidates: [flows[1]!.name, flows[2]!.name],
+        syn: true,
+        isn: 500020,
+      },
       { t: 3000, flow: '(unattributed udp to 8.8.8.8:7007)', src: '10.10.99.9', sport: 40000, candidates: [flows[0]!.name] },
     ]);
     expect(edgeReplies).toEqual([

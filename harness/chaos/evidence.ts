@@ -41,7 +41,7 @@ function payloadText(p: DecodedPacket): string | undefined {
  * Probe packets and replies at the far end. A packet towards a flow's destination and port is an
  * EdgePacket of the flow whose token its payload carries; a TCP segment without a token belongs to
  * the flow of its connection (same source, source port, destination and port) when another segment
- * of that connection carried one (a SYN without ACK is marked `syn`: a new connection; a FIN `fin` and an RST `rst`: a closed one), otherwise it is listed with every flow of its protocol to that
+ * of that connection carried one (a SYN without ACK is marked `syn`, with its ISN: a new connection; a FIN `fin` and an RST `rst`: a closed one; a segment with tokens lists their probe `seqs`), otherwise it is listed with every flow of its protocol to that
  * destination as a candidate (`candidates`: the no-leak check then allows any of their sources) —
  * only the flows of one pod when its source is that pod's own IP (pod IPs are unique). A packet from a
  * flow's destination and port carrying a reply (token, seq) is an EdgeReply.
@@ -78,12 +78,24 @@ export function edgeEvidence(packets: readonly DecodedPacket[], flows: readonly 
     const proto = ip.udp ? 'udp' : 'tcp';
     if (dests.has(`${ip.dst}:${l4.dport}`)) {
       const text = payloadText(p);
-      const tokens = text ? [...text.matchAll(PROBE_RE)].map((m) => byToken.get(m[1]!)).filter((f): f is EdgeFlow => !!f) : [];
-      const names = [...new Set(tokens.map((f) => f.name))];
+      // each token's flow and probe seq (shifted per segment, as the replies')
+      const tokens = text
+        ? [...text.matchAll(PROBE_RE)].flatMap((m) => {
+            const f = byToken.get(m[1]!);
+            return f ? [{ f, seq: Number(m[2]) + offsets.get(m[1]!)! }] : [];
+          })
+        : [];
+      const names = [...new Set(tokens.map((x) => x.f.name))];
+      const seqsOf = (name: string) => ({ seqs: tokens.filter((x) => x.f.name === name).map((x) => x.seq) });
       const known = proto === 'tcp' ? connFlow.get(conn(ip.src, l4.sport, ip.dst, l4.dport)) : undefined;
       const f = ip.tcp?.flags ?? 0;
-      const syn = { ...(ip.tcp && (f & 0x12) === 0x02 ? { syn: true } : {}), ...(f & 0x01 ? { fin: true } : {}), ...(f & 0x04 ? { rst: true } : {}) };
-      if (names.length) for (const flow of names) edgePackets.push({ t: p.t, flow, src: ip.src, sport: l4.sport, ...syn });
+      const isSyn = !!ip.tcp && (f & 0x12) === 0x02;
+      const syn = {
+        ...(isSyn ? { syn: true, ...(ip.tcp!.seq !== undefined ? { isn: ip.tcp!.seq } : {}) } : {}),
+        ...(f & 0x01 ? { fin: true } : {}),
+        ...(f & 0x04 ? { rst: true } : {}),
+      };
+      if (names.length) for (const flow of names) edgePackets.push({ t: p.t, flow, src: ip.src, sport: l4.sport, ...syn, ...seqsOf(flow) });
       else if (known) edgePackets.push({ t: p.t, flow: known, src: ip.src, sport: l4.sport, ...syn });
       else {
         const all = flows.filter((f) => f.proto === proto && f.to === ip.dst && f.port === l4.dport);

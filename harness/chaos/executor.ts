@@ -432,7 +432,14 @@ async function runOnLab(
     actions.push(rec);
     if (a.phase === 'do') {
       done.add(a.step);
-      spans.push({ step: a.step, kind: s.kind, ...('node' in s ? { node: s.node } : {}), from: startedAt, ...(s.durationMs === 0 ? { to: rec.endedAt } : {}) });
+      spans.push({
+        step: a.step,
+        kind: s.kind,
+        ...('node' in s ? { node: s.node } : {}),
+        from: startedAt,
+        doneAt: rec.endedAt,
+        ...(s.durationMs === 0 ? { to: rec.endedAt } : {}),
+      });
     } else {
       undone.add(a.step);
       const span = spans.find((x) => x.step === a.step);

@@ -179,41 +179,52 @@ describe('chaos invariants', () => {
     expect(checkRepliesReachPod([{ t: 1750, flow: FLOW, seq: 7, port: 40000 }], [flow(t)], { allowed })).toHaveLength(1);
   });
 
-  it('4 replies-reach-pod: a reply on a TCP connection the pod had already closed (its FIN or RST seen leaving the pod) is not owed', () => {
+  it('4 replies-reach-pod: a reply that left after the pod closed the connection that carried its packet (a FIN or RST on it) is not owed', () => {
     const TCP = 'tcp alice/frontend-1 -> 8.8.8.8';
-    const t = timeline(30, (s) => s === 7);
+    const t = timeline(30, (s) => s === 7 || s === 9);
     const tcpFlow = { ...flow(t), flow: TCP };
-    // chaos seed 627642974: the far end kept retransmitting seq 7's answer on port 59412 after the pod closed that connection at 1800
+    const POD = '10.10.10.1';
+    // chaos seed 627642974: the far end kept retransmitting seq 7's answer after the pod closed that connection (port 59412) at 1800;
+    // port 40000 carried seq 3 and was closed at 1200, then reused at 1900 for seq 9, whose answer is lost
     const podSent = [
-      { t: 1700, flow: TCP, src: '10.10.10.1', sport: 59412, syn: true },
-      { t: 1750, flow: TCP, src: '10.10.10.1', sport: 59412 },
-      { t: 1800, flow: TCP, src: '10.10.10.1', sport: 59412, fin: true },
-      { t: 1850, flow: '(unattributed tcp from 10.10.10.1 to 8.8.8.8:7007)', src: '10.10.10.1', sport: 59500, candidates: [TCP], rst: true },
-      { t: 1900, flow: TCP, src: '10.10.10.1', sport: 59412, rst: true },
+      { t: 1000, flow: TCP, src: POD, sport: 40000, syn: true, isn: 1 },
+      { t: 1001, flow: TCP, src: POD, sport: 40000, seqs: [3] },
+      { t: 1200, flow: TCP, src: POD, sport: 40000, fin: true },
+      { t: 1700, flow: TCP, src: POD, sport: 59412, syn: true, isn: 2 },
+      { t: 1701, flow: TCP, src: POD, sport: 59412, seqs: [7] },
+      { t: 1800, flow: TCP, src: POD, sport: 59412, fin: true },
+      { t: 1850, flow: TCP, src: POD, sport: 59412, rst: true },
+      { t: 1900, flow: TCP, src: POD, sport: 40000, syn: true, isn: 3 },
+      { t: 1901, flow: TCP, src: POD, sport: 40000, seqs: [9] },
+      // a connection whose token segment came after a close on its port is closed only by a later FIN or RST
+      { t: 1950, flow: TCP, src: POD, sport: 41000, rst: true },
+      { t: 1960, flow: TCP, src: POD, sport: 41000, syn: true, isn: 4 },
+      { t: 1961, flow: TCP, src: POD, sport: 41000, seqs: [11] },
     ];
     const closedAt = closedAtOf(podSent);
-    expect([closedAt(TCP, 59412), closedAt(TCP, 59500), closedAt(TCP, 59413), closedAt('other', 59412), closedAt(TCP, undefined)]).toEqual([
+    expect([closedAt(TCP, 3), closedAt(TCP, 7), closedAt(TCP, 9), closedAt(TCP, 11), closedAt('other', 7)]).toEqual([
+      1200,
       1800,
-      1850,
       undefined,
       undefined,
       undefined,
     ]);
-    const reply = (at: number, port: number) => ({ t: at, flow: TCP, seq: 7, port });
-    // after the close: not owed; before it, or on another connection (port), still owed
-    expect(checkRepliesReachPod([reply(1800, 59412), reply(9000, 59412)], [tcpFlow], { closedAt })).toEqual([]);
-    expect(checkRepliesReachPod([reply(1750, 59412)], [tcpFlow], { closedAt }).map((v) => v.at)).toEqual([1750]);
-    expect(checkRepliesReachPod([reply(9000, 59413)], [tcpFlow], { closedAt }).map((v) => v.at)).toEqual([9000]);
-    expect(checkRepliesReachPod([reply(9000, 59412)], [tcpFlow]).map((v) => v.at)).toEqual([9000]);
+    const reply = (at: number, seq: number, port: number) => ({ t: at, flow: TCP, seq, port });
+    // after the close: not owed; before it still owed
+    expect(checkRepliesReachPod([reply(1800, 7, 59412), reply(9000, 7, 59412)], [tcpFlow], { closedAt })).toEqual([]);
+    expect(checkRepliesReachPod([reply(1750, 7, 59412)], [tcpFlow], { closedAt }).map((v) => v.at)).toEqual([1750]);
+    // the port reused: seq 9's connection is not the closed one, its lost answer is owed (whatever port it went to after NAT)
+    expect(checkRepliesReachPod([reply(1950, 9, 40000)], [tcpFlow], { closedAt }).map((v) => v.at)).toEqual([1950]);
+    expect(checkRepliesReachPod([reply(9000, 7, 59412)], [tcpFlow]).map((v) => v.at)).toEqual([9000]);
     // checkInvariants reads the closes from ChaosEvidence.podSent
-    const e: ChaosEvidence = {
-      ...clean,
-      edgeReplies: clean.edgeReplies.map((r) => ({ ...r, port: r.seq === 7 ? 59412 : 40000 })),
-      podReplies: clean.edgeReplies.filter((r) => r.seq !== 7),
-    };
+    const e: ChaosEvidence = { ...clean, podReplies: clean.edgeReplies.filter((r) => r.seq !== 7) };
     const seq7 = clean.edgeReplies.find((r) => r.seq === 7)!.t;
     expect(checkInvariants(e, opts).map((v) => v.invariant)).toEqual(['replies-reach-pod']);
-    expect(checkInvariants({ ...e, podSent: [{ t: seq7 - 1, flow: FLOW, src: '10.10.10.1', sport: 59412, fin: true }] }, opts)).toEqual([]);
+    const closed7 = [
+      { t: seq7 - 3, flow: FLOW, src: POD, sport: 40000, seqs: [7] },
+      { t: seq7 - 1, flow: FLOW, src: POD, sport: 40000, rst: true },
+    ];
+    expect(checkInvariants({ ...e, podSent: closed7 }, opts)).toEqual([]);
   });
 
   it('keptBindingOf: the (flow, source, port) of the far-end packets conntrackKeeps marks, a bare packet under each of its candidates', () => {
@@ -471,11 +482,18 @@ describe('established flows across an ip-masq-agent ConfigMap change (conntrack 
     expect(checkNoLeak([...established, ...reused], allowed, keeps)).toMatchObject([{ at: 9000, evidence: { sport: 40002, count: 10 } }]);
   });
 
-  it('a flow that started after the change with the node IP is a violation: the change keeps only what came before it', () => {
-    const late = run(UDP, NODE, 40003, 5500, 12_000);
-    expect(checkNoLeak(late, allowed, keeps)).toMatchObject([{ at: 8000, evidence: { flow: UDP, src: NODE, sport: 40003, count: 40 } }]);
+  it('a flow that started after the change and its transition with the node IP is a violation; one that began in the transition with it keeps it (chaos seed 2000706310)', () => {
+    const late = run(UDP, NODE, 40003, 8500, 12_000);
+    expect(checkNoLeak(late, allowed, keeps)).toMatchObject([{ at: 8500, evidence: { flow: UDP, src: NODE, sport: 40003, count: 35 } }]);
     // the binding is the flow's own: an established port of the stream does not carry the UDP flow
     expect(checkNoLeak([...run(STREAM, NODE, 40003, 1000, 6000, true), ...late], allowed, keeps)).toHaveLength(1);
+    // begun 7 ms after the change was written, before the node applied it: the node IP, kept as long as the flow runs
+    const inTransition = run(UDP, NODE, 40004, 5007, 12_007);
+    expect(checkNoLeak(inTransition, allowed, keeps)).toEqual([]);
+    expect(conntrackKeeps(inTransition, allowed, keeps)(inTransition.at(-1)!)).toEqual({ since: 5007, change: CHANGE });
+    // begun in the transition with the new source, then the old one on the same port: a new binding (idle bound), not kept
+    const flipped = [...run(UDP, POD, 40005, 5007, 5107), ...run(UDP, NODE, 40005, 5007 + BINDING_IDLE_MS + 1000, 5107 + BINDING_IDLE_MS + 1000)];
+    expect(checkNoLeak(flipped, allowed, keeps)).toHaveLength(1);
   });
 
   it('the list restored (pod IP -> node IP): a UDP flow and a stream stuck in its SYN keep the pod IP, unanswered, and break nothing (chaos seed 1419845302)', () => {
@@ -557,8 +575,19 @@ describe('established flows across an ip-masq-agent ConfigMap change (conntrack 
     expect(conntrackKeeps(edge, back, rules, [syn(4000)])(edge[0]!)).toEqual({ since: 4000, change: CHANGE });
     // the pod packet alone is never judged, nor kept
     expect(checkNoLeak([], back, rules, [syn(4000), syn(13_400)])).toEqual([]);
-    // a first SYN at the pod after the change (pod IP no longer allowed at 9000): nothing to keep
+    // a first SYN at the pod after the change (pod IP no longer allowed at 9000), or in its transition (6000: the node may
+    // still have NATed it, both sources were allowed): nothing to keep
     expect(checkNoLeak(edge, back, rules, [syn(9000)])).toHaveLength(1);
+    expect(checkNoLeak(edge, back, rules, [syn(6000)])).toHaveLength(1);
+    // ...unless the far end saw the node leave new connections of the pod un-NATed just before and after it (within 2 s)
+    expect(checkNoLeak([syn(5500, 36001), syn(6500, 36002), ...edge], back, rules, [syn(6000)])).toEqual([]);
+    // (the SYN at 8500, with the pod IP after the transition, is a leak of its own)
+    expect(checkNoLeak([syn(5500, 36001), syn(8500, 36002), ...edge], back, rules, [syn(6000)]).map((v) => v.evidence.sport)).toEqual([36002, 36958]);
+    const natted = { t: 6500, flow: BARE, src: NODE, sport: 50001, syn: true, candidates: [TCP, STREAM] };
+    expect(checkNoLeak([syn(5500, 36001), natted, ...edge], back, rules, [syn(6000)])).toHaveLength(1);
+    // the pod's capture may name the connection otherwise (a token seen at the pod only): it joins on address, port and a flow in common
+    expect(checkNoLeak(edge, back, rules, [{ t: 4000, flow: TCP, src: POD, sport: 36958, syn: true }])).toEqual([]);
+    expect(checkNoLeak(edge, back, rules, [{ t: 4000, flow: UDP, src: POD, sport: 36958 }])).toHaveLength(1);
     // another port, or the binding gone idle (TCP_BINDING_IDLE_MS) before the reuse: a new binding, a leak
     expect(checkNoLeak(edge, back, rules, [syn(4000, 36959)])).toHaveLength(1);
     expect(checkNoLeak([syn(4000 + TCP_BINDING_IDLE_MS + 1)], back, rules, [syn(4000)])).toHaveLength(1);
@@ -566,37 +595,51 @@ describe('established flows across an ip-masq-agent ConfigMap change (conntrack 
 
   it('the list restored: a TCP probe connection that reused a port of an unanswered pod-IP SYN stays unanswered on that entry; the rest must converge (chaos seed 627642966)', () => {
     const { back, rules } = listRestored();
-    const syn = (t: number, src: string, sport: number) => ({ t, flow: BARE, src, sport, syn: true, candidates: [TCP, STREAM] });
-    // one connection every 200 ms from 16 000; the one at 16 400 reused port 44144, whose SYN went out with the pod IP at 4000, unanswered
+    const syn = (t: number, src: string, sport: number, isn: number) => ({ t, flow: BARE, src, sport, syn: true, isn, candidates: [TCP, STREAM] });
+    // one connection every 200 ms from 16 000; the one at 16 400 (ISN 3) reused port 44144, whose SYN (ISN 9) went out with the pod IP at 4000, unanswered
     const packets = [16_000, 16_200, 16_400, 16_600].map((t, seq) => ({ seq, t, replied: t !== 16_400, observedSources: [] }));
     const probe = { flow: TCP, timeline: { ...timeline(1), proto: 'tcp' as const, intervalMs: 200, packets }, finalSources: [NODE] };
+    // what left the pod: each connection's SYN, from the pod IP and the pod's own port
+    const podSyns = [syn(4000, POD, 44144, 9), syn(16_000, POD, 33000, 1), syn(16_200, POD, 33001, 2), syn(16_400, POD, 44144, 3), syn(16_600, POD, 33002, 4)];
     // an answered connection's data segment carries the probe's token: attributed to the flow
     const data = (t: number, sport: number) => ({ t, flow: TCP, src: NODE, sport });
     const edge = [
-      syn(4000, POD, 44144),
-      syn(16_000, NODE, 50000),
+      syn(4000, POD, 44144, 9),
+      syn(16_000, NODE, 50000, 1),
       data(16_001, 50000),
-      syn(16_200, NODE, 50001),
+      syn(16_200, NODE, 50001, 2),
       data(16_201, 50001),
-      syn(16_401, POD, 44144),
-      syn(16_600, NODE, 50002),
+      syn(16_401, POD, 44144, 3),
+      syn(16_600, NODE, 50002, 4),
     ];
     const kept = conntrackKeeps(edge, back, rules);
     expect(kept(edge[5]!)).toEqual({ since: 4000, change: CHANGE });
-    const o = { settledAt: 5000, boundMs: 10_000, edgePackets: edge };
+    const o = { settledAt: 5000, boundMs: 10_000, edgePackets: edge, pod: { sent: podSyns, replies: [] } };
     expect(checkConvergence([probe], undefined, o)).toMatchObject([{ evidence: { problem: 'unanswered after the bound', unanswered: 1, firstSeq: 2 } }]);
     expect(checkConvergence([probe], undefined, { ...o, kept })).toEqual([]);
+    // without the pod's capture its connection is not known: judged
+    expect(checkConvergence([probe], undefined, { ...o, pod: undefined, kept })).toHaveLength(1);
     // a connection of its own left unanswered with the node IP (16 600) is still a failure
     const lost = { ...probe, timeline: { ...probe.timeline, packets: packets.map((p) => ({ ...p, replied: p.t === 16_000 || p.t === 16_200 })) } };
     expect(checkConvergence([lost], undefined, { ...o, kept })).toMatchObject([{ evidence: { unanswered: 1, firstSeq: 3 } }]);
-    // a SYN on a kept binding half an interval or more after the packet is another connection's
-    const late = [...edge.slice(0, 5), syn(16_500, POD, 44144), edge[6]!];
-    expect(checkConvergence([probe], undefined, { ...o, edgePackets: late, kept: conntrackKeeps(late, back, rules) })).toHaveLength(1);
+    // its connection is the pod's first SYN in [t - 5, t + interval/2) with a new ISN: a retransmission of an earlier
+    // connection's SYN (ISN 9 again) there is not it, and a kept SYN of another connection does not excuse it
+    const retrans = [...podSyns.slice(0, 3), syn(16_401, POD, 44144, 9), syn(16_430, POD, 33003, 5), podSyns[4]!];
+    const edgeRetrans = [...edge.slice(0, 5), syn(16_402, POD, 44144, 9), syn(16_431, NODE, 50003, 5), edge[6]!];
+    const o2 = { ...o, edgePackets: edgeRetrans, kept: conntrackKeeps(edgeRetrans, back, rules), pod: { sent: retrans, replies: [] } };
+    expect(checkConvergence([probe], undefined, o2)).toMatchObject([{ evidence: { unanswered: 1, firstSeq: 2 } }]);
+    // two first SYNs in the window: not known which is its own, judged
+    const two = [...podSyns, syn(16_450, POD, 33004, 6)];
+    expect(checkConvergence([probe], undefined, { ...o, kept, pod: { sent: two, replies: [] } })).toHaveLength(1);
   });
 
   it('a binding ends with a policy change (its conntrack flushed) or after BINDING_IDLE_MS without a packet; a pod IP no window allowed at its start is never kept', () => {
     const packets = run(UDP, NODE, 40001, 1000, 12_000);
-    expect(checkNoLeak(packets, allowed, [{ flow: UDP, keeps: [CHANGE], ends: [7000] }])).toMatchObject([{ at: 8000, evidence: { count: 40 } }]);
+    // kept across the change until its entry is deleted at 9000: the next packet makes a new one, with a source no longer allowed
+    expect(checkNoLeak(packets, allowed, [{ flow: UDP, keeps: [CHANGE], ends: [9000] }])).toMatchObject([{ at: 9000, evidence: { count: 30 } }]);
+    // deleted at 7000, in the change's transition: the new entry was made before the node applied the change (the far end
+    // saw the old source), and is kept as long as the flow runs
+    expect(checkNoLeak(packets, allowed, [{ flow: UDP, keeps: [CHANGE], ends: [7000] }])).toEqual([]);
     const idle = [...run(UDP, NODE, 40001, 1000, 2000), ...run(UDP, NODE, 40001, 2000 + BINDING_IDLE_MS, 2100 + BINDING_IDLE_MS)];
     expect(checkNoLeak(idle, allowed, keeps)).toMatchObject([{ at: 2000 + BINDING_IDLE_MS, evidence: { count: 1 } }]);
     // a pod IP to the internet before anything allowed it: a leak then, and its binding keeps nothing after

@@ -34,6 +34,10 @@ export interface EdgePacket {
   candidates?: string[];
   /** a TCP SYN without ACK: the first segment of a new connection (a new conntrack entry) */
   syn?: boolean;
+  /** a SYN's sequence number: its connection's ISN (a retransmitted SYN repeats it; NAT keeps it) */
+  isn?: number;
+  /** the probe packets (seq) whose token the segment carried */
+  seqs?: number[];
   /** a TCP FIN: the sender closed its side of the connection */
   fin?: boolean;
   /** a TCP RST: the sender aborted the connection */
@@ -151,6 +155,12 @@ export const BINDING_IDLE_MS = 30_000;
  */
 export const TCP_BINDING_IDLE_MS = 120_000;
 
+/** A packet at the pod and one at the far end this close in time (and alike: SYN or not, same ISN) are one packet seen twice. */
+const POD_COPY_MS = 200;
+
+/** How close to a pod's packet the far end must have seen new connections leave un-NATed for it to have left so (`conntrackKeeps`). */
+const BRACKET_MS = 2000;
+
 /** The idle bound of the binding of a far-end packet: TCP's when every flow it may be is TCP. */
 function bindingIdleMs(p: EdgePacket): number {
   const flows = p.candidates ?? [p.flow];
@@ -175,13 +185,14 @@ function sourcesAt(allowed: readonly AllowedWindow[], flows: readonly string[], 
  * A packet the far end could not attribute to one flow (`candidates`: a bare SYN carries no probe
  * token) is judged the same way when its candidates share one rule (one pod to one destination:
  * its TCP probe and its stream), with the windows of all of them; otherwise it gets nothing.
- * `podSent` (a capture on the pods' own interfaces) adds what left the pods to the groups of the
- * same flow, pod IP and port: an un-NATed binding starts when its first packet left the pod, also
+ * `podSent` (a capture on the pods' own interfaces) adds what left the pods and the far end did not
+ * see (no copy within POD_COPY_MS) to the groups of the same pod IP and port whose flows it may be:
+ * an un-NATed binding starts when its first packet left the pod, also
  * when the far end never saw that packet (chaos seed 627642966: a SYN sent while 0.0.0.0/0 was a
  * non-masquerade CIDR was lost to a partition; its entry stayed, un-NATed, and the SYN of a new
  * connection reusing the port 9 s later, after the list was restored, left with the pod's IP on it).
  * Only the far end's packets are judged; a pod's packet starts a binding of its pod IP only when its
- * windows allowed that source then.
+ * windows allowed that source and no other then (in a transition the node may still have NATed it).
  */
 export function conntrackKeeps(
   packets: readonly EdgePacket[],
@@ -198,18 +209,59 @@ export function conntrackKeeps(
     return rs.every((r) => same(r!)) ? { rule: rs[0]!, flows } : undefined;
   };
   const kept = new Map<EdgePacket, KeptBinding>();
-  const groups = new Map<string, { rule: ConntrackRule; flows: string[]; packets: EdgePacket[] }>();
-  const edgeKeys = new Set(packets.map((p) => `${p.flow}|${p.src}|${p.sport ?? ''}`));
-  const atPod = podSent.filter((p) => edgeKeys.has(`${p.flow}|${p.src}|${p.sport ?? ''}`));
-  for (const p of [...packets, ...atPod]) {
+  type Group = { rule: ConntrackRule; flows: string[]; packets: EdgePacket[] };
+  const groups = new Map<string, Group>();
+  const bySocket = new Map<string, Group[]>();
+  for (const p of packets) {
     const r = ruleOf(p);
     if (!r) continue;
     const k = `${p.flow}|${p.src}|${p.sport ?? ''}`;
-    const g = groups.get(k) ?? { ...r, packets: [] };
+    let g = groups.get(k);
+    if (!g) {
+      g = { ...r, packets: [] };
+      groups.set(k, g);
+      const socket = `${p.src}|${p.sport ?? ''}`;
+      bySocket.set(socket, [...(bySocket.get(socket) ?? []), g]);
+    }
     g.packets.push(p);
-    groups.set(k, g);
   }
-  const fromPod = new Set(atPod);
+  // what left the pods and the far end never saw joins every group of its address and port whose
+  // flows it may be (the far end and the pod's capture may name one connection differently: a token
+  // seen at one end only); a packet the far end saw is judged on the far end's copy
+  // SYNs the far end saw that made a new entry (nothing on their address and port in the idle bound
+  // before, at either end): the source each tells is what the node did to new connections then
+  const socketTimes = new Map<string, number[]>();
+  for (const p of [...packets, ...podSent]) {
+    const k = `${p.src}|${p.sport ?? ''}`;
+    socketTimes.set(k, [...(socketTimes.get(k) ?? []), p.t]);
+  }
+  const freshSyns = packets
+    .filter((e) => e.syn && !socketTimes.get(`${e.src}|${e.sport ?? ''}`)!.some((t) => t >= e.t - TCP_BINDING_IDLE_MS && t < e.t - POD_COPY_MS))
+    .sort((a, b) => a.t - b.t);
+  /** whether the node left new connections of `flows` un-NATed around `q` (the SYNs just before and after it, with its source) */
+  const unNATedAround = (q: EdgePacket, flows: readonly string[]): boolean => {
+    const mine = freshSyns.filter((e) => (e.candidates ?? [e.flow]).some((f) => flows.includes(f)));
+    const before = mine.filter((e) => e.t < q.t).at(-1);
+    const after = mine.find((e) => e.t > q.t);
+    return !!before && !!after && before.src === q.src && after.src === q.src && q.t - before.t <= BRACKET_MS && after.t - q.t <= BRACKET_MS;
+  };
+  // a packet that left the pod joins only when it is known to have left with the pod IP: its windows
+  // allowed that source and no other then, or the far end saw the node leave new connections of
+  // these flows un-NATed just before and after it (during a transition both the old and the new
+  // source are allowed: the node may still have NATed it); and only when the far end did not see it
+  const fromPod = new Set<EdgePacket>();
+  const copyOf = (q: EdgePacket, e: EdgePacket) =>
+    Math.abs(e.t - q.t) <= POD_COPY_MS && !!e.syn === !!q.syn && (e.isn === undefined || q.isn === undefined || e.isn === q.isn);
+  for (const p of podSent) {
+    const flows = p.candidates ?? [p.flow];
+    for (const g of bySocket.get(`${p.src}|${p.sport ?? ''}`) ?? []) {
+      if (!g.flows.some((f) => flows.includes(f)) || g.packets.some((e) => !fromPod.has(e) && copyOf(p, e))) continue;
+      const now = sourcesAt(allowed, g.flows, p.t);
+      if (!now.includes(p.src) || (now.length > 1 && !unNATedAround(p, g.flows))) continue;
+      g.packets.push(p);
+      fromPod.add(p);
+    }
+  }
   for (const { rule, flows, packets: g } of groups.values()) {
     g.sort((a, b) => a.t - b.t);
     let since = -Infinity;
@@ -217,14 +269,22 @@ export function conntrackKeeps(
     let last = -Infinity;
     let lastSyn = false;
     for (const p of g) {
-      if ((p.syn && !lastSyn) || p.t - last > bindingIdleMs(p)) {
+      // a new binding: a new connection's SYN, the idle bound gone by, or the flow's entries deleted since the last packet
+      if ((p.syn && !lastSyn) || p.t - last > bindingIdleMs(p) || rule.ends.some((e) => last < e && e <= p.t)) {
         since = p.t;
         startAllowed = sourcesAt(allowed, flows, p.t).includes(p.src);
       }
       last = p.t;
       lastSyn = !!p.syn;
       if (fromPod.has(p) || !startAllowed || sourcesAt(allowed, flows, p.t).includes(p.src)) continue;
-      const change = rule.keeps.find((k) => since < k && k <= p.t);
+      // kept across a change made after the binding began, or one whose transition it began in with
+      // the old source (allowed then only by windows opened before the change: the node had not
+      // applied it yet)
+      const oldSourceAt = (k: number) => {
+        const by = allowed.filter((w) => flows.includes(w.flow) && w.from <= since && (w.to === undefined || since < w.to) && w.sources.includes(p.src));
+        return by.length > 0 && by.every((w) => w.from < k);
+      };
+      const change = rule.keeps.find((k) => k <= p.t && (since < k || oldSourceAt(k)));
       if (change === undefined || rule.ends.some((e) => since < e && e <= p.t)) continue;
       kept.set(p, { since, change });
     }
@@ -361,23 +421,33 @@ function stuckOnKeptBinding(
 
 /**
  * Whether a TCP probe's packet (one connection per packet) went out on a binding conntrack keeps
- * with a source other than the final ones (`kept`): the far end saw its connection's SYN — the
- * probe's own, from then (5 ms of slack) to half its interval later — on such a binding. A new connection that
- * reuses the local port of one whose SYN went out un-NATed while the pod IP was allowed, and was
- * never answered, finds that SYN_SENT entry (TCP_BINDING_IDLE_MS) and leaves with the pod IP again,
- * unanswered (chaos seed 627642966: five of the TCP probe's connections after the list was
- * restored, the rest of them answered, so the flow was not stuck as a whole: `stuckOnKeptBinding`).
+ * with a source other than the final ones (`kept`). Its connection is the one whose first SYN left
+ * the pod (`pod.sent`: a new ISN on a flow it may be) from the packet's time (5 ms of slack) to half
+ * the probe's interval later — when exactly one did; the far end saw that connection's SYN (same
+ * ISN: NAT keeps it) on a kept binding. A new connection that reuses the local port of one whose
+ * SYN went out un-NATed while the pod IP was allowed, and was never answered, finds that SYN_SENT
+ * entry (TCP_BINDING_IDLE_MS) and leaves with the pod IP again, unanswered (chaos seed 627642966:
+ * five of the TCP probe's connections after the list was restored, the rest of them answered, so
+ * the flow was not stuck as a whole: `stuckOnKeptBinding`).
  */
 function onKeptConnection(
   f: FlowEvidence,
   p: TimelinePacket,
-  o: { edgePackets?: readonly EdgePacket[]; kept?: (p: EdgePacket) => KeptBinding | undefined },
+  o: { edgePackets?: readonly EdgePacket[]; kept?: (p: EdgePacket) => KeptBinding | undefined; pod?: { sent: readonly EdgePacket[] } },
 ): boolean {
-  if (!o.edgePackets || !o.kept || f.timeline.proto !== 'tcp' || f.timeline.stream) return false;
+  if (!o.edgePackets || !o.kept || !o.pod || f.timeline.proto !== 'tcp' || f.timeline.stream) return false;
   const until = p.t + f.timeline.intervalMs / 2;
-  return o.edgePackets.some(
-    (e) => e.syn && e.t >= p.t - 5 && e.t < until && (e.candidates ?? [e.flow]).includes(f.flow) && !f.finalSources.includes(e.src) && o.kept!(e) !== undefined,
-  );
+  const mine = (e: EdgePacket) => (e.candidates ?? [e.flow]).includes(f.flow);
+  const seen = new Set<number>();
+  const firstSyns: EdgePacket[] = [];
+  for (const e of [...o.pod.sent].sort((a, b) => a.t - b.t)) {
+    if (!e.syn || e.isn === undefined || e.t >= until) continue;
+    if (!seen.has(e.isn) && e.t >= p.t - 5 && mine(e)) firstSyns.push(e);
+    seen.add(e.isn);
+  }
+  if (firstSyns.length !== 1) return false;
+  const own = firstSyns[0]!;
+  return o.edgePackets.some((e) => e.syn && e.isn === own.isn && e.sport === own.sport && !f.finalSources.includes(e.src) && o.kept!(e) !== undefined);
 }
 
 /**
@@ -554,15 +624,16 @@ export function deliveredOf(podReplies: readonly EdgeReply[]): Map<string, Set<n
  * another source, its old binding is gone by the rules, and the far end's answers to the old source
  * have no way back that the rules allow (delivering them is how a pod's node once let the pod's
  * answers out un-NATed: chaos seed 627642967, regressions/paused-holder-deleted-policy). With
- * `closedAt`, neither are replies on a TCP connection that left the far end after the pod had closed
- * it (a FIN or an RST seen leaving the pod, same flow and port): the probe, which closes only when it
- * gave up waiting, no longer reads it, and its binding may be gone for good — an RST moves the entry
- * to CLOSE (deleted 10 s later) on every node it passes, and a holder that took the IP without the
- * binding cannot pick the connection up again from a FIN (conntrack's loose pickup takes an ACK, not
- * a FIN or an RST). The first copies of such a reply, sent before the pod closed, are judged as any
- * other. Chaos seed 627642974: with the holder (node-1) rate-limited, a connection's binding never
- * reached the node that took the IP over; the probes gave up and closed, and the far end's
- * retransmissions of its answer ran on 15 s after the last fault.
+ * `closedAt` (closedAtOf), neither are replies that left the far end after the pod had closed the
+ * TCP connection that carried their packet (a FIN or an RST seen leaving the pod on it): the probe
+ * closes a connection once it has its answer or has given up waiting for it, and from then on the
+ * connection's binding may be gone for good — an RST moves the entry to CLOSE (deleted 10 s later)
+ * on every node it passes, and a holder that took the IP without the binding cannot pick the
+ * connection up again from a FIN (conntrack's loose pickup takes an ACK, not a FIN or an RST). The
+ * copies of a reply sent before the pod closed are judged as any other. Chaos seed 627642974: with
+ * the holder (node-1) rate-limited, three connections' bindings never reached the node that took
+ * the IP over; the probes gave up and closed, and the far end's retransmissions of its answers ran
+ * on 15 s after the last fault.
  * Unreached replies of one flow less than EPISODE_GAP_MS apart are one violation.
  */
 export function checkRepliesReachPod(
@@ -574,7 +645,7 @@ export function checkRepliesReachPod(
     delivered?: Delivered;
     allowed?: readonly AllowedWindow[];
     kept?: (flow: string, src: string, port: number | undefined) => boolean;
-    closedAt?: (flow: string, port: number | undefined) => number | undefined;
+    closedAt?: (flow: string, seq: number) => number | undefined;
   } = {},
 ): Violation[] {
   const out: Violation[] = [];
@@ -595,7 +666,7 @@ export function checkRepliesReachPod(
     if (excuses.some((x) => x.flow === r.flow && x.from <= r.t && r.t <= x.to)) continue;
     const allowedNow = o.allowed && r.dst !== undefined ? sourcesAt(o.allowed, [r.flow], r.t) : [];
     if (allowedNow.length && !allowedNow.includes(r.dst!) && !o.kept?.(r.flow, r.dst!, r.port)) continue;
-    const closed = o.closedAt?.(r.flow, r.port);
+    const closed = o.closedAt?.(r.flow, r.seq);
     if (closed !== undefined && closed <= r.t) continue;
     const prev = open.get(r.flow);
     if (prev && r.t - (prev.evidence.until as number) < EPISODE_GAP_MS) {
@@ -651,18 +722,35 @@ export function keptBindingOf(
   return (flow, src, port) => keys.has(`${flow}|${src}|${port ?? ''}`);
 }
 
-/** When the pod first closed (sent a FIN or an RST on) each of its TCP connections, by flow and local port (`podSent`: a capture at the pod). */
-export function closedAtOf(podSent: readonly EdgePacket[]): (flow: string, port: number | undefined) => number | undefined {
-  const first = new Map<string, number>();
-  for (const p of podSent) {
-    if (!(p.fin || p.rst) || p.sport === undefined) continue;
-    for (const f of p.candidates ?? [p.flow]) {
-      const k = `${f}|${p.sport}`;
-      const had = first.get(k);
-      if (had === undefined || p.t < had) first.set(k, p.t);
-    }
+/**
+ * When the pod closed (sent a FIN or an RST on) the TCP connection that carried each probe packet, by
+ * flow and seq (`podSent`: a capture at the pod): its connection is the local port of the segment
+ * that carried the packet's token, from that segment until a SYN of a new connection on that port.
+ */
+export function closedAtOf(podSent: readonly EdgePacket[]): (flow: string, seq: number) => number | undefined {
+  const byPort = new Map<number, EdgePacket[]>();
+  for (const p of podSent) if (p.sport !== undefined) byPort.set(p.sport, [...(byPort.get(p.sport) ?? []), p]);
+  for (const list of byPort.values()) list.sort((a, b) => a.t - b.t);
+  const closed = new Map<string, number>();
+  for (const list of byPort.values()) {
+    list.forEach((p, i) => {
+      if (!p.seqs?.length) return;
+      let end: number | undefined;
+      for (const q of list.slice(i + 1)) {
+        if (q.syn) break;
+        if (q.fin || q.rst) {
+          end = q.t;
+          break;
+        }
+      }
+      if (end === undefined) return;
+      for (const seq of p.seqs) {
+        const k = `${p.flow}|${seq}`;
+        if (!closed.has(k)) closed.set(k, end);
+      }
+    });
   }
-  return (flow, port) => (port === undefined ? undefined : first.get(`${flow}|${port}`));
+  return (flow, seq) => closed.get(`${flow}|${seq}`);
 }
 
 /** All four invariants on one run's evidence: every violation, in time order (empty: none broke). */

@@ -176,6 +176,8 @@ describe('allowed windows and excuses', () => {
       { flow: 'udp a', keeps: [], ends: [3000] },
       { flow: 'udp c3', keeps: [1000, 2000], ends: [4000] },
     ]);
+    // the kill ends the node's bindings when it finished (its packets may leave until then), when that is known
+    expect(conntrackRules(t, flows, changes, [{ ...kill, doneAt: 4200 }]).find((r) => r.flow === 'udp c3')!.ends).toEqual([4200]);
   });
 
   it("replies may be lost during a fault on the flow's node, any fault or agent restart while it goes through the gateway, and churn transitions", () => {

@@ -32,7 +32,7 @@ export interface DecodedPacket {
     dst: string;
     proto: number;
     ttl: number;
-    tcp?: { sport: number; dport: number; flags: number; payload: Buffer };
+    tcp?: { sport: number; dport: number; flags: number; payload: Buffer /** the segment's sequence number (a SYN's: the connection's ISN) */; seq?: number };
     udp?: { sport: number; dport: number; payload: Buffer };
     icmp?: { type: number; code: number; id: number; seq: number; payload: Buffer };
   };
@@ -112,7 +112,7 @@ function decodeIPv4(b: Buffer): DecodedPacket['ip'] | undefined {
   if (fragOffset !== 0) return ip;
   if (proto === 6 && l4.length >= 20) {
     const off = (l4[12]! >> 4) * 4;
-    ip.tcp = { sport: l4.readUInt16BE(0), dport: l4.readUInt16BE(2), flags: l4[13]!, payload: l4.subarray(off) };
+    ip.tcp = { sport: l4.readUInt16BE(0), dport: l4.readUInt16BE(2), flags: l4[13]!, payload: l4.subarray(off), seq: l4.readUInt32BE(4) };
   } else if (proto === 17 && l4.length >= 8) {
     ip.udp = { sport: l4.readUInt16BE(0), dport: l4.readUInt16BE(2), payload: l4.subarray(8) };
   } else if (proto === 1 && l4.length >= 8) {

@@ -49,3 +49,68 @@ describe('KubeClient.watch: one event per line, whatever the chunking', () => {
     expect(seen).toEqual([big, small('a'), small('b')]);
   });
 });
+
+describe('KubeClient.onRecovered and the informer: a watch that lived through an outage starts again on a new connection', () => {
+  it('a request answered after unanswered ones calls the listeners once; the informer then resumes its stalled watch from its resourceVersion', async () => {
+    const watches: string[] = [];
+    const cm = { apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'ip-masq-agent', namespace: 'kube-system', resourceVersion: '7' } };
+    let reset = true;
+    server = createServer((req, res) => {
+      const url = new URL(req.url ?? '/', 'http://x');
+      if (url.pathname.endsWith('/probe')) {
+        // no answer at all while `reset`: the connection is cut
+        if (reset) return void req.socket.destroy();
+        res.writeHead(404, { 'Content-Type': 'application/json' });
+        return void res.end('{"kind":"Status","code":404}');
+      }
+      res.writeHead(200, { 'Content-Type': 'application/json' });
+      if (url.searchParams.get('watch') !== 'true')
+        return void res.end(JSON.stringify({ kind: 'ConfigMapList', metadata: { resourceVersion: '5' }, items: [] }));
+      watches.push(url.searchParams.get('resourceVersion') ?? '');
+      // the first watch stalls (what it would say is stuck behind a backed-off connection); the second delivers the change
+      if (watches.length === 1) res.write('');
+      else res.write(`${JSON.stringify({ type: 'ADDED', object: cm })}\n`);
+    });
+    await new Promise<void>((r) => server!.listen(0, '127.0.0.1', () => r()));
+    const client = new KubeClient({ server: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, timeoutMs: 2000 });
+    let recovered = 0;
+    const off = client.onRecovered(() => recovered++);
+    const added: string[] = [];
+    const inf = client.informer(R.configmaps, { namespace: 'kube-system' }, { onAdd: (o) => added.push(o.metadata.name ?? '') });
+    await inf.hasSynced();
+    await waitUntil(() => watches.length === 1);
+    const probe = () => client.request('GET', '/api/v1/namespaces/kube-system/configmaps/probe');
+    // answered requests (the list, a 404) recover nothing: nothing went unanswered before them
+    await expect(probe()).rejects.toThrow();
+    expect(recovered).toBe(0);
+    expect(inf.recoveries).toBe(0);
+    reset = false;
+    await expect(probe()).rejects.toThrow(/404/);
+    expect(recovered).toBe(1);
+    await waitUntil(() => added.length === 1);
+    expect(watches).toEqual(['5', '5']);
+    expect(added).toEqual(['ip-masq-agent']);
+    expect(inf.recoveries).toBe(1);
+    expect(inf.connections).toBe(2);
+    // once recovered, another answer is no recovery
+    await expect(probe()).rejects.toThrow(/404/);
+    expect(recovered).toBe(1);
+    // a request its caller gave up on before the client's own timeout counts too (noteUnanswered)
+    client.noteUnanswered();
+    await expect(probe()).rejects.toThrow(/404/);
+    expect(recovered).toBe(2);
+    await waitUntil(() => watches.length === 3);
+    off();
+    await inf.stop();
+    client.close();
+  });
+});
+
+/** Polls `cond` every 10 ms until it holds (2 s at most). */
+async function waitUntil(cond: () => boolean): Promise<void> {
+  const deadline = Date.now() + 2000;
+  while (!cond()) {
+    if (Date.now() > deadline) throw new Error('condition not met within 2000 ms');
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
