@@ -17,8 +17,8 @@
  * policy routes the pair to a holder, which SNATs the pod's answers (agent/gateway/render.ts).
  *
  * Judged on the far end's capture: no packet of the pod ever left with its own IP; the premises
- * are that node-3 SNATed the pod's stream to 192.168.1.102 before the pause, that node-2 holds the
- * IP at the end, and that after node-3 came back the far end did send answers to 192.168.1.102 for
+ * are that node-3 SNATed the pod's stream to 192.168.1.102 before the pause, that another node
+ * (node-2 as found, node-1 on a busy machine) holds the IP at the end, and that after node-3 came back the far end did send answers to 192.168.1.102 for
  * the pod's stream (the path that leaked). The far end's answers to an egress IP the flow may no
  * longer use are not owed to the pod (invariant 4, harness/chaos/invariants.ts).
  */
@@ -54,10 +54,13 @@ describe('chaos regression: a holder paused while its local policy is deleted', 
     // the pod's packets to the internet (its traffic to the VPC, 172.16.100.10, is not masqueraded)
     const mine = run.evidence.edgePackets.filter((p) => (p.flow.includes(`${POD} ->`) || p.src === POD_IP) && p.flow.includes('8.8.8.8'));
 
-    // premises: node-3 SNATed the stream to chaos-2's IP before the pause; node-2 holds it at the end;
+    // premises: node-3 SNATed the stream to chaos-2's IP before the pause; another node holds it at the end;
     // after node-3 came back, the far end answered the stream at that IP (the path that leaked)
     expect(mine.some((p) => p.flow === stream && p.src === EGRESS_IP && p.t < paused)).toBe(true);
-    expect(run.evidence.finalApi?.gateway.assignments[EGRESS_IP]).toBe('node-2');
+    // another node holds the IP at the end: node-2 as found, node-1 when node-2 (stopped at the start) was not Ready yet
+    // when the controller moved it (one core held busy, run 165); either commits node-3's replicated bindings
+    const holder = run.evidence.finalApi?.gateway.assignments[EGRESS_IP];
+    expect(['node-1', 'node-2']).toContain(holder);
     expect(run.evidence.edgeReplies.some((r) => r.flow === stream && r.dst === EGRESS_IP && r.t > back)).toBe(true);
 
     expect(mine.filter((p) => p.src === POD_IP)).toEqual([]);
