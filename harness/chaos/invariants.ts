@@ -233,7 +233,9 @@ export function conntrackKeeps(
   const socketTimes = new Map<string, number[]>();
   for (const p of [...packets, ...podSent]) {
     const k = `${p.src}|${p.sport ?? ''}`;
-    socketTimes.set(k, [...(socketTimes.get(k) ?? []), p.t]);
+    const times = socketTimes.get(k);
+    if (times) times.push(p.t);
+    else socketTimes.set(k, [p.t]);
   }
   const freshSyns = packets
     .filter((e) => e.syn && !socketTimes.get(`${e.src}|${e.sport ?? ''}`)!.some((t) => t >= e.t - TCP_BINDING_IDLE_MS && t < e.t - POD_COPY_MS))
@@ -729,7 +731,12 @@ export function keptBindingOf(
  */
 export function closedAtOf(podSent: readonly EdgePacket[]): (flow: string, seq: number) => number | undefined {
   const byPort = new Map<number, EdgePacket[]>();
-  for (const p of podSent) if (p.sport !== undefined) byPort.set(p.sport, [...(byPort.get(p.sport) ?? []), p]);
+  for (const p of podSent) {
+    if (p.sport === undefined) continue;
+    const list = byPort.get(p.sport);
+    if (list) list.push(p);
+    else byPort.set(p.sport, [p]);
+  }
   for (const list of byPort.values()) list.sort((a, b) => a.t - b.t);
   const closed = new Map<string, number>();
   for (const list of byPort.values()) {
