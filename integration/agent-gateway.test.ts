@@ -126,6 +126,7 @@ async function startModule(
       statusChanged: () => undefined,
       holding: new Signal(false),
       licence,
+      stopping: new AbortController().signal,
     },
     opts,
   );

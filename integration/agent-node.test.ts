@@ -6,6 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { R } from '../lib/kube/client.js';
+import { unreachablePort } from '../lib/kube/testing.js';
 import { nodeToken, startTestController, waitFor, type TestController } from '../controller/testing.js';
 import type { KubeObject } from '../lib/kube/types.js';
 import { parseAgentConfig, type AgentConfig } from '../agent/config.js';
@@ -186,6 +187,24 @@ describe('node agent (ip-masq-agent flavour) against the in-process API server',
     expect(r.nft.installedNonMasq()).toEqual(['172.16.0.0/12']);
     expect(r.logs.some((l) => /no sync with the API server within 200 ms: going on with the previous projection/.test(l))).toBe(true);
     expect(r.logs.some((l) => /lease: renewal failed/.test(l))).toBe(true);
+  });
+
+  it('stops promptly on SIGTERM while it is still starting behind a partition (no handshake with the API server completes)', async () => {
+    const u = await unreachablePort();
+    cleanup.push(() => u.close());
+    // the shipped startupSyncTimeoutMs (5 s): the projection is still waiting for its first sync when the stop comes
+    const r = await rig({ apiServer: `http://127.0.0.1:${u.port}`, caFile: null });
+    const started = r.agent.start();
+    await waitFor(() => r.logs.some((l) => /projection: projecting/.test(l)), 'the projection waiting for its first sync');
+    const t0 = performance.now();
+    await r.agent.stop();
+    const took = performance.now() - t0;
+    await started;
+    // the module's wait, the list in flight and the lease renewal in flight were given up: what is
+    // left is the Events flush (eventsFlushMs 300 here)
+    expect(took).toBeLessThan(2000);
+    expect(r.logs.some((l) => /agent: stopped/.test(l))).toBe(true);
+    expect(r.logs.some((l) => /no sync with the API server within/.test(l))).toBe(false);
   });
 
   it('waits for its credentials before talking to the API', async () => {

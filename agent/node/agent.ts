@@ -68,6 +68,8 @@ export class NodeAgent {
   private started: NodeModule[] = [];
   private stopRequested = false;
   private starting: Promise<void> | null = null;
+  /** aborted by stop(): NodeModuleContext.stopping */
+  private readonly stopper = new AbortController();
   private stopping: Promise<void> | null = null;
   private readonly write: (line: string) => void;
   private guardTimer: NodeJS.Timeout | null = null;
@@ -117,6 +119,7 @@ export class NodeAgent {
       statusChanged: () => this.status.changed(),
       holding: new Signal(false),
       licence: new Licence(),
+      stopping: this.stopper.signal,
     };
     const host = this.deps.host ?? new ExecHost({ nftPath: c.nftPath, onError: (m) => this.log('gateway', `nft session: ${m}`) });
     this.modules = buildModules(ctx, host);
@@ -220,6 +223,8 @@ export class NodeAgent {
 
   private async doStop(): Promise<void> {
     this.stopRequested = true;
+    // a module still starting gives up its wait (first sync, first heartbeat) instead of holding the stop up
+    this.stopper.abort();
     this.phase = 'stopping';
     this.log('agent', 'stopping');
     this.status.changed();

@@ -13,7 +13,7 @@ import { basename, dirname } from 'node:path';
 import { R, type Informer } from '../../lib/kube/client.js';
 import type { KubeObject } from '../../lib/kube/types.js';
 import { readProjected, writePayload } from './atomic-writer.js';
-import { errorMessage, type NodeModule, type NodeModuleContext } from './module.js';
+import { errorMessage, type NodeModule, type NodeModuleContext, settleWithin } from './module.js';
 
 export class ConfigMapVolumeModule implements NodeModule {
   readonly name = 'projection';
@@ -78,13 +78,7 @@ export class ConfigMapVolumeModule implements NodeModule {
       },
     );
     const timeout = this.ctx.config.startupSyncTimeoutMs;
-    let timer: NodeJS.Timeout | undefined;
-    const timedOut = await Promise.race([
-      this.informer.hasSynced().then(() => false),
-      new Promise<boolean>((r) => (timer = setTimeout(() => r(true), timeout))),
-    ]);
-    if (timer) clearTimeout(timer);
-    if (timedOut)
+    if ((await settleWithin(this.informer.hasSynced(), timeout, this.ctx.stopping)) === 'timeout')
       this.ctx.log(
         this.name,
         `no sync with the API server within ${timeout} ms: going on with ${this.present ? 'the previous projection' : 'no file (defaults)'}; the file follows the ConfigMap once the API answers`,

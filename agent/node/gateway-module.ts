@@ -86,7 +86,7 @@ import {
   type ConntrackSyncOptions,
   type KeptBindings,
 } from '../gateway/conntrack-sync.js';
-import { errorMessage, type NodeModule, type NodeModuleContext } from './module.js';
+import { errorMessage, type NodeModule, type NodeModuleContext, settleWithin } from './module.js';
 import { confirmCutOff, tcpAnswers } from './cut-off.js';
 import { GATEWAY_NAME, GATEWAY_NAMESPACE } from '../../lib/kube/well-known.js';
 import { realClock, type Clock } from '../../lib/time/clock.js';
@@ -306,10 +306,11 @@ export class GatewayModule implements NodeModule {
       await this.heartbeat.start();
     }
     const timeout = this.o.startupSyncTimeoutMs ?? Math.min(c.startupSyncTimeoutMs, 2000);
-    let timer: NodeJS.Timeout | undefined;
     const all = Promise.all(Object.values(this.informers).map((i) => i.hasSynced())).then(() => true);
-    const ok = await Promise.race([all, new Promise<boolean>((r) => (timer = setTimeout(() => r(false), timeout)))]);
-    if (timer) clearTimeout(timer);
+    const sync = await settleWithin(all, timeout, this.ctx.stopping);
+    // told to stop meanwhile: nothing is programmed from half-filled caches, the datapath stays as it is
+    if (sync === 'stopped') return;
+    const ok = sync === 'done';
     this.synced = ok;
     if (ok) this.ctx.log(this.name, `API state synced; uplink ${this.uplink}`);
     else {

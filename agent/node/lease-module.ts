@@ -10,7 +10,7 @@
 import { readFileSync } from 'node:fs';
 import { Beacon } from './beacon.js';
 import { NODE_LEASE_NAMESPACE, startLeaseRenewer, type LeaseRenewer } from '../../lib/kube/lease.js';
-import { errorMessage, type NodeModule, type NodeModuleContext } from './module.js';
+import { errorMessage, type NodeModule, type NodeModuleContext, settleWithin } from './module.js';
 
 export class LeaseModule implements NodeModule {
   readonly name = 'lease';
@@ -57,12 +57,11 @@ export class LeaseModule implements NodeModule {
       this.ctx.licence.setSource({ until: () => beacon.licenceUntil(), downs: () => beacon.downsSeen(), arm: (f) => beacon.setFence(f) });
       // the first Lease renewal must not come before the heartbeats: a renewal alone marks the node
       // Up, and a heartbeat thread still starting (a busy machine) would then let it expire once
-      let timer: NodeJS.Timeout | undefined;
-      const started = await Promise.race([this.beacon.first.then(() => true), new Promise<boolean>((r) => (timer = setTimeout(() => r(false), 5000)))]);
-      if (timer) clearTimeout(timer);
+      const first = await settleWithin(this.beacon.first, 5000, this.ctx.stopping);
+      if (first === 'stopped') return;
       this.ctx.log(
         this.name,
-        `heartbeats to ${target}:${c.heartbeatPort} every ${heartbeatIntervalMs} ms while holding a floating IP, else every ${c.idleHeartbeatIntervalMs} ms${started ? '' : ' (none sent within 5 s: renewing the Lease anyway)'}`,
+        `heartbeats to ${target}:${c.heartbeatPort} every ${heartbeatIntervalMs} ms while holding a floating IP, else every ${c.idleHeartbeatIntervalMs} ms${first === 'done' ? '' : ' (none sent within 5 s: renewing the Lease anyway)'}`,
       );
     }
     this.ctx.log(this.name, `renewing ${NODE_LEASE_NAMESPACE}/${nodeName} every ${leaseRenewIntervalMs} ms`);

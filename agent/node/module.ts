@@ -30,6 +30,32 @@ export interface NodeModuleContext {
    * when the second moves.
    */
   readonly licence: Licence;
+  /**
+   * Aborted when the agent is told to stop (SIGTERM): a module still starting gives up what it waits
+   * for (first sync, first heartbeat) so that the stop does not wait for it (chaos seed 627642971:
+   * an agent restarted during a partition did not exit within 10 s of SIGTERM).
+   */
+  readonly stopping: AbortSignal;
+}
+
+/** Waits for `p` at most `ms`, or until `signal` aborts; says which came first. */
+export function settleWithin(p: Promise<unknown>, ms: number, signal: AbortSignal): Promise<'done' | 'timeout' | 'stopped'> {
+  if (signal.aborted) return Promise.resolve('stopped');
+  return new Promise((resolve) => {
+    let timer: NodeJS.Timeout | undefined;
+    const finish = (how: 'done' | 'timeout' | 'stopped') => {
+      if (timer) clearTimeout(timer);
+      signal.removeEventListener('abort', onAbort);
+      resolve(how);
+    };
+    const onAbort = () => finish('stopped');
+    timer = setTimeout(() => finish('timeout'), ms);
+    signal.addEventListener('abort', onAbort, { once: true });
+    p.then(
+      () => finish('done'),
+      () => finish('done'),
+    );
+  });
 }
 
 /** What the controller's acknowledgements say (NodeModuleContext.licence). */

@@ -2,6 +2,8 @@ import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import { KubeClient, R } from './client.js';
+import { startLeaseRenewer } from './lease.js';
+import { unreachablePort } from './testing.js';
 import type { WatchEvent } from './types.js';
 
 let server: Server | undefined;
@@ -114,3 +116,38 @@ async function waitUntil(cond: () => boolean): Promise<void> {
     await new Promise((r) => setTimeout(r, 10));
   }
 }
+
+describe('requests to an API server that never completes a handshake (a partition)', () => {
+  it("a request times out after the client's timeoutMs, not when the kernel gives up its SYNs (Node's own timeout counts from the connection only)", async () => {
+    const u = await unreachablePort();
+    const client = new KubeClient({ server: `http://127.0.0.1:${u.port}`, timeoutMs: 400 });
+    try {
+      const t0 = performance.now();
+      await expect(client.list(R.configmaps, { namespace: 'kube-system' })).rejects.toThrow(/request timed out after 400 ms: GET/);
+      expect(performance.now() - t0).toBeLessThan(3000);
+    } finally {
+      client.close();
+      u.close();
+    }
+  });
+
+  it('an informer that stops gives up its list in flight, and a lease renewer its renewal in flight', async () => {
+    const u = await unreachablePort();
+    const client = new KubeClient({ server: `http://127.0.0.1:${u.port}`, timeoutMs: 60_000 });
+    try {
+      const errors: unknown[] = [];
+      const inf = client.informer(R.configmaps, { namespace: 'kube-system' }, { onError: (e) => errors.push(e) });
+      const renewer = startLeaseRenewer(client, 'node-1', 10_000, (e) => errors.push(e));
+      await new Promise((r) => setTimeout(r, 200)); // both requests are in flight (connecting)
+      const t0 = performance.now();
+      await Promise.all([inf.stop(), renewer.stop()]);
+      expect(performance.now() - t0).toBeLessThan(2000);
+      expect(inf.relists).toBe(0);
+      expect(renewer.renewals).toBe(0);
+      expect(errors).toEqual([]);
+    } finally {
+      client.close();
+      u.close();
+    }
+  });
+});

@@ -180,6 +180,7 @@ export class KubeClient {
     body: string | undefined,
     contentType: string | undefined,
     timeoutMs: number | undefined,
+    signal?: AbortSignal,
   ): Promise<IncomingMessage> & { abort?: () => void } {
     let abort: (() => void) | undefined;
     const p = new Promise<IncomingMessage>((resolve, reject) => {
@@ -190,11 +191,32 @@ export class KubeClient {
         headers['Content-Length'] = String(Buffer.byteLength(body));
       }
       const req = (this.https ? httpsRequest : httpRequest)(
-        { protocol: this.url.protocol, hostname: this.url.hostname, port: this.url.port, path, method, headers, agent: this.agent },
+        {
+          protocol: this.url.protocol,
+          hostname: this.url.hostname,
+          port: this.url.port,
+          path,
+          method,
+          headers,
+          agent: this.agent,
+          ...(signal ? { signal } : {}),
+        },
         resolve,
       );
       req.on('error', reject);
-      if (timeoutMs) req.setTimeout(timeoutMs, () => req.destroy(new Error(`request timed out after ${timeoutMs} ms: ${method} ${path}`)));
+      if (timeoutMs) {
+        const timedOut = () => req.destroy(new Error(`request timed out after ${timeoutMs} ms: ${method} ${path}`));
+        // Node's request timeout counts only once the socket is connected: a request on a new
+        // connection to an API server behind a partition waited for the kernel's SYN
+        // retransmissions (up to ~2 min) with no timeout at all (chaos seed 627642971: an agent
+        // restarted during a partition did not exit within 10 s of SIGTERM, its first list of a
+        // ConfigMap hung 19 s). So the answer's headers have a deadline from the start too.
+        const deadline = setTimeout(timedOut, timeoutMs);
+        deadline.unref();
+        req.once('response', () => clearTimeout(deadline));
+        req.once('close', () => clearTimeout(deadline));
+        req.setTimeout(timeoutMs, timedOut);
+      }
       abort = () => req.destroy();
       req.end(body);
     });
@@ -202,20 +224,21 @@ export class KubeClient {
   }
 
   /** One raw request: method, path and JSON (or patch) body; throws KubeApiError on a non-2xx answer. */
-  async request<T>(method: string, path: string, body?: unknown, contentType?: string): Promise<T> {
+  async request<T>(method: string, path: string, body?: unknown, contentType?: string, signal?: AbortSignal): Promise<T> {
     const payload = body === undefined ? undefined : JSON.stringify(body);
     let res: IncomingMessage;
     try {
       try {
-        res = await this.open(method, path, payload, contentType, this.opts.timeoutMs ?? 10_000);
+        res = await this.open(method, path, payload, contentType, this.opts.timeoutMs ?? 10_000, signal);
       } catch (e) {
         // a kept-alive socket closed by the server (e.g. after a restart): retry once on a new one
         const code = (e as NodeJS.ErrnoException).code;
         if (code !== 'ECONNRESET' && code !== 'EPIPE') throw e;
-        res = await this.open(method, path, payload, contentType, this.opts.timeoutMs ?? 10_000);
+        res = await this.open(method, path, payload, contentType, this.opts.timeoutMs ?? 10_000, signal);
       }
     } catch (e) {
-      this.noteUnanswered();
+      // given up by its caller (signal): says nothing about the network
+      if (!signal?.aborted) this.noteUnanswered();
       throw e;
     }
     this.answered();
@@ -251,11 +274,14 @@ export class KubeClient {
     }
   }
 
-  /** Lists the objects of a resource (in one namespace, or all when `opts.namespace` is absent). */
-  list<T extends KubeObject = KubeObject>(ref: ResourceRef, opts: ListOptions = {}): Promise<KubeList<T>> {
+  /** Lists the objects of a resource (in one namespace, or all when `opts.namespace` is absent); `signal` gives the request up. */
+  list<T extends KubeObject = KubeObject>(ref: ResourceRef, opts: ListOptions = {}, signal?: AbortSignal): Promise<KubeList<T>> {
     return this.request<KubeList<T>>(
       'GET',
       resourcePath(ref, opts.namespace) + query({ labelSelector: opts.labelSelector, fieldSelector: opts.fieldSelector }),
+      undefined,
+      undefined,
+      signal,
     );
   }
 
@@ -274,9 +300,9 @@ export class KubeClient {
     ref: ResourceRef,
     name: string,
     patch: unknown,
-    opts: { namespace?: string; type?: PatchType; subresource?: 'status' } = {},
+    opts: { namespace?: string; type?: PatchType; subresource?: 'status'; signal?: AbortSignal } = {},
   ): Promise<T> {
-    return this.request<T>('PATCH', resourcePath(ref, opts.namespace, name, opts.subresource), patch, PATCH_CT[opts.type ?? 'merge']);
+    return this.request<T>('PATCH', resourcePath(ref, opts.namespace, name, opts.subresource), patch, PATCH_CT[opts.type ?? 'merge'], opts.signal);
   }
 
   /** Deletes an object by name. */
@@ -418,16 +444,20 @@ export class Informer<T extends KubeObject = KubeObject> {
     return [...this.cache.values()];
   }
 
-  /** Ends the watch and waits for its loop to finish. */
+  /** gives up a list in flight and a wait between retries when the informer stops */
+  private readonly stopper = new AbortController();
+
+  /** Ends the watch (and a list or a retry wait in flight) and waits for its loop to finish. */
   async stop(): Promise<void> {
     this.stopped = true;
     this.unsubscribe?.();
     this.handle?.abort();
+    this.stopper.abort();
     await this.loop?.catch(() => {});
   }
 
   private async relist(): Promise<void> {
-    const list = await this.client.list<T>(this.ref, this.opts);
+    const list = await this.client.list<T>(this.ref, this.opts, this.stopper.signal);
     this.relists++;
     const seen = new Set<string>();
     for (const o of list.items) {
@@ -505,13 +535,27 @@ export class Informer<T extends KubeObject = KubeObject> {
           }
           this.lastRefusal = now;
           if (now - this.refusedSince! < REFUSED_FAST_RETRY_FOR_MS) {
-            await new Promise((r) => setTimeout(r, REFUSED_RETRY_MS));
+            await sleepUnless(REFUSED_RETRY_MS, this.stopper.signal);
             continue;
           }
         } else this.h.onError?.(e);
-        await new Promise((r) => setTimeout(r, delay));
+        await sleepUnless(delay, this.stopper.signal);
         delay = Math.min(delay * 2, this.backoff.maxMs);
       }
     }
   }
+}
+
+/** Waits `ms`, or less when `signal` aborts. */
+function sleepUnless(ms: number, signal: AbortSignal): Promise<void> {
+  if (signal.aborted) return Promise.resolve();
+  return new Promise((resolve) => {
+    const done = () => {
+      clearTimeout(t);
+      signal.removeEventListener('abort', done);
+      resolve();
+    };
+    const t = setTimeout(done, ms);
+    signal.addEventListener('abort', done, { once: true });
+  });
 }

@@ -20,11 +20,17 @@ export async function renewLease(
   leaseDurationSeconds = 1,
   now = new Date(),
   heartbeatIntervalMs?: number,
+  signal?: AbortSignal,
 ): Promise<KubeObject> {
   const spec = { holderIdentity: node, leaseDurationSeconds, renewTime: microTime(now) };
   const annotations = heartbeatIntervalMs === undefined ? undefined : { [LEASE_HEARTBEAT_ANNOTATION]: String(heartbeatIntervalMs) };
   try {
-    return await client.patch(R.leases, node, { ...(annotations ? { metadata: { annotations } } : {}), spec }, { namespace: NODE_LEASE_NAMESPACE });
+    return await client.patch(
+      R.leases,
+      node,
+      { ...(annotations ? { metadata: { annotations } } : {}), spec },
+      { namespace: NODE_LEASE_NAMESPACE, ...(signal ? { signal } : {}) },
+    );
   } catch (e) {
     if (!(e instanceof KubeApiError) || e.code !== 404) throw e;
     return client.create(R.leases, {
@@ -56,14 +62,18 @@ export function startLeaseRenewer(
   let lastRenewal = 0;
   let timer: NodeJS.Timeout | undefined;
   let inflight: Promise<void> = Promise.resolve();
+  // stop() gives up a renewal in flight (an API server behind a partition: up to the client's timeout)
+  const stopper = new AbortController();
   const tick = (): void => {
     if (stopped) return;
-    inflight = renewLease(client, node, Math.max(1, Math.ceil((intervalMs * 3) / 1000)), new Date(), heartbeatIntervalMs)
+    inflight = renewLease(client, node, Math.max(1, Math.ceil((intervalMs * 3) / 1000)), new Date(), heartbeatIntervalMs, stopper.signal)
       .then(() => {
         renewals++;
         lastRenewal = Date.now();
       })
-      .catch(onError)
+      .catch((e: unknown) => {
+        if (!stopped) onError(e);
+      })
       .finally(() => {
         if (!stopped) timer = setTimeout(tick, intervalMs);
       });
@@ -79,6 +89,7 @@ export function startLeaseRenewer(
     async stop() {
       stopped = true;
       if (timer) clearTimeout(timer);
+      stopper.abort();
       await inflight;
     },
   };
