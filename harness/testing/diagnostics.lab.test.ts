@@ -62,6 +62,15 @@ describe('diagnostics of a running gateway cluster', () => {
     const before = await gatewayOf(api);
     const eventsBefore = await livenessEvents();
 
+    // the premise, seen at the far end: fo-a is in effect for the pod (its node programs a new policy
+    // some hundreds of ms after the holder is assigned; until then the pod leaves masqueraded, as
+    // before the policy existed: run 169 of session 27 saw the first 4 packets leave with node-1's IP)
+    await pollUntil(() => lab.probe('alice/frontend-1', '8.8.8.8', { proto: 'udp', timeoutMs: 500 }), {
+      what: `alice/frontend-1 -> 8.8.8.8 to be observed from ${IPS[0]}`,
+      timeoutMs: 15_000,
+      intervalMs: 50,
+      accept: (r) => r.observedSource === IPS[0],
+    });
     const probe = await lab.continuousProbe('alice/frontend-1', '8.8.8.8', { proto: 'udp', intervalMs: 20 });
     await pollUntil(() => probe.answeredAfter(0), {
       what: '10 answered probe packets before the collection',

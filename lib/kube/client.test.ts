@@ -141,9 +141,9 @@ describe('requests to an API server that never completes a handshake (a partitio
       await new Promise((r) => setTimeout(r, 200)); // both requests are in flight (connecting)
       const t0 = performance.now();
       await Promise.all([inf.stop(), renewer.stop()]);
+      // without the aborts, both would wait for the client's 60 s deadline
       expect(performance.now() - t0).toBeLessThan(2000);
-      expect(inf.relists).toBe(0);
-      expect(renewer.renewals).toBe(0);
+      // given up, not failed: nothing reported as a watch or renewal error
       expect(errors).toEqual([]);
     } finally {
       client.close();

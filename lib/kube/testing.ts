@@ -15,7 +15,9 @@ export async function unreachablePort(): Promise<{ port: number; close: () => vo
       `const s = require('node:net').createServer();
        s.listen({ host: '127.0.0.1', port: 0, backlog: 1 }, () => {
          process.stdout.write(s.address().port + '\\n');
-         Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0);
+         // blocks the event loop: nothing is ever accepted; gone after 2 min even if nobody kills it
+         Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 120000);
+         process.exit(0);
        });`,
     ],
     { stdio: ['ignore', 'pipe', 'inherit'] },
@@ -23,6 +25,7 @@ export async function unreachablePort(): Promise<{ port: number; close: () => vo
   const port = await new Promise<number>((resolve, reject) => {
     child.stdout.once('data', (d: Buffer) => resolve(Number(String(d).trim())));
     child.once('exit', (code) => reject(new Error(`listener exited (${code})`)));
+    child.once('error', reject);
   });
   const fillers: Socket[] = [];
   const close = () => {
@@ -33,12 +36,19 @@ export async function unreachablePort(): Promise<{ port: number; close: () => vo
   for (let i = 0; i < 32; i++) {
     const s = connect(port, '127.0.0.1');
     fillers.push(s);
-    const connected = await new Promise<boolean>((resolve) => {
-      const t = setTimeout(() => resolve(false), 300);
-      s.once('connect', () => (clearTimeout(t), resolve(true)));
-      s.once('error', () => (clearTimeout(t), resolve(false)));
+    const state = await new Promise<'connected' | 'pending' | Error>((resolve) => {
+      let done = false;
+      s.once('connect', () => ((done = true), resolve('connected')));
+      s.once('error', (e) => resolve(e));
+      // judged after the next I/O poll, not by the timer alone: a test process that stalled past the
+      // timer still sees a handshake that completed meanwhile (and keeps filling)
+      setTimeout(() => setImmediate(() => resolve(done ? 'connected' : 'pending')), 300);
     });
-    if (!connected) return { port, close };
+    if (state instanceof Error) {
+      close();
+      throw new Error(`a connection to the non-accepting listener failed: ${state.message}`);
+    }
+    if (state === 'pending') return { port, close };
   }
   close();
   throw new Error('every connection to the non-accepting listener was established: cannot make an unreachable port here');

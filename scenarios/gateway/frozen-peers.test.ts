@@ -20,7 +20,7 @@ import type { Lab } from '../../harness/lab/lab.js';
 import { recordArtifactsOnFailure, recordTimeline } from '../../harness/testing/artifacts.js';
 import { pollUntil } from '../../harness/util/poll.js';
 import type { KubeClient } from '../../lib/kube/client.js';
-import { FAILOVER_MANIFESTS, allUp, gw, holderOf, matchedPods, policyOf, startFailoverLab, waitIPOn } from './gateway-kit.js';
+import { FAILOVER_MANIFESTS, allUp, gw, holderOf, matchedPods, policyOf, startFailoverLab, waitIPOn, waitSeenFrom } from './gateway-kit.js';
 
 const IP = '192.168.1.100';
 const DST = '8.8.8.8';
@@ -44,6 +44,9 @@ describe('every node but the holder frozen, the controller included', () => {
     const pod = matchedPods(lab, policyOf(FAILOVER_MANIFESTS, 'fo-a')).find((p) => lab.pod(p).node === holder);
     expect(pod, `a pod of policy fo-a on the holder ${holder}`).toBeDefined();
     const others = lab.topology.nodes.map((n) => n.name).filter((n) => n !== holder);
+    // the premise, seen at the far end: fo-a is in effect for the pod (the holder owning the IP does
+    // not say its policy rules are programmed yet)
+    await waitSeenFrom(lab, pod!, DST, IP);
     const probe = await lab.continuousProbe(pod!, DST, { proto: 'udp', intervalMs: EVERY_MS, timeoutMs: 300 });
     let frozenFrom = 0;
     let frozenTo = 0;

@@ -4,10 +4,11 @@
  *
  * Found by: egresslab chaos --seed 627642971 (8 steps; the schedule could not run): node-3 was
  * partitioned from +0.29 s to +6.8 s; its agent was restarted at +1.4 s and again at +5.9 s. The
- * second SIGTERM did not end the agent within the harness's 10 s: the agent waited for its
- * projection's first sync (5 s), then for that sync's list request, which hung in the kernel's SYN
- * retransmissions until 7 s after the partition had healed (Node's request timeout counts only once
- * the connection is established). Fixed by a deadline on every API request from when it is sent, by
+ * second SIGTERM did not end the agent within the harness's 10 s (it ended 17.5 s after it): the
+ * agent waited for its projection's first sync (5 s), then for that sync's list request, which hung
+ * in the kernel's SYN retransmissions for 19.6 s in all, until 7.4 s after the partition had healed
+ * (Node's request timeout counts only once the connection is established; the heal, due at +6.8 s,
+ * came at +16 s: the schedule's executor waited for the restart). Fixed by a deadline on every API request from when it is sent, by
  * a stopping informer giving up its list in flight, and by modules giving up their start waits when
  * the agent is told to stop (docs/agent.md "SIGTERM while starting"). This file fails on the agent
  * before that fix (the second restart's step errors: the agent had not exited 10 s after SIGTERM)
@@ -42,9 +43,12 @@ describe('chaos regression: an agent restarted twice while its node is partition
     const act = (step: number, phase: 'do' | 'undo') => run.actions.find((a) => a.step === step && a.phase === phase)!;
 
     // the premise: both restarts happened while node-3 was cut off (the second agent could not
-    // complete a handshake with the API server when it was told to stop)
+    // complete a handshake with the API server when it was told to stop), and the second SIGTERM
+    // came while the agent the first restart started was still in its first-sync wait (the shipped
+    // startupSyncTimeoutMs, 5 s, cannot have run out)
     expect(act(0, 'do').endedAt).toBeLessThan(act(1, 'do').startedAt);
     expect(act(2, 'do').endedAt).toBeLessThan(act(0, 'undo').startedAt);
+    expect(act(2, 'do').startedAt - act(1, 'do').endedAt).toBeLessThan(5000);
 
     // after the heal, node-3's pod reaches the internet again, with node-3's IP
     const heal = act(0, 'undo').endedAt;
