@@ -10,6 +10,7 @@ import { startProcess } from '../../harness/lab/process.js';
 import type { KubeClient } from '../../lib/kube/client.js';
 import { gatewayOf } from '../../harness/cluster/cluster-status.js';
 import { pollUntil } from '../../harness/util/poll.js';
+import { DEFAULT_LAB_PATHS } from '../../harness/cluster/lab-config.js';
 import { holderOf, waitIPOff, waitIPOn, waitSeenFrom } from '../gateway/gateway-kit.js';
 
 const HOLD = 'egresslab_test_hold';
@@ -56,6 +57,26 @@ export async function moveIPByCutOff(lab: Lab, api: KubeClient, holder: string, 
     intervalMs: 100,
     accept: (g) => g.nodes[holder] === 'Up' && g.assignments[ip] === other,
   });
+  // A readiness gate (what the datapath does is judged at the far end): the old holder has
+  // programmed the move, its pairs' conntrack flush included. The API saying so comes first: in run
+  // 172 of session 27 node-1 re-programmed its pod's pair (route to node-2, flushing its entries)
+  // 10 ms after a held answer had been let go, and the flush removed the entry that answer had made.
+  await pollUntil(() => gatewayPoliciesOf(lab, holder), {
+    what: `${holder}'s agent to have programmed ${ip}'s policies as held by ${other}`,
+    timeoutMs: 20_000,
+    intervalMs: 100,
+    accept: (ps) => ps.some((x) => x.egressSourceIP === ip) && ps.filter((x) => x.egressSourceIP === ip).every((x) => x.holder === other),
+  });
+}
+
+/** The policies as `node`'s agent last programmed them (its status file). */
+async function gatewayPoliciesOf(lab: Lab, node: string): Promise<{ egressSourceIP: string; holder: string | null }[]> {
+  const r = await lab.exec(node, ['cat', DEFAULT_LAB_PATHS.agentStatus], { check: false, timeoutMs: 5_000 });
+  try {
+    return (JSON.parse(r.stdout) as { gateway?: { policies?: { egressSourceIP: string; holder: string | null }[] } }).gateway?.policies ?? [];
+  } catch {
+    return [];
+  }
 }
 
 /**
