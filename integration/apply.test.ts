@@ -3,7 +3,6 @@
 // between (its status), and a changed manifest is "configured".
 import { afterEach, describe, expect, it } from 'vitest';
 import { join } from 'node:path';
-import { R } from '../lib/kube/client.js';
 import { startTestController, type TestController } from '../controller/testing.js';
 import { applyAll, loadManifests } from '../harness/cluster/apply.js';
 import { projectRoot } from '../harness/util/paths.js';

@@ -13,7 +13,8 @@ import { basename, dirname } from 'node:path';
 import { R, type Informer } from '../../lib/kube/client.js';
 import type { KubeObject } from '../../lib/kube/types.js';
 import { readProjected, writePayload } from './atomic-writer.js';
-import { errorMessage, type NodeModule, type NodeModuleContext, settleWithin } from './module.js';
+import { errorMessage, type NodeModule, type NodeModuleContext } from './module.js';
+import { settleWithin } from '../../lib/time/settle.js';
 
 export class ConfigMapVolumeModule implements NodeModule {
   readonly name = 'projection';

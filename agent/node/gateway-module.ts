@@ -86,7 +86,8 @@ import {
   type ConntrackSyncOptions,
   type KeptBindings,
 } from '../gateway/conntrack-sync.js';
-import { errorMessage, type NodeModule, type NodeModuleContext, settleWithin } from './module.js';
+import { errorMessage, type NodeModule, type NodeModuleContext } from './module.js';
+import { settleWithin } from '../../lib/time/settle.js';
 import { confirmCutOff, tcpAnswers } from './cut-off.js';
 import { GATEWAY_NAME, GATEWAY_NAMESPACE } from '../../lib/kube/well-known.js';
 import { realClock, type Clock } from '../../lib/time/clock.js';

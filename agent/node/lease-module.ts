@@ -10,7 +10,8 @@
 import { readFileSync } from 'node:fs';
 import { Beacon } from './beacon.js';
 import { NODE_LEASE_NAMESPACE, startLeaseRenewer, type LeaseRenewer } from '../../lib/kube/lease.js';
-import { errorMessage, type NodeModule, type NodeModuleContext, settleWithin } from './module.js';
+import { errorMessage, type NodeModule, type NodeModuleContext } from './module.js';
+import { settleWithin } from '../../lib/time/settle.js';
 
 export class LeaseModule implements NodeModule {
   readonly name = 'lease';

@@ -38,26 +38,6 @@ export interface NodeModuleContext {
   readonly stopping: AbortSignal;
 }
 
-/** Waits for `p` at most `ms`, or until `signal` aborts; says which came first. */
-export function settleWithin(p: Promise<unknown>, ms: number, signal: AbortSignal): Promise<'done' | 'timeout' | 'stopped'> {
-  if (signal.aborted) return Promise.resolve('stopped');
-  return new Promise((resolve) => {
-    let timer: NodeJS.Timeout | undefined;
-    const finish = (how: 'done' | 'timeout' | 'stopped') => {
-      if (timer) clearTimeout(timer);
-      signal.removeEventListener('abort', onAbort);
-      resolve(how);
-    };
-    const onAbort = () => finish('stopped');
-    timer = setTimeout(() => finish('timeout'), ms);
-    signal.addEventListener('abort', onAbort, { once: true });
-    p.then(
-      () => finish('done'),
-      () => finish('done'),
-    );
-  });
-}
-
 /** What the controller's acknowledgements say (NodeModuleContext.licence). */
 export interface LicenceSource {
   /** Date.now() ms; undefined: nothing acknowledged yet */

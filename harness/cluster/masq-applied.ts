@@ -36,6 +36,27 @@ export interface AgentMasqStatus {
   lastError: { at: string; reason: string; message: string } | null;
 }
 
+/** A policy as an agent last programmed it (agent/node/gateway-module.ts status()). */
+export interface AgentGatewayPolicy {
+  name: string;
+  egressSourceIP: string;
+  /** the node holding the policy's egress IP, as this agent's plan has it (null: none) */
+  holder: string | null;
+  /** local: this node holds the IP and SNATs to it; route: towards the holder; drop: no holder */
+  action: 'local' | 'route' | 'drop';
+}
+
+/** The gateway part of an agent's status file. */
+export interface AgentGatewayStatus {
+  /** whether the module's caches have synced and it has programmed a plan */
+  synced?: boolean;
+  /** whether the agent holds its floating IPs back (it found it had not run for a while) */
+  fenced?: boolean;
+  /** the floating IPs this node answers for */
+  ownedIPs?: string[];
+  policies?: AgentGatewayPolicy[];
+}
+
 /** An agent's status file (/run/egresslab/agent-status.json), the fields scenarios read. */
 export interface AgentStatusFile {
   /** the agent's process id (changes when it restarts) */
@@ -47,12 +68,26 @@ export interface AgentStatusFile {
   /** the agent's projection of the ip-masq-agent ConfigMap into its config file */
   projection?: { present: boolean; contentSha256: string | null; changes: number };
   masq?: AgentMasqStatus;
+  gateway?: AgentGatewayStatus;
 }
 
 /** Reads a node agent's status file. */
 export async function readAgentStatus(lab: Pick<LabRuntime, 'exec'>, node: string): Promise<AgentStatusFile> {
   const r = await lab.exec(node, ['cat', DEFAULT_LAB_PATHS.agentStatus]);
   return JSON.parse(r.stdout) as AgentStatusFile;
+}
+
+/**
+ * A node agent's status file, or undefined when it cannot be read yet (no agent yet, a file being
+ * rewritten, a node paused: the read gives up after 5 s). For readiness gates that poll.
+ */
+export async function readAgentStatusIfAny(lab: Pick<LabRuntime, 'exec'>, node: string): Promise<AgentStatusFile | undefined> {
+  const r = await lab.exec(node, ['cat', DEFAULT_LAB_PATHS.agentStatus], { check: false, timeoutMs: 5_000 });
+  try {
+    return JSON.parse(r.stdout) as AgentStatusFile;
+  } catch {
+    return undefined;
+  }
 }
 
 /** The nodes that run pods (a node without a pod CIDR has nothing to masquerade). */

@@ -228,6 +228,27 @@ export async function probe(lab: LabRuntime, from: string, to: string, options: 
 
 /** How long a stopped continuous probe waits for the far end's capture log to settle. */
 const SETTLE_MS = 4000;
+
+/**
+ * Probes `from` -> `to` (one shot of 500 ms, every 50 ms) until the far end observes `source`
+ * (undefined: until it observes nothing: the packet was dropped), and returns that probe. A readiness
+ * gate for the premise of a test (a policy in effect, an IP moved), judged at the far end like the
+ * verdicts; gives up with a TimeoutError naming the flow and the source after `timeoutMs` (15 s).
+ */
+export async function waitSeenFrom(
+  lab: LabRuntime,
+  from: string,
+  to: string,
+  source: string | undefined,
+  opts: { proto?: Proto; timeoutMs?: number; what?: string } = {},
+): Promise<ProbeResult> {
+  return pollUntil(() => probe(lab, from, to, { proto: opts.proto ?? 'udp', timeoutMs: 500 }), {
+    what: opts.what ?? `${from} -> ${to} to be observed from ${source ?? 'nobody (dropped)'}`,
+    timeoutMs: opts.timeoutMs ?? 15_000,
+    intervalMs: 50,
+    accept: (r) => r.observedSource === source,
+  });
+}
 /**
  * Statistics count as taken after a packet when asked for this long after it was sent: its time to
  * arrive. (The responder asks 300 ms after the last packet it saw, so quiet traffic pays nothing for it.)

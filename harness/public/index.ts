@@ -28,7 +28,7 @@ export type { Topology, NodeSpec, NodeRole, NamespaceSpec, PodSpec, VpcEndpointS
 export { randomPublicAddress } from '../testing/lab.js';
 
 // ---- probes, timelines, streams
-export { ContinuousProbe, type ProbeOptions, type ProbeResult, type ContinuousProbeOptions } from '../probe/probe.js';
+export { ContinuousProbe, waitSeenFrom, type ProbeOptions, type ProbeResult, type ContinuousProbeOptions } from '../probe/probe.js';
 export type { Proto, Observation } from '../inlab/protocol.js';
 export {
   outages,
@@ -73,9 +73,12 @@ export { holderOf, workerHolder, type HolderOptions } from '../cluster/holder.js
 export {
   untilMasqConfigApplied,
   readAgentStatus,
+  readAgentStatusIfAny,
   masqConfigYaml,
   type MasqWaitOptions,
   type AgentStatusFile,
+  type AgentGatewayStatus,
+  type AgentGatewayPolicy,
   type MasqConfigInput,
 } from '../cluster/masq-applied.js';
 

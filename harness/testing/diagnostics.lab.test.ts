@@ -19,6 +19,7 @@ import { holderOf } from '../cluster/holder.js';
 import { gatewayOf } from '../cluster/cluster-status.js';
 import { segmentArp } from '../cluster/segment-arp.js';
 import { pollUntil } from '../util/poll.js';
+import { waitSeenFrom } from '../probe/probe.js';
 import { artifactsDir } from '../util/paths.js';
 import { summarize } from '../report/failover.js';
 import { R, type KubeClient } from '../../lib/kube/client.js';
@@ -65,12 +66,7 @@ describe('diagnostics of a running gateway cluster', () => {
     // the premise, seen at the far end: fo-a is in effect for the pod (its node programs a new policy
     // some hundreds of ms after the holder is assigned; until then the pod leaves masqueraded, as
     // before the policy existed: run 169 of session 27 saw the first 4 packets leave with node-1's IP)
-    await pollUntil(() => lab.probe('alice/frontend-1', '8.8.8.8', { proto: 'udp', timeoutMs: 500 }), {
-      what: `alice/frontend-1 -> 8.8.8.8 to be observed from ${IPS[0]}`,
-      timeoutMs: 15_000,
-      intervalMs: 50,
-      accept: (r) => r.observedSource === IPS[0],
-    });
+    await waitSeenFrom(lab, 'alice/frontend-1', '8.8.8.8', IPS[0]);
     const probe = await lab.continuousProbe('alice/frontend-1', '8.8.8.8', { proto: 'udp', intervalMs: 20 });
     await pollUntil(() => probe.answeredAfter(0), {
       what: '10 answered probe packets before the collection',

@@ -5,6 +5,7 @@ import { Agent as HttpAgent, request as httpRequest, type IncomingMessage } from
 import { LineDecoder } from './json-lines.js';
 import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
 import type { KubeList, KubeObject, Status, WatchEvent } from './types.js';
+import { sleepUnless } from '../time/settle.js';
 
 /** Informers retry a refused connection every REFUSED_RETRY_MS for up to REFUSED_FAST_RETRY_FOR_MS. */
 const REFUSED_RETRY_MS = 25;
@@ -545,18 +546,4 @@ export class Informer<T extends KubeObject = KubeObject> {
       }
     }
   }
-}
-
-/** Waits `ms`, or less when `signal` aborts. */
-function sleepUnless(ms: number, signal: AbortSignal): Promise<void> {
-  if (signal.aborted) return Promise.resolve();
-  return new Promise((resolve) => {
-    const done = () => {
-      clearTimeout(t);
-      signal.removeEventListener('abort', done);
-      resolve();
-    };
-    const t = setTimeout(done, ms);
-    signal.addEventListener('abort', done, { once: true });
-  });
 }

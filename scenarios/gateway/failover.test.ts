@@ -36,7 +36,7 @@ import type { KubeClient } from '../../lib/kube/client.js';
 import type { KubeObject } from '../../lib/kube/types.js';
 import type { GatewayStatus } from '../../harness/cluster/cluster-status.js';
 import { podRegistration } from '../../harness/cluster/pods.js';
-import { DEFAULT_LAB_PATHS } from '../../harness/cluster/lab-config.js';
+import { type AgentStatusFile, readAgentStatusIfAny } from '../../harness/cluster/masq-applied.js';
 import { topologyFromArg } from '../../harness/topology/load.js';
 import { parseTopology } from '../../harness/topology/validate.js';
 import { planLab } from '../../harness/topology/plan.js';
@@ -161,29 +161,15 @@ function expectEgress(what: string, shots: OneShot[]): void {
   }
 }
 
-interface AgentView {
-  phase?: string;
-  gateway?: { synced?: boolean; fenced?: boolean; ownedIPs?: string[]; policies?: { name: string; holder?: string | null; action?: string }[] };
-}
-
-async function agentView(node: string): Promise<AgentView> {
-  const r = await lab.exec(node, ['cat', DEFAULT_LAB_PATHS.agentStatus], { check: false, timeoutMs: 5_000 });
-  try {
-    return JSON.parse(r.stdout) as AgentView;
-  } catch {
-    return {};
-  }
-}
-
 /**
  * Why `node`'s agent does not (yet) program assignment `g` ('' when it does): running, synced, not
  * fenced, owning exactly the IPs assigned to it, each policy local on its holder and routed to it
  * elsewhere. A readiness gate only (a node is Up as soon as its heartbeats flow, before its gateway
  * module's first commit); what the datapath does is judged at the far end.
  */
-function lagging(node: string, v: AgentView, g: GatewayStatus): string {
-  const s = v.gateway;
-  if (v.phase !== 'running') return `agent ${v.phase ?? 'without status'}`;
+function lagging(node: string, v: AgentStatusFile | undefined, g: GatewayStatus): string {
+  const s = v?.gateway;
+  if (v?.phase !== 'running') return `agent ${v?.phase ?? 'without status'}`;
   if (!s?.synced) return 'gateway not synced';
   if (s.fenced) return 'fenced';
   const assigned = Object.keys(g.assignments)
@@ -339,7 +325,7 @@ async function faultCycle(fault: Fault): Promise<void> {
   const { g: rejoined } = await pollUntil(
     async () => {
       const g = await gw(api);
-      const views = await Promise.all(nodes.map(async (n) => [n, lagging(n, await agentView(n), g)] as const));
+      const views = await Promise.all(nodes.map(async (n) => [n, lagging(n, await readAgentStatusIfAny(lab, n), g)] as const));
       const lag = views.filter(([, why]) => why).map(([n, why]) => `${n}: ${why}`);
       for (const l of lag) lagSeen.add(l);
       return { g, lag };

@@ -7,7 +7,6 @@ import { NODE_FAULTS, type NodeFaultName } from '../../harness/faults/faults.js'
 import { expect } from 'vitest';
 import type { Lab } from '../../harness/lab/lab.js';
 import type { ProbeResult } from '../../harness/probe/probe.js';
-import type { Proto } from '../../harness/inlab/protocol.js';
 import { R, type KubeClient } from '../../lib/kube/client.js';
 import type { KubeObject } from '../../lib/kube/types.js';
 import { applyAll, loadManifests } from '../../harness/cluster/apply.js';
@@ -59,21 +58,7 @@ export async function macOf(lab: Lab, where: string, iface = 'eth0'): Promise<st
   return link!.address.toLowerCase();
 }
 
-/** Probes until the far end observes `source` (the agents reacted); returns the last probe. */
-export async function waitSeenFrom(
-  lab: Lab,
-  from: string,
-  to: string,
-  source: string | undefined,
-  opts: { proto?: Proto; timeoutMs?: number; what?: string } = {},
-): Promise<ProbeResult> {
-  return pollUntil(() => lab.probe(from, to, { proto: opts.proto ?? 'udp', timeoutMs: 500 }), {
-    what: opts.what ?? `${from} -> ${to} to be observed from ${source ?? 'nobody (dropped)'}`,
-    timeoutMs: opts.timeoutMs ?? 15_000,
-    intervalMs: 50,
-    accept: (r) => r.observedSource === source,
-  });
-}
+export { waitSeenFrom } from '../../harness/probe/probe.js';
 
 export interface PolicyOptions {
   name: string;

@@ -10,7 +10,7 @@ import { startProcess } from '../../harness/lab/process.js';
 import type { KubeClient } from '../../lib/kube/client.js';
 import { gatewayOf } from '../../harness/cluster/cluster-status.js';
 import { pollUntil } from '../../harness/util/poll.js';
-import { DEFAULT_LAB_PATHS } from '../../harness/cluster/lab-config.js';
+import { readAgentStatusIfAny } from '../../harness/cluster/masq-applied.js';
 import { holderOf, waitIPOff, waitIPOn, waitSeenFrom } from '../gateway/gateway-kit.js';
 
 const HOLD = 'egresslab_test_hold';
@@ -61,22 +61,12 @@ export async function moveIPByCutOff(lab: Lab, api: KubeClient, holder: string, 
   // programmed the move, its pairs' conntrack flush included. The API saying so comes first: in run
   // 172 of session 27 node-1 re-programmed its pod's pair (route to node-2, flushing its entries)
   // 10 ms after a held answer had been let go, and the flush removed the entry that answer had made.
-  await pollUntil(() => gatewayPoliciesOf(lab, holder), {
+  await pollUntil(async () => (await readAgentStatusIfAny(lab, holder))?.gateway?.policies ?? [], {
     what: `${holder}'s agent to have programmed ${ip}'s policies as held by ${other}`,
     timeoutMs: 20_000,
     intervalMs: 100,
     accept: (ps) => ps.some((x) => x.egressSourceIP === ip) && ps.filter((x) => x.egressSourceIP === ip).every((x) => x.holder === other),
   });
-}
-
-/** The policies as `node`'s agent last programmed them (its status file). */
-async function gatewayPoliciesOf(lab: Lab, node: string): Promise<{ egressSourceIP: string; holder: string | null }[]> {
-  const r = await lab.exec(node, ['cat', DEFAULT_LAB_PATHS.agentStatus], { check: false, timeoutMs: 5_000 });
-  try {
-    return (JSON.parse(r.stdout) as { gateway?: { policies?: { egressSourceIP: string; holder: string | null }[] } }).gateway?.policies ?? [];
-  } catch {
-    return [];
-  }
 }
 
 /**
