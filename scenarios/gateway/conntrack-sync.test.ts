@@ -35,7 +35,7 @@ import {
   type Segment,
   type StreamSpec,
 } from '../../harness/probe/stream.js';
-import { allUp, gw, ipsOnEth0, startFailoverLab, waitSeenFrom } from './gateway-kit.js';
+import { allUp, gw, ipsOnEth0, startFailoverLab, waitMovedOff, waitSeenFrom } from './gateway-kit.js';
 
 const IP_A = '192.168.1.100';
 const IP_B = '192.168.1.101';
@@ -157,13 +157,7 @@ async function killHolderUnderStreams(sync: boolean, base: number): Promise<Resu
     const tFault = Date.now();
     await lab.faults.kill(holder);
     try {
-      const g = await pollUntil(() => gw(api), {
-        what: `${IP_A} to move off ${holder}`,
-        timeoutMs: 15_000,
-        intervalMs: 20,
-        accept: (s) => !!s.assignments[IP_A] && s.assignments[IP_A] !== holder,
-      });
-      newHolder = g.assignments[IP_A]!;
+      newHolder = await waitMovedOff(api, IP_A, holder);
       // each connection carries traffic again or reports its break. A connection whose segments the
       // new holder binds to another connection's port may hang without an error: the deadline ends
       // the wait, and the timeline then shows it did not survive.

@@ -57,6 +57,7 @@ import {
   startFailoverLab,
   waitIPOff,
   waitIPOn,
+  waitMovedOff,
   waitSeenFrom,
 } from './gateway-kit.js';
 import { workerHolder } from '../../harness/cluster/holder.js';
@@ -255,13 +256,7 @@ async function faultCycle(fault: Fault): Promise<void> {
     const tFault = Date.now();
     await breakNode(fault, holder);
     try {
-      const g = await pollUntil(() => gw(api), {
-        what: `${IP_A} to move off ${holder}`,
-        timeoutMs: 15_000,
-        intervalMs: 20,
-        accept: (s) => !!s.assignments[IP_A] && s.assignments[IP_A] !== holder,
-      });
-      newHolder = g.assignments[IP_A]!;
+      newHolder = await waitMovedOff(api, IP_A, holder);
       // answered packets count only once the new holder holds the IP: a paused holder's kernel keeps
       // forwarding (and answering) until then, which would end the wait before the switch-over
       await waitIPOn(lab, newHolder, IP_A);

@@ -31,6 +31,17 @@ export const gw = (api: KubeClient): Promise<GatewayStatus> => gatewayOf(api);
 
 export const allUp = (g: GatewayStatus, n = 4) => everyNodeUp(g, n);
 
+/** Polls the API (every 20 ms, 15 s at most) until `ip` is assigned to a node other than `holder`; returns that node. */
+export async function waitMovedOff(api: KubeClient, ip: string, holder: string): Promise<string> {
+  const g = await pollUntil(() => gw(api), {
+    what: `${ip} to move off ${holder}`,
+    timeoutMs: 15_000,
+    intervalMs: 20,
+    accept: (s) => !!s.assignments[ip] && s.assignments[ip] !== holder,
+  });
+  return g.assignments[ip]!;
+}
+
 /** Waits until `ip` is assigned to an Up node (every node Up) and returns that node. */
 export async function holderOf(api: KubeClient, ip: string, timeoutMs = 15_000): Promise<string> {
   return harnessHolderOf(api, ip, { timeoutMs, intervalMs: 20, nodeCount: 4 });

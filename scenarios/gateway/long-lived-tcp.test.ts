@@ -33,6 +33,7 @@ import {
   startFailoverLab,
   waitIPOff,
   waitIPOn,
+  waitMovedOff,
   waitSeenFrom,
 } from './gateway-kit.js';
 
@@ -101,13 +102,7 @@ async function streamThroughFault(fault: Fault): Promise<Run> {
     const tFault = Date.now();
     await breakNode(fault, holder);
     try {
-      const g = await pollUntil(() => gw(api), {
-        what: `${IP_A} to move off ${holder}`,
-        timeoutMs: 15_000,
-        intervalMs: 20,
-        accept: (s) => !!s.assignments[IP_A] && s.assignments[IP_A] !== holder,
-      });
-      newHolder = g.assignments[IP_A]!;
+      newHolder = await waitMovedOff(api, IP_A, holder);
       // count answers only once the new holder holds the IP (a paused holder's kernel keeps forwarding until then)
       await waitIPOn(lab, newHolder, IP_A);
       const tTaken = Date.now();
