@@ -42,19 +42,35 @@ export interface AgentGatewayPolicy {
   egressSourceIP: string;
   /** the node holding the policy's egress IP, as this agent's plan has it (null: none) */
   holder: string | null;
-  /** local: this node holds the IP and SNATs to it; route: towards the holder; drop: no holder */
+  /**
+   * local: this node holds the IP and SNATs to it; route: towards the holder; drop: fail-closed
+   * (no holder, the holder Down or suspect, this node fenced, the IP not holdable here, ...: the
+   * holder may be set)
+   */
   action: 'local' | 'route' | 'drop';
 }
 
 /** The gateway part of an agent's status file. */
 export interface AgentGatewayStatus {
-  /** whether the module's caches have synced and it has programmed a plan */
+  /** whether the module's caches have synced (its first plan may not be programmed yet: `policies` can still be empty) */
   synced?: boolean;
-  /** whether the agent holds its floating IPs back (it found it had not run for a while) */
+  /** whether the node gave up its floating IPs: no peer heartbeat and the API unreachable (it thinks it is cut off) */
   fenced?: boolean;
   /** the floating IPs this node answers for */
   ownedIPs?: string[];
   policies?: AgentGatewayPolicy[];
+  /** conntrackd's sync of the holders' bindings (agent/gateway/conntrack-sync.ts ConntrackSyncStatus, when enabled) */
+  conntrackSync?: {
+    enabled: boolean;
+    running?: boolean;
+    commits?: number;
+    /** how long the last commit (taking over the bindings) took, and how many entries it created */
+    lastCommitMs?: number | null;
+    lastCommitEntries?: number | null;
+    /** why it does not run yet (e.g. no floating IP held), or why it could not start */
+    waiting?: string;
+    error?: string;
+  };
 }
 
 /** An agent's status file (/run/egresslab/agent-status.json), the fields scenarios read. */
@@ -78,8 +94,9 @@ export async function readAgentStatus(lab: Pick<LabRuntime, 'exec'>, node: strin
 }
 
 /**
- * A node agent's status file, or undefined when it cannot be read yet (no agent yet, a file being
- * rewritten, a node paused: the read gives up after 5 s). For readiness gates that poll.
+ * A node agent's status file, or undefined when there is none yet or it does not parse (no agent
+ * yet, a file being rewritten). A read that gets no answer within 5 s (a paused node) throws a
+ * TimeoutError, as any exec does (pollUntil tries again). For readiness gates that poll.
  */
 export async function readAgentStatusIfAny(lab: Pick<LabRuntime, 'exec'>, node: string): Promise<AgentStatusFile | undefined> {
   const r = await lab.exec(node, ['cat', DEFAULT_LAB_PATHS.agentStatus], { check: false, timeoutMs: 5_000 });

@@ -249,6 +249,7 @@ export async function waitSeenFrom(
     accept: (r) => r.observedSource === source,
   });
 }
+
 /**
  * Statistics count as taken after a packet when asked for this long after it was sent: its time to
  * arrive. (The responder asks 300 ms after the last packet it saw, so quiet traffic pays nothing for it.)

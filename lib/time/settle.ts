@@ -32,9 +32,19 @@ export function settleWithin(p: Promise<unknown>, ms: number, signal: AbortSigna
   });
 }
 
-const NEVER: Promise<never> = new Promise(() => {});
-
-/** Waits `ms`, or less when `signal` aborts (a pause between retries that a stop ends at once). */
-export async function sleepUnless(ms: number, signal: AbortSignal): Promise<void> {
-  await settleWithin(NEVER, ms, signal);
+/**
+ * Waits `ms`, or less when `signal` aborts (a pause between retries that a stop ends at once). Its
+ * own timer and listener, both removed when it ends: nothing of a pause outlives it.
+ */
+export function sleepUnless(ms: number, signal: AbortSignal): Promise<void> {
+  if (signal.aborted) return Promise.resolve();
+  return new Promise((resolve) => {
+    const done = () => {
+      clearTimeout(t);
+      signal.removeEventListener('abort', done);
+      resolve();
+    };
+    const t = setTimeout(done, ms);
+    signal.addEventListener('abort', done, { once: true });
+  });
 }

@@ -21,6 +21,7 @@ import { recordArtifactsOnFailure, recordTimeline } from '../../harness/testing/
 import { pollUntil } from '../../harness/util/poll.js';
 import { workerHolder } from '../../harness/cluster/holder.js';
 import { AGENT_PROCESS } from '../../harness/cluster/cluster.js';
+import { readAgentStatusIfAny } from '../../harness/cluster/masq-applied.js';
 import type { ContinuousProbe } from '../../harness/probe/probe.js';
 import type { Timeline } from '../../harness/probe/timeline.js';
 import {
@@ -44,7 +45,6 @@ const PORT = 7007;
 const N = 20;
 const MATCHED = ['alice/frontend-1', 'default/client-1', 'paul/frontend-2', 'default/client-3'];
 const AGENT_CONFIG = '/etc/egresslab/agent.json';
-const STATUS = '/run/egresslab/agent-status.json';
 
 let lab: Lab;
 let api: KubeClient;
@@ -62,18 +62,6 @@ recordArtifactsOnFailure(() => lab);
 
 const nodes = () => lab.topology.nodes.map((n) => n.name);
 
-interface AgentStatus {
-  gateway?: { conntrackSync?: { enabled: boolean; running?: boolean; commits?: number; lastCommitMs?: number | null; lastCommitEntries?: number | null } };
-}
-async function agentStatus(node: string): Promise<AgentStatus> {
-  const r = await lab.exec(node, ['cat', STATUS], { check: false });
-  try {
-    return JSON.parse(r.stdout) as AgentStatus;
-  } catch {
-    return {};
-  }
-}
-
 /** Rewrites every agent's config with gatewayConntrackSync and restarts it (one node at a time). */
 async function setSync(on: boolean): Promise<void> {
   for (const node of nodes()) {
@@ -81,11 +69,11 @@ async function setSync(on: boolean): Promise<void> {
     cfg.gatewayConntrackSync = on;
     await lab.exec(node, ['sh', '-c', `cat > ${AGENT_CONFIG}.new && mv ${AGENT_CONFIG}.new ${AGENT_CONFIG}`], { stdin: `${JSON.stringify(cfg, null, 2)}\n` });
     await lab.faults.restartProcess(node, AGENT_PROCESS);
-    await pollUntil(() => agentStatus(node), {
+    await pollUntil(() => readAgentStatusIfAny(lab, node), {
       what: `the agent on ${node} running with conntrack sync ${on ? 'on' : 'off'}`,
       timeoutMs: 20_000,
       intervalMs: 100,
-      accept: (s) => s.gateway?.conntrackSync?.enabled === on && (!on || s.gateway.conntrackSync.running === true),
+      accept: (s) => s?.gateway?.conntrackSync?.enabled === on && (!on || s.gateway.conntrackSync.running === true),
     });
   }
 }
@@ -185,7 +173,7 @@ async function killHolderUnderStreams(sync: boolean, base: number): Promise<Resu
     await Promise.all(streams.map((p) => p.stop().catch(() => undefined)));
     await cap.stop().catch(() => undefined);
   }
-  const st = (await agentStatus(newHolder)).gateway?.conntrackSync;
+  const st = (await readAgentStatusIfAny(lab, newHolder))?.gateway?.conntrackSync;
   const commit = st?.enabled
     ? `new holder ${newHolder} committed ${st.lastCommitEntries ?? '?'} binding(s) in ${st.lastCommitMs ?? '?'} ms`
     : `sync off on ${newHolder}`;

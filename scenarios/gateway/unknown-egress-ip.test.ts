@@ -10,7 +10,7 @@ import type { Lab } from '../../harness/lab/lab.js';
 import { recordArtifactsOnFailure } from '../../harness/testing/artifacts.js';
 import { pollUntil } from '../../harness/util/poll.js';
 import type { KubeClient } from '../../lib/kube/client.js';
-import { DEFAULT_LAB_PATHS } from '../../harness/cluster/lab-config.js';
+import { readAgentStatusIfAny } from '../../harness/cluster/masq-applied.js';
 import { FLOATING_IPS, SEED_IP, createPolicy, holderOf, policyEvents, setFloatingIPs, startSeedLab, waitIPOn, waitSeenFrom } from './gateway-kit.js';
 
 const GHOST_IP = '192.168.1.120';
@@ -28,10 +28,7 @@ recordArtifactsOnFailure(() => lab);
 
 /** The action the agent of `node` took for `policy` (its status file). */
 async function agentAction(node: string, policy: string): Promise<string | undefined> {
-  const r = await lab.exec(node, ['cat', DEFAULT_LAB_PATHS.agentStatus], { check: false });
-  if (r.exitCode !== 0) return undefined;
-  const s = JSON.parse(r.stdout) as { gateway?: { policies?: { name: string; action: string }[] } };
-  return s.gateway?.policies?.find((p) => p.name === policy)?.action;
+  return (await readAgentStatusIfAny(lab, node))?.gateway?.policies?.find((p) => p.name === policy)?.action;
 }
 
 describe('a policy whose egressSourceIP is not a floating IP', () => {
