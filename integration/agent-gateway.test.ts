@@ -235,6 +235,64 @@ describe('GatewayModule', () => {
     expect(flushes(beforeStop).map((c) => c.arg)).toEqual(['-D -s 10.10.10.1 -d 8.8.8.0 --mask-dst 255.255.255.0']);
   }, 20_000);
 
+  it("a holder removes a forwarded pod's bindings to the IP of a deleted policy it still holds, after the final ruleset (chaos seed 848037965)", async () => {
+    const { t, dir } = await controllerAndDir();
+    renew(t, 'worker1'); // the only node Up: it holds both IPs
+    await nodeUp(t, 'worker1');
+    await t.admin.create(R.namespaces, { apiVersion: 'v1', kind: 'Namespace', metadata: { name: 'alice', labels: { user: 'alice' } } });
+    await t.admin.create(R.pods, {
+      apiVersion: 'v1',
+      kind: 'Pod',
+      metadata: { name: 'frontend-2', namespace: 'alice', labels: { role: 'frontend' } },
+      spec: { nodeName: 'worker2', containers: [{ name: 'c', image: 'x' }] },
+    });
+    await t.admin.patch(
+      R.pods,
+      'frontend-2',
+      { status: { podIP: '10.10.11.1', podIPs: [{ ip: '10.10.11.1' }], phase: 'Running' } },
+      { namespace: 'alice', subresource: 'status' },
+    );
+    await t.admin.create(R.anthosNetworkGateways, {
+      apiVersion: 'networking.gke.io/v1alpha1',
+      kind: 'AnthosNetworkGateway',
+      metadata: { name: 'default', namespace: 'kube-system' },
+      spec: { floatingIPs: ['192.168.1.100', '192.168.1.101'] },
+    });
+    await t.admin.create(R.egressNATPolicies, POLICY);
+    await t.admin.create(R.egressNATPolicies, {
+      ...POLICY,
+      metadata: { name: 'wide' },
+      spec: { egress: [{ namespaceSelector: { matchLabels: { user: 'alice' } } }], destinationCIDRs: ['0.0.0.0/0'], egressSourceIP: '192.168.1.101' },
+    });
+    const w = worker1(t, dir);
+    const mod = await startModule(w, { host: w.sys, heartbeat: false, garpScheduleMs: [0] });
+    await waitFor(() => lastNft(w.sys).includes('snat to 192.168.1.100') && lastNft(w.sys).includes('snat to 192.168.1.101'), 'both policies SNATed here');
+
+    const mark = w.sys.calls.length;
+    await t.admin.delete(R.egressNATPolicies, 'wide');
+    const flush = '-D -s 10.10.11.1 -d 0.0.0.0 --mask-dst 0.0.0.0 --reply-dst 192.168.1.101';
+    await waitFor(
+      () => w.sys.calls.slice(mark).some((c) => c.op === 'conntrack' && c.arg === flush),
+      "the forwarded pod's bindings to 192.168.1.101 removed",
+      5000,
+    );
+    const after = w.sys.calls.slice(mark);
+    const iFinal = after.findIndex((c) => c.op === 'nft' && c.arg.includes('delete table ip') && !c.arg.includes('snat to 192.168.1.101'));
+    const iFlush = after.findIndex((c) => c.op === 'conntrack' && c.arg === flush);
+    // after the ruleset without `wide`: the next packet makes its entry under egress (SNAT to .100)
+    expect({ final: iFinal >= 0, flushAfterFinal: iFlush > iFinal }, JSON.stringify(after.map((c) => `${c.op} ${c.arg.slice(0, 60)}`))).toEqual({
+      final: true,
+      flushAfterFinal: true,
+    });
+    expect(lastNft(w.sys)).toContain('snat to 192.168.1.100');
+    // its bindings to 192.168.1.100 (egress, still in force) are left
+    expect(after.filter((c) => c.op === 'conntrack').map((c) => c.arg)).toEqual([flush]);
+    expect(mod.status()).toMatchObject({ ownedIPs: ['192.168.1.100', '192.168.1.101'], forwardedFlushes: 1 });
+    expect(w.logs.join('\n')).toMatch(
+      /conntrack: removed the bindings of 1 forwarded pair\(s\) to an IP their policy no longer SNATs them to here \(10\.10\.11\.1 -> 0\.0\.0\.0 mask 0\.0\.0\.0, SNATed to 192\.168\.1\.101\)/,
+    );
+  }, 20_000);
+
   it('a clean stop (the default) leaves the datapath as programmed: the floating IP, SNAT and the ARP fence stay for the next agent', async () => {
     const { t, dir } = await controllerAndDir();
     renew(t, 'worker1');

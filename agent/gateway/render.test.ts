@@ -18,6 +18,8 @@ import {
   treatmentsAfterFailure,
   UNKNOWN_TREATMENT,
   conntrackFlushArgs,
+  forwardedFlushArgs,
+  forwardedSnats,
   parseIpAddrs,
   parseIpRules,
   parseRouteTables,
@@ -293,6 +295,48 @@ describe('policy routing and addresses (diff against ip -j output)', () => {
     );
     expect(c).toEqual({ add: ['address add 192.168.1.100/32 dev eth0'], del: ['address del 192.168.1.101/32 dev eth0'] });
     expect(addressCommands(['192.168.1.100/32'], ['192.168.1.100/32'], ['192.168.1.100'], '192.168.1.1', 'eth0')).toEqual({ add: [], del: [] });
+  });
+
+  it("a holder removes a forwarded pair's bindings to an IP its policy no longer SNATs it to, while it keeps that IP (chaos seed 848037965)", () => {
+    // node-3 holds both IPs and forwards for alice's pods on node-1 (10.10.10.1) and node-2 (10.10.11.1)
+    const wide = {
+      name: 'wide',
+      rules: [{ namespaceSelector: { matchLabels: { user: 'alice' } } }],
+      destinationCIDRs: ['0.0.0.0/0'],
+      egressSourceIP: '192.168.1.101',
+    };
+    const on3 = (withWide: boolean, assignments = { '192.168.1.100': 'node-3', '192.168.1.101': 'node-3' }): GatewayPlan => {
+      const base = input('node-3', assignments);
+      return computeGatewayPlan({ ...base, policies: [base.policies[0]!, ...(withWide ? [wide] : [])] });
+    };
+    const both = on3(true);
+    expect(Object.fromEntries(forwardedSnats(both))).toEqual({
+      '10.10.10.1>8.8.8.0/24': 'egress@192.168.1.100',
+      '10.10.10.1>9.9.9.9/32': 'egress@192.168.1.100',
+      '10.10.11.1>8.8.8.0/24': 'egress@192.168.1.100',
+      '10.10.11.1>9.9.9.9/32': 'egress@192.168.1.100',
+      '10.10.10.1>0.0.0.0/0': 'wide@192.168.1.101',
+      '10.10.11.1>0.0.0.0/0': 'wide@192.168.1.101',
+    });
+    // `wide` deleted, 192.168.1.101 still held here: its bindings go, only those (--reply-dst), and
+    // the pairs' bindings to 192.168.1.100 (egress) stay
+    expect(forwardedFlushArgs(forwardedSnats(both), on3(false))).toEqual([
+      ['-D', '-s', '10.10.10.1', '-d', '0.0.0.0', '--mask-dst', '0.0.0.0', '--reply-dst', '192.168.1.101'],
+      ['-D', '-s', '10.10.11.1', '-d', '0.0.0.0', '--mask-dst', '0.0.0.0', '--reply-dst', '192.168.1.101'],
+    ]);
+    // nothing changed; nothing known before (a new agent); a pair newly SNATed here (a take: the
+    // replicated bindings it commits stay)
+    expect(forwardedFlushArgs(forwardedSnats(both), on3(true))).toEqual([]);
+    expect(forwardedFlushArgs(null, on3(false))).toEqual([]);
+    const elsewhere = on3(true, { '192.168.1.100': 'node-3', '192.168.1.101': 'node-2' });
+    expect(forwardedFlushArgs(forwardedSnats(elsewhere), both)).toEqual([]);
+    // the IP released (moved to node-2): its traffic goes there, nothing here is removed
+    expect(forwardedFlushArgs(forwardedSnats(both), elsewhere)).toEqual([]);
+    // this node's own pods are not forwarded pairs (steeredPairs has them)
+    const on1 = computeGatewayPlan(input('node-1', { '192.168.1.100': 'node-1' }));
+    expect([...forwardedSnats(on1).keys()]).toEqual(['10.10.11.1>8.8.8.0/24', '10.10.11.1>9.9.9.9/32']);
+    // a node that SNATs nothing forwards nothing
+    expect(forwardedSnats(computeGatewayPlan(input('node-1', { '192.168.1.100': 'node-2' }))).size).toBe(0);
   });
 
   it('conntrack is flushed for flows entering or leaving gateway treatment, not for a holder move', () => {

@@ -643,6 +643,61 @@ export function conntrackFlushArgs(pairs: readonly { src: string; dst: string }[
 }
 
 /**
+ * The holder's SNAT of the pairs it forwards for OTHER nodes' pods: `source>destination` ->
+ * `<policy>@<egressSourceIP>`, from the first policy SNATing here that lists the pair (the pairs of
+ * this node's own pods are `steeredPairs`). NAT is decided on a flow's first packet, so a forwarded
+ * flow's entry keeps the IP it was SNATed to when its policy changes while the holder stays: chaos
+ * seed 848037965, a policy (egress IP .102, 0.0.0.0/0) deleted while its pod's other policy (.100,
+ * 8.8.8.0/24) was held by the same node: the holder's UDP entry kept SNAT to .102, refreshed every
+ * 100 ms by the pod's packets, and its guard dropped every one (only .100 allowed) for as long as
+ * the flow ran.
+ */
+export function forwardedSnats(plan: GatewayPlan): Map<string, string> {
+  const out = new Map<string, string>();
+  for (const p of plan.policies) {
+    if (!p.snatHere) continue;
+    const local = new Set(p.localSources);
+    for (const s of p.allSources) {
+      if (local.has(s)) continue;
+      for (const d of p.destinations) {
+        const k = `${s}>${d}`;
+        if (!out.has(k)) out.set(k, `${p.name}@${p.egressSourceIP}`);
+      }
+    }
+  }
+  return out;
+}
+
+/**
+ * `conntrack -D` arguments removing the holder's bindings that a plan change leaves wrong: for each
+ * forwarded pair SNATed here to an IP under `prev` and no longer to that IP under `next`, the pair's
+ * entries whose replies go to that IP (`--reply-dst`: the bindings to the old IP only; a binding to
+ * another IP the pair may also have, made under another policy, is left), when this node still
+ * holds that IP after `next` (a released IP's traffic goes to its new holder: what is left here is
+ * never used again, and conntrackd's replication is left alone). The next packet makes a new entry
+ * under the new rules. A pair newly SNATed here (a take, a new policy) removes nothing: its entries
+ * are the replicated bindings a take commits.
+ */
+export function forwardedFlushArgs(prev: ReadonlyMap<string, string> | null, next: GatewayPlan): string[][] {
+  if (!prev) return [];
+  const now = forwardedSnats(next);
+  const held = new Set(next.ownedIPs.map((o) => o.ip));
+  const out: string[][] = [];
+  for (const [k, was] of prev) {
+    if (now.get(k) === was) continue;
+    const ip = was.slice(was.lastIndexOf('@') + 1);
+    if (!held.has(ip) || now.get(k)?.endsWith(`@${ip}`)) continue;
+    const [src, dst] = k.split('>') as [string, string];
+    const c = parseCidr4(dst, false);
+    if (!c.ok) continue;
+    const mask = maskOf(c.value.prefix);
+    const m = [(mask >>> 24) & 255, (mask >>> 16) & 255, (mask >>> 8) & 255, mask & 255].join('.');
+    out.push(['-D', '-s', src, '-d', dst.split('/')[0]!, '--mask-dst', m, '--reply-dst', ip]);
+  }
+  return out;
+}
+
+/**
  * (local source, destination) -> how this node treats it: `<policy>:<action>`, with the floating IP
  * for `local` (a binding made to one IP is wrong for another). The holder is left out on purpose: a
  * move between two REMOTE holders keeps the source node's conntrack entry (it has no NAT binding

@@ -62,6 +62,8 @@ import {
   treatmentsAfter,
   treatmentsAfterFailure,
   conntrackFlushArgs,
+  forwardedFlushArgs,
+  forwardedSnats,
   parseIpAddrs,
   parseIpRules,
   parseRouteTables,
@@ -199,6 +201,8 @@ export class GatewayModule implements NodeModule {
   private lastPlan: GatewayPlan | null = null;
   /** what this node's pairs' conntrack entries were made under (render.ts treatmentsAfter) */
   private treatments: Treatments | null = null;
+  /** holder: the SNAT of the pairs it forwards for other nodes' pods, as last committed (render.ts forwardedSnats) */
+  private forwarded: Map<string, string> | null = null;
   private lastRuleset = '';
   /** a program() of a plan made from complete caches completed (NodeModule.programmed) */
   private programmedOnce = false;
@@ -243,6 +247,8 @@ export class GatewayModule implements NodeModule {
     /** scheduled gratuitous ARPs not sent: licence lapsed, a re-read pending, or the IP's conflict probe not clean */
     garpsWithheld: 0,
     conntrackFlushes: 0,
+    /** holder: bindings of forwarded pairs removed because their policy no longer SNATs them to that IP here (forwardedFlushArgs) */
+    forwardedFlushes: 0,
     fences: 0,
     /** isolation episodes (no peer heard, API read failed) in which the API server's host still answered: not fenced (cut-off.ts) */
     fencesAvoided: 0,
@@ -715,6 +721,7 @@ export class GatewayModule implements NodeModule {
     this.st.lastError = null;
     this.report(this.lastPlan, plan, trigger, triggerAt === null ? null : t1 - triggerAt);
     this.treatments = treatmentsAfter(this.treatments, plan);
+    this.forwarded = forwardedSnats(plan);
     this.lastPlan = plan;
     if (this.releaseThenFresh) {
       this.releaseThenFresh = false;
@@ -882,6 +889,9 @@ export class GatewayModule implements NodeModule {
         if (!c.ok && load.length) await this.loadKept(load);
       } else if (load.length) await this.loadKept(load);
     }
+    // a holder's forwarded flows whose policy no longer SNATs them to the IP of their binding (the
+    // IP staying here): decided again by their next packet, under the rules just committed
+    await this.flushForwarded(forwardedFlushArgs(this.forwarded, plan));
     const known = [...new Set([...plan.floatingIPs, ...this.owned])];
     const addrs = addressOps(r.addresses, k.addrs, known, plan.nodeIP, this.uplink);
     await this.host.ipBatch([...addrs.del, ...addrs.add]);
@@ -943,6 +953,25 @@ export class GatewayModule implements NodeModule {
   private async loadKept(lines: readonly string[]): Promise<void> {
     if (this.ctsync && (await this.ctsync.loadKept(lines)))
       this.ctx.log(this.name, `conntrack sync: ${lines.length} binding(s) of this node's pods kept from the release loaded`);
+  }
+
+  /** Runs the holder's forwarded-binding deletions (forwardedFlushArgs); a failure is logged, the rest go on. */
+  private async flushForwarded(args: readonly string[][]): Promise<void> {
+    if (!args.length) return;
+    const ok = await Promise.all(
+      args.map((a) =>
+        this.host.conntrack(a).then(
+          () => true,
+          (e: unknown) => (this.ctx.log(this.name, `conntrack ${a.join(' ')}: ${errorMessage(e)}`), false),
+        ),
+      ),
+    );
+    const done = ok.filter(Boolean).length;
+    this.st.forwardedFlushes += done;
+    this.ctx.log(
+      this.name,
+      `conntrack: removed the bindings of ${done} forwarded pair(s) to an IP their policy no longer SNATs them to here (${args.map((a) => `${a[2]} -> ${a[4]} mask ${a[6]}, SNATed to ${a[8]}`).join('; ')})`,
+    );
   }
 
   /** Deletes the pairs' entries (both orientations: conntrackFlushArgs); counts a pair once all its deletions went through. */
@@ -1268,6 +1297,7 @@ export class GatewayModule implements NodeModule {
     // decommissioning: no entry is kept for a next treatment (a drop keeps them otherwise), so a
     // pair that leaves every policy before the next agent runs has no stale binding left
     this.treatments = null;
+    this.forwarded = null;
     this.kept.clear();
     try {
       await this.program(closed, true);
