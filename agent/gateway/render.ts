@@ -36,7 +36,7 @@
  *   chain output        arp saddr ip @floating arp saddr ip != @alive drop
  */
 import { EGRESS_GW_BYPASS_MARK, EGRESS_GW_BYPASS_MASK } from '../masq/constants.js';
-import { coveringCidrList, maskOf, parseCidr4 } from '../../lib/net/addresses.js';
+import { coveringCidrList, formatIPv4, maskOf, parseCidr4 } from '../../lib/net/addresses.js';
 import {
   BOOT_GUARD_TABLE,
   ARP_ALIVE_TIMEOUT_MS,
@@ -633,8 +633,7 @@ export function conntrackFlushArgs(pairs: readonly { src: string; dst: string }[
         ['-D', '-d', src],
       ];
     const ip = dst.split('/')[0]!;
-    const mask = maskOf(c.value.prefix);
-    const m = [(mask >>> 24) & 255, (mask >>> 16) & 255, (mask >>> 8) & 255, mask & 255].join('.');
+    const m = formatIPv4(maskOf(c.value.prefix));
     return [
       ['-D', '-s', src, '-d', ip, '--mask-dst', m],
       ['-D', '-s', ip, '--mask-src', m, '-d', src],
@@ -668,33 +667,49 @@ export function forwardedSnats(plan: GatewayPlan): Map<string, string> {
   return out;
 }
 
+/** A forwarded pair's bindings to an IP that its policy no longer SNATs it to on this holder (staleForwardedBindings). */
+export interface StaleForwardedBinding {
+  src: string;
+  /** the pair's destination CIDR as conntrack takes it: its network address and its dotted mask */
+  net: string;
+  mask: string;
+  /** the IP the bindings are SNATed to (their replies' destination) */
+  ip: string;
+}
+
 /**
- * `conntrack -D` arguments removing the holder's bindings that a plan change leaves wrong: for each
- * forwarded pair SNATed here to an IP under `prev` and no longer to that IP under `next`, the pair's
- * entries whose replies go to that IP (`--reply-dst`: the bindings to the old IP only; a binding to
- * another IP the pair may also have, made under another policy, is left), when this node still
+ * The holder's bindings that a plan change leaves wrong: for each forwarded pair SNATed here to an
+ * IP under `prev` and no longer to that IP under `next`, the pair's bindings to that IP (not a
+ * binding to another IP the pair may also have, made under another policy), when this node still
  * holds that IP after `next` (a released IP's traffic goes to its new holder: what is left here is
  * never used again, and conntrackd's replication is left alone). The next packet makes a new entry
- * under the new rules. A pair newly SNATed here (a take, a new policy) removes nothing: its entries
- * are the replicated bindings a take commits.
+ * under the new rules. A pair newly SNATed here (a take, a new policy) has none: its entries are the
+ * replicated bindings a take commits.
  */
-export function forwardedFlushArgs(prev: ReadonlyMap<string, string> | null, next: GatewayPlan): string[][] {
+export function staleForwardedBindings(prev: ReadonlyMap<string, string> | null, next: GatewayPlan): StaleForwardedBinding[] {
   if (!prev) return [];
   const now = forwardedSnats(next);
   const held = new Set(next.ownedIPs.map((o) => o.ip));
-  const out: string[][] = [];
+  const out: StaleForwardedBinding[] = [];
   for (const [k, was] of prev) {
     if (now.get(k) === was) continue;
     const ip = was.slice(was.lastIndexOf('@') + 1);
     if (!held.has(ip) || now.get(k)?.endsWith(`@${ip}`)) continue;
     const [src, dst] = k.split('>') as [string, string];
     const c = parseCidr4(dst, false);
-    if (!c.ok) continue;
-    const mask = maskOf(c.value.prefix);
-    const m = [(mask >>> 24) & 255, (mask >>> 16) & 255, (mask >>> 8) & 255, mask & 255].join('.');
-    out.push(['-D', '-s', src, '-d', dst.split('/')[0]!, '--mask-dst', m, '--reply-dst', ip]);
+    if (c.ok) out.push({ src, net: dst.split('/')[0]!, mask: formatIPv4(maskOf(c.value.prefix)), ip });
   }
   return out;
+}
+
+/** `conntrack -D` arguments removing a stale forwarded binding, and only it (`--reply-dst`: its SNAT IP). */
+export function forwardedBindingArgs(b: StaleForwardedBinding): string[] {
+  return ['-D', '-s', b.src, '-d', b.net, '--mask-dst', b.mask, '--reply-dst', b.ip];
+}
+
+/** The `conntrack -D` arguments of staleForwardedBindings(prev, next). */
+export function forwardedFlushArgs(prev: ReadonlyMap<string, string> | null, next: GatewayPlan): string[][] {
+  return staleForwardedBindings(prev, next).map(forwardedBindingArgs);
 }
 
 /**

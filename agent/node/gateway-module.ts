@@ -62,8 +62,10 @@ import {
   treatmentsAfter,
   treatmentsAfterFailure,
   conntrackFlushArgs,
-  forwardedFlushArgs,
+  forwardedBindingArgs,
   forwardedSnats,
+  staleForwardedBindings,
+  type StaleForwardedBinding,
   parseIpAddrs,
   parseIpRules,
   parseRouteTables,
@@ -891,7 +893,7 @@ export class GatewayModule implements NodeModule {
     }
     // a holder's forwarded flows whose policy no longer SNATs them to the IP of their binding (the
     // IP staying here): decided again by their next packet, under the rules just committed
-    await this.flushForwarded(forwardedFlushArgs(this.forwarded, plan));
+    await this.flushForwarded(staleForwardedBindings(this.forwarded, plan));
     const known = [...new Set([...plan.floatingIPs, ...this.owned])];
     const addrs = addressOps(r.addresses, k.addrs, known, plan.nodeIP, this.uplink);
     await this.host.ipBatch([...addrs.del, ...addrs.add]);
@@ -955,22 +957,23 @@ export class GatewayModule implements NodeModule {
       this.ctx.log(this.name, `conntrack sync: ${lines.length} binding(s) of this node's pods kept from the release loaded`);
   }
 
-  /** Runs the holder's forwarded-binding deletions (forwardedFlushArgs); a failure is logged, the rest go on. */
-  private async flushForwarded(args: readonly string[][]): Promise<void> {
-    if (!args.length) return;
+  /** Deletes the holder's stale forwarded bindings (render.ts staleForwardedBindings); a failure is logged, the rest go on. */
+  private async flushForwarded(stale: readonly StaleForwardedBinding[]): Promise<void> {
+    if (!stale.length) return;
     const ok = await Promise.all(
-      args.map((a) =>
-        this.host.conntrack(a).then(
+      stale.map((b) => {
+        const a = forwardedBindingArgs(b);
+        return this.host.conntrack(a).then(
           () => true,
           (e: unknown) => (this.ctx.log(this.name, `conntrack ${a.join(' ')}: ${errorMessage(e)}`), false),
-        ),
-      ),
+        );
+      }),
     );
     const done = ok.filter(Boolean).length;
     this.st.forwardedFlushes += done;
     this.ctx.log(
       this.name,
-      `conntrack: removed the bindings of ${done} forwarded pair(s) to an IP their policy no longer SNATs them to here (${args.map((a) => `${a[2]} -> ${a[4]} mask ${a[6]}, SNATed to ${a[8]}`).join('; ')})`,
+      `conntrack: removed the bindings of ${done} forwarded pair(s) to an IP their policy no longer SNATs them to here (${stale.map((b) => `${b.src} -> ${b.net} mask ${b.mask}, SNATed to ${b.ip}`).join('; ')})`,
     );
   }
 
