@@ -462,6 +462,36 @@ describe('GatewayModule', () => {
     await mod.stop();
     expect(sys.calls.filter((c) => c.op === 'nft').at(-1)!.arg).toMatch(/delete table ip egresslab_ctsync\n$/);
   }, 20_000);
+  it('conntrack sync: a commit while a floating IP is out of the gateway still deletes the committed bindings of that IP (chaos seed 848037977)', async () => {
+    const { t, dir } = await controllerAndDir();
+    for (const n of ['worker1', 'worker2']) renew(t, n);
+    await nodeUp(t, 'worker2');
+    const gw = (floatingIPs: string[]) => ({
+      apiVersion: 'networking.gke.io/v1alpha1',
+      kind: 'AnthosNetworkGateway',
+      metadata: { name: 'default', namespace: 'kube-system' },
+      spec: { floatingIPs },
+    });
+    await t.admin.create(R.anthosNetworkGateways, gw(['192.168.1.100', '192.168.1.101']));
+    const w = worker1(t, dir, { removeRulesOnStop: true });
+    const { sys } = w;
+    await startModule(w, { host: sys, heartbeat: false, garpScheduleMs: [0], conntrackSync: true });
+    const adds = () => sys.calls.filter((c) => c.op === 'ip' && c.arg === 'address add 192.168.1.100/32 dev eth0').length;
+    await waitFor(() => adds() === 1, 'worker1 takes 192.168.1.100', 5000);
+    // both IPs leave the gateway (.101 was worker2's), then .100 comes back alone: worker1 takes it
+    // again and commits while .101 is out of the gateway
+    await t.admin.patch(R.anthosNetworkGateways, 'default', { spec: { floatingIPs: [] } }, { namespace: 'kube-system' });
+    await waitFor(() => sys.calls.some((c) => c.op === 'ip' && c.arg === 'address del 192.168.1.100/32 dev eth0'), 'worker1 releases .100', 5000);
+    const before = sys.calls.length;
+    await t.admin.patch(R.anthosNetworkGateways, 'default', { spec: { floatingIPs: ['192.168.1.100'] } }, { namespace: 'kube-system' });
+    await waitFor(() => adds() === 2, 'worker1 takes 192.168.1.100 again', 5000);
+    const commits = sys.calls.slice(before).filter((c) => c.op === 'sh' && c.arg.includes(' -c || exit 3'));
+    expect(commits.length).toBeGreaterThan(0);
+    // the commit's shell deletes what it committed of .101: a peer's replicated binding of this
+    // node's pod's flow through .101 would otherwise stay a local SNAT the guard drops
+    expect(commits[0]!.arg).toContain("'conntrack' '-D' '-q' '192.168.1.101'");
+    expect(commits[0]!.arg).not.toContain("'-q' '192.168.1.100'");
+  }, 20_000);
   it("an update that changes nothing the plan reads (a Node's Ready condition) is not planned; one that does (its InternalIP) is", async () => {
     const { t, dir } = await controllerAndDir();
     renew(t, 'worker1');

@@ -10,6 +10,7 @@ import {
   conntrackdPaths,
   countCacheEntries,
   BINDING_SAVE_ARGS,
+  FloatingIPHistory,
   foreignBindingPurgeArgs,
   keptBindingLines,
   keptBindingsAt,
@@ -78,6 +79,17 @@ describe('egresslab_ctsync table (what gets replicated)', () => {
       ['-D', '-q', '192.168.1.102'],
     ]);
     expect(foreignBindingPurgeArgs(['192.168.1.100'], ['192.168.1.100'])).toEqual([]);
+  });
+
+  it('the purge candidates are the current floating IPs and those seen before, the oldest forgotten past the cap', () => {
+    const h = new FloatingIPHistory(3);
+    expect(h.note(['192.168.1.100', '192.168.1.101'])).toEqual(['192.168.1.100', '192.168.1.101']);
+    // .101 left the gateway: still a candidate
+    expect(h.note(['192.168.1.100'])).toEqual(['192.168.1.101', '192.168.1.100']);
+    expect(h.note([])).toEqual(['192.168.1.101', '192.168.1.100']);
+    // past the cap the least recently seen goes first, never a current one
+    expect(h.note(['192.168.1.102', '192.168.1.103'])).toEqual(['192.168.1.100', '192.168.1.102', '192.168.1.103']);
+    expect(h.note(['192.168.1.1', '192.168.1.2', '192.168.1.3', '192.168.1.4'])).toEqual(['192.168.1.1', '192.168.1.2', '192.168.1.3', '192.168.1.4']);
   });
 });
 

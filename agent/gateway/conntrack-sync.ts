@@ -160,6 +160,32 @@ export function renderCtSyncTable(ownedIPs: readonly string[], opts: { enabled: 
   return out;
 }
 
+/**
+ * The floating IPs whose committed bindings a commit may have to delete: the gateway's current ones
+ * and those it had before (most recently seen kept, at most `cap`). The external cache keeps a
+ * peer's bindings of an IP after the IP leaves the gateway (until that peer's flows end); a commit
+ * while the IP is out would otherwise put those bindings into this node's kernel (this node's own
+ * pods' flows through that IP turned into local SNATs to it), and the guard drops those flows for
+ * as long as they last, even after the IP is back and held elsewhere (chaos seed 848037977).
+ */
+export class FloatingIPHistory {
+  private readonly seen = new Set<string>();
+  constructor(private readonly cap = 64) {}
+
+  /** Records the gateway's current IPs; returns them and the IPs seen before, newest last. */
+  note(current: readonly string[]): string[] {
+    for (const ip of current) {
+      this.seen.delete(ip);
+      this.seen.add(ip);
+    }
+    for (const ip of this.seen) {
+      if (this.seen.size <= this.cap) break;
+      if (!current.includes(ip)) this.seen.delete(ip);
+    }
+    return [...this.seen];
+  }
+}
+
 /** `conntrack -D` arguments removing committed bindings of floating IPs this node does not hold. */
 export function foreignBindingPurgeArgs(floatingIPs: readonly string[], owned: readonly string[]): string[][] {
   return floatingIPs

@@ -85,6 +85,7 @@ import {
   ConntrackSync,
   CTSYNC_BULK_MS,
   CTSYNC_TABLE,
+  FloatingIPHistory,
   keptBindingsAt,
   renderCtSyncTable,
   type ConntrackSyncOptions,
@@ -225,6 +226,8 @@ export class GatewayModule implements NodeModule {
   private ctsyncNextTryAt = 0;
   /** own bindings kept from the release of a floating IP, by IP (keepReleased), loaded at its next take */
   private readonly kept = new Map<string, KeptBindings>();
+  /** every floating IP the gateway had while this agent ran (conntrack commits purge their bindings) */
+  private readonly floatingHistory = new FloatingIPHistory();
   private fenced = false;
   private confirming = false;
   /** the current isolation episode's "not cut off, a busy machine" was logged */
@@ -761,6 +764,9 @@ export class GatewayModule implements NodeModule {
     // a plan from half-filled caches (the API not synced in time) is not this node's programming:
     // the boot hook's pod guard stays until one from complete caches is in the kernel
     const complete = this.synced;
+    // a commit deletes the committed bindings of every floating IP this node will not hold: the
+    // gateway's and those it had before (conntrack-sync.ts FloatingIPHistory)
+    const purgeIPs = this.floatingHistory.note(plan.floatingIPs);
     // the ruleset never carries @alive elements (its text stays the same from one apply to the next);
     // they are added in the same transaction, with the timeout licensed at that moment
     const r = renderGateway(plan, { uplink: this.uplink, aliveTimeoutMs: 0 });
@@ -792,7 +798,7 @@ export class GatewayModule implements NodeModule {
     let committed = false;
     if (this.ctsync && taking.length) {
       const c = await this.ctsync.commit(
-        plan.floatingIPs,
+        purgeIPs,
         plan.ownedIPs.map((o) => o.ip),
         { pre: renderStrayReplyFence(this.lastPlan, taking, { uplink: this.uplink }) },
       );
@@ -857,7 +863,7 @@ export class GatewayModule implements NodeModule {
     if (window && this.ctsync) {
       const end = renderTakeoverWindowEnd();
       const c = await this.ctsync.commit(
-        plan.floatingIPs,
+        purgeIPs,
         plan.ownedIPs.map((o) => o.ip),
         { flush: conntrackFlushArgs(flush), post: end, load },
       );
@@ -884,7 +890,7 @@ export class GatewayModule implements NodeModule {
       await this.flushPairs(flush);
       if (committed && this.ctsync && flush.length) {
         const c = await this.ctsync.commit(
-          plan.floatingIPs,
+          purgeIPs,
           plan.ownedIPs.map((o) => o.ip),
           { load },
         );
