@@ -51,6 +51,11 @@ export interface AllowedWindow {
   to?: number;
   /** the sources the policies and masquerade rules in force allow (both old and new during a change) */
   sources: readonly string[];
+  /**
+   * a mixed view (model.ts mixedViewWindows): the change whose value of each watched kind
+   * (`policies`, `podLabels`, `nonMasqueradeCIDRs`) the combination took, by the change's index
+   */
+  mixed?: Readonly<Record<string, number>>;
 }
 
 /** An ARP reply the observer on the node segment saw: which node (MAC) claimed which IP, when. */

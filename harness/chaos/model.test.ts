@@ -154,6 +154,52 @@ describe('allowed windows and excuses', () => {
     ]);
   });
 
+  it('a node may combine kinds it watches separately from different moments while their transitions overlap (chaos seed 848037986)', () => {
+    // the ConfigMap makes 8.8.8.0/24 non-masquerade and is put back; then alice/frontend-1 is
+    // relabelled out of the seed policy (into chaos-3, whose destinations do not hold 8.8.8.8)
+    const cmStep = step({ kind: 'configmap', nonMasqueradeCIDRs: ['8.8.8.0/24'] });
+    const relabel = step({
+      kind: 'policy',
+      action: 'relabel-pod',
+      policy: 'chaos-3',
+      pod: 'alice/frontend-1',
+      destinations: ['172.16.100.0/24', '10.0.0.0/8'],
+    });
+    const cm = doChurn(s0, cmStep, u);
+    const re = doChurn(s0, relabel, u);
+    const changes = [
+      { t: 0, state: s0 },
+      { t: 12_386, state: cm.next },
+      { t: 13_246, state: s0 },
+      { t: 14_199, state: re.next },
+      { t: 14_862, state: s0 },
+    ];
+    const flows = [{ name: 'udp a', pod: 'alice/frontend-1', to: '8.8.8.8' }];
+    const podIP = t.pods.find((p) => p.name === 'frontend-1')!.ip!;
+    // no state written to the API sends the flow with its pod IP: the policy selects it while the
+    // ConfigMap lists 8.8.8.0/24, and the ConfigMap is back when the relabel takes it out
+    for (const c of changes) expect(src(c.state, 'alice/frontend-1', '8.8.8.8').sources).not.toContain(podIP);
+    const at = (windows: ReturnType<typeof allowedWindows>, ms: number) =>
+      [...new Set(windows.filter((w) => w.from <= ms && (w.to === undefined || ms < w.to)).flatMap((w) => w.sources))].sort();
+    // without a fault: the relabel comes while the ConfigMap's undo is in transition (a node may
+    // apply the one before the other) until 16.246 s; from then on never the pod IP
+    const quiet = allowedWindows(t, flows, changes, [], 3000);
+    expect(quiet.filter((w) => w.mixed).map((x) => ({ from: x.from, to: x.to, sources: x.sources, mixed: x.mixed }))).toEqual([
+      { from: 14_199, to: 16_246, sources: [podIP], mixed: { podLabels: 3, nonMasqueradeCIDRs: 1 } },
+    ]);
+    expect(at(quiet, 16_790)).toEqual(['192.168.1.1', '192.168.1.100']);
+    // node-1 cut off outbound from 8.935 s to 16.673 s: the ConfigMap change and the relabel are both
+    // in transition until 19.673 s, and their combination (8.8.8.0/24 listed, the pod relabelled)
+    // sends the flow with its pod IP; nothing else is added, and nothing after the transitions
+    const cut: ActiveSpan[] = [{ step: 2, kind: 'partition', node: 'node-1', from: 8935, to: 16_673 }];
+    const w = allowedWindows(t, flows, changes, cut, 3000);
+    expect(at(w, 16_790)).toEqual([podIP, '192.168.1.1', '192.168.1.100'].sort());
+    expect(w.filter((x) => x.mixed).map((x) => ({ from: x.from, to: x.to, sources: x.sources, mixed: x.mixed }))).toEqual([
+      { from: 14_199, to: 19_673, sources: [podIP], mixed: { podLabels: 3, nonMasqueradeCIDRs: 1 } },
+    ]);
+    expect(at(w, 19_673)).toEqual(['192.168.1.100']);
+  });
+
   it("conntrack keeps established bindings across a ConfigMap change (node IP <-> pod IP), not across a policy change (the gateway flushes the pair) or a kill of the flow's node", () => {
     const cm = doChurn(s0, step({ kind: 'configmap', nonMasqueradeCIDRs: ['0.0.0.0/0'] }), u).next;
     const del = doChurn(s0, step({ kind: 'policy', action: 'delete', policy: 'egress', pod: 'alice/frontend-1', destinations: ['8.8.8.0/24'] }), u).next;

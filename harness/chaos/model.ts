@@ -15,6 +15,7 @@ import type { KubeObject } from '../../lib/kube/types.js';
 import type { Topology } from '../topology/types.js';
 import type { Proto } from '../inlab/protocol.js';
 import { INSTANT_KINDS, type ChaosUniverse, type Step } from './schedule.js';
+import type { AllowedWindow } from './invariants.js';
 
 // ---------------------------------------------------------------------------------------------
 // the lab
@@ -387,9 +388,21 @@ export function transitionEnd(t: number, spans: readonly ActiveSpan[], transitio
 }
 
 /**
+ * The parts of the cluster state an agent learns through separate watches: Kubernetes orders the
+ * events of one watch, not those of different watches, so during a transition a node may combine
+ * the policies, the pods' labels and the ConfigMap from different moments.
+ */
+const WATCHED_KINDS = ['policies', 'podLabels', 'nonMasqueradeCIDRs'] as const;
+type WatchedKind = (typeof WATCHED_KINDS)[number];
+
+/**
  * The allowed-source windows of every flow over a run (invariant 1): each state's sources from the
  * moment it was written until the next state's transition ended (so during a change both the old
- * and the new sources are allowed); the last state's window stays open.
+ * and the new sources are allowed); the last state's window stays open. Where the transitions of
+ * changes to different watched kinds overlap (WATCHED_KINDS), the sources of every combination of
+ * their values in transition are allowed too (mixedViewWindows): chaos seed 848037986, a node cut
+ * off outbound learned a ConfigMap change and a pod's relabel made after its undo, but neither
+ * undo, until the partition healed (each watch stalled at its own point).
  */
 export function allowedWindows(
   t: Pick<Topology, 'nodes' | 'pods' | 'namespaces' | 'vpcEndpoints'>,
@@ -397,8 +410,8 @@ export function allowedWindows(
   changes: readonly StateChange[],
   spans: readonly ActiveSpan[],
   transitionMs: number,
-): { flow: string; from: number; to?: number; sources: string[] }[] {
-  const out: { flow: string; from: number; to?: number; sources: string[] }[] = [];
+): AllowedWindow[] {
+  const out: AllowedWindow[] = [];
   const sorted = [...changes].sort((a, b) => a.t - b.t);
   for (const f of flows) {
     sorted.forEach((c, i) => {
@@ -407,6 +420,67 @@ export function allowedWindows(
       const w = { flow: f.name, from, sources: expectedSource(t, c.state, f.pod, f.to).sources };
       out.push(next ? { ...w, to: transitionEnd(next.t, spans, transitionMs) } : w);
     });
+  }
+  return [...out, ...mixedViewWindows(t, flows, sorted, spans, transitionMs)];
+}
+
+/**
+ * The windows of mixed views (allowedWindows): per watched kind, each value is in force from its
+ * write until the transition of that kind's next change ended; in every interval where two or more
+ * kinds have more than one value in force, each combination of them is a state a node may have
+ * seen. Only sources that no state written to the API allows at that moment are listed.
+ */
+export function mixedViewWindows(
+  t: Pick<Topology, 'nodes' | 'pods' | 'namespaces' | 'vpcEndpoints'>,
+  flows: readonly Pick<FlowSpec, 'name' | 'pod' | 'to'>[],
+  sorted: readonly StateChange[],
+  spans: readonly ActiveSpan[],
+  transitionMs: number,
+): AllowedWindow[] {
+  if (sorted.length < 2) return [];
+  // per kind: the indexes of the changes that changed it, each value's window
+  const values = new Map<WatchedKind, { i: number; from: number; to: number }[]>();
+  for (const kind of WATCHED_KINDS) {
+    const starts = sorted.flatMap((c, i) => (i === 0 || JSON.stringify(c.state[kind]) !== JSON.stringify(sorted[i - 1]!.state[kind]) ? [i] : []));
+    values.set(
+      kind,
+      starts.map((i, k) => {
+        const next = starts[k + 1];
+        return { i, from: i === 0 ? 0 : sorted[i]!.t, to: next === undefined ? Infinity : transitionEnd(sorted[next]!.t, spans, transitionMs) };
+      }),
+    );
+  }
+  const cuts = [...new Set([...values.values()].flat().flatMap((v) => [v.from, v.to]))].filter(Number.isFinite).sort((a, b) => a - b);
+  const out: AllowedWindow[] = [];
+  for (let k = 0; k < cuts.length; k++) {
+    const from = cuts[k]!;
+    const to = cuts[k + 1] ?? Infinity;
+    const inForce = WATCHED_KINDS.map((kind) => ({ kind, vs: values.get(kind)!.filter((v) => v.from <= from && v.to >= to) }));
+    if (inForce.filter((x) => x.vs.length > 1).length < 2) continue; // one kind in transition: the API's own states
+    // the API's latest state at `from` carries the kinds that are not in transition
+    const base = sorted.filter((c) => c.t <= from).at(-1) ?? sorted[0]!;
+    let combos: { state: ClusterState; mixed: Record<string, number> }[] = [{ state: base.state, mixed: {} }];
+    for (const { kind, vs } of inForce) {
+      if (vs.length < 2) continue;
+      combos = combos.flatMap((c) => vs.map((v) => ({ state: { ...c.state, [kind]: sorted[v.i]!.state[kind] }, mixed: { ...c.mixed, [kind]: v.i } })));
+    }
+    // the states written to the API whose windows cover this interval
+    const written = sorted.filter(
+      (c, i) => (i === 0 ? 0 : c.t) <= from && (i + 1 < sorted.length ? transitionEnd(sorted[i + 1]!.t, spans, transitionMs) : Infinity) >= to,
+    );
+    for (const f of flows) {
+      const apiSources = new Set(written.flatMap((c) => expectedSource(t, c.state, f.pod, f.to).sources));
+      for (const c of combos) {
+        const extra = expectedSource(t, c.state, f.pod, f.to).sources.filter((s) => !apiSources.has(s));
+        if (!extra.length) continue;
+        // one window for the same combination over adjacent intervals
+        const prev = out.findLast((w) => w.flow === f.name && w.to === from && JSON.stringify([w.sources, w.mixed]) === JSON.stringify([extra, c.mixed]));
+        if (prev) {
+          if (Number.isFinite(to)) prev.to = to;
+          else delete prev.to;
+        } else out.push({ flow: f.name, from, ...(Number.isFinite(to) ? { to } : {}), sources: extra, mixed: c.mixed });
+      }
+    }
   }
   return out;
 }
