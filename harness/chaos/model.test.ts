@@ -198,6 +198,16 @@ describe('allowed windows and excuses', () => {
       { from: 14_199, to: 19_673, sources: [podIP], mixed: { podLabels: 3, nonMasqueradeCIDRs: 1 } },
     ]);
     expect(at(w, 19_673)).toEqual(['192.168.1.100']);
+    // only faults that can hold back the pod's node's watches stretch a mixed view: the same cut on
+    // node-3 leaves the quiet window; on cp-1 (the API server's node) it stretches it as on node-1
+    const mixedOf = (spans: ActiveSpan[]) =>
+      allowedWindows(t, flows, changes, spans, 3000)
+        .filter((x) => x.mixed)
+        .map((x) => [x.from, x.to]);
+    expect(t.pods.find((p) => p.name === 'frontend-1')!.node).toBe('node-1');
+    expect(mixedOf([{ ...cut[0]!, node: 'node-3' }])).toEqual([[14_199, 16_246]]);
+    expect(mixedOf([{ ...cut[0]!, node: 'cp-1' }])).toEqual([[14_199, 19_673]]);
+    expect(mixedOf([{ step: 2, kind: 'controller-restart', from: 12_000, to: 16_000 }])).toEqual([[14_199, 19_000]]);
   });
 
   it("conntrack keeps established bindings across a ConfigMap change (node IP <-> pod IP), not across a policy change (the gateway flushes the pair) or a kill of the flow's node", () => {

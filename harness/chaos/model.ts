@@ -425,10 +425,14 @@ export function allowedWindows(
 }
 
 /**
- * The windows of mixed views (allowedWindows): per watched kind, each value is in force from its
- * write until the transition of that kind's next change ended; in every interval where two or more
- * kinds have more than one value in force, each combination of them is a state a node may have
- * seen. Only sources that no state written to the API allows at that moment are listed.
+ * The windows of mixed views (allowedWindows), per flow: it is the pod's node that decides whether
+ * the flow is masqueraded, left un-NATed or sent to a holder. Per watched kind, each value is in
+ * force from its write until the transition of that kind's next change ended, a transition
+ * stretched only by the faults that can hold back that node's watches: those on the node itself,
+ * on a control-plane node (the API server's) and those of no node (a controller restart). In every
+ * interval where two or more kinds have more than one value in force, each combination of them is a
+ * state the node may have seen; only sources that no state written to the API allows at that moment
+ * are listed.
  */
 export function mixedViewWindows(
   t: Pick<Topology, 'nodes' | 'pods' | 'namespaces' | 'vpcEndpoints'>,
@@ -438,6 +442,23 @@ export function mixedViewWindows(
   transitionMs: number,
 ): AllowedWindow[] {
   if (sorted.length < 2) return [];
+  const out: AllowedWindow[] = [];
+  const apiNodes = new Set(t.nodes.filter((n) => n.role === 'control-plane').map((n) => n.name));
+  for (const f of flows) {
+    const node = t.pods.find((p) => `${p.namespace}/${p.name}` === f.pod)?.node;
+    const nodeSpans = spans.filter((s) => s.node === undefined || s.node === node || apiNodes.has(s.node));
+    out.push(...mixedViewWindowsOf(t, f, sorted, nodeSpans, transitionMs));
+  }
+  return out;
+}
+
+function mixedViewWindowsOf(
+  t: Pick<Topology, 'nodes' | 'pods' | 'namespaces' | 'vpcEndpoints'>,
+  f: Pick<FlowSpec, 'name' | 'pod' | 'to'>,
+  sorted: readonly StateChange[],
+  spans: readonly ActiveSpan[],
+  transitionMs: number,
+): AllowedWindow[] {
   // per kind: the indexes of the changes that changed it, each value's window
   const values = new Map<WatchedKind, { i: number; from: number; to: number }[]>();
   for (const kind of WATCHED_KINDS) {
@@ -468,18 +489,16 @@ export function mixedViewWindows(
     const written = sorted.filter(
       (c, i) => (i === 0 ? 0 : c.t) <= from && (i + 1 < sorted.length ? transitionEnd(sorted[i + 1]!.t, spans, transitionMs) : Infinity) >= to,
     );
-    for (const f of flows) {
-      const apiSources = new Set(written.flatMap((c) => expectedSource(t, c.state, f.pod, f.to).sources));
-      for (const c of combos) {
-        const extra = expectedSource(t, c.state, f.pod, f.to).sources.filter((s) => !apiSources.has(s));
-        if (!extra.length) continue;
-        // one window for the same combination over adjacent intervals
-        const prev = out.findLast((w) => w.flow === f.name && w.to === from && JSON.stringify([w.sources, w.mixed]) === JSON.stringify([extra, c.mixed]));
-        if (prev) {
-          if (Number.isFinite(to)) prev.to = to;
-          else delete prev.to;
-        } else out.push({ flow: f.name, from, ...(Number.isFinite(to) ? { to } : {}), sources: extra, mixed: c.mixed });
-      }
+    const apiSources = new Set(written.flatMap((c) => expectedSource(t, c.state, f.pod, f.to).sources));
+    for (const c of combos) {
+      const extra = expectedSource(t, c.state, f.pod, f.to).sources.filter((s) => !apiSources.has(s));
+      if (!extra.length) continue;
+      // one window for the same combination over adjacent intervals
+      const prev = out.findLast((w) => w.to === from && JSON.stringify([w.sources, w.mixed]) === JSON.stringify([extra, c.mixed]));
+      if (prev) {
+        if (Number.isFinite(to)) prev.to = to;
+        else delete prev.to;
+      } else out.push({ flow: f.name, from, ...(Number.isFinite(to) ? { to } : {}), sources: extra, mixed: c.mixed });
     }
   }
   return out;

@@ -50,6 +50,7 @@ describe('chaos regression: a forwarded flow on a holder after one of its two po
     // the premise: both IPs on one node that is not the pod's (node-2), and the flow SNATed to
     // chaos-2's IP there while chaos-2 was in force
     const holders = run.evidence.finalApi?.gateway.assignments ?? {};
+    expect(holders['192.168.1.100']).toBeDefined();
     expect(holders['192.168.1.102']).toBe(holders['192.168.1.100']);
     expect(holders['192.168.1.100']).not.toBe('node-2');
     const during = packets.filter((p) => p.t > created.endedAt + REGRESSION_TRANSITION_MS && p.t < deleted.startedAt);
