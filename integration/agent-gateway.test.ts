@@ -1,6 +1,7 @@
 // The gateway module against the real API server in-process (controller/testing.ts) with a
 // recording fake of the kernel (FakeHost): watches -> plan -> one nft transaction, floating
 // IP + gratuitous ARP, failover when the holder's lease stops, fail-closed, clean stop.
+import { parseFloatingHistory } from '../agent/gateway/conntrack-sync.js';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -491,6 +492,34 @@ describe('GatewayModule', () => {
     // node's pod's flow through .101 would otherwise stay a local SNAT the guard drops
     expect(commits[0]!.arg).toContain("'conntrack' '-D' '-q' '192.168.1.101'");
     expect(commits[0]!.arg).not.toContain("'-q' '192.168.1.100'");
+  }, 20_000);
+  it('conntrack sync: the floating IP history outlives the agent: a restarted agent still purges an IP that left the gateway before its start', async () => {
+    const { t, dir } = await controllerAndDir();
+    for (const n of ['worker1', 'worker2']) renew(t, n);
+    await nodeUp(t, 'worker2');
+    await t.admin.create(R.anthosNetworkGateways, {
+      apiVersion: 'networking.gke.io/v1alpha1',
+      kind: 'AnthosNetworkGateway',
+      metadata: { name: 'default', namespace: 'kube-system' },
+      spec: { floatingIPs: ['192.168.1.100', '192.168.1.101'] },
+    });
+    const w = worker1(t, dir);
+    const { sys } = w;
+    const adds = () => sys.calls.filter((c) => c.op === 'ip' && c.arg === 'address add 192.168.1.100/32 dev eth0').length;
+    const first = await startModule(w, { host: sys, heartbeat: false, garpScheduleMs: [0], conntrackSync: true });
+    await waitFor(() => adds() === 1, 'worker1 takes 192.168.1.100', 5000);
+    expect(parseFloatingHistory(sys.files.get(join(dir, 'gateway-floating-ips-seen')) ?? null).sort()).toEqual(['192.168.1.100', '192.168.1.101']);
+    // the agent stops (its IP stays: a clean stop); both IPs leave the gateway; a new agent starts
+    // and takes .100 when it comes back alone: .101 never was in the new agent's gateway
+    await first.stop();
+    await t.admin.patch(R.anthosNetworkGateways, 'default', { spec: { floatingIPs: [] } }, { namespace: 'kube-system' });
+    const before = sys.calls.length;
+    await startModule(w, { host: sys, heartbeat: false, garpScheduleMs: [0], conntrackSync: true });
+    await t.admin.patch(R.anthosNetworkGateways, 'default', { spec: { floatingIPs: ['192.168.1.100'] } }, { namespace: 'kube-system' });
+    await waitFor(() => adds() === 2, 'worker1 takes 192.168.1.100 again', 5000);
+    const commits = sys.calls.slice(before).filter((c) => c.op === 'sh' && c.arg.includes(' -c || exit 3'));
+    expect(commits.length).toBeGreaterThan(0);
+    expect(commits[0]!.arg).toContain("'conntrack' '-D' '-q' '192.168.1.101'");
   }, 20_000);
   it("an update that changes nothing the plan reads (a Node's Ready condition) is not planned; one that does (its InternalIP) is", async () => {
     const { t, dir } = await controllerAndDir();

@@ -11,7 +11,9 @@ import {
   countCacheEntries,
   BINDING_SAVE_ARGS,
   FloatingIPHistory,
+  floatingHistoryText,
   foreignBindingPurgeArgs,
+  parseFloatingHistory,
   keptBindingLines,
   keptBindingsAt,
   keptBindingsByIP,
@@ -90,6 +92,16 @@ describe('egresslab_ctsync table (what gets replicated)', () => {
     // past the cap the least recently seen goes first, never a current one
     expect(h.note(['192.168.1.102', '192.168.1.103'])).toEqual(['192.168.1.100', '192.168.1.102', '192.168.1.103']);
     expect(h.note(['192.168.1.1', '192.168.1.2', '192.168.1.3', '192.168.1.4'])).toEqual(['192.168.1.1', '192.168.1.2', '192.168.1.3', '192.168.1.4']);
+  });
+
+  it('the history outlives the agent: written as one IP per line, read back (junk lines dropped, the newest `cap` kept)', () => {
+    const text = floatingHistoryText(['192.168.1.101', '192.168.1.100']);
+    expect(text).toBe('192.168.1.101\n192.168.1.100\n');
+    expect(parseFloatingHistory(text)).toEqual(['192.168.1.101', '192.168.1.100']);
+    expect(parseFloatingHistory(null)).toEqual([]);
+    expect(parseFloatingHistory('192.168.1.7\nnope\n\n 192.168.1.8 \n300.1.1.1\n')).toEqual(['192.168.1.7', '192.168.1.8']);
+    const h = new FloatingIPHistory(2, ['192.168.1.1', '192.168.1.2', '192.168.1.3', 'x']);
+    expect(h.note(['192.168.1.100'])).toEqual(['192.168.1.3', '192.168.1.100']);
   });
 });
 

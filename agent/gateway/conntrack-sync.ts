@@ -170,7 +170,13 @@ export function renderCtSyncTable(ownedIPs: readonly string[], opts: { enabled: 
  */
 export class FloatingIPHistory {
   private readonly seen = new Set<string>();
-  constructor(private readonly cap = 64) {}
+  /** `seen`: the list a previous agent left (floatingHistoryText), oldest first; what is not an IPv4 address is ignored */
+  constructor(
+    private readonly cap = 64,
+    seen: readonly string[] = [],
+  ) {
+    for (const ip of seen.slice(-cap)) if (isIPv4(ip)) this.seen.add(ip);
+  }
 
   /** Records the gateway's current IPs; returns them and the IPs seen before, newest last. */
   note(current: readonly string[]): string[] {
@@ -184,6 +190,26 @@ export class FloatingIPHistory {
     }
     return [...this.seen];
   }
+}
+
+/**
+ * The file an agent keeps the history in, beside its status file: a restarted agent starts with a
+ * new conntrackd whose external cache the peers fill again (bulk sends), bindings of an IP that left
+ * the gateway included, so the history must outlive the agent.
+ */
+export const FLOATING_HISTORY_FILE = 'gateway-floating-ips-seen';
+
+/** The history file's text: one IP per line, oldest first. */
+export function floatingHistoryText(ips: readonly string[]): string {
+  return ips.map((ip) => `${ip}\n`).join('');
+}
+
+/** The IPs of a history file (null: none); lines that are not IPv4 addresses are dropped. */
+export function parseFloatingHistory(text: string | null): string[] {
+  return (text ?? '')
+    .split('\n')
+    .map((l) => l.trim())
+    .filter((l) => isIPv4(l));
 }
 
 /** `conntrack -D` arguments removing committed bindings of floating IPs this node does not hold. */

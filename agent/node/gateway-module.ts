@@ -85,8 +85,11 @@ import {
   ConntrackSync,
   CTSYNC_BULK_MS,
   CTSYNC_TABLE,
+  FLOATING_HISTORY_FILE,
   FloatingIPHistory,
+  floatingHistoryText,
   keptBindingsAt,
+  parseFloatingHistory,
   renderCtSyncTable,
   type ConntrackSyncOptions,
   type KeptBindings,
@@ -226,8 +229,9 @@ export class GatewayModule implements NodeModule {
   private ctsyncNextTryAt = 0;
   /** own bindings kept from the release of a floating IP, by IP (keepReleased), loaded at its next take */
   private readonly kept = new Map<string, KeptBindings>();
-  /** every floating IP the gateway had while this agent ran (conntrack commits purge their bindings) */
-  private readonly floatingHistory = new FloatingIPHistory();
+  /** every floating IP the gateway had (conntrack commits purge their bindings), kept in a file across agent restarts */
+  private floatingHistory: FloatingIPHistory | null = null;
+  private floatingHistoryFileText: string | null = null;
   private fenced = false;
   private confirming = false;
   /** the current isolation episode's "not cut off, a busy machine" was logged */
@@ -759,6 +763,34 @@ export class GatewayModule implements NodeModule {
     }
   }
 
+  /**
+   * Notes the gateway's floating IPs in the history (conntrack-sync.ts FloatingIPHistory), read from
+   * the file a previous agent left on first use and written back when it changed (a failure is
+   * logged: the history then lives in memory only); the IPs a commit purges.
+   */
+  private noteFloatingIPs(current: readonly string[]): string[] {
+    const path = posix.join(posix.dirname(this.ctx.config.statusPath), FLOATING_HISTORY_FILE);
+    if (!this.floatingHistory) {
+      try {
+        this.floatingHistoryFileText = this.host.readFile(path);
+      } catch (e) {
+        this.ctx.log(this.name, `floating IP history ${path}: ${errorMessage(e)}`);
+      }
+      this.floatingHistory = new FloatingIPHistory(64, parseFloatingHistory(this.floatingHistoryFileText));
+    }
+    const ips = this.floatingHistory.note(current);
+    const text = floatingHistoryText(ips);
+    if (text !== this.floatingHistoryFileText) {
+      try {
+        this.host.writeFile(path, text);
+      } catch (e) {
+        this.ctx.log(this.name, `floating IP history ${path}: ${errorMessage(e)}`);
+      }
+      this.floatingHistoryFileText = text;
+    }
+    return ips;
+  }
+
   /** Kernel side of one plan (also used by stop() with a fail-closed plan). */
   private async program(plan: GatewayPlan, force: boolean): Promise<void> {
     // a plan from half-filled caches (the API not synced in time) is not this node's programming:
@@ -766,7 +798,7 @@ export class GatewayModule implements NodeModule {
     const complete = this.synced;
     // a commit deletes the committed bindings of every floating IP this node will not hold: the
     // gateway's and those it had before (conntrack-sync.ts FloatingIPHistory)
-    const purgeIPs = this.floatingHistory.note(plan.floatingIPs);
+    const purgeIPs = this.noteFloatingIPs(plan.floatingIPs);
     // the ruleset never carries @alive elements (its text stays the same from one apply to the next);
     // they are added in the same transaction, with the timeout licensed at that moment
     const r = renderGateway(plan, { uplink: this.uplink, aliveTimeoutMs: 0 });
