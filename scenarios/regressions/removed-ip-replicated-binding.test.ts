@@ -47,13 +47,12 @@ describe("chaos regression: a floating IP out of the gateway while its pod's nod
     expect(holders['192.168.1.100']).toBeDefined();
     expect(holders['192.168.1.100']).not.toBe('node-2');
     expect(Object.values(holders)).toContain('node-2');
-    // ... which moved to another node during the partition and back to node-2 between the heal and
-    // .100's return (ARP replies seen on the segment: who claimed it when)
-    const cut = run.actions.find((a) => a.step === 0 && a.phase === 'do')!;
+    // ... and answers ARP for it again between the heal and .100's return (the ARP observer on the
+    // segment; during the inbound cut no request reached it). That it lost the IP in the cut and
+    // took it back (a commit) is what the old agent shows: this file fails on it (2 runs of 2)
     const own = Object.keys(holders).find((ip) => holders[ip] === 'node-2');
-    const claims = run.evidence.arpReplies.filter((r) => r.ip === own);
-    expect(claims.some((r) => r.node !== 'node-2' && r.t > cut.endedAt && r.t < healed.startedAt)).toBe(true);
-    expect(claims.some((r) => r.node === 'node-2' && r.t >= healed.startedAt && r.t < back.startedAt)).toBe(true);
+    const claims = run.evidence.arpReplies.filter((r) => r.ip === own && r.node === 'node-2');
+    expect(claims.some((r) => r.t >= healed.startedAt && r.t < back.startedAt)).toBe(true);
 
     // once .100 is back and its transition is over, the stream leaves with .100 and is answered
     const after = packets.filter((p) => p.t >= back.endedAt + REGRESSION_TRANSITION_MS);
