@@ -513,6 +513,12 @@ describe('GatewayModule', () => {
     // and takes .100 when it comes back alone: .101 never was in the new agent's gateway
     await first.stop();
     await t.admin.patch(R.anthosNetworkGateways, 'default', { spec: { floatingIPs: [] } }, { namespace: 'kube-system' });
+    // the plan's floating IPs include those the gateway's status still lists: the new agent must
+    // not learn .101 from the API
+    await waitFor(async () => {
+      const gw = await t.admin.tryGet(R.anthosNetworkGateways, 'default', 'kube-system');
+      return Object.keys((gw?.status as { floatingIPs?: Record<string, string> } | undefined)?.floatingIPs ?? {}).length === 0;
+    }, 'the gateway status lists no floating IP');
     const before = sys.calls.length;
     await startModule(w, { host: sys, heartbeat: false, garpScheduleMs: [0], conntrackSync: true });
     await t.admin.patch(R.anthosNetworkGateways, 'default', { spec: { floatingIPs: ['192.168.1.100'] } }, { namespace: 'kube-system' });

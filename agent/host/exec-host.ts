@@ -5,7 +5,7 @@
  */
 import { afterCommit, inPlaceReplace, tableDefinitions, type TableDefinition } from './nft-replace.js';
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { readFile, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -424,7 +424,10 @@ export class ExecHost implements Host {
 
   writeFile(path: string, text: string): void {
     mkdirSync(dirname(path), { recursive: true });
-    writeFileSync(path, text);
+    // a reader (or the next agent, after a kill mid-write) sees the old text or the new, never a part
+    const tmp = `${path}.tmp-${process.pid}`;
+    writeFileSync(tmp, text);
+    renameSync(tmp, path);
   }
 
   remove(path: string): void {

@@ -123,7 +123,7 @@ export interface Host {
   spawn(cmd: string, args: string[], onExit: (code: number | null, signal: string | null) => void): HostProcess;
   /** a file's text, or null */
   readFile(path: string): string | null;
-  /** writes a file (creating its directory) */
+  /** writes a file (creating its directory), atomically: a reader sees the old text or the new */
   writeFile(path: string, text: string): void;
   /** removes a file if it exists */
   remove(path: string): void;

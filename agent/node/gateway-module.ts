@@ -232,6 +232,7 @@ export class GatewayModule implements NodeModule {
   /** every floating IP the gateway had (conntrack commits purge their bindings), kept in a file across agent restarts */
   private floatingHistory: FloatingIPHistory | null = null;
   private floatingHistoryFileText: string | null = null;
+  private floatingHistoryError: string | null = null;
   private fenced = false;
   private confirming = false;
   /** the current isolation episode's "not cut off, a busy machine" was logged */
@@ -780,13 +781,17 @@ export class GatewayModule implements NodeModule {
     }
     const ips = this.floatingHistory.note(current);
     const text = floatingHistoryText(ips);
-    if (text !== this.floatingHistoryFileText) {
+    // nothing to keep yet: no file (a node without a gateway writes none)
+    if (text !== (this.floatingHistoryFileText ?? '')) {
       try {
         this.host.writeFile(path, text);
+        this.floatingHistoryFileText = text;
       } catch (e) {
-        this.ctx.log(this.name, `floating IP history ${path}: ${errorMessage(e)}`);
+        // tried again at the next plan; said once per distinct error
+        const msg = `floating IP history ${path}: ${errorMessage(e)}`;
+        if (msg !== this.floatingHistoryError) this.ctx.log(this.name, msg);
+        this.floatingHistoryError = msg;
       }
-      this.floatingHistoryFileText = text;
     }
     return ips;
   }
