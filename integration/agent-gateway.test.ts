@@ -87,13 +87,13 @@ async function controllerAndDir(): Promise<{ t: TestController; dir: string }> {
   return { t, dir };
 }
 
-/** The gateway of the tests: one floating IP, 192.168.1.100. */
-async function createGateway(t: TestController): Promise<void> {
+/** The gateway of the tests (kube-system/default): by default one floating IP, 192.168.1.100. */
+async function createGateway(t: TestController, floatingIPs: string[] = ['192.168.1.100']): Promise<void> {
   await t.admin.create(R.anthosNetworkGateways, {
     apiVersion: 'networking.gke.io/v1alpha1',
     kind: 'AnthosNetworkGateway',
     metadata: { name: 'default', namespace: 'kube-system' },
-    spec: { floatingIPs: ['192.168.1.100'] },
+    spec: { floatingIPs },
   });
 }
 
@@ -253,12 +253,7 @@ describe('GatewayModule', () => {
       { status: { podIP: '10.10.11.1', podIPs: [{ ip: '10.10.11.1' }], phase: 'Running' } },
       { namespace: 'alice', subresource: 'status' },
     );
-    await t.admin.create(R.anthosNetworkGateways, {
-      apiVersion: 'networking.gke.io/v1alpha1',
-      kind: 'AnthosNetworkGateway',
-      metadata: { name: 'default', namespace: 'kube-system' },
-      spec: { floatingIPs: ['192.168.1.100', '192.168.1.101'] },
-    });
+    await createGateway(t, ['192.168.1.100', '192.168.1.101']);
     await t.admin.create(R.egressNATPolicies, POLICY);
     await t.admin.create(R.egressNATPolicies, {
       ...POLICY,
@@ -435,12 +430,7 @@ describe('GatewayModule', () => {
     const { t, dir } = await controllerAndDir();
     for (const n of ['worker1', 'worker2']) renew(t, n);
     await nodeUp(t, 'worker2');
-    await t.admin.create(R.anthosNetworkGateways, {
-      apiVersion: 'networking.gke.io/v1alpha1',
-      kind: 'AnthosNetworkGateway',
-      metadata: { name: 'default', namespace: 'kube-system' },
-      spec: { floatingIPs: ['192.168.1.100', '192.168.1.101'] },
-    });
+    await createGateway(t, ['192.168.1.100', '192.168.1.101']);
     const w = worker1(t, dir, { removeRulesOnStop: true });
     const { logs, sys } = w;
     // conntrackd runs on the same fake host: one order of operations
@@ -467,13 +457,7 @@ describe('GatewayModule', () => {
     const { t, dir } = await controllerAndDir();
     for (const n of ['worker1', 'worker2']) renew(t, n);
     await nodeUp(t, 'worker2');
-    const gw = (floatingIPs: string[]) => ({
-      apiVersion: 'networking.gke.io/v1alpha1',
-      kind: 'AnthosNetworkGateway',
-      metadata: { name: 'default', namespace: 'kube-system' },
-      spec: { floatingIPs },
-    });
-    await t.admin.create(R.anthosNetworkGateways, gw(['192.168.1.100', '192.168.1.101']));
+    await createGateway(t, ['192.168.1.100', '192.168.1.101']);
     const w = worker1(t, dir, { removeRulesOnStop: true });
     const { sys } = w;
     await startModule(w, { host: sys, heartbeat: false, garpScheduleMs: [0], conntrackSync: true });
@@ -497,12 +481,7 @@ describe('GatewayModule', () => {
     const { t, dir } = await controllerAndDir();
     for (const n of ['worker1', 'worker2']) renew(t, n);
     await nodeUp(t, 'worker2');
-    await t.admin.create(R.anthosNetworkGateways, {
-      apiVersion: 'networking.gke.io/v1alpha1',
-      kind: 'AnthosNetworkGateway',
-      metadata: { name: 'default', namespace: 'kube-system' },
-      spec: { floatingIPs: ['192.168.1.100', '192.168.1.101'] },
-    });
+    await createGateway(t, ['192.168.1.100', '192.168.1.101']);
     const w = worker1(t, dir);
     const { sys } = w;
     const adds = () => sys.calls.filter((c) => c.op === 'ip' && c.arg === 'address add 192.168.1.100/32 dev eth0').length;

@@ -766,17 +766,14 @@ export class GatewayModule implements NodeModule {
 
   /**
    * Notes the gateway's floating IPs in the history (conntrack-sync.ts FloatingIPHistory), read from
-   * the file a previous agent left on first use and written back when it changed (a failure is
-   * logged: the history then lives in memory only); the IPs a commit purges.
+   * the file a previous agent left on first use and written back when it changed (a failed write is
+   * logged and tried again at the next plan); the IPs a commit purges.
    */
   private noteFloatingIPs(current: readonly string[]): string[] {
     const path = posix.join(posix.dirname(this.ctx.config.statusPath), FLOATING_HISTORY_FILE);
     if (!this.floatingHistory) {
-      try {
-        this.floatingHistoryFileText = this.host.readFile(path);
-      } catch (e) {
-        this.ctx.log(this.name, `floating IP history ${path}: ${errorMessage(e)}`);
-      }
+      // readFile never throws: an unreadable file reads as a missing one (null)
+      this.floatingHistoryFileText = this.host.readFile(path);
       this.floatingHistory = new FloatingIPHistory(64, parseFloatingHistory(this.floatingHistoryFileText));
     }
     const ips = this.floatingHistory.note(current);

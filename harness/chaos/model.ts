@@ -472,6 +472,12 @@ function mixedViewWindowsOf(
     );
   }
   const cuts = [...new Set([...values.values()].flat().flatMap((v) => [v.from, v.to]))].filter(Number.isFinite).sort((a, b) => a - b);
+  // each state written to the API and its window (allowedWindows' own, under these spans)
+  const written = sorted.map((c, i) => ({
+    c,
+    from: i === 0 ? 0 : c.t,
+    to: i + 1 < sorted.length ? transitionEnd(sorted[i + 1]!.t, spans, transitionMs) : Infinity,
+  }));
   const out: AllowedWindow[] = [];
   for (let k = 0; k < cuts.length; k++) {
     const from = cuts[k]!;
@@ -486,10 +492,8 @@ function mixedViewWindowsOf(
       combos = combos.flatMap((c) => vs.map((v) => ({ state: { ...c.state, [kind]: sorted[v.i]!.state[kind] }, mixed: { ...c.mixed, [kind]: v.i } })));
     }
     // the states written to the API whose windows cover this interval
-    const written = sorted.filter(
-      (c, i) => (i === 0 ? 0 : c.t) <= from && (i + 1 < sorted.length ? transitionEnd(sorted[i + 1]!.t, spans, transitionMs) : Infinity) >= to,
-    );
-    const apiSources = new Set(written.flatMap((c) => expectedSource(t, c.state, f.pod, f.to).sources));
+    const covering = written.filter((w) => w.from <= from && w.to >= to);
+    const apiSources = new Set(covering.flatMap((w) => expectedSource(t, w.c.state, f.pod, f.to).sources));
     for (const c of combos) {
       const extra = expectedSource(t, c.state, f.pod, f.to).sources.filter((s) => !apiSources.has(s));
       if (!extra.length) continue;
