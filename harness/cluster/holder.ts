@@ -23,7 +23,7 @@ import { ValidationError } from '../util/errors.js';
  * @example
  * ```ts
  * const api = await lab.api();
- * const holder = await workerHolder(lab, api, '203.0.113.10'); // 'node-1' or 'node-2', never the control plane
+ * const holder = await workerHolder(lab, api, '203.0.113.10'); // a worker (node-1, node-2 or node-3 in the default lab), never the control plane
  * await lab.faults.partition(holder);
  * ```
  */
