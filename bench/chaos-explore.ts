@@ -4,7 +4,8 @@
  * and run on a fresh lab through the same loop as `egresslab chaos --runs N` (harness/chaos/campaign.ts:
  * explore, artifacts and the shrink of each violation within --shrink-budget lab runs). Prints the
  * violations found per invariant, schedules per hour (the seeds' own runs, and counting the shrink
- * runs too), and the shrink ratio (steps before -> after over the schedules that shrank), side by side.
+ * runs too), the shrink ratio (steps before -> after over the schedules that shrank), side by side, and
+ * the steps carried out per variant (which faults and churn the schedules exercised, and which never came up).
  * Usage: node dist/bench/chaos-explore.js [--runs 100] [--seed S] [--steps 8] [--shrink-budget 5] [--budget 15m]
  */
 import { programArgs } from '../harness/util/args.js';
@@ -12,7 +13,7 @@ import { topologyFromArg } from '../harness/topology/load.js';
 import { chaosTopology } from '../harness/chaos/model.js';
 import { generateSchedule, universeOf } from '../harness/chaos/schedule.js';
 import { artifactId, explore } from '../harness/chaos/explore.js';
-import { budgetMs, describeSummary, runCampaign, shrinkRatio } from '../harness/chaos/campaign.js';
+import { budgetMs, describeCoverage, describeSummary, runCampaign, shrinkRatio, stepCoverage } from '../harness/chaos/campaign.js';
 import { abortOnSignal } from '../harness/cli/abort-on-signal.js';
 import { INVARIANT_NAMES } from '../harness/chaos/invariants.js';
 import type { FieldIssue } from '../harness/util/errors.js';
@@ -89,6 +90,7 @@ console.log(
 console.log(
   `  shrink ratio:        ${sr ? `${sr.stepsBefore} -> ${sr.stepsAfter} step(s) over ${sr.shrunk} schedule(s) (${(sr.stepsAfter / sr.stepsBefore).toFixed(2)}; ${sr.confirmed} confirmed by a re-run)` : 'nothing shrank (no violation, or --shrink-budget 0)'}`,
 );
+console.log(`  steps carried out:   ${describeCoverage(stepCoverage(c.runs))}`);
 console.log(`  100 schedules at this rate: about ${((100 / c.runsDone) * hours).toFixed(1)} h`);
 for (const l of describeSummary(c).slice(1)) err(l);
 process.exitCode = c.stopped.reason === 'signal' ? 130 : 0;

@@ -1,5 +1,8 @@
 import { describe, expect, it } from 'vitest';
-import { campaignExitCode, describeSummary, nextRun, runCampaign, seedAt, shrinkRatio, type OneRun } from './campaign.js';
+import { campaignExitCode, describeCoverage, describeSummary, nextRun, runCampaign, seedAt, shrinkRatio, stepCoverage, type OneRun } from './campaign.js';
+import { STEP_VARIANTS, generateSchedule, stepVariant, universeOf } from './schedule.js';
+import { chaosTopology } from './model.js';
+import { topologyFromArg } from '../topology/load.js';
 import type { ChaosReport, ShrunkReport } from './report.js';
 import type { Violation } from './invariants.js';
 
@@ -224,5 +227,86 @@ describe('a campaign', () => {
     expect(shrinkRatio(c)).toEqual({ shrunk: 2, stepsBefore: 14, stepsAfter: 3, confirmed: 1 });
     expect(describeSummary(c)).toContain('shrunk: 2 schedule(s), 14 -> 3 step(s) (1 confirmed by a re-run)');
     expect(shrinkRatio({ runs: [] })).toBeNull();
+  });
+});
+
+describe('which steps a campaign carried out (stepCoverage)', () => {
+  const at = { at: 1000, durationMs: 2000 };
+  const withSteps = (seed: number, steps: ChaosReport['steps'], noEffectSteps: number[] = []): ChaosReport => ({
+    ...report(seed),
+    steps,
+    actions: steps.flatMap((_, i) => [
+      {
+        step: i,
+        phase: 'do' as const,
+        dueAt: 0,
+        startedAt: 0,
+        endedAt: 1,
+        ...(noEffectSteps.includes(i) ? { note: 'nothing to black-hole', noEffect: true as const } : {}),
+      },
+      { step: i, phase: 'undo' as const, dueAt: 0, startedAt: 0, endedAt: 1 },
+    ]),
+  });
+
+  it('counts each variant over the runs that reported, those without effect apart, and lists every variant never drawn', () => {
+    const runs = [
+      {
+        report: withSteps(
+          1,
+          [
+            { kind: 'partition', node: 'node-1', direction: 'outbound', ...at },
+            { kind: 'blackhole-gateway', node: 'node-2', floatingIP: '192.168.1.100', ...at },
+            { kind: 'policy', action: 'relabel-pod', policy: 'chaos-1', pod: 'default/client-1', destinations: ['0.0.0.0/0'], ...at },
+          ],
+          [1],
+        ),
+      },
+      {
+        report: withSteps(2, [
+          { kind: 'blackhole-gateway', node: 'node-1', floatingIP: '192.168.1.101', ...at },
+          { kind: 'partition', node: 'node-3', direction: 'outbound', ...at },
+        ]),
+      },
+      // a run that could not run counts for nothing
+      { error: 'lab failed' },
+    ];
+    const rows = stepCoverage(runs);
+    const row = (v: string) => rows.find((r) => r.variant === v);
+    expect(row('partition outbound')).toEqual({ variant: 'partition outbound', done: 2, noEffect: 0 });
+    expect(row('blackhole-gateway')).toEqual({ variant: 'blackhole-gateway', done: 2, noEffect: 1 });
+    expect(row('policy relabel-pod')).toEqual({ variant: 'policy relabel-pod', done: 1, noEffect: 0 });
+    expect(row('partition both')).toEqual({ variant: 'partition both', done: 0, noEffect: 0 });
+    // every variant the generator can draw has a row, in STEP_VARIANTS order
+    expect(rows.map((r) => r.variant)).toEqual(STEP_VARIANTS);
+    const line = describeCoverage(rows);
+    expect(
+      line.startsWith(
+        'partition outbound 2, blackhole-gateway 2 (1 without effect), policy relabel-pod 1; never drawn: node-kill, node-stop, node-pause, partition both, partition inbound,',
+      ),
+    ).toBe(true);
+    expect(line.endsWith('floating-ip add, floating-ip remove')).toBe(true);
+  });
+
+  it('the variants cover every step the generator draws: 200 schedules of 8 steps', () => {
+    const u = universeOf(chaosTopology(topologyFromArg('default')));
+    const drawn = new Set(Array.from({ length: 200 }, (_, i) => generateSchedule(1000 + i, u, { steps: 8 }).steps.map(stepVariant)).flat());
+    // nothing drawn outside the list, and the list holds nothing the generator never draws
+    expect([...drawn].filter((v) => !STEP_VARIANTS.includes(v))).toEqual([]);
+    expect(STEP_VARIANTS.filter((v) => !drawn.has(v))).toEqual([]);
+  });
+
+  it('the campaign summary says it; nothing when no run reported', async () => {
+    const f = fake(
+      () => 1000,
+      (seed) => ({ report: withSteps(seed, [{ kind: 'controller-restart', at: 500, durationMs: 0 }]), runMs: 0 }),
+    );
+    const c = await runCampaign({ baseSeed: 1, runs: 2, runOne: f.runOne, now: f.now });
+    expect(describeSummary(c).find((l) => l.startsWith('steps carried out: '))).toMatch(/^steps carried out: controller-restart 2; never drawn: node-kill, /);
+    const g = fake(
+      () => 1000,
+      () => new Error('lab failed'),
+    );
+    const none = await runCampaign({ baseSeed: 1, runs: 1, runOne: g.runOne, now: g.now });
+    expect(describeSummary(none).some((l) => l.startsWith('steps carried out'))).toBe(false);
   });
 });

@@ -13,6 +13,7 @@ import { nsToMs, parseGoDuration } from '../../agent/masq/duration.js';
 import type { FieldIssue } from '../util/errors.js';
 import { INVARIANT_NAMES, type InvariantName } from './invariants.js';
 import type { ChaosReport } from './report.js';
+import { STEP_VARIANTS, stepVariant } from './schedule.js';
 
 /** What runOne returns: the run's report and how long its own lab run took (ms, without a shrink). */
 export interface OneRun {
@@ -219,6 +220,44 @@ export function shrinkRatio(c: Pick<CampaignSummary, 'runs'>): { shrunk: number;
   };
 }
 
+/** One variant of step over a campaign's runs (stepCoverage). */
+export interface StepCoverage {
+  /** a STEP_VARIANTS entry */
+  variant: string;
+  /** steps of this variant in the schedules that ran (every step of a run that reported was carried out) */
+  done: number;
+  /** of those, the steps that changed nothing in their lab (ExecutedAction.noEffect: e.g. a black hole towards a node that is the holder itself) */
+  noEffect: number;
+}
+
+/**
+ * Which faults and churn a campaign exercised: per variant of step (every variant the generator can
+ * draw, those never drawn with 0), the steps carried out in the runs that reported and how many of
+ * them changed nothing. A run that could not run (CampaignRun.error) counts for nothing.
+ */
+export function stepCoverage(runs: readonly Pick<CampaignRun, 'report'>[]): StepCoverage[] {
+  const by = new Map<string, StepCoverage>(STEP_VARIANTS.map((v) => [v, { variant: v, done: 0, noEffect: 0 }]));
+  for (const r of runs) {
+    if (!r.report) continue;
+    const noEffect = new Set(r.report.actions.filter((a) => a.phase === 'do' && a.noEffect).map((a) => a.step));
+    r.report.steps.forEach((step, i) => {
+      const v = stepVariant(step);
+      const row = by.get(v) ?? { variant: v, done: 0, noEffect: 0 };
+      by.set(v, row);
+      row.done++;
+      if (noEffect.has(i)) row.noEffect++;
+    });
+  }
+  return [...by.values()];
+}
+
+/** stepCoverage in one line: "node-kill 12, partition both 3 (1 without effect), ..., never drawn: X, Y". */
+export function describeCoverage(rows: readonly StepCoverage[]): string {
+  const drawn = rows.filter((r) => r.done > 0).map((r) => `${r.variant} ${r.done}${r.noEffect ? ` (${r.noEffect} without effect)` : ''}`);
+  const never = rows.filter((r) => r.done === 0).map((r) => r.variant);
+  return [drawn.join(', ') || '(no step ran)', ...(never.length ? [`never drawn: ${never.join(', ')}`] : [])].join('; ');
+}
+
 /** The summary in words; `replay` gives the command that runs one seed again (listed for each seed that broke one). */
 export function describeSummary(c: CampaignSummary, replay?: (seed: number) => string): string[] {
   const broke = INVARIANT_NAMES.filter((n) => c.violations[n].count > 0);
@@ -232,6 +271,7 @@ export function describeSummary(c: CampaignSummary, replay?: (seed: number) => s
   for (const e of c.errors) lines.push(`seed ${e.seed} ${e.error.startsWith('interrupted: ') ? 'did not finish' : 'could not run'}: ${e.error}`);
   const sr = shrinkRatio(c);
   if (sr) lines.push(`shrunk: ${sr.shrunk} schedule(s), ${sr.stepsBefore} -> ${sr.stepsAfter} step(s) (${sr.confirmed} confirmed by a re-run)`);
+  if (c.runs.some((r) => r.report)) lines.push(`steps carried out: ${describeCoverage(stepCoverage(c.runs))}`);
   if (c.files.length) lines.push('files:', ...c.files.map((f) => `  ${f}`));
   return lines;
 }

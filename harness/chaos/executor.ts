@@ -122,6 +122,8 @@ export interface ExecutedAction {
   endedAt: number;
   /** what it did when that depends on the lab (e.g. which node a black hole cut) */
   note?: string;
+  /** the step changed nothing in this lab (a black hole towards a holder that does not exist, or is the node itself): `note` says why */
+  noEffect?: true;
   error?: string;
 }
 
@@ -326,7 +328,9 @@ async function runOnLab(
     state = next;
   };
 
-  const inject = async (s: Step, i: number): Promise<string | undefined> => {
+  /** inject's answer for a step that changes nothing in this lab */
+  const noEffect = (note: string) => ({ note, noEffect: true as const });
+  const inject = async (s: Step, i: number): Promise<string | { note: string; noEffect: true } | undefined> => {
     switch (s.kind) {
       case 'node-kill':
       case 'node-stop':
@@ -364,8 +368,8 @@ async function runOnLab(
       case 'blackhole-gateway': {
         const g = await pollUntil(() => gatewayOf(api), { what: 'the gateway status (the holder to black-hole)', timeoutMs: 15_000, intervalMs: 100 });
         const holder = g.assignments[s.floatingIP];
-        if (!holder) return `${s.floatingIP} held by no node: nothing to black-hole`;
-        if (holder === s.node) return `${s.node} holds ${s.floatingIP} itself: nothing to black-hole`;
+        if (!holder) return noEffect(`${s.floatingIP} held by no node: nothing to black-hole`);
+        if (holder === s.node) return noEffect(`${s.node} holds ${s.floatingIP} itself: nothing to black-hole`);
         await lab.faults.blackhole(s.node, holder);
         blackholed.set(i, holder);
         return `${s.node} -> ${holder} (holder of ${s.floatingIP})`;
@@ -423,8 +427,9 @@ async function runOnLab(
     const startedAt = Date.now();
     const rec: ExecutedAction = { step: a.step, phase: a.phase, dueAt: a.at, startedAt, endedAt: startedAt };
     try {
-      const note = a.phase === 'do' ? await inject(s, a.step) : await undo(s, a.step);
-      if (note) rec.note = note;
+      const r = a.phase === 'do' ? await inject(s, a.step) : await undo(s, a.step);
+      if (typeof r === 'string') rec.note = r;
+      else if (r) Object.assign(rec, r);
     } catch (e) {
       rec.error = errText(e);
     }

@@ -58,7 +58,7 @@ export interface ChaosReport {
   shrunk: ShrunkReport | null;
   files: string[];
   /** each action as it ran: due and actual times, what it did when that depended on the lab */
-  actions: { step: number; phase: 'do' | 'undo'; dueAt: number; startedAt: number; endedAt: number; note?: string }[];
+  actions: { step: number; phase: 'do' | 'undo'; dueAt: number; startedAt: number; endedAt: number; note?: string; noEffect?: true }[];
   flows: FlowReport[];
   /** the last undo (settled) and convergence, relative; convergedAt null: not within the bound */
   settledAt: number;
@@ -117,6 +117,7 @@ export function chaosReport(run: ChaosRun, shrunk: ShrunkReport | null = null, f
       startedAt: rel(a.startedAt, start),
       endedAt: rel(a.endedAt, start),
       ...(a.note ? { note: a.note } : {}),
+      ...(a.noEffect ? { noEffect: a.noEffect } : {}),
     })),
     flows: run.timelines.map(({ name, timeline }) => {
       const r = summarize(timeline);

@@ -3,7 +3,7 @@
  * controller restarts, link loss, rate limits, a black hole towards the gateway, policy, ConfigMap
  * and floating-IP churn — drawn from a seed with fast-check, constrained by the topology, and
  * (de)serialised to JSON with validation that names every bad field and value. Pure: nothing here
- * touches a lab (running a schedule is not implemented yet, see docs/chaos.md).
+ * touches a lab (executor.ts runs a schedule).
  */
 import fc from 'fast-check';
 import { ValidationError, type FieldIssue } from '../util/errors.js';
@@ -57,6 +57,38 @@ export const STEP_KINDS = [
 
 /** One kind of step. */
 export type StepKind = (typeof STEP_KINDS)[number];
+
+const PARTITION_DIRECTIONS: readonly PartitionDirection[] = ['both', 'outbound', 'inbound'];
+const LOSS_MODES: readonly LossMode[] = ['random', 'burst'];
+const POLICY_ACTIONS: readonly PolicyAction[] = ['create', 'relabel-pod', 'change-destinations', 'delete'];
+
+/**
+ * Every variant of step the generator can draw, in STEP_KINDS order: the kind, with the partition's
+ * direction, the loss's mode or the churn's action where the kind has them ("partition outbound",
+ * "policy relabel-pod"). What a campaign's coverage counts (campaign.ts stepCoverage).
+ */
+export const STEP_VARIANTS: readonly string[] = STEP_KINDS.flatMap((k): string[] => {
+  if (k === 'partition') return PARTITION_DIRECTIONS.map((d) => `${k} ${d}`);
+  if (k === 'link-loss') return LOSS_MODES.map((m) => `${k} ${m}`);
+  if (k === 'policy') return POLICY_ACTIONS.map((a) => `${k} ${a}`);
+  if (k === 'floating-ip') return ['add', 'remove'].map((a) => `${k} ${a}`);
+  return [k];
+});
+
+/** The variant of a step (one of STEP_VARIANTS). */
+export function stepVariant(s: StepAction): string {
+  switch (s.kind) {
+    case 'partition':
+      return `${s.kind} ${s.direction}`;
+    case 'link-loss':
+      return `${s.kind} ${s.mode}`;
+    case 'policy':
+    case 'floating-ip':
+      return `${s.kind} ${s.action}`;
+    default:
+      return s.kind;
+  }
+}
 
 /** Kinds that happen at one instant (no duration, nothing to undo). */
 export const INSTANT_KINDS: ReadonlySet<StepKind> = new Set(['agent-restart', 'controller-restart']);
