@@ -251,6 +251,34 @@ describe('computeGatewayPlan: gateway side', () => {
   it('floatingIPs lists every gateway IP (ARP fence, leftover clean-up)', () => {
     expect(computeGatewayPlan(seed('node-3')).floatingIPs).toEqual(['192.168.1.100', '192.168.1.101', '192.168.1.102']);
   });
+
+  it("a node's own address listed as a floating IP is never one here: not ARP-fenced (the node would go silent on the segment), not purged, not held", () => {
+    const base = seed('node-2');
+    // node-2's address in the spec, and (written by hand into the status) assigned to node-2 and to node-3's address
+    const gateway = {
+      ...base.gateway!,
+      floatingIPs: [...base.gateway!.floatingIPs, '192.168.1.2', '192.168.1.3'],
+      assignments: { ...base.gateway!.assignments, '192.168.1.2': 'node-2', '192.168.1.3': 'node-2' },
+    };
+    for (const self of ['node-1', 'node-2', 'node-3']) {
+      const plan = computeGatewayPlan({ ...seed(self), gateway });
+      expect(plan.floatingIPs).toEqual(['192.168.1.100', '192.168.1.101', '192.168.1.102']);
+      expect(plan.ownedIPs.map((o) => o.ip)).not.toContain('192.168.1.2');
+      expect(plan.ownedIPs.map((o) => o.ip)).not.toContain('192.168.1.3');
+      expect(plan.warnings).toEqual(
+        expect.arrayContaining([
+          'floating IP 192.168.1.2 is the address of node node-2: ignored (never held, ARP-fenced or purged here)',
+          'floating IP 192.168.1.3 is the address of node node-3: ignored (never held, ARP-fenced or purged here)',
+        ]),
+      );
+      // the ARP fence's set: only the floating IPs
+      const fence = /set floating \{ type ipv4_addr;([^}]*)\}/.exec(renderGateway(plan).ruleset)?.[1] ?? '';
+      expect(fence).toContain('192.168.1.100');
+      expect(fence).not.toMatch(/192\.168\.1\.[23]\b/);
+    }
+    // node-2 still holds what the controller gave it
+    expect(computeGatewayPlan({ ...base, gateway }).ownedIPs).toEqual([{ ip: '192.168.1.100', prefix: 32 }]);
+  });
 });
 
 describe('API objects -> model', () => {

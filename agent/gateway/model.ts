@@ -16,6 +16,7 @@
 import { labelSelectorMatches, type LabelSelector } from '../../lib/kube/selectors.js';
 import { cidrTextContains, coveringCidrList, isIPv4, normaliseCidrList, parseCidr4 } from '../../lib/net/addresses.js';
 import type { KubeObject } from '../../lib/kube/types.js';
+import { SUBNET_ANNOTATION } from '../../lib/kube/well-known.js';
 import { EGRESS_GW_BYPASS_MARK, GW_MARK_SHIFT, GW_MAX_INDEX, GW_RULE_PREF, GW_TABLE_BASE } from './constants.js';
 import { compileNetworkPolicies, type NetpolPlan, type NetworkPolicyInfo, networkPolicyFromObject } from './netpol.js';
 
@@ -138,7 +139,7 @@ export interface GatewayPlan {
   routes: GatewayRoute[];
   /** floating IPs this node must hold on its uplink */
   ownedIPs: OwnedIP[];
-  /** every floating IP of the gateway (for the ARP fence and leftover clean-up) */
+  /** every floating IP of the gateway (spec and status) but the nodes' own addresses (for the ARP fence, the purge after a commit and leftover clean-up) */
   floatingIPs: string[];
   netpol: NetpolPlan;
   fenced: boolean;
@@ -255,10 +256,20 @@ export function computeGatewayPlan(input: ModelInput): GatewayPlan {
     });
   }
 
+  // A node's own address listed as a floating IP (a gateway written before the controller refused
+  // it, or a node whose address changed to one): never a floating IP here. Fenced, it would silence
+  // that node's ARP (its own requests and replies: off the segment); purged after a commit, it would
+  // delete that node's connections (conntrack -D --reply-dst); held, a second owner of the address.
+  const nodeAddress = new Map<string, string>();
+  for (const n of [...input.nodes, input.self]) if (isIPv4(n.ip) && !nodeAddress.has(n.ip)) nodeAddress.set(n.ip, n.name);
+  const listed = ipSort([...(gw?.floatingIPs ?? []), ...Object.keys(gw?.assignments ?? {})].filter(isIPv4));
+  for (const ip of listed.filter((x) => nodeAddress.has(x)))
+    warnings.push(`floating IP ${ip} is the address of node ${nodeAddress.get(ip)}: ignored (never held, ARP-fenced or purged here)`);
+
   const ownedIPs: OwnedIP[] = [];
   if (gw && !fenced) {
     for (const ip of ipSort(Object.keys(gw.assignments))) {
-      if (gw.assignments[ip] !== self || !isIPv4(ip)) continue;
+      if (gw.assignments[ip] !== self || !isIPv4(ip) || nodeAddress.has(ip)) continue;
       if (selfNode?.subnet && !cidrTextContains(selfNode.subnet, ip)) {
         warnings.push(`floating IP ${ip} assigned here is outside this node's subnet ${selfNode.subnet}: not taken`);
         continue;
@@ -284,7 +295,7 @@ export function computeGatewayPlan(input: ModelInput): GatewayPlan {
   });
   warnings.push(...netpol.warnings);
 
-  const floatingIPs = ipSort([...(gw?.floatingIPs ?? []), ...Object.keys(gw?.assignments ?? {})].filter(isIPv4));
+  const floatingIPs = listed.filter((ip) => !nodeAddress.has(ip));
   const peerPodCIDRs = normaliseCidrList(input.nodes.filter((n) => n.name !== self).flatMap((n) => n.podCIDRs.filter((c) => parseCidr4(c, false).ok)));
   return { node: self, nodeIP: input.self.ip, podCIDRs, peerPodCIDRs, policies, routes, ownedIPs, floatingIPs, netpol, fenced, warnings };
 }
@@ -301,7 +312,7 @@ const strMap = (v: unknown): Labels => {
 };
 const strList = (v: unknown): string[] => (Array.isArray(v) ? v.filter((x): x is string => typeof x === 'string') : []);
 
-export const SUBNET_ANNOTATION = 'networking.egresslab.io/subnet';
+export { SUBNET_ANNOTATION };
 
 export function nodeFromObject(o: KubeObject): NodeInfo | null {
   const name = o.metadata.name;

@@ -21,12 +21,18 @@ import {
 import { reconcileGateway, type PolicyState } from '../logic/gateway-reconcile.js';
 import { LivenessTracker } from '../logic/liveness.js';
 import { StallAwareClock } from '../../lib/liveness/stall-aware-clock.js';
-import { GATEWAY_NAME, IP_MASQ_NAME, IP_MASQ_NAMESPACE, LEASE_HEARTBEAT_ANNOTATION, NODE_LEASE_NAMESPACE } from '../../lib/kube/well-known.js';
+import {
+  GATEWAY_ANNOTATION,
+  GATEWAY_NAME,
+  IP_MASQ_NAME,
+  IP_MASQ_NAMESPACE,
+  LEASE_HEARTBEAT_ANNOTATION,
+  NODE_LEASE_NAMESPACE,
+  SUBNET_ANNOTATION,
+} from '../../lib/kube/well-known.js';
 import { EventRecorder } from './event-recorder.js';
 
-export const SUBNET_ANNOTATION = 'networking.egresslab.io/subnet';
-/** the node's default gateway (the router of its subnet), from the config: never a floating IP */
-export const GATEWAY_ANNOTATION = 'networking.egresslab.io/gateway';
+export { GATEWAY_ANNOTATION, SUBNET_ANNOTATION };
 /** unassigned reasons that are about the address itself (not the nodes' liveness): one Event each */
 const ADDRESS_PROBLEMS: readonly string[] = ['InvalidIP', 'ReservedAddress', 'NoMatchingSubnet'];
 const GKE = 'networking.gke.io';

@@ -20,6 +20,12 @@ export const LEASE_HEARTBEAT_ANNOTATION = 'egresslab.io/heartbeat-interval-ms';
  * The AnthosNetworkGateway the agents follow: kube-system/default (the controller mirrors the
  * cluster namespace's `default` there, docs/controller.md).
  */
+/** A Node's L2 subnet (CIDR): written by the controller from its config, read by the agents and the allocator. */
+export const SUBNET_ANNOTATION = 'networking.egresslab.io/subnet';
+
+/** A Node's default gateway (the router of its subnet), from the controller's config: never a floating IP. */
+export const GATEWAY_ANNOTATION = 'networking.egresslab.io/gateway';
+
 export const GATEWAY_NAMESPACE = KUBE_SYSTEM;
 /** The name of the served AnthosNetworkGateway, in its namespace. */
 export const GATEWAY_NAME = 'default';
