@@ -45,6 +45,7 @@ import {
   expectedSource,
   initialState,
   policyObject,
+  podConnectionEnds,
   replyExcuses,
   undoChurn,
   type ActiveSpan,
@@ -601,6 +602,7 @@ async function runOnLab(
     podReplies: podEvidence.edgeReplies,
     podSent: podEvidence.edgePackets,
     conntrack: conntrackRules(topology, flows, changes, faultSpans),
+    podConnectionEnds: podConnectionEnds(flows, faultSpans),
   };
   const violations = checkInvariants(evidence, {
     fenceMs: bounds.fenceMs,

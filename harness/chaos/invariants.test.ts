@@ -4,6 +4,7 @@ import type { GatewayStatus } from '../cluster/cluster-status.js';
 import {
   BINDING_IDLE_MS,
   closedAtOf,
+  connectionEndOf,
   TCP_BINDING_IDLE_MS,
   checkConvergence,
   checkInvariants,
@@ -225,6 +226,30 @@ describe('chaos invariants', () => {
       { t: seq7 - 1, flow: FLOW, src: POD, sport: 40000, rst: true },
     ];
     expect(checkInvariants({ ...e, podSent: closed7 }, opts)).toEqual([]);
+  });
+
+  it("4 replies-reach-pod: a reply that left after the pod's node was stopped or killed, for a packet sent before, is not owed (chaos seed 848038040)", () => {
+    // the pod's node stopped at 1650: seq 7 (sent at 1700) came after the stop, seq 3 (1300) and 6 (1600) before
+    const ends = [{ flow: FLOW, at: 1650 }];
+    const end = connectionEndOf([flow(timeline(30))], undefined, ends);
+    expect([end(FLOW, 3), end(FLOW, 6), end(FLOW, 7), end(FLOW, 99), end('other', 3)]).toEqual([1650, 1650, undefined, undefined, undefined]);
+    // whichever comes first: the pod's own close or the stop
+    const closedByPod = (f: string, seq: number) => (f === FLOW && seq === 3 ? 1400 : undefined);
+    expect(connectionEndOf([flow(timeline(30))], closedByPod, ends)(FLOW, 3)).toBe(1400);
+    // checkInvariants: seq 6's reply left the far end at 9000 (a retransmission long after the stop) and never reached the pod
+    const late = { t: 9000, flow: FLOW, seq: 6 };
+    const e: ChaosEvidence = { ...clean, edgeReplies: [...clean.edgeReplies, late], podReplies: clean.edgeReplies.filter((r) => r.seq !== 6) };
+    expect(checkInvariants(e, opts).map((v) => [v.invariant, v.at])).toEqual([
+      ['replies-reach-pod', 1605],
+      ['replies-reach-pod', 9000],
+    ]);
+    // with the stop at 1650: the late retransmission is not owed; the first copy (1605, before the stop) still is
+    expect(checkInvariants({ ...e, podConnectionEnds: ends }, opts).map((v) => [v.invariant, v.at])).toEqual([['replies-reach-pod', 1605]]);
+    expect(checkInvariants({ ...e, edgeReplies: e.edgeReplies.filter((r) => r !== clean.edgeReplies[6]), podConnectionEnds: ends }, opts)).toEqual([]);
+    // a stop before the packet was sent ends nothing of it
+    expect(
+      checkInvariants({ ...e, edgeReplies: e.edgeReplies.filter((r) => r !== clean.edgeReplies[6]), podConnectionEnds: [{ flow: FLOW, at: 1550 }] }, opts),
+    ).toHaveLength(1);
   });
 
   it('keptBindingOf: the (flow, source, port) of the far-end packets conntrackKeeps marks, a bare packet under each of its candidates', () => {

@@ -710,6 +710,8 @@ export interface ChaosEvidence {
   podSent?: EdgePacket[];
   /** when conntrack keeps an established flow's binding (invariants 1 and 3); none: no binding is kept */
   conntrack?: ConntrackRule[];
+  /** moments each flow's pod lost every connection it had (its node stopped or killed: model.ts podConnectionEnds) */
+  podConnectionEnds?: { flow: string; at: number }[];
 }
 
 /** Bounds of the checks: the ARP fence and observation window, when the schedule settled and the convergence bound. */
@@ -767,6 +769,26 @@ export function closedAtOf(podSent: readonly EdgePacket[]): (flow: string, seq: 
   return (flow, seq) => closed.get(`${flow}|${seq}`);
 }
 
+/**
+ * When the connection that carried each probe packet ended, by flow and seq: the pod closed it (a FIN
+ * or an RST: `closedByPod`, closedAtOf), or the pod lost every connection (`ends`: its node stopped
+ * or killed) after the packet was sent — whichever came first.
+ */
+export function connectionEndOf(
+  flows: readonly FlowEvidence[],
+  closedByPod: ((flow: string, seq: number) => number | undefined) | undefined,
+  ends: readonly { flow: string; at: number }[],
+): (flow: string, seq: number) => number | undefined {
+  const sentAt = new Map(flows.map((f) => [f.flow, new Map(f.timeline.packets.map((p) => [p.seq, p.t]))]));
+  return (flow, seq) => {
+    const t = sentAt.get(flow)?.get(seq);
+    const lost = t === undefined ? [] : ends.filter((e) => e.flow === flow && e.at >= t).map((e) => e.at);
+    const closed = closedByPod?.(flow, seq);
+    const all = [...lost, ...(closed !== undefined ? [closed] : [])];
+    return all.length ? Math.min(...all) : undefined;
+  };
+}
+
 /** All four invariants on one run's evidence: every violation, in time order (empty: none broke). */
 export function checkInvariants(e: ChaosEvidence, o: InvariantOptions): Violation[] {
   const delivered = e.podReplies ? deliveredOf(e.podReplies) : undefined;
@@ -790,7 +812,9 @@ export function checkInvariants(e: ChaosEvidence, o: InvariantOptions): Violatio
       ...(e.replyExcuses ? { excuses: e.replyExcuses } : {}),
       ...(o.replyTransitMs !== undefined ? { transitMs: o.replyTransitMs } : {}),
       ...(delivered ? { delivered } : {}),
-      ...(e.podSent ? { closedAt: closedAtOf(e.podSent) } : {}),
+      ...(e.podSent || e.podConnectionEnds?.length
+        ? { closedAt: connectionEndOf(e.flows, e.podSent ? closedAtOf(e.podSent) : undefined, e.podConnectionEnds ?? []) }
+        : {}),
     }),
   ].sort((a, b) => a.at - b.at);
 }

@@ -13,6 +13,7 @@ import {
   doChurn,
   expectedSource,
   initialState,
+  podConnectionEnds,
   replyExcuses,
   transitionEnd,
   undoChurn,
@@ -262,6 +263,27 @@ describe('allowed windows and excuses', () => {
       { flow: 'gw', from: 10_000, to: 19_000 },
       { flow: 'gw', from: 15_000, to: 21_000 },
       { flow: 'gw', from: 20_000, to: 23_000 },
+    ]);
+  });
+});
+
+describe("when a flow's pod loses its connections", () => {
+  it('at each stop or kill of its node (from when it was issued); a pause, a partition or a restart of the agent ends none', () => {
+    const flows = [
+      { name: 'stream a', node: 'node-1' },
+      { name: 'tcp b', node: 'node-2' },
+    ];
+    const spans: ActiveSpan[] = [
+      { step: 0, kind: 'node-stop', node: 'node-1', from: 1000, doneAt: 1300, to: 4000 },
+      { step: 1, kind: 'node-kill', node: 'node-1', from: 6000, doneAt: 6050, to: 8000 },
+      { step: 2, kind: 'node-pause', node: 'node-2', from: 1000, to: 3000 },
+      { step: 3, kind: 'partition', node: 'node-2', from: 4000, to: 5000 },
+      { step: 4, kind: 'agent-restart', node: 'node-2', from: 5500, to: 5600 },
+      { step: 5, kind: 'node-kill', node: 'node-3', from: 7000, to: 9000 },
+    ];
+    expect(podConnectionEnds(flows, spans)).toEqual([
+      { flow: 'stream a', at: 1000 },
+      { flow: 'stream a', at: 6000 },
     ]);
   });
 });

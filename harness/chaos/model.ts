@@ -545,6 +545,21 @@ export function conntrackRules(
 }
 
 /**
+ * When each flow's pod lost every connection it had: each stop or kill of its node, from the moment
+ * it was issued (the probe and its sockets die with the container, and the node's new network
+ * namespace has none of its conntrack bindings). The far end may go on retransmitting its answers on
+ * such a connection for tens of seconds (TCP's back-off); those answers cannot reach the pod, which
+ * is not a loss invariant 4 judges (chaos seed 848038040: node-1 stopped at +12.2 s, rate-limited
+ * before, and 8.8.8.8's last retransmission of an answer sent to alice/frontend-1 at +5.6 s left at
+ * +35.0 s, past the fault's grace).
+ */
+export function podConnectionEnds(flows: readonly Pick<FlowSpec, 'name' | 'node'>[], spans: readonly ActiveSpan[]): { flow: string; at: number }[] {
+  return flows.flatMap((f) =>
+    spans.filter((s) => (s.kind === 'node-kill' || s.kind === 'node-stop') && s.node === f.node).map((s) => ({ flow: f.name, at: s.from })),
+  );
+}
+
+/**
  * The spans during which a reply may be lost without breaking invariant 4, per flow: every fault on
  * the flow's node, every fault anywhere while the flow goes through the gateway (its holder may be
  * any node), each until its end + graceMs; and every churn change until its transition ended.
