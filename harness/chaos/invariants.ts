@@ -254,10 +254,30 @@ export function conntrackKeeps(
     const after = mine.find((e) => e.t > q.t);
     return !!before && !!after && before.src === q.src && after.src === q.src && q.t - before.t <= BRACKET_MS && after.t - q.t <= BRACKET_MS;
   };
+  /**
+   * whether the far end saw a later packet of `q`'s socket (within TCP's idle bound) leave with
+   * `q`'s source, the pod IP, while
+   * the node NATed these flows' new connections (the fresh SYNs just before and after that packet
+   * left with another source): conntrack decides NAT at an entry's first packet, so only an entry
+   * `q` made un-NATed explains it (chaos seed 848038038: a SYN lost in a burst loss while the node
+   * still had 8.8.8.0/24 as a non-masquerade CIDR; the SYN of a connection reusing its port 15.6 s
+   * later, the list long restored, left with the pod IP)
+   */
+  const reusedUnNATed = (q: EdgePacket, g: Group): boolean => {
+    const mine = freshSyns.filter((e) => (e.candidates ?? [e.flow]).some((f) => g.flows.includes(f)));
+    // (a group is one post-NAT source and port: its far-end packets all left with the pod IP)
+    const far = g.packets.filter((e) => !fromPod.has(e) && e.src === q.src && e.t > q.t + POD_COPY_MS && e.t - q.t <= TCP_BINDING_IDLE_MS);
+    return far.some((later) => {
+      const before = mine.filter((e) => e.t < later.t).at(-1);
+      const after = mine.find((e) => e.t > later.t);
+      return !!before && !!after && before.src !== q.src && after.src !== q.src && later.t - before.t <= BRACKET_MS && after.t - later.t <= BRACKET_MS;
+    });
+  };
   // a packet that left the pod joins only when it is known to have left with the pod IP: its windows
   // allowed that source and no other then, or the far end saw the node leave new connections of
   // these flows un-NATed just before and after it (during a transition both the old and the new
-  // source are allowed: the node may still have NATed it); and only when the far end did not see it
+  // source are allowed: the node may still have NATed it), or a later packet of its socket left
+  // un-NATed while the node NATed new connections (reusedUnNATed); and only when the far end did not see it
   const fromPod = new Set<EdgePacket>();
   const copyOf = (q: EdgePacket, e: EdgePacket) =>
     Math.abs(e.t - q.t) <= POD_COPY_MS && !!e.syn === !!q.syn && (e.isn === undefined || q.isn === undefined || e.isn === q.isn);
@@ -266,7 +286,7 @@ export function conntrackKeeps(
     for (const g of bySocket.get(`${p.src}|${p.sport ?? ''}`) ?? []) {
       if (!g.flows.some((f) => flows.includes(f)) || g.packets.some((e) => !fromPod.has(e) && copyOf(p, e))) continue;
       const now = sourcesAt(allowed, g.flows, p.t);
-      if (!now.includes(p.src) || (now.length > 1 && !unNATedAround(p, g.flows))) continue;
+      if (!now.includes(p.src) || (now.length > 1 && !unNATedAround(p, g.flows) && !reusedUnNATed(p, g))) continue;
       g.packets.push(p);
       fromPod.add(p);
     }
