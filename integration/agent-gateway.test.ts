@@ -506,6 +506,27 @@ describe('GatewayModule', () => {
     expect(commits.length).toBeGreaterThan(0);
     expect(commits[0]!.arg).toContain("'conntrack' '-D' '-q' '192.168.1.101'");
   }, 20_000);
+  it("a node's own address in the gateway (or in a history an older agent wrote) is never ARP-fenced or purged: not this node's, not a peer's", async () => {
+    const { t, dir } = await controllerAndDir();
+    for (const n of ['worker1', 'worker2']) renew(t, n);
+    await nodeUp(t, 'worker2');
+    // worker1's own address and worker2's listed beside the floating IP; an older agent's history holds worker2's too
+    await createGateway(t, ['192.168.1.100', '192.168.1.1', '192.168.1.2']);
+    const w = worker1(t, dir);
+    const { sys } = w;
+    sys.files.set(join(dir, 'gateway-floating-ips-seen'), '192.168.1.2\n192.168.1.101\n');
+    await startModule(w, { host: sys, heartbeat: false, garpScheduleMs: [0], conntrackSync: true });
+    await waitFor(() => sys.calls.some((c) => c.op === 'ip' && c.arg === 'address add 192.168.1.100/32 dev eth0'), 'worker1 takes 192.168.1.100', 5000);
+    const commits = sys.calls.filter((c) => c.op === 'sh' && c.arg.includes(' -c || exit 3'));
+    expect(commits.length).toBeGreaterThan(0);
+    for (const c of commits) {
+      expect(c.arg).toContain("'conntrack' '-D' '-q' '192.168.1.101'");
+      expect(c.arg).not.toMatch(/'-q' '192\.168\.1\.[12]'/);
+    }
+    const fences = sys.calls.filter((c) => c.op === 'nft').flatMap((c) => [...c.arg.matchAll(/set floating \{ type ipv4_addr;([^}]*)\}/g)].map((m) => m[1]!));
+    expect(fences.length).toBeGreaterThan(0);
+    for (const f of fences) expect(f).not.toMatch(/192\.168\.1\.[12]\b/);
+  }, 20_000);
   it("an update that changes nothing the plan reads (a Node's Ready condition) is not planned; one that does (its InternalIP) is", async () => {
     const { t, dir } = await controllerAndDir();
     renew(t, 'worker1');

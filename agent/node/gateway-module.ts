@@ -800,7 +800,8 @@ export class GatewayModule implements NodeModule {
     const complete = this.synced;
     // a commit deletes the committed bindings of every floating IP this node will not hold: the
     // gateway's and those it had before (conntrack-sync.ts FloatingIPHistory)
-    const purgeIPs = this.noteFloatingIPs(plan.floatingIPs);
+    // never a node's address (a history file an older agent wrote may hold one the gateway listed)
+    const purgeIPs = this.noteFloatingIPs(plan.floatingIPs).filter((ip) => ip !== plan.nodeIP && !plan.routes.some((r) => r.ip === ip));
     // the ruleset never carries @alive elements (its text stays the same from one apply to the next);
     // they are added in the same transaction, with the timeout licensed at that moment
     const r = renderGateway(plan, { uplink: this.uplink, aliveTimeoutMs: 0 });
