@@ -515,6 +515,16 @@ describe('GatewayModule', () => {
     const w = worker1(t, dir);
     const { sys } = w;
     sys.files.set(join(dir, 'gateway-floating-ips-seen'), '192.168.1.2\n192.168.1.101\n');
+    // ... and worker2's address is on worker1's uplink as a /32 (an older agent took it from a hand-written status)
+    (sys as unknown as { ipAnswers: Record<string, string> }).ipAnswers['-4 addr show'] = JSON.stringify([
+      {
+        ifname: 'eth0',
+        addr_info: [
+          { family: 'inet', local: '192.168.1.1', prefixlen: 24 },
+          { family: 'inet', local: '192.168.1.2', prefixlen: 32 },
+        ],
+      },
+    ]);
     await startModule(w, { host: sys, heartbeat: false, garpScheduleMs: [0], conntrackSync: true });
     await waitFor(() => sys.calls.some((c) => c.op === 'ip' && c.arg === 'address add 192.168.1.100/32 dev eth0'), 'worker1 takes 192.168.1.100', 5000);
     const commits = sys.calls.filter((c) => c.op === 'sh' && c.arg.includes(' -c || exit 3'));
@@ -526,6 +536,10 @@ describe('GatewayModule', () => {
     const fences = sys.calls.filter((c) => c.op === 'nft').flatMap((c) => [...c.arg.matchAll(/set floating \{ type ipv4_addr;([^}]*)\}/g)].map((m) => m[1]!));
     expect(fences.length).toBeGreaterThan(0);
     for (const f of fences) expect(f).not.toMatch(/192\.168\.1\.[12]\b/);
+    // the peer's address is a leftover: removed; its own is never touched
+    const ips = sys.calls.filter((c) => c.op === 'ip').map((c) => c.arg);
+    expect(ips).toContain('address del 192.168.1.2/32 dev eth0');
+    expect(ips.filter((a) => a.includes('192.168.1.1/') || a.includes('192.168.1.1 '))).toEqual([]);
   }, 20_000);
   it("an update that changes nothing the plan reads (a Node's Ready condition) is not planned; one that does (its InternalIP) is", async () => {
     const { t, dir } = await controllerAndDir();

@@ -276,6 +276,7 @@ describe('computeGatewayPlan: gateway side', () => {
       expect(fence).toContain('192.168.1.100');
       expect(fence).not.toMatch(/192\.168\.1\.[23]\b/);
     }
+    expect(computeGatewayPlan({ ...base, gateway }).nodeAddresses).toEqual(['192.168.1.1', '192.168.1.2', '192.168.1.3', '192.168.1.10']);
     // node-2 still holds what the controller gave it
     expect(computeGatewayPlan({ ...base, gateway }).ownedIPs).toEqual([{ ip: '192.168.1.100', prefix: 32 }]);
   });

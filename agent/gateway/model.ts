@@ -141,6 +141,8 @@ export interface GatewayPlan {
   ownedIPs: OwnedIP[];
   /** every floating IP of the gateway (spec and status) but the nodes' own addresses (for the ARP fence, the purge after a commit and leftover clean-up) */
   floatingIPs: string[];
+  /** every node's address (InternalIP), this node's included: never a floating IP, never purged; a peer's on this node's uplink is a leftover */
+  nodeAddresses: string[];
   netpol: NetpolPlan;
   fenced: boolean;
   warnings: string[];
@@ -297,7 +299,8 @@ export function computeGatewayPlan(input: ModelInput): GatewayPlan {
 
   const floatingIPs = listed.filter((ip) => !nodeAddress.has(ip));
   const peerPodCIDRs = normaliseCidrList(input.nodes.filter((n) => n.name !== self).flatMap((n) => n.podCIDRs.filter((c) => parseCidr4(c, false).ok)));
-  return { node: self, nodeIP: input.self.ip, podCIDRs, peerPodCIDRs, policies, routes, ownedIPs, floatingIPs, netpol, fenced, warnings };
+  const nodeAddresses = ipSort(nodeAddress.keys());
+  return { node: self, nodeIP: input.self.ip, podCIDRs, peerPodCIDRs, policies, routes, ownedIPs, floatingIPs, nodeAddresses, netpol, fenced, warnings };
 }
 
 // ---------------------------------------------------------------------------------------------

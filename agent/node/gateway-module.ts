@@ -801,7 +801,7 @@ export class GatewayModule implements NodeModule {
     // a commit deletes the committed bindings of every floating IP this node will not hold: the
     // gateway's and those it had before (conntrack-sync.ts FloatingIPHistory)
     // never a node's address (a history file an older agent wrote may hold one the gateway listed)
-    const purgeIPs = this.noteFloatingIPs(plan.floatingIPs).filter((ip) => ip !== plan.nodeIP && !plan.routes.some((r) => r.ip === ip));
+    const purgeIPs = this.noteFloatingIPs(plan.floatingIPs).filter((ip) => !plan.nodeAddresses.includes(ip));
     // the ruleset never carries @alive elements (its text stays the same from one apply to the next);
     // they are added in the same transaction, with the timeout licensed at that moment
     const r = renderGateway(plan, { uplink: this.uplink, aliveTimeoutMs: 0 });
@@ -935,7 +935,8 @@ export class GatewayModule implements NodeModule {
     // a holder's forwarded flows whose policy no longer SNATs them to the IP of their binding (the
     // IP staying here): decided again by their next packet, under the rules just committed
     await this.flushForwarded(staleForwardedBindings(this.forwarded, plan));
-    const known = [...new Set([...plan.floatingIPs, ...this.owned])];
+    // a peer's address held here (an older agent took one a hand-written status assigned) is a leftover too
+    const known = [...new Set([...plan.floatingIPs, ...this.owned, ...plan.nodeAddresses.filter((ip) => ip !== plan.nodeIP)])];
     const addrs = addressOps(r.addresses, k.addrs, known, plan.nodeIP, this.uplink);
     await this.host.ipBatch([...addrs.del, ...addrs.add]);
     const nowOwned = new Set(r.addresses.map((a) => a.split('/')[0]!));

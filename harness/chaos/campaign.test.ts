@@ -248,7 +248,7 @@ describe('which steps a campaign carried out (stepCoverage)', () => {
     ]),
   });
 
-  it('counts each variant over the runs that reported, those without effect apart, and lists every variant never drawn', () => {
+  it('counts each variant over the runs that reported, those without effect apart, and lists every variant never carried out', () => {
     const runs = [
       {
         report: withSteps(
@@ -281,7 +281,7 @@ describe('which steps a campaign carried out (stepCoverage)', () => {
     const line = describeCoverage(rows);
     expect(
       line.startsWith(
-        'partition outbound 2, blackhole-gateway 2 (1 without effect), policy relabel-pod 1; never drawn: node-kill, node-stop, node-pause, partition both, partition inbound,',
+        'partition outbound 2, blackhole-gateway 2 (1 without effect), policy relabel-pod 1; never carried out: node-kill, node-stop, node-pause, partition both, partition inbound,',
       ),
     ).toBe(true);
     expect(line.endsWith('floating-ip add, floating-ip remove')).toBe(true);
@@ -301,7 +301,9 @@ describe('which steps a campaign carried out (stepCoverage)', () => {
       (seed) => ({ report: withSteps(seed, [{ kind: 'controller-restart', at: 500, durationMs: 0 }]), runMs: 0 }),
     );
     const c = await runCampaign({ baseSeed: 1, runs: 2, runOne: f.runOne, now: f.now });
-    expect(describeSummary(c).find((l) => l.startsWith('steps carried out: '))).toMatch(/^steps carried out: controller-restart 2; never drawn: node-kill, /);
+    expect(describeSummary(c).find((l) => l.startsWith('steps carried out: '))).toMatch(
+      /^steps carried out: controller-restart 2; never carried out: node-kill, /,
+    );
     const g = fake(
       () => 1000,
       () => new Error('lab failed'),

@@ -232,7 +232,7 @@ export interface StepCoverage {
 
 /**
  * Which faults and churn a campaign exercised: per variant of step (every variant the generator can
- * draw, those never drawn with 0), the steps carried out in the runs that reported and how many of
+ * draw, those never carried out with 0), the steps carried out in the runs that reported and how many of
  * them changed nothing. A run that could not run (CampaignRun.error) counts for nothing.
  */
 export function stepCoverage(runs: readonly Pick<CampaignRun, 'report'>[]): StepCoverage[] {
@@ -251,11 +251,11 @@ export function stepCoverage(runs: readonly Pick<CampaignRun, 'report'>[]): Step
   return [...by.values()];
 }
 
-/** stepCoverage in one line: "node-kill 12, partition both 3 (1 without effect), ..., never drawn: X, Y". */
+/** stepCoverage in one line: "node-kill 12, partition both 3 (1 without effect), ..., never carried out: X, Y". */
 export function describeCoverage(rows: readonly StepCoverage[]): string {
   const drawn = rows.filter((r) => r.done > 0).map((r) => `${r.variant} ${r.done}${r.noEffect ? ` (${r.noEffect} without effect)` : ''}`);
   const never = rows.filter((r) => r.done === 0).map((r) => r.variant);
-  return [drawn.join(', ') || '(no step ran)', ...(never.length ? [`never drawn: ${never.join(', ')}`] : [])].join('; ');
+  return [drawn.join(', ') || '(no step ran)', ...(never.length ? [`never carried out: ${never.join(', ')}`] : [])].join('; ');
 }
 
 /** The summary in words; `replay` gives the command that runs one seed again (listed for each seed that broke one). */

@@ -123,7 +123,7 @@ export interface ExecutedAction {
   endedAt: number;
   /** what it did when that depends on the lab (e.g. which node a black hole cut) */
   note?: string;
-  /** the step changed nothing in this lab (a black hole towards a holder that does not exist, or is the node itself): `note` says why */
+  /** the step changed nothing in this lab (a black hole towards a holder that does not exist, or is the node itself; a churn to the state the cluster was in): `note` says why */
   noEffect?: true;
   error?: string;
 }
@@ -379,10 +379,12 @@ async function runOnLab(
       case 'configmap':
       case 'floating-ip': {
         const r = doChurn(state, s, u);
+        // (a churn may ask for the state the cluster is in: an IP added that it has, a list it already has)
+        const same = JSON.stringify(r.next) === JSON.stringify(state);
         saved.set(i, r.saved);
         changes.push({ t: Date.now(), state: r.next });
         await setApi(r.next);
-        return undefined;
+        return same ? noEffect('the cluster already was in that state') : undefined;
       }
     }
   };

@@ -114,6 +114,8 @@ export interface ConntrackRule {
   flow: string;
   keeps: readonly number[];
   ends: readonly number[];
+  /** spans during which what the flow's node sends may be lost after its conntrack made an entry (faults at the switch); none: never */
+  lossy?: readonly { from: number; to: number }[];
 }
 
 /** Why a packet may keep a source no window allows: its binding, as the far end saw it start. */
@@ -255,23 +257,31 @@ export function conntrackKeeps(
     return !!before && !!after && before.src === q.src && after.src === q.src && q.t - before.t <= BRACKET_MS && after.t - q.t <= BRACKET_MS;
   };
   /**
-   * whether the far end saw a later packet of `q`'s socket (within TCP's idle bound) leave with
-   * `q`'s source, the pod IP, while
-   * the node NATed these flows' new connections (the fresh SYNs just before and after that packet
-   * left with another source): conntrack decides NAT at an entry's first packet, so only an entry
-   * `q` made un-NATed explains it (chaos seed 848038038: a SYN lost in a burst loss while the node
-   * still had 8.8.8.0/24 as a non-masquerade CIDR; the SYN of a connection reusing its port 15.6 s
-   * later, the list long restored, left with the pod IP)
+   * whether `q` was lost after its node's conntrack made an entry for it (a fault at the switch on its
+   * node then: `lossy`) and the far end saw a later packet of its socket (within TCP's idle bound)
+   * leave with `q`'s source, the pod IP, while the node NATed these flows' new connections (the fresh
+   * SYNs just before and after that packet left with a NATed source these flows' windows allowed
+   * then): conntrack decides NAT at an entry's first packet, so only the un-NATed entry `q` made
+   * explains it (chaos seed 848038038: a SYN lost in a burst loss while the node still had
+   * 8.8.8.0/24 as a non-masquerade CIDR; the SYN of a connection reusing its port 15.6 s later, the
+   * list long restored, left with the pod IP). A packet the node itself dropped (a guard, a
+   * NetworkPolicy) leaves no entry: without such a fault nothing is explained.
    */
   const reusedUnNATed = (q: EdgePacket, g: Group): boolean => {
+    if (!(g.rule.lossy ?? []).some((s) => s.from <= q.t && q.t <= s.to)) return false;
     const mine = freshSyns.filter((e) => (e.candidates ?? [e.flow]).some((f) => g.flows.includes(f)));
+    const natted = (e: EdgePacket | undefined, around: number): boolean =>
+      !!e && e.src !== q.src && Math.abs(e.t - around) <= BRACKET_MS && sourcesAt(allowed, g.flows, e.t).includes(e.src);
     // (a group is one post-NAT source and port: its far-end packets all left with the pod IP)
     const far = g.packets.filter((e) => !fromPod.has(e) && e.src === q.src && e.t > q.t + POD_COPY_MS && e.t - q.t <= TCP_BINDING_IDLE_MS);
-    return far.some((later) => {
-      const before = mine.filter((e) => e.t < later.t).at(-1);
-      const after = mine.find((e) => e.t > later.t);
-      return !!before && !!after && before.src !== q.src && after.src !== q.src && later.t - before.t <= BRACKET_MS && after.t - later.t <= BRACKET_MS;
-    });
+    return far.some(
+      (later) =>
+        natted(mine.filter((e) => e.t < later.t).at(-1), later.t) &&
+        natted(
+          mine.find((e) => e.t > later.t),
+          later.t,
+        ),
+    );
   };
   // a packet that left the pod joins only when it is known to have left with the pod IP: its windows
   // allowed that source and no other then, or the far end saw the node leave new connections of

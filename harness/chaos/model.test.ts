@@ -228,10 +228,24 @@ describe('allowed windows and excuses', () => {
     const kill: ActiveSpan = { step: 4, kind: 'node-kill', node: 'node-3', from: 4000, to: 6000 };
     expect(conntrackRules(t, flows, changes, [kill, { step: 5, kind: 'partition', node: 'node-1', from: 4500, to: 5000 }])).toEqual([
       // masqueraded: node IP -> pod IP -> node IP, both kept; the seed policy's deletion changes nothing for it
-      { flow: 'udp c1', keeps: [1000, 2000], ends: [] },
+      // (the partition of node-1 may lose what node-1 sends after its conntrack: lossy; the kill is not)
+      { flow: 'udp c1', keeps: [1000, 2000], ends: [], lossy: [{ from: 4500, to: 5000 }] },
       // in the seed policy: the ConfigMap changes nothing for it; leaving the policy flushes its pair
-      { flow: 'udp a', keeps: [], ends: [3000] },
-      { flow: 'udp c3', keeps: [1000, 2000], ends: [4000] },
+      { flow: 'udp a', keeps: [], ends: [3000], lossy: [{ from: 4500, to: 5000 }] },
+      { flow: 'udp c3', keeps: [1000, 2000], ends: [4000], lossy: [] },
+    ]);
+    // loss, rate limits and black holes at the switch on the flow's node are lossy too; one never undone lasts to the end
+    const faults: ActiveSpan[] = [
+      { step: 6, kind: 'link-loss', node: 'node-3', from: 100, to: 200 },
+      { step: 7, kind: 'rate-limit', node: 'node-3', from: 300, to: 400 },
+      { step: 8, kind: 'blackhole-gateway', node: 'node-3', from: 500 },
+      { step: 9, kind: 'node-pause', node: 'node-3', from: 600, to: 700 },
+      { step: 10, kind: 'agent-restart', node: 'node-3', from: 800, to: 900 },
+    ];
+    expect(conntrackRules(t, flows, changes, faults).find((r) => r.flow === 'udp c3')!.lossy).toEqual([
+      { from: 100, to: 200 },
+      { from: 300, to: 400 },
+      { from: 500, to: Infinity },
     ]);
     // the kill ends the node's bindings when it finished (its packets may leave until then), when that is known
     expect(conntrackRules(t, flows, changes, [{ ...kill, doneAt: 4200 }]).find((r) => r.flow === 'udp c3')!.ends).toEqual([4200]);

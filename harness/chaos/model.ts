@@ -518,15 +518,18 @@ function mixedViewWindowsOf(
  * (pod, destination) pair whose treatment changed (docs/gateway.md, "Conntrack"), so a change that
  * moves the flow into, out of or between policies `ends` them, and so does a kill or stop of the
  * flow's node (its conntrack table is gone; from when the kill or stop finished). A change that leaves the flow's expected source as it
- * was does neither.
+ * was does neither. `lossy`: the spans during which what the flow's node sends may be lost after its
+ * conntrack made an entry for it (a partition, a loss, a rate limit or a black hole on its node: all
+ * at the switch, outside the node).
  */
 export function conntrackRules(
   t: Pick<Topology, 'nodes' | 'pods' | 'namespaces' | 'vpcEndpoints'>,
   flows: readonly Pick<FlowSpec, 'name' | 'pod' | 'to' | 'node'>[],
   changes: readonly StateChange[],
   spans: readonly ActiveSpan[],
-): { flow: string; keeps: number[]; ends: number[] }[] {
+): { flow: string; keeps: number[]; ends: number[]; lossy: { from: number; to: number }[] }[] {
   const sorted = [...changes].sort((a, b) => a.t - b.t);
+  const LOSSY: ReadonlySet<string> = new Set(['partition', 'link-loss', 'rate-limit', 'blackhole-gateway']);
   return flows.map((f) => {
     const keeps: number[] = [];
     const ends: number[] = [];
@@ -540,7 +543,8 @@ export function conntrackRules(
     // when the node is surely gone: packets on its old bindings still leave until the kill lands
     // (chaos seed 2000706335: two of a stream's segments 15 ms after `docker kill` was sent)
     for (const s of spans) if ((s.kind === 'node-kill' || s.kind === 'node-stop') && s.node === f.node) ends.push(s.doneAt ?? s.from);
-    return { flow: f.name, keeps, ends: ends.sort((a, b) => a - b) };
+    const lossy = spans.filter((s) => LOSSY.has(s.kind) && s.node === f.node).map((s) => ({ from: s.from, to: s.to ?? Infinity }));
+    return { flow: f.name, keeps, ends: ends.sort((a, b) => a - b), lossy };
   });
 }
 

@@ -8,9 +8,10 @@
  * reply goes to that address (`conntrack -D --reply-dst`).
  *
  * Evidence from outside the agents: cp-1 asks who has node-2's address every 50 ms and a capture on
- * its segment interface records every request and reply; a pod on node-2 probes a public address
- * and the internet sees node-2's address. The other floating IP added in the same write, taken by
- * its holder, shows the agents acted on the new gateway before the window judged.
+ * its segment interface records every request and reply, and each who-has of the window must have
+ * its own reply from node-2; a pod on node-2 probes a public address and the internet sees node-2's
+ * address. The premise that node-2's agent acted on the write: the other floating IP added in the
+ * same write is in node-2's ARP fence set (the kernel's state, on the old agent as on the new one).
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Lab } from '../../harness/lab/lab.js';
@@ -25,7 +26,6 @@ const POD = 'paul/frontend-2';
 /** a floating IP added in the same write: its holder taking it shows the agents have the new gateway */
 const EXTRA = '192.168.1.103';
 const OBSERVER = 'cp-1';
-const OBSERVER_IP = '192.168.1.10';
 const ASK_EVERY_MS = 50;
 /** a public address outside the seed policy's 8.8.8.0/24: masqueraded to the node's own address */
 const PUBLIC = '1.1.1.1';
@@ -44,6 +44,7 @@ recordArtifactsOnFailure(() => lab);
 describe("a node's own address listed as a floating IP", () => {
   it('is never assigned, and its node keeps answering ARP for it and masquerading its pods to it', async () => {
     const address = lab.nodeAddress(NODE);
+    const observerIP = lab.nodeAddress(OBSERVER);
     const mac = await macOf(lab, NODE);
     expect(await lab.probe(POD, PUBLIC), 'before the write').toBeSeenFrom(address);
 
@@ -53,8 +54,8 @@ describe("a node's own address listed as a floating IP", () => {
     let until = 0;
     try {
       await setFloatingIPs(api, [...FLOATING_IPS, address, EXTRA]);
-      // the premise: the controller read the write (it reports the address unassigned) and the
-      // agents acted on it (EXTRA on its holder's interface)
+      // the premise: the controller read the write (it reports the address unassigned) and node-2's
+      // agent acted on it (EXTRA in its ARP fence set; EXTRA's holder took it)
       const g = await pollUntil(() => gw(api), {
         what: `the gateway status to report ${address} unassigned`,
         timeoutMs: 15_000,
@@ -64,6 +65,12 @@ describe("a node's own address listed as a floating IP", () => {
       expect(g.unassigned[address]).toBe(`${address} is node ${NODE}'s own address`);
       expect(Object.keys(g.assignments)).not.toContain(address);
       await waitIPOn(lab, await holderOf(api, EXTRA), EXTRA);
+      await pollUntil(async () => (await lab.exec(NODE, ['nft', 'list', 'set', 'arp', 'egresslab_gw', 'floating'], { check: false })).stdout, {
+        what: `${EXTRA} in ${NODE}'s ARP fence set`,
+        timeoutMs: 15_000,
+        intervalMs: 100,
+        accept: (out) => out.includes(EXTRA),
+      });
       // the window judged: 40 who-has (2 s) from now on
       from = Date.now();
       await asker.askMore(40);
@@ -73,11 +80,18 @@ describe("a node's own address listed as a floating IP", () => {
       await asker.stop();
     }
     const { packets } = await cap.stop();
-    const requests = packets.filter((p) => p.arp?.op === 1 && p.arp.senderIp === OBSERVER_IP && p.arp.targetIp === address && p.t >= from && p.t <= until);
-    const replies = packets.filter((p) => p.arp?.op === 2 && p.arp.senderIp === address);
+    const requests = packets.filter((p) => p.arp?.op === 1 && p.arp.senderIp === observerIP && p.arp.targetIp === address && p.t >= from && p.t <= until);
+    const replies = packets.filter((p) => p.arp?.op === 2 && p.arp.senderIp === address).sort((a, b) => a.t - b.t);
     expect(requests.length, `who-has for ${address} from ${OBSERVER} in the window`).toBeGreaterThanOrEqual(40);
-    // every who-has of the window answered by the node (within the second arping waits), by no one else
-    const unanswered = requests.filter((q) => !replies.some((r) => r.t >= q.t && r.t <= q.t + 1000 && r.arp!.senderMac.toLowerCase() === mac));
+    // every who-has of the window has a reply of its own from the node (the first one not taken yet,
+    // within the second arping waits), and no one else answered
+    const used = new Set<number>();
+    const unanswered = requests.filter((q) => {
+      const i = replies.findIndex((r, k) => !used.has(k) && r.t >= q.t && r.t <= q.t + 1000 && r.arp!.senderMac.toLowerCase() === mac);
+      if (i === -1) return true;
+      used.add(i);
+      return false;
+    });
     expect(
       unanswered.map((q) => Math.round(q.t - from)),
       `who-has (ms into the window) ${NODE} did not answer`,
