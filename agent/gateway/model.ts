@@ -258,8 +258,8 @@ export function computeGatewayPlan(input: ModelInput): GatewayPlan {
     });
   }
 
-  // A node's own address listed as a floating IP (a gateway written before the controller refused
-  // it, or a node whose address changed to one): never a floating IP here. Fenced, it would silence
+  // A node's own address listed as a floating IP (a typo in the spec: the controller never assigns
+  // it, ReservedAddress; or a hand-written status that does): never a floating IP here. Fenced, it would silence
   // that node's ARP (its own requests and replies: off the segment); purged after a commit, it would
   // delete that node's connections (conntrack -D --reply-dst); held, a second owner of the address.
   const nodeAddress = new Map<string, string>();

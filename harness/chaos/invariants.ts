@@ -250,8 +250,10 @@ export function conntrackKeeps(
     .filter((e) => e.syn && !socketTimes.get(`${e.src}|${e.sport ?? ''}`)!.some((t) => t >= e.t - TCP_BINDING_IDLE_MS && t < e.t - POD_COPY_MS))
     .sort((a, b) => a.t - b.t);
   /** whether the node left new connections of `flows` un-NATed around `q` (the SYNs just before and after it, with its source) */
+  /** the fresh SYNs that may be of one of `flows` */
+  const freshSynsOf = (flows: readonly string[]): EdgePacket[] => freshSyns.filter((e) => (e.candidates ?? [e.flow]).some((f) => flows.includes(f)));
   const unNATedAround = (q: EdgePacket, flows: readonly string[]): boolean => {
-    const mine = freshSyns.filter((e) => (e.candidates ?? [e.flow]).some((f) => flows.includes(f)));
+    const mine = freshSynsOf(flows);
     const before = mine.filter((e) => e.t < q.t).at(-1);
     const after = mine.find((e) => e.t > q.t);
     return !!before && !!after && before.src === q.src && after.src === q.src && q.t - before.t <= BRACKET_MS && after.t - q.t <= BRACKET_MS;
@@ -269,7 +271,7 @@ export function conntrackKeeps(
    */
   const reusedUnNATed = (q: EdgePacket, g: Group): boolean => {
     if (!(g.rule.lossy ?? []).some((s) => s.from <= q.t && q.t <= s.to)) return false;
-    const mine = freshSyns.filter((e) => (e.candidates ?? [e.flow]).some((f) => g.flows.includes(f)));
+    const mine = freshSynsOf(g.flows);
     const natted = (e: EdgePacket | undefined, around: number): boolean =>
       !!e && e.src !== q.src && Math.abs(e.t - around) <= BRACKET_MS && sourcesAt(allowed, g.flows, e.t).includes(e.src);
     // (a group is one post-NAT source and port: its far-end packets all left with the pod IP)
