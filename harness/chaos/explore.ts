@@ -67,6 +67,15 @@ const show = (f: string) => {
   return r && !r.startsWith('..') ? r : f;
 };
 
+/**
+ * A run's evidence.json: what it recorded and judged (the timelines are in the diagnostics folder,
+ * the captures' pcap files where `captures` names them). Also what a failing regression replay leaves.
+ */
+export function evidenceJson(r: ChaosRun): string {
+  const { startedAt, settledAt, convergedAt, bounds, flows, actions, violations, evidence, captures } = r;
+  return `${JSON.stringify({ startedAt, settledAt, convergedAt: convergedAt ?? null, bounds, flows, actions, violations, evidence, captures }, null, 1)}\n`;
+}
+
 /** Runs `schedule`, and on a violation writes its artifacts and shrinks it (see the file's header). */
 export async function explore(schedule: Schedule, o: ExploreOptions): Promise<ExploreResult> {
   const progress = o.progress ?? (() => {});
@@ -88,10 +97,7 @@ export async function explore(schedule: Schedule, o: ExploreOptions): Promise<Ex
       failure,
     });
     files.push(show(d.dir));
-    write(
-      'evidence/evidence.json',
-      `${JSON.stringify({ startedAt: r.startedAt, settledAt: r.settledAt, convergedAt: r.convergedAt ?? null, bounds: r.bounds, flows: r.flows, actions: r.actions, violations: r.violations, evidence: r.evidence, captures: r.captures }, null, 1)}\n`,
-    );
+    write('evidence/evidence.json', evidenceJson(r));
   };
   const now = o.now ?? Date.now;
   const t0 = now();

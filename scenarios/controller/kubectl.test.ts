@@ -5,14 +5,14 @@
  * background forwarder, and @kubernetes/client-node list/watch.
  */
 import { spawn } from 'node:child_process';
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import * as k8s from '@kubernetes/client-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
 import type { Lab } from '../../harness/lab/lab.js';
 import { startTestLab } from '../../harness/testing/lab.js';
+import { useTempDirs } from '../../harness/testing/temp-dirs.js';
 import { run as runProgram, type RunResult } from '../../harness/testing/run.js';
 import { pollUntil } from '../../harness/util/poll.js';
 import { projectRoot } from '../../harness/util/paths.js';
@@ -27,10 +27,12 @@ let dir: string;
 let kubeconfigPath: string;
 // the lab project's files share one worker process (vitest.config.ts, isolate: false): put it back
 const stateDirBefore = process.env.EGRESSLAB_STATE_DIR;
+// the folder holds a kubeconfig with the lab's client key: removed after the file's tests
+const tmp = useTempDirs();
 
 beforeAll(async () => {
   lab = await startTestLab('default', 'kctl');
-  dir = mkdtempSync(join(tmpdir(), 'egresslab-kctl-'));
+  dir = tmp('egresslab-kctl-');
   // The CLI's forwarder state goes to this test's folder (the CLI children inherit it).
   process.env.EGRESSLAB_STATE_DIR = join(dir, 'state');
   kubeconfigPath = join(dir, 'kubeconfig');
