@@ -1,4 +1,4 @@
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { FakeHost } from '../host/fake-host.js';
 import type { ExecResult } from '../host/host.js';
 import {
@@ -306,6 +306,20 @@ describe('ConntrackSync (fake processes)', () => {
     await s.stop();
     expect(f.calls.slice(-2)).toEqual(['kill SIGTERM', 'sysctl net/netfilter/nf_conntrack_events=2']);
     expect(s.status().running).toBe(false);
+  });
+
+  it('start gives up waiting for the control socket when the agent stops (its signal), and stop ends the daemon it spawned', async () => {
+    const f = fakeIO({ ctlFailsUntil: Number.MAX_SAFE_INTEGER }); // conntrackd never answers
+    const stopping = new AbortController();
+    // an hour to answer: without the signal, start() would still be waiting when the test times out
+    const s = new ConntrackSync({ ...base, host: f.io, log: () => undefined, readyTimeoutMs: 3_600_000, signal: stopping.signal });
+    const started = s.start();
+    await vi.waitFor(() => expect(f.calls.filter((c) => c === 'conntrackd -s runtime').length).toBeGreaterThanOrEqual(2));
+    stopping.abort();
+    await expect(started).rejects.toThrow('the agent is stopping: conntrackd start abandoned');
+    expect(s.status()).toMatchObject({ running: false, starts: 1 });
+    await s.stop();
+    expect(f.calls.slice(-2)).toEqual(['kill SIGTERM', 'sysctl net/netfilter/nf_conntrack_events=2']);
   });
 
   it('commit: conntrackd -c, then the bindings of floating IPs held elsewhere go; counted in the status', async () => {

@@ -381,6 +381,12 @@ export interface ConntrackSyncOptions extends ConntrackdConfigInput {
   restartDelayMs?: number;
   /** how long start() waits for the daemon's control socket */
   readyTimeoutMs?: number;
+  /**
+   * The agent's stop (NodeModuleContext.stopping): start() gives up its wait for the control socket
+   * when it is aborted, and the daemon it spawned is stopped with it, instead of holding a SIGTERM up
+   * for as long as readyTimeoutMs.
+   */
+  signal?: AbortSignal;
   clock?: Pick<Clock, 'now'>;
 }
 
@@ -500,6 +506,7 @@ export class ConntrackSync {
     const deadline = this.now() + (this.o.readyTimeoutMs ?? 5000);
     for (;;) {
       if (this.child !== child) throw new Error(`conntrackd exited while starting: ${logTail(this.host.readFile(this.paths.log) ?? '', 3).join(' | ')}`);
+      if (this.o.signal?.aborted) throw new Error('the agent is stopping: conntrackd start abandoned');
       const r = await this.ctl(['-s', 'runtime'], 2000);
       if (r.code === 0) break;
       if (this.now() > deadline)

@@ -419,6 +419,7 @@ export class GatewayModule implements NodeModule {
       nodeIP: c.nodeIP,
       uplink: this.uplink,
       log: (m) => this.ctx.log(this.name, m),
+      signal: this.ctx.stopping,
     });
     try {
       await sync.start();
@@ -426,6 +427,11 @@ export class GatewayModule implements NodeModule {
       this.ctsyncError = null;
     } catch (e) {
       await sync.stop().catch(() => undefined);
+      if (this.ctx.stopping.aborted) {
+        // not a failure of conntrackd: the agent is stopping (its SIGTERM is not held up by the start)
+        this.ctx.log(this.name, `conntrack sync: ${errorMessage(e)}`);
+        return;
+      }
       this.ctsyncError = errorMessage(e);
       this.ctx.log(this.name, `conntrack sync disabled: ${this.ctsyncError}`);
       this.ctx.events.record(
