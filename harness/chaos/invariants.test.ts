@@ -645,6 +645,47 @@ describe('established flows across an ip-masq-agent ConfigMap change (conntrack 
     expect(checkNoLeak([syn(4000 + TCP_BINDING_IDLE_MS + 1)], back, rules, [syn(4000)])).toHaveLength(1);
   });
 
+  it('a masqueraded SYN lost at the switch left its entry: a new connection reusing its pod port leaves with its source and port (chaos seed 848038139)', () => {
+    // the change adds 8.8.8.0/24 to nonMasqueradeCIDRs at CHANGE: node IP before, pod IP after; node-3 partitioned over [3000, 4500]
+    const fwd = [STREAM, TCP].flatMap((flow) => [
+      { flow, from: 0, to: CHANGE + 3000, sources: [NODE] },
+      { flow, from: CHANGE, sources: [POD] },
+    ]);
+    const withLoss = (lossy: { from: number; to: number }[]) => [STREAM, TCP].map((flow) => ({ flow, keeps: [CHANGE], ends: [], lossy }));
+    const rules = withLoss([{ from: 3000, to: 4500 }]);
+    const podSyn = (t: number, isn: number, sport = 44236) => ({ t, flow: BARE, src: POD, sport, syn: true, isn, candidates: [TCP, STREAM] });
+    const farSyn = (t: number, isn: number, sport = 2572) => ({ t, flow: BARE, src: NODE, sport, syn: true, isn, candidates: [TCP, STREAM] });
+    // at the pod: a SYN at 4000 (ISN 7) on port 44236, lost in the partition; a new connection's SYN on that port at 25 000 (ISN 8)
+    const pod = [podSyn(4000, 7), podSyn(25_000, 8)];
+    // at the far end: only the second, masqueraded with the port conntrack gave the first, then its data
+    const edge = [farSyn(25_001, 8), { t: 25_002, flow: TCP, src: NODE, sport: 2572 }];
+    // judged on its own: the SYN (unattributed) and the data (the TCP probe's) leak the node IP
+    const LEAK = [25_001, 25_002];
+    const leaksAt = (e: EdgePacket[], r: ConntrackRule[], p: EdgePacket[] = []) => checkNoLeak(e, fwd, r, p).map((v) => v.at);
+    expect(checkNoLeak(edge, fwd, rules)).toMatchObject([
+      { at: 25_001, evidence: { flow: BARE, src: NODE, sport: 2572 } },
+      { at: 25_002, evidence: { flow: TCP, src: NODE, sport: 2572 } },
+    ]);
+    expect(checkNoLeak(edge, fwd, rules, pod)).toEqual([]);
+    expect(conntrackKeeps(edge, fwd, rules, pod)(edge[1]!)).toEqual({ since: 4000, change: CHANGE });
+    // the lost SYN retransmitted (still lost): the binding starts at the first
+    expect(conntrackKeeps(edge, fwd, rules, [podSyn(3100, 7), podSyn(4000, 7), podSyn(25_000, 8)])(edge[0]!)).toEqual({ since: 3100, change: CHANGE });
+    // not without a fault at the switch when it left (the node may have dropped it itself: no entry)
+    expect(leaksAt(edge, withLoss([]), pod)).toEqual(LEAK);
+    expect(leaksAt(edge, withLoss([{ from: 4500, to: 6000 }]), pod)).toEqual(LEAK);
+    // not when the far end saw the earlier SYN (under another port: another entry), nor when the pod's copy of the
+    // reuse is not known (another ISN), nor from another pod port
+    expect(leaksAt([farSyn(4001, 7, 3000), ...edge], rules, pod)).toEqual(LEAK);
+    expect(leaksAt(edge, rules, [podSyn(4000, 7), podSyn(25_000, 9)])).toEqual(LEAK);
+    expect(leaksAt(edge, rules, [podSyn(4000, 7, 44237), podSyn(25_000, 8)])).toEqual(LEAK);
+    // not when the port carried another segment in between (the connection went on: not an entry waiting in SYN_SENT)
+    expect(leaksAt(edge, rules, [podSyn(4000, 7), { t: 4100, flow: TCP, src: POD, sport: 44236 }, podSyn(25_000, 8)])).toEqual(LEAK);
+    // not when the lost SYN's windows did not allow the reuse's source (left after the change), nor after TCP_BINDING_IDLE_MS
+    expect(leaksAt(edge, withLoss([{ from: 8000, to: 10_000 }]), [podSyn(9000, 7), podSyn(25_000, 8)])).toEqual(LEAK);
+    const old = 25_001 - TCP_BINDING_IDLE_MS - 1;
+    expect(leaksAt(edge, withLoss([{ from: old - 1, to: 4500 }]), [podSyn(old, 7), podSyn(25_000, 8)])).toEqual(LEAK);
+  });
+
   it('the list restored: a TCP probe connection that reused a port of an unanswered pod-IP SYN stays unanswered on that entry; the rest must converge (chaos seed 627642966)', () => {
     const { back, rules } = listRestored();
     const syn = (t: number, src: string, sport: number, isn: number) => ({ t, flow: BARE, src, sport, syn: true, isn, candidates: [TCP, STREAM] });

@@ -202,6 +202,9 @@ function sourcesAt(allowed: readonly AllowedWindow[], flows: readonly string[], 
  * connection reusing the port 9 s later, after the list was restored, left with the pod's IP on it).
  * Only the far end's packets are judged; a pod's packet starts a binding of its pod IP only when its
  * windows allowed that source and no other then (in a transition the node may still have NATed it).
+ * A NATed binding may start at the pod too: a far-end SYN matched to the pod's copy of it (same ISN)
+ * names the pod's port, and the SYNs of that port the far end never saw, lost at the switch just
+ * before it (see the loop below; chaos seed 848038139), start its binding with its source and port.
  */
 export function conntrackKeeps(
   packets: readonly EdgePacket[],
@@ -301,6 +304,49 @@ export function conntrackKeeps(
       if (!now.includes(p.src) || (now.length > 1 && !unNATedAround(p, g.flows) && !reusedUnNATed(p, g))) continue;
       g.packets.push(p);
       fromPod.add(p);
+    }
+  }
+  // a NATed binding whose first packet the far end never saw: the pod's SYN left with a source the
+  // node's conntrack chose and was lost at the switch (`lossy`); its entry stayed (SYN_SENT, for
+  // TCP_BINDING_IDLE_MS), and a SYN of a new connection on the same pod port found it and left with
+  // its source and port (chaos seed 848038139: SYNs masqueraded to the node IP and lost to a
+  // partition; the pod reused their ports 21 s and 31 s later, 8.8.8.0/24 by then a non-masquerade
+  // CIDR, and both left masqueraded). The far end's SYN is matched to the pod's copy of it (same ISN),
+  // which names the pod port; the lost SYNs before it on that port join its group with its source
+  // and port, so the binding starts at the first of them, with the sources allowed then.
+  const seenAtFarEnd = (q: EdgePacket) => packets.some((e) => copyOf(q, e));
+  const joined = new Set<EdgePacket>();
+  const podBySocket = new Map<string, EdgePacket[]>();
+  for (const q of podSent) {
+    const k = `${q.src}|${q.sport ?? ''}`;
+    podBySocket.set(k, [...(podBySocket.get(k) ?? []), q]);
+  }
+  for (const g of groups.values()) {
+    const lossy = g.rule.lossy ?? [];
+    if (!lossy.length) continue;
+    for (const e of [...g.packets]) {
+      if (fromPod.has(e) || !e.syn || e.isn === undefined) continue;
+      const mine = (q: EdgePacket) => (q.candidates ?? [q.flow]).some((f) => g.flows.includes(f));
+      const r = podSent.find((q) => q.syn && q.isn === e.isn && Math.abs(q.t - e.t) <= POD_COPY_MS && mine(q));
+      if (!r) continue;
+      const before = (podBySocket.get(`${r.src}|${r.sport ?? ''}`) ?? [])
+        .filter((q) => q.t < r.t - POD_COPY_MS && e.t - q.t <= TCP_BINDING_IDLE_MS)
+        .sort((a, b) => b.t - a.t);
+      // the pod's packets on that port before it, latest first, while each is a SYN of these flows that
+      // the far end never saw, lost during a fault at the switch on its node
+      for (const q of before) {
+        if (!q.syn || !mine(q) || seenAtFarEnd(q) || !lossy.some((x) => x.from <= q.t && q.t <= x.to)) break;
+        if (joined.has(q)) continue;
+        joined.add(q);
+        // into every group of the far end's source and port that it may be (the SYN unattributed, the data the probe's)
+        const copy: EdgePacket = { ...q, src: e.src, ...(e.sport !== undefined ? { sport: e.sport } : {}) };
+        const flows = q.candidates ?? [q.flow];
+        for (const h of bySocket.get(`${e.src}|${e.sport ?? ''}`) ?? []) {
+          if (!h.flows.some((f) => flows.includes(f))) continue;
+          h.packets.push(copy);
+          fromPod.add(copy);
+        }
+      }
     }
   }
   for (const { rule, flows, packets: g } of groups.values()) {
