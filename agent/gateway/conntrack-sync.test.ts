@@ -3,6 +3,7 @@ import { FakeHost } from '../host/fake-host.js';
 import type { ExecResult } from '../host/host.js';
 import {
   CTSYNC_EVENTS,
+  ConntrackStartAbandoned,
   ConntrackSync,
   commitScript,
   committedFromLog,
@@ -316,10 +317,16 @@ describe('ConntrackSync (fake processes)', () => {
     const started = s.start();
     await vi.waitFor(() => expect(f.calls.filter((c) => c === 'conntrackd -s runtime').length).toBeGreaterThanOrEqual(2));
     stopping.abort();
-    await expect(started).rejects.toThrow('the agent is stopping: conntrackd start abandoned');
+    await expect(started).rejects.toBeInstanceOf(ConntrackStartAbandoned);
     expect(s.status()).toMatchObject({ running: false, starts: 1 });
     await s.stop();
     expect(f.calls.slice(-2)).toEqual(['kill SIGTERM', 'sysctl net/netfilter/nf_conntrack_events=2']);
+    // told to stop before it started: nothing spawned
+    const g = fakeIO();
+    const t = new ConntrackSync({ ...base, host: g.io, log: () => undefined, signal: AbortSignal.abort() });
+    await expect(t.start()).rejects.toBeInstanceOf(ConntrackStartAbandoned);
+    expect(g.calls.filter((c) => c.startsWith('spawn'))).toEqual([]);
+    await t.stop();
   });
 
   it('commit: conntrackd -c, then the bindings of floating IPs held elsewhere go; counted in the status', async () => {

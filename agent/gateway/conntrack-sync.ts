@@ -371,6 +371,14 @@ export function logTail(text: string, n = 5): string[] {
 
 const EVENTS_SYSCTL = 'net/netfilter/nf_conntrack_events';
 
+/** start() gave up because the agent is stopping (ConntrackSyncOptions.signal): not a failure of conntrackd. */
+export class ConntrackStartAbandoned extends Error {
+  constructor() {
+    super('the agent is stopping: conntrackd start abandoned');
+    this.name = 'ConntrackStartAbandoned';
+  }
+}
+
 export interface ConntrackSyncOptions extends ConntrackdConfigInput {
   log: (m: string) => void;
   /** the node's kernel: conntrackd, conntrack, nft, sysctl, files (agent/host/host.ts) */
@@ -382,9 +390,10 @@ export interface ConntrackSyncOptions extends ConntrackdConfigInput {
   /** how long start() waits for the daemon's control socket */
   readyTimeoutMs?: number;
   /**
-   * The agent's stop (NodeModuleContext.stopping): start() gives up its wait for the control socket
-   * when it is aborted, and the daemon it spawned is stopped with it, instead of holding a SIGTERM up
-   * for as long as readyTimeoutMs.
+   * The agent's stop (NodeModuleContext.stopping): once it is aborted, start() spawns nothing and
+   * gives up its wait for the control socket at its next try (a try already under way may take its
+   * 2 s), throwing ConntrackStartAbandoned, instead of holding a SIGTERM up for as long as
+   * readyTimeoutMs; the caller then stops the daemon it spawned.
    */
   signal?: AbortSignal;
   clock?: Pick<Clock, 'now'>;
@@ -481,6 +490,7 @@ export class ConntrackSync {
 
   private async launch(): Promise<void> {
     if (this.stopped) return;
+    if (this.o.signal?.aborted) throw new ConntrackStartAbandoned();
     this.ready = false;
     this.host.remove(this.paths.lock);
     this.host.remove(this.paths.socket);
@@ -506,13 +516,14 @@ export class ConntrackSync {
     const deadline = this.now() + (this.o.readyTimeoutMs ?? 5000);
     for (;;) {
       if (this.child !== child) throw new Error(`conntrackd exited while starting: ${logTail(this.host.readFile(this.paths.log) ?? '', 3).join(' | ')}`);
-      if (this.o.signal?.aborted) throw new Error('the agent is stopping: conntrackd start abandoned');
+      if (this.o.signal?.aborted) throw new ConntrackStartAbandoned();
       const r = await this.ctl(['-s', 'runtime'], 2000);
       if (r.code === 0) break;
       if (this.now() > deadline)
         throw new Error(`conntrackd did not answer on ${this.paths.socket} within ${this.o.readyTimeoutMs ?? 5000} ms: ${(r.stderr || r.stdout).trim()}`);
       await sleep(50);
     }
+    if (this.o.signal?.aborted) throw new ConntrackStartAbandoned();
     const f = await this.ctl(['-f', 'internal']);
     if (f.code !== 0) throw new Error(`conntrackd -f internal failed: ${(f.stderr || f.stdout).trim()}`);
     this.ready = true;

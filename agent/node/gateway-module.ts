@@ -82,6 +82,7 @@ import { posix } from 'node:path';
 import { ExecHost } from '../host/exec-host.js';
 import type { Host } from '../host/host.js';
 import {
+  ConntrackStartAbandoned,
   ConntrackSync,
   CTSYNC_BULK_MS,
   CTSYNC_TABLE,
@@ -427,7 +428,7 @@ export class GatewayModule implements NodeModule {
       this.ctsyncError = null;
     } catch (e) {
       await sync.stop().catch(() => undefined);
-      if (this.ctx.stopping.aborted) {
+      if (e instanceof ConntrackStartAbandoned) {
         // not a failure of conntrackd: the agent is stopping (its SIGTERM is not held up by the start)
         this.ctx.log(this.name, `conntrack sync: ${errorMessage(e)}`);
         return;

@@ -646,19 +646,23 @@ describe('established flows across an ip-masq-agent ConfigMap change (conntrack 
   });
 
   it('a masqueraded SYN lost at the switch left its entry: a new connection reusing its pod port leaves with its source and port (chaos seed 848038139)', () => {
-    // the change adds 8.8.8.0/24 to nonMasqueradeCIDRs at CHANGE: node IP before, pod IP after; node-3 partitioned over [3000, 4500]
+    // the change adds 8.8.8.0/24 to nonMasqueradeCIDRs at CHANGE: node IP before, pod IP after; the pod's node partitioned over [3000, 4500]
+    const early = -TCP_BINDING_IDLE_MS * 2;
     const fwd = [STREAM, TCP].flatMap((flow) => [
-      { flow, from: 0, to: CHANGE + 3000, sources: [NODE] },
+      { flow, from: early, to: CHANGE + 3000, sources: [NODE] },
       { flow, from: CHANGE, sources: [POD] },
     ]);
-    const withLoss = (lossy: { from: number; to: number }[]) => [STREAM, TCP].map((flow) => ({ flow, keeps: [CHANGE], ends: [], lossy }));
+    const withLoss = (lossy: { from: number; to: number }[], ends: number[] = []) => [STREAM, TCP].map((flow) => ({ flow, keeps: [CHANGE], ends, lossy }));
     const rules = withLoss([{ from: 3000, to: 4500 }]);
     const podSyn = (t: number, isn: number, sport = 44236) => ({ t, flow: BARE, src: POD, sport, syn: true, isn, candidates: [TCP, STREAM] });
-    const farSyn = (t: number, isn: number, sport = 2572) => ({ t, flow: BARE, src: NODE, sport, syn: true, isn, candidates: [TCP, STREAM] });
+    const farSyn = (t: number, isn: number, src = NODE, sport = 2572) => ({ t, flow: BARE, src, sport, syn: true, isn, candidates: [TCP, STREAM] });
     // at the pod: a SYN at 4000 (ISN 7) on port 44236, lost in the partition; a new connection's SYN on that port at 25 000 (ISN 8)
     const pod = [podSyn(4000, 7), podSyn(25_000, 8)];
-    // at the far end: only the second, masqueraded with the port conntrack gave the first, then its data
-    const edge = [farSyn(25_001, 8), { t: 25_002, flow: TCP, src: NODE, sport: 2572 }];
+    // at the far end: the second, masqueraded with the port conntrack gave the first, then its data; around it, the pod's
+    // other new connections leave un-NATed, as the change says (fresh SYNs 1 s before and after)
+    const reuse = [farSyn(25_001, 8), { t: 25_002, flow: TCP, src: NODE, sport: 2572 }];
+    const around = (src = POD) => [farSyn(24_000, 20, src, 36000), farSyn(26_000, 21, src, 36002)];
+    const edge = [...around(), ...reuse];
     // judged on its own: the SYN (unattributed) and the data (the TCP probe's) leak the node IP
     const LEAK = [25_001, 25_002];
     const leaksAt = (e: EdgePacket[], r: ConntrackRule[], p: EdgePacket[] = []) => checkNoLeak(e, fwd, r, p).map((v) => v.at);
@@ -667,23 +671,47 @@ describe('established flows across an ip-masq-agent ConfigMap change (conntrack 
       { at: 25_002, evidence: { flow: TCP, src: NODE, sport: 2572 } },
     ]);
     expect(checkNoLeak(edge, fwd, rules, pod)).toEqual([]);
-    expect(conntrackKeeps(edge, fwd, rules, pod)(edge[1]!)).toEqual({ since: 4000, change: CHANGE });
-    // the lost SYN retransmitted (still lost): the binding starts at the first
-    expect(conntrackKeeps(edge, fwd, rules, [podSyn(3100, 7), podSyn(4000, 7), podSyn(25_000, 8)])(edge[0]!)).toEqual({ since: 3100, change: CHANGE });
-    // not without a fault at the switch when it left (the node may have dropped it itself: no entry)
+    expect(conntrackKeeps(edge, fwd, rules, pod)(reuse[1]!)).toEqual({ since: 4000, change: CHANGE });
+    // the lost SYN retransmitted (still lost): the binding starts at the first; the reuse's own SYN retransmitted: the same
+    expect(conntrackKeeps(edge, fwd, rules, [podSyn(3100, 7), podSyn(4000, 7), podSyn(24_000, 8), podSyn(25_000, 8)])(reuse[0]!)).toEqual({
+      since: 3100,
+      change: CHANGE,
+    });
+    // not when the node left the pod's other new connections with this source too (it may have gone on masquerading
+    // every new connection: a leak of its own), nor without a fresh SYN on each side within 2 s
+    expect(leaksAt([...around(NODE), ...reuse], rules, pod)).toEqual([24_000, ...LEAK]);
+    expect(leaksAt(reuse, rules, pod)).toEqual(LEAK);
+    expect(leaksAt([around()[0]!, ...reuse], rules, pod)).toEqual(LEAK);
+    expect(leaksAt([farSyn(22_900, 20, POD, 36000), around()[1]!, ...reuse], rules, pod)).toEqual(LEAK);
+    // the connections next to it reusing ports too (masqueraded, lost SYNs of their own): one treated right on each side will do
+    const reuseNext = [farSyn(25_200, 30, NODE, 2600), farSyn(24_800, 31, NODE, 2601)];
+    const lostNext = [podSyn(4100, 32, 44240), podSyn(24_800, 31, 44240), podSyn(4200, 33, 44242), podSyn(25_200, 30, 44242)];
+    expect(leaksAt([...edge, ...reuseNext], rules, [...pod, ...lostNext])).toEqual([]);
+    // not without a fault at the switch on the pod's node when it left (the node may have dropped it itself: no entry)
     expect(leaksAt(edge, withLoss([]), pod)).toEqual(LEAK);
     expect(leaksAt(edge, withLoss([{ from: 4500, to: 6000 }]), pod)).toEqual(LEAK);
+    // ...the fault of another pod's node does not count: the far end's SYN may be that pod's too (a candidate), the lost one is not
+    const OTHER_TCP = 'tcp default/client-2 -> 8.8.8.8';
+    const fwd2 = [...fwd, { flow: OTHER_TCP, from: early, to: CHANGE + 3000, sources: [NODE] }, { flow: OTHER_TCP, from: CHANGE, sources: ['10.10.11.2'] }];
+    const rules2 = [...withLoss([]), { flow: OTHER_TCP, keeps: [CHANGE], ends: [], lossy: [{ from: 3000, to: 4500 }] }];
+    const wide = (p: EdgePacket) => ({ ...p, candidates: [OTHER_TCP, TCP, STREAM] });
+    expect(checkNoLeak([...edge.slice(0, 2), wide(reuse[0]!), reuse[1]!], fwd2, rules2, pod).map((v) => v.at)).toEqual(LEAK);
     // not when the far end saw the earlier SYN (under another port: another entry), nor when the pod's copy of the
-    // reuse is not known (another ISN), nor from another pod port
-    expect(leaksAt([farSyn(4001, 7, 3000), ...edge], rules, pod)).toEqual(LEAK);
+    // reuse is not known (another ISN), nor from another pod port, nor when the reuse left with the pod IP (the un-NATed case)
+    expect(leaksAt([farSyn(4001, 7, NODE, 3000), ...edge], rules, pod)).toEqual(LEAK);
     expect(leaksAt(edge, rules, [podSyn(4000, 7), podSyn(25_000, 9)])).toEqual(LEAK);
     expect(leaksAt(edge, rules, [podSyn(4000, 7, 44237), podSyn(25_000, 8)])).toEqual(LEAK);
-    // not when the port carried another segment in between (the connection went on: not an entry waiting in SYN_SENT)
+    // not when the port carried another segment in between (the connection went on: not an entry waiting in SYN_SENT),
+    // nor past a SYN in between that no fault could lose (the walk back stops there)
     expect(leaksAt(edge, rules, [podSyn(4000, 7), { t: 4100, flow: TCP, src: POD, sport: 44236 }, podSyn(25_000, 8)])).toEqual(LEAK);
-    // not when the lost SYN's windows did not allow the reuse's source (left after the change), nor after TCP_BINDING_IDLE_MS
+    expect(leaksAt(edge, rules, [podSyn(4000, 7), podSyn(4600, 9), podSyn(25_000, 8)])).toEqual(LEAK);
+    // not when the flow's entries were deleted in between (a policy change, the node stopped), nor when the lost SYN's
+    // windows did not allow the reuse's source (it left after the change), nor after TCP_BINDING_IDLE_MS
+    expect(leaksAt(edge, withLoss([{ from: 3000, to: 4500 }], [10_000]), pod)).toEqual(LEAK);
     expect(leaksAt(edge, withLoss([{ from: 8000, to: 10_000 }]), [podSyn(9000, 7), podSyn(25_000, 8)])).toEqual(LEAK);
     const old = 25_001 - TCP_BINDING_IDLE_MS - 1;
     expect(leaksAt(edge, withLoss([{ from: old - 1, to: 4500 }]), [podSyn(old, 7), podSyn(25_000, 8)])).toEqual(LEAK);
+    expect(leaksAt(edge, withLoss([{ from: old - 1, to: 4500 }]), [podSyn(old + 2, 7), podSyn(25_000, 8)])).toEqual([]);
   });
 
   it('the list restored: a TCP probe connection that reused a port of an unanswered pod-IP SYN stays unanswered on that entry; the rest must converge (chaos seed 627642966)', () => {

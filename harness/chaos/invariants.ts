@@ -313,29 +313,45 @@ export function conntrackKeeps(
   // partition; the pod reused their ports 21 s and 31 s later, 8.8.8.0/24 by then a non-masquerade
   // CIDR, and both left masqueraded). The far end's SYN is matched to the pod's copy of it (same ISN),
   // which names the pod port; the lost SYNs before it on that port join its group with its source
-  // and port, so the binding starts at the first of them, with the sources allowed then.
-  const seenAtFarEnd = (q: EdgePacket) => packets.some((e) => copyOf(q, e));
+  // and port, so the binding starts at the first of them, with the sources allowed then. Only when
+  // the node treated these flows' other new connections right around it (a connection's SYN before
+  // and one after it, within BRACKET_MS, left with a source their windows allowed, not this one;
+  // ports are reused here, so not only fresh SYNs, and the next connection may be a reuse too): a node
+  // that went on masquerading every new connection is not excused by a lost SYN. A reuse that left
+  // with the pod IP is the un-NATed case above.
+  const farSynsByIsn = new Map<number, EdgePacket[]>();
+  for (const e of packets) if (e.syn && e.isn !== undefined) farSynsByIsn.set(e.isn, [...(farSynsByIsn.get(e.isn) ?? []), e]);
+  const seenAtFarEnd = (q: EdgePacket) => q.isn !== undefined && (farSynsByIsn.get(q.isn) ?? []).some((e) => copyOf(q, e));
+  const connectionSyns = [...farSynsByIsn.values()].map((xs) => xs.reduce((a, b) => (b.t < a.t ? b : a))).sort((a, b) => a.t - b.t);
+  const lostAtSwitch = (q: EdgePacket) => (q.candidates ?? [q.flow]).every((f) => (byRule.get(f)?.lossy ?? []).some((x) => x.from <= q.t && q.t <= x.to));
   const joined = new Set<EdgePacket>();
   const podBySocket = new Map<string, EdgePacket[]>();
   for (const q of podSent) {
     const k = `${q.src}|${q.sport ?? ''}`;
-    podBySocket.set(k, [...(podBySocket.get(k) ?? []), q]);
+    const list = podBySocket.get(k);
+    if (list) list.push(q);
+    else podBySocket.set(k, [q]);
   }
   for (const g of groups.values()) {
-    const lossy = g.rule.lossy ?? [];
-    if (!lossy.length) continue;
+    const mine = (q: EdgePacket) => (q.candidates ?? [q.flow]).some((f) => g.flows.includes(f));
+    // (new connections: each SYN's first copy at the far end, whether or not its port was used before)
+    const fresh = connectionSyns.filter((x) => (x.candidates ?? [x.flow]).some((f) => g.flows.includes(f)));
+    const treatedRight = (x: EdgePacket, e: EdgePacket) => x.src !== e.src && sourcesAt(allowed, g.flows, x.t).includes(x.src);
     for (const e of [...g.packets]) {
       if (fromPod.has(e) || !e.syn || e.isn === undefined) continue;
-      const mine = (q: EdgePacket) => (q.candidates ?? [q.flow]).some((f) => g.flows.includes(f));
       const r = podSent.find((q) => q.syn && q.isn === e.isn && Math.abs(q.t - e.t) <= POD_COPY_MS && mine(q));
-      if (!r) continue;
+      if (!r || r.src === e.src) continue;
+      // (the next connection may be such a reuse too: one treated right on each side within the bracket)
+      const near = fresh.filter((x) => x !== e && Math.abs(x.t - e.t) <= BRACKET_MS && treatedRight(x, e));
+      if (!near.some((x) => x.t < e.t) || !near.some((x) => x.t > e.t)) continue;
+      // the pod's packets on that port before it (its own SYN's retransmissions aside), latest first,
+      // while each is a SYN of these flows that the far end never saw, sent during a fault at the
+      // switch on its node (a packet the node dropped itself leaves no entry)
       const before = (podBySocket.get(`${r.src}|${r.sport ?? ''}`) ?? [])
-        .filter((q) => q.t < r.t - POD_COPY_MS && e.t - q.t <= TCP_BINDING_IDLE_MS)
+        .filter((q) => q.t < r.t && !(q.syn && q.isn === r.isn) && e.t - q.t <= TCP_BINDING_IDLE_MS)
         .sort((a, b) => b.t - a.t);
-      // the pod's packets on that port before it, latest first, while each is a SYN of these flows that
-      // the far end never saw, lost during a fault at the switch on its node
       for (const q of before) {
-        if (!q.syn || !mine(q) || seenAtFarEnd(q) || !lossy.some((x) => x.from <= q.t && q.t <= x.to)) break;
+        if (!q.syn || !mine(q) || seenAtFarEnd(q) || !lostAtSwitch(q)) break;
         if (joined.has(q)) continue;
         joined.add(q);
         // into every group of the far end's source and port that it may be (the SYN unattributed, the data the probe's)

@@ -5,14 +5,14 @@
  * background forwarder, and @kubernetes/client-node list/watch.
  */
 import { spawn } from 'node:child_process';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as k8s from '@kubernetes/client-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
 import type { Lab } from '../../harness/lab/lab.js';
 import { startTestLab } from '../../harness/testing/lab.js';
-import { useTempDirs } from '../../harness/testing/temp-dirs.js';
 import { run as runProgram, type RunResult } from '../../harness/testing/run.js';
 import { pollUntil } from '../../harness/util/poll.js';
 import { projectRoot } from '../../harness/util/paths.js';
@@ -27,22 +27,26 @@ let dir: string;
 let kubeconfigPath: string;
 // the lab project's files share one worker process (vitest.config.ts, isolate: false): put it back
 const stateDirBefore = process.env.EGRESSLAB_STATE_DIR;
-// the folder holds a kubeconfig with the lab's client key: removed after the file's tests
-const tmp = useTempDirs();
 
 beforeAll(async () => {
   lab = await startTestLab('default', 'kctl');
-  dir = tmp('egresslab-kctl-');
+  dir = mkdtempSync(join(tmpdir(), 'egresslab-kctl-'));
   // The CLI's forwarder state goes to this test's folder (the CLI children inherit it).
   process.env.EGRESSLAB_STATE_DIR = join(dir, 'state');
   kubeconfigPath = join(dir, 'kubeconfig');
   writeFileSync(kubeconfigPath, await lab.kubeconfig(), { mode: 0o600 });
 });
 afterAll(async () => {
-  if (lab) await stopForwarder(lab.id).catch(() => {});
-  await lab?.down();
-  if (stateDirBefore === undefined) delete process.env.EGRESSLAB_STATE_DIR;
-  else process.env.EGRESSLAB_STATE_DIR = stateDirBefore;
+  try {
+    if (lab) await stopForwarder(lab.id).catch(() => {});
+    await lab?.down();
+  } finally {
+    if (stateDirBefore === undefined) delete process.env.EGRESSLAB_STATE_DIR;
+    else process.env.EGRESSLAB_STATE_DIR = stateDirBefore;
+    // the folder holds a kubeconfig with the lab's client key (and the forwarder's state, read above):
+    // removed even when the lab's teardown failed
+    if (dir) rmSync(dir, { recursive: true, force: true });
+  }
 });
 
 type Run = RunResult;

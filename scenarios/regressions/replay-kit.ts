@@ -5,7 +5,7 @@
  * after a policy or ConfigMap step. Every step must have been carried out.
  *
  * A failing replay (a premise or the invariant) leaves the run's evidence, the same evidence.json the
- * explorer writes, in artifacts/<lab id>/<test name>/ (the far-end captures it names stay in
+ * explorer writes, in artifacts/<lab id>/<the test's name as a slug>/ (the far-end captures it names stay in
  * artifacts/<lab id>/captures/), and the failure message names the file: the lab is down by then, so
  * this is what there is to read.
  */
@@ -26,13 +26,14 @@ export async function replayRegression(schedule: Schedule, topology: Topology): 
     bounds: { boundMs: 5000, tailMs: 3000, transitionMs: REGRESSION_TRANSITION_MS, fenceMs: 1000, arpWindowMs: 600, probeTimeoutMs: 1000, replyTransitMs: 300 },
   });
   onTestFailed(({ task }) => {
-    const dir = artifactFolder(run.labId, task.name);
+    const name = task.fullTestName ?? task.name;
+    const dir = artifactFolder(run.labId, name);
     mkdirSync(dir, { recursive: true });
     const file = join(dir, 'evidence.json');
     writeFileSync(file, evidenceJson(run));
     const line = `the replay's evidence: ${relative(process.cwd(), file)}`;
     for (const e of task.result?.errors ?? []) e.message = `${e.message}\n  ${line}`;
-    process.stderr.write(`egresslab: ${task.name}: ${line}\n`);
+    process.stderr.write(`egresslab: ${name}: ${line}\n`);
   });
   expect(run.actions.filter((a) => a.error)).toEqual([]);
   return run;
