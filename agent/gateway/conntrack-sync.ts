@@ -488,9 +488,14 @@ export class ConntrackSync {
     await this.launch();
   }
 
+  /** Throws ConntrackStartAbandoned once the agent is stopping (ConntrackSyncOptions.signal). */
+  private abandonIfStopping(): void {
+    if (this.o.signal?.aborted) throw new ConntrackStartAbandoned();
+  }
+
   private async launch(): Promise<void> {
     if (this.stopped) return;
-    if (this.o.signal?.aborted) throw new ConntrackStartAbandoned();
+    this.abandonIfStopping();
     this.ready = false;
     this.host.remove(this.paths.lock);
     this.host.remove(this.paths.socket);
@@ -516,14 +521,14 @@ export class ConntrackSync {
     const deadline = this.now() + (this.o.readyTimeoutMs ?? 5000);
     for (;;) {
       if (this.child !== child) throw new Error(`conntrackd exited while starting: ${logTail(this.host.readFile(this.paths.log) ?? '', 3).join(' | ')}`);
-      if (this.o.signal?.aborted) throw new ConntrackStartAbandoned();
+      this.abandonIfStopping();
       const r = await this.ctl(['-s', 'runtime'], 2000);
       if (r.code === 0) break;
       if (this.now() > deadline)
         throw new Error(`conntrackd did not answer on ${this.paths.socket} within ${this.o.readyTimeoutMs ?? 5000} ms: ${(r.stderr || r.stdout).trim()}`);
       await sleep(50);
     }
-    if (this.o.signal?.aborted) throw new ConntrackStartAbandoned();
+    this.abandonIfStopping();
     const f = await this.ctl(['-f', 'internal']);
     if (f.code !== 0) throw new Error(`conntrackd -f internal failed: ${(f.stderr || f.stdout).trim()}`);
     this.ready = true;

@@ -170,6 +170,23 @@ const POD_COPY_MS = 200;
 /** How close to a pod's packet the far end must have seen new connections leave un-NATed for it to have left so (`conntrackKeeps`). */
 const BRACKET_MS = 2000;
 
+/** Whether `p` may be a packet of one of `flows` (itself, or one of its candidates when it could not be attributed). */
+function mayBeOf(p: EdgePacket, flows: readonly string[]): boolean {
+  return (p.candidates ?? [p.flow]).some((f) => flows.includes(f));
+}
+
+/** `packets`' SYNs by ISN (a retransmitted SYN repeats it; NAT keeps it). */
+function synsByIsn(packets: readonly EdgePacket[]): Map<number, EdgePacket[]> {
+  const out = new Map<number, EdgePacket[]>();
+  for (const p of packets) {
+    if (!p.syn || p.isn === undefined) continue;
+    const list = out.get(p.isn);
+    if (list) list.push(p);
+    else out.set(p.isn, [p]);
+  }
+  return out;
+}
+
 /** The idle bound of the binding of a far-end packet: TCP's when every flow it may be is TCP. */
 function bindingIdleMs(p: EdgePacket): number {
   const flows = p.candidates ?? [p.flow];
@@ -254,7 +271,7 @@ export function conntrackKeeps(
     .sort((a, b) => a.t - b.t);
   /** whether the node left new connections of `flows` un-NATed around `q` (the SYNs just before and after it, with its source) */
   /** the fresh SYNs that may be of one of `flows` */
-  const freshSynsOf = (flows: readonly string[]): EdgePacket[] => freshSyns.filter((e) => (e.candidates ?? [e.flow]).some((f) => flows.includes(f)));
+  const freshSynsOf = (flows: readonly string[]): EdgePacket[] => freshSyns.filter((e) => mayBeOf(e, flows));
   const unNATedAround = (q: EdgePacket, flows: readonly string[]): boolean => {
     const mine = freshSynsOf(flows);
     const before = mine.filter((e) => e.t < q.t).at(-1);
@@ -297,9 +314,8 @@ export function conntrackKeeps(
   const copyOf = (q: EdgePacket, e: EdgePacket) =>
     Math.abs(e.t - q.t) <= POD_COPY_MS && !!e.syn === !!q.syn && (e.isn === undefined || q.isn === undefined || e.isn === q.isn);
   for (const p of podSent) {
-    const flows = p.candidates ?? [p.flow];
     for (const g of bySocket.get(`${p.src}|${p.sport ?? ''}`) ?? []) {
-      if (!g.flows.some((f) => flows.includes(f)) || g.packets.some((e) => !fromPod.has(e) && copyOf(p, e))) continue;
+      if (!mayBeOf(p, g.flows) || g.packets.some((e) => !fromPod.has(e) && copyOf(p, e))) continue;
       const now = sourcesAt(allowed, g.flows, p.t);
       if (!now.includes(p.src) || (now.length > 1 && !unNATedAround(p, g.flows) && !reusedUnNATed(p, g))) continue;
       g.packets.push(p);
@@ -319,8 +335,8 @@ export function conntrackKeeps(
   // ports are reused here, so not only fresh SYNs, and the next connection may be a reuse too): a node
   // that went on masquerading every new connection is not excused by a lost SYN. A reuse that left
   // with the pod IP is the un-NATed case above.
-  const farSynsByIsn = new Map<number, EdgePacket[]>();
-  for (const e of packets) if (e.syn && e.isn !== undefined) farSynsByIsn.set(e.isn, [...(farSynsByIsn.get(e.isn) ?? []), e]);
+  const farSynsByIsn = synsByIsn(packets);
+  const podSynsByIsn = synsByIsn(podSent);
   const seenAtFarEnd = (q: EdgePacket) => q.isn !== undefined && (farSynsByIsn.get(q.isn) ?? []).some((e) => copyOf(q, e));
   const connectionSyns = [...farSynsByIsn.values()].map((xs) => xs.reduce((a, b) => (b.t < a.t ? b : a))).sort((a, b) => a.t - b.t);
   const lostAtSwitch = (q: EdgePacket) => (q.candidates ?? [q.flow]).every((f) => (byRule.get(f)?.lossy ?? []).some((x) => x.from <= q.t && q.t <= x.to));
@@ -333,13 +349,13 @@ export function conntrackKeeps(
     else podBySocket.set(k, [q]);
   }
   for (const g of groups.values()) {
-    const mine = (q: EdgePacket) => (q.candidates ?? [q.flow]).some((f) => g.flows.includes(f));
+    const mine = (q: EdgePacket) => mayBeOf(q, g.flows);
     // (new connections: each SYN's first copy at the far end, whether or not its port was used before)
-    const fresh = connectionSyns.filter((x) => (x.candidates ?? [x.flow]).some((f) => g.flows.includes(f)));
+    const fresh = connectionSyns.filter(mine);
     const treatedRight = (x: EdgePacket, e: EdgePacket) => x.src !== e.src && sourcesAt(allowed, g.flows, x.t).includes(x.src);
     for (const e of [...g.packets]) {
       if (fromPod.has(e) || !e.syn || e.isn === undefined) continue;
-      const r = podSent.find((q) => q.syn && q.isn === e.isn && Math.abs(q.t - e.t) <= POD_COPY_MS && mine(q));
+      const r = podSynsByIsn.get(e.isn)?.find((q) => Math.abs(q.t - e.t) <= POD_COPY_MS && mine(q));
       if (!r || r.src === e.src) continue;
       // (the next connection may be such a reuse too: one treated right on each side within the bracket)
       const near = fresh.filter((x) => x !== e && Math.abs(x.t - e.t) <= BRACKET_MS && treatedRight(x, e));
@@ -356,9 +372,8 @@ export function conntrackKeeps(
         joined.add(q);
         // into every group of the far end's source and port that it may be (the SYN unattributed, the data the probe's)
         const copy: EdgePacket = { ...q, src: e.src, ...(e.sport !== undefined ? { sport: e.sport } : {}) };
-        const flows = q.candidates ?? [q.flow];
         for (const h of bySocket.get(`${e.src}|${e.sport ?? ''}`) ?? []) {
-          if (!h.flows.some((f) => flows.includes(f))) continue;
+          if (!mayBeOf(q, h.flows)) continue;
           h.packets.push(copy);
           fromPod.add(copy);
         }

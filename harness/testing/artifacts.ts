@@ -211,14 +211,20 @@ export function artifactsOnFailure(getLab: () => Lab | undefined, since: number)
       failure: errors.map((e) => `${e.name ?? 'Error'}: ${e.message}`).join('\n\n'),
     });
     recordDiagnostics(task.file ? posixRelative(projectRoot(), task.file.filepath) : '', name, name, report);
-    const line = describeReport(report);
-    // The failure output (console reporter, JUnit) prints these errors: the path goes into them.
-    for (const e of errors) {
-      e.message = `${e.message}\n  ${line}`;
-      if (e.stack) e.stack = e.stack.replace(/^([\s\S]*?)(\n\s+at )/, (_, head: string, at: string) => `${head}\n  ${line}${at}`);
-    }
-    process.stderr.write(`egresslab: ${name}: ${line}\n`);
+    addToFailure(task, name, describeReport(report));
   };
+}
+
+/**
+ * Adds `line` (where the failure's evidence went) to a failed test's errors, which the failure
+ * output (console reporter, JUnit) prints, and to stderr.
+ */
+export function addToFailure(task: TestContext['task'], name: string, line: string): void {
+  for (const e of task.result?.errors ?? []) {
+    e.message = `${e.message}\n  ${line}`;
+    if (e.stack) e.stack = e.stack.replace(/^([\s\S]*?)(\n\s+at )/, (_, head: string, at: string) => `${head}\n  ${line}${at}`);
+  }
+  process.stderr.write(`egresslab: ${name}: ${line}\n`);
 }
 
 /**

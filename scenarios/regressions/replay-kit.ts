@@ -12,7 +12,7 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import { expect, onTestFailed } from 'vitest';
-import { artifactFolder } from '../../harness/testing/artifacts.js';
+import { addToFailure, artifactFolder } from '../../harness/testing/artifacts.js';
 import { type ChaosRun, runSchedule } from '../../harness/chaos/executor.js';
 import { evidenceJson } from '../../harness/chaos/explore.js';
 import type { Schedule } from '../../harness/chaos/schedule.js';
@@ -31,9 +31,7 @@ export async function replayRegression(schedule: Schedule, topology: Topology): 
     mkdirSync(dir, { recursive: true });
     const file = join(dir, 'evidence.json');
     writeFileSync(file, evidenceJson(run));
-    const line = `the replay's evidence: ${relative(process.cwd(), file)}`;
-    for (const e of task.result?.errors ?? []) e.message = `${e.message}\n  ${line}`;
-    process.stderr.write(`egresslab: ${name}: ${line}\n`);
+    addToFailure(task, name, `the replay's evidence: ${relative(process.cwd(), file)}`);
   });
   expect(run.actions.filter((a) => a.error)).toEqual([]);
   return run;
