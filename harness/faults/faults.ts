@@ -13,6 +13,7 @@
  *  blackhole/unblackhole  drop every frame one node sends to another (at the switch)
  *  restartProcess  restart one managed process inside a node (responder, agent, controller)
  */
+import type Docker from 'dockerode';
 import type { ContainerRuntime } from '../lab/runtime.js';
 import { SWITCH } from '../topology/plan.js';
 import { LabError, ValidationError } from '../util/errors.js';
@@ -124,6 +125,11 @@ export class Faults {
     await this.ensureTable();
     await this.dropBothWays(this.port(n), '', 'dead');
     await this.lab.container(n).kill({ signal: 'SIGKILL' });
+    await this.unplug(n);
+  }
+
+  /** Deletes the ended node's links from the peer side (a namespace held by orphaned sockets would linger) and waits until they are gone. */
+  private async unplug(n: string): Promise<void> {
     for (const p of this.peersOf(n)) await this.lab.exec(p.container, ['ip', 'link', 'del', 'dev', p.ifname], { check: false }).catch(() => undefined);
     await this.untilOffTheWire(n);
   }
@@ -133,12 +139,31 @@ export class Faults {
     return this.lab.plan.veths.flatMap((v) => (v.a.container === n ? [v.b] : v.b.container === n ? [v.a] : []));
   }
 
-  /** Clean shutdown of the node's container. */
+  /**
+   * Clean shutdown of the node, as a machine shuts down: its init (harness/lab/node-init.ts) gets
+   * SIGTERM, sends it to every program of the node and waits for them to exit, then sets every link
+   * down (power-off: the kernel keeps its conntrack table and rules until then) and ends the
+   * container. A node with a program still running `graceSeconds` after the SIGTERM is powered off
+   * as kill() does it (a hung shutdown is cut short). Its links are then deleted
+   * from the peer side, as kill()'s are: with them down, sockets the programs left closing would
+   * hold the namespace. Undone by start() (or boot()).
+   */
   async stop(name: string, graceSeconds = 2): Promise<void> {
-    this.note(this.node(name), 'stop');
-    this.bootedOnly.delete(this.node(name));
-    await this.lab.container(this.node(name)).stop({ t: graceSeconds });
-    await this.untilOffTheWire(this.node(name));
+    const n = this.node(name);
+    this.note(n, 'stop');
+    this.bootedOnly.delete(n);
+    const c = this.lab.container(n);
+    await c.kill({ signal: 'SIGTERM' }).catch(async (e: unknown) => {
+      if ((await c.inspect()).State.Running) throw e; // not running: stopped already
+    });
+    if (!(await exitedWithin(c, graceSeconds * 1000))) {
+      await this.ensureTable();
+      await this.dropBothWays(this.port(n), '', 'dead');
+      await c.kill({ signal: 'SIGKILL' }).catch(async (e: unknown) => {
+        if ((await c.inspect()).State.Running) throw e; // ended meanwhile: nothing to kill
+      });
+    }
+    await this.unplug(n);
   }
 
   /**
@@ -474,3 +499,20 @@ export const NODE_FAULTS: Readonly<Record<NodeFaultName, NodeFault>> = Object.fr
   pause: { name: 'pause', title: 'hung (paused)', inject: (f, n) => f.pause(n), undo: (f, n) => f.unpause(n) },
   partition: { name: 'partition', title: 'cut off the segment (partition)', inject: (f, n) => f.partition(n), undo: (f, n) => f.heal(n) },
 });
+
+/** Whether the container has ended within `ms` (the engine's wait, against a timer). */
+async function exitedWithin(c: Docker.Container, ms: number): Promise<boolean> {
+  let timer: NodeJS.Timeout | undefined;
+  const waited = c.wait({ condition: 'not-running' }).then(
+    () => true,
+    () => false,
+  );
+  const timedOut = new Promise<boolean>((resolve) => {
+    timer = setTimeout(() => resolve(false), ms);
+  });
+  try {
+    return await Promise.race([waited, timedOut]);
+  } finally {
+    clearTimeout(timer);
+  }
+}

@@ -44,6 +44,7 @@ import { pollUntil } from '../util/poll.js';
 import { IN_LAB_ROOT, inLabProgram } from '../util/paths.js';
 import { RUN_DIR } from '../inlab/protocol.js';
 import { HelperChannel } from './helper-channel.js';
+import { NODE_INIT_COMMAND } from './node-init.js';
 import { forgetResponders } from './responders.js';
 import { containerName, inPlace, type ContainerRuntime, type Place } from './runtime.js';
 
@@ -201,7 +202,9 @@ export class DockerRuntime implements ContainerRuntime {
         mounts: [mount, ...labNodeMounts(labNode)],
         command: isEndpoint
           ? ['node', inLabProgram('harness/inlab/responder.js'), '--name', c.key, '--redirect-all', '--ready', `${RUN_DIR}/responder.ready`]
-          : ['sleep', 'infinity'],
+          : c.role === 'node'
+            ? [...NODE_INIT_COMMAND]
+            : ['sleep', 'infinity'],
         runsCode: isEndpoint,
         ...weight(c.key),
       };

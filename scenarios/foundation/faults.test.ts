@@ -46,10 +46,41 @@ describe('faults on node-2', () => {
     expect(pod).toMatchObject({ observedSource: '10.10.10.1', replyReceived: true });
   });
 
-  it('stop (clean shutdown) takes it away; start brings it back', async () => {
-    await lab.faults.stop('node-2', 1);
+  it('stop (clean shutdown): its programs get SIGTERM and exit, then it goes away; start brings it back', async () => {
+    // a program of the node that writes down the SIGTERM it got (in the container's own filesystem, kept across the stop)
+    await lab.exec('node-2', ['rm', '-f', '/var/tmp/flt-term']);
+    await lab.spawn('node-2', ['sh', '-c', 'trap "echo TERM > /var/tmp/flt-term; exit 0" TERM; while :; do sleep 0.05; done']);
+    await pollUntil(async () => (await lab.exec('node-2', ['pgrep', '-f', 'flt-term'], { check: false })).exitCode === 0, {
+      what: "node-2's program to run",
+      timeoutMs: 5_000,
+      intervalMs: 50,
+    });
+    await lab.faults.stop('node-2', 5);
     try {
       expect(await reachable()).toBe(false);
+      // 0: the node's init ended it after its programs exited and its links went down (137: killed)
+      expect((await lab.container('node-2').inspect()).State.ExitCode).toBe(0);
+    } finally {
+      await lab.faults.start('node-2');
+    }
+    expect((await lab.exec('node-2', ['cat', '/var/tmp/flt-term'])).stdout.trim()).toBe('TERM');
+    await becomesReachable();
+  });
+
+  it('stop of a node whose program ignores SIGTERM: powered off once the grace is over; start brings it back', async () => {
+    await lab.spawn('node-2', ['sh', '-c', "trap '' TERM; exec sleep 600"]);
+    await pollUntil(async () => (await lab.exec('node-2', ['pgrep', '-x', 'sleep'], { check: false })).stdout.trim().split('\n').length >= 2, {
+      what: "node-2's program ignoring SIGTERM to run",
+      timeoutMs: 5_000,
+      intervalMs: 50,
+    });
+    const t0 = Date.now();
+    await lab.faults.stop('node-2', 1);
+    const took = Date.now() - t0;
+    try {
+      expect(await reachable()).toBe(false);
+      expect((await lab.container('node-2').inspect()).State.ExitCode, 'SIGKILLed (128 + 9)').toBe(137);
+      expect(took, 'stop waited the grace before the power-off').toBeGreaterThanOrEqual(1_000);
     } finally {
       await lab.faults.start('node-2');
     }
