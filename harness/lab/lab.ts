@@ -172,9 +172,12 @@ export class Lab extends DockerRuntime implements AsyncDisposable {
       prepared?.catch(() => {});
       await lab.wire();
       abortCheck();
-      await lab.waitResponders();
-      abortCheck();
+      // the endpoints' responders get ready (their capture starts on the wired link) while the cluster starts
+      const responders = lab.waitResponders();
+      responders.catch(() => {});
       if (lab.topology.cluster) await startCluster(lab, progress, prepared);
+      await responders;
+      abortCheck();
       if (persistent) await markBuilt(id);
       return lab;
     } catch (error) {
