@@ -13,6 +13,7 @@ import { Lab, inPlace, type Place } from '../lab/lab.js';
 import { parseCommand, type CommandSpec } from '../util/args.js';
 import { LabError, ValidationError } from '../util/errors.js';
 import { pollUntil } from '../util/poll.js';
+import { DEFAULT_STOP_GRACE_S } from '../faults/faults.js';
 import { artifactsDir, installedPackage, projectRoot, workspaceRoot } from '../util/paths.js';
 import { describePacket } from '../pcap/pcap.js';
 import type { Timeline } from '../probe/timeline.js';
@@ -84,7 +85,8 @@ export const LAB_SPECS: Record<string, CommandSpec> = {
   kill: nodeCommand(`  SIGKILLs the node's container (a hard crash: every process dies, its links vanish).
   Undo with "egresslab start NODE". Example: npx egresslab kill --lab demo node-2`),
   stop: nodeCommand(
-    `  Shuts the node's container down cleanly (SIGTERM, SIGKILL after the grace period, default 2 s).
+    `  Shuts the node down cleanly: SIGTERM to its programs, its links down once they have exited, then
+  its container ends; a program still running after the grace period (default 10 s) gets it powered off as kill does.
   Undo with "egresslab start NODE". Example: npx egresslab stop node-2 --grace 5`,
     { grace: { value: true, int: true, arg: 'SECONDS' } },
   ),
@@ -239,14 +241,21 @@ function faultCmd(name: FaultName): (argv: string[]) => Promise<number> {
   return async (argv) => {
     const { flags, positionals } = parseCommand(name, LAB_SPECS[name]!, argv);
     const node = nodeArg(name, positionals);
+    const grace = (flags.grace as number | undefined) ?? DEFAULT_STOP_GRACE_S;
+    if (name === 'stop' && !(grace >= 0 && grace <= 3600))
+      throw new ValidationError('stop', [{ path: '--grace', value: grace, message: 'must be a whole number of seconds from 0 to 3600' }]);
     const lab = await attach(flags);
     const t = FAULT_TEXT[name];
     const started = Date.now();
-    await step(`${t.doing} ${node}`, () => {
-      if (name === 'stop') return lab.faults.stop(node, (flags.grace as number | undefined) ?? 2);
+    let how = '';
+    await step(`${t.doing} ${node}`, async () => {
+      if (name === 'stop') {
+        if ((await lab.faults.stop(node, grace)) === 'powered-off') how = ` (powered off: a program was still running ${grace} s after the SIGTERM)`;
+        return;
+      }
       return lab.faults[name](node);
     });
-    out(`${node} ${t.done} in ${Date.now() - started} ms${t.undo ? `; undo: npx egresslab ${t.undo} --lab ${lab.id} ${node}` : ''}`);
+    out(`${node} ${t.done}${how} in ${Date.now() - started} ms${t.undo ? `; undo: npx egresslab ${t.undo} --lab ${lab.id} ${node}` : ''}`);
     return 0;
   };
 }

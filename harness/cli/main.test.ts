@@ -51,6 +51,16 @@ describe('CLI entry (no engine needed)', () => {
 describe('egresslab validate', () => {
   afterEach(() => vi.restoreAllMocks());
 
+  it('stop --grace outside 0-3600: exit 2 naming the flag and the value, before any lab is looked up', async () => {
+    const err: string[] = [];
+    vi.spyOn(process.stderr, 'write').mockImplementation((s) => (err.push(String(s)), true));
+    vi.spyOn(process.stdout, 'write').mockImplementation(() => true);
+    // no lab of this name exists: reaching the lookup would fail with another message
+    expect(await main(['stop', '--lab', 'no-such-lab', 'node-2', '--grace', '-1'])).toBe(2);
+    expect(err.join('')).toContain('--grace: must be a whole number of seconds from 0 to 3600 (value: -1)');
+    expect(err.join('')).not.toContain('no-such-lab');
+  });
+
   it('a valid topology: exit 0 and a summary, nothing started; a bad one: exit 2 and every problem named', async () => {
     const out: string[] = [];
     const err: string[] = [];

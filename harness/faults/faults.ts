@@ -2,7 +2,8 @@
  * Fault injection on lab nodes, each undoable:
  *  kill/start      SIGKILL the node's container (a hard crash); start boots it again, re-wires it and
  *                  (cluster labs) starts its agent / the controller again
- *  stop/start      a clean shutdown (SIGTERM, then SIGKILL after the grace period)
+ *  stop/start      a clean shutdown: SIGTERM to the node's programs, its links down once they have
+ *                  exited (harness/lab/node-init.ts); past the grace period, powered off as kill does
  *  pause/unpause   freeze every process (a hung node: links stay up, nothing answers)
  *  partition/heal  cut the node off its L2 segment at the switch (its link stays up): both
  *                  directions, or only what it sends (outbound) or receives (inbound); `except`
@@ -17,6 +18,7 @@ import type Docker from 'dockerode';
 import type { ContainerRuntime } from '../lab/runtime.js';
 import { SWITCH } from '../topology/plan.js';
 import { LabError, ValidationError } from '../util/errors.js';
+import { isNotFound } from '../docker/client.js';
 import { pollUntil } from '../util/poll.js';
 import { restartProcess, startProcess, stopProcess } from '../lab/process.js';
 import { restartNodePrograms } from '../cluster/cluster.js';
@@ -141,29 +143,32 @@ export class Faults {
 
   /**
    * Clean shutdown of the node, as a machine shuts down: its init (harness/lab/node-init.ts) gets
-   * SIGTERM, sends it to every program of the node and waits for them to exit, then sets every link
-   * down (power-off: the kernel keeps its conntrack table and rules until then) and ends the
-   * container. A node with a program still running `graceSeconds` after the SIGTERM is powered off
-   * as kill() does it (a hung shutdown is cut short). Its links are then deleted
-   * from the peer side, as kill()'s are: with them down, sockets the programs left closing would
-   * hold the namespace. Undone by start() (or boot()).
+   * SIGTERM, sends it to the node's programs and waits for them to exit, then sets every link down
+   * (power-off: the kernel keeps its conntrack table and rules until then) and ends the container.
+   * A node with a program still running `graceSeconds` after the SIGTERM (default 10, as `docker
+   * stop`) is powered off as kill() does it (a hung shutdown is cut short). Its links are then
+   * deleted from the peer side, as kill()'s are: with them down, sockets the programs left closing
+   * would hold the namespace. Returns which of the two it was. Undone by start() (or boot()).
    */
-  async stop(name: string, graceSeconds = 2): Promise<void> {
+  async stop(name: string, graceSeconds = DEFAULT_STOP_GRACE_S): Promise<'clean' | 'powered-off'> {
     const n = this.node(name);
     this.note(n, 'stop');
     this.bootedOnly.delete(n);
     const c = this.lab.container(n);
+    let how: 'clean' | 'powered-off' = 'clean';
     await c.kill({ signal: 'SIGTERM' }).catch(async (e: unknown) => {
-      if ((await c.inspect()).State.Running) throw e; // not running: stopped already
+      if (await running(c)) throw e; // not running: stopped already
     });
     if (!(await exitedWithin(c, graceSeconds * 1000))) {
+      how = 'powered-off';
       await this.ensureTable();
       await this.dropBothWays(this.port(n), '', 'dead');
       await c.kill({ signal: 'SIGKILL' }).catch(async (e: unknown) => {
-        if ((await c.inspect()).State.Running) throw e; // ended meanwhile: nothing to kill
+        if (await running(c)) throw e; // ended meanwhile: nothing to kill
       });
     }
     await this.unplug(n);
+    return how;
   }
 
   /**
@@ -491,21 +496,47 @@ export interface NodeFault {
 
 /**
  * Every node fault with its undo, written once: scenarios iterate over them (`describe.each`) and
- * look one up by name. Stop gives the node a 2 s grace period.
+ * look one up by name. Stop gives the node the default grace (DEFAULT_STOP_GRACE_S).
  */
 export const NODE_FAULTS: Readonly<Record<NodeFaultName, NodeFault>> = Object.freeze({
   kill: { name: 'kill', title: 'SIGKILL', inject: (f, n) => f.kill(n), undo: (f, n) => f.start(n) },
-  stop: { name: 'stop', title: 'clean stop', inject: (f, n) => f.stop(n, 2), undo: (f, n) => f.start(n) },
+  stop: {
+    name: 'stop',
+    title: 'clean stop',
+    inject: async (f, n) => {
+      await f.stop(n);
+    },
+    undo: (f, n) => f.start(n),
+  },
   pause: { name: 'pause', title: 'hung (paused)', inject: (f, n) => f.pause(n), undo: (f, n) => f.unpause(n) },
   partition: { name: 'partition', title: 'cut off the segment (partition)', inject: (f, n) => f.partition(n), undo: (f, n) => f.heal(n) },
 });
 
-/** Whether the container has ended within `ms` (the engine's wait, against a timer). */
+/** How long a clean stop waits for the node's programs to exit before it powers the node off (s): `docker stop`'s default. */
+export const DEFAULT_STOP_GRACE_S = 10;
+
+/** Whether the container runs (false once the engine no longer knows it). */
+async function running(c: Docker.Container): Promise<boolean> {
+  try {
+    return (await c.inspect()).State.Running;
+  } catch (e) {
+    if (isNotFound(e)) return false;
+    throw e;
+  }
+}
+
+/**
+ * Whether the container has ended within `ms` (the engine's wait, against a timer). A wait that
+ * fails is judged by the container's state: ended, or the wait's error.
+ */
 async function exitedWithin(c: Docker.Container, ms: number): Promise<boolean> {
   let timer: NodeJS.Timeout | undefined;
   const waited = c.wait({ condition: 'not-running' }).then(
     () => true,
-    () => false,
+    async (e: unknown) => {
+      if (await running(c)) throw e;
+      return true;
+    },
   );
   const timedOut = new Promise<boolean>((resolve) => {
     timer = setTimeout(() => resolve(false), ms);
@@ -514,5 +545,6 @@ async function exitedWithin(c: Docker.Container, ms: number): Promise<boolean> {
     return await Promise.race([waited, timedOut]);
   } finally {
     clearTimeout(timer);
+    waited.catch(() => undefined);
   }
 }

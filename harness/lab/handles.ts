@@ -42,8 +42,8 @@ export interface NodeHandle extends Readonly<NodeSpec> {
   capture(iface?: string, options?: CaptureOptions): Promise<Capture>;
   /** SIGKILL of the node's container (Faults.kill). */
   kill(): Promise<void>;
-  /** Clean stop with a grace period (Faults.stop). */
-  stop(graceSeconds?: number): Promise<void>;
+  /** Clean stop with a grace period (Faults.stop): 'powered-off' when a program outlived the grace. */
+  stop(graceSeconds?: number): Promise<'clean' | 'powered-off'>;
   /** Starts a killed or stopped node again, its agent included (Faults.start: returns once its agent runs, before the node is Up in the cluster). */
   start(): Promise<void>;
   /** Freezes the node's processes: a hung node whose kernel still forwards (Faults.pause). */

@@ -14,40 +14,53 @@
  * segment the stopped holder forwarded). A real machine keeps its conntrack table and rules until
  * its NICs go dark at power-off.
  *
- * So on SIGTERM (or SIGINT) this init sends SIGTERM to every other process of the node (the
- * engine's init aside), waits until none is left (zombies aside), sets every link but the loopback
- * down (power-off: nothing more leaves or arrives while the kernel still has its state) and exits,
- * which ends the container. It waits as long as that takes: the grace and what follows it are the
- * caller's (Faults.stop). Only for node containers: `kill -1` reaches every process of the
- * container's own PID namespace, never a container sharing the host's (the wirer).
+ * So on SIGTERM (or SIGINT) this init shuts the node down in the order a machine's init does: it
+ * sends SIGTERM to each of the node's top-level programs (those `docker exec` started, whose parent
+ * is outside the container: 0, and orphans the engine's init adopted: 1), and lets each stop its
+ * own children (the agent its conntrackd and nft sessions); a process that becomes top-level later
+ * (its parent exited without ending it) or starts later gets its SIGTERM then. Once no process is
+ * left (the engine's init, this one and zombies aside) it sets every link but the loopback down
+ * (power-off: nothing more leaves or arrives while the kernel still has its state) and exits, 0
+ * only if every link went down; that ends the container. It waits as long as that takes: the grace
+ * and what follows it are the caller's (Faults.stop). Only for node containers: it signals processes
+ * of the container's own PID namespace by id, never of a container sharing the host's (the wirer).
  *
- * POSIX sh (dash) with builtins only in the wait loop (no process of its own to wait for).
+ * POSIX sh (dash); the scan of /proc uses builtins only (the 20 ms `sleep` between scans is waited
+ * for before the next one).
  */
 export const NODE_INIT_SCRIPT = `
 down() {
   trap '' TERM INT
-  kill -TERM -1 2>/dev/null
+  kill "$idle" 2>/dev/null
+  sent=' '
   while :; do
     left=
     for d in /proc/[0-9]*; do
       p=\${d#/proc/}
       if [ "$p" = 1 ] || [ "$p" = $$ ]; then continue; fi
       { read -r s < "$d/stat"; } 2>/dev/null || continue
-      case "\${s##*) }" in Z*) continue ;; esac
+      set -- \${s##*) }
+      [ "$1" = Z ] && continue
       left=$p
-      break
+      case "$sent" in *" $p "*) continue ;; esac
+      if [ "$2" = 0 ] || [ "$2" = 1 ]; then
+        kill -TERM "$p" 2>/dev/null
+        sent="$sent$p "
+      fi
     done
     [ -z "$left" ] && break
     sleep 0.02
   done
+  rc=0
   for l in /sys/class/net/*; do
     n=\${l##*/}
-    [ "$n" = lo ] || ip link set dev "$n" down 2>/dev/null
+    [ "$n" = lo ] || ip link set dev "$n" down || rc=1
   done
-  exit 0
+  exit $rc
 }
 trap down TERM INT
 sleep infinity &
+idle=$!
 wait
 `;
 

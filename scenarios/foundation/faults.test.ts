@@ -46,19 +46,19 @@ describe('faults on node-2', () => {
     expect(pod).toMatchObject({ observedSource: '10.10.10.1', replyReceived: true });
   });
 
-  it('stop (clean shutdown): its programs get SIGTERM and exit, then it goes away; start brings it back', async () => {
+  it('stop (clean shutdown): its programs get SIGTERM and exit, its links go down, then it goes away; start brings it back', async () => {
     // a program of the node that writes down the SIGTERM it got (in the container's own filesystem, kept across the stop)
-    await lab.exec('node-2', ['rm', '-f', '/var/tmp/flt-term']);
-    await lab.spawn('node-2', ['sh', '-c', 'trap "echo TERM > /var/tmp/flt-term; exit 0" TERM; while :; do sleep 0.05; done']);
-    await pollUntil(async () => (await lab.exec('node-2', ['pgrep', '-f', 'flt-term'], { check: false })).exitCode === 0, {
-      what: "node-2's program to run",
+    await lab.exec('node-2', ['rm', '-f', '/var/tmp/flt-term', '/var/tmp/flt-ready']);
+    await lab.spawn('node-2', ['sh', '-c', 'trap "echo TERM > /var/tmp/flt-term; exit 0" TERM; : > /var/tmp/flt-ready; while :; do sleep 0.05; done']);
+    await pollUntil(async () => (await lab.exec('node-2', ['test', '-e', '/var/tmp/flt-ready'], { check: false })).exitCode === 0, {
+      what: "node-2's program to trap SIGTERM",
       timeoutMs: 5_000,
       intervalMs: 50,
     });
-    await lab.faults.stop('node-2', 5);
+    expect(await lab.faults.stop('node-2', 5)).toBe('clean');
     try {
       expect(await reachable()).toBe(false);
-      // 0: the node's init ended it after its programs exited and its links went down (137: killed)
+      // 0: the node's init ended it after its programs exited and every link went down (137: killed)
       expect((await lab.container('node-2').inspect()).State.ExitCode).toBe(0);
     } finally {
       await lab.faults.start('node-2');
@@ -69,13 +69,14 @@ describe('faults on node-2', () => {
 
   it('stop of a node whose program ignores SIGTERM: powered off once the grace is over; start brings it back', async () => {
     await lab.spawn('node-2', ['sh', '-c', "trap '' TERM; exec sleep 600"]);
-    await pollUntil(async () => (await lab.exec('node-2', ['pgrep', '-x', 'sleep'], { check: false })).stdout.trim().split('\n').length >= 2, {
+    // the exact command line: the shell's own ("... exec sleep 600") is there before its trap is
+    await pollUntil(async () => (await lab.exec('node-2', ['pgrep', '-x', '-f', 'sleep 600'], { check: false })).exitCode === 0, {
       what: "node-2's program ignoring SIGTERM to run",
       timeoutMs: 5_000,
       intervalMs: 50,
     });
     const t0 = Date.now();
-    await lab.faults.stop('node-2', 1);
+    expect(await lab.faults.stop('node-2', 1)).toBe('powered-off');
     const took = Date.now() - t0;
     try {
       expect(await reachable()).toBe(false);
