@@ -216,8 +216,9 @@ export async function runSchedule(schedule: Schedule, o: RunOptions): Promise<Ch
     if (o.beforeDown) await o.beforeDown(lab, run);
     return run;
   } finally {
+    // a kept lab: this process lets go of it (its API access kept `egresslab chaos --keep` from exiting)
     if (!o.keep) await lab.down();
-    else lab.closeHelpers();
+    else await lab.release();
   }
 }
 

@@ -263,9 +263,17 @@ export class Lab extends DockerRuntime implements AsyncDisposable {
   /** Removes every container, network and volume labelled with this lab's id. */
   async down(): Promise<void> {
     this.disposed = true;
+    await this.release();
+    await removeLab(this.id);
+  }
+
+  /**
+   * Lets this process go of the lab, which stays up (a kept lab): its in-lab helpers and its API
+   * access (clients, port forward) are closed, so nothing of the lab keeps the process alive.
+   */
+  async release(): Promise<void> {
     this.closeHelpers();
     await closeClusterAccess(this).catch(() => {});
-    await removeLab(this.id);
   }
 
   /** Removes the lab (`await using`). */

@@ -9,7 +9,6 @@ import { parseTopology } from '../topology/validate.js';
 
 import { cidrTextContains } from '../../lib/net/addresses.js';
 import { DEFAULT_NON_MASQUERADE_CIDRS } from '../../lib/kube/well-known.js';
-import { closeClusterAccess } from '../cluster/access.js';
 import { announceKept, keepMode, shouldKeep } from './keep.js';
 import { clusterApi } from '../cluster/access.js';
 import { CONTROLLER_PROCESS, controlPlaneNode } from '../cluster/cluster.js';
@@ -95,8 +94,7 @@ export async function startTestLab(
   if (mode !== 'never') {
     lab.down = async () => {
       if (!shouldKeep(mode)) return down();
-      await closeClusterAccess(lab).catch(() => {});
-      lab.closeHelpers();
+      await lab.release();
       announceKept(lab.id);
     };
   }
