@@ -46,10 +46,6 @@ describe('CLI entry (no engine needed)', () => {
     expect(stderr).not.toMatch(/EPIPE|Error/);
     expect(code).toBe(0);
   });
-});
-
-describe('egresslab validate', () => {
-  afterEach(() => vi.restoreAllMocks());
 
   it('stop --grace outside 0-3600: exit 2 naming the flag and the value, before any lab is looked up', async () => {
     const err: string[] = [];
@@ -60,6 +56,10 @@ describe('egresslab validate', () => {
     expect(err.join('')).toContain('--grace: must be a whole number of seconds from 0 to 3600 (value: -1)');
     expect(err.join('')).not.toContain('no-such-lab');
   });
+});
+
+describe('egresslab validate', () => {
+  afterEach(() => vi.restoreAllMocks());
 
   it('a valid topology: exit 0 and a summary, nothing started; a bad one: exit 2 and every problem named', async () => {
     const out: string[] = [];

@@ -124,10 +124,21 @@ export class Faults {
     const n = this.node(name);
     this.note(n, 'kill');
     this.bootedOnly.delete(n);
+    await this.powerOff(n);
+    await this.unplug(n);
+  }
+
+  /**
+   * The power-off of kill() (and of a stop past its grace): the switch drops the node's port, then
+   * SIGKILL. `endedIsFine`: a container that has ended meanwhile is not an error.
+   */
+  private async powerOff(n: string, endedIsFine = false): Promise<void> {
     await this.ensureTable();
     await this.dropBothWays(this.port(n), '', 'dead');
-    await this.lab.container(n).kill({ signal: 'SIGKILL' });
-    await this.unplug(n);
+    const c = this.lab.container(n);
+    await c.kill({ signal: 'SIGKILL' }).catch(async (e: unknown) => {
+      if (!endedIsFine || (await running(c))) throw e;
+    });
   }
 
   /** Deletes the ended node's links from the peer side (a namespace held by orphaned sockets would linger) and waits until they are gone. */
@@ -155,18 +166,11 @@ export class Faults {
     this.note(n, 'stop');
     this.bootedOnly.delete(n);
     const c = this.lab.container(n);
-    let how: 'clean' | 'powered-off' = 'clean';
     await c.kill({ signal: 'SIGTERM' }).catch(async (e: unknown) => {
       if (await running(c)) throw e; // not running: stopped already
     });
-    if (!(await exitedWithin(c, graceSeconds * 1000))) {
-      how = 'powered-off';
-      await this.ensureTable();
-      await this.dropBothWays(this.port(n), '', 'dead');
-      await c.kill({ signal: 'SIGKILL' }).catch(async (e: unknown) => {
-        if (await running(c)) throw e; // ended meanwhile: nothing to kill
-      });
-    }
+    const how = (await exitedWithin(c, graceSeconds * 1000)) ? 'clean' : 'powered-off';
+    if (how === 'powered-off') await this.powerOff(n, true);
     await this.unplug(n);
     return how;
   }
