@@ -627,6 +627,13 @@ describe('GatewayModule', () => {
     expect(after[windowed]!.arg).toMatch(
       /chain takeover_window \{\n\t\ttype filter hook prerouting priority mangle - 10; policy accept;\n\t\tip saddr @p0_src ip daddr @p0_dst ct state new tcp flags & \(syn \| ack\) != syn counter drop/,
     );
+    // the first commit (before the window) deletes what this node tracked towards the IP while it
+    // did not hold it (a stray hairpin entry would keep a binding with its tuple out), then commits
+    const first = at((c) => c.op === 'sh' && c.arg.includes(' -c || exit 3'));
+    expect({ firstBeforeSecond: first >= 0 && first < second, lines: after[first]!.arg.replace(/^-c /, '').split('\n').slice(0, 2) }, trace).toEqual({
+      firstBeforeSecond: true,
+      lines: ["'conntrack' '-D' '-d' '192.168.1.100' >/dev/null 2>&1", expect.stringMatching(/^'conntrackd' -C '.*' -c \|\| exit 3$/)],
+    });
     // one shell: flush, then commit, in that order; no conntrack process of its own
     const script = after[second]!.arg;
     const iFlush = script.indexOf("'-D' '-s' '10.10.10.1'");

@@ -14,6 +14,7 @@ import {
   FloatingIPHistory,
   floatingHistoryText,
   foreignBindingPurgeArgs,
+  strayEntryPurgeArgs,
   parseFloatingHistory,
   keptBindingLines,
   keptBindingsAt,
@@ -82,6 +83,17 @@ describe('egresslab_ctsync table (what gets replicated)', () => {
       ['-D', '-q', '192.168.1.102'],
     ]);
     expect(foreignBindingPurgeArgs(['192.168.1.100'], ['192.168.1.100'])).toEqual([]);
+  });
+
+  it("before a take's commit: the entries whose original destination is an IP taken (stray hairpin entries), never a binding", () => {
+    expect(strayEntryPurgeArgs(['192.168.1.101', '192.168.1.100'])).toEqual([
+      ['-D', '-d', '192.168.1.100'],
+      ['-D', '-d', '192.168.1.101'],
+    ]);
+    expect(strayEntryPurgeArgs([])).toEqual([]);
+    // in the commit's shell, before conntrackd -c
+    const script = commitScript('conntrackd', '/c.conf', 'conntrack', [], { flush: strayEntryPurgeArgs(['192.168.1.100']) });
+    expect(script.split('\n').slice(0, 2)).toEqual(["'conntrack' '-D' '-d' '192.168.1.100' >/dev/null 2>&1", "'conntrackd' -C '/c.conf' -c || exit 3"]);
   });
 
   it('the purge candidates are the current floating IPs and those seen before, the oldest forgotten past the cap', () => {

@@ -221,6 +221,19 @@ export function foreignBindingPurgeArgs(floatingIPs: readonly string[], owned: r
 }
 
 /**
+ * `conntrack` arguments deleting, before the commit of a take, the entries whose ORIGINAL
+ * destination is a floating IP being taken: traffic addressed to the IP that this node tracked
+ * while it did not hold it (hairpinned by a router's stale ARP entry; untracked since the gateway
+ * ruleset's hairpin chain, but made before it, e.g. while the node booted). Such an entry's
+ * original tuple is the reply tuple of the replicated binding of the same connection: left there,
+ * it keeps the binding from being committed (chaos seed 848038198). No binding is matched: a
+ * binding's original destination is the far end. "0 flow entries" is not an error.
+ */
+export function strayEntryPurgeArgs(taking: readonly string[]): string[][] {
+  return [...taking].sort().map((ip) => ['-D', '-d', ip]);
+}
+
+/**
  * The commit step as one shell script: `conntrackd -c`, then one `conntrack -D` per foreign
  * floating IP ("0 flow entries" is exit 1 for conntrack: not an error). Exit 3 if the commit failed.
  * Every argument is validated (paths by conntrackdConfigIssues, IPs by foreignBindingPurgeArgs'

@@ -622,6 +622,26 @@ describe("a floating IP never reaches the holder's own stack", () => {
   });
 });
 
+describe('a floating IP this node does not hold: its traffic is hairpinned untracked (chaos seed 848038198)', () => {
+  it("every node renders the raw-priority hairpin chain for the gateway's floating IPs; the kernel decides what is local", () => {
+    const hairpin = [
+      'type filter hook prerouting priority raw; policy accept;',
+      expect.stringMatching(
+        /^iifname "eth0" ip daddr \{ 192\.168\.1\.100, 192\.168\.1\.101 \} fib daddr type != local counter notrack comment "floating IP not held here/,
+      ),
+    ];
+    // the holder and a node that holds nothing render the same chain: the address on the uplink is what differs
+    expect(chain(renderGateway(computeGatewayPlan(input('node-2', { '192.168.1.100': 'node-2' }))).ruleset, 'hairpin')).toEqual(hairpin);
+    expect(chain(renderGateway(computeGatewayPlan(input('node-1', { '192.168.1.100': 'node-2' }))).ruleset, 'hairpin')).toEqual(hairpin);
+  });
+
+  it('no chain without floating IPs; the uplink name is used', () => {
+    const none = computeGatewayPlan(input('node-1', {}));
+    expect(renderGateway({ ...none, floatingIPs: [] }).ruleset).not.toContain('chain hairpin');
+    expect(chain(renderGateway(none, { uplink: 'ens5' }).ruleset, 'hairpin')[1]).toMatch(/^iifname "ens5" ip daddr/);
+  });
+});
+
 describe("a holder drops its own pods' replies that another kernel already de-NATed", () => {
   // node-1 has matched pods of both policies (10.10.10.1 for egress, 10.10.10.2 for other)
   const stray = (i: number, name: string) =>

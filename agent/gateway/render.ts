@@ -364,6 +364,22 @@ export function renderGateway(plan: GatewayPlan, opts: RenderOptions = {}): Rend
   // takeover) would otherwise reach this node's own TCP stack, which answers RST and kills the
   // connection at the far end; dropped instead, the far end retransmits into the right state.
   const ownedIPs = plan.ownedIPs.map((o) => o.ip);
+  // hairpin: the far end's traffic to a floating IP this node does not hold (a router's ARP entry
+  // still pointing here: routers keep them for minutes, and a gratuitous ARP can be lost) is
+  // forwarded to the holder, as before, but untracked. Tracked, it left an entry here (original:
+  // the far end -> the floating IP) that outlived the hairpin: when this node took the IP later,
+  // that entry's original tuple was the reply tuple of the replicated binding of the same
+  // connection, which could then not be committed (nor a kept one loaded); the far end's segments
+  // met the stray entry, the input rule below dropped them, and the pod's next segment was SNATed
+  // to another port (the binding's was taken): the far end answered RST (chaos seed 848038198,
+  // scenarios/gateway/stale-router-arp). `fib daddr type`: the kernel's own view of the addresses
+  // at the moment, so the take's add of the address is what turns tracking on, no set to update.
+  if (plan.floatingIPs.length) {
+    out += `${t}chain hairpin {\n${t}${t}type filter hook prerouting priority raw; policy accept;\n`;
+    out += `${t}${t}iifname "${uplink}" ip daddr { ${plan.floatingIPs.join(', ')} } fib daddr type != local counter notrack ${comment('floating IP not held here: forwarded to its holder untracked')}\n`;
+    out += `${t}}\n`;
+    ruleCount += 1;
+  }
   if (ownedIPs.length) {
     out += `${t}chain input {\n${t}${t}type filter hook input priority filter; policy accept;\n`;
     out += `${t}${t}ip daddr { ${ownedIPs.join(', ')} } meta l4proto { tcp, udp } counter drop ${comment("floating IP: NATed traffic only, never this node's own stack")}\n`;

@@ -92,6 +92,7 @@ import {
   keptBindingsAt,
   parseFloatingHistory,
   renderCtSyncTable,
+  strayEntryPurgeArgs,
   type ConntrackSyncOptions,
   type KeptBindings,
 } from '../gateway/conntrack-sync.js';
@@ -842,7 +843,7 @@ export class GatewayModule implements NodeModule {
       const c = await this.ctsync.commit(
         purgeIPs,
         plan.ownedIPs.map((o) => o.ip),
-        { pre: renderStrayReplyFence(this.lastPlan, taking, { uplink: this.uplink }) },
+        { pre: renderStrayReplyFence(this.lastPlan, taking, { uplink: this.uplink }), flush: strayEntryPurgeArgs(taking) },
       );
       committed = c.ok;
       if (c.ok) this.ctx.log(this.name, `conntrack sync: committed ${c.entries ?? '?'} replicated binding(s) in ${c.ms} ms before taking ${taking.join(', ')}`);
