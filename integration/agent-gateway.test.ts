@@ -176,6 +176,14 @@ describe('GatewayModule', () => {
     expect(lastNft(sys)).toContain('set p0_all { type ipv4_addr; elements = { 10.10.10.1, 10.10.11.1 } }');
     await waitFor(() => sys.calls.some((c) => c.op === 'arping' && c.arg === 'eth0 192.168.1.100'), 'gratuitous ARP');
     expect(sys.calls.some((c) => c.op === 'ip' && c.arg === 'address add 192.168.1.100/32 dev eth0')).toBe(true);
+    // no conntrack sync here: the take deletes what this node tracked towards the IP on its own, before the address goes on
+    const iPurge = sys.calls.findIndex((c) => c.op === 'conntrack' && c.arg === '-D -d 192.168.1.100');
+    expect({ purged: iPurge >= 0, beforeAdd: iPurge < sys.calls.findIndex((c) => c.op === 'ip' && c.arg === 'address add 192.168.1.100/32 dev eth0') }).toEqual(
+      {
+        purged: true,
+        beforeAdd: true,
+      },
+    );
     expect(sys.calls.filter((c) => c.op === 'sysctl').map((c) => c.arg)).toContain('net/ipv4/conf/eth0/send_redirects=0');
     // liberal TCP window tracking: entries kept from an earlier tenure or loaded back stay usable
     expect(sys.calls.filter((c) => c.op === 'sysctl').map((c) => c.arg)).toContain('net/netfilter/nf_conntrack_tcp_be_liberal=1');

@@ -26,6 +26,9 @@
  *       ct state invalid,untracked ip saddr @pN_all ip daddr @pN_dst jump pN_guard   (no entry: no NAT either)
  *   chain pN_guard      ip saddr <egressSourceIP> accept (holder) | mark + rt nexthop holder accept |
  *                       mark == holder's index, source untouched accept (towards the holder) | drop
+ *   chain hairpin       filter, prerouting, raw (-300), before conntrack (every node, any floating IP):
+ *       iifname <uplink> ip daddr { <floating IPs> } fib daddr type != local notrack   (not held here)
+ *   chain input         filter, input (holder only): ip daddr { <owned IPs> } tcp/udp drop
  * forward fence (ip rules, one per other node's pod CIDR; a routing decision, so it holds even
  *   when every nft hook is gone):
  *       pref 990 from <peer pod CIDR> fwmark 0/0x1000 iif <uplink> lookup 7100

@@ -848,6 +848,10 @@ export class GatewayModule implements NodeModule {
       committed = c.ok;
       if (c.ok) this.ctx.log(this.name, `conntrack sync: committed ${c.entries ?? '?'} replicated binding(s) in ${c.ms} ms before taking ${taking.join(', ')}`);
     }
+    // no commit shell ran (sync off, conntrackd not running, its commit failed): the entries this
+    // node made towards an IP it takes (strayEntryPurgeArgs) are deleted on their own, before the
+    // kept bindings are loaded and before the pods' next segments pick their ports
+    if (!committed && taking.length) await this.purgeStray(taking);
     // What the kernel has: read on start/resync (force) or after a failure; otherwise what we
     // programmed last time. Keeps the failover path free of listings (nft applies go through the
     // host's long-lived apply session; ip addr is one spawn).
@@ -1028,6 +1032,15 @@ export class GatewayModule implements NodeModule {
   }
 
   /** Deletes the pairs' entries (both orientations: conntrackFlushArgs); counts a pair once all its deletions went through. */
+  /** strayEntryPurgeArgs without a commit; a failure is logged ("0 flow entries" is not one). */
+  private async purgeStray(taking: readonly string[]): Promise<void> {
+    await Promise.all(
+      strayEntryPurgeArgs(taking).map((a) =>
+        this.host.conntrack(a).catch((e: unknown) => this.ctx.log(this.name, `conntrack ${a.join(' ')}: ${errorMessage(e)}`)),
+      ),
+    );
+  }
+
   private async flushPairs(pairs: readonly { src: string; dst: string }[]): Promise<void> {
     await Promise.all(
       pairs.map(async (pair) => {

@@ -16,6 +16,9 @@ import { pollUntil } from '../../harness/util/poll.js';
 import { describePacket, type DecodedPacket } from '../../harness/pcap/pcap.js';
 import { startTestLab } from '../../harness/testing/lab.js';
 import type { CaptureResult } from '../../harness/capture/capture.js';
+import type { Timeline } from '../../harness/probe/timeline.js';
+import { streamOutcome } from '../../harness/probe/stream.js';
+import { recordTimeline } from '../../harness/testing/artifacts.js';
 import { podRegistration, type PodRegistration } from '../../harness/cluster/pods.js';
 
 export const SEED_DIR = 'fixtures/manifests/seed-000';
@@ -297,4 +300,18 @@ export async function breakNode(lab: Lab, fault: NodeFault, node: string): Promi
 /** Undoes breakNode: start (agent included), unpause, heal (NODE_FAULTS). */
 export async function restoreNode(lab: Lab, fault: NodeFault, node: string): Promise<void> {
   await NODE_FAULTS[fault].undo(lab.faults, node);
+}
+
+/**
+ * A long-lived stream carried on through a failover as ONE connection: recorded on the report, not
+ * broken, never replaced, one local port, the far end saw one source IP:port and it is `ip`'s.
+ */
+export function expectSameConnection(label: string, t: Timeline, ip: string): void {
+  recordTimeline(label, t, [ip]);
+  const o = streamOutcome(label, t);
+  expect(t.stream!.survived, `${o.label}: ${t.stream!.reason}`).toBe(true);
+  expect(t.stream!.connections).toHaveLength(1);
+  expect(new Set(t.packets.map((p) => p.localPort)).size, `${o.label}: one local port`).toBe(1);
+  expect(o.endpoints, `${o.label}: the far end saw one source IP:port`).toHaveLength(1);
+  expect(o.endpoints[0]!.startsWith(`${ip}:`)).toBe(true);
 }

@@ -17,7 +17,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Lab } from '../../harness/lab/lab.js';
 import type { KubeClient } from '../../lib/kube/client.js';
-import { recordArtifactsOnFailure, recordTimeline } from '../../harness/testing/artifacts.js';
+import { recordArtifactsOnFailure } from '../../harness/testing/artifacts.js';
 import { pollUntil } from '../../harness/util/poll.js';
 import { NODE_FAULTS } from '../../harness/faults/faults.js';
 import { workerHolder } from '../../harness/cluster/holder.js';
@@ -27,6 +27,7 @@ import { describeSegment, segmentLeaks, startStreams, stopAndSegments, streamOut
 import {
   allUp,
   breakNode as breakHolder,
+  expectSameConnection,
   gw,
   restoreNode as restoreHolder,
   type NodeFault,
@@ -142,14 +143,8 @@ function check(fault: Fault, r: Run): void {
   );
   expect(r.newHolder).not.toBe(r.holder);
   r.timelines.forEach((t, i) => {
-    recordTimeline(r.labels[i]!, t, [IP_A]);
-    const o = outcomes[i]!;
     // the same connection carried on: not broken, not replaced, same local port, same endpoint
-    expect(t.stream!.survived, `${o.label}: ${t.stream!.reason}`).toBe(true);
-    expect(t.stream!.connections).toHaveLength(1);
-    expect(new Set(t.packets.map((p) => p.localPort)).size, `${o.label}: one local port`).toBe(1);
-    expect(o.endpoints, `${o.label}: the far end saw one source IP:port`).toHaveLength(1);
-    expect(o.endpoints[0]!.startsWith(`${IP_A}:`)).toBe(true);
+    expectSameConnection(r.labels[i]!, t, IP_A);
     expect(t).toFailOverWithin(5_000);
     expect(t).toHaveNoLeaks([IP_A]);
     expect(t).toBeObservedOnlyFrom([IP_A]);
