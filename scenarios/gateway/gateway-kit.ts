@@ -17,7 +17,8 @@ import { describePacket, type DecodedPacket } from '../../harness/pcap/pcap.js';
 import { startTestLab } from '../../harness/testing/lab.js';
 import type { CaptureResult } from '../../harness/capture/capture.js';
 import type { Timeline } from '../../harness/probe/timeline.js';
-import { streamOutcome } from '../../harness/probe/stream.js';
+import type { StreamOutcome } from '../../harness/probe/stream.js';
+import type { ContinuousProbe } from '../../harness/probe/probe.js';
 import { recordTimeline } from '../../harness/testing/artifacts.js';
 import { podRegistration, type PodRegistration } from '../../harness/cluster/pods.js';
 
@@ -306,12 +307,24 @@ export async function restoreNode(lab: Lab, fault: NodeFault, node: string): Pro
  * A long-lived stream carried on through a failover as ONE connection: recorded on the report, not
  * broken, never replaced, one local port, the far end saw one source IP:port and it is `ip`'s.
  */
-export function expectSameConnection(label: string, t: Timeline, ip: string): void {
-  recordTimeline(label, t, [ip]);
-  const o = streamOutcome(label, t);
+export function expectSameConnection(t: Timeline, o: StreamOutcome, ip: string): void {
+  recordTimeline(o.label, t, [ip]);
   expect(t.stream!.survived, `${o.label}: ${t.stream!.reason}`).toBe(true);
   expect(t.stream!.connections).toHaveLength(1);
   expect(new Set(t.packets.map((p) => p.localPort)).size, `${o.label}: one local port`).toBe(1);
   expect(o.endpoints, `${o.label}: the far end saw one source IP:port`).toHaveLength(1);
   expect(o.endpoints[0]!.startsWith(`${ip}:`)).toBe(true);
+}
+
+/**
+ * Polls (15 s at most) until every stream has `n` lines answered after `t` (ms since the epoch),
+ * or has reported its break: no waiting on a dead connection (the verdict says it broke).
+ */
+export async function streamsAnsweredOrBroken(streams: readonly ContinuousProbe[], t: number, n: number, what: string): Promise<void> {
+  const broken = async (p: ContinuousProbe) => (await p.records()).some((r) => r.connectionError !== undefined);
+  await pollUntil(async () => Promise.all(streams.map(async (p) => (await broken(p)) || (await p.answeredAfter(t)) >= n)), {
+    what: `every stream answered ${n} lines ${what}, or broken`,
+    timeoutMs: 15_000,
+    accept: (xs) => xs.every(Boolean),
+  });
 }
