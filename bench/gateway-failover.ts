@@ -1,5 +1,6 @@
 /**
- * Benchmark (issue 6): egress-gateway failover after a hard kill of the holder. Default topology,
+ * Benchmark (issue 6): egress-gateway failover after a hard kill of the holder (or, with --fault,
+ * a clean stop of its node, or a restart of its agent alone). Default topology,
  * fixtures/manifests/gateway/failover.yaml (fo-a on 192.168.1.100 to 8.8.8.0/24). Per iteration: a
  * UDP probe every 10 ms from a matched pod on another node to 8.8.8.8; SIGKILL the holder's
  * container; wait for 30 answered packets after the kill; start the node again and wait until every
@@ -8,21 +9,31 @@
  * egress IP. Prints p50/p95/max beside the configured lease (the detection floor), for each mode:
  * `quiet` (nothing else on the machine) and `busy` (a busy loop holds one core for the whole mode,
  * as a noisy CI runner would), side by side from the same run and the same lab.
- * Usage: node dist/bench/gateway-failover.js [--kills 10] [--interval-ms 10] [--modes quiet,busy]
+ * `--fault kill` (default) SIGKILLs the holder's container; `stop` stops it cleanly (SIGTERM to every
+ * process, as a node shutdown does; started again after); `agent-restart` restarts its agent
+ * process alone (SIGTERM, then a new agent: a DaemonSet rollout), the node and its datapath stay.
+ * Usage: node dist/bench/gateway-failover.js [--kills 10] [--interval-ms 10] [--modes quiet,busy] [--fault kill|stop|agent-restart]
  */
 import { execa, type ResultPromise } from 'execa';
 import { programArgs } from '../harness/util/args.js';
 import { Lab } from '../harness/lab/lab.js';
 import { topologyFromArg } from '../harness/topology/load.js';
 import { applyAll, loadManifests } from '../harness/cluster/apply.js';
-import { gatewayOf } from '../harness/cluster/cluster-status.js';
+import { everyNodeUp, gatewayOf } from '../harness/cluster/cluster-status.js';
+import { AGENT_PROCESS } from '../harness/cluster/cluster.js';
 import { workerHolder } from '../harness/cluster/holder.js';
 import { pollUntil } from '../harness/util/poll.js';
 import { summarize } from '../harness/report/failover.js';
 import { DEFAULT_LAB_PATHS } from '../harness/cluster/lab-config.js';
 
+const FAULTS = ['kill', 'stop', 'agent-restart'];
 const { flags } = programArgs('dist/bench/gateway-failover.js', {
-  flags: { kills: { value: true, int: true }, 'interval-ms': { value: true, int: true }, modes: { value: true, arg: 'quiet,busy' } },
+  flags: {
+    kills: { value: true, int: true },
+    'interval-ms': { value: true, int: true },
+    modes: { value: true, arg: 'quiet,busy' },
+    fault: { value: true, arg: 'kill|stop|agent-restart' },
+  },
   about: '  Egress-gateway failover after a hard kill of the holder: interruption p50/p95/max beside the lease, quiet and with one core busy.',
   check: (f) => [
     ...(f.kills !== undefined && f.kills < 1 ? [{ path: '--kills', value: f.kills, message: 'must be at least 1' }] : []),
@@ -31,9 +42,16 @@ const { flags } = programArgs('dist/bench/gateway-failover.js', {
       .split(',')
       .filter((m) => m !== 'quiet' && m !== 'busy')
       .map((m) => ({ path: '--modes', value: m, message: 'is not quiet or busy' })),
+    ...(f.fault !== undefined && !FAULTS.includes(f.fault) ? [{ path: '--fault', value: f.fault, message: `is not ${FAULTS.join(', ')}` }] : []),
   ],
 });
 const kills = flags.kills ?? 10;
+const fault = flags.fault ?? 'kill';
+const FAULT_TITLE: Record<string, string> = {
+  kill: 'SIGKILL of the holder',
+  stop: 'a clean stop of the holder',
+  'agent-restart': "a restart of the holder's agent",
+};
 const modes = (flags.modes ?? 'quiet,busy').split(',');
 
 /** One core held busy by a child process (ended with the mode, or with this process). */
@@ -69,12 +87,12 @@ async function main(): Promise<void> {
         busy?.kill('SIGKILL');
       }
     }
-    console.log(`\ngateway failover after SIGKILL of the holder (UDP every ${intervalMs} ms), same lab, same run`);
+    console.log(`\ngateway failover after ${FAULT_TITLE[fault]} (UDP every ${intervalMs} ms), same lab, same run`);
     console.log(`  configured lease (controller): ${leaseInfo}`);
     for (const { mode, rows } of results) {
       const xs = rows.map((r) => r.interruptionMs);
       console.log(
-        `  ${mode.padEnd(5)} ${rows.length} kills: interruption p50 ${pct(xs, 50)} ms, p95 ${pct(xs, 95)} ms, max ${Math.max(...xs)} ms, min ${Math.min(...xs)} ms; leaked packets (source != ${IP}): ${rows.reduce((s, r) => s + r.leaked, 0)}`,
+        `  ${mode.padEnd(5)} ${rows.length} x ${fault}: interruption p50 ${pct(xs, 50)} ms, p95 ${pct(xs, 95)} ms, max ${Math.max(...xs)} ms, min ${Math.min(...xs)} ms; leaked packets (source != ${IP}): ${rows.reduce((s, r) => s + r.leaked, 0)}`,
       );
     }
     async function runKills(mode: string): Promise<Row[]> {
@@ -91,24 +109,33 @@ async function main(): Promise<void> {
         let to = '?';
         try {
           await pollUntil(() => probe.answeredAfter(), { what: '20 answered before the kill', timeoutMs: 15_000, accept: (n) => n >= 20 });
-          await lab.faults.kill(holder);
+          if (fault === 'kill') await lab.faults.kill(holder);
+          else if (fault === 'stop') await lab.faults.stop(holder);
+          else await lab.faults.restartProcess(holder, AGENT_PROCESS);
+          // a restarted agent may keep its IPs (back before the controller's expiry): then nothing moves,
+          // and the outage is whatever the restart cost; the probe runs until the node is Up again
           const moved = await pollUntil(gw, {
-            what: `${IP} to move off ${holder}`,
+            what: fault === 'agent-restart' ? `${holder} Up again (its agent restarted)` : `${IP} to move off ${holder}`,
             timeoutMs: 20_000,
             intervalMs: 20,
-            accept: (s) => !!s.assignments[IP] && s.assignments[IP] !== holder,
+            accept: (s) =>
+              fault === 'agent-restart'
+                ? everyNodeUp(s, lab.topology.nodes.length) && !!s.assignments[IP]
+                : !!s.assignments[IP] && s.assignments[IP] !== holder,
           });
           to = moved.assignments[IP]!;
           const tMoved = Date.now();
           await pollUntil(() => probe.answeredAfter(tMoved), { what: '30 answered after the move', timeoutMs: 20_000, accept: (n) => n >= 30 });
         } finally {
-          await lab.faults.start(holder).catch((e: Error) => console.error(`start ${holder}: ${e.message}`));
+          if (fault !== 'agent-restart') await lab.faults.start(holder).catch((e: Error) => console.error(`start ${holder}: ${e.message}`));
         }
         const t = await probe.stop();
+        // the next break starts from a whole cluster (the broken node back Up)
+        await pollUntil(gw, { what: 'every node Up again', timeoutMs: 30_000, intervalMs: 100, accept: (s) => everyNodeUp(s, lab.topology.nodes.length) });
         const r = summarize(t, [IP]);
         rows.push({ holder, to, interruptionMs: r.longestOutageMs, lost: r.longestLost, leaked: r.leaks!.count, outages: r.outages.length });
         console.log(
-          `${mode} kill ${i + 1}/${kills}: ${holder} -> ${to}, probe from ${pod}: interruption ${r.longestOutageMs} ms (${r.longestLost} lost, ${r.outages.length} outage(s)), leaked ${r.leaks!.count}, sources ${JSON.stringify(r.sources)}`,
+          `${mode} ${fault} ${i + 1}/${kills}: ${holder} -> ${to}, probe from ${pod}: interruption ${r.longestOutageMs} ms (${r.longestLost} lost, ${r.outages.length} outage(s)), leaked ${r.leaks!.count}, sources ${JSON.stringify(r.sources)}`,
         );
       }
       return rows;

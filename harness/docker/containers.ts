@@ -8,7 +8,6 @@
  */
 import { existsSync } from 'node:fs';
 import type Docker from 'dockerode';
-import { GenericContainer } from 'testcontainers';
 import { docker, LABEL, isNotFound } from './client.js';
 import { LabError } from '../util/errors.js';
 
@@ -281,20 +280,34 @@ function engineError(spec: LabContainerSpec, error: unknown): Error {
 /**
  * testcontainers gives the start lifecycle (create, start, startup timeout, its session labels);
  * the create request is replaced by ours (labContainerOptions: exact capabilities, masks, mounts).
+ * Loaded on the first container start, not with this module: testcontainers and what it brings
+ * (undici, ssh2, grpc, archiver) cost every CLI command that starts no container (status, apply,
+ * exec, down, ...) about 0.45 s of CPU at startup (bench/cli-start).
  */
-class LabContainer extends GenericContainer {
-  constructor(spec: LabContainerSpec) {
-    super(spec.image);
-    const o = labContainerOptions(spec);
-    this.withName(spec.name)
-      .withHostname(spec.hostname)
-      .withCommand(spec.command)
-      .withLabels(o.Labels ?? {})
-      .withNetworkMode('none')
-      .withStartupTimeout(30_000);
-    this.createOpts.NetworkDisabled = o.NetworkDisabled;
-    Object.assign(this.hostConfig, o.HostConfig);
-  }
+type LabContainerClass = new (spec: LabContainerSpec) => { start(): Promise<{ getId(): string }> };
+let labContainerClass: Promise<LabContainerClass> | undefined;
+function loadLabContainer(): Promise<LabContainerClass> {
+  labContainerClass ??= import('testcontainers').then(
+    ({ GenericContainer }) =>
+      class LabContainer extends GenericContainer {
+        constructor(spec: LabContainerSpec) {
+          super(spec.image);
+          const o = labContainerOptions(spec);
+          this.withName(spec.name)
+            .withHostname(spec.hostname)
+            .withCommand(spec.command)
+            .withLabels(o.Labels ?? {})
+            .withNetworkMode('none')
+            .withStartupTimeout(30_000);
+          this.createOpts.NetworkDisabled = o.NetworkDisabled;
+          Object.assign(this.hostConfig, o.HostConfig);
+        }
+      },
+  );
+  labContainerClass.catch(() => {
+    labContainerClass = undefined;
+  });
+  return labContainerClass;
 }
 
 /**
@@ -322,6 +335,7 @@ export async function startLabContainer(spec: LabContainerSpec): Promise<Docker.
   }
   if (startPath(process.env.DOCKER_HOST) === 'testcontainers') {
     testcontainersHost ??= process.env.DOCKER_HOST ?? '';
+    const LabContainer = await loadLabContainer();
     try {
       const started = await new LabContainer(spec).start();
       return d.getContainer(started.getId());

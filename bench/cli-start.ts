@@ -1,0 +1,74 @@
+/**
+ * Benchmark: what one `egresslab` command costs to start, beside the floor of a bare `node -e 0`,
+ * interleaved, over several runs. Every CLI call in a test (exec, partition, capture, status,
+ * apply, down, ...) pays it, and so does a user at a prompt. Timed per command: wall time and the
+ * CPU time of the child (user + system, from this process's reaped-children counters in
+ * /proc/self/stat), medians. The commands start no container and need no lab: `--help`, and
+ * `status` / `down` of a lab that does not exist (they load the lab runtime and ask the engine).
+ * `--bin` times another checkout's CLI (e.g. a build of main before a change) in the same run,
+ * interleaved with this one's, for a before/after.
+ *   npm run build && node dist/bench/cli-start.js [--runs 7] [--bin /path/to/other/bin/egresslab.js]
+ */
+import { readFileSync } from 'node:fs';
+import { execa } from 'execa';
+import { programArgs } from '../harness/util/args.js';
+import { projectRoot } from '../harness/util/paths.js';
+
+const { flags } = programArgs('dist/bench/cli-start.js', {
+  flags: { runs: { value: true, int: true }, bin: { value: true, arg: 'FILE' } },
+  about: '  What one egresslab command costs to start (wall and CPU), beside a bare node -e 0, interleaved.',
+  check: (f) => (f.runs !== undefined && f.runs < 1 ? [{ path: '--runs', value: f.runs, message: 'must be at least 1' }] : []),
+});
+const runs = flags.runs ?? 7;
+const HZ = 100;
+const LAB = 'cli-start-bench-none';
+
+/** CPU seconds of this process's reaped children so far (cutime + cstime). */
+function childrenCpu(): number {
+  const s = readFileSync('/proc/self/stat', 'utf8');
+  const f = s.slice(s.lastIndexOf(')') + 2).split(' ');
+  return (Number(f[13]) + Number(f[14])) / HZ;
+}
+
+async function timed(argv: string[]): Promise<{ wallMs: number; cpuMs: number }> {
+  const c0 = childrenCpu();
+  const t0 = performance.now();
+  await execa(process.execPath, argv, { reject: false, stdin: 'ignore' });
+  return { wallMs: performance.now() - t0, cpuMs: (childrenCpu() - c0) * 1000 };
+}
+
+const median = (xs: number[]): number => {
+  const s = [...xs].sort((a, b) => a - b);
+  const m = s.length >> 1;
+  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
+};
+
+const bins: { name: string; file: string }[] = [{ name: 'this checkout', file: `${projectRoot()}/bin/egresslab.js` }];
+if (flags.bin) bins.push({ name: flags.bin, file: flags.bin });
+const cases: { what: string; argv: (bin: string) => string[] }[] = [
+  { what: 'node -e 0 (floor)', argv: () => ['-e', '0'] },
+  ...bins.flatMap((b) => [
+    { what: `${b.name}: --help`, argv: () => [b.file, '--help'] },
+    { what: `${b.name}: status --lab (none)`, argv: () => [b.file, 'status', '--lab', LAB] },
+    { what: `${b.name}: down --lab (none)`, argv: () => [b.file, 'down', '--lab', LAB] },
+  ]),
+];
+const results = new Map<string, { wall: number[]; cpu: number[] }>(cases.map((c) => [c.what, { wall: [], cpu: [] }]));
+// one untimed warm-up of each (file cache)
+for (const c of cases) await timed(c.argv(''));
+for (let i = 0; i < runs; i++) {
+  for (const c of cases) {
+    const r = await timed(c.argv(''));
+    results.get(c.what)!.wall.push(r.wallMs);
+    results.get(c.what)!.cpu.push(r.cpuMs);
+  }
+}
+const floor = results.get(cases[0]!.what)!;
+console.log(`egresslab CLI start, ${runs} runs each, interleaved (medians; ratio to the floor's wall time)`);
+for (const c of cases) {
+  const r = results.get(c.what)!;
+  const w = median(r.wall);
+  console.log(
+    `  ${c.what.padEnd(Math.max(...cases.map((x) => x.what.length)))}  wall ${w.toFixed(0).padStart(5)} ms  CPU ${median(r.cpu).toFixed(0).padStart(5)} ms  x${(w / median(floor.wall)).toFixed(1)}`,
+  );
+}
