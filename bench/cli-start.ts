@@ -5,7 +5,8 @@
  * CPU time of the child (user + system, from this process's reaped-children counters in
  * /proc/self/stat), medians. The commands start no container and need no lab: `--help`, and
  * `status` / `down` of a lab that does not exist (they load the lab runtime and ask the engine).
- * `--bin` times another checkout's CLI (e.g. a build of main before a change) in the same run,
+ * Each command's answer is checked (exit code, message): one that fails early (no build, no
+ * engine) would otherwise time nothing. `--bin` times another checkout's CLI (e.g. a build of main before a change) in the same run,
  * interleaved with this one's, for a before/after.
  *   npm run build && node dist/bench/cli-start.js [--runs 7] [--bin /path/to/other/bin/egresslab.js]
  */
@@ -30,11 +31,23 @@ function childrenCpu(): number {
   return (Number(f[13]) + Number(f[14])) / HZ;
 }
 
-async function timed(argv: string[]): Promise<{ wallMs: number; cpuMs: number }> {
+interface Case {
+  what: string;
+  argv: string[];
+  /** what the command must answer: a command that fails early (no build, no engine) would time nothing */
+  expect: { exitCode: number; stderr?: string };
+}
+
+async function timed(c: Case): Promise<{ wallMs: number; cpuMs: number }> {
   const c0 = childrenCpu();
   const t0 = performance.now();
-  await execa(process.execPath, argv, { reject: false, stdin: 'ignore' });
-  return { wallMs: performance.now() - t0, cpuMs: (childrenCpu() - c0) * 1000 };
+  const r = await execa(process.execPath, c.argv, { reject: false, stdin: 'ignore' });
+  const wallMs = performance.now() - t0;
+  if (r.exitCode !== c.expect.exitCode || (c.expect.stderr && !r.stderr.includes(c.expect.stderr)))
+    throw new Error(
+      `${c.what}: expected exit ${c.expect.exitCode}${c.expect.stderr ? ` and "${c.expect.stderr}"` : ''}, got exit ${r.exitCode}: ${r.stderr.trim().slice(0, 300)}`,
+    );
+  return { wallMs, cpuMs: (childrenCpu() - c0) * 1000 };
 }
 
 const median = (xs: number[]): number => {
@@ -45,20 +58,22 @@ const median = (xs: number[]): number => {
 
 const bins: { name: string; file: string }[] = [{ name: 'this checkout', file: `${projectRoot()}/bin/egresslab.js` }];
 if (flags.bin) bins.push({ name: flags.bin, file: flags.bin });
-const cases: { what: string; argv: (bin: string) => string[] }[] = [
-  { what: 'node -e 0 (floor)', argv: () => ['-e', '0'] },
+// status and down of a lab that is not up: they load the lab runtime, ask the engine, and say so
+const NO_LAB = { exitCode: 1, stderr: `no lab named ${LAB} is up` };
+const cases: Case[] = [
+  { what: 'node -e 0 (floor)', argv: ['-e', '0'], expect: { exitCode: 0 } },
   ...bins.flatMap((b) => [
-    { what: `${b.name}: --help`, argv: () => [b.file, '--help'] },
-    { what: `${b.name}: status --lab (none)`, argv: () => [b.file, 'status', '--lab', LAB] },
-    { what: `${b.name}: down --lab (none)`, argv: () => [b.file, 'down', '--lab', LAB] },
+    { what: `${b.name}: --help`, argv: [b.file, '--help'], expect: { exitCode: 0 } },
+    { what: `${b.name}: status --lab (none)`, argv: [b.file, 'status', '--lab', LAB], expect: NO_LAB },
+    { what: `${b.name}: down --lab (none)`, argv: [b.file, 'down', '--lab', LAB], expect: NO_LAB },
   ]),
 ];
 const results = new Map<string, { wall: number[]; cpu: number[] }>(cases.map((c) => [c.what, { wall: [], cpu: [] }]));
 // one untimed warm-up of each (file cache)
-for (const c of cases) await timed(c.argv(''));
+for (const c of cases) await timed(c);
 for (let i = 0; i < runs; i++) {
   for (const c of cases) {
-    const r = await timed(c.argv(''));
+    const r = await timed(c);
     results.get(c.what)!.wall.push(r.wallMs);
     results.get(c.what)!.cpu.push(r.cpuMs);
   }

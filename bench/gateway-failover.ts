@@ -21,6 +21,7 @@ import { topologyFromArg } from '../harness/topology/load.js';
 import { applyAll, loadManifests } from '../harness/cluster/apply.js';
 import { everyNodeUp, gatewayOf } from '../harness/cluster/cluster-status.js';
 import { AGENT_PROCESS } from '../harness/cluster/cluster.js';
+import { readAgentStatusIfAny, type AgentStatusFile } from '../harness/cluster/masq-applied.js';
 import { workerHolder } from '../harness/cluster/holder.js';
 import { pollUntil } from '../harness/util/poll.js';
 import { summarize } from '../harness/report/failover.js';
@@ -34,7 +35,8 @@ const { flags } = programArgs('dist/bench/gateway-failover.js', {
     modes: { value: true, arg: 'quiet,busy' },
     fault: { value: true, arg: 'kill|stop|agent-restart' },
   },
-  about: '  Egress-gateway failover after a hard kill of the holder: interruption p50/p95/max beside the lease, quiet and with one core busy.',
+  about:
+    '  Egress-gateway failover after a kill (or clean stop, or agent restart) of the holder: interruption p50/p95/max beside the lease, quiet and with one core busy.',
   check: (f) => [
     ...(f.kills !== undefined && f.kills < 1 ? [{ path: '--kills', value: f.kills, message: 'must be at least 1' }] : []),
     ...(f['interval-ms'] !== undefined && f['interval-ms'] < 1 ? [{ path: '--interval-ms', value: f['interval-ms'], message: 'must be at least 1' }] : []),
@@ -64,6 +66,11 @@ const intervalMs = flags['interval-ms'] ?? 10;
 const IP = '192.168.1.100';
 const PODS = ['alice/frontend-1', 'paul/frontend-2', 'default/client-3'];
 
+/** Heartbeats of this agent the controller acknowledged (its status file, the lease module's beacon). */
+function acknowledged(st: AgentStatusFile): number {
+  return (st as unknown as { lease?: { heartbeat?: { acknowledged?: number } } }).lease?.heartbeat?.acknowledged ?? 0;
+}
+
 function pct(xs: number[], p: number): number {
   const s = [...xs].sort((a, b) => a - b);
   return s[Math.min(s.length - 1, Math.ceil((p / 100) * s.length) - 1)]!;
@@ -77,7 +84,7 @@ async function main(): Promise<void> {
     const ctl = JSON.parse((await lab.exec('cp-1', ['cat', DEFAULT_LAB_PATHS.controllerConfig])).stdout) as Record<string, unknown>;
     const leaseInfo = JSON.stringify(Object.fromEntries(Object.entries(ctl).filter(([k]) => /lease|expiry|renew/i.test(k))));
     const gw = () => gatewayOf(api);
-    type Row = { holder: string; to: string; interruptionMs: number; lost: number; leaked: number; outages: number };
+    type Row = { holder: string; to: string; interruptionMs: number; lost: number; leaked: number; outages: number; poweredOff: boolean };
     const results: { mode: string; rows: Row[] }[] = [];
     for (const mode of modes) {
       const busy = mode === 'busy' ? busyLoop() : undefined;
@@ -92,7 +99,9 @@ async function main(): Promise<void> {
     for (const { mode, rows } of results) {
       const xs = rows.map((r) => r.interruptionMs);
       console.log(
-        `  ${mode.padEnd(5)} ${rows.length} x ${fault}: interruption p50 ${pct(xs, 50)} ms, p95 ${pct(xs, 95)} ms, max ${Math.max(...xs)} ms, min ${Math.min(...xs)} ms; leaked packets (source != ${IP}): ${rows.reduce((s, r) => s + r.leaked, 0)}`,
+        `  ${mode.padEnd(5)} ${rows.length} x ${fault}: interruption p50 ${pct(xs, 50)} ms, p95 ${pct(xs, 95)} ms, max ${Math.max(...xs)} ms, min ${Math.min(...xs)} ms; leaked packets (source != ${IP}): ${rows.reduce((s, r) => s + r.leaked, 0)}` +
+          (fault === 'agent-restart' ? `; the IP moved in ${rows.filter((r) => r.to !== r.holder).length}` : '') +
+          (fault === 'stop' ? `; powered off (the clean stop overran its grace): ${rows.filter((r) => r.poweredOff).length}` : ''),
       );
     }
     async function runKills(mode: string): Promise<Row[]> {
@@ -107,15 +116,29 @@ async function main(): Promise<void> {
         const pod = PODS.find((p) => lab.pod(p).node !== holder)!;
         const probe = await lab.continuousProbe(pod, '8.8.8.8', { proto: 'udp', intervalMs, timeoutMs: 300 });
         let to = '?';
+        let how: 'clean' | 'powered-off' | undefined;
         try {
           await pollUntil(() => probe.answeredAfter(), { what: '20 answered before the kill', timeoutMs: 15_000, accept: (n) => n >= 20 });
           if (fault === 'kill') await lab.faults.kill(holder);
-          else if (fault === 'stop') await lab.faults.stop(holder);
-          else await lab.faults.restartProcess(holder, AGENT_PROCESS);
-          // a restarted agent may keep its IPs (back before the controller's expiry): then nothing moves,
-          // and the outage is whatever the restart cost; the probe runs until the node is Up again
-          const moved = await pollUntil(gw, {
-            what: fault === 'agent-restart' ? `${holder} Up again (its agent restarted)` : `${IP} to move off ${holder}`,
+          else if (fault === 'stop') how = await lab.faults.stop(holder);
+          else {
+            const oldPid = (await readAgentStatusIfAny(lab, holder))?.pid;
+            await lab.faults.restartProcess(holder, AGENT_PROCESS);
+            // The new agent runs and the controller has acknowledged one of its heartbeats: whether
+            // the node went Down in between (the restart outlasted the controller's grace) is decided
+            // by then, and a move it caused is under way. restartProcess alone returns when the
+            // process is started, inside the grace, before anything could be decided.
+            await pollUntil(() => readAgentStatusIfAny(lab, holder), {
+              what: `the new agent on ${holder} running, a heartbeat of it acknowledged`,
+              timeoutMs: 20_000,
+              intervalMs: 50,
+              accept: (st) => !!st && st.pid !== oldPid && st.phase === 'running' && acknowledged(st) > 0,
+            });
+          }
+          // a restarted agent may keep its IPs (back within the controller's grace): then nothing
+          // moves, and the outage is whatever the restart cost
+          await pollUntil(gw, {
+            what: fault === 'agent-restart' ? `every node Up and ${IP} assigned` : `${IP} to move off ${holder}`,
             timeoutMs: 20_000,
             intervalMs: 20,
             accept: (s) =>
@@ -123,9 +146,10 @@ async function main(): Promise<void> {
                 ? everyNodeUp(s, lab.topology.nodes.length) && !!s.assignments[IP]
                 : !!s.assignments[IP] && s.assignments[IP] !== holder,
           });
-          to = moved.assignments[IP]!;
           const tMoved = Date.now();
           await pollUntil(() => probe.answeredAfter(tMoved), { what: '30 answered after the move', timeoutMs: 20_000, accept: (n) => n >= 30 });
+          // where the IP is now (after an agent restart: the holder still, or where a failover took it)
+          to = (await gw()).assignments[IP] ?? '?';
         } finally {
           if (fault !== 'agent-restart') await lab.faults.start(holder).catch((e: Error) => console.error(`start ${holder}: ${e.message}`));
         }
@@ -133,9 +157,17 @@ async function main(): Promise<void> {
         // the next break starts from a whole cluster (the broken node back Up)
         await pollUntil(gw, { what: 'every node Up again', timeoutMs: 30_000, intervalMs: 100, accept: (s) => everyNodeUp(s, lab.topology.nodes.length) });
         const r = summarize(t, [IP]);
-        rows.push({ holder, to, interruptionMs: r.longestOutageMs, lost: r.longestLost, leaked: r.leaks!.count, outages: r.outages.length });
+        rows.push({
+          holder,
+          to,
+          interruptionMs: r.longestOutageMs,
+          lost: r.longestLost,
+          leaked: r.leaks!.count,
+          outages: r.outages.length,
+          poweredOff: how === 'powered-off',
+        });
         console.log(
-          `${mode} ${fault} ${i + 1}/${kills}: ${holder} -> ${to}, probe from ${pod}: interruption ${r.longestOutageMs} ms (${r.longestLost} lost, ${r.outages.length} outage(s)), leaked ${r.leaks!.count}, sources ${JSON.stringify(r.sources)}`,
+          `${mode} ${fault}${how === 'powered-off' ? ' (not down within its grace: powered off)' : ''} ${i + 1}/${kills}: ${holder} -> ${to}, probe from ${pod}: interruption ${r.longestOutageMs} ms (${r.longestLost} lost, ${r.outages.length} outage(s)), leaked ${r.leaks!.count}, sources ${JSON.stringify(r.sources)}`,
         );
       }
       return rows;

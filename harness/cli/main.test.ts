@@ -47,6 +47,36 @@ describe('CLI entry (no engine needed)', () => {
     expect(code).toBe(0);
   });
 
+  it('a command that starts no container never loads testcontainers (its load is the first container start: 260-350 ms of CPU per command)', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'egl-cli-loads-'));
+    try {
+      // every CommonJS file loaded (testcontainers is one, imported from ESM or not), listed at exit
+      const probe = join(dir, 'loads.mjs');
+      writeFileSync(
+        probe,
+        "import { createRequire } from 'node:module';\n" +
+          'const req = createRequire(import.meta.url);\n' +
+          "process.on('exit', () => process.stderr.write(`LOADED ${JSON.stringify(Object.keys(req.cache))}\\n`));\n",
+      );
+      const child = spawn(process.execPath, ['--import', probe, join(projectRoot(), 'bin/egresslab.js'), 'status', '--lab', 'no-such-lab-loads'], {
+        stdio: ['ignore', 'ignore', 'pipe'],
+      });
+      let stderr = '';
+      child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+      const code = await new Promise<number | null>((r) => child.on('close', r));
+      const line = stderr.split('\n').find((l) => l.startsWith('LOADED '));
+      expect(line, stderr).toBeDefined();
+      const loaded = JSON.parse(line!.slice('LOADED '.length)) as string[];
+      // the witness works: the lab runtime's own CommonJS dependency is in the list
+      expect(loaded.some((f) => f.includes('/node_modules/dockerode/'))).toBe(true);
+      expect(loaded.filter((f) => f.includes('/node_modules/testcontainers/'))).toEqual([]);
+      // it got as far as asking the engine about the lab (or found no engine: either way past the loads)
+      expect(code).not.toBe(0);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
   it('stop --grace outside 0-3600: exit 2 naming the flag and the value, before any lab is looked up', async () => {
     const err: string[] = [];
     vi.spyOn(process.stderr, 'write').mockImplementation((s) => (err.push(String(s)), true));

@@ -280,9 +280,10 @@ function engineError(spec: LabContainerSpec, error: unknown): Error {
 /**
  * testcontainers gives the start lifecycle (create, start, startup timeout, its session labels);
  * the create request is replaced by ours (labContainerOptions: exact capabilities, masks, mounts).
- * Loaded on the first container start, not with this module: testcontainers and what it brings
- * (undici, ssh2, grpc, archiver) cost every CLI command that starts no container (status, apply,
- * exec, down, ...) about 0.45 s of CPU at startup (bench/cli-start).
+ * Loaded on the first container start, not with this module: testcontainers and what only it
+ * brings (undici, archiver and their dependencies; dockerode loads ssh2 and grpc anyway) cost every
+ * CLI command that starts no container (status, apply, exec, down, ...) 260-350 ms of CPU at
+ * startup (bench/cli-start: 1150-1170 ms per command before, 820-890 ms after).
  */
 type LabContainerClass = new (spec: LabContainerSpec) => { start(): Promise<{ getId(): string }> };
 let labContainerClass: Promise<LabContainerClass> | undefined;

@@ -67,8 +67,10 @@ const nodes = () => lab.topology.nodes.map((n) => n.name);
  * restarts it (one node at a time); an agent already so is left alone (no restart).
  */
 async function setSync(on: boolean): Promise<void> {
+  const settled = (s: Awaited<ReturnType<typeof readAgentStatusIfAny>>) =>
+    s?.gateway?.conntrackSync?.enabled === on && (!on || s.gateway.conntrackSync.running === true);
   for (const node of nodes()) {
-    if ((await readAgentStatusIfAny(lab, node))?.gateway?.conntrackSync?.enabled === on) continue;
+    if (settled(await readAgentStatusIfAny(lab, node))) continue;
     const cfg = JSON.parse((await lab.exec(node, ['cat', AGENT_CONFIG])).stdout) as Record<string, unknown>;
     cfg.gatewayConntrackSync = on;
     await lab.exec(node, ['sh', '-c', `cat > ${AGENT_CONFIG}.new && mv ${AGENT_CONFIG}.new ${AGENT_CONFIG}`], { stdin: `${JSON.stringify(cfg, null, 2)}\n` });
@@ -77,7 +79,7 @@ async function setSync(on: boolean): Promise<void> {
       what: `the agent on ${node} running with conntrack sync ${on ? 'on' : 'off'}`,
       timeoutMs: 20_000,
       intervalMs: 100,
-      accept: (s) => s?.gateway?.conntrackSync?.enabled === on && (!on || s.gateway.conntrackSync.running === true),
+      accept: settled,
     });
   }
 }
@@ -214,8 +216,9 @@ describe(`conntrack state sync: ${N} long-lived TCP connections across a SIGKILL
   });
 
   it('sync OFF (loose pickup): measured for comparison; still zero leaks', async () => {
-    // left off afterwards: the lab goes down after this test, and the sync ON test turns it on
-    // again itself (four agent restarts, about 5 s, were spent here on a lab about to go)
+    // left off afterwards: the lab goes down after this test (a lab kept for a look, EGRESSLAB_KEEP,
+    // keeps sync off), and the sync ON test turns it on itself (restoring it here cost four agent
+    // restarts, about 5 s, on a lab about to go)
     await setSync(false);
     // what loose pickup can and cannot do is in the log and docs/gateway.md: the survival figure is
     // measured, not asserted; report() asserts the capture saw every connection and no leak
