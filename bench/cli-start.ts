@@ -14,6 +14,7 @@ import { readFileSync } from 'node:fs';
 import { execa } from 'execa';
 import { programArgs } from '../harness/util/args.js';
 import { projectRoot } from '../harness/util/paths.js';
+import { median } from './lab-guard.js';
 
 const { flags } = programArgs('dist/bench/cli-start.js', {
   flags: { runs: { value: true, int: true }, bin: { value: true, arg: 'FILE' } },
@@ -49,12 +50,6 @@ async function timed(c: Case): Promise<{ wallMs: number; cpuMs: number }> {
     );
   return { wallMs, cpuMs: (childrenCpu() - c0) * 1000 };
 }
-
-const median = (xs: number[]): number => {
-  const s = [...xs].sort((a, b) => a - b);
-  const m = s.length >> 1;
-  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
-};
 
 const bins: { name: string; file: string }[] = [{ name: 'this checkout', file: `${projectRoot()}/bin/egresslab.js` }];
 if (flags.bin) bins.push({ name: flags.bin, file: flags.bin });

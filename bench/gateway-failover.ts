@@ -21,13 +21,19 @@ import { topologyFromArg } from '../harness/topology/load.js';
 import { applyAll, loadManifests } from '../harness/cluster/apply.js';
 import { everyNodeUp, gatewayOf } from '../harness/cluster/cluster-status.js';
 import { AGENT_PROCESS } from '../harness/cluster/cluster.js';
-import { readAgentStatusIfAny, type AgentStatusFile } from '../harness/cluster/masq-applied.js';
+import { readAgentStatusIfAny } from '../harness/cluster/masq-applied.js';
+import { pct } from './lab-guard.js';
 import { workerHolder } from '../harness/cluster/holder.js';
 import { pollUntil } from '../harness/util/poll.js';
 import { summarize } from '../harness/report/failover.js';
 import { DEFAULT_LAB_PATHS } from '../harness/cluster/lab-config.js';
 
-const FAULTS = ['kill', 'stop', 'agent-restart'];
+const FAULT_TITLE: Record<string, string> = {
+  kill: 'SIGKILL of the holder',
+  stop: 'a clean stop of the holder',
+  'agent-restart': "a restart of the holder's agent",
+};
+const FAULTS = Object.keys(FAULT_TITLE);
 const { flags } = programArgs('dist/bench/gateway-failover.js', {
   flags: {
     kills: { value: true, int: true },
@@ -49,11 +55,6 @@ const { flags } = programArgs('dist/bench/gateway-failover.js', {
 });
 const kills = flags.kills ?? 10;
 const fault = flags.fault ?? 'kill';
-const FAULT_TITLE: Record<string, string> = {
-  kill: 'SIGKILL of the holder',
-  stop: 'a clean stop of the holder',
-  'agent-restart': "a restart of the holder's agent",
-};
 const modes = (flags.modes ?? 'quiet,busy').split(',');
 
 /** One core held busy by a child process (ended with the mode, or with this process). */
@@ -65,16 +66,6 @@ function busyLoop(): ResultPromise {
 const intervalMs = flags['interval-ms'] ?? 10;
 const IP = '192.168.1.100';
 const PODS = ['alice/frontend-1', 'paul/frontend-2', 'default/client-3'];
-
-/** Heartbeats of this agent the controller acknowledged (its status file, the lease module's beacon). */
-function acknowledged(st: AgentStatusFile): number {
-  return (st as unknown as { lease?: { heartbeat?: { acknowledged?: number } } }).lease?.heartbeat?.acknowledged ?? 0;
-}
-
-function pct(xs: number[], p: number): number {
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.min(s.length - 1, Math.ceil((p / 100) * s.length) - 1)]!;
-}
 
 async function main(): Promise<void> {
   const lab = await Lab.up({ topology: topologyFromArg('default'), id: `bgf-${Math.random().toString(36).slice(2, 7)}` });
@@ -132,7 +123,7 @@ async function main(): Promise<void> {
               what: `the new agent on ${holder} running, a heartbeat of it acknowledged`,
               timeoutMs: 20_000,
               intervalMs: 50,
-              accept: (st) => !!st && st.pid !== oldPid && st.phase === 'running' && acknowledged(st) > 0,
+              accept: (st) => !!st && st.pid !== oldPid && st.phase === 'running' && (st.lease?.heartbeat?.acknowledged ?? 0) > 0,
             });
           }
           // a restarted agent may keep its IPs (back within the controller's grace): then nothing

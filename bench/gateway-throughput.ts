@@ -32,7 +32,7 @@ import type { KubeObject } from '../lib/kube/types.js';
 import type { Lab } from '../harness/lab/lab.js';
 import { workerHolder } from '../harness/cluster/holder.js';
 import { pollUntil } from '../harness/util/poll.js';
-import { withLab } from './lab-guard.js';
+import { median, withLab } from './lab-guard.js';
 import { execaSync } from 'execa';
 import { programArgs } from '../harness/util/args.js';
 
@@ -176,10 +176,6 @@ async function run(lab: Lab): Promise<void> {
   const load1 = uptime();
 
   const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
-  const median = (xs: number[]) => {
-    const q = [...xs].sort((a, b) => a - b);
-    return q.length % 2 ? q[q.length >> 1]! : (q[q.length / 2 - 1]! + q[q.length / 2]!) / 2;
-  };
   console.log(`\nTCP throughput pod -> ${DST} (iperf3, ${ROUNDS} x ${SECONDS} s per case; veth/bridge lab: CPU-bound figures)`);
   console.log(
     `${'case'.padEnd(58)} ${'mean'.padStart(7)} ${'median'.padStart(7)} ${'min'.padStart(7)} ${'max'.padStart(7)}  Gbit/s   retransmits/run (mean, max)`,

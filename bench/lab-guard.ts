@@ -1,7 +1,8 @@
 /**
- * Shared by the gateway benchmarks: bring a lab up, run the body, and remove the lab on every way
- * out — normal end, error, SIGINT/SIGTERM (also while the lab is still coming up: Lab.up is aborted
- * through its signal and removes what it created). Exit code 130 after a signal.
+ * Shared by the benchmarks: the percentile and median of their figures, and (the gateway
+ * benchmarks) bring a lab up, run the body, and remove the lab on every way out — normal end,
+ * error, SIGINT/SIGTERM (also while the lab is still coming up: Lab.up is aborted through its
+ * signal and removes what it created). Exit code 130 after a signal.
  */
 import { randomBytes } from 'node:crypto';
 import { Lab } from '../harness/lab/lab.js';
@@ -10,6 +11,13 @@ import { topologyFromArg } from '../harness/topology/load.js';
 export function pct(xs: number[], p: number): number {
   const s = [...xs].sort((a, b) => a - b);
   return s[Math.min(s.length - 1, Math.max(0, Math.ceil((p / 100) * s.length) - 1))]!;
+}
+
+/** The median (the mean of the two middle figures for an even count). */
+export function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  const m = s.length >> 1;
+  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
 }
 
 export async function withLab(topology: string, idPrefix: string, body: (lab: Lab) => Promise<void>): Promise<void> {

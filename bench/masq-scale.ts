@@ -41,6 +41,7 @@ import { randomDisjointCidrs } from '../lib/net/random-cidrs.js';
 import { programArgs } from '../harness/util/args.js';
 import { masqConfigYaml } from '../harness/cluster/masq-applied.js';
 import { labCpuReader } from './lab-measure.js';
+import { median, pct } from './lab-guard.js';
 
 const { flags } = programArgs('dist/bench/masq-scale.js', {
   flags: {
@@ -66,16 +67,6 @@ const PODS = [
   { node: 'node-3', pod: 'default/client-3', podIp: '10.10.12.1', nodeIp: '192.168.1.3' },
 ];
 const NODES = PODS.map((p) => p.node);
-
-const median = (xs: number[]): number => {
-  const s = [...xs].sort((a, b) => a - b);
-  const m = s.length >> 1;
-  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
-};
-const pct = (xs: number[], p: number): number => {
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.min(s.length - 1, Math.max(0, Math.ceil((p / 100) * s.length) - 1))]!;
-};
 
 interface MasqStatus {
   configHash: string | null;

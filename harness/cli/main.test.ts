@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { main, nearestCommand, nextProbeHint } from './main.js';
 import { projectRoot } from '../util/paths.js';
+import { run } from '../testing/run.js';
 
 describe('CLI entry (no engine needed)', () => {
   afterEach(() => vi.restoreAllMocks());
@@ -58,12 +59,14 @@ describe('CLI entry (no engine needed)', () => {
           'const req = createRequire(import.meta.url);\n' +
           "process.on('exit', () => process.stderr.write(`LOADED ${JSON.stringify(Object.keys(req.cache))}\\n`));\n",
       );
-      const child = spawn(process.execPath, ['--import', probe, join(projectRoot(), 'bin/egresslab.js'), 'status', '--lab', 'no-such-lab-loads'], {
-        stdio: ['ignore', 'ignore', 'pipe'],
-      });
-      let stderr = '';
-      child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-      const code = await new Promise<number | null>((r) => child.on('close', r));
+      const { code, stderr } = await run(process.execPath, [
+        '--import',
+        probe,
+        join(projectRoot(), 'bin/egresslab.js'),
+        'status',
+        '--lab',
+        'no-such-lab-loads',
+      ]);
       const line = stderr.split('\n').find((l) => l.startsWith('LOADED '));
       expect(line, stderr).toBeDefined();
       const loaded = JSON.parse(line!.slice('LOADED '.length)) as string[];

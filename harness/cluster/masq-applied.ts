@@ -85,6 +85,8 @@ export interface AgentStatusFile {
   projection?: { present: boolean; contentSha256: string | null; changes: number };
   masq?: AgentMasqStatus;
   gateway?: AgentGatewayStatus;
+  /** node liveness (agent/node/lease-module.ts): with heartbeats, the beacon's counters (beacon.ts status()) */
+  lease?: { heartbeat?: { acknowledged: number; downsSeen: number; sent: number; running: boolean } };
 }
 
 /** Reads a node agent's status file. */

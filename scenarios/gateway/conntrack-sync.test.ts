@@ -21,7 +21,7 @@ import { recordArtifactsOnFailure, recordTimeline } from '../../harness/testing/
 import { pollUntil } from '../../harness/util/poll.js';
 import { workerHolder } from '../../harness/cluster/holder.js';
 import { AGENT_PROCESS } from '../../harness/cluster/cluster.js';
-import { readAgentStatusIfAny } from '../../harness/cluster/masq-applied.js';
+import { readAgentStatusIfAny, type AgentStatusFile } from '../../harness/cluster/masq-applied.js';
 import type { ContinuousProbe } from '../../harness/probe/probe.js';
 import type { Timeline } from '../../harness/probe/timeline.js';
 import {
@@ -67,8 +67,7 @@ const nodes = () => lab.topology.nodes.map((n) => n.name);
  * restarts it (one node at a time); an agent already so is left alone (no restart).
  */
 async function setSync(on: boolean): Promise<void> {
-  const settled = (s: Awaited<ReturnType<typeof readAgentStatusIfAny>>) =>
-    s?.gateway?.conntrackSync?.enabled === on && (!on || s.gateway.conntrackSync.running === true);
+  const settled = (s: AgentStatusFile | undefined) => s?.gateway?.conntrackSync?.enabled === on && (!on || s.gateway.conntrackSync.running === true);
   for (const node of nodes()) {
     if (settled(await readAgentStatusIfAny(lab, node))) continue;
     const cfg = JSON.parse((await lab.exec(node, ['cat', AGENT_CONFIG])).stdout) as Record<string, unknown>;
