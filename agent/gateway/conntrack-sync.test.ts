@@ -6,6 +6,7 @@ import {
   ConntrackStartAbandoned,
   ConntrackSync,
   commitScript,
+  stopLeftoverConntrackd,
   committedFromLog,
   conntrackdConfigIssues,
   conntrackdPaths,
@@ -461,6 +462,98 @@ describe('ConntrackSync (fake processes)', () => {
       expect(f.calls.includes(`killPid ${pid} SIGKILL`)).toBe(killed);
       await s.stop();
     }
+  });
+
+  it('a clean stop leaves the daemon running for the next agent, which adopts it: no spawn, no flush, its caches kept (chaos seed 848038224)', async () => {
+    const f = fakeIO();
+    const logs: string[] = [];
+    const first = new ConntrackSync({ ...base, host: f.io, log: (m) => logs.push(m) });
+    await first.start();
+    const p = conntrackdPaths();
+    expect(f.files.get(p.eventsBefore)).toBe('2\n');
+    f.resetCalls();
+    await first.stop({ leave: true });
+    // nothing killed, nothing removed, events left off for the next agent
+    expect(f.calls).toEqual([]);
+    expect(f.files.get(p.pid)).toBe('4242\n');
+    expect(f.sysctl.get('net/netfilter/nf_conntrack_events')).toBe('0');
+    expect(first.status()).toMatchObject({ running: false, pid: null });
+    expect(logs.at(-1)).toBe('conntrack sync: conntrackd left running for the next agent (pid 4242): its caches outlive this agent');
+    // the next agent: pid file, command line, config and socket all agree
+    f.io.cmdlines.set(4242, `conntrackd -C ${p.config}`);
+    const next = new ConntrackSync({ ...base, host: f.io, log: (m) => logs.push(m) });
+    await next.start();
+    expect(f.calls).toEqual(['conntrackd -s runtime']);
+    expect(next.status()).toMatchObject({ running: true, pid: 4242, adopted: true, adoptions: 1, starts: 0 });
+    expect(logs.at(-1)).toBe('conntrack sync: adopted the conntrackd the previous agent left running (pid 4242): its caches are kept');
+    // an adopted daemon is used like a spawned one
+    expect(await next.bulkSend()).toBe(true);
+    expect(await next.commit(['192.168.1.100'], ['192.168.1.100'])).toMatchObject({ ok: true });
+    // a stop for good (removeRulesOnStop) ends it by pid and puts the events back as the first agent found them
+    f.resetCalls();
+    f.io.onExec = null;
+    const killed = new Promise<void>((r) => setTimeout(() => (f.io.cmdlines.delete(4242), r()), 30));
+    await next.stop();
+    await killed;
+    expect(f.calls).toEqual(['killPid 4242 SIGTERM', 'sysctl net/netfilter/nf_conntrack_events=2']);
+    expect([p.pid, p.eventsBefore].map((x) => f.files.has(x))).toEqual([false, false]);
+  });
+
+  it('does not adopt a daemon with another config or one that does not answer: it is replaced', async () => {
+    for (const [why, setup] of [
+      ['another config', (f: ReturnType<typeof fakeIO>) => f.files.set(conntrackdPaths().config, 'General {}\n')],
+      ['not answering', () => undefined],
+    ] as const) {
+      const f = fakeIO({ ctlFailsUntil: why === 'not answering' ? 1 : 0 });
+      const p = conntrackdPaths();
+      f.files.set(p.pid, '777\n');
+      if (why === 'not answering') f.files.set(p.config, renderConntrackdConfig({ nodeIP: base.nodeIP, uplink: base.uplink }));
+      setup(f);
+      const logs: string[] = [];
+      const s = new ConntrackSync({ ...base, host: f.io, log: (m) => logs.push(m) });
+      await s.start();
+      expect(
+        f.calls.filter((c) => c.startsWith('killPid') || c.startsWith('spawn')),
+        why,
+      ).toEqual(['killPid 777 SIGKILL', 'spawn conntrackd -C /run/egresslab/conntrackd/conntrackd.conf']);
+      expect(logs[0], why).toMatch(
+        why === 'another config' ? /\(pid 777\) has another config: replacing it/ : /\(pid 777\) does not answer on .*conntrackd\.ctl: replacing it/,
+      );
+      expect(s.status(), why).toMatchObject({ adopted: false, adoptions: 0, starts: 1, pid: 4242 });
+      await s.stop();
+    }
+  });
+
+  it('an adopted daemon that goes away is noticed (no exit event: its pid is watched) and a new one spawned', async () => {
+    const f = fakeIO();
+    const p = conntrackdPaths();
+    f.files.set(p.pid, '777\n');
+    f.files.set(p.config, renderConntrackdConfig({ nodeIP: base.nodeIP, uplink: base.uplink }));
+    const logs: string[] = [];
+    const s = new ConntrackSync({ ...base, host: f.io, log: (m) => logs.push(m) });
+    await s.start();
+    expect(s.status()).toMatchObject({ adopted: true, pid: 777 });
+    f.io.cmdlines.delete(777);
+    await vi.waitFor(() => expect(s.status()).toMatchObject({ running: true, adopted: false, pid: 4242, starts: 1, unexpectedExits: 1 }), { timeout: 2000 });
+    expect(logs.some((l) => l.startsWith('conntrack sync: conntrackd (pid 777, adopted) exited; restarting'))).toBe(true);
+    await s.stop();
+  });
+
+  it('sync off: a conntrackd left running by a previous agent is stopped and the events put back; anything else is left alone', async () => {
+    const f = fakeIO();
+    const p = conntrackdPaths();
+    f.files.set(p.pid, '777\n');
+    f.files.set(p.eventsBefore, '2\n');
+    f.sysctl.set('net/netfilter/nf_conntrack_events', '0');
+    const logs: string[] = [];
+    await stopLeftoverConntrackd(f.io, (m) => logs.push(m));
+    expect(f.calls).toEqual(['killPid 777 SIGKILL', 'sysctl net/netfilter/nf_conntrack_events=2']);
+    expect(logs).toEqual(['conntrack sync is off: stopping the conntrackd a previous agent left running (pid 777)']);
+    expect([p.pid, p.eventsBefore].map((x) => f.files.has(x))).toEqual([false, false]);
+    const g = fakeIO();
+    g.files.set(p.pid, '778\n'); // not a conntrackd
+    await stopLeftoverConntrackd(g.io, () => undefined);
+    expect(g.calls).toEqual([]);
   });
 
   it('refuses to start without conntrack events in the kernel', async () => {

@@ -25,7 +25,13 @@
  * emit no events (events are off by default), so none of this echoes to the peers.
  *
  * Pure parts (config, nft table, parsing) are exported for unit tests; the daemon is supervised
- * (restarted with a back-off if it exits) and stopped with the agent.
+ * (restarted with a back-off if it exits). A clean stop of the agent (SIGTERM, without
+ * removeRulesOnStop) LEAVES it running, like the rest of the datapath, and the next agent adopts
+ * it (same pid file, command line and config, answering on its socket): its caches, the external
+ * one above all, survive an agent restart. A conntrackd restarted with its agent started empty and
+ * asked its peers for their bindings (StartupResync); when the holder's agent restarted at the same
+ * moment, nobody answered, and the node that took the IP next committed too little (chaos seed
+ * 848038224: a stream through the IP unanswered for 14 s). removeRulesOnStop stops it.
  */
 import type { ExecResult, Host, HostProcess } from '../host/host.js';
 import { cidrContains, isIPv4, parseCidr4 } from '../../lib/net/addresses.js';
@@ -54,6 +60,8 @@ export interface ConntrackdPaths {
   lock: string;
   socket: string;
   pid: string;
+  /** nf_conntrack_events as it was before the first agent turned it off (restored when conntrackd stops for good) */
+  eventsBefore: string;
 }
 
 export function conntrackdPaths(runDir: string = CTSYNC_RUN_DIR): ConntrackdPaths {
@@ -63,6 +71,7 @@ export function conntrackdPaths(runDir: string = CTSYNC_RUN_DIR): ConntrackdPath
     lock: `${runDir}/conntrackd.lock`,
     socket: `${runDir}/conntrackd.ctl`,
     pid: `${runDir}/conntrackd.pid`,
+    eventsBefore: `${runDir}/events-before`,
   };
 }
 
@@ -418,7 +427,11 @@ export interface ConntrackSyncStatus {
   transport: string;
   running: boolean;
   pid: number | null;
+  /** the running daemon was left by the previous agent and adopted (not spawned by this agent) */
+  adopted: boolean;
   starts: number;
+  /** daemons adopted from a previous agent (ConntrackSync.start) */
+  adoptions: number;
   unexpectedExits: number;
   commits: number;
   lastCommitAt: string | null;
@@ -435,10 +448,46 @@ export interface ConntrackSyncStatus {
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
+/** How often an adopted conntrackd (not this agent's child: no exit event) is checked to be still there. */
+export const CTSYNC_ADOPTED_CHECK_MS = 250;
+
+/** The pid in `paths.pid` when that process is a conntrackd run with `paths.config`; null otherwise. */
+function leftoverPid(host: Host, paths: ConntrackdPaths): number | null {
+  const pid = Number((host.readFile(paths.pid) ?? '').trim());
+  if (!Number.isInteger(pid) || pid <= 0) return null;
+  return isOurs(host, paths, pid) ? pid : null;
+}
+
+function isOurs(host: Host, paths: ConntrackdPaths, pid: number): boolean {
+  const cmd = host.cmdline(pid);
+  return !!cmd?.includes('conntrackd') && cmd.includes(paths.config);
+}
+
+/**
+ * Stops a conntrackd a previous agent left running (ConntrackSync.stop with `leave`) when this agent
+ * does not run conntrack sync, and puts nf_conntrack_events back as it was before the first agent
+ * turned it off. Nothing to do without a pid file naming a conntrackd of `runDir`'s config.
+ */
+export async function stopLeftoverConntrackd(host: Host, log: (m: string) => void, runDir: string = CTSYNC_RUN_DIR): Promise<void> {
+  const paths = conntrackdPaths(runDir);
+  const pid = leftoverPid(host, paths);
+  if (pid !== null) {
+    log(`conntrack sync is off: stopping the conntrackd a previous agent left running (pid ${pid})`);
+    host.killPid(pid, 'SIGKILL');
+  }
+  for (const f of [paths.pid, paths.lock, paths.socket]) host.remove(f);
+  const before = (host.readFile(paths.eventsBefore) ?? '').trim();
+  if (/^\d+$/.test(before)) await host.sysctl(EVENTS_SYSCTL, before).catch(() => undefined);
+  host.remove(paths.eventsBefore);
+}
+
 export class ConntrackSync {
   private readonly host: Host;
   private readonly paths: ConntrackdPaths;
   private child: HostProcess | null = null;
+  /** the pid of a conntrackd left by the previous agent and adopted by start() (no child of ours) */
+  private adopted: number | null = null;
+  private adoptedWatch: NodeJS.Timeout | null = null;
   private exited: Promise<void> | null = null;
   private stopped = false;
   private restartTimer: NodeJS.Timeout | null = null;
@@ -446,6 +495,7 @@ export class ConntrackSync {
   private eventsBefore: string | null = null;
   private readonly st = {
     starts: 0,
+    adoptions: 0,
     unexpectedExits: 0,
     commits: 0,
     lastCommitAt: null as string | null,
@@ -474,30 +524,84 @@ export class ConntrackSync {
     return this.host.exec(this.o.conntrackdPath ?? 'conntrackd', ['-C', this.paths.config, ...args], { timeoutMs });
   }
 
-  /** A conntrackd left by an agent that died (its child survives it): ours by pid file AND command line. */
+  /** Daemon up and answering: spawned by this agent, or adopted from the previous one. */
+  private get alive(): boolean {
+    return this.ready && (this.child !== null || this.adopted !== null);
+  }
+
+  /** A conntrackd left by a previous agent that cannot be adopted: ours by pid file AND command line. */
   private reapLeftover(): void {
-    const pid = Number((this.host.readFile(this.paths.pid) ?? '').trim());
-    if (Number.isInteger(pid) && pid > 0) {
-      const cmd = this.host.cmdline(pid);
-      if (cmd?.includes('conntrackd') && cmd.includes(this.paths.config)) {
-        this.o.log(`conntrack sync: stopping the conntrackd left by a previous agent (pid ${pid})`);
-        this.host.killPid(pid, 'SIGKILL');
-      }
+    const pid = leftoverPid(this.host, this.paths);
+    if (pid !== null) {
+      this.o.log(`conntrack sync: stopping the conntrackd left by a previous agent (pid ${pid})`);
+      this.host.killPid(pid, 'SIGKILL');
     }
     for (const f of [this.paths.pid, this.paths.lock, this.paths.socket]) this.host.remove(f);
   }
 
+  /**
+   * Adopts the conntrackd the previous agent left running when it is ours (pid file and command
+   * line), runs exactly the config this agent would write, and answers on its control socket: its
+   * internal and external caches are kept (no flush: the internal cache holds this node's bindings
+   * only, the startup dump having been flushed by the agent that spawned it). False otherwise, and
+   * start() replaces it.
+   */
+  private async adopt(config: string): Promise<boolean> {
+    const pid = leftoverPid(this.host, this.paths);
+    if (pid === null) return false;
+    if (this.host.readFile(this.paths.config) !== config) {
+      this.o.log(`conntrack sync: the conntrackd left running (pid ${pid}) has another config: replacing it`);
+      return false;
+    }
+    const r = await this.ctl(['-s', 'runtime'], 2000);
+    if (r.code !== 0) {
+      this.o.log(`conntrack sync: the conntrackd left running (pid ${pid}) does not answer on ${this.paths.socket}: replacing it`);
+      return false;
+    }
+    this.adopted = pid;
+    this.ready = true;
+    this.st.adoptions++;
+    this.adoptedWatch = setInterval(() => {
+      if (this.adopted !== pid || isOurs(this.host, this.paths, pid)) return;
+      this.dropAdopted();
+      if (this.stopped) return;
+      this.st.unexpectedExits++;
+      const tail = logTail(this.host.readFile(this.paths.log) ?? '', 3).join(' | ');
+      this.fail(`conntrackd (pid ${pid}, adopted) exited; restarting; its log ends with: ${tail || '(empty)'}`);
+      void this.launch().catch((e: unknown) => this.fail(String(e)));
+    }, CTSYNC_ADOPTED_CHECK_MS);
+    this.adoptedWatch.unref?.();
+    this.o.log(`conntrack sync: adopted the conntrackd the previous agent left running (pid ${pid}): its caches are kept`);
+    return true;
+  }
+
+  private dropAdopted(): void {
+    if (this.adoptedWatch) clearInterval(this.adoptedWatch);
+    this.adoptedWatch = null;
+    this.adopted = null;
+    this.ready = false;
+  }
+
   async start(): Promise<void> {
     this.stopped = false;
-    // events off by default: only the egresslab_ctsync rule turns them on (SNAT bindings)
+    // events off by default: only the egresslab_ctsync rule turns them on (SNAT bindings); what they
+    // were before the FIRST agent turned them off is kept in a file, for the stop that ends sync
     const prev = await this.host.readSysctl(EVENTS_SYSCTL);
     if (prev === null) throw new Error(`cannot read /proc/sys/${EVENTS_SYSCTL} (no conntrack events in this kernel?)`);
+    const kept = (this.host.readFile(this.paths.eventsBefore) ?? '').trim();
+    if (/^\d+$/.test(kept)) this.eventsBefore = kept;
     if (prev !== '0') {
       await this.host.sysctl(EVENTS_SYSCTL, '0');
-      this.eventsBefore = prev;
+      if (this.eventsBefore === null) {
+        this.eventsBefore = prev;
+        this.host.writeFile(this.paths.eventsBefore, `${prev}\n`);
+      }
     }
+    const config = renderConntrackdConfig(this.o);
+    this.abandonIfStopping();
+    if (await this.adopt(config)) return;
     this.reapLeftover();
-    this.host.writeFile(this.paths.config, renderConntrackdConfig(this.o));
+    this.host.writeFile(this.paths.config, config);
     await this.launch();
   }
 
@@ -567,7 +671,7 @@ export class ConntrackSync {
     steps: Omit<CommitSteps, 'load'> & CommitNft & { load?: readonly string[] } = {},
   ): Promise<{ ok: boolean; ms: number; entries: number | null; postFailed?: boolean; loadFailed?: boolean }> {
     const t0 = this.now();
-    if (!this.child || !this.ready) {
+    if (!this.alive) {
       this.fail('commit skipped: conntrackd is not running');
       return { ok: false, ms: 0, entries: null };
     }
@@ -650,7 +754,7 @@ export class ConntrackSync {
    * holder calls this every CTSYNC_BULK_MS, which bounds how long a lost binding stays missing.
    */
   async bulkSend(): Promise<boolean> {
-    if (!this.child || !this.ready || this.stopped) return false;
+    if (!this.alive || this.stopped) return false;
     const r = await this.host.exec(this.o.conntrackdPath ?? 'conntrackd', ['-C', this.paths.config, '-B'], { timeoutMs: 2000 });
     if (r.code !== 0) {
       this.fail(`bulk send failed (exit ${r.code}): ${(r.stderr || r.stdout).trim()}`);
@@ -660,15 +764,36 @@ export class ConntrackSync {
     return true;
   }
 
-  async stop(): Promise<void> {
+  /**
+   * Stops supervising the daemon. With `leave` (the agent's clean stop, the datapath left as
+   * programmed) a daemon that is up and answering is left running for the next agent to adopt, with
+   * its pid file, its socket and nf_conntrack_events as they are; otherwise (removeRulesOnStop, a
+   * failed start) it is stopped and nf_conntrack_events put back.
+   */
+  async stop(opts: { leave?: boolean } = {}): Promise<void> {
     this.stopped = true;
     if (this.restartTimer) clearTimeout(this.restartTimer);
+    const pid = this.child?.pid ?? this.adopted;
+    if (opts.leave && this.alive && pid) {
+      this.child = null;
+      this.dropAdopted();
+      this.o.log(`conntrack sync: conntrackd left running for the next agent (pid ${pid}): its caches outlive this agent`);
+      return;
+    }
     const child = this.child;
-    if (!child) return await this.restoreEvents();
-    child.kill('SIGTERM');
-    const done = await Promise.race([this.exited!.then(() => true), sleep(2000).then(() => false)]);
-    if (!done) child.kill('SIGKILL');
-    this.child = null;
+    const adopted = this.adopted;
+    this.dropAdopted();
+    if (child) {
+      child.kill('SIGTERM');
+      const done = await Promise.race([this.exited!.then(() => true), sleep(2000).then(() => false)]);
+      if (!done) child.kill('SIGKILL');
+      this.child = null;
+    } else if (adopted !== null) {
+      this.host.killPid(adopted, 'SIGTERM');
+      const deadline = this.now() + 2000;
+      while (isOurs(this.host, this.paths, adopted) && this.now() < deadline) await sleep(20);
+      if (isOurs(this.host, this.paths, adopted)) this.host.killPid(adopted, 'SIGKILL');
+    } else return await this.restoreEvents();
     this.ready = false;
     for (const f of [this.paths.pid, this.paths.lock, this.paths.socket]) this.host.remove(f);
     await this.restoreEvents();
@@ -682,6 +807,7 @@ export class ConntrackSync {
       /* best effort */
     }
     this.eventsBefore = null;
+    this.host.remove(this.paths.eventsBefore);
   }
 
   status(): ConntrackSyncStatus {
@@ -689,8 +815,9 @@ export class ConntrackSync {
       enabled: true,
       mode: 'NOTRACK',
       transport: `multicast ${this.o.group ?? CTSYNC_GROUP}:${this.o.port ?? CTSYNC_PORT} on ${this.o.uplink}`,
-      running: !!this.child && this.ready,
-      pid: this.child?.pid ?? null,
+      running: this.alive,
+      pid: this.child?.pid ?? this.adopted,
+      adopted: this.adopted !== null,
       ...this.st,
       config: this.paths.config,
       log: this.paths.log,

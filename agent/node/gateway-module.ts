@@ -84,6 +84,7 @@ import type { Host } from '../host/host.js';
 import {
   ConntrackStartAbandoned,
   ConntrackSync,
+  stopLeftoverConntrackd,
   CTSYNC_BULK_MS,
   CTSYNC_TABLE,
   FLOATING_HISTORY_FILE,
@@ -289,9 +290,11 @@ export class GatewayModule implements NodeModule {
     this.uplink = this.o.uplink ?? (await this.detectUplink());
     await this.kernelSettings();
     // conntrackd starts with the first plan that has a floating IP (ensureConntrackSync), or now when
-    // the previous agent's sync table is still in the kernel (its datapath may still SNAT, and a
-    // conntrackd of a crashed agent is reaped by the start)
+    // the previous agent's sync table is still in the kernel (its datapath may still SNAT; the
+    // conntrackd it left running is adopted, caches and all); with sync off, a conntrackd a
+    // previous agent left is stopped
     if (this.conntrackSyncWanted()) await this.ensureConntrackSync(await this.host.nftTableExists('ip', CTSYNC_TABLE).catch(() => false));
+    else if (!this.o.host) await stopLeftoverConntrackd(this.host, (m) => this.ctx.log(this.name, m));
     const client = this.ctx.client;
     const on = (what: WatchedResource) => ({
       onAdd: () => this.changed(what),
@@ -1351,7 +1354,11 @@ export class GatewayModule implements NodeModule {
     await this.running?.catch(() => undefined);
     this.host.close();
     await Promise.all(Object.values(this.informers).map((i) => i.stop()));
-    await this.ctsync?.stop().catch((e: unknown) => this.ctx.log(this.name, `stopping conntrackd: ${errorMessage(e)}`));
+    // conntrackd is part of the datapath left as programmed: the next agent adopts it (its caches
+    // survive the restart); removeRulesOnStop ends it
+    await this.ctsync
+      ?.stop({ leave: !this.ctx.config.removeRulesOnStop })
+      .catch((e: unknown) => this.ctx.log(this.name, `stopping conntrackd: ${errorMessage(e)}`));
     this.ctsync = null; // the fail-closed leftover below removes its nft table too
     if (!this.ctx.config.removeRulesOnStop || !this.lastPlan) {
       this.ctx.log(this.name, 'stopped: datapath left as it is');

@@ -57,6 +57,7 @@ describe('CLI entry (no engine needed)', () => {
         probe,
         "import { createRequire } from 'node:module';\n" +
           'const req = createRequire(import.meta.url);\n' +
+          // biome-ignore lint/suspicious/noTemplateCurlyInString: the source of a script the test writes and runs
           "process.on('exit', () => process.stderr.write(`LOADED ${JSON.stringify(Object.keys(req.cache))}\\n`));\n",
       );
       const { code, stderr } = await run(process.execPath, [

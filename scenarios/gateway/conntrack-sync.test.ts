@@ -10,7 +10,11 @@
  * first to P. Reported: "survived X/N" for both; asserted: N/N with sync on, and in both: the
  * capture at the internet's link saw segments of every connection, and zero leaks (every
  * client-to-server segment there came from 192.168.1.100, and every segment the responder logged
- * for a connection's lines too).
+ * for a connection's lines too). A third run restarts every agent (SIGTERM, started again) while
+ * the connections run, then kills the holder: N/N asserted, which needs each node's conntrackd to
+ * outlive its agent with its caches (chaos seed 848038224). With conntrackd restarted with its
+ * agent (before the fix), no node had the bindings of the established connections any more and the
+ * kill was a loose pickup: the shared-port half broke, as with sync off.
  *
  * Fixture: fixtures/manifests/gateway/failover.yaml. docs/gateway.md has the design and figures.
  */
@@ -98,6 +102,7 @@ function specs(pods: string[], base: number): StreamSpec[] {
 
 interface Result {
   sync: boolean;
+  restartedAgents: boolean;
   holder: string;
   newHolder: string;
   labels: string[];
@@ -106,7 +111,7 @@ interface Result {
   commit: string;
 }
 
-async function killHolderUnderStreams(sync: boolean, base: number): Promise<Result> {
+async function killHolderUnderStreams(sync: boolean, base: number, opts: { restartAgents?: boolean } = {}): Promise<Result> {
   // an assignment is not yet a holder: after setSync's agent restarts the controller may have just
   // moved an IP, and streams opened through the old holder's leftover rules would be picked up
   // mid-stream by the new one (run 105: half the shared-port pairs reset before the fault). So: every
@@ -130,7 +135,7 @@ async function killHolderUnderStreams(sync: boolean, base: number): Promise<Resu
   const pods = [...byNode, ...survivors.filter((p) => !byNode.includes(p))];
   await waitSeenFrom(lab, pods[0]!, DST, IP_A);
   const list = specs(pods, base);
-  const labels = list.map((s) => `${sync ? 'sync on' : 'sync off'}: ${s.label}`);
+  const labels = list.map((s) => `${sync ? 'sync on' : 'sync off'}${opts.restartAgents ? ', agents restarted' : ''}: ${s.label}`);
   const cap = await lab.capture('internet', 'eth0', { filter: `tcp and dst host ${DST} and dst port ${PORT}` });
   let streams: ContinuousProbe[] = [];
   let newHolder = '';
@@ -147,6 +152,26 @@ async function killHolderUnderStreams(sync: boolean, base: number): Promise<Resu
       const last = await Promise.all(streams.map(async (p, i) => `${labels[i]}: ${JSON.stringify((await p.records()).slice(-1)[0] ?? null)}`));
       throw new Error(`${(e as Error).message}\n${last.join('\n')}`);
     });
+    if (opts.restartAgents) {
+      // every agent restarted (SIGTERM, started again) while the connections run, the holder's too:
+      // their conntrackd must keep its caches (chaos seed 848038224), or no node has the bindings of
+      // these established connections any more (they make no new conntrack event) and the kill below
+      // is a loose pickup
+      for (const node of nodes()) await lab.faults.restartProcess(node, AGENT_PROCESS);
+      await pollUntil(() => Promise.all(nodes().map((n) => readAgentStatusIfAny(lab, n))), {
+        what: 'every restarted agent running with conntrackd',
+        timeoutMs: 20_000,
+        intervalMs: 100,
+        accept: (all) => all.every((st) => st?.gateway?.conntrackSync?.running === true),
+      });
+      const tRestarted = Date.now();
+      await pollUntil(() => Promise.all(streams.map(async (p) => (await p.records()).filter((r) => r.t > tRestarted && r.replied).length)), {
+        what: `5 answered lines on each of the ${N} connections after the agents' restarts`,
+        timeoutMs: 30_000,
+        intervalMs: 200,
+        accept: (ns) => ns.every((n) => n >= 5),
+      });
+    }
     const tFault = Date.now();
     await lab.faults.kill(holder);
     try {
@@ -183,7 +208,7 @@ async function killHolderUnderStreams(sync: boolean, base: number): Promise<Resu
     ? `new holder ${newHolder} committed ${st.lastCommitEntries ?? '?'} binding(s) in ${st.lastCommitMs ?? '?'} ms`
     : `sync off on ${newHolder}`;
   await pollUntil(() => gw(api), { what: `every node Up again after the kill of ${holder}`, timeoutMs: 30_000, intervalMs: 50, accept: (s) => allUp(s) });
-  return { sync, holder, newHolder, labels, timelines, segments, commit };
+  return { sync, restartedAgents: !!opts.restartAgents, holder, newHolder, labels, timelines, segments, commit };
 }
 
 function report(r: Result): { all: number; own: number; shared: number } {
@@ -193,7 +218,7 @@ function report(r: Result): { all: number; own: number; shared: number } {
   const own = outcomes.filter((o) => o.label.includes('own port')).filter((o) => o.survived).length;
   const shared = outcomes.filter((o) => o.label.includes('shared port')).filter((o) => o.survived).length;
   const leaks = segmentLeaks(r.segments, [IP_A]);
-  const line = `  sync ${r.sync ? 'ON ' : 'OFF'}: survived ${all.survived}/${all.total} (kernel-chosen ports ${own}/${N / 2}, shared ports ${shared}/${N / 2}); ${IP_A} ${r.holder} -> ${r.newHolder}; ${r.commit}; RSTs sent by the clients: ${resets(r.segments).length}`;
+  const line = `  sync ${r.sync ? 'ON ' : 'OFF'}${r.restartedAgents ? ' (every agent restarted first)' : ''}: survived ${all.survived}/${all.total} (kernel-chosen ports ${own}/${N / 2}, shared ports ${shared}/${N / 2}); ${IP_A} ${r.holder} -> ${r.newHolder}; ${r.commit}; RSTs sent by the clients: ${resets(r.segments).length}`;
   figures.push(line);
   console.log(`${line}\n${all.text}\n  segments at the internet by source: ${JSON.stringify(leaks.sources)}`);
   // the capture is the witness of the leak check below only for the flows it saw: every connection
@@ -212,6 +237,13 @@ describe(`conntrack state sync: ${N} long-lived TCP connections across a SIGKILL
     await setSync(true);
     const s = report(await killHolderUnderStreams(true, 42000 + Math.floor(Math.random() * 500) * 10));
     expect(s.all, 'connections that survived with conntrack sync on').toBe(N);
+  });
+
+  it('sync ON, every agent restarted while the connections run, then the holder killed: every connection survives (conntrackd outlives its agent)', async () => {
+    await setSync(true);
+    const r = await killHolderUnderStreams(true, 44000 + Math.floor(Math.random() * 500) * 10, { restartAgents: true });
+    const s = report(r);
+    expect(s.all, "connections that survived the agents' restarts and the kill of the holder").toBe(N);
   });
 
   it('sync OFF (loose pickup): measured for comparison; still zero leaks', async () => {
