@@ -1,7 +1,7 @@
 // The gateway module against the real API server in-process (controller/testing.ts) with a
 // recording fake of the kernel (FakeHost): watches -> plan -> one nft transaction, floating
 // IP + gratuitous ARP, failover when the holder's lease stops, fail-closed, clean stop.
-import { parseFloatingHistory } from '../agent/gateway/conntrack-sync.js';
+import { conntrackdPaths, parseFloatingHistory } from '../agent/gateway/conntrack-sync.js';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -513,6 +513,32 @@ describe('GatewayModule', () => {
     const commits = sys.calls.slice(before).filter((c) => c.op === 'sh' && c.arg.includes(' -c || exit 3'));
     expect(commits.length).toBeGreaterThan(0);
     expect(commits[0]!.arg).toContain("'conntrack' '-D' '-q' '192.168.1.101'");
+  }, 20_000);
+  it('conntrack sync: a clean stop leaves conntrackd to the next agent, which adopts it; an agent with sync off stops it and puts the events back (chaos seed 848038224)', async () => {
+    const { t, dir } = await controllerAndDir();
+    for (const n of ['worker1', 'worker2']) renew(t, n);
+    await nodeUp(t, 'worker2');
+    await createGateway(t, ['192.168.1.100', '192.168.1.101']);
+    const w = worker1(t, dir); // removeRulesOnStop: false, the default
+    const { sys, logs } = w;
+    const spawns = () => sys.calls.filter((c) => c.op === 'spawn').length;
+    const first = await startModule(w, { host: sys, heartbeat: false, garpScheduleMs: [0], conntrackSync: true });
+    await waitFor(() => (first.status() as { conntrackSync?: { running?: boolean } }).conntrackSync?.running === true, 'conntrackd running on worker1', 5000);
+    await first.stop();
+    expect(sys.calls.some((c) => c.op === 'kill')).toBe(false);
+    expect(first.status()).toMatchObject({ conntrackSync: { enabled: true, running: false, leftForNextAgent: 4242 } });
+    // the daemon lives on (the fake host's process table)
+    sys.cmdlines.set(4242, `conntrackd -C ${conntrackdPaths().config}`);
+    const second = await startModule(w, { host: sys, heartbeat: false, garpScheduleMs: [0], conntrackSync: true });
+    expect(second.status()).toMatchObject({ conntrackSync: { running: true, adopted: true, adoptions: 1, starts: 0, pid: 4242 } });
+    expect(spawns()).toBe(1);
+    await second.stop();
+    // sync turned off: the next agent stops the daemon and puts nf_conntrack_events back as the first agent found it
+    await startModule(w, { host: sys, heartbeat: false, garpScheduleMs: [0], conntrackSync: false });
+    expect(sys.calls.filter((c) => c.op === 'killPid').map((c) => c.arg)).toEqual(['4242 SIGKILL']);
+    expect(sys.sysctls.get('net/netfilter/nf_conntrack_events')).toBe('2');
+    expect(logs.join('\n')).toContain('conntrack sync is off: stopping the conntrackd a previous agent left running (pid 4242)');
+    expect(spawns()).toBe(1);
   }, 20_000);
   it("a node's own address in the gateway (or in a history an older agent wrote) is never ARP-fenced or purged: not this node's, not a peer's", async () => {
     const { t, dir } = await controllerAndDir();

@@ -450,13 +450,15 @@ describe('ConntrackSync (fake processes)', () => {
     await s.stop();
   });
 
-  it('reaps a conntrackd left by a dead agent only when the pid file AND its command line say so', async () => {
+  it('reaps a conntrackd left by an agent that died while starting it (never flushed) only when the pid file AND its command line say so', async () => {
     for (const [pid, killed] of [
       [777, true],
       [778, false],
     ] as const) {
       const f = fakeIO();
       f.files.set(conntrackdPaths().pid, `${pid}\n`);
+      // everything but the flushed marker agrees: not adoptable
+      f.files.set(conntrackdPaths().config, renderConntrackdConfig({ nodeIP: base.nodeIP, uplink: base.uplink }));
       const s = new ConntrackSync({ ...base, host: f.io, log: () => undefined });
       await s.start();
       expect(f.calls.includes(`killPid ${pid} SIGKILL`)).toBe(killed);
@@ -470,7 +472,7 @@ describe('ConntrackSync (fake processes)', () => {
     const first = new ConntrackSync({ ...base, host: f.io, log: (m) => logs.push(m) });
     await first.start();
     const p = conntrackdPaths();
-    expect(f.files.get(p.eventsBefore)).toBe('2\n');
+    expect(f.files.get(p.eventsBeforeFile)).toBe('2\n');
     f.resetCalls();
     await first.stop({ leave: true });
     // nothing killed, nothing removed, events left off for the next agent
@@ -496,19 +498,21 @@ describe('ConntrackSync (fake processes)', () => {
     await next.stop();
     await killed;
     expect(f.calls).toEqual(['killPid 4242 SIGTERM', 'sysctl net/netfilter/nf_conntrack_events=2']);
-    expect([p.pid, p.eventsBefore].map((x) => f.files.has(x))).toEqual([false, false]);
+    expect([p.pid, p.eventsBeforeFile].map((x) => f.files.has(x))).toEqual([false, false]);
   });
 
-  it('does not adopt a daemon with another config or one that does not answer: it is replaced', async () => {
-    for (const [why, setup] of [
-      ['another config', (f: ReturnType<typeof fakeIO>) => f.files.set(conntrackdPaths().config, 'General {}\n')],
-      ['not answering', () => undefined],
-    ] as const) {
+  it('does not adopt a daemon with another config, one that does not answer, or one never flushed: it is replaced', async () => {
+    const messages = {
+      'another config': /\(pid 777\) has another config: replacing it/,
+      'not answering': /\(pid 777\) does not answer on .*conntrackd\.ctl: replacing it/,
+      'never flushed': /\(pid 777\) was never flushed \(its agent died while starting it\): replacing it/,
+    };
+    for (const why of ['another config', 'not answering', 'never flushed'] as const) {
       const f = fakeIO({ ctlFailsUntil: why === 'not answering' ? 1 : 0 });
       const p = conntrackdPaths();
       f.files.set(p.pid, '777\n');
-      if (why === 'not answering') f.files.set(p.config, renderConntrackdConfig({ nodeIP: base.nodeIP, uplink: base.uplink }));
-      setup(f);
+      f.files.set(p.config, why === 'another config' ? 'General {}\n' : renderConntrackdConfig({ nodeIP: base.nodeIP, uplink: base.uplink }));
+      if (why !== 'never flushed') f.files.set(p.flushed, '777\n');
       const logs: string[] = [];
       const s = new ConntrackSync({ ...base, host: f.io, log: (m) => logs.push(m) });
       await s.start();
@@ -516,9 +520,9 @@ describe('ConntrackSync (fake processes)', () => {
         f.calls.filter((c) => c.startsWith('killPid') || c.startsWith('spawn')),
         why,
       ).toEqual(['killPid 777 SIGKILL', 'spawn conntrackd -C /run/egresslab/conntrackd/conntrackd.conf']);
-      expect(logs[0], why).toMatch(
-        why === 'another config' ? /\(pid 777\) has another config: replacing it/ : /\(pid 777\) does not answer on .*conntrackd\.ctl: replacing it/,
-      );
+      expect(logs[0], why).toMatch(messages[why]);
+      // the new daemon is flushed, and marked so for the next agent
+      expect(f.files.get(p.flushed), why).toBe('4242\n');
       expect(s.status(), why).toMatchObject({ adopted: false, adoptions: 0, starts: 1, pid: 4242 });
       await s.stop();
     }
@@ -528,6 +532,7 @@ describe('ConntrackSync (fake processes)', () => {
     const f = fakeIO();
     const p = conntrackdPaths();
     f.files.set(p.pid, '777\n');
+    f.files.set(p.flushed, '777\n');
     f.files.set(p.config, renderConntrackdConfig({ nodeIP: base.nodeIP, uplink: base.uplink }));
     const logs: string[] = [];
     const s = new ConntrackSync({ ...base, host: f.io, log: (m) => logs.push(m) });
@@ -543,17 +548,55 @@ describe('ConntrackSync (fake processes)', () => {
     const f = fakeIO();
     const p = conntrackdPaths();
     f.files.set(p.pid, '777\n');
-    f.files.set(p.eventsBefore, '2\n');
+    f.files.set(p.eventsBeforeFile, '2\n');
     f.sysctl.set('net/netfilter/nf_conntrack_events', '0');
     const logs: string[] = [];
     await stopLeftoverConntrackd(f.io, (m) => logs.push(m));
     expect(f.calls).toEqual(['killPid 777 SIGKILL', 'sysctl net/netfilter/nf_conntrack_events=2']);
     expect(logs).toEqual(['conntrack sync is off: stopping the conntrackd a previous agent left running (pid 777)']);
-    expect([p.pid, p.eventsBefore].map((x) => f.files.has(x))).toEqual([false, false]);
+    expect([p.pid, p.eventsBeforeFile].map((x) => f.files.has(x))).toEqual([false, false]);
+    // a pid file naming another process (a reused pid): nothing killed, nothing logged
     const g = fakeIO();
-    g.files.set(p.pid, '778\n'); // not a conntrackd
-    await stopLeftoverConntrackd(g.io, () => undefined);
-    expect(g.calls).toEqual([]);
+    g.files.set(p.pid, '778\n');
+    const glogs: string[] = [];
+    await stopLeftoverConntrackd(g.io, (m) => glogs.push(m));
+    expect(g.calls.filter((c) => c.startsWith('killPid'))).toEqual([]);
+    expect(glogs).toEqual([]);
+  });
+
+  it('stop with leave while the daemon is not up (not answering yet) stops it and puts the events back', async () => {
+    const f = fakeIO({ ctlFailsUntil: Number.MAX_SAFE_INTEGER });
+    const stopping = new AbortController();
+    const s = new ConntrackSync({ ...base, host: f.io, log: () => undefined, readyTimeoutMs: 3_600_000, signal: stopping.signal });
+    const started = s.start();
+    await vi.waitFor(() => expect(f.calls.filter((c) => c === 'conntrackd -s runtime').length).toBeGreaterThanOrEqual(1));
+    stopping.abort();
+    await expect(started).rejects.toBeInstanceOf(ConntrackStartAbandoned);
+    expect(await s.stop({ leave: true })).toBeNull();
+    expect(f.calls.slice(-2)).toEqual(['kill SIGTERM', 'sysctl net/netfilter/nf_conntrack_events=2']);
+  });
+
+  it('a start abandoned while it checks a leftover daemon leaves the events off while that daemon runs (it would learn every connection)', async () => {
+    const f = fakeIO();
+    const p = conntrackdPaths();
+    f.files.set(p.pid, '777\n');
+    f.files.set(p.flushed, '777\n');
+    f.files.set(p.config, renderConntrackdConfig({ nodeIP: base.nodeIP, uplink: base.uplink }));
+    f.files.set(p.eventsBeforeFile, '2\n');
+    f.sysctl.set('net/netfilter/nf_conntrack_events', '0');
+    const stopping = new AbortController();
+    // the agent is told to stop while the leftover daemon answers its check
+    const answer = f.io.onExec!;
+    f.io.onExec = (cmd, args) => {
+      if (cmd === 'conntrackd' && args.includes('-s')) stopping.abort();
+      return answer(cmd, args);
+    };
+    const s = new ConntrackSync({ ...base, host: f.io, log: () => undefined, signal: stopping.signal });
+    await expect(s.start()).rejects.toBeInstanceOf(ConntrackStartAbandoned);
+    await s.stop();
+    expect(f.sysctl.get('net/netfilter/nf_conntrack_events')).toBe('0');
+    expect(f.files.get(p.eventsBeforeFile)).toBe('2\n');
+    expect(f.calls.filter((c) => c.startsWith('kill'))).toEqual([]);
   });
 
   it('refuses to start without conntrack events in the kernel', async () => {

@@ -27,8 +27,9 @@
  * Pure parts (config, nft table, parsing) are exported for unit tests; the daemon is supervised
  * (restarted with a back-off if it exits). A clean stop of the agent (SIGTERM, without
  * removeRulesOnStop) LEAVES it running, like the rest of the datapath, and the next agent adopts
- * it (same pid file, command line and config, answering on its socket): its caches, the external
- * one above all, survive an agent restart. A conntrackd restarted with its agent started empty and
+ * it, as it adopts the daemon of an agent that crashed (same pid file, command line and config,
+ * its startup dump flushed, answering on its socket): its caches, the external one above all,
+ * survive an agent restart. A conntrackd restarted with its agent started empty and
  * asked its peers for their bindings (StartupResync); when the holder's agent restarted at the same
  * moment, nobody answered, and the node that took the IP next committed too little (chaos seed
  * 848038224: a stream through the IP unanswered for 14 s). removeRulesOnStop stops it.
@@ -61,7 +62,9 @@ export interface ConntrackdPaths {
   socket: string;
   pid: string;
   /** nf_conntrack_events as it was before the first agent turned it off (restored when conntrackd stops for good) */
-  eventsBefore: string;
+  eventsBeforeFile: string;
+  /** the pid of a daemon whose startup dump was flushed (`-f internal`): the only one a next agent may adopt */
+  flushed: string;
 }
 
 export function conntrackdPaths(runDir: string = CTSYNC_RUN_DIR): ConntrackdPaths {
@@ -71,7 +74,8 @@ export function conntrackdPaths(runDir: string = CTSYNC_RUN_DIR): ConntrackdPath
     lock: `${runDir}/conntrackd.lock`,
     socket: `${runDir}/conntrackd.ctl`,
     pid: `${runDir}/conntrackd.pid`,
-    eventsBefore: `${runDir}/events-before`,
+    eventsBeforeFile: `${runDir}/events-before`,
+    flushed: `${runDir}/conntrackd.flushed`,
   };
 }
 
@@ -202,9 +206,10 @@ export class FloatingIPHistory {
 }
 
 /**
- * The file an agent keeps the history in, beside its status file: a restarted agent starts with a
- * new conntrackd whose external cache the peers fill again (bulk sends), bindings of an IP that left
- * the gateway included, so the history must outlive the agent.
+ * The file an agent keeps the history in, beside its status file: a restarted agent adopts the
+ * conntrackd its predecessor left, external cache and all, and one that replaced it (or a rebooted
+ * node) gets the peers' bindings again from their bulk sends, bindings of an IP that left the
+ * gateway included, so the history must outlive the agent.
  */
 export const FLOATING_HISTORY_FILE = 'gateway-floating-ips-seen';
 
@@ -463,6 +468,26 @@ function isOurs(host: Host, paths: ConntrackdPaths, pid: number): boolean {
   return !!cmd?.includes('conntrackd') && cmd.includes(paths.config);
 }
 
+/** nf_conntrack_events as the first agent found it (the events-before file), or null. */
+function eventsBeforeKept(host: Host, paths: ConntrackdPaths): string | null {
+  const v = (host.readFile(paths.eventsBeforeFile) ?? '').trim();
+  return /^\d+$/.test(v) ? v : null;
+}
+
+/** SIGKILLs a leftover conntrackd (when the pid file and its command line name one) and removes its run files. */
+function killLeftover(host: Host, paths: ConntrackdPaths, log: (m: string) => void, why: string): void {
+  const pid = leftoverPid(host, paths);
+  if (pid !== null) {
+    log(`${why} (pid ${pid})`);
+    host.killPid(pid, 'SIGKILL');
+  }
+  for (const f of [paths.pid, paths.lock, paths.socket, paths.flushed]) host.remove(f);
+}
+
+function logTailText(host: Host, paths: ConntrackdPaths): string {
+  return logTail(host.readFile(paths.log) ?? '', 3).join(' | ') || '(empty)';
+}
+
 /**
  * Stops a conntrackd a previous agent left running (ConntrackSync.stop with `leave`) when this agent
  * does not run conntrack sync, and puts nf_conntrack_events back as it was before the first agent
@@ -470,15 +495,10 @@ function isOurs(host: Host, paths: ConntrackdPaths, pid: number): boolean {
  */
 export async function stopLeftoverConntrackd(host: Host, log: (m: string) => void, runDir: string = CTSYNC_RUN_DIR): Promise<void> {
   const paths = conntrackdPaths(runDir);
-  const pid = leftoverPid(host, paths);
-  if (pid !== null) {
-    log(`conntrack sync is off: stopping the conntrackd a previous agent left running (pid ${pid})`);
-    host.killPid(pid, 'SIGKILL');
-  }
-  for (const f of [paths.pid, paths.lock, paths.socket]) host.remove(f);
-  const before = (host.readFile(paths.eventsBefore) ?? '').trim();
-  if (/^\d+$/.test(before)) await host.sysctl(EVENTS_SYSCTL, before).catch(() => undefined);
-  host.remove(paths.eventsBefore);
+  killLeftover(host, paths, log, 'conntrack sync is off: stopping the conntrackd a previous agent left running');
+  const before = eventsBeforeKept(host, paths);
+  if (before !== null) await host.sysctl(EVENTS_SYSCTL, before).catch(() => undefined);
+  host.remove(paths.eventsBeforeFile);
 }
 
 export class ConntrackSync {
@@ -531,29 +551,37 @@ export class ConntrackSync {
 
   /** A conntrackd left by a previous agent that cannot be adopted: ours by pid file AND command line. */
   private reapLeftover(): void {
-    const pid = leftoverPid(this.host, this.paths);
-    if (pid !== null) {
-      this.o.log(`conntrack sync: stopping the conntrackd left by a previous agent (pid ${pid})`);
-      this.host.killPid(pid, 'SIGKILL');
-    }
-    for (const f of [this.paths.pid, this.paths.lock, this.paths.socket]) this.host.remove(f);
+    killLeftover(this.host, this.paths, this.o.log, 'conntrack sync: stopping the conntrackd left by a previous agent');
+  }
+
+  /** After an unexpected exit: a new daemon after the back-off (restartDelayMs). */
+  private relaunchLater(): void {
+    this.restartTimer = setTimeout(() => void this.launch().catch((e: unknown) => this.fail(String(e))), this.o.restartDelayMs ?? 1000);
+    this.restartTimer.unref?.();
   }
 
   /**
-   * Adopts the conntrackd the previous agent left running when it is ours (pid file and command
-   * line), runs exactly the config this agent would write, and answers on its control socket: its
-   * internal and external caches are kept (no flush: the internal cache holds this node's bindings
-   * only, the startup dump having been flushed by the agent that spawned it). False otherwise, and
-   * start() replaces it.
+   * Adopts the conntrackd a previous agent left running (stop with `leave`, or the agent crashed)
+   * when it is ours (pid file and command line), its startup dump was flushed (the `flushed` marker
+   * names its pid: a daemon whose agent died before the flush holds un-NATed entries of the whole
+   * kernel table), it runs exactly the config this agent would write, and it answers on its control
+   * socket. Its internal and external caches are kept. False otherwise, and start() replaces it.
    */
   private async adopt(config: string): Promise<boolean> {
     const pid = leftoverPid(this.host, this.paths);
     if (pid === null) return false;
-    if (this.host.readFile(this.paths.config) !== config) {
-      this.o.log(`conntrack sync: the conntrackd left running (pid ${pid}) has another config: replacing it`);
+    const why =
+      (this.host.readFile(this.paths.flushed) ?? '').trim() !== String(pid)
+        ? 'was never flushed (its agent died while starting it)'
+        : this.host.readFile(this.paths.config) !== config
+          ? 'has another config'
+          : null;
+    if (why) {
+      this.o.log(`conntrack sync: the conntrackd left running (pid ${pid}) ${why}: replacing it`);
       return false;
     }
     const r = await this.ctl(['-s', 'runtime'], 2000);
+    this.abandonIfStopping();
     if (r.code !== 0) {
       this.o.log(`conntrack sync: the conntrackd left running (pid ${pid}) does not answer on ${this.paths.socket}: replacing it`);
       return false;
@@ -566,9 +594,8 @@ export class ConntrackSync {
       this.dropAdopted();
       if (this.stopped) return;
       this.st.unexpectedExits++;
-      const tail = logTail(this.host.readFile(this.paths.log) ?? '', 3).join(' | ');
-      this.fail(`conntrackd (pid ${pid}, adopted) exited; restarting; its log ends with: ${tail || '(empty)'}`);
-      void this.launch().catch((e: unknown) => this.fail(String(e)));
+      this.fail(`conntrackd (pid ${pid}, adopted) exited; restarting; its log ends with: ${logTailText(this.host, this.paths)}`);
+      this.relaunchLater();
     }, CTSYNC_ADOPTED_CHECK_MS);
     this.adoptedWatch.unref?.();
     this.o.log(`conntrack sync: adopted the conntrackd the previous agent left running (pid ${pid}): its caches are kept`);
@@ -583,22 +610,22 @@ export class ConntrackSync {
   }
 
   async start(): Promise<void> {
+    this.abandonIfStopping();
     this.stopped = false;
+    const config = renderConntrackdConfig(this.o);
     // events off by default: only the egresslab_ctsync rule turns them on (SNAT bindings); what they
-    // were before the FIRST agent turned them off is kept in a file, for the stop that ends sync
+    // were before the FIRST agent turned them off is kept in a file (written before the change, so a
+    // crash in between cannot lose it), for the stop that ends sync
     const prev = await this.host.readSysctl(EVENTS_SYSCTL);
     if (prev === null) throw new Error(`cannot read /proc/sys/${EVENTS_SYSCTL} (no conntrack events in this kernel?)`);
-    const kept = (this.host.readFile(this.paths.eventsBefore) ?? '').trim();
-    if (/^\d+$/.test(kept)) this.eventsBefore = kept;
+    this.eventsBefore = eventsBeforeKept(this.host, this.paths);
     if (prev !== '0') {
-      await this.host.sysctl(EVENTS_SYSCTL, '0');
       if (this.eventsBefore === null) {
+        this.host.writeFile(this.paths.eventsBeforeFile, `${prev}\n`);
         this.eventsBefore = prev;
-        this.host.writeFile(this.paths.eventsBefore, `${prev}\n`);
       }
+      await this.host.sysctl(EVENTS_SYSCTL, '0');
     }
-    const config = renderConntrackdConfig(this.o);
-    this.abandonIfStopping();
     if (await this.adopt(config)) return;
     this.reapLeftover();
     this.host.writeFile(this.paths.config, config);
@@ -614,8 +641,7 @@ export class ConntrackSync {
     if (this.stopped) return;
     this.abandonIfStopping();
     this.ready = false;
-    this.host.remove(this.paths.lock);
-    this.host.remove(this.paths.socket);
+    for (const f of [this.paths.lock, this.paths.socket, this.paths.flushed]) this.host.remove(f);
     let resolveExit!: () => void;
     this.exited = new Promise((r) => (resolveExit = r));
     const child = this.host.spawn(this.o.conntrackdPath ?? 'conntrackd', ['-C', this.paths.config], (code, signal) => {
@@ -625,10 +651,8 @@ export class ConntrackSync {
       this.ready = false;
       if (this.stopped) return;
       this.st.unexpectedExits++;
-      const tail = logTail(this.host.readFile(this.paths.log) ?? '', 3).join(' | ');
-      this.fail(`conntrackd exited (${signal ?? `code ${code}`}); restarting; its log ends with: ${tail || '(empty)'}`);
-      this.restartTimer = setTimeout(() => void this.launch().catch((e: unknown) => this.fail(String(e))), this.o.restartDelayMs ?? 1000);
-      this.restartTimer.unref?.();
+      this.fail(`conntrackd exited (${signal ?? `code ${code}`}); restarting; its log ends with: ${logTailText(this.host, this.paths)}`);
+      this.relaunchLater();
     });
     this.child = child;
     this.st.starts++;
@@ -648,6 +672,7 @@ export class ConntrackSync {
     this.abandonIfStopping();
     const f = await this.ctl(['-f', 'internal']);
     if (f.code !== 0) throw new Error(`conntrackd -f internal failed: ${(f.stderr || f.stdout).trim()}`);
+    if (child.pid) this.host.writeFile(this.paths.flushed, `${child.pid}\n`);
     this.ready = true;
     this.o.log(
       `conntrack sync: conntrackd running (pid ${child.pid}, NOTRACK, multicast ${this.o.group ?? CTSYNC_GROUP}:${this.o.port ?? CTSYNC_PORT} on ${this.o.uplink} from ${this.o.nodeIP})`,
@@ -768,9 +793,10 @@ export class ConntrackSync {
    * Stops supervising the daemon. With `leave` (the agent's clean stop, the datapath left as
    * programmed) a daemon that is up and answering is left running for the next agent to adopt, with
    * its pid file, its socket and nf_conntrack_events as they are; otherwise (removeRulesOnStop, a
-   * failed start) it is stopped and nf_conntrack_events put back.
+   * failed start) it is stopped and nf_conntrack_events put back. Returns the pid of the daemon left
+   * running, or null.
    */
-  async stop(opts: { leave?: boolean } = {}): Promise<void> {
+  async stop(opts: { leave?: boolean } = {}): Promise<number | null> {
     this.stopped = true;
     if (this.restartTimer) clearTimeout(this.restartTimer);
     const pid = this.child?.pid ?? this.adopted;
@@ -778,7 +804,7 @@ export class ConntrackSync {
       this.child = null;
       this.dropAdopted();
       this.o.log(`conntrack sync: conntrackd left running for the next agent (pid ${pid}): its caches outlive this agent`);
-      return;
+      return pid;
     }
     const child = this.child;
     const adopted = this.adopted;
@@ -788,26 +814,36 @@ export class ConntrackSync {
       const done = await Promise.race([this.exited!.then(() => true), sleep(2000).then(() => false)]);
       if (!done) child.kill('SIGKILL');
       this.child = null;
-    } else if (adopted !== null) {
+    } else if (adopted !== null && isOurs(this.host, this.paths, adopted)) {
       this.host.killPid(adopted, 'SIGTERM');
-      const deadline = this.now() + 2000;
-      while (isOurs(this.host, this.paths, adopted) && this.now() < deadline) await sleep(20);
+      // it is not our child (no exit event): its command line says when it is gone (100 x 20 ms)
+      for (let i = 0; i < 100 && isOurs(this.host, this.paths, adopted); i++) await sleep(20);
       if (isOurs(this.host, this.paths, adopted)) this.host.killPid(adopted, 'SIGKILL');
-    } else return await this.restoreEvents();
+    } else if (adopted === null) {
+      await this.restoreEvents();
+      return null;
+    }
     this.ready = false;
-    for (const f of [this.paths.pid, this.paths.lock, this.paths.socket]) this.host.remove(f);
+    for (const f of [this.paths.pid, this.paths.lock, this.paths.socket, this.paths.flushed]) this.host.remove(f);
     await this.restoreEvents();
+    return null;
   }
 
+  /**
+   * nf_conntrack_events back as the first agent found it, once no conntrackd of ours runs: while a
+   * daemon left by a previous agent still runs (a start abandoned before it could adopt or replace
+   * it), events stay off and the file stays, or it would learn every connection of the node.
+   */
   private async restoreEvents(): Promise<void> {
     if (this.eventsBefore === null) return;
+    if (leftoverPid(this.host, this.paths) !== null) return;
     try {
       await this.host.sysctl(EVENTS_SYSCTL, this.eventsBefore);
     } catch {
       /* best effort */
     }
     this.eventsBefore = null;
-    this.host.remove(this.paths.eventsBefore);
+    this.host.remove(this.paths.eventsBeforeFile);
   }
 
   status(): ConntrackSyncStatus {

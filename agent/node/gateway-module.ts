@@ -228,6 +228,8 @@ export class GatewayModule implements NodeModule {
   private heartbeat: Heartbeat | null = null;
   private ctsync: ConntrackSync | null = null;
   private ctsyncError: string | null = null;
+  /** the conntrackd this agent's stop left running for the next agent (its pid) */
+  private ctsyncLeft: number | null = null;
   /** after a failed start of conntrackd, not before this time (ensureConntrackSync) */
   private ctsyncNextTryAt = 0;
   /** own bindings kept from the release of a floating IP, by IP (keepReleased), loaded at its next take */
@@ -294,7 +296,7 @@ export class GatewayModule implements NodeModule {
     // conntrackd it left running is adopted, caches and all); with sync off, a conntrackd a
     // previous agent left is stopped
     if (this.conntrackSyncWanted()) await this.ensureConntrackSync(await this.host.nftTableExists('ip', CTSYNC_TABLE).catch(() => false));
-    else if (!this.o.host) await stopLeftoverConntrackd(this.host, (m) => this.ctx.log(this.name, m));
+    else await stopLeftoverConntrackd(this.host, (m) => this.ctx.log(this.name, m));
     const client = this.ctx.client;
     const on = (what: WatchedResource) => ({
       onAdd: () => this.changed(what),
@@ -1356,9 +1358,11 @@ export class GatewayModule implements NodeModule {
     await Promise.all(Object.values(this.informers).map((i) => i.stop()));
     // conntrackd is part of the datapath left as programmed: the next agent adopts it (its caches
     // survive the restart); removeRulesOnStop ends it
-    await this.ctsync
-      ?.stop({ leave: !this.ctx.config.removeRulesOnStop })
-      .catch((e: unknown) => this.ctx.log(this.name, `stopping conntrackd: ${errorMessage(e)}`));
+    this.ctsyncLeft =
+      (await this.ctsync?.stop({ leave: !this.ctx.config.removeRulesOnStop }).catch((e: unknown) => {
+        this.ctx.log(this.name, `stopping conntrackd: ${errorMessage(e)}`);
+        return null;
+      })) ?? null;
     this.ctsync = null; // the fail-closed leftover below removes its nft table too
     if (!this.ctx.config.removeRulesOnStop || !this.lastPlan) {
       this.ctx.log(this.name, 'stopped: datapath left as it is');
@@ -1407,9 +1411,11 @@ export class GatewayModule implements NodeModule {
       ...this.st,
       conntrackSync: this.ctsync
         ? this.ctsync.status()
-        : this.conntrackSyncWanted() && !this.ctsyncError
-          ? { enabled: true, running: false, waiting: 'for a gateway with a floating IP' }
-          : { enabled: false, ...(this.ctsyncError ? { error: this.ctsyncError } : {}) },
+        : this.ctsyncLeft !== null
+          ? { enabled: true, running: false, leftForNextAgent: this.ctsyncLeft }
+          : this.conntrackSyncWanted() && !this.ctsyncError
+            ? { enabled: true, running: false, waiting: 'for a gateway with a floating IP' }
+            : { enabled: false, ...(this.ctsyncError ? { error: this.ctsyncError } : {}) },
       ...(this.heartbeat ? { heartbeat: this.heartbeat.status() } : {}),
     };
   }

@@ -63,6 +63,8 @@ export interface AgentGatewayStatus {
   conntrackSync?: {
     enabled: boolean;
     running?: boolean;
+    /** the running conntrackd was left by the previous agent and adopted */
+    adopted?: boolean;
     commits?: number;
     /** how long the last commit (taking over the bindings) took, and how many entries it created */
     lastCommitMs?: number | null;
