@@ -299,6 +299,15 @@ function fakeIO(opts: { ctlFailsUntil?: number; commitCode?: number } = {}) {
 
 describe('ConntrackSync (fake processes)', () => {
   const base = { nodeIP: '192.168.1.3', uplink: 'eth0', restartDelayMs: 5 };
+  /** The config a ConntrackSync with `base` writes. */
+  const baseConfig = renderConntrackdConfig(base);
+  /** A conntrackd 777 a previous agent left: its pid file, its config and (unless not) its flushed marker. */
+  const leftDaemon = (f: ReturnType<typeof fakeIO>, o: { config?: string; flushed?: boolean } = {}) => {
+    const p = conntrackdPaths();
+    f.files.set(p.pid, '777\n');
+    f.files.set(p.config, o.config ?? baseConfig);
+    if (o.flushed !== false) f.files.set(p.flushed, '777\n');
+  };
 
   it('start: events off by default, config written, daemon spawned, startup dump flushed; stop restores', async () => {
     const f = fakeIO({ ctlFailsUntil: 2 });
@@ -322,18 +331,20 @@ describe('ConntrackSync (fake processes)', () => {
     expect(s.status().running).toBe(false);
   });
 
-  it('start gives up waiting for the control socket when the agent stops (its signal), and stop ends the daemon it spawned', async () => {
-    const f = fakeIO({ ctlFailsUntil: Number.MAX_SAFE_INTEGER }); // conntrackd never answers
-    const stopping = new AbortController();
-    // an hour to answer: without the signal, start() would still be waiting when the test times out
-    const s = new ConntrackSync({ ...base, host: f.io, log: () => undefined, readyTimeoutMs: 3_600_000, signal: stopping.signal });
-    const started = s.start();
-    await vi.waitFor(() => expect(f.calls.filter((c) => c === 'conntrackd -s runtime').length).toBeGreaterThanOrEqual(2));
-    stopping.abort();
-    await expect(started).rejects.toBeInstanceOf(ConntrackStartAbandoned);
-    expect(s.status()).toMatchObject({ running: false, starts: 1 });
-    await s.stop();
-    expect(f.calls.slice(-2)).toEqual(['kill SIGTERM', 'sysctl net/netfilter/nf_conntrack_events=2']);
+  it('start gives up waiting for the control socket when the agent stops (its signal), and stop ends the daemon it spawned, even one asked to leave it (not up)', async () => {
+    for (const opts of [{}, { leave: true }]) {
+      const f = fakeIO({ ctlFailsUntil: Number.MAX_SAFE_INTEGER }); // conntrackd never answers
+      const stopping = new AbortController();
+      // an hour to answer: without the signal, start() would still be waiting when the test times out
+      const s = new ConntrackSync({ ...base, host: f.io, log: () => undefined, readyTimeoutMs: 3_600_000, signal: stopping.signal });
+      const started = s.start();
+      await vi.waitFor(() => expect(f.calls.filter((c) => c === 'conntrackd -s runtime').length).toBeGreaterThanOrEqual(2));
+      stopping.abort();
+      await expect(started).rejects.toBeInstanceOf(ConntrackStartAbandoned);
+      expect(s.status()).toMatchObject({ running: false, starts: 1 });
+      expect(await s.stop(opts)).toBeNull();
+      expect(f.calls.slice(-2), JSON.stringify(opts)).toEqual(['kill SIGTERM', 'sysctl net/netfilter/nf_conntrack_events=2']);
+    }
     // told to stop before it started: nothing spawned
     const g = fakeIO();
     const t = new ConntrackSync({ ...base, host: g.io, log: () => undefined, signal: AbortSignal.abort() });
@@ -458,7 +469,7 @@ describe('ConntrackSync (fake processes)', () => {
       const f = fakeIO();
       f.files.set(conntrackdPaths().pid, `${pid}\n`);
       // everything but the flushed marker agrees: not adoptable
-      f.files.set(conntrackdPaths().config, renderConntrackdConfig({ nodeIP: base.nodeIP, uplink: base.uplink }));
+      f.files.set(conntrackdPaths().config, baseConfig);
       const s = new ConntrackSync({ ...base, host: f.io, log: () => undefined });
       await s.start();
       expect(f.calls.includes(`killPid ${pid} SIGKILL`)).toBe(killed);
@@ -510,9 +521,7 @@ describe('ConntrackSync (fake processes)', () => {
     for (const why of ['another config', 'not answering', 'never flushed'] as const) {
       const f = fakeIO({ ctlFailsUntil: why === 'not answering' ? 1 : 0 });
       const p = conntrackdPaths();
-      f.files.set(p.pid, '777\n');
-      f.files.set(p.config, why === 'another config' ? 'General {}\n' : renderConntrackdConfig({ nodeIP: base.nodeIP, uplink: base.uplink }));
-      if (why !== 'never flushed') f.files.set(p.flushed, '777\n');
+      leftDaemon(f, { ...(why === 'another config' ? { config: 'General {}\n' } : {}), flushed: why !== 'never flushed' });
       const logs: string[] = [];
       const s = new ConntrackSync({ ...base, host: f.io, log: (m) => logs.push(m) });
       await s.start();
@@ -530,10 +539,7 @@ describe('ConntrackSync (fake processes)', () => {
 
   it('an adopted daemon that goes away is noticed (no exit event: its pid is watched) and a new one spawned', async () => {
     const f = fakeIO();
-    const p = conntrackdPaths();
-    f.files.set(p.pid, '777\n');
-    f.files.set(p.flushed, '777\n');
-    f.files.set(p.config, renderConntrackdConfig({ nodeIP: base.nodeIP, uplink: base.uplink }));
+    leftDaemon(f);
     const logs: string[] = [];
     const s = new ConntrackSync({ ...base, host: f.io, log: (m) => logs.push(m) });
     await s.start();
@@ -564,24 +570,10 @@ describe('ConntrackSync (fake processes)', () => {
     expect(glogs).toEqual([]);
   });
 
-  it('stop with leave while the daemon is not up (not answering yet) stops it and puts the events back', async () => {
-    const f = fakeIO({ ctlFailsUntil: Number.MAX_SAFE_INTEGER });
-    const stopping = new AbortController();
-    const s = new ConntrackSync({ ...base, host: f.io, log: () => undefined, readyTimeoutMs: 3_600_000, signal: stopping.signal });
-    const started = s.start();
-    await vi.waitFor(() => expect(f.calls.filter((c) => c === 'conntrackd -s runtime').length).toBeGreaterThanOrEqual(1));
-    stopping.abort();
-    await expect(started).rejects.toBeInstanceOf(ConntrackStartAbandoned);
-    expect(await s.stop({ leave: true })).toBeNull();
-    expect(f.calls.slice(-2)).toEqual(['kill SIGTERM', 'sysctl net/netfilter/nf_conntrack_events=2']);
-  });
-
   it('a start abandoned while it checks a leftover daemon leaves the events off while that daemon runs (it would learn every connection)', async () => {
     const f = fakeIO();
     const p = conntrackdPaths();
-    f.files.set(p.pid, '777\n');
-    f.files.set(p.flushed, '777\n');
-    f.files.set(p.config, renderConntrackdConfig({ nodeIP: base.nodeIP, uplink: base.uplink }));
+    leftDaemon(f);
     f.files.set(p.eventsBeforeFile, '2\n');
     f.sysctl.set('net/netfilter/nf_conntrack_events', '0');
     const stopping = new AbortController();

@@ -549,6 +549,11 @@ export class ConntrackSync {
     return this.ready && (this.child !== null || this.adopted !== null);
   }
 
+  /** The pid of the daemon this agent supervises (spawned or adopted), or null. */
+  private get daemonPid(): number | null {
+    return this.child?.pid ?? this.adopted;
+  }
+
   /** A conntrackd left by a previous agent that cannot be adopted: ours by pid file AND command line. */
   private reapLeftover(): void {
     killLeftover(this.host, this.paths, this.o.log, 'conntrack sync: stopping the conntrackd left by a previous agent');
@@ -799,7 +804,7 @@ export class ConntrackSync {
   async stop(opts: { leave?: boolean } = {}): Promise<number | null> {
     this.stopped = true;
     if (this.restartTimer) clearTimeout(this.restartTimer);
-    const pid = this.child?.pid ?? this.adopted;
+    const pid = this.daemonPid;
     if (opts.leave && this.alive && pid) {
       this.child = null;
       this.dropAdopted();
@@ -852,7 +857,7 @@ export class ConntrackSync {
       mode: 'NOTRACK',
       transport: `multicast ${this.o.group ?? CTSYNC_GROUP}:${this.o.port ?? CTSYNC_PORT} on ${this.o.uplink}`,
       running: this.alive,
-      pid: this.child?.pid ?? this.adopted,
+      pid: this.daemonPid,
       adopted: this.adopted !== null,
       ...this.st,
       config: this.paths.config,
