@@ -485,6 +485,47 @@ describe('GatewayModule', () => {
     expect(commits[0]!.arg).toContain("'conntrack' '-D' '-q' '192.168.1.101'");
     expect(commits[0]!.arg).not.toContain("'-q' '192.168.1.100'");
   }, 20_000);
+  it("conntrack sync: a take of two IPs deletes, in each commit's shell, what the commit brought of each pair to the other IP (chaos seed 848038283)", async () => {
+    const { t, dir } = await controllerAndDir();
+    renew(t, 'worker1');
+    await nodeUp(t, 'worker1');
+    await createGateway(t, ['192.168.1.100', '192.168.1.101']);
+    // alice's frontend on worker1: 8.8.8.0/24 through .100 (POLICY), 1.1.1.0/24 through .101
+    await seedAlice(t, [['fe', 'worker1', '10.10.10.1']]);
+    await t.admin.create(R.egressNATPolicies, {
+      ...POLICY,
+      metadata: { name: 'other' },
+      spec: { ...POLICY.spec, destinationCIDRs: ['1.1.1.0/24'], egressSourceIP: '192.168.1.101' },
+    });
+    // worker1 is the only node Up: both IPs are its own before its module starts (one take)
+    await waitFor(async () => {
+      const gw = await t.admin.tryGet(R.anthosNetworkGateways, 'default', 'kube-system');
+      const ips = (gw?.status as { floatingIPs?: Record<string, string> } | undefined)?.floatingIPs ?? {};
+      return ips['192.168.1.100'] === 'worker1' && ips['192.168.1.101'] === 'worker1';
+    }, 'both IPs assigned to worker1');
+    const w = worker1(t, dir);
+    const { logs, sys } = w;
+    const mod = await startModule(w, { host: sys, heartbeat: false, garpScheduleMs: [0], conntrackSync: true });
+    const added = (ip: string) => sys.calls.some((c) => c.op === 'ip' && c.arg === `address add ${ip}/32 dev eth0`);
+    await waitFor(() => added('192.168.1.100') && added('192.168.1.101'), 'worker1 takes both IPs', 5000);
+    const commits = sys.calls.filter((c) => c.op === 'sh' && c.arg.includes(' -c || exit 3'));
+    // the take's commit and the takeover window's (its own pod's pairs change: routed nowhere ->
+    // SNATed here): each brings the whole external cache in again, each removes the same bindings
+    expect(commits.length).toBe(2);
+    const unbind = (dst: string, ip: string) => `-D -s 10.10.10.1 -d ${dst} --mask-dst 255.255.255.0 --reply-dst ${ip}`;
+    for (const c of commits) {
+      const lines = c.arg.split('\n');
+      const commit = lines.findIndex((l) => l.includes(' -c || exit 3'));
+      // in the batch after the commit: each pair's bindings to the other IP, never to its own
+      expect(lines.indexOf(unbind('1.1.1.0', '192.168.1.100'))).toBeGreaterThan(commit);
+      expect(lines.indexOf(unbind('8.8.8.0', '192.168.1.101'))).toBeGreaterThan(commit);
+      expect(lines.filter((l) => l.startsWith('-D') && l.includes('--reply-dst'))).toHaveLength(2);
+    }
+    expect(mod.status()).toMatchObject({ conntrackSync: { commits: 2, unbinds: 4 } });
+    expect(logs.join('\n')).toContain(
+      "then deleted its bindings to a held IP that is not their flows' (2 deletion(s): 10.10.10.1 -> 1.1.1.0 mask 255.255.255.0: not 192.168.1.100; 10.10.10.1 -> 8.8.8.0 mask 255.255.255.0: not 192.168.1.101)",
+    );
+  }, 20_000);
   it('conntrack sync: the floating IP history outlives the agent: a restarted agent still purges an IP that left the gateway before its start', async () => {
     const { t, dir } = await controllerAndDir();
     for (const n of ['worker1', 'worker2']) renew(t, n);
@@ -664,9 +705,14 @@ describe('GatewayModule', () => {
     // the first commit (before the window) deletes what this node tracked towards the IP while it
     // did not hold it (a stray hairpin entry would keep a binding with its tuple out), then commits
     const first = at((c) => c.op === 'sh' && c.arg.includes(' -c || exit 3'));
-    expect({ firstBeforeSecond: first >= 0 && first < second, lines: after[first]!.arg.replace(/^-c /, '').split('\n').slice(0, 2) }, trace).toEqual({
+    expect({ firstBeforeSecond: first >= 0 && first < second, lines: after[first]!.arg.replace(/^-c /, '').split('\n').slice(0, 4) }, trace).toEqual({
       firstBeforeSecond: true,
-      lines: ["'conntrack' '-D' '-d' '192.168.1.100' >/dev/null 2>&1", expect.stringMatching(/^'conntrackd' -C '.*' -c \|\| exit 3$/)],
+      lines: [
+        "'conntrack' -R - >/dev/null 2>&1 <<'EOF' || { 'conntrack' '-D' '-d' '192.168.1.100' >/dev/null 2>&1; }",
+        '-D -d 192.168.1.100',
+        'EOF',
+        expect.stringMatching(/^'conntrackd' -C '.*' -c \|\| exit 3$/),
+      ],
     });
     // one shell: flush, then commit, in that order; no conntrack process of its own
     const script = after[second]!.arg;
@@ -734,7 +780,7 @@ describe('GatewayModule', () => {
       'worker1 takes 192.168.1.100 back',
       5000,
     );
-    const take = sys.calls.slice(mark).find((c) => c.op === 'sh' && c.arg.includes(' -R '))?.arg ?? '';
+    const take = sys.calls.slice(mark).find((c) => c.op === 'sh' && c.arg.includes('kept-bindings'))?.arg ?? '';
     const iD = take.indexOf("'-D' '-s' '10.10.10.1'");
     const iR = take.search(/'conntrack' -R '[^']*kept-bindings'/);
     const iC = take.indexOf(' -c || exit 3');

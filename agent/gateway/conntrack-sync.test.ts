@@ -1,4 +1,8 @@
 import { describe, expect, it, vi } from 'vitest';
+import { spawnSync } from 'node:child_process';
+import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { FakeHost } from '../host/fake-host.js';
 import type { ExecResult } from '../host/host.js';
 import {
@@ -94,7 +98,12 @@ describe('egresslab_ctsync table (what gets replicated)', () => {
     expect(strayEntryPurgeArgs([])).toEqual([]);
     // in the commit's shell, before conntrackd -c
     const script = commitScript('conntrackd', '/c.conf', 'conntrack', [], { flush: strayEntryPurgeArgs(['192.168.1.100']) });
-    expect(script.split('\n').slice(0, 2)).toEqual(["'conntrack' '-D' '-d' '192.168.1.100' >/dev/null 2>&1", "'conntrackd' -C '/c.conf' -c || exit 3"]);
+    expect(script.split('\n').slice(0, 4)).toEqual([
+      "'conntrack' -R - >/dev/null 2>&1 <<'EOF' || { 'conntrack' '-D' '-d' '192.168.1.100' >/dev/null 2>&1; }",
+      '-D -d 192.168.1.100',
+      'EOF',
+      "'conntrackd' -C '/c.conf' -c || exit 3",
+    ]);
   });
 
   it('the purge candidates are the current floating IPs and those seen before, the oldest forgotten past the cap', () => {
@@ -120,24 +129,83 @@ describe('egresslab_ctsync table (what gets replicated)', () => {
 });
 
 describe('commit script', () => {
-  it('commits, then purges each foreign floating IP in the same shell; a failed commit exits 3', () => {
+  const unbind = ['-D', '-s', '10.10.11.1', '-d', '8.8.8.0', '--mask-dst', '255.255.255.0', '--reply-dst', '192.168.1.102'];
+  it('commits, then purges each foreign floating IP and unbinds, as one conntrack batch in the same shell; a failed commit exits 3', () => {
     expect(commitScript('conntrackd', '/run/egresslab/conntrackd/conntrackd.conf', 'conntrack', [['-D', '-q', '192.168.1.101']]).split('\n')).toEqual([
       "'conntrackd' -C '/run/egresslab/conntrackd/conntrackd.conf' -c || exit 3",
-      "'conntrack' '-D' '-q' '192.168.1.101' >/dev/null 2>&1",
+      "'conntrack' -R - >/dev/null 2>&1 <<'EOF' || { 'conntrack' '-D' '-q' '192.168.1.101' >/dev/null 2>&1; }",
+      '-D -q 192.168.1.101',
+      'EOF',
       'exit 0',
     ]);
     expect(commitScript('a', "/x'y", 'c', [])).toBe(`'a' -C '/x'\\''y' -c || exit 3\nexit 0`);
-    // a flush right before the commit, in the same shell
+    // a flush right before the commit (its own batch); the purge, then the bindings to another held
+    // IP (render.ts misboundBindings) after the commit and the kept load; a failed load still exits 5
     expect(
       commitScript('conntrackd', '/c', 'conntrack', [['-D', '-q', '192.168.1.101']], {
         flush: [['-D', '-s', '10.10.10.1']],
+        load: '/k',
+        unbind: [unbind],
       }).split('\n'),
     ).toEqual([
-      "'conntrack' '-D' '-s' '10.10.10.1' >/dev/null 2>&1",
+      "'conntrack' -R - >/dev/null 2>&1 <<'EOF' || { 'conntrack' '-D' '-s' '10.10.10.1' >/dev/null 2>&1; }",
+      '-D -s 10.10.10.1',
+      'EOF',
       "'conntrackd' -C '/c' -c || exit 3",
-      "'conntrack' '-D' '-q' '192.168.1.101' >/dev/null 2>&1",
+      "'conntrack' -R '/k' >/dev/null 2>&1 || kept=failed",
+      "rm -f '/k'",
+      `'conntrack' -R - >/dev/null 2>&1 <<'EOF' || { 'conntrack' '-D' '-q' '192.168.1.101' >/dev/null 2>&1; 'conntrack' ${unbind.map((a) => `'${a}'`).join(' ')} >/dev/null 2>&1; }`,
+      '-D -q 192.168.1.101',
+      unbind.join(' '),
+      'EOF',
+      '[ "$kept" = failed ] && exit 5',
       'exit 0',
     ]);
+    // a batch line is only ever addresses and options: anything else is refused, never written
+    expect(() => commitScript('conntrackd', '/c', 'conntrack', [['-D', '-q', '192.168.1.101\nEOF']])).toThrow(/argument "192.168.1.101\\nEOF" is not allowed/);
+  });
+
+  it('runs in sh: one conntrack process reads every deletion; a conntrack without batch mode runs them one by one', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'egresslab-commit-'));
+    try {
+      const log = join(dir, 'calls');
+      const fake = (name: string, batchExit: number) => {
+        const f = join(dir, name);
+        // records each call's arguments, and for `-R -` what it read
+        writeFileSync(f, `#!/bin/sh\necho "$*" >> '${log}'\nif [ "$1 $2" = "-R -" ]; then sed 's/^/  < /' >> '${log}'; exit ${batchExit}; fi\nexit 0\n`);
+        chmodSync(f, 0o755);
+        return f;
+      };
+      const run = (conntrack: string) => {
+        writeFileSync(log, '');
+        const script = commitScript(fake('conntrackd', 0), '/c', conntrack, [['-D', '-q', '192.168.1.101']], {
+          flush: [['-D', '-d', '192.168.1.100']],
+          unbind: [unbind],
+        });
+        const r = spawnSync('sh', ['-c', script], { encoding: 'utf8' });
+        return { code: r.status, calls: readFileSync(log, 'utf8').trim().split('\n') };
+      };
+      expect(run(fake('conntrack', 0))).toEqual({
+        code: 0,
+        calls: ['-R -', '  < -D -d 192.168.1.100', '-C /c -c', '-R -', '  < -D -q 192.168.1.101', `  < ${unbind.join(' ')}`],
+      });
+      expect(run(fake('conntrack-old', 1))).toEqual({
+        code: 0,
+        calls: [
+          '-R -',
+          '  < -D -d 192.168.1.100',
+          '-D -d 192.168.1.100',
+          '-C /c -c',
+          '-R -',
+          '  < -D -q 192.168.1.101',
+          `  < ${unbind.join(' ')}`,
+          '-D -q 192.168.1.101',
+          unbind.join(' '),
+        ],
+      });
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
 
@@ -204,11 +272,15 @@ describe("a holder's own bindings kept across a release (chaos seed 1419845312)"
     expect(
       commitScript('conntrackd', '/c', 'conntrack', [['-D', '-q', '192.168.1.101']], { flush: [['-D', '-s', '10.10.10.1']], load: "/run/k'b" }).split('\n'),
     ).toEqual([
-      "'conntrack' '-D' '-s' '10.10.10.1' >/dev/null 2>&1",
+      "'conntrack' -R - >/dev/null 2>&1 <<'EOF' || { 'conntrack' '-D' '-s' '10.10.10.1' >/dev/null 2>&1; }",
+      '-D -s 10.10.10.1',
+      'EOF',
       "'conntrackd' -C '/c' -c || exit 3",
       "'conntrack' -R '/run/k'\\''b' >/dev/null 2>&1 || kept=failed",
       "rm -f '/run/k'\\''b'",
-      "'conntrack' '-D' '-q' '192.168.1.101' >/dev/null 2>&1",
+      "'conntrack' -R - >/dev/null 2>&1 <<'EOF' || { 'conntrack' '-D' '-q' '192.168.1.101' >/dev/null 2>&1; }",
+      '-D -q 192.168.1.101',
+      'EOF',
       '[ "$kept" = failed ] && exit 5',
       'exit 0',
     ]);

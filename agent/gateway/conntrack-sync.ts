@@ -248,23 +248,36 @@ export function strayEntryPurgeArgs(taking: readonly string[]): string[][] {
 }
 
 /**
- * The commit step as one shell script: `conntrackd -c`, then one `conntrack -D` per foreign
- * floating IP ("0 flow entries" is exit 1 for conntrack: not an error). Exit 3 if the commit failed.
- * Every argument is validated (paths by conntrackdConfigIssues, IPs by foreignBindingPurgeArgs'
- * callers); quoted anyway.
+ * The commit step as one shell script: `conntrackd -c`, then the `conntrack -D` of each foreign
+ * floating IP ("0 flow entries" is not an error), then the unbind list (render.ts misboundBindings).
+ * Exit 3 if the commit failed. Each list of deletions (the flush before the commit, the purge and the
+ * unbind after it) is ONE `conntrack -R -` process reading them as lines (conntrack-tools 1.4.7
+ * batch mode: one process instead of one per IP or pair on the take's critical path); a conntrack
+ * without it (exit not 0) runs them one by one. Every argument is validated (paths by
+ * conntrackdConfigIssues, IPs by the callers); the batch lines are checked again here (letters,
+ * digits, `.`, `-`, `/`, `:`), the commands quoted.
  */
 export function commitScript(conntrackd: string, config: string, conntrack: string, purge: readonly string[][], opts: CommitSteps = {}): string {
   const q = (x: string) => `'${x.replace(/'/g, `'\\''`)}'`;
+  const batch = (list: readonly string[][]): string[] => {
+    if (!list.length) return [];
+    for (const args of list)
+      for (const a of args) if (!/^[-A-Za-z0-9./:]+$/.test(a)) throw new Error(`conntrack batch line: argument ${JSON.stringify(a)} is not allowed`);
+    const oneByOne = list.map((args) => `${q(conntrack)} ${args.map(q).join(' ')} >/dev/null 2>&1`).join('; ');
+    return [`${q(conntrack)} -R - >/dev/null 2>&1 <<'EOF' || { ${oneByOne}; }`, ...list.map((args) => args.join(' ')), 'EOF'];
+  };
   const lines: string[] = [];
   // entries to delete right before the commit (the old entries of the flows whose bindings it
   // brings back): no process spawn between the two
-  for (const args of opts.flush ?? []) lines.push(`${q(conntrack)} ${args.map(q).join(' ')} >/dev/null 2>&1`);
+  lines.push(...batch(opts.flush ?? []));
   lines.push(`${q(conntrackd)} -C ${q(config)} -c || exit 3`);
   // this node's own bindings kept from when it released the IP (keptBindingLines), AFTER the
   // replicated ones: an entry already there (same flow, or the same IP:port to the same far end)
   // wins over the kept line, which is older; a failed load is reported (exit 5), not fatal
   if (opts.load) lines.push(`${q(conntrack)} -R ${q(opts.load)} >/dev/null 2>&1 || kept=failed`, `rm -f ${q(opts.load)}`);
-  for (const args of purge) lines.push(`${q(conntrack)} ${args.map(q).join(' ')} >/dev/null 2>&1`);
+  // bindings of IPs held elsewhere, then the ones to a held IP other than their flows' (after the
+  // load too: a kept line is of its pair's own IP)
+  lines.push(...batch([...purge, ...(opts.unbind ?? [])]));
   if (opts.load) lines.push('[ "$kept" = failed ] && exit 5');
   lines.push('exit 0');
   return lines.join('\n');
@@ -274,6 +287,8 @@ export function commitScript(conntrackd: string, config: string, conntrack: stri
 export interface CommitSteps {
   /** `conntrack` argument lists run just before the commit */
   flush?: readonly string[][];
+  /** `conntrack -D` argument lists run after the commit, the load and the purge (render.ts misboundBindings) */
+  unbind?: readonly string[][];
   /** a file of `conntrack -o save` lines loaded (`conntrack -R`) after the commit, so that a replicated binding (fresher) wins over a loaded one; removed after */
   load?: string | null;
 }
@@ -444,6 +459,8 @@ export interface ConntrackSyncStatus {
   /** entries the last commit created (conntrackd's log) */
   lastCommitEntries: number | null;
   purges: number;
+  /** `conntrack -D` of committed bindings to a held IP other than their pair's (CommitSteps.unbind) */
+  unbinds: number;
   /** periodic bulk sends of the holder's cache (conntrackd -B): recover lost NOTRACK datagrams */
   bulkSends: number;
   lastError: { at: string; message: string } | null;
@@ -522,6 +539,7 @@ export class ConntrackSync {
     lastCommitMs: null as number | null,
     lastCommitEntries: null as number | null,
     purges: 0,
+    unbinds: 0,
     bulkSends: 0,
     lastError: null as { at: string; message: string } | null,
   };
@@ -734,6 +752,7 @@ export class ConntrackSync {
     const entries = committedFromLog(this.host.readFile(this.paths.log) ?? '');
     this.st.commits++;
     this.st.purges += purge.length;
+    this.st.unbinds += rest.unbind?.length ?? 0;
     this.st.lastCommitAt = new Date(this.now()).toISOString();
     this.st.lastCommitMs = ms;
     this.st.lastCommitEntries = entries;

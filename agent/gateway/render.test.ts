@@ -20,6 +20,9 @@ import {
   conntrackFlushArgs,
   forwardedFlushArgs,
   forwardedSnats,
+  misboundBindingArgs,
+  misboundBindings,
+  snatIPs,
   parseIpAddrs,
   parseIpRules,
   parseRouteTables,
@@ -337,6 +340,60 @@ describe('policy routing and addresses (diff against ip -j output)', () => {
     expect([...forwardedSnats(on1).keys()]).toEqual(['10.10.11.1>8.8.8.0/24', '10.10.11.1>9.9.9.9/32']);
     // a node that SNATs nothing forwards nothing
     expect(forwardedSnats(computeGatewayPlan(input('node-1', { '192.168.1.100': 'node-2' }))).size).toBe(0);
+  });
+
+  it("a take's commits remove the bindings they bring to a held IP that is not their flows' (chaos seed 848038283)", () => {
+    const wide = (name: string) => ({
+      name,
+      rules: [{ namespaceSelector: { matchLabels: { user: 'alice' } } }],
+      destinationCIDRs: ['0.0.0.0/0'],
+      egressSourceIP: '192.168.1.101',
+    });
+    const on2 = (assignments: Record<string, string>, wideName: string | null = null): GatewayPlan => {
+      const base = input('node-2', assignments);
+      // `wide` in place of `other` (two policies cannot share an egress IP)
+      return computeGatewayPlan({ ...base, policies: [base.policies[0]!, wideName ? wide(wideName) : base.policies[1]!] });
+    };
+    const took = on2({ '192.168.1.100': 'node-2', '192.168.1.101': 'node-2' });
+    // node-2 takes both IPs: its own pod's pairs and the ones it forwards, each with its IP and policy
+    expect(Object.fromEntries([...snatIPs(took)].map(([k, v]) => [k, `${v.policy}@${v.ip}`]))).toEqual({
+      '10.10.11.1>8.8.8.0/24': 'egress@192.168.1.100',
+      '10.10.11.1>9.9.9.9/32': 'egress@192.168.1.100',
+      '10.10.10.1>8.8.8.0/24': 'egress@192.168.1.100',
+      '10.10.10.1>9.9.9.9/32': 'egress@192.168.1.100',
+      '10.10.10.2>1.1.1.0/24': 'other@192.168.1.101',
+    });
+    expect(snatIPs(on2({ '192.168.1.100': 'node-1', '192.168.1.101': 'node-1' })).size).toBe(0);
+    const lines = (plan: GatewayPlan) => misboundBindings(plan).map((b) => misboundBindingArgs(b).join(' '));
+    // no pair of a source SNATed here to a held IP: every binding of the source to it goes
+    expect(lines(took)).toEqual([
+      '-D -s 10.10.10.1 --reply-dst 192.168.1.101',
+      '-D -s 10.10.11.1 --reply-dst 192.168.1.101',
+      '-D -s 10.10.10.2 --reply-dst 192.168.1.100',
+    ]);
+    // one IP held: the same for the sources not SNATed here to it (x's policy is held by node-1);
+    // a source whose every pair here is SNATed to it keeps all of its bindings to it
+    expect(lines(on2({ '192.168.1.100': 'node-2', '192.168.1.101': 'node-1' }))).toEqual(['-D -s 10.10.10.2 --reply-dst 192.168.1.100']);
+    // nothing held, nothing committed
+    expect(lines(on2({ '192.168.1.100': 'node-1', '192.168.1.101': 'node-1' }))).toEqual([]);
+    // a source with pairs to both IPs: a pair's bindings to the other IP go, unless a pair to that
+    // IP from an EARLIER policy overlaps it (the ruleset decides a flow by the first policy listing it):
+    // `egress` (8.8.8.0/24, 9.9.9.9/32 -> .100) before `wide` (0.0.0.0/0 -> .101): flows to 8.8.8.0/24
+    // and 9.9.9.9 are .100's, the others .101's
+    const after = on2({ '192.168.1.100': 'node-2', '192.168.1.101': 'node-2' }, 'wide');
+    expect(lines(after)).toEqual([
+      '-D -s 10.10.10.1 -d 8.8.8.0 --mask-dst 255.255.255.0 --reply-dst 192.168.1.101',
+      '-D -s 10.10.10.1 -d 9.9.9.9 --mask-dst 255.255.255.255 --reply-dst 192.168.1.101',
+      '-D -s 10.10.11.1 -d 8.8.8.0 --mask-dst 255.255.255.0 --reply-dst 192.168.1.101',
+      '-D -s 10.10.11.1 -d 9.9.9.9 --mask-dst 255.255.255.255 --reply-dst 192.168.1.101',
+    ]);
+    // `a-wide` first: every flow of alice's pods is .101's, none is .100's
+    const before = on2({ '192.168.1.100': 'node-2', '192.168.1.101': 'node-2' }, 'a-wide');
+    expect(before.policies.map((p) => p.name)).toEqual(['a-wide', 'egress']);
+    expect(lines(before)).toEqual([
+      '-D -s 10.10.10.1 -d 0.0.0.0 --mask-dst 0.0.0.0 --reply-dst 192.168.1.100',
+      '-D -s 10.10.11.1 -d 0.0.0.0 --mask-dst 0.0.0.0 --reply-dst 192.168.1.100',
+    ]);
   });
 
   it('conntrack is flushed for flows entering or leaving gateway treatment, not for a holder move', () => {

@@ -39,7 +39,7 @@
  *   chain output        arp saddr ip @floating arp saddr ip != @alive drop
  */
 import { EGRESS_GW_BYPASS_MARK, EGRESS_GW_BYPASS_MASK } from '../masq/constants.js';
-import { coveringCidrList, formatIPv4, maskOf, parseCidr4 } from '../../lib/net/addresses.js';
+import { coveringCidrList, formatIPv4, maskOf, overlaps, parseCidr4 } from '../../lib/net/addresses.js';
 import {
   BOOT_GUARD_TABLE,
   ARP_ALIVE_TIMEOUT_MS,
@@ -724,6 +724,87 @@ export function staleForwardedBindings(prev: ReadonlyMap<string, string> | null,
 /** `conntrack -D` arguments removing a stale forwarded binding, and only it (`--reply-dst`: its SNAT IP). */
 export function forwardedBindingArgs(b: StaleForwardedBinding): string[] {
   return ['-D', '-s', b.src, '-d', b.net, '--mask-dst', b.mask, '--reply-dst', b.ip];
+}
+
+/**
+ * `source>destination` -> the floating IP this node SNATs the pair to under `plan` and the policy
+ * that decides it: its own pods' pairs SNATed here (steeredPairs, `local`) and the pairs it
+ * forwards for other nodes' pods (forwardedSnats). Pairs routed elsewhere or dropped have none.
+ */
+export function snatIPs(plan: GatewayPlan): Map<string, { ip: string; policy: string }> {
+  const out = new Map<string, { ip: string; policy: string }>();
+  for (const [k, t] of steeredPairs(plan)) {
+    const m = /^(.*):local@([0-9.]+)$/.exec(t);
+    if (m) out.set(k, { ip: m[2]!, policy: m[1]! });
+  }
+  for (const [k, t] of forwardedSnats(plan)) {
+    const at = t.lastIndexOf('@');
+    if (!out.has(k)) out.set(k, { ip: t.slice(at + 1), policy: t.slice(0, at) });
+  }
+  return out;
+}
+
+/** Committed bindings of a source to a held IP that is not the IP of its flows here (misboundBindings). */
+export interface MisboundBinding {
+  src: string;
+  /** null: every destination (no pair of the source is SNATed here to `ip`) */
+  net: string | null;
+  mask: string | null;
+  /** the IP the bindings are SNATed to (their replies' destination) */
+  ip: string;
+}
+
+/**
+ * Bindings a commit of the replicated bindings may bring in that are wrong although their IP is held
+ * here. `conntrackd -c` commits the WHOLE external cache at every commit and replaces an entry with
+ * the same original tuple, and the take's purge (foreignBindingPurgeArgs) keeps every binding to an
+ * IP held here; a peer may have made one under an older policy of the pair (another egress IP) and
+ * stopped before it rebound the pair. Chaos seed 848038283: paul/frontend-2's stream SNATed to
+ * 192.168.1.102 by node-1 while a second policy (chaos-2, .102) existed; chaos-2 deleted, node-1
+ * paused before it rebound the pair, node-2 took .100 and .102 and committed the .102 binding for a
+ * pair its policy now SNATs to .100: its guard dropped every packet of the stream for as long as it
+ * ran. For each source of the plan's policies and each floating IP held under `next`:
+ *  - no pair of the source is SNATed here to that IP: all of its bindings to the IP (net null);
+ *  - otherwise, for each of its pairs SNATed here to another IP, the pair's bindings to the IP,
+ *    unless a pair of the source to the IP from an EARLIER policy overlaps the pair's destination
+ *    (the ruleset decides a flow by the first policy listing it: there, flows may be the other's).
+ * Every commit of a take removes them (all pairs: a pair SNATed here already gets the stale binding
+ * back from the next commit just the same).
+ */
+export function misboundBindings(next: GatewayPlan): MisboundBinding[] {
+  const held = next.ownedIPs.map((o) => o.ip);
+  if (!held.length) return [];
+  const order = new Map(next.policies.map((p, i) => [p.name, i]));
+  const pairs = new Map<string, { dst: string; ip: string; order: number }[]>();
+  const sources: string[] = [];
+  for (const p of next.policies) for (const s of p.allSources) if (!pairs.has(s)) pairs.set(s, []), sources.push(s);
+  for (const [k, { ip, policy }] of snatIPs(next)) {
+    const [src, dst] = k.split('>') as [string, string];
+    pairs.get(src)?.push({ dst, ip, order: order.get(policy) ?? 0 });
+  }
+  const out: MisboundBinding[] = [];
+  for (const src of sources) {
+    const mine = pairs.get(src)!;
+    for (const ip of held) {
+      const toIp = mine.filter((p) => p.ip === ip);
+      if (!toIp.length) {
+        out.push({ src, net: null, mask: null, ip });
+        continue;
+      }
+      for (const p of mine) {
+        if (p.ip === ip) continue;
+        const c = parseCidr4(p.dst, false);
+        if (!c.ok || toIp.some((q) => q.order < p.order && overlaps(q.dst, p.dst))) continue;
+        out.push({ src, net: formatIPv4(c.value.base), mask: formatIPv4(maskOf(c.value.prefix)), ip });
+      }
+    }
+  }
+  return out;
+}
+
+/** `conntrack -D` arguments removing a misbound binding (misboundBindings), and only it (`--reply-dst`: its SNAT IP). */
+export function misboundBindingArgs(b: MisboundBinding): string[] {
+  return ['-D', '-s', b.src, ...(b.net && b.mask ? ['-d', b.net, '--mask-dst', b.mask] : []), '--reply-dst', b.ip];
 }
 
 /** The `conntrack -D` arguments of staleForwardedBindings(prev, next). */

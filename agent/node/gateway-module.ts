@@ -65,6 +65,9 @@ import {
   forwardedBindingArgs,
   forwardedSnats,
   staleForwardedBindings,
+  misboundBindings,
+  misboundBindingArgs,
+  type MisboundBinding,
   type StaleForwardedBinding,
   parseIpAddrs,
   parseIpRules,
@@ -843,15 +846,25 @@ export class GatewayModule implements NodeModule {
     // taking floating IPs: commit the replicated bindings BEFORE this node starts to SNAT and
     // attracts the traffic, so no segment of an established flow is picked up as a new flow here
     const taking = plan.ownedIPs.map((o) => o.ip).filter((ip) => !this.owned.has(ip));
+    // every commit brings the whole external cache in again: each one removes the bindings it
+    // brought to a held IP other than their flows' (render.ts misboundBindings)
+    const misbound = this.ctsync && taking.length ? misboundBindings(plan) : [];
+    const unbind = misbound.map(misboundBindingArgs);
     let committed = false;
     if (this.ctsync && taking.length) {
       const c = await this.ctsync.commit(
         purgeIPs,
         plan.ownedIPs.map((o) => o.ip),
-        { pre: renderStrayReplyFence(this.lastPlan, taking, { uplink: this.uplink }), flush: strayEntryPurgeArgs(taking) },
+        { pre: renderStrayReplyFence(this.lastPlan, taking, { uplink: this.uplink }), flush: strayEntryPurgeArgs(taking), unbind },
       );
       committed = c.ok;
-      if (c.ok) this.ctx.log(this.name, `conntrack sync: committed ${c.entries ?? '?'} replicated binding(s) in ${c.ms} ms before taking ${taking.join(', ')}`);
+      if (c.ok)
+        this.ctx.log(
+          this.name,
+          `conntrack sync: committed ${c.entries ?? '?'} replicated binding(s) in ${c.ms} ms before taking ${taking.join(', ')}${
+            misbound.length ? `; then deleted its bindings to a held IP that is not their flows' (${describeMisbound(misbound)})` : ''
+          }`,
+        );
     }
     // no commit shell ran (sync off, conntrackd not running, its commit failed): the entries this
     // node made towards an IP it takes (strayEntryPurgeArgs) are deleted on their own, before the
@@ -917,7 +930,7 @@ export class GatewayModule implements NodeModule {
       const c = await this.ctsync.commit(
         purgeIPs,
         plan.ownedIPs.map((o) => o.ip),
-        { flush: conntrackFlushArgs(flush), post: end, load },
+        { flush: conntrackFlushArgs(flush), post: end, load, unbind },
       );
       if (c.ok) {
         this.st.conntrackFlushes += flush.length;
@@ -944,7 +957,7 @@ export class GatewayModule implements NodeModule {
         const c = await this.ctsync.commit(
           purgeIPs,
           plan.ownedIPs.map((o) => o.ip),
-          { load },
+          { load, unbind },
         );
         if (!c.ok && load.length) await this.loadKept(load);
       } else if (load.length) await this.loadKept(load);
@@ -1419,4 +1432,10 @@ export class GatewayModule implements NodeModule {
       ...(this.heartbeat ? { heartbeat: this.heartbeat.status() } : {}),
     };
   }
+}
+
+/** A short account of misboundBindings for the log: how many, and the first few. */
+function describeMisbound(list: readonly MisboundBinding[]): string {
+  const one = (b: MisboundBinding) => `${b.src}${b.net ? ` -> ${b.net} mask ${b.mask}` : ''}: not ${b.ip}`;
+  return `${list.length} deletion(s): ${list.slice(0, 4).map(one).join('; ')}${list.length > 4 ? `; ${list.length - 4} more` : ''}`;
 }
