@@ -723,8 +723,17 @@ describe("a holder drops its own pods' replies that another kernel already de-NA
     ]);
     // node-3 has no matched pod: nothing of its own to protect
     expect(renderStrayReplyFence(computeGatewayPlan(input('node-3', { '192.168.1.100': 'node-2' })), ['192.168.1.100'])).toBeNull();
-    // already the holder, or no previous plan (a starting agent has no connections of its own yet)
+    // already the holder: nothing routed elsewhere to protect
     expect(renderStrayReplyFence(computeGatewayPlan(input('node-1', { '192.168.1.100': 'node-1' })), ['192.168.1.100'])).toBeNull();
+    // no previous plan (a restarted agent, whose pods' connections outlived its predecessor): from
+    // the plan it is about to commit, addresses written out (the current table's set indices are the
+    // previous agent's)
+    const next = computeGatewayPlan(input('node-1', { '192.168.1.100': 'node-1', '192.168.1.101': 'node-2' }));
+    expect(renderStrayReplyFence(null, ['192.168.1.100'], { next })).toBe(
+      'insert rule ip egresslab_gw prerouting iifname "eth0" ip saddr { 8.8.8.0/24, 9.9.9.9/32 } ip daddr { 10.10.10.1 } ct state new tcp flags & (syn | ack) != syn counter drop comment "policy egress: reply de-NATed by another kernel"\n',
+    );
+    // nothing taken that a local pod egresses through; neither plan known
+    expect(renderStrayReplyFence(null, ['192.168.1.102'], { next })).toBeNull();
     expect(renderStrayReplyFence(null, ['192.168.1.100'])).toBeNull();
     expect(() => renderStrayReplyFence(before, ['192.168.1.100'], { uplink: 'eth0; drop' })).toThrow(/invalid interface name/);
   });

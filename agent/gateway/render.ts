@@ -188,20 +188,43 @@ function strayReplyDrop(i: number, name: string, uplink: string): string {
  * The same drop, inserted into the CURRENT table just before a node about to take floating IPs
  * commits the replicated bindings (agent/gateway/conntrack-sync.ts commit): from that commit on,
  * its own pods' connections have their holder binding here, while the final ruleset (which renders
- * the drop for the new holder) is not in place yet. Null when no policy of `plan` egresses through
- * one of `taking` from a pod of this node.
+ * the drop for the new holder) is not in place yet. Null when no policy egresses through one of
+ * `taking` from a pod of this node.
+ *
+ * `plan` is the plan of the current table (its sets are referenced by index). An agent that has
+ * none yet (just restarted) still has connections of its own: the previous agent left the datapath
+ * and conntrackd as they were, and its pods' flows go on through the old holder. The rules are then
+ * rendered from `next` with the addresses written out, not the table's sets (whose indices belong to
+ * the previous agent's plan). Without them (session 36, the conntrack-sync scenario with every
+ * agent restarted, one core busy): node-3's agent restarted, its kernel kept de-NATing the replies
+ * of node-2's pod and forwarding them to node-2, whose own restarted agent took the IP and committed
+ * without the drop; two of the pod's connections were reset at the far end during that commit.
  */
-export function renderStrayReplyFence(plan: GatewayPlan | null, taking: readonly string[], opts: { uplink?: string; tableName?: string } = {}): string | null {
-  if (!plan) return null;
+export function renderStrayReplyFence(
+  plan: GatewayPlan | null,
+  taking: readonly string[],
+  opts: { uplink?: string; tableName?: string; next?: GatewayPlan | null } = {},
+): string | null {
   const uplink = opts.uplink ?? 'eth0';
   if (!IFNAME.test(uplink)) throw new Error(`invalid interface name ${JSON.stringify(uplink)}`);
-  const lines = plan.policies
-    .map((p, i) =>
-      !p.snatHere && taking.includes(p.egressSourceIP) && p.localSources.length
-        ? `insert rule ip ${opts.tableName ?? GW_TABLE} prerouting ${strayReplyDrop(i, p.name, uplink)}`
-        : null,
-    )
-    .filter((x): x is string => x !== null);
+  const table = opts.tableName ?? GW_TABLE;
+  let lines: string[];
+  if (plan)
+    lines = plan.policies
+      .map((p, i) =>
+        !p.snatHere && taking.includes(p.egressSourceIP) && p.localSources.length
+          ? `insert rule ip ${table} prerouting ${strayReplyDrop(i, p.name, uplink)}`
+          : null,
+      )
+      .filter((x): x is string => x !== null);
+  else if (opts.next)
+    lines = opts.next.policies
+      .filter((p) => taking.includes(p.egressSourceIP) && p.localSources.length && p.destinations.length)
+      .map(
+        (p) =>
+          `insert rule ip ${table} prerouting iifname "${uplink}" ip saddr { ${p.destinations.join(', ')} } ip daddr { ${p.localSources.join(', ')} } ${MID_STREAM} counter drop ${comment(`policy ${p.name}: reply de-NATed by another kernel`)}`,
+      );
+  else lines = [];
   return lines.length ? `${lines.join('\n')}\n` : null;
 }
 

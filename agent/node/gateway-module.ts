@@ -855,7 +855,7 @@ export class GatewayModule implements NodeModule {
       const c = await this.ctsync.commit(
         purgeIPs,
         plan.ownedIPs.map((o) => o.ip),
-        { pre: renderStrayReplyFence(this.lastPlan, taking, { uplink: this.uplink }), flush: strayEntryPurgeArgs(taking), unbind },
+        { pre: renderStrayReplyFence(this.lastPlan, taking, { uplink: this.uplink, next: plan }), flush: strayEntryPurgeArgs(taking), unbind },
       );
       committed = c.ok;
       if (c.ok)
