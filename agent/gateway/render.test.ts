@@ -20,7 +20,7 @@ import {
   conntrackFlushArgs,
   forwardedFlushArgs,
   forwardedSnats,
-  misboundBindingArgs,
+  bindingDeleteArgs,
   misboundBindings,
   snatIPs,
   parseIpAddrs,
@@ -364,7 +364,7 @@ describe('policy routing and addresses (diff against ip -j output)', () => {
       '10.10.10.2>1.1.1.0/24': 'other@192.168.1.101',
     });
     expect(snatIPs(on2({ '192.168.1.100': 'node-1', '192.168.1.101': 'node-1' })).size).toBe(0);
-    const lines = (plan: GatewayPlan) => misboundBindings(plan).map((b) => misboundBindingArgs(b).join(' '));
+    const lines = (plan: GatewayPlan) => misboundBindings(plan).map((b) => bindingDeleteArgs(b).join(' '));
     // no pair of a source SNATed here to a held IP: every binding of the source to it goes
     expect(lines(took)).toEqual([
       '-D -s 10.10.10.1 --reply-dst 192.168.1.101',

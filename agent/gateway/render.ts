@@ -180,8 +180,13 @@ function pickupDrop(own: readonly string[], peers: readonly string[], uplink: st
  * a conntrack entry (a new inbound connection from a destination to the pod starts with a SYN; an
  * existing one has its entry).
  */
-function strayReplyDrop(i: number, name: string, uplink: string): string {
-  return `iifname "${uplink}" ip saddr @p${i}_dst ip daddr @p${i}_src ${MID_STREAM} counter drop ${comment(`policy ${name}: reply de-NATed by another kernel`)}`;
+function strayReplyDrop(dst: string, src: string, name: string, uplink: string): string {
+  return `iifname "${uplink}" ip saddr ${dst} ip daddr ${src} ${MID_STREAM} counter drop ${comment(`policy ${name}: reply de-NATed by another kernel`)}`;
+}
+
+/** strayReplyDrop of policy `i` of the plan a table was rendered from: its destination and source sets. */
+function strayReplyDropOf(i: number, name: string, uplink: string): string {
+  return strayReplyDrop(`@p${i}_dst`, `@p${i}_src`, name, uplink);
 }
 
 /**
@@ -213,7 +218,7 @@ export function renderStrayReplyFence(
     lines = plan.policies
       .map((p, i) =>
         !p.snatHere && taking.includes(p.egressSourceIP) && p.localSources.length
-          ? `insert rule ip ${table} prerouting ${strayReplyDrop(i, p.name, uplink)}`
+          ? `insert rule ip ${table} prerouting ${strayReplyDropOf(i, p.name, uplink)}`
           : null,
       )
       .filter((x): x is string => x !== null);
@@ -221,8 +226,7 @@ export function renderStrayReplyFence(
     lines = opts.next.policies
       .filter((p) => taking.includes(p.egressSourceIP) && p.localSources.length && p.destinations.length)
       .map(
-        (p) =>
-          `insert rule ip ${table} prerouting iifname "${uplink}" ip saddr { ${p.destinations.join(', ')} } ip daddr { ${p.localSources.join(', ')} } ${MID_STREAM} counter drop ${comment(`policy ${p.name}: reply de-NATed by another kernel`)}`,
+        (p) => `insert rule ip ${table} prerouting ${strayReplyDrop(`{ ${p.destinations.join(', ')} }`, `{ ${p.localSources.join(', ')} }`, p.name, uplink)}`,
       );
   else lines = [];
   return lines.length ? `${lines.join('\n')}\n` : null;
@@ -301,7 +305,7 @@ export function renderGateway(plan: GatewayPlan, opts: RenderOptions = {}): Rend
   // prerouting: NetworkPolicy, then egress selection (mark / bypass / fail-closed drop)
   // the holder marks what egress_snat will SNAT among the traffic forwarded to it: the forward
   // fence (ip rules) blackholes other nodes' pod traffic forwarded without that mark
-  const pre: string[] = plan.policies.flatMap((p, i) => (p.snatHere ? [strayReplyDrop(i, p.name, uplink)] : []));
+  const pre: string[] = plan.policies.flatMap((p, i) => (p.snatHere ? [strayReplyDropOf(i, p.name, uplink)] : []));
   pre.push(
     ...plan.policies
       .map((p, i) =>
@@ -744,9 +748,9 @@ export function staleForwardedBindings(prev: ReadonlyMap<string, string> | null,
   return out;
 }
 
-/** `conntrack -D` arguments removing a stale forwarded binding, and only it (`--reply-dst`: its SNAT IP). */
-export function forwardedBindingArgs(b: StaleForwardedBinding): string[] {
-  return ['-D', '-s', b.src, '-d', b.net, '--mask-dst', b.mask, '--reply-dst', b.ip];
+/** `conntrack -D` arguments removing a binding of a source (to a destination CIDR, or to any when `net` is null) to one SNAT IP, and only those (`--reply-dst`: its SNAT IP): staleForwardedBindings, misboundBindings. */
+export function bindingDeleteArgs(b: MisboundBinding | StaleForwardedBinding): string[] {
+  return ['-D', '-s', b.src, ...(b.net && b.mask ? ['-d', b.net, '--mask-dst', b.mask] : []), '--reply-dst', b.ip];
 }
 
 /**
@@ -756,10 +760,7 @@ export function forwardedBindingArgs(b: StaleForwardedBinding): string[] {
  */
 export function snatIPs(plan: GatewayPlan): Map<string, { ip: string; policy: string }> {
   const out = new Map<string, { ip: string; policy: string }>();
-  for (const [k, t] of steeredPairs(plan)) {
-    const m = /^(.*):local@([0-9.]+)$/.exec(t);
-    if (m) out.set(k, { ip: m[2]!, policy: m[1]! });
-  }
+  for (const [k, p] of pairPolicies(plan)) if (p.action === 'local') out.set(k, { ip: p.egressSourceIP, policy: p.name });
   for (const [k, t] of forwardedSnats(plan)) {
     const at = t.lastIndexOf('@');
     if (!out.has(k)) out.set(k, { ip: t.slice(at + 1), policy: t.slice(0, at) });
@@ -825,14 +826,9 @@ export function misboundBindings(next: GatewayPlan): MisboundBinding[] {
   return out;
 }
 
-/** `conntrack -D` arguments removing a misbound binding (misboundBindings), and only it (`--reply-dst`: its SNAT IP). */
-export function misboundBindingArgs(b: MisboundBinding): string[] {
-  return ['-D', '-s', b.src, ...(b.net && b.mask ? ['-d', b.net, '--mask-dst', b.mask] : []), '--reply-dst', b.ip];
-}
-
 /** The `conntrack -D` arguments of staleForwardedBindings(prev, next). */
 export function forwardedFlushArgs(prev: ReadonlyMap<string, string> | null, next: GatewayPlan): string[][] {
-  return staleForwardedBindings(prev, next).map(forwardedBindingArgs);
+  return staleForwardedBindings(prev, next).map(bindingDeleteArgs);
 }
 
 /**

@@ -62,11 +62,10 @@ import {
   treatmentsAfter,
   treatmentsAfterFailure,
   conntrackFlushArgs,
-  forwardedBindingArgs,
+  bindingDeleteArgs,
   forwardedSnats,
   staleForwardedBindings,
   misboundBindings,
-  misboundBindingArgs,
   type MisboundBinding,
   type StaleForwardedBinding,
   parseIpAddrs,
@@ -849,7 +848,7 @@ export class GatewayModule implements NodeModule {
     // every commit brings the whole external cache in again: each one removes the bindings it
     // brought to a held IP other than their flows' (render.ts misboundBindings)
     const misbound = this.ctsync && taking.length ? misboundBindings(plan) : [];
-    const unbind = misbound.map(misboundBindingArgs);
+    const unbind = misbound.map(bindingDeleteArgs);
     let committed = false;
     if (this.ctsync && taking.length) {
       const c = await this.ctsync.commit(
@@ -1034,7 +1033,7 @@ export class GatewayModule implements NodeModule {
     if (!stale.length) return;
     const ok = await Promise.all(
       stale.map((b) => {
-        const a = forwardedBindingArgs(b);
+        const a = bindingDeleteArgs(b);
         return this.host.conntrack(a).then(
           () => true,
           (e: unknown) => (this.ctx.log(this.name, `conntrack ${a.join(' ')}: ${errorMessage(e)}`), false),
