@@ -714,28 +714,33 @@ describe("a holder drops its own pods' replies that another kernel already de-NA
     expect(router.ruleset).not.toContain('de-NATed by another kernel');
   });
 
-  it('inserted into the current table before the commit, for the policies of the IPs being taken that have local pods', () => {
+  it('inserted into the current table before a commit, for every policy with local pods that the table does not SNAT here', () => {
+    // the commit brings the whole external cache: bindings of the IP being taken and, until its
+    // purge, of IPs held elsewhere: every policy routed from here
     const before = computeGatewayPlan(input('node-1', { '192.168.1.100': 'node-2', '192.168.1.101': 'node-2' }));
-    expect(renderStrayReplyFence(before, ['192.168.1.100'])).toBe(`insert rule ip egresslab_gw prerouting ${stray(0, 'egress')}\n`);
-    expect(renderStrayReplyFence(before, ['192.168.1.100', '192.168.1.101'])!.split('\n').filter(Boolean)).toEqual([
+    expect(renderStrayReplyFence(before)!.split('\n').filter(Boolean)).toEqual([
       `insert rule ip egresslab_gw prerouting ${stray(0, 'egress')}`,
       `insert rule ip egresslab_gw prerouting ${stray(1, 'other')}`,
     ]);
+    // holding .100 already: that policy has its drop in the table; the other one is routed
+    const holding = computeGatewayPlan(input('node-1', { '192.168.1.100': 'node-1', '192.168.1.101': 'node-2' }));
+    expect(renderStrayReplyFence(holding)).toBe(`insert rule ip egresslab_gw prerouting ${stray(1, 'other')}\n`);
     // node-3 has no matched pod: nothing of its own to protect
-    expect(renderStrayReplyFence(computeGatewayPlan(input('node-3', { '192.168.1.100': 'node-2' })), ['192.168.1.100'])).toBeNull();
-    // already the holder: nothing routed elsewhere to protect
-    expect(renderStrayReplyFence(computeGatewayPlan(input('node-1', { '192.168.1.100': 'node-1' })), ['192.168.1.100'])).toBeNull();
+    expect(renderStrayReplyFence(computeGatewayPlan(input('node-3', { '192.168.1.100': 'node-2' })))).toBeNull();
+    // holding every IP: nothing routed elsewhere to protect
+    expect(renderStrayReplyFence(computeGatewayPlan(input('node-1', { '192.168.1.100': 'node-1', '192.168.1.101': 'node-1' })))).toBeNull();
     // no previous plan (a restarted agent, whose pods' connections outlived its predecessor): from
     // the plan it is about to commit, addresses written out (the current table's set indices are the
-    // previous agent's)
+    // previous agent's), every policy with local pods
     const next = computeGatewayPlan(input('node-1', { '192.168.1.100': 'node-1', '192.168.1.101': 'node-2' }));
-    expect(renderStrayReplyFence(null, ['192.168.1.100'], { next })).toBe(
-      'insert rule ip egresslab_gw prerouting iifname "eth0" ip saddr { 8.8.8.0/24, 9.9.9.9/32 } ip daddr { 10.10.10.1 } ct state new tcp flags & (syn | ack) != syn counter drop comment "policy egress: reply de-NATed by another kernel"\n',
-    );
-    // nothing taken that a local pod egresses through; neither plan known
-    expect(renderStrayReplyFence(null, ['192.168.1.102'], { next })).toBeNull();
-    expect(renderStrayReplyFence(null, ['192.168.1.100'])).toBeNull();
-    expect(() => renderStrayReplyFence(before, ['192.168.1.100'], { uplink: 'eth0; drop' })).toThrow(/invalid interface name/);
+    expect(renderStrayReplyFence(null, { next })!.split('\n').filter(Boolean)).toEqual([
+      'insert rule ip egresslab_gw prerouting iifname "eth0" ip saddr { 8.8.8.0/24, 9.9.9.9/32 } ip daddr { 10.10.10.1 } ct state new tcp flags & (syn | ack) != syn counter drop comment "policy egress: reply de-NATed by another kernel"',
+      'insert rule ip egresslab_gw prerouting iifname "eth0" ip saddr { 1.1.1.0/24 } ip daddr { 10.10.10.2 } ct state new tcp flags & (syn | ack) != syn counter drop comment "policy other: reply de-NATed by another kernel"',
+    ]);
+    // no local pod; neither plan known
+    expect(renderStrayReplyFence(null, { next: computeGatewayPlan(input('node-3', { '192.168.1.100': 'node-3' })) })).toBeNull();
+    expect(renderStrayReplyFence(null)).toBeNull();
+    expect(() => renderStrayReplyFence(before, { uplink: 'eth0; drop' })).toThrow(/invalid interface name/);
   });
 });
 
@@ -793,6 +798,8 @@ describe("a local pod's flow is never picked up mid-stream from the uplink unles
 describe("the takeover window: a new holder's own pods make no entry of their own until their bindings are re-committed", () => {
   const win = (i: number, name: string) =>
     `ip saddr @p${i}_src ip daddr @p${i}_dst ct state new tcp flags & (syn | ack) != syn counter drop comment "policy ${name}: takeover window, binding not committed yet"`;
+  const stray = (i: number, name: string) =>
+    `iifname "eth0" ip saddr @p${i}_dst ip daddr @p${i}_src ct state new tcp flags & (syn | ack) != syn counter drop comment "policy ${name}: reply de-NATed by another kernel"`;
 
   it('one drop per policy now SNATed here that has a changed pair, in a chain of its own that one command deletes', () => {
     const before = computeGatewayPlan(input('node-1', { '192.168.1.100': 'node-2', '192.168.1.101': 'node-2' }));
@@ -805,6 +812,8 @@ describe("the takeover window: a new holder's own pods make no entry of their ow
       '\tchain takeover_window {',
       '\t\ttype filter hook prerouting priority mangle - 10; policy accept;',
       `\t\t${win(0, 'egress')}`,
+      // other (.101 on node-2) is routed from here: the re-commit brings its bindings too
+      `\t\t${stray(1, 'other')}`,
       '\t}',
       '}',
       '',
@@ -817,6 +826,20 @@ describe("the takeover window: a new holder's own pods make no entry of their ow
         .split('\n')
         .filter((l) => l.includes('takeover window')),
     ).toEqual([`\t\t${win(0, 'egress')}`, `\t\t${win(1, 'other')}`]);
+  });
+
+  it("a re-commit also fences the replies of the pods' connections through IPs held elsewhere, until its purge", () => {
+    // node-1 lets .100 go to node-2 while taking nothing: every policy is routed (or fail-closed) from here
+    const held = computeGatewayPlan(input('node-1', { '192.168.1.100': 'node-1', '192.168.1.101': 'node-3' }));
+    const routed = computeGatewayPlan(input('node-1', { '192.168.1.100': 'node-2', '192.168.1.101': 'node-3' }));
+    const changed = changedPairs(steeredPairs(held), routed);
+    expect(changed.length).toBeGreaterThan(0);
+    expect(
+      renderTakeoverWindow(routed, changed)!
+        .split('\n')
+        .filter((l) => l.startsWith('\t\t') && !l.includes('type filter')),
+    ).toEqual([`\t\t${stray(0, 'egress')}`, `\t\t${stray(1, 'other')}`]);
+    expect(() => renderTakeoverWindow(routed, changed, { uplink: 'eth0; drop' })).toThrow(/invalid interface name/);
   });
 
   it('none when nothing changed, when the changed pairs are routed elsewhere, or for a node without matched pods', () => {

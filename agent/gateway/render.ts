@@ -191,40 +191,40 @@ function strayReplyDropOf(i: number, name: string, uplink: string): string {
 
 /**
  * The same drop, inserted into the CURRENT table just before a node about to take floating IPs
- * commits the replicated bindings (agent/gateway/conntrack-sync.ts commit): from that commit on,
- * its own pods' connections have their holder binding here, while the final ruleset (which renders
- * the drop for the new holder) is not in place yet. Null when no policy egresses through one of
- * `taking` from a pod of this node.
+ * commits the replicated bindings (agent/gateway/conntrack-sync.ts commit), for every policy with
+ * pods on this node that the current table does not SNAT here. `conntrackd -c` commits the WHOLE
+ * external cache: from that commit on, the pods' connections through an IP being taken have their
+ * holder binding here while the final ruleset (which renders the drop for a holder) is not in place
+ * yet; and, until the purge that ends the commit's shell, so do their connections through an IP
+ * held elsewhere, whose replies the holder de-NATs and forwards here: the table's rule for a routed
+ * pair lets such a reply be picked up (keep in renderGateway), its reply tuple clashes with the
+ * binding, NAT moves its port, and the pod's RST resets the connection at the far end (session 37:
+ * node-2's restarted agent re-took 192.168.1.101 while node-1 held .100 for node-2's pod; 3
+ * connections of that pod reset in 1 ms, during the commit; the conntrack-sync scenario with every
+ * agent restarted, one core busy, 2 runs of 5). Inserted rules go with the table when the final
+ * ruleset replaces it. Null when no policy has a pod of this node.
  *
  * `plan` is the plan of the current table (its sets are referenced by index). An agent that has
  * none yet (just restarted) still has connections of its own: the previous agent left the datapath
  * and conntrackd as they were, and its pods' flows go on through the old holder. The rules are then
  * rendered from `next` with the addresses written out, not the table's sets (whose indices belong to
- * the previous agent's plan). Without them (session 36, the conntrack-sync scenario with every
- * agent restarted, one core busy): node-3's agent restarted, its kernel kept de-NATing the replies
- * of node-2's pod and forwarding them to node-2, whose own restarted agent took the IP and committed
- * without the drop; two of the pod's connections were reset at the far end during that commit.
+ * the previous agent's plan). Without them (session 36, the same scenario): node-3's agent
+ * restarted, its kernel kept de-NATing the replies of node-2's pod and forwarding them to node-2,
+ * whose own restarted agent took the IP and committed without the drop; two of the pod's
+ * connections were reset at the far end during that commit.
  */
-export function renderStrayReplyFence(
-  plan: GatewayPlan | null,
-  taking: readonly string[],
-  opts: { uplink?: string; tableName?: string; next?: GatewayPlan | null } = {},
-): string | null {
+export function renderStrayReplyFence(plan: GatewayPlan | null, opts: { uplink?: string; tableName?: string; next?: GatewayPlan | null } = {}): string | null {
   const uplink = opts.uplink ?? 'eth0';
   if (!IFNAME.test(uplink)) throw new Error(`invalid interface name ${JSON.stringify(uplink)}`);
   const table = opts.tableName ?? GW_TABLE;
   let lines: string[];
   if (plan)
     lines = plan.policies
-      .map((p, i) =>
-        !p.snatHere && taking.includes(p.egressSourceIP) && p.localSources.length
-          ? `insert rule ip ${table} prerouting ${strayReplyDropOf(i, p.name, uplink)}`
-          : null,
-      )
+      .map((p, i) => (!p.snatHere && p.localSources.length ? `insert rule ip ${table} prerouting ${strayReplyDropOf(i, p.name, uplink)}` : null))
       .filter((x): x is string => x !== null);
   else if (opts.next)
     lines = opts.next.policies
-      .filter((p) => taking.includes(p.egressSourceIP) && p.localSources.length && p.destinations.length)
+      .filter((p) => p.localSources.length && p.destinations.length)
       .map(
         (p) => `insert rule ip ${table} prerouting ${strayReplyDrop(`{ ${p.destinations.join(', ')} }`, `{ ${p.localSources.join(', ')} }`, p.name, uplink)}`,
       );
@@ -247,13 +247,29 @@ export const TAKEOVER_WINDOW_CHAIN = 'takeover_window';
  * ruleset in the same transaction and deleted right after the commit (in the commit's shell),
  * drops those segments instead: non-SYN TCP without an entry, from this node's pods to the
  * destinations of each policy that now SNATs here and has such a pair. The pod retransmits into the
- * committed binding. Null when no such pair.
+ * committed binding.
+ *
+ * The re-commit brings the whole external cache in again, so the chain also holds, for every
+ * policy with pods here that is NOT SNATed here, the stray-reply drop (renderStrayReplyFence: until
+ * the commit's purge, those pods' connections through an IP held elsewhere have a binding here,
+ * and a reply the holder de-NATed, picked up, would clash with it). Null when nothing changed (no
+ * re-commit) or no rule applies. `uplink` is validated by the caller's renderGateway.
  */
-export function renderTakeoverWindow(plan: GatewayPlan, changed: readonly { src: string; dst: string }[], opts: { tableName?: string } = {}): string | null {
+export function renderTakeoverWindow(
+  plan: GatewayPlan,
+  changed: readonly { src: string; dst: string }[],
+  opts: { tableName?: string; uplink?: string } = {},
+): string | null {
   const table = opts.tableName ?? GW_TABLE;
+  const uplink = opts.uplink ?? 'eth0';
+  if (!IFNAME.test(uplink)) throw new Error(`invalid interface name ${JSON.stringify(uplink)}`);
+  if (!changed.length) return null;
   const rules: string[] = [];
   plan.policies.forEach((p, i) => {
-    if (!p.snatHere) return;
+    if (!p.snatHere) {
+      if (p.localSources.length) rules.push(strayReplyDropOf(i, p.name, uplink));
+      return;
+    }
     const srcs = new Set(p.localSources);
     const dsts = new Set(p.destinations);
     if (!changed.some((c) => srcs.has(c.src) && dsts.has(c.dst))) return;

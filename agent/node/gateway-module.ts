@@ -854,7 +854,7 @@ export class GatewayModule implements NodeModule {
       const c = await this.ctsync.commit(
         purgeIPs,
         plan.ownedIPs.map((o) => o.ip),
-        { pre: renderStrayReplyFence(this.lastPlan, taking, { uplink: this.uplink, next: plan }), flush: strayEntryPurgeArgs(taking), unbind },
+        { pre: renderStrayReplyFence(this.lastPlan, { uplink: this.uplink, next: plan }), flush: strayEntryPurgeArgs(taking), unbind },
       );
       committed = c.ok;
       if (c.ok)
@@ -897,9 +897,11 @@ export class GatewayModule implements NodeModule {
     // a reply finding no entry would be delivered to this node's own stack, which answers RST and
     // kills the connection at the far end (seen with a paused holder, whose traffic never pauses).
     // Between the flush and that commit, the takeover window (render.ts renderTakeoverWindow)
-    // keeps the pods' own segments from making entries of their own.
+    // keeps the pods' own segments from making entries of their own, and the replies of their
+    // connections through IPs held elsewhere from being picked up against the bindings the
+    // re-commit brings back until its purge.
     const flush = changedPairs(this.treatments, plan);
-    const window = committed && this.ctsync ? renderTakeoverWindow(plan, flush) : null;
+    const window = committed && this.ctsync ? renderTakeoverWindow(plan, flush, { uplink: this.uplink }) : null;
     // this node's own bindings kept when it released an IP it takes again, for the pairs it SNATs
     // to that IP again: loaded after the replicated ones (conntrack-sync.ts keptBindingLines)
     const after = treatmentsAfter(this.treatments, plan);
