@@ -63,18 +63,21 @@ const POLICY = {
   },
 };
 
+/** A running pod in namespace alice: created on `node`, then its status patched with `ip`. */
+async function runningPod(t: TestController, name: string, labels: Record<string, string>, node: string, ip: string): Promise<void> {
+  await t.admin.create(R.pods, {
+    apiVersion: 'v1',
+    kind: 'Pod',
+    metadata: { name, namespace: 'alice', labels },
+    spec: { nodeName: node, containers: [{ name: 'c', image: 'x' }] },
+  });
+  await t.admin.patch(R.pods, name, { status: { podIP: ip, podIPs: [{ ip }], phase: 'Running' } }, { namespace: 'alice', subresource: 'status' });
+}
+
 /** Namespace alice, its running frontend pods ([name, node, ip]) and the seed policy. */
 async function seedAlice(t: TestController, pods: readonly (readonly [string, string, string])[]): Promise<void> {
   await t.admin.create(R.namespaces, { apiVersion: 'v1', kind: 'Namespace', metadata: { name: 'alice', labels: { user: 'alice' } } });
-  for (const [name, node, ip] of pods) {
-    await t.admin.create(R.pods, {
-      apiVersion: 'v1',
-      kind: 'Pod',
-      metadata: { name, namespace: 'alice', labels: { role: 'frontend' } },
-      spec: { nodeName: node, containers: [{ name: 'c', image: 'x' }] },
-    });
-    await t.admin.patch(R.pods, name, { status: { podIP: ip, podIPs: [{ ip }], phase: 'Running' } }, { namespace: 'alice', subresource: 'status' });
-  }
+  for (const [name, node, ip] of pods) await runningPod(t, name, { role: 'frontend' }, node, ip);
   await t.admin.create(R.egressNATPolicies, POLICY);
 }
 
@@ -146,15 +149,8 @@ describe('GatewayModule', () => {
     for (const [name, node, ip, labels] of [
       ['frontend-1', 'worker1', '10.10.10.1', { role: 'frontend' }],
       ['frontend-2', 'worker2', '10.10.11.1', { role: 'frontend' }],
-    ] as const) {
-      await t.admin.create(R.pods, {
-        apiVersion: 'v1',
-        kind: 'Pod',
-        metadata: { name, namespace: 'alice', labels: { ...labels } },
-        spec: { nodeName: node, containers: [{ name: 'c', image: 'x' }] },
-      });
-      await t.admin.patch(R.pods, name, { status: { podIP: ip, podIPs: [{ ip }], phase: 'Running' } }, { namespace: 'alice', subresource: 'status' });
-    }
+    ] as const)
+      await runningPod(t, name, { ...labels }, node, ip);
     await createGateway(t);
     await t.admin.create(R.egressNATPolicies, {
       apiVersion: 'networking.gke.io/v1alpha1',
@@ -249,18 +245,7 @@ describe('GatewayModule', () => {
     renew(t, 'worker1'); // the only node Up: it holds both IPs
     await nodeUp(t, 'worker1');
     await t.admin.create(R.namespaces, { apiVersion: 'v1', kind: 'Namespace', metadata: { name: 'alice', labels: { user: 'alice' } } });
-    await t.admin.create(R.pods, {
-      apiVersion: 'v1',
-      kind: 'Pod',
-      metadata: { name: 'frontend-2', namespace: 'alice', labels: { role: 'frontend' } },
-      spec: { nodeName: 'worker2', containers: [{ name: 'c', image: 'x' }] },
-    });
-    await t.admin.patch(
-      R.pods,
-      'frontend-2',
-      { status: { podIP: '10.10.11.1', podIPs: [{ ip: '10.10.11.1' }], phase: 'Running' } },
-      { namespace: 'alice', subresource: 'status' },
-    );
+    await runningPod(t, 'frontend-2', { role: 'frontend' }, 'worker2', '10.10.11.1');
     await createGateway(t, ['192.168.1.100', '192.168.1.101']);
     await t.admin.create(R.egressNATPolicies, POLICY);
     await t.admin.create(R.egressNATPolicies, {
@@ -524,6 +509,123 @@ describe('GatewayModule', () => {
     expect(mod.status()).toMatchObject({ conntrackSync: { commits: 2, unbinds: 4 } });
     expect(logs.join('\n')).toContain(
       "then deleted its bindings to a held IP that is not their flows' (2 deletion(s): 10.10.10.1 -> 1.1.1.0 mask 255.255.255.0: not 192.168.1.100; 10.10.10.1 -> 8.8.8.0 mask 255.255.255.0: not 192.168.1.101)",
+    );
+  }, 20_000);
+  /**
+   * worker2 holds .100, the IP of worker1's own pod (alice/fe, 8.8.8.0/24: routed to worker2);
+   * policy other: 1.1.1.0/24 through .101, pods labelled app=x (`otherOnWorker1` puts one on
+   * worker1). Returns `take`: worker1 Up and .101 added to the gateway, back once it is worker1's.
+   */
+  async function routedPod(t: TestController, otherOnWorker1: boolean): Promise<{ take: () => Promise<void> }> {
+    renew(t, 'worker2');
+    await nodeUp(t, 'worker2');
+    await createGateway(t, ['192.168.1.100']);
+    await seedAlice(t, [['fe', 'worker1', '10.10.10.1']]);
+    if (otherOnWorker1) await runningPod(t, 'x', { app: 'x' }, 'worker1', '10.10.10.2');
+    await t.admin.create(R.egressNATPolicies, {
+      ...POLICY,
+      metadata: { name: 'other' },
+      spec: { egress: [{ podSelector: { matchLabels: { app: 'x' } } }], destinationCIDRs: ['1.1.1.0/24'], egressSourceIP: '192.168.1.101' },
+    });
+    const assigned = async () => {
+      const gw = await t.admin.tryGet(R.anthosNetworkGateways, 'default', 'kube-system');
+      return (gw?.status as { floatingIPs?: Record<string, string> } | undefined)?.floatingIPs ?? {};
+    };
+    await waitFor(async () => (await assigned())['192.168.1.100'] === 'worker2', '192.168.1.100 assigned to worker2');
+    return {
+      take: async () => {
+        renew(t, 'worker1');
+        await nodeUp(t, 'worker1');
+        await t.admin.patch(R.anthosNetworkGateways, 'default', { spec: { floatingIPs: ['192.168.1.100', '192.168.1.101'] } }, { namespace: 'kube-system' });
+        await waitFor(async () => {
+          const ips = await assigned();
+          return ips['192.168.1.100'] === 'worker2' && ips['192.168.1.101'] === 'worker1';
+        }, '192.168.1.101 assigned to worker1, 192.168.1.100 still to worker2');
+      },
+    };
+  }
+  const COMMIT = ' -c || exit 3';
+  const EGRESS_FENCE = 'policy egress: reply de-NATed by another kernel';
+
+  it("conntrack sync: a take's two commits fence the replies of the pods' connections through an IP held ELSEWHERE (session 37)", async () => {
+    const { t, dir } = await controllerAndDir();
+    await (await routedPod(t, true)).take();
+    const w = worker1(t, dir);
+    const { sys } = w;
+    await startModule(w, { host: sys, heartbeat: false, garpScheduleMs: [0], conntrackSync: true });
+    await waitFor(() => sys.calls.some((c) => c.op === 'ip' && c.arg === 'address add 192.168.1.101/32 dev eth0'), 'worker1 takes 192.168.1.101', 5000);
+    const calls = sys.calls;
+    const commits = calls.flatMap((c, i) => (c.op === 'sh' && c.arg.includes(COMMIT) ? [i] : []));
+    // the take's commit and the re-commit (its pods' pairs of 'other' change: SNATed here now)
+    expect(commits).toHaveLength(2);
+    // first commit: the rules inserted into the table the agent found just before it, written out
+    // (a new agent does not know that table's plan), for egress too (routed to worker2: the commit
+    // brings worker2's bindings of alice/fe's connections in until its purge)
+    const pre = calls
+      .slice(0, commits[0])
+      .filter((c) => c.op === 'nft')
+      .at(-1)!.arg;
+    expect(pre.split('\n').filter((l) => l.includes(EGRESS_FENCE))).toEqual([
+      `insert rule ip egresslab_gw prerouting iifname "eth0" ip saddr { 8.8.8.0/24 } ip daddr { 10.10.10.1 } ct state new tcp flags & (syn | ack) != syn counter drop comment "${EGRESS_FENCE}"`,
+    ]);
+    // re-commit: the final ruleset's transaction carries the takeover window, with egress's drop in it
+    const final = calls
+      .slice(commits[0], commits[1])
+      .filter((c) => c.op === 'nft' && c.arg.includes('table ip egresslab_gw {'))
+      .at(-1)!.arg;
+    const win = final.slice(final.indexOf('chain takeover_window {'));
+    expect(
+      win
+        .slice(0, win.indexOf('}'))
+        .split('\n')
+        .filter((l) => l.includes(EGRESS_FENCE)),
+    ).toHaveLength(1);
+    // and the window ends after the re-commit
+    expect(calls.slice(commits[1]).some((c) => c.op === 'nft' && c.arg === 'delete chain ip egresslab_gw takeover_window\n')).toBe(true);
+  }, 20_000);
+
+  it('conntrack sync: an inserted fence never outlives its program(): the final ruleset replaces the table even when its text did not change', async () => {
+    const { t, dir } = await controllerAndDir();
+    // no pod of 'other' on worker1: taking .101 changes none of its pairs (no takeover window), and
+    // alice/fe's pair stays routed to worker2: its fence is the one that must go
+    const { take } = await routedPod(t, false);
+    const w = worker1(t, dir);
+    const { sys } = w;
+    // worker1 programs its routed pair first (its module's first apply: no take, no commit)
+    await startModule(w, { host: sys, heartbeat: false, garpScheduleMs: [0], conntrackSync: true });
+    await waitFor(() => sys.calls.some((c) => c.op === 'nft' && c.arg.includes('table ip egresslab_gw {')), "worker1's first ruleset", 5000);
+    // the take applies its final ruleset, then fails at the address: the retry takes again with the
+    // same ruleset text (and, no pair having changed, no takeover window)
+    sys.failIpBatch((l) => l === 'address add 192.168.1.101/32 dev eth0', 'RTNETLINK answers: Device or resource busy');
+    await take();
+    await waitFor(
+      () => sys.calls.some((c) => c.op === 'ip' && c.arg === 'address add 192.168.1.101/32 dev eth0'),
+      'worker1 takes 192.168.1.101 on the retry',
+      10_000,
+    );
+    const calls = sys.calls;
+    const commits = calls.flatMap((c, i) => (c.op === 'sh' && c.arg.includes(COMMIT) ? [i] : []));
+    expect(commits).toHaveLength(2);
+    const applies = calls.flatMap((c, i) => (c.op === 'nft' && c.arg.includes('table ip egresslab_gw {') ? [i] : []));
+    for (const [k, at] of commits.entries()) {
+      const pre = calls
+        .slice(0, at)
+        .filter((c) => c.op === 'nft')
+        .at(-1)!.arg;
+      expect(pre, `the nft transaction before commit ${k + 1}`).toContain(EGRESS_FENCE);
+      // a full ruleset after each commit (and before the next one): the table, inserted rules and all, replaced
+      expect(
+        applies.some((i) => i > at && (k + 1 === commits.length || i < commits[k + 1]!)),
+        `a full ruleset after commit ${k + 1}`,
+      ).toBe(true);
+    }
+    // the second fence went into the table the first take applied: by the index of ITS sets
+    const second = calls
+      .slice(0, commits[1])
+      .filter((c) => c.op === 'nft')
+      .at(-1)!.arg;
+    expect(second).toMatch(
+      new RegExp(`^insert rule ip egresslab_gw prerouting iifname "eth0" ip saddr @p\\d+_dst ip daddr @p\\d+_src .*${EGRESS_FENCE}"$`, 'm'),
     );
   }, 20_000);
   it('conntrack sync: the floating IP history outlives the agent: a restarted agent still purges an IP that left the gateway before its start', async () => {

@@ -118,6 +118,7 @@ export class FakeHost implements Host {
   nextPid = 4242;
   private readonly ipAnswers: Record<string, string>;
   private failures: string[] = [];
+  private ipFailures: { match: (line: string) => boolean; message: string }[] = [];
   private exits: ((code: number | null, signal: string | null) => void)[] = [];
 
   constructor(o: FakeHostOptions = {}) {
@@ -128,6 +129,11 @@ export class FakeHost implements Host {
   /** the next nftApply rejects with this message (and changes nothing) */
   failNextApply(message: string): void {
     this.failures.push(message);
+  }
+
+  /** the next ipBatch with a line that `match`es rejects with this message, recording nothing (an `ip -batch` that failed) */
+  failIpBatch(match: (line: string) => boolean, message: string): void {
+    this.ipFailures.push({ match, message });
   }
 
   /** the text installed for nft table `name` (any family), or null */
@@ -254,6 +260,9 @@ export class FakeHost implements Host {
   }
 
   async ipBatch(ops: readonly IpOp[]): Promise<void> {
+    const lines = ops.map(ipBatchLine);
+    const i = this.ipFailures.findIndex((f) => lines.some(f.match));
+    if (i >= 0) throw new Error(this.ipFailures.splice(i, 1)[0]!.message);
     for (const o of ops) this.record('ip', ipBatchLine(o));
   }
 

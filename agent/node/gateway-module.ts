@@ -210,6 +210,13 @@ export class GatewayModule implements NodeModule {
   /** the boot hook's text as last written or found (undefined: not looked at yet) */
   private bootFence: string | undefined;
   private lastPlan: GatewayPlan | null = null;
+  /**
+   * The plan the gateway table in the kernel was rendered from, when known: the transition plan
+   * while one is in place, the last plan otherwise; null after a failed or partial program() and
+   * for a just-started agent (its predecessor's table). A rule inserted into the table references
+   * its sets by index: they must be this plan's (renderStrayReplyFence).
+   */
+  private tablePlan: GatewayPlan | null = null;
   /** what this node's pairs' conntrack entries were made under (render.ts treatmentsAfter) */
   private treatments: Treatments | null = null;
   /** holder: the SNAT of the pairs it forwards for other nodes' pods, as last committed (render.ts forwardedSnats) */
@@ -833,11 +840,13 @@ export class GatewayModule implements NodeModule {
     // leave with the pod IP until the flush)
     const transit = transitionPlan(this.lastPlan, plan);
     if (transit) {
+      this.tablePlan = null;
       await this.host.nftApply(
         renderGateway(transit, { uplink: this.uplink, aliveTimeoutMs: 0 }).ruleset +
           // only the IPs held already: one being taken is answered for after its conflict probe
           (this.aliveLine(transit.ownedIPs.map((o) => o.ip).filter((ip) => this.owned.has(ip))) ?? ''),
       );
+      this.tablePlan = transit;
       this.lastRuleset = '';
       this.st.nftApplies++;
       await this.flushPairs(leavingPairs(transit, plan));
@@ -851,10 +860,19 @@ export class GatewayModule implements NodeModule {
     const unbind = misbound.map(bindingDeleteArgs);
     let committed = false;
     if (this.ctsync && taking.length) {
+      // rules inserted into the current table (by the index of ITS sets, or written out when its
+      // plan is not known); they must not outlive this program(): the final ruleset, which drops
+      // them with the table, is applied below whatever else changed (a routed pair's fence left in
+      // place would drop the replies that recover its connections after the commit's purge)
+      const pre = renderStrayReplyFence(this.tablePlan, { uplink: this.uplink, next: plan });
+      if (pre) {
+        this.lastRuleset = '';
+        this.tablePlan = null;
+      }
       const c = await this.ctsync.commit(
         purgeIPs,
         plan.ownedIPs.map((o) => o.ip),
-        { pre: renderStrayReplyFence(this.lastPlan, { uplink: this.uplink, next: plan }), flush: strayEntryPurgeArgs(taking), unbind },
+        { pre, flush: strayEntryPurgeArgs(taking), unbind },
       );
       committed = c.ok;
       if (c.ok)
@@ -920,9 +938,11 @@ export class GatewayModule implements NodeModule {
     if (drift) this.ctx.log(this.name, `table ${GW_TABLE} missing: re-created`);
     if (drift || ruleset !== this.lastRuleset || window) {
       this.lastRuleset = '';
+      this.tablePlan = null;
       const alive = this.aliveLine(plan.ownedIPs.map((o) => o.ip)) ?? '';
       await this.host.nftApply((window ? ruleset + window : ruleset) + alive);
       this.lastRuleset = ruleset;
+      this.tablePlan = plan;
       this.st.nftApplies++;
       this.st.rulesetHash = sha16(ruleset);
     }
