@@ -111,6 +111,14 @@ export interface RunOptions {
   signal?: AbortSignal;
   /** called with the lab still up once the verdict is in (e.g. to collect diagnostics of a violation) */
   beforeDown?: (lab: Lab, run: ChaosRun) => Promise<void>;
+  /**
+   * Actions of the caller at schedule times (ms after the schedule's start), run alongside the
+   * steps: what a regression scenario needs to make its premise certain rather than a matter of
+   * timing (e.g. the far end holding back its answers across a pause: regressions/
+   * paused-holder-deleted-policy). Not faults: they are not in the schedule, the explorer never
+   * draws them, and one that fails fails the run (a LabError naming it).
+   */
+  at?: readonly { at: number; what: string; run: (lab: Lab) => Promise<void> }[];
 }
 
 /** One action as it ran: step, do or undo, when it was due and when it ran (ms since the epoch). */
@@ -461,6 +469,19 @@ async function runOnLab(
   };
 
   const lanes = new Map<string, Promise<void>>();
+  // the caller's actions (RunOptions.at): not steps, so neither in `actions` nor in settledAt
+  const callerFailed: string[] = [];
+  const callerTasks = (o.at ?? []).map(async (h) => {
+    await sleepUntil(start + h.at, signal);
+    if (signal?.aborted) return;
+    const startedAt = Date.now();
+    const error = await h.run(lab).then(
+      () => undefined,
+      (e: unknown) => (e instanceof Error ? e.message : String(e)),
+    );
+    if (error) callerFailed.push(`${h.what} (+${h.at} ms): ${error}`);
+    progress(`  +${((startedAt - start) / 1000).toFixed(3)} s: (caller) ${h.what}${error ? ` FAILED: ${error}` : ''} (${Date.now() - startedAt} ms)`);
+  });
   const tasks: Promise<void>[] = [];
   for (const a of executionPlan(schedule)) {
     await sleepUntil(start + a.at, signal);
@@ -517,6 +538,8 @@ async function runOnLab(
   );
   await sleepUntil(deadline + bounds.tailMs, signal);
   if (signal?.aborted) throw new LabError('chaos run interrupted');
+  await Promise.all(callerTasks);
+  if (callerFailed.length) throw new LabError(`the caller's actions failed: ${callerFailed.join('; ')}`);
   // a stream in TCP back-off is judged on what it sends next: keep observing until it is answered
   const streams = flows.filter((f) => f.stream && final.get(f.name)!.answered);
   // (a probe whose records cannot be read is not waited for: the invariants judge what it recorded)

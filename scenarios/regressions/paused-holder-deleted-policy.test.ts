@@ -16,6 +16,14 @@
  * mid-stream TCP segment from the uplink to a local pod that conntrack has no entry for, unless a
  * policy routes the pair to a holder, which SNATs the pod's answers (agent/gateway/render.ts).
  *
+ * The far end holds back its data answers to 192.168.1.102 from +2.5 s (after the stream moved to
+ * that IP) until 0.5 s after node-3 is back (an nft drop in the internet's own output, a caller's
+ * action of the replay: RunOptions.at), so it owes the stream an answer across the pause and
+ * retransmits it once released: the path that leaked. Without the hold, that depended on timing
+ * (session 37, a busy full run: the pause caught no answer in flight, and after the unfreeze node-3's
+ * agent flushed the pair before the stream sent again; the premise below failed, the verdict held).
+ * With the fix of seed 627642967 disabled (pickupDrop), the scenario fails 2 of 2 with leaked packets.
+ *
  * Judged on the far end's capture: no packet of the pod ever left with its own IP; the premises
  * are that node-3 SNATed the pod's stream to 192.168.1.102 before the pause, that another node
  * (node-2 as found, node-1 on a busy machine) holds the IP at the end, and that after node-3 came back the far end did send answers to 192.168.1.102 for
@@ -26,11 +34,17 @@ import { describe, expect, it } from 'vitest';
 import { parseSchedule } from '../../harness/chaos/schedule.js';
 import { topologyFromArg } from '../../harness/topology/load.js';
 import { replayRegression } from './replay-kit.js';
+import { RESPONDER_PORT } from '../../harness/inlab/protocol.js';
 
 const POD = 'default/client-3';
 const POD_IP = '10.10.12.1';
 const EGRESS_IP = '192.168.1.102';
 const PAUSE = { at: 2901, durationMs: 9339 };
+/** the hold of the far end's answers: from after the stream moved to chaos-2's IP (created at +2062 ms) */
+const HOLD_FROM = 2500;
+/** ... to this long after node-3 is back */
+const HOLD_AFTER_BACK_MS = 500;
+let heldAnswers = 0;
 const schedule = parseSchedule({
   version: 1,
   topology: 'default',
@@ -46,7 +60,35 @@ describe('chaos regression: a holder paused while its local policy is deleted', 
   it("comes back without letting its pod's answers out un-NATed (the new holder's stale de-NAT is not picked up)", async () => {
     const topology = topologyFromArg('default');
     expect(topology.pods.find((p) => `${p.namespace}/${p.name}` === POD)?.node).toBe('node-3');
-    const run = await replayRegression(schedule, topology);
+    // the path that leaked needs the far end to owe the stream an answer at 192.168.1.102 across the
+    // pause: the far end holds back its data answers to that IP (the handshake passes) from after
+    // the stream moved to it until after node-3 is back, and retransmits them once released. Without
+    // the hold this depended on timing (a busy run's failure, session 37: the pause caught no answer
+    // in flight, and after the unfreeze node-3's agent flushed the pair before the stream sent again)
+    const HOLD = 'egresslab_test_hold';
+    const run = await replayRegression(schedule, topology, {
+      at: [
+        {
+          at: HOLD_FROM,
+          what: `the internet holds back its data answers to ${EGRESS_IP}`,
+          run: (lab) =>
+            lab
+              .exec('internet', ['nft', '-f', '-'], {
+                stdin: `table ip ${HOLD} {\n  chain output {\n    type filter hook output priority 0; policy accept;\n    ip daddr ${EGRESS_IP} tcp sport ${RESPONDER_PORT} ip length > 100 counter drop\n  }\n}\n`,
+              })
+              .then(() => undefined),
+        },
+        {
+          at: PAUSE.at + PAUSE.durationMs + HOLD_AFTER_BACK_MS,
+          what: `the internet lets its answers to ${EGRESS_IP} go`,
+          run: async (lab) => {
+            const held = Number(/counter packets (\d+)/.exec((await lab.exec('internet', ['nft', 'list', 'table', 'ip', HOLD])).stdout)?.[1] ?? 0);
+            heldAnswers = held;
+            await lab.exec('internet', ['nft', 'delete', 'table', 'ip', HOLD]);
+          },
+        },
+      ],
+    });
     const stream = `stream ${POD} -> 8.8.8.8`;
     // schedule time (the evidence is in ms since the epoch)
     const paused = run.startedAt + PAUSE.at;
@@ -61,6 +103,8 @@ describe('chaos regression: a holder paused while its local policy is deleted', 
     // when the controller moved it (one core held busy, run 165); either commits node-3's replicated bindings
     const holder = run.evidence.finalApi?.gateway.assignments[EGRESS_IP];
     expect(['node-1', 'node-2']).toContain(holder);
+    // the far end held back at least one answer (the premise's cause), and answered the stream at that IP after node-3 was back
+    expect(heldAnswers).toBeGreaterThan(0);
     expect(run.evidence.edgeReplies.some((r) => r.flow === stream && r.dst === EGRESS_IP && r.t > back)).toBe(true);
 
     expect(mine.filter((p) => p.src === POD_IP)).toEqual([]);
