@@ -475,10 +475,7 @@ async function runOnLab(
     await sleepUntil(start + h.at, signal);
     if (signal?.aborted) return;
     const startedAt = Date.now();
-    const error = await h.run(lab).then(
-      () => undefined,
-      (e: unknown) => (e instanceof Error ? e.message : String(e)),
-    );
+    const error = await h.run(lab).then(() => undefined, errText);
     if (error) callerFailed.push(`${h.what} (+${h.at} ms): ${error}`);
     progress(`  +${((startedAt - start) / 1000).toFixed(3)} s: (caller) ${h.what}${error ? ` FAILED: ${error}` : ''} (${Date.now() - startedAt} ms)`);
   });

@@ -15,18 +15,31 @@ import { holderOf, waitIPOff, waitIPOn, waitSeenFrom } from '../gateway/gateway-
 
 const HOLD = 'egresslab_test_hold';
 
+/** The internet drops its data segments (the handshake passes) that match `match` (an nft match) until `releaseAnswers`. */
+async function hold(lab: Lab, match: string): Promise<void> {
+  await lab.exec('internet', ['nft', '-f', '-'], {
+    stdin: `table ip ${HOLD} {\n  chain output {\n    type filter hook output priority 0; policy accept;\n    ${match} ip length > 100 counter drop\n  }\n}\n`,
+  });
+}
+
 /** The internet drops its data segments (the handshake passes) from `port` to the pod's `localPort` until `releaseAnswers`. */
 export async function holdAnswers(lab: Lab, port: number, localPort: number): Promise<void> {
-  await lab.exec('internet', ['nft', '-f', '-'], {
-    stdin: `table ip ${HOLD} {\n  chain output {\n    type filter hook output priority 0; policy accept;\n    tcp sport ${port} tcp dport ${localPort} ip length > 100 counter drop\n  }\n}\n`,
-  });
+  await hold(lab, `tcp sport ${port} tcp dport ${localPort}`);
+}
+
+/** The internet drops its data segments (the handshake passes) from `port` to the address `ip` until `releaseAnswers`. */
+export async function holdAnswersTo(lab: Lab, port: number, ip: string): Promise<void> {
+  await hold(lab, `ip daddr ${ip} tcp sport ${port}`);
+}
+
+/** How many answers the internet has held back so far. */
+export async function answersHeld(lab: Lab): Promise<number> {
+  return Number(/counter packets (\d+)/.exec((await lab.exec('internet', ['nft', 'list', 'table', 'ip', HOLD])).stdout)?.[1] ?? 0);
 }
 
 /** Waits until the internet has held back at least one answer. */
 export async function waitAnswerHeld(lab: Lab): Promise<void> {
-  const held = async (): Promise<number> =>
-    Number(/counter packets (\d+)/.exec((await lab.exec('internet', ['nft', 'list', 'table', 'ip', HOLD])).stdout)?.[1] ?? 0);
-  await pollUntil(held, { what: 'the answer to be held back at the internet', timeoutMs: 10_000, intervalMs: 50, accept: (n) => n > 0 });
+  await pollUntil(() => answersHeld(lab), { what: 'the answer to be held back at the internet', timeoutMs: 10_000, intervalMs: 50, accept: (n) => n > 0 });
 }
 
 /** Lifts the hold: the far end's next retransmission goes out. */

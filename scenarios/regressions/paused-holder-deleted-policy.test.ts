@@ -34,6 +34,7 @@ import { describe, expect, it } from 'vitest';
 import { parseSchedule } from '../../harness/chaos/schedule.js';
 import { topologyFromArg } from '../../harness/topology/load.js';
 import { replayRegression } from './replay-kit.js';
+import { answersHeld, holdAnswersTo, releaseAnswers } from './held-answer-kit.js';
 import { RESPONDER_PORT } from '../../harness/inlab/protocol.js';
 
 const POD = 'default/client-3';
@@ -65,26 +66,15 @@ describe('chaos regression: a holder paused while its local policy is deleted', 
     // the stream moved to it until after node-3 is back, and retransmits them once released. Without
     // the hold this depended on timing (a busy run's failure, session 37: the pause caught no answer
     // in flight, and after the unfreeze node-3's agent flushed the pair before the stream sent again)
-    const HOLD = 'egresslab_test_hold';
     const run = await replayRegression(schedule, topology, {
       at: [
-        {
-          at: HOLD_FROM,
-          what: `the internet holds back its data answers to ${EGRESS_IP}`,
-          run: (lab) =>
-            lab
-              .exec('internet', ['nft', '-f', '-'], {
-                stdin: `table ip ${HOLD} {\n  chain output {\n    type filter hook output priority 0; policy accept;\n    ip daddr ${EGRESS_IP} tcp sport ${RESPONDER_PORT} ip length > 100 counter drop\n  }\n}\n`,
-              })
-              .then(() => undefined),
-        },
+        { at: HOLD_FROM, what: `the internet holds back its data answers to ${EGRESS_IP}`, run: (lab) => holdAnswersTo(lab, RESPONDER_PORT, EGRESS_IP) },
         {
           at: PAUSE.at + PAUSE.durationMs + HOLD_AFTER_BACK_MS,
           what: `the internet lets its answers to ${EGRESS_IP} go`,
           run: async (lab) => {
-            const held = Number(/counter packets (\d+)/.exec((await lab.exec('internet', ['nft', 'list', 'table', 'ip', HOLD])).stdout)?.[1] ?? 0);
-            heldAnswers = held;
-            await lab.exec('internet', ['nft', 'delete', 'table', 'ip', HOLD]);
+            heldAnswers = await answersHeld(lab);
+            await releaseAnswers(lab);
           },
         },
       ],
