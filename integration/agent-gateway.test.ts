@@ -470,6 +470,44 @@ describe('GatewayModule', () => {
     expect(commits[0]!.arg).toContain("'conntrack' '-D' '-q' '192.168.1.101'");
     expect(commits[0]!.arg).not.toContain("'-q' '192.168.1.100'");
   }, 20_000);
+  it("conntrack sync: a take that releases another IP in the same plan spares that IP's bindings in the commit before its final ruleset (session 38)", async () => {
+    const { t, dir } = await controllerAndDir();
+    renew(t, 'worker1');
+    await nodeUp(t, 'worker1');
+    await createGateway(t, ['192.168.1.100']);
+    const w = worker1(t, dir);
+    const { sys } = w;
+    const mod = await startModule(w, { host: sys, heartbeat: false, garpScheduleMs: [0], conntrackSync: true });
+    const added = (ip: string) => sys.calls.some((c) => c.op === 'ip' && c.arg === `address add ${ip}/32 dev eth0`);
+    await waitFor(() => added('192.168.1.100'), 'worker1 takes 192.168.1.100', 5000);
+    // .100 leaves, .101 comes (the only node Up takes it): one plan releases .100 and takes .101
+    const before = sys.calls.length;
+    await t.admin.patch(R.anthosNetworkGateways, 'default', { spec: { floatingIPs: ['192.168.1.101'] } }, { namespace: 'kube-system' });
+    await waitFor(() => added('192.168.1.101'), 'worker1 takes 192.168.1.101', 5000);
+    const after = sys.calls.slice(before);
+    const commit = after.findIndex((c) => c.op === 'sh' && c.arg.includes(' -c || exit 3'));
+    const ruleset = after.findIndex((c) => c.op === 'nft' && c.arg.includes('delete table ip egresslab_gw'));
+    const released = after.findIndex((c) => c.op === 'ip' && c.arg === 'address del 192.168.1.100/32 dev eth0');
+    // the commit comes before the final ruleset, which still SNATs .100 until then: the bindings
+    // of the connections it carries through .100 stay (purged, they were SNATed again to new ports)
+    expect({ commit: commit >= 0, beforeRuleset: commit < ruleset, rulesetBeforeRelease: ruleset < released }).toEqual({
+      commit: true,
+      beforeRuleset: true,
+      rulesetBeforeRelease: true,
+    });
+    expect(after[commit]!.arg).not.toContain("'-q' '192.168.1.100'");
+    // before anything of the release deletes a binding it made as the holder of .100, its
+    // conntrackd forgot them (no deletion sent to the peers, whose copies a new holder commits)
+    const forget = after.findIndex((c) => c.op === 'conntrackd' && c.arg.endsWith(' -f internal'));
+    expect({ forget: forget >= 0, beforeCommit: forget < commit }).toEqual({ forget: true, beforeCommit: true });
+    expect(mod.status()).toMatchObject({ conntrackSync: { forgets: 1 } });
+    // and the released IP is not left to the kernel for ever: the next take's commit deletes it
+    const later = sys.calls.length;
+    await t.admin.patch(R.anthosNetworkGateways, 'default', { spec: { floatingIPs: ['192.168.1.101', '192.168.1.102'] } }, { namespace: 'kube-system' });
+    await waitFor(() => added('192.168.1.102'), 'worker1 takes 192.168.1.102', 5000);
+    const next = sys.calls.slice(later).find((c) => c.op === 'sh' && c.arg.includes(' -c || exit 3'));
+    expect(next?.arg).toContain("'conntrack' '-D' '-q' '192.168.1.100'");
+  }, 20_000);
   it("conntrack sync: a take of two IPs deletes, in each commit's shell, what the commit brought of each pair to the other IP (chaos seed 848038283)", async () => {
     const { t, dir } = await controllerAndDir();
     renew(t, 'worker1');
@@ -582,6 +620,41 @@ describe('GatewayModule', () => {
     ).toHaveLength(1);
     // and the window ends after the re-commit
     expect(calls.slice(commits[1]).some((c) => c.op === 'nft' && c.arg === 'delete chain ip egresslab_gw takeover_window\n')).toBe(true);
+  }, 20_000);
+
+  it("conntrack sync: a restarted agent whose predecessor held an IP now held elsewhere spares that IP's bindings until its final ruleset, and forgets its own first (session 38)", async () => {
+    const { t, dir } = await controllerAndDir();
+    await (await routedPod(t, true)).take();
+    const w = worker1(t, dir);
+    // the previous agent held .100 (moved to worker2 while this one started): still on eth0
+    const sys = new FakeHost({
+      ipJson: {
+        '-4 addr show': JSON.stringify([
+          {
+            ifname: 'eth0',
+            addr_info: [
+              { family: 'inet', local: '192.168.1.1', prefixlen: 24 },
+              { family: 'inet', local: '192.168.1.100', prefixlen: 32 },
+            ],
+          },
+        ]),
+      },
+      sysctls: { 'net/netfilter/nf_conntrack_events': '2' },
+    });
+    const mod = await startModule(w, { host: sys, heartbeat: false, garpScheduleMs: [0], conntrackSync: true });
+    await waitFor(() => sys.calls.some((c) => c.op === 'ip' && c.arg === 'address del 192.168.1.100/32 dev eth0'), 'worker1 lets .100 go', 5000);
+    const calls = sys.calls;
+    const commits = calls.flatMap((c, i) => (c.op === 'sh' && c.arg.includes(COMMIT) ? [i] : []));
+    expect(commits).toHaveLength(2);
+    // the take's commit comes before the final ruleset: .100's bindings are the connections the old
+    // table still SNATs; the re-commit, after it, purges them
+    expect(calls[commits[0]!]!.arg).not.toContain("'-q' '192.168.1.100'");
+    expect(calls[commits[1]!]!.arg).toContain("'conntrack' '-D' '-q' '192.168.1.100'");
+    // conntrackd forgot its own bindings before the first deletion (its start flushes its dump too)
+    const forgets = calls.flatMap((c, i) => (c.op === 'conntrackd' && c.arg.endsWith(' -f internal') ? [i] : []));
+    expect(forgets).toHaveLength(2);
+    expect(forgets.every((i) => i < commits[0]!)).toBe(true);
+    expect(mod.status()).toMatchObject({ conntrackSync: { forgets: 1 } });
   }, 20_000);
 
   it('conntrack sync: an inserted fence never outlives its program(): the final ruleset replaces the table even when its text did not change', async () => {

@@ -463,6 +463,8 @@ export interface ConntrackSyncStatus {
   unbinds: number;
   /** periodic bulk sends of the holder's cache (conntrackd -B): recover lost NOTRACK datagrams */
   bulkSends: number;
+  /** internal cache emptied before a release (forgetOwn): its deletions were not sent to the peers */
+  forgets: number;
   lastError: { at: string; message: string } | null;
   config: string;
   log: string;
@@ -541,6 +543,7 @@ export class ConntrackSync {
     purges: 0,
     unbinds: 0,
     bulkSends: 0,
+    forgets: 0,
     lastError: null as { at: string; message: string } | null,
   };
 
@@ -704,7 +707,8 @@ export class ConntrackSync {
 
   /**
    * Commits the external cache (the bindings other holders replicated) into the kernel, then
-   * deletes the committed bindings of floating IPs this node will not hold (see the file comment),
+   * deletes the bindings of the floating IPs of `floatingIPs` not in `spared` (see the file
+   * comment; the caller spares the IPs it will hold, and the ones it holds until its next ruleset),
    * in ONE shell: the commit replaces this node's own entries of its pods' flows through other
    * floating IPs, and every process spawn between the two steps (hundreds of ms on a loaded
    * machine) would be a window in which those flows are SNATed here and dropped by the guard.
@@ -715,7 +719,7 @@ export class ConntrackSync {
    */
   async commit(
     floatingIPs: readonly string[],
-    ownedAfter: readonly string[],
+    spared: readonly string[],
     steps: Omit<CommitSteps, 'load'> & CommitNft & { load?: readonly string[] } = {},
   ): Promise<{ ok: boolean; ms: number; entries: number | null; postFailed?: boolean; loadFailed?: boolean }> {
     const t0 = this.now();
@@ -723,7 +727,7 @@ export class ConntrackSync {
       this.fail('commit skipped: conntrackd is not running');
       return { ok: false, ms: 0, entries: null };
     }
-    const purge = foreignBindingPurgeArgs(floatingIPs, ownedAfter);
+    const purge = foreignBindingPurgeArgs(floatingIPs, spared);
     const { load, pre, post, ...rest } = steps;
     // rules that must hold from the commit on (render.ts renderStrayReplyFence); best effort: the
     // final ruleset, applied right after, has them too
@@ -794,6 +798,27 @@ export class ConntrackSync {
     const r = await this.host.exec('sh', ['-c', `${q(this.o.conntrackPath ?? 'conntrack')} -R ${q(file)} >/dev/null 2>&1; c=$?; rm -f ${q(file)}; exit $c`]);
     if (r.code !== 0) this.fail(`loading the kept bindings failed (conntrack -R, exit ${r.code})`);
     return r.code === 0;
+  }
+
+  /**
+   * Empties this node's internal cache (`conntrackd -f internal`, which sends nothing) before a
+   * release deletes bindings this node made as a holder: conntrackd sends a peer the deletion of an
+   * entry in its internal cache, and the peer's external cache loses the binding, which a new
+   * holder may still have to commit (conntrackd never sends anything about an entry it does not
+   * have). The bindings of IPs this node keeps holding are forgotten too: the peers keep their
+   * copies (a NOTRACK external cache entry stays until a deletion reaches it), the bulk sends no
+   * longer refresh them, and their connections' next events put them back. Never throws; false
+   * when it failed (reported: the deletions then reach the peers, as before).
+   */
+  async forgetOwn(releasing: readonly string[]): Promise<boolean> {
+    if (!this.alive || this.stopped) return false;
+    const r = await this.ctl(['-f', 'internal'], 2000);
+    if (r.code !== 0) {
+      this.fail(`forgetting the internal cache before releasing ${releasing.join(', ')} failed (exit ${r.code}): ${(r.stderr || r.stdout).trim()}`);
+      return false;
+    }
+    this.st.forgets++;
+    return true;
   }
 
   /**

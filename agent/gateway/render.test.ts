@@ -667,15 +667,22 @@ describe('leaving gateway treatment: fail closed until the old conntrack entries
   });
 });
 
-describe("a floating IP never reaches the holder's own stack", () => {
-  it('the holder drops TCP/UDP addressed to the IPs it owns in input (no RST for a reply conntrack did not de-NAT)', () => {
-    const holder = renderGateway(computeGatewayPlan(input('node-2', { '192.168.1.100': 'node-2' })));
-    expect(chain(holder.ruleset, 'input')).toEqual([
+describe("a floating IP never reaches a node's own stack", () => {
+  it('every node drops TCP/UDP addressed to a floating IP in input (no RST for a reply conntrack did not de-NAT), held or not', () => {
+    const silenced = [
       'type filter hook input priority filter; policy accept;',
-      expect.stringMatching(/^ip daddr \{ 192\.168\.1\.100 \} meta l4proto \{ tcp, udp \} counter drop comment "floating IP/),
-    ]);
+      expect.stringMatching(/^ip daddr \{ 192\.168\.1\.100, 192\.168\.1\.101 \} meta l4proto \{ tcp, udp \} counter drop comment "floating IP/),
+    ];
+    // (the fixture's gateway lists .100 and .101; .101 is assigned to nobody)
+    const holder = renderGateway(computeGatewayPlan(input('node-2', { '192.168.1.100': 'node-2' })));
+    expect(chain(holder.ruleset, 'input')).toEqual(silenced);
+    // a node releasing the IP applies this ruleset while the address is still on its uplink (it
+    // goes at the end of the apply), and the release's purge deletes its bindings: replies still
+    // routed here must not meet the local stack either (session 38)
     const other = renderGateway(computeGatewayPlan(input('node-1', { '192.168.1.100': 'node-2' })));
-    expect(other.ruleset).not.toContain('chain input');
+    expect(chain(other.ruleset, 'input')).toEqual(silenced);
+    // without a gateway, no chain
+    expect(renderGateway(computeGatewayPlan({ ...input('node-1', {}), gateway: null })).ruleset).not.toContain('chain input');
   });
 });
 

@@ -28,7 +28,7 @@
  *                       mark == holder's index, source untouched accept (towards the holder) | drop
  *   chain hairpin       filter, prerouting, raw (-300), before conntrack (every node, any floating IP):
  *       iifname <uplink> ip daddr { <floating IPs> } fib daddr type != local notrack   (not held here)
- *   chain input         filter, input (holder only): ip daddr { <owned IPs> } tcp/udp drop
+ *   chain input         filter, input: ip daddr { <floating IPs> } tcp/udp drop (held or being released)
  * forward fence (ip rules, one per other node's pod CIDR; a routing decision, so it holds even
  *   when every nft hook is gone):
  *       pref 990 from <peer pod CIDR> fwmark 0/0x1000 iif <uplink> lookup 7100
@@ -409,7 +409,12 @@ export function renderGateway(plan: GatewayPlan, opts: RenderOptions = {}): Rend
   // that conntrack does not de-NAT (its entry not there yet, or judged out of window just after a
   // takeover) would otherwise reach this node's own TCP stack, which answers RST and kills the
   // connection at the far end; dropped instead, the far end retransmits into the right state.
-  const ownedIPs = plan.ownedIPs.map((o) => o.ip);
+  // Every floating IP, not only the held ones: an IP being released stays on the uplink until the
+  // end of the apply that releases it (and the router keeps sending its replies here until the
+  // new holder's gratuitous ARP), while this ruleset already no longer SNATs it and the release's
+  // flushes and purge delete its bindings. A floating IP that is not on this node is not local,
+  // and never reaches input. (The node's own addresses are never in plan.floatingIPs.)
+  const silenced = plan.floatingIPs;
   // hairpin: the far end's traffic to a floating IP this node does not hold (a router's ARP entry
   // still pointing here: routers keep them for minutes, and a gratuitous ARP can be lost) is
   // forwarded to the holder, as before, but untracked. Tracked, it left an entry here (original:
@@ -426,9 +431,9 @@ export function renderGateway(plan: GatewayPlan, opts: RenderOptions = {}): Rend
     out += `${t}}\n`;
     ruleCount += 1;
   }
-  if (ownedIPs.length) {
+  if (silenced.length) {
     out += `${t}chain input {\n${t}${t}type filter hook input priority filter; policy accept;\n`;
-    out += `${t}${t}ip daddr { ${ownedIPs.join(', ')} } meta l4proto { tcp, udp } counter drop ${comment("floating IP: NATed traffic only, never this node's own stack")}\n`;
+    out += `${t}${t}ip daddr { ${silenced.join(', ')} } meta l4proto { tcp, udp } counter drop ${comment("floating IP: NATed traffic only, never this node's own stack")}\n`;
     out += `${t}}\n`;
     ruleCount += 1;
   }

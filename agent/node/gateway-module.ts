@@ -833,6 +833,31 @@ export class GatewayModule implements NodeModule {
         plan.ownedIPs.map((o) => o.ip),
         { enabled: !!this.ctsync },
       );
+    // What the kernel has: read on start/resync (force) or after a failure; otherwise what we
+    // programmed last time. Keeps the failover path free of listings (nft applies go through the
+    // host's long-lived apply session; ip addr is one spawn).
+    let k = this.kernel;
+    if (force || !k) {
+      const [rulesJson, routesJson, addrJson] = await Promise.all([
+        this.host.ipJson(['rule', 'show']),
+        this.host.ipJson(['route', 'show', 'table', 'all']),
+        this.host.ipJson(['-4', 'addr', 'show', 'dev', this.uplink]),
+      ]);
+      k = { rules: parseIpRules(rulesJson), routes: parseRouteTables(routesJson), addrs: parseIpAddrs(addrJson) };
+    }
+    this.kernel = null; // unknown until this apply completes
+    // floating IPs this node holds until this apply releases them: what this agent took, and for a
+    // restarted agent (which knows of none) what the previous one left on the uplink
+    const ownedAfter = new Set(plan.ownedIPs.map((o) => o.ip));
+    const heldNow = new Set([...this.owned, ...k.addrs.map((a) => a.split('/')[0]!).filter((ip) => purgeIPs.includes(ip))]);
+    const releasing = [...heldNow].filter((ip) => !ownedAfter.has(ip));
+    // the bindings this node made as a holder are in its conntrackd's internal cache, and deleting
+    // one (the flush of its own pods' pairs, the purge of a released IP) sends its deletion to every
+    // peer, whose external cache then loses it: a new holder that commits after that, or commits
+    // again (a restarted agent), has no binding of those connections and they are reset (session
+    // 38: node-1 released 192.168.1.100 while node-3 took it; 5 of 20 connections through it died).
+    // Forgotten first (`conntrackd -f internal`: no message to the peers), its deletions stay local.
+    if (this.ctsync && releasing.length) await this.ctsync.forgetOwn(releasing);
     // before anything of this apply flushes or purges them: own pods' bindings to IPs released now
     await this.keepReleased(plan);
     // pairs leaving gateway treatment altogether: fail closed first, flush their conntrack entries,
@@ -869,11 +894,14 @@ export class GatewayModule implements NodeModule {
         this.lastRuleset = '';
         this.tablePlan = null;
       }
-      const c = await this.ctsync.commit(
-        purgeIPs,
-        plan.ownedIPs.map((o) => o.ip),
-        { pre, flush: strayEntryPurgeArgs(taking), unbind },
-      );
+      // the IPs this node still holds until the final ruleset are spared too: it still SNATs them,
+      // and their bindings are the live connections it carries (session 38: node-1 released
+      // 192.168.1.100 and took .101 in one plan; this commit's purge deleted its bindings of the
+      // forwarded connections through .100 while its old table still SNATed them, their next
+      // segments were SNATed again to new ports and the far end reset 5 of 20 connections). The
+      // re-commit after the final ruleset purges them (its table no longer SNATs them), as a later
+      // commit does after a release without a take
+      const c = await this.ctsync.commit(purgeIPs, [...new Set([...ownedAfter, ...heldNow])], { pre, flush: strayEntryPurgeArgs(taking), unbind });
       committed = c.ok;
       if (c.ok)
         this.ctx.log(
@@ -887,19 +915,6 @@ export class GatewayModule implements NodeModule {
     // node made towards an IP it takes (strayEntryPurgeArgs) are deleted on their own, before the
     // kept bindings are loaded and before the pods' next segments pick their ports
     if (!committed && taking.length) await this.purgeStray(taking);
-    // What the kernel has: read on start/resync (force) or after a failure; otherwise what we
-    // programmed last time. Keeps the failover path free of listings (nft applies go through the
-    // host's long-lived apply session; ip addr is one spawn).
-    let k = this.kernel;
-    if (force || !k) {
-      const [rulesJson, routesJson, addrJson] = await Promise.all([
-        this.host.ipJson(['rule', 'show']),
-        this.host.ipJson(['route', 'show', 'table', 'all']),
-        this.host.ipJson(['-4', 'addr', 'show', 'dev', this.uplink]),
-      ]);
-      k = { rules: parseIpRules(rulesJson), routes: parseRouteTables(routesJson), addrs: parseIpAddrs(addrJson) };
-    }
-    this.kernel = null; // unknown until this apply completes
     // an IP taken that is not on the uplink yet is probed first (an agent restarted on its holder
     // finds its IPs there and answers on at once): it stays fenced until nobody else answers for it
     for (const ip of taking) if (!k.addrs.some((a) => a.split('/')[0] === ip)) this.probe(ip);
