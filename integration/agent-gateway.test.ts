@@ -470,6 +470,50 @@ describe('GatewayModule', () => {
     expect(commits[0]!.arg).toContain("'conntrack' '-D' '-q' '192.168.1.101'");
     expect(commits[0]!.arg).not.toContain("'-q' '192.168.1.100'");
   }, 20_000);
+  it('a pair made local without a re-commit: the final ruleset holds the segments of reply-made entries until the flush (session 38)', async () => {
+    const { t, dir } = await controllerAndDir();
+    renew(t, 'worker1');
+    await nodeUp(t, 'worker1');
+    await createGateway(t);
+    await seedAlice(t, [['fe', 'worker1', '10.10.10.1']]);
+    const w = worker1(t, dir);
+    const { sys } = w;
+    await startModule(w, { host: sys, heartbeat: false, garpScheduleMs: [0], conntrackSync: false });
+    await waitFor(() => sys.calls.some((c) => c.op === 'ip' && c.arg === 'address add 192.168.1.100/32 dev eth0'), 'worker1 takes 192.168.1.100', 5000);
+    await waitFor(() => /policy egress: gateway is this node/.test(lastNft(sys)), 'alice/fe SNATed here', 5000);
+    // the policy widens its destinations: alice/fe's new pair is local on the holder, no IP is taken
+    const before = sys.calls.length;
+    await t.admin.patch(R.egressNATPolicies, 'egress', { spec: { destinationCIDRs: ['8.8.0.0/16'] } });
+    await waitFor(
+      () => sys.calls.slice(before).some((c) => c.op === 'nft' && c.arg === 'delete chain ip egresslab_gw takeover_window\n'),
+      'the window ends',
+      5000,
+    );
+    const after = sys.calls.slice(before);
+    const final = after.findIndex((c) => c.op === 'nft' && c.arg.includes('chain takeover_window {'));
+    const flush = after.findIndex((c) => c.op === 'conntrack' && c.arg.includes('-D -s 8.8.0.0 --mask-src 255.255.0.0 -d 10.10.10.1'));
+    const end = after.findIndex((c) => c.op === 'nft' && c.arg === 'delete chain ip egresslab_gw takeover_window\n');
+    expect(
+      { final: final >= 0, flushAfter: flush > final, endAfterFlush: end > flush },
+      JSON.stringify(after.map((c) => `${c.op} ${c.arg.slice(0, 60)}`)),
+    ).toEqual({
+      final: true,
+      flushAfter: true,
+      endAfterFlush: true,
+    });
+    // in the same transaction as the ruleset that makes the pair local: the drop of the pod's
+    // segments travelling in the reply direction of an entry without NAT
+    const win = after[final]!.arg.slice(after[final]!.arg.indexOf('chain takeover_window {'));
+    expect(
+      win
+        .slice(0, win.indexOf('}'))
+        .split('\n')
+        .filter((l) => l.includes('ct direction reply')),
+    ).toEqual([
+      '\t\tip saddr @p0_src ip daddr @p0_dst ct direction reply counter drop comment "policy egress: entry made by a reply while routed (no NAT), flushed next"',
+    ]);
+    expect(after[final]!.arg).toContain('table ip egresslab_gw {');
+  }, 20_000);
   it("conntrack sync: a take that releases another IP in the same plan spares that IP's bindings in the commit before its final ruleset (session 38)", async () => {
     const { t, dir } = await controllerAndDir();
     renew(t, 'worker1');

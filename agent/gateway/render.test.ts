@@ -32,6 +32,7 @@ import {
   renderGateway,
   renderGatewayRemoval,
   renderStrayReplyFence,
+  renderChangeoverWindow,
   renderTakeoverWindow,
   renderTakeoverWindowEnd,
   routingCommands,
@@ -807,6 +808,8 @@ describe("the takeover window: a new holder's own pods make no entry of their ow
     `ip saddr @p${i}_src ip daddr @p${i}_dst ct state new tcp flags & (syn | ack) != syn counter drop comment "policy ${name}: takeover window, binding not committed yet"`;
   const stray = (i: number, name: string) =>
     `iifname "eth0" ip saddr @p${i}_dst ip daddr @p${i}_src ct state new tcp flags & (syn | ack) != syn counter drop comment "policy ${name}: reply de-NATed by another kernel"`;
+  const replyMade = (i: number, name: string) =>
+    `ip saddr @p${i}_src ip daddr @p${i}_dst ct direction reply counter drop comment "policy ${name}: entry made by a reply while routed (no NAT), flushed next"`;
 
   it('one drop per policy now SNATed here that has a changed pair, in a chain of its own that one command deletes', () => {
     const before = computeGatewayPlan(input('node-1', { '192.168.1.100': 'node-2', '192.168.1.101': 'node-2' }));
@@ -819,6 +822,8 @@ describe("the takeover window: a new holder's own pods make no entry of their ow
       '\tchain takeover_window {',
       '\t\ttype filter hook prerouting priority mangle - 10; policy accept;',
       `\t\t${win(0, 'egress')}`,
+      // the pods' segments of entries a reply made while the pair was routed: no NAT, no guard
+      `\t\t${replyMade(0, 'egress')}`,
       // other (.101 on node-2) is routed from here: the re-commit brings its bindings too
       `\t\t${stray(1, 'other')}`,
       '\t}',
@@ -833,6 +838,19 @@ describe("the takeover window: a new holder's own pods make no entry of their ow
         .split('\n')
         .filter((l) => l.includes('takeover window')),
     ).toEqual([`\t\t${win(0, 'egress')}`, `\t\t${win(1, 'other')}`]);
+  });
+
+  it('a change that makes pairs local without a re-commit holds only the segments of entries a reply made (session 38)', () => {
+    const before = computeGatewayPlan(input('node-1', { '192.168.1.100': 'node-2', '192.168.1.101': 'node-2' }));
+    const after = computeGatewayPlan(input('node-1', { '192.168.1.100': 'node-1', '192.168.1.101': 'node-2' }));
+    const w = renderChangeoverWindow(after, changedPairs(steeredPairs(before), after))!;
+    expect(w.split('\n').filter((l) => l.startsWith('\t\t') && !l.includes('type filter'))).toEqual([`\t\t${replyMade(0, 'egress')}`]);
+    // the same chain, so the same command ends it
+    expect(w).toContain('chain takeover_window {');
+    // a change that makes nothing local (routed to another holder): no window
+    const moved = computeGatewayPlan(input('node-1', { '192.168.1.100': 'node-3', '192.168.1.101': 'node-2' }));
+    expect(renderChangeoverWindow(moved, changedPairs(steeredPairs(before), moved))).toBeNull();
+    expect(renderChangeoverWindow(after, [])).toBeNull();
   });
 
   it("a re-commit also fences the replies of the pods' connections through IPs held elsewhere, until its purge", () => {

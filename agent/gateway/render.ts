@@ -276,9 +276,47 @@ export function renderTakeoverWindow(
     // the policy's own sets (same table, same transaction): its other pairs were SNATed here
     // before and have their entries, so the wider match costs nothing
     rules.push(`ip saddr @p${i}_src ip daddr @p${i}_dst ${MID_STREAM} counter drop ${comment(`policy ${p.name}: takeover window, binding not committed yet`)}`);
+    rules.push(replyMadeDrop(i, p.name));
   });
+  return windowChain(table, rules);
+}
+
+function windowChain(table: string, rules: readonly string[]): string | null {
   if (!rules.length) return null;
   return `table ip ${table} {\n\tchain ${TAKEOVER_WINDOW_CHAIN} {\n\t\ttype filter hook prerouting priority ${PRIO_PREROUTING}; policy accept;\n${rules.map((r) => `\t\t${r}\n`).join('')}\t}\n}\n`;
+}
+
+/**
+ * A pod's segment of a connection whose entry here was made by the far end's reply (a routed pair
+ * keeps pickup: renderGateway) travels in the entry's REPLY direction, with no NAT binding, and the
+ * guard judges the original direction only. Routed, it goes to the holder, which SNATs it. Once the
+ * final ruleset of a change makes the pair local (this node SNATs it now), nothing routes or NATs
+ * it any more: until the flush of the changed pairs deletes the entry, such segments left the
+ * uplink with the pod IP (a leaked PSH,ACK of default/client-1 in a CI run of the conntrack-sync
+ * scenario; one of paul/frontend-2 in a full run, when a new policy made its pair local on the node
+ * that already held its IP). Dropped while the window lasts: the pod retransmits into the entry its
+ * next segment makes after the flush, SNATed.
+ */
+function replyMadeDrop(i: number, name: string): string {
+  return `ip saddr @p${i}_src ip daddr @p${i}_dst ct direction reply counter drop ${comment(`policy ${name}: entry made by a reply while routed (no NAT), flushed next`)}`;
+}
+
+/**
+ * The window of a change that makes pairs local WITHOUT a re-commit (conntrack sync off, its commit
+ * failed, or no IP taken: a new or edited policy whose IP this node already holds): only the drop of
+ * the pods' segments in the reply direction of entries made by a reply (replyMadeDrop), for each
+ * policy SNATed here with a changed pair; added with the final ruleset, deleted after the flush of
+ * the changed pairs. Null when no such policy.
+ */
+export function renderChangeoverWindow(plan: GatewayPlan, changed: readonly { src: string; dst: string }[], opts: { tableName?: string } = {}): string | null {
+  const rules: string[] = [];
+  plan.policies.forEach((p, i) => {
+    if (!p.snatHere) return;
+    const srcs = new Set(p.localSources);
+    const dsts = new Set(p.destinations);
+    if (changed.some((c) => srcs.has(c.src) && dsts.has(c.dst))) rules.push(replyMadeDrop(i, p.name));
+  });
+  return windowChain(opts.tableName ?? GW_TABLE, rules);
 }
 
 /** The command that ends the takeover window (deletes its chain). */

@@ -75,6 +75,7 @@ import {
   renderBootFence,
   renderGateway,
   renderStrayReplyFence,
+  renderChangeoverWindow,
   renderTakeoverWindow,
   renderTakeoverWindowEnd,
   routingOps,
@@ -934,7 +935,10 @@ export class GatewayModule implements NodeModule {
     // connections through IPs held elsewhere from being picked up against the bindings the
     // re-commit brings back until its purge.
     const flush = changedPairs(this.treatments, plan);
-    const window = committed && this.ctsync ? renderTakeoverWindow(plan, flush, { uplink: this.uplink }) : null;
+    // without a re-commit, the window holds only the pods' segments of entries made by a reply
+    // (render.ts renderChangeoverWindow), deleted after the flush below
+    const recommit = committed && !!this.ctsync;
+    const window = recommit ? renderTakeoverWindow(plan, flush, { uplink: this.uplink }) : renderChangeoverWindow(plan, flush);
     // this node's own bindings kept when it released an IP it takes again, for the pairs it SNATs
     // to that IP again: loaded after the replicated ones (conntrack-sync.ts keptBindingLines)
     const after = treatmentsAfter(this.treatments, plan);
@@ -961,7 +965,7 @@ export class GatewayModule implements NodeModule {
       this.st.nftApplies++;
       this.st.rulesetHash = sha16(ruleset);
     }
-    if (window && this.ctsync) {
+    if (window && recommit && this.ctsync) {
       const end = renderTakeoverWindowEnd();
       const c = await this.ctsync.commit(
         purgeIPs,
@@ -978,17 +982,11 @@ export class GatewayModule implements NodeModule {
         await this.flushPairs(flush);
         if (load.length) await this.loadKept(load);
       }
-      if (!c.ok || c.postFailed) {
-        // the window must not outlive the commit: without it, loose pickup is what keeps flows
-        await this.host.nftApply(end).catch(async (e: unknown) => {
-          this.ctx.log(this.name, `ending the takeover window: ${errorMessage(e)}; re-applying the ruleset`);
-          this.lastRuleset = '';
-          await this.host.nftApply(ruleset);
-          this.lastRuleset = ruleset;
-        });
-      }
+      // the window must not outlive the commit: without it, loose pickup is what keeps flows
+      if (!c.ok || c.postFailed) await this.endWindow(ruleset);
     } else {
       await this.flushPairs(flush);
+      if (window) await this.endWindow(ruleset);
       if (committed && this.ctsync && flush.length) {
         const c = await this.ctsync.commit(
           purgeIPs,
@@ -1018,6 +1016,16 @@ export class GatewayModule implements NodeModule {
     const addrsNow = [...k.addrs.filter((a) => !addrs.del.some((d) => d.cidr === a)), ...addrs.add.map((a) => a.cidr)];
     this.kernel = { rules: r.rules, routes: new Map(r.routes.map((x) => [x.table, `${x.via} ${x.dev}`])), addrs: addrsNow };
     if (complete) this.programmedOnce = true;
+  }
+
+  /** Deletes the takeover (or changeover) window's chain; on failure the ruleset, which has none, replaces the table. */
+  private async endWindow(ruleset: string): Promise<void> {
+    await this.host.nftApply(renderTakeoverWindowEnd()).catch(async (e: unknown) => {
+      this.ctx.log(this.name, `ending the takeover window: ${errorMessage(e)}; re-applying the ruleset`);
+      this.lastRuleset = '';
+      await this.host.nftApply(ruleset);
+      this.lastRuleset = ruleset;
+    });
   }
 
   programmed(): boolean {
