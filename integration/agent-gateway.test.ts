@@ -506,13 +506,17 @@ describe('GatewayModule', () => {
     const win = after[final]!.arg.slice(after[final]!.arg.indexOf('chain takeover_window {'));
     expect(
       win
-        .slice(0, win.indexOf('}'))
+        .slice(0, win.indexOf('\n\t}'))
         .split('\n')
         .filter((l) => l.includes('ct direction reply')),
     ).toEqual([
-      '\t\tip saddr @p0_src ip daddr @p0_dst ct direction reply counter drop comment "policy egress: entry made by a reply while routed (no NAT), flushed next"',
+      '\t\tip saddr { 10.10.10.1 } ip daddr @p0_dst ct direction reply counter drop comment "policy egress: entry made by a reply while routed (no NAT), flushed next"',
     ]);
-    expect(after[final]!.arg).toContain('table ip egresslab_gw {');
+    // ... after the table that makes it local is re-created, in the same argument (one transaction)
+    const text = after[final]!.arg;
+    expect(text.indexOf('delete table ip egresslab_gw')).toBeGreaterThanOrEqual(0);
+    expect(text.indexOf('delete table ip egresslab_gw')).toBeLessThan(text.indexOf('chain takeover_window {'));
+    expect(text).toContain('policy egress: gateway is this node, SNAT here');
   }, 20_000);
   it("conntrack sync: a take that releases another IP in the same plan spares that IP's bindings in the commit before its final ruleset (session 38)", async () => {
     const { t, dir } = await controllerAndDir();
@@ -658,7 +662,7 @@ describe('GatewayModule', () => {
     const win = final.slice(final.indexOf('chain takeover_window {'));
     expect(
       win
-        .slice(0, win.indexOf('}'))
+        .slice(0, win.indexOf('\n\t}'))
         .split('\n')
         .filter((l) => l.includes(EGRESS_FENCE)),
     ).toHaveLength(1);

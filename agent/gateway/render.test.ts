@@ -808,8 +808,8 @@ describe("the takeover window: a new holder's own pods make no entry of their ow
     `ip saddr @p${i}_src ip daddr @p${i}_dst ct state new tcp flags & (syn | ack) != syn counter drop comment "policy ${name}: takeover window, binding not committed yet"`;
   const stray = (i: number, name: string) =>
     `iifname "eth0" ip saddr @p${i}_dst ip daddr @p${i}_src ct state new tcp flags & (syn | ack) != syn counter drop comment "policy ${name}: reply de-NATed by another kernel"`;
-  const replyMade = (i: number, name: string) =>
-    `ip saddr @p${i}_src ip daddr @p${i}_dst ct direction reply counter drop comment "policy ${name}: entry made by a reply while routed (no NAT), flushed next"`;
+  const replyMade = (i: number, name: string, srcs = '10.10.10.1') =>
+    `ip saddr { ${srcs} } ip daddr @p${i}_dst ct direction reply counter drop comment "policy ${name}: entry made by a reply while routed (no NAT), flushed next"`;
 
   it('one drop per policy now SNATed here that has a changed pair, in a chain of its own that one command deletes', () => {
     const before = computeGatewayPlan(input('node-1', { '192.168.1.100': 'node-2', '192.168.1.101': 'node-2' }));

@@ -276,7 +276,7 @@ export function renderTakeoverWindow(
     // the policy's own sets (same table, same transaction): its other pairs were SNATed here
     // before and have their entries, so the wider match costs nothing
     rules.push(`ip saddr @p${i}_src ip daddr @p${i}_dst ${MID_STREAM} counter drop ${comment(`policy ${p.name}: takeover window, binding not committed yet`)}`);
-    rules.push(replyMadeDrop(i, p.name));
+    rules.push(replyMadeDrop(i, p, changed));
   });
   return windowChain(table, rules);
 }
@@ -297,8 +297,12 @@ function windowChain(table: string, rules: readonly string[]): string | null {
  * that already held its IP). Dropped while the window lasts: the pod retransmits into the entry its
  * next segment makes after the flush, SNATed.
  */
-function replyMadeDrop(i: number, name: string): string {
-  return `ip saddr @p${i}_src ip daddr @p${i}_dst ct direction reply counter drop ${comment(`policy ${name}: entry made by a reply while routed (no NAT), flushed next`)}`;
+function replyMadeDrop(i: number, p: PolicyPlan, changed: readonly { src: string; dst: string }[]): string {
+  // only the sources of changed pairs: the policy's other pods' inbound connections keep their answers
+  const local = new Set(p.localSources);
+  const dsts = new Set(p.destinations);
+  const srcs = [...new Set(changed.filter((c) => local.has(c.src) && dsts.has(c.dst)).map((c) => c.src))];
+  return `ip saddr { ${srcs.join(', ')} } ip daddr @p${i}_dst ct direction reply counter drop ${comment(`policy ${p.name}: entry made by a reply while routed (no NAT), flushed next`)}`;
 }
 
 /**
@@ -314,7 +318,7 @@ export function renderChangeoverWindow(plan: GatewayPlan, changed: readonly { sr
     if (!p.snatHere) return;
     const srcs = new Set(p.localSources);
     const dsts = new Set(p.destinations);
-    if (changed.some((c) => srcs.has(c.src) && dsts.has(c.dst))) rules.push(replyMadeDrop(i, p.name));
+    if (changed.some((c) => srcs.has(c.src) && dsts.has(c.dst))) rules.push(replyMadeDrop(i, p, changed));
   });
   return windowChain(opts.tableName ?? GW_TABLE, rules);
 }

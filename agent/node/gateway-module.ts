@@ -850,7 +850,13 @@ export class GatewayModule implements NodeModule {
     // floating IPs this node holds until this apply releases them: what this agent took, and for a
     // restarted agent (which knows of none) what the previous one left on the uplink
     const ownedAfter = new Set(plan.ownedIPs.map((o) => o.ip));
-    const heldNow = new Set([...this.owned, ...k.addrs.map((a) => a.split('/')[0]!).filter((ip) => purgeIPs.includes(ip))]);
+    // (the gateway's IPs only: an address this apply leaves on the uplink would be "released" again
+    // at every apply; and an IP the table in the kernel SNATs though its address add failed)
+    const heldNow = new Set([
+      ...this.owned,
+      ...(this.tablePlan?.ownedIPs.map((o) => o.ip) ?? []),
+      ...k.addrs.map((a) => a.split('/')[0]!).filter((ip) => plan.floatingIPs.includes(ip)),
+    ]);
     const releasing = [...heldNow].filter((ip) => !ownedAfter.has(ip));
     // the bindings this node made as a holder are in its conntrackd's internal cache, and deleting
     // one (the flush of its own pods' pairs, the purge of a released IP) sends its deletion to every
@@ -864,11 +870,16 @@ export class GatewayModule implements NodeModule {
     // pairs leaving gateway treatment altogether: fail closed first, flush their conntrack entries,
     // then commit the final plan (render.ts transitionPlan: otherwise their next packets would
     // leave with the pod IP until the flush)
+    // pairs whose entries stand for another treatment than the plan's: flushed after the final ruleset
+    const flush = changedPairs(this.treatments, plan);
     const transit = transitionPlan(this.lastPlan, plan);
     if (transit) {
       this.tablePlan = null;
       await this.host.nftApply(
         renderGateway(transit, { uplink: this.uplink, aliveTimeoutMs: 0 }).ruleset +
+          // the transition table already makes the plan's new local pairs local: their reply-made
+          // entries' segments are held from here (its first policies are the plan's: same indices)
+          (renderChangeoverWindow(plan, flush) ?? '') +
           // only the IPs held already: one being taken is answered for after its conflict probe
           (this.aliveLine(transit.ownedIPs.map((o) => o.ip).filter((ip) => this.owned.has(ip))) ?? ''),
       );
@@ -934,7 +945,6 @@ export class GatewayModule implements NodeModule {
     // keeps the pods' own segments from making entries of their own, and the replies of their
     // connections through IPs held elsewhere from being picked up against the bindings the
     // re-commit brings back until its purge.
-    const flush = changedPairs(this.treatments, plan);
     // without a re-commit, the window holds only the pods' segments of entries made by a reply
     // (render.ts renderChangeoverWindow), deleted after the flush below
     const recommit = committed && !!this.ctsync;
@@ -983,10 +993,10 @@ export class GatewayModule implements NodeModule {
         if (load.length) await this.loadKept(load);
       }
       // the window must not outlive the commit: without it, loose pickup is what keeps flows
-      if (!c.ok || c.postFailed) await this.endWindow(ruleset);
+      if (!c.ok || c.postFailed) await this.endWindow(ruleset, plan);
     } else {
       await this.flushPairs(flush);
-      if (window) await this.endWindow(ruleset);
+      if (window) await this.endWindow(ruleset, plan);
       if (committed && this.ctsync && flush.length) {
         const c = await this.ctsync.commit(
           purgeIPs,
@@ -1019,11 +1029,12 @@ export class GatewayModule implements NodeModule {
   }
 
   /** Deletes the takeover (or changeover) window's chain; on failure the ruleset, which has none, replaces the table. */
-  private async endWindow(ruleset: string): Promise<void> {
+  private async endWindow(ruleset: string, plan: GatewayPlan): Promise<void> {
     await this.host.nftApply(renderTakeoverWindowEnd()).catch(async (e: unknown) => {
       this.ctx.log(this.name, `ending the takeover window: ${errorMessage(e)}; re-applying the ruleset`);
       this.lastRuleset = '';
-      await this.host.nftApply(ruleset);
+      // with the licensed @alive elements: the ruleset re-creates the ARP fence's table empty
+      await this.host.nftApply(ruleset + (this.aliveLine(plan.ownedIPs.map((o) => o.ip)) ?? ''));
       this.lastRuleset = ruleset;
     });
   }
