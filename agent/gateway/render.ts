@@ -270,13 +270,12 @@ export function renderTakeoverWindow(
       if (p.localSources.length) rules.push(strayReplyDropOf(i, p.name, uplink));
       return;
     }
-    const srcs = new Set(p.localSources);
-    const dsts = new Set(p.destinations);
-    if (!changed.some((c) => srcs.has(c.src) && dsts.has(c.dst))) return;
+    const srcs = changedSources(p, changed);
+    if (!srcs.length) return;
     // the policy's own sets (same table, same transaction): its other pairs were SNATed here
     // before and have their entries, so the wider match costs nothing
     rules.push(`ip saddr @p${i}_src ip daddr @p${i}_dst ${MID_STREAM} counter drop ${comment(`policy ${p.name}: takeover window, binding not committed yet`)}`);
-    rules.push(replyMadeDrop(i, p, changed));
+    rules.push(replyMadeDrop(i, p.name, srcs));
   });
   return windowChain(table, rules);
 }
@@ -297,12 +296,16 @@ function windowChain(table: string, rules: readonly string[]): string | null {
  * that already held its IP). Dropped while the window lasts: the pod retransmits into the entry its
  * next segment makes after the flush, SNATed.
  */
-function replyMadeDrop(i: number, p: PolicyPlan, changed: readonly { src: string; dst: string }[]): string {
+function replyMadeDrop(i: number, name: string, srcs: readonly string[]): string {
   // only the sources of changed pairs: the policy's other pods' inbound connections keep their answers
+  return `ip saddr { ${srcs.join(', ')} } ip daddr @p${i}_dst ct direction reply counter drop ${comment(`policy ${name}: entry made by a reply while routed (no NAT), flushed next`)}`;
+}
+
+/** The local sources of policy `p` that have a changed pair in it (each once, in `changed`'s order). */
+function changedSources(p: PolicyPlan, changed: readonly { src: string; dst: string }[]): string[] {
   const local = new Set(p.localSources);
   const dsts = new Set(p.destinations);
-  const srcs = [...new Set(changed.filter((c) => local.has(c.src) && dsts.has(c.dst)).map((c) => c.src))];
-  return `ip saddr { ${srcs.join(', ')} } ip daddr @p${i}_dst ct direction reply counter drop ${comment(`policy ${p.name}: entry made by a reply while routed (no NAT), flushed next`)}`;
+  return [...new Set(changed.filter((c) => local.has(c.src) && dsts.has(c.dst)).map((c) => c.src))];
 }
 
 /**
@@ -315,10 +318,8 @@ function replyMadeDrop(i: number, p: PolicyPlan, changed: readonly { src: string
 export function renderChangeoverWindow(plan: GatewayPlan, changed: readonly { src: string; dst: string }[], opts: { tableName?: string } = {}): string | null {
   const rules: string[] = [];
   plan.policies.forEach((p, i) => {
-    if (!p.snatHere) return;
-    const srcs = new Set(p.localSources);
-    const dsts = new Set(p.destinations);
-    if (changed.some((c) => srcs.has(c.src) && dsts.has(c.dst))) rules.push(replyMadeDrop(i, p, changed));
+    const srcs = p.snatHere ? changedSources(p, changed) : [];
+    if (srcs.length) rules.push(replyMadeDrop(i, p.name, srcs));
   });
   return windowChain(opts.tableName ?? GW_TABLE, rules);
 }

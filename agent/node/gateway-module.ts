@@ -867,11 +867,11 @@ export class GatewayModule implements NodeModule {
     if (this.ctsync && releasing.length) await this.ctsync.forgetOwn(releasing);
     // before anything of this apply flushes or purges them: own pods' bindings to IPs released now
     await this.keepReleased(plan);
+    // pairs whose entries stand for another treatment than the plan's: flushed after the final ruleset
+    const flush = changedPairs(this.treatments, plan);
     // pairs leaving gateway treatment altogether: fail closed first, flush their conntrack entries,
     // then commit the final plan (render.ts transitionPlan: otherwise their next packets would
     // leave with the pod IP until the flush)
-    // pairs whose entries stand for another treatment than the plan's: flushed after the final ruleset
-    const flush = changedPairs(this.treatments, plan);
     const transit = transitionPlan(this.lastPlan, plan);
     if (transit) {
       this.tablePlan = null;
@@ -911,8 +911,8 @@ export class GatewayModule implements NodeModule {
       // 192.168.1.100 and took .101 in one plan; this commit's purge deleted its bindings of the
       // forwarded connections through .100 while its old table still SNATed them, their next
       // segments were SNATed again to new ports and the far end reset 5 of 20 connections). The
-      // re-commit after the final ruleset purges them (its table no longer SNATs them), as a later
-      // commit does after a release without a take
+      // re-commit after the final ruleset purges them when there is one (its table no longer SNATs
+      // them); otherwise a later take's commit does, as after a release without a take
       const c = await this.ctsync.commit(purgeIPs, [...new Set([...ownedAfter, ...heldNow])], { pre, flush: strayEntryPurgeArgs(taking), unbind });
       committed = c.ok;
       if (c.ok)
