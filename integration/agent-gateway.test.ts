@@ -957,19 +957,25 @@ describe('GatewayModule', () => {
     await mod.stop();
     expect(lastNft(sys)).not.toContain('takeover_window');
   }, 20_000);
-  it("conntrack sync: a holder that releases the IP of its own pods' policy keeps their bindings and loads them when it takes the IP back (nobody else has them)", async () => {
+  it("conntrack sync: a holder that releases the IP of its policy keeps its bindings (its own pods' and the ones it forwarded) and loads them when it takes the IP back (nobody else has them)", async () => {
     const { t, dir } = await controllerAndDir();
-    // worker1 alone is Up: it takes the IP of its own pod's policy
+    // worker1 alone is Up: it takes the IP of its own pod's policy, and forwards worker2's pod's
     let r1 = renew(t, 'worker1');
     await nodeUp(t, 'worker1');
     await createGateway(t);
-    await seedAlice(t, [['frontend-1', 'worker1', '10.10.10.1']]);
+    await seedAlice(t, [
+      ['frontend-1', 'worker1', '10.10.10.1'],
+      ['frontend-2', 'worker2', '10.10.11.1'],
+    ]);
     const w = worker1(t, dir, { removeRulesOnStop: true });
     const { sys } = w;
     const SAVED = [
       '-A -t 431990 -u SEEN_REPLY,ASSURED -s 10.10.10.1 -d 8.8.8.8 -r 8.8.8.8 -n 192.168.1.100 -p tcp --sport 36492 --dport 7007 --reply-port-src 7007 --reply-port-dst 36492 --state ESTABLISHED',
-      // another node's pod SNATed here: not flushed at the release, so not kept
+      // another node's pod SNATed here: not flushed at the release, but the commit of a take of
+      // another IP would purge it before the IP comes back (regressions/removed-ip-retaken-after-another-take)
       '-A -t 431990 -u SEEN_REPLY,ASSURED -s 10.10.11.1 -d 8.8.8.8 -r 8.8.8.8 -n 192.168.1.100 -p tcp --sport 40000 --dport 7007 --reply-port-src 7007 --reply-port-dst 40000 --state ESTABLISHED',
+      // a pod in no policy: not kept
+      '-A -t 431990 -u SEEN_REPLY,ASSURED -s 10.10.12.7 -d 8.8.8.8 -r 8.8.8.8 -n 192.168.1.100 -p tcp --sport 40001 --dport 7007 --reply-port-src 7007 --reply-port-dst 40001 --state ESTABLISHED',
     ];
     sys.onExec = (cmd, args) =>
       cmd === 'conntrack' && args.join(' ') === '-L -p tcp -o save' ? { code: 0, stdout: `${SAVED.join('\n')}\n`, stderr: '' } : undefined;
@@ -990,7 +996,9 @@ describe('GatewayModule', () => {
       listedBeforeFlush: true,
     });
 
-    expect(w.logs.join('\n')).toMatch(/kept 1 binding\(s\) to 192\.168\.1\.100 of this node's pods for when it takes the IP back/);
+    expect(w.logs.join('\n')).toMatch(
+      /kept 2 binding\(s\) to 192\.168\.1\.100 \(of this node's pods and of the connections it forwarded\) for when it takes the IP back/,
+    );
 
     // worker1 Up again, worker2 Down: worker1 takes the IP back and loads what it kept after the
     // flush of the pod's entries and the commit of the replicated bindings (those win over it)
@@ -1009,13 +1017,16 @@ describe('GatewayModule', () => {
     const iC = take.indexOf(' -c || exit 3');
     expect({ flushThenCommit: iD >= 0 && iC > iD, commitThenLoad: iR > iC }, take).toEqual({ flushThenCommit: true, commitThenLoad: true });
     const file = [...sys.files].find(([k]) => k.endsWith('/kept-bindings'))?.[1] ?? '';
-    // only the own pod's binding, its timeout less the time since the release
-    expect(file.trim().split('\n')).toHaveLength(1);
-    expect(file).toMatch(/^-A -t \d+ -u SEEN_REPLY,ASSURED -s 10\.10\.10\.1 .* -n 192\.168\.1\.100 .*--sport 36492 /);
-    const left = Number(/-t (\d+)/.exec(file)?.[1]);
-    expect(left).toBeLessThan(431990);
-    expect(left).toBeGreaterThan(431990 - 30);
-    expect(w.logs.join('\n')).toMatch(/1 binding\(s\) of its own pods kept from the release loaded after them/);
+    // the own pod's binding and the forwarded one, each with its timeout less the time since the release
+    const lines = file.trim().split('\n');
+    expect(lines.map((l) => /-s (\S+) .*--sport (\d+) /.exec(l)?.slice(1).join(':'))).toEqual(['10.10.10.1:36492', '10.10.11.1:40000']);
+    for (const l of lines) {
+      expect(l).toMatch(/^-A -t \d+ -u SEEN_REPLY,ASSURED -s \S+ .* -n 192\.168\.1\.100 /);
+      const left = Number(/-t (\d+)/.exec(l)?.[1]);
+      expect(left).toBeLessThan(431990);
+      expect(left).toBeGreaterThan(431990 - 30);
+    }
+    expect(w.logs.join('\n')).toMatch(/2 binding\(s\) of its own kept from the release loaded after them/);
   }, 30_000);
   describe('never programs from half-filled caches at start', () => {
     /** The seed policy, namespace and one matched pod on worker1; the API answers pod lists late. */

@@ -268,6 +268,24 @@ describe("a holder's own bindings kept across a release (chaos seed 1419845312)"
     expect(keptBindingsAt(k, '192.168.1.101', 0, local100)).toEqual([]);
     expect(keptBindingsAt(k, '192.168.1.100', 0, new Map())).toEqual([]);
   });
+  it("another node's pod's pair is loaded when the take forwards it to that same IP (forwardedSnats), not otherwise", () => {
+    const k = {
+      lines: [
+        own(1, 431990, '192.168.1.100', '10.10.11.1'), // forwarded to .100 again
+        own(2, 431990, '192.168.1.100', '10.10.11.2'), // forwarded, but its policy SNATs to .101 now
+        own(3, 431990, '192.168.1.100', '10.10.11.1', 'tcp', '1.1.1.1'), // a destination outside the policy
+        own(4),
+      ],
+      at: 0,
+    };
+    const forwarded = new Map([
+      ['10.10.11.1>8.8.8.0/24', 'egress@192.168.1.100'],
+      ['10.10.11.2>8.8.8.0/24', 'other@192.168.1.101'],
+    ]);
+    expect(keptBindingsAt(k, '192.168.1.100', 0, new Map(), forwarded)).toEqual([own(1, 431990, '192.168.1.100', '10.10.11.1')]);
+    expect(keptBindingsAt(k, '192.168.1.100', 0, local100, forwarded)).toEqual([own(1, 431990, '192.168.1.100', '10.10.11.1'), own(4)]);
+    expect(keptBindingsAt(k, '192.168.1.101', 0, local100, forwarded)).toEqual([]);
+  });
   it('the commit script loads them after conntrackd -c (an entry already there is fresher and wins), removes the file, and reports a failed load with exit 5', () => {
     expect(
       commitScript('conntrackd', '/c', 'conntrack', [['-D', '-q', '192.168.1.101']], { flush: [['-D', '-s', '10.10.10.1']], load: "/run/k'b" }).split('\n'),

@@ -321,13 +321,19 @@ export interface KeptBindings {
 export const KEPT_BINDINGS_MAX = 65_536;
 
 /**
- * The lines of `conntrack -L ... -o save` output that are SNAT bindings of one of `sources` (the
- * node's own pods whose pairs are leaving local treatment) to `ip`. A holder that releases an IP
- * flushes its own pods' entries (their next packets must be routed to the new holder un-NATed);
- * conntrackd replicated those bindings to its PEERS only, and a peer that commits them makes no
- * event, so if the IP comes back, nobody has them: the far end's segments of a quiet connection
- * then find no entry and never reach the pod (chaos seed 1419845312, replies-reach-pod). The agent
- * keeps them (KeptBindings) and loads them at the next take, before the replicated ones.
+ * The lines of `conntrack -L ... -o save` output that are SNAT bindings of one of `sources` to
+ * `ip`. A holder that releases an IP flushes its own pods' entries (their next packets must be
+ * routed to the new holder un-NATed); conntrackd replicated those bindings to its PEERS only, and a
+ * peer that commits them makes no event, so if the IP comes back, nobody has them: the far end's
+ * segments of a quiet connection then find no entry and never reach the pod (chaos seed
+ * 1419845312, replies-reach-pod). The same holds for the bindings it made of OTHER nodes' pods'
+ * connections (the pairs it forwarded): they stay in its kernel after the release, but the commit
+ * of its next take of another IP purges them, and its own bindings are in no cache of its own
+ * (session 39: 192.168.1.100 out of the gateway, its holder took .103 meanwhile and then .100
+ * back; a stream of node-2's pod was never answered again: scenarios/regressions/
+ * removed-ip-retaken-after-another-take). The agent keeps both (sources: its own pods of the pairs
+ * leaving local treatment, and the other nodes' pods whose pairs it forwarded to that IP:
+ * KeptBindings) and loads them at the next take, after the replicated ones.
  */
 export function keptBindingLines(saveOutput: string, ip: string, sources: ReadonlySet<string>): string[] {
   return keptBindingsByIP(saveOutput, new Map([[ip, sources]])).get(ip) ?? [];
@@ -354,20 +360,27 @@ export function keptBindingsByIP(saveOutput: string, wanted: ReadonlyMap<string,
 
 /**
  * Kept bindings of `ip` as they may be loaded `nowMs` when the node takes `ip` again: only those
- * of a (source, destination) pair that `treatments` (what the entries stand for once the take is
- * committed: render.ts treatmentsAfter) SNATs here to that same IP — a pod relabelled out of the
- * policy, deleted (its IP perhaps reused), or whose policy now uses another IP gets nothing back —
- * each with its timeout (`-t`, seconds left when listed) less the time since; lines whose timeout
- * has run out are dropped (the kernel would have expired the entry by now).
+ * of a (source, destination) pair that the take SNATs here to that same IP — an own pod's pair by
+ * `treatments` (what the entries stand for once the take is committed: render.ts treatmentsAfter),
+ * another node's pod's pair by `forwarded` (render.ts forwardedSnats of the take's plan) — a pod
+ * relabelled out of the policy, deleted (its IP perhaps reused), or whose policy now uses another
+ * IP gets nothing back — each with its timeout (`-t`, seconds left when listed) less the time
+ * since; lines whose timeout has run out are dropped (the kernel would have expired the entry by now).
  */
-export function keptBindingsAt(k: KeptBindings, ip: string, nowMs: number, treatments: ReadonlyMap<string, string>): string[] {
-  const local = [...treatments]
-    .filter(([, t]) => t.endsWith(`:local@${ip}`))
-    .flatMap(([pair]) => {
+export function keptBindingsAt(
+  k: KeptBindings,
+  ip: string,
+  nowMs: number,
+  treatments: ReadonlyMap<string, string>,
+  forwarded: ReadonlyMap<string, string> = new Map(),
+): string[] {
+  const local = [...[...treatments].filter(([, t]) => t.endsWith(`:local@${ip}`)), ...[...forwarded].filter(([, t]) => t.endsWith(`@${ip}`))].flatMap(
+    ([pair]) => {
       const [src, dst] = pair.split('>') as [string, string];
       const c = parseCidr4(dst, false);
       return c.ok ? [{ src, cidr: c.value }] : [];
-    });
+    },
+  );
   const elapsed = Math.max(0, Math.ceil((nowMs - k.at) / 1000));
   const out: string[] = [];
   for (const line of k.lines) {

@@ -242,7 +242,7 @@ export class GatewayModule implements NodeModule {
   private ctsyncLeft: number | null = null;
   /** after a failed start of conntrackd, not before this time (ensureConntrackSync) */
   private ctsyncNextTryAt = 0;
-  /** own bindings kept from the release of a floating IP, by IP (keepReleased), loaded at its next take */
+  /** this node's bindings kept from the release of a floating IP (its pods' and the ones it forwarded), by IP (keepReleased), loaded at its next take */
   private readonly kept = new Map<string, KeptBindings>();
   /** every floating IP the gateway had (conntrack commits purge their bindings), kept in a file across agent restarts */
   private floatingHistory: FloatingIPHistory | null = null;
@@ -952,16 +952,15 @@ export class GatewayModule implements NodeModule {
     // this node's own bindings kept when it released an IP it takes again, for the pairs it SNATs
     // to that IP again: loaded after the replicated ones (conntrack-sync.ts keptBindingLines)
     const after = treatmentsAfter(this.treatments, plan);
+    const forwardedAfter = forwardedSnats(plan);
     const load = this.ctsync
       ? taking.flatMap((ip) => {
           const k = this.kept.get(ip);
-          return k ? keptBindingsAt(k, ip, this.now(), after) : [];
+          return k ? keptBindingsAt(k, ip, this.now(), after, forwardedAfter) : [];
         })
       : [];
     const keptNote = (failed: boolean | undefined) =>
-      load.length
-        ? `; ${load.length} binding(s) of its own pods kept from the release ${failed ? 'NOT loaded (conntrack -R failed)' : 'loaded after them'}`
-        : '';
+      load.length ? `; ${load.length} binding(s) of its own kept from the release ${failed ? 'NOT loaded (conntrack -R failed)' : 'loaded after them'}` : '';
     // resync: re-apply only if the table is gone (a full re-apply would reset the counters)
     const drift = force && ruleset === this.lastRuleset && !(await this.host.nftTableExists('ip', GW_TABLE).catch(() => false));
     if (drift) this.ctx.log(this.name, `table ${GW_TABLE} missing: re-created`);
@@ -1019,8 +1018,11 @@ export class GatewayModule implements NodeModule {
     for (const ip of [...this.probing.keys()]) if (!nowOwned.has(ip)) this.endProbe(ip);
     this.owned = nowOwned;
     // kept bindings are for the next take of a released IP: none for an IP held now (loaded, or
-    // not loadable any more) or one the gateway no longer lists
-    for (const ip of [...this.kept.keys()]) if (nowOwned.has(ip) || !plan.floatingIPs.includes(ip)) this.kept.delete(ip);
+    // not loadable any more) or one no longer in the gateway's history (purgeIPs). An IP out of the
+    // gateway for a while keeps them: when it comes back, its connections are still there
+    // (regressions/removed-ip-retaken-after-another-take); the take loads only the lines whose
+    // timeout has not run out
+    for (const ip of [...this.kept.keys()]) if (nowOwned.has(ip) || !purgeIPs.includes(ip)) this.kept.delete(ip);
     this.setHolding(nowOwned.size > 0);
     await this.host.ipBatch(cmds.after);
     const addrsNow = [...k.addrs.filter((a) => !addrs.del.some((d) => d.cidr === a)), ...addrs.add.map((a) => a.cidr)];
@@ -1045,22 +1047,31 @@ export class GatewayModule implements NodeModule {
 
   /**
    * Before the flush of pairs leaving local treatment because their floating IP is released: lists
-   * this node's bindings of those pods to that IP and keeps them for the next take of the IP (a
-   * quiet connection's binding is otherwise lost for good: see conntrack-sync.ts keptBindingLines).
-   * Only with conntrack sync (the take loads them in its commit); a failed listing keeps nothing.
+   * this node's bindings of those pods to that IP, and of the other nodes' pods whose pairs it
+   * forwarded to that IP, and keeps them for the next take of the IP (a quiet connection's binding
+   * is otherwise lost for good: see conntrack-sync.ts keptBindingLines). Only with conntrack sync
+   * (the take loads them in its commit); a failed listing keeps nothing. A restarted agent knows of
+   * no forwarded pair before its first apply: what the previous one forwarded is not kept.
    */
   private async keepReleased(plan: GatewayPlan): Promise<void> {
-    if (!this.ctsync || !this.treatments) return;
+    if (!this.ctsync) return;
     const after = new Set(plan.ownedIPs.map((o) => o.ip));
     const sources = new Map<string, Set<string>>();
-    for (const { src, dst } of changedPairs(this.treatments, plan)) {
-      const ip = /:local@([0-9.]+)$/.exec(this.treatments.get(`${src}>${dst}`) ?? '')?.[1];
-      // not `this.owned`: a fenced holder lets the address go while its pairs stay `local` under a
-      // drop (their entries kept: treatmentsAfter), and routes them only at a later apply
-      if (!ip || after.has(ip)) continue;
+    const add = (ip: string, src: string) => {
       const s = sources.get(ip) ?? new Set<string>();
       s.add(src);
       sources.set(ip, s);
+    };
+    for (const [pair, t] of this.forwarded ?? []) {
+      const ip = t.slice(t.lastIndexOf('@') + 1);
+      if (!after.has(ip)) add(ip, pair.split('>')[0]!);
+    }
+    for (const { src, dst } of this.treatments ? changedPairs(this.treatments, plan) : []) {
+      const ip = /:local@([0-9.]+)$/.exec(this.treatments?.get(`${src}>${dst}`) ?? '')?.[1];
+      // not `this.owned`: a fenced holder lets the address go while its pairs stay `local` under a
+      // drop (their entries kept: treatmentsAfter), and routes them only at a later apply
+      if (!ip || after.has(ip)) continue;
+      add(ip, src);
     }
     if (!sources.size) return;
     const at = this.now();
@@ -1073,7 +1084,7 @@ export class GatewayModule implements NodeModule {
     this.ctx.log(
       this.name,
       kept
-        ? `conntrack sync: kept ${[...sources.keys()].map((ip) => `${kept.get(ip)?.length ?? 0} binding(s) to ${ip}`).join(', ')} of this node's pods for when it takes the IP back (listed in ${this.now() - at} ms)`
+        ? `conntrack sync: kept ${[...sources.keys()].map((ip) => `${kept.get(ip)?.length ?? 0} binding(s) to ${ip}`).join(', ')} (of this node's pods and of the connections it forwarded) for when it takes the IP back (listed in ${this.now() - at} ms)`
         : `conntrack sync: could not list this node's bindings before releasing ${[...sources.keys()].join(', ')}: their quiet connections will not survive a move back`,
     );
   }
@@ -1081,7 +1092,7 @@ export class GatewayModule implements NodeModule {
   /** Loads kept bindings outside a commit (conntrackd not running, or its commit failed). */
   private async loadKept(lines: readonly string[]): Promise<void> {
     if (this.ctsync && (await this.ctsync.loadKept(lines)))
-      this.ctx.log(this.name, `conntrack sync: ${lines.length} binding(s) of this node's pods kept from the release loaded`);
+      this.ctx.log(this.name, `conntrack sync: ${lines.length} binding(s) of its own kept from the release loaded`);
   }
 
   /** Deletes the holder's stale forwarded bindings (render.ts staleForwardedBindings); a failure is logged, the rest go on. */
