@@ -624,7 +624,9 @@ function kubeletProject(dir: string, gen: number, files: Record<string, string>)
 }
 
 describe('MasqAgent on a real filesystem (fs.watch, kubelet ..data swaps)', () => {
-  it('applies a projected ConfigMap change within 250 ms via the watch (poll disabled)', async () => {
+  // how fast is bench/masq-propagation's figure (ConfigMap write -> every node programmed), not a
+  // timed assertion here: this test proves the path (the watch, with the poll an hour away)
+  it('applies each projected ConfigMap change via the watch (poll disabled)', async () => {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'masq-'));
     try {
       kubeletProject(dir, 1, { 'ip-masq-agent': 'nonMasqueradeCIDRs: [10.0.0.0/8]\n' });
@@ -642,15 +644,12 @@ describe('MasqAgent on a real filesystem (fs.watch, kubelet ..data swaps)', () =
       await agent.start();
       expect(nft.installedNonMasq()).toEqual(['10.0.0.0/8']);
 
-      const latencies: number[] = [];
       for (let gen = 2; gen <= 6; gen++) {
         const want = `${gen}.0.0.0/8`;
-        const t0 = Date.now();
         kubeletProject(dir, gen, { 'ip-masq-agent': `nonMasqueradeCIDRs: [${want}]\n` });
         await until(() => (nft.installedNonMasq()?.[0] === want ? true : undefined), 2_000, want);
-        latencies.push(Date.now() - t0);
+        expect(nft.installedNonMasq()).toEqual([want]);
       }
-      expect(Math.max(...latencies)).toBeLessThan(250);
 
       // ConfigMap deleted (optional volume): the file goes away -> defaults
       fs.rmSync(path.join(dir, 'ip-masq-agent'));
