@@ -178,6 +178,49 @@ describe('ExecHost.nftApply through an nft -i session', () => {
   });
 });
 
+// An agent just restarted finds the previous agent's tables in the kernel: its first apply must
+// refill them in place, not re-create them (nft-replace.ts: a re-created interval set misses
+// lookups for a moment; session 39 caught a pod's segment leaving with its own IP right then)
+describe('ExecHost.nftApply: a table this host has not committed is read from the kernel once, then refilled in place', () => {
+  const RULESET =
+    'table ip t {}\ndelete table ip t\ntable ip t {\n\tset s { type ipv4_addr; flags interval; elements = { 8.8.8.0/24 } }\n\tchain c {\n\t\ttype filter hook prerouting priority mangle - 10; policy accept;\n\t\tip daddr @s meta mark set 1\n\t}\n}\n';
+  /** `nft -s list table ip t` as nft 1.0.6 prints the table RULESET defines (or `missing`: no such table) */
+  function nftWithTable(name: string, listing: 'present' | 'missing'): { path: string; log: string } {
+    const log = join(dir, `${name}.log`);
+    const listed =
+      listing === 'present'
+        ? "printf 'table ip t {\\n\\tset s {\\n\\t\\ttype ipv4_addr\\n\\t\\tflags interval\\n\\t\\telements = { 8.8.8.0/24 }\\n\\t}\\n\\n\\tchain c {\\n\\t\\ttype filter hook prerouting priority mangle - 10; policy accept;\\n\\t\\tip daddr @s meta mark set 0x00000001\\n\\t}\\n}\\n'"
+        : "echo 'Error: No such file or directory' >&2; exit 1";
+    const path = fakeArping(
+      name,
+      [`LOG='${log}'`, 'if [ "$1" = "-s" ]; then echo "listed $*" >> "$LOG"', `  ${listed}`, '  exit 0', 'fi', 'cat >> "$LOG"; echo spawned >> "$LOG"'].join(
+        '\n',
+      ),
+    );
+    return { path, log };
+  }
+  it('present: listed once; the first apply already flushes the kept set instead of deleting the table', async () => {
+    const f = nftWithTable('nft-listed', 'present');
+    const h = new ExecHost({ nftPath: f.path, applySession: false });
+    await h.nftApply(RULESET);
+    await h.nftApply(RULESET);
+    const log = readFileSync(f.log, 'utf8');
+    expect(log.split('\n').filter((l) => l.startsWith('listed'))).toEqual(['listed -s list table ip t']);
+    expect(log).not.toMatch(/^delete table/m);
+    expect(log.match(/^table ip t \{\}\nflush table ip t\nflush set ip t s\n/gm)).toHaveLength(2);
+  });
+  it('missing: created as rendered (nothing to keep), and refilled in place from then on', async () => {
+    const f = nftWithTable('nft-missing', 'missing');
+    const h = new ExecHost({ nftPath: f.path, applySession: false });
+    await h.nftApply(RULESET);
+    await h.nftApply(RULESET);
+    const log = readFileSync(f.log, 'utf8');
+    expect(log.split('\n').filter((l) => l.startsWith('listed'))).toHaveLength(1);
+    expect(log.match(/^delete table ip t$/gm)).toHaveLength(1);
+    expect(log.match(/^flush set ip t s$/gm)).toHaveLength(1);
+  });
+});
+
 describe('applySessionKey', () => {
   it('the first table a ruleset names, whatever the command', () => {
     expect(applySessionKey('# egresslab masquerade\ntable ip egresslab_masq {}\ndelete table ip egresslab_masq\n')).toBe('egresslab_masq');

@@ -3,7 +3,7 @@
  * through `run` (execFile, no shell, never rejects); the typed methods turn a failure into a
  * HostCommandError.
  */
-import { afterCommit, inPlaceReplace, tableDefinitions, type TableDefinition } from './nft-replace.js';
+import { afterCommit, inPlaceReplace, listedDefinition, tableDefinitions, type TableDefinition } from './nft-replace.js';
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { readFile, writeFile } from 'node:fs/promises';
@@ -258,6 +258,8 @@ export class ExecHost implements Host {
 
   /** the tables this host last defined whole (nft-replace.ts: re-applied in place, never re-created) */
   private defined = new Map<string, TableDefinition>();
+  /** the tables whose kernel definition this host has read (learnDefinitions: once each) */
+  private readonly listed = new Set<string>();
 
   /** One `nft -f` transaction: through the session (NftApplySession), or a process when the session failed. */
   private async nftRun(ruleset: string): Promise<ExecResult> {
@@ -273,6 +275,7 @@ export class ExecHost implements Host {
   async nftApply(ruleset: string): Promise<void> {
     // read once: a masquerade ruleset with 10,000 CIDRs is ~200 KB
     const defs = tableDefinitions(ruleset);
+    await this.learnDefinitions(defs);
     const inPlace = inPlaceReplace(ruleset, this.defined, defs);
     if (inPlace !== ruleset) {
       const r = await this.nftRun(inPlace);
@@ -287,6 +290,32 @@ export class ExecHost implements Host {
     const r = await this.nftRun(ruleset);
     if (r.code !== 0) throw new HostCommandError(`nft -f - failed: ${r.stderr.trim()}`, r.stderr, r.code);
     this.defined = afterCommit(this.defined, ruleset, defs);
+  }
+
+  /**
+   * The kernel's definition of each table `defs` re-defines that this host has not committed itself
+   * (its first apply: an agent just restarted finds the previous agent's tables), read once from
+   * `nft -s list table`, so that the apply refills it in place instead of re-creating it (see
+   * nft-replace.ts). A table the kernel does not have is created as rendered; a listing that fails
+   * leaves the table unknown (re-created as rendered, as before).
+   */
+  private async learnDefinitions(defs: readonly TableDefinition[]): Promise<void> {
+    const unknown = defs.filter((d) => !this.defined.has(`${d.family} ${d.name}`) && !this.listed.has(`${d.family} ${d.name}`));
+    if (!unknown.length) return;
+    await Promise.all(
+      unknown.map(async (d) => {
+        const k = `${d.family} ${d.name}`;
+        this.listed.add(k);
+        const text = await this.nftList(d.family, d.name).catch((e: unknown) => {
+          this.o.onError?.(
+            `listing table ${k} before its first apply failed (${e instanceof Error ? e.message.split('\n')[0] : String(e)}): re-created as rendered`,
+          );
+          return null;
+        });
+        const def = text === null ? null : listedDefinition(text, d.family, d.name);
+        if (def && !this.defined.has(k)) this.defined.set(k, def);
+      }),
+    );
   }
 
   async nftList(family: string, name: string, opts: NftListOptions = {}): Promise<string | null> {

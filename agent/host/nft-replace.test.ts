@@ -3,7 +3,7 @@ import { computeGatewayPlan, type ModelInput } from '../gateway/model.js';
 import { renderGateway, renderGatewayRemoval, renderTakeoverWindow } from '../gateway/render.js';
 import { defaultMasqConfig } from '../masq/config.js';
 import { renderMasqRuleset } from '../masq/render.js';
-import { afterCommit, inPlaceReplace, tableDefinitions, type TableDefinition } from './nft-replace.js';
+import { afterCommit, inPlaceReplace, listedDefinition, tableDefinitions, type TableDefinition } from './nft-replace.js';
 
 const NODES = [
   { name: 'node-1', ip: '192.168.1.1', subnet: '192.168.1.0/24', podCIDRs: ['10.10.10.0/24'] },
@@ -43,8 +43,8 @@ describe('tableDefinitions', () => {
     expect(defs.map((d) => `${d.family} ${d.name}`)).toEqual(['ip egresslab_gw', 'arp egresslab_gw']);
     const ip = defs[0]!;
     expect([...ip.sets.keys()]).toEqual(['podcidrs', 'p0_src', 'p0_all', 'p0_dst', 'p1_src', 'p1_all', 'p1_dst']);
-    expect(ip.sets.get('p0_dst')).toBe('set p0_dst { type ipv4_addr; flags interval; }');
-    expect(ip.chains.get('prerouting')).toBe('type filter hook prerouting priority mangle - 10; policy accept;');
+    expect(ip.sets.get('p0_dst')).toBe('set p0_dst { type ipv4_addr flags interval }');
+    expect(ip.chains.get('prerouting')).toBe('type filter hook prerouting priority -160; policy accept;');
     expect(ip.chains.get('p0_guard')).toBe('');
   });
 
@@ -65,6 +65,102 @@ describe('tableDefinitions', () => {
     const defs = tableDefinitions(withWindow);
     expect(defs[0]!.chains.has('takeover_window')).toBe(false);
     expect(defs[0]!.sets.has('p0_dst')).toBe(true);
+  });
+});
+
+// what `nft -s list table` (nft 1.0.6, kernel 6.18) printed for the gateway table rendered by gw('node-1')
+// in a lab container, rules left out (they do not define the table)
+const LISTED = `table ip egresslab_gw {
+\tcomment "egresslab egress gateway (node-2)"
+\tset podcidrs {
+\t\ttype ipv4_addr
+\t\tflags interval
+\t\telements = { 10.10.11.0/24 }
+\t}
+
+\tset p0_src {
+\t\ttype ipv4_addr
+\t\telements = { 10.10.11.1 }
+\t}
+
+\tset p0_all {
+\t\ttype ipv4_addr
+\t\telements = { 10.10.11.1 }
+\t}
+
+\tset p0_dst {
+\t\ttype ipv4_addr
+\t\tflags interval
+\t\telements = { 8.8.8.0/24 }
+\t}
+
+\tset p1_src {
+\t\ttype ipv4_addr
+\t\telements = { 10.10.11.1 }
+\t}
+
+\tset p1_all {
+\t\ttype ipv4_addr
+\t\telements = { 10.10.11.1 }
+\t}
+
+\tset p1_dst {
+\t\ttype ipv4_addr
+\t\tflags interval
+\t\telements = { 8.8.4.0/24 }
+\t}
+
+\tchain prerouting {
+\t\ttype filter hook prerouting priority mangle - 10; policy accept;
+\t\tip saddr != { 10.10.10.0-10.10.12.255 } return
+\t}
+
+\tchain egress_snat {
+\t\ttype nat hook postrouting priority srcnat - 10; policy accept;
+\t}
+
+\tchain guard {
+\t\ttype filter hook postrouting priority srcnat + 10; policy accept;
+\t}
+
+\tchain p0_guard {
+\t}
+
+\tchain p1_guard {
+\t}
+
+\tchain hairpin {
+\t\ttype filter hook prerouting priority raw; policy accept;
+\t}
+
+\tchain input {
+\t\ttype filter hook input priority filter; policy accept;
+\t}
+}
+`;
+
+describe('listedDefinition: the kernel listing of a table defines it as the rendered text does', () => {
+  it("the gateway table as listed has the rendered definition's sets and chains, declaration for declaration", () => {
+    const listed = listedDefinition(LISTED, 'ip', 'egresslab_gw')!;
+    const rendered = tableDefinitions(gw('node-1'))[0]!;
+    expect(Object.fromEntries(listed.sets)).toEqual(Object.fromEntries(rendered.sets));
+    expect(Object.fromEntries(listed.chains)).toEqual(Object.fromEntries(rendered.chains));
+    // so an agent that learnt it from the kernel refills it in place
+    const text = inPlaceReplace(gw('node-3'), new Map([['ip egresslab_gw', listed]]));
+    expect(text).toContain('table ip egresslab_gw {}\nflush table ip egresslab_gw\nflush set ip egresslab_gw podcidrs\n');
+    expect(text).not.toMatch(/^delete (table|set|chain) ip egresslab_gw/m);
+  });
+  it('a priority the kernel lists as a number is the one a renderer names (srcnat + 20 is 120)', () => {
+    const a = listedDefinition('table ip x {\n\tchain c {\n\t\ttype filter hook postrouting priority 120; policy accept;\n\t}\n}\n', 'ip', 'x')!;
+    const [b] = tableDefinitions(
+      'table ip x {}\ndelete table ip x\ntable ip x {\n\tchain c {\n\t\ttype filter hook postrouting priority srcnat + 20; policy accept;\n\t}\n}\n',
+    );
+    expect(a.chains.get('c')).toBe('type filter hook postrouting priority 120; policy accept;');
+    expect(b!.chains.get('c')).toBe(a.chains.get('c'));
+  });
+  it('no such table in the listing: null', () => {
+    expect(listedDefinition(LISTED, 'ip', 'egresslab_masq')).toBeNull();
+    expect(listedDefinition(LISTED, 'arp', 'egresslab_gw')).toBeNull();
   });
 });
 

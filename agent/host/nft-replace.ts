@@ -14,13 +14,16 @@
  * failover.test.ts, node-2's ip-masq-agent table counted exactly that one SYN); in the masquerade
  * table, `ip saddr != @podcidrs return` lets a pod's packet out with its own IP.
  *
- * So when the table's previous definition is known (the last one this host committed), the
+ * So when the table's previous definition is known (the last one this host committed, or for a host
+ * that has committed none yet, e.g. an agent just restarted, the kernel's listing of it: the first
+ * apply of a restarted agent replaced the previous agent's table, and session 39 caught exactly
+ * that moment leaking one pod segment with its own IP, unmarked and unjudged by the guard), the
  * "delete + define" becomes "keep + refill": flush the table's rules, declare and flush every set the
  * new definition has (existing sets keep their identity, only their elements change: in-place
  * updates never miss), delete the sets and chains only the previous definition had (or whose
  * declaration changed), then the definition as rendered adds the elements, chains and rules. Still
- * one transaction. A table whose previous definition is unknown (first apply, after a restart) is
- * re-created as rendered; ExecHost falls back to the rendered text if the in-place form fails.
+ * one transaction. A table that does not exist yet is created as rendered; ExecHost falls back to
+ * the rendered text if the in-place form fails.
  */
 
 /** One `table <family> <name> { ... }` block of a ruleset, and its named sets and chains. */
@@ -48,13 +51,45 @@ function closingBrace(text: string, open: number): number {
   return -1;
 }
 
-/** A set's declaration without its elements (`elements = { ... }` has no nested braces). */
+/**
+ * A set's declaration without its elements (`elements = { ... }` has no nested braces), in one
+ * canonical form whether it was written on one line with `;` (the gateway's renderer), on several
+ * (the masquerade renderer) or listed by the kernel (`nft list table`): `set s { type ipv4_addr
+ * flags interval }`.
+ */
 function withoutElements(block: string): string {
   return block
     .replace(/elements\s*=\s*\{[^}]*\}\s*;?/g, '')
-    .replace(/[ \t]*\n(?=[ \t]*\n)/g, '')
-    .replace(/\s+}$/, ' }')
-    .replace(/\s+/g, ' ');
+    .replace(/;/g, ' ')
+    .replace(/\s*,\s*/g, ',')
+    .replace(/\s+/g, ' ')
+    .replace(/\s+}$/, ' }');
+}
+
+/** nft's named priorities (nft(8), "Standard priority names"), by family. */
+const NAMED_PRIORITIES: Record<string, Record<string, number>> = {
+  ip: { raw: -300, mangle: -150, dstnat: -100, filter: 0, security: 50, srcnat: 100 },
+  ip6: { raw: -300, mangle: -150, dstnat: -100, filter: 0, security: 50, srcnat: 100 },
+  inet: { raw: -300, mangle: -150, dstnat: -100, filter: 0, security: 50, srcnat: 100 },
+  arp: { filter: 0 },
+  netdev: { filter: 0 },
+  bridge: { dstnat: -300, filter: -200, out: 100, srcnat: 300 },
+};
+
+/**
+ * A base-chain header with its priority as a number: a renderer writes `srcnat + 20`, the kernel's
+ * listing says `120` (nft names a priority only within 10 of a standard one). A name it does not
+ * know stays as written.
+ */
+function numericPriority(family: string, head: string): string {
+  return head.replace(/priority ([^;]+);/, (whole, p: string) => {
+    const m = /^\s*(?:(-?\d+)|([a-z]+)(?:\s*([+-])\s*(\d+))?)\s*$/.exec(p);
+    if (!m) return whole;
+    if (m[1] !== undefined) return `priority ${Number(m[1])};`;
+    const base = NAMED_PRIORITIES[family]?.[m[2]!];
+    if (base === undefined) return whole;
+    return `priority ${base + (m[3] === '-' ? -1 : 1) * Number(m[4] ?? 0)};`;
+  });
 }
 
 /** The sets and chains of the `table F T { ... }` block whose opening brace is at `open`. */
@@ -72,7 +107,7 @@ function definitionAt(ruleset: string, open: number, family: string, name: strin
     const block = ruleset.slice(start, c + 1).trim();
     if (s[1] === 'chain') {
       const head = /type [^;]+;(?:\s*policy \w+;)?/.exec(block);
-      chains.set(s[2]!, head ? head[0].replace(/\s+/g, ' ') : '');
+      chains.set(s[2]!, head ? numericPriority(family, head[0].replace(/\s+/g, ' ')) : '');
     } else sets.set(s[2]!, withoutElements(block));
   }
   return { family, name, sets, chains };
@@ -96,6 +131,18 @@ export function tableDefinitions(ruleset: string): TableDefinition[] {
     if (def) out.push(def);
   }
   return out;
+}
+
+/**
+ * The definition of `table F T` as the kernel lists it (`nft -s list table F T`), or null when the
+ * listing has no such table. What a host that has not committed the table itself (an agent just
+ * restarted) refills in place: the kernel's sets keep their identity (see the file comment).
+ */
+export function listedDefinition(listing: string, family: string, name: string): TableDefinition | null {
+  const head = `table ${family} ${name} {`;
+  const at = listing.startsWith(head) ? 0 : listing.indexOf(`\n${head}`) + 1;
+  if (at <= 0 && !listing.startsWith(head)) return null;
+  return definitionAt(listing, at + head.length - 1, family, name);
 }
 
 const key = (d: { family: string; name: string }): string => `${d.family} ${d.name}`;
