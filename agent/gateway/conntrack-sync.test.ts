@@ -23,6 +23,7 @@ import {
   parseFloatingHistory,
   keptBindingLines,
   keptBindingsAt,
+  mergeKept,
   keptBindingsByIP,
   logTail,
   renderConntrackdConfig,
@@ -267,6 +268,13 @@ describe("a holder's own bindings kept across a release (chaos seed 1419845312)"
     expect(keptBindingsAt(k, '192.168.1.100', 0, local100)).toEqual([own(1)]);
     expect(keptBindingsAt(k, '192.168.1.101', 0, local100)).toEqual([]);
     expect(keptBindingsAt(k, '192.168.1.100', 0, new Map())).toEqual([]);
+  });
+  it('a second listing of the same release (a retried apply) adds to what the first kept: its lines first, older lines of other connections with their time since, expired ones dropped', () => {
+    const first = { lines: [own(1, 300), own(2, 5), own(3, 300, '192.168.1.100', '10.10.11.1')], at: 1_000 };
+    // the retry lists only the forwarded source (10.10.11.1), 10.2 s later (counts as 11 s)
+    const m = mergeKept(first, [own(3, 290, '192.168.1.100', '10.10.11.1'), own(4, 100, '192.168.1.100', '10.10.11.1')], 11_200);
+    expect(m).toEqual({ lines: [own(3, 290, '192.168.1.100', '10.10.11.1'), own(4, 100, '192.168.1.100', '10.10.11.1'), own(1, 289)], at: 11_200 });
+    expect(mergeKept(undefined, [own(1)], 5)).toEqual({ lines: [own(1)], at: 5 });
   });
   it("another node's pod's pair is loaded when the take forwards it to that same IP (forwardedSnats), not otherwise", () => {
     const k = {

@@ -401,6 +401,43 @@ export function keptBindingsAt(
   return out;
 }
 
+/** A kept line's original tuple (protocol, addresses, ports): two lines of the same connection share it. */
+function keptTuple(line: string): string {
+  const t = line.split(' ');
+  const arg = (flag: string) => {
+    const i = t.indexOf(flag);
+    return i >= 0 ? t[i + 1] : '';
+  };
+  return [arg('-p'), arg('-s'), arg('--sport'), arg('-d'), arg('--dport')].join(' ');
+}
+
+/**
+ * What is kept of an IP after a new listing at `nowMs`: the lines just listed, then those kept
+ * before (their timeouts less the time since, the expired ones dropped) of the connections the new
+ * listing does not have. A release whose apply failed is retried: the retry lists only the sources
+ * it still sees as released (the failed attempt's own pods' pairs are then in an unknown state and
+ * already flushed), so replacing the first attempt's lines would lose its own pods' bindings.
+ * At most KEPT_BINDINGS_MAX lines, the listed ones first.
+ */
+export function mergeKept(prev: KeptBindings | undefined, listed: readonly string[], nowMs: number): KeptBindings {
+  const lines = [...listed];
+  if (prev) {
+    const have = new Set(listed.map(keptTuple));
+    const elapsed = Math.max(0, Math.ceil((nowMs - prev.at) / 1000));
+    for (const line of prev.lines) {
+      if (lines.length >= KEPT_BINDINGS_MAX) break;
+      if (have.has(keptTuple(line))) continue;
+      const t = line.split(' ');
+      const i = t.indexOf('-t');
+      const left = i >= 0 ? Number(t[i + 1]) - elapsed : Number.NaN;
+      if (!(left > 0)) continue;
+      t[i + 1] = String(left);
+      lines.push(t.join(' '));
+    }
+  }
+  return { lines: lines.slice(0, KEPT_BINDINGS_MAX), at: nowMs };
+}
+
 /** "Committed N new entries" from conntrackd's log (the last commit), or null. */
 export function committedFromLog(text: string): number | null {
   const all = [...text.matchAll(/Committed (\d+) new entr/g)];

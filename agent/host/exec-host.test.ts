@@ -185,12 +185,13 @@ describe('ExecHost.nftApply: a table this host has not committed is read from th
   const RULESET =
     'table ip t {}\ndelete table ip t\ntable ip t {\n\tset s { type ipv4_addr; flags interval; elements = { 8.8.8.0/24 } }\n\tchain c {\n\t\ttype filter hook prerouting priority mangle - 10; policy accept;\n\t\tip daddr @s meta mark set 1\n\t}\n}\n';
   /** `nft -s list table ip t` as nft 1.0.6 prints the table RULESET defines (or `missing`: no such table) */
-  function nftWithTable(name: string, listing: 'present' | 'missing'): { path: string; log: string } {
+  function nftWithTable(name: string, listing: 'present' | 'missing' | 'differs'): { path: string; log: string } {
     const log = join(dir, `${name}.log`);
+    const flags = listing === 'differs' ? '' : '\\t\\tflags interval\\n';
     const listed =
-      listing === 'present'
-        ? "printf 'table ip t {\\n\\tset s {\\n\\t\\ttype ipv4_addr\\n\\t\\tflags interval\\n\\t\\telements = { 8.8.8.0/24 }\\n\\t}\\n\\n\\tchain c {\\n\\t\\ttype filter hook prerouting priority mangle - 10; policy accept;\\n\\t\\tip daddr @s meta mark set 0x00000001\\n\\t}\\n}\\n'"
-        : "echo 'Error: No such file or directory' >&2; exit 1";
+      listing === 'missing'
+        ? "echo 'Error: No such file or directory' >&2; exit 1"
+        : `printf 'table ip t {\\n\\tset s {\\n\\t\\ttype ipv4_addr\\n${flags}\\t\\telements = { 8.8.8.0/24 }\\n\\t}\\n\\n\\tchain c {\\n\\t\\ttype filter hook prerouting priority mangle - 10; policy accept;\\n\\t\\tip daddr @s meta mark set 0x00000001\\n\\t}\\n}\\n'`;
     const path = fakeArping(
       name,
       [`LOG='${log}'`, 'if [ "$1" = "-s" ]; then echo "listed $*" >> "$LOG"', `  ${listed}`, '  exit 0', 'fi', 'cat >> "$LOG"; echo spawned >> "$LOG"'].join(
@@ -205,9 +206,17 @@ describe('ExecHost.nftApply: a table this host has not committed is read from th
     await h.nftApply(RULESET);
     await h.nftApply(RULESET);
     const log = readFileSync(f.log, 'utf8');
-    expect(log.split('\n').filter((l) => l.startsWith('listed'))).toEqual(['listed -s list table ip t']);
+    expect(log.split('\n').filter((l) => l.startsWith('listed'))).toEqual(['listed -s -t list table ip t']);
     expect(log).not.toMatch(/^delete table/m);
     expect(log.match(/^table ip t \{\}\nflush table ip t\nflush set ip t s\n/gm)).toHaveLength(2);
+  });
+  it('a listing whose set is declared otherwise: that set is re-declared (it cannot be refilled), and the host says so', async () => {
+    const f = nftWithTable('nft-differs', 'differs');
+    const errors: string[] = [];
+    const h = new ExecHost({ nftPath: f.path, applySession: false, onError: (m) => errors.push(m) });
+    await h.nftApply(RULESET);
+    expect(readFileSync(f.log, 'utf8')).toMatch(/^flush table ip t\ndelete set ip t s\n/m);
+    expect(errors).toEqual(['table ip t as the kernel listed it differs from its rendered definition (set s re-declared)']);
   });
   it('missing: created as rendered (nothing to keep), and refilled in place from then on', async () => {
     const f = nftWithTable('nft-missing', 'missing');

@@ -258,8 +258,10 @@ export class ExecHost implements Host {
 
   /** the tables this host last defined whole (nft-replace.ts: re-applied in place, never re-created) */
   private defined = new Map<string, TableDefinition>();
-  /** the tables whose kernel definition this host has read (learnDefinitions: once each) */
-  private readonly listed = new Set<string>();
+  /** the listing of each table whose kernel definition this host reads (learnDefinitions: once each) */
+  private readonly listing = new Map<string, Promise<void>>();
+  /** tables whose definition came from a listing and has not been refilled yet (checked at that refill) */
+  private readonly learnt = new Set<string>();
 
   /** One `nft -f` transaction: through the session (NftApplySession), or a process when the session failed. */
   private async nftRun(ruleset: string): Promise<ExecResult> {
@@ -277,6 +279,15 @@ export class ExecHost implements Host {
     const defs = tableDefinitions(ruleset);
     await this.learnDefinitions(defs);
     const inPlace = inPlaceReplace(ruleset, this.defined, defs);
+    // a definition read from the kernel that the rendered one does not keep set for set would bring
+    // the re-creation back quietly (a listing format the canonical form does not cover): said once
+    for (const k of [...this.learnt]) {
+      if (!defs.some((d) => `${d.family} ${d.name}` === k)) continue;
+      this.learnt.delete(k);
+      const stale = new RegExp(`^delete (set|chain) ${k} (\\S+)$`, 'gm');
+      const names = [...inPlace.matchAll(stale)].map((m) => `${m[1]} ${m[2]}`);
+      if (names.length) this.o.onError?.(`table ${k} as the kernel listed it differs from its rendered definition (${names.join(', ')} re-declared)`);
+    }
     if (inPlace !== ruleset) {
       const r = await this.nftRun(inPlace);
       if (r.code === 0) {
@@ -295,25 +306,37 @@ export class ExecHost implements Host {
   /**
    * The kernel's definition of each table `defs` re-defines that this host has not committed itself
    * (its first apply: an agent just restarted finds the previous agent's tables), read once from
-   * `nft -s list table`, so that the apply refills it in place instead of re-creating it (see
-   * nft-replace.ts). A table the kernel does not have is created as rendered; a listing that fails
-   * leaves the table unknown (re-created as rendered, as before).
+   * `nft -s -t list table` (terse: without the elements, a masquerade set may hold 10,000), so that
+   * the apply refills it in place instead of re-creating it (see nft-replace.ts). A table the kernel
+   * does not have is created as rendered; a listing that fails, or that does not parse, leaves the
+   * table unknown (re-created as rendered, as before; said through onError). A second apply of the
+   * same table while its listing runs waits for it.
    */
   private async learnDefinitions(defs: readonly TableDefinition[]): Promise<void> {
-    const unknown = defs.filter((d) => !this.defined.has(`${d.family} ${d.name}`) && !this.listed.has(`${d.family} ${d.name}`));
-    if (!unknown.length) return;
     await Promise.all(
-      unknown.map(async (d) => {
+      defs.map((d) => {
         const k = `${d.family} ${d.name}`;
-        this.listed.add(k);
-        const text = await this.nftList(d.family, d.name).catch((e: unknown) => {
-          this.o.onError?.(
-            `listing table ${k} before its first apply failed (${e instanceof Error ? e.message.split('\n')[0] : String(e)}): re-created as rendered`,
-          );
-          return null;
-        });
-        const def = text === null ? null : listedDefinition(text, d.family, d.name);
-        if (def && !this.defined.has(k)) this.defined.set(k, def);
+        if (this.defined.has(k)) return undefined;
+        let p = this.listing.get(k);
+        if (!p) {
+          p = (async () => {
+            const text = await this.nftList(d.family, d.name, { terse: true }).catch((e: unknown) => {
+              this.o.onError?.(
+                `listing table ${k} before its first apply failed (${e instanceof Error ? e.message.split('\n')[0] : String(e)}): re-created as rendered`,
+              );
+              return null;
+            });
+            if (text === null) return;
+            const def = listedDefinition(text, d.family, d.name);
+            if (!def) this.o.onError?.(`the kernel's listing of table ${k} did not parse: re-created as rendered`);
+            else if (!this.defined.has(k)) {
+              this.defined.set(k, def);
+              this.learnt.add(k);
+            }
+          })();
+          this.listing.set(k, p);
+        }
+        return p;
       }),
     );
   }

@@ -68,8 +68,8 @@ describe('tableDefinitions', () => {
   });
 });
 
-// what `nft -s list table` (nft 1.0.6, kernel 6.18) printed for the gateway table rendered by gw('node-1')
-// in a lab container, rules left out (they do not define the table)
+// what `nft -s list table` (nft 1.0.6, kernel 6.18) printed in a lab container for the gateway table
+// gw('node-1') renders (node-2's table, fo-a held by node-1), rules left out (they do not define the table)
 const LISTED = `table ip egresslab_gw {
 \tcomment "egresslab egress gateway (node-2)"
 \tset podcidrs {

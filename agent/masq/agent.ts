@@ -23,8 +23,9 @@
  *  - stop() (SIGTERM, via main.ts) leaves the rules in the kernel, as upstream ip-masq-agent and a
  *    crash do: they are the node's last good config, and a node without them sends its pods' traffic
  *    out with the pods' own IPs until the next agent has re-applied (the chaos explorer measured
- *    ~3.5 s of leaked SYNs per restart when stop removed them). The next agent's first sync re-creates
- *    the table in one transaction, so the kernel is never without it. stop({removeRules: true})
+ *    ~3.5 s of leaked SYNs per restart when stop removed them). The next agent's first sync refills
+ *    the table in place in one transaction (its host reads the table's definition from the kernel
+ *    first: agent/host/nft-replace.ts), so the kernel is never without it. stop({removeRules: true})
  *    removes them (decommission: the agent config's removeRulesOnStop).
  *
  * Everything that touches the world (fs, nft, timers, clock) is injectable.

@@ -94,6 +94,7 @@ import {
   FloatingIPHistory,
   floatingHistoryText,
   keptBindingsAt,
+  mergeKept,
   parseFloatingHistory,
   renderCtSyncTable,
   strayEntryPurgeArgs,
@@ -1076,10 +1077,11 @@ export class GatewayModule implements NodeModule {
     if (!sources.size) return;
     const at = this.now();
     const kept = await this.ctsync.keep(sources);
+    // merged with what an earlier attempt of the same release kept (mergeKept); a failed listing
+    // keeps what there was
     for (const ip of sources.keys()) {
       const lines = kept?.get(ip);
-      if (lines) this.kept.set(ip, { lines, at });
-      else this.kept.delete(ip);
+      if (lines) this.kept.set(ip, mergeKept(this.kept.get(ip), lines, at));
     }
     this.ctx.log(
       this.name,
