@@ -339,16 +339,34 @@ export function keptBindingLines(saveOutput: string, ip: string, sources: Readon
   return keptBindingsByIP(saveOutput, new Map([[ip, sources]])).get(ip) ?? [];
 }
 
+/** The value after `flag` in a `conntrack -o save` line split into words, or undefined. */
+function saveArg(words: readonly string[], flag: string): string | undefined {
+  const i = words.indexOf(flag);
+  return i >= 0 ? words[i + 1] : undefined;
+}
+
+/** Whole seconds since `at` (ms), never negative (a clock that went back counts as no time). */
+function secondsSince(at: number, nowMs: number): number {
+  return Math.max(0, Math.ceil((nowMs - at) / 1000));
+}
+
+/** A kept line (split into words) with its timeout (`-t`) less `elapsed` seconds; null when it has run out (or has none). */
+function aged(words: readonly string[], elapsed: number): string | null {
+  const i = words.indexOf('-t');
+  const left = i >= 0 ? Number(words[i + 1]) - elapsed : Number.NaN;
+  if (!(left > 0)) return null;
+  const out = [...words];
+  out[i + 1] = String(left);
+  return out.join(' ');
+}
+
 /** keptBindingLines for several IPs from one listing: IP -> its lines (every IP asked for is present). */
 export function keptBindingsByIP(saveOutput: string, wanted: ReadonlyMap<string, ReadonlySet<string>>): Map<string, string[]> {
   const out = new Map([...wanted.keys()].map((ip) => [ip, [] as string[]]));
   for (const line of saveOutput.split('\n')) {
     const t = line.trim().split(/\s+/);
     if (t[0] !== '-A') continue;
-    const arg = (flag: string) => {
-      const i = t.indexOf(flag);
-      return i >= 0 ? t[i + 1] : undefined;
-    };
+    const arg = (flag: string) => saveArg(t, flag);
     const ip = arg('-n') ?? '';
     const lines = out.get(ip);
     if (!lines || !wanted.get(ip)!.has(arg('-s') ?? '') || arg('-p') !== 'tcp') continue;
@@ -381,22 +399,15 @@ export function keptBindingsAt(
       return c.ok ? [{ src, cidr: c.value }] : [];
     },
   );
-  const elapsed = Math.max(0, Math.ceil((nowMs - k.at) / 1000));
+  const elapsed = secondsSince(k.at, nowMs);
   const out: string[] = [];
   for (const line of k.lines) {
     const t = line.split(' ');
-    const arg = (flag: string) => {
-      const i = t.indexOf(flag);
-      return i >= 0 ? t[i + 1] : undefined;
-    };
-    const src = arg('-s');
-    const dst = arg('-d') ?? '';
-    if (arg('-n') !== ip || !isIPv4(dst) || !local.some((l) => l.src === src && cidrContains(l.cidr, dst))) continue;
-    const i = t.indexOf('-t');
-    const left = Number(t[i + 1]) - elapsed;
-    if (i < 0 || !(left > 0)) continue;
-    t[i + 1] = String(left);
-    out.push(t.join(' '));
+    const src = saveArg(t, '-s');
+    const dst = saveArg(t, '-d') ?? '';
+    if (saveArg(t, '-n') !== ip || !isIPv4(dst) || !local.some((l) => l.src === src && cidrContains(l.cidr, dst))) continue;
+    const a = aged(t, elapsed);
+    if (a !== null) out.push(a);
   }
   return out;
 }
@@ -404,11 +415,7 @@ export function keptBindingsAt(
 /** A kept line's original tuple (protocol, addresses, ports): two lines of the same connection share it. */
 function keptTuple(line: string): string {
   const t = line.split(' ');
-  const arg = (flag: string) => {
-    const i = t.indexOf(flag);
-    return i >= 0 ? t[i + 1] : '';
-  };
-  return [arg('-p'), arg('-s'), arg('--sport'), arg('-d'), arg('--dport')].join(' ');
+  return ['-p', '-s', '--sport', '-d', '--dport'].map((f) => saveArg(t, f) ?? '').join(' ');
 }
 
 /**
@@ -423,16 +430,12 @@ export function mergeKept(prev: KeptBindings | undefined, listed: readonly strin
   const lines = [...listed];
   if (prev) {
     const have = new Set(listed.map(keptTuple));
-    const elapsed = Math.max(0, Math.ceil((nowMs - prev.at) / 1000));
+    const elapsed = secondsSince(prev.at, nowMs);
     for (const line of prev.lines) {
       if (lines.length >= KEPT_BINDINGS_MAX) break;
       if (have.has(keptTuple(line))) continue;
-      const t = line.split(' ');
-      const i = t.indexOf('-t');
-      const left = i >= 0 ? Number(t[i + 1]) - elapsed : Number.NaN;
-      if (!(left > 0)) continue;
-      t[i + 1] = String(left);
-      lines.push(t.join(' '));
+      const a = aged(line.split(' '), elapsed);
+      if (a !== null) lines.push(a);
     }
   }
   return { lines: lines.slice(0, KEPT_BINDINGS_MAX), at: nowMs };

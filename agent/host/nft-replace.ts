@@ -140,8 +140,9 @@ export function tableDefinitions(ruleset: string): TableDefinition[] {
  */
 export function listedDefinition(listing: string, family: string, name: string): TableDefinition | null {
   const head = `table ${family} ${name} {`;
-  const at = listing.startsWith(head) ? 0 : listing.indexOf(`\n${head}`) + 1;
-  if (at <= 0 && !listing.startsWith(head)) return null;
+  // at the start of a line: `\n` + listing puts the first line's start after a newline too
+  const at = `\n${listing}`.indexOf(`\n${head}`);
+  if (at < 0) return null;
   return definitionAt(listing, at + head.length - 1, family, name);
 }
 

@@ -953,8 +953,9 @@ export class GatewayModule implements NodeModule {
     // this node's own bindings kept when it released an IP it takes again, for the pairs it SNATs
     // to that IP again: loaded after the replicated ones (conntrack-sync.ts keptBindingLines)
     const after = treatmentsAfter(this.treatments, plan);
-    const forwardedAfter = forwardedSnats(plan);
-    const load = this.ctsync
+    // (the forwarded pairs are worked out only when an IP taken has kept bindings)
+    const forwardedAfter = this.ctsync && taking.some((ip) => this.kept.has(ip)) ? forwardedSnats(plan) : null;
+    const load = forwardedAfter
       ? taking.flatMap((ip) => {
           const k = this.kept.get(ip);
           return k ? keptBindingsAt(k, ip, this.now(), after, forwardedAfter) : [];
@@ -1051,7 +1052,8 @@ export class GatewayModule implements NodeModule {
    * this node's bindings of those pods to that IP, and of the other nodes' pods whose pairs it
    * forwarded to that IP, and keeps them for the next take of the IP (a quiet connection's binding
    * is otherwise lost for good: see conntrack-sync.ts keptBindingLines). Only with conntrack sync
-   * (the take loads them in its commit); a failed listing keeps nothing. A restarted agent knows of
+   * (the take loads them in its commit); a failed listing keeps what an earlier attempt of the same
+   * release kept (mergeKept), nothing more. A restarted agent knows of
    * no forwarded pair before its first apply: what the previous one forwarded is not kept.
    */
   private async keepReleased(plan: GatewayPlan): Promise<void> {
