@@ -51,13 +51,53 @@ describe('beacon -> receiver on loopback', () => {
     expect((b.status() as { suspendedTicks: number }).suspendedTicks).toBeGreaterThan(0);
   });
 
+  it('until the first acknowledgement, beats at the fast interval doubling up to the idle one (a controller not yet listening)', async () => {
+    const beats: number[] = [];
+    let grant = false;
+    const rx = new BeaconReceiver({
+      host: '127.0.0.1',
+      port: 0,
+      keys: () => new Map([['node-1', { token: 'tok', ip: '127.0.0.1' }]]),
+      onBeat: (_n, _e, _s, interval) => {
+        beats.push(interval);
+        return grant ? { graceMs: 2400, minGraceMs: 600, downs: 'c1.0' } : undefined;
+      },
+    });
+    const port = await rx.start();
+    stops.push(() => rx.stop());
+    const b = new Beacon({
+      node: 'node-1',
+      token: 'tok',
+      bind: '127.0.0.1',
+      target: '127.0.0.1',
+      port,
+      intervalMs: 10,
+      idleIntervalMs: 100,
+      watchdogMs: 30_000,
+    });
+    b.start();
+    stops.push(() => b.stop());
+    await pollUntil(() => beats.length, { what: '6 unacknowledged heartbeats', timeoutMs: 5000, intervalMs: 5, accept: (n) => n >= 6 });
+    expect(beats.slice(0, 6)).toEqual([10, 20, 40, 80, 100, 100]);
+    // acknowledged from now on: the idle interval, whatever the doubling had reached
+    grant = true;
+    await pollUntil(() => b.licenceUntil(), { what: 'an acknowledgement', timeoutMs: 5000, intervalMs: 5, accept: (u) => u !== undefined });
+    const n = beats.length;
+    await pollUntil(() => beats.length, { what: '3 more heartbeats', timeoutMs: 5000, intervalMs: 5, accept: (m) => m >= n + 3 });
+    expect(beats.slice(n, n + 3)).toEqual([100, 100, 100]);
+    expect(rx.rejected).toBe(0);
+  });
+
   it('beats at the idle interval until told the node holds a floating IP, then at once and fast, announcing the interval', async () => {
     const beats: { at: number; interval: number }[] = [];
     const rx = new BeaconReceiver({
       host: '127.0.0.1',
       port: 0,
       keys: () => new Map([['node-1', { token: 'tok', ip: '127.0.0.1' }]]),
-      onBeat: (_n, _e, _s, interval) => void beats.push({ at: Date.now(), interval }),
+      onBeat: (_n, _e, _s, interval) => {
+        beats.push({ at: Date.now(), interval });
+        return { graceMs: interval >= 5000 ? 10_600 : 600, minGraceMs: 600, downs: 'c1.0' };
+      },
     });
     const port = await rx.start();
     stops.push(() => rx.stop());
@@ -73,8 +113,9 @@ describe('beacon -> receiver on loopback', () => {
     });
     b.start();
     stops.push(() => b.stop());
-    await pollUntil(() => beats.length, { what: 'the first heartbeat', timeoutMs: 5000, intervalMs: 10, accept: (n) => n >= 1 });
-    expect(beats[0]!.interval).toBe(5000);
+    // until a heartbeat is acknowledged (this receiver acknowledges every one), the fast interval; then the idle one
+    await pollUntil(() => beats.length, { what: 'two heartbeats', timeoutMs: 5000, intervalMs: 10, accept: (n) => n >= 2 });
+    expect(beats.slice(0, 2).map((x) => x.interval)).toEqual([20, 5000]);
     const switched = Date.now();
     b.setFast(true);
     // the next beat comes at once (not after the 5 s idle interval), then every 20 ms
@@ -84,7 +125,8 @@ describe('beacon -> receiver on loopback', () => {
   });
 
   it("the controller's acknowledgements license the node: a lower bound of its deadline, lowered at once by a switch to the fast interval, frozen when they stop; a Down spell is counted", async () => {
-    const GRACE: Record<number, number> = { 20: 600, 1000: 2400 };
+    // the controller's graces: 600 ms below the idle interval (the fast one, and the doubling waits before the first acknowledgement), 2400 at it
+    const grace = (interval: number): number => (interval >= 1000 ? 2400 : 600);
     let grant = true;
     let downs = 'c1.0';
     const beats: { seq: number; at: number; interval: number }[] = [];
@@ -94,7 +136,7 @@ describe('beacon -> receiver on loopback', () => {
       keys: () => new Map([['node-1', { token: 'tok', ip: '127.0.0.1' }]]),
       onBeat: (_n, _e, seq, interval) => {
         beats.push({ seq, at: Date.now(), interval });
-        return grant ? { graceMs: GRACE[interval]!, minGraceMs: 600, downs } : undefined;
+        return grant ? { graceMs: grace(interval), minGraceMs: 600, downs } : undefined;
       },
     });
     const port = await rx.start();
@@ -113,8 +155,13 @@ describe('beacon -> receiver on loopback', () => {
     const before = Date.now();
     b.start();
     stops.push(() => b.stop());
-    // idle: the slow grace, counted from the send (after start, before now)
-    const idle = (await pollUntil(() => b.licenceUntil(), { what: 'a licence', timeoutMs: 5000, intervalMs: 5, accept: (u) => u !== undefined }))!;
+    // the first heartbeat, not yet acknowledged when sent, announces the fast interval: the fast grace
+    const first = (await pollUntil(() => b.licenceUntil(), { what: 'a licence', timeoutMs: 5000, intervalMs: 5, accept: (u) => u !== undefined }))!;
+    expect(beats[0]!.interval).toBe(20);
+    expect(first).toBeLessThanOrEqual(Date.now() + 600);
+    // then idle: the slow grace, counted from the send (after start, before now)
+    const idle = (await pollUntil(() => b.licenceUntil(), { what: 'the idle licence', timeoutMs: 5000, intervalMs: 5, accept: (u) => u! >= before + 2400 }))!;
+    expect(beats.some((x) => x.interval === 1000)).toBe(true);
     expect(idle).toBeGreaterThanOrEqual(before + 2400);
     expect(idle).toBeLessThanOrEqual(Date.now() + 2400);
     // holding an IP: the first fast heartbeat may shorten the controller's deadline to its send + 600,
