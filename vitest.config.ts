@@ -6,7 +6,7 @@ const RUN_REPORT = './harness/testing/report-reporter.ts';
 
 function labWorkers(): number {
   const raw = process.env.EGRESSLAB_LAB_WORKERS;
-  if (raw === undefined || raw === '') return 1;
+  if (raw === undefined || raw === '') return Math.min(2, availableParallelism());
   const n = Number(raw);
   if (!Number.isInteger(n) || n < 1 || n > 64) throw new Error(`EGRESSLAB_LAB_WORKERS must be a whole number from 1 to 64, got ${JSON.stringify(raw)}`);
   return n;
@@ -15,11 +15,14 @@ function labWorkers(): number {
 // Two projects:
 //  - unit: pure logic, no Docker; fast.
 //  - lab:  end-to-end through real lab containers (needs a Docker engine). Each test file brings up
-//          its own lab (own containers, own links), so files CAN run in parallel; but one cluster lab
-//          coming up or failing over keeps a 2-core machine busy on its own (container starts, agent
-//          and controller starts, probes), and two at once drove the load average to 15-25: agents
-//          starved, and verdicts changed from run to run. So one lab at a time by default;
-//          EGRESSLAB_LAB_WORKERS=N for a bigger machine (or shard the suite across machines: README).
+//          its own lab (own containers, own links), so files run in parallel: two at once by default
+//          (one on a 1-core machine). Two labs at once used to starve the agents (load 15-25,
+//          spurious NodeDowns, failover verdicts that changed from run to run); with the light
+//          harness and a system under test that holds up with a core busy, the whole suite on
+//          2 cores took 424 s with two workers (1.41 cores busy on average) against 706-723 s with
+//          one, every test passing and no spurious NodeDown (docs/lab.md, "What a lab's lifecycle
+//          costs, and how many labs run at once"). EGRESSLAB_LAB_WORKERS=N sets another count
+//          (1: one lab at a time), or shard the suite across machines (README).
 /**
  * A shard (`npm test -- --shard=K/N`, one CI machine each) also leaves vitest's blob report
  * (.vitest-reports/blob-K-N.json); `npm run test:merge` turns the shards' blobs into one run: the
