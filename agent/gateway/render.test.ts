@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import { defaultMasqConfig } from '../masq/config.js';
 import { EGRESS_GW_BYPASS_MARK, EGRESS_GW_BYPASS_MASK } from '../masq/constants.js';
 import { renderMasqRuleset } from '../masq/render.js';
+import { afterCommit, inPlaceReplace } from '../host/nft-replace.js';
 import { BOOT_GUARD_TABLE } from './constants.js';
 import { computeGatewayPlan, type GatewayPlan, type ModelInput } from './model.js';
 import {
@@ -136,9 +137,44 @@ describe('renderGateway: nft transaction', () => {
   it('NetworkPolicy chain: replies allowed, allowed traffic returns (to egress selection), the rest dropped', () => {
     expect(chain(src.ruleset, 'np_0')).toEqual([
       'ct state established,related return',
-      'ip daddr 0.0.0.0/0 ip daddr != { 10.0.0.0/8 } meta l4proto tcp th dport { 443 } return',
+      'ip daddr 0.0.0.0/0 ip daddr != @np_0_0_x0 meta l4proto tcp th dport @np_0_0_tcp return',
       'counter drop comment "networkpolicy egress: not allowed for default/x (default/np)"',
     ]);
+    // named sets of the table (refilled in place by the next apply), not sets written in the rules
+    expect(src.ruleset).toContain('set np_0_0_x0 { type ipv4_addr; flags interval; elements = { 10.0.0.0/8 } }');
+    expect(src.ruleset).toContain('set np_0_0_tcp { type inet_service; flags interval; elements = { 443 } }');
+  });
+
+  it('NetworkPolicy allow lists are named interval sets, overlaps merged; an apply that changes only their addresses refills them in place', () => {
+    const withAllows = (cidrs: string[], ports: { protocol: string; port: number; endPort?: number }[]): ModelInput => {
+      const i = input('node-1', { '192.168.1.100': 'node-2' });
+      i.networkPolicies = [
+        { namespace: 'default', name: 'np', podSelector: {}, policyTypes: ['Egress'], egress: [{ to: cidrs.map((cidr) => ({ ipBlock: { cidr } })), ports }] },
+      ];
+      return i;
+    };
+    const a = renderGateway(
+      computeGatewayPlan(
+        withAllows(
+          ['8.8.0.0/16', '8.8.8.0/24', '1.1.1.1/32'],
+          [
+            { protocol: 'UDP', port: 53 },
+            { protocol: 'UDP', port: 50, endPort: 54 },
+            { protocol: 'UDP', port: 55, endPort: 60 },
+          ],
+        ),
+      ),
+    ).ruleset;
+    expect(chain(a, 'np_0')[1]).toBe('ip daddr @np_0_0_d meta l4proto udp th dport @np_0_0_udp return');
+    expect(a).toContain('set np_0_0_d { type ipv4_addr; flags interval; elements = { 1.1.1.1/32, 8.8.0.0/16 } }');
+    expect(a).toContain('set np_0_0_udp { type inet_service; flags interval; elements = { 50-60 } }');
+    // no set is written inline in a NetworkPolicy chain
+    expect(chain(a, 'np_0').join('\n')).not.toContain('{');
+    const b = renderGateway(computeGatewayPlan(withAllows(['9.9.9.0/24'], [{ protocol: 'UDP', port: 5353 }]))).ruleset;
+    const refill = inPlaceReplace(b, afterCommit(new Map(), a));
+    expect(refill).toContain('flush set ip egresslab_gw np_0_0_d');
+    expect(refill).toContain('flush set ip egresslab_gw np_0_0_udp');
+    expect(refill).not.toMatch(/delete (set|table) ip egresslab_gw/);
   });
 
   it('source node: no SNAT; guard lets matched traffic out only towards the holder (mark) with the pod source', () => {

@@ -106,7 +106,33 @@ function dropTable(fam: 'ip' | 'arp', name: string): string {
   return `table ${fam} ${name} {}\ndelete table ${fam} ${name}\n`;
 }
 
-function portExpr(ports: NetpolAllow['ports']): string[] {
+/**
+ * NetworkPolicy allow lists are named sets of the table (np_<pod>_<allow>_<what>), not sets written
+ * inline in the rules: an inline set is a new set on every apply, and on the kernel of these
+ * machines an interval set created in a transaction misses lookups for a moment after the new rules
+ * go live (agent/host/nft-replace.ts): an allowed connection's first packet was dropped by the chain's
+ * final drop whenever its node applied anything at that moment. A named set is kept and refilled in
+ * place when the table is (its elements change, the set does not); named by position, so a chain
+ * whose pods or rules only change in their addresses keeps every set.
+ */
+function netpolSet(sets: string[], name: string, type: 'ipv4_addr' | 'inet_service', list: readonly string[]): string {
+  sets.push(`set ${name} { type ${type}; flags interval;${elements(list)} }`);
+  return `@${name}`;
+}
+
+/** Port ranges merged (overlapping or adjacent): the elements of a named interval set may not overlap. */
+function mergedPortItems(ranges: readonly { from: number; to: number }[]): string[] {
+  const sorted = [...ranges].sort((a, b) => a.from - b.from || a.to - b.to);
+  const merged: { from: number; to: number }[] = [];
+  for (const r of sorted) {
+    const last = merged[merged.length - 1];
+    if (last && r.from <= last.to + 1) last.to = Math.max(last.to, r.to);
+    else merged.push({ from: r.from, to: r.to });
+  }
+  return merged.map((r) => (r.from === r.to ? `${r.from}` : `${r.from}-${r.to}`));
+}
+
+function portExpr(ports: NetpolAllow['ports'], base: string, sets: string[]): string[] {
   if (ports === null) return [''];
   const out: string[] = [];
   for (const proto of ['tcp', 'udp', 'sctp'] as const) {
@@ -116,26 +142,30 @@ function portExpr(ports: NetpolAllow['ports']): string[] {
       out.push(` meta l4proto ${proto}`);
       continue;
     }
-    const items = rs.map((r) => (r.from === r.to ? `${r.from}` : `${r.from}-${r.to}`));
-    out.push(` meta l4proto ${proto} th dport { ${items.join(', ')} }`);
+    out.push(` meta l4proto ${proto} th dport ${netpolSet(sets, `${base}_${proto}`, 'inet_service', mergedPortItems(rs))}`);
   }
   return out;
 }
 
-function destExpr(dests: NetpolAllow['dests']): string[] {
+function destExpr(dests: NetpolAllow['dests'], base: string, sets: string[]): string[] {
   if (dests === null) return [''];
   const out: string[] = [];
-  const plain = dests.filter((d) => d.except.length === 0).map((d) => d.cidr.replace(/\/32$/, ''));
-  if (plain.length) out.push(` ip daddr { ${plain.join(', ')} }`);
-  for (const d of dests.filter((x) => x.except.length > 0)) out.push(` ip daddr ${d.cidr} ip daddr != { ${d.except.join(', ')} }`);
+  const plain = dests.filter((d) => d.except.length === 0).map((d) => d.cidr);
+  // no two elements of a named interval set may overlap ("conflicting intervals"): the covering list
+  if (plain.length) out.push(` ip daddr ${netpolSet(sets, `${base}_d`, 'ipv4_addr', coveringCidrList(plain))}`);
+  dests
+    .filter((x) => x.except.length > 0)
+    .forEach((d, m) => out.push(` ip daddr ${d.cidr} ip daddr != ${netpolSet(sets, `${base}_x${m}`, 'ipv4_addr', coveringCidrList(d.except))}`));
   return out;
 }
 
-function netpolChain(name: string, pod: NetpolPod): { text: string; rules: number } {
+function netpolChain(name: string, pod: NetpolPod, sets: string[]): { text: string; rules: number } {
   const lines = ['ct state established,related return'];
-  for (const a of pod.allows) {
-    for (const d of destExpr(a.dests)) for (const p of portExpr(a.ports)) lines.push(`${`${d}${p}`.trim()} return`.trim());
-  }
+  pod.allows.forEach((a, j) => {
+    const base = `${name}_${j}`;
+    const ports = portExpr(a.ports, base, sets);
+    for (const d of destExpr(a.dests, base, sets)) for (const p of ports) lines.push(`${`${d}${p}`.trim()} return`.trim());
+  });
   lines.push(`counter drop ${comment(`networkpolicy egress: not allowed for ${pod.pod} (${pod.policies.join(', ')})`)}`);
   return { text: `\tchain ${name} {\n${lines.map((l) => `\t\t${l}\n`).join('')}\t}\n`, rules: lines.length };
 }
@@ -395,11 +425,12 @@ export function renderGateway(plan: GatewayPlan, opts: RenderOptions = {}): Rend
   if (pickup) pre.push(pickup);
   pre.push(`iifname "${uplink}" return ${comment('only traffic of local pods')}`, `ip saddr != @podcidrs return`);
   const npChains: string[] = [];
+  const npSets: string[] = [];
   if (plan.netpol.pods.length) {
     const vm = plan.netpol.pods.map((pod, k) => `${pod.ip} : jump np_${k}`);
     pre.push(`ip saddr vmap { ${vm.join(', ')} }`);
     plan.netpol.pods.forEach((pod, k) => {
-      const c = netpolChain(`np_${k}`, pod);
+      const c = netpolChain(`np_${k}`, pod, npSets);
       npChains.push(c.text);
       ruleCount += c.rules;
     });
@@ -408,6 +439,7 @@ export function renderGateway(plan: GatewayPlan, opts: RenderOptions = {}): Rend
   out += `${t}chain prerouting {\n${t}${t}type filter hook prerouting priority ${PRIO_PREROUTING}; policy accept;\n`;
   for (const l of pre) out += `${t}${t}${l}\n`;
   out += `${t}}\n`;
+  for (const d of npSets) out += `${t}${d}\n`;
   out += npChains.join('');
 
   // SNAT on the holder, before egresslab_masq (and any other srcnat chain at 100). Only what no
