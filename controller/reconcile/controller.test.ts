@@ -1,5 +1,5 @@
 // The controller loops end to end over the API (in-process server, real lease renewals on loopback).
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import { parse } from 'yaml';
 import type { KubeObject } from '../../lib/kube/types.js';
 import { KubeApiError, R } from '../../lib/kube/client.js';
@@ -81,6 +81,36 @@ describe('egress NAT gateway controller', () => {
     renew('worker1');
     await waitFor(async () => (await gwStatus()).nodes?.worker1 === 'Up', 'worker1 back Up');
     expect((await gwStatus()).floatingIPs).toEqual({ '192.168.1.100': 'worker2', '192.168.1.101': 'worker2' });
+  });
+
+  it('a node whose heartbeats turn fast (it took an IP) is Down when its new, shorter grace runs out, not when the timer armed for its idle grace fires', async () => {
+    let now = 1_000_000;
+    t = await startTestController({}, { clock: () => now });
+    const c = t.running.controller;
+    const store = t.running.service.store;
+    const state = (n: string) =>
+      (store.get('networking.gke.io/anthosnetworkgatewaynodes', t!.config.gatewayNamespace, n)?.status as { state?: string } | undefined)?.state;
+    // what start-up scheduled has run; the controller's timers from here on run on the test's time, which the clock follows
+    await new Promise((r) => setImmediate(r));
+    vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout', 'setImmediate', 'clearImmediate'] });
+    try {
+      const advance = (ms: number) => {
+        now += ms;
+        vi.advanceTimersByTime(ms);
+      };
+      // every node beats at the idle interval (1 s): Up, each for 2.4 s; the expiry timer is armed for then
+      for (const n of ['cp-1', 'worker1', 'worker2']) c.observeHeartbeat(n, 1, 1, 1000);
+      advance(1);
+      expect(['cp-1', 'worker1', 'worker2'].map(state)).toEqual(['Up', 'Up', 'Up']);
+      // worker1 takes an IP: it beats at the fast interval (grace 600 ms), once, then dies
+      advance(100);
+      c.observeHeartbeat('worker1', 1, 2, 100);
+      advance(700);
+      expect(state('worker1'), '700 ms after its last fast heartbeat').toBe('Down');
+      expect([state('cp-1'), state('worker2')]).toEqual(['Up', 'Up']);
+    } finally {
+      vi.useRealTimers();
+    }
   });
 
   it('keeps state and assignments across a controller restart without moving any IP', async () => {
