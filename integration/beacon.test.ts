@@ -60,7 +60,7 @@ describe('beacon -> receiver on loopback', () => {
       keys: () => new Map([['node-1', { token: 'tok', ip: '127.0.0.1' }]]),
       onBeat: (_n, _e, _s, interval) => {
         beats.push(interval);
-        return grant ? { graceMs: 2400, minGraceMs: 600, downs: 'c1.0' } : undefined;
+        return grant ? { graceMs: 10_600, minGraceMs: 600, downs: 'c1.0' } : undefined;
       },
     });
     const port = await rx.start();
@@ -72,19 +72,20 @@ describe('beacon -> receiver on loopback', () => {
       target: '127.0.0.1',
       port,
       intervalMs: 10,
-      idleIntervalMs: 100,
+      idleIntervalMs: 5000,
       watchdogMs: 30_000,
     });
     b.start();
     stops.push(() => b.stop());
-    await pollUntil(() => beats.length, { what: '6 unacknowledged heartbeats', timeoutMs: 5000, intervalMs: 5, accept: (n) => n >= 6 });
-    expect(beats.slice(0, 6)).toEqual([10, 20, 40, 80, 100, 100]);
-    // acknowledged from now on: the idle interval, whatever the doubling had reached
+    await pollUntil(() => beats.length, { what: '4 unacknowledged heartbeats', timeoutMs: 5000, intervalMs: 2, accept: (n) => n >= 4 });
     grant = true;
-    await pollUntil(() => b.licenceUntil(), { what: 'an acknowledgement', timeoutMs: 5000, intervalMs: 5, accept: (u) => u !== undefined });
-    const n = beats.length;
-    await pollUntil(() => beats.length, { what: '3 more heartbeats', timeoutMs: 5000, intervalMs: 5, accept: (m) => m >= n + 3 });
-    expect(beats.slice(n, n + 3)).toEqual([100, 100, 100]);
+    // acknowledged from now on: the next beat after the first acknowledged one announces the idle
+    // interval, long before the doubling (10 ms x 2^9 = 5120) would have reached it
+    await pollUntil(() => beats.indexOf(5000), { what: 'a heartbeat at the idle interval', timeoutMs: 5000, intervalMs: 5, accept: (i) => i >= 0 });
+    const idle = beats.indexOf(5000);
+    expect(beats.slice(0, idle)).toEqual([10, 20, 40, 80, 160, 320, 640, 1280, 2560].slice(0, idle));
+    expect(idle).toBeGreaterThanOrEqual(5);
+    expect(idle).toBeLessThan(9);
     expect(rx.rejected).toBe(0);
   });
 
@@ -113,9 +114,15 @@ describe('beacon -> receiver on loopback', () => {
     });
     b.start();
     stops.push(() => b.stop());
-    // until a heartbeat is acknowledged (this receiver acknowledges every one), the fast interval; then the idle one
-    await pollUntil(() => beats.length, { what: 'two heartbeats', timeoutMs: 5000, intervalMs: 10, accept: (n) => n >= 2 });
-    expect(beats.slice(0, 2).map((x) => x.interval)).toEqual([20, 5000]);
+    // until a heartbeat is acknowledged (this receiver acknowledges every one), the fast interval doubling; then the idle one
+    await pollUntil(() => beats.findIndex((x) => x.interval === 5000), {
+      what: 'a heartbeat at the idle interval',
+      timeoutMs: 5000,
+      intervalMs: 10,
+      accept: (i) => i >= 1,
+    });
+    const idle = beats.findIndex((x) => x.interval === 5000);
+    expect(beats.slice(0, idle).map((x) => x.interval)).toEqual([20, 40, 80, 160, 320, 640, 1280, 2560].slice(0, idle));
     const switched = Date.now();
     b.setFast(true);
     // the next beat comes at once (not after the 5 s idle interval), then every 20 ms

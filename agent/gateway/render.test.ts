@@ -137,17 +137,19 @@ describe('renderGateway: nft transaction', () => {
   it('NetworkPolicy chain: replies allowed, allowed traffic returns (to egress selection), the rest dropped', () => {
     expect(chain(src.ruleset, 'np_0')).toEqual([
       'ct state established,related return',
-      'ip daddr 0.0.0.0/0 ip daddr != @np_0_0_x0 meta l4proto tcp th dport @np_0_0_tcp return',
+      'ip daddr 0.0.0.0/0 ip daddr != @np_10_10_10_2_0_x0 meta l4proto tcp th dport @np_10_10_10_2_0_tcp return',
       'counter drop comment "networkpolicy egress: not allowed for default/x (default/np)"',
     ]);
     // named sets of the table (refilled in place by the next apply), not sets written in the rules
-    expect(src.ruleset).toContain('set np_0_0_x0 { type ipv4_addr; flags interval; elements = { 10.0.0.0/8 } }');
-    expect(src.ruleset).toContain('set np_0_0_tcp { type inet_service; flags interval; elements = { 443 } }');
+    expect(src.ruleset).toContain('set np_10_10_10_2_0_x0 { type ipv4_addr; flags interval; elements = { 10.0.0.0/8 } }');
+    expect(src.ruleset).toContain('set np_10_10_10_2_0_tcp { type inet_service; flags interval; elements = { 443 } }');
   });
 
-  it('NetworkPolicy allow lists are named interval sets, overlaps merged; an apply that changes only their addresses refills them in place', () => {
-    const withAllows = (cidrs: string[], ports: { protocol: string; port: number; endPort?: number }[]): ModelInput => {
+  it('NetworkPolicy allow lists are named interval sets after their pod, overlaps merged; a later apply refills them in place, a pod added before them included', () => {
+    const withAllows = (cidrs: string[], ports: { protocol: string; port: number; endPort?: number }[], extraPod = false): ModelInput => {
       const i = input('node-1', { '192.168.1.100': 'node-2' });
+      i.pods = i.pods.map((p) => (p.name === 'x' ? { ...p, ip: '10.10.10.9' } : p));
+      if (extraPod) i.pods.push({ namespace: 'default', name: 'w', labels: {}, ip: '10.10.10.5', nodeName: 'node-1', hostNetwork: false, terminated: false });
       i.networkPolicies = [
         { namespace: 'default', name: 'np', podSelector: {}, policyTypes: ['Egress'], egress: [{ to: cidrs.map((cidr) => ({ ipBlock: { cidr } })), ports }] },
       ];
@@ -165,15 +167,17 @@ describe('renderGateway: nft transaction', () => {
         ),
       ),
     ).ruleset;
-    expect(chain(a, 'np_0')[1]).toBe('ip daddr @np_0_0_d meta l4proto udp th dport @np_0_0_udp return');
-    expect(a).toContain('set np_0_0_d { type ipv4_addr; flags interval; elements = { 1.1.1.1/32, 8.8.0.0/16 } }');
-    expect(a).toContain('set np_0_0_udp { type inet_service; flags interval; elements = { 50-60 } }');
+    expect(chain(a, 'np_0')[1]).toBe('ip daddr @np_10_10_10_9_0_d meta l4proto udp th dport @np_10_10_10_9_0_udp return');
+    expect(a).toContain('set np_10_10_10_9_0_d { type ipv4_addr; flags interval; elements = { 1.1.1.1/32, 8.8.0.0/16 } }');
+    expect(a).toContain('set np_10_10_10_9_0_udp { type inet_service; flags interval; elements = { 50-60 } }');
     // no set is written inline in a NetworkPolicy chain
     expect(chain(a, 'np_0').join('\n')).not.toContain('{');
-    const b = renderGateway(computeGatewayPlan(withAllows(['9.9.9.0/24'], [{ protocol: 'UDP', port: 5353 }]))).ruleset;
+    // other addresses and ports, and a pod with a lower address now first (its chain np_0, x's np_1)
+    const b = renderGateway(computeGatewayPlan(withAllows(['9.9.9.0/24'], [{ protocol: 'UDP', port: 5353 }], true))).ruleset;
+    expect(chain(b, 'np_1')[1]).toBe('ip daddr @np_10_10_10_9_0_d meta l4proto udp th dport @np_10_10_10_9_0_udp return');
     const refill = inPlaceReplace(b, afterCommit(new Map(), a));
-    expect(refill).toContain('flush set ip egresslab_gw np_0_0_d');
-    expect(refill).toContain('flush set ip egresslab_gw np_0_0_udp');
+    expect(refill).toContain('flush set ip egresslab_gw np_10_10_10_9_0_d');
+    expect(refill).toContain('flush set ip egresslab_gw np_10_10_10_9_0_udp');
     expect(refill).not.toMatch(/delete (set|table) ip egresslab_gw/);
   });
 

@@ -107,13 +107,14 @@ function dropTable(fam: 'ip' | 'arp', name: string): string {
 }
 
 /**
- * NetworkPolicy allow lists are named sets of the table (np_<pod>_<allow>_<what>), not sets written
+ * NetworkPolicy allow lists are named sets of the table (np_<pod IP>_<allow>_<what>), not sets written
  * inline in the rules: an inline set is a new set on every apply, and on the kernel of these
  * machines an interval set created in a transaction misses lookups for a moment after the new rules
  * go live (agent/host/nft-replace.ts): an allowed connection's first packet was dropped by the chain's
  * final drop whenever its node applied anything at that moment. A named set is kept and refilled in
- * place when the table is (its elements change, the set does not); named by position, so a chain
- * whose pods or rules only change in their addresses keeps every set.
+ * place when the table is (its elements change, the set does not); named after the pod's address and
+ * the rule's position among its allows (np_<a_b_c_d>_<rule>_…), so pods coming and going keep every
+ * other pod's sets, and peers' addresses changing only refill them.
  */
 function netpolSet(sets: string[], name: string, type: 'ipv4_addr' | 'inet_service', list: readonly string[]): string {
   sets.push(`set ${name} { type ${type}; flags interval;${elements(list)} }`);
@@ -162,7 +163,8 @@ function destExpr(dests: NetpolAllow['dests'], base: string, sets: string[]): st
 function netpolChain(name: string, pod: NetpolPod, sets: string[]): { text: string; rules: number } {
   const lines = ['ct state established,related return'];
   pod.allows.forEach((a, j) => {
-    const base = `${name}_${j}`;
+    // named after the pod's address, not its chain's position: a pod added before it keeps its sets
+    const base = `np_${pod.ip.replaceAll('.', '_')}_${j}`;
     const ports = portExpr(a.ports, base, sets);
     for (const d of destExpr(a.dests, base, sets)) for (const p of ports) lines.push(`${`${d}${p}`.trim()} return`.trim());
   });

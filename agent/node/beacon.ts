@@ -12,7 +12,7 @@
  * within `watchdogMs` (default 2000 ms), so an agent whose main loop is wedged stops proving
  * liveness after that long, while a brief stall of the main loop costs nothing. A killed, stopped
  * or paused agent (every thread frozen) stops at once. Until its first heartbeat is acknowledged, the
- * thread beats at the fast interval, doubling up to the current one (see `wait` in the worker).
+ * agent's first thread beats at the fast interval, doubling up to the current one (see `wait` in the worker).
  *
  * Wire format: lib/liveness/heartbeat.ts (the worker below is plain JavaScript evaluated in a
  * thread, so it spells the same format out; integration/beacon.test.ts checks the two agree). The controller
@@ -80,13 +80,16 @@ sock.on('error', (e) => parentPort.postMessage({ log: 'heartbeat socket: ' + e.m
 // once, so the controller's shorter grace period starts from a fresh heartbeat
 const interval = () => (Atomics.load(flags, 0) ? o.intervalMs : o.idleIntervalMs);
 let timer = null;
-// Until the controller has acknowledged a heartbeat of this thread (at an agent's start it may not
-// listen yet: a lab starts its controller and its agents at once), the wait doubles from the fast
+// Until the controller has acknowledged a heartbeat of the agent's run (at an agent's start it may
+// not listen yet: a lab starts its controller and its agents at once), the wait doubles from the fast
 // interval up to the current one (100, 200, 400, 800, 1000 ms by default): a controller that starts
 // listening a moment after the first beat counts the node Up by the next one, not a whole idle
-// interval later, and one that never answers costs no more than a few extra beats.
+// interval later, and one that never answers costs no more than a few extra beats. Not for a thread
+// started again after one was acknowledged (the licence is set): its beats keep the interval they
+// would have had, so the licence the old thread earned stays a lower bound of the controller's deadline.
+const fresh = Atomics.load(licence, 0) === 0n;
 let unacked = 0;
-const wait = () => (acked ? interval() : Math.min(interval(), o.intervalMs * 2 ** Math.min(unacked++, 20)));
+const wait = () => (acked || !fresh ? interval() : Math.min(interval(), o.intervalMs * 2 ** Math.min(unacked++, 20)));
 function beat(ms) {
   const age = Date.now() - Number(Atomics.load(fed, 0));
   if (age > o.watchdogMs) {
