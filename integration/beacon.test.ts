@@ -6,8 +6,8 @@ import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'no
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { BeaconReceiver } from '../controller/reconcile/beacon-receiver.js';
-import { Beacon } from '../agent/node/beacon.js';
+import { BeaconReceiver, type BeaconReceiverOptions } from '../controller/reconcile/beacon-receiver.js';
+import { Beacon, type BeaconOptions } from '../agent/node/beacon.js';
 import { pollUntil } from '../harness/util/poll.js';
 
 describe('beacon -> receiver on loopback', () => {
@@ -16,29 +16,27 @@ describe('beacon -> receiver on loopback', () => {
     for (const s of stops.splice(0)) await s();
   });
 
-  it('the beacon thread sends heartbeats the receiver verifies, and stops when the main loop stops checking in', async () => {
-    const beats: number[] = [];
-    const rx = new BeaconReceiver({
-      host: '127.0.0.1',
-      port: 0,
-      keys: () => new Map([['node-1', { token: 'tok', ip: '127.0.0.1' }]]),
-      onBeat: (_n, _e, seq) => void beats.push(seq),
-    });
+  /** A receiver on loopback that knows node-1 (token "tok" from 127.0.0.1), stopped after the test. */
+  async function receiver(onBeat: BeaconReceiverOptions['onBeat']): Promise<{ rx: BeaconReceiver; port: number }> {
+    const rx = new BeaconReceiver({ host: '127.0.0.1', port: 0, keys: () => new Map([['node-1', { token: 'tok', ip: '127.0.0.1' }]]), onBeat });
     const port = await rx.start();
     stops.push(() => rx.stop());
-    const logs: string[] = [];
-    const b = new Beacon({
-      node: 'node-1',
-      token: 'tok',
-      bind: '127.0.0.1',
-      target: '127.0.0.1',
-      port,
-      intervalMs: 20,
-      watchdogMs: 300,
-      log: (m) => logs.push(m),
-    });
-    b.start();
+    return { rx, port };
+  }
+
+  /** node-1's beacon to the receiver on `port` (not started), stopped after the test. */
+  function beacon(port: number, o: Omit<BeaconOptions, 'node' | 'token' | 'bind' | 'target' | 'port'>): Beacon {
+    const b = new Beacon({ node: 'node-1', token: 'tok', bind: '127.0.0.1', target: '127.0.0.1', port, ...o });
     stops.push(() => b.stop());
+    return b;
+  }
+
+  it('the beacon thread sends heartbeats the receiver verifies, and stops when the main loop stops checking in', async () => {
+    const beats: number[] = [];
+    const { rx, port } = await receiver((_n, _e, seq) => void beats.push(seq));
+    const logs: string[] = [];
+    const b = beacon(port, { intervalMs: 20, watchdogMs: 300, log: (m) => logs.push(m) });
+    b.start();
     await pollUntil(() => beats.length, { what: '5 heartbeats', timeoutMs: 5000, intervalMs: 10, accept: (n) => n >= 5 });
     expect(rx.rejected).toBe(0);
     expect(beats.slice(0, 5)).toEqual([1, 2, 3, 4, 5]);
@@ -54,29 +52,12 @@ describe('beacon -> receiver on loopback', () => {
   it('until the first acknowledgement, beats at the fast interval doubling up to the idle one (a controller not yet listening)', async () => {
     const beats: number[] = [];
     let grant = false;
-    const rx = new BeaconReceiver({
-      host: '127.0.0.1',
-      port: 0,
-      keys: () => new Map([['node-1', { token: 'tok', ip: '127.0.0.1' }]]),
-      onBeat: (_n, _e, _s, interval) => {
-        beats.push(interval);
-        return grant ? { graceMs: 10_600, minGraceMs: 600, downs: 'c1.0' } : undefined;
-      },
+    const { rx, port } = await receiver((_n, _e, _s, interval) => {
+      beats.push(interval);
+      return grant ? { graceMs: 10_600, minGraceMs: 600, downs: 'c1.0' } : undefined;
     });
-    const port = await rx.start();
-    stops.push(() => rx.stop());
-    const b = new Beacon({
-      node: 'node-1',
-      token: 'tok',
-      bind: '127.0.0.1',
-      target: '127.0.0.1',
-      port,
-      intervalMs: 10,
-      idleIntervalMs: 5000,
-      watchdogMs: 30_000,
-    });
+    const b = beacon(port, { intervalMs: 10, idleIntervalMs: 5000, watchdogMs: 30_000 });
     b.start();
-    stops.push(() => b.stop());
     await pollUntil(() => beats.length, { what: '4 unacknowledged heartbeats', timeoutMs: 5000, intervalMs: 2, accept: (n) => n >= 4 });
     grant = true;
     // acknowledged from now on: the next beat after the first acknowledged one announces the idle
@@ -91,29 +72,12 @@ describe('beacon -> receiver on loopback', () => {
 
   it('beats at the idle interval until told the node holds a floating IP, then at once and fast, announcing the interval', async () => {
     const beats: { at: number; interval: number }[] = [];
-    const rx = new BeaconReceiver({
-      host: '127.0.0.1',
-      port: 0,
-      keys: () => new Map([['node-1', { token: 'tok', ip: '127.0.0.1' }]]),
-      onBeat: (_n, _e, _s, interval) => {
-        beats.push({ at: Date.now(), interval });
-        return { graceMs: interval >= 5000 ? 10_600 : 600, minGraceMs: 600, downs: 'c1.0' };
-      },
+    const { rx, port } = await receiver((_n, _e, _s, interval) => {
+      beats.push({ at: Date.now(), interval });
+      return { graceMs: interval >= 5000 ? 10_600 : 600, minGraceMs: 600, downs: 'c1.0' };
     });
-    const port = await rx.start();
-    stops.push(() => rx.stop());
-    const b = new Beacon({
-      node: 'node-1',
-      token: 'tok',
-      bind: '127.0.0.1',
-      target: '127.0.0.1',
-      port,
-      intervalMs: 20,
-      idleIntervalMs: 5000,
-      watchdogMs: 30_000,
-    });
+    const b = beacon(port, { intervalMs: 20, idleIntervalMs: 5000, watchdogMs: 30_000 });
     b.start();
-    stops.push(() => b.stop());
     // until a heartbeat is acknowledged (this receiver acknowledges every one), the fast interval doubling; then the idle one
     await pollUntil(() => beats.findIndex((x) => x.interval === 5000), {
       what: 'a heartbeat at the idle interval',
@@ -137,31 +101,14 @@ describe('beacon -> receiver on loopback', () => {
     let grant = true;
     let downs = 'c1.0';
     const beats: { seq: number; at: number; interval: number }[] = [];
-    const rx = new BeaconReceiver({
-      host: '127.0.0.1',
-      port: 0,
-      keys: () => new Map([['node-1', { token: 'tok', ip: '127.0.0.1' }]]),
-      onBeat: (_n, _e, seq, interval) => {
-        beats.push({ seq, at: Date.now(), interval });
-        return grant ? { graceMs: grace(interval), minGraceMs: 600, downs } : undefined;
-      },
+    const { rx, port } = await receiver((_n, _e, seq, interval) => {
+      beats.push({ seq, at: Date.now(), interval });
+      return grant ? { graceMs: grace(interval), minGraceMs: 600, downs } : undefined;
     });
-    const port = await rx.start();
-    stops.push(() => rx.stop());
-    const b = new Beacon({
-      node: 'node-1',
-      token: 'tok',
-      bind: '127.0.0.1',
-      target: '127.0.0.1',
-      port,
-      intervalMs: 20,
-      idleIntervalMs: 1000,
-      watchdogMs: 30_000,
-    });
+    const b = beacon(port, { intervalMs: 20, idleIntervalMs: 1000, watchdogMs: 30_000 });
     expect(b.licenceUntil(), 'before any acknowledgement').toBeUndefined();
     const before = Date.now();
     b.start();
-    stops.push(() => b.stop());
     // the first heartbeat, not yet acknowledged when sent, announces the fast interval: the fast grace
     const first = (await pollUntil(() => b.licenceUntil(), { what: 'a licence', timeoutMs: 5000, intervalMs: 5, accept: (u) => u !== undefined }))!;
     expect(beats[0]!.interval).toBe(20);
@@ -204,17 +151,9 @@ describe('beacon -> receiver on loopback', () => {
     const fakeNft = join(dir, 'nft');
     writeFileSync(fakeNft, `#!/bin/sh\nexec cat >> ${out}\n`, { mode: 0o755 });
     let downs = 'c1.0';
-    const rx = new BeaconReceiver({
-      host: '127.0.0.1',
-      port: 0,
-      keys: () => new Map([['node-1', { token: 'tok', ip: '127.0.0.1' }]]),
-      onBeat: () => ({ graceMs: 600, minGraceMs: 600, downs }),
-    });
-    const port = await rx.start();
-    stops.push(() => rx.stop());
-    const b = new Beacon({ node: 'node-1', token: 'tok', bind: '127.0.0.1', target: '127.0.0.1', port, intervalMs: 20, watchdogMs: 30_000, nftPath: fakeNft });
+    const { port } = await receiver(() => ({ graceMs: 600, minGraceMs: 600, downs }));
+    const b = beacon(port, { intervalMs: 20, watchdogMs: 30_000, nftPath: fakeNft });
     b.start();
-    stops.push(() => b.stop());
     await pollUntil(() => b.licenceUntil(), { what: 'a licence', timeoutMs: 5000, intervalMs: 5, accept: (u) => u !== undefined });
     b.setFence({ table: 'egresslab_gw', ips: ['192.168.1.100'], marginMs: 150, maxMs: 1000, downs: 0 });
     const lines = () => (existsSync(out) ? readFileSync(out, 'utf8').split('\n').filter(Boolean) : []);

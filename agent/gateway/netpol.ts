@@ -57,7 +57,7 @@ export interface NetpolPortRange {
 export interface NetpolAllow {
   /** null = any destination; [] never happens (such a rule is dropped: it allows nothing) */
   dests: NetpolDest[] | null;
-  /** null = any protocol/port */
+  /** null = any protocol/port; else per protocol sorted, overlapping and adjacent ranges merged (mergeRanges) */
   ports: NetpolPortRange[] | null;
 }
 

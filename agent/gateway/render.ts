@@ -121,18 +121,6 @@ function netpolSet(sets: string[], name: string, type: 'ipv4_addr' | 'inet_servi
   return `@${name}`;
 }
 
-/** Port ranges merged (overlapping or adjacent): the elements of a named interval set may not overlap. */
-function mergedPortItems(ranges: readonly { from: number; to: number }[]): string[] {
-  const sorted = [...ranges].sort((a, b) => a.from - b.from || a.to - b.to);
-  const merged: { from: number; to: number }[] = [];
-  for (const r of sorted) {
-    const last = merged[merged.length - 1];
-    if (last && r.from <= last.to + 1) last.to = Math.max(last.to, r.to);
-    else merged.push({ from: r.from, to: r.to });
-  }
-  return merged.map((r) => (r.from === r.to ? `${r.from}` : `${r.from}-${r.to}`));
-}
-
 function portExpr(ports: NetpolAllow['ports'], base: string, sets: string[]): string[] {
   if (ports === null) return [''];
   const out: string[] = [];
@@ -143,7 +131,9 @@ function portExpr(ports: NetpolAllow['ports'], base: string, sets: string[]): st
       out.push(` meta l4proto ${proto}`);
       continue;
     }
-    out.push(` meta l4proto ${proto} th dport ${netpolSet(sets, `${base}_${proto}`, 'inet_service', mergedPortItems(rs))}`);
+    // already merged per protocol (netpol.ts mergeRanges): the elements of a named interval set may not overlap
+    const items = rs.map((r) => (r.from === r.to ? `${r.from}` : `${r.from}-${r.to}`));
+    out.push(` meta l4proto ${proto} th dport ${netpolSet(sets, `${base}_${proto}`, 'inet_service', items)}`);
   }
   return out;
 }

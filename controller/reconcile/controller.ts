@@ -117,14 +117,15 @@ export class Controller {
     if (this.stopped) return undefined;
     const prev = this.beatIntervals.get(node);
     this.beatIntervals.set(node, intervalMs);
-    if (prev !== intervalMs) this.tune();
+    const changed = prev !== intervalMs;
+    if (changed) this.tune();
     if (this.liveness.heartbeat(node, `hb ${epoch} ${seq}`, intervalMs, this.clock())) this.schedule();
     // Another interval, another grace: a node that starts holding an IP beats fast, and its grace
     // drops from 2.4 s to 600 ms while the expiry timer is still armed for the deadlines of the
     // last reconcile (an idle node's, seconds away). A holder killed in the first seconds after its
     // take was declared Down when that timer fired: up to 1.8 s late (the failover bench's first kill
     // in a fresh lab: 1.08-1.62 s of outage, the next ones 0.7-0.8 s). The timer follows the new grace.
-    else if (prev !== intervalMs) this.armExpiryTimer();
+    else if (changed) this.armExpiryTimer();
     return { graceMs: this.liveness.graceFor(intervalMs), minGraceMs: this.liveness.graceFor(0), downs: `${this.incarnation}.${this.liveness.revivals(node)}` };
   }
 
