@@ -4,7 +4,7 @@
  * container's CPU time (Docker stats: cgroup v1 and v2, local or remote engine).
  */
 import { randomBytes } from 'node:crypto';
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 import { docker, LABEL } from '../harness/docker/client.js';
 import { LAB_CONFIG, labSysctls } from '../harness/docker/containers.js';
 import { removeLabObjects } from '../harness/lab/registry.js';
@@ -18,7 +18,13 @@ import { removeLabObjects } from '../harness/lab/registry.js';
  * (printed beside the floor for reference, never used as the floor).
  */
 export async function bareContainersMs(image: string, count: number, options: { sandbox?: boolean } = {}): Promise<number> {
+  return (await bareContainers(image, count, options)).ms;
+}
+
+/** bareContainersMs, with the machine's busy CPU time over the same interval (null where /proc/stat cannot be read). */
+export async function bareContainers(image: string, count: number, options: { sandbox?: boolean } = {}): Promise<{ ms: number; cpuMs: number | null }> {
   const id = `bench-floor-${randomBytes(3).toString('hex')}`;
+  const c0 = machineBusyMs();
   const t0 = performance.now();
   try {
     await Promise.all(
@@ -33,7 +39,9 @@ export async function bareContainersMs(image: string, count: number, options: { 
         await c.start();
       }),
     );
-    return performance.now() - t0;
+    const ms = performance.now() - t0;
+    const c1 = machineBusyMs();
+    return { ms, cpuMs: c0 === null || c1 === null ? null : c1 - c0 };
   } finally {
     await removeLabObjects(id);
   }
@@ -93,4 +101,67 @@ export async function labCpuReader(labId: string): Promise<(() => Map<string, nu
   };
   if (files.length === 0 || files.some((f) => readNs(f) === null)) return null;
   return () => new Map(files.map((f) => [f.key, readNs(f) ?? 0]));
+}
+
+/**
+ * This machine's busy CPU time so far in ms, all CPUs summed (/proc/stat: user, nice, system, irq,
+ * softirq; idle, iowait and steal left out), or null where it cannot be read. Its unit is the
+ * kernel's USER_HZ, 100 per second on Linux: 10 ms steps.
+ */
+export function machineBusyMs(): number | null {
+  try {
+    const f = readFileSync('/proc/stat', 'utf8').split('\n', 1)[0]!.trim().split(/\s+/).slice(1).map(Number);
+    return ((f[0] ?? 0) + (f[1] ?? 0) + (f[2] ?? 0) + (f[5] ?? 0) + (f[6] ?? 0)) * 10;
+  } catch {
+    return null;
+  }
+}
+
+/** Who a lab process is, from its command line. */
+export type LabProgram = 'agent' | 'controller' | 'helper' | 'responder' | 'other';
+export function labProgramOf(cmdline: string): LabProgram {
+  if (/\/agent\/main\.js(\s|$)/.test(cmdline)) return 'agent';
+  if (/\/controller\/main\.js(\s|$)/.test(cmdline)) return 'controller';
+  if (/\/inlab\/helper\.js(\s|$)/.test(cmdline)) return 'helper';
+  if (/\/inlab\/responder\.js(\s|$)/.test(cmdline)) return 'responder';
+  return 'other';
+}
+
+/**
+ * CPU time (ms) of a local engine's lab so far, from the host's /proc: every live process of the
+ * lab's containers by program (agent, controller, the harness's helpers and responders, other live
+ * processes), and `exited`: what the containers' cgroups counted beyond their live processes
+ * (processes that ended: the wiring's commands, execs, the cluster's readiness check, tools the
+ * agents ran); `byContainer`: each container's whole count. Null when the engine is not local or
+ * the files cannot be read.
+ */
+export async function labProgramCpuMs(
+  labId: string,
+): Promise<{ byProgram: Record<LabProgram, number>; exited: number; containers: number; byContainer: Map<string, number> } | null> {
+  const read = await labCpuReader(labId);
+  if (!read) return null;
+  const list = await docker().listContainers({ filters: { label: [`${LABEL.lab}=${labId}`] } });
+  const ids = list.map((c) => c.Id);
+  const byProgram: Record<LabProgram, number> = { agent: 0, controller: 0, helper: 0, responder: 0, other: 0 };
+  let live = 0;
+  for (const pid of readdirSync('/proc')) {
+    if (!/^\d+$/.test(pid)) continue;
+    try {
+      const cgroup = readFileSync(`/proc/${pid}/cgroup`, 'utf8');
+      if (!ids.some((id) => cgroup.includes(id))) continue;
+      const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+      const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      // utime, stime (fields 14, 15): its own; what its ended children used is in the cgroup's count (exited)
+      const ms = (Number(f[11]) + Number(f[12])) * 10;
+      const program = labProgramOf(readFileSync(`/proc/${pid}/cmdline`, 'utf8').replace(/\0/g, ' '));
+      byProgram[program] += ms;
+      live += ms;
+    } catch {
+      // the process ended meanwhile
+    }
+  }
+  const byContainer = new Map([...read()].map(([k, ns]) => [k, ns / 1e6]));
+  let containers = 0;
+  for (const v of byContainer.values()) containers += v;
+  return { byProgram, exited: Math.max(0, containers - live), containers, byContainer };
 }

@@ -73,6 +73,7 @@ describe('labContainerOptions', () => {
     expect(o.NetworkDisabled).toBe(true);
     expect(o.HostConfig?.Sysctls).toEqual(labSysctls());
     expect(o.HostConfig?.PidMode).toBeUndefined();
+    expect(o.Env).toEqual(['NODE_OPTIONS=--use-openssl-ca']);
     const off = { 'net.ipv6.conf.all.disable_ipv6': '1', 'net.ipv6.conf.default.disable_ipv6': '1', 'net.ipv6.conf.lo.disable_ipv6': '1' };
     expect(labSysctls({ local: true, ipv6: true })).toEqual(off);
     // a remote engine's kernel cannot be looked at: it gets them (a refusal is explained)

@@ -102,11 +102,14 @@ describe('a lab container cannot change the host kernel', () => {
         mode: i.HostConfig.NetworkMode,
         disabled: (i.Config as { NetworkDisabled?: boolean }).NetworkDisabled,
         networks: Object.keys(i.NetworkSettings.Networks ?? {}),
+        // the lab's Node programs use OpenSSL's CA store (containers.ts LAB_ENV), whichever way the container was started
+        nodeOptions: i.Config.Env?.find((e) => e.startsWith('NODE_OPTIONS=')),
       }).toEqual({
         name: i.Name,
         mode: 'none',
         disabled: true,
         networks: [],
+        nodeOptions: 'NODE_OPTIONS=--use-openssl-ca',
       });
     }
     // node-1's own namespace: the loopback and the veths the wiring made (eth0 on the segment, one per pod), nothing else; no IPv6 address anywhere
