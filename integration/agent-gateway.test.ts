@@ -169,7 +169,7 @@ describe('GatewayModule', () => {
 
     // allocation: worker1 (a worker holding nothing, first by name) holds 192.168.1.100 -> SNAT here
     await waitFor(() => lastNft(sys).includes('snat to 192.168.1.100'), 'SNAT programmed on the holder');
-    expect(lastNft(sys)).toContain('set p0_all { type ipv4_addr; elements = { 10.10.10.1, 10.10.11.1 } }');
+    expect(lastNft(sys)).toContain('set p_egress_all { type ipv4_addr; elements = { 10.10.10.1, 10.10.11.1 } }');
     await waitFor(() => sys.calls.some((c) => c.op === 'arping' && c.arg === 'eth0 192.168.1.100'), 'gratuitous ARP');
     expect(sys.calls.some((c) => c.op === 'ip' && c.arg === 'address add 192.168.1.100/32 dev eth0')).toBe(true);
     // no conntrack sync here: the take deletes what this node tracked towards the IP on its own, before the address goes on
@@ -510,7 +510,7 @@ describe('GatewayModule', () => {
         .split('\n')
         .filter((l) => l.includes('ct direction reply')),
     ).toEqual([
-      '\t\tip saddr { 10.10.10.1 } ip daddr @p0_dst ct direction reply counter drop comment "policy egress: entry made by a reply while routed (no NAT), flushed next"',
+      '\t\tip saddr { 10.10.10.1 } ip daddr @p_egress_dst ct direction reply counter drop comment "policy egress: entry made by a reply while routed (no NAT), flushed next"',
     ]);
     // ... after the table that makes it local is re-created, in the same argument (one transaction)
     const text = after[final]!.arg;
@@ -746,7 +746,7 @@ describe('GatewayModule', () => {
       .filter((c) => c.op === 'nft')
       .at(-1)!.arg;
     expect(second).toMatch(
-      new RegExp(`^insert rule ip egresslab_gw prerouting iifname "eth0" ip saddr @p\\d+_dst ip daddr @p\\d+_src .*${EGRESS_FENCE}"$`, 'm'),
+      new RegExp(`^insert rule ip egresslab_gw prerouting iifname "eth0" ip saddr @p_[a-z0-9.-]+_dst ip daddr @p_[a-z0-9.-]+_src .*${EGRESS_FENCE}"$`, 'm'),
     );
   }, 20_000);
   it('conntrack sync: the floating IP history outlives the agent: a restarted agent still purges an IP that left the gateway before its start', async () => {
@@ -923,7 +923,7 @@ describe('GatewayModule', () => {
     });
     // the window: the pod's non-SYN segments without an entry are dropped, for the policy's pairs
     expect(after[windowed]!.arg).toMatch(
-      /chain takeover_window \{\n\t\ttype filter hook prerouting priority mangle - 10; policy accept;\n\t\tip saddr @p0_src ip daddr @p0_dst ct state new tcp flags & \(syn \| ack\) != syn counter drop/,
+      /chain takeover_window \{\n\t\ttype filter hook prerouting priority mangle - 10; policy accept;\n\t\tip saddr @p_egress_src ip daddr @p_egress_dst ct state new tcp flags & \(syn \| ack\) != syn counter drop/,
     );
     // the first commit (before the window) deletes what this node tracked towards the IP while it
     // did not hold it (a stray hairpin entry would keep a binding with its tuple out), then commits
@@ -1058,7 +1058,7 @@ describe('GatewayModule', () => {
       // a ruleset with the policy but an empty source set would let the pod's traffic out un-NATed
       expect(
         tables(sys)
-          .filter((c) => !c.arg.includes('set p0_src { type ipv4_addr; elements = { 10.10.10.1 } }'))
+          .filter((c) => !c.arg.includes('set p_egress_src { type ipv4_addr; elements = { 10.10.10.1 } }'))
           .map((c) => c.arg),
       ).toEqual([]);
     });
@@ -1071,7 +1071,7 @@ describe('GatewayModule', () => {
       expect(logs.join('\n')).toMatch(/API not synced after 100 ms: keeping table egresslab_gw as the previous agent left it until it is/);
       expect(tables(sys)).toEqual([]);
       await waitFor(() => tables(sys).length > 0, 'programmed once synced', 5000);
-      expect(tables(sys)[0]!.arg).toContain('set p0_src { type ipv4_addr; elements = { 10.10.10.1 } }');
+      expect(tables(sys)[0]!.arg).toContain('set p_egress_src { type ipv4_addr; elements = { 10.10.10.1 } }');
     });
 
     it('API not synced in time on a node with no datapath: programmed from what is known, but not programmed() until the caches are complete (the boot guard stays)', async () => {
@@ -1081,10 +1081,10 @@ describe('GatewayModule', () => {
       expect(logs.join('\n')).toMatch(/API not synced after 100 ms: programming fail-closed from what is known until it is/);
       // the premise: something was committed from the half-filled caches
       expect(tables(sys).length).toBeGreaterThan(0);
-      expect(tables(sys).some((c) => c.arg.includes('set p0_src { type ipv4_addr; elements = { 10.10.10.1 } }'))).toBe(false);
+      expect(tables(sys).some((c) => c.arg.includes('set p_egress_src { type ipv4_addr; elements = { 10.10.10.1 } }'))).toBe(false);
       expect(mod.programmed()).toBe(false);
       await waitFor(() => mod.programmed(), 'programmed() once a plan from complete caches is committed', 5000);
-      expect(tables(sys).at(-1)!.arg).toContain('set p0_src { type ipv4_addr; elements = { 10.10.10.1 } }');
+      expect(tables(sys).at(-1)!.arg).toContain('set p_egress_src { type ipv4_addr; elements = { 10.10.10.1 } }');
     });
 
     it('a late list that changes nothing (no NetworkPolicy at all) still ends with a commit from complete caches: programmed()', async () => {
@@ -1097,7 +1097,7 @@ describe('GatewayModule', () => {
       expect(mod.programmed()).toBe(false);
       // the complete plan equals the half-synced one: only a forced apply commits it as this node's programming
       await waitFor(() => mod.programmed(), 'programmed() after the late sync', 5000);
-      expect(tables(sys).at(-1)!.arg).toContain('set p0_src { type ipv4_addr; elements = { 10.10.10.1 } }');
+      expect(tables(sys).at(-1)!.arg).toContain('set p_egress_src { type ipv4_addr; elements = { 10.10.10.1 } }');
     });
   });
 });

@@ -99,7 +99,7 @@ describe('computeGatewayPlan: source side', () => {
     );
     expect(nested.policies[0]!.destinations).toEqual(['8.8.4.0/24', '8.8.8.0/24']);
     expect(nested.warnings).toEqual([]);
-    expect(renderGateway(nested).ruleset).toMatch(/set p0_dst \{ type ipv4_addr; flags interval; elements = \{ 8\.8\.4\.0\/24, 8\.8\.8\.0\/24 \} \}/);
+    expect(renderGateway(nested).ruleset).toMatch(/set p_egress_dst \{ type ipv4_addr; flags interval; elements = \{ 8\.8\.4\.0\/24, 8\.8\.8\.0\/24 \} \}/);
   });
 
   it('one routing table per other node, stable by name, self excluded', () => {

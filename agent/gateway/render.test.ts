@@ -27,6 +27,7 @@ import {
   parseIpAddrs,
   parseIpRules,
   parseRouteTables,
+  policySetPrefix,
   renderAliveRefresh,
   renderBootFence,
   renderBootGuard,
@@ -83,13 +84,22 @@ function input(self: string, assignments: Record<string, string>, down: string[]
 const MID = 'ct state new tcp flags & (syn | ack) != syn';
 const PICKUP_COMMENT = 'comment "mid-stream segment to a local pod without a conntrack entry: no NAT would judge its answers"';
 // not from the cluster's pods (in address order, none inside another)
-const pickupDropOf = (cluster: string) => `iifname "eth0" ip daddr @podcidrs ip saddr != { ${cluster} } ${MID} counter drop ${PICKUP_COMMENT}`;
-const podPickupDrop = pickupDropOf('10.10.10.0/24, 10.10.11.0/24, 10.10.12.0/24');
+const podPickupDrop = `iifname "eth0" ip daddr @podcidrs ip saddr != @clusterpods ${MID} counter drop ${PICKUP_COMMENT}`;
 const chain = (ruleset: string, name: string): string[] => {
   const m = new RegExp(`\\tchain ${name} \\{\\n([\\s\\S]*?)\\n\\t\\}`).exec(ruleset);
   if (!m) throw new Error(`no chain ${name}`);
   return m[1]!.split('\n').map((l) => l.trim());
 };
+
+describe('policySetPrefix: the sets and guard chain of a policy are named after it', () => {
+  it('an object name after p_, a leaving plan with /, anything else hashed under ph_ (never an nft syntax error, never a clash)', () => {
+    expect(['egress', 'egress.v1-blue', '0abc', 'egress~leaving'].map(policySetPrefix)).toEqual(['p_egress', 'p_egress.v1-blue', 'p_0abc', 'p_egress/leaving']);
+    const odd = ['x'.repeat(64), 'Egress', 'a b', 'a;drop', '-a', 'a~b'].map(policySetPrefix);
+    for (const k of odd) expect(k).toMatch(/^ph_[0-9a-f]{16}$/);
+    expect(new Set(odd).size).toBe(odd.length);
+    expect(policySetPrefix('x'.repeat(63))).toBe(`p_${'x'.repeat(63)}`);
+  });
+});
 
 describe('renderGateway: nft transaction', () => {
   const src = renderGateway(computeGatewayPlan(input('node-1', { '192.168.1.100': 'node-2' })));
@@ -110,20 +120,22 @@ describe('renderGateway: nft transaction', () => {
     const pre = chain(src.ruleset, 'prerouting');
     expect(pre[0]).toBe('type filter hook prerouting priority mangle - 10; policy accept;');
     // inbound: mid-stream pickups kept only for the routed policy's pairs (midStream describe below)
-    expect(pre[1]).toBe(`iifname "eth0" ip saddr @p0_dst ip daddr @p0_src ${MID} return`);
+    expect(pre[1]).toBe(`iifname "eth0" ip saddr @p_egress_dst ip daddr @p_egress_src ${MID} return`);
     expect(pre[2]).toBe(podPickupDrop);
+    // the cluster's pod CIDRs: a named set, refilled in place at every apply (never created anew)
+    expect(src.ruleset).toContain('set clusterpods { type ipv4_addr; flags interval; elements = { 10.10.10.0/24, 10.10.11.0/24, 10.10.12.0/24 } }');
     expect(pre[3]).toMatch(/^iifname "eth0" return/);
     expect(pre[4]).toBe('ip saddr != @podcidrs return');
     expect(pre[5]).toBe('ip saddr vmap { 10.10.10.2 : jump np_0 }');
     // egress -> node-2 (index 2 among node-2, node-3 for node-1... by name: node-2=1, node-3=2)
     expect(pre[6]).toMatch(
-      /^ip saddr @p0_src ip daddr @p0_dst meta mark set meta mark & 0xff00dfff \| 0x00012000 counter accept comment "policy egress: to gateway node-2/,
+      /^ip saddr @p_egress_src ip daddr @p_egress_dst meta mark set meta mark & 0xff00dfff \| 0x00012000 counter accept comment "policy egress: to gateway node-2/,
     );
     // other: 192.168.1.101 unassigned -> drop, in the same chain (same transaction) as the marks
-    expect(pre[7]).toMatch(/^ip saddr @p1_src ip daddr @p1_dst counter drop comment "policy other: fail-closed/);
-    expect(src.ruleset).toContain('set p0_src { type ipv4_addr; elements = { 10.10.10.1 } }');
-    expect(src.ruleset).toContain('set p0_all { type ipv4_addr; elements = { 10.10.10.1, 10.10.11.1 } }');
-    expect(src.ruleset).toContain('set p0_dst { type ipv4_addr; flags interval; elements = { 8.8.8.0/24, 9.9.9.9/32 } }');
+    expect(pre[7]).toMatch(/^ip saddr @p_other_src ip daddr @p_other_dst counter drop comment "policy other: fail-closed/);
+    expect(src.ruleset).toContain('set p_egress_src { type ipv4_addr; elements = { 10.10.10.1 } }');
+    expect(src.ruleset).toContain('set p_egress_all { type ipv4_addr; elements = { 10.10.10.1, 10.10.11.1 } }');
+    expect(src.ruleset).toContain('set p_egress_dst { type ipv4_addr; flags interval; elements = { 8.8.8.0/24, 9.9.9.9/32 } }');
   });
 
   it('the mark always carries the masquerade bypass bit, and egresslab_masq returns on it first', () => {
@@ -187,28 +199,28 @@ describe('renderGateway: nft transaction', () => {
     expect(g).toEqual([
       'type filter hook postrouting priority srcnat + 10; policy accept;',
       'oifname != "eth0" return',
-      'ct direction original ct original ip saddr @p0_all ct original ip daddr @p0_dst jump p0_guard',
-      'ct direction original ct original ip saddr @p1_all ct original ip daddr @p1_dst jump p1_guard',
+      'ct direction original ct original ip saddr @p_egress_all ct original ip daddr @p_egress_dst jump p_egress_guard',
+      'ct direction original ct original ip saddr @p_other_all ct original ip daddr @p_other_dst jump p_other_guard',
       // no conntrack entry (a FIN or RST of a flow whose binding never arrived): judged by its own addresses
-      'ct state invalid,untracked ip saddr @p0_all ip daddr @p0_dst jump p0_guard',
-      'ct state invalid,untracked ip saddr @p1_all ip daddr @p1_dst jump p1_guard',
+      'ct state invalid,untracked ip saddr @p_egress_all ip daddr @p_egress_dst jump p_egress_guard',
+      'ct state invalid,untracked ip saddr @p_other_all ip daddr @p_other_dst jump p_other_guard',
       // and a local pod's invalid packet no policy judged: dropped, it would leave with the pod IP
       'ct state invalid ip saddr @podcidrs counter drop comment "conntrack-invalid pod packet: no NAT decided its source"',
     ]);
-    expect(chain(src.ruleset, 'p0_guard')).toEqual([
-      'meta mark & 0x00ff0000 == 0x00010000 rt ip nexthop 192.168.1.2 ip saddr @p0_all accept',
+    expect(chain(src.ruleset, 'p_egress_guard')).toEqual([
+      'meta mark & 0x00ff0000 == 0x00010000 rt ip nexthop 192.168.1.2 ip saddr @p_egress_all accept',
       'counter drop comment "guard egress: would leave with a source other than 192.168.1.100"',
     ]);
-    expect(chain(src.ruleset, 'p1_guard')).toEqual(['counter drop comment "guard other: would leave with a source other than 192.168.1.101"']);
+    expect(chain(src.ruleset, 'p_other_guard')).toEqual(['counter drop comment "guard other: would leave with a source other than 192.168.1.101"']);
   });
 
   it('gateway node: SNAT before masquerade, guard accepts only the egressSourceIP, ARP fence seeded', () => {
     const gw = renderGateway(computeGatewayPlan(input('node-2', { '192.168.1.100': 'node-2' })));
     expect(chain(gw.ruleset, 'egress_snat')).toEqual([
       'type nat hook postrouting priority srcnat - 10; policy accept;',
-      'oifname "eth0" meta mark & 0x00ff0000 == 0x00000000 ip saddr @p0_all ip daddr @p0_dst counter snat to 192.168.1.100 comment "policy egress"',
+      'oifname "eth0" meta mark & 0x00ff0000 == 0x00000000 ip saddr @p_egress_all ip daddr @p_egress_dst counter snat to 192.168.1.100 comment "policy egress"',
     ]);
-    expect(chain(gw.ruleset, 'p0_guard')).toEqual([
+    expect(chain(gw.ruleset, 'p_egress_guard')).toEqual([
       'ip saddr 192.168.1.100 accept',
       'counter drop comment "guard egress: would leave with a source other than 192.168.1.100"',
     ]);
@@ -217,7 +229,7 @@ describe('renderGateway: nft transaction', () => {
     expect(chain(gw.ruleset, 'output')[1]).toMatch(/^arp saddr ip @floating arp saddr ip != @alive counter drop/);
     expect(gw.addresses).toEqual(['192.168.1.100/32']);
     // local pods on the gateway node: bypass only (no routing index)
-    expect(chain(gw.ruleset, 'prerouting').find((l) => l.startsWith('ip saddr @p0_src'))).toMatch(
+    expect(chain(gw.ruleset, 'prerouting').find((l) => l.startsWith('ip saddr @p_egress_src'))).toMatch(
       /meta mark set meta mark & 0xff00dfff \| 0x00002000 counter accept/,
     );
   });
@@ -467,7 +479,7 @@ describe('policy routing and addresses (diff against ip -j output)', () => {
 describe('forward fence: nothing from pods of other nodes is forwarded un-NATed, even with no nft hook', () => {
   it('the holder marks the traffic it will SNAT; every node blackholes unmarked forwarded pod traffic', () => {
     const holder = renderGateway(computeGatewayPlan(input('node-2', { '192.168.1.100': 'node-2' })));
-    expect(holder.ruleset).toMatch(/iifname "eth0" ip saddr @p0_all ip daddr @p0_dst meta mark set meta mark \| 0x00001000/);
+    expect(holder.ruleset).toMatch(/iifname "eth0" ip saddr @p_egress_all ip daddr @p_egress_dst meta mark set meta mark \| 0x00001000/);
     // the mark comes before the early return of forwarded traffic
     expect(holder.ruleset.indexOf('0x00001000')).toBeLessThan(holder.ruleset.indexOf('iifname "eth0" return'));
     expect(holder.rules.filter((x) => x.table === 7100)).toEqual([
@@ -663,10 +675,10 @@ describe('leaving gateway treatment: fail closed until the old conntrack entries
     expect(extra).toMatchObject([
       { name: 'egress~leaving', action: 'drop', localSources: ['10.10.10.1'], destinations: ['8.8.8.0/24', '9.9.9.9/32'], snatHere: false },
     ]);
-    const i = t.policies.length - 1;
+    // its sets and guard: p_ and its name, the ~ written as / (no object name has one)
     const pre = chain(renderGateway(t).ruleset, 'prerouting');
-    expect(pre.some((l) => l.startsWith(`ip saddr @p${i}_src ip daddr @p${i}_dst counter drop`))).toBe(true);
-    expect(chain(renderGateway(t).ruleset, `p${i}_guard`).join('\n')).toMatch(/^\s*counter drop/);
+    expect(pre.some((l) => l.startsWith('ip saddr @p_egress/leaving_src ip daddr @p_egress/leaving_dst counter drop'))).toBe(true);
+    expect(chain(renderGateway(t).ruleset, 'p_egress/leaving_guard').join('\n')).toMatch(/^\s*counter drop/);
     expect(leavingPairs(t, next)).toEqual([
       { src: '10.10.10.1', dst: '8.8.8.0/24' },
       { src: '10.10.10.1', dst: '9.9.9.9/32' },
@@ -749,15 +761,15 @@ describe('a floating IP this node does not hold: its traffic is hairpinned untra
 
 describe("a holder drops its own pods' replies that another kernel already de-NATed", () => {
   // node-1 has matched pods of both policies (10.10.10.1 for egress, 10.10.10.2 for other)
-  const stray = (i: number, name: string) =>
-    `iifname "eth0" ip saddr @p${i}_dst ip daddr @p${i}_src ct state new tcp flags & (syn | ack) != syn counter drop comment "policy ${name}: reply de-NATed by another kernel"`;
+  const stray = (name: string) =>
+    `iifname "eth0" ip saddr @p_${name}_dst ip daddr @p_${name}_src ct state new tcp flags & (syn | ack) != syn counter drop comment "policy ${name}: reply de-NATed by another kernel"`;
 
   it('rendered first in prerouting for each policy SNATed here, never on a node that only routes', () => {
     const holder = renderGateway(computeGatewayPlan(input('node-1', { '192.168.1.100': 'node-1' })));
     const pre = chain(holder.ruleset, 'prerouting');
-    expect(pre[1]).toBe(stray(0, 'egress'));
-    expect(pre.filter((l) => l.includes('de-NATed by another kernel'))).toEqual([stray(0, 'egress')]);
-    expect(pre.indexOf(stray(0, 'egress'))).toBeLessThan(pre.findIndex((l) => l.startsWith('iifname "eth0" return')));
+    expect(pre[1]).toBe(stray('egress'));
+    expect(pre.filter((l) => l.includes('de-NATed by another kernel'))).toEqual([stray('egress')]);
+    expect(pre.indexOf(stray('egress'))).toBeLessThan(pre.findIndex((l) => l.startsWith('iifname "eth0" return')));
     const router = renderGateway(computeGatewayPlan(input('node-1', { '192.168.1.100': 'node-2' })));
     expect(router.ruleset).not.toContain('de-NATed by another kernel');
   });
@@ -767,12 +779,12 @@ describe("a holder drops its own pods' replies that another kernel already de-NA
     // purge, of IPs held elsewhere: every policy routed from here
     const before = computeGatewayPlan(input('node-1', { '192.168.1.100': 'node-2', '192.168.1.101': 'node-2' }));
     expect(renderStrayReplyFence(before)!.split('\n').filter(Boolean)).toEqual([
-      `insert rule ip egresslab_gw prerouting ${stray(0, 'egress')}`,
-      `insert rule ip egresslab_gw prerouting ${stray(1, 'other')}`,
+      `insert rule ip egresslab_gw prerouting ${stray('egress')}`,
+      `insert rule ip egresslab_gw prerouting ${stray('other')}`,
     ]);
     // holding .100 already: that policy has its drop in the table; the other one is routed
     const holding = computeGatewayPlan(input('node-1', { '192.168.1.100': 'node-1', '192.168.1.101': 'node-2' }));
-    expect(renderStrayReplyFence(holding)).toBe(`insert rule ip egresslab_gw prerouting ${stray(1, 'other')}\n`);
+    expect(renderStrayReplyFence(holding)).toBe(`insert rule ip egresslab_gw prerouting ${stray('other')}\n`);
     // node-3 has no matched pod: nothing of its own to protect
     expect(renderStrayReplyFence(computeGatewayPlan(input('node-3', { '192.168.1.100': 'node-2' })))).toBeNull();
     // holding every IP: nothing routed elsewhere to protect
@@ -794,7 +806,7 @@ describe("a holder drops its own pods' replies that another kernel already de-NA
 
 describe("a local pod's flow is never picked up mid-stream from the uplink unless a holder will SNAT its answers", () => {
   // node-1: 10.10.10.1 in egress (192.168.1.100), 10.10.10.2 in other (192.168.1.101)
-  const keep = (i: number) => `iifname "eth0" ip saddr @p${i}_dst ip daddr @p${i}_src ${MID} return`;
+  const keep = (name: string) => `iifname "eth0" ip saddr @p_${name}_dst ip daddr @p_${name}_src ${MID} return`;
   const inbound = (plan: GatewayPlan) => {
     const pre = chain(renderGateway(plan).ruleset, 'prerouting');
     return pre.slice(
@@ -804,19 +816,27 @@ describe("a local pod's flow is never picked up mid-stream from the uplink unles
   };
 
   it('kept for the pairs routed to a holder (their answers are marked and SNATed there), dropped for every other', () => {
-    expect(inbound(computeGatewayPlan(input('node-1', { '192.168.1.100': 'node-2', '192.168.1.101': 'node-3' })))).toEqual([keep(0), keep(1), podPickupDrop]);
+    expect(inbound(computeGatewayPlan(input('node-1', { '192.168.1.100': 'node-2', '192.168.1.101': 'node-3' })))).toEqual([
+      keep('egress'),
+      keep('other'),
+      podPickupDrop,
+    ]);
     // other's IP unassigned: its pairs are dropped (fail-closed) and not kept
-    expect(inbound(computeGatewayPlan(input('node-1', { '192.168.1.100': 'node-2' })))).toEqual([keep(0), podPickupDrop]);
+    expect(inbound(computeGatewayPlan(input('node-1', { '192.168.1.100': 'node-2' })))).toEqual([keep('egress'), podPickupDrop]);
   });
 
   it("a local policy's pairs are dropped by its own stray-reply rule first; with no policy at all the drop stays", () => {
     const local = inbound(computeGatewayPlan(input('node-1', { '192.168.1.100': 'node-1', '192.168.1.101': 'node-3' })));
     expect(local[0]).toMatch(
-      /^iifname "eth0" ip saddr @p0_dst ip daddr @p0_src ct state new .* drop comment "policy egress: reply de-NATed by another kernel"/,
+      /^iifname "eth0" ip saddr @p_egress_dst ip daddr @p_egress_src ct state new .* drop comment "policy egress: reply de-NATed by another kernel"/,
     );
     // no keep rule for the local policy's pairs (its stray-reply drop, then other's keep)
     expect(local).toHaveLength(4);
-    expect(local.slice(1)).toEqual([expect.stringMatching(/^iifname "eth0" ip saddr @p0_all ip daddr @p0_dst meta mark set/), keep(1), podPickupDrop]);
+    expect(local.slice(1)).toEqual([
+      expect.stringMatching(/^iifname "eth0" ip saddr @p_egress_all ip daddr @p_egress_dst meta mark set/),
+      keep('other'),
+      podPickupDrop,
+    ]);
     const none = computeGatewayPlan({ ...input('node-1', {}), policies: [] });
     expect(inbound(none)).toEqual([podPickupDrop]);
     // the pairs of a deleted policy, during the deletion's transition too (their flush comes next)
@@ -844,12 +864,12 @@ describe("a local pod's flow is never picked up mid-stream from the uplink unles
 });
 
 describe("the takeover window: a new holder's own pods make no entry of their own until their bindings are re-committed", () => {
-  const win = (i: number, name: string) =>
-    `ip saddr @p${i}_src ip daddr @p${i}_dst ct state new tcp flags & (syn | ack) != syn counter drop comment "policy ${name}: takeover window, binding not committed yet"`;
-  const stray = (i: number, name: string) =>
-    `iifname "eth0" ip saddr @p${i}_dst ip daddr @p${i}_src ct state new tcp flags & (syn | ack) != syn counter drop comment "policy ${name}: reply de-NATed by another kernel"`;
-  const replyMade = (i: number, name: string, srcs = '10.10.10.1') =>
-    `ip saddr { ${srcs} } ip daddr @p${i}_dst ct direction reply counter drop comment "policy ${name}: entry made by a reply while routed (no NAT), flushed next"`;
+  const win = (name: string) =>
+    `ip saddr @p_${name}_src ip daddr @p_${name}_dst ct state new tcp flags & (syn | ack) != syn counter drop comment "policy ${name}: takeover window, binding not committed yet"`;
+  const stray = (name: string) =>
+    `iifname "eth0" ip saddr @p_${name}_dst ip daddr @p_${name}_src ct state new tcp flags & (syn | ack) != syn counter drop comment "policy ${name}: reply de-NATed by another kernel"`;
+  const replyMade = (name: string, srcs = '10.10.10.1') =>
+    `ip saddr { ${srcs} } ip daddr @p_${name}_dst ct direction reply counter drop comment "policy ${name}: entry made by a reply while routed (no NAT), flushed next"`;
 
   it('one drop per policy now SNATed here that has a changed pair, in a chain of its own that one command deletes', () => {
     const before = computeGatewayPlan(input('node-1', { '192.168.1.100': 'node-2', '192.168.1.101': 'node-2' }));
@@ -861,11 +881,11 @@ describe("the takeover window: a new holder's own pods make no entry of their ow
       'table ip egresslab_gw {',
       '\tchain takeover_window {',
       '\t\ttype filter hook prerouting priority mangle - 10; policy accept;',
-      `\t\t${win(0, 'egress')}`,
+      `\t\t${win('egress')}`,
       // the pods' segments of entries a reply made while the pair was routed: no NAT, no guard
-      `\t\t${replyMade(0, 'egress')}`,
+      `\t\t${replyMade('egress')}`,
       // other (.101 on node-2) is routed from here: the re-commit brings its bindings too
-      `\t\t${stray(1, 'other')}`,
+      `\t\t${stray('other')}`,
       '\t}',
       '}',
       '',
@@ -877,14 +897,14 @@ describe("the takeover window: a new holder's own pods make no entry of their ow
       renderTakeoverWindow(both, changedPairs(steeredPairs(before), both))!
         .split('\n')
         .filter((l) => l.includes('takeover window')),
-    ).toEqual([`\t\t${win(0, 'egress')}`, `\t\t${win(1, 'other')}`]);
+    ).toEqual([`\t\t${win('egress')}`, `\t\t${win('other')}`]);
   });
 
   it('a change that makes pairs local without a re-commit holds only the segments of entries a reply made (session 38)', () => {
     const before = computeGatewayPlan(input('node-1', { '192.168.1.100': 'node-2', '192.168.1.101': 'node-2' }));
     const after = computeGatewayPlan(input('node-1', { '192.168.1.100': 'node-1', '192.168.1.101': 'node-2' }));
     const w = renderChangeoverWindow(after, changedPairs(steeredPairs(before), after))!;
-    expect(w.split('\n').filter((l) => l.startsWith('\t\t') && !l.includes('type filter'))).toEqual([`\t\t${replyMade(0, 'egress')}`]);
+    expect(w.split('\n').filter((l) => l.startsWith('\t\t') && !l.includes('type filter'))).toEqual([`\t\t${replyMade('egress')}`]);
     // the same chain, so the same command ends it
     expect(w).toContain('chain takeover_window {');
     // a change that makes nothing local (routed to another holder): no window
@@ -903,7 +923,7 @@ describe("the takeover window: a new holder's own pods make no entry of their ow
       renderTakeoverWindow(routed, changed)!
         .split('\n')
         .filter((l) => l.startsWith('\t\t') && !l.includes('type filter')),
-    ).toEqual([`\t\t${stray(0, 'egress')}`, `\t\t${stray(1, 'other')}`]);
+    ).toEqual([`\t\t${stray('egress')}`, `\t\t${stray('other')}`]);
     expect(() => renderTakeoverWindow(routed, changed, { uplink: 'eth0; drop' })).toThrow(/invalid interface name/);
   });
 

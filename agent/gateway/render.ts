@@ -10,11 +10,12 @@
  *
  * table ip egresslab_gw
  *   set podcidrs            this node's pod CIDRs
- *   set pN_src/pN_all/pN_dst  policy N (by name): matched pod IPs here / everywhere, destinationCIDRs
+ *   set clusterpods         every pod CIDR of the cluster (this node's and its peers')
+ *   set pN_src/pN_all/pN_dst  policy N (pN: p_<its name>, policySetPrefix): matched pod IPs here / everywhere, destinationCIDRs
  *   chain prerouting   filter, prerouting, mangle-10 (-160):
  *       iifname <uplink> ip saddr @pN_all ip daddr @pN_dst  mark |= forward-ok   (holder only)
  *       iifname <uplink> ip saddr @pN_dst ip daddr @pN_src <mid-stream, no entry> return  (routed pairs)
- *       iifname <uplink> ip daddr @podcidrs ip saddr != <cluster pods> <mid-stream, no entry> drop   (no NAT would see the answers)
+ *       iifname <uplink> ip daddr @podcidrs ip saddr != @clusterpods <mid-stream, no entry> drop   (no NAT would see the answers)
  *       iifname <uplink> return                                  then pod traffic only
  *       ip saddr vmap { <isolated pod> : jump np_K }          NetworkPolicy egress FIRST
  *       ip saddr @pN_src ip daddr @pN_dst  mark->holder  accept | mark bypass accept | drop
@@ -38,6 +39,7 @@
  *   set alive           owned IPs, with a 1 s timeout the agent refreshes every 200 ms
  *   chain output        arp saddr ip @floating arp saddr ip != @alive drop
  */
+import { createHash } from 'node:crypto';
 import { EGRESS_GW_BYPASS_MARK, EGRESS_GW_BYPASS_MASK } from '../masq/constants.js';
 import { coveringCidrList, formatIPv4, maskOf, overlaps, parseCidr4 } from '../../lib/net/addresses.js';
 import {
@@ -162,8 +164,27 @@ function netpolChain(name: string, pod: NetpolPod, sets: string[]): { text: stri
   return { text: `\tchain ${name} {\n${lines.map((l) => `\t\t${l}\n`).join('')}\t}\n`, rules: lines.length };
 }
 
-function policyPrerouting(i: number, p: PolicyPlan): string {
-  const match = `ip saddr @p${i}_src ip daddr @p${i}_dst`;
+/**
+ * The prefix of a policy's sets and guard chain (`<prefix>_src`, `_all`, `_dst`, `_guard`): named
+ * after the policy, not its position among the plan's policies (sorted by name). By position, a
+ * policy added or deleted before another renamed every later policy's sets, so that apply created
+ * them anew, and an interval set created in a transaction misses lookups for a moment
+ * (agent/host/nft-replace.ts): a packet of the later policy's pods that missed its `_dst` set was
+ * neither marked for its gateway nor caught by the guard, and left masqueraded with the node IP.
+ * A Kubernetes object name of up to 63 characters (lower-case letters, digits, '-', '.') is a valid
+ * nft identifier after `p_`; a transition plan's `<name>~leaving` (renderTransition) writes its `~`
+ * as `/`, which no object name has. Any other name gets `ph_` and a hash of it (the forms cannot
+ * meet).
+ */
+export function policySetPrefix(name: string): string {
+  const m = /^([a-z0-9][a-z0-9.-]{0,62})(~leaving)?$/.exec(name);
+  if (m) return `p_${m[1]}${m[2] ? '/leaving' : ''}`;
+  return `ph_${createHash('sha256').update(name).digest('hex').slice(0, 16)}`;
+}
+
+function policyPrerouting(p: PolicyPlan): string {
+  const k = policySetPrefix(p.name);
+  const match = `ip saddr @${k}_src ip daddr @${k}_dst`;
   const keep = hex8(~(GW_MARK_MASK | EGRESS_GW_BYPASS_MASK) >>> 0);
   switch (p.action) {
     case 'route':
@@ -180,14 +201,22 @@ const MID_STREAM = 'ct state new tcp flags & (syn | ack) != syn';
 
 /**
  * The drop of a mid-stream TCP segment from the uplink to one of `own` pod CIDRs that conntrack
- * has no entry for, from anything but the cluster's pods (renderGateway; the boot guard has it
- * too, so nothing is picked up before the agent's first apply either). Null without pod CIDRs.
+ * has no entry for, from anything but the cluster's pods (`clusterPods`: a set reference or an
+ * inline set; renderGateway; the boot guard has it too, so nothing is picked up before the agent's
+ * first apply either). Null without pod CIDRs.
  */
-function pickupDrop(own: readonly string[], peers: readonly string[], uplink: string, daddr = '@podcidrs'): string | null {
+function pickupDrop(own: readonly string[], uplink: string, daddr: string, clusterPods: string): string | null {
   if (!own.length) return null;
-  // no two elements may overlap in an nft set ("conflicting intervals"): a peer's pod CIDR that
-  // repeats or contains another would fail the whole transaction
-  return `iifname "${uplink}" ip daddr ${daddr} ip saddr != { ${coveringCidrList([...own, ...peers]).join(', ')} } ${MID_STREAM} counter drop ${comment('mid-stream segment to a local pod without a conntrack entry: no NAT would judge its answers')}`;
+  return `iifname "${uplink}" ip daddr ${daddr} ip saddr != ${clusterPods} ${MID_STREAM} counter drop ${comment('mid-stream segment to a local pod without a conntrack entry: no NAT would judge its answers')}`;
+}
+
+/**
+ * Every pod CIDR of the cluster, as the elements of an interval set: no two elements may overlap
+ * in one ("conflicting intervals"), so a peer's pod CIDR that repeats or contains another would
+ * fail the whole transaction.
+ */
+function clusterPodCidrs(own: readonly string[], peers: readonly string[]): string[] {
+  return coveringCidrList([...own, ...peers]);
 }
 
 /**
@@ -206,9 +235,10 @@ function strayReplyDrop(dst: string, src: string, name: string, uplink: string):
   return `iifname "${uplink}" ip saddr ${dst} ip daddr ${src} ${MID_STREAM} counter drop ${comment(`policy ${name}: reply de-NATed by another kernel`)}`;
 }
 
-/** strayReplyDrop of policy `i` of the plan a table was rendered from: its destination and source sets. */
-function strayReplyDropOf(i: number, name: string, uplink: string): string {
-  return strayReplyDrop(`@p${i}_dst`, `@p${i}_src`, name, uplink);
+/** strayReplyDrop of a policy of the plan a table was rendered from: its destination and source sets. */
+function strayReplyDropOf(name: string, uplink: string): string {
+  const k = policySetPrefix(name);
+  return strayReplyDrop(`@${k}_dst`, `@${k}_src`, name, uplink);
 }
 
 /**
@@ -226,11 +256,11 @@ function strayReplyDropOf(i: number, name: string, uplink: string): string {
  * agent restarted, one core busy, 2 runs of 5). Inserted rules go with the table when the final
  * ruleset replaces it. Null when no policy has a pod of this node.
  *
- * `plan` is the plan of the current table (its sets are referenced by index). An agent that has
+ * `plan` is the plan of the current table (its sets are referenced by name). An agent that has
  * none yet (just restarted) still has connections of its own: the previous agent left the datapath
  * and conntrackd as they were, and its pods' flows go on through the old holder. The rules are then
- * rendered from `next` with the addresses written out, not the table's sets (whose indices belong to
- * the previous agent's plan). Without them (session 36, the same scenario): node-3's agent
+ * rendered from `next` with the addresses written out, not the table's sets (they belong to the
+ * previous agent's plan). Without them (session 36, the same scenario): node-3's agent
  * restarted, its kernel kept de-NATing the replies of node-2's pod and forwarding them to node-2,
  * whose own restarted agent took the IP and committed without the drop; two of the pod's
  * connections were reset at the far end during that commit.
@@ -242,7 +272,7 @@ export function renderStrayReplyFence(plan: GatewayPlan | null, opts: { uplink?:
   let lines: string[];
   if (plan)
     lines = plan.policies
-      .map((p, i) => (!p.snatHere && p.localSources.length ? `insert rule ip ${table} prerouting ${strayReplyDropOf(i, p.name, uplink)}` : null))
+      .map((p) => (!p.snatHere && p.localSources.length ? `insert rule ip ${table} prerouting ${strayReplyDropOf(p.name, uplink)}` : null))
       .filter((x): x is string => x !== null);
   else if (opts.next)
     lines = opts.next.policies
@@ -287,17 +317,18 @@ export function renderTakeoverWindow(
   if (!IFNAME.test(uplink)) throw new Error(`invalid interface name ${JSON.stringify(uplink)}`);
   if (!changed.length) return null;
   const rules: string[] = [];
-  plan.policies.forEach((p, i) => {
+  plan.policies.forEach((p) => {
     if (!p.snatHere) {
-      if (p.localSources.length) rules.push(strayReplyDropOf(i, p.name, uplink));
+      if (p.localSources.length) rules.push(strayReplyDropOf(p.name, uplink));
       return;
     }
     const srcs = changedSources(p, changed);
     if (!srcs.length) return;
     // the policy's own sets (same table, same transaction): its other pairs were SNATed here
     // before and have their entries, so the wider match costs nothing
-    rules.push(`ip saddr @p${i}_src ip daddr @p${i}_dst ${MID_STREAM} counter drop ${comment(`policy ${p.name}: takeover window, binding not committed yet`)}`);
-    rules.push(replyMadeDrop(i, p.name, srcs));
+    const k = policySetPrefix(p.name);
+    rules.push(`ip saddr @${k}_src ip daddr @${k}_dst ${MID_STREAM} counter drop ${comment(`policy ${p.name}: takeover window, binding not committed yet`)}`);
+    rules.push(replyMadeDrop(p.name, srcs));
   });
   return windowChain(table, rules);
 }
@@ -318,9 +349,9 @@ function windowChain(table: string, rules: readonly string[]): string | null {
  * that already held its IP). Dropped while the window lasts: the pod retransmits into the entry its
  * next segment makes after the flush, SNATed.
  */
-function replyMadeDrop(i: number, name: string, srcs: readonly string[]): string {
+function replyMadeDrop(name: string, srcs: readonly string[]): string {
   // only the sources of changed pairs: the policy's other pods' inbound connections keep their answers
-  return `ip saddr { ${srcs.join(', ')} } ip daddr @p${i}_dst ct direction reply counter drop ${comment(`policy ${name}: entry made by a reply while routed (no NAT), flushed next`)}`;
+  return `ip saddr { ${srcs.join(', ')} } ip daddr @${policySetPrefix(name)}_dst ct direction reply counter drop ${comment(`policy ${name}: entry made by a reply while routed (no NAT), flushed next`)}`;
 }
 
 /** The local sources of policy `p` that have a changed pair in it (each once, in `changed`'s order). */
@@ -339,9 +370,9 @@ function changedSources(p: PolicyPlan, changed: readonly { src: string; dst: str
  */
 export function renderChangeoverWindow(plan: GatewayPlan, changed: readonly { src: string; dst: string }[], opts: { tableName?: string } = {}): string | null {
   const rules: string[] = [];
-  plan.policies.forEach((p, i) => {
+  plan.policies.forEach((p) => {
     const srcs = p.snatHere ? changedSources(p, changed) : [];
-    if (srcs.length) rules.push(replyMadeDrop(i, p.name, srcs));
+    if (srcs.length) rules.push(replyMadeDrop(p.name, srcs));
   });
   return windowChain(opts.tableName ?? GW_TABLE, rules);
 }
@@ -351,17 +382,18 @@ export function renderTakeoverWindowEnd(opts: { tableName?: string } = {}): stri
   return `delete chain ip ${opts.tableName ?? GW_TABLE} ${TAKEOVER_WINDOW_CHAIN}\n`;
 }
 
-function policyGuard(i: number, p: PolicyPlan): string {
+function policyGuard(p: PolicyPlan): string {
+  const k = policySetPrefix(p.name);
   const lines: string[] = [];
   if (p.snatHere) lines.push(`ip saddr ${p.egressSourceIP} accept`);
   // A marked packet may leave un-NATed only when it is really routed to the holder: if the
   // holder's routing table were missing for a moment, the lookup would fall through to the main
   // table and the packet would reach the router with the pod IP (a leak seen in a kill scenario).
   if (p.action === 'route' && p.mark !== null && p.holderIP) {
-    lines.push(`meta mark & ${hex8(GW_MARK_MASK)} == ${hex8(p.mark & GW_MARK_MASK)} rt ip nexthop ${p.holderIP} ip saddr @p${i}_all accept`);
+    lines.push(`meta mark & ${hex8(GW_MARK_MASK)} == ${hex8(p.mark & GW_MARK_MASK)} rt ip nexthop ${p.holderIP} ip saddr @${k}_all accept`);
   }
   lines.push(`counter drop ${comment(`guard ${p.name}: would leave with a source other than ${p.egressSourceIP}`)}`);
-  return `\tchain p${i}_guard {\n${lines.map((l) => `\t\t${l}\n`).join('')}\t}\n`;
+  return `\tchain ${k}_guard {\n${lines.map((l) => `\t\t${l}\n`).join('')}\t}\n`;
 }
 
 export function renderGateway(plan: GatewayPlan, opts: RenderOptions = {}): RenderedGateway {
@@ -377,21 +409,25 @@ export function renderGateway(plan: GatewayPlan, opts: RenderOptions = {}): Rend
   out += `table ip ${table} {\n`;
   out += `${t}${comment(`egresslab egress gateway (${plan.node})`)}\n`;
   out += `${t}set podcidrs { type ipv4_addr; flags interval;${elements(plan.podCIDRs)} }\n`;
-  plan.policies.forEach((p, i) => {
-    out += `${t}set p${i}_src { type ipv4_addr;${elements(p.localSources)} }\n`;
-    out += `${t}set p${i}_all { type ipv4_addr;${elements(p.allSources)} }\n`;
-    out += `${t}set p${i}_dst { type ipv4_addr; flags interval;${elements(p.destinations)} }\n`;
-  });
+  // named, refilled in place like every set here: written inline in its rule, it was a new set at
+  // every apply, and a new interval set misses lookups for a moment (agent/host/nft-replace.ts)
+  out += `${t}set clusterpods { type ipv4_addr; flags interval;${elements(clusterPodCidrs(plan.podCIDRs, plan.peerPodCIDRs))} }\n`;
+  for (const p of plan.policies) {
+    const k = policySetPrefix(p.name);
+    out += `${t}set ${k}_src { type ipv4_addr;${elements(p.localSources)} }\n`;
+    out += `${t}set ${k}_all { type ipv4_addr;${elements(p.allSources)} }\n`;
+    out += `${t}set ${k}_dst { type ipv4_addr; flags interval;${elements(p.destinations)} }\n`;
+  }
 
   // prerouting: NetworkPolicy, then egress selection (mark / bypass / fail-closed drop)
   // the holder marks what egress_snat will SNAT among the traffic forwarded to it: the forward
   // fence (ip rules) blackholes other nodes' pod traffic forwarded without that mark
-  const pre: string[] = plan.policies.flatMap((p, i) => (p.snatHere ? [strayReplyDropOf(i, p.name, uplink)] : []));
+  const pre: string[] = plan.policies.flatMap((p) => (p.snatHere ? [strayReplyDropOf(p.name, uplink)] : []));
   pre.push(
     ...plan.policies
-      .map((p, i) =>
+      .map((p) =>
         p.snatHere
-          ? `iifname "${uplink}" ip saddr @p${i}_all ip daddr @p${i}_dst meta mark set meta mark | ${hex8(GW_FORWARD_OK_MARK)} ${comment(`policy ${p.name}: forwarded, SNAT here`)}`
+          ? `iifname "${uplink}" ip saddr @${policySetPrefix(p.name)}_all ip daddr @${policySetPrefix(p.name)}_dst meta mark set meta mark | ${hex8(GW_FORWARD_OK_MARK)} ${comment(`policy ${p.name}: forwarded, SNAT here`)}`
           : null,
       )
       .filter((x): x is string => x !== null),
@@ -410,10 +446,11 @@ export function renderGateway(plan: GatewayPlan, opts: RenderOptions = {}): Rend
   // Not from the cluster's pods: pod-to-pod traffic is never NATed, and its connections must
   // survive a flush of a pair (conntrackFlushArgs deletes a 0.0.0.0/0 policy's entries towards the
   // pod from every source) by being picked up again.
-  plan.policies.forEach((p, i) => {
-    if (p.action === 'route' && p.localSources.length) pre.push(`iifname "${uplink}" ip saddr @p${i}_dst ip daddr @p${i}_src ${MID_STREAM} return`);
-  });
-  const pickup = pickupDrop(plan.podCIDRs, plan.peerPodCIDRs, uplink);
+  for (const p of plan.policies) {
+    const k = policySetPrefix(p.name);
+    if (p.action === 'route' && p.localSources.length) pre.push(`iifname "${uplink}" ip saddr @${k}_dst ip daddr @${k}_src ${MID_STREAM} return`);
+  }
+  const pickup = pickupDrop(plan.podCIDRs, uplink, '@podcidrs', '@clusterpods');
   if (pickup) pre.push(pickup);
   pre.push(`iifname "${uplink}" return ${comment('only traffic of local pods')}`, `ip saddr != @podcidrs return`);
   const npChains: string[] = [];
@@ -427,7 +464,7 @@ export function renderGateway(plan: GatewayPlan, opts: RenderOptions = {}): Rend
       ruleCount += c.rules;
     });
   }
-  plan.policies.forEach((p, i) => pre.push(policyPrerouting(i, p)));
+  for (const p of plan.policies) pre.push(policyPrerouting(p));
   out += `${t}chain prerouting {\n${t}${t}type filter hook prerouting priority ${PRIO_PREROUTING}; policy accept;\n`;
   for (const l of pre) out += `${t}${t}${l}\n`;
   out += `${t}}\n`;
@@ -443,9 +480,9 @@ export function renderGateway(plan: GatewayPlan, opts: RenderOptions = {}): Rend
   // 192.168.1.100, in chaos-2 too, 0.0.0.0/0 via node-3: nothing reached 8.8.8.8 for 20 s)
   const steeredAway = `meta mark & ${hex8(GW_MARK_MASK)} == ${hex8(0)}`;
   const snat = plan.policies
-    .map((p, i) =>
+    .map((p) =>
       p.snatHere
-        ? `oifname "${uplink}" ${steeredAway} ip saddr @p${i}_all ip daddr @p${i}_dst counter snat to ${p.egressSourceIP} ${comment(`policy ${p.name}`)}`
+        ? `oifname "${uplink}" ${steeredAway} ip saddr @${policySetPrefix(p.name)}_all ip daddr @${policySetPrefix(p.name)}_dst counter snat to ${p.egressSourceIP} ${comment(`policy ${p.name}`)}`
         : null,
     )
     .filter((x): x is string => x !== null);
@@ -456,12 +493,14 @@ export function renderGateway(plan: GatewayPlan, opts: RenderOptions = {}): Rend
   // guard: after all NAT, nothing matched leaves the uplink with a wrong source
   out += `${t}chain guard {\n${t}${t}type filter hook postrouting priority ${PRIO_GUARD}; policy accept;\n`;
   out += `${t}${t}oifname != "${uplink}" return\n`;
-  plan.policies.forEach((_p, i) => (out += `${t}${t}ct direction original ct original ip saddr @p${i}_all ct original ip daddr @p${i}_dst jump p${i}_guard\n`));
+  for (const k of plan.policies.map((p) => policySetPrefix(p.name)))
+    out += `${t}${t}ct direction original ct original ip saddr @${k}_all ct original ip daddr @${k}_dst jump ${k}_guard\n`;
   // a packet conntrack has no entry for (a FIN or RST of a flow whose binding this node never got,
   // e.g. after a takeover: state invalid) is neither SNATed nor seen by the rule above: judged by
   // its own addresses (no NAT touched it). Seen in the failover scenario: FIN retransmissions of a
   // pod reached the internet with the pod IP after the holder was killed.
-  plan.policies.forEach((_p, i) => (out += `${t}${t}ct state invalid,untracked ip saddr @p${i}_all ip daddr @p${i}_dst jump p${i}_guard\n`));
+  for (const k of plan.policies.map((p) => policySetPrefix(p.name)))
+    out += `${t}${t}ct state invalid,untracked ip saddr @${k}_all ip daddr @${k}_dst jump ${k}_guard\n`;
   // ... and a local pod's packet conntrack declares invalid that no policy judged (its pair left
   // every policy, or never was in one) is dropped: no NAT ever sees it, so it would leave with the
   // pod IP whatever the masquerade module decided for its flow. Seen after a policy's deletion: the
@@ -471,7 +510,7 @@ export function renderGateway(plan: GatewayPlan, opts: RenderOptions = {}): Rend
   // policy's own invalid rule above was gone. kube-proxy drops conntrack-invalid traffic likewise.
   out += `${t}${t}ct state invalid ip saddr @podcidrs counter drop ${comment('conntrack-invalid pod packet: no NAT decided its source')}\n`;
   out += `${t}}\n`;
-  plan.policies.forEach((p, i) => (out += policyGuard(i, p)));
+  for (const p of plan.policies) out += policyGuard(p);
   // local stack silence: a floating IP is only ever NATed here, nothing listens on it. A reply
   // that conntrack does not de-NAT (its entry not there yet, or judged out of window just after a
   // takeover) would otherwise reach this node's own TCP stack, which answers RST and kills the
@@ -559,7 +598,7 @@ export function renderBootGuard(ownPodCIDRs: readonly string[], peerPodCIDRs: re
     '  }',
     '  chain prerouting {',
     `    type filter hook prerouting priority ${PRIO_PREROUTING}; policy accept;`,
-    `    ${pickupDrop(ownPodCIDRs, peerPodCIDRs, uplink, `{ ${coveringCidrList(ownPodCIDRs).join(', ')} }`)}`,
+    `    ${pickupDrop(ownPodCIDRs, uplink, `{ ${coveringCidrList(ownPodCIDRs).join(', ')} }`, `{ ${clusterPodCidrs(ownPodCIDRs, peerPodCIDRs).join(', ')} }`)}`,
     '  }',
     '}',
     '',

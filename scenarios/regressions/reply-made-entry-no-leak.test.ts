@@ -79,7 +79,7 @@ describe('chaos regression: a pod relabelled out of its policy, its node entry m
         what: `${NODE}'s gateway ruleset without ${POD_IP} (the final plan, after the transition)`,
         timeoutMs: 15_000,
         intervalMs: 50,
-        accept: (t) => t.includes('set p0_src') && !t.includes(POD_IP),
+        accept: (t) => t.includes('set p_egress_src') && !t.includes(POD_IP),
       });
       await lab.exec(NODE, ['touch', GO]);
       // a line every 300 ms until the connection ends (the far end does not know the masquerade's
