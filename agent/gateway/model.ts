@@ -201,7 +201,7 @@ export function computeGatewayPlan(input: ModelInput): GatewayPlan {
   const seenSourceIP = new Map<string, string>();
   const policies: PolicyPlan[] = [];
   for (const pol of [...input.policies].sort(byName)) {
-    // no two overlapping: p<N>_dst is an nft interval set, which refuses overlapping elements (a
+    // no two overlapping: p_<name>_dst is an nft interval set, which refuses overlapping elements (a
     // policy listing 172.16.100.0/24 and 0.0.0.0/0 made every node's apply fail: chaos seed 2)
     const usable = pol.destinationCIDRs.filter((c) => parseCidr4(c, false).ok);
     const destinations = coveringCidrList(usable);

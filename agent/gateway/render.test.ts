@@ -8,7 +8,7 @@ import { EGRESS_GW_BYPASS_MARK, EGRESS_GW_BYPASS_MASK } from '../masq/constants.
 import { renderMasqRuleset } from '../masq/render.js';
 import { afterCommit, inPlaceReplace } from '../host/nft-replace.js';
 import { BOOT_GUARD_TABLE } from './constants.js';
-import { computeGatewayPlan, type GatewayPlan, type ModelInput } from './model.js';
+import { computeGatewayPlan, type GatewayPlan, type ModelInput, type PolicyPlan } from './model.js';
 import {
   addressCommands,
   changedPairs,
@@ -28,6 +28,7 @@ import {
   parseIpRules,
   parseRouteTables,
   policySetPrefix,
+  setPrefixes,
   renderAliveRefresh,
   renderBootFence,
   renderBootGuard,
@@ -98,6 +99,16 @@ describe('policySetPrefix: the sets and guard chain of a policy are named after 
     for (const k of odd) expect(k).toMatch(/^ph_[0-9a-f]{16}$/);
     expect(new Set(odd).size).toBe(odd.length);
     expect(policySetPrefix('x'.repeat(63))).toBe(`p_${'x'.repeat(63)}`);
+  });
+});
+
+describe("setPrefixes: a leaving entry takes its policy's sets when the policy is gone", () => {
+  const plan = (name: string) => ({ name }) as PolicyPlan;
+  it('the deleted policy p_<name>; a policy still there keeps its own, its leaving pairs p_<name>/leaving', () => {
+    const deleted = [plan('other'), plan('egress~leaving')];
+    expect(deleted.map(setPrefixes(deleted))).toEqual(['p_other', 'p_egress']);
+    const relabelled = [plan('egress'), plan('other'), plan('egress~leaving')];
+    expect(relabelled.map(setPrefixes(relabelled))).toEqual(['p_egress', 'p_other', 'p_egress/leaving']);
   });
 });
 
@@ -675,14 +686,40 @@ describe('leaving gateway treatment: fail closed until the old conntrack entries
     expect(extra).toMatchObject([
       { name: 'egress~leaving', action: 'drop', localSources: ['10.10.10.1'], destinations: ['8.8.8.0/24', '9.9.9.9/32'], snatHere: false },
     ]);
-    // its sets and guard: p_ and its name, the ~ written as / (no object name has one)
+    // the deleted policy's own sets and guard chain, refilled with its leaving pairs in place: none
+    // created (a created interval set misses lookups for a moment; a missed leaving pair's packet
+    // would go by its old entry, un-NATed, unjudged)
     const pre = chain(renderGateway(t).ruleset, 'prerouting');
-    expect(pre.some((l) => l.startsWith('ip saddr @p_egress/leaving_src ip daddr @p_egress/leaving_dst counter drop'))).toBe(true);
-    expect(chain(renderGateway(t).ruleset, 'p_egress/leaving_guard').join('\n')).toMatch(/^\s*counter drop/);
+    expect(pre.some((l) => l.startsWith('ip saddr @p_egress_src ip daddr @p_egress_dst counter drop'))).toBe(true);
+    expect(chain(renderGateway(t).ruleset, 'p_egress_guard').join('\n')).toMatch(/^\s*counter drop/);
+    const refill = inPlaceReplace(renderGateway(t).ruleset, afterCommit(new Map(), renderGateway(a).ruleset));
+    for (const set of ['p_egress_src', 'p_egress_all', 'p_egress_dst']) expect(refill).toContain(`flush set ip egresslab_gw ${set}\n`);
+    // no set of the transition's table is created: each one was in the last table
+    const sets = [...renderGateway(t).ruleset.matchAll(/^\tset (\S+) \{/gm)].map((m) => m[1]!);
+    expect(sets.filter((x) => !new RegExp(`^flush set (ip|arp) egresslab_gw ${x.replace(/[./]/g, '\\$&')}$`, 'm').test(refill))).toEqual([]);
     expect(leavingPairs(t, next)).toEqual([
       { src: '10.10.10.1', dst: '8.8.8.0/24' },
       { src: '10.10.10.1', dst: '9.9.9.9/32' },
     ]);
+  });
+
+  it('a policy that keeps some pairs: its leaving pairs fill the empty sets every table has for them, none is created', () => {
+    const base = input('node-1', { '192.168.1.100': 'node-2' });
+    // egress loses 9.9.9.9/32: the pair 10.10.10.1 > 9.9.9.9/32 leaves, the policy stays
+    const next = computeGatewayPlan({ ...base, policies: base.policies.map((p) => (p.name === 'egress' ? { ...p, destinationCIDRs: ['8.8.8.0/24'] } : p)) });
+    const t = transitionPlan(a, next)!;
+    expect(t.policies.map((p) => p.name)).toEqual(['egress', 'other', 'egress~leaving']);
+    const before = renderGateway(a).ruleset;
+    expect(before).toContain('set p_egress/leaving_dst { type ipv4_addr; flags interval; }');
+    const during = renderGateway(t).ruleset;
+    expect(during).toContain('set p_egress/leaving_dst { type ipv4_addr; flags interval; elements = { 9.9.9.9/32 } }');
+    expect(chain(during, 'prerouting')).toContain(
+      'ip saddr @p_egress/leaving_src ip daddr @p_egress/leaving_dst counter drop comment "policy egress~leaving: fail-closed (leaving the policy: dropped until its conntrack entries are flushed)"',
+    );
+    const refill = inPlaceReplace(during, afterCommit(new Map(), before));
+    const sets = [...during.matchAll(/^\tset (\S+) \{/gm)].map((m) => m[1]!);
+    expect(sets).toContain('p_egress/leaving_src');
+    expect(sets.filter((x) => !new RegExp(`^flush set (ip|arp) egresslab_gw ${x.replace(/[./]/g, '\\$&')}$`, 'm').test(refill))).toEqual([]);
   });
 
   it('after the last policy is deleted, a local pod packet conntrack declares invalid is still dropped (no NAT would give it a source)', () => {

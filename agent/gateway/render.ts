@@ -164,6 +164,9 @@ function netpolChain(name: string, pod: NetpolPod, sets: string[]): { text: stri
   return { text: `\tchain ${name} {\n${lines.map((l) => `\t\t${l}\n`).join('')}\t}\n`, rules: lines.length };
 }
 
+/** The suffix of a transition plan's entry for a policy's leaving pairs (transitionPlan). */
+const LEAVING = '~leaving';
+
 /**
  * The prefix of a policy's sets and guard chain (`<prefix>_src`, `_all`, `_dst`, `_guard`): named
  * after the policy, not its position among the plan's policies (sorted by name). By position, a
@@ -171,10 +174,10 @@ function netpolChain(name: string, pod: NetpolPod, sets: string[]): { text: stri
  * them anew, and an interval set created in a transaction misses lookups for a moment
  * (agent/host/nft-replace.ts): a packet of the later policy's pods that missed its `_dst` set was
  * neither marked for its gateway nor caught by the guard, and left masqueraded with the node IP.
- * A Kubernetes object name of up to 63 characters (lower-case letters, digits, '-', '.') is a valid
- * nft identifier after `p_`; a transition plan's `<name>~leaving` (renderTransition) writes its `~`
- * as `/`, which no object name has. Any other name gets `ph_` and a hash of it (the forms cannot
- * meet).
+ * A name of lower-case letters, digits, '-' and '.' of up to 63 characters (longer object names
+ * are allowed, up to 253) is a valid nft identifier after `p_`; a transition plan's
+ * `<name>~leaving` (transitionPlan) writes its `~` as `/`, which no object name has. Any other
+ * name, a longer one included, gets `ph_` and a hash of it (the two forms cannot meet).
  */
 export function policySetPrefix(name: string): string {
   const m = /^([a-z0-9][a-z0-9.-]{0,62})(~leaving)?$/.exec(name);
@@ -182,8 +185,35 @@ export function policySetPrefix(name: string): string {
   return `ph_${createHash('sha256').update(name).digest('hex').slice(0, 16)}`;
 }
 
-function policyPrerouting(p: PolicyPlan): string {
-  const k = policySetPrefix(p.name);
+/**
+ * The set prefix of each policy of a plan. A transition plan's `<name>~leaving` entry for a policy
+ * that is gone from the plan (deleted: every pair leaves) takes that policy's own prefix: the sets
+ * the last table had for it are refilled with the leaving pairs in place, not created next to it
+ * (a created interval set misses lookups for a moment, and a leaving pair's packet that missed both
+ * the drop and the guard left by its old conntrack entry, un-NATed). Its prefix is
+ * `p_<name>/leaving` only while the policy itself is still in the plan (some of its pairs leave).
+ */
+export function setPrefixes(policies: readonly PolicyPlan[]): (p: PolicyPlan) => string {
+  const names = new Set(policies.map((p) => p.name));
+  const of = new Map<PolicyPlan, string>();
+  for (const p of policies) {
+    const base = p.name.endsWith(LEAVING) ? p.name.slice(0, -LEAVING.length) : null;
+    of.set(p, policySetPrefix(base !== null && !names.has(base) ? base : p.name));
+  }
+  return (p) => of.get(p) ?? policySetPrefix(p.name);
+}
+
+/**
+ * The leaving-pair prefixes (`p_<name>/leaving`) a table declares empty: one per policy of the plan
+ * that is not itself a leaving entry and whose leaving entry the plan does not have (that one
+ * declares its sets with its pairs).
+ */
+function standbyLeavingPrefixes(policies: readonly PolicyPlan[]): string[] {
+  const names = new Set(policies.map((p) => p.name));
+  return policies.filter((p) => !p.name.endsWith(LEAVING) && !names.has(`${p.name}${LEAVING}`)).map((p) => policySetPrefix(`${p.name}${LEAVING}`));
+}
+
+function policyPrerouting(p: PolicyPlan, k: string): string {
   const match = `ip saddr @${k}_src ip daddr @${k}_dst`;
   const keep = hex8(~(GW_MARK_MASK | EGRESS_GW_BYPASS_MASK) >>> 0);
   switch (p.action) {
@@ -235,9 +265,8 @@ function strayReplyDrop(dst: string, src: string, name: string, uplink: string):
   return `iifname "${uplink}" ip saddr ${dst} ip daddr ${src} ${MID_STREAM} counter drop ${comment(`policy ${name}: reply de-NATed by another kernel`)}`;
 }
 
-/** strayReplyDrop of a policy of the plan a table was rendered from: its destination and source sets. */
-function strayReplyDropOf(name: string, uplink: string): string {
-  const k = policySetPrefix(name);
+/** strayReplyDrop of a policy of the plan a table was rendered from: its destination and source sets (prefix `k`). */
+function strayReplyDropOf(k: string, name: string, uplink: string): string {
   return strayReplyDrop(`@${k}_dst`, `@${k}_src`, name, uplink);
 }
 
@@ -270,11 +299,12 @@ export function renderStrayReplyFence(plan: GatewayPlan | null, opts: { uplink?:
   if (!IFNAME.test(uplink)) throw new Error(`invalid interface name ${JSON.stringify(uplink)}`);
   const table = opts.tableName ?? GW_TABLE;
   let lines: string[];
-  if (plan)
+  if (plan) {
+    const k = setPrefixes(plan.policies);
     lines = plan.policies
-      .map((p) => (!p.snatHere && p.localSources.length ? `insert rule ip ${table} prerouting ${strayReplyDropOf(p.name, uplink)}` : null))
+      .map((p) => (!p.snatHere && p.localSources.length ? `insert rule ip ${table} prerouting ${strayReplyDropOf(k(p), p.name, uplink)}` : null))
       .filter((x): x is string => x !== null);
-  else if (opts.next)
+  } else if (opts.next)
     lines = opts.next.policies
       .filter((p) => p.localSources.length && p.destinations.length)
       .map(
@@ -317,18 +347,19 @@ export function renderTakeoverWindow(
   if (!IFNAME.test(uplink)) throw new Error(`invalid interface name ${JSON.stringify(uplink)}`);
   if (!changed.length) return null;
   const rules: string[] = [];
+  const prefixOf = setPrefixes(plan.policies);
   plan.policies.forEach((p) => {
     if (!p.snatHere) {
-      if (p.localSources.length) rules.push(strayReplyDropOf(p.name, uplink));
+      if (p.localSources.length) rules.push(strayReplyDropOf(prefixOf(p), p.name, uplink));
       return;
     }
     const srcs = changedSources(p, changed);
     if (!srcs.length) return;
     // the policy's own sets (same table, same transaction): its other pairs were SNATed here
     // before and have their entries, so the wider match costs nothing
-    const k = policySetPrefix(p.name);
+    const k = prefixOf(p);
     rules.push(`ip saddr @${k}_src ip daddr @${k}_dst ${MID_STREAM} counter drop ${comment(`policy ${p.name}: takeover window, binding not committed yet`)}`);
-    rules.push(replyMadeDrop(p.name, srcs));
+    rules.push(replyMadeDrop(k, p.name, srcs));
   });
   return windowChain(table, rules);
 }
@@ -349,9 +380,9 @@ function windowChain(table: string, rules: readonly string[]): string | null {
  * that already held its IP). Dropped while the window lasts: the pod retransmits into the entry its
  * next segment makes after the flush, SNATed.
  */
-function replyMadeDrop(name: string, srcs: readonly string[]): string {
+function replyMadeDrop(k: string, name: string, srcs: readonly string[]): string {
   // only the sources of changed pairs: the policy's other pods' inbound connections keep their answers
-  return `ip saddr { ${srcs.join(', ')} } ip daddr @${policySetPrefix(name)}_dst ct direction reply counter drop ${comment(`policy ${name}: entry made by a reply while routed (no NAT), flushed next`)}`;
+  return `ip saddr { ${srcs.join(', ')} } ip daddr @${k}_dst ct direction reply counter drop ${comment(`policy ${name}: entry made by a reply while routed (no NAT), flushed next`)}`;
 }
 
 /** The local sources of policy `p` that have a changed pair in it (each once, in `changed`'s order). */
@@ -370,9 +401,10 @@ function changedSources(p: PolicyPlan, changed: readonly { src: string; dst: str
  */
 export function renderChangeoverWindow(plan: GatewayPlan, changed: readonly { src: string; dst: string }[], opts: { tableName?: string } = {}): string | null {
   const rules: string[] = [];
+  const prefixOf = setPrefixes(plan.policies);
   plan.policies.forEach((p) => {
     const srcs = p.snatHere ? changedSources(p, changed) : [];
-    if (srcs.length) rules.push(replyMadeDrop(p.name, srcs));
+    if (srcs.length) rules.push(replyMadeDrop(prefixOf(p), p.name, srcs));
   });
   return windowChain(opts.tableName ?? GW_TABLE, rules);
 }
@@ -382,8 +414,7 @@ export function renderTakeoverWindowEnd(opts: { tableName?: string } = {}): stri
   return `delete chain ip ${opts.tableName ?? GW_TABLE} ${TAKEOVER_WINDOW_CHAIN}\n`;
 }
 
-function policyGuard(p: PolicyPlan): string {
-  const k = policySetPrefix(p.name);
+function policyGuard(p: PolicyPlan, k: string): string {
   const lines: string[] = [];
   if (p.snatHere) lines.push(`ip saddr ${p.egressSourceIP} accept`);
   // A marked packet may leave un-NATed only when it is really routed to the holder: if the
@@ -403,6 +434,7 @@ export function renderGateway(plan: GatewayPlan, opts: RenderOptions = {}): Rend
   const aliveMs = opts.aliveTimeoutMs ?? ARP_ALIVE_TIMEOUT_MS;
   const t = '\t';
   let ruleCount = 0;
+  const prefixOf = setPrefixes(plan.policies);
   let out = `# egresslab egress NAT gateway datapath for node ${plan.node}: one nft transaction\n`;
   out += dropTable('ip', table);
   out += dropTable('arp', table);
@@ -413,21 +445,29 @@ export function renderGateway(plan: GatewayPlan, opts: RenderOptions = {}): Rend
   // every apply, and a new interval set misses lookups for a moment (agent/host/nft-replace.ts)
   out += `${t}set clusterpods { type ipv4_addr; flags interval;${elements(clusterPodCidrs(plan.podCIDRs, plan.peerPodCIDRs))} }\n`;
   for (const p of plan.policies) {
-    const k = policySetPrefix(p.name);
+    const k = prefixOf(p);
     out += `${t}set ${k}_src { type ipv4_addr;${elements(p.localSources)} }\n`;
     out += `${t}set ${k}_all { type ipv4_addr;${elements(p.allSources)} }\n`;
     out += `${t}set ${k}_dst { type ipv4_addr; flags interval;${elements(p.destinations)} }\n`;
+  }
+  // Every policy's leaving sets exist, empty, before any transition needs them: a transition in
+  // which some of a policy's pairs leave (a pod relabelled, a destination removed) fills them in
+  // place instead of creating them (setPrefixes; a created interval set misses lookups for a moment).
+  for (const k of standbyLeavingPrefixes(plan.policies)) {
+    out += `${t}set ${k}_src { type ipv4_addr; }\n`;
+    out += `${t}set ${k}_all { type ipv4_addr; }\n`;
+    out += `${t}set ${k}_dst { type ipv4_addr; flags interval; }\n`;
   }
 
   // prerouting: NetworkPolicy, then egress selection (mark / bypass / fail-closed drop)
   // the holder marks what egress_snat will SNAT among the traffic forwarded to it: the forward
   // fence (ip rules) blackholes other nodes' pod traffic forwarded without that mark
-  const pre: string[] = plan.policies.flatMap((p) => (p.snatHere ? [strayReplyDropOf(p.name, uplink)] : []));
+  const pre: string[] = plan.policies.flatMap((p) => (p.snatHere ? [strayReplyDropOf(prefixOf(p), p.name, uplink)] : []));
   pre.push(
     ...plan.policies
       .map((p) =>
         p.snatHere
-          ? `iifname "${uplink}" ip saddr @${policySetPrefix(p.name)}_all ip daddr @${policySetPrefix(p.name)}_dst meta mark set meta mark | ${hex8(GW_FORWARD_OK_MARK)} ${comment(`policy ${p.name}: forwarded, SNAT here`)}`
+          ? `iifname "${uplink}" ip saddr @${prefixOf(p)}_all ip daddr @${prefixOf(p)}_dst meta mark set meta mark | ${hex8(GW_FORWARD_OK_MARK)} ${comment(`policy ${p.name}: forwarded, SNAT here`)}`
           : null,
       )
       .filter((x): x is string => x !== null),
@@ -447,7 +487,7 @@ export function renderGateway(plan: GatewayPlan, opts: RenderOptions = {}): Rend
   // survive a flush of a pair (conntrackFlushArgs deletes a 0.0.0.0/0 policy's entries towards the
   // pod from every source) by being picked up again.
   for (const p of plan.policies) {
-    const k = policySetPrefix(p.name);
+    const k = prefixOf(p);
     if (p.action === 'route' && p.localSources.length) pre.push(`iifname "${uplink}" ip saddr @${k}_dst ip daddr @${k}_src ${MID_STREAM} return`);
   }
   const pickup = pickupDrop(plan.podCIDRs, uplink, '@podcidrs', '@clusterpods');
@@ -464,7 +504,7 @@ export function renderGateway(plan: GatewayPlan, opts: RenderOptions = {}): Rend
       ruleCount += c.rules;
     });
   }
-  for (const p of plan.policies) pre.push(policyPrerouting(p));
+  for (const p of plan.policies) pre.push(policyPrerouting(p, prefixOf(p)));
   out += `${t}chain prerouting {\n${t}${t}type filter hook prerouting priority ${PRIO_PREROUTING}; policy accept;\n`;
   for (const l of pre) out += `${t}${t}${l}\n`;
   out += `${t}}\n`;
@@ -482,7 +522,7 @@ export function renderGateway(plan: GatewayPlan, opts: RenderOptions = {}): Rend
   const snat = plan.policies
     .map((p) =>
       p.snatHere
-        ? `oifname "${uplink}" ${steeredAway} ip saddr @${policySetPrefix(p.name)}_all ip daddr @${policySetPrefix(p.name)}_dst counter snat to ${p.egressSourceIP} ${comment(`policy ${p.name}`)}`
+        ? `oifname "${uplink}" ${steeredAway} ip saddr @${prefixOf(p)}_all ip daddr @${prefixOf(p)}_dst counter snat to ${p.egressSourceIP} ${comment(`policy ${p.name}`)}`
         : null,
     )
     .filter((x): x is string => x !== null);
@@ -493,14 +533,13 @@ export function renderGateway(plan: GatewayPlan, opts: RenderOptions = {}): Rend
   // guard: after all NAT, nothing matched leaves the uplink with a wrong source
   out += `${t}chain guard {\n${t}${t}type filter hook postrouting priority ${PRIO_GUARD}; policy accept;\n`;
   out += `${t}${t}oifname != "${uplink}" return\n`;
-  for (const k of plan.policies.map((p) => policySetPrefix(p.name)))
+  for (const k of plan.policies.map(prefixOf))
     out += `${t}${t}ct direction original ct original ip saddr @${k}_all ct original ip daddr @${k}_dst jump ${k}_guard\n`;
   // a packet conntrack has no entry for (a FIN or RST of a flow whose binding this node never got,
   // e.g. after a takeover: state invalid) is neither SNATed nor seen by the rule above: judged by
   // its own addresses (no NAT touched it). Seen in the failover scenario: FIN retransmissions of a
   // pod reached the internet with the pod IP after the holder was killed.
-  for (const k of plan.policies.map((p) => policySetPrefix(p.name)))
-    out += `${t}${t}ct state invalid,untracked ip saddr @${k}_all ip daddr @${k}_dst jump ${k}_guard\n`;
+  for (const k of plan.policies.map(prefixOf)) out += `${t}${t}ct state invalid,untracked ip saddr @${k}_all ip daddr @${k}_dst jump ${k}_guard\n`;
   // ... and a local pod's packet conntrack declares invalid that no policy judged (its pair left
   // every policy, or never was in one) is dropped: no NAT ever sees it, so it would leave with the
   // pod IP whatever the masquerade module decided for its flow. Seen after a policy's deletion: the
@@ -510,7 +549,7 @@ export function renderGateway(plan: GatewayPlan, opts: RenderOptions = {}): Rend
   // policy's own invalid rule above was gone. kube-proxy drops conntrack-invalid traffic likewise.
   out += `${t}${t}ct state invalid ip saddr @podcidrs counter drop ${comment('conntrack-invalid pod packet: no NAT decided its source')}\n`;
   out += `${t}}\n`;
-  for (const p of plan.policies) out += policyGuard(p);
+  for (const p of plan.policies) out += policyGuard(p, prefixOf(p));
   // local stack silence: a floating IP is only ever NATed here, nothing listens on it. A reply
   // that conntrack does not de-NAT (its entry not there yet, or judged out of window just after a
   // takeover) would otherwise reach this node's own TCP stack, which answers RST and kills the
@@ -1062,7 +1101,7 @@ export function transitionPlan(prev: GatewayPlan | null, next: GatewayPlan): Gat
     if (!srcs.size) continue;
     const sources = [...srcs];
     extra.push({
-      name: `${p.name}~leaving`,
+      name: `${p.name}${LEAVING}`,
       egressSourceIP: p.egressSourceIP,
       destinations: [...dsts],
       localSources: sources,

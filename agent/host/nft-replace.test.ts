@@ -42,7 +42,23 @@ describe('tableDefinitions', () => {
     const defs = tableDefinitions(gw('node-1'));
     expect(defs.map((d) => `${d.family} ${d.name}`)).toEqual(['ip egresslab_gw', 'arp egresslab_gw']);
     const ip = defs[0]!;
-    expect([...ip.sets.keys()]).toEqual(['podcidrs', 'clusterpods', 'p_fo-a_src', 'p_fo-a_all', 'p_fo-a_dst', 'p_fo-b_src', 'p_fo-b_all', 'p_fo-b_dst']);
+    expect([...ip.sets.keys()]).toEqual([
+      'podcidrs',
+      'clusterpods',
+      'p_fo-a_src',
+      'p_fo-a_all',
+      'p_fo-a_dst',
+      'p_fo-b_src',
+      'p_fo-b_all',
+      'p_fo-b_dst',
+      // empty until a transition fills them with the pairs leaving the policy (render.ts setPrefixes)
+      'p_fo-a/leaving_src',
+      'p_fo-a/leaving_all',
+      'p_fo-a/leaving_dst',
+      'p_fo-b/leaving_src',
+      'p_fo-b/leaving_all',
+      'p_fo-b/leaving_dst',
+    ]);
     expect(ip.sets.get('p_fo-a_dst')).toBe('set p_fo-a_dst { type ipv4_addr flags interval }');
     expect(ip.chains.get('prerouting')).toBe('type filter hook prerouting priority -160; policy accept;');
     expect(ip.chains.get('p_fo-a_guard')).toBe('');
@@ -115,6 +131,32 @@ const LISTED = `table ip egresslab_gw {
 \t\ttype ipv4_addr
 \t\tflags interval
 \t\telements = { 8.8.4.0/24 }
+\t}
+
+\tset p_fo-a/leaving_src {
+\t\ttype ipv4_addr
+\t}
+
+\tset p_fo-a/leaving_all {
+\t\ttype ipv4_addr
+\t}
+
+\tset p_fo-a/leaving_dst {
+\t\ttype ipv4_addr
+\t\tflags interval
+\t}
+
+\tset p_fo-b/leaving_src {
+\t\ttype ipv4_addr
+\t}
+
+\tset p_fo-b/leaving_all {
+\t\ttype ipv4_addr
+\t}
+
+\tset p_fo-b/leaving_dst {
+\t\ttype ipv4_addr
+\t\tflags interval
 \t}
 
 \tchain prerouting {

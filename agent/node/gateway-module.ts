@@ -216,7 +216,7 @@ export class GatewayModule implements NodeModule {
    * The plan the gateway table in the kernel was rendered from, when known: the transition plan
    * while one is in place, the last plan otherwise; null after a failed or partial program() and
    * for a just-started agent (its predecessor's table). A rule inserted into the table references
-   * its sets by index: they must be this plan's (renderStrayReplyFence).
+   * its sets by name: they must be this plan's (renderStrayReplyFence).
    */
   private tablePlan: GatewayPlan | null = null;
   /** what this node's pairs' conntrack entries were made under (render.ts treatmentsAfter) */
@@ -879,7 +879,7 @@ export class GatewayModule implements NodeModule {
       await this.host.nftApply(
         renderGateway(transit, { uplink: this.uplink, aliveTimeoutMs: 0 }).ruleset +
           // the transition table already makes the plan's new local pairs local: their reply-made
-          // entries' segments are held from here (its first policies are the plan's: same indices)
+          // entries' segments are held from here (its first policies are the plan's: the same sets)
           (renderChangeoverWindow(plan, flush) ?? '') +
           // only the IPs held already: one being taken is answered for after its conflict probe
           (this.aliveLine(transit.ownedIPs.map((o) => o.ip).filter((ip) => this.owned.has(ip))) ?? ''),
@@ -898,7 +898,7 @@ export class GatewayModule implements NodeModule {
     const unbind = misbound.map(bindingDeleteArgs);
     let committed = false;
     if (this.ctsync && taking.length) {
-      // rules inserted into the current table (by the index of ITS sets, or written out when its
+      // rules inserted into the current table (naming ITS sets, or written out when its
       // plan is not known); they must not outlive this program(): the final ruleset, which drops
       // them with the table, is applied below whatever else changed (a routed pair's fence left in
       // place would drop the replies that recover its connections after the commit's purge)
