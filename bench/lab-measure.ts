@@ -127,41 +127,75 @@ export function labProgramOf(cmdline: string): LabProgram {
   return 'other';
 }
 
+/** Where a lab's CPU went so far (ms). */
+export interface LabCpuSplit {
+  /** live processes' own CPU, by program (the wirer's left out) */
+  byProgram: Record<LabProgram, number>;
+  /** the wirer container's whole count: the wiring script and the commands it ran */
+  wiring: number;
+  /**
+   * processes that ended (the wirer's left out): what each container's cgroup counted beyond its
+   * live processes (execs, the cluster's readiness check, the commands the agents ran)
+   */
+  exited: number;
+  /** every lab container's count */
+  containers: number;
+}
+
+/** A live process's own CPU time in ms: its threads' run time (schedstat, ns), else its ticks (10 ms steps). */
+function processCpuMs(pid: string): number {
+  try {
+    let ns = 0;
+    for (const tid of readdirSync(`/proc/${pid}/task`)) ns += Number(readFileSync(`/proc/${pid}/task/${tid}/schedstat`, 'utf8').split(' ')[0]);
+    if (Number.isFinite(ns)) return ns / 1e6;
+  } catch {
+    // no schedstat (a kernel without CONFIG_SCHED_INFO), or the process ended: ticks below
+  }
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  // utime, stime (fields 14, 15): its own; its ended children are in the cgroup's count (exited)
+  return (Number(f[11]) + Number(f[12])) * 10;
+}
+
 /**
- * CPU time (ms) of a local engine's lab so far, from the host's /proc: every live process of the
- * lab's containers by program (agent, controller, the harness's helpers and responders, other live
- * processes), and `exited`: what the containers' cgroups counted beyond their live processes
- * (processes that ended: the wiring's commands, execs, the cluster's readiness check, tools the
- * agents ran); `byContainer`: each container's whole count. Null when the engine is not local or
+ * Prepares a reading of where a local engine's lab's CPU went (the engine's list of its containers,
+ * their cgroup files), and returns it: a synchronous reader, so that a caller can take it together
+ * with its other counters (machineBusyMs, process.cpuUsage) with nothing in between. Every live
+ * process of the lab's containers (the host's /proc) by program; the wirer's container as a whole;
+ * the rest of each container's count as processes that ended. Null when the engine is not local or
  * the files cannot be read.
  */
-export async function labProgramCpuMs(
-  labId: string,
-): Promise<{ byProgram: Record<LabProgram, number>; exited: number; containers: number; byContainer: Map<string, number> } | null> {
+export async function labCpuSplitReader(labId: string): Promise<(() => LabCpuSplit) | null> {
   const read = await labCpuReader(labId);
   if (!read) return null;
   const list = await docker().listContainers({ filters: { label: [`${LABEL.lab}=${labId}`] } });
-  const ids = list.map((c) => c.Id);
-  const byProgram: Record<LabProgram, number> = { agent: 0, controller: 0, helper: 0, responder: 0, other: 0 };
-  let live = 0;
-  for (const pid of readdirSync('/proc')) {
-    if (!/^\d+$/.test(pid)) continue;
-    try {
-      const cgroup = readFileSync(`/proc/${pid}/cgroup`, 'utf8');
-      if (!ids.some((id) => cgroup.includes(id))) continue;
-      const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-      const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-      // utime, stime (fields 14, 15): its own; what its ended children used is in the cgroup's count (exited)
-      const ms = (Number(f[11]) + Number(f[12])) * 10;
-      const program = labProgramOf(readFileSync(`/proc/${pid}/cmdline`, 'utf8').replace(/\0/g, ' '));
-      byProgram[program] += ms;
-      live += ms;
-    } catch {
-      // the process ended meanwhile
+  const keys = new Map(list.map((c) => [c.Id, keyOf(c.Names[0] ?? c.Id)]));
+  return () => {
+    const byProgram: Record<LabProgram, number> = { agent: 0, controller: 0, helper: 0, responder: 0, other: 0 };
+    const live = new Map<string, number>();
+    for (const pid of readdirSync('/proc')) {
+      if (!/^\d+$/.test(pid)) continue;
+      try {
+        const cgroup = readFileSync(`/proc/${pid}/cgroup`, 'utf8');
+        const id = [...keys.keys()].find((k) => cgroup.includes(k));
+        if (!id) continue;
+        const key = keys.get(id)!;
+        const ms = processCpuMs(pid);
+        live.set(key, (live.get(key) ?? 0) + ms);
+        if (key !== 'wirer') byProgram[labProgramOf(readFileSync(`/proc/${pid}/cmdline`, 'utf8').replace(/\0/g, ' '))] += ms;
+      } catch {
+        // the process ended meanwhile
+      }
     }
-  }
-  const byContainer = new Map([...read()].map(([k, ns]) => [k, ns / 1e6]));
-  let containers = 0;
-  for (const v of byContainer.values()) containers += v;
-  return { byProgram, exited: Math.max(0, containers - live), containers, byContainer };
+    let containers = 0;
+    let exited = 0;
+    let wiring = 0;
+    for (const [key, ns] of read()) {
+      const ms = ns / 1e6;
+      containers += ms;
+      if (key === 'wirer') wiring = ms;
+      else exited += Math.max(0, ms - (live.get(key) ?? 0));
+    }
+    return { byProgram, wiring, exited, containers };
+  };
 }
