@@ -60,6 +60,30 @@ const tcpOut = (t: number, src: string, sport: number, flags: number, payload = 
   ip: { src, dst: '8.8.8.8', proto: 6, ttl: 62, tcp: { sport, dport: 7007, flags, payload: Buffer.from(payload), seq: sport * 10 } },
 });
 
+/** a segment from the far end to `dst`:`dport` */
+const tcpIn = (t: number, dst: string, dport: number, flags: number): DecodedPacket => ({
+  t,
+  direction: 'unknown',
+  ip: { src: '8.8.8.8', dst, proto: 6, ttl: 64, tcp: { sport: 7007, dport, flags, payload: Buffer.alloc(0), seq: 1 } },
+});
+
+describe("a pod's capture: RSTs from the far end", () => {
+  it("an RST from the far end on a connection that carried a token is an EdgeReset of its flow, with the pod's local port; one on an unknown connection is none", () => {
+    const POD = '10.10.10.2';
+    const { edgeResets } = edgeEvidence(
+      [
+        tcpOut(1000, POD, 35992, TCP_FLAGS.SYN),
+        tcpOut(1001, POD, 35992, TCP_FLAGS.ACK | TCP_FLAGS.PSH, encodeProbe(TOK_B, 18)),
+        tcpIn(1002, POD, 35992, TCP_FLAGS.ACK),
+        tcpIn(4441, POD, 35992, TCP_FLAGS.RST),
+        tcpIn(4500, POD, 41000, TCP_FLAGS.RST),
+      ],
+      flows,
+    );
+    expect(edgeResets).toEqual([{ t: 4441, flow: 'tcp default/client-1 -> 8.8.8.8', port: 35992 }]);
+  });
+});
+
 describe('far-end evidence', () => {
   const packets: DecodedPacket[] = [
     udpOut(1000, FIP, TOK_A, 1),

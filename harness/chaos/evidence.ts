@@ -13,7 +13,7 @@ import type { DecodedPacket } from '../pcap/pcap.js';
 import type { KubeObject } from '../../lib/kube/types.js';
 import type { GatewayStatus } from '../cluster/cluster-status.js';
 import { summarizeStream, type Timeline } from '../probe/timeline.js';
-import type { ArpReply, EdgePacket, EdgeReply, FinalApi } from './invariants.js';
+import type { ArpReply, EdgePacket, EdgeReply, EdgeReset, FinalApi } from './invariants.js';
 
 /**
  * A flow as the far end knows it: its name, destination and port, protocol, and its probe segments
@@ -44,9 +44,14 @@ function payloadText(p: DecodedPacket): string | undefined {
  * of that connection carried one (a SYN without ACK is marked `syn`, with its ISN: a new connection; a FIN `fin` and an RST `rst`: a closed one; a segment with tokens lists their probe `seqs`), otherwise it is listed with every flow of its protocol to that
  * destination as a candidate (`candidates`: the no-leak check then allows any of their sources) —
  * only the flows of one pod when its source is that pod's own IP (pod IPs are unique). A packet from a
- * flow's destination and port carrying a reply (token, seq) is an EdgeReply.
+ * flow's destination and port carrying a reply (token, seq) is an EdgeReply; an RST from it on a
+ * connection that carried a token is an EdgeReset of that connection's flow (at a pod's interface:
+ * the far end aborted the pod's connection, whose local port it names).
  */
-export function edgeEvidence(packets: readonly DecodedPacket[], flows: readonly EdgeFlow[]): { edgePackets: EdgePacket[]; edgeReplies: EdgeReply[] } {
+export function edgeEvidence(
+  packets: readonly DecodedPacket[],
+  flows: readonly EdgeFlow[],
+): { edgePackets: EdgePacket[]; edgeReplies: EdgeReply[]; edgeResets: EdgeReset[] } {
   const byToken = new Map<string, EdgeFlow>();
   const offsets = new Map<string, number>();
   for (const f of flows) {
@@ -71,6 +76,7 @@ export function edgeEvidence(packets: readonly DecodedPacket[], flows: readonly 
   }
   const edgePackets: EdgePacket[] = [];
   const edgeReplies: EdgeReply[] = [];
+  const edgeResets: EdgeReset[] = [];
   for (const p of packets) {
     const ip = p.ip;
     const l4 = ip?.udp ?? ip?.tcp;
@@ -111,6 +117,10 @@ export function edgeEvidence(packets: readonly DecodedPacket[], flows: readonly 
         });
       }
     } else if (dests.has(`${ip.src}:${l4.sport}`)) {
+      if (ip.tcp && (ip.tcp.flags ?? 0) & 0x04) {
+        const flow = connFlow.get(conn(ip.dst, l4.dport, ip.src, l4.sport));
+        if (flow) edgeResets.push({ t: p.t, flow, port: l4.dport });
+      }
       const text = payloadText(p);
       if (!text) continue;
       for (const m of text.matchAll(REPLY_RE)) {
@@ -119,7 +129,7 @@ export function edgeEvidence(packets: readonly DecodedPacket[], flows: readonly 
       }
     }
   }
-  return { edgePackets, edgeReplies };
+  return { edgePackets, edgeReplies, edgeResets };
 }
 
 /**

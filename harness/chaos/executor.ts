@@ -624,6 +624,7 @@ async function runOnLab(
     replyExcuses: replyExcuses(topology, flows, changes, faultSpans, { transitionMs: bounds.transitionMs, graceMs: bounds.boundMs }),
     podReplies: podEvidence.edgeReplies,
     podSent: podEvidence.edgePackets,
+    podResets: podEvidence.edgeResets,
     conntrack: conntrackRules(topology, flows, changes, faultSpans),
     podConnectionEnds: podConnectionEnds(flows, faultSpans),
   };

@@ -230,6 +230,34 @@ describe('chaos invariants', () => {
     expect(checkInvariants({ ...e, podSent: closed7 }, opts)).toEqual([]);
   });
 
+  it('4 replies-reach-pod: a reply that left after the far end aborted the connection at the pod (an RST arriving on it) is not owed (chaos seed 848038419)', () => {
+    const STREAM = 'stream paul/frontend-2 -> 8.8.8.8';
+    const t = timeline(30, (s) => s === 18);
+    const streamFlow = { ...flow(t), flow: STREAM };
+    const POD = '10.10.11.1';
+    // seq 18 on port 35992 at 2756; the pair left its policy, the pod's retransmission left with the
+    // node IP and the far end reset it: the RST arrived at the pod on port 35992 at 4441; the far end's
+    // socket of the old tuple retransmitted seq 18's answer until 29465
+    const podSent = [
+      { t: 1000, flow: STREAM, src: POD, sport: 35992, syn: true, isn: 1 },
+      { t: 2756, flow: STREAM, src: POD, sport: 35992, seqs: [18] },
+      { t: 4441, flow: STREAM, src: POD, sport: 35992 },
+    ];
+    const resets = [{ t: 4441, flow: STREAM, port: 35992 }];
+    const reply = (at: number) => ({ t: at, flow: STREAM, seq: 18, port: 35992 });
+    const closedAt = closedAtOf(podSent, resets);
+    expect(closedAt(STREAM, 18)).toBe(4441);
+    expect(checkRepliesReachPod([reply(6105), reply(29465)], [streamFlow], { closedAt })).toEqual([]);
+    // before the RST arrived the answer was still owed; without the RST, every one of them is
+    expect(checkRepliesReachPod([reply(3609)], [streamFlow], { closedAt }).map((v) => v.at)).toEqual([3609]);
+    expect(closedAtOf(podSent)(STREAM, 18)).toBeUndefined();
+    expect(checkRepliesReachPod([reply(29465)], [streamFlow], { closedAt: closedAtOf(podSent) }).map((v) => v.at)).toEqual([29465]);
+    // an RST on the port of a later connection (after a SYN) does not end the earlier one's packets
+    expect(
+      closedAtOf([...podSent, { t: 5000, flow: STREAM, src: POD, sport: 35992, syn: true, isn: 2 }], [{ t: 6000, flow: STREAM, port: 35992 }])(STREAM, 18),
+    ).toBe(undefined);
+  });
+
   it("4 replies-reach-pod: a reply that left after the pod's node was stopped or killed, for a packet sent before, is not owed (chaos seed 848038040)", () => {
     // the pod's node stopped at 1650: seq 7 (sent at 1700) came after the stop, seq 3 (1300) and 6 (1600) before
     const ends = [{ flow: FLOW, at: 1650 }];

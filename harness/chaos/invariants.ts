@@ -80,6 +80,13 @@ export interface EdgeReply {
   dst?: string;
 }
 
+/** An RST from a flow's far end on one of its TCP connections (at a pod's interface: `port` is the pod's local port). */
+export interface EdgeReset {
+  t: number;
+  flow: string;
+  port: number;
+}
+
 /** A continuous probe's timeline, the flow it is, and the sources it must leave with once the schedule settled. */
 export interface FlowEvidence {
   flow: string;
@@ -742,8 +749,13 @@ export function deliveredOf(podReplies: readonly EdgeReply[]): Map<string, Set<n
  * another source, its old binding is gone by the rules, and the far end's answers to the old source
  * have no way back that the rules allow (delivering them is how a pod's node once let the pod's
  * answers out un-NATed: chaos seed 627642967, regressions/paused-holder-deleted-policy). With
- * `closedAt` (closedAtOf), neither are replies that left the far end after the pod had closed the
- * TCP connection that carried their packet (a FIN or an RST seen leaving the pod on it): the probe
+ * `closedAt` (closedAtOf), neither are replies that left the far end after the pod's TCP connection
+ * that carried their packet had ended at the pod: it closed it (a FIN or an RST seen leaving the pod
+ * on it), or the far end aborted it (an RST from the far end seen arriving at the pod on it: the
+ * pod's socket is gone; chaos seed 848038419: a pod relabelled out of its policy retransmitted with
+ * the node IP, the far end reset that new tuple, the pod's connection died with it, and the far
+ * end's socket of the old tuple went on retransmitting its answer to the egress IP for 25 s, whose
+ * binding the holder had flushed with the leaving pair, as it must). The probe
  * closes a connection once it has its answer or has given up waiting for it, and from then on the
  * connection's binding may be gone for good — an RST moves the entry to CLOSE (deleted 10 s later)
  * on every node it passes, and a holder that took the IP without the binding cannot pick the
@@ -817,6 +829,8 @@ export interface ChaosEvidence {
   podReplies?: EdgeReply[];
   /** what the same captures saw leave the pods (a stream's segments: its TCP's tries, retransmissions included) */
   podSent?: EdgePacket[];
+  /** RSTs from the far end the same captures saw arrive at the pods (a pod's connection the far end aborted) */
+  podResets?: EdgeReset[];
   /** when conntrack keeps an established flow's binding (invariants 1 and 3); none: no binding is kept */
   conntrack?: ConntrackRule[];
   /** moments each flow's pod lost every connection it had (its node stopped or killed: model.ts podConnectionEnds) */
@@ -843,18 +857,24 @@ export function keptBindingOf(
 }
 
 /**
- * When the pod closed (sent a FIN or an RST on) the TCP connection that carried each probe packet, by
- * flow and seq (`podSent`: a capture at the pod): its connection is the local port of the segment
- * that carried the packet's token, from that segment until a SYN of a new connection on that port.
+ * When the pod's TCP connection that carried each probe packet ended at the pod, by flow and seq:
+ * the pod closed it (sent a FIN or an RST on it: `podSent`, a capture at the pod), or the far end
+ * aborted it (an RST from the far end arrived at the pod on it: `podResets`, the same capture; the
+ * pod's socket is gone from then on). Its connection is the local port of the segment that carried
+ * the packet's token, from that segment until a SYN of a new connection on that port.
  */
-export function closedAtOf(podSent: readonly EdgePacket[]): (flow: string, seq: number) => number | undefined {
-  const byPort = new Map<number, EdgePacket[]>();
+export function closedAtOf(podSent: readonly EdgePacket[], podResets: readonly EdgeReset[] = []): (flow: string, seq: number) => number | undefined {
+  const byPort = new Map<number, { t: number; flow: string; seqs?: number[]; syn?: boolean; end?: boolean }[]>();
+  const add = (port: number, e: { t: number; flow: string; seqs?: number[]; syn?: boolean; end?: boolean }) => {
+    const list = byPort.get(port);
+    if (list) list.push(e);
+    else byPort.set(port, [e]);
+  };
   for (const p of podSent) {
     if (p.sport === undefined) continue;
-    const list = byPort.get(p.sport);
-    if (list) list.push(p);
-    else byPort.set(p.sport, [p]);
+    add(p.sport, { t: p.t, flow: p.flow, ...(p.seqs ? { seqs: p.seqs } : {}), ...(p.syn ? { syn: true } : {}), ...(p.fin || p.rst ? { end: true } : {}) });
   }
+  for (const r of podResets) add(r.port, { t: r.t, flow: r.flow, end: true });
   for (const list of byPort.values()) list.sort((a, b) => a.t - b.t);
   const closed = new Map<string, number>();
   for (const list of byPort.values()) {
@@ -863,7 +883,7 @@ export function closedAtOf(podSent: readonly EdgePacket[]): (flow: string, seq: 
       let end: number | undefined;
       for (const q of list.slice(i + 1)) {
         if (q.syn) break;
-        if (q.fin || q.rst) {
+        if (q.end) {
           end = q.t;
           break;
         }
@@ -922,7 +942,7 @@ export function checkInvariants(e: ChaosEvidence, o: InvariantOptions): Violatio
       ...(o.replyTransitMs !== undefined ? { transitMs: o.replyTransitMs } : {}),
       ...(delivered ? { delivered } : {}),
       ...(e.podSent || e.podConnectionEnds?.length
-        ? { closedAt: connectionEndOf(e.flows, e.podSent ? closedAtOf(e.podSent) : undefined, e.podConnectionEnds ?? []) }
+        ? { closedAt: connectionEndOf(e.flows, e.podSent ? closedAtOf(e.podSent, e.podResets ?? []) : undefined, e.podConnectionEnds ?? []) }
         : {}),
     }),
   ].sort((a, b) => a.at - b.at);
