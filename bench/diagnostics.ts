@@ -27,6 +27,7 @@ import { pollUntil } from '../harness/util/poll.js';
 import { R, type KubeClient } from '../lib/kube/client.js';
 import { collectLabDiagnostics } from '../harness/testing/diagnostics.js';
 import { LOG_DIR } from '../harness/lab/process.js';
+import { cgroupCpuNs } from './lab-measure.js';
 
 const { flags } = programArgs('dist/bench/diagnostics.js', {
   flags: { runs: { value: true, int: true }, lab: { value: true, arg: 'NAME' }, busy: {} },
@@ -46,18 +47,8 @@ function hostCpuSeconds(): number {
 /** CPU time (s) of the lab's containers (cgroup v1 cpuacct or v2 cpu.stat), and of the engine: dockerd, containerd and the shims with their reaped children (runc exec). */
 function labCpuSeconds(ids: string[]): { containers: number; engine: number } {
   let containers = 0;
-  for (const id of ids) {
-    try {
-      containers += Number(readFileSync(`/sys/fs/cgroup/cpuacct/docker/${id}/cpuacct.usage`, 'utf8')) / 1e9;
-    } catch {
-      try {
-        const m = /usage_usec (\d+)/.exec(readFileSync(`/sys/fs/cgroup/system.slice/docker-${id}.scope/cpu.stat`, 'utf8'));
-        containers += Number(m?.[1] ?? 0) / 1e6;
-      } catch {
-        // not readable here: counted as 0
-      }
-    }
-  }
+  // not readable here: counted as 0
+  for (const id of ids) containers += (cgroupCpuNs(id) ?? 0) / 1e9;
   let engine = 0;
   for (const pid of readdirSync('/proc').filter((d) => /^\d+$/.test(d))) {
     try {

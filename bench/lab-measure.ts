@@ -81,26 +81,36 @@ export async function labIdleCpuPercent(labId: string, seconds: number): Promise
  * not there (remote engine, another cgroup layout): then use labCpuNs.
  */
 export async function labCpuReader(labId: string): Promise<(() => Map<string, number>) | null> {
+  return cgroupReader(await labContainers(labId));
+}
+
+/** The lab's running containers: engine id and key in the lab (node-1, cp-1, router, ...). */
+async function labContainers(labId: string): Promise<{ id: string; key: string }[]> {
   const list = await docker().listContainers({ filters: { label: [`${LABEL.lab}=${labId}`] } });
-  const files = list.map((c) => {
-    const v1 = `/sys/fs/cgroup/cpuacct/docker/${c.Id}/cpuacct.usage`;
-    const v2 = `/sys/fs/cgroup/system.slice/docker-${c.Id}.scope/cpu.stat`;
-    return { key: keyOf(c.Names[0] ?? c.Id), v1, v2 };
-  });
-  const readNs = (f: { v1: string; v2: string }): number | null => {
+  return list.map((c) => ({ id: c.Id, key: keyOf(c.Names[0] ?? c.Id) }));
+}
+
+/**
+ * A container's cgroup CPU counter in ns, from the host's cgroup files (v1 cpuacct.usage, or v2
+ * cpu.stat usage_usec), or null when neither is there (remote engine, another cgroup layout).
+ */
+export function cgroupCpuNs(id: string): number | null {
+  try {
+    return Number(readFileSync(`/sys/fs/cgroup/cpuacct/docker/${id}/cpuacct.usage`, 'utf8'));
+  } catch {
     try {
-      return Number(readFileSync(f.v1, 'utf8'));
+      const m = /^usage_usec (\d+)$/m.exec(readFileSync(`/sys/fs/cgroup/system.slice/docker-${id}.scope/cpu.stat`, 'utf8'));
+      return m ? Number(m[1]) * 1000 : null;
     } catch {
-      try {
-        const m = /^usage_usec (\d+)$/m.exec(readFileSync(f.v2, 'utf8'));
-        return m ? Number(m[1]) * 1000 : null;
-      } catch {
-        return null;
-      }
+      return null;
     }
-  };
-  if (files.length === 0 || files.some((f) => readNs(f) === null)) return null;
-  return () => new Map(files.map((f) => [f.key, readNs(f) ?? 0]));
+  }
+}
+
+/** labCpuReader for containers already listed. */
+function cgroupReader(containers: readonly { id: string; key: string }[]): (() => Map<string, number>) | null {
+  if (containers.length === 0 || containers.some((c) => cgroupCpuNs(c.id) === null)) return null;
+  return () => new Map(containers.map((c) => [c.key, cgroupCpuNs(c.id) ?? 0]));
 }
 
 /**
@@ -166,10 +176,10 @@ function processCpuMs(pid: string): number {
  * the files cannot be read.
  */
 export async function labCpuSplitReader(labId: string): Promise<(() => LabCpuSplit) | null> {
-  const read = await labCpuReader(labId);
+  const containers = await labContainers(labId);
+  const read = cgroupReader(containers);
   if (!read) return null;
-  const list = await docker().listContainers({ filters: { label: [`${LABEL.lab}=${labId}`] } });
-  const keys = new Map(list.map((c) => [c.Id, keyOf(c.Names[0] ?? c.Id)]));
+  const keys = new Map(containers.map((c) => [c.id, c.key]));
   return () => {
     const byProgram: Record<LabProgram, number> = { agent: 0, controller: 0, helper: 0, responder: 0, other: 0 };
     const live = new Map<string, number>();

@@ -444,20 +444,15 @@ export function renderGateway(plan: GatewayPlan, opts: RenderOptions = {}): Rend
   // named, refilled in place like every set here: written inline in its rule, it was a new set at
   // every apply, and a new interval set misses lookups for a moment (agent/host/nft-replace.ts)
   out += `${t}set clusterpods { type ipv4_addr; flags interval;${elements(clusterPodCidrs(plan.podCIDRs, plan.peerPodCIDRs))} }\n`;
-  for (const p of plan.policies) {
-    const k = prefixOf(p);
-    out += `${t}set ${k}_src { type ipv4_addr;${elements(p.localSources)} }\n`;
-    out += `${t}set ${k}_all { type ipv4_addr;${elements(p.allSources)} }\n`;
-    out += `${t}set ${k}_dst { type ipv4_addr; flags interval;${elements(p.destinations)} }\n`;
-  }
+  const policySets = (k: string, src: readonly string[], all: readonly string[], dst: readonly string[]) =>
+    `${t}set ${k}_src { type ipv4_addr;${elements(src)} }\n` +
+    `${t}set ${k}_all { type ipv4_addr;${elements(all)} }\n` +
+    `${t}set ${k}_dst { type ipv4_addr; flags interval;${elements(dst)} }\n`;
+  for (const p of plan.policies) out += policySets(prefixOf(p), p.localSources, p.allSources, p.destinations);
   // Every policy's leaving sets exist, empty, before any transition needs them: a transition in
   // which some of a policy's pairs leave (a pod relabelled, a destination removed) fills them in
   // place instead of creating them (setPrefixes; a created interval set misses lookups for a moment).
-  for (const k of standbyLeavingPrefixes(plan.policies)) {
-    out += `${t}set ${k}_src { type ipv4_addr; }\n`;
-    out += `${t}set ${k}_all { type ipv4_addr; }\n`;
-    out += `${t}set ${k}_dst { type ipv4_addr; flags interval; }\n`;
-  }
+  for (const k of standbyLeavingPrefixes(plan.policies)) out += policySets(k, [], [], []);
 
   // prerouting: NetworkPolicy, then egress selection (mark / bypass / fail-closed drop)
   // the holder marks what egress_snat will SNAT among the traffic forwarded to it: the forward

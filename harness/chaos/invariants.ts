@@ -864,8 +864,10 @@ export function keptBindingOf(
  * the packet's token, from that segment until a SYN of a new connection on that port.
  */
 export function closedAtOf(podSent: readonly EdgePacket[], podResets: readonly EdgeReset[] = []): (flow: string, seq: number) => number | undefined {
-  const byPort = new Map<number, { t: number; flow: string; seqs?: number[]; syn?: boolean; end?: boolean }[]>();
-  const add = (port: number, e: { t: number; flow: string; seqs?: number[]; syn?: boolean; end?: boolean }) => {
+  // what happened on one local port: a segment carrying probe packets, a new connection (syn), an end
+  type PortEvent = { t: number; flow: string; seqs?: number[]; syn?: boolean; end?: boolean };
+  const byPort = new Map<number, PortEvent[]>();
+  const add = (port: number, e: PortEvent) => {
     const list = byPort.get(port);
     if (list) list.push(e);
     else byPort.set(port, [e]);
